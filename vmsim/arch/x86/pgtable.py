@@ -1,0 +1,178 @@
+"""Page-table pages and the kernel's accessors (arch/x86/include/asm/pgtable*.h).
+
+Table pages are frames from the page allocator; their 512 entries live in one
+chunk-grown int64 pool, row ``mem_map.private[pfn]`` (the ptdesc). A "pointer to an
+entry" (``pte_t *``, ``pmd_t *`` ...) is a flat index into the pool: row * 512 + index.
+Entries are int64 (bit 63, NX, is the sign bit); see pgtable_types.
+
+The P4D level is folded at runtime on 4-level paging (pgtable_l5_enabled() false):
+p4d_offset() returns the pgd pointer itself, as in arch/x86/include/asm/pgtable.h.
+"""
+import numpy as np
+
+from vmsim.arch.x86.pgtable_types import (
+    _PAGE_PRESENT, _PAGE_RW, _PAGE_USER, _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PSE,
+    _PAGE_SPECIAL, _PAGE_PROTNONE, _PAGE_NX, _PAGE_SOFT_DIRTY, _PAGE_UFFD_WP,
+    PTE_PFN_MASK, PAGE_SHIFT, _PAGE_GLOBAL)
+
+PTRS_PER_TABLE = 512
+_PFN_MASK = PTE_PFN_MASK
+
+
+class PageTablePool:
+    """The rows of 512 entries backing every page-table page, indexed via the PFN."""
+
+    CHUNK = 256
+
+    def __init__(self):
+        self.arr = np.zeros(self.CHUNK * PTRS_PER_TABLE, dtype=np.int64)
+        self.mv = memoryview(self.arr)
+        self.slot_pfn = [0] * self.CHUNK
+        self.free_slots = []
+        self.used = 0
+
+    def alloc_slot(self, pfn: int) -> int:
+        if self.free_slots:
+            slot = self.free_slots.pop()
+        else:
+            if self.used * PTRS_PER_TABLE == len(self.arr):
+                grow = max(self.CHUNK, self.used // 2)
+                new = np.zeros(len(self.arr) + grow * PTRS_PER_TABLE, dtype=np.int64)
+                new[:len(self.arr)] = self.arr
+                self.arr = new
+                self.mv = memoryview(new)
+                self.slot_pfn.extend([0] * grow)
+            slot = self.used
+            self.used += 1
+        self.slot_pfn[slot] = pfn
+        return slot
+
+    def free_slot(self, slot: int):
+        base = slot * PTRS_PER_TABLE
+        self.arr[base:base + PTRS_PER_TABLE] = 0
+        self.slot_pfn[slot] = 0
+        self.free_slots.append(slot)
+
+    def nr_tables(self) -> int:
+        return self.used - len(self.free_slots)
+
+
+# --- entry tests (pgtable.h) --------------------------------------------------
+def pte_none(pte: int) -> bool:
+    """Return whether the entry is empty (pte_none: no bits but A/D ignored on x86)."""
+    return pte == 0
+
+
+def pte_present(pte: int) -> bool:
+    return bool(pte & (_PAGE_PRESENT | _PAGE_PROTNONE))
+
+
+def pte_protnone(pte: int) -> bool:
+    return (pte & (_PAGE_PROTNONE | _PAGE_PRESENT)) == _PAGE_PROTNONE
+
+
+def pte_write(pte: int) -> bool:
+    return bool(pte & _PAGE_RW)
+
+
+def pte_dirty(pte: int) -> bool:
+    return bool(pte & _PAGE_DIRTY)
+
+
+def pte_young(pte: int) -> bool:
+    return bool(pte & _PAGE_ACCESSED)
+
+
+def pte_special(pte: int) -> bool:
+    return bool(pte & _PAGE_SPECIAL)
+
+
+def pte_pfn(pte: int) -> int:
+    return (pte & _PFN_MASK) >> PAGE_SHIFT
+
+
+def pmd_none(pmd: int) -> bool:
+    return pmd == 0
+
+
+def pmd_present(pmd: int) -> bool:
+    return bool(pmd & (_PAGE_PRESENT | _PAGE_PROTNONE | _PAGE_PSE))
+
+
+def pmd_trans_huge(pmd: int) -> bool:
+    """Return whether the PMD maps a huge page (PS bit set)."""
+    return (pmd & (_PAGE_PSE | _PAGE_PRESENT)) == (_PAGE_PSE | _PAGE_PRESENT)
+
+
+pud_none = p4d_none = pgd_none = pmd_none
+
+
+def pud_trans_huge(pud: int) -> bool:
+    return (pud & (_PAGE_PSE | _PAGE_PRESENT)) == (_PAGE_PSE | _PAGE_PRESENT)
+
+
+def pmd_write(pmd: int) -> bool:
+    return bool(pmd & _PAGE_RW)
+
+
+pud_write = pmd_write
+
+
+# --- entry constructors / modifiers --------------------------------------------
+def pfn_pte(pfn: int, prot: int) -> int:
+    """Return a pte mapping ``pfn`` with protection ``prot`` (pfn_pte)."""
+    return (pfn << PAGE_SHIFT) | prot
+
+
+def pte_mkyoung(pte: int) -> int:
+    return pte | _PAGE_ACCESSED
+
+
+def pte_mkold(pte: int) -> int:
+    return pte & ~_PAGE_ACCESSED
+
+
+def pte_mkdirty(pte: int) -> int:
+    """pte_mkdirty(): x86 sets _PAGE_DIRTY and _PAGE_SOFT_DIRTY (0 in this profile)."""
+    return pte | _PAGE_DIRTY | _PAGE_SOFT_DIRTY
+
+
+def pte_mkclean(pte: int) -> int:
+    return pte & ~_PAGE_DIRTY
+
+
+def pte_mkwrite(pte: int, vma=None) -> int:
+    """pte_mkwrite(): shadow-stack VMAs are not modelled, so just set RW."""
+    return pte | _PAGE_RW
+
+
+def pte_wrprotect(pte: int) -> int:
+    return pte & ~_PAGE_RW
+
+
+def pte_mkspecial(pte: int) -> int:
+    return pte | _PAGE_SPECIAL
+
+
+def pte_modify(pte: int, newprot: int) -> int:
+    """pte_modify(): keep PFN, A, D, special, soft-dirty, uffd-wp; take the rest from newprot."""
+    _PAGE_CHG_MASK = (_PFN_MASK | _PAGE_ACCESSED | _PAGE_DIRTY | _PAGE_SPECIAL |
+                      _PAGE_SOFT_DIRTY | _PAGE_UFFD_WP | 0x18)   # PCD|PWT
+    return (pte & _PAGE_CHG_MASK) | (newprot & ~_PAGE_CHG_MASK)
+
+
+def mk_table_entry(pfn: int) -> int:
+    """The entry a p*d_populate() writes for a user table: _PAGE_TABLE | pfn."""
+    return (pfn << PAGE_SHIFT) | _PAGE_PRESENT | _PAGE_RW | _PAGE_USER | _PAGE_ACCESSED | _PAGE_DIRTY
+
+
+def mk_kernel_table_entry(pfn: int) -> int:
+    """_KERNPG_TABLE | pfn, as init_mm's tables are populated."""
+    return (pfn << PAGE_SHIFT) | _PAGE_PRESENT | _PAGE_RW | _PAGE_ACCESSED | _PAGE_DIRTY
+
+
+def pgprot_val(prot: int) -> int:
+    return prot
+
+
+__all__ = [n for n in dir() if not n.startswith("__") and n not in ("np",)]

@@ -1,0 +1,270 @@
+"""mm_struct, vm_area_struct, vm_fault and the flag sets they carry.
+
+Mirrors include/linux/mm_types.h, include/linux/mm.h (VM_*, FAULT_FLAG_*) and
+include/linux/mm_types.h's vm_fault_t (VM_FAULT_*). The maple tree is modelled as
+two sorted parallel lists (vm_end keys and VMAs) searched with bisect.
+"""
+import bisect
+
+# VM_* (include/linux/mm.h)
+VM_NONE = 0
+VM_READ = 0x1
+VM_WRITE = 0x2
+VM_EXEC = 0x4
+VM_SHARED = 0x8
+VM_MAYREAD = 0x10
+VM_MAYWRITE = 0x20
+VM_MAYEXEC = 0x40
+VM_MAYSHARE = 0x80
+VM_GROWSDOWN = 0x100
+VM_UFFD_MISSING = 0x200
+VM_PFNMAP = 0x400
+VM_MAYBE_GUARD = 0x800
+VM_UFFD_WP = 0x1000
+VM_LOCKED = 0x2000
+VM_IO = 0x4000
+VM_SEQ_READ = 0x8000
+VM_RAND_READ = 0x10000
+VM_DONTCOPY = 0x20000
+VM_DONTEXPAND = 0x40000
+VM_LOCKONFAULT = 0x80000
+VM_ACCOUNT = 0x100000
+VM_NORESERVE = 0x200000
+VM_HUGETLB = 0x400000
+VM_SYNC = 0x800000
+VM_ARCH_1 = 0x1000000
+VM_WIPEONFORK = 0x2000000
+VM_DONTDUMP = 0x4000000
+VM_SOFTDIRTY = 0              # CONFIG_MEM_SOFT_DIRTY off in this profile
+VM_MIXEDMAP = 0x10000000
+VM_HUGEPAGE = 0x20000000
+VM_NOHUGEPAGE = 0x40000000
+VM_MERGEABLE = 0x80000000
+VM_STACK = VM_GROWSDOWN
+VM_STACK_INCOMPLETE_SETUP = 0x10000 | 0x8000     # VM_RAND_READ | VM_SEQ_READ
+VM_LOCKED_MASK = VM_LOCKED | VM_LOCKONFAULT
+VM_ACCESS_FLAGS = VM_READ | VM_WRITE | VM_EXEC
+VM_DATA_DEFAULT_FLAGS = VM_READ | VM_WRITE | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC  # VM_DATA_FLAGS_TSK_EXEC w/o exec
+VM_STACK_DEFAULT_FLAGS = VM_DATA_DEFAULT_FLAGS
+VM_SPECIAL = VM_IO | VM_DONTEXPAND | VM_PFNMAP | VM_MIXEDMAP
+VM_STICKY = 0
+VM_IGNORE_MERGE = VM_SOFTDIRTY
+
+# FAULT_FLAG_* (include/linux/mm_types.h enum fault_flag)
+FAULT_FLAG_WRITE = 1 << 0
+FAULT_FLAG_MKWRITE = 1 << 1
+FAULT_FLAG_ALLOW_RETRY = 1 << 2
+FAULT_FLAG_RETRY_NOWAIT = 1 << 3
+FAULT_FLAG_KILLABLE = 1 << 4
+FAULT_FLAG_TRIED = 1 << 5
+FAULT_FLAG_USER = 1 << 6
+FAULT_FLAG_REMOTE = 1 << 7
+FAULT_FLAG_INSTRUCTION = 1 << 8
+FAULT_FLAG_INTERRUPTIBLE = 1 << 9
+FAULT_FLAG_UNSHARE = 1 << 10
+FAULT_FLAG_ORIG_PTE_VALID = 1 << 11
+FAULT_FLAG_VMA_LOCK = 1 << 12
+FAULT_FLAG_DEFAULT = FAULT_FLAG_ALLOW_RETRY | FAULT_FLAG_KILLABLE | FAULT_FLAG_INTERRUPTIBLE
+
+# vm_fault_t (include/linux/mm_types.h enum vm_fault_reason)
+VM_FAULT_OOM = 0x000001
+VM_FAULT_SIGBUS = 0x000002
+VM_FAULT_MAJOR = 0x000004
+VM_FAULT_HWPOISON = 0x000010
+VM_FAULT_HWPOISON_LARGE = 0x000020
+VM_FAULT_SIGSEGV = 0x000040
+VM_FAULT_NOPAGE = 0x000100
+VM_FAULT_LOCKED = 0x000200
+VM_FAULT_RETRY = 0x000400
+VM_FAULT_FALLBACK = 0x000800
+VM_FAULT_DONE_COW = 0x001000
+VM_FAULT_NEEDDSYNC = 0x002000
+VM_FAULT_COMPLETED = 0x004000
+VM_FAULT_ERROR = (VM_FAULT_OOM | VM_FAULT_SIGBUS | VM_FAULT_SIGSEGV | VM_FAULT_HWPOISON |
+                  VM_FAULT_HWPOISON_LARGE | VM_FAULT_FALLBACK)
+
+VM_FAULT_NAMES = {VM_FAULT_OOM: "OOM", VM_FAULT_SIGBUS: "SIGBUS", VM_FAULT_MAJOR: "MAJOR",
+                  VM_FAULT_HWPOISON: "HWPOISON", VM_FAULT_SIGSEGV: "SIGSEGV",
+                  VM_FAULT_NOPAGE: "NOPAGE", VM_FAULT_LOCKED: "LOCKED", VM_FAULT_RETRY: "RETRY",
+                  VM_FAULT_FALLBACK: "FALLBACK", VM_FAULT_DONE_COW: "DONE_COW",
+                  VM_FAULT_COMPLETED: "COMPLETED"}
+
+# mm counters (include/linux/mm_types_task.h)
+MM_FILEPAGES, MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES = 0, 1, 2, 3
+NR_MM_COUNTERS = 4
+
+
+class vm_area_struct:
+    """struct vm_area_struct."""
+    __slots__ = ("vm_start", "vm_end", "vm_mm", "vm_page_prot", "vm_flags", "vm_pgoff",
+                 "vm_file", "vm_ops", "anon_vma", "vm_private_data", "anon_name",
+                 "vm_lock_seq", "detached", "__weakref__")
+
+    def __init__(self, mm, start, end, flags, prot, pgoff=0, file=None, ops=None):
+        self.vm_mm = mm
+        self.vm_start = start
+        self.vm_end = end
+        self.vm_flags = flags
+        self.vm_page_prot = prot
+        self.vm_pgoff = pgoff
+        self.vm_file = file
+        self.vm_ops = ops
+        self.anon_vma = None
+        self.vm_private_data = None
+        self.anon_name = None
+        self.vm_lock_seq = 0
+        self.detached = False
+
+    def __repr__(self):
+        return f"<vma {self.vm_start:#x}-{self.vm_end:#x} flags={self.vm_flags:#x}>"
+
+
+def vma_is_anonymous(vma) -> bool:
+    """Return whether the VMA has no vm_ops (vma_is_anonymous())."""
+    return vma.vm_ops is None
+
+
+def vma_is_accessible(vma) -> bool:
+    return bool(vma.vm_flags & VM_ACCESS_FLAGS)
+
+
+def vma_pages(vma) -> int:
+    return (vma.vm_end - vma.vm_start) >> 12
+
+
+def linear_page_index(vma, address: int) -> int:
+    """Return the page-cache index of ``address`` in ``vma`` (linear_page_index())."""
+    return ((address - vma.vm_start) >> 12) + vma.vm_pgoff
+
+
+class mm_struct:
+    """struct mm_struct: the VMA tree, the PGD, counters and layout."""
+
+    def __init__(self, kernel):
+        self.kernel = kernel
+        self.mm_mt_ends = []        # sorted vm_end of each VMA (maple tree keys)
+        self.mm_mt = []             # the VMAs, in address order
+        self.pgd = -1               # PFN of the PGD page
+        self.pgd_ptr = 0            # pool index of pgd entry 0
+        self.rss_stat = [0] * NR_MM_COUNTERS
+        self.hiwater_rss = 0
+        self.hiwater_vm = 0
+        self.total_vm = 0
+        self.locked_vm = 0
+        self.pinned_vm = 0
+        self.data_vm = 0
+        self.exec_vm = 0
+        self.stack_vm = 0
+        self.pgtables_bytes = 0
+        self.map_count = 0
+        self.mmap_base = 0
+        self.mmap_legacy_base = 0
+        self.task_size = 0
+        self.start_code = self.end_code = self.start_data = self.end_data = 0
+        self.start_brk = self.brk = self.start_stack = 0
+        self.arg_start = self.arg_end = self.env_start = self.env_end = 0
+        self.def_flags = 0
+        self.mm_users = 1
+        self.mm_count = 1
+        self.flags = 0
+        self.context_id = 0
+        self.mmu_notifiers = []
+        self.tlb_flush_pending = 0
+        self.owner = None
+
+    # --- the VMA tree (mm/mmap.c find_vma, maple tree walks) ------------------
+    def find_vma(self, addr: int):
+        """Return the first VMA with vm_end > addr, or None (find_vma())."""
+        i = bisect.bisect_right(self.mm_mt_ends, addr)
+        return self.mm_mt[i] if i < len(self.mm_mt) else None
+
+    def vma_lookup(self, addr: int):
+        """Return the VMA containing addr, or None (vma_lookup())."""
+        i = bisect.bisect_right(self.mm_mt_ends, addr)
+        if i < len(self.mm_mt):
+            v = self.mm_mt[i]
+            if v.vm_start <= addr:
+                return v
+        return None
+
+    def find_vma_prev(self, addr: int):
+        """Return (vma, prev) as find_vma_prev() does."""
+        i = bisect.bisect_right(self.mm_mt_ends, addr)
+        vma = self.mm_mt[i] if i < len(self.mm_mt) else None
+        prev = self.mm_mt[i - 1] if i > 0 else None
+        return vma, prev
+
+    def vma_prev(self, vma):
+        i = self._index(vma)
+        return self.mm_mt[i - 1] if i > 0 else None
+
+    def vma_next(self, vma):
+        i = self._index(vma)
+        return self.mm_mt[i + 1] if i + 1 < len(self.mm_mt) else None
+
+    def _index(self, vma) -> int:
+        i = bisect.bisect_left(self.mm_mt_ends, vma.vm_end)
+        while self.mm_mt[i] is not vma:
+            i += 1
+        return i
+
+    def vmas_in(self, start: int, end: int):
+        """Return the VMAs intersecting [start, end), in order."""
+        i = bisect.bisect_right(self.mm_mt_ends, start)
+        out = []
+        while i < len(self.mm_mt) and self.mm_mt[i].vm_start < end:
+            out.append(self.mm_mt[i])
+            i += 1
+        return out
+
+    def vma_store(self, vma):
+        """Insert ``vma`` (no overlap allowed) (vma_iter_store())."""
+        i = bisect.bisect_right(self.mm_mt_ends, vma.vm_start)
+        assert i == len(self.mm_mt) or self.mm_mt[i].vm_start >= vma.vm_end, "VMA overlap"
+        self.mm_mt_ends.insert(i, vma.vm_end)
+        self.mm_mt.insert(i, vma)
+        self.map_count += 1
+
+    def vma_remove(self, vma):
+        i = self._index(vma)
+        del self.mm_mt[i]
+        del self.mm_mt_ends[i]
+        self.map_count -= 1
+        vma.detached = True
+
+    def vma_update(self, vma, start: int, end: int):
+        """Change a VMA's bounds in place, keeping the tree ordered."""
+        self.vma_remove(vma)
+        vma.vm_start, vma.vm_end = start, end
+        vma.detached = False
+        self.vma_store(vma)
+
+    def get_mm_counter(self, member: int) -> int:
+        return self.rss_stat[member]
+
+    def get_mm_rss(self) -> int:
+        r = self.rss_stat
+        return r[MM_FILEPAGES] + r[MM_ANONPAGES] + r[MM_SHMEMPAGES]
+
+
+class vm_fault:
+    """struct vm_fault: the state passed down the fault path."""
+    __slots__ = ("vma", "address", "real_address", "flags", "pgoff", "gfp_mask",
+                 "pud", "pmd", "pte", "orig_pte", "orig_pmd", "page", "cow_page", "folio",
+                 "prealloc_pte", "ptl")
+
+    def __init__(self, vma, address, flags):
+        self.vma = vma
+        self.real_address = address
+        self.address = address & ~0xFFF
+        self.flags = flags
+        self.pgoff = ((address - vma.vm_start) >> 12) + vma.vm_pgoff
+        self.gfp_mask = 0
+        self.pud = self.pmd = self.pte = -1
+        self.orig_pte = 0
+        self.orig_pmd = 0
+        self.page = -1
+        self.cow_page = -1
+        self.folio = -1
+        self.prealloc_pte = -1
+        self.ptl = None

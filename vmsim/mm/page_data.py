@@ -1,0 +1,116 @@
+"""The bytes held in physical frames: RAM contents, kept sparsely.
+
+Not a kernel file: this is the memory the hardware holds. A frame's ``private`` word
+in mem_map is its data handle:
+
+* 0: all zeros (every frame the allocator hands out reads as zeros, as __GFP_ZERO /
+  clear_user_highpage leave it);
+* > 0: one small run written inline: bits 0..11 offset, 12..14 length (1..6),
+  15..62 up to six bytes (a ``touch`` store costs no extra host memory);
+* < 0: the frame's 4 KiB live in row ``~handle`` of a chunk-grown pool.
+
+The inline encoding is arrays-and-ints only, so the compiled access path can store a
+touch byte without returning to Python. Frames that are freed drop their data.
+"""
+import numpy as np
+
+PAGE_SIZE = 4096
+INLINE_MAX = 6
+
+
+def inline_encode(off: int, data: bytes) -> int:
+    """Return the inline handle of ``data`` at ``off`` (len(data) <= 6)."""
+    return off | (len(data) << 12) | (int.from_bytes(data, "little") << 15)
+
+
+def inline_decode(handle: int):
+    """Return (offset, bytes) of an inline handle."""
+    off = handle & 0xFFF
+    n = (handle >> 12) & 7
+    return off, ((handle >> 15) & ((1 << (8 * n)) - 1)).to_bytes(n, "little")
+
+
+class PageData:
+    """Frame contents: the per-frame handle (mem_map private) plus the full-page pool."""
+
+    CHUNK = 1024
+
+    def __init__(self, private_mv):
+        self.private = private_mv
+        self.pool = np.zeros((0, PAGE_SIZE), dtype=np.uint8)
+        self.free_rows = []
+        self.rows_used = 0
+
+    def _alloc_row(self) -> int:
+        if self.free_rows:
+            return self.free_rows.pop()
+        if self.rows_used == len(self.pool):
+            new = np.zeros((len(self.pool) + max(self.CHUNK, len(self.pool) // 2), PAGE_SIZE),
+                           dtype=np.uint8)
+            new[:len(self.pool)] = self.pool
+            self.pool = new
+        self.rows_used += 1
+        return self.rows_used - 1
+
+    def read(self, pfn: int, off: int, n: int) -> bytes:
+        """Return n bytes at ``off`` of frame ``pfn`` (off + n <= 4096)."""
+        h = self.private[pfn]
+        if h == 0:
+            return bytes(n)
+        if h < 0:
+            return self.pool[~h, off:off + n].tobytes()
+        ioff, data = inline_decode(h)
+        lo, hi = max(off, ioff), min(off + n, ioff + len(data))
+        if lo >= hi:
+            return bytes(n)
+        buf = bytearray(n)
+        buf[lo - off:hi - off] = data[lo - ioff:hi - ioff]
+        return bytes(buf)
+
+    def write(self, pfn: int, off: int, data: bytes):
+        """Store ``data`` at ``off`` of frame ``pfn`` (off + len <= 4096)."""
+        h = self.private[pfn]
+        n = len(data)
+        if h >= 0:
+            if h == 0 and n <= INLINE_MAX:
+                if any(data):
+                    self.private[pfn] = inline_encode(off, data)
+                return
+            if h > 0:
+                ioff, old = inline_decode(h)
+                if ioff == off and n <= INLINE_MAX and n >= len(old):
+                    self.private[pfn] = inline_encode(off, data)
+                    return
+            row = self._alloc_row()
+            if h > 0:
+                self.pool[row, ioff:ioff + len(old)] = np.frombuffer(old, dtype=np.uint8)
+            self.private[pfn] = ~row
+            h = ~row
+        self.pool[~h, off:off + n] = np.frombuffer(data, dtype=np.uint8)
+
+    def copy(self, dst: int, src: int):
+        """copy_highpage(): frame ``dst`` gets the contents of frame ``src``."""
+        self.clear(dst)
+        h = self.private[src]
+        if h < 0:
+            row = self._alloc_row()
+            self.pool[row] = self.pool[~h]
+            self.private[dst] = ~row
+        else:
+            self.private[dst] = h
+
+    def clear(self, pfn: int):
+        """clear_page(): drop the frame's data (it reads as zeros)."""
+        h = self.private[pfn]
+        if h < 0:
+            self.pool[~h] = 0
+            self.free_rows.append(~h)
+        self.private[pfn] = 0
+
+    def is_zero(self, pfn: int) -> bool:
+        h = self.private[pfn]
+        if h == 0:
+            return True
+        if h > 0:
+            return not any(inline_decode(h)[1])
+        return not self.pool[~h].any()
