@@ -600,6 +600,22 @@ static void s_madv_free(void)
 	m_begin(); rc = madvise(p, 16 * PG, MADV_FREE); m_end();
 	ex("\"rc\":%d", rc);
 	report("madv_free", p, 16, 0);
+	/* folio_mark_lazyfree() goes through a per-CPU folio batch; smaps LazyFree
+	 * (anon && !swapbacked) only shows after that batch drains.  Unmapping an
+	 * unrelated touched page runs free_pages_and_swap_cache() -> lru_add_drain()
+	 * on this CPU (we are pinned to CPU 0). */
+	char *o = map_anon(1, RW, PRIV);
+	wr_pages(o, 0, 1, 1, 1);
+	munmap(o, PG);
+	m_begin(); m_end();
+	report("after_munmap_of_other_page", p, 16, 0);
+	o = map_anon(1, RW, PRIV);
+	wr_pages(o, 0, 1, 1, 1);
+	mlock(o, PG);
+	munlock(o, PG);
+	munmap(o, PG);
+	m_begin(); m_end();
+	report("after_mlock_munlock_of_other_page", p, 16, 0);
 	long ne;
 	m_begin(); rd_pages(p, 0, 16); m_end();
 	ne = count_ne(p, 0, 16, 0x33);
@@ -607,6 +623,29 @@ static void s_madv_free(void)
 	report("read", p, 16, 0);
 	m_begin(); wr_pages(p, 0, 1, 1, 0x44); m_end();
 	report("write_one_page", p, 16, 0);
+}
+
+static void s_madv_free_64(void)
+{
+	char *p = map_anon(64, RW, PRIV);
+	int rc;
+	m_begin(); wr_pages(p, 0, 64, 1, 1); m_end();
+	report("write", p, 64, 0);
+	m_begin(); rc = madvise(p, 64 * PG, MADV_FREE); m_end();
+	ex("\"rc\":%d", rc);
+	report("madv_free(no drain)", p, 64, 0);
+	char *o = map_anon(1, RW, PRIV);
+	wr_pages(o, 0, 1, 1, 1);
+	munmap(o, PG);
+	m_begin(); m_end();
+	report("after_munmap_of_other_page", p, 64, 0);
+	o = map_anon(1, RW, PRIV);
+	wr_pages(o, 0, 1, 1, 1);
+	mlock(o, PG);
+	munlock(o, PG);
+	munmap(o, PG);
+	m_begin(); m_end();
+	report("after_mlock_munlock_of_other_page", p, 64, 0);
 }
 
 static void s_mprotect_write(void)
@@ -1066,6 +1105,7 @@ static const struct scen scens[] = {
 	{ "strided_write", s_strided_write },
 	{ "dontneed_retouch", s_dontneed_retouch },
 	{ "madv_free", s_madv_free },
+	{ "madv_free_64", s_madv_free_64 },
 	{ "mprotect_write", s_mprotect_write },
 	{ "map_populate", s_map_populate },
 	{ "madv_populate_read", s_madv_populate_read },

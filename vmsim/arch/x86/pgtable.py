@@ -176,3 +176,102 @@ def pgprot_val(prot: int) -> int:
 
 
 __all__ = [n for n in dir() if not n.startswith("__") and n not in ("np",)]
+
+
+# --- walking: the *_offset accessors ---------------------------------------------
+# A pointer is a flat pool index. vmsim's accessors take the mm (for the pool and
+# mem_map) where the kernel's take only the pointer.
+def pgd_index(mm, addr: int) -> int:
+    return (addr >> mm.kernel.pgdir_shift) & 511
+
+
+def pgd_offset(mm, addr: int) -> int:
+    """Return the pointer to the PGD entry of ``addr`` (pgd_offset())."""
+    return mm.pgd_ptr + ((addr >> mm.kernel.pgdir_shift) & 511)
+
+
+def _table_of(k, entry: int) -> int:
+    return k.mem.private[(entry & _PFN_MASK) >> PAGE_SHIFT] * PTRS_PER_TABLE
+
+
+def p4d_offset(mm, pgdp: int, addr: int) -> int:
+    """p4d_offset(): with 4-level paging the P4D is folded into the PGD (same pointer)."""
+    k = mm.kernel
+    if not k.la57:
+        return pgdp
+    return _table_of(k, k.ptpool.mv[pgdp]) + ((addr >> 39) & 511)
+
+
+def pud_offset(mm, p4dp: int, addr: int) -> int:
+    k = mm.kernel
+    return _table_of(k, k.ptpool.mv[p4dp]) + ((addr >> 30) & 511)
+
+
+def pmd_offset(mm, pudp: int, addr: int) -> int:
+    k = mm.kernel
+    return _table_of(k, k.ptpool.mv[pudp]) + ((addr >> 21) & 511)
+
+
+def pte_offset_map(mm, pmdp: int, addr: int) -> int:
+    """Return the pointer to the PTE of ``addr`` (pte_offset_map(); no kmap on 64-bit)."""
+    k = mm.kernel
+    return _table_of(k, k.ptpool.mv[pmdp]) + ((addr >> 12) & 511)
+
+
+def pmd_pgtable(mm, pmd: int) -> int:
+    """Return the PFN of the PTE table a PMD entry points to (pmd_pgtable())."""
+    return (pmd & _PFN_MASK) >> PAGE_SHIFT
+
+
+def ptr_table_pfn(mm, ptr: int) -> int:
+    """Return the PFN of the table page holding entry pointer ``ptr``."""
+    return mm.kernel.ptpool.slot_pfn[ptr // PTRS_PER_TABLE]
+
+
+def ptep_get(mm, ptep: int) -> int:
+    return mm.kernel.ptpool.mv[ptep]
+
+
+def set_pte_at(mm, addr: int, ptep: int, pte: int):
+    """set_pte_at(): store a PTE (page_table_check_pte_set is done by the checker)."""
+    mm.kernel.ptpool.mv[ptep] = pte
+
+
+def set_ptes(mm, addr: int, ptep: int, pte: int, nr: int):
+    """set_ptes(): map nr consecutive pages starting at pte."""
+    mv = mm.kernel.ptpool.mv
+    for i in range(nr):
+        mv[ptep + i] = pte + (i << PAGE_SHIFT)
+
+
+def ptep_get_and_clear(mm, addr: int, ptep: int) -> int:
+    """ptep_get_and_clear(): atomically read and clear (native_ptep_get_and_clear)."""
+    mv = mm.kernel.ptpool.mv
+    pte = mv[ptep]
+    mv[ptep] = 0
+    return pte
+
+
+def ptep_set_wrprotect(mm, addr: int, ptep: int):
+    mv = mm.kernel.ptpool.mv
+    mv[ptep] = mv[ptep] & ~_PAGE_RW
+
+
+def ptep_test_and_clear_young(vma, addr: int, ptep: int) -> bool:
+    mv = vma.vm_mm.kernel.ptpool.mv
+    pte = mv[ptep]
+    if pte & _PAGE_ACCESSED:
+        mv[ptep] = pte & ~_PAGE_ACCESSED
+        return True
+    return False
+
+
+def ptep_set_access_flags(vma, addr: int, ptep: int, entry: int, dirty: int) -> bool:
+    """ptep_set_access_flags(): store entry if it differs; return whether it changed."""
+    mv = vma.vm_mm.kernel.ptpool.mv
+    changed = mv[ptep] != entry
+    if changed and dirty:
+        mv[ptep] = entry
+    elif changed:
+        mv[ptep] = entry
+    return changed

@@ -1,0 +1,288 @@
+"""The Python API: a Machine running processes, with Linux's names and errors.
+
+A user writes scenarios the way they write the C program: ``p.mmap(...)``,
+``p.write(...)``, ``p.madvise(...)``. Syscalls return what Linux returns or raise
+OSError with Linux's errno; an access Linux answers with a signal raises
+SignalDelivered, after which the process stays usable (as if a handler caught it).
+This layer reads the model; the model never imports it.
+"""
+import errno
+import os
+import re
+from typing import NamedTuple
+
+from vmsim.arch.x86 import cpu as _cpu
+from vmsim.kernel.machine import Kernel
+from vmsim.kernel.sched import task_struct
+from vmsim.mm import mmap as _mmap
+
+ENOSYS = errno.ENOSYS
+
+
+class SignalDelivered(Exception):
+    """An access ended in a signal: signo, si_code, si_addr, and how far it got."""
+
+    def __init__(self, signo, si_code, si_addr, offset=0, error_code=0):
+        self.signo = signo
+        self.si_code = si_code
+        self.si_addr = si_addr
+        self.offset = offset
+        self.error_code = error_code
+        names = {7: "SIGBUS", 9: "SIGKILL", 11: "SIGSEGV"}
+        super().__init__(f"{names.get(signo, signo)} si_code={si_code} si_addr={si_addr:#x} "
+                         f"(after {offset} bytes)")
+
+
+class rusage(NamedTuple):
+    """The fields of struct rusage vmsim models (resource.getrusage names)."""
+    ru_minflt: int
+    ru_majflt: int
+    ru_maxrss: int
+
+
+def parse_size(s) -> int:
+    """Return bytes for 4096, "4G", "512M", "64k"."""
+    if isinstance(s, int):
+        return s
+    m = re.fullmatch(r"\s*(\d+)\s*([kKmMgGtT]?)i?[bB]?\s*", str(s))
+    if not m:
+        raise ValueError(f"bad size {s!r}: use bytes or a suffix k, M, G, T")
+    return int(m.group(1)) << {"": 0, "k": 10, "m": 20, "g": 30, "t": 40}[m.group(2).lower()]
+
+
+def _check(ret):
+    if isinstance(ret, int) and -4096 < ret < 0:
+        raise OSError(-ret, os.strerror(-ret))
+    return ret
+
+
+class Machine:
+    """A simulated x86-64 machine running Linux (the 6.18 profile by default)."""
+
+    def __init__(self, memory="4G", cpus=1, paging_levels=4, kernel="6.18", debug_vm=None):
+        self.k = Kernel(parse_size(memory), cpus, paging_levels, kernel)
+        if debug_vm is None:
+            debug_vm = os.environ.get("VMSIM_DEBUG_VM", "") not in ("", "0")
+        self.debug_vm = debug_vm
+        self.processes = {}
+        self._last_cpu = -1
+
+    # --- processes ---------------------------------------------------------------
+    def spawn(self, cpu=None) -> "Process":
+        """A new process, as right after execve of a minimal static program."""
+        from vmsim.kernel.fork import mm_alloc
+        from vmsim.kernel.exec import setup_new_exec_layout
+        k = self.k
+        if cpu is None:
+            self._last_cpu = (self._last_cpu + 1) % k.ncpus
+            cpu = self._last_cpu
+        pid = k.next_pid
+        k.next_pid += 1
+        prof = k.profile["rlimits"]
+        task = task_struct(pid, None, cpu, {"RLIMIT_STACK": prof["RLIMIT_STACK"],
+                                           "RLIMIT_MEMLOCK": prof["RLIMIT_MEMLOCK"]})
+        k.tasks[pid] = task
+        k.current = task
+        mm = mm_alloc(k)
+        if mm is None:
+            raise MemoryError("out of memory creating the mm")
+        task.mm = task.active_mm = mm
+        k.switch_to(task)
+        setup_new_exec_layout(k, mm, task)
+        p = Process(self, task)
+        # The argv/envp/auxv page at the top of the stack, written by copy_strings.
+        p.write(mm.arg_start, b"/usr/local/bin/vmsim-minimal\0")
+        task.min_flt = task.maj_flt = 0
+        self.processes[pid] = p
+        self._after_syscall()
+        return p
+
+    # --- files under /proc and /sys ----------------------------------------------
+    def read_file(self, path: str, offset: int = 0, size: int = -1):
+        """Read a /proc or /sys file: str for text files, bytes for binary ones."""
+        from vmsim.fs import procfs
+        return procfs.read(self, path, offset, size)
+
+    def write_file(self, path: str, data: str):
+        """Write a sysfs or sysctl knob by its real path."""
+        from vmsim.fs import procfs
+        return procfs.write(self, path, data)
+
+    def _after_syscall(self):
+        if self.debug_vm:
+            from vmsim.mm.debug_vm import check_all
+            check_all(self.k)
+
+    def check(self):
+        """Run the debug checker now (raises AssertionError on a violation)."""
+        from vmsim.mm.debug_vm import check_all
+        check_all(self.k)
+
+
+class Process:
+    """A process of a Machine: its syscalls and its user-mode accesses."""
+
+    def __init__(self, machine, task):
+        self.machine = machine
+        self.task = task
+        self.pid = task.pid
+
+    # --- plumbing ---------------------------------------------------------------
+    def _enter(self):
+        k = self.machine.k
+        if self.task.mm is None:
+            raise ProcessLookupError(f"process {self.pid} has exited")
+        k.switch_to(self.task)
+        return k
+
+    def _done(self, ret=None):
+        self.machine._after_syscall()
+        return _check(ret) if ret is not None else None
+
+    def _signal(self, offset):
+        sig = self.task.signals.pop(0)
+        self.task.signals.clear()
+        self.machine._after_syscall()
+        raise SignalDelivered(sig[0], sig[1], sig[2], offset, sig[3])
+
+    @property
+    def mm(self):
+        return self.task.mm
+
+    # --- syscalls ---------------------------------------------------------------
+    def mmap(self, addr, length, prot, flags, fd=-1, offset=0) -> int:
+        """mmap(2): the address of the new mapping."""
+        k = self._enter()
+        if offset & 0xFFF:
+            return self._done(-errno.EINVAL)
+        file = None
+        if not flags & _mmap.MAP_ANONYMOUS:
+            file = self._file(fd)
+        return self._done(_mmap.ksys_mmap_pgoff(self.mm, addr, length, prot, flags, file,
+                                                offset >> 12))
+
+    def _file(self, fd):
+        return None
+
+    def munmap(self, addr, length) -> None:
+        """munmap(2)."""
+        from vmsim.mm.vma import do_vmi_munmap
+        self._enter()
+        self._done(do_vmi_munmap(self.mm, addr, length))
+
+    def mprotect(self, addr, length, prot) -> None:
+        """mprotect(2)."""
+        from vmsim.mm.mprotect import do_mprotect_pkey
+        self._enter()
+        self._done(do_mprotect_pkey(self.mm, addr, length, prot, -1))
+
+    def madvise(self, addr, length, advice) -> None:
+        """madvise(2)."""
+        from vmsim.mm.madvise import do_madvise
+        self._enter()
+        self._done(do_madvise(self.mm, addr, length, advice))
+
+    def mremap(self, old_addr, old_size, new_size, flags=0, new_addr=0) -> int:
+        """mremap(2): the new address."""
+        from vmsim.mm.mremap import do_mremap
+        self._enter()
+        return self._done(do_mremap(self.mm, old_addr, old_size, new_size, flags, new_addr))
+
+    def mlock(self, addr, length, flags=0) -> None:
+        """mlock(2) (mlock2 with flags)."""
+        from vmsim.mm.mlock import do_mlock
+        self._enter()
+        self._done(do_mlock(self.mm, addr, length, flags))
+
+    def munlock(self, addr, length) -> None:
+        """munlock(2)."""
+        from vmsim.mm.mlock import do_munlock
+        self._enter()
+        self._done(do_munlock(self.mm, addr, length))
+
+    def mincore(self, addr, length) -> bytes:
+        """mincore(2): one byte per page."""
+        from vmsim.mm.mincore import do_mincore_syscall
+        self._enter()
+        ret = do_mincore_syscall(self.mm, addr, length)
+        if isinstance(ret, int):
+            return self._done(ret)
+        self._done()
+        return ret
+
+    def brk(self, addr) -> int:
+        """brk(2), the raw syscall: the new break, or the old one on failure."""
+        self._enter()
+        return self._done(_mmap.sys_brk(self.mm, addr))
+
+    def getrusage(self) -> rusage:
+        """getrusage(RUSAGE_SELF): minor and major fault counts."""
+        t = self.task
+        mm = t.mm
+        maxrss = (mm.hiwater_rss if mm else 0) * 4
+        return rusage(t.min_flt, t.maj_flt, maxrss)
+
+    def exit(self, status=0) -> None:
+        """exit(2): exit_mmap gives everything back."""
+        from vmsim.kernel.exit import do_exit
+        k = self._enter()
+        do_exit(k, self.task, status)
+        self.machine._after_syscall()
+
+    def fork(self):
+        raise OSError(ENOSYS, "fork: the process-lifecycle issue")
+
+    def execve(self, *a, **kw):
+        raise OSError(ENOSYS, "execve: the process-lifecycle issue")
+
+    def wait(self, pid):
+        raise OSError(ENOSYS, "wait: the process-lifecycle issue")
+
+    def open(self, *a, **kw):
+        raise OSError(ENOSYS, "open: the file issue")
+
+    ftruncate = pwrite = pread = fsync = posix_fadvise = close = unlink = open
+
+    # --- user-mode accesses -------------------------------------------------------
+    def read(self, addr, size) -> bytes:
+        """Loads of ``size`` bytes at ``addr`` through the MMU (may fault)."""
+        return self._access(addr, size, None)
+
+    def write(self, addr, data) -> None:
+        """Stores of ``data`` at ``addr`` through the MMU (may fault)."""
+        self._access(addr, len(data), bytes(data))
+
+    def fetch(self, addr, size=1) -> bytes:
+        """Instruction fetches (NX checks; the I bit of the error code)."""
+        return self._access(addr, size, None, fetch=True)
+
+    def _access(self, addr, size, data, fetch=False):
+        k = self._enter()
+        access = _cpu.ACCESS_FETCH if fetch else _cpu.ACCESS_WRITE if data is not None else _cpu.ACCESS_READ
+        out = bytearray()
+        done = 0
+        from vmsim.arch.x86.mm.fault import pt_regs
+        while done < size:
+            a = addr + done
+            n = min(size - done, 4096 - (a & 0xFFF))
+            phys = _cpu.translate(k, self.task, a, access, pt_regs(a))
+            if phys is None:
+                self._signal(done)
+            if data is None:
+                out += k.page_data.read(phys >> 12, phys & 0xFFF, n)
+            else:
+                k.page_data.write(phys >> 12, phys & 0xFFF, data[done:done + n])
+            done += n
+        self._done()
+        return bytes(out) if data is None else None
+
+    def touch(self, addr, length, write=False, stride=4096, value=1) -> None:
+        """One access per stride over [addr, addr+length): a load, or a store of ``value``."""
+        k = self._enter()
+        if length <= 0:
+            return self._done()
+        count = (length + stride - 1) // stride
+        i = _cpu.touch(k, self.task, addr, stride, count, write, value & 0xFF)
+        if i < count:
+            self._signal(i * stride)
+        self._done()

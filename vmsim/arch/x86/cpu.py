@@ -1,0 +1,95 @@
+"""A CPU running user code: loads, stores and fetches through the MMU, with exceptions.
+
+Each access is checked for canonical form (a non-canonical address raises #GP, not
+#PF), translated by the MMU walk (vmsim.arch.x86.mmu), and on a fault enters the
+kernel through the IDT (exc_page_fault with CR2 and the error code) and is retried,
+as the CPU re-executes the faulting instruction. When the kernel queued a signal,
+the access stops there and the caller delivers it.
+"""
+import numpy as np
+
+from vmsim.arch.x86 import mmu
+from vmsim.arch.x86.traps import exc_page_fault, exc_general_protection
+from vmsim.arch.x86.mm.fault import pt_regs
+from vmsim.arch.x86.pgtable_types import X86_PF_USER, X86_PF_WRITE, X86_PF_INSTR
+
+ACCESS_READ = X86_PF_USER
+ACCESS_WRITE = X86_PF_USER | X86_PF_WRITE
+ACCESS_FETCH = X86_PF_USER | X86_PF_INSTR
+
+_impl = {"translate": mmu.translate, "touch_batch": mmu.touch_batch, "compiled": False}
+
+
+def use_compiled(flag: bool):
+    """Switch the MMU walk between plain Python and its numba build."""
+    if flag:
+        tr, tb = mmu.compiled()
+        _impl.update(translate=tr, touch_batch=tb, compiled=True)
+    else:
+        _impl.update(translate=mmu.translate, touch_batch=mmu.touch_batch, compiled=False)
+
+
+def is_canonical(k, addr: int) -> bool:
+    bits = 57 if k.la57 else 48
+    top = addr >> (bits - 1)
+    return top == 0 or top == (1 << (65 - bits)) - 1
+
+
+def _arrays(k):
+    if _impl["compiled"]:
+        return k.ptpool.arr, k.mem.np_private
+    return k.ptpool.mv, k.mem.private
+
+
+def translate(k, task, addr: int, access: int, regs=None):
+    """Return the physical address for one access, taking faults; or None if a signal
+    was queued (the task's signals say which)."""
+    if not is_canonical(k, addr):
+        exc_general_protection(k, regs or pt_regs(addr), 0)
+        return None
+    cr3 = k.cpus[task.cpu].cr3
+    while True:
+        pt, rows = _arrays(k)
+        r = _impl["translate"](pt, rows, cr3, k.la57, addr, access)
+        if r >= 0:
+            return r
+        exc_page_fault(k, regs or pt_regs(addr), ~r, addr)
+        if task.signals:
+            return None
+
+
+def touch(k, task, base: int, stride: int, count: int, write: bool, value: int) -> int:
+    """Run ``count`` accesses at base + i*stride; return the index reached (count if all
+    completed, else the index of the access that got a signal)."""
+    access = ACCESS_WRITE if write else ACCESS_READ
+    out = np.zeros(2, dtype=np.int64) if _impl["compiled"] else [0, 0]
+    last = base + (count - 1) * stride
+    if not (is_canonical(k, base) and is_canonical(k, last) and (base >> 47) == (last >> 47)):
+        n = 0
+        while n < count and is_canonical(k, base + n * stride):
+            n += 1
+        i = touch(k, task, base, stride, n, write, value) if n else 0
+        if i < n:
+            return i
+        exc_general_protection(k, pt_regs(base + n * stride), 0)
+        return n
+    cr3 = k.cpus[task.cpu].cr3
+    la57 = k.la57
+    batch = _impl["touch_batch"]
+    regs = pt_regs(base)
+    i = 0
+    while i < count:
+        pt, rows = _arrays(k)
+        i = batch(pt, rows, cr3, la57, base, stride, count, i, access, value, out)
+        if i >= count:
+            break
+        if out[0] == -1:
+            phys = int(out[1])
+            k.page_data.write(phys >> 12, phys & 0xFFF, bytes((value,)))
+            i += 1
+            continue
+        regs.ip = base + i * stride
+        exc_page_fault(k, regs, int(out[0]), int(out[1]))
+        if task.signals:
+            return i
+    return count

@@ -1,0 +1,190 @@
+"""Starting a program: the address space after execve (fs/exec.c, fs/binfmt_elf.c,
+arch/x86/mm/mmap.c, arch/x86/entry/vdso/vma.c).
+
+exec builds a fresh mm (bprm_mm_init -> mm_alloc -> mm_init -> mm_alloc_pgd ->
+pgd_alloc), maps the ELF segments, then setup_arg_pages leaves the stack VMA at
+STACK_TOP with 128 KiB of initial expansion (stack_expand), and arch_setup_additional_pages
+maps [vvar], [vvar_vclock] and [vdso] just below mmap_base. With ASLR off the layout is
+the one measured on the reference machine for a minimal static program (see
+docs/linux-layout.md): the binary at 0x400000, brk at the page-aligned end of .bss.
+
+Simplified: the program image is a read-only in-memory file whose pages read as
+zeros; vvar and vdso faults insert special PFN mappings (no accounting); the heap that
+glibc's start-up creates with sbrk is not there (spawn() is the state right after
+execve, before any user code runs); only the top stack page (argv/envp/auxv) is
+populated.
+"""
+from vmsim.arch.x86 import pgtable_types as T
+from vmsim.mm.filemap import address_space
+from vmsim.mm.mm_types import (vm_area_struct, VM_READ, VM_WRITE, VM_EXEC, VM_MAYREAD, VM_MAYWRITE,
+                               VM_MAYEXEC, VM_GROWSDOWN, VM_ACCOUNT, VM_DONTEXPAND, VM_IO,
+                               VM_PFNMAP, VM_DONTDUMP, VM_MIXEDMAP, VM_STACK_INCOMPLETE_SETUP,
+                               VM_FAULT_SIGBUS, VM_FAULT_NOPAGE, VM_FAULT_OOM, VM_FAULT_LOCKED)
+from vmsim.mm.mmap import vm_get_page_prot, vma_set_page_prot
+from vmsim.mm.vma import vm_stat_account
+
+STACK_TOP_L4 = (1 << 47) - 4096
+SIZE_128M = 128 << 20
+STACK_EXPAND = 128 << 10                          # setup_arg_pages stack_expand
+VDSO_PAGES, VVAR_PAGES, VVAR_VCLOCK_PAGES = 2, 4, 2
+
+# The minimal static program (pause_min on the reference machine, readelf -lW).
+EXE_PATH = "/usr/local/bin/vmsim-minimal"
+EXE_SEGMENTS = [          # (start, end, prot, file offset)
+    (0x400000, 0x401000, VM_READ, 0x0),
+    (0x401000, 0x479000, VM_READ | VM_EXEC, 0x1000),
+    (0x479000, 0x4a0000, VM_READ, 0x79000),
+    (0x4a0000, 0x4a4000, VM_READ, 0xa0000),        # RELRO, mprotected read-only
+    (0x4a4000, 0x4a7000, VM_READ | VM_WRITE, 0xa4000),
+]
+EXE_BSS = (0x4a7000, 0x4ac000)
+EXE_SIZE = 0xa7000
+
+
+class exe_file:
+    """The program image: a read-only file whose page cache fills with zero pages."""
+
+    def __init__(self, k):
+        self.path = EXE_PATH
+        self.f_inode = self
+        self.i_ino = 5308492
+        self.i_size = EXE_SIZE
+        self.f_mapping = address_space(k, self, False)
+        self.deleted = False
+        self.dev = (0xfe, 0)
+        self.f_count = 1
+
+    def release(self, k):
+        from vmsim.mm.filemap import filemap_remove_folio
+        for index in list(self.f_mapping.i_pages):
+            filemap_remove_folio(k, self.f_mapping, index)
+        k.unregister_object(self.f_mapping.id)
+
+
+class _ExeVmOps:
+    """generic_file_vm_ops for the image: filemap_fault reading zero-filled pages."""
+
+    @staticmethod
+    def fault(vmf):
+        from vmsim.mm.filemap import filemap_add_folio
+        from vmsim.mm.page_alloc import GFP_HIGHUSER_MOVABLE
+        from vmsim.mm.page_flags import PG_uptodate
+        from vmsim.mm.swap import folio_add_lru
+        from vmsim.mm import vmstat
+        k = vmf.vma.vm_mm.kernel
+        mapping = vmf.vma.vm_file.f_mapping
+        if vmf.pgoff << 12 >= EXE_SIZE:
+            return VM_FAULT_SIGBUS
+        pfn = mapping.i_pages.get(vmf.pgoff)
+        ret = VM_FAULT_LOCKED
+        if pfn is None:
+            pfn = k.page_alloc.alloc_pages(GFP_HIGHUSER_MOVABLE, 0, k.current.cpu)
+            if pfn < 0:
+                return VM_FAULT_OOM
+            filemap_add_folio(k, mapping, pfn, vmf.pgoff)
+            folio_add_lru(k, pfn, k.current.cpu)
+            k.mem.flags[pfn] = k.mem.flags[pfn] | PG_uptodate
+            k.vmstat[vmstat.PGMAJFAULT] += 1
+            ret |= 4                                  # VM_FAULT_MAJOR: the read went to disk
+        k.mem.refcount[pfn] += 1
+        vmf.page = pfn
+        return ret
+
+    @staticmethod
+    def map_pages(vmf, start_pgoff, end_pgoff):
+        from vmsim.mm.filemap import filemap_map_pages
+        return filemap_map_pages(vmf, start_pgoff, end_pgoff)
+
+
+exe_vm_ops = _ExeVmOps()
+
+
+class _SpecialMapping:
+    """_install_special_mapping() ops: [vvar], [vvar_vclock], [vdso]."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def fault(self, vmf):
+        """special_mapping_fault(): vmsim inserts a special PFN PTE (vmf_insert_pfn)."""
+        from vmsim.arch.x86.pgtable import pte_mkspecial, pfn_pte, pte_offset_map
+        from vmsim.mm.memory import pte_alloc
+        vma = vmf.vma
+        mm = vma.vm_mm
+        k = mm.kernel
+        if pte_alloc(mm, vmf.pmd):
+            return VM_FAULT_OOM
+        pfn = k.special_pages[self.name] + ((vmf.address - vma.vm_start) >> 12)
+        ptep = pte_offset_map(mm, vmf.pmd, vmf.address)
+        k.ptpool.mv[ptep] = pte_mkspecial(pfn_pte(pfn, vma.vm_page_prot))
+        return VM_FAULT_NOPAGE
+
+
+def mmap_base(k, rlim_stack: int, task_size: int) -> int:
+    """mmap_base() (arch/x86/mm/mmap.c): task_size minus the clamped stack gap."""
+    gap = rlim_stack
+    pad = 0 + k.stack_guard_gap                     # stack_maxrandom_size() is 0 without ASLR
+    if gap + pad > gap:
+        gap += pad
+    gap_min = SIZE_128M
+    gap_max = (task_size // 6) * 5
+    gap = min(max(gap, gap_min), gap_max)
+    return (task_size - gap) & ~0xFFF
+
+
+def arch_pick_mmap_layout(mm, rlim_stack: int):
+    """arch_pick_mmap_layout(): top-down layout; legacy base at TASK_UNMAPPED_BASE."""
+    k = mm.kernel
+    mm.mmap_base = mmap_base(k, rlim_stack, STACK_TOP_L4)
+    mm.mmap_legacy_base = ((STACK_TOP_L4 // 3) + 0xFFF) & ~0xFFF
+
+
+def _map(mm, start, end, flags, pgoff, file=None, ops=None, name=None):
+    vma = vm_area_struct(mm, start, end, flags, vm_get_page_prot(flags), pgoff, file, ops)
+    vma.vm_private_data = name
+    vma_set_page_prot(vma)
+    mm.vma_store(vma)
+    vm_stat_account(mm, flags, (end - start) >> 12)
+    return vma
+
+
+def setup_new_exec_layout(k, mm, task):
+    """The mm of a freshly exec'ed minimal static program (load_elf_binary + friends)."""
+    rlim_stack = task.rlim["RLIMIT_STACK"]
+    arch_pick_mmap_layout(mm, rlim_stack)
+    mm.task_size = k.task_size_max if k.la57 else STACK_TOP_L4
+    exe = exe_file(k)
+    base_flags = VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
+    for start, end, prot, off in EXE_SEGMENTS:
+        _map(mm, start, end, prot | base_flags, off >> 12, exe, exe_vm_ops)
+        exe.f_count += 1
+    exe.f_count -= 1
+    # The bss tail beyond the file: anonymous (vm_brk_flags), accounted.
+    _map(mm, EXE_BSS[0], EXE_BSS[1], VM_READ | VM_WRITE | base_flags | VM_ACCOUNT,
+         EXE_BSS[0] >> 12)
+    k.committed_as += (EXE_BSS[1] - EXE_BSS[0]) >> 12
+    mm.start_code, mm.end_code = 0x401000, 0x479000
+    mm.start_data, mm.end_data = 0x4a06d8, 0x4a6270
+    mm.start_brk = mm.brk = EXE_BSS[1]
+    # arch_setup_additional_pages(): vvar, vvar_vclock, vdso just below mmap_base.
+    top = mm.mmap_base
+    vdso = top - VDSO_PAGES * 4096
+    vclock = vdso - VVAR_VCLOCK_PAGES * 4096
+    vvar = vclock - VVAR_PAGES * 4096
+    _map(mm, vvar, vclock, VM_READ | VM_MAYREAD | VM_IO | VM_DONTDUMP | VM_PFNMAP | VM_DONTEXPAND,
+         0, None, _SpecialMapping("[vvar]"), "[vvar]")
+    _map(mm, vclock, vdso, VM_READ | VM_MAYREAD | VM_IO | VM_DONTDUMP | VM_PFNMAP | VM_DONTEXPAND,
+         0, None, _SpecialMapping("[vvar_vclock]"), "[vvar_vclock]")
+    _map(mm, vdso, top, VM_READ | VM_EXEC | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC |
+         VM_DONTEXPAND | VM_MIXEDMAP, 0, None, _SpecialMapping("[vdso]"), "[vdso]")
+    # setup_arg_pages(): one page of argv/envp strings at STACK_TOP, expanded by 128 KiB.
+    stack_top = STACK_TOP_L4
+    sflags = VM_READ | VM_WRITE | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC | VM_GROWSDOWN | VM_ACCOUNT
+    stack = _map(mm, stack_top - 4096 - STACK_EXPAND, stack_top, sflags,
+                 (stack_top - 4096 - STACK_EXPAND) >> 12, None, None, "[stack]")
+    k.committed_as += (stack.vm_end - stack.vm_start) >> 12
+    mm.start_stack = stack_top - 0x8e0
+    mm.arg_start = stack_top - 0x500
+    mm.arg_end = mm.env_start = stack_top - 0x4e0
+    mm.env_end = stack_top - 0x20
+    return stack

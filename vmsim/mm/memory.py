@@ -1,0 +1,1056 @@
+"""The generic fault path, page-table allocation and unmapping (mm/memory.c).
+
+Function by function as in Linux 6.18: handle_mm_fault -> __handle_mm_fault (the
+PGD/P4D/PUD/PMD walk, allocating missing tables) -> handle_pte_fault ->
+do_anonymous_page / do_fault / do_wp_page; and the zap side: unmap_page_range ->
+zap_p4d_range -> zap_pud_range -> zap_pmd_range -> zap_pte_range, free_pgtables.
+Every function returns the kernel's vm_fault_t bits; pointers to entries are pool
+indices (see vmsim.arch.x86.pgtable). Locks are not modelled (one task runs at a
+time), so the kernel's "pte changed under us" re-checks always pass.
+"""
+from vmsim.arch.x86 import pgtable_types as T
+from vmsim.arch.x86.pgtable import (
+    pgd_offset, p4d_offset, pud_offset, pmd_offset, pte_offset_map, mk_table_entry,
+    pte_mkyoung, pte_mkdirty, pte_mkwrite, pte_mkspecial, pfn_pte, ptep_set_access_flags,
+    ptep_get_and_clear, set_pte_at, PTRS_PER_TABLE)
+from vmsim.arch.x86.mm.pgtable import pte_alloc_one, pmd_alloc_one, pud_alloc_one, p4d_alloc_one, pagetable_free
+from vmsim.arch.x86.mm.tlb import flush_tlb_page, flush_tlb_fix_spurious_fault, note_downgrade
+from vmsim.mm import vmstat
+from vmsim.mm.mm_types import (
+    VM_SHARED, VM_MAYSHARE, VM_WRITE, VM_HUGETLB, VM_LOCKED, VM_PFNMAP, VM_MIXEDMAP,
+    FAULT_FLAG_WRITE, FAULT_FLAG_UNSHARE, FAULT_FLAG_TRIED, FAULT_FLAG_VMA_LOCK,
+    FAULT_FLAG_INSTRUCTION, FAULT_FLAG_REMOTE, FAULT_FLAG_USER, FAULT_FLAG_ORIG_PTE_VALID,
+    VM_FAULT_OOM, VM_FAULT_SIGBUS, VM_FAULT_SIGSEGV, VM_FAULT_MAJOR, VM_FAULT_RETRY,
+    VM_FAULT_FALLBACK, VM_FAULT_ERROR, VM_FAULT_NOPAGE, VM_FAULT_LOCKED, VM_FAULT_DONE_COW,
+    MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, vm_fault, vma_is_anonymous, vma_is_accessible)
+from vmsim.mm.page_alloc import GFP_HIGHUSER_MOVABLE
+from vmsim.mm.page_flags import PG_anon, PG_anon_exclusive, PG_lru, PG_swapbacked, PG_dirty, PG_referenced
+from vmsim.mm.rmap import (folio_add_new_anon_rmap, folio_remove_rmap_pte, folio_add_file_rmap_pte,
+                           RMAP_EXCLUSIVE, anon_vma_prepare)
+from vmsim.mm.swap import folio_add_lru_vma, folio_put, folio_get, lru_add_drain
+from vmsim.mm.mmu_gather import (tlb_remove_tlb_entry, __tlb_remove_folio_pages, tlb_flush_mmu,
+                                 pte_free_tlb, pmd_free_tlb, pud_free_tlb, p4d_free_tlb)
+
+_PFN = T.PTE_PFN_MASK
+_P = T._PAGE_PRESENT
+_RW = T._PAGE_RW
+_PROTNONE = T._PAGE_PROTNONE
+_PSE = T._PAGE_PSE
+PMD_SIZE = T.PMD_SIZE
+PMD_MASK = T.PMD_MASK
+PUD_MASK = T.PUD_MASK
+_U64 = (1 << 64) - 1
+
+
+# --- page-table allocation (include/linux/mm.h, mm/memory.c) -----------------
+def pmd_install(mm, pmdp: int, pte_pfn: int):
+    """pmd_install(): populate an empty PMD with a new PTE table."""
+    pool = mm.kernel.ptpool.mv
+    if pool[pmdp] == 0:
+        mm.pgtables_bytes += 4096                      # mm_inc_nr_ptes
+        pool[pmdp] = mk_table_entry(pte_pfn)           # pmd_populate
+        return -1
+    return pte_pfn
+
+
+def __pte_alloc(mm, pmdp: int) -> int:
+    """__pte_alloc(): allocate a PTE table for an empty PMD; 0 or -ENOMEM."""
+    new = pte_alloc_one(mm)
+    if new < 0:
+        return -12
+    left = pmd_install(mm, pmdp, new)
+    if left >= 0:
+        pagetable_free(mm.kernel, left)
+    return 0
+
+
+def pte_alloc(mm, pmdp: int) -> bool:
+    """pte_alloc(): True on failure (as the kernel's macro), allocating if pmd_none."""
+    return mm.kernel.ptpool.mv[pmdp] == 0 and __pte_alloc(mm, pmdp) != 0
+
+
+def __pmd_alloc(mm, pudp: int, address: int) -> int:
+    """__pmd_alloc(): a PMD table for an empty PUD; 0 or -ENOMEM."""
+    new = pmd_alloc_one(mm)
+    if new < 0:
+        return -12
+    mm.pgtables_bytes += 4096                          # mm_inc_nr_pmds
+    mm.kernel.ptpool.mv[pudp] = mk_table_entry(new)     # pud_populate
+    return 0
+
+
+def __pud_alloc(mm, p4dp: int, address: int) -> int:
+    """__pud_alloc(): a PUD table for an empty P4D (the PGD entry with 4 levels)."""
+    new = pud_alloc_one(mm)
+    if new < 0:
+        return -12
+    mm.pgtables_bytes += 4096                          # mm_inc_nr_puds
+    mm.kernel.ptpool.mv[p4dp] = mk_table_entry(new)     # p4d_populate
+    return 0
+
+
+def __p4d_alloc(mm, pgdp: int, address: int) -> int:
+    """__p4d_alloc(): a P4D table (5-level paging only)."""
+    new = p4d_alloc_one(mm)
+    if new < 0:
+        return -12
+    mm.kernel.ptpool.mv[pgdp] = mk_table_entry(new)     # pgd_populate
+    return 0
+
+
+def p4d_alloc(mm, pgdp: int, address: int) -> int:
+    """p4d_alloc(): pointer to the P4D entry, allocating; -1 on OOM. Folded on 4-level."""
+    k = mm.kernel
+    if k.la57 and k.ptpool.mv[pgdp] == 0 and __p4d_alloc(mm, pgdp, address):
+        return -1
+    return p4d_offset(mm, pgdp, address)
+
+
+def pud_alloc(mm, p4dp: int, address: int) -> int:
+    """pud_alloc(): pointer to the PUD entry, allocating the table; -1 on OOM."""
+    if mm.kernel.ptpool.mv[p4dp] == 0 and __pud_alloc(mm, p4dp, address):
+        return -1
+    return pud_offset(mm, p4dp, address)
+
+
+def pmd_alloc(mm, pudp: int, address: int) -> int:
+    """pmd_alloc(): pointer to the PMD entry, allocating the table; -1 on OOM."""
+    if mm.kernel.ptpool.mv[pudp] == 0 and __pmd_alloc(mm, pudp, address):
+        return -1
+    return pmd_offset(mm, pudp, address)
+
+
+# --- helpers ---------------------------------------------------------------------
+def is_zero_pfn(k, pfn: int) -> bool:
+    return pfn == k.zero_pfn
+
+
+def vm_normal_page(vma, addr: int, pte: int) -> int:
+    """Return the PFN of the "normal" page a PTE maps, or -1 (vm_normal_page()).
+
+    Special PTEs (the zero page, pfnmaps) have no struct page to account.
+    """
+    if pte & T._PAGE_SPECIAL:
+        return -1
+    if vma.vm_flags & (VM_PFNMAP | VM_MIXEDMAP):
+        return -1
+    return (pte & _PFN) >> 12
+
+
+def maybe_mkwrite(pte: int, vma) -> int:
+    """maybe_mkwrite(): writable only if the VMA is."""
+    if vma.vm_flags & VM_WRITE:
+        pte = pte_mkwrite(pte, vma)
+    return pte
+
+
+def mm_counter_file(k, pfn: int) -> int:
+    """mm_counter_file(): shmem pages (swapbacked) count as MM_SHMEMPAGES."""
+    return MM_SHMEMPAGES if k.mem.flags[pfn] & PG_swapbacked else MM_FILEPAGES
+
+
+def mm_counter(k, pfn: int) -> int:
+    """mm_counter(): MM_ANONPAGES for anon folios, else mm_counter_file()."""
+    return MM_ANONPAGES if k.mem.flags[pfn] & PG_anon else mm_counter_file(k, pfn)
+
+
+def vmf_anon_prepare(vmf) -> int:
+    """vmf_anon_prepare(): make sure the VMA has an anon_vma before mapping anon pages.
+
+    Under the VMA lock the kernel must mmap_read_trylock() first; single-threaded,
+    the trylock always succeeds, so this never returns VM_FAULT_RETRY here.
+    """
+    vma = vmf.vma
+    if vma.anon_vma is not None:
+        return 0
+    if anon_vma_prepare(vma.vm_mm.kernel, vma):
+        return VM_FAULT_OOM
+    return 0
+
+
+def alloc_anon_folio(vmf) -> int:
+    """alloc_anon_folio(): the folio for an anon write fault; -1 on OOM.
+
+    mTHP orders are "never" by default in the 6.18 profile, so this is order 0:
+    vma_alloc_zeroed_movable_folio(). Larger orders: not modelled yet (later issue).
+    """
+    k = vmf.vma.vm_mm.kernel
+    return k.page_alloc.alloc_pages(GFP_HIGHUSER_MOVABLE, 0, k.current.cpu)
+
+
+# --- handle_mm_fault -----------------------------------------------------------------
+def sanitize_fault_flags(vma, flags: int):
+    """sanitize_fault_flags(): (ret, flags); FAULT_FLAG_UNSHARE only for COW mappings."""
+    if flags & FAULT_FLAG_UNSHARE:
+        if flags & FAULT_FLAG_WRITE or vma.vm_flags & VM_SHARED:
+            return VM_FAULT_SIGSEGV, flags
+    elif flags & FAULT_FLAG_WRITE and not vma.vm_flags & VM_WRITE:
+        # FOLL_FORCE writes to a private read-only mapping are allowed (COW).
+        if vma.vm_flags & VM_SHARED:
+            return VM_FAULT_SIGSEGV, flags
+    return 0, flags
+
+
+def arch_vma_access_permitted(vma, write: bool, execute: bool, foreign: bool) -> bool:
+    """arch_vma_access_permitted(): protection keys only; pkeys are not modelled."""
+    return True
+
+
+def mm_account_fault(mm, regs, address: int, flags: int, ret: int):
+    """mm_account_fault(): pgfault for every completed fault, min/maj_flt for good ones.
+
+    RETRY is counted on completion; errors count pgfault only; a retried fault
+    (FAULT_FLAG_TRIED) or VM_FAULT_MAJOR is major. GUP faults (regs None) count too.
+    """
+    if ret & VM_FAULT_RETRY:
+        return
+    k = mm.kernel
+    k.vmstat[vmstat.PGFAULT] += 1
+    if ret & VM_FAULT_ERROR:
+        return
+    cur = k.current
+    if ret & VM_FAULT_MAJOR or flags & FAULT_FLAG_TRIED:
+        cur.maj_flt += 1
+    else:
+        cur.min_flt += 1
+
+
+def handle_mm_fault(vma, address: int, flags: int, regs) -> int:
+    """handle_mm_fault(): sanitize, permission keys, hugetlb or generic path, account."""
+    mm = vma.vm_mm
+    ret, flags = sanitize_fault_flags(vma, flags)
+    if not ret:
+        if not arch_vma_access_permitted(vma, flags & FAULT_FLAG_WRITE,
+                                         flags & FAULT_FLAG_INSTRUCTION,
+                                         flags & FAULT_FLAG_REMOTE):
+            ret = VM_FAULT_SIGSEGV
+        elif vma.vm_flags & VM_HUGETLB:
+            from vmsim.mm.hugetlb import hugetlb_fault
+            ret = hugetlb_fault(mm, vma, address, flags)
+        else:
+            ret = __handle_mm_fault(vma, address, flags)
+    mm_account_fault(mm, regs, address, flags, ret)
+    return ret
+
+
+def __handle_mm_fault(vma, address: int, flags: int) -> int:
+    """__handle_mm_fault(): walk PGD/P4D/PUD/PMD, allocating tables; huge or PTE fault."""
+    from vmsim.mm.huge_memory import (thp_vma_allowable_order, create_huge_pud, wp_huge_pud,
+                                      huge_pud_set_accessed, create_huge_pmd, wp_huge_pmd,
+                                      huge_pmd_set_accessed, do_huge_pmd_numa_page,
+                                      TVA_PAGEFAULT, PUD_ORDER, PMD_ORDER)
+    vmf = vm_fault(vma, address, flags)
+    mm = vma.vm_mm
+    pool = mm.kernel.ptpool.mv
+    vm_flags = vma.vm_flags
+
+    pgd = pgd_offset(mm, address)
+    p4d = p4d_alloc(mm, pgd, address)
+    if p4d < 0:
+        return VM_FAULT_OOM
+    vmf.pud = pud_alloc(mm, p4d, address)
+    if vmf.pud < 0:
+        return VM_FAULT_OOM
+    orig_pud = pool[vmf.pud]
+    if orig_pud == 0 and thp_vma_allowable_order(vma, vm_flags, TVA_PAGEFAULT, PUD_ORDER):
+        ret = create_huge_pud(vmf)
+        if not ret & VM_FAULT_FALLBACK:
+            return ret
+    elif orig_pud & _PSE and orig_pud & _P:                  # pud_trans_huge
+        if flags & FAULT_FLAG_WRITE and not orig_pud & _RW:
+            ret = wp_huge_pud(vmf, orig_pud)
+            if not ret & VM_FAULT_FALLBACK:
+                return ret
+        else:
+            huge_pud_set_accessed(vmf, orig_pud)
+            return 0
+
+    vmf.pmd = pmd_alloc(mm, vmf.pud, address)
+    if vmf.pmd < 0:
+        return VM_FAULT_OOM
+    orig_pmd = pool[vmf.pmd]
+    if orig_pmd == 0 and thp_vma_allowable_order(vma, vm_flags, TVA_PAGEFAULT, PMD_ORDER):
+        ret = create_huge_pmd(vmf)
+        if not ret & VM_FAULT_FALLBACK:
+            return ret
+    elif orig_pmd:
+        vmf.orig_pmd = orig_pmd
+        if not orig_pmd & (_P | _PROTNONE | _PSE):        # is_swap_pmd: not modelled
+            return 0
+        if orig_pmd & _PSE:                               # pmd_trans_huge
+            if (orig_pmd & (_PROTNONE | _P)) == _PROTNONE and vma_is_accessible(vma):
+                return do_huge_pmd_numa_page(vmf)
+            if flags & (FAULT_FLAG_WRITE | FAULT_FLAG_UNSHARE) and not orig_pmd & _RW:
+                ret = wp_huge_pmd(vmf)
+                if not ret & VM_FAULT_FALLBACK:
+                    return ret
+            else:
+                huge_pmd_set_accessed(vmf)
+                return 0
+    return handle_pte_fault(vmf)
+
+
+def handle_pte_fault(vmf) -> int:
+    """handle_pte_fault(): dispatch on the PTE: missing, swap, NUMA, write-protect, A/D."""
+    vma = vmf.vma
+    mm = vma.vm_mm
+    pool = mm.kernel.ptpool.mv
+    pmd = pool[vmf.pmd]
+    if pmd == 0:
+        vmf.pte = -1
+        vmf.flags &= ~FAULT_FLAG_ORIG_PTE_VALID
+    else:
+        vmf.pte = pte_offset_map(mm, vmf.pmd, vmf.address)
+        vmf.orig_pte = pool[vmf.pte]
+        vmf.flags |= FAULT_FLAG_ORIG_PTE_VALID
+        if vmf.orig_pte == 0:
+            vmf.pte = -1
+    if vmf.pte < 0:
+        return do_pte_missing(vmf)
+    entry = vmf.orig_pte
+    if not entry & (_P | _PROTNONE):
+        return do_swap_page(vmf)
+    if (entry & (_PROTNONE | _P)) == _PROTNONE and vma_is_accessible(vma):
+        return do_numa_page(vmf)
+    if vmf.flags & (FAULT_FLAG_WRITE | FAULT_FLAG_UNSHARE):
+        if not entry & _RW:
+            return do_wp_page(vmf)
+        elif vmf.flags & FAULT_FLAG_WRITE:
+            entry = pte_mkdirty(entry)
+    entry = pte_mkyoung(entry)
+    if not ptep_set_access_flags(vma, vmf.address, vmf.pte, entry, vmf.flags & FAULT_FLAG_WRITE):
+        # Skip spurious TLB flush for retried page fault
+        if not vmf.flags & FAULT_FLAG_TRIED and vmf.flags & FAULT_FLAG_WRITE:
+            flush_tlb_fix_spurious_fault(vma, vmf.address, vmf.pte)
+    return 0
+
+
+def do_pte_missing(vmf) -> int:
+    """do_pte_missing(): anonymous VMAs get do_anonymous_page, the rest do_fault."""
+    if vmf.vma.vm_ops is None:
+        return do_anonymous_page(vmf)
+    return do_fault(vmf)
+
+
+def do_swap_page(vmf) -> int:
+    """do_swap_page(): swap is not modelled (no swap device in this profile).
+
+    A non-present, non-none PTE never exists in vmsim yet; reaching here is a bug.
+    """
+    raise NotImplementedError("do_swap_page: swap entries are not modelled")
+
+
+def do_numa_page(vmf) -> int:
+    """do_numa_page(): NUMA hinting faults are not modelled (CONFIG_NUMA_BALANCING off).
+
+    Without NUMA balancing a PROT_NONE PTE only exists in a PROT_NONE VMA, which
+    vma_is_accessible() excludes before this is called.
+    """
+    raise NotImplementedError("do_numa_page: NUMA balancing is not modelled")
+
+
+def do_anonymous_page(vmf) -> int:
+    """do_anonymous_page(): zero page for reads, a new exclusive folio for writes."""
+    vma = vmf.vma
+    mm = vma.vm_mm
+    k = mm.kernel
+    if vma.vm_flags & VM_SHARED:
+        return VM_FAULT_SIGBUS
+    if pte_alloc(mm, vmf.pmd):
+        return VM_FAULT_OOM
+    # Use the zero-page for reads
+    if not vmf.flags & FAULT_FLAG_WRITE:
+        entry = pte_mkspecial(pfn_pte(k.zero_pfn, vma.vm_page_prot))
+        vmf.pte = pte_offset_map(mm, vmf.pmd, vmf.address)
+        set_pte_at(mm, vmf.address, vmf.pte, entry)
+        return 0
+    ret = vmf_anon_prepare(vmf)
+    if ret:
+        return ret
+    folio = alloc_anon_folio(vmf)
+    if folio < 0:
+        return VM_FAULT_OOM
+    addr = vmf.address
+    entry = pfn_pte(folio, vma.vm_page_prot)
+    if vma.vm_flags & VM_WRITE:
+        entry = pte_mkwrite(pte_mkdirty(entry), vma)
+    vmf.pte = pte_offset_map(mm, vmf.pmd, addr)
+    mm.rss_stat[MM_ANONPAGES] += 1
+    folio_add_new_anon_rmap(k, folio, vma, addr, RMAP_EXCLUSIVE)
+    folio_add_lru_vma(k, folio, vma, k.current.cpu)
+    set_pte_at(mm, addr, vmf.pte, entry)
+    return 0
+
+
+# --- write-protect faults ----------------------------------------------------
+def wp_page_reuse(vmf, folio: int):
+    """wp_page_reuse(): make the existing PTE young, dirty and writable; count pgreuse."""
+    vma = vmf.vma
+    entry = pte_mkyoung(vmf.orig_pte)
+    entry = maybe_mkwrite(pte_mkdirty(entry), vma)
+    ptep_set_access_flags(vma, vmf.address, vmf.pte, entry, 1)
+    vma.vm_mm.kernel.vmstat[vmstat.PGREUSE] += 1
+
+
+def wp_can_reuse_anon_folio(k, folio: int, vma) -> bool:
+    """wp_can_reuse_anon_folio(): reuse iff ours is the only reference (order 0).
+
+    A folio still in a per-CPU LRU batch holds an extra reference: the kernel drains
+    the local CPU's batch (lru_add_drain) when the folio is not on the LRU yet, so a
+    folio in another CPU's batch is copied.
+    """
+    mem = k.mem
+    if mem.refcount[folio] > 3:
+        return False
+    if not mem.flags[folio] & PG_lru:
+        lru_add_drain(k)
+    if mem.refcount[folio] > 1:           # + folio_test_swapcache(): no swap cache here
+        return False
+    if mem.refcount[folio] != 1:
+        return False
+    return True
+
+
+def wp_page_copy(vmf) -> int:
+    """wp_page_copy(): copy (or zero-fill, for the zero page) into a new exclusive folio."""
+    vma = vmf.vma
+    mm = vma.vm_mm
+    k = mm.kernel
+    unshare = vmf.flags & FAULT_FLAG_UNSHARE
+    old_folio = vmf.page if vmf.page >= 0 else -1
+    ret = vmf_anon_prepare(vmf)
+    if ret:
+        if old_folio >= 0:
+            folio_put(k, old_folio)
+        return ret
+    pfn_is_zero = ((vmf.orig_pte & _PFN) >> 12) == k.zero_pfn
+    new_folio = k.page_alloc.alloc_pages(GFP_HIGHUSER_MOVABLE, 0, k.current.cpu)
+    if new_folio < 0:
+        if old_folio >= 0:
+            folio_put(k, old_folio)
+        return VM_FAULT_OOM
+    if not pfn_is_zero:
+        k.page_data.copy(new_folio, (vmf.orig_pte & _PFN) >> 12)    # __wp_page_copy_user
+    k.mmu_notifier_invalidate_range_start(mm, "clear", vmf.address, vmf.address + 4096)
+    if old_folio >= 0:
+        if not k.mem.flags[old_folio] & PG_anon:
+            mm.rss_stat[mm_counter_file(k, old_folio)] -= 1
+            mm.rss_stat[MM_ANONPAGES] += 1
+    else:
+        mm.rss_stat[MM_ANONPAGES] += 1
+    entry = pfn_pte(new_folio, vma.vm_page_prot)
+    if not unshare:
+        entry = maybe_mkwrite(pte_mkdirty(entry), vma)
+    ptep_clear_flush(vma, vmf.address, vmf.pte)
+    folio_add_new_anon_rmap(k, new_folio, vma, vmf.address, RMAP_EXCLUSIVE)
+    folio_add_lru_vma(k, new_folio, vma, k.current.cpu)
+    set_pte_at(mm, vmf.address, vmf.pte, entry)
+    if old_folio >= 0:
+        folio_remove_rmap_pte(k, old_folio, vma)
+    k.mmu_notifier_invalidate_range_end(mm, "clear", vmf.address, vmf.address + 4096)
+    # Free the old page: the reference do_wp_page took, then the mapping's.
+    if old_folio >= 0:
+        folio_put(k, old_folio)
+        folio_put(k, old_folio)
+    return 0
+
+
+def ptep_clear_flush(vma, address: int, ptep: int) -> int:
+    """ptep_clear_flush(): clear the PTE and flush the TLB entry if it was present."""
+    pte = ptep_get_and_clear(vma.vm_mm, address, ptep)
+    if pte & _P:
+        note_downgrade(vma.vm_mm, address, address + 4096)
+        flush_tlb_page(vma, address)
+    return pte
+
+
+def do_wp_page(vmf) -> int:
+    """do_wp_page(): write to a read-only PTE: shared -> make writable; private -> reuse
+    an exclusive anon page, else copy (wp_page_copy)."""
+    vma = vmf.vma
+    k = vma.vm_mm.kernel
+    unshare = vmf.flags & FAULT_FLAG_UNSHARE
+    page = vm_normal_page(vma, vmf.address, vmf.orig_pte)
+    vmf.page = page
+    if vma.vm_flags & (VM_SHARED | VM_MAYSHARE):
+        if page < 0:
+            return wp_pfn_shared(vmf)
+        return wp_page_shared(vmf, page)
+    if page >= 0 and k.mem.flags[page] & PG_anon:
+        flags = k.mem.flags[page]
+        if flags & PG_anon_exclusive or wp_can_reuse_anon_folio(k, page, vma):
+            if not flags & PG_anon_exclusive:
+                k.mem.flags[page] = k.mem.flags[page] | PG_anon_exclusive
+            if unshare:
+                return 0
+            wp_page_reuse(vmf, page)
+            return 0
+    if page >= 0:
+        folio_get(k, page)
+    return wp_page_copy(vmf)
+
+
+def wp_pfn_shared(vmf) -> int:
+    """wp_pfn_shared(): shared pfnmap write: just make it writable (no ->pfn_mkwrite)."""
+    wp_page_reuse(vmf, -1)
+    return 0
+
+
+def wp_page_shared(vmf, folio: int) -> int:
+    """wp_page_shared(): shared page write fault: ->page_mkwrite if any, then reuse."""
+    vma = vmf.vma
+    ops = vma.vm_ops
+    if ops is not None and getattr(ops, "page_mkwrite", None):
+        ret = ops.page_mkwrite(vmf)
+        if ret & (VM_FAULT_ERROR | VM_FAULT_NOPAGE):
+            return ret
+    wp_page_reuse(vmf, folio)
+    fault_dirty_shared_page(vmf, folio)
+    return 0
+
+
+def fault_dirty_shared_page(vmf, folio: int) -> int:
+    """fault_dirty_shared_page(): mark the page-cache folio dirty."""
+    k = vmf.vma.vm_mm.kernel
+    from vmsim.mm.filemap import folio_mark_dirty
+    folio_mark_dirty(k, folio)
+    return 0
+
+
+# --- do_fault: file and shmem VMAs ----------------------------------------------------
+def __do_fault(vmf) -> int:
+    """__do_fault(): preallocate a PTE table, then call ->fault()."""
+    vma = vmf.vma
+    mm = vma.vm_mm
+    if mm.kernel.ptpool.mv[vmf.pmd] == 0 and vmf.prealloc_pte < 0:
+        vmf.prealloc_pte = pte_alloc_one(mm)
+        if vmf.prealloc_pte < 0:
+            return VM_FAULT_OOM
+    ret = vma.vm_ops.fault(vmf)
+    if ret & (VM_FAULT_ERROR | VM_FAULT_NOPAGE | VM_FAULT_RETRY | VM_FAULT_DONE_COW):
+        return ret
+    return ret | VM_FAULT_LOCKED
+
+
+def set_pte_range(vmf, folio: int, page: int, nr: int, addr: int):
+    """set_pte_range(): map nr pages of folio; a COW fault maps a new anon page."""
+    vma = vmf.vma
+    mm = vma.vm_mm
+    k = mm.kernel
+    write = vmf.flags & FAULT_FLAG_WRITE
+    entry = pfn_pte(page, vma.vm_page_prot)
+    if write:
+        entry = maybe_mkwrite(pte_mkdirty(entry), vma)
+    elif entry & _RW and k.mem.flags[folio] & PG_dirty:
+        entry = pte_mkdirty(entry)
+    if write and not vma.vm_flags & VM_SHARED:
+        folio_add_new_anon_rmap(k, folio, vma, addr, RMAP_EXCLUSIVE)
+        folio_add_lru_vma(k, folio, vma, k.current.cpu)
+    else:
+        for i in range(nr):
+            folio_add_file_rmap_pte(k, page + i, vma)
+    ptep = pte_offset_map(mm, vmf.pmd, addr)
+    mv = k.ptpool.mv
+    for i in range(nr):
+        mv[ptep + i] = entry + (i << 12)
+
+
+def finish_fault(vmf) -> int:
+    """finish_fault(): install a PTE for vmf.page (or vmf.cow_page for a COW fault)."""
+    vma = vmf.vma
+    mm = vma.vm_mm
+    k = mm.kernel
+    is_cow = vmf.flags & FAULT_FLAG_WRITE and not vma.vm_flags & VM_SHARED
+    page = vmf.cow_page if is_cow else vmf.page
+    folio = page
+    if k.ptpool.mv[vmf.pmd] == 0:
+        if vmf.prealloc_pte >= 0:
+            vmf.prealloc_pte = pmd_install(mm, vmf.pmd, vmf.prealloc_pte)
+        elif pte_alloc(mm, vmf.pmd):
+            return VM_FAULT_OOM
+    vmf.pte = pte_offset_map(mm, vmf.pmd, vmf.address)
+    if k.ptpool.mv[vmf.pte] != 0:                   # vmf_pte_changed()
+        return VM_FAULT_NOPAGE
+    set_pte_range(vmf, folio, page, 1, vmf.address)
+    mm.rss_stat[MM_ANONPAGES if is_cow else mm_counter_file(k, folio)] += 1
+    return 0
+
+
+def should_fault_around(vmf) -> bool:
+    """should_fault_around(): ->map_pages exists and fault_around_pages > 1."""
+    ops = vmf.vma.vm_ops
+    if getattr(ops, "map_pages", None) is None:
+        return False
+    return vmf.vma.vm_mm.kernel.fault_around_pages > 1
+
+
+def do_fault_around(vmf) -> int:
+    """do_fault_around(): map cached pages of the aligned window around the fault."""
+    vma = vmf.vma
+    nr_pages = vma.vm_mm.kernel.fault_around_pages
+    pte_off = (vmf.address >> 12) & 511
+    vma_off = vmf.pgoff - vma.vm_pgoff
+    from_pte = max(pte_off & ~(nr_pages - 1), pte_off - min(pte_off, vma_off))
+    to_pte = min(from_pte + nr_pages, PTRS_PER_TABLE,
+                 pte_off + ((vma.vm_end - vma.vm_start) >> 12) - vma_off) - 1
+    mm = vma.vm_mm
+    if mm.kernel.ptpool.mv[vmf.pmd] == 0:
+        vmf.prealloc_pte = pte_alloc_one(mm)
+        if vmf.prealloc_pte < 0:
+            return VM_FAULT_OOM
+    return vma.vm_ops.map_pages(vmf, vmf.pgoff + from_pte - pte_off,
+                                vmf.pgoff + to_pte - pte_off)
+
+
+def do_read_fault(vmf) -> int:
+    """do_read_fault(): fault-around first, then ->fault and finish_fault."""
+    k = vmf.vma.vm_mm.kernel
+    if should_fault_around(vmf):
+        ret = do_fault_around(vmf)
+        if ret:
+            return ret
+    ret = __do_fault(vmf)
+    if ret & (VM_FAULT_ERROR | VM_FAULT_NOPAGE | VM_FAULT_RETRY):
+        return ret
+    ret |= finish_fault(vmf)
+    if ret & (VM_FAULT_ERROR | VM_FAULT_NOPAGE | VM_FAULT_RETRY):
+        folio_put(k, vmf.page)
+    return ret
+
+
+def do_cow_fault(vmf) -> int:
+    """do_cow_fault(): write to a private file mapping: copy the page into a new anon page."""
+    vma = vmf.vma
+    k = vma.vm_mm.kernel
+    ret = vmf_anon_prepare(vmf)
+    if ret:
+        return ret
+    vmf.cow_page = k.page_alloc.alloc_pages(GFP_HIGHUSER_MOVABLE, 0, k.current.cpu)
+    if vmf.cow_page < 0:
+        return VM_FAULT_OOM
+    ret = __do_fault(vmf)
+    if ret & (VM_FAULT_ERROR | VM_FAULT_NOPAGE | VM_FAULT_RETRY):
+        folio_put(k, vmf.cow_page)
+        return ret
+    if ret & VM_FAULT_DONE_COW:
+        return ret
+    k.page_data.copy(vmf.cow_page, vmf.page)
+    ret |= finish_fault(vmf)
+    folio_put(k, vmf.page)
+    if ret & (VM_FAULT_ERROR | VM_FAULT_NOPAGE | VM_FAULT_RETRY):
+        folio_put(k, vmf.cow_page)
+    return ret
+
+
+def do_shared_fault(vmf) -> int:
+    """do_shared_fault(): write to a shared mapping: ->fault, ->page_mkwrite, map, dirty."""
+    vma = vmf.vma
+    k = vma.vm_mm.kernel
+    ret = __do_fault(vmf)
+    if ret & (VM_FAULT_ERROR | VM_FAULT_NOPAGE | VM_FAULT_RETRY):
+        return ret
+    folio = vmf.page
+    if getattr(vma.vm_ops, "page_mkwrite", None):
+        tmp = vma.vm_ops.page_mkwrite(vmf)
+        if tmp & (VM_FAULT_ERROR | VM_FAULT_NOPAGE):
+            folio_put(k, folio)
+            return tmp
+    ret |= finish_fault(vmf)
+    if ret & (VM_FAULT_ERROR | VM_FAULT_NOPAGE | VM_FAULT_RETRY):
+        folio_put(k, folio)
+        return ret
+    ret |= fault_dirty_shared_page(vmf, folio)
+    return ret
+
+
+def do_fault(vmf) -> int:
+    """do_fault(): no ->fault is SIGBUS; read / COW / shared fault; free an unused prealloc."""
+    vma = vmf.vma
+    mm = vma.vm_mm
+    if getattr(vma.vm_ops, "fault", None) is None:
+        vmf.pte = pte_offset_map(mm, vmf.pmd, vmf.address) if mm.kernel.ptpool.mv[vmf.pmd] else -1
+        if vmf.pte < 0 or mm.kernel.ptpool.mv[vmf.pte] == 0:
+            ret = VM_FAULT_SIGBUS
+        else:
+            ret = VM_FAULT_NOPAGE
+    elif not vmf.flags & FAULT_FLAG_WRITE:
+        ret = do_read_fault(vmf)
+    elif not vma.vm_flags & VM_SHARED:
+        ret = do_cow_fault(vmf)
+    else:
+        ret = do_shared_fault(vmf)
+    if vmf.prealloc_pte >= 0:
+        pagetable_free(mm.kernel, vmf.prealloc_pte)           # pte_free()
+        vmf.prealloc_pte = -1
+    return ret
+
+
+# --- unmapping: zap_*_range (the seed's zap_page_range, spread over three callers) ----
+class zap_details:
+    """struct zap_details: reclaim_pt asks zap_pte_range to free emptied PTE tables."""
+    __slots__ = ("even_cows", "reclaim_pt")
+
+    def __init__(self, reclaim_pt=False):
+        self.even_cows = True
+        self.reclaim_pt = reclaim_pt
+
+
+def zap_pte_range(tlb, vma, pmdp: int, addr: int, end: int, details) -> int:
+    """zap_pte_range(): clear the PTEs of [addr, end), gather the pages; return end.
+
+    With CONFIG_PT_RECLAIM and details.reclaim_pt (MADV_DONTNEED), a PTE table whose
+    whole 2 MiB was zapped and is now empty is freed (try_to_free_pte).
+    """
+    mm = tlb.mm
+    k = mm.kernel
+    pool = k.ptpool.mv
+    mem = k.mem
+    start = addr
+    ptep = pte_offset_map(mm, pmdp, addr)
+    force_flush = False
+    rss_anon = rss_file = rss_shmem = 0
+    while addr != end:
+        pte = pool[ptep]
+        if pte:
+            if pte & (_P | _PROTNONE):
+                page = vm_normal_page(vma, addr, pte)
+                pool[ptep] = 0                              # ptep_get_and_clear_full
+                tlb_remove_tlb_entry(tlb, ptep, addr)
+                note_downgrade(mm, addr, addr + 4096)
+                if page >= 0:
+                    f = mem.flags[page]
+                    if f & PG_anon:
+                        rss_anon += 1
+                    else:
+                        if pte & T._PAGE_DIRTY:
+                            mem.flags[page] = mem.flags[page] | PG_dirty
+                        if pte & T._PAGE_ACCESSED:
+                            mem.flags[page] = mem.flags[page] | PG_referenced
+                        if f & PG_swapbacked:
+                            rss_shmem += 1
+                        else:
+                            rss_file += 1
+                    folio_remove_rmap_pte(k, page, vma)
+                    if __tlb_remove_folio_pages(tlb, page):
+                        force_flush = True
+                        addr += 4096
+                        ptep += 1
+                        break
+            else:
+                raise NotImplementedError("swap / migration entries are not modelled")
+        addr += 4096
+        ptep += 1
+    mm.rss_stat[MM_ANONPAGES] -= rss_anon
+    mm.rss_stat[MM_FILEPAGES] -= rss_file
+    mm.rss_stat[MM_SHMEMPAGES] -= rss_shmem
+    if force_flush:
+        tlb_flush_mmu(tlb)
+    if details is not None and details.reclaim_pt and end - start >= PMD_SIZE:
+        try_to_free_pte(mm, pmdp, start, tlb)
+    return addr
+
+
+def try_to_free_pte(mm, pmdp: int, addr: int, tlb):
+    """try_to_free_pte() (mm/pt_reclaim.c): free the PTE table if every entry is none."""
+    pool = mm.kernel.ptpool.mv
+    pmdval = pool[pmdp]
+    if not pmdval or pmdval & _PSE:
+        return
+    base = mm.kernel.mem.private[(pmdval & _PFN) >> 12] * PTRS_PER_TABLE
+    for i in range(PTRS_PER_TABLE):
+        if pool[base + i]:
+            return
+    pool[pmdp] = 0                                          # try_get_and_clear_pmd
+    pte_free_tlb(tlb, (pmdval & _PFN) >> 12, addr)          # free_pte
+    mm.pgtables_bytes -= 4096
+
+
+def zap_pmd_range(tlb, vma, pudp: int, addr: int, end: int, details) -> int:
+    """zap_pmd_range(): per PMD; huge PMDs go to zap_huge_pmd (THP issue)."""
+    mm = tlb.mm
+    pool = mm.kernel.ptpool.mv
+    pmdp = pmd_offset(mm, pudp, addr)
+    while True:
+        nxt = min((addr + PMD_SIZE) & PMD_MASK, end)
+        pmd = pool[pmdp]
+        if pmd & _PSE:
+            from vmsim.mm.huge_memory import zap_huge_pmd, __split_huge_pmd
+            if nxt - addr == PMD_SIZE:
+                zap_huge_pmd(tlb, vma, pmdp, addr)
+                addr = nxt
+                pmdp += 1
+                if addr == end:
+                    break
+                continue
+            __split_huge_pmd(vma, pmdp, addr, False)
+            pmd = pool[pmdp]
+        if pmd:
+            addr = zap_pte_range(tlb, vma, pmdp, addr, nxt, details)
+            if addr != nxt:
+                continue        # a forced flush stopped us early: redo this PMD
+        addr = nxt
+        pmdp += 1
+        if addr == end:
+            break
+    return addr
+
+
+def zap_pud_range(tlb, vma, p4dp: int, addr: int, end: int, details) -> int:
+    mm = tlb.mm
+    pool = mm.kernel.ptpool.mv
+    pudp = pud_offset(mm, p4dp, addr)
+    while True:
+        nxt = min((addr + T.PUD_SIZE) & PUD_MASK, end)
+        if pool[pudp]:
+            zap_pmd_range(tlb, vma, pudp, addr, nxt, details)
+        addr = nxt
+        pudp += 1
+        if addr == end:
+            return addr
+
+
+def zap_p4d_range(tlb, vma, pgdp: int, addr: int, end: int, details) -> int:
+    mm = tlb.mm
+    k = mm.kernel
+    pool = k.ptpool.mv
+    if not k.la57:
+        return zap_pud_range(tlb, vma, pgdp, addr, end, details)
+    p4dp = p4d_offset(mm, pgdp, addr)
+    while True:
+        nxt = min((addr + (1 << 39)) & ~((1 << 39) - 1), end)
+        if pool[p4dp]:
+            zap_pud_range(tlb, vma, p4dp, addr, nxt, details)
+        addr = nxt
+        p4dp += 1
+        if addr == end:
+            return addr
+
+
+def unmap_page_range(tlb, vma, addr: int, end: int, details=None):
+    """unmap_page_range(): walk the PGD entries of [addr, end) and zap below them."""
+    mm = tlb.mm
+    k = mm.kernel
+    pool = k.ptpool.mv
+    shift = k.pgdir_shift
+    pgdp = pgd_offset(mm, addr)
+    while True:
+        nxt = min((addr + (1 << shift)) & ~((1 << shift) - 1), end)
+        if pool[pgdp]:
+            zap_p4d_range(tlb, vma, pgdp, addr, nxt, details)
+        addr = nxt
+        pgdp += 1
+        if addr == end:
+            return
+
+
+def unmap_single_vma(tlb, vma, start_addr: int, end_addr: int, details=None):
+    """unmap_single_vma(): clip to the VMA and unmap its part of the range."""
+    start = max(vma.vm_start, start_addr)
+    end = min(vma.vm_end, end_addr)
+    if start >= end:
+        return
+    if vma.vm_flags & VM_HUGETLB:
+        from vmsim.mm.hugetlb import __unmap_hugepage_range
+        __unmap_hugepage_range(tlb, vma, start, end, None)
+        return
+    unmap_page_range(tlb, vma, start, end, details)
+
+
+def unmap_vmas(tlb, vmas, start_addr: int, end_addr: int):
+    """unmap_vmas(): unmap a range over several VMAs, between mmu-notifier calls."""
+    mm = tlb.mm
+    k = mm.kernel
+    k.mmu_notifier_invalidate_range_start(mm, "unmap", start_addr, end_addr)
+    for vma in vmas:
+        unmap_single_vma(tlb, vma, start_addr, end_addr, zap_details())
+    k.mmu_notifier_invalidate_range_end(mm, "unmap", start_addr, end_addr)
+
+
+def zap_page_range_single_batched(tlb, vma, address: int, size: int, details):
+    """zap_page_range_single_batched(): zap part of one VMA into a caller's gather."""
+    mm = vma.vm_mm
+    k = mm.kernel
+    end = address + size
+    k.mmu_notifier_invalidate_range_start(mm, "clear", address, end)
+    if vma.vm_flags & VM_HUGETLB:
+        pass       # hugetlb_zap_begin: hugetlb is a later issue
+    update_hiwater_rss(mm)
+    unmap_single_vma(tlb, vma, address, end, details)
+    k.mmu_notifier_invalidate_range_end(mm, "clear", address, end)
+
+
+def zap_page_range_single(vma, address: int, size: int, details=None):
+    """zap_page_range_single(): the seed's zap_page_range for one VMA, with its own gather."""
+    from vmsim.mm.mmu_gather import tlb_gather_mmu, tlb_finish_mmu
+    lru_add_drain(vma.vm_mm.kernel)
+    tlb = tlb_gather_mmu(vma.vm_mm)
+    zap_page_range_single_batched(tlb, vma, address, size, details)
+    tlb_finish_mmu(tlb)
+
+
+def update_hiwater_rss(mm):
+    """update_hiwater_rss(): remember the peak RSS (VmHWM)."""
+    rss = mm.get_mm_rss()
+    if mm.hiwater_rss < rss:
+        mm.hiwater_rss = rss
+
+
+# --- freeing page tables (free_pgtables / free_pgd_range) ----------------------------
+def free_pte_range(tlb, pmdp: int, addr: int):
+    mm = tlb.mm
+    pool = mm.kernel.ptpool.mv
+    token = (pool[pmdp] & _PFN) >> 12
+    pool[pmdp] = 0
+    pte_free_tlb(tlb, token, addr)
+    mm.pgtables_bytes -= 4096                          # mm_dec_nr_ptes
+
+
+def _addr_end(addr: int, end: int, size: int) -> int:
+    """p?d_addr_end(): the next table boundary after addr, or end if that comes first."""
+    b = (addr + size) & ~(size - 1) & _U64
+    return b if ((b - 1) & _U64) < ((end - 1) & _U64) else end
+
+
+def _past(end: int, ceiling: int) -> bool:
+    """``end - 1 > ceiling - 1`` in unsigned long arithmetic."""
+    return ((end - 1) & _U64) > ((ceiling - 1) & _U64)
+
+
+def free_pmd_range(tlb, pudp: int, addr: int, end: int, floor: int, ceiling: int):
+    mm = tlb.mm
+    pool = mm.kernel.ptpool.mv
+    start = addr
+    pmdp = pmd_offset(mm, pudp, addr)
+    while True:
+        nxt = _addr_end(addr, end, PMD_SIZE)
+        if pool[pmdp] and not pool[pmdp] & _PSE:
+            free_pte_range(tlb, pmdp, addr)
+        addr = nxt
+        pmdp += 1
+        if addr == end:
+            break
+    start &= PUD_MASK
+    if start < floor:
+        return
+    if ceiling:
+        ceiling &= PUD_MASK
+        if not ceiling:
+            return
+    if _past(end, ceiling):
+        return
+    tbl = (pool[pudp] & _PFN) >> 12
+    pool[pudp] = 0
+    pmd_free_tlb(tlb, tbl, start)
+    mm.pgtables_bytes -= 4096                          # mm_dec_nr_pmds
+
+
+def free_pud_range(tlb, p4dp: int, addr: int, end: int, floor: int, ceiling: int):
+    mm = tlb.mm
+    k = mm.kernel
+    pool = k.ptpool.mv
+    start = addr
+    pudp = pud_offset(mm, p4dp, addr)
+    while True:
+        nxt = _addr_end(addr, end, T.PUD_SIZE)
+        if pool[pudp] and not pool[pudp] & _PSE:
+            free_pmd_range(tlb, pudp, addr, nxt, floor, ceiling)
+        addr = nxt
+        pudp += 1
+        if addr == end:
+            break
+    mask = ~((1 << 39) - 1)                            # P4D_MASK (== PGDIR_MASK on 4-level)
+    start &= mask
+    if start < floor:
+        return
+    if ceiling:
+        ceiling &= mask
+        if not ceiling:
+            return
+    if _past(end, ceiling):
+        return
+    tbl = (pool[p4dp] & _PFN) >> 12
+    pool[p4dp] = 0
+    pud_free_tlb(tlb, tbl, start)
+    mm.pgtables_bytes -= 4096                          # mm_dec_nr_puds
+
+
+def free_p4d_range(tlb, pgdp: int, addr: int, end: int, floor: int, ceiling: int):
+    mm = tlb.mm
+    k = mm.kernel
+    if not k.la57:
+        return free_pud_range(tlb, pgdp, addr, end, floor, ceiling)
+    pool = k.ptpool.mv
+    start = addr
+    p4dp = p4d_offset(mm, pgdp, addr)
+    while True:
+        nxt = _addr_end(addr, end, 1 << 39)
+        if pool[p4dp]:
+            free_pud_range(tlb, p4dp, addr, nxt, floor, ceiling)
+        addr = nxt
+        p4dp += 1
+        if addr == end:
+            break
+    mask = ~((1 << 48) - 1)
+    start &= mask
+    if start < floor:
+        return
+    if ceiling:
+        ceiling &= mask
+        if not ceiling:
+            return
+    if _past(end, ceiling):
+        return
+    tbl = (pool[pgdp] & _PFN) >> 12
+    pool[pgdp] = 0
+    p4d_free_tlb(tlb, tbl, start)
+
+
+def free_pgd_range(tlb, addr: int, end: int, floor: int, ceiling: int):
+    """free_pgd_range(): free the tables that map only [floor, ceiling) within the range."""
+    mm = tlb.mm
+    k = mm.kernel
+    pool = k.ptpool.mv
+    addr &= PMD_MASK
+    if addr < floor:
+        addr += PMD_SIZE
+        if not addr:
+            return
+    if ceiling:
+        ceiling &= PMD_MASK
+        if not ceiling:
+            return
+    if _past(end, ceiling):
+        end -= PMD_SIZE
+    if ((addr) & _U64) > ((end - 1) & _U64):
+        return
+    shift = k.pgdir_shift
+    pgdp = pgd_offset(mm, addr)
+    while True:
+        nxt = _addr_end(addr, end, 1 << shift)
+        if pool[pgdp]:
+            free_p4d_range(tlb, pgdp, addr, nxt, floor, ceiling)
+        addr = nxt
+        pgdp += 1
+        if addr == end:
+            break
+
+
+def free_pgtables(tlb, vmas, floor: int, ceiling: int):
+    """free_pgtables(): unlink the VMAs' anon_vmas and free their page tables,
+    coalescing VMAs closer than PMD_SIZE into one free_pgd_range() call."""
+    from vmsim.mm.rmap import unlink_anon_vmas
+    k = tlb.mm.kernel
+    i = 0
+    n = len(vmas)
+    while i < n:
+        vma = vmas[i]
+        addr = vma.vm_start
+        unlink_anon_vmas(k, vma)
+        while i + 1 < n and vmas[i + 1].vm_start <= vma.vm_end + PMD_SIZE and \
+                not vmas[i + 1].vm_flags & VM_HUGETLB:
+            i += 1
+            vma = vmas[i]
+            unlink_anon_vmas(k, vma)
+        free_pgd_range(tlb, addr, vma.vm_end, floor,
+                       vmas[i + 1].vm_start if i + 1 < n else ceiling)
+        i += 1

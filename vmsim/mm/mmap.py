@@ -1,0 +1,566 @@
+"""mmap, brk, placement and stack growth (mm/mmap.c, mm/vma.c __mmap_region,
+arch/x86/kernel/sys_x86_64.c, arch/x86/mm/mmap.c, mm/util.c).
+
+Functions return an address, or a negative errno as the kernel does; the user API
+turns that into OSError.
+"""
+import errno
+
+from vmsim.arch.x86 import pgtable_types as T
+from vmsim.mm.mm_types import (
+    vm_area_struct, VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_MAYREAD, VM_MAYWRITE, VM_MAYEXEC,
+    VM_MAYSHARE, VM_GROWSDOWN, VM_LOCKED, VM_LOCKONFAULT, VM_NORESERVE, VM_ACCOUNT, VM_SPECIAL,
+    VM_NOHUGEPAGE, VM_SOFTDIRTY, VM_HUGETLB, VM_DATA_DEFAULT_FLAGS, VM_SYNC, VM_LOCKED_MASK)
+from vmsim.mm.vma import (vm_stat_account, vma_try_merge, can_merge, do_vmi_munmap,
+                          do_vmi_align_munmap)
+
+PROT_NONE, PROT_READ, PROT_WRITE, PROT_EXEC = 0, 1, 2, 4
+PROT_SEM = 0x8
+PROT_GROWSDOWN, PROT_GROWSUP = 0x01000000, 0x02000000
+MAP_SHARED, MAP_PRIVATE, MAP_SHARED_VALIDATE, MAP_DROPPABLE = 0x01, 0x02, 0x03, 0x08
+MAP_TYPE = 0x0F
+MAP_FIXED = 0x10
+MAP_ANONYMOUS = 0x20
+MAP_32BIT = 0x40
+MAP_ABOVE4G = 0x80
+MAP_GROWSDOWN = 0x0100
+MAP_DENYWRITE = 0x0800
+MAP_EXECUTABLE = 0x1000
+MAP_LOCKED = 0x2000
+MAP_NORESERVE = 0x4000
+MAP_POPULATE = 0x8000
+MAP_NONBLOCK = 0x10000
+MAP_STACK = 0x20000
+MAP_HUGETLB = 0x40000
+MAP_SYNC = 0x80000
+MAP_FIXED_NOREPLACE = 0x100000
+MAP_UNINITIALIZED = 0x4000000
+MAP_HUGE_SHIFT = 26
+MAP_HUGE_2MB = 21 << MAP_HUGE_SHIFT
+MAP_HUGE_1GB = 30 << MAP_HUGE_SHIFT
+LEGACY_MAP_MASK = (MAP_SHARED | MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS | MAP_DENYWRITE |
+                   MAP_EXECUTABLE | MAP_UNINITIALIZED | MAP_GROWSDOWN | MAP_LOCKED |
+                   MAP_NORESERVE | MAP_POPULATE | MAP_NONBLOCK | MAP_STACK | MAP_HUGETLB)
+
+# arch/x86/mm/pgprot.c protection_map[] indexed by VM_READ|VM_WRITE|VM_EXEC|VM_SHARED
+protection_map = [
+    T.PAGE_NONE, T.PAGE_READONLY, T.PAGE_COPY, T.PAGE_COPY,
+    T.PAGE_READONLY_EXEC, T.PAGE_READONLY_EXEC, T.PAGE_COPY_EXEC, T.PAGE_COPY_EXEC,
+    T.PAGE_NONE, T.PAGE_READONLY, T.PAGE_SHARED, T.PAGE_SHARED,
+    T.PAGE_READONLY_EXEC, T.PAGE_READONLY_EXEC, T.PAGE_SHARED_EXEC, T.PAGE_SHARED_EXEC,
+]
+
+
+def vm_get_page_prot(vm_flags: int) -> int:
+    """vm_get_page_prot(): the PTE protection for these VM flags."""
+    return protection_map[vm_flags & (VM_READ | VM_WRITE | VM_EXEC | VM_SHARED)]
+
+
+def vma_wants_writenotify(vma, vm_page_prot) -> bool:
+    """vma_wants_writenotify(): shared writable mappings with ->page_mkwrite."""
+    if (vma.vm_flags & (VM_WRITE | VM_SHARED)) != (VM_WRITE | VM_SHARED):
+        return False
+    return bool(getattr(vma.vm_ops, "page_mkwrite", None))
+
+
+def vma_set_page_prot(vma):
+    """vma_set_page_prot(): vm_page_prot from flags, minus write when notify is wanted."""
+    prot = vm_get_page_prot(vma.vm_flags)
+    if vma_wants_writenotify(vma, prot):
+        prot = vm_get_page_prot(vma.vm_flags & ~VM_SHARED)
+    vma.vm_page_prot = prot
+
+
+def calc_vm_prot_bits(prot: int, pkey: int = 0) -> int:
+    return ((VM_READ if prot & PROT_READ else 0) | (VM_WRITE if prot & PROT_WRITE else 0) |
+            (VM_EXEC if prot & PROT_EXEC else 0))
+
+
+def calc_vm_flag_bits(file, flags: int) -> int:
+    """calc_vm_flag_bits(): MAP_GROWSDOWN, MAP_LOCKED, MAP_SYNC, MAP_STACK -> VM_*."""
+    return ((VM_GROWSDOWN if flags & MAP_GROWSDOWN else 0) |
+            (VM_LOCKED if flags & MAP_LOCKED else 0) |
+            (VM_SYNC if flags & MAP_SYNC else 0) |
+            (VM_NOHUGEPAGE if flags & MAP_STACK else 0))
+
+
+# --- accounting -------------------------------------------------------------------
+def rlimit(task, res: str) -> int:
+    return task.rlim.get(res, (1 << 64) - 1)
+
+
+def may_expand_vm(mm, flags: int, npages: int) -> bool:
+    """may_expand_vm(): RLIMIT_AS and RLIMIT_DATA (infinite by default)."""
+    task = mm.kernel.current
+    if mm.total_vm + npages > rlimit(task, "RLIMIT_AS") >> 12:
+        return False
+    if (flags & (VM_WRITE | VM_SHARED | VM_GROWSDOWN)) == VM_WRITE:
+        if mm.data_vm + npages > rlimit(task, "RLIMIT_DATA") >> 12:
+            return False
+    return True
+
+
+def mlock_future_ok(mm, flags: int, length: int) -> bool:
+    """mlock_future_ok(): RLIMIT_MEMLOCK, which root (CAP_IPC_LOCK) ignores."""
+    return True
+
+
+def __vm_enough_memory(mm, pages: int) -> int:
+    """__vm_enough_memory(): overcommit policy; vmsim models mode 0 (heuristic)."""
+    k = mm.kernel
+    mode = int(k.sysctl["/proc/sys/vm/overcommit_memory"])
+    k.committed_as += pages
+    if mode == 1:
+        return 0
+    if mode == 0:
+        total = sum(z.managed_pages for z in k.page_alloc.zones)
+        if pages > total:
+            k.committed_as -= pages
+            return -errno.ENOMEM
+        return 0
+    ratio = int(k.sysctl["/proc/sys/vm/overcommit_ratio"])
+    allowed = sum(z.managed_pages for z in k.page_alloc.zones) * ratio // 100
+    if k.committed_as > allowed:
+        k.committed_as -= pages
+        return -errno.ENOMEM
+    return 0
+
+
+def accountable_mapping(file, vm_flags: int) -> bool:
+    return (vm_flags & (VM_NORESERVE | VM_SHARED | VM_WRITE)) == VM_WRITE
+
+
+# --- placement ----------------------------------------------------------------------
+def vm_start_gap(mm, vma) -> int:
+    """vm_start_gap(): a stack VMA reserves stack_guard_gap below it."""
+    start = vma.vm_start
+    if vma.vm_flags & VM_GROWSDOWN:
+        start -= mm.kernel.stack_guard_gap
+        if start > vma.vm_start:
+            start = 0
+    return max(start, 0)
+
+
+def vm_end_gap(mm, vma) -> int:
+    return vma.vm_end
+
+
+def _gaps_desc(mm, low: int, high: int):
+    """Yield (gap_start, gap_end) of free space inside [low, high), highest first."""
+    end = high
+    for vma in reversed(mm.mm_mt):
+        if vma.vm_start >= end:
+            continue
+        if vma.vm_end < end:
+            yield max(vma.vm_end, low), end
+        end = vma.vm_start
+        if end <= low:
+            return
+    if end > low:
+        yield low, end
+
+
+def _gaps_asc(mm, low: int, high: int):
+    start = low
+    for vma in mm.mm_mt:
+        if vma.vm_end <= start:
+            continue
+        if vma.vm_start > start:
+            yield start, min(vma.vm_start, high)
+        start = vma.vm_end
+        if start >= high:
+            return
+    if start < high:
+        yield start, high
+
+
+def unmapped_area_topdown(mm, length: int, low_limit: int, high_limit: int,
+                          align_mask: int = 0, align_offset: int = 0, start_gap: int = 0) -> int:
+    """unmapped_area_topdown(): the highest gap of ``length``, respecting guard gaps."""
+    search = length + align_mask + start_gap
+    low_limit = max(low_limit, mm.kernel.mmap_min_addr)
+    while True:
+        found = None
+        for gs, ge in _gaps_desc(mm, low_limit, high_limit):
+            if ge - gs >= search:
+                found = ge
+                break
+        if found is None:
+            return -errno.ENOMEM
+        gap_end = found
+        gap = gap_end - length
+        gap -= (gap - align_offset) & align_mask
+        nxt = mm.find_vma(gap_end - 1) if gap_end else None
+        if nxt is not None and nxt.vm_start < gap_end:
+            nxt = mm.find_vma(gap_end)
+        nxt = mm.find_vma(gap_end)
+        if nxt is not None and nxt.vm_flags & VM_GROWSDOWN:
+            if vm_start_gap(mm, nxt) < gap_end:
+                high_limit = vm_start_gap(mm, nxt)
+                continue
+        else:
+            _, prev = mm.find_vma_prev(gap)
+            prev = None
+            for v in mm.mm_mt:
+                if v.vm_end <= gap:
+                    prev = v
+            if prev is not None and vm_end_gap(mm, prev) > gap:
+                high_limit = prev.vm_start
+                continue
+        return gap
+
+
+def unmapped_area(mm, length: int, low_limit: int, high_limit: int,
+                  align_mask: int = 0, align_offset: int = 0, start_gap: int = 0) -> int:
+    """unmapped_area(): the lowest gap of ``length`` (bottom-up search)."""
+    search = length + align_mask + start_gap
+    low_limit = max(low_limit, mm.kernel.mmap_min_addr)
+    for gs, ge in _gaps_asc(mm, low_limit, high_limit):
+        if ge - gs < search:
+            continue
+        gap = gs + start_gap
+        gap += (align_offset - gap) & align_mask
+        nxt = mm.find_vma(gap)
+        if nxt is not None and nxt.vm_start < gap + length:
+            continue
+        if nxt is not None and vm_start_gap(mm, nxt) < gap + length:
+            continue
+        return gap
+    return -errno.ENOMEM
+
+
+def mmap_address_hint_valid(mm, addr: int, length: int) -> bool:
+    """mmap_address_hint_valid() (arch/x86/kernel/sys_x86_64.c)."""
+    win = mm.kernel.default_map_window
+    if mm.task_size - length < addr:
+        return False
+    return (addr > win) == (addr + length > win)
+
+
+def arch_get_unmapped_area(mm, filp, addr: int, length: int, pgoff: int, flags: int,
+                           vm_flags: int) -> int:
+    """arch_get_unmapped_area(): bottom-up from mmap_legacy_base (the fallback)."""
+    k = mm.kernel
+    if flags & MAP_FIXED:
+        return addr
+    end = mm.task_size if addr > k.default_map_window else k.default_map_window
+    if length > end:
+        return -errno.ENOMEM
+    if addr:
+        addr = (addr + 0xFFF) & ~0xFFF
+        vma = mm.find_vma(addr)
+        if end - length >= addr and (not vma or addr + length <= vm_start_gap(mm, vma)):
+            return addr
+    return unmapped_area(mm, length, mm.mmap_legacy_base, end, 0, pgoff << 12)
+
+
+def arch_get_unmapped_area_topdown(mm, filp, addr0: int, length: int, pgoff: int,
+                                   flags: int, vm_flags: int) -> int:
+    """arch_get_unmapped_area_topdown(): hint if free, else below mmap_base, else bottom-up."""
+    k = mm.kernel
+    addr = addr0
+    if length > mm.task_size:
+        return -errno.ENOMEM
+    if flags & MAP_FIXED:
+        return addr
+    if addr:
+        addr &= ~0xFFF
+        if mmap_address_hint_valid(mm, addr, length):
+            vma = mm.find_vma(addr)
+            if vma is None or addr + length <= vm_start_gap(mm, vma):
+                return addr
+    high_limit = mm.mmap_base
+    if addr > k.default_map_window:
+        high_limit += mm.task_size - k.default_map_window
+    low = 1 << 32 if flags & MAP_ABOVE4G else 4096
+    r = unmapped_area_topdown(mm, length, low, high_limit, 0, pgoff << 12)
+    if r >= 0:
+        return r
+    return arch_get_unmapped_area(mm, filp, addr0, length, pgoff, flags, 0)
+
+
+def mm_get_unmapped_area_vmflags(mm, filp, addr, length, pgoff, flags, vm_flags) -> int:
+    """mm_get_unmapped_area_vmflags(): top-down for the default (MMF_TOPDOWN) layout."""
+    return arch_get_unmapped_area_topdown(mm, filp, addr, length, pgoff, flags, vm_flags)
+
+
+def __get_unmapped_area(mm, file, addr: int, length: int, pgoff: int, flags: int,
+                        vm_flags: int) -> int:
+    """__get_unmapped_area(): pick (or check) the address of a new mapping."""
+    from vmsim.mm.huge_memory import thp_get_unmapped_area_vmflags
+    if length > mm.task_size:
+        return -errno.ENOMEM
+    ops_get = getattr(file, "get_unmapped_area", None) if file is not None else None
+    if ops_get is not None:
+        addr = ops_get(mm, addr, length, pgoff, flags)
+    elif file is None and not addr and length % (1 << 21) == 0:
+        # Ensures that larger anonymous mappings are THP aligned.
+        addr = thp_get_unmapped_area_vmflags(mm, file, addr, length, pgoff, flags, vm_flags)
+    else:
+        addr = mm_get_unmapped_area_vmflags(mm, file, addr, length, pgoff, flags, vm_flags)
+    if addr < 0:
+        return addr
+    if addr > mm.task_size - length:
+        return -errno.ENOMEM
+    if addr & 0xFFF:
+        return -errno.EINVAL
+    return addr
+
+
+def round_hint_to_min(mm, hint: int) -> int:
+    """round_hint_to_min(): a hint below mmap_min_addr becomes mmap_min_addr."""
+    hint &= ~0xFFF
+    mmin = mm.kernel.mmap_min_addr
+    if hint and hint < (mmin + 0xFFF) & ~0xFFF:
+        return (mmin + 0xFFF) & ~0xFFF
+    return hint
+
+
+# --- mmap ---------------------------------------------------------------------------
+def do_mmap(mm, file, addr: int, length: int, prot: int, flags: int, vm_flags: int,
+            pgoff: int):
+    """do_mmap(): returns (address or -errno, populate length)."""
+    k = mm.kernel
+    if not length:
+        return -errno.EINVAL, 0
+    if flags & MAP_FIXED_NOREPLACE:
+        flags |= MAP_FIXED
+    if not flags & MAP_FIXED:
+        addr = round_hint_to_min(mm, addr)
+    length = (length + 0xFFF) & ~0xFFF
+    if not length or length >= 1 << 64:
+        return -errno.ENOMEM, 0
+    if pgoff + (length >> 12) >= 1 << 64:
+        return -errno.EOVERFLOW, 0
+    if mm.map_count > int(k.sysctl["/proc/sys/vm/max_map_count"]):
+        return -errno.ENOMEM, 0
+    vm_flags |= (calc_vm_prot_bits(prot) | calc_vm_flag_bits(file, flags) | mm.def_flags |
+                 VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC)
+    addr = __get_unmapped_area(mm, file, addr, length, pgoff, flags, vm_flags)
+    if addr < 0:
+        return addr, 0
+    if flags & MAP_FIXED_NOREPLACE and mm.vmas_in(addr, addr + length):
+        return -errno.EEXIST, 0
+    if not mlock_future_ok(mm, vm_flags, length):
+        return -errno.EAGAIN, 0
+    if file is not None:
+        ret = file.mmap_checks(flags, vm_flags)
+        if isinstance(ret, int) and ret < 0:
+            return ret, 0
+        vm_flags = ret
+        if (flags & MAP_TYPE) == MAP_PRIVATE:
+            pass
+    else:
+        t = flags & MAP_TYPE
+        if t in (MAP_SHARED, MAP_SHARED_VALIDATE):
+            if vm_flags & VM_GROWSDOWN:
+                return -errno.EINVAL, 0
+            pgoff = 0
+            vm_flags |= VM_SHARED | VM_MAYSHARE
+        elif t == MAP_PRIVATE:
+            pgoff = addr >> 12
+        else:
+            return -errno.EINVAL, 0
+    if flags & MAP_NORESERVE:
+        if k.sysctl["/proc/sys/vm/overcommit_memory"] != "2":
+            vm_flags |= VM_NORESERVE
+    addr = mmap_region(mm, file, addr, length, vm_flags, pgoff)
+    populate = 0
+    if addr >= 0 and (vm_flags & VM_LOCKED or (flags & (MAP_POPULATE | MAP_NONBLOCK)) == MAP_POPULATE):
+        populate = length
+    return addr, populate
+
+
+def mmap_region(mm, file, addr: int, length: int, vm_flags: int, pgoff: int) -> int:
+    """mmap_region() -> __mmap_region(): unmap what MAP_FIXED overlaps, merge or create."""
+    k = mm.kernel
+    pglen = length >> 12
+    end = addr + length
+    old = mm.vmas_in(addr, end)
+    nr_pages = sum((min(v.vm_end, end) - max(v.vm_start, addr)) >> 12 for v in old)
+    if not may_expand_vm(mm, vm_flags, pglen - nr_pages):
+        return -errno.ENOMEM
+    if old:
+        # __mmap_prepare -> vms_gather_munmap_vmas + vms_clean_up_area (MAP_FIXED).
+        err = do_vmi_align_munmap(mm, addr, end, old)
+        if err:
+            return err
+    if accountable_mapping(file, vm_flags):
+        err = __vm_enough_memory(mm, pglen)
+        if err:
+            return err
+        vm_flags |= VM_ACCOUNT
+    vma = vm_area_struct(mm, addr, end, vm_flags, vm_get_page_prot(vm_flags), pgoff, file)
+    if file is not None:
+        err = file.mmap(vma)
+        if err:
+            if vm_flags & VM_ACCOUNT:
+                k.committed_as -= pglen
+            return err
+    elif vm_flags & VM_SHARED:
+        from vmsim.mm.shmem import shmem_zero_setup
+        err = shmem_zero_setup(vma)
+        if err:
+            return err
+    vma_set_page_prot(vma)
+    mm.vma_store(vma)
+    vma = vma_try_merge(mm, vma)          # vma_merge_new_range() when prev/next exist
+    # __mmap_complete()
+    vm_stat_account(mm, vm_flags, pglen)
+    if vm_flags & VM_LOCKED:
+        if vm_flags & VM_SPECIAL or vm_flags & VM_HUGETLB:
+            vma.vm_flags &= ~VM_LOCKED_MASK
+        else:
+            mm.locked_vm += pglen
+    return addr
+
+
+def ksys_mmap_pgoff(mm, addr, length, prot, flags, fd_file, pgoff) -> int:
+    """ksys_mmap_pgoff() -> vm_mmap_pgoff(): mmap, then mm_populate()."""
+    from vmsim.mm.gup import mm_populate
+    if not flags & MAP_ANONYMOUS:
+        if fd_file is None:
+            return -errno.EBADF
+        if flags & MAP_HUGETLB:
+            return -errno.EINVAL
+    elif flags & MAP_HUGETLB:
+        return -errno.ENOSYS            # hugetlbfs: a later issue
+    if (flags & MAP_TYPE) == MAP_SHARED_VALIDATE and flags & ~(LEGACY_MAP_MASK | MAP_SYNC | MAP_FIXED_NOREPLACE | MAP_HUGE_1GB | MAP_HUGE_2MB | (0x3F << MAP_HUGE_SHIFT)):
+        return -errno.EOPNOTSUPP
+    ret, populate = do_mmap(mm, fd_file, addr, length, prot, flags, 0, pgoff)
+    if ret >= 0 and populate:
+        mm_populate(mm, ret, populate)
+    return ret
+
+
+# --- brk ---------------------------------------------------------------------------
+def check_brk_limits(mm, addr: int, length: int) -> int:
+    """check_brk_limits(): the new area must be placeable."""
+    mapped_addr = mm_get_unmapped_area_vmflags(mm, None, addr, length, 0, MAP_FIXED, 0)
+    if mapped_addr & 0xFFF and mapped_addr > 0:
+        return mapped_addr
+    return 0
+
+
+def do_brk_flags(mm, vma, addr: int, length: int, vm_flags: int) -> int:
+    """do_brk_flags(): extend the brk VMA in place, or create one."""
+    k = mm.kernel
+    if not may_expand_vm(mm, vm_flags, length >> 12):
+        return -errno.ENOMEM
+    if mm.map_count > int(k.sysctl["/proc/sys/vm/max_map_count"]):
+        return -errno.ENOMEM
+    if __vm_enough_memory(mm, length >> 12):
+        return -errno.ENOMEM
+    vm_flags |= VM_ACCOUNT | VM_DATA_DEFAULT_FLAGS | mm.def_flags
+    if vma is not None and vma.vm_end == addr and vma.vm_flags == vm_flags and vma.vm_file is None:
+        mm.vma_update(vma, vma.vm_start, addr + length)
+    else:
+        vma = vm_area_struct(mm, addr, addr + length, vm_flags, vm_get_page_prot(vm_flags),
+                             addr >> 12)
+        mm.vma_store(vma)
+        vma = vma_try_merge(mm, vma)
+    mm.total_vm += length >> 12
+    mm.data_vm += length >> 12
+    if vm_flags & VM_LOCKED:
+        mm.locked_vm += length >> 12
+    return 0
+
+
+def sys_brk(mm, brk: int) -> int:
+    """sys_brk(): move the break; returns the new break, or the old one on failure."""
+    from vmsim.mm.gup import mm_populate
+    k = mm.kernel
+    origbrk = mm.brk
+    min_brk = mm.start_brk
+    if brk < min_brk:
+        return origbrk
+    # Check against rlimit here. If this check is done later after the test of oldbrk
+    # against newbrk, then it can escape the test and let the data segment grow beyond its rlimit.
+    task = k.current
+    if rlimit(task, "RLIMIT_DATA") < (1 << 64) - 1 and \
+            brk - mm.start_brk + mm.end_data - mm.start_data > rlimit(task, "RLIMIT_DATA"):
+        return origbrk
+    newbrk = (brk + 0xFFF) & ~0xFFF
+    oldbrk = (mm.brk + 0xFFF) & ~0xFFF
+    if oldbrk == newbrk:
+        mm.brk = brk
+        return mm.brk
+    if brk <= mm.brk:
+        # Always allow shrinking brk, unless the range holds no brk VMA.
+        found = mm.vmas_in(newbrk, oldbrk)
+        if not found or found[0].vm_start >= oldbrk:
+            return origbrk
+        mm.brk = brk
+        if do_vmi_align_munmap(mm, newbrk, oldbrk, found):
+            mm.brk = origbrk
+            return origbrk
+        return brk
+    if check_brk_limits(mm, oldbrk, newbrk - oldbrk):
+        return origbrk
+    # Only check if the next VMA is within the stack_guard_gap of the expansion area.
+    nxt = mm.find_vma(oldbrk)
+    if nxt is not None and nxt.vm_start < newbrk + 4096 + k.stack_guard_gap and \
+            newbrk + 4096 > vm_start_gap(mm, nxt):
+        return origbrk
+    _, brkvma = mm.find_vma_prev(oldbrk)           # vma_prev_limit(&vmi, mm->start_brk)
+    if brkvma is not None and brkvma.vm_end <= mm.start_brk:
+        brkvma = None
+    if do_brk_flags(mm, brkvma, oldbrk, newbrk - oldbrk, 0) < 0:
+        return origbrk
+    mm.brk = brk
+    if mm.def_flags & VM_LOCKED:
+        mm_populate(mm, oldbrk, newbrk - oldbrk)
+    return brk
+
+
+# --- stack growth ------------------------------------------------------------------
+def acct_stack_growth(vma, size: int, grow: int) -> int:
+    """acct_stack_growth(): RLIMIT_AS/DATA, RLIMIT_STACK, memlock and overcommit checks."""
+    mm = vma.vm_mm
+    if not may_expand_vm(mm, vma.vm_flags, grow):
+        return -errno.ENOMEM
+    if size > rlimit(mm.kernel.current, "RLIMIT_STACK"):
+        return -errno.ENOMEM
+    if __vm_enough_memory(mm, grow):
+        return -errno.ENOMEM
+    return 0
+
+
+def expand_downwards(vma, address: int) -> int:
+    """expand_downwards(): grow a VM_GROWSDOWN VMA down to address (page aligned)."""
+    from vmsim.mm.rmap import anon_vma_prepare
+    mm = vma.vm_mm
+    k = mm.kernel
+    if not vma.vm_flags & VM_GROWSDOWN:
+        return -errno.EFAULT
+    address &= ~0xFFF
+    if address < k.mmap_min_addr or address < 0:
+        return -errno.EPERM
+    prev = mm.vma_prev(vma)
+    if prev is not None:
+        if not prev.vm_flags & VM_GROWSDOWN and prev.vm_flags & (VM_READ | VM_WRITE | VM_EXEC) \
+                and address - prev.vm_end < k.stack_guard_gap:
+            return -errno.ENOMEM
+    if anon_vma_prepare(k, vma):
+        return -errno.ENOMEM
+    error = 0
+    if address < vma.vm_start:
+        size = vma.vm_end - address
+        grow = (vma.vm_start - address) >> 12
+        error = -errno.ENOMEM
+        if grow <= vma.vm_pgoff:
+            error = acct_stack_growth(vma, size, grow)
+            if not error:
+                if vma.vm_flags & VM_LOCKED:
+                    mm.locked_vm += grow
+                vm_stat_account(mm, vma.vm_flags, grow)
+                mm.vma_update(vma, address, vma.vm_end)
+                vma.vm_pgoff -= grow
+                if vma.vm_flags & VM_ACCOUNT:
+                    pass
+    return error
+
+
+def expand_stack_locked(vma, address: int) -> int:
+    """expand_stack_locked(): x86 stacks grow down."""
+    return expand_downwards(vma, address)

@@ -1,0 +1,133 @@
+"""Shared memory and tmpfs (mm/shmem.c): the part shared anonymous mappings need.
+
+MAP_SHARED | MAP_ANONYMOUS is shmem underneath: shmem_zero_setup() gives the VMA an
+unlinked shmem file ("/dev/zero (deleted)" in /proc/pid/maps) and shmem_anon_vm_ops,
+so faults go through do_fault -> shmem_fault, with fault-around (filemap_map_pages)
+over folios already in the page cache, and no zero page: a read fault allocates.
+Not modelled yet: swap, huge shmem (shmem_enabled is "never" in this profile),
+fallocate and holes (the file issue).
+"""
+import errno
+
+from vmsim.mm import vmstat
+from vmsim.mm.filemap import address_space, filemap_add_folio, filemap_map_pages
+from vmsim.mm.mm_types import VM_FAULT_OOM, VM_FAULT_LOCKED, VM_FAULT_SIGBUS, VM_NORESERVE
+from vmsim.mm.page_alloc import GFP_HIGHUSER_MOVABLE
+from vmsim.mm.page_flags import PG_swapbacked, PG_uptodate, PG_locked
+
+
+class shmem_inode:
+    """A shmem inode with its mapping; vmsim gives each an inode number."""
+
+    def __init__(self, k, name: str, size: int, flags: int):
+        self.name = name
+        self.i_size = size
+        self.i_ino = k.next_ino()
+        self.i_mapping = address_space(k, self, True)
+        self.flags = flags
+        self.nlink = 0
+
+
+class shmem_file:
+    """struct file for a shmem inode."""
+
+    def __init__(self, inode):
+        self.f_inode = inode
+        self.f_mapping = inode.i_mapping
+        self.path = "/" + inode.name
+        self.deleted = inode.nlink == 0
+        self.dev = (0, 1)
+        self.f_count = 1
+
+    def release(self, k):
+        """shmem_release / the final iput: an unlinked inode's pages go."""
+        if self.f_inode.nlink == 0:
+            shmem_evict_inode(k, self.f_inode)
+            if self in k.shmem_files:
+                k.shmem_files.remove(self)
+
+
+class _ShmemAnonVmOps:
+    """shmem_anon_vm_ops: ->fault, ->map_pages; no ->page_mkwrite."""
+    name = "shmem_anon_vm_ops"
+
+    @staticmethod
+    def fault(vmf):
+        return shmem_fault(vmf)
+
+    @staticmethod
+    def map_pages(vmf, start_pgoff, end_pgoff):
+        return filemap_map_pages(vmf, start_pgoff, end_pgoff)
+
+
+shmem_anon_vm_ops = _ShmemAnonVmOps()
+
+
+def shmem_kernel_file_setup(k, name: str, size: int, vm_flags: int):
+    """shmem_kernel_file_setup(): an unlinked shmem file of ``size`` bytes."""
+    return shmem_file(shmem_inode(k, name, size, vm_flags))
+
+
+def shmem_zero_setup(vma) -> int:
+    """shmem_zero_setup(): back a shared anonymous VMA with a "dev/zero" shmem file."""
+    k = vma.vm_mm.kernel
+    size = vma.vm_end - vma.vm_start
+    file = shmem_kernel_file_setup(k, "dev/zero", size, vma.vm_flags)
+    vma.vm_file = file
+    vma.vm_ops = shmem_anon_vm_ops
+    k.shmem_files.append(file)
+    return 0
+
+
+def shmem_alloc_and_add_folio(vmf, inode, index: int) -> int:
+    """shmem_alloc_and_add_folio(): a new zeroed, uptodate folio in the cache."""
+    k = vmf.vma.vm_mm.kernel
+    pfn = k.page_alloc.alloc_pages(GFP_HIGHUSER_MOVABLE, 0, k.current.cpu)
+    if pfn < 0:
+        return -errno.ENOMEM
+    k.mem.flags[pfn] = k.mem.flags[pfn] | PG_swapbacked | PG_locked
+    filemap_add_folio(k, inode.i_mapping, pfn, index)
+    from vmsim.mm.swap import folio_add_lru
+    folio_add_lru(k, pfn, k.current.cpu)
+    k.mem.flags[pfn] = k.mem.flags[pfn] | PG_uptodate      # clear_highpage + mark uptodate
+    return pfn
+
+
+def shmem_get_folio_gfp(vmf, inode, index: int) -> int:
+    """shmem_get_folio_gfp(SGP_CACHE): find the folio or allocate it; returns with a ref."""
+    k = vmf.vma.vm_mm.kernel
+    pfn = inode.i_mapping.i_pages.get(index)
+    if pfn is not None:
+        k.mem.refcount[pfn] += 1
+        k.mem.flags[pfn] = k.mem.flags[pfn] | PG_locked
+        return pfn
+    if index << 12 >= ((inode.i_size + 4095) & ~4095):
+        return -errno.EINVAL
+    pfn = shmem_alloc_and_add_folio(vmf, inode, index)
+    if pfn < 0:
+        return pfn
+    k.mem.refcount[pfn] += 1
+    return pfn
+
+
+def shmem_fault(vmf) -> int:
+    """shmem_fault(): the folio at vmf.pgoff, allocated if missing; VM_FAULT_LOCKED."""
+    inode = vmf.vma.vm_file.f_inode
+    pfn = shmem_get_folio_gfp(vmf, inode, vmf.pgoff)
+    if pfn == -errno.ENOMEM:
+        return VM_FAULT_OOM
+    if pfn < 0:
+        return VM_FAULT_SIGBUS
+    vmf.page = pfn
+    # The folio is unlocked when the fault finishes (folio_unlock in do_*_fault).
+    k = vmf.vma.vm_mm.kernel
+    k.mem.flags[pfn] = k.mem.flags[pfn] & ~PG_locked
+    return VM_FAULT_LOCKED
+
+
+def shmem_evict_inode(k, inode):
+    """shmem_evict_inode() -> shmem_truncate_range(): drop every cached folio."""
+    from vmsim.mm.filemap import filemap_remove_folio
+    for index in list(inode.i_mapping.i_pages):
+        filemap_remove_folio(k, inode.i_mapping, index)
+    k.unregister_object(inode.i_mapping.id)

@@ -1,0 +1,264 @@
+"""The LRU and its per-CPU folio batches (mm/swap.c, include/linux/mm_inline.h).
+
+A new folio is not put on an LRU list at once: folio_add_lru() takes a reference and
+queues it in the CPU's ``cpu_fbatches.lru_add`` batch (PAGEVEC_SIZE = 31 in 6.18; the
+seed's 15-entry pagevec is its 5.x ancestor); folio_batch_move_lru() moves a full batch
+to the lists and drops the batch's references. lru_add_drain() empties the local CPU's
+batch. The lists themselves are doubly linked through mem_map.lru_next/lru_prev, as
+folio->lru links them; PFN 0 (reserved, never on an LRU) is the null link.
+"""
+from vmsim.mm.page_flags import (PG_lru, PG_active, PG_swapbacked, PG_unevictable,
+                                 PG_mlocked, PG_ORDER_MASK, PG_ORDER_SHIFT, PG_head)
+from vmsim.mm import vmstat
+
+PAGEVEC_SIZE = 31
+LRU_INACTIVE_ANON, LRU_ACTIVE_ANON, LRU_INACTIVE_FILE, LRU_ACTIVE_FILE, LRU_UNEVICTABLE = range(5)
+NR_LRU_LISTS = 5
+_LRU_STAT = (vmstat.NR_INACTIVE_ANON, vmstat.NR_ACTIVE_ANON, vmstat.NR_INACTIVE_FILE,
+             vmstat.NR_ACTIVE_FILE, vmstat.NR_UNEVICTABLE)
+_ZONE_LRU_STAT = (vmstat.NR_ZONE_INACTIVE_ANON, vmstat.NR_ZONE_ACTIVE_ANON,
+                  vmstat.NR_ZONE_INACTIVE_FILE, vmstat.NR_ZONE_ACTIVE_FILE,
+                  vmstat.NR_ZONE_UNEVICTABLE)
+
+
+class lruvec:
+    """struct lruvec: list heads (first PFN) and tails per LRU list."""
+
+    def __init__(self):
+        self.head = [0] * NR_LRU_LISTS
+        self.tail = [0] * NR_LRU_LISTS
+        self.nr = [0] * NR_LRU_LISTS
+
+
+class cpu_fbatches:
+    """Per-CPU folio batches (struct cpu_fbatches)."""
+
+    def __init__(self):
+        self.lru_add = []
+        self.lru_deactivate_file = []
+        self.lru_deactivate = []
+        self.lru_lazyfree = []
+        self.activate = []
+
+
+def folio_nr_pages(k, pfn: int) -> int:
+    f = k.mem.flags[pfn]
+    return 1 << ((f & PG_ORDER_MASK) >> PG_ORDER_SHIFT) if f & PG_head else 1
+
+
+def folio_lru_list(k, pfn: int) -> int:
+    """Return the LRU list a folio belongs on (folio_lru_list())."""
+    f = k.mem.flags[pfn]
+    if f & PG_unevictable:
+        return LRU_UNEVICTABLE
+    lru = LRU_INACTIVE_ANON if f & PG_swapbacked else LRU_INACTIVE_FILE
+    if f & PG_active:
+        lru += 1
+    return lru
+
+
+def lruvec_add_folio(k, pfn: int):
+    """lruvec_add_folio(): link at the head of its list and count it."""
+    lv = k.lruvec
+    lru = folio_lru_list(k, pfn)
+    mem = k.mem
+    first = lv.head[lru]
+    mem.lru_prev[pfn] = 0
+    mem.lru_next[pfn] = first
+    if first:
+        mem.lru_prev[first] = pfn
+    else:
+        lv.tail[lru] = pfn
+    lv.head[lru] = pfn
+    n = folio_nr_pages(k, pfn)
+    lv.nr[lru] += n
+    k.vmstat[_LRU_STAT[lru]] += n
+    k.vmstat[_ZONE_LRU_STAT[lru]] += n
+
+
+def lruvec_del_folio(k, pfn: int):
+    """lruvec_del_folio(): unlink from its list."""
+    lv = k.lruvec
+    lru = folio_lru_list(k, pfn)
+    mem = k.mem
+    prv, nxt = mem.lru_prev[pfn], mem.lru_next[pfn]
+    if prv:
+        mem.lru_next[prv] = nxt
+    else:
+        lv.head[lru] = nxt
+    if nxt:
+        mem.lru_prev[nxt] = prv
+    else:
+        lv.tail[lru] = prv
+    mem.lru_prev[pfn] = mem.lru_next[pfn] = 0
+    n = folio_nr_pages(k, pfn)
+    lv.nr[lru] -= n
+    k.vmstat[_LRU_STAT[lru]] -= n
+    k.vmstat[_ZONE_LRU_STAT[lru]] -= n
+
+
+def lru_add(k, pfn: int):
+    """lru_add(): set PG_lru (and PG_unevictable for mlocked folios), then link."""
+    flags = k.mem.flags
+    f = flags[pfn]
+    if f & PG_mlocked:
+        f = (f & ~PG_active) | PG_unevictable
+    flags[pfn] = f | PG_lru
+    lruvec_add_folio(k, pfn)
+
+
+def folio_batch_move_lru(k, fbatch: list, move_fn):
+    """folio_batch_move_lru(): apply move_fn to each folio, then drop the batch refs."""
+    for pfn in fbatch:
+        move_fn(k, pfn)
+    batch = fbatch[:]
+    fbatch.clear()
+    folios_put(k, batch)
+
+
+def folio_add_lru(k, pfn: int, cpu: int):
+    """folio_add_lru(): take a reference and queue the folio in this CPU's lru_add batch."""
+    k.mem.refcount[pfn] += 1
+    fb = k.cpu_fbatches[cpu].lru_add
+    fb.append(pfn)
+    if len(fb) >= PAGEVEC_SIZE or k.mem.flags[pfn] & PG_head:
+        folio_batch_move_lru(k, fb, lru_add)
+
+
+def folio_add_lru_vma(k, pfn: int, vma, cpu: int):
+    """folio_add_lru_vma(): mlocked VMAs get the folio mlocked first (mlock_new_folio)."""
+    from vmsim.mm.mm_types import VM_LOCKED, VM_SPECIAL
+    if (vma.vm_flags & (VM_LOCKED | VM_SPECIAL)) == VM_LOCKED:
+        from vmsim.mm.mlock import mlock_new_folio
+        mlock_new_folio(k, pfn)
+    folio_add_lru(k, pfn, cpu)
+
+
+def lru_add_drain_cpu(k, cpu: int):
+    """lru_add_drain_cpu(): flush every batch of ``cpu`` to the lists."""
+    fb = k.cpu_fbatches[cpu]
+    if fb.lru_add:
+        folio_batch_move_lru(k, fb.lru_add, lru_add)
+    if fb.lru_lazyfree:
+        folio_batch_move_lru(k, fb.lru_lazyfree, lru_lazyfree)
+    if fb.activate:
+        folio_batch_move_lru(k, fb.activate, folio_activate_fn)
+
+
+def lru_add_drain(k, cpu: int = None):
+    """lru_add_drain(): drain the local CPU's batches."""
+    lru_add_drain_cpu(k, k.current_cpu() if cpu is None else cpu)
+
+
+def lru_add_drain_all(k):
+    """lru_add_drain_all(): drain every CPU's batches."""
+    for cpu in range(k.ncpus):
+        lru_add_drain_cpu(k, cpu)
+
+
+def lru_lazyfree(k, pfn: int):
+    """lru_lazyfree(): move a clean anon folio to the inactive file list, !swapbacked."""
+    flags = k.mem.flags
+    f = flags[pfn]
+    if f & PG_lru and f & PG_swapbacked and not f & PG_unevictable:
+        lruvec_del_folio(k, pfn)
+        flags[pfn] = flags[pfn] & ~(PG_active | PG_swapbacked)
+        from vmsim.mm.page_flags import PG_referenced
+        flags[pfn] = flags[pfn] & ~PG_referenced
+        lruvec_add_folio(k, pfn)
+        n = folio_nr_pages(k, pfn)
+        k.vmstat[vmstat.PGLAZYFREE] += n
+
+
+def folio_mark_lazyfree(k, pfn: int, cpu: int):
+    """folio_mark_lazyfree(): queue an anon folio for the lazyfree move."""
+    f = k.mem.flags[pfn]
+    if f & PG_lru and f & PG_swapbacked and not f & PG_unevictable:
+        k.mem.refcount[pfn] += 1
+        fb = k.cpu_fbatches[cpu].lru_lazyfree
+        fb.append(pfn)
+        if len(fb) >= PAGEVEC_SIZE:
+            folio_batch_move_lru(k, fb, lru_lazyfree)
+
+
+def folio_activate_fn(k, pfn: int):
+    flags = k.mem.flags
+    f = flags[pfn]
+    if f & PG_lru and not f & (PG_active | PG_unevictable):
+        lruvec_del_folio(k, pfn)
+        flags[pfn] = flags[pfn] | PG_active
+        lruvec_add_folio(k, pfn)
+        k.vmstat[vmstat.PGACTIVATE] += folio_nr_pages(k, pfn)
+
+
+def batch_refs(k) -> dict:
+    """Return {pfn: references held by per-CPU batches} (for the debug checker)."""
+    refs = {}
+    for fb in k.cpu_fbatches:
+        for lst in (fb.lru_add, fb.lru_lazyfree, fb.activate, fb.lru_deactivate, fb.lru_deactivate_file):
+            for pfn in lst:
+                refs[pfn] = refs.get(pfn, 0) + 1
+    return refs
+
+
+def folio_get(k, pfn: int):
+    """folio_get(): take a reference."""
+    k.mem.refcount[pfn] += 1
+
+
+def page_cache_release(k, pfn: int):
+    """page_cache_release(): take a dying folio off its LRU list."""
+    flags = k.mem.flags
+    if flags[pfn] & PG_lru:
+        lruvec_del_folio(k, pfn)
+        flags[pfn] = flags[pfn] & ~(PG_lru | PG_active | PG_unevictable)
+
+
+def __folio_put(k, pfn: int):
+    """__folio_put(): the last reference is gone: off the LRU, back to the allocator."""
+    page_cache_release(k, pfn)
+    free_folio(k, pfn)
+
+
+def free_folio(k, pfn: int):
+    """free_frozen_pages() for a folio: drop its data and flags, return its frames."""
+    mem = k.mem
+    f = mem.flags[pfn]
+    order = (f & PG_ORDER_MASK) >> PG_ORDER_SHIFT if f & PG_head else 0
+    if f & PG_mlocked:
+        k.vmstat[vmstat.NR_MLOCK] -= 1 << order
+    data = k.page_data
+    for p in range(pfn, pfn + (1 << order)):
+        if mem.private[p]:
+            data.clear(p)
+        if p != pfn:
+            mem.flags[p] = 0
+            mem.mapcount[p] = 0
+            mem.refcount[p] = 0
+            mem.mapping[p] = 0
+            mem.index[p] = 0
+    mem.mapcount[pfn] = 0
+    k.page_alloc.free_frozen_pages(pfn, order, k.current_cpu())
+
+
+def folio_put(k, pfn: int):
+    """folio_put(): drop a reference; free the folio when it was the last."""
+    rc = k.mem.refcount
+    r = rc[pfn] - 1
+    rc[pfn] = r
+    if r == 0:
+        __folio_put(k, pfn)
+    elif r < 0:
+        raise AssertionError(f"VM_BUG_ON_FOLIO: refcount underflow on pfn {pfn:#x}")
+
+
+def folios_put(k, pfns):
+    """folios_put() / release_pages(): drop one reference on each folio."""
+    for pfn in pfns:
+        folio_put(k, pfn)
+
+
+def folios_put_refs(k, pfns, refs):
+    for pfn, n in zip(pfns, refs):
+        for _ in range(n):
+            folio_put(k, pfn)
