@@ -28,6 +28,10 @@ from vmsim.mm.page_flags import PG_anon, PG_anon_exclusive, PG_lru, PG_swapbacke
 from vmsim.mm.rmap import (folio_add_new_anon_rmap, folio_remove_rmap_pte, folio_add_file_rmap_pte,
                            RMAP_EXCLUSIVE, anon_vma_prepare)
 from vmsim.mm.swap import folio_add_lru_vma, folio_put, folio_get, lru_add_drain
+from vmsim.mm.huge_memory import (thp_vma_allowable_order, create_huge_pud, wp_huge_pud,
+                                  huge_pud_set_accessed, create_huge_pmd, wp_huge_pmd,
+                                  huge_pmd_set_accessed, do_huge_pmd_numa_page,
+                                  TVA_PAGEFAULT, PUD_ORDER, PMD_ORDER)
 from vmsim.mm.mmu_gather import (tlb_remove_tlb_entry, __tlb_remove_folio_pages, tlb_flush_mmu,
                                  pte_free_tlb, pmd_free_tlb, pud_free_tlb, p4d_free_tlb)
 
@@ -235,10 +239,6 @@ def handle_mm_fault(vma, address: int, flags: int, regs) -> int:
 
 def __handle_mm_fault(vma, address: int, flags: int) -> int:
     """__handle_mm_fault(): walk PGD/P4D/PUD/PMD, allocating tables; huge or PTE fault."""
-    from vmsim.mm.huge_memory import (thp_vma_allowable_order, create_huge_pud, wp_huge_pud,
-                                      huge_pud_set_accessed, create_huge_pmd, wp_huge_pmd,
-                                      huge_pmd_set_accessed, do_huge_pmd_numa_page,
-                                      TVA_PAGEFAULT, PUD_ORDER, PMD_ORDER)
     vmf = vm_fault(vma, address, flags)
     mm = vma.vm_mm
     pool = mm.kernel.ptpool.mv
@@ -293,21 +293,20 @@ def __handle_mm_fault(vma, address: int, flags: int) -> int:
 def handle_pte_fault(vmf) -> int:
     """handle_pte_fault(): dispatch on the PTE: missing, swap, NUMA, write-protect, A/D."""
     vma = vmf.vma
-    mm = vma.vm_mm
-    pool = mm.kernel.ptpool.mv
+    k = vma.vm_mm.kernel
+    pool = k.ptpool.mv
     pmd = pool[vmf.pmd]
     if pmd == 0:
         vmf.pte = -1
         vmf.flags &= ~FAULT_FLAG_ORIG_PTE_VALID
-    else:
-        vmf.pte = pte_offset_map(mm, vmf.pmd, vmf.address)
-        vmf.orig_pte = pool[vmf.pte]
-        vmf.flags |= FAULT_FLAG_ORIG_PTE_VALID
-        if vmf.orig_pte == 0:
-            vmf.pte = -1
-    if vmf.pte < 0:
         return do_pte_missing(vmf)
-    entry = vmf.orig_pte
+    # pte_offset_map_rw_nolock() + ptep_get_lockless()
+    vmf.pte = k.mem.private[(pmd & _PFN) >> 12] * PTRS_PER_TABLE + ((vmf.address >> 12) & 511)
+    entry = vmf.orig_pte = pool[vmf.pte]
+    vmf.flags |= FAULT_FLAG_ORIG_PTE_VALID
+    if entry == 0:                                                   # pte_none()
+        vmf.pte = -1
+        return do_pte_missing(vmf)
     if not entry & (_P | _PROTNONE):
         return do_swap_page(vmf)
     if (entry & (_PROTNONE | _P)) == _PROTNONE and vma_is_accessible(vma):
@@ -356,13 +355,16 @@ def do_anonymous_page(vmf) -> int:
     k = mm.kernel
     if vma.vm_flags & VM_SHARED:
         return VM_FAULT_SIGBUS
-    if pte_alloc(mm, vmf.pmd):
+    pool = k.ptpool.mv
+    if pool[vmf.pmd] == 0 and __pte_alloc(mm, vmf.pmd):            # pte_alloc()
         return VM_FAULT_OOM
+    # pte_offset_map(): the PTE table row is found through the PMD entry's PFN.
+    ptep = k.mem.private[(pool[vmf.pmd] & _PFN) >> 12] * PTRS_PER_TABLE + ((vmf.address >> 12) & 511)
+    vmf.pte = ptep
     # Use the zero-page for reads
     if not vmf.flags & FAULT_FLAG_WRITE:
-        entry = pte_mkspecial(pfn_pte(k.zero_pfn, vma.vm_page_prot))
-        vmf.pte = pte_offset_map(mm, vmf.pmd, vmf.address)
-        set_pte_at(mm, vmf.address, vmf.pte, entry)
+        # pte_mkspecial(pfn_pte(my_zero_pfn(addr), vma->vm_page_prot))
+        pool[ptep] = (k.zero_pfn << 12) | vma.vm_page_prot | T._PAGE_SPECIAL    # set_pte_at
         return 0
     ret = vmf_anon_prepare(vmf)
     if ret:
@@ -371,14 +373,13 @@ def do_anonymous_page(vmf) -> int:
     if folio < 0:
         return VM_FAULT_OOM
     addr = vmf.address
-    entry = pfn_pte(folio, vma.vm_page_prot)
+    entry = (folio << 12) | vma.vm_page_prot                         # folio_mk_pte()
     if vma.vm_flags & VM_WRITE:
-        entry = pte_mkwrite(pte_mkdirty(entry), vma)
-    vmf.pte = pte_offset_map(mm, vmf.pmd, addr)
-    mm.rss_stat[MM_ANONPAGES] += 1
+        entry |= T._PAGE_DIRTY | T._PAGE_SOFT_DIRTY | _RW             # pte_mkwrite(pte_mkdirty())
+    mm.rss_stat[MM_ANONPAGES] += 1                                   # add_mm_counter()
     folio_add_new_anon_rmap(k, folio, vma, addr, RMAP_EXCLUSIVE)
     folio_add_lru_vma(k, folio, vma, k.current.cpu)
-    set_pte_at(mm, addr, vmf.pte, entry)
+    pool[ptep] = entry                                               # set_ptes()
     return 0
 
 

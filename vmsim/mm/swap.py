@@ -10,6 +10,7 @@ folio->lru links them; PFN 0 (reserved, never on an LRU) is the null link.
 from vmsim.mm.page_flags import (PG_lru, PG_active, PG_swapbacked, PG_unevictable,
                                  PG_mlocked, PG_ORDER_MASK, PG_ORDER_SHIFT, PG_head)
 from vmsim.mm import vmstat
+from vmsim.mm.mm_types import VM_LOCKED, VM_SPECIAL
 
 PAGEVEC_SIZE = 31
 LRU_INACTIVE_ANON, LRU_ACTIVE_ANON, LRU_INACTIVE_FILE, LRU_ACTIVE_FILE, LRU_UNEVICTABLE = range(5)
@@ -127,7 +128,6 @@ def folio_add_lru(k, pfn: int, cpu: int):
 
 def folio_add_lru_vma(k, pfn: int, vma, cpu: int):
     """folio_add_lru_vma(): mlocked VMAs get the folio mlocked first (mlock_new_folio)."""
-    from vmsim.mm.mm_types import VM_LOCKED, VM_SPECIAL
     if (vma.vm_flags & (VM_LOCKED | VM_SPECIAL)) == VM_LOCKED:
         from vmsim.mm.mlock import mlock_new_folio
         mlock_new_folio(k, pfn)

@@ -93,3 +93,17 @@ def touch(k, task, base: int, stride: int, count: int, write: bool, value: int) 
         if task.signals:
             return i
     return count
+
+
+def _default():
+    """Compile the walk with numba unless VMSIM_NUMBA=0 or numba is missing."""
+    import os
+    if os.environ.get("VMSIM_NUMBA", "1") == "0":
+        return
+    try:
+        use_compiled(True)
+    except ImportError:
+        pass
+
+
+_default()
