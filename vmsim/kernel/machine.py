@@ -53,7 +53,7 @@ class Kernel:
             nr_pages, ncpus, [(KERNEL_IMAGE_PFN, KERNEL_IMAGE_PFN + KERNEL_IMAGE_PAGES)])
         self.mem = self.page_alloc.mem
         self.page_data = PageData(self.mem.private)
-        self.ptpool = PageTablePool()
+        self.ptpool = PageTablePool(nr_pages)
         self.vmstat = [0] * vmstat.NR_VMSTAT_ITEMS
         self.lruvec = lruvec()
         self.cpu_fbatches = [cpu_fbatches() for _ in range(ncpus)]

@@ -20,31 +20,35 @@ _PFN_MASK = PTE_PFN_MASK
 
 
 class PageTablePool:
-    """The rows of 512 entries backing every page-table page, indexed via the PFN."""
+    """The rows of 512 entries backing every page-table page, indexed via the PFN.
 
-    CHUNK = 256
+    One anonymous MAP_NORESERVE mapping sized for the worst case (every frame a table
+    page) backs the pool, so rows never move: the host maps a page of it only when a
+    row is written, and views of it stay valid while tables come and go.
+    """
 
-    def __init__(self):
-        self.arr = np.zeros(self.CHUNK * PTRS_PER_TABLE, dtype=np.int64)
+    def __init__(self, max_tables: int):
+        import mmap as _mmap
+        size = max(max_tables, 1) * PTRS_PER_TABLE * 8
+        self._map = _mmap.mmap(-1, size, flags=_mmap.MAP_PRIVATE | _mmap.MAP_ANONYMOUS |
+                               getattr(_mmap, "MAP_NORESERVE", 0x4000))
+        self.arr = np.frombuffer(self._map, dtype=np.int64)
         self.mv = memoryview(self.arr)
-        self.slot_pfn = [0] * self.CHUNK
+        self.slot_pfn = []
         self.free_slots = []
         self.used = 0
+        self.max_tables = max_tables
 
     def alloc_slot(self, pfn: int) -> int:
         if self.free_slots:
             slot = self.free_slots.pop()
+            self.slot_pfn[slot] = pfn
         else:
-            if self.used * PTRS_PER_TABLE == len(self.arr):
-                grow = max(self.CHUNK, self.used // 2)
-                new = np.zeros(len(self.arr) + grow * PTRS_PER_TABLE, dtype=np.int64)
-                new[:len(self.arr)] = self.arr
-                self.arr = new
-                self.mv = memoryview(new)
-                self.slot_pfn.extend([0] * grow)
+            if self.used == self.max_tables:
+                raise MemoryError("page-table pool exhausted")
             slot = self.used
             self.used += 1
-        self.slot_pfn[slot] = pfn
+            self.slot_pfn.append(pfn)
         return slot
 
     def free_slot(self, slot: int):
