@@ -265,9 +265,11 @@ class Process:
         while done < size:
             a = addr + done
             n = min(size - done, 4096 - (a & 0xFFF))
-            phys = _cpu.translate(k, self.task, a, access, pt_regs(a))
+            phys = _cpu.translate(k, self.task, a, access, pt_regs(a if fetch else 0))
             if phys is None:
                 self._signal(done)
+            if phys == _cpu.EMULATED:      # vsyscall emulation ran the call: no bytes
+                break
             if data is None:
                 out += k.page_data.read(phys >> 12, phys & 0xFFF, n)
             else:

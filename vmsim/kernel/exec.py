@@ -86,7 +86,8 @@ class _ExeVmOps:
             k.mem.flags[pfn] = k.mem.flags[pfn] | PG_uptodate
             k.vmstat[vmstat.PGMAJFAULT] += 1
             ret |= 4                                  # VM_FAULT_MAJOR: the read went to disk
-        k.mem.refcount[pfn] += 1
+        else:
+            k.mem.refcount[pfn] += 1                  # a new folio returns its allocation ref
         vmf.page = pfn
         return ret
 

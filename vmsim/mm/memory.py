@@ -184,7 +184,10 @@ def alloc_anon_folio(vmf) -> int:
 
 # --- handle_mm_fault -----------------------------------------------------------------
 def sanitize_fault_flags(vma, flags: int):
-    """sanitize_fault_flags(): (ret, flags); FAULT_FLAG_UNSHARE only for COW mappings."""
+    """sanitize_fault_flags(): (ret, flags); FAULT_FLAG_UNSHARE only for COW mappings.
+
+    It only has work for write and unshare faults, so handle_mm_fault skips the call
+    for reads."""
     if flags & FAULT_FLAG_UNSHARE:
         if flags & FAULT_FLAG_WRITE or vma.vm_flags & VM_SHARED:
             return VM_FAULT_SIGSEGV, flags
@@ -222,7 +225,9 @@ def mm_account_fault(mm, regs, address: int, flags: int, ret: int):
 def handle_mm_fault(vma, address: int, flags: int, regs) -> int:
     """handle_mm_fault(): sanitize, permission keys, hugetlb or generic path, account."""
     mm = vma.vm_mm
-    ret, flags = sanitize_fault_flags(vma, flags)
+    ret = 0
+    if flags & (FAULT_FLAG_UNSHARE | FAULT_FLAG_WRITE):
+        ret, flags = sanitize_fault_flags(vma, flags)
     if not ret:
         if not arch_vma_access_permitted(vma, flags & FAULT_FLAG_WRITE,
                                          flags & FAULT_FLAG_INSTRUCTION,

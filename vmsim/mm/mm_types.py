@@ -248,10 +248,16 @@ class mm_struct:
 
 
 class vm_fault:
-    """struct vm_fault: the state passed down the fault path."""
-    __slots__ = ("vma", "address", "real_address", "flags", "pgoff", "gfp_mask",
-                 "pud", "pmd", "pte", "orig_pte", "orig_pmd", "page", "cow_page", "folio",
-                 "prealloc_pte", "ptl")
+    """struct vm_fault: the state passed down the fault path.
+
+    Fields a fault may never touch keep class-level defaults (-1: NULL pointer), so
+    building one costs only the fields __handle_mm_fault sets.
+    """
+    pud = pmd = pte = -1
+    page = cow_page = folio = prealloc_pte = -1
+    orig_pte = orig_pmd = 0
+    gfp_mask = 0
+    ptl = None
 
     def __init__(self, vma, address, flags):
         self.vma = vma
@@ -259,12 +265,3 @@ class vm_fault:
         self.address = address & ~0xFFF
         self.flags = flags
         self.pgoff = ((address - vma.vm_start) >> 12) + vma.vm_pgoff
-        self.gfp_mask = 0
-        self.pud = self.pmd = self.pte = -1
-        self.orig_pte = 0
-        self.orig_pmd = 0
-        self.page = -1
-        self.cow_page = -1
-        self.folio = -1
-        self.prealloc_pte = -1
-        self.ptl = None

@@ -103,11 +103,8 @@ def shmem_get_folio_gfp(vmf, inode, index: int) -> int:
         return pfn
     if index << 12 >= ((inode.i_size + 4095) & ~4095):
         return -errno.EINVAL
-    pfn = shmem_alloc_and_add_folio(vmf, inode, index)
-    if pfn < 0:
-        return pfn
-    k.mem.refcount[pfn] += 1
-    return pfn
+    # The allocation's reference is the one returned (the cache and LRU batch took theirs).
+    return shmem_alloc_and_add_folio(vmf, inode, index)
 
 
 def shmem_fault(vmf) -> int:

@@ -10,7 +10,7 @@ import numpy as np
 
 from vmsim.arch.x86 import mmu
 from vmsim.arch.x86.traps import exc_page_fault, exc_general_protection
-from vmsim.arch.x86.mm.fault import pt_regs
+from vmsim.arch.x86.mm.fault import pt_regs, is_vsyscall_vaddr
 from vmsim.arch.x86.pgtable_types import X86_PF_USER, X86_PF_WRITE, X86_PF_INSTR
 
 ACCESS_READ = X86_PF_USER
@@ -29,6 +29,11 @@ def use_compiled(flag: bool):
         _impl.update(translate=mmu.translate, touch_batch=mmu.touch_batch, compiled=False)
 
 
+def s64(addr: int) -> int:
+    """Return a 64-bit address as the int64 the MMU walk takes (kernel half negative)."""
+    return addr - (1 << 64) if addr >> 63 else addr
+
+
 def is_canonical(k, addr: int) -> bool:
     bits = 57 if k.la57 else 48
     top = addr >> (bits - 1)
@@ -41,21 +46,34 @@ def _arrays(k):
     return k.ptpool.mv, k.mem.private
 
 
+EMULATED = -2
+
+
 def translate(k, task, addr: int, access: int, regs=None):
-    """Return the physical address for one access, taking faults; or None if a signal
-    was queued (the task's signals say which)."""
+    """Return the physical address for one access, taking faults; None if a signal
+    was queued (the task's signals say which); EMULATED when the kernel emulated the
+    access instead (a vsyscall fetch)."""
     if not is_canonical(k, addr):
-        exc_general_protection(k, regs or pt_regs(addr), 0)
+        exc_general_protection(k, regs or pt_regs(0), 0)
         return None
     cr3 = k.cpus[task.cpu].cr3
+    regs = regs or pt_regs(addr if access & X86_PF_INSTR else 0)
+    last = None
     while True:
         pt, rows = _arrays(k)
-        r = _impl["translate"](pt, rows, cr3, k.la57, addr, access)
+        r = _impl["translate"](pt, rows, cr3, k.la57, s64(addr), access)
         if r >= 0:
             return r
-        exc_page_fault(k, regs or pt_regs(addr), ~r, addr)
+        exc_page_fault(k, regs, ~r, addr)
         if task.signals:
             return None
+        if access & X86_PF_INSTR and is_vsyscall_vaddr(addr):
+            return EMULATED
+        if ~r == last:
+            # The CPU would retry forever: a fault the kernel claims to have fixed
+            # keeps happening. That is a model bug, not a user error.
+            raise AssertionError(f"fault loop at {addr:#x} error code {~r:#x}")
+        last = ~r
 
 
 def touch(k, task, base: int, stride: int, count: int, write: bool, value: int) -> int:
@@ -77,10 +95,11 @@ def touch(k, task, base: int, stride: int, count: int, write: bool, value: int) 
     la57 = k.la57
     batch = _impl["touch_batch"]
     regs = pt_regs(base)
+    sbase = s64(base)
     i = 0
     while i < count:
         pt, rows = _arrays(k)
-        i = batch(pt, rows, cr3, la57, base, stride, count, i, access, value, out)
+        i = batch(pt, rows, cr3, la57, sbase, stride, count, i, access, value, out)
         if i >= count:
             break
         if out[0] == -1:
@@ -89,7 +108,7 @@ def touch(k, task, base: int, stride: int, count: int, write: bool, value: int) 
             i += 1
             continue
         regs.ip = base + i * stride
-        exc_page_fault(k, regs, int(out[0]), int(out[1]))
+        exc_page_fault(k, regs, int(out[0]), int(out[1]) & ((1 << 64) - 1))
         if task.signals:
             return i
     return count

@@ -208,12 +208,12 @@ def p4d_offset(mm, pgdp: int, addr: int) -> int:
 
 def pud_offset(mm, p4dp: int, addr: int) -> int:
     k = mm.kernel
-    return _table_of(k, k.ptpool.mv[p4dp]) + ((addr >> 30) & 511)
+    return k.mem.private[(k.ptpool.mv[p4dp] & _PFN_MASK) >> PAGE_SHIFT] * PTRS_PER_TABLE + ((addr >> 30) & 511)
 
 
 def pmd_offset(mm, pudp: int, addr: int) -> int:
     k = mm.kernel
-    return _table_of(k, k.ptpool.mv[pudp]) + ((addr >> 21) & 511)
+    return k.mem.private[(k.ptpool.mv[pudp] & _PFN_MASK) >> PAGE_SHIFT] * PTRS_PER_TABLE + ((addr >> 21) & 511)
 
 
 def pte_offset_map(mm, pmdp: int, addr: int) -> int:
