@@ -447,15 +447,16 @@ class PageAllocator:
         return sum(z.free_pages for z in self.zones)
 
     def is_free(self, pfn: int) -> bool:
-        """Return whether ``pfn`` is free: in a buddy block, a pcp list, or never used."""
+        """Return whether ``pfn`` is free: in a buddy block, on a pcp list, or never used."""
         z = self.zone_of(pfn)
         if pfn >= z.deferred_pfn:
             return not any(lo <= pfn < hi for lo, hi in z.deferred_reserved)
+        flags = self.mem.flags
         for order in range(NR_PAGE_ORDERS):
             head = pfn & ~((1 << order) - 1)
-            f = self.mem.flags[head]
-            if f & PGTY_buddy and (f & PG_ORDER_MASK) >> PG_ORDER_SHIFT >= order:
-                return (f & PG_ORDER_MASK) >> PG_ORDER_SHIFT == order or True
+            f = flags[head]
+            if f & PGTY_buddy and (f & PG_ORDER_MASK) >> PG_ORDER_SHIFT == order:
+                return True
         for pcp in z.pcp:
             for i, lst in enumerate(pcp.lists):
                 o = self._pindex_order(i)

@@ -34,7 +34,11 @@ class PageTablePool:
                                getattr(_mmap, "MAP_NORESERVE", 0x4000))
         self.arr = np.frombuffer(self._map, dtype=np.int64)
         self.mv = memoryview(self.arr)
+        # The ptdesc of each table page, by row: its PFN, the page table deposited
+        # under a huge PMD (pmd_huge_pte, THP) and the PMD share count (hugetlb).
         self.slot_pfn = []
+        self.pmd_huge_pte = []
+        self.pt_share_count = []
         self.free_slots = []
         self.used = 0
         self.max_tables = max_tables
@@ -43,12 +47,16 @@ class PageTablePool:
         if self.free_slots:
             slot = self.free_slots.pop()
             self.slot_pfn[slot] = pfn
+            self.pmd_huge_pte[slot] = -1
+            self.pt_share_count[slot] = 0
         else:
             if self.used == self.max_tables:
                 raise MemoryError("page-table pool exhausted")
             slot = self.used
             self.used += 1
             self.slot_pfn.append(pfn)
+            self.pmd_huge_pte.append(-1)
+            self.pt_share_count.append(0)
         return slot
 
     def free_slot(self, slot: int):
