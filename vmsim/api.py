@@ -113,6 +113,12 @@ class Machine:
             from vmsim.mm.debug_vm import check_all
             check_all(self.k)
 
+    def trace(self, faults_only=True, max_events=5000):
+        """A function-graph tracer of this machine's page faults (vmsim.trace), used as
+        ``with m.trace() as tr: ...`` then ``print(tr.text())``."""
+        from vmsim.trace import function_graph
+        return function_graph(self, faults_only, max_events)
+
     def check(self):
         """Run the debug checker now (raises AssertionError on a violation)."""
         from vmsim.mm.debug_vm import check_all

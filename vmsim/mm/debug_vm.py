@@ -1,6 +1,808 @@
-"""The debug checker (CONFIG_DEBUG_VM, page_table_check): placeholder until it lands."""
+"""The debug checker: CONFIG_DEBUG_VM, CONFIG_PAGE_TABLE_CHECK and friends (mm/debug.c,
+mm/page_table_check.c, the VM_BUG_ON*s scattered through mm/).
+
+Linux checks its invariants piecemeal as it changes state (page_table_check counts
+anon/file mappings per page at every set_pte_at/ptep_clear; VM_BUG_ON_FOLIO guards
+refcounts and the LRU; check_mm() at mm teardown compares the RSS counters and
+pgtables_bytes with zero). vmsim instead recomputes everything from the raw state
+after every syscall and access (VMSIM_DEBUG_VM=1): it walks every live mm's tables
+from the PGD, collects each leaf entry, and derives from them alone what the
+counters, refcounts, mapcounts, RSS and vmstat must be, then compares. A violation
+raises AssertionError naming the mm, address, PFN and the expected vs found values.
+
+Sources of page references the checker knows: PTEs (one reference and one mapcount
+each; the zero page and special PFN mappings none), page-cache slots (one each,
+every registered address_space), per-CPU LRU batches (swap.batch_refs), live
+mmu_gathers (mmu_gather.gather_refs), plus any function appended to
+``EXTRA_REF_SOURCES`` (k -> {pfn: refs}) by later code (GUP pins, mlock batches).
+Huge PMD/PUD leaves are walked and checked for permissions and frame state; their
+mapcount convention belongs to the THP issue (``PMD_MAPCOUNT`` below).
+"""
+import numpy as np
+
+from vmsim.arch.x86 import pgtable_types as T
+from vmsim.mm import vmstat
+from vmsim.mm.mm_types import (VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_MAYSHARE, VM_PFNMAP,
+                               VM_MIXEDMAP, MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES)
+from vmsim.mm.page_flags import (PG_anon, PG_anon_exclusive, PG_lru, PG_reserved, PG_tail,
+                                 PG_head, PG_swapbacked, PG_active, PG_unevictable, PGTY_table,
+                                 PGTY_buddy, PG_ORDER_MASK, PG_ORDER_SHIFT)
+
+__all__ = ["check_all", "check_mm", "VMChecker", "EXTRA_REF_SOURCES", "MAX_REPORTED"]
+
+EXTRA_REF_SOURCES = []      # callables k -> {pfn: references} for later reference holders
+MAX_REPORTED = 20            # violations listed in one AssertionError
+PMD_MAPCOUNT = None          # THP issue: how a PMD leaf counts in mem.mapcount
+
+_P = T._PAGE_PRESENT
+_PROTNONE = T._PAGE_PROTNONE
+_RW = T._PAGE_RW
+_USER = T._PAGE_USER
+_PSE = T._PAGE_PSE
+_SPECIAL = T._PAGE_SPECIAL
+_PFN = T.PTE_PFN_MASK
+_TABLE_BITS = T._PAGE_PRESENT | T._PAGE_RW | T._PAGE_USER
+_LEVEL_SIZE = {"pud": 1 << 30, "pmd": 1 << 21}
+
+
+class _Report:
+    """Collects violations and raises them together."""
+
+    def __init__(self):
+        self.msgs = []
+        self.total = 0
+
+    def __call__(self, msg):
+        self.total += 1
+        if len(self.msgs) < MAX_REPORTED:
+            self.msgs.append(msg)
+
+    def raise_if_any(self):
+        if self.msgs:
+            more = f"\n  ... and {self.total - len(self.msgs)} more" if self.total > len(self.msgs) else ""
+            raise AssertionError(f"debug_vm: {self.total} violation(s):\n  " +
+                                 "\n  ".join(self.msgs) + more)
+
+
+def _mmname(mm):
+    owner = getattr(mm, "owner", None)
+    pid = getattr(owner, "pid", None)
+    return f"mm(pid {pid})" if pid is not None else f"mm@{id(mm):#x}"
+
+
+# --- the free frames -----------------------------------------------------------------
+class _FreeSet:
+    """Free frames as sorted disjoint intervals [start, end) (buddy, pcp, never used)."""
+
+    def __init__(self, k, rep):
+        pa = k.page_alloc
+        flags = k.mem.flags
+        iv = []
+        for z in pa.zones:
+            zfree = 0
+            for order, per_mt in enumerate(z.free_area):
+                n = 0
+                for mt, blocks in enumerate(per_mt):
+                    for pfn in blocks:
+                        f = flags[pfn]
+                        if not f & PGTY_buddy or (f & PG_ORDER_MASK) >> PG_ORDER_SHIFT != order:
+                            rep(f"buddy: pfn {pfn:#x} on free_area[{order}][{mt}] of zone {z.name} "
+                                f"has flags {f:#x} (expected PGTY_buddy with order {order})")
+                        iv.append((pfn, pfn + (1 << order), "buddy"))
+                        n += 1
+                zfree += n << order
+                if z.nr_free[order] != n:
+                    rep(f"buddy: zone {z.name} nr_free[{order}] = {z.nr_free[order]}, lists hold {n}")
+            for cpu, pcp in enumerate(z.pcp):
+                cnt = 0
+                for pindex, lst in enumerate(pcp.lists):
+                    order = pa._pindex_order(pindex)
+                    for pfn in lst:
+                        iv.append((pfn, pfn + (1 << order), f"pcp[{cpu}]"))
+                        cnt += 1 << order
+                if cnt != pcp.count:
+                    rep(f"pcp: zone {z.name} cpu {cpu} count = {pcp.count}, lists hold {cnt} pages")
+                zfree += cnt
+            lo = z.deferred_pfn
+            for rlo, rhi in sorted(getattr(z, "deferred_reserved", [])):
+                rlo, rhi = max(rlo, z.deferred_pfn), min(rhi, z.zone_end_pfn)
+                if rlo >= rhi:
+                    continue
+                if lo < rlo:
+                    iv.append((lo, rlo, "deferred"))
+                    zfree += rlo - lo
+                lo = max(lo, rhi)
+            if lo < z.zone_end_pfn:
+                iv.append((lo, z.zone_end_pfn, "deferred"))
+                zfree += z.zone_end_pfn - lo
+            if zfree != z.free_pages:
+                rep(f"zone {z.name}: free_pages = {z.free_pages}, free lists + pcp + never-used "
+                    f"hold {zfree}")
+        iv.sort()
+        for a, b in zip(iv, iv[1:]):
+            if b[0] < a[1]:
+                rep(f"double free: [{a[0]:#x}, {a[1]:#x}) ({a[2]}) overlaps "
+                    f"[{b[0]:#x}, {b[1]:#x}) ({b[2]})")
+        self.iv = iv
+        self.starts = np.array([x[0] for x in iv], dtype=np.int64)
+        self.ends = np.array([x[1] for x in iv], dtype=np.int64)
+
+    def mask(self, pfns):
+        """Return a bool array: which of ``pfns`` are free."""
+        pfns = np.asarray(pfns, dtype=np.int64)
+        if not len(self.starts) or not len(pfns):
+            return np.zeros(len(pfns), dtype=bool)
+        i = np.searchsorted(self.starts, pfns, side="right") - 1
+        ok = i >= 0
+        ic = np.where(ok, i, 0)
+        return ok & (pfns < self.ends[ic])
+
+    def overlaps(self, lo, hi):
+        i = int(np.searchsorted(self.starts, hi)) - 1
+        return i >= 0 and self.ends[i] > lo
+
+    def where(self, pfn):
+        i = int(np.searchsorted(self.starts, pfn, side="right")) - 1
+        return self.iv[i][2] if i >= 0 and pfn < self.iv[i][1] else None
+
+
+def _scan_ranges(k):
+    """Frame ranges that may hold non-zero mem_map state: initialised zone parts and
+    reserved ranges (frames above zone.deferred_pfn were never touched)."""
+    pa = k.page_alloc
+    rs = [(0, min(256, k.nr_pages))] + [(lo, hi) for lo, hi in pa.reserved]
+    rs += [(z.zone_start_pfn, z.deferred_pfn) for z in pa.zones]
+    rs.sort()
+    out = []
+    for lo, hi in rs:
+        if lo >= hi:
+            continue
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
+
+
+def _nonzero_frames(k, ranges):
+    """Non-reserved PFNs in ``ranges`` with any of refcount, mapcount, private, mapping,
+    PG_lru, PGTY_table set."""
+    m = k.mem
+    parts = []
+    for lo, hi in ranges:
+        f = m.np_flags[lo:hi]
+        sel = ((m.np_refcount[lo:hi] != 0) | (m.np_mapcount[lo:hi] != 0) |
+               (m.np_private[lo:hi] != 0) | (m.np_mapping[lo:hi] != 0) |
+               ((f & (PG_lru | PGTY_table)) != 0)) & ((f & PG_reserved) == 0)
+        parts.append(np.flatnonzero(sel) + lo)
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
+# --- walking one mm --------------------------------------------------------------------
+class _MMWalk:
+    """What the tables of one mm hold: leaves, tables, counts."""
+
+    def __init__(self, mm):
+        self.mm = mm
+        self.addrs = np.zeros(0, dtype=np.int64)
+        self.ptes = np.zeros(0, dtype=np.int64)
+        self.tables = []            # (pfn, level, va)
+        self.nr_accounted = 0       # PTE + PMD + PUD tables (mm_pgtables_bytes)
+        self.huge = []              # (level, va, entry)
+        self.normal_pfns = np.zeros(0, dtype=np.int64)
+        self.normal_writable = np.zeros(0, dtype=bool)
+        self.normal_addrs = np.zeros(0, dtype=np.int64)
+
+
+def _levels(k):
+    if k.la57:
+        return (("pgd", 48), ("p4d", 39), ("pud", 30), ("pmd", 21), ("pte", 12))
+    return (("pgd", 39), ("pud", 30), ("pmd", 21), ("pte", 12))
+
+
+def _walk_tables(k, mm, rep, table_owner):
+    """Walk the user half of mm's tables; return an _MMWalk."""
+    w = _MMWalk(mm)
+    arr = k.ptpool.arr
+    rows = k.mem.np_private
+    flags = k.mem.np_flags
+    refc = k.mem.np_refcount
+    slot_pfn = k.ptpool.slot_pfn
+    levels = _levels(k)
+    name = _mmname(mm)
+    addr_parts, pte_parts = [], []
+
+    def table(pfn, level, va, parent_entry_desc):
+        if not 0 <= pfn < k.nr_pages:
+            rep(f"{name}: {parent_entry_desc} points at pfn {pfn:#x} beyond RAM")
+            return -1
+        f = int(flags[pfn])
+        if not f & PGTY_table:
+            rep(f"{name}: {level} table for va {va:#x} at pfn {pfn:#x} is not PGTY_table "
+                f"(flags {f:#x})")
+            return -1
+        if f & PG_reserved:
+            rep(f"{name}: {level} table for va {va:#x} at pfn {pfn:#x} is a boot (reserved) table")
+        prev = table_owner.get(pfn)
+        if prev is not None:
+            rep(f"{name}: {level} table pfn {pfn:#x} for va {va:#x} is also the table of "
+                f"{_mmname(prev[0])} at va {prev[1]:#x}")
+        table_owner[pfn] = (mm, va)
+        if refc[pfn] != 1:
+            rep(f"{name}: {level} table pfn {pfn:#x} (va {va:#x}) refcount expected 1, found {refc[pfn]}")
+        row = int(rows[pfn])
+        if not 0 <= row < len(slot_pfn) or slot_pfn[row] != pfn:
+            rep(f"{name}: {level} table pfn {pfn:#x} has row {row} owned by pfn "
+                f"{slot_pfn[row] if 0 <= row < len(slot_pfn) else None}")
+            return -1
+        w.tables.append((pfn, level, va))
+        if level in ("pte", "pmd", "pud"):
+            w.nr_accounted += 1
+        return row * 512
+
+    def descend(base, li, va0, lo_idx, hi_idx):
+        lname, shift = levels[li]
+        ents = arr[base + lo_idx:base + hi_idx]
+        nz = np.flatnonzero(ents)
+        if lname == "pte":
+            if len(nz):
+                addr_parts.append(va0 + ((nz + lo_idx).astype(np.int64) << 12))
+                pte_parts.append(ents[nz].copy())
+            return
+        for i in nz.tolist():
+            e = int(ents[i])
+            va = va0 + ((i + lo_idx) << shift)
+            desc = f"{lname} entry for va {va:#x} ({e & 0xFFFFFFFFFFFFFFFF:#x})"
+            if e & _PSE and lname in ("pud", "pmd"):
+                w.huge.append((lname, va, e))
+                continue
+            if e & _PSE:
+                rep(f"{name}: {desc} has PS set at {lname} level (reserved bit)")
+                continue
+            if (e & _TABLE_BITS) != _TABLE_BITS:
+                rep(f"{name}: {desc} is not a user table entry (expected P|RW|USER)")
+                continue
+            nb = table((e & _PFN) >> 12, levels[li + 1][0], va, desc)
+            if nb >= 0:
+                descend(nb, li + 1, va, 0, 512)
+
+    if mm.pgd < 0:
+        return w
+    pgd_base = table(mm.pgd, "pgd", 0, "cr3")
+    if pgd_base < 0:
+        return w
+    if pgd_base != mm.pgd_ptr:
+        rep(f"{name}: pgd_ptr {mm.pgd_ptr} does not match the PGD pfn {mm.pgd:#x}'s row")
+    kern = k.init_mm.pgd_ptr
+    if k.init_mm is not mm and not np.array_equal(arr[pgd_base + 256:pgd_base + 512],
+                                                  arr[kern + 256:kern + 512]):
+        i = int(np.flatnonzero(arr[pgd_base + 256:pgd_base + 512] != arr[kern + 256:kern + 512])[0])
+        rep(f"{name}: kernel-half PGD entry {256 + i} differs from init_mm's")
+    descend(pgd_base, 0, 0, 0, 256)
+    if addr_parts:
+        w.addrs = np.concatenate(addr_parts)
+        w.ptes = np.concatenate(pte_parts)
+    return w
+
+
+def _vma_arrays(mm):
+    vmas = list(mm.mm_mt)
+    starts = np.array([v.vm_start for v in vmas], dtype=np.int64)
+    ends = np.array([v.vm_end for v in vmas], dtype=np.int64)
+    vflags = np.array([v.vm_flags for v in vmas], dtype=np.int64)
+    return vmas, starts, ends, vflags
+
+
+def _check_vma_tree(k, mm, rep):
+    name = _mmname(mm)
+    vmas = mm.mm_mt
+    if len(vmas) != len(mm.mm_mt_ends):
+        rep(f"{name}: VMA tree has {len(vmas)} VMAs and {len(mm.mm_mt_ends)} keys")
+    if mm.map_count != len(vmas):
+        rep(f"{name}: map_count = {mm.map_count}, tree holds {len(vmas)} VMAs")
+    total = 0
+    prev_end = -1
+    for i, v in enumerate(vmas):
+        if v.vm_start & 0xFFF or v.vm_end & 0xFFF or v.vm_start >= v.vm_end:
+            rep(f"{name}: bad VMA bounds {v!r}")
+        if v.vm_start < prev_end:
+            rep(f"{name}: VMA {v!r} overlaps or is out of order with the previous one")
+        if i < len(mm.mm_mt_ends) and mm.mm_mt_ends[i] != v.vm_end:
+            rep(f"{name}: tree key {mm.mm_mt_ends[i]:#x} != vm_end of {v!r}")
+        if v.vm_mm is not mm:
+            rep(f"{name}: VMA {v!r} belongs to {_mmname(v.vm_mm)}")
+        if v.detached:
+            rep(f"{name}: VMA {v!r} in the tree is marked detached")
+        av = v.anon_vma
+        if av is not None:
+            if k.objects[av.id] is not av:
+                rep(f"{name}: VMA {v!r} has anon_vma id {av.id} that is not registered")
+            if v not in av.vmas and v not in getattr(av.root, "vmas", ()):
+                rep(f"{name}: VMA {v!r} is not on its anon_vma's list")
+        prev_end = v.vm_end
+        total += (v.vm_end - v.vm_start) >> 12
+    if mm.total_vm != total:
+        rep(f"{name}: total_vm = {mm.total_vm}, VMAs span {total} pages")
+
+
+def _first(mask):
+    return int(np.flatnonzero(mask)[0])
+
+
+def _check_leaves(k, w, rep, free):
+    """Check one mm's leaf entries against its VMAs, frames and RSS counters."""
+    mm = w.mm
+    name = _mmname(mm)
+    mem = k.mem
+    addrs, ptes = w.addrs, w.ptes
+    vmas, starts, ends, vflags_v = _vma_arrays(mm)
+    n = len(vmas)
+    if len(addrs):
+        idx = np.searchsorted(ends, addrs, side="right") if n else np.zeros(len(addrs), np.int64)
+        idxc = np.minimum(idx, max(n - 1, 0))
+        inside = (idx < n) & (starts[idxc] <= addrs) if n else np.zeros(len(addrs), bool)
+    else:
+        idx = idxc = np.zeros(0, dtype=np.int64)
+        inside = np.zeros(0, dtype=bool)
+    for i in np.flatnonzero(~inside)[:5].tolist():
+        e = int(ptes[i])
+        rep(f"{name}: PTE at {int(addrs[i]):#x} ({e & 0xFFFFFFFFFFFFFFFF:#x}, pfn {(e & _PFN) >> 12:#x}) "
+            f"lies outside any VMA")
+    # Only entries inside VMAs are checked further (the rest is already reported).
+    addrs, ptes, idxc = addrs[inside], ptes[inside], idxc[inside]
+    vfl = vflags_v[idxc] if n else np.zeros(0, dtype=np.int64)
+    present = (ptes & (_P | _PROTNONE)) != 0
+    hw = (ptes & _P) != 0
+    pfns = (ptes & _PFN) >> 12
+
+    def bad(mask, what):
+        for i in np.flatnonzero(mask)[:3].tolist():
+            e = int(ptes[i])
+            rep(f"{name}: PTE at {int(addrs[i]):#x} (pfn {int(pfns[i]):#x}, "
+                f"{T.decode_flags(e)}) in {vmas[idxc[i]]!r}: {what}")
+
+    bad(present & ((ptes & _RW) != 0) & ((vfl & VM_WRITE) == 0),
+        "writable (RW) in a VMA without VM_WRITE")
+    bad(hw & ((vfl & (VM_READ | VM_WRITE | VM_EXEC)) == 0),
+        "present in a PROT_NONE VMA")
+    bad(hw & (ptes >= 0) & ((vfl & VM_EXEC) == 0),
+        "executable (NX clear) in a VMA without VM_EXEC")
+    bad(hw & ((ptes & _USER) == 0), "user PTE without _PAGE_USER")
+    zero = present & (pfns == k.zero_pfn)
+    bad(zero & ((ptes & _SPECIAL) == 0), "maps the zero page without _PAGE_SPECIAL")
+    bad(zero & ((ptes & _RW) != 0), "maps the zero page writable")
+    special = ((ptes & _SPECIAL) != 0) | ((vfl & (VM_PFNMAP | VM_MIXEDMAP)) != 0)
+    sp = present & special & ~zero & (pfns < k.nr_pages)
+    if sp.any():
+        bad(sp & free.mask(pfns), "special PFN mapping of a free frame")
+    normal = present & ~special
+    bad(normal & (pfns >= k.nr_pages), "maps a PFN beyond RAM")
+    normal &= pfns < k.nr_pages
+    npfn = pfns[normal]
+    naddr = addrs[normal]
+    nptes = ptes[normal]
+    nidx = idxc[normal]
+    fl = mem.np_flags[npfn]
+    if len(npfn):
+        isfree = free.mask(npfn)
+        for i in np.flatnonzero(isfree)[:5].tolist():
+            p = int(npfn[i])
+            rep(f"{name}: PTE at {int(naddr[i]):#x} maps pfn {p:#x}, which is free ({free.where(p)})")
+        for i in np.flatnonzero((fl & (PG_reserved | PGTY_table | PGTY_buddy)) != 0)[:5].tolist():
+            rep(f"{name}: PTE at {int(naddr[i]):#x} maps pfn {int(npfn[i]):#x} with flags "
+                f"{int(fl[i]):#x} (reserved, table or buddy page) as a normal page")
+    anon = (fl & PG_anon) != 0
+    swapb = (fl & PG_swapbacked) != 0
+    nanon = int(anon.sum())
+    nshmem = int((~anon & swapb).sum())
+    nfile = int((~anon & ~swapb).sum())
+    for ctr, cname, got in ((MM_ANONPAGES, "MM_ANONPAGES", nanon), (MM_FILEPAGES, "MM_FILEPAGES", nfile),
+                            (MM_SHMEMPAGES, "MM_SHMEMPAGES", nshmem)):
+        if mm.rss_stat[ctr] != got:
+            rep(f"{name}: rss_stat[{cname}] = {mm.rss_stat[ctr]}, page tables map {got}")
+    # Anon pages: the VMA's anon_vma, the linear index, never in a shared VMA.
+    if len(npfn):
+        mapping = mem.np_mapping[npfn]
+        index = mem.np_index[npfn]
+        pgoff_v = np.array([v.vm_pgoff for v in vmas], dtype=np.int64)
+        lin = ((naddr - starts[nidx]) >> 12) + pgoff_v[nidx]
+        for i in np.flatnonzero(index != lin)[:5].tolist():
+            rep(f"{name}: PTE at {int(naddr[i]):#x} maps pfn {int(npfn[i]):#x} with index "
+                f"{int(index[i]):#x}, expected linear_page_index {int(lin[i]):#x} in {vmas[nidx[i]]!r}")
+        nvfl = vflags_v[nidx]
+        for i in np.flatnonzero(anon & ((nvfl & VM_SHARED) != 0))[:3].tolist():
+            rep(f"{name}: PTE at {int(naddr[i]):#x} maps anon pfn {int(npfn[i]):#x} in a shared VMA "
+                f"{vmas[nidx[i]]!r}")
+        wr = (nptes & _RW) != 0
+        for i in np.flatnonzero(~anon & wr & ((nvfl & VM_SHARED) == 0))[:3].tolist():
+            rep(f"{name}: PTE at {int(naddr[i]):#x} maps page-cache pfn {int(npfn[i]):#x} writable "
+                f"in a private VMA {vmas[nidx[i]]!r} (COW broken)")
+        for i in np.flatnonzero(anon & wr & ((fl & PG_anon_exclusive) == 0))[:3].tolist():
+            rep(f"{name}: PTE at {int(naddr[i]):#x} maps anon pfn {int(npfn[i]):#x} writable but "
+                f"the page is not PG_anon_exclusive")
+        # anon_vma: the page's anon_vma must share the VMA's root.
+        ai = np.flatnonzero(anon)
+        if len(ai):
+            for key in np.unique(np.stack([nidx[ai], mapping[ai]], axis=1), axis=0).tolist():
+                vi, mid = key
+                v = vmas[vi]
+                obj = k.objects[mid] if 0 < mid < len(k.objects) else None
+                av = v.anon_vma
+                ok = (obj is not None and av is not None and hasattr(obj, "root") and
+                      (obj is av or obj.root is av.root))
+                chain = getattr(v, "anon_vma_chain", None)
+                if ok and chain is not None:
+                    ok = obj is av or any(getattr(c, "anon_vma", c) is obj for c in chain)
+                if not ok:
+                    j = ai[(nidx[ai] == vi) & (mapping[ai] == mid)][0]
+                    rep(f"{name}: PTE at {int(naddr[j]):#x} maps anon pfn {int(npfn[j]):#x} whose "
+                        f"anon_vma id {mid} is not {v!r}'s anon_vma "
+                        f"(id {av.id if av is not None else None})")
+        # Page-cache pages: the VMA's file, the cache slot.
+        fi = np.flatnonzero(~anon)
+        for i in fi.tolist():
+            v = vmas[nidx[i]]
+            p = int(npfn[i])
+            f = v.vm_file
+            if f is None:
+                rep(f"{name}: PTE at {int(naddr[i]):#x} maps non-anon pfn {p:#x} in {v!r}, "
+                    f"which has no file")
+                continue
+            am = f.f_mapping
+            if int(mapping[i]) != am.id or am.i_pages.get(int(index[i])) != p:
+                rep(f"{name}: PTE at {int(naddr[i]):#x} maps pfn {p:#x} (mapping {int(mapping[i])}, "
+                    f"index {int(index[i]):#x}), not the page cache page of {v!r}'s file "
+                    f"(mapping {am.id}, slot {am.i_pages.get(int(index[i]))})")
+    w.normal_pfns = npfn
+    w.normal_addrs = naddr
+    w.normal_writable = ((nptes & _RW) != 0) & anon
+    w.normal_anon = anon
+    # Huge leaves: permissions and frames (mapcount convention: THP issue).
+    for level, va, e in w.huge:
+        v = mm.vma_lookup(va)
+        size = _LEVEL_SIZE[level]
+        if v is None or v.vm_end < va + size:
+            rep(f"{name}: huge {level} at {va:#x} is not inside one VMA")
+            continue
+        if e & _RW and not v.vm_flags & VM_WRITE:
+            rep(f"{name}: huge {level} at {va:#x} is writable in {v!r} without VM_WRITE")
+        p = (e & _PFN) >> 12
+        if e & _P and not e & _SPECIAL and p < k.nr_pages and free.mask([p])[0]:
+            rep(f"{name}: huge {level} at {va:#x} maps pfn {p:#x}, which is free")
+    # pgtables_bytes
+    if mm.pgtables_bytes != 4096 * w.nr_accounted:
+        rep(f"{name}: pgtables_bytes = {mm.pgtables_bytes}, tables found: {w.nr_accounted} "
+            f"PTE/PMD/PUD pages = {4096 * w.nr_accounted} bytes")
+
+
+def _check_tlb(k, rep, mm=None):
+    for ent in k.tlb_pending:
+        pm, start, end = ent[0], ent[1], ent[2]
+        if mm is None or pm is mm:
+            rep(f"TLB: {_mmname(pm)} lost a translation or permission on [{start:#x}, {end:#x}) "
+                f"with no flush before the syscall returned")
+
+
+def check_mm(k, mm, _free=None, _table_owner=None, _rep=None):
+    """Check one mm: VMA tree, table pages, leaf entries vs VMAs and frames, RSS,
+    pgtables_bytes, pending TLB flushes. Returns the walk; raises AssertionError."""
+    rep = _rep or _Report()
+    free = _free or _FreeSet(k, rep)
+    _check_vma_tree(k, mm, rep)
+    w = _walk_tables(k, mm, rep, {} if _table_owner is None else _table_owner)
+    _check_leaves(k, w, rep, free)
+    if _rep is None:
+        _check_tlb(k, rep, mm)
+        rep.raise_if_any()
+    return w
+
+
+def _address_spaces(k, mms):
+    seen = {}
+    for obj in k.objects:
+        if obj is not None and hasattr(obj, "i_pages") and hasattr(obj, "swapbacked"):
+            seen[id(obj)] = obj
+    for f in k.shmem_files:
+        seen[id(f.f_mapping)] = f.f_mapping
+    for mm in mms:
+        for v in mm.mm_mt:
+            if v.vm_file is not None and getattr(v.vm_file, "f_mapping", None) is not None:
+                seen[id(v.vm_file.f_mapping)] = v.vm_file.f_mapping
+    return list(seen.values())
+
+
+def _sum_refs(pairs):
+    """[(pfns array, counts array)] -> (unique pfns, summed counts)."""
+    pf = [np.asarray(p, dtype=np.int64) for p, _ in pairs if len(p)]
+    if not pf:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    ct = [np.asarray(c, dtype=np.int64) for p, c in pairs if len(p)]
+    pf, ct = np.concatenate(pf), np.concatenate(ct)
+    u, inv = np.unique(pf, return_inverse=True)
+    return u, np.bincount(inv, weights=ct, minlength=len(u)).astype(np.int64)
+
+
+def _lookup(u, c, pfns):
+    """Counts for ``pfns`` in the (u, c) table, 0 where absent."""
+    if not len(u):
+        return np.zeros(len(pfns), dtype=np.int64)
+    i = np.searchsorted(u, pfns)
+    ic = np.minimum(i, len(u) - 1)
+    return np.where(u[ic] == pfns, c[ic], 0)
+
+
+def _check_lru(k, rep, ranges):
+    """The LRU lists, checked vectorized: links, list membership, counts, vmstat.
+
+    Every PG_lru frame must be reachable from its list's head: prev pointers are
+    followed by pointer doubling, so a detached ring or a broken chain shows up as a
+    node whose chain does not end at a head.
+    """
+    from vmsim.mm.swap import _LRU_STAT, _ZONE_LRU_STAT, NR_LRU_LISTS
+    mem = k.mem
+    lv = k.lruvec
+    names = ("inactive_anon", "active_anon", "inactive_file", "active_file", "unevictable")
+    parts = [np.flatnonzero(mem.np_flags[lo:hi] & PG_lru) + lo for lo, hi in ranges]
+    S = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+    n = len(S)
+    for lru in range(NR_LRU_LISTS):
+        for end, what in ((lv.head[lru], "head"), (lv.tail[lru], "tail")):
+            if end and not mem.flags[end] & PG_lru:
+                rep(f"LRU {names[lru]}: {what} pfn {end:#x} has no PG_lru (flags {mem.flags[end]:#x})")
+    f = mem.np_flags[S].astype(np.int64)
+    lst = np.where(f & PG_unevictable, 4, np.where(f & PG_swapbacked, 0, 2) + ((f & PG_active) != 0))
+    npages = np.where(f & PG_head, 1 << ((f & PG_ORDER_MASK) >> PG_ORDER_SHIFT), 1)
+    nxt = mem.np_lru_next[S].astype(np.int64)
+    prv = mem.np_lru_prev[S].astype(np.int64)
+
+    def index_of(pfns):
+        i = np.searchsorted(S, pfns) if n else np.zeros(len(pfns), np.int64)
+        ic = np.minimum(i, max(n - 1, 0))
+        ok = (pfns != 0) & (S[ic] == pfns) if n else np.zeros(len(pfns), bool)
+        return np.where(ok, ic, -1), ok
+
+    ni, nok = index_of(nxt)
+    pi, pok = index_of(prv)
+    for i in np.flatnonzero((nxt != 0) & ~nok)[:3].tolist():
+        rep(f"LRU: pfn {int(S[i]):#x} lru_next = {int(nxt[i]):#x}, a frame not on the LRU")
+    for i in np.flatnonzero((prv != 0) & ~pok)[:3].tolist():
+        rep(f"LRU: pfn {int(S[i]):#x} lru_prev = {int(prv[i]):#x}, a frame not on the LRU")
+    back = np.flatnonzero(nok)
+    for i in back[prv[ni[back]] != S[back]][:3].tolist():
+        rep(f"LRU: pfn {int(S[i]):#x} -> next {int(nxt[i]):#x} whose lru_prev is "
+            f"{int(prv[ni[i]]):#x}")
+    fwd = np.flatnonzero(pok)
+    for i in fwd[lst[pi[fwd]] != lst[fwd]][:3].tolist():
+        rep(f"LRU: pfn {int(S[i]):#x} ({names[lst[i]]}) is linked after pfn {int(prv[i]):#x} "
+            f"({names[lst[pi[i]]]})")
+    # Follow prev to the head: root[i] converges on a node with prev 0 unless a ring.
+    root = np.where(pok, pi, np.arange(n))
+    for _ in range(max(1, int(n).bit_length() + 1)):
+        root = root[root]
+    orphan = pok[root] if n else np.zeros(0, bool)
+    for i in np.flatnonzero(orphan)[:3].tolist():
+        rep(f"LRU: pfn {int(S[i]):#x} ({names[lst[i]]}) is on a cycle or chain not reached "
+            f"from any list head")
+    for lru in range(NR_LRU_LISTS):
+        sel = lst == lru
+        heads = S[sel & (prv == 0)]
+        tails = S[sel & (nxt == 0)]
+        if len(heads) > 1 or (len(heads) == 1 and heads[0] != lv.head[lru]) or \
+                (len(heads) == 0 and lv.head[lru] and not orphan.any()):
+            rep(f"LRU {names[lru]}: head = {lv.head[lru]:#x}, frames with no lru_prev: "
+                f"{[hex(x) for x in heads[:4].tolist()]}")
+        if len(tails) > 1 or (len(tails) == 1 and tails[0] != lv.tail[lru]) or \
+                (len(tails) == 0 and lv.tail[lru] and not orphan.any()):
+            rep(f"LRU {names[lru]}: tail = {lv.tail[lru]:#x}, frames with no lru_next: "
+                f"{[hex(x) for x in tails[:4].tolist()]}")
+        total = int(npages[sel].sum())
+        if lv.nr[lru] != total:
+            rep(f"LRU {names[lru]}: lruvec.nr = {lv.nr[lru]}, PG_lru frames of this list hold "
+                f"{total} pages")
+        for item, what in ((_LRU_STAT[lru], "nr_"), (_ZONE_LRU_STAT[lru], "nr_zone_")):
+            if k.vmstat[item] != total:
+                rep(f"vmstat {what}{names[lru]} = {k.vmstat[item]}, LRU lists hold {total} pages")
+    rc = mem.np_refcount[S]
+    for i in np.flatnonzero(rc <= 0)[:3].tolist():
+        rep(f"LRU: pfn {int(S[i]):#x} is on the LRU with refcount {int(rc[i])}")
 
 
 def check_all(k):
-    """Recompute invariants from the raw tables (being written)."""
-    return None
+    """Recompute the VM invariants from the raw state; raise AssertionError on a violation."""
+    from vmsim.mm.swap import batch_refs
+    from vmsim.mm.mmu_gather import gather_refs
+    rep = _Report()
+    mem = k.mem
+    free = _FreeSet(k, rep)
+    live = []
+    for t in k.tasks.values():
+        if t.mm is not None and all(t.mm is not m for m in live):
+            live.append(t.mm)
+    owners = list(live)
+    for t in k.tasks.values():
+        m = getattr(t, "active_mm", None)
+        if m is not None and m is not k.init_mm and m.pgd >= 0 and all(m is not o for o in owners):
+            owners.append(m)
+    for c in k.cpus:
+        m = c.loaded_mm
+        if m is not None and m is not k.init_mm and m.pgd >= 0 and all(m is not o for o in owners):
+            owners.append(m)
+    table_owner = {}
+    walks = [check_mm(k, mm, free, table_owner, rep) for mm in owners]
+    _check_tlb(k, rep)
+
+    # References and mapcounts, from every source.
+    map_u, map_c = _sum_refs([(w.normal_pfns, np.ones(len(w.normal_pfns), np.int64)) for w in walks])
+    aspaces = _address_spaces(k, live)
+    cache_p, cache_swapb, cached_by = [], 0, {}
+    nr_cached = 0
+    for am in aspaces:
+        if am.nrpages != len(am.i_pages):
+            rep(f"page cache: mapping {am.id} nrpages = {am.nrpages}, holds {len(am.i_pages)}")
+        if k.objects[am.id] is not am:
+            rep(f"page cache: mapping id {am.id} is not registered to its address_space")
+        for index, pfn in am.i_pages.items():
+            if pfn in cached_by:
+                rep(f"page cache: pfn {pfn:#x} is cached by mapping {cached_by[pfn][0]} and {am.id}")
+            cached_by[pfn] = (am.id, index)
+            if mem.mapping[pfn] != am.id or mem.index[pfn] != index:
+                rep(f"page cache: pfn {pfn:#x} at mapping {am.id} index {index:#x} has mapping "
+                    f"{mem.mapping[pfn]}, index {mem.index[pfn]:#x}")
+            if mem.flags[pfn] & PG_anon:
+                rep(f"page cache: pfn {pfn:#x} at mapping {am.id} index {index:#x} is PG_anon")
+            cache_p.append(pfn)
+            nr_cached += 1
+            if am.swapbacked:
+                cache_swapb += 1
+    if k.vmstat[vmstat.NR_FILE_PAGES] != nr_cached:
+        rep(f"vmstat nr_file_pages = {k.vmstat[vmstat.NR_FILE_PAGES]}, page cache holds {nr_cached}")
+    if k.vmstat[vmstat.NR_SHMEM] != cache_swapb:
+        rep(f"vmstat nr_shmem = {k.vmstat[vmstat.NR_SHMEM]}, shmem page cache holds {cache_swapb}")
+    br = batch_refs(k)
+    gr = gather_refs(k)
+    srcs = [(map_u, map_c), (np.array(cache_p, np.int64), np.ones(len(cache_p), np.int64)),
+            (np.fromiter(br.keys(), np.int64, len(br)), np.fromiter(br.values(), np.int64, len(br))),
+            (np.fromiter(gr.keys(), np.int64, len(gr)), np.fromiter(gr.values(), np.int64, len(gr)))]
+    for fn in EXTRA_REF_SOURCES:
+        d = fn(k)
+        srcs.append((np.fromiter(d.keys(), np.int64, len(d)), np.fromiter(d.values(), np.int64, len(d))))
+    ref_u, ref_c = _sum_refs(srcs)
+
+    ranges = _scan_ranges(k)
+    inuse = _nonzero_frames(k, ranges)
+    cand = np.union1d(np.union1d(inuse, ref_u), map_u)
+    fl = mem.np_flags[cand]
+    reserved = (fl & PG_reserved) != 0
+    table = (fl & PGTY_table) != 0
+    tail = (fl & PG_tail) != 0
+    # Frames in use must not be free.
+    isfree = free.mask(cand)
+    for i in np.flatnonzero(isfree)[:5].tolist():
+        p = int(cand[i])
+        rep(f"frame pfn {p:#x} is free ({free.where(p)}) but has refcount {mem.refcount[p]}, "
+            f"mapcount {mem.mapcount[p]}, private {mem.private[p]:#x}, mapping {mem.mapping[p]}, "
+            f"flags {mem.flags[p]:#x}, {int(_lookup(ref_u, ref_c, np.array([p]))[0])} known references")
+    # Refcounts and mapcounts of ordinary frames.
+    ordinary = ~reserved & ~table & ~tail
+    op = cand[ordinary]
+    exp_ref = _lookup(ref_u, ref_c, op)
+    got_ref = mem.np_refcount[op]
+    for i in np.flatnonzero(exp_ref != got_ref)[:8].tolist():
+        p = int(op[i])
+        nm = int(_lookup(map_u, map_c, np.array([p]))[0])
+        rep(f"frame pfn {p:#x}: refcount {int(got_ref[i])}, expected {int(exp_ref[i])} "
+            f"({nm} PTE mappings + {1 if p in cached_by else 0} page cache + {br.get(p, 0)} LRU batch"
+            f"{' + ' + str(gr.get(p, 0)) + ' gather' if p in gr else ''} + extra)")
+    exp_map = _lookup(map_u, map_c, op)
+    got_map = mem.np_mapcount[op]
+    for i in np.flatnonzero(exp_map != got_map)[:8].tolist():
+        rep(f"frame pfn {int(op[i]):#x}: mapcount {int(got_map[i])}, expected {int(exp_map[i])} "
+            f"(PTEs mapping it over all mms)")
+    # Node counters from what is mapped.
+    mflags = mem.np_flags[map_u]
+    nr_anon = int(((mflags & PG_anon) != 0).sum())
+    nr_mapped = len(map_u) - nr_anon
+    if k.vmstat[vmstat.NR_ANON_PAGES] != nr_anon:
+        rep(f"vmstat nr_anon_pages = {k.vmstat[vmstat.NR_ANON_PAGES]}, page tables map {nr_anon} anon pages")
+    if k.vmstat[vmstat.NR_MAPPED] != nr_mapped:
+        rep(f"vmstat nr_mapped = {k.vmstat[vmstat.NR_MAPPED]}, page tables map {nr_mapped} file pages")
+    # page_table_check: an anon page mapped writable is mapped exactly once.
+    for w in walks:
+        wi = np.flatnonzero(w.normal_writable)
+        if len(wi):
+            cnt = _lookup(map_u, map_c, w.normal_pfns[wi])
+            for j in np.flatnonzero(cnt != 1)[:3].tolist():
+                i = wi[j]
+                rep(f"page_table_check: anon pfn {int(w.normal_pfns[i]):#x} is mapped writable by "
+                    f"{_mmname(w.mm)} at {int(w.normal_addrs[i]):#x} and has {int(cnt[j])} mappings")
+    # Table pages: every user table belongs to a live mm, and is accounted.
+    tp = cand[table & ~reserved]
+    for p in tp.tolist():
+        if p not in table_owner:
+            rep(f"table page pfn {p:#x} (PGTY_table) is reachable from no live mm (leaked)")
+    if k.vmstat[vmstat.NR_PAGE_TABLE_PAGES] != len(tp):
+        rep(f"vmstat nr_page_table_pages = {k.vmstat[vmstat.NR_PAGE_TABLE_PAGES]}, "
+            f"{len(tp)} user table pages exist ({len(table_owner)} reachable)")
+    nboot = 0
+    for lo, hi in [(0, min(256, k.nr_pages))] + list(k.page_alloc.reserved):
+        nboot += int(((mem.np_flags[lo:hi] & (PGTY_table | PG_reserved)) ==
+                      (PGTY_table | PG_reserved)).sum())
+        if free.overlaps(lo, hi):
+            rep(f"reserved range [{lo:#x}, {hi:#x}) overlaps free frames")
+    if k.ptpool.nr_tables() != nboot + len(tp):
+        rep(f"table pool: {k.ptpool.nr_tables()} rows in use, {nboot} boot + {len(tp)} user table pages")
+    # Lost frames: allocated (not free) but held by nobody.
+    managed = sum(z.managed_pages for z in k.page_alloc.zones)
+    nfree = k.page_alloc.nr_free_pages()
+    held = int((~reserved & ((mem.np_refcount[cand] > 0) | tail)).sum())
+    if managed - nfree != held:
+        rep(f"frames: {managed} managed - {nfree} free = {managed - nfree} allocated, but "
+            f"{held} non-reserved frames have a reference (lost or leaked frames: "
+            f"{_lost_frames(k, ranges, free)})")
+    # Per-CPU batches hold live folios.
+    for cpu, fb in enumerate(k.cpu_fbatches):
+        for p in fb.lru_add:
+            if mem.flags[p] & PG_lru:
+                rep(f"LRU batch: pfn {p:#x} in cpu {cpu}'s lru_add batch already has PG_lru")
+    _check_lru(k, rep, ranges)
+    # Nothing alive: everything is returned.
+    if not live:
+        shm = sum(f.f_mapping.nrpages for f in k.shmem_files)
+        batch_only = len(set(br) - set(cached_by))
+        if nfree + shm + batch_only != managed:
+            rep(f"all processes exited: nr_free_pages {nfree} + live shmem pages {shm} + "
+                f"LRU-batch-held pages {batch_only} = {nfree + shm + batch_only}, managed pages {managed}")
+        if len(tp):
+            rep(f"all processes exited: {len(tp)} user table pages remain")
+        avs = [o for o in k.objects if o is not None and hasattr(o, "num_active_vmas")]
+        if avs:
+            rep(f"all processes exited: {len(avs)} anon_vma(s) remain (ids {[a.id for a in avs][:5]})")
+    rep.raise_if_any()
+
+
+def _lost_frames(k, ranges, free):
+    mem = k.mem
+    out = []
+    for lo, hi in ranges:
+        pf = np.arange(lo, hi, dtype=np.int64)
+        f = mem.np_flags[lo:hi]
+        sel = (mem.np_refcount[lo:hi] == 0) & ((f & (PG_reserved | PG_tail)) == 0) & ~free.mask(pf)
+        out.extend(pf[sel][:8].tolist())
+    return "pfns " + ", ".join(f"{p:#x}" for p in out[:8]) if out else "none located"
+
+
+class VMChecker:
+    """Run check_all every ``every`` syscalls (1: after each) on a Machine.
+
+    ``VMChecker(every=10).install(machine)`` replaces the machine's per-syscall hook;
+    ``machine.check()`` still runs a full check at once.
+    """
+
+    def __init__(self, every: int = 1):
+        self.every = max(1, int(every))
+        self.calls = 0
+        self.runs = 0
+        self.machine = None
+
+    def install(self, machine):
+        self.machine = machine
+        machine.k.checker = self
+        machine._after_syscall = self.after_syscall     # instance attribute shadows the method
+        return self
+
+    def uninstall(self):
+        if self.machine is not None:
+            self.machine.__dict__.pop("_after_syscall", None)
+            self.machine.k.checker = None
+            self.machine = None
+
+    def after_syscall(self):
+        self.calls += 1
+        if self.calls % self.every == 0:
+            self.check()
+
+    def check(self):
+        self.runs += 1
+        check_all(self.machine.k)
+
+    __call__ = check

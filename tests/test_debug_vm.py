@@ -1,0 +1,247 @@
+"""The debug checker can fail: each test corrupts one piece of state on purpose and
+expects check_all (CONFIG_DEBUG_VM / page_table_check) to report it."""
+import pytest
+
+import vmsim
+from vmsim import PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_SHARED, MAP_ANONYMOUS
+from vmsim.arch.x86 import pgtable_types as T
+from vmsim.arch.x86.pgtable import pgd_offset, p4d_offset, pud_offset, pmd_offset, pte_offset_map
+from vmsim.mm import vmstat
+from vmsim.mm.debug_vm import check_all, check_mm, VMChecker
+from vmsim.mm.mm_types import MM_ANONPAGES
+from vmsim.mm.page_flags import PG_lru
+
+RW = PROT_READ | PROT_WRITE
+ANON = MAP_PRIVATE | MAP_ANONYMOUS
+
+
+def ptep(mm, addr):
+    """Pool index of the PTE for addr (tables must exist)."""
+    p = pmd_offset(mm, pud_offset(mm, p4d_offset(mm, pgd_offset(mm, addr), addr), addr), addr)
+    return pte_offset_map(mm, p, addr)
+
+
+def pfn_at(proc, addr):
+    k = proc.machine.k
+    return (k.ptpool.mv[ptep(proc.mm, addr)] & T.PTE_PFN_MASK) >> 12
+
+
+@pytest.fixture
+def written(proc):
+    """A process with 4 written private anon pages; returns (proc, addr)."""
+    a = proc.mmap(0, 4 << 12, RW, ANON)
+    proc.touch(a, 4 << 12, write=True)
+    proc.machine.check()
+    return proc, a
+
+
+def expect(machine, pattern):
+    with pytest.raises(AssertionError, match=pattern):
+        machine.check()
+
+
+def test_clean_state_passes(written):
+    proc, a = written
+    proc.machine.check()
+    check_mm(proc.machine.k, proc.mm)
+
+
+def test_refcount_bump_is_caught(written):
+    proc, a = written
+    pfn = pfn_at(proc, a)
+    proc.machine.k.mem.refcount[pfn] += 1
+    expect(proc.machine, rf"frame pfn {pfn:#x}: refcount \d+, expected")
+
+
+def test_mapcount_bump_is_caught(written):
+    proc, a = written
+    pfn = pfn_at(proc, a + 4096)
+    proc.machine.k.mem.mapcount[pfn] += 1
+    expect(proc.machine, rf"frame pfn {pfn:#x}: mapcount 2, expected 1")
+
+
+def test_pte_cleared_without_rmap_is_caught(written):
+    proc, a = written
+    k = proc.machine.k
+    pfn = pfn_at(proc, a)
+    n = proc.mm.rss_stat[MM_ANONPAGES]
+    k.ptpool.mv[ptep(proc.mm, a)] = 0
+    # The RSS counter, the mapcount and the reference no longer match the tables.
+    expect(proc.machine, rf"rss_stat\[MM_ANONPAGES\] = {n}, page tables map {n - 1}")
+    expect(proc.machine, rf"frame pfn {pfn:#x}: mapcount 1, expected 0")
+    expect(proc.machine, r"nr_anon_pages")
+
+
+def test_pending_tlb_flush_is_caught(written):
+    proc, a = written
+    from vmsim.arch.x86.mm.tlb import note_downgrade
+    note_downgrade(proc.mm, a, a + 4096)
+    expect(proc.machine, rf"TLB: .* \[{a:#x}, {a + 4096:#x}\) with no flush")
+
+
+def test_freeing_a_mapped_frame_is_caught(written):
+    proc, a = written
+    k = proc.machine.k
+    pfn = pfn_at(proc, a + 8192)
+    k.mem.refcount[pfn] = 0
+    k.page_alloc.free_frozen_pages(pfn, 0, 0)
+    expect(proc.machine, rf"PTE at {a + 8192:#x} maps pfn {pfn:#x}, which is free")
+
+
+def test_free_frame_with_data_is_caught(proc):
+    k = proc.machine.k
+    pfn = k.page_alloc.alloc_pages(0, 0, 0)
+    k.mem.refcount[pfn] = 0
+    k.page_alloc.free_frozen_pages(pfn, 0, 0)
+    proc.machine.check()
+    k.page_data.write(pfn, 0, b"stale")
+    expect(proc.machine, rf"frame pfn {pfn:#x} is free .* private 0x")
+
+
+def test_leaked_frame_is_caught(proc):
+    k = proc.machine.k
+    pfn = k.page_alloc.alloc_pages(0, 0, 0)
+    expect(proc.machine, rf"frame pfn {pfn:#x}: refcount 1, expected 0")
+    k.mem.refcount[pfn] = 0          # now held by nobody and not free: lost
+    expect(proc.machine, rf"lost or leaked frames: pfns {pfn:#x}")
+
+
+def test_leaked_table_page_is_caught(proc):
+    from vmsim.arch.x86.mm.pgtable import pagetable_alloc
+    pfn = pagetable_alloc(proc.machine.k)
+    expect(proc.machine, rf"table page pfn {pfn:#x} \(PGTY_table\) is reachable from no live mm")
+
+
+def test_rss_and_vmstat_and_pgtables_corruption_is_caught(written):
+    proc, a = written
+    k = proc.machine.k
+    proc.mm.rss_stat[MM_ANONPAGES] += 1
+    expect(proc.machine, r"rss_stat\[MM_ANONPAGES\] = \d+, page tables map")
+    proc.mm.rss_stat[MM_ANONPAGES] -= 1
+    k.vmstat[vmstat.NR_PAGE_TABLE_PAGES] += 1
+    expect(proc.machine, r"vmstat nr_page_table_pages")
+    k.vmstat[vmstat.NR_PAGE_TABLE_PAGES] -= 1
+    proc.mm.pgtables_bytes += 4096
+    expect(proc.machine, r"pgtables_bytes = \d+, tables found")
+
+
+def test_writable_pte_in_readonly_vma_is_caught(proc):
+    a = proc.mmap(0, 4096, PROT_READ, ANON)
+    assert proc.read(a, 4) == bytes(4)        # the zero page, read-only
+    k = proc.machine.k
+    k.ptpool.mv[ptep(proc.mm, a)] |= T._PAGE_RW
+    expect(proc.machine, r"writable \(RW\) in a VMA without VM_WRITE")
+    expect(proc.machine, r"maps the zero page writable")
+
+
+def test_pte_outside_any_vma_is_caught(written):
+    proc, a = written
+    k = proc.machine.k
+    proc.munmap(a + 3 * 4096, 4096)           # the PTE table stays (the VMA below is live)
+    pfn = pfn_at(proc, a)
+    k.ptpool.mv[ptep(proc.mm, a + 3 * 4096)] = k.ptpool.mv[ptep(proc.mm, a)]
+    expect(proc.machine, rf"PTE at {a + 3 * 4096:#x} .*pfn {pfn:#x}\) lies outside any VMA")
+
+
+def test_anon_page_writable_in_two_mms_is_caught(machine):
+    p = machine.spawn()
+    q = machine.spawn()
+    a = p.mmap(0, 4096, RW, ANON)
+    p.write(a, b"x")
+    b = q.mmap(0, 4096, RW, ANON)
+    q.write(b, b"y")
+    k = machine.k
+    pfn = pfn_at(p, a)
+    old = pfn_at(q, b)
+    # Point q's PTE at p's page with consistent counters: only the rule can fail.
+    e = k.ptpool.mv[ptep(q.mm, b)]
+    k.ptpool.mv[ptep(q.mm, b)] = (e & ~T.PTE_PFN_MASK) | (pfn << 12)
+    k.mem.refcount[pfn] += 1
+    k.mem.mapcount[pfn] += 1
+    k.mem.refcount[old] -= 1
+    k.mem.mapcount[old] -= 1
+    k.vmstat[vmstat.NR_ANON_PAGES] -= 1
+    expect(machine, rf"page_table_check: anon pfn {pfn:#x} is mapped writable by .* has 2 mappings")
+    expect(machine, r"anon_vma id \d+ is not")
+
+
+def test_anon_index_mismatch_is_caught(written):
+    proc, a = written
+    pfn = pfn_at(proc, a)
+    proc.machine.k.mem.index[pfn] += 7
+    expect(proc.machine, rf"maps pfn {pfn:#x} with index .* expected linear_page_index")
+
+
+def test_lru_corruption_is_caught(written):
+    proc, a = written
+    k = proc.machine.k
+    from vmsim.mm.swap import lru_add_drain_all
+    lru_add_drain_all(k)
+    proc.machine.check()
+    pfn = pfn_at(proc, a)
+    k.mem.flags[pfn] = k.mem.flags[pfn] & ~PG_lru
+    expect(proc.machine, r"LRU")
+    k.mem.flags[pfn] = k.mem.flags[pfn] | PG_lru
+    proc.machine.check()
+    k.lruvec.nr[0] += 1
+    expect(proc.machine, r"LRU inactive_anon: lruvec.nr = \d+, PG_lru frames")
+    k.lruvec.nr[0] -= 1
+    k.mem.lru_next[pfn], saved = 0, k.mem.lru_next[pfn]
+    expect(proc.machine, r"LRU")
+    k.mem.lru_next[pfn] = saved
+    proc.machine.check()
+
+
+def test_shmem_cache_refcount_is_checked(proc):
+    a = proc.mmap(0, 2 << 12, RW, MAP_SHARED | MAP_ANONYMOUS)
+    proc.write(a, b"s")
+    pfn = pfn_at(proc, a)
+    proc.machine.k.mem.refcount[pfn] -= 1
+    expect(proc.machine, rf"frame pfn {pfn:#x}: refcount \d+, expected \d+ \(1 PTE mappings \+ 1 page cache")
+
+
+def test_everything_returned_after_exit(machine):
+    p = machine.spawn()
+    a = p.mmap(0, 8 << 12, RW, ANON)
+    p.touch(a, 8 << 12, write=True)
+    p.exit()
+    machine.check()
+    k = machine.k
+    assert k.page_alloc.nr_free_pages() == sum(z.managed_pages for z in k.page_alloc.zones)
+    # An anon_vma left registered after the last process is a leak.
+    from vmsim.mm.rmap import anon_vma
+    av = anon_vma(0)
+    av.id = k.register_object(av)
+    expect(machine, r"all processes exited: 1 anon_vma\(s\) remain")
+    k.unregister_object(av.id)
+    pfn = k.page_alloc.alloc_pages(0, 0, 0)
+    expect(machine, r"all processes exited: nr_free_pages")
+    k.mem.refcount[pfn] = 0
+    k.page_alloc.free_frozen_pages(pfn, 0, 0)
+    machine.check()
+
+
+def test_check_mm_reports_one_mm(written):
+    proc, a = written
+    proc.mm.rss_stat[MM_ANONPAGES] += 2
+    with pytest.raises(AssertionError, match=r"rss_stat\[MM_ANONPAGES\]"):
+        check_mm(proc.machine.k, proc.mm)
+
+
+def test_vmchecker_every_n_syscalls():
+    m = vmsim.Machine(memory="256M", cpus=1, debug_vm=False)
+    ch = VMChecker(every=3).install(m)
+    p = m.spawn()
+    ch.calls = ch.runs = 0
+    a = p.mmap(0, 4096, RW, ANON)              # call 1
+    p.write(a, b"z")                           # call 2
+    p.read(a, 1)                               # call 3: checked
+    assert (ch.calls, ch.runs) == (3, 1)
+    m.k.mem.refcount[pfn_at(p, a)] += 1
+    p.read(a, 1)                               # call 4: not checked
+    with pytest.raises(AssertionError, match="refcount"):
+        p.read(a, 1)                           # call 5
+        p.read(a, 1)                           # call 6: checked
+    ch.uninstall()
+    with pytest.raises(AssertionError):
+        check_all(m.k)

@@ -1,0 +1,341 @@
+"""The ``vmsim`` command line.
+
+    vmsim run SCENARIO.py       run a scenario file, then summarise faults, RSS, vmstat
+    vmsim trace SCENARIO.py     run it with the function-graph tracer, print the faults' call trees
+    vmsim walk ADDR             split an address into table indices for each paging mode;
+                                with --scenario FILE --pid N, walk that process's page tables
+    vmsim demo                  a built-in tour of the anonymous and shmem fault paths
+    vmsim seedmap               the seed notes -> Linux 6.18 -> vmsim function table
+
+Scenario files are described in :mod:`vmsim.scenario`. User mistakes never show a
+Python traceback: one line on stderr and exit status 2 (bad usage: arguments,
+missing file) or 1 (the scenario failed: syntax error, exception, "FILE:LINE: ...").
+Output uses rich tables on a terminal and plain text otherwise.
+"""
+import argparse
+import sys
+
+EXIT_SCENARIO = 1
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """A bad argument: reported as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+# --- output: rich on a terminal, plain text otherwise ---------------------------------
+class Out:
+    """Prints headings, tables and blocks of text, with rich when the file is a TTY."""
+
+    def __init__(self, file=None, rich=None):
+        self.file = file if file is not None else sys.stdout
+        if rich is None:
+            rich = hasattr(self.file, "isatty") and self.file.isatty()
+        self.console = None
+        if rich:
+            try:
+                from rich.console import Console
+                self.console = Console(file=self.file, highlight=False)
+            except ImportError:
+                pass
+
+    def line(self, text=""):
+        if self.console is not None:
+            self.console.print(text, markup=False, highlight=False, soft_wrap=True)
+        else:
+            print(text, file=self.file)
+
+    def heading(self, text):
+        if self.console is not None:
+            self.console.rule(f"[bold]{_escape(text)}")
+        else:
+            print(f"\n{text}\n{'=' * len(text)}", file=self.file)
+
+    def block(self, title, text):
+        """A titled block of preformatted text (a /proc file, a trace)."""
+        if self.console is not None:
+            from rich.panel import Panel
+            from rich.text import Text
+            self.console.print(Panel(Text(text.rstrip("\n")), title=_escape(title), expand=False))
+        else:
+            print(f"--- {title} ---", file=self.file)
+            print(text.rstrip("\n"), file=self.file)
+
+    def table(self, title, columns, rows, right=()):
+        """``columns``: header names; ``right``: indices of right-aligned columns."""
+        rows = [[str(c) for c in r] for r in rows]
+        if self.console is not None:
+            from rich.table import Table
+            t = Table(title=_escape(title) if title else None, title_justify="left")
+            for i, c in enumerate(columns):
+                t.add_column(_escape(c), justify="right" if i in right else "left", overflow="fold")
+            for r in rows:
+                t.add_row(*[_escape(c) for c in r])
+            self.console.print(t)
+            return
+        if title:
+            print(title, file=self.file)
+        widths = [len(c) for c in columns]
+        for r in rows:
+            for i, c in enumerate(r):
+                widths[i] = max(widths[i], len(c))
+
+        def fmt(r):
+            cells = [c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(r)]
+            return "  ".join(cells).rstrip()
+        print(fmt(columns), file=self.file)
+        print("  ".join("-" * w for w in widths), file=self.file)
+        for r in rows:
+            print(fmt(r), file=self.file)
+
+
+def _escape(text):
+    try:
+        from rich.markup import escape
+        return escape(str(text))
+    except ImportError:
+        return str(text)
+
+
+# --- summaries -------------------------------------------------------------------------
+def _kb(pages):
+    return f"{pages * 4} kB"
+
+
+def process_rows(machine):
+    """Rows of pid, state, minflt, majflt, RSS (anon/file/shmem), VmHWM."""
+    from vmsim.mm.mm_types import MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES
+    rows = []
+    for pid, p in sorted(machine.processes.items()):
+        t = p.task
+        mm = t.mm
+        if mm is None:
+            rows.append([pid, "exited", t.min_flt, t.maj_flt, "-", "-", "-", "-"])
+            continue
+        rs = mm.rss_stat
+        hwm = max(mm.hiwater_rss, sum(rs[i] for i in (MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES)))
+        rows.append([pid, "running", t.min_flt, t.maj_flt, _kb(rs[MM_ANONPAGES]),
+                     _kb(rs[MM_FILEPAGES]), _kb(rs[MM_SHMEMPAGES]), _kb(hwm)])
+    return rows
+
+
+def print_summary(out, result, tracer=None):
+    """The ``vmsim run`` summary: per process faults and RSS, fault paths, vmstat deltas."""
+    from vmsim.scenario import vmstat_deltas
+    from vmsim.trace import FAULT_PATHS
+    machines = result.reported_machines()
+    for n, (m, base) in enumerate(machines):
+        suffix = f" (machine {n + 1} of {len(machines)})" if len(machines) > 1 else ""
+        out.heading(f"Summary of {result.path}{suffix}")
+        out.table("Processes: faults (getrusage) and RSS",
+                  ["pid", "state", "minflt", "majflt", "RssAnon", "RssFile", "RssShmem", "VmHWM"],
+                  process_rows(m), right=(0, 2, 3, 4, 5, 6, 7))
+        if tracer is not None:
+            mine = [f for f in tracer.faults if f.pid in m.processes]
+            pids = sorted({f.pid for f in mine})
+            cols = [p for p in FAULT_PATHS if any(p in f.paths for f in mine)]
+            sigs = sorted({f.signal for f in mine if f.signal is not None})
+            rows = []
+            for pid in pids:
+                c = tracer.path_counts(pid)
+                total = sum(1 for f in mine if f.pid == pid)
+                rows.append([pid, total] + [c.get(p, 0) for p in cols] +
+                            [c.get(f"signal {s}", 0) for s in sigs])
+            out.table("Page faults by path (a fault counts once for each function it went through)",
+                      ["pid", "faults"] + cols + [f"{s}" for s in sigs], rows,
+                      right=tuple(range(len(cols) + len(sigs) + 2)))
+        deltas = vmstat_deltas(m, base)
+        out.table("vmstat deltas (non-zero)", ["counter", "delta"],
+                  [[k, f"{v:+d}"] for k, v in deltas], right=(1,))
+
+
+# --- commands ----------------------------------------------------------------------------
+def _machine_kw(args):
+    return dict(memory=args.memory, cpus=args.cpus, paging_levels=args.levels,
+                show_traceback=args.traceback)
+
+
+def cmd_run(args, out):
+    from vmsim.scenario import run_scenario
+    from vmsim.trace import function_graph
+    tracer = None
+    if args.paths:
+        tracer = function_graph(None, faults_only=True, record=False)
+        with tracer:
+            result = run_scenario(args.scenario, **_machine_kw(args))
+    else:
+        result = run_scenario(args.scenario, **_machine_kw(args))
+    print_summary(out, result, tracer)
+    return 0
+
+
+def cmd_trace(args, out):
+    from vmsim.scenario import run_scenario
+    from vmsim.trace import function_graph
+    tracer = function_graph(None, faults_only=not args.all, max_events=args.max_events)
+    with tracer:
+        run_scenario(args.scenario, **_machine_kw(args))
+    out.line(tracer.text().rstrip("\n"))
+    out.line(f"# {len(tracer.faults)} page faults traced")
+    return 0
+
+
+def cmd_walk(args, out):
+    from vmsim.walk import parse_address, render_layout, vtop, PAGING_MODES
+    try:
+        addr = parse_address(args.address)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if args.pid is not None and args.scenario is None:
+        raise UsageError("--pid needs --scenario FILE")
+    if args.scenario is None:
+        modes = [args.mode] if args.mode else list(PAGING_MODES)
+        for i, m in enumerate(modes):
+            if i:
+                out.line("")
+            mode = PAGING_MODES[m]
+            from vmsim.walk import check_address
+            problem = check_address(addr, mode)
+            if problem and mode.va_bits == 32 and not args.mode:
+                out.line(f"{m} paging: {addr:#x} {problem}")
+                continue
+            out.line(render_layout(addr, m))
+        return 0
+    from vmsim.scenario import run_scenario
+    from vmsim.arch.x86.pgtable_types import paging_mode
+    result = run_scenario(args.scenario, **_machine_kw(args))
+    machine = result.machine
+    mname = paging_mode(machine.k.paging_levels).name
+    if args.mode and args.mode != mname:
+        raise UsageError(f"--mode {args.mode}: the scenario's machine uses {mname} paging"
+                         f" (choose the machine's with --levels 4 or 5)")
+    pid = args.pid
+    if pid is None:
+        live = sorted(machine.processes)
+        if len(live) != 1:
+            raise UsageError(f"--pid N needed: the scenario has processes "
+                             f"{', '.join(map(str, live)) or '(none)'}")
+        pid = live[0]
+    out.line(render_layout(addr, mname))
+    out.line("")
+    try:
+        out.line(vtop(machine, pid, addr))
+    except LookupError as e:
+        raise UsageError(str(e)) from None
+    return 0
+
+
+def cmd_demo(args, out):
+    from vmsim.demo import run_demo
+    run_demo(out, traces=not args.no_trace)
+    return 0
+
+
+def cmd_seedmap(args, out):
+    from vmsim import seedmap
+    if args.markdown:
+        out.line(seedmap.render_markdown())
+        return 0
+    if args.section is not None and args.section not in seedmap.sections() and \
+            args.section not in {s.rstrip("abcdefgh") for s in seedmap.sections()}:
+        raise UsageError(f"--section {args.section}: sections are "
+                         f"{', '.join(seedmap.sections())} (or just the number)")
+    entries = seedmap.select(args.section, args.missing)
+    rows = [[e["key"], e["seed_line"].strip().replace("\t", " "), e["linux_6_18"],
+             seedmap.vmsim_cell(e)] for e in entries]
+    what = "not modelled yet" if args.missing else "seed map"
+    title = f"{what}: {len(rows)} of {len(seedmap.SEED_MAP)} entries"
+    if args.section:
+        title += f" (section {args.section})"
+    out.table(title, ["key", "seed line", "Linux 6.18", "vmsim"], rows)
+    return 0
+
+
+def build_parser():
+    p = _Parser(prog="vmsim", description="vmsim: an executable model of Linux 6.18 x86-64 "
+                "memory management.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def machine_opts(sp):
+        sp.add_argument("--memory", default="1G", help="RAM of the scenario's machine (default 1G)")
+        sp.add_argument("--cpus", type=int, default=2, help="CPUs (default 2)")
+        sp.add_argument("--levels", type=int, choices=(4, 5), default=4,
+                        help="paging levels (4, or 5 for LA57)")
+        sp.add_argument("--traceback", action="store_true",
+                        help="also print the Python traceback of a scenario error")
+
+    sp = sub.add_parser("run", help="run a scenario and summarise it",
+                        description="Run SCENARIO.py (see vmsim.scenario: top-level code with a "
+                        "'machine' global, and/or main(machine)), then print faults per process "
+                        "and per path, RSS and vmstat deltas.")
+    sp.add_argument("scenario", metavar="SCENARIO.py")
+    sp.add_argument("--no-paths", dest="paths", action="store_false",
+                    help="do not count fault paths (runs faster: no profile hook)")
+    machine_opts(sp)
+    sp.set_defaults(func=cmd_run)
+
+    sp = sub.add_parser("trace", help="run a scenario with the function-graph tracer")
+    sp.add_argument("scenario", metavar="SCENARIO.py")
+    sp.add_argument("--all", action="store_true", help="trace every model call, not only faults")
+    sp.add_argument("--max-events", type=int, default=5000, help="stop recording after N lines")
+    machine_opts(sp)
+    sp.set_defaults(func=cmd_trace)
+
+    from vmsim.arch.x86.pgtable_types import PAGING_MODES
+    sp = sub.add_parser("walk", help="decompose an address / walk a process's page tables")
+    sp.add_argument("address", metavar="ADDR", help="hex (0x7ffff7ff6000) or decimal")
+    sp.add_argument("--mode", choices=list(PAGING_MODES), help="one paging mode (default: all)")
+    sp.add_argument("--scenario", metavar="FILE", help="run FILE, then walk in a process's mm")
+    sp.add_argument("--pid", type=int, help="the process to walk (with --scenario)")
+    machine_opts(sp)
+    sp.set_defaults(func=cmd_walk)
+
+    sp = sub.add_parser("demo", help="a tour of the anonymous and shmem fault paths")
+    sp.add_argument("--no-trace", action="store_true", help="skip the function-graph traces")
+    sp.set_defaults(func=cmd_demo)
+
+    sp = sub.add_parser("seedmap", help="the seed notes -> Linux 6.18 -> vmsim table")
+    sp.add_argument("--section", help="one section: 0..6, or 0a, 2b, ...")
+    sp.add_argument("--missing", action="store_true", help="only steps not modelled yet")
+    sp.add_argument("--markdown", action="store_true", help="print docs/seedmap.md")
+    sp.set_defaults(func=cmd_seedmap)
+    return p
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``vmsim`` console script; returns the exit status."""
+    from vmsim.scenario import ScenarioError
+    out = Out()
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return EXIT_USAGE
+        if getattr(args, "max_events", 1) <= 0:
+            raise UsageError("--max-events must be positive")
+        if getattr(args, "cpus", 1) <= 0:
+            raise UsageError("--cpus must be positive")
+        return args.func(args, out)
+    except UsageError as e:
+        print(f"vmsim: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except ScenarioError as e:
+        print(f"vmsim: {e}", file=sys.stderr)
+        return e.status
+    except KeyboardInterrupt:
+        print("vmsim: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except SystemExit as e:          # --help, --version
+        return e.code if isinstance(e.code, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

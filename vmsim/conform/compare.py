@@ -1,0 +1,219 @@
+"""Observations derived from raw records (either side), and their comparison.
+
+derive() turns the raw records of one run (executor.c output or vmsim_side.run())
+into an ordered {key: value} of comparable observations: addresses become offsets
+from named mappings, PFNs become relations (zero page, same frame as at an earlier
+point, distinct), vmstat values become deltas. compare() pairs two such dicts.
+"""
+import errno as _errno
+
+PAGE = 4096
+PM_PFN = (1 << 55) - 1
+PM_EXCL = 1 << 56
+PM_FILE = 1 << 61
+PM_SWAP = 1 << 62
+PM_PRESENT = 1 << 63
+SIGNAMES = {7: "SIGBUS", 11: "SIGSEGV", 9: "SIGKILL"}
+CODES = {11: {1: "SEGV_MAPERR", 2: "SEGV_ACCERR", 4: "SEGV_PKUERR", 128: "SI_KERNEL"},
+         7: {1: "BUS_ADRALN", 2: "BUS_ADRERR", 3: "BUS_OBJERR", 4: "BUS_MCEERR_AR", 128: "SI_KERNEL"}}
+SKIPPED = object()
+
+
+class RawError(Exception):
+    """Raw records that cannot be derived (a crashed executor, a truncated recording)."""
+
+
+def runs(tokens):
+    """'Px.u*16 -...*4' from a token list."""
+    out = []
+    for t in tokens:
+        if out and out[-1][0] == t:
+            out[-1][1] += 1
+        else:
+            out.append([t, 1])
+    return " ".join(t if n == 1 else f"{t}*{n}" for t, n in out) or "(none)"
+
+
+def _errname(e):
+    return _errno.errorcode.get(e, f"errno {e}")
+
+
+def _u(v):
+    """Executor values are printed signed: back to an unsigned 64-bit address."""
+    return v & ((1 << 64) - 1)
+
+
+def derive(scn, recs):
+    """Return (observations {key: value or SKIPPED}, notes [str])."""
+    notes = []
+    hdr = next((r for r in recs if r.get("t") == "hdr"), None)
+    if hdr is None:
+        raise RawError("no header record")
+    errs = [r for r in recs if r.get("t") == "error"]
+    if errs:
+        raise RawError(errs[0].get("msg", "executor error"))
+    if not any(r.get("t") == "end" for r in recs):
+        raise RawError("the run did not finish (no end record)")
+    priv = bool(hdr.get("priv"))
+    zero_pfn = hdr.get("zero_pfn", 0)
+    if not priv:
+        notes.append("unprivileged run: PFN relations (zero page, same frame) skipped; "
+                     "knobs could not be set")
+    names = {v: k for k, v in scn.slots.items()}
+    addr = {}
+    obs = {}
+    pm_raw = {}           # (point, slot) -> entries
+    vm_prev = None
+    point = None
+    for r in recs:
+        t = r.get("t")
+        if t == "step":
+            kind, si, args = scn.ops[r["i"]]
+            if si is None:        # a [settings] knob
+                if r["err"]:
+                    notes.append(f"setting {args[0]} = {args[1]} not applied "
+                                 f"({_errname(r['err'])}): the Linux results are not for this scenario")
+                    obs["settings"] = f"not applied: {args[0]}"
+                continue
+            st = scn.steps[si]
+            lab = st.label
+            res = "ok"
+            if r["err"]:
+                res = _errname(r["err"])
+            elif kind == "mmap":
+                slot, hs = args[0], args[4]
+                addr[slot] = _u(r["ret"])
+                if hs >= 0 and not args[3] & 0x10:
+                    res = "ok, at hint" if _u(r["ret"]) == addr.get(hs, -1) + args[5] else "ok, not at hint"
+                if args[6]:
+                    res += ", aligned" if _u(r["ret"]) % args[6] == 0 else ", NOT aligned"
+            elif kind == "mremap":
+                slot, off = args[0], args[1]
+                old = _u(r["base"]) + off
+                new = _u(r["ret"])
+                if args[5] >= 0:
+                    res = "ok, at dest" if new == addr.get(args[5], -1) + args[6] else "ok, not at dest"
+                else:
+                    res = "ok, in place" if new == old else "ok, moved"
+                if args[7] >= 0:
+                    addr[args[7]] = new
+            elif kind == "brk":
+                res = f"brk = base{_u(r['ret']) - _u(r['base']):+#x}"
+                if args[1] >= 0:
+                    addr[args[1]] = _u(r["base"])
+            elif kind == "touch":
+                n = (args[2] + args[3] - 1) // args[3]
+                res = f"{r['done']}/{n} accesses"
+            elif kind == "fill":
+                res = f"{r['done']}/{args[2]} bytes written"
+            elif kind == "check":
+                res = f"{r['done']}/{args[2]} bytes read, {r['ret']} differ"
+            elif kind == "name":
+                addr[args[0]] = _u(r["base"])
+            obs[f"{lab}: result"] = res
+            if r["nsig"]:
+                s = r["signo"]
+                sa = _u(r["saddr"])
+                base = _u(r["base"])
+                where = f"{sa:#x}"
+                mname = st.t.get("map") if isinstance(st.t.get("map"), str) else None
+                if kind == "brk":
+                    mname = "brk_base"
+                if base and mname and abs(sa - base) < (1 << 32):
+                    where = f"{mname}{sa - base:+#x}"
+                sig = f"{SIGNAMES.get(s, s)} {CODES.get(s, {}).get(r['code'], r['code'])} at {where}"
+                if r["nsig"] > 1:
+                    sig += f" (x{r['nsig']})"
+            else:
+                sig = "none"
+            obs[f"{lab}: signal"] = sig
+        elif t == "point":
+            point = r["id"]
+            obs[f"{point}: minflt"] = r["minflt"]
+            obs[f"{point}: majflt"] = r["majflt"]
+            st = _point_step(scn, point)
+            for kind, slot, n, spec in (st.obs if st else []):
+                if kind in ("smaps", "maps"):
+                    rec = next((x for x in recs if x.get("t") == "smaps" and x["id"] == point
+                                and x["slot"] == slot), None)
+                    if rec is None:
+                        continue
+                    a0 = _u(rec["addr"])
+                    if kind == "smaps":
+                        for f in spec:
+                            obs[f"{point}: smaps {n}.{f}"] = sum(v[3].get(f, 0) for v in rec["vmas"])
+                    else:
+                        obs[f"{point}: maps {n}"] = " ".join(
+                            f"[{(_u(v[0]) - a0) // PAGE},{(_u(v[1]) - a0) // PAGE}) {v[2]}"
+                            for v in rec["vmas"]) or "(none)"
+                else:
+                    rec = next((x for x in recs if x.get("t") == "pagemap" and x["id"] == point
+                                and x["slot"] == slot), None)
+                    if rec is None:
+                        continue
+                    e = [_u(x) for x in rec["e"]]
+                    pm_raw[(point, slot)] = e
+                    obs[f"{point}: pagemap {n} bits"] = runs(
+                        ("P" if x & PM_PRESENT else "S" if x & PM_SWAP else "-")
+                        + ("f" if x & PM_FILE else ".") + ("x" if x & PM_EXCL else ".") for x in e)
+                    key = f"{point}: pagemap {n} frames"
+                    if not priv:
+                        obs[key] = SKIPPED
+                        continue
+                    ref = None
+                    if "ref" in spec:
+                        ref = pm_raw.get((spec["ref"], scn.slots[spec.get("ref_map", n)]))
+                        if ref is None:
+                            obs[key] = f"no pagemap of {spec.get('ref_map', n)} at {spec['ref']}"
+                            continue
+                        key = f"{point}: pagemap {n} frames vs {spec.get('ref_map', n)}@{spec['ref']}"
+                    obs[key] = runs(_frames(e, zero_pfn, ref))
+        elif t == "vmstat":
+            if vm_prev is not None:
+                for k, v in r["v"].items():
+                    if k in vm_prev:
+                        obs[f"{r['id']}: vmstat {k} delta"] = v - vm_prev[k]
+            vm_prev = r["v"]
+    return obs, notes
+
+
+def _point_step(scn, pid):
+    for st in scn.steps:
+        if st.op == "point" and st.t.get("id") == pid:
+            return st
+    return None
+
+
+def _frames(e, zero_pfn, ref):
+    pfns = [x & PM_PFN for x in e]
+    count = {}
+    for x, pfn in zip(e, pfns):
+        if x & PM_PRESENT:
+            count[pfn] = count.get(pfn, 0) + 1
+    out = []
+    for i, (x, pfn) in enumerate(zip(e, pfns)):
+        if not x & PM_PRESENT:
+            out.append(".")
+        elif pfn == zero_pfn:
+            out.append("Z")
+        elif ref is not None:
+            r = ref[i] if i < len(ref) else 0
+            out.append("s" if r & PM_PRESENT and r & PM_PFN == pfn else "n")
+        else:
+            out.append("u" if count[pfn] == 1 else "d")
+    return out
+
+
+def compare(lobs, vobs):
+    """[(key, linux, vmsim, status)] with status 'agree', 'DIFFER' or 'skipped'."""
+    rows = []
+    keys = list(lobs) + [k for k in vobs if k not in lobs]
+    for k in keys:
+        lv = lobs.get(k, "(absent)")
+        vv = vobs.get(k, "(absent)")
+        if lv is SKIPPED or vv is SKIPPED:
+            rows.append((k, "(skipped)" if lv is SKIPPED else lv,
+                         "(skipped)" if vv is SKIPPED else vv, "skipped"))
+        else:
+            rows.append((k, lv, vv, "agree" if lv == vv else "DIFFER"))
+    return rows

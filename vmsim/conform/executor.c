@@ -1,0 +1,618 @@
+/*
+ * executor.c - the real-kernel side of `vmsim conform`.
+ *
+ * Reads a line-oriented step program (written by vmsim/conform/linux.py from a
+ * TOML scenario), runs the steps as real syscalls and memory accesses, and prints
+ * JSON lines (the "raw" records that vmsim/conform/compare.py derives observations
+ * from; vmsim/conform/vmsim_side.py produces the same records from the model).
+ *
+ *   cc -O1 -static executor.c -o executor      (or -Wl,-z,now when -static fails)
+ *   ./executor PROGRAM
+ *
+ * It must not disturb what it measures:
+ *  - the whole program is parsed before anything is measured;
+ *  - pinned to CPU 0 (a page in another CPU's LRU batch changes COW reuse and
+ *    MADV_FREE accounting);
+ *  - every page of its own mappings (text, data, bss, heap) and 256 KiB of stack
+ *    are touched before measuring, so measured code runs on present pages;
+ *  - nothing is allocated in a measured section: buffers are static; step results
+ *    go to a static array and are printed at observation points, between the
+ *    getrusage() that closes one interval and the one that opens the next;
+ *  - SIGSEGV/SIGBUS are caught with sigsetjmp/siglongjmp and recorded.
+ * The "empty" scenario proves it: its empty intervals show 0 faults.
+ *
+ * Program lines (numbers decimal, may be negative; slot -1 = absolute address):
+ *   knob PATH VALUE          set a sysfs/sysctl knob (root), restored at exit
+ *   mmap S LEN PROT FLAGS HS HOFF ALIGN
+ *   munmap S OFF LEN | mprotect S OFF LEN PROT | madvise S OFF LEN ADV
+ *   mremap S OFF OLDLEN NEWLEN FLAGS DS DOFF RS
+ *   mlock S OFF LEN FLAGS | munlock S OFF LEN
+ *   brk OFF RS               brk(base + OFF); RS >= 0 names [base, base+OFF)
+ *   touch S OFF LEN STRIDE WRITE VALUE CONT DESC
+ *   fill S OFF LEN VALUE PERPAGE | check S OFF LEN VALUE PERPAGE
+ *   rlimit RES CUR MAX       (-1 = RLIM_INFINITY)
+ *   name S WHICH ANCHOR LEN  WHICH 0 = [stack], 1 = [heap]; ANCHOR 0 = the VMA,
+ *                            1 = its top LEN bytes, 2 = the LEN bytes below it
+ *   point ID | smaps S | pagemap S | vmstat NAME | endpoint
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#define PG 4096UL
+#define MAXOPS 4096
+#define MAXSLOTS 64
+#define MAXPM 4096
+#define MAXKNOBS 16
+
+enum { O_KNOB, O_MMAP, O_MUNMAP, O_MPROTECT, O_MADVISE, O_MREMAP, O_MLOCK, O_MUNLOCK,
+       O_BRK, O_TOUCH, O_FILL, O_CHECK, O_RLIMIT, O_NAME, O_POINT, O_SMAPS, O_PAGEMAP,
+       O_VMSTAT, O_ENDPOINT };
+static const char *opnames[] = { "knob", "mmap", "munmap", "mprotect", "madvise", "mremap",
+	"mlock", "munlock", "brk", "touch", "fill", "check", "rlimit", "name", "point", "smaps",
+	"pagemap", "vmstat", "endpoint", NULL };
+
+struct op { int kind, step; long a[9]; char s1[128], s2[128]; };
+struct res { int used; long ret; int err, nsig, signo, code; uintptr_t saddr, base; long done; };
+
+static struct op prog[MAXOPS];
+static int nops;
+static struct res res[MAXOPS];
+static uintptr_t maddr[MAXSLOTS];
+static size_t mlen[MAXSLOTS];
+static uintptr_t brk_base;
+
+static char inbuf[1 << 20];
+static char filebuf[4 << 20];
+static char outbuf[1 << 20];
+static size_t outlen;
+static uint64_t pm[MAXPM];
+static int pm_fd = -1;
+static uint64_t zero_pfn;
+static int priv;
+
+static struct { char path[128], old[64]; } knobs[MAXKNOBS];
+static int nknobs;
+
+static sigjmp_buf jb;
+static volatile int jb_armed;
+static volatile int nsig, lsigno, lcode, sig_mark;
+static volatile uintptr_t laddr;
+static volatile long cur_i;
+static struct rusage ru0, ru1;
+
+/* ------------------------------------------------------------------ output */
+static void flush_out(void)
+{
+	size_t off = 0;
+	while (off < outlen) {
+		ssize_t w = write(1, outbuf + off, outlen - off);
+		if (w <= 0) break;
+		off += (size_t)w;
+	}
+	outlen = 0;
+}
+
+static void ob(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void ob(const char *fmt, ...)
+{
+	va_list ap;
+	if (outlen > sizeof(outbuf) - 65536) flush_out();
+	va_start(ap, fmt);
+	int n = vsnprintf(outbuf + outlen, sizeof(outbuf) - outlen, fmt, ap);
+	va_end(ap);
+	if (n > 0) outlen += (size_t)n;
+	if (outlen >= sizeof(outbuf)) outlen = sizeof(outbuf) - 1;
+}
+
+static void die(const char *msg)
+{
+	flush_out();
+	ob("{\"t\":\"error\",\"msg\":\"%s\"}\n", msg);
+	flush_out();
+	_exit(2);
+}
+
+static size_t read_file(const char *path, char *buf, size_t cap)
+{
+	int fd = open(path, O_RDONLY);
+	size_t len = 0;
+	if (fd < 0) { buf[0] = 0; return 0; }
+	for (;;) {
+		ssize_t r = read(fd, buf + len, cap - 1 - len);
+		if (r <= 0) break;
+		len += (size_t)r;
+		if (len >= cap - 1) break;
+	}
+	close(fd);
+	buf[len] = 0;
+	return len;
+}
+
+/* ------------------------------------------------------------------ signals */
+static void handler(int sig, siginfo_t *si, void *uc)
+{
+	(void)uc;
+	if (nsig == sig_mark) {		/* the first signal of the step */
+		lsigno = sig;
+		lcode = si->si_code;
+		laddr = (uintptr_t)si->si_addr;
+	}
+	nsig = nsig + 1;
+	if (jb_armed) {
+		jb_armed = 0;
+		siglongjmp(jb, 1);
+	}
+	_exit(99);
+}
+
+/* ------------------------------------------------------------------ self prefault */
+struct range { uintptr_t lo, hi; char perm[5]; char name[64]; };
+static struct range ranges[512];
+static int nranges;
+
+static void parse_maps(void)
+{
+	read_file("/proc/self/maps", filebuf, sizeof(filebuf));
+	nranges = 0;
+	char *s = filebuf;
+	while (*s && nranges < 512) {
+		char *nl = strchr(s, '\n');
+		if (nl) *nl = 0;
+		struct range *r = &ranges[nranges];
+		unsigned long lo, hi;
+		char perm[8] = {0};
+		int pos = 0;
+		if (sscanf(s, "%lx-%lx %4s %*s %*s %*s %n", &lo, &hi, perm, &pos) >= 3) {
+			r->lo = lo; r->hi = hi;
+			memcpy(r->perm, perm, 4); r->perm[4] = 0;
+			r->name[0] = 0;
+			if (pos > 0 && (size_t)pos < strlen(s)) {
+				strncpy(r->name, s + pos, sizeof(r->name) - 1);
+				r->name[sizeof(r->name) - 1] = 0;
+			}
+			nranges++;
+		}
+		if (!nl) break;
+		s = nl + 1;
+	}
+}
+
+static struct range own[64];
+static int nown = -1;
+
+static __attribute__((noinline)) void prefault_self(void)
+{
+	if (nown < 0) {
+		parse_maps();
+		nown = nranges < 64 ? nranges : 64;
+		memcpy(own, ranges, sizeof(own[0]) * (size_t)nown);
+	}
+	for (int i = 0; i < nown; i++) {
+		struct range *r = &own[i];
+		if (!strcmp(r->name, "[stack]") || !strncmp(r->name, "[vvar", 5) ||
+		    !strcmp(r->name, "[vsyscall]") || r->perm[0] != 'r')
+			continue;
+		for (uintptr_t a = r->lo; a < r->hi; a += PG) {
+			volatile char *c = (volatile char *)a;
+			if (r->perm[1] == 'w') { char v = *c; *c = v; }
+			else (void)*c;
+		}
+	}
+}
+
+static __attribute__((noinline)) void prefault_stack(void)
+{
+	volatile char buf[256 * 1024];
+	for (size_t i = 0; i < sizeof(buf); i += PG) buf[i] = 0;
+	buf[sizeof(buf) - 1] = 0;
+}
+
+static struct range *find_named(const char *name)
+{
+	parse_maps();
+	for (int i = 0; i < nranges; i++)
+		if (!strcmp(ranges[i].name, name)) return &ranges[i];
+	return NULL;
+}
+
+/* ------------------------------------------------------------------ program */
+static void parse_program(const char *path)
+{
+	if (!read_file(path, inbuf, sizeof(inbuf))) die("cannot read the program");
+	char *s = inbuf;
+	while (*s) {
+		char *nl = strchr(s, '\n');
+		if (nl) *nl = 0;
+		char word[32] = {0};
+		int pos = 0;
+		if (sscanf(s, "%31s %n", word, &pos) >= 1 && word[0] != '#') {
+			if (nops >= MAXOPS) die("program too long");
+			struct op *o = &prog[nops];
+			int k;
+			for (k = 0; opnames[k]; k++) if (!strcmp(word, opnames[k])) break;
+			if (!opnames[k]) die("unknown op");
+			o->kind = k;
+			o->step = nops;
+			char *p = s + pos;
+			if (k == O_KNOB) {
+				if (sscanf(p, "%127s %127s", o->s1, o->s2) != 2) die("bad knob line");
+			} else if (k == O_POINT || k == O_VMSTAT) {
+				if (sscanf(p, "%127s", o->s1) != 1) die("bad point/vmstat line");
+			} else {
+				for (int j = 0; j < 9; j++) {
+					char *e;
+					long v = strtol(p, &e, 0);
+					if (e == p) break;
+					o->a[j] = v;
+					p = e;
+				}
+			}
+			nops++;
+		}
+		if (!nl) break;
+		s = nl + 1;
+	}
+}
+
+/* ------------------------------------------------------------------ knobs */
+static void knob_current(const char *path, char *out, size_t cap)
+{
+	char b[512];
+	read_file(path, b, sizeof(b));
+	char *lb = strchr(b, '['), *rb = lb ? strchr(lb, ']') : NULL;
+	if (lb && rb) { *rb = 0; snprintf(out, cap, "%s", lb + 1); return; }
+	char *nl = strchr(b, '\n');
+	if (nl) *nl = 0;
+	snprintf(out, cap, "%s", b);
+}
+
+static int knob_write(const char *path, const char *val)
+{
+	int fd = open(path, O_WRONLY);
+	if (fd < 0) return errno;
+	ssize_t w = write(fd, val, strlen(val));
+	int e = w < 0 ? errno : 0;
+	close(fd);
+	return e;
+}
+
+static void restore_knobs(void)
+{
+	for (int i = nknobs - 1; i >= 0; i--) knob_write(knobs[i].path, knobs[i].old);
+	nknobs = 0;
+}
+
+/* ------------------------------------------------------------------ accesses */
+static __attribute__((noinline)) void do_touch(struct op *o, struct res *r)
+{
+	long n = o->a[3] > 0 ? (o->a[2] + o->a[3] - 1) / o->a[3] : 0;
+	uintptr_t base = (o->a[0] < 0 ? 0 : maddr[o->a[0]]) + (uintptr_t)o->a[1];
+	int write = (int)o->a[4], cont = (int)o->a[6], desc = (int)o->a[7];
+	char v = (char)o->a[5];
+	cur_i = 0;
+	r->done = 0;
+	for (;;) {
+		if (sigsetjmp(jb, 1) == 0) {
+			jb_armed = 1;
+			for (; cur_i < n; cur_i++) {
+				long k = desc ? n - 1 - cur_i : cur_i;
+				volatile char *c = (volatile char *)(base + (uintptr_t)(k * o->a[3]));
+				if (write) *c = v;
+				else (void)*c;
+				r->done++;
+			}
+			jb_armed = 0;
+			break;
+		}
+		if (!cont) break;
+		cur_i++;
+	}
+}
+
+static __attribute__((noinline)) void do_fill(struct op *o, struct res *r, int check)
+{
+	uintptr_t base = (o->a[0] < 0 ? 0 : maddr[o->a[0]]) + (uintptr_t)o->a[1];
+	long len = o->a[2];
+	char v = (char)o->a[3];
+	int perpage = (int)o->a[4];
+	cur_i = 0;
+	r->done = 0;
+	r->ret = 0;
+	if (sigsetjmp(jb, 1) == 0) {
+		jb_armed = 1;
+		for (; cur_i < len; cur_i++) {
+			volatile char *c = (volatile char *)(base + (uintptr_t)cur_i);
+			char want = (char)(v + (perpage ? cur_i / (long)PG : 0));
+			if (check) { if (*c != want) r->ret++; }
+			else *c = want;
+			r->done++;
+		}
+		jb_armed = 0;
+	}
+}
+
+/* ------------------------------------------------------------------ observations */
+static const char *smaps_fields[] = {
+	"Size", "Rss", "Pss", "Shared_Clean", "Shared_Dirty", "Private_Clean", "Private_Dirty",
+	"Referenced", "Anonymous", "LazyFree", "AnonHugePages", "ShmemPmdMapped", "Swap",
+	"SwapPss", "Locked", NULL
+};
+
+static void obs_smaps(int slot, const char *id)
+{
+	uintptr_t lo = maddr[slot], hi = maddr[slot] + mlen[slot];
+	read_file("/proc/self/smaps", filebuf, sizeof(filebuf));
+	ob("{\"t\":\"smaps\",\"id\":\"%s\",\"slot\":%d,\"addr\":%lu,\"vmas\":[", id, slot,
+	   (unsigned long)lo);
+	char *s = filebuf;
+	int in = 0, first = 1;
+	while (*s) {
+		char *nl = strchr(s, '\n');
+		if (nl) *nl = 0;
+		unsigned long a, b;
+		char perm[8];
+		if (((s[0] >= '0' && s[0] <= '9') || (s[0] >= 'a' && s[0] <= 'f')) &&
+		    sscanf(s, "%lx-%lx %7s", &a, &b, perm) == 3) {
+			if (in) ob("}]");
+			in = a < hi && b > lo;
+			if (in) {
+				ob("%s[%lu,%lu,\"%s\",{\"_\":0", first ? "" : ",", a, b, perm);
+				first = 0;
+			}
+		} else if (in) {
+			for (int i = 0; smaps_fields[i]; i++) {
+				size_t l = strlen(smaps_fields[i]);
+				if (!strncmp(s, smaps_fields[i], l) && s[l] == ':') {
+					ob(",\"%s\":%ld", smaps_fields[i], strtol(s + l + 1, NULL, 10));
+					break;
+				}
+			}
+		}
+		if (!nl) break;
+		s = nl + 1;
+	}
+	if (in) ob("}]");
+	ob("]}\n");
+}
+
+static void obs_pagemap(int slot, const char *id)
+{
+	size_t n = mlen[slot] / PG;
+	if (n > MAXPM) n = MAXPM;
+	ssize_t r = pread(pm_fd, pm, n * 8, (off_t)(maddr[slot] / PG) * 8);
+	ob("{\"t\":\"pagemap\",\"id\":\"%s\",\"slot\":%d,\"addr\":%lu,\"e\":[", id, slot,
+	   (unsigned long)maddr[slot]);
+	for (size_t i = 0; r == (ssize_t)(n * 8) && i < n; i++)
+		ob("%s%llu", i ? "," : "", (unsigned long long)pm[i]);
+	ob("]}\n");
+}
+
+static void obs_vmstat(struct op *first, const char *id)
+{
+	read_file("/proc/vmstat", filebuf, sizeof(filebuf));
+	ob("{\"t\":\"vmstat\",\"id\":\"%s\",\"v\":{", id);
+	int n = 0;
+	for (struct op *o = first; o < prog + nops && o->kind == O_VMSTAT; o++) {
+		size_t l = strlen(o->s1);
+		for (char *s = filebuf; s && *s; ) {
+			if (!strncmp(s, o->s1, l) && s[l] == ' ') {
+				ob("%s\"%s\":%ld", n++ ? "," : "", o->s1, strtol(s + l + 1, NULL, 10));
+				break;
+			}
+			s = strchr(s, '\n');
+			if (s) s++;
+		}
+	}
+	ob("}}\n");
+}
+
+static void print_results(int from, int to)
+{
+	for (int i = from; i < to; i++) {
+		struct res *r = &res[i];
+		if (!r->used) continue;
+		ob("{\"t\":\"step\",\"i\":%d,\"ret\":%ld,\"err\":%d,\"nsig\":%d,\"signo\":%d,"
+		   "\"code\":%d,\"saddr\":%lu,\"base\":%lu,\"done\":%ld}\n", prog[i].step, r->ret,
+		   r->err, r->nsig, r->signo, r->code, (unsigned long)r->saddr,
+		   (unsigned long)r->base, r->done);
+	}
+}
+
+/* ------------------------------------------------------------------ steps */
+static __attribute__((noinline)) void run_op(struct op *o, struct res *r)
+{
+	long *a = o->a;
+	uintptr_t base = (a[0] >= 0 && a[0] < MAXSLOTS) ? maddr[a[0]] : 0;
+	int ns0 = nsig;
+	long ret = 0;
+	sig_mark = ns0;
+	errno = 0;
+	r->used = 1;
+	r->base = base;
+	switch (o->kind) {
+	case O_KNOB: {
+		if (!priv) { ret = -1; errno = EPERM; break; }
+		char cur[64];
+		knob_current(o->s1, cur, sizeof(cur));
+		if (!strcmp(cur, o->s2)) break;
+		if (nknobs < MAXKNOBS) {
+			snprintf(knobs[nknobs].path, sizeof(knobs[0].path), "%s", o->s1);
+			snprintf(knobs[nknobs].old, sizeof(knobs[0].old), "%s", cur);
+			nknobs++;
+		}
+		int e = knob_write(o->s1, o->s2);
+		if (e) { ret = -1; errno = e; }
+		break;
+	}
+	case O_MMAP: {
+		size_t len = (size_t)a[1];
+		int prot = (int)a[2], flags = (int)a[3];
+		uintptr_t hint = a[4] >= 0 ? maddr[a[4]] + (uintptr_t)a[5] : 0;
+		void *p;
+		if (a[6] > 0) {
+			/* alignment: reserve len+align, place the mapping aligned inside, trim */
+			uintptr_t al = (uintptr_t)a[6];
+			char *res_ = mmap(NULL, len + al, PROT_NONE,
+					  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+			if (res_ == MAP_FAILED) { ret = -1; break; }
+			uintptr_t at = ((uintptr_t)res_ + al - 1) & ~(al - 1);
+			p = mmap((void *)at, len, prot, flags | MAP_FIXED, -1, 0);
+			if (at > (uintptr_t)res_) munmap(res_, at - (uintptr_t)res_);
+			if ((uintptr_t)res_ + len + al > at + len)
+				munmap((void *)(at + len), (uintptr_t)res_ + len + al - (at + len));
+		} else {
+			p = mmap((void *)hint, len, prot, flags, -1, 0);
+		}
+		if (p == MAP_FAILED) { ret = -1; break; }
+		ret = (long)p;
+		maddr[a[0]] = (uintptr_t)p;
+		mlen[a[0]] = len;
+		break;
+	}
+	case O_MUNMAP: ret = munmap((void *)(base + a[1]), (size_t)a[2]); break;
+	case O_MPROTECT: ret = mprotect((void *)(base + a[1]), (size_t)a[2], (int)a[3]); break;
+	case O_MADVISE: ret = madvise((void *)(base + a[1]), (size_t)a[2], (int)a[3]); break;
+	case O_MREMAP: {
+		uintptr_t dst = a[5] >= 0 ? maddr[a[5]] + (uintptr_t)a[6] : 0;
+		void *p = (void *)syscall(SYS_mremap, base + a[1], (size_t)a[2], (size_t)a[3],
+					  (int)a[4], dst);
+		if (p == MAP_FAILED) { ret = -1; break; }
+		ret = (long)p;
+		if (a[7] >= 0) { maddr[a[7]] = (uintptr_t)p; mlen[a[7]] = (size_t)a[3]; }
+		break;
+	}
+	case O_MLOCK:
+		ret = syscall(SYS_mlock2, base + a[1], (size_t)a[2], (int)a[3]);
+		break;
+	case O_MUNLOCK: ret = munlock((void *)(base + a[1]), (size_t)a[2]); break;
+	case O_BRK: {
+		r->base = brk_base;
+		ret = syscall(SYS_brk, brk_base + a[0]);
+		if (a[1] >= 0) { maddr[a[1]] = brk_base; mlen[a[1]] = a[0] > 0 ? (size_t)a[0] : 0; }
+		break;
+	}
+	case O_TOUCH: do_touch(o, r); break;
+	case O_FILL: do_fill(o, r, 0); ret = 0; break;
+	case O_CHECK: do_fill(o, r, 1); ret = r->ret; break;
+	case O_RLIMIT: {
+		struct rlimit rl = { a[1] < 0 ? RLIM_INFINITY : (rlim_t)a[1],
+				     a[2] < 0 ? RLIM_INFINITY : (rlim_t)a[2] };
+		ret = setrlimit((int)a[0], &rl);
+		break;
+	}
+	case O_NAME: {
+		struct range *g = find_named(a[1] == 0 ? "[stack]" : "[heap]");
+		if (!g) { ret = -1; errno = ENOENT; break; }
+		if (a[2] == 0) { maddr[a[0]] = g->lo; mlen[a[0]] = g->hi - g->lo; }
+		else if (a[2] == 1) { maddr[a[0]] = g->hi - (uintptr_t)a[3]; mlen[a[0]] = (size_t)a[3]; }
+		else { maddr[a[0]] = g->lo - (uintptr_t)a[3]; mlen[a[0]] = (size_t)a[3]; }
+		r->base = maddr[a[0]];
+		break;
+	}
+	default: break;
+	}
+	r->err = ret == -1 ? errno : 0;
+	if (o->kind == O_CHECK || o->kind == O_TOUCH || o->kind == O_FILL) r->err = 0;
+	r->ret = ret;
+	r->nsig = nsig - ns0;
+	if (r->nsig) { r->signo = lsigno; r->code = lcode; r->saddr = laddr; }
+}
+
+/* ------------------------------------------------------------------ main */
+static void setup(void)
+{
+	cpu_set_t cs;
+	CPU_ZERO(&cs);
+	CPU_SET(0, &cs);
+	if (sched_setaffinity(0, sizeof(cs), &cs)) die("sched_setaffinity");
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = handler;
+	sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGSEGV, &sa, NULL);
+	sigaction(SIGBUS, &sa, NULL);
+	pm_fd = open("/proc/self/pagemap", O_RDONLY);
+	if (pm_fd < 0) die("cannot open /proc/self/pagemap");
+	priv = geteuid() == 0;
+	/* learn the zero page's PFN (0 when unprivileged: PFNs are hidden) */
+	char *z = mmap(NULL, PG, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	(void)*(volatile char *)z;
+	if (pread(pm_fd, pm, 8, (off_t)((uintptr_t)z / PG) * 8) == 8 && (pm[0] >> 63))
+		zero_pfn = pm[0] & ((1ULL << 55) - 1);
+	munmap(z, PG);
+	brk_base = ((uintptr_t)syscall(SYS_brk, 0) + PG - 1) & ~(PG - 1);
+	/* warm every path once, outside any measurement */
+	prefault_stack();
+	prefault_self();
+	read_file("/proc/self/smaps", filebuf, sizeof(filebuf));
+	read_file("/proc/vmstat", filebuf, sizeof(filebuf));
+	struct res dummy;
+	struct op nop = { .kind = O_TOUCH };
+	do_touch(&nop, &dummy);
+	do_fill(&nop, &dummy, 0);
+	getrusage(RUSAGE_SELF, &ru0);
+	prefault_stack();
+	prefault_self();
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		fprintf(stderr, "usage: %s PROGRAM\n", argv[0]);
+		return 2;
+	}
+	parse_program(argv[1]);
+	setup();
+	struct utsname u;
+	uname(&u);
+	ob("{\"t\":\"hdr\",\"priv\":%d,\"zero_pfn\":%llu,\"release\":\"%s\",\"brk_base\":%lu}\n",
+	   priv, (unsigned long long)zero_pfn, u.release, (unsigned long)brk_base);
+	flush_out();
+	int printed = 0;
+	getrusage(RUSAGE_SELF, &ru0);
+	for (int i = 0; i < nops; i++) {
+		struct op *o = &prog[i];
+		if (o->kind == O_POINT) {
+			getrusage(RUSAGE_SELF, &ru1);
+			print_results(printed, i);
+			printed = i + 1;
+			ob("{\"t\":\"point\",\"id\":\"%s\",\"minflt\":%ld,\"majflt\":%ld}\n", o->s1,
+			   ru1.ru_minflt - ru0.ru_minflt, ru1.ru_majflt - ru0.ru_majflt);
+			const char *id = o->s1;
+			for (i++; i < nops && prog[i].kind != O_ENDPOINT; i++) {
+				struct op *q = &prog[i];
+				if (q->kind == O_SMAPS) obs_smaps((int)q->a[0], id);
+				else if (q->kind == O_PAGEMAP) obs_pagemap((int)q->a[0], id);
+				else if (q->kind == O_VMSTAT) {
+					obs_vmstat(q, id);
+					while (i + 1 < nops && prog[i + 1].kind == O_VMSTAT) i++;
+				}
+			}
+			printed = i + 1;
+			flush_out();
+			getrusage(RUSAGE_SELF, &ru0);
+			continue;
+		}
+		run_op(o, &res[i]);
+	}
+	print_results(printed, nops);
+	restore_knobs();
+	ob("{\"t\":\"end\"}\n");
+	flush_out();
+	return 0;
+}

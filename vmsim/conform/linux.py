@@ -1,0 +1,140 @@
+"""The real-kernel side: build the C executor once, run a scenario with it, parse.
+
+The executor (executor.c, package data) is compiled on first use with the system
+C compiler ($CC, else cc/gcc/clang) into ~/.cache/vmsim/ (or $XDG_CACHE_HOME/vmsim,
+or $VMSIM_CACHE), keyed by its source hash: statically linked when the toolchain
+can, else with -Wl,-z,now (BIND_NOW: no lazy symbol binding inside a measurement).
+"""
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from importlib import resources
+
+from vmsim.conform.scenario import SETTING_KNOBS, program_text
+
+# The host settings a recording depends on (the snapshot stored with it).
+SNAPSHOT_PATHS = dict(SETTING_KNOBS, **{
+    "thp_use_zero_page": "/sys/kernel/mm/transparent_hugepage/use_zero_page",
+    "overcommit_memory": "/proc/sys/vm/overcommit_memory",
+    "max_map_count": "/proc/sys/vm/max_map_count",
+    "mmap_min_addr": "/proc/sys/vm/mmap_min_addr",
+})
+
+
+class LinuxUnavailable(Exception):
+    """The real-kernel side cannot run here (no compiler, not Linux x86-64, ...)."""
+
+
+def executor_source() -> bytes:
+    return resources.files("vmsim.conform").joinpath("executor.c").read_bytes()
+
+
+def executor_hash() -> str:
+    return hashlib.sha256(executor_source()).hexdigest()
+
+
+def cache_dir() -> str:
+    d = os.environ.get("VMSIM_CACHE")
+    if not d:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        d = os.path.join(base, "vmsim")
+    return d
+
+
+def _compiler():
+    cands = [os.environ["CC"]] if os.environ.get("CC") else ["cc", "gcc", "clang"]
+    for c in cands:
+        path = shutil.which(c.split()[0])
+        if path:
+            return c.split()[0] if not os.environ.get("CC") else os.environ["CC"]
+    return None
+
+
+def executor_path() -> str:
+    """Path of the compiled executor, building it if needed."""
+    if platform.system() != "Linux" or platform.machine() not in ("x86_64", "amd64"):
+        raise LinuxUnavailable(f"the real-kernel side needs Linux x86-64 (this is "
+                               f"{platform.system()} {platform.machine()})")
+    h = executor_hash()[:16]
+    d = cache_dir()
+    exe = os.path.join(d, f"conform-executor-{h}")
+    if os.path.exists(exe):
+        return exe
+    cc = _compiler()
+    if cc is None:
+        raise LinuxUnavailable("no C compiler found (set CC, or install cc/gcc/clang) to build "
+                               "the conformance executor; use the recorded Linux results instead")
+    os.makedirs(d, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "executor.c")
+        with open(src, "wb") as f:
+            f.write(executor_source())
+        out = os.path.join(tmp, "executor")
+        errors = []
+        for link in (["-static"], ["-Wl,-z,now"]):
+            cmd = cc.split() + ["-O1", "-o", out, src] + link
+            p = subprocess.run(cmd, capture_output=True, text=True)
+            if p.returncode == 0:
+                break
+            errors.append(f"{' '.join(cmd)}:\n{p.stderr.strip()}")
+        else:
+            raise LinuxUnavailable("cannot build the conformance executor:\n" + "\n".join(errors))
+        tmp_exe = exe + f".{os.getpid()}"
+        shutil.copy2(out, tmp_exe)
+        os.replace(tmp_exe, exe)
+    return exe
+
+
+def _read(path):
+    try:
+        with open(path) as f:
+            s = f.read().strip()
+    except OSError:
+        return None
+    if "[" in s and "]" in s:
+        return s[s.index("[") + 1:s.index("]")]
+    return s
+
+
+def snapshot() -> dict:
+    """The host's relevant sysfs/sysctl values (selected mode for THP mode files)."""
+    return {k: _read(p) for k, p in SNAPSHOT_PATHS.items()}
+
+
+def run(scn, timeout=120):
+    """Run a parsed scenario on this machine's kernel; return the raw records."""
+    exe = executor_path()
+    with tempfile.NamedTemporaryFile("w", suffix=".prog", delete=False) as f:
+        f.write(program_text(scn))
+        prog = f.name
+    try:
+        # ASLR off (as setarch -R) so repeated runs place mappings alike.
+        cmd = [exe, prog]
+        if shutil.which("setarch"):
+            cmd = ["setarch", platform.machine(), "-R"] + cmd
+        try:
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise LinuxUnavailable(f"the executor timed out after {timeout}s") from None
+    finally:
+        os.unlink(prog)
+    recs = []
+    for line in p.stdout.splitlines():
+        line = line.strip()
+        if line:
+            try:
+                recs.append(json.loads(line))
+            except json.JSONDecodeError:
+                recs.append({"t": "error", "msg": f"bad executor output: {line[:80]}"})
+    if p.returncode != 0 and not any(r.get("t") == "error" for r in recs):
+        recs.append({"t": "error", "msg": f"executor exited with status {p.returncode}: "
+                                          f"{p.stderr.strip()[:200]}"})
+    return recs
+
+
+def uname_r() -> str:
+    return platform.release()

@@ -1,0 +1,577 @@
+"""Conformance scenarios: the TOML format, its validation, and the resolved op list.
+
+A scenario (documented for users in docs/conformance.md) is parsed into a
+:class:`Scenario` whose ``ops`` is the same flat program for both sides: linux.py
+writes it as the executor's text lines, vmsim_side.py interprets it with the vmsim
+API. Every mistake raises :class:`ScenarioFormatError` whose message is
+"FILE:LINE: problem" (never a traceback).
+"""
+import errno as _errno
+import hashlib
+import os
+import re
+import tomllib
+
+from vmsim import uapi
+
+PAGE = 4096
+
+# [settings] keys -> knob paths (values are the mode names the sysfs files accept)
+SETTING_KNOBS = {
+    "thp_enabled": "/sys/kernel/mm/transparent_hugepage/enabled",
+    "thp_defrag": "/sys/kernel/mm/transparent_hugepage/defrag",
+    "shmem_enabled": "/sys/kernel/mm/transparent_hugepage/shmem_enabled",
+}
+SETTING_DEFAULTS = {"thp_defrag": "madvise", "shmem_enabled": "never"}
+SETTING_CHOICES = {
+    "thp_enabled": ("always", "madvise", "never"),
+    "thp_defrag": ("always", "defer", "defer+madvise", "madvise", "never"),
+    "shmem_enabled": ("always", "within_size", "advise", "never", "deny", "force"),
+}
+KERNELS = ("6.18",)
+
+PROT = {"r": 1, "w": 2, "x": 4}
+MAP_FLAGS = {
+    "shared": 0x01, "private": 0x02, "fixed": 0x10, "anonymous": 0x20, "growsdown": 0x100,
+    "locked": 0x2000, "noreserve": 0x4000, "populate": 0x8000, "nonblock": 0x10000,
+    "stack": 0x20000, "fixed_noreplace": 0x100000,
+}
+MADV = {n[5:].lower(): getattr(uapi, n) for n in dir(uapi) if n.startswith("MADV_")}
+MREMAP = {"maymove": 1, "fixed": 2, "dontunmap": 4}
+MLOCK = {"onfault": 1}
+RLIMITS = {"STACK": 3, "AS": 9, "DATA": 2, "MEMLOCK": 8}
+
+SMAPS_FIELDS = ("Size", "Rss", "Pss", "Shared_Clean", "Shared_Dirty", "Private_Clean",
+                "Private_Dirty", "Referenced", "Anonymous", "LazyFree", "AnonHugePages",
+                "ShmemPmdMapped", "Swap", "SwapPss", "Locked")
+SMAPS_DEFAULT = ("Rss", "Pss", "Shared_Clean", "Shared_Dirty", "Private_Clean",
+                 "Private_Dirty", "Anonymous", "LazyFree", "AnonHugePages", "Swap", "Locked")
+
+# /proc/vmstat counters a scenario may observe: only those the rest of a live
+# machine does not move. pgfault, pgalloc_*, nr_* and the LRU counters change all
+# the time on a running system; the THP event counters stay put while nothing else
+# uses THP (enabled=madvise and no other MADV_HUGEPAGE user), and the
+# unevictable_pgs_* counters while nothing else mlocks.
+VMSTAT_ALLOWED = re.compile(r"^(thp_[a-z_]+|unevictable_pgs_[a-z]+)$")
+
+LIFECYCLE_OPS = ("fork", "exit", "wait", "execve")
+ID_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+
+
+class ScenarioFormatError(Exception):
+    """A malformed scenario: str() is "FILE:LINE: problem"."""
+
+
+class Step:
+    """One [[step]] table: ``op``, its TOML line, the raw table and its label."""
+
+    def __init__(self, index, table, line):
+        self.index = index
+        self.t = table
+        self.line = line
+        self.op = table.get("op")
+        self.label = ""
+
+
+class Scenario:
+    """A parsed, validated scenario; ``ops`` is the resolved program for both sides."""
+
+    def __init__(self, path):
+        self.path = path
+        self.name = ""
+        self.description = ""
+        self.source = ""
+        self.settings = {}
+        self.processes = []
+        self.steps = []
+        self.slots = {}          # mapping name -> slot number
+        self.ops = []            # [(kind, step_index or None, args)] (see linux.py)
+        self.vmstat = []
+        self.points = []
+        self.text_hash = ""
+
+    def knobs(self):
+        """{path: value} the scenario's settings require."""
+        return {SETTING_KNOBS[k]: v for k, v in self.settings.items() if k in SETTING_KNOBS}
+
+
+def _lines_of(text, header):
+    """1-based line numbers of each ``[[header]]`` table, in order."""
+    pat = re.compile(r"^\s*\[\[\s*" + re.escape(header) + r"\s*\]\]")
+    return [i + 1 for i, l in enumerate(text.splitlines()) if pat.match(l)]
+
+
+def _key_line(text, start, key):
+    """Line of ``key =`` in the table starting at ``start`` (else ``start``)."""
+    lines = text.splitlines()
+    pat = re.compile(r"^\s*" + re.escape(key) + r"\s*=")
+    for i in range(start, len(lines)):
+        if i > start - 1 and re.match(r"^\s*\[", lines[i]) and i != start - 1:
+            break
+        if pat.match(lines[i]):
+            return i + 1
+    return start
+
+
+def parse_len(v, what="length"):
+    """Bytes for 4096, "16p"/"16 pages", "64K", "2M", "-16p"."""
+    if isinstance(v, bool):
+        raise ValueError(f"{what}: expected a size, got {v!r}")
+    if isinstance(v, int):
+        return v
+    if not isinstance(v, str):
+        raise ValueError(f"{what}: expected a size (bytes, '16p', '64K'), got {v!r}")
+    s = v.strip().replace("_", "")
+    neg = s.startswith("-")
+    if neg or s.startswith("+"):
+        s = s[1:].strip()
+    m = re.fullmatch(r"(0x[0-9a-fA-F]+|\d+)\s*(p|pages?|[kKmMgGtT]i?[bB]?|[bB]?)", s)
+    if not m:
+        raise ValueError(f"{what}: bad size {v!r} (use bytes, '16p' pages, or '64K', '2M')")
+    n = int(m.group(1), 0)
+    unit = m.group(2).lower()
+    if unit.startswith("p"):
+        n *= PAGE
+    elif unit and unit[0] in "kmgt":
+        n <<= {"k": 10, "m": 20, "g": 30, "t": 40}[unit[0]]
+    return -n if neg else n
+
+
+def parse_prot(v):
+    if isinstance(v, int):
+        return v
+    s = str(v).lower().replace("prot_", "")
+    if s in ("none", "", "-", "---"):
+        return 0
+    parts = re.split(r"[|,+ ]+", s)
+    if len(parts) > 1 or s in ("read", "write", "exec"):
+        out = 0
+        for p in parts:
+            if p in ("read", "r"):
+                out |= 1
+            elif p in ("write", "w"):
+                out |= 2
+            elif p in ("exec", "x"):
+                out |= 4
+            elif p != "none":
+                raise ValueError(f"prot: unknown {p!r} (use 'rw', 'r', 'none', 'read|write')")
+        return out
+    out = 0
+    for c in s:
+        if c == "-":
+            continue
+        if c not in PROT:
+            raise ValueError(f"prot: unknown {v!r} (use 'rw', 'r', 'rwx', 'none')")
+        out |= PROT[c]
+    return out
+
+
+def _parse_flags(v, table, what):
+    if isinstance(v, int):
+        return v
+    items = v if isinstance(v, list) else re.split(r"[|,+ ]+", str(v).strip())
+    out = 0
+    for it in items:
+        name = str(it).lower()
+        for pre in ("map_", "mremap_", "mlock_", "madv_"):
+            if name.startswith(pre):
+                name = name[len(pre):]
+        if not name:
+            continue
+        if name not in table:
+            raise ValueError(f"{what}: unknown flag {it!r} (known: {', '.join(sorted(table))})")
+        out |= table[name]
+    return out
+
+
+def _errno_name(e):
+    return _errno.errorcode.get(e, str(e))
+
+
+COMMON = {"op", "proc", "id", "note"}
+RANGE = {"map", "offset", "length", "pages", "page"}
+OP_KEYS = {
+    "mmap": {"map", "length", "pages", "prot", "flags", "hint", "fixed", "align"},
+    "munmap": RANGE, "mprotect": RANGE | {"prot"}, "madvise": RANGE | {"advice"},
+    "mremap": RANGE | {"new_length", "new_pages", "flags", "dest", "as"},
+    "mlock": RANGE | {"flags"}, "munlock": RANGE,
+    "brk": {"offset", "map"},
+    "touch": RANGE | {"address", "stride", "access", "value", "on_signal", "order"},
+    "write": RANGE | {"address", "value", "per_page"},
+    "check": RANGE | {"address", "value", "per_page"},
+    "setrlimit": {"resource", "soft", "hard"},
+    "name": {"map", "special", "anchor", "length", "pages"},
+    "knob": {"path", "value"},
+    "point": {"smaps", "pagemap", "maps"},
+}
+OP_KEYS = {k: v | COMMON for k, v in OP_KEYS.items()}
+
+
+def load(path):
+    """Parse and validate a scenario file; raise ScenarioFormatError."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise ScenarioFormatError(f"{path}: {e.strerror or e}") from None
+    try:
+        text = raw.decode()
+        doc = tomllib.loads(text)
+    except UnicodeDecodeError as e:
+        raise ScenarioFormatError(f"{path}: not UTF-8 text ({e.reason})") from None
+    except tomllib.TOMLDecodeError as e:
+        msg = str(e)
+        m = re.search(r"\(at line (\d+), column (\d+)\)", msg)
+        line = m.group(1) if m else "?"
+        msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", msg)
+        raise ScenarioFormatError(f"{path}:{line}: TOML syntax: {msg}") from None
+    return build(path, text, doc)
+
+
+def build(path, text, doc):
+    s = Scenario(path)
+    s.text_hash = hashlib.sha256(text.encode()).hexdigest()
+    step_lines = _lines_of(text, "step")
+
+    def err(line, msg):
+        raise ScenarioFormatError(f"{path}:{line}: {msg}")
+
+    top = {"name", "description", "source", "settings", "process", "step", "vmstat"}
+    for k in doc:
+        if k not in top:
+            err(_key_line(text, 1, k), f"unknown top-level key {k!r} (known: {', '.join(sorted(top))})")
+    s.name = doc.get("name") or os.path.splitext(os.path.basename(path))[0]
+    if not isinstance(s.name, str) or not ID_RE.match(s.name):
+        err(_key_line(text, 1, "name"), f"name must be an identifier, got {s.name!r}")
+    s.description = str(doc.get("description", ""))
+    s.source = str(doc.get("source", ""))
+
+    settings = doc.get("settings")
+    if not isinstance(settings, dict):
+        err(1, "missing [settings] table (kernel, thp_enabled; see docs/conformance.md)")
+    sl = next((i + 1 for i, l in enumerate(text.splitlines()) if l.strip() == "[settings]"), 1)
+    for k, v in settings.items():
+        if k == "kernel":
+            if str(v) not in KERNELS:
+                err(_key_line(text, sl, k), f"kernel {v!r}: vmsim models {', '.join(KERNELS)}")
+        elif k in SETTING_CHOICES:
+            if v not in SETTING_CHOICES[k]:
+                err(_key_line(text, sl, k),
+                    f"{k} = {v!r}: one of {', '.join(SETTING_CHOICES[k])}")
+        else:
+            err(_key_line(text, sl, k),
+                f"unknown setting {k!r} (known: kernel, {', '.join(SETTING_CHOICES)})")
+    for k in ("kernel", "thp_enabled"):
+        if k not in settings:
+            err(sl, f"[settings] must state {k!r}")
+    s.settings = dict(SETTING_DEFAULTS)
+    s.settings.update({k: str(v) for k, v in settings.items()})
+
+    procs = doc.get("process", [{"name": "main"}])
+    if not isinstance(procs, list) or not all(isinstance(p, dict) for p in procs):
+        err(1, "[[process]] must be an array of tables")
+    for p in procs:
+        n = p.get("name", "main")
+        if not isinstance(n, str) or not ID_RE.match(n):
+            err(1, f"process name must be an identifier, got {n!r}")
+    if len(procs) != 1:
+        err(_lines_of(text, "process")[1] if len(_lines_of(text, "process")) > 1 else 1,
+            "only one process for now: fork/exit/wait arrive with the process-lifecycle issue")
+    s.processes = [p.get("name", "main") for p in procs]
+
+    vm = doc.get("vmstat", [])
+    if not isinstance(vm, list):
+        err(_key_line(text, 1, "vmstat"), "vmstat must be a list of counter names")
+    for c in vm:
+        if not isinstance(c, str) or not VMSTAT_ALLOWED.match(c):
+            err(_key_line(text, 1, "vmstat"),
+                f"vmstat counter {c!r} is not allowed: only thp_* and unevictable_pgs_* "
+                "counters are quiet on a live machine (see docs/conformance.md)")
+    s.vmstat = list(vm)
+
+    steps = doc.get("step", [])
+    if not isinstance(steps, list) or not steps:
+        err(1, "no [[step]] tables")
+    ops = []
+    for knob, val in s.knobs().items():
+        ops.append(("knob", None, [knob, val]))
+    lengths = {}
+    point_ids = set()
+    for i, t in enumerate(steps):
+        line = step_lines[i] if i < len(step_lines) else 1
+        st = Step(i, t, line)
+        s.steps.append(st)
+        try:
+            _resolve(s, st, t, ops, lengths, point_ids)
+        except ValueError as e:
+            key = getattr(e, "key", None)
+            err(_key_line(text, line, key) if key else line, f"step {i + 1} ({t.get('op', '?')}): {e}")
+    if not ops or ops[-1][0] != "endpoint":
+        ops += [("point", None, ["end"]), ("endpoint", None, [])]
+        s.points.append("end")
+    s.ops = ops
+    return s
+
+
+class _KeyError(ValueError):
+    def __init__(self, key, msg):
+        super().__init__(msg)
+        self.key = key
+
+
+def _resolve(s, st, t, ops, lengths, point_ids):
+    op = t.get("op")
+    if op in LIFECYCLE_OPS:
+        raise _KeyError("op", f"op {op!r} arrives with the process-lifecycle issue (one process for now)")
+    if op not in OP_KEYS:
+        raise _KeyError("op", f"unknown op {op!r} (known: {', '.join(sorted(OP_KEYS))})")
+    for k in t:
+        if k not in OP_KEYS[op]:
+            raise _KeyError(k, f"unknown key {k!r} for op {op!r} (known: {', '.join(sorted(OP_KEYS[op]))})")
+    if "proc" in t and t["proc"] not in s.processes:
+        raise _KeyError("proc", f"unknown process {t['proc']!r}")
+    sid = t.get("id")
+    if sid is not None and (not isinstance(sid, str) or not ID_RE.match(sid)):
+        raise _KeyError("id", f"id must be an identifier, got {sid!r}")
+
+    def get(key, conv, default=None, required=False):
+        if key not in t:
+            if required:
+                raise _KeyError(None, f"missing {key!r}")
+            return default
+        try:
+            return conv(t[key])
+        except (ValueError, TypeError) as e:
+            raise _KeyError(key, f"{key}: {e}") from None
+        except KeyError:
+            raise _KeyError(key, f"{key}: unknown value {t[key]!r}") from None
+
+    def slot_of(name, key="map", define=False):
+        if not isinstance(name, str) or not ID_RE.match(name):
+            raise _KeyError(key, f"{key} must be a mapping name, got {name!r}")
+        if name not in s.slots:
+            if not define:
+                raise _KeyError(key, f"unknown mapping {name!r} (define it with mmap, brk or name first)")
+            if len(s.slots) >= 60:
+                raise _KeyError(key, "too many mappings (60 at most)")
+            s.slots[name] = len(s.slots)
+        return s.slots[name]
+
+    def size_of(key_len, key_pages):
+        if key_len in t and key_pages in t:
+            raise _KeyError(key_pages, f"give {key_len!r} or {key_pages!r}, not both")
+        if key_pages in t:
+            v = t[key_pages]
+            if not isinstance(v, int) or isinstance(v, bool):
+                raise _KeyError(key_pages, f"{key_pages} must be an integer")
+            return v * PAGE
+        if key_len in t:
+            return get(key_len, lambda v: parse_len(v, key_len))
+        return None
+
+    def rng(allow_abs=False):
+        """(slot, offset, length) of the step's range."""
+        if allow_abs and "address" in t:
+            if "map" in t:
+                raise _KeyError("address", "give 'map' or 'address', not both")
+            a = get("address", lambda v: int(v, 0) if isinstance(v, str) else int(v))
+            length = size_of("length", "pages")
+            return -1, a, length if length is not None else 1
+        if "map" not in t:
+            raise _KeyError(None, "missing 'map'" + (" (or 'address')" if allow_abs else ""))
+        slot = slot_of(t["map"])
+        off = 0
+        if "page" in t:
+            if "offset" in t:
+                raise _KeyError("page", "give 'offset' or 'page', not both")
+            off = get("page", int) * PAGE
+        else:
+            off = get("offset", lambda v: parse_len(v, "offset"), 0)
+        length = size_of("length", "pages")
+        if length is None:
+            length = lengths.get(t["map"], 0) - off
+        return slot, off, length
+
+    label = sid or f"{st.index + 1}:{op}" + (f"({t['map']})" if isinstance(t.get("map"), str) else "")
+    st.label = label
+    i = st.index
+    if op == "mmap":
+        slot = slot_of(t.get("map"), define=True) if "map" in t else None
+        if slot is None:
+            raise _KeyError(None, "missing 'map' (the new mapping's name)")
+        length = size_of("length", "pages")
+        if length is None or length <= 0:
+            raise _KeyError("length", "mmap needs a positive 'length' or 'pages'")
+        prot = get("prot", parse_prot, 3)
+        flags = get("flags", lambda v: _parse_flags(v, MAP_FLAGS, "flags"), 0x22)
+        hs, hoff = -1, 0
+        for k in ("hint", "fixed"):
+            if k in t:
+                h = t[k]
+                if not isinstance(h, dict) or "map" not in h:
+                    raise _KeyError(k, f"{k} = {{ map = 'name', offset = '16p' }}")
+                hs = slot_of(h["map"], k)
+                try:
+                    hoff = parse_len(h.get("offset", 0), "offset")
+                except ValueError as e:
+                    raise _KeyError(k, str(e)) from None
+                if k == "fixed":
+                    flags |= MAP_FLAGS["fixed"]
+        if "hint" in t and "fixed" in t:
+            raise _KeyError("fixed", "give 'hint' or 'fixed', not both")
+        align = get("align", lambda v: parse_len(v, "align"), 0)
+        if align and (align & (align - 1) or align < PAGE):
+            raise _KeyError("align", "align must be a power of two of at least 4K")
+        if align and hs >= 0:
+            raise _KeyError("align", "align cannot be combined with hint/fixed")
+        lengths[t["map"]] = length
+        ops.append(("mmap", i, [slot, length, prot, flags, hs, hoff, align]))
+    elif op in ("munmap", "munlock"):
+        ops.append((op, i, list(rng())))
+    elif op == "mprotect":
+        ops.append((op, i, list(rng()) + [get("prot", parse_prot, required=True)]))
+    elif op == "madvise":
+        adv = get("advice", lambda v: v if isinstance(v, int) else MADV[str(v).lower().replace("madv_", "")],
+                  required=True)
+        ops.append((op, i, list(rng()) + [adv]))
+    elif op == "mlock":
+        ops.append((op, i, list(rng()) + [get("flags", lambda v: _parse_flags(v, MLOCK, "flags"), 0)]))
+    elif op == "mremap":
+        slot, off, length = rng()
+        newlen = size_of("new_length", "new_pages")
+        newlen = length if newlen is None else newlen
+        flags = get("flags", lambda v: _parse_flags(v, MREMAP, "flags"), 1)
+        ds, doff = -1, 0
+        if "dest" in t:
+            d = t["dest"]
+            if not isinstance(d, dict) or "map" not in d:
+                raise _KeyError("dest", "dest = { map = 'name', offset = '16p' }")
+            ds = slot_of(d["map"], "dest")
+            try:
+                doff = parse_len(d.get("offset", 0), "offset")
+            except ValueError as e:
+                raise _KeyError("dest", str(e)) from None
+            if not flags & MREMAP["fixed"]:
+                raise _KeyError("dest", "dest needs flags to include 'fixed'")
+        elif flags & MREMAP["fixed"]:
+            raise _KeyError("flags", "'fixed' needs a dest = { map = ... }")
+        res_name = t.get("as", t["map"])
+        rs = slot_of(res_name, "as", define=True)
+        lengths[res_name] = newlen
+        ops.append((op, i, [slot, off, length, newlen, flags, ds, doff, rs]))
+    elif op == "brk":
+        off = get("offset", lambda v: parse_len(v, "offset"), required=True)
+        rs = -1
+        if "map" in t:
+            rs = slot_of(t["map"], define=True)
+            lengths[t["map"]] = max(off, 0)
+        ops.append(("brk", i, [off, rs]))
+    elif op == "touch":
+        slot, off, length = rng(allow_abs=True)
+        stride = get("stride", lambda v: parse_len(v, "stride"), PAGE)
+        if stride <= 0:
+            raise _KeyError("stride", "stride must be positive")
+        access = get("access", str, "read")
+        if access not in ("read", "write"):
+            raise _KeyError("access", "access is 'read' or 'write'")
+        value = get("value", int, 1) & 0xFF
+        cont = get("on_signal", str, "stop")
+        if cont not in ("stop", "continue"):
+            raise _KeyError("on_signal", "on_signal is 'stop' or 'continue'")
+        order = get("order", str, "ascending")
+        if order not in ("ascending", "descending"):
+            raise _KeyError("order", "order is 'ascending' or 'descending'")
+        ops.append(("touch", i, [slot, off, length, stride, int(access == "write"), value,
+                                 int(cont == "continue"), int(order == "descending")]))
+    elif op in ("write", "check"):
+        slot, off, length = rng(allow_abs=True)
+        ops.append(("fill" if op == "write" else "check", i,
+                    [slot, off, length, get("value", int, required=True) & 0xFF,
+                     int(bool(get("per_page", bool, False)))]))
+    elif op == "setrlimit":
+        res = get("resource", lambda v: RLIMITS[str(v).upper().replace("RLIMIT_", "")], required=True)
+
+        def lim(v):
+            return -1 if v in ("unlimited", "infinity", -1) else parse_len(v, "limit")
+        soft = get("soft", lim, required=True)
+        hard = get("hard", lim, -1)
+        ops.append(("rlimit", i, [res, soft, hard]))
+    elif op == "name":
+        slot = slot_of(t.get("map"), define=True)
+        which = get("special", lambda v: {"[stack]": 0, "[heap]": 1}[v], required=True)
+        anchor = get("anchor", lambda v: {"vma": 0, "top": 1, "below": 2}[v], 0)
+        length = size_of("length", "pages") or 0
+        if anchor and length <= 0:
+            raise _KeyError("length", "anchor 'top'/'below' needs a positive length")
+        lengths[t["map"]] = length
+        ops.append(("name", i, [slot, which, anchor, length]))
+    elif op == "knob":
+        path = get("path", str, required=True)
+        val = get("value", str, required=True)
+        if not path.startswith(("/sys/", "/proc/sys/")) or " " in path or " " in val or not val:
+            raise _KeyError("path", "knob path must be under /sys or /proc/sys; no spaces")
+        ops.append(("knob", i, [path, val]))
+    elif op == "point":
+        pid = t.get("id")
+        if pid is None:
+            raise _KeyError(None, "a point needs an 'id'")
+        if pid in point_ids:
+            raise _KeyError("id", f"point id {pid!r} used twice")
+        point_ids.add(pid)
+        s.points.append(pid)
+        obs = []
+        sm = t.get("smaps", [])
+        if isinstance(sm, list):
+            sm = {n: list(SMAPS_DEFAULT) for n in sm}
+        if not isinstance(sm, dict):
+            raise _KeyError("smaps", "smaps = ['map', ...] or { map = ['Rss', ...] }")
+        for n, fields in sm.items():
+            if fields == "all":
+                fields = list(SMAPS_DEFAULT)
+            if not isinstance(fields, list) or any(f not in SMAPS_FIELDS for f in fields):
+                raise _KeyError("smaps", f"smaps fields for {n!r}: a list of {', '.join(SMAPS_FIELDS)}")
+            obs.append(("smaps", slot_of(n, "smaps"), n, fields))
+        pm = t.get("pagemap", [])
+        if isinstance(pm, list):
+            pm = {n: {} for n in pm}
+        if not isinstance(pm, dict):
+            raise _KeyError("pagemap", "pagemap = ['map', ...] or { map = { ref = 'point', ref_map = 'm' } }")
+        for n, spec in pm.items():
+            if isinstance(spec, str):
+                spec = {"ref": spec}
+            if not isinstance(spec, dict) or set(spec) - {"ref", "ref_map"}:
+                raise _KeyError("pagemap", f"pagemap spec for {n!r}: {{ ref = 'point', ref_map = 'map' }}")
+            if "ref" in spec and spec["ref"] not in point_ids - {pid}:
+                raise _KeyError("pagemap", f"pagemap ref {spec['ref']!r} is not an earlier point")
+            rm = spec.get("ref_map", n)
+            if "ref" in spec:
+                slot_of(rm, "pagemap")
+            obs.append(("pagemap", slot_of(n, "pagemap"), n, spec))
+        mp = t.get("maps", [])
+        if not isinstance(mp, list):
+            raise _KeyError("maps", "maps = ['map', ...]")
+        for n in mp:
+            obs.append(("maps", slot_of(n, "maps"), n, None))
+        st.obs = obs
+        ops.append(("point", i, [pid]))
+        done = set()
+        for kind, slot, n, spec in obs:
+            if kind in ("smaps", "maps"):
+                if slot not in done:
+                    ops.append(("smaps", i, [slot]))
+                    done.add(slot)
+            else:
+                ops.append(("pagemap", i, [slot]))
+        for c in s.vmstat:
+            ops.append(("vmstat", i, [c]))
+        ops.append(("endpoint", i, []))
+
+
+def program_text(s):
+    """The executor's program: one op per line."""
+    out = [f"# scenario {s.name}"]
+    for kind, _, args in s.ops:
+        # int64 on the C side: addresses above 2^63 wrap to negative numbers
+        out.append(" ".join([kind] + [str(a - (1 << 64) if isinstance(a, int) and a >= 1 << 63 else a)
+                                      for a in args]))
+    return "\n".join(out) + "\n"

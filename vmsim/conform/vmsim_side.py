@@ -1,0 +1,293 @@
+"""The vmsim side of a conformance run: the scenario's ops through the public API.
+
+run(scenario) returns the same raw records the C executor prints (see executor.c),
+so compare.py derives both sides' observations with one function. Only the public
+API is used: vmsim.Machine, Process methods, Machine.read_file / write_file.
+"""
+import struct
+
+import vmsim
+from vmsim.api import SignalDelivered
+
+PAGE = 4096
+MEMORY = "512M"
+CPUS = 2
+
+
+def _maps(m, pid):
+    out = []
+    for line in m.read_file(f"/proc/{pid}/maps").splitlines():
+        parts = line.split()
+        lo, hi = (int(x, 16) for x in parts[0].split("-"))
+        out.append((lo, hi, parts[1], parts[5] if len(parts) > 5 else ""))
+    return out
+
+
+def _smaps_vmas(m, pid, lo, hi):
+    vmas, cur = [], None
+    for line in m.read_file(f"/proc/{pid}/smaps").splitlines():
+        head = line.split(None, 1)[0] if line.strip() else ""
+        if "-" in head and not head.endswith(":"):
+            a, b = (int(x, 16) for x in head.split("-"))
+            cur = None
+            if a < hi and b > lo:
+                cur = [a, b, line.split()[1], {"_": 0}]
+                vmas.append(cur)
+        elif cur is not None and ":" in line:
+            k, _, v = line.partition(":")
+            if k != "VmFlags" and v.strip().split() and v.strip().split()[0].lstrip("-").isdigit():
+                cur[3][k] = int(v.split()[0])
+    return vmas
+
+
+class _Runner:
+    def __init__(self, scn):
+        self.s = scn
+        self.m = vmsim.Machine(memory=MEMORY, cpus=CPUS)
+        self.out = []
+        self.maddr = {}
+        self.mlen = {}
+        for kind, step, args in scn.ops:
+            if kind == "knob" and step is None:
+                self.m.write_file(args[0], args[1])
+        # The executor pins itself to CPU 0: per-CPU LRU batches matter (MADV_FREE).
+        self.p = self.m.spawn(cpu=0)
+        self.brk_base = (self.p.brk(0) + PAGE - 1) & ~(PAGE - 1)
+        self.out.append({"t": "hdr", "priv": 1, "zero_pfn": self.m.k.zero_pfn,
+                         "release": "vmsim-" + scn.settings.get("kernel", "6.18"),
+                         "brk_base": self.brk_base})
+
+    def addr(self, slot, off):
+        return (0 if slot < 0 else self.maddr.get(slot, 0)) + off
+
+    def run(self):
+        ops = self.s.ops
+        ru0 = self.p.getrusage()
+        pending = []
+        i = 0
+        while i < len(ops):
+            kind, step, args = ops[i]
+            if kind == "knob" and step is None:
+                i += 1
+                continue
+            if kind == "point":
+                ru1 = self.p.getrusage()
+                self.out += pending
+                pending = []
+                pid = args[0]
+                self.out.append({"t": "point", "id": pid, "minflt": ru1.ru_minflt - ru0.ru_minflt,
+                                 "majflt": ru1.ru_majflt - ru0.ru_majflt})
+                i += 1
+                vm = []
+                while i < len(ops) and ops[i][0] != "endpoint":
+                    k2, _, a2 = ops[i]
+                    if k2 == "smaps":
+                        self.obs_smaps(a2[0], pid)
+                    elif k2 == "pagemap":
+                        self.obs_pagemap(a2[0], pid)
+                    elif k2 == "vmstat":
+                        vm.append(a2[0])
+                    i += 1
+                if vm:
+                    self.obs_vmstat(vm, pid)
+                i += 1
+                ru0 = self.p.getrusage()
+                continue
+            r = {"t": "step", "i": i, "ret": 0, "err": 0, "nsig": 0, "signo": 0, "code": 0,
+                 "saddr": 0, "base": 0, "done": 0}
+            self.step(kind, args, r)
+            pending.append(r)
+            i += 1
+        self.out += pending
+        self.out.append({"t": "end"})
+        return self.out
+
+    # --- observations ---------------------------------------------------------
+    def obs_smaps(self, slot, pid):
+        lo = self.maddr.get(slot, 0)
+        hi = lo + self.mlen.get(slot, 0)
+        self.out.append({"t": "smaps", "id": pid, "slot": slot, "addr": lo,
+                         "vmas": _smaps_vmas(self.m, self.p.pid, lo, hi)})
+
+    def obs_pagemap(self, slot, pid):
+        lo = self.maddr.get(slot, 0)
+        n = min(self.mlen.get(slot, 0) // PAGE, 4096)
+        raw = self.m.read_file(f"/proc/{self.p.pid}/pagemap", offset=(lo // PAGE) * 8, size=n * 8)
+        e = list(struct.unpack(f"<{n}Q", raw)) if len(raw) == n * 8 else []
+        self.out.append({"t": "pagemap", "id": pid, "slot": slot, "addr": lo, "e": e})
+
+    def obs_vmstat(self, names, pid):
+        vals = {}
+        for line in self.m.read_file("/proc/vmstat").splitlines():
+            k, _, v = line.partition(" ")
+            if k in names:
+                vals[k] = int(v)
+        self.out.append({"t": "vmstat", "id": pid, "v": {n: vals[n] for n in names if n in vals}})
+
+    # --- steps ----------------------------------------------------------------
+    def sig(self, r, e):
+        if r["nsig"] == 0:
+            r["signo"], r["code"], r["saddr"] = e.signo, e.si_code, e.si_addr
+        r["nsig"] += 1
+
+    def step(self, kind, a, r):
+        p = self.p
+        base = self.maddr.get(a[0], 0) if kind not in ("brk", "knob", "rlimit") and a and \
+            isinstance(a[0], int) and a[0] >= 0 else 0
+        r["base"] = base
+        try:
+            if kind == "knob":
+                self.m.write_file(a[0], a[1])
+            elif kind == "mmap":
+                slot, length, prot, flags, hs, hoff, align = a
+                if align:
+                    res = p.mmap(0, length + align, 0, 0x22 | 0x4000)
+                    at = (res + align - 1) & ~(align - 1)
+                    q = p.mmap(at, length, prot, flags | 0x10)
+                    if at > res:
+                        p.munmap(res, at - res)
+                    if res + length + align > at + length:
+                        p.munmap(at + length, res + length + align - (at + length))
+                else:
+                    hint = self.maddr[hs] + hoff if hs >= 0 else 0
+                    q = p.mmap(hint, length, prot, flags)
+                r["ret"] = q
+                self.maddr[slot], self.mlen[slot] = q, length
+            elif kind == "munmap":
+                p.munmap(base + a[1], a[2])
+            elif kind == "mprotect":
+                p.mprotect(base + a[1], a[2], a[3])
+            elif kind == "madvise":
+                p.madvise(base + a[1], a[2], a[3])
+            elif kind == "mremap":
+                slot, off, old, new, flags, ds, doff, rs = a
+                dst = self.maddr[ds] + doff if ds >= 0 else 0
+                q = p.mremap(base + off, old, new, flags, dst)
+                r["ret"] = q
+                if rs >= 0:
+                    self.maddr[rs], self.mlen[rs] = q, new
+            elif kind == "mlock":
+                p.mlock(base + a[1], a[2], a[3])
+            elif kind == "munlock":
+                p.munlock(base + a[1], a[2])
+            elif kind == "brk":
+                r["base"] = self.brk_base
+                r["ret"] = p.brk(self.brk_base + a[0])
+                if a[1] >= 0:
+                    self.maddr[a[1]], self.mlen[a[1]] = self.brk_base, max(a[0], 0)
+            elif kind == "touch":
+                self.touch(a, r)
+            elif kind == "fill":
+                self.fill(a, r)
+            elif kind == "check":
+                self.check(a, r)
+            elif kind == "rlimit":
+                self.setrlimit(a)
+            elif kind == "name":
+                slot, which, anchor, length = a
+                want = "[stack]" if which == 0 else "[heap]"
+                g = [x for x in _maps(self.m, p.pid) if x[3] == want]
+                if not g:
+                    r["ret"], r["err"] = -1, 2
+                    return
+                lo, hi = g[0][0], g[0][1]
+                if anchor == 0:
+                    self.maddr[slot], self.mlen[slot] = lo, hi - lo
+                elif anchor == 1:
+                    self.maddr[slot], self.mlen[slot] = hi - length, length
+                else:
+                    self.maddr[slot], self.mlen[slot] = lo - length, length
+                r["base"] = self.maddr[slot]
+        except OSError as e:
+            r["ret"], r["err"] = -1, e.errno
+
+    def setrlimit(self, a):
+        res, soft, hard = a
+        name = {3: "RLIMIT_STACK", 9: "RLIMIT_AS", 2: "RLIMIT_DATA", 8: "RLIMIT_MEMLOCK"}[res]
+        inf = (1 << 64) - 1
+        soft = inf if soft < 0 else soft
+        if hasattr(self.p, "setrlimit"):
+            self.p.setrlimit(name, soft, inf if hard < 0 else hard)
+        else:
+            # The API has no setrlimit yet: the task's limits are what the model reads.
+            self.p.task.rlim[name] = soft
+
+    def touch(self, a, r):
+        slot, off, length, stride, write, value, cont, desc = a
+        base = self.addr(slot, off)
+        n = (length + stride - 1) // stride if stride > 0 else 0
+        if not cont and not desc:
+            try:
+                self.p.touch(base, length, write=bool(write), stride=stride, value=value)
+                r["done"] = n
+            except SignalDelivered as e:
+                self.sig(r, e)
+                r["done"] = e.offset // stride
+            return
+        for j in range(n):
+            k = n - 1 - j if desc else j
+            try:
+                self.p.touch(base + k * stride, 1, write=bool(write), stride=stride, value=value)
+                r["done"] += 1
+            except SignalDelivered as e:
+                self.sig(r, e)
+                if not cont:
+                    return
+
+    @staticmethod
+    def pattern(length, value, perpage, start=0):
+        if not perpage:
+            return bytes([value]) * length
+        out = bytearray()
+        for pg in range(start // PAGE, (start + length + PAGE - 1) // PAGE):
+            lo = max(pg * PAGE, start)
+            hi = min((pg + 1) * PAGE, start + length)
+            out += bytes([(value + pg) & 0xFF]) * (hi - lo)
+        return bytes(out)
+
+    def fill(self, a, r):
+        slot, off, length, value, perpage = a
+        try:
+            self.p.write(self.addr(slot, off), self.pattern(length, value, perpage))
+            r["done"] = length
+        except SignalDelivered as e:
+            self.sig(r, e)
+            r["done"] = e.offset
+
+    def check(self, a, r):
+        slot, off, length, value, perpage = a
+        want = self.pattern(length, value, perpage)
+        try:
+            got = self.p.read(self.addr(slot, off), length)
+        except SignalDelivered as e:
+            self.sig(r, e)
+            got = self.p.read(self.addr(slot, off), e.offset) if e.offset else b""
+        r["done"] = len(got)
+        r["ret"] = sum(1 for x, y in zip(got, want) if x != y)
+
+
+class Hang(Exception):
+    """vmsim did not finish a scenario in time (a model bug such as a fault loop)."""
+
+
+def run(scn, timeout=60):
+    """Run a parsed scenario on a fresh vmsim Machine; return the raw records.
+
+    A scenario that takes longer than ``timeout`` seconds raises Hang (in the main
+    thread only: SIGALRM), so a model that loops fails the scenario instead of
+    hanging the suite."""
+    import signal
+    import threading
+    if not timeout or threading.current_thread() is not threading.main_thread() \
+            or not hasattr(signal, "setitimer"):
+        return _Runner(scn).run()
+
+    def on_alarm(signo, frame):
+        raise Hang(f"no result after {timeout}s (a model loop?)")
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, timeout)
+    try:
+        return _Runner(scn).run()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)

@@ -1,0 +1,126 @@
+"""Reading and writing /proc and /sys files of a Machine (fs/proc/base.c, fs/proc/root.c).
+
+read(machine, path, offset, size) returns str for text files and bytes for the binary
+ones (pagemap, kpageflags, kpagecount), as a read(2) at ``offset`` of ``size`` bytes
+would (size -1: to the end; pagemap has no end short of TASK_SIZE, so it needs a
+size). Errors are raised as the syscall would report them: FileNotFoundError (ENOENT)
+for a path that does not exist, OSError(EINVAL) for a misaligned pagemap/kpage* read,
+OSError(ESRCH) for smaps_rollup of a zombie, OSError(EIO) / OSError(EINVAL) for writing
+the read-only /proc files (as the reference machine answers), OSError(EACCES) for a read-only sysfs file.
+
+/proc/self is the current task (the one whose syscall ran last).
+"""
+import errno
+import os
+
+from vmsim.fs import sysfs
+from vmsim.fs.proc import array, meminfo, page, task_mmu, vmstat
+
+_TEXT_PID_FILES = {
+    "maps": lambda k, t: task_mmu.proc_pid_maps(t.mm),
+    "smaps": lambda k, t: task_mmu.proc_pid_smaps(t.mm),
+    "smaps_rollup": lambda k, t: task_mmu.show_smaps_rollup(t.mm),
+    "status": array.proc_pid_status,
+    "stat": array.do_task_stat,
+    "statm": array.proc_pid_statm,
+}
+_TEXT_FILES = {
+    "/proc/meminfo": meminfo.meminfo_proc_show,
+    "/proc/vmstat": vmstat.vmstat_show,
+    "/proc/zoneinfo": vmstat.zoneinfo_show,
+    "/proc/buddyinfo": vmstat.buddyinfo_show,
+}
+_BINARY_FILES = {
+    "/proc/kpageflags": page.kpageflags_read,
+    "/proc/kpagecount": page.kpagecount_read,
+}
+
+
+def _enoent(path):
+    return FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
+
+
+def _err(ret, path):
+    return OSError(-ret, os.strerror(-ret), path)
+
+
+def _normalize(path: str) -> str:
+    path = "/" + "/".join(p for p in path.split("/") if p and p != ".")
+    return path
+
+
+def _task(k, pidstr: str, path: str):
+    if pidstr == "self":
+        task = k.current
+        if task is None:
+            raise _enoent(path)
+        return task
+    if not pidstr.isdigit():
+        raise _enoent(path)
+    task = k.tasks.get(int(pidstr))
+    if task is None:
+        raise _enoent(path)
+    return task
+
+
+def _slice(data, offset: int, size: int):
+    if offset < 0:
+        raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+    if size is None or size < 0:
+        return data[offset:]
+    return data[offset:offset + size]
+
+
+def read(machine, path: str, offset: int = 0, size: int = -1):
+    """Read ``size`` bytes (str for text files) at ``offset`` of a /proc or /sys file."""
+    k = machine.k
+    p = _normalize(path)
+    if sysfs.is_knob(p):
+        return _slice(sysfs.knob_read(k, p), offset, size)
+    if p in _TEXT_FILES:
+        return _slice(_TEXT_FILES[p](k), offset, size)
+    if p in _BINARY_FILES:
+        ret = _BINARY_FILES[p](k, offset, size)
+        if isinstance(ret, int):
+            raise _err(ret, path)
+        return ret
+    parts = p.split("/")
+    if len(parts) == 4 and parts[1] == "proc":
+        task = _task(k, parts[2], path)
+        name = parts[3]
+        if name == "pagemap":
+            if size is None or size < 0:
+                raise OSError(errno.EINVAL, "pagemap: give the number of bytes to read", path)
+            ret = task_mmu.pagemap_read(task.mm, offset, size)
+            if isinstance(ret, int):
+                raise _err(ret, path)
+            return ret
+        fn = _TEXT_PID_FILES.get(name)
+        if fn is not None:
+            ret = fn(k, task)
+            if isinstance(ret, int):
+                raise _err(ret, path)
+            return _slice(ret, offset, size)
+    raise _enoent(path)
+
+
+def write(machine, path: str, data) -> int:
+    """Write a knob; returns the number of bytes written (the kernel's store result)."""
+    k = machine.k
+    p = _normalize(path)
+    if isinstance(data, (bytes, bytearray)):
+        data = bytes(data).decode()
+    data = str(data)
+    if sysfs.is_knob(p):
+        ret = sysfs.knob_write(k, p, data)
+        if ret < 0:
+            raise _err(ret, path)
+        return ret
+    if p in _TEXT_FILES or p in _BINARY_FILES:
+        raise _err(-errno.EIO, path)                 # proc_reg_write(): no ->write
+    parts = p.split("/")
+    if len(parts) == 4 and parts[1] == "proc":
+        _task(k, parts[2], path)
+        if parts[3] in _TEXT_PID_FILES or parts[3] == "pagemap":
+            raise _err(-errno.EINVAL, path)          # no ->write: vfs_write() says EINVAL
+    raise _enoent(path)

@@ -1,0 +1,495 @@
+"""madvise(2) (mm/madvise.c).
+
+do_madvise -> is_valid_madvise -> madvise_do_behavior: MADV_POPULATE_* go through
+madvise_populate (GUP), everything else through madvise_walk_vmas, which applies the
+advice to each VMA piece and returns -ENOMEM at the end if the range had holes.
+As in 6.18, MADV_DONTNEED[_LOCKED] and MADV_FREE share one mmu_gather across the
+VMAs (madvise_init_tlb / madvise_finish_tlb).
+
+Not modelled (documented results):
+* MADV_COLD deactivates at once instead of through the lru_deactivate batch.
+* MADV_PAGEOUT: there is no swap device, so anon and shmem folios cannot be written
+  out; vmsim only ages them (clears young/referenced) and frees nothing. 6.18 would
+  also discard clean lazyfree folios and re-activate the anon folios it failed to swap.
+* MADV_COLLAPSE: THP collapse is the THP issue. Results follow madvise_collapse():
+  -EINVAL when the VMA may not get a PMD THP, 0 when the range holds no whole aligned
+  2 MiB, and otherwise -EINVAL (SCAN_PMD_NULL's errno: what 6.18 returns for an empty
+  range; 6.18 would collapse a populated range and return 0).
+* MADV_GUARD_INSTALL / MADV_GUARD_REMOVE: guard PTE markers are not modelled: -EINVAL.
+* MADV_WILLNEED: no swap and no readahead yet, so it only drains the LRU batches.
+* MADV_MERGEABLE / UNMERGEABLE: valid only when the profile enables CONFIG_KSM (only
+  the VM_MERGEABLE flag then; no ksmd). MADV_HWPOISON / SOFT_OFFLINE:
+  CONFIG_MEMORY_FAILURE is off on the reference kernel, so they are invalid.
+"""
+import errno
+
+from vmsim.arch.x86 import pgtable_types as T
+from vmsim.arch.x86.pgtable import pte_offset_map
+from vmsim.arch.x86.mm.tlb import note_downgrade
+from vmsim.mm import vmstat
+from vmsim.mm.mm_types import (VM_LOCKED, VM_PFNMAP, VM_HUGETLB, VM_IO, VM_SHARED, VM_MAYSHARE,
+                               VM_MAYWRITE, VM_RAND_READ, VM_SEQ_READ, VM_DONTCOPY, VM_WIPEONFORK,
+                               VM_DONTDUMP, VM_SPECIAL, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_MERGEABLE,
+                               VM_DONTEXPAND, VM_MIXEDMAP, vma_is_anonymous)
+from vmsim.mm.mmu_gather import tlb_gather_mmu, tlb_finish_mmu, tlb_remove_tlb_entry
+from vmsim.mm.page_flags import PG_dirty, PG_lru, PG_referenced, PG_active, PG_unevictable, PG_workingset
+from vmsim.mm.pagewalk import walk_page_range
+from vmsim.uapi import (MADV_NORMAL, MADV_RANDOM, MADV_SEQUENTIAL, MADV_WILLNEED, MADV_DONTNEED,
+                        MADV_FREE, MADV_REMOVE, MADV_DONTFORK, MADV_DOFORK, MADV_HWPOISON,
+                        MADV_SOFT_OFFLINE, MADV_MERGEABLE, MADV_UNMERGEABLE, MADV_HUGEPAGE,
+                        MADV_NOHUGEPAGE, MADV_DONTDUMP, MADV_DODUMP, MADV_WIPEONFORK,
+                        MADV_KEEPONFORK, MADV_COLD, MADV_PAGEOUT, MADV_POPULATE_READ,
+                        MADV_POPULATE_WRITE, MADV_DONTNEED_LOCKED, MADV_COLLAPSE,
+                        MADV_GUARD_INSTALL, MADV_GUARD_REMOVE)
+
+_U64 = (1 << 64) - 1
+EHWPOISON = 133                 # include/uapi/asm-generic/errno.h (Python's errno lacks it)
+_P = T._PAGE_PRESENT
+_PROTNONE = T._PAGE_PROTNONE
+_PSE = T._PAGE_PSE
+VM_DROPPABLE = 0                # CONFIG_64BIT's VM_DROPPABLE is not in vmsim's VM_* set
+
+
+def _config(k, name: str) -> bool:
+    return bool(k.profile["config"].get(name, False))
+
+
+def madvise_behavior_valid(k, behavior: int) -> bool:
+    """madvise_behavior_valid(): the advice values this kernel configuration accepts."""
+    if behavior in (MADV_DOFORK, MADV_DONTFORK, MADV_NORMAL, MADV_SEQUENTIAL, MADV_RANDOM,
+                    MADV_REMOVE, MADV_WILLNEED, MADV_DONTNEED, MADV_DONTNEED_LOCKED, MADV_FREE,
+                    MADV_COLD, MADV_PAGEOUT, MADV_POPULATE_READ, MADV_POPULATE_WRITE,
+                    MADV_DONTDUMP, MADV_DODUMP, MADV_WIPEONFORK, MADV_KEEPONFORK,
+                    MADV_GUARD_INSTALL, MADV_GUARD_REMOVE):
+        return True
+    if behavior in (MADV_MERGEABLE, MADV_UNMERGEABLE):
+        return _config(k, "CONFIG_KSM")
+    if behavior in (MADV_HUGEPAGE, MADV_NOHUGEPAGE, MADV_COLLAPSE):
+        return _config(k, "CONFIG_TRANSPARENT_HUGEPAGE")
+    if behavior in (MADV_HWPOISON, MADV_SOFT_OFFLINE):
+        return _config(k, "CONFIG_MEMORY_FAILURE")
+    return False
+
+
+def is_valid_madvise(k, start: int, len_in: int, behavior: int) -> bool:
+    """is_valid_madvise(): valid advice, page-aligned start, no wrap."""
+    if not madvise_behavior_valid(k, behavior):
+        return False
+    if start & 0xFFF:
+        return False
+    length = ((len_in + 0xFFF) & ~0xFFF) & _U64
+    # Check to see whether len was rounded up from small -ve to zero
+    if len_in and not length:
+        return False
+    if start + length > _U64:
+        return False
+    return True
+
+
+def madvise_batch_tlb_flush(behavior: int) -> bool:
+    """madvise_batch_tlb_flush(): the behaviours sharing one mmu_gather."""
+    return behavior in (MADV_DONTNEED, MADV_DONTNEED_LOCKED, MADV_FREE)
+
+
+def do_madvise(mm, start: int, len_in: int, behavior: int) -> int:
+    """do_madvise(): madvise(2); 0 or -errno."""
+    k = mm.kernel
+    if not is_valid_madvise(k, start, len_in, behavior):
+        return -errno.EINVAL
+    length = ((len_in + 0xFFF) & ~0xFFF) & _U64
+    end = start + length
+    if end == start:
+        return 0
+    tlb = tlb_gather_mmu(mm) if madvise_batch_tlb_flush(behavior) else None  # madvise_init_tlb
+    if behavior in (MADV_POPULATE_READ, MADV_POPULATE_WRITE):
+        error = madvise_populate(mm, start, end, behavior)
+    else:
+        error = madvise_walk_vmas(mm, start, end, behavior, tlb)
+    if tlb is not None:
+        tlb_finish_mmu(tlb)                                                     # madvise_finish_tlb
+    return error
+
+
+def madvise_walk_vmas(mm, start: int, end: int, behavior: int, tlb) -> int:
+    """madvise_walk_vmas(): visit each VMA piece of [start, end); holes give -ENOMEM
+    at the end, after the mapped parts got the advice."""
+    unmapped_error = 0
+    vma, prev = mm.find_vma_prev(start)
+    if vma is not None and start > vma.vm_start:
+        prev = vma
+    while True:
+        if vma is None:
+            return -errno.ENOMEM
+        if start < vma.vm_start:
+            unmapped_error = -errno.ENOMEM
+            start = vma.vm_start
+            if start >= end:
+                break
+        tmp = min(vma.vm_end, end)
+        error, prev = madvise_vma_behavior(vma, prev, start, tmp, behavior, tlb)
+        if error:
+            return error
+        start = tmp
+        if prev is not None and start < prev.vm_end:
+            start = prev.vm_end
+        if start >= end:
+            break
+        vma = mm.find_vma(prev.vm_end if prev is not None else start)
+    return unmapped_error
+
+
+def madvise_vma_behavior(vma, prev, start: int, end: int, behavior: int, tlb):
+    """madvise_vma_behavior(): apply one advice to [start, end) of vma; (error, prev)."""
+    mm = vma.vm_mm
+    new_flags = vma.vm_flags
+    if behavior == MADV_REMOVE:
+        return madvise_remove(vma, start, end), None
+    if behavior == MADV_WILLNEED:
+        # A file's readahead drops mmap_lock (*prev = NULL); anon and shmem keep it.
+        keeps = vma.vm_file is None or getattr(vma.vm_file.f_mapping, "swapbacked", False)
+        return madvise_willneed(vma, start, end), vma if keeps else None
+    if behavior == MADV_COLD:
+        return madvise_cold(vma, start, end, False), vma
+    if behavior == MADV_PAGEOUT:
+        return madvise_cold(vma, start, end, True), vma
+    if behavior in (MADV_FREE, MADV_DONTNEED, MADV_DONTNEED_LOCKED):
+        return madvise_dontneed_free(vma, start, end, behavior, tlb), vma
+    if behavior == MADV_COLLAPSE:
+        return madvise_collapse(vma, start, end), vma
+    if behavior in (MADV_GUARD_INSTALL, MADV_GUARD_REMOVE):
+        return -errno.EINVAL, vma
+    if behavior == MADV_NORMAL:
+        new_flags &= ~(VM_RAND_READ | VM_SEQ_READ)
+    elif behavior == MADV_SEQUENTIAL:
+        new_flags = (new_flags & ~VM_RAND_READ) | VM_SEQ_READ
+    elif behavior == MADV_RANDOM:
+        new_flags = (new_flags & ~VM_SEQ_READ) | VM_RAND_READ
+    elif behavior == MADV_DONTFORK:
+        new_flags |= VM_DONTCOPY
+    elif behavior == MADV_DOFORK:
+        if vma.vm_flags & VM_IO:
+            return -errno.EINVAL, prev
+        new_flags &= ~VM_DONTCOPY
+    elif behavior == MADV_WIPEONFORK:
+        # MADV_WIPEONFORK is only supported on anonymous memory.
+        if vma.vm_file is not None or vma.vm_flags & VM_SHARED:
+            return -errno.EINVAL, prev
+        new_flags |= VM_WIPEONFORK
+    elif behavior == MADV_KEEPONFORK:
+        if vma.vm_flags & VM_DROPPABLE:
+            return -errno.EINVAL, prev
+        new_flags &= ~VM_WIPEONFORK
+    elif behavior == MADV_DONTDUMP:
+        new_flags |= VM_DONTDUMP
+    elif behavior == MADV_DODUMP:
+        if (not vma.vm_flags & VM_HUGETLB and new_flags & VM_SPECIAL) or vma.vm_flags & VM_DROPPABLE:
+            return -errno.EINVAL, prev
+        new_flags &= ~VM_DONTDUMP
+    elif behavior in (MADV_MERGEABLE, MADV_UNMERGEABLE):
+        new_flags = ksm_madvise(vma, behavior, new_flags)
+    elif behavior in (MADV_HUGEPAGE, MADV_NOHUGEPAGE):
+        new_flags = hugepage_madvise(vma, new_flags, behavior)
+    error, prev = madvise_update_vma(vma, prev, start, end, new_flags)
+    # madvise() returns EAGAIN if kernel resources, such as slab, are temporarily unavailable.
+    if error == -errno.ENOMEM:
+        error = -errno.EAGAIN
+    return error, prev
+
+
+def madvise_update_vma(vma, prev, start: int, end: int, new_flags: int):
+    """madvise_update_vma(): set new_flags on [start, end), splitting/merging (vma_modify)."""
+    from vmsim.mm.vma import vma_modify
+    if new_flags == vma.vm_flags:
+        return 0, vma
+
+    def change(v):
+        v.vm_flags = new_flags
+
+    new = vma_modify(vma.vm_mm, vma, start, end, change)
+    if isinstance(new, int):
+        return new, prev
+    return 0, new
+
+
+def hugepage_madvise(vma, vm_flags: int, advice: int) -> int:
+    """hugepage_madvise() (mm/khugepaged.c): VM_HUGEPAGE / VM_NOHUGEPAGE only.
+
+    khugepaged_enter_vma() registration is not modelled (no khugepaged yet).
+    """
+    if advice == MADV_HUGEPAGE:
+        return (vm_flags & ~VM_NOHUGEPAGE) | VM_HUGEPAGE
+    return (vm_flags & ~VM_HUGEPAGE) | VM_NOHUGEPAGE
+
+
+def ksm_madvise(vma, advice: int, vm_flags: int) -> int:
+    """ksm_madvise() (mm/ksm.c): the VM_MERGEABLE flag; ksmd itself is not modelled."""
+    if advice == MADV_MERGEABLE:
+        if vm_flags & (VM_MERGEABLE | VM_SHARED | VM_MAYSHARE | VM_PFNMAP | VM_IO |
+                       VM_DONTEXPAND | VM_HUGETLB | VM_MIXEDMAP | VM_DROPPABLE):
+            return vm_flags
+        return vm_flags | VM_MERGEABLE
+    return vm_flags & ~VM_MERGEABLE
+
+
+# --- MADV_DONTNEED / MADV_FREE ---------------------------------------------------------
+def madvise_dontneed_free_valid_vma(vma, behavior: int) -> bool:
+    """madvise_dontneed_free_valid_vma(): no pfnmaps; no mlocked VMAs unless _LOCKED.
+
+    hugetlb VMAs (aligned DONTNEED only) are the hugetlb issue: refused here.
+    """
+    if not vma.vm_flags & VM_HUGETLB:
+        forbidden = VM_PFNMAP
+        if behavior != MADV_DONTNEED_LOCKED:
+            forbidden |= VM_LOCKED
+        return not vma.vm_flags & forbidden
+    return False
+
+
+def madvise_dontneed_free(vma, start: int, end: int, behavior: int, tlb) -> int:
+    """madvise_dontneed_free(): check the VMA, then zap (DONTNEED) or lazyfree (FREE)."""
+    if not madvise_dontneed_free_valid_vma(vma, behavior):
+        return -errno.EINVAL
+    if start == end:
+        return 0
+    if behavior in (MADV_DONTNEED, MADV_DONTNEED_LOCKED):
+        return madvise_dontneed_single_vma(tlb, vma, start, end)
+    return madvise_free_single_vma(tlb, vma, start, end)
+
+
+def madvise_dontneed_single_vma(tlb, vma, start: int, end: int) -> int:
+    """madvise_dontneed_single_vma(): zap with reclaim_pt so CONFIG_PT_RECLAIM frees
+    PTE tables left empty over a whole PMD."""
+    from vmsim.mm.memory import zap_page_range_single_batched, zap_details
+    zap_page_range_single_batched(tlb, vma, start, end - start, zap_details(reclaim_pt=True))
+    return 0
+
+
+def madvise_free_single_vma(tlb, vma, start_addr: int, end_addr: int) -> int:
+    """madvise_free_single_vma(): private anon only; clean the PTEs and queue the
+    folios for the lazyfree LRU move (the per-CPU lru_lazyfree batch)."""
+    from vmsim.mm.memory import update_hiwater_rss
+    from vmsim.mm.swap import lru_add_drain
+    mm = vma.vm_mm
+    k = mm.kernel
+    # MADV_FREE works for only anon vma at the moment
+    if not vma_is_anonymous(vma):
+        return -errno.EINVAL
+    start = max(vma.vm_start, start_addr)
+    if start >= vma.vm_end:
+        return -errno.EINVAL
+    end = min(vma.vm_end, end_addr)
+    if end <= vma.vm_start:
+        return -errno.EINVAL
+    lru_add_drain(k)
+    update_hiwater_rss(mm)
+    k.mmu_notifier_invalidate_range_start(mm, "clear", start, end)
+    walk_page_range(mm, start, end,
+                    pmd_entry=lambda pmdp, a, n: madvise_free_pte_range(tlb, vma, pmdp, a, n))
+    k.mmu_notifier_invalidate_range_end(mm, "clear", start, end)
+    return 0
+
+
+def madvise_free_pte_range(tlb, vma, pmdp: int, addr: int, end: int) -> int:
+    """madvise_free_pte_range(): clear young/dirty of each mapped anon page, clear a
+    dirty folio's PG_dirty (exclusive ones only), and folio_mark_lazyfree() it."""
+    from vmsim.mm.memory import vm_normal_page
+    from vmsim.mm.swap import folio_mark_lazyfree
+    mm = vma.vm_mm
+    k = mm.kernel
+    pool = k.ptpool.mv
+    mem = k.mem
+    if pool[pmdp] & _PSE:
+        raise NotImplementedError("madvise_free_huge_pmd: THP is a later issue")
+    ptep = pte_offset_map(mm, pmdp, addr)
+    cpu = k.current_cpu()
+    while addr != end:
+        ptent = pool[ptep]
+        if ptent and ptent & (_P | _PROTNONE):
+            folio = vm_normal_page(vma, addr, ptent)
+            if folio >= 0:
+                ok = True
+                if mem.flags[folio] & PG_dirty:               # (|| folio_test_swapcache)
+                    if mem.mapcount[folio] != 1:
+                        ok = False
+                    else:
+                        mem.flags[folio] = mem.flags[folio] & ~PG_dirty   # folio_clear_dirty
+                if ok:
+                    if ptent & (T._PAGE_ACCESSED | T._PAGE_DIRTY):
+                        # clear_young_dirty_ptes(CYDP_CLEAR_YOUNG | CYDP_CLEAR_DIRTY)
+                        pool[ptep] = ptent & ~(T._PAGE_ACCESSED | T._PAGE_DIRTY)
+                        note_downgrade(mm, addr, addr + 4096)
+                        tlb_remove_tlb_entry(tlb, ptep, addr)
+                    folio_mark_lazyfree(k, folio, cpu)
+        elif ptent:
+            raise NotImplementedError("swap entries are not modelled")
+        addr += 4096
+        ptep += 1
+    return 0
+
+
+# --- MADV_POPULATE_(READ|WRITE) -------------------------------------------------------
+def madvise_populate(mm, start: int, end: int, behavior: int) -> int:
+    """madvise_populate(): fault the range in through GUP; errno as 6.18 maps it."""
+    from vmsim.mm.gup import faultin_page_range
+    write = behavior == MADV_POPULATE_WRITE
+    while start < end:
+        pages = faultin_page_range(mm, start, end, write)
+        if pages < 0:
+            if pages in (-errno.EINTR, -errno.EINVAL, -EHWPOISON, -errno.EFAULT):
+                return pages
+            return -errno.ENOMEM
+        start += pages * 4096
+    return 0
+
+
+# --- MADV_COLD / MADV_PAGEOUT ----------------------------------------------------------
+def can_madv_lru_vma(vma) -> bool:
+    return not vma.vm_flags & (VM_LOCKED | VM_PFNMAP | VM_HUGETLB)
+
+
+def madvise_cold(vma, start: int, end: int, pageout: bool) -> int:
+    """madvise_cold() / madvise_pageout() -> madvise_cold_or_pageout_pte_range().
+
+    Both age the exclusive folios on the LRU (clear PTE young and PG_referenced);
+    MADV_COLD deactivates them (lru_deactivate, applied at once). MADV_PAGEOUT would
+    reclaim them, which needs swap for anon/shmem: nothing is freed (see module doc).
+    """
+    from vmsim.mm.swap import lru_add_drain
+    mm = vma.vm_mm
+    if not can_madv_lru_vma(vma):
+        return -errno.EINVAL
+    lru_add_drain(mm.kernel)
+    tlb = tlb_gather_mmu(mm)
+    walk_page_range(mm, start, end,
+                    pmd_entry=lambda pmdp, a, n: madvise_cold_pte_range(tlb, vma, pmdp, a, n, pageout))
+    tlb_finish_mmu(tlb)
+    return 0
+
+
+def madvise_cold_pte_range(tlb, vma, pmdp: int, addr: int, end: int, pageout: bool) -> int:
+    from vmsim.mm.memory import vm_normal_page
+    from vmsim.mm.swap import lruvec_del_folio, lruvec_add_folio
+    mm = vma.vm_mm
+    k = mm.kernel
+    pool = k.ptpool.mv
+    mem = k.mem
+    if pool[pmdp] & _PSE:
+        raise NotImplementedError("huge PMDs are the THP issue")
+    ptep = pte_offset_map(mm, pmdp, addr)
+    while addr != end:
+        ptent = pool[ptep]
+        if ptent & (_P | _PROTNONE):
+            folio = vm_normal_page(vma, addr, ptent)
+            # Do not interfere with other mappings of this folio and non-LRU folio.
+            if folio >= 0 and mem.flags[folio] & PG_lru and mem.mapcount[folio] == 1:
+                if not pageout and ptent & T._PAGE_ACCESSED:
+                    pool[ptep] = ptent & ~T._PAGE_ACCESSED
+                    tlb_remove_tlb_entry(tlb, ptep, addr)
+                f = mem.flags[folio] & ~PG_referenced
+                if f & PG_active:
+                    f |= PG_workingset
+                mem.flags[folio] = f
+                if not pageout and f & PG_active and not f & PG_unevictable:   # lru_deactivate
+                    lruvec_del_folio(k, folio)
+                    mem.flags[folio] = mem.flags[folio] & ~(PG_active | PG_referenced)
+                    lruvec_add_folio(k, folio)
+                    k.vmstat[vmstat.PGDEACTIVATE] += 1
+        addr += 4096
+        ptep += 1
+    return 0
+
+
+# --- MADV_WILLNEED / MADV_REMOVE / MADV_COLLAPSE ------------------------------------------
+def madvise_willneed(vma, start: int, end: int) -> int:
+    """madvise_willneed(): with CONFIG_SWAP, anon and shmem swap-in (nothing is swapped
+    here) then lru_add_drain(); files would get vfs_fadvise(WILLNEED) (the file issue)."""
+    from vmsim.mm.swap import lru_add_drain
+    if vma.vm_file is None or getattr(vma.vm_file.f_mapping, "swapbacked", False):
+        lru_add_drain(vma.vm_mm.kernel)
+    return 0
+
+
+def madvise_remove(vma, start: int, end: int) -> int:
+    """madvise_remove(): punch a hole in the shmem file behind a shared mapping.
+
+    vfs_fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE) -> shmem_fallocate:
+    unmap_mapping_range() over the whole pages, then shmem_truncate_range().
+    Only shmem files exist in vmsim so far; other files would return -EOPNOTSUPP.
+    """
+    if vma.vm_flags & VM_LOCKED:
+        return -errno.EINVAL
+    f = vma.vm_file
+    if f is None or getattr(f, "f_mapping", None) is None:
+        return -errno.EINVAL
+    if (vma.vm_flags & (VM_SHARED | VM_MAYWRITE)) != (VM_SHARED | VM_MAYWRITE):  # vma_is_shared_maywrite
+        return -errno.EACCES
+    if not getattr(f.f_mapping, "swapbacked", False):
+        return -errno.EOPNOTSUPP
+    offset = (start - vma.vm_start) + (vma.vm_pgoff << 12)
+    return shmem_punch_hole(vma.vm_mm.kernel, f, offset, end - start)
+
+
+def unmap_mapping_range(k, mapping, holebegin: int, holelen: int):
+    """unmap_mapping_range(even_cows=0) (mm/memory.c): zap every shared mapping of the
+    file pages [holebegin, holebegin+holelen). The i_mmap tree is found by scanning
+    the tasks' VMAs (vmsim keeps no i_mmap interval tree yet)."""
+    from vmsim.mm.memory import zap_page_range_single, zap_details
+    first = holebegin >> 12
+    last = (holebegin + holelen - 1) >> 12
+    seen = set()
+    for task in list(k.tasks.values()):
+        mm = task.mm
+        if mm is None or id(mm) in seen:
+            continue
+        seen.add(id(mm))
+        for vma in list(mm.mm_mt):
+            if vma.vm_file is None or vma.vm_file.f_mapping is not mapping:
+                continue
+            if not vma.vm_flags & VM_SHARED:
+                continue            # even_cows == 0: COWed private pages stay
+            vfirst = vma.vm_pgoff
+            vlast = vma.vm_pgoff + ((vma.vm_end - vma.vm_start) >> 12) - 1
+            lo, hi = max(first, vfirst), min(last, vlast)
+            if lo > hi:
+                continue
+            a = vma.vm_start + ((lo - vma.vm_pgoff) << 12)
+            det = zap_details()
+            det.even_cows = False
+            zap_page_range_single(vma, a, (hi - lo + 1) << 12, det)
+
+
+def shmem_punch_hole(k, file, offset: int, length: int) -> int:
+    """shmem_fallocate(FALLOC_FL_PUNCH_HOLE): unmap, then shmem_truncate_range() drops
+    the cached folios of the whole pages in the hole. Partial pages would be zeroed
+    (not needed: madvise passes page-aligned ranges)."""
+    from vmsim.mm.filemap import filemap_remove_folio
+    mapping = file.f_mapping
+    unmap_start = (offset + 0xFFF) & ~0xFFF
+    unmap_end = ((offset + length) & ~0xFFF) - 1
+    if unmap_end > unmap_start:
+        unmap_mapping_range(k, mapping, unmap_start, 1 + unmap_end - unmap_start)
+    for index in range(unmap_start >> 12, (unmap_end + 1) >> 12):
+        if index in mapping.i_pages:
+            filemap_remove_folio(k, mapping, index)
+    return 0
+
+
+def madvise_collapse(vma, start: int, end: int) -> int:
+    """madvise_collapse() (mm/khugepaged.c): see the module docstring for what vmsim
+    returns; the collapse itself is the THP issue."""
+    from vmsim.mm.swap import lru_add_drain_all
+    from vmsim.mm.huge_memory import HPAGE_PMD_SIZE
+    k = vma.vm_mm.kernel
+    # thp_vma_allowable_order(TVA_FORCED_COLLAPSE): ignores sysfs "enabled", refuses
+    # VM_NOHUGEPAGE, needs an aligned PMD inside the VMA; shmem_enabled=never here.
+    if vma.vm_flags & (VM_NOHUGEPAGE | VM_HUGETLB) or not vma_is_anonymous(vma):
+        return -errno.EINVAL
+    haddr = (vma.vm_start + HPAGE_PMD_SIZE - 1) & ~(HPAGE_PMD_SIZE - 1)
+    if haddr + HPAGE_PMD_SIZE > vma.vm_end:
+        return -errno.EINVAL
+    lru_add_drain_all(k)
+    hstart = (start + HPAGE_PMD_SIZE - 1) & ~(HPAGE_PMD_SIZE - 1)
+    hend = end & ~(HPAGE_PMD_SIZE - 1)
+    if hstart >= hend:
+        return 0
+    return -errno.EINVAL
