@@ -292,7 +292,6 @@ def test_meminfo_lines_and_accounting(proc, machine):
     assert after["PageTables"] == 4 * k.vmstat[vmsim.mm.vmstat.NR_PAGE_TABLE_PAGES]
 
 
-@pytest.mark.xfail(strict=True, reason="shmem_zero_setup does not shmem_acct_size() yet")
 def test_committed_as_counts_shared_anon(proc, machine):
     """Real 6.18: mmap(MAP_SHARED|MAP_ANONYMOUS, 64 MiB) raises Committed_AS by 65536 kB."""
     before = parse_kv(machine.read_file("/proc/meminfo"))["Committed_AS"]

@@ -106,6 +106,11 @@ class _SpecialMapping:
     def __init__(self, name):
         self.name = name
 
+    @staticmethod
+    def may_split(vma, addr) -> int:
+        """special_mapping_split(): special mappings cannot be split."""
+        return -22
+
     def fault(self, vmf):
         """special_mapping_fault(): vmsim inserts a special PFN PTE (vmf_insert_pfn)."""
         from vmsim.arch.x86.pgtable import pte_mkspecial, pfn_pte, pte_offset_map

@@ -452,13 +452,15 @@ def do_brk_flags(mm, vma, addr: int, length: int, vm_flags: int) -> int:
     if __vm_enough_memory(mm, length >> 12):
         return -errno.ENOMEM
     vm_flags |= VM_ACCOUNT | VM_DATA_DEFAULT_FLAGS | mm.def_flags
-    if vma is not None and vma.vm_end == addr and vma.vm_flags == vm_flags and vma.vm_file is None:
+    # Expand the existing brk VMA if possible (vma_merge_new_range with just_expand);
+    # sys_brk only passes a VMA at or above start_brk, so the bss stays separate.
+    if vma is not None and vma.vm_end == addr and vma.vm_flags == vm_flags and \
+            vma.vm_file is None and vma.vm_ops is None:
         mm.vma_update(vma, vma.vm_start, addr + length)
     else:
         vma = vm_area_struct(mm, addr, addr + length, vm_flags, vm_get_page_prot(vm_flags),
                              addr >> 12)
         mm.vma_store(vma)
-        vma = vma_try_merge(mm, vma)
     mm.total_vm += length >> 12
     mm.data_vm += length >> 12
     if vm_flags & VM_LOCKED:

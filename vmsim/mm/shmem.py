@@ -26,6 +26,7 @@ class shmem_inode:
         self.i_mapping = address_space(k, self, True)
         self.flags = flags
         self.nlink = 0
+        self.acct_pages = 0
 
 
 class shmem_file:
@@ -43,6 +44,7 @@ class shmem_file:
         """shmem_release / the final iput: an unlinked inode's pages go."""
         if self.f_inode.nlink == 0:
             shmem_evict_inode(k, self.f_inode)
+            k.committed_as -= self.f_inode.acct_pages       # shmem_unacct_size()
             if self in k.shmem_files:
                 k.shmem_files.remove(self)
 
@@ -68,11 +70,24 @@ def shmem_kernel_file_setup(k, name: str, size: int, vm_flags: int):
     return shmem_file(shmem_inode(k, name, size, vm_flags))
 
 
+def shmem_acct_size(mm, flags: int, size: int) -> int:
+    """shmem_acct_size(): commit the object's size unless VM_NORESERVE; 0 or -ENOMEM."""
+    if flags & VM_NORESERVE:
+        return 0
+    from vmsim.mm.mmap import __vm_enough_memory
+    return __vm_enough_memory(mm, (size + 4095) >> 12)
+
+
 def shmem_zero_setup(vma) -> int:
-    """shmem_zero_setup(): back a shared anonymous VMA with a "dev/zero" shmem file."""
+    """shmem_zero_setup(): back a shared anonymous VMA with a "dev/zero" shmem file
+    (__shmem_file_setup charges Committed_AS through shmem_acct_size)."""
     k = vma.vm_mm.kernel
     size = vma.vm_end - vma.vm_start
+    if shmem_acct_size(vma.vm_mm, vma.vm_flags, size):
+        return -errno.ENOMEM
     file = shmem_kernel_file_setup(k, "dev/zero", size, vma.vm_flags)
+    if not vma.vm_flags & VM_NORESERVE:
+        file.f_inode.acct_pages = (size + 4095) >> 12
     vma.vm_file = file
     vma.vm_ops = shmem_anon_vm_ops
     k.shmem_files.append(file)

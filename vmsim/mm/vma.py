@@ -196,8 +196,8 @@ def do_vmi_align_munmap(mm, start: int, end: int, vmas) -> int:
     nxt = mm.vma_next(vmas[-1])
     for vma in vmas:
         mm.vma_remove(vma)
-    # vms_complete_munmap_vmas()
-    lru_add_drain(k)
+    # vms_complete_munmap_vmas(): no lru_add_drain() here in 6.18 (the real kernel
+    # keeps a pending MADV_FREE batch across an unrelated munmap).
     vms_clear_ptes(mm, vmas, start, end,
                    prev.vm_end if prev else FIRST_USER_ADDRESS,
                    nxt.vm_start if nxt else USER_PGTABLES_CEILING)
