@@ -256,6 +256,12 @@ def cmd_seedmap(args, out):
     return 0
 
 
+def cmd_conform(args, out):
+    """`vmsim conform ...`: the conformance harness (vmsim.conform.cli)."""
+    from vmsim.conform.cli import main as conform_main
+    return conform_main(args.rest)
+
+
 def build_parser():
     p = _Parser(prog="vmsim", description="vmsim: an executable model of Linux 6.18 x86-64 "
                 "memory management.")
@@ -299,6 +305,11 @@ def build_parser():
     sp.add_argument("--no-trace", action="store_true", help="skip the function-graph traces")
     sp.set_defaults(func=cmd_demo)
 
+    sp = sub.add_parser("conform", help="run scenarios on this kernel and on vmsim, compare",
+                        add_help=False)
+    sp.add_argument("rest", nargs=argparse.REMAINDER)
+    sp.set_defaults(func=cmd_conform)
+
     sp = sub.add_parser("seedmap", help="the seed notes -> Linux 6.18 -> vmsim table")
     sp.add_argument("--section", help="one section: 0..6, or 0a, 2b, ...")
     sp.add_argument("--missing", action="store_true", help="only steps not modelled yet")
@@ -311,6 +322,11 @@ def main(argv=None) -> int:
     """Entry point of the ``vmsim`` console script; returns the exit status."""
     from vmsim.scenario import ScenarioError
     out = Out()
+    args_list = sys.argv[1:] if argv is None else list(argv)
+    if args_list[:1] == ["conform"]:
+        # The harness has its own options (--record, --show-diff): hand them all over.
+        from vmsim.conform.cli import main as conform_main
+        return conform_main(args_list[1:])
     try:
         parser = build_parser()
         args = parser.parse_args(argv)

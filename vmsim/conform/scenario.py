@@ -342,7 +342,8 @@ def _resolve(s, st, t, ops, lengths, point_ids):
         try:
             return conv(t[key])
         except (ValueError, TypeError) as e:
-            raise _KeyError(key, f"{key}: {e}") from None
+            msg = str(e)
+            raise _KeyError(key, msg if msg.startswith(key) else f"{key}: {msg}") from None
         except KeyError:
             raise _KeyError(key, f"{key}: unknown value {t[key]!r}") from None
 

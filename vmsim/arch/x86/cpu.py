@@ -94,8 +94,9 @@ def touch(k, task, base: int, stride: int, count: int, write: bool, value: int) 
     cr3 = k.cpus[task.cpu].cr3
     la57 = k.la57
     batch = _impl["touch_batch"]
-    regs = pt_regs(base)
+    regs = pt_regs(0)            # data accesses: the instruction pointer is elsewhere
     sbase = s64(base)
+    last = None
     i = 0
     while i < count:
         pt, rows = _arrays(k)
@@ -107,10 +108,13 @@ def touch(k, task, base: int, stride: int, count: int, write: bool, value: int) 
             k.page_data.write(phys >> 12, phys & 0xFFF, bytes((value,)))
             i += 1
             continue
-        regs.ip = base + i * stride
-        exc_page_fault(k, regs, int(out[0]), int(out[1]) & ((1 << 64) - 1))
+        fault = (i, int(out[0]))
+        exc_page_fault(k, regs, fault[1], int(out[1]) & ((1 << 64) - 1))
         if task.signals:
             return i
+        if fault == last:
+            raise AssertionError(f"fault loop at {base + i * stride:#x} error code {fault[1]:#x}")
+        last = fault
     return count
 
 

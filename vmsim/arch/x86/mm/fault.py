@@ -150,6 +150,9 @@ def emulate_vsyscall(k, error_code: int, regs, address: int) -> bool:
     """
     if (error_code & (X86_PF_WRITE | X86_PF_USER)) != X86_PF_USER:
         return False
+    # Only an instruction fetch is emulated: a failed vsyscall read is not fixed up.
+    if not error_code & X86_PF_INSTR:
+        return False
     if address != regs.ip:
         return False
     if (address & 0xFFF) not in (0, 0x400, 0x800):

@@ -1,0 +1,172 @@
+"""vmsim conform: the scenario suite against the recorded Linux results, the format's
+error reporting, and a live re-run of the executor where the host matches the recordings.
+
+The expected values are Linux's: they come from the recordings (scenarios/recorded/,
+written by a real run of the executor), never from a vmsim run.
+"""
+import copy
+import glob
+import json
+import os
+import platform
+import shutil
+
+import pytest
+
+from vmsim.conform import cli, compare, linux, vmsim_side
+from vmsim.conform.scenario import ScenarioFormatError, load
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCEN_DIR = os.path.join(ROOT, "scenarios")
+FILES = sorted(glob.glob(os.path.join(SCEN_DIR, "*.toml")))
+SELFTEST_DERIVED = ("madv_populate", "mremap_", "map_populate")
+
+
+def _recording(path):
+    scn = load(path)
+    with open(cli.recorded_path(path, scn.name)) as f:
+        return scn, json.load(f)
+
+
+def test_suite_size_and_sources():
+    assert len(FILES) >= 25
+    names = [os.path.basename(f)[:-5] for f in FILES]
+    for want in ("empty", "anon_zero_page", "madv_free_16", "mremap_dontunmap", "bad_addresses"):
+        assert want in names
+    for f, n in zip(FILES, names):
+        if n.startswith(SELFTEST_DERIVED):
+            assert load(f).source.startswith("tools/testing/selftests/mm/"), f"{n} must name its selftest"
+
+
+@pytest.mark.parametrize("path", FILES, ids=[os.path.basename(f)[:-5] for f in FILES])
+def test_scenario_matches_recorded_linux(path):
+    """Each scenario on vmsim agrees with the recorded Linux run, observation by observation."""
+    scn, rec = _recording(path)
+    assert rec["scenario_sha256"] == scn.text_hash, "scenario changed since recording: --record it"
+    assert rec["executor_sha256"] == linux.executor_hash(), "executor changed: re-record"
+    lobs, _ = compare.derive(scn, rec["raw"])
+    vobs, _ = compare.derive(scn, vmsim_side.run(scn, timeout=10))
+    rows = compare.compare(lobs, vobs)
+    differ = [f"{k}: linux {lv!r} vmsim {vv!r}" for k, lv, vv, st in rows if st == "DIFFER"]
+    assert not differ, "\n".join(differ)
+    assert rows
+
+
+def test_empty_scenario_shows_zero_faults_on_linux():
+    """The executor does not disturb its measurements: every interval of 'empty' is 0."""
+    scn, rec = _recording(os.path.join(SCEN_DIR, "empty.toml"))
+    points = [r for r in rec["raw"] if r["t"] == "point"]
+    assert len(points) >= 3
+    assert all(p["minflt"] == 0 and p["majflt"] == 0 for p in points)
+
+
+def test_recordings_carry_provenance():
+    for f in FILES:
+        scn, rec = _recording(f)
+        assert rec["kernel_release"] and rec["executor_sha256"] and rec["raw"]
+        assert rec["snapshot"]["thp_enabled"] in ("always", "madvise", "never")
+        assert rec["raw"][0]["t"] == "hdr" and rec["raw"][-1]["t"] == "end"
+
+
+def test_compare_detects_a_changed_observation():
+    scn, rec = _recording(os.path.join(SCEN_DIR, "anon_write_touch.toml"))
+    raw = copy.deepcopy(rec["raw"])
+    lobs, _ = compare.derive(scn, rec["raw"])
+    for r in raw:
+        if r["t"] == "point" and r["id"] == "written":
+            assert r["minflt"] == 16            # Linux: one fault per page
+            r["minflt"] = 15
+    bad, _ = compare.derive(scn, raw)
+    rows = compare.compare(lobs, bad)
+    assert [k for k, _, _, st in rows if st == "DIFFER"] == ["written: minflt"]
+
+
+def _write(tmp_path, text, name="s.toml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return str(p)
+
+
+HEAD = '[settings]\nkernel = "6.18"\nthp_enabled = "madvise"\n'
+
+
+@pytest.mark.parametrize("body,line,fragment", [
+    ('[[step]]\nop = "mmap"\nmap = "a"\npages = = 3\n', 7, "TOML syntax"),
+    ('[[step]]\nop = "mmap"\nmap = "a"\npages = 4\n\n[[step]]\nop = "frobnicate"\n', 10, "unknown op"),
+    ('[[step]]\nop = "mmap"\nmap = "a"\npages = 4\n\n[[step]]\nop = "touch"\nmap = "a"\nstrid = 4\n', 12,
+     "unknown key 'strid'"),
+    ('[[step]]\nop = "touch"\nmap = "nope"\n', 6, "unknown mapping 'nope'"),
+    ('[[step]]\nop = "fork"\n', 5, "process-lifecycle"),
+    ('[[step]]\nop = "mmap"\nmap = "a"\npages = 4\nprot = "rq"\n', 8, "prot"),
+    ('vmstat = ["pgfault"]\n[[step]]\nop = "point"\nid = "x"\n', 4, "not allowed"),
+])
+def test_malformed_scenarios_name_file_and_line(tmp_path, body, line, fragment):
+    text = (body if body.startswith("vmstat") else "") + HEAD + ("" if body.startswith("vmstat") else body)
+    if body.startswith("vmstat"):
+        text = body.split("\n", 1)[0] + "\n" + HEAD + body.split("\n", 1)[1]
+    path = _write(tmp_path, text)
+    with pytest.raises(ScenarioFormatError) as ei:
+        load(path)
+    msg = str(ei.value)
+    assert msg.startswith(f"{path}:"), msg
+    assert fragment in msg, msg
+    if fragment != "not allowed":
+        assert msg.split(":")[1] == str(line), msg
+
+
+def test_missing_settings_is_reported(tmp_path):
+    path = _write(tmp_path, '[[step]]\nop = "point"\nid = "x"\n')
+    with pytest.raises(ScenarioFormatError, match="settings"):
+        load(path)
+
+
+def test_cli_reports_malformed_file_without_traceback(tmp_path, capsys):
+    path = _write(tmp_path, HEAD + '[[step]]\nop = "munmap"\n')
+    assert cli.main(["--recorded", path]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and f"{path}:4:" in err
+
+
+def test_cli_recorded_mode_agrees(capsys):
+    assert cli.main(["--recorded", os.path.join(SCEN_DIR, "anon_zero_page.toml")]) == 0
+    out = capsys.readouterr().out
+    assert "read: pagemap a frames" in out and "Z*16" in out
+
+
+def test_cli_missing_path(capsys):
+    assert cli.main(["/nonexistent/x.toml"]) == cli.EXIT_USAGE
+
+
+def _host_can_run():
+    if platform.system() != "Linux" or platform.machine() not in ("x86_64", "amd64"):
+        return "not Linux x86-64"
+    if not (shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")):
+        return "no C compiler"
+    return None
+
+
+def test_live_executor_matches_recordings():
+    """Drift check: re-run the executor here and compare with the recordings, for the
+    scenarios whose recorded host snapshot matches this host's settings."""
+    why = _host_can_run()
+    if why:
+        pytest.skip(f"live Linux side not possible: {why}")
+    snap = linux.snapshot()
+    compared, skipped = 0, []
+    for f in FILES:
+        scn, rec = _recording(f)
+        if rec["snapshot"] != snap or rec["kernel_release"].split("-")[0].rsplit(".", 1)[0] != \
+                linux.uname_r().split("-")[0].rsplit(".", 1)[0]:
+            skipped.append(scn.name)
+            continue
+        if rec["privileged"] and os.geteuid() != 0:
+            skipped.append(scn.name)
+            continue
+        recorded, _ = compare.derive(scn, rec["raw"])
+        live, _ = compare.derive(scn, linux.run(scn))
+        rows = compare.compare(recorded, live)
+        differ = [f"{k}: recorded {a!r} live {b!r}" for k, a, b, st in rows if st == "DIFFER"]
+        assert not differ, f"{scn.name} drifted:\n" + "\n".join(differ)
+        compared += 1
+    if not compared:
+        pytest.skip(f"host settings differ from the recorded snapshot ({len(skipped)} scenarios)")
