@@ -97,6 +97,26 @@ class Machine:
         self._after_syscall()
         return p
 
+    # --- MMU notifiers (mm/mmu_notifier.c), as KVM or a device driver uses them ------
+    def register_mmu_notifier(self, process, callback, on_end=None):
+        """mmu_notifier_register() on the process's mm: ``callback(event, start, end)`` for
+        each invalidate_range_start, with the kernel's event name (MMU_NOTIFY_UNMAP for
+        munmap, MMU_NOTIFY_CLEAR for MADV_DONTNEED / MADV_FREE / a COW copy,
+        MMU_NOTIFY_PROTECTION_VMA for mprotect, MMU_NOTIFY_PROTECTION_PAGE for fork's
+        write-protection), and MMU_NOTIFY_RELEASE over [0, ULONG_MAX) when the mm goes
+        (exit, exec). ``on_end`` gets invalidate_range_end the same way. Returns a
+        handle for unregister_mmu_notifier."""
+        from vmsim.mm.mmu_notifier import mmu_notifier_register
+        if process.task.mm is None:
+            raise ProcessLookupError(f"process {process.pid} has exited")
+        return mmu_notifier_register(process.task.mm, callback, on_end)
+
+    def unregister_mmu_notifier(self, process, handle):
+        """mmu_notifier_unregister()."""
+        from vmsim.mm.mmu_notifier import mmu_notifier_unregister
+        if process.task.mm is not None:
+            mmu_notifier_unregister(process.task.mm, handle)
+
     # --- files under /proc and /sys ----------------------------------------------
     def read_file(self, path: str, offset: int = 0, size: int = -1):
         """Read a /proc or /sys file: str for text files, bytes for binary ones."""
@@ -235,14 +255,52 @@ class Process:
         do_exit(k, self.task, status)
         self.machine._after_syscall()
 
-    def fork(self):
-        raise OSError(ENOSYS, "fork: the process-lifecycle issue")
+    def fork(self, cpu=None) -> "Process":
+        """fork(2): the child Process (a new pid on the next CPU, round-robin as spawn).
 
-    def execve(self, *a, **kw):
-        raise OSError(ENOSYS, "execve: the process-lifecycle issue")
+        The child shares the parent's private pages copy-on-write (copy_page_range);
+        its fault counters start at zero, as a new task's do."""
+        from vmsim.kernel.fork import kernel_clone
+        k = self._enter()
+        m = self.machine
+        if cpu is None:
+            m._last_cpu = (m._last_cpu + 1) % k.ncpus
+            cpu = m._last_cpu
+        pid = kernel_clone(k, self.task, cpu)
+        if pid < 0:
+            return self._done(pid)
+        child = Process(m, k.tasks[pid])
+        m.processes[pid] = child
+        self._done()
+        return child
 
-    def wait(self, pid):
-        raise OSError(ENOSYS, "wait: the process-lifecycle issue")
+    def execve(self, path=None) -> None:
+        """execve(2) of the minimal static program: a fresh mm with the spawn layout;
+        the old mm is dropped (exec_mmap -> mmput). The faults exec itself takes
+        (writing argv) are not counted in the task's rusage."""
+        from vmsim.kernel.exec import do_execve
+        k = self._enter()
+        t = self.task
+        ret = do_execve(k, t)
+        if ret:
+            return self._done(ret)
+        k.switch_to(t)
+        flt = (t.min_flt, t.maj_flt)
+        self.write(self.mm.arg_start, b"/usr/local/bin/vmsim-minimal\0")
+        t.min_flt, t.maj_flt = flt
+        self._done()
+
+    def wait(self, pid, nohang=False):
+        """waitpid(2) for a child: its exit status (the value given to exit); with
+        ``nohang`` None while it still runs. ECHILD for a pid that is not our child;
+        EDEADLK for a blocking wait on a running child (it could never exit here)."""
+        from vmsim.kernel.exit import do_wait
+        k = self._enter()
+        ret = do_wait(k, self.task, pid, nohang)
+        if isinstance(ret, int):
+            return self._done(ret)
+        self._done()
+        return ret[1]
 
     def open(self, *a, **kw):
         raise OSError(ENOSYS, "open: the file issue")

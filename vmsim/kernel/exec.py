@@ -194,3 +194,46 @@ def setup_new_exec_layout(k, mm, task):
     mm.arg_end = mm.env_start = stack_top - 0x4e0
     mm.env_end = stack_top - 0x20
     return stack
+
+
+def exec_mmap(k, tsk, mm) -> int:
+    """exec_mmap(): switch the task to the new mm (activate_mm loads its CR3 on the
+    task's CPU), then drop the old one with mmput (exit_mmap when it was the last user)."""
+    from vmsim.kernel.fork import mmput
+    old_mm = tsk.mm
+    tsk.mm = tsk.active_mm = mm
+    cpu = k.cpus[tsk.cpu]
+    cpu.loaded_mm = mm                                   # activate_mm -> switch_mm
+    cpu.cr3 = mm.pgd
+    for c in k.cpus:
+        if c.loaded_mm is old_mm:                        # lazy-TLB users switch away
+            c.loaded_mm = None
+            c.cr3 = k.init_mm.pgd
+    if old_mm is not None:
+        mmput(old_mm)
+    return 0
+
+
+def bprm_mm_init(k):
+    """bprm_mm_init(): the new program's mm (mm_alloc -> mm_init -> mm_alloc_pgd ->
+    pgd_alloc); None on OOM. The temporary stack VMA of __bprm_mm_init is folded into
+    setup_new_exec_layout's final one."""
+    from vmsim.kernel.fork import mm_alloc
+    return mm_alloc(k)
+
+
+def do_execve(k, tsk) -> int:
+    """do_execveat_common() of the minimal static program: bprm_mm_init (mm_alloc ->
+    mm_init -> mm_alloc_pgd -> pgd_alloc), begin_new_exec -> exec_mmap (the old mm is
+    dropped), then the program's layout (setup_new_exec_layout). 0 or -ENOMEM.
+
+    Simplified: the new mm is laid out after exec_mmap rather than built in
+    bprm->mm first (no observable difference: the old mm is gone either way once
+    execve returns); the argument page is written by the caller.
+    """
+    mm = bprm_mm_init(k)
+    if mm is None:
+        return -12
+    exec_mmap(k, tsk, mm)
+    setup_new_exec_layout(k, mm, tsk)
+    return 0

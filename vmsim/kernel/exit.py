@@ -12,9 +12,11 @@ from vmsim.mm.mm_types import VM_ACCOUNT
 
 
 def mmu_notifier_release(mm):
-    """mmu_notifier_release(): tell notifiers the mm is going (->release)."""
+    """mmu_notifier_release() -> __mmu_notifier_release(): each subscription's ->release
+    (interval notifiers get an MMU_NOTIFY_RELEASE invalidation of [0, ULONG_MAX)), then
+    the subscriptions are unhooked, so exit_mmap's own unmap notifies nobody."""
     for n in list(mm.mmu_notifiers):
-        n("release", "release", 0, 0)
+        n("release", "release", 0, (1 << 64) - 1)
     mm.mmu_notifiers.clear()
 
 
@@ -45,6 +47,7 @@ def do_exit(k, task, code: int):
     task.state = "Z"
     if mm is not None:
         task.mm = None
+        task.active_mm = None
         for cpu in k.cpus:
             if cpu.loaded_mm is mm:
                 cpu.loaded_mm = None
@@ -56,3 +59,43 @@ def do_exit(k, task, code: int):
             mmput(mm)
         finally:
             k.current = prev if prev is not task else None
+    exit_notify(k, task)
+
+
+def exit_notify(k, task):
+    """exit_notify(): the task's children go to the child reaper (init, which reaps
+    zombies at once; vmsim has no init task, so orphans are released); a task whose
+    parent is gone is released right away (autoreap)."""
+    for child in list(task.children):
+        child.parent = None
+        if child.state == "Z":
+            release_task(k, child)
+    task.children = []
+    if task.parent is None:
+        release_task(k, task)
+
+
+def release_task(k, task):
+    """release_task(): forget a reaped zombie (its pid is free again)."""
+    k.tasks.pop(task.pid, None)
+    if task.parent is not None and task in task.parent.children:
+        task.parent.children.remove(task)
+    task.state = "X"
+
+
+def do_wait(k, parent, pid: int, wnohang: bool = False):
+    """do_wait() / kernel_waitid for one pid: (pid, exit code) of a zombie child,
+    (0, None) with WNOHANG if it still runs, -ECHILD if it is not our child.
+
+    A blocking wait for a running child would wait forever in vmsim (only one task
+    runs at a time): -EDEADLK then.
+    """
+    import errno
+    child = k.tasks.get(pid)
+    if child is None or child.parent is not parent:
+        return -errno.ECHILD
+    if child.state != "Z":
+        return (0, None) if wnohang else -errno.EDEADLK
+    code = child.exit_code
+    release_task(k, child)
+    return pid, code

@@ -317,8 +317,17 @@ def _check_vma_tree(k, mm, rep):
         if av is not None:
             if k.objects[av.id] is not av:
                 rep(f"{name}: VMA {v!r} has anon_vma id {av.id} that is not registered")
-            if v not in av.vmas and v not in getattr(av.root, "vmas", ()):
-                rep(f"{name}: VMA {v!r} is not on its anon_vma's list")
+            if not any(c.anon_vma is av for c in v.anon_vma_chain):
+                rep(f"{name}: VMA {v!r} has no anon_vma_chain link to its anon_vma {av.id}")
+        elif v.anon_vma_chain and not v.vm_flags & VM_SHARED:
+            # unlink_anon_vmas clears both; anon_vma_fork/clone set both.
+            rep(f"{name}: VMA {v!r} has anon_vma_chain links but no anon_vma")
+        for c in v.anon_vma_chain:
+            if c.vma is not v or all(c is not x for x in c.anon_vma.rb_root):
+                rep(f"{name}: VMA {v!r}: anon_vma_chain link to anon_vma {c.anon_vma.id} is not "
+                    f"in that anon_vma's tree")
+            elif k.objects[c.anon_vma.id] is not c.anon_vma:
+                rep(f"{name}: VMA {v!r} is chained to a freed anon_vma")
         prev_end = v.vm_end
         total += (v.vm_end - v.vm_start) >> 12
     if mm.total_vm != total:

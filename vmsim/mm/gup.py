@@ -61,12 +61,17 @@ def follow_page_pte(vma, address: int, flags: int) -> int:
     pte = e
     if flags & FOLL_WRITE and not pte & T._PAGE_RW:
         return -1                 # can_follow_write_pte(): FOLL_FORCE unshare not modelled
-    if flags & FOLL_TOUCH:
-        if flags & FOLL_WRITE and not pte & T._PAGE_DIRTY:
-            pool[p] = pte | T._PAGE_DIRTY | T._PAGE_ACCESSED
-        elif not pte & T._PAGE_ACCESSED:
-            pool[p] = pte | T._PAGE_ACCESSED
-    return (pte & _PFN) >> 12
+    pfn = (pte & _PFN) >> 12
+    if flags & FOLL_TOUCH and not pte & T._PAGE_SPECIAL:
+        # The PTE is left alone: the folio is marked instead (folio_mark_dirty,
+        # folio_mark_accessed), as 6.18 does to avoid racing with the CPU's D bit.
+        from vmsim.mm.swap import folio_mark_accessed
+        from vmsim.mm.filemap import folio_mark_dirty
+        from vmsim.mm.page_flags import PG_dirty
+        if flags & FOLL_WRITE and not pte & T._PAGE_DIRTY and not k.mem.flags[pfn] & PG_dirty:
+            folio_mark_dirty(k, pfn)
+        folio_mark_accessed(k, pfn)       # (not for the zero page: vmsim skips it)
+    return pfn
 
 
 def faultin_page(vma, address: int, flags: int, unshare: bool = False) -> int:
@@ -159,7 +164,10 @@ def populate_vma_page_range(vma, start: int, end: int) -> int:
     # We want mlock to succeed for regions that have any permissions other than PROT_NONE.
     if vma.vm_flags & (VM_READ | VM_WRITE | VM_EXEC):
         gup_flags |= FOLL_FORCE
-    return __get_user_pages(vma.vm_mm, start, (end - start) >> 12, gup_flags)
+    ret = __get_user_pages(vma.vm_mm, start, (end - start) >> 12, gup_flags)
+    from vmsim.mm.swap import lru_add_drain
+    lru_add_drain(vma.vm_mm.kernel)
+    return ret
 
 
 def __mm_populate(mm, start: int, length: int, ignore_errors: bool) -> int:

@@ -18,6 +18,7 @@ from vmsim.arch.x86.mm.tlb import flush_tlb_page, flush_tlb_fix_spurious_fault, 
 from vmsim.mm import vmstat
 from vmsim.mm.mm_types import (
     VM_SHARED, VM_MAYSHARE, VM_WRITE, VM_HUGETLB, VM_LOCKED, VM_PFNMAP, VM_MIXEDMAP,
+    VM_MAYWRITE, VM_UFFD_WP, VM_MAYBE_GUARD,
     FAULT_FLAG_WRITE, FAULT_FLAG_UNSHARE, FAULT_FLAG_TRIED, FAULT_FLAG_VMA_LOCK,
     FAULT_FLAG_INSTRUCTION, FAULT_FLAG_REMOTE, FAULT_FLAG_USER, FAULT_FLAG_ORIG_PTE_VALID,
     VM_FAULT_OOM, VM_FAULT_SIGBUS, VM_FAULT_SIGSEGV, VM_FAULT_MAJOR, VM_FAULT_RETRY,
@@ -188,12 +189,18 @@ def sanitize_fault_flags(vma, flags: int):
 
     It only has work for write and unshare faults, so handle_mm_fault skips the call
     for reads."""
+    cow = (vma.vm_flags & (VM_SHARED | 0x20)) == 0x20          # is_cow_mapping(): VM_MAYWRITE
     if flags & FAULT_FLAG_UNSHARE:
-        if flags & FAULT_FLAG_WRITE or vma.vm_flags & VM_SHARED:
+        if flags & FAULT_FLAG_WRITE:
             return VM_FAULT_SIGSEGV, flags
-    elif flags & FAULT_FLAG_WRITE and not vma.vm_flags & VM_WRITE:
-        # FOLL_FORCE writes to a private read-only mapping are allowed (COW).
-        if vma.vm_flags & VM_SHARED:
+        # FAULT_FLAG_UNSHARE only applies to COW mappings: otherwise a read fault.
+        if not cow:
+            flags &= ~FAULT_FLAG_UNSHARE
+    elif flags & FAULT_FLAG_WRITE:
+        # Write faults on read-only mappings are impossible, FOLL_FORCE only for COW.
+        if not vma.vm_flags & 0x20:
+            return VM_FAULT_SIGSEGV, flags
+        if not vma.vm_flags & VM_WRITE and not cow:
             return VM_FAULT_SIGSEGV, flags
     return 0, flags
 
@@ -403,17 +410,23 @@ def wp_can_reuse_anon_folio(k, folio: int, vma) -> bool:
 
     A folio still in a per-CPU LRU batch holds an extra reference: the kernel drains
     the local CPU's batch (lru_add_drain) when the folio is not on the LRU yet, so a
-    folio in another CPU's batch is copied.
+    folio in another CPU's batch is copied. Another process mapping it (after fork)
+    holds a reference too. On reuse the folio moves to this VMA's anon_vma
+    (folio_move_anon_rmap), so a child's rmap walk starts from its own anon_vma.
+    KSM folios are never reused (KSM merging is not modelled).
     """
+    from vmsim.mm.rmap import folio_move_anon_rmap
     mem = k.mem
     if mem.refcount[folio] > 3:
         return False
     if not mem.flags[folio] & PG_lru:
+        # We cannot easily detect+handle references from remote LRU caches.
         lru_add_drain(k)
     if mem.refcount[folio] > 1:           # + folio_test_swapcache(): no swap cache here
         return False
-    if mem.refcount[folio] != 1:
+    if mem.refcount[folio] != 1:          # re-checked under the folio lock
         return False
+    folio_move_anon_rmap(k, folio, vma)
     return True
 
 
@@ -436,7 +449,7 @@ def wp_page_copy(vmf) -> int:
             folio_put(k, old_folio)
         return VM_FAULT_OOM
     if not pfn_is_zero:
-        k.page_data.copy(new_folio, (vmf.orig_pte & _PFN) >> 12)    # __wp_page_copy_user
+        pass    # __wp_page_copy_user
     k.mmu_notifier_invalidate_range_start(mm, "clear", vmf.address, vmf.address + 4096)
     if old_folio >= 0:
         if not k.mem.flags[old_folio] & PG_anon:
@@ -713,12 +726,14 @@ def zap_pte_range(tlb, vma, pmdp: int, addr: int, end: int, details) -> int:
     mem = k.mem
     start = addr
     ptep = pte_offset_map(mm, pmdp, addr)
-    force_flush = False
-    rss_anon = rss_file = rss_shmem = 0
-    while addr != end:
-        pte = pool[ptep]
-        if pte:
-            if pte & (_P | _PROTNONE):
+    while True:                                             # retry:
+        force_flush = False
+        rss_anon = rss_file = rss_shmem = 0
+        while addr != end:
+            pte = pool[ptep]
+            if pte:
+                if not pte & (_P | _PROTNONE):
+                    raise NotImplementedError("swap / migration entries are not modelled")
                 page = vm_normal_page(vma, addr, pte)
                 pool[ptep] = 0                              # ptep_get_and_clear_full
                 tlb_remove_tlb_entry(tlb, ptep, addr)
@@ -742,15 +757,16 @@ def zap_pte_range(tlb, vma, pmdp: int, addr: int, end: int, details) -> int:
                         addr += 4096
                         ptep += 1
                         break
-            else:
-                raise NotImplementedError("swap / migration entries are not modelled")
-        addr += 4096
-        ptep += 1
-    mm.rss_stat[MM_ANONPAGES] -= rss_anon
-    mm.rss_stat[MM_FILEPAGES] -= rss_file
-    mm.rss_stat[MM_SHMEMPAGES] -= rss_shmem
-    if force_flush:
-        tlb_flush_mmu(tlb)
+            addr += 4096
+            ptep += 1
+        mm.rss_stat[MM_ANONPAGES] -= rss_anon                 # add_mm_rss_vec()
+        mm.rss_stat[MM_FILEPAGES] -= rss_file
+        mm.rss_stat[MM_SHMEMPAGES] -= rss_shmem
+        if force_flush:
+            tlb_flush_mmu(tlb)
+        if addr == end:
+            break
+        # The gather was full: flushed, now finish this table (goto retry).
     if details is not None and details.reclaim_pt and end - start >= PMD_SIZE:
         try_to_free_pte(mm, pmdp, start, tlb)
     return addr
@@ -792,8 +808,6 @@ def zap_pmd_range(tlb, vma, pudp: int, addr: int, end: int, details) -> int:
             pmd = pool[pmdp]
         if pmd:
             addr = zap_pte_range(tlb, vma, pmdp, addr, nxt, details)
-            if addr != nxt:
-                continue        # a forced flush stopped us early: redo this PMD
         addr = nxt
         pmdp += 1
         if addr == end:
@@ -886,9 +900,9 @@ def zap_page_range_single_batched(tlb, vma, address: int, size: int, details):
 
 
 def zap_page_range_single(vma, address: int, size: int, details=None):
-    """zap_page_range_single(): the seed's zap_page_range for one VMA, with its own gather."""
+    """zap_page_range_single(): zap part of one VMA with its own gather. The seed's
+    zap_page_range (removed in 6.3) began with lru_add_drain(); 6.18's does not."""
     from vmsim.mm.mmu_gather import tlb_gather_mmu, tlb_finish_mmu
-    lru_add_drain(vma.vm_mm.kernel)
     tlb = tlb_gather_mmu(vma.vm_mm)
     zap_page_range_single_batched(tlb, vma, address, size, details)
     tlb_finish_mmu(tlb)
@@ -1060,3 +1074,204 @@ def free_pgtables(tlb, vmas, floor: int, ceiling: int):
         free_pgd_range(tlb, addr, vma.vm_end, floor,
                        vmas[i + 1].vm_start if i + 1 < n else ceiling)
         i += 1
+
+
+# --- fork: copying page tables (copy_page_range and below) ---------------------------
+def is_cow_mapping(flags: int) -> bool:
+    """is_cow_mapping(): private and may be written (VM_MAYWRITE without VM_SHARED)."""
+    return (flags & (VM_SHARED | VM_MAYWRITE)) == VM_MAYWRITE
+
+
+def vma_needs_copy(dst_vma, src_vma) -> bool:
+    """vma_needs_copy(): copy the page tables at fork only where a fault could not
+    rebuild them: VM_PFNMAP / VM_MIXEDMAP (and uffd-wp, guard regions: not modelled)
+    or a VMA with an anon_vma. Untouched anonymous VMAs, shared memory and file
+    mappings are faulted in by the child."""
+    if src_vma.vm_flags & (VM_PFNMAP | VM_MIXEDMAP | VM_UFFD_WP | VM_MAYBE_GUARD):
+        return True
+    if src_vma.anon_vma is not None:
+        return True
+    return False
+
+
+def __copy_present_ptes(dst_vma, src_vma, dst_ptep: int, src_ptep: int, pte: int,
+                        addr: int, nr: int):
+    """__copy_present_ptes(): write-protect a COW mapping's writable PTE in both
+    processes, clean shared PTEs in the child, make the child's entry old."""
+    src_mm = src_vma.vm_mm
+    pool = src_mm.kernel.ptpool.mv
+    if is_cow_mapping(src_vma.vm_flags) and pte & _RW:
+        for i in range(nr):                                    # wrprotect_ptes()
+            pool[src_ptep + i] = pool[src_ptep + i] & ~_RW
+        note_downgrade(src_mm, addr, addr + nr * 4096)         # dup_mmap flushes the parent
+        pte &= ~_RW                                            # pte_wrprotect()
+    if src_vma.vm_flags & VM_SHARED:
+        pte &= ~T._PAGE_DIRTY                                  # pte_mkclean()
+    pte &= ~T._PAGE_ACCESSED                                   # pte_mkold()
+    pte &= ~T._PAGE_UFFD_WP                                    # !userfaultfd_wp(dst_vma)
+    for i in range(nr):                                        # set_ptes()
+        pool[dst_ptep + i] = pte + (i << 12)
+
+
+def copy_present_ptes(dst_vma, src_vma, dst_ptep: int, src_ptep: int, pte: int,
+                      addr: int, max_nr: int, rss) -> int:
+    """copy_present_ptes(): share one present page with the child; return pages done.
+
+    Order-0 only (large folios are not built yet, so the batching branch never runs).
+    Anon pages: folio_try_dup_anon_rmap_pte clears AnonExclusive and raises the
+    mapcount (no pinned pages exist, so copy_present_page is never needed); page-cache
+    pages: folio_dup_file_rmap_pte. The zero page and pfnmaps have no struct page to
+    account and are copied as they are.
+    """
+    from vmsim.mm.rmap import folio_try_dup_anon_rmap_pte, folio_dup_file_rmap_pte
+    k = src_vma.vm_mm.kernel
+    page = vm_normal_page(src_vma, addr, pte)
+    if page >= 0:
+        folio_get(k, page)
+        if k.mem.flags[page] & PG_anon:
+            if folio_try_dup_anon_rmap_pte(k, page, dst_vma, src_vma):
+                raise NotImplementedError("copy_present_page: pinned anon pages are not modelled")
+            rss[MM_ANONPAGES] += 1
+        else:
+            folio_dup_file_rmap_pte(k, page, dst_vma)
+            rss[mm_counter_file(k, page)] += 1
+    __copy_present_ptes(dst_vma, src_vma, dst_ptep, src_ptep, pte, addr, 1)
+    return 1
+
+
+def copy_pte_range(dst_vma, src_vma, dst_pmdp: int, src_pmdp: int, addr: int, end: int) -> int:
+    """copy_pte_range(): allocate the child's PTE table and copy each present entry;
+    add the child's RSS (add_mm_rss_vec). 0 or -ENOMEM."""
+    dst_mm = dst_vma.vm_mm
+    src_mm = src_vma.vm_mm
+    k = dst_mm.kernel
+    pool = k.ptpool.mv
+    if pte_alloc(dst_mm, dst_pmdp):                    # pte_alloc_map_lock()
+        return -12
+    dst_ptep = pte_offset_map(dst_mm, dst_pmdp, addr)
+    src_ptep = pte_offset_map(src_mm, src_pmdp, addr)
+    rss = [0] * 4
+    while addr != end:
+        nr = 1
+        ptent = pool[src_ptep]
+        if ptent:
+            if not ptent & (_P | _PROTNONE):
+                raise NotImplementedError("copy_nonpresent_pte: swap entries are not modelled")
+            nr = copy_present_ptes(dst_vma, src_vma, dst_ptep, src_ptep, ptent, addr,
+                                   (end - addr) >> 12, rss)
+        dst_ptep += nr
+        src_ptep += nr
+        addr += nr << 12
+    for i, n in enumerate(rss):
+        dst_mm.rss_stat[i] += n
+    return 0
+
+
+def copy_pmd_range(dst_vma, src_vma, dst_pudp: int, src_pudp: int, addr: int, end: int) -> int:
+    """copy_pmd_range(): allocate the child's PMD table; copy each populated PMD."""
+    dst_mm = dst_vma.vm_mm
+    src_mm = src_vma.vm_mm
+    pool = dst_mm.kernel.ptpool.mv
+    dst_pmdp = pmd_alloc(dst_mm, dst_pudp, addr)
+    if dst_pmdp < 0:
+        return -12
+    src_pmdp = pmd_offset(src_mm, src_pudp, addr)
+    while True:
+        nxt = _addr_end(addr, end, PMD_SIZE)
+        e = pool[src_pmdp]
+        if e & _PSE:
+            raise NotImplementedError("copy_huge_pmd: huge PMDs are not modelled yet (THP issue)")
+        if e and copy_pte_range(dst_vma, src_vma, dst_pmdp, src_pmdp, addr, nxt):
+            return -12
+        addr = nxt
+        dst_pmdp += 1
+        src_pmdp += 1
+        if addr == end:
+            return 0
+
+
+def copy_pud_range(dst_vma, src_vma, dst_p4dp: int, src_p4dp: int, addr: int, end: int) -> int:
+    """copy_pud_range(): allocate the child's PUD table; copy each populated PUD."""
+    dst_mm = dst_vma.vm_mm
+    src_mm = src_vma.vm_mm
+    pool = dst_mm.kernel.ptpool.mv
+    dst_pudp = pud_alloc(dst_mm, dst_p4dp, addr)
+    if dst_pudp < 0:
+        return -12
+    src_pudp = pud_offset(src_mm, src_p4dp, addr)
+    while True:
+        nxt = _addr_end(addr, end, T.PUD_SIZE)
+        e = pool[src_pudp]
+        if e & _PSE:
+            raise NotImplementedError("copy_huge_pud: huge PUDs are not modelled yet (THP issue)")
+        if e and copy_pmd_range(dst_vma, src_vma, dst_pudp, src_pudp, addr, nxt):
+            return -12
+        addr = nxt
+        dst_pudp += 1
+        src_pudp += 1
+        if addr == end:
+            return 0
+
+
+def copy_p4d_range(dst_vma, src_vma, dst_pgdp: int, src_pgdp: int, addr: int, end: int) -> int:
+    """copy_p4d_range(): the P4D level (folded into the PGD with 4-level paging)."""
+    dst_mm = dst_vma.vm_mm
+    src_mm = src_vma.vm_mm
+    k = dst_mm.kernel
+    if not k.la57:
+        return copy_pud_range(dst_vma, src_vma, dst_pgdp, src_pgdp, addr, end)
+    pool = k.ptpool.mv
+    dst_p4dp = p4d_alloc(dst_mm, dst_pgdp, addr)
+    if dst_p4dp < 0:
+        return -12
+    src_p4dp = p4d_offset(src_mm, src_pgdp, addr)
+    while True:
+        nxt = _addr_end(addr, end, 1 << 39)
+        if pool[src_p4dp] and copy_pud_range(dst_vma, src_vma, dst_p4dp, src_p4dp, addr, nxt):
+            return -12
+        addr = nxt
+        dst_p4dp += 1
+        src_p4dp += 1
+        if addr == end:
+            return 0
+
+
+def copy_page_range(dst_vma, src_vma) -> int:
+    """copy_page_range(): copy the parent's page tables for one VMA at fork.
+
+    Skipped when vma_needs_copy() says the child can fault the range in. For a COW
+    mapping the parent's writable PTEs are write-protected between
+    mmu_notifier_invalidate_range_start/end(MMU_NOTIFY_PROTECTION_PAGE) on the
+    parent's mm (the write_protect_seq bump is for GUP-fast, not modelled); the TLB
+    flush for the parent is dup_mmap's flush_tlb_mm(oldmm). 0 or -ENOMEM.
+    """
+    addr = src_vma.vm_start
+    end = src_vma.vm_end
+    src_mm = src_vma.vm_mm
+    dst_mm = dst_vma.vm_mm
+    k = src_mm.kernel
+    if not vma_needs_copy(dst_vma, src_vma):
+        return 0
+    if src_vma.vm_flags & VM_HUGETLB:
+        raise NotImplementedError("copy_hugetlb_page_range: hugetlb is a later issue")
+    is_cow = is_cow_mapping(src_vma.vm_flags)
+    if is_cow:
+        k.mmu_notifier_invalidate_range_start(src_mm, "protection_page", addr, end)
+    ret = 0
+    pool = k.ptpool.mv
+    shift = k.pgdir_shift
+    dst_pgdp = pgd_offset(dst_mm, addr)
+    src_pgdp = pgd_offset(src_mm, addr)
+    while True:
+        nxt = _addr_end(addr, end, 1 << shift)
+        if pool[src_pgdp] and copy_p4d_range(dst_vma, src_vma, dst_pgdp, src_pgdp, addr, nxt):
+            ret = -12
+            break
+        addr = nxt
+        dst_pgdp += 1
+        src_pgdp += 1
+        if addr == end:
+            break
+    if is_cow:
+        k.mmu_notifier_invalidate_range_end(src_mm, "protection_page", src_vma.vm_start, end)
+    return ret

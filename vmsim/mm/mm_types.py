@@ -97,7 +97,7 @@ NR_MM_COUNTERS = 4
 class vm_area_struct:
     """struct vm_area_struct."""
     __slots__ = ("vm_start", "vm_end", "vm_mm", "vm_page_prot", "vm_flags", "vm_pgoff",
-                 "vm_file", "vm_ops", "anon_vma", "vm_private_data", "anon_name",
+                 "vm_file", "vm_ops", "anon_vma", "anon_vma_chain", "vm_private_data", "anon_name",
                  "vm_lock_seq", "detached", "__weakref__")
 
     def __init__(self, mm, start, end, flags, prot, pgoff=0, file=None, ops=None):
@@ -110,6 +110,7 @@ class vm_area_struct:
         self.vm_file = file
         self.vm_ops = ops
         self.anon_vma = None
+        self.anon_vma_chain = []
         self.vm_private_data = None
         self.anon_name = None
         self.vm_lock_seq = 0

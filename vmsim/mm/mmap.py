@@ -243,6 +243,17 @@ def arch_get_unmapped_area(mm, filp, addr: int, length: int, pgoff: int, flags: 
     k = mm.kernel
     if flags & MAP_FIXED:
         return addr
+    if flags & MAP_32BIT:
+        # find_start_end(): MAP_32BIT maps below 2 GiB, starting at 1 GiB.
+        begin, end = 0x40000000, 0x80000000
+        if length > end - begin:
+            return -errno.ENOMEM
+        if addr:
+            addr = (addr + 0xFFF) & ~0xFFF
+            vma = mm.find_vma(addr)
+            if end - length >= addr and (not vma or addr + length <= vm_start_gap(mm, vma)):
+                return addr
+        return unmapped_area(mm, length, begin, end, 0, pgoff << 12)
     end = mm.task_size if addr > k.default_map_window else k.default_map_window
     if length > end:
         return -errno.ENOMEM
@@ -263,6 +274,8 @@ def arch_get_unmapped_area_topdown(mm, filp, addr0: int, length: int, pgoff: int
         return -errno.ENOMEM
     if flags & MAP_FIXED:
         return addr
+    if flags & MAP_32BIT:                          # goto bottomup
+        return arch_get_unmapped_area(mm, filp, addr0, length, pgoff, flags, 0)
     if addr:
         addr &= ~0xFFF
         if mmap_address_hint_valid(mm, addr, length):
@@ -291,8 +304,14 @@ def __get_unmapped_area(mm, file, addr: int, length: int, pgoff: int, flags: int
     if length > mm.task_size:
         return -errno.ENOMEM
     ops_get = getattr(file, "get_unmapped_area", None) if file is not None else None
+    if file is None:
+        pgoff = 0                     # anonymous mappings: the offset plays no part here
     if ops_get is not None:
         addr = ops_get(mm, addr, length, pgoff, flags)
+    elif flags & MAP_SHARED:
+        # shmem_get_unmapped_area(): with shmem_enabled=never no huge alignment.
+        from vmsim.mm.shmem import shmem_get_unmapped_area
+        addr = shmem_get_unmapped_area(mm, None, addr, length, pgoff, flags)
     elif file is None and not addr and length % (1 << 21) == 0:
         # Ensures that larger anonymous mappings are THP aligned.
         addr = thp_get_unmapped_area_vmflags(mm, file, addr, length, pgoff, flags, vm_flags)
@@ -352,7 +371,8 @@ def do_mmap(mm, file, addr: int, length: int, prot: int, flags: int, vm_flags: i
             pass
     else:
         t = flags & MAP_TYPE
-        if t in (MAP_SHARED, MAP_SHARED_VALIDATE):
+        # MAP_DROPPABLE (6.11) is not modelled: vmsim refuses it with EINVAL.
+        if t == MAP_SHARED:
             if vm_flags & VM_GROWSDOWN:
                 return -errno.EINVAL, 0
             pgoff = 0
@@ -445,13 +465,13 @@ def check_brk_limits(mm, addr: int, length: int) -> int:
 def do_brk_flags(mm, vma, addr: int, length: int, vm_flags: int) -> int:
     """do_brk_flags(): extend the brk VMA in place, or create one."""
     k = mm.kernel
+    vm_flags |= VM_ACCOUNT | VM_DATA_DEFAULT_FLAGS | mm.def_flags
     if not may_expand_vm(mm, vm_flags, length >> 12):
         return -errno.ENOMEM
     if mm.map_count > int(k.sysctl["/proc/sys/vm/max_map_count"]):
         return -errno.ENOMEM
     if __vm_enough_memory(mm, length >> 12):
         return -errno.ENOMEM
-    vm_flags |= VM_ACCOUNT | VM_DATA_DEFAULT_FLAGS | mm.def_flags
     # Expand the existing brk VMA if possible (vma_merge_new_range with just_expand);
     # sys_brk only passes a VMA at or above start_brk, so the bss stays separate.
     if vma is not None and vma.vm_end == addr and vma.vm_flags == vm_flags and \

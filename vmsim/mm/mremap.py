@@ -271,10 +271,10 @@ def copy_vma(vma, addr: int, length: int, pgoff: int):
                          vma.vm_file, vma.vm_ops)
     new.vm_private_data = vma.vm_private_data
     new.anon_name = vma.anon_name
-    if vma.anon_vma is not None:                         # anon_vma_clone()
-        new.anon_vma = vma.anon_vma
-        vma.anon_vma.vmas.append(new)
-        vma.anon_vma.num_active_vmas += 1
+    if vma.anon_vma is not None:
+        from vmsim.mm.rmap import anon_vma_clone
+        new.anon_vma = vma.anon_vma                      # vm_area_dup() copied the pointer
+        anon_vma_clone(new, vma)
     if new.vm_file is not None:
         get_file(new.vm_file)
     if getattr(new.vm_ops, "open", None):

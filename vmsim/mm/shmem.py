@@ -94,11 +94,35 @@ def shmem_zero_setup(vma) -> int:
     return 0
 
 
+def shmem_get_unmapped_area(mm, file, addr, length, pgoff, flags) -> int:
+    """shmem_get_unmapped_area(): shmem_enabled=never in this profile, so no huge
+    alignment: the plain top-down placement (mm_get_unmapped_area)."""
+    from vmsim.mm.mmap import mm_get_unmapped_area_vmflags
+    return mm_get_unmapped_area_vmflags(mm, file, addr, length, pgoff, flags, 0)
+
+
+def shmem_inode_acct_blocks(k, inode, pages: int) -> int:
+    """shmem_inode_acct_blocks(): a VM_NORESERVE object commits memory page by page
+    as it is allocated (shmem_acct_blocks); 0 or -ENOMEM."""
+    if not inode.flags & VM_NORESERVE:
+        return 0
+    from vmsim.mm.mmap import __vm_enough_memory
+    if __vm_enough_memory(k.current.mm, pages):
+        return -errno.ENOMEM
+    inode.acct_pages += pages
+    return 0
+
+
 def shmem_alloc_and_add_folio(vmf, inode, index: int) -> int:
     """shmem_alloc_and_add_folio(): a new zeroed, uptodate folio in the cache."""
     k = vmf.vma.vm_mm.kernel
+    if shmem_inode_acct_blocks(k, inode, 1):
+        return -errno.ENOMEM
     pfn = k.page_alloc.alloc_pages(GFP_HIGHUSER_MOVABLE, 0, k.current.cpu)
     if pfn < 0:
+        if inode.flags & VM_NORESERVE:
+            inode.acct_pages -= 1
+            k.committed_as -= 1
         return -errno.ENOMEM
     k.mem.flags[pfn] = k.mem.flags[pfn] | PG_swapbacked | PG_locked
     filemap_add_folio(k, inode.i_mapping, pfn, index)

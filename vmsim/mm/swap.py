@@ -262,3 +262,39 @@ def folios_put_refs(k, pfns, refs):
     for pfn, n in zip(pfns, refs):
         for _ in range(n):
             folio_put(k, pfn)
+
+
+def folio_activate(k, pfn: int, cpu: int):
+    """folio_activate(): queue an inactive LRU folio for activation (cpu_fbatches.activate)."""
+    f = k.mem.flags[pfn]
+    if f & PG_lru and not f & (PG_active | PG_unevictable):
+        k.mem.refcount[pfn] += 1
+        fb = k.cpu_fbatches[cpu].activate
+        fb.append(pfn)
+        if len(fb) >= PAGEVEC_SIZE or f & PG_head:
+            folio_batch_move_lru(k, fb, folio_activate_fn)
+
+
+def __lru_cache_activate_folio(k, pfn: int, cpu: int):
+    """__lru_cache_activate_folio(): a folio still in this CPU's lru_add batch is
+    marked active so the drain puts it on the active list."""
+    if pfn in k.cpu_fbatches[cpu].lru_add:
+        k.mem.flags[pfn] = k.mem.flags[pfn] | PG_active
+
+
+def folio_mark_accessed(k, pfn: int):
+    """folio_mark_accessed(): first access sets referenced; a second activates."""
+    from vmsim.mm.page_flags import PG_referenced
+    mem = k.mem
+    f = mem.flags[pfn]
+    if not f & PG_referenced:
+        mem.flags[pfn] = f | PG_referenced
+    elif f & PG_unevictable:
+        pass
+    elif not f & PG_active:
+        cpu = k.current_cpu()
+        if f & PG_lru:
+            folio_activate(k, pfn, cpu)
+        else:
+            __lru_cache_activate_folio(k, pfn, cpu)
+        mem.flags[pfn] = mem.flags[pfn] & ~PG_referenced

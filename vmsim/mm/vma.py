@@ -21,8 +21,19 @@ USER_PGTABLES_CEILING = 0
 VM_STICKY = 0
 
 
-def anon_vma_compatible(a, b) -> bool:
-    return a is None or b is None or a is b
+def vma_had_uncowed_parents(vma) -> bool:
+    """vma_had_uncowed_parents(): the VMA's anon_vma chain is not singular (forked)."""
+    return vma is not None and vma.anon_vma is not None and len(vma.anon_vma_chain) != 1
+
+
+def is_mergeable_anon_vma(src, tgt) -> bool:
+    """is_mergeable_anon_vma(): one side without anon_vma merges only if the other
+    side's anon_vma is not shared with a fork; else both must be the same."""
+    if tgt.anon_vma is None and src.anon_vma is not None:
+        return not vma_had_uncowed_parents(src)
+    if tgt.anon_vma is not None and src.anon_vma is None:
+        return not vma_had_uncowed_parents(tgt)
+    return src.anon_vma is tgt.anon_vma
 
 
 def is_mergeable_vma(vma, vm_flags, file, anon_name) -> bool:
@@ -47,7 +58,7 @@ def can_merge(prev, nxt) -> bool:
     if prev.vm_ops is not nxt.vm_ops and not (prev.vm_ops is None and nxt.vm_ops is None):
         if getattr(prev.vm_ops, "mapping", None) is not getattr(nxt.vm_ops, "mapping", 1):
             return False
-    if not anon_vma_compatible(prev.anon_vma, nxt.anon_vma):
+    if not is_mergeable_anon_vma(nxt, prev):
         return False
     if prev.vm_pgoff + ((prev.vm_end - prev.vm_start) >> 12) != nxt.vm_pgoff:
         return False
@@ -59,13 +70,10 @@ def can_merge(prev, nxt) -> bool:
 def vma_merge_pair(mm, prev, nxt):
     """Merge ``nxt`` into ``prev`` (commit_merge): prev grows, nxt goes away."""
     k = mm.kernel
-    if prev.anon_vma is None and nxt.anon_vma is not None:
-        prev.anon_vma = nxt.anon_vma          # dup_anon_vma()
-        nxt.anon_vma.vmas.append(prev)
-        nxt.anon_vma.num_active_vmas += 1
+    from vmsim.mm.rmap import unlink_anon_vmas, dup_anon_vma
+    dup_anon_vma(prev, nxt)
     mm.vma_remove(nxt)
-    from vmsim.mm.rmap import unlink_anon_vmas
-    unlink_anon_vmas(k, nxt)
+    unlink_anon_vmas(k, nxt)                  # anon_vma_merge()
     if nxt.vm_file is not None:
         fput(k, nxt.vm_file)
         nxt.vm_file = None
@@ -96,10 +104,10 @@ def __split_vma(mm, vma, addr: int, new_below: bool):
     new.anon_name = vma.anon_name
     if new.vm_file is not None:
         get_file(new.vm_file)
-    if vma.anon_vma is not None:                       # anon_vma_clone()
-        new.anon_vma = vma.anon_vma
-        vma.anon_vma.vmas.append(new)
-        vma.anon_vma.num_active_vmas += 1
+    if vma.anon_vma is not None:
+        from vmsim.mm.rmap import anon_vma_clone
+        new.anon_vma = vma.anon_vma                    # vm_area_dup() copied the pointer
+        anon_vma_clone(new, vma)
     if getattr(vma.vm_ops, "open", None):
         vma.vm_ops.open(new)
     pgoff_delta = (addr - vma.vm_start) >> 12
@@ -201,6 +209,7 @@ def do_vmi_align_munmap(mm, start: int, end: int, vmas) -> int:
     vms_clear_ptes(mm, vmas, start, end,
                    prev.vm_end if prev else FIRST_USER_ADDRESS,
                    nxt.vm_start if nxt else USER_PGTABLES_CEILING)
+    update_hiwater_vm(mm)
     for vma in vmas:
         npages = (vma.vm_end - vma.vm_start) >> 12
         if vma.vm_flags & VM_LOCKED:
@@ -211,6 +220,12 @@ def do_vmi_align_munmap(mm, start: int, end: int, vmas) -> int:
         remove_vma(k, vma)
     k.mmu_notifier_range_done(mm)
     return 0
+
+
+def update_hiwater_vm(mm):
+    """update_hiwater_vm(): remember the peak total_vm (VmPeak) before it drops."""
+    if mm.hiwater_vm < mm.total_vm:
+        mm.hiwater_vm = mm.total_vm
 
 
 def remove_vma(k, vma):

@@ -279,11 +279,11 @@ def ptep_test_and_clear_young(vma, addr: int, ptep: int) -> bool:
 
 
 def ptep_set_access_flags(vma, addr: int, ptep: int, entry: int, dirty: int) -> bool:
-    """ptep_set_access_flags(): store entry if it differs; return whether it changed."""
+    """ptep_set_access_flags() (arch/x86/mm/pgtable.c): return whether the entry differs,
+    storing it only when ``dirty`` (a write fault); a read fault leaves Accessed to the
+    CPU's walk."""
     mv = vma.vm_mm.kernel.ptpool.mv
     changed = mv[ptep] != entry
     if changed and dirty:
-        mv[ptep] = entry
-    elif changed:
         mv[ptep] = entry
     return changed

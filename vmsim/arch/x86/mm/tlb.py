@@ -40,5 +40,5 @@ def flush_tlb_page(vma, addr: int):
 
 
 def flush_tlb_fix_spurious_fault(vma, address, ptep):
-    """flush_tlb_fix_spurious_fault(): x86 flushes the one page."""
-    flush_tlb_page(vma, address)
+    """flush_tlb_fix_spurious_fault(): a no-op on x86 (``do { } while (0)``): a spurious
+    fault means the TLB held a stale, more restrictive entry, which the fault refilled."""
