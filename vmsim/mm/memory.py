@@ -449,7 +449,7 @@ def wp_page_copy(vmf) -> int:
             folio_put(k, old_folio)
         return VM_FAULT_OOM
     if not pfn_is_zero:
-        pass    # __wp_page_copy_user
+        k.page_data.copy(new_folio, (vmf.orig_pte & _PFN) >> 12)    # __wp_page_copy_user
     k.mmu_notifier_invalidate_range_start(mm, "clear", vmf.address, vmf.address + 4096)
     if old_folio >= 0:
         if not k.mem.flags[old_folio] & PG_anon:
