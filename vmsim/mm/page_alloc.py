@@ -9,9 +9,9 @@ been initialised and are handed to the buddy lists MAX_PAGE_ORDER blocks at a ti
 used. The arrays are calloc'ed (np.zeros), so the host maps a page of them only when it
 is written.
 
-Per frame (40 bytes): flags u32, _refcount i32, _mapcount i32 (the kernel stores
+Per frame (36 bytes): flags u32, _refcount i32, _mapcount i32 (the kernel stores
 mapcount-1; vmsim stores the count itself so zero stays the default), mapping i32 (an
-object id), index i64, private i64, lru next/prev i32. ``private`` holds the page's data
+object id), index i64, private i32, lru next/prev i32. ``private`` holds the page's data
 handle (see vmsim.mm.page_data) or, for page-table pages, the row in the table pool.
 
 Simplifications: physical memory is one contiguous range without the PCI hole; zones
@@ -73,7 +73,7 @@ class MemMap:
         self.np_mapcount = np.zeros(nr_pages, dtype=np.int32)
         self.np_mapping = np.zeros(nr_pages, dtype=np.int32)
         self.np_index = np.zeros(nr_pages, dtype=np.int64)
-        self.np_private = np.zeros(nr_pages, dtype=np.int64)
+        self.np_private = np.zeros(nr_pages, dtype=np.int32)
         self.np_lru_next = np.zeros(nr_pages, dtype=np.int32)
         self.np_lru_prev = np.zeros(nr_pages, dtype=np.int32)
         self.flags = memoryview(self.np_flags)

@@ -5,8 +5,8 @@ in mem_map is its data handle:
 
 * 0: all zeros (every frame the allocator hands out reads as zeros, as __GFP_ZERO /
   clear_user_highpage leave it);
-* > 0: one small run written inline: bits 0..11 offset, 12..14 length (1..6),
-  15..62 up to six bytes (a ``touch`` store costs no extra host memory);
+* > 0: one small run written inline in the 32-bit word: bits 0..11 offset, 12..14
+  length (1..2), 15..30 up to two bytes (a ``touch`` store costs no extra host memory);
 * < 0: the frame's 4 KiB live in row ``~handle`` of a chunk-grown pool.
 
 The inline encoding is arrays-and-ints only, so the compiled access path can store a
@@ -15,11 +15,11 @@ touch byte without returning to Python. Frames that are freed drop their data.
 import numpy as np
 
 PAGE_SIZE = 4096
-INLINE_MAX = 6
+INLINE_MAX = 2
 
 
 def inline_encode(off: int, data: bytes) -> int:
-    """Return the inline handle of ``data`` at ``off`` (len(data) <= 6)."""
+    """Return the inline handle of ``data`` at ``off`` (len(data) <= INLINE_MAX)."""
     return off | (len(data) << 12) | (int.from_bytes(data, "little") << 15)
 
 
