@@ -66,9 +66,9 @@ def is_vsyscall_vaddr(vaddr: int) -> bool:
 
 def fault_in_kernel_space(k, address: int) -> bool:
     """fault_in_kernel_space(): above TASK_SIZE_MAX, except the vsyscall page."""
-    if is_vsyscall_vaddr(address):
+    if address < k.task_size_max:        # the common case first; same result
         return False
-    return address >= k.task_size_max
+    return not is_vsyscall_vaddr(address)
 
 
 def sanitize_error_code(k, address: int, error_code: int) -> int:
@@ -174,7 +174,7 @@ def do_user_addr_fault(k, regs, error_code: int, address: int):
         flags |= FAULT_FLAG_WRITE
     if error_code & X86_PF_INSTR:
         flags |= FAULT_FLAG_INSTRUCTION
-    if is_vsyscall_vaddr(address):
+    if address >= VSYSCALL_ADDR and is_vsyscall_vaddr(address):
         if emulate_vsyscall(k, error_code, regs, address):
             return
     if flags & FAULT_FLAG_USER:
