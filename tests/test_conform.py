@@ -14,7 +14,7 @@ import shutil
 import pytest
 
 from vmsim.conform import cli, compare, linux, vmsim_side
-from vmsim.conform.scenario import ScenarioFormatError, load
+from vmsim.conform.scenario import ScenarioFormatError, load, program_text
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCEN_DIR = os.path.join(ROOT, "scenarios")
@@ -31,7 +31,8 @@ def _recording(path):
 def test_suite_size_and_sources():
     assert len(FILES) >= 25
     names = [os.path.basename(f)[:-5] for f in FILES]
-    for want in ("empty", "anon_zero_page", "madv_free_16", "mremap_dontunmap", "bad_addresses"):
+    for want in ("empty", "anon_zero_page", "madv_free_16", "mremap_dontunmap", "bad_addresses",
+                 "fork_cow_reuse", "fork_cow_copy", "fork_exec_child", "fork_dontfork_wipeonfork"):
         assert want in names
     for f, n in zip(FILES, names):
         if n.startswith(SELFTEST_DERIVED):
@@ -81,6 +82,42 @@ def test_compare_detects_a_changed_observation():
     assert [k for k, _, _, st in rows if st == "DIFFER"] == ["written: minflt"]
 
 
+def _obs(name):
+    scn, rec = _recording(os.path.join(SCEN_DIR, f"{name}.toml"))
+    return compare.derive(scn, rec["raw"])[0]
+
+
+def test_fork_recordings_show_linux_cow():
+    """What the real kernel did (the recordings), as mm/memory.c do_wp_page decides it:
+    a write to a page still mapped by the other process copies it, a write to one mapped
+    once again (the other process exited, exec'd, or zapped it) reuses it."""
+    reuse = _obs("fork_cow_reuse")
+    assert reuse["child_wrote: minflt"] == 8
+    assert reuse["child_wrote: pagemap a frames vs a@before_fork"] == "n*8 s*8"
+    assert reuse["parent_wrote: minflt"] == 16          # write-protected PTEs fault ...
+    assert reuse["parent_wrote: pagemap a frames vs a@before_fork"] == "s*16"   # ... and reuse
+    copy = _obs("fork_cow_copy")
+    assert copy["parent_wrote: pagemap a frames vs a@before_fork"] == "n*8 s*8"
+    assert copy["child_wrote: pagemap a frames vs a@before_fork"] == "s*8 n*8"
+    ex = _obs("fork_exec_child")
+    assert ex["parent_wrote_rest: pagemap a frames vs a@before_fork"] == "n*8 s*8"
+    mlock = _obs("fork_mlock")
+    assert mlock["child_forked: smaps a.Locked"] == 0 and mlock["before_fork: smaps a.Locked"] == 64
+    wipe = _obs("fork_dontfork_wipeonfork")
+    assert wipe["forked: maps a"] == "[8,16) rw-p [16,24) rw-p"
+    assert wipe["8:touch(a)@child: signal"].startswith("SIGSEGV SEGV_MAPERR")
+
+
+def test_process_program_text():
+    """Each op carries its process (@P) and fork names the child's index."""
+    scn = load(os.path.join(SCEN_DIR, "fork_chain_exit_order.toml"))
+    text = program_text(scn)
+    assert "procs 3" in text.splitlines()[1]
+    assert "\n@1 fork 2\n" in text and "\n@1 exit 7\n" in text and "\nwait 1\n" in text
+    assert scn.alive_at_end == []
+    assert load(os.path.join(SCEN_DIR, "fork_mlock.toml")).alive_at_end == [1]
+
+
 def _write(tmp_path, text, name="s.toml"):
     p = tmp_path / name
     p.write_text(text)
@@ -96,7 +133,14 @@ HEAD = '[settings]\nkernel = "6.18"\nthp_enabled = "madvise"\n'
     ('[[step]]\nop = "mmap"\nmap = "a"\npages = 4\n\n[[step]]\nop = "touch"\nmap = "a"\nstrid = 4\n', 12,
      "unknown key 'strid'"),
     ('[[step]]\nop = "touch"\nmap = "nope"\n', 6, "unknown mapping 'nope'"),
-    ('[[step]]\nop = "fork"\n', 5, "process-lifecycle"),
+    ('[[step]]\nop = "fork"\n', 4, "child = 'name'"),
+    ('[[step]]\nop = "exit"\n', 4, "cannot exit"),
+    ('[[step]]\nop = "fork"\nchild = "c"\n\n[[step]]\nop = "wait"\nchild = "c"\n', 10, "has not exited"),
+    ('[[step]]\nop = "point"\nid = "x"\nproc = "nobody"\n', 7, "unknown process"),
+    ('[[step]]\nop = "fork"\nchild = "c"\n\n[[step]]\nop = "exit"\nproc = "c"\n\n'
+     '[[step]]\nop = "point"\nid = "x"\nproc = "c"\n', 15, "has exited"),
+    ('[[step]]\nop = "fork"\nchild = "c"\n\n[[step]]\nop = "execve"\nproc = "c"\n\n'
+     '[[step]]\nop = "point"\nid = "x"\nproc = "c"\n', 13, "can only exit"),
     ('[[step]]\nop = "mmap"\nmap = "a"\npages = 4\nprot = "rq"\n', 8, "prot"),
     ('vmstat = ["pgfault"]\n[[step]]\nop = "point"\nid = "x"\n', 4, "not allowed"),
 ])

@@ -428,6 +428,8 @@ class VMStateMachine(RuleBasedStateMachine):
                 p.exit()
         self.m.check()              # includes the "everything is returned" check
         k = self.m.k
+        from vmsim.mm.swap import lru_add_drain_all
+        lru_add_drain_all(k)        # exit_mmap leaves the per-CPU batches to a later drain
         assert k.page_alloc.nr_free_pages() == sum(z.managed_pages for z in k.page_alloc.zones)
 
 

@@ -108,6 +108,8 @@ def derive(scn, recs):
                 res = f"{r['done']}/{args[2]} bytes written"
             elif kind == "check":
                 res = f"{r['done']}/{args[2]} bytes read, {r['ret']} differ"
+            elif kind == "wait":
+                res = f"ok, status {r['ret']}"
             elif kind == "name":
                 addr[args[0]] = _u(r["base"])
             obs[f"{lab}: result"] = res

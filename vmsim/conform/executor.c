@@ -34,9 +34,27 @@
  *   name S WHICH ANCHOR LEN  WHICH 0 = [stack], 1 = [heap]; ANCHOR 0 = the VMA,
  *                            1 = its top LEN bytes, 2 = the LEN bytes below it
  *   point ID | smaps S | pagemap S | vmstat NAME | endpoint
+ *   fork C                   fork; the child is process C
+ *   exit STATUS | wait C | execve
+ *   procs N                  the number of processes (first line; default 1)
+ * A line may start with @P: process P runs it (default 0, the initial process).
+ *
+ * Processes. Every process runs the same program and executes only its own ops;
+ * a baton (one pipe per process, at fixed descriptors) passes control, so exactly
+ * one process runs at a time, in program order. After fork the parent touches its
+ * own pages again (they are copy-on-write now) and leaves those faults out of its
+ * interval; the child does the same when it first gets the baton and starts its
+ * counts there (its faults at a point are its own since then). Output is flushed
+ * before the baton moves. exit hands the baton on with its pid, and the receiver
+ * waits on a pidfd until the exit (exit_mm included) is complete. execve re-executes
+ * this program with --exec: a minimal program that only waits for the baton (to
+ * exit). The initial process is a child subreaper, so orphans are reaped at the end.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <poll.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <setjmp.h>
@@ -57,15 +75,17 @@
 #define MAXSLOTS 64
 #define MAXPM 4096
 #define MAXKNOBS 16
+#define MAXPROCS 16
+#define BATFD(q, end) (200 + 2 * (q) + (end))
 
 enum { O_KNOB, O_MMAP, O_MUNMAP, O_MPROTECT, O_MADVISE, O_MREMAP, O_MLOCK, O_MUNLOCK,
        O_BRK, O_TOUCH, O_FILL, O_CHECK, O_RLIMIT, O_NAME, O_POINT, O_SMAPS, O_PAGEMAP,
-       O_VMSTAT, O_ENDPOINT };
+       O_VMSTAT, O_ENDPOINT, O_FORK, O_EXIT, O_WAIT, O_EXECVE, O_PROCS };
 static const char *opnames[] = { "knob", "mmap", "munmap", "mprotect", "madvise", "mremap",
 	"mlock", "munlock", "brk", "touch", "fill", "check", "rlimit", "name", "point", "smaps",
-	"pagemap", "vmstat", "endpoint", NULL };
+	"pagemap", "vmstat", "endpoint", "fork", "exit", "wait", "execve", "procs", NULL };
 
-struct op { int kind, step; long a[9]; char s1[128], s2[128]; };
+struct op { int kind, step, proc; long a[9]; char s1[128], s2[128]; };
 struct res { int used; long ret; int err, nsig, signo, code; uintptr_t saddr, base; long done; };
 
 static struct op prog[MAXOPS];
@@ -93,6 +113,12 @@ static volatile int nsig, lsigno, lcode, sig_mark;
 static volatile uintptr_t laddr;
 static volatile long cur_i;
 static struct rusage ru0, ru1;
+
+static int me, nprocs = 1;		/* this process's index; how many the program has */
+static pid_t pids[MAXPROCS];		/* children's pids, as the forker knows them */
+static pid_t main_pid;			/* the initial process */
+static const char *prog_path;
+extern char **environ;
 
 /* ------------------------------------------------------------------ output */
 static void flush_out(void)
@@ -221,6 +247,23 @@ static __attribute__((noinline)) void prefault_stack(void)
 	buf[sizeof(buf) - 1] = 0;
 }
 
+/* After fork every private page of ours is copy-on-write: write each one again
+ * (stack included: the frames above this one too) so that measured code does not
+ * fault on the executor's own memory. */
+static __attribute__((noinline)) void prefault_all(void)
+{
+	prefault_stack();
+	prefault_self();
+	for (int i = 0; i < nown; i++) {
+		if (strcmp(own[i].name, "[stack]")) continue;
+		for (uintptr_t a = own[i].lo; a < own[i].hi; a += PG) {
+			volatile char *c = (volatile char *)a;
+			char v = *c;
+			*c = v;
+		}
+	}
+}
+
 static struct range *find_named(const char *name)
 {
 	parse_maps();
@@ -238,7 +281,13 @@ static void parse_program(const char *path)
 		char *nl = strchr(s, '\n');
 		if (nl) *nl = 0;
 		char word[32] = {0};
-		int pos = 0;
+		int pos = 0, proc = 0;
+		if (s[0] == '@') {
+			int pp = 0;
+			if (sscanf(s, "@%d %n", &proc, &pp) < 1 || proc < 0 || proc >= MAXPROCS)
+				die("bad @process prefix");
+			s += pp;
+		}
 		if (sscanf(s, "%31s %n", word, &pos) >= 1 && word[0] != '#') {
 			if (nops >= MAXOPS) die("program too long");
 			struct op *o = &prog[nops];
@@ -247,6 +296,7 @@ static void parse_program(const char *path)
 			if (!opnames[k]) die("unknown op");
 			o->kind = k;
 			o->step = nops;
+			o->proc = proc;
 			char *p = s + pos;
 			if (k == O_KNOB) {
 				if (sscanf(p, "%127s %127s", o->s1, o->s2) != 2) die("bad knob line");
@@ -261,7 +311,13 @@ static void parse_program(const char *path)
 					p = e;
 				}
 			}
-			nops++;
+			if (k == O_PROCS) {
+				nprocs = (int)o->a[0];
+				if (nprocs < 1 || nprocs > MAXPROCS) die("bad procs line");
+				memset(o, 0, sizeof(*o));
+			} else {
+				nops++;
+			}
 		}
 		if (!nl) break;
 		s = nl + 1;
@@ -420,11 +476,13 @@ static void obs_vmstat(struct op *first, const char *id)
 	ob("}}\n");
 }
 
-static void print_results(int from, int to)
+/* The results of this process's steps not printed yet, in program order. */
+static void print_mine(void)
 {
-	for (int i = from; i < to; i++) {
+	for (int i = 0; i < nops; i++) {
 		struct res *r = &res[i];
-		if (!r->used) continue;
+		if (!r->used || prog[i].proc != me) continue;
+		r->used = 0;
 		ob("{\"t\":\"step\",\"i\":%d,\"ret\":%ld,\"err\":%d,\"nsig\":%d,\"signo\":%d,"
 		   "\"code\":%d,\"saddr\":%lu,\"base\":%lu,\"done\":%ld}\n", prog[i].step, r->ret,
 		   r->err, r->nsig, r->signo, r->code, (unsigned long)r->saddr,
@@ -505,6 +563,12 @@ static __attribute__((noinline)) void run_op(struct op *o, struct res *r)
 		if (a[1] >= 0) { maddr[a[1]] = brk_base; mlen[a[1]] = a[0] > 0 ? (size_t)a[0] : 0; }
 		break;
 	}
+	case O_WAIT: {
+		int st = 0;
+		pid_t w = waitpid(pids[a[0]], &st, 0);
+		ret = w < 0 ? -1 : WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+		break;
+	}
 	case O_TOUCH: do_touch(o, r); break;
 	case O_FILL: do_fill(o, r, 0); ret = 0; break;
 	case O_CHECK: do_fill(o, r, 1); ret = r->ret; break;
@@ -532,6 +596,98 @@ static __attribute__((noinline)) void run_op(struct op *o, struct res *r)
 	if (r->nsig) { r->signo = lsigno; r->code = lcode; r->saddr = laddr; }
 }
 
+/* ------------------------------------------------------------------ processes */
+struct baton { int next, dead; };
+
+static void pass_baton(int to, int next, int dead)
+{
+	struct baton b = { next, dead };
+	flush_out();
+	if (write(BATFD(to, 1), &b, sizeof(b)) != (ssize_t)sizeof(b)) die("baton write");
+}
+
+/* Block until another process hands us the baton; return the op to continue at.
+ * A baton from an exiting process carries its pid: wait until it is gone. */
+static int take_baton(void)
+{
+	struct baton b;
+	for (;;) {
+		/* a process left behind by a killed run (a timeout) must not wait forever */
+		struct pollfd bf = { .fd = BATFD(me, 0), .events = POLLIN };
+		int n = poll(&bf, 1, 1000);
+		if (n == 0 && me != 0 && kill(main_pid, 0) < 0 && errno == ESRCH) _exit(3);
+		if (n <= 0) continue;
+		ssize_t r = read(BATFD(me, 0), &b, sizeof(b));
+		if (r == (ssize_t)sizeof(b)) break;
+		if (r < 0 && errno == EINTR) continue;
+		die("baton read");
+	}
+	if (b.dead > 0) {
+		int fd = (int)syscall(SYS_pidfd_open, b.dead, 0);
+		if (fd >= 0) {
+			struct pollfd pf = { .fd = fd, .events = POLLIN };
+			while (poll(&pf, 1, -1) < 0 && errno == EINTR)
+				;
+			close(fd);
+		}
+	}
+	return b.next;
+}
+
+static int do_fork(int i)
+{
+	struct res *r = &res[i];
+	struct rusage a, b;
+	int c = (int)prog[i].a[0];
+	flush_out();
+	getrusage(RUSAGE_SELF, &a);
+	pid_t pid = fork();
+	if (pid == 0) {
+		me = c;
+		close(pm_fd);		/* /proc/self/pagemap is bound to the opener's mm */
+		pm_fd = open("/proc/self/pagemap", O_RDONLY);
+		if (pm_fd < 0) die("cannot open /proc/self/pagemap");
+		int next = take_baton();
+		prefault_all();
+		getrusage(RUSAGE_SELF, &ru0);
+		return next;
+	}
+	r->used = 1;
+	r->ret = pid;
+	r->err = pid < 0 ? errno : 0;
+	if (pid > 0) pids[c] = pid;
+	/* fork's own faults (our pages are copy-on-write now) are not the scenario's */
+	prefault_all();
+	getrusage(RUSAGE_SELF, &b);
+	ru0.ru_minflt += b.ru_minflt - a.ru_minflt;
+	ru0.ru_majflt += b.ru_majflt - a.ru_majflt;
+	return i + 1;
+}
+
+static void __attribute__((noreturn)) do_exit_op(int i)
+{
+	res[i].used = 1;
+	res[i].ret = 0;
+	print_mine();
+	pass_baton(prog[i + 1].proc, i + 1, getpid());
+	_exit((int)prog[i].a[0]);
+}
+
+static void do_execve_op(int i)
+{
+	char a1[16], a2[16], a3[16];
+	char *argv[] = { "conform-executor", "--exec", (char *)prog_path, a1, a2, a3, NULL };
+	snprintf(a1, sizeof(a1), "%d", me);
+	snprintf(a2, sizeof(a2), "%d", i);
+	snprintf(a3, sizeof(a3), "%d", (int)main_pid);
+	print_mine();
+	flush_out();
+	execve("/proc/self/exe", argv, environ);
+	res[i].used = 1;
+	res[i].ret = -1;
+	res[i].err = errno;
+}
+
 /* ------------------------------------------------------------------ main */
 static void setup(void)
 {
@@ -556,6 +712,16 @@ static void setup(void)
 		zero_pfn = pm[0] & ((1ULL << 55) - 1);
 	munmap(z, PG);
 	brk_base = ((uintptr_t)syscall(SYS_brk, 0) + PG - 1) & ~(PG - 1);
+	if (nprocs > 1) {
+		for (int q = 0; q < nprocs; q++) {
+			int fd[2];
+			if (pipe(fd) || dup2(fd[0], BATFD(q, 0)) < 0 || dup2(fd[1], BATFD(q, 1)) < 0)
+				die("baton pipes");
+			close(fd[0]);
+			close(fd[1]);
+		}
+		prctl(PR_SET_CHILD_SUBREAPER, 1);
+	}
 	/* warm every path once, outside any measurement */
 	prefault_stack();
 	prefault_self();
@@ -570,12 +736,74 @@ static void setup(void)
 	prefault_self();
 }
 
+/* An observation point: returns the op after its endpoint. */
+static int do_point(int i)
+{
+	struct op *o = &prog[i];
+	getrusage(RUSAGE_SELF, &ru1);
+	print_mine();
+	ob("{\"t\":\"point\",\"id\":\"%s\",\"minflt\":%ld,\"majflt\":%ld}\n", o->s1,
+	   ru1.ru_minflt - ru0.ru_minflt, ru1.ru_majflt - ru0.ru_majflt);
+	const char *id = o->s1;
+	for (i++; i < nops && prog[i].kind != O_ENDPOINT; i++) {
+		struct op *q = &prog[i];
+		if (q->kind == O_SMAPS) obs_smaps((int)q->a[0], id);
+		else if (q->kind == O_PAGEMAP) obs_pagemap((int)q->a[0], id);
+		else if (q->kind == O_VMSTAT) {
+			obs_vmstat(q, id);
+			while (i + 1 < nops && prog[i + 1].kind == O_VMSTAT) i++;
+		}
+	}
+	flush_out();
+	getrusage(RUSAGE_SELF, &ru0);
+	return i + 1;
+}
+
+/* Run the program from op i in this process, passing the baton for others' ops. */
+static void run_loop(int i)
+{
+	while (i < nops) {
+		struct op *o = &prog[i];
+		if (o->proc != me) {
+			pass_baton(o->proc, i, 0);
+			i = take_baton();
+			continue;
+		}
+		switch (o->kind) {
+		case O_POINT: i = do_point(i); break;
+		case O_FORK: i = do_fork(i); break;
+		case O_EXIT: do_exit_op(i);
+		case O_EXECVE: do_execve_op(i); i++; break;
+		default: run_op(o, &res[i]); i++; break;
+		}
+	}
+	if (me != 0) {		/* told to finish by the initial process */
+		print_mine();
+		pass_baton(0, nops, 0);
+		_exit(0);
+	}
+}
+
 int main(int argc, char **argv)
 {
+	if (argc == 6 && !strcmp(argv[1], "--exec")) {
+		/* the program a child execve'd: wait for the baton (to exit) */
+		prog_path = argv[2];
+		parse_program(argv[2]);
+		me = atoi(argv[3]);
+		int i = atoi(argv[4]);
+		main_pid = (pid_t)atoi(argv[5]);
+		res[i].used = 1;
+		res[i].ret = 0;
+		run_loop(i + 1);
+		return 0;
+	}
 	if (argc < 2) {
 		fprintf(stderr, "usage: %s PROGRAM\n", argv[0]);
 		return 2;
 	}
+	prog_path = argv[1];
+	main_pid = getpid();
 	parse_program(argv[1]);
 	setup();
 	struct utsname u;
@@ -583,35 +811,23 @@ int main(int argc, char **argv)
 	ob("{\"t\":\"hdr\",\"priv\":%d,\"zero_pfn\":%llu,\"release\":\"%s\",\"brk_base\":%lu}\n",
 	   priv, (unsigned long long)zero_pfn, u.release, (unsigned long)brk_base);
 	flush_out();
-	int printed = 0;
 	getrusage(RUSAGE_SELF, &ru0);
+	run_loop(0);
+	/* the processes still alive print what they have left and exit, in order */
+	int live[MAXPROCS] = {0};
 	for (int i = 0; i < nops; i++) {
-		struct op *o = &prog[i];
-		if (o->kind == O_POINT) {
-			getrusage(RUSAGE_SELF, &ru1);
-			print_results(printed, i);
-			printed = i + 1;
-			ob("{\"t\":\"point\",\"id\":\"%s\",\"minflt\":%ld,\"majflt\":%ld}\n", o->s1,
-			   ru1.ru_minflt - ru0.ru_minflt, ru1.ru_majflt - ru0.ru_majflt);
-			const char *id = o->s1;
-			for (i++; i < nops && prog[i].kind != O_ENDPOINT; i++) {
-				struct op *q = &prog[i];
-				if (q->kind == O_SMAPS) obs_smaps((int)q->a[0], id);
-				else if (q->kind == O_PAGEMAP) obs_pagemap((int)q->a[0], id);
-				else if (q->kind == O_VMSTAT) {
-					obs_vmstat(q, id);
-					while (i + 1 < nops && prog[i + 1].kind == O_VMSTAT) i++;
-				}
-			}
-			printed = i + 1;
-			flush_out();
-			getrusage(RUSAGE_SELF, &ru0);
-			continue;
-		}
-		run_op(o, &res[i]);
+		if (prog[i].kind == O_FORK) live[prog[i].a[0]] = 1;
+		if (prog[i].kind == O_EXIT) live[prog[i].proc] = 0;
 	}
-	print_results(printed, nops);
+	for (int q = 1; q < nprocs; q++) {
+		if (!live[q]) continue;
+		pass_baton(q, nops, 0);
+		take_baton();
+	}
+	print_mine();
 	restore_knobs();
+	while (wait(NULL) > 0 || errno == EINTR)
+		;
 	ob("{\"t\":\"end\"}\n");
 	flush_out();
 	return 0;

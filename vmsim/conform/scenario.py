@@ -55,6 +55,7 @@ SMAPS_DEFAULT = ("Rss", "Pss", "Shared_Clean", "Shared_Dirty", "Private_Clean",
 VMSTAT_ALLOWED = re.compile(r"^(thp_[a-z_]+|unevictable_pgs_[a-z]+)$")
 
 LIFECYCLE_OPS = ("fork", "exit", "wait", "execve")
+MAX_PROCS = 16
 ID_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 
 
@@ -71,6 +72,7 @@ class Step:
         self.line = line
         self.op = table.get("op")
         self.label = ""
+        self.proc = 0
 
 
 class Scenario:
@@ -82,7 +84,10 @@ class Scenario:
         self.description = ""
         self.source = ""
         self.settings = {}
-        self.processes = []
+        self.processes = []      # process names; index 0 is the initial process
+        self.op_proc = []        # per op: the index of the process that runs it
+        self.declared = []       # names of the [[process]] tables
+        self.alive_at_end = []   # indices of the forked processes that never exit
         self.steps = []
         self.slots = {}          # mapping name -> slot number
         self.ops = []            # [(kind, step_index or None, args)] (see linux.py)
@@ -203,6 +208,10 @@ OP_KEYS = {
     "name": {"map", "special", "anchor", "length", "pages"},
     "knob": {"path", "value"},
     "point": {"smaps", "pagemap", "maps"},
+    "fork": {"child"},
+    "exit": {"status"},
+    "wait": {"child"},
+    "execve": set(),
 }
 OP_KEYS = {k: v | COMMON for k, v in OP_KEYS.items()}
 
@@ -268,16 +277,19 @@ def build(path, text, doc):
     s.settings.update({k: str(v) for k, v in settings.items()})
 
     procs = doc.get("process", [{"name": "main"}])
-    if not isinstance(procs, list) or not all(isinstance(p, dict) for p in procs):
+    if not isinstance(procs, list) or not all(isinstance(p, dict) for p in procs) or not procs:
         err(1, "[[process]] must be an array of tables")
-    for p in procs:
+    plines = _lines_of(text, "process") or [1]
+    for j, p in enumerate(procs):
         n = p.get("name", "main")
-        if not isinstance(n, str) or not ID_RE.match(n):
-            err(1, f"process name must be an identifier, got {n!r}")
-    if len(procs) != 1:
-        err(_lines_of(text, "process")[1] if len(_lines_of(text, "process")) > 1 else 1,
-            "only one process for now: fork/exit/wait arrive with the process-lifecycle issue")
-    s.processes = [p.get("name", "main") for p in procs]
+        if not isinstance(n, str) or not ID_RE.match(n) or set(p) - {"name"}:
+            err(plines[min(j, len(plines) - 1)], f"a [[process]] has one key, name (an identifier), got {p!r}")
+    # The first [[process]] is the initial one; the others are created by fork steps
+    # (fork's `child` names a new process, so declaring them is optional).
+    s.processes = [procs[0].get("name", "main")]
+    s.declared = [p.get("name", "main") for p in procs]
+    if len(set(s.declared)) != len(s.declared):
+        err(plines[-1], "process names must be unique")
 
     vm = doc.get("vmstat", [])
     if not isinstance(vm, list):
@@ -297,19 +309,33 @@ def build(path, text, doc):
         ops.append(("knob", None, [knob, val]))
     lengths = {}
     point_ids = set()
+    s.op_proc = [0] * len(ops)
+    # the process tree as the program runs it: parent, alive, exec'd, waited
+    s._parent = {0: None}
+    s._alive = {0}
+    s._execd = set()
+    s._exited = set()
+    s._reaped = set()
     for i, t in enumerate(steps):
         line = step_lines[i] if i < len(step_lines) else 1
         st = Step(i, t, line)
         s.steps.append(st)
         try:
+            n0 = len(ops)
             _resolve(s, st, t, ops, lengths, point_ids)
+            s.op_proc += [st.proc] * (len(ops) - n0)
         except ValueError as e:
             key = getattr(e, "key", None)
             err(_key_line(text, line, key) if key else line, f"step {i + 1} ({t.get('op', '?')}): {e}")
-    if not ops or ops[-1][0] != "endpoint":
+    for n in s.declared:
+        if n not in s.processes:
+            err(plines[s.declared.index(n)], f"process {n!r} is declared but no fork step creates it")
+    if not ops or ops[-1][0] != "endpoint" or s.op_proc[-1] != 0:
         ops += [("point", None, ["end"]), ("endpoint", None, [])]
+        s.op_proc += [0, 0]
         s.points.append("end")
     s.ops = ops
+    s.alive_at_end = sorted(s._alive - {0})
     return s
 
 
@@ -321,15 +347,21 @@ class _KeyError(ValueError):
 
 def _resolve(s, st, t, ops, lengths, point_ids):
     op = t.get("op")
-    if op in LIFECYCLE_OPS:
-        raise _KeyError("op", f"op {op!r} arrives with the process-lifecycle issue (one process for now)")
     if op not in OP_KEYS:
         raise _KeyError("op", f"unknown op {op!r} (known: {', '.join(sorted(OP_KEYS))})")
     for k in t:
         if k not in OP_KEYS[op]:
             raise _KeyError(k, f"unknown key {k!r} for op {op!r} (known: {', '.join(sorted(OP_KEYS[op]))})")
-    if "proc" in t and t["proc"] not in s.processes:
-        raise _KeyError("proc", f"unknown process {t['proc']!r}")
+    pname = t.get("proc", s.processes[0])
+    if not isinstance(pname, str) or pname not in s.processes:
+        raise _KeyError("proc", f"unknown process {pname!r} (the initial one, or a fork's child)")
+    me = s.processes.index(pname)
+    if me not in s._alive:
+        raise _KeyError("proc", f"process {pname!r} has exited")
+    if me in s._execd and op != "exit":
+        raise _KeyError("op", f"process {pname!r} has called execve: it can only exit now "
+                              "(its memory is the minimal program's, not the scenario's)")
+    st.proc = me
     sid = t.get("id")
     if sid is not None and (not isinstance(sid, str) or not ID_RE.match(sid)):
         raise _KeyError("id", f"id must be an identifier, got {sid!r}")
@@ -393,7 +425,8 @@ def _resolve(s, st, t, ops, lengths, point_ids):
             length = lengths.get(t["map"], 0) - off
         return slot, off, length
 
-    label = sid or f"{st.index + 1}:{op}" + (f"({t['map']})" if isinstance(t.get("map"), str) else "")
+    label = sid or (f"{st.index + 1}:{op}" + (f"({t['map']})" if isinstance(t.get("map"), str) else "")
+                    + (f"@{pname}" if me else ""))
     st.label = label
     i = st.index
     if op == "mmap":
@@ -507,12 +540,59 @@ def _resolve(s, st, t, ops, lengths, point_ids):
         lengths[t["map"]] = length
         ops.append(("name", i, [slot, which, anchor, length]))
     elif op == "knob":
+        if me:
+            raise _KeyError("proc", "knobs are set (and restored) by the initial process")
         path = get("path", str, required=True)
         val = get("value", str, required=True)
         if not path.startswith(("/sys/", "/proc/sys/")) or " " in path or " " in val or not val:
             raise _KeyError("path", "knob path must be under /sys or /proc/sys; no spaces")
         ops.append(("knob", i, [path, val]))
+    elif op == "fork":
+        cn = t.get("child")
+        if not isinstance(cn, str) or not ID_RE.match(cn):
+            raise _KeyError("child" if "child" in t else None, "fork needs child = 'name' (a new process name)")
+        if cn in s.processes:
+            raise _KeyError("child", f"process {cn!r} already exists")
+        if len(s.processes) >= MAX_PROCS:
+            raise _KeyError("child", f"too many processes ({MAX_PROCS} at most)")
+        s.processes.append(cn)
+        c = len(s.processes) - 1
+        s._parent[c] = me
+        s._alive.add(c)
+        ops.append(("fork", i, [c]))
+    elif op == "exit":
+        if me == 0:
+            raise _KeyError("proc", "the initial process cannot exit (it runs the scenario)")
+        status = get("status", int, 0)
+        if not 0 <= status <= 255:
+            raise _KeyError("status", "status is 0..255")
+        s._alive.discard(me)
+        s._exited.add(me)
+        # orphans go to init (vmsim: to nobody): no scenario process can wait for them
+        for c, par in list(s._parent.items()):
+            if par == me:
+                s._parent[c] = None
+        ops.append(("exit", i, [status]))
+    elif op == "wait":
+        cn = t.get("child")
+        if cn not in s.processes:
+            raise _KeyError("child" if "child" in t else None, f"wait needs child = 'name' of a forked process")
+        c = s.processes.index(cn)
+        if s._parent.get(c) != me:
+            raise _KeyError("child", f"{cn!r} is not a child of {pname!r} (an orphan's parent is gone)")
+        if c not in s._exited or c in s._reaped:
+            raise _KeyError("child", f"{cn!r} has not exited (a blocking wait would never return "
+                                     "in vmsim) or was already waited for")
+        s._reaped.add(c)
+        ops.append(("wait", i, [c]))
+    elif op == "execve":
+        if me == 0:
+            raise _KeyError("proc", "the initial process cannot execve (it runs the scenario)")
+        s._execd.add(me)
+        ops.append(("execve", i, []))
     elif op == "point":
+        if me in s._execd:
+            raise _KeyError("proc", "no observations of an exec'd process")
         pid = t.get("id")
         if pid is None:
             raise _KeyError(None, "a point needs an 'id'")
@@ -571,8 +651,11 @@ def _resolve(s, st, t, ops, lengths, point_ids):
 def program_text(s):
     """The executor's program: one op per line."""
     out = [f"# scenario {s.name}"]
-    for kind, _, args in s.ops:
+    if len(s.processes) > 1:
+        out.append(f"procs {len(s.processes)}")
+    for (kind, _, args), proc in zip(s.ops, s.op_proc):
         # int64 on the C side: addresses above 2^63 wrap to negative numbers
-        out.append(" ".join([kind] + [str(a - (1 << 64) if isinstance(a, int) and a >= 1 << 63 else a)
-                                      for a in args]))
+        out.append(" ".join(([f"@{proc}"] if proc else []) + [kind] +
+                            [str(a - (1 << 64) if isinstance(a, int) and a >= 1 << 63 else a)
+                             for a in args]))
     return "\n".join(out) + "\n"

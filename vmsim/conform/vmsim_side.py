@@ -45,13 +45,19 @@ class _Runner:
         self.s = scn
         self.m = vmsim.Machine(memory=MEMORY, cpus=CPUS)
         self.out = []
-        self.maddr = {}
-        self.mlen = {}
+        # per process (index as in the scenario): mapping addresses as that process
+        # knows them (a child starts with a copy of its parent's), the fault counts
+        # at its last point, and its step records not printed yet (the executor
+        # prints a process's results at its own points, exit and end)
+        self.maddrs, self.mlens = [{}], [{}]
+        self.maddr, self.mlen = self.maddrs[0], self.mlens[0]
         for kind, step, args in scn.ops:
             if kind == "knob" and step is None:
                 self.m.write_file(args[0], args[1])
         # The executor pins itself to CPU 0: per-CPU LRU batches matter (MADV_FREE).
         self.p = self.m.spawn(cpu=0)
+        self.procs = [self.p]
+        self.cur = 0
         self.brk_base = (self.p.brk(0) + PAGE - 1) & ~(PAGE - 1)
         self.out.append({"t": "hdr", "priv": 1, "zero_pfn": self.m.k.zero_pfn,
                          "release": "vmsim-" + scn.settings.get("kernel", "6.18"),
@@ -60,20 +66,28 @@ class _Runner:
     def addr(self, slot, off):
         return (0 if slot < 0 else self.maddr.get(slot, 0)) + off
 
+    def switch(self, q):
+        self.cur = q
+        self.p = self.procs[q]
+        self.maddr, self.mlen = self.maddrs[q], self.mlens[q]
+
     def run(self):
         ops = self.s.ops
-        ru0 = self.p.getrusage()
-        pending = []
+        self.ru0 = [self.p.getrusage()]
+        pending = self.pending = [[]]
         i = 0
         while i < len(ops):
             kind, step, args = ops[i]
             if kind == "knob" and step is None:
                 i += 1
                 continue
+            self.switch(self.s.op_proc[i])
+            q = self.cur
             if kind == "point":
+                ru0 = self.ru0[q]
                 ru1 = self.p.getrusage()
-                self.out += pending
-                pending = []
+                self.out += pending[q]
+                pending[q] = []
                 pid = args[0]
                 self.out.append({"t": "point", "id": pid, "minflt": ru1.ru_minflt - ru0.ru_minflt,
                                  "majflt": ru1.ru_majflt - ru0.ru_majflt})
@@ -91,16 +105,61 @@ class _Runner:
                 if vm:
                     self.obs_vmstat(vm, pid)
                 i += 1
-                ru0 = self.p.getrusage()
+                self.ru0[q] = self.p.getrusage()
                 continue
             r = {"t": "step", "i": i, "ret": 0, "err": 0, "nsig": 0, "signo": 0, "code": 0,
                  "saddr": 0, "base": 0, "done": 0}
-            self.step(kind, args, r)
-            pending.append(r)
+            if kind in ("fork", "exit", "wait", "execve"):
+                self.lifecycle(kind, args, r)
+            else:
+                self.step(kind, args, r)
+                pending[q].append(r)
             i += 1
-        self.out += pending
+        for q in self.s.alive_at_end:
+            self.out += pending[q]
+            pending[q] = []
+        self.out += pending[0]
         self.out.append({"t": "end"})
         return self.out
+
+    def lifecycle(self, kind, a, r):
+        """fork / exit / wait / execve, with the executor's record order and fault
+        accounting (the parent's interval leaves out what fork itself costs it; a
+        child's counts start at fork)."""
+        q, p = self.cur, self.p
+        try:
+            if kind == "fork":
+                before = p.getrusage()
+                child = p.fork(cpu=0)      # the executor pins every process to CPU 0
+                after = p.getrusage()
+                r0 = self.ru0[q]
+                self.ru0[q] = r0._replace(ru_minflt=r0.ru_minflt + after.ru_minflt - before.ru_minflt,
+                                          ru_majflt=r0.ru_majflt + after.ru_majflt - before.ru_majflt)
+                c = a[0]
+                while len(self.procs) <= c:
+                    self.procs.append(None)
+                    self.maddrs.append({})
+                    self.mlens.append({})
+                    self.ru0.append(None)
+                    self.pending.append([])
+                self.procs[c] = child
+                self.maddrs[c], self.mlens[c] = dict(self.maddr), dict(self.mlen)
+                self.ru0[c] = child.getrusage()
+                r["ret"] = child.pid
+                self.pending[q].append(r)
+            elif kind == "exit":
+                p.exit(a[0])
+                self.out += self.pending[q] + [r]
+                self.pending[q] = []
+            elif kind == "wait":
+                self.pending[q].append(r)
+                r["ret"] = p.wait(self.procs[a[0]].pid)
+            elif kind == "execve":
+                self.out += self.pending[q]
+                self.pending[q] = [r]
+                p.execve()
+        except OSError as e:
+            r["ret"], r["err"] = -1, e.errno
 
     # --- observations ---------------------------------------------------------
     def obs_smaps(self, slot, pid):

@@ -1,6 +1,6 @@
 """Tearing down an address space (mm/mmap.c exit_mmap, kernel/exit.c).
 
-exit_mmap: mmu_notifier_release, lru_add_drain, tlb_gather_mmu_fullmm, unmap_vmas
+exit_mmap: mmu_notifier_release, tlb_gather_mmu_fullmm, unmap_vmas
 over every VMA, free_pgtables from FIRST_USER_ADDRESS to USER_PGTABLES_CEILING,
 tlb_finish_mmu, then remove_vma for each VMA and drop the accounting.
 """
@@ -24,10 +24,10 @@ def exit_mmap(mm):
     """exit_mmap(): unmap and free everything the mm maps."""
     k = mm.kernel
     mmu_notifier_release(mm)
-    lru_add_drain(k)
+    # No lru_add_drain() here since 6.14 ("mm: remove unnecessary calls to lru_add_drain").
     vmas = list(mm.mm_mt)
     tlb = tlb_gather_mmu_fullmm(mm)
-    update_hiwater_rss(mm)
+    # update_hiwater_rss(mm) here? but nobody should be looking (6.18's own comment)
     if vmas:
         unmap_vmas(tlb, vmas, 0, (1 << 64) - 1)
         free_pgtables(tlb, vmas, FIRST_USER_ADDRESS, USER_PGTABLES_CEILING)

@@ -27,6 +27,7 @@ from vmsim.mm.mm_types import (
 from vmsim.mm.page_alloc import GFP_HIGHUSER_MOVABLE
 from vmsim.mm.page_flags import PG_anon, PG_anon_exclusive, PG_lru, PG_swapbacked, PG_dirty, PG_referenced
 from vmsim.mm.rmap import (folio_add_new_anon_rmap, folio_remove_rmap_pte, folio_add_file_rmap_pte,
+                           folio_try_dup_anon_rmap_pte, folio_dup_file_rmap_pte,
                            RMAP_EXCLUSIVE, anon_vma_prepare)
 from vmsim.mm.swap import folio_add_lru_vma, folio_put, folio_get, lru_add_drain
 from vmsim.mm.huge_memory import (thp_vma_allowable_order, create_huge_pud, wp_huge_pud,
@@ -45,6 +46,7 @@ PMD_SIZE = T.PMD_SIZE
 PMD_MASK = T.PMD_MASK
 PUD_MASK = T.PUD_MASK
 _U64 = (1 << 64) - 1
+_MKOLD_NO_UFFD_WP = ~(T._PAGE_ACCESSED | T._PAGE_UFFD_WP)
 
 
 # --- page-table allocation (include/linux/mm.h, mm/memory.c) -----------------
@@ -724,11 +726,15 @@ def zap_pte_range(tlb, vma, pmdp: int, addr: int, end: int, details) -> int:
     k = mm.kernel
     pool = k.ptpool.mv
     mem = k.mem
+    mflags = mem.flags
     start = addr
     ptep = pte_offset_map(mm, pmdp, addr)
     while True:                                             # retry:
         force_flush = False
         rss_anon = rss_file = rss_shmem = 0
+        # The translations cleared in this pass, recorded as one range for the
+        # flush check (every one of them is also in the gather's flush range).
+        first = -1
         while addr != end:
             pte = pool[ptep]
             if pte:
@@ -737,16 +743,18 @@ def zap_pte_range(tlb, vma, pmdp: int, addr: int, end: int, details) -> int:
                 page = vm_normal_page(vma, addr, pte)
                 pool[ptep] = 0                              # ptep_get_and_clear_full
                 tlb_remove_tlb_entry(tlb, ptep, addr)
-                note_downgrade(mm, addr, addr + 4096)
+                if first < 0:
+                    first = addr
+                last = addr
                 if page >= 0:
-                    f = mem.flags[page]
+                    f = mflags[page]
                     if f & PG_anon:
                         rss_anon += 1
                     else:
                         if pte & T._PAGE_DIRTY:
-                            mem.flags[page] = mem.flags[page] | PG_dirty
+                            mflags[page] = mflags[page] | PG_dirty
                         if pte & T._PAGE_ACCESSED:
-                            mem.flags[page] = mem.flags[page] | PG_referenced
+                            mflags[page] = mflags[page] | PG_referenced
                         if f & PG_swapbacked:
                             rss_shmem += 1
                         else:
@@ -759,9 +767,12 @@ def zap_pte_range(tlb, vma, pmdp: int, addr: int, end: int, details) -> int:
                         break
             addr += 4096
             ptep += 1
-        mm.rss_stat[MM_ANONPAGES] -= rss_anon                 # add_mm_rss_vec()
-        mm.rss_stat[MM_FILEPAGES] -= rss_file
-        mm.rss_stat[MM_SHMEMPAGES] -= rss_shmem
+        if first >= 0:
+            note_downgrade(mm, first, last + 4096)
+        rss = mm.rss_stat
+        rss[MM_ANONPAGES] -= rss_anon                       # add_mm_rss_vec()
+        rss[MM_FILEPAGES] -= rss_file
+        rss[MM_SHMEMPAGES] -= rss_shmem
         if force_flush:
             tlb_flush_mmu(tlb)
         if addr == end:
@@ -1100,16 +1111,20 @@ def __copy_present_ptes(dst_vma, src_vma, dst_ptep: int, src_ptep: int, pte: int
     processes, clean shared PTEs in the child, make the child's entry old."""
     src_mm = src_vma.vm_mm
     pool = src_mm.kernel.ptpool.mv
-    if is_cow_mapping(src_vma.vm_flags) and pte & _RW:
-        for i in range(nr):                                    # wrprotect_ptes()
-            pool[src_ptep + i] = pool[src_ptep + i] & ~_RW
-        note_downgrade(src_mm, addr, addr + nr * 4096)         # dup_mmap flushes the parent
+    flags = src_vma.vm_flags
+    if is_cow_mapping(flags) and pte & _RW:
+        # wrprotect_ptes(); copy_pte_range records the downgrade for its whole range,
+        # and dup_mmap flushes the parent.
+        for p in range(src_ptep, src_ptep + nr):
+            pool[p] = pool[p] & ~_RW
         pte &= ~_RW                                            # pte_wrprotect()
-    if src_vma.vm_flags & VM_SHARED:
+    if flags & VM_SHARED:
         pte &= ~T._PAGE_DIRTY                                  # pte_mkclean()
-    pte &= ~T._PAGE_ACCESSED                                   # pte_mkold()
-    pte &= ~T._PAGE_UFFD_WP                                    # !userfaultfd_wp(dst_vma)
-    for i in range(nr):                                        # set_ptes()
+    pte &= _MKOLD_NO_UFFD_WP                                   # pte_mkold(), !userfaultfd_wp(dst_vma)
+    if nr == 1:
+        pool[dst_ptep] = pte                                   # set_ptes()
+        return
+    for i in range(nr):
         pool[dst_ptep + i] = pte + (i << 12)
 
 
@@ -1123,10 +1138,9 @@ def copy_present_ptes(dst_vma, src_vma, dst_ptep: int, src_ptep: int, pte: int,
     pages: folio_dup_file_rmap_pte. The zero page and pfnmaps have no struct page to
     account and are copied as they are.
     """
-    from vmsim.mm.rmap import folio_try_dup_anon_rmap_pte, folio_dup_file_rmap_pte
-    k = src_vma.vm_mm.kernel
     page = vm_normal_page(src_vma, addr, pte)
     if page >= 0:
+        k = src_vma.vm_mm.kernel
         folio_get(k, page)
         if k.mem.flags[page] & PG_anon:
             if folio_try_dup_anon_rmap_pte(k, page, dst_vma, src_vma):
@@ -1144,26 +1158,33 @@ def copy_pte_range(dst_vma, src_vma, dst_pmdp: int, src_pmdp: int, addr: int, en
     add the child's RSS (add_mm_rss_vec). 0 or -ENOMEM."""
     dst_mm = dst_vma.vm_mm
     src_mm = src_vma.vm_mm
-    k = dst_mm.kernel
-    pool = k.ptpool.mv
+    pool = dst_mm.kernel.ptpool.mv
     if pte_alloc(dst_mm, dst_pmdp):                    # pte_alloc_map_lock()
         return -12
     dst_ptep = pte_offset_map(dst_mm, dst_pmdp, addr)
     src_ptep = pte_offset_map(src_mm, src_pmdp, addr)
+    if is_cow_mapping(src_vma.vm_flags):
+        # __copy_present_ptes write-protects the parent's writable PTEs of this range:
+        # one record for the range (a superset) instead of one per PTE.
+        note_downgrade(src_mm, addr, end)
     rss = [0] * 4
     while addr != end:
-        nr = 1
         ptent = pool[src_ptep]
         if ptent:
             if not ptent & (_P | _PROTNONE):
                 raise NotImplementedError("copy_nonpresent_pte: swap entries are not modelled")
             nr = copy_present_ptes(dst_vma, src_vma, dst_ptep, src_ptep, ptent, addr,
                                    (end - addr) >> 12, rss)
-        dst_ptep += nr
-        src_ptep += nr
-        addr += nr << 12
+            dst_ptep += nr
+            src_ptep += nr
+            addr += nr << 12
+        else:
+            dst_ptep += 1
+            src_ptep += 1
+            addr += 4096
+    stat = dst_mm.rss_stat
     for i, n in enumerate(rss):
-        dst_mm.rss_stat[i] += n
+        stat[i] += n
     return 0
 
 

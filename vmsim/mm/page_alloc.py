@@ -144,6 +144,7 @@ class PageAllocator:
         # pageblock migratetypes: one byte per pageblock (default MOVABLE, as at boot).
         self.pageblock_mt = np.full((nr_pages + pageblock_nr_pages - 1) // pageblock_nr_pages,
                                     MIGRATE_MOVABLE, dtype=np.uint8)
+        self.pageblock_mt_mv = memoryview(self.pageblock_mt)    # Python ints, cheaply
         bounds = [(ZONE_DMA, 0, 1 << 12), (ZONE_DMA32, 1 << 12, 1 << 20),
                   (ZONE_NORMAL, 1 << 20, 1 << 62)]
         self.zones = []
@@ -301,20 +302,22 @@ class PageAllocator:
     def __free_one_page(self, zone, pfn, order, mt):
         """__free_one_page(): merge with free buddies, then add to the free list."""
         flags = self.mem.flags
+        pbmt = self.pageblock_mt_mv
+        lo, hi = zone.zone_start_pfn, zone.deferred_pfn
         while order < MAX_PAGE_ORDER:
             buddy = pfn ^ (1 << order)
-            if buddy < zone.zone_start_pfn or buddy >= zone.deferred_pfn:
+            if buddy < lo or buddy >= hi:
                 break
             bf = flags[buddy]
             if not (bf & PGTY_buddy) or (bf & PG_ORDER_MASK) >> PG_ORDER_SHIFT != order:
                 break
-            bmt = self.pageblock_mt[buddy >> pageblock_order]
+            bmt = pbmt[buddy >> pageblock_order]
             if buddy not in zone.free_area[order][bmt]:
                 break
             self._del_from_free_list(zone, buddy, order, bmt)
             pfn &= buddy
             order += 1
-            mt = self.pageblock_mt[pfn >> pageblock_order]
+            mt = pbmt[pfn >> pageblock_order]
         self._add_to_free_list(zone, pfn, order, mt)
 
     # --- pcp -------------------------------------------------------------------
@@ -370,8 +373,9 @@ class PageAllocator:
             batch, lst[:n] = lst[:n], []
             pcp.count -= n << order
             count -= n << order
+            pbmt = self.pageblock_mt_mv
             for pfn in batch:
-                self.__free_one_page(zone, pfn, order, self.pageblock_mt[pfn >> pageblock_order])
+                self.__free_one_page(zone, pfn, order, pbmt[pfn >> pageblock_order])
 
     @staticmethod
     def _pindex_order(pindex):
@@ -442,6 +446,39 @@ class PageAllocator:
                 self.free_pcppages_bulk(z, pcp, pcp.batch << 2 if pcp.batch else pcp.count)
         else:
             self.__free_one_page(z, pfn, order, mt)
+
+    def free_unref_folios(self, pfns, orders, cpu: int = 0):
+        """free_unref_folios(): free a prepared batch (refcounts 0): each folio as
+        free_frozen_pages() would, to this CPU's per-CPU list (free_frozen_page_commit,
+        which spills a full list with free_pcppages_bulk) or, for an order the lists
+        do not hold, to the buddy (free_one_page)."""
+        mem = self.mem
+        flags, mapping, index = mem.flags, mem.mapping, mem.index
+        pbmt = self.pageblock_mt_mv
+        z = None
+        freed = 0
+        for pfn, order in zip(pfns, orders):
+            if z is None or not z.zone_start_pfn <= pfn < z.zone_end_pfn:
+                z = self.zone_of(pfn)
+                pcp = z.pcp[cpu]
+                lists = pcp.lists
+            flags[pfn] = 0
+            mapping[pfn] = 0
+            index[pfn] = 0
+            n = 1 << order
+            z.free_pages += n
+            freed += n
+            mt = pbmt[pfn >> pageblock_order]
+            if order <= PAGE_ALLOC_COSTLY_ORDER or order == pageblock_order:
+                if mt >= MIGRATE_PCPTYPES:
+                    mt = MIGRATE_MOVABLE
+                lists[order_to_pindex(mt, order) if order else mt].append(pfn)
+                pcp.count += n
+                if pcp.count >= pcp.high:
+                    self.free_pcppages_bulk(z, pcp, pcp.batch << 2 if pcp.batch else pcp.count)
+            else:
+                self.__free_one_page(z, pfn, order, mt)
+        self.pgfree += freed
 
     def nr_free_pages(self) -> int:
         return sum(z.free_pages for z in self.zones)

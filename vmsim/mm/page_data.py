@@ -7,7 +7,7 @@ in mem_map is its data handle:
   clear_user_highpage leave it);
 * > 0: one small run written inline in the 32-bit word: bits 0..11 offset, 12..14
   length (1..2), 15..30 up to two bytes (a ``touch`` store costs no extra host memory);
-* < 0: the frame's 4 KiB live in row ``~handle`` of a chunk-grown pool.
+* < 0: the frame's 4 KiB live in row ``~handle`` of a pool of full pages.
 
 The inline encoding is arrays-and-ints only, so the compiled access path can store a
 touch byte without returning to Python. Frames that are freed drop their data.
@@ -15,6 +15,7 @@ touch byte without returning to Python. Frames that are freed drop their data.
 import numpy as np
 
 PAGE_SIZE = 4096
+_ZERO_PAGE = bytes(PAGE_SIZE)
 INLINE_MAX = 2
 
 
@@ -33,22 +34,24 @@ def inline_decode(handle: int):
 class PageData:
     """Frame contents: the per-frame handle (mem_map private) plus the full-page pool."""
 
-    CHUNK = 1024
-
     def __init__(self, private_mv):
+        import mmap as _mmap
         self.private = private_mv
-        self.pool = np.zeros((0, PAGE_SIZE), dtype=np.uint8)
+        # One row per frame at most, on an anonymous MAP_NORESERVE mapping: the host
+        # backs a row only once it is written, and rows never move (growing a numpy
+        # pool copied every row written so far, which dominated COW copies).
+        rows = max(len(private_mv), 1)
+        self._map = _mmap.mmap(-1, rows * PAGE_SIZE,
+                               flags=_mmap.MAP_PRIVATE | _mmap.MAP_ANONYMOUS |
+                               getattr(_mmap, "MAP_NORESERVE", 0x4000))
+        self.pool = np.frombuffer(self._map, dtype=np.uint8).reshape(rows, PAGE_SIZE)
+        self._mv = memoryview(self._map)          # byte slices: cheaper than numpy views
         self.free_rows = []
         self.rows_used = 0
 
     def _alloc_row(self) -> int:
         if self.free_rows:
             return self.free_rows.pop()
-        if self.rows_used == len(self.pool):
-            new = np.zeros((len(self.pool) + max(self.CHUNK, len(self.pool) // 2), PAGE_SIZE),
-                           dtype=np.uint8)
-            new[:len(self.pool)] = self.pool
-            self.pool = new
         self.rows_used += 1
         return self.rows_used - 1
 
@@ -58,7 +61,8 @@ class PageData:
         if h == 0:
             return bytes(n)
         if h < 0:
-            return self.pool[~h, off:off + n].tobytes()
+            b = ~h * PAGE_SIZE + off
+            return self._mv[b:b + n].tobytes()
         ioff, data = inline_decode(h)
         lo, hi = max(off, ioff), min(off + n, ioff + len(data))
         if lo >= hi:
@@ -83,10 +87,12 @@ class PageData:
                     return
             row = self._alloc_row()
             if h > 0:
-                self.pool[row, ioff:ioff + len(old)] = np.frombuffer(old, dtype=np.uint8)
+                b = row * PAGE_SIZE + ioff
+                self._mv[b:b + len(old)] = old
             self.private[pfn] = ~row
             h = ~row
-        self.pool[~h, off:off + n] = np.frombuffer(data, dtype=np.uint8)
+        b = ~h * PAGE_SIZE + off
+        self._mv[b:b + n] = data
 
     def copy(self, dst: int, src: int):
         """copy_highpage(): frame ``dst`` gets the contents of frame ``src``."""
@@ -94,7 +100,7 @@ class PageData:
         h = self.private[src]
         if h < 0:
             row = self._alloc_row()
-            self.pool[row] = self.pool[~h]
+            self._map.move(row * PAGE_SIZE, ~h * PAGE_SIZE, PAGE_SIZE)
             self.private[dst] = ~row
         else:
             self.private[dst] = h
@@ -103,7 +109,8 @@ class PageData:
         """clear_page(): drop the frame's data (it reads as zeros)."""
         h = self.private[pfn]
         if h < 0:
-            self.pool[~h] = 0
+            b = ~h * PAGE_SIZE
+            self._mv[b:b + PAGE_SIZE] = _ZERO_PAGE
             self.free_rows.append(~h)
         self.private[pfn] = 0
 

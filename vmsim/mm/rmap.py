@@ -307,6 +307,10 @@ def folio_remove_rmap_ptes(k, pfn, nr, vma):
                 k.vmstat[vmstat.NR_MAPPED] -= 1
         elif m < 0:
             raise AssertionError(f"VM_BUG_ON: mapcount underflow on pfn {p:#x}")
+    # munlock_vma_folio(): unmapping from a VM_LOCKED VMA drops an mlock.
+    if vma is not None and vma.vm_flags & 0x2000:          # VM_LOCKED
+        from vmsim.mm.mlock import munlock_folio
+        munlock_folio(k, pfn)
 
 
 def folio_remove_rmap_pte(k, pfn, vma):

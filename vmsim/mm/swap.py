@@ -63,18 +63,20 @@ def lruvec_add_folio(k, pfn: int):
     lv = k.lruvec
     lru = folio_lru_list(k, pfn)
     mem = k.mem
-    first = lv.head[lru]
+    head = lv.head
+    first = head[lru]
     mem.lru_prev[pfn] = 0
     mem.lru_next[pfn] = first
     if first:
         mem.lru_prev[first] = pfn
     else:
         lv.tail[lru] = pfn
-    lv.head[lru] = pfn
+    head[lru] = pfn
     n = folio_nr_pages(k, pfn)
     lv.nr[lru] += n
-    k.vmstat[_LRU_STAT[lru]] += n
-    k.vmstat[_ZONE_LRU_STAT[lru]] += n
+    stat = k.vmstat
+    stat[_LRU_STAT[lru]] += n
+    stat[_ZONE_LRU_STAT[lru]] += n
 
 
 def lruvec_del_folio(k, pfn: int):
@@ -82,20 +84,22 @@ def lruvec_del_folio(k, pfn: int):
     lv = k.lruvec
     lru = folio_lru_list(k, pfn)
     mem = k.mem
-    prv, nxt = mem.lru_prev[pfn], mem.lru_next[pfn]
+    lru_prev, lru_next = mem.lru_prev, mem.lru_next
+    prv, nxt = lru_prev[pfn], lru_next[pfn]
     if prv:
-        mem.lru_next[prv] = nxt
+        lru_next[prv] = nxt
     else:
         lv.head[lru] = nxt
     if nxt:
-        mem.lru_prev[nxt] = prv
+        lru_prev[nxt] = prv
     else:
         lv.tail[lru] = prv
-    mem.lru_prev[pfn] = mem.lru_next[pfn] = 0
+    lru_prev[pfn] = lru_next[pfn] = 0
     n = folio_nr_pages(k, pfn)
     lv.nr[lru] -= n
-    k.vmstat[_LRU_STAT[lru]] -= n
-    k.vmstat[_ZONE_LRU_STAT[lru]] -= n
+    stat = k.vmstat
+    stat[_LRU_STAT[lru]] -= n
+    stat[_ZONE_LRU_STAT[lru]] -= n
 
 
 def lru_add(k, pfn: int):
@@ -220,8 +224,9 @@ def __folio_put(k, pfn: int):
     free_folio(k, pfn)
 
 
-def free_folio(k, pfn: int):
-    """free_frozen_pages() for a folio: drop its data and flags, return its frames."""
+def _free_pages_prepare(k, pfn: int) -> int:
+    """The part of free_pages_prepare() vmsim models: drop the folio's data, its tail
+    pages' state and its mlock count; return its order."""
     mem = k.mem
     f = mem.flags[pfn]
     order = (f & PG_ORDER_MASK) >> PG_ORDER_SHIFT if f & PG_head else 0
@@ -238,7 +243,33 @@ def free_folio(k, pfn: int):
             mem.mapping[p] = 0
             mem.index[p] = 0
     mem.mapcount[pfn] = 0
+    return order
+
+
+def free_folio(k, pfn: int):
+    """free_frozen_pages() for a folio: drop its data and flags, return its frames."""
+    order = _free_pages_prepare(k, pfn)
     k.page_alloc.free_frozen_pages(pfn, order, k.current_cpu())
+
+
+def free_unref_folios(k, pfns):
+    """free_unref_folios() (mm/page_alloc.c): prepare each folio for freeing, then
+    commit the batch to this CPU's per-CPU lists (PageAllocator.free_unref_folios)."""
+    mem = k.mem
+    flags = mem.flags
+    private = mem.private
+    mapcount = mem.mapcount
+    data = k.page_data
+    orders = []
+    for pfn in pfns:
+        if flags[pfn] & (PG_head | PG_mlocked):
+            orders.append(_free_pages_prepare(k, pfn))
+            continue
+        if private[pfn]:                        # _free_pages_prepare() for order 0
+            data.clear(pfn)
+        mapcount[pfn] = 0
+        orders.append(0)
+    k.page_alloc.free_unref_folios(pfns, orders, k.current_cpu())
 
 
 def folio_put(k, pfn: int):
@@ -253,9 +284,23 @@ def folio_put(k, pfn: int):
 
 
 def folios_put(k, pfns):
-    """folios_put() / release_pages(): drop one reference on each folio."""
+    """folios_put() -> folios_put_refs(): drop one reference on each folio; those whose
+    last reference went leave their LRU list (__page_cache_release) and are then freed
+    together (free_unref_folios). The kernel works through a folio_batch of
+    PAGEVEC_SIZE at a time; LRU removal and the per-CPU lists do not interact, so one
+    batch per call ends in the same state."""
+    rc = k.mem.refcount
+    free = []
     for pfn in pfns:
-        folio_put(k, pfn)
+        r = rc[pfn] - 1
+        rc[pfn] = r
+        if r == 0:
+            page_cache_release(k, pfn)
+            free.append(pfn)
+        elif r < 0:
+            raise AssertionError(f"VM_BUG_ON_FOLIO: refcount underflow on pfn {pfn:#x}")
+    if free:
+        free_unref_folios(k, free)
 
 
 def folios_put_refs(k, pfns, refs):

@@ -3,8 +3,12 @@
 Until the TLB model lands, these record each flush; the debug checker compares the
 record with the permission downgrades and unmaps made since, and flags any left
 unflushed when a syscall returns (as a missing flush would leave a stale TLB entry).
+``k.tlb_flushes`` keeps the most recent flushes only (at least TLB_FLUSH_RECORD): an
+unbounded record grows by a tuple per flush (one per COW fault), and the garbage
+collector's scans of it slowed every later fault.
 """
 TLB_FLUSH_ALL = -1
+TLB_FLUSH_RECORD = 4096
 
 
 def note_downgrade(mm, start: int, end: int):
@@ -15,12 +19,20 @@ def note_downgrade(mm, start: int, end: int):
 def flush_tlb_mm_range(mm, start: int, end: int, stride_shift: int = 12, freed_tables: bool = False):
     """flush_tlb_mm_range(): flush [start, end) of ``mm`` on every CPU using it."""
     k = mm.kernel
-    k.tlb_flushes.append((mm, start, end, freed_tables))
-    if k.tlb_pending:
+    flushes = k.tlb_flushes
+    flushes.append((mm, start, end, freed_tables))
+    if len(flushes) > 2 * TLB_FLUSH_RECORD:
+        del flushes[:TLB_FLUSH_RECORD]
+    pending = k.tlb_pending
+    if pending:
         if end == TLB_FLUSH_ALL:
-            k.tlb_pending = [p for p in k.tlb_pending if p[0] is not mm]
+            k.tlb_pending = [p for p in pending if p[0] is not mm]
+        elif len(pending) == 1:               # the common case: a fault's own downgrade
+            p = pending[0]
+            if p[0] is mm and start <= p[1] and p[2] <= end:
+                k.tlb_pending = []
         else:
-            k.tlb_pending = [p for p in k.tlb_pending
+            k.tlb_pending = [p for p in pending
                              if not (p[0] is mm and start <= p[1] and p[2] <= end)]
 
 
