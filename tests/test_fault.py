@@ -202,3 +202,23 @@ def test_exit_returns_every_frame(machine):
     assert k.page_alloc.nr_free_pages() == free0 - len(batch_refs(k))
     lru_add_drain_all(k)
     assert k.page_alloc.nr_free_pages() == free0
+
+
+def test_zap_passes_young_bit_to_the_folio(proc):
+    """zap_present_folio_ptes(): a young PTE marks the page accessed when zapped; the
+    second time it is activated (the reference kernel showed REF after one munmap of a
+    memfd page, ACTIVE after a second)."""
+    from vmsim.mm.page_flags import PG_referenced, PG_active
+    from vmsim.mm.swap import lru_add_drain_all
+    k = proc.machine.k
+    a = proc.mmap(0, 4096, RW, MAP_SHARED | MAP_ANONYMOUS)
+    proc.write(a, b"x")
+    pfn = next(iter(proc.mm.find_vma(a).vm_file.f_mapping.i_pages.values()))
+    lru_add_drain_all(k)
+    assert not k.mem.flags[pfn] & (PG_referenced | PG_active)
+    proc.madvise(a, 4096, vmsim.MADV_DONTNEED)
+    assert k.mem.flags[pfn] & PG_referenced and not k.mem.flags[pfn] & PG_active
+    proc.read(a, 1)
+    proc.madvise(a, 4096, vmsim.MADV_DONTNEED)
+    lru_add_drain_all(k)
+    assert k.mem.flags[pfn] & PG_active

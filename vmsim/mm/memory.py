@@ -29,7 +29,9 @@ from vmsim.mm.page_flags import PG_anon, PG_anon_exclusive, PG_lru, PG_swapbacke
 from vmsim.mm.rmap import (folio_add_new_anon_rmap, folio_remove_rmap_pte, folio_add_file_rmap_pte,
                            folio_try_dup_anon_rmap_pte, folio_dup_file_rmap_pte,
                            RMAP_EXCLUSIVE, anon_vma_prepare)
-from vmsim.mm.swap import folio_add_lru_vma, folio_put, folio_get, lru_add_drain
+from vmsim.mm.swap import folio_add_lru_vma, folio_put, folio_get, lru_add_drain, folio_mark_accessed
+from vmsim.mm.filemap import folio_mark_dirty
+from vmsim.mm.mm_types import VM_SEQ_READ, VM_RAND_READ
 from vmsim.mm.huge_memory import (thp_vma_allowable_order, create_huge_pud, wp_huge_pud,
                                   huge_pud_set_accessed, create_huge_pmd, wp_huge_pmd,
                                   huge_pmd_set_accessed, do_huge_pmd_numa_page,
@@ -751,10 +753,11 @@ def zap_pte_range(tlb, vma, pmdp: int, addr: int, end: int, details) -> int:
                     if f & PG_anon:
                         rss_anon += 1
                     else:
+                        # zap_present_folio_ptes(): the PTE's D and A bits pass to the folio.
                         if pte & T._PAGE_DIRTY:
-                            mflags[page] = mflags[page] | PG_dirty
-                        if pte & T._PAGE_ACCESSED:
-                            mflags[page] = mflags[page] | PG_referenced
+                            folio_mark_dirty(k, page)
+                        if pte & T._PAGE_ACCESSED and not vma.vm_flags & (VM_SEQ_READ | VM_RAND_READ):
+                            folio_mark_accessed(k, page)        # vma_has_recency()
                         if f & PG_swapbacked:
                             rss_shmem += 1
                         else:
