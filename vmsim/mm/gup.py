@@ -140,13 +140,19 @@ def __get_user_pages(mm, start: int, nr_pages: int, gup_flags: int):
                 ret = check_vma_flags(vma, gup_flags)
                 if ret:
                     return i if i else ret
+        tries = 0
         while True:
             pfn = follow_page_pte(vma, start, gup_flags)
             if pfn >= 0:
                 break
+            if tries == 2:
+                # 6.18 follows a read-only PTE after a FOLL_FORCE COW (can_follow_write_pte)
+                # and PROT_NONE PTEs under FOLL_FORCE; vmsim does not model either yet.
+                raise NotImplementedError("GUP: FOLL_FORCE on this mapping is not modelled")
             ret = faultin_page(vma, start, gup_flags)
             if ret:
                 return i if i else ret
+            tries += 1
         i += 1
         start += 4096
         nr_pages -= 1

@@ -1101,7 +1101,8 @@ def vma_needs_copy(dst_vma, src_vma) -> bool:
     rebuild them: VM_PFNMAP / VM_MIXEDMAP (and uffd-wp, guard regions: not modelled)
     or a VMA with an anon_vma. Untouched anonymous VMAs, shared memory and file
     mappings are faulted in by the child."""
-    if src_vma.vm_flags & (VM_PFNMAP | VM_MIXEDMAP | VM_UFFD_WP | VM_MAYBE_GUARD):
+    # VM_COPY_ON_FORK is tested on the destination: uffd-wp may be set only there.
+    if dst_vma.vm_flags & (VM_PFNMAP | VM_MIXEDMAP | VM_UFFD_WP | VM_MAYBE_GUARD):
         return True
     if src_vma.anon_vma is not None:
         return True
