@@ -10,6 +10,7 @@ from vmsim.mm import vmstat
 from vmsim.mm.debug_vm import check_all, check_mm, VMChecker
 from vmsim.mm.mm_types import MM_ANONPAGES
 from vmsim.mm.page_flags import PG_lru
+from vmtest import pte_at, pfn_at  # noqa: F401
 
 RW = PROT_READ | PROT_WRITE
 ANON = MAP_PRIVATE | MAP_ANONYMOUS
@@ -19,11 +20,6 @@ def ptep(mm, addr):
     """Pool index of the PTE for addr (tables must exist)."""
     p = pmd_offset(mm, pud_offset(mm, p4d_offset(mm, pgd_offset(mm, addr), addr), addr), addr)
     return pte_offset_map(mm, p, addr)
-
-
-def pfn_at(proc, addr):
-    k = proc.machine.k
-    return (k.ptpool.mv[ptep(proc.mm, addr)] & T.PTE_PFN_MASK) >> 12
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from vmsim.mm import vmstat
 from vmsim.mm.mm_types import VM_WIPEONFORK, VM_DONTCOPY, MM_ANONPAGES
 from vmsim.mm.page_flags import PG_anon_exclusive
 from vmsim.mm.rmap import folio_mapped_by
+from vmtest import pte_at, pfn_at  # noqa: F401
 
 P = 4096
 N = 16
@@ -35,10 +36,6 @@ def ptep(mm, addr):
 
 def pte(proc, addr):
     return proc.machine.k.ptpool.mv[ptep(proc.mm, addr)]
-
-
-def pfn_at(proc, addr):
-    return (pte(proc, addr) & T.PTE_PFN_MASK) >> 12
 
 
 def isolated(p, npages=N, flags=ANON):

@@ -14,29 +14,11 @@ from vmsim.arch.x86 import pgtable_types as T
 from vmsim.mm.mm_types import (VM_HUGEPAGE, VM_NOHUGEPAGE, VM_RAND_READ, VM_SEQ_READ, VM_DONTCOPY,
                                VM_WIPEONFORK, VM_DONTDUMP, MM_ANONPAGES)
 from vmsim.mm.page_flags import PG_anon, PG_swapbacked, PG_lru
+from vmtest import pte_at, pfn_at  # noqa: F401
 
 P = 4096
 ANON = MAP_PRIVATE | MAP_ANONYMOUS
 RW = PROT_READ | PROT_WRITE
-
-
-def pte_at(proc, addr):
-    mm = proc.mm
-    k = mm.kernel
-    pool = k.ptpool.mv
-    shift = k.pgdir_shift
-    p = mm.pgd_ptr + ((addr >> shift) & 511)
-    while True:
-        e = pool[p]
-        if shift == 12 or not e:
-            return e
-        shift -= 9
-        p = k.mem.private[(e & T.PTE_PFN_MASK) >> 12] * 512 + ((addr >> shift) & 511)
-
-
-def pfn_at(proc, addr):
-    pte = pte_at(proc, addr)
-    return (pte & T.PTE_PFN_MASK) >> 12 if pte & T._PAGE_PRESENT else -1
 
 
 def lazyfree_kb(proc, addr, n):

@@ -11,26 +11,11 @@ from vmsim.mm import vmstat
 from vmsim.mm.mm_types import VM_LOCKED, VM_LOCKONFAULT
 from vmsim.mm.page_flags import PG_mlocked, PG_unevictable, PG_lru
 from vmsim.mm.swap import lru_add_drain, LRU_UNEVICTABLE
+from vmtest import pte_at, pfn_at  # noqa: F401
 
 P = 4096
 ANON = MAP_PRIVATE | MAP_ANONYMOUS
 RW = PROT_READ | PROT_WRITE
-
-
-def pfn_at(proc, addr):
-    mm = proc.mm
-    k = mm.kernel
-    pool = k.ptpool.mv
-    shift = k.pgdir_shift
-    p = mm.pgd_ptr + ((addr >> shift) & 511)
-    while True:
-        e = pool[p]
-        if not e:
-            return -1
-        if shift == 12:
-            return (e & T.PTE_PFN_MASK) >> 12 if e & T._PAGE_PRESENT else -1
-        shift -= 9
-        p = k.mem.private[(e & T.PTE_PFN_MASK) >> 12] * 512 + ((addr >> shift) & 511)
 
 
 def flt(proc):

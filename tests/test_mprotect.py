@@ -7,24 +7,11 @@ import vmsim
 from vmsim import PROT_NONE, PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_ANONYMOUS
 from vmsim.arch.x86 import pgtable_types as T
 from vmsim.mm.mm_types import VM_ACCOUNT, VM_WRITE, VM_READ
+from vmtest import pte_at, pfn_at  # noqa: F401
 
 P = 4096
 PROT_GROWSDOWN, PROT_GROWSUP = 0x01000000, 0x02000000
 ANON = MAP_PRIVATE | MAP_ANONYMOUS
-
-
-def pte_at(proc, addr):
-    mm = proc.mm
-    k = mm.kernel
-    pool = k.ptpool.mv
-    shift = k.pgdir_shift
-    p = mm.pgd_ptr + ((addr >> shift) & 511)
-    while True:
-        e = pool[p]
-        if shift == 12 or not e:
-            return e
-        shift -= 9
-        p = k.mem.private[(e & T.PTE_PFN_MASK) >> 12] * 512 + ((addr >> shift) & 511)
 
 
 def vmas(proc, start, end):

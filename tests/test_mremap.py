@@ -8,31 +8,13 @@ from vmsim import (PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_SHARED, MAP_ANONYMOUS
                    MREMAP_MAYMOVE, MREMAP_FIXED, MREMAP_DONTUNMAP)
 from vmsim.arch.x86 import pgtable_types as T
 from vmsim.mm.mm_types import VM_ACCOUNT, VM_LOCKED
+from vmtest import pte_at, pfn_at  # noqa: F401
 
 P = 4096
 MB = 1 << 20
 ANON = MAP_PRIVATE | MAP_ANONYMOUS
 RW = PROT_READ | PROT_WRITE
 MAP_FIXED_NOREPLACE = 0x100000
-
-
-def pte_at(proc, addr, level=12):
-    mm = proc.mm
-    k = mm.kernel
-    pool = k.ptpool.mv
-    shift = k.pgdir_shift
-    p = mm.pgd_ptr + ((addr >> shift) & 511)
-    while True:
-        e = pool[p]
-        if shift == level or not e:
-            return e
-        shift -= 9
-        p = k.mem.private[(e & T.PTE_PFN_MASK) >> 12] * 512 + ((addr >> shift) & 511)
-
-
-def pfn_at(proc, addr):
-    pte = pte_at(proc, addr)
-    return (pte & T.PTE_PFN_MASK) >> 12 if pte & T._PAGE_PRESENT else -1
 
 
 def layout(proc, start, end):

@@ -1,0 +1,24 @@
+"""Helpers shared by the tests: read a process's page tables the way the hardware does."""
+from vmsim.arch.x86 import pgtable_types as T
+
+
+def pte_at(proc, addr, level=12):
+    """Return the entry mapping ``addr`` at the level whose shift is ``level`` (12: the
+    PTE), or the first empty entry met on the way down (0)."""
+    mm = proc.mm
+    k = mm.kernel
+    pool = k.ptpool.mv
+    shift = k.pgdir_shift
+    p = mm.pgd_ptr + ((addr >> shift) & 511)
+    while True:
+        e = pool[p]
+        if shift == level or not e:
+            return e
+        shift -= 9
+        p = k.mem.private[(e & T.PTE_PFN_MASK) >> 12] * 512 + ((addr >> shift) & 511)
+
+
+def pfn_at(proc, addr):
+    """Return the PFN the PTE of ``addr`` maps, or -1 when it is not present."""
+    pte = pte_at(proc, addr)
+    return (pte & T.PTE_PFN_MASK) >> 12 if pte & T._PAGE_PRESENT else -1
