@@ -193,6 +193,31 @@ def run_demo(out, traces=True, memory="1G"):
     step("write 64 KiB below the stack: lock_mm_and_find_vma -> expand_stack_locked grows the "
          "stack VMA down, then do_anonymous_page", s10)
 
+    def s11():
+        a = state["cow"] = p.mmap(0, 4 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
+        p.write(a, b"parent")
+        before = pte_state(m, p, a)
+        c = state["child"] = p.fork(cpu=p.task.cpu)
+        after = pte_state(m, p, a)
+        c.write(a, b"child!")
+        return [f"parent before fork: {before}",
+                f"after fork (copy_page_range write-protected it in both): {after}",
+                f"child after its write: {pte_state(m, c, a)}; parent still reads "
+                f"{p.read(a, 6)!r}"]
+    f = step("fork, then the child writes: copy_present_pte write-protected the private page in "
+             "both processes; the child's write fault copies it (do_wp_page -> wp_page_copy)", s11)
+    if f:
+        shown.append(("copy-on-write in the child -> wp_page_copy", f[-1]))
+
+    def s12():
+        a, c = state["cow"], state["child"]
+        c.exit(0)
+        p.wait(c.pid)
+        p.write(a, b"again")
+        return f"after the child exited the page is the parent's alone: {pte_state(m, p, a)}"
+    step("the child exits; the parent writes: wp_can_reuse_anon_folio finds one reference, "
+         "the page is reused (do_wp_page -> wp_page_reuse, pgreuse)", s12)
+
     if traces and shown:
         out.heading("Function-graph traces of a few of these faults")
         for title, fault in shown:
