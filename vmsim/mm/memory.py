@@ -110,7 +110,9 @@ def __p4d_alloc(mm, pgdp: int, address: int) -> int:
 def p4d_alloc(mm, pgdp: int, address: int) -> int:
     """p4d_alloc(): pointer to the P4D entry, allocating; -1 on OOM. Folded on 4-level."""
     k = mm.kernel
-    if k.la57 and k.ptpool.mv[pgdp] == 0 and __p4d_alloc(mm, pgdp, address):
+    if not k.la57:
+        return pgdp                  # p4d folded into the pgd (pgtable_l5_enabled() false)
+    if k.ptpool.mv[pgdp] == 0 and __p4d_alloc(mm, pgdp, address):
         return -1
     return p4d_offset(mm, pgdp, address)
 

@@ -98,23 +98,23 @@ def touch(k, task, base: int, stride: int, count: int, write: bool, value: int) 
     sbase = s64(base)
     last = None
     i = 0
+    # The pool and mem_map never move, so their views are fetched once.
+    pt, rows = _arrays(k)
     while i < count:
-        pt, rows = _arrays(k)
         i = batch(pt, rows, cr3, la57, sbase, stride, count, i, access, value, out)
         if i >= count:
             break
-        if out[0] == -1:
-            phys = int(out[1])
-            k.page_data.write(phys >> 12, phys & 0xFFF, bytes((value,)))
+        err, where = out.tolist() if not isinstance(out, list) else out
+        if err == -1:
+            k.page_data.write(where >> 12, where & 0xFFF, bytes((value,)))
             i += 1
             continue
-        fault = (i, int(out[0]))
-        exc_page_fault(k, regs, fault[1], int(out[1]) & ((1 << 64) - 1))
+        exc_page_fault(k, regs, err, where & 0xFFFFFFFFFFFFFFFF)
         if task.signals:
             return i
-        if fault == last:
-            raise AssertionError(f"fault loop at {base + i * stride:#x} error code {fault[1]:#x}")
-        last = fault
+        if (i, err) == last:
+            raise AssertionError(f"fault loop at {base + i * stride:#x} error code {err:#x}")
+        last = (i, err)
     return count
 
 
