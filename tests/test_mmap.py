@@ -96,3 +96,27 @@ def test_brk_respects_rlimit_data(proc):
     proc.mmap(0, 14 << 20, RW, ANON)
     base = proc.brk(0)
     assert proc.brk(base + (4 << 20)) == base
+
+
+def test_seeded_aslr_follows_the_kernels_ranges():
+    """randomize_va_space=2 on x86-64: mmap_base moves by up to 2^28 pages below
+    TASK_SIZE - (RLIMIT_STACK + 16 GiB stack randomisation + 1 MiB guard), the stack top
+    by up to STACK_RND_MASK pages below STACK_TOP, brk by up to 32 MiB above .bss."""
+    top = (1 << 47) - 4096
+    gap = (8 << 20) + (0x3FFFFF << 12) + (1 << 20)
+    seen = set()
+    for seed in range(6):
+        m = vmsim.Machine("256M", aslr_seed=seed)
+        p = m.spawn()
+        mm = p.mm
+        assert top - gap - (1 << 40) <= mm.mmap_base <= top - gap
+        stack = mm.find_vma(mm.start_stack)
+        assert top - (0x3FFFFF << 12) <= stack.vm_end <= top
+        assert 0x4ac000 <= mm.start_brk < 0x4ac000 + (32 << 20)
+        again = vmsim.Machine("256M", aslr_seed=seed).spawn().mm
+        assert (again.mmap_base, again.start_brk, again.start_stack) == \
+            (mm.mmap_base, mm.start_brk, mm.start_stack)
+        seen.add(mm.mmap_base)
+    assert len(seen) == 6
+    off = vmsim.Machine("256M").spawn().mm
+    assert off.mmap_base == top - (128 << 20)            # ASLR off: the measured layout

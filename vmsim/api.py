@@ -59,12 +59,16 @@ def _check(ret):
 class Machine:
     """A simulated x86-64 machine running Linux (the 6.18 profile by default)."""
 
-    def __init__(self, memory="4G", cpus=1, paging_levels=4, kernel="6.18", debug_vm=None):
+    def __init__(self, memory="4G", cpus=1, paging_levels=4, kernel="6.18", debug_vm=None,
+                 aslr_seed=None):
+        """``aslr_seed``: None lays processes out with ASLR off (as the measured reference,
+        setarch -R); an int turns on seeded randomisation (randomize_va_space=2)."""
         self.k = Kernel(parse_size(memory), cpus, paging_levels, kernel)
         if debug_vm is None:
             debug_vm = os.environ.get("VMSIM_DEBUG_VM", "") not in ("", "0")
         self.debug_vm = debug_vm
         self.processes = {}
+        self.aslr_seed = aslr_seed
         self._last_cpu = -1
 
     # --- processes ---------------------------------------------------------------
@@ -88,7 +92,11 @@ class Machine:
             raise MemoryError("out of memory creating the mm")
         task.mm = task.active_mm = mm
         k.switch_to(task)
-        setup_new_exec_layout(k, mm, task)
+        rng = None
+        if self.aslr_seed is not None:
+            import random
+            rng = random.Random(self.aslr_seed * 1000003 + pid)
+        setup_new_exec_layout(k, mm, task, rng)
         p = Process(self, task)
         # The argv/envp/auxv page at the top of the stack, written by copy_strings.
         p.write(mm.arg_start, b"/usr/local/bin/vmsim-minimal\0")

@@ -126,23 +126,52 @@ class _SpecialMapping:
         return VM_FAULT_NOPAGE
 
 
-def mmap_base(k, rlim_stack: int, task_size: int) -> int:
-    """mmap_base() (arch/x86/mm/mmap.c): task_size minus the clamped stack gap."""
+STACK_RND_MASK = 0x3FFFFF                         # 64-bit: 22 bits of pages (16 GiB)
+MMAP64_RND_BITS = 28                             # /proc/sys/vm/mmap_rnd_bits on the reference
+
+
+def stack_maxrandom_size(rng) -> int:
+    """stack_maxrandom_size(): the largest stack randomisation (0 without PF_RANDOMIZE)."""
+    return STACK_RND_MASK << 12 if rng is not None else 0
+
+
+def arch_mmap_rnd(rng) -> int:
+    """arch_mmap_rnd() -> arch_rnd(mmap64_rnd_bits): page-aligned random offset."""
+    return rng.getrandbits(MMAP64_RND_BITS) << 12 if rng is not None else 0
+
+
+def mmap_base(k, rnd: int, task_size: int, rlim_stack: int, rng=None) -> int:
+    """mmap_base() (arch/x86/mm/mmap.c): task_size minus the clamped stack gap and rnd."""
     gap = rlim_stack
-    pad = 0 + k.stack_guard_gap                     # stack_maxrandom_size() is 0 without ASLR
+    pad = stack_maxrandom_size(rng) + k.stack_guard_gap
     if gap + pad > gap:
         gap += pad
     gap_min = SIZE_128M
     gap_max = (task_size // 6) * 5
     gap = min(max(gap, gap_min), gap_max)
-    return (task_size - gap) & ~0xFFF
+    return (task_size - gap - rnd + 0xFFF) & ~0xFFF
 
 
-def arch_pick_mmap_layout(mm, rlim_stack: int):
-    """arch_pick_mmap_layout(): top-down layout; legacy base at TASK_UNMAPPED_BASE."""
+def arch_pick_mmap_layout(mm, rlim_stack: int, rng=None):
+    """arch_pick_mmap_layout(): top-down layout; legacy base at TASK_UNMAPPED_BASE + rnd.
+    ``rng`` set means PF_RANDOMIZE (vmsim's seeded ASLR); None means ASLR off."""
     k = mm.kernel
-    mm.mmap_base = mmap_base(k, rlim_stack, STACK_TOP_L4)
-    mm.mmap_legacy_base = ((STACK_TOP_L4 // 3) + 0xFFF) & ~0xFFF
+    rnd = arch_mmap_rnd(rng)
+    mm.mmap_base = mmap_base(k, rnd, STACK_TOP_L4, rlim_stack, rng)
+    mm.mmap_legacy_base = (((STACK_TOP_L4 // 3) + 0xFFF) & ~0xFFF) + rnd
+
+
+def randomize_stack_top(stack_top: int, rng=None) -> int:
+    """randomize_stack_top() (mm/util.c): up to STACK_RND_MASK pages below STACK_TOP."""
+    random_variable = (rng.getrandbits(64) & STACK_RND_MASK) << 12 if rng is not None else 0
+    return ((stack_top + 0xFFF) & ~0xFFF) - random_variable
+
+
+def arch_randomize_brk(brk: int, rng=None) -> int:
+    """arch_randomize_brk() -> randomize_page(mm->brk, SZ_32M) on 64-bit."""
+    if rng is None:
+        return brk
+    return brk + (rng.getrandbits(64) % ((32 << 20) >> 12) << 12)
 
 
 def _map(mm, start, end, flags, pgoff, file=None, ops=None, name=None):
@@ -154,10 +183,14 @@ def _map(mm, start, end, flags, pgoff, file=None, ops=None, name=None):
     return vma
 
 
-def setup_new_exec_layout(k, mm, task):
-    """The mm of a freshly exec'ed minimal static program (load_elf_binary + friends)."""
+def setup_new_exec_layout(k, mm, task, rng=None):
+    """The mm of a freshly exec'ed minimal static program (load_elf_binary + friends).
+
+    ``rng`` (a random.Random) turns on vmsim's seeded ASLR: mmap_base, the stack top and
+    the brk start are randomised as with randomize_va_space=2 (the non-PIE binary itself
+    stays at 0x400000, as the kernel leaves it)."""
     rlim_stack = task.rlim["RLIMIT_STACK"]
-    arch_pick_mmap_layout(mm, rlim_stack)
+    arch_pick_mmap_layout(mm, rlim_stack, rng)
     mm.task_size = k.task_size_max if k.la57 else STACK_TOP_L4
     exe = exe_file(k)
     base_flags = VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
@@ -171,7 +204,7 @@ def setup_new_exec_layout(k, mm, task):
     k.committed_as += (EXE_BSS[1] - EXE_BSS[0]) >> 12
     mm.start_code, mm.end_code = 0x401000, 0x479000
     mm.start_data, mm.end_data = 0x4a06d8, 0x4a6270
-    mm.start_brk = mm.brk = EXE_BSS[1]
+    mm.start_brk = mm.brk = arch_randomize_brk(EXE_BSS[1], rng)
     # arch_setup_additional_pages(): vvar, vvar_vclock, vdso just below mmap_base.
     top = mm.mmap_base
     vdso = top - VDSO_PAGES * 4096
@@ -184,7 +217,7 @@ def setup_new_exec_layout(k, mm, task):
     _map(mm, vdso, top, VM_READ | VM_EXEC | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC |
          VM_DONTEXPAND | VM_MIXEDMAP, 0, None, _SpecialMapping("[vdso]"), "[vdso]")
     # setup_arg_pages(): one page of argv/envp strings at STACK_TOP, expanded by 128 KiB.
-    stack_top = STACK_TOP_L4
+    stack_top = randomize_stack_top(STACK_TOP_L4, rng)
     sflags = VM_READ | VM_WRITE | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC | VM_GROWSDOWN | VM_ACCOUNT
     stack = _map(mm, stack_top - 4096 - STACK_EXPAND, stack_top, sflags,
                  (stack_top - 4096 - STACK_EXPAND) >> 12, None, None, "[stack]")
