@@ -108,6 +108,21 @@ def test_fork_recordings_show_linux_cow():
     assert wipe["8:touch(a)@child: signal"].startswith("SIGSEGV SEGV_MAPERR")
 
 
+def test_placement_recordings_show_linux_layout():
+    """mmap placement as docs/linux-layout.md measured it on 6.18: the 2 MiB mapping is
+    THP-aligned (0x7ffff7c00000, 0x2f7000 below the 1 MiB one at 0x7ffff7ef7000), 2M+4K
+    and 3M are not; MAP_32BIT lands in [1 GiB, 2 GiB)."""
+    place = _obs("mmap_placement")
+    assert place["m2M: result"] == "ok, at a-0x2f7000"
+    assert place["m2M4K: result"] == "ok, at a-0x4f8000"     # 0x7ffff79ff000
+    assert place["m3M: result"] == "ok, at a-0xdf7000"       # 0x7ffff7100000
+    hints = _obs("mmap_hints")
+    assert hints["free_hint: result"] == "ok, at hint, at a+0x10000"
+    assert hints["unaligned_hint: result"] == "ok, not at hint, at a+0x18000"   # rounded down
+    assert hints["map_32bit: result"] == "ok, in [0x40000000, 0x80000000)"
+    assert "relative_to" not in program_text(load(os.path.join(SCEN_DIR, "mmap_hints.toml")))
+
+
 def test_process_program_text():
     """Each op carries its process (@P) and fork names the child's index."""
     scn = load(os.path.join(SCEN_DIR, "fork_chain_exit_order.toml"))
@@ -142,6 +157,8 @@ HEAD = '[settings]\nkernel = "6.18"\nthp_enabled = "madvise"\n'
     ('[[step]]\nop = "fork"\nchild = "c"\n\n[[step]]\nop = "execve"\nproc = "c"\n\n'
      '[[step]]\nop = "point"\nid = "x"\nproc = "c"\n', 13, "can only exit"),
     ('[[step]]\nop = "mmap"\nmap = "a"\npages = 4\nprot = "rq"\n', 8, "prot"),
+    ('[[step]]\nop = "mmap"\nmap = "a"\npages = 4\nin_range = ["2G"]\n', 8, "in_range"),
+    ('[[step]]\nop = "mmap"\nmap = "a"\npages = 4\nrelative_to = "zz"\n', 8, "unknown mapping 'zz'"),
     ('vmstat = ["pgfault"]\n[[step]]\nop = "point"\nid = "x"\n', 4, "not allowed"),
 ])
 def test_malformed_scenarios_name_file_and_line(tmp_path, body, line, fragment):

@@ -87,6 +87,13 @@ def derive(scn, recs):
                     res = "ok, at hint" if _u(r["ret"]) == addr.get(hs, -1) + args[5] else "ok, not at hint"
                 if args[6]:
                     res += ", aligned" if _u(r["ret"]) % args[6] == 0 else ", NOT aligned"
+                rel, rng = st.place or (None, None)
+                if rel is not None:
+                    d = _u(r["ret"]) - addr.get(scn.slots[rel], 0)
+                    res += f", at {rel}{d:+#x}"
+                if rng is not None:
+                    inside = rng[0] <= _u(r["ret"]) and _u(r["ret"]) + args[1] <= rng[1]
+                    res += f", {'in' if inside else 'NOT in'} [{rng[0]:#x}, {rng[1]:#x})"
             elif kind == "mremap":
                 slot, off = args[0], args[1]
                 old = _u(r["base"]) + off

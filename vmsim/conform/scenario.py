@@ -32,7 +32,7 @@ KERNELS = ("6.18",)
 
 PROT = {"r": 1, "w": 2, "x": 4}
 MAP_FLAGS = {
-    "shared": 0x01, "private": 0x02, "fixed": 0x10, "anonymous": 0x20, "growsdown": 0x100,
+    "shared": 0x01, "private": 0x02, "fixed": 0x10, "anonymous": 0x20, "32bit": 0x40, "growsdown": 0x100,
     "locked": 0x2000, "noreserve": 0x4000, "populate": 0x8000, "nonblock": 0x10000,
     "stack": 0x20000, "fixed_noreplace": 0x100000,
 }
@@ -73,6 +73,7 @@ class Step:
         self.op = table.get("op")
         self.label = ""
         self.proc = 0
+        self.place = None        # mmap: (relative_to name or None, (lo, hi) or None)
 
 
 class Scenario:
@@ -196,7 +197,7 @@ def _errno_name(e):
 COMMON = {"op", "proc", "id", "note"}
 RANGE = {"map", "offset", "length", "pages", "page"}
 OP_KEYS = {
-    "mmap": {"map", "length", "pages", "prot", "flags", "hint", "fixed", "align"},
+    "mmap": {"map", "length", "pages", "prot", "flags", "hint", "fixed", "align", "relative_to", "in_range"},
     "munmap": RANGE, "mprotect": RANGE | {"prot"}, "madvise": RANGE | {"advice"},
     "mremap": RANGE | {"new_length", "new_pages", "flags", "dest", "as"},
     "mlock": RANGE | {"flags"}, "munlock": RANGE,
@@ -458,6 +459,24 @@ def _resolve(s, st, t, ops, lengths, point_ids):
             raise _KeyError("align", "align must be a power of two of at least 4K")
         if align and hs >= 0:
             raise _KeyError("align", "align cannot be combined with hint/fixed")
+        # Placement observations are derived from the returned address only (the
+        # executor's program does not change): relative to another mapping, and/or
+        # whether it lies in an absolute range (MAP_32BIT: [1G, 2G)).
+        rel = t.get("relative_to")
+        if rel is not None:
+            slot_of(rel, "relative_to")
+        rng_ = None
+        if "in_range" in t:
+            v = t["in_range"]
+            if not isinstance(v, list) or len(v) != 2:
+                raise _KeyError("in_range", "in_range = ['1G', '2G'] (absolute, end excluded)")
+            try:
+                rng_ = tuple(parse_len(x, "in_range") for x in v)
+            except ValueError as e:
+                raise _KeyError("in_range", str(e)) from None
+            if not 0 <= rng_[0] < rng_[1]:
+                raise _KeyError("in_range", "in_range needs 0 <= low < high")
+        st.place = (rel, rng_)
         lengths[t["map"]] = length
         ops.append(("mmap", i, [slot, length, prot, flags, hs, hoff, align]))
     elif op in ("munmap", "munlock"):
