@@ -7,9 +7,12 @@ MLOCK_ONFAULT VMAs are not populated). A folio faulted into a VM_LOCKED VMA gets
 mlock_new_folio() from folio_add_lru_vma().
 
 Simplified:
-* The per-CPU mlock_fbatch is not modelled. mlock_folio / munlock_folio apply
-  __mlock_folio / __munlock_folio at once: mlock_vma_pages_range() ends with
-  lru_add_drain(), which drains that batch, so the syscall's result is the same.
+* The per-CPU mlock_fbatch holds munlocks only: munlock_folio() queues the folio
+  (with a reference) and __munlock_folio() runs when the batch fills or is drained
+  (lru_add_drain -> mlock_drain_local), so a zap of an mlocked page shows its
+  unevictable_pgs_munlocked only after a drain, as on 6.18. mlock_folio() applies
+  __mlock_folio at once: mlock_vma_pages_range() ends with lru_add_drain(), which
+  drains the batch, so the syscall's result is the same.
   mlock_new_folio() only marks the folio; vmsim's folio_add_lru_vma() then queues it
   in the lru_add batch, whose lru_add() puts a PG_mlocked folio on the unevictable
   list (6.18 queues it in mlock_fbatch instead: same 31-folio batching).
@@ -112,8 +115,32 @@ def mlock_new_folio(k, pfn: int):
 
 
 def munlock_folio(k, pfn: int):
-    """munlock_folio(): munlock a folio (via __munlock_folio, see the module doc)."""
-    __munlock_folio(k, pfn)
+    """munlock_folio(): queue the folio in this CPU's mlock_fbatch (taking a reference);
+    a full batch, or one holding a large folio, is processed at once."""
+    from vmsim.mm.swap import PAGEVEC_SIZE
+    from vmsim.mm.page_flags import PG_head
+    k.mem.refcount[pfn] += 1
+    fb = k.cpu_fbatches[k.current_cpu()].mlock
+    fb.append(pfn)
+    if len(fb) >= PAGEVEC_SIZE or k.mem.flags[pfn] & PG_head:
+        mlock_folio_batch(k, fb)
+
+
+def mlock_folio_batch(k, fbatch: list):
+    """mlock_folio_batch(): run the queued munlocks, then drop the batch's references."""
+    from vmsim.mm.swap import folios_put
+    batch = fbatch[:]
+    fbatch.clear()
+    for pfn in batch:
+        __munlock_folio(k, pfn)
+    folios_put(k, batch)
+
+
+def mlock_drain_local(k, cpu: int):
+    """mlock_drain_local(): process this CPU's mlock_fbatch."""
+    fb = k.cpu_fbatches[cpu].mlock
+    if fb:
+        mlock_folio_batch(k, fb)
 
 
 def mlock_pte_range(vma, pmdp: int, addr: int, end: int) -> int:

@@ -11,8 +11,8 @@ from vmsim.mm.mm_types import (
     vm_area_struct, VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_MAYREAD, VM_MAYWRITE, VM_MAYEXEC,
     VM_MAYSHARE, VM_GROWSDOWN, VM_LOCKED, VM_LOCKONFAULT, VM_NORESERVE, VM_ACCOUNT, VM_SPECIAL,
     VM_NOHUGEPAGE, VM_SOFTDIRTY, VM_HUGETLB, VM_DATA_DEFAULT_FLAGS, VM_SYNC, VM_LOCKED_MASK)
-from vmsim.mm.vma import (vm_stat_account, vma_try_merge, can_merge, do_vmi_munmap,
-                          do_vmi_align_munmap)
+from vmsim.mm.vma import (vm_stat_account, do_vmi_munmap, do_vmi_align_munmap,
+                          vma_merge_struct, vma_merge_new_range, VMA_MERGE_ERROR_NOMEM)
 
 PROT_NONE, PROT_READ, PROT_WRITE, PROT_EXEC = 0, 1, 2, 4
 PROT_SEM = 0x8
@@ -410,28 +410,37 @@ def mmap_region(mm, file, addr: int, length: int, vm_flags: int, pgoff: int) -> 
         if err:
             return err
         vm_flags |= VM_ACCOUNT
-    vma = vm_area_struct(mm, addr, end, vm_flags, vm_get_page_prot(vm_flags), pgoff, file)
-    if file is not None:
-        err = file.mmap(vma)
-        if err:
-            if vm_flags & VM_ACCOUNT:
-                k.committed_as -= pglen
-            return err
-    elif vm_flags & VM_SHARED:
-        from vmsim.mm.shmem import shmem_zero_setup
-        err = shmem_zero_setup(vma)
-        if err:
-            return err
-    vma_set_page_prot(vma)
-    mm.vma_store(vma)
-    vma = vma_try_merge(mm, vma)          # vma_merge_new_range() when prev/next exist
+    vma = None
+    # Attempt to merge with adjacent VMAs (before any file ->mmap hook runs, as 6.18
+    # does)...
+    nxt, prev = mm.find_vma_prev(addr)
+    if prev is not None or nxt is not None:
+        vmg = vma_merge_struct(mm, prev=prev, next=nxt, start=addr, end=end, pgoff=pgoff,
+                               vm_flags=vm_flags, file=file)
+        vma = vma_merge_new_range(vmg)
+    # ...but if we can't, allocate a new VMA (__mmap_new_vma).
+    if vma is None:
+        vma = vm_area_struct(mm, addr, end, vm_flags, vm_get_page_prot(vm_flags), pgoff, file)
+        if file is not None:
+            err = file.mmap(vma)
+            if err:
+                if vm_flags & VM_ACCOUNT:
+                    k.committed_as -= pglen
+                return err
+        elif vm_flags & VM_SHARED:
+            from vmsim.mm.shmem import shmem_zero_setup
+            err = shmem_zero_setup(vma)
+            if err:
+                return err
+        mm.vma_store(vma)
     # __mmap_complete()
-    vm_stat_account(mm, vm_flags, pglen)
-    if vm_flags & VM_LOCKED:
-        if vm_flags & VM_SPECIAL or vm_flags & VM_HUGETLB:
+    vm_stat_account(mm, vma.vm_flags, pglen)
+    if vma.vm_flags & VM_LOCKED:
+        if vma.vm_flags & VM_SPECIAL or vma.vm_flags & VM_HUGETLB:
             vma.vm_flags &= ~VM_LOCKED_MASK
         else:
             mm.locked_vm += pglen
+    vma_set_page_prot(vma)
     return addr
 
 
@@ -472,12 +481,18 @@ def do_brk_flags(mm, vma, addr: int, length: int, vm_flags: int) -> int:
         return -errno.ENOMEM
     if __vm_enough_memory(mm, length >> 12):
         return -errno.ENOMEM
-    # Expand the existing brk VMA if possible (vma_merge_new_range with just_expand);
-    # sys_brk only passes a VMA at or above start_brk, so the bss stays separate.
-    if vma is not None and vma.vm_end == addr and vma.vm_flags == vm_flags and \
-            vma.vm_file is None and vma.vm_ops is None:
-        mm.vma_update(vma, vma.vm_start, addr + length)
-    else:
+    # Expand the existing vma if possible (vma_merge_new_range in just_expand mode);
+    # sys_brk only passes a VMA at or above start_brk, so the bss stays separate. A
+    # forked brk VMA (non-singular anon_vma chain) is not expanded: a new VMA follows.
+    merged = None
+    if vma is not None and vma.vm_end == addr:
+        vmg = vma_merge_struct(mm, prev=vma, start=addr, end=addr + length,
+                               pgoff=addr >> 12, vm_flags=vm_flags, just_expand=True)
+        merged = vma_merge_new_range(vmg)
+        if merged is None and vmg.state == VMA_MERGE_ERROR_NOMEM:
+            k.committed_as -= length >> 12
+            return -errno.ENOMEM
+    if merged is None:
         vma = vm_area_struct(mm, addr, addr + length, vm_flags, vm_get_page_prot(vm_flags),
                              addr >> 12)
         mm.vma_store(vma)

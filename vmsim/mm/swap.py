@@ -40,6 +40,7 @@ class cpu_fbatches:
         self.lru_deactivate = []
         self.lru_lazyfree = []
         self.activate = []
+        self.mlock = []          # mm/mlock.c's per-CPU mlock_fbatch (munlocks in flight)
 
 
 def folio_nr_pages(k, pfn: int) -> int:
@@ -150,14 +151,17 @@ def lru_add_drain_cpu(k, cpu: int):
 
 
 def lru_add_drain(k, cpu: int = None):
-    """lru_add_drain(): drain the local CPU's batches."""
-    lru_add_drain_cpu(k, k.current_cpu() if cpu is None else cpu)
+    """lru_add_drain(): drain the local CPU's batches, then its mlock_fbatch."""
+    from vmsim.mm.mlock import mlock_drain_local
+    cpu = k.current_cpu() if cpu is None else cpu
+    lru_add_drain_cpu(k, cpu)
+    mlock_drain_local(k, cpu)
 
 
 def lru_add_drain_all(k):
-    """lru_add_drain_all(): drain every CPU's batches."""
+    """lru_add_drain_all(): lru_add_drain() on every CPU."""
     for cpu in range(k.ncpus):
-        lru_add_drain_cpu(k, cpu)
+        lru_add_drain(k, cpu)
 
 
 def lru_lazyfree(k, pfn: int):
@@ -199,7 +203,8 @@ def batch_refs(k) -> dict:
     """Return {pfn: references held by per-CPU batches} (for the debug checker)."""
     refs = {}
     for fb in k.cpu_fbatches:
-        for lst in (fb.lru_add, fb.lru_lazyfree, fb.activate, fb.lru_deactivate, fb.lru_deactivate_file):
+        for lst in (fb.lru_add, fb.lru_lazyfree, fb.activate, fb.lru_deactivate,
+                    fb.lru_deactivate_file, fb.mlock):
             for pfn in lst:
                 refs[pfn] = refs.get(pfn, 0) + 1
     return refs

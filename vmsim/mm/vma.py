@@ -1,15 +1,16 @@
 """VMA splitting, merging and unmapping (mm/vma.c).
 
-6.18 merges with vma_merge_new_range() (a new mapping next to compatible VMAs) and
-vma_merge_existing_range() (a flags change over part of a VMA); vmsim reaches the
-same final layout by splitting at the range ends, applying the change and merging
-the range with compatible neighbours (vma_modify()). munmap goes through
+Merging follows 6.18: vma_merge_new_range() (mmap_region, brk: a new range next to
+compatible VMAs expands one of them) and vma_merge_existing_range() (vma_modify: an
+attribute change over the start or end of a VMA moves that part into prev or next),
+both ending in vma_expand()/commit_merge(). copy_vma and vma_merge_extend
+(mm/mremap.py) still use the older pairwise can_merge()/vma_merge_pair(). munmap goes through
 do_vmi_munmap -> do_vmi_align_munmap -> vms_gather_munmap_vmas (splits) ->
 vms_complete_munmap_vmas -> vms_clear_ptes (unmap_vmas + free_pgtables).
 """
 import errno
 
-from vmsim.mm.mm_types import (vm_area_struct, VM_SOFTDIRTY, VM_SPECIAL, VM_LOCKED, VM_ACCOUNT,
+from vmsim.mm.mm_types import (vm_area_struct, VM_SOFTDIRTY, VM_SPECIAL, VM_IGNORE_MERGE, VM_LOCKED, VM_ACCOUNT,
                                VM_SHARED, VM_WRITE, VM_EXEC, VM_STACK, VM_GROWSDOWN,
                                VM_HUGETLB, VM_LOCKED_MASK)
 from vmsim.mm.mmu_gather import tlb_gather_mmu, tlb_finish_mmu
@@ -48,7 +49,9 @@ def is_mergeable_vma(vma, vm_flags, file, anon_name) -> bool:
 
 
 def can_merge(prev, nxt) -> bool:
-    """Return whether VMA ``nxt`` directly following ``prev`` may become one VMA."""
+    """Return whether VMA ``nxt`` directly following ``prev`` may become one VMA
+    (the pairwise check copy_vma and vma_merge_extend in mm/mremap.py still use;
+    mmap, brk and vma_modify go through vma_merge_new_range/_existing_range)."""
     if prev.vm_end != nxt.vm_start:
         return False
     if prev.vm_flags & VM_SPECIAL or nxt.vm_flags & VM_SPECIAL:
@@ -81,15 +84,307 @@ def vma_merge_pair(mm, prev, nxt):
     return prev
 
 
-def vma_try_merge(mm, vma):
-    """Merge ``vma`` with its previous and next VMAs where can_merge() allows."""
-    prev = mm.vma_prev(vma)
-    if prev is not None and can_merge(prev, vma):
-        vma = vma_merge_pair(mm, prev, vma)
-    nxt = mm.vma_next(vma)
-    if nxt is not None and can_merge(vma, nxt):
-        vma = vma_merge_pair(mm, vma, nxt)
-    return vma
+# --- vma_merge_struct and 6.18's merge (mm/vma.h, mm/vma.c) ------------------------
+VMA_MERGE_START, VMA_MERGE_ERROR_NOMEM, VMA_MERGE_NOMERGE, VMA_MERGE_SUCCESS = range(4)
+
+
+class vma_merge_struct:
+    """struct vma_merge_struct (mm/vma.h). The vma iterator, mempolicy and uffd
+    context are not modelled (vmsim has neither NUMA policies nor userfaultfd)."""
+    __slots__ = ("mm", "prev", "middle", "next", "target", "start", "end", "pgoff",
+                 "vm_flags", "file", "anon_vma", "anon_name", "copied_from", "state",
+                 "just_expand", "give_up_on_oom", "remove_middle", "remove_next",
+                 "adjust_middle_start", "adjust_next_start")
+
+    def __init__(self, mm, prev=None, middle=None, next=None, start=0, end=0, pgoff=0,
+                 vm_flags=0, file=None, anon_vma=None, anon_name=None, copied_from=None,
+                 state=VMA_MERGE_START, just_expand=False, give_up_on_oom=False):
+        self.mm = mm
+        self.prev = prev
+        self.middle = middle
+        self.next = next
+        self.target = None
+        self.start = start
+        self.end = end
+        self.pgoff = pgoff
+        self.vm_flags = vm_flags
+        self.file = file
+        self.anon_vma = anon_vma
+        self.anon_name = anon_name
+        self.copied_from = copied_from
+        self.state = state
+        self.just_expand = just_expand
+        self.give_up_on_oom = give_up_on_oom
+        self.remove_middle = self.remove_next = False            # __remove_middle, ...
+        self.adjust_middle_start = self.adjust_next_start = False
+
+
+def VMG_VMA_STATE(mm, prev, vma, start: int, end: int):
+    """VMG_VMA_STATE(): a vmg describing [start, end) of the existing ``vma``."""
+    return vma_merge_struct(mm, prev=prev, middle=vma, start=start, end=end,
+                            pgoff=vma.vm_pgoff + ((start - vma.vm_start) >> 12),
+                            vm_flags=vma.vm_flags, file=vma.vm_file, anon_vma=vma.anon_vma,
+                            anon_name=vma.anon_name)
+
+
+def vma_is_fork_child(vma) -> bool:
+    """vma_is_fork_child(): the VMA has an anon_vma whose chain is not singular
+    (it was forked from a parent, so its pages may be CoW-shared)."""
+    return vma is not None and vma.anon_vma is not None and len(vma.anon_vma_chain) != 1
+
+
+def _is_mergeable_vma(vmg, merge_next: bool) -> bool:
+    """is_mergeable_vma(): flags (but VM_IGNORE_MERGE), file and anon name equal."""
+    vma = vmg.next if merge_next else vmg.prev
+    if (vma.vm_flags ^ vmg.vm_flags) & ~VM_IGNORE_MERGE:
+        return False
+    if vma.vm_file is not vmg.file:
+        return False
+    if vma.anon_name != vmg.anon_name:
+        return False
+    return True
+
+
+def _is_mergeable_anon_vma(vmg, merge_next: bool) -> bool:
+    """is_mergeable_anon_vma() (the vmg form): tgt is next or prev, src the middle."""
+    tgt = vmg.next if merge_next else vmg.prev
+    src = vmg.middle
+    tgt_anon = tgt.anon_vma
+    src_anon = vmg.anon_vma
+    # Case 1 - we will dup_anon_vma() from src into tgt.
+    if tgt_anon is None and src_anon is not None:
+        if vma_is_fork_child(src):
+            return False
+        if vma_is_fork_child(vmg.copied_from):
+            return False
+        return True
+    # Case 2 - we will simply use tgt's anon_vma.
+    if tgt_anon is not None and src_anon is None:
+        return not vma_is_fork_child(tgt)
+    # Case 3 - the anon_vma's are already shared.
+    return src_anon is tgt_anon
+
+
+def can_vma_merge_before(vmg) -> bool:
+    """can_vma_merge_before(): the range may merge in front of vmg.next."""
+    pglen = (vmg.end - vmg.start) >> 12
+    return (_is_mergeable_vma(vmg, True) and _is_mergeable_anon_vma(vmg, True) and
+            vmg.next.vm_pgoff == vmg.pgoff + pglen)
+
+
+def can_vma_merge_after(vmg) -> bool:
+    """can_vma_merge_after(): the range may merge after vmg.prev."""
+    return (_is_mergeable_vma(vmg, False) and _is_mergeable_anon_vma(vmg, False) and
+            vmg.prev.vm_pgoff + ((vmg.prev.vm_end - vmg.prev.vm_start) >> 12) == vmg.pgoff)
+
+
+def can_vma_merge_left(vmg) -> bool:
+    """can_vma_merge_left(): prev ends at vmg.start and is compatible."""
+    return vmg.prev is not None and vmg.prev.vm_end == vmg.start and can_vma_merge_after(vmg)
+
+
+def can_vma_merge_right(vmg, can_merge_left: bool) -> bool:
+    """can_vma_merge_right(): next starts at vmg.end and is compatible; when prev
+    merges too, prev's and next's anon_vmas must also be compatible with each other."""
+    nxt = vmg.next
+    if nxt is None or vmg.end != nxt.vm_start or not can_vma_merge_before(vmg):
+        return False
+    if not can_merge_left:
+        return True
+    prev = vmg.prev
+    return prev.anon_vma is None or nxt.anon_vma is None or prev.anon_vma is nxt.anon_vma
+
+
+def can_merge_remove_vma(vma) -> bool:
+    """can_merge_remove_vma(): only VMAs without a ->close hook may be removed."""
+    return vma.vm_ops is None or not getattr(vma.vm_ops, "close", None)
+
+
+def _dup_anon_vma(dst, src, dups: list) -> int:
+    """dup_anon_vma() (mm/vma.c), remembering dst for the abort path."""
+    from vmsim.mm.rmap import dup_anon_vma
+    if src.anon_vma is not None and dst.anon_vma is None:
+        ret = dup_anon_vma(dst, src)
+        dups.append(dst)
+        return ret
+    return 0
+
+
+def _undo_anon_dup(mm, dups):
+    from vmsim.mm.rmap import unlink_anon_vmas
+    for v in dups:
+        unlink_anon_vmas(mm.kernel, v)
+
+
+def commit_merge(vmg) -> int:
+    """commit_merge(): set the range of the VMA being expanded (or of middle when
+    next absorbs part of it), move the adjusted VMA's start, and remove the VMAs the
+    merge swallows (vma_complete: fput, unlink_anon_vmas, map_count). vmsim does not
+    split huge PMDs at the moved boundaries (vma_adjust_trans_huge)."""
+    mm = vmg.mm
+    vma = vmg.middle if vmg.adjust_next_start else vmg.target
+    if vmg.adjust_middle_start:
+        adjust = vmg.middle
+        adj_pgoff = adjust.vm_pgoff + ((vmg.end - adjust.vm_start) >> 12)
+    elif vmg.adjust_next_start:
+        adjust = vmg.next
+        adj_pgoff = adjust.vm_pgoff - ((adjust.vm_start - vmg.end) >> 12)
+    else:
+        adjust = None
+    removed = []
+    if vmg.remove_middle:
+        removed.append(vmg.middle)
+    if vmg.remove_next:
+        removed.append(vmg.next)
+    # Take every VMA involved out of the tree, then store the survivors with their
+    # new ranges (vma_iter_store_overwrite over [start, end)).
+    for v in removed:
+        mm.vma_remove(v)
+    mm.vma_remove(vma)
+    if adjust is not None:
+        mm.vma_remove(adjust)
+    vma.vm_start, vma.vm_end, vma.vm_pgoff = vmg.start, vmg.end, vmg.pgoff
+    vma.detached = False
+    mm.vma_store(vma)
+    if adjust is not None:
+        adjust.vm_start, adjust.vm_pgoff = vmg.end, adj_pgoff
+        adjust.detached = False
+        mm.vma_store(adjust)
+    k = mm.kernel
+    from vmsim.mm.rmap import unlink_anon_vmas
+    for v in removed:                                  # vma_complete(): vp->remove
+        if vma.vm_file is not None and v.vm_file is not None:
+            fput(k, v.vm_file)
+        v.vm_file = None
+        if v.anon_vma is not None or v.anon_vma_chain:
+            unlink_anon_vmas(k, v)
+    return 0
+
+
+def vma_merge_existing_range(vmg):
+    """vma_merge_existing_range(): [vmg.start, vmg.end) of vmg.middle is getting the
+    attributes in vmg; merge it into prev and/or next when they match. Returns the
+    VMA the range now belongs to (prev or next, which survive; middle survives only
+    shrunk), or None (vmg.state says NOMERGE or ERROR_NOMEM). VM_STICKY is empty in
+    this profile."""
+    middle, prev = vmg.middle, vmg.prev
+    start, end = vmg.start, vmg.end
+    left_side = middle is not None and start == middle.vm_start
+    right_side = middle is not None and end == middle.vm_end
+    vmg.state = VMA_MERGE_NOMERGE
+    # A special mapping, or a range strictly inside the VMA, can never merge.
+    if vmg.vm_flags & VM_SPECIAL or (not left_side and not right_side):
+        return None
+    merge_left = can_vma_merge_left(vmg) if left_side else False
+    if right_side:
+        nxt = vmg.next = vmg.mm.vma_next(middle)
+        merge_right = can_vma_merge_right(vmg, merge_left)
+    else:
+        merge_right = False
+        nxt = None
+    if not merge_left and not merge_right:
+        return None
+    merge_both = merge_left and merge_right
+    # If we span the entire VMA, a merge implies it will be deleted.
+    vmg.remove_middle = left_side and right_side
+    if vmg.remove_middle and not can_merge_remove_vma(middle):
+        return None
+    vmg.remove_next = merge_both
+    # If next cannot be deleted, reduce the operation to merging prev and middle.
+    if vmg.remove_next and not can_merge_remove_vma(nxt):
+        vmg.remove_next = False
+        merge_right = merge_both = False
+    if merge_right:
+        vmg.target = nxt
+    if merge_left:
+        vmg.target = prev
+    dups = []
+    if merge_both:
+        vmg.start, vmg.end, vmg.pgoff = prev.vm_start, nxt.vm_end, prev.vm_pgoff
+        err = _dup_anon_vma(prev, nxt if nxt.anon_vma is not None else middle, dups)
+    elif merge_left:
+        vmg.start, vmg.pgoff = prev.vm_start, prev.vm_pgoff
+        if not vmg.remove_middle:
+            vmg.adjust_middle_start = True
+        err = _dup_anon_vma(prev, middle, dups)
+    else:
+        pglen = (vmg.end - vmg.start) >> 12
+        if vmg.remove_middle:
+            vmg.end = nxt.vm_end
+            vmg.pgoff = nxt.vm_pgoff - pglen
+        else:
+            # We shrink middle and expand next.
+            vmg.adjust_next_start = True
+            vmg.start, vmg.end, vmg.pgoff = middle.vm_start, start, middle.vm_pgoff
+        err = _dup_anon_vma(nxt, middle, dups)
+    if err or commit_merge(vmg):
+        _undo_anon_dup(vmg.mm, dups)
+        if not vmg.give_up_on_oom:
+            vmg.state = VMA_MERGE_ERROR_NOMEM
+        return None
+    vmg.state = VMA_MERGE_SUCCESS
+    return vmg.target
+
+
+def vma_expand(vmg) -> int:
+    """vma_expand(): grow vmg.target to [vmg.start, vmg.end), swallowing vmg.next
+    when the range ends at its end; 0 or -ENOMEM."""
+    target, nxt = vmg.target, vmg.next
+    remove_next = nxt is not None and target is not nxt and vmg.end == nxt.vm_end
+    dups = []
+    ret = 0
+    # Removing next or copying from a VMA (mremap): propagate anon_vma state.
+    if remove_next:
+        ret = _dup_anon_vma(target, nxt, dups)
+    if not ret and vmg.copied_from is not None:
+        ret = _dup_anon_vma(target, vmg.copied_from, dups)
+    if ret:
+        return ret
+    if remove_next:
+        vmg.remove_next = True
+    if commit_merge(vmg):
+        _undo_anon_dup(vmg.mm, dups)
+        if not vmg.give_up_on_oom:
+            vmg.state = VMA_MERGE_ERROR_NOMEM
+        return -errno.ENOMEM
+    return 0
+
+
+def vma_shrink(mm, vma, start: int, end: int, pgoff: int) -> int:
+    """vma_shrink(): cut vma down to [start, end) (one end stays put); 0."""
+    assert vma.vm_start == start or vma.vm_end == end
+    mm.vma_remove(vma)
+    vma.vm_start, vma.vm_end, vma.vm_pgoff = start, end, pgoff
+    vma.detached = False
+    mm.vma_store(vma)
+    return 0
+
+
+def vma_merge_new_range(vmg):
+    """vma_merge_new_range(): a new mapping [vmg.start, vmg.end) is about to go in
+    between vmg.prev and vmg.next; expand prev (absorbing next too when both match)
+    or next instead of creating a VMA. Returns the expanded VMA or None.
+    vmg.just_expand (brk) only tries prev."""
+    prev, nxt = vmg.prev, vmg.next
+    end = vmg.end
+    vmg.state = VMA_MERGE_NOMERGE
+    # Special VMAs are unmergeable, also if no prev/next.
+    if vmg.vm_flags & VM_SPECIAL or (prev is None and nxt is None):
+        return None
+    can_merge_left = can_vma_merge_left(vmg)
+    can_merge_right = not vmg.just_expand and can_vma_merge_right(vmg, can_merge_left)
+    if can_merge_right:
+        vmg.end = nxt.vm_end
+        vmg.target = nxt
+    if can_merge_left:
+        vmg.start, vmg.target, vmg.pgoff = prev.vm_start, prev, prev.vm_pgoff
+        # Removing next is not permitted: reduce to merging prev and the range.
+        if can_merge_right and not can_merge_remove_vma(nxt):
+            vmg.end = end
+    if vmg.target is not None and not vma_expand(vmg):
+        vmg.state = VMA_MERGE_SUCCESS
+        return vmg.target
+    return None
 
 
 def __split_vma(mm, vma, addr: int, new_below: bool):
@@ -130,21 +425,48 @@ def split_vma(mm, vma, addr: int, new_below: bool):
     return __split_vma(mm, vma, addr, new_below)
 
 
-def vma_modify(mm, vma, start: int, end: int, change):
-    """vma_modify(): isolate [start, end) of ``vma`` (splitting), apply ``change``, merge.
+def vma_modify(mm, vma, start: int, end: int, change, prev=None):
+    """vma_modify() (behind vma_modify_flags / vma_modify_name): try
+    vma_merge_existing_range() with the attributes ``change`` sets; if nothing
+    merges, split off the parts of ``vma`` outside [start, end). ``change`` is then
+    applied to the returned VMA, as the kernel's callers (mprotect_fixup,
+    madvise_update_vma, mlock_fixup) set the new flags on it.
 
-    Returns the VMA now covering [start, end), or -errno from a failed split.
+    ``prev`` is the caller's prev (the VMA before ``vma``, or ``vma`` itself when
+    start is inside it); derived from the tree when not given. Returns the VMA now
+    covering [start, end), or -errno.
     """
+    if prev is None:
+        prev = vma if start > vma.vm_start else mm.vma_prev(vma)
+    # The kernel's callers pass the new attributes in the vmg; vmsim's pass a
+    # function, so apply it to a detached copy to learn them.
+    probe = vm_area_struct(mm, vma.vm_start, vma.vm_end, vma.vm_flags, vma.vm_page_prot,
+                           vma.vm_pgoff, vma.vm_file, vma.vm_ops)
+    probe.vm_private_data = vma.vm_private_data
+    probe.anon_name = vma.anon_name
+    probe.detached = True
+    change(probe)
+    vmg = VMG_VMA_STATE(mm, prev, vma, start, end)
+    vmg.vm_flags = probe.vm_flags
+    vmg.anon_name = probe.anon_name
+    merged = vma_merge_existing_range(vmg)
+    if merged is not None:
+        change(merged)
+        return merged
+    if vmg.state == VMA_MERGE_ERROR_NOMEM:
+        return -errno.ENOMEM
+    # Split any preceding portion of the VMA.
     if vma.vm_start < start:
         r = split_vma(mm, vma, start, True)
         if isinstance(r, int):
             return r
+    # Split any trailing portion of the VMA.
     if vma.vm_end > end:
         r = split_vma(mm, vma, end, False)
         if isinstance(r, int):
             return r
     change(vma)
-    return vma_try_merge(mm, vma)
+    return vma
 
 
 def vm_stat_account(mm, flags: int, npages: int):
