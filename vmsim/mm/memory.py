@@ -133,6 +133,7 @@ def pmd_alloc(mm, pudp: int, address: int) -> int:
 
 # --- helpers ---------------------------------------------------------------------
 def is_zero_pfn(k, pfn: int) -> bool:
+    """is_zero_pfn(): is this the shared zero page (my_zero_pfn)?"""
     return pfn == k.zero_pfn
 
 
@@ -832,6 +833,7 @@ def zap_pmd_range(tlb, vma, pudp: int, addr: int, end: int, details) -> int:
 
 
 def zap_pud_range(tlb, vma, p4dp: int, addr: int, end: int, details) -> int:
+    """zap_pud_range(): per PUD entry; huge PUDs (DAX) are not modelled."""
     mm = tlb.mm
     pool = mm.kernel.ptpool.mv
     pudp = pud_offset(mm, p4dp, addr)
@@ -846,6 +848,7 @@ def zap_pud_range(tlb, vma, p4dp: int, addr: int, end: int, details) -> int:
 
 
 def zap_p4d_range(tlb, vma, pgdp: int, addr: int, end: int, details) -> int:
+    """zap_p4d_range(): per P4D entry (the PGD entry itself with 4-level paging)."""
     mm = tlb.mm
     k = mm.kernel
     pool = k.ptpool.mv
@@ -933,6 +936,7 @@ def update_hiwater_rss(mm):
 
 # --- freeing page tables (free_pgtables / free_pgd_range) ----------------------------
 def free_pte_range(tlb, pmdp: int, addr: int):
+    """free_pte_range(): clear the PMD and free its PTE table through the gather."""
     mm = tlb.mm
     pool = mm.kernel.ptpool.mv
     token = (pool[pmdp] & _PFN) >> 12
@@ -953,6 +957,8 @@ def _past(end: int, ceiling: int) -> bool:
 
 
 def free_pmd_range(tlb, pudp: int, addr: int, end: int, floor: int, ceiling: int):
+    """free_pmd_range(): free the PTE tables below, then the PMD table if it maps only
+    [floor, ceiling)."""
     mm = tlb.mm
     pool = mm.kernel.ptpool.mv
     start = addr
@@ -981,6 +987,7 @@ def free_pmd_range(tlb, pudp: int, addr: int, end: int, floor: int, ceiling: int
 
 
 def free_pud_range(tlb, p4dp: int, addr: int, end: int, floor: int, ceiling: int):
+    """free_pud_range(): free the PMD tables below, then the PUD table if unused."""
     mm = tlb.mm
     k = mm.kernel
     pool = k.ptpool.mv
@@ -1011,6 +1018,7 @@ def free_pud_range(tlb, p4dp: int, addr: int, end: int, floor: int, ceiling: int
 
 
 def free_p4d_range(tlb, pgdp: int, addr: int, end: int, floor: int, ceiling: int):
+    """free_p4d_range(): folded into free_pud_range on 4-level paging."""
     mm = tlb.mm
     k = mm.kernel
     if not k.la57:

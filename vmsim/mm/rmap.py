@@ -16,6 +16,7 @@ walk from a folio finds the parent's and every child's mapping.
 Simplified: large-folio mapcounts (entire/large mapcount, MM IDs) are not built yet.
 """
 from vmsim.mm import vmstat
+from vmsim.mm.folio import folio_test_anon  # noqa: F401  (rmap.c users import it here)
 from vmsim.mm.page_flags import PG_anon, PG_anon_exclusive, PG_swapbacked, PG_head
 
 RMAP_NONE = 0
@@ -323,8 +324,6 @@ def folio_move_anon_rmap(k, pfn, vma):
     k.mem.mapping[pfn] = vma.anon_vma.id
 
 
-def folio_test_anon(k, pfn) -> bool:
-    return bool(k.mem.flags[pfn] & PG_anon)
 
 
 # --- rmap walks -----------------------------------------------------------------------

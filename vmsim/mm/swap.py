@@ -10,6 +10,7 @@ folio->lru links them; PFN 0 (reserved, never on an LRU) is the null link.
 from vmsim.mm.page_flags import (PG_lru, PG_active, PG_swapbacked, PG_unevictable,
                                  PG_mlocked, PG_ORDER_MASK, PG_ORDER_SHIFT, PG_head)
 from vmsim.mm import vmstat
+from vmsim.mm.folio import folio_nr_pages
 from vmsim.mm.mm_types import VM_LOCKED, VM_SPECIAL
 
 PAGEVEC_SIZE = 31
@@ -43,9 +44,6 @@ class cpu_fbatches:
         self.mlock = []          # mm/mlock.c's per-CPU mlock_fbatch (munlocks in flight)
 
 
-def folio_nr_pages(k, pfn: int) -> int:
-    f = k.mem.flags[pfn]
-    return 1 << ((f & PG_ORDER_MASK) >> PG_ORDER_SHIFT) if f & PG_head else 1
 
 
 def folio_lru_list(k, pfn: int) -> int:
