@@ -1,10 +1,11 @@
-"""mremap(2) (mm/mremap.c, with copy_vma from mm/vma.c).
+"""mremap(2) (mm/mremap.c).
 
 do_mremap -> check_mremap_params, then (6.17+) remap_move for a pure MREMAP_FIXED
 move (every VMA of the range moves, gaps kept), else check_prep_vma and either
 mremap_to (MREMAP_FIXED / MREMAP_DONTUNMAP) or mremap_at (shrink in place, expand
 in place with vma_merge_extend, or move). move_vma -> copy_vma_and_data ->
-copy_vma + move_page_tables: whole PUD/PMD entries are moved when the extent is a
+copy_vma + move_page_tables (copy_vma and vma_merge_extend live in mm/vma.py, as in
+mm/vma.c): whole PUD/PMD entries are moved when the extent is a
 whole aligned table at both ends (move_normal_pud / move_normal_pmd, after
 try_realign_addr), PTEs one by one otherwise (move_ptes); the physical pages stay,
 and anon folios keep their index because the new VMA keeps the linear vm_pgoff.
@@ -20,9 +21,8 @@ import errno
 from vmsim.arch.x86 import pgtable_types as T
 from vmsim.arch.x86.pgtable import pgd_offset, p4d_offset, pud_offset, pmd_offset, pte_offset_map
 from vmsim.arch.x86.mm.tlb import note_downgrade, flush_tlb_range
-from vmsim.mm.mm_types import (vm_area_struct, VM_ACCOUNT, VM_LOCKED, VM_LOCKED_MASK, VM_SHARED,
-                               VM_MAYSHARE, VM_DONTEXPAND, VM_PFNMAP, VM_HUGETLB, VM_SPECIAL,
-                               vma_is_anonymous)
+from vmsim.mm.mm_types import (VM_ACCOUNT, VM_LOCKED, VM_LOCKED_MASK, VM_SHARED,
+                               VM_MAYSHARE, VM_DONTEXPAND, VM_PFNMAP, VM_HUGETLB)
 from vmsim.uapi import MREMAP_MAYMOVE, MREMAP_FIXED, MREMAP_DONTUNMAP
 
 _U64 = (1 << 64) - 1
@@ -254,41 +254,6 @@ def move_page_tables(pmc) -> int:
     return pmc_progress(pmc)
 
 
-# --- VMAs -------------------------------------------------------------------------
-def copy_vma(vma, addr: int, length: int, pgoff: int):
-    """copy_vma() (mm/vma.c): a VMA like ``vma`` at [addr, addr+len), merged with its
-    new neighbours when compatible. vmsim never merges it with ``vma`` itself (the
-    kernel can, for an anon VMA without anon_vma; the layout after the source is
-    unmapped is the same)."""
-    from vmsim.mm.vma import get_file, can_merge, vma_merge_pair
-    mm = vma.vm_mm
-    # If anonymous vma has not yet been faulted, update new pgoff to match new location.
-    if vma_is_anonymous(vma) and vma.anon_vma is None:
-        pgoff = addr >> 12
-    if mm.vmas_in(addr, addr + length):
-        return None                                      # should never get here
-    new = vm_area_struct(mm, addr, addr + length, vma.vm_flags, vma.vm_page_prot, pgoff,
-                         vma.vm_file, vma.vm_ops)
-    new.vm_private_data = vma.vm_private_data
-    new.anon_name = vma.anon_name
-    if vma.anon_vma is not None:
-        from vmsim.mm.rmap import anon_vma_clone
-        new.anon_vma = vma.anon_vma                      # vm_area_dup() copied the pointer
-        anon_vma_clone(new, vma)
-    if new.vm_file is not None:
-        get_file(new.vm_file)
-    if getattr(new.vm_ops, "open", None):
-        new.vm_ops.open(new)
-    mm.vma_store(new)
-    prev = mm.vma_prev(new)
-    if prev is not None and prev is not vma and can_merge(prev, new):
-        new = vma_merge_pair(mm, prev, new)
-    nxt = mm.vma_next(new)
-    if nxt is not None and nxt is not vma and can_merge(new, nxt):
-        new = vma_merge_pair(mm, new, nxt)
-    return new
-
-
 def vrm_overlaps(vrm) -> bool:
     start_old, end_old = vrm.addr, vrm.addr + vrm.old_len
     start_new, end_new = vrm.new_addr, vrm.new_addr + vrm.new_len
@@ -394,13 +359,17 @@ def unmap_source_vma(vrm):
 
 def copy_vma_and_data(vrm):
     """copy_vma_and_data(): (0 or -errno, new VMA or None)."""
+    from vmsim.mm.vma import copy_vma
     vma = vrm.vma
     new_pgoff = vma.vm_pgoff + ((vrm.addr - vma.vm_start) >> 12)
-    new_vma = copy_vma(vma, vrm.new_addr, vrm.new_len, new_pgoff)
+    new_vma, vma, need_rmap_locks = copy_vma(vma, vrm.new_addr, vrm.new_len, new_pgoff)
     if new_vma is None:
         vrm_uncharge(vrm)
         return -errno.ENOMEM, None
+    # The source may have been merged into the copy (an unfaulted anon VMA).
+    vrm.vma = vma
     pmc = pagetable_move_control(vma, new_vma, vrm.addr, vrm.new_addr, vrm.old_len)
+    pmc.need_rmap_locks = need_rmap_locks
     moved_len = move_page_tables(pmc)
     err = 0
     if moved_len < vrm.old_len:
@@ -537,21 +506,9 @@ def vma_expandable(vma, delta: int) -> bool:
     return r >= 0 and not r & 0xFFF
 
 
-def vma_merge_extend(vma, delta: int):
-    """vma_merge_extend() (mm/vma.c): grow vma by delta, merging with the next VMA when
-    it becomes adjacent and compatible. None when the extension cannot merge."""
-    from vmsim.mm.vma import can_merge, vma_merge_pair
-    mm = vma.vm_mm
-    if vma.vm_flags & VM_SPECIAL:
-        return None
-    mm.vma_update(vma, vma.vm_start, vma.vm_end + delta)
-    nxt = mm.vma_next(vma)
-    if nxt is not None and can_merge(vma, nxt):
-        vma = vma_merge_pair(mm, vma, nxt)
-    return vma
-
-
 def expand_vma_in_place(vrm) -> int:
+    """expand_vma_in_place(): charge, then vma_merge_extend() (mm/vma.py)."""
+    from vmsim.mm.vma import vma_merge_extend
     if not vrm_calc_charge(vrm):
         return -errno.ENOMEM
     vma = vma_merge_extend(vrm.vma, vrm.delta)

@@ -3,15 +3,15 @@
 Merging follows 6.18: vma_merge_new_range() (mmap_region, brk: a new range next to
 compatible VMAs expands one of them) and vma_merge_existing_range() (vma_modify: an
 attribute change over the start or end of a VMA moves that part into prev or next),
-both ending in vma_expand()/commit_merge(). copy_vma and vma_merge_extend
-(mm/mremap.py) still use the older pairwise can_merge()/vma_merge_pair(). munmap goes through
+both ending in vma_expand()/commit_merge(). mremap uses copy_vma() (through
+vma_merge_copied_range) and vma_merge_extend(). munmap goes through
 do_vmi_munmap -> do_vmi_align_munmap -> vms_gather_munmap_vmas (splits) ->
 vms_complete_munmap_vmas -> vms_clear_ptes (unmap_vmas + free_pgtables).
 """
 import errno
 
-from vmsim.mm.mm_types import (vm_area_struct, VM_SOFTDIRTY, VM_SPECIAL, VM_IGNORE_MERGE, VM_LOCKED, VM_ACCOUNT,
-                               VM_SHARED, VM_WRITE, VM_EXEC, VM_STACK, VM_GROWSDOWN,
+from vmsim.mm.mm_types import (vm_area_struct, vma_is_anonymous, VM_SPECIAL, VM_IGNORE_MERGE,
+                               VM_LOCKED, VM_ACCOUNT, VM_SHARED, VM_WRITE, VM_EXEC, VM_STACK, VM_GROWSDOWN,
                                VM_HUGETLB, VM_LOCKED_MASK)
 from vmsim.mm.mmu_gather import tlb_gather_mmu, tlb_finish_mmu
 from vmsim.mm.memory import unmap_vmas, free_pgtables, update_hiwater_rss
@@ -20,68 +20,6 @@ from vmsim.mm.swap import lru_add_drain
 FIRST_USER_ADDRESS = 0
 USER_PGTABLES_CEILING = 0
 VM_STICKY = 0
-
-
-def vma_had_uncowed_parents(vma) -> bool:
-    """vma_had_uncowed_parents(): the VMA's anon_vma chain is not singular (forked)."""
-    return vma is not None and vma.anon_vma is not None and len(vma.anon_vma_chain) != 1
-
-
-def is_mergeable_anon_vma(src, tgt) -> bool:
-    """is_mergeable_anon_vma(): one side without anon_vma merges only if the other
-    side's anon_vma is not shared with a fork; else both must be the same."""
-    if tgt.anon_vma is None and src.anon_vma is not None:
-        return not vma_had_uncowed_parents(src)
-    if tgt.anon_vma is not None and src.anon_vma is None:
-        return not vma_had_uncowed_parents(tgt)
-    return src.anon_vma is tgt.anon_vma
-
-
-def is_mergeable_vma(vma, vm_flags, file, anon_name) -> bool:
-    """is_mergeable_vma(): same flags (but VM_SOFTDIRTY), file, name; no ->close."""
-    if (vma.vm_flags ^ vm_flags) & ~VM_SOFTDIRTY:
-        return False
-    if vma.vm_file is not file:
-        return False
-    if vma.anon_name != anon_name:
-        return False
-    return True
-
-
-def can_merge(prev, nxt) -> bool:
-    """Return whether VMA ``nxt`` directly following ``prev`` may become one VMA
-    (the pairwise check copy_vma and vma_merge_extend in mm/mremap.py still use;
-    mmap, brk and vma_modify go through vma_merge_new_range/_existing_range)."""
-    if prev.vm_end != nxt.vm_start:
-        return False
-    if prev.vm_flags & VM_SPECIAL or nxt.vm_flags & VM_SPECIAL:
-        return False
-    if not is_mergeable_vma(prev, nxt.vm_flags, nxt.vm_file, nxt.anon_name):
-        return False
-    if prev.vm_ops is not nxt.vm_ops and not (prev.vm_ops is None and nxt.vm_ops is None):
-        if getattr(prev.vm_ops, "mapping", None) is not getattr(nxt.vm_ops, "mapping", 1):
-            return False
-    if not is_mergeable_anon_vma(nxt, prev):
-        return False
-    if prev.vm_pgoff + ((prev.vm_end - prev.vm_start) >> 12) != nxt.vm_pgoff:
-        return False
-    if prev.vm_private_data is not nxt.vm_private_data:
-        return False
-    return True
-
-
-def vma_merge_pair(mm, prev, nxt):
-    """Merge ``nxt`` into ``prev`` (commit_merge): prev grows, nxt goes away."""
-    k = mm.kernel
-    from vmsim.mm.rmap import unlink_anon_vmas, dup_anon_vma
-    dup_anon_vma(prev, nxt)
-    mm.vma_remove(nxt)
-    unlink_anon_vmas(k, nxt)                  # anon_vma_merge()
-    if nxt.vm_file is not None:
-        fput(k, nxt.vm_file)
-        nxt.vm_file = None
-    mm.vma_update(prev, prev.vm_start, nxt.vm_end)
-    return prev
 
 
 # --- vma_merge_struct and 6.18's merge (mm/vma.h, mm/vma.c) ------------------------
@@ -385,6 +323,71 @@ def vma_merge_new_range(vmg):
         vmg.state = VMA_MERGE_SUCCESS
         return vmg.target
     return None
+
+
+def vma_merge_copied_range(vmg):
+    """vma_merge_copied_range(): vma_merge_new_range() for mremap's copy; vmg.middle
+    holds the VMA being copied and becomes vmg.copied_from (anon_vma state is then
+    propagated from it by vma_expand)."""
+    vmg.copied_from = vmg.middle
+    vmg.middle = None
+    return vma_merge_new_range(vmg)
+
+
+def vma_merge_extend(vma, delta: int):
+    """vma_merge_extend(): grow vma by delta in place (mremap), as a new range right
+    after it with vma as prev, so next is absorbed when it becomes adjacent and
+    compatible. The merged VMA, or None (VM_SPECIAL, or the merge failed)."""
+    mm = vma.vm_mm
+    vmg = VMG_VMA_STATE(mm, vma, vma, vma.vm_end, vma.vm_end + delta)
+    vmg.next = mm.vma_next(vma)                        # vma_iter_next_rewind()
+    vmg.middle = None        # We use the VMA to populate VMG fields only.
+    return vma_merge_new_range(vmg)
+
+
+def copy_vma(vma, addr: int, length: int, pgoff: int):
+    """copy_vma(): a VMA like ``vma`` at [addr, addr+len) for an mremap move, merged
+    into a neighbour (vma_merge_copied_range) when possible, else a vm_area_dup()
+    linked in. The kernel's **vmap and *need_rmap_locks become the returned tuple
+    (new_vma, vma, need_rmap_locks): vma is the VMA that now holds the source, which
+    differs only when an unfaulted anonymous source was merged into the copy.
+    new_vma is None on failure. vmsim has no mempolicy or uprobes."""
+    mm = vma.vm_mm
+    vma_start = vma.vm_start
+    faulted_in_anon_vma = True
+    vmg = VMG_VMA_STATE(mm, None, vma, addr, addr + length)
+    # If anonymous vma has not yet been faulted, update new pgoff to match new
+    # location, to increase its chance of merging.
+    if vma_is_anonymous(vma) and vma.anon_vma is None:
+        pgoff = addr >> 12
+        faulted_in_anon_vma = False
+    new_vma, vmg.prev = mm.find_vma_prev(addr)
+    if new_vma is not None and new_vma.vm_start < addr + length:
+        return None, vma, False                        # should never get here
+    vmg.pgoff = pgoff
+    vmg.next = new_vma                                 # vma_iter_next_rewind()
+    new_vma = vma_merge_copied_range(vmg)
+    if new_vma is not None:
+        # Source vma may have been merged into new_vma: only possible when it was
+        # never faulted and its pgoff was reset to the destination above.
+        if new_vma.vm_start <= vma_start < new_vma.vm_end:
+            assert not faulted_in_anon_vma
+            vma = new_vma
+        return new_vma, vma, new_vma.vm_pgoff <= vma.vm_pgoff
+    new_vma = vm_area_struct(mm, addr, addr + length, vma.vm_flags, vma.vm_page_prot, pgoff,
+                             vma.vm_file, vma.vm_ops)
+    new_vma.vm_private_data = vma.vm_private_data
+    new_vma.anon_name = vma.anon_name
+    if vma.anon_vma is not None:
+        from vmsim.mm.rmap import anon_vma_clone
+        new_vma.anon_vma = vma.anon_vma                # vm_area_dup() copied the pointer
+        anon_vma_clone(new_vma, vma)
+    if new_vma.vm_file is not None:
+        get_file(new_vma.vm_file)
+    if getattr(new_vma.vm_ops, "open", None):
+        new_vma.vm_ops.open(new_vma)
+    mm.vma_store(new_vma)                              # vma_link()
+    return new_vma, vma, False
 
 
 def __split_vma(mm, vma, addr: int, new_below: bool):
