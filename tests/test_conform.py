@@ -224,10 +224,15 @@ def test_live_executor_matches_recordings():
             skipped.append(scn.name)
             continue
         recorded, _ = compare.derive(scn, rec["raw"])
-        live, _ = compare.derive(scn, linux.run(scn))
-        rows = compare.compare(recorded, live)
-        differ = [f"{k}: recorded {a!r} live {b!r}" for k, a, b, st in rows if st == "DIFFER"]
-        assert not differ, f"{scn.name} drifted:\n" + "\n".join(differ)
+        # A drift of the kernel is persistent; a one-off disturbance by the rest of the
+        # machine (another CPU draining the LRU batches) is not: retry once.
+        for attempt in range(2):
+            live, _ = compare.derive(scn, linux.run(scn))
+            rows = compare.compare(recorded, live)
+            differ = [f"{k}: recorded {a!r} live {b!r}" for k, a, b, st in rows if st == "DIFFER"]
+            if not differ:
+                break
+        assert not differ, f"{scn.name} drifted (twice in a row):\n" + "\n".join(differ)
         compared += 1
     if not compared:
         pytest.skip(f"host settings differ from the recorded snapshot ({len(skipped)} scenarios)")
