@@ -8,6 +8,7 @@ writer, writes to shared memory by every process mapping it; MADV_DONTNEED zeroe
 private pages; munmap makes an access SIGSEGV; mremap moves the bytes; exec leaves the
 process with none of the regions. Nothing written may be lost or leak.
 """
+import os
 import pytest
 from hypothesis import settings, strategies as st, HealthCheck
 from hypothesis.stateful import RuleBasedStateMachine, rule, precondition, invariant, initialize
@@ -175,5 +176,6 @@ class ForkTree(RuleBasedStateMachine):
 
 
 ForkTree.TestCase.settings = settings(max_examples=60, stateful_step_count=40, deadline=None,
+                                      derandomize=bool(os.environ.get("CI")),
                                       suppress_health_check=[HealthCheck.too_slow])
 TestForkTree = ForkTree.TestCase
