@@ -46,7 +46,7 @@ def test_scenario_matches_recorded_linux(path):
     assert rec["scenario_sha256"] == scn.text_hash, "scenario changed since recording: --record it"
     assert rec["executor_sha256"] == linux.executor_hash(), "executor changed: re-record"
     lobs, _ = compare.derive(scn, rec["raw"])
-    vobs, _ = compare.derive(scn, vmsim_side.run(scn, timeout=10))
+    vobs, _ = compare.derive(scn, vmsim_side.run(scn, timeout=60))
     rows = compare.compare(lobs, vobs)
     differ = [f"{k}: linux {lv!r} vmsim {vv!r}" for k, lv, vv, st in rows if st == "DIFFER"]
     assert not differ, "\n".join(differ)
