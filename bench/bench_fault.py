@@ -30,7 +30,6 @@ sys.path.insert(0, str(HERE.parent))
 
 def no_host_thp():
     """numpy madvises large arrays MADV_HUGEPAGE; host THPs would hide per-frame growth."""
-    import numpy as np
     try:
         from numpy._core.multiarray import _set_madvise_hugepage
     except ImportError:                     # numpy < 2
@@ -43,16 +42,25 @@ def host_rss() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def native(size: int, rounds: int = 5):
+def run_native(source: str, *args) -> list:
+    """Compile bench/SOURCE with the system's C compiler and run it; return its output
+    lines, or None when there is no compiler."""
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         return None
     with tempfile.TemporaryDirectory() as d:
-        exe = os.path.join(d, "native_fault")
-        subprocess.run([cc, "-O2", "-o", exe, str(HERE / "native_fault.c")], check=True)
-        out = subprocess.run([exe, str(size), str(rounds)], check=True, capture_output=True,
-                             text=True).stdout.split("\n")
-    per = [float(line.split()[1]) for line in out if line.strip()]
+        exe = os.path.join(d, "native")
+        subprocess.run([cc, "-O2", "-o", exe, str(HERE / source)], check=True)
+        out = subprocess.run([exe, *map(str, args)], check=True, capture_output=True,
+                             text=True).stdout
+    return [line for line in out.split("\n") if line.strip()]
+
+
+def native(size: int, rounds: int = 5):
+    out = run_native("native_fault.c", size, rounds)
+    if out is None:
+        return None
+    per = [float(line.split()[1]) for line in out]
     return statistics.median(per[1:]), per
 
 

@@ -24,39 +24,30 @@ the top functions. Timing lives here, never in the tests.
 import argparse
 import os
 import pathlib
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from bench_fault import no_host_thp   # noqa: E402
+from bench_fault import no_host_thp, run_native   # noqa: E402
 
 STEPS = ("fork", "cow", "reuse", "munmap")
 
 
 def native(size: int, rounds: int = 5):
     """Return ({step: median over rounds 2..n}, [per-round rows]) or None without cc."""
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if cc is None:
+    out = run_native("native_lifecycle.c", size, rounds)
+    if out is None:
         return None
-    with tempfile.TemporaryDirectory() as d:
-        exe = os.path.join(d, "native_lifecycle")
-        subprocess.run([cc, "-O2", "-o", exe, str(HERE / "native_lifecycle.c")], check=True)
-        out = subprocess.run([exe, str(size), str(rounds)], check=True, capture_output=True,
-                             text=True).stdout.split("\n")
     rows = []
     for line in out:
-        if line.strip():
-            pages, fork_ns, cow, cow_f, reuse, reuse_f, unmap = line.split()
-            rows.append({"pages": int(pages), "fork": float(fork_ns), "cow": float(cow),
-                         "cow_faults": int(cow_f), "reuse": float(reuse),
-                         "reuse_faults": int(reuse_f), "munmap": float(unmap)})
+        pages, fork_ns, cow, cow_f, reuse, reuse_f, unmap = line.split()
+        rows.append({"pages": int(pages), "fork": float(fork_ns), "cow": float(cow),
+                     "cow_faults": int(cow_f), "reuse": float(reuse),
+                     "reuse_faults": int(reuse_f), "munmap": float(unmap)})
     med = {s: statistics.median(r[s] for r in rows[1:]) for s in STEPS}
     return med, rows
 

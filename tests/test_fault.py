@@ -6,7 +6,7 @@ import vmsim
 from vmsim import (PROT_READ, PROT_WRITE, PROT_EXEC, PROT_NONE, MAP_PRIVATE, MAP_SHARED,
                    MAP_ANONYMOUS, MAP_FIXED, MAP_GROWSDOWN, SIGSEGV, SEGV_MAPERR,
                    SEGV_ACCERR, SI_KERNEL)
-from vmsim.arch.x86.pgtable_types import X86_PF_PROT, X86_PF_USER, X86_PF_WRITE, X86_PF_INSTR
+from vmsim.arch.x86.pgtable_types import X86_PF_PROT, X86_PF_USER, X86_PF_INSTR
 
 RW = PROT_READ | PROT_WRITE
 ANON = MAP_PRIVATE | MAP_ANONYMOUS
@@ -130,7 +130,7 @@ def test_stack_growth_beyond_rlimit_stack_is_maperr(proc):
 
 
 def test_growsdown_respects_guard_gap(proc):
-    lo = proc.mmap(0x10000000, 4096, RW, ANON | MAP_FIXED)
+    proc.mmap(0x10000000, 4096, RW, ANON | MAP_FIXED)             # the mapping below
     g = proc.mmap(0x10000000 + (1 << 20) + (8 << 12), 4096, RW, ANON | MAP_FIXED | MAP_GROWSDOWN)
     # Growing to within stack_guard_gap (1 MiB) of the mapping below fails.
     e = segv(proc, proc.write, g - (16 << 12), b"x")

@@ -11,7 +11,6 @@ import errno
 
 import pytest
 
-import vmsim
 from vmsim import (PROT_NONE, PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_SHARED, MAP_ANONYMOUS,
                    SignalDelivered, SIGSEGV, MADV_DONTFORK, MADV_DOFORK, MADV_WIPEONFORK,
                    MADV_KEEPONFORK, MADV_NOHUGEPAGE, MADV_DONTNEED)

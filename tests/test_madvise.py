@@ -15,6 +15,7 @@ from vmsim.mm.mm_types import (VM_HUGEPAGE, VM_NOHUGEPAGE, VM_RAND_READ, VM_SEQ_
                                VM_WIPEONFORK, VM_DONTDUMP, MM_ANONPAGES)
 from vmsim.mm.page_flags import PG_anon, PG_swapbacked, PG_lru
 from vmtest import pte_at, pfn_at  # noqa: F401
+from vmtest import flt, errno_of  # noqa: F401
 
 P = 4096
 ANON = MAP_PRIVATE | MAP_ANONYMOUS
@@ -31,16 +32,6 @@ def lazyfree_kb(proc, addr, n):
         if f & PG_anon and not f & PG_swapbacked and not pte_at(proc, addr + i * P) & T._PAGE_DIRTY:
             total += 4
     return total
-
-
-def flt(proc):
-    return proc.getrusage().ru_minflt
-
-
-def errno_of(fn, *a):
-    with pytest.raises(OSError) as e:
-        fn(*a)
-    return e.value.errno
 
 
 def test_conform_dontneed_retouch(proc):

@@ -1,19 +1,13 @@
 """mincore(2) against Linux 6.18 (mm/mincore.c); errno and shmem cases measured."""
 import errno
 
-import pytest
 
 from vmsim import (PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_SHARED, MAP_ANONYMOUS,
                    MADV_DONTNEED, MADV_REMOVE)
+from vmtest import errno_of  # noqa: F401
 
 P = 4096
 RW = PROT_READ | PROT_WRITE
-
-
-def errno_of(fn, *a):
-    with pytest.raises(OSError) as e:
-        fn(*a)
-    return e.value.errno
 
 
 def test_anon_residency(proc):

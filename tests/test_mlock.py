@@ -2,30 +2,19 @@
 conform_linux/results-6.18.jsonl."""
 import errno
 
-import pytest
 
 from vmsim import (PROT_NONE, PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_ANONYMOUS, MLOCK_ONFAULT,
                    MADV_DONTNEED)
-from vmsim.arch.x86 import pgtable_types as T
 from vmsim.mm import vmstat
 from vmsim.mm.mm_types import VM_LOCKED, VM_LOCKONFAULT
 from vmsim.mm.page_flags import PG_mlocked, PG_unevictable, PG_lru
 from vmsim.mm.swap import lru_add_drain, LRU_UNEVICTABLE
 from vmtest import pte_at, pfn_at  # noqa: F401
+from vmtest import flt, errno_of  # noqa: F401
 
 P = 4096
 ANON = MAP_PRIVATE | MAP_ANONYMOUS
 RW = PROT_READ | PROT_WRITE
-
-
-def flt(proc):
-    return proc.getrusage().ru_minflt
-
-
-def errno_of(fn, *a):
-    with pytest.raises(OSError) as e:
-        fn(*a)
-    return e.value.errno
 
 
 def test_conform_mlock_populates(proc):

@@ -1,5 +1,4 @@
 """The MMU walk (vmsim.arch.x86.mmu): hardware rules, and identical results compiled or not."""
-import numpy as np
 import pytest
 
 import vmsim

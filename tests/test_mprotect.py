@@ -8,24 +8,11 @@ from vmsim import PROT_NONE, PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_ANONYMOUS
 from vmsim.arch.x86 import pgtable_types as T
 from vmsim.mm.mm_types import VM_ACCOUNT, VM_WRITE, VM_READ
 from vmtest import pte_at, pfn_at  # noqa: F401
+from vmtest import flt, errno_of, vmas  # noqa: F401
 
 P = 4096
 PROT_GROWSDOWN, PROT_GROWSUP = 0x01000000, 0x02000000
 ANON = MAP_PRIVATE | MAP_ANONYMOUS
-
-
-def vmas(proc, start, end):
-    return [(v.vm_start, v.vm_end) for v in proc.mm.vmas_in(start, end)]
-
-
-def flt(proc):
-    return proc.getrusage().ru_minflt
-
-
-def errno_of(fn, *a):
-    with pytest.raises(OSError) as e:
-        fn(*a)
-    return e.value.errno
 
 
 def test_conform_mprotect_write(proc):

@@ -9,26 +9,14 @@ from vmsim import (PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_SHARED, MAP_ANONYMOUS
 from vmsim.arch.x86 import pgtable_types as T
 from vmsim.mm.mm_types import VM_ACCOUNT, VM_LOCKED
 from vmtest import pte_at, pfn_at  # noqa: F401
+from vmtest import flt, errno_of  # noqa: F401
+from vmtest import vmas as layout  # noqa: F401
 
 P = 4096
 MB = 1 << 20
 ANON = MAP_PRIVATE | MAP_ANONYMOUS
 RW = PROT_READ | PROT_WRITE
 MAP_FIXED_NOREPLACE = 0x100000
-
-
-def layout(proc, start, end):
-    return [(v.vm_start, v.vm_end) for v in proc.mm.vmas_in(start, end)]
-
-
-def flt(proc):
-    return proc.getrusage().ru_minflt
-
-
-def errno_of(fn, *a):
-    with pytest.raises(OSError) as e:
-        fn(*a)
-    return e.value.errno
 
 
 def pattern(n, seed=7):

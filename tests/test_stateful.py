@@ -21,7 +21,7 @@ import os
 
 import pytest
 from hypothesis import settings, strategies as st, HealthCheck
-from hypothesis.stateful import RuleBasedStateMachine, rule, precondition, invariant, initialize
+from hypothesis.stateful import RuleBasedStateMachine, rule, precondition, invariant
 
 import vmsim
 from vmsim import (PROT_NONE, PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_SHARED, MAP_ANONYMOUS,

@@ -1,4 +1,5 @@
-"""Helpers shared by the tests: read a process's page tables the way the hardware does."""
+"""Helpers shared by the tests: page tables read the way the hardware does, faults, errno."""
+import pytest
 from vmsim.arch.x86 import pgtable_types as T
 
 
@@ -22,3 +23,20 @@ def pfn_at(proc, addr):
     """Return the PFN the PTE of ``addr`` maps, or -1 when it is not present."""
     pte = pte_at(proc, addr)
     return (pte & T.PTE_PFN_MASK) >> 12 if pte & T._PAGE_PRESENT else -1
+
+
+def flt(proc):
+    """Return the process's minor fault count (getrusage ru_minflt)."""
+    return proc.getrusage().ru_minflt
+
+
+def errno_of(fn, *a):
+    """Call fn(*a), which must fail; return its errno."""
+    with pytest.raises(OSError) as e:
+        fn(*a)
+    return e.value.errno
+
+
+def vmas(proc, start, end):
+    """Return the (start, end) of each VMA meeting [start, end)."""
+    return [(v.vm_start, v.vm_end) for v in proc.mm.vmas_in(start, end)]

@@ -186,7 +186,7 @@ class Process:
     # --- syscalls ---------------------------------------------------------------
     def mmap(self, addr, length, prot, flags, fd=-1, offset=0) -> int:
         """mmap(2): the address of the new mapping."""
-        k = self._enter()
+        self._enter()
         if offset & 0xFFF:
             return self._done(-errno.EINVAL)
         file = None

@@ -59,7 +59,6 @@ def derive(scn, recs):
     if not priv:
         notes.append("unprivileged run: PFN relations (zero page, same frame) skipped; "
                      "knobs could not be set")
-    names = {v: k for k, v in scn.slots.items()}
     addr = {}
     obs = {}
     pm_raw = {}           # (point, slot) -> entries

@@ -595,7 +595,7 @@ def _resolve(s, st, t, ops, lengths, point_ids):
     elif op == "wait":
         cn = t.get("child")
         if cn not in s.processes:
-            raise _KeyError("child" if "child" in t else None, f"wait needs child = 'name' of a forked process")
+            raise _KeyError("child" if "child" in t else None, "wait needs child = 'name' of a forked process")
         c = s.processes.index(cn)
         if s._parent.get(c) != me:
             raise _KeyError("child", f"{cn!r} is not a child of {pname!r} (an orphan's parent is gone)")

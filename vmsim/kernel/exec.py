@@ -14,12 +14,11 @@ glibc's start-up creates with sbrk is not there (spawn() is the state right afte
 execve, before any user code runs); only the top stack page (argv/envp/auxv) is
 populated.
 """
-from vmsim.arch.x86 import pgtable_types as T
 from vmsim.mm.filemap import address_space
 from vmsim.mm.mm_types import (vm_area_struct, VM_READ, VM_WRITE, VM_EXEC, VM_MAYREAD, VM_MAYWRITE,
                                VM_MAYEXEC, VM_GROWSDOWN, VM_ACCOUNT, VM_DONTEXPAND, VM_IO,
-                               VM_PFNMAP, VM_DONTDUMP, VM_MIXEDMAP, VM_STACK_INCOMPLETE_SETUP,
-                               VM_FAULT_SIGBUS, VM_FAULT_NOPAGE, VM_FAULT_OOM, VM_FAULT_LOCKED)
+                               VM_PFNMAP, VM_DONTDUMP, VM_MIXEDMAP, VM_FAULT_SIGBUS,
+                               VM_FAULT_NOPAGE, VM_FAULT_OOM, VM_FAULT_LOCKED)
 from vmsim.mm.mmap import vm_get_page_prot, vma_set_page_prot
 from vmsim.mm.vma import vm_stat_account
 

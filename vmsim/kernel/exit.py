@@ -4,9 +4,8 @@ exit_mmap: mmu_notifier_release, tlb_gather_mmu_fullmm, unmap_vmas
 over every VMA, free_pgtables from FIRST_USER_ADDRESS to USER_PGTABLES_CEILING,
 tlb_finish_mmu, then remove_vma for each VMA and drop the accounting.
 """
-from vmsim.mm.memory import unmap_vmas, free_pgtables, update_hiwater_rss
+from vmsim.mm.memory import unmap_vmas, free_pgtables
 from vmsim.mm.mmu_gather import tlb_gather_mmu_fullmm, tlb_finish_mmu
-from vmsim.mm.swap import lru_add_drain
 from vmsim.mm.vma import remove_vma, FIRST_USER_ADDRESS, USER_PGTABLES_CEILING
 from vmsim.mm.mm_types import VM_ACCOUNT
 

@@ -22,8 +22,8 @@ import numpy as np
 
 from vmsim.arch.x86 import pgtable_types as T
 from vmsim.mm import vmstat
-from vmsim.mm.mm_types import (VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_MAYSHARE, VM_PFNMAP,
-                               VM_MIXEDMAP, MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES)
+from vmsim.mm.mm_types import (VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_PFNMAP, VM_MIXEDMAP,
+                               MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES)
 from vmsim.mm.page_flags import (PG_anon, PG_anon_exclusive, PG_lru, PG_reserved, PG_tail,
                                  PG_head, PG_swapbacked, PG_active, PG_unevictable, PGTY_table,
                                  PGTY_buddy, PG_ORDER_MASK, PG_ORDER_SHIFT)

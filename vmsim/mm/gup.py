@@ -9,11 +9,10 @@ import errno
 
 from vmsim.arch.x86 import pgtable_types as T
 from vmsim.mm.mm_types import (VM_WRITE, VM_SHARED, VM_READ, VM_EXEC, VM_IO, VM_PFNMAP,
-                               VM_LOCKED, VM_LOCKONFAULT, VM_MAYWRITE, VM_HUGETLB,
-                               FAULT_FLAG_WRITE, FAULT_FLAG_REMOTE, FAULT_FLAG_UNSHARE,
-                               FAULT_FLAG_ALLOW_RETRY, FAULT_FLAG_KILLABLE, FAULT_FLAG_RETRY_NOWAIT,
-                               VM_FAULT_ERROR, VM_FAULT_OOM, VM_FAULT_SIGBUS, VM_FAULT_SIGSEGV,
-                               VM_FAULT_RETRY, VM_FAULT_HWPOISON, VM_FAULT_COMPLETED)
+                               VM_LOCKONFAULT, VM_MAYWRITE, VM_HUGETLB, FAULT_FLAG_WRITE,
+                               FAULT_FLAG_REMOTE, FAULT_FLAG_UNSHARE, FAULT_FLAG_ALLOW_RETRY,
+                               FAULT_FLAG_KILLABLE, VM_FAULT_ERROR, VM_FAULT_OOM,
+                               VM_FAULT_SIGBUS, VM_FAULT_SIGSEGV, VM_FAULT_HWPOISON)
 
 FOLL_WRITE = 0x01
 FOLL_GET = 0x02
@@ -102,7 +101,6 @@ def check_vma_flags(vma, gup_flags: int) -> int:
     """check_vma_flags(): may GUP touch this VMA this way? 0 or -EFAULT."""
     vm_flags = vma.vm_flags
     write = gup_flags & FOLL_WRITE
-    foreign = gup_flags & FOLL_REMOTE
     if vm_flags & (VM_IO | VM_PFNMAP):
         return -errno.EFAULT
     if write:

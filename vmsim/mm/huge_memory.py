@@ -9,8 +9,7 @@ create_huge_pud() return VM_FAULT_FALLBACK, so an eligible fault takes the 4 KiB
 path; vmsim never creates a huge PMD yet, so the huge-PMD handlers are unreachable
 and raise if reached.
 """
-from vmsim.mm.mm_types import (VM_FAULT_FALLBACK, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_HUGETLB,
-                               VM_SHARED)
+from vmsim.mm.mm_types import (VM_FAULT_FALLBACK, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_HUGETLB)
 
 TVA_SMAPS, TVA_PAGEFAULT, TVA_KHUGEPAGED, TVA_FORCED_COLLAPSE = range(4)
 PMD_ORDER = 9

@@ -140,7 +140,6 @@ def madvise_walk_vmas(mm, start: int, end: int, behavior: int, tlb) -> int:
 
 def madvise_vma_behavior(vma, prev, start: int, end: int, behavior: int, tlb):
     """madvise_vma_behavior(): apply one advice to [start, end) of vma; (error, prev)."""
-    mm = vma.vm_mm
     new_flags = vma.vm_flags
     if behavior == MADV_REMOVE:
         return madvise_remove(vma, start, end), None

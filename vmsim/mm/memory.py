@@ -11,21 +11,21 @@ time), so the kernel's "pte changed under us" re-checks always pass.
 from vmsim.arch.x86 import pgtable_types as T
 from vmsim.arch.x86.pgtable import (
     pgd_offset, p4d_offset, pud_offset, pmd_offset, pte_offset_map, mk_table_entry,
-    pte_mkyoung, pte_mkdirty, pte_mkwrite, pte_mkspecial, pfn_pte, ptep_set_access_flags,
-    ptep_get_and_clear, set_pte_at, PTRS_PER_TABLE)
+    pte_mkyoung, pte_mkdirty, pte_mkwrite, pfn_pte, ptep_set_access_flags, ptep_get_and_clear,
+    set_pte_at, PTRS_PER_TABLE)
 from vmsim.arch.x86.mm.pgtable import pte_alloc_one, pmd_alloc_one, pud_alloc_one, p4d_alloc_one, pagetable_free
 from vmsim.arch.x86.mm.tlb import flush_tlb_page, flush_tlb_fix_spurious_fault, note_downgrade
 from vmsim.mm import vmstat
 from vmsim.mm.mm_types import (
-    VM_SHARED, VM_MAYSHARE, VM_WRITE, VM_HUGETLB, VM_LOCKED, VM_PFNMAP, VM_MIXEDMAP,
-    VM_MAYWRITE, VM_UFFD_WP, VM_MAYBE_GUARD,
-    FAULT_FLAG_WRITE, FAULT_FLAG_UNSHARE, FAULT_FLAG_TRIED, FAULT_FLAG_VMA_LOCK,
-    FAULT_FLAG_INSTRUCTION, FAULT_FLAG_REMOTE, FAULT_FLAG_USER, FAULT_FLAG_ORIG_PTE_VALID,
-    VM_FAULT_OOM, VM_FAULT_SIGBUS, VM_FAULT_SIGSEGV, VM_FAULT_MAJOR, VM_FAULT_RETRY,
-    VM_FAULT_FALLBACK, VM_FAULT_ERROR, VM_FAULT_NOPAGE, VM_FAULT_LOCKED, VM_FAULT_DONE_COW,
-    MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, vm_fault, vma_is_anonymous, vma_is_accessible)
+    VM_SHARED, VM_MAYSHARE, VM_WRITE, VM_HUGETLB, VM_PFNMAP, VM_MIXEDMAP, VM_MAYWRITE,
+    VM_UFFD_WP, VM_MAYBE_GUARD, FAULT_FLAG_WRITE,
+    FAULT_FLAG_UNSHARE, FAULT_FLAG_TRIED, FAULT_FLAG_INSTRUCTION, FAULT_FLAG_REMOTE,
+    FAULT_FLAG_ORIG_PTE_VALID, VM_FAULT_OOM, VM_FAULT_SIGBUS, VM_FAULT_SIGSEGV,
+    VM_FAULT_MAJOR, VM_FAULT_RETRY, VM_FAULT_FALLBACK, VM_FAULT_ERROR, VM_FAULT_NOPAGE,
+    VM_FAULT_LOCKED, VM_FAULT_DONE_COW, MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES,
+    vm_fault, vma_is_accessible)
 from vmsim.mm.page_alloc import GFP_HIGHUSER_MOVABLE
-from vmsim.mm.page_flags import PG_anon, PG_anon_exclusive, PG_lru, PG_swapbacked, PG_dirty, PG_referenced
+from vmsim.mm.page_flags import PG_anon, PG_anon_exclusive, PG_lru, PG_swapbacked, PG_dirty
 from vmsim.mm.rmap import (folio_add_new_anon_rmap, folio_remove_rmap_pte, folio_add_file_rmap_pte,
                            folio_try_dup_anon_rmap_pte, folio_dup_file_rmap_pte,
                            RMAP_EXCLUSIVE, anon_vma_prepare)

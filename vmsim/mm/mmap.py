@@ -9,10 +9,10 @@ import errno
 from vmsim.arch.x86 import pgtable_types as T
 from vmsim.mm.mm_types import (
     vm_area_struct, VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_MAYREAD, VM_MAYWRITE, VM_MAYEXEC,
-    VM_MAYSHARE, VM_GROWSDOWN, VM_LOCKED, VM_LOCKONFAULT, VM_NORESERVE, VM_ACCOUNT, VM_SPECIAL,
-    VM_NOHUGEPAGE, VM_SOFTDIRTY, VM_HUGETLB, VM_DATA_DEFAULT_FLAGS, VM_SYNC, VM_LOCKED_MASK)
-from vmsim.mm.vma import (vm_stat_account, do_vmi_munmap, do_vmi_align_munmap,
-                          vma_merge_struct, vma_merge_new_range, VMA_MERGE_ERROR_NOMEM)
+    VM_MAYSHARE, VM_GROWSDOWN, VM_LOCKED, VM_NORESERVE, VM_ACCOUNT, VM_SPECIAL, VM_NOHUGEPAGE,
+    VM_HUGETLB, VM_DATA_DEFAULT_FLAGS, VM_SYNC, VM_LOCKED_MASK)
+from vmsim.mm.vma import (vm_stat_account, do_vmi_align_munmap, vma_merge_struct,
+                          vma_merge_new_range, VMA_MERGE_ERROR_NOMEM)
 
 PROT_NONE, PROT_READ, PROT_WRITE, PROT_EXEC = 0, 1, 2, 4
 PROT_SEM = 0x8
@@ -237,24 +237,22 @@ def mmap_address_hint_valid(mm, addr: int, length: int) -> bool:
     return (addr > win) == (addr + length > win)
 
 
+def find_start_end(mm, addr: int, flags: int):
+    """find_start_end() (arch/x86/kernel/sys_x86_64.c): the bottom-up search window;
+    MAP_32BIT maps within [1 GiB, 2 GiB)."""
+    if flags & MAP_32BIT:
+        return 0x40000000, 0x80000000
+    k = mm.kernel
+    end = mm.task_size if addr > k.default_map_window else k.default_map_window
+    return mm.mmap_legacy_base, end
+
+
 def arch_get_unmapped_area(mm, filp, addr: int, length: int, pgoff: int, flags: int,
                            vm_flags: int) -> int:
     """arch_get_unmapped_area(): bottom-up from mmap_legacy_base (the fallback)."""
-    k = mm.kernel
     if flags & MAP_FIXED:
         return addr
-    if flags & MAP_32BIT:
-        # find_start_end(): MAP_32BIT maps below 2 GiB, starting at 1 GiB.
-        begin, end = 0x40000000, 0x80000000
-        if length > end - begin:
-            return -errno.ENOMEM
-        if addr:
-            addr = (addr + 0xFFF) & ~0xFFF
-            vma = mm.find_vma(addr)
-            if end - length >= addr and (not vma or addr + length <= vm_start_gap(mm, vma)):
-                return addr
-        return unmapped_area(mm, length, begin, end, 0, pgoff << 12)
-    end = mm.task_size if addr > k.default_map_window else k.default_map_window
+    begin, end = find_start_end(mm, addr, flags)
     if length > end:
         return -errno.ENOMEM
     if addr:
@@ -262,7 +260,7 @@ def arch_get_unmapped_area(mm, filp, addr: int, length: int, pgoff: int, flags: 
         vma = mm.find_vma(addr)
         if end - length >= addr and (not vma or addr + length <= vm_start_gap(mm, vma)):
             return addr
-    return unmapped_area(mm, length, mm.mmap_legacy_base, end, 0, pgoff << 12)
+    return unmapped_area(mm, length, begin, end, 0, pgoff << 12)
 
 
 def arch_get_unmapped_area_topdown(mm, filp, addr0: int, length: int, pgoff: int,

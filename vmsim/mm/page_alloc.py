@@ -23,8 +23,7 @@ import math
 
 import numpy as np
 
-from vmsim.mm.page_flags import (PGTY_buddy, PG_ORDER_SHIFT, PG_ORDER_MASK, PG_reserved,
-                                 PG_head, PG_tail)
+from vmsim.mm.page_flags import (PGTY_buddy, PG_ORDER_SHIFT, PG_ORDER_MASK, PG_reserved)
 
 MAX_PAGE_ORDER = 10
 NR_PAGE_ORDERS = MAX_PAGE_ORDER + 1

@@ -17,7 +17,7 @@ Simplified: large-folio mapcounts (entire/large mapcount, MM IDs) are not built 
 """
 from vmsim.mm import vmstat
 from vmsim.mm.folio import folio_test_anon  # noqa: F401  (rmap.c users import it here)
-from vmsim.mm.page_flags import PG_anon, PG_anon_exclusive, PG_swapbacked, PG_head
+from vmsim.mm.page_flags import PG_anon, PG_anon_exclusive, PG_swapbacked
 
 RMAP_NONE = 0
 RMAP_EXCLUSIVE = 1 << 0

@@ -9,7 +9,6 @@ fallocate and holes (the file issue).
 """
 import errno
 
-from vmsim.mm import vmstat
 from vmsim.mm.filemap import address_space, filemap_add_folio, filemap_map_pages
 from vmsim.mm.mm_types import VM_FAULT_OOM, VM_FAULT_LOCKED, VM_FAULT_SIGBUS, VM_NORESERVE
 from vmsim.mm.page_alloc import GFP_HIGHUSER_MOVABLE

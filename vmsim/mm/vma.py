@@ -11,11 +11,9 @@ vms_complete_munmap_vmas -> vms_clear_ptes (unmap_vmas + free_pgtables).
 import errno
 
 from vmsim.mm.mm_types import (vm_area_struct, vma_is_anonymous, VM_SPECIAL, VM_IGNORE_MERGE,
-                               VM_LOCKED, VM_ACCOUNT, VM_SHARED, VM_WRITE, VM_EXEC, VM_STACK, VM_GROWSDOWN,
-                               VM_HUGETLB, VM_LOCKED_MASK)
+                               VM_LOCKED, VM_ACCOUNT, VM_SHARED, VM_WRITE, VM_EXEC, VM_STACK)
 from vmsim.mm.mmu_gather import tlb_gather_mmu, tlb_finish_mmu
 from vmsim.mm.memory import unmap_vmas, free_pgtables, update_hiwater_rss
-from vmsim.mm.swap import lru_add_drain
 
 FIRST_USER_ADDRESS = 0
 USER_PGTABLES_CEILING = 0
