@@ -279,7 +279,7 @@ def cmd_trace(args, out):
     from vmsim.strace import Strace, format_record
     from vmsim.trace import function_graph
     tracer = function_graph(None, faults_only=not args.all, max_events=args.max,
-                            funcs=args.func, pid=args.pid, show_exec=args.exec)
+                            funcs=args.graph_funcs, pid=args.pid, show_exec=args.exec)
 
     def on_record(rec, proc):
         tracer.comment(format_record(rec), rec.pid, proc.task.cpu if proc is not None else None)
@@ -413,7 +413,7 @@ def build_parser():
                         "entry write decoded, the system calls as comments.")
     sp.add_argument("scenario", metavar="SCENARIO.py")
     sp.add_argument("--all", action="store_true", help="trace every model call, not only faults")
-    sp.add_argument("--func", action="append", metavar="NAME",
+    sp.add_argument("--func", dest="graph_funcs", action="append", metavar="NAME",
                     help="set_graph_function: only the graphs of NAME (repeatable)")
     sp.add_argument("--pid", type=int, help="only this process (set_ftrace_pid)")
     sp.add_argument("--exec", action="store_true",
