@@ -168,6 +168,20 @@ def decode_change(level: str, old, new) -> str:
             f" -> {decode_entry(new[i], level)}")
 
 
+def decode_error_code(error_code: int) -> str:
+    """Return "0x6 [WRITE|USER]" for a #PF error code."""
+    names = [f.name for f in PfErr if error_code & f.value]
+    return f"{error_code:#x} [{'|'.join(names)}]" if names else f"{error_code:#x}"
+
+
+def decode_vm_fault(ret) -> str:
+    """Return "0x0" or "0x404 [MAJOR|RETRY]" for a vm_fault_t value."""
+    if not isinstance(ret, int) or isinstance(ret, bool):
+        return repr(ret)
+    names = [n for bit, n in sorted(VM_FAULT_NAMES.items()) if ret & bit]
+    return f"{ret:#x} [{'|'.join(names)}]" if names else f"{ret:#x}"
+
+
 class Fault:
     """One traced page fault: where, who, what paths it took, and its call tree.
 
