@@ -59,6 +59,9 @@ _ROOT = os.path.dirname(os.path.abspath(vmsim.__file__))
 MODEL_PACKAGES = ("arch", "mm", "kernel", "fs")
 _PREFIXES = tuple(os.path.join(_ROOT, d) + os.sep for d in MODEL_PACKAGES)
 _CO_GENERATOR_LIKE = 0x20 | 0x100 | 0x200     # CO_GENERATOR, CO_COROUTINE, CO_ASYNC_GENERATOR
+# The debug checker (CONFIG_DEBUG_VM's role) and everything it calls stay out of traces.
+_QUIET_FILES = (os.path.join(_ROOT, "mm", "debug_vm.py"),)
+_QUIET = "<quiet>"
 
 # Functions whose kernel counterpart returns vm_fault_t: their return value is decoded.
 VM_FAULT_FUNCS = frozenset("""
@@ -125,7 +128,7 @@ _ULONG = (1 << 64) - 1
 _ENTRY_BITS = ((_T._PAGE_PRESENT, "P"), (_T._PAGE_RW, "RW"), (_T._PAGE_USER, "US"),
                (_T._PAGE_PWT, "PWT"), (_T._PAGE_PCD, "PCD"), (_T._PAGE_ACCESSED, "A"),
                (_T._PAGE_DIRTY, "D"), (_T._PAGE_PSE, "PSE"), (_T._PAGE_GLOBAL, "G"), (_T._PAGE_SPECIAL, "SPECIAL"),
-               (_T._PAGE_UFFD_WP, "UFFD_WP"), (1 << _T._PAGE_BIT_SOFTW3, "SOFTW3"),
+               (_T._PAGE_UFFD_WP, "UFFD_WP"), (1 << _T._PAGE_BIT_SOFT_DIRTY, "SOFT_DIRTY"),
                (1 << _T._PAGE_BIT_SOFTW4, "SOFTW4"), (_T._PAGE_SAVED_DIRTY, "SAVED_DIRTY"))
 
 
@@ -228,6 +231,8 @@ def _classify(code):
     """Return the function name to trace for a code object, or None."""
     if not code.co_filename.startswith(_PREFIXES):
         return None
+    if code.co_filename in _QUIET_FILES:
+        return _QUIET
     name = code.co_name
     # Comprehensions, generators and class bodies (no CO_NEWLOCALS) are not functions.
     if name.startswith("<") or code.co_flags & _CO_GENERATOR_LIKE or not code.co_flags & 0x2:
@@ -284,6 +289,7 @@ class FunctionGraph:
         self._names = {}          # code -> name or None
         self._active = False
         self._mute = False        # inside a fault left out (another pid, execve's own)
+        self._quiet = False       # inside the debug checker
         self._graph = None        # set_graph_function: depth of the graph being recorded
         self._prefix = " -)    -   | "
 
@@ -348,9 +354,13 @@ class FunctionGraph:
         name = names.get(code, 0)
         if name == 0:
             name = names[code] = _classify(code)
-        if name is None:
+        if name is None or self._quiet:
             return False
         stack = self._stack
+        if name is _QUIET:
+            self._quiet = True
+            stack.append((key, name, -1, None))
+            return True
         cur = self._cur
         text = name + "()"
         if cur is None and (code is _EXC_CODE or code is _GUP_CODE):
@@ -403,6 +413,9 @@ class FunctionGraph:
         if not stack or stack[-1][0] is not key:
             return
         _, name, idx, w = stack.pop()
+        if name is _QUIET:
+            self._quiet = False
+            return
         depth = len(stack)
         ret = ""
         if name in VM_FAULT_FUNCS and isinstance(retval, int) and not isinstance(retval, bool):
