@@ -15,6 +15,7 @@ from vmsim.arch.x86 import cpu as _cpu
 from vmsim.kernel.machine import Kernel
 from vmsim.kernel.sched import task_struct
 from vmsim.mm import mmap as _mmap
+from vmsim.strace import format_siginfo
 
 ENOSYS = errno.ENOSYS
 
@@ -26,7 +27,6 @@ class SignalDelivered(Exception):
     si_code=SEGV_ACCERR, si_addr=0x7ffff7ff5000} (after 0 bytes)``."""
 
     def __init__(self, signo, si_code, si_addr, offset=0, error_code=0):
-        from vmsim.strace import format_siginfo
         self.signo = signo
         self.si_code = si_code
         self.si_addr = si_addr

@@ -1,7 +1,10 @@
 """The ``vmsim`` command line.
 
-    vmsim run SCENARIO.py       run a scenario file, then summarise faults, RSS, vmstat
-    vmsim trace SCENARIO.py     run it with the function-graph tracer, print the faults' call trees
+    vmsim run SCENARIO.py       run a scenario file; print its system calls as strace -f
+                                does, then faults, RSS and vmstat deltas (--all: every counter)
+    vmsim trace SCENARIO.py     run it with the function-graph tracer: the faults' kernel
+                                calls, page-table entry writes decoded, syscalls as comments
+                                (--func NAME, --pid N, --max N, --all, --exec)
     vmsim walk ADDR             split an address into table indices for each paging mode;
                                 with --scenario FILE --pid N, walk that process's page tables
     vmsim demo                  a built-in tour of the anonymous and shmem fault paths
@@ -10,6 +13,9 @@
 Scenario files are described in :mod:`vmsim.scenario`. User mistakes never show a
 Python traceback: one line on stderr and exit status 2 (bad usage: arguments,
 missing file) or 1 (the scenario failed: syntax error, exception, "FILE:LINE: ...").
+A scenario that dies of a signal (an uncaught SignalDelivered) is reported as a killed
+process: the fatal fault's trace, what ran until then, and exit status 128 + signo, as
+a shell gives it (139 for SIGSEGV, 135 for SIGBUS).
 Output uses rich tables on a terminal and plain text otherwise.
 """
 import argparse

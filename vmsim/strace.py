@@ -246,33 +246,27 @@ def text(records, limit_note=None) -> str:
 
 
 # --- collection ------------------------------------------------------------------------
-# Process method -> (how to name the call, how to build args from the bound arguments,
-# how to turn the method's result into the syscall's return value).
-def _sys_mlock(b):
-    return "mlock2" if b["flags"] else "mlock"
-
-
-def _args_mlock(b):
-    return (b["addr"], b["length"], b["flags"]) if b["flags"] else (b["addr"], b["length"])
+# Process method -> (the syscall's name, or a function of the arguments giving it;
+# the C arguments from the method's arguments ``v``, in order; the return value from
+# the method's result ``r``). Arguments are taken by position, as the C call has them.
+def _mlock_name(v):
+    return "mlock2" if v[2] else "mlock"
 
 
 _SYSCALLS = {
-    "mmap": ("mmap", lambda b: (b["addr"], b["length"], b["prot"], b["flags"], b["fd"],
-                                b["offset"]), lambda r, b: r),
-    "munmap": ("munmap", lambda b: (b["addr"], b["length"]), lambda r, b: 0),
-    "mprotect": ("mprotect", lambda b: (b["addr"], b["length"], b["prot"]), lambda r, b: 0),
-    "madvise": ("madvise", lambda b: (b["addr"], b["length"], b["advice"]), lambda r, b: 0),
-    "mremap": ("mremap", lambda b: (b["old_addr"], b["old_size"], b["new_size"], b["flags"],
-                                    b["new_addr"]), lambda r, b: r),
-    "mlock": (_sys_mlock, _args_mlock, lambda r, b: 0),
-    "munlock": ("munlock", lambda b: (b["addr"], b["length"]), lambda r, b: 0),
-    "mincore": ("mincore", lambda b: (b["addr"], b["length"], None), lambda r, b: 0),
-    "brk": ("brk", lambda b: (b["addr"],), lambda r, b: r),
-    "fork": ("fork", lambda b: (), lambda r, b: r.pid),
-    "exit": ("exit_group", lambda b: (b["status"],), lambda r, b: None),
-    "wait": ("wait4", lambda b: (b["pid"], None, b.get("nohang", False)),
-             lambda r, b: 0 if r is None else b["pid"]),
-    "execve": ("execve", lambda b: (b.get("path") or EXE,), lambda r, b: 0),
+    "mmap": ("mmap", lambda v: tuple(v[:6]), lambda r, v: r),
+    "munmap": ("munmap", lambda v: tuple(v[:2]), lambda r, v: 0),
+    "mprotect": ("mprotect", lambda v: tuple(v[:3]), lambda r, v: 0),
+    "madvise": ("madvise", lambda v: tuple(v[:3]), lambda r, v: 0),
+    "mremap": ("mremap", lambda v: tuple(v[:5]), lambda r, v: r),
+    "mlock": (_mlock_name, lambda v: tuple(v[:3]) if v[2] else tuple(v[:2]), lambda r, v: 0),
+    "munlock": ("munlock", lambda v: tuple(v[:2]), lambda r, v: 0),
+    "mincore": ("mincore", lambda v: (v[0], v[1], None), lambda r, v: 0),
+    "brk": ("brk", lambda v: (v[0],), lambda r, v: r),
+    "fork": ("fork", lambda v: (), lambda r, v: r.pid),
+    "exit": ("exit_group", lambda v: (v[0],), lambda r, v: None),
+    "wait": ("wait4", lambda v: (v[0], None, bool(v[1])), lambda r, v: 0 if r is None else v[0]),
+    "execve": ("execve", lambda v: (v[0] or EXE,), lambda r, v: 0),
 }
 _ACCESSES = ("read", "write", "fetch", "touch")
 
@@ -324,9 +318,9 @@ class Strace:
                 return orig(proc, *a, **kw)
             b = sig.bind(proc, *a, **kw)
             b.apply_defaults()
-            b = b.arguments
-            sysname = name(b) if callable(name) else name
-            args = mkargs(b)
+            v = list(b.arguments.values())[1:]
+            sysname = name(v) if callable(name) else name
+            args = mkargs(v)
             tracer._depth += 1
             try:
                 r = orig(proc, *a, **kw)
@@ -340,7 +334,7 @@ class Strace:
                 args = args[:2] + (r,)
             elif sysname == "wait4" and r is not None:
                 args = (args[0], r) + args[2:]
-            tracer.add(Record(proc.pid, "syscall", sysname, args, mkret(r, b), 0), proc)
+            tracer.add(Record(proc.pid, "syscall", sysname, args, mkret(r, v), 0), proc)
             if sysname == "exit_group":
                 tracer.add(Record(proc.pid, "exit", "", (args[0],), None, 0), proc)
             return r
