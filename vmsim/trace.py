@@ -59,8 +59,10 @@ _ROOT = os.path.dirname(os.path.abspath(vmsim.__file__))
 MODEL_PACKAGES = ("arch", "mm", "kernel", "fs")
 _PREFIXES = tuple(os.path.join(_ROOT, d) + os.sep for d in MODEL_PACKAGES)
 _CO_GENERATOR_LIKE = 0x20 | 0x100 | 0x200     # CO_GENERATOR, CO_COROUTINE, CO_ASYNC_GENERATOR
-# The debug checker (CONFIG_DEBUG_VM's role) and everything it calls stay out of traces.
-_QUIET_FILES = (os.path.join(_ROOT, "mm", "debug_vm.py"),)
+# The debug checker (CONFIG_DEBUG_VM's role) and the store of page contents (what the
+# CPU reads and writes; the kernel's copy_user_highpage / clear_page) stay out of
+# traces with everything they call.
+_QUIET_FILES = (os.path.join(_ROOT, "mm", "debug_vm.py"), os.path.join(_ROOT, "mm", "page_data.py"))
 _QUIET = "<quiet>"
 
 # Functions whose kernel counterpart returns vm_fault_t: their return value is decoded.
@@ -93,7 +95,7 @@ vma_store vma_remove vma_update vma_merge_copied_range inline_decode inline_enco
 note_downgrade mmu_notifier_range_done reset_range is_canonical touch_batch zone_of
 do_mincore_syscall do_munlock remap_is_valid madvise_cold_pte_range setup_new_exec_layout
 all_vmstat_values deferred_free_blocks deferred_free_ranges zone_free_area
-zone_nr_free_pages zone_nr_free_pages_blocks is_knob
+zone_nr_free_pages zone_nr_free_pages_blocks is_knob next_ino release
 """.split())
 
 # The kernel functions that write page-table entries: name -> (level, pointer
