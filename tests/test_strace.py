@@ -118,7 +118,9 @@ def test_strace_collects_structured_records():
         p.mprotect(a, 4096, PROT_READ)
         with pytest.raises(SignalDelivered):
             p.write(a, b"x")
+        p.mincore(a, 8192)
     r = st.records
+    assert r[-1] == Record(1, "syscall", "mincore", (a, 8192, (0, 0)), 0, 0)   # never touched
     assert r[0] == Record(1, "syscall", "execve", ("/usr/local/bin/vmsim-minimal",), 0, 0)
     assert r[1] == Record(1, "syscall", "mmap", (0, 65536, 3, 0x22, -1, 0), a, 0)
     assert r[2] == Record(1, "syscall", "mprotect", (a, 1 << 50, PROT_READ), -1, 12)
@@ -128,6 +130,8 @@ def test_strace_collects_structured_records():
     assert r[6] == Record(1, "syscall", "wait4", (c.pid, 0, False), c.pid, 0)
     assert r[8] == Record(1, "signal", "SIGSEGV", (vmsim.SEGV_ACCERR, a), None, 0)
     assert r[8]._asdict()["args"] == (2, a)
+    import json
+    assert json.loads(json.dumps([x._asdict() for x in r]))[1]["args"] == [0, 65536, 3, 0x22, -1, 0]
     # Not installed any more: the API is the plain one again.
     assert vmsim.Process.mmap.__qualname__ == "Process.mmap"
 

@@ -24,8 +24,10 @@ A Record is a plain tuple, ready for JSON (``rec._asdict()``):
     the syscall's name as strace shows it (``mmap``, ``mlock2``, ``exit_group``,
     ``wait4``, ...); for the other kinds the signal's name (``SIGSEGV``) or ``""``.
 ``args``
-    the C arguments as passed, in order (ints; ``None`` for a NULL pointer; the
-    result array of mincore and the status of wait4 in place of their pointers).
+    the C arguments as passed, in order (ints; the path of execve; the result
+    array of mincore, a tuple of ints, and the status of wait4 in place of their
+    pointers; ``None`` for a pointer the call did not fill: wait4's while the child
+    still runs, printed as NULL). Every field is JSON-ready.
     For a signal: ``(si_code, si_addr)``; for an exit: ``(status,)``.
 ``ret``
     the return value (an int; ``-1`` on failure; ``None`` where the call does not
@@ -331,7 +333,7 @@ class Strace:
             finally:
                 tracer._depth -= 1
             if sysname == "mincore":
-                args = args[:2] + (r,)
+                args = args[:2] + (tuple(r),)
             elif sysname == "wait4" and r is not None:
                 args = (args[0], r) + args[2:]
             tracer.add(Record(proc.pid, "syscall", sysname, args, mkret(r, v), 0), proc)
