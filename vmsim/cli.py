@@ -260,13 +260,16 @@ def cmd_seedmap(args, out):
         raise UsageError(f"--section {args.section}: sections are "
                          f"{', '.join(seedmap.sections())} (or just the number)")
     entries = seedmap.select(args.section, args.missing)
-    rows = [[e["key"], e["seed_line"].strip().replace("\t", " "), e["linux_6_18"],
-             seedmap.vmsim_cell(e)] for e in entries]
     what = "not modelled yet" if args.missing else "seed map"
-    title = f"{what}: {len(rows)} of {len(seedmap.SEED_MAP)} entries"
+    title = f"{what}: {len(entries)} of {len(seedmap.SEED_MAP)} entries"
     if args.section:
         title += f" (section {args.section})"
-    out.table(title, ["key", "seed line", "Linux 6.18", "vmsim"], rows)
+    # One block per entry, wrapped to fit a 100-column terminal (or a narrower one).
+    import shutil
+    width = min(100, shutil.get_terminal_size((100, 24)).columns) if out.console else 100
+    out.line(title)
+    out.line("")
+    out.line(seedmap.render_blocks(entries, max(width, 60)))
     return 0
 
 
