@@ -120,7 +120,10 @@ def touch(k, task, base: int, stride: int, count: int, write: bool, value: int) 
 
 def _compile_on_first_use(name):
     def first_call(*args):
-        use_compiled(True)
+        try:
+            use_compiled(True)
+        except ImportError:              # numba present but unusable: plain Python
+            use_compiled(False)
         return _impl[name](*args)
     return first_call
 
