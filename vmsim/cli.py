@@ -155,6 +155,13 @@ def print_summary(out, result, tracer=None):
 
 
 # --- commands ----------------------------------------------------------------------------
+def _not_a_toml_scenario(path):
+    """`vmsim run x.toml`: conformance scenarios are run by `vmsim conform`."""
+    if path and path.lower().endswith(".toml"):
+        raise UsageError(f"{path} is a conformance scenario (TOML): run it with "
+                         f"'vmsim conform {path}'; run, trace and walk --scenario take a Python scenario")
+
+
 def _machine_kw(args):
     return dict(memory=args.memory, cpus=args.cpus, paging_levels=args.levels,
                 show_traceback=args.traceback)
@@ -333,6 +340,8 @@ def main(argv=None) -> int:
         if not getattr(args, "func", None):
             parser.print_help()
             return EXIT_USAGE
+        if args.command in ("run", "trace") or getattr(args, "scenario", None):
+            _not_a_toml_scenario(args.scenario)
         if getattr(args, "max_events", 1) <= 0:
             raise UsageError("--max-events must be positive")
         if getattr(args, "cpus", 1) <= 0:
