@@ -270,6 +270,7 @@ def cmd_conform(args, out):
 
 
 def build_parser():
+    from vmsim import cli_views
     p = _Parser(prog="vmsim", description="vmsim: an executable model of Linux 6.18 x86-64 "
                 "memory management.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -290,6 +291,7 @@ def build_parser():
     sp.add_argument("--no-paths", dest="paths", action="store_false",
                     help="do not count fault paths (runs faster: no profile hook)")
     machine_opts(sp)
+    cli_views.add_options(sp, plot=True)
     sp.set_defaults(func=cmd_run)
 
     sp = sub.add_parser("trace", help="run a scenario with the function-graph tracer")
@@ -297,6 +299,7 @@ def build_parser():
     sp.add_argument("--all", action="store_true", help="trace every model call, not only faults")
     sp.add_argument("--max-events", type=int, default=5000, help="stop recording after N lines")
     machine_opts(sp)
+    cli_views.add_options(sp)
     sp.set_defaults(func=cmd_trace)
 
     from vmsim.arch.x86.pgtable_types import PAGING_MODES
@@ -306,6 +309,7 @@ def build_parser():
     sp.add_argument("--scenario", metavar="FILE", help="run FILE, then walk in a process's mm")
     sp.add_argument("--pid", type=int, help="the process to walk (with --scenario)")
     machine_opts(sp)
+    cli_views.add_options(sp)
     sp.set_defaults(func=cmd_walk)
 
     sp = sub.add_parser("demo", help="a tour of the anonymous and shmem fault paths")
@@ -346,6 +350,9 @@ def main(argv=None) -> int:
             raise UsageError("--max-events must be positive")
         if getattr(args, "cpus", 1) <= 0:
             raise UsageError("--cpus must be positive")
+        from vmsim import cli_views
+        if cli_views.wanted(args):
+            return cli_views.dispatch(args, out)
         return args.func(args, out)
     except UsageError as e:
         print(f"vmsim: error: {e}", file=sys.stderr)
