@@ -55,6 +55,22 @@ def process_record(p) -> dict:
     return rec
 
 
+PROCESS_COLUMNS = ["pid", "state", "minflt", "majflt", "RssAnon", "RssFile", "RssShmem", "VmHWM"]
+
+
+def process_rows(machine):
+    """Rows of PROCESS_COLUMNS for a summary table (vmsim run, vmsim demo)."""
+    rows = []
+    for pid, p in sorted(machine.processes.items()):
+        r = process_record(p)
+        if r["state"] != "running":
+            rows.append([pid, "exited", r["minflt"], r["majflt"], "-", "-", "-", "-"])
+            continue
+        rows.append([pid, "running", r["minflt"], r["majflt"]] +
+                    [f"{r[k] * 4} kB" for k in ("rss_anon", "rss_file", "rss_shmem", "hiwater_rss")])
+    return rows
+
+
 def process_vmas(p) -> list:
     mm = p.task.mm
     return [] if mm is None else [vma_record(v) for v in mm.mm_mt]
