@@ -44,6 +44,7 @@ class Out:
         if rich is None:
             rich = hasattr(self.file, "isatty") and self.file.isatty()
         self.console = None
+        self.before_output = None     # stops a progress display before the first output
         if rich:
             try:
                 from rich.console import Console
@@ -52,12 +53,19 @@ class Out:
                 pass
 
     def line(self, text=""):
+        self._progress_done()
         if self.console is not None:
             self.console.print(text, markup=False, highlight=False, soft_wrap=True)
         else:
             print(text, file=self.file)
 
+    def _progress_done(self):
+        if self.before_output is not None:
+            self.before_output()
+            self.before_output = None
+
     def heading(self, text):
+        self._progress_done()
         if self.console is not None:
             self.console.rule(f"[bold]{_escape(text)}")
         else:
@@ -65,6 +73,7 @@ class Out:
 
     def block(self, title, text):
         """A titled block of preformatted text (a /proc file, a trace)."""
+        self._progress_done()
         if self.console is not None:
             from rich.panel import Panel
             from rich.text import Text
@@ -74,6 +83,7 @@ class Out:
             print(text.rstrip("\n"), file=self.file)
 
     def table(self, title, columns, rows, right=()):
+        self._progress_done()
         """``columns``: header names; ``right``: indices of right-aligned columns."""
         rows = [[str(c) for c in r] for r in rows]
         if self.console is not None:
@@ -110,28 +120,7 @@ def _escape(text):
 
 
 # --- summaries -------------------------------------------------------------------------
-def _kb(pages):
-    return f"{pages * 4} kB"
-
-
-def process_rows(machine, killed=None):
-    """Rows of pid, state, minflt, majflt, RSS (anon/file/shmem), VmHWM. ``killed``:
-    {pid: signal name} of processes the scenario died with."""
-    from vmsim.mm.mm_types import MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES
-    killed = killed or {}
-    rows = []
-    for pid, p in sorted(machine.processes.items()):
-        t = p.task
-        mm = t.mm
-        if mm is None:
-            rows.append([pid, "exited", t.min_flt, t.maj_flt, "-", "-", "-", "-"])
-            continue
-        rs = mm.rss_stat
-        hwm = max(mm.hiwater_rss, sum(rs[i] for i in (MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES)))
-        state = f"killed by {killed[pid]}" if pid in killed else "running"
-        rows.append([pid, state, t.min_flt, t.maj_flt, _kb(rs[MM_ANONPAGES]),
-                     _kb(rs[MM_FILEPAGES]), _kb(rs[MM_SHMEMPAGES]), _kb(hwm)])
-    return rows
+from vmsim.views import process_rows   # noqa: E402  (shared with vmsim.demo)
 
 
 # The vmstat counters a reader of the summary cares about: faults, allocations and
@@ -166,9 +155,13 @@ def print_summary(out, result, tracer=None, show_all=False, killed=None):
     for n, (m, base) in enumerate(machines):
         suffix = f" (machine {n + 1} of {len(machines)})" if len(machines) > 1 else ""
         out.heading(f"Summary of {result.path}{suffix}")
+        rows = process_rows(m)
+        for r in rows:
+            if r[0] in (killed or {}):
+                r[1] = f"killed by {killed[r[0]]}"
         out.table("Processes: faults (getrusage) and RSS",
                   ["pid", "state", "minflt", "majflt", "RssAnon", "RssFile", "RssShmem", "VmHWM"],
-                  process_rows(m, killed), right=(0, 2, 3, 4, 5, 6, 7))
+                  rows, right=(0, 2, 3, 4, 5, 6, 7))
         if tracer is not None:
             mine = [f for f in tracer.faults if f.pid in m.processes and not f.exec]
             pids = sorted({f.pid for f in mine})
@@ -201,6 +194,13 @@ def print_summary(out, result, tracer=None, show_all=False, killed=None):
 
 
 # --- commands ----------------------------------------------------------------------------
+def _not_a_toml_scenario(path):
+    """`vmsim run x.toml`: conformance scenarios are run by `vmsim conform`."""
+    if path and path.lower().endswith(".toml"):
+        raise UsageError(f"{path} is a conformance scenario (TOML): run it with "
+                         f"'vmsim conform {path}'; run, trace and walk --scenario take a Python scenario")
+
+
 def _machine_kw(args):
     return dict(memory=args.memory, cpus=args.cpus, paging_levels=args.levels,
                 show_traceback=args.traceback)
@@ -264,7 +264,7 @@ def cmd_run(args, out):
     tracer = None
     if args.paths:
         tracer = function_graph(None, faults_only=True, record="signals")
-    st = Strace(max_records=args.max)
+    st = Strace(max_records=args.max_events)
     result, fatal = _run_traced(args, [st] + ([tracer] if tracer else []))
     killed = {}
     if fatal is not None:
@@ -284,12 +284,12 @@ def cmd_trace(args, out):
     ``/* ... */`` comments between the graphs. Exit status as ``vmsim run``."""
     from vmsim.strace import Strace, format_record
     from vmsim.trace import function_graph
-    tracer = function_graph(None, faults_only=not args.all, max_events=args.max,
+    tracer = function_graph(None, faults_only=not args.all, max_events=args.max_events,
                             funcs=args.graph_funcs, pid=args.pid, show_exec=args.exec)
 
     def on_record(rec, proc):
         tracer.comment(format_record(rec), rec.pid, proc.task.cpu if proc is not None else None)
-    st = Strace(max_records=args.max, pid=args.pid, on_record=on_record)
+    st = Strace(max_records=args.max_events, pid=args.pid, on_record=on_record)
     result, fatal = _run_traced(args, [st, tracer])
     if fatal is not None:
         pid, sig = _report_death(out, fatal, st, tracer)
@@ -310,7 +310,8 @@ def cmd_trace(args, out):
 
 
 def cmd_walk(args, out):
-    from vmsim.walk import parse_address, render_layout, vtop, PAGING_MODES
+    from vmsim.walk import parse_address, render_layout, vtop, check_address, PAGING_MODES
+    from vmsim.arch.x86.pgtable_types import paging_mode
     try:
         addr = parse_address(args.address)
     except ValueError as e:
@@ -319,25 +320,38 @@ def cmd_walk(args, out):
         raise UsageError("--pid needs --scenario FILE")
     if args.scenario is None:
         modes = [args.mode] if args.mode else list(PAGING_MODES)
+        problems = {m: check_address(addr, PAGING_MODES[m]) for m in modes}
+        if all(problems.values()):
+            if args.mode:
+                raise UsageError(f"{args.mode} paging: {addr:#x} is {problems[args.mode]}")
+            raise UsageError(f"{addr:#x} fits no paging mode: wider than 32 bits, and "
+                             f"non-canonical for 48- and 57-bit addresses (bits 63..47, "
+                             f"resp. 63..56, must all equal bit 47, resp. 56)")
         for i, m in enumerate(modes):
             if i:
                 out.line("")
-            mode = PAGING_MODES[m]
-            from vmsim.walk import check_address
-            problem = check_address(addr, mode)
-            if problem and mode.va_bits == 32 and not args.mode:
-                out.line(f"{m} paging: {addr:#x} {problem}")
+            if problems[m]:
+                out.line(f"{m} paging: {addr:#x} is {problems[m]}")
                 continue
             out.line(render_layout(addr, m))
         return 0
-    from vmsim.scenario import run_scenario
-    from vmsim.arch.x86.pgtable_types import paging_mode
-    result = run_scenario(args.scenario, **_machine_kw(args))
-    machine = result.machine
-    mname = paging_mode(machine.k.paging_levels).name
+    # The scenario's machine fixes the mode: an address it cannot hold is a usage error,
+    # found before the scenario runs.
+    mname = paging_mode(args.levels).name
     if args.mode and args.mode != mname:
         raise UsageError(f"--mode {args.mode}: the scenario's machine uses {mname} paging"
                          f" (choose the machine's with --levels 4 or 5)")
+    problem = check_address(addr, PAGING_MODES[mname])
+    if problem:
+        raise UsageError(f"{mname} paging: {addr:#x} is {problem}")
+    from vmsim.scenario import run_scenario
+    result = run_scenario(args.scenario, **_machine_kw(args))
+    machine = result.machine
+    if paging_mode(machine.k.paging_levels).name != mname:
+        mname = paging_mode(machine.k.paging_levels).name
+        problem = check_address(addr, PAGING_MODES[mname])
+        if problem:
+            raise UsageError(f"the scenario's machine uses {mname} paging: {addr:#x} is {problem}")
     pid = args.pid
     if pid is None:
         live = sorted(machine.processes)
@@ -370,13 +384,16 @@ def cmd_seedmap(args, out):
         raise UsageError(f"--section {args.section}: sections are "
                          f"{', '.join(seedmap.sections())} (or just the number)")
     entries = seedmap.select(args.section, args.missing)
-    rows = [[e["key"], e["seed_line"].strip().replace("\t", " "), e["linux_6_18"],
-             seedmap.vmsim_cell(e)] for e in entries]
     what = "not modelled yet" if args.missing else "seed map"
-    title = f"{what}: {len(rows)} of {len(seedmap.SEED_MAP)} entries"
+    title = f"{what}: {len(entries)} of {len(seedmap.SEED_MAP)} entries"
     if args.section:
         title += f" (section {args.section})"
-    out.table(title, ["key", "seed line", "Linux 6.18", "vmsim"], rows)
+    # One block per entry, wrapped to fit a 100-column terminal (or a narrower one).
+    import shutil
+    width = min(100, shutil.get_terminal_size((100, 24)).columns) if out.console else 100
+    out.line(title)
+    out.line("")
+    out.line(seedmap.render_blocks(entries, max(width, 60)))
     return 0
 
 
@@ -386,9 +403,16 @@ def cmd_conform(args, out):
     return conform_main(args.rest)
 
 
+def _vmsim_version() -> str:
+    from vmsim import __version__
+    return __version__
+
+
 def build_parser():
+    from vmsim import cli_views
     p = _Parser(prog="vmsim", description="vmsim: an executable model of Linux 6.18 x86-64 "
                 "memory management.")
+    p.add_argument("--version", action="version", version=f"vmsim {_vmsim_version()}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def machine_opts(sp):
@@ -408,9 +432,10 @@ def build_parser():
                     help="do not count fault paths (runs faster: no profile hook)")
     sp.add_argument("--all", action="store_true",
                     help="every vmstat counter that changed (per-zone, NUMA, derived values)")
-    sp.add_argument("--max", type=int, default=10000, metavar="N",
+    sp.add_argument("--max", dest="max_events", type=int, default=10000, metavar="N",
                     help="stop collecting system calls after N lines (default 10000)")
     machine_opts(sp)
+    cli_views.add_options(sp, plot=True)
     sp.set_defaults(func=cmd_run)
 
     sp = sub.add_parser("trace", help="run a scenario with the function-graph tracer",
@@ -424,18 +449,20 @@ def build_parser():
     sp.add_argument("--pid", type=int, help="only this process (set_ftrace_pid)")
     sp.add_argument("--exec", action="store_true",
                     help="also the faults execve takes for itself (writing argv)")
-    sp.add_argument("--max", "--max-events", dest="max", type=int, default=5000, metavar="N",
+    sp.add_argument("--max", "--max-events", dest="max_events", type=int, default=5000, metavar="N",
                     help="stop recording after N lines (default 5000)")
     machine_opts(sp)
+    cli_views.add_options(sp)
     sp.set_defaults(func=cmd_trace)
 
     from vmsim.arch.x86.pgtable_types import PAGING_MODES
     sp = sub.add_parser("walk", help="decompose an address / walk a process's page tables")
-    sp.add_argument("address", metavar="ADDR", help="hex (0x7ffff7ff6000) or decimal")
+    sp.add_argument("address", metavar="ADDR", help="hex, 0x optional (as crash: 7ffff7ff6000)")
     sp.add_argument("--mode", choices=list(PAGING_MODES), help="one paging mode (default: all)")
     sp.add_argument("--scenario", metavar="FILE", help="run FILE, then walk in a process's mm")
     sp.add_argument("--pid", type=int, help="the process to walk (with --scenario)")
     machine_opts(sp)
+    cli_views.add_options(sp)
     sp.set_defaults(func=cmd_walk)
 
     sp = sub.add_parser("demo", help="a tour of the anonymous and shmem fault paths")
@@ -470,10 +497,20 @@ def main(argv=None) -> int:
         if not getattr(args, "func", None):
             parser.print_help()
             return EXIT_USAGE
-        if getattr(args, "max", 1) <= 0:
+        if args.command in ("run", "trace") or getattr(args, "scenario", None):
+            _not_a_toml_scenario(args.scenario)
+        if getattr(args, "max_events", 1) <= 0:
             raise UsageError("--max must be positive")
         if getattr(args, "cpus", 1) <= 0:
             raise UsageError("--cpus must be positive")
+        from vmsim import cli_views
+        if cli_views.wanted(args):
+            return cli_views.dispatch(args, out)
+        if getattr(args, "scenario", None):     # a long run, numba's first compile
+            from vmsim import progress
+            with progress.status(f"running {args.scenario}") as bar:
+                out.before_output = bar.stop
+                return args.func(args, out)
         return args.func(args, out)
     except UsageError as e:
         print(f"vmsim: error: {e}", file=sys.stderr)
