@@ -15,12 +15,16 @@ from vmsim.arch.x86 import cpu as _cpu
 from vmsim.kernel.machine import Kernel
 from vmsim.kernel.sched import task_struct
 from vmsim.mm import mmap as _mmap
+from vmsim.strace import format_siginfo
 
 ENOSYS = errno.ENOSYS
 
 
 class SignalDelivered(Exception):
-    """An access ended in a signal: signo, si_code, si_addr, and how far it got."""
+    """An access ended in a signal: signo, si_code, si_addr, and how far it got.
+
+    str() reads as strace prints the siginfo: ``SIGSEGV {si_signo=SIGSEGV,
+    si_code=SEGV_ACCERR, si_addr=0x7ffff7ff5000} (after 0 bytes)``."""
 
     def __init__(self, signo, si_code, si_addr, offset=0, error_code=0):
         self.signo = signo
@@ -28,9 +32,7 @@ class SignalDelivered(Exception):
         self.si_addr = si_addr
         self.offset = offset
         self.error_code = error_code
-        names = {7: "SIGBUS", 9: "SIGKILL", 11: "SIGSEGV"}
-        super().__init__(f"{names.get(signo, signo)} si_code={si_code} si_addr={si_addr:#x} "
-                         f"(after {offset} bytes)")
+        super().__init__(f"{format_siginfo(signo, si_code, si_addr)} (after {offset} bytes)")
 
 
 class rusage(NamedTuple):
@@ -51,8 +53,10 @@ def parse_size(s) -> int:
 
 
 def _check(ret):
+    """Raise OSError for -errno; strerror reads "ENOMEM (Cannot allocate memory)", as
+    strace shows a failed call."""
     if isinstance(ret, int) and -4096 < ret < 0:
-        raise OSError(-ret, os.strerror(-ret))
+        raise OSError(-ret, f"{errno.errorcode.get(-ret, -ret)} ({os.strerror(-ret)})")
     return ret
 
 

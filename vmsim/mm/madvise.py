@@ -25,6 +25,7 @@ import errno
 
 from vmsim.arch.x86 import pgtable_types as T
 from vmsim.arch.x86.pgtable import pte_offset_map
+from vmsim.arch.x86.pgtable import clear_young_dirty_ptes, CYDP_CLEAR_YOUNG, CYDP_CLEAR_DIRTY
 from vmsim.arch.x86.mm.tlb import note_downgrade
 from vmsim.mm import vmstat
 from vmsim.mm.mm_types import (VM_LOCKED, VM_PFNMAP, VM_HUGETLB, VM_IO, VM_SHARED, VM_MAYSHARE,
@@ -314,8 +315,8 @@ def madvise_free_pte_range(tlb, vma, pmdp: int, addr: int, end: int) -> int:
                         mem.flags[folio] = mem.flags[folio] & ~PG_dirty   # folio_clear_dirty
                 if ok:
                     if ptent & (T._PAGE_ACCESSED | T._PAGE_DIRTY):
-                        # clear_young_dirty_ptes(CYDP_CLEAR_YOUNG | CYDP_CLEAR_DIRTY)
-                        pool[ptep] = ptent & ~(T._PAGE_ACCESSED | T._PAGE_DIRTY)
+                        clear_young_dirty_ptes(vma, addr, ptep, 1,
+                                               CYDP_CLEAR_YOUNG | CYDP_CLEAR_DIRTY)
                         note_downgrade(mm, addr, addr + 4096)
                         tlb_remove_tlb_entry(tlb, ptep, addr)
                     folio_mark_lazyfree(k, folio, cpu)
@@ -382,7 +383,7 @@ def madvise_cold_pte_range(tlb, vma, pmdp: int, addr: int, end: int, pageout: bo
             # Do not interfere with other mappings of this folio and non-LRU folio.
             if folio >= 0 and mem.flags[folio] & PG_lru and mem.mapcount[folio] == 1:
                 if not pageout and ptent & T._PAGE_ACCESSED:
-                    pool[ptep] = ptent & ~T._PAGE_ACCESSED
+                    clear_young_dirty_ptes(vma, addr, ptep, 1, CYDP_CLEAR_YOUNG)
                     tlb_remove_tlb_entry(tlb, ptep, addr)
                 f = mem.flags[folio] & ~PG_referenced
                 if f & PG_active:

@@ -10,9 +10,11 @@ time), so the kernel's "pte changed under us" re-checks always pass.
 """
 from vmsim.arch.x86 import pgtable_types as T
 from vmsim.arch.x86.pgtable import (
-    pgd_offset, p4d_offset, pud_offset, pmd_offset, pte_offset_map, mk_table_entry,
+    pgd_offset, p4d_offset, pud_offset, pmd_offset, pte_offset_map,
     pte_mkyoung, pte_mkdirty, pte_mkwrite, pfn_pte, ptep_set_access_flags, ptep_get_and_clear,
-    set_pte_at, PTRS_PER_TABLE)
+    set_pte_at, set_ptes, ptep_get_and_clear_full, clear_full_ptes, get_and_clear_full_ptes,
+    wrprotect_ptes, pmd_populate, pud_populate, p4d_populate, pgd_populate, pmd_clear, pud_clear,
+    p4d_clear, pgd_clear, PTRS_PER_TABLE)
 from vmsim.arch.x86.mm.pgtable import pte_alloc_one, pmd_alloc_one, pud_alloc_one, p4d_alloc_one, pagetable_free
 from vmsim.arch.x86.mm.tlb import flush_tlb_page, flush_tlb_fix_spurious_fault, note_downgrade
 from vmsim.mm import vmstat
@@ -57,7 +59,7 @@ def pmd_install(mm, pmdp: int, pte_pfn: int):
     pool = mm.kernel.ptpool.mv
     if pool[pmdp] == 0:
         mm.pgtables_bytes += 4096                      # mm_inc_nr_ptes
-        pool[pmdp] = mk_table_entry(pte_pfn)           # pmd_populate
+        pmd_populate(mm, pmdp, pte_pfn)
         return -1
     return pte_pfn
 
@@ -84,7 +86,7 @@ def __pmd_alloc(mm, pudp: int, address: int) -> int:
     if new < 0:
         return -12
     mm.pgtables_bytes += 4096                          # mm_inc_nr_pmds
-    mm.kernel.ptpool.mv[pudp] = mk_table_entry(new)     # pud_populate
+    pud_populate(mm, pudp, new)
     return 0
 
 
@@ -94,7 +96,7 @@ def __pud_alloc(mm, p4dp: int, address: int) -> int:
     if new < 0:
         return -12
     mm.pgtables_bytes += 4096                          # mm_inc_nr_puds
-    mm.kernel.ptpool.mv[p4dp] = mk_table_entry(new)     # p4d_populate
+    p4d_populate(mm, p4dp, new)
     return 0
 
 
@@ -103,7 +105,7 @@ def __p4d_alloc(mm, pgdp: int, address: int) -> int:
     new = p4d_alloc_one(mm)
     if new < 0:
         return -12
-    mm.kernel.ptpool.mv[pgdp] = mk_table_entry(new)     # pgd_populate
+    pgd_populate(mm, pgdp, new)
     return 0
 
 
@@ -383,7 +385,7 @@ def do_anonymous_page(vmf) -> int:
     # Use the zero-page for reads
     if not vmf.flags & FAULT_FLAG_WRITE:
         # pte_mkspecial(pfn_pte(my_zero_pfn(addr), vma->vm_page_prot))
-        pool[ptep] = (k.zero_pfn << 12) | vma.vm_page_prot | T._PAGE_SPECIAL    # set_pte_at
+        set_ptes(mm, vmf.address, ptep, (k.zero_pfn << 12) | vma.vm_page_prot | T._PAGE_SPECIAL, 1)
         return 0
     ret = vmf_anon_prepare(vmf)
     if ret:
@@ -398,7 +400,7 @@ def do_anonymous_page(vmf) -> int:
     mm.rss_stat[MM_ANONPAGES] += 1                                   # add_mm_counter()
     folio_add_new_anon_rmap(k, folio, vma, addr, RMAP_EXCLUSIVE)
     folio_add_lru_vma(k, folio, vma, k.current.cpu)
-    pool[ptep] = entry                                               # set_ptes()
+    set_ptes(mm, addr, ptep, entry, 1)
     return 0
 
 
@@ -575,10 +577,7 @@ def set_pte_range(vmf, folio: int, page: int, nr: int, addr: int):
     else:
         for i in range(nr):
             folio_add_file_rmap_pte(k, page + i, vma)
-    ptep = pte_offset_map(mm, vmf.pmd, addr)
-    mv = k.ptpool.mv
-    for i in range(nr):
-        mv[ptep + i] = entry + (i << 12)
+    set_ptes(mm, addr, pte_offset_map(mm, vmf.pmd, addr), entry, nr)
 
 
 def finish_fault(vmf) -> int:
@@ -746,7 +745,12 @@ def zap_pte_range(tlb, vma, pmdp: int, addr: int, end: int, details) -> int:
                 if not pte & (_P | _PROTNONE):
                     raise NotImplementedError("swap / migration entries are not modelled")
                 page = vm_normal_page(vma, addr, pte)
-                pool[ptep] = 0                              # ptep_get_and_clear_full
+                if page < 0:
+                    ptep_get_and_clear_full(mm, addr, ptep, tlb.fullmm)
+                elif mflags[page] & PG_anon:
+                    clear_full_ptes(mm, addr, ptep, 1, tlb.fullmm)
+                else:
+                    get_and_clear_full_ptes(mm, addr, ptep, 1, tlb.fullmm)
                 tlb_remove_tlb_entry(tlb, ptep, addr)
                 if first < 0:
                     first = addr
@@ -799,7 +803,7 @@ def try_to_free_pte(mm, pmdp: int, addr: int, tlb):
     for i in range(PTRS_PER_TABLE):
         if pool[base + i]:
             return
-    pool[pmdp] = 0                                          # try_get_and_clear_pmd
+    pmd_clear(mm, pmdp)                                     # try_get_and_clear_pmd
     pte_free_tlb(tlb, (pmdval & _PFN) >> 12, addr)          # free_pte
     mm.pgtables_bytes -= 4096
 
@@ -940,7 +944,7 @@ def free_pte_range(tlb, pmdp: int, addr: int):
     mm = tlb.mm
     pool = mm.kernel.ptpool.mv
     token = (pool[pmdp] & _PFN) >> 12
-    pool[pmdp] = 0
+    pmd_clear(mm, pmdp)
     pte_free_tlb(tlb, token, addr)
     mm.pgtables_bytes -= 4096                          # mm_dec_nr_ptes
 
@@ -981,7 +985,7 @@ def free_pmd_range(tlb, pudp: int, addr: int, end: int, floor: int, ceiling: int
     if _past(end, ceiling):
         return
     tbl = (pool[pudp] & _PFN) >> 12
-    pool[pudp] = 0
+    pud_clear(mm, pudp)
     pmd_free_tlb(tlb, tbl, start)
     mm.pgtables_bytes -= 4096                          # mm_dec_nr_pmds
 
@@ -1012,7 +1016,7 @@ def free_pud_range(tlb, p4dp: int, addr: int, end: int, floor: int, ceiling: int
     if _past(end, ceiling):
         return
     tbl = (pool[p4dp] & _PFN) >> 12
-    pool[p4dp] = 0
+    p4d_clear(mm, p4dp)
     pud_free_tlb(tlb, tbl, start)
     mm.pgtables_bytes -= 4096                          # mm_dec_nr_puds
 
@@ -1045,7 +1049,7 @@ def free_p4d_range(tlb, pgdp: int, addr: int, end: int, floor: int, ceiling: int
     if _past(end, ceiling):
         return
     tbl = (pool[pgdp] & _PFN) >> 12
-    pool[pgdp] = 0
+    pgd_clear(mm, pgdp)
     p4d_free_tlb(tlb, tbl, start)
 
 
@@ -1124,22 +1128,16 @@ def __copy_present_ptes(dst_vma, src_vma, dst_ptep: int, src_ptep: int, pte: int
     """__copy_present_ptes(): write-protect a COW mapping's writable PTE in both
     processes, clean shared PTEs in the child, make the child's entry old."""
     src_mm = src_vma.vm_mm
-    pool = src_mm.kernel.ptpool.mv
     flags = src_vma.vm_flags
     if is_cow_mapping(flags) and pte & _RW:
         # wrprotect_ptes(); copy_pte_range records the downgrade for its whole range,
         # and dup_mmap flushes the parent.
-        for p in range(src_ptep, src_ptep + nr):
-            pool[p] = pool[p] & ~_RW
+        wrprotect_ptes(src_mm, addr, src_ptep, nr)
         pte &= ~_RW                                            # pte_wrprotect()
     if flags & VM_SHARED:
         pte &= ~T._PAGE_DIRTY                                  # pte_mkclean()
     pte &= _MKOLD_NO_UFFD_WP                                   # pte_mkold(), !userfaultfd_wp(dst_vma)
-    if nr == 1:
-        pool[dst_ptep] = pte                                   # set_ptes()
-        return
-    for i in range(nr):
-        pool[dst_ptep + i] = pte + (i << 12)
+    set_ptes(dst_vma.vm_mm, addr, dst_ptep, pte, nr)
 
 
 def copy_present_ptes(dst_vma, src_vma, dst_ptep: int, src_ptep: int, pte: int,

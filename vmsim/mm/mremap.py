@@ -20,6 +20,8 @@ import errno
 
 from vmsim.arch.x86 import pgtable_types as T
 from vmsim.arch.x86.pgtable import pgd_offset, p4d_offset, pud_offset, pmd_offset, pte_offset_map
+from vmsim.arch.x86.pgtable import (get_and_clear_ptes, set_ptes, pmd_clear, pmd_populate,
+                                    pud_clear, pud_populate)
 from vmsim.arch.x86.mm.tlb import note_downgrade, flush_tlb_range
 from vmsim.mm.mm_types import (VM_ACCOUNT, VM_LOCKED, VM_LOCKED_MASK, VM_SHARED,
                                VM_MAYSHARE, VM_DONTEXPAND, VM_PFNMAP, VM_HUGETLB)
@@ -133,8 +135,8 @@ def move_ptes(pmc, extent: int, old_pmd: int, new_pmd: int) -> int:
             if pte & (_P | _PROTNONE):
                 force_flush = True
                 note_downgrade(mm, old_addr, old_addr + 4096)
-            pool[old_ptep] = 0                           # get_and_clear_ptes
-            pool[new_ptep] = pte                         # move_pte / set_ptes
+            pte = get_and_clear_ptes(mm, old_addr, old_ptep, 1)
+            set_ptes(mm, new_addr, new_ptep, pte, 1)     # move_pte() is a no-op on x86
         old_addr += 4096
         new_addr += 4096
         old_ptep += 1
@@ -155,8 +157,8 @@ def move_normal_pmd(pmc, old_pmd: int, new_pmd: int) -> bool:
     pmd = pool[old_pmd]
     if not pmd & _P or pmd & _PSE:
         return False
-    pool[old_pmd] = 0
-    pool[new_pmd] = pmd                                 # pmd_populate(pmd_pgtable(pmd))
+    pmd_clear(mm, old_pmd)
+    pmd_populate(mm, new_pmd, (pmd & T.PTE_PFN_MASK) >> 12)     # pmd_pgtable(pmd)
     note_downgrade(mm, pmc.old_addr, pmc.old_addr + PMD_SIZE)
     flush_tlb_range(vma, pmc.old_addr, pmc.old_addr + PMD_SIZE)
     return True
@@ -172,8 +174,8 @@ def move_normal_pud(pmc, old_pud: int, new_pud: int) -> bool:
     pud = pool[old_pud]
     if not pud & _P or pud & _PSE:
         return False
-    pool[old_pud] = 0
-    pool[new_pud] = pud
+    pud_clear(mm, old_pud)
+    pud_populate(mm, new_pud, (pud & T.PTE_PFN_MASK) >> 12)     # pud_pgtable(pud)
     note_downgrade(mm, pmc.old_addr, pmc.old_addr + PUD_SIZE)
     flush_tlb_range(vma, pmc.old_addr, pmc.old_addr + PUD_SIZE)
     return True

@@ -20,7 +20,7 @@ ACCESS_FETCH = X86_PF_USER | X86_PF_INSTR
 _impl = {"translate": mmu.translate, "touch_batch": mmu.touch_batch, "compiled": False}
 
 
-def use_compiled(flag: bool):
+def _use_compiled(flag: bool):
     """Switch the MMU walk between plain Python and its numba build."""
     if flag:
         tr, tb = mmu.compiled()
@@ -119,13 +119,13 @@ def touch(k, task, base: int, stride: int, count: int, write: bool, value: int) 
 
 
 def _compile_on_first_use(name):
-    def first_call(*args):
+    def _first_call(*args):
         try:
-            use_compiled(True)
+            _use_compiled(True)
         except ImportError:              # numba present but unusable: plain Python
-            use_compiled(False)
+            _use_compiled(False)
         return _impl[name](*args)
-    return first_call
+    return _first_call
 
 
 def _default():
@@ -137,7 +137,7 @@ def _default():
     import os
     import importlib.util
     if os.environ.get("VMSIM_NUMBA", "1") == "0" or importlib.util.find_spec("numba") is None:
-        use_compiled(False)
+        _use_compiled(False)
         return
     _impl.update(translate=_compile_on_first_use("translate"),
                  touch_batch=_compile_on_first_use("touch_batch"), compiled=True)
