@@ -220,7 +220,7 @@ class _Runner:
                 p.madvise(base + a[1], a[2], a[3])
             elif kind == "mremap":
                 slot, off, old, new, flags, ds, doff, rs = a
-                dst = self.maddr[ds] + doff if ds >= 0 else 0
+                dst = self.maddr.get(ds, 0) + doff if ds >= 0 else 0
                 q = p.mremap(base + off, old, new, flags, dst)
                 r["ret"] = q
                 if rs >= 0:
