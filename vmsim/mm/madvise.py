@@ -298,7 +298,7 @@ def madvise_free_pte_range(tlb, vma, pmdp: int, addr: int, end: int) -> int:
     pool = k.ptpool.mv
     mem = k.mem
     if pool[pmdp] & _PSE:
-        raise NotImplementedError("madvise_free_huge_pmd: THP is a later issue")
+        raise NotImplementedError("MADV_FREE of a huge PMD mapping (THP) is not modelled")
     ptep = pte_offset_map(mm, pmdp, addr)
     cpu = k.current_cpu()
     while addr != end:
@@ -373,7 +373,7 @@ def madvise_cold_pte_range(tlb, vma, pmdp: int, addr: int, end: int, pageout: bo
     pool = k.ptpool.mv
     mem = k.mem
     if pool[pmdp] & _PSE:
-        raise NotImplementedError("huge PMDs are the THP issue")
+        raise NotImplementedError("huge PMD mappings (THP) are not modelled")
     ptep = pte_offset_map(mm, pmdp, addr)
     while addr != end:
         ptent = pool[ptep]

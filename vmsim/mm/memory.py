@@ -1215,7 +1215,7 @@ def copy_pmd_range(dst_vma, src_vma, dst_pudp: int, src_pudp: int, addr: int, en
         nxt = _addr_end(addr, end, PMD_SIZE)
         e = pool[src_pmdp]
         if e & _PSE:
-            raise NotImplementedError("copy_huge_pmd: huge PMDs are not modelled yet (THP issue)")
+            raise NotImplementedError("fork of a huge PMD mapping (THP) is not modelled")
         if e and copy_pte_range(dst_vma, src_vma, dst_pmdp, src_pmdp, addr, nxt):
             return -12
         addr = nxt
@@ -1238,7 +1238,7 @@ def copy_pud_range(dst_vma, src_vma, dst_p4dp: int, src_p4dp: int, addr: int, en
         nxt = _addr_end(addr, end, T.PUD_SIZE)
         e = pool[src_pudp]
         if e & _PSE:
-            raise NotImplementedError("copy_huge_pud: huge PUDs are not modelled yet (THP issue)")
+            raise NotImplementedError("fork of a huge PUD mapping (THP) is not modelled")
         if e and copy_pmd_range(dst_vma, src_vma, dst_pudp, src_pudp, addr, nxt):
             return -12
         addr = nxt
@@ -1288,7 +1288,7 @@ def copy_page_range(dst_vma, src_vma) -> int:
     if not vma_needs_copy(dst_vma, src_vma):
         return 0
     if src_vma.vm_flags & VM_HUGETLB:
-        raise NotImplementedError("copy_hugetlb_page_range: hugetlb is a later issue")
+        raise NotImplementedError("fork of a hugetlb mapping: hugetlbfs is not modelled")
     is_cow = is_cow_mapping(src_vma.vm_flags)
     if is_cow:
         k.mmu_notifier_invalidate_range_start(src_mm, "protection_page", addr, end)

@@ -181,7 +181,7 @@ def mlock_pte_range(vma, pmdp: int, addr: int, end: int) -> int:
     k = mm.kernel
     pool = k.ptpool.mv
     if pool[pmdp] & T._PAGE_PSE:
-        raise NotImplementedError("huge PMDs are the THP issue")
+        raise NotImplementedError("huge PMD mappings (THP) are not modelled")
     ptep = pte_offset_map(mm, pmdp, addr)
     locked = vma.vm_flags & VM_LOCKED
     while addr != end:
