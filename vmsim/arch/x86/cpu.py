@@ -82,15 +82,25 @@ def touch(k, task, base: int, stride: int, count: int, write: bool, value: int) 
     access = ACCESS_WRITE if write else ACCESS_READ
     out = np.zeros(2, dtype=np.int64) if _impl["compiled"] else [0, 0]
     last = base + (count - 1) * stride
-    if not (is_canonical(k, base) and is_canonical(k, last) and (base >> 47) == (last >> 47)):
+    # The batch runs over signed int64 addresses: the whole run must be canonical and
+    # stay in one half (bit 63). Otherwise run the part that is, then #GP at the first
+    # non-canonical access, or go on in the kernel half (wrapping at 2**64 as the CPU).
+    if not (is_canonical(k, base) and last < 1 << 64 and is_canonical(k, last)
+            and base >> 63 == last >> 63):
         n = 0
-        while n < count and is_canonical(k, base + n * stride):
+        while n < count:
+            a = base + n * stride
+            if a >= 1 << 64 or not is_canonical(k, a) or a >> 63 != base >> 63:
+                break
             n += 1
         i = touch(k, task, base, stride, n, write, value) if n else 0
         if i < n:
             return i
-        exc_general_protection(k, pt_regs(base + n * stride), 0)
-        return n
+        a = (base + n * stride) & 0xFFFFFFFFFFFFFFFF
+        if not is_canonical(k, a):
+            exc_general_protection(k, pt_regs(a), 0)
+            return n
+        return n + touch(k, task, a, stride, count - n, write, value)
     cr3 = k.cpus[task.cpu].cr3
     la57 = k.la57
     batch = _impl["touch_batch"]
