@@ -32,7 +32,7 @@ KERNELS = ("6.18",)
 
 PROT = {"r": 1, "w": 2, "x": 4}
 MAP_FLAGS = {
-    "shared": 0x01, "private": 0x02, "fixed": 0x10, "anonymous": 0x20, "32bit": 0x40, "growsdown": 0x100,
+    "shared": 0x01, "private": 0x02, "droppable": 0x08, "fixed": 0x10, "anonymous": 0x20, "32bit": 0x40, "growsdown": 0x100,
     "locked": 0x2000, "noreserve": 0x4000, "populate": 0x8000, "nonblock": 0x10000,
     "stack": 0x20000, "fixed_noreplace": 0x100000,
 }

@@ -25,7 +25,8 @@ import errno
 from vmsim.arch.x86 import pgtable_types as T
 from vmsim.arch.x86.pgtable import pte_offset_map
 from vmsim.mm import vmstat
-from vmsim.mm.mm_types import (VM_LOCKED, VM_LOCKONFAULT, VM_LOCKED_MASK, VM_SPECIAL, VM_HUGETLB)
+from vmsim.mm.mm_types import (VM_LOCKED, VM_LOCKONFAULT, VM_LOCKED_MASK, VM_SPECIAL, VM_HUGETLB,
+                               VM_DROPPABLE)
 from vmsim.mm.page_flags import PG_lru, PG_mlocked, PG_unevictable, PG_active
 from vmsim.mm.pagewalk import walk_page_range
 from vmsim.uapi import MLOCK_ONFAULT
@@ -212,12 +213,12 @@ def mlock_vma_pages_range(vma, start: int, end: int, newflags: int):
 def mlock_fixup(vma, start: int, end: int, newflags: int):
     """mlock_fixup(): (0 or -errno, the VMA now covering [start, end)).
 
-    Special and hugetlb VMAs never get VM_LOCKED and are not counted.
+    Special, hugetlb and droppable VMAs never get VM_LOCKED and are not counted.
     """
     from vmsim.mm.vma import vma_modify
     mm = vma.vm_mm
     oldflags = vma.vm_flags
-    if newflags == oldflags or oldflags & VM_SPECIAL or oldflags & VM_HUGETLB:
+    if newflags == oldflags or oldflags & (VM_SPECIAL | VM_HUGETLB | VM_DROPPABLE):
         return 0, vma
 
     def change(v):

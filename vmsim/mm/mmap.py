@@ -10,7 +10,8 @@ from vmsim.arch.x86 import pgtable_types as T
 from vmsim.mm.mm_types import (
     vm_area_struct, VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_MAYREAD, VM_MAYWRITE, VM_MAYEXEC,
     VM_MAYSHARE, VM_GROWSDOWN, VM_LOCKED, VM_NORESERVE, VM_ACCOUNT, VM_SPECIAL, VM_NOHUGEPAGE,
-    VM_HUGETLB, VM_DATA_DEFAULT_FLAGS, VM_SYNC, VM_LOCKED_MASK)
+    VM_HUGETLB, VM_DATA_DEFAULT_FLAGS, VM_SYNC, VM_LOCKED_MASK, VM_DROPPABLE, VM_WIPEONFORK,
+    VM_DONTDUMP)
 from vmsim.mm.vma import (vm_stat_account, do_vmi_align_munmap, vms_gather_munmap_vmas,
                           vma_merge_struct, vma_merge_new_range, VMA_MERGE_ERROR_NOMEM)
 
@@ -372,13 +373,19 @@ def do_mmap(mm, file, addr: int, length: int, prot: int, flags: int, vm_flags: i
             pass
     else:
         t = flags & MAP_TYPE
-        # MAP_DROPPABLE (6.11) is not modelled: vmsim refuses it with EINVAL.
         if t == MAP_SHARED:
             if vm_flags & VM_GROWSDOWN:
                 return -errno.EINVAL, 0
             pgoff = 0
             vm_flags |= VM_SHARED | VM_MAYSHARE
-        elif t == MAP_PRIVATE:
+        elif t in (MAP_DROPPABLE, MAP_PRIVATE):
+            if t == MAP_DROPPABLE:
+                # A locked or stack area makes no sense to be droppable; no hugetlb.
+                if flags & (MAP_LOCKED | MAP_HUGETLB) or vm_flags & VM_GROWSDOWN:
+                    return -errno.EINVAL, 0
+                # Droppable pages are not reserved, and neither survive fork nor dump.
+                vm_flags |= VM_DROPPABLE | VM_NORESERVE | VM_WIPEONFORK | VM_DONTDUMP
+            # Set pgoff according to addr for anon_vma.
             pgoff = addr >> 12
         else:
             return -errno.EINVAL, 0

@@ -118,7 +118,11 @@ def change_pte_range(tlb, vma, pmdp: int, addr: int, end: int, newprot: int, cp_
                 tlb_flush_pte_range(tlb, addr, 4096)
             pages += 1
         elif oldpte:
-            raise NotImplementedError("swap / migration entries are not modelled")
+            # A PTE marker: guard (and poison) markers are ignored unconditionally,
+            # because any access should sigsegv anyway. Swap entries: not modelled.
+            from vmsim.mm.swapops import is_pte_marker_entry
+            if not is_pte_marker_entry(oldpte):
+                raise NotImplementedError("swap / migration entries are not modelled")
         addr += 4096
         ptep += 1
     return pages
