@@ -198,3 +198,12 @@ def test_not_modelled_calls_say_so(proc):
     with pytest.raises(OSError) as e:
         proc.mmap(0, 2 << 20, RW, ANON | 0x40000)          # MAP_HUGETLB
     assert e.value.errno == errno.ENOSYS and "not modelled" in str(e.value)
+
+
+def test_cpu_and_pid_arguments(proc):
+    with pytest.raises(ValueError, match="cpu"):
+        proc.fork(cpu=7)
+    with pytest.raises(TypeError, match="cpu"):
+        proc.machine.spawn(cpu=0.0)
+    with pytest.raises(TypeError, match="pid"):
+        proc.wait(None)

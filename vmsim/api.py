@@ -91,6 +91,14 @@ def _count(name, v) -> int:
     return v
 
 
+def _cpu_arg(k, cpu) -> int:
+    """A CPU number for spawn/fork: one of the machine's CPUs."""
+    cpu = _integer("cpu", cpu)
+    if not 0 <= cpu < k.ncpus:
+        raise ValueError(f"cpu must be in [0, {k.ncpus}), got {cpu}")
+    return cpu
+
+
 def _check(ret):
     if isinstance(ret, int) and -4096 < ret < 0:
         raise OSError(-ret, os.strerror(-ret))
@@ -121,6 +129,7 @@ class Machine:
         if cpu is None:
             self._last_cpu = (self._last_cpu + 1) % k.ncpus
             cpu = self._last_cpu
+        cpu = _cpu_arg(k, cpu)
         pid = k.next_pid
         k.next_pid += 1
         prof = k.profile["rlimits"]
@@ -336,6 +345,7 @@ class Process:
         if cpu is None:
             m._last_cpu = (m._last_cpu + 1) % k.ncpus
             cpu = m._last_cpu
+        cpu = _cpu_arg(k, cpu)
         pid = kernel_clone(k, self.task, cpu)
         if pid < 0:
             return self._done(pid)
@@ -365,6 +375,7 @@ class Process:
         ``nohang`` None while it still runs. ECHILD for a pid that is not our child;
         EDEADLK for a blocking wait on a running child (it could never exit here)."""
         from vmsim.kernel.exit import do_wait
+        pid = _cint("pid", pid)
         k = self._enter()
         ret = do_wait(k, self.task, pid, nohang)
         if isinstance(ret, int):
