@@ -180,3 +180,45 @@ def test_droppable_fork_mlock_and_refusals(proc):
         with pytest.raises(OSError) as e:
             proc.mmap(0, P, RW, MAP_DROPPABLE | MAP_ANONYMOUS | extra)
         assert e.value.errno == errno.EINVAL
+
+
+def test_guard_calls_match_linux(proc):
+    """conform_linux/guard_args.c on this machine's 6.18.44: mlock over guard pages
+    populates up to the first one and fails ENOMEM (GUP's -EFAULT, mlock's POSIX
+    errno), MADV_POPULATE_WRITE is EFAULT, MLOCK_ONFAULT does not populate (ok),
+    mincore reads a marker as a hole (anon 0; shared anon: the page cache, 1)."""
+    from vmsim.uapi import MLOCK_ONFAULT
+    want = {}
+    with open(os.path.join(HERE, "..", "conform_linux", "guard_args-6.18.txt")) as f:
+        for line in f:
+            if not line.startswith("#"):
+                k, v = line.split(None, 1)
+                want.setdefault(k, []).append(v.strip())
+    got = {}
+
+    def R(name, fn):
+        try:
+            fn()
+            got[name] = ["ok"]
+        except OSError as e:
+            got[name] = [errno.errorcode[e.errno]]
+
+    a = proc.mmap(0, 16 * P, RW, ANON)
+    R("install", lambda: proc.madvise(a + 4 * P, 4 * P, MADV_GUARD_INSTALL))
+    R("mlock_over_guard", lambda: proc.mlock(a, 16 * P))
+    R("populate_write", lambda: proc.madvise(a, 16 * P, 23))
+    R("mlock2_onfault_over_guard", lambda: proc.mlock(a, 16 * P, MLOCK_ONFAULT))
+    R("munlock", lambda: proc.munlock(a, 16 * P))
+    v = proc.mincore(a, 16 * P)
+    got["mincore"] = ["ok"]
+    vec = ["".join(str(v[i]) for i in (0, 3, 4, 7, 8))]
+    s = proc.mmap(0, 4 * P, RW, MAP_SHARED | MAP_ANONYMOUS)
+    proc.write(s, b"\1" * 4 * P)
+    R("install_shared", lambda: proc.madvise(s, 2 * P, MADV_GUARD_INSTALL))
+    v = proc.mincore(s, 4 * P)
+    got["mincore_shared"] = ["ok"]
+    vec.append("".join(str(x) for x in v))
+    got["vec"] = vec
+    R("install_len0", lambda: proc.madvise(a, 0, MADV_GUARD_INSTALL))
+    R("remove_unmapped", lambda: proc.madvise(0x100000000000, P, MADV_GUARD_REMOVE))
+    assert got == want
