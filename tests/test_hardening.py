@@ -145,3 +145,19 @@ def test_touch_into_noncanonical_is_gp():
     with pytest.raises(SignalDelivered) as e:
         p.touch(top.vm_end - P, 1 << 47, stride=1 << 46)
     assert e.value.si_code == 0x80 and e.value.offset == 1 << 46
+
+
+def test_la57_hint_rules():
+    """arch_get_unmapped_area_topdown on LA57 (6.18 source): no hint stays below
+    DEFAULT_MAP_WINDOW (1 << 47); a valid hint above it is used as is; an invalid one
+    above it searches the full space, high_limit = mmap_base + TASK_SIZE_MAX -
+    DEFAULT_MAP_WINDOW; accesses above 1 << 47 work."""
+    m = vmsim.Machine(memory="256M", paging_levels=5)
+    p = m.spawn()
+    window = (1 << 47) - P
+    assert p.mmap(1 << 48, P, RW, ANON) == 1 << 48
+    assert p.mmap(0, P, RW, ANON) < window
+    top = p.mmap((1 << 56) - P, P, RW, ANON)        # hint + len > TASK_SIZE: invalid
+    assert top == p.mm.mmap_base + ((1 << 56) - P - window) - P
+    p.touch(1 << 48, P, write=True)
+    assert p.read(1 << 48, 1) == b"\1"
