@@ -161,3 +161,26 @@ def test_la57_hint_rules():
     assert top == p.mm.mmap_base + ((1 << 56) - P - window) - P
     p.touch(1 << 48, P, write=True)
     assert p.read(1 << 48, 1) == b"\1"
+
+
+def test_mlock_onfault_folios_wait_in_mlock_batch(proc):
+    """6.18 mlock_new_folio(): a folio faulted into a VM_LOCKED VMA waits in the CPU's
+    mlock_fbatch (PG_mlocked, counted mlocked, not yet on an LRU); the batch's
+    __mlock_new_folio puts it on the unevictable list and counts it culled."""
+    from vmsim.mm.page_flags import PG_lru, PG_unevictable, PG_mlocked
+    from vmsim.mm.swap import lru_add_drain
+    from vmsim.uapi import MLOCK_ONFAULT
+    from vmtest import pfn_at
+    k = proc.machine.k
+    a = proc.mmap(0, 3 * P, RW, ANON)
+    proc.mlock(a, 3 * P, MLOCK_ONFAULT)
+    ml, cu = k.vmstat[vmstat.UNEVICTABLE_PGS_MLOCKED], k.vmstat[vmstat.UNEVICTABLE_PGS_CULLED]
+    proc.touch(a, 3 * P, write=True)
+    pfn = pfn_at(proc, a)
+    assert k.vmstat[vmstat.UNEVICTABLE_PGS_MLOCKED] - ml == 3
+    assert k.vmstat[vmstat.UNEVICTABLE_PGS_CULLED] - cu == 0
+    assert k.mem.flags[pfn] & PG_mlocked and not k.mem.flags[pfn] & PG_lru
+    lru_add_drain(k, proc.task.cpu)
+    assert k.vmstat[vmstat.UNEVICTABLE_PGS_CULLED] - cu == 3
+    assert k.mem.flags[pfn] & (PG_lru | PG_unevictable) == PG_lru | PG_unevictable
+    proc.machine.check()
