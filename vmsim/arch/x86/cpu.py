@@ -87,12 +87,14 @@ def touch(k, task, base: int, stride: int, count: int, write: bool, value: int) 
     # non-canonical access, or go on in the kernel half (wrapping at 2**64 as the CPU).
     if not (is_canonical(k, base) and last < 1 << 64 and is_canonical(k, last)
             and base >> 63 == last >> 63):
-        n = 0
-        while n < count:
-            a = base + n * stride
-            if a >= 1 << 64 or not is_canonical(k, a) or a >> 63 != base >> 63:
-                break
-            n += 1
+        # n: how many accesses from base stay canonical in base's half (addresses
+        # only grow: the user half ends at 1 << (bits - 1), the kernel half at 2**64).
+        bits = 57 if k.la57 else 48
+        if not is_canonical(k, base):
+            n = 0
+        else:
+            limit = 1 << 64 if base >> 63 else 1 << (bits - 1)
+            n = min(count, (limit - base + stride - 1) // stride)
         i = touch(k, task, base, stride, n, write, value) if n else 0
         if i < n:
             return i
