@@ -8,7 +8,8 @@ import os
 
 import pytest
 
-from vmsim import PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_ANONYMOUS, MAP_SHARED, MAP_FIXED
+from vmsim import (PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_ANONYMOUS, MAP_SHARED, MAP_FIXED,
+                   MAP_DROPPABLE)
 from vmsim.api import SignalDelivered
 from vmsim.mm.mm_types import (VM_DROPPABLE, VM_WIPEONFORK, VM_DONTDUMP, VM_NORESERVE,
                                VM_ACCOUNT, VM_LOCKED)
@@ -20,7 +21,6 @@ from vmtest import pte_at, pfn_at, vmas
 P = 4096
 ANON = MAP_PRIVATE | MAP_ANONYMOUS
 RW = PROT_READ | PROT_WRITE
-MAP_DROPPABLE = 0x08
 MAP_LOCKED = 0x2000
 HERE = os.path.dirname(__file__)
 
