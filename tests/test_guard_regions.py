@@ -183,13 +183,14 @@ def test_droppable_fork_mlock_and_refusals(proc):
 
 
 def test_guard_calls_match_linux(proc):
-    """conform_linux/guard_args.c on this machine's 6.18.44: mlock over guard pages
+    """vmsim/conform/probes/guard_args.c on this machine's 6.18.44: mlock over guard pages
     populates up to the first one and fails ENOMEM (GUP's -EFAULT, mlock's POSIX
     errno), MADV_POPULATE_WRITE is EFAULT, MLOCK_ONFAULT does not populate (ok),
     mincore reads a marker as a hole (anon 0; shared anon: the page cache, 1)."""
     from vmsim.uapi import MLOCK_ONFAULT
     want = {}
-    with open(os.path.join(HERE, "..", "conform_linux", "guard_args-6.18.txt")) as f:
+    path = os.path.join(HERE, "..", "vmsim", "conform", "probes", "guard_args-6.18.txt")
+    with open(path) as f:
         for line in f:
             if not line.startswith("#"):
                 k, v = line.split(None, 1)

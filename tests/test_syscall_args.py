@@ -1,7 +1,7 @@
 """Syscall arguments as the kernel's C types (issue 8): lengths and addresses are
 unsigned long / size_t, offsets off_t, prot / flags / advice int; the kernel's own
-overflow checks decide the errno. Real-kernel answers: conform_linux/bad_args.c, run
-on this machine's 6.18.44 (conform_linux/bad_args-6.18.txt)."""
+overflow checks decide the errno. Real-kernel answers: vmsim/conform/probes/bad_args.c, run
+on this machine's 6.18.44 (vmsim/conform/probes/bad_args-6.18.txt)."""
 import errno
 import os
 
@@ -20,7 +20,7 @@ HERE = os.path.dirname(__file__)
 
 
 def _linux_results():
-    path = os.path.join(HERE, "..", "conform_linux", "bad_args-6.18.txt")
+    path = os.path.join(HERE, "..", "vmsim", "conform", "probes", "bad_args-6.18.txt")
     out = {}
     with open(path) as f:
         for line in f:
@@ -40,7 +40,7 @@ def _run(fn):
 
 
 def _bad_args_calls(p, a):
-    """The calls of conform_linux/bad_args.c, in its order, with its arguments
+    """The calls of vmsim/conform/probes/bad_args.c, in its order, with its arguments
     (a C long of -4096 is the Python int -4096 here)."""
     T = 1 << 47
     return [
