@@ -51,7 +51,11 @@ class Kernel:
         self.nr_pages = nr_pages
         self.page_alloc = PageAllocator(
             nr_pages, ncpus, [(KERNEL_IMAGE_PFN, KERNEL_IMAGE_PFN + KERNEL_IMAGE_PAGES)])
+        self.page_alloc.kernel = self
         self.mem = self.page_alloc.mem
+        self.log_buf = []              # printk records (vmsim.kernel.printk)
+        self.ratelimit = {}
+        self.panicked = None
         self.page_data = PageData(self.mem.private)
         self.ptpool = PageTablePool(nr_pages)
         self.vmstat = [0] * vmstat.NR_VMSTAT_ITEMS
