@@ -75,6 +75,10 @@ class Kernel:
         self.sysfs = dict(self.profile["sysfs"])
         self.sysctl = dict(self.profile["sysctl"])
         self.mmap_min_addr = int(self.sysctl["/proc/sys/vm/mmap_min_addr"])
+        # khugepaged starts at boot when PMD THPs are enabled and raises
+        # min_free_kbytes (start_stop_khugepaged -> set_recommended_min_free_kbytes).
+        self.page_alloc.set_recommended_min_free_kbytes(
+            self.sysfs["/sys/kernel/mm/transparent_hugepage/enabled"] in ("always", "madvise"))
         self.stack_guard_gap = self.profile["mm"]["stack_guard_gap_pages"] << 12
         self.fault_around_pages = self.profile["mm"]["fault_around_bytes"] >> 12
         self.committed_as = 0

@@ -269,19 +269,50 @@ class PageAllocator:
             z.deferred_reserved = [r for r in self.reserved if r[1] > z.deferred_pfn]
 
     def _init_watermarks(self):
-        """__setup_per_zone_wmarks(), setup_per_zone_lowmem_reserve() and
-        zone_set_pageset_high_and_batch() for every zone."""
-        lowmem_kbytes = sum(z.managed_pages for z in self.zones) * 4
-        min_free_kbytes = min(max(math.isqrt(lowmem_kbytes * 16), 128), 262144)
-        pages_min = min_free_kbytes >> 2
+        """init_per_zone_wmark_min(): min_free_kbytes, the watermarks with the pcp
+        high and batch that follow them, and lowmem_reserve."""
+        self.calculate_min_free_kbytes()
+        self.setup_per_zone_wmarks()
+        self.setup_per_zone_lowmem_reserve()
+
+    def calculate_min_free_kbytes(self):
+        """calculate_min_free_kbytes(): sqrt(lowmem_kbytes * 16) in [128, 262144]."""
+        lowmem_kbytes = self.nr_free_buffer_pages() * 4
+        self.min_free_kbytes = min(max(math.isqrt(lowmem_kbytes * 16), 128), 262144)
+
+    def nr_free_buffer_pages(self) -> int:
+        """nr_free_buffer_pages(): managed pages above the high watermark in the zones
+        GFP_USER may use."""
+        return sum(max(z.managed_pages - z.watermark[WMARK_HIGH], 0) for z in self.zones)
+
+    def setup_per_zone_wmarks(self):
+        """setup_per_zone_wmarks(): __setup_per_zone_wmarks(), then zone_pcp_update()
+        since pcp high follows the low watermark."""
+        pages_min = self.min_free_kbytes >> 2
         total = sum(z.managed_pages for z in self.zones)
         for z in self.zones:
             zmin = pages_min * z.managed_pages // total
             tmp = max(zmin >> 2, z.managed_pages * 10 // 10000)   # watermark_scale_factor 10
             z.watermark = [zmin, zmin + tmp, zmin + 2 * tmp]
-        self.setup_per_zone_lowmem_reserve()
         for z in self.zones:
             zone_set_pageset_high_and_batch(z, self.ncpus)
+
+    def set_recommended_min_free_kbytes(self, hugepage_pmd_enabled: bool):
+        """set_recommended_min_free_kbytes() (mm/khugepaged.c, run when khugepaged
+        starts): with PMD THPs enabled, keep 2 + MIGRATE_PCPTYPES^2 pageblocks per
+        zone free (at most 5% of lowmem), and recompute the watermarks."""
+        if not hugepage_pmd_enabled:
+            self.calculate_min_free_kbytes()
+        else:
+            nr_zones = sum(1 for z in self.zones if z.idx <= ZONE_NORMAL)
+            recommended_min = pageblock_nr_pages * nr_zones * 2
+            recommended_min += pageblock_nr_pages * nr_zones * MIGRATE_PCPTYPES * MIGRATE_PCPTYPES
+            recommended_min = min(recommended_min, self.nr_free_buffer_pages() // 20)
+            recommended_min <<= 2
+            if recommended_min > self.min_free_kbytes:
+                self.min_free_kbytes = recommended_min
+        self.setup_per_zone_wmarks()
+        self.setup_per_zone_lowmem_reserve()
 
     def setup_per_zone_lowmem_reserve(self):
         """setup_per_zone_lowmem_reserve(): zone i keeps back, from allocations that
@@ -963,7 +994,10 @@ def zone_set_pageset_high_and_batch(zone, ncpus: int):
     batch = max(1, zone_batchsize(zone.managed_pages))
     high_min = zone_highsize(zone, batch, 0, 0, ncpus)
     high_max = zone_highsize(zone, batch, 0, MIN_PERCPU_PAGELIST_HIGH_FRACTION, ncpus)
-    zone.pcp = [PerCpuPages(high_min, high_max, batch) for _ in range(ncpus)]
+    if not zone.pcp:
+        zone.pcp = [PerCpuPages(high_min, high_max, batch) for _ in range(ncpus)]
+    for pcp in zone.pcp:                                   # pageset_update()
+        pcp.batch, pcp.high_min, pcp.high_max = batch, high_min, high_max
 
 
 def _clamp(v, lo, hi):
