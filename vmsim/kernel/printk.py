@@ -31,13 +31,11 @@ def pr_info(k, text):
     printk(k, KERN_INFO, text)
 
 
-def __ratelimit(k, state: str) -> bool:
-    """__ratelimit(): True for the first DEFAULT_RATELIMIT_BURST calls of ``state``."""
+def __ratelimit(k, state: str, burst: int = DEFAULT_RATELIMIT_BURST) -> bool:
+    """__ratelimit(): True for the first ``burst`` calls of ``state``."""
     n = k.ratelimit.get(state, 0)
     k.ratelimit[state] = n + 1
-    if n < DEFAULT_RATELIMIT_BURST:
-        return True
-    return False
+    return n < burst
 
 
 def panic(k, msg: str):

@@ -630,7 +630,7 @@ class PageAllocator:
         mem.index[pfn] = 0
         z.free_pages += 1 << order
         self.pgfree += 1 << order
-        mt = self.pageblock_mt[pfn >> pageblock_order]
+        mt = self.pageblock_mt_mv[pfn >> pageblock_order]
         if order <= PAGE_ALLOC_COSTLY_ORDER or order == pageblock_order:
             if mt >= MIGRATE_PCPTYPES:
                 mt = MIGRATE_MOVABLE
@@ -762,14 +762,19 @@ def __alloc_pages_slowpath(pa, gfp, order, hz, mt, cpu):
     return warn_alloc(pa, gfp, order)
 
 def warn_alloc(pa, gfp, order):
-    """warn_alloc() at nopage (unless __GFP_NOWARN); return -1."""
+    """warn_alloc() at nopage (rate-limited to one, and never with __GFP_NOWARN);
+    dump_stack() and the Mem-Info dump are not modelled. Return -1."""
     k = pa.kernel
-    if k is not None and not gfp & __GFP_NOWARN:
-        from vmsim.kernel.printk import pr_warn
-        comm = k.current.comm if k.current is not None else "swapper/0"
-        pr_warn(k, "%s: page allocation failure: order:%d, mode:%#x(%s), nodemask=(null)"
-                % (comm, order, gfp, format_gfp(gfp)))
+    if k is None or gfp & __GFP_NOWARN:
+        return -1
+    from vmsim.kernel.printk import pr_warn, __ratelimit
+    if not __ratelimit(k, "nopage_rs", 1):
+        return -1
+    comm = k.current.comm if k.current is not None else "swapper/0"
+    pr_warn(k, "%s: page allocation failure: order:%d, mode:%#x(%s), nodemask=(null),"
+               "cpuset=/,mems_allowed=0" % (comm, order, gfp, format_gfp(gfp)))
     return -1
+
 
 def should_reclaim_retry(pa, gfp, order, hz, alloc_flags, no_progress_loops):
     """should_reclaim_retry(): retry while some zone would pass its min watermark
