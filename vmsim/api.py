@@ -177,6 +177,8 @@ class Process:
         return k
 
     def _done(self, ret=None):
+        if self.task.signals and self.task.signals[0][0] == 9:
+            self._signal(0)      # an OOM kill during the call: fatal on return to user
         self.machine._after_syscall()
         return _check(ret) if ret is not None else None
 
