@@ -233,6 +233,7 @@ class PageAllocator:
         self.pgalloc = [0] * 3        # vmstat pgalloc_dma / dma32 / normal
         self.pgfree = 0
         self.kernel = None            # the Kernel, for the OOM killer (set at boot)
+        self._gfp_ac = {}             # gfp -> (highest_zoneidx, migratetype, alloc_flags)
 
     # --- boot ------------------------------------------------------------------
     def _init_zones(self):
@@ -565,46 +566,42 @@ class PageAllocator:
         zone.pcp_pages -= 1 << order
         return pfn
 
-    def rmqueue(self, zone, order, mt, cpu):
-        """rmqueue(): pcp-cached orders from the per-CPU list, others from the buddy
-        (rmqueue_buddy); -1 if the zone has no block."""
-        if order <= PAGE_ALLOC_COSTLY_ORDER or order == pageblock_order:
-            pfn = self.rmqueue_pcplist(zone, order, mt, cpu)
-            if pfn >= 0:
-                return pfn
-        return self.__rmqueue(zone, order, mt)
-
     def get_page_from_freelist(self, gfp, order, alloc_flags, hz, mt, cpu):
         """get_page_from_freelist(): the first zone of the zonelist (from
         ``hz`` = ac->highest_zoneidx down) whose watermark, plus its lowmem_reserve
-        for ``hz``, allows the allocation; -1 if none does."""
+        for ``hz``, allows the allocation; -1 if none does.
+
+        A zone not yet below its high watermark is tried against that first (and
+        flagged ZONE_BELOW_HIGH, which shrinks the pcp lists, when it fails); then the
+        alloc_flags watermark. rmqueue() and zone_watermark_fast()'s order-0 shortcut
+        are inline, as in the kernel."""
+        pcp_order = order <= PAGE_ALLOC_COSTLY_ORDER or order == pageblock_order
         for zone in self._zonelists[hz]:
             if not zone.below_high:
-                # Below the high watermark the pcp lists shrink (nr_pcp_high).
-                if zone_watermark_fast(zone, order, zone.watermark[WMARK_HIGH], hz,
-                                       alloc_flags):
-                    pfn = self.rmqueue(zone, order, mt, cpu)
-                    if pfn >= 0:
-                        return self._prep_new_page(zone, pfn, order)
+                mark = zone.watermark[WMARK_HIGH]
+                if not (order == 0 and
+                        zone.free_pages - zone.pcp_pages > mark + zone.lowmem_reserve[hz] or
+                        zone_watermark_fast(zone, order, mark, hz, alloc_flags)):
+                    zone.below_high = True
+            if zone.below_high:
+                # check_alloc_wmark:
+                mark = zone.watermark[alloc_flags & ALLOC_WMARK_MASK]
+                if not zone_watermark_fast(zone, order, mark, hz, alloc_flags):
+                    if not alloc_flags & ALLOC_NO_WATERMARKS:
+                        continue      # node_reclaim_mode is 0: next zone
+            # try_this_zone: rmqueue(): pcp-cached orders from the per-CPU list, the
+            # others (or when the list cannot be refilled) from the buddy.
+            pfn = self.rmqueue_pcplist(zone, order, mt, cpu) if pcp_order else -1
+            if pfn < 0:
+                pfn = self.__rmqueue(zone, order, mt)
+                if pfn < 0:
                     continue
-                zone.below_high = True
-            # check_alloc_wmark:
-            mark = zone.watermark[alloc_flags & ALLOC_WMARK_MASK]
-            if not zone_watermark_fast(zone, order, mark, hz, alloc_flags):
-                if not alloc_flags & ALLOC_NO_WATERMARKS:
-                    continue      # node_reclaim_mode is 0: next zone
-            pfn = self.rmqueue(zone, order, mt, cpu)
-            if pfn >= 0:
-                return self._prep_new_page(zone, pfn, order)
+            # prep_new_page(): NR_FREE_PAGES, PGALLOC_<zone>, set_page_refcounted.
+            zone.free_pages -= 1 << order
+            self.pgalloc[zone.idx] += 1 << order
+            self.mem.refcount[pfn] = 1
+            return pfn
         return -1
-
-    def _prep_new_page(self, zone, pfn, order):
-        """The accounting of an allocated block: NR_FREE_PAGES, PGALLOC_<zone> and
-        set_page_refcounted (post_alloc_hook)."""
-        zone.free_pages -= 1 << order
-        self.pgalloc[zone.idx] += 1 << order
-        self.mem.refcount[pfn] = 1
-        return pfn
 
     def alloc_pages(self, gfp: int, order: int, cpu: int = 0) -> int:
         """Return the head PFN of 2**order free frames, or -1 (__alloc_pages()).
@@ -613,9 +610,11 @@ class PageAllocator:
         (__alloc_pages_slowpath) retries at the min watermark and then calls the
         OOM killer. __GFP_ZERO needs no work since freed frames drop their data.
         """
-        hz = gfp_zone(gfp)
-        mt = gfp_migratetype(gfp)
-        alloc_flags = ALLOC_WMARK_LOW | alloc_flags_nofragment(gfp)
+        ac = self._gfp_ac.get(gfp)
+        if ac is None:            # prepare_alloc_pages(), once per gfp mask
+            ac = self._gfp_ac[gfp] = (gfp_zone(gfp), gfp_migratetype(gfp),
+                                      ALLOC_WMARK_LOW | alloc_flags_nofragment(gfp))
+        hz, mt, alloc_flags = ac
         pfn = self.get_page_from_freelist(gfp, order, alloc_flags, hz, mt, cpu)
         if pfn >= 0:
             return pfn
