@@ -201,6 +201,10 @@ class Machine:
         from vmsim.trace import function_graph
         return function_graph(self, faults_only, max_events)
 
+    def dmesg(self) -> str:
+        """The kernel log, as dmesg prints it (no timestamps: vmsim has no clock)."""
+        return "".join(text + "\n" for _, text in self.k.log_buf)
+
     def check(self):
         """Run the debug checker now (raises AssertionError on a violation)."""
         from vmsim.mm.debug_vm import check_all
@@ -233,18 +237,26 @@ class Process:
     # --- plumbing ---------------------------------------------------------------
     def _enter(self):
         k = self.machine.k
+        if k.panicked is not None:
+            from vmsim.kernel.printk import KernelPanic
+            raise KernelPanic(k.panicked)
         if self.task.mm is None:
             raise ProcessLookupError(errno.ESRCH, f"process {self.pid} has exited")
         k.switch_to(self.task)
         return k
 
     def _done(self, ret=None):
+        if self.task.signals and self.task.signals[0][0] == 9:
+            self._signal(0)      # an OOM kill during the call: fatal on return to user
         self.machine._after_syscall()
         return _check(ret) if ret is not None else None
 
     def _signal(self, offset):
         sig = self.task.signals.pop(0)
         self.task.signals.clear()
+        if sig[0] == 9:          # SIGKILL cannot be caught: get_signal -> do_group_exit
+            from vmsim.kernel.exit import do_group_exit
+            do_group_exit(self.machine.k, self.task, 9)
         self.machine._after_syscall()
         raise SignalDelivered(sig[0], sig[1], sig[2], offset, sig[3])
 
@@ -371,7 +383,7 @@ class Process:
         from vmsim.kernel.exit import do_exit
         status = _cint("status", status)
         k = self._enter()
-        do_exit(k, self.task, status)
+        do_exit(k, self.task, (status & 0xFF) << 8)
         self.machine._after_syscall()
 
     def fork(self, cpu=None) -> "Process":
@@ -411,9 +423,16 @@ class Process:
         self._done()
 
     def wait(self, pid, nohang=False):
-        """waitpid(2) for a child: its exit status (the value given to exit); with
-        ``nohang`` None while it still runs. ECHILD for a pid that is not our child;
-        EDEADLK for a blocking wait on a running child (it could never exit here)."""
+        """waitpid(2) for a child: its exit status (the value given to exit), or
+        -signo if a signal killed it (os.waitstatus_to_exitcode); with ``nohang`` None
+        while it still runs. ECHILD for a pid that is not our child; EDEADLK for a
+        blocking wait on a running child (it could never exit here)."""
+        ret = self.waitpid(pid, nohang)
+        return None if ret[0] == 0 else os.waitstatus_to_exitcode(ret[1])
+
+    def waitpid(self, pid, nohang=False):
+        """waitpid(2) as os.waitpid returns it: (pid, raw wait status) for os.WIFEXITED /
+        os.WIFSIGNALED / os.WTERMSIG, (0, 0) with ``nohang`` while the child runs."""
         from vmsim.kernel.exit import do_wait
         pid = _cint("pid", pid)
         k = self._enter()
@@ -421,7 +440,7 @@ class Process:
         if isinstance(ret, int):
             return self._done(ret)
         self._done()
-        return ret[1]
+        return (ret[0], ret[1] if ret[1] is not None else 0)
 
     def open(self, *a, **kw):
         raise OSError(ENOSYS, "files (open, pread, pwrite, ftruncate, ...) are not modelled")

@@ -26,7 +26,7 @@ from vmsim.mm.mm_types import (
     VM_FAULT_MAJOR, VM_FAULT_RETRY, VM_FAULT_FALLBACK, VM_FAULT_ERROR, VM_FAULT_NOPAGE,
     VM_FAULT_LOCKED, VM_FAULT_DONE_COW, MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES,
     vm_fault, vma_is_accessible)
-from vmsim.mm.page_alloc import GFP_HIGHUSER_MOVABLE
+from vmsim.mm.page_alloc import GFP_HIGHUSER_MOVABLE, __GFP_ZERO, __GFP_COMP
 from vmsim.mm.page_flags import PG_anon, PG_anon_exclusive, PG_lru, PG_swapbacked, PG_dirty
 from vmsim.mm.rmap import (folio_add_new_anon_rmap, folio_remove_rmap_pte, folio_add_file_rmap_pte,
                            folio_try_dup_anon_rmap_pte, folio_dup_file_rmap_pte,
@@ -189,7 +189,9 @@ def alloc_anon_folio(vmf) -> int:
     vma_alloc_zeroed_movable_folio(). Larger orders: not modelled yet (later issue).
     """
     k = vmf.vma.vm_mm.kernel
-    return k.page_alloc.alloc_pages(GFP_HIGHUSER_MOVABLE, 0, k.current.cpu)
+    # vma_alloc_zeroed_movable_folio(); folio_alloc_mpol() adds __GFP_COMP.
+    return k.page_alloc.alloc_pages(GFP_HIGHUSER_MOVABLE | __GFP_ZERO | __GFP_COMP, 0,
+                                    k.current.cpu)
 
 
 # --- handle_mm_fault -----------------------------------------------------------------
@@ -466,7 +468,10 @@ def wp_page_copy(vmf) -> int:
             folio_put(k, old_folio)
         return ret
     pfn_is_zero = ((vmf.orig_pte & _PFN) >> 12) == k.zero_pfn
-    new_folio = k.page_alloc.alloc_pages(GFP_HIGHUSER_MOVABLE, 0, k.current.cpu)
+    # folio_prealloc(need_zero = pfn_is_zero)
+    new_folio = k.page_alloc.alloc_pages(
+        GFP_HIGHUSER_MOVABLE | __GFP_COMP | (__GFP_ZERO if pfn_is_zero else 0), 0,
+        k.current.cpu)
     if new_folio < 0:
         if old_folio >= 0:
             folio_put(k, old_folio)
@@ -664,7 +669,8 @@ def do_cow_fault(vmf) -> int:
     ret = vmf_anon_prepare(vmf)
     if ret:
         return ret
-    vmf.cow_page = k.page_alloc.alloc_pages(GFP_HIGHUSER_MOVABLE, 0, k.current.cpu)
+    vmf.cow_page = k.page_alloc.alloc_pages(GFP_HIGHUSER_MOVABLE | __GFP_COMP, 0,
+                                            k.current.cpu)     # folio_prealloc(false)
     if vmf.cow_page < 0:
         return VM_FAULT_OOM
     ret = __do_fault(vmf)
