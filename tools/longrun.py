@@ -342,8 +342,11 @@ class LongRun:
         length = n * P
         value = self.rng.randrange(256)
         if stride == 0:
-            # touch(stride=0) as the fix defines it: EINVAL (an access count can't be made).
-            r = self.call(p.touch, a, length, write, stride, value)
+            # touch(stride=0) has no access count: refused (ValueError or EINVAL), no access.
+            try:
+                r = self.call(p.touch, a, length, write, stride, value)
+            except ValueError:
+                r = -errno.EINVAL
             self.expect_ret(f"touch({a:#x}, stride=0)", r, -errno.EINVAL)
             return
         count = (length + stride - 1) // stride
@@ -398,6 +401,8 @@ class LongRun:
         for f, pr in ((MAP_POPULATE, 0.2), (MAP_LOCKED, 0.05), (MAP_NORESERVE, 0.1)):
             if r.random() < pr:
                 flags |= f
+        if "mapfixed_enomem" not in self.known and r.random() < 0.03:
+            return self.op_mmap_fixed_enomem(p)
         kind = r.choice(["any", "any", "hint", "fixed", "fixed", "noreplace"])
         a, n = self.pick_range(p.pid, 16)
         length = n * P - (r.randrange(P) if r.random() < 0.2 else 0)
@@ -435,6 +440,18 @@ class LongRun:
             self.problem(f"mmap returned {ret:#x}, which overlaps a mapping")
         self.unmap_pages(p.pid, ret, ret + npages * P)
         self.map_pages(p.pid, ret, npages, prot, shared)
+
+    def op_mmap_fixed_enomem(self, p):
+        """MAP_FIXED over known pages with a length no overcommit allows: ENOMEM, and the
+        old mapping and its bytes stay (vms_abort_munmap_vmas)."""
+        ref = self.ref[p.pid]
+        arena = [a for a in ref if ARENA <= a < ARENA + ARENA_PAGES * P]
+        if not arena:
+            return
+        a = self.rng.choice(arena)
+        ret = self.call(p.mmap, a, 0x400000000000, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
+        self.expect_ret(f"mmap({a:#x}, 0x400000000000, FIXED)", ret, -errno.ENOMEM)
 
     def op_munmap(self, p):
         a, n = self.pick_range(p.pid, 16)
