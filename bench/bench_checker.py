@@ -6,7 +6,10 @@ Run: python bench/bench_checker.py [--ops 300] [--procs 1,31] [--full-every 64]
 
 Each operation is one syscall or access of a round-robin process: a write (a COW
 fault on the first write of each page), and every 10th an mmap + munmap. The time
-per operation includes the operation itself; "checker off" is the same loop without it.
+per operation (CPU time of this process, so a busy host does not inflate it) includes
+the operation itself; "checker off" is the same loop without it. With --old the
+"full every op" column runs check_all directly (as the checker did before it was
+incremental), so the script also runs on a tree without VMChecker(full_every).
 """
 import argparse
 import pathlib
@@ -37,7 +40,7 @@ def machine(nproc):
 
 def run(procs, a, ops):
     n = i = 0
-    t = time.perf_counter()
+    t = time.process_time()
     while n < ops:
         p = procs[i % len(procs)]
         p.write(a + (i % 64) * 4096, b"x")
@@ -47,7 +50,7 @@ def run(procs, a, ops):
             p.munmap(b, 4096)
             n += 2
         i += 1
-    return (time.perf_counter() - t) / n * 1000
+    return (time.process_time() - t) / n * 1000
 
 
 def main():
