@@ -5,10 +5,19 @@ Linux checks its invariants piecemeal as it changes state (page_table_check coun
 anon/file mappings per page at every set_pte_at/ptep_clear; VM_BUG_ON_FOLIO guards
 refcounts and the LRU; check_mm() at mm teardown compares the RSS counters and
 pgtables_bytes with zero). vmsim instead recomputes everything from the raw state
-after every syscall and access (VMSIM_DEBUG_VM=1): it walks every live mm's tables
-from the PGD, collects each leaf entry, and derives from them alone what the
-counters, refcounts, mapcounts, RSS and vmstat must be, then compares. A violation
-raises AssertionError naming the mm, address, PFN and the expected vs found values.
+after every syscall and access (VMSIM_DEBUG_VM=1): it walks the mms' tables from the
+PGD, collects each leaf entry, and derives from them alone what the counters,
+refcounts, mapcounts, RSS and vmstat must be, then compares. A violation raises
+AssertionError naming the mm, address, PFN and the expected vs found values.
+
+Like the kernel's checks, the pass after a call looks at what the call changed: it
+walks again only the mms it touched (the caller's, new ones, those whose VMAs or
+counters changed, the owners of every page-table row that changed, found by comparing
+the table pool with a copy kept by the checker, so the model itself pays nothing) and
+reuses the last walks of the others; the frame, free-list, LRU and page-cache checks
+cover the whole initialised mem_map every time (vectorized, their cost does not grow
+with the number of processes). A full pass (every mm walked) runs every
+``VMChecker.full_every`` passes and on every ``check_all`` / ``Machine.check()``.
 
 Sources of page references the checker knows: PTEs (one reference and one mapcount
 each; the zero page and special PFN mappings none), page-cache slots (one each,
