@@ -192,8 +192,8 @@ class Machine:
 
     def _after_syscall(self):
         if self.debug_vm:
-            from vmsim.mm.debug_vm import check_all
-            check_all(self.k)
+            from vmsim.mm.debug_vm import after_syscall
+            after_syscall(self)
 
     def trace(self, faults_only=True, max_events=5000):
         """A function-graph tracer of this machine's page faults (vmsim.trace), used as
