@@ -155,13 +155,9 @@ def print_summary(out, result, tracer=None, show_all=False, killed=None):
     for n, (m, base) in enumerate(machines):
         suffix = f" (machine {n + 1} of {len(machines)})" if len(machines) > 1 else ""
         out.heading(f"Summary of {result.path}{suffix}")
-        rows = process_rows(m)
-        for r in rows:
-            if r[0] in (killed or {}):
-                r[1] = f"killed by {killed[r[0]]}"
         out.table("Processes: faults (getrusage) and RSS",
                   ["pid", "state", "minflt", "majflt", "RssAnon", "RssFile", "RssShmem", "VmHWM"],
-                  rows, right=(0, 2, 3, 4, 5, 6, 7))
+                  process_rows(m, killed), right=(0, 2, 3, 4, 5, 6, 7))
         if tracer is not None:
             mine = [f for f in tracer.faults if f.pid in m.processes and not f.exec]
             pids = sorted({f.pid for f in mine})
@@ -264,7 +260,7 @@ def cmd_run(args, out):
     tracer = None
     if args.paths:
         tracer = function_graph(None, faults_only=True, record="signals")
-    st = Strace(max_records=args.max_events)
+    st = Strace(max_records=args.max)
     result, fatal = _run_traced(args, [st] + ([tracer] if tracer else []))
     killed = {}
     if fatal is not None:
@@ -284,12 +280,12 @@ def cmd_trace(args, out):
     ``/* ... */`` comments between the graphs. Exit status as ``vmsim run``."""
     from vmsim.strace import Strace, format_record
     from vmsim.trace import function_graph
-    tracer = function_graph(None, faults_only=not args.all, max_events=args.max_events,
+    tracer = function_graph(None, faults_only=not args.all, max_events=args.max,
                             funcs=args.graph_funcs, pid=args.pid, show_exec=args.exec)
 
     def on_record(rec, proc):
         tracer.comment(format_record(rec), rec.pid, proc.task.cpu if proc is not None else None)
-    st = Strace(max_records=args.max_events, pid=args.pid, on_record=on_record)
+    st = Strace(max_records=args.max, pid=args.pid, on_record=on_record)
     result, fatal = _run_traced(args, [st, tracer])
     if fatal is not None:
         pid, sig = _report_death(out, fatal, st, tracer)
@@ -432,7 +428,7 @@ def build_parser():
                     help="do not count fault paths (runs faster: no profile hook)")
     sp.add_argument("--all", action="store_true",
                     help="every vmstat counter that changed (per-zone, NUMA, derived values)")
-    sp.add_argument("--max", dest="max_events", type=int, default=10000, metavar="N",
+    sp.add_argument("--max", type=int, default=10000, metavar="N",
                     help="stop collecting system calls after N lines (default 10000)")
     machine_opts(sp)
     cli_views.add_options(sp, plot=True)
@@ -449,7 +445,7 @@ def build_parser():
     sp.add_argument("--pid", type=int, help="only this process (set_ftrace_pid)")
     sp.add_argument("--exec", action="store_true",
                     help="also the faults execve takes for itself (writing argv)")
-    sp.add_argument("--max", "--max-events", dest="max_events", type=int, default=5000, metavar="N",
+    sp.add_argument("--max", "--max-events", dest="max", type=int, default=5000, metavar="N",
                     help="stop recording after N lines (default 5000)")
     machine_opts(sp)
     cli_views.add_options(sp)
@@ -499,7 +495,7 @@ def main(argv=None) -> int:
             return EXIT_USAGE
         if args.command in ("run", "trace") or getattr(args, "scenario", None):
             _not_a_toml_scenario(args.scenario)
-        if getattr(args, "max_events", 1) <= 0:
+        if getattr(args, "max", 1) <= 0:
             raise UsageError("--max must be positive")
         if getattr(args, "cpus", 1) <= 0:
             raise UsageError("--cpus must be positive")

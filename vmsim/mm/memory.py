@@ -26,7 +26,7 @@ from vmsim.mm.mm_types import (
     VM_FAULT_MAJOR, VM_FAULT_RETRY, VM_FAULT_FALLBACK, VM_FAULT_ERROR, VM_FAULT_NOPAGE,
     VM_FAULT_LOCKED, VM_FAULT_DONE_COW, MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES,
     vm_fault, vma_is_accessible)
-from vmsim.mm.page_alloc import GFP_HIGHUSER_MOVABLE
+from vmsim.mm.page_alloc import GFP_HIGHUSER_MOVABLE, __GFP_ZERO, __GFP_COMP
 from vmsim.mm.page_flags import PG_anon, PG_anon_exclusive, PG_lru, PG_swapbacked, PG_dirty
 from vmsim.mm.rmap import (folio_add_new_anon_rmap, folio_remove_rmap_pte, folio_add_file_rmap_pte,
                            folio_try_dup_anon_rmap_pte, folio_dup_file_rmap_pte,
@@ -189,7 +189,9 @@ def alloc_anon_folio(vmf) -> int:
     vma_alloc_zeroed_movable_folio(). Larger orders: not modelled yet (later issue).
     """
     k = vmf.vma.vm_mm.kernel
-    return k.page_alloc.alloc_pages(GFP_HIGHUSER_MOVABLE, 0, k.current.cpu)
+    # vma_alloc_zeroed_movable_folio(); folio_alloc_mpol() adds __GFP_COMP.
+    return k.page_alloc.alloc_pages(GFP_HIGHUSER_MOVABLE | __GFP_ZERO | __GFP_COMP, 0,
+                                    k.current.cpu)
 
 
 # --- handle_mm_fault -----------------------------------------------------------------
@@ -353,11 +355,25 @@ def do_pte_missing(vmf) -> int:
 
 
 def do_swap_page(vmf) -> int:
-    """do_swap_page(): swap is not modelled (no swap device in this profile).
-
-    A non-present, non-none PTE never exists in vmsim yet; reaching here is a bug.
-    """
+    """do_swap_page(): a non-present, non-none PTE. The only such entries vmsim makes
+    are PTE markers (handle_pte_marker); swap itself is not modelled (no swap device)."""
+    from vmsim.mm.swapops import is_pte_marker_entry
+    if is_pte_marker_entry(vmf.orig_pte):
+        return handle_pte_marker(vmf)
     raise NotImplementedError("do_swap_page: swap entries are not modelled")
+
+
+def handle_pte_marker(vmf) -> int:
+    """handle_pte_marker(): hitting a guard page is always a fatal condition."""
+    from vmsim.mm.swapops import pte_marker_get, PTE_MARKER_GUARD
+    marker = pte_marker_get(vmf.orig_pte)
+    # PTE markers should never be empty.
+    if not marker:
+        return VM_FAULT_SIGBUS
+    if marker & PTE_MARKER_GUARD:
+        return VM_FAULT_SIGSEGV
+    # This is an unknown pte marker (uffd-wp and poison markers are not made here)
+    return VM_FAULT_SIGBUS
 
 
 def do_numa_page(vmf) -> int:
@@ -452,7 +468,10 @@ def wp_page_copy(vmf) -> int:
             folio_put(k, old_folio)
         return ret
     pfn_is_zero = ((vmf.orig_pte & _PFN) >> 12) == k.zero_pfn
-    new_folio = k.page_alloc.alloc_pages(GFP_HIGHUSER_MOVABLE, 0, k.current.cpu)
+    # folio_prealloc(need_zero = pfn_is_zero)
+    new_folio = k.page_alloc.alloc_pages(
+        GFP_HIGHUSER_MOVABLE | __GFP_COMP | (__GFP_ZERO if pfn_is_zero else 0), 0,
+        k.current.cpu)
     if new_folio < 0:
         if old_folio >= 0:
             folio_put(k, old_folio)
@@ -650,7 +669,8 @@ def do_cow_fault(vmf) -> int:
     ret = vmf_anon_prepare(vmf)
     if ret:
         return ret
-    vmf.cow_page = k.page_alloc.alloc_pages(GFP_HIGHUSER_MOVABLE, 0, k.current.cpu)
+    vmf.cow_page = k.page_alloc.alloc_pages(GFP_HIGHUSER_MOVABLE | __GFP_COMP, 0,
+                                            k.current.cpu)     # folio_prealloc(false)
     if vmf.cow_page < 0:
         return VM_FAULT_OOM
     ret = __do_fault(vmf)
@@ -711,13 +731,37 @@ def do_fault(vmf) -> int:
 
 
 # --- unmapping: zap_*_range (the seed's zap_page_range, spread over three callers) ----
-class zap_details:
-    """struct zap_details: reclaim_pt asks zap_pte_range to free emptied PTE tables."""
-    __slots__ = ("even_cows", "reclaim_pt")
+ZAP_FLAG_DROP_MARKER = 1 << 0
+ZAP_FLAG_UNMAP = 1 << 1
 
-    def __init__(self, reclaim_pt=False):
+
+class zap_details:
+    """struct zap_details: reclaim_pt asks zap_pte_range to free emptied PTE tables;
+    zap_flags' ZAP_FLAG_DROP_MARKER lets it remove PTE markers (munmap, exit)."""
+    __slots__ = ("even_cows", "reclaim_pt", "zap_flags")
+
+    def __init__(self, reclaim_pt=False, zap_flags=0):
         self.even_cows = True
         self.reclaim_pt = reclaim_pt
+        self.zap_flags = zap_flags
+
+
+def zap_drop_markers(details) -> bool:
+    """zap_drop_markers()."""
+    return details is not None and bool(details.zap_flags & ZAP_FLAG_DROP_MARKER)
+
+
+def zap_nonpresent_ptes(vma, ptep: int, pte: int, details) -> bool:
+    """zap_nonpresent_ptes() for the entries vmsim makes (PTE markers): ordinary
+    zapping (MADV_DONTNEED, the zap before a guard install) keeps guard markers; only
+    ZAP_FLAG_DROP_MARKER (munmap, exit) clears them. True if the entry was cleared."""
+    from vmsim.mm.swapops import is_guard_swp_entry
+    if not is_guard_swp_entry(pte):
+        raise NotImplementedError("zap of a swap / migration entry: not modelled")
+    if not zap_drop_markers(details):
+        return False
+    vma.vm_mm.kernel.ptpool.mv[ptep] = 0                    # clear_not_present_full_ptes
+    return True
 
 
 def zap_pte_range(tlb, vma, pmdp: int, addr: int, end: int, details) -> int:
@@ -741,9 +785,9 @@ def zap_pte_range(tlb, vma, pmdp: int, addr: int, end: int, details) -> int:
         first = -1
         while addr != end:
             pte = pool[ptep]
-            if pte:
-                if not pte & (_P | _PROTNONE):
-                    raise NotImplementedError("swap / migration entries are not modelled")
+            if pte and not pte & (_P | _PROTNONE):
+                zap_nonpresent_ptes(vma, ptep, pte, details)
+            elif pte:
                 page = vm_normal_page(vma, addr, pte)
                 if page < 0:
                     ptep_get_and_clear_full(mm, addr, ptep, tlb.fullmm)
@@ -905,7 +949,8 @@ def unmap_vmas(tlb, vmas, start_addr: int, end_addr: int):
     k = mm.kernel
     k.mmu_notifier_invalidate_range_start(mm, "unmap", start_addr, end_addr)
     for vma in vmas:
-        unmap_single_vma(tlb, vma, start_addr, end_addr, zap_details())
+        unmap_single_vma(tlb, vma, start_addr, end_addr,
+                         zap_details(zap_flags=ZAP_FLAG_DROP_MARKER | ZAP_FLAG_UNMAP))
     k.mmu_notifier_invalidate_range_end(mm, "unmap", start_addr, end_addr)
 
 
@@ -1165,6 +1210,18 @@ def copy_present_ptes(dst_vma, src_vma, dst_ptep: int, src_ptep: int, pte: int,
     return 1
 
 
+def copy_nonpresent_pte(dst_vma, src_vma, dst_ptep: int, src_ptep: int, pte: int, addr: int):
+    """copy_nonpresent_pte() for PTE markers: the child gets the guard (and poison)
+    bits of the marker (copy_pte_marker; uffd-wp is not modelled)."""
+    from vmsim.mm.swapops import (is_pte_marker_entry, pte_marker_get, make_pte_marker,
+                                  PTE_MARKER_POISONED, PTE_MARKER_GUARD)
+    if not is_pte_marker_entry(pte):
+        raise NotImplementedError("copy_nonpresent_pte: swap entries are not modelled")
+    marker = pte_marker_get(pte) & (PTE_MARKER_POISONED | PTE_MARKER_GUARD)
+    if marker:
+        dst_vma.vm_mm.kernel.ptpool.mv[dst_ptep] = make_pte_marker(marker)   # set_pte_at
+
+
 def copy_pte_range(dst_vma, src_vma, dst_pmdp: int, src_pmdp: int, addr: int, end: int) -> int:
     """copy_pte_range(): allocate the child's PTE table and copy each present entry;
     add the child's RSS (add_mm_rss_vec). 0 or -ENOMEM."""
@@ -1182,9 +1239,12 @@ def copy_pte_range(dst_vma, src_vma, dst_pmdp: int, src_pmdp: int, addr: int, en
     rss = [0] * 4
     while addr != end:
         ptent = pool[src_ptep]
-        if ptent:
-            if not ptent & (_P | _PROTNONE):
-                raise NotImplementedError("copy_nonpresent_pte: swap entries are not modelled")
+        if ptent and not ptent & (_P | _PROTNONE):
+            copy_nonpresent_pte(dst_vma, src_vma, dst_ptep, src_ptep, ptent, addr)
+            dst_ptep += 1
+            src_ptep += 1
+            addr += 4096
+        elif ptent:
             nr = copy_present_ptes(dst_vma, src_vma, dst_ptep, src_ptep, ptent, addr,
                                    (end - addr) >> 12, rss)
             dst_ptep += nr
@@ -1213,7 +1273,7 @@ def copy_pmd_range(dst_vma, src_vma, dst_pudp: int, src_pudp: int, addr: int, en
         nxt = _addr_end(addr, end, PMD_SIZE)
         e = pool[src_pmdp]
         if e & _PSE:
-            raise NotImplementedError("copy_huge_pmd: huge PMDs are not modelled yet (THP issue)")
+            raise NotImplementedError("fork of a huge PMD mapping (THP) is not modelled")
         if e and copy_pte_range(dst_vma, src_vma, dst_pmdp, src_pmdp, addr, nxt):
             return -12
         addr = nxt
@@ -1236,7 +1296,7 @@ def copy_pud_range(dst_vma, src_vma, dst_p4dp: int, src_p4dp: int, addr: int, en
         nxt = _addr_end(addr, end, T.PUD_SIZE)
         e = pool[src_pudp]
         if e & _PSE:
-            raise NotImplementedError("copy_huge_pud: huge PUDs are not modelled yet (THP issue)")
+            raise NotImplementedError("fork of a huge PUD mapping (THP) is not modelled")
         if e and copy_pmd_range(dst_vma, src_vma, dst_pudp, src_pudp, addr, nxt):
             return -12
         addr = nxt
@@ -1286,7 +1346,7 @@ def copy_page_range(dst_vma, src_vma) -> int:
     if not vma_needs_copy(dst_vma, src_vma):
         return 0
     if src_vma.vm_flags & VM_HUGETLB:
-        raise NotImplementedError("copy_hugetlb_page_range: hugetlb is a later issue")
+        raise NotImplementedError("fork of a hugetlb mapping: hugetlbfs is not modelled")
     is_cow = is_cow_mapping(src_vma.vm_flags)
     if is_cow:
         k.mmu_notifier_invalidate_range_start(src_mm, "protection_page", addr, end)

@@ -119,7 +119,11 @@ def change_pte_range(tlb, vma, pmdp: int, addr: int, end: int, newprot: int, cp_
                 tlb_flush_pte_range(tlb, addr, 4096)
             pages += 1
         elif oldpte:
-            raise NotImplementedError("swap / migration entries are not modelled")
+            # A PTE marker: guard (and poison) markers are ignored unconditionally,
+            # because any access should sigsegv anyway. Swap entries: not modelled.
+            from vmsim.mm.swapops import is_pte_marker_entry
+            if not is_pte_marker_entry(oldpte):
+                raise NotImplementedError("swap / migration entries are not modelled")
         addr += 4096
         ptep += 1
     return pages
@@ -212,7 +216,7 @@ def change_protection_range(tlb, vma, addr: int, end: int, newprot: int, cp_flag
 def change_protection(tlb, vma, start: int, end: int, cp_flags: int) -> int:
     """change_protection(): apply vma.vm_page_prot to the PTEs of [start, end)."""
     if vma.vm_flags & VM_HUGETLB:
-        raise NotImplementedError("hugetlb_change_protection: hugetlb is a later issue")
+        raise NotImplementedError("mprotect of a hugetlb mapping: hugetlbfs is not modelled")
     return change_protection_range(tlb, vma, start, end, vma.vm_page_prot, cp_flags)
 
 

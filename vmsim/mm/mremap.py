@@ -222,7 +222,7 @@ def move_page_tables(pmc) -> int:
     k = mm.kernel
     pool = k.ptpool.mv
     if vma.vm_flags & VM_HUGETLB:
-        raise NotImplementedError("move_hugetlb_page_tables: hugetlb is a later issue")
+        raise NotImplementedError("mremap of a hugetlb mapping: hugetlbfs is not modelled")
     try_realign_addr(pmc, ~(PMD_SIZE - 1) & _U64)
     k.mmu_notifier_invalidate_range_start(mm, "unmap", pmc.old_addr, pmc.old_end)
     while pmc.old_addr < pmc.old_end:
@@ -233,7 +233,7 @@ def move_page_tables(pmc) -> int:
             if new_pud < 0:
                 break
             if pool[old_pud] & _PSE:
-                raise NotImplementedError("huge PUDs are the THP issue")
+                raise NotImplementedError("huge PUD mappings (THP) are not modelled")
             if extent == PUD_SIZE and move_normal_pud(pmc, old_pud, new_pud):
                 pmc.old_addr += extent
                 pmc.new_addr += extent
@@ -245,7 +245,7 @@ def move_page_tables(pmc) -> int:
                 if new_pmd < 0:
                     break
                 if pool[old_pmd] & _PSE:
-                    raise NotImplementedError("huge PMDs are the THP issue")
+                    raise NotImplementedError("huge PMD mappings (THP) are not modelled")
                 if not (extent == PMD_SIZE and move_normal_pmd(pmc, old_pmd, new_pmd)):
                     if pte_alloc(mm, new_pmd):
                         break
@@ -390,13 +390,14 @@ def copy_vma_and_data(vrm):
 
 
 def dontunmap_complete(vrm, new_vma):
-    """dontunmap_complete(): the source keeps its range but loses VM_LOCKED* and
-    VM_ACCOUNT, and its anon_vma if the whole VMA was moved."""
+    """dontunmap_complete(): the source keeps its range but loses VM_LOCKED*, and its
+    anon_vma if the whole VMA was moved. It stays VM_ACCOUNT: vrm_calc_charge()
+    charged new_len for the copy, so both are accounted until unmapped."""
     from vmsim.mm.rmap import unlink_anon_vmas
     vma = vrm.vma
     start, end = vrm.addr, vrm.addr + vrm.old_len
     old_start, old_end = vma.vm_start, vma.vm_end
-    vma.vm_flags &= ~(VM_LOCKED_MASK | VM_ACCOUNT)
+    vma.vm_flags &= ~VM_LOCKED_MASK
     if new_vma is not vma and start == old_start and end == old_end:
         unlink_anon_vmas(vrm.mm.kernel, vma)
 
@@ -567,11 +568,15 @@ def check_mremap_params(vrm) -> int:
     # But a zero new-len is nonsensical.
     if not vrm.new_len:
         return -errno.EINVAL
-    task_size = mm.task_size
-    if vrm.new_len > task_size or vrm.new_addr > task_size - vrm.new_len:
+    # Is the new length silly?
+    if vrm.new_len > mm.task_size:
         return -errno.EINVAL
+    # Remainder of checks are for cases with specific new_addr.
     if not vrm_implies_new_addr(vrm):
         return 0
+    # Is the new address silly?
+    if vrm.new_addr > mm.task_size - vrm.new_len:
+        return -errno.EINVAL
     if vrm.new_addr & 0xFFF:
         return -errno.EINVAL
     if not flags & MREMAP_MAYMOVE:
