@@ -453,3 +453,32 @@ def test_vmstat_deltas_show_events_and_hide_derived_values(tmp_path, capsys):
     assert "--all shows them" in r.stdout
     r = cli(capsys, "run", "--all", path)
     assert "nr_dirty_threshold" in r.stdout and "numa_hit" in r.stdout
+
+
+def test_oom_kills_show_as_strace_shows_them(tmp_path, capsys):
+    """An OOM victim's death appears after the call that killed it; a process killed
+    in its own fault has no --- SIGKILL --- line (strace cannot see one) and the run
+    exits 128 + 9."""
+    path = scenario(tmp_path, """\
+        MiB = 1 << 20
+        p = machine.spawn()
+        c = p.fork()
+        a = c.mmap(0, 16 * MiB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE)
+        c.touch(a, 16 * MiB, write=True)
+        b = p.mmap(0, 14 * MiB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE)
+        p.touch(b, 14 * MiB, write=True)          # the allocator kills c, the bigger one
+        p.wait(c.pid)
+        x = p.mmap(0, 64 * MiB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE)
+        p.touch(x, 64 * MiB, write=True)          # now p itself is the victim
+    """)
+    # (test_oom.py: a 64 MiB machine manages 31 MiB.) --no-paths: no profile hook, faster.
+    r = cli(capsys, "run", "--no-paths", "--memory", "64M", path)
+    assert r.returncode == 128 + 9, r.stderr
+    calls = r.stdout[r.stdout.index("System calls"):r.stdout.index("Summary of")]
+    calls = calls.strip().splitlines()
+    i = calls.index("[pid     2] +++ killed by SIGKILL +++")
+    assert calls[i - 1].startswith("[pid     1] mmap(NULL, 14680064,")
+    assert calls[i + 1] == "wait4(2, [{WIFSIGNALED(s) && WTERMSIG(s) == SIGKILL}], 0, NULL) = 2"
+    assert calls[-2:] == [calls[-2], "+++ killed by SIGKILL +++"]
+    assert calls[-2].startswith("mmap(NULL, 67108864,")
+    assert not any("--- SIGKILL" in ln for ln in calls)

@@ -95,7 +95,7 @@ vma_store vma_remove vma_update vma_merge_copied_range inline_decode inline_enco
 note_downgrade mmu_notifier_range_done reset_range is_canonical touch_batch zone_of
 do_mincore_syscall do_munlock remap_is_valid madvise_cold_pte_range setup_new_exec_layout
 all_vmstat_values deferred_free_blocks deferred_free_ranges zone_free_area
-zone_nr_free_pages zone_nr_free_pages_blocks is_knob next_ino release first_call use_compiled
+zone_nr_free_pages zone_nr_free_pages_blocks is_knob next_ino release
 """.split())
 
 # The kernel functions that write page-table entries: name -> (level, pointer
