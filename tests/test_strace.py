@@ -6,7 +6,6 @@ output on this machine (Linux 6.18.44) for the C programs next to it."""
 import os
 import re
 import subprocess
-import sys
 import textwrap
 
 import numpy as np
