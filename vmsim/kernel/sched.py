@@ -9,7 +9,7 @@ class task_struct:
     """struct task_struct: the fields memory management touches."""
     __slots__ = ("pid", "comm", "mm", "active_mm", "cpu", "min_flt", "maj_flt",
                  "exit_code", "state", "parent", "children", "rlim", "signals",
-                 "personality", "__weakref__")
+                 "personality", "pkru", "__weakref__")
 
     def __init__(self, pid, mm, cpu=0, rlim=None):
         self.pid = pid
@@ -26,6 +26,7 @@ class task_struct:
         self.rlim = dict(rlim or {})
         self.signals = []
         self.personality = 0
+        self.pkru = 0               # the XSAVE PKRU state (x86 protection keys)
 
 
 class cpu_state:

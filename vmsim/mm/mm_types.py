@@ -169,6 +169,10 @@ class mm_struct:
         self.mm_count = 1
         self.flags = 0
         self.context_id = 0
+        # mm->context's pkey state (arch/x86/include/asm/mmu.h); zero as mm_alloc's
+        # memset leaves it; init_new_context() sets it up when the CPU has pkeys.
+        self.pkey_allocation_map = 0
+        self.execute_only_pkey = 0
         self.mmu_notifiers = []
         self.tlb_flush_pending = 0
         self.owner = None
