@@ -31,7 +31,7 @@ from vmsim.mm.rmap import (folio_add_new_anon_rmap, folio_remove_rmap_pte, folio
                            RMAP_EXCLUSIVE, anon_vma_prepare)
 from vmsim.mm.swap import folio_add_lru_vma, folio_put, folio_get, lru_add_drain, folio_mark_accessed
 from vmsim.mm.filemap import folio_mark_dirty
-from vmsim.mm.mm_types import VM_SEQ_READ, VM_RAND_READ
+from vmsim.mm.mm_types import VM_SEQ_READ, VM_RAND_READ, FAULT_FLAG_VMA_LOCK
 from vmsim.mm.huge_memory import (thp_vma_allowable_order, create_huge_pud, wp_huge_pud,
                                   huge_pud_set_accessed, create_huge_pmd, wp_huge_pmd,
                                   huge_pmd_set_accessed, do_huge_pmd_numa_page,
@@ -164,6 +164,17 @@ def mm_counter_file(k, pfn: int) -> int:
 def mm_counter(k, pfn: int) -> int:
     """mm_counter(): MM_ANONPAGES for anon folios, else mm_counter_file()."""
     return MM_ANONPAGES if k.mem.flags[pfn] & PG_anon else mm_counter_file(k, pfn)
+
+
+def vmf_can_call_fault(vmf) -> int:
+    """vmf_can_call_fault(): may ->fault run under the per-VMA lock? Only when the VMA
+    has ->map_pages (its ->fault is then known not to need mmap_lock); otherwise drop
+    the VMA lock (vma_end_read) and VM_FAULT_RETRY, so the fault is redone under
+    mmap_lock."""
+    vma = vmf.vma
+    if getattr(vma.vm_ops, "map_pages", None) or not vmf.flags & FAULT_FLAG_VMA_LOCK:
+        return 0
+    return VM_FAULT_RETRY
 
 
 def vmf_anon_prepare(vmf) -> int:
@@ -635,6 +646,9 @@ def do_read_fault(vmf) -> int:
         ret = do_fault_around(vmf)
         if ret:
             return ret
+    ret = vmf_can_call_fault(vmf)
+    if ret:
+        return ret
     ret = __do_fault(vmf)
     if ret & (VM_FAULT_ERROR | VM_FAULT_NOPAGE | VM_FAULT_RETRY):
         return ret
@@ -645,10 +659,16 @@ def do_read_fault(vmf) -> int:
 
 
 def do_cow_fault(vmf) -> int:
-    """do_cow_fault(): write to a private file mapping: copy the page into a new anon page."""
+    """do_cow_fault(): write to a private file mapping: copy the page into a new anon page.
+
+    vmf_can_call_fault() comes first: a VMA whose ->fault needs mmap_lock retries
+    before an anon_vma is prepared or a page allocated.
+    """
     vma = vmf.vma
     k = vma.vm_mm.kernel
-    ret = vmf_anon_prepare(vmf)
+    ret = vmf_can_call_fault(vmf)
+    if not ret:
+        ret = vmf_anon_prepare(vmf)
     if ret:
         return ret
     vmf.cow_page = k.page_alloc.alloc_pages(GFP_HIGHUSER_MOVABLE, 0, k.current.cpu)
@@ -672,6 +692,9 @@ def do_shared_fault(vmf) -> int:
     """do_shared_fault(): write to a shared mapping: ->fault, ->page_mkwrite, map, dirty."""
     vma = vmf.vma
     k = vma.vm_mm.kernel
+    ret = vmf_can_call_fault(vmf)
+    if ret:
+        return ret
     ret = __do_fault(vmf)
     if ret & (VM_FAULT_ERROR | VM_FAULT_NOPAGE | VM_FAULT_RETRY):
         return ret
