@@ -1131,9 +1131,13 @@ def is_cow_mapping(flags: int) -> bool:
 
 def vma_needs_copy(dst_vma, src_vma) -> bool:
     """vma_needs_copy(): copy the page tables at fork only where a fault could not
-    rebuild them: VM_PFNMAP / VM_MIXEDMAP (and uffd-wp, guard regions: not modelled)
+    rebuild them: VM_COPY_ON_FORK (VM_PFNMAP / VM_MIXEDMAP, uffd-wp, VM_MAYBE_GUARD)
     or a VMA with an anon_vma. Untouched anonymous VMAs, shared memory and file
-    mappings are faulted in by the child."""
+    mappings are faulted in by the child.
+
+    VM_COPY_ON_FORK is not in 6.18.2: upstream ab04b530e7e8 "mm: introduce
+    copy-on-fork VMAs and make VM_MAYBE_GUARD one", in the 6.18.y sticky-flags
+    backport present in 6.18.44 (see mm_types VM_MAYBE_GUARD)."""
     # VM_COPY_ON_FORK is tested on the destination: uffd-wp may be set only there.
     if dst_vma.vm_flags & (VM_PFNMAP | VM_MIXEDMAP | VM_UFFD_WP | VM_MAYBE_GUARD):
         return True
