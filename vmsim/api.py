@@ -53,6 +53,15 @@ def parse_size(s) -> int:
     return int(m.group(1)) << {"": 0, "k": 10, "m": 20, "g": 30, "t": 40}[m.group(2).lower()]
 
 
+_U64 = (1 << 64) - 1
+
+
+def _c_int(v) -> int:
+    """An ``int`` syscall argument as the kernel sees it (the low 32 bits, signed)."""
+    v = int(v) & 0xFFFFFFFF
+    return v - (1 << 32) if v >> 31 else v
+
+
 def host_has_pku() -> bool:
     """Does this host's CPU run with protection keys (flags pku and ospke)?"""
     try:
@@ -236,20 +245,20 @@ class Process:
         """pkey_mprotect(2): mprotect and tag the range with protection key ``pkey``."""
         from vmsim.mm.mprotect import do_mprotect_pkey
         self._enter()
-        self._done(do_mprotect_pkey(self.mm, addr, length, prot, pkey))
+        self._done(do_mprotect_pkey(self.mm, addr, length, prot, _c_int(pkey)))
 
     def pkey_alloc(self, flags=0, access_rights=0) -> int:
         """pkey_alloc(2): a free protection key, its PKRU bits set to ``access_rights``
         (PKEY_DISABLE_ACCESS / PKEY_DISABLE_WRITE) in this task."""
         from vmsim.mm.mprotect import sys_pkey_alloc
         self._enter()
-        return self._done(sys_pkey_alloc(self.mm, flags, access_rights))
+        return self._done(sys_pkey_alloc(self.mm, flags & _U64, access_rights & _U64))
 
     def pkey_free(self, pkey) -> None:
         """pkey_free(2)."""
         from vmsim.mm.mprotect import sys_pkey_free
         self._enter()
-        self._done(sys_pkey_free(self.mm, pkey))
+        self._done(sys_pkey_free(self.mm, _c_int(pkey)))
 
     @property
     def pkru(self) -> int:
