@@ -106,7 +106,8 @@ def test_exec_only_mapping_gets_the_exec_only_key_and_reads_fault_pkuerr(pk):
     assert p.pkru == INIT_PKRU
     x = p.mmap(0, 8192, PROT_EXEC, ANON)
     assert p.pkru == INIT_PKRU
-    assert smaps_field(m, p, x, "ProtectionKey") == 1
+    from vmsim.arch.x86.mm.pkeys import vma_pkey
+    assert vma_pkey(p.mm.vma_lookup(x)) == 1             # (merged with the second one)
     e = segv(p.read, x + 8, 1)
     assert (e.si_code, e.si_addr, e.si_pkey) == (SEGV_PKUERR, x + 8, 1)
     assert e.error_code == X86_PF_USER                  # not present: refused by access_error
@@ -270,3 +271,27 @@ def test_compiled_walk_checks_keys_like_python(pkru):
     else:
         assert r >= 0 and w >= 0
     assert ~x == X86_PF_USER | X86_PF_INSTR | X86_PF_PROT     # NX, never PK on a fetch
+
+
+def test_exec_only_key_redenies_and_falls_back_when_keys_run_out(pk):
+    # __execute_only_pkey: with the key already set up, PKRU is rewritten only when
+    # current's PKRU allows reads with it; mmap falls back to key 0 (readable) and
+    # __arch_override_mprotect_pkey to the VMA's key when no key can be had.
+    m, p = pk
+    x = p.mmap(0, 4096, PROT_EXEC, ANON)
+    p.pkru = 0
+    p.mmap(0, 4096, PROT_EXEC, ANON)
+    assert p.pkru == PKEY_DISABLE_ACCESS << 2            # AD for key 1 again
+    c = p.fork()
+    c.pkru = 0
+    c.execve()                                           # fresh mm: no exec-only key yet
+    assert [c.pkey_alloc() for _ in range(15)] == list(range(1, 16))
+    y = c.mmap(0, 4096, PROT_EXEC, ANON)
+    assert smaps_field(m, c, y, "ProtectionKey") == 0
+    assert c.read(y, 1) == b"\0"
+    z = c.mmap(0, 4096, RW, ANON)
+    c.pkey_mprotect(z, 4096, RW, 5)
+    c.mprotect(z, 4096, PROT_EXEC)                       # no exec-only key: keeps 5
+    assert smaps_field(m, c, z, "ProtectionKey") == 5
+    from vmsim.arch.x86.mm.pkeys import vma_pkey
+    assert vma_pkey(p.mm.vma_lookup(x)) == 1             # (merged with the second one)
