@@ -7,6 +7,7 @@ SignalDelivered, after which the process stays usable (as if a handler caught it
 This layer reads the model; the model never imports it.
 """
 import errno
+import functools
 import os
 import re
 from typing import NamedTuple
@@ -62,6 +63,7 @@ def _c_int(v) -> int:
     return v - (1 << 32) if v >> 31 else v
 
 
+@functools.lru_cache(maxsize=1)
 def host_has_pku() -> bool:
     """Does this host's CPU run with protection keys (flags pku and ospke)?"""
     try:

@@ -539,6 +539,9 @@ def wp_page_shared(vmf, folio: int) -> int:
     vma = vmf.vma
     ops = vma.vm_ops
     if ops is not None and getattr(ops, "page_mkwrite", None):
+        ret = vmf_can_call_fault(vmf)
+        if ret:
+            return ret
         ret = ops.page_mkwrite(vmf)
         if ret & (VM_FAULT_ERROR | VM_FAULT_NOPAGE):
             return ret
