@@ -295,3 +295,13 @@ def test_exec_only_key_redenies_and_falls_back_when_keys_run_out(pk):
     assert smaps_field(m, c, z, "ProtectionKey") == 5
     from vmsim.arch.x86.mm.pkeys import vma_pkey
     assert vma_pkey(p.mm.vma_lookup(x)) == 1             # (merged with the second one)
+
+
+def test_walk_decodes_the_pte_key():
+    from vmsim.arch.x86.pgtable_types import decode_flags
+    m = vmsim.Machine("256M", pku=True)
+    p = m.spawn()
+    x = p.mmap(0, 4096, PROT_EXEC, ANON)
+    p.fetch(x, 1)
+    # the zero page, mapped special by do_anonymous_page
+    assert decode_flags(pte_at(p, x)) == "(PRESENT|USER|ACCESSED|SPECIAL|PKEY=1)"
