@@ -1,4 +1,4 @@
-"""mremap(2) against Linux 6.18 (mm/mremap.c), conform_linux/results-6.18.jsonl and
+"""mremap(2) against Linux 6.18 (mm/mremap.c), vmsim/conform/probes/anon-probe-6.18.jsonl and
 tools/testing/selftests/mm/mremap_test.c / mremap_dontunmap.c."""
 import errno
 

@@ -55,7 +55,8 @@ def smaps_field(m, p, addr, name):
 # --- without the CPU feature: measured on this machine ------------------------------------
 
 def test_no_pku_exec_only_is_readable_and_pkey_calls_fail_as_linux():
-    # /tmp np2.c on Linux 6.18.44 without pku/ospke (raw syscalls, one per statement):
+    # vmsim/conform/probes/pkey_probe.c on Linux 6.18.44 without pku/ospke (raw
+    # syscalls, one per statement):
     #   *(char *)xonly = 0; pkey_mprotect(x, R, 0) = -22; (x, R, 1) = -22; (x, R, -1) = 0
     #   pkey_free(0) = -22; pkey_free(1) = -22; pkey_free(-1) = -22
     #   pkey_alloc(1, 0) = -22; pkey_alloc(0, 4) = -22
@@ -84,7 +85,7 @@ def test_no_pku_exec_only_is_readable_and_pkey_calls_fail_as_linux():
     c2.execve()
     assert [ret(c2.pkey_alloc, 0, 0), ret(c2.pkey_alloc, 0, 0)] == [-22, -errno.ENOSPC]
     # fs/proc/task_mmu.c show_smap(): ProtectionKey only when arch_pkeys_enabled()
-    # (np.c on this machine: 0 ProtectionKey lines).
+    # (no ProtectionKey line in this machine's smaps; scenarios/exec_only_no_pku.toml).
     assert "ProtectionKey" not in m.read_file(f"/proc/{p.pid}/smaps")
     assert p.pkru == 0
 

@@ -541,11 +541,12 @@ def test_mremap_move_tail_next_to_itself(proc):
 
 # --- sticky VMA flags (VM_MAYBE_GUARD), in 6.18.y by 6.18.44 --------------------------
 # Measured on this machine (Linux 6.18.44) with MADV_GUARD_INSTALL in a 100-page
-# PROT_NONE reservation (gu2.c; pages as offsets, "gu" in smaps VmFlags):
+# PROT_NONE reservation (vmsim/conform/probes/guard_sticky_probe.c; pages as offsets,
+# "gu" in smaps VmFlags):
 #   A [1,5) rw with a guard page at 2, B [5,9) r-- : mprotect(B, rw) -> [1,9) rw gu
 #   mprotect([3,5), r) -> [1,3) rw gu, [3,5) r gu, [5,9) rw gu; back to rw -> [1,9) gu
 #   C [20,22) rw, D [22,24) r-- with a guard page at 22: mprotect(D, rw) -> [20,24) gu
-#   mmap of a new rw range right after a gu VMA -> one VMA, gu (gu.c)
+#   E [40,44) rw with a guard page at 41, a new rw mapping at [44,46) -> [40,46) gu
 # vmsim has no guard markers yet, so the tests set VM_MAYBE_GUARD as
 # madvise_guard_install() does (vma_flags_set on the whole VMA).
 
@@ -581,7 +582,7 @@ def test_sticky_maybe_guard_merges_existing_ranges(proc):
 
 def test_sticky_maybe_guard_merges_new_range(proc):
     r = _reserve(proc)
-    _map_at(proc, r, 1, 8)
-    _set_gu(proc, r + 2 * P)
-    _map_at(proc, r, 9, 4)
-    assert _gu_maps(proc, r) == [(1, 13, True)]
+    _map_at(proc, r, 40, 4)
+    _set_gu(proc, r + 41 * P)
+    _map_at(proc, r, 44, 2)
+    assert _gu_maps(proc, r) == [(40, 46, True)]

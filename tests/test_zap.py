@@ -113,7 +113,7 @@ def test_madv_remove_zaps_the_file_pages_of_private_mappings_keeps_their_cows():
     mapping's COWed copies stay (should_zap_folio without even_cows). Measured on this
     machine (6.18.44) with a memfd mapped MAP_SHARED (s) and MAP_PRIVATE (p), 'A'
     written to every page through s, p[0] read, p[1] = 'B', then MADV_REMOVE of s:
-    s0=0 s1=0 p0=0 p1=B p2=0 (conform_linux/remove_private_probe.c).
+    s0=0 s1=0 p0=0 p1=B p2=0 (vmsim/conform/probes/remove_private_probe.c).
 
     vmsim cannot open a memfd yet (the file issue), so p is built as the kernel's
     mmap(MAP_PRIVATE | MAP_NORESERVE) of s's shmem file would leave it: a second

@@ -184,6 +184,21 @@ class Machine:
         from vmsim.mm.debug_vm import check_all
         check_all(self.k)
 
+    # --- views (vmsim.views; never called by the model) ----------------------------
+    def __repr__(self):
+        k = self.k
+        free = sum(z.free_pages for z in k.page_alloc.zones) if hasattr(k.page_alloc, "zones") else None
+        live = sum(1 for p in self.processes.values() if p.task.mm is not None)
+        mem = k.memory_bytes
+        size = f"{mem >> 30} GiB" if mem % (1 << 30) == 0 else f"{mem >> 20} MiB"
+        return (f"<Machine {size}, {k.ncpus} CPU{'s' if k.ncpus != 1 else ''}, {k.paging_levels}-level paging, Linux "
+                f"{k.release}: {live} of {len(self.processes)} processes live"
+                + (f", {free * 4} kB free>" if free is not None else ">"))
+
+    def _repr_html_(self):
+        from vmsim.views import machine_html
+        return machine_html(self)
+
 
 class Process:
     """A process of a Machine: its syscalls and its user-mode accesses."""
@@ -215,6 +230,27 @@ class Process:
     @property
     def mm(self):
         return self.task.mm
+
+    # --- views (vmsim.views; never called by the model) ----------------------------
+    def __repr__(self):
+        from vmsim.views import process_record
+        r = process_record(self)
+        if r["state"] != "running":
+            return f"<Process pid={self.pid} {r['state']} minflt={r['minflt']} majflt={r['majflt']}>"
+        return (f"<Process pid={self.pid} running: {r['vmas']} VMAs, RSS {r['rss'] * 4} kB "
+                f"(anon {r['rss_anon'] * 4}, file {r['rss_file'] * 4}, shmem {r['rss_shmem'] * 4}), "
+                f"{r['pgtables']} page-table pages, minflt={r['minflt']} majflt={r['majflt']}>")
+
+    def _repr_html_(self):
+        """The process's maps as a table (Jupyter)."""
+        from vmsim.views import maps_html
+        return maps_html(self)
+
+    def walk(self, addr):
+        """The page-table entries a hardware walk of ``addr`` reads (like crash's vtop):
+        a PageWalk with ``levels``, ``phys`` and an HTML table for Jupyter."""
+        from vmsim.views import PageWalk
+        return PageWalk(self, addr)
 
     # --- syscalls ---------------------------------------------------------------
     def mmap(self, addr, length, prot, flags, fd=-1, offset=0) -> int:

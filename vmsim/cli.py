@@ -37,6 +37,7 @@ class Out:
         if rich is None:
             rich = hasattr(self.file, "isatty") and self.file.isatty()
         self.console = None
+        self.before_output = None     # stops a progress display before the first output
         if rich:
             try:
                 from rich.console import Console
@@ -45,12 +46,19 @@ class Out:
                 pass
 
     def line(self, text=""):
+        self._progress_done()
         if self.console is not None:
             self.console.print(text, markup=False, highlight=False, soft_wrap=True)
         else:
             print(text, file=self.file)
 
+    def _progress_done(self):
+        if self.before_output is not None:
+            self.before_output()
+            self.before_output = None
+
     def heading(self, text):
+        self._progress_done()
         if self.console is not None:
             self.console.rule(f"[bold]{_escape(text)}")
         else:
@@ -58,6 +66,7 @@ class Out:
 
     def block(self, title, text):
         """A titled block of preformatted text (a /proc file, a trace)."""
+        self._progress_done()
         if self.console is not None:
             from rich.panel import Panel
             from rich.text import Text
@@ -67,6 +76,7 @@ class Out:
             print(text.rstrip("\n"), file=self.file)
 
     def table(self, title, columns, rows, right=()):
+        self._progress_done()
         """``columns``: header names; ``right``: indices of right-aligned columns."""
         rows = [[str(c) for c in r] for r in rows]
         if self.console is not None:
@@ -103,25 +113,7 @@ def _escape(text):
 
 
 # --- summaries -------------------------------------------------------------------------
-def _kb(pages):
-    return f"{pages * 4} kB"
-
-
-def process_rows(machine):
-    """Rows of pid, state, minflt, majflt, RSS (anon/file/shmem), VmHWM."""
-    from vmsim.mm.mm_types import MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES
-    rows = []
-    for pid, p in sorted(machine.processes.items()):
-        t = p.task
-        mm = t.mm
-        if mm is None:
-            rows.append([pid, "exited", t.min_flt, t.maj_flt, "-", "-", "-", "-"])
-            continue
-        rs = mm.rss_stat
-        hwm = max(mm.hiwater_rss, sum(rs[i] for i in (MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES)))
-        rows.append([pid, "running", t.min_flt, t.maj_flt, _kb(rs[MM_ANONPAGES]),
-                     _kb(rs[MM_FILEPAGES]), _kb(rs[MM_SHMEMPAGES]), _kb(hwm)])
-    return rows
+from vmsim.views import process_rows   # noqa: E402  (shared with vmsim.demo)
 
 
 def print_summary(out, result, tracer=None):
@@ -155,6 +147,13 @@ def print_summary(out, result, tracer=None):
 
 
 # --- commands ----------------------------------------------------------------------------
+def _not_a_toml_scenario(path):
+    """`vmsim run x.toml`: conformance scenarios are run by `vmsim conform`."""
+    if path and path.lower().endswith(".toml"):
+        raise UsageError(f"{path} is a conformance scenario (TOML): run it with "
+                         f"'vmsim conform {path}'; run, trace and walk --scenario take a Python scenario")
+
+
 def _machine_kw(args):
     return dict(memory=args.memory, cpus=args.cpus, paging_levels=args.levels,
                 show_traceback=args.traceback)
@@ -186,7 +185,8 @@ def cmd_trace(args, out):
 
 
 def cmd_walk(args, out):
-    from vmsim.walk import parse_address, render_layout, vtop, PAGING_MODES
+    from vmsim.walk import parse_address, render_layout, vtop, check_address, PAGING_MODES
+    from vmsim.arch.x86.pgtable_types import paging_mode
     try:
         addr = parse_address(args.address)
     except ValueError as e:
@@ -195,25 +195,38 @@ def cmd_walk(args, out):
         raise UsageError("--pid needs --scenario FILE")
     if args.scenario is None:
         modes = [args.mode] if args.mode else list(PAGING_MODES)
+        problems = {m: check_address(addr, PAGING_MODES[m]) for m in modes}
+        if all(problems.values()):
+            if args.mode:
+                raise UsageError(f"{args.mode} paging: {addr:#x} is {problems[args.mode]}")
+            raise UsageError(f"{addr:#x} fits no paging mode: wider than 32 bits, and "
+                             f"non-canonical for 48- and 57-bit addresses (bits 63..47, "
+                             f"resp. 63..56, must all equal bit 47, resp. 56)")
         for i, m in enumerate(modes):
             if i:
                 out.line("")
-            mode = PAGING_MODES[m]
-            from vmsim.walk import check_address
-            problem = check_address(addr, mode)
-            if problem and mode.va_bits == 32 and not args.mode:
-                out.line(f"{m} paging: {addr:#x} {problem}")
+            if problems[m]:
+                out.line(f"{m} paging: {addr:#x} is {problems[m]}")
                 continue
             out.line(render_layout(addr, m))
         return 0
-    from vmsim.scenario import run_scenario
-    from vmsim.arch.x86.pgtable_types import paging_mode
-    result = run_scenario(args.scenario, **_machine_kw(args))
-    machine = result.machine
-    mname = paging_mode(machine.k.paging_levels).name
+    # The scenario's machine fixes the mode: an address it cannot hold is a usage error,
+    # found before the scenario runs.
+    mname = paging_mode(args.levels).name
     if args.mode and args.mode != mname:
         raise UsageError(f"--mode {args.mode}: the scenario's machine uses {mname} paging"
                          f" (choose the machine's with --levels 4 or 5)")
+    problem = check_address(addr, PAGING_MODES[mname])
+    if problem:
+        raise UsageError(f"{mname} paging: {addr:#x} is {problem}")
+    from vmsim.scenario import run_scenario
+    result = run_scenario(args.scenario, **_machine_kw(args))
+    machine = result.machine
+    if paging_mode(machine.k.paging_levels).name != mname:
+        mname = paging_mode(machine.k.paging_levels).name
+        problem = check_address(addr, PAGING_MODES[mname])
+        if problem:
+            raise UsageError(f"the scenario's machine uses {mname} paging: {addr:#x} is {problem}")
     pid = args.pid
     if pid is None:
         live = sorted(machine.processes)
@@ -246,13 +259,16 @@ def cmd_seedmap(args, out):
         raise UsageError(f"--section {args.section}: sections are "
                          f"{', '.join(seedmap.sections())} (or just the number)")
     entries = seedmap.select(args.section, args.missing)
-    rows = [[e["key"], e["seed_line"].strip().replace("\t", " "), e["linux_6_18"],
-             seedmap.vmsim_cell(e)] for e in entries]
     what = "not modelled yet" if args.missing else "seed map"
-    title = f"{what}: {len(rows)} of {len(seedmap.SEED_MAP)} entries"
+    title = f"{what}: {len(entries)} of {len(seedmap.SEED_MAP)} entries"
     if args.section:
         title += f" (section {args.section})"
-    out.table(title, ["key", "seed line", "Linux 6.18", "vmsim"], rows)
+    # One block per entry, wrapped to fit a 100-column terminal (or a narrower one).
+    import shutil
+    width = min(100, shutil.get_terminal_size((100, 24)).columns) if out.console else 100
+    out.line(title)
+    out.line("")
+    out.line(seedmap.render_blocks(entries, max(width, 60)))
     return 0
 
 
@@ -262,9 +278,16 @@ def cmd_conform(args, out):
     return conform_main(args.rest)
 
 
+def _vmsim_version() -> str:
+    from vmsim import __version__
+    return __version__
+
+
 def build_parser():
+    from vmsim import cli_views
     p = _Parser(prog="vmsim", description="vmsim: an executable model of Linux 6.18 x86-64 "
                 "memory management.")
+    p.add_argument("--version", action="version", version=f"vmsim {_vmsim_version()}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def machine_opts(sp):
@@ -283,6 +306,7 @@ def build_parser():
     sp.add_argument("--no-paths", dest="paths", action="store_false",
                     help="do not count fault paths (runs faster: no profile hook)")
     machine_opts(sp)
+    cli_views.add_options(sp, plot=True)
     sp.set_defaults(func=cmd_run)
 
     sp = sub.add_parser("trace", help="run a scenario with the function-graph tracer")
@@ -290,15 +314,17 @@ def build_parser():
     sp.add_argument("--all", action="store_true", help="trace every model call, not only faults")
     sp.add_argument("--max-events", type=int, default=5000, help="stop recording after N lines")
     machine_opts(sp)
+    cli_views.add_options(sp)
     sp.set_defaults(func=cmd_trace)
 
     from vmsim.arch.x86.pgtable_types import PAGING_MODES
     sp = sub.add_parser("walk", help="decompose an address / walk a process's page tables")
-    sp.add_argument("address", metavar="ADDR", help="hex (0x7ffff7ff6000) or decimal")
+    sp.add_argument("address", metavar="ADDR", help="hex, 0x optional (as crash: 7ffff7ff6000)")
     sp.add_argument("--mode", choices=list(PAGING_MODES), help="one paging mode (default: all)")
     sp.add_argument("--scenario", metavar="FILE", help="run FILE, then walk in a process's mm")
     sp.add_argument("--pid", type=int, help="the process to walk (with --scenario)")
     machine_opts(sp)
+    cli_views.add_options(sp)
     sp.set_defaults(func=cmd_walk)
 
     sp = sub.add_parser("demo", help="a tour of the anonymous and shmem fault paths")
@@ -333,10 +359,20 @@ def main(argv=None) -> int:
         if not getattr(args, "func", None):
             parser.print_help()
             return EXIT_USAGE
+        if args.command in ("run", "trace") or getattr(args, "scenario", None):
+            _not_a_toml_scenario(args.scenario)
         if getattr(args, "max_events", 1) <= 0:
             raise UsageError("--max-events must be positive")
         if getattr(args, "cpus", 1) <= 0:
             raise UsageError("--cpus must be positive")
+        from vmsim import cli_views
+        if cli_views.wanted(args):
+            return cli_views.dispatch(args, out)
+        if getattr(args, "scenario", None):     # a long run, numba's first compile
+            from vmsim import progress
+            with progress.status(f"running {args.scenario}") as bar:
+                out.before_output = bar.stop
+                return args.func(args, out)
         return args.func(args, out)
     except UsageError as e:
         print(f"vmsim: error: {e}", file=sys.stderr)

@@ -21,5 +21,7 @@ int main(void) {
 	AT(20, 2, PROT_READ|PROT_WRITE); AT(22, 2, PROT_READ); madvise(R + (22 << 12), 4096, 102);
 	show("C[20,22) rw, D[22,24) r gu");
 	mprotect(R + (22 << 12), 2 << 12, PROT_READ|PROT_WRITE); show("mprotect D rw (merge into C, middle gu)");
+	AT(40, 4, PROT_READ|PROT_WRITE); madvise(R + (41 << 12), 4096, 102);
+	AT(44, 2, PROT_READ|PROT_WRITE); show("E[40,44) rw gu, then a new rw mapping at [44,46)");
 	return 0;
 }
