@@ -26,6 +26,8 @@ def test_references_to_probe_files_resolve():
         for ref in pat.findall(text):
             seen += 1
             assert os.path.exists(os.path.join(ROOT, ref)), f"{f}: {ref}"
+        if f == "tests/test_conform_home.py":
+            continue                                # this file names the old folder itself
         for line in text.splitlines():
             old = "conform_linux" + "/"             # (spelled so this line is no hit)
             if old in line:                         # only the measured paths of the old run

@@ -202,6 +202,7 @@ def copy_process(k, parent, cpu: int):
     p.comm = parent.comm
     p.personality = parent.personality
     p.pkru = parent.pkru                                # fpu_clone() copies the xstate
+    p.oom_score_adj = parent.oom_score_adj          # copy_signal()
     p.parent = parent
     prev = k.current
     k.current = parent
