@@ -61,3 +61,13 @@ def test_offsets_wrap_as_the_c_side_casts_them():
     text = program_text(scn)
     assert "munmap 0 0 -4096" in text          # 0xfffffffffffff000 as the C long it is
     assert vmsim_side._ulong(-4096) == 0xfffffffffffff000
+
+
+def test_rlimit_beyond_a_long_is_refused(tmp_path):
+    """The executor reads a negative long as RLIM_INFINITY: 2^63 + 5 would be unlimited
+    there and 2^63 + 5 in vmsim."""
+    f = tmp_path / "r.toml"
+    f.write_text(HEAD + "[[step]]\nop = 'setrlimit'\nresource = 'STACK'\nsoft = 9223372036854775813\n")
+    with pytest.raises(ScenarioFormatError) as e:
+        load(str(f))
+    assert str(e.value).startswith(f"{f}:8: step 1 (setrlimit): soft: ")
