@@ -148,7 +148,7 @@ def test_walk_modes(capsys):
     assert rc == 0
     for m in ("4-level paging", "5-level paging", "32-bit paging", "pae paging"):
         assert m in out
-    assert "does not fit in 32 bits" in out
+    assert "is wider than 32 bits" in out
     rc, out, err = run(capsys, "walk", "0xbfff1234", "--mode", "32-bit")
     assert rc == 0 and "767 (0x2ff)" in out
 

@@ -185,7 +185,8 @@ def cmd_trace(args, out):
 
 
 def cmd_walk(args, out):
-    from vmsim.walk import parse_address, render_layout, vtop, PAGING_MODES
+    from vmsim.walk import parse_address, render_layout, vtop, check_address, PAGING_MODES
+    from vmsim.arch.x86.pgtable_types import paging_mode
     try:
         addr = parse_address(args.address)
     except ValueError as e:
@@ -194,25 +195,38 @@ def cmd_walk(args, out):
         raise UsageError("--pid needs --scenario FILE")
     if args.scenario is None:
         modes = [args.mode] if args.mode else list(PAGING_MODES)
+        problems = {m: check_address(addr, PAGING_MODES[m]) for m in modes}
+        if all(problems.values()):
+            if args.mode:
+                raise UsageError(f"{args.mode} paging: {addr:#x} is {problems[args.mode]}")
+            raise UsageError(f"{addr:#x} fits no paging mode: wider than 32 bits, and "
+                             f"non-canonical for 48- and 57-bit addresses (bits 63..47, "
+                             f"resp. 63..56, must all equal bit 47, resp. 56)")
         for i, m in enumerate(modes):
             if i:
                 out.line("")
-            mode = PAGING_MODES[m]
-            from vmsim.walk import check_address
-            problem = check_address(addr, mode)
-            if problem and mode.va_bits == 32 and not args.mode:
-                out.line(f"{m} paging: {addr:#x} {problem}")
+            if problems[m]:
+                out.line(f"{m} paging: {addr:#x} is {problems[m]}")
                 continue
             out.line(render_layout(addr, m))
         return 0
-    from vmsim.scenario import run_scenario
-    from vmsim.arch.x86.pgtable_types import paging_mode
-    result = run_scenario(args.scenario, **_machine_kw(args))
-    machine = result.machine
-    mname = paging_mode(machine.k.paging_levels).name
+    # The scenario's machine fixes the mode: an address it cannot hold is a usage error,
+    # found before the scenario runs.
+    mname = paging_mode(args.levels).name
     if args.mode and args.mode != mname:
         raise UsageError(f"--mode {args.mode}: the scenario's machine uses {mname} paging"
                          f" (choose the machine's with --levels 4 or 5)")
+    problem = check_address(addr, PAGING_MODES[mname])
+    if problem:
+        raise UsageError(f"{mname} paging: {addr:#x} is {problem}")
+    from vmsim.scenario import run_scenario
+    result = run_scenario(args.scenario, **_machine_kw(args))
+    machine = result.machine
+    if paging_mode(machine.k.paging_levels).name != mname:
+        mname = paging_mode(machine.k.paging_levels).name
+        problem = check_address(addr, PAGING_MODES[mname])
+        if problem:
+            raise UsageError(f"the scenario's machine uses {mname} paging: {addr:#x} is {problem}")
     pid = args.pid
     if pid is None:
         live = sorted(machine.processes)
@@ -245,13 +259,16 @@ def cmd_seedmap(args, out):
         raise UsageError(f"--section {args.section}: sections are "
                          f"{', '.join(seedmap.sections())} (or just the number)")
     entries = seedmap.select(args.section, args.missing)
-    rows = [[e["key"], e["seed_line"].strip().replace("\t", " "), e["linux_6_18"],
-             seedmap.vmsim_cell(e)] for e in entries]
     what = "not modelled yet" if args.missing else "seed map"
-    title = f"{what}: {len(rows)} of {len(seedmap.SEED_MAP)} entries"
+    title = f"{what}: {len(entries)} of {len(seedmap.SEED_MAP)} entries"
     if args.section:
         title += f" (section {args.section})"
-    out.table(title, ["key", "seed line", "Linux 6.18", "vmsim"], rows)
+    # One block per entry, wrapped to fit a 100-column terminal (or a narrower one).
+    import shutil
+    width = min(100, shutil.get_terminal_size((100, 24)).columns) if out.console else 100
+    out.line(title)
+    out.line("")
+    out.line(seedmap.render_blocks(entries, max(width, 60)))
     return 0
 
 
@@ -261,10 +278,16 @@ def cmd_conform(args, out):
     return conform_main(args.rest)
 
 
+def _vmsim_version() -> str:
+    from vmsim import __version__
+    return __version__
+
+
 def build_parser():
     from vmsim import cli_views
     p = _Parser(prog="vmsim", description="vmsim: an executable model of Linux 6.18 x86-64 "
                 "memory management.")
+    p.add_argument("--version", action="version", version=f"vmsim {_vmsim_version()}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def machine_opts(sp):
@@ -296,7 +319,7 @@ def build_parser():
 
     from vmsim.arch.x86.pgtable_types import PAGING_MODES
     sp = sub.add_parser("walk", help="decompose an address / walk a process's page tables")
-    sp.add_argument("address", metavar="ADDR", help="hex (0x7ffff7ff6000) or decimal")
+    sp.add_argument("address", metavar="ADDR", help="hex, 0x optional (as crash: 7ffff7ff6000)")
     sp.add_argument("--mode", choices=list(PAGING_MODES), help="one paging mode (default: all)")
     sp.add_argument("--scenario", metavar="FILE", help="run FILE, then walk in a process's mm")
     sp.add_argument("--pid", type=int, help="the process to walk (with --scenario)")

@@ -68,11 +68,27 @@ def vmstat_deltas(machine, baseline: dict) -> list:
     return [(n, v - baseline.get(n, 0)) for n, v in now.items() if v != baseline.get(n, 0)]
 
 
+MAX_SCENARIO_BYTES = 4 << 20
+
+
+def read_scenario(path: str) -> bytes:
+    """Return a scenario file's bytes, reading at most MAX_SCENARIO_BYTES of it.
+
+    A scenario is a short program: anything longer (a device such as /dev/zero, a
+    log passed by mistake) is refused instead of being read into memory without end.
+    """
+    with open(path, "rb") as f:
+        source = f.read(MAX_SCENARIO_BYTES + 1)
+    if len(source) > MAX_SCENARIO_BYTES:
+        raise ScenarioError(f"{path}: larger than {MAX_SCENARIO_BYTES >> 20} MiB: "
+                            f"not a scenario file", 2)
+    return source
+
+
 def compile_scenario(path: str):
     """Read and compile a scenario; raise ScenarioError (2: unreadable, 1: syntax)."""
     try:
-        with open(path, "rb") as f:
-            source = f.read()
+        source = read_scenario(path)
     except FileNotFoundError:
         raise ScenarioError(f"{path}: no such file", 2) from None
     except IsADirectoryError:

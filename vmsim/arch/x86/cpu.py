@@ -118,15 +118,29 @@ def touch(k, task, base: int, stride: int, count: int, write: bool, value: int) 
     return count
 
 
+def _compile_on_first_use(name):
+    def first_call(*args):
+        try:
+            use_compiled(True)
+        except ImportError:              # numba present but unusable: plain Python
+            use_compiled(False)
+        return _impl[name](*args)
+    return first_call
+
+
 def _default():
-    """Compile the walk with numba unless VMSIM_NUMBA=0 or numba is missing."""
+    """Use the numba build of the walk unless VMSIM_NUMBA=0 or numba is missing.
+
+    numba is imported and the walk compiled (or loaded from the cache) on the first
+    access, not at import, so ``import vmsim`` stays cheap.
+    """
     import os
-    if os.environ.get("VMSIM_NUMBA", "1") == "0":
+    import importlib.util
+    if os.environ.get("VMSIM_NUMBA", "1") == "0" or importlib.util.find_spec("numba") is None:
+        use_compiled(False)
         return
-    try:
-        use_compiled(True)
-    except ImportError:
-        pass
+    _impl.update(translate=_compile_on_first_use("translate"),
+                 touch_batch=_compile_on_first_use("touch_batch"), compiled=True)
 
 
 _default()
