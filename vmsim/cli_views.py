@@ -64,6 +64,8 @@ def cmd_run(args, out):
         with progress.status(f"drawing {args.plot}"):
             plot_steps(rec, args.plot, title=args.scenario)
     if args.json:
+        if args.plot:
+            print(f"vmsim: plot: {args.plot} ({len(rec.steps)} steps)", file=sys.stderr)
         doc = run_document(result, rec, tracer, error)
         if result is None:
             doc["scenario"] = args.scenario
@@ -109,12 +111,24 @@ def cmd_walk(args, out):
         addr = parse_address(args.address)
     except ValueError as e:
         raise UsageError(str(e)) from None
+    if args.pid is not None and args.scenario is None:
+        raise UsageError("--pid needs --scenario FILE")
     if args.scenario is None:
-        if args.pid is not None:
-            raise UsageError("--pid needs --scenario FILE")
-        modes = [args.mode] if args.mode else list(PAGING_MODES)
-        _emit(document("walk", address=addr, modes=[layout_record(addr, m) for m in modes]))
+        modes = [layout_record(addr, m) for m in ([args.mode] if args.mode else list(PAGING_MODES))]
+        if all(m["problem"] for m in modes):      # the same usage errors as the text form
+            raise UsageError(f"{addr:#x} fits no paging mode: " +
+                             "; ".join(f"{m['mode']}: {m['problem']}" for m in modes))
+        _emit(document("walk", address=addr, modes=modes))
         return 0
+    from vmsim.arch.x86.pgtable_types import paging_mode
+    from vmsim.walk import check_address
+    mname = paging_mode(args.levels).name
+    if args.mode and args.mode != mname:
+        raise UsageError(f"--mode {args.mode}: the scenario's machine uses {mname} paging"
+                         f" (choose the machine's with --levels 4 or 5)")
+    problem = check_address(addr, PAGING_MODES[mname])
+    if problem:
+        raise UsageError(f"{mname} paging: {addr:#x} is {problem}")
     from vmsim.scenario import run_scenario
     from vmsim import progress
     with progress.status(f"running {args.scenario}"), contextlib.redirect_stdout(sys.stderr):

@@ -334,12 +334,16 @@ def trace_document(path, tracer, error=None) -> dict:
 def layout_record(addr, mode_name) -> dict:
     """How ``addr`` splits into table indices in one paging mode (vmsim walk ADDR)."""
     from vmsim.arch.x86.pgtable_types import PAGING_MODES
-    from vmsim.walk import decompose, check_address
+    from vmsim.walk import decompose, check_address, region
     mode = PAGING_MODES[mode_name]
     problem = check_address(addr, mode)
+    r = region(addr, mode) if not problem else None
     return {"mode": mode_name, "va_bits": mode.va_bits, "problem": problem or None,
-            "fields": [{"name": f.kname, "intel": f.intel, "hi": f.hi, "lo": f.lo, "value": f.value}
-                       for f in decompose(addr, mode)]}
+            "region": {"first": r[0], "last": r[1], "name": r[2],
+                       "half": "kernel" if addr >> 63 else "user"} if r else None,
+            "fields": [] if problem else
+            [{"name": f.kname, "intel": f.intel, "hi": f.hi, "lo": f.lo, "value": f.value}
+             for f in decompose(addr, mode)]}
 
 
 # --- the --plot figure ----------------------------------------------------------------------
