@@ -368,9 +368,9 @@ def main(argv=None) -> int:
         from vmsim import cli_views
         if cli_views.wanted(args):
             return cli_views.dispatch(args, out)
-        if getattr(args, "scenario", None):     # a long run, numba's first compile
+        if getattr(args, "scenario", None) or args.command == "demo":   # numba's first compile
             from vmsim import progress
-            with progress.status(f"running {args.scenario}") as bar:
+            with progress.status(f"running {getattr(args, 'scenario', None) or 'the demo'}") as bar:
                 out.before_output = bar.stop
                 return args.func(args, out)
         return args.func(args, out)

@@ -362,6 +362,11 @@ def plot_steps(recorder, path, title=""):
     from matplotlib.ticker import MaxNLocator
     styles = [dict(linestyle=ls, linewidth=lw) for ls, lw in
               (("-", 2.6), ("--", 2.0), (":", 2.0), ("-.", 1.6))]
+    def draw(ax, xs, ys, **kw):
+        # "post" steps: the value after step i spans [i, i+1), the last one too
+        if xs:
+            ax.step(xs + [xs[-1] + 1], ys + [ys[-1]], where="post", **kw)
+
     for n, (m, pid) in enumerate(keys):
         st = styles[n % len(styles)]
         xs, rss, pt = [], [], []
@@ -373,8 +378,8 @@ def plot_steps(recorder, path, title=""):
                 xs.append(s["step"])
                 rss.append(q["rss"] * 4)
                 pt.append(q["pgtables"])
-        axes[0].step(xs, rss, where="post", label=label(m, pid), **st)
-        axes[1].step(xs, pt, where="post", label=label(m, pid), **st)
+        draw(axes[0], xs, rss, label=label(m, pid), **st)
+        draw(axes[1], xs, pt, label=label(m, pid), **st)
     axes[1].yaxis.set_major_locator(MaxNLocator(integer=True))
     axes[2].yaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].set_ylabel("RSS (kB)")
@@ -388,7 +393,7 @@ def plot_steps(recorder, path, title=""):
             for s in steps:
                 tot += s["faults"]["by_path"].get(kind, 0)
                 ys.append(tot)
-            axes[2].step(xs, ys, where="post", label=kind, **st)
+            draw(axes[2], xs, ys, label=kind, **st)
         axes[2].set_ylabel("faults by path (cumulative)")
     else:
         for name in ("minflt", "majflt"):
@@ -398,10 +403,11 @@ def plot_steps(recorder, path, title=""):
                 for q in s["processes"]:
                     tot[(s["machine"], q["pid"])] = q[name]
                 ys.append(sum(tot.values()))
-            axes[2].step(xs, ys, where="post", label=name)
+            draw(axes[2], xs, ys, label=name)
         axes[2].set_ylabel("faults (getrusage, all processes)")
     axes[2].set_xlabel("step (syscall or access)")
     for ax in axes:
+        ax.set_ylim(bottom=0)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize="small", loc="upper left")
         ax.grid(True, alpha=0.3)
