@@ -29,13 +29,26 @@ SHOWS = {"mprotect_segv": ["SIGSEGV si_code=SEGV_ACCERR", "SIGSEGV si_code=SEGV_
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_example_runs_and_its_assertions_hold(name):
-    r = vmsim_cli("run", "--no-paths", f"examples/{name}.py")
+def test_example_runs_and_its_assertions_hold(name, tmp_path):
+    # fork_cow also draws its --plot (the text form's; without fault paths: getrusage)
+    plot = tmp_path / "p.png"
+    extra = ["--plot", str(plot)] if name == "fork_cow" and _have_matplotlib() else []
+    r = vmsim_cli("run", "--no-paths", *extra, f"examples/{name}.py")
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr
     assert f"Summary of examples/{name}.py" in r.stdout
     for text in SHOWS.get(name, []):
         assert text in r.stdout
+    if extra:
+        assert f"plot: {plot} (11 steps)" in r.stdout and plot.read_bytes()[:4] == b"\x89PNG"
+
+
+def _have_matplotlib():
+    try:
+        import matplotlib  # noqa: F401
+        return True
+    except ImportError:
+        return False
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -125,11 +125,16 @@ def test_run_json_records_errno_signals_and_a_fatal_end(tmp_path):
                  "try:\n    p.write(a, b'x')\nexcept SignalDelivered:\n    pass\n"
                  "p.write(0x1000, b'x')\n")
     r = vmsim_cli("run", "--json", str(f))
-    # the uncaught SIGSEGV ends the scenario (exit 1), the document still has every step
-    assert r.returncode == 1 and "SignalDelivered" in r.stderr
+    # the uncaught SIGSEGV kills the scenario (exit 128 + 11, as a shell reports it);
+    # the document still has every step
+    assert r.returncode == 139 and "SignalDelivered" in r.stderr
     doc = json.loads(r.stdout)
+    assert doc["killed"] == {"pid": 1, "signo": 11, "name": "SIGSEGV"}
     mu = doc["steps"][1]["call"]
     assert (mu["name"], mu["ret"], mu["errno"], mu["errno_name"]) == ("munmap", -1, 22, "EINVAL")
+    assert doc["steps"][1]["syscalls"] == [{"pid": 1, "kind": "syscall", "name": "munmap",
+                                            "args": [0x1001, 4096], "ret": -1, "errno": 22}]
+    assert [x["kind"] for x in doc["steps"][3]["syscalls"]] == ["signal"]
     sig = doc["steps"][3]["signal"]
     assert (sig["name"], sig["si_code"], sig["si_addr"]) == ("SIGSEGV", 2, doc["steps"][2]["call"]["ret"])
     assert doc["error"] and doc["steps"][-1]["signal"]["si_code"] == 1    # SEGV_MAPERR

@@ -17,7 +17,8 @@ def add_options(sp, plot=False):
 
 
 def wanted(args) -> bool:
-    return bool(getattr(args, "json", False) or getattr(args, "plot", None))
+    """--json: the command's JSON form runs here instead of the text one."""
+    return bool(getattr(args, "json", False))
 
 
 def dispatch(args, out):
@@ -38,68 +39,87 @@ def _check_matplotlib():
                          "pip install 'vmsim[plot]' (or pip install matplotlib)") from None
 
 
+def plot_recorder(args, tracer):
+    """For ``vmsim run --plot``: a StepRecorder to run with (None without --plot)."""
+    if not getattr(args, "plot", None):
+        return None
+    _check_matplotlib()
+    from vmsim.views import StepRecorder
+    return StepRecorder(tracer)
+
+
+def draw(args, rec, out=None):
+    """Write the --plot figure of a recorded run."""
+    from vmsim.views import plot_steps
+    from vmsim import progress
+    with progress.status(f"drawing {args.plot}"):
+        plot_steps(rec, args.plot, title=args.scenario)
+    msg = f"plot: {args.plot} ({len(rec.steps)} steps)"
+    if out is not None:
+        out.line(msg)
+    else:
+        print(f"vmsim: {msg}", file=sys.stderr)
+
+
 def cmd_run(args, out):
-    """vmsim run --json / --plot: the run, recorded step by step."""
-    from vmsim.cli import _machine_kw, print_summary
-    from vmsim.scenario import run_scenario, ScenarioError
+    """vmsim run --json [--plot]: the run, recorded step by step, as one document. Exit
+    status as the text form: 128 + signo for a scenario killed by a signal."""
+    from vmsim.cli import _run_traced, _killed_pid
+    from vmsim.strace import Strace, signal_name
     from vmsim.trace import function_graph
-    from vmsim.views import StepRecorder, run_document, plot_steps
+    from vmsim.views import StepRecorder, run_document
     from vmsim import progress
     if args.plot:
         _check_matplotlib()
-    tracer = function_graph(None, faults_only=True, record=False) if args.paths else None
-    result, error = None, None
-    # With --json the scenario's own prints go to stderr: stdout is the document.
-    redirect = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
-    rec = StepRecorder(tracer)
-    try:
-        with progress.status(f"running {args.scenario}"), redirect, rec, \
-                (tracer if tracer is not None else contextlib.nullcontext()):
-            result = run_scenario(args.scenario, **_machine_kw(args))
-    except ScenarioError as e:
-        if not args.json or not rec.steps:
-            raise
-        error = str(e)          # the document still shows every step up to the failure
+    tracer = function_graph(None, faults_only=True, record="signals") if args.paths else None
+    st = Strace(max_records=args.max)
+    rec = StepRecorder(tracer, strace=st)
+    # The scenario's own prints go to stderr: stdout is the document.
+    with progress.status(f"running {args.scenario}"), contextlib.redirect_stdout(sys.stderr):
+        # Strace innermost: each step then carries the syscall records it made.
+        result, fatal = _run_traced(args, [st] + ([tracer] if tracer else []) + [rec])
+    killed = None
+    if fatal is not None:
+        exc = fatal.exception
+        pid = _killed_pid(fatal.result, exc)
+        st.killed(pid, exc.signo)
+        killed = {"pid": pid, "signo": exc.signo, "name": signal_name(exc.signo)}
     if args.plot:
-        with progress.status(f"drawing {args.plot}"):
-            plot_steps(rec, args.plot, title=args.scenario)
-    if args.json:
-        if args.plot:
-            print(f"vmsim: plot: {args.plot} ({len(rec.steps)} steps)", file=sys.stderr)
-        doc = run_document(result, rec, tracer, error)
-        if result is None:
-            doc["scenario"] = args.scenario
-        _emit(doc)
-        if error:
-            print(f"vmsim: {error}", file=sys.stderr)
-            return 1
-    else:
-        print_summary(out, result, tracer)
-        out.line(f"plot: {args.plot} ({len(rec.steps)} steps)")
+        draw(args, rec)
+    doc = run_document(result, rec, tracer, str(fatal) if fatal else None)
+    doc["killed"] = killed
+    _emit(doc)
+    if fatal is not None:
+        print(f"vmsim: {fatal}", file=sys.stderr)
+        return 128 + fatal.exception.signo
     return 0
 
 
 def cmd_trace(args, out):
-    """vmsim trace --json: the traced faults as records."""
-    from vmsim.cli import _machine_kw
-    from vmsim.scenario import run_scenario, ScenarioError
+    """vmsim trace --json: the traced faults and strace's records. Exit status as the
+    text form."""
+    from vmsim.cli import _run_traced, _killed_pid
+    from vmsim.strace import Strace, signal_name
     from vmsim.trace import function_graph
     from vmsim.views import trace_document
     from vmsim import progress
     tracer = function_graph(None, faults_only=not args.all, max_events=args.max,
                             funcs=args.graph_funcs, pid=args.pid, show_exec=args.exec)
-    error = None
-    try:
-        with progress.status(f"tracing {args.scenario}"), contextlib.redirect_stdout(sys.stderr), tracer:
-            run_scenario(args.scenario, **_machine_kw(args))
-    except ScenarioError as e:
-        if not tracer.faults:
-            raise
-        error = str(e)
-    _emit(trace_document(args.scenario, tracer, error))
-    if error:
-        print(f"vmsim: {error}", file=sys.stderr)
-        return 1
+    st = Strace(max_records=args.max, pid=args.pid)
+    with progress.status(f"tracing {args.scenario}"), contextlib.redirect_stdout(sys.stderr):
+        result, fatal = _run_traced(args, [st, tracer])
+    killed = None
+    if fatal is not None:
+        exc = fatal.exception
+        pid = _killed_pid(fatal.result, exc)
+        st.killed(pid, exc.signo)
+        killed = {"pid": pid, "signo": exc.signo, "name": signal_name(exc.signo)}
+    doc = trace_document(args.scenario, tracer, str(fatal) if fatal else None, st)
+    doc["killed"] = killed
+    _emit(doc)
+    if fatal is not None:
+        print(f"vmsim: {fatal}", file=sys.stderr)
+        return 128 + fatal.exception.signo
     return 0
 
 
