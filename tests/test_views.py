@@ -140,6 +140,17 @@ def test_run_json_records_errno_signals_and_a_fatal_end(tmp_path):
     assert doc["error"] and doc["steps"][-1]["signal"]["si_code"] == 1    # SEGV_MAPERR
 
 
+def test_run_json_after_an_exception_has_the_steps_before_it(tmp_path):
+    f = tmp_path / "boom.py"
+    f.write_text("p = machine.spawn()\na = p.mmap(0, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS)\n"
+                 "raise ValueError('boom')\n")
+    r = vmsim_cli("run", "--json", str(f))
+    assert r.returncode == 1 and f"{f}:3: ValueError: boom" in r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["error"] == f"{f}:3: ValueError: boom" and doc["killed"] is None
+    assert [s["call"]["name"] for s in doc["steps"]] == ["spawn", "mmap"]
+
+
 def test_trace_and_walk_json(tmp_path):
     f = tmp_path / "t.py"
     f.write_text("p = machine.spawn()\np.write(p.mm.start_stack - (1 << 20), b'x')\n")

@@ -75,9 +75,19 @@ def cmd_run(args, out):
     st = Strace(max_records=args.max)
     rec = StepRecorder(tracer, strace=st)
     # The scenario's own prints go to stderr: stdout is the document.
-    with progress.status(f"running {args.scenario}"), contextlib.redirect_stdout(sys.stderr):
-        # Strace innermost: each step then carries the syscall records it made.
-        result, fatal = _run_traced(args, [st] + ([tracer] if tracer else []) + [rec])
+    from vmsim.scenario import ScenarioError
+    try:
+        with progress.status(f"running {args.scenario}"), contextlib.redirect_stdout(sys.stderr):
+            # Strace innermost: each step then carries the syscall records it made.
+            result, fatal = _run_traced(args, [st] + ([tracer] if tracer else []) + [rec])
+    except ScenarioError as e:
+        if not rec.steps:                  # nothing ran (unreadable file, syntax error)
+            raise
+        # an exception in the scenario: the document of the steps up to it, then the error
+        doc = run_document(None, rec, tracer, str(e))
+        doc.update(scenario=args.scenario, killed=None)
+        _emit(doc)
+        raise
     killed = None
     if fatal is not None:
         exc = fatal.exception

@@ -322,10 +322,12 @@ def run_document(result, recorder, tracer=None, error=None) -> dict:
             if m not in seen and (m.processes or m is result.machine):
                 seen.append(m)
     bases = {id(m): b for m, b in result.machines} if result is not None else {}
+    if result is None:              # the scenario failed: no vmstat baselines to diff with
+        bases = None
     for m in seen:
         rec = machine_record(m)
         rec["processes"] = [process_record(p) for _, p in sorted(m.processes.items())]
-        rec["vmstat_deltas"] = dict(vmstat_deltas(m, bases.get(id(m), {})))
+        rec["vmstat_deltas"] = dict(vmstat_deltas(m, bases.get(id(m), {}))) if bases is not None else None
         if tracer is not None:
             rec["fault_paths"] = {str(pid): dict(tracer.path_counts(pid))
                                   for pid in sorted({f.pid for f in tracer.faults if f.pid in m.processes})}
