@@ -129,6 +129,10 @@ def test_pcp_refill_grows_with_alloc_factor():
     pa.alloc_pages(GFP_USER_NOWAIT, 0)
     assert pcp.count == batch - 1 and pcp.alloc_factor == 1
     assert pcp.high == high_min + batch
+    zi = zoneinfo(m)[z.name]
+    assert (zi["count"], zi["pcp_high"], zi["batch"]) == (batch - 1, high_min + batch, batch)
+    # pages on the pcp lists are not free for the watermarks (NR_FREE_PAGES)
+    assert z.pcp_pages == sum(p.count for p in z.pcp) == batch - 1
     for _ in range(batch - 1):
         pa.alloc_pages(GFP_USER_NOWAIT, 0)
     assert pcp.count == 0
