@@ -55,6 +55,8 @@ def test_oom_kills_the_bigger_process_and_the_faulting_one_continues():
     assert c.task.mm is None
     used = free0 - m.k.page_alloc.nr_free_pages()
     assert 3584 <= used < 3584 + 64
+    for z in m.k.page_alloc.zones:
+        assert z.pcp_pages == sum(pcp.count for pcp in z.pcp)
     with pytest.raises(ProcessLookupError) as e:
         c.read(0, 1)
     assert e.value.errno == errno.ESRCH
