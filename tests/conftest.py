@@ -6,10 +6,20 @@ os.environ.setdefault("VMSIM_DEBUG_VM", "1")
 import pytest  # noqa: E402
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "no_final_check: the test leaves a corrupted machine on "
+                            "purpose (no full debug-checker pass at its end)")
+
+
 @pytest.fixture
-def machine():
+def machine(request):
+    """A 1 GiB, 2-CPU machine; the checker's full pass runs at the end of the test (the
+    per-call passes are incremental)."""
     import vmsim
-    return vmsim.Machine(memory="1G", cpus=2)
+    m = vmsim.Machine(memory="1G", cpus=2)
+    yield m
+    if m.debug_vm and request.node.get_closest_marker("no_final_check") is None:
+        m.check()
 
 
 @pytest.fixture

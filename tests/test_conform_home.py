@@ -26,6 +26,8 @@ def test_references_to_probe_files_resolve():
         for ref in pat.findall(text):
             seen += 1
             assert os.path.exists(os.path.join(ROOT, ref)), f"{f}: {ref}"
+        if f == "tests/test_conform_home.py":
+            continue                                # this file names the old folder itself
         for line in text.splitlines():
             if "conform_linux/" in line:            # only the measured paths of the old run
                 assert "/work/main/conform_linux/" in line, f"{f}: {line}"

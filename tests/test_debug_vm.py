@@ -15,6 +15,8 @@ from vmtest import pte_at, pfn_at  # noqa: F401
 RW = PROT_READ | PROT_WRITE
 ANON = MAP_PRIVATE | MAP_ANONYMOUS
 
+pytestmark = pytest.mark.no_final_check     # the tests corrupt their machines on purpose
+
 
 def ptep(mm, addr):
     """Pool index of the PTE for addr (tables must exist)."""
@@ -248,3 +250,92 @@ def test_vmchecker_every_n_syscalls():
     ch.uninstall()
     with pytest.raises(AssertionError):
         check_all(m.k)
+
+
+# --- the incremental pass ------------------------------------------------------------
+@pytest.fixture
+def tree():
+    """Three processes (parent, two children) sharing 4 written COW pages, with a checker
+    that never runs a full pass by itself."""
+    m = vmsim.Machine(memory="256M", cpus=2, debug_vm=True)
+    ch = VMChecker(full_every=10**9).install(m)
+    p = m.spawn()
+    a = p.mmap(0, 4 << 12, RW, ANON)
+    p.touch(a, 4 << 12, write=True)
+    q, r = p.fork(), p.fork()
+    m.check()
+    return m, ch, p, q, r, a
+
+
+def test_incremental_pass_walks_only_the_touched_mms(tree):
+    m, ch, p, q, r, a = tree
+    full = ch.full_runs
+    q.write(a, b"q")                           # COW in q: only q's mm changed
+    assert ch.last_touched == [q.mm]
+    p.mmap(0, 4096, RW, ANON)                  # a VMA, no PTE: the caller's mm
+    assert ch.last_touched == [p.mm]
+    c = r.fork()                               # parent (write-protected PTEs) and child
+    assert {id(x) for x in ch.last_touched} == {id(r.mm), id(c.mm)}
+    assert ch.full_runs == full
+
+
+def test_incremental_pass_catches_a_pte_corruption_in_the_caller(tree):
+    m, ch, p, q, r, a = tree
+    k = m.k
+    full = ch.full_runs
+    k.ptpool.mv[ptep(q.mm, a + 4096)] = 0      # cleared without rmap or RSS update
+    with pytest.raises(AssertionError, match=rf"mm\(pid {q.pid}\): rss_stat\[MM_ANONPAGES\] = \d+, page tables map"):
+        q.read(a, 1)
+    assert ch.full_runs == full and ch.last_touched == [q.mm]
+
+
+def test_incremental_pass_catches_a_pte_corruption_in_another_mm(tree):
+    m, ch, p, q, r, a = tree
+    k = m.k
+    full = ch.full_runs
+    e = k.ptpool.mv[ptep(r.mm, a)]
+    k.ptpool.mv[ptep(r.mm, a)] = e | T._PAGE_RW    # a shared COW page made writable in r
+    with pytest.raises(AssertionError, match=r"writable but the page is not PG_anon_exclusive"):
+        p.read(a, 1)                               # the call is p's; the changed table is r's
+    assert ch.full_runs == full
+    assert any(x is r.mm for x in ch.last_touched)
+
+
+def test_incremental_pass_catches_frame_corruption(tree):
+    m, ch, p, q, r, a = tree
+    full = ch.full_runs
+    pfn = pfn_at(p, a + 8192)
+    m.k.mem.mapcount[pfn] += 1                 # a frame only p, q and r map
+    with pytest.raises(AssertionError, match=rf"frame pfn {pfn:#x}: mapcount 4, expected 3"):
+        p.mmap(0, 4096, RW, ANON)
+    assert ch.full_runs == full
+
+
+def test_incremental_pass_catches_counter_corruption_in_an_idle_mm(tree):
+    m, ch, p, q, r, a = tree
+    r.mm.total_vm += 1                         # r makes no call: its counters changed
+    with pytest.raises(AssertionError, match=r"total_vm = \d+, VMAs span"):
+        p.read(a, 1)
+
+
+def test_periodic_full_pass_catches_what_the_incremental_one_cannot(machine):
+    ch = VMChecker(full_every=4).install(machine)
+    p, q = machine.spawn(), machine.spawn()
+    machine.check()
+    a = p.mmap(0, 4096, RW, ANON)
+    ch.since_full = 0
+    next(iter(q.mm.mm_mt)).detached = True     # not in any count or table of q
+    p.read(a, 1)                               # passes 1-3: incremental, q untouched
+    p.read(a, 1)
+    p.read(a, 1)
+    assert ch.full_runs == 1 or ch.since_full == 3
+    with pytest.raises(AssertionError, match=r"in the tree is marked detached"):
+        p.read(a, 1)                           # pass 4: full
+
+
+def test_machine_check_is_a_full_pass(tree):
+    m, ch, p, q, r, a = tree
+    next(iter(r.mm.mm_mt)).detached = True
+    p.read(a, 1)                               # incremental: r untouched
+    with pytest.raises(AssertionError, match=r"marked detached"):
+        m.check()

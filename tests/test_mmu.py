@@ -126,7 +126,7 @@ def test_compiled_walk_matches_python_exhaustive(levels):
 def test_compiled_touch_batch_matches_python():
     results = []
     for compiled in (False, True):
-        cpu.use_compiled(compiled)
+        cpu._use_compiled(compiled)
         try:
             m = vmsim.Machine("256M")
             p = m.spawn()

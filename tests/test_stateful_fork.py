@@ -15,7 +15,7 @@ from hypothesis.stateful import RuleBasedStateMachine, rule, precondition, invar
 
 import vmsim
 from vmsim import (PROT_NONE, PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_SHARED, MAP_ANONYMOUS,
-                   SignalDelivered, MADV_DONTNEED, MREMAP_MAYMOVE, MREMAP_FIXED)
+                   SignalDelivered, MADV_DONTNEED, MREMAP_MAYMOVE, MREMAP_FIXED, MREMAP_DONTUNMAP)
 
 P = 4096
 W = 12                      # private window pages
@@ -130,6 +130,25 @@ class ForkTree(RuleBasedStateMachine):
         vals = [self.mem[p.pid].pop(a) for a in src]
         for i, v in enumerate(vals):
             self.mem[p.pid][dst + i * P] = v
+
+    @rule(data=st.data(), lo=st.integers(0, W - 1), n=st.integers(1, 3), to=st.integers(0, W - 3))
+    def mremap_dontunmap(self, data, lo, n, to):
+        """MREMAP_DONTUNMAP (issue 8): the pages move, the private source stays mapped
+        and reads as zeros; a later exit must give everything back."""
+        p = self._pick(data)
+        hi = min(W, lo + n)
+        src = [self.priv + i * P for i in range(lo, hi)]
+        if any(self.mem[p.pid].get(a) is None for a in src):
+            return
+        dst = self.dst + to * P
+        got = p.mremap(src[0], len(src) * P, len(src) * P,
+                       MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP, dst)
+        assert got == dst
+        vals = [self.mem[p.pid][a] for a in src]
+        for i, v in enumerate(vals):
+            self.mem[p.pid][dst + i * P] = v
+        for a in src:
+            self.mem[p.pid][a] = (0, 0)
 
     @rule(data=st.data())
     def read_all(self, data):

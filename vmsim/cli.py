@@ -1,7 +1,10 @@
 """The ``vmsim`` command line.
 
-    vmsim run SCENARIO.py       run a scenario file, then summarise faults, RSS, vmstat
-    vmsim trace SCENARIO.py     run it with the function-graph tracer, print the faults' call trees
+    vmsim run SCENARIO.py       run a scenario file; print its system calls as strace -f
+                                does, then faults, RSS and vmstat deltas (--all: every counter)
+    vmsim trace SCENARIO.py     run it with the function-graph tracer: the faults' kernel
+                                calls, page-table entry writes decoded, syscalls as comments
+                                (--func NAME, --pid N, --max N, --all, --exec)
     vmsim walk ADDR             split an address into table indices for each paging mode;
                                 with --scenario FILE --pid N, walk that process's page tables
     vmsim demo                  a built-in tour of the anonymous and shmem fault paths
@@ -10,9 +13,13 @@
 Scenario files are described in :mod:`vmsim.scenario`. User mistakes never show a
 Python traceback: one line on stderr and exit status 2 (bad usage: arguments,
 missing file) or 1 (the scenario failed: syntax error, exception, "FILE:LINE: ...").
+A scenario that dies of a signal (an uncaught SignalDelivered) is reported as a killed
+process: the fatal fault's trace, what ran until then, and exit status 128 + signo, as
+a shell gives it (139 for SIGSEGV, 135 for SIGBUS).
 Output uses rich tables on a terminal and plain text otherwise.
 """
 import argparse
+import re
 import sys
 
 EXIT_SCENARIO = 1
@@ -116,8 +123,32 @@ def _escape(text):
 from vmsim.views import process_rows   # noqa: E402  (shared with vmsim.demo)
 
 
-def print_summary(out, result, tracer=None):
-    """The ``vmsim run`` summary: per process faults and RSS, fault paths, vmstat deltas."""
+# The vmstat counters a reader of the summary cares about: faults, allocations and
+# frees, reclaim and LRU events, THP events, what is mapped. The rest (per-zone
+# copies, NUMA accounting, derived values such as the dirty thresholds, the free
+# page-block count) only with --all.
+VMSTAT_SHOWN = re.compile(
+    r"(pg(maj)?fault|pgalloc_\w+|pgfree|pgreuse|pgactivate|pgdeactivate|pglazyfreed?|"
+    r"pgrotated|pgrefill|pgscan_\w+|pgsteal_\w+|pswp(in|out)|thp_\w+|unevictable_pgs_\w+|"
+    r"nr_free_pages|nr_anon_pages|nr_anon_transparent_hugepages|nr_mapped|nr_file_pages|"
+    r"nr_shmem|nr_(in)?active_(anon|file)|nr_unevictable|nr_mlock|nr_page_table_pages|"
+    r"cow_ksm|oom_kill|pgmigrate_\w+|htlb_buddy_alloc_\w+)")
+
+FAULT_LEGEND = """\
+  #PF      page faults of user accesses (exc_page_fault)
+  GUP      faults a syscall took through get_user_pages (MAP_POPULATE, mlock, MADV_POPULATE_*)
+  minflt   of these, the ones the task's rusage counts as minor (ru_minflt): faults that
+           completed; a fault ending in a signal or retried is not counted (mm_account_fault)
+  majflt   the ones counted as major (ru_majflt)
+  do_*...  faults that went through that kernel function (a fault counts once in each)
+  SIG*     faults that ended in that signal"""
+
+
+def print_summary(out, result, tracer=None, show_all=False, killed=None):
+    """The ``vmsim run`` summary: per process faults and RSS, fault paths, vmstat deltas.
+
+    Fault counts exclude the faults execve takes for itself (writing argv), as the
+    task's rusage does; the fault table's minflt/majflt then equal getrusage's."""
     from vmsim.scenario import vmstat_deltas
     from vmsim.trace import FAULT_PATHS
     machines = result.reported_machines()
@@ -126,24 +157,36 @@ def print_summary(out, result, tracer=None):
         out.heading(f"Summary of {result.path}{suffix}")
         out.table("Processes: faults (getrusage) and RSS",
                   ["pid", "state", "minflt", "majflt", "RssAnon", "RssFile", "RssShmem", "VmHWM"],
-                  process_rows(m), right=(0, 2, 3, 4, 5, 6, 7))
+                  process_rows(m, killed), right=(0, 2, 3, 4, 5, 6, 7))
         if tracer is not None:
-            mine = [f for f in tracer.faults if f.pid in m.processes]
+            mine = [f for f in tracer.faults if f.pid in m.processes and not f.exec]
             pids = sorted({f.pid for f in mine})
             cols = [p for p in FAULT_PATHS if any(p in f.paths for f in mine)]
             sigs = sorted({f.signal for f in mine if f.signal is not None})
+            kinds = ["#PF"] + (["GUP"] if any(f.kind == "gup" for f in mine) else [])
             rows = []
             for pid in pids:
                 c = tracer.path_counts(pid)
-                total = sum(1 for f in mine if f.pid == pid)
-                rows.append([pid, total] + [c.get(p, 0) for p in cols] +
-                            [c.get(f"signal {s}", 0) for s in sigs])
-            out.table("Page faults by path (a fault counts once for each function it went through)",
-                      ["pid", "faults"] + cols + [f"{s}" for s in sigs], rows,
-                      right=tuple(range(len(cols) + len(sigs) + 2)))
+                rows.append([pid] + [c.get(k, 0) for k in kinds] + [c["minflt"], c["majflt"]] +
+                            [c.get(p, 0) for p in cols] + [c.get(f"signal {s}", 0) for s in sigs])
+            header = ["pid"] + kinds + ["minflt", "majflt"] + cols + sigs
+            out.table("Page faults traced, by kind and path", header, rows,
+                      right=tuple(range(len(header))))
+            nexec = sum(1 for f in tracer.faults if f.exec and f.pid in m.processes)
+            legend = FAULT_LEGEND
+            if nexec:
+                legend += (f"\n  (left out: {nexec} fault{'s' * (nexec != 1)} execve took for "
+                           f"itself, writing argv; the rusage leaves {'them' if nexec != 1 else 'it'} "
+                           f"out too)")
+            out.line(legend)
         deltas = vmstat_deltas(m, base)
-        out.table("vmstat deltas (non-zero)", ["counter", "delta"],
-                  [[k, f"{v:+d}"] for k, v in deltas], right=(1,))
+        shown = [(k, v) for k, v in deltas if show_all or VMSTAT_SHOWN.fullmatch(k)]
+        hidden = len(deltas) - len(shown)
+        title = "vmstat deltas (non-zero)" if show_all else \
+            "vmstat deltas: faults, allocations, frees, LRU and THP events (non-zero)"
+        out.table(title, ["counter", "delta"], [[k, f"{v:+d}"] for k, v in shown], right=(1,))
+        if hidden:
+            out.line(f"  ({hidden} more changed: per-zone, NUMA and derived counters; --all shows them)")
 
 
 # --- commands ----------------------------------------------------------------------------
@@ -159,28 +202,106 @@ def _machine_kw(args):
                 show_traceback=args.traceback)
 
 
+def _run_traced(args, tracers):
+    """Run the scenario under the tracers; return (result, fatal) where fatal is the
+    ScenarioError of a scenario that died of an uncaught signal (None otherwise)."""
+    from vmsim.api import SignalDelivered
+    from vmsim.scenario import run_scenario, ScenarioError
+    import contextlib
+    with contextlib.ExitStack() as stack:
+        for t in tracers:
+            stack.enter_context(t)
+        try:
+            return run_scenario(args.scenario, **_machine_kw(args)), None
+        except ScenarioError as e:
+            if not isinstance(e.exception, SignalDelivered) or e.result is None:
+                raise
+            return e.result, e
+
+
+def _killed_pid(result, exc):
+    """The pid whose access raised the fatal SignalDelivered (its innermost Process)."""
+    from vmsim.api import Process
+    tb = exc.__traceback__
+    pid = None
+    while tb is not None:
+        obj = tb.tb_frame.f_locals.get("self")
+        if isinstance(obj, Process):
+            pid = obj.pid
+        tb = tb.tb_next
+    return pid
+
+
+def _report_death(out, fatal, st, tracer):
+    """The scenario died of a signal: its fault's trace first; return (pid, exit status)."""
+    from vmsim.strace import signal_name
+    exc = fatal.exception
+    pid = _killed_pid(fatal.result, exc)
+    sig = signal_name(exc.signo)
+    st.killed(pid, exc.signo)
+    out.heading(f"pid {pid} killed by {sig}: the fatal fault")
+    if tracer is not None and tracer.record:
+        faults = [f for f in tracer.faults if f.pid == pid and f.signal is not None]
+        out.line(tracer.text(faults=faults[-1:]).rstrip("\n"))
+    else:
+        out.line("(not traced: run without --no-paths to see it)")
+    return pid, sig
+
+
 def cmd_run(args, out):
-    from vmsim.scenario import run_scenario
+    """Run the scenario; print its system calls (strace), then the summary.
+
+    A scenario that dies of an uncaught signal (SignalDelivered) is reported as a
+    killed process: the fatal fault's trace, the calls up to it, the summary, and the
+    exit status a shell gives a process killed by that signal: 128 + signo (139 for
+    SIGSEGV, 135 for SIGBUS)."""
+    from vmsim.strace import Strace
     from vmsim.trace import function_graph
     tracer = None
     if args.paths:
-        tracer = function_graph(None, faults_only=True, record=False)
-        with tracer:
-            result = run_scenario(args.scenario, **_machine_kw(args))
-    else:
-        result = run_scenario(args.scenario, **_machine_kw(args))
-    print_summary(out, result, tracer)
+        tracer = function_graph(None, faults_only=True, record="signals")
+    st = Strace(max_records=args.max)
+    result, fatal = _run_traced(args, [st] + ([tracer] if tracer else []))
+    killed = {}
+    if fatal is not None:
+        pid, sig = _report_death(out, fatal, st, tracer)
+        killed[pid] = sig
+    out.heading("System calls and signals (as strace -f shows them)")
+    out.line(st.text().rstrip("\n") or "(none)")
+    print_summary(out, result, tracer, show_all=args.all, killed=killed)
+    if fatal is not None:
+        print(f"vmsim: {fatal}", file=sys.stderr)
+        return 128 + fatal.exception.signo
     return 0
 
 
 def cmd_trace(args, out):
-    from vmsim.scenario import run_scenario
+    """Run the scenario under the function-graph tracer; strace's lines appear as
+    ``/* ... */`` comments between the graphs. Exit status as ``vmsim run``."""
+    from vmsim.strace import Strace, format_record
     from vmsim.trace import function_graph
-    tracer = function_graph(None, faults_only=not args.all, max_events=args.max_events)
-    with tracer:
-        run_scenario(args.scenario, **_machine_kw(args))
+    tracer = function_graph(None, faults_only=not args.all, max_events=args.max,
+                            funcs=args.graph_funcs, pid=args.pid, show_exec=args.exec)
+
+    def on_record(rec, proc):
+        tracer.comment(format_record(rec), rec.pid, proc.task.cpu if proc is not None else None)
+    st = Strace(max_records=args.max, pid=args.pid, on_record=on_record)
+    result, fatal = _run_traced(args, [st, tracer])
+    if fatal is not None:
+        pid, sig = _report_death(out, fatal, st, tracer)
+        out.heading("The whole trace")
     out.line(tracer.text().rstrip("\n"))
-    out.line(f"# {len(tracer.faults)} page faults traced")
+    shown = tracer.shown_faults()
+    if args.pid is not None:
+        shown = [f for f in shown if f.pid == args.pid]
+    nexec = tracer.exec_faults(args.pid)
+    note = f"# {len(shown)} page faults traced"
+    if nexec and not args.exec:
+        note += f" ({nexec} more taken by execve itself, writing argv: not shown, --exec shows them)"
+    out.line(note)
+    if fatal is not None:
+        print(f"vmsim: {fatal}", file=sys.stderr)
+        return 128 + fatal.exception.signo
     return 0
 
 
@@ -305,14 +426,27 @@ def build_parser():
     sp.add_argument("scenario", metavar="SCENARIO.py")
     sp.add_argument("--no-paths", dest="paths", action="store_false",
                     help="do not count fault paths (runs faster: no profile hook)")
+    sp.add_argument("--all", action="store_true",
+                    help="every vmstat counter that changed (per-zone, NUMA, derived values)")
+    sp.add_argument("--max", type=int, default=10000, metavar="N",
+                    help="stop collecting system calls after N lines (default 10000)")
     machine_opts(sp)
     cli_views.add_options(sp, plot=True)
     sp.set_defaults(func=cmd_run)
 
-    sp = sub.add_parser("trace", help="run a scenario with the function-graph tracer")
+    sp = sub.add_parser("trace", help="run a scenario with the function-graph tracer",
+                        description="Run SCENARIO.py under a function-graph tracer (ftrace's "
+                        "function_graph): each page fault's kernel calls, every page-table "
+                        "entry write decoded, the system calls as comments.")
     sp.add_argument("scenario", metavar="SCENARIO.py")
     sp.add_argument("--all", action="store_true", help="trace every model call, not only faults")
-    sp.add_argument("--max-events", type=int, default=5000, help="stop recording after N lines")
+    sp.add_argument("--func", dest="graph_funcs", action="append", metavar="NAME",
+                    help="set_graph_function: only the graphs of NAME (repeatable)")
+    sp.add_argument("--pid", type=int, help="only this process (set_ftrace_pid)")
+    sp.add_argument("--exec", action="store_true",
+                    help="also the faults execve takes for itself (writing argv)")
+    sp.add_argument("--max", "--max-events", dest="max", type=int, default=5000, metavar="N",
+                    help="stop recording after N lines (default 5000)")
     machine_opts(sp)
     cli_views.add_options(sp)
     sp.set_defaults(func=cmd_trace)
@@ -361,8 +495,8 @@ def main(argv=None) -> int:
             return EXIT_USAGE
         if args.command in ("run", "trace") or getattr(args, "scenario", None):
             _not_a_toml_scenario(args.scenario)
-        if getattr(args, "max_events", 1) <= 0:
-            raise UsageError("--max-events must be positive")
+        if getattr(args, "max", 1) <= 0:
+            raise UsageError("--max must be positive")
         if getattr(args, "cpus", 1) <= 0:
             raise UsageError("--cpus must be positive")
         from vmsim import cli_views

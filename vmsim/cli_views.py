@@ -84,7 +84,8 @@ def cmd_trace(args, out):
     from vmsim.trace import function_graph
     from vmsim.views import trace_document
     from vmsim import progress
-    tracer = function_graph(None, faults_only=not args.all, max_events=args.max_events)
+    tracer = function_graph(None, faults_only=not args.all, max_events=args.max,
+                            funcs=args.graph_funcs, pid=args.pid, show_exec=args.exec)
     error = None
     try:
         with progress.status(f"tracing {args.scenario}"), contextlib.redirect_stdout(sys.stderr), tracer:

@@ -30,6 +30,8 @@ class ScenarioError(Exception):
     def __init__(self, message: str, status: int = 1):
         super().__init__(message)
         self.status = status
+        self.exception = None       # the scenario's own exception, if it raised one
+        self.result = None          # ScenarioResult of what ran until then
 
 
 class ScenarioResult:
@@ -166,11 +168,18 @@ def run_scenario(path: str, memory="1G", cpus=2, paging_levels=4, show_traceback
     except BaseException as e:
         if show_traceback:
             traceback.print_exc()
-        raise ScenarioError(describe_exception(path, e), 1) from None
+        err = ScenarioError(describe_exception(path, e), 1)
+        # What ran until then, for a report of a scenario that died (of a signal).
+        err.exception, err.result = e, _result(path, g, machine, created, baselines)
+        raise err from None
     finally:
         _api.Machine.__init__ = orig_init
         sys.argv = saved_argv
         sys.path[:] = saved_path
+    return _result(path, g, machine, created, baselines)
+
+
+def _result(path, g, machine, created, baselines) -> ScenarioResult:
     primary = g.get("machine") if isinstance(g.get("machine"), vmsim.Machine) else machine
     seen, machines = set(), []
     for m, _ in created:

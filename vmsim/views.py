@@ -58,15 +58,18 @@ def process_record(p) -> dict:
 PROCESS_COLUMNS = ["pid", "state", "minflt", "majflt", "RssAnon", "RssFile", "RssShmem", "VmHWM"]
 
 
-def process_rows(machine):
-    """Rows of PROCESS_COLUMNS for a summary table (vmsim run, vmsim demo)."""
+def process_rows(machine, killed=None):
+    """Rows of PROCESS_COLUMNS for a summary table (vmsim run, vmsim demo). ``killed``:
+    {pid: signal name} of processes the scenario died with."""
+    killed = killed or {}
     rows = []
     for pid, p in sorted(machine.processes.items()):
         r = process_record(p)
         if r["state"] != "running":
             rows.append([pid, "exited", r["minflt"], r["majflt"], "-", "-", "-", "-"])
             continue
-        rows.append([pid, "running", r["minflt"], r["majflt"]] +
+        state = f"killed by {killed[pid]}" if pid in killed else "running"
+        rows.append([pid, state, r["minflt"], r["majflt"]] +
                     [f"{r[k] * 4} kB" for k in ("rss_anon", "rss_file", "rss_shmem", "hiwater_rss")])
     return rows
 

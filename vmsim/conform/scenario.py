@@ -32,7 +32,7 @@ KERNELS = ("6.18",)
 
 PROT = {"r": 1, "w": 2, "x": 4}
 MAP_FLAGS = {
-    "shared": 0x01, "private": 0x02, "fixed": 0x10, "anonymous": 0x20, "32bit": 0x40, "growsdown": 0x100,
+    "shared": 0x01, "private": 0x02, "droppable": 0x08, "fixed": 0x10, "anonymous": 0x20, "32bit": 0x40, "growsdown": 0x100,
     "locked": 0x2000, "noreserve": 0x4000, "populate": 0x8000, "nonblock": 0x10000,
     "stack": 0x20000, "fixed_noreplace": 0x100000,
 }
@@ -509,8 +509,9 @@ def _resolve(s, st, t, ops, lengths, point_ids):
         if slot is None:
             raise _KeyError(None, "missing 'map' (the new mapping's name)")
         length = size_of("length", "pages")
-        if length is None or length <= 0:
-            raise _KeyError("length", "mmap needs a positive 'length' or 'pages'")
+        if not length:
+            # A negative length is passed as the C caller's size_t (-4096 -> 2**64-4096).
+            raise _KeyError("length", "mmap needs a nonzero 'length' or 'pages'")
         prot = get("prot", parse_prot, 3)
         flags = get("flags", lambda v: _parse_flags(v, MAP_FLAGS, "flags"), 0x22)
         hs, hoff = -1, 0
@@ -571,15 +572,29 @@ def _resolve(s, st, t, ops, lengths, point_ids):
         ds, doff = -1, 0
         if "dest" in t:
             d = t["dest"]
-            if not isinstance(d, dict) or "map" not in d:
-                raise _KeyError("dest", "dest = { map = 'name', offset = '16p' }")
-            ds = slot_of(d["map"], "dest")
-            try:
-                doff = _fit("dest", parse_len(d.get("offset", 0), "offset"))
-            except ValueError as e:
-                raise _KeyError("dest", str(e)) from None
-            if not flags & MREMAP["fixed"]:
-                raise _KeyError("dest", "dest needs flags to include 'fixed'")
+            if isinstance(d, dict) and set(d) == {"address"}:
+                # An absolute new_addr (passed even without 'fixed', which Linux ignores).
+                try:
+                    doff = parse_len(d["address"], "address")
+                except ValueError as e:
+                    raise _KeyError("dest", str(e)) from None
+                if not 0 <= doff < 1 << 64:
+                    raise _KeyError("dest", "address must be in [0, 2**64)")
+                # A slot no step defines holds NULL on both sides: NULL + address.
+                if "@null" not in s.slots:
+                    s.slots["@null"] = len(s.slots)
+                ds, doff = s.slots["@null"], doff - (1 << 64) if doff >= 1 << 63 else doff
+            else:
+                if not isinstance(d, dict) or "map" not in d:
+                    raise _KeyError("dest", "dest = { map = 'name', offset = '16p' } "
+                                            "or { address = '0x...' }")
+                ds = slot_of(d["map"], "dest")
+                try:
+                    doff = _fit("dest", parse_len(d.get("offset", 0), "offset"))
+                except ValueError as e:
+                    raise _KeyError("dest", str(e)) from None
+                if not flags & MREMAP["fixed"]:
+                    raise _KeyError("dest", "dest needs flags to include 'fixed'")
         elif flags & MREMAP["fixed"]:
             raise _KeyError("flags", "'fixed' needs a dest = { map = ... }")
         res_name = t.get("as", t["map"])

@@ -225,7 +225,7 @@ class _Runner:
                 p.madvise(_ulong(base + a[1]), _ulong(a[2]), a[3])
             elif kind == "mremap":
                 slot, off, old, new, flags, ds, doff, rs = a
-                dst = _ulong(self.maddr[ds] + doff) if ds >= 0 else 0
+                dst = _ulong(self.maddr.get(ds, 0) + doff) if ds >= 0 else 0
                 q = p.mremap(_ulong(base + off), _ulong(old), _ulong(new), flags, dst)
                 r["ret"] = q
                 if rs >= 0:

@@ -5,10 +5,19 @@ Linux checks its invariants piecemeal as it changes state (page_table_check coun
 anon/file mappings per page at every set_pte_at/ptep_clear; VM_BUG_ON_FOLIO guards
 refcounts and the LRU; check_mm() at mm teardown compares the RSS counters and
 pgtables_bytes with zero). vmsim instead recomputes everything from the raw state
-after every syscall and access (VMSIM_DEBUG_VM=1): it walks every live mm's tables
-from the PGD, collects each leaf entry, and derives from them alone what the
-counters, refcounts, mapcounts, RSS and vmstat must be, then compares. A violation
-raises AssertionError naming the mm, address, PFN and the expected vs found values.
+after every syscall and access (VMSIM_DEBUG_VM=1): it walks the mms' tables from the
+PGD, collects each leaf entry, and derives from them alone what the counters,
+refcounts, mapcounts, RSS and vmstat must be, then compares. A violation raises
+AssertionError naming the mm, address, PFN and the expected vs found values.
+
+Like the kernel's checks, the pass after a call looks at what the call changed: it
+walks again only the mms it touched (the caller's, new ones, those whose VMAs or
+counters changed, the owners of every page-table row that changed, found by comparing
+the table pool with a copy kept by the checker, so the model itself pays nothing) and
+reuses the last walks of the others; the frame, free-list, LRU and page-cache checks
+cover the whole initialised mem_map every time (vectorized, their cost does not grow
+with the number of processes). A full pass (every mm walked) runs every
+``VMChecker.full_every`` passes and on every ``check_all`` / ``Machine.check()``.
 
 Sources of page references the checker knows: PTEs (one reference and one mapcount
 each; the zero page and special PFN mappings none), page-cache slots (one each,
@@ -28,7 +37,8 @@ from vmsim.mm.page_flags import (PG_anon, PG_anon_exclusive, PG_lru, PG_reserved
                                  PG_head, PG_swapbacked, PG_active, PG_unevictable, PGTY_table,
                                  PGTY_buddy, PG_ORDER_MASK, PG_ORDER_SHIFT)
 
-__all__ = ["check_all", "check_mm", "VMChecker", "EXTRA_REF_SOURCES", "MAX_REPORTED"]
+__all__ = ["check_all", "check_mm", "VMChecker", "after_syscall", "EXTRA_REF_SOURCES",
+           "MAX_REPORTED", "FULL_EVERY"]
 
 EXTRA_REF_SOURCES = []      # callables k -> {pfn: references} for later reference holders
 MAX_REPORTED = 20            # violations listed in one AssertionError
@@ -76,30 +86,42 @@ class _FreeSet:
 
     def __init__(self, k, rep):
         pa = k.page_alloc
-        flags = k.mem.flags
-        iv = []
+        flags = k.mem.np_flags
+        S, E, L = [], [], []        # starts, ends, label indexes (arrays per list)
+        labels = ["buddy", "deferred"]
+
+        def add(starts, size, label):
+            S.append(starts)
+            E.append(starts + size)
+            L.append(np.full(len(starts), label, np.int64))
+
         for z in pa.zones:
             zfree = 0
             for order, per_mt in enumerate(z.free_area):
                 n = 0
                 for mt, blocks in enumerate(per_mt):
-                    for pfn in blocks:
-                        f = flags[pfn]
-                        if not f & PGTY_buddy or (f & PG_ORDER_MASK) >> PG_ORDER_SHIFT != order:
-                            rep(f"buddy: pfn {pfn:#x} on free_area[{order}][{mt}] of zone {z.name} "
-                                f"has flags {f:#x} (expected PGTY_buddy with order {order})")
-                        iv.append((pfn, pfn + (1 << order), "buddy"))
-                        n += 1
+                    if not len(blocks):
+                        continue
+                    b = np.fromiter(blocks, np.int64, len(blocks))
+                    f = flags[b].astype(np.int64)
+                    for i in np.flatnonzero(((f & PGTY_buddy) == 0) |
+                                            (((f & PG_ORDER_MASK) >> PG_ORDER_SHIFT) != order))[:5].tolist():
+                        rep(f"buddy: pfn {int(b[i]):#x} on free_area[{order}][{mt}] of zone {z.name} "
+                            f"has flags {int(f[i]):#x} (expected PGTY_buddy with order {order})")
+                    add(b, 1 << order, 0)
+                    n += len(b)
                 zfree += n << order
                 if z.nr_free[order] != n:
                     rep(f"buddy: zone {z.name} nr_free[{order}] = {z.nr_free[order]}, lists hold {n}")
             for cpu, pcp in enumerate(z.pcp):
                 cnt = 0
+                labels.append(f"pcp[{cpu}]")
                 for pindex, lst in enumerate(pcp.lists):
+                    if not len(lst):
+                        continue
                     order = pa._pindex_order(pindex)
-                    for pfn in lst:
-                        iv.append((pfn, pfn + (1 << order), f"pcp[{cpu}]"))
-                        cnt += 1 << order
+                    add(np.fromiter(lst, np.int64, len(lst)), 1 << order, len(labels) - 1)
+                    cnt += len(lst) << order
                 if cnt != pcp.count:
                     rep(f"pcp: zone {z.name} cpu {cpu} count = {pcp.count}, lists hold {cnt} pages")
                 zfree += cnt
@@ -109,23 +131,28 @@ class _FreeSet:
                 if rlo >= rhi:
                     continue
                 if lo < rlo:
-                    iv.append((lo, rlo, "deferred"))
+                    add(np.array([lo], np.int64), rlo - lo, 1)
                     zfree += rlo - lo
                 lo = max(lo, rhi)
             if lo < z.zone_end_pfn:
-                iv.append((lo, z.zone_end_pfn, "deferred"))
+                add(np.array([lo], np.int64), z.zone_end_pfn - lo, 1)
                 zfree += z.zone_end_pfn - lo
             if zfree != z.free_pages:
                 rep(f"zone {z.name}: free_pages = {z.free_pages}, free lists + pcp + never-used "
                     f"hold {zfree}")
-        iv.sort()
-        for a, b in zip(iv, iv[1:]):
-            if b[0] < a[1]:
-                rep(f"double free: [{a[0]:#x}, {a[1]:#x}) ({a[2]}) overlaps "
-                    f"[{b[0]:#x}, {b[1]:#x}) ({b[2]})")
-        self.iv = iv
-        self.starts = np.array([x[0] for x in iv], dtype=np.int64)
-        self.ends = np.array([x[1] for x in iv], dtype=np.int64)
+        if S:
+            starts, ends, lab = np.concatenate(S), np.concatenate(E), np.concatenate(L)
+            o = np.argsort(starts, kind="stable")
+            starts, ends, lab = starts[o], ends[o], lab[o]
+        else:
+            starts = ends = lab = np.zeros(0, np.int64)
+        for i in np.flatnonzero(starts[1:] < ends[:-1])[:5].tolist():
+            rep(f"double free: [{int(starts[i]):#x}, {int(ends[i]):#x}) ({labels[lab[i]]}) overlaps "
+                f"[{int(starts[i + 1]):#x}, {int(ends[i + 1]):#x}) ({labels[lab[i + 1]]})")
+        self.labels = labels
+        self.lab = lab
+        self.starts = starts
+        self.ends = ends
 
     def mask(self, pfns):
         """Return a bool array: which of ``pfns`` are free."""
@@ -143,7 +170,7 @@ class _FreeSet:
 
     def where(self, pfn):
         i = int(np.searchsorted(self.starts, pfn, side="right")) - 1
-        return self.iv[i][2] if i >= 0 and pfn < self.iv[i][1] else None
+        return self.labels[self.lab[i]] if i >= 0 and pfn < self.ends[i] else None
 
 
 def _scan_ranges(k):
@@ -500,23 +527,31 @@ def check_mm(k, mm, _free=None, _table_owner=None, _rep=None):
     _check_vma_tree(k, mm, rep)
     w = _walk_tables(k, mm, rep, {} if _table_owner is None else _table_owner)
     _check_leaves(k, w, rep, free)
+    w.file_mappings = _file_mappings(mm)
     if _rep is None:
         _check_tlb(k, rep, mm)
         rep.raise_if_any()
     return w
 
 
-def _address_spaces(k, mms):
+def _file_mappings(mm):
+    """The address_spaces behind mm's file and shmem VMAs."""
+    seen = {}
+    for v in mm.mm_mt:
+        if v.vm_file is not None and getattr(v.vm_file, "f_mapping", None) is not None:
+            seen[id(v.vm_file.f_mapping)] = v.vm_file.f_mapping
+    return seen
+
+
+def _address_spaces(k, walks):
     seen = {}
     for obj in k.objects:
         if obj is not None and hasattr(obj, "i_pages") and hasattr(obj, "swapbacked"):
             seen[id(obj)] = obj
     for f in k.shmem_files:
         seen[id(f.f_mapping)] = f.f_mapping
-    for mm in mms:
-        for v in mm.mm_mt:
-            if v.vm_file is not None and getattr(v.vm_file, "f_mapping", None) is not None:
-                seen[id(v.vm_file.f_mapping)] = v.vm_file.f_mapping
+    for w in walks:
+        seen.update(w.file_mappings)
     return list(seen.values())
 
 
@@ -617,59 +652,201 @@ def _check_lru(k, rep, ranges):
 
 
 def check_all(k):
-    """Recompute the VM invariants from the raw state; raise AssertionError on a violation."""
+    """Recompute the VM invariants from the raw state; raise AssertionError on a violation.
+
+    The full pass: every live mm is walked again (the machine's checker, if any, takes
+    the walks as the base of its next incremental passes)."""
+    ch = k.checker if isinstance(getattr(k, "checker", None), VMChecker) else None
+    _check_all(k, ch._state if ch is not None else None, full=True)
+    if ch is not None:
+        ch.full_runs += 1
+        ch.since_full = 0
+
+
+def _owners(k):
+    """The live mms (tasks' mm) and every mm whose tables are in use (active_mm, CR3)."""
+    live, seen = [], set()
+    for t in k.tasks.values():
+        if t.mm is not None and id(t.mm) not in seen:
+            seen.add(id(t.mm))
+            live.append(t.mm)
+    owners = list(live)
+    for m in [getattr(t, "active_mm", None) for t in k.tasks.values()] + [c.loaded_mm for c in k.cpus]:
+        if m is not None and m is not k.init_mm and m.pgd >= 0 and id(m) not in seen:
+            seen.add(id(m))
+            owners.append(m)
+    return live, owners
+
+
+def _mm_signature(mm):
+    """What a syscall changes in an mm besides its tables: VMAs and counters."""
+    return (mm.pgd, mm.map_count, mm.total_vm, mm.pgtables_bytes, tuple(mm.rss_stat),
+            tuple((v.vm_start, v.vm_end, v.vm_flags, v.vm_pgoff, id(v.anon_vma),
+                   len(v.anon_vma_chain), id(v.vm_file)) for v in mm.mm_mt))
+
+
+class _IncrState:
+    """What the last pass saw: per mm its walk and signature, the table rows' owners and
+    a copy of the table pool, so the next pass finds what changed (page_table_check
+    notes each set_pte_at; vmsim compares the pool instead, at no cost to the model)."""
+
+    def __init__(self):
+        self.walks = {}         # id(mm) -> (mm, walk, signature)
+        self.row_owner = {}     # pool row -> mm
+        self.pool = np.zeros(0, dtype=np.int64)
+        self.valid = False      # a pass completed without a violation
+        self.sigs = {}          # id(mm) -> signature, as touched() computed it
+        self.diff_rows = None   # table rows touched() found changed
+        self.last_touched = []  # mms re-walked by the last pass (tests look)
+
+    def touched(self, k, owners):
+        """The mms an incremental pass must walk again: new ones, the current task's,
+        those whose VMAs or counters changed, and the owners of every table row that
+        changed since the last pass (PTEs changed by rmap, fork or reclaim included)."""
+        pool = k.ptpool
+        n = len(pool.slot_pfn) * 512
+        arr = pool.arr
+        m = min(n, len(self.pool))
+        rows = set()
+        self.diff_rows = None
+        if m:
+            diff = np.flatnonzero((arr[:m] != self.pool[:m]).reshape(-1, 512).any(axis=1))
+            rows.update(diff.tolist())
+            if m == n == len(self.pool):
+                self.diff_rows = diff
+        out = set()
+        cur = getattr(k.current, "mm", None)
+        if cur is not None:
+            out.add(id(cur))
+        for r in rows:
+            mm = self.row_owner.get(r)
+            if mm is not None:
+                out.add(id(mm))
+        self.sigs = {}
+        for mm in owners:
+            ent = self.walks.get(id(mm))
+            sig = _mm_signature(mm)
+            self.sigs[id(mm)] = sig
+            if ent is None or ent[0] is not mm or ent[2] != sig:
+                out.add(id(mm))
+        return out
+
+    def save(self, k, owners, walks, touched):
+        """Keep this pass's walks; the row owners are rebuilt only if a table changed."""
+        sigs = self.sigs if touched is not owners else {}
+        old, self.walks = self.walks, {}
+        retable = touched is owners
+        for mm, w in zip(owners, walks):
+            sig = sigs.get(id(mm))
+            self.walks[id(mm)] = (mm, w, sig if sig is not None else _mm_signature(mm))
+            prev = old.get(id(mm))
+            if prev is None or prev[1].tables != w.tables:
+                retable = True
+        if retable or len(old) != len(self.walks):
+            rows = k.mem.np_private
+            self.row_owner = {}
+            for mm, w in zip(owners, walks):
+                for pfn, _level, _va in w.tables:
+                    self.row_owner[int(rows[pfn])] = mm
+        n = len(k.ptpool.slot_pfn) * 512
+        d = self.diff_rows if touched is not owners else None
+        if d is not None and len(self.pool) == n:
+            for r in d.tolist():
+                self.pool[r * 512:(r + 1) * 512] = k.ptpool.arr[r * 512:(r + 1) * 512]
+        else:
+            self.pool = k.ptpool.arr[:n].copy()
+        self.diff_rows = None
+        self.valid = True
+
+
+def _check_all(k, st=None, full=True):
+    """The checker's pass: full (walk every mm) or incremental (walk the mms ``st`` finds
+    touched, reuse its walks of the others); the frame, LRU, page-cache and counter
+    checks run over the whole mem_map either way (vectorized: their cost does not grow
+    with the number of processes)."""
     from vmsim.mm.swap import batch_refs
     from vmsim.mm.mmu_gather import gather_refs
     rep = _Report()
     mem = k.mem
     free = _FreeSet(k, rep)
-    live = []
-    for t in k.tasks.values():
-        if t.mm is not None and all(t.mm is not m for m in live):
-            live.append(t.mm)
-    owners = list(live)
-    for t in k.tasks.values():
-        m = getattr(t, "active_mm", None)
-        if m is not None and m is not k.init_mm and m.pgd >= 0 and all(m is not o for o in owners):
-            owners.append(m)
-    for c in k.cpus:
-        m = c.loaded_mm
-        if m is not None and m is not k.init_mm and m.pgd >= 0 and all(m is not o for o in owners):
-            owners.append(m)
+    live, owners = _owners(k)
+    if st is not None:
+        valid, st.valid = st.valid, False
+        full = full or not valid
     table_owner = {}
-    walks = [check_mm(k, mm, free, table_owner, rep) for mm in owners]
+    if full or st is None:
+        walks = [check_mm(k, mm, free, table_owner, rep) for mm in owners]
+        touched = owners
+    else:
+        tids = st.touched(k, owners)
+        walks = [None] * len(owners)
+        for i, mm in enumerate(owners):
+            if id(mm) not in tids:
+                w = st.walks[id(mm)][1]
+                walks[i] = w
+                for pfn, _level, va in w.tables:
+                    table_owner[pfn] = (mm, va)
+        touched = []
+        for i, mm in enumerate(owners):
+            if walks[i] is None:
+                walks[i] = check_mm(k, mm, free, table_owner, rep)
+                touched.append(mm)
+        # The frames an untouched mm maps must still not be free.
+        tids = {id(m) for m in touched}
+        rest = [w for w in walks if id(w.mm) not in tids and len(w.normal_pfns)]
+        if rest:
+            isfree = free.mask(np.concatenate([w.normal_pfns for w in rest]))
+            if isfree.any():
+                who = [(w, i) for w in rest for i in range(len(w.normal_pfns))]
+                for j in np.flatnonzero(isfree)[:5].tolist():
+                    w, i = who[j]
+                    p = int(w.normal_pfns[i])
+                    rep(f"{_mmname(w.mm)}: PTE at {int(w.normal_addrs[i]):#x} maps pfn {p:#x}, "
+                        f"which is free ({free.where(p)})")
     _check_tlb(k, rep)
+    if st is not None:
+        st.last_touched = list(touched)
 
     # References and mapcounts, from every source.
     map_u, map_c = _sum_refs([(w.normal_pfns, np.ones(len(w.normal_pfns), np.int64)) for w in walks])
-    aspaces = _address_spaces(k, live)
-    cache_p, cache_swapb, cached_by = [], 0, {}
+    live_ids = {id(m) for m in live}
+    aspaces = _address_spaces(k, [w for w in walks if id(w.mm) in live_ids])
+    cache_p, cache_swapb = [], 0
     nr_cached = 0
+    cache_ids = []
     for am in aspaces:
         if am.nrpages != len(am.i_pages):
             rep(f"page cache: mapping {am.id} nrpages = {am.nrpages}, holds {len(am.i_pages)}")
         if k.objects[am.id] is not am:
             rep(f"page cache: mapping id {am.id} is not registered to its address_space")
-        for index, pfn in am.i_pages.items():
-            if pfn in cached_by:
-                rep(f"page cache: pfn {pfn:#x} is cached by mapping {cached_by[pfn][0]} and {am.id}")
-            cached_by[pfn] = (am.id, index)
-            if mem.mapping[pfn] != am.id or mem.index[pfn] != index:
-                rep(f"page cache: pfn {pfn:#x} at mapping {am.id} index {index:#x} has mapping "
-                    f"{mem.mapping[pfn]}, index {mem.index[pfn]:#x}")
-            if mem.flags[pfn] & PG_anon:
-                rep(f"page cache: pfn {pfn:#x} at mapping {am.id} index {index:#x} is PG_anon")
-            cache_p.append(pfn)
-            nr_cached += 1
-            if am.swapbacked:
-                cache_swapb += 1
+        n = len(am.i_pages)
+        if not n:
+            continue
+        idx = np.fromiter(am.i_pages.keys(), np.int64, n)
+        pf = np.fromiter(am.i_pages.values(), np.int64, n)
+        for i in np.flatnonzero((mem.np_mapping[pf] != am.id) | (mem.np_index[pf] != idx))[:5].tolist():
+            p, index = int(pf[i]), int(idx[i])
+            rep(f"page cache: pfn {p:#x} at mapping {am.id} index {index:#x} has mapping "
+                f"{mem.mapping[p]}, index {mem.index[p]:#x}")
+        for i in np.flatnonzero(mem.np_flags[pf] & PG_anon)[:5].tolist():
+            rep(f"page cache: pfn {int(pf[i]):#x} at mapping {am.id} index {int(idx[i]):#x} is PG_anon")
+        cache_p.append(pf)
+        cache_ids.append((am.id, idx, pf))
+        nr_cached += n
+        if am.swapbacked:
+            cache_swapb += n
+    cache_p = np.concatenate(cache_p) if cache_p else np.zeros(0, np.int64)
+    cache_u, cache_n = np.unique(cache_p, return_counts=True)
+    for p in cache_u[cache_n > 1][:5].tolist():
+        who = [(mid, int(ix[j])) for mid, ix, pfs in cache_ids for j in np.flatnonzero(pfs == p)]
+        rep(f"page cache: pfn {p:#x} is cached by more than one slot: {who}")
     if k.vmstat[vmstat.NR_FILE_PAGES] != nr_cached:
         rep(f"vmstat nr_file_pages = {k.vmstat[vmstat.NR_FILE_PAGES]}, page cache holds {nr_cached}")
     if k.vmstat[vmstat.NR_SHMEM] != cache_swapb:
         rep(f"vmstat nr_shmem = {k.vmstat[vmstat.NR_SHMEM]}, shmem page cache holds {cache_swapb}")
     br = batch_refs(k)
     gr = gather_refs(k)
-    srcs = [(map_u, map_c), (np.array(cache_p, np.int64), np.ones(len(cache_p), np.int64)),
+    srcs = [(map_u, map_c), (cache_p, np.ones(len(cache_p), np.int64)),
             (np.fromiter(br.keys(), np.int64, len(br)), np.fromiter(br.values(), np.int64, len(br))),
             (np.fromiter(gr.keys(), np.int64, len(gr)), np.fromiter(gr.values(), np.int64, len(gr)))]
     for fn in EXTRA_REF_SOURCES:
@@ -700,7 +877,7 @@ def check_all(k):
         p = int(op[i])
         nm = int(_lookup(map_u, map_c, np.array([p]))[0])
         rep(f"frame pfn {p:#x}: refcount {int(got_ref[i])}, expected {int(exp_ref[i])} "
-            f"({nm} PTE mappings + {1 if p in cached_by else 0} page cache + {br.get(p, 0)} LRU batch"
+            f"({nm} PTE mappings + {int(_lookup(cache_u, cache_n, np.array([p]))[0])} page cache + {br.get(p, 0)} LRU batch"
             f"{' + ' + str(gr.get(p, 0)) + ' gather' if p in gr else ''} + extra)")
     exp_map = _lookup(map_u, map_c, op)
     got_map = mem.np_mapcount[op]
@@ -716,12 +893,14 @@ def check_all(k):
     if k.vmstat[vmstat.NR_MAPPED] != nr_mapped:
         rep(f"vmstat nr_mapped = {k.vmstat[vmstat.NR_MAPPED]}, page tables map {nr_mapped} file pages")
     # page_table_check: an anon page mapped writable is mapped exactly once.
-    for w in walks:
-        wi = np.flatnonzero(w.normal_writable)
-        if len(wi):
-            cnt = _lookup(map_u, map_c, w.normal_pfns[wi])
-            for j in np.flatnonzero(cnt != 1)[:3].tolist():
-                i = wi[j]
+    wp = [w.normal_pfns[w.normal_writable] for w in walks]
+    if any(len(x) for x in wp):
+        cnt = _lookup(map_u, map_c, np.concatenate(wp))
+        bad_i = np.flatnonzero(cnt != 1)[:3].tolist()
+        if bad_i:
+            who = [(w, i) for w in walks for i in np.flatnonzero(w.normal_writable).tolist()]
+            for j in bad_i:
+                w, i = who[j]
                 rep(f"page_table_check: anon pfn {int(w.normal_pfns[i]):#x} is mapped writable by "
                     f"{_mmname(w.mm)} at {int(w.normal_addrs[i]):#x} and has {int(cnt[j])} mappings")
     # Table pages: every user table belongs to a live mm, and is accounted.
@@ -757,7 +936,7 @@ def check_all(k):
     # Nothing alive: everything is returned.
     if not live:
         shm = sum(f.f_mapping.nrpages for f in k.shmem_files)
-        batch_only = len(set(br) - set(cached_by))
+        batch_only = len(set(br) - set(cache_u.tolist()))
         if nfree + shm + batch_only != managed:
             rep(f"all processes exited: nr_free_pages {nfree} + live shmem pages {shm} + "
                 f"LRU-batch-held pages {batch_only} = {nfree + shm + batch_only}, managed pages {managed}")
@@ -767,6 +946,8 @@ def check_all(k):
         if avs:
             rep(f"all processes exited: {len(avs)} anon_vma(s) remain (ids {[a.id for a in avs][:5]})")
     rep.raise_if_any()
+    if st is not None:
+        st.save(k, owners, walks, touched)
 
 
 def _lost_frames(k, ranges, free):
@@ -780,18 +961,31 @@ def _lost_frames(k, ranges, free):
     return "pfns " + ", ".join(f"{p:#x}" for p in out[:8]) if out else "none located"
 
 
-class VMChecker:
-    """Run check_all every ``every`` syscalls (1: after each) on a Machine.
+FULL_EVERY = 64             # default: a full pass every this many checks
 
-    ``VMChecker(every=10).install(machine)`` replaces the machine's per-syscall hook;
-    ``machine.check()`` still runs a full check at once.
+
+class VMChecker:
+    """The machine's debug checker: after every ``every`` syscalls or accesses an
+    incremental pass (the mms the call touched, the whole mem_map), and every
+    ``full_every``-th pass a full one (every mm walked again); ``machine.check()`` and
+    ``check_all`` always run a full pass. ``full_every`` defaults to $VMSIM_DEBUG_VM_FULL
+    or FULL_EVERY; 1 makes every pass full (the checker before it was incremental).
+
+    ``VMChecker(every=10).install(machine)`` replaces the machine's per-syscall hook.
     """
 
-    def __init__(self, every: int = 1):
+    def __init__(self, every: int = 1, full_every: int = None):
+        import os
         self.every = max(1, int(every))
+        if full_every is None:
+            full_every = int(os.environ.get("VMSIM_DEBUG_VM_FULL", "") or FULL_EVERY)
+        self.full_every = max(1, int(full_every))
         self.calls = 0
         self.runs = 0
+        self.full_runs = 0
+        self.since_full = 0
         self.machine = None
+        self._state = _IncrState()
 
     def install(self, machine):
         self.machine = machine
@@ -808,10 +1002,36 @@ class VMChecker:
     def after_syscall(self):
         self.calls += 1
         if self.calls % self.every == 0:
-            self.check()
+            self.step()
+
+    def step(self):
+        """One pass: incremental, or full every ``full_every`` passes."""
+        self.runs += 1
+        self.since_full += 1
+        if self.since_full >= self.full_every or not self._state.valid:
+            check_all(self.machine.k)
+        else:
+            _check_all(self.machine.k, self._state, full=False)
 
     def check(self):
+        """A full pass now."""
         self.runs += 1
         check_all(self.machine.k)
 
+    @property
+    def last_touched(self):
+        """The mms the last pass walked."""
+        return self._state.last_touched
+
     __call__ = check
+
+
+def after_syscall(machine):
+    """The hook Machine._after_syscall calls with VMSIM_DEBUG_VM on: the machine's
+    checker (made at first use) takes its step."""
+    ch = machine.k.checker
+    if not isinstance(ch, VMChecker):
+        ch = VMChecker()
+        ch.machine = machine
+        machine.k.checker = ch
+    ch.step()
