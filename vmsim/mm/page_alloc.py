@@ -99,7 +99,6 @@ GFP_HIGHUSER = GFP_USER | __GFP_HIGHMEM
 GFP_HIGHUSER_MOVABLE = GFP_HIGHUSER | __GFP_MOVABLE      # __GFP_SKIP_KASAN is 0 here
 GFP_PGTABLE_USER = GFP_KERNEL | __GFP_ZERO | __GFP_ACCOUNT     # asm-generic/pgalloc.h
 
-_GFP_DMA, _GFP_DMA32 = __GFP_DMA, __GFP_DMA32   # unmangled for use in classes
 FIRST_ALLOC_PFN = 256                  # the low 1 MiB is reserved (e820 / BIOS)
 
 
