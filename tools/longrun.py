@@ -749,7 +749,7 @@ class LongRun:
             return self.op_fork(p)
         q = self.procs.pop(self.rng.choice(pids))
         code = self.rng.randrange(256)
-        q.exit(code)                    # wait() returns the value given to exit
+        q.exit(code)                     # wait() reads it back as WEXITSTATUS
         del self.ref[q.pid]
         parent = q.task.parent
         if parent is not None and parent.pid in self.procs:
