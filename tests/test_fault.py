@@ -1,5 +1,5 @@
 """The fault path against Linux 6.18's rules and the real kernel's measured results
-(conform_linux/results-6.18.jsonl; the probe that produced them is anon_probe.c)."""
+(vmsim/conform/probes/anon-probe-6.18.jsonl; the probe that produced them is anon_probe.c)."""
 import pytest
 
 import vmsim

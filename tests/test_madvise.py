@@ -1,4 +1,4 @@
-"""madvise(2) against Linux 6.18 (mm/madvise.c), conform_linux/results-6.18.jsonl and
+"""madvise(2) against Linux 6.18 (mm/madvise.c), vmsim/conform/probes/anon-probe-6.18.jsonl and
 tools/testing/selftests/mm/madv_populate.c."""
 import errno
 

@@ -1,5 +1,5 @@
 """mlock(2) / mlock2(2) / munlock(2) against Linux 6.18 (mm/mlock.c) and
-conform_linux/results-6.18.jsonl."""
+vmsim/conform/probes/anon-probe-6.18.jsonl."""
 import errno
 
 

@@ -1,4 +1,4 @@
-"""mprotect(2) against Linux 6.18 (mm/mprotect.c) and conform_linux/results-6.18.jsonl."""
+"""mprotect(2) against Linux 6.18 (mm/mprotect.c) and vmsim/conform/probes/anon-probe-6.18.jsonl."""
 import errno
 
 import pytest

@@ -1,5 +1,5 @@
 """The /proc and /sys views: formats from the kernel's format strings, values from the
-kernel's accounting rules and from the real 6.18 runs (conform_linux/results-6.18.jsonl)."""
+kernel's accounting rules and from the real 6.18 runs (vmsim/conform/probes/anon-probe-6.18.jsonl)."""
 import errno
 import json
 import os
@@ -14,7 +14,7 @@ from vmsim import PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_SHARED, MAP_ANONYMOUS
 PAGE = 4096
 PM_PRESENT, PM_SWAP, PM_FILE, PM_EXCL, PM_SOFTDIRTY = 1 << 63, 1 << 62, 1 << 61, 1 << 56, 1 << 55
 PFN_MASK = (1 << 55) - 1
-RESULTS = os.path.join(os.path.dirname(__file__), "..", "conform_linux", "results-6.18.jsonl")
+RESULTS = os.path.join(os.path.dirname(__file__), "..", "vmsim", "conform", "probes", "anon-probe-6.18.jsonl")
 
 # show_smap() / __show_smap() order in 6.18 (fs/proc/task_mmu.c), as the reference
 # machine prints them.
@@ -72,7 +72,7 @@ def pagemap(machine, pid, addr, npages):
 
 
 def token(e, zero_pfn):
-    """The conform_linux token: present, file/shared-anon, exclusive, zero page."""
+    """The anon probe's token: present, file/shared-anon, exclusive, zero page."""
     if not e & (PM_PRESENT | PM_SWAP):
         return "-..."
     return ("P" if e & PM_PRESENT else "S") + ("f" if e & PM_FILE else ".") + \

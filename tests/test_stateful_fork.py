@@ -194,7 +194,15 @@ class ForkTree(RuleBasedStateMachine):
         assert k.vmstat[vmstat.NR_PAGE_TABLE_PAGES] == 0
 
 
-ForkTree.TestCase.settings = settings(max_examples=60, stateful_step_count=40, deadline=None,
-                                      derandomize=bool(os.environ.get("CI")),
-                                      suppress_health_check=[HealthCheck.too_slow])
+# The default run keeps the sequences as long (40 steps: trees of up to MAX_PROCS with
+# several generations of COW) and runs fewer of them; under CI they come from a fixed
+# seed. The long run (pytest -m slow, in .ci/run) explores many more.
+_SETTINGS = dict(deadline=None, derandomize=bool(os.environ.get("CI")),
+                 suppress_health_check=[HealthCheck.too_slow])
+ForkTree.TestCase.settings = settings(max_examples=20, stateful_step_count=40, **_SETTINGS)
 TestForkTree = ForkTree.TestCase
+
+
+@pytest.mark.slow
+class TestForkTreeLong(ForkTree.TestCase):
+    settings = settings(max_examples=150, stateful_step_count=60, **_SETTINGS)

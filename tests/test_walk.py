@@ -9,13 +9,18 @@ def idx(fields):
     return {f.kname: f.value for f in fields}
 
 
-def test_parse_address():
+def test_parse_address_as_crash_does():
+    # crash(8) reads addresses as hex, with or without 0x: "4096" is 0x4096.
     assert parse_address("0x1000") == 4096
-    assert parse_address("4096") == 4096
+    assert parse_address("0X1000") == 4096
+    assert parse_address("4096") == 0x4096
     assert parse_address("7ffff7ff6000") == 0x7FFFF7FF6000
     assert parse_address("0xffffffffffffffff") == (1 << 64) - 1
-    for bad in ("zz", "-1", "0x1" + "0" * 16, ""):
-        with pytest.raises(ValueError):
+    for bad in ("zz", "-1", "+1", "0x1" + "0" * 16, "", "0x", "1_000", "0x_10",
+                "\u0664\u0664",            # Arabic-Indic digits: int() takes them, crash does not
+                "\uff11\uff12",            # fullwidth digits
+                "0x1 0"):
+        with pytest.raises(ValueError, match="bad address"):
             parse_address(bad)
 
 
@@ -115,3 +120,88 @@ def test_vtop_does_not_set_accessed(machine, proc):
 def test_vtop_unknown_pid(machine, proc):
     with pytest.raises(LookupError):
         vtop(machine, 999, 0x1000)
+
+
+# --- the x86-64 memory map (Documentation/arch/x86/x86_64/mm.rst, 6.18) --------------
+@pytest.mark.parametrize("mode,addr,want", [
+    ("4-level", 0x0000555555554000, "user-space virtual memory"),
+    ("4-level", 0x00007ffffffff000, "guard hole"),
+    ("4-level", 0xffff800000000000, "guard hole, also reserved for hypervisor"),
+    ("4-level", 0xffff880000000000, "LDT remap for PTI"),
+    ("4-level", 0xffff888000000000, "direct mapping of all physical memory"),
+    ("4-level", 0xffffc87fffffffff, "direct mapping of all physical memory"),
+    ("4-level", 0xffffc90000000000, "vmalloc/ioremap space"),
+    ("4-level", 0xffffea0000000000, "virtual memory map (vmemmap_base)"),
+    ("4-level", 0xffffec0000000000, "KASAN shadow memory"),
+    ("4-level", 0xfffffe0000000000, "cpu_entry_area mapping"),
+    ("4-level", 0xffffff0000000000, "%esp fixup stacks"),
+    ("4-level", 0xffffffef00000000, "EFI region mapping space"),
+    ("4-level", 0xffffffff81000000, "kernel text mapping"),
+    ("4-level", 0xffffffffa0000000, "module mapping space"),
+    ("4-level", 0xffffffffff600000, "legacy vsyscall ABI"),
+    ("5-level", 0x00fffffffffff000, "guard hole"),
+    ("5-level", 0x00ff000000000000, "user-space virtual memory"),
+    ("5-level", 0xff10000000000000, "LDT remap for PTI"),
+    ("5-level", 0xff11000000000000, "direct mapping of all physical memory"),
+    ("5-level", 0xffa0000000000000, "vmalloc/ioremap space"),
+    ("5-level", 0xffd4000000000000, "virtual memory map (vmemmap_base)"),
+    ("5-level", 0xffffffff81000000, "kernel text mapping"),
+])
+def test_memory_map_regions(mode, addr, want):
+    from vmsim.walk import region
+    assert want in region(addr, mode)[2]
+    assert want in render_layout(addr, mode)
+
+
+@pytest.mark.parametrize("mode,bits", [("4-level", 48), ("5-level", 57)])
+def test_memory_map_covers_exactly_the_canonical_addresses(mode, bits):
+    from vmsim.walk import MEMORY_MAP
+    rs = MEMORY_MAP[mode]
+    half = 1 << (bits - 1)
+    assert rs[0][0] == 0 and rs[-1][1] == (1 << 64) - 1
+    for (a, b, _), (c, d, _) in zip(rs, rs[1:]):
+        assert a <= b and (c == b + 1 or (b, c) == (half - 1, (1 << 64) - half)), (hex(b), hex(c))
+
+
+def test_vtop_reports_a_non_canonical_address(machine, proc):
+    # A non-canonical address never reaches the page tables: #GP, not a not-present #PF.
+    text = vtop(machine, proc.pid, 0x0000800000000000)
+    assert "non-canonical" in text and "not present" not in text
+
+
+def test_vtop_labels_kernel_regions(machine, proc):
+    assert "direct mapping of all physical memory" in vtop(machine, proc.pid, 0xFFFF888000001000)
+
+
+# --- the command line, through the installed entry point ----------------------------
+def test_cli_walk_rejects_unicode_digits_and_junk():
+    from entrypoint import vmsim, one_line_error
+    for bad in ("\u0664\u0664", "12_34", "0x-10", "0xg"):
+        cp = vmsim("walk", bad)
+        assert cp.returncode == 2
+        assert "bad address" in one_line_error(cp)
+
+
+def test_cli_walk_address_outside_the_mode_is_an_error(tmp_path):
+    from entrypoint import vmsim, one_line_error
+    cp = vmsim("walk", "0x800000000000", "--mode", "4-level")
+    assert cp.returncode == 2 and "non-canonical" in one_line_error(cp)
+    assert vmsim("walk", "0x800000000000", "--mode", "5-level").returncode == 0
+    cp = vmsim("walk", "0x100000000", "--mode", "32-bit")
+    assert cp.returncode == 2 and "wider than 32 bits" in one_line_error(cp)
+    cp = vmsim("walk", "0x0800000000000000")               # no mode holds it
+    assert cp.returncode == 2 and "fits no paging mode" in one_line_error(cp)
+    scen = tmp_path / "s.py"
+    scen.write_text("p = machine.spawn()\n")
+    cp = vmsim("walk", "0x800000000000", "--scenario", scen)
+    assert cp.returncode == 2 and "non-canonical" in one_line_error(cp)
+    assert "not present" not in cp.stdout + cp.stderr
+
+
+def test_cli_walk_labels_kernel_half():
+    from entrypoint import vmsim
+    cp = vmsim("walk", "ffffffff81000000", "--mode", "4-level")
+    assert cp.returncode == 0, cp.stderr
+    assert "kernel text mapping" in cp.stdout and "kernel half" in cp.stdout
+    cp = vmsim("walk", "0xff11000000000000", "--mode", "5-level")
+    assert "direct mapping of all physical memory" in cp.stdout

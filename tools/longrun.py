@@ -750,8 +750,8 @@ class LongRun:
         if not pids:
             return self.op_fork(p)
         q = self.procs.pop(self.rng.choice(pids))
-        q.exit(self.rng.randrange(256))
-        code = q.task.exit_code
+        code = self.rng.randrange(256)
+        q.exit(code)                     # wait() reads it back as WEXITSTATUS
         del self.ref[q.pid]
         parent = q.task.parent
         if parent is not None and parent.pid in self.procs:

@@ -7,6 +7,7 @@ SignalDelivered, after which the process stays usable (as if a handler caught it
 This layer reads the model; the model never imports it.
 """
 import errno
+import operator
 import os
 import re
 from typing import NamedTuple
@@ -15,12 +16,16 @@ from vmsim.arch.x86 import cpu as _cpu
 from vmsim.kernel.machine import Kernel
 from vmsim.kernel.sched import task_struct
 from vmsim.mm import mmap as _mmap
+from vmsim.strace import format_siginfo
 
 ENOSYS = errno.ENOSYS
 
 
 class SignalDelivered(Exception):
-    """An access ended in a signal: signo, si_code, si_addr, and how far it got."""
+    """An access ended in a signal: signo, si_code, si_addr, and how far it got.
+
+    str() reads as strace prints the siginfo: ``SIGSEGV {si_signo=SIGSEGV,
+    si_code=SEGV_ACCERR, si_addr=0x7ffff7ff5000} (after 0 bytes)``."""
 
     def __init__(self, signo, si_code, si_addr, offset=0, error_code=0):
         self.signo = signo
@@ -28,9 +33,7 @@ class SignalDelivered(Exception):
         self.si_addr = si_addr
         self.offset = offset
         self.error_code = error_code
-        names = {7: "SIGBUS", 9: "SIGKILL", 11: "SIGSEGV"}
-        super().__init__(f"{names.get(signo, signo)} si_code={si_code} si_addr={si_addr:#x} "
-                         f"(after {offset} bytes)")
+        super().__init__(f"{format_siginfo(signo, si_code, si_addr)} (after {offset} bytes)")
 
 
 class rusage(NamedTuple):
@@ -50,9 +53,59 @@ def parse_size(s) -> int:
     return int(m.group(1)) << {"": 0, "k": 10, "m": 20, "g": 30, "t": 40}[m.group(2).lower()]
 
 
+_U64 = (1 << 64) - 1
+
+
+def _integer(name, v) -> int:
+    """The Python integer behind an argument; anything a C caller could not pass
+    (None, float, str) is a TypeError naming the argument."""
+    try:
+        return operator.index(v)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, not {type(v).__name__}") from None
+
+
+def _ulong(name, v) -> int:
+    """An ``unsigned long`` / ``size_t`` argument as the kernel receives it: a C caller's
+    value reduced modulo 2**64 (-4096 is 0xfffffffffffff000)."""
+    return _integer(name, v) & _U64
+
+
+def _loff(name, v) -> int:
+    """An ``off_t`` / ``loff_t`` argument: 64-bit signed."""
+    v = _integer(name, v) & _U64
+    return v - (1 << 64) if v >> 63 else v
+
+
+def _cint(name, v) -> int:
+    """An ``int`` argument (prot, flags, advice): the low 32 bits, signed, as the C
+    compiler converts it; the syscall entry sees it sign-extended (a Python int with
+    the same value behaves so under & and >>)."""
+    v = _integer(name, v) & 0xFFFFFFFF
+    return v - (1 << 32) if v >> 31 else v
+
+
+def _count(name, v) -> int:
+    """A byte count or stride of vmsim's own access helpers: a non-negative integer."""
+    v = _integer(name, v)
+    if v < 0:
+        raise ValueError(f"{name} must not be negative, got {v}")
+    return v
+
+
+def _cpu_arg(k, cpu) -> int:
+    """A CPU number for spawn/fork: one of the machine's CPUs."""
+    cpu = _integer("cpu", cpu)
+    if not 0 <= cpu < k.ncpus:
+        raise ValueError(f"cpu must be in [0, {k.ncpus}), got {cpu}")
+    return cpu
+
+
 def _check(ret):
+    """Raise OSError for -errno; strerror reads "ENOMEM (Cannot allocate memory)", as
+    strace shows a failed call."""
     if isinstance(ret, int) and -4096 < ret < 0:
-        raise OSError(-ret, os.strerror(-ret))
+        raise OSError(-ret, f"{errno.errorcode.get(-ret, -ret)} ({os.strerror(-ret)})")
     return ret
 
 
@@ -80,6 +133,7 @@ class Machine:
         if cpu is None:
             self._last_cpu = (self._last_cpu + 1) % k.ncpus
             cpu = self._last_cpu
+        cpu = _cpu_arg(k, cpu)
         pid = k.next_pid
         k.next_pid += 1
         prof = k.profile["rlimits"]
@@ -116,7 +170,7 @@ class Machine:
         handle for unregister_mmu_notifier."""
         from vmsim.mm.mmu_notifier import mmu_notifier_register
         if process.task.mm is None:
-            raise ProcessLookupError(f"process {process.pid} has exited")
+            raise ProcessLookupError(errno.ESRCH, f"process {process.pid} has exited")
         return mmu_notifier_register(process.task.mm, callback, on_end)
 
     def unregister_mmu_notifier(self, process, handle):
@@ -147,10 +201,29 @@ class Machine:
         from vmsim.trace import function_graph
         return function_graph(self, faults_only, max_events)
 
+    def dmesg(self) -> str:
+        """The kernel log, as dmesg prints it (no timestamps: vmsim has no clock)."""
+        return "".join(text + "\n" for _, text in self.k.log_buf)
+
     def check(self):
         """Run the debug checker now (raises AssertionError on a violation)."""
         from vmsim.mm.debug_vm import check_all
         check_all(self.k)
+
+    # --- views (vmsim.views; never called by the model) ----------------------------
+    def __repr__(self):
+        k = self.k
+        free = sum(z.free_pages for z in k.page_alloc.zones) if hasattr(k.page_alloc, "zones") else None
+        live = sum(1 for p in self.processes.values() if p.task.mm is not None)
+        mem = k.memory_bytes
+        size = f"{mem >> 30} GiB" if mem % (1 << 30) == 0 else f"{mem >> 20} MiB"
+        return (f"<Machine {size}, {k.ncpus} CPU{'s' if k.ncpus != 1 else ''}, {k.paging_levels}-level paging, Linux "
+                f"{k.release}: {live} of {len(self.processes)} processes live"
+                + (f", {free * 4} kB free>" if free is not None else ">"))
+
+    def _repr_html_(self):
+        from vmsim.views import machine_html
+        return machine_html(self)
 
 
 class Process:
@@ -164,18 +237,26 @@ class Process:
     # --- plumbing ---------------------------------------------------------------
     def _enter(self):
         k = self.machine.k
+        if k.panicked is not None:
+            from vmsim.kernel.printk import KernelPanic
+            raise KernelPanic(k.panicked)
         if self.task.mm is None:
-            raise ProcessLookupError(f"process {self.pid} has exited")
+            raise ProcessLookupError(errno.ESRCH, f"process {self.pid} has exited")
         k.switch_to(self.task)
         return k
 
     def _done(self, ret=None):
+        if self.task.signals and self.task.signals[0][0] == 9:
+            self._signal(0)      # an OOM kill during the call: fatal on return to user
         self.machine._after_syscall()
         return _check(ret) if ret is not None else None
 
     def _signal(self, offset):
         sig = self.task.signals.pop(0)
         self.task.signals.clear()
+        if sig[0] == 9:          # SIGKILL cannot be caught: get_signal -> do_group_exit
+            from vmsim.kernel.exit import do_group_exit
+            do_group_exit(self.machine.k, self.task, 9)
         self.machine._after_syscall()
         raise SignalDelivered(sig[0], sig[1], sig[2], offset, sig[3])
 
@@ -183,17 +264,47 @@ class Process:
     def mm(self):
         return self.task.mm
 
+    # --- views (vmsim.views; never called by the model) ----------------------------
+    def __repr__(self):
+        from vmsim.views import process_record
+        r = process_record(self)
+        if r["state"] != "running":
+            return f"<Process pid={self.pid} {r['state']} minflt={r['minflt']} majflt={r['majflt']}>"
+        return (f"<Process pid={self.pid} running: {r['vmas']} VMAs, RSS {r['rss'] * 4} kB "
+                f"(anon {r['rss_anon'] * 4}, file {r['rss_file'] * 4}, shmem {r['rss_shmem'] * 4}), "
+                f"{r['pgtables']} page-table pages, minflt={r['minflt']} majflt={r['majflt']}>")
+
+    def _repr_html_(self):
+        """The process's maps as a table (Jupyter)."""
+        from vmsim.views import maps_html
+        return maps_html(self)
+
+    def walk(self, addr):
+        """The page-table entries a hardware walk of ``addr`` reads (like crash's vtop):
+        a PageWalk with ``levels``, ``phys`` and an HTML table for Jupyter."""
+        from vmsim.views import PageWalk
+        return PageWalk(self, addr)
+
     # --- syscalls ---------------------------------------------------------------
     def mmap(self, addr, length, prot, flags, fd=-1, offset=0) -> int:
-        """mmap(2): the address of the new mapping."""
+        """mmap(2): the address of the new mapping. Arguments are taken as C's
+        (void *addr, size_t length, int prot, int flags, int fd, off_t offset)."""
+        addr, length = _ulong("addr", addr), _ulong("length", length)
+        prot, flags, fd = _cint("prot", prot), _cint("flags", flags), _cint("fd", fd)
+        offset = _loff("offset", offset)
         self._enter()
+        # arch/x86/kernel/sys_x86_64.c sys_mmap: the offset arrives as unsigned long.
         if offset & 0xFFF:
             return self._done(-errno.EINVAL)
         file = None
         if not flags & _mmap.MAP_ANONYMOUS:
             file = self._file(fd)
-        return self._done(_mmap.ksys_mmap_pgoff(self.mm, addr, length, prot, flags, file,
-                                                offset >> 12))
+        ret = _mmap.ksys_mmap_pgoff(self.mm, addr, length, prot, flags, file,
+                                    (offset & _U64) >> 12)
+        if ret == -errno.ENOSYS:
+            self._done()
+            raise OSError(errno.ENOSYS, "mmap: MAP_HUGETLB (hugetlbfs) is not modelled")
+        return self._done(ret)
 
     def _file(self, fd):
         return None
@@ -201,42 +312,52 @@ class Process:
     def munmap(self, addr, length) -> None:
         """munmap(2)."""
         from vmsim.mm.vma import do_vmi_munmap
+        addr, length = _ulong("addr", addr), _ulong("length", length)
         self._enter()
         self._done(do_vmi_munmap(self.mm, addr, length))
 
     def mprotect(self, addr, length, prot) -> None:
         """mprotect(2)."""
         from vmsim.mm.mprotect import do_mprotect_pkey
+        addr, length, prot = _ulong("addr", addr), _ulong("length", length), _cint("prot", prot)
         self._enter()
         self._done(do_mprotect_pkey(self.mm, addr, length, prot, -1))
 
     def madvise(self, addr, length, advice) -> None:
         """madvise(2)."""
         from vmsim.mm.madvise import do_madvise
+        addr, length = _ulong("addr", addr), _ulong("length", length)
+        advice = _cint("advice", advice)
         self._enter()
         self._done(do_madvise(self.mm, addr, length, advice))
 
     def mremap(self, old_addr, old_size, new_size, flags=0, new_addr=0) -> int:
         """mremap(2): the new address."""
         from vmsim.mm.mremap import do_mremap
+        old_addr, old_size = _ulong("old_addr", old_addr), _ulong("old_size", old_size)
+        new_size, flags = _ulong("new_size", new_size), _cint("flags", flags)
+        new_addr = _ulong("new_addr", new_addr)
         self._enter()
         return self._done(do_mremap(self.mm, old_addr, old_size, new_size, flags, new_addr))
 
     def mlock(self, addr, length, flags=0) -> None:
         """mlock(2) (mlock2 with flags)."""
         from vmsim.mm.mlock import do_mlock
+        addr, length, flags = _ulong("addr", addr), _ulong("length", length), _cint("flags", flags)
         self._enter()
         self._done(do_mlock(self.mm, addr, length, flags))
 
     def munlock(self, addr, length) -> None:
         """munlock(2)."""
         from vmsim.mm.mlock import do_munlock
+        addr, length = _ulong("addr", addr), _ulong("length", length)
         self._enter()
         self._done(do_munlock(self.mm, addr, length))
 
     def mincore(self, addr, length) -> bytes:
         """mincore(2): one byte per page."""
         from vmsim.mm.mincore import do_mincore_syscall
+        addr, length = _ulong("addr", addr), _ulong("length", length)
         self._enter()
         ret = do_mincore_syscall(self.mm, addr, length)
         if isinstance(ret, int):
@@ -246,6 +367,7 @@ class Process:
 
     def brk(self, addr) -> int:
         """brk(2), the raw syscall: the new break, or the old one on failure."""
+        addr = _ulong("addr", addr)
         self._enter()
         return self._done(_mmap.sys_brk(self.mm, addr))
 
@@ -259,8 +381,9 @@ class Process:
     def exit(self, status=0) -> None:
         """exit(2): exit_mmap gives everything back."""
         from vmsim.kernel.exit import do_exit
+        status = _cint("status", status)
         k = self._enter()
-        do_exit(k, self.task, status)
+        do_exit(k, self.task, (status & 0xFF) << 8)
         self.machine._after_syscall()
 
     def fork(self, cpu=None) -> "Process":
@@ -274,6 +397,7 @@ class Process:
         if cpu is None:
             m._last_cpu = (m._last_cpu + 1) % k.ncpus
             cpu = m._last_cpu
+        cpu = _cpu_arg(k, cpu)
         pid = kernel_clone(k, self.task, cpu)
         if pid < 0:
             return self._done(pid)
@@ -299,34 +423,45 @@ class Process:
         self._done()
 
     def wait(self, pid, nohang=False):
-        """waitpid(2) for a child: its exit status (the value given to exit); with
-        ``nohang`` None while it still runs. ECHILD for a pid that is not our child;
-        EDEADLK for a blocking wait on a running child (it could never exit here)."""
+        """waitpid(2) for a child: its exit status (the value given to exit), or
+        -signo if a signal killed it (os.waitstatus_to_exitcode); with ``nohang`` None
+        while it still runs. ECHILD for a pid that is not our child; EDEADLK for a
+        blocking wait on a running child (it could never exit here)."""
+        ret = self.waitpid(pid, nohang)
+        return None if ret[0] == 0 else os.waitstatus_to_exitcode(ret[1])
+
+    def waitpid(self, pid, nohang=False):
+        """waitpid(2) as os.waitpid returns it: (pid, raw wait status) for os.WIFEXITED /
+        os.WIFSIGNALED / os.WTERMSIG, (0, 0) with ``nohang`` while the child runs."""
         from vmsim.kernel.exit import do_wait
+        pid = _cint("pid", pid)
         k = self._enter()
         ret = do_wait(k, self.task, pid, nohang)
         if isinstance(ret, int):
             return self._done(ret)
         self._done()
-        return ret[1]
+        return (ret[0], ret[1] if ret[1] is not None else 0)
 
     def open(self, *a, **kw):
-        raise OSError(ENOSYS, "open: the file issue")
+        raise OSError(ENOSYS, "files (open, pread, pwrite, ftruncate, ...) are not modelled")
 
     ftruncate = pwrite = pread = fsync = posix_fadvise = close = unlink = open
 
     # --- user-mode accesses -------------------------------------------------------
     def read(self, addr, size) -> bytes:
         """Loads of ``size`` bytes at ``addr`` through the MMU (may fault)."""
-        return self._access(addr, size, None)
+        return self._access(_ulong("addr", addr), _count("size", size), None)
 
     def write(self, addr, data) -> None:
         """Stores of ``data`` at ``addr`` through the MMU (may fault)."""
-        self._access(addr, len(data), bytes(data))
+        if isinstance(data, str):
+            raise TypeError("data must be bytes-like, not str")
+        data = bytes(data)
+        self._access(_ulong("addr", addr), len(data), data)
 
     def fetch(self, addr, size=1) -> bytes:
         """Instruction fetches (NX checks; the I bit of the error code)."""
-        return self._access(addr, size, None, fetch=True)
+        return self._access(_ulong("addr", addr), _count("size", size), None, fetch=True)
 
     def _access(self, addr, size, data, fetch=False):
         k = self._enter()
@@ -335,7 +470,7 @@ class Process:
         done = 0
         from vmsim.arch.x86.mm.fault import pt_regs
         while done < size:
-            a = addr + done
+            a = (addr + done) & _U64                      # the address wraps as the CPU's
             n = min(size - done, 4096 - (a & 0xFFF))
             phys = _cpu.translate(k, self.task, a, access, pt_regs(a if fetch else 0))
             if phys is None:
@@ -351,9 +486,15 @@ class Process:
         return bytes(out) if data is None else None
 
     def touch(self, addr, length, write=False, stride=4096, value=1) -> None:
-        """One access per stride over [addr, addr+length): a load, or a store of ``value``."""
+        """One access per stride over [addr, addr+length): a load, or a store of ``value``
+        (its low byte)."""
+        addr, length = _ulong("addr", addr), _count("length", length)
+        stride = _count("stride", stride)
+        if not stride:
+            raise ValueError("stride must be positive, got 0")
+        value = _integer("value", value)
         k = self._enter()
-        if length <= 0:
+        if not length:
             return self._done()
         count = (length + stride - 1) // stride
         i = _cpu.touch(k, self.task, addr, stride, count, write, value & 0xFF)

@@ -1,7 +1,10 @@
 """The ``vmsim`` command line.
 
-    vmsim run SCENARIO.py       run a scenario file, then summarise faults, RSS, vmstat
-    vmsim trace SCENARIO.py     run it with the function-graph tracer, print the faults' call trees
+    vmsim run SCENARIO.py       run a scenario file; print its system calls as strace -f
+                                does, then faults, RSS and vmstat deltas (--all: every counter)
+    vmsim trace SCENARIO.py     run it with the function-graph tracer: the faults' kernel
+                                calls, page-table entry writes decoded, syscalls as comments
+                                (--func NAME, --pid N, --max N, --all, --exec)
     vmsim walk ADDR             split an address into table indices for each paging mode;
                                 with --scenario FILE --pid N, walk that process's page tables
     vmsim demo                  a built-in tour of the anonymous and shmem fault paths
@@ -10,9 +13,13 @@
 Scenario files are described in :mod:`vmsim.scenario`. User mistakes never show a
 Python traceback: one line on stderr and exit status 2 (bad usage: arguments,
 missing file) or 1 (the scenario failed: syntax error, exception, "FILE:LINE: ...").
+A scenario that dies of a signal (an uncaught SignalDelivered) is reported as a killed
+process: the fatal fault's trace, what ran until then, and exit status 128 + signo, as
+a shell gives it (139 for SIGSEGV, 135 for SIGBUS).
 Output uses rich tables on a terminal and plain text otherwise.
 """
 import argparse
+import re
 import sys
 
 EXIT_SCENARIO = 1
@@ -37,6 +44,7 @@ class Out:
         if rich is None:
             rich = hasattr(self.file, "isatty") and self.file.isatty()
         self.console = None
+        self.before_output = None     # stops a progress display before the first output
         if rich:
             try:
                 from rich.console import Console
@@ -45,12 +53,19 @@ class Out:
                 pass
 
     def line(self, text=""):
+        self._progress_done()
         if self.console is not None:
             self.console.print(text, markup=False, highlight=False, soft_wrap=True)
         else:
             print(text, file=self.file)
 
+    def _progress_done(self):
+        if self.before_output is not None:
+            self.before_output()
+            self.before_output = None
+
     def heading(self, text):
+        self._progress_done()
         if self.console is not None:
             self.console.rule(f"[bold]{_escape(text)}")
         else:
@@ -58,6 +73,7 @@ class Out:
 
     def block(self, title, text):
         """A titled block of preformatted text (a /proc file, a trace)."""
+        self._progress_done()
         if self.console is not None:
             from rich.panel import Panel
             from rich.text import Text
@@ -67,6 +83,7 @@ class Out:
             print(text.rstrip("\n"), file=self.file)
 
     def table(self, title, columns, rows, right=()):
+        self._progress_done()
         """``columns``: header names; ``right``: indices of right-aligned columns."""
         rows = [[str(c) for c in r] for r in rows]
         if self.console is not None:
@@ -103,29 +120,35 @@ def _escape(text):
 
 
 # --- summaries -------------------------------------------------------------------------
-def _kb(pages):
-    return f"{pages * 4} kB"
+from vmsim.views import process_rows   # noqa: E402  (shared with vmsim.demo)
 
 
-def process_rows(machine):
-    """Rows of pid, state, minflt, majflt, RSS (anon/file/shmem), VmHWM."""
-    from vmsim.mm.mm_types import MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES
-    rows = []
-    for pid, p in sorted(machine.processes.items()):
-        t = p.task
-        mm = t.mm
-        if mm is None:
-            rows.append([pid, "exited", t.min_flt, t.maj_flt, "-", "-", "-", "-"])
-            continue
-        rs = mm.rss_stat
-        hwm = max(mm.hiwater_rss, sum(rs[i] for i in (MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES)))
-        rows.append([pid, "running", t.min_flt, t.maj_flt, _kb(rs[MM_ANONPAGES]),
-                     _kb(rs[MM_FILEPAGES]), _kb(rs[MM_SHMEMPAGES]), _kb(hwm)])
-    return rows
+# The vmstat counters a reader of the summary cares about: faults, allocations and
+# frees, reclaim and LRU events, THP events, what is mapped. The rest (per-zone
+# copies, NUMA accounting, derived values such as the dirty thresholds, the free
+# page-block count) only with --all.
+VMSTAT_SHOWN = re.compile(
+    r"(pg(maj)?fault|pgalloc_\w+|pgfree|pgreuse|pgactivate|pgdeactivate|pglazyfreed?|"
+    r"pgrotated|pgrefill|pgscan_\w+|pgsteal_\w+|pswp(in|out)|thp_\w+|unevictable_pgs_\w+|"
+    r"nr_free_pages|nr_anon_pages|nr_anon_transparent_hugepages|nr_mapped|nr_file_pages|"
+    r"nr_shmem|nr_(in)?active_(anon|file)|nr_unevictable|nr_mlock|nr_page_table_pages|"
+    r"cow_ksm|oom_kill|pgmigrate_\w+|htlb_buddy_alloc_\w+)")
+
+FAULT_LEGEND = """\
+  #PF      page faults of user accesses (exc_page_fault)
+  GUP      faults a syscall took through get_user_pages (MAP_POPULATE, mlock, MADV_POPULATE_*)
+  minflt   of these, the ones the task's rusage counts as minor (ru_minflt): faults that
+           completed; a fault ending in a signal or retried is not counted (mm_account_fault)
+  majflt   the ones counted as major (ru_majflt)
+  do_*...  faults that went through that kernel function (a fault counts once in each)
+  SIG*     faults that ended in that signal"""
 
 
-def print_summary(out, result, tracer=None):
-    """The ``vmsim run`` summary: per process faults and RSS, fault paths, vmstat deltas."""
+def print_summary(out, result, tracer=None, show_all=False, killed=None):
+    """The ``vmsim run`` summary: per process faults and RSS, fault paths, vmstat deltas.
+
+    Fault counts exclude the faults execve takes for itself (writing argv), as the
+    task's rusage does; the fault table's minflt/majflt then equal getrusage's."""
     from vmsim.scenario import vmstat_deltas
     from vmsim.trace import FAULT_PATHS
     machines = result.reported_machines()
@@ -134,59 +157,157 @@ def print_summary(out, result, tracer=None):
         out.heading(f"Summary of {result.path}{suffix}")
         out.table("Processes: faults (getrusage) and RSS",
                   ["pid", "state", "minflt", "majflt", "RssAnon", "RssFile", "RssShmem", "VmHWM"],
-                  process_rows(m), right=(0, 2, 3, 4, 5, 6, 7))
+                  process_rows(m, killed), right=(0, 2, 3, 4, 5, 6, 7))
         if tracer is not None:
-            mine = [f for f in tracer.faults if f.pid in m.processes]
+            mine = [f for f in tracer.faults if f.pid in m.processes and not f.exec]
             pids = sorted({f.pid for f in mine})
             cols = [p for p in FAULT_PATHS if any(p in f.paths for f in mine)]
             sigs = sorted({f.signal for f in mine if f.signal is not None})
+            kinds = ["#PF"] + (["GUP"] if any(f.kind == "gup" for f in mine) else [])
             rows = []
             for pid in pids:
                 c = tracer.path_counts(pid)
-                total = sum(1 for f in mine if f.pid == pid)
-                rows.append([pid, total] + [c.get(p, 0) for p in cols] +
-                            [c.get(f"signal {s}", 0) for s in sigs])
-            out.table("Page faults by path (a fault counts once for each function it went through)",
-                      ["pid", "faults"] + cols + [f"{s}" for s in sigs], rows,
-                      right=tuple(range(len(cols) + len(sigs) + 2)))
+                rows.append([pid] + [c.get(k, 0) for k in kinds] + [c["minflt"], c["majflt"]] +
+                            [c.get(p, 0) for p in cols] + [c.get(f"signal {s}", 0) for s in sigs])
+            header = ["pid"] + kinds + ["minflt", "majflt"] + cols + sigs
+            out.table("Page faults traced, by kind and path", header, rows,
+                      right=tuple(range(len(header))))
+            nexec = sum(1 for f in tracer.faults if f.exec and f.pid in m.processes)
+            legend = FAULT_LEGEND
+            if nexec:
+                legend += (f"\n  (left out: {nexec} fault{'s' * (nexec != 1)} execve took for "
+                           f"itself, writing argv; the rusage leaves {'them' if nexec != 1 else 'it'} "
+                           f"out too)")
+            out.line(legend)
         deltas = vmstat_deltas(m, base)
-        out.table("vmstat deltas (non-zero)", ["counter", "delta"],
-                  [[k, f"{v:+d}"] for k, v in deltas], right=(1,))
+        shown = [(k, v) for k, v in deltas if show_all or VMSTAT_SHOWN.fullmatch(k)]
+        hidden = len(deltas) - len(shown)
+        title = "vmstat deltas (non-zero)" if show_all else \
+            "vmstat deltas: faults, allocations, frees, LRU and THP events (non-zero)"
+        out.table(title, ["counter", "delta"], [[k, f"{v:+d}"] for k, v in shown], right=(1,))
+        if hidden:
+            out.line(f"  ({hidden} more changed: per-zone, NUMA and derived counters; --all shows them)")
 
 
 # --- commands ----------------------------------------------------------------------------
+def _not_a_toml_scenario(path):
+    """`vmsim run x.toml`: conformance scenarios are run by `vmsim conform`."""
+    if path and path.lower().endswith(".toml"):
+        raise UsageError(f"{path} is a conformance scenario (TOML): run it with "
+                         f"'vmsim conform {path}'; run, trace and walk --scenario take a Python scenario")
+
+
 def _machine_kw(args):
     return dict(memory=args.memory, cpus=args.cpus, paging_levels=args.levels,
                 show_traceback=args.traceback)
 
 
+def _run_traced(args, tracers):
+    """Run the scenario under the tracers; return (result, fatal) where fatal is the
+    ScenarioError of a scenario that died of an uncaught signal (None otherwise)."""
+    from vmsim.api import SignalDelivered
+    from vmsim.scenario import run_scenario, ScenarioError
+    import contextlib
+    with contextlib.ExitStack() as stack:
+        for t in tracers:
+            stack.enter_context(t)
+        try:
+            return run_scenario(args.scenario, **_machine_kw(args)), None
+        except ScenarioError as e:
+            if not isinstance(e.exception, SignalDelivered) or e.result is None:
+                raise
+            return e.result, e
+
+
+def _killed_pid(result, exc):
+    """The pid whose access raised the fatal SignalDelivered (its innermost Process)."""
+    from vmsim.api import Process
+    tb = exc.__traceback__
+    pid = None
+    while tb is not None:
+        obj = tb.tb_frame.f_locals.get("self")
+        if isinstance(obj, Process):
+            pid = obj.pid
+        tb = tb.tb_next
+    return pid
+
+
+def _report_death(out, fatal, st, tracer):
+    """The scenario died of a signal: its fault's trace first; return (pid, exit status)."""
+    from vmsim.strace import signal_name
+    exc = fatal.exception
+    pid = _killed_pid(fatal.result, exc)
+    sig = signal_name(exc.signo)
+    st.killed(pid, exc.signo)
+    out.heading(f"pid {pid} killed by {sig}: the fatal fault")
+    if tracer is not None and tracer.record:
+        faults = [f for f in tracer.faults if f.pid == pid and f.signal is not None]
+        out.line(tracer.text(faults=faults[-1:]).rstrip("\n"))
+    else:
+        out.line("(not traced: run without --no-paths to see it)")
+    return pid, sig
+
+
 def cmd_run(args, out):
-    from vmsim.scenario import run_scenario
+    """Run the scenario; print its system calls (strace), then the summary.
+
+    A scenario that dies of an uncaught signal (SignalDelivered) is reported as a
+    killed process: the fatal fault's trace, the calls up to it, the summary, and the
+    exit status a shell gives a process killed by that signal: 128 + signo (139 for
+    SIGSEGV, 135 for SIGBUS)."""
+    from vmsim.strace import Strace
     from vmsim.trace import function_graph
     tracer = None
     if args.paths:
-        tracer = function_graph(None, faults_only=True, record=False)
-        with tracer:
-            result = run_scenario(args.scenario, **_machine_kw(args))
-    else:
-        result = run_scenario(args.scenario, **_machine_kw(args))
-    print_summary(out, result, tracer)
+        tracer = function_graph(None, faults_only=True, record="signals")
+    st = Strace(max_records=args.max)
+    result, fatal = _run_traced(args, [st] + ([tracer] if tracer else []))
+    killed = {}
+    if fatal is not None:
+        pid, sig = _report_death(out, fatal, st, tracer)
+        killed[pid] = sig
+    out.heading("System calls and signals (as strace -f shows them)")
+    out.line(st.text().rstrip("\n") or "(none)")
+    print_summary(out, result, tracer, show_all=args.all, killed=killed)
+    if fatal is not None:
+        print(f"vmsim: {fatal}", file=sys.stderr)
+        return 128 + fatal.exception.signo
     return 0
 
 
 def cmd_trace(args, out):
-    from vmsim.scenario import run_scenario
+    """Run the scenario under the function-graph tracer; strace's lines appear as
+    ``/* ... */`` comments between the graphs. Exit status as ``vmsim run``."""
+    from vmsim.strace import Strace, format_record
     from vmsim.trace import function_graph
-    tracer = function_graph(None, faults_only=not args.all, max_events=args.max_events)
-    with tracer:
-        run_scenario(args.scenario, **_machine_kw(args))
+    tracer = function_graph(None, faults_only=not args.all, max_events=args.max,
+                            funcs=args.graph_funcs, pid=args.pid, show_exec=args.exec)
+
+    def on_record(rec, proc):
+        tracer.comment(format_record(rec), rec.pid, proc.task.cpu if proc is not None else None)
+    st = Strace(max_records=args.max, pid=args.pid, on_record=on_record)
+    result, fatal = _run_traced(args, [st, tracer])
+    if fatal is not None:
+        pid, sig = _report_death(out, fatal, st, tracer)
+        out.heading("The whole trace")
     out.line(tracer.text().rstrip("\n"))
-    out.line(f"# {len(tracer.faults)} page faults traced")
+    shown = tracer.shown_faults()
+    if args.pid is not None:
+        shown = [f for f in shown if f.pid == args.pid]
+    nexec = tracer.exec_faults(args.pid)
+    note = f"# {len(shown)} page faults traced"
+    if nexec and not args.exec:
+        note += f" ({nexec} more taken by execve itself, writing argv: not shown, --exec shows them)"
+    out.line(note)
+    if fatal is not None:
+        print(f"vmsim: {fatal}", file=sys.stderr)
+        return 128 + fatal.exception.signo
     return 0
 
 
 def cmd_walk(args, out):
-    from vmsim.walk import parse_address, render_layout, vtop, PAGING_MODES
+    from vmsim.walk import parse_address, render_layout, vtop, check_address, PAGING_MODES
+    from vmsim.arch.x86.pgtable_types import paging_mode
     try:
         addr = parse_address(args.address)
     except ValueError as e:
@@ -195,25 +316,38 @@ def cmd_walk(args, out):
         raise UsageError("--pid needs --scenario FILE")
     if args.scenario is None:
         modes = [args.mode] if args.mode else list(PAGING_MODES)
+        problems = {m: check_address(addr, PAGING_MODES[m]) for m in modes}
+        if all(problems.values()):
+            if args.mode:
+                raise UsageError(f"{args.mode} paging: {addr:#x} is {problems[args.mode]}")
+            raise UsageError(f"{addr:#x} fits no paging mode: wider than 32 bits, and "
+                             f"non-canonical for 48- and 57-bit addresses (bits 63..47, "
+                             f"resp. 63..56, must all equal bit 47, resp. 56)")
         for i, m in enumerate(modes):
             if i:
                 out.line("")
-            mode = PAGING_MODES[m]
-            from vmsim.walk import check_address
-            problem = check_address(addr, mode)
-            if problem and mode.va_bits == 32 and not args.mode:
-                out.line(f"{m} paging: {addr:#x} {problem}")
+            if problems[m]:
+                out.line(f"{m} paging: {addr:#x} is {problems[m]}")
                 continue
             out.line(render_layout(addr, m))
         return 0
-    from vmsim.scenario import run_scenario
-    from vmsim.arch.x86.pgtable_types import paging_mode
-    result = run_scenario(args.scenario, **_machine_kw(args))
-    machine = result.machine
-    mname = paging_mode(machine.k.paging_levels).name
+    # The scenario's machine fixes the mode: an address it cannot hold is a usage error,
+    # found before the scenario runs.
+    mname = paging_mode(args.levels).name
     if args.mode and args.mode != mname:
         raise UsageError(f"--mode {args.mode}: the scenario's machine uses {mname} paging"
                          f" (choose the machine's with --levels 4 or 5)")
+    problem = check_address(addr, PAGING_MODES[mname])
+    if problem:
+        raise UsageError(f"{mname} paging: {addr:#x} is {problem}")
+    from vmsim.scenario import run_scenario
+    result = run_scenario(args.scenario, **_machine_kw(args))
+    machine = result.machine
+    if paging_mode(machine.k.paging_levels).name != mname:
+        mname = paging_mode(machine.k.paging_levels).name
+        problem = check_address(addr, PAGING_MODES[mname])
+        if problem:
+            raise UsageError(f"the scenario's machine uses {mname} paging: {addr:#x} is {problem}")
     pid = args.pid
     if pid is None:
         live = sorted(machine.processes)
@@ -246,13 +380,16 @@ def cmd_seedmap(args, out):
         raise UsageError(f"--section {args.section}: sections are "
                          f"{', '.join(seedmap.sections())} (or just the number)")
     entries = seedmap.select(args.section, args.missing)
-    rows = [[e["key"], e["seed_line"].strip().replace("\t", " "), e["linux_6_18"],
-             seedmap.vmsim_cell(e)] for e in entries]
     what = "not modelled yet" if args.missing else "seed map"
-    title = f"{what}: {len(rows)} of {len(seedmap.SEED_MAP)} entries"
+    title = f"{what}: {len(entries)} of {len(seedmap.SEED_MAP)} entries"
     if args.section:
         title += f" (section {args.section})"
-    out.table(title, ["key", "seed line", "Linux 6.18", "vmsim"], rows)
+    # One block per entry, wrapped to fit a 100-column terminal (or a narrower one).
+    import shutil
+    width = min(100, shutil.get_terminal_size((100, 24)).columns) if out.console else 100
+    out.line(title)
+    out.line("")
+    out.line(seedmap.render_blocks(entries, max(width, 60)))
     return 0
 
 
@@ -262,9 +399,16 @@ def cmd_conform(args, out):
     return conform_main(args.rest)
 
 
+def _vmsim_version() -> str:
+    from vmsim import __version__
+    return __version__
+
+
 def build_parser():
+    from vmsim import cli_views
     p = _Parser(prog="vmsim", description="vmsim: an executable model of Linux 6.18 x86-64 "
                 "memory management.")
+    p.add_argument("--version", action="version", version=f"vmsim {_vmsim_version()}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def machine_opts(sp):
@@ -282,23 +426,39 @@ def build_parser():
     sp.add_argument("scenario", metavar="SCENARIO.py")
     sp.add_argument("--no-paths", dest="paths", action="store_false",
                     help="do not count fault paths (runs faster: no profile hook)")
+    sp.add_argument("--all", action="store_true",
+                    help="every vmstat counter that changed (per-zone, NUMA, derived values)")
+    sp.add_argument("--max", type=int, default=10000, metavar="N",
+                    help="stop collecting system calls after N lines (default 10000)")
     machine_opts(sp)
+    cli_views.add_options(sp, plot=True)
     sp.set_defaults(func=cmd_run)
 
-    sp = sub.add_parser("trace", help="run a scenario with the function-graph tracer")
+    sp = sub.add_parser("trace", help="run a scenario with the function-graph tracer",
+                        description="Run SCENARIO.py under a function-graph tracer (ftrace's "
+                        "function_graph): each page fault's kernel calls, every page-table "
+                        "entry write decoded, the system calls as comments.")
     sp.add_argument("scenario", metavar="SCENARIO.py")
     sp.add_argument("--all", action="store_true", help="trace every model call, not only faults")
-    sp.add_argument("--max-events", type=int, default=5000, help="stop recording after N lines")
+    sp.add_argument("--func", dest="graph_funcs", action="append", metavar="NAME",
+                    help="set_graph_function: only the graphs of NAME (repeatable)")
+    sp.add_argument("--pid", type=int, help="only this process (set_ftrace_pid)")
+    sp.add_argument("--exec", action="store_true",
+                    help="also the faults execve takes for itself (writing argv)")
+    sp.add_argument("--max", "--max-events", dest="max", type=int, default=5000, metavar="N",
+                    help="stop recording after N lines (default 5000)")
     machine_opts(sp)
+    cli_views.add_options(sp)
     sp.set_defaults(func=cmd_trace)
 
     from vmsim.arch.x86.pgtable_types import PAGING_MODES
     sp = sub.add_parser("walk", help="decompose an address / walk a process's page tables")
-    sp.add_argument("address", metavar="ADDR", help="hex (0x7ffff7ff6000) or decimal")
+    sp.add_argument("address", metavar="ADDR", help="hex, 0x optional (as crash: 7ffff7ff6000)")
     sp.add_argument("--mode", choices=list(PAGING_MODES), help="one paging mode (default: all)")
     sp.add_argument("--scenario", metavar="FILE", help="run FILE, then walk in a process's mm")
     sp.add_argument("--pid", type=int, help="the process to walk (with --scenario)")
     machine_opts(sp)
+    cli_views.add_options(sp)
     sp.set_defaults(func=cmd_walk)
 
     sp = sub.add_parser("demo", help="a tour of the anonymous and shmem fault paths")
@@ -333,10 +493,20 @@ def main(argv=None) -> int:
         if not getattr(args, "func", None):
             parser.print_help()
             return EXIT_USAGE
-        if getattr(args, "max_events", 1) <= 0:
-            raise UsageError("--max-events must be positive")
+        if args.command in ("run", "trace") or getattr(args, "scenario", None):
+            _not_a_toml_scenario(args.scenario)
+        if getattr(args, "max", 1) <= 0:
+            raise UsageError("--max must be positive")
         if getattr(args, "cpus", 1) <= 0:
             raise UsageError("--cpus must be positive")
+        from vmsim import cli_views
+        if cli_views.wanted(args):
+            return cli_views.dispatch(args, out)
+        if getattr(args, "scenario", None):     # a long run, numba's first compile
+            from vmsim import progress
+            with progress.status(f"running {args.scenario}") as bar:
+                out.before_output = bar.stop
+                return args.func(args, out)
         return args.func(args, out)
     except UsageError as e:
         print(f"vmsim: error: {e}", file=sys.stderr)

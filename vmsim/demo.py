@@ -224,9 +224,8 @@ def run_demo(out, traces=True, memory="1G"):
             out.block(title, "\n".join(fault.lines))
 
     out.heading("Result")
-    from vmsim.cli import process_rows
-    out.table("Processes: faults (getrusage) and RSS",
-              ["pid", "state", "minflt", "majflt", "RssAnon", "RssFile", "RssShmem", "VmHWM"],
+    from vmsim.views import PROCESS_COLUMNS, process_rows
+    out.table("Processes: faults (getrusage) and RSS", PROCESS_COLUMNS,
               process_rows(m), right=(0, 2, 3, 4, 5, 6, 7))
     counts = tr.path_counts()
     out.table(f"Page faults by path ({len(tr.faults)} traced)", ["path", "faults"],

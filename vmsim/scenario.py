@@ -30,6 +30,8 @@ class ScenarioError(Exception):
     def __init__(self, message: str, status: int = 1):
         super().__init__(message)
         self.status = status
+        self.exception = None       # the scenario's own exception, if it raised one
+        self.result = None          # ScenarioResult of what ran until then
 
 
 class ScenarioResult:
@@ -68,11 +70,27 @@ def vmstat_deltas(machine, baseline: dict) -> list:
     return [(n, v - baseline.get(n, 0)) for n, v in now.items() if v != baseline.get(n, 0)]
 
 
+MAX_SCENARIO_BYTES = 4 << 20
+
+
+def read_scenario(path: str) -> bytes:
+    """Return a scenario file's bytes, reading at most MAX_SCENARIO_BYTES of it.
+
+    A scenario is a short program: anything longer (a device such as /dev/zero, a
+    log passed by mistake) is refused instead of being read into memory without end.
+    """
+    with open(path, "rb") as f:
+        source = f.read(MAX_SCENARIO_BYTES + 1)
+    if len(source) > MAX_SCENARIO_BYTES:
+        raise ScenarioError(f"{path}: larger than {MAX_SCENARIO_BYTES >> 20} MiB: "
+                            f"not a scenario file", 2)
+    return source
+
+
 def compile_scenario(path: str):
     """Read and compile a scenario; raise ScenarioError (2: unreadable, 1: syntax)."""
     try:
-        with open(path, "rb") as f:
-            source = f.read()
+        source = read_scenario(path)
     except FileNotFoundError:
         raise ScenarioError(f"{path}: no such file", 2) from None
     except IsADirectoryError:
@@ -150,11 +168,18 @@ def run_scenario(path: str, memory="1G", cpus=2, paging_levels=4, show_traceback
     except BaseException as e:
         if show_traceback:
             traceback.print_exc()
-        raise ScenarioError(describe_exception(path, e), 1) from None
+        err = ScenarioError(describe_exception(path, e), 1)
+        # What ran until then, for a report of a scenario that died (of a signal).
+        err.exception, err.result = e, _result(path, g, machine, created, baselines)
+        raise err from None
     finally:
         _api.Machine.__init__ = orig_init
         sys.argv = saved_argv
         sys.path[:] = saved_path
+    return _result(path, g, machine, created, baselines)
+
+
+def _result(path, g, machine, created, baselines) -> ScenarioResult:
     primary = g.get("machine") if isinstance(g.get("machine"), vmsim.Machine) else machine
     seen, machines = set(), []
     for m, _ in created:

@@ -3,7 +3,7 @@ the vmsim function doing that step (``vmsim seedmap``; data in vmsim/seedmap_dat
 
 An entry's ``vmsim`` is a dotted path to a callable defined where the path says
 (``vmsim.mm.memory.do_anonymous_page``, ``vmsim.mm.mm_types.mm_struct.find_vma``),
-or None with a ``status`` ("not modelled yet: <issue>") when vmsim has no
+or None with a ``status`` ("not modelled yet: <what>") when vmsim has no
 counterpart yet. :func:`render_markdown` regenerates docs/seedmap.md.
 """
 import importlib
@@ -95,6 +95,25 @@ def sections():
 
 def vmsim_cell(e) -> str:
     return e["vmsim"] if e["vmsim"] is not None else "— " + e.get("status", "")
+
+
+def render_blocks(entries, width: int = 100) -> str:
+    """Entries as blocks of lines no wider than ``width`` (``vmsim seedmap``): the key and
+    the seed's line, then Linux 6.18's counterpart and vmsim's function, wrapped."""
+    import textwrap
+    out = []
+    label = 16
+    for e in entries:
+        seed = " ".join(e["seed_line"].split())
+        out += textwrap.wrap(f"{e['key']}  {seed}", width, subsequent_indent=" " * 4,
+                             break_on_hyphens=False)
+        vm = e["vmsim"] if e["vmsim"] is not None else e.get("status", "not modelled yet")
+        for name, text in (("Linux 6.18", e["linux_6_18"]), ("vmsim", vm)):
+            out += textwrap.wrap(" ".join(str(text).split()), width,
+                                 initial_indent=f"    {name:<{label - 4}}",
+                                 subsequent_indent=" " * label, break_on_hyphens=False)
+        out.append("")
+    return "\n".join(out).rstrip("\n")
 
 
 def _md(text: str) -> str:

@@ -29,25 +29,97 @@ class Field(NamedTuple):
     value: int
 
 
-def parse_address(text: str) -> int:
-    """Parse "0x7ffff7ff6000", "7ffff7ff6000" (hex) or "4096" (decimal: digits only).
+_HEX = frozenset("0123456789abcdefABCDEF")
 
+
+def parse_address(text: str) -> int:
+    """Parse an address as crash does: hex, ``0x`` optional ("0x7ffff7ff6000", "7ffff7ff6000").
+
+    Only ASCII hex digits count (int() would also take Unicode digits, "_" and signs).
     Raises ValueError with a user-facing message for anything that is not a 64-bit
     address.
     """
-    s = str(text).strip().replace("_", "")
-    try:
-        if s.lower().startswith("0x"):
-            v = int(s, 16)
-        elif s.isdigit():
-            v = int(s, 10)
-        else:
-            v = int(s, 16)
-    except ValueError:
-        raise ValueError(f"bad address {text!r}: use hex (0x7ffff7ff6000) or decimal") from None
-    if v < 0 or v > MASK64:
-        raise ValueError(f"bad address {text!r}: not a 64-bit address")
+    s = str(text).strip()
+    digits = s[2:] if s[:2] in ("0x", "0X") else s
+    if not digits or not set(digits) <= _HEX:
+        raise ValueError(f"bad address {text!r}: use hex digits 0-9 a-f, 0x optional "
+                         f"(0x7ffff7ff6000)")
+    v = int(digits, 16)
+    if v > MASK64:
+        raise ValueError(f"bad address {text!r}: wider than 64 bits")
     return v
+
+
+# Documentation/arch/x86/x86_64/mm.rst (6.18): the x86-64 virtual memory map, as
+# (first, last, description) per paging mode. The direct map, vmalloc and vmemmap
+# bases shown are the defaults; CONFIG_RANDOMIZE_MEMORY moves them at boot.
+_SHARED_TOP = (
+    (0xfffffc0000000000, 0xfffffdffffffffff, "unused hole (vaddr_end for KASLR)"),
+    (0xfffffe0000000000, 0xfffffe7fffffffff, "cpu_entry_area mapping"),
+    (0xfffffe8000000000, 0xfffffeffffffffff, "unused hole"),
+    (0xffffff0000000000, 0xffffff7fffffffff, "%esp fixup stacks"),
+    (0xffffff8000000000, 0xffffffeeffffffff, "unused hole"),
+    (0xffffffef00000000, 0xfffffffeffffffff, "EFI region mapping space"),
+    (0xffffffff00000000, 0xffffffff7fffffff, "unused hole"),
+    (0xffffffff80000000, 0xffffffff9fffffff, "kernel text mapping, mapped to physical address 0"),
+    (0xffffffffa0000000, 0xfffffffffeffffff, "module mapping space"),
+    (0xffffffffff000000, 0xffffffffff5fffff,
+     "fixmap range (from FIXADDR_START, variable size and offset)"),
+    (0xffffffffff600000, 0xffffffffff600fff, "legacy vsyscall ABI"),
+    (0xffffffffff601000, 0xffffffffffdfffff, "unused hole"),
+    (0xffffffffffe00000, 0xffffffffffffffff, "unused hole"),
+)
+MEMORY_MAP = {
+    "4-level": (
+        (0x0000000000000000, 0x00007fffffffefff, "user-space virtual memory, different per mm"),
+        (0x00007ffffffff000, 0x00007fffffffffff, "guard hole"),
+        (0xffff800000000000, 0xffff87ffffffffff, "guard hole, also reserved for hypervisor"),
+        (0xffff880000000000, 0xffff887fffffffff, "LDT remap for PTI"),
+        (0xffff888000000000, 0xffffc87fffffffff,
+         "direct mapping of all physical memory (page_offset_base)"),
+        (0xffffc88000000000, 0xffffc8ffffffffff, "unused hole"),
+        (0xffffc90000000000, 0xffffe8ffffffffff, "vmalloc/ioremap space (vmalloc_base)"),
+        (0xffffe90000000000, 0xffffe9ffffffffff, "unused hole"),
+        (0xffffea0000000000, 0xffffeaffffffffff, "virtual memory map (vmemmap_base)"),
+        (0xffffeb0000000000, 0xffffebffffffffff, "unused hole"),
+        (0xffffec0000000000, 0xfffffbffffffffff, "KASAN shadow memory"),
+    ) + _SHARED_TOP,
+    "5-level": (
+        (0x0000000000000000, 0x00fffffffffff000 - 1, "user-space virtual memory, different per mm"),
+        (0x00fffffffffff000, 0x00ffffffffffffff, "guard hole"),
+        (0xff00000000000000, 0xff0fffffffffffff, "guard hole, also reserved for hypervisor"),
+        (0xff10000000000000, 0xff10ffffffffffff, "LDT remap for PTI"),
+        (0xff11000000000000, 0xff90ffffffffffff,
+         "direct mapping of all physical memory (page_offset_base)"),
+        (0xff91000000000000, 0xff9fffffffffffff, "unused hole"),
+        (0xffa0000000000000, 0xffd1ffffffffffff, "vmalloc/ioremap space (vmalloc_base)"),
+        (0xffd2000000000000, 0xffd3ffffffffffff, "unused hole"),
+        (0xffd4000000000000, 0xffd5ffffffffffff, "virtual memory map (vmemmap_base)"),
+        (0xffd6000000000000, 0xffdeffffffffffff, "unused hole"),
+        (0xffdf000000000000, 0xfffffbffffffffff, "KASAN shadow memory"),
+    ) + _SHARED_TOP,
+}
+
+
+def region(addr: int, mode) -> tuple:
+    """Return (first, last, description) of the mm.rst region holding ``addr``, or None
+    (a 32-bit mode, or a non-canonical address)."""
+    name = mode if isinstance(mode, str) else mode.name
+    for r in MEMORY_MAP.get(name, ()):
+        if r[0] <= addr <= r[1]:
+            return r
+    return None
+
+
+def describe_region(addr: int, mode, indent: str = "") -> str:
+    """Two lines naming the region of ``addr`` in the x86-64 memory map, or ""."""
+    r = region(addr, mode)
+    if r is None:
+        return ""
+    half = "kernel" if addr >> 63 else "user"
+    return (f"{indent}region: {r[2]}\n"
+            f"{indent}        {r[0]:016x}-{r[1]:016x}, {half} half"
+            f" (Documentation/arch/x86/x86_64/mm.rst)")
 
 
 def mode_names():
@@ -58,7 +130,7 @@ def check_address(addr: int, mode) -> str:
     """Return "" if ``addr`` is a valid address in ``mode``, else why not."""
     if mode.va_bits == 32:
         if addr >> 32:
-            return f"does not fit in 32 bits ({mode.name} paging has 32-bit addresses)"
+            return f"wider than 32 bits ({mode.name} paging has 32-bit addresses)"
         return ""
     top = addr >> (mode.va_bits - 1)
     if top != 0 and top != (1 << (65 - mode.va_bits)) - 1:
@@ -128,6 +200,9 @@ def render_layout(addr: int, mode) -> str:
     problem = check_address(addr, mode)
     if problem:
         lines += [f"  note: {addr:#x} is {problem}", ""]
+    where = describe_region(addr, mode, "  ")
+    if where:
+        lines += [where, ""]
     by_k = {f.kname: f for f in fields}
     lvl_by_k = {lvl.kname: lvl for lvl in mode.levels}
     lines.append("  mm->pgd")
@@ -188,19 +263,24 @@ def vtop(machine, pid: int, addr: int) -> str:
     if mm is None:
         raise LookupError(f"process {pid} has exited: it has no page tables")
     mode = paging_mode(k.paging_levels)
-    steps, phys = walk_entries(k, mm, addr)
-    out = [f"PID: {pid}  {mode.name} paging ({'/'.join(lvl.kname for lvl in mode.levels)})",
-           f"{'VIRTUAL':<18}PHYSICAL",
-           f"{addr:<18x}{phys:x}" if phys is not None else f"{addr:<18x}(not mapped)", ""]
+    head = f"PID: {pid}  {mode.name} paging ({'/'.join(lvl.kname for lvl in mode.levels)})"
     problem = check_address(addr, mode)
     if problem:
-        out += [f"note: {problem}", ""]
-    vma = mm.vma_lookup(addr) if not problem else None
+        # No table is consulted: the CPU checks the form before any walk (SDM 4.5).
+        return "\n".join([head, f"{'VIRTUAL':<18}PHYSICAL", f"{addr:<18x}(non-canonical)", "",
+                          f"{addr:#x} is {problem}"])
+    steps, phys = walk_entries(k, mm, addr)
+    out = [head, f"{'VIRTUAL':<18}PHYSICAL",
+           f"{addr:<18x}{phys:x}" if phys is not None else f"{addr:<18x}(not mapped)", ""]
+    where = describe_region(addr, mode)
+    if where:
+        out += [where]
+    vma = mm.vma_lookup(addr)
     if vma is not None:
         kind = "anon" if vma.vm_ops is None and vma.vm_file is None else \
             (getattr(vma.vm_ops, "name", None) or type(vma.vm_ops).__name__.strip("_"))
         out.append(f"VMA: {vma.vm_start:x}-{vma.vm_end:x} {_vma_flags(vma)} {kind}")
-    elif not problem:
+    else:
         out.append("VMA: none (a kernel address: a user access gets SIGSEGV)" if addr >= k.task_size_max
                    else "VMA: none (an access here gets SIGSEGV)")
     out.append(f"PGD DIRECTORY: pfn {mm.pgd:#x} (mm->pgd)")

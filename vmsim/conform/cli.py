@@ -205,6 +205,24 @@ def print_result(res, show_diff, out):
                     w(f"      {pages}: linux {a}  vmsim {b}\n")
 
 
+def json_document(results, mode, recorded):
+    """``vmsim conform --json`` (docs/json.md)."""
+    from vmsim.views import document
+    scns = []
+    for r in results:
+        scns.append({
+            "name": r.name, "path": r.path, "status": r.status, "error": r.error,
+            "source": r.scn.source if r.scn else None, "notes": r.notes,
+            "agree": r.agree, "differ": r.differ,
+            "skipped": len(r.rows) - r.agree - r.differ,
+            "observations": [{"key": k, "linux": lv, "vmsim": vv, "status": st.lower()}
+                             for k, lv, vv, st in r.rows]})
+    return document("conform", mode=mode, record=recorded, scenarios=scns, totals={
+        "scenarios": len(results), "observations": sum(len(r.rows) for r in results),
+        "agree": sum(r.agree for r in results), "differ": sum(r.differ for r in results),
+        "failed": sum(1 for r in results if r.error)})
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = _Parser(prog="vmsim conform", description=__doc__.split("\n\n")[1])
@@ -215,6 +233,8 @@ def main(argv=None) -> int:
                     help="print only disagreements, page by page for pagemap")
     ap.add_argument("--recorded", action="store_true",
                     help="compare with the recorded Linux results, not a live run")
+    ap.add_argument("--json", action="store_true",
+                    help="print one JSON document (docs/json.md) instead of the text report")
     try:
         args = ap.parse_args(argv)
         files = scenario_files(args.paths)
@@ -228,12 +248,20 @@ def main(argv=None) -> int:
         return EXIT_USAGE
     mode = "recorded" if args.recorded else "auto"
     results = []
-    for f in files:
-        r = run_scenario(f, mode, args.record)
-        print_result(r, args.show_diff, sys.stdout)
-        if r.error:
-            print(r.error if r.error.startswith(f) else f"{f}: {r.error}", file=sys.stderr)
-        results.append(r)
+    from vmsim import progress
+    with progress.bar("conform", total=len(files)) as bar:
+        for f in files:
+            bar.update(os.path.basename(f))
+            r = run_scenario(f, mode, args.record)
+            if not args.json:
+                print_result(r, args.show_diff, sys.stdout)
+            if r.error:
+                print(r.error if r.error.startswith(f) else f"{f}: {r.error}", file=sys.stderr)
+            results.append(r)
+            bar.advance()
+    if args.json:
+        print(json.dumps(json_document(results, mode, args.record), indent=1))
+        return max((r.status for r in results), default=EXIT_OK)
     tot = sum(len(r.rows) for r in results)
     agree = sum(r.agree for r in results)
     differ = sum(r.differ for r in results)

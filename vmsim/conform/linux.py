@@ -69,7 +69,8 @@ def executor_path() -> str:
         raise LinuxUnavailable("no C compiler found (set CC, or install cc/gcc/clang) to build "
                                "the conformance executor; use the recorded Linux results instead")
     os.makedirs(d, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
+    from vmsim import progress
+    with tempfile.TemporaryDirectory() as tmp, progress.status("compiling the conformance executor"):
         src = os.path.join(tmp, "executor.c")
         with open(src, "wb") as f:
             f.write(executor_source())

@@ -32,7 +32,7 @@ KERNELS = ("6.18",)
 
 PROT = {"r": 1, "w": 2, "x": 4}
 MAP_FLAGS = {
-    "shared": 0x01, "private": 0x02, "fixed": 0x10, "anonymous": 0x20, "32bit": 0x40, "growsdown": 0x100,
+    "shared": 0x01, "private": 0x02, "droppable": 0x08, "fixed": 0x10, "anonymous": 0x20, "32bit": 0x40, "growsdown": 0x100,
     "locked": 0x2000, "noreserve": 0x4000, "populate": 0x8000, "nonblock": 0x10000,
     "stack": 0x20000, "fixed_noreplace": 0x100000,
 }
@@ -61,6 +61,48 @@ ID_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 
 class ScenarioFormatError(Exception):
     """A malformed scenario: str() is "FILE:LINE: problem"."""
+
+
+# tomllib parses nested arrays and inline tables recursively: a few hundred levels
+# exhaust Python's stack (RecursionError). No scenario needs more than three.
+MAX_NESTING = 32
+
+
+def _too_deep(text, limit=MAX_NESTING):
+    """The 1-based line where ``[``/``{`` nesting in values first exceeds ``limit``
+    (strings and comments skipped), else None."""
+    depth = 0
+    line = 1
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "\n":
+            line += 1
+        elif c == "#":
+            j = text.find("\n", i)
+            i = n if j < 0 else j
+            continue
+        elif c in "\"'":
+            q3 = text[i:i + 3]
+            if q3 in ('"""', "'''"):
+                j = text.find(q3, i + 3)
+                j = n if j < 0 else j + 3
+            else:
+                j = i + 1
+                while j < n and text[j] not in (c, "\n"):
+                    j += 2 if c == '"' and text[j] == "\\" else 1
+                j += 1
+            line += text.count("\n", i, min(j, n))
+            i = j
+            continue
+        elif c in "[{":
+            depth += 1
+            if depth > limit:
+                return line
+        elif c in "]}":
+            depth = max(depth - 1, 0)
+        i += 1
+    return None
 
 
 class Step:
@@ -226,6 +268,10 @@ def load(path):
         raise ScenarioFormatError(f"{path}: {e.strerror or e}") from None
     try:
         text = raw.decode()
+        deep = _too_deep(text)
+        if deep is not None:
+            raise ScenarioFormatError(f"{path}:{deep}: arrays or inline tables nested more "
+                                      f"than {MAX_NESTING} deep")
         doc = tomllib.loads(text)
     except UnicodeDecodeError as e:
         raise ScenarioFormatError(f"{path}: not UTF-8 text ({e.reason})") from None
@@ -324,6 +370,10 @@ def build(path, text, doc):
         try:
             n0 = len(ops)
             _resolve(s, st, t, ops, lengths, point_ids)
+            for kind, _, args in ops[n0:]:
+                if kind != "knob":
+                    for a in args:
+                        _fit(None, a)
             s.op_proc += [st.proc] * (len(ops) - n0)
         except ValueError as e:
             key = getattr(e, "key", None)
@@ -344,6 +394,25 @@ class _KeyError(ValueError):
     def __init__(self, key, msg):
         super().__init__(msg)
         self.key = key
+
+
+# The executor keeps every argument in a C ``long`` and casts it to the syscall's type
+# (size_t, unsigned long, int): a number only means the same on both sides if it fits.
+LONG_MIN, ULONG_END = -(1 << 63), 1 << 64
+INT_KEYS = ("prot", "flags", "advice", "resource")     # C int arguments
+
+
+def _fit(key, v):
+    """Raise unless ``v`` fits the C type the executor passes for ``key``."""
+    if not isinstance(v, int) or isinstance(v, bool):
+        return v
+    if key in INT_KEYS:
+        if not -(1 << 31) <= v < (1 << 31):
+            raise _KeyError(key, f"{key}: {v} does not fit in a C int (32 bits)")
+    elif not LONG_MIN <= v < ULONG_END:
+        raise _KeyError(key, f"{key or 'a value'}: {v:#x} does not fit in 64 bits (the C side would see "
+                             f"{v & (ULONG_END - 1):#x})")
+    return v
 
 
 def _resolve(s, st, t, ops, lengths, point_ids):
@@ -373,7 +442,9 @@ def _resolve(s, st, t, ops, lengths, point_ids):
                 raise _KeyError(None, f"missing {key!r}")
             return default
         try:
-            return conv(t[key])
+            return _fit(key, conv(t[key]))
+        except _KeyError:
+            raise
         except (ValueError, TypeError) as e:
             msg = str(e)
             raise _KeyError(key, msg if msg.startswith(key) else f"{key}: {msg}") from None
@@ -398,6 +469,9 @@ def _resolve(s, st, t, ops, lengths, point_ids):
             v = t[key_pages]
             if not isinstance(v, int) or isinstance(v, bool):
                 raise _KeyError(key_pages, f"{key_pages} must be an integer")
+            if not LONG_MIN <= v * PAGE < ULONG_END:
+                raise _KeyError(key_pages, f"{key_pages}: {v} pages ({v * PAGE:#x} bytes) do not "
+                                           "fit in a 64-bit size_t")
             return v * PAGE
         if key_len in t:
             return get(key_len, lambda v: parse_len(v, key_len))
@@ -418,7 +492,7 @@ def _resolve(s, st, t, ops, lengths, point_ids):
         if "page" in t:
             if "offset" in t:
                 raise _KeyError("page", "give 'offset' or 'page', not both")
-            off = get("page", int) * PAGE
+            off = _fit("page", get("page", int) * PAGE)
         else:
             off = get("offset", lambda v: parse_len(v, "offset"), 0)
         length = size_of("length", "pages")
@@ -435,8 +509,9 @@ def _resolve(s, st, t, ops, lengths, point_ids):
         if slot is None:
             raise _KeyError(None, "missing 'map' (the new mapping's name)")
         length = size_of("length", "pages")
-        if length is None or length <= 0:
-            raise _KeyError("length", "mmap needs a positive 'length' or 'pages'")
+        if not length:
+            # A negative length is passed as the C caller's size_t (-4096 -> 2**64-4096).
+            raise _KeyError("length", "mmap needs a nonzero 'length' or 'pages'")
         prot = get("prot", parse_prot, 3)
         flags = get("flags", lambda v: _parse_flags(v, MAP_FLAGS, "flags"), 0x22)
         hs, hoff = -1, 0
@@ -447,7 +522,7 @@ def _resolve(s, st, t, ops, lengths, point_ids):
                     raise _KeyError(k, f"{k} = {{ map = 'name', offset = '16p' }}")
                 hs = slot_of(h["map"], k)
                 try:
-                    hoff = parse_len(h.get("offset", 0), "offset")
+                    hoff = _fit(k, parse_len(h.get("offset", 0), "offset"))
                 except ValueError as e:
                     raise _KeyError(k, str(e)) from None
                 if k == "fixed":
@@ -497,15 +572,29 @@ def _resolve(s, st, t, ops, lengths, point_ids):
         ds, doff = -1, 0
         if "dest" in t:
             d = t["dest"]
-            if not isinstance(d, dict) or "map" not in d:
-                raise _KeyError("dest", "dest = { map = 'name', offset = '16p' }")
-            ds = slot_of(d["map"], "dest")
-            try:
-                doff = parse_len(d.get("offset", 0), "offset")
-            except ValueError as e:
-                raise _KeyError("dest", str(e)) from None
-            if not flags & MREMAP["fixed"]:
-                raise _KeyError("dest", "dest needs flags to include 'fixed'")
+            if isinstance(d, dict) and set(d) == {"address"}:
+                # An absolute new_addr (passed even without 'fixed', which Linux ignores).
+                try:
+                    doff = parse_len(d["address"], "address")
+                except ValueError as e:
+                    raise _KeyError("dest", str(e)) from None
+                if not 0 <= doff < 1 << 64:
+                    raise _KeyError("dest", "address must be in [0, 2**64)")
+                # A slot no step defines holds NULL on both sides: NULL + address.
+                if "@null" not in s.slots:
+                    s.slots["@null"] = len(s.slots)
+                ds, doff = s.slots["@null"], doff - (1 << 64) if doff >= 1 << 63 else doff
+            else:
+                if not isinstance(d, dict) or "map" not in d:
+                    raise _KeyError("dest", "dest = { map = 'name', offset = '16p' } "
+                                            "or { address = '0x...' }")
+                ds = slot_of(d["map"], "dest")
+                try:
+                    doff = _fit("dest", parse_len(d.get("offset", 0), "offset"))
+                except ValueError as e:
+                    raise _KeyError("dest", str(e)) from None
+                if not flags & MREMAP["fixed"]:
+                    raise _KeyError("dest", "dest needs flags to include 'fixed'")
         elif flags & MREMAP["fixed"]:
             raise _KeyError("flags", "'fixed' needs a dest = { map = ... }")
         res_name = t.get("as", t["map"])

@@ -14,6 +14,11 @@ MEMORY = "512M"
 CPUS = 2
 
 
+def _ulong(v):
+    """The executor's (size_t) / (uintptr_t) cast of a C long: vmsim gets the same number."""
+    return v & ((1 << 64) - 1)
+
+
 def _maps(m, pid):
     out = []
     for line in m.read_file(f"/proc/{pid}/maps").splitlines():
@@ -208,27 +213,27 @@ class _Runner:
                     if res + length + align > at + length:
                         p.munmap(at + length, res + length + align - (at + length))
                 else:
-                    hint = self.maddr[hs] + hoff if hs >= 0 else 0
+                    hint = _ulong(self.maddr[hs] + hoff) if hs >= 0 else 0
                     q = p.mmap(hint, length, prot, flags)
                 r["ret"] = q
                 self.maddr[slot], self.mlen[slot] = q, length
             elif kind == "munmap":
-                p.munmap(base + a[1], a[2])
+                p.munmap(_ulong(base + a[1]), _ulong(a[2]))
             elif kind == "mprotect":
-                p.mprotect(base + a[1], a[2], a[3])
+                p.mprotect(_ulong(base + a[1]), _ulong(a[2]), a[3])
             elif kind == "madvise":
-                p.madvise(base + a[1], a[2], a[3])
+                p.madvise(_ulong(base + a[1]), _ulong(a[2]), a[3])
             elif kind == "mremap":
                 slot, off, old, new, flags, ds, doff, rs = a
-                dst = self.maddr[ds] + doff if ds >= 0 else 0
-                q = p.mremap(base + off, old, new, flags, dst)
+                dst = _ulong(self.maddr.get(ds, 0) + doff) if ds >= 0 else 0
+                q = p.mremap(_ulong(base + off), _ulong(old), _ulong(new), flags, dst)
                 r["ret"] = q
                 if rs >= 0:
                     self.maddr[rs], self.mlen[rs] = q, new
             elif kind == "mlock":
-                p.mlock(base + a[1], a[2], a[3])
+                p.mlock(_ulong(base + a[1]), _ulong(a[2]), a[3])
             elif kind == "munlock":
-                p.munlock(base + a[1], a[2])
+                p.munlock(_ulong(base + a[1]), _ulong(a[2]))
             elif kind == "brk":
                 r["base"] = self.brk_base
                 r["ret"] = p.brk(self.brk_base + a[0])

@@ -14,7 +14,7 @@ import errno
 import os
 
 from vmsim.fs import sysfs
-from vmsim.fs.proc import array, meminfo, page, task_mmu, vmstat
+from vmsim.fs.proc import array, base, meminfo, page, task_mmu, vmstat
 
 _TEXT_PID_FILES = {
     "maps": lambda k, t: task_mmu.proc_pid_maps(t.mm),
@@ -23,6 +23,8 @@ _TEXT_PID_FILES = {
     "status": array.proc_pid_status,
     "stat": array.do_task_stat,
     "statm": array.proc_pid_statm,
+    "oom_score": base.proc_oom_score,
+    "oom_score_adj": base.oom_score_adj_read,
 }
 _TEXT_FILES = {
     "/proc/meminfo": meminfo.meminfo_proc_show,
@@ -120,7 +122,12 @@ def write(machine, path: str, data) -> int:
         raise _err(-errno.EIO, path)                 # proc_reg_write(): no ->write
     parts = p.split("/")
     if len(parts) == 4 and parts[1] == "proc":
-        _task(k, parts[2], path)
+        task = _task(k, parts[2], path)
+        if parts[3] == "oom_score_adj":
+            ret = base.oom_score_adj_write(k, task, data)
+            if ret < 0:
+                raise _err(ret, path)
+            return ret
         if parts[3] in _TEXT_PID_FILES or parts[3] == "pagemap":
             raise _err(-errno.EINVAL, path)          # no ->write: vfs_write() says EINVAL
     raise _enoent(path)

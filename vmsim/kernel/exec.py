@@ -112,7 +112,7 @@ class _SpecialMapping:
 
     def fault(self, vmf):
         """special_mapping_fault(): vmsim inserts a special PFN PTE (vmf_insert_pfn)."""
-        from vmsim.arch.x86.pgtable import pte_mkspecial, pfn_pte, pte_offset_map
+        from vmsim.arch.x86.pgtable import pte_mkspecial, pfn_pte, pte_offset_map, set_pte_at
         from vmsim.mm.memory import pte_alloc
         vma = vmf.vma
         mm = vma.vm_mm
@@ -121,7 +121,7 @@ class _SpecialMapping:
             return VM_FAULT_OOM
         pfn = k.special_pages[self.name] + ((vmf.address - vma.vm_start) >> 12)
         ptep = pte_offset_map(mm, vmf.pmd, vmf.address)
-        k.ptpool.mv[ptep] = pte_mkspecial(pfn_pte(pfn, vma.vm_page_prot))
+        set_pte_at(mm, vmf.address, ptep, pte_mkspecial(pfn_pte(pfn, vma.vm_page_prot)))   # insert_pfn
         return VM_FAULT_NOPAGE
 
 

@@ -9,6 +9,8 @@ from vmsim.mm.mmu_gather import tlb_gather_mmu_fullmm, tlb_finish_mmu
 from vmsim.mm.vma import remove_vma, FIRST_USER_ADDRESS, USER_PGTABLES_CEILING
 from vmsim.mm.mm_types import VM_ACCOUNT
 
+MMF_OOM_SKIP = 21
+
 
 def mmu_notifier_release(mm):
     """mmu_notifier_release() -> __mmu_notifier_release(): each subscription's ->release
@@ -30,6 +32,8 @@ def exit_mmap(mm):
     if vmas:
         unmap_vmas(tlb, vmas, 0, (1 << 64) - 1)
         free_pgtables(tlb, vmas, FIRST_USER_ADDRESS, USER_PGTABLES_CEILING)
+    # Hide the mm from the OOM killer and reaper: its memory is already freed.
+    mm.flags |= 1 << MMF_OOM_SKIP
     tlb_finish_mmu(tlb)
     for vma in vmas:
         if vma.vm_flags & VM_ACCOUNT:
@@ -40,10 +44,13 @@ def exit_mmap(mm):
 
 
 def do_exit(k, task, code: int):
-    """do_exit() -> exit_mm(): drop the task's mm and become a zombie."""
+    """do_exit() -> exit_mm(): drop the task's mm and become a zombie. ``code`` is
+    the wait status the parent reads: (status & 0xff) << 8 from exit(2), the signal
+    number for a fatal signal."""
     mm = task.mm
     task.exit_code = code
     task.state = "Z"
+    task.signals.clear()
     if mm is not None:
         task.mm = None
         task.active_mm = None
@@ -58,7 +65,16 @@ def do_exit(k, task, code: int):
             mmput(mm)
         finally:
             k.current = prev if prev is not task else None
+        if task.oom_mm is not None:
+            from vmsim.mm.oom_kill import exit_oom_victim
+            exit_oom_victim(k, task)
     exit_notify(k, task)
+
+
+def do_group_exit(k, task, exit_code: int):
+    """do_group_exit(): the whole thread group (one task in vmsim) exits; get_signal()
+    calls it with the signal number for a fatal signal such as SIGKILL."""
+    do_exit(k, task, exit_code)
 
 
 def exit_notify(k, task):
@@ -83,7 +99,7 @@ def release_task(k, task):
 
 
 def do_wait(k, parent, pid: int, wnohang: bool = False):
-    """do_wait() / kernel_waitid for one pid: (pid, exit code) of a zombie child,
+    """do_wait() / kernel_waitid for one pid: (pid, wait status) of a zombie child,
     (0, None) with WNOHANG if it still runs, -ECHILD if it is not our child.
 
     A blocking wait for a running child would wait forever in vmsim (only one task

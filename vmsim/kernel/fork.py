@@ -196,6 +196,7 @@ def copy_process(k, parent, cpu: int):
     p = task_struct(pid, None, cpu, parent.rlim)
     p.comm = parent.comm
     p.personality = parent.personality
+    p.oom_score_adj = parent.oom_score_adj          # copy_signal()
     p.parent = parent
     prev = k.current
     k.current = parent

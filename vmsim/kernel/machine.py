@@ -51,7 +51,11 @@ class Kernel:
         self.nr_pages = nr_pages
         self.page_alloc = PageAllocator(
             nr_pages, ncpus, [(KERNEL_IMAGE_PFN, KERNEL_IMAGE_PFN + KERNEL_IMAGE_PAGES)])
+        self.page_alloc.kernel = self
         self.mem = self.page_alloc.mem
+        self.log_buf = []              # printk records (vmsim.kernel.printk)
+        self.ratelimit = {}
+        self.panicked = None
         self.page_data = PageData(self.mem.private)
         self.ptpool = PageTablePool(nr_pages)
         self.vmstat = [0] * vmstat.NR_VMSTAT_ITEMS
@@ -71,6 +75,10 @@ class Kernel:
         self.sysfs = dict(self.profile["sysfs"])
         self.sysctl = dict(self.profile["sysctl"])
         self.mmap_min_addr = int(self.sysctl["/proc/sys/vm/mmap_min_addr"])
+        # khugepaged starts at boot when PMD THPs are enabled and raises
+        # min_free_kbytes (start_stop_khugepaged -> set_recommended_min_free_kbytes).
+        self.page_alloc.set_recommended_min_free_kbytes(
+            self.sysfs["/sys/kernel/mm/transparent_hugepage/enabled"] in ("always", "madvise"))
         self.stack_guard_gap = self.profile["mm"]["stack_guard_gap_pages"] << 12
         self.fault_around_pages = self.profile["mm"]["fault_around_bytes"] >> 12
         self.committed_as = 0

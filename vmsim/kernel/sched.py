@@ -9,7 +9,8 @@ class task_struct:
     """struct task_struct: the fields memory management touches."""
     __slots__ = ("pid", "comm", "mm", "active_mm", "cpu", "min_flt", "maj_flt",
                  "exit_code", "state", "parent", "children", "rlim", "signals",
-                 "personality", "__weakref__")
+                 "personality", "oom_score_adj", "oom_mm", "signal_flags",
+                 "__weakref__")
 
     def __init__(self, pid, mm, cpu=0, rlim=None):
         self.pid = pid
@@ -26,6 +27,9 @@ class task_struct:
         self.rlim = dict(rlim or {})
         self.signals = []
         self.personality = 0
+        self.oom_score_adj = 0          # signal->oom_score_adj
+        self.oom_mm = None              # signal->oom_mm: set once an OOM victim
+        self.signal_flags = 0           # signal->flags (SIGNAL_GROUP_EXIT)
 
 
 class cpu_state:

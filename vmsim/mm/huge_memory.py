@@ -55,7 +55,7 @@ def create_huge_pud(vmf) -> int:
 
 
 def _unreachable(*a, **kw):
-    raise NotImplementedError("huge PMD/PUD mappings are not modelled yet (THP issue)")
+    raise NotImplementedError("huge PMD/PUD mappings (THP) are not modelled")
 
 
 wp_huge_pud = huge_pud_set_accessed = wp_huge_pmd = huge_pmd_set_accessed = _unreachable

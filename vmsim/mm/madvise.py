@@ -15,7 +15,9 @@ Not modelled (documented results):
   -EINVAL when the VMA may not get a PMD THP, 0 when the range holds no whole aligned
   2 MiB, and otherwise -EINVAL (SCAN_PMD_NULL's errno: what 6.18 returns for an empty
   range; 6.18 would collapse a populated range and return 0).
-* MADV_GUARD_INSTALL / MADV_GUARD_REMOVE: guard PTE markers are not modelled: -EINVAL.
+* MADV_GUARD_INSTALL / MADV_GUARD_REMOVE as 6.18: PTE_MARKER_GUARD entries
+  (vmsim.mm.swapops); racing faults do not exist here, so the install loop ends after
+  at most one zap.
 * MADV_WILLNEED: no swap and no readahead yet, so it only drains the LRU batches.
 * MADV_MERGEABLE / UNMERGEABLE: valid only when the profile enables CONFIG_KSM (only
   the VM_MERGEABLE flag then; no ksmd). MADV_HWPOISON / SOFT_OFFLINE:
@@ -25,15 +27,17 @@ import errno
 
 from vmsim.arch.x86 import pgtable_types as T
 from vmsim.arch.x86.pgtable import pte_offset_map
+from vmsim.arch.x86.pgtable import clear_young_dirty_ptes, CYDP_CLEAR_YOUNG, CYDP_CLEAR_DIRTY
 from vmsim.arch.x86.mm.tlb import note_downgrade
 from vmsim.mm import vmstat
 from vmsim.mm.mm_types import (VM_LOCKED, VM_PFNMAP, VM_HUGETLB, VM_IO, VM_SHARED, VM_MAYSHARE,
                                VM_MAYWRITE, VM_RAND_READ, VM_SEQ_READ, VM_DONTCOPY, VM_WIPEONFORK,
                                VM_DONTDUMP, VM_SPECIAL, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_MERGEABLE,
-                               VM_DONTEXPAND, VM_MIXEDMAP, vma_is_anonymous)
+                               VM_DONTEXPAND, VM_MIXEDMAP, VM_DROPPABLE, vma_is_anonymous)
 from vmsim.mm.mmu_gather import tlb_gather_mmu, tlb_finish_mmu, tlb_remove_tlb_entry
 from vmsim.mm.page_flags import PG_dirty, PG_lru, PG_referenced, PG_active, PG_unevictable, PG_workingset
 from vmsim.mm.pagewalk import walk_page_range
+from vmsim.mm.swapops import is_pte_marker_entry
 from vmsim.uapi import (MADV_NORMAL, MADV_RANDOM, MADV_SEQUENTIAL, MADV_WILLNEED, MADV_DONTNEED,
                         MADV_FREE, MADV_REMOVE, MADV_DONTFORK, MADV_DOFORK, MADV_HWPOISON,
                         MADV_SOFT_OFFLINE, MADV_MERGEABLE, MADV_UNMERGEABLE, MADV_HUGEPAGE,
@@ -47,7 +51,6 @@ EHWPOISON = 133                 # include/uapi/asm-generic/errno.h (Python's err
 _P = T._PAGE_PRESENT
 _PROTNONE = T._PAGE_PROTNONE
 _PSE = T._PAGE_PSE
-VM_DROPPABLE = 0                # CONFIG_64BIT's VM_DROPPABLE is not in vmsim's VM_* set
 
 
 def _config(k, name: str) -> bool:
@@ -155,8 +158,10 @@ def madvise_vma_behavior(vma, prev, start: int, end: int, behavior: int, tlb):
         return madvise_dontneed_free(vma, start, end, behavior, tlb), vma
     if behavior == MADV_COLLAPSE:
         return madvise_collapse(vma, start, end), vma
-    if behavior in (MADV_GUARD_INSTALL, MADV_GUARD_REMOVE):
-        return -errno.EINVAL, vma
+    if behavior == MADV_GUARD_INSTALL:
+        return madvise_guard_install(vma, start, end), vma
+    if behavior == MADV_GUARD_REMOVE:
+        return madvise_guard_remove(vma, start, end), vma
     if behavior == MADV_NORMAL:
         new_flags &= ~(VM_RAND_READ | VM_SEQ_READ)
     elif behavior == MADV_SEQUENTIAL:
@@ -230,6 +235,102 @@ def ksm_madvise(vma, advice: int, vm_flags: int) -> int:
     return vm_flags & ~VM_MERGEABLE
 
 
+# --- MADV_GUARD_INSTALL / MADV_GUARD_REMOVE ------------------------------------------
+MAX_MADVISE_GUARD_RETRIES = 3
+
+
+def is_valid_guard_vma(vma, allow_locked: bool) -> bool:
+    """is_valid_guard_vma(): not special nor hugetlb; not mlocked for an install (the
+    zap would have to unmap locked pages)."""
+    disallowed = VM_SPECIAL | VM_HUGETLB
+    if not allow_locked:
+        disallowed |= VM_LOCKED
+    return not vma.vm_flags & disallowed
+
+
+def _guard_install_walk(vma, start: int, end: int) -> int:
+    """walk_page_range_mm() with guard_install_walk_ops: missing tables are allocated
+    (->install_pte), a none PTE gets the guard marker (guard_install_set_pte), an
+    existing marker is left (guard_install_pte_entry); 1 at the first populated PTE
+    (a zap is needed), -ENOMEM if a table cannot be allocated, else 0."""
+    from vmsim.arch.x86.pgtable import pgd_offset
+    from vmsim.mm.memory import p4d_alloc, pud_alloc, pmd_alloc, pte_alloc
+    from vmsim.mm.swapops import GUARD_PTE, is_guard_pte_marker
+    mm = vma.vm_mm
+    pool = mm.kernel.ptpool.mv
+    addr = start
+    while addr < end:
+        nxt = min((addr + T.PMD_SIZE) & ~(T.PMD_SIZE - 1), end)
+        p4dp = p4d_alloc(mm, pgd_offset(mm, addr), addr)
+        pudp = pud_alloc(mm, p4dp, addr) if p4dp >= 0 else -1
+        if pudp >= 0 and pool[pudp] & _PSE:
+            return 1                                # guard_install_pud_entry: huge
+        pmdp = pmd_alloc(mm, pudp, addr) if pudp >= 0 else -1
+        if pmdp < 0:
+            return -errno.ENOMEM
+        if pool[pmdp] & _PSE:
+            return 1                                # guard_install_pmd_entry: huge
+        if pte_alloc(mm, pmdp):
+            return -errno.ENOMEM
+        ptep = pte_offset_map(mm, pmdp, addr)
+        while addr < nxt:
+            pte = pool[ptep]
+            if pte == 0:
+                # Simply install a PTE marker, this causes segfault on access.
+                pool[ptep] = GUARD_PTE
+            elif not is_guard_pte_marker(pte):
+                return 1                            # populated: abort and zap
+            addr += 4096
+            ptep += 1
+    return 0
+
+
+def madvise_guard_install(vma, start: int, end: int) -> int:
+    """madvise_guard_install(): make every page of [start, end) a guard page: install
+    PTE markers, zapping populated pages first (existing markers stay)."""
+    from vmsim.mm.rmap import anon_vma_prepare
+    from vmsim.mm.memory import zap_page_range_single
+    if not is_valid_guard_vma(vma, False):
+        return -errno.EINVAL
+    # If we install guard markers, then the range is no longer empty from a page
+    # table perspective and therefore it's appropriate to have an anon_vma. This
+    # ensures that on fork, we copy page tables correctly.
+    err = anon_vma_prepare(vma.vm_mm.kernel, vma)
+    if err:
+        return err
+    for _ in range(MAX_MADVISE_GUARD_RETRIES):
+        err = _guard_install_walk(vma, start, end)
+        if err <= 0:
+            return err
+        # OK some of the range have non-guard pages mapped, zap them. This leaves
+        # existing guard pages in place.
+        zap_page_range_single(vma, start, end - start, None)
+    return -errno.EINTR                             # restart_syscall(): not reached here
+
+
+def madvise_guard_remove(vma, start: int, end: int) -> int:
+    """madvise_guard_remove(): clear the guard markers of [start, end) (allowed on
+    mlocked VMAs: nothing is lost); other entries are left alone."""
+    from vmsim.mm.swapops import is_guard_pte_marker
+    if not is_valid_guard_vma(vma, True):
+        return -errno.EINVAL
+    mm = vma.vm_mm
+    pool = mm.kernel.ptpool.mv
+
+    def guard_remove_pte_range(pmdp, addr, nxt):
+        if pool[pmdp] & _PSE:
+            return 0                                # huge: cannot hold guard markers
+        ptep = pte_offset_map(mm, pmdp, addr)
+        while addr < nxt:
+            if is_guard_pte_marker(pool[ptep]):
+                pool[ptep] = 0                      # pte_clear_not_present_full
+            addr += 4096
+            ptep += 1
+        return 0
+
+    return walk_page_range(mm, start, end, pmd_entry=guard_remove_pte_range)
+
+
 # --- MADV_DONTNEED / MADV_FREE ---------------------------------------------------------
 def madvise_dontneed_free_valid_vma(vma, behavior: int) -> bool:
     """madvise_dontneed_free_valid_vma(): no pfnmaps; no mlocked VMAs unless _LOCKED.
@@ -298,7 +399,7 @@ def madvise_free_pte_range(tlb, vma, pmdp: int, addr: int, end: int) -> int:
     pool = k.ptpool.mv
     mem = k.mem
     if pool[pmdp] & _PSE:
-        raise NotImplementedError("madvise_free_huge_pmd: THP is a later issue")
+        raise NotImplementedError("MADV_FREE of a huge PMD mapping (THP) is not modelled")
     ptep = pte_offset_map(mm, pmdp, addr)
     cpu = k.current_cpu()
     while addr != end:
@@ -314,12 +415,12 @@ def madvise_free_pte_range(tlb, vma, pmdp: int, addr: int, end: int) -> int:
                         mem.flags[folio] = mem.flags[folio] & ~PG_dirty   # folio_clear_dirty
                 if ok:
                     if ptent & (T._PAGE_ACCESSED | T._PAGE_DIRTY):
-                        # clear_young_dirty_ptes(CYDP_CLEAR_YOUNG | CYDP_CLEAR_DIRTY)
-                        pool[ptep] = ptent & ~(T._PAGE_ACCESSED | T._PAGE_DIRTY)
+                        clear_young_dirty_ptes(vma, addr, ptep, 1,
+                                               CYDP_CLEAR_YOUNG | CYDP_CLEAR_DIRTY)
                         note_downgrade(mm, addr, addr + 4096)
                         tlb_remove_tlb_entry(tlb, ptep, addr)
                     folio_mark_lazyfree(k, folio, cpu)
-        elif ptent:
+        elif ptent and not is_pte_marker_entry(ptent):
             raise NotImplementedError("swap entries are not modelled")
         addr += 4096
         ptep += 1
@@ -373,7 +474,7 @@ def madvise_cold_pte_range(tlb, vma, pmdp: int, addr: int, end: int, pageout: bo
     pool = k.ptpool.mv
     mem = k.mem
     if pool[pmdp] & _PSE:
-        raise NotImplementedError("huge PMDs are the THP issue")
+        raise NotImplementedError("huge PMD mappings (THP) are not modelled")
     ptep = pte_offset_map(mm, pmdp, addr)
     while addr != end:
         ptent = pool[ptep]
@@ -382,7 +483,7 @@ def madvise_cold_pte_range(tlb, vma, pmdp: int, addr: int, end: int, pageout: bo
             # Do not interfere with other mappings of this folio and non-LRU folio.
             if folio >= 0 and mem.flags[folio] & PG_lru and mem.mapcount[folio] == 1:
                 if not pageout and ptent & T._PAGE_ACCESSED:
-                    pool[ptep] = ptent & ~T._PAGE_ACCESSED
+                    clear_young_dirty_ptes(vma, addr, ptep, 1, CYDP_CLEAR_YOUNG)
                     tlb_remove_tlb_entry(tlb, ptep, addr)
                 f = mem.flags[folio] & ~PG_referenced
                 if f & PG_active:

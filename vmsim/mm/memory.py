@@ -10,9 +10,11 @@ time), so the kernel's "pte changed under us" re-checks always pass.
 """
 from vmsim.arch.x86 import pgtable_types as T
 from vmsim.arch.x86.pgtable import (
-    pgd_offset, p4d_offset, pud_offset, pmd_offset, pte_offset_map, mk_table_entry,
+    pgd_offset, p4d_offset, pud_offset, pmd_offset, pte_offset_map,
     pte_mkyoung, pte_mkdirty, pte_mkwrite, pfn_pte, ptep_set_access_flags, ptep_get_and_clear,
-    set_pte_at, PTRS_PER_TABLE)
+    set_pte_at, set_ptes, ptep_get_and_clear_full, clear_full_ptes, get_and_clear_full_ptes,
+    wrprotect_ptes, pmd_populate, pud_populate, p4d_populate, pgd_populate, pmd_clear, pud_clear,
+    p4d_clear, pgd_clear, PTRS_PER_TABLE)
 from vmsim.arch.x86.mm.pgtable import pte_alloc_one, pmd_alloc_one, pud_alloc_one, p4d_alloc_one, pagetable_free
 from vmsim.arch.x86.mm.tlb import flush_tlb_page, flush_tlb_fix_spurious_fault, note_downgrade
 from vmsim.mm import vmstat
@@ -24,7 +26,7 @@ from vmsim.mm.mm_types import (
     VM_FAULT_MAJOR, VM_FAULT_RETRY, VM_FAULT_FALLBACK, VM_FAULT_ERROR, VM_FAULT_NOPAGE,
     VM_FAULT_LOCKED, VM_FAULT_DONE_COW, MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES,
     vm_fault, vma_is_accessible)
-from vmsim.mm.page_alloc import GFP_HIGHUSER_MOVABLE
+from vmsim.mm.page_alloc import GFP_HIGHUSER_MOVABLE, __GFP_ZERO, __GFP_COMP
 from vmsim.mm.page_flags import PG_anon, PG_anon_exclusive, PG_lru, PG_swapbacked, PG_dirty
 from vmsim.mm.rmap import (folio_add_new_anon_rmap, folio_remove_rmap_pte, folio_add_file_rmap_pte,
                            folio_try_dup_anon_rmap_pte, folio_dup_file_rmap_pte,
@@ -57,7 +59,7 @@ def pmd_install(mm, pmdp: int, pte_pfn: int):
     pool = mm.kernel.ptpool.mv
     if pool[pmdp] == 0:
         mm.pgtables_bytes += 4096                      # mm_inc_nr_ptes
-        pool[pmdp] = mk_table_entry(pte_pfn)           # pmd_populate
+        pmd_populate(mm, pmdp, pte_pfn)
         return -1
     return pte_pfn
 
@@ -84,7 +86,7 @@ def __pmd_alloc(mm, pudp: int, address: int) -> int:
     if new < 0:
         return -12
     mm.pgtables_bytes += 4096                          # mm_inc_nr_pmds
-    mm.kernel.ptpool.mv[pudp] = mk_table_entry(new)     # pud_populate
+    pud_populate(mm, pudp, new)
     return 0
 
 
@@ -94,7 +96,7 @@ def __pud_alloc(mm, p4dp: int, address: int) -> int:
     if new < 0:
         return -12
     mm.pgtables_bytes += 4096                          # mm_inc_nr_puds
-    mm.kernel.ptpool.mv[p4dp] = mk_table_entry(new)     # p4d_populate
+    p4d_populate(mm, p4dp, new)
     return 0
 
 
@@ -103,7 +105,7 @@ def __p4d_alloc(mm, pgdp: int, address: int) -> int:
     new = p4d_alloc_one(mm)
     if new < 0:
         return -12
-    mm.kernel.ptpool.mv[pgdp] = mk_table_entry(new)     # pgd_populate
+    pgd_populate(mm, pgdp, new)
     return 0
 
 
@@ -187,7 +189,9 @@ def alloc_anon_folio(vmf) -> int:
     vma_alloc_zeroed_movable_folio(). Larger orders: not modelled yet (later issue).
     """
     k = vmf.vma.vm_mm.kernel
-    return k.page_alloc.alloc_pages(GFP_HIGHUSER_MOVABLE, 0, k.current.cpu)
+    # vma_alloc_zeroed_movable_folio(); folio_alloc_mpol() adds __GFP_COMP.
+    return k.page_alloc.alloc_pages(GFP_HIGHUSER_MOVABLE | __GFP_ZERO | __GFP_COMP, 0,
+                                    k.current.cpu)
 
 
 # --- handle_mm_fault -----------------------------------------------------------------
@@ -351,11 +355,25 @@ def do_pte_missing(vmf) -> int:
 
 
 def do_swap_page(vmf) -> int:
-    """do_swap_page(): swap is not modelled (no swap device in this profile).
-
-    A non-present, non-none PTE never exists in vmsim yet; reaching here is a bug.
-    """
+    """do_swap_page(): a non-present, non-none PTE. The only such entries vmsim makes
+    are PTE markers (handle_pte_marker); swap itself is not modelled (no swap device)."""
+    from vmsim.mm.swapops import is_pte_marker_entry
+    if is_pte_marker_entry(vmf.orig_pte):
+        return handle_pte_marker(vmf)
     raise NotImplementedError("do_swap_page: swap entries are not modelled")
+
+
+def handle_pte_marker(vmf) -> int:
+    """handle_pte_marker(): hitting a guard page is always a fatal condition."""
+    from vmsim.mm.swapops import pte_marker_get, PTE_MARKER_GUARD
+    marker = pte_marker_get(vmf.orig_pte)
+    # PTE markers should never be empty.
+    if not marker:
+        return VM_FAULT_SIGBUS
+    if marker & PTE_MARKER_GUARD:
+        return VM_FAULT_SIGSEGV
+    # This is an unknown pte marker (uffd-wp and poison markers are not made here)
+    return VM_FAULT_SIGBUS
 
 
 def do_numa_page(vmf) -> int:
@@ -383,7 +401,7 @@ def do_anonymous_page(vmf) -> int:
     # Use the zero-page for reads
     if not vmf.flags & FAULT_FLAG_WRITE:
         # pte_mkspecial(pfn_pte(my_zero_pfn(addr), vma->vm_page_prot))
-        pool[ptep] = (k.zero_pfn << 12) | vma.vm_page_prot | T._PAGE_SPECIAL    # set_pte_at
+        set_ptes(mm, vmf.address, ptep, (k.zero_pfn << 12) | vma.vm_page_prot | T._PAGE_SPECIAL, 1)
         return 0
     ret = vmf_anon_prepare(vmf)
     if ret:
@@ -398,7 +416,7 @@ def do_anonymous_page(vmf) -> int:
     mm.rss_stat[MM_ANONPAGES] += 1                                   # add_mm_counter()
     folio_add_new_anon_rmap(k, folio, vma, addr, RMAP_EXCLUSIVE)
     folio_add_lru_vma(k, folio, vma, k.current.cpu)
-    pool[ptep] = entry                                               # set_ptes()
+    set_ptes(mm, addr, ptep, entry, 1)
     return 0
 
 
@@ -450,7 +468,10 @@ def wp_page_copy(vmf) -> int:
             folio_put(k, old_folio)
         return ret
     pfn_is_zero = ((vmf.orig_pte & _PFN) >> 12) == k.zero_pfn
-    new_folio = k.page_alloc.alloc_pages(GFP_HIGHUSER_MOVABLE, 0, k.current.cpu)
+    # folio_prealloc(need_zero = pfn_is_zero)
+    new_folio = k.page_alloc.alloc_pages(
+        GFP_HIGHUSER_MOVABLE | __GFP_COMP | (__GFP_ZERO if pfn_is_zero else 0), 0,
+        k.current.cpu)
     if new_folio < 0:
         if old_folio >= 0:
             folio_put(k, old_folio)
@@ -575,10 +596,7 @@ def set_pte_range(vmf, folio: int, page: int, nr: int, addr: int):
     else:
         for i in range(nr):
             folio_add_file_rmap_pte(k, page + i, vma)
-    ptep = pte_offset_map(mm, vmf.pmd, addr)
-    mv = k.ptpool.mv
-    for i in range(nr):
-        mv[ptep + i] = entry + (i << 12)
+    set_ptes(mm, addr, pte_offset_map(mm, vmf.pmd, addr), entry, nr)
 
 
 def finish_fault(vmf) -> int:
@@ -651,7 +669,8 @@ def do_cow_fault(vmf) -> int:
     ret = vmf_anon_prepare(vmf)
     if ret:
         return ret
-    vmf.cow_page = k.page_alloc.alloc_pages(GFP_HIGHUSER_MOVABLE, 0, k.current.cpu)
+    vmf.cow_page = k.page_alloc.alloc_pages(GFP_HIGHUSER_MOVABLE | __GFP_COMP, 0,
+                                            k.current.cpu)     # folio_prealloc(false)
     if vmf.cow_page < 0:
         return VM_FAULT_OOM
     ret = __do_fault(vmf)
@@ -712,13 +731,37 @@ def do_fault(vmf) -> int:
 
 
 # --- unmapping: zap_*_range (the seed's zap_page_range, spread over three callers) ----
-class zap_details:
-    """struct zap_details: reclaim_pt asks zap_pte_range to free emptied PTE tables."""
-    __slots__ = ("even_cows", "reclaim_pt")
+ZAP_FLAG_DROP_MARKER = 1 << 0
+ZAP_FLAG_UNMAP = 1 << 1
 
-    def __init__(self, reclaim_pt=False):
+
+class zap_details:
+    """struct zap_details: reclaim_pt asks zap_pte_range to free emptied PTE tables;
+    zap_flags' ZAP_FLAG_DROP_MARKER lets it remove PTE markers (munmap, exit)."""
+    __slots__ = ("even_cows", "reclaim_pt", "zap_flags")
+
+    def __init__(self, reclaim_pt=False, zap_flags=0):
         self.even_cows = True
         self.reclaim_pt = reclaim_pt
+        self.zap_flags = zap_flags
+
+
+def zap_drop_markers(details) -> bool:
+    """zap_drop_markers()."""
+    return details is not None and bool(details.zap_flags & ZAP_FLAG_DROP_MARKER)
+
+
+def zap_nonpresent_ptes(vma, ptep: int, pte: int, details) -> bool:
+    """zap_nonpresent_ptes() for the entries vmsim makes (PTE markers): ordinary
+    zapping (MADV_DONTNEED, the zap before a guard install) keeps guard markers; only
+    ZAP_FLAG_DROP_MARKER (munmap, exit) clears them. True if the entry was cleared."""
+    from vmsim.mm.swapops import is_guard_swp_entry
+    if not is_guard_swp_entry(pte):
+        raise NotImplementedError("zap of a swap / migration entry: not modelled")
+    if not zap_drop_markers(details):
+        return False
+    vma.vm_mm.kernel.ptpool.mv[ptep] = 0                    # clear_not_present_full_ptes
+    return True
 
 
 def zap_pte_range(tlb, vma, pmdp: int, addr: int, end: int, details) -> int:
@@ -742,11 +785,16 @@ def zap_pte_range(tlb, vma, pmdp: int, addr: int, end: int, details) -> int:
         first = -1
         while addr != end:
             pte = pool[ptep]
-            if pte:
-                if not pte & (_P | _PROTNONE):
-                    raise NotImplementedError("swap / migration entries are not modelled")
+            if pte and not pte & (_P | _PROTNONE):
+                zap_nonpresent_ptes(vma, ptep, pte, details)
+            elif pte:
                 page = vm_normal_page(vma, addr, pte)
-                pool[ptep] = 0                              # ptep_get_and_clear_full
+                if page < 0:
+                    ptep_get_and_clear_full(mm, addr, ptep, tlb.fullmm)
+                elif mflags[page] & PG_anon:
+                    clear_full_ptes(mm, addr, ptep, 1, tlb.fullmm)
+                else:
+                    get_and_clear_full_ptes(mm, addr, ptep, 1, tlb.fullmm)
                 tlb_remove_tlb_entry(tlb, ptep, addr)
                 if first < 0:
                     first = addr
@@ -799,7 +847,7 @@ def try_to_free_pte(mm, pmdp: int, addr: int, tlb):
     for i in range(PTRS_PER_TABLE):
         if pool[base + i]:
             return
-    pool[pmdp] = 0                                          # try_get_and_clear_pmd
+    pmd_clear(mm, pmdp)                                     # try_get_and_clear_pmd
     pte_free_tlb(tlb, (pmdval & _PFN) >> 12, addr)          # free_pte
     mm.pgtables_bytes -= 4096
 
@@ -901,7 +949,8 @@ def unmap_vmas(tlb, vmas, start_addr: int, end_addr: int):
     k = mm.kernel
     k.mmu_notifier_invalidate_range_start(mm, "unmap", start_addr, end_addr)
     for vma in vmas:
-        unmap_single_vma(tlb, vma, start_addr, end_addr, zap_details())
+        unmap_single_vma(tlb, vma, start_addr, end_addr,
+                         zap_details(zap_flags=ZAP_FLAG_DROP_MARKER | ZAP_FLAG_UNMAP))
     k.mmu_notifier_invalidate_range_end(mm, "unmap", start_addr, end_addr)
 
 
@@ -940,7 +989,7 @@ def free_pte_range(tlb, pmdp: int, addr: int):
     mm = tlb.mm
     pool = mm.kernel.ptpool.mv
     token = (pool[pmdp] & _PFN) >> 12
-    pool[pmdp] = 0
+    pmd_clear(mm, pmdp)
     pte_free_tlb(tlb, token, addr)
     mm.pgtables_bytes -= 4096                          # mm_dec_nr_ptes
 
@@ -981,7 +1030,7 @@ def free_pmd_range(tlb, pudp: int, addr: int, end: int, floor: int, ceiling: int
     if _past(end, ceiling):
         return
     tbl = (pool[pudp] & _PFN) >> 12
-    pool[pudp] = 0
+    pud_clear(mm, pudp)
     pmd_free_tlb(tlb, tbl, start)
     mm.pgtables_bytes -= 4096                          # mm_dec_nr_pmds
 
@@ -1012,7 +1061,7 @@ def free_pud_range(tlb, p4dp: int, addr: int, end: int, floor: int, ceiling: int
     if _past(end, ceiling):
         return
     tbl = (pool[p4dp] & _PFN) >> 12
-    pool[p4dp] = 0
+    p4d_clear(mm, p4dp)
     pud_free_tlb(tlb, tbl, start)
     mm.pgtables_bytes -= 4096                          # mm_dec_nr_puds
 
@@ -1045,7 +1094,7 @@ def free_p4d_range(tlb, pgdp: int, addr: int, end: int, floor: int, ceiling: int
     if _past(end, ceiling):
         return
     tbl = (pool[pgdp] & _PFN) >> 12
-    pool[pgdp] = 0
+    pgd_clear(mm, pgdp)
     p4d_free_tlb(tlb, tbl, start)
 
 
@@ -1124,22 +1173,16 @@ def __copy_present_ptes(dst_vma, src_vma, dst_ptep: int, src_ptep: int, pte: int
     """__copy_present_ptes(): write-protect a COW mapping's writable PTE in both
     processes, clean shared PTEs in the child, make the child's entry old."""
     src_mm = src_vma.vm_mm
-    pool = src_mm.kernel.ptpool.mv
     flags = src_vma.vm_flags
     if is_cow_mapping(flags) and pte & _RW:
         # wrprotect_ptes(); copy_pte_range records the downgrade for its whole range,
         # and dup_mmap flushes the parent.
-        for p in range(src_ptep, src_ptep + nr):
-            pool[p] = pool[p] & ~_RW
+        wrprotect_ptes(src_mm, addr, src_ptep, nr)
         pte &= ~_RW                                            # pte_wrprotect()
     if flags & VM_SHARED:
         pte &= ~T._PAGE_DIRTY                                  # pte_mkclean()
     pte &= _MKOLD_NO_UFFD_WP                                   # pte_mkold(), !userfaultfd_wp(dst_vma)
-    if nr == 1:
-        pool[dst_ptep] = pte                                   # set_ptes()
-        return
-    for i in range(nr):
-        pool[dst_ptep + i] = pte + (i << 12)
+    set_ptes(dst_vma.vm_mm, addr, dst_ptep, pte, nr)
 
 
 def copy_present_ptes(dst_vma, src_vma, dst_ptep: int, src_ptep: int, pte: int,
@@ -1167,6 +1210,18 @@ def copy_present_ptes(dst_vma, src_vma, dst_ptep: int, src_ptep: int, pte: int,
     return 1
 
 
+def copy_nonpresent_pte(dst_vma, src_vma, dst_ptep: int, src_ptep: int, pte: int, addr: int):
+    """copy_nonpresent_pte() for PTE markers: the child gets the guard (and poison)
+    bits of the marker (copy_pte_marker; uffd-wp is not modelled)."""
+    from vmsim.mm.swapops import (is_pte_marker_entry, pte_marker_get, make_pte_marker,
+                                  PTE_MARKER_POISONED, PTE_MARKER_GUARD)
+    if not is_pte_marker_entry(pte):
+        raise NotImplementedError("copy_nonpresent_pte: swap entries are not modelled")
+    marker = pte_marker_get(pte) & (PTE_MARKER_POISONED | PTE_MARKER_GUARD)
+    if marker:
+        dst_vma.vm_mm.kernel.ptpool.mv[dst_ptep] = make_pte_marker(marker)   # set_pte_at
+
+
 def copy_pte_range(dst_vma, src_vma, dst_pmdp: int, src_pmdp: int, addr: int, end: int) -> int:
     """copy_pte_range(): allocate the child's PTE table and copy each present entry;
     add the child's RSS (add_mm_rss_vec). 0 or -ENOMEM."""
@@ -1184,9 +1239,12 @@ def copy_pte_range(dst_vma, src_vma, dst_pmdp: int, src_pmdp: int, addr: int, en
     rss = [0] * 4
     while addr != end:
         ptent = pool[src_ptep]
-        if ptent:
-            if not ptent & (_P | _PROTNONE):
-                raise NotImplementedError("copy_nonpresent_pte: swap entries are not modelled")
+        if ptent and not ptent & (_P | _PROTNONE):
+            copy_nonpresent_pte(dst_vma, src_vma, dst_ptep, src_ptep, ptent, addr)
+            dst_ptep += 1
+            src_ptep += 1
+            addr += 4096
+        elif ptent:
             nr = copy_present_ptes(dst_vma, src_vma, dst_ptep, src_ptep, ptent, addr,
                                    (end - addr) >> 12, rss)
             dst_ptep += nr
@@ -1215,7 +1273,7 @@ def copy_pmd_range(dst_vma, src_vma, dst_pudp: int, src_pudp: int, addr: int, en
         nxt = _addr_end(addr, end, PMD_SIZE)
         e = pool[src_pmdp]
         if e & _PSE:
-            raise NotImplementedError("copy_huge_pmd: huge PMDs are not modelled yet (THP issue)")
+            raise NotImplementedError("fork of a huge PMD mapping (THP) is not modelled")
         if e and copy_pte_range(dst_vma, src_vma, dst_pmdp, src_pmdp, addr, nxt):
             return -12
         addr = nxt
@@ -1238,7 +1296,7 @@ def copy_pud_range(dst_vma, src_vma, dst_p4dp: int, src_p4dp: int, addr: int, en
         nxt = _addr_end(addr, end, T.PUD_SIZE)
         e = pool[src_pudp]
         if e & _PSE:
-            raise NotImplementedError("copy_huge_pud: huge PUDs are not modelled yet (THP issue)")
+            raise NotImplementedError("fork of a huge PUD mapping (THP) is not modelled")
         if e and copy_pmd_range(dst_vma, src_vma, dst_pudp, src_pudp, addr, nxt):
             return -12
         addr = nxt
@@ -1288,7 +1346,7 @@ def copy_page_range(dst_vma, src_vma) -> int:
     if not vma_needs_copy(dst_vma, src_vma):
         return 0
     if src_vma.vm_flags & VM_HUGETLB:
-        raise NotImplementedError("copy_hugetlb_page_range: hugetlb is a later issue")
+        raise NotImplementedError("fork of a hugetlb mapping: hugetlbfs is not modelled")
     is_cow = is_cow_mapping(src_vma.vm_flags)
     if is_cow:
         k.mmu_notifier_invalidate_range_start(src_mm, "protection_page", addr, end)

@@ -13,6 +13,7 @@ import errno
 from vmsim.arch.x86 import pgtable_types as T
 from vmsim.arch.x86.pgtable import pte_offset_map
 from vmsim.mm.mm_types import VM_HUGETLB, vma_is_anonymous, linear_page_index
+from vmsim.mm.swapops import pte_none_mostly
 from vmsim.mm.page_flags import PG_uptodate
 from vmsim.mm.pagewalk import walk_page_range
 
@@ -54,7 +55,8 @@ def mincore_pte_range(vma, pmdp: int, addr: int, end: int, vec: bytearray, base:
     while addr != end:
         pte = pool[ptep]
         off = (addr - base) >> 12
-        if pte == 0:
+        if pte_none_mostly(pte):
+            # We need to do cache lookup too for pte markers.
             __mincore_unmapped_range(vma, addr, addr + 4096, vec, off)
         elif pte & (_P | _PROTNONE):
             vec[off] = 1

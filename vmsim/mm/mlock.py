@@ -7,15 +7,15 @@ MLOCK_ONFAULT VMAs are not populated). A folio faulted into a VM_LOCKED VMA gets
 mlock_new_folio() from folio_add_lru_vma().
 
 Simplified:
-* The per-CPU mlock_fbatch holds munlocks only: munlock_folio() queues the folio
+* The per-CPU mlock_fbatch holds munlocks and new folios: munlock_folio() queues the folio
   (with a reference) and __munlock_folio() runs when the batch fills or is drained
   (lru_add_drain -> mlock_drain_local), so a zap of an mlocked page shows its
   unevictable_pgs_munlocked only after a drain, as on 6.18. mlock_folio() applies
   __mlock_folio at once: mlock_vma_pages_range() ends with lru_add_drain(), which
   drains the batch, so the syscall's result is the same.
-  mlock_new_folio() only marks the folio; vmsim's folio_add_lru_vma() then queues it
-  in the lru_add batch, whose lru_add() puts a PG_mlocked folio on the unevictable
-  list (6.18 queues it in mlock_fbatch instead: same 31-folio batching).
+  mlock_new_folio() queues a new folio in the same batch, tagged NEW_FOLIO (6.18
+  tags the pointer; vmsim keeps the tags in a list beside it), and
+  __mlock_new_folio() puts it on the unevictable list (unevictable_pgs_culled).
 * folio->mlock_count is not kept: a folio is taken to be mlocked by one VMA, so
   munlock makes it evictable again (exact until fork shares mlocked folios).
 * RLIMIT_MEMLOCK is not checked: processes run as root (CAP_IPC_LOCK).
@@ -25,12 +25,14 @@ import errno
 from vmsim.arch.x86 import pgtable_types as T
 from vmsim.arch.x86.pgtable import pte_offset_map
 from vmsim.mm import vmstat
-from vmsim.mm.mm_types import (VM_LOCKED, VM_LOCKONFAULT, VM_LOCKED_MASK, VM_SPECIAL, VM_HUGETLB)
+from vmsim.mm.mm_types import (VM_LOCKED, VM_LOCKONFAULT, VM_LOCKED_MASK, VM_SPECIAL, VM_HUGETLB,
+                               VM_DROPPABLE)
 from vmsim.mm.page_flags import PG_lru, PG_mlocked, PG_unevictable, PG_active
 from vmsim.mm.pagewalk import walk_page_range
 from vmsim.uapi import MLOCK_ONFAULT
 
 _U64 = (1 << 64) - 1
+NEW_FOLIO = 2                  # mm/mlock.c: the mlock_fbatch pointer tag of mlock_new()
 _P = T._PAGE_PRESENT
 _PROTNONE = T._PAGE_PROTNONE
 
@@ -105,13 +107,37 @@ def mlock_folio(k, pfn: int):
     __mlock_folio(k, pfn)
 
 
-def mlock_new_folio(k, pfn: int):
-    """mlock_new_folio(): a new folio faulted into a VM_LOCKED VMA, not yet on the LRU."""
+def __mlock_new_folio(k, pfn: int):
+    """__mlock_new_folio(): put a new mlocked folio on the unevictable list."""
+    from vmsim.mm.swap import lruvec_add_folio
+    flags = k.mem.flags
+    if folio_evictable(k, pfn):                 # munlocked while in the batch
+        flags[pfn] = flags[pfn] | PG_lru
+        lruvec_add_folio(k, pfn)
+        return
+    flags[pfn] = flags[pfn] | PG_unevictable
+    k.vmstat[vmstat.UNEVICTABLE_PGS_CULLED] += _nr_pages(k, pfn)
+    lruvec_add_folio(k, pfn)
+    flags[pfn] = flags[pfn] | PG_lru
+
+
+def mlock_new_folio(k, pfn: int, cpu: int):
+    """mlock_new_folio(): a new folio faulted into a VM_LOCKED VMA, not yet on the LRU:
+    mark it mlocked and queue it (with a reference) in this CPU's mlock_fbatch."""
+    from vmsim.mm.swap import PAGEVEC_SIZE
+    from vmsim.mm.page_flags import PG_head
     flags = k.mem.flags
     n = _nr_pages(k, pfn)
     flags[pfn] = flags[pfn] | PG_mlocked
     k.vmstat[vmstat.NR_MLOCK] += n
     k.vmstat[vmstat.UNEVICTABLE_PGS_MLOCKED] += n
+    k.mem.refcount[pfn] += 1
+    fb = k.cpu_fbatches[cpu]
+    fb.mlock.append(pfn)
+    fb.mlock_how.append(NEW_FOLIO)
+    # !folio_may_be_lru_cached(): a large folio is not left in the batch.
+    if len(fb.mlock) >= PAGEVEC_SIZE or flags[pfn] & PG_head:
+        mlock_folio_batch(k, fb)
 
 
 def munlock_folio(k, pfn: int):
@@ -120,26 +146,32 @@ def munlock_folio(k, pfn: int):
     from vmsim.mm.swap import PAGEVEC_SIZE
     from vmsim.mm.page_flags import PG_head
     k.mem.refcount[pfn] += 1
-    fb = k.cpu_fbatches[k.current_cpu()].mlock
-    fb.append(pfn)
-    if len(fb) >= PAGEVEC_SIZE or k.mem.flags[pfn] & PG_head:
+    fb = k.cpu_fbatches[k.current_cpu()]
+    fb.mlock.append(pfn)
+    fb.mlock_how.append(0)
+    if len(fb.mlock) >= PAGEVEC_SIZE or k.mem.flags[pfn] & PG_head:
         mlock_folio_batch(k, fb)
 
 
-def mlock_folio_batch(k, fbatch: list):
-    """mlock_folio_batch(): run the queued munlocks, then drop the batch's references."""
+def mlock_folio_batch(k, fb):
+    """mlock_folio_batch(): run the queued new-folio mlocks and munlocks in order, then
+    drop the batch's references."""
     from vmsim.mm.swap import folios_put
-    batch = fbatch[:]
-    fbatch.clear()
-    for pfn in batch:
-        __munlock_folio(k, pfn)
+    batch, how = fb.mlock[:], fb.mlock_how[:]
+    fb.mlock.clear()
+    fb.mlock_how.clear()
+    for pfn, tag in zip(batch, how):
+        if tag == NEW_FOLIO:
+            __mlock_new_folio(k, pfn)
+        else:
+            __munlock_folio(k, pfn)
     folios_put(k, batch)
 
 
 def mlock_drain_local(k, cpu: int):
     """mlock_drain_local(): process this CPU's mlock_fbatch."""
-    fb = k.cpu_fbatches[cpu].mlock
-    if fb:
+    fb = k.cpu_fbatches[cpu]
+    if fb.mlock:
         mlock_folio_batch(k, fb)
 
 
@@ -150,7 +182,7 @@ def mlock_pte_range(vma, pmdp: int, addr: int, end: int) -> int:
     k = mm.kernel
     pool = k.ptpool.mv
     if pool[pmdp] & T._PAGE_PSE:
-        raise NotImplementedError("huge PMDs are the THP issue")
+        raise NotImplementedError("huge PMD mappings (THP) are not modelled")
     ptep = pte_offset_map(mm, pmdp, addr)
     locked = vma.vm_flags & VM_LOCKED
     while addr != end:
@@ -181,12 +213,12 @@ def mlock_vma_pages_range(vma, start: int, end: int, newflags: int):
 def mlock_fixup(vma, start: int, end: int, newflags: int):
     """mlock_fixup(): (0 or -errno, the VMA now covering [start, end)).
 
-    Special and hugetlb VMAs never get VM_LOCKED and are not counted.
+    Special, hugetlb and droppable VMAs never get VM_LOCKED and are not counted.
     """
     from vmsim.mm.vma import vma_modify
     mm = vma.vm_mm
     oldflags = vma.vm_flags
-    if newflags == oldflags or oldflags & VM_SPECIAL or oldflags & VM_HUGETLB:
+    if newflags == oldflags or oldflags & (VM_SPECIAL | VM_HUGETLB | VM_DROPPABLE):
         return 0, vma
 
     def change(v):

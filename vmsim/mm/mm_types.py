@@ -40,6 +40,7 @@ VM_MIXEDMAP = 0x10000000
 VM_HUGEPAGE = 0x20000000
 VM_NOHUGEPAGE = 0x40000000
 VM_MERGEABLE = 0x80000000
+VM_DROPPABLE = 1 << 40          # VM_DROPPABLE_BIT (CONFIG_64BIT): MAP_DROPPABLE
 VM_STACK = VM_GROWSDOWN
 VM_STACK_INCOMPLETE_SETUP = 0x10000 | 0x8000     # VM_RAND_READ | VM_SEQ_READ
 VM_LOCKED_MASK = VM_LOCKED | VM_LOCKONFAULT
@@ -117,7 +118,20 @@ class vm_area_struct:
         self.detached = False
 
     def __repr__(self):
-        return f"<vma {self.vm_start:#x}-{self.vm_end:#x} flags={self.vm_flags:#x}>"
+        # As /proc/PID/maps and smaps' VmFlags show it (for people, never on a hot path).
+        f = self.vm_flags
+        perms = ("r" if f & VM_READ else "-") + ("w" if f & VM_WRITE else "-") + \
+            ("x" if f & VM_EXEC else "-") + ("s" if f & VM_MAYSHARE else "p")
+        try:
+            from vmsim.fs.proc.task_mmu import get_vma_name, show_smap_vma_flags
+            name = get_vma_name(self)
+            flags = show_smap_vma_flags(self).split(":", 1)[1].strip()
+        except Exception:                  # a VMA being built or torn down
+            name, flags = None, f"{f:#x}"
+        return (f"<vm_area_struct {self.vm_start:08x}-{self.vm_end:08x} {perms} "
+                f"{(self.vm_pgoff << 12) if self.vm_file is not None else 0:08x}"
+                f"{' ' + name if name else ''} ({(self.vm_end - self.vm_start) >> 12} pages)"
+                f" VmFlags: {flags}{' detached' if self.detached else ''}>")
 
 
 def vma_is_anonymous(vma) -> bool:

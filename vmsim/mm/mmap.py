@@ -10,9 +10,12 @@ from vmsim.arch.x86 import pgtable_types as T
 from vmsim.mm.mm_types import (
     vm_area_struct, VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_MAYREAD, VM_MAYWRITE, VM_MAYEXEC,
     VM_MAYSHARE, VM_GROWSDOWN, VM_LOCKED, VM_NORESERVE, VM_ACCOUNT, VM_SPECIAL, VM_NOHUGEPAGE,
-    VM_HUGETLB, VM_DATA_DEFAULT_FLAGS, VM_SYNC, VM_LOCKED_MASK)
-from vmsim.mm.vma import (vm_stat_account, do_vmi_align_munmap, vma_merge_struct,
-                          vma_merge_new_range, VMA_MERGE_ERROR_NOMEM)
+    VM_HUGETLB, VM_DATA_DEFAULT_FLAGS, VM_SYNC, VM_LOCKED_MASK, VM_DROPPABLE, VM_WIPEONFORK,
+    VM_DONTDUMP)
+from vmsim.mm.vma import (vm_stat_account, do_vmi_align_munmap, vms_gather_munmap_vmas,
+                          vma_merge_struct, vma_merge_new_range, VMA_MERGE_ERROR_NOMEM)
+
+_U64 = (1 << 64) - 1
 
 PROT_NONE, PROT_READ, PROT_WRITE, PROT_EXEC = 0, 1, 2, 4
 PROT_SEM = 0x8
@@ -344,10 +347,11 @@ def do_mmap(mm, file, addr: int, length: int, prot: int, flags: int, vm_flags: i
         flags |= MAP_FIXED
     if not flags & MAP_FIXED:
         addr = round_hint_to_min(mm, addr)
-    length = (length + 0xFFF) & ~0xFFF
-    if not length or length >= 1 << 64:
+    length = ((length + 0xFFF) & ~0xFFF) & _U64           # PAGE_ALIGN(), unsigned long
+    if not length:
         return -errno.ENOMEM, 0
-    if pgoff + (length >> 12) >= 1 << 64:
+    # offset overflow?
+    if (pgoff + (length >> 12)) & _U64 < pgoff:
         return -errno.EOVERFLOW, 0
     if mm.map_count > int(k.sysctl["/proc/sys/vm/max_map_count"]):
         return -errno.ENOMEM, 0
@@ -369,13 +373,19 @@ def do_mmap(mm, file, addr: int, length: int, prot: int, flags: int, vm_flags: i
             pass
     else:
         t = flags & MAP_TYPE
-        # MAP_DROPPABLE (6.11) is not modelled: vmsim refuses it with EINVAL.
         if t == MAP_SHARED:
             if vm_flags & VM_GROWSDOWN:
                 return -errno.EINVAL, 0
             pgoff = 0
             vm_flags |= VM_SHARED | VM_MAYSHARE
-        elif t == MAP_PRIVATE:
+        elif t in (MAP_DROPPABLE, MAP_PRIVATE):
+            if t == MAP_DROPPABLE:
+                # A locked or stack area makes no sense to be droppable; no hugetlb.
+                if flags & (MAP_LOCKED | MAP_HUGETLB) or vm_flags & VM_GROWSDOWN:
+                    return -errno.EINVAL, 0
+                # Droppable pages are not reserved, and neither survive fork nor dump.
+                vm_flags |= VM_DROPPABLE | VM_NORESERVE | VM_WIPEONFORK | VM_DONTDUMP
+            # Set pgoff according to addr for anon_vma.
             pgoff = addr >> 12
         else:
             return -errno.EINVAL, 0
@@ -394,20 +404,34 @@ def mmap_region(mm, file, addr: int, length: int, vm_flags: int, pgoff: int) -> 
     k = mm.kernel
     pglen = length >> 12
     end = addr + length
+    # __mmap_prepare(): gather what MAP_FIXED replaces (splitting the edge VMAs), check
+    # the limits, charge, and only then clear the old range (vms_clean_up_area). A
+    # failed check aborts (vms_abort_munmap_vmas): the old VMAs stay, split, with
+    # their pages.
     old = mm.vmas_in(addr, end)
-    nr_pages = sum((min(v.vm_end, end) - max(v.vm_start, addr)) >> 12 for v in old)
+    if old:
+        err = vms_gather_munmap_vmas(mm, addr, end, old)
+        if err:
+            return err
+        old = mm.vmas_in(addr, end)
+    nr_pages = sum((v.vm_end - v.vm_start) >> 12 for v in old)
+    nr_accounted = sum((v.vm_end - v.vm_start) >> 12 for v in old if v.vm_flags & VM_ACCOUNT)
     if not may_expand_vm(mm, vm_flags, pglen - nr_pages):
         return -errno.ENOMEM
-    if old:
-        # __mmap_prepare -> vms_gather_munmap_vmas + vms_clean_up_area (MAP_FIXED).
-        err = do_vmi_align_munmap(mm, addr, end, old)
-        if err:
-            return err
-    if accountable_mapping(file, vm_flags):
-        err = __vm_enough_memory(mm, pglen)
-        if err:
-            return err
+    charged = 0
+    accountable = accountable_mapping(file, vm_flags)
+    if accountable:
+        # The replaced VMAs' charge carries over to the new mapping.
+        charged = pglen - nr_accounted
+        if charged:
+            err = __vm_enough_memory(mm, charged)
+            if err:
+                return err
         vm_flags |= VM_ACCOUNT
+    if old:
+        do_vmi_align_munmap(mm, addr, end, old)
+        if accountable:
+            k.committed_as += nr_accounted      # vms->nr_accounted = 0: not unaccounted
     vma = None
     # Attempt to merge with adjacent VMAs (before any file ->mmap hook runs, as 6.18
     # does)...
@@ -422,8 +446,8 @@ def mmap_region(mm, file, addr: int, length: int, vm_flags: int, pgoff: int) -> 
         if file is not None:
             err = file.mmap(vma)
             if err:
-                if vm_flags & VM_ACCOUNT:
-                    k.committed_as -= pglen
+                if charged:
+                    k.committed_as -= charged
                 return err
         elif vm_flags & VM_SHARED:
             from vmsim.mm.shmem import shmem_zero_setup
@@ -462,11 +486,12 @@ def ksys_mmap_pgoff(mm, addr, length, prot, flags, fd_file, pgoff) -> int:
 
 # --- brk ---------------------------------------------------------------------------
 def check_brk_limits(mm, addr: int, length: int) -> int:
-    """check_brk_limits(): the new area must be placeable."""
-    mapped_addr = mm_get_unmapped_area_vmflags(mm, None, addr, length, 0, MAP_FIXED, 0)
-    if mapped_addr & 0xFFF and mapped_addr > 0:
+    """check_brk_limits(): the new area must be placeable (get_unmapped_area with
+    MAP_FIXED checks it against TASK_SIZE)."""
+    mapped_addr = __get_unmapped_area(mm, None, addr, length, 0, MAP_FIXED, 0)
+    if mapped_addr < 0:                                   # IS_ERR_VALUE()
         return mapped_addr
-    return 0
+    return 0 if mlock_future_ok(mm, mm.def_flags, length) else -errno.EAGAIN
 
 
 def do_brk_flags(mm, vma, addr: int, length: int, vm_flags: int) -> int:
@@ -515,8 +540,8 @@ def sys_brk(mm, brk: int) -> int:
     if rlimit(task, "RLIMIT_DATA") < (1 << 64) - 1 and \
             brk - mm.start_brk + mm.end_data - mm.start_data > rlimit(task, "RLIMIT_DATA"):
         return origbrk
-    newbrk = (brk + 0xFFF) & ~0xFFF
-    oldbrk = (mm.brk + 0xFFF) & ~0xFFF
+    newbrk = ((brk + 0xFFF) & ~0xFFF) & _U64             # PAGE_ALIGN() wraps to 0 at the top
+    oldbrk = ((mm.brk + 0xFFF) & ~0xFFF) & _U64
     if oldbrk == newbrk:
         mm.brk = brk
         return mm.brk
@@ -530,7 +555,7 @@ def sys_brk(mm, brk: int) -> int:
             mm.brk = origbrk
             return origbrk
         return brk
-    if check_brk_limits(mm, oldbrk, newbrk - oldbrk):
+    if check_brk_limits(mm, oldbrk, (newbrk - oldbrk) & _U64):
         return origbrk
     # Only check if the next VMA is within the stack_guard_gap of the expansion area.
     nxt = mm.find_vma(oldbrk)

@@ -18,6 +18,7 @@ from vmsim.arch.x86 import pgtable_types as T
 from vmsim.arch.x86.pgtable import (pgd_offset, p4d_offset, pud_offset, pmd_offset,
                                     pte_offset_map, pte_modify, pte_mkwrite)
 from vmsim.arch.x86.mm.tlb import note_downgrade
+from vmsim.arch.x86.pgtable import modify_prot_commit_ptes
 from vmsim.mm.mm_types import (VM_WRITE, VM_SHARED, VM_ACCOUNT, VM_HUGETLB, VM_NORESERVE,
                                VM_LOCKED, VM_GROWSDOWN, VM_ACCESS_FLAGS, vma_is_anonymous)
 from vmsim.mm.mmap import (PROT_READ, PROT_WRITE, PROT_EXEC, PROT_SEM, PROT_GROWSDOWN,
@@ -112,13 +113,17 @@ def change_pte_range(tlb, vma, pmdp: int, addr: int, end: int, newprot: int, cp_
             if cp_flags & MM_CP_TRY_CHANGE_WRITABLE and not ptent & T._PAGE_RW and \
                     can_change_pte_writable(vma, addr, ptent):
                 ptent = pte_mkwrite(ptent, vma)
-            pool[ptep] = ptent                                      # ptep_modify_prot_commit
+            modify_prot_commit_ptes(vma, addr, ptep, oldpte, ptent, 1)
             if pte_needs_flush(oldpte, ptent):
                 note_downgrade(mm, addr, addr + 4096)
                 tlb_flush_pte_range(tlb, addr, 4096)
             pages += 1
         elif oldpte:
-            raise NotImplementedError("swap / migration entries are not modelled")
+            # A PTE marker: guard (and poison) markers are ignored unconditionally,
+            # because any access should sigsegv anyway. Swap entries: not modelled.
+            from vmsim.mm.swapops import is_pte_marker_entry
+            if not is_pte_marker_entry(oldpte):
+                raise NotImplementedError("swap / migration entries are not modelled")
         addr += 4096
         ptep += 1
     return pages
@@ -211,7 +216,7 @@ def change_protection_range(tlb, vma, addr: int, end: int, newprot: int, cp_flag
 def change_protection(tlb, vma, start: int, end: int, cp_flags: int) -> int:
     """change_protection(): apply vma.vm_page_prot to the PTEs of [start, end)."""
     if vma.vm_flags & VM_HUGETLB:
-        raise NotImplementedError("hugetlb_change_protection: hugetlb is a later issue")
+        raise NotImplementedError("mprotect of a hugetlb mapping: hugetlbfs is not modelled")
     return change_protection_range(tlb, vma, start, end, vma.vm_page_prot, cp_flags)
 
 

@@ -20,6 +20,8 @@ import errno
 
 from vmsim.arch.x86 import pgtable_types as T
 from vmsim.arch.x86.pgtable import pgd_offset, p4d_offset, pud_offset, pmd_offset, pte_offset_map
+from vmsim.arch.x86.pgtable import (get_and_clear_ptes, set_ptes, pmd_clear, pmd_populate,
+                                    pud_clear, pud_populate)
 from vmsim.arch.x86.mm.tlb import note_downgrade, flush_tlb_range
 from vmsim.mm.mm_types import (VM_ACCOUNT, VM_LOCKED, VM_LOCKED_MASK, VM_SHARED,
                                VM_MAYSHARE, VM_DONTEXPAND, VM_PFNMAP, VM_HUGETLB)
@@ -133,8 +135,8 @@ def move_ptes(pmc, extent: int, old_pmd: int, new_pmd: int) -> int:
             if pte & (_P | _PROTNONE):
                 force_flush = True
                 note_downgrade(mm, old_addr, old_addr + 4096)
-            pool[old_ptep] = 0                           # get_and_clear_ptes
-            pool[new_ptep] = pte                         # move_pte / set_ptes
+            pte = get_and_clear_ptes(mm, old_addr, old_ptep, 1)
+            set_ptes(mm, new_addr, new_ptep, pte, 1)     # move_pte() is a no-op on x86
         old_addr += 4096
         new_addr += 4096
         old_ptep += 1
@@ -155,8 +157,8 @@ def move_normal_pmd(pmc, old_pmd: int, new_pmd: int) -> bool:
     pmd = pool[old_pmd]
     if not pmd & _P or pmd & _PSE:
         return False
-    pool[old_pmd] = 0
-    pool[new_pmd] = pmd                                 # pmd_populate(pmd_pgtable(pmd))
+    pmd_clear(mm, old_pmd)
+    pmd_populate(mm, new_pmd, (pmd & T.PTE_PFN_MASK) >> 12)     # pmd_pgtable(pmd)
     note_downgrade(mm, pmc.old_addr, pmc.old_addr + PMD_SIZE)
     flush_tlb_range(vma, pmc.old_addr, pmc.old_addr + PMD_SIZE)
     return True
@@ -172,8 +174,8 @@ def move_normal_pud(pmc, old_pud: int, new_pud: int) -> bool:
     pud = pool[old_pud]
     if not pud & _P or pud & _PSE:
         return False
-    pool[old_pud] = 0
-    pool[new_pud] = pud
+    pud_clear(mm, old_pud)
+    pud_populate(mm, new_pud, (pud & T.PTE_PFN_MASK) >> 12)     # pud_pgtable(pud)
     note_downgrade(mm, pmc.old_addr, pmc.old_addr + PUD_SIZE)
     flush_tlb_range(vma, pmc.old_addr, pmc.old_addr + PUD_SIZE)
     return True
@@ -220,7 +222,7 @@ def move_page_tables(pmc) -> int:
     k = mm.kernel
     pool = k.ptpool.mv
     if vma.vm_flags & VM_HUGETLB:
-        raise NotImplementedError("move_hugetlb_page_tables: hugetlb is a later issue")
+        raise NotImplementedError("mremap of a hugetlb mapping: hugetlbfs is not modelled")
     try_realign_addr(pmc, ~(PMD_SIZE - 1) & _U64)
     k.mmu_notifier_invalidate_range_start(mm, "unmap", pmc.old_addr, pmc.old_end)
     while pmc.old_addr < pmc.old_end:
@@ -231,7 +233,7 @@ def move_page_tables(pmc) -> int:
             if new_pud < 0:
                 break
             if pool[old_pud] & _PSE:
-                raise NotImplementedError("huge PUDs are the THP issue")
+                raise NotImplementedError("huge PUD mappings (THP) are not modelled")
             if extent == PUD_SIZE and move_normal_pud(pmc, old_pud, new_pud):
                 pmc.old_addr += extent
                 pmc.new_addr += extent
@@ -243,7 +245,7 @@ def move_page_tables(pmc) -> int:
                 if new_pmd < 0:
                     break
                 if pool[old_pmd] & _PSE:
-                    raise NotImplementedError("huge PMDs are the THP issue")
+                    raise NotImplementedError("huge PMD mappings (THP) are not modelled")
                 if not (extent == PMD_SIZE and move_normal_pmd(pmc, old_pmd, new_pmd)):
                     if pte_alloc(mm, new_pmd):
                         break
@@ -388,13 +390,14 @@ def copy_vma_and_data(vrm):
 
 
 def dontunmap_complete(vrm, new_vma):
-    """dontunmap_complete(): the source keeps its range but loses VM_LOCKED* and
-    VM_ACCOUNT, and its anon_vma if the whole VMA was moved."""
+    """dontunmap_complete(): the source keeps its range but loses VM_LOCKED*, and its
+    anon_vma if the whole VMA was moved. It stays VM_ACCOUNT: vrm_calc_charge()
+    charged new_len for the copy, so both are accounted until unmapped."""
     from vmsim.mm.rmap import unlink_anon_vmas
     vma = vrm.vma
     start, end = vrm.addr, vrm.addr + vrm.old_len
     old_start, old_end = vma.vm_start, vma.vm_end
-    vma.vm_flags &= ~(VM_LOCKED_MASK | VM_ACCOUNT)
+    vma.vm_flags &= ~VM_LOCKED_MASK
     if new_vma is not vma and start == old_start and end == old_end:
         unlink_anon_vmas(vrm.mm.kernel, vma)
 
@@ -565,11 +568,15 @@ def check_mremap_params(vrm) -> int:
     # But a zero new-len is nonsensical.
     if not vrm.new_len:
         return -errno.EINVAL
-    task_size = mm.task_size
-    if vrm.new_len > task_size or vrm.new_addr > task_size - vrm.new_len:
+    # Is the new length silly?
+    if vrm.new_len > mm.task_size:
         return -errno.EINVAL
+    # Remainder of checks are for cases with specific new_addr.
     if not vrm_implies_new_addr(vrm):
         return 0
+    # Is the new address silly?
+    if vrm.new_addr > mm.task_size - vrm.new_len:
+        return -errno.EINVAL
     if vrm.new_addr & 0xFFF:
         return -errno.EINVAL
     if not flags & MREMAP_MAYMOVE:

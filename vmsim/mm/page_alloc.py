@@ -14,10 +14,19 @@ mapcount-1; vmsim stores the count itself so zero stays the default), mapping i3
 object id), index i64, private i32, lru next/prev i32. ``private`` holds the page's data
 handle (see vmsim.mm.page_data) or, for page-table pages, the row in the table pool.
 
+Allocation follows __alloc_pages(): get_page_from_freelist() walks the zonelist
+(Normal -> DMA32 -> DMA) checking each zone's watermark plus lowmem_reserve
+(zone_watermark_fast), then __alloc_pages_slowpath() retries at the min watermark and,
+when nothing is left, calls the OOM killer (mm/oom_kill.c, vmsim.mm.oom_kill) and
+retries while it makes progress. The per-CPU lists grow and shrink their batches as
+6.18's nr_pcp_alloc / nr_pcp_free / nr_pcp_high do (alloc_factor, free_count, the
+ZONE_BELOW_HIGH flag).
+
 Simplifications: physical memory is one contiguous range without the PCI hole; zones
-are DMA [0, 16M), DMA32 [16M, 4G) and Normal above; a single NUMA node; the per-CPU
-``high`` is fixed at high_min (no auto-tuning); no compaction, no reclaim yet (an
-allocation that fails returns None, which the fault path turns into VM_FAULT_OOM).
+are DMA [0, 16M), DMA32 [16M, 4G) and Normal above; a single NUMA node; no reclaim,
+no compaction and no kswapd (direct reclaim finds nothing to free, so the slow path
+goes to the OOM killer at once); no highatomic or CMA reserves; the periodic vmstat
+work (decay_pcp_high, drain_zone_pages) does not run, vmsim having no clock.
 """
 import math
 
@@ -35,19 +44,60 @@ MIGRATE_UNMOVABLE, MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE = 0, 1, 2
 MIGRATE_PCPTYPES = 3
 MIGRATETYPE_NAMES = ("Unmovable", "Movable", "Reclaimable", "HighAtomic", "CMA", "Isolate")
 
-ZONE_DMA, ZONE_DMA32, ZONE_NORMAL = 0, 1, 2
+ZONE_DMA, ZONE_DMA32, ZONE_NORMAL, ZONE_MOVABLE = 0, 1, 2, 3
 ZONE_NAMES = ("DMA", "DMA32", "Normal")
+MAX_NR_ZONES = 5                       # DMA, DMA32, Normal, Movable, Device
+# sysctl_lowmem_reserve_ratio[] (mm/page_alloc.c): DMA, DMA32, Normal, Movable, Device.
+sysctl_lowmem_reserve_ratio = [256, 256, 32, 0, 0]
+
+# alloc_flags (mm/internal.h)
+WMARK_MIN, WMARK_LOW, WMARK_HIGH = 0, 1, 2
+ALLOC_WMARK_MIN, ALLOC_WMARK_LOW, ALLOC_WMARK_HIGH = WMARK_MIN, WMARK_LOW, WMARK_HIGH
+ALLOC_NO_WATERMARKS = 0x04
+ALLOC_WMARK_MASK = ALLOC_NO_WATERMARKS - 1
+ALLOC_OOM = 0x08
+ALLOC_NON_BLOCK = 0x10
+ALLOC_MIN_RESERVE = 0x20
+ALLOC_CPUSET = 0x40
+ALLOC_HIGHATOMIC = 0x200
+ALLOC_KSWAPD = 0x800
+ALLOC_RESERVES = ALLOC_NON_BLOCK | ALLOC_MIN_RESERVE | ALLOC_HIGHATOMIC | ALLOC_OOM
+
+CONFIG_PCP_BATCH_SCALE_MAX = 5         # mm/Kconfig default
+MIN_PERCPU_PAGELIST_HIGH_FRACTION = 8
+PCPF_PREV_FREE_HIGH_ORDER = 0x01
+PCPF_FREE_HIGH_BATCH = 0x02
+MAX_RECLAIM_RETRIES = 16
 
 # gfp (include/linux/gfp_types.h): vmsim keeps only what decides zone and migratetype.
 __GFP_DMA = 0x01
+__GFP_HIGHMEM = 0x02
 __GFP_DMA32 = 0x04
 __GFP_MOVABLE = 0x08
 __GFP_RECLAIMABLE = 0x10
+__GFP_HIGH = 0x20
+__GFP_IO = 0x40
+__GFP_FS = 0x80
 __GFP_ZERO = 0x100
+__GFP_DIRECT_RECLAIM = 0x400
+__GFP_KSWAPD_RECLAIM = 0x800
+__GFP_WRITE = 0x1000
+__GFP_NOWARN = 0x2000
+__GFP_RETRY_MAYFAIL = 0x4000
+__GFP_NOFAIL = 0x8000
+__GFP_NORETRY = 0x10000
+__GFP_MEMALLOC = 0x20000
 __GFP_COMP = 0x40000
-GFP_KERNEL = 0x400 | 0x800 | 0x40 | 0x80
-GFP_HIGHUSER_MOVABLE = GFP_KERNEL | __GFP_MOVABLE | 0x2   # __GFP_HIGHMEM
-GFP_PGTABLE_USER = GFP_KERNEL | __GFP_ZERO
+__GFP_NOMEMALLOC = 0x80000
+__GFP_HARDWALL = 0x100000
+__GFP_THISNODE = 0x200000
+__GFP_ACCOUNT = 0x400000
+__GFP_RECLAIM = __GFP_DIRECT_RECLAIM | __GFP_KSWAPD_RECLAIM
+GFP_KERNEL = __GFP_RECLAIM | __GFP_IO | __GFP_FS
+GFP_USER = GFP_KERNEL | __GFP_HARDWALL
+GFP_HIGHUSER = GFP_USER | __GFP_HIGHMEM
+GFP_HIGHUSER_MOVABLE = GFP_HIGHUSER | __GFP_MOVABLE      # __GFP_SKIP_KASAN is 0 here
+GFP_PGTABLE_USER = GFP_KERNEL | __GFP_ZERO | __GFP_ACCOUNT     # asm-generic/pgalloc.h
 
 _GFP_DMA, _GFP_DMA32 = __GFP_DMA, __GFP_DMA32   # unmangled for use in classes
 FIRST_ALLOC_PFN = 256                  # the low 1 MiB is reserved (e820 / BIOS)
@@ -86,25 +136,43 @@ class MemMap:
 
 
 class PerCpuPages:
-    """struct per_cpu_pages: lists per (order index, migratetype), count, high, batch."""
-    __slots__ = ("lists", "count", "high", "high_min", "high_max", "batch")
+    """struct per_cpu_pages: lists per (order index, migratetype), count, high, batch,
+    and the 6.18 auto-tuning state (alloc_factor, free_count, flags).
+
+    As per_cpu_pages_init() leaves it, ``high`` starts at 0 and is clamped into
+    [high_min, high_max] on first use (nr_pcp_alloc / nr_pcp_high)."""
+    __slots__ = ("lists", "count", "high", "high_min", "high_max", "batch",
+                 "alloc_factor", "free_count", "flags")
 
     def __init__(self, high_min, high_max, batch):
         # pindex = order * MIGRATE_PCPTYPES + migratetype for order <= COSTLY,
         # then one list for pageblock_order (THP), as order_to_pindex() does.
         self.lists = [[] for _ in range(MIGRATE_PCPTYPES * (PAGE_ALLOC_COSTLY_ORDER + 1) + 1)]
         self.count = 0
-        self.high = high_min
+        self.high = 0
         self.high_min = high_min
         self.high_max = high_max
         self.batch = batch
+        self.alloc_factor = 0
+        self.free_count = 0
+        self.flags = 0
+
+
+NR_LOWORDER_PCP_LISTS = MIGRATE_PCPTYPES * (PAGE_ALLOC_COSTLY_ORDER + 1)
 
 
 def order_to_pindex(migratetype: int, order: int) -> int:
     """Return the pcp list index for (migratetype, order) (order_to_pindex())."""
     if order > PAGE_ALLOC_COSTLY_ORDER:
-        return MIGRATE_PCPTYPES * (PAGE_ALLOC_COSTLY_ORDER + 1)
+        return NR_LOWORDER_PCP_LISTS
     return order * MIGRATE_PCPTYPES + migratetype
+
+
+def pindex_to_order(pindex: int) -> int:
+    """Return the order a pcp list holds (pindex_to_order())."""
+    if pindex == NR_LOWORDER_PCP_LISTS:
+        return pageblock_order
+    return pindex // MIGRATE_PCPTYPES
 
 
 class Zone:
@@ -129,7 +197,10 @@ class Zone:
         self.head_free = self.deferred_pfn - first     # unaligned head, seeded at init
         self.free_pages = self.managed_pages           # NR_FREE_PAGES
         self.pcp = []
+        self.pcp_pages = 0                             # pages on all CPUs' pcp lists
         self.watermark = [0, 0, 0]                     # WMARK_MIN, LOW, HIGH
+        self.lowmem_reserve = [0] * MAX_NR_ZONES
+        self.below_high = False                        # ZONE_BELOW_HIGH
         self.vm_stat = {}
 
 
@@ -153,12 +224,16 @@ class PageAllocator:
                 self.zones.append(Zone(idx, lo, hi, FIRST_ALLOC_PFN))
         self.reserved = list(reserved_ranges)
         self._zones_desc = self.zones[::-1]
-        # zonelists by highest allowed zone (DMA, DMA32, Normal): fallback order.
-        self._zonelists = [[z for z in self._zones_desc if z.idx <= top] for top in range(3)]
+        # The node's zonelist walked from the highest allowed zone down
+        # (for_next_zone_zonelist_nodemask): Normal -> DMA32 -> DMA.
+        self._zonelists = [[z for z in self._zones_desc if z.idx <= top]
+                           for top in range(MAX_NR_ZONES)]
         self._init_zones()
         self._init_watermarks()
         self.pgalloc = [0] * 3        # vmstat pgalloc_dma / dma32 / normal
         self.pgfree = 0
+        self.kernel = None            # the Kernel, for the OOM killer (set at boot)
+        self._gfp_ac = {}             # gfp -> (highest_zoneidx, migratetype, alloc_flags)
 
     # --- boot ------------------------------------------------------------------
     def _init_zones(self):
@@ -195,19 +270,66 @@ class PageAllocator:
             z.deferred_reserved = [r for r in self.reserved if r[1] > z.deferred_pfn]
 
     def _init_watermarks(self):
-        """__setup_per_zone_wmarks() and zone_pcp_init() / zone_highsize()."""
-        lowmem_kbytes = sum(z.managed_pages for z in self.zones) * 4
-        min_free_kbytes = min(max(math.isqrt(lowmem_kbytes * 16), 128), 262144)
-        pages_min = min_free_kbytes >> 2
+        """init_per_zone_wmark_min(): min_free_kbytes, the watermarks with the pcp
+        high and batch that follow them, and lowmem_reserve."""
+        self.calculate_min_free_kbytes()
+        self.setup_per_zone_wmarks()
+        self.setup_per_zone_lowmem_reserve()
+
+    def calculate_min_free_kbytes(self):
+        """calculate_min_free_kbytes(): sqrt(lowmem_kbytes * 16) in [128, 262144]."""
+        lowmem_kbytes = self.nr_free_buffer_pages() * 4
+        self.min_free_kbytes = min(max(math.isqrt(lowmem_kbytes * 16), 128), 262144)
+
+    def nr_free_buffer_pages(self) -> int:
+        """nr_free_buffer_pages(): managed pages above the high watermark in the zones
+        GFP_USER may use."""
+        return sum(max(z.managed_pages - z.watermark[WMARK_HIGH], 0) for z in self.zones)
+
+    def setup_per_zone_wmarks(self):
+        """setup_per_zone_wmarks(): __setup_per_zone_wmarks(), then zone_pcp_update()
+        since pcp high follows the low watermark."""
+        pages_min = self.min_free_kbytes >> 2
         total = sum(z.managed_pages for z in self.zones)
         for z in self.zones:
             zmin = pages_min * z.managed_pages // total
             tmp = max(zmin >> 2, z.managed_pages * 10 // 10000)   # watermark_scale_factor 10
             z.watermark = [zmin, zmin + tmp, zmin + 2 * tmp]
-            batch = zone_batchsize(z.managed_pages)
-            high_min = max(z.watermark[1] // self.ncpus, batch << 2) if batch > 1 else 0
-            high_max = max(z.managed_pages // 8 // self.ncpus, batch << 2) if batch > 1 else 0
-            z.pcp = [PerCpuPages(high_min, high_max, batch) for _ in range(self.ncpus)]
+        for z in self.zones:
+            zone_set_pageset_high_and_batch(z, self.ncpus)
+
+    def set_recommended_min_free_kbytes(self, hugepage_pmd_enabled: bool):
+        """set_recommended_min_free_kbytes() (mm/khugepaged.c, run when khugepaged
+        starts): with PMD THPs enabled, keep 2 + MIGRATE_PCPTYPES^2 pageblocks per
+        zone free (at most 5% of lowmem), and recompute the watermarks."""
+        if not hugepage_pmd_enabled:
+            self.calculate_min_free_kbytes()
+        else:
+            nr_zones = sum(1 for z in self.zones if z.idx <= ZONE_NORMAL)
+            recommended_min = pageblock_nr_pages * nr_zones * 2
+            recommended_min += pageblock_nr_pages * nr_zones * MIGRATE_PCPTYPES * MIGRATE_PCPTYPES
+            recommended_min = min(recommended_min, self.nr_free_buffer_pages() // 20)
+            recommended_min <<= 2
+            if recommended_min > self.min_free_kbytes:
+                self.min_free_kbytes = recommended_min
+        self.setup_per_zone_wmarks()
+        self.setup_per_zone_lowmem_reserve()
+
+    def setup_per_zone_lowmem_reserve(self):
+        """setup_per_zone_lowmem_reserve(): zone i keeps back, from allocations that
+        could have used a higher zone j, the managed pages of zones i+1..j divided by
+        sysctl_lowmem_reserve_ratio[i] (empty zones count 0)."""
+        managed = [0] * MAX_NR_ZONES
+        for z in self.zones:
+            managed[z.idx] = z.managed_pages
+        for z in self.zones:
+            i = z.idx
+            ratio = sysctl_lowmem_reserve_ratio[i]
+            clear = not ratio or not managed[i]
+            upper = 0
+            for j in range(i + 1, MAX_NR_ZONES):
+                upper += managed[j]
+                z.lowmem_reserve[j] = 0 if clear else upper // ratio
 
     # --- buddy -----------------------------------------------------------------
     def _add_to_free_list(self, zone, pfn, order, mt):
@@ -358,28 +480,64 @@ class PageAllocator:
         lst[:0] = got
         return len(got)
 
-    def free_pcppages_bulk(self, zone, pcp, count):
-        """free_pcppages_bulk(): return ``count`` pages, coldest first, to the buddy."""
+    def free_pcppages_bulk(self, zone, count, pcp, pindex):
+        """free_pcppages_bulk(): return ``count`` pages to the buddy, the list of
+        ``pindex`` first, then round-robin; each list from its tail (coldest first:
+        index 0 of the Python list)."""
+        count = min(pcp.count, count)
         nlists = len(pcp.lists)
-        pindex = 0
-        while count > 0 and pcp.count > 0:
-            pindex = (pindex + 1) % nlists
-            lst = pcp.lists[pindex]
-            if not lst:
-                continue
-            order = self._pindex_order(pindex)
-            n = min(len(lst), max(count >> order, 1))
+        pindex -= 1
+        pbmt = self.pageblock_mt_mv
+        while count > 0:
+            while True:
+                pindex += 1
+                if pindex > nlists - 1:
+                    pindex = 0
+                lst = pcp.lists[pindex]
+                if lst:
+                    break
+            order = pindex_to_order(pindex)
+            # do { ... } while (count > 0 && !list_empty(list))
+            n = min(len(lst), (count + (1 << order) - 1) >> order)
             batch, lst[:n] = lst[:n], []
             pcp.count -= n << order
+            zone.pcp_pages -= n << order
             count -= n << order
-            pbmt = self.pageblock_mt_mv
             for pfn in batch:
                 self.__free_one_page(zone, pfn, order, pbmt[pfn >> pageblock_order])
 
-    @staticmethod
-    def _pindex_order(pindex):
-        n = len(range(MIGRATE_PCPTYPES * (PAGE_ALLOC_COSTLY_ORDER + 1)))
-        return pageblock_order if pindex % (n + 1) == n else (pindex % (n + 1)) // MIGRATE_PCPTYPES
+    def free_frozen_page_commit(self, zone, pcp, pfn, mt, order):
+        """free_frozen_page_commit(): put the page on the pcp list; when the list
+        reaches nr_pcp_high(), give nr_pcp_free() pages back to the buddy."""
+        pcp.alloc_factor >>= 1
+        pindex = order_to_pindex(mt, order)
+        pcp.lists[pindex].append(pfn)
+        n = 1 << order
+        pcp.count += n
+        zone.pcp_pages += n
+        batch = pcp.batch
+        free_high = False
+        # High-order pages other than THP feed fragmentation: limit them when the
+        # CPU keeps freeing without allocating.
+        if order and order <= PAGE_ALLOC_COSTLY_ORDER:
+            free_high = (pcp.free_count >= batch + pcp.high_min // 2 and
+                         bool(pcp.flags & PCPF_PREV_FREE_HIGH_ORDER) and
+                         (not pcp.flags & PCPF_FREE_HIGH_BATCH or pcp.count >= batch))
+            pcp.flags |= PCPF_PREV_FREE_HIGH_ORDER
+        elif pcp.flags & PCPF_PREV_FREE_HIGH_ORDER:
+            pcp.flags &= ~PCPF_PREV_FREE_HIGH_ORDER
+        if pcp.free_count < (batch << CONFIG_PCP_BATCH_SCALE_MAX):
+            pcp.free_count += n
+        high = nr_pcp_high(pcp, zone, batch, free_high)
+        if pcp.count < high:
+            return
+        self.free_pcppages_bulk(zone, nr_pcp_free(pcp, batch, high, free_high), pcp, pindex)
+        if zone.below_high and zone_watermark_ok(zone, 0, zone.watermark[WMARK_HIGH],
+                                                 ZONE_MOVABLE, 0):
+            zone.below_high = False
+
+    # pindex_to_order(), under the name the debug checker reads.
+    _pindex_order = staticmethod(lambda pindex: pindex_to_order(pindex))
 
     # --- entry points ----------------------------------------------------------
     def zone_of(self, pfn):
@@ -389,41 +547,78 @@ class PageAllocator:
                 return z
         raise ValueError(pfn)
 
-    def alloc_pages(self, gfp: int, order: int, cpu: int = 0) -> int:
-        """Return the head PFN of 2**order free frames, or -1 (__alloc_pages()).
+    def rmqueue_pcplist(self, zone, order, mt, cpu):
+        """rmqueue_pcplist() / __rmqueue_pcplist(): a page from this CPU's list,
+        refilled with nr_pcp_alloc() pages from the buddy when empty; -1 if none."""
+        pcp = zone.pcp[cpu]
+        # On allocation, reduce the number of pages that are batch freed.
+        pcp.free_count >>= 1
+        lst = pcp.lists[order_to_pindex(mt, order)]
+        if not lst:
+            batch = nr_pcp_alloc(pcp, zone, order)
+            alloced = self.rmqueue_bulk(zone, order, batch, lst, mt) << order
+            pcp.count += alloced
+            zone.pcp_pages += alloced
+            if not lst:
+                return -1
+        pfn = lst.pop()
+        pcp.count -= 1 << order
+        zone.pcp_pages -= 1 << order
+        return pfn
 
-        get_page_from_freelist() walks the zonelist from the highest zone gfp allows,
-        taking order <= PAGE_ALLOC_COSTLY_ORDER and pageblock_order blocks from the
-        per-CPU lists (rmqueue_pcplist), larger ones from the buddy (rmqueue_buddy).
-        The refcount is set to 1 (set_page_refcounted); __GFP_ZERO needs no work since
-        freed frames drop their data. No reclaim or compaction: failure returns -1.
-        """
-        mt = (MIGRATE_MOVABLE if gfp & 0x08 else
-              MIGRATE_RECLAIMABLE if gfp & 0x10 else MIGRATE_UNMOVABLE)   # __GFP_MOVABLE, __GFP_RECLAIMABLE
-        zonelist = self._zonelists[2 if not gfp & 5 else (0 if gfp & 1 else 1)]
+    def get_page_from_freelist(self, gfp, order, alloc_flags, hz, mt, cpu):
+        """get_page_from_freelist(): the first zone of the zonelist (from
+        ``hz`` = ac->highest_zoneidx down) whose watermark, plus its lowmem_reserve
+        for ``hz``, allows the allocation; -1 if none does.
+
+        A zone not yet below its high watermark is tried against that first (and
+        flagged ZONE_BELOW_HIGH, which shrinks the pcp lists, when it fails); then the
+        alloc_flags watermark. rmqueue() and zone_watermark_fast()'s order-0 shortcut
+        are inline, as in the kernel."""
         pcp_order = order <= PAGE_ALLOC_COSTLY_ORDER or order == pageblock_order
-        for z in zonelist:
-            if order and z.free_pages - (1 << order) < z.watermark[0]:
-                continue
-            if pcp_order:
-                pcp = z.pcp[cpu]
-                lst = pcp.lists[order * 3 + mt if order <= 3 else 12]
-                if not lst:
-                    pcp.count += self.rmqueue_bulk(
-                        z, order, max(pcp.batch >> order, 1), lst, mt) << order
-                    if not lst:
-                        continue
-                pfn = lst.pop()
-                pcp.count -= 1 << order
-            else:
-                pfn = self.__rmqueue(z, order, mt)
+        for zone in self._zonelists[hz]:
+            if not zone.below_high:
+                mark = zone.watermark[WMARK_HIGH]
+                if not (order == 0 and
+                        zone.free_pages - zone.pcp_pages > mark + zone.lowmem_reserve[hz] or
+                        zone_watermark_fast(zone, order, mark, hz, alloc_flags)):
+                    zone.below_high = True
+            if zone.below_high:
+                # check_alloc_wmark:
+                mark = zone.watermark[alloc_flags & ALLOC_WMARK_MASK]
+                if not zone_watermark_fast(zone, order, mark, hz, alloc_flags):
+                    if not alloc_flags & ALLOC_NO_WATERMARKS:
+                        continue      # node_reclaim_mode is 0: next zone
+            # try_this_zone: rmqueue(): pcp-cached orders from the per-CPU list, the
+            # others (or when the list cannot be refilled) from the buddy.
+            pfn = self.rmqueue_pcplist(zone, order, mt, cpu) if pcp_order else -1
+            if pfn < 0:
+                pfn = self.__rmqueue(zone, order, mt)
                 if pfn < 0:
                     continue
-            z.free_pages -= 1 << order
-            self.pgalloc[z.idx] += 1 << order
+            # prep_new_page(): NR_FREE_PAGES, PGALLOC_<zone>, set_page_refcounted.
+            zone.free_pages -= 1 << order
+            self.pgalloc[zone.idx] += 1 << order
             self.mem.refcount[pfn] = 1
             return pfn
         return -1
+
+    def alloc_pages(self, gfp: int, order: int, cpu: int = 0) -> int:
+        """Return the head PFN of 2**order free frames, or -1 (__alloc_pages()).
+
+        The fast path tries the zonelist at the low watermark; the slow path
+        (__alloc_pages_slowpath) retries at the min watermark and then calls the
+        OOM killer. __GFP_ZERO needs no work since freed frames drop their data.
+        """
+        ac = self._gfp_ac.get(gfp)
+        if ac is None:            # prepare_alloc_pages(), once per gfp mask
+            ac = self._gfp_ac[gfp] = (gfp_zone(gfp), gfp_migratetype(gfp),
+                                      ALLOC_WMARK_LOW | alloc_flags_nofragment(gfp))
+        hz, mt, alloc_flags = ac
+        pfn = self.get_page_from_freelist(gfp, order, alloc_flags, hz, mt, cpu)
+        if pfn >= 0:
+            return pfn
+        return _alloc_pages_slowpath(self, gfp, order, hz, mt, cpu)
 
     def free_frozen_pages(self, pfn: int, order: int, cpu: int = 0):
         """free_frozen_pages() / free_unref_page(): refcount already 0; to pcp or buddy."""
@@ -434,33 +629,28 @@ class PageAllocator:
         mem.index[pfn] = 0
         z.free_pages += 1 << order
         self.pgfree += 1 << order
-        mt = self.pageblock_mt[pfn >> pageblock_order]
+        mt = self.pageblock_mt_mv[pfn >> pageblock_order]
         if order <= PAGE_ALLOC_COSTLY_ORDER or order == pageblock_order:
-            pcp = z.pcp[cpu]
             if mt >= MIGRATE_PCPTYPES:
                 mt = MIGRATE_MOVABLE
-            pcp.lists[order_to_pindex(mt, order)].append(pfn)
-            pcp.count += 1 << order
-            if pcp.count >= pcp.high:
-                self.free_pcppages_bulk(z, pcp, pcp.batch << 2 if pcp.batch else pcp.count)
+            self.free_frozen_page_commit(z, z.pcp[cpu], pfn, mt, order)
         else:
             self.__free_one_page(z, pfn, order, mt)
 
     def free_unref_folios(self, pfns, orders, cpu: int = 0):
         """free_unref_folios(): free a prepared batch (refcounts 0): each folio as
-        free_frozen_pages() would, to this CPU's per-CPU list (free_frozen_page_commit,
-        which spills a full list with free_pcppages_bulk) or, for an order the lists
-        do not hold, to the buddy (free_one_page)."""
+        free_frozen_pages() would, to this CPU's per-CPU list (free_frozen_page_commit)
+        or, for an order the lists do not hold, to the buddy (free_one_page)."""
         mem = self.mem
         flags, mapping, index = mem.flags, mem.mapping, mem.index
         pbmt = self.pageblock_mt_mv
         z = None
         freed = 0
+        commit = self.free_frozen_page_commit
         for pfn, order in zip(pfns, orders):
             if z is None or not z.zone_start_pfn <= pfn < z.zone_end_pfn:
                 z = self.zone_of(pfn)
                 pcp = z.pcp[cpu]
-                lists = pcp.lists
             flags[pfn] = 0
             mapping[pfn] = 0
             index[pfn] = 0
@@ -471,13 +661,22 @@ class PageAllocator:
             if order <= PAGE_ALLOC_COSTLY_ORDER or order == pageblock_order:
                 if mt >= MIGRATE_PCPTYPES:
                     mt = MIGRATE_MOVABLE
-                lists[order_to_pindex(mt, order) if order else mt].append(pfn)
-                pcp.count += n
-                if pcp.count >= pcp.high:
-                    self.free_pcppages_bulk(z, pcp, pcp.batch << 2 if pcp.batch else pcp.count)
+                commit(z, pcp, pfn, mt, order)
             else:
                 self.__free_one_page(z, pfn, order, mt)
         self.pgfree += freed
+
+    def drain_pages_zone(self, cpu, zone):
+        """drain_pages_zone(): give all of a CPU's pcp pages of the zone back."""
+        pcp = zone.pcp[cpu]
+        while pcp.count:
+            self.free_pcppages_bulk(zone, pcp.batch << CONFIG_PCP_BATCH_SCALE_MAX, pcp, 0)
+
+    def drain_all_pages(self, zone=None):
+        """drain_all_pages(): every CPU's pcp lists, of one zone or of all."""
+        for z in ([zone] if zone is not None else self.zones):
+            for cpu in range(self.ncpus):
+                self.drain_pages_zone(cpu, z)
 
     def nr_free_pages(self) -> int:
         return sum(z.free_pages for z in self.zones)
@@ -495,7 +694,7 @@ class PageAllocator:
                 return True
         for pcp in z.pcp:
             for i, lst in enumerate(pcp.lists):
-                o = self._pindex_order(i)
+                o = pindex_to_order(i)
                 for p in lst:
                     if p <= pfn < p + (1 << o):
                         return True
@@ -511,3 +710,355 @@ def zone_batchsize(managed_pages: int) -> int:
     # rounddown_pow_of_two(batch + batch/2) - 1
     b = batch + batch // 2
     return (1 << (b.bit_length() - 1)) - 1 if b > 1 else 1
+
+
+def __alloc_pages_slowpath(pa, gfp, order, hz, mt, cpu):
+    """__alloc_pages_slowpath(): min watermark, OOM reserves for an OOM victim,
+    direct reclaim (finds nothing in vmsim), then __alloc_pages_may_oom(),
+    retrying as long as the OOM killer makes progress; -1 (nopage) otherwise."""
+    k = pa.kernel
+    costly_order = order > PAGE_ALLOC_COSTLY_ORDER
+    can_direct_reclaim = gfp & __GFP_DIRECT_RECLAIM
+    alloc_flags = gfp_to_alloc_flags(gfp, order)
+    pfn = pa.get_page_from_freelist(gfp, order, alloc_flags, hz, mt, cpu)
+    if pfn >= 0:
+        return pfn
+    # Direct compaction (costly orders): none is modelled, COMPACT_SKIPPED, so a
+    # costly __GFP_NORETRY request (a THP fault) gives up here.
+    if can_direct_reclaim and costly_order and gfp & __GFP_NORETRY:
+        return warn_alloc(pa, gfp, order)
+    no_progress_loops = 0
+    while True:                                    # retry:
+        reserve_flags = __gfp_pfmemalloc_flags(k, gfp)
+        if reserve_flags:
+            alloc_flags = reserve_flags | (alloc_flags & ALLOC_KSWAPD)
+        pfn = pa.get_page_from_freelist(gfp, order, alloc_flags, hz, mt, cpu)
+        if pfn >= 0:
+            return pfn
+        if not can_direct_reclaim:
+            break
+        # __alloc_pages_direct_reclaim(): __perform_reclaim() frees nothing (no
+        # reclaim is modelled), so did_some_progress is 0 and no drain follows.
+        did_some_progress = 0
+        if gfp & __GFP_NORETRY:
+            break
+        if costly_order and not gfp & __GFP_RETRY_MAYFAIL:
+            break
+        no_progress_loops += 1
+        if should_reclaim_retry(pa, gfp, order, hz, alloc_flags, no_progress_loops):
+            continue
+        pfn, did_some_progress = __alloc_pages_may_oom(pa, gfp, order, hz, mt, cpu)
+        if pfn >= 0:
+            return pfn
+        # Avoid allocations with no watermarks from looping endlessly.
+        if (k is not None and k.current is not None and tsk_is_oom_victim(k.current) and
+                (alloc_flags & ALLOC_OOM or gfp & __GFP_NOMEMALLOC)):
+            break
+        if did_some_progress:
+            no_progress_loops = 0
+            continue
+        break
+    return warn_alloc(pa, gfp, order)
+
+def warn_alloc(pa, gfp, order):
+    """warn_alloc() at nopage (rate-limited to one, and never with __GFP_NOWARN);
+    dump_stack() and the Mem-Info dump are not modelled. Return -1."""
+    k = pa.kernel
+    if k is None or gfp & __GFP_NOWARN:
+        return -1
+    from vmsim.kernel.printk import pr_warn, __ratelimit
+    if not __ratelimit(k, "nopage_rs", 1):
+        return -1
+    comm = k.current.comm if k.current is not None else "swapper/0"
+    pr_warn(k, "%s: page allocation failure: order:%d, mode:%#x(%s), nodemask=(null),"
+               "cpuset=/,mems_allowed=0" % (comm, order, gfp, format_gfp(gfp)))
+    return -1
+
+
+def should_reclaim_retry(pa, gfp, order, hz, alloc_flags, no_progress_loops):
+    """should_reclaim_retry(): retry while some zone would pass its min watermark
+    with all its reclaimable pages freed (none: vmsim has no reclaim)."""
+    if no_progress_loops > MAX_RECLAIM_RETRIES:
+        return False
+    for zone in pa._zonelists[hz]:
+        available = zone_reclaimable_pages(zone) + zone_page_state_free(zone)
+        if __zone_watermark_ok(zone, order, zone.watermark[WMARK_MIN], hz, alloc_flags,
+                               available):
+            return True
+    return False
+
+def __alloc_pages_may_oom(pa, gfp, order, hz, mt, cpu):
+    """__alloc_pages_may_oom(): one more try at the high watermark, then
+    out_of_memory() unless the OOM killer cannot help; (pfn, did_some_progress)."""
+    k = pa.kernel
+    pfn = pa.get_page_from_freelist((gfp | __GFP_HARDWALL) & ~__GFP_DIRECT_RECLAIM,
+                                      order, ALLOC_WMARK_HIGH | ALLOC_CPUSET, hz, mt, cpu)
+    if pfn >= 0:
+        return pfn, 0
+    # The OOM killer will not help higher order allocs.
+    if order > PAGE_ALLOC_COSTLY_ORDER:
+        return -1, 0
+    if gfp & (__GFP_RETRY_MAYFAIL | __GFP_THISNODE):
+        return -1, 0
+    # The OOM killer does not needlessly kill tasks for lowmem.
+    if hz < ZONE_NORMAL:
+        return -1, 0
+    if k is None:
+        return -1, 0
+    from vmsim.mm.oom_kill import oom_control, out_of_memory, _oom_victims_exit
+    oc = oom_control(gfp, order)
+    progress = 0
+    if out_of_memory(k, oc):
+        progress = 1
+    _oom_victims_exit(k)
+    return -1, progress
+
+
+# PageAllocator's methods reach it under this name (a __name would be mangled there).
+_alloc_pages_slowpath = __alloc_pages_slowpath
+
+
+# --- gfp -> zone, alloc_flags ------------------------------------------------------
+def gfp_zone(gfp: int) -> int:
+    """Return the highest zone a gfp mask may use (gfp_zone(), GFP_ZONE_TABLE):
+    __GFP_DMA -> DMA, __GFP_DMA32 -> DMA32, __GFP_HIGHMEM|__GFP_MOVABLE -> MOVABLE
+    (a user page may come from ZONE_MOVABLE), anything else -> NORMAL."""
+    if gfp & __GFP_DMA:
+        return ZONE_DMA
+    if gfp & __GFP_DMA32:
+        return ZONE_DMA32
+    if gfp & (__GFP_MOVABLE | __GFP_HIGHMEM) == __GFP_MOVABLE | __GFP_HIGHMEM:
+        return ZONE_MOVABLE
+    return ZONE_NORMAL
+
+
+def alloc_flags_nofragment(gfp: int) -> int:
+    """alloc_flags_nofragment(): ALLOC_KSWAPD from __GFP_KSWAPD_RECLAIM. Its
+    ALLOC_NOFRAGMENT (avoid stealing pageblocks of another migratetype while a
+    lower zone has free memory) is not modelled."""
+    return ALLOC_KSWAPD if gfp & __GFP_KSWAPD_RECLAIM else 0
+
+
+def gfp_to_alloc_flags(gfp: int, order: int) -> int:
+    """gfp_to_alloc_flags(): the slow path's flags: the min watermark, __GFP_HIGH's
+    ALLOC_MIN_RESERVE, and ALLOC_NON_BLOCK for a caller that cannot reclaim."""
+    alloc_flags = ALLOC_WMARK_MIN | ALLOC_CPUSET
+    if gfp & __GFP_HIGH:
+        alloc_flags |= ALLOC_MIN_RESERVE
+    if gfp & __GFP_KSWAPD_RECLAIM:
+        alloc_flags |= ALLOC_KSWAPD
+    if not gfp & __GFP_DIRECT_RECLAIM:
+        if not gfp & __GFP_NOMEMALLOC:
+            alloc_flags |= ALLOC_NON_BLOCK
+            if order > 0 and alloc_flags & ALLOC_MIN_RESERVE:
+                alloc_flags |= ALLOC_HIGHATOMIC
+        if alloc_flags & ALLOC_MIN_RESERVE:
+            alloc_flags &= ~ALLOC_CPUSET
+    return alloc_flags
+
+
+def tsk_is_oom_victim(tsk) -> bool:
+    """tsk_is_oom_victim() (include/linux/oom.h): signal->oom_mm is set."""
+    return tsk.oom_mm is not None
+
+
+def __gfp_pfmemalloc_flags(k, gfp: int) -> int:
+    """__gfp_pfmemalloc_flags(): ALLOC_OOM for an OOM victim (oom_reserves_allowed),
+    ALLOC_NO_WATERMARKS for __GFP_MEMALLOC; no PF_MEMALLOC tasks in vmsim."""
+    if gfp & __GFP_NOMEMALLOC:
+        return 0
+    if gfp & __GFP_MEMALLOC:
+        return ALLOC_NO_WATERMARKS
+    if k is not None and k.current is not None and tsk_is_oom_victim(k.current):
+        return ALLOC_OOM
+    return 0
+
+
+# Names of gfp flags as %pGg prints them (__def_gfpflag_names), composites first.
+_GFP_NAMES = (
+    ("GFP_HIGHUSER_MOVABLE", GFP_HIGHUSER_MOVABLE), ("GFP_HIGHUSER", GFP_HIGHUSER),
+    ("GFP_USER", GFP_USER), ("GFP_KERNEL_ACCOUNT", GFP_KERNEL | __GFP_ACCOUNT),
+    ("GFP_KERNEL", GFP_KERNEL), ("GFP_NOFS", __GFP_RECLAIM | __GFP_IO),
+    ("GFP_ATOMIC", __GFP_HIGH | __GFP_KSWAPD_RECLAIM), ("GFP_NOIO", __GFP_RECLAIM),
+    ("GFP_NOWAIT", __GFP_KSWAPD_RECLAIM), ("GFP_DMA", __GFP_DMA),
+    ("__GFP_HIGHMEM", __GFP_HIGHMEM), ("GFP_DMA32", __GFP_DMA32),
+    ("__GFP_HIGH", __GFP_HIGH), ("__GFP_IO", __GFP_IO), ("__GFP_FS", __GFP_FS),
+    ("__GFP_NOWARN", __GFP_NOWARN), ("__GFP_RETRY_MAYFAIL", __GFP_RETRY_MAYFAIL),
+    ("__GFP_NOFAIL", __GFP_NOFAIL), ("__GFP_NORETRY", __GFP_NORETRY),
+    ("__GFP_COMP", __GFP_COMP), ("__GFP_ZERO", __GFP_ZERO),
+    ("__GFP_NOMEMALLOC", __GFP_NOMEMALLOC), ("__GFP_MEMALLOC", __GFP_MEMALLOC),
+    ("__GFP_HARDWALL", __GFP_HARDWALL), ("__GFP_THISNODE", __GFP_THISNODE),
+    ("__GFP_RECLAIMABLE", __GFP_RECLAIMABLE), ("__GFP_MOVABLE", __GFP_MOVABLE),
+    ("__GFP_ACCOUNT", __GFP_ACCOUNT), ("__GFP_WRITE", __GFP_WRITE),
+    ("__GFP_RECLAIM", __GFP_RECLAIM), ("__GFP_DIRECT_RECLAIM", __GFP_DIRECT_RECLAIM),
+    ("__GFP_KSWAPD_RECLAIM", __GFP_KSWAPD_RECLAIM),
+)
+
+
+def format_gfp(gfp: int) -> str:
+    """The %pGg text of a gfp mask (lib/vsprintf.c format_flags)."""
+    out = []
+    for name, mask in _GFP_NAMES:
+        if not gfp:
+            break
+        if gfp & mask == mask:
+            out.append(name)
+            gfp &= ~mask
+    if gfp:
+        out.append("%#x" % gfp)
+    return "|".join(out)
+
+
+# --- watermarks ----------------------------------------------------------------------
+def zone_page_state_free(zone) -> int:
+    """zone_page_state(zone, NR_FREE_PAGES): free pages in the buddy (pages on the
+    per-CPU lists count as allocated)."""
+    return zone.free_pages - zone.pcp_pages
+
+
+def zone_reclaimable_pages(zone) -> int:
+    """zone_reclaimable_pages(): what reclaim could free. vmsim has no reclaim (and
+    no swap), so nothing: the slow path must not wait for it."""
+    return 0
+
+
+def __zone_watermark_unusable_free(zone, order: int, alloc_flags: int) -> int:
+    """__zone_watermark_unusable_free(): the pages an order-``order`` request cannot
+    count (no highatomic or CMA reserves in vmsim)."""
+    return (1 << order) - 1
+
+
+def __zone_watermark_ok(zone, order: int, mark: int, highest_zoneidx: int,
+                        alloc_flags: int, free_pages: int) -> bool:
+    """__zone_watermark_ok(): free pages above mark + lowmem_reserve[highest_zoneidx]
+    (reserves lower the mark), and for order > 0 a free block of that order."""
+    mn = mark
+    free_pages -= __zone_watermark_unusable_free(zone, order, alloc_flags)
+    if alloc_flags & ALLOC_RESERVES:
+        if alloc_flags & ALLOC_MIN_RESERVE:
+            mn -= mn // 2
+            if alloc_flags & ALLOC_NON_BLOCK:
+                mn -= mn // 4
+        if alloc_flags & ALLOC_OOM:
+            mn -= mn // 2
+    if free_pages <= mn + zone.lowmem_reserve[highest_zoneidx]:
+        return False
+    if not order:
+        return True
+    # Frames not yet initialised are free MAX_PAGE_ORDER blocks (deferred init).
+    if zone.deferred_pfn + (1 << MAX_PAGE_ORDER) <= zone.zone_end_pfn:
+        return True
+    for o in range(order, NR_PAGE_ORDERS):
+        if not zone.nr_free[o]:
+            continue
+        area = zone.free_area[o]
+        for mt in range(MIGRATE_PCPTYPES):
+            if area[mt]:
+                return True
+    return False
+
+
+def zone_watermark_ok(zone, order: int, mark: int, highest_zoneidx: int,
+                      alloc_flags: int) -> bool:
+    """zone_watermark_ok(): __zone_watermark_ok() with the zone's NR_FREE_PAGES."""
+    return __zone_watermark_ok(zone, order, mark, highest_zoneidx, alloc_flags,
+                               zone_page_state_free(zone))
+
+
+def zone_watermark_fast(zone, order: int, mark: int, highest_zoneidx: int,
+                        alloc_flags: int) -> bool:
+    """zone_watermark_fast(): the order-0 shortcut, then __zone_watermark_ok()."""
+    free_pages = zone_page_state_free(zone)
+    if not order:
+        usable_free = free_pages - min(free_pages, __zone_watermark_unusable_free(
+            zone, 0, alloc_flags))
+        if usable_free > mark + zone.lowmem_reserve[highest_zoneidx]:
+            return True
+    # No watermark boosting in vmsim (watermark_boost stays 0).
+    return __zone_watermark_ok(zone, order, mark, highest_zoneidx, alloc_flags, free_pages)
+
+
+# --- per-CPU pagesets ---------------------------------------------------------------
+def zone_highsize(zone, batch: int, cpu_online: int, high_fraction: int, ncpus: int) -> int:
+    """zone_highsize(): the zone's low watermark (or managed / high_fraction) split
+    over the node's CPUs, at least batch * 4. One node holding all ``ncpus`` CPUs,
+    called with cpu_online 0 once they are all up."""
+    if not high_fraction:
+        total_pages = zone.watermark[WMARK_LOW]
+    else:
+        total_pages = zone.managed_pages // high_fraction
+    nr_split_cpus = ncpus + cpu_online
+    high = total_pages // nr_split_cpus
+    return max(high, batch << 2)
+
+
+def zone_set_pageset_high_and_batch(zone, ncpus: int):
+    """zone_set_pageset_high_and_batch(): batch, high_min (from the low watermark)
+    and high_max (an eighth of the zone) for every CPU's pageset (pageset_update)."""
+    batch = max(1, zone_batchsize(zone.managed_pages))
+    high_min = zone_highsize(zone, batch, 0, 0, ncpus)
+    high_max = zone_highsize(zone, batch, 0, MIN_PERCPU_PAGELIST_HIGH_FRACTION, ncpus)
+    if not zone.pcp:
+        zone.pcp = [PerCpuPages(high_min, high_max, batch) for _ in range(ncpus)]
+    for pcp in zone.pcp:                                   # pageset_update()
+        pcp.batch, pcp.high_min, pcp.high_max = batch, high_min, high_max
+
+
+def _clamp(v, lo, hi):
+    return lo if v < lo else hi if v > hi else v
+
+
+def nr_pcp_alloc(pcp, zone, order: int) -> int:
+    """nr_pcp_alloc(): how many blocks rmqueue_bulk() moves to an empty list: batch,
+    doubled (alloc_factor) on each refill without a free between, within high."""
+    base_batch = pcp.batch
+    high_min, high_max = pcp.high_min, pcp.high_max
+    high = pcp.high = _clamp(pcp.high, high_min, high_max)
+    if high < base_batch:
+        return 1
+    batch = base_batch if order else base_batch << pcp.alloc_factor
+    # If we had larger pcp->high, we could avoid to allocate from zone.
+    if high_min != high_max and not zone.below_high:
+        high = pcp.high = min(high + batch, high_max)
+    if not order:
+        max_nr_alloc = max(high - pcp.count - base_batch, base_batch)
+        if batch <= max_nr_alloc and pcp.alloc_factor < CONFIG_PCP_BATCH_SCALE_MAX:
+            pcp.alloc_factor += 1
+        batch = min(batch, max_nr_alloc)
+    if batch > 1:
+        batch = max(batch >> order, 2)
+    return batch
+
+
+def nr_pcp_free(pcp, batch: int, high: int, free_high: bool) -> int:
+    """nr_pcp_free(): how many pages free_pcppages_bulk() gives back: the run of
+    consecutive frees (free_count), leaving at least batch on the list."""
+    if free_high:
+        return min(pcp.count, batch << CONFIG_PCP_BATCH_SCALE_MAX)
+    if high < batch:
+        return 1
+    return _clamp(pcp.free_count, batch, high - batch)
+
+
+def nr_pcp_high(pcp, zone, batch: int, free_high: bool) -> int:
+    """nr_pcp_high(): the count at which the list is drained; pcp->high shrinks
+    while the zone is below its high watermark and grows to hold a run of frees."""
+    high_min, high_max = pcp.high_min, pcp.high_max
+    high = pcp.high = _clamp(pcp.high, high_min, high_max)
+    if not high:
+        return 0
+    if free_high:
+        pcp.high = max(high - (batch << CONFIG_PCP_BATCH_SCALE_MAX), high_min)
+        return 0
+    # ZONE_RECLAIM_ACTIVE is never set: vmsim has no reclaim.
+    if high_min == high_max:
+        return high
+    if zone.below_high:
+        free_count = max(pcp.free_count, batch)
+        pcp.high = max(high - free_count, high_min)
+        high = max(pcp.count, high_min)
+    elif pcp.count >= high:
+        need_high = pcp.free_count + batch
+        if pcp.high < need_high:
+            pcp.high = _clamp(need_high, high_min, high_max)
+    return high

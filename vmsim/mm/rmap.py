@@ -238,11 +238,14 @@ def __folio_set_anon(k, pfn, vma, address, exclusive):
 def folio_add_new_anon_rmap(k, pfn, vma, address, flags):
     """folio_add_new_anon_rmap(): first mapping of a new anon folio (order 0 here).
 
-    Sets swapbacked, the anon mapping and index, mapcount 1, AnonExclusive when
-    RMAP_EXCLUSIVE, and NR_ANON_MAPPED (nr_anon_pages). Large folios: not modelled yet.
+    Sets swapbacked (not for VM_DROPPABLE: those folios are dropped, never swapped),
+    the anon mapping and index, mapcount 1, AnonExclusive when RMAP_EXCLUSIVE, and
+    NR_ANON_MAPPED (nr_anon_pages). Large folios: not modelled yet.
     """
+    from vmsim.mm.mm_types import VM_DROPPABLE
     mem = k.mem
-    mem.flags[pfn] = mem.flags[pfn] | PG_swapbacked
+    if not vma.vm_flags & VM_DROPPABLE:
+        mem.flags[pfn] = mem.flags[pfn] | PG_swapbacked
     __folio_set_anon(k, pfn, vma, address, flags & RMAP_EXCLUSIVE)
     mem.mapcount[pfn] = 1
     k.vmstat[vmstat.NR_ANON_PAGES] += 1

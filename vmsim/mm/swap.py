@@ -41,7 +41,8 @@ class cpu_fbatches:
         self.lru_deactivate = []
         self.lru_lazyfree = []
         self.activate = []
-        self.mlock = []          # mm/mlock.c's per-CPU mlock_fbatch (munlocks in flight)
+        self.mlock = []          # mm/mlock.c's per-CPU mlock_fbatch (folios in flight)
+        self.mlock_how = []      # its pointer tags, in step: NEW_FOLIO or 0 (munlock)
 
 
 
@@ -102,11 +103,20 @@ def lruvec_del_folio(k, pfn: int):
 
 
 def lru_add(k, pfn: int):
-    """lru_add(): set PG_lru (and PG_unevictable for mlocked folios), then link."""
+    """lru_add(): an evictable folio leaves the unevictable state (rescued), an mlocked
+    one is culled to the unevictable list; then link and set PG_lru."""
     flags = k.mem.flags
     f = flags[pfn]
-    if f & PG_mlocked:
+    was_unevictable = bool(f & PG_unevictable)          # folio_test_clear_unevictable()
+    f &= ~PG_unevictable
+    n = folio_nr_pages(k, pfn)
+    if not f & PG_mlocked:                               # folio_evictable()
+        if was_unevictable:
+            k.vmstat[vmstat.UNEVICTABLE_PGS_RESCUED] += n
+    else:
         f = (f & ~PG_active) | PG_unevictable
+        if not was_unevictable:
+            k.vmstat[vmstat.UNEVICTABLE_PGS_CULLED] += n
     flags[pfn] = f | PG_lru
     lruvec_add_folio(k, pfn)
 
@@ -130,11 +140,13 @@ def folio_add_lru(k, pfn: int, cpu: int):
 
 
 def folio_add_lru_vma(k, pfn: int, vma, cpu: int):
-    """folio_add_lru_vma(): mlocked VMAs get the folio mlocked first (mlock_new_folio)."""
+    """folio_add_lru_vma(): a folio of an mlocked VMA goes through the mlock batch
+    (mlock_new_folio), any other through the lru_add batch (mm/swap.c)."""
     if (vma.vm_flags & (VM_LOCKED | VM_SPECIAL)) == VM_LOCKED:
         from vmsim.mm.mlock import mlock_new_folio
-        mlock_new_folio(k, pfn)
-    folio_add_lru(k, pfn, cpu)
+        mlock_new_folio(k, pfn, cpu)
+    else:
+        folio_add_lru(k, pfn, cpu)
 
 
 def lru_add_drain_cpu(k, cpu: int):

@@ -502,8 +502,10 @@ def vms_clear_ptes(mm, vmas, start: int, end: int, unmap_start: int, unmap_end: 
     tlb_finish_mmu(tlb)
 
 
-def do_vmi_align_munmap(mm, start: int, end: int, vmas) -> int:
-    """do_vmi_align_munmap(): split the edge VMAs, detach, clear PTEs, account."""
+def vms_gather_munmap_vmas(mm, start: int, end: int, vmas) -> int:
+    """vms_gather_munmap_vmas(): split the VMAs at the edges of [start, end) so whole
+    VMAs can be detached; 0 or -errno. The splits stay if the caller then aborts
+    (vms_abort_munmap_vmas reattaches the pieces)."""
     k = mm.kernel
     first = vmas[0]
     if start > first.vm_start:
@@ -518,11 +520,16 @@ def do_vmi_align_munmap(mm, start: int, end: int, vmas) -> int:
         r = __split_vma(mm, last, end, True)
         if isinstance(r, int):
             return r
-        if last is first:
-            pass
-        vmas = mm.vmas_in(start, end)
-    else:
-        vmas = mm.vmas_in(start, end)
+    return 0
+
+
+def do_vmi_align_munmap(mm, start: int, end: int, vmas) -> int:
+    """do_vmi_align_munmap(): split the edge VMAs, detach, clear PTEs, account."""
+    k = mm.kernel
+    err = vms_gather_munmap_vmas(mm, start, end, vmas)
+    if err:
+        return err
+    vmas = mm.vmas_in(start, end)
     prev = mm.vma_prev(vmas[0])
     nxt = mm.vma_next(vmas[-1])
     for vma in vmas:

@@ -20,7 +20,7 @@ ACCESS_FETCH = X86_PF_USER | X86_PF_INSTR
 _impl = {"translate": mmu.translate, "touch_batch": mmu.touch_batch, "compiled": False}
 
 
-def use_compiled(flag: bool):
+def _use_compiled(flag: bool):
     """Switch the MMU walk between plain Python and its numba build."""
     if flag:
         tr, tb = mmu.compiled()
@@ -82,15 +82,27 @@ def touch(k, task, base: int, stride: int, count: int, write: bool, value: int) 
     access = ACCESS_WRITE if write else ACCESS_READ
     out = np.zeros(2, dtype=np.int64) if _impl["compiled"] else [0, 0]
     last = base + (count - 1) * stride
-    if not (is_canonical(k, base) and is_canonical(k, last) and (base >> 47) == (last >> 47)):
-        n = 0
-        while n < count and is_canonical(k, base + n * stride):
-            n += 1
+    # The batch runs over signed int64 addresses: the whole run must be canonical and
+    # stay in one half (bit 63). Otherwise run the part that is, then #GP at the first
+    # non-canonical access, or go on in the kernel half (wrapping at 2**64 as the CPU).
+    if not (is_canonical(k, base) and last < 1 << 64 and is_canonical(k, last)
+            and base >> 63 == last >> 63):
+        # n: how many accesses from base stay canonical in base's half (addresses
+        # only grow: the user half ends at 1 << (bits - 1), the kernel half at 2**64).
+        bits = 57 if k.la57 else 48
+        if not is_canonical(k, base):
+            n = 0
+        else:
+            limit = 1 << 64 if base >> 63 else 1 << (bits - 1)
+            n = min(count, (limit - base + stride - 1) // stride)
         i = touch(k, task, base, stride, n, write, value) if n else 0
         if i < n:
             return i
-        exc_general_protection(k, pt_regs(base + n * stride), 0)
-        return n
+        a = (base + n * stride) & 0xFFFFFFFFFFFFFFFF
+        if not is_canonical(k, a):
+            exc_general_protection(k, pt_regs(a), 0)
+            return n
+        return n + touch(k, task, a, stride, count - n, write, value)
     cr3 = k.cpus[task.cpu].cr3
     la57 = k.la57
     batch = _impl["touch_batch"]
@@ -118,15 +130,29 @@ def touch(k, task, base: int, stride: int, count: int, write: bool, value: int) 
     return count
 
 
+def _compile_on_first_use(name):
+    def _first_call(*args):
+        try:
+            _use_compiled(True)
+        except ImportError:              # numba present but unusable: plain Python
+            _use_compiled(False)
+        return _impl[name](*args)
+    return _first_call
+
+
 def _default():
-    """Compile the walk with numba unless VMSIM_NUMBA=0 or numba is missing."""
+    """Use the numba build of the walk unless VMSIM_NUMBA=0 or numba is missing.
+
+    numba is imported and the walk compiled (or loaded from the cache) on the first
+    access, not at import, so ``import vmsim`` stays cheap.
+    """
     import os
-    if os.environ.get("VMSIM_NUMBA", "1") == "0":
+    import importlib.util
+    if os.environ.get("VMSIM_NUMBA", "1") == "0" or importlib.util.find_spec("numba") is None:
+        _use_compiled(False)
         return
-    try:
-        use_compiled(True)
-    except ImportError:
-        pass
+    _impl.update(translate=_compile_on_first_use("translate"),
+                 touch_batch=_compile_on_first_use("touch_batch"), compiled=True)
 
 
 _default()

@@ -114,14 +114,18 @@ _compiled = None
 
 
 def compiled():
-    """Return (translate, touch_batch) compiled by numba (cached on disk)."""
+    """Return (translate, touch_batch) compiled by numba, cached in the user's cache folder.
+
+    touch_batch is rebuilt over globals in which ``translate`` is the compiled one, so
+    numba inlines the walk instead of calling back into Python.
+    """
     global _compiled
     if _compiled is None:
-        import numba
-        tr = numba.njit(cache=True, nogil=True)(translate)
+        import types
+        from vmsim._jitcache import _njit
+        tr = _njit(translate, nogil=True)
         g = dict(translate.__globals__)
         g["translate"] = tr
-        import types
         tb = types.FunctionType(touch_batch.__code__, g, "touch_batch")
-        _compiled = (tr, numba.njit(cache=True, nogil=True)(tb))
+        _compiled = (tr, _njit(tb, nogil=True))
     return _compiled

@@ -187,9 +187,6 @@ def pgprot_val(prot: int) -> int:
     return prot
 
 
-__all__ = [n for n in dir() if not n.startswith("__") and n not in ("np",)]
-
-
 # --- walking: the *_offset accessors ---------------------------------------------
 # A pointer is a flat pool index. vmsim's accessors take the mm (for the pool and
 # mem_map) where the kernel's take only the pointer.
@@ -244,14 +241,20 @@ def ptep_get(mm, ptep: int) -> int:
     return mm.kernel.ptpool.mv[ptep]
 
 
+# --- writing entries -------------------------------------------------------------
+# Every change of a page-table entry goes through one of these, named as the 6.18
+# function that makes it, so that the tracer shows it with the entry before and after.
 def set_pte_at(mm, addr: int, ptep: int, pte: int):
     """set_pte_at(): store a PTE (page_table_check_pte_set is done by the checker)."""
     mm.kernel.ptpool.mv[ptep] = pte
 
 
 def set_ptes(mm, addr: int, ptep: int, pte: int, nr: int):
-    """set_ptes(): map nr consecutive pages starting at pte."""
+    """set_ptes() (include/linux/pgtable.h): map nr consecutive pages starting at pte."""
     mv = mm.kernel.ptpool.mv
+    if nr == 1:
+        mv[ptep] = pte
+        return
     for i in range(nr):
         mv[ptep + i] = pte + (i << PAGE_SHIFT)
 
@@ -264,9 +267,124 @@ def ptep_get_and_clear(mm, addr: int, ptep: int) -> int:
     return pte
 
 
+def ptep_get_and_clear_full(mm, addr: int, ptep: int, full: int) -> int:
+    """ptep_get_and_clear_full() (arch/x86/include/asm/pgtable.h): as
+    ptep_get_and_clear; ``full`` (the whole mm goes) only skips the atomic op."""
+    mv = mm.kernel.ptpool.mv
+    pte = mv[ptep]
+    mv[ptep] = 0
+    return pte
+
+
+def get_and_clear_full_ptes(mm, addr: int, ptep: int, nr: int, full: int) -> int:
+    """get_and_clear_full_ptes() (include/linux/pgtable.h): clear nr PTEs; return the
+    first with the dirty and young bits of all of them."""
+    mv = mm.kernel.ptpool.mv
+    pte = mv[ptep]
+    mv[ptep] = 0
+    for i in range(1, nr):
+        pte |= mv[ptep + i] & (_PAGE_DIRTY | _PAGE_ACCESSED)
+        mv[ptep + i] = 0
+    return pte
+
+
+def clear_full_ptes(mm, addr: int, ptep: int, nr: int, full: int):
+    """clear_full_ptes() (include/linux/pgtable.h): clear nr PTEs, A/D not needed."""
+    mv = mm.kernel.ptpool.mv
+    for i in range(nr):
+        mv[ptep + i] = 0
+
+
+def get_and_clear_ptes(mm, addr: int, ptep: int, nr: int) -> int:
+    """get_and_clear_ptes() (include/linux/pgtable.h): get_and_clear_full_ptes, not full."""
+    return get_and_clear_full_ptes(mm, addr, ptep, nr, 0)
+
+
 def ptep_set_wrprotect(mm, addr: int, ptep: int):
+    """ptep_set_wrprotect(): clear RW (clear_bit(_PAGE_BIT_RW))."""
     mv = mm.kernel.ptpool.mv
     mv[ptep] = mv[ptep] & ~_PAGE_RW
+
+
+def wrprotect_ptes(mm, addr: int, ptep: int, nr: int):
+    """wrprotect_ptes() (include/linux/pgtable.h): ptep_set_wrprotect on nr PTEs."""
+    mv = mm.kernel.ptpool.mv
+    for i in range(nr):
+        mv[ptep + i] = mv[ptep + i] & ~_PAGE_RW
+
+
+def modify_prot_commit_ptes(vma, addr: int, ptep: int, old_pte: int, pte: int, nr: int):
+    """modify_prot_commit_ptes() (include/linux/pgtable.h): mprotect's new PTEs
+    (ptep_modify_prot_commit -> set_pte_at for each)."""
+    mv = vma.vm_mm.kernel.ptpool.mv
+    for i in range(nr):
+        mv[ptep + i] = pte + (i << PAGE_SHIFT)
+
+
+CYDP_CLEAR_YOUNG = 1 << 0          # include/linux/mm_types.h
+CYDP_CLEAR_DIRTY = 1 << 1
+
+
+def clear_young_dirty_ptes(vma, addr: int, ptep: int, nr: int, flags: int):
+    """clear_young_dirty_ptes() (include/linux/pgtable.h, the generic one x86 uses)."""
+    mm = vma.vm_mm
+    for i in range(nr):
+        if flags == CYDP_CLEAR_YOUNG:
+            ptep_test_and_clear_young(vma, addr, ptep + i)
+        else:
+            pte = ptep_get_and_clear(mm, addr, ptep + i)
+            if flags & CYDP_CLEAR_YOUNG:
+                pte = pte_mkold(pte)
+            if flags & CYDP_CLEAR_DIRTY:
+                pte = pte_mkclean(pte)
+            set_pte_at(mm, addr, ptep + i, pte)
+        addr += 1 << PAGE_SHIFT
+
+
+# The upper levels (arch/x86/include/asm/pgalloc.h, pgtable.h). The kernel's take the
+# entry pointer only; vmsim's also take the mm, whose pool the pointer indexes.
+def pmd_populate(mm, pmdp: int, pfn: int):
+    """pmd_populate(): point an empty PMD at the PTE table ``pfn`` (_PAGE_TABLE)."""
+    mm.kernel.ptpool.mv[pmdp] = mk_table_entry(pfn)
+
+
+def pud_populate(mm, pudp: int, pfn: int):
+    """pud_populate(): point an empty PUD at the PMD table ``pfn``."""
+    mm.kernel.ptpool.mv[pudp] = mk_table_entry(pfn)
+
+
+def p4d_populate(mm, p4dp: int, pfn: int):
+    """p4d_populate(): point an empty P4D (the PGD entry on 4-level) at a PUD table."""
+    mm.kernel.ptpool.mv[p4dp] = mk_table_entry(pfn)
+
+
+def pgd_populate(mm, pgdp: int, pfn: int):
+    """pgd_populate(): point an empty PGD entry at a P4D table (5-level only)."""
+    mm.kernel.ptpool.mv[pgdp] = mk_table_entry(pfn)
+
+
+def pmd_clear(mm, pmdp: int):
+    """pmd_clear(): native_pmd_clear."""
+    mm.kernel.ptpool.mv[pmdp] = 0
+
+
+def pud_clear(mm, pudp: int):
+    mm.kernel.ptpool.mv[pudp] = 0
+
+
+def p4d_clear(mm, p4dp: int):
+    mm.kernel.ptpool.mv[p4dp] = 0
+
+
+def pgd_clear(mm, pgdp: int):
+    mm.kernel.ptpool.mv[pgdp] = 0
+
+
+def clone_pgd_range(mm, dst: int, src: int, count: int):
+    """clone_pgd_range() (arch/x86/include/asm/pgtable.h): copy count PGD entries."""
+    mv = mm.kernel.ptpool.mv
+    for i in range(count):
+        mv[dst + i] = mv[src + i]
 
 
 def ptep_test_and_clear_young(vma, addr: int, ptep: int) -> bool:
@@ -287,3 +405,6 @@ def ptep_set_access_flags(vma, addr: int, ptep: int, entry: int, dirty: int) -> 
     if changed and dirty:
         mv[ptep] = entry
     return changed
+
+
+__all__ = [n for n in dir() if not n.startswith("__") and n not in ("np",)]

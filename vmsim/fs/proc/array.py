@@ -119,7 +119,7 @@ def do_task_stat(k, task) -> str:
     else:
         f += [0] * 7
     code = task.exit_code
-    f.append(((code & 0xFF) << 8) if code is not None else 0)
+    f.append(code if code is not None else 0)
     return " ".join(str(x) for x in f) + "\n"
 
 

@@ -6,9 +6,10 @@ in mem_map (flags, refcount, mapcount) and accounted by smaps_account(); nothing
 read from the RSS counters. The walk skips empty entries with numpy, so a mostly
 unpopulated VMA costs little.
 
-vmsim simplifications: swap entries and PTE markers are not modelled yet, so a
-non-present, non-empty PTE is reported as a swap entry (PM_SWAP, smaps Swap) without
-its type and offset; task_mmu's numa_maps, clear_refs and PAGEMAP_SCAN are not built;
+Non-present entries: guard PTE markers show as pagemap swap entries with
+PM_GUARD_REGION and count nowhere in smaps, as 6.18's; swap itself is not modelled
+(any other non-present entry would be reported as a swap entry, PM_SWAP and smaps
+Swap, without its type and offset); task_mmu's numa_maps, clear_refs and PAGEMAP_SCAN are not built;
 the page-idle tracking (folio_test_young) is not modelled, so Referenced comes from the
 PTE accessed bit and PG_referenced.
 """
@@ -17,9 +18,11 @@ import errno
 import numpy as np
 
 from vmsim.arch.x86 import pgtable_types as T
+from vmsim.mm.swapops import (is_pte_marker_entry, is_guard_swp_entry, swp_type, swp_offset,
+                              MAX_SWAPFILES_SHIFT)
 from vmsim.mm.mm_types import (VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_MAYREAD, VM_MAYWRITE,
                                VM_MAYEXEC, VM_MAYSHARE, VM_GROWSDOWN, VM_UFFD_MISSING, VM_PFNMAP,
-                               VM_MAYBE_GUARD, VM_UFFD_WP, VM_LOCKED, VM_IO, VM_SEQ_READ,
+                               VM_MAYBE_GUARD, VM_DROPPABLE, VM_UFFD_WP, VM_LOCKED, VM_IO, VM_SEQ_READ,
                                VM_RAND_READ, VM_DONTCOPY, VM_DONTEXPAND, VM_LOCKONFAULT,
                                VM_ACCOUNT, VM_NORESERVE, VM_HUGETLB, VM_SYNC, VM_ARCH_1,
                                VM_WIPEONFORK, VM_DONTDUMP, VM_MIXEDMAP, VM_HUGEPAGE,
@@ -47,6 +50,7 @@ PM_SOFT_DIRTY = 1 << 55
 PM_MMAP_EXCLUSIVE = 1 << 56
 PM_UFFD_WP = 1 << 57
 PM_GUARD_REGION = 1 << 58
+PM_GUARD_REGION = 1 << 58
 PM_FILE = 1 << 61
 PM_SWAP = 1 << 62
 PM_PRESENT = 1 << 63
@@ -62,7 +66,7 @@ _MNEMONICS = {
     VM_NORESERVE: "nr", VM_HUGETLB: "ht", VM_SYNC: "sf", VM_ARCH_1: "ar",
     VM_WIPEONFORK: "wf", VM_DONTDUMP: "dd", VM_MIXEDMAP: "mm", VM_HUGEPAGE: "hg",
     VM_NOHUGEPAGE: "nh", VM_MERGEABLE: "mg", VM_UFFD_MISSING: "um", VM_UFFD_WP: "uw",
-    VM_MAYBE_GUARD: "gu",
+    VM_MAYBE_GUARD: "gu", VM_DROPPABLE: "dp",
 }
 if VM_SOFTDIRTY:
     _MNEMONICS[VM_SOFTDIRTY] = "sd"
@@ -322,6 +326,8 @@ def smaps_pte_entry(k, mss, vma, addr: int, pte: int):
         dirty = bool(pte & T._PAGE_DIRTY)
         present = True
     else:
+        if is_pte_marker_entry(pte):
+            return                  # a non_swap_entry without a page: nothing to count
         # A swap entry (see the module docstring): swp_swapcount() taken as 1.
         mss.swap += PAGE_SIZE
         mss.swap_pss += PAGE_SIZE << PSS_SHIFT
@@ -525,7 +531,12 @@ def pte_to_pagemap_entry(k, vma, addr: int, pte: int, show_pfn: bool = True) -> 
         if pte & T._PAGE_UFFD_WP:
             flags |= PM_UFFD_WP
     else:
-        flags |= PM_SWAP                     # type/offset not modelled (module docstring)
+        flags |= PM_SWAP
+        if is_pte_marker_entry(pte):
+            if show_pfn:
+                frame = swp_type(pte) | (swp_offset(pte) << MAX_SWAPFILES_SHIFT)
+            if is_guard_swp_entry(pte):
+                flags |= PM_GUARD_REGION
     if page >= 0:
         mem = k.mem
         if not mem.flags[folio_head(k, page)] & PG_anon:

@@ -22,8 +22,6 @@ from vmsim.mm.page_flags import (PG_lru, PG_active, PG_swapbacked, PG_unevictabl
 ZONE_NAMES_ALL = ("DMA", "DMA32", "Normal", "Movable", "Device")
 MAX_NR_ZONES = len(ZONE_NAMES_ALL)
 ZONE_MOVABLE = 3
-# sysctl_lowmem_reserve_ratio (mm/page_alloc.c): DMA, DMA32, Normal, Movable.
-LOWMEM_RESERVE_RATIO = (256, 256, 32, 0)
 HPAGE_PMD_NR = 512
 SWAP_CLUSTER_MAX = 32
 PAGES_PER_SECTION = 1 << 15            # SECTION_SIZE_BITS 27
@@ -68,14 +66,10 @@ def node_zones(k):
             zv.watermark = [m, m, m, m]
         else:
             zv.watermark = [0, 0, 0, 0]
-    # setup_per_zone_lowmem_reserve()
-    for i in range(MAX_NR_ZONES - 1):
-        ratio = LOWMEM_RESERVE_RATIO[i] if i < len(LOWMEM_RESERVE_RATIO) else 0
-        clear = not ratio or not zones[i].managed
-        managed = 0
-        for j in range(i + 1, MAX_NR_ZONES):
-            managed += zones[j].managed
-            zones[i].lowmem_reserve[j] = 0 if clear else managed // ratio
+    # lowmem_reserve as setup_per_zone_lowmem_reserve() set it (zero for empty zones)
+    for zv in zones:
+        if zv.zone is not None:
+            zv.lowmem_reserve = list(zv.zone.lowmem_reserve)
     return zones
 
 

@@ -6,9 +6,8 @@ do_user_addr_fault. The user path tries the per-VMA lock first
 also grows stacks) on a miss or VM_FAULT_RETRY, and turns VM_FAULT_* errors into
 signals. Signals are queued on the task (force_sig_fault) as siginfo tuples; the
 user API delivers them. Not modelled: kprobes, SMAP oopses and kernel-mode faults
-(vmsim generates user accesses only), protection keys, shadow stacks, SGX, OOM
-killer (VM_FAULT_OOM from a user fault delivers SIGKILL-like termination: reported
-as an OOM kill).
+(vmsim generates user accesses only), protection keys, shadow stacks, SGX. The OOM
+killer runs in the page allocator (vmsim.mm.oom_kill); VM_FAULT_OOM here only warns.
 """
 from vmsim.arch.x86.pgtable_types import (X86_PF_PROT, X86_PF_WRITE, X86_PF_USER, X86_PF_RSVD,
                                           X86_PF_INSTR, X86_PF_PK, X86_PF_SHSTK, X86_PF_SGX)
@@ -19,6 +18,7 @@ from vmsim.mm.mm_types import (
     VM_FAULT_RETRY, VM_FAULT_COMPLETED, VM_FAULT_MAJOR, VM_FAULT_ERROR, VM_FAULT_OOM,
     VM_FAULT_SIGBUS, VM_FAULT_HWPOISON, VM_FAULT_HWPOISON_LARGE, VM_FAULT_SIGSEGV)
 from vmsim.mm.memory import handle_mm_fault
+from vmsim.mm.oom_kill import pagefault_out_of_memory
 
 SIGBUS, SIGSEGV, SIGKILL = 7, 11, 9
 SEGV_MAPERR, SEGV_ACCERR, SEGV_PKUERR = 1, 2, 4
@@ -102,11 +102,6 @@ def do_sigbus(k, regs, error_code: int, address: int, fault: int):
     """do_sigbus(): BUS_ADRERR (BUS_MCEERR_AR for hwpoison)."""
     code = BUS_MCEERR_AR if fault & (VM_FAULT_HWPOISON | VM_FAULT_HWPOISON_LARGE) else BUS_ADRERR
     force_sig_fault(k.current, SIGBUS, code, address, error_code)
-
-
-def pagefault_out_of_memory(k):
-    """pagefault_out_of_memory(): the OOM killer; vmsim kills the faulting task."""
-    force_sig(k.current, SIGKILL)
 
 
 def access_error(error_code: int, vma) -> bool:

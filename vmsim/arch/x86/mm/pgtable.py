@@ -46,11 +46,10 @@ pmd_alloc_one = pud_alloc_one = p4d_alloc_one = pte_alloc_one
 
 def pgd_ctor(mm, pgd_ptr: int):
     """pgd_ctor(): share the kernel half with init_mm (clone_pgd_range)."""
-    k = mm.kernel
-    pool = k.ptpool.mv
-    src = k.init_mm.pgd_ptr
-    for i in range(KERNEL_PGD_BOUNDARY, 512):
-        pool[pgd_ptr + i] = pool[src + i]
+    from vmsim.arch.x86.pgtable import clone_pgd_range
+    src = mm.kernel.init_mm.pgd_ptr
+    clone_pgd_range(mm, pgd_ptr + KERNEL_PGD_BOUNDARY, src + KERNEL_PGD_BOUNDARY,
+                    512 - KERNEL_PGD_BOUNDARY)
 
 
 def pgd_alloc(mm) -> int:

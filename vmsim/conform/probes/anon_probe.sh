@@ -1,5 +1,5 @@
 #!/bin/sh
-# Build the probe and regenerate results-6.18.jsonl (ASLR off via setarch -R for
+# Build the probe and regenerate anon-probe-6.18.jsonl (ASLR off via setarch -R for
 # reproducible addresses; every scenario runs in a fresh process).
 set -e
 cd "$(dirname "$0")"
@@ -8,7 +8,7 @@ if echo 'int main(){return 0;}' | gcc -static -x c -o /dev/null - 2>/dev/null; t
 else
 	gcc -O2 -Wall -Wl,-z,now -o anon_probe anon_probe.c
 fi
-out=${1:-results-6.18.jsonl}
+out=${1:-anon-probe-6.18.jsonl}
 setarch -R ./anon_probe header > "$out"
 for s in $(./anon_probe list); do
 	setarch -R ./anon_probe "$s" >> "$out"

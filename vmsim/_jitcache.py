@@ -1,0 +1,55 @@
+"""vmsim-only: compile a function with numba, caching the machine code per user.
+
+numba's default is to cache next to the source, in the installed package's
+__pycache__; a leftover folder there outlives ``pip uninstall`` and turns
+site-packages/vmsim into an empty namespace package that hides a later editable
+install. So the cache goes to $XDG_CACHE_HOME/vmsim/numba (else ~/.cache/vmsim/numba),
+or to $NUMBA_CACHE_DIR when the user set one, and nowhere else: when that folder
+cannot be created or written, the function is compiled without a cache, which costs
+compile time on every run and nothing more.
+
+numba is imported here, on the first compile, never at ``import vmsim``.
+"""
+import os
+import tempfile
+
+
+def cache_dir() -> str:
+    """Return the folder numba's cache for vmsim goes to (it may not exist yet)."""
+    user = os.environ.get("NUMBA_CACHE_DIR")
+    if user:
+        return user
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "vmsim", "numba")
+
+
+def _writable(d: str) -> bool:
+    """Create ``d`` if needed and try a file in it, as numba's ensure_cache_path does."""
+    try:
+        os.makedirs(d, exist_ok=True)
+        with tempfile.TemporaryFile(dir=d):
+            pass
+        return True
+    except OSError:
+        return False
+
+
+def _njit(fn, **options):
+    """Return numba.njit(**options)(fn), cached in :func:`cache_dir` if it is writable.
+
+    numba's locator reads config.CACHE_DIR when the dispatcher is made, so it is set
+    for that moment only: other numba users in the same process keep their settings.
+    Were the folder unusable, numba would fall back to the package's __pycache__,
+    hence no cache at all then.
+    """
+    import numba
+    from numba.core import config
+    d = cache_dir()
+    if not _writable(d):
+        return numba.njit(cache=False, **options)(fn)
+    saved = config.CACHE_DIR
+    config.CACHE_DIR = d
+    try:
+        return numba.njit(cache=True, **options)(fn)
+    finally:
+        config.CACHE_DIR = saved

@@ -1,0 +1,417 @@
+"""Views of a machine for people and programs: records, HTML tables, step recordings.
+
+Nothing here runs in the model's paths: these functions read a Machine after the fact
+(reprs, ``_repr_html_`` for Jupyter, the ``--json`` documents of docs/json.md, the
+``--plot`` figure). :class:`StepRecorder` wraps the Process API only while a scenario
+runs under ``vmsim run --json/--plot``.
+"""
+import functools
+import html
+import inspect
+
+SCHEMA_VERSION = 1
+PAGE = 4096
+
+
+# --- records (plain dicts, the JSON schema's building blocks) ----------------------------
+def _perms(flags):
+    from vmsim.mm.mm_types import VM_READ, VM_WRITE, VM_EXEC, VM_MAYSHARE
+    return ("r" if flags & VM_READ else "-") + ("w" if flags & VM_WRITE else "-") + \
+        ("x" if flags & VM_EXEC else "-") + ("s" if flags & VM_MAYSHARE else "p")
+
+
+def vma_record(vma) -> dict:
+    """A VMA as /proc/PID/maps and smaps' VmFlags show it."""
+    from vmsim.fs.proc.task_mmu import get_vma_name, show_smap_vma_flags
+    return {"start": vma.vm_start, "end": vma.vm_end, "perms": _perms(vma.vm_flags),
+            "pgoff": vma.vm_pgoff if vma.vm_file is not None else 0,
+            "name": get_vma_name(vma) or "",
+            "vm_flags": show_smap_vma_flags(vma).split()[1:]}
+
+
+def process_state(p) -> str:
+    t = p.task
+    if t.mm is None:
+        return {"Z": "zombie", "X": "dead"}.get(t.state, "exited")
+    return "running"
+
+
+def process_record(p) -> dict:
+    """A process's counters: getrusage faults, RSS by kind and page-table pages (pages)."""
+    from vmsim.mm.mm_types import MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, MM_SWAPENTS
+    t = p.task
+    mm = t.mm
+    rec = {"pid": p.pid, "state": process_state(p), "minflt": t.min_flt, "majflt": t.maj_flt}
+    if mm is None:
+        rec.update(rss=0, rss_anon=0, rss_file=0, rss_shmem=0, swapents=0, hiwater_rss=0,
+                   pgtables=0, vmas=0)
+        return rec
+    rs = mm.rss_stat
+    rss = rs[MM_ANONPAGES] + rs[MM_FILEPAGES] + rs[MM_SHMEMPAGES]
+    rec.update(rss=rss, rss_anon=rs[MM_ANONPAGES], rss_file=rs[MM_FILEPAGES],
+               rss_shmem=rs[MM_SHMEMPAGES], swapents=rs[MM_SWAPENTS],
+               hiwater_rss=max(mm.hiwater_rss, rss), pgtables=mm.pgtables_bytes // PAGE,
+               vmas=len(mm.mm_mt))
+    return rec
+
+
+PROCESS_COLUMNS = ["pid", "state", "minflt", "majflt", "RssAnon", "RssFile", "RssShmem", "VmHWM"]
+
+
+def process_rows(machine, killed=None):
+    """Rows of PROCESS_COLUMNS for a summary table (vmsim run, vmsim demo). ``killed``:
+    {pid: signal name} of processes the scenario died with."""
+    killed = killed or {}
+    rows = []
+    for pid, p in sorted(machine.processes.items()):
+        r = process_record(p)
+        if r["state"] != "running":
+            rows.append([pid, "exited", r["minflt"], r["majflt"], "-", "-", "-", "-"])
+            continue
+        state = f"killed by {killed[pid]}" if pid in killed else "running"
+        rows.append([pid, state, r["minflt"], r["majflt"]] +
+                    [f"{r[k] * 4} kB" for k in ("rss_anon", "rss_file", "rss_shmem", "hiwater_rss")])
+    return rows
+
+
+def process_vmas(p) -> list:
+    mm = p.task.mm
+    return [] if mm is None else [vma_record(v) for v in mm.mm_mt]
+
+
+def machine_record(m) -> dict:
+    k = m.k
+    return {"memory": k.memory_bytes, "cpus": k.ncpus, "paging_levels": k.paging_levels,
+            "kernel": k.release}
+
+
+# --- HTML tables (Jupyter) ------------------------------------------------------------------
+def html_table(columns, rows, caption=None) -> str:
+    e = html.escape
+    out = ["<table>"]
+    if caption:
+        out.append(f"<caption style='text-align:left'>{e(caption)}</caption>")
+    out.append("<thead><tr>" + "".join(f"<th>{e(str(c))}</th>" for c in columns) + "</tr></thead><tbody>")
+    for r in rows:
+        out.append("<tr>" + "".join(f"<td><code>{e(str(c))}</code></td>" for c in r) + "</tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+def maps_html(p) -> str:
+    """A process's /proc/PID/maps as a table, with its VmFlags and size."""
+    rec = process_record(p)
+    cap = (f"pid {p.pid} ({rec['state']}): RSS {rec['rss'] * 4} kB, "
+           f"{rec['pgtables']} page-table pages, minflt {rec['minflt']}, majflt {rec['majflt']}")
+    rows = [[f"{v['start']:08x}-{v['end']:08x}", v["perms"], f"{v['pgoff'] << 12:08x}",
+             f"{(v['end'] - v['start']) >> 10} kB", v["name"], " ".join(v["vm_flags"])]
+            for v in process_vmas(p)]
+    return html_table(["range", "perms", "offset", "size", "name", "VmFlags"], rows, cap)
+
+
+def machine_html(m) -> str:
+    rows = []
+    for pid, p in sorted(m.processes.items()):
+        r = process_record(p)
+        rows.append([pid, r["state"], r["minflt"], r["majflt"], f"{r['rss_anon'] * 4} kB",
+                     f"{r['rss_file'] * 4} kB", f"{r['rss_shmem'] * 4} kB", r["pgtables"], r["vmas"]])
+    return html_table(["pid", "state", "minflt", "majflt", "RssAnon", "RssFile", "RssShmem",
+                       "page tables", "VMAs"], rows, repr(m))
+
+
+# --- a page-table walk as an object ---------------------------------------------------------
+class PageWalk:
+    """The entries a hardware walk of ``addr`` reads in a process's page tables."""
+
+    def __init__(self, process, addr):
+        from vmsim.arch.x86.pgtable_types import decode_flags, paging_mode
+        from vmsim.walk import walk_entries, check_address
+        k = process.machine.k
+        mm = process.task.mm
+        if mm is None:
+            raise ProcessLookupError(f"process {process.pid} has exited: it has no page tables")
+        self.pid = process.pid
+        self.address = addr
+        self.mode = paging_mode(k.paging_levels).name
+        problem = check_address(addr, paging_mode(k.paging_levels))
+        if problem:
+            raise ValueError(f"{addr:#x}: {problem}")
+        steps, self.phys = walk_entries(k, mm, addr)
+        self.levels = []
+        for lvl, ephys, e in steps:
+            e &= (1 << 64) - 1            # the pool stores int64: bit 63 is NX
+            leaf = lvl.shift == 12 or bool(lvl.large and e & 0x80)
+            self.levels.append({"level": lvl.kname, "intel": lvl.intel,
+                                "index": (addr >> lvl.shift) & ((1 << lvl.bits) - 1),
+                                "entry_address": ephys, "entry": e,
+                                "flags": decode_flags(e, leaf=leaf) if e else "none"})
+
+    def record(self) -> dict:
+        return {"pid": self.pid, "address": self.address, "mode": self.mode,
+                "levels": self.levels, "phys": self.phys}
+
+    def __repr__(self):
+        where = f"{self.phys:#x}" if self.phys is not None else "not mapped"
+        lv = ", ".join(f"{x['level']}[{x['index']}]={x['entry']:#x}" for x in self.levels)
+        return f"<PageWalk pid={self.pid} {self.address:#x} -> {where}: {lv}>"
+
+    def _repr_html_(self):
+        rows = [[f"{x['level'].upper()} ({x['intel']})", x["index"], f"{x['entry_address']:#x}",
+                 f"{x['entry']:016x}", x["flags"]] for x in self.levels]
+        where = f"{self.phys:#x}" if self.phys is not None else "not mapped"
+        return html_table(["level", "index", "entry at", "entry", "flags"], rows,
+                          f"pid {self.pid}: {self.address:#x} -> {where} ({self.mode} paging)")
+
+
+# --- recording the steps of a scenario ------------------------------------------------------
+def _jsonable(v):
+    """A call's argument or result as JSON: ints stay ints, bytes become their length."""
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        return {"bytes": len(v)}
+    pid = getattr(v, "pid", None)
+    if isinstance(pid, int):
+        return {"pid": pid}
+    if isinstance(v, tuple):
+        return [_jsonable(x) for x in v]
+    return repr(v)
+
+
+ACCESSES = ("read", "write", "fetch", "touch")
+UNRECORDED = ("getrusage",)       # reads its own counters: not a step
+
+
+class StepRecorder:
+    """While active, every outermost call of the Process API (and Machine.spawn) becomes
+    a step: the call as a syscall record {name, args, ret, errno, pid}, the signal it
+    ended in, the caller's VMAs and every process's counters after it, and (with a
+    function-graph ``tracer``) the step's page faults by path."""
+
+    def __init__(self, tracer=None, limit=100_000):
+        self.tracer = tracer
+        self.limit = limit
+        self.steps = []
+        self.machines = []            # Machines seen, in order (their index in the JSON)
+        self.truncated = False
+        self._depth = 0
+        self._saved = []
+
+    def _machine_index(self, m):
+        for i, x in enumerate(self.machines):
+            if x is m:
+                return i
+        self.machines.append(m)
+        return len(self.machines) - 1
+
+    def _wrap(self, fn, name, kind):
+        sig = inspect.signature(fn)
+        rec = self
+
+        @functools.wraps(fn)
+        def wrapper(obj, *a, **kw):
+            if rec._depth:
+                return fn(obj, *a, **kw)
+            nfaults = len(rec.tracer.faults) if rec.tracer is not None else 0
+            rec._depth += 1
+            ret = err = sig_ = None
+            try:
+                ret = fn(obj, *a, **kw)
+                return ret
+            except OSError as e:
+                err = e.errno
+                raise
+            except Exception as e:
+                if hasattr(e, "signo"):
+                    sig_ = e
+                raise
+            finally:
+                rec._depth -= 1
+                try:
+                    bound = sig.bind(obj, *a, **kw)
+                    bound.apply_defaults()
+                    args = {n: _jsonable(v) for n, v in list(bound.arguments.items())[1:]}
+                except TypeError:
+                    args = {"args": [_jsonable(x) for x in a]}
+                rec._step(obj, name, kind, args, ret, err, sig_, nfaults)
+        return wrapper
+
+    def _step(self, obj, name, kind, args, ret, err, sig, nfaults):
+        if len(self.steps) >= self.limit:
+            self.truncated = True
+            return
+        from vmsim.api import Machine
+        m = obj if isinstance(obj, Machine) else obj.machine
+        p = ret if kind == "spawn" else obj
+        if kind == "spawn" and p is None:
+            return
+        call = {"name": name, "args": args, "ret": None if err else _jsonable(ret),
+                "errno": err, "pid": p.pid}
+        if err:
+            import errno as _errno
+            call["ret"] = -1
+            call["errno_name"] = _errno.errorcode.get(err)
+        step = {"step": len(self.steps), "machine": self._machine_index(m), "pid": p.pid,
+                "kind": kind, "call": call, "signal": None}
+        if sig is not None:
+            from vmsim import uapi
+            names = {v: n for n, v in vars(uapi).items() if n.startswith("SIG") and isinstance(v, int)}
+            step["signal"] = {"signo": sig.signo, "name": names.get(sig.signo, str(sig.signo)),
+                              "si_code": sig.si_code, "si_addr": sig.si_addr, "offset": sig.offset}
+        step["vmas"] = process_vmas(p)
+        step["processes"] = [process_record(q) for _, q in sorted(m.processes.items())]
+        if self.tracer is not None:
+            from collections import Counter
+            from vmsim.trace import FAULT_PATHS
+            by = Counter()
+            for f in self.tracer.faults[nfaults:]:
+                for path in FAULT_PATHS:
+                    if path in f.paths:
+                        by[path] += 1
+                if f.signal is not None:
+                    by[f"signal {f.signal}"] += 1
+            step["faults"] = {"count": len(self.tracer.faults) - nfaults, "by_path": dict(by)}
+        self.steps.append(step)
+
+    def __enter__(self):
+        from vmsim.api import Machine, Process
+        for name, fn in list(vars(Process).items()):
+            if name.startswith("_") or not inspect.isfunction(fn) or name in UNRECORDED:
+                continue
+            self._saved.append((Process, name, fn))
+            setattr(Process, name, self._wrap(fn, name, "access" if name in ACCESSES else "syscall"))
+        self._saved.append((Machine, "spawn", Machine.spawn))
+        Machine.spawn = self._wrap(Machine.spawn, "spawn", "spawn")
+        return self
+
+    def __exit__(self, *exc):
+        for cls, name, fn in reversed(self._saved):
+            setattr(cls, name, fn)
+        self._saved.clear()
+        return False
+
+
+# --- the --json documents (docs/json.md) ----------------------------------------------------
+def document(command, **fields) -> dict:
+    """A --json document: schema_version and command first, then the command's fields."""
+    import vmsim
+    doc = {"schema_version": SCHEMA_VERSION, "command": command,
+           "vmsim_version": getattr(vmsim, "__version__", None)}
+    doc.update(fields)
+    return doc
+
+
+def run_document(result, recorder, tracer=None, error=None) -> dict:
+    """``vmsim run --json``: the machines' final state and the recorded steps."""
+    from vmsim.scenario import vmstat_deltas
+    machines = []
+    seen = list(recorder.machines) if recorder is not None else []
+    if result is not None:
+        for m, _ in result.machines:
+            if m not in seen and (m.processes or m is result.machine):
+                seen.append(m)
+    bases = {id(m): b for m, b in result.machines} if result is not None else {}
+    for m in seen:
+        rec = machine_record(m)
+        rec["processes"] = [process_record(p) for _, p in sorted(m.processes.items())]
+        rec["vmstat_deltas"] = dict(vmstat_deltas(m, bases.get(id(m), {})))
+        if tracer is not None:
+            rec["fault_paths"] = {str(pid): dict(tracer.path_counts(pid))
+                                  for pid in sorted({f.pid for f in tracer.faults if f.pid in m.processes})}
+        machines.append(rec)
+    steps = recorder.steps if recorder is not None else []
+    return document("run", scenario=result.path if result is not None else None,
+                    error=error, machines=machines, steps=steps,
+                    steps_truncated=bool(recorder and recorder.truncated))
+
+
+def trace_document(path, tracer, error=None) -> dict:
+    """``vmsim trace --json``: one record per traced page fault, with its call graph."""
+    faults = [{"pid": f.pid, "cpu": f.cpu, "address": f.address, "error_code": f.error_code,
+               "paths": sorted(f.paths), "signal": f.signal, "lines": list(f.lines),
+               "truncated": f.truncated} for f in tracer.faults]
+    return document("trace", scenario=path, error=error, faults=faults,
+                    truncated=bool(tracer.truncated))
+
+
+def layout_record(addr, mode_name) -> dict:
+    """How ``addr`` splits into table indices in one paging mode (vmsim walk ADDR)."""
+    from vmsim.arch.x86.pgtable_types import PAGING_MODES
+    from vmsim.walk import decompose, check_address
+    mode = PAGING_MODES[mode_name]
+    problem = check_address(addr, mode)
+    return {"mode": mode_name, "va_bits": mode.va_bits, "problem": problem or None,
+            "fields": [{"name": f.kname, "intel": f.intel, "hi": f.hi, "lo": f.lo, "value": f.value}
+                       for f in decompose(addr, mode)]}
+
+
+# --- the --plot figure ----------------------------------------------------------------------
+def plot_steps(recorder, path, title=""):
+    """RSS, page-table pages and faults by kind (cumulative) over the steps, per process."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    steps = recorder.steps
+    fig, axes = plt.subplots(3, 1, figsize=(10, 9), sharex=True)
+    keys = sorted({(s["machine"], q["pid"]) for s in steps for q in s["processes"]})
+    multi = len({m for m, _ in keys}) > 1
+
+    def label(m, pid):
+        return f"machine {m + 1} pid {pid}" if multi else f"pid {pid}"
+    from matplotlib.ticker import MaxNLocator
+    styles = [dict(linestyle=ls, linewidth=lw) for ls, lw in
+              (("-", 2.6), ("--", 2.0), (":", 2.0), ("-.", 1.6))]
+    for n, (m, pid) in enumerate(keys):
+        st = styles[n % len(styles)]
+        xs, rss, pt = [], [], []
+        for s in steps:
+            if s["machine"] != m:
+                continue
+            q = next((q for q in s["processes"] if q["pid"] == pid), None)
+            if q is not None:
+                xs.append(s["step"])
+                rss.append(q["rss"] * 4)
+                pt.append(q["pgtables"])
+        axes[0].step(xs, rss, where="post", label=label(m, pid), **st)
+        axes[1].step(xs, pt, where="post", label=label(m, pid), **st)
+    axes[1].yaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[2].yaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0].set_ylabel("RSS (kB)")
+    axes[1].set_ylabel("page-table pages")
+    kinds = sorted({k for s in steps for k in s.get("faults", {}).get("by_path", {})})
+    xs = [s["step"] for s in steps]
+    if kinds:
+        for n, kind in enumerate(kinds):
+            st = styles[n % len(styles)]
+            tot, ys = 0, []
+            for s in steps:
+                tot += s["faults"]["by_path"].get(kind, 0)
+                ys.append(tot)
+            axes[2].step(xs, ys, where="post", label=kind, **st)
+        axes[2].set_ylabel("faults by path (cumulative)")
+    else:
+        for name in ("minflt", "majflt"):
+            tot = {}
+            ys = []
+            for s in steps:
+                for q in s["processes"]:
+                    tot[(s["machine"], q["pid"])] = q[name]
+                ys.append(sum(tot.values()))
+            axes[2].step(xs, ys, where="post", label=name)
+        axes[2].set_ylabel("faults (getrusage, all processes)")
+    axes[2].set_xlabel("step (syscall or access)")
+    for ax in axes:
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize="small", loc="upper left")
+        ax.grid(True, alpha=0.3)
+    # name the steps on the x axis when there are few
+    if 0 < len(steps) <= 40:
+        axes[2].set_xticks(xs)
+        axes[2].set_xticklabels([f"{s['step']} {s['call']['name']} {s['pid']}" for s in steps],
+                                rotation=60, ha="right", fontsize=7)
+        axes[2].set_xlabel("step: call, pid")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
