@@ -22,6 +22,8 @@ def test_references_to_probe_files_resolve():
     pat = re.compile(r"vmsim/conform/probes/[\w.-]*\w")
     seen = 0
     for f in files:
+        if f == "tests/test_conform_home.py":
+            continue
         text = open(os.path.join(ROOT, f), encoding="utf-8").read()
         for ref in pat.findall(text):
             seen += 1

@@ -634,6 +634,8 @@ class LongRun:
                 new_addr = ARENA + P * r.randrange(ARENA_PAGES - 16)
         elif "mremap_new_addr" not in self.known and r.random() < 0.1:
             new_addr = r.choice([0xfffffffffffff000, 0x123, ARENA])
+        if flags == 0x10 and self.ops % 2:
+            flags = MREMAP_FIXED | MREMAP_DONTUNMAP         # without MREMAP_MAYMOVE: EINVAL
         old_len, new_len = old_n * P, new_n * P
         nxt = p.mm.find_vma(vend)
         # vma_expandable(): the range ends its VMA and nothing lies in the growth.

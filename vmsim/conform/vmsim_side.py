@@ -71,7 +71,7 @@ class _Runner:
                          "brk_base": self.brk_base})
 
     def addr(self, slot, off):
-        return (0 if slot < 0 else self.maddr.get(slot, 0)) + off
+        return _ulong((0 if slot < 0 else self.maddr.get(slot, 0)) + off)
 
     def switch(self, q):
         self.cur = q
@@ -238,7 +238,7 @@ class _Runner:
                 p.munlock(_ulong(base + a[1]), _ulong(a[2]))
             elif kind == "brk":
                 r["base"] = self.brk_base
-                r["ret"] = p.brk(self.brk_base + a[0])
+                r["ret"] = p.brk(_ulong(self.brk_base + a[0]))
                 if a[1] >= 0:
                     self.maddr[a[1]], self.mlen[a[1]] = self.brk_base, max(a[0], 0)
             elif kind == "touch":

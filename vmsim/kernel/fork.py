@@ -203,6 +203,7 @@ def copy_process(k, parent, cpu: int):
     p.personality = parent.personality
     p.pkru = parent.pkru                                # fpu_clone() copies the xstate
     p.oom_score_adj = parent.oom_score_adj          # copy_signal()
+    p.oom_score_adj_min = parent.oom_score_adj_min
     p.parent = parent
     prev = k.current
     k.current = parent

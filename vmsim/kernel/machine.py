@@ -58,6 +58,9 @@ class Kernel:
         self.log_buf = []              # printk records (vmsim.kernel.printk)
         self.ratelimit = {}
         self.panicked = None
+        # The user's capabilities: root with CAP_SYS_RESOURCE (a container may drop it,
+        # as the reference machine's does).
+        self.cap_sys_resource = True
         self.page_data = PageData(self.mem.private)
         self.ptpool = PageTablePool(nr_pages)
         self.vmstat = [0] * vmstat.NR_VMSTAT_ITEMS
