@@ -52,6 +52,10 @@ PMD_MASK = T.PMD_MASK
 PUD_MASK = T.PUD_MASK
 _U64 = (1 << 64) - 1
 _MKOLD_NO_UFFD_WP = ~(T._PAGE_ACCESSED | T._PAGE_UFFD_WP)
+# Per-fault constants, computed once: pte_mkwrite(pte_mkdirty()) bits, and the gfp of
+# vma_alloc_zeroed_movable_folio() (folio_alloc_mpol() adds __GFP_COMP).
+_MKWRITE_DIRTY = T._PAGE_DIRTY | T._PAGE_SOFT_DIRTY | _RW
+_GFP_ANON_ZEROED = GFP_HIGHUSER_MOVABLE | __GFP_ZERO | __GFP_COMP
 
 
 # --- page-table allocation (include/linux/mm.h, mm/memory.c) -----------------
@@ -201,9 +205,8 @@ def alloc_anon_folio(vmf) -> int:
     vma_alloc_zeroed_movable_folio(). Larger orders: not modelled yet (later issue).
     """
     k = vmf.vma.vm_mm.kernel
-    # vma_alloc_zeroed_movable_folio(); folio_alloc_mpol() adds __GFP_COMP.
-    return k.page_alloc.alloc_pages(GFP_HIGHUSER_MOVABLE | __GFP_ZERO | __GFP_COMP, 0,
-                                    k.current.cpu)
+    # vma_alloc_zeroed_movable_folio(): GFP_HIGHUSER_MOVABLE | __GFP_ZERO | __GFP_COMP.
+    return k.page_alloc.alloc_pages(_GFP_ANON_ZEROED, 0, k.current.cpu)
 
 
 # --- handle_mm_fault -----------------------------------------------------------------
@@ -424,7 +427,7 @@ def do_anonymous_page(vmf) -> int:
     addr = vmf.address
     entry = (folio << 12) | vma.vm_page_prot                         # folio_mk_pte()
     if vma.vm_flags & VM_WRITE:
-        entry |= T._PAGE_DIRTY | T._PAGE_SOFT_DIRTY | _RW             # pte_mkwrite(pte_mkdirty())
+        entry |= _MKWRITE_DIRTY                                      # pte_mkwrite(pte_mkdirty())
     mm.rss_stat[MM_ANONPAGES] += 1                                   # add_mm_counter()
     folio_add_new_anon_rmap(k, folio, vma, addr, RMAP_EXCLUSIVE)
     folio_add_lru_vma(k, folio, vma, k.current.cpu)
