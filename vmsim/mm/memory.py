@@ -286,10 +286,10 @@ def __handle_mm_fault(vma, address: int, flags: int) -> int:
     p4d = p4d_alloc(mm, pgd, address)
     if p4d < 0:
         return VM_FAULT_OOM
-    vmf.pud = pud_alloc(mm, p4d, address)
-    if vmf.pud < 0:
+    pud = vmf.pud = pud_alloc(mm, p4d, address)
+    if pud < 0:
         return VM_FAULT_OOM
-    orig_pud = pool[vmf.pud]
+    orig_pud = pool[pud]
     if orig_pud == 0 and thp_vma_allowable_order(vma, vm_flags, TVA_PAGEFAULT, PUD_ORDER):
         ret = create_huge_pud(vmf)
         if not ret & VM_FAULT_FALLBACK:
@@ -303,10 +303,10 @@ def __handle_mm_fault(vma, address: int, flags: int) -> int:
             huge_pud_set_accessed(vmf, orig_pud)
             return 0
 
-    vmf.pmd = pmd_alloc(mm, vmf.pud, address)
-    if vmf.pmd < 0:
+    pmd = vmf.pmd = pmd_alloc(mm, pud, address)
+    if pmd < 0:
         return VM_FAULT_OOM
-    orig_pmd = pool[vmf.pmd]
+    orig_pmd = pool[pmd]
     if orig_pmd == 0 and thp_vma_allowable_order(vma, vm_flags, TVA_PAGEFAULT, PMD_ORDER):
         ret = create_huge_pmd(vmf)
         if not ret & VM_FAULT_FALLBACK:

@@ -132,10 +132,11 @@ def folio_batch_move_lru(k, fbatch: list, move_fn):
 
 def folio_add_lru(k, pfn: int, cpu: int):
     """folio_add_lru(): take a reference and queue the folio in this CPU's lru_add batch."""
-    k.mem.refcount[pfn] += 1
+    mem = k.mem
+    mem.refcount[pfn] += 1
     fb = k.cpu_fbatches[cpu].lru_add
     fb.append(pfn)
-    if len(fb) >= PAGEVEC_SIZE or k.mem.flags[pfn] & PG_head:
+    if len(fb) >= PAGEVEC_SIZE or mem.flags[pfn] & PG_head:
         folio_batch_move_lru(k, fb, lru_add)
 
 
