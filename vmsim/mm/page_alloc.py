@@ -598,8 +598,9 @@ class PageAllocator:
                 if pfn < 0:
                     continue
             # prep_new_page(): NR_FREE_PAGES, PGALLOC_<zone>, set_page_refcounted.
-            zone.free_pages -= 1 << order
-            self.pgalloc[zone.idx] += 1 << order
+            n = 1 << order
+            zone.free_pages -= n
+            self.pgalloc[zone.idx] += n
             self.mem.refcount[pfn] = 1
             return pfn
         return -1
