@@ -67,7 +67,7 @@ def native(size: int, rounds: int = 5):
 def vmsim_touch(size: int, compiled: bool):
     import vmsim
     from vmsim.arch.x86 import cpu
-    cpu.use_compiled(compiled)
+    cpu._use_compiled(compiled)
     m = vmsim.Machine(memory="8G", debug_vm=False)
     p = m.spawn()
     a = p.mmap(0, size, vmsim.PROT_READ | vmsim.PROT_WRITE, vmsim.MAP_PRIVATE | vmsim.MAP_ANONYMOUS)

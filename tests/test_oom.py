@@ -55,6 +55,8 @@ def test_oom_kills_the_bigger_process_and_the_faulting_one_continues():
     assert c.task.mm is None
     used = free0 - m.k.page_alloc.nr_free_pages()
     assert 3584 <= used < 3584 + 64
+    for z in m.k.page_alloc.zones:
+        assert z.pcp_pages == sum(pcp.count for pcp in z.pcp)
     with pytest.raises(ProcessLookupError) as e:
         c.read(0, 1)
     assert e.value.errno == errno.ESRCH
@@ -208,3 +210,30 @@ def test_oom_score_adj_write_as_this_machine():
     # fork copies it (copy_signal).
     c = p.fork()
     assert m.read_file(f"/proc/{c.pid}/oom_score_adj") == "12\n"
+
+
+def test_oom_score_adj_min_and_cap_sys_resource():
+    """Lowering oom_score_adj below oom_score_adj_min needs CAP_SYS_RESOURCE. This
+    machine's root lacks it (a container): 1000 and 500 are accepted, -500 and -0x10
+    give EACCES."""
+    m = Machine("64M")
+    p = m.spawn()
+    path = f"/proc/{p.pid}/oom_score_adj"
+    m.k.cap_sys_resource = False
+    for data in ("1000", "500"):
+        m.write_file(path, data)
+    for data in ("-500", "-0x10"):
+        with pytest.raises(OSError) as e:
+            m.write_file(path, data)
+        assert e.value.errno == errno.EACCES
+    assert m.read_file(path) == "500\n"
+    # With the capability the write also sets the minimum (inherited by fork).
+    m.k.cap_sys_resource = True
+    m.write_file(path, "-500")
+    c = p.fork()
+    m.k.cap_sys_resource = False
+    with pytest.raises(OSError) as e:
+        m.write_file(f"/proc/{c.pid}/oom_score_adj", "-600")
+    assert e.value.errno == errno.EACCES
+    m.write_file(f"/proc/{c.pid}/oom_score_adj", "-400")
+    assert m.read_file(f"/proc/{c.pid}/oom_score_adj") == "-400\n"

@@ -78,13 +78,11 @@ def test_zoneinfo_dma_zone_as_this_machine():
 
 def test_user_pages_fall_back_normal_dma32_dma_at_the_watermarks():
     """Order-0 user allocations check each zone's watermark plus lowmem_reserve
-    (zone_watermark_fast): Normal is left at its low watermark before DMA32 is used,
-    and when everything is exhausted every zone still holds its min watermark plus its
-    protection against ZONE_MOVABLE allocations."""
+    (zone_watermark_fast): Normal is left at its low watermark before DMA32 is used
+    (test_exhaustion_... checks what every zone keeps at the end)."""
     m = Machine("4160M")                                   # a 64 MiB Normal zone
     pa = m.k.page_alloc
-    zones = {z.name: z for z in pa.zones}
-    normal, dma32, dma = zones["Normal"], zones["DMA32"], zones["DMA"]
+    normal = {z.name: z for z in pa.zones}["Normal"]
     got = []
     while pa.pgalloc[1] == 0:
         got.append(pa.alloc_pages(GFP_USER_NOWAIT, 0))
@@ -129,6 +127,10 @@ def test_pcp_refill_grows_with_alloc_factor():
     pa.alloc_pages(GFP_USER_NOWAIT, 0)
     assert pcp.count == batch - 1 and pcp.alloc_factor == 1
     assert pcp.high == high_min + batch
+    zi = zoneinfo(m)[z.name]
+    assert (zi["count"], zi["pcp_high"], zi["batch"]) == (batch - 1, high_min + batch, batch)
+    # pages on the pcp lists are not free for the watermarks (NR_FREE_PAGES)
+    assert z.pcp_pages == sum(p.count for p in z.pcp) == batch - 1
     for _ in range(batch - 1):
         pa.alloc_pages(GFP_USER_NOWAIT, 0)
     assert pcp.count == 0

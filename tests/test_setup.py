@@ -227,3 +227,19 @@ def test_ctrl_c_exits_130_without_traceback(tmp_path, command):
     assert p.returncode == 130, err
     assert "Traceback" not in err
     assert err.strip().splitlines() == ["vmsim: interrupted"]
+
+
+def _ci_functions():
+    """.ci/run's status helpers (pytest_meaning, step), to run them on their own."""
+    with open(os.path.join(REPO, ".ci", "run")) as f:
+        text = f.read()
+    return text[text.index("status=0"):text.index("python3 -m venv")]
+
+
+@pytest.mark.parametrize("rc,meaning", [(0, "passed"), (1, "tests failed"), (2, "interrupted"),
+                                        (5, "no tests collected")])
+def test_ci_reads_pytest_exit_status(rc, meaning):
+    script = _ci_functions() + f'step demo "exit {rc}" pytest; echo "rc=$? status=$status"\n'
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True).stdout
+    assert f"ci: demo: {'' if rc == 0 else f'exit status {rc}: '}{meaning}" in out
+    assert f"rc={rc} status={0 if rc == 0 else 1}" in out

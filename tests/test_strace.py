@@ -6,7 +6,6 @@ output on this machine (Linux 6.18.44) for the C programs next to it."""
 import os
 import re
 import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -118,7 +117,9 @@ def test_strace_collects_structured_records():
         p.mprotect(a, 4096, PROT_READ)
         with pytest.raises(SignalDelivered):
             p.write(a, b"x")
+        p.mincore(a, 8192)
     r = st.records
+    assert r[-1] == Record(1, "syscall", "mincore", (a, 8192, (0, 0)), 0, 0)   # never touched
     assert r[0] == Record(1, "syscall", "execve", ("/usr/local/bin/vmsim-minimal",), 0, 0)
     assert r[1] == Record(1, "syscall", "mmap", (0, 65536, 3, 0x22, -1, 0), a, 0)
     assert r[2] == Record(1, "syscall", "mprotect", (a, 1 << 50, PROT_READ), -1, 12)
@@ -128,6 +129,8 @@ def test_strace_collects_structured_records():
     assert r[6] == Record(1, "syscall", "wait4", (c.pid, 0, False), c.pid, 0)
     assert r[8] == Record(1, "signal", "SIGSEGV", (vmsim.SEGV_ACCERR, a), None, 0)
     assert r[8]._asdict()["args"] == (2, a)
+    import json
+    assert json.loads(json.dumps([x._asdict() for x in r]))[1]["args"] == [0, 65536, 3, 0x22, -1, 0]
     # Not installed any more: the API is the plain one again.
     assert vmsim.Process.mmap.__qualname__ == "Process.mmap"
 
@@ -158,12 +161,24 @@ def test_signal_and_errno_have_symbolic_names(proc):
 
 
 # --- 3. the CLI: a scenario killed by a signal -----------------------------------------
-def vmsim_cli(*argv, cwd=None):
-    """Run the installed ``vmsim`` entry point."""
-    exe = os.path.join(os.path.dirname(sys.executable), "vmsim")
-    cmd = [exe] if os.path.exists(exe) else [sys.executable, "-m", "vmsim.cli"]
-    return subprocess.run(cmd + list(argv), capture_output=True, text=True, cwd=cwd,
-                          env=dict(os.environ, COLUMNS="200"), timeout=300)
+def vmsim_cli(*argv):
+    """Run the installed ``vmsim`` console script in a subprocess."""
+    from entrypoint import vmsim
+    return vmsim(*argv, env={"COLUMNS": "200"}, timeout=300)
+
+
+class _Done:
+    def __init__(self, returncode, stdout, stderr):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def cli(capsys, *argv):
+    """``vmsim ARGS`` in this process (cheaper; the subprocess tests cover the entry point)."""
+    from vmsim.cli import main
+    capsys.readouterr()
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    return _Done(rc, out, err)
 
 
 def scenario(tmp_path, body, name="scen.py"):
@@ -206,24 +221,24 @@ def test_run_killed_scenario_reports_everything(tmp_path):
     assert re.search(r"^\s*1\s+killed by SIGSEGV\s+1\s+0\s", out, re.M)
 
 
-def test_trace_killed_scenario_and_filters(tmp_path):
+def test_trace_killed_scenario_and_filters(tmp_path, capsys):
     path = scenario(tmp_path, SEGV)
-    r = vmsim_cli("trace", path)
+    r = cli(capsys, "trace", path)
     assert r.returncode == 139
     assert r.stdout.index("the fatal fault") < r.stdout.index("The whole trace")
     assert "/* mprotect(" in r.stdout and "/* --- SIGSEGV {si_signo=SIGSEGV" in r.stdout
     # set_graph_function: only do_anonymous_page's graphs, from their own depth.
-    r = vmsim_cli("trace", "--func", "do_anonymous_page", path)
+    r = cli(capsys, "trace", "--func", "do_anonymous_page", path)
     graph = [ln.split("| ", 1)[1] for ln in r.stdout.splitlines()
              if "| " in ln and not ln.startswith("#") and "| /*" not in ln]
     assert graph[0] == "do_anonymous_page() {"
     assert not any(ln.startswith("exc_page_fault") for ln in graph)
     # --max: the output limit, said so.
-    r = vmsim_cli("trace", "--max", "10", path)
+    r = cli(capsys, "trace", "--max", "10", path)
     assert "# trace truncated at 10 lines (max_events)" in r.stdout
 
 
-def test_trace_pid_filter(tmp_path):
+def test_trace_pid_filter(tmp_path, capsys):
     path = scenario(tmp_path, """\
         p = machine.spawn()
         a = p.mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
@@ -231,7 +246,7 @@ def test_trace_pid_filter(tmp_path):
         c = p.fork()
         c.write(a, b"c")
     """)
-    r = vmsim_cli("trace", "--pid", "2", path)
+    r = cli(capsys, "trace", "--pid", "2", path)
     assert r.returncode == 0, r.stderr
     body = [ln for ln in r.stdout.splitlines() if "| " in ln and not ln.startswith("#")]
     assert body and all(re.match(r"\s*\d\)\s+2\s+\|", ln) for ln in body)
@@ -341,7 +356,7 @@ def _kernel_identifiers(names):
 
 
 @pytest.mark.skipif(not os.path.isdir(KERNEL), reason="needs the Linux 6.18 source tree")
-def test_traces_name_only_kernel_functions(tmp_path):
+def test_traces_name_only_kernel_functions(tmp_path, capsys):
     """Every function a full trace shows exists in Linux 6.18: vmsim's helpers stay out."""
     path = scenario(tmp_path, """\
         p = machine.spawn()
@@ -370,7 +385,7 @@ def test_traces_name_only_kernel_functions(tmp_path):
         p.munmap(b, 8 * 4096)
         p.exit(0)
     """)
-    r = vmsim_cli("trace", "--all", "--exec", "--max", "100000", path)
+    r = cli(capsys, "trace", "--all", "--exec", "--max", "100000", path)
     assert r.returncode == 0, r.stderr
     names = set(re.findall(r"\|\s+(\w+)\(", r.stdout)) - {"exc_page_fault", "faultin_page"}
     names -= {"mmap", "munmap", "mprotect", "madvise", "mremap", "mlock", "munlock", "fork",
@@ -420,14 +435,14 @@ def test_summary_counts_match_the_rusage(tmp_path):
 
 
 # --- 5. vmstat deltas a reader cares about ---------------------------------------------
-def test_vmstat_deltas_show_events_and_hide_derived_values(tmp_path):
+def test_vmstat_deltas_show_events_and_hide_derived_values(tmp_path, capsys):
     path = scenario(tmp_path, """\
         p = machine.spawn()
         a = p.mmap(0, 64 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
         p.touch(a, 64 * 4096, write=True)
         p.munmap(a, 64 * 4096)
     """)
-    r = vmsim_cli("run", path)
+    r = cli(capsys, "run", path)
     assert r.returncode == 0, r.stderr
     rows = {ln.split()[0] for ln in r.stdout[r.stdout.index("vmstat deltas"):].splitlines()[3:]
             if ln.strip() and not ln.startswith(" ")}
@@ -435,5 +450,34 @@ def test_vmstat_deltas_show_events_and_hide_derived_values(tmp_path):
     assert not rows & {"nr_dirty_threshold", "nr_dirty_background_threshold", "numa_hit",
                        "nr_free_pages_blocks", "nr_zone_active_anon"}
     assert "--all shows them" in r.stdout
-    r = vmsim_cli("run", "--all", path)
+    r = cli(capsys, "run", "--all", path)
     assert "nr_dirty_threshold" in r.stdout and "numa_hit" in r.stdout
+
+
+def test_oom_kills_show_as_strace_shows_them(tmp_path, capsys):
+    """An OOM victim's death appears after the call that killed it; a process killed
+    in its own fault has no --- SIGKILL --- line (strace cannot see one) and the run
+    exits 128 + 9."""
+    path = scenario(tmp_path, """\
+        MiB = 1 << 20
+        p = machine.spawn()
+        c = p.fork()
+        a = c.mmap(0, 16 * MiB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE)
+        c.touch(a, 16 * MiB, write=True)
+        b = p.mmap(0, 14 * MiB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE)
+        p.touch(b, 14 * MiB, write=True)          # the allocator kills c, the bigger one
+        p.wait(c.pid)
+        x = p.mmap(0, 64 * MiB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE)
+        p.touch(x, 64 * MiB, write=True)          # now p itself is the victim
+    """)
+    # (test_oom.py: a 64 MiB machine manages 31 MiB.) --no-paths: no profile hook, faster.
+    r = cli(capsys, "run", "--no-paths", "--memory", "64M", path)
+    assert r.returncode == 128 + 9, r.stderr
+    calls = r.stdout[r.stdout.index("System calls"):r.stdout.index("Summary of")]
+    calls = calls.strip().splitlines()
+    i = calls.index("[pid     2] +++ killed by SIGKILL +++")
+    assert calls[i - 1].startswith("[pid     1] mmap(NULL, 14680064,")
+    assert calls[i + 1] == "wait4(2, [{WIFSIGNALED(s) && WTERMSIG(s) == SIGKILL}], 0, NULL) = 2"
+    assert calls[-2:] == [calls[-2], "+++ killed by SIGKILL +++"]
+    assert calls[-2].startswith("mmap(NULL, 67108864,")
+    assert not any("--- SIGKILL" in ln for ln in calls)

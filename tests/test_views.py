@@ -5,9 +5,9 @@ import json
 import os
 import pty
 import subprocess
-import sys
 
 import pytest
+from entrypoint import vmsim as run_vmsim, vmsim_command
 
 import vmsim
 from vmsim import PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_SHARED, MAP_ANONYMOUS
@@ -16,12 +16,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAGE = 4096
 
 
-def vmsim_cli(*args, env=None, **kw):
-    exe = os.path.join(os.path.dirname(sys.executable), "vmsim")
-    e = dict(os.environ, **(env or {}))
-    if not kw:
-        kw = {"capture_output": True}
-    return subprocess.run([exe, *args], text=True, timeout=300, cwd=ROOT, env=e, **kw)
+def vmsim_cli(*args, **kw):
+    return run_vmsim(*args, cwd=ROOT, timeout=300, **kw)
 
 
 # --- reprs ---------------------------------------------------------------------------------
@@ -82,10 +78,28 @@ def test_reprs_stay_out_of_the_model_paths():
 
 
 # --- --json -------------------------------------------------------------------------------
-def test_run_json_steps_carry_syscalls_vmas_and_counters():
-    r = vmsim_cli("run", "--json", "examples/fork_cow.py")
+@pytest.fixture(scope="module")
+def fork_cow_run(tmp_path_factory):
+    """One `vmsim run --json --plot` of examples/fork_cow.py (both outputs at once)."""
+    png = tmp_path_factory.mktemp("plot") / "cow.png"
+    plot = ["--plot", str(png)] if _have_matplotlib() else []
+    r = vmsim_cli("run", "--json", *plot, "examples/fork_cow.py")
+    return r, png
+
+
+def _have_matplotlib():
+    try:
+        import matplotlib  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+def test_run_json_steps_carry_syscalls_vmas_and_counters(fork_cow_run):
+    r, _ = fork_cow_run
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)                  # the scenario's prints went to stderr
+    assert "smaps_rollup" not in r.stdout and "Rss:" in r.stderr
     assert doc["schema_version"] == 1 and doc["command"] == "run"
     steps = doc["steps"]
     names = [s["call"]["name"] for s in steps]
@@ -103,32 +117,48 @@ def test_run_json_steps_carry_syscalls_vmas_and_counters():
     assert doc["machines"][0]["processes"][0]["pid"] == 1
 
 
-def test_run_json_records_errno_and_signals(tmp_path):
+def test_run_json_records_errno_signals_and_a_fatal_end(tmp_path):
     f = tmp_path / "s.py"
     f.write_text("p = machine.spawn()\n"
                  "try:\n    p.munmap(0x1001, 4096)\nexcept OSError:\n    pass\n"
                  "a = p.mmap(0, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS)\n"
-                 "try:\n    p.write(a, b'x')\nexcept SignalDelivered:\n    pass\n")
-    doc = json.loads(vmsim_cli("run", "--json", str(f)).stdout)
+                 "try:\n    p.write(a, b'x')\nexcept SignalDelivered:\n    pass\n"
+                 "p.write(0x1000, b'x')\n")
+    r = vmsim_cli("run", "--json", str(f))
+    # the uncaught SIGSEGV kills the scenario (exit 128 + 11, as a shell reports it);
+    # the document still has every step
+    assert r.returncode == 139 and "SignalDelivered" in r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["killed"] == {"pid": 1, "signo": 11, "name": "SIGSEGV"}
     mu = doc["steps"][1]["call"]
     assert (mu["name"], mu["ret"], mu["errno"], mu["errno_name"]) == ("munmap", -1, 22, "EINVAL")
+    assert doc["steps"][1]["syscalls"] == [{"pid": 1, "kind": "syscall", "name": "munmap",
+                                            "args": [0x1001, 4096], "ret": -1, "errno": 22}]
+    assert [x["kind"] for x in doc["steps"][3]["syscalls"]] == ["signal"]
     sig = doc["steps"][3]["signal"]
     assert (sig["name"], sig["si_code"], sig["si_addr"]) == ("SIGSEGV", 2, doc["steps"][2]["call"]["ret"])
-
-
-def test_run_json_after_a_fatal_signal_still_has_the_steps(tmp_path):
-    f = tmp_path / "s.py"
-    f.write_text("p = machine.spawn()\np.write(0x1000, b'x')\n")
-    r = vmsim_cli("run", "--json", str(f))
-    assert r.returncode == 1 and "SignalDelivered" in r.stderr
-    doc = json.loads(r.stdout)
     assert doc["error"] and doc["steps"][-1]["signal"]["si_code"] == 1    # SEGV_MAPERR
 
 
+def test_run_json_after_an_exception_has_the_steps_before_it(tmp_path):
+    f = tmp_path / "boom.py"
+    f.write_text("p = machine.spawn()\na = p.mmap(0, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS)\n"
+                 "raise ValueError('boom')\n")
+    r = vmsim_cli("run", "--json", str(f))
+    assert r.returncode == 1 and f"{f}:3: ValueError: boom" in r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["error"] == f"{f}:3: ValueError: boom" and doc["killed"] is None
+    assert [s["call"]["name"] for s in doc["steps"]] == ["spawn", "mmap"]
+
+
 def test_trace_and_walk_json(tmp_path):
-    doc = json.loads(vmsim_cli("trace", "--json", "examples/stack_growth.py").stdout)
-    assert doc["command"] == "trace" and len(doc["faults"]) >= 65
-    assert any("expand_stack_locked" in f["paths"] for f in doc["faults"])
+    f = tmp_path / "t.py"
+    f.write_text("p = machine.spawn()\np.write(p.mm.start_stack - (1 << 20), b'x')\n")
+    doc = json.loads(vmsim_cli("trace", "--json", str(f)).stdout)
+    assert doc["command"] == "trace"
+    grow = [x for x in doc["faults"] if "expand_stack_locked" in x["paths"]]
+    assert len(grow) == 1 and grow[0]["error_code"] == 6 and grow[0]["signal"] is None
+    assert any("do_anonymous_page" in line for line in grow[0]["lines"])
     doc = json.loads(vmsim_cli("walk", "--json", "0x7ffff7ff6123").stdout)
     four = next(x for x in doc["modes"] if x["mode"] == "4-level")
     vals = {f["name"]: f["value"] for f in four["fields"]}
@@ -145,6 +175,7 @@ def test_trace_and_walk_json(tmp_path):
 def test_conform_json():
     r = vmsim_cli("conform", "--recorded", "--json", "scenarios/empty.toml", "scenarios/mprotect_segv.toml")
     assert r.returncode == 0
+    assert r.stderr == ""                # no progress display: stderr is not a terminal
     doc = json.loads(r.stdout)
     assert doc["schema_version"] == 1 and doc["totals"]["scenarios"] == 2
     assert doc["totals"]["differ"] == 0 and doc["totals"]["agree"] == doc["totals"]["observations"]
@@ -162,13 +193,11 @@ def test_json_doc_lists_every_field():
 
 
 # --- --plot ---------------------------------------------------------------------------------
-def test_plot_writes_a_png(tmp_path):
+def test_plot_writes_a_png(fork_cow_run):
     pytest.importorskip("matplotlib")
-    out = tmp_path / "cow.png"
-    r = vmsim_cli("run", "--plot", str(out), "examples/fork_cow.py")
+    r, out = fork_cow_run
     assert r.returncode == 0, r.stderr
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000
-    assert "Summary of examples/fork_cow.py" in r.stdout
 
 
 def test_plot_without_matplotlib_says_how_to_get_it(tmp_path):
@@ -182,12 +211,10 @@ def test_plot_without_matplotlib_says_how_to_get_it(tmp_path):
 
 
 # --- progress -------------------------------------------------------------------------------
-def test_progress_only_on_a_terminal():
-    r = vmsim_cli("conform", "--recorded", "scenarios/empty.toml", "scenarios/brk.toml")
-    assert r.returncode == 0 and "\x1b[" not in r.stderr and r.stderr == ""
+def test_progress_on_a_terminal():
+    """(Off a terminal there is none: test_conform_json sees an empty stderr.)"""
     master, slave = pty.openpty()
-    exe = os.path.join(os.path.dirname(sys.executable), "vmsim")
-    proc = subprocess.Popen([exe, "conform", "--recorded", "scenarios/empty.toml",
+    proc = subprocess.Popen(vmsim_command() + ["conform", "--recorded", "scenarios/empty.toml",
                              "scenarios/brk.toml"], cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=slave)
     os.close(slave)

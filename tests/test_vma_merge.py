@@ -537,3 +537,52 @@ def test_mremap_move_tail_next_to_itself(proc):
     _map_at(proc, r, 1, 4)
     _move(proc, r, 4, 1, 5)
     assert _rw_maps(proc, r) == [(1, 4), (5, 6)]
+
+
+# --- sticky VMA flags (VM_MAYBE_GUARD), in 6.18.y by 6.18.44 --------------------------
+# Measured on this machine (Linux 6.18.44) with MADV_GUARD_INSTALL in a 100-page
+# PROT_NONE reservation (vmsim/conform/probes/guard_sticky_probe.c; pages as offsets,
+# "gu" in smaps VmFlags):
+#   A [1,5) rw with a guard page at 2, B [5,9) r-- : mprotect(B, rw) -> [1,9) rw gu
+#   mprotect([3,5), r) -> [1,3) rw gu, [3,5) r gu, [5,9) rw gu; back to rw -> [1,9) gu
+#   C [20,22) rw, D [22,24) r-- with a guard page at 22: mprotect(D, rw) -> [20,24) gu
+#   E [40,44) rw with a guard page at 41, a new rw mapping at [44,46) -> [40,46) gu
+# vmsim has no guard markers yet, so the tests set VM_MAYBE_GUARD as
+# madvise_guard_install() does (vma_flags_set on the whole VMA).
+
+def _set_gu(proc, addr):
+    from vmsim.mm.mm_types import VM_MAYBE_GUARD
+    proc.mm.vma_lookup(addr).vm_flags |= VM_MAYBE_GUARD
+
+
+def _gu_maps(proc, r):
+    from vmsim.mm.mm_types import VM_MAYBE_GUARD
+    return [((v.vm_start - r) // P, (v.vm_end - r) // P, bool(v.vm_flags & VM_MAYBE_GUARD))
+            for v in proc.mm.mm_mt if v.vm_start >= r and v.vm_end <= r + 100 * P and
+            v.vm_flags & 0x3]
+
+
+def test_sticky_maybe_guard_merges_existing_ranges(proc):
+    r = _reserve(proc)
+    _map_at(proc, r, 1, 4)
+    proc.mmap(r + 5 * P, 4 * P, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
+    _set_gu(proc, r + 2 * P)
+    proc.mprotect(r + 5 * P, 4 * P, RW)
+    assert _gu_maps(proc, r) == [(1, 9, True)]
+    proc.mprotect(r + 3 * P, 2 * P, PROT_READ)
+    assert _gu_maps(proc, r) == [(1, 3, True), (3, 5, True), (5, 9, True)]
+    proc.mprotect(r + 3 * P, 2 * P, RW)
+    assert _gu_maps(proc, r) == [(1, 9, True)]
+    _map_at(proc, r, 20, 2)
+    proc.mmap(r + 22 * P, 2 * P, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
+    _set_gu(proc, r + 22 * P)
+    proc.mprotect(r + 22 * P, 2 * P, RW)
+    assert _gu_maps(proc, r)[-1] == (20, 24, True)
+
+
+def test_sticky_maybe_guard_merges_new_range(proc):
+    r = _reserve(proc)
+    _map_at(proc, r, 40, 4)
+    _set_gu(proc, r + 41 * P)
+    _map_at(proc, r, 44, 2)
+    assert _gu_maps(proc, r) == [(40, 46, True)]

@@ -7,12 +7,14 @@ SignalDelivered, after which the process stays usable (as if a handler caught it
 This layer reads the model; the model never imports it.
 """
 import errno
+import functools
 import operator
 import os
 import re
 from typing import NamedTuple
 
 from vmsim.arch.x86 import cpu as _cpu
+from vmsim.arch.x86.mm.pkeys import pkru_get_init_value
 from vmsim.kernel.machine import Kernel
 from vmsim.kernel.sched import task_struct
 from vmsim.mm import mmap as _mmap
@@ -22,17 +24,19 @@ ENOSYS = errno.ENOSYS
 
 
 class SignalDelivered(Exception):
-    """An access ended in a signal: signo, si_code, si_addr, and how far it got.
+    """An access ended in a signal: signo, si_code, si_addr, and how far it got
+    (``si_pkey``: the protection key of a SEGV_PKUERR, else None).
 
     str() reads as strace prints the siginfo: ``SIGSEGV {si_signo=SIGSEGV,
     si_code=SEGV_ACCERR, si_addr=0x7ffff7ff5000} (after 0 bytes)``."""
 
-    def __init__(self, signo, si_code, si_addr, offset=0, error_code=0):
+    def __init__(self, signo, si_code, si_addr, offset=0, error_code=0, si_pkey=None):
         self.signo = signo
         self.si_code = si_code
         self.si_addr = si_addr
         self.offset = offset
         self.error_code = error_code
+        self.si_pkey = si_pkey
         super().__init__(f"{format_siginfo(signo, si_code, si_addr)} (after {offset} bytes)")
 
 
@@ -101,6 +105,20 @@ def _cpu_arg(k, cpu) -> int:
     return cpu
 
 
+@functools.lru_cache(maxsize=1)
+def host_has_pku() -> bool:
+    """Does this host's CPU run with protection keys (flags pku and ospke)?"""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = line.split(":", 1)[1].split()
+                    return "pku" in flags and "ospke" in flags
+    except OSError:
+        pass
+    return False
+
+
 def _check(ret):
     """Raise OSError for -errno; strerror reads "ENOMEM (Cannot allocate memory)", as
     strace shows a failed call."""
@@ -113,10 +131,14 @@ class Machine:
     """A simulated x86-64 machine running Linux (the 6.18 profile by default)."""
 
     def __init__(self, memory="4G", cpus=1, paging_levels=4, kernel="6.18", debug_vm=None,
-                 aslr_seed=None):
+                 aslr_seed=None, pku=None):
         """``aslr_seed``: None lays processes out with ASLR off (as the measured reference,
-        setarch -R); an int turns on seeded randomisation (randomize_va_space=2)."""
-        self.k = Kernel(parse_size(memory), cpus, paging_levels, kernel)
+        setarch -R); an int turns on seeded randomisation (randomize_va_space=2).
+        ``pku``: the CPU has protection keys (X86_FEATURE_OSPKE); None takes the host's
+        /proc/cpuinfo flag, so PROT_EXEC-only mappings behave as on this machine."""
+        if pku is None:
+            pku = host_has_pku()
+        self.k = Kernel(parse_size(memory), cpus, paging_levels, kernel, pku=pku)
         if debug_vm is None:
             debug_vm = os.environ.get("VMSIM_DEBUG_VM", "") not in ("", "0")
         self.debug_vm = debug_vm
@@ -145,6 +167,7 @@ class Machine:
         if mm is None:
             raise MemoryError("out of memory creating the mm")
         task.mm = task.active_mm = mm
+        task.pkru = pkru_get_init_value(k)         # as after execve (fpu_flush_thread)
         k.switch_to(task)
         rng = None
         if self.aslr_seed is not None:
@@ -258,7 +281,8 @@ class Process:
             from vmsim.kernel.exit import do_group_exit
             do_group_exit(self.machine.k, self.task, 9)
         self.machine._after_syscall()
-        raise SignalDelivered(sig[0], sig[1], sig[2], offset, sig[3])
+        raise SignalDelivered(sig[0], sig[1], sig[2], offset, sig[3],
+                              sig[4] if len(sig) > 4 else None)
 
     @property
     def mm(self):
@@ -322,6 +346,40 @@ class Process:
         addr, length, prot = _ulong("addr", addr), _ulong("length", length), _cint("prot", prot)
         self._enter()
         self._done(do_mprotect_pkey(self.mm, addr, length, prot, -1))
+
+    def pkey_mprotect(self, addr, length, prot, pkey) -> None:
+        """pkey_mprotect(2): mprotect and tag the range with protection key ``pkey``."""
+        from vmsim.mm.mprotect import do_mprotect_pkey
+        addr, length, prot = _ulong("addr", addr), _ulong("length", length), _cint("prot", prot)
+        pkey = _cint("pkey", pkey)
+        self._enter()
+        self._done(do_mprotect_pkey(self.mm, addr, length, prot, pkey))
+
+    def pkey_alloc(self, flags=0, access_rights=0) -> int:
+        """pkey_alloc(2): a free protection key, its PKRU bits set to ``access_rights``
+        (PKEY_DISABLE_ACCESS / PKEY_DISABLE_WRITE) in this task."""
+        from vmsim.mm.mprotect import sys_pkey_alloc
+        flags, access_rights = _ulong("flags", flags), _ulong("access_rights", access_rights)
+        self._enter()
+        return self._done(sys_pkey_alloc(self.mm, flags, access_rights))
+
+    def pkey_free(self, pkey) -> None:
+        """pkey_free(2)."""
+        from vmsim.mm.mprotect import sys_pkey_free
+        self._enter()
+        self._done(sys_pkey_free(self.mm, _cint("pkey", pkey)))
+
+    @property
+    def pkru(self) -> int:
+        """The task's PKRU register (what rdpkru / pkey_get read)."""
+        return self.task.pkru
+
+    @pkru.setter
+    def pkru(self, value) -> None:
+        """wrpkru: user space writes PKRU directly (pkey_set)."""
+        if not self.machine.k.pku:
+            raise SignalDelivered(4, 2, 0)        # #UD: SIGILL ILL_ILLOPN
+        self.task.pkru = _integer("pkru", value) & 0xFFFFFFFF
 
     def madvise(self, addr, length, advice) -> None:
         """madvise(2)."""

@@ -255,13 +255,15 @@ def cmd_run(args, out):
     killed process: the fatal fault's trace, the calls up to it, the summary, and the
     exit status a shell gives a process killed by that signal: 128 + signo (139 for
     SIGSEGV, 135 for SIGBUS)."""
+    from vmsim import cli_views
     from vmsim.strace import Strace
     from vmsim.trace import function_graph
     tracer = None
     if args.paths:
         tracer = function_graph(None, faults_only=True, record="signals")
     st = Strace(max_records=args.max)
-    result, fatal = _run_traced(args, [st] + ([tracer] if tracer else []))
+    steps = cli_views.plot_recorder(args, tracer)       # --plot: the steps to draw
+    result, fatal = _run_traced(args, [st] + ([tracer] if tracer else []) + ([steps] if steps else []))
     killed = {}
     if fatal is not None:
         pid, sig = _report_death(out, fatal, st, tracer)
@@ -269,6 +271,8 @@ def cmd_run(args, out):
     out.heading("System calls and signals (as strace -f shows them)")
     out.line(st.text().rstrip("\n") or "(none)")
     print_summary(out, result, tracer, show_all=args.all, killed=killed)
+    if steps is not None:
+        cli_views.draw(args, steps, out)
     if fatal is not None:
         print(f"vmsim: {fatal}", file=sys.stderr)
         return 128 + fatal.exception.signo
@@ -502,9 +506,9 @@ def main(argv=None) -> int:
         from vmsim import cli_views
         if cli_views.wanted(args):
             return cli_views.dispatch(args, out)
-        if getattr(args, "scenario", None):     # a long run, numba's first compile
+        if getattr(args, "scenario", None) or args.command == "demo":   # numba's first compile
             from vmsim import progress
-            with progress.status(f"running {args.scenario}") as bar:
+            with progress.status(f"running {getattr(args, 'scenario', None) or 'the demo'}") as bar:
                 out.before_output = bar.stop
                 return args.func(args, out)
         return args.func(args, out)

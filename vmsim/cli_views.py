@@ -17,7 +17,8 @@ def add_options(sp, plot=False):
 
 
 def wanted(args) -> bool:
-    return bool(getattr(args, "json", False) or getattr(args, "plot", None))
+    """--json: the command's JSON form runs here instead of the text one."""
+    return bool(getattr(args, "json", False))
 
 
 def dispatch(args, out):
@@ -38,66 +39,97 @@ def _check_matplotlib():
                          "pip install 'vmsim[plot]' (or pip install matplotlib)") from None
 
 
+def plot_recorder(args, tracer):
+    """For ``vmsim run --plot``: a StepRecorder to run with (None without --plot)."""
+    if not getattr(args, "plot", None):
+        return None
+    _check_matplotlib()
+    from vmsim.views import StepRecorder
+    return StepRecorder(tracer)
+
+
+def draw(args, rec, out=None):
+    """Write the --plot figure of a recorded run."""
+    from vmsim.views import plot_steps
+    from vmsim import progress
+    with progress.status(f"drawing {args.plot}"):
+        plot_steps(rec, args.plot, title=args.scenario)
+    msg = f"plot: {args.plot} ({len(rec.steps)} steps)"
+    if out is not None:
+        out.line(msg)
+    else:
+        print(f"vmsim: {msg}", file=sys.stderr)
+
+
 def cmd_run(args, out):
-    """vmsim run --json / --plot: the run, recorded step by step."""
-    from vmsim.cli import _machine_kw, print_summary
-    from vmsim.scenario import run_scenario, ScenarioError
+    """vmsim run --json [--plot]: the run, recorded step by step, as one document. Exit
+    status as the text form: 128 + signo for a scenario killed by a signal."""
+    from vmsim.cli import _run_traced, _killed_pid
+    from vmsim.strace import Strace, signal_name
     from vmsim.trace import function_graph
-    from vmsim.views import StepRecorder, run_document, plot_steps
+    from vmsim.views import StepRecorder, run_document
     from vmsim import progress
     if args.plot:
         _check_matplotlib()
-    tracer = function_graph(None, faults_only=True, record=False) if args.paths else None
-    result, error = None, None
-    # With --json the scenario's own prints go to stderr: stdout is the document.
-    redirect = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
-    rec = StepRecorder(tracer)
+    tracer = function_graph(None, faults_only=True, record="signals") if args.paths else None
+    st = Strace(max_records=args.max)
+    rec = StepRecorder(tracer, strace=st)
+    # The scenario's own prints go to stderr: stdout is the document.
+    from vmsim.scenario import ScenarioError
     try:
-        with progress.status(f"running {args.scenario}"), redirect, rec, \
-                (tracer if tracer is not None else contextlib.nullcontext()):
-            result = run_scenario(args.scenario, **_machine_kw(args))
+        with progress.status(f"running {args.scenario}"), contextlib.redirect_stdout(sys.stderr):
+            # Strace innermost: each step then carries the syscall records it made.
+            result, fatal = _run_traced(args, [st] + ([tracer] if tracer else []) + [rec])
     except ScenarioError as e:
-        if not args.json or not rec.steps:
+        if not rec.steps:                  # nothing ran (unreadable file, syntax error)
             raise
-        error = str(e)          # the document still shows every step up to the failure
-    if args.plot:
-        with progress.status(f"drawing {args.plot}"):
-            plot_steps(rec, args.plot, title=args.scenario)
-    if args.json:
-        doc = run_document(result, rec, tracer, error)
-        if result is None:
-            doc["scenario"] = args.scenario
+        # an exception in the scenario: the document of the steps up to it, then the error
+        doc = run_document(None, rec, tracer, str(e))
+        doc.update(scenario=args.scenario, killed=None)
         _emit(doc)
-        if error:
-            print(f"vmsim: {error}", file=sys.stderr)
-            return 1
-    else:
-        print_summary(out, result, tracer)
-        out.line(f"plot: {args.plot} ({len(rec.steps)} steps)")
+        raise
+    killed = None
+    if fatal is not None:
+        exc = fatal.exception
+        pid = _killed_pid(fatal.result, exc)
+        st.killed(pid, exc.signo)
+        killed = {"pid": pid, "signo": exc.signo, "name": signal_name(exc.signo)}
+    if args.plot:
+        draw(args, rec)
+    doc = run_document(result, rec, tracer, str(fatal) if fatal else None)
+    doc["killed"] = killed
+    _emit(doc)
+    if fatal is not None:
+        print(f"vmsim: {fatal}", file=sys.stderr)
+        return 128 + fatal.exception.signo
     return 0
 
 
 def cmd_trace(args, out):
-    """vmsim trace --json: the traced faults as records."""
-    from vmsim.cli import _machine_kw
-    from vmsim.scenario import run_scenario, ScenarioError
+    """vmsim trace --json: the traced faults and strace's records. Exit status as the
+    text form."""
+    from vmsim.cli import _run_traced, _killed_pid
+    from vmsim.strace import Strace, signal_name
     from vmsim.trace import function_graph
     from vmsim.views import trace_document
     from vmsim import progress
     tracer = function_graph(None, faults_only=not args.all, max_events=args.max,
                             funcs=args.graph_funcs, pid=args.pid, show_exec=args.exec)
-    error = None
-    try:
-        with progress.status(f"tracing {args.scenario}"), contextlib.redirect_stdout(sys.stderr), tracer:
-            run_scenario(args.scenario, **_machine_kw(args))
-    except ScenarioError as e:
-        if not tracer.faults:
-            raise
-        error = str(e)
-    _emit(trace_document(args.scenario, tracer, error))
-    if error:
-        print(f"vmsim: {error}", file=sys.stderr)
-        return 1
+    st = Strace(max_records=args.max, pid=args.pid)
+    with progress.status(f"tracing {args.scenario}"), contextlib.redirect_stdout(sys.stderr):
+        result, fatal = _run_traced(args, [st, tracer])
+    killed = None
+    if fatal is not None:
+        exc = fatal.exception
+        pid = _killed_pid(fatal.result, exc)
+        st.killed(pid, exc.signo)
+        killed = {"pid": pid, "signo": exc.signo, "name": signal_name(exc.signo)}
+    doc = trace_document(args.scenario, tracer, str(fatal) if fatal else None, st)
+    doc["killed"] = killed
+    _emit(doc)
+    if fatal is not None:
+        print(f"vmsim: {fatal}", file=sys.stderr)
+        return 128 + fatal.exception.signo
     return 0
 
 
@@ -110,12 +142,24 @@ def cmd_walk(args, out):
         addr = parse_address(args.address)
     except ValueError as e:
         raise UsageError(str(e)) from None
+    if args.pid is not None and args.scenario is None:
+        raise UsageError("--pid needs --scenario FILE")
     if args.scenario is None:
-        if args.pid is not None:
-            raise UsageError("--pid needs --scenario FILE")
-        modes = [args.mode] if args.mode else list(PAGING_MODES)
-        _emit(document("walk", address=addr, modes=[layout_record(addr, m) for m in modes]))
+        modes = [layout_record(addr, m) for m in ([args.mode] if args.mode else list(PAGING_MODES))]
+        if all(m["problem"] for m in modes):      # the same usage errors as the text form
+            raise UsageError(f"{addr:#x} fits no paging mode: " +
+                             "; ".join(f"{m['mode']}: {m['problem']}" for m in modes))
+        _emit(document("walk", address=addr, modes=modes))
         return 0
+    from vmsim.arch.x86.pgtable_types import paging_mode
+    from vmsim.walk import check_address
+    mname = paging_mode(args.levels).name
+    if args.mode and args.mode != mname:
+        raise UsageError(f"--mode {args.mode}: the scenario's machine uses {mname} paging"
+                         f" (choose the machine's with --levels 4 or 5)")
+    problem = check_address(addr, PAGING_MODES[mname])
+    if problem:
+        raise UsageError(f"{mname} paging: {addr:#x} is {problem}")
     from vmsim.scenario import run_scenario
     from vmsim import progress
     with progress.status(f"running {args.scenario}"), contextlib.redirect_stdout(sys.stderr):

@@ -24,8 +24,10 @@ A Record is a plain tuple, ready for JSON (``rec._asdict()``):
     the syscall's name as strace shows it (``mmap``, ``mlock2``, ``exit_group``,
     ``wait4``, ...); for the other kinds the signal's name (``SIGSEGV``) or ``""``.
 ``args``
-    the C arguments as passed, in order (ints; ``None`` for a NULL pointer; the
-    result array of mincore and the status of wait4 in place of their pointers).
+    the C arguments as passed, in order (ints; the path of execve; the result
+    array of mincore, a tuple of ints, and the status of wait4 in place of their
+    pointers; ``None`` for a pointer the call did not fill: wait4's while the child
+    still runs, printed as NULL). Every field is JSON-ready.
     For a signal: ``(si_code, si_addr)``; for an exit: ``(status,)``.
 ``ret``
     the return value (an int; ``-1`` on failure; ``None`` where the call does not
@@ -155,10 +157,12 @@ def decode_madvise(advice: int) -> str:
 
 
 def _wait_status(status) -> str:
+    """``status``: the exit code, or -signo for a child killed by a signal (as
+    os.waitstatus_to_exitcode gives it)."""
     if status is None:
         return "NULL"
-    if isinstance(status, str):                  # killed by a signal
-        return f"[{{WIFSIGNALED(s) && WTERMSIG(s) == {status}}}]"
+    if status < 0:
+        return f"[{{WIFSIGNALED(s) && WTERMSIG(s) == {signal_name(-status)}}}]"
     return f"[{{WIFEXITED(s) && WEXITSTATUS(s) == {status & 0xFF}}}]"
 
 
@@ -266,6 +270,7 @@ _SYSCALLS = {
     "fork": ("fork", lambda v: (), lambda r, v: r.pid),
     "exit": ("exit_group", lambda v: (v[0],), lambda r, v: None),
     "wait": ("wait4", lambda v: (v[0], None, bool(v[1])), lambda r, v: 0 if r is None else v[0]),
+    "waitpid": ("wait4", lambda v: (v[0], None, bool(v[1])), lambda r, v: r[0]),
     "execve": ("execve", lambda v: (v[0] or EXE,), lambda r, v: 0),
 }
 _ACCESSES = ("read", "write", "fetch", "touch")
@@ -286,6 +291,7 @@ class Strace:
         self.truncated = False
         self._saved = {}
         self._depth = 0
+        self._dead = set()        # pids whose +++ line is out
 
     # --- keeping records --------------------------------------------------------
     def add(self, rec: Record, process=None):
@@ -303,11 +309,30 @@ class Strace:
                         None, 0), process)
 
     def killed(self, pid, signo):
-        """The scenario died of this signal: the ``+++ killed by ... +++`` line."""
+        """The process died of this signal: the ``+++ killed by ... +++`` line (once)."""
+        if pid in self._dead:
+            return
+        self._dead.add(pid)
         self.add(Record(pid, "killed", signal_name(signo), (), None, 0))
+
+    def _reap(self, machine):
+        """A process another one's call killed (the OOM killer's victim) gets its
+        ``+++ killed by SIGKILL +++`` line after that call, as strace -f shows it."""
+        for pid, p in machine.processes.items():
+            code = p.task.exit_code
+            if code is not None and code & 0x7F and pid not in self._dead:
+                self.killed(pid, code & 0x7F)
+
+    def _signalled(self, proc, exc):
+        # SIGKILL cannot be caught or shown on delivery: strace only sees the death.
+        if exc.signo == _u.SIGKILL:
+            self.killed(proc.pid, exc.signo)
+        else:
+            self.signal(proc, exc)
 
     # --- wrapping the API -------------------------------------------------------
     def _wrap_syscall(self, meth, orig):
+        from vmsim.api import SignalDelivered
         sig = inspect.signature(orig)
         name, mkargs, mkret = _SYSCALLS[meth]
         tracer = self
@@ -328,15 +353,24 @@ class Strace:
                 if e.errno is not None:
                     tracer.add(Record(proc.pid, "syscall", sysname, args, -1, e.errno), proc)
                 raise
+            except SignalDelivered as e:       # killed during the call (OOM): "= ?"
+                tracer.add(Record(proc.pid, "syscall", sysname, args, None, 0), proc)
+                tracer._signalled(proc, e)
+                tracer._reap(proc.machine)
+                raise
             finally:
                 tracer._depth -= 1
             if sysname == "mincore":
-                args = args[:2] + (r,)
-            elif sysname == "wait4" and r is not None:
+                args = args[:2] + (tuple(r),)
+            elif meth == "wait" and r is not None:
                 args = (args[0], r) + args[2:]
+            elif meth == "waitpid" and r[0]:
+                args = (args[0], os.waitstatus_to_exitcode(r[1])) + args[2:]
             tracer.add(Record(proc.pid, "syscall", sysname, args, mkret(r, v), 0), proc)
             if sysname == "exit_group":
+                tracer._dead.add(proc.pid)
                 tracer.add(Record(proc.pid, "exit", "", (args[0],), None, 0), proc)
+            tracer._reap(proc.machine)
             return r
         return wrapper
 
@@ -347,11 +381,15 @@ class Strace:
         @functools.wraps(orig)
         def wrapper(proc, *a, **kw):
             try:
-                return orig(proc, *a, **kw)
+                r = orig(proc, *a, **kw)
             except SignalDelivered as e:
                 if not tracer._depth:
-                    tracer.signal(proc, e)
+                    tracer._signalled(proc, e)
+                    tracer._reap(proc.machine)
                 raise
+            if not tracer._depth:
+                tracer._reap(proc.machine)
+            return r
         return wrapper
 
     def _wrap_spawn(self, orig):

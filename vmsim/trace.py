@@ -317,18 +317,17 @@ class FunctionGraph:
 
     def comment(self, text, pid=None, cpu=None):
         """Add a ``/* text */`` line between the graphs (strace's lines, in vmsim trace)."""
-        if self._stack or (self.pid is not None and pid != self.pid) or not self.record:
-            return
-        if self.record == "signals":
+        if self._stack or self.record is not True or (self.pid is not None and pid != self.pid):
             return
         if self.events >= self.max_events:
             self.truncated = True
             return
         self.events += 1
-        self._lines.append(f"{cpu if cpu is not None else '-':>2}) {pid if pid is not None else '-':>4}"
-                           f"   | /* {text} */")
+        cpu = "-" if cpu is None else cpu
+        pid = "-" if pid is None else pid
+        self._lines.append(f"{cpu:>2}) {pid:>4}   | /* {text} */")
 
-    def _start_fault(self, frame, kind, name):
+    def _start_fault(self, frame, kind):
         loc = frame.f_locals
         if kind == "fault":
             k = loc.get("k")
@@ -366,7 +365,7 @@ class FunctionGraph:
         cur = self._cur
         text = name + "()"
         if cur is None and (code is _EXC_CODE or code is _GUP_CODE):
-            if self._start_fault(frame, "fault" if code is _EXC_CODE else "gup", name) is None:
+            if self._start_fault(frame, "fault" if code is _EXC_CODE else "gup") is None:
                 return False
             cur = self._cur
             text = cur.header()

@@ -178,6 +178,14 @@ def _jsonable(v):
     return repr(v)
 
 
+def _record_dict(r) -> dict:
+    """A vmsim.strace.Record as a plain dict {pid, kind, name, args, ret, errno}."""
+    d = r._asdict()
+    d["args"] = [_jsonable(a) for a in d["args"]]
+    d["ret"] = _jsonable(d["ret"])
+    return d
+
+
 ACCESSES = ("read", "write", "fetch", "touch")
 UNRECORDED = ("getrusage",)       # reads its own counters: not a step
 
@@ -188,8 +196,9 @@ class StepRecorder:
     ended in, the caller's VMAs and every process's counters after it, and (with a
     function-graph ``tracer``) the step's page faults by path."""
 
-    def __init__(self, tracer=None, limit=100_000):
+    def __init__(self, tracer=None, limit=100_000, strace=None):
         self.tracer = tracer
+        self.strace = strace          # a vmsim.strace.Strace entered before this recorder
         self.limit = limit
         self.steps = []
         self.machines = []            # Machines seen, in order (their index in the JSON)
@@ -213,6 +222,7 @@ class StepRecorder:
             if rec._depth:
                 return fn(obj, *a, **kw)
             nfaults = len(rec.tracer.faults) if rec.tracer is not None else 0
+            nsys = len(rec.strace.records) if rec.strace is not None else 0
             rec._depth += 1
             ret = err = sig_ = None
             try:
@@ -233,10 +243,10 @@ class StepRecorder:
                     args = {n: _jsonable(v) for n, v in list(bound.arguments.items())[1:]}
                 except TypeError:
                     args = {"args": [_jsonable(x) for x in a]}
-                rec._step(obj, name, kind, args, ret, err, sig_, nfaults)
+                rec._step(obj, name, kind, args, ret, err, sig_, nfaults, nsys)
         return wrapper
 
-    def _step(self, obj, name, kind, args, ret, err, sig, nfaults):
+    def _step(self, obj, name, kind, args, ret, err, sig, nfaults, nsys=0):
         if len(self.steps) >= self.limit:
             self.truncated = True
             return
@@ -258,19 +268,20 @@ class StepRecorder:
             names = {v: n for n, v in vars(uapi).items() if n.startswith("SIG") and isinstance(v, int)}
             step["signal"] = {"signo": sig.signo, "name": names.get(sig.signo, str(sig.signo)),
                               "si_code": sig.si_code, "si_addr": sig.si_addr, "offset": sig.offset}
+        if self.strace is not None:
+            # strace's records of this step (vmsim.strace.Record: C arguments in order,
+            # strace's names: mlock2, exit_group, wait4; signals as kind "signal")
+            step["syscalls"] = [_record_dict(r) for r in self.strace.records[nsys:]]
         step["vmas"] = process_vmas(p)
         step["processes"] = [process_record(q) for _, q in sorted(m.processes.items())]
         if self.tracer is not None:
-            from collections import Counter
-            from vmsim.trace import FAULT_PATHS
-            by = Counter()
-            for f in self.tracer.faults[nfaults:]:
-                for path in FAULT_PATHS:
-                    if path in f.paths:
-                        by[path] += 1
-                if f.signal is not None:
-                    by[f"signal {f.signal}"] += 1
-            step["faults"] = {"count": len(self.tracer.faults) - nfaults, "by_path": dict(by)}
+            # the tracer's own count (path_counts: FAULT_PATHS, "#PF"/"GUP", minflt/majflt,
+            # signals; execve's own faults left out) over this step's faults only
+            from types import SimpleNamespace
+            new = self.tracer.faults[nfaults:]
+            by = type(self.tracer).path_counts(SimpleNamespace(faults=new))
+            step["faults"] = {"count": sum(1 for f in new if not getattr(f, "exec", False)),
+                              "by_path": dict(by)}
         self.steps.append(step)
 
     def __enter__(self):
@@ -311,10 +322,12 @@ def run_document(result, recorder, tracer=None, error=None) -> dict:
             if m not in seen and (m.processes or m is result.machine):
                 seen.append(m)
     bases = {id(m): b for m, b in result.machines} if result is not None else {}
+    if result is None:              # the scenario failed: no vmstat baselines to diff with
+        bases = None
     for m in seen:
         rec = machine_record(m)
         rec["processes"] = [process_record(p) for _, p in sorted(m.processes.items())]
-        rec["vmstat_deltas"] = dict(vmstat_deltas(m, bases.get(id(m), {})))
+        rec["vmstat_deltas"] = dict(vmstat_deltas(m, bases.get(id(m), {}))) if bases is not None else None
         if tracer is not None:
             rec["fault_paths"] = {str(pid): dict(tracer.path_counts(pid))
                                   for pid in sorted({f.pid for f in tracer.faults if f.pid in m.processes})}
@@ -325,24 +338,32 @@ def run_document(result, recorder, tracer=None, error=None) -> dict:
                     steps_truncated=bool(recorder and recorder.truncated))
 
 
-def trace_document(path, tracer, error=None) -> dict:
-    """``vmsim trace --json``: one record per traced page fault, with its call graph."""
+def trace_document(path, tracer, error=None, strace=None) -> dict:
+    """``vmsim trace --json``: one record per traced page fault, with its call graph, and
+    strace's records of the run."""
     faults = [{"pid": f.pid, "cpu": f.cpu, "address": f.address, "error_code": f.error_code,
+               "kind": getattr(f, "kind", "fault"), "exec": bool(getattr(f, "exec", False)),
                "paths": sorted(f.paths), "signal": f.signal, "lines": list(f.lines),
-               "truncated": f.truncated} for f in tracer.faults]
+               "truncated": f.truncated} for f in tracer.shown_faults()]
     return document("trace", scenario=path, error=error, faults=faults,
-                    truncated=bool(tracer.truncated))
+                    truncated=bool(tracer.truncated),
+                    syscalls=[_record_dict(r) for r in strace.records] if strace is not None else [],
+                    syscalls_truncated=bool(strace is not None and strace.truncated))
 
 
 def layout_record(addr, mode_name) -> dict:
     """How ``addr`` splits into table indices in one paging mode (vmsim walk ADDR)."""
     from vmsim.arch.x86.pgtable_types import PAGING_MODES
-    from vmsim.walk import decompose, check_address
+    from vmsim.walk import decompose, check_address, region
     mode = PAGING_MODES[mode_name]
     problem = check_address(addr, mode)
+    r = region(addr, mode) if not problem else None
     return {"mode": mode_name, "va_bits": mode.va_bits, "problem": problem or None,
-            "fields": [{"name": f.kname, "intel": f.intel, "hi": f.hi, "lo": f.lo, "value": f.value}
-                       for f in decompose(addr, mode)]}
+            "region": {"first": r[0], "last": r[1], "name": r[2],
+                       "half": "kernel" if addr >> 63 else "user"} if r else None,
+            "fields": [] if problem else
+            [{"name": f.kname, "intel": f.intel, "hi": f.hi, "lo": f.lo, "value": f.value}
+             for f in decompose(addr, mode)]}
 
 
 # --- the --plot figure ----------------------------------------------------------------------
@@ -361,6 +382,11 @@ def plot_steps(recorder, path, title=""):
     from matplotlib.ticker import MaxNLocator
     styles = [dict(linestyle=ls, linewidth=lw) for ls, lw in
               (("-", 2.6), ("--", 2.0), (":", 2.0), ("-.", 1.6))]
+    def draw(ax, xs, ys, **kw):
+        # "post" steps: the value after step i spans [i, i+1), the last one too
+        if xs:
+            ax.step(xs + [xs[-1] + 1], ys + [ys[-1]], where="post", **kw)
+
     for n, (m, pid) in enumerate(keys):
         st = styles[n % len(styles)]
         xs, rss, pt = [], [], []
@@ -372,13 +398,14 @@ def plot_steps(recorder, path, title=""):
                 xs.append(s["step"])
                 rss.append(q["rss"] * 4)
                 pt.append(q["pgtables"])
-        axes[0].step(xs, rss, where="post", label=label(m, pid), **st)
-        axes[1].step(xs, pt, where="post", label=label(m, pid), **st)
+        draw(axes[0], xs, rss, label=label(m, pid), **st)
+        draw(axes[1], xs, pt, label=label(m, pid), **st)
     axes[1].yaxis.set_major_locator(MaxNLocator(integer=True))
     axes[2].yaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].set_ylabel("RSS (kB)")
     axes[1].set_ylabel("page-table pages")
-    kinds = sorted({k for s in steps for k in s.get("faults", {}).get("by_path", {})})
+    totals = ("#PF", "minflt", "majflt")      # sums of the others: not drawn
+    kinds = sorted({k for s in steps for k in s.get("faults", {}).get("by_path", {})} - set(totals))
     xs = [s["step"] for s in steps]
     if kinds:
         for n, kind in enumerate(kinds):
@@ -387,7 +414,7 @@ def plot_steps(recorder, path, title=""):
             for s in steps:
                 tot += s["faults"]["by_path"].get(kind, 0)
                 ys.append(tot)
-            axes[2].step(xs, ys, where="post", label=kind, **st)
+            draw(axes[2], xs, ys, label=kind, **st)
         axes[2].set_ylabel("faults by path (cumulative)")
     else:
         for name in ("minflt", "majflt"):
@@ -397,10 +424,11 @@ def plot_steps(recorder, path, title=""):
                 for q in s["processes"]:
                     tot[(s["machine"], q["pid"])] = q[name]
                 ys.append(sum(tot.values()))
-            axes[2].step(xs, ys, where="post", label=name)
+            draw(axes[2], xs, ys, label=name)
         axes[2].set_ylabel("faults (getrusage, all processes)")
     axes[2].set_xlabel("step (syscall or access)")
     for ax in axes:
+        ax.set_ylim(bottom=0)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize="small", loc="upper left")
         ax.grid(True, alpha=0.3)

@@ -400,6 +400,7 @@ class _KeyError(ValueError):
 # (size_t, unsigned long, int): a number only means the same on both sides if it fits.
 LONG_MIN, ULONG_END = -(1 << 63), 1 << 64
 INT_KEYS = ("prot", "flags", "advice", "resource")     # C int arguments
+LONG_KEYS = ("soft", "hard")        # the executor tests them for < 0 (RLIM_INFINITY)
 
 
 def _fit(key, v):
@@ -409,6 +410,9 @@ def _fit(key, v):
     if key in INT_KEYS:
         if not -(1 << 31) <= v < (1 << 31):
             raise _KeyError(key, f"{key}: {v} does not fit in a C int (32 bits)")
+    elif key in LONG_KEYS:
+        if not LONG_MIN <= v < -LONG_MIN:
+            raise _KeyError(key, f"{key}: {v} does not fit in a C long (use 'unlimited')")
     elif not LONG_MIN <= v < ULONG_END:
         raise _KeyError(key, f"{key or 'a value'}: {v:#x} does not fit in 64 bits (the C side would see "
                              f"{v & (ULONG_END - 1):#x})")

@@ -48,7 +48,9 @@ def _smaps_vmas(m, pid, lo, hi):
 class _Runner:
     def __init__(self, scn):
         self.s = scn
-        self.m = vmsim.Machine(memory=MEMORY, cpus=CPUS)
+        # The recordings come from a host without protection keys (pkey issue notes):
+        # model that CPU, whatever this host has.
+        self.m = vmsim.Machine(memory=MEMORY, cpus=CPUS, pku=False)
         self.out = []
         # per process (index as in the scenario): mapping addresses as that process
         # knows them (a child starts with a copy of its parent's), the fault counts
@@ -69,7 +71,7 @@ class _Runner:
                          "brk_base": self.brk_base})
 
     def addr(self, slot, off):
-        return (0 if slot < 0 else self.maddr.get(slot, 0)) + off
+        return _ulong((0 if slot < 0 else self.maddr.get(slot, 0)) + off)
 
     def switch(self, q):
         self.cur = q
@@ -236,7 +238,7 @@ class _Runner:
                 p.munlock(_ulong(base + a[1]), _ulong(a[2]))
             elif kind == "brk":
                 r["base"] = self.brk_base
-                r["ret"] = p.brk(self.brk_base + a[0])
+                r["ret"] = p.brk(_ulong(self.brk_base + a[0]))
                 if a[1] >= 0:
                     self.maddr[a[1]], self.mlen[a[1]] = self.brk_base, max(a[0], 0)
             elif kind == "touch":

@@ -14,6 +14,7 @@ glibc's start-up creates with sbrk is not there (spawn() is the state right afte
 execve, before any user code runs); only the top stack page (argv/envp/auxv) is
 populated.
 """
+from vmsim.arch.x86.mm.pkeys import pkru_get_init_value
 from vmsim.mm.filemap import address_space
 from vmsim.mm.mm_types import (vm_area_struct, VM_READ, VM_WRITE, VM_EXEC, VM_MAYREAD, VM_MAYWRITE,
                                VM_MAYEXEC, VM_GROWSDOWN, VM_ACCOUNT, VM_DONTEXPAND, VM_IO,
@@ -267,5 +268,8 @@ def do_execve(k, tsk) -> int:
     if mm is None:
         return -12
     exec_mmap(k, tsk, mm)
+    # flush_thread() -> fpu_flush_thread(): the FPU state, PKRU included, is reset
+    # (pkru_write_default: init_pkru_value).
+    tsk.pkru = pkru_get_init_value(k)
     setup_new_exec_layout(k, mm, tsk)
     return 0

@@ -15,6 +15,7 @@ import errno
 
 from vmsim.arch.x86.mm.pgtable import pgd_alloc, pgd_free
 from vmsim.arch.x86.mm.tlb import flush_tlb_mm
+from vmsim.arch.x86.mm.pkeys import init_new_context_pkeys, arch_dup_pkeys
 from vmsim.kernel.sched import task_struct
 from vmsim.mm.mm_types import (mm_struct, vm_area_struct, VM_DONTCOPY, VM_ACCOUNT,
                                VM_WIPEONFORK, VM_LOCKED_MASK, VM_NOHUGEPAGE, vma_pages)
@@ -54,7 +55,10 @@ def mm_init(mm, task) -> int:
         mm.def_flags = 0
     mm.owner = task
     mm.pgd = -1
-    return mm_alloc_pgd(mm)
+    if mm_alloc_pgd(mm):
+        return -errno.ENOMEM
+    init_new_context_pkeys(mm)                          # init_new_context()
+    return 0
 
 
 def mm_alloc(k):
@@ -152,6 +156,7 @@ def dup_mmap(mm, oldmm) -> int:
         for v in oldmm.mm_mt:
             if (v.vm_start, v.vm_end) not in copied and not v.vm_flags & VM_DONTCOPY:
                 vm_stat_account(mm, v.vm_flags, -vma_pages(v))
+    arch_dup_pkeys(oldmm, mm)                            # arch_dup_mmap()
     flush_tlb_mm(oldmm)
     return retval
 
@@ -196,7 +201,9 @@ def copy_process(k, parent, cpu: int):
     p = task_struct(pid, None, cpu, parent.rlim)
     p.comm = parent.comm
     p.personality = parent.personality
+    p.pkru = parent.pkru                                # fpu_clone() copies the xstate
     p.oom_score_adj = parent.oom_score_adj          # copy_signal()
+    p.oom_score_adj_min = parent.oom_score_adj_min
     p.parent = parent
     prev = k.current
     k.current = parent

@@ -33,7 +33,7 @@ class Kernel:
     """Machine-wide state of one simulated Linux instance."""
 
     def __init__(self, memory_bytes: int, ncpus: int = 1, paging_levels: int = 4,
-                 kernel: str = "6.18"):
+                 kernel: str = "6.18", pku: bool = False):
         self.profile = load_profile(kernel)
         self.release = self.profile["kernel"]["release"]
         self.la57 = paging_levels == 5
@@ -44,6 +44,8 @@ class Kernel:
         self.default_map_window = (1 << 47) - 4096
         self.page_offset = PAGE_OFFSET_L5 if self.la57 else PAGE_OFFSET_L4
         self.ncpus = ncpus
+        # X86_FEATURE_PKU + OSPKE: protection keys (vmsim.arch.x86.mm.pkeys).
+        self.pku = bool(pku)
         nr_pages = memory_bytes >> 12
         if nr_pages < KERNEL_IMAGE_PFN + KERNEL_IMAGE_PAGES + 4096:
             raise ValueError("memory must be at least 64 MiB")
@@ -56,6 +58,9 @@ class Kernel:
         self.log_buf = []              # printk records (vmsim.kernel.printk)
         self.ratelimit = {}
         self.panicked = None
+        # The user's capabilities: root with CAP_SYS_RESOURCE (a container may drop it,
+        # as the reference machine's does).
+        self.cap_sys_resource = True
         self.page_data = PageData(self.mem.private)
         self.ptpool = PageTablePool(nr_pages)
         self.vmstat = [0] * vmstat.NR_VMSTAT_ITEMS

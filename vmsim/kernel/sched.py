@@ -9,7 +9,8 @@ class task_struct:
     """struct task_struct: the fields memory management touches."""
     __slots__ = ("pid", "comm", "mm", "active_mm", "cpu", "min_flt", "maj_flt",
                  "exit_code", "state", "parent", "children", "rlim", "signals",
-                 "personality", "oom_score_adj", "oom_mm", "signal_flags",
+                 "personality", "oom_score_adj", "oom_score_adj_min", "oom_mm", "signal_flags",
+                 "pkru",
                  "__weakref__")
 
     def __init__(self, pid, mm, cpu=0, rlim=None):
@@ -28,8 +29,10 @@ class task_struct:
         self.signals = []
         self.personality = 0
         self.oom_score_adj = 0          # signal->oom_score_adj
+        self.oom_score_adj_min = 0      # signal->oom_score_adj_min
         self.oom_mm = None              # signal->oom_mm: set once an OOM victim
         self.signal_flags = 0           # signal->flags (SIGNAL_GROUP_EXIT)
+        self.pkru = 0               # the XSAVE PKRU state (x86 protection keys)
 
 
 class cpu_state:

@@ -116,6 +116,11 @@ def check_vma_flags(vma, gup_flags: int) -> int:
             return -errno.EFAULT
         if not vm_flags & 0x10:          # VM_MAYREAD
             return -errno.EFAULT
+    # GUP accesses are data accesses, never instruction fetches: the VMA's protection
+    # key must allow them (vmsim's GUP users all work on current's mm).
+    from vmsim.arch.x86.mm.pkeys import arch_vma_access_permitted
+    if not arch_vma_access_permitted(vma.vm_mm.kernel, vma, bool(write), False, False):
+        return -errno.EFAULT
     return 0
 
 

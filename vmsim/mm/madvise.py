@@ -529,45 +529,18 @@ def madvise_remove(vma, start: int, end: int) -> int:
     return shmem_punch_hole(vma.vm_mm.kernel, f, offset, end - start)
 
 
-def unmap_mapping_range(k, mapping, holebegin: int, holelen: int):
-    """unmap_mapping_range(even_cows=0) (mm/memory.c): zap every shared mapping of the
-    file pages [holebegin, holebegin+holelen). The i_mmap tree is found by scanning
-    the tasks' VMAs (vmsim keeps no i_mmap interval tree yet)."""
-    from vmsim.mm.memory import zap_page_range_single, zap_details
-    first = holebegin >> 12
-    last = (holebegin + holelen - 1) >> 12
-    seen = set()
-    for task in list(k.tasks.values()):
-        mm = task.mm
-        if mm is None or id(mm) in seen:
-            continue
-        seen.add(id(mm))
-        for vma in list(mm.mm_mt):
-            if vma.vm_file is None or vma.vm_file.f_mapping is not mapping:
-                continue
-            if not vma.vm_flags & VM_SHARED:
-                continue            # even_cows == 0: COWed private pages stay
-            vfirst = vma.vm_pgoff
-            vlast = vma.vm_pgoff + ((vma.vm_end - vma.vm_start) >> 12) - 1
-            lo, hi = max(first, vfirst), min(last, vlast)
-            if lo > hi:
-                continue
-            a = vma.vm_start + ((lo - vma.vm_pgoff) << 12)
-            det = zap_details()
-            det.even_cows = False
-            zap_page_range_single(vma, a, (hi - lo + 1) << 12, det)
-
-
 def shmem_punch_hole(k, file, offset: int, length: int) -> int:
-    """shmem_fallocate(FALLOC_FL_PUNCH_HOLE): unmap, then shmem_truncate_range() drops
+    """shmem_fallocate(FALLOC_FL_PUNCH_HOLE): unmap (even_cows 0: private COWed copies
+    stay, the file's pages go from private mappings too), then shmem_truncate_range() drops
     the cached folios of the whole pages in the hole. Partial pages would be zeroed
     (not needed: madvise passes page-aligned ranges)."""
     from vmsim.mm.filemap import filemap_remove_folio
+    from vmsim.mm.memory import unmap_mapping_range
     mapping = file.f_mapping
     unmap_start = (offset + 0xFFF) & ~0xFFF
     unmap_end = ((offset + length) & ~0xFFF) - 1
     if unmap_end > unmap_start:
-        unmap_mapping_range(k, mapping, unmap_start, 1 + unmap_end - unmap_start)
+        unmap_mapping_range(k, mapping, unmap_start, 1 + unmap_end - unmap_start, 0)
     for index in range(unmap_start >> 12, (unmap_end + 1) >> 12):
         if index in mapping.i_pages:
             filemap_remove_folio(k, mapping, index)

@@ -33,11 +33,12 @@ from vmsim.mm.rmap import (folio_add_new_anon_rmap, folio_remove_rmap_pte, folio
                            RMAP_EXCLUSIVE, anon_vma_prepare)
 from vmsim.mm.swap import folio_add_lru_vma, folio_put, folio_get, lru_add_drain, folio_mark_accessed
 from vmsim.mm.filemap import folio_mark_dirty
-from vmsim.mm.mm_types import VM_SEQ_READ, VM_RAND_READ
+from vmsim.mm.mm_types import VM_SEQ_READ, VM_RAND_READ, FAULT_FLAG_VMA_LOCK
 from vmsim.mm.huge_memory import (thp_vma_allowable_order, create_huge_pud, wp_huge_pud,
                                   huge_pud_set_accessed, create_huge_pmd, wp_huge_pmd,
                                   huge_pmd_set_accessed, do_huge_pmd_numa_page,
                                   TVA_PAGEFAULT, PUD_ORDER, PMD_ORDER)
+from vmsim.mm.mmu_gather import (tlb_delay_rmap, tlb_flush_mmu_tlbonly, tlb_flush_rmaps)
 from vmsim.mm.mmu_gather import (tlb_remove_tlb_entry, __tlb_remove_folio_pages, tlb_flush_mmu,
                                  pte_free_tlb, pmd_free_tlb, pud_free_tlb, p4d_free_tlb)
 
@@ -166,6 +167,17 @@ def mm_counter_file(k, pfn: int) -> int:
 def mm_counter(k, pfn: int) -> int:
     """mm_counter(): MM_ANONPAGES for anon folios, else mm_counter_file()."""
     return MM_ANONPAGES if k.mem.flags[pfn] & PG_anon else mm_counter_file(k, pfn)
+
+
+def vmf_can_call_fault(vmf) -> int:
+    """vmf_can_call_fault(): may ->fault run under the per-VMA lock? Only when the VMA
+    has ->map_pages (its ->fault is then known not to need mmap_lock); otherwise drop
+    the VMA lock (vma_end_read) and VM_FAULT_RETRY, so the fault is redone under
+    mmap_lock."""
+    vma = vmf.vma
+    if getattr(vma.vm_ops, "map_pages", None) or not vmf.flags & FAULT_FLAG_VMA_LOCK:
+        return 0
+    return VM_FAULT_RETRY
 
 
 def vmf_anon_prepare(vmf) -> int:
@@ -548,6 +560,9 @@ def wp_page_shared(vmf, folio: int) -> int:
     vma = vmf.vma
     ops = vma.vm_ops
     if ops is not None and getattr(ops, "page_mkwrite", None):
+        ret = vmf_can_call_fault(vmf)
+        if ret:
+            return ret
         ret = ops.page_mkwrite(vmf)
         if ret & (VM_FAULT_ERROR | VM_FAULT_NOPAGE):
             return ret
@@ -653,6 +668,9 @@ def do_read_fault(vmf) -> int:
         ret = do_fault_around(vmf)
         if ret:
             return ret
+    ret = vmf_can_call_fault(vmf)
+    if ret:
+        return ret
     ret = __do_fault(vmf)
     if ret & (VM_FAULT_ERROR | VM_FAULT_NOPAGE | VM_FAULT_RETRY):
         return ret
@@ -663,10 +681,16 @@ def do_read_fault(vmf) -> int:
 
 
 def do_cow_fault(vmf) -> int:
-    """do_cow_fault(): write to a private file mapping: copy the page into a new anon page."""
+    """do_cow_fault(): write to a private file mapping: copy the page into a new anon page.
+
+    vmf_can_call_fault() comes first: a VMA whose ->fault needs mmap_lock retries
+    before an anon_vma is prepared or a page allocated.
+    """
     vma = vmf.vma
     k = vma.vm_mm.kernel
-    ret = vmf_anon_prepare(vmf)
+    ret = vmf_can_call_fault(vmf)
+    if not ret:
+        ret = vmf_anon_prepare(vmf)
     if ret:
         return ret
     vmf.cow_page = k.page_alloc.alloc_pages(GFP_HIGHUSER_MOVABLE | __GFP_COMP, 0,
@@ -691,6 +715,9 @@ def do_shared_fault(vmf) -> int:
     """do_shared_fault(): write to a shared mapping: ->fault, ->page_mkwrite, map, dirty."""
     vma = vmf.vma
     k = vma.vm_mm.kernel
+    ret = vmf_can_call_fault(vmf)
+    if ret:
+        return ret
     ret = __do_fault(vmf)
     if ret & (VM_FAULT_ERROR | VM_FAULT_NOPAGE | VM_FAULT_RETRY):
         return ret
@@ -736,12 +763,14 @@ ZAP_FLAG_UNMAP = 1 << 1
 
 
 class zap_details:
-    """struct zap_details: reclaim_pt asks zap_pte_range to free emptied PTE tables;
-    zap_flags' ZAP_FLAG_DROP_MARKER lets it remove PTE markers (munmap, exit)."""
+    """struct zap_details: even_cows (zap private COWed anon pages too: unmap_vmas,
+    MADV_DONTNEED, truncation; not page-cache invalidation), reclaim_pt (free emptied
+    PTE tables: MADV_DONTNEED) and zap_flags (ZAP_FLAG_DROP_MARKER lets it remove PTE
+    markers: munmap, exit)."""
     __slots__ = ("even_cows", "reclaim_pt", "zap_flags")
 
-    def __init__(self, reclaim_pt=False, zap_flags=0):
-        self.even_cows = True
+    def __init__(self, reclaim_pt=False, zap_flags=0, even_cows=True):
+        self.even_cows = even_cows
         self.reclaim_pt = reclaim_pt
         self.zap_flags = zap_flags
 
@@ -764,11 +793,30 @@ def zap_nonpresent_ptes(vma, ptep: int, pte: int, details) -> bool:
     return True
 
 
+def should_zap_cows(details) -> bool:
+    """should_zap_cows(): by default zap all pages; else COWed ones only on request."""
+    if details is None or details.reclaim_pt:
+        return True
+    return details.even_cows
+
+
+def should_zap_folio(details, page_flags: int) -> bool:
+    """should_zap_folio(): without even_cows only non-anon folios (the file's own
+    pages) are zapped; a private mapping's COWed anon copies stay."""
+    if should_zap_cows(details):
+        return True
+    return not page_flags & PG_anon
+
+
 def zap_pte_range(tlb, vma, pmdp: int, addr: int, end: int, details) -> int:
     """zap_pte_range(): clear the PTEs of [addr, end), gather the pages; return end.
 
-    With CONFIG_PT_RECLAIM and details.reclaim_pt (MADV_DONTNEED), a PTE table whose
-    whole 2 MiB was zapped and is now empty is freed (try_to_free_pte).
+    zap_present_folio_ptes(): a dirty file or shmem PTE delays the folio's rmap
+    removal (tlb_delay_rmap) and forces the TLB flush before the page-table lock is
+    dropped, then tlb_flush_rmaps() drops those rmaps; the pages are freed after
+    (tlb_flush_mmu). With CONFIG_PT_RECLAIM and details.reclaim_pt (MADV_DONTNEED),
+    a PTE table whose whole 2 MiB was zapped and is now empty is freed
+    (try_to_free_pte), unless a PTE was skipped (should_zap_folio).
     """
     mm = tlb.mm
     k = mm.kernel
@@ -776,6 +824,7 @@ def zap_pte_range(tlb, vma, pmdp: int, addr: int, end: int, details) -> int:
     mem = k.mem
     mflags = mem.flags
     start = addr
+    can_reclaim_pt = details is not None and details.reclaim_pt and end - start >= PMD_SIZE
     ptep = pte_offset_map(mm, pmdp, addr)
     while True:                                             # retry:
         force_flush = False
@@ -789,6 +838,11 @@ def zap_pte_range(tlb, vma, pmdp: int, addr: int, end: int, details) -> int:
                 zap_nonpresent_ptes(vma, ptep, pte, details)
             elif pte:
                 page = vm_normal_page(vma, addr, pte)
+                if page >= 0 and not should_zap_folio(details, mflags[page]):
+                    can_reclaim_pt = False                  # any_skipped
+                    addr += 4096
+                    ptep += 1
+                    continue
                 if page < 0:
                     ptep_get_and_clear_full(mm, addr, ptep, tlb.fullmm)
                 elif mflags[page] & PG_anon:
@@ -801,20 +855,27 @@ def zap_pte_range(tlb, vma, pmdp: int, addr: int, end: int, details) -> int:
                 last = addr
                 if page >= 0:
                     f = mflags[page]
+                    delay_rmap = False
                     if f & PG_anon:
                         rss_anon += 1
                     else:
                         # zap_present_folio_ptes(): the PTE's D and A bits pass to the folio.
                         if pte & T._PAGE_DIRTY:
                             folio_mark_dirty(k, page)
+                            # Until the flush, another CPU may still write through its
+                            # TLB entry: keep the folio mapped for rmap walkers meanwhile.
+                            if tlb_delay_rmap(tlb):
+                                delay_rmap = True
+                                force_flush = True
                         if pte & T._PAGE_ACCESSED and not vma.vm_flags & (VM_SEQ_READ | VM_RAND_READ):
                             folio_mark_accessed(k, page)        # vma_has_recency()
                         if f & PG_swapbacked:
                             rss_shmem += 1
                         else:
                             rss_file += 1
-                    folio_remove_rmap_pte(k, page, vma)
-                    if __tlb_remove_folio_pages(tlb, page):
+                    if not delay_rmap:
+                        folio_remove_rmap_pte(k, page, vma)
+                    if __tlb_remove_folio_pages(tlb, page, 1, delay_rmap):
                         force_flush = True
                         addr += 4096
                         ptep += 1
@@ -827,12 +888,17 @@ def zap_pte_range(tlb, vma, pmdp: int, addr: int, end: int, details) -> int:
         rss[MM_ANONPAGES] -= rss_anon                       # add_mm_rss_vec()
         rss[MM_FILEPAGES] -= rss_file
         rss[MM_SHMEMPAGES] -= rss_shmem
+        # Do the actual TLB flush before dropping ptl.
+        if force_flush:
+            tlb_flush_mmu_tlbonly(tlb)
+            tlb_flush_rmaps(tlb, vma)
+        # pte_unmap_unlock(); then free the batched memory too.
         if force_flush:
             tlb_flush_mmu(tlb)
         if addr == end:
             break
         # The gather was full: flushed, now finish this table (goto retry).
-    if details is not None and details.reclaim_pt and end - start >= PMD_SIZE:
+    if can_reclaim_pt:
         try_to_free_pte(mm, pmdp, start, tlb)
     return addr
 
@@ -974,6 +1040,67 @@ def zap_page_range_single(vma, address: int, size: int, details=None):
     tlb = tlb_gather_mmu(vma.vm_mm)
     zap_page_range_single_batched(tlb, vma, address, size, details)
     tlb_finish_mmu(tlb)
+
+
+def _vma_interval_tree_foreach(k, mapping, first_index: int, last_index: int):
+    """The VMAs of ``mapping`` (shared and private) overlapping file pages
+    [first_index, last_index], as vma_interval_tree_foreach() on mapping->i_mmap finds
+    them. vmsim keeps no i_mmap tree: the live mms' VMAs are searched."""
+    out = []
+    seen = set()
+    for task in list(k.tasks.values()):
+        mm = task.mm
+        if mm is None or id(mm) in seen:
+            continue
+        seen.add(id(mm))
+        for vma in mm.mm_mt:
+            if vma.vm_file is None or vma.vm_file.f_mapping is not mapping:
+                continue
+            vba = vma.vm_pgoff
+            vea = vba + ((vma.vm_end - vma.vm_start) >> 12) - 1
+            if vba <= last_index and vea >= first_index:
+                out.append(vma)
+    out.sort(key=lambda v: v.vm_pgoff)
+    return out
+
+
+def unmap_mapping_range_vma(vma, start_addr: int, end_addr: int, details):
+    zap_page_range_single(vma, start_addr, end_addr - start_addr, details)
+
+
+def unmap_mapping_range_tree(k, mapping, first_index: int, last_index: int, details):
+    """unmap_mapping_range_tree(): zap each VMA's part of the file range."""
+    for vma in _vma_interval_tree_foreach(k, mapping, first_index, last_index):
+        vba = vma.vm_pgoff
+        vea = vba + ((vma.vm_end - vma.vm_start) >> 12) - 1
+        zba = max(first_index, vba)
+        zea = min(last_index, vea)
+        unmap_mapping_range_vma(vma, ((zba - vba) << 12) + vma.vm_start,
+                                ((zea - vba + 1) << 12) + vma.vm_start, details)
+
+
+def unmap_mapping_pages(k, mapping, start: int, nr: int, even_cows: bool):
+    """unmap_mapping_pages(): unmap file pages [start, start + nr) (nr 0: to the end)
+    from every process; private COWed pages too only with ``even_cows``."""
+    details = zap_details(even_cows=bool(even_cows))
+    first_index = start
+    last_index = (start + nr - 1) & ((1 << 64) - 1)
+    if last_index < first_index:
+        last_index = (1 << 64) - 1
+    unmap_mapping_range_tree(k, mapping, first_index, last_index, details)
+
+
+def unmap_mapping_range(k, mapping, holebegin: int, holelen: int, even_cows: int):
+    """unmap_mapping_range(): unmap the mmaps of file bytes [holebegin, +holelen)
+    (rounded out to pages; holelen 0: to the end of the file). even_cows is 1 when
+    truncating (private COWed copies go too), 0 when invalidating or punching a hole
+    (private data stays)."""
+    hba = holebegin >> 12
+    hlen = (holelen + 4095) >> 12
+    holeend = (holebegin + holelen + 4095) >> 12
+    if holeend >> 64:                                  # overflow
+        hlen = (1 << 64) - hba
+    unmap_mapping_pages(k, mapping, hba, hlen, even_cows)
 
 
 def update_hiwater_rss(mm):
@@ -1157,9 +1284,13 @@ def is_cow_mapping(flags: int) -> bool:
 
 def vma_needs_copy(dst_vma, src_vma) -> bool:
     """vma_needs_copy(): copy the page tables at fork only where a fault could not
-    rebuild them: VM_PFNMAP / VM_MIXEDMAP (and uffd-wp, guard regions: not modelled)
+    rebuild them: VM_COPY_ON_FORK (VM_PFNMAP / VM_MIXEDMAP, uffd-wp, VM_MAYBE_GUARD)
     or a VMA with an anon_vma. Untouched anonymous VMAs, shared memory and file
-    mappings are faulted in by the child."""
+    mappings are faulted in by the child.
+
+    VM_COPY_ON_FORK is not in 6.18.2: upstream ab04b530e7e8 "mm: introduce
+    copy-on-fork VMAs and make VM_MAYBE_GUARD one", in the 6.18.y sticky-flags
+    backport present in 6.18.44 (see mm_types VM_MAYBE_GUARD)."""
     # VM_COPY_ON_FORK is tested on the destination: uffd-wp may be set only there.
     if dst_vma.vm_flags & (VM_PFNMAP | VM_MIXEDMAP | VM_UFFD_WP | VM_MAYBE_GUARD):
         return True

@@ -19,6 +19,10 @@ VM_MAYSHARE = 0x80
 VM_GROWSDOWN = 0x100
 VM_UFFD_MISSING = 0x200
 VM_PFNMAP = 0x400
+# Not in 6.18.2; in 6.18.y by 6.18.44 (a guard install shows "gu" in smaps VmFlags on
+# this machine): upstream 5dba5cc2e0ff "mm: introduce VM_MAYBE_GUARD and make visible
+# in /proc/$pid/smaps", backported in "[PATCH 6.18.y] mm: backport sticky VMA flags
+# and soft-dirty fix" (2026).
 VM_MAYBE_GUARD = 0x800
 VM_UFFD_WP = 0x1000
 VM_LOCKED = 0x2000
@@ -48,8 +52,12 @@ VM_ACCESS_FLAGS = VM_READ | VM_WRITE | VM_EXEC
 VM_DATA_DEFAULT_FLAGS = VM_READ | VM_WRITE | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC  # VM_DATA_FLAGS_TSK_EXEC w/o exec
 VM_STACK_DEFAULT_FLAGS = VM_DATA_DEFAULT_FLAGS
 VM_SPECIAL = VM_IO | VM_DONTEXPAND | VM_PFNMAP | VM_MIXEDMAP
-VM_STICKY = 0
-VM_IGNORE_MERGE = VM_SOFTDIRTY
+# Sticky flags (upstream 64212ba02e66 "mm: implement sticky VMA flags", same 6.18.y
+# backport; verified on this machine's 6.18.44: a VMA without "gu" merges with one
+# that has it, and the merged VMA keeps it): a difference in them does not prevent
+# a merge, and the merged VMA gets all of them.
+VM_STICKY = VM_MAYBE_GUARD
+VM_IGNORE_MERGE = VM_SOFTDIRTY | VM_STICKY
 
 # FAULT_FLAG_* (include/linux/mm_types.h enum fault_flag)
 FAULT_FLAG_WRITE = 1 << 0
@@ -183,6 +191,10 @@ class mm_struct:
         self.mm_count = 1
         self.flags = 0
         self.context_id = 0
+        # mm->context's pkey state (arch/x86/include/asm/mmu.h); zero as mm_alloc's
+        # memset leaves it; init_new_context() sets it up when the CPU has pkeys.
+        self.pkey_allocation_map = 0
+        self.execute_only_pkey = 0
         self.mmu_notifiers = []
         self.tlb_flush_pending = 0
         self.owner = None

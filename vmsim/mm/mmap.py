@@ -7,6 +7,8 @@ turns that into OSError.
 import errno
 
 from vmsim.arch.x86 import pgtable_types as T
+from vmsim.arch.x86.mm.pkeys import (arch_calc_vm_prot_bits, arch_vm_get_page_prot_pkey,
+                                     execute_only_pkey)
 from vmsim.mm.mm_types import (
     vm_area_struct, VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_MAYREAD, VM_MAYWRITE, VM_MAYEXEC,
     VM_MAYSHARE, VM_GROWSDOWN, VM_LOCKED, VM_NORESERVE, VM_ACCOUNT, VM_SPECIAL, VM_NOHUGEPAGE,
@@ -55,8 +57,10 @@ protection_map = [
 
 
 def vm_get_page_prot(vm_flags: int) -> int:
-    """vm_get_page_prot(): the PTE protection for these VM flags."""
-    return protection_map[vm_flags & (VM_READ | VM_WRITE | VM_EXEC | VM_SHARED)]
+    """vm_get_page_prot() (arch/x86/mm/pgprot.c): protection_map, plus the VMA's
+    protection key as PTE bits 59..62."""
+    return (protection_map[vm_flags & (VM_READ | VM_WRITE | VM_EXEC | VM_SHARED)] |
+            arch_vm_get_page_prot_pkey(vm_flags))
 
 
 def vma_wants_writenotify(vma, vm_page_prot) -> bool:
@@ -76,7 +80,7 @@ def vma_set_page_prot(vma):
 
 def calc_vm_prot_bits(prot: int, pkey: int = 0) -> int:
     return ((VM_READ if prot & PROT_READ else 0) | (VM_WRITE if prot & PROT_WRITE else 0) |
-            (VM_EXEC if prot & PROT_EXEC else 0))
+            (VM_EXEC if prot & PROT_EXEC else 0) | arch_calc_vm_prot_bits(prot, pkey))
 
 
 def calc_vm_flag_bits(file, flags: int) -> int:
@@ -355,7 +359,12 @@ def do_mmap(mm, file, addr: int, length: int, prot: int, flags: int, vm_flags: i
         return -errno.EOVERFLOW, 0
     if mm.map_count > int(k.sysctl["/proc/sys/vm/max_map_count"]):
         return -errno.ENOMEM, 0
-    vm_flags |= (calc_vm_prot_bits(prot) | calc_vm_flag_bits(file, flags) | mm.def_flags |
+    pkey = 0
+    if prot == PROT_EXEC:
+        pkey = execute_only_pkey(mm)
+        if pkey < 0:
+            pkey = 0
+    vm_flags |= (calc_vm_prot_bits(prot, pkey) | calc_vm_flag_bits(file, flags) | mm.def_flags |
                  VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC)
     addr = __get_unmapped_area(mm, file, addr, length, pgoff, flags, vm_flags)
     if addr < 0:

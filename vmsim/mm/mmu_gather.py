@@ -7,20 +7,27 @@ free_pages_and_swap_cache -> folios_put). Page-table pages go the same way
 (tlb_remove_table). Batch sizes are the kernel's: an embedded bundle of
 MMU_GATHER_BUNDLE entries plus up to MAX_GATHER_BATCH_COUNT batches of
 MAX_GATHER_BATCH; when they are full the zap forces a flush.
+
+Delayed rmaps (CONFIG_SMP): a zap that clears a dirty file/shmem PTE keeps the page's
+rmap until the TLB is flushed (tlb_delay_rmap, __tlb_remove_folio_pages with
+delay_rmap), so nobody can see the folio unmapped (and write it back, or free it)
+while a CPU may still write through a stale TLB entry; tlb_flush_rmaps() drops those
+rmaps after the flush. While any are pending, at most the local bundle and one more
+batch are used (tlb_next_batch), so they are all found there.
 """
 from vmsim.arch.x86.mm.tlb import flush_tlb_mm_range, TLB_FLUSH_ALL
 
 MMU_GATHER_BUNDLE = 8
 MAX_GATHER_BATCH = (4096 - 16) // 8
 MAX_GATHER_BATCH_COUNT = 10000 // MAX_GATHER_BATCH
-GATHER_LIMIT = MMU_GATHER_BUNDLE + MAX_GATHER_BATCH_COUNT * MAX_GATHER_BATCH
 
 
 class mmu_gather:
     """struct mmu_gather."""
     __slots__ = ("mm", "fullmm", "need_flush_all", "freed_tables", "cleared_ptes",
                  "cleared_pmds", "cleared_puds", "cleared_p4ds", "start", "end",
-                 "pages", "tables", "page_size")
+                 "pages", "tables", "page_size", "delayed_rmap", "delayed",
+                 "active", "active_nr", "batch_count")
 
     def __init__(self, mm, fullmm=False):
         self.mm = mm
@@ -28,6 +35,11 @@ class mmu_gather:
         self.pages = []
         self.tables = []
         self.page_size = 4096
+        self.delayed_rmap = False
+        self.delayed = []           # pages gathered with ENCODED_PAGE_BIT_DELAY_RMAP
+        self.active = 0             # the active batch: 0 = tlb->local
+        self.active_nr = 0          # its ->nr
+        self.batch_count = 0        # batches allocated beyond local
         self.__tlb_reset_range()
 
     def __tlb_reset_range(self):
@@ -65,10 +77,54 @@ def tlb_remove_tlb_entry(tlb, ptep: int, address: int):
     tlb.cleared_ptes = True
 
 
-def __tlb_remove_folio_pages(tlb, pfn: int, nr: int = 1) -> bool:
-    """__tlb_remove_folio_pages(): gather a page; return True when the batch is full."""
+def tlb_delay_rmap(tlb) -> bool:
+    """tlb_delay_rmap() (CONFIG_SMP): note that rmaps are delayed; always True."""
+    tlb.delayed_rmap = True
+    return True
+
+
+def tlb_next_batch(tlb) -> bool:
+    """tlb_next_batch(): move to the next batch (allocating one up to
+    MAX_GATHER_BATCH_COUNT); refused while delayed rmaps sit outside the local one."""
+    if tlb.delayed_rmap and tlb.active != 0:
+        return False
+    if tlb.active < tlb.batch_count:                # batch->next already allocated
+        tlb.active += 1
+        tlb.active_nr = 0
+        return True
+    if tlb.batch_count == MAX_GATHER_BATCH_COUNT:
+        return False
+    tlb.batch_count += 1
+    tlb.active += 1
+    tlb.active_nr = 0
+    return True
+
+
+def __tlb_remove_folio_pages(tlb, pfn: int, nr: int = 1, delay_rmap: bool = False) -> bool:
+    """__tlb_remove_folio_pages(): gather a page (its rmap still to drop when
+    ``delay_rmap``); return True when the batches are full and a flush is forced."""
     tlb.pages.append(pfn)
-    return len(tlb.pages) >= GATHER_LIMIT
+    if delay_rmap:
+        tlb.delayed.append(pfn)
+    tlb.active_nr += 1
+    # Make sure another "page" + "nr_pages" always fits: two entries.
+    batch_max = MMU_GATHER_BUNDLE if tlb.active == 0 else MAX_GATHER_BATCH
+    if tlb.active_nr >= batch_max - 1:
+        if not tlb_next_batch(tlb):
+            return True
+    return False
+
+
+def tlb_flush_rmaps(tlb, vma):
+    """tlb_flush_rmaps(): after the TLB flush, drop the rmaps the zap delayed."""
+    from vmsim.mm.rmap import folio_remove_rmap_pte
+    if not tlb.delayed_rmap:
+        return
+    k = tlb.mm.kernel
+    delayed, tlb.delayed = tlb.delayed, []
+    for pfn in delayed:
+        folio_remove_rmap_pte(k, pfn, vma)
+    tlb.delayed_rmap = False
 
 
 def pte_free_tlb(tlb, table_pfn: int, address: int):
@@ -116,6 +172,7 @@ def tlb_flush_mmu_free(tlb):
     for pfn in tables:
         pagetable_free(k, pfn)
     pages, tlb.pages = tlb.pages, []
+    tlb.active = tlb.active_nr = 0                   # tlb_batch_pages_flush: back to local
     folios_put(k, pages)
 
 

@@ -6,7 +6,8 @@ change_pte_range, which rewrites each present PTE with pte_modify() and, with
 MM_CP_TRY_CHANGE_WRITABLE, maps exclusive anon pages writable at once
 (can_change_pte_writable), so a write after mprotect(RW) costs no fault. PTEs whose
 change needs a flush (pte_needs_flush) widen the caller's mmu_gather, which
-tlb_finish_mmu() flushes. Protection keys are not modelled (pkey must be -1).
+tlb_finish_mmu() flushes. pkey_mprotect / pkey_alloc / pkey_free and the x86
+execute-only key follow arch/x86/mm/pkeys.c (vmsim.arch.x86.mm.pkeys).
 
 Simplified: PROT_NONE PTEs keep their PFN as is (x86's L1TF PFN inversion,
 flip_protnone_guard, is not modelled); huge PMDs/PUDs do not exist yet (THP issue);
@@ -18,6 +19,9 @@ from vmsim.arch.x86 import pgtable_types as T
 from vmsim.arch.x86.pgtable import (pgd_offset, p4d_offset, pud_offset, pmd_offset,
                                     pte_offset_map, pte_modify, pte_mkwrite)
 from vmsim.arch.x86.mm.tlb import note_downgrade
+from vmsim.arch.x86.mm.pkeys import (ARCH_VM_PKEY_FLAGS, PKEY_ACCESS_MASK, mm_pkey_alloc,
+                                     mm_pkey_free, mm_pkey_is_allocated,
+                                     arch_override_mprotect_pkey, arch_set_user_pkey_access)
 from vmsim.arch.x86.pgtable import modify_prot_commit_ptes
 from vmsim.mm.mm_types import (VM_WRITE, VM_SHARED, VM_ACCOUNT, VM_HUGETLB, VM_NORESERVE,
                                VM_LOCKED, VM_GROWSDOWN, VM_ACCESS_FLAGS, vma_is_anonymous)
@@ -46,6 +50,7 @@ _FLUSH_ON_CHANGE = (T._PAGE_RW | T._PAGE_USER | T._PAGE_PWT | T._PAGE_PCD | _PSE
                     T._PAGE_GLOBAL | (1 << T._PAGE_BIT_PAT_LARGE) | (0xF << T._PAGE_BIT_PKEY_BIT0) |
                     T._PAGE_NX)
 _FLAGS_MASK = ~_PFN
+VM_FLAGS_CLEAR = ARCH_VM_PKEY_FLAGS     # | VM_ARCH_CLEAR, which is VM_NONE on x86
 
 
 def arch_validate_prot(prot: int, addr: int) -> bool:
@@ -267,12 +272,9 @@ def mprotect_fixup(tlb, vma, start: int, end: int, newflags: int):
 
 
 def do_mprotect_pkey(mm, start: int, length: int, prot: int, pkey: int) -> int:
-    """do_mprotect_pkey(): mprotect(2) / pkey_mprotect(2); 0 or -errno.
-
-    VMAs before a hole are changed before -ENOMEM is returned, as in the kernel.
-    pkey_mprotect with a real key: pkeys are not modelled (-EINVAL, as for a key
-    the process never allocated).
-    """
+    """do_mprotect_pkey(): mprotect(2) / pkey_mprotect(2) (pkey -1 for mprotect);
+    0 or -errno. VMAs before a hole are changed before -ENOMEM is returned, as in
+    the kernel."""
     grows = prot & (PROT_GROWSDOWN | PROT_GROWSUP)
     prot &= ~(PROT_GROWSDOWN | PROT_GROWSUP)
     if grows == (PROT_GROWSDOWN | PROT_GROWSUP):          # can't be both
@@ -288,7 +290,8 @@ def do_mprotect_pkey(mm, start: int, length: int, prot: int, pkey: int) -> int:
     if not arch_validate_prot(prot, start):
         return -errno.EINVAL
     reqprot = prot
-    if pkey != -1:                        # !mm_pkey_is_allocated(): no pkeys allocated
+    # If userspace did not allocate the pkey, do not let them use it here.
+    if pkey != -1 and not mm_pkey_is_allocated(mm, pkey):
         return -errno.EINVAL
     vmas = mm.vmas_in(start, end)         # vma_find(&vmi, end)
     if not vmas:
@@ -317,7 +320,9 @@ def do_mprotect_pkey(mm, start: int, length: int, prot: int, pkey: int) -> int:
             error = -errno.ENOMEM
             break
         # Each mprotect() call explicitly passes r/w/x permissions; the others are cleared.
-        newflags = calc_vm_prot_bits(prot, 0) | (vma.vm_flags & ~VM_ACCESS_FLAGS)
+        new_vma_pkey = arch_override_mprotect_pkey(vma, prot, pkey)
+        newflags = calc_vm_prot_bits(prot, new_vma_pkey)
+        newflags |= vma.vm_flags & ~(VM_ACCESS_FLAGS | VM_FLAGS_CLEAR)
         # newflags >> 4 shift VM_MAY% in place of VM_%
         if (newflags & ~(newflags >> 4)) & VM_ACCESS_FLAGS:
             error = -errno.EACCES
@@ -338,3 +343,28 @@ def do_mprotect_pkey(mm, start: int, length: int, prot: int, pkey: int) -> int:
     if not error and tmp < end:
         error = -errno.ENOMEM
     return error
+
+
+def sys_pkey_alloc(mm, flags: int, init_val: int) -> int:
+    """pkey_alloc(2): a new key with init_val's rights in current's PKRU; -EINVAL for
+    flags or unknown rights, -ENOSPC when no key is free (always, without pkeys)."""
+    if flags:
+        return -errno.EINVAL
+    if init_val & ~PKEY_ACCESS_MASK:
+        return -errno.EINVAL
+    k = mm.kernel
+    pkey = mm_pkey_alloc(mm)
+    if pkey == -1:
+        return -errno.ENOSPC
+    ret = arch_set_user_pkey_access(k, k.current, pkey, init_val)
+    if ret:
+        # Without OSPKE the only key, 0, looks like the exec-only key (mm->context is
+        # zeroed), so this free fails and the key stays marked: the next call is -ENOSPC.
+        mm_pkey_free(mm, pkey)
+        return ret
+    return pkey
+
+
+def sys_pkey_free(mm, pkey: int) -> int:
+    """pkey_free(2): 0 or -EINVAL; VMAs still tagged with the key keep it."""
+    return mm_pkey_free(mm, pkey)

@@ -99,7 +99,6 @@ GFP_HIGHUSER = GFP_USER | __GFP_HIGHMEM
 GFP_HIGHUSER_MOVABLE = GFP_HIGHUSER | __GFP_MOVABLE      # __GFP_SKIP_KASAN is 0 here
 GFP_PGTABLE_USER = GFP_KERNEL | __GFP_ZERO | __GFP_ACCOUNT     # asm-generic/pgalloc.h
 
-_GFP_DMA, _GFP_DMA32 = __GFP_DMA, __GFP_DMA32   # unmangled for use in classes
 FIRST_ALLOC_PFN = 256                  # the low 1 MiB is reserved (e820 / BIOS)
 
 
@@ -666,18 +665,6 @@ class PageAllocator:
                 self.__free_one_page(z, pfn, order, mt)
         self.pgfree += freed
 
-    def drain_pages_zone(self, cpu, zone):
-        """drain_pages_zone(): give all of a CPU's pcp pages of the zone back."""
-        pcp = zone.pcp[cpu]
-        while pcp.count:
-            self.free_pcppages_bulk(zone, pcp.batch << CONFIG_PCP_BATCH_SCALE_MAX, pcp, 0)
-
-    def drain_all_pages(self, zone=None):
-        """drain_all_pages(): every CPU's pcp lists, of one zone or of all."""
-        for z in ([zone] if zone is not None else self.zones):
-            for cpu in range(self.ncpus):
-                self.drain_pages_zone(cpu, z)
-
     def nr_free_pages(self) -> int:
         return sum(z.free_pages for z in self.zones)
 
@@ -759,6 +746,7 @@ def __alloc_pages_slowpath(pa, gfp, order, hz, mt, cpu):
             continue
         break
     return warn_alloc(pa, gfp, order)
+
 
 def warn_alloc(pa, gfp, order):
     """warn_alloc() at nopage (rate-limited to one, and never with __GFP_NOWARN);

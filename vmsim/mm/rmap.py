@@ -120,11 +120,12 @@ def anon_vma_prepare(k, vma) -> int:
 def reusable_anon_vma(old, a, b):
     """reusable_anon_vma() (mm/vma.c): old's anon_vma if old was never forked and is
     compatible with b (anon_vma_compatible: adjacent, same policy, flags but
-    VM_ACCESS_FLAGS/VM_SOFTDIRTY, file, pgoff in step)."""
-    from vmsim.mm.mm_types import VM_READ, VM_WRITE, VM_EXEC
+    VM_ACCESS_FLAGS/VM_IGNORE_MERGE (sticky flags: 6.18.y by 6.18.44), file, pgoff
+    in step)."""
+    from vmsim.mm.mm_types import VM_READ, VM_WRITE, VM_EXEC, VM_IGNORE_MERGE
     if a.vm_end != b.vm_start or a.vm_file is not b.vm_file:
         return None
-    if (a.vm_flags ^ b.vm_flags) & ~(VM_READ | VM_WRITE | VM_EXEC):
+    if (a.vm_flags ^ b.vm_flags) & ~(VM_READ | VM_WRITE | VM_EXEC | VM_IGNORE_MERGE):
         return None
     if b.vm_pgoff != a.vm_pgoff + ((b.vm_start - a.vm_start) >> 12):
         return None

@@ -11,13 +11,13 @@ vms_complete_munmap_vmas -> vms_clear_ptes (unmap_vmas + free_pgtables).
 import errno
 
 from vmsim.mm.mm_types import (vm_area_struct, vma_is_anonymous, VM_SPECIAL, VM_IGNORE_MERGE,
+                               VM_STICKY,
                                VM_LOCKED, VM_ACCOUNT, VM_SHARED, VM_WRITE, VM_EXEC, VM_STACK)
 from vmsim.mm.mmu_gather import tlb_gather_mmu, tlb_finish_mmu
 from vmsim.mm.memory import unmap_vmas, free_pgtables, update_hiwater_rss
 
 FIRST_USER_ADDRESS = 0
 USER_PGTABLES_CEILING = 0
-VM_STICKY = 0
 
 
 # --- vma_merge_struct and 6.18's merge (mm/vma.h, mm/vma.c) ------------------------
@@ -65,7 +65,13 @@ def VMG_VMA_STATE(mm, prev, vma, start: int, end: int):
 
 def vma_is_fork_child(vma) -> bool:
     """vma_is_fork_child(): the VMA has an anon_vma whose chain is not singular
-    (it was forked from a parent, so its pages may be CoW-shared)."""
+    (it was forked from a parent, so its pages may be CoW-shared).
+
+    6.18.2 names it vma_had_uncowed_parents(); renamed, and also applied to
+    vmg->copied_from, by upstream 3b617fd3d317 "mm/vma: enforce VMA fork limit on
+    unfaulted,faulted mremap merge too", in 6.18.y as of 6.18.8 (tests/test_vma_merge.py
+    test_mremap_move_back_next_to_unfaulted: the layouts measured on this kernel).
+    """
     return vma is not None and vma.anon_vma is not None and len(vma.anon_vma_chain) != 1
 
 
@@ -201,8 +207,9 @@ def vma_merge_existing_range(vmg):
     """vma_merge_existing_range(): [vmg.start, vmg.end) of vmg.middle is getting the
     attributes in vmg; merge it into prev and/or next when they match. Returns the
     VMA the range now belongs to (prev or next, which survive; middle survives only
-    shrunk), or None (vmg.state says NOMERGE or ERROR_NOMEM). VM_STICKY is empty in
-    this profile."""
+    shrunk), or None (vmg.state says NOMERGE or ERROR_NOMEM). Sticky flags of the
+    range and of the VMAs it merges with end up on the target."""
+    sticky_flags = vmg.vm_flags & VM_STICKY
     middle, prev = vmg.middle, vmg.prev
     start, end = vmg.start, vmg.end
     left_side = middle is not None and start == middle.vm_start
@@ -232,8 +239,10 @@ def vma_merge_existing_range(vmg):
         merge_right = merge_both = False
     if merge_right:
         vmg.target = nxt
+        sticky_flags |= nxt.vm_flags & VM_STICKY
     if merge_left:
         vmg.target = prev
+        sticky_flags |= prev.vm_flags & VM_STICKY
     dups = []
     if merge_both:
         vmg.start, vmg.end, vmg.pgoff = prev.vm_start, nxt.vm_end, prev.vm_pgoff
@@ -258,15 +267,23 @@ def vma_merge_existing_range(vmg):
         if not vmg.give_up_on_oom:
             vmg.state = VMA_MERGE_ERROR_NOMEM
         return None
+    vmg.target.vm_flags |= sticky_flags                # vm_flags_set()
     vmg.state = VMA_MERGE_SUCCESS
     return vmg.target
 
 
 def vma_expand(vmg) -> int:
     """vma_expand(): grow vmg.target to [vmg.start, vmg.end), swallowing vmg.next
-    when the range ends at its end; 0 or -ENOMEM."""
+    when the range ends at its end; 0 or -ENOMEM.
+
+    The dup_anon_vma() from vmg.copied_from is upstream 61f67c230a5e (6.18.y as of
+    6.18.8); the sticky flags, 64212ba02e66 (6.18.y by 6.18.44, see VM_STICKY).
+    """
     target, nxt = vmg.target, vmg.next
+    sticky_flags = (vmg.vm_flags | target.vm_flags) & VM_STICKY
     remove_next = nxt is not None and target is not nxt and vmg.end == nxt.vm_end
+    if remove_next:
+        sticky_flags |= nxt.vm_flags & VM_STICKY
     dups = []
     ret = 0
     # Removing next or copying from a VMA (mremap): propagate anon_vma state.
@@ -283,6 +300,7 @@ def vma_expand(vmg) -> int:
         if not vmg.give_up_on_oom:
             vmg.state = VMA_MERGE_ERROR_NOMEM
         return -errno.ENOMEM
+    target.vm_flags |= sticky_flags                    # vm_flags_set()
     return 0
 
 
@@ -326,7 +344,11 @@ def vma_merge_new_range(vmg):
 def vma_merge_copied_range(vmg):
     """vma_merge_copied_range(): vma_merge_new_range() for mremap's copy; vmg.middle
     holds the VMA being copied and becomes vmg.copied_from (anon_vma state is then
-    propagated from it by vma_expand)."""
+    propagated from it by vma_expand).
+
+    Not in 6.18.2: upstream 61f67c230a5e "mm/vma: fix anon_vma UAF on mremap()
+    faulted, unfaulted merge", in 6.18.y as of 6.18.8.
+    """
     vmg.copied_from = vmg.middle
     vmg.middle = None
     return vma_merge_new_range(vmg)
@@ -452,7 +474,11 @@ def vma_modify(mm, vma, start: int, end: int, change, prev=None):
     vmg.anon_name = probe.anon_name
     merged = vma_merge_existing_range(vmg)
     if merged is not None:
+        # vma_modify_flags() hands the merged VMA's flags back to the caller, so the
+        # flags it then sets keep the sticky ones the merge retained.
+        sticky = merged.vm_flags & VM_STICKY
         change(merged)
+        merged.vm_flags |= sticky
         return merged
     if vmg.state == VMA_MERGE_ERROR_NOMEM:
         return -errno.ENOMEM

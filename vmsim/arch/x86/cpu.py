@@ -61,7 +61,7 @@ def translate(k, task, addr: int, access: int, regs=None):
     last = None
     while True:
         pt, rows = _arrays(k)
-        r = _impl["translate"](pt, rows, cr3, k.la57, s64(addr), access)
+        r = _impl["translate"](pt, rows, cr3, k.la57, s64(addr), access, task.pkru)
         if r >= 0:
             return r
         exc_page_fault(k, regs, ~r, addr)
@@ -105,6 +105,7 @@ def touch(k, task, base: int, stride: int, count: int, write: bool, value: int) 
         return n + touch(k, task, a, stride, count - n, write, value)
     cr3 = k.cpus[task.cpu].cr3
     la57 = k.la57
+    pkru = task.pkru             # CR4.PKE clear: task.pkru stays 0
     batch = _impl["touch_batch"]
     regs = pt_regs(0)            # data accesses: the instruction pointer is elsewhere
     sbase = s64(base)
@@ -113,7 +114,7 @@ def touch(k, task, base: int, stride: int, count: int, write: bool, value: int) 
     # The pool and mem_map never move, so their views are fetched once.
     pt, rows = _arrays(k)
     while i < count:
-        i = batch(pt, rows, cr3, la57, sbase, stride, count, i, access, value, out)
+        i = batch(pt, rows, cr3, la57, sbase, stride, count, i, access, value, out, pkru)
         if i >= count:
             break
         err, where = out.tolist() if not isinstance(out, list) else out

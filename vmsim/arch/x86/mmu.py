@@ -12,8 +12,11 @@ Return convention: a translation returns the physical address (>= 0), or ``~err`
 (< 0) where ``err`` is the #PF error code the CPU pushes; CR2 is the address.
 Modelled: CR0.WP=1, CR4.SMEP/SMAP (user accesses only are generated), EFER.NXE=1,
 large pages at PDPT and PD level, reserved-bit checks on bits 52..62 of non-leaf
-entries when present (none are ever set by the kernel model). Not modelled: PKRU,
-shadow stacks, the TLB (translations are walked every time until the TLB issue).
+entries when present (none are ever set by the kernel model), protection keys (SDM
+4.6.2: a user-mode data access to a user page whose PTE key, bits 59..62, has AD set
+in PKRU, or WD on a write, faults with PK|PROT; instruction fetches are exempt; the
+caller passes PKRU 0 when CR4.PKE is clear). Not modelled: shadow stacks, the TLB
+(translations are walked every time until the TLB issue).
 """
 
 _P = 1
@@ -27,13 +30,15 @@ _ERR_PROT = 1
 _ERR_WRITE = 2
 _ERR_USER = 4
 _ERR_INSTR = 16
+_ERR_PK = 32
 
 
-def translate(pt, rows, cr3_pfn, la57, addr, access):
+def translate(pt, rows, cr3_pfn, la57, addr, access, pkru=0):
     """Return the physical address of ``addr`` for ``access`` (X86_PF_* bits), or ~err.
 
-    ``pt`` is the table pool, ``rows`` mem_map.private (PFN -> pool row). Accessed is
-    set in each entry used, Dirty in the leaf on a write, as the CPU does.
+    ``pt`` is the table pool, ``rows`` mem_map.private (PFN -> pool row), ``pkru``
+    the running task's PKRU. Accessed is set in each entry used, Dirty in the leaf on
+    a write, as the CPU does.
     """
     if la57:
         shift = 48
@@ -57,10 +62,18 @@ def translate(pt, rows, cr3_pfn, la57, addr, access):
         if shift == 12 or (e & _PS and (shift == 21 or shift == 30)):
             if (access & _ERR_USER) and not user_ok:
                 return ~(access | _ERR_PROT)
+            err = access
             if (access & _ERR_WRITE) and not write_ok:
-                return ~(access | _ERR_PROT)
+                err |= _ERR_PROT
             if (access & _ERR_INSTR) and nx:
-                return ~(access | _ERR_PROT)
+                err |= _ERR_PROT
+            if pkru and user_ok and not (access & _ERR_INSTR):
+                # The key is checked with the other rights; its violation adds PK.
+                sh = ((e >> 59) & 15) * 2
+                if (pkru >> sh) & 1 or ((access & _ERR_WRITE) and (pkru >> (sh + 1)) & 1):
+                    err |= _ERR_PROT | _ERR_PK
+            if err != access:
+                return ~err
             if access & _ERR_WRITE:
                 if (e & (_A | _D)) != (_A | _D):
                     pt[p] = e | _A | _D
@@ -76,7 +89,7 @@ def translate(pt, rows, cr3_pfn, la57, addr, access):
         shift -= 9
 
 
-def touch_batch(pt, rows, cr3_pfn, la57, base, stride, count, i, access, value, out):
+def touch_batch(pt, rows, cr3_pfn, la57, base, stride, count, i, access, value, out, pkru=0):
     """Run accesses base + k*stride for k in [i, count); return the k that stopped.
 
     Stops on a fault (out[0] = error code, out[1] = address) or on a store the inline
@@ -85,7 +98,7 @@ def touch_batch(pt, rows, cr3_pfn, la57, base, stride, count, i, access, value, 
     """
     while i < count:
         addr = base + i * stride
-        r = translate(pt, rows, cr3_pfn, la57, addr, access)
+        r = translate(pt, rows, cr3_pfn, la57, addr, access, pkru)
         if r < 0:
             out[0] = ~r
             out[1] = addr

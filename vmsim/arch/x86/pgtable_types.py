@@ -117,6 +117,8 @@ def decode_flags(entry: int, *, leaf: bool = True) -> str:
         names.append("NX")
     if entry & ((1 << _PAGE_BIT_SOFTW5) | (1 << _PAGE_BIT_SOFTW4)):
         names.append("SOFTW4/5")
+    if leaf and (entry >> _PAGE_BIT_PKEY_BIT0) & 0xF:
+        names.append("PKEY=%d" % ((entry >> _PAGE_BIT_PKEY_BIT0) & 0xF))
     return "(" + "|".join(names) + ")" if names else "(none)"
 
 

@@ -55,7 +55,7 @@ def kstrtoint(s: str):
 def oom_score_adj_write(k, task, data: str) -> int:
     """oom_score_adj_write(): parse (at most PROC_NUMBUF - 1 bytes), range-check
     [OOM_SCORE_ADJ_MIN, OOM_SCORE_ADJ_MAX] (-EINVAL), then __set_oom_adj(); the
-    byte count or -errno. vmsim's user is root (CAP_SYS_RESOURCE): no -EACCES."""
+    byte count or -errno."""
     raw = data.encode()
     count = len(raw)
     if count > PROC_NUMBUF - 1:
@@ -71,7 +71,12 @@ def oom_score_adj_write(k, task, data: str) -> int:
 
 
 def __set_oom_adj(k, task, oom_adj: int) -> int:
-    """__set_oom_adj(): set signal->oom_score_adj (no process shares an mm with
-    another in vmsim, so there is nobody to update alongside)."""
+    """__set_oom_adj(): set signal->oom_score_adj; going below oom_score_adj_min needs
+    CAP_SYS_RESOURCE (-EACCES), and a writer that has it sets the new minimum. No
+    process shares an mm with another in vmsim: nobody to update alongside."""
+    if oom_adj < task.oom_score_adj_min and not k.cap_sys_resource:
+        return -errno.EACCES
     task.oom_score_adj = oom_adj
+    if k.cap_sys_resource:
+        task.oom_score_adj_min = oom_adj
     return 0

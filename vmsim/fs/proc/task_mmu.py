@@ -17,6 +17,7 @@ import errno
 
 import numpy as np
 
+from vmsim.arch.x86.mm.pkeys import arch_pkeys_enabled, vma_pkey
 from vmsim.arch.x86 import pgtable_types as T
 from vmsim.mm.swapops import (is_pte_marker_entry, is_guard_swp_entry, swp_type, swp_offset,
                               MAX_SWAPFILES_SHIFT)
@@ -435,10 +436,12 @@ def vma_kernel_pagesize(vma) -> int:
     return getattr(vma, "hugetlb_page_size", PAGE_SIZE) if vma.vm_flags & VM_HUGETLB else PAGE_SIZE
 
 
-def show_smap(vma) -> str:
-    """show_smap(): the maps line, the sizes, __show_smap, THPeligible, VmFlags."""
+def show_smap(vma, pkeys_enabled: bool = False) -> str:
+    """show_smap(): the maps line, the sizes, __show_smap, THPeligible, ProtectionKey
+    (only when arch_pkeys_enabled()), VmFlags."""
     mss = mem_size_stats()
     smap_gather_stats(vma, mss, 0)
+    pkey = "ProtectionKey:  %8u\n" % vma_pkey(vma) if pkeys_enabled else ""
     return "".join([
         show_map_vma(vma),
         _dec("Size:           ", (vma.vm_end - vma.vm_start) >> 10),
@@ -446,6 +449,7 @@ def show_smap(vma) -> str:
         _dec("MMUPageSize:    ", vma_kernel_pagesize(vma) >> 10),
         __show_smap(mss, False),
         "THPeligible:    %8u\n" % thp_eligible(vma),
+        pkey,
         show_smap_vma_flags(vma)])
 
 
@@ -453,7 +457,8 @@ def proc_pid_smaps(mm) -> str:
     """/proc/<pid>/smaps."""
     if mm is None:
         return ""
-    return "".join(show_smap(v) for v in _vmas_and_gate(mm))
+    pkeys = arch_pkeys_enabled(mm.kernel)
+    return "".join(show_smap(v, pkeys) for v in _vmas_and_gate(mm))
 
 
 def gather_rollup(mm):

@@ -6,7 +6,7 @@ do_user_addr_fault. The user path tries the per-VMA lock first
 also grows stacks) on a miss or VM_FAULT_RETRY, and turns VM_FAULT_* errors into
 signals. Signals are queued on the task (force_sig_fault) as siginfo tuples; the
 user API delivers them. Not modelled: kprobes, SMAP oopses and kernel-mode faults
-(vmsim generates user accesses only), protection keys, shadow stacks, SGX. The OOM
+(vmsim generates user accesses only), shadow stacks, SGX. The OOM
 killer runs in the page allocator (vmsim.mm.oom_kill); VM_FAULT_OOM here only warns.
 """
 from vmsim.arch.x86.pgtable_types import (X86_PF_PROT, X86_PF_WRITE, X86_PF_USER, X86_PF_RSVD,
@@ -17,6 +17,8 @@ from vmsim.mm.mm_types import (
     FAULT_FLAG_VMA_LOCK, FAULT_FLAG_TRIED,
     VM_FAULT_RETRY, VM_FAULT_COMPLETED, VM_FAULT_MAJOR, VM_FAULT_ERROR, VM_FAULT_OOM,
     VM_FAULT_SIGBUS, VM_FAULT_HWPOISON, VM_FAULT_HWPOISON_LARGE, VM_FAULT_SIGSEGV)
+from vmsim.arch.x86.mm.pkeys import (cpu_feature_enabled_ospke, arch_vma_access_permitted,
+                                     vma_pkey)
 from vmsim.mm.memory import handle_mm_fault
 from vmsim.mm.oom_kill import pagefault_out_of_memory
 
@@ -45,6 +47,11 @@ def user_mode(regs) -> bool:
 def force_sig_fault(task, signo: int, si_code: int, addr: int, error_code: int = 0):
     """force_sig_fault(): queue the signal on the task (delivered by the API layer)."""
     task.signals.append((signo, si_code, addr, error_code))
+
+
+def force_sig_pkuerr(task, addr: int, pkey: int, error_code: int = 0):
+    """force_sig_pkuerr(): SIGSEGV SEGV_PKUERR with si_pkey (kernel/signal.c)."""
+    task.signals.append((SIGSEGV, SEGV_PKUERR, addr, error_code, pkey))
 
 
 def force_sig(task, signo: int):
@@ -79,9 +86,12 @@ def sanitize_error_code(k, address: int, error_code: int) -> int:
 
 
 def __bad_area_nosemaphore(k, regs, error_code: int, address: int, pkey: int, si_code: int):
-    """__bad_area_nosemaphore(): deliver SIGSEGV (user mode)."""
+    """__bad_area_nosemaphore(): deliver SIGSEGV (user mode); SEGV_PKUERR carries the key."""
     error_code = sanitize_error_code(k, address, error_code)
-    force_sig_fault(k.current, SIGSEGV, si_code, address, error_code)
+    if si_code == SEGV_PKUERR:
+        force_sig_pkuerr(k.current, address, pkey, error_code)
+    else:
+        force_sig_fault(k.current, SIGSEGV, si_code, address, error_code)
 
 
 def bad_area_nosemaphore(k, regs, error_code: int, address: int):
@@ -93,9 +103,23 @@ def __bad_area(k, regs, error_code, address, mm, vma, pkey, si_code):
     __bad_area_nosemaphore(k, regs, error_code, address, pkey, si_code)
 
 
+def bad_area_access_from_pkeys(k, error_code: int, vma) -> bool:
+    """bad_area_access_from_pkeys(): the hardware said PK, or the VMA's key forbids it."""
+    if not cpu_feature_enabled_ospke(k):
+        return False
+    if error_code & X86_PF_PK:
+        return True
+    return not arch_vma_access_permitted(k, vma, bool(error_code & X86_PF_WRITE),
+                                         bool(error_code & X86_PF_INSTR), False)
+
+
 def bad_area_access_error(k, regs, error_code: int, address: int, mm, vma):
-    """bad_area_access_error(): SEGV_ACCERR (SEGV_PKUERR for pkeys: not modelled)."""
-    __bad_area(k, regs, error_code, address, mm, vma, 0, SEGV_ACCERR)
+    """bad_area_access_error(): SEGV_PKUERR with the VMA's key (which may differ from
+    the PTE's if the VMA changed meanwhile, as the kernel notes), else SEGV_ACCERR."""
+    if bad_area_access_from_pkeys(k, error_code, vma):
+        __bad_area(k, regs, error_code, address, mm, vma, vma_pkey(vma), SEGV_PKUERR)
+    else:
+        __bad_area(k, regs, error_code, address, mm, vma, 0, SEGV_ACCERR)
 
 
 def do_sigbus(k, regs, error_code: int, address: int, fault: int):
@@ -105,10 +129,17 @@ def do_sigbus(k, regs, error_code: int, address: int, fault: int):
 
 
 def access_error(error_code: int, vma) -> bool:
-    """access_error(): does the VMA forbid this access? (pkeys, SGX, shadow stacks first)."""
+    """access_error(): does the VMA forbid this access? (pkeys, SGX, shadow stacks first).
+
+    The VMA's key is checked here too, so a not-present fault the PTE's key would
+    forbid is refused before a page is filled in.
+    """
     if error_code & X86_PF_PK:
         return True
     if error_code & X86_PF_SGX:
+        return True
+    if not arch_vma_access_permitted(vma.vm_mm.kernel, vma, bool(error_code & X86_PF_WRITE),
+                                     bool(error_code & X86_PF_INSTR), False):
         return True
     if error_code & X86_PF_SHSTK:
         return True                      # no shadow-stack VMAs are modelled
