@@ -15,7 +15,7 @@ def test_short_random_run_finds_no_problem():
     print(lr.stats)
     assert lr.problems == []
     assert lr.ops == 1200
-    assert lr.bytes > 100_000 and lr.errno_checks > 1000
+    assert lr.bytes > 100_000 and lr.errno_checks > 700
     # Every kind of operation ran.
     assert all(lr.stats[kind] for kind, _ in longrun.LongRun.OPS)
 
