@@ -51,11 +51,10 @@ MAX_PAGES = 1500                # reference pages per process before unmapping i
 KNOWN = {
     "guard_regions",        # MADV_GUARD_INSTALL / MADV_GUARD_REMOVE: modelled on main, but
                             # this reference has no guard markers yet (fork, mremap, DONTNEED)
-    "pku_exec_only",        # PROT_EXEC-only mappings: read faults with SEGV_PKUERR once x86
-                            # protection keys are modelled (the pku branch)
 }
 # Generated since their fixes were merged: C-type lengths and addresses (BAD_ARGS),
-# MAP_FIXED failing its overcommit check, mremap's ignored new_addr, touch(stride=0).
+# MAP_FIXED failing its overcommit check, mremap's ignored new_addr, touch(stride=0),
+# PROT_EXEC-only mappings (SEGV_PKUERR on a read when the Machine has protection keys).
 # Not generator-gated (they change no byte, errno or signal the run compares):
 # MREMAP_DONTUNMAP's VM_ACCOUNT (Committed_AS), the OOM killer (the run stays far from
 # OOM), 5-level paging (the run uses 4 levels; tests/test_stateful.py has the LA57 case).
@@ -227,6 +226,10 @@ class LongRun:
         ref = self.ref[pid].get(addr & ~(P - 1))
         if ref is None:
             return SIGSEGV, SEGV_MAPERR
+        if not write and ref.prot == PROT_EXEC:
+            # Exec-only: with protection keys the execute-only pkey denies the read
+            # (arch/x86/mm/pkeys.c); without them x86 reads what it can execute.
+            return (SIGSEGV, V.SEGV_PKUERR) if self.m.k.pku else None
         if write and not ref.prot & PROT_WRITE or not write and not readable(ref.prot):
             return SIGSEGV, SEGV_ACCERR
         if ref.shm is not None and ref.pgoff >= ref.shm.size:
@@ -466,6 +469,8 @@ class LongRun:
         a, n = self.pick_range(p.pid, 16)
         prot = r.choice([PROT_NONE, PROT_READ, PROT_READ | PROT_WRITE, PROT_READ | PROT_EXEC,
                          PROT_READ | PROT_WRITE | PROT_EXEC, PROT_WRITE])
+        if "pku_exec_only" not in self.known and r.random() < 0.03:
+            prot = PROT_EXEC
         if r.random() < 0.05:
             return self.expect_ret("mprotect unaligned", self.call(p.mprotect, a + 1, P, prot), -errno.EINVAL)
         ret = self.call(p.mprotect, a, n * P, prot)
