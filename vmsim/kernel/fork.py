@@ -15,7 +15,7 @@ import errno
 
 from vmsim.arch.x86.mm.pgtable import pgd_alloc, pgd_free
 from vmsim.arch.x86.mm.tlb import flush_tlb_mm
-from vmsim.arch.x86.mm.pkeys import init_new_context_pkeys, arch_dup_pkeys
+from vmsim.arch.x86.mm.pkeys import _init_new_context_pkeys, arch_dup_pkeys
 from vmsim.kernel.sched import task_struct
 from vmsim.mm.mm_types import (mm_struct, vm_area_struct, VM_DONTCOPY, VM_ACCOUNT,
                                VM_WIPEONFORK, VM_LOCKED_MASK, VM_NOHUGEPAGE, vma_pages)
@@ -57,7 +57,7 @@ def mm_init(mm, task) -> int:
     mm.pgd = -1
     if mm_alloc_pgd(mm):
         return -errno.ENOMEM
-    init_new_context_pkeys(mm)                          # init_new_context()
+    _init_new_context_pkeys(mm)                          # init_new_context()
     return 0
 
 

@@ -14,7 +14,7 @@ from vmsim.arch.x86.pgtable import (
     pte_mkyoung, pte_mkdirty, pte_mkwrite, pfn_pte, ptep_set_access_flags, ptep_get_and_clear,
     set_pte_at, set_ptes, ptep_get_and_clear_full, clear_full_ptes, get_and_clear_full_ptes,
     wrprotect_ptes, pmd_populate, pud_populate, p4d_populate, pgd_populate, pmd_clear, pud_clear,
-    p4d_clear, pgd_clear, PTRS_PER_TABLE)
+    p4d_clear, pgd_clear, clear_not_present_full_ptes, PTRS_PER_TABLE)
 from vmsim.arch.x86.mm.pgtable import pte_alloc_one, pmd_alloc_one, pud_alloc_one, p4d_alloc_one, pagetable_free
 from vmsim.arch.x86.mm.tlb import flush_tlb_page, flush_tlb_fix_spurious_fault, note_downgrade
 from vmsim.mm import vmstat
@@ -780,7 +780,7 @@ def zap_drop_markers(details) -> bool:
     return details is not None and bool(details.zap_flags & ZAP_FLAG_DROP_MARKER)
 
 
-def zap_nonpresent_ptes(vma, ptep: int, pte: int, details) -> bool:
+def zap_nonpresent_ptes(vma, ptep: int, pte: int, details, addr: int) -> bool:
     """zap_nonpresent_ptes() for the entries vmsim makes (PTE markers): ordinary
     zapping (MADV_DONTNEED, the zap before a guard install) keeps guard markers; only
     ZAP_FLAG_DROP_MARKER (munmap, exit) clears them. True if the entry was cleared."""
@@ -789,7 +789,7 @@ def zap_nonpresent_ptes(vma, ptep: int, pte: int, details) -> bool:
         raise NotImplementedError("zap of a swap / migration entry: not modelled")
     if not zap_drop_markers(details):
         return False
-    vma.vm_mm.kernel.ptpool.mv[ptep] = 0                    # clear_not_present_full_ptes
+    clear_not_present_full_ptes(vma.vm_mm, addr, ptep, 1, 0)    # (full: an atomic op only)
     return True
 
 
@@ -835,7 +835,7 @@ def zap_pte_range(tlb, vma, pmdp: int, addr: int, end: int, details) -> int:
         while addr != end:
             pte = pool[ptep]
             if pte and not pte & (_P | _PROTNONE):
-                zap_nonpresent_ptes(vma, ptep, pte, details)
+                zap_nonpresent_ptes(vma, ptep, pte, details, addr)
             elif pte:
                 page = vm_normal_page(vma, addr, pte)
                 if page >= 0 and not should_zap_folio(details, mflags[page]):
@@ -1350,7 +1350,7 @@ def copy_nonpresent_pte(dst_vma, src_vma, dst_ptep: int, src_ptep: int, pte: int
         raise NotImplementedError("copy_nonpresent_pte: swap entries are not modelled")
     marker = pte_marker_get(pte) & (PTE_MARKER_POISONED | PTE_MARKER_GUARD)
     if marker:
-        dst_vma.vm_mm.kernel.ptpool.mv[dst_ptep] = make_pte_marker(marker)   # set_pte_at
+        set_pte_at(dst_vma.vm_mm, addr, dst_ptep, make_pte_marker(marker))
 
 
 def copy_pte_range(dst_vma, src_vma, dst_pmdp: int, src_pmdp: int, addr: int, end: int) -> int:
