@@ -1,4 +1,4 @@
-"""The long random run (tools/longrun.py), short: a few thousand random operations over
+"""The long random run (tools/longrun.py), short: about a thousand random operations over
 a process tree with the checker on, every byte read compared with the reference model,
 every predictable errno and signal compared. The long one is
 ``python tools/longrun.py --ops 100000 --seed 1``."""
@@ -11,11 +11,11 @@ import longrun  # noqa: E402
 
 
 def test_short_random_run_finds_no_problem():
-    lr = longrun.run(1500, seed=8)
+    lr = longrun.run(1200, seed=8)
     print(lr.stats)
     assert lr.problems == []
-    assert lr.ops == 1500
-    assert lr.bytes > 100_000 and lr.errno_checks > 1000
+    assert lr.ops == 1200
+    assert lr.bytes > 100_000 and lr.errno_checks > 700
     # Every kind of operation ran.
     assert all(lr.stats[kind] for kind, _ in longrun.LongRun.OPS)
 

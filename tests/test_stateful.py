@@ -33,6 +33,7 @@ from vmsim.mm.mm_types import VM_READ, VM_WRITE, VM_SHARED
 
 PAGE = 4096
 WIN = 96                  # pages in each process's window (plus a PROT_NONE guard page each side)
+LOW = 0x200000000000      # issue 8's MAP_FIXED address (outside the windows)
 
 
 SKIP = set(filter(None, os.environ.get("VMSIM_STATEFUL_SKIP", "").split(",")))   # e.g. "madvise"
@@ -409,6 +410,57 @@ class VMStateMachine(RuleBasedStateMachine):
             for j in range(good // PAGE):
                 self._store(i, a + j * PAGE, bytes((value,)))
 
+    # --- issue 8: bad arguments as C types, touch(stride=0), ignored new_addr, failed MAP_FIXED
+    @rule(i=st.integers(0, 1), page=st.integers(0, WIN - 1),
+          case=st.sampled_from(["mmap_neg", "mmap_neg_fixed", "mmap_min", "mmap_neg_addr",
+                                "munmap_neg", "mprotect_neg", "madvise_neg", "mremap_neg"]))
+    def c_type_lengths(self, i, page, case):
+        """Negative values are huge unsigned ones: Linux's errno (syscall(2) on this
+        machine's 6.18.44), and nothing changes (vmas_match_model)."""
+        p, a = self.procs[i], self.addr(i, page)
+        rw, anon = PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS
+        call, want = {
+            "mmap_neg": (lambda: p.mmap(a, -4096, rw, anon), errno.ENOMEM),
+            "mmap_neg_fixed": (lambda: p.mmap(a, -4096, rw, anon | MAP_FIXED), errno.ENOMEM),
+            "mmap_min": (lambda: p.mmap(0, -2**63, rw, anon), errno.ENOMEM),
+            "mmap_neg_addr": (lambda: p.mmap(-4096, 4096, rw, anon | MAP_FIXED), errno.ENOMEM),
+            "munmap_neg": (lambda: p.munmap(a, -4096), errno.EINVAL),
+            "mprotect_neg": (lambda: p.mprotect(a, -4096, PROT_READ), errno.ENOMEM),
+            "madvise_neg": (lambda: p.madvise(a, -4096, MADV_DONTNEED), errno.EINVAL),
+            "mremap_neg": (lambda: p.mremap(a, 4096, -4096, MREMAP_MAYMOVE), errno.EINVAL),
+        }[case]
+        err, _ = self.errno_of(call)
+        assert err == want, (case, err)
+
+    @rule(i=st.integers(0, 1), page=st.integers(0, WIN - 1))
+    def touch_stride0(self, i, page):
+        """touch(stride=0) makes no access count: refused, no access."""
+        with pytest.raises((ValueError, OSError)):
+            self.procs[i].touch(self.addr(i, page), PAGE, write=True, stride=0)
+
+    @precondition(lambda self: HAVE_MREMAP)
+    @rule(i=st.integers(0, 1), page=st.integers(0, WIN - 1), n=st.integers(1, 4))
+    def mremap_ignored_new_addr(self, i, page, n):
+        """new_addr is ignored without MREMAP_FIXED / MREMAP_DONTUNMAP (check_mremap_params)."""
+        a, n = self._segment_run(i, page, n)
+        if n == 0:
+            return
+        assert self.procs[i].mremap(a, n * PAGE, n * PAGE, MREMAP_MAYMOVE, 0xfffffffffffff000) == a
+
+    @rule(i=st.integers(0, 1), val=st.integers(1, 255))
+    def mmap_fixed_enomem_keeps_mapping(self, i, val):
+        """A MAP_FIXED that fails its overcommit check keeps the mapping it would have
+        replaced, and its data (vms_abort_munmap_vmas)."""
+        p = self.procs[i]
+        lo = LOW + i * (1 << 32)
+        rw, anon = PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED
+        assert p.mmap(lo, 0x10000, rw, anon) == lo
+        p.write(lo + 5, bytes([val]))
+        err, _ = self.errno_of(p.mmap, lo, 0x400000000000, rw, anon)
+        assert err == errno.ENOMEM
+        assert p.read(lo + 5, 1) == bytes([val])
+        p.munmap(lo, 0x10000)
+
     # --- model vs kernel -----------------------------------------------------------------
     @invariant()
     def vmas_match_model(self):
@@ -446,3 +498,58 @@ def test_skipped_rules_are_reported():
                                ("mremap", HAVE_MREMAP)) if not ok]
     if missing:
         pytest.skip(f"stateful rules skipped until vmsim.mm.{{{', '.join(missing)}}} exist")
+
+
+# --- issue 8's cases as explicit examples ------------------------------------------------
+def test_example_map_fixed_enomem_keeps_the_mapping():
+    sm = VMStateMachine()
+    sm.mmap_fixed_enomem_keeps_mapping(i=0, val=0x5a)
+    sm.vmas_match_model()
+    sm.teardown()
+
+
+def test_example_negative_lengths():
+    sm = VMStateMachine()
+    sm.mmap_fixed(i=0, page=4, n=4, prot=PROT_READ | PROT_WRITE, shared=False, populate=False)
+    sm.write(i=0, page=4, off=0, data=b"keep")
+    for case in ["mmap_neg", "mmap_neg_fixed", "mmap_min", "mmap_neg_addr", "munmap_neg",
+                 "mprotect_neg", "madvise_neg", "mremap_neg"]:
+        sm.c_type_lengths(i=0, page=4, case=case)
+        sm.vmas_match_model()
+    sm.read(i=0, page=4, off=0, size=4)
+    sm.teardown()
+
+
+def test_example_touch_stride0():
+    sm = VMStateMachine()
+    sm.mmap_fixed(i=1, page=0, n=2, prot=PROT_READ | PROT_WRITE, shared=False, populate=False)
+    sm.touch_stride0(i=1, page=0)
+    sm.read(i=1, page=0, off=0, size=16)
+    sm.teardown()
+
+
+def test_example_mremap_ignored_new_addr():
+    sm = VMStateMachine()
+    sm.mmap_fixed(i=0, page=10, n=4, prot=PROT_READ | PROT_WRITE, shared=False, populate=False)
+    sm.write(i=0, page=10, off=7, data=b"x")
+    sm.mremap_ignored_new_addr(i=0, page=10, n=4)
+    sm.read(i=0, page=10, off=7, size=1)
+    sm.vmas_match_model()
+    sm.teardown()
+
+
+def test_example_5level_touch_across_47_bits():
+    """Machine(paging_levels=5): a touch whose range crosses 1 << 47 (the 4-level limit)
+    walks both halves (no RecursionError): the page below is mapped, the one above not."""
+    m = vmsim.Machine(memory="256M", cpus=1, paging_levels=5, debug_vm=True)
+    p = m.spawn()
+    below = (1 << 47) - 2 * PAGE
+    rw = PROT_READ | PROT_WRITE
+    assert p.mmap(below, 2 * PAGE, rw, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED) == below
+    p.touch(below, 2 * PAGE, write=True, value=3)
+    with pytest.raises(vmsim.SignalDelivered) as e:
+        p.touch(below + PAGE, 2 * PAGE, write=True, value=4)
+    assert e.value.si_addr == 1 << 47
+    assert p.read(below, 1) == b"\x03" and p.read(below + PAGE, 1) == b"\x04"
+    p.exit()
+    m.check()

@@ -45,7 +45,11 @@ class ForkTree(RuleBasedStateMachine):
         self.shared_bytes = [0] * S
         self.dead = []
 
+    _forced = None              # explicit examples choose the process
+
     def _pick(self, data, include_root=True):
+        if self._forced is not None:
+            return self._forced
         pids = sorted(self.procs)
         if not include_root:
             pids = pids[1:]
@@ -192,6 +196,7 @@ class ForkTree(RuleBasedStateMachine):
         from vmsim.mm import vmstat
         assert k.vmstat[vmstat.NR_ANON_PAGES] == 0
         assert k.vmstat[vmstat.NR_PAGE_TABLE_PAGES] == 0
+        assert k.committed_as == 0, "Committed_AS after every process exited"
 
 
 # The default run keeps the sequences as long (40 steps: trees of up to MAX_PROCS with
@@ -206,3 +211,20 @@ TestForkTree = ForkTree.TestCase
 @pytest.mark.slow
 class TestForkTreeLong(ForkTree.TestCase):
     settings = settings(max_examples=150, stateful_step_count=60, **_SETTINGS)
+
+
+def test_example_dontunmap_then_exit():
+    """Issue 8: MREMAP_DONTUNMAP in a forked child, then exit: everything is returned
+    (Committed_AS back to 0 at teardown)."""
+    sm = ForkTree()
+    sm.setup()
+    sm._forced = sm.procs[min(sm.procs)]
+    sm.write(data=None, page=0, half=0, val=9)
+    sm.fork(data=None)
+    sm._forced = sm.procs[max(sm.procs)]
+    sm.mremap_dontunmap(data=None, lo=0, n=3, to=2)
+    sm.read_all(data=None)
+    sm.exit(data=None)
+    sm._forced = None
+    sm.every_byte_as_expected()
+    sm.teardown()
