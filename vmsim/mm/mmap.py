@@ -7,7 +7,7 @@ turns that into OSError.
 import errno
 
 from vmsim.arch.x86 import pgtable_types as T
-from vmsim.arch.x86.mm.pkeys import (arch_calc_vm_prot_bits, _arch_vm_get_page_prot_pkey,
+from vmsim.arch.x86.mm.pkeys import (arch_calc_vm_prot_bits, _vm_pkey_page_prot,
                                      execute_only_pkey)
 from vmsim.mm.mm_types import (
     vm_area_struct, VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_MAYREAD, VM_MAYWRITE, VM_MAYEXEC,
@@ -60,7 +60,7 @@ def vm_get_page_prot(vm_flags: int) -> int:
     """vm_get_page_prot() (arch/x86/mm/pgprot.c): protection_map, plus the VMA's
     protection key as PTE bits 59..62."""
     return (protection_map[vm_flags & (VM_READ | VM_WRITE | VM_EXEC | VM_SHARED)] |
-            _arch_vm_get_page_prot_pkey(vm_flags))
+            _vm_pkey_page_prot(vm_flags))
 
 
 def vma_wants_writenotify(vma, vm_page_prot) -> bool:

@@ -17,7 +17,7 @@ from vmsim.mm.mm_types import (
     FAULT_FLAG_VMA_LOCK, FAULT_FLAG_TRIED,
     VM_FAULT_RETRY, VM_FAULT_COMPLETED, VM_FAULT_MAJOR, VM_FAULT_ERROR, VM_FAULT_OOM,
     VM_FAULT_SIGBUS, VM_FAULT_HWPOISON, VM_FAULT_HWPOISON_LARGE, VM_FAULT_SIGSEGV)
-from vmsim.arch.x86.mm.pkeys import (_cpu_feature_enabled_ospke, arch_vma_access_permitted,
+from vmsim.arch.x86.mm.pkeys import (_cpu_has_ospke, arch_vma_access_permitted,
                                      vma_pkey)
 from vmsim.mm.memory import handle_mm_fault
 from vmsim.mm.oom_kill import pagefault_out_of_memory
@@ -105,7 +105,7 @@ def __bad_area(k, regs, error_code, address, mm, vma, pkey, si_code):
 
 def bad_area_access_from_pkeys(k, error_code: int, vma) -> bool:
     """bad_area_access_from_pkeys(): the hardware said PK, or the VMA's key forbids it."""
-    if not _cpu_feature_enabled_ospke(k):
+    if not _cpu_has_ospke(k):
         return False
     if error_code & X86_PF_PK:
         return True

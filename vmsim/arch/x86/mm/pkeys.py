@@ -50,33 +50,33 @@ for _k in range(1, 16):
 del _k
 
 
-def _cpu_feature_enabled_ospke(k) -> bool:
+def _cpu_has_ospke(k) -> bool:
     """cpu_feature_enabled(X86_FEATURE_OSPKE): the machine's CPU has PKU, CR4.PKE set."""
     return k.pku
 
 
 def arch_pkeys_enabled(k) -> bool:
-    return _cpu_feature_enabled_ospke(k)
+    return _cpu_has_ospke(k)
 
 
 def arch_max_pkey(k) -> int:
     """arch_max_pkey(): 16 keys with OSPKE, else 1 (only the default key)."""
-    return 16 if _cpu_feature_enabled_ospke(k) else 1
+    return 16 if _cpu_has_ospke(k) else 1
 
 
 def pkru_get_init_value(k) -> int:
     """pkru_get_init_value(): init_pkru_value (0 without pkeys)."""
-    return init_pkru_value if _cpu_feature_enabled_ospke(k) else 0
+    return init_pkru_value if _cpu_has_ospke(k) else 0
 
 
 def read_pkru(k) -> int:
     """read_pkru(): the PKRU of the task running (current)."""
-    return k.current.pkru if _cpu_feature_enabled_ospke(k) else 0
+    return k.current.pkru if _cpu_has_ospke(k) else 0
 
 
 def write_pkru(k, pkru: int):
     """write_pkru(): set current's PKRU (the register and its XSAVE image)."""
-    if _cpu_feature_enabled_ospke(k):
+    if _cpu_has_ospke(k):
         k.current.pkru = pkru
 
 
@@ -109,7 +109,7 @@ def arch_calc_vm_prot_bits(prot: int, key: int) -> int:
     return (key & 0xF) << VM_PKEY_SHIFT
 
 
-def _arch_vm_get_page_prot_pkey(vm_flags: int) -> int:
+def _vm_pkey_page_prot(vm_flags: int) -> int:
     """The pkey part of vm_get_page_prot() (arch/x86/mm/pgprot.c): VM_PKEY_BITn ->
     _PAGE_PKEY_BITn (PTE bits 59..62)."""
     return ((vm_flags & ARCH_VM_PKEY_FLAGS) >> VM_PKEY_SHIFT) << _PAGE_BIT_PKEY_BIT0
@@ -118,7 +118,7 @@ def _arch_vm_get_page_prot_pkey(vm_flags: int) -> int:
 def arch_vma_access_permitted(k, vma, write: bool, execute: bool, foreign: bool) -> bool:
     """arch_vma_access_permitted() (mmu_context.h): pkeys never affect instruction
     fetches, nor accesses to another process's VMA; else ask current's PKRU."""
-    if not _cpu_feature_enabled_ospke(k):
+    if not _cpu_has_ospke(k):
         return True
     if execute:
         return True
@@ -131,14 +131,14 @@ def arch_vma_access_permitted(k, vma, write: bool, execute: bool, foreign: bool)
 
 def _init_new_context_pkeys(mm):
     """The pkey part of init_new_context(): key 0 allocated implicitly, no exec-only key."""
-    if _cpu_feature_enabled_ospke(mm.kernel):
+    if _cpu_has_ospke(mm.kernel):
         mm.pkey_allocation_map = 0x1
         mm.execute_only_pkey = -1
 
 
 def arch_dup_pkeys(oldmm, mm):
     """arch_dup_pkeys(): fork duplicates the parent's allocation map and exec-only key."""
-    if not _cpu_feature_enabled_ospke(mm.kernel):
+    if not _cpu_has_ospke(mm.kernel):
         return
     mm.pkey_allocation_map = oldmm.pkey_allocation_map
     mm.execute_only_pkey = oldmm.execute_only_pkey
@@ -185,7 +185,7 @@ def mm_pkey_free(mm, pkey: int) -> int:
 
 def arch_set_user_pkey_access(k, tsk, pkey: int, init_val: int) -> int:
     """arch_set_user_pkey_access() (fpu/xstate.c): set the key's AD/WD bits in PKRU."""
-    if not _cpu_feature_enabled_ospke(k):
+    if not _cpu_has_ospke(k):
         return -22
     if pkey >= arch_max_pkey(k):
         return -22
@@ -228,7 +228,7 @@ def __execute_only_pkey(mm) -> int:
 
 def execute_only_pkey(mm) -> int:
     """execute_only_pkey(): ARCH_DEFAULT_PKEY without OSPKE."""
-    if not _cpu_feature_enabled_ospke(mm.kernel):
+    if not _cpu_has_ospke(mm.kernel):
         return ARCH_DEFAULT_PKEY
     return __execute_only_pkey(mm)
 
@@ -259,6 +259,6 @@ def __arch_override_mprotect_pkey(vma, prot: int, pkey: int) -> int:
 
 
 def arch_override_mprotect_pkey(vma, prot: int, pkey: int) -> int:
-    if not _cpu_feature_enabled_ospke(vma.vm_mm.kernel):
+    if not _cpu_has_ospke(vma.vm_mm.kernel):
         return 0
     return __arch_override_mprotect_pkey(vma, prot, pkey)
