@@ -216,8 +216,11 @@ while True:
 def test_ctrl_c_exits_130_without_traceback(tmp_path, command):
     scen = tmp_path / "loop.py"
     scen.write_text(LOOP)
+    # As a shell starts a foreground command: SIGINT at its default, even if this test
+    # runs in a background job (where SIGINT is ignored, and Python leaves it ignored).
     p = subprocess.Popen(vmsim_command() + [command, str(scen)], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+                         stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert p.stdout.readline().strip() == "ready"
         time.sleep(0.5)                                   # well inside the loop
