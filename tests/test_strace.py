@@ -264,6 +264,8 @@ def test_entry_decoding():
         "0x8000000123456867 [P RW US A D SOFT_DIRTY NX pfn=0x123456]"      # bit 11
     assert decode_entry(0x2000e7, "pmd") == "0x2000e7 [P RW US A D PSE pfn=0x200]"
     assert decode_entry(0x100, "pte") == "0x100 [PROTNONE pfn=0x0]"
+    from vmsim.mm.swapops import make_pte_marker, PTE_MARKER_GUARD
+    assert decode_entry(make_pte_marker(PTE_MARKER_GUARD)).endswith(" [pte marker GUARD]")
 
 
 def test_fault_trace_shows_the_kernel_entry_writes(proc):
@@ -321,7 +323,7 @@ def test_every_entry_change_is_made_by_a_kernel_function(monkeypatch):
         keep = np.ones(len(after), dtype=bool)
         for s in freed.slots:
             keep[s * 512:(s + 1) * 512] = False
-        diff = np.nonzero(((replay ^ after) & ~AD) & keep)[0]
+        diff = np.nonzero((((replay ^ after) & ~AD) != 0) & keep)[0]
         assert not len(diff), f"{fn}: entries changed without a kernel writer: {diff[:5]}"
 
     p = m.spawn()
@@ -342,7 +344,11 @@ def test_every_entry_change_is_made_by_a_kernel_function(monkeypatch):
     step(lambda: p.madvise(a + 12 * 4096, 4 * 4096, MADV_COLD))
     step(lambda: p.madvise(a + 16 * 4096, 4 * 4096, MADV_DONTNEED))
     step(lambda: st.update(b=p.mremap(a + 20 * 4096, 8 * 4096, 16 * 4096, MREMAP_MAYMOVE)))
-    step(lambda: p.munmap(a, 20 * 4096))
+    step(lambda: p.madvise(a + 32 * 4096, 2 * 4096, vmsim.MADV_GUARD_INSTALL))
+    step(lambda: st.update(c=p.fork()))                     # copies the guard markers
+    step(lambda: p.madvise(a + 32 * 4096, 4096, vmsim.MADV_GUARD_REMOVE))
+    step(lambda: st["c"].exit(0))                           # zaps the child's markers
+    step(lambda: p.munmap(a, 64 * 4096))
     step(lambda: p.execve())
     step(lambda: p.exit(0))
 

@@ -174,6 +174,10 @@ def print_summary(out, result, tracer=None, show_all=False, killed=None):
                       right=tuple(range(len(header))))
             nexec = sum(1 for f in tracer.faults if f.exec and f.pid in m.processes)
             legend = FAULT_LEGEND
+            if "GUP" not in kinds:
+                legend = "\n".join(ln for ln in legend.splitlines() if not ln.startswith("  GUP "))
+            if not sigs:
+                legend = "\n".join(ln for ln in legend.splitlines() if not ln.startswith("  SIG*"))
             if nexec:
                 legend += (f"\n  (left out: {nexec} fault{'s' * (nexec != 1)} execve took for "
                            f"itself, writing argv; the rusage leaves {'them' if nexec != 1 else 'it'} "

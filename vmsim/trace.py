@@ -107,6 +107,8 @@ ENTRY_WRITERS = {
     "ptep_get_and_clear_full": ("pte", "ptep", None),
     "get_and_clear_full_ptes": ("pte", "ptep", "nr"),
     "clear_full_ptes": ("pte", "ptep", "nr"),
+    "pte_clear_not_present_full": ("pte", "ptep", None),
+    "clear_not_present_full_ptes": ("pte", "ptep", "nr"),
     "get_and_clear_ptes": ("pte", "ptep", "nr"),
     "ptep_clear_flush": ("pte", "ptep", None),
     "ptep_set_wrprotect": ("pte", "ptep", None),
@@ -144,6 +146,16 @@ def decode_entry(entry: int, level: str = "pte") -> str:
         return "0x0"
     names = []
     present = e & _T._PAGE_PRESENT
+    if not present and not e & _T._PAGE_PROTNONE:        # a swap-format entry
+        from vmsim.mm import swapops
+        v = e - (1 << 64) if e >> 63 else e
+        if swapops.is_pte_marker_entry(v):
+            m = swapops.pte_marker_get(v)
+            kinds = [n for bit, n in ((swapops.PTE_MARKER_UFFD_WP, "UFFD_WP"),
+                                      (swapops.PTE_MARKER_POISONED, "POISONED"),
+                                      (swapops.PTE_MARKER_GUARD, "GUARD")) if m & bit]
+            return f"{e:#x} [pte marker {'|'.join(kinds) or m}]"
+        return f"{e:#x} [swp type={swapops.swp_type(v)} offset={swapops.swp_offset(v):#x}]"
     for bit, name in _ENTRY_BITS:
         if e & bit:
             if bit == _T._PAGE_GLOBAL and not present:

@@ -31,7 +31,11 @@ def folio_order(k, pfn: int) -> int:
 
 
 def folio_nr_pages(k, pfn: int) -> int:
-    return 1 << folio_order(k, pfn)
+    """folio_nr_pages(): 1 unless folio_test_large(), else the large folio's count."""
+    f = k.mem.flags[pfn]
+    if not f & PG_head:
+        return 1
+    return 1 << ((f & PG_ORDER_MASK) >> PG_ORDER_SHIFT)
 
 
 def page_folio(k, pfn: int) -> int:

@@ -28,6 +28,7 @@ import errno
 from vmsim.arch.x86 import pgtable_types as T
 from vmsim.arch.x86.pgtable import pte_offset_map
 from vmsim.arch.x86.pgtable import clear_young_dirty_ptes, CYDP_CLEAR_YOUNG, CYDP_CLEAR_DIRTY
+from vmsim.arch.x86.pgtable import set_pte_at, pte_clear_not_present_full
 from vmsim.arch.x86.mm.tlb import note_downgrade
 from vmsim.mm import vmstat
 from vmsim.mm.mm_types import (VM_LOCKED, VM_PFNMAP, VM_HUGETLB, VM_IO, VM_SHARED, VM_MAYSHARE,
@@ -277,7 +278,7 @@ def _guard_install_walk(vma, start: int, end: int) -> int:
             pte = pool[ptep]
             if pte == 0:
                 # Simply install a PTE marker, this causes segfault on access.
-                pool[ptep] = GUARD_PTE
+                set_pte_at(mm, addr, ptep, GUARD_PTE)     # walk_pte_range_inner: ->install_pte
             elif not is_guard_pte_marker(pte):
                 return 1                            # populated: abort and zap
             addr += 4096
@@ -323,7 +324,7 @@ def madvise_guard_remove(vma, start: int, end: int) -> int:
         ptep = pte_offset_map(mm, pmdp, addr)
         while addr < nxt:
             if is_guard_pte_marker(pool[ptep]):
-                pool[ptep] = 0                      # pte_clear_not_present_full
+                pte_clear_not_present_full(mm, addr, ptep, 0)
             addr += 4096
             ptep += 1
         return 0

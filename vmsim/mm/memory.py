@@ -14,7 +14,7 @@ from vmsim.arch.x86.pgtable import (
     pte_mkyoung, pte_mkdirty, pte_mkwrite, pfn_pte, ptep_set_access_flags, ptep_get_and_clear,
     set_pte_at, set_ptes, ptep_get_and_clear_full, clear_full_ptes, get_and_clear_full_ptes,
     wrprotect_ptes, pmd_populate, pud_populate, p4d_populate, pgd_populate, pmd_clear, pud_clear,
-    p4d_clear, pgd_clear, PTRS_PER_TABLE)
+    p4d_clear, pgd_clear, clear_not_present_full_ptes, PTRS_PER_TABLE)
 from vmsim.arch.x86.mm.pgtable import pte_alloc_one, pmd_alloc_one, pud_alloc_one, p4d_alloc_one, pagetable_free
 from vmsim.arch.x86.mm.tlb import flush_tlb_page, flush_tlb_fix_spurious_fault, note_downgrade
 from vmsim.mm import vmstat
@@ -52,6 +52,10 @@ PMD_MASK = T.PMD_MASK
 PUD_MASK = T.PUD_MASK
 _U64 = (1 << 64) - 1
 _MKOLD_NO_UFFD_WP = ~(T._PAGE_ACCESSED | T._PAGE_UFFD_WP)
+# Per-fault constants, computed once: pte_mkwrite(pte_mkdirty()) bits, and the gfp of
+# vma_alloc_zeroed_movable_folio() (folio_alloc_mpol() adds __GFP_COMP).
+_MKWRITE_DIRTY = T._PAGE_DIRTY | T._PAGE_SOFT_DIRTY | _RW
+_GFP_ANON_ZEROED = GFP_HIGHUSER_MOVABLE | __GFP_ZERO | __GFP_COMP
 
 
 # --- page-table allocation (include/linux/mm.h, mm/memory.c) -----------------
@@ -201,9 +205,8 @@ def alloc_anon_folio(vmf) -> int:
     vma_alloc_zeroed_movable_folio(). Larger orders: not modelled yet (later issue).
     """
     k = vmf.vma.vm_mm.kernel
-    # vma_alloc_zeroed_movable_folio(); folio_alloc_mpol() adds __GFP_COMP.
-    return k.page_alloc.alloc_pages(GFP_HIGHUSER_MOVABLE | __GFP_ZERO | __GFP_COMP, 0,
-                                    k.current.cpu)
+    # vma_alloc_zeroed_movable_folio(): GFP_HIGHUSER_MOVABLE | __GFP_ZERO | __GFP_COMP.
+    return k.page_alloc.alloc_pages(_GFP_ANON_ZEROED, 0, k.current.cpu)
 
 
 # --- handle_mm_fault -----------------------------------------------------------------
@@ -283,10 +286,10 @@ def __handle_mm_fault(vma, address: int, flags: int) -> int:
     p4d = p4d_alloc(mm, pgd, address)
     if p4d < 0:
         return VM_FAULT_OOM
-    vmf.pud = pud_alloc(mm, p4d, address)
-    if vmf.pud < 0:
+    pud = vmf.pud = pud_alloc(mm, p4d, address)
+    if pud < 0:
         return VM_FAULT_OOM
-    orig_pud = pool[vmf.pud]
+    orig_pud = pool[pud]
     if orig_pud == 0 and thp_vma_allowable_order(vma, vm_flags, TVA_PAGEFAULT, PUD_ORDER):
         ret = create_huge_pud(vmf)
         if not ret & VM_FAULT_FALLBACK:
@@ -300,10 +303,10 @@ def __handle_mm_fault(vma, address: int, flags: int) -> int:
             huge_pud_set_accessed(vmf, orig_pud)
             return 0
 
-    vmf.pmd = pmd_alloc(mm, vmf.pud, address)
-    if vmf.pmd < 0:
+    pmd = vmf.pmd = pmd_alloc(mm, pud, address)
+    if pmd < 0:
         return VM_FAULT_OOM
-    orig_pmd = pool[vmf.pmd]
+    orig_pmd = pool[pmd]
     if orig_pmd == 0 and thp_vma_allowable_order(vma, vm_flags, TVA_PAGEFAULT, PMD_ORDER):
         ret = create_huge_pmd(vmf)
         if not ret & VM_FAULT_FALLBACK:
@@ -424,7 +427,7 @@ def do_anonymous_page(vmf) -> int:
     addr = vmf.address
     entry = (folio << 12) | vma.vm_page_prot                         # folio_mk_pte()
     if vma.vm_flags & VM_WRITE:
-        entry |= T._PAGE_DIRTY | T._PAGE_SOFT_DIRTY | _RW             # pte_mkwrite(pte_mkdirty())
+        entry |= _MKWRITE_DIRTY                                      # pte_mkwrite(pte_mkdirty())
     mm.rss_stat[MM_ANONPAGES] += 1                                   # add_mm_counter()
     folio_add_new_anon_rmap(k, folio, vma, addr, RMAP_EXCLUSIVE)
     folio_add_lru_vma(k, folio, vma, k.current.cpu)
@@ -780,7 +783,7 @@ def zap_drop_markers(details) -> bool:
     return details is not None and bool(details.zap_flags & ZAP_FLAG_DROP_MARKER)
 
 
-def zap_nonpresent_ptes(vma, ptep: int, pte: int, details) -> bool:
+def zap_nonpresent_ptes(vma, ptep: int, pte: int, details, addr: int) -> bool:
     """zap_nonpresent_ptes() for the entries vmsim makes (PTE markers): ordinary
     zapping (MADV_DONTNEED, the zap before a guard install) keeps guard markers; only
     ZAP_FLAG_DROP_MARKER (munmap, exit) clears them. True if the entry was cleared."""
@@ -789,7 +792,7 @@ def zap_nonpresent_ptes(vma, ptep: int, pte: int, details) -> bool:
         raise NotImplementedError("zap of a swap / migration entry: not modelled")
     if not zap_drop_markers(details):
         return False
-    vma.vm_mm.kernel.ptpool.mv[ptep] = 0                    # clear_not_present_full_ptes
+    clear_not_present_full_ptes(vma.vm_mm, addr, ptep, 1, 0)    # (full: an atomic op only)
     return True
 
 
@@ -835,7 +838,7 @@ def zap_pte_range(tlb, vma, pmdp: int, addr: int, end: int, details) -> int:
         while addr != end:
             pte = pool[ptep]
             if pte and not pte & (_P | _PROTNONE):
-                zap_nonpresent_ptes(vma, ptep, pte, details)
+                zap_nonpresent_ptes(vma, ptep, pte, details, addr)
             elif pte:
                 page = vm_normal_page(vma, addr, pte)
                 if page >= 0 and not should_zap_folio(details, mflags[page]):
@@ -1350,7 +1353,7 @@ def copy_nonpresent_pte(dst_vma, src_vma, dst_ptep: int, src_ptep: int, pte: int
         raise NotImplementedError("copy_nonpresent_pte: swap entries are not modelled")
     marker = pte_marker_get(pte) & (PTE_MARKER_POISONED | PTE_MARKER_GUARD)
     if marker:
-        dst_vma.vm_mm.kernel.ptpool.mv[dst_ptep] = make_pte_marker(marker)   # set_pte_at
+        set_pte_at(dst_vma.vm_mm, addr, dst_ptep, make_pte_marker(marker))
 
 
 def copy_pte_range(dst_vma, src_vma, dst_pmdp: int, src_pmdp: int, addr: int, end: int) -> int:

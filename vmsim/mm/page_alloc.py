@@ -561,8 +561,9 @@ class PageAllocator:
             if not lst:
                 return -1
         pfn = lst.pop()
-        pcp.count -= 1 << order
-        zone.pcp_pages -= 1 << order
+        n = 1 << order
+        pcp.count -= n
+        zone.pcp_pages -= n
         return pfn
 
     def get_page_from_freelist(self, gfp, order, alloc_flags, hz, mt, cpu):
@@ -576,13 +577,14 @@ class PageAllocator:
         are inline, as in the kernel."""
         pcp_order = order <= PAGE_ALLOC_COSTLY_ORDER or order == pageblock_order
         for zone in self._zonelists[hz]:
-            if not zone.below_high:
+            below_high = zone.below_high
+            if not below_high:
                 mark = zone.watermark[WMARK_HIGH]
                 if not (order == 0 and
                         zone.free_pages - zone.pcp_pages > mark + zone.lowmem_reserve[hz] or
                         zone_watermark_fast(zone, order, mark, hz, alloc_flags)):
-                    zone.below_high = True
-            if zone.below_high:
+                    zone.below_high = below_high = True
+            if below_high:
                 # check_alloc_wmark:
                 mark = zone.watermark[alloc_flags & ALLOC_WMARK_MASK]
                 if not zone_watermark_fast(zone, order, mark, hz, alloc_flags):
@@ -596,8 +598,9 @@ class PageAllocator:
                 if pfn < 0:
                     continue
             # prep_new_page(): NR_FREE_PAGES, PGALLOC_<zone>, set_page_refcounted.
-            zone.free_pages -= 1 << order
-            self.pgalloc[zone.idx] += 1 << order
+            n = 1 << order
+            zone.free_pages -= n
+            self.pgalloc[zone.idx] += n
             self.mem.refcount[pfn] = 1
             return pfn
         return -1

@@ -18,6 +18,7 @@ Simplified: large-folio mapcounts (entire/large mapcount, MM IDs) are not built 
 from vmsim.mm import vmstat
 from vmsim.mm.folio import folio_test_anon  # noqa: F401  (rmap.c users import it here)
 from vmsim.mm.page_flags import PG_anon, PG_anon_exclusive, PG_swapbacked
+from vmsim.mm.mm_types import VM_DROPPABLE
 
 RMAP_NONE = 0
 RMAP_EXCLUSIVE = 1 << 0
@@ -243,7 +244,6 @@ def folio_add_new_anon_rmap(k, pfn, vma, address, flags):
     the anon mapping and index, mapcount 1, AnonExclusive when RMAP_EXCLUSIVE, and
     NR_ANON_MAPPED (nr_anon_pages). Large folios: not modelled yet.
     """
-    from vmsim.mm.mm_types import VM_DROPPABLE
     mem = k.mem
     if not vma.vm_flags & VM_DROPPABLE:
         mem.flags[pfn] = mem.flags[pfn] | PG_swapbacked

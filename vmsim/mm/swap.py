@@ -107,16 +107,16 @@ def lru_add(k, pfn: int):
     one is culled to the unevictable list; then link and set PG_lru."""
     flags = k.mem.flags
     f = flags[pfn]
-    was_unevictable = bool(f & PG_unevictable)          # folio_test_clear_unevictable()
+    was_unevictable = f & PG_unevictable                 # folio_test_clear_unevictable()
     f &= ~PG_unevictable
-    n = folio_nr_pages(k, pfn)
+    # nr_pages (folio_nr_pages()) is only needed to count a rescue or a cull.
     if not f & PG_mlocked:                               # folio_evictable()
         if was_unevictable:
-            k.vmstat[vmstat.UNEVICTABLE_PGS_RESCUED] += n
+            k.vmstat[vmstat.UNEVICTABLE_PGS_RESCUED] += folio_nr_pages(k, pfn)
     else:
         f = (f & ~PG_active) | PG_unevictable
         if not was_unevictable:
-            k.vmstat[vmstat.UNEVICTABLE_PGS_CULLED] += n
+            k.vmstat[vmstat.UNEVICTABLE_PGS_CULLED] += folio_nr_pages(k, pfn)
     flags[pfn] = f | PG_lru
     lruvec_add_folio(k, pfn)
 
@@ -132,10 +132,11 @@ def folio_batch_move_lru(k, fbatch: list, move_fn):
 
 def folio_add_lru(k, pfn: int, cpu: int):
     """folio_add_lru(): take a reference and queue the folio in this CPU's lru_add batch."""
-    k.mem.refcount[pfn] += 1
+    mem = k.mem
+    mem.refcount[pfn] += 1
     fb = k.cpu_fbatches[cpu].lru_add
     fb.append(pfn)
-    if len(fb) >= PAGEVEC_SIZE or k.mem.flags[pfn] & PG_head:
+    if len(fb) >= PAGEVEC_SIZE or mem.flags[pfn] & PG_head:
         folio_batch_move_lru(k, fb, lru_add)
 
 

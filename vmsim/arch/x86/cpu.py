@@ -80,7 +80,8 @@ def touch(k, task, base: int, stride: int, count: int, write: bool, value: int) 
     """Run ``count`` accesses at base + i*stride; return the index reached (count if all
     completed, else the index of the access that got a signal)."""
     access = ACCESS_WRITE if write else ACCESS_READ
-    out = np.zeros(2, dtype=np.int64) if _impl["compiled"] else [0, 0]
+    compiled = _impl["compiled"]
+    out = np.zeros(2, dtype=np.int64) if compiled else [0, 0]
     last = base + (count - 1) * stride
     # The batch runs over signed int64 addresses: the whole run must be canonical and
     # stay in one half (bit 63). Otherwise run the part that is, then #GP at the first
@@ -109,7 +110,7 @@ def touch(k, task, base: int, stride: int, count: int, write: bool, value: int) 
     batch = _impl["touch_batch"]
     regs = pt_regs(0)            # data accesses: the instruction pointer is elsewhere
     sbase = s64(base)
-    last = None
+    last_i = last_err = -1
     i = 0
     # The pool and mem_map never move, so their views are fetched once.
     pt, rows = _arrays(k)
@@ -117,7 +118,7 @@ def touch(k, task, base: int, stride: int, count: int, write: bool, value: int) 
         i = batch(pt, rows, cr3, la57, sbase, stride, count, i, access, value, out, pkru)
         if i >= count:
             break
-        err, where = out.tolist() if not isinstance(out, list) else out
+        err, where = out.tolist() if compiled else out
         if err == -1:
             k.page_data.write(where >> 12, where & 0xFFF, bytes((value,)))
             i += 1
@@ -125,9 +126,9 @@ def touch(k, task, base: int, stride: int, count: int, write: bool, value: int) 
         exc_page_fault(k, regs, err, where & 0xFFFFFFFFFFFFFFFF)
         if task.signals:
             return i
-        if (i, err) == last:
+        if i == last_i and err == last_err:
             raise AssertionError(f"fault loop at {base + i * stride:#x} error code {err:#x}")
-        last = (i, err)
+        last_i, last_err = i, err
     return count
 
 

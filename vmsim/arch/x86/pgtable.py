@@ -295,6 +295,19 @@ def clear_full_ptes(mm, addr: int, ptep: int, nr: int, full: int):
         mv[ptep + i] = 0
 
 
+def pte_clear_not_present_full(mm, addr: int, ptep: int, full: int):
+    """pte_clear_not_present_full() (include/linux/pgtable.h): pte_clear of a
+    not-present entry (a PTE marker)."""
+    mm.kernel.ptpool.mv[ptep] = 0
+
+
+def clear_not_present_full_ptes(mm, addr: int, ptep: int, nr: int, full: int):
+    """clear_not_present_full_ptes() (include/linux/pgtable.h): nr not-present PTEs."""
+    mv = mm.kernel.ptpool.mv
+    for i in range(nr):
+        mv[ptep + i] = 0
+
+
 def get_and_clear_ptes(mm, addr: int, ptep: int, nr: int) -> int:
     """get_and_clear_ptes() (include/linux/pgtable.h): get_and_clear_full_ptes, not full."""
     return get_and_clear_full_ptes(mm, addr, ptep, nr, 0)

@@ -134,12 +134,10 @@ def access_error(error_code: int, vma) -> bool:
     The VMA's key is checked here too, so a not-present fault the PTE's key would
     forbid is refused before a page is filled in.
     """
-    if error_code & X86_PF_PK:
+    if error_code & (X86_PF_PK | X86_PF_SGX):           # blocked by a key, or by SGX
         return True
-    if error_code & X86_PF_SGX:
-        return True
-    if not arch_vma_access_permitted(vma.vm_mm.kernel, vma, bool(error_code & X86_PF_WRITE),
-                                     bool(error_code & X86_PF_INSTR), False):
+    if not arch_vma_access_permitted(vma.vm_mm.kernel, vma, (error_code & X86_PF_WRITE) != 0,
+                                     (error_code & X86_PF_INSTR) != 0, False):
         return True
     if error_code & X86_PF_SHSTK:
         return True                      # no shadow-stack VMAs are modelled
