@@ -41,6 +41,7 @@ import vmsim as V  # noqa: E402
 from vmsim.mm.mm_types import VM_LOCKED  # noqa: E402
 
 P = 4096
+TASK_SIZE = (1 << 47) - P                 # 4-level paging, as the run's Machine
 U64 = 1 << 64
 ARENA = 0x200000000000          # MAP_FIXED and hint addresses land here
 ARENA_PAGES = 4096
@@ -653,6 +654,10 @@ class LongRun:
         if flags & ~(MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP) or \
                 flags & (MREMAP_FIXED | MREMAP_DONTUNMAP) and not flags & MREMAP_MAYMOVE or \
                 flags & MREMAP_DONTUNMAP and old_len != new_len:
+            return self.expect_ret(what, ret, -errno.EINVAL)
+        # vrm_implies_new_addr(): FIXED or DONTUNMAP make new_addr count (even as a hint).
+        if flags & (MREMAP_FIXED | MREMAP_DONTUNMAP) and \
+                (new_addr > TASK_SIZE - new_len or new_addr % P):
             return self.expect_ret(what, ret, -errno.EINVAL)
         if flags & MREMAP_FIXED and new_addr < a + old_len and a < new_addr + new_len:
             return self.expect_ret(what, ret, -errno.EINVAL)
