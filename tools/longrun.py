@@ -230,8 +230,9 @@ class LongRun:
         if not write and ref.prot == PROT_EXEC:
             # Exec-only: with protection keys the execute-only pkey denies the read
             # (arch/x86/mm/pkeys.c); without them x86 reads what it can execute.
-            return (SIGSEGV, V.SEGV_PKUERR) if self.m.k.pku else None
-        if write and not ref.prot & PROT_WRITE or not write and not readable(ref.prot):
+            if self.m.k.pku:
+                return SIGSEGV, V.SEGV_PKUERR
+        elif write and not ref.prot & PROT_WRITE or not write and not readable(ref.prot):
             return SIGSEGV, SEGV_ACCERR
         if ref.shm is not None and ref.pgoff >= ref.shm.size:
             return SIGBUS, None
