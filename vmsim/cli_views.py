@@ -30,6 +30,27 @@ def _emit(doc):
     sys.stdout.write("\n")
 
 
+def _killed(st, fatal):
+    """The ``killed`` member of a run/trace document; tells strace who died."""
+    if fatal is None:
+        return None
+    from vmsim.cli import _killed_pid
+    from vmsim.strace import signal_name
+    exc = fatal.exception
+    pid = _killed_pid(fatal.result, exc)
+    st.killed(pid, exc.signo)
+    return {"pid": pid, "signo": exc.signo, "name": signal_name(exc.signo)}
+
+
+def _emit_with_status(doc, fatal):
+    """Print the document; exit as the text form does (128 + signo when killed)."""
+    _emit(doc)
+    if fatal is None:
+        return 0
+    print(f"vmsim: {fatal}", file=sys.stderr)
+    return 128 + fatal.exception.signo
+
+
 def _check_matplotlib():
     from vmsim.cli import UsageError
     try:
@@ -64,8 +85,8 @@ def draw(args, rec, out=None):
 def cmd_run(args, out):
     """vmsim run --json [--plot]: the run, recorded step by step, as one document. Exit
     status as the text form: 128 + signo for a scenario killed by a signal."""
-    from vmsim.cli import _run_traced, _killed_pid
-    from vmsim.strace import Strace, signal_name
+    from vmsim.cli import _run_traced
+    from vmsim.strace import Strace
     from vmsim.trace import function_graph
     from vmsim.views import StepRecorder, run_document
     from vmsim import progress
@@ -88,28 +109,19 @@ def cmd_run(args, out):
         doc.update(scenario=args.scenario, killed=None)
         _emit(doc)
         raise
-    killed = None
-    if fatal is not None:
-        exc = fatal.exception
-        pid = _killed_pid(fatal.result, exc)
-        st.killed(pid, exc.signo)
-        killed = {"pid": pid, "signo": exc.signo, "name": signal_name(exc.signo)}
+    killed = _killed(st, fatal)
     if args.plot:
         draw(args, rec)
     doc = run_document(result, rec, tracer, str(fatal) if fatal else None)
     doc["killed"] = killed
-    _emit(doc)
-    if fatal is not None:
-        print(f"vmsim: {fatal}", file=sys.stderr)
-        return 128 + fatal.exception.signo
-    return 0
+    return _emit_with_status(doc, fatal)
 
 
 def cmd_trace(args, out):
     """vmsim trace --json: the traced faults and strace's records. Exit status as the
     text form."""
-    from vmsim.cli import _run_traced, _killed_pid
-    from vmsim.strace import Strace, signal_name
+    from vmsim.cli import _run_traced
+    from vmsim.strace import Strace
     from vmsim.trace import function_graph
     from vmsim.views import trace_document
     from vmsim import progress
@@ -118,19 +130,10 @@ def cmd_trace(args, out):
     st = Strace(max_records=args.max, pid=args.pid)
     with progress.status(f"tracing {args.scenario}"), contextlib.redirect_stdout(sys.stderr):
         result, fatal = _run_traced(args, [st, tracer])
-    killed = None
-    if fatal is not None:
-        exc = fatal.exception
-        pid = _killed_pid(fatal.result, exc)
-        st.killed(pid, exc.signo)
-        killed = {"pid": pid, "signo": exc.signo, "name": signal_name(exc.signo)}
+    killed = _killed(st, fatal)
     doc = trace_document(args.scenario, tracer, str(fatal) if fatal else None, st)
     doc["killed"] = killed
-    _emit(doc)
-    if fatal is not None:
-        print(f"vmsim: {fatal}", file=sys.stderr)
-        return 128 + fatal.exception.signo
-    return 0
+    return _emit_with_status(doc, fatal)
 
 
 def cmd_walk(args, out):

@@ -20,6 +20,8 @@ mappings stay readable, and the MMU ignores the key bits (CR4.PKE clear: vmsim p
 PKRU 0 to the walk).
 """
 
+from vmsim.arch.x86.pgtable_types import _PAGE_BIT_PKEY_BIT0
+
 PKEY_DISABLE_ACCESS = 0x1
 PKEY_DISABLE_WRITE = 0x2
 PKEY_ACCESS_MASK = PKEY_DISABLE_ACCESS | PKEY_DISABLE_WRITE
@@ -35,7 +37,6 @@ VM_PKEY_BIT1 = 1 << 33
 VM_PKEY_BIT2 = 1 << 34
 VM_PKEY_BIT3 = 1 << 35
 ARCH_VM_PKEY_FLAGS = VM_PKEY_BIT0 | VM_PKEY_BIT1 | VM_PKEY_BIT2 | VM_PKEY_BIT3
-_PAGE_BIT_PKEY_BIT0 = 59
 
 
 def PKRU_AD_MASK(pkey: int) -> int:
