@@ -2,7 +2,7 @@
 the real kernel.
 
 Run: python bench/bench_lifecycle.py [--size 1G] [--vmsim-size SIZE] [--no-native]
-                                     [--profile {fork,cow,reuse,munmap}]
+                                     [--profile {fork,cow,reuse,dontneed,munmap}]
 
 In one run it measures, over private anonymous memory with 4 KiB pages whose every
 page was filled with non-zero bytes first (so a COW copy moves a full 4 KiB on both
@@ -13,6 +13,8 @@ sides: vmsim keeps page contents sparsely and would otherwise copy a handle):
 * cow: the child writes one byte per page (do_wp_page -> wp_page_copy), ns per fault;
 * reuse: after the child exited, the parent writes one byte per page (do_wp_page ->
   wp_can_reuse_anon_folio -> wp_page_reuse), ns per fault;
+* dontneed: MADV_DONTNEED over the populated region (zap_page_range_single: the same
+  zap_pte_range and freeing as munmap, the VMA stays), ns per page; then filled again;
 * munmap: of the populated region (zap_pte_range, the mmu_gather, folios_put and the
   per-CPU lists / buddy allocator), ns per page;
 on the real kernel (bench/native_lifecycle.c, compiled now with the system's C
@@ -34,7 +36,7 @@ sys.path.insert(0, str(HERE))
 
 from bench_fault import no_host_thp, run_native   # noqa: E402
 
-STEPS = ("fork", "cow", "reuse", "munmap")
+STEPS = ("fork", "cow", "reuse", "dontneed", "munmap")
 
 
 def native(size: int, rounds: int = 5):
@@ -44,10 +46,11 @@ def native(size: int, rounds: int = 5):
         return None
     rows = []
     for line in out:
-        pages, fork_ns, cow, cow_f, reuse, reuse_f, unmap = line.split()
+        pages, fork_ns, cow, cow_f, reuse, reuse_f, unmap, dontneed = line.split()
         rows.append({"pages": int(pages), "fork": float(fork_ns), "cow": float(cow),
                      "cow_faults": int(cow_f), "reuse": float(reuse),
-                     "reuse_faults": int(reuse_f), "munmap": float(unmap)})
+                     "reuse_faults": int(reuse_f), "munmap": float(unmap),
+                     "dontneed": float(dontneed)})
     med = {s: statistics.median(r[s] for r in rows[1:]) for s in STEPS}
     return med, rows
 
@@ -55,17 +58,17 @@ def native(size: int, rounds: int = 5):
 def _timed(step, profile, fn):
     """Run fn(); under cProfile when ``step`` is the one to profile."""
     if profile != step:
-        t = time.perf_counter()
+        t = time.process_time()
         fn()
-        return time.perf_counter() - t
+        return time.process_time() - t
     import cProfile
     import pstats
     pr = cProfile.Profile()
-    t = time.perf_counter()
+    t = time.process_time()
     pr.enable()
     fn()
     pr.disable()
-    dt = time.perf_counter() - t
+    dt = time.process_time() - t
     print(f"--- cProfile of vmsim {step} (profiled: {dt:.2f} s) ---")
     pstats.Stats(pr).sort_stats("tottime").print_stats(25)
     return dt
@@ -89,12 +92,12 @@ def _round(m, p, size, profile):
     from vmsim.mm.mm_types import MM_ANONPAGES
     a = p.mmap(0, size, vmsim.PROT_READ | vmsim.PROT_WRITE, vmsim.MAP_PRIVATE | vmsim.MAP_ANONYMOUS)
     p.madvise(a, size, vmsim.MADV_NOHUGEPAGE)
-    t = time.perf_counter()
+    t = time.process_time()
     chunk = b"\x5a" * (1 << 20)
     for off in range(0, size, 1 << 20):
         p.write(a + off, chunk[:min(1 << 20, size - off)])
     pages = size >> 12
-    res = {"pages": pages, "fill_s": time.perf_counter() - t}
+    res = {"pages": pages, "fill_s": time.process_time() - t}
 
     holder = {}
     res["fork"] = _timed("fork", profile, lambda: holder.setdefault("c", p.fork())) * 1e9
@@ -116,6 +119,10 @@ def _round(m, p, size, profile):
     res["reuse"] = dt * 1e9 / res["reuse_faults"]
     assert m.k.vmstat[vmstat.PGREUSE] - reused == res["reuse_faults"], "COW-reuse copied"
 
+    res["dontneed"] = _timed("dontneed", profile,
+                             lambda: p.madvise(a, size, vmsim.MADV_DONTNEED)) * 1e9 / pages
+    assert p.mm.rss_stat[MM_ANONPAGES] < pages, "MADV_DONTNEED left the pages mapped"
+    p.touch(a, size, write=True, value=4)                 # populated again for munmap
     res["munmap"] = _timed("munmap", profile, lambda: p.munmap(a, size)) * 1e9 / pages
     return res
 

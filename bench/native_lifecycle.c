@@ -7,11 +7,13 @@
  *           copy each), ns per fault, measured in the child and sent over a pipe;
  *   reuse   after the child exited, the parent writes one byte per page (the pages
  *           are its own again: wp_can_reuse_anon_folio), ns per fault;
+ *   dontneed  MADV_DONTNEED over the populated region (zap_page_range_single), ns
+ *           per page; the region is then filled again;
  *   munmap  the time of munmap() of the populated region, ns per page.
  * The first round warms the host (this VM returns freed memory to its host, and
  * refaulting it there is not the guest kernel's cost). Prints one line per round:
  * "<pages> <fork ns> <cow ns/fault> <cow faults> <reuse ns/fault> <reuse faults>
- *  <munmap ns/page>". */
+ *  <munmap ns/page> <dontneed ns/page>". */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +26,7 @@
 static double now_ns(void)
 {
 	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
 	return t.tv_sec * 1e9 + t.tv_nsec;
 }
 
@@ -80,10 +82,14 @@ int main(int argc, char **argv)
 		long rf;
 		double reuse = write_pages(p, len, &rf);
 		a = now_ns();
+		madvise(p, len, MADV_DONTNEED);
+		double dontneed = now_ns() - a;
+		memset(p, 0x5a, len);
+		a = now_ns();
 		munmap(p, len);
 		double unmap = now_ns() - a;
-		printf("%zu %.0f %s %.1f %ld %.1f\n", len >> 12, fork_ns, buf, reuse, rf,
-		       unmap / (len >> 12));
+		printf("%zu %.0f %s %.1f %ld %.1f %.1f\n", len >> 12, fork_ns, buf, reuse, rf,
+		       unmap / (len >> 12), dontneed / (len >> 12));
 		fflush(stdout);
 	}
 	return 0;
