@@ -17,12 +17,13 @@ from vmsim.arch.x86.mm.pgtable import pgd_alloc, pgd_free
 from vmsim.arch.x86.mm.tlb import flush_tlb_mm
 from vmsim.arch.x86.mm.pkeys import _init_new_context_pkeys, arch_dup_pkeys
 from vmsim.kernel.sched import task_struct
+from vmsim.mm._gap_tree import _gap_tree
 from vmsim.mm.mm_types import (mm_struct, vm_area_struct, VM_DONTCOPY, VM_ACCOUNT,
                                VM_WIPEONFORK, VM_LOCKED_MASK, VM_NOHUGEPAGE, vma_pages)
 
 VM_INIT_DEF_MASK = VM_NOHUGEPAGE
 # mm_struct fields mm_init() resets after dup_mm's memcpy.
-_MM_INIT_FIELDS = ("mm_mt_ends", "mm_mt", "pgd", "pgd_ptr", "rss_stat", "locked_vm", "pinned_vm",
+_MM_INIT_FIELDS = ("mm_mt_ends", "mm_mt", "_mt_gap", "pgd", "pgd_ptr", "rss_stat", "locked_vm", "pinned_vm",
                    "pgtables_bytes", "map_count", "mm_users", "mm_count", "mmu_notifiers",
                    "tlb_flush_pending", "owner")
 
@@ -37,6 +38,7 @@ def mm_init(mm, task) -> int:
     from current's mm only as VM_INIT_DEF_MASK; then the PGD."""
     mm.mm_mt_ends = []
     mm.mm_mt = []
+    mm._mt_gap = _gap_tree()
     mm.map_count = 0
     mm.locked_vm = 0
     mm.pinned_vm = 0

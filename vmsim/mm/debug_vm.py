@@ -29,6 +29,8 @@ mapcount convention belongs to the THP issue (``PMD_MAPCOUNT`` below).
 """
 import numpy as np
 
+from vmsim.mm._gap_tree import _check_gap_tree
+
 from vmsim.arch.x86 import pgtable_types as T
 from vmsim.mm import vmstat
 from vmsim.mm.mm_types import (VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_PFNMAP, VM_MIXEDMAP,
@@ -359,6 +361,7 @@ def _check_vma_tree(k, mm, rep):
         total += (v.vm_end - v.vm_start) >> 12
     if mm.total_vm != total:
         rep(f"{name}: total_vm = {mm.total_vm}, VMAs span {total} pages")
+    _check_gap_tree(mm, rep, name)
 
 
 def _first(mask):

@@ -6,6 +6,8 @@ two sorted parallel lists (vm_end keys and VMAs) searched with bisect.
 """
 import bisect
 
+from vmsim.mm._gap_tree import _gap_tree
+
 # VM_* (include/linux/mm.h)
 VM_NONE = 0
 VM_READ = 0x1
@@ -107,7 +109,7 @@ class vm_area_struct:
     """struct vm_area_struct."""
     __slots__ = ("vm_start", "vm_end", "vm_mm", "vm_page_prot", "vm_flags", "vm_pgoff",
                  "vm_file", "vm_ops", "anon_vma", "anon_vma_chain", "vm_private_data", "anon_name",
-                 "vm_lock_seq", "detached", "__weakref__")
+                 "vm_lock_seq", "detached", "_mt_node", "__weakref__")
 
     def __init__(self, mm, start, end, flags, prot, pgoff=0, file=None, ops=None):
         self.vm_mm = mm
@@ -124,6 +126,7 @@ class vm_area_struct:
         self.anon_name = None
         self.vm_lock_seq = 0
         self.detached = False
+        self._mt_node = None        # vmsim-only: its node in mm._mt_gap
 
     def __repr__(self):
         # As /proc/PID/maps and smaps' VmFlags show it (for people, never on a hot path).
@@ -167,6 +170,7 @@ class mm_struct:
         self.kernel = kernel
         self.mm_mt_ends = []        # sorted vm_end of each VMA (maple tree keys)
         self.mm_mt = []             # the VMAs, in address order
+        self._mt_gap = _gap_tree()  # the maple tree's gap tracking (mm/_gap_tree.py)
         self.pgd = -1               # PFN of the PGD page
         self.pgd_ptr = 0            # pool index of pgd entry 0
         self.rss_stat = [0] * NR_MM_COUNTERS
@@ -246,25 +250,50 @@ class mm_struct:
 
     def vma_store(self, vma):
         """Insert ``vma`` (no overlap allowed) (vma_iter_store())."""
+        mt = self.mm_mt
         i = bisect.bisect_right(self.mm_mt_ends, vma.vm_start)
-        assert i == len(self.mm_mt) or self.mm_mt[i].vm_start >= vma.vm_end, "VMA overlap"
+        assert i == len(mt) or mt[i].vm_start >= vma.vm_end, "VMA overlap"
         self.mm_mt_ends.insert(i, vma.vm_end)
-        self.mm_mt.insert(i, vma)
+        mt.insert(i, vma)
         self.map_count += 1
+        gaps = self._mt_gap
+        gaps.insert(vma, vma.vm_start - (mt[i - 1].vm_end if i else 0))
+        if i + 1 < len(mt):
+            nxt = mt[i + 1]
+            gaps.set_gap(nxt, nxt.vm_start - vma.vm_end)
 
     def vma_remove(self, vma):
         i = self._index(vma)
-        del self.mm_mt[i]
+        mt = self.mm_mt
+        del mt[i]
         del self.mm_mt_ends[i]
         self.map_count -= 1
         vma.detached = True
+        gaps = self._mt_gap
+        gaps.delete(vma)
+        if i < len(mt):
+            nxt = mt[i]
+            gaps.set_gap(nxt, nxt.vm_start - (mt[i - 1].vm_end if i else 0))
 
     def vma_update(self, vma, start: int, end: int):
-        """Change a VMA's bounds in place, keeping the tree ordered."""
-        self.vma_remove(vma)
+        """Change a VMA's bounds in place, keeping the tree ordered (the new range
+        may not overlap another VMA, so the VMA keeps its place)."""
+        i = self._index(vma)
+        mt = self.mm_mt
+        assert (i == 0 or mt[i - 1].vm_end <= start) and \
+            (i + 1 == len(mt) or end <= mt[i + 1].vm_start), "VMA overlap"
         vma.vm_start, vma.vm_end = start, end
-        vma.detached = False
-        self.vma_store(vma)
+        self.mm_mt_ends[i] = end
+        gaps = self._mt_gap
+        gaps.set_gap(vma, start - (mt[i - 1].vm_end if i else 0))
+        if i + 1 < len(mt):
+            nxt = mt[i + 1]
+            gaps.set_gap(nxt, nxt.vm_start - end)
+
+    def _last_end(self) -> int:
+        """vmsim-only: the end of the highest VMA (0 without VMAs)."""
+        mt = self.mm_mt
+        return mt[-1].vm_end if mt else 0
 
     def get_mm_counter(self, member: int) -> int:
         return self.rss_stat[member]

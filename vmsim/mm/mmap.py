@@ -152,88 +152,61 @@ def vm_end_gap(mm, vma) -> int:
     return vma.vm_end
 
 
-def _gaps_desc(mm, low: int, high: int):
-    """Yield (gap_start, gap_end) of free space inside [low, high), highest first."""
-    end = high
-    for vma in reversed(mm.mm_mt):
-        if vma.vm_start >= end:
-            continue
-        if vma.vm_end < end:
-            yield max(vma.vm_end, low), end
-        end = vma.vm_start
-        if end <= low:
-            return
-    if end > low:
-        yield low, end
-
-
-def _gaps_asc(mm, low: int, high: int):
-    start = low
-    for vma in mm.mm_mt:
-        if vma.vm_end <= start:
-            continue
-        if vma.vm_start > start:
-            yield start, min(vma.vm_start, high)
-        start = vma.vm_end
-        if start >= high:
-            return
-    if start < high:
-        yield start, high
-
-
 def unmapped_area_topdown(mm, length: int, low_limit: int, high_limit: int,
                           align_mask: int = 0, align_offset: int = 0, start_gap: int = 0) -> int:
-    """unmapped_area_topdown(): the highest gap of ``length``, respecting guard gaps."""
-    search = length + align_mask + start_gap
+    """unmapped_area_topdown() (mm/vma.c): the highest gap of ``length`` in
+    [low_limit, high_limit), found through the gap tracking of the VMA tree
+    (vma_iter_area_highest -> mas_empty_area_rev), then moved below a stack's guard
+    gap by retrying."""
+    info_length = length
+    length = length + align_mask + start_gap
     low_limit = max(low_limit, mm.kernel.mmap_min_addr)
+    gaps = mm._mt_gap
     while True:
-        found = None
-        for gs, ge in _gaps_desc(mm, low_limit, high_limit):
-            if ge - gs >= search:
-                found = ge
-                break
-        if found is None:
+        gap_end = gaps.highest(mm._last_end(), low_limit, high_limit, length)
+        if gap_end is None:                             # vma_iter_area_highest failed
             return -errno.ENOMEM
-        gap_end = found
-        gap = gap_end - length
+        gap = gap_end - info_length
         gap -= (gap - align_offset) & align_mask
-        nxt = mm.find_vma(gap_end - 1) if gap_end else None
-        if nxt is not None and nxt.vm_start < gap_end:
-            nxt = mm.find_vma(gap_end)
-        nxt = mm.find_vma(gap_end)
-        if nxt is not None and nxt.vm_flags & VM_GROWSDOWN:
-            if vm_start_gap(mm, nxt) < gap_end:
-                high_limit = vm_start_gap(mm, nxt)
+        tmp = mm.find_vma(gap_end)                      # vma_next(&vmi)
+        if tmp is not None and tmp.vm_flags & VM_GROWSDOWN:   # VM_STARTGAP_FLAGS
+            if vm_start_gap(mm, tmp) < gap_end:
+                high_limit = vm_start_gap(mm, tmp)
                 continue
         else:
-            _, prev = mm.find_vma_prev(gap)
-            prev = None
-            for v in mm.mm_mt:
-                if v.vm_end <= gap:
-                    prev = v
-            if prev is not None and vm_end_gap(mm, prev) > gap:
-                high_limit = prev.vm_start
+            _, tmp = mm.find_vma_prev(gap)              # vma_prev(&vmi)
+            if tmp is not None and vm_end_gap(mm, tmp) > gap:
+                high_limit = tmp.vm_start
                 continue
         return gap
 
 
 def unmapped_area(mm, length: int, low_limit: int, high_limit: int,
                   align_mask: int = 0, align_offset: int = 0, start_gap: int = 0) -> int:
-    """unmapped_area(): the lowest gap of ``length`` (bottom-up search)."""
-    search = length + align_mask + start_gap
+    """unmapped_area() (mm/vma.c): the lowest gap of ``length`` in [low_limit,
+    high_limit) (vma_iter_area_lowest -> mas_empty_area), retried above a stack's
+    guard gap."""
+    length = length + align_mask + start_gap
     low_limit = max(low_limit, mm.kernel.mmap_min_addr)
-    for gs, ge in _gaps_asc(mm, low_limit, high_limit):
-        if ge - gs < search:
-            continue
-        gap = gs + start_gap
+    gaps = mm._mt_gap
+    while True:
+        addr = gaps.lowest(mm._last_end(), low_limit, high_limit, length)
+        if addr is None:                                # vma_iter_area_lowest failed
+            return -errno.ENOMEM
+        # Adjust for the gap first so it doesn't interfere with the later alignment.
+        gap = addr + start_gap
         gap += (align_offset - gap) & align_mask
-        nxt = mm.find_vma(gap)
-        if nxt is not None and nxt.vm_start < gap + length:
-            continue
-        if nxt is not None and vm_start_gap(mm, nxt) < gap + length:
-            continue
+        tmp = mm.find_vma(addr)                         # vma_next(&vmi)
+        if tmp is not None and tmp.vm_flags & VM_GROWSDOWN:   # VM_STARTGAP_FLAGS
+            if vm_start_gap(mm, tmp) < gap + length - 1:
+                low_limit = tmp.vm_end
+                continue
+        else:
+            _, tmp = mm.find_vma_prev(addr)             # vma_prev(&vmi)
+            if tmp is not None and vm_end_gap(mm, tmp) > gap:
+                low_limit = vm_end_gap(mm, tmp)
+                continue
         return gap
-    return -errno.ENOMEM
 
 
 def mmap_address_hint_valid(mm, addr: int, length: int) -> bool:

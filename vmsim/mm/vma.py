@@ -178,20 +178,19 @@ def commit_merge(vmg) -> int:
         removed.append(vmg.middle)
     if vmg.remove_next:
         removed.append(vmg.next)
-    # Take every VMA involved out of the tree, then store the survivors with their
-    # new ranges (vma_iter_store_overwrite over [start, end)).
+    # Take the swallowed VMAs out of the tree, then give the survivors their new
+    # ranges in place (vma_iter_store_overwrite over [start, end)), the one that
+    # shrinks first so the ranges never overlap.
     for v in removed:
         mm.vma_remove(v)
-    mm.vma_remove(vma)
+    if adjust is not None and not vmg.adjust_next_start:
+        mm.vma_update(adjust, vmg.end, adjust.vm_end)
+    mm.vma_update(vma, vmg.start, vmg.end)
+    vma.vm_pgoff = vmg.pgoff
     if adjust is not None:
-        mm.vma_remove(adjust)
-    vma.vm_start, vma.vm_end, vma.vm_pgoff = vmg.start, vmg.end, vmg.pgoff
-    vma.detached = False
-    mm.vma_store(vma)
-    if adjust is not None:
-        adjust.vm_start, adjust.vm_pgoff = vmg.end, adj_pgoff
-        adjust.detached = False
-        mm.vma_store(adjust)
+        if vmg.adjust_next_start:
+            mm.vma_update(adjust, vmg.end, adjust.vm_end)
+        adjust.vm_pgoff = adj_pgoff
     k = mm.kernel
     from vmsim.mm.rmap import unlink_anon_vmas
     for v in removed:                                  # vma_complete(): vp->remove

@@ -1,0 +1,250 @@
+"""vmsim-only: the gap tracking of the maple tree (lib/maple_tree.c) for placement.
+
+The kernel's maple tree records, in every node, the largest empty range below each
+slot (ma_gaps / mas_max_gap), so mas_empty_area() and mas_empty_area_rev() -- behind
+vma_iter_area_lowest / vma_iter_area_highest in unmapped_area() and
+unmapped_area_topdown() -- skip every subtree without a gap big enough and find a
+gap in O(log n). vmsim keeps the VMAs in sorted lists (mm_struct.mm_mt) for lookups
+and this augmented balanced tree beside them for the gaps: a treap keyed by VMA
+order whose every node holds the gap below its VMA (vm_start - the previous VMA's
+vm_end, as the maple tree's empty ranges: no stack guard gap) and the largest gap in
+its subtree. The gap above the last VMA is the open range to the end of the address
+space and is handled by the searches. Priorities come from a fixed xorshift sequence,
+so the shape (never the answers) depends only on the order of operations.
+"""
+
+
+class _gap_node:
+    __slots__ = ("vma", "gap", "max", "prio", "left", "right", "parent")
+
+    def __init__(self, vma, gap, prio):
+        self.vma = vma
+        self.gap = gap
+        self.max = gap
+        self.prio = prio
+        self.left = self.right = self.parent = None
+
+
+def _pull(n):
+    """Recompute n.max from n.gap and its children."""
+    m = n.gap
+    c = n.left
+    if c is not None and c.max > m:
+        m = c.max
+    c = n.right
+    if c is not None and c.max > m:
+        m = c.max
+    n.max = m
+
+
+class _gap_tree:
+    __slots__ = ("root", "_seed")
+
+    def __init__(self):
+        self.root = None
+        self._seed = 0x2545F4914F6CDD1D
+
+    def _prio(self) -> int:
+        x = self._seed
+        x ^= (x << 13) & 0xFFFFFFFFFFFFFFFF
+        x ^= x >> 7
+        x ^= (x << 17) & 0xFFFFFFFFFFFFFFFF
+        self._seed = x
+        return x
+
+    def _rotate_up(self, x):
+        p = x.parent
+        g = p.parent
+        if p.left is x:
+            b = x.right
+            p.left = b
+            x.right = p
+        else:
+            b = x.left
+            p.right = b
+            x.left = p
+        if b is not None:
+            b.parent = p
+        p.parent = x
+        x.parent = g
+        if g is None:
+            self.root = x
+        elif g.left is p:
+            g.left = x
+        else:
+            g.right = x
+        _pull(p)
+        _pull(x)
+
+    @staticmethod
+    def _propagate(n):
+        """Refresh the maxima from n up to the root, stopping where nothing changes."""
+        while n is not None:
+            old = n.max
+            _pull(n)
+            if n.max == old:
+                return
+            n = n.parent
+
+    def insert(self, vma, gap: int):
+        """Link ``vma`` (not overlapping any VMA in the tree) with the gap below it."""
+        node = _gap_node(vma, gap, self._prio())
+        vma._mt_node = node
+        cur = self.root
+        if cur is None:
+            self.root = node
+            return
+        s = vma.vm_start
+        while True:
+            if s < cur.vma.vm_start:
+                nxt = cur.left
+                if nxt is None:
+                    cur.left = node
+                    break
+            else:
+                nxt = cur.right
+                if nxt is None:
+                    cur.right = node
+                    break
+            cur = nxt
+        node.parent = cur
+        while node.parent is not None and node.parent.prio < node.prio:
+            self._rotate_up(node)
+        self._propagate(node.parent)
+
+    def delete(self, vma):
+        """Unlink ``vma``'s node."""
+        node = vma._mt_node
+        vma._mt_node = None
+        while True:
+            lc, rc = node.left, node.right
+            if lc is None and rc is None:
+                break
+            self._rotate_up(lc if rc is None or (lc is not None and lc.prio > rc.prio) else rc)
+        p = node.parent
+        if p is None:
+            self.root = None
+        elif p.left is node:
+            p.left = None
+        else:
+            p.right = None
+        node.parent = None
+        self._propagate(p)
+
+    def set_gap(self, vma, gap: int):
+        """The gap below ``vma`` changed (its start or its predecessor's end moved)."""
+        node = vma._mt_node
+        if node.gap != gap:
+            node.gap = gap
+            self._propagate(node)
+
+    # --- searches (mas_empty_area_rev / mas_empty_area) ---------------------------
+    def highest(self, last_end: int, low: int, high: int, size: int):
+        """End of the highest free range whose part inside [low, high) holds ``size``
+        bytes, clamped to high; None when there is none. ``last_end`` is the end of
+        the last VMA (0 with none): the open range above it is free."""
+        e = high
+        s = last_end if last_end > low else low
+        if e - s >= size:
+            return e
+        return _highest(self.root, low, high, size)
+
+    def lowest(self, last_end: int, low: int, high: int, size: int):
+        """Start of the lowest free range whose part inside [low, high) holds ``size``
+        bytes, clamped to low; None when there is none."""
+        r = _lowest(self.root, low, high, size)
+        if r is not None:
+            return r
+        s = last_end if last_end > low else low
+        if high - s >= size:
+            return s
+        return None
+
+
+def _highest(n, low, high, size):
+    if n is None or n.max < size:
+        return None
+    vma = n.vma
+    # Every gap in the right subtree starts at or above this VMA's end.
+    if n.right is not None and vma.vm_end < high:
+        r = _highest(n.right, low, high, size)
+        if r is not None:
+            return r
+    ge = vma.vm_start
+    gs = ge - n.gap
+    if n.gap >= size and gs < high and ge > low:
+        e = ge if ge < high else high
+        s = gs if gs > low else low
+        if e - s >= size:
+            return e
+    # Every gap in the left subtree ends at or below this gap's start.
+    if n.left is not None and gs > low:
+        return _highest(n.left, low, high, size)
+    return None
+
+
+def _lowest(n, low, high, size):
+    if n is None or n.max < size:
+        return None
+    vma = n.vma
+    ge = vma.vm_start
+    gs = ge - n.gap
+    if n.left is not None and gs > low:
+        r = _lowest(n.left, low, high, size)
+        if r is not None:
+            return r
+    if n.gap >= size and gs < high and ge > low:
+        e = ge if ge < high else high
+        s = gs if gs > low else low
+        if e - s >= size:
+            return s
+    if n.right is not None and vma.vm_end < high:
+        return _lowest(n.right, low, high, size)
+    return None
+
+
+def _check_gap_tree(mm, rep, name):
+    """Debug checker: the tree holds exactly mm.mm_mt in order, every gap and maximum is
+    right, parent links and the heap order hold."""
+    t = getattr(mm, "_mt_gap", None)
+    if t is None:
+        rep(f"{name}: no gap tree")
+        return
+    order = []
+    stack = []
+    n = t.root
+    if n is not None and n.parent is not None:
+        rep(f"{name}: gap tree root has a parent")
+    while stack or n is not None:
+        while n is not None:
+            stack.append(n)
+            n = n.left
+        n = stack.pop()
+        order.append(n)
+        for c in (n.left, n.right):
+            if c is not None:
+                if c.parent is not n:
+                    rep(f"{name}: gap tree parent link broken at {n.vma!r}")
+                if c.prio > n.prio:
+                    rep(f"{name}: gap tree heap order broken at {n.vma!r}")
+        m = n.gap
+        for c in (n.left, n.right):
+            if c is not None and c.max > m:
+                m = c.max
+        if m != n.max:
+            rep(f"{name}: gap tree max {n.max:#x} != {m:#x} at {n.vma!r}")
+        n = n.right
+    vmas = mm.mm_mt
+    if len(order) != len(vmas) or any(a.vma is not b for a, b in zip(order, vmas)):
+        rep(f"{name}: gap tree holds {len(order)} VMAs, not the {len(vmas)} of the VMA tree "
+            f"in order")
+        return
+    prev_end = 0
+    for nd in order:
+        v = nd.vma
+        if v._mt_node is not nd:
+            rep(f"{name}: {v!r} does not point at its gap tree node")
+        if nd.gap != v.vm_start - prev_end:
+            rep(f"{name}: gap below {v!r} recorded as {nd.gap:#x}, is "
+                f"{v.vm_start - prev_end:#x}")
+        prev_end = v.vm_end
