@@ -63,26 +63,26 @@ def test_gap_tree_searches_match_a_scan(adds, removes, queries):
         v = _V(page << 12, (page + npages) << 12)
         i = bisect.bisect_left([x.vm_start for x in mm.mm_mt], v.vm_start)
         mm.mm_mt.insert(i, v)
-        mm._mt_gap.insert(v, v.vm_start - (mm.mm_mt[i - 1].vm_end if i else 0))
+        mm._mt_gap._insert(v, v.vm_start - (mm.mm_mt[i - 1].vm_end if i else 0))
         if i + 1 < len(mm.mm_mt):
             n = mm.mm_mt[i + 1]
-            mm._mt_gap.set_gap(n, n.vm_start - v.vm_end)
+            mm._mt_gap._set_gap(n, n.vm_start - v.vm_end)
     for r in removes:
         if r >= len(mm.mm_mt):
             continue
         v = mm.mm_mt.pop(r)
-        mm._mt_gap.delete(v)
+        mm._mt_gap._delete(v)
         if r < len(mm.mm_mt):
             n = mm.mm_mt[r]
-            mm._mt_gap.set_gap(n, n.vm_start - (mm.mm_mt[r - 1].vm_end if r else 0))
+            mm._mt_gap._set_gap(n, n.vm_start - (mm.mm_mt[r - 1].vm_end if r else 0))
     errors = []
     _check_gap_tree(mm, errors.append, "mm")
     assert not errors
     last = mm.mm_mt[-1].vm_end if mm.mm_mt else 0
     for lo, hi, size in queries:
         low, high, size = lo << 12, hi << 12, size << 12
-        assert mm._mt_gap.highest(last, low, high, size) == _scan(mm.mm_mt, low, high, size, True)
-        assert mm._mt_gap.lowest(last, low, high, size) == _scan(mm.mm_mt, low, high, size, False)
+        assert mm._mt_gap._area_highest(last, low, high, size) == _scan(mm.mm_mt, low, high, size, True)
+        assert mm._mt_gap._area_lowest(last, low, high, size) == _scan(mm.mm_mt, low, high, size, False)
 
 
 @settings(max_examples=12, deadline=None)

@@ -10,12 +10,20 @@ The API mirrors what a Linux process and an administrator can do::
     p.touch(a, 1 << 20, write=True)
     print(m.read_file(f"/proc/{p.pid}/smaps_rollup"))
 """
-from importlib.metadata import version as _version, PackageNotFoundError as _NotInstalled
 
-try:
-    __version__ = _version("vmsim")          # single source: pyproject.toml's [project] version
-except _NotInstalled:                        # a source tree on sys.path, never installed
-    __version__ = "0+unknown"
+
+def __getattr__(name):
+    """__version__ is looked up on first use: importlib.metadata costs ~0.1 s to import."""
+    if name == "__version__":
+        from importlib.metadata import version, PackageNotFoundError
+        try:
+            v = version("vmsim")             # single source: pyproject.toml's [project] version
+        except PackageNotFoundError:         # a source tree on sys.path, never installed
+            v = "0+unknown"
+        globals()["__version__"] = v
+        return v
+    raise AttributeError(f"module 'vmsim' has no attribute {name!r}")
+
 
 from vmsim.api import Machine, Process, SignalDelivered, rusage
 from vmsim.mm.mmap import (PROT_NONE, PROT_READ, PROT_WRITE, PROT_EXEC, PROT_GROWSDOWN,

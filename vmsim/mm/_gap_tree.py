@@ -86,7 +86,7 @@ class _gap_tree:
                 return
             n = n.parent
 
-    def insert(self, vma, gap: int):
+    def _insert(self, vma, gap: int):
         """Link ``vma`` (not overlapping any VMA in the tree) with the gap below it."""
         node = _gap_node(vma, gap, self._prio())
         vma._mt_node = node
@@ -112,7 +112,7 @@ class _gap_tree:
             self._rotate_up(node)
         self._propagate(node.parent)
 
-    def delete(self, vma):
+    def _delete(self, vma):
         """Unlink ``vma``'s node."""
         node = vma._mt_node
         vma._mt_node = None
@@ -131,7 +131,7 @@ class _gap_tree:
         node.parent = None
         self._propagate(p)
 
-    def set_gap(self, vma, gap: int):
+    def _set_gap(self, vma, gap: int):
         """The gap below ``vma`` changed (its start or its predecessor's end moved)."""
         node = vma._mt_node
         if node.gap != gap:
@@ -139,7 +139,7 @@ class _gap_tree:
             self._propagate(node)
 
     # --- searches (mas_empty_area_rev / mas_empty_area) ---------------------------
-    def highest(self, last_end: int, low: int, high: int, size: int):
+    def _area_highest(self, last_end: int, low: int, high: int, size: int):
         """End of the highest free range whose part inside [low, high) holds ``size``
         bytes, clamped to high; None when there is none. ``last_end`` is the end of
         the last VMA (0 with none): the open range above it is free."""
@@ -149,7 +149,7 @@ class _gap_tree:
             return e
         return _highest(self.root, low, high, size)
 
-    def lowest(self, last_end: int, low: int, high: int, size: int):
+    def _area_lowest(self, last_end: int, low: int, high: int, size: int):
         """Start of the lowest free range whose part inside [low, high) holds ``size``
         bytes, clamped to low; None when there is none."""
         r = _lowest(self.root, low, high, size)

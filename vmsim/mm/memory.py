@@ -17,7 +17,7 @@ from vmsim.arch.x86.pgtable import (
     p4d_clear, pgd_clear, clear_not_present_full_ptes, PTRS_PER_TABLE)
 from vmsim.arch.x86.mm.pgtable import pte_alloc_one, pmd_alloc_one, pud_alloc_one, p4d_alloc_one, pagetable_free
 from vmsim.arch.x86.mm.tlb import flush_tlb_page, flush_tlb_fix_spurious_fault, note_downgrade
-from vmsim.mm import vmstat
+from vmsim.mm import vmstat, _pte_batch
 from vmsim.mm.mm_types import (
     VM_SHARED, VM_MAYSHARE, VM_WRITE, VM_HUGETLB, VM_PFNMAP, VM_MIXEDMAP, VM_MAYWRITE,
     VM_UFFD_WP, VM_MAYBE_GUARD, FAULT_FLAG_WRITE,
@@ -829,6 +829,8 @@ def zap_pte_range(tlb, vma, pmdp: int, addr: int, end: int, details) -> int:
     start = addr
     can_reclaim_pt = details is not None and details.reclaim_pt and end - start >= PMD_SIZE
     ptep = pte_offset_map(mm, pmdp, addr)
+    batch = _pte_batch._usable(vma)     # vmsim's compiled runs of order-0 anon / zero PTEs
+    zap_anon = should_zap_cows(details)
     while True:                                             # retry:
         force_flush = False
         rss_anon = rss_file = rss_shmem = 0
@@ -836,6 +838,22 @@ def zap_pte_range(tlb, vma, pmdp: int, addr: int, end: int, details) -> int:
         # flush check (every one of them is also in the gather's flush range).
         first = -1
         while addr != end:
+            if batch:
+                addr, ptep, n, run_first, run_last, status, skipped, done = \
+                    _pte_batch._zap_run(tlb, k, ptep, addr, end, zap_anon)
+                rss_anon += n
+                if run_first >= 0:
+                    if first < 0:
+                        first = run_first
+                    last = run_last
+                if skipped:
+                    can_reclaim_pt = False                  # any_skipped
+                if status == _pte_batch._GATHER_FULL:
+                    force_flush = True
+                    break
+                if addr == end:
+                    break
+                batch = done > 0        # a run of other entries: the Python code takes it
             pte = pool[ptep]
             if pte and not pte & (_P | _PROTNONE):
                 zap_nonpresent_ptes(vma, ptep, pte, details, addr)
@@ -1371,7 +1389,20 @@ def copy_pte_range(dst_vma, src_vma, dst_pmdp: int, src_pmdp: int, addr: int, en
         # one record for the range (a superset) instead of one per PTE.
         note_downgrade(src_mm, addr, end)
     rss = [0] * 4
+    batch = _pte_batch._usable(src_vma, False)  # vmsim's compiled runs of order-0 anon / zero PTEs
+    if batch:
+        cow, shared = is_cow_mapping(src_vma.vm_flags), bool(src_vma.vm_flags & VM_SHARED)
+        k = dst_mm.kernel
     while addr != end:
+        if batch:
+            done, status, n = _pte_batch._copy_run(k, dst_ptep, src_ptep, addr, end, cow, shared)
+            rss[MM_ANONPAGES] += n
+            dst_ptep += done
+            src_ptep += done
+            addr += done << 12
+            if addr == end:
+                break
+            batch = done > 0        # a run of other entries: the Python code takes it
         ptent = pool[src_ptep]
         if ptent and not ptent & (_P | _PROTNONE):
             copy_nonpresent_pte(dst_vma, src_vma, dst_ptep, src_ptep, ptent, addr)

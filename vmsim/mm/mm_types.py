@@ -257,10 +257,10 @@ class mm_struct:
         mt.insert(i, vma)
         self.map_count += 1
         gaps = self._mt_gap
-        gaps.insert(vma, vma.vm_start - (mt[i - 1].vm_end if i else 0))
+        gaps._insert(vma, vma.vm_start - (mt[i - 1].vm_end if i else 0))
         if i + 1 < len(mt):
             nxt = mt[i + 1]
-            gaps.set_gap(nxt, nxt.vm_start - vma.vm_end)
+            gaps._set_gap(nxt, nxt.vm_start - vma.vm_end)
 
     def vma_remove(self, vma):
         i = self._index(vma)
@@ -270,10 +270,10 @@ class mm_struct:
         self.map_count -= 1
         vma.detached = True
         gaps = self._mt_gap
-        gaps.delete(vma)
+        gaps._delete(vma)
         if i < len(mt):
             nxt = mt[i]
-            gaps.set_gap(nxt, nxt.vm_start - (mt[i - 1].vm_end if i else 0))
+            gaps._set_gap(nxt, nxt.vm_start - (mt[i - 1].vm_end if i else 0))
 
     def vma_update(self, vma, start: int, end: int):
         """Change a VMA's bounds in place, keeping the tree ordered (the new range
@@ -285,10 +285,10 @@ class mm_struct:
         vma.vm_start, vma.vm_end = start, end
         self.mm_mt_ends[i] = end
         gaps = self._mt_gap
-        gaps.set_gap(vma, start - (mt[i - 1].vm_end if i else 0))
+        gaps._set_gap(vma, start - (mt[i - 1].vm_end if i else 0))
         if i + 1 < len(mt):
             nxt = mt[i + 1]
-            gaps.set_gap(nxt, nxt.vm_start - end)
+            gaps._set_gap(nxt, nxt.vm_start - end)
 
     def _last_end(self) -> int:
         """vmsim-only: the end of the highest VMA (0 without VMAs)."""

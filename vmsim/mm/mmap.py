@@ -163,7 +163,7 @@ def unmapped_area_topdown(mm, length: int, low_limit: int, high_limit: int,
     low_limit = max(low_limit, mm.kernel.mmap_min_addr)
     gaps = mm._mt_gap
     while True:
-        gap_end = gaps.highest(mm._last_end(), low_limit, high_limit, length)
+        gap_end = gaps._area_highest(mm._last_end(), low_limit, high_limit, length)
         if gap_end is None:                             # vma_iter_area_highest failed
             return -errno.ENOMEM
         gap = gap_end - info_length
@@ -190,7 +190,7 @@ def unmapped_area(mm, length: int, low_limit: int, high_limit: int,
     low_limit = max(low_limit, mm.kernel.mmap_min_addr)
     gaps = mm._mt_gap
     while True:
-        addr = gaps.lowest(mm._last_end(), low_limit, high_limit, length)
+        addr = gaps._area_lowest(mm._last_end(), low_limit, high_limit, length)
         if addr is None:                                # vma_iter_area_lowest failed
             return -errno.ENOMEM
         # Adjust for the gap first so it doesn't interfere with the later alignment.

@@ -1,0 +1,171 @@
+"""vmsim's compiled PTE runs (mm/_pte_batch.py, behind zap_pte_range and
+copy_pte_range) leave exactly the state the kernel-named Python per-PTE code leaves:
+the same random programs run on two machines, one with the runs switched off, and
+every mem_map array, page-table row, counter, LRU and per-CPU/buddy free list,
+vmstat and TLB record must agree."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import vmsim
+from vmsim import (PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_SHARED, MAP_ANONYMOUS,
+                   MADV_DONTNEED, SignalDelivered)
+from vmsim.mm import _pte_batch
+
+RW = PROT_READ | PROT_WRITE
+PAGES = 96                     # the region: 96 pages across a PTE-table boundary
+
+OPS = st.one_of(
+    st.tuples(st.just("write"), st.integers(0, PAGES - 1), st.integers(1, 40)),
+    st.tuples(st.just("read"), st.integers(0, PAGES - 1), st.integers(1, 40)),
+    st.tuples(st.just("fork"), st.integers(0, PAGES - 1), st.integers(1, 40)),
+    st.tuples(st.just("dontneed"), st.integers(0, PAGES - 1), st.integers(1, 40)),
+    st.tuples(st.just("munmap"), st.integers(0, PAGES - 1), st.integers(1, 8)),
+    st.tuples(st.just("protect"), st.integers(0, PAGES - 1), st.integers(1, 40)),
+    st.tuples(st.just("shared"), st.integers(0, PAGES - 1), st.integers(1, 8)),
+    st.tuples(st.just("mlock"), st.integers(0, PAGES - 1), st.integers(1, 8)),
+    st.tuples(st.just("exit"), st.integers(0, 3), st.integers(0, 0)),
+)
+
+
+def _run(program, enabled):
+    """Run ``program`` on a fresh machine with the compiled runs on or off."""
+    _pte_batch._set_enabled(enabled)
+    try:
+        m = vmsim.Machine(memory="64M", cpus=2)
+        p = m.spawn()
+        base = p.mmap(0x7f0000000000 - (PAGES << 12) // 2, PAGES << 12, RW,
+                      MAP_PRIVATE | MAP_ANONYMOUS | 0x10)                  # MAP_FIXED
+        procs = [p]
+        for op, page, n in program:
+            a, length = base + (page << 12), min(n, PAGES - page) << 12
+            who = procs[-1]
+            try:
+                if op == "write":
+                    who.touch(a, length, write=True, value=page + 1)
+                elif op == "read":
+                    who.touch(a, length)
+                elif op == "fork":
+                    procs.append(who.fork())
+                    procs[-1].touch(a, length, write=True, value=7)
+                elif op == "dontneed":
+                    who.madvise(a, length, MADV_DONTNEED)
+                elif op == "munmap":
+                    who.munmap(a, length)
+                elif op == "protect":
+                    who.mprotect(a, length, PROT_READ)
+                    who.mprotect(a, length, RW)
+                elif op == "shared":
+                    who.mmap(a, length, RW, MAP_SHARED | MAP_ANONYMOUS | 0x10)
+                    who.touch(a, length, write=True)
+                elif op == "mlock":
+                    who.mlock(a, length)
+                elif op == "exit" and len(procs) > 1:
+                    c = procs.pop(page % (len(procs) - 1) + 1)
+                    c.exit(0)
+                    procs[0].wait(c.pid)
+            except (OSError, SignalDelivered):
+                pass
+        m.check()
+        return m, procs
+    finally:
+        _pte_batch._set_enabled(True)
+
+
+def _state(m, procs):
+    """Everything the runs may touch, in comparable form."""
+    k = m.k
+    mem = k.mem
+    pa = k.page_alloc
+    out = {name: getattr(mem, name).copy() for name in
+           ("np_flags", "np_refcount", "np_mapcount", "np_mapping", "np_index", "np_private",
+            "np_lru_next", "np_lru_prev")}
+    out["pool"] = k.ptpool.arr.copy()
+    out["vmstat"] = list(k.vmstat)
+    out["lru"] = (list(k.lruvec.head), list(k.lruvec.tail), list(k.lruvec.nr))
+    out["fbatches"] = [[list(getattr(fb, n)) for n in ("lru_add", "activate", "lru_lazyfree",
+                                                        "lru_deactivate", "mlock")]
+                       for fb in k.cpu_fbatches]
+    out["zones"] = [(z.free_pages, z.pcp_pages, list(z.nr_free),
+                     [[list(d) for d in fa] for fa in z.free_area],
+                     [(pcp.count, pcp.high, pcp.free_count, pcp.alloc_factor, pcp.flags,
+                       [list(lst) for lst in pcp.lists]) for pcp in z.pcp])
+                    for z in pa.zones]
+    out["pgfree"] = (pa.pgfree, list(pa.pgalloc))
+    out["mms"] = [(p.pid, list(p.mm.rss_stat), p.mm.hiwater_rss, p.mm.pgtables_bytes,
+                   p.getrusage().ru_minflt) for p in procs]
+    ids = {id(p.mm): p.pid for p in procs}
+    out["tlb"] = ([(ids.get(id(e[0])), *e[1:]) for e in k.tlb_flushes],
+                  [(ids.get(id(e[0])), *e[1:]) for e in k.tlb_pending])
+    return out
+
+
+def _assert_same(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        if isinstance(a[key], np.ndarray):
+            diff = np.flatnonzero(a[key] != b[key])
+            assert not len(diff), f"{key} differs at {diff[:8].tolist()}"
+        else:
+            assert a[key] == b[key], key
+
+
+def _compare(program):
+    calls = {"zap": 0, "copy": 0}
+    py = _state(*_run(program, False))
+    if not _pte_batch._impl:
+        _pte_batch._load()
+    saved = dict(_pte_batch._impl)
+
+    def counting(name):
+        def run(*args):
+            calls[name] += 1
+            return saved[name](*args)
+        return run
+    _pte_batch._impl.update(zap=counting("zap"), copy=counting("copy"))
+    try:
+        batched = _state(*_run(program, True))
+    finally:
+        _pte_batch._impl.update(saved)
+    _assert_same(py, batched)
+    return calls
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.lists(OPS, min_size=1, max_size=12))
+def test_compiled_runs_leave_the_python_state(program):
+    """Random programs of writes, reads, forks, MADV_DONTNEED, munmap, mprotect,
+    shared mappings, mlock and exits: identical state with and without the runs."""
+    _compare(program)
+
+
+@pytest.mark.slow
+@settings(max_examples=150, deadline=None)
+@given(st.lists(OPS, min_size=1, max_size=25))
+def test_compiled_runs_leave_the_python_state_long(program):
+    _compare(program)
+
+
+def test_runs_are_taken_and_cover_the_kinds_of_entries():
+    """A fixed program through every kind of entry the runs take or hand back (zero
+    page, anon, shared anon, mlocked, COW-shared after fork, a full mmu_gather):
+    the runs are called, and the state agrees."""
+    program = [("write", 0, 40), ("read", 40, 20), ("shared", 60, 8), ("mlock", 70, 4),
+               ("write", 74, 22), ("fork", 0, 10), ("dontneed", 0, 30), ("exit", 0, 0),
+               ("write", 0, 96), ("munmap", 10, 8), ("fork", 20, 5), ("munmap", 0, 96)]
+    calls = _compare(program)
+    assert calls["zap"] > 0 and calls["copy"] > 0
+
+
+def test_traced_zap_runs_python(monkeypatch):
+    """With a profiler installed (the tracer), the runs stay off."""
+    import sys
+    sys.setprofile(lambda *a: None)
+    try:
+        m = vmsim.Machine(memory="64M")
+        p = m.spawn()
+        vma = p.mm.mm_mt[0]
+        assert not _pte_batch._usable(vma)
+    finally:
+        sys.setprofile(None)
+    assert _pte_batch._usable(vma) == (not vma.vm_flags & 0x2000)

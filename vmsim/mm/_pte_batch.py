@@ -1,0 +1,232 @@
+"""vmsim-only: compiled runs of PTEs for the range operations (zap_pte_range,
+copy_pte_range).
+
+6.18 batches only a large folio's run of PTEs (folio_pte_batch_flags in
+zap_present_ptes and copy_present_ptes) and takes order-0 pages one PTE at a time.
+This batching is vmsim's own: one compiled call walks a run of a PTE table and takes,
+PTE by PTE, exactly the decisions the kernel-named Python code takes for the cases it
+handles -- none PTEs, the zero page (special PTEs) and order-0 anonymous folios -- and
+stops at the first other entry (a file or large folio, a marker, a mapcount about to
+underflow...), which the caller hands to its Python per-PTE code before calling again.
+The state left is the Python path's (tests/test_pte_batch.py compares them).
+
+The Python path runs instead while a tracer or profiler is installed (so traces show
+every kernel function), and with VMSIM_NUMBA=0 (or without numba) these same loops run
+as plain Python over memoryviews.
+"""
+import os
+import sys
+
+import numpy as np
+
+from vmsim.arch.x86 import pgtable_types as T
+from vmsim.mm.page_flags import PG_anon, PG_anon_exclusive, PG_head, PG_tail
+
+_P = T._PAGE_PRESENT
+_RW = T._PAGE_RW
+_PROTNONE = T._PAGE_PROTNONE
+_SPECIAL = T._PAGE_SPECIAL
+_DIRTY = T._PAGE_DIRTY
+_PFN = T.PTE_PFN_MASK
+_MKOLD_NO_UFFD_WP = ~(T._PAGE_ACCESSED | T._PAGE_UFFD_WP)
+_NOT_RW = ~_RW
+_NOT_DIRTY = ~_DIRTY
+_LARGE = PG_head | PG_tail
+_NOT_EXCL = 0xFFFFFFFF ^ PG_anon_exclusive
+MMU_GATHER_BUNDLE = 8
+MAX_GATHER_BATCH = (4096 - 16) // 8
+MAX_GATHER_BATCH_COUNT = 10000 // MAX_GATHER_BATCH
+
+# Run statuses: the run ended at ``end``; stopped at an entry for the Python code;
+# the mmu_gather is full (zap: flush, then go on).
+_DONE, _HANDBACK, _GATHER_FULL = 0, 1, 2
+
+
+def _zap_pte_run(pool, ptep, n, addr, mflags, mapcount, zap_anon, pages,
+                 active, active_nr, batch_count, delayed_rmap):
+    """Zap up to n PTEs from ptep (address addr) as zap_pte_range's loop does for none
+    PTEs, special PTEs and order-0 anon folios. Returns (PTEs done, status, anon pages
+    unmapped from the RSS, pages whose mapcount reached 0, pages gathered into
+    ``pages``, first and last address cleared (-1 if none), whether an anon folio was
+    skipped (should_zap_folio), the gather's active, active_nr, batch_count)."""
+    rss_anon = 0
+    unmapped = 0
+    gathered = 0
+    first = -1
+    last = -1
+    skipped = 0
+    i = 0
+    while i < n:
+        pte = pool[ptep + i]
+        if pte == 0:
+            i += 1
+            continue
+        if not pte & (_P | _PROTNONE):
+            return (i, _HANDBACK, rss_anon, unmapped, gathered, first, last, skipped,
+                    active, active_nr, batch_count)
+        a = addr + (i << 12)
+        if pte & _SPECIAL:                             # vm_normal_page() == NULL
+            pool[ptep + i] = 0                         # ptep_get_and_clear_full()
+            if first < 0:
+                first = a
+            last = a
+            i += 1
+            continue
+        page = (pte & _PFN) >> 12
+        f = mflags[page]
+        if not f & PG_anon or f & _LARGE or mapcount[page] < 1:
+            return (i, _HANDBACK, rss_anon, unmapped, gathered, first, last, skipped,
+                    active, active_nr, batch_count)
+        if not zap_anon:                               # !should_zap_folio()
+            skipped = 1
+            i += 1
+            continue
+        pool[ptep + i] = 0                             # clear_full_ptes()
+        if first < 0:                                  # tlb_remove_tlb_entry()
+            first = a
+        last = a
+        rss_anon += 1
+        m = mapcount[page] - 1                         # folio_remove_rmap_pte()
+        mapcount[page] = m
+        if m == 0:
+            unmapped += 1
+            mflags[page] = f & _NOT_EXCL
+        pages[gathered] = page                         # __tlb_remove_folio_pages()
+        gathered += 1
+        active_nr += 1
+        batch_max = MMU_GATHER_BUNDLE if active == 0 else MAX_GATHER_BATCH
+        i += 1
+        if active_nr >= batch_max - 1:
+            # tlb_next_batch()
+            if delayed_rmap and active != 0:
+                return (i, _GATHER_FULL, rss_anon, unmapped, gathered, first, last, skipped,
+                        active, active_nr, batch_count)
+            if active < batch_count:
+                active += 1
+                active_nr = 0
+            elif batch_count == MAX_GATHER_BATCH_COUNT:
+                return (i, _GATHER_FULL, rss_anon, unmapped, gathered, first, last, skipped,
+                        active, active_nr, batch_count)
+            else:
+                batch_count += 1
+                active += 1
+                active_nr = 0
+    return (n, _DONE, rss_anon, unmapped, gathered, first, last, skipped,
+            active, active_nr, batch_count)
+
+
+def _copy_pte_run(pool, dst_ptep, src_ptep, n, mflags, mapcount, refcount, cow, shared):
+    """Copy up to n PTEs as copy_pte_range's loop does for none PTEs, special PTEs
+    and order-0 anon folios (copy_present_ptes -> __copy_present_ptes). Returns
+    (PTEs done, status, anon pages added to the child's RSS)."""
+    rss_anon = 0
+    for i in range(n):
+        pte = pool[src_ptep + i]
+        if pte == 0:
+            continue
+        if not pte & (_P | _PROTNONE):
+            return i, _HANDBACK, rss_anon
+        if not pte & _SPECIAL:
+            page = (pte & _PFN) >> 12
+            f = mflags[page]
+            if not f & PG_anon or f & _LARGE:
+                return i, _HANDBACK, rss_anon
+            refcount[page] += 1                        # folio_get()
+            mflags[page] = f & _NOT_EXCL               # folio_try_dup_anon_rmap_pte()
+            mapcount[page] += 1
+            rss_anon += 1
+        if cow and pte & _RW:
+            pool[src_ptep + i] = pool[src_ptep + i] & _NOT_RW     # wrprotect_ptes()
+            pte &= _NOT_RW
+        if shared:
+            pte &= _NOT_DIRTY                          # pte_mkclean()
+        pool[dst_ptep + i] = pte & _MKOLD_NO_UFFD_WP   # pte_mkold(); set_ptes()
+    return n, _DONE, rss_anon
+
+
+_impl = {}
+_state = {"enabled": True}
+
+
+def _set_enabled(flag: bool):
+    """Tests: switch the batches off (the Python per-PTE code only) or on."""
+    _state["enabled"] = flag
+
+
+def _tracing() -> bool:
+    """A tracer or profiler is installed: run the kernel-named Python code only."""
+    if sys.getprofile() is not None:
+        return True
+    if sys.version_info >= (3, 12):
+        return sys.monitoring.get_tool(sys.monitoring.PROFILER_ID) is not None
+    return False
+
+
+def _load():
+    """Compile (or load from the cache) the runs; plain Python with VMSIM_NUMBA=0."""
+    if os.environ.get("VMSIM_NUMBA", "1") != "0":
+        try:
+            from vmsim._jitcache import _njit
+            _impl.update(zap=_njit(_zap_pte_run, nogil=True),
+                         copy=_njit(_copy_pte_run, nogil=True), compiled=True)
+            return
+        except ImportError:
+            pass
+    _impl.update(zap=_zap_pte_run, copy=_copy_pte_run, compiled=False)
+
+
+def _arrays(k):
+    """The table pool and mem_map arrays the runs take: numpy arrays for the compiled
+    loops, memoryviews for the plain Python ones."""
+    mem = k.mem
+    if _impl["compiled"]:
+        return k.ptpool.arr, mem.np_flags, mem.np_mapcount, mem.np_refcount
+    return k.ptpool.mv, mem.flags, mem.mapcount, mem.refcount
+
+
+def _usable(vma, zap: bool = True) -> bool:
+    """The runs apply: not traced, and a VMA whose pages need nothing the runs leave
+    out (VM_PFNMAP / VM_MIXEDMAP change vm_normal_page; a zap in a VM_LOCKED VMA
+    adds munlock)."""
+    from vmsim.mm.mm_types import VM_PFNMAP, VM_MIXEDMAP, VM_LOCKED
+    if not _state["enabled"] or vma.vm_flags & (VM_PFNMAP | VM_MIXEDMAP |
+                                                (VM_LOCKED if zap else 0)):
+        return False
+    if _tracing():
+        return False
+    if not _impl:
+        _load()
+    return True
+
+
+def _zap_run(tlb, k, ptep: int, addr: int, end: int, zap_anon: bool):
+    """Run _zap_pte_run from (ptep, addr) towards end and apply what it returns to the
+    gather, vmstat and the caller. Returns (addr, ptep, anon RSS, first, last,
+    status, skipped, PTEs done)."""
+    from vmsim.mm import vmstat
+    n = (end - addr) >> 12
+    pool, mflags, mapcount, _ = _arrays(k)
+    pages = np.empty(n, dtype=np.int64) if _impl["compiled"] else [0] * n
+    (done, status, rss_anon, unmapped, gathered, first, last, skipped,
+     tlb.active, tlb.active_nr, tlb.batch_count) = _impl["zap"](
+        pool, ptep, n, addr, mflags, mapcount, zap_anon, pages,
+        tlb.active, tlb.active_nr, tlb.batch_count, tlb.delayed_rmap)
+    if gathered:
+        tlb.pages.extend(pages[:gathered].tolist() if _impl["compiled"] else pages[:gathered])
+    if first >= 0:
+        # __tlb_adjust_range() of every cleared PTE: they ascend, so the run's first
+        # and last give the same range.
+        if not tlb.fullmm:
+            tlb.start = min(tlb.start, first)
+            tlb.end = max(tlb.end, last + 4096)
+        tlb.cleared_ptes = True
+    if unmapped:
+        k.vmstat[vmstat.NR_ANON_PAGES] -= unmapped
+    return (addr + (done << 12), ptep + done, rss_anon, first, last, status, skipped, done)
+
+
+def _copy_run(k, dst_ptep: int, src_ptep: int, addr: int, end: int, cow: bool, shared: bool):
+    """Run _copy_pte_run; returns (PTEs done, status, anon RSS added)."""
+    pool, mflags, mapcount, refcount = _arrays(k)
+    return _impl["copy"](pool, dst_ptep, src_ptep, (end - addr) >> 12, mflags, mapcount,
+                         refcount, cow, shared)
