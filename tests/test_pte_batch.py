@@ -1,5 +1,5 @@
-"""vmsim's compiled PTE runs (mm/_pte_batch.py, behind zap_pte_range and
-copy_pte_range) leave exactly the state the kernel-named Python per-PTE code leaves:
+"""vmsim's compiled runs (mm/_pte_batch.py, behind zap_pte_range, copy_pte_range
+and folios_put) leave exactly the state the kernel-named Python per-PTE code leaves:
 the same random programs run on two machines, one with the runs switched off, and
 every mem_map array, page-table row, counter, LRU and per-CPU/buddy free list,
 vmstat and TLB record must agree."""
@@ -111,7 +111,7 @@ def _assert_same(a, b):
 
 
 def _compare(program):
-    calls = {"zap": 0, "copy": 0}
+    calls = {"zap": 0, "copy": 0, "put": 0}
     py = _state(*_run(program, False))
     if not _pte_batch._impl:
         _pte_batch._load()
@@ -122,7 +122,7 @@ def _compare(program):
             calls[name] += 1
             return saved[name](*args)
         return run
-    _pte_batch._impl.update(zap=counting("zap"), copy=counting("copy"))
+    _pte_batch._impl.update(zap=counting("zap"), copy=counting("copy"), put=counting("put"))
     try:
         batched = _state(*_run(program, True))
     finally:
@@ -154,7 +154,7 @@ def test_runs_are_taken_and_cover_the_kinds_of_entries():
                ("write", 74, 22), ("fork", 0, 10), ("dontneed", 0, 30), ("exit", 0, 0),
                ("write", 0, 96), ("munmap", 10, 8), ("fork", 20, 5), ("munmap", 0, 96)]
     calls = _compare(program)
-    assert calls["zap"] > 0 and calls["copy"] > 0
+    assert calls["zap"] > 0 and calls["copy"] > 0 and calls["put"] > 0
 
 
 def test_traced_zap_runs_python(monkeypatch):

@@ -20,7 +20,9 @@ import sys
 import numpy as np
 
 from vmsim.arch.x86 import pgtable_types as T
-from vmsim.mm.page_flags import PG_anon, PG_anon_exclusive, PG_head, PG_tail
+from vmsim.mm.page_flags import (PG_anon, PG_anon_exclusive, PG_head, PG_tail, PG_lru,
+                                 PG_active, PG_unevictable, PG_swapbacked, PG_ORDER_MASK,
+                                 PG_ORDER_SHIFT)
 
 _P = T._PAGE_PRESENT
 _RW = T._PAGE_RW
@@ -32,6 +34,9 @@ _MKOLD_NO_UFFD_WP = ~(T._PAGE_ACCESSED | T._PAGE_UFFD_WP)
 _NOT_RW = ~_RW
 _NOT_DIRTY = ~_DIRTY
 _LARGE = PG_head | PG_tail
+_NOT_LRU = 0xFFFFFFFF ^ (PG_lru | PG_active | PG_unevictable)
+# folios_put() batches shorter than this stay in Python (the LRU drains of a fault).
+_MIN_PUT_RUN = 64
 _NOT_EXCL = 0xFFFFFFFF ^ PG_anon_exclusive
 MMU_GATHER_BUNDLE = 8
 MAX_GATHER_BATCH = (4096 - 16) // 8
@@ -144,6 +149,50 @@ def _copy_pte_run(pool, dst_ptep, src_ptep, n, mflags, mapcount, refcount, cow, 
     return n, _DONE, rss_anon
 
 
+def _folios_put_pages(pfns, refcount, mflags, lru_next, lru_prev, head, tail, nr, delta,
+                      free):
+    """folios_put()'s loop: drop a reference on each folio; one whose last reference
+    went leaves its LRU list (__page_cache_release -> lruvec_del_folio) and goes to
+    ``free``. ``delta`` collects the pages taken off each LRU list (their vmstat).
+    Stops before a refcount underflow (the caller's Python loop reports it). Returns
+    (folios done, folios to free)."""
+    nfree = 0
+    for i in range(len(pfns)):
+        pfn = pfns[i]
+        r = refcount[pfn] - 1
+        if r < 0:
+            return i, nfree
+        refcount[pfn] = r
+        if r == 0:
+            f = mflags[pfn]
+            if f & PG_lru:
+                if f & PG_unevictable:                 # folio_lru_list()
+                    lru = 4
+                else:
+                    lru = 0 if f & PG_swapbacked else 2
+                    if f & PG_active:
+                        lru += 1
+                prv = lru_prev[pfn]
+                nxt = lru_next[pfn]
+                if prv:
+                    lru_next[prv] = nxt
+                else:
+                    head[lru] = nxt
+                if nxt:
+                    lru_prev[nxt] = prv
+                else:
+                    tail[lru] = prv
+                lru_prev[pfn] = 0
+                lru_next[pfn] = 0
+                n = 1 << ((f & PG_ORDER_MASK) >> PG_ORDER_SHIFT) if f & PG_head else 1
+                nr[lru] -= n
+                delta[lru] += n
+                mflags[pfn] = f & _NOT_LRU
+            free[nfree] = pfn
+            nfree += 1
+    return len(pfns), nfree
+
+
 _impl = {}
 _state = {"enabled": True}
 
@@ -168,11 +217,12 @@ def _load():
         try:
             from vmsim._jitcache import _njit
             _impl.update(zap=_njit(_zap_pte_run, nogil=True),
-                         copy=_njit(_copy_pte_run, nogil=True), compiled=True)
+                         copy=_njit(_copy_pte_run, nogil=True),
+                         put=_njit(_folios_put_pages, nogil=True), compiled=True)
             return
         except ImportError:
             pass
-    _impl.update(zap=_zap_pte_run, copy=_copy_pte_run, compiled=False)
+    _impl.update(zap=_zap_pte_run, copy=_copy_pte_run, put=_folios_put_pages, compiled=False)
 
 
 def _arrays(k):
@@ -230,3 +280,45 @@ def _copy_run(k, dst_ptep: int, src_ptep: int, addr: int, end: int, cow: bool, s
     pool, mflags, mapcount, refcount = _arrays(k)
     return _impl["copy"](pool, dst_ptep, src_ptep, (end - addr) >> 12, mflags, mapcount,
                          refcount, cow, shared)
+
+
+def _put_usable(pfns) -> bool:
+    """folios_put() of a batch long enough for a run, not traced."""
+    if len(pfns) < _MIN_PUT_RUN or not _state["enabled"] or _tracing():
+        return False
+    if not _impl:
+        _load()
+    return True
+
+
+def _folios_put_run(k, pfns):
+    """Run _folios_put_pages over ``pfns`` and apply the LRU heads, tails, counts and
+    vmstat. Returns (folios done, the PFNs to free in order)."""
+    from vmsim.mm.swap import _LRU_STAT, _ZONE_LRU_STAT
+    mem = k.mem
+    lv = k.lruvec
+    n = len(pfns)
+    if _impl["compiled"]:
+        args = (np.asarray(pfns, dtype=np.int64), mem.np_refcount, mem.np_flags,
+                mem.np_lru_next, mem.np_lru_prev)
+        head, tail, nr = (np.array(x, dtype=np.int64) for x in (lv.head, lv.tail, lv.nr))
+        delta = np.zeros(len(nr), dtype=np.int64)
+        free = np.empty(n, dtype=np.int64)
+    else:
+        args = (pfns, mem.refcount, mem.flags, mem.lru_next, mem.lru_prev)
+        head, tail, nr = list(lv.head), list(lv.tail), list(lv.nr)
+        delta = [0] * len(nr)
+        free = [0] * n
+    done, nfree = _impl["put"](*args, head, tail, nr, delta, free)
+    if _impl["compiled"]:
+        head, tail, nr, delta = head.tolist(), tail.tolist(), nr.tolist(), delta.tolist()
+        free = free[:nfree].tolist()
+    else:
+        free = free[:nfree]
+    lv.head[:], lv.tail[:], lv.nr[:] = head, tail, nr
+    stat = k.vmstat
+    for lru, d in enumerate(delta):
+        if d:
+            stat[_LRU_STAT[lru]] -= d
+            stat[_ZONE_LRU_STAT[lru]] -= d
+    return done, free

@@ -9,7 +9,7 @@ folio->lru links them; PFN 0 (reserved, never on an LRU) is the null link.
 """
 from vmsim.mm.page_flags import (PG_lru, PG_active, PG_swapbacked, PG_unevictable,
                                  PG_mlocked, PG_ORDER_MASK, PG_ORDER_SHIFT, PG_head)
-from vmsim.mm import vmstat
+from vmsim.mm import vmstat, _pte_batch
 from vmsim.mm.folio import folio_nr_pages
 from vmsim.mm.mm_types import VM_LOCKED, VM_SPECIAL
 
@@ -307,6 +307,10 @@ def folios_put(k, pfns):
     batch per call ends in the same state."""
     rc = k.mem.refcount
     free = []
+    if _pte_batch._put_usable(pfns):
+        # vmsim's compiled run of this loop; it stops before an underflow.
+        done, free = _pte_batch._folios_put_run(k, pfns)
+        pfns = pfns[done:]
     for pfn in pfns:
         r = rc[pfn] - 1
         rc[pfn] = r
