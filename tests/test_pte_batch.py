@@ -28,17 +28,17 @@ OPS = st.one_of(
 )
 
 
-def _run(program, enabled):
+def _run(program, enabled, pages=PAGES):
     """Run ``program`` on a fresh machine with the compiled runs on or off."""
     _pte_batch._set_enabled(enabled)
     try:
         m = vmsim.Machine(memory="64M", cpus=2)
         p = m.spawn()
-        base = p.mmap(0x7f0000000000 - (PAGES << 12) // 2, PAGES << 12, RW,
+        base = p.mmap(0x7f0000000000 - (PAGES << 12) // 2, pages << 12, RW,
                       MAP_PRIVATE | MAP_ANONYMOUS | 0x10)                  # MAP_FIXED
         procs = [p]
         for op, page, n in program:
-            a, length = base + (page << 12), min(n, PAGES - page) << 12
+            a, length = base + (page << 12), min(n, pages - page) << 12
             who = procs[-1]
             try:
                 if op == "write":
@@ -110,9 +110,9 @@ def _assert_same(a, b):
             assert a[key] == b[key], key
 
 
-def _compare(program):
-    calls = {"zap": 0, "copy": 0, "put": 0}
-    py = _state(*_run(program, False))
+def _compare(program, pages=PAGES):
+    calls = {"zap": 0, "copy": 0, "put": 0, "commit": 0, "drain": 0}
+    py = _state(*_run(program, False, pages))
     if not _pte_batch._impl:
         _pte_batch._load()
     saved = dict(_pte_batch._impl)
@@ -120,19 +120,22 @@ def _compare(program):
     def counting(name):
         def run(*args):
             calls[name] += 1
-            return saved[name](*args)
+            r = saved[name](*args)
+            if name == "commit" and r[1] >= 0:
+                calls["drain"] += 1
+            return r
         return run
-    _pte_batch._impl.update(zap=counting("zap"), copy=counting("copy"), put=counting("put"))
+    _pte_batch._impl.update({name: counting(name) for name in ("zap", "copy", "put", "commit")})
     try:
-        batched = _state(*_run(program, True))
+        batched = _state(*_run(program, True, pages))
     finally:
         _pte_batch._impl.update(saved)
     _assert_same(py, batched)
     return calls
 
 
-@settings(max_examples=10, deadline=None)
-@given(st.lists(OPS, min_size=1, max_size=12))
+@settings(max_examples=6, deadline=None)
+@given(st.lists(OPS, min_size=1, max_size=10))
 def test_compiled_runs_leave_the_python_state(program):
     """Random programs of writes, reads, forks, MADV_DONTNEED, munmap, mprotect,
     shared mappings, mlock and exits: identical state with and without the runs."""
@@ -169,3 +172,12 @@ def test_traced_zap_runs_python(monkeypatch):
     finally:
         sys.setprofile(None)
     assert _pte_batch._usable(vma) == (not vma.vm_flags & 0x2000)
+
+
+def test_freeing_drains_the_pcp_lists_as_the_python_path():
+    """Frees past pcp->high (free_pcppages_bulk to the buddy, pcp->high tuning) in one
+    munmap and in MADV_DONTNEED after a fork: the same lists, buddy and counters."""
+    program = [("write", 0, 3000), ("dontneed", 0, 1500), ("write", 0, 1500),
+               ("fork", 0, 1), ("exit", 0, 0), ("munmap", 0, 3000)]
+    calls = _compare(program, pages=3000)
+    assert calls["commit"] > 0 and calls["drain"] > 0

@@ -643,6 +643,9 @@ class PageAllocator:
         """free_unref_folios(): free a prepared batch (refcounts 0): each folio as
         free_frozen_pages() would, to this CPU's per-CPU list (free_frozen_page_commit)
         or, for an order the lists do not hold, to the buddy (free_one_page)."""
+        from vmsim.mm import _pte_batch
+        if _pte_batch._put_usable(pfns) and not any(orders):
+            return self._free_unref_order0_run(pfns, cpu)
         mem = self.mem
         flags, mapping, index = mem.flags, mem.mapping, mem.index
         pbmt = self.pageblock_mt_mv
@@ -667,6 +670,49 @@ class PageAllocator:
             else:
                 self.__free_one_page(z, pfn, order, mt)
         self.pgfree += freed
+
+    def _free_unref_order0_run(self, pfns, cpu: int):
+        """free_unref_folios() of order-0 folios through vmsim's compiled run
+        (_pte_batch._commit_order0_pages), zone by zone, draining a pcp list with
+        free_pcppages_bulk() where free_frozen_page_commit() would."""
+        from vmsim.mm import _pte_batch
+        compiled = _pte_batch._impl["compiled"]
+        mem = self.mem
+        if compiled:
+            arr = np.asarray(pfns, dtype=np.int64)
+            pindex = np.empty(len(pfns), dtype=np.int64)
+            arrays = (mem.np_flags, mem.np_mapping, mem.np_index, self.pageblock_mt)
+        else:
+            arr, pindex = pfns, [0] * len(pfns)
+            arrays = (mem.flags, mem.mapping, mem.index, self.pageblock_mt_mv)
+        run = _pte_batch._impl["commit"]
+        i = 0
+        n = len(pfns)
+        while i < n:
+            z = self.zone_of(pfns[i])
+            pcp = z.pcp[cpu]
+            vals = [pcp.alloc_factor, pcp.count, pcp.free_count, pcp.flags, pcp.high,
+                    pcp.high_min, pcp.high_max, pcp.batch, int(z.below_high),
+                    z.free_pages, z.pcp_pages]
+            st = np.array(vals, dtype=np.int64) if compiled else vals
+            start = i
+            i, high = run(arr, i, z.zone_start_pfn, z.zone_end_pfn, *arrays, st, pindex)
+            if compiled:
+                st = st.tolist()
+            (pcp.alloc_factor, pcp.count, pcp.free_count, pcp.flags, pcp.high, _, _, _, _,
+             z.free_pages, z.pcp_pages) = st
+            self.pgfree += i - start
+            lists = pcp.lists
+            idx = pindex[start:i].tolist() if compiled else pindex[start:i]
+            for pfn, pi in zip(pfns[start:i], idx):
+                lists[pi].append(pfn)
+            if high >= 0:
+                # The rest of free_frozen_page_commit() for the page that reached high.
+                self.free_pcppages_bulk(z, nr_pcp_free(pcp, pcp.batch, high, False), pcp,
+                                        idx[-1])
+                if z.below_high and zone_watermark_ok(z, 0, z.watermark[WMARK_HIGH],
+                                                      ZONE_MOVABLE, 0):
+                    z.below_high = False
 
     def nr_free_pages(self) -> int:
         return sum(z.free_pages for z in self.zones)
