@@ -7,6 +7,8 @@ to the lists and drops the batch's references. lru_add_drain() empties the local
 batch. The lists themselves are doubly linked through mem_map.lru_next/lru_prev, as
 folio->lru links them; PFN 0 (reserved, never on an LRU) is the null link.
 """
+import numpy as np
+
 from vmsim.mm.page_flags import (PG_lru, PG_active, PG_swapbacked, PG_unevictable,
                                  PG_mlocked, PG_ORDER_MASK, PG_ORDER_SHIFT, PG_head)
 from vmsim.mm import vmstat, _pte_batch
@@ -276,6 +278,15 @@ def free_unref_folios(k, pfns):
     private = mem.private
     mapcount = mem.mapcount
     data = k.page_data
+    if _pte_batch._put_usable(pfns):
+        # vmsim's batch of the loop below when every folio is order 0, not mlocked.
+        arr = np.asarray(pfns, dtype=np.int64)
+        if not (mem.np_flags[arr] & (PG_head | PG_mlocked)).any():
+            for pfn in arr[mem.np_private[arr] != 0].tolist():
+                data.clear(pfn)
+            mem.np_mapcount[arr] = 0
+            k.page_alloc.free_unref_folios(pfns, [0] * len(pfns), k.current_cpu())
+            return
     orders = []
     for pfn in pfns:
         if flags[pfn] & (PG_head | PG_mlocked):
