@@ -1,5 +1,5 @@
-"""vmsim's compiled runs (mm/_pte_batch.py, behind zap_pte_range, copy_pte_range
-and folios_put) leave exactly the state the kernel-named Python per-PTE code leaves:
+"""vmsim's compiled runs (mm/_pte_batch.py, behind zap_pte_range, copy_pte_range,
+change_pte_range, folios_put and free_unref_folios) leave exactly the state the kernel-named Python per-PTE code leaves:
 the same random programs run on two machines, one with the runs switched off, and
 every mem_map array, page-table row, counter, LRU and per-CPU/buddy free list,
 vmstat and TLB record must agree."""
@@ -111,7 +111,7 @@ def _assert_same(a, b):
 
 
 def _compare(program, pages=PAGES):
-    calls = {"zap": 0, "copy": 0, "put": 0, "commit": 0, "drain": 0}
+    calls = {"zap": 0, "copy": 0, "put": 0, "commit": 0, "drain": 0, "change": 0}
     py = _state(*_run(program, False, pages))
     if not _pte_batch._impl:
         _pte_batch._load()
@@ -125,7 +125,8 @@ def _compare(program, pages=PAGES):
                 calls["drain"] += 1
             return r
         return run
-    _pte_batch._impl.update({name: counting(name) for name in ("zap", "copy", "put", "commit")})
+    _pte_batch._impl.update({name: counting(name) for name in ("zap", "copy", "put", "commit",
+                                                                    "change")})
     try:
         batched = _state(*_run(program, True, pages))
     finally:
@@ -151,13 +152,15 @@ def test_compiled_runs_leave_the_python_state_long(program):
 
 def test_runs_are_taken_and_cover_the_kinds_of_entries():
     """A fixed program through every kind of entry the runs take or hand back (zero
-    page, anon, shared anon, mlocked, COW-shared after fork, a full mmu_gather):
+    page, anon, shared anon, mlocked, COW-shared after fork, mprotect of all of them,
+    a full mmu_gather):
     the runs are called, and the state agrees."""
     program = [("write", 0, 40), ("read", 40, 20), ("shared", 60, 8), ("mlock", 70, 4),
-               ("write", 74, 22), ("fork", 0, 10), ("dontneed", 0, 30), ("exit", 0, 0),
+               ("write", 74, 22), ("fork", 0, 10), ("protect", 0, 60), ("dontneed", 0, 30),
+               ("exit", 0, 0),
                ("write", 0, 96), ("munmap", 10, 8), ("fork", 20, 5), ("munmap", 0, 96)]
     calls = _compare(program)
-    assert calls["zap"] > 0 and calls["copy"] > 0 and calls["put"] > 0
+    assert calls["zap"] > 0 and calls["copy"] > 0 and calls["put"] > 0 and calls["change"] > 0
 
 
 def test_traced_zap_runs_python(monkeypatch):

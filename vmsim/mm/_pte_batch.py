@@ -252,6 +252,64 @@ def _commit_order0_pages(pfns, i, zone_start, zone_end, flags, mapping, index, p
     return i, -1
 
 
+# pte_modify()'s _PAGE_CHG_MASK and pte_needs_flush()'s masks (arch/x86).
+_CHG = (T.PTE_PFN_MASK | T._PAGE_ACCESSED | T._PAGE_DIRTY | T._PAGE_SPECIAL |
+        T._PAGE_SOFT_DIRTY | T._PAGE_UFFD_WP | 0x18)
+_NOT_CHG = ~_CHG
+_FLUSH_ON_CLEAR = T._PAGE_DIRTY | T._PAGE_PRESENT | T._PAGE_ACCESSED
+_SOFTWARE_FLAGS = ((1 << T._PAGE_BIT_SOFTW1) | (1 << T._PAGE_BIT_SOFTW2) |
+                   (1 << T._PAGE_BIT_SOFTW3) | (1 << T._PAGE_BIT_SOFTW4) | T._PAGE_SAVED_DIRTY)
+_FLUSH_ON_CHANGE = (T._PAGE_RW | T._PAGE_USER | T._PAGE_PWT | T._PAGE_PCD | T._PAGE_PSE |
+                    T._PAGE_GLOBAL | (1 << T._PAGE_BIT_PAT_LARGE) |
+                    (0xF << T._PAGE_BIT_PKEY_BIT0) | T._PAGE_NX)
+_IGNORED = ~(_SOFTWARE_FLAGS | T._PAGE_ACCESSED)
+_FLAGS_MASK = ~T.PTE_PFN_MASK
+
+
+def _change_pte_run(pool, ptep, n, addr, newprot, try_writable, vm_write, shared, mflags,
+                    flushed):
+    """change_pte_range()'s loop for none and present PTEs: pte_modify(), with
+    MM_CP_TRY_CHANGE_WRITABLE pte_mkwrite() where can_change_pte_writable() allows,
+    modify_prot_commit_ptes(); the addresses whose change pte_needs_flush() go to
+    ``flushed`` (the caller records and flushes them). Stops at a marker.
+    Returns (PTEs done, status, PTEs changed, addresses flushed)."""
+    pages = 0
+    nf = 0
+    for i in range(n):
+        oldpte = pool[ptep + i]
+        if oldpte == 0:
+            continue
+        if not oldpte & (_P | _PROTNONE):
+            return i, _HANDBACK, pages, nf
+        ptent = (oldpte & _CHG) | (newprot & _NOT_CHG)
+        if try_writable and not ptent & _RW and vm_write and \
+                (ptent & (_PROTNONE | _P)) != _PROTNONE:
+            # can_change_pte_writable()
+            if shared:
+                ok = ptent & _DIRTY
+            elif ptent & _SPECIAL:
+                ok = 0
+            else:
+                f = mflags[(ptent & _PFN) >> 12]
+                ok = (f & PG_anon) and (f & PG_anon_exclusive)
+            if ok:
+                ptent |= _RW                           # pte_mkwrite()
+        pool[ptep + i] = ptent                         # modify_prot_commit_ptes()
+        if oldpte & _P:                                # pte_needs_flush()
+            if (oldpte & _PFN) != (ptent & _PFN):
+                need = True
+            else:
+                oldflags = oldpte & _FLAGS_MASK
+                diff = (oldflags ^ (ptent & _FLAGS_MASK)) & _IGNORED
+                need = (diff & oldflags & _FLUSH_ON_CLEAR) != 0 or \
+                    (diff & _FLUSH_ON_CHANGE) != 0
+            if need:
+                flushed[nf] = addr + (i << 12)
+                nf += 1
+        pages += 1
+    return n, _DONE, pages, nf
+
+
 _impl = {}
 _state = {"enabled": True}
 
@@ -278,12 +336,13 @@ def _load():
             _impl.update(zap=_njit(_zap_pte_run, nogil=True),
                          copy=_njit(_copy_pte_run, nogil=True),
                          put=_njit(_folios_put_pages, nogil=True),
-                         commit=_njit(_commit_order0_pages, nogil=True), compiled=True)
+                         commit=_njit(_commit_order0_pages, nogil=True),
+                         change=_njit(_change_pte_run, nogil=True), compiled=True)
             return
         except ImportError:
             pass
     _impl.update(zap=_zap_pte_run, copy=_copy_pte_run, put=_folios_put_pages,
-                 commit=_commit_order0_pages, compiled=False)
+                 commit=_commit_order0_pages, change=_change_pte_run, compiled=False)
 
 
 def _arrays(k):
@@ -383,3 +442,17 @@ def _folios_put_run(k, pfns):
             stat[_LRU_STAT[lru]] -= d
             stat[_ZONE_LRU_STAT[lru]] -= d
     return done, free
+
+
+def _change_run(k, ptep: int, addr: int, end: int, newprot: int, try_writable: bool, vma):
+    """Run _change_pte_run; returns (PTEs done, status, PTEs changed, the addresses
+    whose change needs a flush, ascending)."""
+    from vmsim.mm.mm_types import VM_WRITE, VM_SHARED
+    n = (end - addr) >> 12
+    pool, mflags, _, _ = _arrays(k)
+    flushed = np.empty(n, dtype=np.int64) if _impl["compiled"] else [0] * n
+    done, status, pages, nf = _impl["change"](
+        pool, ptep, n, addr, newprot, try_writable, bool(vma.vm_flags & VM_WRITE),
+        bool(vma.vm_flags & VM_SHARED), mflags, flushed)
+    flushed = flushed[:nf].tolist() if _impl["compiled"] else flushed[:nf]
+    return done, status, pages, flushed

@@ -30,6 +30,7 @@ from vmsim.mm.mmap import (PROT_READ, PROT_WRITE, PROT_EXEC, PROT_SEM, PROT_GROW
                            may_expand_vm, __vm_enough_memory, calc_vm_prot_bits)
 from vmsim.mm.mmu_gather import tlb_gather_mmu, tlb_finish_mmu
 from vmsim.mm.page_flags import PG_anon, PG_anon_exclusive
+from vmsim.mm import _pte_batch
 
 MM_CP_TRY_CHANGE_WRITABLE = 1 << 0
 MM_CP_PROT_NUMA = 1 << 1
@@ -111,7 +112,22 @@ def change_pte_range(tlb, vma, pmdp: int, addr: int, end: int, newprot: int, cp_
     pool = mm.kernel.ptpool.mv
     ptep = pte_offset_map(mm, pmdp, addr)
     pages = 0
+    batch = _pte_batch._usable(vma, False)  # vmsim's compiled runs of none / present PTEs
     while addr != end:
+        if batch:
+            done, status, n, flushed = _pte_batch._change_run(
+                mm.kernel, ptep, addr, end, newprot, bool(cp_flags & MM_CP_TRY_CHANGE_WRITABLE),
+                vma)
+            for a in flushed:
+                note_downgrade(mm, a, a + 4096)
+            if flushed:
+                tlb_flush_pte_range(tlb, flushed[0], flushed[-1] + 4096 - flushed[0])
+            pages += n
+            addr += done << 12
+            ptep += done
+            if addr == end:
+                break
+            batch = done > 0        # a run of other entries: the Python code takes it
         oldpte = pool[ptep]
         if oldpte & (_P | _PROTNONE):                               # pte_present
             ptent = pte_modify(oldpte, newprot)
