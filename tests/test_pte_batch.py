@@ -113,8 +113,7 @@ def _assert_same(a, b):
 def _compare(program, pages=PAGES):
     calls = {"zap": 0, "copy": 0, "put": 0, "commit": 0, "drain": 0, "change": 0}
     py = _state(*_run(program, False, pages))
-    if not _pte_batch._impl:
-        _pte_batch._load()
+    _pte_batch._load(every=True)
     saved = dict(_pte_batch._impl)
 
     def counting(name):

@@ -328,21 +328,36 @@ def _tracing() -> bool:
     return False
 
 
-def _load():
-    """Compile (or load from the cache) the runs; plain Python with VMSIM_NUMBA=0."""
+_RUNS = {"zap": _zap_pte_run, "copy": _copy_pte_run, "put": _folios_put_pages,
+         "commit": _commit_order0_pages, "change": _change_pte_run}
+
+
+def _load(every: bool = False):
+    """Choose compiled or plain Python runs (VMSIM_NUMBA=0, or no numba); each run is
+    compiled (or loaded from the cache) on its first use, or all now with ``every``."""
+    compiled = False
     if os.environ.get("VMSIM_NUMBA", "1") != "0":
         try:
-            from vmsim._jitcache import _njit
-            _impl.update(zap=_njit(_zap_pte_run, nogil=True),
-                         copy=_njit(_copy_pte_run, nogil=True),
-                         put=_njit(_folios_put_pages, nogil=True),
-                         commit=_njit(_commit_order0_pages, nogil=True),
-                         change=_njit(_change_pte_run, nogil=True), compiled=True)
-            return
+            import numba  # noqa: F401
+            compiled = True
         except ImportError:
             pass
-    _impl.update(zap=_zap_pte_run, copy=_copy_pte_run, put=_folios_put_pages,
-                 commit=_commit_order0_pages, change=_change_pte_run, compiled=False)
+    _impl["compiled"] = compiled
+    if every:
+        for name in _RUNS:
+            _get(name)
+
+
+def _get(name: str):
+    """The run ``name``, compiled on first use when the runs are compiled."""
+    fn = _impl.get(name)
+    if fn is None:
+        fn = _RUNS[name]
+        if _impl["compiled"]:
+            from vmsim._jitcache import _njit
+            fn = _njit(fn, nogil=True)
+        _impl[name] = fn
+    return fn
 
 
 def _arrays(k):
@@ -378,7 +393,7 @@ def _zap_run(tlb, k, ptep: int, addr: int, end: int, zap_anon: bool):
     pool, mflags, mapcount, _ = _arrays(k)
     pages = np.empty(n, dtype=np.int64) if _impl["compiled"] else [0] * n
     (done, status, rss_anon, unmapped, gathered, first, last, skipped,
-     tlb.active, tlb.active_nr, tlb.batch_count) = _impl["zap"](
+     tlb.active, tlb.active_nr, tlb.batch_count) = _get("zap")(
         pool, ptep, n, addr, mflags, mapcount, zap_anon, pages,
         tlb.active, tlb.active_nr, tlb.batch_count, tlb.delayed_rmap)
     if gathered:
@@ -398,7 +413,7 @@ def _zap_run(tlb, k, ptep: int, addr: int, end: int, zap_anon: bool):
 def _copy_run(k, dst_ptep: int, src_ptep: int, addr: int, end: int, cow: bool, shared: bool):
     """Run _copy_pte_run; returns (PTEs done, status, anon RSS added)."""
     pool, mflags, mapcount, refcount = _arrays(k)
-    return _impl["copy"](pool, dst_ptep, src_ptep, (end - addr) >> 12, mflags, mapcount,
+    return _get("copy")(pool, dst_ptep, src_ptep, (end - addr) >> 12, mflags, mapcount,
                          refcount, cow, shared)
 
 
@@ -429,7 +444,7 @@ def _folios_put_run(k, pfns):
         head, tail, nr = list(lv.head), list(lv.tail), list(lv.nr)
         delta = [0] * len(nr)
         free = [0] * n
-    done, nfree = _impl["put"](*args, head, tail, nr, delta, free)
+    done, nfree = _get("put")(*args, head, tail, nr, delta, free)
     if _impl["compiled"]:
         head, tail, nr, delta = head.tolist(), tail.tolist(), nr.tolist(), delta.tolist()
         free = free[:nfree].tolist()
@@ -451,7 +466,7 @@ def _change_run(k, ptep: int, addr: int, end: int, newprot: int, try_writable: b
     n = (end - addr) >> 12
     pool, mflags, _, _ = _arrays(k)
     flushed = np.empty(n, dtype=np.int64) if _impl["compiled"] else [0] * n
-    done, status, pages, nf = _impl["change"](
+    done, status, pages, nf = _get("change")(
         pool, ptep, n, addr, newprot, try_writable, bool(vma.vm_flags & VM_WRITE),
         bool(vma.vm_flags & VM_SHARED), mflags, flushed)
     flushed = flushed[:nf].tolist() if _impl["compiled"] else flushed[:nf]

@@ -685,7 +685,7 @@ class PageAllocator:
         else:
             arr, pindex = pfns, [0] * len(pfns)
             arrays = (mem.flags, mem.mapping, mem.index, self.pageblock_mt_mv)
-        run = _pte_batch._impl["commit"]
+        run = _pte_batch._get("commit")
         i = 0
         n = len(pfns)
         while i < n:
