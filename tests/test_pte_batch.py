@@ -183,3 +183,26 @@ def test_freeing_drains_the_pcp_lists_as_the_python_path():
                ("fork", 0, 1), ("exit", 0, 0), ("munmap", 0, 3000)]
     calls = _compare(program, pages=3000)
     assert calls["commit"] > 0 and calls["drain"] > 0
+
+
+def test_reused_data_rows_read_as_zeros():
+    """Freed frames drop their data; a data row freed with them is zeroed when it is
+    reused (PageData._alloc_row), so a new page written in part reads zeros elsewhere,
+    and a COW copy into a reused row has exactly the source's bytes."""
+    m = vmsim.Machine(memory="64M")
+    p = m.spawn()
+    n = 64
+    a = p.mmap(0, n << 12, RW, MAP_PRIVATE | MAP_ANONYMOUS)
+    p.write(a, b"\xff" * (n << 12))
+    p.munmap(a, n << 12)
+    b = p.mmap(0, n << 12, RW, MAP_PRIVATE | MAP_ANONYMOUS)
+    for i in range(n):
+        p.write(b + (i << 12) + 100, b"abc")
+    c = p.fork()
+    p.write(b, b"xyz")                                   # COW copy in the parent
+    for i in range(n):
+        page = p.read(b + (i << 12), 4096)
+        assert page[100:103] == b"abc" and page.count(0) == 4093 - (3 if i == 0 else 0)
+    assert c.read(b, 3) == b"\0\0\0"
+    c.exit(0)
+    p.wait(c.pid)

@@ -47,11 +47,21 @@ class PageData:
         self.pool = np.frombuffer(self._map, dtype=np.uint8).reshape(rows, PAGE_SIZE)
         self._mv = memoryview(self._map)          # byte slices: cheaper than numpy views
         self.free_rows = []
+        self._stale_rows = []                     # freed rows not zeroed yet
         self.rows_used = 0
 
-    def _alloc_row(self) -> int:
+    def _alloc_row(self, zero: bool = True) -> int:
+        """A row for a frame's data, reading as zeros unless ``zero`` is false (the
+        caller overwrites all of it). A freed row is zeroed here, when it is reused,
+        as the kernel clears a page when it allocates it, not when it frees it."""
         if self.free_rows:
             return self.free_rows.pop()
+        if self._stale_rows:
+            row = self._stale_rows.pop()
+            if zero:
+                b = row * PAGE_SIZE
+                self._mv[b:b + PAGE_SIZE] = _ZERO_PAGE
+            return row
         self.rows_used += 1
         return self.rows_used - 1
 
@@ -99,7 +109,7 @@ class PageData:
         self.clear(dst)
         h = self.private[src]
         if h < 0:
-            row = self._alloc_row()
+            row = self._alloc_row(False)
             self._map.move(row * PAGE_SIZE, ~h * PAGE_SIZE, PAGE_SIZE)
             self.private[dst] = ~row
         else:
@@ -109,9 +119,7 @@ class PageData:
         """clear_page(): drop the frame's data (it reads as zeros)."""
         h = self.private[pfn]
         if h < 0:
-            b = ~h * PAGE_SIZE
-            self._mv[b:b + PAGE_SIZE] = _ZERO_PAGE
-            self.free_rows.append(~h)
+            self._stale_rows.append(~h)           # zeroed when reused (_alloc_row)
         self.private[pfn] = 0
 
     def is_zero(self, pfn: int) -> bool:
