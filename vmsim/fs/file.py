@@ -57,8 +57,12 @@ class file:
         return do_mmap_file_checks(self, flags, vm_flags)
 
     def mmap(self, vma) -> int:
-        """->mmap_prepare: the filesystem's vm_ops."""
-        return self.f_op.mmap(self, vma)
+        """__mmap_new_vma(): the VMA holds the file (get_file), then ->mmap_prepare
+        gives it the filesystem's vm_ops."""
+        err = self.f_op.mmap(self, vma)
+        if not err:
+            get_file(self)
+        return err
 
     def release(self, k):
         """__fput(): the last reference went: drop the inode."""
