@@ -420,11 +420,9 @@ def filemap_map_folio_range(vmf, folio: int, start: int, addr: int, nr_pages: in
     nr = _nr(k, folio)
     findex = mem.index[folio]
     addr0 = addr - start * 4096
-    # "Fully within size of the file": 6.18.2 compares the last index (file_end)
-    # with folio_next_index(), so a folio ending exactly at EOF was mapped in pieces;
-    # the measured 6.18.44 maps it whole (a 64 MiB file's last 2 MiB folio takes one
-    # fault, not 32), as this comparison does.
-    if ((file_end + 1 >= findex + nr or mapping.swapbacked) and
+    # "Fully within size of the file": file_end is the last index, so a folio that
+    # ends at EOF is only mapped over the fault-around window here.
+    if ((file_end >= findex + nr or mapping.swapbacked) and
             findex >= vma.vm_pgoff and
             vma.vm_start + ((findex + nr - vma.vm_pgoff) << 12) <= vma.vm_end and
             (addr0 >> 21) == ((addr0 + nr * 4096 - 1) >> 21)):
@@ -476,11 +474,21 @@ def filemap_map_pages(vmf, start_pgoff: int, end_pgoff: int) -> int:
         file_end = ((i_size_read(mapping) + 4095) >> 12) - 1
         end_pgoff = min(end_pgoff, file_end)
         pool = k.ptpool.mv
-        if pool[vmf.pmd] == 0:                               # filemap_map_pmd()
-            if vmf.prealloc_pte >= 0:
+        # filemap_map_pmd() runs only for a folio inside i_size (or shmem): it installs
+        # the PTE table. Otherwise, with no table yet, pte_offset_map_lock() finds none
+        # and nothing is mapped: ->fault and finish_fault() map the folio (whole, as
+        # it then fits: finish_fault compares i_size rounded up). A 64 MiB file's last
+        # 2 MiB folio so takes one fault on 6.18.44 (do_set_pmd there; vmsim maps the
+        # 512 PTEs: file PMD mappings are not modelled).
+        if pool[vmf.pmd] == 0:
+            if not (file_end >= mem.index[folio] + _nr(k, folio) or mapping.swapbacked):
+                folio = -1
+            elif vmf.prealloc_pte >= 0:
                 vmf.prealloc_pte = pmd_install(mm, vmf.pmd, vmf.prealloc_pte)
             else:
                 return VM_FAULT_OOM
+    if folio >= 0:
+        pool = k.ptpool.mv
         rss = 0
         base_addr = vma.vm_start + ((start_pgoff - vma.vm_pgoff) << 12)
         base_ptep = pte_offset_map(mm, vmf.pmd, base_addr)
