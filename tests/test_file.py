@@ -295,3 +295,24 @@ def test_punch_hole_tmpfs_and_fallocate_size():
     assert p.read(a + 4096, 1) == b"\0"
     p.fallocate(fd, 0, 0, 10 * 4096)
     assert p.lseek(fd, 0, 2) == 10 * 4096
+
+
+def test_truncate_splits_mapped_large_folio_and_unmaps_it():
+    # fileconf's file_truncate_mapped recording (6.18.44): a 16-page file in one
+    # folio, mapped shared, truncated to 4 pages: no PTE is left (the split unmaps
+    # the file folio); re-grown, a read of a hole page is a major fault.
+    m = Machine(memory="256M")
+    p = m.spawn()
+    fd = p.open("/tmp/t16", O_RDWR | O_CREAT)
+    p.write_fd(fd, b"x" * 65536)
+    assert _orders(m, p, fd) == {4: 1}
+    a = p.mmap(0, 65536, PROT_READ, MAP_SHARED, fd, 0)
+    p.touch(a, 65536)
+    p.ftruncate(fd, 16384)
+    assert "RssFile:\t       0 kB" in m.read_file(f"/proc/{p.pid}/status")
+    assert _orders(m, p, fd) == {0: 4}
+    p.ftruncate(fd, 65536)
+    r0 = p.getrusage()
+    assert p.read(a + 8 * 4096, 1) == b"\0"
+    assert p.getrusage().ru_majflt - r0.ru_majflt == 1
+    assert p.read(a, 1) == b"x"

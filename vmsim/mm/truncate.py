@@ -55,12 +55,54 @@ def truncate_inode_pages_range(k, mapping, lstart: int, lend: int = -1):
     for index, folio in _folios(k, mapping, start, end - 1):
         nr = _nr(k, folio)
         if index < start or index + nr > end:
-            # Only part of a large folio is in the range: zero those pages, keep it.
+            # truncate_inode_partial_folio(): split the large folio (unmapping it:
+            # split_folio unmaps a file folio and does not remap it), then drop the
+            # order-0 folios inside the range.
+            truncate_cleanup_folio(k, mapping, folio)
+            split_file_folio(k, mapping, folio)
             for i in range(max(index, start), min(index + nr, end)):
-                k.page_data.clear(folio + i - index) if mem.private[folio + i - index] else None
+                filemap_remove_folio(k, mapping, i)
             continue
         truncate_cleanup_folio(k, mapping, folio)
         filemap_remove_folio(k, mapping, index)
+
+
+def split_file_folio(k, mapping, folio: int):
+    """__split_huge_page() for an unmapped page-cache folio: order-0 folios that keep
+    the head's state (uptodate, dirty, LRU list, referenced/active) and one cache
+    reference each."""
+    from vmsim.mm.page_flags import (PG_head, PG_ORDER_MASK, PG_uptodate, PG_lru, PG_active,
+                                     PG_referenced, PG_workingset, PG_unevictable, PG_dirty)
+    from vmsim.mm.swap import lruvec_del_folio, lruvec_add_folio, lru_add_drain_all
+    from vmsim.mm import vmstat
+    mem = k.mem
+    nr = _nr(k, folio)
+    if nr == 1:
+        return
+    lru_add_drain_all(k)
+    f = mem.flags[folio]
+    on_lru = f & PG_lru
+    if on_lru:
+        lruvec_del_folio(k, folio)
+    keep = f & (PG_uptodate | PG_lru | PG_active | PG_referenced | PG_workingset |
+                PG_unevictable | PG_dirty)
+    index = mem.index[folio]
+    extra = mem.refcount[folio] - nr          # references beyond the cache's
+    if nr >= 512:
+        k.vmstat[vmstat.NR_FILE_HUGEPAGES] -= nr
+    mem.mapping[folio + 1] = 0
+    mem.index[folio + 1] = 0
+    for i in range(nr):
+        p = folio + i
+        mem.flags[p] = keep
+        mem.mapping[p] = mapping.id
+        mem.index[p] = index + i
+        mem.refcount[p] = 1
+        mapping.i_pages[index + i] = p
+        if on_lru:
+            lruvec_add_folio(k, p)
+    mem.refcount[folio] += extra
+    mem.flags[folio] = mem.flags[folio] & ~(PG_head | PG_ORDER_MASK)
 
 
 def truncate_inode_pages_final(k, mapping):
