@@ -316,3 +316,19 @@ def test_truncate_splits_mapped_large_folio_and_unmaps_it():
     assert p.read(a + 8 * 4096, 1) == b"\0"
     assert p.getrusage().ru_majflt - r0.ru_majflt == 1
     assert p.read(a, 1) == b"x"
+
+
+def test_madvise_willneed_and_remove_on_ext4_mapping():
+    from vmsim import MADV_WILLNEED, MADV_REMOVE
+    m = Machine(memory="256M")
+    p = m.spawn()
+    fd = _file(m, p, "/tmp/w", MiB)
+    m.write_file("/proc/sys/vm/drop_caches", "3")
+    a = p.mmap(0, MiB, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+    p.madvise(a, 64 * 4096, MADV_WILLNEED)
+    assert p._file(fd).f_mapping.nrpages == 64
+    assert p.mincore(a, 64 * 4096) == b"\1" * 64
+    assert p.read(a, 1) == b"a" and p.getrusage().ru_majflt == 0
+    p.madvise(a, 4096, MADV_REMOVE)
+    assert p.read(a, 1) == b"\0"
+    assert p.pread(fd, 1, 0) == b"\0"

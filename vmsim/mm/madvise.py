@@ -507,6 +507,15 @@ def madvise_willneed(vma, start: int, end: int) -> int:
     from vmsim.mm.swap import lru_add_drain
     if vma.vm_file is None or getattr(vma.vm_file.f_mapping, "swapbacked", False):
         lru_add_drain(vma.vm_mm.kernel)
+        return 0
+    f = vma.vm_file
+    if not hasattr(f, "f_ra"):
+        return 0
+    # vfs_fadvise(POSIX_FADV_WILLNEED) over the file range: force_page_cache_ra().
+    from vmsim.mm.readahead import readahead_control, force_page_cache_ra
+    offset = (start - vma.vm_start) + (vma.vm_pgoff << 12)
+    force_page_cache_ra(readahead_control(f, f.f_ra, f.f_mapping, offset >> 12),
+                        ((end - start) + 4095) >> 12)
     return 0
 
 
@@ -524,9 +533,20 @@ def madvise_remove(vma, start: int, end: int) -> int:
         return -errno.EINVAL
     if (vma.vm_flags & (VM_SHARED | VM_MAYWRITE)) != (VM_SHARED | VM_MAYWRITE):  # vma_is_shared_maywrite
         return -errno.EACCES
-    if not getattr(f.f_mapping, "swapbacked", False):
-        return -errno.EOPNOTSUPP
     offset = (start - vma.vm_start) + (vma.vm_pgoff << 12)
+    if not getattr(f.f_mapping, "swapbacked", False):
+        if not hasattr(f, "f_ra"):
+            return -errno.EOPNOTSUPP
+        # ext4_punch_hole(): the page cache of the hole goes, then its blocks.
+        from vmsim.mm.truncate import truncate_pagecache_range
+        k = vma.vm_mm.kernel
+        ino = f.f_inode
+        hole_end = min(offset + (end - start), ino.i_size)
+        if hole_end > offset:
+            truncate_pagecache_range(k, ino, offset, hole_end - 1)
+            for idx in range(offset >> 12, hole_end >> 12):
+                ino.i_blocks.pop(idx, None)
+        return 0
     return shmem_punch_hole(vma.vm_mm.kernel, f, offset, end - start)
 
 
