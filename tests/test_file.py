@@ -332,3 +332,62 @@ def test_madvise_willneed_and_remove_on_ext4_mapping():
     p.madvise(a, 4096, MADV_REMOVE)
     assert p.read(a, 1) == b"\0"
     assert p.pread(fd, 1, 0) == b"\0"
+
+
+def _smaps_of(m, pid, name):
+    sm = m.read_file(f"/proc/{pid}/smaps")
+    block = sm[sm.index(name):].split("VmFlags")[0]
+    return {l.split(":")[0]: int(l.split()[1]) for l in block.splitlines()[1:] if l.endswith("kB")}
+
+
+def test_accounting_shared_file_pages_across_processes():
+    # fs/proc/task_mmu.c smaps_account(): a page mapped by two processes is Shared_*,
+    # its Pss halved; a dirty folio makes it *_Dirty; pagemap marks file pages with
+    # PM_FILE (bit 61); vma_needs_copy() leaves a file VMA without an anon_vma to be
+    # faulted again by the child.
+    import struct
+    m = Machine(memory="256M")
+    p = m.spawn()
+    fd = p.open("/tmp/acct", O_RDWR | O_CREAT)
+    p.ftruncate(fd, 4 * 4096)
+    a = p.mmap(0, 4 * 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+    p.touch(a, 4 * 4096)
+    s = _smaps_of(m, p.pid, "/tmp/acct")
+    assert (s["Rss"], s["Pss"], s["Private_Clean"], s["Shared_Clean"]) == (16, 16, 16, 0)
+    p.write(a, b"w")
+    q = p.fork()
+    assert "RssFile:\t       0 kB" in m.read_file(f"/proc/{q.pid}/status")
+    q.touch(a, 4 * 4096)
+    s = _smaps_of(m, p.pid, "/tmp/acct")
+    assert (s["Rss"], s["Pss"], s["Shared_Dirty"], s["Shared_Clean"]) == (16, 8, 4, 12)
+    e = struct.unpack("<Q", m.read_file(f"/proc/{p.pid}/pagemap", (a >> 12) * 8, 8))[0]
+    assert e >> 63 & 1 and e >> 61 & 1
+    mi = meminfo(m)
+    assert (mi["Cached"], mi["Mapped"], mi["Dirty"], mi["Shmem"]) == (16, 16, 4, 0)
+    p.msync(a, 4096, MS_SYNC)
+    assert meminfo(m)["Dirty"] == 0
+    # Written back, the PTE was write-protected and cleaned: the next store faults.
+    r0 = p.getrusage()
+    p.write(a, b"v")
+    assert p.getrusage().ru_minflt - r0.ru_minflt == 1
+    assert meminfo(m)["Dirty"] == 4
+
+
+def test_fork_copies_file_ptes_of_vma_with_anon_vma():
+    # vma_needs_copy(): a private file VMA with an anon_vma (one COWed page) has all
+    # its present PTEs copied at fork, file pages included.
+    m = Machine(memory="256M")
+    p = m.spawn()
+    fd = p.open("/tmp/fk", O_RDWR | O_CREAT)
+    p.pwrite(fd, b"f" * 4 * 4096, 0)
+    a = p.mmap(0, 4 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0)
+    p.touch(a, 4 * 4096)
+    p.write(a, b"c")
+    q = p.fork()
+    st = m.read_file(f"/proc/{q.pid}/status")
+    assert "RssFile:\t      12 kB" in st and "RssAnon:\t" in st
+    assert q.read(a, 1) == b"c" and q.read(a + 4096, 1) == b"f"
+    assert q.getrusage().ru_minflt == 0
+    q.exit(0)
+    p.exit(0)
+    m.check()
