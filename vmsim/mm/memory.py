@@ -883,6 +883,26 @@ def zap_pte_range(tlb, vma, pmdp: int, addr: int, end: int, details) -> int:
                     addr += 4096
                     ptep += 1
                     continue
+                if page >= 0 and mflags[page] & _PG_LARGE:
+                    from vmsim.mm.folio import page_folio
+                    folio = page_folio(k, page)
+                    if not mflags[folio] & PG_anon:
+                        nr, ff, full = zap_present_file_folio_ptes(tlb, vma, folio, page, ptep,
+                                                                    addr, end)
+                        force_flush |= ff
+                        if first < 0:
+                            first = addr
+                        last = addr + (nr - 1) * 4096
+                        if mflags[folio] & PG_swapbacked:
+                            rss_shmem += nr
+                        else:
+                            rss_file += nr
+                        addr += nr * 4096
+                        ptep += nr
+                        if full:
+                            force_flush = True
+                            break
+                        continue
                 if page < 0:
                     ptep_get_and_clear_full(mm, addr, ptep, tlb.fullmm)
                 elif mflags[page] & PG_anon:
@@ -944,6 +964,51 @@ def zap_pte_range(tlb, vma, pmdp: int, addr: int, end: int, details) -> int:
     if can_reclaim_pt:
         try_to_free_pte(mm, pmdp, start, tlb)
     return addr
+
+
+def zap_present_file_folio_ptes(tlb, vma, folio: int, page: int, ptep: int, addr: int,
+                                end: int):
+    """zap_present_ptes() for a large page-cache folio: folio_pte_batch() finds the
+    run of PTEs mapping consecutive pages of it, which are cleared together; their
+    merged D and A bits pass to the folio (zap_present_folio_ptes). Returns (nr,
+    force_flush, gather full)."""
+    from vmsim.mm.folio import folio_nr_pages
+    from vmsim.mm.rmap import folio_remove_rmap_ptes
+    mm = tlb.mm
+    k = mm.kernel
+    pool = k.ptpool.mv
+    max_nr = min((end - addr) >> 12, folio + folio_nr_pages(k, folio) - page)
+    nr = 1
+    while nr < max_nr:
+        e = pool[ptep + nr]
+        if not e & _P or (e & _PFN) >> 12 != page + nr:
+            break
+        nr += 1
+    pte = get_and_clear_full_ptes(mm, addr, ptep, nr, tlb.fullmm)
+    __tlb_adjust = tlb_remove_tlb_entry
+    __tlb_adjust(tlb, ptep, addr)
+    if nr > 1:
+        __tlb_adjust(tlb, ptep + nr - 1, addr + (nr - 1) * 4096)
+    force_flush = False
+    delay_rmap = False
+    if pte & T._PAGE_DIRTY:
+        folio_mark_dirty(k, folio)
+        if tlb_delay_rmap(tlb):
+            delay_rmap = True
+            force_flush = True
+    if pte & T._PAGE_ACCESSED and not vma.vm_flags & (VM_SEQ_READ | VM_RAND_READ):
+        folio_mark_accessed(k, folio)
+    if not delay_rmap:
+        folio_remove_rmap_ptes(k, page, nr, vma)
+    # __tlb_remove_folio_pages(tlb, page, nr, delay_rmap): one encoded entry (two
+    # slots when nr > 1) holding nr references on the folio.
+    full = __tlb_remove_folio_pages(tlb, folio, 1, False)
+    if nr > 1:
+        tlb.pages.extend((folio,) * (nr - 1))
+        tlb.active_nr += 1
+    if delay_rmap:
+        tlb.delayed.extend(range(page, page + nr))
+    return nr, force_flush, full
 
 
 def try_to_free_pte(mm, pmdp: int, addr: int, tlb):
