@@ -391,3 +391,23 @@ def test_fork_copies_file_ptes_of_vma_with_anon_vma():
     q.exit(0)
     p.exit(0)
     m.check()
+
+
+def test_madvise_pageout_drops_clean_file_folios_mincore():
+    from vmsim import MADV_PAGEOUT
+    m = Machine(memory="256M")
+    p = m.spawn()
+    fd = p.open("/tmp/po", O_RDWR | O_CREAT)
+    for i in range(8):                       # 4 KiB writes: order-0 folios
+        p.pwrite(fd, b"p" * 4096, i * 4096)
+    a = p.mmap(0, 8 * 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+    p.touch(a, 8 * 4096)
+    p.write(a, b"d")                         # page 0 dirty: stays
+    p.fsync(fd)
+    p.write(a, b"D")
+    assert p.mincore(a, 8 * 4096) == b"\1" * 8
+    p.madvise(a, 8 * 4096, MADV_PAGEOUT)
+    res = p.mincore(a, 8 * 4096)
+    assert res == b"\1" + b"\0" * 7
+    assert p.read(a + 4096, 1) == b"p"
+    assert p.read(a, 1) == b"D"
