@@ -411,3 +411,19 @@ def test_madvise_pageout_drops_clean_file_folios_mincore():
     assert res == b"\1" + b"\0" * 7
     assert p.read(a + 4096, 1) == b"p"
     assert p.read(a, 1) == b"D"
+
+
+def test_map_populate_cold_file_counts_no_major_fault():
+    # Real 6.18.44 (C probe): MAP_POPULATE of a cold 1 MiB ext4 file: ru_minflt 17,
+    # ru_majflt 0. GUP's first fault returns VM_FAULT_RETRY (not counted) after the
+    # read-around; __mm_populate retakes the lock and faults again without
+    # FOLL_TRIED, so that fault is minor; fault-around maps 16 pages per fault.
+    m = Machine(memory="256M")
+    p = m.spawn()
+    fd = _file(m, p, "/tmp/pp", MiB, b"z")
+    m.write_file("/proc/sys/vm/drop_caches", "3")
+    r0 = p.getrusage()
+    p.mmap(0, MiB, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0)
+    r1 = p.getrusage()
+    assert (r1.ru_minflt - r0.ru_minflt, r1.ru_majflt - r0.ru_majflt) == (17, 0)
+    assert vmstat(m)["pgmajfault"] == 1
