@@ -11,6 +11,10 @@ here open(O_CREAT|O_EXCL) then unlink (its fallback), which leaves the same unli
 inode. The R/O longterm GUP pin cases of the same table need the gup_test device
 (pin_user_pages): the API has no pinning, so they are not ported.
 
+mremap_dontunmap.c mremap_dontunmap_simple_shmem: MREMAP_DONTUNMAP of a MAP_SHARED
+memfd mapping (its descriptor already closed) moves the pages, and the source, backed
+by the same shmem object, still reads the same bytes.
+
 map_populate.c: MAP_PRIVATE | MAP_POPULATE of a tmpfile must COW: after a parent's
 write through its MAP_SHARED mapping and msync(MS_SYNC), the child's populated private
 page still reads the old value ("MAP_POPULATE COW private page", "The mapping state").
@@ -20,7 +24,8 @@ import struct
 import pytest
 
 import vmsim
-from vmsim import PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_SHARED, MAP_POPULATE, O_RDWR, O_CREAT, O_EXCL
+from vmsim import (PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_SHARED, MAP_POPULATE, O_RDWR, O_CREAT,
+                   O_EXCL, MREMAP_DONTUNMAP, MREMAP_MAYMOVE)
 
 P = 4096
 RW = PROT_READ | PROT_WRITE
@@ -94,3 +99,22 @@ def test_map_populate_cows_private_page(proc):
     assert val == 0xdeadbabe, "The mapping state"
     child.exit(0)
     assert parent.wait(child.pid) == 0
+
+
+def test_mremap_dontunmap_simple_shmem(proc):
+    """mremap_dontunmap.c: MREMAP_DONTUNMAP on a shared mapping works as expected."""
+    p = proc
+    n = 5
+    mem_fd = _memfd(p)                     # memfd_create("memfd", MFD_CLOEXEC)
+    p.ftruncate(mem_fd, n * P)
+    source = p.mmap(0, n * P, RW, MAP_SHARED, mem_fd, 0)
+    p.close(mem_fd)
+    p.write(source, b"a" * (n * P))
+    # Try to just move the whole mapping anywhere (not fixed).
+    dest = p.mremap(source, n * P, n * P, MREMAP_DONTUNMAP | MREMAP_MAYMOVE)
+    # the pages have been moved: the destination contains a's
+    assert p.read(dest, n * P) == b"a" * (n * P), "pages did not migrate"
+    # backed by shmem: the same memory is still seen at the source location
+    assert p.read(source, n * P) == b"a" * (n * P), "source should have no ptes"
+    p.munmap(dest, n * P)
+    p.munmap(source, n * P)
