@@ -93,18 +93,20 @@ def vmsim_run(size: int, rounds: int, kinds):
         if write:
             p.fsync(fd)
 
-    for _ in range(rounds):
-        if "cached" in kinds:
-            round_("cached", fds[0], PROT_READ, MAP_PRIVATE, False, False)
-        if "cold" in kinds:
-            p.posix_fadvise(fds[0], 0, 0, vmsim.POSIX_FADV_DONTNEED)
-            round_("cold", fds[0], PROT_READ, MAP_PRIVATE, False, False)
-        if "shwrite" in kinds:
-            round_("shwrite", fds[0], PROT_READ | PROT_WRITE, MAP_SHARED, False, True)
-        if "cached_64k" in kinds:
-            round_("cached_64k", fds[1], PROT_READ, MAP_PRIVATE, False, False)
-        if "shwp" in kinds:
-            round_("shwp", fds[1], PROT_READ | PROT_WRITE, MAP_SHARED, True, True)
+    # the kernel side's order: all rounds of one kind, then the next kind (a cold
+    # round leaves A cached in readahead-sized folios, no longer 2 MiB ones)
+    plan = {
+        "cached": lambda: round_("cached", fds[0], PROT_READ, MAP_PRIVATE, False, False),
+        "cold": lambda: (p.posix_fadvise(fds[0], 0, 0, vmsim.POSIX_FADV_DONTNEED),
+                         round_("cold", fds[0], PROT_READ, MAP_PRIVATE, False, False)),
+        "shwrite": lambda: round_("shwrite", fds[0], PROT_READ | PROT_WRITE, MAP_SHARED, False, True),
+        "cached_64k": lambda: round_("cached_64k", fds[1], PROT_READ, MAP_PRIVATE, False, False),
+        "shwp": lambda: round_("shwp", fds[1], PROT_READ | PROT_WRITE, MAP_SHARED, True, True),
+    }
+    for kind in ("cached", "cold", "shwrite", "cached_64k", "shwp"):
+        if kind in kinds:
+            for _ in range(rounds):
+                plan[kind]()
     return res, setup
 
 
