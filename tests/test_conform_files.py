@@ -138,3 +138,10 @@ def test_executor_removes_its_files(tmp_path):
     recs = linux.run(scn)
     assert recs[-1]["t"] == "end"
     assert ours() == before
+
+
+@pytest.mark.slow
+def test_live_executor_matches_file_recordings():
+    """The drift check of tests/test_conform.py for the file scenarios."""
+    from test_conform import live_drift_check
+    live_drift_check(FILE_SCENARIOS)
