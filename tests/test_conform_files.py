@@ -60,7 +60,8 @@ def test_file_steps_become_executor_lines(tmp_path):
                    "[[step]]\nop = 'fadvise'\nfile = 'f'\nadvice = 'dontneed'\n"
                    "[[step]]\nop = 'msync'\nmap = 'a'\nflags = 'async|invalidate'\n"
                    "[[step]]\nop = 'drop_caches'\n"
-                   "[[step]]\nop = 'point'\nid = 'p'\nmincore = ['a']\n")
+                   "[[step]]\nop = 'point'\nid = 'p'\nmincore = ['a']\n"
+                   "[[step]]\nop = 'mmap'\nmap = 'b'\npages = 1\nfile = 'f'\nfixed = { map = 'a' }\n")
     lines = program_text(scn).splitlines()
     assert "open 0 1 578 420" in lines                    # O_RDWR|O_CREAT|O_TRUNC, 0644
     assert "pwrite 0 8192 12288 44 1" in lines            # value & 0xff
@@ -69,6 +70,7 @@ def test_file_steps_become_executor_lines(tmp_path):
     assert "msync 0 0 16384 3" in lines
     assert "dropcaches 3" in lines
     assert lines[lines.index("point p") + 1] == "mincore 0"
+    assert "mmap 1 4096 3 18 0 0 0 0 0" in lines          # MAP_PRIVATE|MAP_FIXED at a
     assert scn.file_fs == {0: 1}
 
 

@@ -568,7 +568,9 @@ def _resolve(s, st, t, ops, lengths, point_ids):
             # A negative length is passed as the C caller's size_t (-4096 -> 2**64-4096).
             raise _KeyError("length", "mmap needs a nonzero 'length' or 'pages'")
         prot = get("prot", parse_prot, 3)
-        flags = get("flags", lambda v: _parse_flags(v, MAP_FLAGS, "flags"), 0x22)
+        # a file mapping defaults to MAP_PRIVATE, an anonymous one to MAP_PRIVATE|MAP_ANONYMOUS
+        flags = get("flags", lambda v: _parse_flags(v, MAP_FLAGS, "flags"),
+                    MAP_FLAGS["private"] if "file" in t else 0x22)
         hs, hoff = -1, 0
         for k in ("hint", "fixed"):
             if k in t:
@@ -611,8 +613,6 @@ def _resolve(s, st, t, ops, lengths, point_ids):
         if "file" in t:
             fs_ = file_of(t["file"])
             foff = get("file_offset", lambda v: parse_len(v, "file_offset"), 0)
-            if "flags" not in t:
-                flags = MAP_FLAGS["private"]
         elif "file_offset" in t:
             raise _KeyError("file_offset", "file_offset needs a 'file'")
         lengths[t["map"]] = length
