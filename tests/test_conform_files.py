@@ -111,7 +111,8 @@ def test_recorded_linux_facts():
     o = obs("file_cold_drop_caches")
     assert o["dropped: mincore a"] == ".*256" and o["read_page0: majflt"] == 1
     o = obs("file_sigbus_eof")
-    assert o["5:touch(a): signal"] == "SIGBUS BUS_ADRERR at a+0x3000 (x5)"
+    sig = [v for k, v in o.items() if k.endswith(":touch(a): signal")]
+    assert sig == ["SIGBUS BUS_ADRERR at a+0x3000 (x5)"]
     o = obs("file_private_write")
     assert o["shared_view: pagemap s frames vs a@cow"] == "n*32"
 
