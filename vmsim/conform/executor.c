@@ -480,8 +480,8 @@ static void remove_files(void)
 /* ------------------------------------------------------------------ observations */
 static const char *smaps_fields[] = {
 	"Size", "Rss", "Pss", "Shared_Clean", "Shared_Dirty", "Private_Clean", "Private_Dirty",
-	"Referenced", "Anonymous", "LazyFree", "AnonHugePages", "ShmemPmdMapped", "Swap",
-	"SwapPss", "Locked", NULL
+	"Referenced", "Anonymous", "LazyFree", "AnonHugePages", "ShmemPmdMapped", "FilePmdMapped",
+	"Swap", "SwapPss", "Locked", NULL
 };
 
 static void obs_smaps(int slot, const char *id)

@@ -51,7 +51,7 @@ MAX_FILES = 16
 
 SMAPS_FIELDS = ("Size", "Rss", "Pss", "Shared_Clean", "Shared_Dirty", "Private_Clean",
                 "Private_Dirty", "Referenced", "Anonymous", "LazyFree", "AnonHugePages",
-                "ShmemPmdMapped", "Swap", "SwapPss", "Locked")
+                "ShmemPmdMapped", "FilePmdMapped", "Swap", "SwapPss", "Locked")
 SMAPS_DEFAULT = ("Rss", "Pss", "Shared_Clean", "Shared_Dirty", "Private_Clean",
                  "Private_Dirty", "Anonymous", "LazyFree", "AnonHugePages", "Swap", "Locked")
 
