@@ -1,0 +1,213 @@
+"""The processor running a stream of user accesses: one call per chunk, not per access.
+
+A trace is an array of (address, kind, size) accesses. The CPU executes them in order:
+each access is checked for canonical form (a non-canonical one raises #GP), split at
+page boundaries (a load or store that straddles two pages is two translations, as the
+hardware splits it), translated by the MMU walk (vmsim.arch.x86.mmu.translate, which
+sets Accessed and Dirty in the entries it uses) and, for a store, written into the
+frame's contents. Everything in :func:`access_chunk` is arrays and ints, so numba
+compiles it over the very arrays the model keeps (the page-table pool, mem_map's
+private words, the page-data pool); it returns to Python only for what the kernel must
+handle: a #PF, a #GP, or a store the compiled code cannot place (a frame whose data
+needs a new full-page row). The Python side (:func:`run_accesses`) then enters the
+kernel through the IDT as :mod:`vmsim.arch.x86.cpu` does, and resumes the chunk at the
+access that trapped, as the CPU re-executes the faulting instruction.
+
+Not modelled yet: the TLB (translations are walked every time; the lookup goes where
+``_TLB_LOOKUP`` marks it once arch/x86/tlb.py lands).
+"""
+import numpy as np
+
+from vmsim.arch.x86 import cpu as _cpu
+from vmsim.arch.x86 import mmu as _mmu
+from vmsim.arch.x86.mm.fault import pt_regs, is_vsyscall_vaddr
+from vmsim.arch.x86.traps import exc_page_fault, exc_general_protection
+from vmsim.arch.x86.mmu import translate
+
+# Access kinds, as a trace records them (vmsim.ACCESS_READ / _WRITE / _EXEC).
+ACCESS_READ = 0
+ACCESS_WRITE = 1
+ACCESS_EXEC = 2
+
+# The #PF error code bits of a user access of each kind (X86_PF_USER, _WRITE, _INSTR).
+_PF_USER = 4
+_PF_WRITE = 2
+_PF_INSTR = 16
+
+# Why access_chunk returned early (out[0]).
+_EXIT_FAULT = 1       # out[1] error code, out[2] address (CR2)
+_EXIT_STORE = 2       # out[1] bytes, out[2] physical address: Python stores them
+_EXIT_GP = 3          # out[2] the non-canonical address
+_U64 = (1 << 64) - 1
+
+
+def _store(rows, pool, phys, n, value):
+    """Store ``n`` bytes ``value`` at ``phys`` if the frame's data encoding allows it
+    without a new pool row (vmsim.mm.page_data); return False if Python must do it.
+
+    Mirrors PageData.write: a full-page row takes the bytes; a zero frame takes a run of
+    up to two bytes inline; an inline run at the same offset is replaced by one at least
+    as long; zeros that change no byte change nothing."""
+    pfn = phys >> 12
+    off = phys & 0xFFF
+    h = rows[pfn]
+    if h < 0:
+        b = (~h) * 4096 + off
+        for j in range(n):
+            pool[b + j] = value
+        return True
+    rep = value
+    if n == 2:
+        rep = value | (value << 8)
+    if h == 0:
+        if value == 0:
+            return True
+        if n <= 2:
+            rows[pfn] = off | (n << 12) | (rep << 15)
+            return True
+        return False
+    ioff = h & 0xFFF
+    ilen = (h >> 12) & 7
+    if ioff == off and n <= 2 and n >= ilen:
+        rows[pfn] = off | (n << 12) | (rep << 15)
+        return True
+    if value == 0 and (off + n <= ioff or off >= ioff + ilen):
+        return True
+    return False
+
+
+def access_chunk(pt, rows, pool, cr3_pfn, la57, addrs, kinds, sizes, i, done, n, value,
+                 pkru, out, stats):
+    """Run accesses i..n-1 (the first ``done`` bytes of access i already done); return
+    the index of the access that stopped (out[] says why, out[3] its bytes done), or n.
+
+    ``sizes`` empty means every access is one byte. stats[0] counts translations
+    (page walks, while there is no TLB)."""
+    top_shift = 47
+    if la57:
+        top_shift = 56
+    has_sizes = len(sizes) > 0
+    while i < n:
+        a = addrs[i]
+        kind = kinds[i]
+        size = 1
+        if has_sizes:
+            size = sizes[i]
+        access = _PF_USER
+        if kind == 1:
+            access = _PF_USER | _PF_WRITE
+        elif kind == 2:
+            access = _PF_USER | _PF_INSTR
+        while done < size:
+            ca = a + done
+            top = ca >> top_shift
+            if top != 0 and top != -1:
+                out[0] = _EXIT_GP
+                out[2] = ca
+                out[3] = done
+                return i
+            off = ca & 0xFFF
+            c = size - done
+            if c > 4096 - off:
+                c = 4096 - off
+            # _TLB_LOOKUP: a TLB hit gives r here without the walk; a miss walks and fills.
+            r = translate(pt, rows, cr3_pfn, la57, ca, access, pkru)
+            stats[0] += 1
+            if r < 0:
+                out[0] = _EXIT_FAULT
+                out[1] = ~r
+                out[2] = ca
+                out[3] = done
+                return i
+            if kind == 1 and not _store(rows, pool, r, c, value):
+                out[0] = _EXIT_STORE
+                out[1] = c
+                out[2] = r
+                out[3] = done
+                return i
+            done += c
+        done = 0
+        i += 1
+    return n
+
+
+_compiled = None
+
+
+def compiled():
+    """access_chunk compiled by numba (cached per user), over globals in which translate
+    and _store are the compiled ones, so numba inlines them."""
+    global _compiled
+    if _compiled is None:
+        import types
+        from vmsim._jitcache import _njit
+        g = dict(access_chunk.__globals__)
+        g["translate"] = _mmu.compiled()[0]
+        g["_store"] = _njit(_store, nogil=True)
+        ac = types.FunctionType(access_chunk.__code__, g, "access_chunk")
+        _compiled = _njit(ac, nogil=True)
+    return _compiled
+
+
+def _impl():
+    """The compiled chunk loop when the MMU walk is compiled (cpu._impl), else Python."""
+    if _cpu._impl["compiled"]:
+        try:
+            return compiled(), True
+        except ImportError:
+            _cpu._use_compiled(False)
+    return access_chunk, False
+
+
+def run_accesses(k, task, addrs, kinds, sizes, value, stats=None):
+    """Run the accesses of the arrays in order on ``task``'s CPU, taking faults.
+
+    Returns (n, 0) when all completed, else (i, done): access i got a signal (the task's
+    signals say which) after ``done`` of its bytes; the accesses before it took effect.
+    """
+    fn, compiled_ = _impl()
+    if compiled_:
+        pt, rows = k.ptpool.arr, k.mem.np_private
+        pool = k.page_data.pool.reshape(-1)
+        out = np.zeros(4, dtype=np.int64)
+        if stats is None:
+            stats = np.zeros(1, dtype=np.int64)
+    else:
+        pt, rows = k.ptpool.mv, k.mem.private
+        pool = k.page_data._mv
+        out = [0, 0, 0, 0]
+        # Python ints, as the compiled code's int64 arithmetic sees them.
+        addrs, kinds, sizes = addrs.tolist(), kinds.tolist(), sizes.tolist()
+        if stats is None:
+            stats = [0]
+    n = len(addrs)
+    cr3 = k.cpus[task.cpu].cr3
+    la57 = k.la57
+    pkru = task.pkru
+    i = done = 0
+    last = None
+    while True:
+        i = fn(pt, rows, pool, cr3, la57, addrs, kinds, sizes, i, done, n, value, pkru, out, stats)
+        if i >= n:
+            return n, 0
+        why, arg, where, done = out.tolist() if compiled_ else out
+        if why == _EXIT_STORE:
+            k.page_data.write(where >> 12, where & 0xFFF, bytes((value,)) * arg)
+            done += arg
+            continue
+        where &= _U64
+        if why == _EXIT_GP:
+            exc_general_protection(k, pt_regs(where), 0)
+            return i, done
+        fetch = kinds[i] == ACCESS_EXEC
+        exc_page_fault(k, pt_regs(where if fetch else 0), arg, where)
+        if task.signals:
+            return i, done
+        if fetch and is_vsyscall_vaddr(where):
+            # The kernel emulated the vsyscall: the call ran, no bytes were fetched.
+            i += 1
+            done = 0
+            continue
+        if last == (i, done, arg):
+            raise AssertionError(f"fault loop at {where:#x} error code {arg:#x}")
+        last = (i, done, arg)
