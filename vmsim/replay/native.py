@@ -235,10 +235,10 @@ def _chunks_from(reader, n, take, events):
         cols = take(k) if k else {}
         end = first + k
         evs = []
-        while ei < len(events) and (events[ei].at < end or (k == 0 and events[ei].at <= end)):
+        while ei < len(events) and events[ei].at < end:
             evs.append(events[ei])
             ei += 1
-        if k == 0 and ei < len(events):
+        if end >= n and ei < len(events):         # events after the last access
             evs.extend(events[ei:])
             ei = len(events)
         if k:

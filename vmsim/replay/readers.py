@@ -23,8 +23,6 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from vmsim.replay import _jit
-
 READ, WRITE, EXEC = 0, 1, 2
 CHUNK = 1 << 20
 _BLOCK = 8 << 20
@@ -170,8 +168,18 @@ def _hex(buf, pos, end, hexv, res):
         p += 1
     if p == pos or p - pos > 16:
         return -1
-    res[7] = v
+    res[7] = _wrap64(v)
     return p
+
+
+def _wrap64(v):
+    """A 64-bit address as int64 (the kernel half negative); numba's int64 arithmetic
+    wraps by itself, so the compiled build uses :func:`_same` instead."""
+    return v - (1 << 64) if v >> 63 else v
+
+
+def _same(v):
+    return v
 
 
 def _parse_lackey(buf, pos, end, hexv, addr, kind, size, cap, skip_bad, res):
@@ -331,7 +339,12 @@ _PARSERS = {"lackey": _parse_lackey, "pinatrace": _parse_pinatrace}
 
 
 def _parser(fmt):
-    return _jit.compile(_PARSERS[fmt], {"_hex": _hex}, "_hex")
+    """(parse function, compiled?): the numba build, or the Python one over bytes."""
+    from vmsim.replay import _jit
+    if not _jit.enabled():
+        return _PARSERS[fmt], False
+    fn = _jit.compile(_PARSERS[fmt], {"_hex": (_hex, {"_wrap64": _same})})
+    return fn, fn is not _PARSERS[fmt]
 
 
 # --- readers ---------------------------------------------------------------------------
@@ -361,8 +374,8 @@ class TraceReader:
         yield from self._text_chunks()
 
     def _text_chunks(self):
-        parse = _parser(self.format)
-        hexv = _HEX
+        parse, compiled = _parser(self.format)
+        hexv = _HEX if compiled else _HEX.tolist()
         cap = self.chunk
         res = np.zeros(8, dtype=np.int64)
         addr = np.empty(cap, dtype=np.int64)
@@ -396,7 +409,8 @@ class TraceReader:
                     tail = block
                     continue
                 tail = block[cut:]
-                buf = np.frombuffer(block, dtype=np.uint8, count=cut)
+                # Python ints in Python mode: numpy uint8 arithmetic would wrap.
+                buf = np.frombuffer(block, dtype=np.uint8, count=cut) if compiled else block
                 pos = 0
                 while pos < cut:
                     res[0] = pos
