@@ -94,7 +94,9 @@ def infer_areas(pages, bits, gap=GAP):
     raw = []          # (start, end, bits, region index, pages)
     for ri, idx in enumerate(regions):
         rp, rb = pages[idx], bits[idx]
-        cls = (rb & 6)                                 # written / fetched
+        # An ELF's segments differ in rights (fetched / written / read); an anonymous
+        # region (no fetch: heap, stack, mmap) is one area with the union of its rights.
+        cls = (rb & 6) if (rb & 4).any() else np.zeros(len(rb), np.uint8)
         edges = np.nonzero(np.diff(cls))[0] + 1
         starts = np.concatenate([[0], edges])
         ends = np.concatenate([edges, [len(rp)]])
