@@ -17,8 +17,11 @@ def print_report(out, r):
     for note in r["notes"]:
         out.line(f"note: {note}")
     if r["inferred_areas"]:
-        out.block("VMAs inferred from the trace (mapped anonymous, private)",
-                  format_areas([Area(**a) for a in r["inferred_areas"]]))
+        areas = [Area(**a) for a in r["inferred_areas"]]
+        text = format_areas(areas)
+        if r.get("faults_by_area") is not None:
+            text = "\n".join(f"{ln}, {n} faults" for ln, n in zip(text.split("\n"), r["faults_by_area"]))
+        out.block("VMAs inferred from the trace (mapped anonymous, private)", text)
     a = r["accesses"]
     rows = [[k, _n(a[k])] for k in ("read", "write", "exec", "total")]
     rows.append(["bytes", _n(a["bytes"])])

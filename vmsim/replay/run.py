@@ -9,6 +9,7 @@ events starts from spawn() and applies its mmap / munmap / mprotect / brk / fork
 that got it (as a handler that skips the instruction would). Faults are classified by
 the paths the kernel model took (the function-graph tracer, counting only).
 """
+import bisect
 import os
 import time
 from collections import Counter
@@ -151,6 +152,8 @@ class Replay:
                     start, length = a.end - 4096, 4096
                 p.mmap(start, length, prot, flags)
         first_pid = None
+        starts = [a.start for a in areas] if not has_events else []
+        area_faults = Counter()
         vm0 = _vmstat(m)
         kinds = np.zeros(3, np.int64)
         nbytes = 0
@@ -185,6 +188,10 @@ class Replay:
                         for f in tracer.faults:
                             if not f.exec:
                                 faults[_fault_kind(f)] += 1
+                                if starts:
+                                    i = bisect.bisect_right(starts, f.address) - 1
+                                    if i >= 0 and f.address < areas[i].end:
+                                        area_faults[i] += 1
                         tracer.faults.clear()
                     series["accesses"].append(done + pos)
                     series["rss_kb"].append(sum(_rss(q) for q in ([p] + list(procs.values()))))
@@ -214,6 +221,7 @@ class Replay:
             "notes": config_notes(cfg),
             "model": model_support(),
             "inferred_areas": [] if has_events else [a._asdict() for a in areas],
+            "faults_by_area": [area_faults[i] for i in range(len(starts))] if tracer else None,
             "lines": self.reader.lines,
             "bad_lines": self.reader.bad_lines,
             "accesses": {"total": done, **{KIND_NAMES[i]: int(kinds[i]) for i in range(3)},
