@@ -49,6 +49,7 @@ def test_replay_sample_counts_what_valgrind_counted(capsys, tmp_path):
     rc, out, err = run(capsys, "replay", "--json", str(out_json))
     assert rc == 0, err
     r = json.loads(out_json.read_text())
+    assert r["schema_version"] == 1 and r["command"] == "replay"
     # lackey writes one 'I' line per guest instruction it executed.
     assert r["accesses"]["exec"] == _valgrind_count(SAMPLE, "guest instrs")
     assert r["signals"] == {}
@@ -190,7 +191,7 @@ def test_sweep_cli_in_parallel_processes(capsys, tmp_path):
                        "--json", str(tmp_path / "s.json"))
     assert rc == 0, err
     assert "thp=always" in out and "thp=never" in out
-    assert len(json.loads((tmp_path / "s.json").read_text())) == 2
+    assert len(json.loads((tmp_path / "s.json").read_text())["results"]) == 2
 
 
 @pytest.mark.slow

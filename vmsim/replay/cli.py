@@ -150,7 +150,8 @@ def cmd_replay(args, out):
     else:
         report.print_compare(out, results, f"replay of {path}")
     if args.json_out:
-        report.write_json(args.json_out, results[0] if len(results) == 1 else results)
+        report.write_json(args.json_out, report.json_doc("replay", results[0] if len(results) == 1
+                                                         else results))
     if args.plot_out:
         report.plot(results, args.plot_out)
     return 0
@@ -174,5 +175,5 @@ def cmd_sweep(args, out):
     results = sweep.sweep(args.trace, points, _base(args), jobs=args.jobs, ray=args.ray)
     report.print_compare(out, results, f"sweep of {args.trace} ({len(points)} points)")
     if args.json_out:
-        report.write_json(args.json_out, results)
+        report.write_json(args.json_out, report.json_doc("sweep", results))
     return 0

@@ -103,6 +103,16 @@ def print_compare(out, results, title="comparison"):
         out.line(f"note: {n}")
 
 
+def json_doc(command, results):
+    """The --json document: docs/json.md's common header, then one result (replay) or
+    ``results`` (replay --compare, sweep)."""
+    from vmsim import __version__
+    head = {"schema_version": 1, "command": command, "vmsim_version": __version__}
+    if isinstance(results, dict):
+        return {**head, **results}
+    return {**head, "results": results}
+
+
 def write_json(path, doc):
     with open(path, "w") as f:
         json.dump(doc, f, indent=1, default=int)
