@@ -94,9 +94,7 @@ def _resolve(bases, area, off):
     return 0xffff888000000000 + off                  # the kernel's direct map
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(_accesses())
-def test_batch_behaves_as_one_by_one(spec):
+def _check_batch_behaves_as_one_by_one(spec):
     seq, value = spec
     results = []
     for runner in (_one_by_one, _batch):
@@ -110,6 +108,19 @@ def test_batch_behaves_as_one_by_one(spec):
         m.check()
     assert results[0][0] == results[1][0]
     assert results[0][1] == results[1][1]
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_accesses())
+def test_batch_behaves_as_one_by_one(spec):
+    _check_batch_behaves_as_one_by_one(spec)
+
+
+@pytest.mark.slow
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_accesses())
+def test_batch_behaves_as_one_by_one_long(spec):
+    _check_batch_behaves_as_one_by_one(spec)
 
 
 def _run_mode(compiled, fn):

@@ -201,10 +201,24 @@ _line = st.one_of(
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(_line, max_size=20), st.sampled_from(["lackey", "pinatrace"]), st.booleans(),
-       st.integers(2, 5))
+_text_args = (st.lists(_line, max_size=20), st.sampled_from(["lackey", "pinatrace"]), st.booleans(),
+              st.integers(2, 5))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(*_text_args)
 def test_fuzz_text_readers(tmp_path_factory, lines, fmt, skip, chunk):
+    _fuzz_text(tmp_path_factory, lines, fmt, skip, chunk)
+
+
+@pytest.mark.slow
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(*_text_args)
+def test_fuzz_text_readers_long(tmp_path_factory, lines, fmt, skip, chunk):
+    _fuzz_text(tmp_path_factory, lines, fmt, skip, chunk)
+
+
+def _fuzz_text(tmp_path_factory, lines, fmt, skip, chunk):
     p = tmp_path_factory.mktemp("fz") / f"t.{fmt}"
     p.write_text("\n".join(lines))
     try:
@@ -217,7 +231,7 @@ def test_fuzz_text_readers(tmp_path_factory, lines, fmt, skip, chunk):
         assert not skip or e.line == 0
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=300), st.sampled_from(["t.npz", "t.parquet", "t.lackey.gz", "t.lackey.xz",
                                                  "t.lackey", "t.bin"]))
 def test_fuzz_binary_inputs(tmp_path_factory, data, name):

@@ -44,6 +44,7 @@ def _head(tmp_path, src, lines):
     return str(dst)
 
 
+@pytest.mark.slow
 def test_replay_sample_counts_what_valgrind_counted(capsys, tmp_path):
     out_json = tmp_path / "r.json"
     rc, out, err = run(capsys, "replay", "--json", str(out_json))
@@ -76,7 +77,7 @@ def _both_modes(fn):
 
 
 def test_compiled_and_interpreted_replays_agree(tmp_path):
-    path = _head(tmp_path, SAMPLE, 20000)
+    path = _head(tmp_path, SAMPLE, 6000)
     py, nb = _both_modes(lambda: _stats(replay(path, ReplayConfig(checker=True))))
     assert py == nb
     assert py["faults"]["minflt"] > 0
@@ -109,14 +110,19 @@ def test_malformed_trace_cli(tmp_path, capsys):
 def test_options_not_modelled_say_so(capsys, tmp_path):
     have = __import__("vmsim.replay.run", fromlist=["x"]).model_support()
     p = _head(tmp_path, SAMPLE, 3000)
-    rc, out, err = run(capsys, "replay", p, "--tlb", "host", "--thp", "always")
+    rc, out, err = run(capsys, "replay", p, "--tlb", "host", "--thp", "always",
+                       "--json", str(tmp_path / "r.json"))
     assert rc == 0, err
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert r["command"] == "replay" and r["config"]["thp"] == "always"
+    assert "VMAs inferred" in out and "minflt" in out
     if not have["tlb"]:
         assert "--tlb host: the TLB model is not in this build yet" in out
     if not have["thp"]:
         assert "--thp always: the sysfs knob is set, but huge-page faults are not modelled" in out
 
 
+@pytest.mark.slow
 def test_compare_plot_and_convert(capsys, tmp_path):
     p = _head(tmp_path, SAMPLE, 5000)
     png = tmp_path / "o.png"
@@ -175,12 +181,12 @@ def test_inference_names_areas():
 
 
 def test_sweep_grid_local(tmp_path):
-    p = _head(tmp_path, SAMPLE, 3000)
+    p = _head(tmp_path, SAMPLE, 1000)
     pts = sweep.parse_grid(["thp=always,never", "store_value=0,1"])
-    assert len(pts) == 4
-    res = sweep.sweep(p, pts, {"checker": True}, jobs=1)
-    assert [r["label"] for r in res] == ["thp=always,store_value=0", "thp=always,store_value=1",
-                                         "thp=never,store_value=0", "thp=never,store_value=1"]
+    assert pts == [{"thp": "always", "store_value": "0"}, {"thp": "always", "store_value": "1"},
+                   {"thp": "never", "store_value": "0"}, {"thp": "never", "store_value": "1"}]
+    res = sweep.sweep(p, pts[1:3], {"checker": True}, jobs=1)
+    assert [r["label"] for r in res] == ["thp=always,store_value=1", "thp=never,store_value=0"]
     assert len({r["accesses"]["total"] for r in res}) == 1
     with pytest.raises(ValueError, match="unknown setting"):
         sweep.sweep(p, [{"nope": 1}], {})
