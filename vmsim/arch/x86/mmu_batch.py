@@ -13,8 +13,9 @@ needs a new full-page row). The Python side (:func:`run_accesses`) then enters t
 kernel through the IDT as :mod:`vmsim.arch.x86.cpu` does, and resumes the chunk at the
 access that trapped, as the CPU re-executes the faulting instruction.
 
-Not modelled yet: the TLB (translations are walked every time; the lookup goes where
-``_TLB_LOOKUP`` marks it once arch/x86/tlb.py lands).
+With Machine(tlb=...) the translation is the CPU's TLB lookup in front of the walk
+(vmsim.arch.x86.tlb.tlb_translate, inlined the same way); without it every translation
+is a walk.
 """
 import numpy as np
 
@@ -38,6 +39,7 @@ _PF_INSTR = 16
 _EXIT_FAULT = 1       # out[1] error code, out[2] address (CR2)
 _EXIT_STORE = 2       # out[1] bytes, out[2] physical address: Python stores them
 _EXIT_GP = 3          # out[2] the non-canonical address
+_EXIT_STALE = 4       # the stale-TLB checker found a hit the tables do not back
 _U64 = (1 << 64) - 1
 
 
@@ -76,13 +78,21 @@ def _store(rows, pool, phys, n, value):
     return False
 
 
+def _walk(pt, rows, cr3_pfn, la57, addr, access, pkru, ent, geo, clock, tstats, cpu, pcid,
+          check, bad):
+    """The translation without a TLB model: the MMU walk every time (the TLB arguments
+    are unused; with Machine(tlb=...) the CPU's TLB lookup takes this place)."""
+    return translate(pt, rows, cr3_pfn, la57, addr, access, pkru)
+
+
 def access_chunk(pt, rows, pool, cr3_pfn, la57, addrs, kinds, sizes, i, done, n, value,
-                 pkru, out, stats):
+                 pkru, out, stats, ent, geo, clock, tstats, cpu, pcid, check, bad):
     """Run accesses i..n-1 (the first ``done`` bytes of access i already done); return
     the index of the access that stopped (out[] says why, out[3] its bytes done), or n.
 
-    ``sizes`` empty means every access is one byte. stats[0] counts translations
-    (page walks, while there is no TLB)."""
+    ``sizes`` empty means every access is one byte. stats[0] counts translations.
+    ``ent`` .. ``bad``: the CPU's TLB state (vmsim.arch.x86.tlb), used when the
+    translation is the TLB's (``_translate``); ``check``: the stale-TLB checker."""
     top_shift = 47
     if la57:
         top_shift = 56
@@ -110,9 +120,13 @@ def access_chunk(pt, rows, pool, cr3_pfn, la57, addrs, kinds, sizes, i, done, n,
             c = size - done
             if c > 4096 - off:
                 c = 4096 - off
-            # _TLB_LOOKUP: a TLB hit gives r here without the walk; a miss walks and fills.
-            r = translate(pt, rows, cr3_pfn, la57, ca, access, pkru)
+            r = _translate(pt, rows, cr3_pfn, la57, ca, access, pkru, ent, geo, clock, tstats,
+                           cpu, pcid, check, bad)
             stats[0] += 1
+            if check and bad[0]:
+                out[0] = _EXIT_STALE
+                out[3] = done
+                return i
             if r < 0:
                 out[0] = _EXIT_FAULT
                 out[1] = ~r
@@ -131,32 +145,48 @@ def access_chunk(pt, rows, pool, cr3_pfn, la57, addrs, kinds, sizes, i, done, n,
     return n
 
 
-_compiled = None
+_builds = {}
+
+
+def _build(use_tlb, compiled):
+    """access_chunk over globals in which ``_translate`` is the TLB lookup (use_tlb) or
+    the plain walk, and (compiled) everything is the numba build, so numba inlines it."""
+    key = (use_tlb, compiled)
+    if key not in _builds:
+        import types
+        g = dict(access_chunk.__globals__)
+        if use_tlb:
+            from vmsim.arch.x86 import tlb as _hwtlb
+            g["_translate"] = _hwtlb.compiled().tlb_translate if compiled else _hwtlb.tlb_translate
+        if compiled:
+            from vmsim._jitcache import _njit
+            if not use_tlb:
+                gw = dict(g)
+                gw["translate"] = _mmu.compiled()[0]
+                g["_translate"] = _njit(types.FunctionType(_walk.__code__, gw, "_walk"), nogil=True)
+            g["_store"] = _njit(_store, nogil=True)
+            fn = _njit(types.FunctionType(access_chunk.__code__, g, "access_chunk"), nogil=True)
+        else:
+            if not use_tlb:
+                g["_translate"] = _walk
+            fn = types.FunctionType(access_chunk.__code__, g, "access_chunk")
+        _builds[key] = fn
+    return _builds[key]
 
 
 def compiled():
-    """access_chunk compiled by numba (cached per user), over globals in which translate
-    and _store are the compiled ones, so numba inlines them."""
-    global _compiled
-    if _compiled is None:
-        import types
-        from vmsim._jitcache import _njit
-        g = dict(access_chunk.__globals__)
-        g["translate"] = _mmu.compiled()[0]
-        g["_store"] = _njit(_store, nogil=True)
-        ac = types.FunctionType(access_chunk.__code__, g, "access_chunk")
-        _compiled = _njit(ac, nogil=True)
-    return _compiled
+    """access_chunk compiled by numba (no TLB model), cached per user."""
+    return _build(False, True)
 
 
-def _impl():
-    """The compiled chunk loop when the MMU walk is compiled (cpu._impl), else Python."""
+def _impl(use_tlb):
+    """The chunk loop, compiled when the MMU walk is (cpu._impl), else Python."""
     if _cpu._impl["compiled"]:
         try:
-            return compiled(), True
+            return _build(use_tlb, True), True
         except ImportError:
             _cpu._use_compiled(False)
-    return access_chunk, False
+    return _build(use_tlb, False), False
 
 
 def run_accesses(k, task, addrs, kinds, sizes, value, stats=None):
@@ -165,7 +195,8 @@ def run_accesses(k, task, addrs, kinds, sizes, value, stats=None):
     Returns (n, 0) when all completed, else (i, done): access i got a signal (the task's
     signals say which) after ``done`` of its bytes; the accesses before it took effect.
     """
-    fn, compiled_ = _impl()
+    hw = getattr(k, "tlb", None)
+    fn, compiled_ = _impl(hw is not None)
     if compiled_:
         pt, rows = k.ptpool.arr, k.mem.np_private
         pool = k.page_data.pool.reshape(-1)
@@ -181,16 +212,28 @@ def run_accesses(k, task, addrs, kinds, sizes, value, stats=None):
         if stats is None:
             stats = [0]
     n = len(addrs)
-    cr3 = k.cpus[task.cpu].cr3
+    cpu = task.cpu
     la57 = k.la57
     pkru = task.pkru
+    if hw is not None:
+        from vmsim.arch.x86.mm.tlb import _prepare_user_access, _kernel_entry
+        tlb_args = [hw.ent, hw.geo, hw.clock, hw.stats, cpu, 0, 1 if k.tlb_check else 0, hw.bad]
+    else:
+        tlb_args = [_NO_ENT, _NO_2D, _NO_1D, _NO_2D, cpu, 0, 0, _NO_1D]
     i = done = 0
     last = None
     while True:
-        i = fn(pt, rows, pool, cr3, la57, addrs, kinds, sizes, i, done, n, value, pkru, out, stats)
+        if hw is not None:
+            _prepare_user_access(k, cpu)          # PTI's deferred user-PCID flush
+            tlb_args[5] = hw.cur_pcid[cpu]
+        i = fn(pt, rows, pool, k.cpus[cpu].cr3, la57, addrs, kinds, sizes, i, done, n, value,
+               pkru, out, stats, *tlb_args)
         if i >= n:
             return n, 0
         why, arg, where, done = out.tolist() if compiled_ else out
+        if why == _EXIT_STALE:
+            from vmsim.arch.x86.cpu import _stale_tlb_report
+            _stale_tlb_report(k)                  # raises
         if why == _EXIT_STORE:
             k.page_data.write(where >> 12, where & 0xFFF, bytes((value,)) * arg)
             done += arg
@@ -200,6 +243,8 @@ def run_accesses(k, task, addrs, kinds, sizes, value, stats=None):
             exc_general_protection(k, pt_regs(where), 0)
             return i, done
         fetch = kinds[i] == ACCESS_EXEC
+        if hw is not None:
+            _kernel_entry(k, cpu)
         exc_page_fault(k, pt_regs(where if fetch else 0), arg, where)
         if task.signals:
             return i, done
@@ -211,3 +256,9 @@ def run_accesses(k, task, addrs, kinds, sizes, value, stats=None):
         if last == (i, done, arg):
             raise AssertionError(f"fault loop at {where:#x} error code {arg:#x}")
         last = (i, done, arg)
+
+
+# Stand-ins for the TLB arrays when the machine has no TLB model (never read then).
+_NO_ENT = np.zeros((1, 1, 4), dtype=np.int64)
+_NO_2D = np.zeros((1, 1), dtype=np.int64)
+_NO_1D = np.zeros(8, dtype=np.int64)
