@@ -569,12 +569,15 @@ class Process:
         Behaves as p.read / p.write / p.fetch of each access in turn would: a signal
         raises SignalDelivered after the accesses before it took effect, with ``index``
         the access that got it and ``offset`` its bytes done."""
-        import numpy as np
         from vmsim.arch.x86 import mmu_batch
         addrs, kinds, sizes = _access_arrays(addrs, kinds, sizes)
         value = _integer("value", value) & 0xFF
         k = self._enter()
-        i, done = mmu_batch.run_accesses(k, self.task, addrs, kinds, sizes, value)
+        counter = [0]
+        try:
+            i, done = mmu_batch.run_accesses(k, self.task, addrs, kinds, sizes, value, counter)
+        finally:
+            self._translations = getattr(self, "_translations", 0) + counter[0]
         if i < len(addrs):
             try:
                 self._signal(done)

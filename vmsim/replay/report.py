@@ -41,10 +41,12 @@ def print_report(out, r):
                   [[k, _n(v)] for k, v in r["signals"].items()], right=(1,))
     rows = []
     if r.get("walks") is not None:
-        rows.append(["page walks", _n(r["walks"])])
+        rows.append(["page walks" if r.get("tlb") else "page walks (no TLB model: one per "
+                     "translation)", _n(r["walks"])])
     if r.get("tlb"):
         for k, v in r["tlb"].items():
-            rows.append([k, _n(v)])
+            if v and k != "walks":
+                rows.append([k, _n(v)])
     if rows:
         out.table("translation", ["", "count"], rows, right=(1,))
     out.table("memory at the end", ["", "value"],

@@ -113,8 +113,11 @@ class Replay:
 
     def _machine(self):
         cfg = self.cfg
+        kw = {}
+        if model_support()["tlb"] and (cfg.tlb or cfg.pcid):
+            kw = {"tlb": cfg.tlb or None, "pcid": cfg.pcid != "off"}
         m = vmsim.Machine(memory=cfg.memory, cpus=cfg.cpus, paging_levels=cfg.paging_levels,
-                          debug_vm=cfg.checker)
+                          debug_vm=cfg.checker, **kw)
         if cfg.thp:
             m.write_file("/sys/kernel/mm/transparent_hugepage/enabled", cfg.thp)
         return m
@@ -160,7 +163,8 @@ class Replay:
         split = 0
         signals = Counter()
         faults = Counter()
-        series = {"accesses": [], "rss_kb": [], "pgtables": [], "faults": [], "t": []}
+        series = {"accesses": [], "rss_kb": [], "pgtables": [], "faults": [], "t": [],
+                  "tlb_misses": []}
         tracer = None
         if cfg.fault_paths:
             tracer = vmsim.trace.function_graph(m, record=False)
@@ -198,6 +202,8 @@ class Replay:
                     series["pgtables"].append(_pgtables(m))
                     series["faults"].append(sum(faults.values()) if tracer else _pgfault(m) - vm0.get("pgfault", 0))
                     series["t"].append(time.perf_counter() - t1)
+                    if getattr(m.k, "tlb", None) is not None:
+                        series["tlb_misses"].append(_tlb_totals(m)["misses"])
                     if self.progress:
                         self.progress("replay", done + pos, self.reader)
                 k = chunk.kind
@@ -229,8 +235,9 @@ class Replay:
             "faults": {"minflt": sum(r.ru_minflt for r in ru), "majflt": sum(r.ru_majflt for r in ru),
                        "by_kind": dict(faults) if tracer else None},
             "signals": dict(signals),
-            "walks": None,
-            "tlb": None,
+            "walks": (_tlb_totals(m)["walks"] if getattr(m.k, "tlb", None) is not None
+                      else sum(getattr(q, "_translations", 0) for q in proc_list)),
+            "tlb": _tlb_totals(m) if getattr(m.k, "tlb", None) is not None else None,
             "rss_kb": series["rss_kb"][-1] if series["rss_kb"] else 0,
             "maxrss_kb": max(series["rss_kb"], default=0),
             "pgtables": _pgtables(m),
@@ -298,6 +305,24 @@ class Replay:
         except OSError as e:
             raise TraceError(self.path, 0, f"event at access {ev.at}: {ev.op} failed: {e}") from None
         return first_pid
+
+
+def _tlb_totals(m):
+    """The machine's TLB counters summed over its CPUs (Machine.tlb_stats)."""
+    tot = Counter()
+    for c in m.tlb_stats():
+        for k, v in c.items():
+            if k in ("cpu", "loaded_mm_asid", "is_lazy"):
+                continue
+            if isinstance(v, dict):
+                for kk, vv in v.items():
+                    tot[f"{k} {kk}" if k != "hits" else f"hits {kk}"] += vv
+            elif isinstance(v, (int, np.integer)):
+                tot[k] += int(v)
+    out = dict(tot)
+    out.setdefault("misses", 0)
+    out.setdefault("walks", 0)
+    return out
 
 
 def _signame(signo):

@@ -165,7 +165,11 @@ def _build(use_tlb, compiled):
                 gw["translate"] = _mmu.compiled()[0]
                 g["_translate"] = _njit(types.FunctionType(_walk.__code__, gw, "_walk"), nogil=True)
             g["_store"] = _njit(_store, nogil=True)
-            fn = _njit(types.FunctionType(access_chunk.__code__, g, "access_chunk"), nogil=True)
+            # numba's cache keys a function by its qualified name and line, not by its
+            # globals: the TLB build gets a name of its own.
+            name = "access_chunk_tlb" if use_tlb else "access_chunk"
+            code = access_chunk.__code__.replace(co_name=name, co_qualname=name)
+            fn = _njit(types.FunctionType(code, g, name), nogil=True)
         else:
             if not use_tlb:
                 g["_translate"] = _walk
@@ -189,11 +193,12 @@ def _impl(use_tlb):
     return _build(use_tlb, False), False
 
 
-def run_accesses(k, task, addrs, kinds, sizes, value, stats=None):
+def run_accesses(k, task, addrs, kinds, sizes, value, counter=None):
     """Run the accesses of the arrays in order on ``task``'s CPU, taking faults.
 
     Returns (n, 0) when all completed, else (i, done): access i got a signal (the task's
     signals say which) after ``done`` of its bytes; the accesses before it took effect.
+    ``counter[0]`` (a list) gets the translations made (re-walks after faults included).
     """
     hw = getattr(k, "tlb", None)
     fn, compiled_ = _impl(hw is not None)
@@ -201,16 +206,14 @@ def run_accesses(k, task, addrs, kinds, sizes, value, stats=None):
         pt, rows = k.ptpool.arr, k.mem.np_private
         pool = k.page_data.pool.reshape(-1)
         out = np.zeros(4, dtype=np.int64)
-        if stats is None:
-            stats = np.zeros(1, dtype=np.int64)
+        stats = np.zeros(1, dtype=np.int64)
     else:
         pt, rows = k.ptpool.mv, k.mem.private
         pool = k.page_data._mv
         out = [0, 0, 0, 0]
         # Python ints, as the compiled code's int64 arithmetic sees them.
         addrs, kinds, sizes = addrs.tolist(), kinds.tolist(), sizes.tolist()
-        if stats is None:
-            stats = [0]
+        stats = [0]
     n = len(addrs)
     cpu = task.cpu
     la57 = k.la57
@@ -228,6 +231,9 @@ def run_accesses(k, task, addrs, kinds, sizes, value, stats=None):
             tlb_args[5] = hw.cur_pcid[cpu]
         i = fn(pt, rows, pool, k.cpus[cpu].cr3, la57, addrs, kinds, sizes, i, done, n, value,
                pkru, out, stats, *tlb_args)
+        if counter is not None:
+            counter[0] += int(stats[0])
+        stats[0] = 0
         if i >= n:
             return n, 0
         why, arg, where, done = out.tolist() if compiled_ else out
