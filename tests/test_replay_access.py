@@ -94,11 +94,16 @@ def _resolve(bases, area, off):
     return 0xffff888000000000 + off                  # the kernel's direct map
 
 
-def _check_batch_behaves_as_one_by_one(spec):
+def _tlb_presets():
+    from vmsim.replay.run import model_support
+    return [None, "skylake"] if model_support()["tlb"] else [None]
+
+
+def _check_batch_behaves_as_one_by_one(spec, tlb=None):
     seq, value = spec
     results = []
     for runner in (_one_by_one, _batch):
-        m = vmsim.Machine("64M")
+        m = vmsim.Machine("64M", **({"tlb": tlb} if tlb else {}))
         p, bases = _layout(m)
         addrs = [_s64(_resolve(bases, ar, off)) for ar, off, _, _ in seq]
         kinds = [kd for _, _, kd, _ in seq]
@@ -110,17 +115,19 @@ def _check_batch_behaves_as_one_by_one(spec):
     assert results[0][1] == results[1][1]
 
 
+@pytest.mark.parametrize("tlb", _tlb_presets())
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(_accesses())
-def test_batch_behaves_as_one_by_one(spec):
-    _check_batch_behaves_as_one_by_one(spec)
+@given(spec=_accesses())
+def test_batch_behaves_as_one_by_one(spec, tlb):
+    _check_batch_behaves_as_one_by_one(spec, tlb)
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("tlb", _tlb_presets())
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(_accesses())
-def test_batch_behaves_as_one_by_one_long(spec):
-    _check_batch_behaves_as_one_by_one(spec)
+@given(spec=_accesses())
+def test_batch_behaves_as_one_by_one_long(spec, tlb):
+    _check_batch_behaves_as_one_by_one(spec, tlb)
 
 
 def _run_mode(compiled, fn):
