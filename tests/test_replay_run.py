@@ -158,6 +158,28 @@ def test_compare_plot_and_convert(capsys, tmp_path):
         _stats(b) | {"trace": 0, "format": 0, "lines": 0}
 
 
+def test_convert_cli_and_replay_of_each_format(capsys, tmp_path):
+    src = tmp_path / "t.pinatrace.gz"
+    import gzip
+    with gzip.open(src, "wt") as f:
+        f.write("0x401000: W 0x7ffd1234\n0x401004: R 0x7ffd1238\n0x40100a: R 0x601040\n#eof\n")
+    results = []
+    for out in ("o.npz", "o.parquet"):
+        rc, text, err = run(capsys, "convert", str(src), str(tmp_path / out))
+        assert rc == 0 and "3 accesses" in text, err
+    for p in (src, tmp_path / "o.npz", tmp_path / "o.parquet"):
+        rc, text, err = run(capsys, "replay", str(p), "--json", str(tmp_path / "r.json"))
+        assert rc == 0, err
+        r = json.loads((tmp_path / "r.json").read_text())
+        results.append((r["accesses"], r["faults"]))
+    # A write to an untouched anonymous page (do_anonymous_page), a read of the same
+    # page (no fault), a read of another untouched page (the zero page).
+    assert results[0] == results[1] == results[2]
+    assert results[0][1]["by_kind"] == {"anonymous": 1, "zero-page": 1}
+    rc, text, err = run(capsys, "convert", str(src), str(tmp_path / "o.csv"))
+    assert rc == 2 and "the native format is .npz or .parquet" in err
+
+
 def test_native_events_drive_the_processes(tmp_path):
     """mmap 4 pages, write them, fork, the child writes page 0 and exits, the parent reads
     page 1: Linux takes 4 anonymous faults in the parent, 1 COW fault in the child
