@@ -97,7 +97,7 @@ class _Progress:
         if phase != self.phase:
             self.phase, self.t0 = phase, time.perf_counter()
         dt = time.perf_counter() - self.t0
-        rate = f"{n / dt / 1e6:.1f} M/s" if dt > 0 else ""
+        rate = f"{n / dt / 1e6:.1f} M/s" if dt > 0.2 else ""
         self.prog.update(self.task, completed=n, rate=rate,
                          description="scanning the trace" if phase == "scan" else "replaying")
 
