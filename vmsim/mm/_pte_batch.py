@@ -154,13 +154,14 @@ def _folios_put_pages(pfns, refcount, mflags, lru_next, lru_prev, head, tail, nr
     """folios_put()'s loop: drop a reference on each folio; one whose last reference
     went leaves its LRU list (__page_cache_release -> lruvec_del_folio) and goes to
     ``free``. ``delta`` collects the pages taken off each LRU list (their vmstat).
-    Stops before a refcount underflow (the caller's Python loop reports it). Returns
+    Stops before a refcount underflow (the caller's Python loop reports it) and before
+    a page of a large folio (the Python loop finds its folio). Returns
     (folios done, folios to free)."""
     nfree = 0
     for i in range(len(pfns)):
         pfn = pfns[i]
         r = refcount[pfn] - 1
-        if r < 0:
+        if r < 0 or mflags[pfn] & PG_tail:             # page_folio() is the Python loop's
             return i, nfree
         refcount[pfn] = r
         if r == 0:
