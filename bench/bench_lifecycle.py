@@ -21,7 +21,8 @@ on the real kernel (bench/native_lifecycle.c, compiled now with the system's C
 compiler; the median of the rounds after a host-warming one) and on vmsim
 (Machine(memory="8G", debug_vm=False), MMU walk compiled as by default), with the
 ratio vmsim / kernel. ``--profile STEP`` runs cProfile over that vmsim step and prints
-the top functions. Timing lives here, never in the tests.
+the top functions (an installed profiler switches vmsim's compiled PTE runs off, as a
+tracer does, so the profile is the Python path's). Timing lives here, never in the tests.
 """
 import argparse
 import os
