@@ -643,6 +643,10 @@ def finish_fault(vmf) -> int:
             vmf.prealloc_pte = pmd_install(mm, vmf.pmd, vmf.prealloc_pte)
         elif pte_alloc(mm, vmf.pmd):
             return VM_FAULT_OOM
+    # Linux: with the PMD none and a PMD-sized folio that fits, do_set_pmd() maps it
+    # with one PMD (whatever THP "enabled" says; not VM_NOHUGEPAGE). vmsim has no file
+    # PMD mappings yet: such a folio is mapped by 512 PTEs below (same faults and Rss;
+    # smaps FilePmdMapped stays 0).
     nr_pages = 1
     addr = vmf.address
     if not is_cow and k.mem.flags[page] & _PG_LARGE:
