@@ -288,6 +288,7 @@ def page_data(doc, max_steps=MAX_STEPS, max_graphs=MAX_GRAPHS) -> dict:
         return vmaset_ids[key]
     proc_vmas = {}                     # (machine, pid) -> vmaset index, as of the step
     copied = {}                        # (pid, level, va) -> step of the copy (COW)
+    pages = {}                         # (pid, level, va) -> the page it mapped, as last sent
     graphs_left = max_graphs
     graphs_total = graphs_kept = 0
     out_steps = []
@@ -311,7 +312,15 @@ def page_data(doc, max_steps=MAX_STEPS, max_graphs=MAX_GRAPHS) -> dict:
             elif leafish and old & _PAGE_PRESENT and new & _PAGE_PRESENT and \
                     (old ^ new) & 0x000ffffffffff000:
                 copied[ck] = s["step"]
-            changes.append({"pid": c["pid"], "k": key, "p": par, "lv": lv, "va": _hex(va),
+            was = pages.pop(ck, None)
+            if c["page"] is not None:
+                pages[ck] = c["page"]
+            pc = None                  # the entry is the same: its page's counts changed
+            if old == new and was is not None and c["page"] is not None:
+                pc = ", ".join(f"{f} {was.get(f)} -> {c['page'].get(f)}"
+                               for f in ("mapcount", "refcount", "exclusive")
+                               if was.get(f) != c["page"].get(f)) or "page flags"
+            changes.append({"pid": c["pid"], "k": key, "pc": pc, "p": par, "lv": lv, "va": _hex(va),
                             "t": _hex(c["table"]), "i": c["index"],
                             "ea": _hex(c["table"] * 4096 + c["index"] * 8),
                             "o": _hex(old), "e": _hex(new),

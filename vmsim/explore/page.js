@@ -121,8 +121,10 @@ function stepPanel(st) {
   h += `<div>Page faults: <b id="fault-count">${st.faults.count}</b>${paths ? " (" + esc(paths) + ")" : ""}</div>`;
   const vm = Object.entries(st.vmstat);
   if (vm.length) h += `<div>vmstat: <span class="mono">${esc(vm.map(([k, v]) => `${k} ${v > 0 ? "+" : ""}${v}`).join(", "))}</span></div>`;
-  const ch = st.ch.length;
-  h += `<div>Page-table entries changed: <b id="change-count">${ch}</b></div>`;
+  const ch = st.ch.filter((c) => c.o !== c.e).length;
+  const pc = st.ch.length - ch;
+  h += `<div>Page-table entries changed: <b id="change-count">${ch}</b>` +
+    (pc ? ` <span class="hint">(and <span id="page-change-count">${pc}</span> entries whose page changed: its mapcount, refcount or flags)</span>` : "") + "</div>";
   $("step").innerHTML = h;
 }
 
@@ -162,9 +164,10 @@ function treePanel(st, state) {
     kids.get(p).push(c);
   }
   for (const a of kids.values()) a.sort(cmpVa);
-  const changed = new Set(st.ch.filter((c) => c.pid === treePid).map((c) => c.k));
+  const changed = new Set(st.ch.filter((c) => c.pid === treePid && c.o !== c.e).map((c) => c.k));
+  const pchanged = new Set(st.ch.filter((c) => c.pid === treePid && c.o === c.e).map((c) => c.k));
   const hot = new Set();                // ancestors of a changed entry
-  for (const k of changed) {
+  for (const k of [...changed, ...pchanged]) {
     let c = ents.get(k);
     while (c && c.p) { hot.add(c.p); c = ents.get(c.p); }
   }
@@ -173,10 +176,11 @@ function treePanel(st, state) {
     const ch = kids.get(c.k) || [];
     const open = userOpen.has(c.k) ? userOpen.get(c.k) : (hot.has(c.k) || ch.length <= 16);
     const li = el("li", {"data-key": c.k});
-    const cls = "node" + (changed.has(c.k) ? " chg" : "");
+    const cls = "node" + (changed.has(c.k) ? " chg" : pchanged.has(c.k) ? " pchg" : "");
     const tog = ch.length ? `<span class="tog">${open ? "&#9662;" : "&#9656;"}</span>` : `<span class="tog leaf">&middot;</span>`;
     const extra = ch.length ? ` <span class="hint">(${ch.length} entr${ch.length > 1 ? "ies" : "y"})</span>` : "";
-    const old = changed.has(c.k) && c.o !== "0x0" ? `<div class="old" style="padding-left:2.2em">was ${esc(c.od)}</div>` : "";
+    const old = changed.has(c.k) && c.o !== "0x0" ? `<div class="old" style="padding-left:2.2em">was ${esc(c.od)}</div>` :
+      pchanged.has(c.k) && c.pc ? `<div class="pnote" style="padding-left:2.2em">same entry; its page: ${esc(c.pc)}</div>` : "";
     li.innerHTML = `<div class="${cls}" title="entry at ${c.ea} (table pfn ${c.t}, index ${c.i})">${tog}` +
       `<span class="lvl">${c.lv.toUpperCase()}[${c.i}]</span> <code>${c.va}</code> ` +
       `<span class="what">${esc(c.w)}</span>${extra} <span class="ent">${esc(c.d)}</span></div>${old}`;
