@@ -128,6 +128,11 @@ def test_fork_write_protects_and_cow_copies(fork_cow_doc):
     assert steps[w]["faults"]["count"] == 8
     assert all("wp_page_copy" in f["paths"] for f in steps[w]["faults"]["records"])
     assert steps[w]["vmstat"].get("pgfault") == 8
+    # PGFAULT counts every fault handle_mm_fault saw, execve's own (writing argv) too,
+    # which the rusage and faults.count leave out
+    for s in steps:
+        assert s["vmstat"].get("pgfault", 0) == s["faults"]["count"] + s["faults"]["exec"]
+    assert steps[0]["faults"]["exec"] >= 1
 
 
 def test_page_data_and_html(fork_cow_doc, tmp_path):

@@ -119,6 +119,7 @@ def test_fork_cow_page(page, tmp_path):
     page.wait_for_selector("#timeline li")
     assert page.locator("#timeline li").count() == len(steps)
     assert _current(page) == 0
+    assert f"and {steps[0]['faults']['exec']} that execve took for itself" in page.inner_text("#step")
     # step with the keys and the buttons; each step's title and fault count match the JSON
     names = [s["call"]["name"] for s in steps]
     fork = names.index("fork")

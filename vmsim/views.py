@@ -293,7 +293,8 @@ class StepRecorder:
             new = self.tracer.faults[nfaults:]
             by = type(self.tracer).path_counts(SimpleNamespace(faults=new))
             step["faults"] = {"count": sum(1 for f in new if not getattr(f, "exec", False)),
-                              "by_path": dict(by)}
+                              "by_path": dict(by),
+                              "exec": sum(1 for f in new if getattr(f, "exec", False))}
             if self.graphs:
                 step["faults"]["records"] = [fault_record(f) for f in new
                                              if not getattr(f, "exec", False)]

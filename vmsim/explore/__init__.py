@@ -215,18 +215,19 @@ def _merge(group):
                 c = dict(c, old=tables[key]["old"])
             tables[key] = c
     last["tables"] = [c for c in tables.values() if c["old"] != c["new"] or c["page"]]
-    vmstat, by_path, count, records, syscalls = {}, {}, 0, [], []
+    vmstat, by_path, count, records, syscalls, nexec = {}, {}, 0, [], [], 0
     for s in group:
         for k, v in (s.get("vmstat") or {}).items():
             vmstat[k] = vmstat.get(k, 0) + v
         f = s.get("faults") or {}
         count += f.get("count", 0)
+        nexec += f.get("exec", 0)
         for k, v in f.get("by_path", {}).items():
             by_path[k] = by_path.get(k, 0) + v
         records += f.get("records", [])
         syscalls += s.get("syscalls") or []
     last["vmstat"] = {k: v for k, v in vmstat.items() if v}
-    last["faults"] = {"count": count, "by_path": by_path, "records": records}
+    last["faults"] = {"count": count, "by_path": by_path, "records": records, "exec": nexec}
     last["syscalls"] = syscalls
     last["_merged"] = len(group) - 1
     last["_first"] = group[0]["step"]
@@ -282,6 +283,7 @@ def page_data(doc, max_steps=MAX_STEPS, max_graphs=MAX_GRAPHS) -> dict:
         if key not in vmaset_ids:
             vmaset_ids[key] = len(vmasets)
             vmasets.append([{"start": _hex(v["start"]), "end": _hex(v["end"]), "perms": v["perms"],
+                             "s": v["start"] >> 12, "e": v["end"] >> 12,
                              "pgoff": _hex(v["pgoff"] << 12), "name": v["name"],
                              "kb": (v["end"] - v["start"]) >> 10, "flags": " ".join(v["vm_flags"])}
                             for v in vmas])
@@ -320,7 +322,7 @@ def page_data(doc, max_steps=MAX_STEPS, max_graphs=MAX_GRAPHS) -> dict:
                 pc = ", ".join(f"{f} {was.get(f)} -> {c['page'].get(f)}"
                                for f in ("mapcount", "refcount", "exclusive")
                                if was.get(f) != c["page"].get(f)) or "page flags"
-            changes.append({"pid": c["pid"], "k": key, "pc": pc, "p": par, "lv": lv, "va": _hex(va),
+            changes.append({"pid": c["pid"], "k": key, "pc": pc, "p": par, "lv": lv, "va": _hex(va), "pn": va >> 12,
                             "t": _hex(c["table"]), "i": c["index"],
                             "ea": _hex(c["table"] * 4096 + c["index"] * 8),
                             "o": _hex(old), "e": _hex(new),
@@ -345,6 +347,7 @@ def page_data(doc, max_steps=MAX_STEPS, max_graphs=MAX_GRAPHS) -> dict:
             "signal": (f"{sig['name']} si_code={sig['si_code']} si_addr={sig['si_addr']:#x}"
                        if sig else None),
             "faults": {"count": f.get("count", 0), "by_path": f.get("by_path", {}),
+                       "exec": f.get("exec", 0),
                        "records": len(f.get("records", []))},
             "graphs": graphs, "ch": changes, "vmstat": s.get("vmstat") or {},
             "procs": s["processes"],
