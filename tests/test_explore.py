@@ -267,3 +267,28 @@ def test_serve_binds_loopback_only(tmp_path):
     finally:
         got["httpd"].shutdown()
         t.join(10)
+
+
+def test_what_leaves_map(machine):
+    """page records name what a leaf maps: a read of fresh private anonymous memory maps
+    the zero page (do_anonymous_page), a write an anon folio, MAP_SHARED|MAP_ANONYMOUS
+    a shmem page, a file mapping the file's page-cache page."""
+    from vmsim.views import StepRecorder
+    from vmsim import O_RDWR, O_CREAT
+    with StepRecorder(tables=True) as rec:
+        p = machine.spawn()
+        a = p.mmap(0, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
+        p.read(a, 1)
+        p.write(a + PAGE, b"x")
+        s = p.mmap(0, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS)
+        p.write(s, b"y")
+        fd = p.open("/tmp/explore-test", O_RDWR | O_CREAT)
+        p.ftruncate(fd, PAGE)
+        f = p.mmap(0, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+        p.write(f, b"z")
+    state = _replay(json.loads(json.dumps({"steps": rec.steps})))[(0, p.pid)]
+    kinds = {va: state[("pte", va)]["page"]["kind"] for va in (a, a + PAGE, s, f)}
+    assert kinds == {a: "zero", a + PAGE: "anon", s: "shmem", f: "file"}
+    assert state[("pte", a)]["page"]["pfn"] == machine.k.zero_pfn
+    assert not state[("pte", a)]["new"] & RW and state[("pte", a + PAGE)]["new"] & RW
+    assert state[("pte", f)]["page"]["file"].startswith("inode ")

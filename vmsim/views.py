@@ -353,6 +353,8 @@ def page_record(k, pfn: int) -> dict:
                 kind = "shmem"
             host = getattr(obj, "host", None)
             name = getattr(host, "name", None) or getattr(host, "path", None)
+            if name is None and getattr(host, "i_ino", None) is not None:
+                name = f"inode {host.i_ino}"
     return {"pfn": pfn, "kind": kind, "order": int(folio_order(k, head)),
             "mapcount": int(mem.mapcount[pfn]), "refcount": int(mem.refcount[head]),
             "exclusive": bool(mem.flags[pfn] & PG_anon_exclusive),
