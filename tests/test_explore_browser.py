@@ -217,3 +217,48 @@ def test_mprotect_segv_page(page, tmp_path):
     page.fill("#addr", "0x800000000000")
     assert "non-canonical" in page.inner_text("#walk")
     assert page.errors == []
+
+
+def test_long_run_page(page, machine, tmp_path):
+    """A run of 1,200 steps shown as at most 300: the page says what it merged, the
+    timeline pages, and the state at the last step is the document's."""
+    from vmsim.views import StepRecorder
+    from vmsim import explore, PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_ANONYMOUS
+    with StepRecorder(tables=True) as rec:
+        p = machine.spawn()
+        a = p.mmap(0, 800 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
+        for i in range(800):
+            p.write(a + i * 4096, b"x")
+        c = p.fork()
+        for i in range(0, 800, 2):
+            c.write(a + i * 4096, b"y")
+    doc = {"command": "run", "scenario": "long", "steps": json.loads(json.dumps(rec.steps)),
+           "machines": [{"paging_levels": 4, "memory": 1 << 30, "cpus": 2, "kernel": "6.18.44"}]}
+    html = tmp_path / "long.html"
+    data = explore.write_page(doc, str(html), max_steps=300)
+    page.goto(html.as_uri())
+    page.wait_for_selector("#timeline li")
+    assert "merged into the step shown after them" in page.inner_text("#notes")
+    assert page.locator("#timeline-pages button").count() == -(-len(data["steps"]) // 100)
+    page.click("#timeline-pages button >> nth=2")
+    assert _current(page) == 200
+    ms = page.evaluate("""() => { const t = performance.now();
+        for (let i = 0; i < N; i += 7) { select(i); document.body.offsetHeight; }
+        return (performance.now() - t) / Math.ceil(N / 7); }""")
+    print(f"long run: {len(data['steps'])} steps shown of {len(doc['steps'])}, {ms:.0f} ms a step")
+    page.keyboard.press("End")
+    last = {}
+    for s in doc["steps"]:
+        for ch in s["tables"]:
+            if ch["pid"] == c.pid:
+                if ch["new"]:
+                    last[f"{ch['level']}:{ch['va']:x}"] = ch["new"]
+                else:
+                    last.pop(f"{ch['level']}:{ch['va']:x}", None)
+    shown = page.evaluate(f"[...stateAt(N - 1).get('0:{c.pid}').values()].map(c => [c.k, c.e])")
+    assert {k: int(e, 16) for k, e in shown} == last
+    # the child's half-written area: 400 copied or reused pages, 400 still COW-shared
+    cats = page.eval_on_selector_all(f"#procs .proc[data-pid='{c.pid}'] .cell[data-cat]",
+                                     "els => els.map(e => e.dataset.cat)")
+    assert "cow" in cats and page.locator(f"#procs .proc[data-pid='{c.pid}'] .hint").count() > 0
+    assert page.errors == []
