@@ -151,6 +151,20 @@ def test_fork_cow_page(page, tmp_path):
                                      "els => els.map(e => [e.dataset.va, e.dataset.cat])")
     mine = sorted((int(va, 16), cat) for va, cat in cats if a <= int(va, 16) < a + 16 * 4096)
     assert [c for _, c in mine] == ["copied"] * 8 + ["cow"] * 8
+    # then the child writes all 16: its first 8 are its alone now (reused in place, no
+    # copy: wp_page_reuse), the last 8 still shared (copied: wp_page_copy); the parent's
+    # last 8 are write-protected and mapped once
+    w2 = w + 1 + names[w + 1:].index("touch")
+    assert steps[w2]["pid"] == child
+    page.fill("#slider", str(w2))
+    page.dispatch_event("#slider", "input")
+    for pid, want in ((child, ["reused"] * 8 + ["copied"] * 8), (parent, ["copied"] * 8 + ["wpx"] * 8)):
+        cats = page.eval_on_selector_all(f"#procs .proc[data-pid='{pid}'] .cell[data-cat]",
+                                         "els => els.map(e => [e.dataset.va, e.dataset.cat])")
+        got = sorted((int(va, 16), cat) for va, cat in cats if a <= int(va, 16) < a + 16 * 4096)
+        assert [c for _, c in got] == want, (pid, got)
+    page.fill("#slider", str(w))
+    page.dispatch_event("#slider", "input")
     # the fault's graph: kernel functions linked to 6.18.2, seed lines where known
     graph = page.inner_text("#graph")
     for fn in ("exc_page_fault", "handle_mm_fault", "do_wp_page", "wp_page_copy"):

@@ -290,6 +290,7 @@ def page_data(doc, max_steps=MAX_STEPS, max_graphs=MAX_GRAPHS) -> dict:
         return vmaset_ids[key]
     proc_vmas = {}                     # (machine, pid) -> vmaset index, as of the step
     copied = {}                        # (pid, level, va) -> step of the copy (COW)
+    reused = {}                        # (pid, level, va) -> step it was made writable in place
     pages = {}                         # (pid, level, va) -> the page it mapped, as last sent
     graphs_left = max_graphs
     graphs_total = graphs_kept = 0
@@ -311,9 +312,13 @@ def page_data(doc, max_steps=MAX_STEPS, max_graphs=MAX_GRAPHS) -> dict:
             leafish = c["page"] is not None and c["page"]["kind"] != "table"
             if new == 0:
                 copied.pop(ck, None)
-            elif leafish and old & _PAGE_PRESENT and new & _PAGE_PRESENT and \
-                    (old ^ new) & 0x000ffffffffff000:
-                copied[ck] = s["step"]
+                reused.pop(ck, None)
+            elif leafish and old & _PAGE_PRESENT and new & _PAGE_PRESENT:
+                if (old ^ new) & 0x000ffffffffff000:
+                    copied[ck] = s["step"]
+                    reused.pop(ck, None)
+                elif new & _PAGE_RW and not old & _PAGE_RW:
+                    reused[ck] = s["step"]
             was = pages.pop(ck, None)
             if c["page"] is not None:
                 pages[ck] = c["page"]
@@ -330,7 +335,7 @@ def page_data(doc, max_steps=MAX_STEPS, max_graphs=MAX_GRAPHS) -> dict:
                             "od": decode_entry(old, lv) if old else "0x0",
                             "w": _what(lv, c, below.get(lv, "")), "pg": c["page"],
                             "pr": bool(new & _PAGE_PRESENT), "rw": bool(new & _PAGE_RW),
-                            "leaf": leafish, "cp": copied.get(ck)})
+                            "leaf": leafish, "cp": copied.get(ck), "ru": reused.get(ck)})
         f = s.get("faults") or {}
         graphs = []
         for r in f.get("records", []):

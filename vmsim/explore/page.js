@@ -241,6 +241,7 @@ const CATS = [
   ["cow", "shared with another process, write-protected (COW: a write copies or reuses)"],
   ["wpx", "write-protected, mapped once (a write makes it writable again: reuse)"],
   ["copied", "copied: a write gave this process its own frame"],
+  ["reused", "reused: a write made the write-protected page writable again, no copy"],
   ["private", "private, writable"],
   ["shared", "shared and writable (MAP_SHARED)"],
   ["file", "file or shmem page"],
@@ -256,6 +257,7 @@ function category(c, users, vmaWritable) {
     if (n > 1) return c.rw ? "shared" : "cow";
     if (!c.rw && vmaWritable) return "wpx";
     if (c.cp !== null && c.cp !== undefined) return "copied";
+    if (c.ru !== null && c.ru !== undefined) return "reused";
     return "private";
   }
   return n > 1 && c.rw ? "shared" : "file";
@@ -302,7 +304,8 @@ function procsPanel(st, state) {
         if (!c) return `<i class="cell none" title="0x${(BigInt(pn) << 12n).toString(16)}: not mapped"></i>`;
         const k = category(c, users, w);
         return `<i class="cell c-${k}" data-va="${c.va}" data-cat="${k}" title="${c.va}: ${esc(c.w)}\n${esc(c.d)}` +
-          `${c.cp !== null && c.cp !== undefined ? "\ncopied at step " + c.cp : ""}"></i>`;
+          `${c.cp !== null && c.cp !== undefined ? "\ncopied at step " + c.cp : ""}` +
+          `${c.ru !== null && c.ru !== undefined ? "\nreused (made writable) at step " + c.ru : ""}"></i>`;
       };
       if (pages <= 256) {
         for (let pn = v.s; pn < v.e; pn++) cells += cell(byPn.get(pn), pn);
