@@ -110,6 +110,58 @@ def vmsim_run(size: int, rounds: int, kinds):
     return res, setup
 
 
+PATHS = {
+    # what one fault of each kind must pass through (no bulk shortcut)
+    "cached": ["handle_mm_fault", "do_fault", "do_read_fault", "do_fault_around", "filemap_map_pages"],
+    # filemap_fault starts the read and returns VM_FAULT_RETRY; the retried fault finds
+    # the folios cached and fault-around maps them
+    "cold": ["handle_mm_fault", "do_read_fault", "filemap_fault", "do_fault_around", "filemap_map_pages"],
+    "shwrite": ["handle_mm_fault", "do_fault", "do_shared_fault", "__do_fault", "finish_fault"],
+    "shwp": ["handle_mm_fault", "do_wp_page", "wp_page_shared"],
+}
+
+
+def traced_faults():
+    """One fault of each kind, traced: {kind: {function: calls}} (every count must be >= 1)."""
+    import vmsim
+    from vmsim import (PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_SHARED, MADV_NOHUGEPAGE,
+                       O_RDWR, O_CREAT)
+    m = vmsim.Machine(memory="256M", debug_vm=False)
+    p = m.spawn()
+    fd = p.open("/tmp/traced", O_RDWR | O_CREAT, 0o600)
+    p.pwrite(fd, b"\x5a" * (4 << 20), 0)
+    p.fsync(fd)
+    out = {}
+
+    def traced(kind, fn):
+        calls = {name: 0 for name in PATHS[kind]}
+
+        def prof(frame, event, arg):
+            if event == "call" and frame.f_code.co_name in calls:
+                calls[frame.f_code.co_name] += 1
+        sys.setprofile(prof)
+        try:
+            fn()
+        finally:
+            sys.setprofile(None)
+        out[kind] = calls
+
+    a = p.mmap(0, 4 << 20, PROT_READ, MAP_PRIVATE, fd, 0)
+    p.madvise(a, 4 << 20, MADV_NOHUGEPAGE)
+    traced("cached", lambda: p.read(a, 1))
+    p.munmap(a, 4 << 20)
+    p.posix_fadvise(fd, 0, 0, vmsim.POSIX_FADV_DONTNEED)
+    a = p.mmap(0, 4 << 20, PROT_READ, MAP_PRIVATE, fd, 0)
+    p.madvise(a, 4 << 20, MADV_NOHUGEPAGE)
+    traced("cold", lambda: p.read(a, 1))
+    s = p.mmap(0, 4 << 20, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+    p.madvise(s, 4 << 20, MADV_NOHUGEPAGE)
+    traced("shwrite", lambda: p.write(s, b"x"))
+    p.fsync(fd)
+    traced("shwp", lambda: p.write(s, b"y"))
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--size", default="1G")
@@ -129,6 +181,10 @@ def main(argv=None):
         for k in kinds:
             pp, pf, faults, maj = _summary(nat[k])
             print(f"  {k:<11} {pp:8.1f} ns/page {pf:10.0f} ns/fault  ({faults} faults, {maj} major)")
+    paths = traced_faults()
+    print("traced faults, calls per function:", paths)
+    bad = {k: v for k, c in paths.items() for f, v in c.items() if v < 1}
+    assert not bad, f"faults skipped part of the kernel path: {bad}"
     res, setup = vmsim_run(size, args.vmsim_rounds, kinds)
     print(f"vmsim (writing the two files: {setup:.1f} s), last round:")
     for k in kinds:

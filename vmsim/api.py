@@ -515,10 +515,10 @@ class Process:
 
     def close(self, fd) -> None:
         """close(2)."""
-        from vmsim.fs.open import ksys_close
+        from vmsim.fs.file import close_fd
         fd = _cint("fd", fd)
         k = self._enter()
-        self._done(ksys_close(k, self.task, fd))
+        self._done(close_fd(k, self.task, fd))
 
     def _rw(self, fn, *args):
         k = self._enter()
@@ -530,27 +530,27 @@ class Process:
 
     def read_fd(self, fd, n) -> bytes:
         """read(2) of up to n bytes at the file position."""
-        from vmsim.fs.open import ksys_pread
-        return self._rw(ksys_pread, _cint("fd", fd), _count("n", n), None, True)
+        from vmsim.fs.open import ksys_pread64
+        return self._rw(ksys_pread64, _cint("fd", fd), _count("n", n), None, True)
 
     def pread(self, fd, n, offset) -> bytes:
         """pread(2)."""
-        from vmsim.fs.open import ksys_pread
-        return self._rw(ksys_pread, _cint("fd", fd), _count("n", n), _loff("offset", offset), False)
+        from vmsim.fs.open import ksys_pread64
+        return self._rw(ksys_pread64, _cint("fd", fd), _count("n", n), _loff("offset", offset), False)
 
     def write_fd(self, fd, data) -> int:
         """write(2) at the file position (the end with O_APPEND); bytes written."""
-        from vmsim.fs.open import ksys_pwrite
+        from vmsim.fs.open import ksys_pwrite64
         if isinstance(data, str):
             raise TypeError("data must be bytes-like, not str")
-        return self._rw(ksys_pwrite, _cint("fd", fd), bytes(data), None, True)
+        return self._rw(ksys_pwrite64, _cint("fd", fd), bytes(data), None, True)
 
     def pwrite(self, fd, data, offset) -> int:
         """pwrite(2)."""
-        from vmsim.fs.open import ksys_pwrite
+        from vmsim.fs.open import ksys_pwrite64
         if isinstance(data, str):
             raise TypeError("data must be bytes-like, not str")
-        return self._rw(ksys_pwrite, _cint("fd", fd), bytes(data), _loff("offset", offset), False)
+        return self._rw(ksys_pwrite64, _cint("fd", fd), bytes(data), _loff("offset", offset), False)
 
     def lseek(self, fd, offset, whence) -> int:
         """lseek(2) (SEEK_SET, SEEK_CUR, SEEK_END)."""

@@ -481,7 +481,7 @@ static void remove_files(void)
 static const char *smaps_fields[] = {
 	"Size", "Rss", "Pss", "Shared_Clean", "Shared_Dirty", "Private_Clean", "Private_Dirty",
 	"Referenced", "Anonymous", "LazyFree", "AnonHugePages", "ShmemPmdMapped", "FilePmdMapped",
-	"Swap", "SwapPss", "Locked", NULL
+	"Shared_Hugetlb", "Private_Hugetlb", "Swap", "SwapPss", "Locked", NULL
 };
 
 static void obs_smaps(int slot, const char *id)

@@ -51,7 +51,8 @@ MAX_FILES = 16
 
 SMAPS_FIELDS = ("Size", "Rss", "Pss", "Shared_Clean", "Shared_Dirty", "Private_Clean",
                 "Private_Dirty", "Referenced", "Anonymous", "LazyFree", "AnonHugePages",
-                "ShmemPmdMapped", "FilePmdMapped", "Swap", "SwapPss", "Locked")
+                "ShmemPmdMapped", "FilePmdMapped", "Shared_Hugetlb", "Private_Hugetlb", "Swap",
+                "SwapPss", "Locked")
 SMAPS_DEFAULT = ("Rss", "Pss", "Shared_Clean", "Shared_Dirty", "Private_Clean",
                  "Private_Dirty", "Anonymous", "LazyFree", "AnonHugePages", "Swap", "Locked")
 

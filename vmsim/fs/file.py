@@ -53,8 +53,8 @@ class file:
     def mmap_checks(self, flags: int, vm_flags: int):
         """The file part of do_mmap(): the mapping type against the open mode;
         returns vm_flags or -errno."""
-        from vmsim.mm.mmap import do_mmap_file_checks
-        return do_mmap_file_checks(self, flags, vm_flags)
+        from vmsim.mm.mmap import _do_mmap_file
+        return _do_mmap_file(self, flags, vm_flags)
 
     def mmap(self, vma) -> int:
         """__mmap_new_vma(): the VMA holds the file (get_file), then ->mmap_prepare
@@ -97,7 +97,7 @@ class files_struct:
         return len(self.fd) - 1
 
 
-def task_files(k, task) -> files_struct:
+def _task_files(k, task) -> files_struct:
     fs = k.task_files.get(task.pid)
     if fs is None:
         fs = k.task_files[task.pid] = files_struct()
@@ -113,7 +113,7 @@ def fget(k, task, fd: int):
 
 
 def fd_install(k, task, fd: int, f):
-    task_files(k, task).fd[fd] = f
+    _task_files(k, task).fd[fd] = f
 
 
 def close_fd(k, task, fd: int) -> int:

@@ -35,6 +35,19 @@ class vfs:
         shm = self.new_inode(self.tmpfs, S_IFDIR | 0o1777)
         self.root.children.update(tmp=tmp, dev=dev)
         dev.children["shm"] = shm
+        # The program spawn() and execve() run: a sparse ext4 file (its pages read as
+        # zeros, without I/O) with the reference binary's size and inode number.
+        from vmsim.kernel.exec import EXE_PATH, EXE_SIZE, EXE_INO
+        d = self.root
+        for name in EXE_PATH.split("/")[1:-1]:
+            nd = self.new_inode(self.ext4, S_IFDIR | 0o755)
+            d.children[name] = nd
+            d = nd
+        exe = self.new_inode(self.ext4, S_IFREG | 0o755)
+        exe.i_ino = EXE_INO
+        exe.i_size = EXE_SIZE
+        d.children[EXE_PATH.rsplit("/", 1)[1]] = exe
+        self.exe_inode = exe
 
     def new_inode(self, sb, mode: int):
         """new_inode(): the next inode number of the filesystem."""
@@ -49,7 +62,7 @@ class vfs:
         return ino
 
 
-def get_vfs(k):
+def _get_vfs(k):
     v = getattr(k, "vfs", None)
     if v is None:
         v = k.vfs = vfs(k, getattr(k, "disk_latency_ns", 0))
@@ -68,7 +81,7 @@ def path_lookupat(k, path: str, parent: bool = False):
     parts = _split(path)
     if parts is None:
         return -errno.ENOENT
-    v = get_vfs(k)
+    v = _get_vfs(k)
     d = v.root
     stack = [d]
     for i, name in enumerate(parts):
@@ -94,7 +107,7 @@ def path_lookupat(k, path: str, parent: bool = False):
     return d, None, d
 
 
-def full_path(path: str) -> str:
+def _full_path(path: str) -> str:
     parts = []
     for p in _split(path) or []:
         if p == "..":
@@ -111,7 +124,7 @@ def may_create(d) -> int:
 
 def vfs_create(k, d, name: str, mode: int):
     """vfs_create(): a new regular file in directory d."""
-    v = get_vfs(k)
+    v = _get_vfs(k)
     ino = v.new_inode(d.i_sb, S_IFREG | (mode & 0o7777))
     d.children[name] = ino
     return ino

@@ -6,12 +6,12 @@ Linux's order for the arguments vmsim models.
 """
 import errno
 
-from vmsim.fs.file import (file, fget, fd_install, close_fd, task_files, FMODE_READ,
+from vmsim.fs.file import (file, fget, fd_install, _task_files, FMODE_READ,
                            FMODE_WRITE, FMODE_RANDOM, O_ACCMODE, O_CREAT, O_EXCL, O_TRUNC,
                            O_APPEND, O_DIRECTORY)
 from vmsim.fs.inode import S_ISDIR, S_ISREG
-from vmsim.fs.namei import path_lookupat, vfs_create, full_path
-from vmsim.mm.page_flags import PG_uptodate, PG_dirty
+from vmsim.fs.namei import path_lookupat, vfs_create, _full_path
+from vmsim.mm.page_flags import PG_uptodate
 
 MAX_LFS_FILESIZE = (1 << 63) - 1
 EXT4_MAX_SIZE = 16 << 40          # ext4 with 4 KiB blocks: s_maxbytes (16 TiB - 4 KiB)
@@ -28,7 +28,7 @@ def _s_maxbytes(inode) -> int:
 
 def do_sys_open(k, task, path: str, flags: int, mode: int) -> int:
     """do_sys_openat2(): look up (or create) the file, open it, install an fd."""
-    fs = task_files(k, task)
+    fs = _task_files(k, task)
     fd = fs.alloc_fd()
     if fd < 0:
         return fd
@@ -53,15 +53,11 @@ def do_sys_open(k, task, path: str, flags: int, mode: int) -> int:
                 return -errno.EISDIR
         elif flags & O_DIRECTORY:
             return -errno.ENOTDIR
-    f = file(ino, full_path(path), flags)
+    f = file(ino, _full_path(path), flags)
     if flags & O_TRUNC and S_ISREG(ino.i_mode) and f.f_mode & FMODE_WRITE:
         do_truncate(k, ino, 0)
     fd_install(k, task, fd, f)
     return fd
-
-
-def ksys_close(k, task, fd: int) -> int:
-    return close_fd(k, task, fd)
 
 
 def do_truncate(k, inode, length: int) -> int:
@@ -79,8 +75,8 @@ def do_truncate(k, inode, length: int) -> int:
         b = inode.i_blocks[length >> 12]
         inode.i_blocks[length >> 12] = b[:length & 4095] + bytes(4096 - (length & 4095))
     if inode.i_sb.s_type == "tmpfs":
-        from vmsim.mm.shmem import shmem_unacct_pages
-        shmem_unacct_pages(k, inode, old_pages - inode.i_mapping.nrpages)
+        from vmsim.mm.shmem import shmem_inode_unacct_blocks
+        shmem_inode_unacct_blocks(k, inode, old_pages - inode.i_mapping.nrpages)
     return 0
 
 
@@ -138,8 +134,8 @@ def vfs_fallocate(k, task, fd: int, mode: int, offset: int, length: int) -> int:
             if b is not None and hi > lo:
                 ino.i_blocks[edge] = b[:lo] + bytes(hi - lo) + b[hi:]
         if ino.i_sb.s_type == "tmpfs":
-            from vmsim.mm.shmem import shmem_unacct_pages
-            shmem_unacct_pages(k, ino, old_pages - ino.i_mapping.nrpages)
+            from vmsim.mm.shmem import shmem_inode_unacct_blocks
+            shmem_inode_unacct_blocks(k, ino, old_pages - ino.i_mapping.nrpages)
         return 0
     if not mode & FALLOC_FL_KEEP_SIZE and offset + length > ino.i_size:
         ino.i_size = offset + length
@@ -180,7 +176,7 @@ def vfs_read(k, f, count: int, pos: int):
     return bytes(out)
 
 
-def ksys_pread(k, task, fd: int, count: int, pos, advance: bool):
+def ksys_pread64(k, task, fd: int, count: int, pos, advance: bool):
     f = fget(k, task, fd)
     err = _readable(f)
     if err:
@@ -253,7 +249,7 @@ def generic_perform_write(k, f, pos: int, data: bytes) -> int:
     return written
 
 
-def ksys_pwrite(k, task, fd: int, data: bytes, pos, advance: bool):
+def ksys_pwrite64(k, task, fd: int, data: bytes, pos, advance: bool):
     f = fget(k, task, fd)
     if f is None or not f.f_mode & FMODE_WRITE:
         return -errno.EBADF

@@ -142,7 +142,7 @@ def write(machine, path: str, data) -> int:
 def drop_caches_sysctl_handler(k, data: str) -> int:
     """drop_caches_sysctl_handler() (fs/drop_caches.c): bit 1 drops clean, unmapped
     page-cache folios; bit 2 (slab) has nothing to drop in vmsim; 1..4 only."""
-    from vmsim.mm.truncate import drop_pagecache
+    from vmsim.mm.truncate import _drop_pagecache
     s = data.strip()
     try:
         val = int(s, 0)
@@ -151,7 +151,7 @@ def drop_caches_sysctl_handler(k, data: str) -> int:
     if not 1 <= val <= 4:
         raise _err(-errno.EINVAL, "/proc/sys/vm/drop_caches")
     if val & 1:
-        drop_pagecache(k)
+        _drop_pagecache(k)
     if val & 2:
         from vmsim.mm import vmstat as V
         k.vmstat[V.DROP_SLAB] += 1
@@ -183,7 +183,8 @@ def _vfs_read(machine, path: str, offset: int, size: int):
 
 def _vfs_write(machine, path: str, data) -> int:
     """Write (create or truncate) a regular file as root does."""
-    from vmsim.fs.open import do_sys_open, ksys_pwrite, ksys_close
+    from vmsim.fs.open import do_sys_open, ksys_pwrite64
+    from vmsim.fs.file import close_fd
     k = machine.k
     task = k.current
     if task is None or task.mm is None:
@@ -196,8 +197,8 @@ def _vfs_write(machine, path: str, data) -> int:
     fd = do_sys_open(k, task, path, 0o1101, 0o644)      # O_WRONLY | O_CREAT | O_TRUNC
     if fd < 0:
         raise _err(fd, path)
-    n = ksys_pwrite(k, task, fd, bytes(data), None, True)
-    ksys_close(k, task, fd)
+    n = ksys_pwrite64(k, task, fd, bytes(data), None, True)
+    close_fd(k, task, fd)
     if n < 0:
         raise _err(n, path)
     return n

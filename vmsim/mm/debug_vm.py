@@ -874,6 +874,12 @@ def _check_all(k, st=None, full=True):
     ranges = _scan_ranges(k)
     inuse = _nonzero_frames(k, ranges)
     cand = np.union1d(np.union1d(inuse, ref_u), map_u)
+    # Tail pages of cached large folios (nothing of theirs but PG_tail may be set).
+    big = cache_u[cache_nr > 1]
+    if len(big):
+        tails = np.concatenate([np.arange(h + 1, h + n, dtype=np.int64)
+                                for h, n in zip(big.tolist(), cache_nr[cache_nr > 1].tolist())])
+        cand = np.union1d(cand, tails)
     fl = mem.np_flags[cand]
     reserved = (fl & PG_reserved) != 0
     table = (fl & PGTY_table) != 0

@@ -465,11 +465,11 @@ def madvise_cold(vma, start: int, end: int, pageout: bool) -> int:
                     pmd_entry=lambda pmdp, a, n: madvise_cold_pte_range(tlb, vma, pmdp, a, n, pageout))
     tlb_finish_mmu(tlb)
     if pageout and vma.vm_file is not None and hasattr(vma.vm_file, "f_ra"):
-        madvise_pageout_file(vma, start, end)
+        reclaim_pages(vma, start, end)
     return 0
 
 
-def madvise_pageout_file(vma, start: int, end: int):
+def reclaim_pages(vma, start: int, end: int):
     """reclaim_pages() for the page-cache folios of a file VMA (can_do_file_pageout:
     root may): shrink_folio_list() unmaps a clean folio mapped only here
     (try_to_unmap) and drops it from the cache (__remove_mapping). Dirty file folios

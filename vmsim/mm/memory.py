@@ -887,7 +887,7 @@ def zap_pte_range(tlb, vma, pmdp: int, addr: int, end: int, details) -> int:
                     from vmsim.mm.folio import page_folio
                     folio = page_folio(k, page)
                     if not mflags[folio] & PG_anon:
-                        nr, ff, full = zap_present_file_folio_ptes(tlb, vma, folio, page, ptep,
+                        nr, ff, full = zap_present_folio_ptes(tlb, vma, folio, page, ptep,
                                                                     addr, end)
                         force_flush |= ff
                         if first < 0:
@@ -966,7 +966,7 @@ def zap_pte_range(tlb, vma, pmdp: int, addr: int, end: int, details) -> int:
     return addr
 
 
-def zap_present_file_folio_ptes(tlb, vma, folio: int, page: int, ptep: int, addr: int,
+def zap_present_folio_ptes(tlb, vma, folio: int, page: int, ptep: int, addr: int,
                                 end: int):
     """zap_present_ptes() for a large page-cache folio: folio_pte_batch() finds the
     run of PTEs mapping consecutive pages of it, which are cleared together; their

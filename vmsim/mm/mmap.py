@@ -636,7 +636,7 @@ def expand_stack_locked(vma, address: int) -> int:
 
 
 # --- the file part of do_mmap() ---------------------------------------------------
-def do_mmap_file_checks(file, flags: int, vm_flags: int):
+def _do_mmap_file(file, flags: int, vm_flags: int):
     """do_mmap() for a file: file_mmap_ok (EOVERFLOW is left to the caller's pgoff
     check), the mapping type against the open mode (EACCES), a file type without
     ->mmap (ENODEV), growsdown (EINVAL). Returns vm_flags or -errno. ext4 has

@@ -10,7 +10,7 @@ support (ext4 in 6.18) climbs 0, 2, 4, 6, 8, 9. read_pages() hands the batch to 
 filesystem's ->readahead (vmsim's I/O completes synchronously, so the folios are
 uptodate and unlocked when it returns).
 """
-from vmsim.mm.page_flags import PG_uptodate, PG_locked, PG_workingset
+from vmsim.mm.page_flags import PG_locked
 
 from vmsim.mm.filemap import (filemap_alloc_folio, filemap_add_folio, PG_readahead,
                               i_size_read, mapping_large_folio_support, PG_writeback)

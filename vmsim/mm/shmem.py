@@ -230,7 +230,7 @@ def shmem_get_folio(k, inode, index: int, sgp_write: bool) -> int:
     return pfn
 
 
-def shmem_unacct_pages(k, inode, nr: int):
+def shmem_inode_unacct_blocks(k, inode, nr: int):
     """shmem_inode_unacct_blocks(): pages a truncation or hole punch freed."""
     nr = min(nr, inode.acct_pages)
     inode.acct_pages -= nr

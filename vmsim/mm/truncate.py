@@ -59,7 +59,7 @@ def truncate_inode_pages_range(k, mapping, lstart: int, lend: int = -1):
             # split_folio unmaps a file folio and does not remap it), then drop the
             # order-0 folios inside the range.
             truncate_cleanup_folio(k, mapping, folio)
-            split_file_folio(k, mapping, folio)
+            split_folio(k, mapping, folio)
             for i in range(max(index, start), min(index + nr, end)):
                 filemap_remove_folio(k, mapping, i)
             continue
@@ -67,7 +67,7 @@ def truncate_inode_pages_range(k, mapping, lstart: int, lend: int = -1):
         filemap_remove_folio(k, mapping, index)
 
 
-def split_file_folio(k, mapping, folio: int):
+def split_folio(k, mapping, folio: int):
     """__split_huge_page() for an unmapped page-cache folio: order-0 folios that keep
     the head's state (uptodate, dirty, LRU list, referenced/active) and one cache
     reference each."""
@@ -174,9 +174,9 @@ def truncate_pagecache_range(k, inode, lstart: int, lend: int):
     truncate_inode_pages_range(k, inode.i_mapping, lstart, lend)
 
 
-def drop_pagecache(k):
+def _drop_pagecache(k):
     """drop_caches "1": lru_add_drain_all(), then every inode's
-    invalidate_mapping_pages(); counts drop_pagecache."""
+    invalidate_mapping_pages(); counts _drop_pagecache."""
     from vmsim.mm.swap import lru_add_drain_all
     lru_add_drain_all(k)
     for obj in list(k.objects):
