@@ -231,6 +231,18 @@ def test_cli_explore_writes_the_page_and_checks_its_arguments(tmp_path, fork_cow
         assert _main(capsys, "explore", *argv) == (status, msg)
 
 
+def test_run_tables_and_graphs_go_with_json(capsys):
+    from vmsim.cli import main
+    ex = os.path.join(ROOT, "examples", "fork_cow.py")
+    for argv, msg in ((["run", "--tables", ex], "--tables goes with --json"),
+                      (["run", "--graphs", ex], "--graphs goes with --json"),
+                      (["run", "--json", "--graphs", "--no-paths", ex], "--graphs needs the fault paths")):
+        capsys.readouterr()
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert msg in err and len(err.strip().splitlines()) == 1, err
+
+
 def _main(capsys, *argv):
     """vmsim.cli.main in-process: (exit status, the message of its one-line error)."""
     from vmsim.cli import main
