@@ -100,6 +100,8 @@ class Kernel:
         self._build_kernel_page_tables()
         self.shmem_files = []
         self._next_ino = 1
+        from vmsim.mm.hugetlb import hugetlb_init
+        hugetlb_init(self)
         self.mmu_notifier_log = []
 
     def next_ino(self) -> int:
