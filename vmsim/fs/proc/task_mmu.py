@@ -606,6 +606,37 @@ def _pagemap_pmd(k, vma, addr: int, end: int, pmd: int, out, base: int, show_pfn
         idx += 1
 
 
+def pagemap_hugetlb_range(k, vma, lo: int, hi: int, out, base: int, show_pfn: bool = True):
+    """pagemap_hugetlb_range(): per huge page: present, file unless anon, exclusive
+    unless possibly shared (or in a shared PMD table), the subpage's frame."""
+    from vmsim.mm import hugetlb as H
+    sz = H.hstate_vma(vma).huge_page_size()
+    mm = vma.vm_mm
+    a = lo
+    while a < hi:
+        nxt = min((a | (sz - 1)) + 1, hi)
+        flags = PM_SOFT_DIRTY if vma.vm_flags & VM_SOFTDIRTY else 0
+        ptep = H.huge_pte_offset(mm, a, sz)
+        e = k.ptpool.mv[ptep] if ptep >= 0 else 0
+        frame = 0
+        if e & T._PAGE_PRESENT:
+            folio = (e & T.PTE_PFN_MASK) >> PAGE_SHIFT
+            if not k.mem.flags[folio] & PG_anon:
+                flags |= PM_FILE
+            if H.folio_mapcount(k, folio) <= 1 and not H.ptdesc_pmd_is_shared(k, ptep):
+                flags |= PM_MMAP_EXCLUSIVE
+            if e & T._PAGE_UFFD_WP:
+                flags |= PM_UFFD_WP
+            flags |= PM_PRESENT
+            if show_pfn:
+                frame = folio + ((a & (sz - 1)) >> PAGE_SHIFT)
+        while a < nxt:
+            out[(a - base) >> PAGE_SHIFT] = make_pme(frame, flags)
+            if flags & PM_PRESENT and show_pfn:
+                frame += 1
+            a += PAGE_SIZE
+
+
 def pagemap_read(mm, offset: int, count: int, show_pfn: bool = True):
     """pagemap_read(): ``count`` bytes of 8-byte entries from file position ``offset``.
 
@@ -637,6 +668,9 @@ def pagemap_read(mm, offset: int, count: int, show_pfn: bool = True):
         lo, hi = max(vma.vm_start, start_vaddr), min(vma.vm_end, end_vaddr)
         if vma.vm_flags & VM_SOFTDIRTY:
             out[(lo - start_vaddr) >> PAGE_SHIFT:(hi - start_vaddr) >> PAGE_SHIFT] = PM_SOFT_DIRTY
+        if vma.vm_flags & VM_HUGETLB:
+            pagemap_hugetlb_range(k, vma, lo, hi, out, start_vaddr, show_pfn)
+            continue
 
         def leaf(addr, end, shift, e, vma=vma):
             if shift == PAGE_SHIFT:
