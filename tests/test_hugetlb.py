@@ -94,16 +94,28 @@ def test_gigantic_pool_from_contiguous_free_memory():
 
 
 def test_gigantic_fails_when_fragmented():
+    from vmsim.mm.hugetlb import alloc_contig_pages
+    from vmsim.mm.page_alloc import GFP_HIGHUSER_MOVABLE
+    from vmsim.mm.swap import folio_put
     m = vmsim.Machine(memory="2G")
-    p = m.spawn()
-    # One 4 KiB page in use in the only candidate GiB ([1 GiB, 2 GiB)).
-    a = p.mmap(0, 1 << 30, RW, MAP_PRIVATE | MAP_ANONYMOUS)
-    p.touch(a, 1 << 30, write=True, stride=1 << 21)
+    k = m.k
+    # The only candidate is [1 GiB, 2 GiB) (the kernel image sits in the first): one
+    # order-0 page in use there is enough, since vmsim migrates nothing.
+    held = []
+    while True:
+        pfn = k.page_alloc.alloc_pages(GFP_HIGHUSER_MOVABLE, 0)
+        held.append(pfn)
+        if pfn >= 1 << 18:
+            break
+    for p in held[:-1]:
+        folio_put(k, p)
+    assert alloc_contig_pages(k, 1 << 18, GFP_HIGHUSER_MOVABLE) == -1
     m.write_file("/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages", "1")
     assert m.read_file("/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages") == "0\n"
-    p.munmap(a, 1 << 30)
+    folio_put(k, held[-1])
     m.write_file("/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages", "1")
     assert m.read_file("/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages") == "1\n"
+    m.check()
 
 
 # --- mmap ----------------------------------------------------------------------------

@@ -1000,7 +1000,7 @@ def _check_hugetlb(k, rep, live):
     users = {}
     seen = set()
     for mm in live:
-        usage = 0
+        usage = in_shared = 0
         for v in mm.mm_mt:
             if not v.vm_flags & VM_HUGETLB:
                 continue
@@ -1024,6 +1024,8 @@ def _check_hugetlb(k, rep, live):
                 if not e & (_P | T._PAGE_PROTNONE):
                     continue
                 usage += 1 << h.order
+                if sz == T.PMD_SIZE and k.ptpool.pt_share_count[ptep // 512]:
+                    in_shared += 1 << h.order
                 if not e & _PSE:
                     rep(f"{_mmname(mm)}: hugetlb entry at {a:#x} lacks _PAGE_PSE ({e:#x})")
                 p = (e & _PFN) >> 12
@@ -1036,9 +1038,11 @@ def _check_hugetlb(k, rep, live):
                 if e & _RW and not v.vm_flags & VM_MAYSHARE and mem.mapping[p + 1] != 1:
                     rep(f"{_mmname(mm)}: private hugetlb folio {p:#x} writable at {a:#x} "
                         f"with {mem.mapping[p + 1]} mappings")
-        if getattr(mm, "hugetlb_usage", 0) != usage:
+        # Pages reached through a shared PMD table count only for the mm that
+        # faulted them in (huge_pmd_share() does not hugetlb_count_add()).
+        if not usage - in_shared <= getattr(mm, "hugetlb_usage", 0) <= usage:
             rep(f"{_mmname(mm)}: hugetlb_usage {getattr(mm, 'hugetlb_usage', 0)}, "
-                f"page tables map {usage} pages")
+                f"page tables map {usage} pages ({in_shared} through shared PMD tables)")
     incache = {}
     for inode in cache.values():
         for idx, p in inode.pages.items():

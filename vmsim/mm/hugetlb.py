@@ -1330,10 +1330,12 @@ def hugetlb_count_sub(n: int, mm):
 
 # --- rmap (include/linux/rmap.h hugetlb_*) ------------------------------------------------
 def hugetlb_add_new_anon_rmap(k, folio: int, vma, address: int):
-    """hugetlb_add_new_anon_rmap(): entire mapcount 1, anon, AnonExclusive."""
+    """hugetlb_add_new_anon_rmap(): entire mapcount 1, no restore_reserve any more
+    (the mapping consumed it), anon, AnonExclusive."""
     mem = k.mem
     mem.mapcount[folio + 1] = 1                 # _entire_mapcount
     mem.mapping[folio + 1] = 1                  # _large_mapcount
+    _hpg_clear(k, folio, HPG_restore_reserve)
     mem.mapping[folio] = vma.anon_vma.id
     mem.index[folio] = ((address - vma.vm_start) >> 12) + vma.vm_pgoff
     mem.flags[folio] = mem.flags[folio] | PG_anon | PG_anon_exclusive
@@ -1784,3 +1786,50 @@ def unmap_hugepage_range(vma, start: int, end: int, folio, zap_flags: int):
     __unmap_hugepage_range(tlb, vma, start, end, folio, zap_flags)
     k.mmu_notifier_invalidate_range_end(mm, "clear", start, end)
     tlb_finish_mmu(tlb)
+
+
+# --- mprotect, madvise ------------------------------------------------------------------
+def hugetlb_change_protection(vma, address: int, end: int, newprot: int, cp_flags: int) -> int:
+    """hugetlb_change_protection(): apply newprot to each huge PTE (unsharing shared
+    PMD tables, which then fault again), flush the range; base pages changed."""
+    from vmsim.arch.x86.pgtable import pte_modify
+    from vmsim.arch.x86.mm.tlb import flush_tlb_mm_range, note_downgrade
+    mm = vma.vm_mm
+    k = mm.kernel
+    h = hstate_vma(vma)
+    psize = h.huge_page_size()
+    start = address
+    pages = 0
+    pool = k.ptpool.mv
+    last_addr_mask = hugetlb_mask_last_page(h)
+    k.mmu_notifier_invalidate_range_start(mm, "protection_vma", start, end)
+    while address < end:
+        ptep = hugetlb_walk(vma, address, psize)
+        if ptep < 0:
+            address = (address | last_addr_mask) + psize
+            continue
+        if huge_pmd_unshare(mm, vma, address, ptep):
+            pages += 1
+            address = (address | last_addr_mask) + psize
+            continue
+        pte = pool[ptep]
+        if pte and pte & (T._PAGE_PRESENT | T._PAGE_PROTNONE):
+            new = pte_modify(pte, newprot) | T._PAGE_PSE          # arch_make_huge_pte
+            if not new & (T._PAGE_PRESENT | T._PAGE_PROTNONE):
+                new &= ~T._PAGE_PSE
+            pool[ptep] = new
+            pages += 1
+        address += psize
+    note_downgrade(mm, start, end)
+    flush_tlb_mm_range(mm, start, end, 12 + h.order, False)     # flush_hugetlb_tlb_range
+    k.mmu_notifier_invalidate_range_end(mm, "protection_vma", start, end)
+    return pages << h.order if pages > 0 else pages
+
+
+def hugetlb_madvise_dontneed_range(vma, start: int, end: int):
+    """The hugetlb part of madvise_dontneed_free_valid_vma(): DONTNEED only, the start
+    on a huge page boundary, the end rounded down to one: (ok, new end)."""
+    h = hstate_vma(vma)
+    if start & ~h.huge_page_mask():
+        return False, end
+    return True, end & h.huge_page_mask()
