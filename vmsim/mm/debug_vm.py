@@ -860,7 +860,11 @@ def _check_all(k, st=None, full=True):
 
     ranges = _scan_ranges(k)
     inuse = _nonzero_frames(k, ranges)
-    cand = np.union1d(np.union1d(inuse, ref_u), map_u)
+    # Sort-based union: numpy's hash unique is slow on the long sorted runs of tail
+    # pages a gigantic folio brings (262143 of them).
+    cand = np.sort(np.concatenate([inuse, ref_u, map_u]).astype(np.int64), kind="stable")
+    if len(cand):
+        cand = cand[np.concatenate(([True], cand[1:] != cand[:-1]))]
     fl = mem.np_flags[cand]
     reserved = (fl & PG_reserved) != 0
     table = (fl & PGTY_table) != 0
