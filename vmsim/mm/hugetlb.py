@@ -1833,3 +1833,59 @@ def hugetlb_madvise_dontneed_range(vma, start: int, end: int):
     if start & ~h.huge_page_mask():
         return False, end
     return True, end & h.huge_page_mask()
+
+
+# --- mremap -------------------------------------------------------------------------
+def move_hugetlb_page_tables(vma, new_vma, old_addr: int, new_addr: int, length: int) -> int:
+    """move_hugetlb_page_tables(): move each huge PTE (a shared PMD table is unshared
+    instead: its pages fault in again); the bytes handled."""
+    from vmsim.arch.x86.mm.tlb import flush_tlb_mm_range, note_downgrade
+    h = hstate_vma(vma)
+    sz = h.huge_page_size()
+    mm = vma.vm_mm
+    k = mm.kernel
+    pool = k.ptpool.mv
+    old_end = old_addr + length
+    last_addr_mask = hugetlb_mask_last_page(h)
+    k.mmu_notifier_invalidate_range_start(mm, "clear", old_addr, old_end)
+    while old_addr < old_end:
+        src_pte = hugetlb_walk(vma, old_addr, sz)
+        if src_pte < 0:
+            old_addr = (old_addr | last_addr_mask) + sz
+            new_addr = (new_addr | last_addr_mask) + sz
+            continue
+        if pool[src_pte] == 0:
+            old_addr += sz
+            new_addr += sz
+            continue
+        if huge_pmd_unshare(mm, vma, old_addr, src_pte):
+            old_addr = (old_addr | last_addr_mask) + sz
+            new_addr = (new_addr | last_addr_mask) + sz
+            continue
+        dst_pte = huge_pte_alloc(mm, new_vma, new_addr, sz)
+        if dst_pte < 0:
+            break
+        pte = pool[src_pte]                                  # move_huge_pte
+        pool[src_pte] = 0
+        set_huge_pte_at(mm, new_addr, dst_pte, pte, sz)
+        old_addr += sz
+        new_addr += sz
+    start = old_end - length
+    note_downgrade(mm, start, old_end)
+    flush_tlb_mm_range(mm, start, old_end, 12 + h.order, False)   # flush_hugetlb_tlb_range
+    k.mmu_notifier_invalidate_range_end(mm, "clear", start, old_end)
+    return length + old_addr - old_end
+
+
+def clear_vma_resv_huge_pages(vma):
+    """clear_vma_resv_huge_pages(): the moved-from VMA gives up its reservation map
+    (the new VMA took a reference in ->open)."""
+    resv = vma_resv_map(vma)
+    if resv is not None and is_vma_resv_set(vma, HPAGE_RESV_OWNER):
+        resv.refs -= 1
+    hugetlb_dup_vma_private(vma)
+
+
+def fixup_hugetlb_reservations(vma):
+    if vma.vm_flags & VM_HUGETLB:
+        clear_vma_resv_huge_pages(vma)
