@@ -312,3 +312,114 @@ def test_gigantic_mapping_faults_a_pud():
         c.write(a, b"c")                  # no 1 GiB page left for the child's copy
     assert e.value.signo == signal.SIGBUS
     m.check()
+
+
+# --- the MMU walk over huge leaves ----------------------------------------------------
+@pytest.mark.parametrize("levels", [4, 5])
+def test_mmu_walk_of_huge_leaves_compiled_matches_python(levels):
+    """PSE PMDs (2 MiB, writable and write-protected after fork) and a 1 GiB PUD: the
+    compiled and the Python walk give the same physical address (the offset inside the
+    huge page kept) or error code, and the same Accessed/Dirty updates."""
+    from vmsim.arch.x86 import mmu
+    from vmsim.arch.x86.cpu import s64
+    m = vmsim.Machine(memory="2G", paging_levels=levels)
+    p = m.spawn()
+    m.write_file("/proc/sys/vm/nr_hugepages", "2")
+    m.write_file("/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages", "1")
+    a = p.mmap(0, 4 * MB, RW, HP)
+    p.write(a, b"a")
+    p.write(a + 2 * MB, b"b")
+    g = p.mmap(0, 1 << 30, PROT_READ, HP | MAP_HUGE_1GB)
+    p.read(g + 12345, 1)
+    c = p.fork()                         # the parent's PMDs are write-protected now
+    k = m.k
+    tr, _ = mmu.compiled()
+    live = k.ptpool.arr[:k.ptpool.used * 512]
+    accesses = (T.X86_PF_USER, T.X86_PF_USER | T.X86_PF_WRITE, T.X86_PF_USER | T.X86_PF_INSTR)
+    addrs = [a, a + 0x1234, a + 2 * MB - 8, a + 2 * MB + 0x10, a + 4 * MB, g, g + (1 << 29) + 5,
+             g + (1 << 30) - 8, g + (1 << 30)]
+    seen_ok = 0
+    for addr in addrs:
+        for acc in accesses:
+            got = []
+            for fn in (mmu.translate, tr):
+                pt = live.copy()
+                r = int(fn(pt, k.mem.np_private.copy(), p.mm.pgd, k.la57, s64(addr), acc))
+                got.append((r, pt))
+            assert got[0][0] == got[1][0] and (got[0][1] == got[1][1]).all(), (hex(addr), acc)
+            r = got[0][0]
+            if r >= 0:
+                seen_ok += 1
+                gig = g <= addr < g + (1 << 30)
+                leaf = pte_at(p, addr, 30 if gig else 21)
+                size = 1 << 30 if gig else 2 * MB
+                assert r == ((leaf & T.PTE_PFN_MASK) & ~(size - 1)) + (addr & (size - 1))
+    assert seen_ok >= 6
+    c.exit()
+
+
+def test_populate_mremap_mlock_and_pool_shrink(proc):
+    """The reference machine's answers, step by step (C probe on 6.18.44)."""
+    from vmsim.mm.mremap import MREMAP_MAYMOVE, MREMAP_FIXED
+    m = proc.machine
+    m.write_file("/proc/sys/vm/nr_hugepages", "4")
+    f0 = proc.getrusage().ru_minflt
+    a = proc.mmap(0, 4 * MB, RW, HP | vmsim.MAP_POPULATE)
+    assert proc.getrusage().ru_minflt - f0 == 2
+    assert pool(m)[1:3] == (2, 0)
+    proc.write(a, b"x")
+    proc.write(a + 2 * MB, b"y")
+    assert errno_of(proc.mremap, a, 4 * MB, 6 * MB, 0) == errno.EINVAL
+    assert proc.mremap(a, 4 * MB, 2 * MB, 0) == a
+    assert pool(m)[1:3] == (3, 0)
+    dst = proc.mmap(0, 8 * MB, vmsim.PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE)
+    d = (dst + 2 * MB - 1) & ~(2 * MB - 1)
+    assert errno_of(proc.mremap, a, 2 * MB, 2 * MB, MREMAP_MAYMOVE | MREMAP_FIXED,
+                    d + 4096) == errno.EINVAL
+    r = proc.mremap(a, 2 * MB, 2 * MB, MREMAP_MAYMOVE | MREMAP_FIXED, d)
+    assert r == d and proc.read(r, 1) == b"x"
+    assert pool(m)[1:3] == (3, 0)
+    f0 = proc.getrusage().ru_minflt
+    proc.write(r + 1, b"z")
+    assert proc.getrusage().ru_minflt == f0
+    proc.mlock(r, 2 * MB)
+    status = m.read_file(f"/proc/{proc.pid}/status")
+    assert "VmLck:\t       0 kB" in status and "HugetlbPages:\t    2048 kB" in status
+    m.write_file("/proc/sys/vm/nr_hugepages", "0")
+    assert pool(m) == (1, 0, 0, 1)              # the page in use becomes surplus
+    proc.munmap(r, 2 * MB)
+    assert pool(m) == (0, 0, 0, 0)
+    m.write_file("/proc/sys/vm/nr_overcommit_hugepages", "2")
+    s = proc.mmap(0, 4 * MB, RW, HS)
+    assert pool(m) == (2, 2, 2, 2)
+    proc.write(s, b"\x01")
+    assert pool(m) == (2, 1, 1, 2)
+    m.write_file("/proc/sys/vm/nr_hugepages", "1")
+    assert pool(m) == (2, 1, 1, 1)
+    proc.munmap(s, 4 * MB)
+    assert pool(m) == (1, 1, 0, 0)
+
+
+def test_mincore_of_hugetlb(proc):
+    """As the reference machine: huge PTE present or not, per 4 KiB page; the child's
+    shared mapping shows 0 (its PMD table exists: fork copied the private mapping
+    next to it, so mincore_hugetlb sees an empty entry)."""
+    m = proc.machine
+    m.write_file("/proc/sys/vm/nr_hugepages", "4")
+    a = proc.mmap(0, 4 * MB, RW, HP)
+    v = proc.mincore(a, 4 * MB)
+    assert (v[0], v[1], v[512], v[513]) == (0, 0, 0, 0)
+    proc.write(a, b"\x01")
+    v = proc.mincore(a, 4 * MB)
+    assert (v[0], v[1], v[512], v[513]) == (1, 1, 0, 0)
+    s = proc.mmap(0, 4 * MB, RW, HS)
+    proc.write(s, b"\x01")
+    proc.write(s + 2 * MB, b"\x01")
+    v = proc.mincore(s, 4 * MB)
+    assert (v[0], v[1], v[512], v[513]) == (1, 1, 1, 1)
+    c = proc.fork()
+    v = c.mincore(s, 4 * MB)
+    assert (v[0], v[1], v[512], v[513]) == (0, 0, 0, 0)
+    c.write(s, b"\x02")
+    v = c.mincore(s, 4 * MB)
+    assert (v[0], v[1], v[512], v[513]) == (1, 1, 0, 0)

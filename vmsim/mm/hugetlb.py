@@ -1889,3 +1889,26 @@ def clear_vma_resv_huge_pages(vma):
 def fixup_hugetlb_reservations(vma):
     if vma.vm_flags & VM_HUGETLB:
         clear_vma_resv_huge_pages(vma)
+
+
+# --- mincore ------------------------------------------------------------------------
+def mincore_hugetlb_range(vma, addr: int, end: int, vec, base: int):
+    """walk_hugetlb_range() with mincore's ops: where the table holding the huge PTE
+    exists, mincore_hugetlb() reports whether the entry is set; where it does not,
+    mincore_unmapped_range() asks the page cache (a shared mapping's page)."""
+    h = hstate_vma(vma)
+    sz = h.huge_page_size()
+    mm = vma.vm_mm
+    pool = mm.kernel.ptpool.mv
+    inode = vma.vm_file.f_inode
+    a = addr
+    while a < end:
+        nxt = min((a | (sz - 1)) + 1, end)
+        ptep = hugetlb_walk(vma, a, sz)
+        if ptep >= 0:
+            present = 1 if pool[ptep] else 0
+        else:
+            present = 1 if vma_hugecache_offset(h, vma, a) in inode.pages else 0
+        for i in range((a - base) >> 12, (nxt - base) >> 12):
+            vec[i] = present
+        a = nxt
