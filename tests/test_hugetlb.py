@@ -315,7 +315,7 @@ def test_gigantic_mapping_faults_a_pud():
 
 
 # --- the MMU walk over huge leaves ----------------------------------------------------
-@pytest.mark.parametrize("levels", [4, 5])
+@pytest.mark.parametrize("levels", [4, pytest.param(5, marks=pytest.mark.slow)])
 def test_mmu_walk_of_huge_leaves_compiled_matches_python(levels):
     """PSE PMDs (2 MiB, writable and write-protected after fork) and a 1 GiB PUD: the
     compiled and the Python walk give the same physical address (the offset inside the

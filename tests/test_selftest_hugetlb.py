@@ -105,7 +105,7 @@ def test_hugetlb_fault_after_madv(proc):
     m = proc.machine
     m.write_file("/proc/sys/vm/nr_hugepages", "1")
     assert free_hugepages(m) == 1
-    for _ in range(20):
+    for _ in range(5):
         ptr = proc.mmap(0, HPS, RW, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB)
         assert counts(m) == (1, 1, 1, 0)
         proc.write(ptr, b".")
