@@ -423,3 +423,22 @@ def test_mincore_of_hugetlb(proc):
     c.write(s, b"\x02")
     v = c.mincore(s, 4 * MB)
     assert (v[0], v[1], v[512], v[513]) == (1, 1, 0, 0)
+
+
+def test_kpageflags_and_kpagecount_of_hugetlb(proc):
+    """The reference machine (pagemap -> kpageflags / kpagecount of the first two
+    frames): private 0x400029808 / 0x400031808, shared 0x28818 / 0x30818 (KPF_HUGE,
+    KPF_MMAP on every page, head/tail, anon + exclusive or dirty + swapbacked... as
+    stable_page_flags() reports them), count 1 for both pages."""
+    m = proc.machine
+    m.write_file("/proc/sys/vm/nr_hugepages", "2")
+    a = proc.mmap(0, 2 * MB, RW, HP)
+    proc.write(a, b"\x01")
+    s = proc.mmap(0, 2 * MB, RW, HS)
+    proc.write(s, b"\x01")
+    for addr, want in ((a, (0x400029808, 0x400031808)), (s, (0x28818, 0x30818))):
+        pfn = (pte_at(proc, addr, 21) & T.PTE_PFN_MASK) >> 12
+        kpf = m.read_file("/proc/kpageflags", pfn * 8, 16)
+        assert (int.from_bytes(kpf[:8], "little"), int.from_bytes(kpf[8:], "little")) == want
+        kpc = m.read_file("/proc/kpagecount", pfn * 8, 16)
+        assert (int.from_bytes(kpc[:8], "little"), int.from_bytes(kpc[8:], "little")) == (1, 1)
