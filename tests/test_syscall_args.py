@@ -190,12 +190,7 @@ def test_exited_process_is_esrch():
     assert isinstance(e.value, ProcessLookupError)
 
 
-def test_not_modelled_calls_say_so(proc):
-    with pytest.raises(OSError) as e:
-        proc.open("/tmp/x")
-    assert e.value.errno == errno.ENOSYS and "not modelled" in str(e.value)
-    assert "issue" not in str(e.value)
-    # MAP_HUGETLB is modelled now: with no pool it fails as Linux 6.18 does (ENOMEM).
+def test_map_hugetlb_without_a_pool_is_enomem(proc):
     with pytest.raises(OSError) as e:
         proc.mmap(0, 2 << 20, RW, ANON | 0x40000)          # MAP_HUGETLB
     assert e.value.errno == errno.ENOMEM
