@@ -442,3 +442,25 @@ def test_kpageflags_and_kpagecount_of_hugetlb(proc):
         assert (int.from_bytes(kpf[:8], "little"), int.from_bytes(kpf[8:], "little")) == want
         kpc = m.read_file("/proc/kpagecount", pfn * 8, 16)
         assert (int.from_bytes(kpc[:8], "little"), int.from_bytes(kpc[8:], "little")) == (1, 1)
+
+
+@pytest.mark.parametrize("data,sysfs,sysctl", [
+    # (written, sysfs nr_hugepages result, /proc/sys/vm/nr_hugepages result), as the
+    # reference machine answered: errno name or the value read back.
+    ("2", 2, 2), ("2\n", 2, 2), (" 2", "EINVAL", 2), ("2 ", "EINVAL", 2),
+    ("+2", 2, "EINVAL"), ("2x", "EINVAL", "EINVAL"), ("", 0, 0), ("-1", "EINVAL", "EINVAL"),
+    ("0x2", "EINVAL", 2), ("18446744073709551616", "ERANGE", "EINVAL"),
+])
+def test_nr_hugepages_write_parsing(machine, data, sysfs, sysctl):
+    m = machine
+    for path, want in (("/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages", sysfs),
+                       ("/proc/sys/vm/nr_hugepages", sysctl)):
+        if isinstance(want, str):
+            with pytest.raises(OSError) as e:
+                m.write_file(path, data)
+            assert errno.errorcode[e.value.errno] == want
+            assert m.read_file(path) == "0\n"
+        else:
+            assert m.write_file(path, data) == len(data)
+            assert m.read_file(path) == f"{want}\n"
+        m.write_file(path, "0")

@@ -642,15 +642,17 @@ def _kstrtoul(buf: str):
 
 
 def _proc_doulongvec(buf: str):
-    """proc_doulongvec_minmax() for one value: blanks, digits, blanks; (0, v) or
-    (-EINVAL, 0); an empty write stores nothing (1, 0)."""
+    """proc_doulongvec_minmax() for one value: blanks, an unsigned number in C syntax
+    (strtoul base 0: 0x hex, 0 octal; no sign), blanks; (0, v) or (-EINVAL, 0); a
+    write of only blanks stores nothing (1, 0)."""
     import re
     if not buf.strip():
         return 1, 0
-    m = re.fullmatch(r"\s*(\+?[0-9]+)\s*", buf)
+    m = re.fullmatch(r"\s*(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)\s*", buf)
     if not m:
         return -errno.EINVAL, 0
-    v = int(m.group(1))
+    t = m.group(1)
+    v = int(t, 16) if t[:2].lower() == "0x" else int(t, 8) if t.startswith("0") else int(t)
     if v >= 1 << 64:
         return -errno.EINVAL, 0
     return 0, v
@@ -676,6 +678,8 @@ def knob_write(k, path: str, data: str) -> int:
         return __nr_hugepages_store_common(h, val, n)
     if attr in _READ_ONLY:
         return -errno.EACCES
+    if not n:
+        return 0                          # kernfs calls no ->store for an empty write
     if attr == "nr_overcommit_hugepages":
         if h.hstate_is_gigantic():
             return -errno.EINVAL
@@ -1302,9 +1306,7 @@ def huge_ptep_set_access_flags(vma, addr: int, ptep: int, pte: int, dirty: int) 
     write permission upgrade needs no flush on x86."""
     pool = vma.vm_mm.kernel.ptpool.mv
     changed = pool[ptep] != pte
-    if changed and dirty:
-        pool[ptep] = pte
-    elif changed:
+    if changed:
         pool[ptep] = pte
     return changed
 
