@@ -650,3 +650,61 @@ class Process:
         if i < count:
             self._signal(i * stride)
         self._done()
+
+    # --- a stream of accesses (a trace), run by the compiled chunk loop ------------
+    def access(self, addrs, kinds, sizes=None, value=1) -> None:
+        """Run user accesses in order: ``addrs`` (int64, or uint64) addresses, ``kinds``
+        ACCESS_READ / ACCESS_WRITE / ACCESS_EXEC per access, ``sizes`` bytes per access
+        (default 1; one that straddles a page is two). A store writes bytes ``value``.
+
+        Behaves as p.read / p.write / p.fetch of each access in turn would: a signal
+        raises SignalDelivered after the accesses before it took effect, with ``index``
+        the access that got it and ``offset`` its bytes done."""
+        from vmsim.arch.x86 import mmu_batch
+        addrs, kinds, sizes = _access_arrays(addrs, kinds, sizes)
+        value = _integer("value", value) & 0xFF
+        k = self._enter()
+        counter = [0]
+        try:
+            i, done = mmu_batch.run_accesses(k, self.task, addrs, kinds, sizes, value, counter)
+        finally:
+            self._translations = getattr(self, "_translations", 0) + counter[0]
+        if i < len(addrs):
+            try:
+                self._signal(done)
+            except SignalDelivered as e:
+                e.index = int(i)
+                raise
+        self._done()
+
+
+def _access_arrays(addrs, kinds, sizes):
+    """The arrays of Process.access as the chunk loop takes them (contiguous int64
+    addresses, uint8 kinds, int64 sizes or an empty array for all-ones)."""
+    import numpy as np
+    a = np.asarray(addrs)
+    if a.dtype == np.uint64:
+        a = a.view(np.int64)
+    elif a.dtype.kind not in "iu" and a.size:
+        raise TypeError(f"addrs must be integers, not {a.dtype}")
+    a = np.ascontiguousarray(a, dtype=np.int64).reshape(-1)
+    kd = np.asarray(kinds)
+    if kd.dtype.kind not in "iub" and kd.size:
+        raise TypeError(f"kinds must be integers, not {kd.dtype}")
+    if kd.size and (kd.min() < 0 or kd.max() > 2):
+        raise ValueError("kinds must be ACCESS_READ (0), ACCESS_WRITE (1) or ACCESS_EXEC (2)")
+    kd = np.ascontiguousarray(kd, dtype=np.uint8).reshape(-1)
+    if kd.shape != a.shape:
+        raise ValueError(f"addrs and kinds differ in length ({len(a)} and {len(kd)})")
+    if sizes is None:
+        s = np.zeros(0, dtype=np.int64)
+    else:
+        s = np.asarray(sizes)
+        if s.dtype.kind not in "iu" and s.size:
+            raise TypeError(f"sizes must be integers, not {s.dtype}")
+        s = np.ascontiguousarray(s, dtype=np.int64).reshape(-1)
+        if s.shape != a.shape:
+            raise ValueError(f"addrs and sizes differ in length ({len(a)} and {len(s)})")
+        if s.size and s.min() < 0:
+            raise ValueError("sizes must not be negative")
+    return a, kd, s
