@@ -464,3 +464,26 @@ def test_nr_hugepages_write_parsing(machine, data, sysfs, sysctl):
             assert m.write_file(path, data) == len(data)
             assert m.read_file(path) == f"{want}\n"
         m.write_file(path, "0")
+
+
+def test_split_ends_pmd_sharing():
+    """hugetlb_split(): madvise(MADV_DONTFORK) of half of a shared GiB only splits the
+    child's VMA (no page-table walk), and the split unshares its PMD table there; its
+    pages fault in again (page cache)."""
+    m = vmsim.Machine(memory="2G")
+    p = m.spawn()
+    m.write_file("/proc/sys/vm/nr_hugepages", "2")
+    g = p.mmap(0, 2 << 30, RW, HS | MAP_NORESERVE)
+    base = (g + (1 << 30) - 1) & ~((1 << 30) - 1)
+    p.write(base, b"p")
+    c = p.fork()
+    assert c.read(base, 1) == b"p"
+    k = m.k
+    row = k.mem.private[(pte_at(p, base, 30) & T.PTE_PFN_MASK) >> 12]
+    assert k.ptpool.pt_share_count[row] == 1
+    c.madvise(base + (512 << 20), 512 << 20, 10)         # MADV_DONTFORK
+    assert k.ptpool.pt_share_count[row] == 0
+    assert pte_at(c, base, 21) == 0                  # gone from the child's tables
+    assert c.read(base, 1) == b"p"                   # faulted in from the page cache
+    assert pte_at(c, base, 30) != pte_at(p, base, 30)
+    m.check()

@@ -1914,3 +1914,34 @@ def mincore_hugetlb_range(vma, addr: int, end: int, vec, base: int):
         for i in range((a - base) >> 12, (nxt - base) >> 12):
             vec[i] = present
         a = nxt
+
+
+# --- VMA split ------------------------------------------------------------------------
+def hugetlb_split(vma, addr: int):
+    """hugetlb_split(): a split inside a PUD range the VMA covers whole ends the PMD
+    sharing of that range (the halves no longer qualify: want_pmd_share)."""
+    if addr & ~T.PUD_MASK:
+        floor = addr & T.PUD_MASK
+        ceil = floor + PUD_SIZE
+        if floor >= vma.vm_start and ceil <= vma.vm_end:
+            hugetlb_unshare_pmds(vma, floor, ceil)
+
+
+def hugetlb_unshare_pmds(vma, start: int, end: int):
+    """hugetlb_unshare_pmds(): drop this mm's use of shared PMD tables in [start, end)."""
+    from vmsim.arch.x86.mm.tlb import flush_tlb_mm_range, note_downgrade
+    if not vma.vm_flags & VM_MAYSHARE or start >= end:
+        return
+    h = hstate_vma(vma)
+    sz = h.huge_page_size()
+    mm = vma.vm_mm
+    k = mm.kernel
+    k.mmu_notifier_invalidate_range_start(mm, "clear", start, end)
+    for address in range(start, end, PUD_SIZE):
+        ptep = hugetlb_walk(vma, address, sz)
+        if ptep < 0:
+            continue
+        huge_pmd_unshare(mm, vma, address, ptep)
+    note_downgrade(mm, start, end)
+    flush_tlb_mm_range(mm, start, end, 12 + h.order, False)      # flush_hugetlb_tlb_range
+    k.mmu_notifier_invalidate_range_end(mm, "clear", start, end)
