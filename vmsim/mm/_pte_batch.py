@@ -22,7 +22,7 @@ import numpy as np
 from vmsim.arch.x86 import pgtable_types as T
 from vmsim.mm.page_flags import (PG_anon, PG_anon_exclusive, PG_head, PG_tail, PG_lru,
                                  PG_active, PG_unevictable, PG_swapbacked, PG_ORDER_MASK,
-                                 PG_ORDER_SHIFT)
+                                 PG_ORDER_SHIFT, PGTY_hugetlb)
 
 _P = T._PAGE_PRESENT
 _RW = T._PAGE_RW
@@ -35,6 +35,7 @@ _NOT_RW = ~_RW
 _NOT_DIRTY = ~_DIRTY
 _LARGE = PG_head | PG_tail
 _NOT_LRU = 0xFFFFFFFF ^ (PG_lru | PG_active | PG_unevictable)
+_PY_PUT = PG_tail | PGTY_hugetlb
 # folios_put() batches shorter than this stay in Python (the LRU drains of a fault).
 _MIN_PUT_RUN = 64
 _NOT_EXCL = 0xFFFFFFFF ^ PG_anon_exclusive
@@ -155,13 +156,14 @@ def _folios_put_pages(pfns, refcount, mflags, lru_next, lru_prev, head, tail, nr
     went leaves its LRU list (__page_cache_release -> lruvec_del_folio) and goes to
     ``free``. ``delta`` collects the pages taken off each LRU list (their vmstat).
     Stops before a refcount underflow (the caller's Python loop reports it) and before
-    a page of a large folio (the Python loop finds its folio). Returns
+    a page of a large folio or a hugetlb folio (the Python loop finds the folio, or
+    frees it to its pool). Returns
     (folios done, folios to free)."""
     nfree = 0
     for i in range(len(pfns)):
         pfn = pfns[i]
         r = refcount[pfn] - 1
-        if r < 0 or mflags[pfn] & PG_tail:             # page_folio() is the Python loop's
+        if r < 0 or mflags[pfn] & _PY_PUT:             # page_folio(), hugetlb: the Python loop
             return i, nfree
         refcount[pfn] = r
         if r == 0:
