@@ -162,7 +162,7 @@ def test_runs_are_taken_and_cover_the_kinds_of_entries():
     assert calls["zap"] > 0 and calls["copy"] > 0 and calls["put"] > 0 and calls["change"] > 0
 
 
-def test_traced_zap_runs_python(monkeypatch):
+def test_traced_zap_runs_python():
     """With a profiler installed (the tracer), the runs stay off."""
     import sys
     sys.setprofile(lambda *a: None)
