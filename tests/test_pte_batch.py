@@ -143,7 +143,7 @@ def test_compiled_runs_leave_the_python_state(program):
 
 
 @pytest.mark.slow
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(st.lists(OPS, min_size=1, max_size=25))
 def test_compiled_runs_leave_the_python_state_long(program):
     _compare(program)
