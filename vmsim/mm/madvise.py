@@ -337,20 +337,28 @@ def madvise_guard_remove(vma, start: int, end: int) -> int:
 def madvise_dontneed_free_valid_vma(vma, behavior: int) -> bool:
     """madvise_dontneed_free_valid_vma(): no pfnmaps; no mlocked VMAs unless _LOCKED.
 
-    hugetlb VMAs (aligned DONTNEED only) are the hugetlb issue: refused here.
+    hugetlb VMAs take MADV_DONTNEED(_LOCKED) only (their range: madvise_dontneed_free).
     """
     if not vma.vm_flags & VM_HUGETLB:
         forbidden = VM_PFNMAP
         if behavior != MADV_DONTNEED_LOCKED:
             forbidden |= VM_LOCKED
         return not vma.vm_flags & forbidden
-    return False
+    return behavior in (MADV_DONTNEED, MADV_DONTNEED_LOCKED)
 
 
 def madvise_dontneed_free(vma, start: int, end: int, behavior: int, tlb) -> int:
     """madvise_dontneed_free(): check the VMA, then zap (DONTNEED) or lazyfree (FREE)."""
     if not madvise_dontneed_free_valid_vma(vma, behavior):
         return -errno.EINVAL
+    if vma.vm_flags & VM_HUGETLB:
+        # hugetlb: whole huge pages from an aligned start, the end rounded down.
+        from vmsim.mm.hugetlb import hugetlb_madvise_dontneed_range
+        ok, end = hugetlb_madvise_dontneed_range(vma, start, end)
+        if not ok:
+            return -errno.EINVAL
+        if end <= start:
+            return 0
     if start == end:
         return 0
     if behavior in (MADV_DONTNEED, MADV_DONTNEED_LOCKED):

@@ -1139,7 +1139,7 @@ def zap_page_range_single_batched(tlb, vma, address: int, size: int, details):
     end = address + size
     k.mmu_notifier_invalidate_range_start(mm, "clear", address, end)
     if vma.vm_flags & VM_HUGETLB:
-        pass       # hugetlb_zap_begin: hugetlb is a later issue
+        pass       # hugetlb_zap_begin: widens only the notifier range for shared PMDs
     update_hiwater_rss(mm)
     unmap_single_vma(tlb, vma, address, end, details)
     k.mmu_notifier_invalidate_range_end(mm, "clear", address, end)
@@ -1589,7 +1589,8 @@ def copy_page_range(dst_vma, src_vma) -> int:
     if not vma_needs_copy(dst_vma, src_vma):
         return 0
     if src_vma.vm_flags & VM_HUGETLB:
-        raise NotImplementedError("fork of a hugetlb mapping: hugetlbfs is not modelled")
+        from vmsim.mm.hugetlb import copy_hugetlb_page_range
+        return copy_hugetlb_page_range(dst_mm, src_mm, dst_vma, src_vma)
     is_cow = is_cow_mapping(src_vma.vm_flags)
     if is_cow:
         k.mmu_notifier_invalidate_range_start(src_mm, "protection_page", addr, end)
