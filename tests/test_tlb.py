@@ -120,19 +120,19 @@ def test_global_entries_survive_cr3_writes_and_invpcid_all_drops_them():
     T._fill_level(s.ent, s.geo, s.clock, 0, 1, 2, -(1 << 40), 0, 1, 1, 0x1000 | 1)   # global
     T._fill_level(s.ent, s.geo, s.clock, 0, 1, 2, 0x400000, 0, 1, 0, 0x2000 | 1)    # PCID 1
     T._fill_level(s.ent, s.geo, s.clock, 0, 1, 2, 0x500000, 0, 2, 0, 0x3000 | 1)    # PCID 2
-    s.write_cr3(0, 1, noflush=False)
+    s._write_cr3(0, 1, noflush=False)
     left = {(e[1] & ((1 << 64) - 1), e[3]) for e in s.entries(0)}
     assert left == {((-(1 << 40)) & ((1 << 64) - 1), 1), (0x500000, 2)}
-    s.flush_all(0, include_global=False)
+    s._flush_all(0, include_global=False)
     assert [e[4] for e in s.entries(0)] == [True]
-    s.flush_all(0, include_global=True)
+    s._flush_all(0, include_global=True)
     assert s.entries(0) == []
 
 
 def test_without_pcid_every_cr3_write_drops_non_global_entries():
     s = T.TLBState(1, T.PRESETS["skylake"], pcide=False)
     T._fill_level(s.ent, s.geo, s.clock, 0, 1, 2, 0x400000, 0, 0, 0, 0x2000 | 1)
-    s.write_cr3(0, 0, noflush=True)                # NOFLUSH means nothing without PCIDE
+    s._write_cr3(0, 0, noflush=True)                # NOFLUSH means nothing without PCIDE
     assert s.entries(0) == []
 
 

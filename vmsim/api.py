@@ -198,22 +198,22 @@ class Machine:
         (default: its own): a context switch there (switch_mm_irqs_off; the idle task
         keeps the previous mm in lazy TLB mode). A task moved off a CPU leaves that CPU
         idle (lazy)."""
-        from vmsim.kernel.sched import context_switch
+        from vmsim.kernel.sched import _context_switch
         k = self.k
         if process is None:
             cpu = _cpu_arg(k, 0 if cpu is None else cpu)
-            context_switch(k, cpu, None)
+            _context_switch(k, cpu, None)
             return
         t = process.task
         if t.mm is None:
             raise ProcessLookupError(errno.ESRCH, f"process {process.pid} has exited")
         cpu = t.cpu if cpu is None else _cpu_arg(k, cpu)
         if cpu != t.cpu and k.cpus[t.cpu].curr is t:
-            context_switch(k, t.cpu, None)
+            _context_switch(k, t.cpu, None)
         t.cpu = cpu
         prev = k.current
         k.current = t
-        context_switch(k, cpu, t)
+        _context_switch(k, cpu, t)
         k.current = prev
 
     def tlb_stats(self) -> list:
@@ -527,14 +527,14 @@ class Process:
         """clone(CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | ...):
         a new thread sharing this mm (mm_users + 1), on ``cpu`` (round-robin by default);
         returned as a Process whose pid is the thread's TID."""
-        from vmsim.kernel.fork import copy_thread_task
+        from vmsim.kernel.fork import _clone_thread
         k = self._enter()
         m = self.machine
         if cpu is None:
             m._last_cpu = (m._last_cpu + 1) % k.ncpus
             cpu = m._last_cpu
         cpu = _cpu_arg(k, cpu)
-        t = copy_thread_task(k, self.task, cpu)
+        t = _clone_thread(k, self.task, cpu)
         if isinstance(t, int):
             return self._done(t)
         th = Process(m, t)

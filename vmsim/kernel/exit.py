@@ -54,11 +54,11 @@ def do_exit(k, task, code: int):
     if mm is not None:
         # exit_mm(): current->mm = NULL and enter_lazy_tlb: the CPU keeps the mm loaded
         # lazily (the task will not run again: its CPU goes idle), then mmput.
-        from vmsim.kernel.sched import context_switch, _release_lazy_users
+        from vmsim.kernel.sched import _context_switch, _release_lazy_users
         task.mm = None
         c = k.cpus[task.cpu]
         if c.curr is task:
-            context_switch(k, task.cpu, None)
+            _context_switch(k, task.cpu, None)
         task.active_mm = None
         from vmsim.kernel.fork import mmput
         prev = k.current

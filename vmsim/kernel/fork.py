@@ -6,7 +6,7 @@ and fork (dup_mm) share; mmput -> __mmput -> exit_mmap + mmdrop -> mm_free_pgd.
 fork: copy_process -> copy_mm -> dup_mm (memcpy of the parent's mm, mm_init, then
 dup_mmap: each VMA duplicated with vm_area_dup, anon_vma_fork, copy_page_range).
 
-Threads: copy_thread_task is clone(CLONE_VM | CLONE_THREAD): the mm is shared. The
+Threads: _clone_thread is clone(CLONE_VM | CLONE_THREAD): the mm is shared. The
 child starts on the CPU its caller picks (Machine.fork round-robins like spawn);
 credentials, files and signals are not modelled; uprobes, KSM and khugepaged hooks
 are no-ops.
@@ -218,7 +218,7 @@ def copy_process(k, parent, cpu: int):
     return p
 
 
-def copy_thread_task(k, current, cpu: int):
+def _clone_thread(k, current, cpu: int):
     """copy_process() with CLONE_VM | CLONE_THREAD: a task in current's thread group
     sharing its mm (copy_mm: mmget, mm_users + 1), autoreaped at exit (exit_signal -1,
     its parent is the group's parent). Returns the task."""

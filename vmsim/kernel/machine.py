@@ -226,14 +226,14 @@ class Kernel:
 
     def switch_to(self, task):
         """The task enters the kernel on its CPU (a syscall): if another task ran there,
-        context_switch() -> switch_mm_irqs_off() first."""
-        from vmsim.kernel.sched import context_switch
-        from vmsim.arch.x86.mm.tlb import kernel_entry
+        _context_switch() -> switch_mm_irqs_off() first."""
+        from vmsim.kernel.sched import _context_switch
+        from vmsim.arch.x86.mm.tlb import _kernel_entry
         self.current = task
         cpu = self.cpus[task.cpu]
-        kernel_entry(self, task.cpu)
+        _kernel_entry(self, task.cpu)
         if cpu.curr is not task or (task.mm is not None and cpu.loaded_mm is not task.mm):
-            context_switch(self, task.cpu, task)
+            _context_switch(self, task.cpu, task)
 
     def kernel_pgd_entries(self):
         """Return (first index, entries) of init_mm's kernel-half PGD entries."""

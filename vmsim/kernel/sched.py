@@ -3,7 +3,7 @@
 Every task has a CPU it runs on (default 0); the model runs one task at a time, and
 ``Kernel.current`` is the task whose syscall or access is being modelled. Each CPU
 runs one task (``curr``) or is idle; a task entering the kernel on a CPU where
-another one ran is switched to there (context_switch -> switch_mm_irqs_off), and
+another one ran is switched to there (_context_switch -> switch_mm_irqs_off), and
 Machine.schedule moves a task to a CPU. The idle task and kernel threads have no mm:
 they borrow the previous one in lazy TLB mode (enter_lazy_tlb).
 """
@@ -56,8 +56,8 @@ class cpu_state:
         self.tlbstate = cpu_tlbstate()
 
 
-def context_switch(k, cpu: int, next_task):
-    """context_switch(): switch_mm_irqs_off to next's mm, or, for the idle task or a
+def _context_switch(k, cpu: int, next_task):
+    """context_switch() (kernel/sched/core.c): switch_mm_irqs_off to next's mm, or, for the idle task or a
     kernel thread (next_task None), keep the previous mm in lazy TLB mode."""
     c = k.cpus[cpu]
     prev = c.curr

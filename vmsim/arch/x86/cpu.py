@@ -10,7 +10,7 @@ import numpy as np
 
 from vmsim.arch.x86 import mmu
 from vmsim.arch.x86 import tlb as _hwtlb
-from vmsim.arch.x86.mm.tlb import prepare_user_access, kernel_entry
+from vmsim.arch.x86.mm.tlb import _prepare_user_access, _kernel_entry
 from vmsim.arch.x86.traps import exc_page_fault, exc_general_protection
 from vmsim.arch.x86.mm.fault import pt_regs, is_vsyscall_vaddr
 from vmsim.arch.x86.pgtable_types import X86_PF_USER, X86_PF_WRITE, X86_PF_INSTR
@@ -158,16 +158,16 @@ def _translate_tlb(k, task, addr, access, regs):
     last = None
     check = 1 if k.tlb_check else 0
     while True:
-        prepare_user_access(k, cpu)
+        _prepare_user_access(k, cpu)
         pt, rows = _arrays(k)
         r = _impl["tlb_translate"](pt, rows, k.cpus[cpu].cr3, k.la57, s64(addr), access, task.pkru,
                                    hw.ent, hw.geo, hw.clock, hw.stats, cpu, hw.cur_pcid[cpu],
                                    check, hw.bad)
         if check and hw.bad[0]:
-            stale_tlb_report(k)
+            _stale_tlb_report(k)
         if r >= 0:
             return r
-        kernel_entry(k, cpu)
+        _kernel_entry(k, cpu)
         exc_page_fault(k, regs, ~r, addr)
         if task.signals:
             return None
@@ -192,7 +192,7 @@ def _touch_tlb(k, task, base, stride, count, write, value):
     i = 0
     pt, rows = _arrays(k)
     while i < count:
-        prepare_user_access(k, cpu)
+        _prepare_user_access(k, cpu)
         i = _impl["tlb_touch_batch"](pt, rows, k.cpus[cpu].cr3, k.la57, sbase, stride, count, i,
                                      access, value, out, task.pkru, hw.ent, hw.geo, hw.clock,
                                      hw.stats, cpu, hw.cur_pcid[cpu], check, hw.bad)
@@ -200,12 +200,12 @@ def _touch_tlb(k, task, base, stride, count, write, value):
             break
         err, where = out.tolist() if compiled else out
         if err == -2:
-            stale_tlb_report(k)
+            _stale_tlb_report(k)
         if err == -1:
             k.page_data.write(where >> 12, where & 0xFFF, bytes((value,)))
             i += 1
             continue
-        kernel_entry(k, cpu)
+        _kernel_entry(k, cpu)
         exc_page_fault(k, regs, err, where & 0xFFFFFFFFFFFFFFFF)
         if task.signals:
             return i
@@ -221,7 +221,7 @@ _STALE_WHAT = {1: "the address is not mapped any more", 2: "the tables map anoth
                7: "a paging-structure cache points to a table no longer in use"}
 
 
-def stale_tlb_report(k):
+def _stale_tlb_report(k):
     """The stale-TLB checker found a hit (or a paging-structure-cache use) the tables no
     longer back: raise AssertionError naming the CPU, the entry, the operation that
     changed the tables (from the debug record) and the flush that did not reach it."""

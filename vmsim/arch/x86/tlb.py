@@ -171,7 +171,7 @@ def _fill_level(ent, geo, clock, cpu, level, users, addr, sc, pcid, glob, val):
     _fill_struct(ent, geo, clock, cpu, best, addr >> (12 + 9 * best_sc), ctx, val)
 
 
-def tlb_lookup(ent, geo, clock, stats, cpu, pcid, addr, users):
+def _tlb_lookup(ent, geo, clock, stats, cpu, pcid, addr, users):
     """Look ``addr`` up for ``users`` (1 fetch, 2 data): the slot of the entry that hit
     (an L2 hit is also copied into L1), or -1."""
     for level in range(1, 3):
@@ -195,7 +195,7 @@ def tlb_lookup(ent, geo, clock, stats, cpu, pcid, addr, users):
     return -1
 
 
-def tlb_invalidate_addr(ent, geo, cpu, pcid, addr, psc):
+def _tlb_invalidate_addr(ent, geo, cpu, pcid, addr, psc):
     """Drop every TLB entry translating ``addr`` for ``pcid`` or global (INVLPG's TLB part,
     and what a #PF does); with ``psc``, also every paging-structure-cache entry of
     ``pcid`` (INVLPG invalidates them all, whatever their address: SDM "INVLPG")."""
@@ -237,7 +237,7 @@ def _rights(val, access, pkru):
     return err
 
 
-def tlb_probe_walk(pt, rows, cr3_pfn, la57, addr):
+def _tlb_probe_walk(pt, rows, cr3_pfn, la57, addr):
     """A walk that changes nothing and uses no cache: (effective leaf, size code), or
     (0, -1) when not present. The stale-TLB checker compares a hit with it."""
     shift = 48 if la57 else 39
@@ -273,12 +273,12 @@ def _report(bad, code, cpu, addr, val, walked, pcid):
     bad[0] += 1
 
 
-def tlb_check_hit(pt, rows, cr3_pfn, la57, addr, val, sc, cpu, pcid, bad):
+def _tlb_check_hit(pt, rows, cr3_pfn, la57, addr, val, sc, cpu, pcid, bad):
     """The stale-TLB checker: does a hit with ``val`` (size code ``sc``) agree with the
     tables now? Codes in ``bad[5]``: 1 not present any more, 2 another frame or page
     size, 3 write, 4 user, 5 execute, 6 protection key granted that the tables no longer
     grant, 7 a paging-structure cache that points elsewhere."""
-    w, wsc = tlb_probe_walk(pt, rows, cr3_pfn, la57, addr)
+    w, wsc = _tlb_probe_walk(pt, rows, cr3_pfn, la57, addr)
     if wsc < 0:
         _report(bad, 1, cpu, addr, val, w, pcid)
         return
@@ -296,7 +296,7 @@ def tlb_check_hit(pt, rows, cr3_pfn, la57, addr, val, sc, cpu, pcid, bad):
         _report(bad, 6, cpu, addr, val, w, pcid)
 
 
-def tlb_walk(pt, rows, cr3_pfn, la57, addr, access, pkru, ent, geo, clock, stats, cpu, pcid,
+def _tlb_walk(pt, rows, cr3_pfn, la57, addr, access, pkru, ent, geo, clock, stats, cpu, pcid,
              check, bad):
     """The page walk of mmu.translate, starting from the deepest paging-structure-cache
     hit, filling those caches on the way down and the TLBs at the end (a successful
@@ -331,7 +331,7 @@ def tlb_walk(pt, rows, cr3_pfn, la57, addr, access, pkru, ent, geo, clock, stats
         if not (e & _P):
             stats[cpu, ST_FAULT] += 1
             if check and used_psc:
-                w, wsc = tlb_probe_walk(pt, rows, cr3_pfn, la57, addr)
+                w, wsc = _tlb_probe_walk(pt, rows, cr3_pfn, la57, addr)
                 if wsc >= 0:
                     _report(bad, 7, cpu, addr, 0, w, pcid)
             return ~access
@@ -348,7 +348,7 @@ def tlb_walk(pt, rows, cr3_pfn, la57, addr, access, pkru, ent, geo, clock, stats
                 val |= _NX
             err = _rights(val, access, pkru)
             if check and used_psc:
-                w, wsc = tlb_probe_walk(pt, rows, cr3_pfn, la57, addr)
+                w, wsc = _tlb_probe_walk(pt, rows, cr3_pfn, la57, addr)
                 if wsc != sc or (w & _PFN) != (val & _PFN) or (w & (_RW | _US)) != (val & (_RW | _US)):
                     _report(bad, 7, cpu, addr, val, w, pcid)
             if err != access:
@@ -383,7 +383,7 @@ def tlb_walk(pt, rows, cr3_pfn, la57, addr, access, pkru, ent, geo, clock, stats
         shift -= 9
 
 
-def tlb_translate(pt, rows, cr3_pfn, la57, addr, access, pkru, ent, geo, clock, stats, cpu,
+def _tlb_translate(pt, rows, cr3_pfn, la57, addr, access, pkru, ent, geo, clock, stats, cpu,
                   pcid, check, bad):
     """mmu.translate with the CPU's TLB in front: the physical address or ~err.
 
@@ -392,7 +392,7 @@ def tlb_translate(pt, rows, cr3_pfn, la57, addr, access, pkru, ent, geo, clock, 
     clear, or an access the cached rights refuse, drops the entries for the address
     and walks (the fault, if any, is the walk's)."""
     users = 1 if access & _ERR_INSTR else 2
-    slot = tlb_lookup(ent, geo, clock, stats, cpu, pcid, addr, users)
+    slot = _tlb_lookup(ent, geo, clock, stats, cpu, pcid, addr, users)
     if slot >= 0:
         val = ent[cpu, slot, 2]
         ctx = ent[cpu, slot, 1]
@@ -400,24 +400,24 @@ def tlb_translate(pt, rows, cr3_pfn, la57, addr, access, pkru, ent, geo, clock, 
         if _rights(val, access, pkru) == access:
             if not (access & _ERR_WRITE) or val & _D:
                 if check:
-                    tlb_check_hit(pt, rows, cr3_pfn, la57, addr, val, sc, cpu, pcid, bad)
+                    _tlb_check_hit(pt, rows, cr3_pfn, la57, addr, val, sc, cpu, pcid, bad)
                 mask = (1 << (12 + 9 * sc)) - 1
                 return ((val & _PFN) & ~mask) | (addr & mask)
             stats[cpu, ST_DIRTY_REWALK] += 1
         else:
             stats[cpu, ST_PERM_REWALK] += 1
-        tlb_invalidate_addr(ent, geo, cpu, pcid, addr, 1)
-    return tlb_walk(pt, rows, cr3_pfn, la57, addr, access, pkru, ent, geo, clock, stats, cpu,
+        _tlb_invalidate_addr(ent, geo, cpu, pcid, addr, 1)
+    return _tlb_walk(pt, rows, cr3_pfn, la57, addr, access, pkru, ent, geo, clock, stats, cpu,
                     pcid, check, bad)
 
 
-def tlb_touch_batch(pt, rows, cr3_pfn, la57, base, stride, count, i, access, value, out, pkru,
+def _tlb_touch_batch(pt, rows, cr3_pfn, la57, base, stride, count, i, access, value, out, pkru,
                     ent, geo, clock, stats, cpu, pcid, check, bad):
     """mmu.touch_batch through the TLB (same contract; also stops when the checker
     found a stale hit: out[0] = -2)."""
     while i < count:
         addr = base + i * stride
-        r = tlb_translate(pt, rows, cr3_pfn, la57, addr, access, pkru, ent, geo, clock, stats,
+        r = _tlb_translate(pt, rows, cr3_pfn, la57, addr, access, pkru, ent, geo, clock, stats,
                           cpu, pcid, check, bad)
         if check and bad[0]:
             out[0] = -2
@@ -447,9 +447,11 @@ def tlb_touch_batch(pt, rows, cr3_pfn, la57, base, stride, count, i, access, val
     return count
 
 
-_FUNCS = ("_probe_tag", "_probe_struct", "_fill_struct", "_fill_level", "tlb_lookup", "tlb_invalidate_addr",
-          "_rights", "tlb_probe_walk", "_report", "tlb_check_hit", "tlb_walk", "tlb_translate",
-          "tlb_touch_batch")
+_FUNCS = ("_probe_tag", "_probe_struct", "_fill_struct", "_fill_level", "_tlb_lookup", "_tlb_invalidate_addr",
+          "_rights", "_tlb_probe_walk", "_report", "_tlb_check_hit", "_tlb_walk", "_tlb_translate",
+          "_tlb_touch_batch")
+# The names the access loops (cpu.py, replay's mmu_batch) call them by.
+tlb_lookup, tlb_translate, tlb_touch_batch = _tlb_lookup, _tlb_translate, _tlb_touch_batch
 _compiled = None
 
 
@@ -467,6 +469,7 @@ def compiled():
             f = _njit(types.FunctionType(fn.__code__, g, name), nogil=True)
             g[name] = f
             setattr(ns, name, f)
+            setattr(ns, name.lstrip("_"), f)
         _compiled = ns
     return _compiled
 
@@ -593,7 +596,7 @@ class TLBState:
     def _tlb_slots(self):
         return self.geo[S_PML4E, G_BASE]
 
-    def write_cr3(self, cpu: int, pcid: int, noflush: bool):
+    def _write_cr3(self, cpu: int, pcid: int, noflush: bool):
         """MOV to CR3: with CR4.PCIDE clear, every non-global entry goes; with it set and
         bit 63 clear, those of the new PCID; with bit 63 (NOFLUSH) set, none."""
         self.cur_pcid[cpu] = pcid
@@ -605,12 +608,12 @@ class TLBState:
             drop &= (ctx & CTX_PCID) == pcid
         ctx[drop] = 0
 
-    def flush_pcid(self, cpu: int, pcid: int):
+    def _invpcid_single(self, cpu: int, pcid: int):
         """INVPCID type 1 (single context): the non-global entries of ``pcid``."""
         ctx = self.ent[cpu, :, 1]
         ctx[((ctx & CTX_GLOBAL) == 0) & ((ctx & CTX_PCID) == pcid)] = 0
 
-    def flush_all(self, cpu: int, include_global: bool = True):
+    def _flush_all(self, cpu: int, include_global: bool = True):
         """INVPCID type 2 (everything) / type 3 (all but global), or CR4.PGE toggled."""
         ctx = self.ent[cpu, :, 1]
         if include_global:
@@ -618,10 +621,10 @@ class TLBState:
         else:
             ctx[(ctx & CTX_GLOBAL) == 0] = 0
 
-    def invlpg(self, cpu: int, pcid: int, addr: int):
+    def _invlpg(self, cpu: int, pcid: int, addr: int):
         """INVLPG (current PCID) / INVPCID type 0: the entries for ``addr`` and the
         paging-structure caches of ``pcid``."""
-        tlb_invalidate_addr(self.ent, self.geo, cpu, pcid, addr, 1)
+        _tlb_invalidate_addr(self.ent, self.geo, cpu, pcid, addr, 1)
 
     def entries(self, cpu: int):
         """The valid entries of one CPU: [(structure name, vaddr, size code, pcid, global, val)]."""

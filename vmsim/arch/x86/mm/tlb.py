@@ -97,7 +97,7 @@ def write_cr3(k, cpu: int, pgd: int, asid: int, noflush: bool):
     PCID on, 0 without (then every CR3 write flushes non-global entries)."""
     k.cpus[cpu].cr3 = pgd
     if k.tlb is not None:
-        k.tlb.write_cr3(cpu, _kpcid(k, asid), noflush and k.pcid)
+        k.tlb._write_cr3(cpu, _kpcid(k, asid), noflush and k.pcid)
     _ts(k, cpu).user_stale = True
 
 
@@ -109,7 +109,7 @@ def invalidate_user_asid(k, cpu: int, asid: int):
     _ts(k, cpu).user_pcid_flush_mask |= 1 << kern_pcid(asid)
 
 
-def prepare_user_access(k, cpu: int):
+def _prepare_user_access(k, cpu: int):
     """SWITCH_TO_USER_CR3 on the way back to user space: with PTI, CR3 gets the user
     PGD and user PCID, flushing it (no NOFLUSH bit) if invalidate_user_asid asked to;
     without PCID that CR3 write flushes everything non-global, every time."""
@@ -125,19 +125,19 @@ def prepare_user_access(k, cpu: int):
         hw.cur_pcid[cpu] = _kpcid(k, asid)
         return
     if not k.pcid:
-        hw.write_cr3(cpu, 0, False)
+        hw._write_cr3(cpu, 0, False)
         return
     bit = 1 << kern_pcid(asid)
     flush = bool(ts.user_pcid_flush_mask & bit)
     if flush:
         ts.user_pcid_flush_mask &= ~bit
         ts.events["user_pcid_flush"] += 1
-    hw.write_cr3(cpu, user_pcid(asid), not flush)
+    hw._write_cr3(cpu, user_pcid(asid), not flush)
 
 
-def kernel_entry(k, cpu: int):
+def _kernel_entry(k, cpu: int):
     """SWITCH_TO_KERNEL_CR3 (a syscall or exception entered the kernel): the next
-    return to user space goes through prepare_user_access again."""
+    return to user space goes through _prepare_user_access again."""
     _ts(k, cpu).user_stale = True
     if k.tlb is not None and k.pti:
         k.tlb.cur_pcid[cpu] = _kpcid(k, _ts(k, cpu).loaded_mm_asid)
@@ -149,12 +149,12 @@ def flush_tlb_one_user(k, cpu: int, addr: int):
     ts = _ts(k, cpu)
     asid = ts.loaded_mm_asid
     if k.tlb is not None:
-        k.tlb.invlpg(cpu, _kpcid(k, asid), addr)
+        k.tlb._invlpg(cpu, _kpcid(k, asid), addr)
     if not (k.pti and k.pcid):
         return
     if k.invpcid:
         if k.tlb is not None:
-            k.tlb.invlpg(cpu, user_pcid(asid), addr)        # invpcid_flush_one
+            k.tlb._invlpg(cpu, user_pcid(asid), addr)        # invpcid_flush_one
     else:
         invalidate_user_asid(k, cpu, asid)
 
@@ -173,7 +173,7 @@ def __flush_tlb_all(k, cpu: int):
     toggled); with PTI the kernel mappings are not global anyway."""
     _ts(k, cpu).events["flush_global"] += 1
     if k.tlb is not None:
-        k.tlb.flush_all(cpu, True)
+        k.tlb._flush_all(cpu, True)
     invalidate_user_asid(k, cpu, _ts(k, cpu).loaded_mm_asid)
 
 
@@ -465,7 +465,7 @@ def flush_tlb_kernel_range(k, start: int, end: int):
             addr = start
             while addr < end:
                 if k.tlb is not None:     # flush_tlb_one_kernel: INVLPG (global entries too)
-                    k.tlb.invlpg(cpu, _kpcid(k, _ts(k, cpu).loaded_mm_asid), addr)
+                    k.tlb._invlpg(cpu, _kpcid(k, _ts(k, cpu).loaded_mm_asid), addr)
                 addr += 4096
             if k.pti:
                 _ts(k, cpu).invalidate_other = True
