@@ -441,3 +441,24 @@ def test_fork_from_a_thread_and_exit_group():
     assert p.task.state == "Z" or p.pid not in m.k.tasks
     assert t.task.state != "R"
     assert all(cpu.tlbstate.loaded_mm is not p.task.mm for cpu in m.k.cpus if p.task.mm)
+
+
+def test_vmsim_run_prints_the_geometry_and_json_has_it(tmp_path):
+    import json
+    import subprocess
+    import sys
+    scen = tmp_path / "s.py"
+    scen.write_text("p = machine.spawn(cpu=0)\nt = p.clone_thread(cpu=1)\n"
+                    "a = p.mmap(0, 65536, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)\n"
+                    "p.touch(a, 65536, write=True)\nt.touch(a, 65536)\np.munmap(a, 4096)\n")
+    run = lambda *a: subprocess.run([sys.executable, "-m", "vmsim", *a], capture_output=True, text=True)
+    r = run("run", "--no-paths", "--tlb", "skylake", str(scen))
+    assert r.returncode == 0, r.stderr
+    assert "TLB skylake: L1 iTLB 128 8-way (4K)" in r.stdout
+    assert "CPU 1: 16 hits" not in r.stdout and "1 received" in r.stdout
+    r = run("run", "--json", "--no-paths", "--tlb", "zen4", str(scen))
+    d = json.loads(r.stdout)["tlb"]
+    assert d["name"] == "zen4" and d["L1 dTLB"] == {"entries": 72, "ways": "full",
+                                                   "page_sizes": ["4K", "2M", "1G"]}
+    assert d["cpus"][1]["ipi_received"] == 1
+    assert json.loads(run("run", "--json", "--no-paths", str(scen)).stdout)["tlb"] is None

@@ -487,9 +487,10 @@ class Geometry:
     def describe(self) -> dict:
         """The geometry as plain data (printed by `vmsim run`, and in its JSON)."""
         out = {"name": self.name, "source": self.source}
+        split = self.structs.get(S_L2I, (0,))[0]
         for s, (n, ways, sizes) in sorted(self.structs.items()):
             if n:
-                out[STRUCT_NAMES[s]] = {"entries": n, "ways": ways or "full",
+                out["L2 dTLB" if s == S_L2 and split else STRUCT_NAMES[s]] = {"entries": n, "ways": ways or "full",
                                         "page_sizes": [SIZE_NAMES[c] for c in range(3) if sizes >> c & 1]}
         return out
 
@@ -582,7 +583,10 @@ class TLBState:
                 ways = n
             if n and n % ways:
                 raise ValueError(f"{STRUCT_NAMES[s]}: {n} entries is not a multiple of {ways} ways")
-            geo[s] = (base, n // ways if n else 1, ways if n else 0, sizes, _USERS[s], _LEVEL[s])
+            users = _USERS[s]
+            if s == S_L2 and geometry.structs.get(S_L2I, (0,))[0]:
+                users = 2                  # AMD: the L2 TLB is the data side's
+            geo[s] = (base, n // ways if n else 1, ways if n else 0, sizes, users, _LEVEL[s])
             base += n
         self.geo = geo
         self.nslots = base
