@@ -37,8 +37,11 @@ def _use_compiled(flag: bool):
 
 def _compile_tlb_on_first_use(name):
     def _first_call(*args):
-        ns = _hwtlb.compiled()
-        _impl.update(tlb_translate=ns.tlb_translate, tlb_touch_batch=ns.tlb_touch_batch)
+        try:
+            ns = _hwtlb.compiled()
+            _impl.update(tlb_translate=ns.tlb_translate, tlb_touch_batch=ns.tlb_touch_batch)
+        except ImportError:              # numba present but unusable: plain Python
+            _use_compiled(False)
         return _impl[name](*args)
     return _first_call
 
@@ -271,7 +274,9 @@ def _default():
         _use_compiled(False)
         return
     _impl.update(translate=_compile_on_first_use("translate"),
-                 touch_batch=_compile_on_first_use("touch_batch"), compiled=True)
+                 touch_batch=_compile_on_first_use("touch_batch"), compiled=True,
+                 tlb_translate=_compile_tlb_on_first_use("tlb_translate"),
+                 tlb_touch_batch=_compile_tlb_on_first_use("tlb_touch_batch"))
 
 
 _default()

@@ -452,6 +452,7 @@ _FUNCS = ("_probe_tag", "_probe_struct", "_fill_struct", "_fill_level", "_tlb_lo
           "_tlb_touch_batch")
 # The names the access loops (cpu.py, replay's mmu_batch) call them by.
 tlb_lookup, tlb_translate, tlb_touch_batch = _tlb_lookup, _tlb_translate, _tlb_touch_batch
+_INLINE = ("_probe_tag", "_probe_struct", "_rights", "_tlb_lookup")
 _compiled = None
 
 
@@ -466,7 +467,10 @@ def compiled():
         ns = types.SimpleNamespace()
         for name in _FUNCS:
             fn = globals()[name]
-            f = _njit(types.FunctionType(fn.__code__, g, name), nogil=True)
+            # The hit path's helpers are inlined (numba IR inlining): a call between
+            # compiled functions costs reference counting of every array argument.
+            opts = {"inline": "always"} if name in _INLINE else {}
+            f = _njit(types.FunctionType(fn.__code__, g, name), nogil=True, **opts)
             g[name] = f
             setattr(ns, name, f)
             setattr(ns, name.lstrip("_"), f)
