@@ -392,7 +392,15 @@ def _tlb_translate(pt, rows, cr3_pfn, la57, addr, access, pkru, ent, geo, clock,
     clear, or an access the cached rights refuse, drops the entries for the address
     and walks (the fault, if any, is the walk's)."""
     users = 1 if access & _ERR_INSTR else 2
-    slot = _tlb_lookup(ent, geo, clock, stats, cpu, pcid, addr, users)
+    # The common case first: a 4K entry in the first-level TLB of this kind of access.
+    s = S_L1I_4K if users == 1 else S_L1D_4K
+    slot = -1
+    if geo[s, G_SIZES] & 1:
+        slot = _probe_tag(ent, geo, clock, cpu, s, addr >> 12, 0, pcid)
+        if slot >= 0:
+            stats[cpu, ST_HIT + 3 * s] += 1
+    if slot < 0:
+        slot = _tlb_lookup(ent, geo, clock, stats, cpu, pcid, addr, users)
     if slot >= 0:
         val = ent[cpu, slot, 2]
         ctx = ent[cpu, slot, 1]
