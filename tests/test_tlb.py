@@ -451,7 +451,10 @@ def test_vmsim_run_prints_the_geometry_and_json_has_it(tmp_path):
     scen.write_text("p = machine.spawn(cpu=0)\nt = p.clone_thread(cpu=1)\n"
                     "a = p.mmap(0, 65536, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)\n"
                     "p.touch(a, 65536, write=True)\nt.touch(a, 65536)\np.munmap(a, 4096)\n")
-    run = lambda *a: subprocess.run([sys.executable, "-m", "vmsim.cli", *a], capture_output=True, text=True)
+    import os
+    env = dict(os.environ, VMSIM_NUMBA="0")      # a few accesses: no compile needed
+    run = lambda *a: subprocess.run([sys.executable, "-m", "vmsim.cli", *a], capture_output=True,
+                                    text=True, env=env)
     r = run("run", "--no-paths", "--tlb", "skylake", str(scen))
     assert r.returncode == 0, r.stderr
     assert "TLB skylake: L1 iTLB 128 8-way (4K)" in r.stdout

@@ -131,8 +131,13 @@ OPS = st.lists(st.tuples(st.sampled_from(["touch", "write", "munmap", "mprotect_
                min_size=5, max_size=40)
 
 
-def run_schedule(ops):
-    m = vmsim.Machine(memory="512M", cpus=2, tlb="zen4", debug_vm=True)
+CONFIGS = st.sampled_from([("zen4", True, False), ("golden-cove", False, False),
+                           ("skylake", True, True), ("zen3", False, True)])
+
+
+def run_schedule(ops, config=("zen4", True, False)):
+    tlb, pcid, pti = config
+    m = vmsim.Machine(memory="512M", cpus=2, tlb=tlb, pcid=pcid, pti=pti, debug_vm=True)
     p = m.spawn(cpu=0)
     tasks = [p, p.clone_thread(cpu=1)]
     a = p.mmap(0, 16 * P, RW, PRIV)
@@ -175,13 +180,13 @@ def run_schedule(ops):
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
-@given(OPS)
-def test_random_thread_schedules_report_nothing(ops):
-    run_schedule(ops)
+@given(OPS, CONFIGS)
+def test_random_thread_schedules_report_nothing(ops, config):
+    run_schedule(ops, config)
 
 
 @pytest.mark.slow
 @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
-@given(OPS)
-def test_random_thread_schedules_report_nothing_long(ops):
-    run_schedule(ops)
+@given(OPS, CONFIGS)
+def test_random_thread_schedules_report_nothing_long(ops, config):
+    run_schedule(ops, config)
