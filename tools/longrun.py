@@ -910,6 +910,9 @@ def main(argv=None):
     print("ops by kind: " + ", ".join(f"{k} {v}" for k, v in sorted(lr.stats.items())
                                       if not k.startswith(("madvise-", "mremap-", "bad-"))))
     print("mremap flags: " + ", ".join(f"{k[7:]} {v}" for k, v in sorted(lr.stats.items()) if k.startswith("mremap-")))
+    names = {getattr(V, n): n for n in dir(V) if n.startswith("MADV_")}
+    print("madvise advice: " + ", ".join(f"{names.get(int(k[8:]), k[8:])} {v}" for k, v in
+                                         sorted(lr.stats.items()) if k.startswith("madvise-")))
     print("bad-argument calls: " + ", ".join(f"{k[4:]} {v}" for k, v in sorted(lr.stats.items()) if k.startswith("bad-")))
     print(f"bytes compared: {lr.bytes}; errno/signal checks: {lr.errno_checks}; "
           f"skipped known cases: {', '.join(sorted(known)) or 'none'}")

@@ -514,6 +514,9 @@ def build_parser():
     sp.add_argument("--missing", action="store_true", help="only steps not modelled yet")
     sp.add_argument("--markdown", action="store_true", help="print docs/seedmap.md")
     sp.set_defaults(func=cmd_seedmap)
+
+    from vmsim.replay.cli import add_parsers as _replay_parsers   # replay, convert, sweep
+    _replay_parsers(sub)
     return p
 
 

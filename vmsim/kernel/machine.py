@@ -102,6 +102,11 @@ class Kernel:
         self._init_tlb(tlb, pcid, pti, invpcid)
         self.shmem_files = []
         self._next_ino = 1
+        # Files (vmsim.fs): descriptor tables by pid; the mount tree is built on first
+        # use (vmsim.fs.namei.get_vfs) with this disk's per-request latency.
+        self.task_files = {}
+        self.vfs = None
+        self.disk_latency_ns = 0
         self.mmu_notifier_log = []
 
     def _init_tlb(self, tlb, pcid, pti, invpcid):
