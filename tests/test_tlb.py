@@ -183,7 +183,7 @@ def test_compiled_tlb_path_leaves_the_state_python_leaves():
     a = anon(p, 64)
     p.touch(a, 64 * P, write=True)
     k, hw = m.k, m.k.tlb
-    for trial in range(4):
+    for trial in range(4):          # checker off (the inlined hit loop), then on
         # random partial TLB contents and random A/D bits in the PTEs
         hw.ent[0, rng.random(hw.nslots) < 0.5, 1] = 0
         for j in rng.choice(64, 16, replace=False):
@@ -195,7 +195,7 @@ def test_compiled_tlb_path_leaves_the_state_python_leaves():
             pt, rows = k.ptpool.arr.copy(), k.mem.np_private.copy()
             out = np.zeros(2, dtype=np.int64)
             n = impl(pt, rows, k.cpus[0].cr3, 0, a, 4096 * 3 + 8, 21, 0, 6 if trial % 2 else 4, 0,
-                     out, 0, ent, hw.geo, clock, stats, 0, hw.cur_pcid[0], 1, hw.bad.copy())
+                     out, 0, ent, hw.geo, clock, stats, 0, hw.cur_pcid[0], trial // 2, hw.bad.copy())
             results.append((n, out, ent, clock, stats, pt, rows))
         py, nb = results
         assert py[0] == nb[0]

@@ -422,11 +422,44 @@ def _tlb_translate(pt, rows, cr3_pfn, la57, addr, access, pkru, ent, geo, clock,
 def _tlb_touch_batch(pt, rows, cr3_pfn, la57, base, stride, count, i, access, value, out, pkru,
                     ent, geo, clock, stats, cpu, pcid, check, bad):
     """mmu.touch_batch through the TLB (same contract; also stops when the checker
-    found a stale hit: out[0] = -2)."""
+    found a stale hit: out[0] = -2).
+
+    The L1 4K probe of _tlb_translate is written out here for the hits (numba then
+    keeps the loop free of calls); anything else goes through _tlb_translate."""
+    s1 = S_L1I_4K if access & _ERR_INSTR else S_L1D_4K
+    ways = geo[s1, G_WAYS] if geo[s1, G_SIZES] & 1 else 0
+    nsets = geo[s1, G_SETS]
+    base1 = geo[s1, G_BASE]
+    # The rights a cached entry needs for this access (no PKRU: its check needs the key).
+    need = _US if access & _ERR_USER else 0
+    if access & _ERR_WRITE:
+        need |= _RW | _D
+    fast = ways > 0 and pkru == 0 and not check
     while i < count:
         addr = base + i * stride
-        r = _tlb_translate(pt, rows, cr3_pfn, la57, addr, access, pkru, ent, geo, clock, stats,
-                          cpu, pcid, check, bad)
+        r = -1
+        if fast:
+            tag = addr >> 12
+            first = base1 + ((tag & 0x7FFFFFFFFFFFFFFF) % nsets) * ways
+            for slot in range(first, first + ways):
+                if ent[cpu, slot, 0] != tag:
+                    continue
+                ctx = ent[cpu, slot, 1]
+                if not (ctx & CTX_VALID) or (ctx >> CTX_SIZE_SHIFT) & 3 != 0:
+                    continue
+                if (ctx & CTX_PCID) != pcid and not (ctx & CTX_GLOBAL):
+                    continue
+                val = ent[cpu, slot, 2]
+                if (val & need) == need and not ((access & _ERR_INSTR) and val < 0):
+                    c = clock[cpu] + 1
+                    clock[cpu] = c
+                    ent[cpu, slot, 3] = c
+                    stats[cpu, ST_HIT + 3 * s1] += 1
+                    r = (val & _PFN) | (addr & 0xFFF)
+                break
+        if r < 0:
+            r = _tlb_translate(pt, rows, cr3_pfn, la57, addr, access, pkru, ent, geo, clock, stats,
+                               cpu, pcid, check, bad)
         if check and bad[0]:
             out[0] = -2
             out[1] = addr
@@ -460,7 +493,7 @@ _FUNCS = ("_probe_tag", "_probe_struct", "_fill_struct", "_fill_level", "_tlb_lo
           "_tlb_touch_batch")
 # The names the access loops (cpu.py, replay's mmu_batch) call them by.
 tlb_lookup, tlb_translate, tlb_touch_batch = _tlb_lookup, _tlb_translate, _tlb_touch_batch
-_INLINE = ("_probe_tag", "_probe_struct", "_rights", "_tlb_lookup")
+_INLINE = ("_probe_tag", "_probe_struct", "_rights", "_tlb_lookup", "_tlb_translate")
 _compiled = None
 
 
