@@ -435,8 +435,13 @@ def flush_tlb_mm(mm):
 
 
 def flush_tlb_range(vma, start: int, end: int):
-    """flush_tlb_range(): a range of one VMA (in PMD strides for a hugetlb VMA)."""
-    flush_tlb_mm_range(vma.vm_mm, start, end, 21 if getattr(vma, "vm_hugetlb", False) else 12)
+    """flush_tlb_range(): a range of one VMA (in huge-page strides for a hugetlb VMA)."""
+    from vmsim.mm.mm_types import VM_HUGETLB
+    shift = 12
+    if vma.vm_flags & VM_HUGETLB:
+        from vmsim.mm.hugetlb import hstate_vma
+        shift = 12 + hstate_vma(vma).order
+    flush_tlb_mm_range(vma.vm_mm, start, end, shift)
 
 
 def flush_tlb_page(vma, addr: int):
