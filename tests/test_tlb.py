@@ -485,3 +485,21 @@ def test_munmap_loop_shootdowns_as_measured_on_linux():
             p.write(a, b"x")
             p.munmap(a, P)
         assert stat(m, 1, "ipi_received") - before == (50 if busy else 0)
+
+
+def test_hugetlb_unmap_is_one_pmd_stride_and_uses_2m_entries():
+    """tlb_flush: a gather that cleared only PMD-level entries flushes in PMD strides
+    (tlb_get_unmap_shift), so a 2 MiB hugetlb munmap is one INVLPG, not 512."""
+    from vmsim import MAP_HUGETLB
+    m, p, t = two_cpu_threads()
+    m.write_file("/proc/sys/vm/nr_hugepages", "2")
+    a = p.mmap(0, 2 << 20, RW, PRIV | MAP_HUGETLB)
+    p.touch(a, 2 << 20, write=True)
+    t.touch(a, 2 << 20)
+    assert m.tlb_stats()[1]["hits"].get("L1 dTLB 2M 2M", 0) == 511     # one walk, 511 hits
+    one, full = vmstat(m, "nr_tlb_local_flush_one"), vmstat(m, "nr_tlb_local_flush_all")
+    p.munmap(a, 2 << 20)
+    assert vmstat(m, "nr_tlb_local_flush_one") - one == 1
+    assert vmstat(m, "nr_tlb_local_flush_all") == full
+    with pytest.raises(vmsim.SignalDelivered):
+        t.read(a, 1)

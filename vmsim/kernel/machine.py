@@ -9,7 +9,8 @@ Documentation/arch/x86/x86_64/mm.rst) and sets up the zero page.
 """
 from vmsim.arch.x86.pgtable import PageTablePool, mk_kernel_table_entry
 from vmsim.arch.x86 import pgtable_types as T
-from vmsim.kernel.sched import cpu_state
+from vmsim.kernel.sched import cpu_state, _context_switch
+from vmsim.arch.x86.mm.tlb import _kernel_entry
 from vmsim.mm import vmstat
 from vmsim.mm.mm_types import mm_struct
 from vmsim.mm.page_alloc import PageAllocator
@@ -234,8 +235,6 @@ class Kernel:
     def switch_to(self, task):
         """The task enters the kernel on its CPU (a syscall): if another task ran there,
         _context_switch() -> switch_mm_irqs_off() first."""
-        from vmsim.kernel.sched import _context_switch
-        from vmsim.arch.x86.mm.tlb import _kernel_entry
         self.current = task
         cpu = self.cpus[task.cpu]
         _kernel_entry(self, task.cpu)
