@@ -503,3 +503,9 @@ def test_hugetlb_unmap_is_one_pmd_stride_and_uses_2m_entries():
     assert vmstat(m, "nr_tlb_local_flush_all") == full
     with pytest.raises(vmsim.SignalDelivered):
         t.read(a, 1)
+
+
+def test_thread_shares_the_descriptor_table():
+    """CLONE_FILES: a descriptor opened by one thread is the other's too."""
+    m, p, t = two_cpu_threads()
+    assert m.k.task_files[t.pid] is m.k.task_files[p.pid]

@@ -242,6 +242,8 @@ def _clone_thread(k, current, cpu: int):
     p.parent = current.parent
     current.mm.mm_users += 1                            # copy_mm: CLONE_VM -> mmget
     k.tasks[pid] = p
+    from vmsim.fs.file import share_files
+    share_files(k, current, p)                          # copy_files: CLONE_FILES
     return p
 
 
