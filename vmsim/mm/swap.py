@@ -8,7 +8,8 @@ batch. The lists themselves are doubly linked through mem_map.lru_next/lru_prev,
 folio->lru links them; PFN 0 (reserved, never on an LRU) is the null link.
 """
 from vmsim.mm.page_flags import (PG_lru, PG_active, PG_swapbacked, PG_unevictable,
-                                 PG_mlocked, PG_ORDER_MASK, PG_ORDER_SHIFT, PG_head)
+                                 PG_mlocked, PG_ORDER_MASK, PG_ORDER_SHIFT, PG_head,
+                                 PG_large_rmappable)
 from vmsim.mm import vmstat
 from vmsim.mm.folio import folio_nr_pages
 from vmsim.mm.mm_types import VM_LOCKED, VM_SPECIAL
@@ -258,6 +259,11 @@ def _free_pages_prepare(k, pfn: int) -> int:
             mem.refcount[p] = 0
             mem.mapping[p] = 0
             mem.index[p] = 0
+    if order:
+        mem.lru_prev[pfn + 1] = mem.lru_next[pfn + 1] = 0    # _entire_mapcount, _pincount
+        if f & PG_large_rmappable:
+            from vmsim.mm.huge_memory import folio_undo_large_rmappable
+            folio_undo_large_rmappable(k, pfn, order)
     mem.mapcount[pfn] = 0
     return order
 
