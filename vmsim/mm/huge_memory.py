@@ -1086,6 +1086,72 @@ def madvise_free_huge_pmd(tlb, vma, pmdp: int, addr: int, nxt: int) -> bool:
     return True
 
 
+def madvise_cold_huge_pmd(tlb, vma, pmdp: int, addr: int, nxt: int, pageout: bool) -> bool:
+    """madvise_cold_or_pageout_pte_range() on a huge PMD: a whole PMD is aged (young
+    cleared, folio deactivated); a partial one splits the folio (PMD and folio) and
+    returns False so the PTEs are handled."""
+    from vmsim.mm.swap import lruvec_del_folio, lruvec_add_folio
+    from vmsim.mm.page_flags import PG_active, PG_workingset, PG_unevictable
+    mm = tlb.mm
+    k = mm.kernel
+    pool = k.ptpool.mv
+    mem = k.mem
+    orig = pool[pmdp]
+    if is_huge_zero_pmd(k, orig):
+        return True
+    folio = (orig & _PFN2M) >> 12
+    if mem.lru_prev[folio + 1] + mem.index[folio + 1] != 1:       # folio_maybe_mapped_shared
+        return True
+    if nxt - addr != HPAGE_PMD_SIZE:
+        __split_huge_pmd(vma, pmdp, addr, False)
+        split_folio(k, folio)
+        return False
+    if not pageout and orig & T._PAGE_ACCESSED:
+        pool[pmdp] = orig & ~T._PAGE_ACCESSED
+        from vmsim.mm.mmu_gather import __tlb_adjust_range
+        __tlb_adjust_range(tlb, addr, HPAGE_PMD_SIZE)
+    f = mem.flags[folio] & ~PG_referenced
+    if f & PG_active:
+        f |= PG_workingset
+    mem.flags[folio] = f
+    if not pageout and f & PG_active and not f & PG_unevictable and f & PG_lru:
+        lruvec_del_folio(k, folio)
+        mem.flags[folio] = mem.flags[folio] & ~(PG_active | PG_referenced)
+        lruvec_add_folio(k, folio)
+        k.vmstat[vmstat.PGDEACTIVATE] += HPAGE_PMD_NR
+    return True
+
+
+def _split_large_folios_in(vma, pmdp: int, addr: int, end: int):
+    """madvise_free_pte_range() / madvise_cold_or_pageout_pte_range(): a large folio
+    met through PTEs is split (split_folio) before its pages are handled, unless other
+    mms map it (folio_maybe_mapped_shared: left alone). The kernel keeps a large
+    folio that the range covers completely; vmsim splits that one too."""
+    from vmsim.mm.memory import _folio_mapped_by_other_mm
+    mm = vma.vm_mm
+    k = mm.kernel
+    pool = k.ptpool.mv
+    mem = k.mem
+    if not pool[pmdp] & _P or pool[pmdp] & _PSE:
+        return
+    base = mem.private[(pool[pmdp] & _PFN) >> 12] * 512
+    seen = set()
+    for i in range((addr >> 12) & 511, (((end - 1) >> 12) & 511) + 1):
+        e = pool[base + i]
+        if not e & (_P | _PROTNONE) or e & T._PAGE_SPECIAL:
+            continue
+        p = (e & _PFN) >> 12
+        if not mem.flags[p] & (PG_head | PG_tail):
+            continue
+        from vmsim.mm.folio import page_folio
+        head = page_folio(k, p)
+        if head in seen:
+            continue
+        seen.add(head)
+        if mem.flags[head] & PG_anon and not _folio_mapped_by_other_mm(k, head, mm):
+            split_folio(k, head)
+
+
 # --- placement (already in 6.18's get_unmapped_area) ----------------------------------------
 def thp_get_unmapped_area_vmflags(mm, filp, addr: int, length: int, pgoff: int,
                                   flags: int, vm_flags: int) -> int:

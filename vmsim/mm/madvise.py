@@ -400,7 +400,11 @@ def madvise_free_pte_range(tlb, vma, pmdp: int, addr: int, end: int) -> int:
     pool = k.ptpool.mv
     mem = k.mem
     if pool[pmdp] & _PSE:
-        raise NotImplementedError("MADV_FREE of a huge PMD mapping (THP) is not modelled")
+        from vmsim.mm.huge_memory import madvise_free_huge_pmd
+        if madvise_free_huge_pmd(tlb, vma, pmdp, addr, end):
+            return 0
+    from vmsim.mm.huge_memory import _split_large_folios_in
+    _split_large_folios_in(vma, pmdp, addr, end)
     ptep = pte_offset_map(mm, pmdp, addr)
     cpu = k.current_cpu()
     while addr != end:
@@ -475,7 +479,11 @@ def madvise_cold_pte_range(tlb, vma, pmdp: int, addr: int, end: int, pageout: bo
     pool = k.ptpool.mv
     mem = k.mem
     if pool[pmdp] & _PSE:
-        raise NotImplementedError("huge PMD mappings (THP) are not modelled")
+        from vmsim.mm.huge_memory import madvise_cold_huge_pmd
+        if madvise_cold_huge_pmd(tlb, vma, pmdp, addr, end, pageout):
+            return 0
+    from vmsim.mm.huge_memory import _split_large_folios_in
+    _split_large_folios_in(vma, pmdp, addr, end)
     ptep = pte_offset_map(mm, pmdp, addr)
     while addr != end:
         ptent = pool[ptep]
