@@ -12,6 +12,7 @@ Simplified: mmap_min_addr does not take CONFIG_LSM_MMAP_MIN_ADDR into account, a
 writes need no capability (processes run as root).
 """
 import errno
+import os
 import re
 
 THP = "/sys/kernel/mm/transparent_hugepage/"
@@ -62,6 +63,8 @@ def knob_read(k, path: str) -> str:
     """The text a read of the knob returns."""
     attr = _thp_attr(path)
     if attr is not None:
+        if not _thp_attr_exists(k, attr, path):
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
         return _thp_attr_show(k, path, attr)
     if path in _MODES:
         cur = k.sysfs[path]
@@ -108,6 +111,8 @@ def knob_write(k, path: str, data: str) -> int:
     n = len(data)
     attr = _thp_attr(path)
     if attr is not None:
+        if not _thp_attr_exists(k, attr, path):
+            return -errno.ENOENT
         return _thp_attr_store(k, path, attr, data)
     if path in _MODES:
         if path == THP_SHMEM_ENABLED:
@@ -222,6 +227,16 @@ def _thp_attr(path: str):
         if rest[2] in names:
             return ("stat", order, rest[2])
     return None
+
+
+def _thp_attr_exists(k, attr, path: str) -> bool:
+    """The profile's kernel has this file (5.4: no hugepages-<size>kB, no
+    shrink_underused, no khugepaged/max_ptes_shared)."""
+    if attr[0] == "stat":
+        return (thpsize_dir(attr[1]) + "shmem_enabled") in k.sysfs
+    if attr[0] == "khugepaged" and attr[1] in _KH_RO:
+        return True
+    return path in k.sysfs
 
 
 def _thp_attr_show(k, path: str, attr) -> str:

@@ -108,7 +108,10 @@ def hugepage_enabled_mode(k) -> str:
 
 
 def _size_mode(k, order: int) -> str:
-    return k.sysfs.get(f"{THP}hugepages-{(4096 << order) >> 10}kB/enabled", "never")
+    """hugepages-<size>kB/enabled; a profile without mTHP (5.4) has only the global
+    mode, which the PMD size follows."""
+    return k.sysfs.get(f"{THP}hugepages-{(4096 << order) >> 10}kB/enabled",
+                       "inherit" if order == PMD_ORDER else "never")
 
 
 def huge_anon_orders(k, mode: str) -> int:
@@ -458,6 +461,25 @@ def folio_add_new_anon_rmap_pmd(k, folio: int, vma, haddr: int, exclusive: bool)
     if nr == HPAGE_PMD_NR:
         k.vmstat[vmstat.NR_ANON_TRANSPARENT_HUGEPAGES] += nr
     mod_mthp_stat(k, PMD_ORDER if nr == HPAGE_PMD_NR else nr.bit_length() - 1, "nr_anon", 1)
+
+
+def folio_add_new_anon_rmap_ptes(k, folio: int, vma, addr: int):
+    """folio_add_new_anon_rmap() for a new large folio mapped by PTEs (an mTHP):
+    every page mapped once and AnonExclusive, NR_ANON_MAPPED += nr, nr_anon."""
+    from vmsim.mm.rmap import __folio_set_anon
+    mem = k.mem
+    nr = _folio_nr(k, folio)
+    if not vma.vm_flags & VM_DROPPABLE:
+        mem.flags[folio] = mem.flags[folio] | PG_swapbacked
+    __folio_set_anon(k, folio, vma, addr, True)
+    for p in range(folio, folio + nr):
+        mem.mapcount[p] = 1
+        mem.flags[p] = mem.flags[p] | PG_anon_exclusive
+    mem.lru_prev[folio + 1] = 0
+    mem.mapping[folio + 1] = nr
+    mem.index[folio + 1] = nr
+    k.vmstat[vmstat.NR_ANON_PAGES] += nr
+    mod_mthp_stat(k, nr.bit_length() - 1, "nr_anon", 1)
 
 
 def folio_add_anon_rmap_pmd(k, folio: int, vma):

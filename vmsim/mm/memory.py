@@ -210,12 +210,86 @@ def vmf_anon_prepare(vmf) -> int:
 def alloc_anon_folio(vmf) -> int:
     """alloc_anon_folio(): the folio for an anon write fault; -1 on OOM.
 
-    mTHP orders are "never" by default in the 6.18 profile, so this is order 0:
-    vma_alloc_zeroed_movable_folio(). Larger orders: not modelled yet (later issue).
+    mTHP: the highest order enabled for the VMA (hugepages-<size>kB/enabled, orders
+    below PMD_ORDER) whose aligned block fits in the VMA and has only none PTEs is
+    tried first, then the next lower ones (anon_fault_fallback per failed order);
+    order 0 (vma_alloc_zeroed_movable_folio) is the fallback.
     """
     k = vmf.vma.vm_mm.kernel
+    if _any_mthp_enabled(k):
+        folio = _alloc_anon_mthp(vmf)
+        if folio >= 0:
+            return folio
     # vma_alloc_zeroed_movable_folio(): GFP_HIGHUSER_MOVABLE | __GFP_ZERO | __GFP_COMP.
     return k.page_alloc.alloc_pages(_GFP_ANON_ZEROED, 0, k.current.cpu)
+
+
+def _any_mthp_enabled(k) -> bool:
+    from vmsim.mm.huge_memory import huge_anon_orders, PMD_ORDER
+    small = (1 << PMD_ORDER) - 1
+    return bool((huge_anon_orders(k, "always") | huge_anon_orders(k, "madvise") |
+                 huge_anon_orders(k, "inherit")) & small)
+
+
+def _alloc_anon_mthp(vmf) -> int:
+    """The large-order part of alloc_anon_folio(); -1 to fall back to order 0."""
+    from vmsim.mm import huge_memory as H
+    vma = vmf.vma
+    k = vma.vm_mm.kernel
+    orders = H.thp_vma_allowable_orders(vma, vma.vm_flags, H.TVA_PAGEFAULT,
+                                        (1 << H.PMD_ORDER) - 1)
+    orders = sum(1 << o for o in range(H.PMD_ORDER) if orders >> o & 1 and
+                 H.thp_vma_suitable_order(vma, vmf.address, o))     # thp_vma_suitable_orders
+    if not orders:
+        return -1
+    pool = k.ptpool.mv
+    base = k.mem.private[(pool[vmf.pmd] & _PFN) >> 12] * PTRS_PER_TABLE
+    order = orders.bit_length() - 1
+    while orders:                   # the highest order whose range is all pte_none
+        idx = ((vmf.address >> 12) & 511) & ~((1 << order) - 1)
+        if not any(pool[base + idx + i] for i in range(1 << order)):
+            break
+        orders &= ~(1 << order)
+        order = orders.bit_length() - 1
+    if not orders:
+        return -1
+    gfp = H.vma_thp_gfp_mask(vma)
+    while orders:
+        folio = H._alloc_large_folio(k, gfp, order)
+        if folio >= 0:
+            H.folio_zero_user(k, folio, 1 << order)
+            return folio
+        H.count_mthp_stat(k, order, "anon_fault_fallback")
+        orders &= ~(1 << order)
+        order = orders.bit_length() - 1
+    return -1
+
+
+def _map_anon_mthp(vmf, folio: int) -> int:
+    """do_anonymous_page() for a large folio: map all of it with set_ptes() if its
+    range is still all none (else release it and return VM_FAULT_NOPAGE-free 0)."""
+    from vmsim.mm.folio import folio_nr_pages
+    from vmsim.mm import huge_memory as H
+    vma = vmf.vma
+    mm = vma.vm_mm
+    k = mm.kernel
+    nr = folio_nr_pages(k, folio)
+    addr = vmf.address & ~((nr << 12) - 1)
+    entry = (folio << 12) | vma.vm_page_prot
+    if vma.vm_flags & VM_WRITE:
+        entry |= _MKWRITE_DIRTY
+    pool = k.ptpool.mv
+    ptep = k.mem.private[(pool[vmf.pmd] & _PFN) >> 12] * PTRS_PER_TABLE + ((addr >> 12) & 511)
+    if any(pool[ptep + i] for i in range(nr)):
+        folio_put(k, folio)
+        return 0
+    k.mem.refcount[folio] += nr - 1                              # folio_ref_add()
+    mm.rss_stat[MM_ANONPAGES] += nr
+    H.count_mthp_stat(k, nr.bit_length() - 1, "anon_fault_alloc")
+    H.folio_add_new_anon_rmap_ptes(k, folio, vma, addr)
+    folio_add_lru_vma(k, folio, vma, k.current.cpu)
+    set_ptes(mm, addr, ptep, entry, nr)
+    return 0
 
 
 # --- handle_mm_fault -----------------------------------------------------------------
@@ -433,6 +507,8 @@ def do_anonymous_page(vmf) -> int:
     folio = alloc_anon_folio(vmf)
     if folio < 0:
         return VM_FAULT_OOM
+    if k.mem.flags[folio] & PG_head:                                  # an mTHP
+        return _map_anon_mthp(vmf, folio)
     addr = vmf.address
     entry = (folio << 12) | vma.vm_page_prot                         # folio_mk_pte()
     if vma.vm_flags & VM_WRITE:
