@@ -197,7 +197,9 @@ def folio_mark_lazyfree(k, pfn: int, cpu: int):
         k.mem.refcount[pfn] += 1
         fb = k.cpu_fbatches[cpu].lru_lazyfree
         fb.append(pfn)
-        if len(fb) >= PAGEVEC_SIZE:
+        # folio_batch_add_and_move(): a large folio is never LRU-cached
+        # (folio_may_be_lru_cached()), it moves at once.
+        if len(fb) >= PAGEVEC_SIZE or k.mem.flags[pfn] & PG_head:
             folio_batch_move_lru(k, fb, lru_lazyfree)
 
 
