@@ -245,13 +245,13 @@ def _heads(k, pfns):
     tail = (k.mem.np_flags[pfns] & PG_tail) != 0
     if tail.any():
         from vmsim.mm.folio import page_folio
-        cache = {}
+        flags = k.mem.flags
+        h, hend = -1, -1
         for i in np.flatnonzero(tail).tolist():
             p = int(pfns[i])
-            h = cache.get(p >> 9)
-            if h is None or not (h <= p < h + 512):
+            if not h <= p < hend:
                 h = page_folio(k, p)
-                cache[p >> 9] = h
+                hend = h + (1 << ((flags[h] & PG_ORDER_MASK) >> PG_ORDER_SHIFT))
             out[i] = h
     return out
 
