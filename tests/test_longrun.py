@@ -33,3 +33,23 @@ def test_reference_model_catches_a_wrong_byte():
     except longrun.Problem:
         pass
     assert len(lr.problems) == 1 and "byte 10 is 0x7, expected 0x0" in lr.problems[0]
+
+
+def test_reference_model_predicts_guard_markers():
+    """Guard regions are generated, and the reference's marker is checked: a marker the
+    model does not have (one removed behind the reference's back) is reported."""
+    lr = longrun.LongRun(seed=1, nprocs=4, known=longrun.KNOWN)
+    p = next(iter(lr.procs.values()))
+    a = p.mmap(0, 2 * 4096, 3, longrun.MAP_PRIVATE | longrun.MAP_ANONYMOUS)
+    lr.map_pages(p.pid, a, 2, 3, False)
+    p.madvise(a, 2 * 4096, longrun.V.MADV_GUARD_INSTALL)
+    for x in lr.ref[p.pid].values():
+        x.guard = True
+    lr.check_read(p, a, 8)                    # SIGSEGV SEGV_MAPERR, as predicted
+    p.madvise(a + 4096, 4096, longrun.V.MADV_GUARD_REMOVE)    # not told to the reference
+    try:
+        lr.check_read(p, a + 4096, 8)
+    except longrun.Problem:
+        pass
+    assert len(lr.problems) == 1 and "no signal, expected" in lr.problems[0]
+    assert "guard_regions" not in longrun.KNOWN

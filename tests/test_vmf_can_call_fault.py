@@ -3,7 +3,7 @@ with ->map_pages; otherwise VM_FAULT_RETRY before anything is prepared, and the 
 is redone under mmap_lock. do_cow_fault checks it before vmf_anon_prepare."""
 import vmsim
 from vmsim.arch.x86.mm.fault import pt_regs
-from vmsim.kernel.exec import exe_vm_ops
+from vmsim.fs.ext4 import ext4_file_vm_ops as exe_vm_ops
 from vmsim.mm.memory import handle_mm_fault
 from vmsim.mm.mm_types import (FAULT_FLAG_DEFAULT, FAULT_FLAG_USER, FAULT_FLAG_WRITE,
                                FAULT_FLAG_VMA_LOCK, VM_FAULT_RETRY)
@@ -19,6 +19,9 @@ class _FaultOnlyOps:
 def _setup():
     m = vmsim.Machine("256M")
     p = m.spawn()
+    # The image is a file: read it once so its pages are cached (filemap_fault on a
+    # cold page drops the lock for I/O, a VM_FAULT_RETRY of its own).
+    m.read_file("/usr/local/bin/vmsim-minimal")
     vma = p.mm.vma_lookup(DATA)
     assert vma.vm_file is not None and vma.anon_vma is None
     return m, p, vma

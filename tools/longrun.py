@@ -49,11 +49,9 @@ MAX_PAGES = 1500                # reference pages per process before unmapping i
 
 # Cases the run does not generate yet (issue 8). Remove an entry once the model and the
 # reference below both handle it; "--known ''" generates everything.
-KNOWN = {
-    "guard_regions",        # MADV_GUARD_INSTALL / MADV_GUARD_REMOVE: modelled on main, but
-                            # this reference has no guard markers yet (fork, mremap, DONTNEED)
-}
+KNOWN = set()
 # Generated since their fixes were merged: C-type lengths and addresses (BAD_ARGS),
+# guard regions (MADV_GUARD_INSTALL / MADV_GUARD_REMOVE: see Ref.guard),
 # MAP_FIXED failing its overcommit check, mremap's ignored new_addr, touch(stride=0),
 # PROT_EXEC-only mappings (SEGV_PKUERR on a read when the Machine has protection keys).
 # Not generator-gated (they change no byte, errno or signal the run compares):
@@ -122,8 +120,14 @@ class Shm:
 
 class Ref:
     """One page of a process: protection, fork flags, and contents (candidates) or
-    (shm, pgoff)."""
-    __slots__ = ("prot", "shm", "pgoff", "cands", "dontfork", "wipe")
+    (shm, pgoff), and whether its PTE holds a guard marker (PTE_MARKER_GUARD).
+
+    A guard marker lives in the page table, so it follows the PTE: mprotect and
+    MADV_DONTNEED / FREE / REMOVE keep it (only ZAP_FLAG_DROP_MARKER zaps drop it:
+    munmap, exit, exec), fork copies it (install's anon_vma_prepare makes
+    vma_needs_copy true) unless the VMA is DONTFORK or WIPEONFORK, and an mremap move
+    takes it along (DONTUNMAP leaves the source without it)."""
+    __slots__ = ("prot", "shm", "pgoff", "cands", "dontfork", "wipe", "guard")
 
     def __init__(self, prot, shm=None, pgoff=0):
         self.prot = prot
@@ -132,11 +136,12 @@ class Ref:
         self.cands = [None]
         self.dontfork = False
         self.wipe = False
+        self.guard = False
 
     def copy(self):
         r = Ref(self.prot, self.shm, self.pgoff)
         r.cands = list(self.cands)
-        r.dontfork, r.wipe = self.dontfork, self.wipe
+        r.dontfork, r.wipe, r.guard = self.dontfork, self.wipe, self.guard
         return r
 
 
@@ -234,6 +239,10 @@ class LongRun:
                 return SIGSEGV, V.SEGV_PKUERR
         elif write and not ref.prot & PROT_WRITE or not write and not readable(ref.prot):
             return SIGSEGV, SEGV_ACCERR
+        if ref.guard:
+            # access_error() passed; handle_pte_marker(): PTE_MARKER_GUARD is
+            # VM_FAULT_SIGSEGV, before any page cache (SIGBUS) lookup.
+            return SIGSEGV, SEGV_MAPERR
         if ref.shm is not None and ref.pgoff >= ref.shm.size:
             return SIGBUS, None
         return None
@@ -496,6 +505,8 @@ class LongRun:
         content = [V.MADV_DONTNEED, V.MADV_DONTNEED_LOCKED, V.MADV_FREE, V.MADV_REMOVE,
                    V.MADV_DONTFORK, V.MADV_DOFORK, V.MADV_WIPEONFORK, V.MADV_KEEPONFORK,
                    V.MADV_POPULATE_READ, V.MADV_POPULATE_WRITE]
+        if "guard_regions" not in self.known:
+            content += [V.MADV_GUARD_INSTALL, V.MADV_GUARD_REMOVE]
         adv = r.choice(content * 2 + NEUTRAL_ADVICE)
         if r.random() < 0.03:
             return self.expect_ret("madvise unaligned", self.call(p.madvise, a + 16, P, adv), -errno.EINVAL)
@@ -512,6 +523,9 @@ class LongRun:
                 if adv == V.MADV_POPULATE_READ and not x.prot & PROT_READ or \
                         adv == V.MADV_POPULATE_WRITE and not x.prot & PROT_WRITE:
                     want = -errno.EINVAL
+                    break
+                if x.guard:                     # VM_FAULT_SIGSEGV: GUP's -EFAULT
+                    want = -errno.EFAULT
                     break
                 if x.shm is not None and x.pgoff >= x.shm.size:
                     return                      # SIGBUS territory: errno not predicted
@@ -537,6 +551,8 @@ class LongRun:
                 bad = True
             if adv == V.MADV_REMOVE and (x.shm is None or self._locked(p, pa)):
                 bad = True
+            if adv == V.MADV_GUARD_INSTALL and self._locked(p, pa):
+                bad = True                      # is_valid_guard_vma(vma, false)
             if bad:
                 want = -errno.EINVAL
                 break
@@ -556,6 +572,12 @@ class LongRun:
                 x.wipe = True
             elif adv == V.MADV_KEEPONFORK:
                 x.wipe = False
+            elif adv == V.MADV_GUARD_INSTALL:
+                x.guard = True                  # the PTE is zapped, the page cache kept
+                if x.shm is None:
+                    x.cands = [None]
+            elif adv == V.MADV_GUARD_REMOVE:
+                x.guard = False
         self.expect_ret(f"madvise({a:#x}, {n} pages, {adv})", ret, want)
 
     def op_mlock(self, p):
@@ -577,7 +599,10 @@ class LongRun:
                   (ref[a + i * P].shm is not None and ref[a + i * P].pgoff >= ref[a + i * P].shm.size)
                   for i in range(n))
         if not odd or which == "munlock":
-            self.expect_ret(f"{which}({a:#x}, {n} pages)", ret, 0)
+            # __mm_populate (not for MLOCK_ONFAULT) stops at a guard page's -EFAULT,
+            # which mlock reports as ENOMEM (__mlock_posix_error_return).
+            guard = which == "mlock" and any(ref[a + i * P].guard for i in range(n))
+            self.expect_ret(f"{which}({a:#x}, {n} pages)", ret, -errno.ENOMEM if guard else 0)
 
     def op_mincore(self, p):
         a, n = self.pick_range(p.pid, 12)
@@ -676,6 +701,7 @@ class LongRun:
                     continue
                 if keep:
                     ref[new_addr + i * P] = x.copy()
+                    x.guard = False
                     if x.shm is None:
                         x.cands = [None]
                 else:
@@ -730,6 +756,7 @@ class LongRun:
         self.unmap_pages(pid, new, new + new_n * P)
         if keep_old:
             for x in src:
+                x.guard = False
                 if x.shm is None:
                     x.cands = [None]
         else:
@@ -752,6 +779,7 @@ class LongRun:
             y = x.copy()
             if x.wipe and x.shm is None:
                 y.cands = [None]
+                y.guard = False                 # dup_mmap: no copy_page_range
             cref[a] = y
         self.ref[c.pid] = cref
         self.foreign[c.pid] = list(self.foreign[p.pid])
@@ -882,6 +910,9 @@ def main(argv=None):
     print("ops by kind: " + ", ".join(f"{k} {v}" for k, v in sorted(lr.stats.items())
                                       if not k.startswith(("madvise-", "mremap-", "bad-"))))
     print("mremap flags: " + ", ".join(f"{k[7:]} {v}" for k, v in sorted(lr.stats.items()) if k.startswith("mremap-")))
+    names = {getattr(V, n): n for n in dir(V) if n.startswith("MADV_")}
+    print("madvise advice: " + ", ".join(f"{names.get(int(k[8:]), k[8:])} {v}" for k, v in
+                                         sorted(lr.stats.items()) if k.startswith("madvise-")))
     print("bad-argument calls: " + ", ".join(f"{k[4:]} {v}" for k, v in sorted(lr.stats.items()) if k.startswith("bad-")))
     print(f"bytes compared: {lr.bytes}; errno/signal checks: {lr.errno_checks}; "
           f"skipped known cases: {', '.join(sorted(known)) or 'none'}")

@@ -23,6 +23,7 @@ from vmsim.mm.mmap import (PROT_NONE, PROT_READ, PROT_WRITE, PROT_EXEC, PROT_GRO
                            MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_POPULATE,
                            MAP_NORESERVE, MAP_GROWSDOWN, MAP_HUGETLB, MAP_HUGE_2MB, MAP_HUGE_1GB,
                            MAP_LOCKED, MAP_STACK, MAP_NONBLOCK, MAP_DROPPABLE)
+from vmsim.arch.x86.mmu_batch import ACCESS_READ, ACCESS_WRITE, ACCESS_EXEC
 from vmsim.uapi import *  # noqa: F401,F403  (MADV_*, MREMAP_*, O_*, signals)
 
 __all__ = ["Machine", "Process", "SignalDelivered", "rusage"] + [

@@ -131,7 +131,7 @@ class Machine:
     """A simulated x86-64 machine running Linux (the 6.18 profile by default)."""
 
     def __init__(self, memory="4G", cpus=1, paging_levels=4, kernel="6.18", debug_vm=None,
-                 aslr_seed=None, pku=None):
+                 aslr_seed=None, pku=None, disk_latency_ns=0):
         """``aslr_seed``: None lays processes out with ASLR off (as the measured reference,
         setarch -R); an int turns on seeded randomisation (randomize_va_space=2).
         ``pku``: the CPU has protection keys (X86_FEATURE_OSPKE); None takes the host's
@@ -139,6 +139,8 @@ class Machine:
         if pku is None:
             pku = host_has_pku()
         self.k = Kernel(parse_size(memory), cpus, paging_levels, kernel, pku=pku)
+        # The disk behind / and /tmp (vmsim.fs.blockdev): virtual time per request.
+        self.k.disk_latency_ns = int(_count("disk_latency_ns", disk_latency_ns))
         if debug_vm is None:
             debug_vm = os.environ.get("VMSIM_DEBUG_VM", "") not in ("", "0")
         self.debug_vm = debug_vm
@@ -339,7 +341,8 @@ class Process:
         return self._done(ret)
 
     def _file(self, fd):
-        return None
+        from vmsim.fs.file import fget
+        return fget(self.machine.k, self.task, fd)
 
     def munmap(self, addr, length) -> None:
         """munmap(2)."""
@@ -508,10 +511,101 @@ class Process:
         self._done()
         return (ret[0], ret[1] if ret[1] is not None else 0)
 
-    def open(self, *a, **kw):
-        raise OSError(ENOSYS, "files (open, pread, pwrite, ftruncate, ...) are not modelled")
+    # --- files (vmsim.fs: ext4 at / and /tmp, tmpfs at /dev/shm) -------------------
+    def open(self, path, flags, mode=0o644) -> int:
+        """open(2): the new descriptor."""
+        from vmsim.fs.open import do_sys_open
+        if not isinstance(path, str):
+            raise TypeError("path must be a str")
+        flags, mode = _cint("flags", flags), _cint("mode", mode)
+        k = self._enter()
+        return self._done(do_sys_open(k, self.task, path, flags, mode))
 
-    ftruncate = pwrite = pread = fsync = posix_fadvise = close = unlink = open
+    def close(self, fd) -> None:
+        """close(2)."""
+        from vmsim.fs.file import close_fd
+        fd = _cint("fd", fd)
+        k = self._enter()
+        self._done(close_fd(k, self.task, fd))
+
+    def _rw(self, fn, *args):
+        k = self._enter()
+        ret = fn(k, self.task, *args)
+        if isinstance(ret, bytes):
+            self._done()
+            return ret
+        return self._done(ret)
+
+    def read_fd(self, fd, n) -> bytes:
+        """read(2) of up to n bytes at the file position."""
+        from vmsim.fs.open import ksys_pread64
+        return self._rw(ksys_pread64, _cint("fd", fd), _count("n", n), None, True)
+
+    def pread(self, fd, n, offset) -> bytes:
+        """pread(2)."""
+        from vmsim.fs.open import ksys_pread64
+        return self._rw(ksys_pread64, _cint("fd", fd), _count("n", n), _loff("offset", offset), False)
+
+    def write_fd(self, fd, data) -> int:
+        """write(2) at the file position (the end with O_APPEND); bytes written."""
+        from vmsim.fs.open import ksys_pwrite64
+        if isinstance(data, str):
+            raise TypeError("data must be bytes-like, not str")
+        return self._rw(ksys_pwrite64, _cint("fd", fd), bytes(data), None, True)
+
+    def pwrite(self, fd, data, offset) -> int:
+        """pwrite(2)."""
+        from vmsim.fs.open import ksys_pwrite64
+        if isinstance(data, str):
+            raise TypeError("data must be bytes-like, not str")
+        return self._rw(ksys_pwrite64, _cint("fd", fd), bytes(data), _loff("offset", offset), False)
+
+    def lseek(self, fd, offset, whence) -> int:
+        """lseek(2) (SEEK_SET, SEEK_CUR, SEEK_END)."""
+        from vmsim.fs.open import ksys_lseek
+        return self._rw(ksys_lseek, _cint("fd", fd), _loff("offset", offset), _cint("whence", whence))
+
+    def ftruncate(self, fd, length) -> None:
+        """ftruncate(2): a mapped range past the new size is unmapped (SIGBUS after)."""
+        from vmsim.fs.open import do_ftruncate
+        self._rw(do_ftruncate, _cint("fd", fd), _loff("length", length))
+
+    def fallocate(self, fd, mode, offset, length) -> None:
+        """fallocate(2): allocation, or FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE."""
+        from vmsim.fs.open import vfs_fallocate
+        self._rw(vfs_fallocate, _cint("fd", fd), _cint("mode", mode), _loff("offset", offset),
+                 _loff("length", length))
+
+    def fsync(self, fd) -> None:
+        """fsync(2): write the file's dirty page-cache folios back to the disk."""
+        from vmsim.fs.open import do_fsync
+        self._rw(do_fsync, _cint("fd", fd), False)
+
+    def fdatasync(self, fd) -> None:
+        """fdatasync(2)."""
+        from vmsim.fs.open import do_fsync
+        self._rw(do_fsync, _cint("fd", fd), True)
+
+    def posix_fadvise(self, fd, offset, length, advice) -> None:
+        """posix_fadvise(2) (fadvise64): errors raise OSError with the returned errno."""
+        from vmsim.fs.open import generic_fadvise
+        self._rw(generic_fadvise, _cint("fd", fd), _loff("offset", offset), _loff("length", length),
+                 _cint("advice", advice))
+
+    def unlink(self, path) -> None:
+        """unlink(2): the file lives on while open or mapped."""
+        from vmsim.fs.namei import do_unlinkat
+        if not isinstance(path, str):
+            raise TypeError("path must be a str")
+        k = self._enter()
+        self._done(do_unlinkat(k, path))
+
+    def msync(self, addr, length, flags) -> None:
+        """msync(2): MS_SYNC writes the range's dirty file folios back."""
+        from vmsim.mm.msync import sys_msync
+        addr, length, flags = _ulong("addr", addr), _ulong("length", length), _cint("flags", flags)
+        k = self._enter()
+        self._done(sys_msync(self.mm, addr, length, flags))
 
     # --- user-mode accesses -------------------------------------------------------
     def read(self, addr, size) -> bytes:
@@ -567,3 +661,61 @@ class Process:
         if i < count:
             self._signal(i * stride)
         self._done()
+
+    # --- a stream of accesses (a trace), run by the compiled chunk loop ------------
+    def access(self, addrs, kinds, sizes=None, value=1) -> None:
+        """Run user accesses in order: ``addrs`` (int64, or uint64) addresses, ``kinds``
+        ACCESS_READ / ACCESS_WRITE / ACCESS_EXEC per access, ``sizes`` bytes per access
+        (default 1; one that straddles a page is two). A store writes bytes ``value``.
+
+        Behaves as p.read / p.write / p.fetch of each access in turn would: a signal
+        raises SignalDelivered after the accesses before it took effect, with ``index``
+        the access that got it and ``offset`` its bytes done."""
+        from vmsim.arch.x86 import mmu_batch
+        addrs, kinds, sizes = _access_arrays(addrs, kinds, sizes)
+        value = _integer("value", value) & 0xFF
+        k = self._enter()
+        counter = [0]
+        try:
+            i, done = mmu_batch.run_accesses(k, self.task, addrs, kinds, sizes, value, counter)
+        finally:
+            self._translations = getattr(self, "_translations", 0) + counter[0]
+        if i < len(addrs):
+            try:
+                self._signal(done)
+            except SignalDelivered as e:
+                e.index = int(i)
+                raise
+        self._done()
+
+
+def _access_arrays(addrs, kinds, sizes):
+    """The arrays of Process.access as the chunk loop takes them (contiguous int64
+    addresses, uint8 kinds, int64 sizes or an empty array for all-ones)."""
+    import numpy as np
+    a = np.asarray(addrs)
+    if a.dtype == np.uint64:
+        a = a.view(np.int64)
+    elif a.dtype.kind not in "iu" and a.size:
+        raise TypeError(f"addrs must be integers, not {a.dtype}")
+    a = np.ascontiguousarray(a, dtype=np.int64).reshape(-1)
+    kd = np.asarray(kinds)
+    if kd.dtype.kind not in "iub" and kd.size:
+        raise TypeError(f"kinds must be integers, not {kd.dtype}")
+    if kd.size and (kd.min() < 0 or kd.max() > 2):
+        raise ValueError("kinds must be ACCESS_READ (0), ACCESS_WRITE (1) or ACCESS_EXEC (2)")
+    kd = np.ascontiguousarray(kd, dtype=np.uint8).reshape(-1)
+    if kd.shape != a.shape:
+        raise ValueError(f"addrs and kinds differ in length ({len(a)} and {len(kd)})")
+    if sizes is None:
+        s = np.zeros(0, dtype=np.int64)
+    else:
+        s = np.asarray(sizes)
+        if s.dtype.kind not in "iu" and s.size:
+            raise TypeError(f"sizes must be integers, not {s.dtype}")
+        s = np.ascontiguousarray(s, dtype=np.int64).reshape(-1)
+        if s.shape != a.shape:
+            raise ValueError(f"addrs and sizes differ in length ({len(a)} and {len(s)})")
+        if s.size and s.min() < 0:
+            raise ValueError("sizes must not be negative")
+    return a, kd, s

@@ -7,6 +7,8 @@
                                 (--func NAME, --pid N, --max N, --all, --exec)
     vmsim walk ADDR             split an address into table indices for each paging mode;
                                 with --scenario FILE --pid N, walk that process's page tables
+    vmsim explore SCENARIO.py   write an HTML page to step through the scenario (tables,
+                                faults' graphs, processes side by side, an address walk)
     vmsim demo                  a built-in tour of the anonymous and shmem fault paths
     vmsim seedmap               the seed notes -> Linux 6.18 -> vmsim function table
 
@@ -478,11 +480,17 @@ def build_parser():
     sp.add_argument("rest", nargs=argparse.REMAINDER)
     sp.set_defaults(func=cmd_conform)
 
+    from vmsim.explore.cli import add_parser as add_explore      # issue 14: vmsim explore
+    add_explore(sub, machine_opts)
+
     sp = sub.add_parser("seedmap", help="the seed notes -> Linux 6.18 -> vmsim table")
     sp.add_argument("--section", help="one section: 0..6, or 0a, 2b, ...")
     sp.add_argument("--missing", action="store_true", help="only steps not modelled yet")
     sp.add_argument("--markdown", action="store_true", help="print docs/seedmap.md")
     sp.set_defaults(func=cmd_seedmap)
+
+    from vmsim.replay.cli import add_parsers as _replay_parsers   # replay, convert, sweep
+    _replay_parsers(sub)
     return p
 
 
@@ -510,7 +518,8 @@ def main(argv=None) -> int:
         from vmsim import cli_views
         if cli_views.wanted(args):
             return cli_views.dispatch(args, out)
-        if getattr(args, "scenario", None) or args.command == "demo":   # numba's first compile
+        if (getattr(args, "scenario", None) and args.command != "explore") or \
+                args.command == "demo":      # numba's first compile (explore shows its own)
             from vmsim import progress
             with progress.status(f"running {getattr(args, 'scenario', None) or 'the demo'}") as bar:
                 out.before_output = bar.stop

@@ -14,11 +14,23 @@ def add_options(sp, plot=False):
         sp.add_argument("--plot", metavar="OUT.png",
                         help="draw RSS, page-table pages and faults over the scenario's steps "
                              "(needs matplotlib: pip install 'vmsim[plot]')")
+        sp.add_argument("--tables", action="store_true",
+                        help="with --json: each step's changed page-table entries (steps[].tables)")
+        sp.add_argument("--graphs", action="store_true",
+                        help="with --json: each step's faults with their function graphs "
+                             "(steps[].faults.records)")
 
 
 def wanted(args) -> bool:
     """--json: the command's JSON form runs here instead of the text one."""
-    return bool(getattr(args, "json", False))
+    from vmsim.cli import UsageError
+    json_ = bool(getattr(args, "json", False))
+    for opt in ("tables", "graphs"):
+        if getattr(args, opt, False) and not json_:
+            raise UsageError(f"--{opt} goes with --json")
+    if getattr(args, "graphs", False) and not args.paths:
+        raise UsageError("--graphs needs the fault paths: leave out --no-paths")
+    return json_
 
 
 def dispatch(args, out):
@@ -82,38 +94,67 @@ def draw(args, rec, out=None):
         print(f"vmsim: {msg}", file=sys.stderr)
 
 
-def cmd_run(args, out):
-    """vmsim run --json [--plot]: the run, recorded step by step, as one document. Exit
-    status as the text form: 128 + signo for a scenario killed by a signal."""
+# The function-graph lines kept for a run's steps with --graphs (about 50 a fault);
+# the faults past them keep their paths, with "truncated" set and no lines.
+GRAPH_LINES = 200_000
+
+
+def record_run(args, tables=False, graphs=False, status=None):
+    """Run the scenario under strace, the function-graph tracer (unless --no-paths)
+    and a StepRecorder; return (document, fatal). A scenario failing with an exception
+    raises ScenarioError with ``e.document`` set to the document of the steps up to it
+    (None when nothing ran)."""
     from vmsim.cli import _run_traced
     from vmsim.strace import Strace
     from vmsim.trace import function_graph
     from vmsim.views import StepRecorder, run_document
     from vmsim import progress
-    if args.plot:
-        _check_matplotlib()
-    tracer = function_graph(None, faults_only=True, record="signals") if args.paths else None
-    st = Strace(max_records=args.max)
-    rec = StepRecorder(tracer, strace=st)
-    # The scenario's own prints go to stderr: stdout is the document.
     from vmsim.scenario import ScenarioError
+    tracer = None
+    if args.paths:
+        tracer = function_graph(None, faults_only=True, record=True if graphs else "signals",
+                                max_events=GRAPH_LINES if graphs else 5000)
+    st = Strace(max_records=args.max)
+    rec = StepRecorder(tracer, strace=st, tables=tables, graphs=graphs)
     try:
-        with progress.status(f"running {args.scenario}"), contextlib.redirect_stdout(sys.stderr):
+        # The scenario's own prints go to stderr: stdout is the document.
+        with progress.status(status or f"running {args.scenario}"), \
+                contextlib.redirect_stdout(sys.stderr):
             # Strace innermost: each step then carries the syscall records it made.
             result, fatal = _run_traced(args, [st] + ([tracer] if tracer else []) + [rec])
     except ScenarioError as e:
-        if not rec.steps:                  # nothing ran (unreadable file, syntax error)
-            raise
-        # an exception in the scenario: the document of the steps up to it, then the error
-        doc = run_document(None, rec, tracer, str(e))
-        doc.update(scenario=args.scenario, killed=None)
-        _emit(doc)
+        e.document = None
+        e.recorder = rec
+        if rec.steps:                  # something ran: the steps up to the error
+            doc = run_document(None, rec, tracer, str(e))
+            doc.update(scenario=args.scenario, killed=None)
+            e.document = doc
         raise
     killed = _killed(st, fatal)
-    if args.plot:
-        draw(args, rec)
     doc = run_document(result, rec, tracer, str(fatal) if fatal else None)
     doc["killed"] = killed
+    doc["_recorder"] = rec             # for --plot; taken out before printing
+    return doc, fatal
+
+
+def cmd_run(args, out):
+    """vmsim run --json [--plot] [--tables] [--graphs]: the run, recorded step by step,
+    as one document. Exit status as the text form: 128 + signo for a scenario killed
+    by a signal."""
+    from vmsim.scenario import ScenarioError
+    if args.plot:
+        _check_matplotlib()
+    try:
+        doc, fatal = record_run(args, args.tables, args.graphs)
+    except ScenarioError as e:
+        if e.document is None:         # nothing ran (unreadable file, syntax error)
+            raise
+        # an exception in the scenario: the document of the steps up to it, then the error
+        _emit(e.document)
+        raise
+    rec = doc.pop("_recorder")
+    if args.plot:
+        draw(args, rec)
     return _emit_with_status(doc, fatal)
 
 

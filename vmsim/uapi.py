@@ -37,6 +37,14 @@ O_TRUNC = 0o1000
 O_APPEND = 0o2000
 POSIX_FADV_NORMAL, POSIX_FADV_RANDOM, POSIX_FADV_SEQUENTIAL = 0, 1, 2
 POSIX_FADV_WILLNEED, POSIX_FADV_DONTNEED, POSIX_FADV_NOREUSE = 3, 4, 5
+SEEK_SET, SEEK_CUR, SEEK_END = 0, 1, 2
+# include/uapi/linux/falloc.h
+FALLOC_FL_KEEP_SIZE = 1
+FALLOC_FL_PUNCH_HOLE = 2
+# include/uapi/asm-generic/mman-common.h
+MS_ASYNC = 1
+MS_INVALIDATE = 2
+MS_SYNC = 4
 # signals (include/uapi/asm-generic/signal.h, siginfo.h)
 SIGBUS = 7
 SIGKILL = 9

@@ -196,8 +196,11 @@ class StepRecorder:
     ended in, the caller's VMAs and every process's counters after it, and (with a
     function-graph ``tracer``) the step's page faults by path."""
 
-    def __init__(self, tracer=None, limit=100_000, strace=None):
+    def __init__(self, tracer=None, limit=100_000, strace=None, tables=False, graphs=False):
         self.tracer = tracer
+        self.tables = TableTracker() if tables else None   # step["tables"]: entries changed
+        self.graphs = graphs          # step["faults"]["records"]: each fault's graph
+        self._vmstat = {}             # id(machine) -> /proc/vmstat after its last step
         self.strace = strace          # a vmsim.strace.Strace entered before this recorder
         self.limit = limit
         self.steps = []
@@ -205,6 +208,14 @@ class StepRecorder:
         self.truncated = False
         self._depth = 0
         self._saved = []
+
+    def _vmstat_before(self, obj):
+        """The /proc/vmstat a machine's first step starts from (step["vmstat"])."""
+        from vmsim.api import Machine
+        from vmsim.scenario import vmstat_snapshot
+        m = obj if isinstance(obj, Machine) else getattr(obj, "machine", None)
+        if m is not None and id(m) not in self._vmstat:
+            self._vmstat[id(m)] = vmstat_snapshot(m)
 
     def _machine_index(self, m):
         for i, x in enumerate(self.machines):
@@ -222,6 +233,8 @@ class StepRecorder:
             if rec._depth:
                 return fn(obj, *a, **kw)
             nfaults = len(rec.tracer.faults) if rec.tracer is not None else 0
+            if rec.tables is not None:
+                rec._vmstat_before(obj)
             nsys = len(rec.strace.records) if rec.strace is not None else 0
             rec._depth += 1
             ret = err = sig_ = None
@@ -282,6 +295,16 @@ class StepRecorder:
             by = type(self.tracer).path_counts(SimpleNamespace(faults=new))
             step["faults"] = {"count": sum(1 for f in new if not getattr(f, "exec", False)),
                               "by_path": dict(by)}
+            if self.graphs:
+                step["faults"]["records"] = [fault_record(f) for f in new
+                                             if not getattr(f, "exec", False)]
+        if self.tables is not None:
+            step["tables"] = self.tables.changes(step["machine"], m)
+            from vmsim.scenario import vmstat_snapshot
+            now = vmstat_snapshot(m)
+            before = self._vmstat.get(id(m), {})
+            step["vmstat"] = {n: v - before.get(n, 0) for n, v in now.items() if v != before.get(n, 0)}
+            self._vmstat[id(m)] = now
         self.steps.append(step)
 
     def __enter__(self):
@@ -300,6 +323,146 @@ class StepRecorder:
             setattr(cls, name, fn)
         self._saved.clear()
         return False
+
+
+# --- page-table changes per step (run --json --tables; the explorer of issue 14) ----------
+_U64 = (1 << 64) - 1
+
+
+def page_record(k, pfn: int) -> dict:
+    """What a leaf entry maps, as the explorer names it: {pfn, kind, order, mapcount,
+    refcount, exclusive, file}. ``kind``: "zero" (the shared zero page), "anon" (an
+    anonymous folio), "shmem" or "file" (a page-cache folio), "pfn" (no struct page)."""
+    from vmsim.mm.folio import page_folio, folio_order
+    from vmsim.mm.page_flags import PG_anon, PG_anon_exclusive
+    mem = k.mem
+    if pfn >= k.nr_pages:
+        return {"pfn": pfn, "kind": "pfn", "order": 0, "mapcount": 0, "refcount": 0,
+                "exclusive": False, "file": None}
+    if pfn == k.zero_pfn:
+        kind, head, name = "zero", pfn, None
+    else:
+        head = page_folio(k, pfn)
+        name = None
+        if mem.flags[head] & PG_anon:
+            kind = "anon"
+        else:
+            kind = "file"
+            mid = int(mem.mapping[head])
+            obj = k.objects[mid] if 0 < mid < len(k.objects) else None
+            if obj is not None and getattr(obj, "swapbacked", False):
+                kind = "shmem"
+            host = getattr(obj, "host", None)
+            name = getattr(host, "name", None) or getattr(host, "path", None)
+    return {"pfn": pfn, "kind": kind, "order": int(folio_order(k, head)),
+            "mapcount": int(mem.mapcount[pfn]), "refcount": int(mem.refcount[head]),
+            "exclusive": bool(mem.flags[pfn] & PG_anon_exclusive),
+            "file": str(name) if name is not None else None}
+
+
+class TableTracker:
+    """The page-table entries each step changed, per process: a walk of every
+    process's user-half tables after each step, compared table by table with the
+    walk after the step before (numpy over each table's 512 entries, so a step costs
+    O(tables), not O(entries)). A leaf's record is re-sent when the page it maps
+    changes its mapcount, refcount or flags (a COW in another process makes a page
+    exclusive again). The kernel half of the PGD (init_mm's, shared by every mm:
+    pgd_ctor) is left out."""
+
+    def __init__(self):
+        self.prev = {}        # (machine index, pid) -> {(level, va): (table pfn, ents, info, leaf)}
+        self.shifts = {}
+
+    def _walk(self, k, mm):
+        import numpy as np
+        from vmsim.arch.x86.pgtable_types import (paging_mode, PTE_PFN_MASK, _PAGE_PRESENT,
+                                                  _PAGE_PSE, _PAGE_PROTNONE)
+        mode = paging_mode(k.paging_levels)
+        self.shifts = {lvl.kname: lvl.shift for lvl in mode.levels}
+        arr = k.ptpool.arr
+        rows = k.mem.np_private
+        mem = k.mem
+        nr = k.nr_pages
+        out = {}
+        last = len(mode.levels) - 1
+
+        def walk(li, table, base):
+            lvl = mode.levels[li]
+            row = int(rows[table])
+            ents = arr[row * 512:(row + 1) * 512].copy()
+            if li == 0:
+                ents[256:] = 0                       # the kernel half: init_mm's
+            present = (ents & (_PAGE_PRESENT | _PAGE_PROTNONE)) != 0
+            if li == last:
+                leaf = present
+            elif lvl.large:
+                leaf = present & ((ents & _PAGE_PSE) != 0)
+            else:
+                leaf = np.zeros(512, dtype=bool)
+            pfns = (ents & PTE_PFN_MASK) >> 12
+            ok = leaf & (pfns < nr)
+            info = np.zeros((512, 3), dtype=np.int64)
+            if ok.any():
+                idx = pfns[ok]
+                info[ok, 0] = mem.np_mapcount[idx]
+                info[ok, 1] = mem.np_refcount[idx]
+                info[ok, 2] = mem.np_flags[idx]
+            out[(lvl.kname, base)] = (table, ents, info, leaf)
+            if li < last:
+                for i in np.flatnonzero(((ents & _PAGE_PRESENT) != 0) & ~leaf).tolist():
+                    walk(li + 1, int(pfns[i]), base | (i << lvl.shift))
+        walk(0, mm.pgd, 0)
+        return out
+
+    def changes(self, mi, machine) -> list:
+        """The changed entries of every process of ``machine`` since the last call."""
+        import numpy as np
+        k = machine.k
+        recs = []
+        seen = set()
+        for pid, p in sorted(machine.processes.items()):
+            mm = p.task.mm
+            cur = self._walk(k, mm) if mm is not None and mm.pgd >= 0 else {}
+            seen.add((mi, pid))
+            recs += self._diff(k, pid, self.prev.get((mi, pid), {}), cur)
+            self.prev[(mi, pid)] = cur
+        for key in [x for x in self.prev if x[0] == mi and x not in seen]:
+            recs += self._diff(k, key[1], self.prev.pop(key), {})
+        return recs
+
+    def _diff(self, k, pid, old, new) -> list:
+        import numpy as np
+        from vmsim.arch.x86.pgtable_types import PTE_PFN_MASK
+        recs = []
+        zero = np.zeros(512, dtype=np.int64)
+        zinfo = np.zeros((512, 3), dtype=np.int64)
+        for key in sorted(set(old) | set(new), key=lambda x: (x[1], x[0])):
+            level, base = key
+            o = old.get(key)
+            n = new.get(key)
+            oe = o[1] if o is not None else zero
+            ne = n[1] if n is not None else zero
+            oi = o[2] if o is not None else zinfo
+            ni = n[2] if n is not None else zinfo
+            moved = o is not None and n is not None and o[0] != n[0]
+            diff = (oe != ne) | (oi != ni).any(axis=1)
+            if moved:
+                diff |= ne != 0
+            shift = self.shifts[level]
+            for i in np.flatnonzero(diff).tolist():
+                ov, nv = int(oe[i]) & _U64, int(ne[i]) & _U64
+                if ov == nv == 0:
+                    continue
+                table = n[0] if n is not None else o[0]
+                page = None
+                if nv:
+                    if n[3][i]:
+                        page = page_record(k, (nv & PTE_PFN_MASK) >> 12)
+                    elif level != "pte" and nv & 1:
+                        page = {"pfn": (nv & PTE_PFN_MASK) >> 12, "kind": "table"}
+                recs.append({"pid": pid, "level": level, "va": base | (i << shift),
+                             "table": int(table), "index": i, "old": ov, "new": nv, "page": page})
+        return recs
 
 
 # --- the --json documents (docs/json.md) ----------------------------------------------------
@@ -338,13 +501,18 @@ def run_document(result, recorder, tracer=None, error=None) -> dict:
                     steps_truncated=bool(recorder and recorder.truncated))
 
 
+def fault_record(f) -> dict:
+    """A traced page fault (vmsim.trace.Fault) as ``vmsim trace --json`` shows it."""
+    return {"pid": f.pid, "cpu": f.cpu, "address": f.address, "error_code": f.error_code,
+            "kind": getattr(f, "kind", "fault"), "exec": bool(getattr(f, "exec", False)),
+            "paths": sorted(f.paths), "signal": f.signal, "lines": list(f.lines),
+            "truncated": f.truncated}
+
+
 def trace_document(path, tracer, error=None, strace=None) -> dict:
     """``vmsim trace --json``: one record per traced page fault, with its call graph, and
     strace's records of the run."""
-    faults = [{"pid": f.pid, "cpu": f.cpu, "address": f.address, "error_code": f.error_code,
-               "kind": getattr(f, "kind", "fault"), "exec": bool(getattr(f, "exec", False)),
-               "paths": sorted(f.paths), "signal": f.signal, "lines": list(f.lines),
-               "truncated": f.truncated} for f in tracer.shown_faults()]
+    faults = [fault_record(f) for f in tracer.shown_faults()]
     return document("trace", scenario=path, error=error, faults=faults,
                     truncated=bool(tracer.truncated),
                     syscalls=[_record_dict(r) for r in strace.records] if strace is not None else [],

@@ -116,6 +116,10 @@ def derive(scn, recs):
                 res = f"{r['done']}/{args[2]} bytes read, {r['ret']} differ"
             elif kind == "wait":
                 res = f"ok, status {r['ret']}"
+            elif kind == "pwrite":
+                res = f"{r['done']}/{args[2]} bytes written"
+            elif kind == "pread":
+                res = f"{r['done']}/{args[2]} bytes read, {r['ret']} differ"
             elif kind == "name":
                 addr[args[0]] = _u(r["base"])
             obs[f"{lab}: result"] = res
@@ -154,6 +158,13 @@ def derive(scn, recs):
                         obs[f"{point}: maps {n}"] = " ".join(
                             f"[{(_u(v[0]) - a0) // PAGE},{(_u(v[1]) - a0) // PAGE}) {v[2]}"
                             for v in rec["vmas"]) or "(none)"
+                elif kind == "mincore":
+                    rec = next((x for x in recs if x.get("t") == "mincore" and x["id"] == point
+                                and x["slot"] == slot), None)
+                    if rec is None:
+                        continue
+                    obs[f"{point}: mincore {n}"] = (_errname(rec["err"]) if rec["err"] else
+                                                    runs("R" if c == "1" else "." for c in rec["v"]))
                 else:
                     rec = next((x for x in recs if x.get("t") == "pagemap" and x["id"] == point
                                 and x["slot"] == slot), None)

@@ -37,6 +37,16 @@
  *   fork C                   fork; the child is process C
  *   exit STATUS | wait C | execve
  *   procs N                  the number of processes (first line; default 1)
+ * Files (F is a file slot; its path is DIR/vmsim-conform-PID-F with DIR the tmp
+ * (FS 0, the disk filesystem) or shm (FS 1, tmpfs) directory given on the command
+ * line, /tmp and /dev/shm by default; every created file is unlinked at the end):
+ *   open F FS FLAGS MODE | close F | unlink F | fsync F DATAONLY | ftruncate F LEN
+ *   pwrite F OFF LEN VALUE PERPAGE      one pwrite(2) per 2 MiB from a static buffer
+ *   pread F OFF LEN VALUE PERPAGE       one pread(2) per 2 MiB; counts differing bytes
+ *   fadvise F OFF LEN ADVICE | fallocate F MODE OFF LEN
+ *   dropcaches VALUE                    write VALUE to /proc/sys/vm/drop_caches
+ *   msync S OFF LEN FLAGS | mincore S   (mincore: an observation at a point)
+ *   mmap ... FS FOFF                    FS >= 0: map file slot FS at offset FOFF
  * A line may start with @P: process P runs it (default 0, the initial process).
  *
  * Processes. Every process runs the same program and executes only its own ops;
@@ -80,10 +90,14 @@
 
 enum { O_KNOB, O_MMAP, O_MUNMAP, O_MPROTECT, O_MADVISE, O_MREMAP, O_MLOCK, O_MUNLOCK,
        O_BRK, O_TOUCH, O_FILL, O_CHECK, O_RLIMIT, O_NAME, O_POINT, O_SMAPS, O_PAGEMAP,
-       O_VMSTAT, O_ENDPOINT, O_FORK, O_EXIT, O_WAIT, O_EXECVE, O_PROCS };
+       O_VMSTAT, O_ENDPOINT, O_FORK, O_EXIT, O_WAIT, O_EXECVE, O_PROCS,
+       OF_OPEN, OF_CLOSE, OF_UNLINK, OF_FSYNC, OF_FTRUNCATE, OF_PWRITE, OF_PREAD, OF_FADVISE,
+       OF_FALLOCATE, OF_DROPCACHES, OF_MSYNC, OF_MINCORE };
 static const char *opnames[] = { "knob", "mmap", "munmap", "mprotect", "madvise", "mremap",
 	"mlock", "munlock", "brk", "touch", "fill", "check", "rlimit", "name", "point", "smaps",
-	"pagemap", "vmstat", "endpoint", "fork", "exit", "wait", "execve", "procs", NULL };
+	"pagemap", "vmstat", "endpoint", "fork", "exit", "wait", "execve", "procs",
+	"open", "close", "unlink", "fsync", "ftruncate", "pwrite", "pread", "fadvise",
+	"fallocate", "dropcaches", "msync", "mincore", NULL };
 
 struct op { int kind, step, proc; long a[9]; char s1[128], s2[128]; };
 struct res { int used; long ret; int err, nsig, signo, code; uintptr_t saddr, base; long done; };
@@ -94,6 +108,14 @@ static struct res res[MAXOPS];
 static uintptr_t maddr[MAXSLOTS];
 static size_t mlen[MAXSLOTS];
 static uintptr_t brk_base;
+
+#define MAXFILES 16
+#define IOCHUNK (2UL << 20)
+static int fds[MAXFILES];		/* per process: the descriptor of file slot F */
+static char fpath[MAXFILES][192];	/* the path of every file slot opened */
+static char iobuf[IOCHUNK];
+static unsigned char mcvec[MAXPM];
+static const char *fsdir[2] = { "/tmp", "/dev/shm" };
 
 static char inbuf[1 << 20];
 static char filebuf[4 << 20];
@@ -401,11 +423,65 @@ static __attribute__((noinline)) void do_fill(struct op *o, struct res *r, int c
 	}
 }
 
+/* ------------------------------------------------------------------ files */
+static void fill_pattern(long from, long n, long off0, char v, int perpage)
+{
+	for (long j = 0; j < n; j++)
+		iobuf[j] = (char)(v + (perpage ? (from + j - off0) / (long)PG : 0));
+}
+
+/* pwrite/pread of [off, off+len) in chunks of IOCHUNK; pread counts differing bytes. */
+static long do_fileio(struct op *o, struct res *r, int rd)
+{
+	int fd = o->a[0] >= 0 && o->a[0] < MAXFILES ? fds[o->a[0]] : -1;
+	long off = o->a[1], len = o->a[2], pos = off, end = off + len;
+	char v = (char)o->a[3];
+	int perpage = (int)o->a[4];
+	r->done = 0;
+	r->ret = 0;
+	while (pos < end || (len == 0 && pos == off)) {
+		long n = end - pos < (long)IOCHUNK ? end - pos : (long)IOCHUNK;
+		ssize_t k;
+		if (rd) {
+			k = pread(fd, iobuf, (size_t)n, pos);
+		} else {
+			fill_pattern(pos, n, off, v, perpage);
+			k = pwrite(fd, iobuf, (size_t)n, pos);
+		}
+		if (k < 0) return -1;
+		if (rd) {
+			for (long j = 0; j < k; j++)
+				if (iobuf[j] != (char)(v + (perpage ? (pos + j - off) / (long)PG : 0)))
+					r->ret++;
+		}
+		r->done += k;
+		pos += k;
+		if (k == 0 || len == 0) break;	/* EOF */
+	}
+	return rd ? r->ret : r->done;
+}
+
+static void file_path(int f, int fs)
+{
+	snprintf(fpath[f], sizeof(fpath[f]), "%s/vmsim-conform-%d-%d", fsdir[fs ? 1 : 0],
+		 (int)main_pid, f);
+}
+
+/* The files this run created go away with it (the initial process, at the end). */
+static void remove_files(void)
+{
+	for (int f = 0; f < MAXFILES; f++) {
+		if (fds[f] >= 0) close(fds[f]);
+		fds[f] = -1;
+		if (fpath[f][0]) unlink(fpath[f]);
+	}
+}
+
 /* ------------------------------------------------------------------ observations */
 static const char *smaps_fields[] = {
 	"Size", "Rss", "Pss", "Shared_Clean", "Shared_Dirty", "Private_Clean", "Private_Dirty",
-	"Referenced", "Anonymous", "LazyFree", "AnonHugePages", "ShmemPmdMapped", "Swap",
-	"SwapPss", "Locked", NULL
+	"Referenced", "Anonymous", "LazyFree", "AnonHugePages", "ShmemPmdMapped", "FilePmdMapped",
+	"Shared_Hugetlb", "Private_Hugetlb", "Swap", "SwapPss", "Locked", NULL
 };
 
 static void obs_smaps(int slot, const char *id)
@@ -476,6 +552,16 @@ static void obs_vmstat(struct op *first, const char *id)
 	ob("}}\n");
 }
 
+static void obs_mincore(int slot, const char *id)
+{
+	size_t n = mlen[slot] / PG;
+	if (n > MAXPM) n = MAXPM;
+	int e = mincore((void *)maddr[slot], n * PG, mcvec) ? errno : 0;
+	ob("{\"t\":\"mincore\",\"id\":\"%s\",\"slot\":%d,\"err\":%d,\"v\":\"", id, slot, e);
+	for (size_t i = 0; !e && i < n; i++) ob("%c", mcvec[i] & 1 ? '1' : '0');
+	ob("\"}\n");
+}
+
 /* The results of this process's steps not printed yet, in program order. */
 static void print_mine(void)
 {
@@ -521,6 +607,7 @@ static __attribute__((noinline)) void run_op(struct op *o, struct res *r)
 		int prot = (int)a[2], flags = (int)a[3];
 		uintptr_t hint = a[4] >= 0 ? maddr[a[4]] + (uintptr_t)a[5] : 0;
 		void *p;
+		int mfd = a[7] >= 0 && a[7] < MAXFILES ? fds[a[7]] : -1;
 		if (a[6] > 0) {
 			/* alignment: reserve len+align, place the mapping aligned inside, trim */
 			uintptr_t al = (uintptr_t)a[6];
@@ -528,12 +615,12 @@ static __attribute__((noinline)) void run_op(struct op *o, struct res *r)
 					  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 			if (res_ == MAP_FAILED) { ret = -1; break; }
 			uintptr_t at = ((uintptr_t)res_ + al - 1) & ~(al - 1);
-			p = mmap((void *)at, len, prot, flags | MAP_FIXED, -1, 0);
+			p = mmap((void *)at, len, prot, flags | MAP_FIXED, mfd, (off_t)a[8]);
 			if (at > (uintptr_t)res_) munmap(res_, at - (uintptr_t)res_);
 			if ((uintptr_t)res_ + len + al > at + len)
 				munmap((void *)(at + len), (uintptr_t)res_ + len + al - (at + len));
 		} else {
-			p = mmap((void *)hint, len, prot, flags, -1, 0);
+			p = mmap((void *)hint, len, prot, flags, mfd, (off_t)a[8]);
 		}
 		if (p == MAP_FAILED) { ret = -1; break; }
 		ret = (long)p;
@@ -569,6 +656,33 @@ static __attribute__((noinline)) void run_op(struct op *o, struct res *r)
 		ret = w < 0 ? -1 : WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 		break;
 	}
+	case OF_OPEN: {
+		int f = (int)a[0];
+		if (!fpath[f][0]) file_path(f, (int)a[1]);
+		ret = open(fpath[f], (int)a[2] | O_CLOEXEC, (mode_t)a[3]);
+		if (ret >= 0) fds[f] = (int)ret;
+		break;
+	}
+	case OF_CLOSE: ret = close(fds[a[0]]); fds[a[0]] = -1; break;
+	case OF_UNLINK: ret = unlink(fpath[a[0]]); break;
+	case OF_FSYNC: ret = a[1] ? fdatasync(fds[a[0]]) : fsync(fds[a[0]]); break;
+	case OF_FTRUNCATE: ret = ftruncate(fds[a[0]], (off_t)a[1]); break;
+	case OF_PWRITE: ret = do_fileio(o, r, 0); break;
+	case OF_PREAD: ret = do_fileio(o, r, 1); break;
+	case OF_FADVISE: {
+		int e = posix_fadvise(fds[a[0]], (off_t)a[1], (off_t)a[2], (int)a[3]);
+		if (e) { ret = -1; errno = e; }
+		break;
+	}
+	case OF_FALLOCATE: ret = fallocate(fds[a[0]], (int)a[1], (off_t)a[2], (off_t)a[3]); break;
+	case OF_DROPCACHES: {
+		char v[24];
+		snprintf(v, sizeof(v), "%ld", a[0]);
+		int e = priv ? knob_write("/proc/sys/vm/drop_caches", v) : EPERM;
+		if (e) { ret = -1; errno = e; }
+		break;
+	}
+	case OF_MSYNC: ret = msync((void *)(base + a[1]), (size_t)a[2], (int)a[3]); break;
 	case O_TOUCH: do_touch(o, r); break;
 	case O_FILL: do_fill(o, r, 0); ret = 0; break;
 	case O_CHECK: do_fill(o, r, 1); ret = r->ret; break;
@@ -590,6 +704,7 @@ static __attribute__((noinline)) void run_op(struct op *o, struct res *r)
 	default: break;
 	}
 	r->err = ret == -1 ? errno : 0;
+	if (o->kind == OF_PREAD && ret != -1) r->err = 0;
 	if (o->kind == O_CHECK || o->kind == O_TOUCH || o->kind == O_FILL) r->err = 0;
 	r->ret = ret;
 	r->nsig = nsig - ns0;
@@ -749,6 +864,7 @@ static int do_point(int i)
 		struct op *q = &prog[i];
 		if (q->kind == O_SMAPS) obs_smaps((int)q->a[0], id);
 		else if (q->kind == O_PAGEMAP) obs_pagemap((int)q->a[0], id);
+		else if (q->kind == OF_MINCORE) obs_mincore((int)q->a[0], id);
 		else if (q->kind == O_VMSTAT) {
 			obs_vmstat(q, id);
 			while (i + 1 < nops && prog[i + 1].kind == O_VMSTAT) i++;
@@ -799,11 +915,13 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (argc < 2) {
-		fprintf(stderr, "usage: %s PROGRAM\n", argv[0]);
+		fprintf(stderr, "usage: %s PROGRAM [TMPDIR SHMDIR]\n", argv[0]);
 		return 2;
 	}
 	prog_path = argv[1];
 	main_pid = getpid();
+	for (int f = 0; f < MAXFILES; f++) fds[f] = -1;
+	if (argc >= 4) { fsdir[0] = argv[2]; fsdir[1] = argv[3]; }
 	parse_program(argv[1]);
 	setup();
 	struct utsname u;
@@ -828,6 +946,7 @@ int main(int argc, char **argv)
 	restore_knobs();
 	while (wait(NULL) > 0 || errno == EINTR)
 		;
+	remove_files();
 	ob("{\"t\":\"end\"}\n");
 	flush_out();
 	return 0;

@@ -25,6 +25,26 @@ SNAPSHOT_PATHS = dict(SETTING_KNOBS, **{
 })
 
 
+# Where scenario files are created: /tmp is on the disk filesystem (on the recording
+# machine the root ext4, /dev/vda; no separate /tmp mount), /dev/shm is tmpfs.
+FILE_DIRS = ("/tmp", "/dev/shm")
+
+
+# Executor versions whose recordings stay valid with this one: each entry names what
+# changed, and the change left every op those recordings use as it was (the live
+# drift check, tests/test_conform.py, re-ran all of them with the new executor and
+# found them identical before the entry was added).
+COMPATIBLE_EXECUTORS = {
+    "cda47d0a8440a1668ac4b6421cdb34b5b85782f4df451518f469650563e4ad45":
+        "before the file ops (open, pwrite, drop_caches, msync, mincore, mmap of a file)",
+}
+
+
+def executor_compatible(sha256) -> bool:
+    """Whether a recording made by the executor with this source hash is valid now."""
+    return sha256 == executor_hash() or sha256 in COMPATIBLE_EXECUTORS
+
+
 class LinuxUnavailable(Exception):
     """The real-kernel side cannot run here (no compiler, not Linux x86-64, ...)."""
 
@@ -112,9 +132,15 @@ def run(scn, timeout=120):
     with tempfile.NamedTemporaryFile("w", suffix=".prog", delete=False) as f:
         f.write(program_text(scn))
         prog = f.name
+    # The scenario's files live in fresh directories on the two filesystems (the
+    # disk filesystem under /tmp, tmpfs under /dev/shm), removed whatever happens:
+    # the executor runs as root and a killed run leaves its files behind.
+    dirs = []
     try:
+        for base in FILE_DIRS:
+            dirs.append(tempfile.mkdtemp(prefix="vmsim-conform-", dir=base) if scn.files else base)
         # ASLR off (as setarch -R) so repeated runs place mappings alike.
-        cmd = [exe, prog]
+        cmd = [exe, prog] + dirs
         if shutil.which("setarch"):
             cmd = ["setarch", platform.machine(), "-R"] + cmd
         try:
@@ -123,6 +149,9 @@ def run(scn, timeout=120):
             raise LinuxUnavailable(f"the executor timed out after {timeout}s") from None
     finally:
         os.unlink(prog)
+        if scn.files:
+            for d in dirs:
+                shutil.rmtree(d, ignore_errors=True)
     recs = []
     for line in p.stdout.splitlines():
         line = line.strip()

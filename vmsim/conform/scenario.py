@@ -40,10 +40,19 @@ MADV = {n[5:].lower(): getattr(uapi, n) for n in dir(uapi) if n.startswith("MADV
 MREMAP = {"maymove": 1, "fixed": 2, "dontunmap": 4}
 MLOCK = {"onfault": 1}
 RLIMITS = {"STACK": 3, "AS": 9, "DATA": 2, "MEMLOCK": 8}
+# files: open(2) flags (x86-64 values), posix_fadvise advice, msync and fallocate flags
+O_FLAGS = {"rdonly": 0, "wronly": 1, "rdwr": 2, "creat": 0o100, "excl": 0o200, "trunc": 0o1000,
+           "append": 0o2000}
+FADV = {"normal": 0, "random": 1, "sequential": 2, "willneed": 3, "dontneed": 4, "noreuse": 5}
+MS_FLAGS = {"async": 1, "invalidate": 2, "sync": 4}
+FALLOC = {"keep_size": 1, "punch_hole": 2}
+FILESYSTEMS = {"tmp": 0, "shm": 1}       # /tmp (the disk filesystem) and /dev/shm (tmpfs)
+MAX_FILES = 16
 
 SMAPS_FIELDS = ("Size", "Rss", "Pss", "Shared_Clean", "Shared_Dirty", "Private_Clean",
                 "Private_Dirty", "Referenced", "Anonymous", "LazyFree", "AnonHugePages",
-                "ShmemPmdMapped", "Swap", "SwapPss", "Locked")
+                "ShmemPmdMapped", "FilePmdMapped", "Shared_Hugetlb", "Private_Hugetlb", "Swap",
+                "SwapPss", "Locked")
 SMAPS_DEFAULT = ("Rss", "Pss", "Shared_Clean", "Shared_Dirty", "Private_Clean",
                  "Private_Dirty", "Anonymous", "LazyFree", "AnonHugePages", "Swap", "Locked")
 
@@ -133,6 +142,8 @@ class Scenario:
         self.alive_at_end = []   # indices of the forked processes that never exit
         self.steps = []
         self.slots = {}          # mapping name -> slot number
+        self.files = {}          # file name -> file slot number
+        self.file_fs = {}        # file slot -> 0 (/tmp, disk) or 1 (/dev/shm, tmpfs)
         self.ops = []            # [(kind, step_index or None, args)] (see linux.py)
         self.vmstat = []
         self.points = []
@@ -221,7 +232,7 @@ def _parse_flags(v, table, what):
     out = 0
     for it in items:
         name = str(it).lower()
-        for pre in ("map_", "mremap_", "mlock_", "madv_"):
+        for pre in ("map_", "mremap_", "mlock_", "madv_", "o_", "ms_", "falloc_fl_", "posix_fadv_"):
             if name.startswith(pre):
                 name = name[len(pre):]
         if not name:
@@ -238,8 +249,15 @@ def _errno_name(e):
 
 COMMON = {"op", "proc", "id", "note"}
 RANGE = {"map", "offset", "length", "pages", "page"}
+FRANGE = {"file", "offset", "length", "pages", "page"}
 OP_KEYS = {
-    "mmap": {"map", "length", "pages", "prot", "flags", "hint", "fixed", "align", "relative_to", "in_range"},
+    "mmap": {"map", "length", "pages", "prot", "flags", "hint", "fixed", "align", "relative_to", "in_range",
+             "file", "file_offset"},
+    "open": {"file", "fs", "flags", "mode"}, "close": {"file"}, "unlink": {"file"},
+    "fsync": {"file", "data"}, "ftruncate": {"file", "length", "pages"},
+    "pwrite": FRANGE | {"value", "per_page"}, "pread": FRANGE | {"value", "per_page"},
+    "fadvise": FRANGE | {"advice"}, "fallocate": FRANGE | {"mode"},
+    "drop_caches": {"value"}, "msync": RANGE | {"flags"},
     "munmap": RANGE, "mprotect": RANGE | {"prot"}, "madvise": RANGE | {"advice"},
     "mremap": RANGE | {"new_length", "new_pages", "flags", "dest", "as"},
     "mlock": RANGE | {"flags"}, "munlock": RANGE,
@@ -250,7 +268,7 @@ OP_KEYS = {
     "setrlimit": {"resource", "soft", "hard"},
     "name": {"map", "special", "anchor", "length", "pages"},
     "knob": {"path", "value"},
-    "point": {"smaps", "pagemap", "maps"},
+    "point": {"smaps", "pagemap", "maps", "mincore"},
     "fork": {"child"},
     "exit": {"status"},
     "wait": {"child"},
@@ -399,7 +417,7 @@ class _KeyError(ValueError):
 # The executor keeps every argument in a C ``long`` and casts it to the syscall's type
 # (size_t, unsigned long, int): a number only means the same on both sides if it fits.
 LONG_MIN, ULONG_END = -(1 << 63), 1 << 64
-INT_KEYS = ("prot", "flags", "advice", "resource")     # C int arguments
+INT_KEYS = ("prot", "flags", "advice", "resource", "mode")     # C int arguments
 LONG_KEYS = ("soft", "hard")        # the executor tests them for < 0 (RLIM_INFINITY)
 
 
@@ -504,6 +522,40 @@ def _resolve(s, st, t, ops, lengths, point_ids):
             length = lengths.get(t["map"], 0) - off
         return slot, off, length
 
+    def file_of(name, key="file", define=False, fs=0):
+        """The slot of a file name; ``define`` (open) allocates one on first use."""
+        if not isinstance(name, str) or not ID_RE.match(name):
+            raise _KeyError(key, f"{key} must be a file name, got {name!r}")
+        if name not in s.files:
+            if not define:
+                raise _KeyError(key, f"unknown file {name!r} (create it with an 'open' step first)")
+            if len(s.files) >= MAX_FILES:
+                raise _KeyError(key, f"too many files ({MAX_FILES} at most)")
+            s.files[name] = len(s.files)
+            s.file_fs[s.files[name]] = fs
+        elif define and s.file_fs[s.files[name]] != fs:
+            raise _KeyError("fs", f"file {name!r} was opened on the other filesystem")
+        return s.files[name]
+
+    def frng(need_len=True):
+        """(file slot, offset, length) of a file range (offset/page, length/pages)."""
+        f = file_of(t.get("file"))
+        if "page" in t:
+            if "offset" in t:
+                raise _KeyError("page", "give 'offset' or 'page', not both")
+            off = _fit("page", get("page", int) * PAGE)
+        else:
+            off = get("offset", lambda v: parse_len(v, "offset"), 0)
+        length = size_of("length", "pages")
+        if length is None:
+            if need_len:
+                raise _KeyError(None, "missing 'length' or 'pages'")
+            length = 0
+        if off < 0 or length < 0:
+            raise _KeyError("offset" if off < 0 else "length", "file offsets and lengths are >= 0 "
+                            "(give errno cases through mmap/msync ranges)")
+        return f, off, length
+
     label = sid or (f"{st.index + 1}:{op}" + (f"({t['map']})" if isinstance(t.get("map"), str) else "")
                     + (f"@{pname}" if me else ""))
     st.label = label
@@ -517,7 +569,9 @@ def _resolve(s, st, t, ops, lengths, point_ids):
             # A negative length is passed as the C caller's size_t (-4096 -> 2**64-4096).
             raise _KeyError("length", "mmap needs a nonzero 'length' or 'pages'")
         prot = get("prot", parse_prot, 3)
-        flags = get("flags", lambda v: _parse_flags(v, MAP_FLAGS, "flags"), 0x22)
+        # a file mapping defaults to MAP_PRIVATE, an anonymous one to MAP_PRIVATE|MAP_ANONYMOUS
+        flags = get("flags", lambda v: _parse_flags(v, MAP_FLAGS, "flags"),
+                    MAP_FLAGS["private"] if "file" in t else 0x22)
         hs, hoff = -1, 0
         for k in ("hint", "fixed"):
             if k in t:
@@ -556,8 +610,51 @@ def _resolve(s, st, t, ops, lengths, point_ids):
             if not 0 <= rng_[0] < rng_[1]:
                 raise _KeyError("in_range", "in_range needs 0 <= low < high")
         st.place = (rel, rng_)
+        fs_, foff = -1, 0
+        if "file" in t:
+            fs_ = file_of(t["file"])
+            foff = get("file_offset", lambda v: parse_len(v, "file_offset"), 0)
+        elif "file_offset" in t:
+            raise _KeyError("file_offset", "file_offset needs a 'file'")
         lengths[t["map"]] = length
-        ops.append(("mmap", i, [slot, length, prot, flags, hs, hoff, align]))
+        ops.append(("mmap", i, [slot, length, prot, flags, hs, hoff, align, fs_, foff]))
+    elif op == "open":
+        fs = get("fs", lambda v: FILESYSTEMS[v], 0)
+        f = file_of(t.get("file"), define=True, fs=fs)
+        flags = get("flags", lambda v: _parse_flags(v, O_FLAGS, "flags"), O_FLAGS["rdwr"] | O_FLAGS["creat"])
+        mode = get("mode", lambda v: int(v, 8) if isinstance(v, str) else int(v), 0o644)
+        ops.append(("open", i, [f, fs, flags, mode]))
+    elif op in ("close", "unlink"):
+        ops.append((op, i, [file_of(t.get("file"))]))
+    elif op == "fsync":
+        ops.append(("fsync", i, [file_of(t.get("file")), int(bool(get("data", bool, False)))]))
+    elif op == "ftruncate":
+        f = file_of(t.get("file"))
+        length = size_of("length", "pages")
+        if length is None:
+            raise _KeyError(None, "missing 'length' or 'pages' (the new size)")
+        ops.append(("ftruncate", i, [f, length]))
+    elif op in ("pwrite", "pread"):
+        f, off, length = frng()
+        ops.append((op, i, [f, off, length, get("value", int, 1) & 0xFF,
+                            int(bool(get("per_page", bool, False)))]))
+    elif op == "fadvise":
+        f, off, length = frng(need_len=False)
+        adv = get("advice", lambda v: v if isinstance(v, int) else FADV[str(v).lower().replace("posix_fadv_", "")],
+                  required=True)
+        ops.append(("fadvise", i, [f, off, length, adv]))
+    elif op == "fallocate":
+        f, off, length = frng()
+        mode = get("mode", lambda v: _parse_flags(v, FALLOC, "mode"), 0)
+        ops.append(("fallocate", i, [f, mode, off, length]))
+    elif op == "drop_caches":
+        v = get("value", int, 3)
+        if v not in (1, 2, 3):
+            raise _KeyError("value", "drop_caches value is 1 (page cache), 2 (slab) or 3 (both)")
+        ops.append(("dropcaches", i, [v]))
+    elif op == "msync":
+        ops.append(("msync", i, list(rng()) + [get("flags", lambda v: _parse_flags(v, MS_FLAGS, "flags"),
+                                                    MS_FLAGS["sync"])]))
     elif op in ("munmap", "munlock"):
         ops.append((op, i, list(rng())))
     elif op == "mprotect":
@@ -745,6 +842,11 @@ def _resolve(s, st, t, ops, lengths, point_ids):
             raise _KeyError("maps", "maps = ['map', ...]")
         for n in mp:
             obs.append(("maps", slot_of(n, "maps"), n, None))
+        mc = t.get("mincore", [])
+        if not isinstance(mc, list):
+            raise _KeyError("mincore", "mincore = ['map', ...]")
+        for n in mc:
+            obs.append(("mincore", slot_of(n, "mincore"), n, None))
         st.obs = obs
         ops.append(("point", i, [pid]))
         done = set()
@@ -753,6 +855,8 @@ def _resolve(s, st, t, ops, lengths, point_ids):
                 if slot not in done:
                     ops.append(("smaps", i, [slot]))
                     done.add(slot)
+            elif kind == "mincore":
+                ops.append(("mincore", i, [slot]))
             else:
                 ops.append(("pagemap", i, [slot]))
         for c in s.vmstat:

@@ -10,6 +10,10 @@ import vmsim
 from vmsim.api import SignalDelivered
 
 PAGE = 4096
+IOCHUNK = 2 << 20
+FILE_DIRS = ("/tmp", "/dev/shm")
+FILE_OPS = ("open", "close", "unlink", "fsync", "ftruncate", "pwrite", "pread", "fadvise",
+            "fallocate", "dropcaches", "msync")
 MEMORY = "512M"
 CPUS = 2
 
@@ -58,6 +62,11 @@ class _Runner:
         # prints a process's results at its own points, exit and end)
         self.maddrs, self.mlens = [{}], [{}]
         self.maddr, self.mlen = self.maddrs[0], self.mlens[0]
+        # per process: file slot -> descriptor (inherited by fork, as the executor's
+        # static array is); the path of every file slot opened
+        self.fdss = [{}]
+        self.fds = self.fdss[0]
+        self.fpath = {}
         for kind, step, args in scn.ops:
             if kind == "knob" and step is None:
                 self.m.write_file(args[0], args[1])
@@ -77,6 +86,7 @@ class _Runner:
         self.cur = q
         self.p = self.procs[q]
         self.maddr, self.mlen = self.maddrs[q], self.mlens[q]
+        self.fds = self.fdss[q]
 
     def run(self):
         ops = self.s.ops
@@ -106,6 +116,8 @@ class _Runner:
                         self.obs_smaps(a2[0], pid)
                     elif k2 == "pagemap":
                         self.obs_pagemap(a2[0], pid)
+                    elif k2 == "mincore":
+                        self.obs_mincore(a2[0], pid)
                     elif k2 == "vmstat":
                         vm.append(a2[0])
                     i += 1
@@ -149,7 +161,9 @@ class _Runner:
                     self.mlens.append({})
                     self.ru0.append(None)
                     self.pending.append([])
+                    self.fdss.append({})
                 self.procs[c] = child
+                self.fdss[c] = dict(self.fds)
                 self.maddrs[c], self.mlens[c] = dict(self.maddr), dict(self.mlen)
                 self.ru0[c] = child.getrusage()
                 r["ret"] = child.pid
@@ -182,6 +196,16 @@ class _Runner:
         e = list(struct.unpack(f"<{n}Q", raw)) if len(raw) == n * 8 else []
         self.out.append({"t": "pagemap", "id": pid, "slot": slot, "addr": lo, "e": e})
 
+    def obs_mincore(self, slot, pid):
+        lo = self.maddr.get(slot, 0)
+        n = min(self.mlen.get(slot, 0) // PAGE, 4096)
+        rec = {"t": "mincore", "id": pid, "slot": slot, "err": 0, "v": ""}
+        try:
+            rec["v"] = "".join("1" if b & 1 else "0" for b in self.p.mincore(lo, n * PAGE))
+        except OSError as e:
+            rec["err"] = e.errno
+        self.out.append(rec)
+
     def obs_vmstat(self, names, pid):
         vals = {}
         for line in self.m.read_file("/proc/vmstat").splitlines():
@@ -205,18 +229,19 @@ class _Runner:
             if kind == "knob":
                 self.m.write_file(a[0], a[1])
             elif kind == "mmap":
-                slot, length, prot, flags, hs, hoff, align = a
+                slot, length, prot, flags, hs, hoff, align, fs, foff = a
+                fd = self.fds.get(fs, -1) if fs >= 0 else -1
                 if align:
                     res = p.mmap(0, length + align, 0, 0x22 | 0x4000)
                     at = (res + align - 1) & ~(align - 1)
-                    q = p.mmap(at, length, prot, flags | 0x10)
+                    q = p.mmap(at, length, prot, flags | 0x10, fd, foff)
                     if at > res:
                         p.munmap(res, at - res)
                     if res + length + align > at + length:
                         p.munmap(at + length, res + length + align - (at + length))
                 else:
                     hint = _ulong(self.maddr[hs] + hoff) if hs >= 0 else 0
-                    q = p.mmap(hint, length, prot, flags)
+                    q = p.mmap(hint, length, prot, flags, fd, foff)
                 r["ret"] = q
                 self.maddr[slot], self.mlen[slot] = q, length
             elif kind == "munmap":
@@ -241,6 +266,8 @@ class _Runner:
                 r["ret"] = p.brk(_ulong(self.brk_base + a[0]))
                 if a[1] >= 0:
                     self.maddr[a[1]], self.mlen[a[1]] = self.brk_base, max(a[0], 0)
+            elif kind in FILE_OPS:
+                self.file_op(kind, a, r)
             elif kind == "touch":
                 self.touch(a, r)
             elif kind == "fill":
@@ -266,6 +293,58 @@ class _Runner:
                 r["base"] = self.maddr[slot]
         except OSError as e:
             r["ret"], r["err"] = -1, e.errno
+
+    def file_op(self, kind, a, r):
+        """The file steps, through the contract's Process methods (docs/file_api)."""
+        p = self.p
+        if kind == "open":
+            f, fs, flags, mode = a
+            path = self.fpath.setdefault(f, f"{FILE_DIRS[fs]}/vmsim-conform-{f}")
+            fd = p.open(path, flags, mode)
+            self.fds[f] = fd
+            r["ret"] = fd
+        elif kind == "close":
+            fd = self.fds.pop(a[0], -1)
+            p.close(fd)
+        elif kind == "unlink":
+            p.unlink(self.fpath[a[0]])
+        elif kind == "fsync":
+            fd = self.fds.get(a[0], -1)
+            p.fdatasync(fd) if a[1] else p.fsync(fd)
+        elif kind == "ftruncate":
+            p.ftruncate(self.fds.get(a[0], -1), a[1])
+        elif kind in ("pwrite", "pread"):
+            # the executor's chunks: one pwrite/pread per 2 MiB
+            f, off, length, value, perpage = a
+            fd = self.fds.get(f, -1)
+            pos, end = off, off + length
+            r["done"] = r["ret"] = 0
+            while pos < end or (length == 0 and pos == off):
+                n = min(end - pos, IOCHUNK)
+                want = self.pattern(n, value, perpage, pos - off)
+                if kind == "pwrite":
+                    k = p.pwrite(fd, want, pos)
+                else:
+                    got = p.pread(fd, n, pos)
+                    k = len(got)
+                    r["ret"] += sum(1 for x, y in zip(got, want) if x != y)
+                r["done"] += k
+                pos += k
+                if k == 0 or length == 0:
+                    break
+            if kind == "pwrite":
+                r["ret"] = r["done"]
+        elif kind == "fadvise":
+            f, off, length, adv = a
+            p.posix_fadvise(self.fds.get(f, -1), off, length, adv)
+        elif kind == "fallocate":
+            f, mode, off, length = a
+            p.fallocate(self.fds.get(f, -1), mode, off, length)
+        elif kind == "dropcaches":
+            self.m.write_file("/proc/sys/vm/drop_caches", str(a[0]))
+        elif kind == "msync":
+            base = self.maddr.get(a[0], 0)
+            p.msync(_ulong(base + a[1]), _ulong(a[2]), a[3])
 
     def setrlimit(self, a):
         res, soft, hard = a

@@ -77,6 +77,8 @@ def read(machine, path: str, offset: int = 0, size: int = -1):
     """Read ``size`` bytes (str for text files) at ``offset`` of a /proc or /sys file."""
     k = machine.k
     p = _normalize(path)
+    if not p.startswith(("/proc/", "/sys/")):
+        return _vfs_read(machine, p, offset, size)
     if sysfs.is_knob(p):
         return _slice(sysfs.knob_read(k, p), offset, size)
     if p in _TEXT_FILES:
@@ -112,7 +114,11 @@ def write(machine, path: str, data) -> int:
     p = _normalize(path)
     if isinstance(data, (bytes, bytearray)):
         data = bytes(data).decode()
+    if not p.startswith(("/proc/", "/sys/")):
+        return _vfs_write(machine, p, data)
     data = str(data)
+    if p == "/proc/sys/vm/drop_caches":
+        return drop_caches_sysctl_handler(k, data)
     if sysfs.is_knob(p):
         ret = sysfs.knob_write(k, p, data)
         if ret < 0:
@@ -131,3 +137,68 @@ def write(machine, path: str, data) -> int:
         if parts[3] in _TEXT_PID_FILES or parts[3] == "pagemap":
             raise _err(-errno.EINVAL, path)          # no ->write: vfs_write() says EINVAL
     raise _enoent(path)
+
+
+def drop_caches_sysctl_handler(k, data: str) -> int:
+    """drop_caches_sysctl_handler() (fs/drop_caches.c): bit 1 drops clean, unmapped
+    page-cache folios; bit 2 (slab) has nothing to drop in vmsim; 1..4 only."""
+    from vmsim.mm.truncate import _drop_pagecache
+    s = data.strip()
+    try:
+        val = int(s, 0)
+    except ValueError:
+        raise _err(-errno.EINVAL, "/proc/sys/vm/drop_caches")
+    if not 1 <= val <= 4:
+        raise _err(-errno.EINVAL, "/proc/sys/vm/drop_caches")
+    if val & 1:
+        _drop_pagecache(k)
+    if val & 2:
+        from vmsim.mm import vmstat as V
+        k.vmstat[V.DROP_SLAB] += 1
+    return len(data)
+
+
+def _vfs_read(machine, path: str, offset: int, size: int):
+    """A regular file read as root does (open, pread, close), as bytes."""
+    from vmsim.fs.namei import path_lookupat
+    from vmsim.fs.file import file
+    from vmsim.fs.inode import S_ISDIR, iput
+    from vmsim.fs.open import vfs_read
+    k = machine.k
+    r = path_lookupat(k, path)
+    if isinstance(r, int):
+        raise _err(r, path)
+    ino = r[2]
+    if ino is None:
+        raise _enoent(path)
+    if S_ISDIR(ino.i_mode):
+        raise _err(-errno.EISDIR, path)
+    f = file(ino, path, 0)
+    try:
+        n = ino.i_size - offset if size is None or size < 0 else size
+        return vfs_read(k, f, max(n, 0), offset)
+    finally:
+        iput(k, ino)
+
+
+def _vfs_write(machine, path: str, data) -> int:
+    """Write (create or truncate) a regular file as root does."""
+    from vmsim.fs.open import do_sys_open, ksys_pwrite64
+    from vmsim.fs.file import close_fd
+    k = machine.k
+    task = k.current
+    if task is None or task.mm is None:
+        live = [t for t in k.tasks.values() if t.mm is not None]
+        if not live:
+            raise OSError(errno.ESRCH, "no live process to write the file from", path)
+        task = live[0]
+    if isinstance(data, str):
+        data = data.encode()
+    fd = do_sys_open(k, task, path, 0o1101, 0o644)      # O_WRONLY | O_CREAT | O_TRUNC
+    if fd < 0:
+        raise _err(fd, path)
+    n = ksys_pwrite64(k, task, fd, bytes(data), None, True)
+    close_fd(k, task, fd)
+    if n < 0:
+        raise _err(n, path)
+    return n

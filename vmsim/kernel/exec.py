@@ -8,14 +8,14 @@ maps [vvar], [vvar_vclock] and [vdso] just below mmap_base. With ASLR off the la
 the one measured on the reference machine for a minimal static program (see
 docs/linux-layout.md): the binary at 0x400000, brk at the page-aligned end of .bss.
 
-Simplified: the program image is a read-only in-memory file whose pages read as
-zeros; vvar and vdso faults insert special PFN mappings (no accounting); the heap that
+The program image is one sparse ext4 file (vmsim.fs: its pages read as zeros,
+without I/O) mapped from the page cache as the ELF loader maps it, shared by every
+process; vvar and vdso faults insert special PFN mappings (no accounting); the heap that
 glibc's start-up creates with sbrk is not there (spawn() is the state right after
 execve, before any user code runs); only the top stack page (argv/envp/auxv) is
 populated.
 """
 from vmsim.arch.x86.mm.pkeys import pkru_get_init_value
-from vmsim.mm.filemap import address_space
 from vmsim.mm.mm_types import (vm_area_struct, VM_READ, VM_WRITE, VM_EXEC, VM_MAYREAD, VM_MAYWRITE,
                                VM_MAYEXEC, VM_GROWSDOWN, VM_ACCOUNT, VM_DONTEXPAND, VM_IO,
                                VM_PFNMAP, VM_DONTDUMP, VM_MIXEDMAP, VM_FAULT_SIGBUS,
@@ -39,65 +39,7 @@ EXE_SEGMENTS = [          # (start, end, prot, file offset)
 ]
 EXE_BSS = (0x4a7000, 0x4ac000)
 EXE_SIZE = 0xa7000
-
-
-class exe_file:
-    """The program image: a read-only file whose page cache fills with zero pages."""
-
-    def __init__(self, k):
-        self.path = EXE_PATH
-        self.f_inode = self
-        self.i_ino = 5308492
-        self.i_size = EXE_SIZE
-        self.f_mapping = address_space(k, self, False)
-        self.deleted = False
-        self.dev = (0xfe, 0)
-        self.f_count = 1
-
-    def release(self, k):
-        from vmsim.mm.filemap import filemap_remove_folio
-        for index in list(self.f_mapping.i_pages):
-            filemap_remove_folio(k, self.f_mapping, index)
-        k.unregister_object(self.f_mapping.id)
-
-
-class _ExeVmOps:
-    """generic_file_vm_ops for the image: filemap_fault reading zero-filled pages."""
-
-    @staticmethod
-    def fault(vmf):
-        from vmsim.mm.filemap import filemap_add_folio
-        from vmsim.mm.page_alloc import GFP_HIGHUSER_MOVABLE
-        from vmsim.mm.page_flags import PG_uptodate
-        from vmsim.mm.swap import folio_add_lru
-        from vmsim.mm import vmstat
-        k = vmf.vma.vm_mm.kernel
-        mapping = vmf.vma.vm_file.f_mapping
-        if vmf.pgoff << 12 >= EXE_SIZE:
-            return VM_FAULT_SIGBUS
-        pfn = mapping.i_pages.get(vmf.pgoff)
-        ret = VM_FAULT_LOCKED
-        if pfn is None:
-            pfn = k.page_alloc.alloc_pages(GFP_HIGHUSER_MOVABLE, 0, k.current.cpu)
-            if pfn < 0:
-                return VM_FAULT_OOM
-            filemap_add_folio(k, mapping, pfn, vmf.pgoff)
-            folio_add_lru(k, pfn, k.current.cpu)
-            k.mem.flags[pfn] = k.mem.flags[pfn] | PG_uptodate
-            k.vmstat[vmstat.PGMAJFAULT] += 1
-            ret |= 4                                  # VM_FAULT_MAJOR: the read went to disk
-        else:
-            k.mem.refcount[pfn] += 1                  # a new folio returns its allocation ref
-        vmf.page = pfn
-        return ret
-
-    @staticmethod
-    def map_pages(vmf, start_pgoff, end_pgoff):
-        from vmsim.mm.filemap import filemap_map_pages
-        return filemap_map_pages(vmf, start_pgoff, end_pgoff)
-
-
-exe_vm_ops = _ExeVmOps()
+EXE_INO = 5308492
 
 
 class _SpecialMapping:
@@ -192,10 +134,11 @@ def setup_new_exec_layout(k, mm, task, rng=None):
     rlim_stack = task.rlim["RLIMIT_STACK"]
     arch_pick_mmap_layout(mm, rlim_stack, rng)
     mm.task_size = k.task_size_max if k.la57 else STACK_TOP_L4
-    exe = exe_file(k)
+    exe = open_exec(k)
     base_flags = VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
+    from vmsim.fs.ext4 import ext4_file_vm_ops
     for start, end, prot, off in EXE_SEGMENTS:
-        _map(mm, start, end, prot | base_flags, off >> 12, exe, exe_vm_ops)
+        _map(mm, start, end, prot | base_flags, off >> 12, exe, ext4_file_vm_ops)
         exe.f_count += 1
     exe.f_count -= 1
     # The bss tail beyond the file: anonymous (vm_brk_flags), accounted.
@@ -227,6 +170,22 @@ def setup_new_exec_layout(k, mm, task, rng=None):
     mm.arg_end = mm.env_start = stack_top - 0x4e0
     mm.env_end = stack_top - 0x20
     return stack
+
+
+def open_exec(k):
+    """open_exec() of the program, then prepare_binprm(): kernel_read() of the first
+    BINPRM_BUF_SIZE (256) bytes through the page cache, whose sync readahead
+    (get_init_ra_size(1) = 4 pages, PG_readahead on the second) leaves the image's
+    first pages cached: the text faults that follow are minor and start the async
+    readahead. The image is one ext4 file shared by every process (text pages
+    Shared_Clean in smaps when several map them)."""
+    from vmsim.fs.namei import _get_vfs
+    from vmsim.fs.file import file, O_RDONLY
+    from vmsim.mm.filemap import filemap_read
+    ino = _get_vfs(k).exe_inode
+    f = file(ino, EXE_PATH, O_RDONLY)
+    filemap_read(k, f, 0, 256)
+    return f
 
 
 def exec_mmap(k, tsk, mm) -> int:

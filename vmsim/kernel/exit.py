@@ -68,6 +68,9 @@ def do_exit(k, task, code: int):
         if task.oom_mm is not None:
             from vmsim.mm.oom_kill import exit_oom_victim
             exit_oom_victim(k, task)
+    # exit_files(): close the descriptors after the mm went (as do_exit orders them).
+    from vmsim.fs.file import exit_files
+    exit_files(k, task)
     exit_notify(k, task)
 
 

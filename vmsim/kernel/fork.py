@@ -219,6 +219,8 @@ def copy_process(k, parent, cpu: int):
     k.next_pid += 1
     k.tasks[pid] = p
     parent.children.append(p)
+    from vmsim.fs.file import dup_fd
+    dup_fd(k, parent, p)                                # copy_files()
     return p
 
 

@@ -100,6 +100,11 @@ class Kernel:
         self._build_kernel_page_tables()
         self.shmem_files = []
         self._next_ino = 1
+        # Files (vmsim.fs): descriptor tables by pid; the mount tree is built on first
+        # use (vmsim.fs.namei.get_vfs) with this disk's per-request latency.
+        self.task_files = {}
+        self.vfs = None
+        self.disk_latency_ns = 0
         self.mmu_notifier_log = []
 
     def next_ino(self) -> int:

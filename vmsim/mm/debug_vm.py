@@ -35,8 +35,8 @@ from vmsim.mm.mm_types import (VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_PFNMAP,
                                MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES)
 from vmsim.mm.page_flags import (PG_anon, PG_anon_exclusive, PG_lru, PG_reserved, PG_tail,
                                  PG_head, PG_swapbacked, PG_active, PG_unevictable, PGTY_table,
-                                 PGTY_buddy, PG_ORDER_MASK, PG_ORDER_SHIFT, PG_large_rmappable,
-                                 PG_partially_mapped)
+                                 PGTY_buddy, PG_ORDER_MASK, PG_ORDER_SHIFT, PG_dirty,
+                                 PG_large_rmappable, PG_partially_mapped)
 
 __all__ = ["check_all", "check_mm", "VMChecker", "after_syscall", "EXTRA_REF_SOURCES",
            "MAX_REPORTED", "FULL_EVERY"]
@@ -238,22 +238,7 @@ def _thp_deposits(k):
 
 def _heads(k, pfns):
     """page_folio() of each PFN (tail pages of large folios: their head)."""
-    pfns = np.asarray(pfns, dtype=np.int64)
-    out = pfns.copy()
-    if not len(pfns):
-        return out
-    tail = (k.mem.np_flags[pfns] & PG_tail) != 0
-    if tail.any():
-        from vmsim.mm.folio import page_folio
-        flags = k.mem.flags
-        h, hend = -1, -1
-        for i in np.flatnonzero(tail).tolist():
-            p = int(pfns[i])
-            if not h <= p < hend:
-                h = page_folio(k, p)
-                hend = h + (1 << ((flags[h] & PG_ORDER_MASK) >> PG_ORDER_SHIFT))
-            out[i] = h
-    return out
+    return _folio_heads(k.mem, pfns)
 
 
 def _walk_tables(k, mm, rep, table_owner):
@@ -495,6 +480,8 @@ def _check_leaves(k, w, rep, free):
             rep(f"{name}: rss_stat[{cname}] = {mm.rss_stat[ctr]}, page tables map {got}")
     # Anon pages: the VMA's anon_vma, the linear index, never in a shared VMA.
     if len(npfn):
+        # Pages of large folios: the folio's mapping, its index plus the page's offset.
+        nhead = heads
         mapping = mem.np_mapping[heads]
         index = mem.np_index[heads] + (npfn - heads)
         pgoff_v = np.array([v.vm_pgoff for v in vmas], dtype=np.int64)
@@ -542,7 +529,7 @@ def _check_leaves(k, w, rep, free):
                     f"which has no file")
                 continue
             am = f.f_mapping
-            if int(mapping[i]) != am.id or am.i_pages.get(int(index[i])) != p:
+            if int(mapping[i]) != am.id or am.i_pages.get(int(index[i])) != int(nhead[i]):
                 rep(f"{name}: PTE at {int(naddr[i]):#x} maps pfn {p:#x} (mapping {int(mapping[i])}, "
                     f"index {int(index[i]):#x}), not the page cache page of {v!r}'s file "
                     f"(mapping {am.id}, slot {am.i_pages.get(int(index[i]))})")
@@ -881,7 +868,11 @@ def _check_all(k, st=None, full=True):
             continue
         idx = np.fromiter(am.i_pages.keys(), np.int64, n)
         pf = np.fromiter(am.i_pages.values(), np.int64, n)
-        for i in np.flatnonzero((mem.np_mapping[pf] != am.id) | (mem.np_index[pf] != idx))[:5].tolist():
+        # A large folio fills one slot per page, all naming its head.
+        hf = mem.np_flags[pf]
+        fnr = np.where(hf & PG_head, 1 << ((hf & PG_ORDER_MASK) >> PG_ORDER_SHIFT), 1)
+        off = idx - mem.np_index[pf]
+        for i in np.flatnonzero((mem.np_mapping[pf] != am.id) | (off < 0) | (off >= fnr))[:5].tolist():
             p, index = int(pf[i]), int(idx[i])
             rep(f"page cache: pfn {p:#x} at mapping {am.id} index {index:#x} has mapping "
                 f"{mem.mapping[p]}, index {mem.index[p]:#x}")
@@ -894,7 +885,9 @@ def _check_all(k, st=None, full=True):
             cache_swapb += n
     cache_p = np.concatenate(cache_p) if cache_p else np.zeros(0, np.int64)
     cache_u, cache_n = np.unique(cache_p, return_counts=True)
-    for p in cache_u[cache_n > 1][:5].tolist():
+    cfl = mem.np_flags[cache_u]
+    cache_nr = np.where(cfl & PG_head, 1 << ((cfl & PG_ORDER_MASK) >> PG_ORDER_SHIFT), 1)
+    for p in cache_u[cache_n != cache_nr][:5].tolist():
         who = [(mid, int(ix[j])) for mid, ix, pfs in cache_ids for j in np.flatnonzero(pfs == p)]
         rep(f"page cache: pfn {p:#x} is cached by more than one slot: {who}")
     if k.vmstat[vmstat.NR_FILE_PAGES] != nr_cached:
@@ -916,11 +909,19 @@ def _check_all(k, st=None, full=True):
     for fn in EXTRA_REF_SOURCES:
         d = fn(k)
         srcs.append((np.fromiter(d.keys(), np.int64, len(d)), np.fromiter(d.values(), np.int64, len(d))))
+    # PTE mappings of pages of large folios hold their reference on the head.
     ref_u, ref_c = _sum_refs(srcs)
+    _check_file_state(k, rep, aspaces, mem)
 
     ranges = _scan_ranges(k)
     inuse = _nonzero_frames(k, ranges)
     cand = np.union1d(np.union1d(inuse, ref_u), map_u)
+    # Tail pages of cached large folios (nothing of theirs but PG_tail may be set).
+    big = cache_u[cache_nr > 1]
+    if len(big):
+        tails = np.concatenate([np.arange(h + 1, h + n, dtype=np.int64)
+                                for h, n in zip(big.tolist(), cache_nr[cache_nr > 1].tolist())])
+        cand = np.union1d(cand, tails)
     fl = mem.np_flags[cand]
     reserved = (fl & PG_reserved) != 0
     table = (fl & PGTY_table) != 0
@@ -1015,13 +1016,13 @@ def _check_all(k, st=None, full=True):
     _check_lru(k, rep, ranges)
     # Nothing alive: everything is returned.
     if not live:
-        shm = sum(f.f_mapping.nrpages for f in k.shmem_files)
+        shm = nr_cached            # shmem objects and files: the page cache lives on
         batch_only = len(set(br) - set(cache_u.tolist()))
         # The huge zero folio outlives its users until the shrinker frees it.
         if getattr(k, "huge_zero_pfn", -1) >= 0:
             nfree += 512
         if nfree + shm + batch_only != managed:
-            rep(f"all processes exited: nr_free_pages {nfree} + live shmem pages {shm} + "
+            rep(f"all processes exited: nr_free_pages {nfree} + page-cache pages {shm} + "
                 f"LRU-batch-held pages {batch_only} = {nfree + shm + batch_only}, managed pages {managed}")
         if len(tp):
             rep(f"all processes exited: {len(tp)} user table pages remain")
@@ -1149,3 +1150,51 @@ def after_syscall(machine):
         ch.machine = machine
         machine.k.checker = ch
     ch.step()
+
+
+def _folio_heads(mem, pfns):
+    """page_folio() of each PFN (vectorized): tail pages map to their head."""
+    pfns = np.asarray(pfns, dtype=np.int64)
+    fl = mem.np_flags[pfns]
+    out = pfns.copy()
+    todo = (fl & PG_tail) != 0
+    for order in range(1, 19):
+        if not todo.any():
+            break
+        cand = pfns & ~((1 << order) - 1)
+        cf = mem.np_flags[cand]
+        ok = todo & ((cf & PG_head) != 0) & (((cf & PG_ORDER_MASK) >> PG_ORDER_SHIFT) >= order)
+        out[ok] = cand[ok]
+        todo &= ~ok
+    return out
+
+
+def _check_file_state(k, rep, aspaces, mem):
+    """File folios: nr_dirty counts the dirty pages of disk-file folios, nothing is
+    under writeback between syscalls, an evicted (unlinked, closed, unmapped) inode
+    left nothing in the page cache, and mapcounts of large folios add up."""
+    from vmsim.mm.filemap import PG_writeback
+    dirty = 0
+    for am in aspaces:
+        host = am.host
+        heads = set(am.i_pages.values())
+        if getattr(host, "i_sb", None) is not None and host.i_mapping is not am and heads:
+            rep(f"page cache: mapping {am.id} of an evicted inode still holds {len(heads)} folios")
+        for h in heads:
+            f = mem.flags[h]
+            nr = 1 << ((f & PG_ORDER_MASK) >> PG_ORDER_SHIFT) if f & PG_head else 1
+            if f & PG_writeback:
+                rep(f"page cache: pfn {h:#x} still under writeback after the syscall")
+            if f & PG_dirty and not am.swapbacked:
+                dirty += nr
+            if f & PG_head:
+                pages = range(h, h + nr)
+                total = sum(int(mem.mapcount[p]) for p in pages)
+                mapped = sum(1 for p in pages if mem.mapcount[p])
+                if mem.mapping[h + 1] != total or mem.index[h + 1] != mapped:
+                    rep(f"page cache: large folio pfn {h:#x}: _large_mapcount {mem.mapping[h + 1]}, "
+                        f"_nr_pages_mapped {mem.index[h + 1]}, PTEs map {total} times {mapped} pages")
+    if k.vmstat[vmstat.NR_DIRTY] != dirty:
+        rep(f"vmstat nr_dirty = {k.vmstat[vmstat.NR_DIRTY]}, dirty disk-file page-cache pages {dirty}")
+    if k.vmstat[vmstat.NR_WRITEBACK]:
+        rep(f"vmstat nr_writeback = {k.vmstat[vmstat.NR_WRITEBACK]} after the syscall")

@@ -1,105 +1,565 @@
 """The page cache core (mm/filemap.c, include/linux/pagemap.h).
 
-An address_space keeps its folios by index (the kernel's xarray ``i_pages``; a dict
-here). Each cached folio holds one reference for the cache. filemap_map_pages() is
-the ->map_pages used by fault-around: it maps folios that are already cached,
-uptodate and unlocked around the faulting address. The file issue grows this into
-full file mappings (filemap_fault, readahead, writeback).
+An address_space keeps its folios by index: the kernel's xarray ``i_pages``, here a
+dict from every page index a folio covers to the folio's head PFN (a large folio is
+one multi-index entry in the xarray). A cached folio holds one reference per page for
+the cache (filemap_add_folio: folio_ref_add(folio, nr)). The fault side:
+filemap_fault() (->fault: minor when cached, VM_FAULT_MAJOR and read-around when not,
+VM_FAULT_RETRY after dropping the fault lock for I/O) and filemap_map_pages()
+(->map_pages, fault-around: maps what is cached, uptodate and not marked
+PG_readahead, a large folio as a whole when it lies inside the VMA and one page
+table). The read side: filemap_read() with page_cache_sync_ra/async_ra.
 """
+import errno
+
 from vmsim.mm import vmstat
-from vmsim.mm.mm_types import VM_FAULT_NOPAGE, VM_FAULT_OOM, MM_SHMEMPAGES, MM_FILEPAGES
-from vmsim.mm.page_flags import PG_dirty, PG_uptodate, PG_locked, PG_swapbacked
+from vmsim.mm.mm_types import (VM_FAULT_NOPAGE, VM_FAULT_OOM, VM_FAULT_SIGBUS, VM_FAULT_MAJOR,
+                               VM_FAULT_RETRY, VM_FAULT_LOCKED, MM_SHMEMPAGES, MM_FILEPAGES,
+                               FAULT_FLAG_TRIED, FAULT_FLAG_ALLOW_RETRY, FAULT_FLAG_RETRY_NOWAIT)
+from vmsim.mm.page_flags import (PG_dirty, PG_uptodate, PG_locked, PG_swapbacked, PG_head,
+                                 PG_tail, PG_ORDER_MASK, PG_ORDER_SHIFT, PG_reclaim,
+                                 PG_workingset, PG_private)
+
+# PG_readahead shares its bit with PG_reclaim (include/linux/page-flags.h).
+PG_readahead = PG_reclaim
+# PG_writeback: vmsim's I/O completes inside the call that starts it, so the flag
+# is only set between folio_start_writeback and folio_end_writeback of one call.
+PG_writeback = PG_private
+
+# __filemap_get_folio() flags (include/linux/pagemap.h).
+FGP_ACCESSED = 0x1
+FGP_LOCK = 0x2
+FGP_CREAT = 0x4
+FGP_WRITE = 0x8
+FGP_NOFS = 0x10
+FGP_NOWAIT = 0x20
+FGP_FOR_MMAP = 0x40
+FGP_STABLE = 0x80
+FGF_GET_ORDER_SHIFT = 26
+FGP_WRITEBEGIN = FGP_LOCK | FGP_WRITE | FGP_CREAT | FGP_STABLE
+MAX_PAGECACHE_ORDER = 9          # min(MAX_XAS_ORDER, PMD_ORDER) on x86-64
 
 
 class address_space:
     """struct address_space: the folios of one inode by page index."""
 
-    def __init__(self, k, host, swapbacked: bool):
+    def __init__(self, k, host, swapbacked: bool, a_ops=None, large_folios=False):
         self.host = host
         self.i_pages = {}
         self.nrpages = 0
         self.swapbacked = swapbacked
+        self.a_ops = a_ops
+        # mapping_set_large_folios(): orders up to MAX_PAGECACHE_ORDER (ext4 in 6.18).
+        self.max_folio_order = MAX_PAGECACHE_ORDER if large_folios else 0
         self.id = k.register_object(self)
         self.i_mmap = []
 
 
+def mapping_large_folio_support(mapping) -> bool:
+    return mapping.max_folio_order > 0
+
+
+def shmem_mapping(mapping) -> bool:
+    return mapping.swapbacked
+
+
+def i_size_read(mapping) -> int:
+    return mapping.host.i_size
+
+
+def fgf_set_order(size: int) -> int:
+    """fgf_set_order(): the folio order a write of ``size`` bytes asks for."""
+    shift = size.bit_length() - 1 if size > 0 else 0
+    if shift <= 12:
+        return 0
+    return (shift - 12) << FGF_GET_ORDER_SHIFT
+
+
+def _order(k, pfn: int) -> int:
+    f = k.mem.flags[pfn]
+    return (f & PG_ORDER_MASK) >> PG_ORDER_SHIFT if f & PG_head else 0
+
+
+def _nr(k, pfn: int) -> int:
+    f = k.mem.flags[pfn]
+    return 1 << ((f & PG_ORDER_MASK) >> PG_ORDER_SHIFT) if f & PG_head else 1
+
+
+def folio_next_index(k, folio: int) -> int:
+    return k.mem.index[folio] + _nr(k, folio)
+
+
+def filemap_alloc_folio(k, gfp: int, order: int) -> int:
+    """filemap_alloc_folio(): a folio of 2**order pages (compound when large), or -1."""
+    from vmsim.mm.page_alloc import __GFP_COMP
+    from vmsim.mm.folio import prep_compound_page
+    pfn = k.page_alloc.alloc_pages(gfp | (__GFP_COMP if order else 0), order, k.current_cpu())
+    if pfn >= 0 and order:
+        prep_compound_page(k, pfn, order)
+    return pfn
+
+
 def filemap_add_folio(k, mapping, pfn: int, index: int):
-    """filemap_add_folio(): insert a locked folio at index; the cache takes a reference."""
+    """filemap_add_folio(): insert a locked folio at index; the cache takes one
+    reference per page and the folio counts in nr_file_pages (nr_shmem)."""
     mem = k.mem
+    nr = _nr(k, pfn)
     mem.mapping[pfn] = mapping.id
     mem.index[pfn] = index
-    mem.refcount[pfn] += 1
-    mapping.i_pages[index] = pfn
-    mapping.nrpages += 1
-    k.vmstat[vmstat.NR_FILE_PAGES] += 1
+    mem.refcount[pfn] += nr
+    cache = mapping.i_pages
+    for i in range(index, index + nr):
+        cache[i] = pfn
+    mapping.nrpages += nr
+    k.vmstat[vmstat.NR_FILE_PAGES] += nr
     if mapping.swapbacked:
-        k.vmstat[vmstat.NR_SHMEM] += 1
+        k.vmstat[vmstat.NR_SHMEM] += nr
+    if nr >= 512:                                   # folio_test_pmd_mappable()
+        k.vmstat[vmstat.NR_SHMEM_HUGEPAGES if mapping.swapbacked else vmstat.NR_FILE_HUGEPAGES] += nr
+
+
+def filemap_unaccount_folio(k, mapping, pfn: int, nr: int):
+    """filemap_unaccount_folio(): the cache counters; a dirty folio leaving the cache
+    stops counting as dirty (folio_account_cleaned)."""
+    k.vmstat[vmstat.NR_FILE_PAGES] -= nr
+    if nr >= 512:
+        k.vmstat[vmstat.NR_SHMEM_HUGEPAGES if mapping.swapbacked else vmstat.NR_FILE_HUGEPAGES] -= nr
+    if mapping.swapbacked:
+        k.vmstat[vmstat.NR_SHMEM] -= nr
+    elif k.mem.flags[pfn] & PG_dirty:
+        folio_account_cleaned(k, pfn, nr)
 
 
 def filemap_remove_folio(k, mapping, index: int):
-    """filemap_remove_folio(): delete from the cache and drop the cache's reference."""
-    from vmsim.mm.swap import folio_put
-    pfn = mapping.i_pages.pop(index)
-    mapping.nrpages -= 1
-    k.vmstat[vmstat.NR_FILE_PAGES] -= 1
-    if mapping.swapbacked:
-        k.vmstat[vmstat.NR_SHMEM] -= 1
-    if k.mem.flags[pfn] & PG_dirty and not mapping.swapbacked:
-        k.vmstat[vmstat.NR_DIRTY] -= 1
-    k.mem.mapping[pfn] = 0
-    folio_put(k, pfn)
+    """filemap_remove_folio(): delete the folio holding ``index`` from the cache and
+    drop the cache's references."""
+    from vmsim.mm.swap import folio_put_refs
+    pfn = mapping.i_pages[index]
+    mem = k.mem
+    nr = _nr(k, pfn)
+    first = mem.index[pfn]
+    for i in range(first, first + nr):
+        del mapping.i_pages[i]
+    mapping.nrpages -= nr
+    filemap_unaccount_folio(k, mapping, pfn, nr)
+    mem.flags[pfn] = mem.flags[pfn] & ~(PG_dirty | PG_readahead)
+    mem.mapping[pfn] = 0
+    folio_put_refs(k, pfn, nr)
+
+
+# --- dirty and writeback state (mm/page-writeback.c) -------------------------------
+def folio_account_dirtied(k, pfn: int, nr: int):
+    """folio_account_dirtied(): nr_dirty, nr_zone_write_pending, nr_dirtied."""
+    v = k.vmstat
+    v[vmstat.NR_DIRTY] += nr
+    v[vmstat.NR_ZONE_WRITE_PENDING] += nr
+    v[vmstat.NR_DIRTIED] += nr
+
+
+def folio_account_cleaned(k, pfn: int, nr: int):
+    """folio_account_cleaned(): undo folio_account_dirtied() for a dropped folio."""
+    v = k.vmstat
+    v[vmstat.NR_DIRTY] -= nr
+    v[vmstat.NR_ZONE_WRITE_PENDING] -= nr
 
 
 def folio_mark_dirty(k, pfn: int):
-    """folio_mark_dirty(): set PG_dirty (shmem folios are not counted in nr_dirty)."""
-    f = k.mem.flags[pfn]
+    """folio_mark_dirty() -> filemap_dirty_folio(): set PG_dirty on the folio; a
+    page-cache folio of a disk file counts in nr_dirty (shmem's never do:
+    noop_dirty_folio, its mapping has no writeback)."""
+    from vmsim.mm.folio import page_folio
+    mem = k.mem
+    if mem.flags[pfn] & PG_tail:
+        pfn = page_folio(k, pfn)
+    f = mem.flags[pfn]
     if not f & PG_dirty:
-        k.mem.flags[pfn] = f | PG_dirty
-        if not f & PG_swapbacked:
-            k.vmstat[vmstat.NR_DIRTY] += 1
-            k.vmstat[vmstat.NR_DIRTIED] += 1
+        mem.flags[pfn] = f | PG_dirty
+        if not f & PG_swapbacked and mem.mapping[pfn]:
+            folio_account_dirtied(k, pfn, _nr(k, pfn))
+
+
+# --- lookup ---------------------------------------------------------------------------
+def filemap_get_folio(mapping, index: int) -> int:
+    """filemap_get_folio(): the cached folio holding ``index`` (no reference taken
+    here: callers that keep it take one), or -ENOENT."""
+    pfn = mapping.i_pages.get(index)
+    return -errno.ENOENT if pfn is None else pfn
+
+
+def __filemap_get_folio(k, mapping, index: int, fgp_flags: int, gfp: int = None) -> int:
+    """__filemap_get_folio(): find the folio at index, taking a reference; with
+    FGP_CREAT allocate and add one (the order asked by FGF_GET_ORDER, lowered to fit
+    the index's alignment and an existing neighbour), uptodate only after a read."""
+    from vmsim.mm.page_alloc import GFP_HIGHUSER_MOVABLE
+    from vmsim.mm.swap import folio_add_lru, folio_mark_accessed
+    mem = k.mem
+    pfn = mapping.i_pages.get(index)
+    if pfn is not None:
+        mem.refcount[pfn] += 1
+        if fgp_flags & FGP_ACCESSED:
+            folio_mark_accessed(k, pfn)
+        return pfn
+    if not fgp_flags & FGP_CREAT:
+        return -errno.ENOENT
+    order = (fgp_flags >> FGF_GET_ORDER_SHIFT) & 0x3F
+    if not mapping_large_folio_support(mapping):
+        order = 0
+    order = min(order, mapping.max_folio_order)
+    if index & ((1 << order) - 1):
+        order = (index & -index).bit_length() - 1         # __ffs(index)
+    while order and any(i in mapping.i_pages for i in range(index, index + (1 << order))):
+        order -= 1
+    while True:
+        pfn = filemap_alloc_folio(k, gfp if gfp is not None else GFP_HIGHUSER_MOVABLE, order)
+        if pfn >= 0 or not order:
+            break
+        order -= 1
+    if pfn < 0:
+        return -errno.ENOMEM
+    mem.flags[pfn] = mem.flags[pfn] | PG_locked
+    filemap_add_folio(k, mapping, pfn, index)
+    folio_add_lru(k, pfn, k.current_cpu())
+    mem.flags[pfn] = mem.flags[pfn] & ~PG_locked
+    return pfn
+
+
+def filemap_read_folio(k, file, mapping, folio: int) -> int:
+    """filemap_read_folio(): ->read_folio, synchronously; 0 or -EIO."""
+    mapping.a_ops.read_folio(k, mapping, folio)
+    return 0 if k.mem.flags[folio] & PG_uptodate else -errno.EIO
+
+
+# --- filemap_fault -------------------------------------------------------------------
+MMAP_LOTSAMISS = 100
+
+
+def maybe_unlock_mmap_for_io(vmf, fpin):
+    """maybe_unlock_mmap_for_io(): a fault that may retry drops the mmap (or VMA) lock
+    around I/O, pinning the file; returns the pinned file or None."""
+    if fpin is not None:
+        return fpin
+    if (vmf.flags & (FAULT_FLAG_ALLOW_RETRY | FAULT_FLAG_RETRY_NOWAIT)) == FAULT_FLAG_ALLOW_RETRY:
+        return vmf.vma.vm_file
+    return None
+
+
+def do_sync_mmap_readahead(vmf):
+    """do_sync_mmap_readahead(): read-around for a page-cache miss (VM_HUGEPAGE: two
+    PMD folios; VM_RAND_READ: none; VM_SEQ_READ: sync readahead; VM_EXEC: the VMA's
+    pages from the fault on; else ra_pages centred on the fault, async_size a
+    quarter). mmap_miss stops it after MMAP_LOTSAMISS misses."""
+    from vmsim.mm.readahead import readahead_control, page_cache_ra_order, page_cache_sync_ra
+    from vmsim.mm.mm_types import VM_HUGEPAGE, VM_RAND_READ, VM_SEQ_READ, VM_EXEC
+    vma = vmf.vma
+    file = vma.vm_file
+    ra = file.f_ra
+    mapping = file.f_mapping
+    ractl = readahead_control(file, ra, mapping, vmf.pgoff)
+    fpin = None
+    vm_flags = vma.vm_flags
+    if vm_flags & VM_HUGEPAGE:
+        fpin = maybe_unlock_mmap_for_io(vmf, fpin)
+        ractl.index &= ~511
+        ra.size = 512
+        if not vm_flags & VM_RAND_READ:
+            ra.size *= 2
+        ra.async_size = 512
+        ra.order = 9
+        page_cache_ra_order(ractl, ra)
+        return fpin
+    if (vm_flags & (VM_RAND_READ | VM_EXEC)) == VM_RAND_READ:
+        return fpin
+    if not ra.ra_pages:
+        return fpin
+    if vm_flags & VM_SEQ_READ:
+        fpin = maybe_unlock_mmap_for_io(vmf, fpin)
+        page_cache_sync_ra(ractl, ra.ra_pages)
+        return fpin
+    if ra.mmap_miss < MMAP_LOTSAMISS * 10:
+        ra.mmap_miss += 1
+    if ra.mmap_miss > MMAP_LOTSAMISS:
+        return fpin
+    if vm_flags & VM_EXEC:
+        # exec_folio_order(): x86 asks for no particular order (0).
+        start = vma.vm_pgoff
+        end = start + ((vma.vm_end - vma.vm_start) >> 12)
+        ra.order = 0
+        ra.start = max(vmf.pgoff, start)
+        ra.size = min(ra.start + ra.ra_pages, end) - ra.start
+        ra.async_size = 0
+    else:
+        ra.start = max(0, vmf.pgoff - ra.ra_pages // 2)
+        ra.size = ra.ra_pages
+        ra.async_size = ra.ra_pages // 4
+        ra.order = 0
+    fpin = maybe_unlock_mmap_for_io(vmf, fpin)
+    ractl.index = ra.start
+    page_cache_ra_order(ractl, ra)
+    return fpin
+
+
+def do_async_mmap_readahead(vmf, folio: int):
+    """do_async_mmap_readahead(): a hit lowers mmap_miss; a PG_readahead folio starts
+    the next async window."""
+    from vmsim.mm.readahead import readahead_control, page_cache_async_ra
+    from vmsim.mm.mm_types import VM_RAND_READ
+    file = vmf.vma.vm_file
+    ra = file.f_ra
+    fpin = None
+    if vmf.vma.vm_flags & VM_RAND_READ or not ra.ra_pages:
+        return fpin
+    k = vmf.vma.vm_mm.kernel
+    if not k.mem.flags[folio] & PG_locked and ra.mmap_miss:
+        ra.mmap_miss -= 1
+    if k.mem.flags[folio] & PG_readahead:
+        fpin = maybe_unlock_mmap_for_io(vmf, fpin)
+        page_cache_async_ra(readahead_control(file, ra, file.f_mapping, vmf.pgoff), folio,
+                            ra.ra_pages)
+    return fpin
+
+
+def filemap_fault(vmf) -> int:
+    """filemap_fault(): the folio at vmf.pgoff, locked, with a reference.
+
+    Past EOF: SIGBUS. Cached: async readahead if marked, a minor fault. Not cached:
+    pgmajfault, VM_FAULT_MAJOR, read-around (do_sync_mmap_readahead); the lock was
+    dropped for the I/O, so the fault returns VM_FAULT_RETRY and the arch handler
+    retries it with FAULT_FLAG_TRIED (which getrusage counts as major too).
+    """
+    vma = vmf.vma
+    k = vma.vm_mm.kernel
+    mem = k.mem
+    file = vma.vm_file
+    mapping = file.f_mapping
+    index = vmf.pgoff
+    max_idx = (i_size_read(mapping) + 4095) >> 12
+    if index >= max_idx:
+        return VM_FAULT_SIGBUS
+    ret = 0
+    fpin = None
+    folio = mapping.i_pages.get(index)
+    if folio is not None:
+        mem.refcount[folio] += 1
+        if not vmf.flags & FAULT_FLAG_TRIED:
+            fpin = do_async_mmap_readahead(vmf, folio)
+    else:
+        k.vmstat[vmstat.PGMAJFAULT] += 1
+        ret = VM_FAULT_MAJOR
+        fpin = do_sync_mmap_readahead(vmf)
+        folio = __filemap_get_folio(k, mapping, index, FGP_CREAT | FGP_FOR_MMAP)
+        if folio < 0:
+            if fpin is not None:
+                return ret | VM_FAULT_RETRY
+            return VM_FAULT_OOM
+    if not mem.flags[folio] & PG_uptodate:
+        # page_not_uptodate: read it in directly (VM_RAND_READ left it unread).
+        fpin = maybe_unlock_mmap_for_io(vmf, fpin)
+        err = filemap_read_folio(k, file, mapping, folio)
+        if fpin is not None or err:
+            from vmsim.mm.swap import folio_put
+            folio_put(k, folio)
+            return (ret | VM_FAULT_RETRY) if not err else VM_FAULT_SIGBUS
+    if fpin is not None:
+        from vmsim.mm.swap import folio_put
+        folio_put(k, folio)
+        return ret | VM_FAULT_RETRY
+    max_idx = (i_size_read(mapping) + 4095) >> 12
+    if index >= max_idx:
+        from vmsim.mm.swap import folio_put
+        folio_put(k, folio)
+        return VM_FAULT_SIGBUS
+    vmf.page = folio + (index - mem.index[folio])          # folio_file_page()
+    return ret | VM_FAULT_LOCKED
+
+
+def filemap_page_mkwrite(vmf) -> int:
+    """filemap_page_mkwrite() / ext4_page_mkwrite(): the folio becomes dirty before the
+    PTE is made writable (file_update_time, folio_mark_dirty); VM_FAULT_LOCKED."""
+    vma = vmf.vma
+    k = vma.vm_mm.kernel
+    mapping = vma.vm_file.f_mapping
+    from vmsim.mm.folio import page_folio
+    folio = page_folio(k, vmf.page)
+    if k.mem.mapping[folio] != mapping.id:
+        return VM_FAULT_NOPAGE                     # truncated meanwhile
+    folio_mark_dirty(k, folio)
+    return VM_FAULT_LOCKED
+
+
+# --- filemap_map_pages ----------------------------------------------------------------
+def next_uptodate_folio(k, mapping, index: int, end_pgoff: int):
+    """next_uptodate_folio(): (index, folio) of the next folio in [index, end_pgoff]
+    that is uptodate, unlocked, not PG_readahead and inside i_size; or (-1, -1)."""
+    mem = k.mem
+    cache = mapping.i_pages
+    max_idx = (i_size_read(mapping) + 4095) >> 12
+    while index <= end_pgoff:
+        folio = cache.get(index)
+        if folio is None:
+            index += 1
+            continue
+        f = mem.flags[folio]
+        if f & (PG_locked | PG_readahead) or not f & PG_uptodate or index >= max_idx:
+            index = mem.index[folio] + _nr(k, folio)
+            continue
+        return index, folio
+    return -1, -1
+
+
+def filemap_map_folio_range(vmf, folio: int, start: int, addr: int, nr_pages: int,
+                            file_end: int, ptep: int) -> (int, int):
+    """filemap_map_folio_range(): map pages [start, start + nr_pages) of a large
+    folio; the whole folio when it is inside i_size (or shmem), the VMA and one page
+    table. Returns (ret, pages mapped)."""
+    from vmsim.mm.memory import set_pte_range
+    vma = vmf.vma
+    k = vma.vm_mm.kernel
+    mem = k.mem
+    pool = k.ptpool.mv
+    mapping = vma.vm_file.f_mapping
+    nr = _nr(k, folio)
+    findex = mem.index[folio]
+    addr0 = addr - start * 4096
+    # "Fully within size of the file": file_end is the last index, so a folio that
+    # ends at EOF is only mapped over the fault-around window here.
+    if ((file_end >= findex + nr or mapping.swapbacked) and
+            findex >= vma.vm_pgoff and
+            vma.vm_start + ((findex + nr - vma.vm_pgoff) << 12) <= vma.vm_end and
+            (addr0 >> 21) == ((addr0 + nr * 4096 - 1) >> 21)):
+        ptep -= start
+        start = 0
+        addr = addr0
+        nr_pages = nr
+    ret = 0
+    rss = 0
+    count = 0
+    page = folio + start
+    i = 0
+    while i <= nr_pages:
+        if i < nr_pages and pool[ptep + i] == 0:
+            count += 1
+            i += 1
+            continue
+        if count:
+            a = addr + (i - count) * 4096
+            set_pte_range(vmf, folio, page + i - count, count, a, ptep + i - count)
+            rss += count
+            mem.refcount[folio] += count
+            if a <= vmf.address < a + count * 4096:
+                ret = VM_FAULT_NOPAGE
+        count = 0
+        i += 1
+    return ret, rss
 
 
 def filemap_map_pages(vmf, start_pgoff: int, end_pgoff: int) -> int:
     """filemap_map_pages(): map cached, uptodate, unlocked folios in [start, end].
 
     Returns VM_FAULT_NOPAGE when the faulting address itself got mapped, so the
-    fault completes without ->fault.
+    fault completes without ->fault. PMD-sized folios are mapped with PTEs here
+    (do_set_pmd for file folios: not modelled).
     """
     from vmsim.mm.memory import pmd_install, set_pte_range
     from vmsim.arch.x86.pgtable import pte_offset_map
     vma = vmf.vma
     mm = vma.vm_mm
     k = mm.kernel
-    mapping = vma.vm_file.f_mapping
+    file = vma.vm_file
+    mapping = file.f_mapping
     mem = k.mem
-    cache = mapping.i_pages
-    found = [i for i in range(start_pgoff, end_pgoff + 1)
-             if i in cache and mem.flags[cache[i]] & PG_uptodate and not mem.flags[cache[i]] & PG_locked]
-    if not found:
-        return 0
-    pool = k.ptpool.mv
-    if pool[vmf.pmd] == 0:                       # filemap_map_pmd()
-        if vmf.prealloc_pte >= 0:
-            vmf.prealloc_pte = pmd_install(mm, vmf.pmd, vmf.prealloc_pte)
-        else:
-            return VM_FAULT_OOM
+    index, folio = next_uptodate_folio(k, mapping, start_pgoff, end_pgoff)
+    mmap_miss = 0
     ret = 0
-    rss = 0
-    for index in found:
-        addr = vma.vm_start + ((index - vma.vm_pgoff) << 12)
-        ptep = pte_offset_map(mm, vmf.pmd, addr)
-        if pool[ptep]:
-            continue
-        pfn = cache[index]
-        # filemap_map_folio_range(): map read-only semantics of a read fault.
-        saved = vmf.flags
-        vmf.flags = saved & ~1
-        set_pte_range(vmf, pfn, pfn, 1, addr)
-        vmf.flags = saved
-        mem.refcount[pfn] += 1
-        rss += 1
-        if addr == vmf.address:
-            ret = VM_FAULT_NOPAGE
-    mm.rss_stat[MM_SHMEMPAGES if mapping.swapbacked else MM_FILEPAGES] += rss
+    if folio >= 0:
+        file_end = ((i_size_read(mapping) + 4095) >> 12) - 1
+        end_pgoff = min(end_pgoff, file_end)
+        pool = k.ptpool.mv
+        # filemap_map_pmd() runs only for a folio inside i_size (or shmem): it installs
+        # the PTE table. Otherwise, with no table yet, pte_offset_map_lock() finds none
+        # and nothing is mapped: ->fault and finish_fault() map the folio (whole, as
+        # it then fits: finish_fault compares i_size rounded up). A 64 MiB file's last
+        # 2 MiB folio so takes one fault on 6.18.44 (do_set_pmd there; vmsim maps the
+        # 512 PTEs: file PMD mappings are not modelled).
+        if pool[vmf.pmd] == 0:
+            if not (file_end >= mem.index[folio] + _nr(k, folio) or mapping.swapbacked):
+                folio = -1
+            elif vmf.prealloc_pte >= 0:
+                vmf.prealloc_pte = pmd_install(mm, vmf.pmd, vmf.prealloc_pte)
+            else:
+                return VM_FAULT_OOM
+    if folio >= 0:
+        pool = k.ptpool.mv
+        rss = 0
+        base_addr = vma.vm_start + ((start_pgoff - vma.vm_pgoff) << 12)
+        base_ptep = pte_offset_map(mm, vmf.pmd, base_addr)
+        while folio >= 0:
+            addr = base_addr + ((index - start_pgoff) << 12)
+            ptep = base_ptep + (index - start_pgoff)
+            fnr = _nr(k, folio)
+            findex = mem.index[folio]
+            nr_pages = min(findex + fnr - 1, end_pgoff) - index + 1
+            if not mem.flags[folio] & PG_workingset:
+                mmap_miss += nr_pages
+            if fnr == 1:                                     # filemap_map_order0_folio()
+                if pool[ptep] == 0:
+                    if vmf.address == addr:
+                        ret = VM_FAULT_NOPAGE
+                    set_pte_range(vmf, folio, folio, 1, addr, ptep)
+                    mem.refcount[folio] += 1
+                    rss += 1
+            else:
+                r, n = filemap_map_folio_range(vmf, folio, index - findex, addr, nr_pages,
+                                               file_end, ptep)
+                ret |= r
+                rss += n
+            index, folio = next_uptodate_folio(k, mapping, findex + fnr, end_pgoff)
+        mm.rss_stat[MM_SHMEMPAGES if mapping.swapbacked else MM_FILEPAGES] += rss
+    ra = getattr(file, "f_ra", None)
+    if ra is not None:
+        ra.mmap_miss = 0 if mmap_miss >= ra.mmap_miss else ra.mmap_miss - mmap_miss
     return ret
+
+
+# --- read(2) ------------------------------------------------------------------------
+def filemap_read(k, file, pos: int, count: int) -> bytes:
+    """filemap_read(): copy from the page cache, reading folios in with readahead
+    (filemap_get_pages: sync readahead on a miss, async on a PG_readahead folio)."""
+    from vmsim.mm.readahead import readahead_control, page_cache_sync_ra, page_cache_async_ra
+    from vmsim.mm.swap import folio_mark_accessed
+    mapping = file.f_mapping
+    ra = file.f_ra
+    isize = i_size_read(mapping)
+    if pos >= isize or count <= 0:
+        return b""
+    count = min(count, isize - pos)
+    out = bytearray()
+    mem = k.mem
+    last_index = (pos + count + 4095) >> 12
+    data = k.page_data
+    while count > 0:
+        index = pos >> 12
+        folio = mapping.i_pages.get(index)
+        if folio is None:
+            page_cache_sync_ra(readahead_control(file, ra, mapping, index), last_index - index)
+            folio = mapping.i_pages.get(index)
+            if folio is None:
+                folio = __filemap_get_folio(k, mapping, index, FGP_CREAT)
+                if folio < 0:
+                    break
+                mem.refcount[folio] -= 1
+        if mem.flags[folio] & PG_readahead:
+            page_cache_async_ra(readahead_control(file, ra, mapping, index), folio,
+                                last_index - index)
+        if not mem.flags[folio] & PG_uptodate:
+            filemap_read_folio(k, file, mapping, folio)
+        off = pos & 4095
+        n = min(4096 - off, count)
+        page = folio + (index - mem.index[folio])
+        out += data.read(page, off, n)
+        # Only the first access to a folio within one read marks it accessed.
+        if (pos - n) >> 12 != index or not out[:-n]:
+            folio_mark_accessed(k, folio)
+        pos += n
+        count -= n
+    ra.prev_pos = pos
+    return bytes(out)

@@ -41,12 +41,21 @@ def folio_nr_pages(k, pfn: int) -> int:
 
 def page_folio(k, pfn: int) -> int:
     """page_folio(): the head PFN of the folio containing ``pfn``."""
-    if not k.mem.flags[pfn] & PG_tail:
+    flags = k.mem.flags
+    if not flags[pfn] & PG_tail:
         return pfn
+    # The folio found last (zap and rmap walk a large folio page by page); checked
+    # again, so a freed or split folio is never taken for a live one.
+    last = k.__dict__.get("_page_folio_last")
+    if last is not None and last[0] < pfn < last[1]:
+        f = flags[last[0]]
+        if f & PG_head and last[0] + (1 << ((f & PG_ORDER_MASK) >> PG_ORDER_SHIFT)) == last[1]:
+            return last[0]
     for order in range(1, 19):
         head = pfn & ~((1 << order) - 1)
-        f = k.mem.flags[head]
+        f = flags[head]
         if f & PG_head and (f & PG_ORDER_MASK) >> PG_ORDER_SHIFT >= order:
+            k._page_folio_last = (head, head + (1 << ((f & PG_ORDER_MASK) >> PG_ORDER_SHIFT)))
             return head
     raise AssertionError(f"tail page {pfn:#x} without a head")
 

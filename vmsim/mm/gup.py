@@ -201,6 +201,9 @@ def populate_vma_page_range(vma, start: int, end: int) -> int:
     # We want mlock to succeed for regions that have any permissions other than PROT_NONE.
     if vma.vm_flags & (VM_READ | VM_WRITE | VM_EXEC):
         gup_flags |= FOLL_FORCE
+    # __mm_populate passes &locked: the fault may drop mmap_lock (a file read); a
+    # VM_FAULT_RETRY is then faulted again, without FOLL_TRIED (so minor).
+    gup_flags |= FOLL_UNLOCKABLE
     ret = __get_user_pages(vma.vm_mm, start, (end - start) >> 12, gup_flags)
     from vmsim.mm.swap import lru_add_drain
     lru_add_drain(vma.vm_mm.kernel)

@@ -468,7 +468,47 @@ def madvise_cold(vma, start: int, end: int, pageout: bool) -> int:
     walk_page_range(mm, start, end,
                     pmd_entry=lambda pmdp, a, n: madvise_cold_pte_range(tlb, vma, pmdp, a, n, pageout))
     tlb_finish_mmu(tlb)
+    if pageout and vma.vm_file is not None and hasattr(vma.vm_file, "f_ra"):
+        reclaim_pages(vma, start, end)
     return 0
+
+
+def reclaim_pages(vma, start: int, end: int):
+    """reclaim_pages() for the page-cache folios of a file VMA (can_do_file_pageout:
+    root may): shrink_folio_list() unmaps a clean folio mapped only here
+    (try_to_unmap) and drops it from the cache (__remove_mapping). Dirty file folios
+    are not written from this path: they stay (activated for the flusher)."""
+    from vmsim.mm.memory import vm_normal_page, zap_page_range_single
+    from vmsim.mm.folio import page_folio, folio_nr_pages, folio_mapcount
+    from vmsim.mm.truncate import mapping_evict_folio
+    from vmsim.mm.page_flags import PG_dirty, PG_swapbacked
+    mm = vma.vm_mm
+    k = mm.kernel
+    mem = k.mem
+    mapping = vma.vm_file.f_mapping
+    if mapping.swapbacked:
+        return
+    first = vma.vm_pgoff + ((start - vma.vm_start) >> 12)
+    last = vma.vm_pgoff + ((end - vma.vm_start) >> 12)
+    done = set()
+    for index in range(first, last):
+        folio = mapping.i_pages.get(index)
+        if folio is None or folio in done:
+            continue
+        done.add(folio)
+        f = mem.flags[folio]
+        nr = folio_nr_pages(k, folio)
+        fstart = vma.vm_start + ((mem.index[folio] - vma.vm_pgoff) << 12)
+        if f & (PG_dirty | PG_swapbacked) or fstart < vma.vm_start or \
+                fstart + nr * 4096 > vma.vm_end:
+            continue
+        # Mapped only by this VMA's PTEs (one mapping per page)?
+        if any(mem.mapcount[p] > 1 for p in range(folio, folio + nr)):
+            continue
+        zap_page_range_single(vma, fstart, nr * 4096, None)
+        if mem.flags[folio] & PG_dirty:                  # a dirty PTE dirtied it
+            continue
+        mapping_evict_folio(k, mapping, folio)
 
 
 def madvise_cold_pte_range(tlb, vma, pmdp: int, addr: int, end: int, pageout: bool) -> int:
@@ -515,6 +555,15 @@ def madvise_willneed(vma, start: int, end: int) -> int:
     from vmsim.mm.swap import lru_add_drain
     if vma.vm_file is None or getattr(vma.vm_file.f_mapping, "swapbacked", False):
         lru_add_drain(vma.vm_mm.kernel)
+        return 0
+    f = vma.vm_file
+    if not hasattr(f, "f_ra"):
+        return 0
+    # vfs_fadvise(POSIX_FADV_WILLNEED) over the file range: force_page_cache_ra().
+    from vmsim.mm.readahead import readahead_control, force_page_cache_ra
+    offset = (start - vma.vm_start) + (vma.vm_pgoff << 12)
+    force_page_cache_ra(readahead_control(f, f.f_ra, f.f_mapping, offset >> 12),
+                        ((end - start) + 4095) >> 12)
     return 0
 
 
@@ -532,9 +581,20 @@ def madvise_remove(vma, start: int, end: int) -> int:
         return -errno.EINVAL
     if (vma.vm_flags & (VM_SHARED | VM_MAYWRITE)) != (VM_SHARED | VM_MAYWRITE):  # vma_is_shared_maywrite
         return -errno.EACCES
-    if not getattr(f.f_mapping, "swapbacked", False):
-        return -errno.EOPNOTSUPP
     offset = (start - vma.vm_start) + (vma.vm_pgoff << 12)
+    if not getattr(f.f_mapping, "swapbacked", False):
+        if not hasattr(f, "f_ra"):
+            return -errno.EOPNOTSUPP
+        # ext4_punch_hole(): the page cache of the hole goes, then its blocks.
+        from vmsim.mm.truncate import truncate_pagecache_range
+        k = vma.vm_mm.kernel
+        ino = f.f_inode
+        hole_end = min(offset + (end - start), ino.i_size)
+        if hole_end > offset:
+            truncate_pagecache_range(k, ino, offset, hole_end - 1)
+            for idx in range(offset >> 12, hole_end >> 12):
+                ino.i_blocks.pop(idx, None)
+        return 0
     return shmem_punch_hole(vma.vm_mm.kernel, f, offset, end - start)
 
 

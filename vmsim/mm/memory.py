@@ -27,8 +27,9 @@ from vmsim.mm.mm_types import (
     VM_FAULT_LOCKED, VM_FAULT_DONE_COW, MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES,
     vm_fault, vma_is_accessible)
 from vmsim.mm.page_alloc import GFP_HIGHUSER_MOVABLE, __GFP_ZERO, __GFP_COMP
-from vmsim.mm.page_flags import PG_anon, PG_anon_exclusive, PG_lru, PG_swapbacked, PG_dirty, PG_tail, PG_head
+from vmsim.mm.page_flags import PG_anon, PG_anon_exclusive, PG_lru, PG_swapbacked, PG_dirty, PG_head, PG_tail
 from vmsim.mm.rmap import (folio_add_new_anon_rmap, folio_remove_rmap_pte, folio_add_file_rmap_pte,
+                           folio_add_file_rmap_ptes,
                            folio_try_dup_anon_rmap_pte, folio_dup_file_rmap_pte,
                            RMAP_EXCLUSIVE, anon_vma_prepare)
 from vmsim.mm.swap import folio_add_lru_vma, folio_put, folio_get, lru_add_drain, folio_mark_accessed
@@ -43,6 +44,7 @@ from vmsim.mm.mmu_gather import (tlb_remove_tlb_entry, __tlb_remove_folio_pages,
                                  pte_free_tlb, pmd_free_tlb, pud_free_tlb, p4d_free_tlb)
 
 _PFN = T.PTE_PFN_MASK
+_PG_LARGE = PG_head | PG_tail
 _P = T._PAGE_PRESENT
 _RW = T._PAGE_RW
 _PROTNONE = T._PAGE_PROTNONE
@@ -173,6 +175,9 @@ def _page_folio(k, pfn: int) -> int:
 
 def mm_counter_file(k, pfn: int) -> int:
     """mm_counter_file(): shmem pages (swapbacked) count as MM_SHMEMPAGES."""
+    if k.mem.flags[pfn] & PG_tail:
+        from vmsim.mm.folio import page_folio
+        pfn = page_folio(k, pfn)
     return MM_SHMEMPAGES if k.mem.flags[pfn] & PG_swapbacked else MM_FILEPAGES
 
 
@@ -724,8 +729,10 @@ def __do_fault(vmf) -> int:
     return ret | VM_FAULT_LOCKED
 
 
-def set_pte_range(vmf, folio: int, page: int, nr: int, addr: int):
-    """set_pte_range(): map nr pages of folio; a COW fault maps a new anon page."""
+def set_pte_range(vmf, folio: int, page: int, nr: int, addr: int, ptep: int = -1):
+    """set_pte_range(): map nr pages of folio; a COW fault maps a new anon page.
+    Prefaulted entries (fault-around, not the faulting address) are made young too:
+    x86 does not ask for old prefaulted PTEs (arch_wants_old_prefaulted_pte)."""
     vma = vmf.vma
     mm = vma.vm_mm
     k = mm.kernel
@@ -738,10 +745,13 @@ def set_pte_range(vmf, folio: int, page: int, nr: int, addr: int):
     if write and not vma.vm_flags & VM_SHARED:
         folio_add_new_anon_rmap(k, folio, vma, addr, RMAP_EXCLUSIVE)
         folio_add_lru_vma(k, folio, vma, k.current.cpu)
+    elif nr == 1 and folio == page and not k.mem.flags[folio] & _PG_LARGE:
+        folio_add_file_rmap_pte(k, page, vma)
     else:
-        for i in range(nr):
-            folio_add_file_rmap_pte(k, page + i, vma)
-    set_ptes(mm, addr, pte_offset_map(mm, vmf.pmd, addr), entry, nr)
+        folio_add_file_rmap_ptes(k, folio, page, nr, vma)
+    if ptep < 0:
+        ptep = pte_offset_map(mm, vmf.pmd, addr)
+    set_ptes(mm, addr, ptep, entry, nr)
 
 
 def finish_fault(vmf) -> int:
@@ -752,16 +762,43 @@ def finish_fault(vmf) -> int:
     is_cow = vmf.flags & FAULT_FLAG_WRITE and not vma.vm_flags & VM_SHARED
     page = vmf.cow_page if is_cow else vmf.page
     folio = page
+    if k.mem.flags[page] & PG_tail:
+        from vmsim.mm.folio import page_folio
+        folio = page_folio(k, page)
     if k.ptpool.mv[vmf.pmd] == 0:
         if vmf.prealloc_pte >= 0:
             vmf.prealloc_pte = pmd_install(mm, vmf.pmd, vmf.prealloc_pte)
         elif pte_alloc(mm, vmf.pmd):
             return VM_FAULT_OOM
-    vmf.pte = pte_offset_map(mm, vmf.pmd, vmf.address)
-    if k.ptpool.mv[vmf.pte] != 0:                   # vmf_pte_changed()
+    nr_pages = 1
+    addr = vmf.address
+    if not is_cow and k.mem.flags[page] & _PG_LARGE:
+        # Map the whole large folio when it lies inside i_size (or is shmem), the VMA
+        # and this page table; else one page.
+        from vmsim.mm.folio import page_folio, folio_nr_pages
+        folio = page_folio(k, page)
+        n = folio_nr_pages(k, folio)
+        mapping = vma.vm_file.f_mapping
+        file_end = (mapping.host.i_size + 4095) >> 12
+        idx = page - folio
+        vma_off = vmf.pgoff - vma.vm_pgoff
+        pte_off = (vmf.address >> 12) & 511
+        if (mapping.swapbacked or file_end >= k.mem.index[folio] + n) and not (
+                vma_off < idx or vma_off + (n - idx) > (vma.vm_end - vma.vm_start) >> 12 or
+                pte_off < idx or pte_off + (n - idx) > PTRS_PER_TABLE):
+            base = pte_offset_map(mm, vmf.pmd, vmf.address - idx * 4096)
+            pool = k.ptpool.mv
+            if all(pool[base + i] == 0 for i in range(n)):           # pte_range_none()
+                nr_pages = n
+                addr = vmf.address - idx * 4096
+                page = folio
+    vmf.pte = pte_offset_map(mm, vmf.pmd, addr)
+    if nr_pages == 1 and k.ptpool.mv[vmf.pte] != 0:                   # vmf_pte_changed()
         return VM_FAULT_NOPAGE
-    set_pte_range(vmf, folio, page, 1, vmf.address)
-    mm.rss_stat[MM_ANONPAGES if is_cow else mm_counter_file(k, folio)] += 1
+    if nr_pages > 1:
+        k.mem.refcount[folio] += nr_pages - 1                        # folio_ref_add()
+    set_pte_range(vmf, folio, page, nr_pages, addr, vmf.pte)
+    mm.rss_stat[MM_ANONPAGES if is_cow else mm_counter_file(k, folio)] += nr_pages
     return 0
 
 
@@ -976,6 +1013,26 @@ def zap_pte_range(tlb, vma, pmdp: int, addr: int, end: int, details) -> int:
                     addr += 4096
                     ptep += 1
                     continue
+                if page >= 0 and mflags[page] & _PG_LARGE:
+                    from vmsim.mm.folio import page_folio
+                    folio = page_folio(k, page)
+                    if not mflags[folio] & PG_anon:
+                        nr, ff, full = zap_present_folio_ptes(tlb, vma, folio, page, ptep,
+                                                                    addr, end)
+                        force_flush |= ff
+                        if first < 0:
+                            first = addr
+                        last = addr + (nr - 1) * 4096
+                        if mflags[folio] & PG_swapbacked:
+                            rss_shmem += nr
+                        else:
+                            rss_file += nr
+                        addr += nr * 4096
+                        ptep += nr
+                        if full:
+                            force_flush = True
+                            break
+                        continue
                 if page < 0:
                     ptep_get_and_clear_full(mm, addr, ptep, tlb.fullmm)
                 elif pf & PG_anon:
@@ -987,7 +1044,7 @@ def zap_pte_range(tlb, vma, pmdp: int, addr: int, end: int, details) -> int:
                     first = addr
                 last = addr
                 if page >= 0:
-                    f = pf
+                    f = pf                              # the folio's flags (large: the head's)
                     delay_rmap = False
                     if f & PG_anon:
                         rss_anon += 1
@@ -1034,6 +1091,51 @@ def zap_pte_range(tlb, vma, pmdp: int, addr: int, end: int, details) -> int:
     if can_reclaim_pt:
         try_to_free_pte(mm, pmdp, start, tlb)
     return addr
+
+
+def zap_present_folio_ptes(tlb, vma, folio: int, page: int, ptep: int, addr: int,
+                                end: int):
+    """zap_present_ptes() for a large page-cache folio: folio_pte_batch() finds the
+    run of PTEs mapping consecutive pages of it, which are cleared together; their
+    merged D and A bits pass to the folio (zap_present_folio_ptes). Returns (nr,
+    force_flush, gather full)."""
+    from vmsim.mm.folio import folio_nr_pages
+    from vmsim.mm.rmap import folio_remove_rmap_ptes
+    mm = tlb.mm
+    k = mm.kernel
+    pool = k.ptpool.mv
+    max_nr = min((end - addr) >> 12, folio + folio_nr_pages(k, folio) - page)
+    nr = 1
+    while nr < max_nr:
+        e = pool[ptep + nr]
+        if not e & _P or (e & _PFN) >> 12 != page + nr:
+            break
+        nr += 1
+    pte = get_and_clear_full_ptes(mm, addr, ptep, nr, tlb.fullmm)
+    __tlb_adjust = tlb_remove_tlb_entry
+    __tlb_adjust(tlb, ptep, addr)
+    if nr > 1:
+        __tlb_adjust(tlb, ptep + nr - 1, addr + (nr - 1) * 4096)
+    force_flush = False
+    delay_rmap = False
+    if pte & T._PAGE_DIRTY:
+        folio_mark_dirty(k, folio)
+        if tlb_delay_rmap(tlb):
+            delay_rmap = True
+            force_flush = True
+    if pte & T._PAGE_ACCESSED and not vma.vm_flags & (VM_SEQ_READ | VM_RAND_READ):
+        folio_mark_accessed(k, folio)
+    if not delay_rmap:
+        folio_remove_rmap_ptes(k, page, nr, vma)
+    # __tlb_remove_folio_pages(tlb, page, nr, delay_rmap): one encoded entry (two
+    # slots when nr > 1) holding nr references on the folio.
+    full = __tlb_remove_folio_pages(tlb, folio, 1, False)
+    if nr > 1:
+        tlb.pages.extend((folio,) * (nr - 1))
+        tlb.active_nr += 1
+    if delay_rmap:
+        tlb.delayed.extend(range(page, page + nr))
+    return nr, force_flush, full
 
 
 def try_to_free_pte(mm, pmdp: int, addr: int, tlb):

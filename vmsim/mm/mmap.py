@@ -633,3 +633,39 @@ def expand_downwards(vma, address: int) -> int:
 def expand_stack_locked(vma, address: int) -> int:
     """expand_stack_locked(): x86 stacks grow down."""
     return expand_downwards(vma, address)
+
+
+# --- the file part of do_mmap() ---------------------------------------------------
+def _do_mmap_file(file, flags: int, vm_flags: int):
+    """do_mmap() for a file: file_mmap_ok (EOVERFLOW is left to the caller's pgoff
+    check), the mapping type against the open mode (EACCES), a file type without
+    ->mmap (ENODEV), growsdown (EINVAL). Returns vm_flags or -errno. ext4 has
+    FOP_MMAP_SYNC, so MAP_SHARED_VALIDATE | MAP_SYNC passes this check and is
+    refused by ext4_file_mmap_prepare (EOPNOTSUPP: not DAX)."""
+    from vmsim.fs.file import FMODE_READ, FMODE_WRITE
+    t = flags & MAP_TYPE
+    inode = file.f_inode
+    flags_mask = LEGACY_MAP_MASK
+    if inode.i_sb.s_type == "ext4":
+        flags_mask |= MAP_SYNC
+    if t in (MAP_SHARED, MAP_SHARED_VALIDATE):
+        if t == MAP_SHARED:
+            flags &= LEGACY_MAP_MASK
+        if flags & ~flags_mask:
+            return -errno.EOPNOTSUPP
+        if vm_flags & VM_WRITE and not file.f_mode & FMODE_WRITE:
+            return -errno.EACCES
+        vm_flags |= VM_SHARED | VM_MAYSHARE
+        if not file.f_mode & FMODE_WRITE:
+            vm_flags &= ~(VM_MAYWRITE | VM_SHARED)
+    elif t != MAP_PRIVATE:
+        return -errno.EINVAL
+    if not file.f_mode & FMODE_READ:
+        return -errno.EACCES
+    if inode.i_mapping is None:               # a directory: no ->mmap
+        return -errno.ENODEV
+    if vm_flags & VM_GROWSDOWN:
+        return -errno.EINVAL
+    if flags & MAP_SYNC and t == MAP_SHARED_VALIDATE:
+        return -errno.EOPNOTSUPP              # ext4: daxdev_mapping_supported() fails
+    return vm_flags

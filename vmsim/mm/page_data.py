@@ -76,6 +76,12 @@ class PageData:
         h = self.private[pfn]
         n = len(data)
         if h >= 0:
+            if h == 0 and not any(data):
+                return                    # zeros into a zero frame change nothing
+            if h > 0 and not any(data):
+                ioff, old = inline_decode(h)
+                if off + n <= ioff or off >= ioff + len(old):
+                    return                # zeros beside the inline run change nothing
             if h == 0 and n <= INLINE_MAX:
                 if any(data):
                     self.private[pfn] = inline_encode(off, data)

@@ -287,23 +287,64 @@ def folio_try_dup_anon_rmap_pte(k, pfn, dst_vma, src_vma) -> int:
 
 
 def folio_dup_file_rmap_pte(k, pfn, dst_vma):
-    """folio_dup_file_rmap_pte(): one more PTE mapping of a page-cache page."""
-    k.mem.mapcount[pfn] += 1
+    """folio_dup_file_rmap_pte(): one more PTE mapping of a page-cache page (and of
+    its large folio: _large_mapcount)."""
+    mem = k.mem
+    mem.mapcount[pfn] += 1
+    if mem.flags[pfn] & (PG_head | PG_tail):
+        from vmsim.mm.folio import page_folio
+        mem.mapping[page_folio(k, pfn) + 1] += 1
 
 
 def folio_add_file_rmap_pte(k, pfn, vma):
     """folio_add_file_rmap_ptes() for one page: NR_FILE_MAPPED (nr_mapped) on first map."""
     mem = k.mem
+    if mem.flags[pfn] & (PG_head | PG_tail):
+        from vmsim.mm.folio import page_folio
+        folio_add_file_rmap_ptes(k, page_folio(k, pfn), pfn, 1, vma)
+        return
     mem.mapcount[pfn] += 1
     if mem.mapcount[pfn] == 1:
         k.vmstat[vmstat.NR_MAPPED] += 1
+
+
+def folio_add_file_rmap_ptes(k, folio, page, nr, vma):
+    """folio_add_file_rmap_ptes() -> __folio_add_rmap(RMAP_LEVEL_PTE): each page's
+    mapcount; a large folio's _large_mapcount and _nr_pages_mapped; the pages mapped
+    for the first time count in NR_FILE_MAPPED (nr_mapped)."""
+    mem = k.mem
+    mc = mem.mapcount
+    first = 0
+    for p in range(page, page + nr):
+        m = mc[p] + 1
+        mc[p] = m
+        if m == 1:
+            first += 1
+    if mem.flags[folio] & PG_head:
+        mem.mapping[folio + 1] += nr            # _large_mapcount
+        mem.index[folio + 1] += first           # _nr_pages_mapped
+    k.vmstat[vmstat.NR_MAPPED] += first
 
 
 def folio_remove_rmap_ptes(k, pfn, nr, vma):
     """folio_remove_rmap_ptes(): drop the mapcounts; the last unmap of a page leaves
     the node stats (NR_ANON_MAPPED / NR_FILE_MAPPED)."""
     mem = k.mem
-    if mem.flags[pfn] & _LARGE:
+    if mem.flags[pfn] & (PG_head | PG_tail):
+        # A page of a large folio: its folio's _large_mapcount / _nr_pages_mapped.
+        from vmsim.mm.folio import page_folio
+        folio = page_folio(k, pfn)
+        if not mem.flags[folio] & PG_anon:
+            mem.mapping[folio + 1] -= nr
+            last = sum(1 for p in range(pfn, pfn + nr) if mem.mapcount[p] == 1)
+            mem.index[folio + 1] -= last
+            for p in range(pfn, pfn + nr):
+                mem.mapcount[p] -= 1
+            k.vmstat[vmstat.NR_MAPPED] -= last
+            if vma is not None and vma.vm_flags & 0x2000:          # VM_LOCKED
+                from vmsim.mm.mlock import munlock_folio
+                munlock_folio(k, folio)
+            return
         return _large_remove_rmap_ptes(k, pfn, nr, vma)
     for p in range(pfn, pfn + nr):
         m = mem.mapcount[p] - 1

@@ -166,3 +166,72 @@ def shmem_evict_inode(k, inode):
     for index in list(inode.i_mapping.i_pages):
         filemap_remove_folio(k, inode.i_mapping, index)
     k.unregister_object(inode.i_mapping.id)
+
+
+# --- tmpfs files (the /dev/shm mount): shmem_file_operations, shmem_vm_ops ----------
+class _ShmemVmOps:
+    """shmem_vm_ops: ->fault, ->map_pages; no ->page_mkwrite (tmpfs has no
+    writeback, so shared writable PTEs are made writable at once)."""
+    name = "shmem_vm_ops"
+
+    @staticmethod
+    def fault(vmf):
+        return shmem_fault(vmf)
+
+    @staticmethod
+    def map_pages(vmf, start_pgoff, end_pgoff):
+        return filemap_map_pages(vmf, start_pgoff, end_pgoff)
+
+
+shmem_vm_ops = _ShmemVmOps()
+
+
+class _ShmemFileOps:
+    """shmem_file_operations (mmap and placement)."""
+
+    @staticmethod
+    def mmap(file, vma) -> int:
+        """shmem_mmap_prepare(): file_accessed, shmem_vm_ops."""
+        vma.vm_ops = shmem_vm_ops
+        return 0
+
+    @staticmethod
+    def get_unmapped_area(mm, file, addr, length, pgoff, flags):
+        return shmem_get_unmapped_area(mm, file, addr, length, pgoff, flags)
+
+
+class shmem_sops:
+    a_ops = None
+    f_op = _ShmemFileOps()
+
+
+def shmem_get_folio(k, inode, index: int, sgp_write: bool) -> int:
+    """shmem_get_folio(SGP_READ / SGP_WRITE) for read(2) / write(2): the cached folio
+    (no reference taken), a new zeroed one for a write, -1 for a hole on read (the
+    caller copies zeros: no page is allocated), -errno on failure."""
+    pfn = inode.i_mapping.i_pages.get(index)
+    if pfn is not None:
+        return pfn
+    if not sgp_write:
+        return -1
+    if shmem_inode_acct_blocks(k, inode, 1):
+        return -errno.ENOSPC
+    pfn = k.page_alloc.alloc_pages(GFP_HIGHUSER_MOVABLE, 0, k.current_cpu())
+    if pfn < 0:
+        inode.acct_pages -= 1
+        k.committed_as -= 1
+        return -errno.ENOMEM
+    k.mem.flags[pfn] = k.mem.flags[pfn] | PG_swapbacked | PG_locked
+    filemap_add_folio(k, inode.i_mapping, pfn, index)
+    from vmsim.mm.swap import folio_add_lru, folio_put
+    folio_add_lru(k, pfn, k.current_cpu())
+    k.mem.flags[pfn] = (k.mem.flags[pfn] | PG_uptodate) & ~PG_locked
+    folio_put(k, pfn)                     # the allocation's reference: the cache holds it
+    return pfn
+
+
+def shmem_inode_unacct_blocks(k, inode, nr: int):
+    """shmem_inode_unacct_blocks(): pages a truncation or hole punch freed."""
+    nr = min(nr, inode.acct_pages)
+    inode.acct_pages -= nr
+    k.committed_as -= nr

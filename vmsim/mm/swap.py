@@ -8,7 +8,7 @@ batch. The lists themselves are doubly linked through mem_map.lru_next/lru_prev,
 folio->lru links them; PFN 0 (reserved, never on an LRU) is the null link.
 """
 from vmsim.mm.page_flags import (PG_lru, PG_active, PG_swapbacked, PG_unevictable,
-                                 PG_mlocked, PG_ORDER_MASK, PG_ORDER_SHIFT, PG_head,
+                                 PG_mlocked, PG_ORDER_MASK, PG_ORDER_SHIFT, PG_head, PG_tail,
                                  PG_large_rmappable)
 from vmsim.mm import vmstat
 from vmsim.mm.folio import folio_nr_pages
@@ -225,8 +225,15 @@ def batch_refs(k) -> dict:
 
 
 def folio_get(k, pfn: int):
-    """folio_get(): take a reference."""
+    """folio_get() / get_page(): take a reference (on the folio of a tail page)."""
+    if k.mem.flags[pfn] & PG_tail:
+        pfn = _head(k, pfn)
     k.mem.refcount[pfn] += 1
+
+
+def _head(k, pfn: int) -> int:
+    from vmsim.mm.folio import page_folio
+    return page_folio(k, pfn)
 
 
 def page_cache_release(k, pfn: int):
@@ -297,7 +304,9 @@ def free_unref_folios(k, pfns):
 
 
 def folio_put(k, pfn: int):
-    """folio_put(): drop a reference; free the folio when it was the last."""
+    """folio_put() / put_page(): drop a reference; free the folio when it was the last."""
+    if k.mem.flags[pfn] & PG_tail:
+        pfn = _head(k, pfn)
     rc = k.mem.refcount
     r = rc[pfn] - 1
     rc[pfn] = r
@@ -314,8 +323,11 @@ def folios_put(k, pfns):
     PAGEVEC_SIZE at a time; LRU removal and the per-CPU lists do not interact, so one
     batch per call ends in the same state."""
     rc = k.mem.refcount
+    flags = k.mem.flags
     free = []
     for pfn in pfns:
+        if flags[pfn] & PG_tail:                # a page of a large folio
+            pfn = _head(k, pfn)
         r = rc[pfn] - 1
         rc[pfn] = r
         if r == 0:
@@ -325,6 +337,17 @@ def folios_put(k, pfns):
             raise AssertionError(f"VM_BUG_ON_FOLIO: refcount underflow on pfn {pfn:#x}")
     if free:
         free_unref_folios(k, free)
+
+
+def folio_put_refs(k, pfn: int, refs: int):
+    """folio_put_refs(): drop ``refs`` references at once."""
+    rc = k.mem.refcount
+    r = rc[pfn] - refs
+    rc[pfn] = r
+    if r == 0:
+        __folio_put(k, pfn)
+    elif r < 0:
+        raise AssertionError(f"VM_BUG_ON_FOLIO: refcount underflow on pfn {pfn:#x}")
 
 
 def folios_put_refs(k, pfns, refs):
@@ -356,6 +379,9 @@ def folio_mark_accessed(k, pfn: int):
     from vmsim.mm.page_flags import PG_referenced
     mem = k.mem
     f = mem.flags[pfn]
+    if f & PG_tail:
+        pfn = _head(k, pfn)
+        f = mem.flags[pfn]
     if not f & PG_referenced:
         mem.flags[pfn] = f | PG_referenced
     elif f & PG_unevictable:

@@ -1,0 +1,197 @@
+"""Replay speed: vmsim's compiled access path against the same accesses run natively.
+
+    python bench/bench_replay.py [--quick]
+
+Prints, each with the trace it used:
+  accesses/s   locality-rich reads (8-byte stride over 32 MiB, 64 per page), random
+               reads over 1 GiB of resident pages (a walk each), stores (the locality
+               trace as writes, zeros and non-zero bytes), all after a warm-up pass so
+               faults are out of the timing; and the native C program touching the same
+               offsets of a real mapping on this kernel: the slowdown ratio
+  start-up     a fresh interpreter: import vmsim, spawn, one p.access (numba cache warm)
+  host memory  bytes of this process's RSS per touched simulated frame (written pages of
+               a 16 GiB machine), and for a machine whose frames stay untouched
+  lackey       lines/s reading a lackey trace (tests/data/traces/ls-usr-bin.lackey.xz,
+               decompressed first, so the parser alone is timed)
+Rates are per CPU second (process time, vmsim and the C program alike): the machine
+is shared, and wall-clock rates would measure its load. Start-up is wall-clock.
+"""
+import argparse
+import lzma
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
+
+import vmsim  # noqa: E402
+
+C_SRC = r"""
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <stdint.h>
+#include <sys/mman.h>
+#include <time.h>
+/* argv: offsets file (int64), region bytes, write(0/1), passes */
+int main(int argc, char **argv) {
+    FILE *f = fopen(argv[1], "rb");
+    size_t region = strtoull(argv[2], 0, 0);
+    int wr = atoi(argv[3]), passes = atoi(argv[4]);
+    fseek(f, 0, SEEK_END); long n = ftell(f) / 8; fseek(f, 0, SEEK_SET);
+    int64_t *off = malloc(n * 8);
+    if (fread(off, 8, n, f) != (size_t)n) return 1;
+    volatile unsigned char *m = mmap(0, region, PROT_READ | PROT_WRITE,
+                                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    unsigned long s = 0;
+    for (long i = 0; i < n; i++) m[off[i]] = 1;          /* fault everything in first */
+    struct timespec a, b;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &a);
+    for (int p = 0; p < passes; p++)
+        if (wr) for (long i = 0; i < n; i++) m[off[i]] = (unsigned char)i;
+        else for (long i = 0; i < n; i++) s += m[off[i]];
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &b);
+    double ns = (b.tv_sec - a.tv_sec) * 1e9 + (b.tv_nsec - a.tv_nsec);
+    printf("%.3f %lu\n", (double)n * passes / ns * 1e3, s);   /* M accesses/s */
+    return 0;
+}
+"""
+
+
+def native_rate(offsets, region, write, passes, tmp):
+    exe = os.path.join(tmp, "touch_native")
+    if not os.path.exists(exe):
+        src = os.path.join(tmp, "touch_native.c")
+        with open(src, "w") as f:
+            f.write(C_SRC)
+        subprocess.run(["cc", "-O2", "-o", exe, src], check=True)
+    path = os.path.join(tmp, "offsets.bin")
+    offsets.astype(np.int64).tofile(path)
+    out = subprocess.run([exe, path, str(region), str(int(write)), str(passes)],
+                         capture_output=True, text=True, check=True).stdout.split()
+    return float(out[0]) * 1e6
+
+
+def vmsim_rate(offsets, region, kind, value=0, passes=3):
+    m = vmsim.Machine("16G", debug_vm=False)
+    p = m.spawn()
+    a = p.mmap(0, region, vmsim.PROT_READ | vmsim.PROT_WRITE, vmsim.MAP_PRIVATE | vmsim.MAP_ANONYMOUS)
+    addrs = (a + offsets).astype(np.int64)
+    kinds = np.full(len(addrs), kind, np.uint8)
+    p.access(addrs, np.full(len(addrs), vmsim.ACCESS_WRITE, np.uint8), value=value)   # fault in
+    best = 0.0
+    for _ in range(passes):
+        t = time.process_time()
+        p.access(addrs, kinds, value=value)
+        best = max(best, len(addrs) / (time.process_time() - t))
+    return best
+
+
+def rss_bytes():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def host_memory(frames):
+    m = vmsim.Machine("16G", debug_vm=False)
+    p = m.spawn()
+    a = p.mmap(0, frames * 4096, vmsim.PROT_READ | vmsim.PROT_WRITE,
+               vmsim.MAP_PRIVATE | vmsim.MAP_ANONYMOUS)
+    p.access(np.array([a]), np.array([1], np.uint8))                 # compile, warm
+    before = rss_bytes()
+    addrs = a + np.arange(frames, dtype=np.int64) * 4096
+    p.access(addrs, np.full(frames, vmsim.ACCESS_WRITE, np.uint8), value=0)
+    after = rss_bytes()
+    del addrs
+    return (after - before) / frames
+
+
+def untouched_cost():
+    import gc
+    gc.collect()
+    before = rss_bytes()
+    m = vmsim.Machine("64G", debug_vm=False)
+    m.spawn()
+    after = rss_bytes()
+    return after - before, m.k.memory_bytes >> 12
+
+
+def startup():
+    code = textwrap.dedent("""
+        import time; t = time.perf_counter()
+        import numpy as np, vmsim
+        m = vmsim.Machine("1G", debug_vm=False); p = m.spawn()
+        a = p.mmap(0, 1 << 20, 3, 0x22)
+        p.access(a + np.arange(0, 1 << 20, 64), np.zeros(1 << 14, np.uint8))
+        print(time.perf_counter() - t, time.process_time())
+    """)
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True)  # warm
+    out = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True,
+                         text=True).stdout.split()
+    return float(out[0]), float(out[1])
+
+
+def lackey_rate(tmp):
+    from vmsim.replay.readers import open_trace
+    src = os.path.join(ROOT, "tests", "data", "traces", "ls-usr-bin.lackey.xz")
+    dst = os.path.join(tmp, "ls.lackey")
+    with lzma.open(src) as f, open(dst, "wb") as g:
+        g.write(f.read())
+    list(open_trace(dst, chunk=1 << 16))                                # compile, page cache
+    t = time.process_time()
+    r = open_trace(dst)
+    for _ in r:
+        pass
+    return r.lines / (time.process_time() - t), r.lines
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="smaller traces")
+    args = ap.parse_args()
+    n = 1 << 20 if args.quick else 1 << 22
+    rng = np.random.default_rng(1)
+    seq_region = 32 << 20
+    seq = (np.arange(n, dtype=np.int64) * 8) % seq_region
+    rnd_region = 1 << 30
+    rnd = rng.integers(0, rnd_region >> 12, n) * 4096 + rng.integers(0, 4096, n)
+    cost, frames = untouched_cost()            # first: no freed machine to blur it
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, off, region, kind, value in (
+                ("locality reads (8 B stride, 32 MiB)", seq, seq_region, 0, 0),
+                ("random reads (1 GiB resident)", rnd, rnd_region, 0, 0),
+                ("stores of 0 (8 B stride, 32 MiB)", seq, seq_region, 1, 0),
+                ("stores of 1 (8 B stride, 32 MiB)", seq, seq_region, 1, 1)):
+            v = vmsim_rate(off, region, kind, value)
+            nat = native_rate(off, region, kind == 1, 3, tmp)
+            rows.append((name, v, nat))
+        lines_s, lines = lackey_rate(tmp)
+    print(f"{'trace':40} {'vmsim M/s':>10} {'native M/s':>11} {'slowdown':>9}")
+    for name, v, nat in rows:
+        print(f"{name:40} {v / 1e6:10.2f} {nat / 1e6:11.1f} {nat / v:8.0f}x")
+    print(f"(each trace {n:,} accesses; targets: locality >= 100 M/s, random >= 25 M/s, "
+          "stores >= 50 M/s)")
+    wall, cpu_s = startup()
+    print(f"start-up, warm numba cache: {wall:.2f} s wall, {cpu_s:.2f} s CPU (target < 0.5 s)")
+    per = host_memory(1 << 17)
+    print(f"host memory per touched frame: {per:.0f} bytes (131,072 frames written; target <= 48)")
+    print(f"host memory of a 64 GiB machine's {frames:,} untouched frames: {cost / 1024:.0f} KiB "
+          f"({cost / frames:.2f} bytes per frame)")
+    print(f"lackey reader: {lines_s / 1e6:.2f} M lines/s ({lines:,} lines of ls /usr/bin; "
+          "target >= 5)")
+
+
+if __name__ == "__main__":
+    main()

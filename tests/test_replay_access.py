@@ -1,0 +1,225 @@
+"""p.access(addrs, kinds, sizes): a stream of accesses in one call (vmsim.arch.x86.mmu_batch).
+
+The reference is the same accesses one by one through p.read / p.write / p.fetch, whose
+behaviour the rest of the suite checks against the kernel; a batch must leave exactly
+the state they leave and stop at the same access with the same signal.
+"""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st, HealthCheck
+
+import vmsim
+from vmsim import (PROT_READ, PROT_WRITE, PROT_EXEC, PROT_NONE, MAP_PRIVATE, MAP_SHARED,
+                   MAP_ANONYMOUS, ACCESS_READ, ACCESS_WRITE, ACCESS_EXEC)
+from vmsim.arch.x86 import cpu
+
+ANON = MAP_PRIVATE | MAP_ANONYMOUS
+RW = PROT_READ | PROT_WRITE
+VSYSCALL = 0xffffffffff600000
+
+
+def _layout(m):
+    """A process with areas of every kind of right, holes between them, and a fork
+    so some private pages are COW-shared."""
+    p = m.spawn()
+    a = p.mmap(0, 12 << 12, RW, ANON)
+    p.touch(a, 3 << 12, write=True)
+    ro = p.mmap(0, 3 << 12, PROT_READ, ANON)
+    p.read(ro, 1)
+    none = p.mmap(0, 2 << 12, PROT_NONE, ANON)
+    x = p.mmap(0, 2 << 12, PROT_READ | PROT_EXEC, ANON)
+    sh = p.mmap(0, 4 << 12, RW, MAP_SHARED | MAP_ANONYMOUS)
+    p.munmap(a + (8 << 12), 4096)                   # a hole inside the RW area
+    p.fork()
+    return p, [a, ro, none, x, sh, p.mm.start_stack & ~0xFFF]
+
+
+def _one_by_one(p, addrs, kinds, sizes, value):
+    for i, (a, kd, n) in enumerate(zip(addrs, kinds, sizes)):
+        a &= (1 << 64) - 1
+        try:
+            if kd == ACCESS_READ:
+                p.read(a, n)
+            elif kd == ACCESS_WRITE:
+                p.write(a, bytes((value,)) * n)
+            else:
+                p.fetch(a, n)
+        except vmsim.SignalDelivered as e:
+            return (i, e.signo, e.si_code, e.si_addr, e.offset)
+    return None
+
+
+def _batch(p, addrs, kinds, sizes, value):
+    try:
+        p.access(np.array(addrs, dtype=np.int64), np.array(kinds, dtype=np.uint8),
+                 np.array(sizes, dtype=np.int64), value=value)
+    except vmsim.SignalDelivered as e:
+        return (e.index, e.signo, e.si_code, e.si_addr, e.offset)
+    return None
+
+
+def _state(m, p):
+    k = m.k
+    t = p.task
+    return (bytes(k.ptpool.arr[:k.ptpool.used * 512].tobytes()),
+            bytes(k.mem.np_private.tobytes()), t.min_flt, t.maj_flt,
+            m.read_file(f"/proc/{p.pid}/smaps_rollup"), m.read_file("/proc/vmstat"))
+
+
+def _s64(a):
+    a &= (1 << 64) - 1
+    return a - (1 << 64) if a >> 63 else a
+
+
+@st.composite
+def _accesses(draw):
+    n = draw(st.integers(1, 24))
+    out = []
+    for _ in range(n):
+        area = draw(st.integers(0, 8))
+        kind = draw(st.sampled_from([ACCESS_READ, ACCESS_WRITE, ACCESS_EXEC]))
+        size = draw(st.sampled_from([0, 1, 2, 4, 8, 16, 64, 4096, 5000]))
+        off = draw(st.integers(-4200, 13 << 12))
+        out.append((area, off, kind, size))
+    return out, draw(st.sampled_from([0, 1, 0x5a]))
+
+
+def _resolve(bases, area, off):
+    if area < len(bases):
+        return bases[area] + off
+    if area == len(bases):
+        return VSYSCALL + (off & 0xFFF)
+    if area == len(bases) + 1:
+        return (1 << 47) - 8 + (off & 15)            # straddles into non-canonical
+    return 0xffff888000000000 + off                  # the kernel's direct map
+
+
+def _tlb_presets():
+    from vmsim.replay.run import model_support
+    return [None, "skylake"] if model_support()["tlb"] else [None]
+
+
+def _check_batch_behaves_as_one_by_one(spec, tlb=None):
+    seq, value = spec
+    results = []
+    for runner in (_one_by_one, _batch):
+        m = vmsim.Machine("64M", **({"tlb": tlb} if tlb else {}))
+        p, bases = _layout(m)
+        addrs = [_s64(_resolve(bases, ar, off)) for ar, off, _, _ in seq]
+        kinds = [kd for _, _, kd, _ in seq]
+        sizes = [sz for _, _, _, sz in seq]
+        sig = runner(p, addrs, kinds, sizes, value)
+        results.append((sig, _state(m, p)))
+        m.check()
+    assert results[0][0] == results[1][0]
+    assert results[0][1] == results[1][1]
+
+
+@pytest.mark.parametrize("tlb", _tlb_presets())
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(spec=_accesses())
+def test_batch_behaves_as_one_by_one(spec, tlb):
+    _check_batch_behaves_as_one_by_one(spec, tlb)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tlb", _tlb_presets())
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(spec=_accesses())
+def test_batch_behaves_as_one_by_one_long(spec, tlb):
+    _check_batch_behaves_as_one_by_one(spec, tlb)
+
+
+def _run_mode(compiled, fn):
+    cpu._use_compiled(compiled)
+    try:
+        return fn()
+    finally:
+        cpu._default()
+
+
+def test_compiled_and_python_leave_identical_state():
+    rng = np.random.default_rng(7)
+
+    def scenario():
+        m = vmsim.Machine("64M")
+        p, bases = _layout(m)
+        a = bases[0]
+        addrs = np.concatenate([a + rng.integers(0, 7 << 12, 3000),
+                                a + np.arange(0, 7 << 12, 61)])
+        kinds = np.where(np.arange(len(addrs)) % 3 == 0, ACCESS_WRITE, ACCESS_READ).astype(np.uint8)
+        sizes = rng.choice([1, 2, 8, 100], len(addrs))
+        p.access(addrs, kinds, sizes, value=3)
+        p.access(addrs[::-1].copy(), kinds, value=0)
+        return _state(m, p), p.read(a, 8 << 12)
+
+    state = rng.bit_generator.state
+    py = _run_mode(False, scenario)
+    rng.bit_generator.state = state
+    nb = _run_mode(True, scenario)
+    assert py == nb
+
+
+def test_store_contents_and_straddle():
+    m = vmsim.Machine("64M")
+    p = m.spawn()
+    a = p.mmap(0, 2 << 12, RW, ANON)
+    # A 4-byte store straddling the two pages: two translations, two faults.
+    p.access([a + 4094], [ACCESS_WRITE], [4], value=0xAB)
+    assert p.getrusage().ru_minflt == 2
+    assert p.read(a + 4092, 8) == b"\0\0\xab\xab\xab\xab\0\0"
+    # Stores at many offsets of one page: contents as with p.write.
+    offs = np.arange(0, 4096, 7)
+    p.access(a + offs, np.full(len(offs), ACCESS_WRITE, np.uint8), value=9)
+    data = p.read(a, 4096)
+    assert all(data[o] == 9 for o in offs)
+    assert data[1] == 0
+
+
+def test_default_size_is_one_and_kinds_validated():
+    m = vmsim.Machine("64M")
+    p = m.spawn()
+    a = p.mmap(0, 2 << 12, PROT_READ, ANON)
+    p.munmap(a + 4096, 4096)
+    p.access(np.array([a + 4095]), np.array([ACCESS_READ], np.uint8))   # 1 byte: no straddle
+    with pytest.raises(vmsim.SignalDelivered) as e:
+        p.access([a + 4095], [ACCESS_READ], [2])
+    assert e.value.index == 0 and e.value.offset == 1 and e.value.si_addr == a + 4096
+    with pytest.raises(ValueError):
+        p.access([a], [3])
+    with pytest.raises(ValueError):
+        p.access([a, a], [0])
+
+
+def test_signal_mid_array_after_earlier_accesses_took_effect():
+    m = vmsim.Machine("64M")
+    p = m.spawn()
+    a = p.mmap(0, 4 << 12, RW, ANON)
+    p.mprotect(a + (2 << 12), 4096, PROT_READ)
+    addrs = a + np.array([0, 4096, 2 << 12, 3 << 12])
+    with pytest.raises(vmsim.SignalDelivered) as e:
+        p.access(addrs, np.full(4, ACCESS_WRITE, np.uint8))
+    assert e.value.index == 2 and e.value.signo == 11 and e.value.si_addr == a + (2 << 12)
+    # SEGV_ACCERR from the VMA check (access_error) before handle_mm_fault: not counted.
+    assert e.value.si_code == 2 and p.getrusage().ru_minflt == 2
+    assert p.read(a, 1) == b"\1" and p.read(a + (3 << 12), 1) == b"\0"
+    # The process stays usable, as after a caught signal.
+    p.access(addrs[3:], np.full(1, ACCESS_WRITE, np.uint8))
+
+
+def test_exec_of_the_vsyscall_page_is_emulated():
+    m = vmsim.Machine("64M")
+    p = m.spawn()
+    p.access(np.array([VSYSCALL], dtype=np.uint64), [ACCESS_EXEC])   # no signal
+    with pytest.raises(vmsim.SignalDelivered):
+        p.access(np.array([VSYSCALL], dtype=np.uint64), [ACCESS_READ])
+
+
+def test_faults_show_in_the_trace():
+    m = vmsim.Machine("64M")
+    p = m.spawn()
+    a = p.mmap(0, 2 << 12, RW, ANON)
+    with m.trace() as tr:
+        p.access(a + np.array([0, 4096]), np.array([ACCESS_WRITE, ACCESS_READ], np.uint8))
+    text = tr.text()
+    assert text.count("exc_page_fault(") == 2 and "do_anonymous_page" in text

@@ -1,0 +1,244 @@
+"""Trace readers (vmsim.replay.readers / native): formats, errors, streaming, fuzzing."""
+import gzip
+import lzma
+import os
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st, HealthCheck
+
+from vmsim.replay import readers, native
+from vmsim.replay.readers import open_trace, TraceError, Event
+
+LACKEY = """\
+==123== Lackey, an example Valgrind tool
+==123== Command: /bin/true
+==123== 
+I  0401ab70,3
+ S 1fff000768,8
+ L 04225e70,8
+ M 0422ae50,4
+I  0401b770,1
+==123== 
+"""
+# Hand-decoded from Valgrind's lackey format: I fetch, L load, S store, M load then store.
+LACKEY_EXPECT = (
+    [0x0401ab70, 0x1fff000768, 0x04225e70, 0x0422ae50, 0x0422ae50, 0x0401b770],
+    [2, 1, 0, 0, 1, 2],
+    [3, 8, 8, 4, 4, 1],
+)
+
+PIN = """\
+0x401000: W 0x7ffd1234
+0x401004: R 0x7ffd1238
+0x40100a: R 0x601040
+#eof
+0x40100e: W 0x1
+"""
+
+
+def _all(path, **kw):
+    r = open_trace(str(path), **kw)
+    cs = list(r)
+    if not cs:
+        return r, [], [], []
+    return (r, np.concatenate([c.addr for c in cs]).tolist(),
+            np.concatenate([c.kind for c in cs]).tolist(), np.concatenate([c.size for c in cs]).tolist())
+
+
+def test_lackey(tmp_path):
+    p = tmp_path / "t.lackey"
+    p.write_text(LACKEY)
+    r, a, k, s = _all(p)
+    assert (a, k, s) == tuple(list(x) for x in LACKEY_EXPECT)
+    assert r.format == "lackey" and r.lines == LACKEY.count("\n")
+
+
+def test_lackey_format_detected_by_content_and_chunks(tmp_path):
+    p = tmp_path / "trace.txt"
+    p.write_text(LACKEY * 5)
+    r, a, k, s = _all(p, chunk=3)
+    assert r.format == "lackey"
+    assert a == LACKEY_EXPECT[0] * 5 and k == LACKEY_EXPECT[1] * 5
+
+
+def test_pinatrace_stops_at_eof(tmp_path):
+    p = tmp_path / "t.pinatrace"
+    p.write_text(PIN)
+    r, a, k, s = _all(p)
+    assert a == [0x7ffd1234, 0x7ffd1238, 0x601040] and k == [1, 0, 0] and s == [1, 1, 1]
+
+
+@pytest.mark.parametrize("suffix,opener", [(".gz", gzip.open), (".xz", lzma.open)])
+def test_compressed(tmp_path, suffix, opener):
+    p = tmp_path / ("t.lackey" + suffix)
+    with opener(p, "wb") as f:
+        f.write(LACKEY.encode())
+    _, a, k, s = _all(p)
+    assert (a, k, s) == tuple(list(x) for x in LACKEY_EXPECT)
+
+
+def test_zstd(tmp_path, monkeypatch):
+    p = tmp_path / "t.lackey.zst"
+    try:
+        import zstandard
+        p.write_bytes(zstandard.ZstdCompressor().compress(LACKEY.encode()))
+        _, a, _, _ = _all(p)
+        assert a == LACKEY_EXPECT[0]
+    except ImportError:
+        p.write_bytes(b"\x28\xb5\x2f\xfd")
+    monkeypatch.setitem(sys.modules, "zstandard", None)      # as if not installed
+    with pytest.raises(TraceError, match="zstandard"):
+        _all(p)
+
+
+def test_block_boundaries(tmp_path, monkeypatch):
+    monkeypatch.setattr(readers, "_BLOCK", 7)               # lines cut across reads
+    p = tmp_path / "t.lackey"
+    p.write_text(LACKEY.rstrip("\n"))                        # and no final newline
+    _, a, k, s = _all(p, chunk=2)
+    assert (a, k, s) == tuple(list(x) for x in LACKEY_EXPECT)
+
+
+@pytest.mark.parametrize("line,problem", [
+    ("X  0401ab70,3", "not a lackey record"),
+    (" L zz,8", "bad address"),
+    (" L 0401ab70", "bad address"),
+    (" L 0401ab70,", "bad size"),
+    (" L 0401ab70,0", "bad size"),
+    (" L 11223344556677889,8", "bad address"),
+    (" L 0401ab70,8 x", "unexpected characters"),
+])
+def test_malformed_line_names_file_and_line(tmp_path, line, problem):
+    p = tmp_path / "bad.lackey"
+    p.write_text("I  0401ab70,3\n L 04225e70,8\n" + line + "\nI  0401ab73,5\n")
+    with pytest.raises(TraceError) as e:
+        _all(p)
+    assert str(e.value).startswith(f"{p}:3: {problem}")
+    r, a, _, _ = _all(p, skip_bad=True)
+    assert r.bad_lines == 1 and a == [0x0401ab70, 0x04225e70, 0x0401ab73]
+
+
+def test_pinatrace_malformed(tmp_path):
+    p = tmp_path / "bad.pinatrace"
+    p.write_text("0x1: R 0x10\n0x2: Q 0x10\n")
+    with pytest.raises(TraceError, match=r":2: not a pinatrace record"):
+        _all(p)
+
+
+def test_unknown_format_and_missing_file(tmp_path):
+    p = tmp_path / "x.txt"
+    p.write_text("hello world\n")
+    with pytest.raises(TraceError, match="unknown trace format"):
+        open_trace(str(p))
+    with pytest.raises(TraceError, match="no such file"):
+        open_trace(str(tmp_path / "nope.lackey"))
+
+
+def test_python_parser_matches_compiled():
+    from vmsim.replay import _jit
+    if not _jit.enabled():
+        pytest.skip("numba off")
+    text = (LACKEY + " L 0,1\nbad line\n M ffffffffffffffff,4096\n").encode() * 3
+    outs = []
+    for fn, buf, hexv in ((readers._PARSERS["lackey"], text, readers._HEX.tolist()),
+                          (readers._parser("lackey")[0], np.frombuffer(text, np.uint8), readers._HEX)):
+        res = np.zeros(8, np.int64)
+        a, k, s = np.zeros(100, np.int64), np.zeros(100, np.uint8), np.zeros(100, np.int64)
+        fn(buf, 0, len(buf), hexv, a, k, s, 100, True, res)
+        outs.append((res.tolist(), a.tolist(), k.tolist(), s.tolist()))
+    assert outs[0] == outs[1]
+    assert outs[0][0][3] == 3                                 # 3 bad lines skipped
+    assert outs[0][1][7:9] == [-1, -1]                        # M ffffffffffffffff: the kernel half
+
+
+@pytest.mark.parametrize("ext", ["npz", "parquet"])
+def test_native_roundtrip_with_events(tmp_path, ext):
+    p = str(tmp_path / f"t.{ext}")
+    ev = [Event(0, "mmap", 7, 0x10000, 0x4000, 3, 0x22), Event(2, "fork", 7, arg=8),
+          Event(3, "exit", 8)]
+    native.write_trace(p, [0x10000, -4096, 0x10008], [1, 0, 2], [8, 1, 4], events=ev,
+                       pid=np.array([7, 7, 8]))
+    chunks = list(open_trace(p, chunk=2))
+    assert [c.first for c in chunks] == [0, 2]
+    assert np.concatenate([c.addr for c in chunks]).tolist() == [0x10000, -4096, 0x10008]
+    assert np.concatenate([c.pid for c in chunks]).tolist() == [7, 7, 8]
+    assert [e for c in chunks for e in c.events] == ev
+
+
+def test_convert_text_to_native(tmp_path):
+    src = tmp_path / "t.lackey.gz"
+    with gzip.open(src, "wb") as f:
+        f.write(LACKEY.encode() * 3)
+    for ext in ("npz", "parquet"):
+        dst = str(tmp_path / f"o.{ext}")
+        n, bad = native.convert(str(src), dst, chunk=4)
+        assert n == 18 and bad == 0
+        _, a, k, s = _all(dst)
+        assert a == LACKEY_EXPECT[0] * 3 and k == LACKEY_EXPECT[1] * 3 and s == LACKEY_EXPECT[2] * 3
+
+
+def test_native_bad_files(tmp_path):
+    p = tmp_path / "bad.npz"
+    p.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(TraceError, match="not a readable .npz"):
+        list(open_trace(str(p)))
+    q = str(tmp_path / "k.npz")
+    native.write_trace(q, [1, 2], [0, 1])
+    np.savez(q, address=np.array([1]), kind=np.array([7]), size=np.array([1]))
+    with pytest.raises(TraceError, match="kind 7"):
+        list(open_trace(q))
+    np.savez(q, address=np.array([1]), size=np.array([1]))
+    with pytest.raises(TraceError, match="missing column 'kind'"):
+        list(open_trace(q))
+
+
+_line = st.one_of(
+    st.sampled_from(["I  0401ab70,3", " L 1fff000768,8", " S 0,1", " M ffff,4096", "==1== x", "",
+                     "#eof", "0x1: R 0x2", "0x3: W 0x4"]),
+    st.text(alphabet="ILSMRW :,0123456789abcdefx=#\t\r", max_size=30),
+)
+
+
+_text_args = (st.lists(_line, max_size=20), st.sampled_from(["lackey", "pinatrace"]), st.booleans(),
+              st.integers(2, 5))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(*_text_args)
+def test_fuzz_text_readers(tmp_path_factory, lines, fmt, skip, chunk):
+    _fuzz_text(tmp_path_factory, lines, fmt, skip, chunk)
+
+
+@pytest.mark.slow
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(*_text_args)
+def test_fuzz_text_readers_long(tmp_path_factory, lines, fmt, skip, chunk):
+    _fuzz_text(tmp_path_factory, lines, fmt, skip, chunk)
+
+
+def _fuzz_text(tmp_path_factory, lines, fmt, skip, chunk):
+    p = tmp_path_factory.mktemp("fz") / f"t.{fmt}"
+    p.write_text("\n".join(lines))
+    try:
+        r = open_trace(str(p), chunk=chunk, skip_bad=skip)
+        for c in r:
+            assert len(c.addr) == len(c.kind) == len(c.size) <= chunk
+            assert c.kind.max(initial=0) <= 2 and c.size.min(initial=1) >= 1
+    except TraceError as e:
+        assert str(e).startswith(str(p))
+        assert not skip or e.line == 0
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=300), st.sampled_from(["t.npz", "t.parquet", "t.lackey.gz", "t.lackey.xz",
+                                                 "t.lackey", "t.bin"]))
+def test_fuzz_binary_inputs(tmp_path_factory, data, name):
+    p = tmp_path_factory.mktemp("fb") / name
+    p.write_bytes(data)
+    try:
+        for _ in open_trace(str(p), chunk=4, skip_bad=True):
+            pass
+    except TraceError:
+        pass

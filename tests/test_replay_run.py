@@ -1,0 +1,255 @@
+"""vmsim replay / convert / sweep: the replay engine, its report, and the CLI."""
+import json
+import lzma
+import os
+import re
+
+import numpy as np
+import pytest
+
+import vmsim
+from vmsim.cli import main
+from vmsim.arch.x86 import cpu
+from vmsim.replay import infer, native, sweep
+from vmsim.replay.cli import SAMPLE
+from vmsim.replay.readers import Event
+from vmsim.replay.run import ReplayConfig, replay
+
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "traces")
+
+
+def run(capsys, *argv):
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def _valgrind_count(path, what):
+    """A count from Valgrind's own summary at the end of a lackey log."""
+    with lzma.open(path, "rt") as f:
+        for line in f:
+            m = re.match(rf"==\d+==\s+{what}:\s+([\d,]+)", line)
+            if m:
+                return int(m.group(1).replace(",", ""))
+    raise AssertionError(f"no {what!r} in {path}")
+
+
+def _head(tmp_path, src, lines):
+    dst = tmp_path / "head.lackey"
+    with lzma.open(src, "rt") as f, open(dst, "w") as g:
+        for i, line in enumerate(f):
+            if i >= lines:
+                break
+            g.write(line)
+    return str(dst)
+
+
+@pytest.mark.slow
+def test_replay_sample_counts_what_valgrind_counted(capsys, tmp_path):
+    out_json = tmp_path / "r.json"
+    rc, out, err = run(capsys, "replay", "--json", str(out_json))
+    assert rc == 0, err
+    r = json.loads(out_json.read_text())
+    assert r["schema_version"] == 1 and r["command"] == "replay"
+    # lackey writes one 'I' line per guest instruction it executed.
+    assert r["accesses"]["exec"] == _valgrind_count(SAMPLE, "guest instrs")
+    assert r["signals"] == {}
+    assert r["faults"]["minflt"] == sum(r["faults"]["by_kind"].values())
+    assert "VMAs inferred" in out and "stack" in out and "faults" in out
+
+
+def _stats(r):
+    r = dict(r)
+    for k in ("seconds", "accesses_per_s", "series"):
+        r.pop(k)
+    return r
+
+
+def _both_modes(fn):
+    out = []
+    for compiled in (False, True):
+        cpu._use_compiled(compiled)
+        try:
+            out.append(fn())
+        finally:
+            cpu._default()
+    return out
+
+
+def test_compiled_and_interpreted_replays_agree(tmp_path):
+    path = _head(tmp_path, SAMPLE, 6000)
+    py, nb = _both_modes(lambda: _stats(replay(path, ReplayConfig(checker=True))))
+    assert py == nb
+    assert py["faults"]["minflt"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["sample", "ls-usr-bin"])
+def test_real_traces_replay_identically_compiled_and_interpreted(name):
+    """Real programs' traces replay to completion with the checker on, no signal (every
+    access falls in an inferred VMA), the same statistics with and without numba."""
+    path = SAMPLE if name == "sample" else os.path.join(DATA, f"{name}.lackey.xz")
+    py, nb = _both_modes(lambda: _stats(replay(path, ReplayConfig(checker=True))))
+    assert py == nb
+    assert py["signals"] == {}
+
+
+@pytest.mark.slow
+def test_sort_trace_replays_to_completion():
+    r = replay(os.path.join(DATA, "sort-2000-lines.lackey.xz"), ReplayConfig(checker=True))
+    assert r["signals"] == {} and r["accesses"]["total"] > 7_000_000
+    assert r["faults"]["minflt"] == sum(r["faults"]["by_kind"].values())
+
+
+@pytest.mark.skipif(not __import__("vmsim.replay.run", fromlist=["x"]).model_support()["tlb"],
+                    reason="the TLB model is not in this build")
+def test_replay_with_the_tlb_model(tmp_path):
+    p = _head(tmp_path, SAMPLE, 6000)
+    plain = replay(p, ReplayConfig(checker=True))
+    r = replay(p, ReplayConfig(tlb="skylake", checker=True))     # stale-TLB checker on
+    assert r["notes"] == [] and r["tlb"]["walks"] == r["walks"]
+    assert sum(v for k, v in r["tlb"].items() if k.startswith("hits ")) > r["walks"]
+    # A TLB changes which translations walk, not what the kernel does.
+    assert r["faults"] == plain["faults"] and r["vmstat_delta"] == plain["vmstat_delta"]
+
+
+def test_malformed_trace_cli(tmp_path, capsys):
+    p = tmp_path / "bad.lackey"
+    p.write_text("I  0401ab70,3\n L 04225e70,8\n L 0422,x\n")
+    rc, out, err = run(capsys, "replay", str(p))
+    assert rc == 1 and err.strip() == f"vmsim: {p}:3: bad size: expected a decimal number of " \
+        "bytes from 1 to 4096 after the comma"
+    assert "Traceback" not in err
+    rc, out, err = run(capsys, "replay", str(p), "--skip-bad")
+    assert rc == 0 and "malformed lines skipped" in out
+    rc, out, err = run(capsys, "replay", str(tmp_path / "missing.lackey"))
+    assert rc == 1 and "no such file" in err
+
+
+def test_options_not_modelled_say_so(capsys, tmp_path):
+    have = __import__("vmsim.replay.run", fromlist=["x"]).model_support()
+    p = _head(tmp_path, SAMPLE, 3000)
+    rc, out, err = run(capsys, "replay", p, "--tlb", "host", "--thp", "always",
+                       "--json", str(tmp_path / "r.json"))
+    assert rc == 0, err
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert r["command"] == "replay" and r["config"]["thp"] == "always"
+    assert "VMAs inferred" in out and "minflt" in out
+    if not have["tlb"]:
+        assert "--tlb host: the TLB model is not in this build yet" in out
+    if not have["thp"]:
+        assert "--thp always: the sysfs knob is set, but huge-page faults are not modelled" in out
+
+
+@pytest.mark.slow
+def test_compare_plot_and_convert(capsys, tmp_path):
+    p = _head(tmp_path, SAMPLE, 5000)
+    png = tmp_path / "o.png"
+    rc, out, err = run(capsys, "replay", p, "--compare", "thp=always,thp=never", "--plot", str(png))
+    assert rc == 0, err
+    assert "thp=always" in out and "thp=never" in out and "minflt" in out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    npz = tmp_path / "o.npz"
+    rc, out, err = run(capsys, "convert", p, str(npz))
+    assert rc == 0, err
+    a = replay(p, ReplayConfig(checker=True))
+    b = replay(str(npz), ReplayConfig(checker=True))
+    assert _stats(a) | {"trace": 0, "format": 0, "lines": 0} == \
+        _stats(b) | {"trace": 0, "format": 0, "lines": 0}
+
+
+def test_convert_cli_and_replay_of_each_format(capsys, tmp_path):
+    src = tmp_path / "t.pinatrace.gz"
+    import gzip
+    with gzip.open(src, "wt") as f:
+        f.write("0x401000: W 0x7ffd1234\n0x401004: R 0x7ffd1238\n0x40100a: R 0x601040\n#eof\n")
+    results = []
+    for out in ("o.npz", "o.parquet"):
+        rc, text, err = run(capsys, "convert", str(src), str(tmp_path / out))
+        assert rc == 0 and "3 accesses" in text, err
+    for p in (src, tmp_path / "o.npz", tmp_path / "o.parquet"):
+        rc, text, err = run(capsys, "replay", str(p), "--json", str(tmp_path / "r.json"))
+        assert rc == 0, err
+        r = json.loads((tmp_path / "r.json").read_text())
+        results.append((r["accesses"], r["faults"]))
+    # A write to an untouched anonymous page (do_anonymous_page), a read of the same
+    # page (no fault), a read of another untouched page (the zero page).
+    assert results[0] == results[1] == results[2]
+    assert results[0][1]["by_kind"] == {"anonymous": 1, "zero-page": 1}
+    rc, text, err = run(capsys, "convert", str(src), str(tmp_path / "o.csv"))
+    assert rc == 2 and "the native format is .npz or .parquet" in err
+
+
+def test_native_events_drive_the_processes(tmp_path):
+    """mmap 4 pages, write them, fork, the child writes page 0 and exits, the parent reads
+    page 1: Linux takes 4 anonymous faults in the parent, 1 COW fault in the child
+    (wp_page_copy: the page is shared with the parent), none for the parent's read."""
+    base = 0x10000000
+    addrs = [base, base + 4096, base + 8192, base + 12288, base, base + 4096]
+    kinds = [1, 1, 1, 1, 1, 0]
+    pids = np.array([5, 5, 5, 5, 6, 5])
+    ev = [Event(0, "mmap", 5, base, 4 << 12, 3, vmsim.MAP_PRIVATE | vmsim.MAP_ANONYMOUS),
+          Event(4, "fork", 5, arg=6), Event(5, "exit", 6)]
+    p = str(tmp_path / "e.npz")
+    native.write_trace(p, addrs, kinds, events=ev, pid=pids)
+    r = replay(p, ReplayConfig(checker=True))
+    assert r["faults"]["by_kind"] == {"anonymous": 4, "cow": 1}
+    assert r["inferred_areas"] == [] and r["signals"] == {}
+
+
+def test_signal_is_counted_and_the_replay_goes_on(tmp_path):
+    base = 0x10000000
+    ev = [Event(0, "mmap", 1, base, 4096, vmsim.PROT_READ, vmsim.MAP_PRIVATE | vmsim.MAP_ANONYMOUS)]
+    p = str(tmp_path / "s.npz")
+    native.write_trace(p, [base, base, base + 8], [0, 1, 0], events=ev, pid=np.array([1, 1, 1]))
+    r = replay(p, ReplayConfig(checker=True))
+    assert r["signals"] == {"SIGSEGV at access 1": 1}
+    assert r["accesses"]["total"] == 3
+
+
+def test_inference_names_areas():
+    P = 4096
+    ps = infer.PageSet()
+    text, heap, lib, stack = 0x400000, 0x600000, 0x7f0000000000, 0x7ffffffde000
+    addr = np.array([text, text + P, text + 40 * P, heap, heap + 10 * P, lib, stack, stack - P])
+    kind = np.array([2, 2, 1, 1, 1, 1, 1, 0], np.uint8)
+    ps.add(addr, kind, np.array([1] * 7 + [4096 + 8]))        # the last one straddles
+    areas = infer.infer_areas(*ps.result())
+    got = [(a.start, a.end, a.prot, a.name) for a in areas]
+    assert got == [(text, text + 40 * P, "r-x", "text"), (text + 40 * P, text + 41 * P, "rw-", "data"),
+                   (heap, heap + 11 * P, "rw-", "heap"), (lib, lib + P, "rw-", "mmap"),
+                   (stack - P, stack + P, "rw-", "stack")]
+
+
+def test_sweep_grid_local(tmp_path):
+    p = _head(tmp_path, SAMPLE, 1000)
+    pts = sweep.parse_grid(["thp=always,never", "store_value=0,1"])
+    assert pts == [{"thp": "always", "store_value": "0"}, {"thp": "always", "store_value": "1"},
+                   {"thp": "never", "store_value": "0"}, {"thp": "never", "store_value": "1"}]
+    res = sweep.sweep(p, pts[1:3], {"checker": True}, jobs=1)
+    assert [r["label"] for r in res] == ["thp=always,store_value=1", "thp=never,store_value=0"]
+    assert len({r["accesses"]["total"] for r in res}) == 1
+    with pytest.raises(ValueError, match="unknown setting"):
+        sweep.sweep(p, [{"nope": 1}], {})
+
+
+@pytest.mark.slow
+def test_sweep_cli_in_parallel_processes(capsys, tmp_path):
+    p = _head(tmp_path, SAMPLE, 3000)
+    rc, out, err = run(capsys, "sweep", p, "--grid", "thp=always,never", "--jobs", "2",
+                       "--json", str(tmp_path / "s.json"))
+    assert rc == 0, err
+    assert "thp=always" in out and "thp=never" in out
+    assert len(json.loads((tmp_path / "s.json").read_text())["results"]) == 2
+
+
+@pytest.mark.slow
+def test_sweep_on_ray_local(tmp_path):
+    ray = pytest.importorskip("ray")
+    p = _head(tmp_path, SAMPLE, 3000)
+    try:
+        res = sweep.sweep(p, sweep.parse_grid(["thp=always,never"]), {}, ray="local")
+    finally:
+        ray.shutdown()
+    local = sweep.sweep(p, sweep.parse_grid(["thp=always,never"]), {}, jobs=1)
+    assert [_stats(r) for r in res] == [_stats(r) for r in local]

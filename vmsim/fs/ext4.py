@@ -1,0 +1,130 @@
+"""The disk filesystem at / and /tmp: ext4 as 6.18 behaves for the page cache
+(fs/ext4/file.c, inode.c, readpage.c).
+
+Files get large folios (mapping_set_large_folios: ext4_should_enable_large_folio in
+6.18 for regular, non-journalled-data files); mmap uses ext4_file_vm_ops
+(filemap_fault, filemap_map_pages, ext4_page_mkwrite) and thp_get_unmapped_area
+places mappings of 2 MiB or more on a PMD boundary. ->readahead
+(ext4_mpage_readpages) reads the blocks a file has and zero-fills holes without I/O;
+->writepages writes the dirty folios' pages back. Block allocation, the journal and
+extents are not modelled: a file's blocks are its written pages, by index.
+"""
+from vmsim.fs.blockdev import submit_bio
+from vmsim.mm.page_flags import PG_uptodate, PG_locked
+
+_BLOCKS = {}            # identical block contents share one bytes object
+
+
+def _intern(b: bytes) -> bytes:
+    return _BLOCKS.setdefault(b, b) if len(_BLOCKS) < 4096 else b
+
+
+def _folio_pages(k, folio):
+    from vmsim.mm.filemap import _nr
+    return range(folio, folio + _nr(k, folio))
+
+
+class _Ext4Aops:
+    """ext4_aops."""
+
+    @staticmethod
+    def readahead(k, mapping, folios):
+        """ext4_mpage_readpages(): one bio per run of contiguous mapped blocks."""
+        inode = mapping.host
+        bdev = inode.i_sb.s_bdev
+        mem = k.mem
+        data = k.page_data
+        run = 0
+        for folio in folios:
+            index = mem.index[folio]
+            for i, page in enumerate(_folio_pages(k, folio)):
+                blk = inode.i_blocks.get(index + i)
+                if blk is None:                      # a hole: zeroed, no I/O
+                    submit_bio(bdev, False, run)
+                    run = 0
+                    if mem.private[page]:
+                        data.clear(page)
+                    continue
+                data.write(page, 0, blk)
+                run += 1
+            mem.flags[folio] = (mem.flags[folio] | PG_uptodate) & ~PG_locked
+        submit_bio(bdev, False, run)
+
+    @staticmethod
+    def read_folio(k, mapping, folio):
+        _Ext4Aops.readahead(k, mapping, [folio])
+
+    @staticmethod
+    def writepages(k, mapping, folios):
+        """ext4_writepages(): write each folio's pages inside i_size to its blocks."""
+        inode = mapping.host
+        bdev = inode.i_sb.s_bdev
+        mem = k.mem
+        data = k.page_data
+        last = (inode.i_size + 4095) >> 12
+        run = 0
+        prev = None
+        for folio in folios:
+            index = mem.index[folio]
+            for i, page in enumerate(_folio_pages(k, folio)):
+                if index + i >= last:
+                    continue
+                inode.i_blocks[index + i] = _intern(data.read(page, 0, 4096))
+                if prev is not None and index + i != prev + 1:
+                    submit_bio(bdev, True, run)
+                    run = 0
+                run += 1
+                prev = index + i
+        submit_bio(bdev, True, run)
+
+
+ext4_aops = _Ext4Aops()
+
+
+class _Ext4FileVmOps:
+    """ext4_file_vm_ops."""
+    name = "ext4_file_vm_ops"
+
+    @staticmethod
+    def fault(vmf):
+        from vmsim.mm.filemap import filemap_fault
+        return filemap_fault(vmf)
+
+    @staticmethod
+    def map_pages(vmf, start_pgoff, end_pgoff):
+        from vmsim.mm.filemap import filemap_map_pages
+        return filemap_map_pages(vmf, start_pgoff, end_pgoff)
+
+    @staticmethod
+    def page_mkwrite(vmf):
+        """ext4_page_mkwrite(): past EOF is SIGBUS; else dirty the folio."""
+        from vmsim.mm.filemap import filemap_page_mkwrite
+        from vmsim.mm.mm_types import VM_FAULT_SIGBUS
+        inode = vmf.vma.vm_file.f_inode
+        if vmf.pgoff >= (inode.i_size + 4095) >> 12:
+            return VM_FAULT_SIGBUS
+        return filemap_page_mkwrite(vmf)
+
+
+ext4_file_vm_ops = _Ext4FileVmOps()
+
+
+class _Ext4FileOps:
+    """ext4_file_operations (the parts memory management sees)."""
+
+    @staticmethod
+    def mmap(file, vma) -> int:
+        """ext4_file_mmap_prepare(): ext4_file_vm_ops (DAX: not modelled)."""
+        vma.vm_ops = ext4_file_vm_ops
+        return 0
+
+    @staticmethod
+    def get_unmapped_area(mm, file, addr, length, pgoff, flags):
+        """thp_get_unmapped_area()."""
+        from vmsim.mm.huge_memory import thp_get_unmapped_area_vmflags
+        return thp_get_unmapped_area_vmflags(mm, file, addr, length, pgoff, flags, 0)
+
+
+class ext4_sops:
+    a_ops = ext4_aops
+    f_op = _Ext4FileOps()

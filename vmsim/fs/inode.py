@@ -1,0 +1,77 @@
+"""Inodes and superblocks (fs/inode.c, include/linux/fs.h), for vmsim's small tree.
+
+An inode holds its page cache (i_mapping), size, link count and, for a directory,
+its entries. i_count counts the in-memory references: the dentry of a linked name
+and every open struct file. When the last goes and the inode is unlinked, iput()
+evicts it (truncate_inode_pages_final: nothing stays in the page cache).
+"""
+S_IFMT = 0o170000
+S_IFREG = 0o100000
+S_IFDIR = 0o040000
+
+
+def S_ISDIR(m):
+    return (m & S_IFMT) == S_IFDIR
+
+
+def S_ISREG(m):
+    return (m & S_IFMT) == S_IFREG
+
+
+class super_block:
+    """struct super_block: one mounted filesystem (``s_type`` "ext4" or "tmpfs")."""
+
+    def __init__(self, k, s_type: str, dev, bdev=None, ra_pages: int = 0, io_pages: int = 0,
+                 large_folios: bool = False):
+        self.kernel = k
+        self.s_type = s_type
+        self.s_dev = dev
+        self.s_bdev = bdev
+        self.ra_pages = ra_pages          # bdi->ra_pages
+        self.io_pages = io_pages          # bdi->io_pages
+        self.large_folios = large_folios
+        self.s_op = None
+
+
+class inode:
+    """struct inode (regular file or directory)."""
+
+    def __init__(self, sb, mode: int, ino: int):
+        from vmsim.mm.filemap import address_space
+        k = sb.kernel
+        self.i_sb = sb
+        self.i_mode = mode
+        self.i_ino = ino
+        self.i_size = 0
+        self.i_nlink = 1
+        self.i_count = 0
+        self.dev = sb.s_dev
+        self.children = {} if S_ISDIR(mode) else None
+        # ext4: blocks on the device by page index (holes are absent).
+        self.i_blocks = {}
+        self.i_mapping = None
+        if not S_ISDIR(mode):
+            ops = sb.s_op
+            self.i_mapping = address_space(k, self, sb.s_type == "tmpfs", ops.a_ops,
+                                           sb.large_folios)
+
+
+def ihold(inode):
+    inode.i_count += 1
+
+
+def iput(k, inode):
+    """iput(): drop a reference; an unlinked inode with none left is evicted."""
+    inode.i_count -= 1
+    if inode.i_count == 0 and inode.i_nlink == 0:
+        evict(k, inode)
+
+
+def evict(k, inode):
+    """evict() -> ->evict_inode: truncate_inode_pages_final(), free the blocks."""
+    from vmsim.mm.truncate import truncate_inode_pages_final
+    if inode.i_mapping is not None:
+        truncate_inode_pages_final(k, inode.i_mapping)
+        k.unregister_object(inode.i_mapping.id)
+        inode.i_mapping = None
+    inode.i_blocks = {}

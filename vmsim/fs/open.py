@@ -1,0 +1,358 @@
+"""open, close, truncate, fallocate, fsync, fadvise and read/write (fs/open.c,
+fs/read_write.c, fs/sync.c, mm/fadvise.c, mm/filemap.c generic_perform_write).
+
+Each returns what the syscall does: a value >= 0 or -errno, with Linux's checks in
+Linux's order for the arguments vmsim models.
+"""
+import errno
+
+from vmsim.fs.file import (file, fget, fd_install, _task_files, FMODE_READ,
+                           FMODE_WRITE, FMODE_RANDOM, O_ACCMODE, O_CREAT, O_EXCL, O_TRUNC,
+                           O_APPEND, O_DIRECTORY)
+from vmsim.fs.inode import S_ISDIR, S_ISREG
+from vmsim.fs.namei import path_lookupat, vfs_create, _full_path
+from vmsim.mm.page_flags import PG_uptodate
+
+MAX_LFS_FILESIZE = (1 << 63) - 1
+EXT4_MAX_SIZE = 16 << 40          # ext4 with 4 KiB blocks: s_maxbytes (16 TiB - 4 KiB)
+POSIX_FADV_NORMAL, POSIX_FADV_RANDOM, POSIX_FADV_SEQUENTIAL, POSIX_FADV_WILLNEED, \
+    POSIX_FADV_DONTNEED, POSIX_FADV_NOREUSE = range(6)
+FALLOC_FL_KEEP_SIZE = 1
+FALLOC_FL_PUNCH_HOLE = 2
+SEEK_SET, SEEK_CUR, SEEK_END = 0, 1, 2
+
+
+def _s_maxbytes(inode) -> int:
+    return EXT4_MAX_SIZE - 4096 if inode.i_sb.s_type == "ext4" else MAX_LFS_FILESIZE
+
+
+def do_sys_open(k, task, path: str, flags: int, mode: int) -> int:
+    """do_sys_openat2(): look up (or create) the file, open it, install an fd."""
+    fs = _task_files(k, task)
+    fd = fs.alloc_fd()
+    if fd < 0:
+        return fd
+    r = path_lookupat(k, path)
+    if isinstance(r, int):
+        return r
+    d, name, ino = r
+    acc = flags & O_ACCMODE
+    if ino is None:
+        if not flags & O_CREAT:
+            return -errno.ENOENT
+        if not S_ISDIR(d.i_mode):
+            return -errno.ENOTDIR
+        if path.endswith("/"):
+            return -errno.EISDIR
+        ino = vfs_create(k, d, name, mode)
+    else:
+        if flags & O_CREAT and flags & O_EXCL:
+            return -errno.EEXIST
+        if S_ISDIR(ino.i_mode):
+            if flags & O_CREAT or acc != 0:
+                return -errno.EISDIR
+        elif flags & O_DIRECTORY:
+            return -errno.ENOTDIR
+    f = file(ino, _full_path(path), flags)
+    if flags & O_TRUNC and S_ISREG(ino.i_mode) and f.f_mode & FMODE_WRITE:
+        do_truncate(k, ino, 0)
+    fd_install(k, task, fd, f)
+    return fd
+
+
+def do_truncate(k, inode, length: int) -> int:
+    """do_truncate() -> ->setattr (ext4_setattr / shmem_setattr): truncate_setsize,
+    and the blocks past the end go."""
+    from vmsim.mm.truncate import truncate_setsize
+    if length > _s_maxbytes(inode):
+        return -errno.EFBIG
+    old_pages = inode.i_mapping.nrpages
+    truncate_setsize(k, inode, length)
+    last = (length + 4095) >> 12
+    for idx in [i for i in inode.i_blocks if i >= last]:
+        del inode.i_blocks[idx]
+    if length & 4095 and (length >> 12) in inode.i_blocks:
+        b = inode.i_blocks[length >> 12]
+        inode.i_blocks[length >> 12] = b[:length & 4095] + bytes(4096 - (length & 4095))
+    if inode.i_sb.s_type == "tmpfs":
+        from vmsim.mm.shmem import shmem_inode_unacct_blocks
+        shmem_inode_unacct_blocks(k, inode, old_pages - inode.i_mapping.nrpages)
+    return 0
+
+
+def do_ftruncate(k, task, fd: int, length: int) -> int:
+    f = fget(k, task, fd)
+    if f is None:
+        return -errno.EBADF
+    if length < 0:
+        return -errno.EINVAL
+    ino = f.f_inode
+    if S_ISDIR(ino.i_mode) or not S_ISREG(ino.i_mode):
+        return -errno.EINVAL
+    if not f.f_mode & FMODE_WRITE:
+        return -errno.EINVAL
+    if f.f_flags & O_APPEND:
+        return -errno.EPERM
+    return do_truncate(k, ino, length)
+
+
+def vfs_fallocate(k, task, fd: int, mode: int, offset: int, length: int) -> int:
+    """vfs_fallocate(): argument checks, then ext4_fallocate / shmem_fallocate:
+    allocation (KEEP_SIZE or extending i_size) or PUNCH_HOLE."""
+    from vmsim.mm.truncate import truncate_pagecache_range
+    f = fget(k, task, fd)
+    if f is None:
+        return -errno.EBADF
+    if offset < 0 or length <= 0:
+        return -errno.EINVAL
+    if mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE):
+        return -errno.EOPNOTSUPP
+    if mode & FALLOC_FL_PUNCH_HOLE and not mode & FALLOC_FL_KEEP_SIZE:
+        return -errno.EOPNOTSUPP
+    if not f.f_mode & FMODE_WRITE:
+        return -errno.EBADF
+    if f.f_flags & O_APPEND and mode & FALLOC_FL_PUNCH_HOLE:
+        return -errno.EPERM
+    ino = f.f_inode
+    if S_ISDIR(ino.i_mode):
+        return -errno.EISDIR
+    if not S_ISREG(ino.i_mode):
+        return -errno.ENODEV
+    if offset + length > _s_maxbytes(ino) or offset + length < 0:
+        return -errno.EFBIG
+    if mode & FALLOC_FL_PUNCH_HOLE:
+        end = min(offset + length, ino.i_size)
+        if end <= offset:
+            return 0
+        old_pages = ino.i_mapping.nrpages
+        truncate_pagecache_range(k, ino, offset, end - 1)
+        for idx in range((offset + 4095) >> 12, end >> 12):
+            ino.i_blocks.pop(idx, None)
+        for edge, lo, hi in ((offset >> 12, offset & 4095, min(4096, end - (offset & ~4095))),
+                             (end >> 12, 0, end & 4095)):
+            b = ino.i_blocks.get(edge)
+            if b is not None and hi > lo:
+                ino.i_blocks[edge] = b[:lo] + bytes(hi - lo) + b[hi:]
+        if ino.i_sb.s_type == "tmpfs":
+            from vmsim.mm.shmem import shmem_inode_unacct_blocks
+            shmem_inode_unacct_blocks(k, ino, old_pages - ino.i_mapping.nrpages)
+        return 0
+    if not mode & FALLOC_FL_KEEP_SIZE and offset + length > ino.i_size:
+        ino.i_size = offset + length
+    return 0
+
+
+# --- read / write --------------------------------------------------------------------
+def _readable(f):
+    if f is None or not f.f_mode & FMODE_READ:
+        return -errno.EBADF
+    if S_ISDIR(f.f_inode.i_mode):
+        return -errno.EISDIR
+    return 0
+
+
+def vfs_read(k, f, count: int, pos: int):
+    """->read_iter: ext4 through filemap_read(); tmpfs through shmem_file_read_iter
+    (holes read as zeros without allocating)."""
+    from vmsim.mm.filemap import filemap_read
+    ino = f.f_inode
+    if ino.i_sb.s_type == "ext4":
+        return filemap_read(k, f, pos, count)
+    from vmsim.mm.shmem import shmem_get_folio
+    from vmsim.mm.swap import folio_mark_accessed
+    out = bytearray()
+    end = min(pos + count, ino.i_size)
+    while pos < end:
+        index = pos >> 12
+        off = pos & 4095
+        n = min(4096 - off, end - pos)
+        folio = shmem_get_folio(k, ino, index, False)
+        if folio < 0:
+            out += bytes(n)
+        else:
+            out += k.page_data.read(folio, off, n)
+            folio_mark_accessed(k, folio)
+        pos += n
+    return bytes(out)
+
+
+def ksys_pread64(k, task, fd: int, count: int, pos, advance: bool):
+    f = fget(k, task, fd)
+    err = _readable(f)
+    if err:
+        return err
+    if pos is None:
+        pos = f.f_pos
+    elif pos < 0:
+        return -errno.EINVAL
+    data = vfs_read(k, f, count, pos)
+    if advance:
+        f.f_pos = pos + len(data)
+    return data
+
+
+def generic_perform_write(k, f, pos: int, data: bytes) -> int:
+    """generic_perform_write(): per folio, ->write_begin (find or create it; a folio
+    only partly overwritten is read first), copy, ->write_end (uptodate, dirty,
+    i_size). ext4 asks __filemap_get_folio for the order the chunk's size gives
+    (fgf_set_order), up to the mapping's largest folio."""
+    from vmsim.mm.filemap import (__filemap_get_folio, FGP_WRITEBEGIN, fgf_set_order,
+                                  folio_mark_dirty, _nr)
+    from vmsim.mm.swap import folio_put, folio_mark_accessed
+    ino = f.f_inode
+    mapping = ino.i_mapping
+    mem = k.mem
+    written = 0
+    chunk = 4096 << mapping.max_folio_order
+    tmpfs = ino.i_sb.s_type == "tmpfs"
+    while written < len(data):
+        offset = pos & (chunk - 1)
+        nbytes = min(chunk - offset, len(data) - written)
+        index = pos >> 12
+        if tmpfs:
+            from vmsim.mm.shmem import shmem_get_folio
+            folio = shmem_get_folio(k, ino, index, True)
+            if folio < 0:
+                return written if written else folio
+            mem.refcount[folio] += 1
+        else:
+            folio = __filemap_get_folio(k, mapping, index, FGP_WRITEBEGIN | fgf_set_order(nbytes))
+            if folio < 0:
+                return written if written else folio
+        findex = mem.index[folio]
+        fnr = _nr(k, folio)
+        fpos = findex << 12
+        nbytes = min(nbytes, fpos + (fnr << 12) - pos)
+        if not mem.flags[folio] & PG_uptodate:
+            # ext4_block_write_begin(): blocks not wholly overwritten are read (holes
+            # and blocks past EOF are zeroed).
+            if pos > fpos or pos + nbytes < fpos + (fnr << 12):
+                mapping.a_ops.read_folio(k, mapping, folio)
+            mem.flags[folio] = mem.flags[folio] | PG_uptodate
+        p = pos
+        end = pos + nbytes
+        src = written
+        while p < end:
+            page = folio + ((p >> 12) - findex)
+            off = p & 4095
+            n = min(4096 - off, end - p)
+            k.page_data.write(page, off, data[src:src + n])
+            p += n
+            src += n
+        folio_mark_dirty(k, folio)
+        folio_mark_accessed(k, folio)
+        folio_put(k, folio)
+        pos += nbytes
+        written += nbytes
+        if pos > ino.i_size:
+            ino.i_size = pos
+    return written
+
+
+def ksys_pwrite64(k, task, fd: int, data: bytes, pos, advance: bool):
+    f = fget(k, task, fd)
+    if f is None or not f.f_mode & FMODE_WRITE:
+        return -errno.EBADF
+    if pos is None:
+        pos = f.f_inode.i_size if f.f_flags & O_APPEND else f.f_pos
+    elif pos < 0:
+        return -errno.EINVAL
+    if not data:
+        return 0
+    if pos + len(data) > _s_maxbytes(f.f_inode):
+        return -errno.EFBIG
+    n = generic_perform_write(k, f, pos, bytes(data))
+    if advance and n > 0:
+        f.f_pos = pos + n
+    return n
+
+
+def ksys_lseek(k, task, fd: int, offset: int, whence: int) -> int:
+    f = fget(k, task, fd)
+    if f is None:
+        return -errno.EBADF
+    if whence == SEEK_SET:
+        new = offset
+    elif whence == SEEK_CUR:
+        new = f.f_pos + offset
+    elif whence == SEEK_END:
+        new = f.f_inode.i_size + offset
+    else:
+        return -errno.EINVAL
+    if new < 0 or new > _s_maxbytes(f.f_inode):
+        return -errno.EINVAL
+    f.f_pos = new
+    return new
+
+
+def vfs_fsync_range(k, f, start: int, end: int, datasync: bool) -> int:
+    """vfs_fsync_range() -> ext4_sync_file: write back and wait (tmpfs: noop_fsync)."""
+    from vmsim.mm.page_writeback import filemap_write_and_wait_range
+    return filemap_write_and_wait_range(k, f.f_mapping, start, end)
+
+
+def do_fsync(k, task, fd: int, datasync: bool) -> int:
+    f = fget(k, task, fd)
+    if f is None:
+        return -errno.EBADF
+    if S_ISDIR(f.f_inode.i_mode):
+        return 0
+    return vfs_fsync_range(k, f, 0, -1, datasync)
+
+
+def generic_fadvise(k, task, fd: int, offset: int, length: int, advice: int) -> int:
+    """generic_fadvise() (mm/fadvise.c): the f_ra / f_mode hints, WILLNEED readahead,
+    DONTNEED write-back start and invalidation of clean unmapped folios."""
+    from vmsim.mm.readahead import readahead_control, force_page_cache_ra
+    from vmsim.mm.truncate import invalidate_mapping_pages
+    from vmsim.mm.swap import lru_add_drain
+    f = fget(k, task, fd)
+    if f is None:
+        return -errno.EBADF
+    ino = f.f_inode
+    if not S_ISREG(ino.i_mode):
+        return -errno.ESPIPE if not S_ISDIR(ino.i_mode) else (
+            0 if 0 <= advice <= 5 and length >= 0 else -errno.EINVAL)
+    if length < 0:
+        return -errno.EINVAL
+    mapping = f.f_mapping
+    if length == 0 or offset + length > MAX_LFS_FILESIZE or offset + length < 0:
+        endbyte = MAX_LFS_FILESIZE
+    else:
+        endbyte = offset + length - 1
+    if advice == POSIX_FADV_NORMAL:
+        f.f_ra.ra_pages = ino.i_sb.ra_pages
+        f.f_mode &= ~FMODE_RANDOM
+    elif advice == POSIX_FADV_RANDOM:
+        f.f_mode |= FMODE_RANDOM
+    elif advice == POSIX_FADV_SEQUENTIAL:
+        f.f_ra.ra_pages = ino.i_sb.ra_pages * 2
+        f.f_mode &= ~FMODE_RANDOM
+    elif advice == POSIX_FADV_WILLNEED:
+        if mapping.swapbacked:
+            return 0                              # shmem_fadvise: no readahead
+        start_index = offset >> 12
+        end_index = endbyte >> 12
+        nrpages = end_index - start_index + 1
+        if not nrpages:
+            nrpages = ~0
+        force_page_cache_ra(readahead_control(f, f.f_ra, mapping, start_index), nrpages)
+    elif advice == POSIX_FADV_NOREUSE:
+        pass
+    elif advice == POSIX_FADV_DONTNEED:
+        if mapping.swapbacked:
+            return 0
+        from vmsim.mm.page_writeback import write_cache_pages
+        # __filemap_fdatawrite_range(WB_SYNC_NONE): start writing back the range;
+        # vmsim's writeback completes at once, so the folios are clean afterwards.
+        write_cache_pages(k, mapping, offset >> 12, endbyte >> 12)
+        start_index = (offset + 4095) >> 12
+        end_index = endbyte >> 12
+        if endbyte != MAX_LFS_FILESIZE and (endbyte & 4095) != 4095:
+            end_index -= 1
+        if end_index >= start_index:
+            lru_add_drain(k)
+            invalidate_mapping_pages(k, mapping, start_index, end_index)
+    else:
+        return -errno.EINVAL
+    return 0

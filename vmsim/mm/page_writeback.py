@@ -1,0 +1,110 @@
+"""Writeback of dirty page-cache folios (mm/page-writeback.c).
+
+vmsim writes back synchronously, when asked (fsync, fdatasync, msync MS_SYNC,
+sync_file_range is not modelled, and no flusher thread runs): write_cache_pages()
+takes each dirty folio of the range, folio_clear_dirty_for_io() write-protects and
+cleans the PTEs that map it in shared mappings (folio_mkclean, so the next write
+faults and dirties it again), the folio is under writeback while ->writepages
+copies it to the device, then folio_end_writeback(). nr_dirty, nr_writeback,
+nr_zone_write_pending and nr_written move as the kernel's do.
+"""
+from vmsim.mm import vmstat
+from vmsim.mm.filemap import _nr, PG_writeback
+from vmsim.mm.page_flags import PG_dirty
+from vmsim.arch.x86 import pgtable_types as T
+
+
+def page_mkclean_one(vma, address: int, ptep: int) -> bool:
+    """page_mkclean_one(): write-protect and clean one PTE of a shared mapping."""
+    from vmsim.mm.memory import ptep_clear_flush
+    from vmsim.arch.x86.pgtable import set_pte_at
+    mm = vma.vm_mm
+    pool = mm.kernel.ptpool.mv
+    pte = pool[ptep]
+    if not pte & (T._PAGE_RW | T._PAGE_DIRTY):
+        return False
+    entry = ptep_clear_flush(vma, address, ptep)
+    entry &= ~(T._PAGE_RW | T._PAGE_DIRTY)
+    set_pte_at(mm, address, ptep, entry)
+    return True
+
+
+def folio_mkclean(k, mapping, folio: int) -> int:
+    """folio_mkclean(): clean every shared mapping's PTEs of the folio (rmap walk
+    over the file's VMAs); returns how many were dirty or writable."""
+    from vmsim.mm.memory import _vma_interval_tree_foreach
+    from vmsim.mm.rmap import page_vma_mapped_walk
+    from vmsim.mm.mm_types import VM_SHARED
+    mem = k.mem
+    index = mem.index[folio]
+    nr = _nr(k, folio)
+    cleaned = 0
+    for vma in _vma_interval_tree_foreach(k, mapping, index, index + nr - 1):
+        if not vma.vm_flags & VM_SHARED:
+            continue
+        for i in range(nr):
+            addr = vma.vm_start + ((index + i - vma.vm_pgoff) << 12)
+            if not vma.vm_start <= addr < vma.vm_end:
+                continue
+            ptep = page_vma_mapped_walk(vma, folio + i, addr)
+            if ptep >= 0 and page_mkclean_one(vma, addr, ptep):
+                cleaned += 1
+    return cleaned
+
+
+def folio_clear_dirty_for_io(k, mapping, folio: int) -> bool:
+    """folio_clear_dirty_for_io(): clean the PTEs, then PG_dirty goes and the folio
+    stops counting as dirty (it is about to be written)."""
+    mem = k.mem
+    if not mem.flags[folio] & PG_dirty:
+        return False
+    if mem.mapcount[folio] or any(mem.mapcount[p] for p in range(folio, folio + _nr(k, folio))):
+        folio_mkclean(k, mapping, folio)
+    mem.flags[folio] = mem.flags[folio] & ~PG_dirty
+    nr = _nr(k, folio)
+    k.vmstat[vmstat.NR_DIRTY] -= nr
+    k.vmstat[vmstat.NR_ZONE_WRITE_PENDING] -= nr
+    return True
+
+
+def folio_start_writeback(k, folio: int):
+    mem = k.mem
+    nr = _nr(k, folio)
+    mem.flags[folio] = mem.flags[folio] | PG_writeback
+    k.vmstat[vmstat.NR_WRITEBACK] += nr
+    k.vmstat[vmstat.NR_ZONE_WRITE_PENDING] += nr
+
+
+def folio_end_writeback(k, folio: int):
+    mem = k.mem
+    nr = _nr(k, folio)
+    mem.flags[folio] = mem.flags[folio] & ~PG_writeback
+    k.vmstat[vmstat.NR_WRITEBACK] -= nr
+    k.vmstat[vmstat.NR_ZONE_WRITE_PENDING] -= nr
+    k.vmstat[vmstat.NR_WRITTEN] += nr
+
+
+def write_cache_pages(k, mapping, start: int, end: int) -> int:
+    """write_cache_pages() / writeback_iter(): write back the dirty folios of pages
+    [start, end]; returns pages written."""
+    from vmsim.mm.truncate import _folios
+    batch = []
+    for index, folio in _folios(k, mapping, start, end):
+        if folio_clear_dirty_for_io(k, mapping, folio):
+            folio_start_writeback(k, folio)
+            batch.append(folio)
+    if batch and mapping.a_ops is not None and getattr(mapping.a_ops, "writepages", None):
+        mapping.a_ops.writepages(k, mapping, batch)
+    written = 0
+    for folio in batch:
+        written += _nr(k, folio)
+        folio_end_writeback(k, folio)
+    return written
+
+
+def filemap_write_and_wait_range(k, mapping, lstart: int, lend: int) -> int:
+    """filemap_write_and_wait_range(): write back bytes [lstart, lend] and wait."""
+    if mapping.swapbacked:
+        return 0                     # shmem: no writeback (its aops have none)
+    write_cache_pages(k, mapping, lstart >> 12, lend >> 12 if lend >= 0 else 1 << 62)
+    return 0

@@ -1,0 +1,179 @@
+"""`vmsim replay`, `vmsim convert`, `vmsim sweep` (wired into vmsim.cli).
+
+    vmsim replay [TRACE] [--thp MODE] [--tlb PRESET] [--cpus N] [--pcid on|off]
+                 [--json OUT.json] [--plot OUT.png] [--compare k=v,k=v] [--skip-bad]
+    vmsim convert TRACE OUT.npz|OUT.parquet [--skip-bad]
+    vmsim sweep TRACE --grid k=v1,v2 [--grid ...] [--jobs N] [--ray auto|ADDRESS] [--json OUT]
+
+Without TRACE, replay runs the built-in sample: vmsim/replay/data/sample.lackey.xz,
+``valgrind --tool=lackey --trace-mem=yes /bin/true`` captured on the reference machine
+(Debian 12 /bin/true, valgrind 3.19). A malformed trace prints
+``vmsim: FILE:LINE: problem`` and exits 1.
+"""
+import os
+import sys
+import time
+
+SAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "sample.lackey.xz")
+
+
+def add_parsers(sub):
+    def common(sp):
+        sp.add_argument("--thp", choices=("always", "madvise", "never"),
+                        help="/sys/kernel/mm/transparent_hugepage/enabled")
+        sp.add_argument("--tlb", metavar="PRESET", help="TLB model preset (host, skylake, ...)")
+        sp.add_argument("--cpus", type=int, default=1, help="CPUs of the machine (default 1)")
+        sp.add_argument("--pcid", choices=("on", "off"), help="use PCIDs (with the TLB model)")
+        sp.add_argument("--memory", default="16G", help="RAM of the machine (default 16G)")
+        sp.add_argument("--store-value", type=lambda s: int(s, 0), default=0, metavar="BYTE",
+                        help="the byte each store writes (default 0: a trace records no data, "
+                             "and zeros cost no host memory)")
+        sp.add_argument("--skip-bad", action="store_true",
+                        help="skip malformed lines (counted) instead of stopping at the first")
+        sp.add_argument("--no-paths", dest="fault_paths", action="store_false",
+                        help="count faults only by rusage, not by kind (no profile hook: faster)")
+        sp.add_argument("--no-check", dest="checker", action="store_false", default=None,
+                        help="turn the debug checker off even with VMSIM_DEBUG_VM=1")
+
+    sp = sub.add_parser("replay", help="replay a memory trace (lackey, pinatrace, native)",
+                        description="Replay a memory trace through the model and report "
+                        "accesses, faults by kind, RSS and page-table pages over time, vmstat "
+                        "deltas. Without TRACE: the built-in sample trace.")
+    sp.add_argument("trace", nargs="?", metavar="TRACE")
+    common(sp)
+    sp.add_argument("--json", dest="json_out", metavar="OUT.json", help="write the result as JSON")
+    sp.add_argument("--plot", dest="plot_out", metavar="OUT.png",
+                    help="RSS, page-table pages and faults over the run (matplotlib)")
+    sp.add_argument("--compare", metavar="K=V,K=V",
+                    help="replay once per item (K=V, or K=V+K=V) and print one table")
+    sp.set_defaults(func=cmd_replay)
+
+    sp = sub.add_parser("convert", help="convert a text trace to the native .npz / .parquet format")
+    sp.add_argument("trace", metavar="TRACE")
+    sp.add_argument("output", metavar="OUT.npz|OUT.parquet")
+    sp.add_argument("--skip-bad", action="store_true", help="skip malformed lines (counted)")
+    sp.set_defaults(func=cmd_convert)
+
+    sp = sub.add_parser("sweep", help="replay a trace over a grid of configurations")
+    sp.add_argument("trace", metavar="TRACE")
+    sp.add_argument("--grid", action="append", default=[], metavar="K=V1,V2",
+                    help="one axis of the grid (repeatable): thp, tlb, cpus, pcid, memory, ...")
+    sp.add_argument("--jobs", type=int, help="local worker processes (default: CPUs)")
+    sp.add_argument("--ray", metavar="auto|ADDRESS",
+                    help="run the points on Ray (optional extra: pip install 'vmsim[ray]')")
+    common(sp)
+    sp.add_argument("--json", dest="json_out", metavar="OUT.json", help="write all results as JSON")
+    sp.set_defaults(func=cmd_sweep)
+
+
+def _base(args):
+    return dict(thp=args.thp, tlb=args.tlb, cpus=args.cpus, pcid=args.pcid, memory=args.memory,
+                store_value=args.store_value, skip_bad=args.skip_bad,
+                fault_paths=args.fault_paths, checker=args.checker)
+
+
+class _Progress:
+    """A rich progress line on a terminal's stderr: phase, accesses, accesses/s."""
+
+    def __init__(self, label):
+        from vmsim import progress
+        self.prog = None
+        if not progress.enabled():
+            return
+        from rich.console import Console
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+        self.prog = Progress(SpinnerColumn(), TextColumn("{task.description}"),
+                             TextColumn("{task.completed:,.0f} accesses"),
+                             TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
+                             console=Console(file=sys.stderr), transient=True)
+        self.task = self.prog.add_task(label, total=None, rate="")
+        self.t0 = time.perf_counter()
+        self.phase = None
+        self.prog.start()
+
+    def __call__(self, phase, n, reader):
+        if self.prog is None:
+            return
+        if phase != self.phase:
+            self.phase, self.t0 = phase, time.perf_counter()
+        dt = time.perf_counter() - self.t0
+        rate = f"{n / dt / 1e6:.1f} M/s" if dt > 0.2 else ""
+        self.prog.update(self.task, completed=n, rate=rate,
+                         description="scanning the trace" if phase == "scan" else "replaying")
+
+    def stop(self):
+        if self.prog is not None:
+            self.prog.stop()
+            self.prog = None
+
+
+def _errors(fn):
+    def wrapped(args, out):
+        from vmsim.replay.readers import TraceError
+        try:
+            return fn(args, out)
+        except TraceError as e:
+            print(f"vmsim: {e}", file=sys.stderr)
+            return 1
+        except (ValueError, RuntimeError) as e:
+            print(f"vmsim: error: {e}", file=sys.stderr)
+            return 2
+        except OSError as e:
+            print(f"vmsim: {getattr(e, 'filename', None) or ''}{': ' if getattr(e, 'filename', None) else ''}"
+                  f"{e.strerror or e}", file=sys.stderr)
+            return 1
+    return wrapped
+
+
+@_errors
+def cmd_replay(args, out):
+    from vmsim.replay import report, sweep
+    from vmsim.replay.run import Replay
+    path = args.trace or SAMPLE
+    if args.cpus <= 0:
+        raise ValueError("--cpus must be positive")
+    base = _base(args)
+    points = sweep.parse_compare(args.compare) if args.compare else [{}]
+    results = []
+    for s in points:
+        cfg = sweep.make_config(base, s)
+        bar = _Progress(f"replay {os.path.basename(path)}")
+        try:
+            r = Replay(path, cfg, bar).run()
+        finally:
+            bar.stop()
+        if s:
+            r["label"] = "+".join(f"{k}={v}" for k, v in s.items())
+        results.append(r)
+    if len(results) == 1:
+        report.print_report(out, results[0])
+    else:
+        report.print_compare(out, results, f"replay of {path}")
+    if args.json_out:
+        report.write_json(args.json_out, report.json_doc("replay", results[0] if len(results) == 1
+                                                         else results))
+    if args.plot_out:
+        report.plot(results, args.plot_out)
+    return 0
+
+
+@_errors
+def cmd_convert(args, out):
+    from vmsim.replay import native
+    n, bad = native.convert(args.trace, args.output, skip_bad=args.skip_bad)
+    msg = f"{args.trace} -> {args.output}: {n:,} accesses"
+    if bad:
+        msg += f", {bad:,} malformed lines skipped"
+    out.line(msg)
+    return 0
+
+
+@_errors
+def cmd_sweep(args, out):
+    from vmsim.replay import report, sweep
+    points = sweep.parse_grid(args.grid)
+    results = sweep.sweep(args.trace, points, _base(args), jobs=args.jobs, ray=args.ray)
+    report.print_compare(out, results, f"sweep of {args.trace} ({len(points)} points)")
+    if args.json_out:
+        report.write_json(args.json_out, report.json_doc("sweep", results))
+    return 0

@@ -1,0 +1,445 @@
+"""Memory-trace readers: Valgrind lackey, Intel Pin pinatrace, and vmsim's native format.
+
+Every reader streams: :func:`open_trace` returns a :class:`TraceReader` whose iteration
+yields :class:`Chunk` s of at most ``chunk`` accesses (numpy arrays: int64 address,
+uint8 kind, int64 size), so a trace larger than memory replays in constant space.
+
+Text formats
+    lackey      ``valgrind --tool=lackey --trace-mem=yes``: ``I  ADDR,SIZE`` (a fetch),
+                `` L ADDR,SIZE`` (load), `` S ADDR,SIZE`` (store), `` M ADDR,SIZE``
+                (modify: a load then a store); ``==PID==`` lines are Valgrind's log.
+    pinatrace   Pin's ManualExamples/pinatrace: ``IP: R ADDR`` / ``IP: W ADDR`` (one
+                byte each: the tool records no size), ``#eof`` ends the trace.
+Compressed inputs (.gz, .xz, .zst) are decompressed on the fly (.zst needs the
+``zstandard`` package). The text is parsed by a byte loop compiled with numba (plain
+Python with VMSIM_NUMBA=0). A malformed line stops the reader with
+``FILE:LINE: problem`` (:class:`TraceError`), or with ``skip_bad`` is skipped and counted.
+
+Native format (:mod:`vmsim.replay.native`): .npz or Parquet columns address, kind,
+size and optional pid / tid / cpu, plus an event stream (mmap, munmap, ...).
+"""
+import os
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+READ, WRITE, EXEC = 0, 1, 2
+CHUNK = 1 << 20
+_BLOCK = 8 << 20
+
+
+class TraceError(Exception):
+    """A trace that cannot be read: ``FILE:LINE: problem`` (line 0: the whole file)."""
+
+    def __init__(self, path, line, problem):
+        self.path, self.line, self.problem = path, line, problem
+        super().__init__(f"{path}:{line}: {problem}" if line else f"{path}: {problem}")
+
+
+class Event(NamedTuple):
+    """A process event in a native trace, taking effect before access ``at``."""
+    at: int
+    op: str            # mmap munmap mprotect brk fork exit switch
+    pid: int = 0
+    addr: int = 0
+    length: int = 0
+    prot: int = 0
+    flags: int = 0
+    arg: int = 0       # fork: the child's pid; switch: the pid switched to; exit: status
+
+
+EVENT_OPS = ("mmap", "munmap", "mprotect", "brk", "fork", "exit", "switch")
+
+
+class Chunk(NamedTuple):
+    """Accesses ``first .. first+len(addr)`` of a trace, with the events among them."""
+    first: int
+    addr: np.ndarray
+    kind: np.ndarray
+    size: np.ndarray
+    pid: Optional[np.ndarray] = None
+    tid: Optional[np.ndarray] = None
+    cpu: Optional[np.ndarray] = None
+    events: tuple = ()
+
+
+# --- decompression -------------------------------------------------------------------
+def open_binary(path):
+    """``path`` opened for reading bytes, decompressed by its suffix."""
+    low = path.lower()
+    if low.endswith(".gz"):
+        import gzip
+        return gzip.open(path, "rb")
+    if low.endswith(".xz"):
+        import lzma
+        return lzma.open(path, "rb")
+    if low.endswith(".zst") or low.endswith(".zstd"):
+        try:
+            import zstandard
+        except ImportError:
+            raise TraceError(path, 0, "reading .zst needs the zstandard package "
+                                      "(pip install zstandard), or decompress it first "
+                                      "(zstd -d)") from None
+        f = open(path, "rb")
+        return zstandard.ZstdDecompressor().stream_reader(f, closefd=True)
+    return open(path, "rb")
+
+
+def _strip_compression(name):
+    low = name.lower()
+    for suf in (".gz", ".xz", ".zst", ".zstd"):
+        if low.endswith(suf):
+            return name[:-len(suf)]
+    return name
+
+
+def detect_format(path):
+    """'lackey', 'pinatrace', 'npz' or 'parquet', by suffix, else by the first lines."""
+    base = _strip_compression(os.path.basename(path)).lower()
+    if base.endswith(".npz"):
+        return "npz"
+    if base.endswith(".parquet") or base.endswith(".pq"):
+        return "parquet"
+    if base.endswith(".lackey"):
+        return "lackey"
+    if base.endswith(".pinatrace") or base.endswith(".pin"):
+        return "pinatrace"
+    with open_binary(path) as f:
+        try:
+            head = f.read(1 << 16)
+        except (OSError, EOFError) as e:
+            raise TraceError(path, 0, f"cannot read: {e}") from None
+    if head.startswith(b"PK\x03\x04"):
+        return "npz"
+    if head.startswith(b"PAR1"):
+        return "parquet"
+    for line in head.split(b"\n")[:50]:
+        s = line.rstrip(b"\r")
+        if not s or s.startswith(b"=="):
+            continue
+        if s[:3] in (b"I  ", b" L ", b" S ", b" M "):
+            return "lackey"
+        if b": R " in s or b": W " in s or s.startswith(b"#"):
+            return "pinatrace"
+        break
+    raise TraceError(path, 0, "unknown trace format: expected a Valgrind lackey or Pin "
+                              "pinatrace text trace, or a vmsim .npz / .parquet trace")
+
+
+# --- the compiled text parsers -----------------------------------------------------------
+_HEX = np.full(256, -1, dtype=np.int64)
+for _c in b"0123456789":
+    _HEX[_c] = _c - 48
+for _c in b"abcdef":
+    _HEX[_c] = _c - 87
+    _HEX[_c - 32] = _c - 87
+
+# Problems a parser reports (res[4]); the messages are in _PROBLEMS.
+_E_RECORD, _E_ADDR, _E_SIZE, _E_TRAIL, _E_LONG = 1, 2, 3, 4, 5
+_PROBLEMS = {
+    "lackey": {
+        _E_RECORD: "not a lackey record: expected 'I  ADDR,SIZE', ' L ADDR,SIZE', "
+                   "' S ADDR,SIZE', ' M ADDR,SIZE' or a '==PID==' log line",
+        _E_ADDR: "bad address: expected 1 to 16 hex digits",
+        _E_SIZE: "bad size: expected a decimal number of bytes from 1 to 4096 after the comma",
+        _E_TRAIL: "unexpected characters after the size",
+        _E_LONG: "line too long",
+    },
+    "pinatrace": {
+        _E_RECORD: "not a pinatrace record: expected 'IP: R ADDR', 'IP: W ADDR' or '#eof'",
+        _E_ADDR: "bad address: expected 0x and 1 to 16 hex digits",
+        _E_SIZE: "bad size",
+        _E_TRAIL: "unexpected characters after the address",
+        _E_LONG: "line too long",
+    },
+}
+
+
+def _hex(buf, pos, end, hexv, res):
+    """Parse hex digits at buf[pos:end]; res[7] = value; return the position after
+    them, or -1 when there are none or more than 16."""
+    v = 0
+    p = pos
+    while p < end:
+        d = hexv[buf[p]]
+        if d < 0:
+            break
+        v = (v << 4) | d
+        p += 1
+    if p == pos or p - pos > 16:
+        return -1
+    res[7] = _wrap64(v)
+    return p
+
+
+def _wrap64(v):
+    """A 64-bit address as int64 (the kernel half negative); numba's int64 arithmetic
+    wraps by itself, so the compiled build uses :func:`_same` instead."""
+    return v - (1 << 64) if v >> 63 else v
+
+
+def _same(v):
+    return v
+
+
+def _parse_lackey(buf, pos, end, hexv, addr, kind, size, cap, skip_bad, res):
+    """Parse lines of buf[pos:end] (each ending in \\n) into the arrays from res[1].
+
+    res: [0] position reached, [1] accesses written, [2] lines read, [3] bad lines
+    skipped, [4] problem of the line that stopped (0: none), [5] that line's index
+    from the call's start, [7] scratch. Stops before a line that would overflow ``cap``."""
+    n = res[1]
+    lines = 0
+    while pos < end:
+        if n + 2 > cap:
+            break
+        e = pos
+        while buf[e] != 10:
+            e += 1
+        le = e
+        if le > pos and buf[le - 1] == 13:
+            le -= 1
+        err = 0
+        ln = le - pos
+        if ln == 0 or (ln >= 2 and buf[pos] == 61 and buf[pos + 1] == 61):
+            pass                                        # blank, or '==PID== ...' log
+        elif ln < 6:
+            err = _E_RECORD
+        else:
+            c0 = buf[pos]
+            c1 = buf[pos + 1]
+            c2 = buf[pos + 2]
+            k = -1
+            if c0 == 73 and c1 == 32 and c2 == 32:      # 'I  '
+                k = 2
+            elif c0 == 32 and c2 == 32:
+                if c1 == 76:                            # ' L '
+                    k = 0
+                elif c1 == 83:                          # ' S '
+                    k = 1
+                elif c1 == 77:                          # ' M '
+                    k = 3
+            if k < 0:
+                err = _E_RECORD
+            else:
+                p = _hex(buf, pos + 3, le, hexv, res)
+                if p < 0 or p >= le or buf[p] != 44:
+                    err = _E_ADDR
+                else:
+                    a = res[7]
+                    p += 1
+                    s = 0
+                    q = p
+                    while q < le and buf[q] >= 48 and buf[q] <= 57 and q - p < 5:
+                        s = s * 10 + (buf[q] - 48)
+                        q += 1
+                    if q == p or s == 0 or s > 4096 or (q < le and buf[q] >= 48 and buf[q] <= 57):
+                        err = _E_SIZE
+                    else:
+                        while q < le and (buf[q] == 32 or buf[q] == 9):
+                            q += 1
+                        if q != le:
+                            err = _E_TRAIL
+                        elif k == 3:
+                            addr[n] = a
+                            kind[n] = 0
+                            size[n] = s
+                            addr[n + 1] = a
+                            kind[n + 1] = 1
+                            size[n + 1] = s
+                            n += 2
+                        else:
+                            addr[n] = a
+                            kind[n] = k
+                            size[n] = s
+                            n += 1
+        if err:
+            if not skip_bad:
+                res[0] = pos
+                res[1] = n
+                res[2] += lines
+                res[4] = err
+                res[5] = lines
+                return
+            res[3] += 1
+        lines += 1
+        pos = e + 1
+    res[0] = pos
+    res[1] = n
+    res[2] += lines
+
+
+def _parse_pinatrace(buf, pos, end, hexv, addr, kind, size, cap, skip_bad, res):
+    """As _parse_lackey for pinatrace lines; res[6] = 1 once '#eof' was read."""
+    n = res[1]
+    lines = 0
+    while pos < end:
+        if n + 1 > cap or res[6]:
+            break
+        e = pos
+        while buf[e] != 10:
+            e += 1
+        le = e
+        if le > pos and buf[le - 1] == 13:
+            le -= 1
+        err = 0
+        ln = le - pos
+        if ln == 0:
+            pass
+        elif buf[pos] == 35:                            # '#': a comment, or '#eof'
+            if ln == 4 and buf[pos + 1] == 101 and buf[pos + 2] == 111 and buf[pos + 3] == 102:
+                res[6] = 1
+        else:
+            p = pos
+            if ln > 2 and buf[p] == 48 and (buf[p + 1] == 120 or buf[p + 1] == 88):
+                p += 2
+            p = _hex(buf, p, le, hexv, res)
+            if p < 0 or p + 4 >= le or buf[p] != 58 or buf[p + 1] != 32 or buf[p + 3] != 32 \
+                    or (buf[p + 2] != 82 and buf[p + 2] != 87):
+                err = _E_RECORD
+            else:
+                k = 0
+                if buf[p + 2] == 87:
+                    k = 1
+                p += 4
+                if p + 2 < le and buf[p] == 48 and (buf[p + 1] == 120 or buf[p + 1] == 88):
+                    p += 2
+                    p = _hex(buf, p, le, hexv, res)
+                else:
+                    p = -1
+                if p < 0:
+                    err = _E_ADDR
+                else:
+                    while p < le and (buf[p] == 32 or buf[p] == 9):
+                        p += 1
+                    if p != le:
+                        err = _E_TRAIL
+                    else:
+                        addr[n] = res[7]
+                        kind[n] = k
+                        size[n] = 1
+                        n += 1
+        if err:
+            if not skip_bad:
+                res[0] = pos
+                res[1] = n
+                res[2] += lines
+                res[4] = err
+                res[5] = lines
+                return
+            res[3] += 1
+        lines += 1
+        pos = e + 1
+    res[0] = pos
+    res[1] = n
+    res[2] += lines
+
+
+_PARSERS = {"lackey": _parse_lackey, "pinatrace": _parse_pinatrace}
+
+
+def _parser(fmt):
+    """(parse function, compiled?): the numba build, or the Python one over bytes."""
+    from vmsim.replay import _jit
+    if not _jit.enabled():
+        return _PARSERS[fmt], False
+    fn = _jit.compile(_PARSERS[fmt], {"_hex": (_hex, {"_wrap64": _same})})
+    return fn, fn is not _PARSERS[fmt]
+
+
+# --- readers ---------------------------------------------------------------------------
+class TraceReader:
+    """Iterate a trace in chunks. ``bad_lines`` counts skipped lines (skip_bad),
+    ``lines`` the text lines read, ``accesses`` the accesses yielded so far."""
+
+    def __init__(self, path, chunk=CHUNK, skip_bad=False, fmt=None):
+        self.path = path
+        self.chunk = max(int(chunk), 2)
+        self.skip_bad = skip_bad
+        if not os.path.exists(path):
+            raise TraceError(path, 0, "no such file")
+        if os.path.isdir(path):
+            raise TraceError(path, 0, "is a directory")
+        self.format = fmt or detect_format(path)
+        self.bad_lines = 0
+        self.lines = 0
+        self.accesses = 0
+        self.compressed = _strip_compression(path) != path
+
+    def __iter__(self):
+        if self.format in ("npz", "parquet"):
+            from vmsim.replay import native
+            yield from native.read_chunks(self)
+            return
+        yield from self._text_chunks()
+
+    def _text_chunks(self):
+        parse, compiled = _parser(self.format)
+        hexv = _HEX if compiled else _HEX.tolist()
+        cap = self.chunk
+        res = np.zeros(8, dtype=np.int64)
+        addr = np.empty(cap, dtype=np.int64)
+        kind = np.empty(cap, dtype=np.uint8)
+        size = np.empty(cap, dtype=np.int64)
+        tail = b""
+        try:
+            f = open_binary(self.path)
+        except OSError as e:
+            raise TraceError(self.path, 0, f"cannot open: {e.strerror or e}") from None
+        with f:
+            eof = False
+            while not eof:
+                try:
+                    data = f.read(_BLOCK)
+                except (OSError, EOFError, ValueError) as e:
+                    raise TraceError(self.path, self.lines + 1,
+                                     f"cannot read (corrupt or truncated compressed file?): {e}") from None
+                except Exception as e:                  # zstandard.ZstdError
+                    raise TraceError(self.path, self.lines + 1, f"cannot read: {e}") from None
+                if not data:
+                    eof = True
+                    if not tail:
+                        break
+                    data = b"\n"
+                block = tail + data
+                cut = block.rfind(b"\n") + 1
+                if cut == 0:
+                    if len(block) > (1 << 20):
+                        raise TraceError(self.path, self.lines + 1, _PROBLEMS[self.format][_E_LONG])
+                    tail = block
+                    continue
+                tail = block[cut:]
+                # Python ints in Python mode: numpy uint8 arithmetic would wrap.
+                buf = np.frombuffer(block, dtype=np.uint8, count=cut) if compiled else block
+                pos = 0
+                while pos < cut:
+                    res[0] = pos
+                    parse(buf, pos, cut, hexv, addr, kind, size, cap, self.skip_bad, res)
+                    pos = int(res[0])
+                    self.lines = int(res[2])
+                    self.bad_lines = int(res[3])
+                    if res[4]:
+                        raise TraceError(self.path, self.lines + 1, _PROBLEMS[self.format][int(res[4])])
+                    n = int(res[1])
+                    if res[6]:                         # pinatrace '#eof'
+                        eof = True
+                        break
+                    if pos < cut or n + 2 > cap:
+                        if n:
+                            yield self._chunk(addr, kind, size, n)
+                        res[1] = 0
+                if res[6]:
+                    break
+        n = int(res[1])
+        if n:
+            yield self._chunk(addr, kind, size, n)
+
+    def _chunk(self, addr, kind, size, n):
+        c = Chunk(self.accesses, addr[:n].copy(), kind[:n].copy(), size[:n].copy())
+        self.accesses += n
+        return c
+
+
+def open_trace(path, chunk=CHUNK, skip_bad=False, fmt=None) -> TraceReader:
+    """A reader of the trace at ``path`` (format by suffix or content)."""
+    return TraceReader(path, chunk, skip_bad, fmt)

@@ -1,0 +1,150 @@
+"""The replay report: text (rich on a terminal), JSON, and matplotlib plots."""
+import json
+
+from vmsim.replay.infer import Area, format_areas
+
+FAULT_KINDS = ("anonymous", "zero-page", "cow", "wp-reuse", "file", "thp", "hugetlb", "swap",
+               "other", "signal")
+
+
+def _n(v):
+    return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+def print_report(out, r):
+    """Print one replay's result dict on a vmsim.cli.Out."""
+    out.heading(f"replay of {r['trace']} ({r['format']}, {r['label']})")
+    for note in r["notes"]:
+        out.line(f"note: {note}")
+    if r["inferred_areas"]:
+        areas = [Area(**a) for a in r["inferred_areas"]]
+        text = format_areas(areas)
+        if r.get("faults_by_area") is not None:
+            text = "\n".join(f"{ln}, {n} faults" for ln, n in zip(text.split("\n"), r["faults_by_area"]))
+        out.block("VMAs inferred from the trace (mapped anonymous, private)", text)
+    a = r["accesses"]
+    rows = [[k, _n(a[k])] for k in ("read", "write", "exec", "total")]
+    rows.append(["bytes", _n(a["bytes"])])
+    rows.append(["page-straddling (two translations)", _n(a["page_straddling"])])
+    if r["bad_lines"]:
+        rows.append(["malformed lines skipped", _n(r["bad_lines"])])
+    out.table("accesses", ["kind", "count"], rows, right=(1,))
+    f = r["faults"]
+    rows = [["minflt (rusage)", _n(f["minflt"])], ["majflt (rusage)", _n(f["majflt"])]]
+    if f["by_kind"] is not None:
+        for k in FAULT_KINDS:
+            if f["by_kind"].get(k):
+                rows.append([k, _n(f["by_kind"][k])])
+    out.table("faults", ["kind", "count"], rows, right=(1,))
+    if r["signals"]:
+        out.table("signals (the replay went on after the access)", ["signal", "count"],
+                  [[k, _n(v)] for k, v in r["signals"].items()], right=(1,))
+    rows = []
+    if r.get("walks") is not None:
+        rows.append(["page walks" if r.get("tlb") else "page walks (no TLB model: one per "
+                     "translation)", _n(r["walks"])])
+    if r.get("tlb"):
+        for k, v in r["tlb"].items():
+            if v and k != "walks":
+                rows.append([k, _n(v)])
+    if rows:
+        out.table("translation", ["", "count"], rows, right=(1,))
+    out.table("memory at the end", ["", "value"],
+              [["RSS", f"{r['rss_kb']:,} kB"], ["peak RSS", f"{r['maxrss_kb']:,} kB"],
+               ["page-table pages", _n(r["pgtables"])]], right=(1,))
+    vd = r["vmstat_delta"]
+    if vd:
+        out.table("vmstat deltas", ["counter", "delta"],
+                  [[k, f"{v:+,}"] for k, v in sorted(vd.items())], right=(1,))
+    s = r["seconds"]
+    out.line(f"replayed {a['total']:,} accesses in {s['replay']:.2f} s "
+             f"({r['accesses_per_s'] / 1e6:.2f} M accesses/s; trace scan {s['scan']:.2f} s)")
+
+
+def compare_rows(results):
+    """Rows of one side-by-side table: a metric per row, a configuration per column."""
+    def get(r, path):
+        v = r
+        for p in path:
+            v = v.get(p) if isinstance(v, dict) else None
+            if v is None:
+                return "-"
+        return v
+    metrics = [("accesses", ("accesses", "total")), ("minflt", ("faults", "minflt")),
+               ("majflt", ("faults", "majflt"))]
+    kinds = set()
+    for r in results:
+        kinds |= set((r["faults"].get("by_kind") or {}).keys())
+    metrics += [(f"faults: {k}", ("faults", "by_kind", k)) for k in FAULT_KINDS if k in kinds]
+    metrics += [("RSS kB", ("rss_kb",)), ("peak RSS kB", ("maxrss_kb",)),
+                ("page-table pages", ("pgtables",)), ("walks", ("walks",))]
+    tlb_keys = []
+    for r in results:
+        for k in (r.get("tlb") or {}):
+            if k not in tlb_keys:
+                tlb_keys.append(k)
+    metrics += [(f"tlb {k}", ("tlb", k)) for k in tlb_keys]
+    metrics += [("M accesses/s", ("accesses_per_s",))]
+    rows = []
+    for name, path in metrics:
+        row = [name]
+        for r in results:
+            v = get(r, path)
+            if name == "M accesses/s" and v != "-":
+                v = f"{v / 1e6:.2f}"
+            row.append(_n(v))
+        rows.append(row)
+    return rows
+
+
+def print_compare(out, results, title="comparison"):
+    cols = ["metric"] + [r["label"] for r in results]
+    out.table(title, cols, compare_rows(results), right=tuple(range(1, len(cols))))
+    notes = sorted({n for r in results for n in r["notes"]})
+    for n in notes:
+        out.line(f"note: {n}")
+
+
+def json_doc(command, results):
+    """The --json document: docs/json.md's common header, then one result (replay) or
+    ``results`` (replay --compare, sweep)."""
+    from vmsim import __version__
+    head = {"schema_version": 1, "command": command, "vmsim_version": __version__}
+    if isinstance(results, dict):
+        return {**head, **results}
+    return {**head, "results": results}
+
+
+def write_json(path, doc):
+    with open(path, "w") as f:
+        json.dump(doc, f, indent=1, default=int)
+        f.write("\n")
+
+
+def plot(results, path):
+    """RSS, page-table pages, faults (and TLB misses when known) over the run, one line
+    per configuration; a PNG at ``path``."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise RuntimeError("--plot needs matplotlib (pip install 'vmsim[plot]')") from None
+    panels = [("rss_kb", "RSS (kB)"), ("pgtables", "page-table pages"), ("faults", "faults")]
+    if any(r["series"].get("tlb_misses") for r in results):
+        panels.append(("tlb_misses", "TLB misses"))
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.6 * len(panels)), sharex=True)
+    for ax, (key, label) in zip(axes, panels):
+        for r in results:
+            s = r["series"]
+            if s.get(key):
+                ax.plot(s["accesses"], s[key], label=r["label"], drawstyle="steps-post")
+        ax.set_ylabel(label)
+        ax.grid(True, alpha=0.3)
+    axes[0].set_title(f"replay of {results[0]['trace'].rsplit('/', 1)[-1]}")
+    axes[-1].set_xlabel("accesses replayed")
+    if len(results) > 1:
+        axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

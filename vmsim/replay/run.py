@@ -1,0 +1,366 @@
+"""Replay a trace through the model: one Machine, the trace's processes, p.access per step.
+
+A text trace (or a native one without events) starts from a process whose spawn
+layout is cleared (munmap of the whole user range) and replaced by the areas inferred
+from the trace (vmsim.replay.infer), as anonymous private mappings; a native trace with
+events starts from spawn() and applies its mmap / munmap / mprotect / brk / fork / exit
+/ switch events in order. The accesses run in steps of ``step`` through Process.access
+(the compiled chunk loop); a signal is counted and the replay goes on after the access
+that got it (as a handler that skips the instruction would). Faults are classified by
+the paths the kernel model took (the function-graph tracer, counting only).
+"""
+import bisect
+import os
+import time
+from collections import Counter
+
+import numpy as np
+
+import vmsim
+import vmsim.trace
+from vmsim.replay import infer
+from vmsim.replay.readers import open_trace, TraceError
+
+KIND_NAMES = ("read", "write", "exec")
+STEP = 1 << 16
+
+
+class ReplayConfig:
+    """The knobs of one replay (the CLI's options; a sweep's grid point)."""
+    FIELDS = ("thp", "tlb", "cpus", "pcid", "memory", "store_value", "gap", "paging_levels")
+
+    def __init__(self, thp=None, tlb=None, cpus=1, pcid=None, memory="16G", store_value=0,
+                 gap=infer.GAP, paging_levels=4, skip_bad=False, fault_paths=True,
+                 step=STEP, checker=None):
+        self.thp, self.tlb, self.cpus, self.pcid = thp, tlb, int(cpus), pcid
+        self.memory, self.store_value, self.gap = memory, int(store_value) & 0xFF, int(gap)
+        self.paging_levels = int(paging_levels)
+        self.skip_bad, self.fault_paths, self.step, self.checker = skip_bad, fault_paths, step, checker
+
+    def set(self, key, value):
+        key = key.replace("-", "_")
+        if key not in self.FIELDS:
+            raise ValueError(f"unknown setting {key!r}: one of {', '.join(self.FIELDS)}")
+        if key in ("cpus", "store_value", "gap", "paging_levels"):
+            value = int(value, 0) if isinstance(value, str) else int(value)
+        setattr(self, key, value)
+
+    def label(self):
+        parts = [f"{f}={getattr(self, f)}" for f in ("thp", "tlb", "pcid") if getattr(self, f)]
+        if self.cpus != 1:
+            parts.append(f"cpus={self.cpus}")
+        return ",".join(parts) or "default"
+
+
+def model_support():
+    """Which optional model parts this build has: {'tlb': bool, 'thp': bool}."""
+    import importlib.util
+    from vmsim.mm import huge_memory
+    return {"tlb": importlib.util.find_spec("vmsim.arch.x86.tlb") is not None,
+            "thp": hasattr(huge_memory, "do_huge_pmd_anonymous_page")}
+
+
+def config_notes(cfg):
+    """What an option asks for that this build does not model: said, not ignored."""
+    have = model_support()
+    notes = []
+    if cfg.tlb and not have["tlb"]:
+        notes.append(f"--tlb {cfg.tlb}: the TLB model is not in this build yet; every "
+                     "translation is a page walk and there are no TLB statistics")
+    if cfg.pcid and not have["tlb"]:
+        notes.append(f"--pcid {cfg.pcid}: PCIDs only matter with the TLB model, which is not "
+                     "in this build yet")
+    if cfg.thp and cfg.thp != "never" and not have["thp"]:
+        notes.append(f"--thp {cfg.thp}: the sysfs knob is set, but huge-page faults are not "
+                     "modelled in this build yet: every fault takes the 4 KiB path")
+    if cfg.cpus > 1:
+        notes.append(f"--cpus {cfg.cpus}: the machine has {cfg.cpus} CPUs; a trace without "
+                     "a cpu column runs on CPU 0")
+    return notes
+
+
+def _fault_kind(f):
+    """The report's fault kind of a traced fault (vmsim.trace.Fault)."""
+    paths = f.paths
+    if f.signal is not None:
+        return "signal"
+    if "hugetlb_fault" in paths:
+        return "hugetlb"
+    if "do_huge_pmd_anonymous_page" in paths or "create_huge_pmd" in paths and not f.minflt:
+        return "thp"
+    if "wp_page_copy" in paths:
+        return "cow"
+    if "wp_page_reuse" in paths or "do_wp_page" in paths:
+        return "wp-reuse"
+    if paths & {"do_fault", "do_read_fault", "do_cow_fault", "do_shared_fault", "shmem_fault"}:
+        return "file"
+    if "do_anonymous_page" in paths:
+        return "anonymous" if f.error_code & 2 else "zero-page"
+    if "do_swap_page" in paths:
+        return "swap"
+    return "other"
+
+
+class Replay:
+    """One replay in progress; :meth:`run` returns the result dict (see report.py)."""
+
+    def __init__(self, path, cfg=None, progress=None):
+        self.path = path
+        self.cfg = cfg or ReplayConfig()
+        self.progress = progress
+        self.reader = open_trace(path, skip_bad=self.cfg.skip_bad)
+        self.result = None
+
+    def _machine(self):
+        cfg = self.cfg
+        kw = {}
+        if model_support()["tlb"] and (cfg.tlb or cfg.pcid):
+            kw = {"tlb": cfg.tlb or None, "pcid": cfg.pcid != "off"}
+        m = vmsim.Machine(memory=cfg.memory, cpus=cfg.cpus, paging_levels=cfg.paging_levels,
+                          debug_vm=cfg.checker, **kw)
+        if cfg.thp:
+            m.write_file("/sys/kernel/mm/transparent_hugepage/enabled", cfg.thp)
+        return m
+
+    def _infer(self):
+        ps = infer.PageSet()
+        r = open_trace(self.path, skip_bad=self.cfg.skip_bad, fmt=self.reader.format)
+        events = False
+        for c in r:
+            ps.add(c.addr, c.kind, c.size)
+            events = events or bool(c.events)
+            if self.progress:
+                self.progress("scan", r.accesses, r)
+        pages, bits = ps.result()
+        return infer.infer_areas(pages, bits, self.cfg.gap), events
+
+    def run(self):
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        areas, has_events = self._infer()
+        m = self._machine()
+        p = m.spawn()
+        procs = {}
+        if not has_events:
+            p.munmap(0, p.mm.task_size if hasattr(p.mm, "task_size") else 0x7ffffffff000)
+            for a in areas:
+                prot = vmsim.PROT_READ | (vmsim.PROT_WRITE if "w" in a.prot else 0) | \
+                    (vmsim.PROT_EXEC if "x" in a.prot else 0)
+                flags = vmsim.MAP_PRIVATE | vmsim.MAP_ANONYMOUS | vmsim.MAP_FIXED
+                start, length = a.start, a.end - a.start
+                if a.name == "stack":
+                    # Its top page only: the model's expand_stack grows it, as Linux
+                    # grew the program's stack.
+                    flags |= vmsim.MAP_GROWSDOWN
+                    start, length = a.end - 4096, 4096
+                p.mmap(start, length, prot, flags)
+        first_pid = None
+        starts = [a.start for a in areas] if not has_events else []
+        area_faults = Counter()
+        vm0 = _vmstat(m)
+        kinds = np.zeros(3, np.int64)
+        nbytes = 0
+        split = 0
+        signals = Counter()
+        faults = Counter()
+        series = {"accesses": [], "rss_kb": [], "pgtables": [], "faults": [], "t": [],
+                  "tlb_misses": []}
+        tracer = None
+        if cfg.fault_paths:
+            tracer = vmsim.trace.function_graph(m, record=False)
+            tracer.start()
+        done = 0
+        t1 = time.perf_counter()
+        try:
+            for chunk in self.reader:
+                n = len(chunk.addr)
+                evs = list(chunk.events)
+                pos = 0
+                while pos < n or evs:
+                    upto = n
+                    while evs and evs[0].at - chunk.first <= pos:
+                        first_pid = self._event(m, p, procs, evs.pop(0), first_pid)
+                    if evs:
+                        upto = min(n, evs[0].at - chunk.first)
+                    upto = min(upto, pos + cfg.step)
+                    if upto <= pos and not evs:
+                        break
+                    if upto > pos:
+                        self._step(m, p, procs, chunk, pos, upto, signals, first_pid)
+                        pos = upto
+                    if tracer is not None:
+                        for f in tracer.faults:
+                            if not f.exec:
+                                faults[_fault_kind(f)] += 1
+                                if starts:
+                                    i = bisect.bisect_right(starts, f.address) - 1
+                                    if i >= 0 and f.address < areas[i].end:
+                                        area_faults[i] += 1
+                        tracer.faults.clear()
+                    series["accesses"].append(done + pos)
+                    series["rss_kb"].append(sum(_rss(q) for q in ([p] + list(procs.values()))))
+                    series["pgtables"].append(_pgtables(m))
+                    series["faults"].append(sum(faults.values()) if tracer else _pgfault(m) - vm0.get("pgfault", 0))
+                    series["t"].append(time.perf_counter() - t1)
+                    if getattr(m.k, "tlb", None) is not None:
+                        series["tlb_misses"].append(_tlb_totals(m)["misses"])
+                    if self.progress:
+                        self.progress("replay", done + pos, self.reader)
+                k = chunk.kind
+                kinds += np.bincount(k, minlength=3)[:3]
+                s = chunk.size
+                nbytes += int(s.sum())
+                split += int(np.count_nonzero(((chunk.addr & 0xFFF) + s) > 4096))
+                done += n
+        finally:
+            if tracer is not None:
+                tracer.stop()
+        t2 = time.perf_counter()
+        vm1 = _vmstat(m)
+        proc_list = [p] + [q for q in procs.values() if q is not p]
+        ru = [q.getrusage() for q in proc_list]
+        self.result = {
+            "trace": os.path.abspath(self.path),
+            "format": self.reader.format,
+            "config": {f: getattr(cfg, f) for f in ReplayConfig.FIELDS},
+            "label": cfg.label(),
+            "notes": config_notes(cfg),
+            "model": model_support(),
+            "inferred_areas": [] if has_events else [a._asdict() for a in areas],
+            "faults_by_area": [area_faults[i] for i in range(len(starts))] if tracer else None,
+            "lines": self.reader.lines,
+            "bad_lines": self.reader.bad_lines,
+            "accesses": {"total": done, **{KIND_NAMES[i]: int(kinds[i]) for i in range(3)},
+                         "bytes": nbytes, "page_straddling": split},
+            "faults": {"minflt": sum(r.ru_minflt for r in ru), "majflt": sum(r.ru_majflt for r in ru),
+                       "by_kind": dict(faults) if tracer else None},
+            "signals": dict(signals),
+            "walks": (_tlb_totals(m)["walks"] if getattr(m.k, "tlb", None) is not None
+                      else sum(getattr(q, "_translations", 0) for q in proc_list)),
+            "tlb": _tlb_totals(m) if getattr(m.k, "tlb", None) is not None else None,
+            "rss_kb": series["rss_kb"][-1] if series["rss_kb"] else 0,
+            "maxrss_kb": max(series["rss_kb"], default=0),
+            "pgtables": _pgtables(m),
+            "series": series,
+            "vmstat_delta": {k: vm1[k] - vm0.get(k, 0) for k in vm1 if vm1[k] != vm0.get(k, 0)},
+            "seconds": {"scan": t1 - t0, "replay": t2 - t1},
+            "accesses_per_s": done / (t2 - t1) if t2 > t1 else 0.0,
+        }
+        self.machine = m
+        return self.result
+
+    def _proc(self, m, p, procs, pid, first_pid):
+        if pid is None or first_pid is None or pid == first_pid:
+            return p
+        q = procs.get(pid)
+        if q is None:
+            raise TraceError(self.path, 0, f"access by pid {pid} before a fork event created it")
+        return q
+
+    def _step(self, m, p, procs, chunk, lo, hi, signals, first_pid):
+        if chunk.pid is not None and first_pid is not None:
+            pids = chunk.pid[lo:hi]
+            cuts = np.nonzero(np.diff(pids))[0] + 1
+            bounds = [lo] + [lo + int(c) for c in cuts] + [hi]
+            for a, b in zip(bounds[:-1], bounds[1:]):
+                self._run(self._proc(m, p, procs, int(chunk.pid[a]), first_pid), chunk, a, b, signals)
+        else:
+            self._run(p, chunk, lo, hi, signals)
+
+    def _run(self, q, chunk, lo, hi, signals):
+        while lo < hi:
+            try:
+                q.access(chunk.addr[lo:hi], chunk.kind[lo:hi], chunk.size[lo:hi],
+                         value=self.cfg.store_value)
+                return
+            except vmsim.SignalDelivered as e:
+                signals[f"{_signame(e.signo)} at access {chunk.first + lo + e.index}"
+                        if len(signals) < 20 else _signame(e.signo)] += 1
+                lo += e.index + 1
+                if q.task.mm is None:
+                    return
+
+    def _event(self, m, p, procs, ev, first_pid):
+        if first_pid is None:
+            first_pid = ev.pid
+            procs[ev.pid] = p
+        q = procs.get(ev.pid, p if ev.pid == first_pid else None)
+        if q is None:
+            raise TraceError(self.path, 0, f"event {ev.op} of pid {ev.pid} before a fork created it")
+        try:
+            if ev.op == "mmap":
+                q.mmap(ev.addr, ev.length, ev.prot, ev.flags | (vmsim.MAP_FIXED if ev.addr else 0))
+            elif ev.op == "munmap":
+                q.munmap(ev.addr, ev.length)
+            elif ev.op == "mprotect":
+                q.mprotect(ev.addr, ev.length, ev.prot)
+            elif ev.op == "brk":
+                q.brk(ev.addr)
+            elif ev.op == "fork":
+                procs[ev.arg] = q.fork()
+            elif ev.op == "exit":
+                q.exit(ev.arg)
+            elif ev.op == "switch":
+                pass            # the next accesses' pid column says who runs
+        except OSError as e:
+            raise TraceError(self.path, 0, f"event at access {ev.at}: {ev.op} failed: {e}") from None
+        return first_pid
+
+
+def _tlb_totals(m):
+    """The machine's TLB counters summed over its CPUs (Machine.tlb_stats)."""
+    tot = Counter()
+    for c in m.tlb_stats():
+        for k, v in c.items():
+            if k in ("cpu", "loaded_mm_asid", "is_lazy"):
+                continue
+            if isinstance(v, dict):
+                for kk, vv in v.items():
+                    tot[f"{k} {kk}" if k != "hits" else f"hits {kk}"] += vv
+            elif isinstance(v, (int, np.integer)):
+                tot[k] += int(v)
+    out = dict(tot)
+    out.setdefault("misses", 0)
+    out.setdefault("walks", 0)
+    return out
+
+
+def _signame(signo):
+    import signal
+    try:
+        return signal.Signals(signo).name
+    except ValueError:
+        return str(signo)
+
+
+def _vmstat(m):
+    out = {}
+    for line in m.read_file("/proc/vmstat").splitlines():
+        k, _, v = line.partition(" ")
+        try:
+            out[k] = int(v)
+        except ValueError:
+            pass
+    return out
+
+
+def _pgfault(m):
+    return _vmstat(m).get("pgfault", 0)
+
+
+def _rss(q):
+    mm = q.task.mm
+    if mm is None:
+        return 0
+    from vmsim.views import process_record
+    return process_record(q)["rss"] * 4
+
+
+def _pgtables(m):
+    """nr_page_table_pages (vmstat): the machine's page-table pages."""
+    return _vmstat(m).get("nr_page_table_pages", 0)
+
+
+def replay(path, cfg=None, progress=None):
+    """Replay the trace at ``path``; the result dict."""
+    return Replay(path, cfg, progress).run()
