@@ -25,6 +25,14 @@ def test_vmsim_path_resolves_to_a_callable_defined_there(entry):
     assert callable(resolve(entry["vmsim"]))
 
 
+def test_5_4_profile_functions_resolve():
+    """Entries whose step runs a different function under Machine(kernel="5.4")."""
+    e54 = [e for e in SEED_MAP if e.get("vmsim_5_4")]
+    assert any(e["key"] == "3b:3.7" for e in e54)
+    for e in e54:
+        assert check_entry({"key": e["key"], "vmsim": e["vmsim_5_4"]}) == "", e["key"]
+
+
 def test_missing_entries_say_why():
     missing = [e for e in SEED_MAP if e["vmsim"] is None]
     assert missing, "hugetlb and THP internals are not built yet"
