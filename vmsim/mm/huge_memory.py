@@ -114,7 +114,7 @@ def _size_mode(k, order: int) -> str:
                        "inherit" if order == PMD_ORDER else "never")
 
 
-def huge_anon_orders(k, mode: str) -> int:
+def _huge_anon_orders(k, mode: str) -> int:
     """huge_anon_orders_always / _madvise / _inherit: the orders set to ``mode``."""
     m = 0
     for order in range(2, PMD_ORDER + 1):
@@ -199,11 +199,11 @@ def thp_vma_allowable_orders(vma, vm_flags: int, tva_type: int, orders: int) -> 
     """thp_vma_allowable_orders(): the sysfs masks first (except a forced collapse)."""
     if tva_type != TVA_FORCED_COLLAPSE and vma_is_anonymous(vma):
         k = vma.vm_mm.kernel
-        mask = huge_anon_orders(k, "always")
+        mask = _huge_anon_orders(k, "always")
         if vm_flags & VM_HUGEPAGE:
-            mask |= huge_anon_orders(k, "madvise")
+            mask |= _huge_anon_orders(k, "madvise")
         if hugepage_global_always(k) or (vm_flags & VM_HUGEPAGE and hugepage_global_enabled(k)):
-            mask |= huge_anon_orders(k, "inherit")
+            mask |= _huge_anon_orders(k, "inherit")
         orders &= mask
         if not orders:
             return 0

@@ -230,10 +230,10 @@ def alloc_anon_folio(vmf) -> int:
 
 
 def _any_mthp_enabled(k) -> bool:
-    from vmsim.mm.huge_memory import huge_anon_orders, PMD_ORDER
+    from vmsim.mm.huge_memory import _huge_anon_orders, PMD_ORDER
     small = (1 << PMD_ORDER) - 1
-    return bool((huge_anon_orders(k, "always") | huge_anon_orders(k, "madvise") |
-                 huge_anon_orders(k, "inherit")) & small)
+    return bool((_huge_anon_orders(k, "always") | _huge_anon_orders(k, "madvise") |
+                 _huge_anon_orders(k, "inherit")) & small)
 
 
 def _alloc_anon_mthp(vmf) -> int:

@@ -434,7 +434,7 @@ def thp_eligible(vma) -> int:
     from vmsim.mm import huge_memory as H
     fn = getattr(H, "thp_vma_allowable_orders", None)
     if fn is not None:
-        return int(bool(fn(vma, vma.vm_flags, H.TVA_SMAPS, (1 << H.PMD_ORDER))))
+        return int(bool(fn(vma, vma.vm_flags, H.TVA_SMAPS, (1 << (H.PMD_ORDER + 1)) - 1)))
     return int(bool(H.thp_vma_allowable_order(vma, vma.vm_flags, H.TVA_SMAPS, H.PMD_ORDER)))
 
 
