@@ -39,7 +39,16 @@ def test_suite_size_and_sources():
             assert load(f).source.startswith("tools/testing/selftests/mm/"), f"{n} must name its selftest"
 
 
-@pytest.mark.parametrize("path", FILES, ids=[os.path.basename(f)[:-5] for f in FILES])
+# File scenarios whose vmsim run takes longest (many single-page steps, 4 MiB files):
+# compared in the slow run (pytest -m slow), to keep the default run's time.
+SLOW_SCENARIOS = {"file_unaligned_descending", "file_pmd_map", "file_pmd_map_thp_never",
+                  "file_cold_drop_caches", "file_sigbus_eof", "file_cold_fadvise",
+                  "file_shm_punch_hole", "file_fadvise_mapped_folio"}
+
+
+@pytest.mark.parametrize("path", [
+    pytest.param(f, marks=pytest.mark.slow) if os.path.basename(f)[:-5] in SLOW_SCENARIOS else f
+    for f in FILES], ids=[os.path.basename(f)[:-5] for f in FILES])
 def test_scenario_matches_recorded_linux(path):
     """Each scenario on vmsim agrees with the recorded Linux run, observation by observation."""
     scn, rec = _recording(path)

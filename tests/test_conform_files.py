@@ -148,3 +148,17 @@ def test_live_executor_matches_file_recordings():
     """The drift check of tests/test_conform.py for the file scenarios."""
     from test_conform import live_drift_check
     live_drift_check(FILE_SCENARIOS)
+
+
+def test_only_listed_executor_versions_stay_compatible():
+    """Recordings of the current executor and of the listed earlier one are accepted; any
+    other executor version is stale (re-record)."""
+    assert linux.executor_compatible(linux.executor_hash())
+    for h in linux.COMPATIBLE_EXECUTORS:
+        assert linux.executor_compatible(h)
+    assert not linux.executor_compatible("0" * 64)
+    old = set(linux.COMPATIBLE_EXECUTORS)
+    for f in glob.glob(os.path.join(ROOT, "scenarios", "recorded", "*.json")):
+        with open(f) as fh:
+            h = json.load(fh)["executor_sha256"]
+        assert h == linux.executor_hash() or h in old, f

@@ -128,6 +128,11 @@ def test_fork_write_protects_and_cow_copies(fork_cow_doc):
     assert steps[w]["faults"]["count"] == 8
     assert all("wp_page_copy" in f["paths"] for f in steps[w]["faults"]["records"])
     assert steps[w]["vmstat"].get("pgfault") == 8
+    # PGFAULT counts every fault handle_mm_fault saw, execve's own (writing argv) too,
+    # which the rusage and faults.count leave out
+    for s in steps:
+        assert s["vmstat"].get("pgfault", 0) == s["faults"]["count"] + s["faults"]["exec"]
+    assert steps[0]["faults"]["exec"] >= 1
 
 
 def test_page_data_and_html(fork_cow_doc, tmp_path):
@@ -226,6 +231,18 @@ def test_cli_explore_writes_the_page_and_checks_its_arguments(tmp_path, fork_cow
         assert _main(capsys, "explore", *argv) == (status, msg)
 
 
+def test_run_tables_and_graphs_go_with_json(capsys):
+    from vmsim.cli import main
+    ex = os.path.join(ROOT, "examples", "fork_cow.py")
+    for argv, msg in ((["run", "--tables", ex], "--tables goes with --json"),
+                      (["run", "--graphs", ex], "--graphs goes with --json"),
+                      (["run", "--json", "--graphs", "--no-paths", ex], "--graphs needs the fault paths")):
+        capsys.readouterr()
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert msg in err and len(err.strip().splitlines()) == 1, err
+
+
 def _main(capsys, *argv):
     """vmsim.cli.main in-process: (exit status, the message of its one-line error)."""
     from vmsim.cli import main
@@ -262,3 +279,28 @@ def test_serve_binds_loopback_only(tmp_path):
     finally:
         got["httpd"].shutdown()
         t.join(10)
+
+
+def test_what_leaves_map(machine):
+    """page records name what a leaf maps: a read of fresh private anonymous memory maps
+    the zero page (do_anonymous_page), a write an anon folio, MAP_SHARED|MAP_ANONYMOUS
+    a shmem page, a file mapping the file's page-cache page."""
+    from vmsim.views import StepRecorder
+    from vmsim import O_RDWR, O_CREAT
+    with StepRecorder(tables=True) as rec:
+        p = machine.spawn()
+        a = p.mmap(0, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
+        p.read(a, 1)
+        p.write(a + PAGE, b"x")
+        s = p.mmap(0, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS)
+        p.write(s, b"y")
+        fd = p.open("/tmp/explore-test", O_RDWR | O_CREAT)
+        p.ftruncate(fd, PAGE)
+        f = p.mmap(0, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+        p.write(f, b"z")
+    state = _replay(json.loads(json.dumps({"steps": rec.steps})))[(0, p.pid)]
+    kinds = {va: state[("pte", va)]["page"]["kind"] for va in (a, a + PAGE, s, f)}
+    assert kinds == {a: "zero", a + PAGE: "anon", s: "shmem", f: "file"}
+    assert state[("pte", a)]["page"]["pfn"] == machine.k.zero_pfn
+    assert not state[("pte", a)]["new"] & RW and state[("pte", a + PAGE)]["new"] & RW
+    assert state[("pte", f)]["page"]["file"].startswith("inode ")

@@ -119,6 +119,7 @@ def test_fork_cow_page(page, tmp_path):
     page.wait_for_selector("#timeline li")
     assert page.locator("#timeline li").count() == len(steps)
     assert _current(page) == 0
+    assert f"and {steps[0]['faults']['exec']} that execve took for itself" in page.inner_text("#step")
     # step with the keys and the buttons; each step's title and fault count match the JSON
     names = [s["call"]["name"] for s in steps]
     fork = names.index("fork")
@@ -126,7 +127,8 @@ def test_fork_cow_page(page, tmp_path):
         page.keyboard.press("ArrowRight") if i % 2 else page.click("#next")
         assert _current(page) == i
         assert page.inner_text("#fault-count") == str(steps[i]["faults"]["count"])
-        assert page.inner_text("#change-count") == str(len(steps[i]["tables"]))
+        assert page.inner_text("#change-count") == str(sum(1 for c in steps[i]["tables"]
+                                                            if c["old"] != c["new"]))
         assert f"pid {steps[i]['pid']}" in page.inner_text("#step-title")
     page.keyboard.press("ArrowLeft")
     assert _current(page) == fork
@@ -149,6 +151,20 @@ def test_fork_cow_page(page, tmp_path):
                                      "els => els.map(e => [e.dataset.va, e.dataset.cat])")
     mine = sorted((int(va, 16), cat) for va, cat in cats if a <= int(va, 16) < a + 16 * 4096)
     assert [c for _, c in mine] == ["copied"] * 8 + ["cow"] * 8
+    # then the child writes all 16: its first 8 are its alone now (reused in place, no
+    # copy: wp_page_reuse), the last 8 still shared (copied: wp_page_copy); the parent's
+    # last 8 are write-protected and mapped once
+    w2 = w + 1 + names[w + 1:].index("touch")
+    assert steps[w2]["pid"] == child
+    page.fill("#slider", str(w2))
+    page.dispatch_event("#slider", "input")
+    for pid, want in ((child, ["reused"] * 8 + ["copied"] * 8), (parent, ["copied"] * 8 + ["wpx"] * 8)):
+        cats = page.eval_on_selector_all(f"#procs .proc[data-pid='{pid}'] .cell[data-cat]",
+                                         "els => els.map(e => [e.dataset.va, e.dataset.cat])")
+        got = sorted((int(va, 16), cat) for va, cat in cats if a <= int(va, 16) < a + 16 * 4096)
+        assert [c for _, c in got] == want, (pid, got)
+    page.fill("#slider", str(w))
+    page.dispatch_event("#slider", "input")
     # the fault's graph: kernel functions linked to 6.18.2, seed lines where known
     graph = page.inner_text("#graph")
     for fn in ("exc_page_fault", "handle_mm_fault", "do_wp_page", "wp_page_copy"):
@@ -159,7 +175,8 @@ def test_fork_cow_page(page, tmp_path):
     assert page.locator("#fault-select option").count() == steps[w]["faults"]["count"]
     # the tree: the changed PTEs are highlighted; close and open a branch
     assert page.locator("#tree .node.chg").count() == sum(
-        1 for c in steps[w]["tables"] if c["pid"] == page.evaluate("treePid") and c["new"])
+        1 for c in steps[w]["tables"]
+        if c["pid"] == page.evaluate("treePid") and c["new"] and c["new"] != c["old"])
     pte_table = page.locator("#tree li[data-key^='pmd:'] >> nth=0")
     key = pte_table.get_attribute("data-key")
     n_open = page.locator(f"#tree li[data-key='{key}'] > ul > li").count()
@@ -213,4 +230,49 @@ def test_mprotect_segv_page(page, tmp_path):
     assert "bad address" in page.inner_text("#walk")
     page.fill("#addr", "0x800000000000")
     assert "non-canonical" in page.inner_text("#walk")
+    assert page.errors == []
+
+
+def test_long_run_page(page, machine, tmp_path):
+    """A run of 1,200 steps shown as at most 300: the page says what it merged, the
+    timeline pages, and the state at the last step is the document's."""
+    from vmsim.views import StepRecorder
+    from vmsim import explore, PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_ANONYMOUS
+    with StepRecorder(tables=True) as rec:
+        p = machine.spawn()
+        a = p.mmap(0, 800 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
+        for i in range(800):
+            p.write(a + i * 4096, b"x")
+        c = p.fork()
+        for i in range(0, 800, 2):
+            c.write(a + i * 4096, b"y")
+    doc = {"command": "run", "scenario": "long", "steps": json.loads(json.dumps(rec.steps)),
+           "machines": [{"paging_levels": 4, "memory": 1 << 30, "cpus": 2, "kernel": "6.18.44"}]}
+    html = tmp_path / "long.html"
+    data = explore.write_page(doc, str(html), max_steps=300)
+    page.goto(html.as_uri())
+    page.wait_for_selector("#timeline li")
+    assert "merged into the step shown after them" in page.inner_text("#notes")
+    assert page.locator("#timeline-pages button").count() == -(-len(data["steps"]) // 100)
+    page.click("#timeline-pages button >> nth=2")
+    assert _current(page) == 200
+    ms = page.evaluate("""() => { const t = performance.now();
+        for (let i = 0; i < N; i += 7) { select(i); document.body.offsetHeight; }
+        return (performance.now() - t) / Math.ceil(N / 7); }""")
+    print(f"long run: {len(data['steps'])} steps shown of {len(doc['steps'])}, {ms:.0f} ms a step")
+    page.keyboard.press("End")
+    last = {}
+    for s in doc["steps"]:
+        for ch in s["tables"]:
+            if ch["pid"] == c.pid:
+                if ch["new"]:
+                    last[f"{ch['level']}:{ch['va']:x}"] = ch["new"]
+                else:
+                    last.pop(f"{ch['level']}:{ch['va']:x}", None)
+    shown = page.evaluate(f"[...stateAt(N - 1).get('0:{c.pid}').values()].map(c => [c.k, c.e])")
+    assert {k: int(e, 16) for k, e in shown} == last
+    # the child's half-written area: 400 copied or reused pages, 400 still COW-shared
+    cats = page.eval_on_selector_all(f"#procs .proc[data-pid='{c.pid}'] .cell[data-cat]",
+                                     "els => els.map(e => e.dataset.cat)")
+    assert "cow" in cats and page.locator(f"#procs .proc[data-pid='{c.pid}'] .hint").count() > 0
     assert page.errors == []

@@ -124,7 +124,7 @@ def test_batch_behaves_as_one_by_one(spec, tlb):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("tlb", _tlb_presets())
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(spec=_accesses())
 def test_batch_behaves_as_one_by_one_long(spec, tlb):
     _check_batch_behaves_as_one_by_one(spec, tlb)

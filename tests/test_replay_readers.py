@@ -212,7 +212,7 @@ def test_fuzz_text_readers(tmp_path_factory, lines, fmt, skip, chunk):
 
 
 @pytest.mark.slow
-@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(*_text_args)
 def test_fuzz_text_readers_long(tmp_path_factory, lines, fmt, skip, chunk):
     _fuzz_text(tmp_path_factory, lines, fmt, skip, chunk)

@@ -190,10 +190,10 @@ def test_exited_process_is_esrch():
     assert isinstance(e.value, ProcessLookupError)
 
 
-def test_not_modelled_calls_say_so(proc):
+def test_map_hugetlb_without_a_pool_is_enomem(proc):
     with pytest.raises(OSError) as e:
         proc.mmap(0, 2 << 20, RW, ANON | 0x40000)          # MAP_HUGETLB
-    assert e.value.errno == errno.ENOSYS and "not modelled" in str(e.value)
+    assert e.value.errno == errno.ENOMEM
 
 
 def test_cpu_and_pid_arguments(proc):

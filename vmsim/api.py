@@ -335,9 +335,6 @@ class Process:
             file = self._file(fd)
         ret = _mmap.ksys_mmap_pgoff(self.mm, addr, length, prot, flags, file,
                                     (offset & _U64) >> 12)
-        if ret == -errno.ENOSYS:
-            self._done()
-            raise OSError(errno.ENOSYS, "mmap: MAP_HUGETLB (hugetlbfs) is not modelled")
         return self._done(ret)
 
     def _file(self, fd):

@@ -11,6 +11,9 @@
                                 faults' graphs, processes side by side, an address walk)
     vmsim demo                  a built-in tour of the anonymous and shmem fault paths
     vmsim seedmap               the seed notes -> Linux 6.18 -> vmsim function table
+    vmsim replay [TRACE]        replay a memory trace (lackey, pinatrace, .npz, .parquet);
+                                vmsim convert TRACE OUT.npz, vmsim sweep TRACE --grid K=V1,V2
+                                (vmsim.replay, docs/replay.md)
 
 Scenario files are described in :mod:`vmsim.scenario`. User mistakes never show a
 Python traceback: one line on stderr and exit status 2 (bad usage: arguments,

@@ -212,10 +212,9 @@ class StepRecorder:
     def _vmstat_before(self, obj):
         """The /proc/vmstat a machine's first step starts from (step["vmstat"])."""
         from vmsim.api import Machine
-        from vmsim.scenario import vmstat_snapshot
         m = obj if isinstance(obj, Machine) else getattr(obj, "machine", None)
         if m is not None and id(m) not in self._vmstat:
-            self._vmstat[id(m)] = vmstat_snapshot(m)
+            self._vmstat[id(m)] = _vmstat_values(m)
 
     def _machine_index(self, m):
         for i, x in enumerate(self.machines):
@@ -294,14 +293,14 @@ class StepRecorder:
             new = self.tracer.faults[nfaults:]
             by = type(self.tracer).path_counts(SimpleNamespace(faults=new))
             step["faults"] = {"count": sum(1 for f in new if not getattr(f, "exec", False)),
-                              "by_path": dict(by)}
+                              "by_path": dict(by),
+                              "exec": sum(1 for f in new if getattr(f, "exec", False))}
             if self.graphs:
                 step["faults"]["records"] = [fault_record(f) for f in new
                                              if not getattr(f, "exec", False)]
         if self.tables is not None:
             step["tables"] = self.tables.changes(step["machine"], m)
-            from vmsim.scenario import vmstat_snapshot
-            now = vmstat_snapshot(m)
+            now = _vmstat_values(m)
             before = self._vmstat.get(id(m), {})
             step["vmstat"] = {n: v - before.get(n, 0) for n, v in now.items() if v != before.get(n, 0)}
             self._vmstat[id(m)] = now
@@ -354,10 +353,22 @@ def page_record(k, pfn: int) -> dict:
                 kind = "shmem"
             host = getattr(obj, "host", None)
             name = getattr(host, "name", None) or getattr(host, "path", None)
+            if name is None and getattr(host, "i_ino", None) is not None:
+                name = f"inode {host.i_ino}"
     return {"pfn": pfn, "kind": kind, "order": int(folio_order(k, head)),
             "mapcount": int(mem.mapcount[pfn]), "refcount": int(mem.refcount[head]),
             "exclusive": bool(mem.flags[pfn] & PG_anon_exclusive),
             "file": str(name) if name is not None else None}
+
+
+def _vmstat_values(m) -> dict:
+    """{name: value} as /proc/vmstat shows them (vmstat_show's values, without the text)."""
+    from vmsim.fs.proc import vmstat as pv
+    from vmsim.mm.vmstat import VMSTAT_NAMES
+    v = pv.all_vmstat_values(m.k)
+    for i in pv._THP_ITEMS:
+        v[i] //= pv.HPAGE_PMD_NR
+    return dict(zip(VMSTAT_NAMES, v))
 
 
 class TableTracker:
@@ -370,67 +381,98 @@ class TableTracker:
     pgd_ctor) is left out."""
 
     def __init__(self):
-        self.prev = {}        # (machine index, pid) -> {(level, va): (table pfn, ents, info, leaf)}
+        self.prev = {}        # (machine index, pid) -> the last _walk of its tables
         self.shifts = {}
 
     def _walk(self, k, mm):
+        """The mm's tables, level by level (numpy over all tables of a level at once):
+        (keys [(level, va)], table pfns, entries T x 512, page info T x 512 x 3, leaf mask)."""
         import numpy as np
         from vmsim.arch.x86.pgtable_types import (paging_mode, PTE_PFN_MASK, _PAGE_PRESENT,
                                                   _PAGE_PSE, _PAGE_PROTNONE)
         mode = paging_mode(k.paging_levels)
         self.shifts = {lvl.kname: lvl.shift for lvl in mode.levels}
-        arr = k.ptpool.arr
-        rows = k.mem.np_private
+        pool = k.ptpool.arr
+        rows_of = k.mem.np_private
         mem = k.mem
-        nr = k.nr_pages
-        out = {}
         last = len(mode.levels) - 1
-
-        def walk(li, table, base):
-            lvl = mode.levels[li]
-            row = int(rows[table])
-            ents = arr[row * 512:(row + 1) * 512].copy()
+        keys, tabs, E, I, L = [], [], [], [], []
+        tables = np.array([mm.pgd], dtype=np.int64)
+        bases = np.array([0], dtype=np.int64)
+        slot = np.arange(512, dtype=np.int64)
+        for li, lvl in enumerate(mode.levels):
+            if not len(tables):
+                break
+            rows = rows_of[tables].astype(np.int64)
+            ents = pool[(rows[:, None] * 512 + slot[None, :])]
             if li == 0:
-                ents[256:] = 0                       # the kernel half: init_mm's
+                ents[:, 256:] = 0                      # the kernel half: init_mm's
             present = (ents & (_PAGE_PRESENT | _PAGE_PROTNONE)) != 0
             if li == last:
                 leaf = present
             elif lvl.large:
                 leaf = present & ((ents & _PAGE_PSE) != 0)
             else:
-                leaf = np.zeros(512, dtype=bool)
+                leaf = np.zeros(ents.shape, dtype=bool)
             pfns = (ents & PTE_PFN_MASK) >> 12
-            ok = leaf & (pfns < nr)
-            info = np.zeros((512, 3), dtype=np.int64)
+            ok = leaf & (pfns < k.nr_pages)
+            info = np.zeros(ents.shape + (3,), dtype=np.int64)
             if ok.any():
                 idx = pfns[ok]
                 info[ok, 0] = mem.np_mapcount[idx]
                 info[ok, 1] = mem.np_refcount[idx]
                 info[ok, 2] = mem.np_flags[idx]
-            out[(lvl.kname, base)] = (table, ents, info, leaf)
+            keys += [(lvl.kname, int(b)) for b in bases.tolist()]
+            tabs.append(tables)
+            E.append(ents)
+            I.append(info)
+            L.append(leaf)
             if li < last:
-                for i in np.flatnonzero(((ents & _PAGE_PRESENT) != 0) & ~leaf).tolist():
-                    walk(li + 1, int(pfns[i]), base | (i << lvl.shift))
-        walk(0, mm.pgd, 0)
-        return out
+                t, i = np.nonzero(((ents & _PAGE_PRESENT) != 0) & ~leaf)
+                tables = pfns[t, i]
+                bases = bases[t] | (i.astype(np.int64) << lvl.shift)
+        if not keys:
+            return ([], np.zeros(0, dtype=np.int64), np.zeros((0, 512), dtype=np.int64),
+                    np.zeros((0, 512, 3), dtype=np.int64), np.zeros((0, 512), dtype=bool))
+        return keys, np.concatenate(tabs), np.concatenate(E), np.concatenate(I), np.concatenate(L)
 
     def changes(self, mi, machine) -> list:
         """The changed entries of every process of ``machine`` since the last call."""
-        import numpy as np
         k = machine.k
         recs = []
         seen = set()
+        empty = ([], None, None, None, None)
         for pid, p in sorted(machine.processes.items()):
             mm = p.task.mm
-            cur = self._walk(k, mm) if mm is not None and mm.pgd >= 0 else {}
+            cur = self._walk(k, mm) if mm is not None and mm.pgd >= 0 else empty
             seen.add((mi, pid))
-            recs += self._diff(k, pid, self.prev.get((mi, pid), {}), cur)
+            recs += self._diff(k, pid, self.prev.get((mi, pid), empty), cur)
             self.prev[(mi, pid)] = cur
         for key in [x for x in self.prev if x[0] == mi and x not in seen]:
-            recs += self._diff(k, key[1], self.prev.pop(key), {})
+            recs += self._diff(k, key[1], self.prev.pop(key), empty)
         return recs
 
+    @staticmethod
+    def _as_dict(w):
+        keys, tabs, E, I, L = w
+        return {x: (int(tabs[r]), E[r], I[r], L[r]) for r, x in enumerate(keys)}
+
     def _diff(self, k, pid, old, new) -> list:
+        import numpy as np
+        if old[0] == new[0] and (not new[0] or np.array_equal(old[1], new[1])):
+            # the same tables as after the step before (the common case): compare them
+            # all at once, then look only at the ones with a difference
+            if not new[0]:
+                return []
+            rows = np.flatnonzero(((old[2] != new[2]) | (old[3] != new[3]).any(axis=2))
+                                  .any(axis=1)).tolist()
+            sub = [new[0][r] for r in rows]
+            o = {x: (int(old[1][r]), old[2][r], old[3][r], old[4][r]) for x, r in zip(sub, rows)}
+            n = {x: (int(new[1][r]), new[2][r], new[3][r], new[4][r]) for x, r in zip(sub, rows)}
+            return self._diff_tables(k, pid, o, n)
+        return self._diff_tables(k, pid, self._as_dict(old), self._as_dict(new))
+
+    def _diff_tables(self, k, pid, old, new) -> list:
         import numpy as np
         from vmsim.arch.x86.pgtable_types import PTE_PFN_MASK
         recs = []

@@ -35,6 +35,7 @@ MAP_FLAGS = {
     "shared": 0x01, "private": 0x02, "droppable": 0x08, "fixed": 0x10, "anonymous": 0x20, "32bit": 0x40, "growsdown": 0x100,
     "locked": 0x2000, "noreserve": 0x4000, "populate": 0x8000, "nonblock": 0x10000,
     "stack": 0x20000, "fixed_noreplace": 0x100000,
+    "hugetlb": 0x40000, "huge_2mb": 21 << 26, "huge_1gb": 30 << 26,   # MAP_HUGE_SHIFT 26
 }
 MADV = {n[5:].lower(): getattr(uapi, n) for n in dir(uapi) if n.startswith("MADV_")}
 MREMAP = {"maymove": 1, "fixed": 2, "dontunmap": 4}
@@ -61,7 +62,8 @@ SMAPS_DEFAULT = ("Rss", "Pss", "Shared_Clean", "Shared_Dirty", "Private_Clean",
 # the time on a running system; the THP event counters stay put while nothing else
 # uses THP (enabled=madvise and no other MADV_HUGEPAGE user), and the
 # unevictable_pgs_* counters while nothing else mlocks.
-VMSTAT_ALLOWED = re.compile(r"^(thp_[a-z_]+|unevictable_pgs_[a-z]+)$")
+# htlb_buddy_alloc_* move only when a hugetlb pool grows from the buddy allocator.
+VMSTAT_ALLOWED = re.compile(r"^(thp_[a-z_]+|unevictable_pgs_[a-z]+|htlb_buddy_alloc_[a-z]+)$")
 
 LIFECYCLE_OPS = ("fork", "exit", "wait", "execve")
 MAX_PROCS = 16
@@ -362,7 +364,7 @@ def build(path, text, doc):
     for c in vm:
         if not isinstance(c, str) or not VMSTAT_ALLOWED.match(c):
             err(_key_line(text, 1, "vmstat"),
-                f"vmstat counter {c!r} is not allowed: only thp_* and unevictable_pgs_* "
+                f"vmstat counter {c!r} is not allowed: only thp_*, unevictable_pgs_* and htlb_buddy_alloc_* "
                 "counters are quiet on a live machine (see docs/conformance.md)")
     s.vmstat = list(vm)
 

@@ -215,18 +215,19 @@ def _merge(group):
                 c = dict(c, old=tables[key]["old"])
             tables[key] = c
     last["tables"] = [c for c in tables.values() if c["old"] != c["new"] or c["page"]]
-    vmstat, by_path, count, records, syscalls = {}, {}, 0, [], []
+    vmstat, by_path, count, records, syscalls, nexec = {}, {}, 0, [], [], 0
     for s in group:
         for k, v in (s.get("vmstat") or {}).items():
             vmstat[k] = vmstat.get(k, 0) + v
         f = s.get("faults") or {}
         count += f.get("count", 0)
+        nexec += f.get("exec", 0)
         for k, v in f.get("by_path", {}).items():
             by_path[k] = by_path.get(k, 0) + v
         records += f.get("records", [])
         syscalls += s.get("syscalls") or []
     last["vmstat"] = {k: v for k, v in vmstat.items() if v}
-    last["faults"] = {"count": count, "by_path": by_path, "records": records}
+    last["faults"] = {"count": count, "by_path": by_path, "records": records, "exec": nexec}
     last["syscalls"] = syscalls
     last["_merged"] = len(group) - 1
     last["_first"] = group[0]["step"]
@@ -282,12 +283,15 @@ def page_data(doc, max_steps=MAX_STEPS, max_graphs=MAX_GRAPHS) -> dict:
         if key not in vmaset_ids:
             vmaset_ids[key] = len(vmasets)
             vmasets.append([{"start": _hex(v["start"]), "end": _hex(v["end"]), "perms": v["perms"],
+                             "s": v["start"] >> 12, "e": v["end"] >> 12,
                              "pgoff": _hex(v["pgoff"] << 12), "name": v["name"],
                              "kb": (v["end"] - v["start"]) >> 10, "flags": " ".join(v["vm_flags"])}
                             for v in vmas])
         return vmaset_ids[key]
     proc_vmas = {}                     # (machine, pid) -> vmaset index, as of the step
     copied = {}                        # (pid, level, va) -> step of the copy (COW)
+    reused = {}                        # (pid, level, va) -> step it was made writable in place
+    pages = {}                         # (pid, level, va) -> the page it mapped, as last sent
     graphs_left = max_graphs
     graphs_total = graphs_kept = 0
     out_steps = []
@@ -308,10 +312,22 @@ def page_data(doc, max_steps=MAX_STEPS, max_graphs=MAX_GRAPHS) -> dict:
             leafish = c["page"] is not None and c["page"]["kind"] != "table"
             if new == 0:
                 copied.pop(ck, None)
-            elif leafish and old & _PAGE_PRESENT and new & _PAGE_PRESENT and \
-                    (old ^ new) & 0x000ffffffffff000:
-                copied[ck] = s["step"]
-            changes.append({"pid": c["pid"], "k": key, "p": par, "lv": lv, "va": _hex(va),
+                reused.pop(ck, None)
+            elif leafish and old & _PAGE_PRESENT and new & _PAGE_PRESENT:
+                if (old ^ new) & 0x000ffffffffff000:
+                    copied[ck] = s["step"]
+                    reused.pop(ck, None)
+                elif new & _PAGE_RW and not old & _PAGE_RW:
+                    reused[ck] = s["step"]
+            was = pages.pop(ck, None)
+            if c["page"] is not None:
+                pages[ck] = c["page"]
+            pc = None                  # the entry is the same: its page's counts changed
+            if old == new and was is not None and c["page"] is not None:
+                pc = ", ".join(f"{f} {was.get(f)} -> {c['page'].get(f)}"
+                               for f in ("mapcount", "refcount", "exclusive")
+                               if was.get(f) != c["page"].get(f)) or "page flags"
+            changes.append({"pid": c["pid"], "k": key, "pc": pc, "p": par, "lv": lv, "va": _hex(va), "pn": va >> 12,
                             "t": _hex(c["table"]), "i": c["index"],
                             "ea": _hex(c["table"] * 4096 + c["index"] * 8),
                             "o": _hex(old), "e": _hex(new),
@@ -319,7 +335,7 @@ def page_data(doc, max_steps=MAX_STEPS, max_graphs=MAX_GRAPHS) -> dict:
                             "od": decode_entry(old, lv) if old else "0x0",
                             "w": _what(lv, c, below.get(lv, "")), "pg": c["page"],
                             "pr": bool(new & _PAGE_PRESENT), "rw": bool(new & _PAGE_RW),
-                            "leaf": leafish, "cp": copied.get(ck)})
+                            "leaf": leafish, "cp": copied.get(ck), "ru": reused.get(ck)})
         f = s.get("faults") or {}
         graphs = []
         for r in f.get("records", []):
@@ -336,6 +352,7 @@ def page_data(doc, max_steps=MAX_STEPS, max_graphs=MAX_GRAPHS) -> dict:
             "signal": (f"{sig['name']} si_code={sig['si_code']} si_addr={sig['si_addr']:#x}"
                        if sig else None),
             "faults": {"count": f.get("count", 0), "by_path": f.get("by_path", {}),
+                       "exec": f.get("exec", 0),
                        "records": len(f.get("records", []))},
             "graphs": graphs, "ch": changes, "vmstat": s.get("vmstat") or {},
             "procs": s["processes"],

@@ -10,6 +10,8 @@ const CKPT = 64;                   // a copy of the page-table state every CKPT 
 let cur = 0;
 let treePid = null;                // the process whose tables are shown
 const userOpen = new Map();        // tree node key -> open (true/false) chosen by the user
+const showAll = new Set();         // tree node keys whose every child is shown
+const MAX_CHILDREN = 64;           // children shown under one node until "show all"
 let faultSel = 0;
 
 function esc(s) {
@@ -39,17 +41,23 @@ function apply(state, i) {
     if (m.size === 0) state.delete(pk);
   }
 }
+let live = null, liveAt = -1;      // the state the page shows, moved forward in place
 function stateAt(i) {
-  let base = -1;
-  for (let j = Math.floor(i / CKPT) * CKPT; j >= 0; j -= CKPT) {
-    if (ckpts.has(j)) { base = j; break; }
+  if (live !== null && liveAt === i) return live;
+  if (live === null || liveAt > i || i - liveAt > 2 * CKPT) {
+    let base = -1;
+    for (let j = Math.floor(i / CKPT) * CKPT; j >= 0; j -= CKPT) {
+      if (ckpts.has(j)) { base = j; break; }
+    }
+    live = base >= 0 ? cloneState(ckpts.get(base)) : new Map();
+    liveAt = base;
   }
-  let state = base >= 0 ? cloneState(ckpts.get(base)) : new Map();
-  for (let j = base + 1; j <= i; j++) {
-    apply(state, j);
-    if (j % CKPT === 0 && !ckpts.has(j)) ckpts.set(j, cloneState(state));
+  for (let j = liveAt + 1; j <= i; j++) {
+    apply(live, j);
+    if (j % CKPT === 0 && !ckpts.has(j)) ckpts.set(j, cloneState(live));
   }
-  return state;
+  liveAt = i;
+  return live;
 }
 
 // --- header ---------------------------------------------------------------------------------
@@ -110,7 +118,8 @@ function timeline() {
 
 // --- the step ---------------------------------------------------------------------------------
 function stepPanel(st) {
-  $("step-title").textContent = `Step ${st.n}: pid ${st.pid}, ${st.kind} ${st.name}`;
+  $("step-title").textContent = `Step ${st.n}: pid ${st.pid}, ` +
+    (st.kind === "spawn" ? "a new process" : `${st.kind === "access" ? "access" : "system call"} ${st.name}`);
   let h = "";
   if (st.merged) h += `<div class="hint">Steps ${st.first} to ${st.n - 1} are left out of the timeline: their changes are shown with this one.</div>`;
   h += `<div class="hint">${st.kind === "access" ? "a user-mode access through the MMU" : st.kind === "spawn" ? "a new process (execve of the minimal program)" : "the system call as strace -f shows it"}:</div>`;
@@ -118,11 +127,15 @@ function stepPanel(st) {
   if (st.kind === "access" && st.sys.length) h += `<pre>${esc(st.sys.join("\n"))}</pre>`;
   if (st.signal) h += `<div><span class="badge sig">signal</span> ${esc(st.signal)}</div>`;
   const paths = Object.entries(st.faults.by_path).map(([k, v]) => `${k} ${v}`).join(", ");
-  h += `<div>Page faults: <b id="fault-count">${st.faults.count}</b>${paths ? " (" + esc(paths) + ")" : ""}</div>`;
+  h += `<div>Page faults: <b id="fault-count">${st.faults.count}</b>${paths ? " (" + esc(paths) + ")" : ""}` +
+    (st.faults.exec ? ` <span class="hint">and ${st.faults.exec} that execve took for itself, writing argv to the new stack: ` +
+      `not in the process's rusage (so not counted here), but in /proc/vmstat's pgfault</span>` : "") + "</div>";
   const vm = Object.entries(st.vmstat);
   if (vm.length) h += `<div>vmstat: <span class="mono">${esc(vm.map(([k, v]) => `${k} ${v > 0 ? "+" : ""}${v}`).join(", "))}</span></div>`;
-  const ch = st.ch.length;
-  h += `<div>Page-table entries changed: <b id="change-count">${ch}</b></div>`;
+  const ch = st.ch.filter((c) => c.o !== c.e).length;
+  const pc = st.ch.length - ch;
+  h += `<div>Page-table entries changed: <b id="change-count">${ch}</b>` +
+    (pc ? ` <span class="hint">(and <span id="page-change-count">${pc}</span> entries whose page changed: its mapcount, refcount or flags)</span>` : "") + "</div>";
   $("step").innerHTML = h;
 }
 
@@ -141,7 +154,7 @@ function vmaPanel(st, pid) {
 
 // --- the page-table tree ------------------------------------------------------------------------
 const LV = D.mode.levels.map((l) => l.k);
-function cmpVa(a, b) { const x = BigInt(a.va), y = BigInt(b.va); return x < y ? -1 : x > y ? 1 : 0; }
+function cmpVa(a, b) { return a.pn - b.pn; }      // page numbers: exact as Numbers
 function treePanel(st, state) {
   const pids = [];
   for (const q of st.procs) if (state.has(st.m + ":" + q.pid)) pids.push(q.pid);
@@ -162,9 +175,10 @@ function treePanel(st, state) {
     kids.get(p).push(c);
   }
   for (const a of kids.values()) a.sort(cmpVa);
-  const changed = new Set(st.ch.filter((c) => c.pid === treePid).map((c) => c.k));
+  const changed = new Set(st.ch.filter((c) => c.pid === treePid && c.o !== c.e).map((c) => c.k));
+  const pchanged = new Set(st.ch.filter((c) => c.pid === treePid && c.o === c.e).map((c) => c.k));
   const hot = new Set();                // ancestors of a changed entry
-  for (const k of changed) {
+  for (const k of [...changed, ...pchanged]) {
     let c = ents.get(k);
     while (c && c.p) { hot.add(c.p); c = ents.get(c.p); }
   }
@@ -173,10 +187,11 @@ function treePanel(st, state) {
     const ch = kids.get(c.k) || [];
     const open = userOpen.has(c.k) ? userOpen.get(c.k) : (hot.has(c.k) || ch.length <= 16);
     const li = el("li", {"data-key": c.k});
-    const cls = "node" + (changed.has(c.k) ? " chg" : "");
+    const cls = "node" + (changed.has(c.k) ? " chg" : pchanged.has(c.k) ? " pchg" : "");
     const tog = ch.length ? `<span class="tog">${open ? "&#9662;" : "&#9656;"}</span>` : `<span class="tog leaf">&middot;</span>`;
     const extra = ch.length ? ` <span class="hint">(${ch.length} entr${ch.length > 1 ? "ies" : "y"})</span>` : "";
-    const old = changed.has(c.k) && c.o !== "0x0" ? `<div class="old" style="padding-left:2.2em">was ${esc(c.od)}</div>` : "";
+    const old = changed.has(c.k) && c.o !== "0x0" ? `<div class="old" style="padding-left:2.2em">was ${esc(c.od)}</div>` :
+      pchanged.has(c.k) && c.pc ? `<div class="pnote" style="padding-left:2.2em">same entry; its page: ${esc(c.pc)}</div>` : "";
     li.innerHTML = `<div class="${cls}" title="entry at ${c.ea} (table pfn ${c.t}, index ${c.i})">${tog}` +
       `<span class="lvl">${c.lv.toUpperCase()}[${c.i}]</span> <code>${c.va}</code> ` +
       `<span class="what">${esc(c.w)}</span>${extra} <span class="ent">${esc(c.d)}</span></div>${old}`;
@@ -184,7 +199,19 @@ function treePanel(st, state) {
       li.querySelector(".tog").onclick = () => { userOpen.set(c.k, !open); render(); };
       if (open) {
         const ul = el("ul");
-        for (const x of ch) ul.appendChild(node(x));
+        let shown = ch;
+        if (ch.length > MAX_CHILDREN && !showAll.has(c.k)) {
+          // the entries that changed at this step first, then the lowest addresses
+          const pick = new Set(ch.filter((x) => changed.has(x.k) || pchanged.has(x.k) || hot.has(x.k)).slice(0, MAX_CHILDREN));
+          for (const x of ch) { if (pick.size >= MAX_CHILDREN) break; pick.add(x); }
+          shown = ch.filter((x) => pick.has(x));
+        }
+        for (const x of shown) ul.appendChild(node(x));
+        if (shown.length < ch.length) {
+          const more = el("li", {class: "more"}, `<a href="#" class="show-all">&hellip; ${ch.length - shown.length} more entries: show all ${ch.length}</a>`);
+          more.querySelector("a").onclick = (e) => { e.preventDefault(); showAll.add(c.k); render(); };
+          ul.appendChild(more);
+        }
         li.appendChild(ul);
       }
     }
@@ -214,6 +241,7 @@ const CATS = [
   ["cow", "shared with another process, write-protected (COW: a write copies or reuses)"],
   ["wpx", "write-protected, mapped once (a write makes it writable again: reuse)"],
   ["copied", "copied: a write gave this process its own frame"],
+  ["reused", "reused: a write made the write-protected page writable again, no copy"],
   ["private", "private, writable"],
   ["shared", "shared and writable (MAP_SHARED)"],
   ["file", "file or shmem page"],
@@ -229,6 +257,7 @@ function category(c, users, vmaWritable) {
     if (n > 1) return c.rw ? "shared" : "cow";
     if (!c.rw && vmaWritable) return "wpx";
     if (c.cp !== null && c.cp !== undefined) return "copied";
+    if (c.ru !== null && c.ru !== undefined) return "reused";
     return "private";
   }
   return n > 1 && c.rw ? "shared" : "file";
@@ -257,32 +286,36 @@ function procsPanel(st, state) {
     const idx = st.pvmas[String(q.pid)];
     const vmas = idx === undefined ? [] : D.vmasets[idx];
     const leaves = [...ents.values()].filter((c) => c.leaf).sort(cmpVa);
-    for (const v of vmas) {
-      const lo = BigInt(v.start), hi = BigInt(v.end);
-      const mine = leaves.filter((c) => BigInt(c.va) >= lo && BigInt(c.va) < hi);
-      if (!mine.length) continue;
-      const pages = Number((hi - lo) >> 12n);
-      const byVa = new Map(mine.map((c) => [c.va, c]));
+    // each leaf to its VMA (VMAs are sorted and disjoint)
+    const per = vmas.map(() => []);
+    let vi = 0;
+    for (const c of leaves) {
+      while (vi < vmas.length && vmas[vi].e <= c.pn) vi++;
+      if (vi < vmas.length && vmas[vi].s <= c.pn) per[vi].push(c);
+    }
+    vmas.forEach((v, n) => {
+      const mine = per[n];
+      if (!mine.length) return;
+      const pages = v.e - v.s;
+      const byPn = new Map(mine.map((c) => [c.pn, c]));
       const w = v.perms[1] === "w";
       let cells = "";
-      const cell = (c, va) => {
-        if (!c) return `<i class="cell none" title="${va}: not mapped"></i>`;
+      const cell = (c, pn) => {
+        if (!c) return `<i class="cell none" title="0x${(BigInt(pn) << 12n).toString(16)}: not mapped"></i>`;
         const k = category(c, users, w);
         return `<i class="cell c-${k}" data-va="${c.va}" data-cat="${k}" title="${c.va}: ${esc(c.w)}\n${esc(c.d)}` +
-          `${c.cp !== null && c.cp !== undefined ? "\ncopied at step " + c.cp : ""}"></i>`;
+          `${c.cp !== null && c.cp !== undefined ? "\ncopied at step " + c.cp : ""}` +
+          `${c.ru !== null && c.ru !== undefined ? "\nreused (made writable) at step " + c.ru : ""}"></i>`;
       };
       if (pages <= 256) {
-        for (let p = 0n; p < BigInt(pages); p++) {
-          const va = "0x" + (lo + (p << 12n)).toString(16);
-          cells += cell(byVa.get(va), va);
-        }
+        for (let pn = v.s; pn < v.e; pn++) cells += cell(byPn.get(pn), pn);
       } else {
-        for (const c of mine.slice(0, 512)) cells += cell(c, c.va);
+        for (const c of mine.slice(0, 256)) cells += cell(c, c.pn);
       }
       h += `<div class="vma"><span class="mono">${v.start.slice(2)}-${v.end.slice(2)} ${v.perms}</span> ${esc(v.name)}` +
-        (pages > 256 ? ` <span class="hint">(${mine.length} mapped pages of ${pages}${mine.length > 512 ? ", first 512 shown" : ""})</span>` : "") +
+        (pages > 256 ? ` <span class="hint">(${mine.length} mapped pages of ${pages}${mine.length > 256 ? ", the first 256 shown" : ""})</span>` : "") +
         `<div class="cells">${cells}</div></div>`;
-    }
+    });
     d.innerHTML = h;
     box.appendChild(d);
   }

@@ -14,6 +14,7 @@ import errno
 import os
 
 from vmsim.fs import sysfs
+from vmsim.mm import hugetlb
 from vmsim.fs.proc import array, base, meminfo, page, task_mmu, vmstat
 
 _TEXT_PID_FILES = {
@@ -81,6 +82,8 @@ def read(machine, path: str, offset: int = 0, size: int = -1):
         return _vfs_read(machine, p, offset, size)
     if sysfs.is_knob(p):
         return _slice(sysfs.knob_read(k, p), offset, size)
+    if hugetlb.is_knob(k, p):
+        return _slice(hugetlb.knob_read(k, p), offset, size)
     if p in _TEXT_FILES:
         return _slice(_TEXT_FILES[p](k), offset, size)
     if p in _BINARY_FILES:
@@ -121,6 +124,11 @@ def write(machine, path: str, data) -> int:
         return drop_caches_sysctl_handler(k, data)
     if sysfs.is_knob(p):
         ret = sysfs.knob_write(k, p, data)
+        if ret < 0:
+            raise _err(ret, path)
+        return ret
+    if hugetlb.is_knob(k, p):
+        ret = hugetlb.knob_write(k, p, data)
         if ret < 0:
             raise _err(ret, path)
         return ret

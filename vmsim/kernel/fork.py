@@ -17,14 +17,14 @@ from vmsim.arch.x86.mm.pgtable import pgd_alloc, pgd_free
 from vmsim.arch.x86.mm.tlb import flush_tlb_mm
 from vmsim.arch.x86.mm.pkeys import _init_new_context_pkeys, arch_dup_pkeys
 from vmsim.kernel.sched import task_struct
-from vmsim.mm.mm_types import (mm_struct, vm_area_struct, VM_DONTCOPY, VM_ACCOUNT,
+from vmsim.mm.mm_types import (mm_struct, vm_area_struct, VM_DONTCOPY, VM_ACCOUNT, VM_HUGETLB,
                                VM_WIPEONFORK, VM_LOCKED_MASK, VM_NOHUGEPAGE, vma_pages)
 
 VM_INIT_DEF_MASK = VM_NOHUGEPAGE
 # mm_struct fields mm_init() resets after dup_mm's memcpy.
 _MM_INIT_FIELDS = ("mm_mt_ends", "mm_mt", "pgd", "pgd_ptr", "rss_stat", "locked_vm", "pinned_vm",
                    "pgtables_bytes", "map_count", "mm_users", "mm_count", "mmu_notifiers",
-                   "tlb_flush_pending", "owner")
+                   "tlb_flush_pending", "owner", "hugetlb_usage")
 
 
 def mm_alloc_pgd(mm) -> int:
@@ -46,6 +46,7 @@ def mm_init(mm, task) -> int:
     mm.mm_count = 1
     mm.mmu_notifiers = []
     mm.tlb_flush_pending = 0
+    mm.hugetlb_usage = 0                                 # hugetlb_count_init()
     cur = mm.kernel.current
     if cur is not None and cur.mm is not None:
         # MMF_INIT_MASK: MMF_HUGE_ZERO_FOLIO (18) is the parent's own reference.
@@ -146,6 +147,10 @@ def dup_mmap(mm, oldmm) -> int:
             retval = -errno.ENOMEM
             break
         tmp.vm_flags &= ~VM_LOCKED_MASK
+        if tmp.vm_flags & VM_HUGETLB:
+            # Copy/update hugetlb private vma information.
+            from vmsim.mm.hugetlb import hugetlb_dup_vma_private
+            hugetlb_dup_vma_private(tmp)
         mm.vma_store(tmp)                                # vma_iter_bulk_store, map_count++
         if getattr(tmp.vm_ops, "open", None):
             tmp.vm_ops.open(tmp)

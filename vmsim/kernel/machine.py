@@ -105,6 +105,8 @@ class Kernel:
         self.task_files = {}
         self.vfs = None
         self.disk_latency_ns = 0
+        from vmsim.mm.hugetlb import hugetlb_init
+        hugetlb_init(self)
         self.mmu_notifier_log = []
 
     def next_ino(self) -> int:

@@ -31,11 +31,11 @@ import numpy as np
 
 from vmsim.arch.x86 import pgtable_types as T
 from vmsim.mm import vmstat
-from vmsim.mm.mm_types import (VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_PFNMAP, VM_MIXEDMAP,
+from vmsim.mm.mm_types import (VM_READ, VM_WRITE, VM_HUGETLB, VM_MAYSHARE, VM_EXEC, VM_SHARED, VM_PFNMAP, VM_MIXEDMAP,
                                MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES)
 from vmsim.mm.page_flags import (PG_anon, PG_anon_exclusive, PG_lru, PG_reserved, PG_tail,
                                  PG_head, PG_swapbacked, PG_active, PG_unevictable, PGTY_table,
-                                 PGTY_buddy, PG_ORDER_MASK, PG_ORDER_SHIFT, PG_dirty,
+                                 PGTY_buddy, PG_ORDER_MASK, PG_ORDER_SHIFT, PG_dirty, PGTY_hugetlb,
                                  PG_large_rmappable, PG_partially_mapped)
 
 __all__ = ["check_all", "check_mm", "VMChecker", "after_syscall", "EXTRA_REF_SOURCES",
@@ -194,14 +194,14 @@ def _scan_ranges(k):
 
 def _nonzero_frames(k, ranges):
     """Non-reserved PFNs in ``ranges`` with any of refcount, mapcount, private, mapping,
-    PG_lru, PGTY_table set."""
+    PG_lru, PGTY_table, PG_tail, PGTY_hugetlb set."""
     m = k.mem
     parts = []
     for lo, hi in ranges:
         f = m.np_flags[lo:hi]
         sel = ((m.np_refcount[lo:hi] != 0) | (m.np_mapcount[lo:hi] != 0) |
                (m.np_private[lo:hi] != 0) | (m.np_mapping[lo:hi] != 0) |
-               ((f & (PG_lru | PGTY_table | PG_tail)) != 0)) & ((f & PG_reserved) == 0)
+               ((f & (PG_lru | PGTY_table | PG_tail | PGTY_hugetlb)) != 0)) & ((f & PG_reserved) == 0)
         parts.append(np.flatnonzero(sel) + lo)
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
@@ -229,6 +229,12 @@ def _levels(k):
     if k.la57:
         return (("pgd", 48), ("p4d", 39), ("pud", 30), ("pmd", 21), ("pte", 12))
     return (("pgd", 39), ("pud", 30), ("pmd", 21), ("pte", 12))
+
+
+def _is_hugetlb_va(mm, va) -> bool:
+    """Is va in a hugetlb VMA (whose huge entries are not THPs)?"""
+    v = mm.vma_lookup(va)
+    return v is not None and bool(v.vm_flags & VM_HUGETLB)
 
 
 def _thp_deposits(k):
@@ -265,6 +271,8 @@ def _walk_tables(k, mm, rep, table_owner):
         if f & PG_reserved:
             rep(f"{name}: {level} table for va {va:#x} at pfn {pfn:#x} is a boot (reserved) table")
         prev = table_owner.get(pfn)
+        if prev is not None and level == "pmd" and k.ptpool.pt_share_count[int(rows[pfn])] > 0:
+            prev = None                  # a hugetlb PMD table shared by huge_pmd_share()
         if prev is not None:
             rep(f"{name}: {level} table pfn {pfn:#x} for va {va:#x} is also the table of "
                 f"{_mmname(prev[0])} at va {prev[1]:#x}")
@@ -325,7 +333,7 @@ def _walk_tables(k, mm, rep, table_owner):
     # pgtables_bytes, owned by this mm, one per huge PMD.
     deposits = _thp_deposits(k)
     for ptr, (lv, va, _e) in zip(w.huge_ptr, w.huge):
-        if lv != "pmd":
+        if lv != "pmd" or _is_hugetlb_va(mm, va):
             continue
         lst = deposits.get(ptr, [])
         if len(lst) != 1:
@@ -466,7 +474,8 @@ def _check_leaves(k, w, rep, free):
     # Huge PMDs: anon THPs count HPAGE_PMD_NR each (the huge zero folio none).
     hz = getattr(k, "huge_zero_pfn", -1)
     w.pmd_folios = [((e & _PFN) >> 12) for lv, _va, e in w.huge
-                    if lv == "pmd" and e & (_P | _PROTNONE) and (e & _PFN) >> 12 != hz]
+                    if lv == "pmd" and e & (_P | _PROTNONE) and (e & _PFN) >> 12 != hz and
+                    not _is_hugetlb_va(mm, _va)]
     for f in w.pmd_folios:
         if not mem.flags[f] & PG_head or not mem.flags[f] & PG_anon:
             rep(f"{name}: huge PMD maps pfn {f:#x}, which is no anon large folio head "
@@ -582,6 +591,8 @@ def _file_mappings(mm):
     """The address_spaces behind mm's file and shmem VMAs."""
     seen = {}
     for v in mm.mm_mt:
+        if v.vm_flags & VM_HUGETLB:
+            continue                     # hugetlbfs page caches: _check_hugetlb
         if v.vm_file is not None and getattr(v.vm_file, "f_mapping", None) is not None:
             seen[id(v.vm_file.f_mapping)] = v.vm_file.f_mapping
     return seen
@@ -915,7 +926,11 @@ def _check_all(k, st=None, full=True):
 
     ranges = _scan_ranges(k)
     inuse = _nonzero_frames(k, ranges)
-    cand = np.union1d(np.union1d(inuse, ref_u), map_u)
+    # Sort-based union: numpy's hash unique is slow on the long sorted runs of tail
+    # pages a gigantic folio brings (262143 of them).
+    cand = np.sort(np.concatenate([inuse, ref_u, map_u]).astype(np.int64), kind="stable")
+    if len(cand):
+        cand = cand[np.concatenate(([True], cand[1:] != cand[:-1]))]
     # Tail pages of cached large folios (nothing of theirs but PG_tail may be set).
     big = cache_u[cache_nr > 1]
     if len(big):
@@ -926,6 +941,7 @@ def _check_all(k, st=None, full=True):
     reserved = (fl & PG_reserved) != 0
     table = (fl & PGTY_table) != 0
     tail = (fl & PG_tail) != 0
+    hugetlb = (fl & PGTY_hugetlb) != 0
     # Frames in use must not be free.
     isfree = free.mask(cand)
     for i in np.flatnonzero(isfree)[:5].tolist():
@@ -934,7 +950,7 @@ def _check_all(k, st=None, full=True):
             f"mapcount {mem.mapcount[p]}, private {mem.private[p]:#x}, mapping {mem.mapping[p]}, "
             f"flags {mem.flags[p]:#x}, {int(_lookup(ref_u, ref_c, np.array([p]))[0])} known references")
     # Refcounts and mapcounts of ordinary frames.
-    ordinary = ~reserved & ~table & ~tail
+    ordinary = ~reserved & ~table & ~tail & ~hugetlb
     op = cand[ordinary]
     exp_ref = _lookup(ref_u, ref_c, op)
     got_ref = mem.np_refcount[op]
@@ -945,6 +961,11 @@ def _check_all(k, st=None, full=True):
             f"({nm} PTE mappings + {int(_lookup(cache_u, cache_n, np.array([p]))[0])} page cache + {br.get(p, 0)} LRU batch"
             f"{' + ' + str(gr.get(p, 0)) + ' gather' if p in gr else ''} + extra)")
     opm = cand[~reserved & ~table]                  # PTE mapcounts: every page, tails too
+    tl = opm[(mem.np_flags[opm] & PG_tail) != 0]
+    if len(tl):                                     # but hugetlb folios keep their own
+        htl = tl[(mem.np_flags[_folio_heads(mem, tl)] & PGTY_hugetlb) != 0]
+        if len(htl):
+            opm = np.setdiff1d(opm, htl)
     exp_map = _lookup(map_u, map_c, opm)
     got_map = mem.np_mapcount[opm]
     op = opm
@@ -966,7 +987,8 @@ def _check_all(k, st=None, full=True):
             f"{len(pmd_u)} THPs")
     _check_large_folios(k, rep, cand, map_u, map_c, pmd_heads)
     ndep = sum(len(v) for v in _thp_deposits(k).values())
-    nhuge = sum(1 for w in walks for lv, _va, _e in w.huge if lv == "pmd")
+    nhuge = sum(1 for w in walks for lv, _va, _e in w.huge
+                if lv == "pmd" and not _is_hugetlb_va(w.mm, _va))
     if ndep != nhuge:
         rep(f"{ndep} deposited PTE tables for {nhuge} huge PMDs (leaked deposits)")
     if k.vmstat[vmstat.NR_ANON_PAGES] != nr_anon:
@@ -1003,7 +1025,7 @@ def _check_all(k, st=None, full=True):
     # Lost frames: allocated (not free) but held by nobody.
     managed = sum(z.managed_pages for z in k.page_alloc.zones)
     nfree = k.page_alloc.nr_free_pages()
-    held = int((~reserved & ((mem.np_refcount[cand] > 0) | tail)).sum())
+    held = int((~reserved & ((mem.np_refcount[cand] > 0) | tail | hugetlb)).sum())
     if managed - nfree != held:
         rep(f"frames: {managed} managed - {nfree} free = {managed - nfree} allocated, but "
             f"{held} non-reserved frames have a reference (lost or leaked frames: "
@@ -1014,6 +1036,7 @@ def _check_all(k, st=None, full=True):
             if mem.flags[p] & PG_lru:
                 rep(f"LRU batch: pfn {p:#x} in cpu {cpu}'s lru_add batch already has PG_lru")
     _check_lru(k, rep, ranges)
+    _check_hugetlb(k, rep, live)
     # Nothing alive: everything is returned.
     if not live:
         shm = nr_cached            # shmem objects and files: the page cache lives on
@@ -1021,6 +1044,7 @@ def _check_all(k, st=None, full=True):
         # The huge zero folio outlives its users until the shrinker frees it.
         if getattr(k, "huge_zero_pfn", -1) >= 0:
             nfree += 512
+        shm += sum(h.nr_huge_pages << h.order for h in k.hstates)      # hugetlb pools
         if nfree + shm + batch_only != managed:
             rep(f"all processes exited: nr_free_pages {nfree} + page-cache pages {shm} + "
                 f"LRU-batch-held pages {batch_only} = {nfree + shm + batch_only}, managed pages {managed}")
@@ -1063,6 +1087,108 @@ def _check_large_folios(k, rep, cand, map_u, map_c, pmd_heads):
     for f in pm.tolist():
         if f not in q:
             rep(f"large folio pfn {f:#x} is PG_partially_mapped but not on the deferred split queue")
+
+
+def _check_hugetlb(k, rep, live):
+    """hugetlb pools and mappings: each pool balanced (nr = free list + in use, free
+    and surplus within nr, reservations covered by free pages), every folio's head
+    state, each huge PTE of a live mm counted once (a shared PMD table's entries
+    belong to all its users), refcount = mappings + page cache (nr_pages each),
+    entire mapcount = mappings, HugetlbPages per mm, nr_hugetlb, and each shared PMD
+    table's pt_share_count = its users - 1."""
+    from vmsim.mm import hugetlb as H
+    mem = k.mem
+    folio_h = {}
+    active = 0
+    for h in k.hstates:
+        fl, al = h.hugepage_freelists, h.hugepage_activelist
+        if h.nr_huge_pages != len(fl) + len(al):
+            rep(f"hugetlb {h.name}: nr_huge_pages {h.nr_huge_pages} != {len(fl)} free + {len(al)} in use")
+        if h.free_huge_pages != len(fl):
+            rep(f"hugetlb {h.name}: free_huge_pages {h.free_huge_pages}, free list holds {len(fl)}")
+        if not 0 <= h.surplus_huge_pages <= h.nr_huge_pages:
+            rep(f"hugetlb {h.name}: surplus_huge_pages {h.surplus_huge_pages} outside [0, {h.nr_huge_pages}]")
+        if not 0 <= h.resv_huge_pages <= h.free_huge_pages:
+            rep(f"hugetlb {h.name}: resv_huge_pages {h.resv_huge_pages} not covered by "
+                f"{h.free_huge_pages} free pages")
+        order_bits = (h.order << PG_ORDER_SHIFT) | PG_head | PGTY_hugetlb
+        for p, free in [(p, True) for p in fl] + [(p, False) for p in al]:
+            if p in folio_h:
+                rep(f"hugetlb {h.name}: folio {p:#x} is on two lists")
+            folio_h[p] = h
+            f = mem.flags[p]
+            if f & (PG_ORDER_MASK | PG_head | PGTY_hugetlb) != order_bits:
+                rep(f"hugetlb {h.name}: folio {p:#x} head flags {f:#x}")
+            if free and (mem.refcount[p] or mem.mapcount[p + 1] or
+                         not H._hpg(k, p) & H.HPG_freed):
+                rep(f"hugetlb {h.name}: free folio {p:#x} refcount {mem.refcount[p]}, "
+                    f"entire mapcount {mem.mapcount[p + 1]}, flags {H._hpg(k, p):#x}")
+            if not free:
+                active += 1 << h.order
+    if k.vmstat[vmstat.NR_HUGETLB] != active:
+        rep(f"vmstat nr_hugetlb = {k.vmstat[vmstat.NR_HUGETLB]}, {active} pages of hugetlb folios in use")
+    maps = {}
+    cache = {}
+    users = {}
+    seen = set()
+    for mm in live:
+        usage = in_shared = 0
+        for v in mm.mm_mt:
+            if not v.vm_flags & VM_HUGETLB:
+                continue
+            h = H.hstate_vma(v)
+            sz = h.huge_page_size()
+            inode = v.vm_file.f_inode
+            if id(inode) not in cache:
+                cache[id(inode)] = inode
+            if v.vm_start & (sz - 1) or v.vm_end & (sz - 1):
+                rep(f"{_mmname(mm)}: hugetlb {v!r} is not {sz >> 10} kB aligned")
+                continue
+            for a in range(v.vm_start, v.vm_end, sz):
+                ptep = H.huge_pte_offset(mm, a, sz)
+                if ptep < 0:
+                    continue
+                if sz == T.PMD_SIZE:
+                    row = ptep // 512
+                    if k.ptpool.pt_share_count[row]:
+                        users.setdefault(row, set()).add(id(mm))
+                e = k.ptpool.mv[ptep]
+                if not e & (_P | T._PAGE_PROTNONE):
+                    continue
+                usage += 1 << h.order
+                if sz == T.PMD_SIZE and k.ptpool.pt_share_count[ptep // 512]:
+                    in_shared += 1 << h.order
+                if not e & _PSE:
+                    rep(f"{_mmname(mm)}: hugetlb entry at {a:#x} lacks _PAGE_PSE ({e:#x})")
+                p = (e & _PFN) >> 12
+                if folio_h.get(p) is not h:
+                    rep(f"{_mmname(mm)}: hugetlb entry at {a:#x} maps {p:#x}, not an in-use "
+                        f"{h.name} folio")
+                if ptep not in seen:
+                    seen.add(ptep)
+                    maps[p] = maps.get(p, 0) + 1
+                if e & _RW and not v.vm_flags & VM_MAYSHARE and mem.mapping[p + 1] != 1:
+                    rep(f"{_mmname(mm)}: private hugetlb folio {p:#x} writable at {a:#x} "
+                        f"with {mem.mapping[p + 1]} mappings")
+        # Pages reached through a shared PMD table count only for the mm that
+        # faulted them in (huge_pmd_share() does not hugetlb_count_add()).
+        if not usage - in_shared <= getattr(mm, "hugetlb_usage", 0) <= usage:
+            rep(f"{_mmname(mm)}: hugetlb_usage {getattr(mm, 'hugetlb_usage', 0)}, "
+                f"page tables map {usage} pages ({in_shared} through shared PMD tables)")
+    incache = {}
+    for inode in cache.values():
+        for idx, p in inode.pages.items():
+            incache[p] = incache.get(p, 0) + (1 << inode.hstate.order)
+    for h in k.hstates:
+        for p in h.hugepage_activelist:
+            exp = maps.get(p, 0) + incache.get(p, 0)
+            if mem.refcount[p] != exp or mem.mapcount[p + 1] != maps.get(p, 0):
+                rep(f"hugetlb folio {p:#x}: refcount {mem.refcount[p]} (expected {exp}), "
+                    f"entire mapcount {mem.mapcount[p + 1]} (expected {maps.get(p, 0)})")
+    for row, who in users.items():
+        if k.ptpool.pt_share_count[row] != len(who) - 1:
+            rep(f"hugetlb: shared PMD table pfn {k.ptpool.slot_pfn[row]:#x} has "
+                f"pt_share_count {k.ptpool.pt_share_count[row]}, used by {len(who)} mms")
 
 
 def _lost_frames(k, ranges, free):

@@ -434,6 +434,13 @@ def filemap_map_folio_range(vmf, folio: int, start: int, addr: int, nr_pages: in
     rss = 0
     count = 0
     page = folio + start
+    if nr_pages >= 16 and not k.ptpool.arr[ptep:ptep + nr_pages].any():
+        # Every PTE of the range is none: one set_pte_range() for all of it.
+        set_pte_range(vmf, folio, page, nr_pages, addr, ptep)
+        mem.refcount[folio] += nr_pages
+        if addr <= vmf.address < addr + nr_pages * 4096:
+            ret = VM_FAULT_NOPAGE
+        return ret, nr_pages
     i = 0
     while i <= nr_pages:
         if i < nr_pages and pool[ptep + i] == 0:

@@ -55,9 +55,11 @@ def follow_page_pte(vma, address: int, flags: int) -> int:
             break
         shift -= 9
         p = rows[(e & _PFN) >> 12] * 512 + ((address >> shift) & 511)
-    if shift == 21:
-        return follow_huge_pmd(vma, address, p, e, flags)
     if shift != 12:
+        if vma.vm_flags & VM_HUGETLB:
+            return _follow_huge_hugetlb(vma, p, e, shift, address, flags)
+        if shift == 21:
+            return follow_huge_pmd(vma, address, p, e, flags)
         return -1                 # huge PUDs: DAX only (not modelled)
     pte = e
     if flags & FOLL_WRITE and not pte & T._PAGE_RW:
@@ -119,6 +121,21 @@ def faultin_page(vma, address: int, flags: int, unshare: bool = False) -> int:
             return -errno.EFAULT
         return -errno.EFAULT
     return 0
+
+
+def _follow_huge_hugetlb(vma, p: int, e: int, shift: int, address: int, flags: int) -> int:
+    """follow_huge_pud() / follow_huge_pmd() for a hugetlb leaf: a write needs a
+    writable entry (else the fault path runs: hugetlb_wp); FOLL_TOUCH marks it
+    young (and dirty for a write) as touch_pmd() / touch_pud() do."""
+    if flags & FOLL_WRITE and not e & T._PAGE_RW:
+        return -1
+    if flags & FOLL_TOUCH:
+        pool = vma.vm_mm.kernel.ptpool.mv
+        e |= T._PAGE_ACCESSED
+        if flags & FOLL_WRITE:
+            e |= T._PAGE_DIRTY
+        pool[p] = e
+    return ((e & _PFN) >> 12) + ((address & ((1 << shift) - 1)) >> 12)
 
 
 def check_vma_flags(vma, gup_flags: int) -> int:

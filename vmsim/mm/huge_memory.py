@@ -955,7 +955,10 @@ def split_huge_pmd_address(vma, address: int, freeze: bool = False):
 
 
 def split_huge_pmd_if_needed(vma, address: int):
-    """split_huge_pmd_if_needed(): split a huge PMD that ``address`` cuts in two."""
+    """split_huge_pmd_if_needed(): split a huge PMD that ``address`` cuts in two
+    (hugetlb VMAs split only on huge page boundaries: hugetlb_split())."""
+    if vma.vm_flags & VM_HUGETLB:
+        return
     if address & (HPAGE_PMD_SIZE - 1):
         lo = address & HPAGE_PMD_MASK
         hi = lo + HPAGE_PMD_SIZE

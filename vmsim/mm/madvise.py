@@ -34,7 +34,8 @@ from vmsim.mm.mm_types import (VM_LOCKED, VM_PFNMAP, VM_HUGETLB, VM_IO, VM_SHARE
                                VM_DONTDUMP, VM_SPECIAL, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_MERGEABLE,
                                VM_DONTEXPAND, VM_MIXEDMAP, VM_DROPPABLE, vma_is_anonymous)
 from vmsim.mm.mmu_gather import tlb_gather_mmu, tlb_finish_mmu, tlb_remove_tlb_entry
-from vmsim.mm.page_flags import PG_dirty, PG_lru, PG_referenced, PG_active, PG_unevictable, PG_workingset
+from vmsim.mm.page_flags import (PG_dirty, PG_lru, PG_referenced, PG_active, PG_unevictable,
+                                 PG_workingset, PG_tail, PG_head)
 from vmsim.mm.pagewalk import walk_page_range
 from vmsim.mm.swapops import is_pte_marker_entry
 from vmsim.uapi import (MADV_NORMAL, MADV_RANDOM, MADV_SEQUENTIAL, MADV_WILLNEED, MADV_DONTNEED,
@@ -336,20 +337,28 @@ def madvise_guard_remove(vma, start: int, end: int) -> int:
 def madvise_dontneed_free_valid_vma(vma, behavior: int) -> bool:
     """madvise_dontneed_free_valid_vma(): no pfnmaps; no mlocked VMAs unless _LOCKED.
 
-    hugetlb VMAs (aligned DONTNEED only) are the hugetlb issue: refused here.
+    hugetlb VMAs take MADV_DONTNEED(_LOCKED) only (their range: madvise_dontneed_free).
     """
     if not vma.vm_flags & VM_HUGETLB:
         forbidden = VM_PFNMAP
         if behavior != MADV_DONTNEED_LOCKED:
             forbidden |= VM_LOCKED
         return not vma.vm_flags & forbidden
-    return False
+    return behavior in (MADV_DONTNEED, MADV_DONTNEED_LOCKED)
 
 
 def madvise_dontneed_free(vma, start: int, end: int, behavior: int, tlb) -> int:
     """madvise_dontneed_free(): check the VMA, then zap (DONTNEED) or lazyfree (FREE)."""
     if not madvise_dontneed_free_valid_vma(vma, behavior):
         return -errno.EINVAL
+    if vma.vm_flags & VM_HUGETLB:
+        # hugetlb: whole huge pages from an aligned start, the end rounded down.
+        from vmsim.mm.hugetlb import hugetlb_madvise_dontneed_range
+        ok, end = hugetlb_madvise_dontneed_range(vma, start, end)
+        if not ok:
+            return -errno.EINVAL
+        if end <= start:
+            return 0
     if start == end:
         return 0
     if behavior in (MADV_DONTNEED, MADV_DONTNEED_LOCKED):
@@ -529,8 +538,21 @@ def madvise_cold_pte_range(tlb, vma, pmdp: int, addr: int, end: int, pageout: bo
         ptent = pool[ptep]
         if ptent & (_P | _PROTNONE):
             folio = vm_normal_page(vma, addr, ptent)
+            shared = folio >= 0 and mem.mapcount[folio] != 1
+            if folio >= 0 and mem.flags[folio] & PG_tail:
+                # A page of a large (page-cache) folio: the folio's LRU state; it is
+                # left alone when another process maps it (folio_maybe_mapped_shared).
+                from vmsim.mm.folio import page_folio, folio_nr_pages
+                page = folio
+                folio = page_folio(k, page)
+                shared = mem.mapcount[page] != 1 or \
+                    mem.mapping[folio + 1] > folio_nr_pages(k, folio)
+            elif folio >= 0 and mem.flags[folio] & PG_head:
+                from vmsim.mm.folio import folio_nr_pages
+                shared = mem.mapcount[folio] != 1 or \
+                    mem.mapping[folio + 1] > folio_nr_pages(k, folio)
             # Do not interfere with other mappings of this folio and non-LRU folio.
-            if folio >= 0 and mem.flags[folio] & PG_lru and mem.mapcount[folio] == 1:
+            if folio >= 0 and mem.flags[folio] & PG_lru and not shared:
                 if not pageout and ptent & T._PAGE_ACCESSED:
                     clear_young_dirty_ptes(vma, addr, ptep, 1, CYDP_CLEAR_YOUNG)
                     tlb_remove_tlb_entry(tlb, ptep, addr)

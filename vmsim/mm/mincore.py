@@ -82,11 +82,14 @@ def do_mincore(mm, addr: int, pages: int, vec: bytearray):
         return -errno.ENOMEM
     end = min(vma.vm_end, addr + (pages << 12))
     n = (end - addr + 0xFFF) >> 12
-    if not can_do_mincore(vma) or vma.vm_flags & VM_HUGETLB:
-        # hugetlb VMAs: the hugetlb issue; reported resident like an unreadable file.
+    if not can_do_mincore(vma):
         for i in range(n):
             vec[i] = 1
         return n
+    if vma.vm_flags & VM_HUGETLB:
+        from vmsim.mm.hugetlb import mincore_hugetlb_range
+        mincore_hugetlb_range(vma, addr, end, vec, addr)
+        return (end - addr) >> 12
     walk_page_range(mm, addr, end,
                     pmd_entry=lambda pmdp, a, e: mincore_pte_range(vma, pmdp, a, e, vec, addr),
                     pte_hole=lambda a, e: __mincore_unmapped_range(vma, a, e, vec, (a - addr) >> 12))

@@ -134,6 +134,11 @@ def __vm_enough_memory(mm, pages: int) -> int:
 
 
 def accountable_mapping(file, vm_flags: int) -> bool:
+    """accountable_mapping(): private writable memory is committed; hugetlb has its
+    own accounting (the pool reservations)."""
+    from vmsim.mm.hugetlb import is_file_hugepages
+    if file is not None and is_file_hugepages(file):
+        return False
     return (vm_flags & (VM_NORESERVE | VM_SHARED | VM_WRITE)) == VM_WRITE
 
 
@@ -267,7 +272,15 @@ def arch_get_unmapped_area(mm, filp, addr: int, length: int, pgoff: int, flags: 
         vma = mm.find_vma(addr)
         if end - length >= addr and (not vma or addr + length <= vm_start_gap(mm, vma)):
             return addr
-    return unmapped_area(mm, length, begin, end, 0, pgoff << 12)
+    return unmapped_area(mm, length, begin, end, _huge_align_mask(filp), pgoff << 12)
+
+
+def _huge_align_mask(filp) -> int:
+    """info.align_mask: huge_page_mask_align() for a hugetlbfs file, else 0."""
+    from vmsim.mm.hugetlb import is_file_hugepages, huge_page_mask_align
+    if filp is not None and is_file_hugepages(filp):
+        return huge_page_mask_align(filp)
+    return 0
 
 
 def arch_get_unmapped_area_topdown(mm, filp, addr0: int, length: int, pgoff: int,
@@ -291,7 +304,7 @@ def arch_get_unmapped_area_topdown(mm, filp, addr0: int, length: int, pgoff: int
     if addr > k.default_map_window:
         high_limit += mm.task_size - k.default_map_window
     low = 1 << 32 if flags & MAP_ABOVE4G else 4096
-    r = unmapped_area_topdown(mm, length, low, high_limit, 0, pgoff << 12)
+    r = unmapped_area_topdown(mm, length, low, high_limit, _huge_align_mask(filp), pgoff << 12)
     if r >= 0:
         return r
     return arch_get_unmapped_area(mm, filp, addr0, length, pgoff, flags, 0)
@@ -401,6 +414,10 @@ def do_mmap(mm, file, addr: int, length: int, prot: int, flags: int, vm_flags: i
     if flags & MAP_NORESERVE:
         if k.sysctl["/proc/sys/vm/overcommit_memory"] != "2":
             vm_flags |= VM_NORESERVE
+        # hugetlb applies strict overcommit unless MAP_NORESERVE
+        from vmsim.mm.hugetlb import is_file_hugepages
+        if file is not None and is_file_hugepages(file):
+            vm_flags |= VM_NORESERVE
     addr = mmap_region(mm, file, addr, length, vm_flags, pgoff)
     populate = 0
     if addr >= 0 and (vm_flags & VM_LOCKED or (flags & (MAP_POPULATE | MAP_NONBLOCK)) == MAP_POPULATE):
@@ -476,18 +493,43 @@ def mmap_region(mm, file, addr: int, length: int, vm_flags: int, pgoff: int) -> 
 
 
 def ksys_mmap_pgoff(mm, addr, length, prot, flags, fd_file, pgoff) -> int:
-    """ksys_mmap_pgoff() -> vm_mmap_pgoff(): mmap, then mm_populate()."""
-    from vmsim.mm.gup import mm_populate
+    """ksys_mmap_pgoff(): MAP_HUGETLB makes an anonymous hugetlbfs file of the size
+    rounded up to the huge page (hugetlb_file_setup), then vm_mmap_pgoff()."""
+    from vmsim.mm import hugetlb
+    file = fd_file
     if not flags & MAP_ANONYMOUS:
         if fd_file is None:
             return -errno.EBADF
-        if flags & MAP_HUGETLB:
+        if hugetlb.is_file_hugepages(fd_file):
+            size = fd_file.f_inode.hstate.huge_page_size()
+            length = ((length + size - 1) & ~(size - 1)) & _U64
+        elif flags & MAP_HUGETLB:
             return -errno.EINVAL
     elif flags & MAP_HUGETLB:
-        return -errno.ENOSYS            # hugetlbfs: a later issue
+        hs = hugetlb.hstate_sizelog(mm.kernel, (flags >> MAP_HUGE_SHIFT) & hugetlb.MAP_HUGE_MASK)
+        if hs is None:
+            return -errno.EINVAL
+        size = hs.huge_page_size()
+        length = ((length + size - 1) & ~(size - 1)) & _U64
+        # VM_NORESERVE: the reservations are taken when vm_ops->mmap() is called.
+        file = hugetlb.hugetlb_file_setup(mm.kernel, "anon_hugepage", length, VM_NORESERVE,
+                                          (flags >> MAP_HUGE_SHIFT) & hugetlb.MAP_HUGE_MASK)
+        if isinstance(file, int):
+            return file
+    ret = vm_mmap_pgoff(mm, file, addr, length, prot, flags, pgoff)
+    if file is not fd_file and ret < 0:
+        # The new VMA keeps the file's one reference (vmsim's mmap_region takes none).
+        from vmsim.mm.vma import fput
+        fput(mm.kernel, file)
+    return ret
+
+
+def vm_mmap_pgoff(mm, file, addr, length, prot, flags, pgoff) -> int:
+    """vm_mmap_pgoff() (mm/util.c): do_mmap, then mm_populate()."""
+    from vmsim.mm.gup import mm_populate
     if (flags & MAP_TYPE) == MAP_SHARED_VALIDATE and flags & ~(LEGACY_MAP_MASK | MAP_SYNC | MAP_FIXED_NOREPLACE | MAP_HUGE_1GB | MAP_HUGE_2MB | (0x3F << MAP_HUGE_SHIFT)):
         return -errno.EOPNOTSUPP
-    ret, populate = do_mmap(mm, fd_file, addr, length, prot, flags, 0, pgoff)
+    ret, populate = do_mmap(mm, file, addr, length, prot, flags, 0, pgoff)
     if ret >= 0 and populate:
         mm_populate(mm, ret, populate)
     return ret

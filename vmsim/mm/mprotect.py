@@ -234,7 +234,8 @@ def change_protection_range(tlb, vma, addr: int, end: int, newprot: int, cp_flag
 def change_protection(tlb, vma, start: int, end: int, cp_flags: int) -> int:
     """change_protection(): apply vma.vm_page_prot to the PTEs of [start, end)."""
     if vma.vm_flags & VM_HUGETLB:
-        raise NotImplementedError("mprotect of a hugetlb mapping: hugetlbfs is not modelled")
+        from vmsim.mm.hugetlb import hugetlb_change_protection
+        return hugetlb_change_protection(vma, start, end, vma.vm_page_prot, cp_flags)
     return change_protection_range(tlb, vma, start, end, vma.vm_page_prot, cp_flags)
 
 

@@ -222,7 +222,9 @@ def move_page_tables(pmc) -> int:
     k = mm.kernel
     pool = k.ptpool.mv
     if vma.vm_flags & VM_HUGETLB:
-        raise NotImplementedError("mremap of a hugetlb mapping: hugetlbfs is not modelled")
+        from vmsim.mm.hugetlb import move_hugetlb_page_tables
+        return move_hugetlb_page_tables(pmc.old, pmc.new, pmc.old_addr, pmc.new_addr,
+                                        pmc.len_in)
     try_realign_addr(pmc, ~(PMD_SIZE - 1) & _U64)
     k.mmu_notifier_invalidate_range_start(mm, "unmap", pmc.old_addr, pmc.old_end)
     while pmc.old_addr < pmc.old_end:
@@ -393,6 +395,9 @@ def copy_vma_and_data(vrm):
         vrm.vma = new_vma
         vrm.old_len = vrm.new_len
         vrm.addr = vrm.new_addr
+    if vma.vm_flags & VM_HUGETLB:
+        from vmsim.mm.hugetlb import fixup_hugetlb_reservations
+        fixup_hugetlb_reservations(vma)
     return err, new_vma
 
 
@@ -597,12 +602,24 @@ def check_mremap_params(vrm) -> int:
     return 0
 
 
+def align_hugetlb(vrm) -> bool:
+    """align_hugetlb(): lengths rounded up to the huge page, addresses aligned to it,
+    and no expansion (the reservation cannot be split)."""
+    from vmsim.mm.hugetlb import hstate_vma
+    size = hstate_vma(vrm.vma).huge_page_size()
+    vrm.old_len = (vrm.old_len + size - 1) & ~(size - 1)
+    vrm.new_len = (vrm.new_len + size - 1) & ~(size - 1)
+    if vrm.addr & (size - 1) or vrm.new_addr & (size - 1):
+        return False
+    return vrm.new_len <= vrm.old_len
+
+
 def check_prep_vma(vrm) -> int:
     vma = vrm.vma
     if vma is None:
         return -errno.EFAULT
-    if vma.vm_flags & VM_HUGETLB:
-        return -errno.EINVAL          # align_hugetlb(): hugetlb VMAs are a later issue
+    if vma.vm_flags & VM_HUGETLB and not align_hugetlb(vrm):
+        return -errno.EINVAL
     vrm.delta = abs(vrm.old_len - vrm.new_len)
     if vrm.delta == 0:
         vrm.remap_type = MREMAP_NO_RESIZE

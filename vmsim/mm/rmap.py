@@ -313,13 +313,18 @@ def folio_add_file_rmap_ptes(k, folio, page, nr, vma):
     mapcount; a large folio's _large_mapcount and _nr_pages_mapped; the pages mapped
     for the first time count in NR_FILE_MAPPED (nr_mapped)."""
     mem = k.mem
-    mc = mem.mapcount
-    first = 0
-    for p in range(page, page + nr):
-        m = mc[p] + 1
-        mc[p] = m
-        if m == 1:
-            first += 1
+    if nr >= 16:
+        seg = mem.np_mapcount[page:page + nr]
+        seg += 1
+        first = int((seg == 1).sum())
+    else:
+        mc = mem.mapcount
+        first = 0
+        for p in range(page, page + nr):
+            m = mc[p] + 1
+            mc[p] = m
+            if m == 1:
+                first += 1
     if mem.flags[folio] & PG_head:
         mem.mapping[folio + 1] += nr            # _large_mapcount
         mem.index[folio + 1] += first           # _nr_pages_mapped
@@ -336,10 +341,10 @@ def folio_remove_rmap_ptes(k, pfn, nr, vma):
         folio = page_folio(k, pfn)
         if not mem.flags[folio] & PG_anon:
             mem.mapping[folio + 1] -= nr
-            last = sum(1 for p in range(pfn, pfn + nr) if mem.mapcount[p] == 1)
+            seg = mem.np_mapcount[pfn:pfn + nr]
+            last = int((seg == 1).sum())
             mem.index[folio + 1] -= last
-            for p in range(pfn, pfn + nr):
-                mem.mapcount[p] -= 1
+            seg -= 1
             k.vmstat[vmstat.NR_MAPPED] -= last
             if vma is not None and vma.vm_flags & 0x2000:          # VM_LOCKED
                 from vmsim.mm.mlock import munlock_folio

@@ -9,7 +9,7 @@ folio->lru links them; PFN 0 (reserved, never on an LRU) is the null link.
 """
 from vmsim.mm.page_flags import (PG_lru, PG_active, PG_swapbacked, PG_unevictable,
                                  PG_mlocked, PG_ORDER_MASK, PG_ORDER_SHIFT, PG_head, PG_tail,
-                                 PG_large_rmappable)
+                                 PGTY_hugetlb, PG_large_rmappable)
 from vmsim.mm import vmstat
 from vmsim.mm.folio import folio_nr_pages
 from vmsim.mm.mm_types import VM_LOCKED, VM_SPECIAL
@@ -245,7 +245,12 @@ def page_cache_release(k, pfn: int):
 
 
 def __folio_put(k, pfn: int):
-    """__folio_put(): the last reference is gone: off the LRU, back to the allocator."""
+    """__folio_put(): the last reference is gone: off the LRU, back to the allocator
+    (a hugetlb folio back to its pool: free_huge_folio)."""
+    if k.mem.flags[pfn] & PGTY_hugetlb:
+        from vmsim.mm.hugetlb import free_huge_folio
+        free_huge_folio(k, pfn)
+        return
     page_cache_release(k, pfn)
     free_folio(k, pfn)
 
@@ -331,6 +336,10 @@ def folios_put(k, pfns):
         r = rc[pfn] - 1
         rc[pfn] = r
         if r == 0:
+            if flags[pfn] & PGTY_hugetlb:
+                from vmsim.mm.hugetlb import free_huge_folio
+                free_huge_folio(k, pfn)
+                continue
             page_cache_release(k, pfn)
             free.append(pfn)
         elif r < 0:

@@ -12,7 +12,8 @@ import errno
 
 from vmsim.mm.mm_types import (vm_area_struct, vma_is_anonymous, VM_SPECIAL, VM_IGNORE_MERGE,
                                VM_STICKY,
-                               VM_LOCKED, VM_ACCOUNT, VM_SHARED, VM_WRITE, VM_EXEC, VM_STACK)
+                               VM_LOCKED, VM_ACCOUNT, VM_SHARED, VM_WRITE, VM_EXEC, VM_STACK,
+                               VM_HUGETLB)
 from vmsim.mm.mmu_gather import tlb_gather_mmu, tlb_finish_mmu
 from vmsim.mm.memory import unmap_vmas, free_pgtables, update_hiwater_rss
 
@@ -432,6 +433,10 @@ def __split_vma(mm, vma, addr: int, new_below: bool):
         anon_vma_clone(new, vma)
     if getattr(vma.vm_ops, "open", None):
         vma.vm_ops.open(new)
+    # Get rid of shared page tables straddling the split boundary.
+    if vma.vm_flags & VM_HUGETLB:
+        from vmsim.mm.hugetlb import hugetlb_split
+        hugetlb_split(vma, addr)
     from vmsim.mm.huge_memory import vma_adjust_trans_huge
     vma_adjust_trans_huge(vma, vma.vm_start, addr, None)   # vma_prepare(): split huge PMDs at addr
     pgoff_delta = (addr - vma.vm_start) >> 12

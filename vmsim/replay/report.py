@@ -35,6 +35,8 @@ def print_report(out, r):
         for k in FAULT_KINDS:
             if f["by_kind"].get(k):
                 rows.append([k, _n(f["by_kind"][k])])
+    if f.get("stack_growth"):
+        rows.append(["(of these, grew the stack: expand_stack)", _n(f["stack_growth"])])
     out.table("faults", ["kind", "count"], rows, right=(1,))
     if r["signals"]:
         out.table("signals (the replay went on after the access)", ["signal", "count"],

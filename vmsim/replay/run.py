@@ -157,6 +157,7 @@ class Replay:
         first_pid = None
         starts = [a.start for a in areas] if not has_events else []
         area_faults = Counter()
+        stack_growth = [0]
         vm0 = _vmstat(m)
         kinds = np.zeros(3, np.int64)
         nbytes = 0
@@ -192,6 +193,8 @@ class Replay:
                         for f in tracer.faults:
                             if not f.exec:
                                 faults[_fault_kind(f)] += 1
+                                if "expand_stack_locked" in f.paths or "expand_stack" in f.paths:
+                                    stack_growth[0] += 1
                                 if starts:
                                     i = bisect.bisect_right(starts, f.address) - 1
                                     if i >= 0 and f.address < areas[i].end:
@@ -233,7 +236,8 @@ class Replay:
             "accesses": {"total": done, **{KIND_NAMES[i]: int(kinds[i]) for i in range(3)},
                          "bytes": nbytes, "page_straddling": split},
             "faults": {"minflt": sum(r.ru_minflt for r in ru), "majflt": sum(r.ru_majflt for r in ru),
-                       "by_kind": dict(faults) if tracer else None},
+                       "by_kind": dict(faults) if tracer else None,
+                       "stack_growth": stack_growth[0] if tracer else None},
             "signals": dict(signals),
             "walks": (_tlb_totals(m)["walks"] if getattr(m.k, "tlb", None) is not None
                       else sum(getattr(q, "_translations", 0) for q in proc_list)),

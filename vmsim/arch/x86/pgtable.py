@@ -255,6 +255,11 @@ def set_ptes(mm, addr: int, ptep: int, pte: int, nr: int):
     if nr == 1:
         mv[ptep] = pte
         return
+    if nr >= 16:                      # a large folio: one vector store
+        import numpy as np
+        p = pte - (1 << 64) if pte >= 1 << 63 else pte
+        mm.kernel.ptpool.arr[ptep:ptep + nr] = p + (np.arange(nr, dtype=np.int64) << PAGE_SHIFT)
+        return
     for i in range(nr):
         mv[ptep + i] = pte + (i << PAGE_SHIFT)
 

@@ -25,7 +25,8 @@ def totalram_pages(k) -> int:
 def vm_commit_limit(k) -> int:
     """vm_commit_limit(): (totalram - hugetlb) * overcommit_ratio / 100 + swap, in pages."""
     ratio = int(k.sysctl["/proc/sys/vm/overcommit_ratio"])
-    hugetlb = getattr(k, "hugetlb_total_pages", 0)
+    from vmsim.mm.hugetlb import hugetlb_total_pages
+    hugetlb = hugetlb_total_pages(k)
     return (totalram_pages(k) - hugetlb) * ratio // 100 + getattr(k, "total_swap_pages", 0)
 
 
@@ -107,14 +108,8 @@ def meminfo_proc_show(k) -> str:
     ]
     out += [f"{name + ':':<16}{val << 2:>8} kB\n" for name, val in rows]
     # hugetlb_report_meminfo()
-    h = getattr(k, "hstate", None)
-    total = getattr(h, "nr_huge_pages", 0)
-    hfree = getattr(h, "free_huge_pages", 0)
-    rsvd = getattr(h, "resv_huge_pages", 0)
-    surp = getattr(h, "surplus_huge_pages", 0)
-    out.append("HugePages_Total:   %5d\nHugePages_Free:    %5d\nHugePages_Rsvd:    %5d\n"
-               "HugePages_Surp:    %5d\nHugepagesize:   %8d kB\n" % (total, hfree, rsvd, surp, 2048))
-    out.append("Hugetlb:        %8d kB\n" % (total * 2048))
+    from vmsim.mm.hugetlb import hugetlb_report_meminfo
+    out.append(hugetlb_report_meminfo(k))
     # arch_report_meminfo()
     out.append(f"DirectMap4k:    {dm[12] << 2:>8} kB\n")
     out.append(f"DirectMap2M:    {dm[21] << 11:>8} kB\n")

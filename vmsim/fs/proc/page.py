@@ -14,7 +14,8 @@ import numpy as np
 from vmsim.mm.page_flags import (PG_locked, PG_referenced, PG_uptodate, PG_dirty, PG_lru,
                                  PG_head, PG_active, PG_reserved, PG_private, PG_reclaim,
                                  PG_swapbacked, PG_unevictable, PG_mlocked, PG_anon_exclusive,
-                                 PG_tail, PG_large_rmappable, PG_anon, PGTY_buddy, PGTY_table)
+                                 PG_tail, PG_large_rmappable, PG_anon, PGTY_buddy, PGTY_table,
+                                 PGTY_hugetlb)
 from vmsim.mm.page_alloc import MAX_PAGE_ORDER
 
 KPF_LOCKED = 0
@@ -69,14 +70,17 @@ _COPY = ((KPF_LOCKED, PG_locked), (KPF_DIRTY, PG_dirty), (KPF_UPTODATE, PG_uptod
 def _heads(k, lo: int, hi: int, flags: np.ndarray) -> np.ndarray:
     """The folio head PFN of every frame in [lo, hi) (page_folio())."""
     heads = np.arange(lo, hi, dtype=np.int64)
-    tails = np.flatnonzero(flags & PG_tail)
+    tail = (flags & PG_tail) != 0
+    if not tail.any():
+        return heads
+    # Each tail takes the nearest non-tail frame below it (one pass: a 1 GiB hugetlb
+    # folio has 262143 tails); a run of tails at lo continues a folio that starts below.
+    first = lo
     mf = k.mem.flags
-    for t in tails.tolist():
-        p = lo + t
-        while p > 0 and mf[p] & PG_tail:
-            p -= 1
-        heads[t] = p
-    return heads
+    while first > 0 and mf[first] & PG_tail:
+        first -= 1
+    marks = np.where(tail, np.int64(first), heads)
+    return np.maximum.accumulate(marks)
 
 
 def _deferred_heads(k, lo: int, hi: int):
@@ -134,6 +138,14 @@ def stable_page_flags_range(k, lo: int, hi: int) -> np.ndarray:
         setbit((hf & np.uint64(pg)) != 0, kbit)
     for p in _deferred_heads(k, lo, hi):
         u[p - lo] |= one << np.uint64(KPF_BUDDY)
+    # folio_test_hugetlb(): KPF_HUGE; a hugetlb folio is mapped whole (entire mapcount),
+    # so folio_mapped() marks every page of it KPF_MMAP.
+    hug = (hf & np.uint64(PGTY_hugetlb)) != 0
+    if hug.any():
+        setbit(hug, KPF_HUGE)
+        ent = np.zeros(hi - lo, dtype=np.int64)
+        ent[hug] = mem.np_mapcount[heads[hug] + 1]
+        setbit(hug & (ent > 0), KPF_MMAP)
     return u
 
 
@@ -173,4 +185,11 @@ def kpagecount_read(k, offset: int, count: int):
     mc = mem.np_mapcount[lo:hi].astype(np.int64)
     typed = (mem.np_flags[lo:hi] & (PGTY_table | PGTY_buddy)) != 0
     mc[typed | (mc < 0)] = 0
+    # folio_precise_page_mapcount(): a hugetlb folio is only mapped whole, so each of
+    # its pages counts the entire mapcount (page[1]'s mapcount slot holds that count).
+    pf = mem.np_flags[lo:hi]
+    if ((pf & (PG_tail | PGTY_hugetlb)) != 0).any():
+        heads = _heads(k, lo, hi, pf)
+        hug = (mem.np_flags[heads] & PGTY_hugetlb) != 0
+        mc[hug] = mem.np_mapcount[heads[hug] + 1]
     return mc.astype("<u8").tobytes()

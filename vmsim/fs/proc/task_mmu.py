@@ -366,7 +366,10 @@ def smaps_pmd_entry(k, mss, vma, addr: int, pmd: int):
 def smap_gather_stats(vma, mss, start: int = 0):
     """smap_gather_stats(): walk the VMA's page tables (walk_page_vma + smaps_walk_ops)."""
     mm = vma.vm_mm
-    if mm is None or vma.vm_flags & VM_HUGETLB:
+    if mm is None:
+        return
+    if vma.vm_flags & VM_HUGETLB:
+        smaps_hugetlb_range(vma, mss)
         return
     k = mm.kernel
     if start >= vma.vm_end:
@@ -440,7 +443,32 @@ def thp_eligible(vma) -> int:
 
 def vma_kernel_pagesize(vma) -> int:
     """vma_kernel_pagesize(): PAGE_SIZE (hugetlb VMAs report their huge page size)."""
-    return getattr(vma, "hugetlb_page_size", PAGE_SIZE) if vma.vm_flags & VM_HUGETLB else PAGE_SIZE
+    if vma.vm_flags & VM_HUGETLB and vma.vm_mm is not None:
+        from vmsim.mm.hugetlb import vma_kernel_pagesize as hugetlb_pagesize
+        return hugetlb_pagesize(vma)
+    return PAGE_SIZE
+
+
+def smaps_hugetlb_range(vma, mss):
+    """smaps_hugetlb_range(): each mapped huge page counts whole in Shared_Hugetlb when
+    its folio may be mapped by more than one (or the entry is in a shared PMD table),
+    else in Private_Hugetlb; hugetlb pages are not in Rss."""
+    from vmsim.mm import hugetlb as H
+    mm = vma.vm_mm
+    k = mm.kernel
+    sz = H.hstate_vma(vma).huge_page_size()
+    for addr in range(vma.vm_start, vma.vm_end, sz):
+        ptep = H.huge_pte_offset(mm, addr, sz)
+        if ptep < 0:
+            continue
+        e = k.ptpool.mv[ptep]
+        if not e & (T._PAGE_PRESENT | T._PAGE_PROTNONE):
+            continue
+        folio = (e & T.PTE_PFN_MASK) >> PAGE_SHIFT
+        if H.folio_mapcount(k, folio) > 1 or H.ptdesc_pmd_is_shared(k, ptep):
+            mss.shared_hugetlb += sz
+        else:
+            mss.private_hugetlb += sz
 
 
 def show_smap(vma, pkeys_enabled: bool = False) -> str:
@@ -587,6 +615,37 @@ def _pagemap_pmd(k, vma, addr: int, end: int, pmd: int, out, base: int, show_pfn
         idx += 1
 
 
+def pagemap_hugetlb_range(k, vma, lo: int, hi: int, out, base: int, show_pfn: bool = True):
+    """pagemap_hugetlb_range(): per huge page: present, file unless anon, exclusive
+    unless possibly shared (or in a shared PMD table), the subpage's frame."""
+    from vmsim.mm import hugetlb as H
+    sz = H.hstate_vma(vma).huge_page_size()
+    mm = vma.vm_mm
+    a = lo
+    while a < hi:
+        nxt = min((a | (sz - 1)) + 1, hi)
+        flags = PM_SOFT_DIRTY if vma.vm_flags & VM_SOFTDIRTY else 0
+        ptep = H.huge_pte_offset(mm, a, sz)
+        e = k.ptpool.mv[ptep] if ptep >= 0 else 0
+        frame = 0
+        if e & T._PAGE_PRESENT:
+            folio = (e & T.PTE_PFN_MASK) >> PAGE_SHIFT
+            if not k.mem.flags[folio] & PG_anon:
+                flags |= PM_FILE
+            if H.folio_mapcount(k, folio) <= 1 and not H.ptdesc_pmd_is_shared(k, ptep):
+                flags |= PM_MMAP_EXCLUSIVE
+            if e & T._PAGE_UFFD_WP:
+                flags |= PM_UFFD_WP
+            flags |= PM_PRESENT
+            if show_pfn:
+                frame = folio + ((a & (sz - 1)) >> PAGE_SHIFT)
+        while a < nxt:
+            out[(a - base) >> PAGE_SHIFT] = make_pme(frame, flags)
+            if flags & PM_PRESENT and show_pfn:
+                frame += 1
+            a += PAGE_SIZE
+
+
 def pagemap_read(mm, offset: int, count: int, show_pfn: bool = True):
     """pagemap_read(): ``count`` bytes of 8-byte entries from file position ``offset``.
 
@@ -618,6 +677,9 @@ def pagemap_read(mm, offset: int, count: int, show_pfn: bool = True):
         lo, hi = max(vma.vm_start, start_vaddr), min(vma.vm_end, end_vaddr)
         if vma.vm_flags & VM_SOFTDIRTY:
             out[(lo - start_vaddr) >> PAGE_SHIFT:(hi - start_vaddr) >> PAGE_SHIFT] = PM_SOFT_DIRTY
+        if vma.vm_flags & VM_HUGETLB:
+            pagemap_hugetlb_range(k, vma, lo, hi, out, start_vaddr, show_pfn)
+            continue
 
         def leaf(addr, end, shift, e, vma=vma):
             if shift == PAGE_SHIFT:
