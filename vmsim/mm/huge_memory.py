@@ -26,6 +26,8 @@ Not modelled: huge PUDs for anonymous memory (6.18 has none: create_huge_pud fal
 back, wp_huge_pud / huge_pud_set_accessed are DAX-only), PMD migration entries, NUMA
 hinting, userfaultfd, memcg charging (THP_FAULT_FALLBACK_CHARGE never counts).
 """
+import numpy as np
+
 from vmsim.arch.x86 import pgtable_types as T
 from vmsim.mm import vmstat
 from vmsim.mm.mm_types import (VM_FAULT_FALLBACK, VM_FAULT_OOM, VM_HUGEPAGE, VM_NOHUGEPAGE,
@@ -324,11 +326,9 @@ def _alloc_large_folio(k, gfp: int, order: int) -> int:
 def folio_zero_user(k, folio: int, nr: int):
     """folio_zero_user(): clear every page of the folio, as one operation (freed frames
     already read as zeros; dropping any data left is the whole clear)."""
-    private = k.mem.private
     data = k.page_data
-    for p in range(folio, folio + nr):
-        if private[p]:
-            data.clear(p)
+    for p in (k.mem.np_private[folio:folio + nr].nonzero()[0] + folio).tolist():
+        data.clear(p)
 
 
 def vma_alloc_anon_folio_pmd(vma, addr: int) -> int:
@@ -452,8 +452,7 @@ def folio_add_new_anon_rmap_pmd(k, folio: int, vma, haddr: int, exclusive: bool)
         mem.flags[folio] = mem.flags[folio] | PG_swapbacked
     __folio_set_anon(k, folio, vma, haddr, exclusive)
     if exclusive:
-        for p in range(folio + 1, folio + nr):
-            mem.flags[p] = mem.flags[p] | PG_anon_exclusive
+        mem.np_flags[folio + 1:folio + nr] |= PG_anon_exclusive
     mem.lru_prev[folio + 1] = 1              # _entire_mapcount
     mem.mapping[folio + 1] = 1               # _large_mapcount
     mem.index[folio + 1] = 0                 # _nr_pages_mapped (PTE-mapped pages)
@@ -522,8 +521,7 @@ def folio_try_dup_anon_rmap_pmd(k, folio: int, dst_vma, src_vma) -> int:
     exclusive (no pins exist, so this never fails)."""
     mem = k.mem
     nr = _folio_nr(k, folio)
-    for p in range(folio, folio + nr):
-        mem.flags[p] = mem.flags[p] & ~PG_anon_exclusive
+    mem.np_flags[folio:folio + nr] &= np.uint32(~PG_anon_exclusive & 0xFFFFFFFF)   # every page
     mem.lru_prev[folio + 1] += 1
     mem.mapping[folio + 1] += 1
     return 0

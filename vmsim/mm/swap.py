@@ -264,15 +264,18 @@ def _free_pages_prepare(k, pfn: int) -> int:
     if f & PG_mlocked:
         k.vmstat[vmstat.NR_MLOCK] -= 1 << order
     data = k.page_data
-    for p in range(pfn, pfn + (1 << order)):
-        if mem.private[p]:
+    if order:
+        # The tail pages' state, cleared a slice at a time (a 2 MiB THP has 511).
+        lo, hi = pfn + 1, pfn + (1 << order)
+        for p in (mem.np_private[pfn:hi].nonzero()[0] + pfn).tolist():
             data.clear(p)
-        if p != pfn:
-            mem.flags[p] = 0
-            mem.mapcount[p] = 0
-            mem.refcount[p] = 0
-            mem.mapping[p] = 0
-            mem.index[p] = 0
+        mem.np_flags[lo:hi] = 0
+        mem.np_mapcount[lo:hi] = 0
+        mem.np_refcount[lo:hi] = 0
+        mem.np_mapping[lo:hi] = 0
+        mem.np_index[lo:hi] = 0
+    elif mem.private[pfn]:
+        data.clear(pfn)
     if order:
         mem.lru_prev[pfn + 1] = mem.lru_next[pfn + 1] = 0    # _entire_mapcount, _pincount
         if f & PG_large_rmappable:
