@@ -41,8 +41,7 @@ def test_suite_size_and_sources():
 
 # File scenarios whose vmsim run takes longest (many single-page steps, 4 MiB files):
 # compared in the slow run (pytest -m slow), to keep the default run's time.
-SLOW_SCENARIOS = {"file_unaligned_descending", "file_pmd_map", "file_pmd_map_thp_never",
-                  "file_cold_drop_caches", "file_sigbus_eof", "file_cold_fadvise",
+SLOW_SCENARIOS = {"file_unaligned_descending", "file_cold_drop_caches", "file_sigbus_eof", "file_cold_fadvise",
                   "file_shm_punch_hole", "file_fadvise_mapped_folio"}
 
 

@@ -448,3 +448,29 @@ def test_program_image_text_shared_data_private():
     s = _smaps_of(m, q.pid, "004a4000-004a7000")
     assert (s["Anonymous"], s["Private_Dirty"]) == (4, 4)
     assert p.read(0x4a4000, 4) == b"\0" * 4
+
+
+def test_fault_around_bytes_knob():
+    # mm/memory.c fault_around_bytes_set(): > PTRS_PER_PTE pages is EINVAL, the value
+    # is rounded down to a power of two, 4096 (one page) turns fault-around off.
+    m = Machine(memory="256M")
+    p = m.spawn()
+    knob = "/sys/kernel/debug/fault_around_bytes"
+    assert m.read_file(knob) == "65536\n"
+    with pytest.raises(OSError) as e:
+        m.write_file(knob, str(513 * 4096))
+    assert e.value.errno == errno.EINVAL
+    m.write_file(knob, "12288")
+    assert m.read_file(knob) == "8192\n"
+    fd = p.open("/tmp/fa", O_RDWR | O_CREAT)
+    for i in range(64):
+        p.pwrite(fd, b"x" * 4096, i * 4096)       # cached, order-0 folios
+    a = p.mmap(0, 64 * 4096, PROT_READ, MAP_PRIVATE, fd, 0)
+    p.touch(a, 64 * 4096)
+    # do_fault_around(): windows of 2 pages aligned on the virtual address.
+    assert p.getrusage().ru_minflt == len({(a + i * 4096) >> 13 for i in range(64)})
+    m.write_file(knob, "0")
+    b = p.mmap(0, 64 * 4096, PROT_READ, MAP_PRIVATE, fd, 0)
+    r0 = p.getrusage().ru_minflt
+    p.touch(b, 64 * 4096)
+    assert p.getrusage().ru_minflt - r0 == 64

@@ -80,6 +80,8 @@ def read(machine, path: str, offset: int = 0, size: int = -1):
     p = _normalize(path)
     if not p.startswith(("/proc/", "/sys/")):
         return _vfs_read(machine, p, offset, size)
+    if p == FAULT_AROUND_BYTES:
+        return _slice(f"{k.fault_around_pages << 12}\n", offset, size)
     if sysfs.is_knob(p):
         return _slice(sysfs.knob_read(k, p), offset, size)
     if hugetlb.is_knob(k, p):
@@ -122,6 +124,8 @@ def write(machine, path: str, data) -> int:
     data = str(data)
     if p == "/proc/sys/vm/drop_caches":
         return drop_caches_sysctl_handler(k, data)
+    if p == FAULT_AROUND_BYTES:
+        return fault_around_bytes_set(k, data)
     if sysfs.is_knob(p):
         ret = sysfs.knob_write(k, p, data)
         if ret < 0:
@@ -210,3 +214,22 @@ def _vfs_write(machine, path: str, data) -> int:
     if n < 0:
         raise _err(n, path)
     return n
+
+
+# CONFIG_DEBUG_FS's knob of mm/memory.c (debugfs mounted at /sys/kernel/debug). The
+# reference machine has no debugfs mounted, so its value there could not be observed.
+FAULT_AROUND_BYTES = "/sys/kernel/debug/fault_around_bytes"
+
+
+def fault_around_bytes_set(k, data: str) -> int:
+    """fault_around_bytes_set(): at most PTRS_PER_PTE pages, rounded down to a power of
+    two, at least one page (which turns fault-around off: should_fault_around)."""
+    try:
+        val = int(data.strip(), 0)
+    except ValueError:
+        raise _err(-errno.EINVAL, FAULT_AROUND_BYTES)
+    if val < 0 or val // 4096 > 512:
+        raise _err(-errno.EINVAL, FAULT_AROUND_BYTES)
+    val = max(val, 4096)
+    k.fault_around_pages = (1 << (val.bit_length() - 1)) >> 12
+    return len(data)
