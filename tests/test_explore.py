@@ -304,3 +304,27 @@ def test_what_leaves_map(machine):
     assert state[("pte", a)]["page"]["pfn"] == machine.k.zero_pfn
     assert not state[("pte", a)]["new"] & RW and state[("pte", a + PAGE)]["new"] & RW
     assert state[("pte", f)]["page"]["file"].startswith("inode ")
+
+
+def test_a_huge_pmd_leaf_and_its_mapcount(machine):
+    """A MAP_HUGETLB page is a PMD leaf (PSE) mapping an order-9 folio; fork shares it
+    write-protected (copy_hugetlb_page_range), so its mapcount (the folio's PMD
+    mappings, kept in page[1]) goes to 2 and the leaf is sent again."""
+    from vmsim.views import StepRecorder
+    from vmsim import MAP_HUGETLB
+    machine.write_file("/proc/sys/vm/nr_hugepages", "2")
+    with StepRecorder(tables=True) as rec:
+        p = machine.spawn()
+        a = p.mmap(0, 2 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB)
+        p.write(a, b"x")
+        c = p.fork()
+    doc = json.loads(json.dumps({"steps": rec.steps}))
+    before = _replay(doc, len(doc["steps"]) - 2)[(0, p.pid)][("pmd", a)]
+    after = _replay(doc)
+    assert before["new"] & 0x80 and before["new"] & RW      # PSE, writable
+    assert before["page"]["order"] == 9 and before["page"]["mapcount"] == 1
+    for pid in (p.pid, c.pid):
+        leaf = after[(0, pid)][("pmd", a)]
+        assert leaf["page"]["pfn"] == before["page"]["pfn"] and leaf["page"]["mapcount"] == 2
+        assert not leaf["new"] & RW
+        assert not any(lv == "pte" and a <= va < a + (2 << 20) for lv, va in after[(0, pid)])

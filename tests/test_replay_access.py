@@ -116,7 +116,7 @@ def _check_batch_behaves_as_one_by_one(spec, tlb=None):
 
 
 @pytest.mark.parametrize("tlb", _tlb_presets())
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(spec=_accesses())
 def test_batch_behaves_as_one_by_one(spec, tlb):
     _check_batch_behaves_as_one_by_one(spec, tlb)

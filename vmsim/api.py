@@ -131,19 +131,29 @@ class Machine:
     """A simulated x86-64 machine running Linux (the 6.18 profile by default)."""
 
     def __init__(self, memory="4G", cpus=1, paging_levels=4, kernel="6.18", debug_vm=None,
-                 aslr_seed=None, pku=None, disk_latency_ns=0):
+                 aslr_seed=None, pku=None, disk_latency_ns=0, tlb=None, pcid=True, pti=False):
         """``aslr_seed``: None lays processes out with ASLR off (as the measured reference,
         setarch -R); an int turns on seeded randomisation (randomize_va_space=2).
         ``pku``: the CPU has protection keys (X86_FEATURE_OSPKE); None takes the host's
-        /proc/cpuinfo flag, so PROT_EXEC-only mappings behave as on this machine."""
+        /proc/cpuinfo flag, so PROT_EXEC-only mappings behave as on this machine.
+        ``tlb``: the CPUs' TLBs: None (not modelled: every access walks the tables), a
+        preset ("golden-cove", "skylake", "zen3", "zen4"), "host" (this machine's CPUID)
+        or a dict of structures (vmsim.arch.x86.tlb.custom_geometry); None takes
+        $VMSIM_TLB if set. ``pcid``: the CPU
+        has PCID (X86_FEATURE_PCID, INVPCID with it); ``pti``: page table isolation on.
+        With the debug checker on, every TLB hit is checked against the tables."""
         if pku is None:
             pku = host_has_pku()
-        self.k = Kernel(parse_size(memory), cpus, paging_levels, kernel, pku=pku)
+        if tlb is None:
+            tlb = os.environ.get("VMSIM_TLB") or None     # run a whole suite with TLBs on
+        self.k = Kernel(parse_size(memory), cpus, paging_levels, kernel, pku=pku, tlb=tlb,
+                        pcid=pcid, pti=pti)
         # The disk behind / and /tmp (vmsim.fs.blockdev): virtual time per request.
         self.k.disk_latency_ns = int(_count("disk_latency_ns", disk_latency_ns))
         if debug_vm is None:
             debug_vm = os.environ.get("VMSIM_DEBUG_VM", "") not in ("", "0")
         self.debug_vm = debug_vm
+        self.k.tlb_check = bool(debug_vm)
         self.processes = {}
         self.aslr_seed = aslr_seed
         self._last_cpu = -1
@@ -183,6 +193,65 @@ class Machine:
         self.processes[pid] = p
         self._after_syscall()
         return p
+
+    # --- CPUs, scheduling and TLBs (vmsim.kernel.sched, arch/x86/mm/tlb.c) -----------
+    def schedule(self, process, cpu=None) -> None:
+        """Run ``process`` (a Process or thread; None: the idle task) on ``cpu`` now
+        (default: its own): a context switch there (switch_mm_irqs_off; the idle task
+        keeps the previous mm in lazy TLB mode). A task moved off a CPU leaves that CPU
+        idle (lazy)."""
+        from vmsim.kernel.sched import _context_switch
+        k = self.k
+        if process is None:
+            cpu = _cpu_arg(k, 0 if cpu is None else cpu)
+            _context_switch(k, cpu, None)
+            return
+        t = process.task
+        if t.mm is None:
+            raise ProcessLookupError(errno.ESRCH, f"process {process.pid} has exited")
+        cpu = t.cpu if cpu is None else _cpu_arg(k, cpu)
+        if cpu != t.cpu and k.cpus[t.cpu].curr is t:
+            _context_switch(k, t.cpu, None)
+        t.cpu = cpu
+        prev = k.current
+        k.current = t
+        _context_switch(k, cpu, t)
+        k.current = prev
+
+    def tlb_stats(self) -> list:
+        """Per CPU: TLB hits per structure and page size, misses, walks, paging-structure
+        cache hits, re-walks, flushes by kind, IPIs sent / received, ASID switches
+        (vmsim.arch.x86.tlb and arch/x86/mm/tlb.c counters)."""
+        from vmsim.arch.x86 import tlb as T
+        k = self.k
+        out = []
+        for c in k.cpus:
+            ts = c.tlbstate
+            d = {"cpu": c.id, "loaded_mm_asid": ts.loaded_mm_asid, "is_lazy": ts.is_lazy,
+                 **ts.events}
+            if k.tlb is not None:
+                st = k.tlb.stats[c.id].tolist()
+                hits = {}
+                for s in range(T.S_PML4E):
+                    for sc in range(3):
+                        v = st[T.ST_HIT + 3 * s + sc]
+                        if v:
+                            hits[f"{T.STRUCT_NAMES[s]} {T.SIZE_NAMES[sc]}"] = v
+                d.update(hits=hits, l1_misses=st[T.ST_L1_MISS], misses=st[T.ST_MISS],
+                         walks=st[T.ST_WALK], walk_reads=st[T.ST_WALK_READS],
+                         psc_hits={"PML4E": st[T.ST_PSC_HIT], "PDPTE": st[T.ST_PSC_HIT + 1],
+                                   "PDE": st[T.ST_PSC_HIT + 2]},
+                         dirty_rewalks=st[T.ST_DIRTY_REWALK], perm_rewalks=st[T.ST_PERM_REWALK],
+                         walk_faults=st[T.ST_FAULT])
+            out.append(d)
+        return out
+
+    def tlb_geometry(self):
+        """The CPUs' TLB geometry as data (None when TLBs are not modelled)."""
+        k = self.k
+        if k.tlb is None:
+            return None
+        return dict(k.tlb.geometry.describe(), pcid=k.pcid, pti=k.pti)
 
     # --- MMU notifiers (mm/mmu_notifier.c), as KVM or a device driver uses them ------
     def register_mmu_notifier(self, process, callback, on_end=None):
@@ -445,12 +514,41 @@ class Process:
         return rusage(t.min_flt, t.maj_flt, maxrss)
 
     def exit(self, status=0) -> None:
-        """exit(2): exit_mmap gives everything back."""
+        """exit_group(2) (what libc's exit calls): every thread exits; with the last
+        user of the mm gone, exit_mmap gives everything back."""
+        from vmsim.kernel.exit import do_group_exit
+        status = _cint("status", status)
+        k = self._enter()
+        do_group_exit(k, self.task, (status & 0xFF) << 8)
+        self.machine._after_syscall()
+
+    def exit_thread(self, status=0) -> None:
+        """exit(2), the raw syscall: this thread only (the mm lives on while other
+        threads use it: mmput drops one mm_users)."""
         from vmsim.kernel.exit import do_exit
         status = _cint("status", status)
         k = self._enter()
         do_exit(k, self.task, (status & 0xFF) << 8)
         self.machine._after_syscall()
+
+    def clone_thread(self, cpu=None) -> "Process":
+        """clone(CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | ...):
+        a new thread sharing this mm (mm_users + 1), on ``cpu`` (round-robin by default);
+        returned as a Process whose pid is the thread's TID."""
+        from vmsim.kernel.fork import _clone_thread
+        k = self._enter()
+        m = self.machine
+        if cpu is None:
+            m._last_cpu = (m._last_cpu + 1) % k.ncpus
+            cpu = m._last_cpu
+        cpu = _cpu_arg(k, cpu)
+        t = _clone_thread(k, self.task, cpu)
+        if isinstance(t, int):
+            return self._done(t)
+        th = Process(m, t)
+        m.processes[t.pid] = th
+        self._done()
+        return th
 
     def fork(self, cpu=None) -> "Process":
         """fork(2): the child Process (a new pid on the next CPU, round-robin as spawn).

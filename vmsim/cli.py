@@ -207,8 +207,11 @@ def _not_a_toml_scenario(path):
 
 
 def _machine_kw(args):
-    return dict(memory=args.memory, cpus=args.cpus, paging_levels=args.levels,
-                show_traceback=args.traceback)
+    kw = dict(memory=args.memory, cpus=args.cpus, paging_levels=args.levels,
+              show_traceback=args.traceback)
+    if getattr(args, "tlb", None) is not None or not getattr(args, "pcid", True) or getattr(args, "pti", False):
+        kw.update(tlb=args.tlb, pcid=args.pcid, pti=args.pti)
+    return kw
 
 
 def _run_traced(args, tracers):
@@ -280,12 +283,29 @@ def cmd_run(args, out):
     out.heading("System calls and signals (as strace -f shows them)")
     out.line(st.text().rstrip("\n") or "(none)")
     print_summary(out, result, tracer, show_all=args.all, killed=killed)
+    _print_tlbs(out, result.machine)
     if steps is not None:
         cli_views.draw(args, steps, out)
     if fatal is not None:
         print(f"vmsim: {fatal}", file=sys.stderr)
         return 128 + fatal.exception.signo
     return 0
+
+
+def _print_tlbs(out, machine):
+    """The CPUs' TLB geometry, and per CPU what went through it (Machine.tlb_stats)."""
+    k = machine.k
+    out.heading("TLBs")
+    if k.tlb is None:
+        out.line("not modelled: every access walks the page tables (--tlb PRESET or host)")
+        return
+    out.line(k.tlb.geometry.text() + f"; PCID {'on' if k.pcid else 'off'}, PTI {'on' if k.pti else 'off'}")
+    for s in machine.tlb_stats():
+        hits = sum(s["hits"].values())
+        out.line(f"CPU {s['cpu']}: {hits} hits, {s['misses']} misses, {s['walks']} walks, "
+                 f"{s['flush_one']} pages + {s['flush_all_local']} full flushes, "
+                 f"{s['ipi_sent']} IPIs sent, {s['ipi_received']} received, "
+                 f"{s['asid_switch']} ASID switches")
 
 
 def cmd_trace(args, out):
@@ -429,6 +449,12 @@ def build_parser():
         sp.add_argument("--cpus", type=int, default=2, help="CPUs (default 2)")
         sp.add_argument("--levels", type=int, choices=(4, 5), default=4,
                         help="paging levels (4, or 5 for LA57)")
+        sp.add_argument("--tlb", default=None, metavar="GEOMETRY",
+                        help="model the CPUs' TLBs: golden-cove, skylake, zen3, zen4 or host "
+                        "(this machine's CPUID); default: not modelled, every access walks")
+        sp.add_argument("--no-pcid", dest="pcid", action="store_false",
+                        help="a CPU without PCID (every CR3 write flushes the TLB)")
+        sp.add_argument("--pti", action="store_true", help="page table isolation on")
         sp.add_argument("--traceback", action="store_true",
                         help="also print the Python traceback of a scenario error")
 

@@ -134,6 +134,8 @@ def record_run(args, tables=False, graphs=False, status=None):
     doc = run_document(result, rec, tracer, str(fatal) if fatal else None)
     doc["killed"] = killed
     doc["_recorder"] = rec             # for --plot; taken out before printing
+    m = result.machine if result is not None else None
+    doc["tlb"] = None if m is None or m.k.tlb is None else dict(m.tlb_geometry(), cpus=m.tlb_stats())
     return doc, fatal
 
 

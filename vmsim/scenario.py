@@ -122,7 +122,8 @@ def describe_exception(path: str, exc: BaseException) -> str:
     return f"{_where(path, exc)}: {name}: {msg}" if msg else f"{_where(path, exc)}: {name}"
 
 
-def run_scenario(path: str, memory="1G", cpus=2, paging_levels=4, show_traceback=False):
+def run_scenario(path: str, memory="1G", cpus=2, paging_levels=4, show_traceback=False,
+                 **machine_kw):
     """Run a scenario file; return a ScenarioResult or raise ScenarioError."""
     code = compile_scenario(path)
     created = []
@@ -140,7 +141,7 @@ def run_scenario(path: str, memory="1G", cpus=2, paging_levels=4, show_traceback
         baseline(self)
 
     try:
-        machine = vmsim.Machine(memory=memory, cpus=cpus, paging_levels=paging_levels)
+        machine = vmsim.Machine(memory=memory, cpus=cpus, paging_levels=paging_levels, **machine_kw)
     except (ValueError, MemoryError) as e:
         raise ScenarioError(f"cannot create the machine: {e}", 2) from None
     created.append((machine, None))

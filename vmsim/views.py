@@ -332,7 +332,7 @@ def page_record(k, pfn: int) -> dict:
     """What a leaf entry maps, as the explorer names it: {pfn, kind, order, mapcount,
     refcount, exclusive, file}. ``kind``: "zero" (the shared zero page), "anon" (an
     anonymous folio), "shmem" or "file" (a page-cache folio), "pfn" (no struct page)."""
-    from vmsim.mm.folio import page_folio, folio_order
+    from vmsim.mm.folio import page_folio, folio_order, folio_precise_page_mapcount
     from vmsim.mm.page_flags import PG_anon, PG_anon_exclusive
     mem = k.mem
     if pfn >= k.nr_pages:
@@ -356,7 +356,8 @@ def page_record(k, pfn: int) -> dict:
             if name is None and getattr(host, "i_ino", None) is not None:
                 name = f"inode {host.i_ino}"
     return {"pfn": pfn, "kind": kind, "order": int(folio_order(k, head)),
-            "mapcount": int(mem.mapcount[pfn]), "refcount": int(mem.refcount[head]),
+            "mapcount": int(folio_precise_page_mapcount(k, head, pfn)) if kind != "zero"
+            else int(mem.mapcount[pfn]), "refcount": int(mem.refcount[head]),
             "exclusive": bool(mem.flags[pfn] & PG_anon_exclusive),
             "file": str(name) if name is not None else None}
 
@@ -390,6 +391,7 @@ class TableTracker:
         import numpy as np
         from vmsim.arch.x86.pgtable_types import (paging_mode, PTE_PFN_MASK, _PAGE_PRESENT,
                                                   _PAGE_PSE, _PAGE_PROTNONE)
+        from vmsim.mm.page_flags import PG_head
         mode = paging_mode(k.paging_levels)
         self.shifts = {lvl.kname: lvl.shift for lvl in mode.levels}
         pool = k.ptpool.arr
@@ -419,7 +421,10 @@ class TableTracker:
             info = np.zeros(ents.shape + (3,), dtype=np.int64)
             if ok.any():
                 idx = pfns[ok]
-                info[ok, 0] = mem.np_mapcount[idx]
+                # a large folio's head: its page[1] holds the entire (PMD) mapcount
+                head = ((mem.np_flags[idx] & PG_head) != 0) & (idx + 1 < k.nr_pages)
+                info[ok, 0] = mem.np_mapcount[idx] + np.where(
+                    head, mem.np_mapcount[np.minimum(idx + 1, k.nr_pages - 1)], 0)
                 info[ok, 1] = mem.np_refcount[idx]
                 info[ok, 2] = mem.np_flags[idx]
             keys += [(lvl.kname, int(b)) for b in bases.tolist()]

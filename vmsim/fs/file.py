@@ -85,6 +85,7 @@ class files_struct:
 
     def __init__(self):
         self.fd = []
+        self.count = 1              # tasks sharing the table (CLONE_FILES threads)
 
     def alloc_fd(self) -> int:
         """alloc_fd(): the lowest free descriptor, or -EMFILE."""
@@ -126,6 +127,13 @@ def close_fd(k, task, fd: int) -> int:
     return 0
 
 
+def share_files(k, parent, child):
+    """copy_files() with CLONE_FILES (a thread): the same table, one more user."""
+    fs = _task_files(k, parent)
+    fs.count += 1
+    k.task_files[child.pid] = fs
+
+
 def dup_fd(k, parent, child):
     """dup_fd() (copy_files at fork): the child's table shares the open files."""
     old = k.task_files.get(parent.pid)
@@ -141,6 +149,9 @@ def exit_files(k, task):
     fs = k.task_files.pop(task.pid, None)
     if fs is None:
         return
+    fs.count -= 1
+    if fs.count:
+        return                      # another thread still uses the table
     for f in fs.fd:
         if f is not None:
             fput(k, f)

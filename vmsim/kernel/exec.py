@@ -194,15 +194,14 @@ def exec_mmap(k, tsk, mm) -> int:
     from vmsim.kernel.fork import mmput
     old_mm = tsk.mm
     tsk.mm = tsk.active_mm = mm
-    cpu = k.cpus[tsk.cpu]
-    cpu.loaded_mm = mm                                   # activate_mm -> switch_mm
-    cpu.cr3 = mm.pgd
-    for c in k.cpus:
-        if c.loaded_mm is old_mm:                        # lazy-TLB users switch away
-            c.loaded_mm = None
-            c.cr3 = k.init_mm.pgd
+    from vmsim.arch.x86.mm.tlb import switch_mm_irqs_off
+    from vmsim.kernel.sched import _release_lazy_users
+    switch_mm_irqs_off(k, tsk.cpu, mm)                   # activate_mm -> switch_mm
+    k.cpus[tsk.cpu].curr = tsk
     if old_mm is not None:
         mmput(old_mm)
+        if old_mm.mm_users == 0:                         # lazy-TLB users let it go
+            _release_lazy_users(k, old_mm)
     return 0
 
 

@@ -52,17 +52,21 @@ def do_exit(k, task, code: int):
     task.state = "Z"
     task.signals.clear()
     if mm is not None:
+        # exit_mm(): current->mm = NULL and enter_lazy_tlb: the CPU keeps the mm loaded
+        # lazily (the task will not run again: its CPU goes idle), then mmput.
+        from vmsim.kernel.sched import _context_switch, _release_lazy_users
         task.mm = None
+        c = k.cpus[task.cpu]
+        if c.curr is task:
+            _context_switch(k, task.cpu, None)
         task.active_mm = None
-        for cpu in k.cpus:
-            if cpu.loaded_mm is mm:
-                cpu.loaded_mm = None
-                cpu.cr3 = k.init_mm.pgd
         from vmsim.kernel.fork import mmput
         prev = k.current
         k.current = task
         try:
             mmput(mm)
+            if mm.mm_users == 0:
+                _release_lazy_users(k, mm)
         finally:
             k.current = prev if prev is not task else None
         if task.oom_mm is not None:
@@ -75,8 +79,11 @@ def do_exit(k, task, code: int):
 
 
 def do_group_exit(k, task, exit_code: int):
-    """do_group_exit(): the whole thread group (one task in vmsim) exits; get_signal()
-    calls it with the signal number for a fatal signal such as SIGKILL."""
+    """do_group_exit(): the whole thread group exits (zap_other_threads, each other
+    thread in do_exit, then this one); get_signal() calls it with the signal number
+    for a fatal signal such as SIGKILL, exit_group(2) with the status."""
+    for t in [t for t in k.tasks.values() if t.tgid == task.tgid and t is not task and t.state == "R"]:
+        do_exit(k, t, exit_code)
     do_exit(k, task, exit_code)
 
 
@@ -89,7 +96,7 @@ def exit_notify(k, task):
         if child.state == "Z":
             release_task(k, child)
     task.children = []
-    if task.parent is None:
+    if task.parent is None or task.exit_signal == -1:     # autoreap (threads: exit_signal -1)
         release_task(k, task)
 
 

@@ -6,7 +6,7 @@ and fork (dup_mm) share; mmput -> __mmput -> exit_mmap + mmdrop -> mm_free_pgd.
 fork: copy_process -> copy_mm -> dup_mm (memcpy of the parent's mm, mm_init, then
 dup_mmap: each VMA duplicated with vm_area_dup, anon_vma_fork, copy_page_range).
 
-Simplified: one thread per process (CLONE_VM / CLONE_THREAD are not modelled); the
+Threads: _clone_thread is clone(CLONE_VM | CLONE_THREAD): the mm is shared. The
 child starts on the CPU its caller picks (Machine.fork round-robins like spawn);
 credentials, files and signals are not modelled; uprobes, KSM and khugepaged hooks
 are no-ops.
@@ -14,7 +14,7 @@ are no-ops.
 import errno
 
 from vmsim.arch.x86.mm.pgtable import pgd_alloc, pgd_free
-from vmsim.arch.x86.mm.tlb import flush_tlb_mm
+from vmsim.arch.x86.mm.tlb import flush_tlb_mm, init_new_context
 from vmsim.arch.x86.mm.pkeys import _init_new_context_pkeys, arch_dup_pkeys
 from vmsim.kernel.sched import task_struct
 from vmsim.mm.mm_types import (mm_struct, vm_area_struct, VM_DONTCOPY, VM_ACCOUNT, VM_HUGETLB,
@@ -60,6 +60,7 @@ def mm_init(mm, task) -> int:
     if mm_alloc_pgd(mm):
         return -errno.ENOMEM
     _init_new_context_pkeys(mm)                          # init_new_context()
+    init_new_context(mm)
     return 0
 
 
@@ -226,6 +227,28 @@ def copy_process(k, parent, cpu: int):
     parent.children.append(p)
     from vmsim.fs.file import dup_fd
     dup_fd(k, parent, p)                                # copy_files()
+    return p
+
+
+def _clone_thread(k, current, cpu: int):
+    """copy_process() with CLONE_VM | CLONE_THREAD: a task in current's thread group
+    sharing its mm (copy_mm: mmget, mm_users + 1), autoreaped at exit (exit_signal -1,
+    its parent is the group's parent). Returns the task."""
+    pid = k.next_pid
+    k.next_pid += 1
+    p = task_struct(pid, current.mm, cpu, current.rlim)
+    p.tgid = current.tgid
+    p.exit_signal = -1
+    p.comm = current.comm
+    p.personality = current.personality
+    p.pkru = current.pkru
+    p.oom_score_adj = current.oom_score_adj
+    p.oom_score_adj_min = current.oom_score_adj_min
+    p.parent = current.parent
+    current.mm.mm_users += 1                            # copy_mm: CLONE_VM -> mmget
+    k.tasks[pid] = p
+    from vmsim.fs.file import share_files
+    share_files(k, current, p)                          # copy_files: CLONE_FILES
     return p
 
 

@@ -9,7 +9,8 @@ Documentation/arch/x86/x86_64/mm.rst) and sets up the zero page.
 """
 from vmsim.arch.x86.pgtable import PageTablePool, mk_kernel_table_entry
 from vmsim.arch.x86 import pgtable_types as T
-from vmsim.kernel.sched import cpu_state
+from vmsim.kernel.sched import cpu_state, _context_switch
+from vmsim.arch.x86.mm.tlb import _kernel_entry
 from vmsim.mm import vmstat
 from vmsim.mm.mm_types import mm_struct
 from vmsim.mm.page_alloc import PageAllocator
@@ -33,7 +34,8 @@ class Kernel:
     """Machine-wide state of one simulated Linux instance."""
 
     def __init__(self, memory_bytes: int, ncpus: int = 1, paging_levels: int = 4,
-                 kernel: str = "6.18", pku: bool = False):
+                 kernel: str = "6.18", pku: bool = False, tlb=None, pcid: bool = True,
+                 pti: bool = False, invpcid: bool = True):
         self.profile = load_profile(kernel)
         self.release = self.profile["kernel"]["release"]
         self.la57 = paging_levels == 5
@@ -98,6 +100,7 @@ class Kernel:
                 self._memblock_alloc()
         self.init_mm = mm_struct(self)
         self._build_kernel_page_tables()
+        self._init_tlb(tlb, pcid, pti, invpcid)
         self.shmem_files = []
         self._next_ino = 1
         # Files (vmsim.fs): descriptor tables by pid; the mount tree is built on first
@@ -108,6 +111,47 @@ class Kernel:
         from vmsim.mm.hugetlb import hugetlb_init
         hugetlb_init(self)
         self.mmu_notifier_log = []
+
+    def _init_tlb(self, tlb, pcid, pti, invpcid):
+        """X86_FEATURE_PCID / PTI / INVPCID, the CPUs' TLBs (None: not modelled, every
+        access walks) and initialize_tlbstate_and_flush() on each CPU: init_mm loaded
+        with ASID 0. With PTI the kernel mappings lose _PAGE_GLOBAL (pti_init)."""
+        from vmsim.arch.x86.tlb import TLBState, geometry
+        self.pcid = bool(pcid)
+        self.pti = bool(pti)
+        self.invpcid = bool(invpcid) and self.pcid
+        self.tlb = None if tlb is None else TLBState(self.ncpus, geometry(tlb), self.pcid)
+        self.tlb_check = False         # the stale-TLB checker (Machine sets it with debug_vm)
+        self.last_mm_ctx_id = 1        # last_mm_ctx_id: init_mm has 1
+        self.init_mm.ctx_id = 1
+        for c in self.cpus:
+            ts = c.tlbstate
+            ts.loaded_mm = self.init_mm
+            ts.ctxs[0][0] = self.init_mm.ctx_id
+            c.cr3 = self.init_mm.pgd
+        if self.pti:
+            self._clear_kernel_global()
+
+    def _clear_kernel_global(self):
+        """pti_clone_kernel_text / pti_set_kernel_image_nonglobal: no global kernel pages."""
+        from vmsim.arch.x86 import pgtable_types as T
+        pool = self.ptpool.mv
+        row = self.mem.private
+        base = self.init_mm.pgd_ptr
+
+        def clear(ptr, level):
+            for i in range(512):
+                e = pool[ptr + i]
+                if not e & T._PAGE_PRESENT:
+                    continue
+                if level == 1 or e & T._PAGE_PSE:
+                    pool[ptr + i] = e & ~T._PAGE_GLOBAL
+                else:
+                    clear(row[(e & T.PTE_PFN_MASK) >> 12] * 512, level - 1)
+        for i in range(256, 512):
+            e = pool[base + i]
+            if e & T._PAGE_PRESENT:
+                clear(row[(e & T.PTE_PFN_MASK) >> 12] * 512, self.paging_levels - 1)
 
     def next_ino(self) -> int:
         self._next_ino += 1
@@ -189,13 +233,13 @@ class Kernel:
         return cur.cpu if cur is not None else 0
 
     def switch_to(self, task):
-        """context_switch() -> switch_mm_irqs_off(): load the task's CR3 on its CPU."""
+        """The task enters the kernel on its CPU (a syscall): if another task ran there,
+        _context_switch() -> switch_mm_irqs_off() first."""
         self.current = task
         cpu = self.cpus[task.cpu]
-        cpu.curr = task
-        if task.mm is not None and cpu.loaded_mm is not task.mm:
-            cpu.loaded_mm = task.mm
-            cpu.cr3 = task.mm.pgd
+        _kernel_entry(self, task.cpu)
+        if cpu.curr is not task or (task.mm is not None and cpu.loaded_mm is not task.mm):
+            _context_switch(self, task.cpu, task)
 
     def kernel_pgd_entries(self):
         """Return (first index, entries) of init_mm's kernel-half PGD entries."""

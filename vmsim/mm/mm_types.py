@@ -198,6 +198,10 @@ class mm_struct:
         self.mmu_notifiers = []
         self.tlb_flush_pending = 0
         self.owner = None
+        # mm->context's TLB state (asm/mmu.h) and mm_cpumask: init_new_context sets them.
+        self.ctx_id = 0
+        self.tlb_gen = 0
+        self.cpumask = set()
 
     # --- the VMA tree (mm/mmap.c find_vma, maple tree walks) ------------------
     def find_vma(self, addr: int):

@@ -154,14 +154,33 @@ def pud_free_tlb(tlb, table_pfn: int, address: int):
 p4d_free_tlb = pud_free_tlb
 
 
+def tlb_get_unmap_shift(tlb) -> int:
+    """tlb_get_unmap_shift(): the stride of the flush, the smallest level cleared."""
+    if tlb.cleared_ptes:
+        return 12
+    if tlb.cleared_pmds:
+        return 21
+    if tlb.cleared_puds:
+        return 30
+    if tlb.cleared_p4ds:
+        return 39
+    return 12
+
+
+def tlb_flush(tlb):
+    """tlb_flush() (arch/x86/include/asm/tlb.h): flush_tlb_mm_range over the gathered
+    range in strides of the smallest level cleared (a PMD for a huge-page-only unmap)."""
+    start, end = 0, TLB_FLUSH_ALL
+    if not tlb.fullmm and not tlb.need_flush_all:
+        start, end = tlb.start, tlb.end
+    flush_tlb_mm_range(tlb.mm, start, end, tlb_get_unmap_shift(tlb), tlb.freed_tables)
+
+
 def tlb_flush_mmu_tlbonly(tlb):
     """tlb_flush_mmu_tlbonly(): flush the gathered range, if any, and reset it."""
     if not (tlb.fullmm or tlb.end > tlb.start):
         return
-    if tlb.fullmm:
-        flush_tlb_mm_range(tlb.mm, 0, TLB_FLUSH_ALL, 12, tlb.freed_tables)
-    else:
-        flush_tlb_mm_range(tlb.mm, tlb.start, tlb.end, 12, tlb.freed_tables)
+    tlb_flush(tlb)
     tlb.reset_range()
 
 

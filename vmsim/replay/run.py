@@ -171,6 +171,11 @@ class Replay:
             tracer = vmsim.trace.function_graph(m, record=False)
             tracer.start()
         done = 0
+        series["accesses"].append(0)
+        series["rss_kb"].append(_rss(p))
+        series["pgtables"].append(_pgtables(m))
+        series["faults"].append(0)
+        series["t"].append(0.0)
         t1 = time.perf_counter()
         try:
             for chunk in self.reader:
@@ -183,7 +188,9 @@ class Replay:
                         first_pid = self._event(m, p, procs, evs.pop(0), first_pid)
                     if evs:
                         upto = min(n, evs[0].at - chunk.first)
-                    upto = min(upto, pos + cfg.step)
+                    # Finer samples early: a short trace still plots as a curve.
+                    step = cfg.step if done + pos >= 1 << 20 else max(cfg.step // 8, 1)
+                    upto = min(upto, pos + step)
                     if upto <= pos and not evs:
                         break
                     if upto > pos:

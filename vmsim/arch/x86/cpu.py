@@ -9,6 +9,8 @@ the access stops there and the caller delivers it.
 import numpy as np
 
 from vmsim.arch.x86 import mmu
+from vmsim.arch.x86 import tlb as _hwtlb
+from vmsim.arch.x86.mm.tlb import _prepare_user_access, _kernel_entry
 from vmsim.arch.x86.traps import exc_page_fault, exc_general_protection
 from vmsim.arch.x86.mm.fault import pt_regs, is_vsyscall_vaddr
 from vmsim.arch.x86.pgtable_types import X86_PF_USER, X86_PF_WRITE, X86_PF_INSTR
@@ -17,7 +19,8 @@ ACCESS_READ = X86_PF_USER
 ACCESS_WRITE = X86_PF_USER | X86_PF_WRITE
 ACCESS_FETCH = X86_PF_USER | X86_PF_INSTR
 
-_impl = {"translate": mmu.translate, "touch_batch": mmu.touch_batch, "compiled": False}
+_impl = {"translate": mmu.translate, "touch_batch": mmu.touch_batch, "compiled": False,
+         "tlb_translate": _hwtlb.tlb_translate, "tlb_touch_batch": _hwtlb.tlb_touch_batch}
 
 
 def _use_compiled(flag: bool):
@@ -25,8 +28,22 @@ def _use_compiled(flag: bool):
     if flag:
         tr, tb = mmu.compiled()
         _impl.update(translate=tr, touch_batch=tb, compiled=True)
+        _impl.update(tlb_translate=_compile_tlb_on_first_use("tlb_translate"),
+                     tlb_touch_batch=_compile_tlb_on_first_use("tlb_touch_batch"))
     else:
-        _impl.update(translate=mmu.translate, touch_batch=mmu.touch_batch, compiled=False)
+        _impl.update(translate=mmu.translate, touch_batch=mmu.touch_batch, compiled=False,
+                     tlb_translate=_hwtlb.tlb_translate, tlb_touch_batch=_hwtlb.tlb_touch_batch)
+
+
+def _compile_tlb_on_first_use(name):
+    def _first_call(*args):
+        try:
+            ns = _hwtlb.compiled()
+            _impl.update(tlb_translate=ns.tlb_translate, tlb_touch_batch=ns.tlb_touch_batch)
+        except ImportError:              # numba present but unusable: plain Python
+            _use_compiled(False)
+        return _impl[name](*args)
+    return _first_call
 
 
 def s64(addr: int) -> int:
@@ -56,6 +73,8 @@ def translate(k, task, addr: int, access: int, regs=None):
     if not is_canonical(k, addr):
         exc_general_protection(k, regs or pt_regs(0), 0)
         return None
+    if k.tlb is not None:
+        return _translate_tlb(k, task, addr, access, regs or pt_regs(addr if access & X86_PF_INSTR else 0))
     cr3 = k.cpus[task.cpu].cr3
     regs = regs or pt_regs(addr if access & X86_PF_INSTR else 0)
     last = None
@@ -104,6 +123,8 @@ def touch(k, task, base: int, stride: int, count: int, write: bool, value: int) 
             exc_general_protection(k, pt_regs(a), 0)
             return n
         return n + touch(k, task, a, stride, count - n, write, value)
+    if k.tlb is not None:
+        return _touch_tlb(k, task, base, stride, count, write, value)
     cr3 = k.cpus[task.cpu].cr3
     la57 = k.la57
     pkru = task.pkru             # CR4.PKE clear: task.pkru stays 0
@@ -132,6 +153,105 @@ def touch(k, task, base: int, stride: int, count: int, write: bool, value: int) 
     return count
 
 
+# --- the access path through the CPU's TLB (Machine(tlb=...)) ---------------------------
+def _translate_tlb(k, task, addr, access, regs):
+    """translate() through the CPU's TLB (vmsim.arch.x86.tlb.tlb_translate)."""
+    cpu = task.cpu
+    hw = k.tlb
+    last = None
+    check = 1 if k.tlb_check else 0
+    while True:
+        _prepare_user_access(k, cpu)
+        pt, rows = _arrays(k)
+        r = _impl["tlb_translate"](pt, rows, k.cpus[cpu].cr3, k.la57, s64(addr), access, task.pkru,
+                                   hw.ent, hw.geo, hw.clock, hw.stats, cpu, hw.cur_pcid[cpu],
+                                   check, hw.bad)
+        if check and hw.bad[0]:
+            _stale_tlb_report(k)
+        if r >= 0:
+            return r
+        _kernel_entry(k, cpu)
+        exc_page_fault(k, regs, ~r, addr)
+        if task.signals:
+            return None
+        if access & X86_PF_INSTR and is_vsyscall_vaddr(addr):
+            return EMULATED
+        if ~r == last:
+            raise AssertionError(f"fault loop at {addr:#x} error code {~r:#x}")
+        last = ~r
+
+
+def _touch_tlb(k, task, base, stride, count, write, value):
+    """The batch loop of touch() through the CPU's TLB."""
+    access = ACCESS_WRITE if write else ACCESS_READ
+    compiled = _impl["compiled"]
+    out = np.zeros(2, dtype=np.int64) if compiled else [0, 0]
+    cpu = task.cpu
+    hw = k.tlb
+    check = 1 if k.tlb_check else 0
+    regs = pt_regs(0)
+    sbase = s64(base)
+    last_i = last_err = -1
+    i = 0
+    pt, rows = _arrays(k)
+    while i < count:
+        _prepare_user_access(k, cpu)
+        i = _impl["tlb_touch_batch"](pt, rows, k.cpus[cpu].cr3, k.la57, sbase, stride, count, i,
+                                     access, value, out, task.pkru, hw.ent, hw.geo, hw.clock,
+                                     hw.stats, cpu, hw.cur_pcid[cpu], check, hw.bad)
+        if i >= count:
+            break
+        err, where = out.tolist() if compiled else out
+        if err == -2:
+            _stale_tlb_report(k)
+        if err == -1:
+            k.page_data.write(where >> 12, where & 0xFFF, bytes((value,)))
+            i += 1
+            continue
+        _kernel_entry(k, cpu)
+        exc_page_fault(k, regs, err, where & 0xFFFFFFFFFFFFFFFF)
+        if task.signals:
+            return i
+        if i == last_i and err == last_err:
+            raise AssertionError(f"fault loop at {base + i * stride:#x} error code {err:#x}")
+        last_i, last_err = i, err
+    return count
+
+
+_STALE_WHAT = {1: "the address is not mapped any more", 2: "the tables map another frame",
+               3: "the tables no longer allow writes", 4: "the tables no longer allow user access",
+               5: "the tables no longer allow execution", 6: "the protection key changed",
+               7: "a paging-structure cache points to a table no longer in use"}
+
+
+def _stale_tlb_report(k):
+    """The stale-TLB checker found a hit (or a paging-structure-cache use) the tables no
+    longer back: raise AssertionError naming the CPU, the entry, the operation that
+    changed the tables (from the debug record) and the flush that did not reach it."""
+    bad = k.tlb.bad
+    n, cpu, addr, val, walked, code, pcid = (int(x) for x in bad[:7])
+    bad[:] = 0
+    addr &= (1 << 64) - 1
+    pfn = (val & 0x000FFFFFFFFFF000) >> 12
+    frame = ""
+    if code != 7 and pfn < k.nr_pages:
+        frame = f" (pfn {pfn:#x} is {'free' if k.page_alloc.is_free(pfn) else 'in use'})"
+    mm = k.cpus[cpu].tlbstate.loaded_mm
+    ops = [p for p in k.tlb_pending if p[0] is mm and p[1] <= addr < p[2]]
+    if ops:
+        p = ops[-1]
+        why = (f"{p[3] if len(p) > 3 else 'an operation'} changed [{p[1]:#x}, {p[2]:#x}) "
+               f"and no flush_tlb_mm_range covered it")
+    else:
+        flushes = [f for f in k.tlb_flushes if f[0] is mm and (f[2] == -1 or f[1] <= addr < f[2])]
+        why = ("a flush of it was issued but did not reach this CPU's TLB" if flushes else
+               "no flush of it was issued")
+    raise AssertionError(
+        f"stale TLB entry on CPU {cpu} (PCID {pcid}): {addr:#x} -> pfn {pfn:#x}{frame}, entry "
+        f"{val & 0xFFFFFFFFFFFFFFFF:#x}, tables now {walked & 0xFFFFFFFFFFFFFFFF:#x}: "
+        f"{_STALE_WHAT.get(code, code)}; {why}")
+
+
 def _compile_on_first_use(name):
     def _first_call(*args):
         try:
@@ -154,7 +274,9 @@ def _default():
         _use_compiled(False)
         return
     _impl.update(translate=_compile_on_first_use("translate"),
-                 touch_batch=_compile_on_first_use("touch_batch"), compiled=True)
+                 touch_batch=_compile_on_first_use("touch_batch"), compiled=True,
+                 tlb_translate=_compile_tlb_on_first_use("tlb_translate"),
+                 tlb_touch_batch=_compile_tlb_on_first_use("tlb_touch_batch"))
 
 
 _default()
