@@ -25,6 +25,14 @@ def test_vmsim_path_resolves_to_a_callable_defined_there(entry):
     assert callable(resolve(entry["vmsim"]))
 
 
+def test_5_4_profile_functions_resolve():
+    """Entries whose step runs a different function under Machine(kernel="5.4")."""
+    e54 = [e for e in SEED_MAP if e.get("vmsim_5_4")]
+    assert any(e["key"] == "3b:3.7" for e in e54)
+    for e in e54:
+        assert check_entry({"key": e["key"], "vmsim": e["vmsim_5_4"]}) == "", e["key"]
+
+
 def test_missing_entries_say_why():
     missing = [e for e in SEED_MAP if e["vmsim"] is None]
     assert missing, "hugetlb and THP internals are not built yet"
@@ -33,8 +41,9 @@ def test_missing_entries_say_why():
 
 
 def test_aliases_and_stubs_are_rejected():
-    # huge_memory's wp_huge_pmd is an alias of a stub that raises: it does not do the step.
-    assert "alias" in check_entry({"key": "x", "vmsim": "vmsim.mm.huge_memory.wp_huge_pmd"})
+    # huge_memory's mod_mthp_stat is an alias of count_mthp_stat: the map must name the
+    # function that is defined.
+    assert "alias" in check_entry({"key": "x", "vmsim": "vmsim.mm.huge_memory.mod_mthp_stat"})
     assert check_entry({"key": "x", "vmsim": "vmsim.mm.memory.no_such_function"})
     assert "not callable" in check_entry({"key": "x", "vmsim": "vmsim.arch.x86.pgtable_types.PAGING_MODES"})
     # memory.py imports create_huge_pmd from huge_memory: the path must name where it is defined.

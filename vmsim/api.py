@@ -284,6 +284,14 @@ class Machine:
         from vmsim.fs import procfs
         return procfs.write(self, path, data)
 
+    def sleep(self, seconds: float):
+        """Let ``seconds`` of virtual time pass: kernel threads that fall due run
+        (khugepaged's passes, every scan_sleep_millisecs)."""
+        from vmsim.mm.khugepaged import khugepaged_run_until
+        from vmsim.mm.huge_memory import _thp
+        khugepaged_run_until(self.k, _thp(self.k).clock_ns + int(seconds * 1e9))
+        self._after_syscall()
+
     def _after_syscall(self):
         if self.debug_vm:
             from vmsim.mm.debug_vm import after_syscall

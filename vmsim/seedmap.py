@@ -154,7 +154,8 @@ def render_markdown() -> str:
         "",
         "**vmsim**: the dotted path of the vmsim function doing the step (tests/test_seedmap.py "
         "checks that each resolves to a callable defined there), or — and why, when vmsim has no "
-        "counterpart yet.",
+        "counterpart yet; \"5.4 profile\" names the function that runs instead under "
+        "`Machine(kernel=\"5.4\")` where that profile differs (the THP COW path).",
         "",
         "**Verification**: V = fully verified; S = the 6.18-era function/call seen in source but "
         "the release/commit of the rename is from memory (marked \"[release/commit unverified]\"); "
@@ -169,6 +170,8 @@ def render_markdown() -> str:
         for e in entries:
             v = "V" if e.get("verified") else "S" if e.get("verified_6_18") else "-"
             cell = f"`{e['vmsim']}`" if e["vmsim"] is not None else f"— {_md(e.get('status', ''))}"
+            if e.get("vmsim_5_4"):
+                cell += f" (5.4 profile: `{e['vmsim_5_4']}`)"
             out.append(f"| {e['key']} | {_md(_seed_md(e['seed_line']))} | {_md(e['linux_6_18'])} | "
                        f"{cell} | {_md(e['change'])} | {v} |")
         out.append("")

@@ -12,6 +12,7 @@ Simplified: mmap_min_addr does not take CONFIG_LSM_MMAP_MIN_ADDR into account, a
 writes need no capability (processes run as root).
 """
 import errno
+import os
 import re
 
 THP = "/sys/kernel/mm/transparent_hugepage/"
@@ -50,7 +51,7 @@ KNOBS = (THP_ENABLED, THP_DEFRAG, THP_USE_ZERO_PAGE, THP_HPAGE_PMD_SIZE, THP_SHM
 
 
 def is_knob(path: str) -> bool:
-    return path in KNOBS
+    return path in KNOBS or _thp_attr(path) is not None
 
 
 def sysfs_streq(buf: str, s: str) -> bool:
@@ -60,6 +61,11 @@ def sysfs_streq(buf: str, s: str) -> bool:
 
 def knob_read(k, path: str) -> str:
     """The text a read of the knob returns."""
+    attr = _thp_attr(path)
+    if attr is not None:
+        if not _thp_attr_exists(k, attr, path):
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
+        return _thp_attr_show(k, path, attr)
     if path in _MODES:
         cur = k.sysfs[path]
         return " ".join(f"[{m}]" if m == cur else m for m in _MODES[path]) + "\n"
@@ -103,6 +109,11 @@ def fault_around_bytes_set(k, val: int) -> int:
 def knob_write(k, path: str, data: str) -> int:
     """Store ``data`` into the knob: len(data), or -EINVAL / -EACCES as the kernel."""
     n = len(data)
+    attr = _thp_attr(path)
+    if attr is not None:
+        if not _thp_attr_exists(k, attr, path):
+            return -errno.ENOENT
+        return _thp_attr_store(k, path, attr, data)
     if path in _MODES:
         if path == THP_SHMEM_ENABLED:
             # shmem_enabled_store(): exact match after dropping one trailing newline.
@@ -113,6 +124,9 @@ def knob_write(k, path: str, data: str) -> int:
         if not ok:
             return -errno.EINVAL
         k.sysfs[path] = ok[0]
+        if path == THP_ENABLED:
+            from vmsim.mm.khugepaged import start_stop_khugepaged
+            start_stop_khugepaged(k)
         return n
     if path == THP_HPAGE_PMD_SIZE:
         return -errno.EACCES                        # 0444: kernfs refuses the open
@@ -148,3 +162,155 @@ def knob_write(k, path: str, data: str) -> int:
         k.sysctl[path] = str(val)
         return n
     return -errno.ENOENT
+
+
+# --- the rest of /sys/kernel/mm/transparent_hugepage (mm/huge_memory.c, khugepaged.c) ---
+# Orders with a hugepages-<size>kB directory: THP_ORDERS_ALL_ANON (2..PMD_ORDER: an
+# "enabled" file and the anon stats) | THP_ORDERS_ALL_FILE_DEFAULT (1..PMD_ORDER:
+# "shmem_enabled" and the shmem stats); every size has the any_stats group.
+PMD_ORDER = 9
+ANON_ORDERS = range(2, PMD_ORDER + 1)
+FILE_ORDERS = range(1, PMD_ORDER + 1)
+ANON_MODES = ("always", "inherit", "madvise", "never")              # anon_enabled_show()
+SHMEM_SIZE_MODES = ("always", "inherit", "within_size", "advise", "never")
+ANON_STATS = ("anon_fault_alloc", "anon_fault_fallback", "anon_fault_fallback_charge",
+              "split_deferred", "nr_anon", "nr_anon_partially_mapped")
+FILE_STATS = ("shmem_alloc", "shmem_fallback", "shmem_fallback_charge")
+ANY_STATS = ("zswpout", "swpin", "swpin_fallback", "swpin_fallback_charge", "swpout",
+             "swpout_fallback", "split", "split_failed")
+KHUGEPAGED = THP + "khugepaged/"
+# khugepaged attributes: the uint ones (kstrtouint), the ulong ones bounded by
+# HPAGE_PMD_NR - 1 (kstrtoul), the 0/1 flag, the read-only counters.
+_KH_UINT = ("scan_sleep_millisecs", "alloc_sleep_millisecs", "pages_to_scan")
+_KH_MAXPTES = ("max_ptes_none", "max_ptes_swap", "max_ptes_shared")
+_KH_RO = ("pages_collapsed", "full_scans")
+UINT_MAX = (1 << 32) - 1
+
+
+def thpsize_dir(order: int) -> str:
+    """The hugepages-<size>kB directory of an order (thpsize_create())."""
+    return f"{THP}hugepages-{(4096 << order) >> 10}kB/"
+
+
+def _size_order(name: str):
+    m = re.fullmatch(r"hugepages-(\d+)kB", name)
+    if not m:
+        return None
+    kb = int(m.group(1))
+    if kb < 8 or kb & (kb - 1) or str(kb) != m.group(1):
+        return None
+    order = (kb >> 2).bit_length() - 1
+    return order if order in FILE_ORDERS else None
+
+
+def _thp_attr(path: str):
+    """("size", order, file) / ("stat", order, item) / ("khugepaged", name) /
+    ("shrink_underused",) for the attribute files this section serves, else None."""
+    if not path.startswith(THP):
+        return None
+    rest = path[len(THP):].split("/")
+    if rest == ["shrink_underused"]:
+        return ("shrink_underused",)
+    if len(rest) == 2 and rest[0] == "khugepaged" and \
+            rest[1] in _KH_UINT + _KH_MAXPTES + _KH_RO + ("defrag",):
+        return ("khugepaged", rest[1])
+    order = _size_order(rest[0])
+    if order is None:
+        return None
+    if len(rest) == 2:
+        if rest[1] == "enabled" and order in ANON_ORDERS:
+            return ("size", order, "enabled")
+        if rest[1] == "shmem_enabled":
+            return ("size", order, "shmem_enabled")
+    if len(rest) == 3 and rest[1] == "stats":
+        names = ANY_STATS + FILE_STATS + (ANON_STATS if order in ANON_ORDERS else ())
+        if rest[2] in names:
+            return ("stat", order, rest[2])
+    return None
+
+
+def _thp_attr_exists(k, attr, path: str) -> bool:
+    """The profile's kernel has this file (5.4: no hugepages-<size>kB, no
+    shrink_underused, no khugepaged/max_ptes_shared)."""
+    if attr[0] == "stat":
+        return (thpsize_dir(attr[1]) + "shmem_enabled") in k.sysfs
+    if attr[0] == "khugepaged" and attr[1] in _KH_RO:
+        return True
+    return path in k.sysfs
+
+
+def _thp_attr_show(k, path: str, attr) -> str:
+    from vmsim.mm import huge_memory as H
+    kind = attr[0]
+    if kind == "size":
+        modes = ANON_MODES if attr[2] == "enabled" else SHMEM_SIZE_MODES
+        cur = k.sysfs[path]
+        return " ".join(f"[{m}]" if m == cur else m for m in modes) + "\n"
+    if kind == "stat":
+        return f"{H.sum_mthp_stat(k, attr[1], attr[2])}\n"      # DEFINE_MTHP_STAT_ATTR
+    if kind == "khugepaged" and attr[1] in _KH_RO:
+        return f"{getattr(H._thp(k), 'khugepaged_' + attr[1])}\n"
+    return f"{int(k.sysfs[path])}\n"
+
+
+def _kstrtobool(buf: str):
+    """kstrtobool(): y/Y/1 and n/N/0 by the first character, on/off by two; else None."""
+    if not buf:
+        return None
+    c = buf[0]
+    if c in "yY1":
+        return True
+    if c in "nN0":
+        return False
+    if c in "oO" and len(buf) > 1:
+        if buf[1] in "nN":
+            return True
+        if buf[1] in "fF":
+            return False
+    return None
+
+
+def _thp_attr_store(k, path: str, attr, data: str) -> int:
+    n = len(data)
+    kind = attr[0]
+    if kind == "stat" or (kind == "khugepaged" and attr[1] in _KH_RO):
+        return -errno.EACCES                            # 0444: kernfs refuses the open
+    if kind == "size":
+        order, name = attr[1], attr[2]
+        modes = ANON_MODES if name == "enabled" else SHMEM_SIZE_MODES
+        ok = [m for m in modes if sysfs_streq(data, m)]
+        if not ok:
+            return -errno.EINVAL
+        # thpsize_shmem_enabled_store(): "Do not override huge allocation policy with
+        # non-PMD sized mTHP".
+        if name == "shmem_enabled" and ok[0] == "inherit" and order != PMD_ORDER and \
+                k.sysfs[THP_SHMEM_ENABLED] == "force":
+            return -errno.EINVAL
+        k.sysfs[path] = ok[0]
+        from vmsim.mm.khugepaged import start_stop_khugepaged
+        start_stop_khugepaged(k)
+        return n
+    if kind == "shrink_underused":
+        val = _kstrtobool(data)                         # split_underused_thp_store()
+        if val is None:
+            return -errno.EINVAL
+        k.sysfs[path] = str(int(val))
+        return n
+    name = attr[1]
+    if name == "defrag":                                # single_hugepage_flag_store()
+        val = _kstrtoul(data)
+        if val is None or val > 1:
+            return -errno.EINVAL
+    elif name in _KH_UINT:
+        val = _kstrtoul(data)                           # kstrtouint(): -ERANGE -> -EINVAL
+        if val is None or val > UINT_MAX or (name == "pages_to_scan" and not val):
+            return -errno.EINVAL
+    else:
+        val = _kstrtoul(data)
+        if val is None or val > PTRS_PER_PTE - 1:
+            return -errno.EINVAL
+    k.sysfs[path] = str(val)
+    if name in ("scan_sleep_millisecs", "alloc_sleep_millisecs"):
+        from vmsim.mm.khugepaged import khugepaged_sleep_changed
+        khugepaged_sleep_changed(k)                     # khugepaged_sleep_expire = 0; wake up
+    return n

@@ -51,7 +51,8 @@ def mm_init(mm, task) -> int:
     mm.hugetlb_usage = 0                                 # hugetlb_count_init()
     cur = mm.kernel.current
     if cur is not None and cur.mm is not None:
-        mm.flags = cur.mm.flags
+        # MMF_INIT_MASK: MMF_HUGE_ZERO_FOLIO (18) is the parent's own reference.
+        mm.flags = cur.mm.flags & ~(1 << 18)
         mm.def_flags = cur.mm.def_flags & VM_INIT_DEF_MASK
     else:
         mm.flags = 0
@@ -89,7 +90,11 @@ def mmput(mm):
     from vmsim.kernel.exit import exit_mmap
     mm.mm_users -= 1
     if mm.mm_users == 0:
+        from vmsim.mm.khugepaged import khugepaged_exit
+        from vmsim.mm.huge_memory import mm_put_huge_zero_folio
+        khugepaged_exit(mm)
         exit_mmap(mm)
+        mm_put_huge_zero_folio(mm)
         mmdrop(mm)
 
 

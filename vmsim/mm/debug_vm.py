@@ -37,7 +37,8 @@ from vmsim.mm.mm_types import (VM_READ, VM_WRITE, VM_HUGETLB, VM_MAYSHARE, VM_EX
                                MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES)
 from vmsim.mm.page_flags import (PG_anon, PG_anon_exclusive, PG_lru, PG_reserved, PG_tail,
                                  PG_head, PG_swapbacked, PG_active, PG_unevictable, PGTY_table,
-                                 PGTY_buddy, PG_ORDER_MASK, PG_ORDER_SHIFT, PG_dirty, PGTY_hugetlb)
+                                 PGTY_buddy, PG_ORDER_MASK, PG_ORDER_SHIFT, PG_dirty, PGTY_hugetlb,
+                                 PG_large_rmappable, PG_partially_mapped)
 
 __all__ = ["check_all", "check_mm", "VMChecker", "after_syscall", "EXTRA_REF_SOURCES",
            "MAX_REPORTED", "FULL_EVERY"]
@@ -221,12 +222,31 @@ class _MMWalk:
         self.normal_pfns = np.zeros(0, dtype=np.int64)
         self.normal_writable = np.zeros(0, dtype=bool)
         self.normal_addrs = np.zeros(0, dtype=np.int64)
+        self.normal_heads = np.zeros(0, dtype=np.int64)
+        self.pmd_folios = []
+        self.huge_ptr = []          # pool index of each huge entry
 
 
 def _levels(k):
     if k.la57:
         return (("pgd", 48), ("p4d", 39), ("pud", 30), ("pmd", 21), ("pte", 12))
     return (("pgd", 39), ("pud", 30), ("pmd", 21), ("pte", 12))
+
+
+def _is_hugetlb_va(mm, va) -> bool:
+    """Is va in a hugetlb VMA (whose huge entries are not THPs)?"""
+    v = mm.vma_lookup(va)
+    return v is not None and bool(v.vm_flags & VM_HUGETLB)
+
+
+def _thp_deposits(k):
+    st = k.__dict__.get("_thp_state")
+    return st.deposits if st is not None else {}
+
+
+def _heads(k, pfns):
+    """page_folio() of each PFN (tail pages of large folios: their head)."""
+    return _folio_heads(k.mem, pfns)
 
 
 def _walk_tables(k, mm, rep, table_owner):
@@ -286,6 +306,7 @@ def _walk_tables(k, mm, rep, table_owner):
             desc = f"{lname} entry for va {va:#x} ({e & 0xFFFFFFFFFFFFFFFF:#x})"
             if e & _PSE and lname in ("pud", "pmd"):
                 w.huge.append((lname, va, e))
+                w.huge_ptr.append(base + lo_idx + i)
                 continue
             if e & _PSE:
                 rep(f"{name}: {desc} has PS set at {lname} level (reserved bit)")
@@ -310,6 +331,20 @@ def _walk_tables(k, mm, rep, table_owner):
         i = int(np.flatnonzero(arr[pgd_base + 256:pgd_base + 512] != arr[kern + 256:kern + 512])[0])
         rep(f"{name}: kernel-half PGD entry {256 + i} differs from init_mm's")
     descend(pgd_base, 0, 0, 0, 256)
+    # Deposited PTE tables of huge PMDs (pgtable_trans_huge_deposit): accounted in
+    # pgtables_bytes, owned by this mm, one per huge PMD.
+    deposits = _thp_deposits(k)
+    for ptr, (lv, va, _e) in zip(w.huge_ptr, w.huge):
+        if lv != "pmd" or _is_hugetlb_va(mm, va):
+            continue
+        lst = deposits.get(ptr, [])
+        if len(lst) != 1:
+            rep(f"{name}: huge PMD at {va:#x} has {len(lst)} deposited PTE tables, expected 1")
+        for pfn in lst:
+            table(pfn, "pte", va, f"deposited table of the huge PMD at {va:#x}")
+            r = int(rows[pfn]) * 512
+            if arr[r:r + 512].any():
+                rep(f"{name}: deposited PTE table pfn {pfn:#x} (huge PMD at {va:#x}) is not empty")
     if addr_parts:
         w.addrs = np.concatenate(addr_parts)
         w.ptes = np.concatenate(pte_parts)
@@ -432,9 +467,23 @@ def _check_leaves(k, w, rep, free):
         for i in np.flatnonzero((fl & (PG_reserved | PGTY_table | PGTY_buddy)) != 0)[:5].tolist():
             rep(f"{name}: PTE at {int(naddr[i]):#x} maps pfn {int(npfn[i]):#x} with flags "
                 f"{int(fl[i]):#x} (reserved, table or buddy page) as a normal page")
-    anon = (fl & PG_anon) != 0
-    swapb = (fl & PG_swapbacked) != 0
+    # Pages of large folios: the folio's flags, mapping and index (page_folio()).
+    heads = _heads(k, npfn)
+    hfl = mem.np_flags[heads]
+    w.normal_heads = heads
+    anon = (hfl & PG_anon) != 0
+    swapb = (hfl & PG_swapbacked) != 0
     nanon = int(anon.sum())
+    # Huge PMDs: anon THPs count HPAGE_PMD_NR each (the huge zero folio none).
+    hz = getattr(k, "huge_zero_pfn", -1)
+    w.pmd_folios = [((e & _PFN) >> 12) for lv, _va, e in w.huge
+                    if lv == "pmd" and e & (_P | _PROTNONE) and (e & _PFN) >> 12 != hz and
+                    not _is_hugetlb_va(mm, _va)]
+    for f in w.pmd_folios:
+        if not mem.flags[f] & PG_head or not mem.flags[f] & PG_anon:
+            rep(f"{name}: huge PMD maps pfn {f:#x}, which is no anon large folio head "
+                f"(flags {mem.flags[f]:#x})")
+    nanon += 512 * len(w.pmd_folios)
     nshmem = int((~anon & swapb).sum())
     nfile = int((~anon & ~swapb).sum())
     for ctr, cname, got in ((MM_ANONPAGES, "MM_ANONPAGES", nanon), (MM_FILEPAGES, "MM_FILEPAGES", nfile),
@@ -443,14 +492,10 @@ def _check_leaves(k, w, rep, free):
             rep(f"{name}: rss_stat[{cname}] = {mm.rss_stat[ctr]}, page tables map {got}")
     # Anon pages: the VMA's anon_vma, the linear index, never in a shared VMA.
     if len(npfn):
-        mapping = mem.np_mapping[npfn]
-        index = mem.np_index[npfn]
-        nhead = npfn
-        if ((fl & PG_tail) != 0).any() or ((fl & PG_head) != 0).any():
-            # Pages of large folios: the folio's mapping, its index plus the page's offset.
-            nhead = _folio_heads(mem, npfn)
-            mapping = mem.np_mapping[nhead]
-            index = mem.np_index[nhead] + (npfn - nhead)
+        # Pages of large folios: the folio's mapping, its index plus the page's offset.
+        nhead = heads
+        mapping = mem.np_mapping[heads]
+        index = mem.np_index[heads] + (npfn - heads)
         pgoff_v = np.array([v.vm_pgoff for v in vmas], dtype=np.int64)
         lin = ((naddr - starts[nidx]) >> 12) + pgoff_v[nidx]
         for i in np.flatnonzero(index != lin)[:5].tolist():
@@ -865,16 +910,20 @@ def _check_all(k, st=None, full=True):
         rep(f"vmstat nr_shmem = {k.vmstat[vmstat.NR_SHMEM]}, shmem page cache holds {cache_swapb}")
     br = batch_refs(k)
     gr = gather_refs(k)
-    srcs = [(map_u, map_c), (cache_p, np.ones(len(cache_p), np.int64)),
+    # References: one per PTE on the page's folio, one per huge PMD on the folio,
+    # the huge zero folio's own (the shrinker's) reference.
+    pmd_heads = np.array([f for w in walks for f in w.pmd_folios], dtype=np.int64)
+    hz = getattr(k, "huge_zero_pfn", -1)
+    hz_ref = ([np.array([hz], np.int64)], [np.ones(1, np.int64)]) if hz >= 0 else ([], [])
+    ref_heads = np.concatenate([w.normal_heads for w in walks] + [pmd_heads] + hz_ref[0])
+    head_u, head_c = np.unique(ref_heads, return_counts=True)
+    srcs = [(head_u, head_c), (cache_p, np.ones(len(cache_p), np.int64)),
             (np.fromiter(br.keys(), np.int64, len(br)), np.fromiter(br.values(), np.int64, len(br))),
             (np.fromiter(gr.keys(), np.int64, len(gr)), np.fromiter(gr.values(), np.int64, len(gr)))]
     for fn in EXTRA_REF_SOURCES:
         d = fn(k)
         srcs.append((np.fromiter(d.keys(), np.int64, len(d)), np.fromiter(d.values(), np.int64, len(d))))
     # PTE mappings of pages of large folios hold their reference on the head.
-    if len(map_u):
-        heads = _folio_heads(mem, map_u)
-        srcs[0] = (heads, map_c)
     ref_u, ref_c = _sum_refs(srcs)
     _check_file_state(k, rep, aspaces, mem)
 
@@ -914,15 +963,37 @@ def _check_all(k, st=None, full=True):
         rep(f"frame pfn {p:#x}: refcount {int(got_ref[i])}, expected {int(exp_ref[i])} "
             f"({nm} PTE mappings + {int(_lookup(cache_u, cache_n, np.array([p]))[0])} page cache + {br.get(p, 0)} LRU batch"
             f"{' + ' + str(gr.get(p, 0)) + ' gather' if p in gr else ''} + extra)")
-    exp_map = _lookup(map_u, map_c, op)
-    got_map = mem.np_mapcount[op]
+    opm = cand[~reserved & ~table]                  # PTE mapcounts: every page, tails too
+    tl = opm[(mem.np_flags[opm] & PG_tail) != 0]
+    if len(tl):                                     # but hugetlb folios keep their own
+        htl = tl[(mem.np_flags[_folio_heads(mem, tl)] & PGTY_hugetlb) != 0]
+        if len(htl):
+            opm = np.setdiff1d(opm, htl)
+    exp_map = _lookup(map_u, map_c, opm)
+    got_map = mem.np_mapcount[opm]
+    op = opm
     for i in np.flatnonzero(exp_map != got_map)[:8].tolist():
         rep(f"frame pfn {int(op[i]):#x}: mapcount {int(got_map[i])}, expected {int(exp_map[i])} "
             f"(PTEs mapping it over all mms)")
     # Node counters from what is mapped.
-    mflags = mem.np_flags[map_u]
-    nr_anon = int(((mflags & PG_anon) != 0).sum())
-    nr_mapped = len(map_u) - nr_anon
+    map_heads = _heads(k, map_u)
+    mflags = mem.np_flags[map_heads]
+    anon_u = map_u[(mflags & PG_anon) != 0]
+    nr_mapped = len(map_u) - len(anon_u)
+    pmd_u = np.unique(pmd_heads)
+    if len(pmd_u):
+        anon_u = np.union1d(anon_u, (pmd_u[:, None] + np.arange(512)).ravel())
+    nr_anon = len(anon_u)
+    if k.vmstat[vmstat.NR_ANON_TRANSPARENT_HUGEPAGES] != 512 * len(pmd_u):
+        rep(f"vmstat nr_anon_transparent_hugepages = "
+            f"{k.vmstat[vmstat.NR_ANON_TRANSPARENT_HUGEPAGES]} pages, page tables PMD-map "
+            f"{len(pmd_u)} THPs")
+    _check_large_folios(k, rep, cand, map_u, map_c, pmd_heads)
+    ndep = sum(len(v) for v in _thp_deposits(k).values())
+    nhuge = sum(1 for w in walks for lv, _va, _e in w.huge
+                if lv == "pmd" and not _is_hugetlb_va(w.mm, _va))
+    if ndep != nhuge:
+        rep(f"{ndep} deposited PTE tables for {nhuge} huge PMDs (leaked deposits)")
     if k.vmstat[vmstat.NR_ANON_PAGES] != nr_anon:
         rep(f"vmstat nr_anon_pages = {k.vmstat[vmstat.NR_ANON_PAGES]}, page tables map {nr_anon} anon pages")
     if k.vmstat[vmstat.NR_MAPPED] != nr_mapped:
@@ -973,6 +1044,9 @@ def _check_all(k, st=None, full=True):
     if not live:
         shm = nr_cached            # shmem objects and files: the page cache lives on
         batch_only = len(set(br) - set(cache_u.tolist()))
+        # The huge zero folio outlives its users until the shrinker frees it.
+        if getattr(k, "huge_zero_pfn", -1) >= 0:
+            nfree += 512
         shm += sum(h.nr_huge_pages << h.order for h in k.hstates)      # hugetlb pools
         if nfree + shm + batch_only != managed:
             rep(f"all processes exited: nr_free_pages {nfree} + page-cache pages {shm} + "
@@ -985,6 +1059,37 @@ def _check_all(k, st=None, full=True):
     rep.raise_if_any()
     if st is not None:
         st.save(k, owners, walks, touched)
+
+
+def _check_large_folios(k, rep, cand, map_u, map_c, pmd_heads):
+    """Large anon folios: entire mapcount = PMD mappings, _large_mapcount = all
+    mappings, _nr_pages_mapped = pages with PTE mappings; the deferred split queue
+    holds live large anon folios, every PG_partially_mapped one among them."""
+    from vmsim.mm.huge_memory import _thp
+    mem = k.mem
+    fl = mem.np_flags[cand]
+    heads = cand[((fl & PG_head) != 0) & ((fl & PG_large_rmappable) != 0)]
+    pu, pc = np.unique(pmd_heads, return_counts=True)
+    for h in heads.tolist():
+        order = (int(mem.flags[h]) & PG_ORDER_MASK) >> PG_ORDER_SHIFT
+        pages = np.arange(h, h + (1 << order), dtype=np.int64)
+        ptec = _lookup(map_u, map_c, pages)
+        npmd = int(_lookup(pu, pc, np.array([h]))[0])
+        ent, lrg, nrm = int(mem.lru_prev[h + 1]), int(mem.mapping[h + 1]), int(mem.index[h + 1])
+        if ent != npmd or lrg != npmd + int(ptec.sum()) or nrm != int((ptec > 0).sum()):
+            rep(f"large folio pfn {h:#x} (order {order}): entire mapcount {ent}, large mapcount "
+                f"{lrg}, nr_pages_mapped {nrm}; page tables: {npmd} PMD, {int(ptec.sum())} PTE "
+                f"mappings of {int((ptec > 0).sum())} pages")
+    q = _thp(k).split_queue
+    for f in list(q):
+        fl1 = int(mem.flags[f])
+        if not fl1 & PG_head or not fl1 & PG_anon or not fl1 & PG_large_rmappable:
+            rep(f"deferred split queue holds pfn {f:#x}, which is no large anon folio "
+                f"(flags {fl1:#x})")
+    pm = cand[(fl & PG_partially_mapped) != 0]
+    for f in pm.tolist():
+        if f not in q:
+            rep(f"large folio pfn {f:#x} is PG_partially_mapped but not on the deferred split queue")
 
 
 def _check_hugetlb(k, rep, live):

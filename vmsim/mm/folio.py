@@ -3,11 +3,12 @@
 A folio is a head page plus, for large folios, its tail pages. As in the kernel, a
 large folio's extra fields live in the first tail page's slots of mem_map:
 
-    page[1].mapcount  <- folio->_entire_mapcount   (PMD mappings of the whole folio)
+    page[1].lru_prev  <- folio->_entire_mapcount   (PMD mappings of the whole folio)
     page[1].mapping   <- folio->_large_mapcount    (all mappings of all pages)
     page[1].index     <- folio->_nr_pages_mapped   (pages mapped by PTEs)
-    page[1].private   <- folio->_pincount
+    page[1].lru_next  <- folio->_pincount
 
+(every page keeps its own PTE mapcount in mapcount, and its data handle in private)
 The head carries PG_head and the order (PG_ORDER_SHIFT); tail pages carry PG_tail
 and point at nothing (compound_head() is ``pfn & ~(nr - 1)`` for naturally aligned
 folios, which all buddy allocations are). PG_anon_exclusive is per page;
@@ -66,13 +67,14 @@ def prep_compound_page(k, pfn: int, order: int):
     for p in range(pfn + 1, pfn + (1 << order)):
         mem.flags[p] = PG_tail
     if order:
-        mem.mapcount[pfn + 1] = 0        # _entire_mapcount
+        mem.lru_prev[pfn + 1] = 0        # _entire_mapcount
+        mem.lru_next[pfn + 1] = 0        # _pincount
         mem.mapping[pfn + 1] = 0         # _large_mapcount
         mem.index[pfn + 1] = 0           # _nr_pages_mapped
 
 
 def folio_entire_mapcount(k, pfn: int) -> int:
-    return k.mem.mapcount[pfn + 1] if folio_test_large(k, pfn) else 0
+    return k.mem.lru_prev[pfn + 1] if folio_test_large(k, pfn) else 0
 
 
 def folio_large_mapcount(k, pfn: int) -> int:

@@ -58,7 +58,9 @@ def follow_page_pte(vma, address: int, flags: int) -> int:
     if shift != 12:
         if vma.vm_flags & VM_HUGETLB:
             return _follow_huge_hugetlb(vma, p, e, shift, address, flags)
-        return -1                 # huge mappings: follow_huge_pmd is the THP issue
+        if shift == 21:
+            return follow_huge_pmd(vma, address, p, e, flags)
+        return -1                 # huge PUDs: DAX only (not modelled)
     pte = e
     if flags & FOLL_WRITE and not pte & T._PAGE_RW:
         return -1                 # can_follow_write_pte(): FOLL_FORCE unshare not modelled
@@ -73,6 +75,28 @@ def follow_page_pte(vma, address: int, flags: int) -> int:
             folio_mark_dirty(k, pfn)
         folio_mark_accessed(k, pfn)       # (not for the zero page: vmsim skips it)
     return pfn
+
+
+def follow_huge_pmd(vma, address: int, pmdp: int, pmd: int, flags: int) -> int:
+    """follow_huge_pmd(): the subpage of a huge PMD; a write needs a writable PMD
+    (can_follow_write_pmd); FOLL_TOUCH makes the PMD young (and dirty on a write)."""
+    from vmsim.mm.huge_memory import touch_pmd, HPAGE_PMD_MASK
+    if flags & FOLL_WRITE and not pmd & T._PAGE_RW:
+        return -1
+    if (pmd & (T._PAGE_PROTNONE | T._PAGE_PRESENT)) == T._PAGE_PROTNONE:
+        return -1
+    if flags & FOLL_TOUCH:
+        touch_pmd(vma, address, pmdp, bool(flags & FOLL_WRITE))
+    return ((pmd & T.PMD_PFN_MASK_2M) >> 12) + ((address & ~HPAGE_PMD_MASK & 0x1FFFFF) >> 12)
+
+
+def _page_mask(vma, address: int) -> int:
+    """ctx.page_mask of the last lookup: HPAGE_PMD_NR - 1 for a huge PMD, else 0."""
+    from vmsim.mm.huge_memory import mm_find_pmd
+    pmdp = mm_find_pmd(vma.vm_mm, address)
+    if pmdp >= 0 and vma.vm_mm.kernel.ptpool.mv[pmdp] & T._PAGE_PSE:
+        return 511
+    return 0
 
 
 def faultin_page(vma, address: int, flags: int, unshare: bool = False) -> int:
@@ -173,9 +197,13 @@ def __get_user_pages(mm, start: int, nr_pages: int, gup_flags: int):
             if ret:
                 return i if i else ret
             tries += 1
-        i += 1
-        start += 4096
-        nr_pages -= 1
+        # page_increm: a huge PMD is taken whole (ctx.page_mask).
+        page_increm = 1 + (~(start >> 12) & _page_mask(vma, start))
+        if page_increm > nr_pages:
+            page_increm = nr_pages
+        i += page_increm
+        start += page_increm << 12
+        nr_pages -= page_increm
     return i
 
 

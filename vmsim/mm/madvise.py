@@ -11,10 +11,8 @@ Not modelled (documented results):
 * MADV_PAGEOUT: there is no swap device, so anon and shmem folios cannot be written
   out; vmsim only ages them (clears young/referenced) and frees nothing. 6.18 would
   also discard clean lazyfree folios and re-activate the anon folios it failed to swap.
-* MADV_COLLAPSE: THP collapse is the THP issue. Results follow madvise_collapse():
-  -EINVAL when the VMA may not get a PMD THP, 0 when the range holds no whole aligned
-  2 MiB, and otherwise -EINVAL (SCAN_PMD_NULL's errno: what 6.18 returns for an empty
-  range; 6.18 would collapse a populated range and return 0).
+* MADV_COLLAPSE: vmsim.mm.khugepaged.madvise_collapse (collapse_huge_page now, the
+  6.18 errno per failure: -EINVAL for an empty range, -EBUSY, -EAGAIN, -ENOMEM).
 * MADV_GUARD_INSTALL / MADV_GUARD_REMOVE as 6.18: PTE_MARKER_GUARD entries
   (vmsim.mm.swapops); racing faults do not exist here, so the install loop ends after
   at most one zap.
@@ -218,12 +216,14 @@ def madvise_update_vma(vma, prev, start: int, end: int, new_flags: int):
 
 
 def hugepage_madvise(vma, vm_flags: int, advice: int) -> int:
-    """hugepage_madvise() (mm/khugepaged.c): VM_HUGEPAGE / VM_NOHUGEPAGE only.
-
-    khugepaged_enter_vma() registration is not modelled (no khugepaged yet).
-    """
+    """hugepage_madvise() (mm/khugepaged.c): VM_HUGEPAGE / VM_NOHUGEPAGE; MADV_HUGEPAGE
+    registers the mm with khugepaged (khugepaged_enter_vma)."""
     if advice == MADV_HUGEPAGE:
-        return (vm_flags & ~VM_NOHUGEPAGE) | VM_HUGEPAGE
+        # khugepaged_enter_vma(vma, *vm_flags): register the mm for khugepaged now.
+        from vmsim.mm.khugepaged import khugepaged_enter_vma
+        flags = (vm_flags & ~VM_NOHUGEPAGE) | VM_HUGEPAGE
+        khugepaged_enter_vma(vma, flags)
+        return flags
     return (vm_flags & ~VM_HUGEPAGE) | VM_NOHUGEPAGE
 
 
@@ -409,7 +409,11 @@ def madvise_free_pte_range(tlb, vma, pmdp: int, addr: int, end: int) -> int:
     pool = k.ptpool.mv
     mem = k.mem
     if pool[pmdp] & _PSE:
-        raise NotImplementedError("MADV_FREE of a huge PMD mapping (THP) is not modelled")
+        from vmsim.mm.huge_memory import madvise_free_huge_pmd
+        if madvise_free_huge_pmd(tlb, vma, pmdp, addr, end):
+            return 0
+    from vmsim.mm.huge_memory import _split_large_folios_in
+    _split_large_folios_in(vma, pmdp, addr, end)
     ptep = pte_offset_map(mm, pmdp, addr)
     cpu = k.current_cpu()
     while addr != end:
@@ -524,7 +528,11 @@ def madvise_cold_pte_range(tlb, vma, pmdp: int, addr: int, end: int, pageout: bo
     pool = k.ptpool.mv
     mem = k.mem
     if pool[pmdp] & _PSE:
-        raise NotImplementedError("huge PMD mappings (THP) are not modelled")
+        from vmsim.mm.huge_memory import madvise_cold_huge_pmd
+        if madvise_cold_huge_pmd(tlb, vma, pmdp, addr, end, pageout):
+            return 0
+    from vmsim.mm.huge_memory import _split_large_folios_in
+    _split_large_folios_in(vma, pmdp, addr, end)
     ptep = pte_offset_map(mm, pmdp, addr)
     while addr != end:
         ptent = pool[ptep]
@@ -631,21 +639,6 @@ def shmem_punch_hole(k, file, offset: int, length: int) -> int:
 
 
 def madvise_collapse(vma, start: int, end: int) -> int:
-    """madvise_collapse() (mm/khugepaged.c): see the module docstring for what vmsim
-    returns; the collapse itself is the THP issue."""
-    from vmsim.mm.swap import lru_add_drain_all
-    from vmsim.mm.huge_memory import HPAGE_PMD_SIZE
-    k = vma.vm_mm.kernel
-    # thp_vma_allowable_order(TVA_FORCED_COLLAPSE): ignores sysfs "enabled", refuses
-    # VM_NOHUGEPAGE, needs an aligned PMD inside the VMA; shmem_enabled=never here.
-    if vma.vm_flags & (VM_NOHUGEPAGE | VM_HUGETLB) or not vma_is_anonymous(vma):
-        return -errno.EINVAL
-    haddr = (vma.vm_start + HPAGE_PMD_SIZE - 1) & ~(HPAGE_PMD_SIZE - 1)
-    if haddr + HPAGE_PMD_SIZE > vma.vm_end:
-        return -errno.EINVAL
-    lru_add_drain_all(k)
-    hstart = (start + HPAGE_PMD_SIZE - 1) & ~(HPAGE_PMD_SIZE - 1)
-    hend = end & ~(HPAGE_PMD_SIZE - 1)
-    if hstart >= hend:
-        return 0
-    return -errno.EINVAL
+    """madvise_collapse() (mm/khugepaged.c): collapse the range's PMDs synchronously."""
+    from vmsim.mm.khugepaged import madvise_collapse as _collapse
+    return _collapse(vma, start, end)

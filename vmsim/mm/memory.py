@@ -165,6 +165,14 @@ def maybe_mkwrite(pte: int, vma) -> int:
     return pte
 
 
+def _page_folio(k, pfn: int) -> int:
+    """page_folio(): the head of a large folio's page (PG_tail), else the page."""
+    if k.mem.flags[pfn] & PG_tail:
+        from vmsim.mm.folio import page_folio
+        return page_folio(k, pfn)
+    return pfn
+
+
 def mm_counter_file(k, pfn: int) -> int:
     """mm_counter_file(): shmem pages (swapbacked) count as MM_SHMEMPAGES."""
     if k.mem.flags[pfn] & PG_tail:
@@ -175,6 +183,7 @@ def mm_counter_file(k, pfn: int) -> int:
 
 def mm_counter(k, pfn: int) -> int:
     """mm_counter(): MM_ANONPAGES for anon folios, else mm_counter_file()."""
+    pfn = _page_folio(k, pfn)
     return MM_ANONPAGES if k.mem.flags[pfn] & PG_anon else mm_counter_file(k, pfn)
 
 
@@ -206,12 +215,86 @@ def vmf_anon_prepare(vmf) -> int:
 def alloc_anon_folio(vmf) -> int:
     """alloc_anon_folio(): the folio for an anon write fault; -1 on OOM.
 
-    mTHP orders are "never" by default in the 6.18 profile, so this is order 0:
-    vma_alloc_zeroed_movable_folio(). Larger orders: not modelled yet (later issue).
+    mTHP: the highest order enabled for the VMA (hugepages-<size>kB/enabled, orders
+    below PMD_ORDER) whose aligned block fits in the VMA and has only none PTEs is
+    tried first, then the next lower ones (anon_fault_fallback per failed order);
+    order 0 (vma_alloc_zeroed_movable_folio) is the fallback.
     """
     k = vmf.vma.vm_mm.kernel
+    if _any_mthp_enabled(k):
+        folio = _alloc_anon_mthp(vmf)
+        if folio >= 0:
+            return folio
     # vma_alloc_zeroed_movable_folio(): GFP_HIGHUSER_MOVABLE | __GFP_ZERO | __GFP_COMP.
     return k.page_alloc.alloc_pages(_GFP_ANON_ZEROED, 0, k.current.cpu)
+
+
+def _any_mthp_enabled(k) -> bool:
+    from vmsim.mm.huge_memory import _huge_anon_orders, PMD_ORDER
+    small = (1 << PMD_ORDER) - 1
+    return bool((_huge_anon_orders(k, "always") | _huge_anon_orders(k, "madvise") |
+                 _huge_anon_orders(k, "inherit")) & small)
+
+
+def _alloc_anon_mthp(vmf) -> int:
+    """The large-order part of alloc_anon_folio(); -1 to fall back to order 0."""
+    from vmsim.mm import huge_memory as H
+    vma = vmf.vma
+    k = vma.vm_mm.kernel
+    orders = H.thp_vma_allowable_orders(vma, vma.vm_flags, H.TVA_PAGEFAULT,
+                                        (1 << H.PMD_ORDER) - 1)
+    orders = sum(1 << o for o in range(H.PMD_ORDER) if orders >> o & 1 and
+                 H.thp_vma_suitable_order(vma, vmf.address, o))     # thp_vma_suitable_orders
+    if not orders:
+        return -1
+    pool = k.ptpool.mv
+    base = k.mem.private[(pool[vmf.pmd] & _PFN) >> 12] * PTRS_PER_TABLE
+    order = orders.bit_length() - 1
+    while orders:                   # the highest order whose range is all pte_none
+        idx = ((vmf.address >> 12) & 511) & ~((1 << order) - 1)
+        if not any(pool[base + idx + i] for i in range(1 << order)):
+            break
+        orders &= ~(1 << order)
+        order = orders.bit_length() - 1
+    if not orders:
+        return -1
+    gfp = H.vma_thp_gfp_mask(vma)
+    while orders:
+        folio = H._alloc_large_folio(k, gfp, order)
+        if folio >= 0:
+            H.folio_zero_user(k, folio, 1 << order)
+            return folio
+        H.count_mthp_stat(k, order, "anon_fault_fallback")
+        orders &= ~(1 << order)
+        order = orders.bit_length() - 1
+    return -1
+
+
+def _map_anon_mthp(vmf, folio: int) -> int:
+    """do_anonymous_page() for a large folio: map all of it with set_ptes() if its
+    range is still all none (else release it and return VM_FAULT_NOPAGE-free 0)."""
+    from vmsim.mm.folio import folio_nr_pages
+    from vmsim.mm import huge_memory as H
+    vma = vmf.vma
+    mm = vma.vm_mm
+    k = mm.kernel
+    nr = folio_nr_pages(k, folio)
+    addr = vmf.address & ~((nr << 12) - 1)
+    entry = (folio << 12) | vma.vm_page_prot
+    if vma.vm_flags & VM_WRITE:
+        entry |= _MKWRITE_DIRTY
+    pool = k.ptpool.mv
+    ptep = k.mem.private[(pool[vmf.pmd] & _PFN) >> 12] * PTRS_PER_TABLE + ((addr >> 12) & 511)
+    if any(pool[ptep + i] for i in range(nr)):
+        folio_put(k, folio)
+        return 0
+    k.mem.refcount[folio] += nr - 1                              # folio_ref_add()
+    mm.rss_stat[MM_ANONPAGES] += nr
+    H.count_mthp_stat(k, nr.bit_length() - 1, "anon_fault_alloc")
+    H.folio_add_new_anon_rmap_ptes(k, folio, vma, addr)
+    folio_add_lru_vma(k, folio, vma, k.current.cpu)
+    set_ptes(mm, addr, ptep, entry, nr)
+    return 0
 
 
 # --- handle_mm_fault -----------------------------------------------------------------
@@ -429,6 +512,8 @@ def do_anonymous_page(vmf) -> int:
     folio = alloc_anon_folio(vmf)
     if folio < 0:
         return VM_FAULT_OOM
+    if k.mem.flags[folio] & PG_head:                                  # an mTHP
+        return _map_anon_mthp(vmf, folio)
     addr = vmf.address
     entry = (folio << 12) | vma.vm_page_prot                         # folio_mk_pte()
     if vma.vm_flags & VM_WRITE:
@@ -462,6 +547,8 @@ def wp_can_reuse_anon_folio(k, folio: int, vma) -> bool:
     """
     from vmsim.mm.rmap import folio_move_anon_rmap
     mem = k.mem
+    if mem.flags[folio] & PG_head:
+        return __wp_can_reuse_large_anon_folio(k, folio, vma)
     if mem.refcount[folio] > 3:
         return False
     if not mem.flags[folio] & PG_lru:
@@ -475,13 +562,52 @@ def wp_can_reuse_anon_folio(k, folio: int, vma) -> bool:
     return True
 
 
+def __wp_can_reuse_large_anon_folio(k, folio: int, vma) -> bool:
+    """__wp_can_reuse_large_anon_folio(): reuse a PTE-mapped large folio only if all
+    its references are mappings (large mapcount == refcount) and they are all in this
+    mm (the kernel's MM-id tracking; vmsim asks the rmap walk)."""
+    from vmsim.mm.rmap import folio_move_anon_rmap, rmap_walk_anon
+    from vmsim.mm.folio import folio_nr_pages
+    mem = k.mem
+    if mem.lru_prev[folio + 1]:                          # also PMD-mapped somewhere
+        return False
+    if mem.mapping[folio + 1] != mem.refcount[folio]:
+        return False
+    mm = vma.vm_mm
+    if _folio_mapped_by_other_mm(k, folio, mm):
+        return False
+    folio_move_anon_rmap(k, folio, vma)
+    return True
+
+
+def _folio_mapped_by_other_mm(k, folio: int, mm) -> bool:
+    """folio_maybe_mapped_shared() by an rmap walk: does a VMA of another mm chained
+    to the folio's anon_vma map one of its pages?"""
+    from vmsim.mm.rmap import vma_address, page_vma_mapped_walk
+    from vmsim.mm.folio import folio_nr_pages
+    mem = k.mem
+    av = k.objects[mem.mapping[folio]]
+    idx = mem.index[folio]
+    for avc in list(getattr(av, "rb_root", ())):
+        v = avc.vma
+        if v.vm_mm is mm:
+            continue
+        for p in range(folio, folio + folio_nr_pages(k, folio)):
+            if not mem.mapcount[p]:
+                continue
+            a = vma_address(v, idx + p - folio)
+            if a >= 0 and page_vma_mapped_walk(v, p, a) >= 0:
+                return True
+    return False
+
+
 def wp_page_copy(vmf) -> int:
     """wp_page_copy(): copy (or zero-fill, for the zero page) into a new exclusive folio."""
     vma = vmf.vma
     mm = vma.vm_mm
     k = mm.kernel
     unshare = vmf.flags & FAULT_FLAG_UNSHARE
-    old_folio = vmf.page if vmf.page >= 0 else -1
+    old_folio = _page_folio(k, vmf.page) if vmf.page >= 0 else -1
     ret = vmf_anon_prepare(vmf)
     if ret:
         if old_folio >= 0:
@@ -513,7 +639,7 @@ def wp_page_copy(vmf) -> int:
     folio_add_lru_vma(k, new_folio, vma, k.current.cpu)
     set_pte_at(mm, vmf.address, vmf.pte, entry)
     if old_folio >= 0:
-        folio_remove_rmap_pte(k, old_folio, vma)
+        folio_remove_rmap_pte(k, vmf.page, vma)
     k.mmu_notifier_invalidate_range_end(mm, "clear", vmf.address, vmf.address + 4096)
     # Free the old page: the reference do_wp_page took, then the mapping's.
     if old_folio >= 0:
@@ -543,9 +669,10 @@ def do_wp_page(vmf) -> int:
         if page < 0:
             return wp_pfn_shared(vmf)
         return wp_page_shared(vmf, page)
-    if page >= 0 and k.mem.flags[page] & PG_anon:
+    folio = _page_folio(k, page) if page >= 0 else -1
+    if page >= 0 and k.mem.flags[folio] & PG_anon:
         flags = k.mem.flags[page]
-        if flags & PG_anon_exclusive or wp_can_reuse_anon_folio(k, page, vma):
+        if flags & PG_anon_exclusive or wp_can_reuse_anon_folio(k, folio, vma):
             if not flags & PG_anon_exclusive:
                 k.mem.flags[page] = k.mem.flags[page] | PG_anon_exclusive
             if unshare:
@@ -553,7 +680,7 @@ def do_wp_page(vmf) -> int:
             wp_page_reuse(vmf, page)
             return 0
     if page >= 0:
-        folio_get(k, page)
+        folio_get(k, folio)
     return wp_page_copy(vmf)
 
 
@@ -900,7 +1027,10 @@ def zap_pte_range(tlb, vma, pmdp: int, addr: int, end: int, details) -> int:
                 zap_nonpresent_ptes(vma, ptep, pte, details, addr)
             elif pte:
                 page = vm_normal_page(vma, addr, pte)
-                if page >= 0 and not should_zap_folio(details, mflags[page]):
+                pf = mflags[page] if page >= 0 else 0
+                if pf & PG_tail:                            # a page of a large folio
+                    pf = mflags[_page_folio(k, page)]
+                if page >= 0 and not should_zap_folio(details, pf):
                     can_reclaim_pt = False                  # any_skipped
                     addr += 4096
                     ptep += 1
@@ -927,7 +1057,7 @@ def zap_pte_range(tlb, vma, pmdp: int, addr: int, end: int, details) -> int:
                         continue
                 if page < 0:
                     ptep_get_and_clear_full(mm, addr, ptep, tlb.fullmm)
-                elif mflags[page] & PG_anon:
+                elif pf & PG_anon:
                     clear_full_ptes(mm, addr, ptep, 1, tlb.fullmm)
                 else:
                     get_and_clear_full_ptes(mm, addr, ptep, 1, tlb.fullmm)
@@ -936,10 +1066,7 @@ def zap_pte_range(tlb, vma, pmdp: int, addr: int, end: int, details) -> int:
                     first = addr
                 last = addr
                 if page >= 0:
-                    f = mflags[page]
-                    if f & PG_tail:                     # a page of a large file folio
-                        from vmsim.mm.folio import page_folio
-                        f = mflags[page_folio(k, page)]
+                    f = pf                              # the folio's flags (large: the head's)
                     delay_rmap = False
                     if f & PG_anon:
                         rss_anon += 1
@@ -1459,8 +1586,9 @@ def copy_present_ptes(dst_vma, src_vma, dst_ptep: int, src_ptep: int, pte: int,
     page = vm_normal_page(src_vma, addr, pte)
     if page >= 0:
         k = src_vma.vm_mm.kernel
-        folio_get(k, page)
-        if k.mem.flags[page] & PG_anon:
+        folio = _page_folio(k, page)                   # a page of a PTE-mapped THP
+        folio_get(k, folio)
+        if k.mem.flags[folio] & PG_anon:
             if folio_try_dup_anon_rmap_pte(k, page, dst_vma, src_vma):
                 raise NotImplementedError("copy_present_page: pinned anon pages are not modelled")
             rss[MM_ANONPAGES] += 1
@@ -1547,7 +1675,19 @@ def copy_pmd_range(dst_vma, src_vma, dst_pudp: int, src_pudp: int, addr: int, en
         nxt = _addr_end(addr, end, PMD_SIZE)
         e = pool[src_pmdp]
         if e & _PSE:
-            raise NotImplementedError("fork of a huge PMD mapping (THP) is not modelled")
+            # A huge PMD: copy_huge_pmd() shares it (-EAGAIN after a split: copy PTEs).
+            from vmsim.mm.huge_memory import copy_huge_pmd
+            err = copy_huge_pmd(dst_mm, src_mm, dst_pmdp, src_pmdp, addr, dst_vma, src_vma)
+            if err == -12:
+                return -12
+            if not err:
+                addr = nxt
+                dst_pmdp += 1
+                src_pmdp += 1
+                if addr == end:
+                    return 0
+                continue
+            e = pool[src_pmdp]
         if e and copy_pte_range(dst_vma, src_vma, dst_pmdp, src_pmdp, addr, nxt):
             return -12
         addr = nxt

@@ -175,20 +175,48 @@ def mlock_drain_local(k, cpu: int):
         mlock_folio_batch(k, fb)
 
 
+from vmsim.mm.page_flags import PG_head as T_PG_HEAD, PG_tail as T_PG_TAIL  # noqa: E402
+
+
 def mlock_pte_range(vma, pmdp: int, addr: int, end: int) -> int:
     """mlock_pte_range(): (m)unlock every normal small folio mapped in [addr, end)."""
     from vmsim.mm.memory import vm_normal_page
     mm = vma.vm_mm
     k = mm.kernel
     pool = k.ptpool.mv
-    if pool[pmdp] & T._PAGE_PSE:
-        raise NotImplementedError("huge PMD mappings (THP) are not modelled")
-    ptep = pte_offset_map(mm, pmdp, addr)
     locked = vma.vm_flags & VM_LOCKED
+    if pool[pmdp] & T._PAGE_PSE:
+        # A huge PMD: (m)lock the whole THP; the huge zero folio is left alone.
+        from vmsim.mm.huge_memory import is_huge_zero_pmd
+        e = pool[pmdp]
+        if e & (_P | _PROTNONE) and not is_huge_zero_pmd(k, e):
+            folio = (e & T.PMD_PFN_MASK_2M) >> 12
+            if locked:
+                mlock_folio(k, folio)
+            else:
+                munlock_folio(k, folio)
+        return 0
+    ptep = pte_offset_map(mm, pmdp, addr)
+    start = addr
+    done = -1
     while addr != end:
         pte = pool[ptep]
         if pte & (_P | _PROTNONE):
             folio = vm_normal_page(vma, addr, pte)
+            if folio >= 0 and k.mem.flags[folio] & (T_PG_HEAD | T_PG_TAIL):
+                # A page of a PTE-mapped large folio: the folio once, and mlock only
+                # when all of it lies in the range (allow_mlock_munlock).
+                from vmsim.mm.folio import page_folio, folio_nr_pages
+                head = page_folio(k, folio)
+                if head != done:
+                    done = head
+                    fstart = addr - ((folio - head) << 12)
+                    fend = fstart + (folio_nr_pages(k, head) << 12)
+                    if not locked:
+                        munlock_folio(k, head)
+                    elif fstart >= max(start, vma.vm_start) and fend <= min(end, vma.vm_end):
+                        mlock_folio(k, head)
+                folio = -1
             if folio >= 0:
                 if locked:
                     mlock_folio(k, folio)

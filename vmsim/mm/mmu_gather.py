@@ -17,6 +17,8 @@ batch are used (tlb_next_batch), so they are all found there.
 """
 from vmsim.arch.x86.mm.tlb import flush_tlb_mm_range, TLB_FLUSH_ALL
 
+from vmsim.mm.page_flags import PG_tail as _PG_TAIL
+
 MMU_GATHER_BUNDLE = 8
 MAX_GATHER_BATCH = (4096 - 16) // 8
 MAX_GATHER_BATCH_COUNT = 10000 // MAX_GATHER_BATCH
@@ -192,6 +194,10 @@ def tlb_flush_mmu_free(tlb):
         pagetable_free(k, pfn)
     pages, tlb.pages = tlb.pages, []
     tlb.active = tlb.active_nr = 0                   # tlb_batch_pages_flush: back to local
+    flags = k.mem.flags
+    if any(flags[p] & _PG_TAIL for p in pages):      # free_pages_and_swap_cache: page_folio()
+        from vmsim.mm.folio import page_folio
+        pages = [page_folio(k, p) if flags[p] & _PG_TAIL else p for p in pages]
     folios_put(k, pages)
 
 

@@ -29,7 +29,7 @@ from vmsim.mm.mmap import (PROT_READ, PROT_WRITE, PROT_EXEC, PROT_SEM, PROT_GROW
                            PROT_GROWSUP, vma_set_page_prot, vma_wants_writenotify,
                            may_expand_vm, __vm_enough_memory, calc_vm_prot_bits)
 from vmsim.mm.mmu_gather import tlb_gather_mmu, tlb_finish_mmu
-from vmsim.mm.page_flags import PG_anon, PG_anon_exclusive
+from vmsim.mm.page_flags import PG_anon, PG_anon_exclusive, PG_tail
 from vmsim.mm import _pte_batch
 
 MM_CP_TRY_CHANGE_WRITABLE = 1 << 0
@@ -101,7 +101,12 @@ def can_change_pte_writable(vma, addr: int, pte: int) -> bool:
         page = vm_normal_page(vma, addr, pte)
         if page < 0:
             return False
-        f = vma.vm_mm.kernel.mem.flags[page]
+        mflags = vma.vm_mm.kernel.mem.flags
+        f = mflags[page]
+        if f & PG_tail:                         # a page of a large folio: folio_test_anon()
+            from vmsim.mm.folio import page_folio
+            return bool(mflags[page_folio(vma.vm_mm.kernel, page)] & PG_anon) and \
+                bool(f & PG_anon_exclusive)
         return bool(f & PG_anon) and bool(f & PG_anon_exclusive)
     return bool(pte & T._PAGE_DIRTY)
 
@@ -165,9 +170,17 @@ def change_pmd_range(tlb, vma, pudp: int, addr: int, end: int, newprot: int, cp_
         pmd = pool[pmdp]
         if pmd:
             if pmd & _PSE:
-                # change_huge_pmd / __split_huge_pmd: huge PMDs are the THP issue.
-                from vmsim.mm.huge_memory import __split_huge_pmd
-                __split_huge_pmd(vma, pmdp, addr, False)
+                # A part of a huge PMD: split it; the whole of one: change_huge_pmd().
+                from vmsim.mm.huge_memory import __split_huge_pmd, change_huge_pmd
+                if nxt - addr != T.PMD_SIZE:
+                    __split_huge_pmd(vma, pmdp, addr, False)
+                else:
+                    pages += change_huge_pmd(tlb, vma, pmdp, addr, newprot, cp_flags)
+                    addr = nxt
+                    pmdp += 1
+                    if addr == end:
+                        return pages
+                    continue
             pages += change_pte_range(tlb, vma, pmdp, addr, nxt, newprot, cp_flags)
         addr = nxt
         pmdp += 1

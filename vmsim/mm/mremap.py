@@ -247,7 +247,14 @@ def move_page_tables(pmc) -> int:
                 if new_pmd < 0:
                     break
                 if pool[old_pmd] & _PSE:
-                    raise NotImplementedError("huge PMD mappings (THP) are not modelled")
+                    # pmd_trans_huge: move the whole PMD (move_huge_pmd), else split it.
+                    from vmsim.mm.huge_memory import move_huge_pmd, __split_huge_pmd
+                    if extent == PMD_SIZE and move_huge_pmd(pmc.old, pmc.old_addr, pmc.new_addr,
+                                                            old_pmd, new_pmd):
+                        pmc.old_addr += extent
+                        pmc.new_addr += extent
+                        continue
+                    __split_huge_pmd(pmc.old, old_pmd, pmc.old_addr, False)
                 if not (extent == PMD_SIZE and move_normal_pmd(pmc, old_pmd, new_pmd)):
                     if pte_alloc(mm, new_pmd):
                         break

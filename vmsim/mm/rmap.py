@@ -256,6 +256,8 @@ def folio_add_anon_rmap_ptes(k, pfn, nr, vma, address, flags):
     """folio_add_anon_rmap_ptes(): map nr pages of an already-anon folio; the first
     mapping of a page counts it in NR_ANON_MAPPED; RMAP_EXCLUSIVE marks them exclusive."""
     mem = k.mem
+    if mem.flags[pfn] & _LARGE:
+        return _large_add_rmap_ptes(k, pfn, nr, flags)
     for p in range(pfn, pfn + nr):
         mem.mapcount[p] += 1
         if mem.mapcount[p] == 1:
@@ -279,6 +281,8 @@ def folio_try_dup_anon_rmap_pte(k, pfn, dst_vma, src_vma) -> int:
     mem = k.mem
     mem.flags[pfn] = mem.flags[pfn] & ~PG_anon_exclusive
     mem.mapcount[pfn] += 1
+    if mem.flags[pfn] & _LARGE:
+        mem.mapping[_folio(k, pfn) + 1] += 1             # _large_mapcount
     return 0
 
 
@@ -346,6 +350,7 @@ def folio_remove_rmap_ptes(k, pfn, nr, vma):
                 from vmsim.mm.mlock import munlock_folio
                 munlock_folio(k, folio)
             return
+        return _large_remove_rmap_ptes(k, pfn, nr, vma)
     for p in range(pfn, pfn + nr):
         m = mem.mapcount[p] - 1
         mem.mapcount[p] = m
@@ -372,7 +377,65 @@ def folio_remove_rmap_pte(k, pfn, vma):
 
 def folio_move_anon_rmap(k, pfn, vma):
     """folio_move_anon_rmap(): point an exclusively owned anon folio at vma's anon_vma."""
-    k.mem.mapping[pfn] = vma.anon_vma.id
+    k.mem.mapping[_folio(k, pfn)] = vma.anon_vma.id
+
+
+# --- large folios mapped by PTEs (__folio_add_rmap / __folio_remove_rmap, RMAP_LEVEL_PTE) --
+_LARGE = PG_head | PG_tail
+
+
+def _folio(k, pfn):
+    """page_folio()."""
+    if not k.mem.flags[pfn] & PG_tail:
+        return pfn
+    from vmsim.mm.folio import page_folio
+    return page_folio(k, pfn)
+
+
+def _large_add_rmap_ptes(k, pfn, nr, flags):
+    """Pages of a large anon folio get PTE mappings: per-page mapcount,
+    _nr_pages_mapped, _large_mapcount; NR_ANON_MAPPED counts pages newly mapped while
+    no PMD maps the folio."""
+    mem = k.mem
+    folio = _folio(k, pfn)
+    new = 0
+    for p in range(pfn, pfn + nr):
+        mem.mapcount[p] += 1
+        if mem.mapcount[p] == 1:
+            new += 1
+        if flags & RMAP_EXCLUSIVE:
+            mem.flags[p] = mem.flags[p] | PG_anon_exclusive
+    mem.index[folio + 1] += new
+    mem.mapping[folio + 1] += nr
+    if not mem.lru_prev[folio + 1]:
+        k.vmstat[vmstat.NR_ANON_PAGES] += new
+
+
+def _large_remove_rmap_ptes(k, pfn, nr, vma):
+    """The PTE mappings of pages of a large folio go; a folio left partially mapped
+    goes on the deferred split queue (deferred_split_folio(folio, true))."""
+    mem = k.mem
+    folio = _folio(k, pfn)
+    gone = 0
+    for p in range(pfn, pfn + nr):
+        m = mem.mapcount[p] - 1
+        mem.mapcount[p] = m
+        if m == 0:
+            gone += 1
+            mem.flags[p] = mem.flags[p] & ~PG_anon_exclusive
+        elif m < 0:
+            raise AssertionError(f"VM_BUG_ON: mapcount underflow on pfn {p:#x}")
+    mem.index[folio + 1] -= gone
+    mem.mapping[folio + 1] -= nr
+    anon = mem.flags[folio] & PG_anon
+    if not mem.lru_prev[folio + 1]:
+        k.vmstat[vmstat.NR_ANON_PAGES if anon else vmstat.NR_MAPPED] -= gone
+    if anon and gone and not mem.lru_prev[folio + 1] and mem.index[folio + 1] > 0:
+        from vmsim.mm.huge_memory import deferred_split_folio
+        deferred_split_folio(k, folio, True)
+    if vma is not None and vma.vm_flags & 0x2000:          # VM_LOCKED
+        from vmsim.mm.mlock import munlock_folio
+        munlock_folio(k, folio)
 
 
 

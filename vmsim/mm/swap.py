@@ -11,7 +11,7 @@ import numpy as np
 
 from vmsim.mm.page_flags import (PG_lru, PG_active, PG_swapbacked, PG_unevictable,
                                  PG_mlocked, PG_ORDER_MASK, PG_ORDER_SHIFT, PG_head, PG_tail,
-                                 PGTY_hugetlb)
+                                 PGTY_hugetlb, PG_large_rmappable)
 from vmsim.mm import vmstat, _pte_batch
 from vmsim.mm.folio import folio_nr_pages
 from vmsim.mm.mm_types import VM_LOCKED, VM_SPECIAL
@@ -199,7 +199,9 @@ def folio_mark_lazyfree(k, pfn: int, cpu: int):
         k.mem.refcount[pfn] += 1
         fb = k.cpu_fbatches[cpu].lru_lazyfree
         fb.append(pfn)
-        if len(fb) >= PAGEVEC_SIZE:
+        # folio_batch_add_and_move(): a large folio is never LRU-cached
+        # (folio_may_be_lru_cached()), it moves at once.
+        if len(fb) >= PAGEVEC_SIZE or k.mem.flags[pfn] & PG_head:
             folio_batch_move_lru(k, fb, lru_lazyfree)
 
 
@@ -264,15 +266,23 @@ def _free_pages_prepare(k, pfn: int) -> int:
     if f & PG_mlocked:
         k.vmstat[vmstat.NR_MLOCK] -= 1 << order
     data = k.page_data
-    for p in range(pfn, pfn + (1 << order)):
-        if mem.private[p]:
+    if order:
+        # The tail pages' state, cleared a slice at a time (a 2 MiB THP has 511).
+        lo, hi = pfn + 1, pfn + (1 << order)
+        for p in (mem.np_private[pfn:hi].nonzero()[0] + pfn).tolist():
             data.clear(p)
-        if p != pfn:
-            mem.flags[p] = 0
-            mem.mapcount[p] = 0
-            mem.refcount[p] = 0
-            mem.mapping[p] = 0
-            mem.index[p] = 0
+        mem.np_flags[lo:hi] = 0
+        mem.np_mapcount[lo:hi] = 0
+        mem.np_refcount[lo:hi] = 0
+        mem.np_mapping[lo:hi] = 0
+        mem.np_index[lo:hi] = 0
+    elif mem.private[pfn]:
+        data.clear(pfn)
+    if order:
+        mem.lru_prev[pfn + 1] = mem.lru_next[pfn + 1] = 0    # _entire_mapcount, _pincount
+        if f & PG_large_rmappable:
+            from vmsim.mm.huge_memory import folio_undo_large_rmappable
+            folio_undo_large_rmappable(k, pfn, order)
     mem.mapcount[pfn] = 0
     return order
 

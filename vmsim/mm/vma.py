@@ -162,8 +162,9 @@ def _undo_anon_dup(mm, dups):
 def commit_merge(vmg) -> int:
     """commit_merge(): set the range of the VMA being expanded (or of middle when
     next absorbs part of it), move the adjusted VMA's start, and remove the VMAs the
-    merge swallows (vma_complete: fput, unlink_anon_vmas, map_count). vmsim does not
-    split huge PMDs at the moved boundaries (vma_adjust_trans_huge)."""
+    merge swallows (vma_complete: fput, unlink_anon_vmas, map_count), splitting huge
+    PMDs at the moved boundaries first (vma_adjust_trans_huge)."""
+    from vmsim.mm.huge_memory import vma_adjust_trans_huge
     mm = vmg.mm
     vma = vmg.middle if vmg.adjust_next_start else vmg.target
     if vmg.adjust_middle_start:
@@ -174,6 +175,7 @@ def commit_merge(vmg) -> int:
         adj_pgoff = adjust.vm_pgoff - ((adjust.vm_start - vmg.end) >> 12)
     else:
         adjust = None
+    vma_adjust_trans_huge(vma, vmg.start, vmg.end, adjust)
     removed = []
     if vmg.remove_middle:
         removed.append(vmg.middle)
@@ -307,6 +309,8 @@ def vma_expand(vmg) -> int:
 def vma_shrink(mm, vma, start: int, end: int, pgoff: int) -> int:
     """vma_shrink(): cut vma down to [start, end) (one end stays put); 0."""
     assert vma.vm_start == start or vma.vm_end == end
+    from vmsim.mm.huge_memory import vma_adjust_trans_huge
+    vma_adjust_trans_huge(vma, start, end, None)
     mm.vma_remove(vma)
     vma.vm_start, vma.vm_end, vma.vm_pgoff = start, end, pgoff
     vma.detached = False
@@ -432,6 +436,8 @@ def __split_vma(mm, vma, addr: int, new_below: bool):
     if vma.vm_flags & VM_HUGETLB:
         from vmsim.mm.hugetlb import hugetlb_split
         hugetlb_split(vma, addr)
+    from vmsim.mm.huge_memory import vma_adjust_trans_huge
+    vma_adjust_trans_huge(vma, vma.vm_start, addr, None)   # vma_prepare(): split huge PMDs at addr
     pgoff_delta = (addr - vma.vm_start) >> 12
     if new_below:
         new.vm_end = addr

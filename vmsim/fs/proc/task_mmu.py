@@ -133,6 +133,13 @@ def folio_head(k, pfn: int) -> int:
     return p
 
 
+def _precise_page_mapcount(k, folio: int, page: int) -> int:
+    """folio_precise_page_mapcount() (CONFIG_PAGE_MAPCOUNT=y here): the page's PTE
+    mappings plus the folio's PMD mappings."""
+    from vmsim.mm.folio import folio_precise_page_mapcount
+    return folio_precise_page_mapcount(k, folio, page)
+
+
 def folio_order(k, head: int) -> int:
     f = k.mem.flags[head]
     return (f & PG_ORDER_MASK) >> PG_ORDER_SHIFT if f & PG_head else 0
@@ -311,7 +318,7 @@ def smaps_account(k, mss, page: int, compound: bool, young: bool, dirty: bool, l
         smaps_page_accumulate(k, mss, folio, size, size << PSS_SHIFT, dirty, locked, present)
         return
     for i in range(nr):
-        mapcount = mem.mapcount[page + i]
+        mapcount = _precise_page_mapcount(k, folio, page + i)
         pss = PAGE_SIZE << PSS_SHIFT
         if mapcount >= 2:
             pss //= mapcount
@@ -430,7 +437,7 @@ def thp_eligible(vma) -> int:
     from vmsim.mm import huge_memory as H
     fn = getattr(H, "thp_vma_allowable_orders", None)
     if fn is not None:
-        return int(bool(fn(vma, vma.vm_flags, H.TVA_SMAPS, (1 << H.PMD_ORDER))))
+        return int(bool(fn(vma, vma.vm_flags, H.TVA_SMAPS, (1 << (H.PMD_ORDER + 1)) - 1)))
     return int(bool(H.thp_vma_allowable_order(vma, vma.vm_flags, H.TVA_SMAPS, H.PMD_ORDER)))
 
 
@@ -574,8 +581,8 @@ def pte_to_pagemap_entry(k, vma, addr: int, pte: int, show_pfn: bool = True) -> 
         mem = k.mem
         if not mem.flags[folio_head(k, page)] & PG_anon:
             flags |= PM_FILE
-        if flags & PM_PRESENT and mem.mapcount[page] == 1:
-            flags |= PM_MMAP_EXCLUSIVE
+        if flags & PM_PRESENT and _precise_page_mapcount(k, folio_head(k, page), page) == 1:
+            flags |= PM_MMAP_EXCLUSIVE          # __folio_page_mapped_exclusively()
     if vma.vm_flags & VM_SOFTDIRTY:
         flags |= PM_SOFT_DIRTY
     return make_pme(frame, flags)
@@ -597,7 +604,9 @@ def _pagemap_pmd(k, vma, addr: int, end: int, pmd: int, out, base: int, show_pfn
     a = addr
     while a < end:
         cur = flags
-        if head >= 0 and k.mem.mapcount[head + idx] == 1:
+        # __folio_page_mapped_exclusively(folio, page) with page = pmd_page(): the
+        # head page decides for every entry of the PMD.
+        if head >= 0 and _precise_page_mapcount(k, head, head) == 1:
             cur |= PM_MMAP_EXCLUSIVE
         if show_pfn and head >= 0:
             frame = head + idx

@@ -201,7 +201,8 @@ def do_user_addr_fault(k, regs, error_code: int, address: int):
     if address >= VSYSCALL_ADDR and is_vsyscall_vaddr(address):
         if emulate_vsyscall(k, error_code, regs, address):
             return
-    if flags & FAULT_FLAG_USER:
+    # CONFIG_PER_VMA_LOCK (6.4+; the 5.4 profile goes straight to mmap_lock).
+    if flags & FAULT_FLAG_USER and k.profile["config"].get("CONFIG_PER_VMA_LOCK", True):
         vma = lock_vma_under_rcu(mm, address)
         if vma is not None:
             if access_error(error_code, vma):

@@ -1,0 +1,95 @@
+"""Benchmark: THP faults and fork of THP memory, vmsim against the real kernel.
+
+Run: python bench/bench_thp.py [--size 1G] [--rounds 4]
+
+In one run it measures
+* the real kernel (bench/native_thp.c, compiled now): write faults over SIZE of
+  MADV_HUGEPAGE memory, one per 2 MiB (each must be a THP: thp_fault_alloc counts
+  them), and fork() + exit + waitpid of a process holding that memory; the median of
+  the rounds after a host-warming one;
+* vmsim (checker off): the same faults through Process.touch with a 2 MiB stride
+  (each one do_huge_pmd_anonymous_page: a 2 MiB folio cleared as one operation) and
+  the same fork / exit / wait, with the ratio to the kernel (target: within 3x).
+Timing lives here, never in the tests.
+"""
+import argparse
+import pathlib
+import statistics
+import sys
+import time
+
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+from bench_fault import run_native, no_host_thp  # noqa: E402
+
+H = 2 << 20
+
+
+def parse_size(s: str) -> int:
+    s = s.strip().upper()
+    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(s[-1:], 1)
+    return int(s[:-1] if s[-1:] in "KMG" else s) * mult
+
+
+def native(size, rounds):
+    out = run_native("native_thp.c", size, rounds)
+    if out is None:
+        return None
+    rows = [tuple(float(x) for x in line.split()) for line in out]
+    rows = rows[1:] or rows                     # the first round warms the host
+    bad = [r for r in rows if r[2] < r[0]]
+    return (statistics.median(r[1] for r in rows), statistics.median(r[3] for r in rows),
+            int(rows[0][0]), len(bad))
+
+
+def simulated(size, rounds):
+    import vmsim
+    from vmsim.uapi import MADV_HUGEPAGE
+    faults, forks = [], []
+    for _ in range(rounds):
+        m = vmsim.Machine(memory=f"{(size >> 20) * 2 + 512}M", debug_vm=False)
+        p = m.spawn()
+        a = p.mmap(0, size, 3, 0x22)
+        p.madvise(a, size, MADV_HUGEPAGE)
+        f0 = p.getrusage().ru_minflt
+        t = time.perf_counter()
+        p.touch(a, size, stride=H, write=True)
+        dt = time.perf_counter() - t
+        n = p.getrusage().ru_minflt - f0
+        thp = int([x for x in m.read_file("/proc/vmstat").splitlines()
+                   if x.startswith("thp_fault_alloc ")][0].split()[1])
+        assert n == size // H and thp == n, (n, thp)
+        faults.append(dt / n * 1e9)
+        t = time.perf_counter()
+        c = p.fork()
+        c.exit(0)
+        p.wait(c.pid)
+        forks.append((time.perf_counter() - t) * 1e9)
+    return statistics.median(faults), statistics.median(forks)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--size", default="1G")
+    ap.add_argument("--rounds", type=int, default=4)
+    args = ap.parse_args()
+    size = parse_size(args.size)
+    no_host_thp()
+    nat = native(size, args.rounds + 1)
+    if nat is None:
+        print("no C compiler: kernel side skipped")
+    else:
+        print(f"kernel: {nat[0] / 1000:8.1f} us per THP fault ({nat[2]} faults per round"
+              f"{', some not THPs' if nat[3] else ''}), fork+exit+wait "
+              f"{nat[1] / 1e6:7.2f} ms")
+    sf, sk = simulated(size, args.rounds)
+    print(f"vmsim:  {sf / 1000:8.1f} us per THP fault, fork+exit+wait {sk / 1e6:7.2f} ms")
+    if nat is not None:
+        print(f"ratio (vmsim / kernel): THP fault {sf / nat[0]:5.2f}x, fork of THP memory "
+              f"{sk / nat[1]:5.2f}x (target: within 3x)")
+
+
+if __name__ == "__main__":
+    main()
