@@ -421,10 +421,10 @@ class TableTracker:
             info = np.zeros(ents.shape + (3,), dtype=np.int64)
             if ok.any():
                 idx = pfns[ok]
-                # a large folio's head: its page[1] holds the entire (PMD) mapcount
+                # a large folio's head: its page[1] holds the entire (PMD) mapcount (mm/folio.py)
                 head = ((mem.np_flags[idx] & PG_head) != 0) & (idx + 1 < k.nr_pages)
                 info[ok, 0] = mem.np_mapcount[idx] + np.where(
-                    head, mem.np_mapcount[np.minimum(idx + 1, k.nr_pages - 1)], 0)
+                    head, mem.np_lru_prev[np.minimum(idx + 1, k.nr_pages - 1)], 0)
                 info[ok, 1] = mem.np_refcount[idx]
                 info[ok, 2] = mem.np_flags[idx]
             keys += [(lvl.kname, int(b)) for b in bases.tolist()]

@@ -1122,10 +1122,10 @@ def _check_hugetlb(k, rep, live):
             f = mem.flags[p]
             if f & (PG_ORDER_MASK | PG_head | PGTY_hugetlb) != order_bits:
                 rep(f"hugetlb {h.name}: folio {p:#x} head flags {f:#x}")
-            if free and (mem.refcount[p] or mem.mapcount[p + 1] or
+            if free and (mem.refcount[p] or mem.lru_prev[p + 1] or
                          not H._hpg(k, p) & H.HPG_freed):
                 rep(f"hugetlb {h.name}: free folio {p:#x} refcount {mem.refcount[p]}, "
-                    f"entire mapcount {mem.mapcount[p + 1]}, flags {H._hpg(k, p):#x}")
+                    f"entire mapcount {mem.lru_prev[p + 1]}, flags {H._hpg(k, p):#x}")
             if not free:
                 active += 1 << h.order
     if k.vmstat[vmstat.NR_HUGETLB] != active:
@@ -1185,9 +1185,9 @@ def _check_hugetlb(k, rep, live):
     for h in k.hstates:
         for p in h.hugepage_activelist:
             exp = maps.get(p, 0) + incache.get(p, 0)
-            if mem.refcount[p] != exp or mem.mapcount[p + 1] != maps.get(p, 0):
+            if mem.refcount[p] != exp or mem.lru_prev[p + 1] != maps.get(p, 0):
                 rep(f"hugetlb folio {p:#x}: refcount {mem.refcount[p]} (expected {exp}), "
-                    f"entire mapcount {mem.mapcount[p + 1]} (expected {maps.get(p, 0)})")
+                    f"entire mapcount {mem.lru_prev[p + 1]} (expected {maps.get(p, 0)})")
     for row, who in users.items():
         if k.ptpool.pt_share_count[row] != len(who) - 1:
             rep(f"hugetlb: shared PMD table pfn {k.ptpool.slot_pfn[row]:#x} has "

@@ -271,6 +271,7 @@ def _prep_compound(k, pfn: int, order: int):
     n = 1 << order
     mem.np_flags[pfn + 1:pfn + n] = PG_tail
     mem.np_mapcount[pfn:pfn + n] = 0
+    mem.lru_prev[pfn + 1] = 0                        # _entire_mapcount
     mem.np_refcount[pfn + 1:pfn + n] = 0
     mem.np_mapping[pfn:pfn + n] = 0
     mem.np_index[pfn + 1:pfn + n] = 0
@@ -383,6 +384,7 @@ def update_and_free_hugetlb_folio(h, pfn: int):
     n = 1 << h.order
     mem.np_mapping[pfn:pfn + n] = 0
     mem.np_mapcount[pfn:pfn + n] = 0
+    mem.lru_prev[pfn + 1] = 0
     if h.hstate_is_gigantic():
         free_contig_range(k, pfn, n)
         return
@@ -399,7 +401,7 @@ def free_huge_folio(k, pfn: int):
     was surplus or temporary."""
     h = folio_hstate(k, pfn)
     mem = k.mem
-    assert mem.refcount[pfn] == 0 and mem.mapcount[pfn + 1] == 0, \
+    assert mem.refcount[pfn] == 0 and mem.lru_prev[pfn + 1] == 0, \
         f"VM_BUG_ON_FOLIO: free_huge_folio of a used folio {pfn:#x}"
     mem.flags[pfn] = mem.flags[pfn] & ~(PG_anon | PG_anon_exclusive | PG_dirty | PG_uptodate)
     mem.mapping[pfn] = 0
@@ -1335,7 +1337,7 @@ def hugetlb_add_new_anon_rmap(k, folio: int, vma, address: int):
     """hugetlb_add_new_anon_rmap(): entire mapcount 1, no restore_reserve any more
     (the mapping consumed it), anon, AnonExclusive."""
     mem = k.mem
-    mem.mapcount[folio + 1] = 1                 # _entire_mapcount
+    mem.lru_prev[folio + 1] = 1                 # _entire_mapcount (page[1], mm/folio.py)
     mem.mapping[folio + 1] = 1                  # _large_mapcount
     _hpg_clear(k, folio, HPG_restore_reserve)
     mem.mapping[folio] = vma.anon_vma.id
@@ -1344,12 +1346,12 @@ def hugetlb_add_new_anon_rmap(k, folio: int, vma, address: int):
 
 
 def hugetlb_add_file_rmap(k, folio: int):
-    k.mem.mapcount[folio + 1] += 1
+    k.mem.lru_prev[folio + 1] += 1
     k.mem.mapping[folio + 1] += 1
 
 
 def hugetlb_remove_rmap(k, folio: int):
-    k.mem.mapcount[folio + 1] -= 1
+    k.mem.lru_prev[folio + 1] -= 1
     k.mem.mapping[folio + 1] -= 1
 
 
@@ -1358,7 +1360,7 @@ def hugetlb_try_dup_anon_rmap(k, folio: int, vma) -> int:
     would be copied; vmsim has no long-term pins on hugetlb pages)."""
     mem = k.mem
     mem.flags[folio] = mem.flags[folio] & ~PG_anon_exclusive
-    mem.mapcount[folio + 1] += 1
+    mem.lru_prev[folio + 1] += 1
     mem.mapping[folio + 1] += 1
     return 0
 

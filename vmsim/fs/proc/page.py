@@ -144,7 +144,7 @@ def stable_page_flags_range(k, lo: int, hi: int) -> np.ndarray:
     if hug.any():
         setbit(hug, KPF_HUGE)
         ent = np.zeros(hi - lo, dtype=np.int64)
-        ent[hug] = mem.np_mapcount[heads[hug] + 1]
+        ent[hug] = mem.np_lru_prev[heads[hug] + 1]
         setbit(hug & (ent > 0), KPF_MMAP)
     return u
 
@@ -186,10 +186,10 @@ def kpagecount_read(k, offset: int, count: int):
     typed = (mem.np_flags[lo:hi] & (PGTY_table | PGTY_buddy)) != 0
     mc[typed | (mc < 0)] = 0
     # folio_precise_page_mapcount(): a hugetlb folio is only mapped whole, so each of
-    # its pages counts the entire mapcount (page[1]'s mapcount slot holds that count).
+    # its pages counts the entire mapcount (page[1] holds that count: mm/folio.py).
     pf = mem.np_flags[lo:hi]
     if ((pf & (PG_tail | PGTY_hugetlb)) != 0).any():
         heads = _heads(k, lo, hi, pf)
         hug = (mem.np_flags[heads] & PGTY_hugetlb) != 0
-        mc[hug] = mem.np_mapcount[heads[hug] + 1]
+        mc[hug] = mem.np_lru_prev[heads[hug] + 1]
     return mc.astype("<u8").tobytes()
