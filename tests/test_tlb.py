@@ -509,3 +509,41 @@ def test_thread_shares_the_descriptor_table():
     """CLONE_FILES: a descriptor opened by one thread is the other's too."""
     m, p, t = two_cpu_threads()
     assert m.k.task_files[t.pid] is m.k.task_files[p.pid]
+
+
+@pytest.mark.parametrize("pcid", [True, False])
+def test_round_robin_run_keeps_entries_only_with_pcid(pcid):
+    """m.run: two processes on one CPU in turn, a slice of one operation each, so six
+    context switches. With PCID each keeps its ASID (ctxs[], NOFLUSH CR3 writes) and every
+    read hits its TLB; without PCID every CR3 write flushes, and every read walks.
+    When the work is done the CPU goes idle, lazily keeping the last mm."""
+    m = vmsim.Machine(memory="1G", cpus=2, tlb="skylake", pcid=pcid)
+    p, q = m.spawn(cpu=0), m.spawn(cpu=0)
+    a = p.mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
+    b = q.mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
+    p.write(a, b"p")
+    q.write(b, b"q")
+    before = m.tlb_stats()[0]
+    order = []
+    n = m.run({p: [lambda: order.append(p.read(a, 1))] * 3,
+               q: [lambda: order.append(q.read(b, 1))] * 3})
+    after = m.tlb_stats()[0]
+    assert n == 6 and order == [b"p", b"q"] * 3
+    assert after["walks"] - before["walks"] == (0 if pcid else 6)
+    assert after["is_lazy"] and m.k.cpus[0].curr is None
+    with pytest.raises(ValueError):
+        m.run({p: []}, time_slice=0)
+
+
+def test_round_robin_slices_and_cpus():
+    """A slice of two operations: a task runs two in a row; tasks on another CPU take
+    their turns a slice at a time alongside."""
+    m = vmsim.Machine(memory="1G", cpus=2)
+    p, q, r = m.spawn(cpu=0), m.spawn(cpu=0), m.spawn(cpu=1)
+    seen = []
+
+    def op(who):
+        return lambda: seen.append((who, m.k.cpus[0].curr.pid if m.k.cpus[0].curr else None))
+    m.run({p: [op("p")] * 3, q: [op("q")] * 2, r: [op("r")] * 2}, time_slice=2)
+    assert [w for w, _ in seen] == ["p", "p", "r", "r", "q", "q", "p"]
+    assert all(cur == {"p": p.pid, "q": q.pid}[w] for w, cur in seen if w != "r")

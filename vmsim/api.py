@@ -218,6 +218,49 @@ class Machine:
         _context_switch(k, cpu, t)
         k.current = prev
 
+    def run(self, work, time_slice=1) -> int:
+        """A round-robin scheduler (SCHED_RR's rotation, kernel/sched/rt.c): ``work`` maps
+        each Process or thread to an iterable of operations (callables taking no
+        argument, each run as that task). Each CPU runs the tasks placed on it in turn,
+        ``time_slice`` operations at a time (vmsim has no cycle clock, so a slice is
+        counted in operations), with a context switch between tasks; the CPUs take turns
+        a slice at a time. A CPU whose tasks are all done goes idle (lazy TLB). Returns
+        the number of context switches made."""
+        k = self.k
+        if isinstance(time_slice, bool) or not isinstance(time_slice, int) or time_slice < 1:
+            raise ValueError(f"time_slice must be a positive number of operations, not {time_slice!r}")
+        queues = {}
+        for proc, ops in dict(work).items():
+            if not isinstance(proc, Process):
+                raise TypeError(f"run(): {proc!r} is not a Process")
+            if proc.task.mm is None:
+                raise ProcessLookupError(errno.ESRCH, f"process {proc.pid} has exited")
+            ops = iter(ops)
+            first = next(ops, None)
+            if first is not None:
+                queues.setdefault(proc.task.cpu, []).append([proc, ops, first])
+        switches = 0
+        while queues:
+            for cpu in sorted(queues):
+                q = queues[cpu]
+                ent = q[0]
+                proc = ent[0]
+                if k.cpus[cpu].curr is not proc.task:
+                    self.schedule(proc, cpu)
+                    switches += 1
+                for _ in range(time_slice):
+                    ent[2]()
+                    ent[2] = next(ent[1], None)
+                    if ent[2] is None or proc.task.mm is None:
+                        q.pop(0)                    # done (or exited)
+                        break
+                else:
+                    q.append(q.pop(0))              # the slice is used up: to the back
+                if not q:
+                    del queues[cpu]
+                    self.schedule(None, cpu)
+        return switches
+
     def tlb_stats(self) -> list:
         """Per CPU: TLB hits per structure and page size, misses, walks, paging-structure
         cache hits, re-walks, flushes by kind, IPIs sent / received, ASID switches
