@@ -240,3 +240,42 @@ def test_move_multiple_vmas(proc):
     assert layout(proc, dst, dst + 3 * P) == [(dst, dst + P), (dst + P, dst + 2 * P), (dst + 2 * P, dst + 3 * P)]
     assert proc.read(dst, 3 * P) == b"x" * 3 * P
     assert layout(proc, a, a + 3 * P) == []
+
+
+def test_dontunmap_move_next_to_its_own_vma_matches_linux():
+    """mremap(X, 3p, 3p, MAYMOVE|FIXED|DONTUNMAP, X + 3p) of a VMA's last three pages, to
+    the pages right after it: the new VMA can merge into the source one (no anon_vma
+    yet), and remap_move must not visit that VMA again (it returned EFAULT). Linux 6.18.44
+    moves in every case: vmsim/conform/probes/mremap_dontunmap_adjacent-6.18.txt (found
+    by tools/longrun.py --seed 5)."""
+    import errno as E
+    import os
+    import vmsim
+    from vmsim import MAP_PRIVATE, MAP_ANONYMOUS, MAP_FIXED, PROT_NONE
+    path = os.path.join(os.path.dirname(__file__), "..", "vmsim", "conform", "probes",
+                        "mremap_dontunmap_adjacent-6.18.txt")
+    want = [l.strip() for l in open(path) if not l.startswith("#")]
+    P = 4096
+    m = vmsim.Machine(memory="1G")
+    p = m.spawn()
+    got = []
+    for prot in range(4):
+        for touch in range(2):
+            arena = p.mmap(0, 32 * P, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS)
+            p.munmap(arena, 32 * P)
+            v = arena + 8 * P
+            p.mmap(v, 7 * P, 3, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
+            if touch:
+                p.write(v, b"\1" * 7 * P)
+            p.mprotect(v, 7 * P, prot)
+            x = v + 4 * P
+            try:
+                r = p.mremap(x, 3 * P, 3 * P, 7, x + 3 * P)
+                res = "moved" if r == x + 3 * P else "other"
+            except OSError as e:
+                res = os.strerror(e.errno) if e.errno != E.EFAULT else "Bad address"
+            got.append(f"prot {prot} touch {touch}: {res}")
+            if touch and prot & 1 and res == "moved":
+                assert p.read(x + 3 * P, 3 * P) == b"\1" * 3 * P     # the pages moved
+            p.munmap(arena, 32 * P)
+    assert got == want

@@ -652,7 +652,9 @@ def remap_move(vrm) -> int:
     seen_vma = False
     last_end = 0
     cur = start
-    while True:
+    # for_each_vma_range() stops at end: a DONTUNMAP move next to the source VMA may
+    # merge the new VMA into it (copy_vma), and that VMA must not be visited again.
+    while cur < end:
         vmas = mm.vmas_in(cur, end)
         if not vmas:
             break
