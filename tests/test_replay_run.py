@@ -104,6 +104,7 @@ def test_real_traces_replay_to_completion(name):
     assert r["faults"]["minflt"] == sum(r["faults"]["by_kind"].values())
 
 
+@pytest.mark.slow        # compiles the TLB-backed replay loop with the stale-TLB check (minutes cold)
 @pytest.mark.skipif(not __import__("vmsim.replay.run", fromlist=["x"]).model_support()["tlb"],
                     reason="the TLB model is not in this build")
 def test_replay_with_the_tlb_model(tmp_path):
