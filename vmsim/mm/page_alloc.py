@@ -609,28 +609,30 @@ class PageAllocator:
     def free_frozen_page_commit(self, zone, pcp, pfn, mt, order):
         """free_frozen_page_commit(): put the page at the head of its pcp list; when
         the list reaches nr_pcp_high(), give nr_pcp_free() pages back to the buddy."""
-        pcp.alloc_factor >>= 1
+        v = pcp.v
+        v[PCP_ALLOC_FACTOR] >>= 1
         pindex = order_to_pindex(mt, order)
         mem = self.mem
         _list_add(mem.lru_next, mem.lru_prev, pcp.h, pcp.t, pindex, pfn)
         n = 1 << order
-        pcp.count += n
-        zone.pcp_pages += n
-        batch = pcp.batch
+        v[PCP_COUNT] += n
+        zone.v[ZS_PCP_PAGES] += n
+        batch = v[PCP_BATCH]
         free_high = False
+        flags = v[PCP_FLAGS]
         # High-order pages other than THP feed fragmentation: limit them when the
         # CPU keeps freeing without allocating.
         if order and order <= PAGE_ALLOC_COSTLY_ORDER:
-            free_high = (pcp.free_count >= batch + pcp.high_min // 2 and
-                         bool(pcp.flags & PCPF_PREV_FREE_HIGH_ORDER) and
-                         (not pcp.flags & PCPF_FREE_HIGH_BATCH or pcp.count >= batch))
-            pcp.flags |= PCPF_PREV_FREE_HIGH_ORDER
-        elif pcp.flags & PCPF_PREV_FREE_HIGH_ORDER:
-            pcp.flags &= ~PCPF_PREV_FREE_HIGH_ORDER
-        if pcp.free_count < (batch << CONFIG_PCP_BATCH_SCALE_MAX):
-            pcp.free_count += n
+            free_high = (v[PCP_FREE_COUNT] >= batch + v[PCP_HIGH_MIN] // 2 and
+                         bool(flags & PCPF_PREV_FREE_HIGH_ORDER) and
+                         (not flags & PCPF_FREE_HIGH_BATCH or v[PCP_COUNT] >= batch))
+            v[PCP_FLAGS] = flags | PCPF_PREV_FREE_HIGH_ORDER
+        elif flags & PCPF_PREV_FREE_HIGH_ORDER:
+            v[PCP_FLAGS] = flags & ~PCPF_PREV_FREE_HIGH_ORDER
+        if v[PCP_FREE_COUNT] < (batch << CONFIG_PCP_BATCH_SCALE_MAX):
+            v[PCP_FREE_COUNT] += n
         high = nr_pcp_high(pcp, zone, batch, free_high)
-        if pcp.count < high:
+        if v[PCP_COUNT] < high:
             return
         self.free_pcppages_bulk(zone, nr_pcp_free(pcp, batch, high, free_high), pcp, pindex)
         if zone.below_high and zone_watermark_ok(zone, 0, zone.watermark[WMARK_HIGH],
@@ -808,7 +810,7 @@ class PageAllocator:
             mapping[pfn] = 0
             index[pfn] = 0
             n = 1 << order
-            z.free_pages += n
+            z.v[ZS_FREE_PAGES] += n
             freed += n
             mt = pbmt[pfn >> pageblock_order]
             if order <= PAGE_ALLOC_COSTLY_ORDER or order == pageblock_order:
@@ -1221,22 +1223,25 @@ def nr_pcp_free(pcp, batch: int, high: int, free_high: bool) -> int:
 def nr_pcp_high(pcp, zone, batch: int, free_high: bool) -> int:
     """nr_pcp_high(): the count at which the list is drained; pcp->high shrinks
     while the zone is below its high watermark and grows to hold a run of frees."""
-    high_min, high_max = pcp.high_min, pcp.high_max
-    high = pcp.high = _clamp(pcp.high, high_min, high_max)
+    v = pcp.v
+    high_min, high_max = v[PCP_HIGH_MIN], v[PCP_HIGH_MAX]
+    high = v[PCP_HIGH]
+    high = high_min if high < high_min else high_max if high > high_max else high
+    v[PCP_HIGH] = high
     if not high:
         return 0
     if free_high:
-        pcp.high = max(high - (batch << CONFIG_PCP_BATCH_SCALE_MAX), high_min)
+        v[PCP_HIGH] = max(high - (batch << CONFIG_PCP_BATCH_SCALE_MAX), high_min)
         return 0
     # ZONE_RECLAIM_ACTIVE is never set: vmsim has no reclaim.
     if high_min == high_max:
         return high
-    if zone.below_high:
-        free_count = max(pcp.free_count, batch)
-        pcp.high = max(high - free_count, high_min)
-        high = max(pcp.count, high_min)
-    elif pcp.count >= high:
-        need_high = pcp.free_count + batch
-        if pcp.high < need_high:
-            pcp.high = _clamp(need_high, high_min, high_max)
+    if zone.v[ZS_BELOW_HIGH]:
+        free_count = max(v[PCP_FREE_COUNT], batch)
+        v[PCP_HIGH] = max(high - free_count, high_min)
+        high = max(v[PCP_COUNT], high_min)
+    elif v[PCP_COUNT] >= high:
+        need_high = v[PCP_FREE_COUNT] + batch
+        if v[PCP_HIGH] < need_high:
+            v[PCP_HIGH] = _clamp(need_high, high_min, high_max)
     return high
