@@ -208,6 +208,8 @@ def test_pcp_peek_and_commit_are_the_next_allocations():
     peek = b._pcp_peek_order0(MOVABLE, 0, 100)
     assert 1 < len(peek) == a.zones[-1].pcp[0].count < 100       # the whole list
     got = [a.alloc_pages(MOVABLE, 0) for _ in peek]
+    for pfn in peek:
+        b.mem.refcount[pfn] = 1                        # the caller's run takes the reference
     b._pcp_commit_order0(MOVABLE, 0, len(peek))
     assert peek == got
     sa, sb = _state(a), _state(b)

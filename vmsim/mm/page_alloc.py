@@ -752,19 +752,19 @@ class PageAllocator:
         return _walk(self.mem.lru_next, zone.pcp[cpu].h[mt], n)
 
     def _pcp_commit_order0(self, gfp, cpu, m):
-        """The state ``m`` order-0 allocations of the PFNs _pcp_peek_order0() returned
-        leave: rmqueue_pcplist() (free_count halved each time) and prep_new_page()."""
+        """The allocator state ``m`` order-0 allocations of the PFNs _pcp_peek_order0()
+        returned leave: rmqueue_pcplist() (free_count halved each time) and
+        prep_new_page()'s counters. The caller has set each page's refcount (its run
+        took the references alloc_pages() would have given)."""
         if m <= 0:
             return
         hz, mt, _ = self._gfp_ac[gfp]
         zone = self._zonelists[hz][0]
         pcp = zone.pcp[cpu]
         mem = self.mem
-        nxt, prv, refcount, h, t = mem.lru_next, mem.lru_prev, mem.refcount, pcp.h, pcp.t
+        nxt, prv, h, t = mem.lru_next, mem.lru_prev, pcp.h, pcp.t
         for _ in range(m):
-            pfn = h[mt]
-            _list_del(nxt, prv, h, t, mt, pfn)
-            refcount[pfn] = 1
+            _list_del(nxt, prv, h, t, mt, h[mt])
         v, zv = pcp.v, zone.v
         v[PCP_FREE_COUNT] >>= m
         v[PCP_COUNT] -= m
