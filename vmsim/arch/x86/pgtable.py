@@ -65,6 +65,33 @@ class PageTablePool:
         self.slot_pfn[slot] = 0
         self.free_slots.append(slot)
 
+    def _alloc_slots(self, pfns):
+        """alloc_slot() of each of ``pfns`` in turn; returns their rows."""
+        out = []
+        free, slot_pfn, huge, share = (self.free_slots, self.slot_pfn, self.pmd_huge_pte,
+                                       self.pt_share_count)
+        for pfn in pfns:
+            if free:
+                slot = free.pop()
+                slot_pfn[slot] = pfn
+                huge[slot] = -1
+                share[slot] = 0
+                out.append(slot)
+            else:
+                out.append(self.alloc_slot(pfn))
+        return out
+
+    def _free_slots(self, slots, empty: bool = False):
+        """free_slot() of each of ``slots`` in turn (the rows zeroed in one store, or
+        not at all when the caller knows them ``empty``: writing zeros would map
+        host pages for rows never written)."""
+        if len(slots) and not empty:
+            self.arr.reshape(-1, PTRS_PER_TABLE)[slots] = 0
+        slot_pfn = self.slot_pfn
+        for slot in slots:
+            slot_pfn[slot] = 0
+        self.free_slots.extend(slots)
+
     def nr_tables(self) -> int:
         return self.used - len(self.free_slots)
 

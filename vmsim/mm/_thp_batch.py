@@ -1,0 +1,269 @@
+"""vmsim-only: compiled runs of a PMD table's anonymous THP PMDs for fork
+(copy_pmd_range -> copy_huge_pmd) and unmap / exit (zap_pmd_range -> zap_huge_pmd).
+
+The kernel takes these one PMD at a time; one run here walks the PMDs of one table
+and takes, PMD by PMD, exactly copy_huge_pmd's / zap_huge_pmd's decisions (as vmsim's
+Python versions in mm/huge_memory.py take them) for a PMD-mapped anonymous THP,
+skipping none PMDs, and stops at anything else (a PTE table, the huge zero PMD, a
+folio the last unmap would queue for deferred split, a full mmu_gather, no
+page-table page left on this CPU's per-CPU list) for the Python code. The Python
+side then does what stays Python bookkeeping, in the same order: the deposited
+tables (pgtable_trans_huge_deposit / zap_deposited_table), the table pool rows, the
+RSS and page-table counters, note_downgrade records, the gather's pages.
+tests/test_thp_batch.py compares the state with the Python path's.
+
+With a tracer installed (or the runs switched off) the Python path runs; with
+VMSIM_NUMBA=0 these loops run as plain Python over memoryviews.
+"""
+import numpy as np
+
+from vmsim.arch.x86 import pgtable_types as T
+from vmsim.mm.page_flags import (PG_anon, PG_head, PG_anon_exclusive, PG_ORDER_MASK,
+                                 PG_ORDER_SHIFT, PGTY_table)
+
+_P = T._PAGE_PRESENT
+_PSE = T._PAGE_PSE
+_RW = T._PAGE_RW
+_PFN2M = T.PTE_PFN_MASK & ~((1 << 21) - 1)
+_DST_MASK = ~(_RW | T._PAGE_UFFD_WP | T._PAGE_ACCESSED)
+_NOT_RW = ~_RW
+_NOT_EXCL = 0xFFFFFFFF ^ PG_anon_exclusive
+HPAGE_PMD_NR = 512
+MMU_GATHER_BUNDLE = 8
+MAX_GATHER_BATCH = (4096 - 16) // 8
+MAX_GATHER_BATCH_COUNT = 10000 // MAX_GATHER_BATCH
+_DONE, _HANDBACK, _GATHER_FULL = 0, 1, 2
+
+
+def _copy_huge_pmd_run(pool, dst_pmdp, src_pmdp, n, mflags, refcount, lru_prev, mapping,
+                       zero_pfn, tables, done_idx, wrprot):
+    """copy_huge_pmd() for up to n PMDs from src_pmdp: each PMD-mapped anonymous THP
+    takes the next page-table page of ``tables`` (pte_alloc_one: its refcount and
+    PGTY_table), folio_get, folio_try_dup_anon_rmap_pmd, pmdp_set_wrprotect (``wrprot``
+    notes which PMDs lost RW) and set_pmd_at of the old, write-protected entry. None
+    PMDs are skipped. Returns (PMDs done, status, tables used: done_idx[t] is the
+    PMD index of table t)."""
+    t = 0
+    for j in range(n):
+        pmd = pool[src_pmdp + j]
+        if pmd == 0:
+            continue
+        if not pmd & _PSE:
+            return j, _HANDBACK, t
+        folio = (pmd & _PFN2M) >> 12
+        if (pmd & _P and folio == zero_pfn) or t == len(tables):
+            return j, _HANDBACK, t
+        f = mflags[folio]
+        if not f & PG_anon or not f & PG_head:
+            return j, _HANDBACK, t
+        table = tables[t]
+        refcount[table] = 1                                # pagetable_alloc()
+        mflags[table] = PGTY_table
+        done_idx[t] = j
+        t += 1
+        refcount[folio] += 1                               # folio_get()
+        nr = 1 << ((f & PG_ORDER_MASK) >> PG_ORDER_SHIFT)
+        for p in range(folio, folio + nr):                 # folio_try_dup_anon_rmap_pmd()
+            mflags[p] = mflags[p] & _NOT_EXCL
+        lru_prev[folio + 1] += 1
+        mapping[folio + 1] += 1
+        wrprot[j] = 0
+        if pmd & _RW:                                      # pmdp_set_wrprotect()
+            pool[src_pmdp + j] = pmd & _NOT_RW
+            wrprot[j] = 1
+        pool[dst_pmdp + j] = pmd & _DST_MASK               # pmd_wrprotect, pmd_mkold
+    return n, _DONE, t
+
+
+def _zap_huge_pmd_run(pool, pmdp, n, mflags, lru_prev, mapping, index, zero_pfn, done_idx,
+                      pages, active, active_nr, batch_count, delayed_rmap):
+    """zap_huge_pmd() for up to n PMDs from pmdp, each wholly in the range: clear it,
+    folio_remove_rmap_pmd (the last entire mapping of a fully PMD-mapped folio), gather
+    the folio (__tlb_remove_folio_pages). None PMDs are skipped. Returns (PMDs done,
+    status, PMDs zapped (their indexes in done_idx, folios in ``pages``), entire
+    mappings that went (NR_ANON_THPS), the gather's active, active_nr,
+    batch_count)."""
+    z = 0
+    unmapped = 0
+    for j in range(n):
+        pmd = pool[pmdp + j]
+        if pmd == 0:
+            continue
+        if not pmd & _PSE:
+            return (j, _HANDBACK, z, unmapped, active, active_nr, batch_count)
+        folio = (pmd & _PFN2M) >> 12
+        if pmd & _P and folio == zero_pfn:
+            return (j, _HANDBACK, z, unmapped, active, active_nr, batch_count)
+        em = lru_prev[folio + 1] - 1
+        if em < 0 or (em == 0 and index[folio + 1] != 0) or not mflags[folio] & PG_anon:
+            # An underflow (reported by the Python path), or a partly PTE-mapped folio
+            # the last unmap queues for deferred split.
+            return (j, _HANDBACK, z, unmapped, active, active_nr, batch_count)
+        pool[pmdp + j] = 0                                 # pmdp_huge_get_and_clear_full()
+        lru_prev[folio + 1] = em                           # folio_remove_rmap_pmd()
+        mapping[folio + 1] -= 1
+        if em == 0:
+            unmapped += 1
+        done_idx[z] = j
+        pages[z] = folio
+        z += 1
+        active_nr += 1                                     # __tlb_remove_folio_pages()
+        batch_max = MMU_GATHER_BUNDLE if active == 0 else MAX_GATHER_BATCH
+        if active_nr >= batch_max - 1:
+            # tlb_next_batch()
+            if delayed_rmap and active != 0:
+                return (j + 1, _GATHER_FULL, z, unmapped, active, active_nr, batch_count)
+            if active < batch_count:
+                active += 1
+                active_nr = 0
+            elif batch_count == MAX_GATHER_BATCH_COUNT:
+                return (j + 1, _GATHER_FULL, z, unmapped, active, active_nr, batch_count)
+            else:
+                batch_count += 1
+                active += 1
+                active_nr = 0
+    return (n, _DONE, z, unmapped, active, active_nr, batch_count)
+
+
+_RUNS = {"copy": _copy_huge_pmd_run, "zap": _zap_huge_pmd_run}
+_impl = {}
+
+
+def _get(name: str):
+    """The run ``name``: compiled on first use, or the plain Python function."""
+    from vmsim.mm import _buddy
+    fn = _impl.get(name)
+    if fn is None:
+        fn = _RUNS[name]
+        if _buddy._compiled():
+            from vmsim._jitcache import _njit
+            fn = _njit(fn, nogil=True)
+        _impl[name] = fn
+    return fn
+
+
+def _usable(vma) -> bool:
+    """The runs apply: not traced, switched on, an anonymous VMA whose zap needs no
+    munlock (VM_LOCKED)."""
+    from vmsim.mm import _pte_batch
+    from vmsim.mm.mm_types import VM_LOCKED
+    if vma.vm_ops is not None or vma.vm_flags & VM_LOCKED:
+        return False
+    return _pte_batch._state["enabled"] and not _pte_batch._tracing()
+
+
+def _arrays(k):
+    from vmsim.mm import _buddy
+    mem = k.mem
+    if _buddy._compiled():
+        return (k.ptpool.arr, mem.np_flags, mem.np_refcount, mem.np_lru_prev, mem.np_mapping,
+                mem.np_index)
+    return k.ptpool.mv, mem.flags, mem.refcount, mem.lru_prev, mem.mapping, mem.index
+
+
+def _copy_huge_pmds(dst_vma, src_vma, dst_pmdp: int, src_pmdp: int, addr: int,
+                    end: int) -> int:
+    """copy_pmd_range()'s huge PMDs from (src_pmdp, addr) on, through the run; return
+    how many PMDs it took (0: the next one is for the Python code)."""
+    from vmsim.mm import vmstat
+    from vmsim.mm.page_alloc import GFP_PGTABLE_USER
+    from vmsim.mm.huge_memory import _thp
+    from vmsim.mm.mm_types import MM_ANONPAGES
+    dst_mm, src_mm = dst_vma.vm_mm, src_vma.vm_mm
+    k = src_mm.kernel
+    n = (end - addr) >> 21
+    if n <= 0 or addr & ((1 << 21) - 1):
+        return 0
+    cpu = k.current_cpu()
+    pa = k.page_alloc
+    tables = pa._pcp_peek_order0(GFP_PGTABLE_USER, cpu, n)
+    if not tables:
+        return 0
+    pool, mflags, refcount, lru_prev, mapping, _ = _arrays(k)
+    compiled = not isinstance(pool, memoryview)
+    if compiled:
+        tables = np.array(tables, dtype=np.int64)
+        done_idx = np.empty(len(tables), dtype=np.int64)
+        wrprot = np.zeros(n, dtype=np.int64)
+    else:
+        done_idx, wrprot = [0] * len(tables), [0] * n
+    done, _status, t = _get("copy")(pool, dst_pmdp, src_pmdp, n, mflags, refcount, lru_prev,
+                                    mapping, getattr(k, "huge_zero_pfn", -1), tables,
+                                    done_idx, wrprot)
+    if not t:
+        return done
+    tables = tables[:t].tolist() if compiled else tables[:t]
+    idx = done_idx[:t].tolist() if compiled else done_idx[:t]
+    pa._pcp_commit_order0(GFP_PGTABLE_USER, cpu, t)
+    # pagetable_alloc()'s ctor: the table's pool row, NR_PAGE_TABLE_PAGES.
+    private = k.mem.private
+    for pfn, slot in zip(tables, k.ptpool._alloc_slots(tables)):
+        private[pfn] = slot
+    k.vmstat[vmstat.NR_PAGE_TABLE_PAGES] += t
+    dst_mm.rss_stat[MM_ANONPAGES] += HPAGE_PMD_NR * t
+    dst_mm.pgtables_bytes += 4096 * t
+    d = _thp(k).deposits
+    pending = k.tlb_pending
+    for pfn, j in zip(tables, idx):
+        d.setdefault(dst_pmdp + j, []).append(pfn)         # pgtable_trans_huge_deposit()
+        if wrprot[j]:
+            a = addr + (j << 21)
+            pending.append((src_mm, a, a + (1 << 21), "pmdp_set_wrprotect"))
+    return done
+
+
+def _zap_huge_pmds(tlb, vma, pmdp: int, addr: int, end: int) -> int:
+    """zap_pmd_range()'s whole huge PMDs from (pmdp, addr) on, through the run; return
+    how many PMDs it took (0: the next one is for the Python code)."""
+    from vmsim.mm import vmstat
+    from vmsim.mm.huge_memory import pgtable_trans_huge_withdraw
+    from vmsim.mm.mm_types import MM_ANONPAGES
+    from vmsim.mm.mmu_gather import tlb_flush_mmu
+    mm = tlb.mm
+    k = mm.kernel
+    n = (end - addr) >> 21
+    if n <= 0 or addr & ((1 << 21) - 1):
+        return 0
+    pool, mflags, _, lru_prev, mapping, index = _arrays(k)
+    compiled = not isinstance(pool, memoryview)
+    if compiled:
+        done_idx = np.empty(n, dtype=np.int64)
+        pages = np.empty(n, dtype=np.int64)
+    else:
+        done_idx, pages = [0] * n, [0] * n
+    (done, status, z, unmapped, tlb.active, tlb.active_nr, tlb.batch_count) = _get("zap")(
+        pool, pmdp, n, mflags, lru_prev, mapping, index, getattr(k, "huge_zero_pfn", -1),
+        done_idx, pages, tlb.active, tlb.active_nr, tlb.batch_count, tlb.delayed_rmap)
+    if not z:
+        return done
+    idx = done_idx[:z].tolist() if compiled else done_idx[:z]
+    folios = pages[:z].tolist() if compiled else pages[:z]
+    pending = k.tlb_pending
+    for j in idx:
+        a = addr + (j << 21)
+        pending.append((mm, a, a + (1 << 21), "zap_huge_pmd"))
+    if not tlb.fullmm:                                     # tlb_remove_pmd_tlb_entry()
+        tlb.start = min(tlb.start, addr + (idx[0] << 21))
+        tlb.end = max(tlb.end, addr + (idx[-1] << 21) + (1 << 21))
+    tlb.cleared_pmds = True
+    if unmapped:
+        k.vmstat[vmstat.NR_ANON_PAGES] -= HPAGE_PMD_NR * unmapped
+        k.vmstat[vmstat.NR_ANON_TRANSPARENT_HUGEPAGES] -= HPAGE_PMD_NR * unmapped
+    # zap_deposited_table() of each: pagetable_free() -> free_frozen_pages(), as a batch.
+    tables = [pgtable_trans_huge_withdraw(mm, pmdp + j) for j in idx]
+    mem = k.mem
+    private, flags, refcount = mem.private, mem.flags, mem.refcount
+    # A deposited table is empty (the checker verifies it): its row needs no zeroing.
+    k.ptpool._free_slots([private[pfn] for pfn in tables], empty=True)
+    for pfn in tables:
+        private[pfn] = 0
+        flags[pfn] = 0
+        refcount[pfn] = 0
+    k.vmstat[vmstat.NR_PAGE_TABLE_PAGES] -= z
+    k.page_alloc.free_unref_folios(tables, [0] * z, k.current_cpu())
+    mm.pgtables_bytes -= 4096 * z
+    mm.rss_stat[MM_ANONPAGES] -= HPAGE_PMD_NR * z
+    tlb.pages.extend(folios)
+    if status == _GATHER_FULL:
+        tlb_flush_mmu(tlb)
+    return done
