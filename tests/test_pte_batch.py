@@ -96,6 +96,7 @@ def _state(m, procs):
                        pcp.lists) for pcp in z.pcp])
                     for z in pa.zones]
     out["pgfree"] = (pa.pgfree, list(pa.pgalloc))
+    out["stale_rows"] = list(k.page_data._stale_rows)
     out["mms"] = [(p.pid, list(p.mm.rss_stat), p.mm.hiwater_rss, p.mm.pgtables_bytes,
                    p.getrusage().ru_minflt) for p in procs]
     ids = {id(p.mm): p.pid for p in procs}

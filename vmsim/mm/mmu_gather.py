@@ -15,6 +15,8 @@ while a CPU may still write through a stale TLB entry; tlb_flush_rmaps() drops t
 rmaps after the flush. While any are pending, at most the local bundle and one more
 batch are used (tlb_next_batch), so they are all found there.
 """
+import numpy as np
+
 from vmsim.arch.x86.mm.tlb import flush_tlb_mm_range, TLB_FLUSH_ALL
 
 from vmsim.mm.page_flags import PG_tail as _PG_TAIL
@@ -195,7 +197,11 @@ def tlb_flush_mmu_free(tlb):
     pages, tlb.pages = tlb.pages, []
     tlb.active = tlb.active_nr = 0                   # tlb_batch_pages_flush: back to local
     flags = k.mem.flags
-    if any(flags[p] & _PG_TAIL for p in pages):      # free_pages_and_swap_cache: page_folio()
+    if len(pages) > 64:
+        tail = bool((k.mem.np_flags[np.asarray(pages, dtype=np.int64)] & _PG_TAIL).any())
+    else:
+        tail = any(flags[p] & _PG_TAIL for p in pages)
+    if tail:                                          # free_pages_and_swap_cache: page_folio()
         from vmsim.mm.folio import page_folio
         pages = [page_folio(k, p) if flags[p] & _PG_TAIL else p for p in pages]
     folios_put(k, pages)

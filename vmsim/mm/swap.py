@@ -305,8 +305,11 @@ def free_unref_folios(k, pfns):
         # vmsim's batch of the loop below when every folio is order 0, not mlocked.
         arr = np.asarray(pfns, dtype=np.int64)
         if not (mem.np_flags[arr] & (PG_head | PG_mlocked)).any():
-            for pfn in arr[mem.np_private[arr] != 0].tolist():
-                data.clear(pfn)
+            # clear_page() of each: a private data row becomes stale (in order), any
+            # handle goes.
+            h = mem.np_private[arr]
+            data._stale_rows.extend((~h[h < 0]).tolist())
+            mem.np_private[arr] = 0
             mem.np_mapcount[arr] = 0
             k.page_alloc.free_unref_folios(pfns, [0] * len(pfns), k.current_cpu())
             return
