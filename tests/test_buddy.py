@@ -199,14 +199,17 @@ def test_batched_frees_drain_as_the_python_path():
     assert len(drains) >= 3 and any(drains)
 
 
-def test_pcp_peek_and_commit_are_the_next_allocations():
+@pytest.mark.parametrize("pages", [1 << 15, 1 << 18])
+def test_pcp_peek_and_commit_are_the_next_allocations(pages):
     """_pcp_peek_order0 / _pcp_commit_order0 (the compiled fault runs' entry) leave
-    what as many alloc_pages() calls leave, and return their PFNs in order."""
-    a, b = PageAllocator(1 << 15, 1), PageAllocator(1 << 15, 1)
+    what as many alloc_pages() calls leave, and return their PFNs in order (short
+    lists pop one by one, long ones at once)."""
+    a, b = PageAllocator(pages, 1), PageAllocator(pages, 1)
     for pa in (a, b):
         pa.alloc_pages(MOVABLE, 0)                     # fill the pcp list
     peek = b._pcp_peek_order0(MOVABLE, 0, 100)
     assert 1 < len(peek) == a.zones[-1].pcp[0].count < 100       # the whole list
+    assert (len(peek) < 16) == (pages == 1 << 15)
     got = [a.alloc_pages(MOVABLE, 0) for _ in peek]
     for pfn in peek:
         b.mem.refcount[pfn] = 1                        # the caller's run takes the reference

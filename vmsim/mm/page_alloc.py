@@ -763,8 +763,21 @@ class PageAllocator:
         pcp = zone.pcp[cpu]
         mem = self.mem
         nxt, prv, h, t = mem.lru_next, mem.lru_prev, pcp.h, pcp.t
-        for _ in range(m):
-            _list_del(nxt, prv, h, t, mt, h[mt])
+        if m < 16:
+            for _ in range(m):
+                _list_del(nxt, prv, h, t, mt, h[mt])
+        else:
+            # list_del() of the first m entries at once: the (m+1)-th becomes the head.
+            popped = _walk(nxt, h[mt], m + 1)
+            rest = popped[m] if len(popped) > m else 0
+            idx = np.array(popped[:m], dtype=np.int64)
+            mem.np_lru_next[idx] = 0
+            mem.np_lru_prev[idx] = 0
+            h[mt] = rest
+            if rest:
+                prv[rest] = 0
+            else:
+                t[mt] = 0
         v, zv = pcp.v, zone.v
         v[PCP_FREE_COUNT] >>= m
         v[PCP_COUNT] -= m
