@@ -196,9 +196,7 @@ def _copy_huge_pmds(dst_vma, src_vma, dst_pmdp: int, src_pmdp: int, addr: int,
     idx = done_idx[:t].tolist() if compiled else done_idx[:t]
     pa._pcp_commit_order0(GFP_PGTABLE_USER, cpu, t)
     # pagetable_alloc()'s ctor: the table's pool row, NR_PAGE_TABLE_PAGES.
-    private = k.mem.private
-    for pfn, slot in zip(tables, k.ptpool._alloc_slots(tables)):
-        private[pfn] = slot
+    k.mem.np_private[np.array(tables, dtype=np.int64)] = k.ptpool._alloc_slots(tables)
     k.vmstat[vmstat.NR_PAGE_TABLE_PAGES] += t
     dst_mm.rss_stat[MM_ANONPAGES] += HPAGE_PMD_NR * t
     dst_mm.pgtables_bytes += 4096 * t
@@ -252,13 +250,12 @@ def _zap_huge_pmds(tlb, vma, pmdp: int, addr: int, end: int) -> int:
     # zap_deposited_table() of each: pagetable_free() -> free_frozen_pages(), as a batch.
     tables = [pgtable_trans_huge_withdraw(mm, pmdp + j) for j in idx]
     mem = k.mem
-    private, flags, refcount = mem.private, mem.flags, mem.refcount
+    tarr = np.array(tables, dtype=np.int64)
     # A deposited table is empty (the checker verifies it): its row needs no zeroing.
-    k.ptpool._free_slots([private[pfn] for pfn in tables], empty=True)
-    for pfn in tables:
-        private[pfn] = 0
-        flags[pfn] = 0
-        refcount[pfn] = 0
+    k.ptpool._free_slots(mem.np_private[tarr].tolist(), empty=True)
+    mem.np_private[tarr] = 0
+    mem.np_flags[tarr] = 0
+    mem.np_refcount[tarr] = 0
     k.vmstat[vmstat.NR_PAGE_TABLE_PAGES] -= z
     k.page_alloc.free_unref_folios(tables, [0] * z, k.current_cpu())
     mm.pgtables_bytes -= 4096 * z
