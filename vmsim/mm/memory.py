@@ -17,7 +17,7 @@ from vmsim.arch.x86.pgtable import (
     p4d_clear, pgd_clear, clear_not_present_full_ptes, PTRS_PER_TABLE)
 from vmsim.arch.x86.mm.pgtable import pte_alloc_one, pmd_alloc_one, pud_alloc_one, p4d_alloc_one, pagetable_free
 from vmsim.arch.x86.mm.tlb import flush_tlb_page, flush_tlb_fix_spurious_fault, note_downgrade
-from vmsim.mm import vmstat, _pte_batch, _thp_batch
+from vmsim.mm import vmstat, _pte_batch
 from vmsim.mm.mm_types import (
     VM_SHARED, VM_MAYSHARE, VM_WRITE, VM_HUGETLB, VM_PFNMAP, VM_MIXEDMAP, VM_MAYWRITE,
     VM_UFFD_WP, VM_MAYBE_GUARD, FAULT_FLAG_WRITE,
@@ -1175,6 +1175,12 @@ def try_to_free_pte(mm, pmdp: int, addr: int, tlb):
     mm.pgtables_bytes -= 4096
 
 
+def _thp_batch():
+    """vmsim.mm._thp_batch, imported on the first huge PMD (not at import vmsim)."""
+    from vmsim.mm import _thp_batch as mod
+    return mod
+
+
 def zap_pmd_range(tlb, vma, pudp: int, addr: int, end: int, details) -> int:
     """zap_pmd_range(): per PMD; huge PMDs go to zap_huge_pmd (THP issue)."""
     mm = tlb.mm
@@ -1183,9 +1189,9 @@ def zap_pmd_range(tlb, vma, pudp: int, addr: int, end: int, details) -> int:
     while True:
         nxt = min((addr + PMD_SIZE) & PMD_MASK, end)
         pmd = pool[pmdp]
-        if pmd & _PSE and nxt - addr == PMD_SIZE and _thp_batch._usable(vma):
+        if pmd & _PSE and nxt - addr == PMD_SIZE and _thp_batch()._usable(vma):
             # vmsim's compiled run of this table's whole anonymous THP PMDs.
-            done = _thp_batch._zap_huge_pmds(tlb, vma, pmdp, addr, end)
+            done = _thp_batch()._zap_huge_pmds(tlb, vma, pmdp, addr, end)
             if done:
                 addr += done * PMD_SIZE
                 pmdp += done
@@ -1683,9 +1689,9 @@ def copy_pmd_range(dst_vma, src_vma, dst_pudp: int, src_pudp: int, addr: int, en
     while True:
         nxt = _addr_end(addr, end, PMD_SIZE)
         e = pool[src_pmdp]
-        if e & _PSE and _thp_batch._usable(dst_vma):
+        if e & _PSE and _thp_batch()._usable(dst_vma):
             # vmsim's compiled run of this table's anonymous THP PMDs (mm/_thp_batch.py).
-            done = _thp_batch._copy_huge_pmds(dst_vma, src_vma, dst_pmdp, src_pmdp, addr, end)
+            done = _thp_batch()._copy_huge_pmds(dst_vma, src_vma, dst_pmdp, src_pmdp, addr, end)
             if done:
                 addr = min((addr & PMD_MASK) + done * PMD_SIZE, end)
                 dst_pmdp += done
