@@ -210,6 +210,9 @@ def test_pcp_peek_and_commit_are_the_next_allocations(pages):
     peek = b._pcp_peek_order0(MOVABLE, 0, 100)
     assert 1 < len(peek) == a.zones[-1].pcp[0].count < 100       # the whole list
     assert (len(peek) < 16) == (pages == 1 << 15)
+    # rmqueue_bulk() split one block: its pages, ascending, from the list's head.
+    assert peek == list(range(peek[0], peek[0] + len(peek)))
+    _check_lists(a)
     got = [a.alloc_pages(MOVABLE, 0) for _ in peek]
     for pfn in peek:
         b.mem.refcount[pfn] = 1                        # the caller's run takes the reference

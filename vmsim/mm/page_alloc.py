@@ -572,8 +572,23 @@ class PageAllocator:
                 start += 1 << o
         mem = self.mem
         nxt, prv, h, t = mem.lru_next, mem.lru_prev, pcp.h, pcp.t
-        for pfn in got:
-            _list_add_tail(nxt, prv, h, t, pindex, pfn)
+        if len(got) < 16:
+            for pfn in got:
+                _list_add_tail(nxt, prv, h, t, pindex, pfn)
+        else:
+            # list_add_tail() of each in turn, as one chain linked with numpy stores.
+            arr = np.array(got, dtype=np.int64)
+            mem.np_lru_next[arr[:-1]] = arr[1:]
+            mem.np_lru_prev[arr[1:]] = arr[:-1]
+            first, last = got[0], got[-1]
+            nxt[last] = 0
+            old = t[pindex]
+            prv[first] = old
+            if old:
+                nxt[old] = first
+            else:
+                h[pindex] = first
+            t[pindex] = last
         return len(got)
 
     def free_pcppages_bulk(self, zone, count, pcp, pindex):
