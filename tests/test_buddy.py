@@ -218,6 +218,21 @@ def test_pcp_peek_and_commit_are_the_next_allocations(pages):
         b.mem.refcount[pfn] = 1                        # the caller's run takes the reference
     b._pcp_commit_order0(MOVABLE, 0, len(peek))
     assert peek == got
+    # The fault runs' form: peek one more than taken, clear the taken pages' links
+    # themselves, commit with what peek returned.
+    c = PageAllocator(pages, 1)
+    c.alloc_pages(MOVABLE, 0)
+    m = len(peek) - 1
+    peek2 = c._pcp_peek_order0(MOVABLE, 0, m + 1)
+    assert peek2 == peek
+    for pfn in peek2[:m]:
+        c.mem.refcount[pfn] = 1
+        c.mem.lru_next[pfn] = c.mem.lru_prev[pfn] = 0
+    c._pcp_commit_order0(MOVABLE, 0, m, peek2)
+    assert c.alloc_pages(MOVABLE, 0) == peek[m]
+    sb, sc = _state(b), _state(c)
+    for key in sb:
+        assert (sb[key] == sc[key]).all(), key
     sa, sb = _state(a), _state(b)
     for key in sa:
         assert (sa[key] == sb[key]).all(), key

@@ -766,11 +766,16 @@ class PageAllocator:
             return []
         return _walk(self.mem.lru_next, zone.pcp[cpu].h[mt], n)
 
-    def _pcp_commit_order0(self, gfp, cpu, m):
+    def _pcp_commit_order0(self, gfp, cpu, m, peeked=None):
         """The allocator state ``m`` order-0 allocations of the PFNs _pcp_peek_order0()
         returned leave: rmqueue_pcplist() (free_count halved each time) and
         prep_new_page()'s counters. The caller has set each page's refcount (its run
-        took the references alloc_pages() would have given)."""
+        took the references alloc_pages() would have given).
+
+        With ``peeked`` (what peek returned, asked for one more page than the caller
+        may take) the caller has already cleared the taken pages' links, which may
+        hold LRU links by now: only the list head moves, to ``peeked[m]`` (the list
+        is empty when peek returned no more than ``m``)."""
         if m <= 0:
             return
         hz, mt, _ = self._gfp_ac[gfp]
@@ -778,7 +783,16 @@ class PageAllocator:
         pcp = zone.pcp[cpu]
         mem = self.mem
         nxt, prv, h, t = mem.lru_next, mem.lru_prev, pcp.h, pcp.t
-        if m < 16:
+        if peeked is not None:
+            if m > len(peeked):
+                raise AssertionError(f"_pcp_commit_order0: {m} pages taken, {len(peeked)} peeked")
+            rest = peeked[m] if m < len(peeked) else 0
+            h[mt] = rest
+            if rest:
+                prv[rest] = 0
+            else:
+                t[mt] = 0
+        elif m < 16:
             for _ in range(m):
                 _list_del(nxt, prv, h, t, mt, h[mt])
         else:
