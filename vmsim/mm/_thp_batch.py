@@ -203,10 +203,15 @@ def _copy_huge_pmds(dst_vma, src_vma, dst_pmdp: int, src_pmdp: int, addr: int,
     d = _thp(k).deposits
     pending = k.tlb_pending
     for pfn, j in zip(tables, idx):
-        d.setdefault(dst_pmdp + j, []).append(pfn)         # pgtable_trans_huge_deposit()
-        if wrprot[j]:
-            a = addr + (j << 21)
-            pending.append((src_mm, a, a + (1 << 21), "pmdp_set_wrprotect"))
+        lst = d.get(dst_pmdp + j)                          # pgtable_trans_huge_deposit()
+        if lst is None:
+            d[dst_pmdp + j] = [pfn]
+        else:
+            lst.append(pfn)
+    wr = (np.flatnonzero(wrprot[:done]).tolist() if compiled else
+          [j for j in range(done) if wrprot[j]])
+    pending.extend([(src_mm, addr + (j << 21), addr + (j << 21) + (1 << 21),
+                     "pmdp_set_wrprotect") for j in wr])
     return done
 
 
@@ -214,7 +219,7 @@ def _zap_huge_pmds(tlb, vma, pmdp: int, addr: int, end: int) -> int:
     """zap_pmd_range()'s whole huge PMDs from (pmdp, addr) on, through the run; return
     how many PMDs it took (0: the next one is for the Python code)."""
     from vmsim.mm import vmstat
-    from vmsim.mm.huge_memory import pgtable_trans_huge_withdraw
+    from vmsim.mm.huge_memory import pgtable_trans_huge_withdraw, _thp
     from vmsim.mm.mm_types import MM_ANONPAGES
     from vmsim.mm.mmu_gather import tlb_flush_mmu
     mm = tlb.mm
@@ -248,7 +253,16 @@ def _zap_huge_pmds(tlb, vma, pmdp: int, addr: int, end: int) -> int:
         k.vmstat[vmstat.NR_ANON_PAGES] -= HPAGE_PMD_NR * unmapped
         k.vmstat[vmstat.NR_ANON_TRANSPARENT_HUGEPAGES] -= HPAGE_PMD_NR * unmapped
     # zap_deposited_table() of each: pagetable_free() -> free_frozen_pages(), as a batch.
-    tables = [pgtable_trans_huge_withdraw(mm, pmdp + j) for j in idx]
+    tables = []
+    d = _thp(k).deposits
+    for j in idx:                                      # pgtable_trans_huge_withdraw()
+        lst = d.get(pmdp + j)
+        if not lst:
+            tables.append(pgtable_trans_huge_withdraw(mm, pmdp + j))     # reports it
+            continue
+        tables.append(lst.pop())
+        if not lst:
+            del d[pmdp + j]
     mem = k.mem
     tarr = np.array(tables, dtype=np.int64)
     # A deposited table is empty (the checker verifies it): its row needs no zeroing.
