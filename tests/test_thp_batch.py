@@ -130,3 +130,24 @@ def test_thp_runs_are_taken_and_hand_back():
                ("munmap", 0, 3), ("exit", 0, 0), ("munmap", 0, NH)]
     calls = _compare(program)
     assert calls["copy"] > 0 and calls["zap"] > 0
+
+
+def test_traced_fork_takes_the_python_path():
+    """With a profiler installed (the tracer), fork of THP memory goes through
+    copy_huge_pmd, not the run."""
+    import sys
+    m = vmsim.Machine(memory="64M")
+    p = m.spawn()
+    a = p.mmap(0x7e0000000000, 2 * H, RW, MAP_PRIVATE | MAP_ANONYMOUS | 0x10)
+    p.madvise(a, 2 * H, MADV_HUGEPAGE)
+    p.touch(a, 2 * H, stride=H, write=True)
+    seen = []
+    sys.setprofile(lambda frame, event, arg: seen.append(frame.f_code.co_name)
+                   if event == "call" else None)
+    try:
+        c = p.fork()
+    finally:
+        sys.setprofile(None)
+    assert "copy_huge_pmd" in seen and "_copy_huge_pmds" not in seen
+    c.exit(0)
+    p.wait(c.pid)
