@@ -509,6 +509,16 @@ class Process:
         self._enter()
         self._done(do_madvise(self.mm, addr, length, advice))
 
+    def prctl(self, option, arg2=0, arg3=0, arg4=0, arg5=0) -> int:
+        """prctl(2) as (int option, unsigned long arg2..arg5): PR_SET_THP_DISABLE
+        (arg3 PR_THP_DISABLE_EXCEPT_ADVISED) and PR_GET_THP_DISABLE."""
+        from vmsim.kernel.sys import sys_prctl
+        option = _cint("option", option)
+        args = [_ulong(n, v) for n, v in (("arg2", arg2), ("arg3", arg3), ("arg4", arg4),
+                                          ("arg5", arg5))]
+        k = self._enter()
+        return self._done(sys_prctl(k, option, *args))
+
     def mremap(self, old_addr, old_size, new_size, flags=0, new_addr=0) -> int:
         """mremap(2): the new address."""
         from vmsim.mm.mremap import do_mremap
