@@ -669,6 +669,27 @@ class Process:
         k = self._enter()
         return self._done(do_sys_open(k, self.task, path, flags, mode))
 
+    def memfd_create(self, name, flags=0) -> int:
+        """memfd_create(2): a descriptor of an anonymous shmem file, or of a hugetlbfs
+        one with MFD_HUGETLB (MFD_HUGE_2MB / MFD_HUGE_1GB)."""
+        from vmsim.mm.memfd import sys_memfd_create
+        if not isinstance(name, (str, bytes)):
+            raise TypeError("name must be a str or bytes")
+        flags = _cint("flags", flags)
+        k = self._enter()
+        return self._done(sys_memfd_create(k, self.task, name, flags))
+
+    def fstat(self, fd):
+        """fstat(2): (st_mode, st_ino, st_dev, st_nlink, st_size, st_blocks)."""
+        from vmsim.fs.stat import vfs_fstat
+        fd = _cint("fd", fd)
+        k = self._enter()
+        r = vfs_fstat(k, self.task, fd)
+        if isinstance(r, int):
+            return self._done(r)
+        self._done()
+        return r
+
     def close(self, fd) -> None:
         """close(2)."""
         from vmsim.fs.file import close_fd
