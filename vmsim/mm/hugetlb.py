@@ -331,12 +331,14 @@ def account_new_hugetlb_folio(h, pfn: int):
 
 
 def enqueue_hugetlb_folio(h, pfn: int):
-    """enqueue_hugetlb_folio(): onto the free list (refcount 0)."""
+    """enqueue_hugetlb_folio(): onto the head of the free list (list_move; refcount
+    0), so the folio freed last is the first dequeued (the reference machine's
+    hugetlb_memfd_shared scenario refaults a punched page into the same frame)."""
     k = h.k
     assert k.mem.refcount[pfn] == 0, f"VM_BUG_ON_FOLIO: enqueue of a used folio {pfn:#x}"
     if pfn in h.hugepage_activelist:
         h.hugepage_activelist.remove(pfn)
-    h.hugepage_freelists.append(pfn)
+    h.hugepage_freelists.insert(0, pfn)
     h.free_huge_pages += 1
     _hpg_set(k, pfn, HPG_freed)
 
