@@ -690,6 +690,41 @@ class Process:
         self._done()
         return r
 
+    # --- System V shared memory (vmsim.ipc.shm) ------------------------------------
+    def shmget(self, key, size, shmflg=0) -> int:
+        """shmget(2): the segment id (SHM_HUGETLB [| SHM_HUGE_2MB / 1GB] for hugetlb)."""
+        from vmsim.ipc.shm import ksys_shmget
+        key, size, shmflg = _cint("key", key), _ulong("size", size), _cint("shmflg", shmflg)
+        k = self._enter()
+        return self._done(ksys_shmget(k, key, size, shmflg))
+
+    def shmat(self, shmid, shmaddr=0, shmflg=0) -> int:
+        """shmat(2): the address the segment is attached at."""
+        from vmsim.ipc.shm import do_shmat
+        shmid, shmflg = _cint("shmid", shmid), _cint("shmflg", shmflg)
+        shmaddr = _ulong("shmaddr", shmaddr)
+        k = self._enter()
+        return self._done(do_shmat(k, self.task, shmid, shmaddr, shmflg))
+
+    def shmdt(self, shmaddr) -> None:
+        """shmdt(2)."""
+        from vmsim.ipc.shm import ksys_shmdt
+        shmaddr = _ulong("shmaddr", shmaddr)
+        k = self._enter()
+        self._done(ksys_shmdt(k, self.task, shmaddr))
+
+    def shmctl(self, shmid, cmd):
+        """shmctl(2): IPC_RMID (None) or IPC_STAT (a dict: shm_segsz, shm_nattch,
+        shm_cpid, shm_lpid, mode, key)."""
+        from vmsim.ipc.shm import ksys_shmctl
+        shmid, cmd = _cint("shmid", shmid), _cint("cmd", cmd)
+        k = self._enter()
+        r = ksys_shmctl(k, shmid, cmd)
+        if isinstance(r, dict):
+            self._done()
+            return r
+        self._done(r)
+
     def close(self, fd) -> None:
         """close(2)."""
         from vmsim.fs.file import close_fd

@@ -446,8 +446,13 @@ class hugetlbfs_sops:
 
 
 def is_file_hugepages(file) -> bool:
-    """is_file_hugepages(): a hugetlbfs file (SysV shm's hugetlb segments use one)."""
-    return getattr(file, "f_op", None) is hugetlbfs_file_operations
+    """is_file_hugepages(): a hugetlbfs file, or a SysV shm attach of a hugetlb segment
+    (is_file_shm_hugepages)."""
+    f_op = getattr(file, "f_op", None)
+    if f_op is hugetlbfs_file_operations:
+        return True
+    from vmsim.ipc.shm import is_file_shm_hugepages
+    return is_file_shm_hugepages(file)
 
 
 # --- mounts and the internal files ------------------------------------------------------

@@ -1200,6 +1200,7 @@ def _check_hugetlb(k, rep, live):
         if len(set(inode.pages.values())) != len(inode.pages):
             rep(f"hugetlbfs inode {inode.i_ino}: one folio cached at two indices")
     _check_hugetlb_reservations(k, rep, cache, live)
+    _check_shm(k, rep, live)
     for h in k.hstates:
         for p in h.hugepage_activelist:
             exp = maps.get(p, 0) + incache.get(p, 0)
@@ -1210,6 +1211,26 @@ def _check_hugetlb(k, rep, live):
         if k.ptpool.pt_share_count[row] != len(who) - 1:
             rep(f"hugetlb: shared PMD table pfn {k.ptpool.slot_pfn[row]:#x} has "
                 f"pt_share_count {k.ptpool.pt_share_count[row]}, used by {len(who)} mms")
+
+
+def _check_shm(k, rep, live):
+    """SysV shm: each segment's shm_nattch = the VMAs attaching it in live mms, and a
+    segment marked SHM_DEST still has attaches."""
+    ns = getattr(k, "shm_ns", None)
+    if ns is None:
+        return
+    from vmsim.ipc.shm import shm_vm_ops, SHM_DEST
+    att = {}
+    for mm in live:
+        for v in mm.mm_mt:
+            if v.vm_ops is shm_vm_ops:
+                sid = v.vm_file.private_data.id
+                att[sid] = att.get(sid, 0) + 1
+    for shp in ns.ipcs.values():
+        if shp.shm_nattch != att.get(shp.id, 0):
+            rep(f"shm {shp.id}: shm_nattch {shp.shm_nattch}, {att.get(shp.id, 0)} VMAs attach it")
+        if shp.mode & SHM_DEST and not shp.shm_nattch:
+            rep(f"shm {shp.id}: SHM_DEST with no attach left, not destroyed")
 
 
 def _check_hugetlb_reservations(k, rep, inodes, live):

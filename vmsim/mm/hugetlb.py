@@ -28,7 +28,7 @@ RSS, and mapped as whole folios (entire mapcount).
 
 hugetlbfs files (the /dev/hugepages mount, memfd_create(MFD_HUGETLB)) and the
 internal mounts are vmsim/fs/hugetlbfs.py; the anonymous MAP_HUGETLB file is one of
-them. Not modelled: SysV SHM_HUGETLB (no SysV shm), subpools (the internal mount has no size
+them; SysV SHM_HUGETLB segments (vmsim/ipc/shm.py) too. Not modelled: subpools (the internal mount has no size
 limits, so hugepage_subpool_get_pages() returns its argument), cgroups, NUMA nodes
 (one node 0), vmemmap optimisation (off by default on this kernel), demotion,
 migration and memory failure, userfaultfd.
