@@ -441,7 +441,8 @@ class hugetlbfs_sops:
         hugetlbfs_evict_inode(k, inode)
 
     @staticmethod
-    def setattr_size(k, inode, newsize: int) -> int:
+    def setattr(k, inode, newsize: int) -> int:
+        """->setattr with ATTR_SIZE."""
         return hugetlbfs_setattr(k, inode, newsize)
 
 
@@ -456,8 +457,9 @@ def is_file_hugepages(file) -> bool:
 
 
 # --- mounts and the internal files ------------------------------------------------------
-def hugetlbfs_mounts(k):
-    """init_hugetlbfs_fs(): the internal mount of each hstate (hugetlbfs_vfsmount)."""
+def init_hugetlbfs_fs(k):
+    """init_hugetlbfs_fs(): the internal mount of each hstate (hugetlbfs_vfsmount[]),
+    made at first use."""
     m = getattr(k, "hugetlbfs_vfsmount", None)
     if m is None:
         m = k.hugetlbfs_vfsmount = {h: hugetlbfs_super_block(k, h, HUGETLBFS_DEV)
@@ -465,8 +467,8 @@ def hugetlbfs_mounts(k):
     return m
 
 
-def hugetlbfs_mount(k, h, dev=HUGEPAGES_DEV):
-    """hugetlbfs_fill_super(): a mount's root directory (mode 0755)."""
+def hugetlbfs_fill_super(k, h, dev=HUGEPAGES_DEV):
+    """hugetlbfs_fill_super(): a new mount's superblock and root directory (0755)."""
     sb = hugetlbfs_super_block(k, h, dev)
     root = hugetlbfs_get_inode(k, sb, S_IFDIR | 0o755)
     root.i_count = 1
@@ -484,7 +486,7 @@ def hugetlb_file_setup(k, name: str, size: int, acctflag: int, page_size_log: in
     h = hstate_sizelog(k, page_size_log)
     if h is None:
         return -errno.ENODEV
-    sb = hugetlbfs_mounts(k)[h]
+    sb = init_hugetlbfs_fs(k)[h]
     inode = hugetlbfs_get_inode(k, sb, S_IFREG | 0o777)
     inode.i_nlink = 0                          # a pseudo file: evicted at the last iput
     inode.i_size = size

@@ -38,8 +38,8 @@ class vfs:
         self.root.children.update(tmp=tmp, dev=dev)
         dev.children["shm"] = shm
         # hugetlbfs at /dev/hugepages, default page size (systemd's dev-hugepages.mount).
-        from vmsim.fs.hugetlbfs import hugetlbfs_mount
-        dev.children["hugepages"] = hugetlbfs_mount(k, k.hstate)
+        from vmsim.fs.hugetlbfs import hugetlbfs_fill_super
+        dev.children["hugepages"] = hugetlbfs_fill_super(k, k.hstate)
         # The program spawn() and execve() run: a sparse ext4 file (its pages read as
         # zeros, without I/O) with the reference binary's size and inode number.
         from vmsim.kernel.exec import EXE_PATH, EXE_SIZE, EXE_INO

@@ -71,9 +71,9 @@ def do_truncate(k, inode, length: int) -> int:
     from vmsim.mm.truncate import truncate_setsize
     if length > _s_maxbytes(inode):
         return -errno.EFBIG
-    setattr_size = getattr(inode.i_sb.s_op, "setattr_size", None)
-    if setattr_size is not None:                 # hugetlbfs_setattr
-        return setattr_size(k, inode, length)
+    setattr_op = getattr(inode.i_sb.s_op, "setattr", None)
+    if setattr_op is not None:                   # hugetlbfs_setattr
+        return setattr_op(k, inode, length)
     old_pages = inode.i_mapping.nrpages
     truncate_setsize(k, inode, length)
     last = (length + 4095) >> 12
