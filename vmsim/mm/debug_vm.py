@@ -32,7 +32,7 @@ import numpy as np
 from vmsim.mm._gap_tree import _check_gap_tree
 
 from vmsim.arch.x86 import pgtable_types as T
-from vmsim.mm import vmstat
+from vmsim.mm import vmstat, _buddy
 from vmsim.mm.mm_types import (VM_READ, VM_WRITE, VM_HUGETLB, VM_MAYSHARE, VM_EXEC, VM_SHARED, VM_PFNMAP, VM_MIXEDMAP,
                                MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES)
 from vmsim.mm.page_flags import (PG_anon, PG_anon_exclusive, PG_lru, PG_reserved, PG_tail,
@@ -84,6 +84,27 @@ def _mmname(mm):
 
 
 # --- the free frames -----------------------------------------------------------------
+def _check_list(nxt, prv, head, tail, i, limit, rep, what):
+    """Walk list ``i`` (heads and tails in ``head`` / ``tail``, links in lru_next /
+    lru_prev) as CONFIG_DEBUG_LIST's __list_add_valid / __list_del_entry_valid would
+    find it: each node's prev is the node before it, the tail is the last node, no
+    cycle. Returns the PFNs from the head."""
+    out = []
+    p, before = head[i], 0
+    while p:
+        if len(out) > limit:
+            rep(f"{what}: a cycle (more than {limit} entries)")
+            return out
+        if prv[p] != before:
+            rep(f"{what}: pfn {p:#x} has prev {prv[p]:#x}, expected {before:#x}")
+            return out
+        out.append(p)
+        before, p = p, nxt[p]
+    if tail[i] != before:
+        rep(f"{what}: tail = {tail[i]:#x}, the last entry is {before:#x}")
+    return out
+
+
 class _FreeSet:
     """Free frames as sorted disjoint intervals [start, end) (buddy, pcp, never used)."""
 
@@ -98,32 +119,59 @@ class _FreeSet:
             E.append(starts + size)
             L.append(np.full(len(starts), label, np.int64))
 
+        nxt, prv = k.mem.lru_next, k.mem.lru_prev
+        nbuddy = 0
         for z in pa.zones:
             zfree = 0
-            for order, per_mt in enumerate(z.free_area):
+            for order in range(len(z.nr_free)):
                 n = 0
-                for mt, blocks in enumerate(per_mt):
-                    if not len(blocks):
+                for mt in range(_buddy.NR_MIGRATETYPES):
+                    i = order * _buddy.NR_MIGRATETYPES + mt
+                    blocks = _check_list(nxt, prv, z.flh, z.flt, i, k.nr_pages, rep,
+                                         f"free_area[{order}][{mt}] of zone {z.name}")
+                    if not blocks:
                         continue
-                    b = np.fromiter(blocks, np.int64, len(blocks))
+                    b = np.array(blocks, np.int64)
                     f = flags[b].astype(np.int64)
-                    for i in np.flatnonzero(((f & PGTY_buddy) == 0) |
+                    for j in np.flatnonzero(((f & PGTY_buddy) == 0) |
                                             (((f & PG_ORDER_MASK) >> PG_ORDER_SHIFT) != order))[:5].tolist():
-                        rep(f"buddy: pfn {int(b[i]):#x} on free_area[{order}][{mt}] of zone {z.name} "
-                            f"has flags {int(f[i]):#x} (expected PGTY_buddy with order {order})")
+                        rep(f"buddy: pfn {int(b[j]):#x} on free_area[{order}][{mt}] of zone {z.name} "
+                            f"has flags {int(f[j]):#x} (expected PGTY_buddy with order {order})")
+                    # A free block sits on its pageblock's migratetype list.
+                    bmt = pa.pageblock_mt[b >> _buddy.pageblock_order]
+                    for j in np.flatnonzero(bmt != mt)[:3].tolist():
+                        rep(f"buddy: pfn {int(b[j]):#x} on free_area[{order}][{mt}] of zone {z.name} "
+                            f"but its pageblock is {int(bmt[j])}")
+                    # __free_one_page() leaves no free buddy of the same order unmerged.
+                    if order < _buddy.MAX_PAGE_ORDER:
+                        bud = b ^ (1 << order)
+                        inz = (bud >= z.zone_start_pfn) & (bud < z.deferred_pfn)
+                        bf = flags[np.where(inz, bud, 0)].astype(np.int64)
+                        mrg = inz & ((bf & PGTY_buddy) != 0) & \
+                            (((bf & PG_ORDER_MASK) >> PG_ORDER_SHIFT) == order)
+                        for j in np.flatnonzero(mrg)[:3].tolist():
+                            rep(f"buddy: free order-{order} blocks {int(b[j]):#x} and "
+                                f"{int(bud[j]):#x} of zone {z.name} are buddies left unmerged")
                     add(b, 1 << order, 0)
                     n += len(b)
                 zfree += n << order
+                nbuddy += n
                 if z.nr_free[order] != n:
                     rep(f"buddy: zone {z.name} nr_free[{order}] = {z.nr_free[order]}, lists hold {n}")
             for cpu, pcp in enumerate(z.pcp):
                 cnt = 0
                 labels.append(f"pcp[{cpu}]")
-                for pindex, lst in enumerate(pcp.lists):
-                    if not len(lst):
+                for pindex in range(_buddy.NR_PCP_LISTS):
+                    lst = _check_list(nxt, prv, pcp.h, pcp.t, pindex, k.nr_pages, rep,
+                                      f"pcp list {pindex} of zone {z.name} cpu {cpu}")
+                    if not lst:
                         continue
                     order = pa._pindex_order(pindex)
-                    add(np.fromiter(lst, np.int64, len(lst)), 1 << order, len(labels) - 1)
+                    b = np.array(lst, np.int64)
+                    for j in np.flatnonzero(flags[b] != 0)[:3].tolist():
+                        rep(f"pcp: pfn {int(b[j]):#x} on pcp list {pindex} of zone {z.name} "
+                            f"cpu {cpu} has flags {int(flags[b[j]]):#x}")
+                    add(b, 1 << order, len(labels) - 1)
                     cnt += len(lst) << order
                 if cnt != pcp.count:
                     rep(f"pcp: zone {z.name} cpu {cpu} count = {pcp.count}, lists hold {cnt} pages")
@@ -143,6 +191,10 @@ class _FreeSet:
             if zfree != z.free_pages:
                 rep(f"zone {z.name}: free_pages = {z.free_pages}, free lists + pcp + never-used "
                     f"hold {zfree}")
+        marked = sum(int(np.count_nonzero(flags[z.zone_start_pfn:z.deferred_pfn] & PGTY_buddy))
+                     for z in pa.zones)
+        if marked != nbuddy:
+            rep(f"buddy: {marked} frames have PGTY_buddy, the free lists hold {nbuddy} blocks")
         if S:
             starts, ends, lab = np.concatenate(S), np.concatenate(E), np.concatenate(L)
             o = np.argsort(starts, kind="stable")

@@ -191,14 +191,14 @@ def alloc_contig_pages(k, nr_pages: int, gfp: int) -> int:
 
 
 def _pcp_blocks(pa, zone):
-    """{head pfn: (cpu, list, order)} of the zone's per-CPU lists."""
+    """{head pfn: (pcp, pindex, order)} of the zone's per-CPU lists."""
     from vmsim.mm.page_alloc import pindex_to_order
     out = {}
     for pcp in zone.pcp:
         for i, lst in enumerate(pcp.lists):
             o = pindex_to_order(i)
             for p in lst:
-                out[p] = (pcp, lst, o)
+                out[p] = (pcp, i, o)
     return out
 
 
@@ -243,10 +243,8 @@ def _isolate_freepages_range(pa, zone, start: int, n: int):
             order = (f & PG_ORDER_MASK) >> PG_ORDER_SHIFT
             pa._del_from_free_list(zone, pfn, order, pa.pageblock_mt_mv[pfn >> 9])
         else:
-            p, lst, order = pcp[pfn]
-            lst.remove(pfn)
-            p.count -= 1 << order
-            zone.pcp_pages -= 1 << order
+            p, pindex, order = pcp[pfn]
+            pa._pcp_del(zone, p, pindex, pfn)
         pfn += 1 << order
     zone.free_pages -= n
     pa.mem.refcount[start] = 1
