@@ -65,7 +65,7 @@ def _probe_run(p, tag, advice):
 
 def test_prctl_thp_probe_matches_linux():
     """Every line the probe printed on 6.18.44, produced by the same calls in vmsim."""
-    m = vmsim.Machine(memory="1G")
+    m = vmsim.Machine(memory="256M")
     p = m.spawn()
     out = []
 

@@ -15,7 +15,7 @@ PROBE = os.path.join(os.path.dirname(vmsim.__file__), "conform", "probes", "shm-
 
 
 def test_shm_probe_matches_linux():
-    m = vmsim.Machine(memory="1G")
+    m = vmsim.Machine(memory="256M")
     m.write_file("/proc/sys/vm/nr_hugepages", "4")
     p = m.spawn()
     out = []

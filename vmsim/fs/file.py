@@ -3,8 +3,8 @@
 A struct file holds a reference on its inode (i_count) and the readahead state of
 this open (f_ra). The descriptor table of a task (files_struct) is copied by fork
 (dup_fd: both tables point at the same struct files, f_count raised), kept by execve
-except the close-on-exec descriptors (do_close_on_exec) and closed by exit (exit_files). vmsim keeps the
-tables in ``Kernel.task_files`` by pid.
+but for the close-on-exec descriptors (do_close_on_exec), and closed by exit
+(exit_files). vmsim keeps the tables in ``Kernel.task_files`` by pid.
 """
 import errno
 
