@@ -58,6 +58,7 @@ _MKOLD_NO_UFFD_WP = ~(T._PAGE_ACCESSED | T._PAGE_UFFD_WP)
 # vma_alloc_zeroed_movable_folio() (folio_alloc_mpol() adds __GFP_COMP).
 _MKWRITE_DIRTY = T._PAGE_DIRTY | T._PAGE_SOFT_DIRTY | _RW
 _GFP_ANON_ZEROED = GFP_HIGHUSER_MOVABLE | __GFP_ZERO | __GFP_COMP
+_SMALL_ORDERS = (1 << PMD_ORDER) - 1           # the mTHP orders below PMD_ORDER
 
 
 # --- page-table allocation (include/linux/mm.h, mm/memory.c) -----------------
@@ -230,10 +231,14 @@ def alloc_anon_folio(vmf) -> int:
 
 
 def _any_mthp_enabled(k) -> bool:
-    from vmsim.mm.huge_memory import _huge_anon_orders, PMD_ORDER
-    small = (1 << PMD_ORDER) - 1
-    return bool((_huge_anon_orders(k, "always") | _huge_anon_orders(k, "madvise") |
-                 _huge_anon_orders(k, "inherit")) & small)
+    """Is any order below PMD_ORDER in huge_anon_orders_always / _madvise / _inherit?"""
+    from vmsim.mm.huge_memory import _huge_anon_orders
+    masks = k._thp_state.huge_anon_orders if "_thp_state" in k.__dict__ else None
+    if masks is None:
+        _huge_anon_orders(k, "always")
+        masks = k._thp_state.huge_anon_orders
+    return bool((masks.get("always", 0) | masks.get("madvise", 0) |
+                 masks.get("inherit", 0)) & _SMALL_ORDERS)
 
 
 def _alloc_anon_mthp(vmf) -> int:
