@@ -714,6 +714,39 @@ class PageAllocator:
                                                       ZONE_MOVABLE, 0):
                     z.below_high = False
 
+    # --- vmsim-only: the order-0 per-CPU list for a run of faults (mm/_fault_batch.py)
+    def _pcp_peek_order0(self, gfp: int, cpu: int, n: int) -> list:
+        """The PFNs the next n alloc_pages(gfp, 0, cpu) calls would take from the first
+        zone's per-CPU list without a refill, in order; [] when get_page_from_freelist()
+        would not go straight to that list (the zone is below its high watermark or
+        fails the order-0 shortcut; free_pages - pcp_pages, which it tests, does not
+        change while pages leave the list)."""
+        ac = self._gfp_ac.get(gfp)
+        if ac is None:
+            return []
+        hz, mt, _ = ac
+        zone = self._zonelists[hz][0]
+        if zone.below_high or not (zone.free_pages - zone.pcp_pages >
+                                   zone.watermark[WMARK_HIGH] + zone.lowmem_reserve[hz]):
+            return []
+        lst = zone.pcp[cpu].lists[order_to_pindex(mt, 0)]
+        return lst[:-n - 1:-1]
+
+    def _pcp_commit_order0(self, gfp: int, cpu: int, m: int):
+        """Account m allocations _pcp_peek_order0() listed (the run set their
+        refcounts): rmqueue_pcplist() and prep_new_page() m times."""
+        if not m:
+            return
+        hz, mt, _ = self._gfp_ac[gfp]
+        zone = self._zonelists[hz][0]
+        pcp = zone.pcp[cpu]
+        del pcp.lists[order_to_pindex(mt, 0)][-m:]
+        pcp.free_count >>= m
+        pcp.count -= m
+        zone.pcp_pages -= m
+        zone.free_pages -= m
+        self.pgalloc[zone.idx] += m
+
     def nr_free_pages(self) -> int:
         return sum(z.free_pages for z in self.zones)
 
