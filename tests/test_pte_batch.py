@@ -49,6 +49,8 @@ def _run(program, enabled, pages=PAGES, runs=(_pte_batch,), memory="64M"):
                 elif op == "stride":                     # several stores per page, or gaps
                     who.touch(a, length, write=True, stride=(n * 1024) % 12288 + 512,
                               value=n % 3)
+                elif op == "fill":                       # data rows in every page
+                    who.write(a, bytes([page % 251 + 1]) * length)
                 elif op == "cpu":
                     m.schedule(who, n % 2)               # the other CPU's lists and batch
                 elif op == "read":
@@ -220,14 +222,15 @@ def test_reused_data_rows_read_as_zeros():
 # --- runs of first-touch anonymous write faults (mm/_fault_batch.py) ----------------
 FAULT_OPS = st.one_of(OPS, st.tuples(st.just("stride"), st.integers(0, PAGES - 1),
                                      st.integers(1, 40)),
+                      st.tuples(st.just("fill"), st.integers(0, PAGES - 1), st.integers(1, 40)),
                       st.tuples(st.just("cpu"), st.integers(0, 0), st.integers(0, 1)))
 
 
 def _compare_faults(program, pages=PAGES, memory="64M"):
     """Run ``program`` with the fault runs off, then on; the state must agree. Returns
-    (run calls, faults the runs took)."""
+    (run calls, faults the runs took, of them copies, of them reuses)."""
     py = _state(*_run(program, False, pages, (_fault_batch,), memory))
-    calls = [0, 0]
+    calls = [0, 0, 0, 0]
     saved = dict(_fault_batch._impl)
     _fault_batch._get(True)
     _fault_batch._get(False)
@@ -237,7 +240,10 @@ def _compare_faults(program, pages=PAGES, memory="64M"):
         def run(*args):
             r = fn(*args)
             calls[0] += 1
-            calls[1] += r[2]
+            out = args[-1]
+            calls[1] += out[2]                           # faults taken,
+            calls[2] += out[4]                           # copies (COW, zero page),
+            calls[3] += out[7]                           # reuses
             return r
         return run
     _fault_batch._impl.update({c: counting(fn) for c, fn in inner.items()})
@@ -253,9 +259,9 @@ def _compare_faults(program, pages=PAGES, memory="64M"):
 @settings(max_examples=8, deadline=None)
 @given(st.lists(FAULT_OPS, min_size=1, max_size=10))
 def test_fault_runs_leave_the_python_state(program):
-    """Random programs of writes (strided too), reads, forks, MADV_DONTNEED, munmap,
-    mprotect, shared mappings, mlock, exits and CPU switches: identical state with and
-    without the runs of first-touch write faults."""
+    """Random programs of writes (strided too), fills with data rows, reads, forks,
+    MADV_DONTNEED, munmap, mprotect, shared mappings, mlock, exits and CPU switches:
+    identical state with and without the runs of write faults."""
     _compare_faults(program)
 
 
@@ -268,16 +274,20 @@ def test_fault_runs_leave_the_python_state_long(program):
 
 def test_fault_runs_are_taken_and_stop_where_the_python_path_must_run():
     """A fixed program: first touches across a PTE-table boundary (the run stops at the
-    missing table), around a zero page read and mlocked, shared and COW pages, on both
+    missing table), writes over zero-page reads (copies), COW copies after forks (from
+    data rows and inline bytes) and reuse once the other mapper exited, around
+    mlocked and shared pages, on both
     CPUs, over more pages than the per-CPU list holds (refills by the Python path), and
     lru_add drains with folios of another kind in the batch: the runs take most faults
     and the state agrees."""
     program = [("read", 10, 5), ("write", 0, 40), ("mlock", 40, 4), ("write", 30, 30),
                ("shared", 60, 8), ("fork", 0, 20), ("write", 0, 30), ("exit", 0, 0),
                ("dontneed", 0, 96), ("cpu", 0, 1), ("stride", 0, 3), ("write", 0, 2500),
-               ("dontneed", 100, 2000), ("cpu", 0, 0), ("write", 0, 3000)]
-    calls, faults = _compare_faults(program, pages=3000, memory="1G")
-    assert calls > 0 and faults > 3000
+               ("dontneed", 100, 2000), ("cpu", 0, 0), ("write", 0, 3000),
+               ("fill", 0, 1000), ("fork", 0, 1), ("write", 0, 1200), ("exit", 0, 0),
+               ("write", 0, 1500), ("read", 2000, 900), ("write", 1990, 1000)]
+    calls, faults, copies, reuses = _compare_faults(program, pages=3000, memory="1G")
+    assert calls > 0 and faults > 5000 and copies > 1000 and reuses > 1000
 
 
 def test_traced_faults_run_the_python_path():

@@ -59,6 +59,7 @@ _MKOLD_NO_UFFD_WP = ~(T._PAGE_ACCESSED | T._PAGE_UFFD_WP)
 _MKWRITE_DIRTY = T._PAGE_DIRTY | T._PAGE_SOFT_DIRTY | _RW
 _GFP_ANON_ZEROED = GFP_HIGHUSER_MOVABLE | __GFP_ZERO | __GFP_COMP
 _SMALL_ORDERS = (1 << PMD_ORDER) - 1           # the mTHP orders below PMD_ORDER
+_GFP_ANON_COPY = GFP_HIGHUSER_MOVABLE | __GFP_COMP   # wp_page_copy(): folio_prealloc()
 
 
 # --- page-table allocation (include/linux/mm.h, mm/memory.c) -----------------
@@ -621,8 +622,7 @@ def wp_page_copy(vmf) -> int:
     pfn_is_zero = ((vmf.orig_pte & _PFN) >> 12) == k.zero_pfn
     # folio_prealloc(need_zero = pfn_is_zero)
     new_folio = k.page_alloc.alloc_pages(
-        GFP_HIGHUSER_MOVABLE | __GFP_COMP | (__GFP_ZERO if pfn_is_zero else 0), 0,
-        k.current.cpu)
+        _GFP_ANON_ZEROED if pfn_is_zero else _GFP_ANON_COPY, 0, k.current.cpu)
     if new_folio < 0:
         if old_folio >= 0:
             folio_put(k, old_folio)

@@ -13,7 +13,7 @@ from vmsim.arch.x86 import tlb as _hwtlb
 from vmsim.arch.x86.mm.tlb import _prepare_user_access, _kernel_entry
 from vmsim.arch.x86.traps import exc_page_fault, exc_general_protection
 from vmsim.arch.x86.mm.fault import pt_regs, is_vsyscall_vaddr
-from vmsim.arch.x86.pgtable_types import X86_PF_USER, X86_PF_WRITE, X86_PF_INSTR
+from vmsim.arch.x86.pgtable_types import X86_PF_USER, X86_PF_WRITE, X86_PF_INSTR, X86_PF_PROT
 from vmsim.mm import _fault_batch
 
 ACCESS_READ = X86_PF_USER
@@ -145,11 +145,11 @@ def touch(k, task, base: int, stride: int, count: int, write: bool, value: int) 
             k.page_data.write(where >> 12, where & 0xFFF, bytes((value,)))
             i += 1
             continue
-        if err == ACCESS_WRITE:
-            # vmsim's compiled run of first-touch anonymous write faults (the
-            # kernel-named path, fault by fault, when it does not apply).
-            j = _fault_batch._run(k, task, where & 0xFFFFFFFFFFFFFFFF, sbase, stride, count,
-                                  i, value, compiled, pt, rows)
+        if err == ACCESS_WRITE or err == ACCESS_WRITE | X86_PF_PROT:
+            # vmsim's compiled run of anonymous write faults (first touch, COW, reuse;
+            # the kernel-named path, fault by fault, when it does not apply).
+            j = _fault_batch._run(k, task, where & 0xFFFFFFFFFFFFFFFF, err, sbase, stride,
+                                  count, i, value, compiled, pt, rows)
             if j > i:
                 i = j
                 continue
