@@ -107,7 +107,11 @@ def _state(m, procs):
                    p.getrusage().ru_minflt) for p in procs]
     ids = {id(p.mm): p.pid for p in procs}
     out["tlb"] = ([(ids.get(id(e[0])), *e[1:]) for e in k.tlb_flushes],
-                  [(ids.get(id(e[0])), *e[1:]) for e in k.tlb_pending])
+                  [(ids.get(id(e[0])), *e[1:]) for e in k.tlb_pending],
+                  [p.mm.tlb_gen for p in procs],
+                  [(ids.get(id(c.tlbstate.loaded_mm)), c.tlbstate.loaded_mm_asid,
+                    c.tlbstate.ctxs, c.tlbstate.is_lazy, c.tlbstate.user_pcid_flush_mask,
+                    c.tlbstate.events) for c in k.cpus])
     return out
 
 
@@ -231,10 +235,9 @@ def _compare_faults(program, pages=PAGES, memory="64M"):
     (run calls, faults the runs took, of them copies, of them reuses)."""
     py = _state(*_run(program, False, pages, (_fault_batch,), memory))
     calls = [0, 0, 0, 0]
-    saved = dict(_fault_batch._impl)
     _fault_batch._get(True)
     _fault_batch._get(False)
-    inner = dict(_fault_batch._impl)
+    saved = dict(_fault_batch._impl)
 
     def counting(fn):
         def run(*args):
@@ -246,7 +249,7 @@ def _compare_faults(program, pages=PAGES, memory="64M"):
             calls[3] += out[7]                           # reuses
             return r
         return run
-    _fault_batch._impl.update({c: counting(fn) for c, fn in inner.items()})
+    _fault_batch._impl.update({c: counting(fn) for c, fn in saved.items()})
     try:
         batched = _state(*_run(program, True, pages, (_fault_batch,), memory))
     finally:

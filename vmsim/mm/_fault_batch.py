@@ -182,7 +182,7 @@ def _write_fault_run(pt, rows, cr3_pfn, la57, base, stride, count, i, access, va
             else:
                 rss += 1                       # the zero page: a new anon page
             pt[ptep] = 0                       # ptep_clear_flush()
-            flushed[nflush] = addr
+            flushed[nflush] = addr & ~0xFFF    # vmf->address
             nflush += 1
         else:
             rss += 1                           # do_anonymous_page()
@@ -264,7 +264,8 @@ def _get(compiled: bool):
 def _run(k, task, addr, err, base, stride, count, i, value, compiled, pt, rows):
     """Take the run of write faults starting with the fault (error code ``err``) of
     access i at addr, if the Python path's once-per-run conditions hold; return the
-    access index reached (i when the run did nothing)."""
+    access index reached (the access there is still to do, its fault taken or not),
+    or -1 when the run did nothing."""
     from vmsim.mm._pte_batch import _tracing
     from vmsim.mm.mm_types import (VM_SHARED, VM_MAYSHARE, VM_WRITE, VM_MAYWRITE, VM_HUGETLB,
                                    VM_LOCKED, VM_PFNMAP, VM_MIXEDMAP, VM_DROPPABLE,
@@ -273,27 +274,27 @@ def _run(k, task, addr, err, base, stride, count, i, value, compiled, pt, rows):
     from vmsim.mm.memory import _any_mthp_enabled, _GFP_ANON_ZEROED, _GFP_ANON_COPY
     from vmsim.mm.swap import _LRU_STAT, _ZONE_LRU_STAT
     from vmsim.arch.x86.mm.fault import access_error
-    from vmsim.arch.x86.mm.tlb import flush_tlb_page
+    from vmsim.arch.x86.mm.tlb import _flush_tlb_pages
     from vmsim.arch.x86.pgtable_types import X86_PF_USER, X86_PF_WRITE, X86_PF_PROT
     if not _state["enabled"] or task is not k.current or task.signals or _tracing():
-        return i
+        return -1
     mm = task.mm
     vma = mm.vma_lookup(addr)
     if vma is None or vma.vm_ops is not None or vma.anon_vma is None or mm.mmu_notifiers:
-        return i
+        return -1
     vf = vma.vm_flags
     if vf & (VM_SHARED | VM_MAYSHARE | VM_HUGETLB | VM_LOCKED | VM_PFNMAP | VM_MIXEDMAP) or \
             (vf & (VM_WRITE | VM_MAYWRITE)) != VM_WRITE | VM_MAYWRITE:
-        return i
+        return -1
     access = X86_PF_USER | X86_PF_WRITE
     if access_error(err, vma) or _any_mthp_enabled(k):
-        return i
+        return -1
     cpu = task.cpu
     pa = k.page_alloc
     n = min(count - i, 512, (vma.vm_end - addr + 4095) >> 12)
     cand = pa._pcp_peek_order0(_GFP_ANON_ZEROED, cpu, n)
     if not cand:
-        return i
+        return -1
     ac = pa._gfp_ac
     can_copy = ac.get(_GFP_ANON_COPY, (None,))[:2] == ac[_GFP_ANON_ZEROED][:2]
     pd = k.page_data
@@ -331,8 +332,8 @@ def _run(k, task, addr, err, base, stride, count, i, value, compiled, pt, rows):
         data, drows_a, len(drows), k.zero_pfn, can_copy, flushed, out)
     used, rows_used, faults, nb, nflush, rss, nr_anon, reuse = \
         out.tolist() if compiled else out
-    if j == i and not faults:
-        return i
+    if not faults:
+        return -1 if j == i else j
     pa._pcp_commit_order0(_GFP_ANON_ZEROED, cpu, used)
     pd._rows_commit(rows_used)
     lru_add[:] = fb[:nb].tolist() if compiled else fb[:nb]
@@ -352,6 +353,6 @@ def _run(k, task, addr, err, base, stride, count, i, value, compiled, pt, rows):
     task.min_flt += faults
     # ptep_clear_flush() of each copy: the TLB flush records and the mm's flush
     # generation, in order (no page state depends on them).
-    for a in (flushed[:nflush].tolist() if compiled else flushed[:nflush]):
-        flush_tlb_page(vma, a)
+    if nflush:
+        _flush_tlb_pages(vma, flushed[:nflush].tolist() if compiled else flushed[:nflush])
     return j

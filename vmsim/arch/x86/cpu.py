@@ -150,7 +150,7 @@ def touch(k, task, base: int, stride: int, count: int, write: bool, value: int) 
             # the kernel-named path, fault by fault, when it does not apply).
             j = _fault_batch._run(k, task, where & 0xFFFFFFFFFFFFFFFF, err, sbase, stride,
                                   count, i, value, compiled, pt, rows)
-            if j > i:
+            if j >= 0:
                 i = j
                 continue
         exc_page_fault(k, regs, err, where & 0xFFFFFFFFFFFFFFFF)
