@@ -307,3 +307,31 @@ def test_traced_faults_run_the_python_path():
     finally:
         sys.setprofile(None)
     assert len(seen) == 64
+
+
+@pytest.mark.parametrize("levels", [4, 5])
+def test_fault_runs_with_droppable_memory_protection_keys_and_5_level_paging(levels):
+    """MAP_DROPPABLE folios (not swap-backed: the file LRU), a VMA whose protection key
+    forbids writes (the run must not take its faults: SIGSEGV with SEGV_PKUERR), one
+    whose key allows them, in 4- and 5-level paging: the same state as the Python path."""
+    def program(enabled):
+        _fault_batch._set_enabled(enabled)
+        try:
+            m = vmsim.Machine(memory="64M", cpus=2, paging_levels=levels, pku=True)
+            p = m.spawn()
+            d = p.mmap(0, 80 << 12, RW, 0x08 | MAP_ANONYMOUS)           # MAP_DROPPABLE
+            p.touch(d, 80 << 12, write=True, value=5)
+            key = p.pkey_alloc(0, 0)
+            a = p.mmap(0, 40 << 12, RW, MAP_PRIVATE | MAP_ANONYMOUS)
+            p.pkey_mprotect(a, 40 << 12, RW, key)
+            p.touch(a, 20 << 12, write=True)                             # allowed
+            p.pkru = p.pkru | 2 << (2 * key)                             # PKEY_DISABLE_WRITE
+            with pytest.raises(SignalDelivered):
+                p.touch(a, 40 << 12, write=True)
+            c = p.fork()
+            c.touch(d, 80 << 12, write=True, value=6)                    # COW of droppable
+            m.check()
+            return m, [p, c]
+        finally:
+            _fault_batch._set_enabled(True)
+    _assert_same(_state(*program(False)), _state(*program(True)))

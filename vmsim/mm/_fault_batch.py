@@ -30,6 +30,15 @@ import numpy as np
 
 from vmsim.arch.x86 import mmu, pgtable_types as T
 from vmsim.arch.x86.mmu import translate
+from vmsim.arch.x86.mm.fault import access_error
+from vmsim.arch.x86.mm.tlb import _flush_tlb_pages
+from vmsim.arch.x86.pgtable_types import X86_PF_USER, X86_PF_WRITE, X86_PF_PROT
+from vmsim.mm import vmstat
+from vmsim.mm._pte_batch import _tracing
+from vmsim.mm.memory import _any_mthp_enabled, _GFP_ANON_ZEROED, _GFP_ANON_COPY
+from vmsim.mm.mm_types import (VM_SHARED, VM_MAYSHARE, VM_WRITE, VM_MAYWRITE, VM_HUGETLB,
+                               VM_LOCKED, VM_PFNMAP, VM_MIXEDMAP, VM_DROPPABLE, MM_ANONPAGES)
+from vmsim.mm.swap import _LRU_STAT, _ZONE_LRU_STAT
 from vmsim.mm.page_flags import (PG_anon, PG_anon_exclusive, PG_swapbacked, PG_lru,
                                  PG_active, PG_head, PG_tail, PG_mlocked, PG_unevictable,
                                  PGTY_hugetlb)
@@ -163,8 +172,10 @@ def _write_fault_run(pt, rows, cr3_pfn, la57, base, stride, count, i, access, va
                     ok = False
             if not ok:
                 break
-        folio = cand[used]                     # the per-CPU list
+        folio = cand[used]                     # the per-CPU list: list_del()
         used += 1
+        lru_next[folio] = 0
+        lru_prev[folio] = 0
         refcount[folio] = 1                    # prep_new_page()
         if pte != 0:
             if old >= 0:
@@ -266,16 +277,6 @@ def _run(k, task, addr, err, base, stride, count, i, value, compiled, pt, rows):
     access i at addr, if the Python path's once-per-run conditions hold; return the
     access index reached (the access there is still to do, its fault taken or not),
     or -1 when the run did nothing."""
-    from vmsim.mm._pte_batch import _tracing
-    from vmsim.mm.mm_types import (VM_SHARED, VM_MAYSHARE, VM_WRITE, VM_MAYWRITE, VM_HUGETLB,
-                                   VM_LOCKED, VM_PFNMAP, VM_MIXEDMAP, VM_DROPPABLE,
-                                   MM_ANONPAGES)
-    from vmsim.mm import vmstat
-    from vmsim.mm.memory import _any_mthp_enabled, _GFP_ANON_ZEROED, _GFP_ANON_COPY
-    from vmsim.mm.swap import _LRU_STAT, _ZONE_LRU_STAT
-    from vmsim.arch.x86.mm.fault import access_error
-    from vmsim.arch.x86.mm.tlb import _flush_tlb_pages
-    from vmsim.arch.x86.pgtable_types import X86_PF_USER, X86_PF_WRITE, X86_PF_PROT
     if not _state["enabled"] or task is not k.current or task.signals or _tracing():
         return -1
     mm = task.mm
@@ -292,7 +293,9 @@ def _run(k, task, addr, err, base, stride, count, i, value, compiled, pt, rows):
     cpu = task.cpu
     pa = k.page_alloc
     n = min(count - i, 512, (vma.vm_end - addr + 4095) >> 12)
-    cand = pa._pcp_peek_order0(_GFP_ANON_ZEROED, cpu, n)
+    # One more than the run may take: the list's head after it (the allocator's commit).
+    peeked = pa._pcp_peek_order0(_GFP_ANON_ZEROED, cpu, n + 1)
+    cand = peeked[:n]
     if not cand:
         return -1
     ac = pa._gfp_ac
@@ -334,7 +337,7 @@ def _run(k, task, addr, err, base, stride, count, i, value, compiled, pt, rows):
         out.tolist() if compiled else out
     if not faults:
         return -1 if j == i else j
-    pa._pcp_commit_order0(_GFP_ANON_ZEROED, cpu, used)
+    pa._pcp_commit_order0(_GFP_ANON_ZEROED, cpu, used, peeked)
     pd._rows_commit(rows_used)
     lru_add[:] = fb[:nb].tolist() if compiled else fb[:nb]
     if compiled:

@@ -732,9 +732,10 @@ class PageAllocator:
         lst = zone.pcp[cpu].lists[order_to_pindex(mt, 0)]
         return lst[:-n - 1:-1]
 
-    def _pcp_commit_order0(self, gfp: int, cpu: int, m: int):
-        """Account m allocations _pcp_peek_order0() listed (the run set their
-        refcounts): rmqueue_pcplist() and prep_new_page() m times."""
+    def _pcp_commit_order0(self, gfp: int, cpu: int, m: int, peeked):
+        """Account m allocations of the PFNs _pcp_peek_order0() listed (``peeked``; the
+        run set their refcounts and links): rmqueue_pcplist() and prep_new_page() m
+        times."""
         if not m:
             return
         hz, mt, _ = self._gfp_ac[gfp]
