@@ -249,6 +249,9 @@ def _write_fault_run(pt, rows, cr3_pfn, la57, base, stride, count, i, access, va
 
 _impl = {}
 _state = {"enabled": True}
+# Fewer accesses left than this: the kernel-named path (a short touch pays neither the
+# run's set-up nor, on its first use, loading the compiled run).
+_MIN_RUN = 16
 
 
 def _set_enabled(flag: bool):
@@ -277,7 +280,8 @@ def _run(k, task, addr, err, base, stride, count, i, value, compiled, pt, rows):
     access i at addr, if the Python path's once-per-run conditions hold; return the
     access index reached (the access there is still to do, its fault taken or not),
     or -1 when the run did nothing."""
-    if not _state["enabled"] or task is not k.current or task.signals or _tracing():
+    if count - i < _MIN_RUN or not _state["enabled"] or task is not k.current or \
+            task.signals or _tracing():
         return -1
     mm = task.mm
     vma = mm.vma_lookup(addr)
