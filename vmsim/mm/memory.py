@@ -32,7 +32,7 @@ from vmsim.mm.page_flags import (PG_anon, PG_anon_exclusive, PG_lru, PG_swapback
 from vmsim.mm.rmap import (folio_add_new_anon_rmap, folio_remove_rmap_pte, folio_add_file_rmap_pte,
                            folio_add_file_rmap_ptes,
                            folio_try_dup_anon_rmap_pte, folio_dup_file_rmap_pte,
-                           RMAP_EXCLUSIVE, anon_vma_prepare)
+                           RMAP_EXCLUSIVE, anon_vma_prepare, folio_move_anon_rmap)
 from vmsim.mm.swap import folio_add_lru_vma, folio_put, folio_get, lru_add_drain, folio_mark_accessed
 from vmsim.mm.filemap import folio_mark_dirty
 from vmsim.mm.mm_types import VM_SEQ_READ, VM_RAND_READ, FAULT_FLAG_VMA_LOCK
@@ -235,9 +235,11 @@ def alloc_anon_folio(vmf) -> int:
 
 def _any_mthp_enabled(k) -> bool:
     """Is any order below PMD_ORDER in huge_anon_orders_always / _madvise / _inherit?"""
-    from vmsim.mm.huge_memory import _huge_anon_orders
-    masks = k._thp_state.huge_anon_orders if "_thp_state" in k.__dict__ else None
+    st = k.__dict__.get("_thp_state")
+    masks = st.huge_anon_orders if st is not None else None
     if masks is None:
+        # (An import inside a function costs microseconds a call: only the first time.)
+        from vmsim.mm.huge_memory import _huge_anon_orders
         _huge_anon_orders(k, "always")
         masks = k._thp_state.huge_anon_orders
     return bool((masks.get("always", 0) | masks.get("madvise", 0) |
@@ -553,7 +555,6 @@ def wp_can_reuse_anon_folio(k, folio: int, vma) -> bool:
     (folio_move_anon_rmap), so a child's rmap walk starts from its own anon_vma.
     KSM folios are never reused (KSM merging is not modelled).
     """
-    from vmsim.mm.rmap import folio_move_anon_rmap
     mem = k.mem
     if mem.flags[folio] & PG_head:
         return __wp_can_reuse_large_anon_folio(k, folio, vma)
