@@ -5,8 +5,10 @@ Run: python bench/bench_fault.py [--size 1G] [--no-native]
 In one run it measures
 * the real kernel: first-touch writes over 1 GiB (bench/native_fault.c, compiled now
   with the system's C compiler; the median of the rounds after a host-warming one);
-* vmsim: the same touch through Process.touch (checker off), with the MMU walk
-  compiled (numba) and in plain Python, and the ratio to the kernel;
+* vmsim: the same touch through Process.touch (checker off), with the MMU walk and
+  the runs of write faults (mm/_fault_batch.py) compiled (numba) and in plain Python,
+  and the ratio to the kernel; and, over at most 256 MiB, with the runs switched off:
+  every fault through the kernel-named Python path, as under a tracer;
 * that the simulated faults took the full kernel path: a sample of faults is traced
   and each must pass exc_page_fault -> ... -> handle_mm_fault -> __handle_mm_fault ->
   handle_pte_fault -> do_anonymous_page (no bulk shortcut);
@@ -64,10 +66,12 @@ def native(size: int, rounds: int = 5):
     return statistics.median(per[1:]), per
 
 
-def vmsim_touch(size: int, compiled: bool):
+def vmsim_touch(size: int, compiled: bool, runs: bool = True):
     import vmsim
     from vmsim.arch.x86 import cpu
+    from vmsim.mm import _fault_batch
     cpu._use_compiled(compiled)
+    _fault_batch._set_enabled(runs)
     m = vmsim.Machine(memory="8G", debug_vm=False)
     p = m.spawn()
     a = p.mmap(0, size, vmsim.PROT_READ | vmsim.PROT_WRITE, vmsim.MAP_PRIVATE | vmsim.MAP_ANONYMOUS)
@@ -115,12 +119,15 @@ def main(argv=None):
     if nat:
         print(f"real kernel ({os.uname().release}): {nat[0]:.0f} ns/fault "
               f"(rounds: {', '.join(f'{x:.0f}' for x in nat[1])}; first warms the host)")
-    for compiled in (True, False):
-        ns, faults, grown, m, p, a = vmsim_touch(size, compiled)
-        label = "vmsim (MMU walk compiled by numba)" if compiled else "vmsim (plain Python)"
+    for compiled, runs in ((True, True), (False, True), (True, False)):
+        ns, faults, grown, m, p, a = vmsim_touch(size if runs else min(size, 256 << 20),
+                                                 compiled, runs)
+        label = ("vmsim (MMU walk and fault runs compiled by numba)" if compiled and runs else
+                 "vmsim (plain Python)" if runs else
+                 "vmsim (fault runs off: every fault on the kernel-named Python path)")
         ratio = f", {ns / nat[0]:.2f}x the kernel" if nat else ""
         print(f"{label}: {ns:.0f} ns/fault over {faults} faults{ratio}")
-        if compiled:
+        if compiled and runs:
             calls = traced_sample(m, p)
             bad = {k: v for k, v in calls.items() if v != 64}
             print("traced sample of 64 faults, calls per function:", calls)

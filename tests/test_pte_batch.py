@@ -1,5 +1,7 @@
 """vmsim's compiled runs (mm/_pte_batch.py, behind zap_pte_range, copy_pte_range,
-change_pte_range, folios_put and free_unref_folios) leave exactly the state the kernel-named Python per-PTE code leaves:
+change_pte_range, folios_put and free_unref_folios; mm/_fault_batch.py, runs of
+first-touch anonymous write faults behind Process.touch) leave exactly the state the
+kernel-named Python per-PTE and per-fault code leaves:
 the same random programs run on two machines, one with the runs switched off, and
 every mem_map array, page-table row, counter, LRU and per-CPU/buddy free list,
 vmstat and TLB record must agree."""
@@ -10,7 +12,7 @@ from hypothesis import given, settings, strategies as st
 import vmsim
 from vmsim import (PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_SHARED, MAP_ANONYMOUS,
                    MADV_DONTNEED, SignalDelivered)
-from vmsim.mm import _pte_batch, _buddy
+from vmsim.mm import _pte_batch, _buddy, _fault_batch
 
 RW = PROT_READ | PROT_WRITE
 PAGES = 96                     # the region: 96 pages across a PTE-table boundary
@@ -28,11 +30,12 @@ OPS = st.one_of(
 )
 
 
-def _run(program, enabled, pages=PAGES):
-    """Run ``program`` on a fresh machine with the compiled runs on or off."""
-    _pte_batch._set_enabled(enabled)
+def _run(program, enabled, pages=PAGES, runs=(_pte_batch,), memory="64M"):
+    """Run ``program`` on a fresh machine with the compiled runs of ``runs`` on or off."""
+    for r in runs:
+        r._set_enabled(enabled)
     try:
-        m = vmsim.Machine(memory="64M", cpus=2)
+        m = vmsim.Machine(memory=memory, cpus=2)
         p = m.spawn()
         base = p.mmap(0x7f0000000000 - (PAGES << 12) // 2, pages << 12, RW,
                       MAP_PRIVATE | MAP_ANONYMOUS | 0x10)                  # MAP_FIXED
@@ -43,6 +46,13 @@ def _run(program, enabled, pages=PAGES):
             try:
                 if op == "write":
                     who.touch(a, length, write=True, value=page + 1)
+                elif op == "stride":                     # several stores per page, or gaps
+                    who.touch(a, length, write=True, stride=(n * 1024) % 12288 + 512,
+                              value=n % 3)
+                elif op == "fill":                       # data rows in every page
+                    who.write(a, bytes([page % 251 + 1]) * length)
+                elif op == "cpu":
+                    m.schedule(who, n % 2)               # the other CPU's lists and batch
                 elif op == "read":
                     who.touch(a, length)
                 elif op == "fork":
@@ -69,7 +79,8 @@ def _run(program, enabled, pages=PAGES):
         m.check()
         return m, procs
     finally:
-        _pte_batch._set_enabled(True)
+        for r in runs:
+            r._set_enabled(True)
 
 
 def _state(m, procs):
@@ -101,7 +112,11 @@ def _state(m, procs):
                    p.getrusage().ru_minflt) for p in procs]
     ids = {id(p.mm): p.pid for p in procs}
     out["tlb"] = ([(ids.get(id(e[0])), *e[1:]) for e in k.tlb_flushes],
-                  [(ids.get(id(e[0])), *e[1:]) for e in k.tlb_pending])
+                  [(ids.get(id(e[0])), *e[1:]) for e in k.tlb_pending],
+                  [p.mm.tlb_gen for p in procs],
+                  [(ids.get(id(c.tlbstate.loaded_mm)), c.tlbstate.loaded_mm_asid,
+                    c.tlbstate.ctxs, c.tlbstate.is_lazy, c.tlbstate.user_pcid_flush_mask,
+                    c.tlbstate.events) for c in k.cpus])
     return out
 
 
@@ -221,3 +236,117 @@ def test_reused_data_rows_read_as_zeros():
     assert c.read(b, 3) == b"\0\0\0"
     c.exit(0)
     p.wait(c.pid)
+
+
+# --- runs of first-touch anonymous write faults (mm/_fault_batch.py) ----------------
+FAULT_OPS = st.one_of(OPS, st.tuples(st.just("stride"), st.integers(0, PAGES - 1),
+                                     st.integers(1, 40)),
+                      st.tuples(st.just("fill"), st.integers(0, PAGES - 1), st.integers(1, 40)),
+                      st.tuples(st.just("cpu"), st.integers(0, 0), st.integers(0, 1)))
+
+
+def _compare_faults(program, pages=PAGES, memory="64M"):
+    """Run ``program`` with the fault runs off, then on; the state must agree. Returns
+    (run calls, faults the runs took, of them copies, of them reuses)."""
+    py = _state(*_run(program, False, pages, (_fault_batch,), memory))
+    calls = [0, 0, 0, 0]
+    _fault_batch._get(True)
+    _fault_batch._get(False)
+    saved = dict(_fault_batch._impl)
+
+    def counting(fn):
+        def run(*args):
+            r = fn(*args)
+            calls[0] += 1
+            out = args[-1]
+            calls[1] += out[2]                           # faults taken,
+            calls[2] += out[4]                           # copies (COW, zero page),
+            calls[3] += out[7]                           # reuses
+            return r
+        return run
+    _fault_batch._impl.update({c: counting(fn) for c, fn in saved.items()})
+    try:
+        batched = _state(*_run(program, True, pages, (_fault_batch,), memory))
+    finally:
+        _fault_batch._impl.clear()
+        _fault_batch._impl.update(saved)
+    _assert_same(py, batched)
+    return calls
+
+
+@settings(max_examples=8, deadline=None)
+@given(st.lists(FAULT_OPS, min_size=1, max_size=10))
+def test_fault_runs_leave_the_python_state(program):
+    """Random programs of writes (strided too), fills with data rows, reads, forks,
+    MADV_DONTNEED, munmap, mprotect, shared mappings, mlock, exits and CPU switches:
+    identical state with and without the runs of write faults."""
+    _compare_faults(program)
+
+
+@pytest.mark.slow
+@settings(max_examples=60, deadline=None)
+@given(st.lists(FAULT_OPS, min_size=1, max_size=25))
+def test_fault_runs_leave_the_python_state_long(program):
+    _compare_faults(program)
+
+
+def test_fault_runs_are_taken_and_stop_where_the_python_path_must_run():
+    """A fixed program: first touches across a PTE-table boundary (the run stops at the
+    missing table), writes over zero-page reads (copies), COW copies after forks (from
+    data rows and inline bytes) and reuse once the other mapper exited, around
+    mlocked and shared pages, on both
+    CPUs, over more pages than the per-CPU list holds (refills by the Python path), and
+    lru_add drains with folios of another kind in the batch: the runs take most faults
+    and the state agrees."""
+    program = [("read", 10, 5), ("write", 0, 40), ("mlock", 40, 4), ("write", 30, 30),
+               ("shared", 60, 8), ("fork", 0, 20), ("write", 0, 30), ("exit", 0, 0),
+               ("dontneed", 0, 96), ("cpu", 0, 1), ("stride", 0, 3), ("write", 0, 2500),
+               ("dontneed", 100, 2000), ("cpu", 0, 0), ("write", 0, 3000),
+               ("fill", 0, 1000), ("fork", 0, 1), ("write", 0, 1200), ("exit", 0, 0),
+               ("write", 0, 1500), ("read", 2000, 900), ("write", 1990, 1000)]
+    calls, faults, copies, reuses = _compare_faults(program, pages=3000, memory="1G")
+    assert calls > 0 and faults > 5000 and copies > 1000 and reuses > 1000
+
+
+def test_traced_faults_run_the_python_path():
+    """With a profiler installed, every fault takes the kernel-named path."""
+    import sys
+    m = vmsim.Machine(memory="64M")
+    p = m.spawn()
+    a = p.mmap(0, 64 << 12, RW, MAP_PRIVATE | MAP_ANONYMOUS)
+    seen = []
+    sys.setprofile(lambda frame, event, arg: event == "call" and
+                   frame.f_code.co_name == "do_anonymous_page" and seen.append(1))
+    try:
+        p.touch(a, 64 << 12, write=True)
+    finally:
+        sys.setprofile(None)
+    assert len(seen) == 64
+
+
+@pytest.mark.parametrize("levels", [4, 5])
+def test_fault_runs_with_droppable_memory_protection_keys_and_5_level_paging(levels):
+    """MAP_DROPPABLE folios (not swap-backed: the file LRU), a VMA whose protection key
+    forbids writes (the run must not take its faults: SIGSEGV with SEGV_PKUERR), one
+    whose key allows them, in 4- and 5-level paging: the same state as the Python path."""
+    def program(enabled):
+        _fault_batch._set_enabled(enabled)
+        try:
+            m = vmsim.Machine(memory="64M", cpus=2, paging_levels=levels, pku=True)
+            p = m.spawn()
+            d = p.mmap(0, 80 << 12, RW, 0x08 | MAP_ANONYMOUS)           # MAP_DROPPABLE
+            p.touch(d, 80 << 12, write=True, value=5)
+            key = p.pkey_alloc(0, 0)
+            a = p.mmap(0, 40 << 12, RW, MAP_PRIVATE | MAP_ANONYMOUS)
+            p.pkey_mprotect(a, 40 << 12, RW, key)
+            p.touch(a, 20 << 12, write=True)                             # allowed
+            p.pkru = p.pkru | 2 << (2 * key)                             # PKEY_DISABLE_WRITE
+            with pytest.raises(SignalDelivered):
+                p.touch(a, 40 << 12, write=True)
+            c = p.fork()
+            c.touch(d, 80 << 12, write=True, value=6)                    # COW of droppable
+            m.check()
+            return m, [p, c]
+        finally:
+            _fault_batch._set_enabled(True)
+    _assert_same(_state(*program(False)), _state(*program(True)))

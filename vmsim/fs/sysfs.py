@@ -287,6 +287,10 @@ def _thp_attr_store(k, path: str, attr, data: str) -> int:
                 k.sysfs[THP_SHMEM_ENABLED] == "force":
             return -errno.EINVAL
         k.sysfs[path] = ok[0]
+        if name == "enabled":
+            # thpsize_enabled_store(): set_bit / clear_bit in huge_anon_orders_*.
+            from vmsim.mm.huge_memory import _thp
+            _thp(k).huge_anon_orders = None
         from vmsim.mm.khugepaged import start_stop_khugepaged
         start_stop_khugepaged(k)
         return n

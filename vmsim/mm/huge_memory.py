@@ -79,6 +79,10 @@ class _thp_state:
         self.khugepaged_running = False
         self.next_scan_ns = 0
         self.clock_ns = 0
+        # huge_anon_orders_always / _madvise / _inherit: the kernel keeps these bitmaps
+        # and updates them in thpsize_enabled_store(); vmsim derives them from the
+        # hugepages-<size>kB/enabled knobs on first use after each store.
+        self.huge_anon_orders = None
 
 
 def _thp(k) -> _thp_state:
@@ -118,11 +122,14 @@ def _size_mode(k, order: int) -> str:
 
 def _huge_anon_orders(k, mode: str) -> int:
     """huge_anon_orders_always / _madvise / _inherit: the orders set to ``mode``."""
-    m = 0
-    for order in range(2, PMD_ORDER + 1):
-        if _size_mode(k, order) == mode:
-            m |= 1 << order
-    return m
+    st = _thp(k)
+    masks = st.huge_anon_orders
+    if masks is None:
+        masks = st.huge_anon_orders = {}
+        for order in range(2, PMD_ORDER + 1):
+            m = _size_mode(k, order)
+            masks[m] = masks.get(m, 0) | 1 << order
+    return masks.get(mode, 0)
 
 
 def hugepage_global_enabled(k) -> bool:

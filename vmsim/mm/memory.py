@@ -32,7 +32,7 @@ from vmsim.mm.page_flags import (PG_anon, PG_anon_exclusive, PG_lru, PG_swapback
 from vmsim.mm.rmap import (folio_add_new_anon_rmap, folio_remove_rmap_pte, folio_add_file_rmap_pte,
                            folio_add_file_rmap_ptes,
                            folio_try_dup_anon_rmap_pte, folio_dup_file_rmap_pte,
-                           RMAP_EXCLUSIVE, anon_vma_prepare)
+                           RMAP_EXCLUSIVE, anon_vma_prepare, folio_move_anon_rmap)
 from vmsim.mm.swap import folio_add_lru_vma, folio_put, folio_get, lru_add_drain, folio_mark_accessed
 from vmsim.mm.filemap import folio_mark_dirty
 from vmsim.mm.mm_types import VM_SEQ_READ, VM_RAND_READ, FAULT_FLAG_VMA_LOCK
@@ -60,6 +60,8 @@ _MKOLD_NO_UFFD_WP = ~(T._PAGE_ACCESSED | T._PAGE_UFFD_WP)
 # vma_alloc_zeroed_movable_folio() (folio_alloc_mpol() adds __GFP_COMP).
 _MKWRITE_DIRTY = T._PAGE_DIRTY | T._PAGE_SOFT_DIRTY | _RW
 _GFP_ANON_ZEROED = GFP_HIGHUSER_MOVABLE | __GFP_ZERO | __GFP_COMP
+_SMALL_ORDERS = (1 << PMD_ORDER) - 1           # the mTHP orders below PMD_ORDER
+_GFP_ANON_COPY = GFP_HIGHUSER_MOVABLE | __GFP_COMP   # wp_page_copy(): folio_prealloc()
 
 
 # --- page-table allocation (include/linux/mm.h, mm/memory.c) -----------------
@@ -232,10 +234,16 @@ def alloc_anon_folio(vmf) -> int:
 
 
 def _any_mthp_enabled(k) -> bool:
-    from vmsim.mm.huge_memory import _huge_anon_orders, PMD_ORDER
-    small = (1 << PMD_ORDER) - 1
-    return bool((_huge_anon_orders(k, "always") | _huge_anon_orders(k, "madvise") |
-                 _huge_anon_orders(k, "inherit")) & small)
+    """Is any order below PMD_ORDER in huge_anon_orders_always / _madvise / _inherit?"""
+    st = k.__dict__.get("_thp_state")
+    masks = st.huge_anon_orders if st is not None else None
+    if masks is None:
+        # (An import inside a function costs microseconds a call: only the first time.)
+        from vmsim.mm.huge_memory import _huge_anon_orders
+        _huge_anon_orders(k, "always")
+        masks = k._thp_state.huge_anon_orders
+    return bool((masks.get("always", 0) | masks.get("madvise", 0) |
+                 masks.get("inherit", 0)) & _SMALL_ORDERS)
 
 
 def _alloc_anon_mthp(vmf) -> int:
@@ -547,7 +555,6 @@ def wp_can_reuse_anon_folio(k, folio: int, vma) -> bool:
     (folio_move_anon_rmap), so a child's rmap walk starts from its own anon_vma.
     KSM folios are never reused (KSM merging is not modelled).
     """
-    from vmsim.mm.rmap import folio_move_anon_rmap
     mem = k.mem
     if mem.flags[folio] & PG_head:
         return __wp_can_reuse_large_anon_folio(k, folio, vma)
@@ -618,8 +625,7 @@ def wp_page_copy(vmf) -> int:
     pfn_is_zero = ((vmf.orig_pte & _PFN) >> 12) == k.zero_pfn
     # folio_prealloc(need_zero = pfn_is_zero)
     new_folio = k.page_alloc.alloc_pages(
-        GFP_HIGHUSER_MOVABLE | __GFP_COMP | (__GFP_ZERO if pfn_is_zero else 0), 0,
-        k.current.cpu)
+        _GFP_ANON_ZEROED if pfn_is_zero else _GFP_ANON_COPY, 0, k.current.cpu)
     if new_folio < 0:
         if old_folio >= 0:
             folio_put(k, old_folio)

@@ -65,6 +65,25 @@ class PageData:
         self.rows_used += 1
         return self.rows_used - 1
 
+    def _rows_peek(self, n: int) -> list:
+        """The rows the next n _alloc_row(False) calls return, in order (for the
+        compiled fault runs, mm/_fault_batch.py)."""
+        out = self.free_rows[:-n - 1:-1]
+        if len(out) < n:
+            out += self._stale_rows[:-(n - len(out)) - 1:-1]
+        if len(out) < n:
+            out += range(self.rows_used, min(self.rows_used + n - len(out), len(self.pool)))
+        return out
+
+    def _rows_commit(self, m: int):
+        """Take the first m rows _rows_peek() listed, as m _alloc_row(False) calls."""
+        for lst in (self.free_rows, self._stale_rows):
+            t = min(m, len(lst))
+            if t:
+                del lst[-t:]
+                m -= t
+        self.rows_used += m
+
     def read(self, pfn: int, off: int, n: int) -> bytes:
         """Return n bytes at ``off`` of frame ``pfn`` (off + n <= 4096)."""
         h = self.private[pfn]

@@ -13,7 +13,8 @@ from vmsim.arch.x86 import tlb as _hwtlb
 from vmsim.arch.x86.mm.tlb import _prepare_user_access, _kernel_entry
 from vmsim.arch.x86.traps import exc_page_fault, exc_general_protection
 from vmsim.arch.x86.mm.fault import pt_regs, is_vsyscall_vaddr
-from vmsim.arch.x86.pgtable_types import X86_PF_USER, X86_PF_WRITE, X86_PF_INSTR
+from vmsim.arch.x86.pgtable_types import X86_PF_USER, X86_PF_WRITE, X86_PF_INSTR, X86_PF_PROT
+from vmsim.mm import _fault_batch
 
 ACCESS_READ = X86_PF_USER
 ACCESS_WRITE = X86_PF_USER | X86_PF_WRITE
@@ -144,6 +145,14 @@ def touch(k, task, base: int, stride: int, count: int, write: bool, value: int) 
             k.page_data.write(where >> 12, where & 0xFFF, bytes((value,)))
             i += 1
             continue
+        if err == ACCESS_WRITE or err == ACCESS_WRITE | X86_PF_PROT:
+            # vmsim's compiled run of anonymous write faults (first touch, COW, reuse;
+            # the kernel-named path, fault by fault, when it does not apply).
+            j = _fault_batch._run(k, task, where & 0xFFFFFFFFFFFFFFFF, err, sbase, stride,
+                                  count, i, value, compiled, pt, rows)
+            if j >= 0:
+                i = j
+                continue
         exc_page_fault(k, regs, err, where & 0xFFFFFFFFFFFFFFFF)
         if task.signals:
             return i

@@ -449,6 +449,43 @@ def flush_tlb_page(vma, addr: int):
     flush_tlb_mm_range(vma.vm_mm, addr, addr + 4096)
 
 
+def _flush_tlb_pages(vma, addrs):
+    """flush_tlb_page(vma, a) for each address in order, with the same state after
+    (vmsim-only, for the compiled fault runs' ptep_clear_flush). When the mm is loaded
+    on this CPU alone, up to date and not lazy, with no TLB model and no pending
+    downgrade record, each such flush is a one-page local flush_tlb_func; their sum is
+    applied at once. Anything else goes through flush_tlb_page one by one."""
+    mm = vma.vm_mm
+    k = mm.kernel
+    i, n = 0, len(addrs)
+    while i < n:
+        cpu = k.current_cpu()
+        ts = _ts(k, cpu)
+        mask = mm.cpumask
+        asid = ts.loaded_mm_asid
+        if k.tlb is not None or k.tlb_pending or len(mask) != 1 or cpu not in mask or \
+                ts.loaded_mm is not mm or ts.is_lazy or ts.ctxs[asid][1] != mm.tlb_gen:
+            flush_tlb_page(vma, addrs[i])
+            i += 1
+            continue
+        m = n - i
+        flushes = k.tlb_flushes                  # _record_flush(), trimmed as it does
+        rest = [(mm, a, a + 4096, False) for a in addrs[i:]]
+        while rest:
+            take = 2 * TLB_FLUSH_RECORD + 1 - len(flushes)
+            flushes.extend(rest[:take])
+            rest = rest[take:]
+            if len(flushes) > 2 * TLB_FLUSH_RECORD:
+                del flushes[:TLB_FLUSH_RECORD]
+        mm.tlb_gen += m                          # inc_mm_tlb_gen()
+        if k.pti and k.pcid and not k.invpcid:   # flush_tlb_one_user()
+            invalidate_user_asid(k, cpu, asid)
+        ts.events["flush_one"] += m
+        k.vmstat[_NR_TLB_LOCAL_FLUSH_ONE] += m
+        ts.ctxs[asid][1] = mm.tlb_gen
+        return
+
+
 def flush_tlb_fix_spurious_fault(vma, address, ptep):
     """flush_tlb_fix_spurious_fault(): a no-op on x86 (``do { } while (0)``): a spurious
     fault means the TLB held a stale, more restrictive entry, which the fault refilled."""
