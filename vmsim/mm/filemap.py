@@ -41,6 +41,7 @@ MAX_PAGECACHE_ORDER = 9          # min(MAX_XAS_ORDER, PMD_ORDER) on x86-64
 HPAGE_PMD_NR = 512
 _PSE = 1 << 7                    # _PAGE_PSE
 PRESENT = 1 << 0                 # _PAGE_PRESENT
+_RW = 1 << 1                     # _PAGE_RW
 
 
 class address_space:
@@ -440,13 +441,25 @@ def filemap_map_folio_range(vmf, folio: int, start: int, addr: int, nr_pages: in
     rss = 0
     count = 0
     page = folio + start
-    if nr_pages >= 16 and not k.ptpool.arr[ptep:ptep + nr_pages].any():
-        # Every PTE of the range is none: one set_pte_range() for all of it.
-        set_pte_range(vmf, folio, page, nr_pages, addr, ptep)
-        mem.refcount[folio] += nr_pages
-        if addr <= vmf.address < addr + nr_pages * 4096:
-            ret = VM_FAULT_NOPAGE
-        return ret, nr_pages
+    if nr_pages >= 16:
+        # Every PTE of the range none: one set_pte_range() for all of it (compiled
+        # when not traced: vmsim.mm._filemap_batch, the same state).
+        from vmsim.mm import _filemap_batch
+        done = -1
+        if _filemap_batch._usable(vma):
+            from vmsim.arch.x86.pgtable import pfn_pte, pte_mkdirty
+            entry = pfn_pte(page, vma.vm_page_prot)           # set_pte_range()'s, a read
+            if entry & _RW and mem.flags[folio] & PG_dirty:
+                entry = pte_mkdirty(entry)
+            done = _filemap_batch._fill(k, folio, page, nr_pages, ptep, entry)
+        elif not k.ptpool.arr[ptep:ptep + nr_pages].any():
+            set_pte_range(vmf, folio, page, nr_pages, addr, ptep)
+            done = nr_pages
+        if done > 0:
+            mem.refcount[folio] += nr_pages
+            if addr <= vmf.address < addr + nr_pages * 4096:
+                ret = VM_FAULT_NOPAGE
+            return ret, nr_pages
     i = 0
     while i <= nr_pages:
         if i < nr_pages and pool[ptep + i] == 0:
