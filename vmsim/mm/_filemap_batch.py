@@ -15,6 +15,7 @@ loop runs as plain Python over memoryviews.
 """
 from vmsim.mm import vmstat
 from vmsim.mm import _pte_batch
+from vmsim.mm.mm_types import VM_PFNMAP, VM_MIXEDMAP
 
 _impl = {}
 _state = {"enabled": True}
@@ -45,7 +46,12 @@ def _fill_file_ptes(pool, mapcount, ptep, pte, page, nr):
 def _usable(vma) -> bool:
     """The compiled fill applies: not traced, batches on (the range operations'
     switch), and a VMA whose pages vm_normal_page() takes as they are."""
-    return _state["enabled"] and _pte_batch._usable(vma, False)
+    if not _state["enabled"] or not _pte_batch._state["enabled"] or \
+            vma.vm_flags & (VM_PFNMAP | VM_MIXEDMAP) or _pte_batch._tracing():
+        return False
+    if not _pte_batch._impl:
+        _pte_batch._load()
+    return True
 
 
 def _fill(k, folio: int, page: int, nr: int, ptep: int, entry: int) -> int:
