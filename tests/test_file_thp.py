@@ -441,3 +441,33 @@ def test_traced_fault_runs_set_pte_range():
     assert {"filemap_map_folio_range", "set_pte_range", "folio_add_file_rmap_ptes",
             "set_ptes"} <= seen
     assert "_fill_file_ptes" not in seen
+
+
+def test_kpageflags_mark_large_page_cache_folios_thp(machine):
+    # stable_page_flags(): KPF_THP for any large rmappable folio (page cache ones are:
+    # filemap_alloc_folio -> page_rmappable_folio), KPF_MMAP while mapped, not KPF_ANON.
+    import struct
+    m = machine
+    p = m.spawn()
+    fd = _huge_file(p, folios=1)
+    a = p.mmap(0, 2 * MiB, PROT_READ, MAP_PRIVATE, fd, 0)
+    p.touch(a, 4096)
+    head = (_pmd(p, a) & ((1 << 52) - 1)) >> 21 << 9
+
+    def kpf(pfn):
+        return struct.unpack("<Q", m.read_file("/proc/kpageflags", pfn * 8, 8))[0]
+    KPF_MMAP, KPF_ANON, KPF_COMPOUND_HEAD, KPF_COMPOUND_TAIL, KPF_THP = 11, 12, 15, 16, 22
+    f0, f9 = kpf(head), kpf(head + 9)
+    assert f0 >> KPF_THP & 1 and f9 >> KPF_THP & 1
+    assert f0 >> KPF_COMPOUND_HEAD & 1 and f9 >> KPF_COMPOUND_TAIL & 1
+    assert f9 >> KPF_MMAP & 1 and not f9 >> KPF_ANON & 1
+    # A small page-cache folio is no THP.
+    fs = p.open("/tmp/small", O_RDWR | O_CREAT, 0o644)
+    p.pwrite(fs, b"s" * 4096, 0)
+    b = p.mmap(0, 4096, PROT_READ, MAP_PRIVATE, fs, 0)
+    p.touch(b, 4096)
+    from vmsim.mm.huge_memory import mm_find_pmd
+    pmdp = mm_find_pmd(p.mm, b)
+    mv = m.k.ptpool.mv
+    pte = mv[m.k.mem.private[(mv[pmdp] & ((1 << 52) - 4096)) >> 12] * 512 + ((b >> 12) & 511)]
+    assert not kpf((pte & ((1 << 52) - 4096)) >> 12) >> KPF_THP & 1
