@@ -471,3 +471,26 @@ def test_kpageflags_mark_large_page_cache_folios_thp(machine):
     mv = m.k.ptpool.mv
     pte = mv[m.k.mem.private[(mv[pmdp] & ((1 << 52) - 4096)) >> 12] * 512 + ((b >> 12) & 511)]
     assert not kpf((pte & ((1 << 52) - 4096)) >> 12) >> KPF_THP & 1
+
+
+def test_madv_cold_on_a_file_pmd(machine):
+    # madvise_cold_or_pageout_pte_range() on a huge PMD: the whole PMD is aged (young
+    # cleared, the folio deactivated); part of it splits: the file PMD is zapped (vmsim
+    # leaves the page-cache folio large where split_folio would split it).
+    from vmsim import MADV_COLD
+    from vmsim.mm.page_flags import PG_active
+    m = machine
+    p = m.spawn()
+    fd = _huge_file(p, folios=2)
+    a = p.mmap(0, 4 * MiB, PROT_READ, MAP_PRIVATE, fd, 0)
+    p.touch(a, 4 * MiB)
+    folio = (_pmd(p, a) & ((1 << 52) - 1)) >> 12
+    p.madvise(a, 2 * MiB, MADV_COLD)
+    assert _pmd(p, a) and not _pmd(p, a) & 0x20           # still mapped, not young
+    assert not m.k.mem.flags[folio] & PG_active
+    v0 = vmstat(m)
+    p.madvise(a + 2 * MiB, 4096, MADV_COLD)
+    assert not _pmd(p, a + 2 * MiB)
+    assert vmstat(m)["thp_split_pmd"] - v0["thp_split_pmd"] == 1
+    assert p.read(a + 2 * MiB + 4096, 1) == b"\x02"
+    m.check()
