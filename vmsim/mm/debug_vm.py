@@ -1279,10 +1279,29 @@ def _check_hugetlb(k, rep, live):
         if not usage - in_shared <= getattr(mm, "hugetlb_usage", 0) <= usage:
             rep(f"{_mmname(mm)}: hugetlb_usage {getattr(mm, 'hugetlb_usage', 0)}, "
                 f"page tables map {usage} pages ({in_shared} through shared PMD tables)")
+    # Every hugetlbfs inode alive (the superblocks' s_inodes), mapped or not: its page
+    # cache holds hugetlb folios of its hstate at distinct indices below i_size or past
+    # it only by fallocate(KEEP_SIZE), i_blocks counts them, and the pool's reservations
+    # are what the reservation maps promise (below).
+    for sb in getattr(k, "hugetlbfs_sbs", ()):
+        for inode in sb.s_inodes.values():
+            if inode.i_mapping is not None:
+                cache[id(inode)] = inode
     incache = {}
     for inode in cache.values():
+        h = inode.hstate
         for idx, p in inode.pages.items():
             incache[p] = incache.get(p, 0) + (1 << inode.hstate.order)
+            if folio_h.get(p) is not h or p in h.hugepage_freelists:
+                rep(f"hugetlbfs inode {inode.i_ino}: page cache index {idx} holds {p:#x}, "
+                    f"not an in-use {h.name} folio")
+        if inode.i_blocks != len(inode.pages) * (h.huge_page_size() >> 9):
+            rep(f"hugetlbfs inode {inode.i_ino}: i_blocks {inode.i_blocks} for "
+                f"{len(inode.pages)} cached {h.name} folios")
+        if len(set(inode.pages.values())) != len(inode.pages):
+            rep(f"hugetlbfs inode {inode.i_ino}: one folio cached at two indices")
+    _check_hugetlb_reservations(k, rep, cache, live)
+    _check_shm(k, rep, live)
     for h in k.hstates:
         for p in h.hugepage_activelist:
             exp = maps.get(p, 0) + incache.get(p, 0)
@@ -1293,6 +1312,53 @@ def _check_hugetlb(k, rep, live):
         if k.ptpool.pt_share_count[row] != len(who) - 1:
             rep(f"hugetlb: shared PMD table pfn {k.ptpool.slot_pfn[row]:#x} has "
                 f"pt_share_count {k.ptpool.pt_share_count[row]}, used by {len(who)} mms")
+
+
+def _check_shm(k, rep, live):
+    """SysV shm: each segment's shm_nattch = the VMAs attaching it in live mms, and a
+    segment marked SHM_DEST still has attaches."""
+    ns = getattr(k, "shm_ns", None)
+    if ns is None:
+        return
+    from vmsim.ipc.shm import shm_vm_ops, SHM_DEST
+    att = {}
+    for mm in live:
+        for v in mm.mm_mt:
+            if v.vm_ops is shm_vm_ops:
+                sid = v.vm_file.private_data.id
+                att[sid] = att.get(sid, 0) + 1
+    for shp in ns.ipcs.values():
+        if shp.shm_nattch != att.get(shp.id, 0):
+            rep(f"shm {shp.id}: shm_nattch {shp.shm_nattch}, {att.get(shp.id, 0)} VMAs attach it")
+        if shp.mode & SHM_DEST and not shp.shm_nattch:
+            rep(f"shm {shp.id}: SHM_DEST with no attach left, not destroyed")
+
+
+def _check_hugetlb_reservations(k, rep, inodes, live):
+    """resv_huge_pages of each hstate = what the reservation maps still promise: the
+    shared maps' reserved indices with no page in the cache (an inode's resv_map),
+    plus each private owner VMA's pages not instantiated yet (the region count its
+    ->close would give back), less the in-use folios flagged HPG_restore_reserve
+    (allocated from a reservation that goes back to the pool when they are freed)."""
+    from vmsim.mm import hugetlb as H
+    want = {h: 0 for h in k.hstates}
+    for inode in inodes.values():
+        want[inode.hstate] += len(inode.resv_map.regions - set(inode.pages))
+    for mm in live:
+        for v in mm.mm_mt:
+            if not v.vm_flags & VM_HUGETLB or v.vm_flags & VM_MAYSHARE:
+                continue
+            if not H.is_vma_resv_set(v, H.HPAGE_RESV_OWNER) or H.vma_resv_map(v) is None:
+                continue
+            h = H.hstate_vma(v)
+            start = H.vma_hugecache_offset(h, v, v.vm_start)
+            end = H.vma_hugecache_offset(h, v, v.vm_end)
+            want[h] += (end - start) - H.region_count(H.vma_resv_map(v), start, end)
+    for h in k.hstates:
+        pending = sum(1 for p in h.hugepage_activelist if H._hpg(k, p) & H.HPG_restore_reserve)
+        if h.resv_huge_pages + pending != want[h]:
+            rep(f"hugetlb {h.name}: resv_huge_pages {h.resv_huge_pages} (+{pending} folios to "
+                f"restore), the reservation maps promise {want[h]}")
 
 
 def _lost_frames(k, ranges, free):
