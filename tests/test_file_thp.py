@@ -308,3 +308,189 @@ def test_checker_catches_a_lost_pmdmapped_counter(machine):
         m.check()
     m.k.mem.lru_prev[(_pmd(p, a) >> 12 & ((1 << 40) - 1)) + 1] -= 1
     m.check()
+
+
+# --- the compiled PTE fill of filemap_map_folio_range (vmsim/mm/_filemap_batch.py) ----
+from hypothesis import given, settings, strategies as st  # noqa: E402
+from test_pte_batch import _state, _assert_same  # noqa: E402
+
+FILE_PAGES = 1024
+FOPS = st.one_of(
+    st.tuples(st.just("read"), st.integers(0, FILE_PAGES - 1), st.integers(1, 700)),
+    st.tuples(st.just("write"), st.integers(0, FILE_PAGES - 1), st.integers(1, 4)),
+    st.tuples(st.just("dontneed"), st.integers(0, FILE_PAGES - 1), st.integers(1, 600)),
+    st.tuples(st.just("munmap"), st.integers(0, FILE_PAGES - 1), st.integers(1, 40)),
+    st.tuples(st.just("fork"), st.integers(0, FILE_PAGES - 1), st.integers(1, 300)),
+    st.tuples(st.just("nohuge"), st.integers(0, FILE_PAGES - 1), st.integers(1, 600)),
+    st.tuples(st.just("pwrite"), st.integers(0, FILE_PAGES - 1), st.integers(1, 6)),
+)
+
+
+def _file_run(chunks, program, enabled):
+    """A 4 MiB file written in ``chunks`` (pages per pwrite: the page-cache folio
+    sizes), mapped shared and private; ``program`` runs with the fill on or off."""
+    from vmsim.mm import _filemap_batch
+    from vmsim import MADV_NOHUGEPAGE
+    _filemap_batch._set_enabled(enabled)
+    try:
+        m = Machine(memory="64M", cpus=2)
+        p = m.spawn()
+        fd = p.open("/tmp/eq", O_RDWR | O_CREAT, 0o644)
+        off = 0
+        for c in chunks:
+            if off >= FILE_PAGES:
+                break
+            n = min(c, FILE_PAGES - off)
+            p.pwrite(fd, bytes([off & 0xFF]) * (n << 12), off << 12)
+            off += n
+        p.ftruncate(fd, FILE_PAGES << 12)
+        maps = [p.mmap(0, FILE_PAGES << 12, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0),
+                p.mmap(0, FILE_PAGES << 12, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)]
+        procs = [p]
+        for i, (op, page, n) in enumerate(program):
+            who = procs[-1]
+            a = maps[i & 1] + (page << 12)
+            length = min(n, FILE_PAGES - page) << 12
+            try:
+                if op == "read":
+                    who.touch(a, length)
+                elif op == "write":
+                    who.touch(a, length, write=True, value=i)
+                elif op == "dontneed":
+                    who.madvise(a, length, MADV_DONTNEED)
+                elif op == "munmap":
+                    who.munmap(a, length)
+                elif op == "nohuge":
+                    who.madvise(a, length, MADV_NOHUGEPAGE)
+                elif op == "pwrite":
+                    who.pwrite(fd, b"w" * (n << 12), page << 12)
+                elif op == "fork" and len(procs) < 3:
+                    procs.append(who.fork())
+                    procs[-1].touch(a, length)
+            except (OSError, SignalDelivered):
+                pass
+        m.check()
+        return m, procs
+    finally:
+        _filemap_batch._set_enabled(True)
+
+
+def _file_compare(chunks, program):
+    from vmsim.mm import _filemap_batch
+    calls = [0]
+    py = _state(*_file_run(chunks, program, False))
+    real = _filemap_batch._fill
+
+    def counting(*args):
+        r = real(*args)
+        calls[0] += r > 0
+        return r
+    _filemap_batch._fill = counting
+    try:
+        filled = _state(*_file_run(chunks, program, True))
+    finally:
+        _filemap_batch._fill = real
+    _assert_same(py, filled)
+    return calls[0]
+
+
+@settings(max_examples=6, deadline=None)
+@given(st.lists(st.sampled_from([1, 4, 16, 32, 128, 512]), min_size=1, max_size=12),
+       st.lists(FOPS, min_size=1, max_size=8))
+def test_compiled_fill_leaves_the_python_state(chunks, program):
+    """Random page caches (folio sizes from the pwrite sizes), private and shared
+    mappings, reads, writes, MADV_DONTNEED / NOHUGEPAGE, munmap, forks and pwrites:
+    identical state with the compiled fill and with set_pte_range in Python."""
+    _file_compare(chunks, program)
+
+
+def test_compiled_fill_is_taken_and_matches():
+    # 16-page and 512-page folios, read through fault-around with the PMD off.
+    n = _file_compare([16, 16, 512, 16, 512], [("nohuge", 0, 1024), ("read", 0, 1024),
+                                               ("read", 0, 1024), ("dontneed", 40, 600),
+                                               ("read", 0, 1024)])
+    assert n >= 4
+
+
+@pytest.mark.slow
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.sampled_from([1, 4, 16, 32, 128, 512]), min_size=1, max_size=12),
+       st.lists(FOPS, min_size=1, max_size=16))
+def test_compiled_fill_leaves_the_python_state_long(chunks, program):
+    _file_compare(chunks, program)
+
+
+def test_traced_fault_runs_set_pte_range():
+    # With a profiler installed the compiled fill is not used: set_pte_range shows.
+    import sys
+    m = Machine(memory="64M")
+    p = m.spawn()
+    fd = _huge_file(p, folios=2)
+    a = p.mmap(0, 4 * MiB, PROT_READ, MAP_PRIVATE, fd, 0)
+    p.madvise(a, 4 * MiB, MADV_NOHUGEPAGE)
+    seen = set()
+
+    def prof(frame, event, arg):
+        if event == "call":
+            seen.add(frame.f_code.co_name)
+    sys.setprofile(prof)
+    try:
+        p.read(a, 1)
+    finally:
+        sys.setprofile(None)
+    assert {"filemap_map_folio_range", "set_pte_range", "folio_add_file_rmap_ptes",
+            "set_ptes"} <= seen
+    assert "_fill_file_ptes" not in seen
+
+
+def test_kpageflags_mark_large_page_cache_folios_thp(machine):
+    # stable_page_flags(): KPF_THP for any large rmappable folio (page cache ones are:
+    # filemap_alloc_folio -> page_rmappable_folio), KPF_MMAP while mapped, not KPF_ANON.
+    import struct
+    m = machine
+    p = m.spawn()
+    fd = _huge_file(p, folios=1)
+    a = p.mmap(0, 2 * MiB, PROT_READ, MAP_PRIVATE, fd, 0)
+    p.touch(a, 4096)
+    head = (_pmd(p, a) & ((1 << 52) - 1)) >> 21 << 9
+
+    def kpf(pfn):
+        return struct.unpack("<Q", m.read_file("/proc/kpageflags", pfn * 8, 8))[0]
+    KPF_MMAP, KPF_ANON, KPF_COMPOUND_HEAD, KPF_COMPOUND_TAIL, KPF_THP = 11, 12, 15, 16, 22
+    f0, f9 = kpf(head), kpf(head + 9)
+    assert f0 >> KPF_THP & 1 and f9 >> KPF_THP & 1
+    assert f0 >> KPF_COMPOUND_HEAD & 1 and f9 >> KPF_COMPOUND_TAIL & 1
+    assert f9 >> KPF_MMAP & 1 and not f9 >> KPF_ANON & 1
+    # A small page-cache folio is no THP.
+    fs = p.open("/tmp/small", O_RDWR | O_CREAT, 0o644)
+    p.pwrite(fs, b"s" * 4096, 0)
+    b = p.mmap(0, 4096, PROT_READ, MAP_PRIVATE, fs, 0)
+    p.touch(b, 4096)
+    from vmsim.mm.huge_memory import mm_find_pmd
+    pmdp = mm_find_pmd(p.mm, b)
+    mv = m.k.ptpool.mv
+    pte = mv[m.k.mem.private[(mv[pmdp] & ((1 << 52) - 4096)) >> 12] * 512 + ((b >> 12) & 511)]
+    assert not kpf((pte & ((1 << 52) - 4096)) >> 12) >> KPF_THP & 1
+
+
+def test_madv_cold_on_a_file_pmd(machine):
+    # madvise_cold_or_pageout_pte_range() on a huge PMD: the whole PMD is aged (young
+    # cleared, the folio deactivated); part of it splits: the file PMD is zapped (vmsim
+    # leaves the page-cache folio large where split_folio would split it).
+    from vmsim import MADV_COLD
+    from vmsim.mm.page_flags import PG_active
+    m = machine
+    p = m.spawn()
+    fd = _huge_file(p, folios=2)
+    a = p.mmap(0, 4 * MiB, PROT_READ, MAP_PRIVATE, fd, 0)
+    p.touch(a, 4 * MiB)
+    folio = (_pmd(p, a) & ((1 << 52) - 1)) >> 12
+    p.madvise(a, 2 * MiB, MADV_COLD)
+    assert _pmd(p, a) and not _pmd(p, a) & 0x20           # still mapped, not young
+    assert not m.k.mem.flags[folio] & PG_active
+    v0 = vmstat(m)
+    p.madvise(a + 2 * MiB, 4096, MADV_COLD)
+    assert not _pmd(p, a + 2 * MiB)
+    assert vmstat(m)["thp_split_pmd"] - v0["thp_split_pmd"] == 1
+    assert p.read(a + 2 * MiB + 4096, 1) == b"\x02"
+    m.check()

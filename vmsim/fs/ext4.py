@@ -11,6 +11,7 @@ extents are not modelled: a file's blocks are its written pages, by index.
 """
 from vmsim.fs.blockdev import submit_bio
 from vmsim.mm.page_flags import PG_uptodate, PG_locked
+from vmsim.mm.filemap import filemap_map_pages
 
 _BLOCKS = {}            # identical block contents share one bytes object
 
@@ -92,7 +93,6 @@ class _Ext4FileVmOps:
 
     @staticmethod
     def map_pages(vmf, start_pgoff, end_pgoff):
-        from vmsim.mm.filemap import filemap_map_pages
         return filemap_map_pages(vmf, start_pgoff, end_pgoff)
 
     @staticmethod

@@ -170,20 +170,21 @@ def vfs_read(k, f, count: int, pos: int):
         return f.f_op.read_iter(k, f, pos, count)                # hugetlbfs_read_iter
     if ino.i_sb.s_type == "ext4":
         return filemap_read(k, f, pos, count)
-    from vmsim.mm.shmem import shmem_get_folio
-    from vmsim.mm.swap import folio_mark_accessed
+    from vmsim.mm.shmem import shmem_get_folio, SGP_READ
+    from vmsim.mm.swap import folio_mark_accessed, folio_put
     out = bytearray()
     end = min(pos + count, ino.i_size)
     while pos < end:
         index = pos >> 12
         off = pos & 4095
         n = min(4096 - off, end - pos)
-        folio = shmem_get_folio(k, ino, index, False)
+        folio = shmem_get_folio(k, ino, index, SGP_READ)
         if folio < 0:
             out += bytes(n)
         else:
             out += k.page_data.read(folio, off, n)
             folio_mark_accessed(k, folio)
+            folio_put(k, folio)
         pos += n
     return bytes(out)
 
@@ -222,11 +223,10 @@ def generic_perform_write(k, f, pos: int, data: bytes) -> int:
         nbytes = min(chunk - offset, len(data) - written)
         index = pos >> 12
         if tmpfs:
-            from vmsim.mm.shmem import shmem_get_folio
-            folio = shmem_get_folio(k, ino, index, True)
+            from vmsim.mm.shmem import shmem_get_folio, SGP_WRITE
+            folio = shmem_get_folio(k, ino, index, SGP_WRITE)
             if folio < 0:
                 return written if written else folio
-            mem.refcount[folio] += 1
         else:
             folio = __filemap_get_folio(k, mapping, index, FGP_WRITEBEGIN | fgf_set_order(nbytes))
             if folio < 0:

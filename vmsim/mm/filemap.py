@@ -12,7 +12,8 @@ table). The read side: filemap_read() with page_cache_sync_ra/async_ra.
 """
 import errno
 
-from vmsim.mm import vmstat
+from vmsim.mm import vmstat, _filemap_batch
+from vmsim.arch.x86.pgtable import pte_offset_map, pfn_pte, pte_mkdirty
 from vmsim.mm.mm_types import (VM_FAULT_NOPAGE, VM_FAULT_OOM, VM_FAULT_SIGBUS, VM_FAULT_MAJOR,
                                VM_FAULT_RETRY, VM_FAULT_LOCKED, MM_SHMEMPAGES, MM_FILEPAGES,
                                FAULT_FLAG_TRIED, FAULT_FLAG_ALLOW_RETRY, FAULT_FLAG_RETRY_NOWAIT)
@@ -41,6 +42,7 @@ MAX_PAGECACHE_ORDER = 9          # min(MAX_XAS_ORDER, PMD_ORDER) on x86-64
 HPAGE_PMD_NR = 512
 _PSE = 1 << 7                    # _PAGE_PSE
 PRESENT = 1 << 0                 # _PAGE_PRESENT
+_RW = 1 << 1                     # _PAGE_RW
 
 
 class address_space:
@@ -417,7 +419,6 @@ def filemap_map_folio_range(vmf, folio: int, start: int, addr: int, nr_pages: in
     """filemap_map_folio_range(): map pages [start, start + nr_pages) of a large
     folio; the whole folio when it is inside i_size (or shmem), the VMA and one page
     table. Returns (ret, pages mapped)."""
-    from vmsim.mm.memory import set_pte_range
     vma = vmf.vma
     k = vma.vm_mm.kernel
     mem = k.mem
@@ -440,13 +441,25 @@ def filemap_map_folio_range(vmf, folio: int, start: int, addr: int, nr_pages: in
     rss = 0
     count = 0
     page = folio + start
-    if nr_pages >= 16 and not k.ptpool.arr[ptep:ptep + nr_pages].any():
-        # Every PTE of the range is none: one set_pte_range() for all of it.
-        set_pte_range(vmf, folio, page, nr_pages, addr, ptep)
-        mem.refcount[folio] += nr_pages
-        if addr <= vmf.address < addr + nr_pages * 4096:
-            ret = VM_FAULT_NOPAGE
-        return ret, nr_pages
+    if nr_pages >= 16:
+        # Every PTE of the range none: one set_pte_range() for all of it (compiled
+        # when not traced: vmsim.mm._filemap_batch, the same state).
+        done = -1
+        if _filemap_batch._usable(vma):
+            entry = pfn_pte(page, vma.vm_page_prot)           # set_pte_range()'s, a read
+            if entry & _RW and mem.flags[folio] & PG_dirty:
+                entry = pte_mkdirty(entry)
+            done = _filemap_batch._fill(k, folio, page, nr_pages, ptep, entry)
+        elif not k.ptpool.arr[ptep:ptep + nr_pages].any():
+            from vmsim.mm.memory import set_pte_range
+            set_pte_range(vmf, folio, page, nr_pages, addr, ptep)
+            done = nr_pages
+        if done > 0:
+            mem.refcount[folio] += nr_pages
+            if addr <= vmf.address < addr + nr_pages * 4096:
+                ret = VM_FAULT_NOPAGE
+            return ret, nr_pages
+    from vmsim.mm.memory import set_pte_range
     i = 0
     while i <= nr_pages:
         if i < nr_pages and pool[ptep + i] == 0:
@@ -493,8 +506,6 @@ def filemap_map_pages(vmf, start_pgoff: int, end_pgoff: int) -> int:
     fault completes without ->fault. A PMD-sized first folio with the PMD none is
     mapped by a PMD (filemap_map_pmd -> do_set_pmd).
     """
-    from vmsim.mm.memory import set_pte_range
-    from vmsim.arch.x86.pgtable import pte_offset_map
     vma = vmf.vma
     mm = vma.vm_mm
     k = mm.kernel
@@ -532,6 +543,7 @@ def filemap_map_pages(vmf, start_pgoff: int, end_pgoff: int) -> int:
                 mmap_miss += nr_pages
             if fnr == 1:                                     # filemap_map_order0_folio()
                 if pool[ptep] == 0:
+                    from vmsim.mm.memory import set_pte_range
                     if vmf.address == addr:
                         ret = VM_FAULT_NOPAGE
                     set_pte_range(vmf, folio, folio, 1, addr, ptep)

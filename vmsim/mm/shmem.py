@@ -112,12 +112,23 @@ def shmem_inode_acct_blocks(k, inode, pages: int) -> int:
     return 0
 
 
-def shmem_alloc_and_add_folio(vmf, inode, index: int) -> int:
-    """shmem_alloc_and_add_folio(): a new zeroed, uptodate folio in the cache."""
-    k = vmf.vma.vm_mm.kernel
+# enum sgp_type (mm/shmem.c): what shmem_get_folio_gfp() may do for a missing folio.
+SGP_READ, SGP_NOALLOC, SGP_CACHE, SGP_WRITE = range(4)
+
+
+def shmem_alloc_and_add_folio(vmf, inode, index: int, k=None) -> int:
+    """shmem_alloc_and_add_folio(): a new locked, swapbacked order-0 folio
+    (shmem_alloc_folio -> filemap_alloc_folio) added to the page cache
+    (shmem_add_to_page_cache) and the LRU, its block accounted
+    (shmem_inode_acct_blocks: -ENOSPC when a VM_NORESERVE object cannot commit it);
+    -ENOMEM when no page is free. The allocation's reference is returned."""
+    from vmsim.mm.filemap import filemap_alloc_folio
+    from vmsim.mm.swap import folio_add_lru
+    if k is None:
+        k = vmf.vma.vm_mm.kernel
     if shmem_inode_acct_blocks(k, inode, 1):
-        return -errno.ENOMEM
-    pfn = k.page_alloc.alloc_pages(GFP_HIGHUSER_MOVABLE, 0, k.current.cpu)
+        return -errno.ENOSPC
+    pfn = filemap_alloc_folio(k, GFP_HIGHUSER_MOVABLE, 0)
     if pfn < 0:
         if inode.flags & VM_NORESERVE:
             inode.acct_pages -= 1
@@ -125,34 +136,42 @@ def shmem_alloc_and_add_folio(vmf, inode, index: int) -> int:
         return -errno.ENOMEM
     k.mem.flags[pfn] = k.mem.flags[pfn] | PG_swapbacked | PG_locked
     filemap_add_folio(k, inode.i_mapping, pfn, index)
-    from vmsim.mm.swap import folio_add_lru
-    folio_add_lru(k, pfn, k.current.cpu)
-    k.mem.flags[pfn] = k.mem.flags[pfn] | PG_uptodate      # clear_highpage + mark uptodate
+    folio_add_lru(k, pfn, k.current_cpu())
     return pfn
 
 
-def shmem_get_folio_gfp(vmf, inode, index: int) -> int:
-    """shmem_get_folio_gfp(SGP_CACHE): find the folio or allocate it; returns with a ref."""
-    k = vmf.vma.vm_mm.kernel
+def shmem_get_folio_gfp(k, inode, index: int, sgp: int, vmf=None) -> int:
+    """shmem_get_folio_gfp(): the folio at index with a reference (SGP_CACHE, the
+    fault's: locked too); past i_size -EINVAL for SGP_READ / SGP_CACHE; a hole on
+    SGP_READ is -1 (nothing allocated: read(2) copies zeros); else a new folio from
+    shmem_alloc_and_add_folio(), cleared and uptodate; -errno on failure."""
+    mem = k.mem
     pfn = inode.i_mapping.i_pages.get(index)
     if pfn is not None:
-        k.mem.refcount[pfn] += 1
-        k.mem.flags[pfn] = k.mem.flags[pfn] | PG_locked
+        mem.refcount[pfn] += 1
+        if sgp == SGP_CACHE:
+            mem.flags[pfn] = mem.flags[pfn] | PG_locked
         return pfn
-    if index << 12 >= ((inode.i_size + 4095) & ~4095):
+    if sgp <= SGP_CACHE and index << 12 >= ((inode.i_size + 4095) & ~4095):
         return -errno.EINVAL
-    # The allocation's reference is the one returned (the cache and LRU batch took theirs).
-    return shmem_alloc_and_add_folio(vmf, inode, index)
+    if sgp == SGP_READ:
+        return -1
+    pfn = shmem_alloc_and_add_folio(vmf, inode, index, k)
+    if pfn < 0:
+        return pfn
+    # clear_highpage() + folio_mark_uptodate(): a new frame reads as zeros.
+    mem.flags[pfn] = mem.flags[pfn] | PG_uptodate
+    if sgp != SGP_CACHE:
+        mem.flags[pfn] = mem.flags[pfn] & ~PG_locked
+    return pfn
 
 
 def shmem_fault(vmf) -> int:
     """shmem_fault(): the folio at vmf.pgoff, allocated if missing; VM_FAULT_LOCKED."""
     inode = vmf.vma.vm_file.f_inode
-    pfn = shmem_get_folio_gfp(vmf, inode, vmf.pgoff)
-    if pfn == -errno.ENOMEM:
-        return VM_FAULT_OOM
+    pfn = shmem_get_folio_gfp(vmf.vma.vm_mm.kernel, inode, vmf.pgoff, SGP_CACHE, vmf)
     if pfn < 0:
-        return VM_FAULT_SIGBUS
+        return VM_FAULT_OOM if pfn == -errno.ENOMEM else VM_FAULT_SIGBUS     # vmf_error()
     vmf.page = pfn
     # The folio is unlocked when the fault finishes (folio_unlock in do_*_fault).
     k = vmf.vma.vm_mm.kernel
@@ -205,29 +224,10 @@ class shmem_sops:
     f_op = _ShmemFileOps()
 
 
-def shmem_get_folio(k, inode, index: int, sgp_write: bool) -> int:
-    """shmem_get_folio(SGP_READ / SGP_WRITE) for read(2) / write(2): the cached folio
-    (no reference taken), a new zeroed one for a write, -1 for a hole on read (the
-    caller copies zeros: no page is allocated), -errno on failure."""
-    pfn = inode.i_mapping.i_pages.get(index)
-    if pfn is not None:
-        return pfn
-    if not sgp_write:
-        return -1
-    if shmem_inode_acct_blocks(k, inode, 1):
-        return -errno.ENOSPC
-    pfn = k.page_alloc.alloc_pages(GFP_HIGHUSER_MOVABLE, 0, k.current_cpu())
-    if pfn < 0:
-        inode.acct_pages -= 1
-        k.committed_as -= 1
-        return -errno.ENOMEM
-    k.mem.flags[pfn] = k.mem.flags[pfn] | PG_swapbacked | PG_locked
-    filemap_add_folio(k, inode.i_mapping, pfn, index)
-    from vmsim.mm.swap import folio_add_lru, folio_put
-    folio_add_lru(k, pfn, k.current_cpu())
-    k.mem.flags[pfn] = (k.mem.flags[pfn] | PG_uptodate) & ~PG_locked
-    folio_put(k, pfn)                     # the allocation's reference: the cache holds it
-    return pfn
+def shmem_get_folio(k, inode, index: int, sgp: int) -> int:
+    """shmem_get_folio(): shmem_get_folio_gfp() for read(2) (SGP_READ) and write(2)
+    (SGP_WRITE), with a reference the caller drops."""
+    return shmem_get_folio_gfp(k, inode, index, sgp)
 
 
 def shmem_inode_unacct_blocks(k, inode, nr: int):

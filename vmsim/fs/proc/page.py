@@ -114,8 +114,12 @@ def stable_page_flags_range(k, lo: int, hi: int) -> np.ndarray:
     def setbit(mask, bit):
         u[mask] |= one << np.uint64(bit)
 
-    # page_mapped(): any page of the folio mapped; for order-0 folios, this page.
+    # folio_mapped(): any page of the folio mapped (a large folio's _large_mapcount,
+    # PMD mappings included); for order-0 folios, this page.
     mapped = mem.np_mapcount[lo:hi] > 0
+    large = (hf & np.uint64(PG_head)) != 0
+    if large.any():
+        mapped[large] = mem.np_mapping[heads[large] + 1] > 0
     is_table = (pf & (PGTY_table | PGTY_buddy)) != 0
     setbit(mapped & ~is_table, KPF_MMAP)
     anon = (hf & np.uint64(PG_anon)) != 0
@@ -123,7 +127,6 @@ def stable_page_flags_range(k, lo: int, hi: int) -> np.ndarray:
     tail = (pf & PG_tail) != 0
     setbit(~tail & ((pf & PG_head) != 0), KPF_COMPOUND_HEAD)
     setbit(tail, KPF_COMPOUND_TAIL)
-    large = (hf & np.uint64(PG_head)) != 0
     setbit(large & ((hf & np.uint64(PG_large_rmappable)) != 0), KPF_THP)
     pfns = np.arange(lo, hi)
     setbit(pfns == k.zero_pfn, KPF_ZERO_PAGE)
