@@ -385,13 +385,15 @@ def _walk_tables(k, mm, rep, table_owner):
     descend(pgd_base, 0, 0, 0, 256)
     # Deposited PTE tables of huge PMDs (pgtable_trans_huge_deposit): accounted in
     # pgtables_bytes, owned by this mm, one per huge PMD.
+    # A page-cache folio's PMD has none (x86: arch_needs_pgtable_deposit() is false).
     deposits = _thp_deposits(k)
     for ptr, (lv, va, _e) in zip(w.huge_ptr, w.huge):
         if lv != "pmd" or _is_hugetlb_va(mm, va):
             continue
         lst = deposits.get(ptr, [])
-        if len(lst) != 1:
-            rep(f"{name}: huge PMD at {va:#x} has {len(lst)} deposited PTE tables, expected 1")
+        want = 0 if _is_file_pmd(k, _e) else 1
+        if len(lst) != want:
+            rep(f"{name}: huge PMD at {va:#x} has {len(lst)} deposited PTE tables, expected {want}")
         for pfn in lst:
             table(pfn, "pte", va, f"deposited table of the huge PMD at {va:#x}")
             r = int(rows[pfn]) * 512
@@ -401,6 +403,15 @@ def _walk_tables(k, mm, rep, table_owner):
         w.addrs = np.concatenate(addr_parts)
         w.ptes = np.concatenate(pte_parts)
     return w
+
+
+def _is_file_pmd(k, e: int) -> bool:
+    """Does this huge PMD map a page-cache folio (do_set_pmd), not an anon THP or the
+    huge zero folio?"""
+    p = (e & _PFN) >> 12
+    if p == getattr(k, "huge_zero_pfn", -1) or p >= k.nr_pages:
+        return False
+    return not k.mem.flags[p] & PG_anon
 
 
 def _vma_arrays(mm):
@@ -531,13 +542,39 @@ def _check_leaves(k, w, rep, free):
     w.pmd_folios = [((e & _PFN) >> 12) for lv, _va, e in w.huge
                     if lv == "pmd" and e & (_P | _PROTNONE) and (e & _PFN) >> 12 != hz and
                     not _is_hugetlb_va(mm, _va)]
-    for f in w.pmd_folios:
-        if not mem.flags[f] & PG_head or not mem.flags[f] & PG_anon:
-            rep(f"{name}: huge PMD maps pfn {f:#x}, which is no anon large folio head "
-                f"(flags {mem.flags[f]:#x})")
-    nanon += 512 * len(w.pmd_folios)
-    nshmem = int((~anon & swapb).sum())
-    nfile = int((~anon & ~swapb).sum())
+    npmd_file = npmd_shmem = 0
+    for (lv, va, e) in w.huge:
+        f = (e & _PFN) >> 12
+        if lv != "pmd" or not e & (_P | _PROTNONE) or f == hz or _is_hugetlb_va(mm, va):
+            continue
+        ff = mem.flags[f]
+        if not ff & PG_head or (ff & PG_ORDER_MASK) >> PG_ORDER_SHIFT != 9:
+            rep(f"{name}: huge PMD at {va:#x} maps pfn {f:#x}, which is no PMD-sized folio head "
+                f"(flags {ff:#x})")
+            continue
+        if ff & PG_anon:
+            nanon += 512
+            continue
+        # A page-cache folio mapped by do_set_pmd: the VMA's file at the linear index,
+        # never writable in a private VMA.
+        if ff & PG_swapbacked:
+            npmd_shmem += 512
+        else:
+            npmd_file += 512
+        v = mm.vma_lookup(va)
+        fobj = getattr(v, "vm_file", None)
+        am = getattr(fobj, "f_mapping", None)
+        idx = ((va - v.vm_start) >> 12) + v.vm_pgoff if v is not None else -1
+        if am is None or mem.mapping[f] != am.id or am.i_pages.get(idx) != f or \
+                mem.index[f] != idx:
+            rep(f"{name}: huge PMD at {va:#x} maps page-cache pfn {f:#x} (mapping "
+                f"{mem.mapping[f]}, index {mem.index[f]:#x}), not the folio of {v!r}'s file "
+                f"at index {idx:#x}")
+        elif e & _RW and not v.vm_flags & VM_SHARED:
+            rep(f"{name}: huge PMD at {va:#x} maps page-cache pfn {f:#x} writable in a private "
+                f"VMA {v!r} (COW broken)")
+    nshmem = int((~anon & swapb).sum()) + npmd_shmem
+    nfile = int((~anon & ~swapb).sum()) + npmd_file
     for ctr, cname, got in ((MM_ANONPAGES, "MM_ANONPAGES", nanon), (MM_FILEPAGES, "MM_FILEPAGES", nfile),
                             (MM_SHMEMPAGES, "MM_SHMEMPAGES", nshmem)):
         if mm.rss_stat[ctr] != got:
@@ -977,7 +1014,7 @@ def _check_all(k, st=None, full=True):
         srcs.append((np.fromiter(d.keys(), np.int64, len(d)), np.fromiter(d.values(), np.int64, len(d))))
     # PTE mappings of pages of large folios hold their reference on the head.
     ref_u, ref_c = _sum_refs(srcs)
-    _check_file_state(k, rep, aspaces, mem)
+    _check_file_state(k, rep, aspaces, mem, pmd_heads)
 
     ranges = _scan_ranges(k)
     inuse = _nonzero_frames(k, ranges)
@@ -1032,18 +1069,30 @@ def _check_all(k, st=None, full=True):
     mflags = mem.np_flags[map_heads]
     anon_u = map_u[(mflags & PG_anon) != 0]
     nr_mapped = len(map_u) - len(anon_u)
-    pmd_u = np.unique(pmd_heads)
+    pmd_all = np.unique(pmd_heads)
+    pmd_anon = (mem.np_flags[pmd_all] & PG_anon) != 0 if len(pmd_all) else np.zeros(0, bool)
+    pmd_u = pmd_all[pmd_anon]
+    pmd_f = pmd_all[~pmd_anon]
     if len(pmd_u):
         anon_u = np.union1d(anon_u, (pmd_u[:, None] + np.arange(512)).ravel())
     nr_anon = len(anon_u)
+    if len(pmd_f):
+        # A PMD-mapped page-cache folio counts all its pages in nr_mapped once.
+        file_u = map_u[(mflags & PG_anon) == 0]
+        nr_mapped = len(np.union1d(file_u, (pmd_f[:, None] + np.arange(512)).ravel()))
     if k.vmstat[vmstat.NR_ANON_TRANSPARENT_HUGEPAGES] != 512 * len(pmd_u):
         rep(f"vmstat nr_anon_transparent_hugepages = "
             f"{k.vmstat[vmstat.NR_ANON_TRANSPARENT_HUGEPAGES]} pages, page tables PMD-map "
             f"{len(pmd_u)} THPs")
+    fsb = (mem.np_flags[pmd_f] & PG_swapbacked) != 0 if len(pmd_f) else np.zeros(0, bool)
+    for item, nm, want in ((vmstat.NR_FILE_PMDMAPPED, "nr_file_pmdmapped", int((~fsb).sum())),
+                           (vmstat.NR_SHMEM_PMDMAPPED, "nr_shmem_pmdmapped", int(fsb.sum()))):
+        if k.vmstat[item] != 512 * want:
+            rep(f"vmstat {nm} = {k.vmstat[item]} pages, page tables PMD-map {want} such folios")
     _check_large_folios(k, rep, cand, map_u, map_c, pmd_heads)
     ndep = sum(len(v) for v in _thp_deposits(k).values())
     nhuge = sum(1 for w in walks for lv, _va, _e in w.huge
-                if lv == "pmd" and not _is_hugetlb_va(w.mm, _va))
+                if lv == "pmd" and not _is_hugetlb_va(w.mm, _va) and not _is_file_pmd(k, _e))
     if ndep != nhuge:
         rep(f"{ndep} deposited PTE tables for {nhuge} huge PMDs (leaked deposits)")
     if k.vmstat[vmstat.NR_ANON_PAGES] != nr_anon:
@@ -1416,11 +1465,15 @@ def _folio_heads(mem, pfns):
     return out
 
 
-def _check_file_state(k, rep, aspaces, mem):
+def _check_file_state(k, rep, aspaces, mem, pmd_heads=()):
     """File folios: nr_dirty counts the dirty pages of disk-file folios, nothing is
     under writeback between syscalls, an evicted (unlinked, closed, unmapped) inode
-    left nothing in the page cache, and mapcounts of large folios add up."""
+    left nothing in the page cache, and mapcounts of large folios add up (entire
+    mapcount = PMD mappings, _large_mapcount = PMD + PTE mappings)."""
     from vmsim.mm.filemap import PG_writeback
+    npmd = {}
+    for h in np.asarray(pmd_heads).tolist():
+        npmd[h] = npmd.get(h, 0) + 1
     dirty = 0
     for am in aspaces:
         host = am.host
@@ -1438,9 +1491,12 @@ def _check_file_state(k, rep, aspaces, mem):
                 pages = range(h, h + nr)
                 total = sum(int(mem.mapcount[p]) for p in pages)
                 mapped = sum(1 for p in pages if mem.mapcount[p])
-                if mem.mapping[h + 1] != total or mem.index[h + 1] != mapped:
+                pm = npmd.get(h, 0)
+                if mem.mapping[h + 1] != total + pm or mem.index[h + 1] != mapped or \
+                        mem.lru_prev[h + 1] != pm:
                     rep(f"page cache: large folio pfn {h:#x}: _large_mapcount {mem.mapping[h + 1]}, "
-                        f"_nr_pages_mapped {mem.index[h + 1]}, PTEs map {total} times {mapped} pages")
+                        f"_nr_pages_mapped {mem.index[h + 1]}, _entire_mapcount "
+                        f"{mem.lru_prev[h + 1]}; PTEs map {total} times {mapped} pages, {pm} PMDs")
     if k.vmstat[vmstat.NR_DIRTY] != dirty:
         rep(f"vmstat nr_dirty = {k.vmstat[vmstat.NR_DIRTY]}, dirty disk-file page-cache pages {dirty}")
     if k.vmstat[vmstat.NR_WRITEBACK]:

@@ -531,6 +531,8 @@ def madvise_cold_pte_range(tlb, vma, pmdp: int, addr: int, end: int, pageout: bo
         from vmsim.mm.huge_memory import madvise_cold_huge_pmd
         if madvise_cold_huge_pmd(tlb, vma, pmdp, addr, end, pageout):
             return 0
+        if not pool[pmdp]:
+            return 0                    # a file PMD was zapped: no PTE table to walk
     from vmsim.mm.huge_memory import _split_large_folios_in
     _split_large_folios_in(vma, pmdp, addr, end)
     ptep = pte_offset_map(mm, pmdp, addr)
