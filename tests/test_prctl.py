@@ -270,3 +270,31 @@ def test_prctl_stops_file_pmd_mappings_as_linux():
     assert out[1:] == expected[1:]
     assert out[0].split()[2:] == expected[0].split()[2:]      # FilePmdMapped, aligned
     m.check()
+
+
+def test_prctl_stops_file_pmd_mappings(machine):
+    """The short form of the test above (4 MiB): under the prctl the two 2 MiB folios
+    are PTE-mapped, after it PMD-mapped (FilePmdMapped 0, then 4096 kB)."""
+    from vmsim import O_RDWR, O_CREAT, MAP_SHARED
+    p = machine.spawn()
+    fd = p.open("/tmp/f", O_RDWR | O_CREAT, 0o600)
+    p.pwrite(fd, b"\x01" * H, 0)
+    p.pwrite(fd, b"\x01" * H, H)
+
+    def pmd_kb():
+        a = p.mmap(0, 2 * H, PROT_READ, MAP_SHARED, fd, 0)
+        p.touch(a, 2 * H, stride=H)
+        v = None
+        cur = False
+        for line in machine.read_file(f"/proc/{p.pid}/smaps").splitlines():
+            first = line.split()[0]
+            if "-" in first and ":" not in first:
+                cur = int(first.split("-")[0], 16) == a
+            elif cur and line.startswith("FilePmdMapped:"):
+                v = int(line.split()[1])
+        p.munmap(a, 2 * H)
+        return v
+    p.prctl(PR_SET_THP_DISABLE, 1)
+    assert pmd_kb() == 0
+    p.prctl(PR_SET_THP_DISABLE, 0)
+    assert pmd_kb() == 4096
