@@ -179,12 +179,17 @@ def _except_madvise(p, policy):
     assert _test_mmap_thp(p, COLLAPSE) == 1
 
 
-@pytest.mark.parametrize("fork", [False, True], ids=["nofork", "fork"])
-@pytest.mark.parametrize("policy", ["never", "madvise", "always"])
-@pytest.mark.parametrize("mode", ["completely", "except_madvise"])
+_VARIANTS = [pytest.param(mode, policy, fork, id=f"{mode}-{policy}-{'fork' if fork else 'nofork'}",
+                          marks=[pytest.mark.slow] if fork and policy != "madvise" else [])
+             for mode in ("completely", "except_madvise") for policy in ("never", "madvise", "always")
+             for fork in (False, True)]
+
+
+@pytest.mark.parametrize("mode,policy,fork", _VARIANTS)
 def test_selftest_prctl_thp_disable(machine, mode, policy, fork):
     """prctl_thp_disable.c: FIXTURE_SETUP sets the prctl, then the policy (with the
-    PMD size on inherit); the fork variants run the test in a child."""
+    PMD size on inherit); the fork variants run the test in a child (those of the
+    never / always policies run with -m slow)."""
     p = machine.spawn()
     if mode == "completely":
         assert p.prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0) == 0
