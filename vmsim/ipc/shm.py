@@ -322,7 +322,9 @@ def shm_open(vma):
 
 class _ShmVmOps:
     """shm_vm_ops: open / close count attaches around the underlying vm_ops; fault,
-    map_pages, split and pagesize go to them."""
+    split and pagesize go to them. There is no ->map_pages, so a read fault on an
+    attach never faults around (the reference machine: 8 read faults for 8 cached
+    pages, scenario hugetlb_shm)."""
     name = "shm_vm_ops"
 
     @staticmethod
@@ -336,11 +338,6 @@ class _ShmVmOps:
     @staticmethod
     def fault(vmf):
         return vmf.vma.vm_file.private_data.vm_ops.fault(vmf)
-
-    @staticmethod
-    def map_pages(vmf, start_pgoff, end_pgoff):
-        ops = vmf.vma.vm_file.private_data.vm_ops
-        return ops.map_pages(vmf, start_pgoff, end_pgoff)
 
     @staticmethod
     def may_split(vma, addr):
