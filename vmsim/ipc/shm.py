@@ -15,8 +15,10 @@ leaves segments alone.
 One IPC namespace; ids are built as ipc_addid() does: idx + (seq << 15), idx from
 idr_alloc_cyclic (a probe in a fresh namespace got 0, 1, 2 after 0 and 1 were removed). Limits are this
 machine's: shmmax = shmall = ULONG_MAX - 2^24 (SHMMAX / SHMALL), shmmni 4096, SHMMIN 1.
-Not modelled: permissions beyond root's (root passes ipcperms), IPC_SET, SHM_LOCK
-(EINVAL here: not modelled), IPC_INFO / SHM_INFO / SHM_STAT, /proc/sysvipc/shm.
+Not modelled: permissions beyond root's (root passes ipcperms); IPC_SET, SHM_LOCK /
+SHM_UNLOCK, IPC_INFO / SHM_INFO / SHM_STAT (NotImplementedError); /proc/sysvipc/shm;
+shm_rmid_forced = 1 (exit_shm's orphan destruction); shmat of an id removed and reused
+between attach and mmap.
 """
 import errno
 
