@@ -453,3 +453,105 @@ def test_hugetlbfs_open_trunc_and_unlink_while_open(machine):
     assert _free_huge(m) == 1
     p.close(fd2)
     assert _free_huge(m) == 2
+
+
+SEALS_PROBE = os.path.join(os.path.dirname(vmsim.__file__), "conform", "probes", "seals-6.18.txt")
+
+
+def test_memfd_seals_probe_matches_linux():
+    """seals-6.18.txt (vmsim/conform/probes/seals_probe.c) line by line: F_GET_SEALS of
+    new memfds, FD_CLOEXEC, F_SEAL_SHRINK / GROW / WRITE / FUTURE_WRITE / SEAL and what
+    they refuse (ftruncate, pwrite, fallocate, punch hole, shared writable mmap,
+    mprotect), EBUSY while writable shared mappings exist, EINVAL on ext4, EPERM on a
+    /dev/shm file (F_SEAL_SEAL), and a hugetlb memfd. The probe's two lines on an fd
+    reopened through /proc/self/fd (no such path in vmsim) are left out."""
+    from vmsim.uapi import (F_GETFD, F_SETFD, FD_CLOEXEC, F_ADD_SEALS, F_GET_SEALS,
+                            F_SEAL_SEAL, F_SEAL_SHRINK, F_SEAL_GROW, F_SEAL_WRITE,
+                            F_SEAL_FUTURE_WRITE, F_SEAL_EXEC)
+    from vmsim import PROT_READ
+    m = vmsim.Machine(memory="256M")
+    m.write_file("/proc/sys/vm/nr_hugepages", "4")
+    p = m.spawn()
+    out = []
+
+    def R(tag, fn, *args):
+        try:
+            r = fn(*args)
+            out.append(f"{tag} ret={0 if r is None else r} errno=0")
+        except OSError as e:
+            out.append(f"{tag} ret=-1 errno={e.errno}")
+    P = 4096
+    a = p.memfd_create("a", 0)
+    b = p.memfd_create("b", MFD_ALLOW_SEALING | MFD_CLOEXEC)
+    c = p.memfd_create("c", MFD_NOEXEC_SEAL)
+    R("get_a", p.fcntl, a, F_GET_SEALS)
+    R("get_b", p.fcntl, b, F_GET_SEALS)
+    R("get_c", p.fcntl, c, F_GET_SEALS)
+    R("getfd_a", p.fcntl, a, F_GETFD)
+    R("getfd_b", p.fcntl, b, F_GETFD)
+    R("setfd_a", p.fcntl, a, F_SETFD, FD_CLOEXEC)
+    R("getfd_a2", p.fcntl, a, F_GETFD)
+    R("add_a", p.fcntl, a, F_ADD_SEALS, F_SEAL_SHRINK)
+    R("add_bad", p.fcntl, b, F_ADD_SEALS, 0x100)
+    R("ftruncate_b", p.ftruncate, b, 4 * P)
+    R("add_shrink", p.fcntl, b, F_ADD_SEALS, F_SEAL_SHRINK)
+    R("shrink", p.ftruncate, b, P)
+    R("grow", p.ftruncate, b, 8 * P)
+    R("add_grow", p.fcntl, b, F_ADD_SEALS, F_SEAL_GROW)
+    R("grow2", p.ftruncate, b, 16 * P)
+    R("pwrite_past", p.pwrite, b, b"x", 8 * P)
+    R("pwrite_in", p.pwrite, b, b"x", 0)
+    R("falloc_past", p.fallocate, b, 0, 0, 9 * P)
+    R("falloc_in", p.fallocate, b, 0, 0, P)
+    mm_ = p.mmap(0, P, RW, MAP_SHARED, b, 0)
+    R("add_write_mapped", p.fcntl, b, F_ADD_SEALS, F_SEAL_WRITE)
+    ro = p.mmap(0, P, PROT_READ, MAP_SHARED, b, 0)
+    R("add_write_romapped", p.fcntl, b, F_ADD_SEALS, F_SEAL_WRITE)
+    p.munmap(mm_, P)
+    p.munmap(ro, P)
+    R("add_write", p.fcntl, b, F_ADD_SEALS, F_SEAL_WRITE)
+    R("get_b2", p.fcntl, b, F_GET_SEALS)
+    R("pwrite_sealed", p.pwrite, b, b"x", 0)
+    R("punch_sealed", p.fallocate, b, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, P)
+    R("mmap_shared_rw", p.mmap, 0, P, RW, MAP_SHARED, b, 0)
+    r2 = p.mmap(0, P, PROT_READ, MAP_SHARED, b, 0)
+    out.append("mmap_shared_ro ok=1")
+    R("mprotect_rw", p.mprotect, r2, P, RW)
+    pv = p.mmap(0, P, RW, MAP_PRIVATE, b, 0)
+    out.append("mmap_private ok=1")
+    p.write(pv, b"p")
+    R("add_seal", p.fcntl, b, F_ADD_SEALS, F_SEAL_SEAL)
+    R("add_after_seal", p.fcntl, b, F_ADD_SEALS, F_SEAL_EXEC)
+    d = p.memfd_create("d", MFD_ALLOW_SEALING)
+    p.ftruncate(d, P)
+    dm = p.mmap(0, P, RW, MAP_SHARED, d, 0)
+    R("add_future", p.fcntl, d, F_ADD_SEALS, F_SEAL_FUTURE_WRITE)
+    p.write(dm, b"f")
+    out.append(f"future old_mapping_write ok data={p.read(dm, 1).decode()}")
+    R("future_pwrite", p.pwrite, d, b"x", 0)
+    R("future_mmap_rw", p.mmap, 0, P, RW, MAP_SHARED, d, 0)
+    t = p.open("/tmp/vmsim-seal-probe", O_RDWR | O_CREAT, 0o600)
+    R("get_ext4", p.fcntl, t, F_GET_SEALS)
+    R("add_ext4", p.fcntl, t, F_ADD_SEALS, F_SEAL_GROW)
+    p.unlink("/tmp/vmsim-seal-probe")
+    s = p.open("/dev/shm/vmsim-seal-probe", O_RDWR | O_CREAT, 0o600)
+    R("get_tmpfs", p.fcntl, s, F_GET_SEALS)
+    R("add_tmpfs", p.fcntl, s, F_ADD_SEALS, F_SEAL_GROW)
+    p.unlink("/dev/shm/vmsim-seal-probe")
+    R("get_badfd", p.fcntl, 999, F_GET_SEALS)
+    h = p.memfd_create("h", MFD_HUGETLB | MFD_ALLOW_SEALING)
+    R("h_get", p.fcntl, h, F_GET_SEALS)
+    R("h_ftruncate", p.ftruncate, h, 2 * H)
+    R("h_falloc", p.fallocate, h, 0, 0, H)
+    R("h_add", p.fcntl, h, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE)
+    R("h_shrink", p.ftruncate, h, H)
+    R("h_grow", p.ftruncate, h, 4 * H)
+    R("h_falloc_past", p.fallocate, h, 0, 0, 3 * H)
+    R("h_punch", p.fallocate, h, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, H)
+    R("h_mmap_rw", p.mmap, 0, H, RW, MAP_SHARED, h, 0)
+    h2 = p.memfd_create("h2", MFD_HUGETLB)
+    R("h2_get", p.fcntl, h2, F_GET_SEALS)
+    with open(SEALS_PROBE) as f:
+        expected = [l for l in f.read().splitlines() if "rdonly_fd" not in l]
+    assert out == expected
+    m.check()

@@ -179,12 +179,17 @@ def _except_madvise(p, policy):
     assert _test_mmap_thp(p, COLLAPSE) == 1
 
 
-@pytest.mark.parametrize("fork", [False, True], ids=["nofork", "fork"])
-@pytest.mark.parametrize("policy", ["never", "madvise", "always"])
-@pytest.mark.parametrize("mode", ["completely", "except_madvise"])
+_VARIANTS = [pytest.param(mode, policy, fork, id=f"{mode}-{policy}-{'fork' if fork else 'nofork'}",
+                          marks=[pytest.mark.slow] if fork and policy != "madvise" else [])
+             for mode in ("completely", "except_madvise") for policy in ("never", "madvise", "always")
+             for fork in (False, True)]
+
+
+@pytest.mark.parametrize("mode,policy,fork", _VARIANTS)
 def test_selftest_prctl_thp_disable(machine, mode, policy, fork):
     """prctl_thp_disable.c: FIXTURE_SETUP sets the prctl, then the policy (with the
-    PMD size on inherit); the fork variants run the test in a child."""
+    PMD size on inherit); the fork variants run the test in a child (those of the
+    never / always policies run with -m slow)."""
     p = machine.spawn()
     if mode == "completely":
         assert p.prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0) == 0
@@ -224,3 +229,77 @@ def test_prctl_errno_for_bad_arguments(proc):
                  (PR_GET_THP_DISABLE, 0, 1), (PR_GET_THP_DISABLE, -1)):
         assert errno_of(proc.prctl, *args) == errno.EINVAL
     assert proc.prctl(PR_GET_THP_DISABLE) == 0
+
+
+FILE_PROBE = os.path.join(os.path.dirname(vmsim.__file__), "conform", "probes",
+                          "prctl_file_pmd-6.18.txt")
+
+
+@pytest.mark.slow
+def test_prctl_stops_file_pmd_mappings_as_linux():
+    """do_set_pmd() refuses a PMD mapping under PR_SET_THP_DISABLE (vma_thp_disabled
+    with forced_collapse): the same 2 MiB page-cache folios are PTE-mapped, with the
+    fault counts and FilePmdMapped of prctl_file_pmd-6.18.txt (its 'disabled' and
+    'reenabled' lines; the first run's count varies on Linux)."""
+    from vmsim import O_RDWR, O_CREAT, MAP_SHARED
+    m = vmsim.Machine(memory="256M")
+    p = m.spawn()
+    size = 16 << 20
+    fd = p.open("/tmp/vmsim-file-prctl", O_RDWR | O_CREAT, 0o600)
+    for off in range(0, size, H):
+        p.pwrite(fd, b"\x01" * H, off)
+    out = []
+
+    def run(tag):
+        a = p.mmap(0, size, PROT_READ, MAP_SHARED, fd, 0)
+        f0 = p.getrusage().ru_minflt
+        p.touch(a, size)
+        faults = p.getrusage().ru_minflt - f0
+        pmd = None
+        cur = False
+        for line in m.read_file(f"/proc/{p.pid}/smaps").splitlines():
+            first = line.split()[0]
+            if "-" in first and ":" not in first:
+                cur = int(first.split("-")[0], 16) == a
+            elif cur and line.startswith("FilePmdMapped:"):
+                pmd = int(line.split()[1])
+        out.append(f"{tag} faults={faults} FilePmdMapped={pmd} aligned={int(a % H == 0)}")
+        p.munmap(a, size)
+    run("enabled")
+    p.prctl(PR_SET_THP_DISABLE, 1)
+    run("disabled")
+    p.prctl(PR_SET_THP_DISABLE, 0)
+    run("reenabled")
+    with open(FILE_PROBE) as f:
+        expected = f.read().splitlines()
+    assert out[1:] == expected[1:]
+    assert out[0].split()[2:] == expected[0].split()[2:]      # FilePmdMapped, aligned
+    m.check()
+
+
+def test_prctl_stops_file_pmd_mappings(machine):
+    """The short form of the test above (4 MiB): under the prctl the two 2 MiB folios
+    are PTE-mapped, after it PMD-mapped (FilePmdMapped 0, then 4096 kB)."""
+    from vmsim import O_RDWR, O_CREAT, MAP_SHARED
+    p = machine.spawn()
+    fd = p.open("/tmp/f", O_RDWR | O_CREAT, 0o600)
+    p.pwrite(fd, b"\x01" * H, 0)
+    p.pwrite(fd, b"\x01" * H, H)
+
+    def pmd_kb():
+        a = p.mmap(0, 2 * H, PROT_READ, MAP_SHARED, fd, 0)
+        p.touch(a, 2 * H, stride=H)
+        v = None
+        cur = False
+        for line in machine.read_file(f"/proc/{p.pid}/smaps").splitlines():
+            first = line.split()[0]
+            if "-" in first and ":" not in first:
+                cur = int(first.split("-")[0], 16) == a
+            elif cur and line.startswith("FilePmdMapped:"):
+                v = int(line.split()[1])
+        p.munmap(a, 2 * H)
+        return v
+    p.prctl(PR_SET_THP_DISABLE, 1)
+    assert pmd_kb() == 0
+    p.prctl(PR_SET_THP_DISABLE, 0)
+    assert pmd_kb() == 4096

@@ -679,6 +679,13 @@ class Process:
         k = self._enter()
         return self._done(sys_memfd_create(k, self.task, name, flags))
 
+    def fcntl(self, fd, cmd, arg=0) -> int:
+        """fcntl(2): F_GETFD / F_SETFD (FD_CLOEXEC), F_ADD_SEALS / F_GET_SEALS."""
+        from vmsim.fs.fcntl import do_fcntl
+        fd, cmd, arg = _cint("fd", fd), _cint("cmd", cmd), _ulong("arg", arg)
+        k = self._enter()
+        return self._done(do_fcntl(k, self.task, fd, cmd, arg))
+
     def fstat(self, fd):
         """fstat(2): (st_mode, st_ino, st_dev, st_nlink, st_size, st_blocks)."""
         from vmsim.fs.stat import vfs_fstat

@@ -75,6 +75,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/shm.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
@@ -92,12 +93,14 @@ enum { O_KNOB, O_MMAP, O_MUNMAP, O_MPROTECT, O_MADVISE, O_MREMAP, O_MLOCK, O_MUN
        O_BRK, O_TOUCH, O_FILL, O_CHECK, O_RLIMIT, O_NAME, O_POINT, O_SMAPS, O_PAGEMAP,
        O_VMSTAT, O_ENDPOINT, O_FORK, O_EXIT, O_WAIT, O_EXECVE, O_PROCS,
        OF_OPEN, OF_CLOSE, OF_UNLINK, OF_FSYNC, OF_FTRUNCATE, OF_PWRITE, OF_PREAD, OF_FADVISE,
-       OF_FALLOCATE, OF_DROPCACHES, OF_MSYNC, OF_MINCORE, O_PRCTL, OF_MEMFD };
+       OF_FALLOCATE, OF_DROPCACHES, OF_MSYNC, OF_MINCORE, O_PRCTL, OF_MEMFD,
+       O_SHMGET, O_SHMAT, O_SHMDT, O_SHMRM };
 static const char *opnames[] = { "knob", "mmap", "munmap", "mprotect", "madvise", "mremap",
 	"mlock", "munlock", "brk", "touch", "fill", "check", "rlimit", "name", "point", "smaps",
 	"pagemap", "vmstat", "endpoint", "fork", "exit", "wait", "execve", "procs",
 	"open", "close", "unlink", "fsync", "ftruncate", "pwrite", "pread", "fadvise",
-	"fallocate", "dropcaches", "msync", "mincore", "prctl", "memfd", NULL };
+	"fallocate", "dropcaches", "msync", "mincore", "prctl", "memfd",
+	"shmget", "shmat", "shmdt", "shmrm", NULL };
 
 struct op { int kind, step, proc; long a[9]; char s1[128], s2[128]; };
 struct res { int used; long ret; int err, nsig, signo, code; uintptr_t saddr, base; long done; };
@@ -468,8 +471,13 @@ static void file_path(int f, int fs)
 }
 
 /* The files this run created go away with it (the initial process, at the end). */
+#define MAXSEGS 16
+static int shmids[MAXSEGS] = { -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1 };
+
 static void remove_files(void)
 {
+	for (int g = 0; g < MAXSEGS; g++)	/* SysV segments made by the run */
+		if (shmids[g] >= 0) shmctl(shmids[g], IPC_RMID, NULL);
 	for (int f = 0; f < MAXFILES; f++) {
 		if (fds[f] >= 0) close(fds[f]);
 		fds[f] = -1;
@@ -687,6 +695,25 @@ static __attribute__((noinline)) void run_op(struct op *o, struct res *r)
 		r->base = 0;
 		ret = prctl((int)a[0], (unsigned long)a[1], (unsigned long)a[2],
 			    (unsigned long)a[3], (unsigned long)a[4]);
+		break;
+	case O_SHMGET:		/* segment slot a[0], size a[1], shmflg a[2]: IPC_PRIVATE */
+		r->base = 0;
+		ret = shmget(IPC_PRIVATE, (size_t)a[1], (int)a[2]);
+		if (ret >= 0) shmids[a[0]] = (int)ret;
+		break;
+	case O_SHMAT: {		/* map slot a[0], segment slot a[1], shmflg a[2], length a[3] */
+		void *p = shmat(shmids[a[1]], NULL, (int)a[2]);
+		if (p == (void *)-1) { ret = -1; break; }
+		ret = (long)p;
+		maddr[a[0]] = (uintptr_t)p;
+		mlen[a[0]] = (size_t)a[3];
+		break;
+	}
+	case O_SHMDT: ret = shmdt((void *)base); break;
+	case O_SHMRM:
+		r->base = 0;
+		ret = shmctl(shmids[a[0]], IPC_RMID, NULL);
+		if (!ret) shmids[a[0]] = -1;
 		break;
 	case OF_MEMFD:		/* file slot a[0], memfd_create flags a[1]: no path */
 		ret = syscall(SYS_memfd_create, "vmsim-conform", (unsigned int)a[1]);

@@ -40,6 +40,8 @@ COMPATIBLE_EXECUTORS = {
         "before the file ops (open, pwrite, drop_caches, msync, mincore, mmap of a file)",
     "0edd4a4aa5a1f447920d6ee0fb180b7410fcf4522fff200bbb799d682102c3bf":
         "before the prctl and memfd steps (appended op kinds; no earlier op changed)",
+    "e8604048b03c8f5aa7a934538be8573a3bb25bf563fae27dc6c7e889766bf62a":
+        "before the SysV shm steps (appended op kinds; no earlier op changed)",
 }
 
 

@@ -56,6 +56,10 @@ MFD_FLAGS = {"cloexec": uapi.MFD_CLOEXEC, "allow_sealing": uapi.MFD_ALLOW_SEALIN
              "hugetlb": uapi.MFD_HUGETLB, "huge_2mb": uapi.MFD_HUGE_2MB,
              "huge_1gb": uapi.MFD_HUGE_1GB, "noexec_seal": uapi.MFD_NOEXEC_SEAL,
              "exec": uapi.MFD_EXEC}
+SHMGET_FLAGS = {"hugetlb": uapi.SHM_HUGETLB, "noreserve": uapi.SHM_NORESERVE,
+                "huge_2mb": uapi.SHM_HUGE_2MB, "huge_1gb": uapi.SHM_HUGE_1GB}
+SHMAT_FLAGS = {"rdonly": uapi.SHM_RDONLY, "exec": uapi.SHM_EXEC}
+MAX_SEGS = 16
 PRCTL_OPTIONS = {"set_thp_disable": uapi.PR_SET_THP_DISABLE,
                  "get_thp_disable": uapi.PR_GET_THP_DISABLE}
 MAX_FILES = 16
@@ -287,6 +291,10 @@ OP_KEYS = {
     "execve": set(),
     "prctl": {"option", "arg2", "arg3", "arg4", "arg5"},
     "memfd": {"file", "flags"},
+    "shmget": {"segment", "length", "pages", "flags"},
+    "shmat": {"map", "segment", "length", "pages", "flags"},
+    "shmdt": {"map"},
+    "shmrm": {"segment"},
 }
 OP_KEYS = {k: v | COMMON for k, v in OP_KEYS.items()}
 
@@ -638,6 +646,40 @@ def _resolve(s, st, t, ops, lengths, point_ids):
         flags = get("flags", lambda v: _parse_flags(v, O_FLAGS, "flags"), O_FLAGS["rdwr"] | O_FLAGS["creat"])
         mode = get("mode", lambda v: int(v, 8) if isinstance(v, str) else int(v), 0o644)
         ops.append(("open", i, [f, fs, flags, mode]))
+    elif op in ("shmget", "shmrm"):
+        name = t.get("segment")
+        if not isinstance(name, str) or not ID_RE.match(name):
+            raise _KeyError("segment", "segment must be a name")
+        segs = s.__dict__.setdefault("segments", {})
+        if op == "shmrm":
+            if name not in segs:
+                raise _KeyError("segment", f"unknown segment {name!r} (make it with 'shmget')")
+            ops.append(("shmrm", i, [segs[name]]))
+        else:
+            if name in segs or len(segs) >= MAX_SEGS:
+                raise _KeyError("segment", f"segment {name!r} exists already or too many")
+            segs[name] = len(segs)
+            length = size_of("length", "pages")
+            if not length:
+                raise _KeyError(None, "shmget needs 'length' or 'pages'")
+            flags = get("flags", lambda v: _parse_flags(v, SHMGET_FLAGS, "flags"), 0)
+            ops.append(("shmget", i, [segs[name], length, flags | uapi.IPC_CREAT | 0o600]))
+    elif op == "shmat":
+        segs = s.__dict__.setdefault("segments", {})
+        name = t.get("segment")
+        if name not in segs:
+            raise _KeyError("segment", f"unknown segment {name!r} (make it with 'shmget')")
+        slot = slot_of(t.get("map"), define=True)
+        length = size_of("length", "pages")
+        if not length:
+            raise _KeyError(None, "shmat needs the attach's 'length' (the segment size, "
+                            "rounded up to its page size)")
+        lengths[t["map"]] = length
+        ops.append(("shmat", i, [slot, segs[name],
+                                 get("flags", lambda v: _parse_flags(v, SHMAT_FLAGS, "flags"), 0),
+                                 length]))
+    elif op == "shmdt":
+        ops.append(("shmdt", i, [slot_of(t.get("map"))]))
     elif op == "memfd":
         f = file_of(t.get("file"), define=True, fs=FS_MEMFD)
         ops.append(("memfd", i, [f, get("flags", lambda v: _parse_flags(v, MFD_FLAGS, "flags"), 0)]))

@@ -68,6 +68,7 @@ class _Runner:
         self.fdss = [{}]
         self.fds = self.fdss[0]
         self.fpath = {}
+        self.shmids = {}          # SysV segment slot -> id
         for kind, step, args in scn.ops:
             if kind == "knob" and step is None:
                 self.m.write_file(args[0], args[1])
@@ -223,7 +224,8 @@ class _Runner:
 
     def step(self, kind, a, r):
         p = self.p
-        base = self.maddr.get(a[0], 0) if kind not in ("brk", "knob", "rlimit", "prctl") and a and \
+        base = self.maddr.get(a[0], 0) if kind not in ("brk", "knob", "rlimit", "prctl", "shmget",
+                                                      "shmrm") and a and \
             isinstance(a[0], int) and a[0] >= 0 else 0
         r["base"] = base
         try:
@@ -271,6 +273,20 @@ class _Runner:
                 self.file_op(kind, a, r)
             elif kind == "prctl":
                 r["ret"] = p.prctl(*a)
+            elif kind == "shmget":
+                r["base"] = 0
+                sid = p.shmget(0, a[1], a[2])
+                self.shmids[a[0]] = sid
+                r["ret"] = sid
+            elif kind == "shmat":
+                q = p.shmat(self.shmids.get(a[1], -1), 0, a[2])
+                r["ret"] = q
+                self.maddr[a[0]], self.mlen[a[0]] = q, a[3]
+            elif kind == "shmdt":
+                p.shmdt(_ulong(base))
+            elif kind == "shmrm":
+                r["base"] = 0
+                p.shmctl(self.shmids.get(a[0], -1), 0)
             elif kind == "touch":
                 self.touch(a, r)
             elif kind == "fill":

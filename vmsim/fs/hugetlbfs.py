@@ -21,8 +21,8 @@ mmap (hugetlbfs_file_mmap), get_unmapped_area, fsync (noop_fsync), fallocate
 is EINVAL (vfs_write: no FMODE_CAN_WRITE). ftruncate goes to hugetlbfs_setattr
 (EINVAL unless huge-page aligned, then hugetlb_vmtruncate); unlink leaves the inode
 alive while open or mapped; the last iput runs hugetlbfs_evict_inode.
-Seals exist only as the state memfd_create leaves (F_SEAL_SEAL unless
-MFD_ALLOW_SEALING): there is no fcntl(F_ADD_SEALS) in vmsim.
+Seals (fcntl F_ADD_SEALS, vmsim/mm/memfd.py) are checked by setattr, fallocate and
+the hole punch as here.
 """
 import errno
 

@@ -74,6 +74,12 @@ def do_truncate(k, inode, length: int) -> int:
     setattr_op = getattr(inode.i_sb.s_op, "setattr", None)
     if setattr_op is not None:                   # hugetlbfs_setattr
         return setattr_op(k, inode, length)
+    if inode.i_sb.s_type == "tmpfs":             # shmem_setattr(): the size seals
+        from vmsim.mm.memfd import file_seals, F_SEAL_SHRINK, F_SEAL_GROW
+        seals = file_seals(inode)
+        if (length < inode.i_size and seals & F_SEAL_SHRINK) or \
+                (length > inode.i_size and seals & F_SEAL_GROW):
+            return -errno.EPERM
     old_pages = inode.i_mapping.nrpages
     truncate_setsize(k, inode, length)
     last = (length + 4095) >> 12
@@ -130,6 +136,14 @@ def vfs_fallocate(k, task, fd: int, mode: int, offset: int, length: int) -> int:
         return -errno.EFBIG
     if getattr(f.f_op, "fallocate", None) is not None:
         return f.f_op.fallocate(k, f, mode, offset, length)      # hugetlbfs_fallocate
+    if ino.i_sb.s_type == "tmpfs":               # shmem_fallocate(): the seals
+        from vmsim.mm.memfd import file_seals, F_SEAL_GROW, F_SEAL_WRITE, F_SEAL_FUTURE_WRITE
+        seals = file_seals(ino)
+        if mode & FALLOC_FL_PUNCH_HOLE and seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE):
+            return -errno.EPERM
+        if not mode & FALLOC_FL_PUNCH_HOLE and seals & F_SEAL_GROW and \
+                offset + length > ino.i_size:
+            return -errno.EPERM
     if mode & FALLOC_FL_PUNCH_HOLE:
         end = min(offset + length, ino.i_size)
         if end <= offset:
@@ -275,6 +289,13 @@ def ksys_pwrite64(k, task, fd: int, data: bytes, pos, advance: bool):
         return 0
     if pos + len(data) > _s_maxbytes(f.f_inode):
         return -errno.EFBIG
+    if f.f_inode.i_sb.s_type == "tmpfs":         # shmem_write_begin(): the seals
+        from vmsim.mm.memfd import file_seals, F_SEAL_GROW, F_SEAL_WRITE, F_SEAL_FUTURE_WRITE
+        seals = file_seals(f.f_inode)
+        if seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE):
+            return -errno.EPERM
+        if seals & F_SEAL_GROW and pos + len(data) > f.f_inode.i_size:
+            return -errno.EPERM
     n = generic_perform_write(k, f, pos, bytes(data))
     if advance and n > 0:
         f.f_pos = pos + n

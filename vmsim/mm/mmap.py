@@ -363,6 +363,12 @@ def do_mmap(mm, file, addr: int, length: int, prot: int, flags: int, vm_flags: i
         ret = file.mmap_checks(flags, vm_flags)
         if isinstance(ret, int) and ret < 0:
             return ret, 0
+        # Check to see if we are violating any seals and update VMA flags if necessary
+        # to avoid future seal violations.
+        from vmsim.mm.memfd import memfd_check_seals_mmap
+        ret = memfd_check_seals_mmap(file, ret)
+        if ret < 0:
+            return ret, 0
         vm_flags = ret
         if (flags & MAP_TYPE) == MAP_PRIVATE:
             pass
