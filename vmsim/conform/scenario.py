@@ -27,6 +27,9 @@ SETTING_CHOICES = {
     "thp_enabled": ("always", "madvise", "never"),
     "thp_defrag": ("always", "defer", "defer+madvise", "madvise", "never"),
     "shmem_enabled": ("always", "within_size", "advise", "never", "deny", "force"),
+    # Not a knob: the CPU the scenario needs (protection keys change what PROT_EXEC-only
+    # memory does). Unset: the scenario runs alike on either CPU.
+    "cpu_pku": ("yes", "no"),
 }
 KERNELS = ("6.18",)
 

@@ -52,9 +52,10 @@ def _smaps_vmas(m, pid, lo, hi):
 class _Runner:
     def __init__(self, scn):
         self.s = scn
-        # The recordings come from a host without protection keys (pkey issue notes):
-        # model that CPU, whatever this host has.
-        self.m = vmsim.Machine(memory=MEMORY, cpus=CPUS, pku=False)
+        # The CPU the scenario states (cpu_pku); unset, a CPU without protection keys,
+        # as on the host most recordings come from, whatever this host has.
+        self.m = vmsim.Machine(memory=MEMORY, cpus=CPUS,
+                               pku=scn.settings.get("cpu_pku") == "yes")
         self.out = []
         # per process (index as in the scenario): mapping addresses as that process
         # knows them (a child starts with a copy of its parent's), the fault counts
