@@ -63,7 +63,8 @@ def _run(mode, monkeypatch, tlb=None):
             if not cpu._lazy[0]:
                 pytest.skip("no numba, or VMSIM_NUMBA=0: nothing to switch to")
             _jitcache._work.update(walk=0, tlb=0)
-            monkeypatch.setenv("VMSIM_JIT_AFTER", "60")
+            # a TLB-model access counts as _TLB_WEIGHT plain walks
+            monkeypatch.setenv("VMSIM_JIT_AFTER", str(60 * (cpu._TLB_WEIGHT if tlb else 1)))
         else:
             cpu._use_compiled(mode == "compiled")
         return _program(modes, tlb), modes
