@@ -82,7 +82,7 @@ def s64(addr: int) -> int:
     return addr - (1 << 64) if addr >> 63 else addr
 
 
-def is_canonical(k, addr: int) -> bool:
+def _is_canonical(k, addr: int) -> bool:
     bits = 57 if k.la57 else 48
     top = addr >> (bits - 1)
     return top == 0 or top == (1 << (65 - bits)) - 1
@@ -103,7 +103,7 @@ def translate(k, task, addr: int, access: int, regs=None):
     """Return the physical address for one access, taking faults; None if a signal
     was queued (the task's signals say which); EMULATED when the kernel emulated the
     access instead (a vsyscall fetch)."""
-    if not is_canonical(k, addr):
+    if not _is_canonical(k, addr):
         exc_general_protection(k, regs or pt_regs(0), 0)
         return None
     if _lazy[0] or _lazy[1]:
@@ -140,12 +140,12 @@ def touch(k, task, base: int, stride: int, count: int, write: bool, value: int) 
     # The batch runs over signed int64 addresses: the whole run must be canonical and
     # stay in one half (bit 63). Otherwise run the part that is, then #GP at the first
     # non-canonical access, or go on in the kernel half (wrapping at 2**64 as the CPU).
-    if not (is_canonical(k, base) and last < 1 << 64 and is_canonical(k, last)
+    if not (_is_canonical(k, base) and last < 1 << 64 and _is_canonical(k, last)
             and base >> 63 == last >> 63):
         # n: how many accesses from base stay canonical in base's half (addresses
         # only grow: the user half ends at 1 << (bits - 1), the kernel half at 2**64).
         bits = 57 if k.la57 else 48
-        if not is_canonical(k, base):
+        if not _is_canonical(k, base):
             n = 0
         else:
             limit = 1 << 64 if base >> 63 else 1 << (bits - 1)
@@ -154,7 +154,7 @@ def touch(k, task, base: int, stride: int, count: int, write: bool, value: int) 
         if i < n:
             return i
         a = (base + n * stride) & 0xFFFFFFFFFFFFFFFF
-        if not is_canonical(k, a):
+        if not _is_canonical(k, a):
             exc_general_protection(k, pt_regs(a), 0)
             return n
         return n + touch(k, task, a, stride, count - n, write, value)
