@@ -38,6 +38,8 @@ FILE_DIRS = ("/tmp", "/dev/shm")
 COMPATIBLE_EXECUTORS = {
     "cda47d0a8440a1668ac4b6421cdb34b5b85782f4df451518f469650563e4ad45":
         "before the file ops (open, pwrite, drop_caches, msync, mincore, mmap of a file)",
+    "0edd4a4aa5a1f447920d6ee0fb180b7410fcf4522fff200bbb799d682102c3bf":
+        "before the prctl and memfd steps (appended op kinds; no earlier op changed)",
 }
 
 
