@@ -8,6 +8,7 @@ the access stops there and the caller delivers it.
 """
 import numpy as np
 
+from vmsim._jitcache import _worth_compiling
 from vmsim.arch.x86 import mmu
 from vmsim.arch.x86 import tlb as _hwtlb
 from vmsim.arch.x86.mm.tlb import _prepare_user_access, _kernel_entry
@@ -55,7 +56,6 @@ def _jit_for(k, n: int) -> bool:
     """Before a batch of ``n`` accesses on ``k``: load the numba build of the walk (or,
     on a machine with a TLB model, of the TLB loops) once the work pays for it
     (vmsim._jitcache); return whether that build runs."""
-    from vmsim._jitcache import _worth_compiling
     tlb = k.tlb is not None
     if _lazy[tlb] and _worth_compiling(n * _TLB_WEIGHT if tlb else n, "tlb" if tlb else "walk"):
         _lazy[tlb] = False
@@ -106,7 +106,7 @@ def translate(k, task, addr: int, access: int, regs=None):
     if not _is_canonical(k, addr):
         exc_general_protection(k, regs or pt_regs(0), 0)
         return None
-    if _lazy[0] or _lazy[1]:
+    if _lazy[k.tlb is not None]:
         _jit_for(k, 1)
     if k.tlb is not None:
         return _translate_tlb(k, task, addr, access, regs or pt_regs(addr if access & X86_PF_INSTR else 0))
@@ -134,7 +134,7 @@ def touch(k, task, base: int, stride: int, count: int, write: bool, value: int) 
     """Run ``count`` accesses at base + i*stride; return the index reached (count if all
     completed, else the index of the access that got a signal)."""
     access = ACCESS_WRITE if write else ACCESS_READ
-    if _lazy[0] or _lazy[1]:
+    if _lazy[k.tlb is not None]:
         _jit_for(k, count)
     last = base + (count - 1) * stride
     # The batch runs over signed int64 addresses: the whole run must be canonical and
