@@ -163,14 +163,18 @@ print(json.dumps(["numba" in sys.modules, p.getrusage().ru_minflt]))
 
 
 def test_pte_runs_switch_to_compiled_mid_run_and_leave_the_same_state(monkeypatch):
-    """The compiled PTE runs (mm/_pte_batch.py) start as plain Python too and switch
-    once the work pays; the program's state matches all-Python and all-compiled."""
+    """The compiled PTE runs (mm/_pte_batch.py) and free-list runs (mm/_buddy.py)
+    start as plain Python too and switch once the work pays; the program's state
+    matches all-Python and all-compiled."""
     pytest.importorskip("numba")
-    from vmsim.mm import _pte_batch
+    from vmsim.mm import _pte_batch, _buddy
     from test_pte_batch import _run as run_program, _state, _assert_same
-    program = [("write", 0, 40), ("write", 40, 40), ("write", 80, 16), ("fork", 0, 40),
+    # 96-page frees go through the free-list runs (mm/_buddy.py) before the switch
+    # (at 400 units of work) and after it
+    program = [("write", 0, 96), ("dontneed", 0, 96), ("write", 0, 96), ("fork", 0, 40),
                ("dontneed", 10, 30), ("protect", 0, 40), ("fork", 20, 40), ("munmap", 50, 8),
-               ("exit", 1, 0), ("dontneed", 0, 40), ("exit", 0, 0)]
+               ("exit", 1, 0), ("dontneed", 0, 96), ("write", 0, 96), ("dontneed", 0, 96),
+               ("exit", 0, 0)]
     seen = []
     get = _pte_batch._get
 
@@ -182,23 +186,48 @@ def test_pte_runs_switch_to_compiled_mid_run_and_leave_the_same_state(monkeypatc
     try:
         for mode in ("python", "compiled", "lazy"):
             _pte_batch._impl.clear()
+            _buddy._impl.clear()
             cpu._use_compiled(mode == "compiled")
             if mode == "python":
                 _pte_batch._impl["compiled"] = False
+                _buddy._impl["compiled"] = False
             elif mode == "compiled":
                 _pte_batch._load(every=True)
+                _buddy._impl["compiled"] = True
             else:
                 cpu._default()
                 _jitcache._work.update(walk=0, tlb=0)
-                monkeypatch.setenv("VMSIM_JIT_AFTER", "250")
+                monkeypatch.setenv("VMSIM_JIT_AFTER", "400")
                 monkeypatch.setattr(_pte_batch, "_get", recording_get)
             states[mode] = _state(*run_program(program, True))
     finally:
         monkeypatch.undo()
         _jitcache._work.update(saved)
         _pte_batch._impl.clear()
+        _buddy._impl.clear()
         cpu._default()
-    print(seen)
     assert seen[0] is False and seen[-1] is True, seen      # switched mid-run
     _assert_same(states["python"], states["compiled"])
     _assert_same(states["python"], states["lazy"])
+
+
+def test_free_list_runs_switch_before_a_run_is_fetched(monkeypatch):
+    """A run fetched after the switch is the compiled one, never a plain-Python run
+    cached before it (that one given numpy arrays overflowed a uint8 row)."""
+    pytest.importorskip("numba")
+    from vmsim.mm import _buddy
+    saved = dict(_jitcache._work)
+    try:
+        _buddy._impl.clear()
+        _jitcache._work.update(walk=0)
+        monkeypatch.setenv("VMSIM_JIT_AFTER", "1000")
+        assert _buddy._compiled() is False and _buddy._impl["lazy"]
+        py = _buddy._get("_free_unref_order0")
+        assert py is _buddy._free_unref_order0
+        _jitcache._worth_compiling(1000)          # the walk's work reached the mark
+        fn = _buddy._get("_free_unref_order0")    # (a dispatcher: nothing compiled yet)
+        assert _buddy._compiled() is True and fn is not py
+    finally:
+        monkeypatch.delenv("VMSIM_JIT_AFTER", raising=False)
+        _jitcache._work.update(saved)
+        _buddy._impl.clear()

@@ -284,9 +284,10 @@ def _compiled() -> bool:
 def _get(name: str):
     """The run ``name``: compiled on first use (every run it calls compiled with it),
     or the plain Python function."""
+    compiled = _compiled()               # first: a switch drops the Python runs
     fn = _impl.get(name)
     if fn is None:
-        if not _compiled():
+        if not compiled:
             fn = globals()[name]
         else:
             import types
