@@ -98,7 +98,10 @@ def test_cli_mmu_compiles_into_the_user_cache_never_the_package(tmp_path):
     scen.write_text("p = machine.spawn()\na = p.mmap(0, 8192, PROT_READ | PROT_WRITE,"
                     " MAP_PRIVATE | MAP_ANONYMOUS)\np.touch(a, 8192, write=True)\n")
     cache = tmp_path / "cache"
-    env = {"XDG_CACHE_HOME": str(cache), "VMSIM_NUMBA": "1", "NUMBA_CACHE_DIR": ""}
+    # VMSIM_JIT_AFTER=0: compile at the first access (a run this short stays on the
+    # plain-Python walk otherwise)
+    env = {"XDG_CACHE_HOME": str(cache), "VMSIM_NUMBA": "1", "NUMBA_CACHE_DIR": "",
+           "VMSIM_JIT_AFTER": "0"}
     cp = run_vmsim("run", "--no-paths", scen, env=env)
     assert cp.returncode == 0, cp.stderr
     names = {os.path.basename(p).split("-")[0] for p in _numba_files(str(cache / "vmsim" / "numba"))}
@@ -124,7 +127,8 @@ def test_cli_runs_with_an_unusable_cache_folder(tmp_path, where):
         d = d / "below"
     before = set(_numba_files(PKG))
     try:
-        cp = run_vmsim("run", "--no-paths", scen, env={"XDG_CACHE_HOME": str(d), "NUMBA_CACHE_DIR": "", "VMSIM_NUMBA": "1"})
+        cp = run_vmsim("run", "--no-paths", scen, env={"XDG_CACHE_HOME": str(d), "NUMBA_CACHE_DIR": "",
+                                                       "VMSIM_NUMBA": "1", "VMSIM_JIT_AFTER": "0"})
     finally:
         if where == "read-only":
             if os.geteuid() == 0:

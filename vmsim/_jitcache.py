@@ -8,10 +8,35 @@ or to $NUMBA_CACHE_DIR when the user set one, and nowhere else: when that folder
 cannot be created or written, the function is compiled without a cache, which costs
 compile time on every run and nothing more.
 
-numba is imported here, on the first compile, never at ``import vmsim``.
+numba is imported here, on the first compile, never at ``import vmsim``; and only
+once the work in hand pays for it (:func:`_worth_compiling`).
 """
 import os
-import tempfile
+
+# Importing numba and loading the cached machine code of the walk costs about 0.3 s of
+# CPU, what the plain-Python walk takes for some 130,000 accesses. So vmsim runs its
+# first work (execve writing argv, a first fault, a short script) as plain Python and
+# loads numba once the work done so far plus the batch in hand reaches this many
+# accesses (or PTEs): a run that ends sooner never pays for numba, and one that goes
+# on pays at most about half the load again in Python work (ski rental). A batch as
+# large as this alone goes compiled at once. VMSIM_JIT_AFTER overrides it (0: at once).
+# The work is counted per feature: the walk with the PTE runs, and the TLB model's
+# loops, whose build is larger (a machine without a TLB model never loads it).
+JIT_AFTER = 1 << 16
+_work = {"walk": 0, "tlb": 0}
+
+
+def _jit_after() -> int:
+    v = os.environ.get("VMSIM_JIT_AFTER")
+    return int(v) if v and v.isdigit() else JIT_AFTER
+
+
+def _worth_compiling(n: int, feature: str = "walk") -> bool:
+    """Count ``n`` more units of ``feature``'s work (accesses, PTEs); return whether
+    its compiled build should run from now on."""
+    done = _work[feature] + n
+    _work[feature] = done
+    return done >= _jit_after()
 
 
 def cache_dir() -> str:
@@ -25,6 +50,7 @@ def cache_dir() -> str:
 
 def _writable(d: str) -> bool:
     """Create ``d`` if needed and try a file in it, as numba's ensure_cache_path does."""
+    import tempfile
     try:
         os.makedirs(d, exist_ok=True)
         with tempfile.TemporaryFile(dir=d):

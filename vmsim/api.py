@@ -162,7 +162,7 @@ class Machine:
     def spawn(self, cpu=None) -> "Process":
         """A new process, as right after execve of a minimal static program."""
         from vmsim.kernel.fork import mm_alloc
-        from vmsim.kernel.exec import setup_new_exec_layout
+        from vmsim.kernel.exec import _setup_new_exec_layout
         k = self.k
         if cpu is None:
             self._last_cpu = (self._last_cpu + 1) % k.ncpus
@@ -185,7 +185,7 @@ class Machine:
         if self.aslr_seed is not None:
             import random
             rng = random.Random(self.aslr_seed * 1000003 + pid)
-        setup_new_exec_layout(k, mm, task, rng)
+        _setup_new_exec_layout(k, mm, task, rng)
         p = Process(self, task)
         # The argv/envp/auxv page at the top of the stack, written by copy_strings.
         p.write(mm.arg_start, b"/usr/local/bin/vmsim-minimal\0")
@@ -537,17 +537,17 @@ class Process:
 
     def munlock(self, addr, length) -> None:
         """munlock(2)."""
-        from vmsim.mm.mlock import do_munlock
+        from vmsim.mm.mlock import _do_munlock
         addr, length = _ulong("addr", addr), _ulong("length", length)
         self._enter()
-        self._done(do_munlock(self.mm, addr, length))
+        self._done(_do_munlock(self.mm, addr, length))
 
     def mincore(self, addr, length) -> bytes:
         """mincore(2): one byte per page."""
-        from vmsim.mm.mincore import do_mincore_syscall
+        from vmsim.mm.mincore import _do_mincore_syscall
         addr, length = _ulong("addr", addr), _ulong("length", length)
         self._enter()
-        ret = do_mincore_syscall(self.mm, addr, length)
+        ret = _do_mincore_syscall(self.mm, addr, length)
         if isinstance(ret, int):
             return self._done(ret)
         self._done()

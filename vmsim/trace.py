@@ -92,10 +92,8 @@ VMSIM_HELPERS = frozenset("""
 alloc_slot free_slot nr_tables register_object unregister_object current_cpu vmas_in
 mk_table_entry mk_kernel_table_entry hugepage_enabled_mode ptr_table_pfn walk_alloc
 vma_store vma_remove vma_update vma_merge_copied_range inline_decode inline_encode
-note_downgrade mmu_notifier_range_done reset_range is_canonical touch_batch zone_of
-do_mincore_syscall do_munlock remap_is_valid madvise_cold_pte_range setup_new_exec_layout
-all_vmstat_values deferred_free_blocks deferred_free_ranges zone_free_area
-zone_nr_free_pages zone_nr_free_pages_blocks is_knob next_ino release
+note_downgrade mmu_notifier_range_done reset_range touch_batch zone_of remap_is_valid
+madvise_cold_pte_range is_knob next_ino release
 """.split())
 
 # The kernel functions that write page-table entries: name -> (level, pointer

@@ -366,7 +366,7 @@ def _vmstat_values(m) -> dict:
     """{name: value} as /proc/vmstat shows them (vmstat_show's values, without the text)."""
     from vmsim.fs.proc import vmstat as pv
     from vmsim.mm.vmstat import VMSTAT_NAMES
-    v = pv.all_vmstat_values(m.k)
+    v = pv._all_vmstat_values(m.k)
     for i in pv._THP_ITEMS:
         v[i] //= pv.HPAGE_PMD_NR
     return dict(zip(VMSTAT_NAMES, v))

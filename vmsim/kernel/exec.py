@@ -125,7 +125,7 @@ def _map(mm, start, end, flags, pgoff, file=None, ops=None, name=None):
     return vma
 
 
-def setup_new_exec_layout(k, mm, task, rng=None):
+def _setup_new_exec_layout(k, mm, task, rng=None):
     """The mm of a freshly exec'ed minimal static program (load_elf_binary + friends).
 
     ``rng`` (a random.Random) turns on vmsim's seeded ASLR: mmap_base, the stack top and
@@ -208,7 +208,7 @@ def exec_mmap(k, tsk, mm) -> int:
 def bprm_mm_init(k):
     """bprm_mm_init(): the new program's mm (mm_alloc -> mm_init -> mm_alloc_pgd ->
     pgd_alloc); None on OOM. The temporary stack VMA of __bprm_mm_init is folded into
-    setup_new_exec_layout's final one."""
+    _setup_new_exec_layout's final one."""
     from vmsim.kernel.fork import mm_alloc
     return mm_alloc(k)
 
@@ -216,7 +216,7 @@ def bprm_mm_init(k):
 def do_execve(k, tsk) -> int:
     """do_execveat_common() of the minimal static program: bprm_mm_init (mm_alloc ->
     mm_init -> mm_alloc_pgd -> pgd_alloc), begin_new_exec -> exec_mmap (the old mm is
-    dropped), then the program's layout (setup_new_exec_layout). 0 or -ENOMEM.
+    dropped), then the program's layout (_setup_new_exec_layout). 0 or -ENOMEM.
 
     Simplified: the new mm is laid out after exec_mmap rather than built in
     bprm->mm first (no observable difference: the old mm is gone either way once
@@ -231,5 +231,5 @@ def do_execve(k, tsk) -> int:
     # flush_thread() -> fpu_flush_thread(): the FPU state, PKRU included, is reset
     # (pkru_write_default: init_pkru_value).
     tsk.pkru = pkru_get_init_value(k)
-    setup_new_exec_layout(k, mm, tsk)
+    _setup_new_exec_layout(k, mm, tsk)
     return 0

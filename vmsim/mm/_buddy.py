@@ -257,27 +257,37 @@ _impl = {}
 
 
 def _compiled() -> bool:
-    """The runs are compiled (numba present and VMSIM_NUMBA is not 0)."""
+    """The runs are compiled (numba present and VMSIM_NUMBA is not 0) once the work
+    done pays for numba (vmsim._jitcache, the walk's count); plain Python until then."""
     c = _impl.get("compiled")
-    if c is None:
+    if c is None or _impl.get("lazy"):
         import os
-        c = False
+        from vmsim._jitcache import _worth_compiling
+        lazy = c = False
         if os.environ.get("VMSIM_NUMBA", "1") != "0":
-            try:
-                import numba  # noqa: F401
-                c = True
-            except ImportError:
-                pass
+            if not _worth_compiling(0):
+                import importlib.util
+                lazy = importlib.util.find_spec("numba") is not None
+            else:
+                try:
+                    import numba  # noqa: F401
+                    c = True
+                except ImportError:
+                    pass
+        if c:
+            _impl.clear()                # the plain-Python runs taken so far
         _impl["compiled"] = c
+        _impl["lazy"] = lazy
     return c
 
 
 def _get(name: str):
     """The run ``name``: compiled on first use (every run it calls compiled with it),
     or the plain Python function."""
+    compiled = _compiled()               # first: a switch drops the Python runs
     fn = _impl.get(name)
     if fn is None:
-        if not _compiled():
+        if not compiled:
             fn = globals()[name]
         else:
             import types

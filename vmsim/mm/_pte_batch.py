@@ -14,6 +14,7 @@ The Python path runs instead while a tracer or profiler is installed (so traces 
 every kernel function), and with VMSIM_NUMBA=0 (or without numba) these same loops run
 as plain Python over memoryviews.
 """
+import importlib.util
 import os
 import sys
 
@@ -276,20 +277,36 @@ _RUNS = {"zap": _zap_pte_run, "copy": _copy_pte_run, "put": _folios_put_pages,
          "change": _change_pte_run}
 
 
-def _load(every: bool = False):
-    """Choose compiled or plain Python runs (VMSIM_NUMBA=0, or no numba); each run is
-    compiled (or loaded from the cache) on its first use, or all now with ``every``."""
+def _load(every: bool = False, lazy: bool = True):
+    """Choose compiled or plain Python runs (VMSIM_NUMBA=0, or no numba). While the
+    work done is too little to pay for numba (vmsim._jitcache), the runs are plain
+    Python and _pick switches them later; each compiled run is compiled (or loaded
+    from the cache) on its first use, or all now with ``every``."""
+    from vmsim._jitcache import _worth_compiling
+    _impl.clear()
     compiled = False
     if os.environ.get("VMSIM_NUMBA", "1") != "0":
-        try:
-            import numba  # noqa: F401
-            compiled = True
-        except ImportError:
-            pass
+        if lazy and not every and not _worth_compiling(0):
+            _impl["lazy"] = importlib.util.find_spec("numba") is not None
+        else:
+            try:
+                import numba  # noqa: F401
+                compiled = True
+            except ImportError:
+                pass
     _impl["compiled"] = compiled
     if every:
         for name in _RUNS:
             _get(name)
+
+
+def _pick(n: int):
+    """Before a run over ``n`` PTEs or folios: the compiled runs from now on once the
+    work pays for numba (vmsim._jitcache)."""
+    if _impl.get("lazy"):
+        from vmsim._jitcache import _worth_compiling
+        if _worth_compiling(n):
+            _load(lazy=False)
 
 
 def _get(name: str):
@@ -334,6 +351,7 @@ def _zap_run(tlb, k, ptep: int, addr: int, end: int, zap_anon: bool):
     status, skipped, PTEs done)."""
     from vmsim.mm import vmstat
     n = (end - addr) >> 12
+    _pick(n)
     pool, mflags, mapcount, _ = _arrays(k)
     pages = np.empty(n, dtype=np.int64) if _impl["compiled"] else [0] * n
     (done, status, rss_anon, unmapped, gathered, first, last, skipped,
@@ -356,6 +374,7 @@ def _zap_run(tlb, k, ptep: int, addr: int, end: int, zap_anon: bool):
 
 def _copy_run(k, dst_ptep: int, src_ptep: int, addr: int, end: int, cow: bool, shared: bool):
     """Run _copy_pte_run; returns (PTEs done, status, anon RSS added)."""
+    _pick((end - addr) >> 12)
     pool, mflags, mapcount, refcount = _arrays(k)
     return _get("copy")(pool, dst_ptep, src_ptep, (end - addr) >> 12, mflags, mapcount,
                          refcount, cow, shared)
@@ -367,6 +386,7 @@ def _put_usable(pfns) -> bool:
         return False
     if not _impl:
         _load()
+    _pick(len(pfns))
     return True
 
 
@@ -408,6 +428,7 @@ def _change_run(k, ptep: int, addr: int, end: int, newprot: int, try_writable: b
     whose change needs a flush, ascending)."""
     from vmsim.mm.mm_types import VM_WRITE, VM_SHARED
     n = (end - addr) >> 12
+    _pick(n)
     pool, mflags, _, _ = _arrays(k)
     flushed = np.empty(n, dtype=np.int64) if _impl["compiled"] else [0] * n
     done, status, pages, nf = _get("change")(

@@ -96,7 +96,7 @@ def do_mincore(mm, addr: int, pages: int, vec: bytearray):
     return (end - addr) >> 12
 
 
-def do_mincore_syscall(mm, start: int, length: int):
+def _do_mincore_syscall(mm, start: int, length: int):
     """sys_mincore(): bytes (one per page, bit 0 = resident) or -errno."""
     if start & 0xFFF:
         return -errno.EINVAL

@@ -332,7 +332,7 @@ def do_mlock(mm, start: int, length: int, flags: int = 0) -> int:
     return 0
 
 
-def do_munlock(mm, start: int, length: int) -> int:
+def _do_munlock(mm, start: int, length: int) -> int:
     """sys_munlock(): clear VM_LOCKED / VM_LOCKONFAULT over the range; 0 or -errno."""
     length = ((length + (start & 0xFFF) + 0xFFF) & ~0xFFF) & _U64
     start &= ~0xFFF

@@ -8,6 +8,7 @@ the access stops there and the caller delivers it.
 """
 import numpy as np
 
+from vmsim._jitcache import _worth_compiling
 from vmsim.arch.x86 import mmu
 from vmsim.arch.x86 import tlb as _hwtlb
 from vmsim.arch.x86.mm.tlb import _prepare_user_access, _kernel_entry
@@ -21,19 +22,49 @@ ACCESS_WRITE = X86_PF_USER | X86_PF_WRITE
 ACCESS_FETCH = X86_PF_USER | X86_PF_INSTR
 
 _impl = {"translate": mmu.translate, "touch_batch": mmu.touch_batch, "compiled": False,
-         "tlb_translate": _hwtlb.tlb_translate, "tlb_touch_batch": _hwtlb.tlb_touch_batch}
+         "tlb_translate": _hwtlb.tlb_translate, "tlb_touch_batch": _hwtlb.tlb_touch_batch,
+         "tlb_compiled": False}
+# [walk, TLB model]: True while that part runs as plain Python only until its work pays
+# for numba (vmsim._jitcache); False once compiled, or plain Python for good.
+_lazy = [False, False]
+# A TLB-model access in plain Python costs about three plain walks.
+_TLB_WEIGHT = 3
 
 
 def _use_compiled(flag: bool):
-    """Switch the MMU walk between plain Python and its numba build."""
-    if flag:
+    """Switch the MMU walk and the TLB model's loops between plain Python and their
+    numba builds, for good."""
+    _lazy[:] = [False, False]
+    _use(flag, flag)
+
+
+def _use(walk: bool, tlb: bool):
+    if walk:
         tr, tb = mmu.compiled()
         _impl.update(translate=tr, touch_batch=tb, compiled=True)
-        _impl.update(tlb_translate=_compile_tlb_on_first_use("tlb_translate"),
-                     tlb_touch_batch=_compile_tlb_on_first_use("tlb_touch_batch"))
     else:
-        _impl.update(translate=mmu.translate, touch_batch=mmu.touch_batch, compiled=False,
-                     tlb_translate=_hwtlb.tlb_translate, tlb_touch_batch=_hwtlb.tlb_touch_batch)
+        _impl.update(translate=mmu.translate, touch_batch=mmu.touch_batch, compiled=False)
+    if tlb:
+        _impl.update(tlb_translate=_compile_tlb_on_first_use("tlb_translate"),
+                     tlb_touch_batch=_compile_tlb_on_first_use("tlb_touch_batch"),
+                     tlb_compiled=True)
+    else:
+        _impl.update(tlb_translate=_hwtlb.tlb_translate, tlb_touch_batch=_hwtlb.tlb_touch_batch,
+                     tlb_compiled=False)
+
+
+def _jit_for(k, n: int) -> bool:
+    """Before a batch of ``n`` accesses on ``k``: load the numba build of the walk (or,
+    on a machine with a TLB model, of the TLB loops) once the work pays for it
+    (vmsim._jitcache); return whether that build runs."""
+    tlb = k.tlb is not None
+    if _lazy[tlb] and _worth_compiling(n * _TLB_WEIGHT if tlb else n, "tlb" if tlb else "walk"):
+        _lazy[tlb] = False
+        try:
+            _use(_impl["compiled"] or not tlb, _impl["tlb_compiled"] or tlb)
+        except ImportError:              # numba present but unusable: plain Python
+            _use_compiled(False)
+    return _impl["tlb_compiled" if tlb else "compiled"]
 
 
 def _compile_tlb_on_first_use(name):
@@ -52,14 +83,16 @@ def s64(addr: int) -> int:
     return addr - (1 << 64) if addr >> 63 else addr
 
 
-def is_canonical(k, addr: int) -> bool:
+def _is_canonical(k, addr: int) -> bool:
     bits = 57 if k.la57 else 48
     top = addr >> (bits - 1)
     return top == 0 or top == (1 << (65 - bits)) - 1
 
 
-def _arrays(k):
-    if _impl["compiled"]:
+def _arrays(k, compiled: bool):
+    """The table pool and mem_map.private as the walk takes them: numpy arrays for
+    the compiled build, memoryviews (over the same memory) for plain Python."""
+    if compiled:
         return k.ptpool.arr, k.mem.np_private
     return k.ptpool.mv, k.mem.private
 
@@ -71,16 +104,18 @@ def translate(k, task, addr: int, access: int, regs=None):
     """Return the physical address for one access, taking faults; None if a signal
     was queued (the task's signals say which); EMULATED when the kernel emulated the
     access instead (a vsyscall fetch)."""
-    if not is_canonical(k, addr):
+    if not _is_canonical(k, addr):
         exc_general_protection(k, regs or pt_regs(0), 0)
         return None
+    if _lazy[k.tlb is not None]:
+        _jit_for(k, 1)
     if k.tlb is not None:
         return _translate_tlb(k, task, addr, access, regs or pt_regs(addr if access & X86_PF_INSTR else 0))
     cr3 = k.cpus[task.cpu].cr3
     regs = regs or pt_regs(addr if access & X86_PF_INSTR else 0)
     last = None
     while True:
-        pt, rows = _arrays(k)
+        pt, rows = _arrays(k, _impl["compiled"])
         r = _impl["translate"](pt, rows, cr3, k.la57, s64(addr), access, task.pkru)
         if r >= 0:
             return r
@@ -100,18 +135,18 @@ def touch(k, task, base: int, stride: int, count: int, write: bool, value: int) 
     """Run ``count`` accesses at base + i*stride; return the index reached (count if all
     completed, else the index of the access that got a signal)."""
     access = ACCESS_WRITE if write else ACCESS_READ
-    compiled = _impl["compiled"]
-    out = np.zeros(2, dtype=np.int64) if compiled else [0, 0]
+    if _lazy[k.tlb is not None]:
+        _jit_for(k, count)
     last = base + (count - 1) * stride
     # The batch runs over signed int64 addresses: the whole run must be canonical and
     # stay in one half (bit 63). Otherwise run the part that is, then #GP at the first
     # non-canonical access, or go on in the kernel half (wrapping at 2**64 as the CPU).
-    if not (is_canonical(k, base) and last < 1 << 64 and is_canonical(k, last)
+    if not (_is_canonical(k, base) and last < 1 << 64 and _is_canonical(k, last)
             and base >> 63 == last >> 63):
         # n: how many accesses from base stay canonical in base's half (addresses
         # only grow: the user half ends at 1 << (bits - 1), the kernel half at 2**64).
         bits = 57 if k.la57 else 48
-        if not is_canonical(k, base):
+        if not _is_canonical(k, base):
             n = 0
         else:
             limit = 1 << 64 if base >> 63 else 1 << (bits - 1)
@@ -120,12 +155,14 @@ def touch(k, task, base: int, stride: int, count: int, write: bool, value: int) 
         if i < n:
             return i
         a = (base + n * stride) & 0xFFFFFFFFFFFFFFFF
-        if not is_canonical(k, a):
+        if not _is_canonical(k, a):
             exc_general_protection(k, pt_regs(a), 0)
             return n
         return n + touch(k, task, a, stride, count - n, write, value)
     if k.tlb is not None:
         return _touch_tlb(k, task, base, stride, count, write, value)
+    compiled = _impl["compiled"]
+    out = np.zeros(2, dtype=np.int64) if compiled else [0, 0]
     cr3 = k.cpus[task.cpu].cr3
     la57 = k.la57
     pkru = task.pkru             # CR4.PKE clear: task.pkru stays 0
@@ -135,7 +172,7 @@ def touch(k, task, base: int, stride: int, count: int, write: bool, value: int) 
     last_i = last_err = -1
     i = 0
     # The pool and mem_map never move, so their views are fetched once.
-    pt, rows = _arrays(k)
+    pt, rows = _arrays(k, compiled)
     while i < count:
         i = batch(pt, rows, cr3, la57, sbase, stride, count, i, access, value, out, pkru)
         if i >= count:
@@ -171,7 +208,7 @@ def _translate_tlb(k, task, addr, access, regs):
     check = 1 if k.tlb_check else 0
     while True:
         _prepare_user_access(k, cpu)
-        pt, rows = _arrays(k)
+        pt, rows = _arrays(k, _impl["tlb_compiled"])
         r = _impl["tlb_translate"](pt, rows, k.cpus[cpu].cr3, k.la57, s64(addr), access, task.pkru,
                                    hw.ent, hw.geo, hw.clock, hw.stats, cpu, hw.cur_pcid[cpu],
                                    check, hw.bad)
@@ -193,7 +230,7 @@ def _translate_tlb(k, task, addr, access, regs):
 def _touch_tlb(k, task, base, stride, count, write, value):
     """The batch loop of touch() through the CPU's TLB."""
     access = ACCESS_WRITE if write else ACCESS_READ
-    compiled = _impl["compiled"]
+    compiled = _impl["tlb_compiled"]
     out = np.zeros(2, dtype=np.int64) if compiled else [0, 0]
     cpu = task.cpu
     hw = k.tlb
@@ -202,7 +239,7 @@ def _touch_tlb(k, task, base, stride, count, write, value):
     sbase = s64(base)
     last_i = last_err = -1
     i = 0
-    pt, rows = _arrays(k)
+    pt, rows = _arrays(k, compiled)
     while i < count:
         _prepare_user_access(k, cpu)
         i = _impl["tlb_touch_batch"](pt, rows, k.cpus[cpu].cr3, k.la57, sbase, stride, count, i,
@@ -261,31 +298,21 @@ def _stale_tlb_report(k):
         f"{_STALE_WHAT.get(code, code)}; {why}")
 
 
-def _compile_on_first_use(name):
-    def _first_call(*args):
-        try:
-            _use_compiled(True)
-        except ImportError:              # numba present but unusable: plain Python
-            _use_compiled(False)
-        return _impl[name](*args)
-    return _first_call
-
-
 def _default():
     """Use the numba build of the walk unless VMSIM_NUMBA=0 or numba is missing.
 
-    numba is imported and the walk compiled (or loaded from the cache) on the first
-    access, not at import, so ``import vmsim`` stays cheap.
+    numba is imported and the walk compiled (or loaded from the cache) once the work
+    pays for it (_jit_for), not at import and not for a first few accesses, so
+    ``import vmsim`` and a first fault stay cheap. Until then the same walk runs as
+    plain Python over the same arrays, with identical results.
     """
     import os
     import importlib.util
     if os.environ.get("VMSIM_NUMBA", "1") == "0" or importlib.util.find_spec("numba") is None:
         _use_compiled(False)
         return
-    _impl.update(translate=_compile_on_first_use("translate"),
-                 touch_batch=_compile_on_first_use("touch_batch"), compiled=True,
-                 tlb_translate=_compile_tlb_on_first_use("tlb_translate"),
-                 tlb_touch_batch=_compile_tlb_on_first_use("tlb_touch_batch"))
+    _use_compiled(False)
+    _lazy[:] = [True, True]
 
 
 _default()

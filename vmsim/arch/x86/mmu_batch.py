@@ -198,8 +198,9 @@ def compiled():
 
 
 def _impl(use_tlb):
-    """The chunk loop, compiled when the MMU walk is (cpu._impl), else Python."""
-    if _cpu._impl["compiled"]:
+    """The chunk loop, compiled when the MMU walk (or the TLB model's loops) is
+    (cpu._impl), else Python."""
+    if _cpu._impl["tlb_compiled" if use_tlb else "compiled"]:
         try:
             return _build(use_tlb, True), True
         except ImportError:
@@ -215,6 +216,8 @@ def run_accesses(k, task, addrs, kinds, sizes, value, counter=None):
     ``counter[0]`` (a list) gets the translations made (re-walks after faults included).
     """
     hw = getattr(k, "tlb", None)
+    if _cpu._lazy[hw is not None]:
+        _cpu._jit_for(k, len(addrs))   # numba once the work pays for it
     fn, compiled_ = _impl(hw is not None)
     if compiled_:
         pt, rows = k.ptpool.arr, k.mem.np_private

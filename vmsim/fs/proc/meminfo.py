@@ -35,7 +35,7 @@ def si_mem_available(k, zones=None) -> int:
     zones = zones or PV.node_zones(k)
     v = k.vmstat
     wmark_low = sum(zv.watermark[1] for zv in zones)
-    available = sum(PV.zone_nr_free_pages(zv.zone) for zv in zones) - PV.totalreserve_pages(zones)
+    available = sum(PV._zone_nr_free_pages(zv.zone) for zv in zones) - PV.totalreserve_pages(zones)
     pagecache = v[V.NR_ACTIVE_FILE] + v[V.NR_INACTIVE_FILE]
     pagecache -= min(pagecache // 2, wmark_low)
     available += pagecache
@@ -63,7 +63,7 @@ def meminfo_proc_show(k) -> str:
     """meminfo_proc_show(): every line in the kernel's format ("%-16s%8lu kB")."""
     v = k.vmstat
     zones = PV.node_zones(k)
-    free = sum(PV.zone_nr_free_pages(zv.zone) for zv in zones)
+    free = sum(PV._zone_nr_free_pages(zv.zone) for zv in zones)
     swapcache = v[V.NR_SWAPCACHED]
     buffers = 0
     cached = max(v[V.NR_FILE_PAGES] - swapcache - buffers, 0)

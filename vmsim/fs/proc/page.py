@@ -85,11 +85,11 @@ def _heads(k, lo: int, hi: int, flags: np.ndarray) -> np.ndarray:
 
 def _deferred_heads(k, lo: int, hi: int):
     """Frames in [lo, hi) that head a never-initialised free block."""
-    from vmsim.fs.proc.vmstat import deferred_free_ranges, buddy_order_at
+    from vmsim.fs.proc.vmstat import _deferred_free_ranges, buddy_order_at
     out = []
     big = 1 << MAX_PAGE_ORDER
     for z in k.page_alloc.zones:
-        for s, e in deferred_free_ranges(z):
+        for s, e in _deferred_free_ranges(z):
             pfn = s
             while pfn < e and pfn < hi:
                 o = buddy_order_at(pfn, e)

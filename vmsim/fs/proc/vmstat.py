@@ -82,7 +82,7 @@ def totalreserve_pages(zones) -> int:
     return total
 
 
-def deferred_free_ranges(zone):
+def _deferred_free_ranges(zone):
     """The [start, end) ranges of a zone's never-initialised (free) frames."""
     if zone is None:
         return []
@@ -107,10 +107,10 @@ def buddy_order_at(pfn: int, end: int) -> int:
     return min(align, (end - pfn).bit_length() - 1, MAX_PAGE_ORDER)
 
 
-def deferred_free_blocks(zone):
+def _deferred_free_blocks(zone):
     """Per order, the free blocks a zone's not-yet-initialised frames form."""
     counts = [0] * NR_PAGE_ORDERS
-    ranges = deferred_free_ranges(zone)
+    ranges = _deferred_free_ranges(zone)
     big = 1 << MAX_PAGE_ORDER
     for start, end in ranges:
         # Aligned MAX_PAGE_ORDER blocks in the middle are counted arithmetically.
@@ -130,24 +130,24 @@ def deferred_free_blocks(zone):
     return counts
 
 
-def zone_free_area(zone):
+def _zone_free_area(zone):
     """nr_free per order as the kernel's free_area[] would hold it."""
-    d = deferred_free_blocks(zone)
+    d = _deferred_free_blocks(zone)
     return [zone.nr_free[o] + d[o] for o in range(NR_PAGE_ORDERS)]
 
 
-def zone_nr_free_pages(zone) -> int:
+def _zone_nr_free_pages(zone) -> int:
     """zone_page_state(zone, NR_FREE_PAGES): buddy pages (pcp lists excluded)."""
     if zone is None:
         return 0
     return zone.free_pages - sum(p.count for p in zone.pcp)
 
 
-def zone_nr_free_pages_blocks(zone) -> int:
+def _zone_nr_free_pages_blocks(zone) -> int:
     """NR_FREE_PAGES_BLOCKS: free pages in blocks of at least pageblock_order."""
     if zone is None:
         return 0
-    fa = zone_free_area(zone)
+    fa = _zone_free_area(zone)
     return sum(fa[o] << o for o in range(pageblock_order, NR_PAGE_ORDERS))
 
 
@@ -190,7 +190,7 @@ def calculate_normal_threshold(k, managed: int) -> int:
 
 def global_dirty_limits(k, zones):
     """global_dirty_limits(): (background, dirty) thresholds in pages (ratios 10 and 20)."""
-    free = sum(zone_nr_free_pages(zv.zone) for zv in zones)
+    free = sum(_zone_nr_free_pages(zv.zone) for zv in zones)
     x = free - min(free, totalreserve_pages(zones))
     x += k.vmstat[V.NR_INACTIVE_FILE] + k.vmstat[V.NR_ACTIVE_FILE]
     available = x + 1
@@ -209,13 +209,13 @@ def nr_memmap_boot_pages(k) -> int:
     return sections * PAGES_PER_SECTION * STRUCT_PAGE_SIZE // 4096
 
 
-def all_vmstat_values(k):
+def _all_vmstat_values(k):
     """vmstat_start(): every item of VMSTAT_NAMES, in order (node THP items in pages)."""
     v = list(k.vmstat)
     pa = k.page_alloc
     zones = node_zones(k)
-    v[V.NR_FREE_PAGES] = sum(zone_nr_free_pages(zv.zone) for zv in zones)
-    v[V.NR_FREE_PAGES_BLOCKS] = sum(zone_nr_free_pages_blocks(zv.zone) for zv in zones)
+    v[V.NR_FREE_PAGES] = sum(_zone_nr_free_pages(zv.zone) for zv in zones)
+    v[V.NR_FREE_PAGES_BLOCKS] = sum(_zone_nr_free_pages_blocks(zv.zone) for zv in zones)
     for i, name in enumerate(("pgalloc_dma", "pgalloc_dma32", "pgalloc_normal")):
         v[V.VMSTAT_NAMES.index(name)] = pa.pgalloc[i]
     v[V.PGFREE] = pa.pgfree
@@ -229,7 +229,7 @@ def all_vmstat_values(k):
 
 def vmstat_show(k) -> str:
     """/proc/vmstat: "name value" per item; THP node items in huge pages."""
-    v = all_vmstat_values(k)
+    v = _all_vmstat_values(k)
     out = []
     for i, name in enumerate(V.VMSTAT_NAMES):
         val = v[i]
@@ -242,7 +242,7 @@ def vmstat_show(k) -> str:
 def zoneinfo_show(k) -> str:
     """/proc/zoneinfo: zoneinfo_show_print() for every zone of node 0."""
     zones = node_zones(k)
-    v = all_vmstat_values(k)
+    v = _all_vmstat_values(k)
     first_populated = next((zv for zv in zones if zv.populated), None)
     pa = k.page_alloc
     out = []
@@ -258,7 +258,7 @@ def zoneinfo_show(k) -> str:
                     val //= HPAGE_PMD_NR
                 out.append("\n      %-12s %d" % (name, val))
         wm = zv.watermark
-        out.append("\n  pages free     %d" % zone_nr_free_pages(z))
+        out.append("\n  pages free     %d" % _zone_nr_free_pages(z))
         out.append("\n        boost    0")
         out.append("\n        min      %d\n        low      %d\n        high     %d"
                    "\n        promo    %d" % tuple(wm))
@@ -269,8 +269,8 @@ def zoneinfo_show(k) -> str:
             out.append("\n")
             continue
         stats = zone_lru_stats(k, z)
-        stats["nr_free_pages"] = zone_nr_free_pages(z)
-        stats["nr_free_pages_blocks"] = zone_nr_free_pages_blocks(z)
+        stats["nr_free_pages"] = _zone_nr_free_pages(z)
+        stats["nr_free_pages_blocks"] = _zone_nr_free_pages_blocks(z)
         for name in ZONE_STAT_NAMES:
             out.append("\n      %-12s %d" % (name, stats.get(name, 0)))
         alloc = pa.pgalloc[z.idx] if z.idx < len(pa.pgalloc) else 0
@@ -295,5 +295,5 @@ def buddyinfo_show(k) -> str:
         if not zv.populated:
             continue
         out.append("Node 0, zone %8s " % zv.name +
-                   "".join("%6d " % n for n in zone_free_area(zv.zone)) + "\n")
+                   "".join("%6d " % n for n in _zone_free_area(zv.zone)) + "\n")
     return "".join(out)
