@@ -63,6 +63,13 @@ def _arrays(k):
     return k.ptpool.mv, k.mem.private
 
 
+def _data_pool(k):
+    """The page-data rows as the access loops store into them (page_data._store)."""
+    if _impl["compiled"]:
+        return k.page_data.pool.reshape(-1)
+    return k.page_data._mv
+
+
 EMULATED = -2
 
 
@@ -135,8 +142,9 @@ def touch(k, task, base: int, stride: int, count: int, write: bool, value: int) 
     i = 0
     # The pool and mem_map never move, so their views are fetched once.
     pt, rows = _arrays(k)
+    pool = _data_pool(k)
     while i < count:
-        i = batch(pt, rows, cr3, la57, sbase, stride, count, i, access, value, out, pkru)
+        i = batch(pt, rows, pool, cr3, la57, sbase, stride, count, i, access, value, out, pkru)
         if i >= count:
             break
         err, where = out.tolist() if compiled else out
@@ -194,9 +202,10 @@ def _touch_tlb(k, task, base, stride, count, write, value):
     last_i = last_err = -1
     i = 0
     pt, rows = _arrays(k)
+    pool = _data_pool(k)
     while i < count:
         _prepare_user_access(k, cpu)
-        i = _impl["tlb_touch_batch"](pt, rows, k.cpus[cpu].cr3, k.la57, sbase, stride, count, i,
+        i = _impl["tlb_touch_batch"](pt, rows, pool, k.cpus[cpu].cr3, k.la57, sbase, stride, count, i,
                                      access, value, out, task.pkru, hw.ent, hw.geo, hw.clock,
                                      hw.stats, cpu, hw.cur_pcid[cpu], check, hw.bad)
         if i >= count:
