@@ -5,7 +5,8 @@
 Prints, each with the trace it used:
   accesses/s   locality-rich reads (8-byte stride over 32 MiB, 64 per page), random
                reads over 1 GiB of resident pages (a walk each), stores (the locality
-               trace as writes, zeros and non-zero bytes), all after a warm-up pass so
+               trace as writes, zeros and non-zero bytes), both read traces again
+               through the TLB model (golden-cove geometry), all after a warm-up pass so
                faults are out of the timing; and the native C program touching the same
                offsets of a real mapping on this kernel: the slowdown ratio
   start-up     a fresh interpreter: import vmsim, spawn, one p.access (numba cache warm)
@@ -79,8 +80,8 @@ def native_rate(offsets, region, write, passes, tmp):
     return float(out[0]) * 1e6
 
 
-def vmsim_rate(offsets, region, kind, value=0, passes=3):
-    m = vmsim.Machine("16G", debug_vm=False)
+def vmsim_rate(offsets, region, kind, value=0, passes=3, tlb=None):
+    m = vmsim.Machine("16G", debug_vm=False, tlb=tlb)
     p = m.spawn()
     a = p.mmap(0, region, vmsim.PROT_READ | vmsim.PROT_WRITE, vmsim.MAP_PRIVATE | vmsim.MAP_ANONYMOUS)
     addrs = (a + offsets).astype(np.int64)
@@ -169,12 +170,15 @@ def main():
     cost, frames = untouched_cost()            # first: no freed machine to blur it
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name, off, region, kind, value in (
+        for name, off, region, kind, value, *tlb in (
                 ("locality reads (8 B stride, 32 MiB)", seq, seq_region, 0, 0),
                 ("random reads (1 GiB resident)", rnd, rnd_region, 0, 0),
                 ("stores of 0 (8 B stride, 32 MiB)", seq, seq_region, 1, 0),
-                ("stores of 1 (8 B stride, 32 MiB)", seq, seq_region, 1, 1)):
-            v = vmsim_rate(off, region, kind, value)
+                ("stores of 1 (8 B stride, 32 MiB)", seq, seq_region, 1, 1),
+                ("locality reads, --tlb golden-cove", seq, seq_region, 0, 0, "golden-cove"),
+                ("random reads, --tlb golden-cove", rnd, rnd_region, 0, 0, "golden-cove")):
+            tlb = tlb[0] if tlb else None
+            v = vmsim_rate(off, region, kind, value, tlb=tlb)
             nat = native_rate(off, region, kind == 1, 3, tmp)
             rows.append((name, v, nat))
         lines_s, lines = lackey_rate(tmp)
