@@ -4,11 +4,13 @@ Run: python bench/bench_file.py [--size 1G] [--rounds 3] [--no-native] [--kinds 
 
 Two files of SIZE bytes on the disk filesystem (/tmp): A written with 2 MiB pwrites
 (ext4 caches it in 2 MiB folios), B with 64 KiB pwrites (16-page folios); both
-fsynced. Every mapping is MADV_NOHUGEPAGE so the PTE path is measured (a 2 MiB
-folio would otherwise be mapped by one PMD). Measured, per 4 KiB page touched and per
+fsynced. Every mapping but cached_pmd's is MADV_NOHUGEPAGE so the PTE path is
+measured (a 2 MiB folio would otherwise be mapped by one PMD). Measured, per 4 KiB page touched and per
 fault (ru_minflt + ru_majflt), the median of the rounds after the first (which warms
 the host and, in vmsim, the compiled paths):
 
+  cached_pmd  read-touch of a MAP_PRIVATE mapping of cached A without MADV_NOHUGEPAGE
+              (one PMD per 2 MiB folio: filemap_map_pmd -> do_set_pmd)
   cached      read-touch of a MAP_PRIVATE mapping of cached A (fault-around on: the
               kernel maps a whole 2 MiB folio per fault, filemap_map_folio_range)
   cached_64k  the same on B (fault-around windows of 16 pages)
@@ -33,7 +35,7 @@ sys.path.insert(0, str(HERE))
 
 from bench_fault import no_host_thp, run_native  # noqa: E402
 
-KINDS = ("cached", "cached_64k", "cold", "shwrite", "shwp")
+KINDS = ("cached_pmd", "cached", "cached_64k", "cold", "shwrite", "shwp")
 CHUNK_A, CHUNK_B = 2 << 20, 64 << 10
 
 
@@ -77,9 +79,10 @@ def vmsim_run(size: int, rounds: int, kinds):
     setup = time.perf_counter() - t0
     res = {}
 
-    def round_(kind, fd, prot, flags, pre_read, write):
+    def round_(kind, fd, prot, flags, pre_read, write, nohuge=True):
         a = p.mmap(0, size, prot, flags, fd, 0)
-        p.madvise(a, size, MADV_NOHUGEPAGE)
+        if nohuge:
+            p.madvise(a, size, MADV_NOHUGEPAGE)
         if pre_read:
             p.touch(a, size)
         r0 = p.getrusage()
@@ -96,6 +99,8 @@ def vmsim_run(size: int, rounds: int, kinds):
     # the kernel side's order: all rounds of one kind, then the next kind (a cold
     # round leaves A cached in readahead-sized folios, no longer 2 MiB ones)
     plan = {
+        "cached_pmd": lambda: round_("cached_pmd", fds[0], PROT_READ, MAP_PRIVATE, False, False,
+                                     nohuge=False),
         "cached": lambda: round_("cached", fds[0], PROT_READ, MAP_PRIVATE, False, False),
         "cold": lambda: (p.posix_fadvise(fds[0], 0, 0, vmsim.POSIX_FADV_DONTNEED),
                          round_("cold", fds[0], PROT_READ, MAP_PRIVATE, False, False)),
@@ -103,7 +108,7 @@ def vmsim_run(size: int, rounds: int, kinds):
         "cached_64k": lambda: round_("cached_64k", fds[1], PROT_READ, MAP_PRIVATE, False, False),
         "shwp": lambda: round_("shwp", fds[1], PROT_READ | PROT_WRITE, MAP_SHARED, True, True),
     }
-    for kind in ("cached", "cold", "shwrite", "cached_64k", "shwp"):
+    for kind in ("cached_pmd", "cached", "cold", "shwrite", "cached_64k", "shwp"):
         if kind in kinds:
             for _ in range(rounds):
                 plan[kind]()
@@ -112,6 +117,8 @@ def vmsim_run(size: int, rounds: int, kinds):
 
 PATHS = {
     # what one fault of each kind must pass through (no bulk shortcut)
+    "cached_pmd": ["handle_mm_fault", "do_read_fault", "filemap_map_pages", "filemap_map_pmd",
+                   "do_set_pmd"],
     "cached": ["handle_mm_fault", "do_fault", "do_read_fault", "do_fault_around", "filemap_map_pages"],
     # filemap_fault starts the read and returns VM_FAULT_RETRY; the retried fault finds
     # the folios cached and fault-around maps them
@@ -146,6 +153,9 @@ def traced_faults():
             sys.setprofile(None)
         out[kind] = calls
 
+    a = p.mmap(0, 4 << 20, PROT_READ, MAP_PRIVATE, fd, 0)
+    traced("cached_pmd", lambda: p.read(a, 1))
+    p.munmap(a, 4 << 20)
     a = p.mmap(0, 4 << 20, PROT_READ, MAP_PRIVATE, fd, 0)
     p.madvise(a, 4 << 20, MADV_NOHUGEPAGE)
     traced("cached", lambda: p.read(a, 1))

@@ -8,6 +8,8 @@
  * (do_set_pmd) and the PTE path would not be measured. "cold" drops A's clean
  * folios with POSIX_FADV_DONTNEED (this file only, not drop_caches).
  * Prints one line per round: "<kind> <minflt> <majflt> <ns> <pages>", kinds:
+ *   cached_pmd  read-touch of A without MADV_NOHUGEPAGE (one PMD per 2 MiB folio:
+ *               filemap_map_pmd -> do_set_pmd)
  *   cached      read-touch of A (filemap_map_pages maps a whole 2 MiB folio per fault)
  *   cached_64k  read-touch of B (fault-around windows of 16 pages)
  *   cold        read-touch of A after DONTNEED (major faults, readahead)
@@ -42,11 +44,14 @@ static void touch(volatile char *p, int write)
 	}
 }
 
+static int nohuge = 1;
+
 static void round_(const char *kind, int prot, int flags, int pre_read, int write)
 {
 	char *p = mmap(0, len, prot, flags, fd, 0);
 	if (p == MAP_FAILED) { perror("mmap"); exit(1); }
-	madvise(p, len, MADV_NOHUGEPAGE);
+	if (nohuge)
+		madvise(p, len, MADV_NOHUGEPAGE);
 	if (pre_read) touch(p, 0);
 	struct rusage r0, r1;
 	getrusage(RUSAGE_SELF, &r0);
@@ -84,6 +89,10 @@ int main(int argc, char **argv)
 		*fdp[k] = f;
 	}
 	fd = fd_a;
+	nohuge = 0;
+	for (int r = 0; r < rounds; r++)
+		round_("cached_pmd", PROT_READ, MAP_PRIVATE, 0, 0);
+	nohuge = 1;
 	for (int r = 0; r < rounds; r++)
 		round_("cached", PROT_READ, MAP_PRIVATE, 0, 0);
 	for (int r = 0; r < rounds; r++) {

@@ -234,7 +234,7 @@ def live_drift_check(files):
                 linux.uname_r().split("-")[0].rsplit(".", 1)[0]:
             skipped.append(scn.name)
             continue
-        if rec["privileged"] and os.geteuid() != 0:
+        if rec["privileged"] and os.geteuid() != 0 or linux.cpu_mismatch(scn):
             skipped.append(scn.name)
             continue
         recorded, _ = compare.derive(scn, rec["raw"])

@@ -134,6 +134,20 @@ def test_maps_heap_and_shmem_names(proc, machine):
 
 
 # --- smaps ------------------------------------------------------------------------------
+def test_smaps_protection_key_line_on_a_pku_cpu():
+    """With protection keys, smaps prints ProtectionKey before VmFlags (show_smap's
+    arch_pkeys_enabled branch); PROT_EXEC-only memory gets the execute-only key, 1 on
+    Linux 6.18.44 with pku/ospke (a ctypes probe of /proc/self/smaps)."""
+    import vmsim
+    m = vmsim.Machine(memory="1G", cpus=2, pku=True)
+    p = m.spawn()
+    a = p.mmap(0, 8 * PAGE, vmsim.PROT_EXEC, vmsim.MAP_PRIVATE | vmsim.MAP_ANONYMOUS)
+    b = anon(p, 4)
+    blocks = smaps_blocks(m.read_file(f"/proc/{p.pid}/smaps"))
+    assert blocks[a]["_order"] == SMAPS_FIELDS[:-1] + ["ProtectionKey", "VmFlags"]
+    assert blocks[a]["ProtectionKey"] == 1 and blocks[b]["ProtectionKey"] == 0
+
+
 def test_smaps_fields_and_real_values(machine):
     """write / read / shared-anon steps give the real kernel's smaps and pagemap."""
     real = real_steps()

@@ -10,7 +10,7 @@ from hypothesis import given, settings, strategies as st
 import vmsim
 from vmsim import (PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_SHARED, MAP_ANONYMOUS,
                    MADV_DONTNEED, SignalDelivered)
-from vmsim.mm import _pte_batch
+from vmsim.mm import _pte_batch, _buddy
 
 RW = PROT_READ | PROT_WRITE
 PAGES = 96                     # the region: 96 pages across a PTE-table boundary
@@ -86,10 +86,14 @@ def _state(m, procs):
     out["fbatches"] = [[list(getattr(fb, n)) for n in ("lru_add", "activate", "lru_lazyfree",
                                                         "lru_deactivate", "mlock")]
                        for fb in k.cpu_fbatches]
-    out["zones"] = [(z.free_pages, z.pcp_pages, list(z.nr_free),
-                     [[list(d) for d in fa] for fa in z.free_area],
+    # The buddy and per-CPU lists (linked through np_lru_next / np_lru_prev, compared
+    # above), their heads, tails and counters, and the pageblock migratetypes.
+    for name in ("zone_st", "fl_head", "fl_tail", "nr_free", "pcp_st", "pcp_head", "pcp_tail",
+                 "pageblock_mt"):
+        out[name] = getattr(pa, name).copy()
+    out["zones"] = [(z.free_pages, z.pcp_pages, list(z.nr_free), z.free_area,
                      [(pcp.count, pcp.high, pcp.free_count, pcp.alloc_factor, pcp.flags,
-                       [list(lst) for lst in pcp.lists]) for pcp in z.pcp])
+                       pcp.lists) for pcp in z.pcp])
                     for z in pa.zones]
     out["pgfree"] = (pa.pgfree, list(pa.pgalloc))
     out["mms"] = [(p.pid, list(p.mm.rss_stat), p.mm.hiwater_rss, p.mm.pgtables_bytes,
@@ -115,21 +119,31 @@ def _compare(program, pages=PAGES):
     py = _state(*_run(program, False, pages))
     _pte_batch._load(every=True)
     saved = dict(_pte_batch._impl)
+    commit = _buddy._get("_free_unref_order0")
 
     def counting(name):
         def run(*args):
             calls[name] += 1
-            r = saved[name](*args)
-            if name == "commit" and r[1] >= 0:
-                calls["drain"] += 1
-            return r
+            return saved[name](*args)
         return run
-    _pte_batch._impl.update({name: counting(name) for name in ("zap", "copy", "put", "commit",
-                                                                    "change")})
+
+    def counting_commit(*args):
+        # A drain (free_pcppages_bulk) shows as fewer pages on the pcp lists than
+        # before plus the pages committed.
+        pfns, i, zst = args[0], args[1], args[11]
+        before = int(zst[_buddy.ZS_PCP_PAGES])
+        j = commit(*args)
+        calls["commit"] += 1
+        if int(zst[_buddy.ZS_PCP_PAGES]) < before + (j - i):
+            calls["drain"] += 1
+        return j
+    _pte_batch._impl.update({name: counting(name) for name in ("zap", "copy", "put", "change")})
+    _buddy._impl["_free_unref_order0"] = counting_commit
     try:
         batched = _state(*_run(program, True, pages))
     finally:
         _pte_batch._impl.update(saved)
+        _buddy._impl["_free_unref_order0"] = commit
     _assert_same(py, batched)
     return calls
 

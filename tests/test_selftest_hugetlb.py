@@ -1,6 +1,6 @@
 """Ports of tools/testing/selftests/mm hugetlb tests (Linux 6.18), asserting what they
-assert; the parts that need hugetlbfs files (memfd_create(MFD_HUGETLB), fallocate,
-a hugetlbfs mount) are left out: vmsim has no VFS yet. Pool counts in between come
+assert: the anonymous parts. The parts on hugetlbfs files (memfd_create(MFD_HUGETLB),
+fallocate, MADV_REMOVE) are in tests/test_hugetlbfs.py. Pool counts in between come
 from a C probe of the same steps on the reference machine (6.18.44)."""
 import errno
 import signal

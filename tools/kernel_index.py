@@ -3,7 +3,7 @@ where Linux 6.18.2 defines it ("mm/memory.c:5123"), for the explorer's source li
 
     python3 tools/kernel_index.py [LINUX_SRC]     (default: ../shared/linux-6.18.2)
 
-The names are the model's functions and methods (vmsim/arch, mm, kernel, fs) without
+The names are the model's functions and methods (vmsim/arch, mm, kernel, fs, ipc) without
 a single leading underscore (vmsim's helpers), as the function-graph tracer shows them. A definition is a line
 starting at column 0 with ``NAME(`` after its return type (or alone: the type on the
 line before) whose parameter list is followed by ``{``, or ``#define NAME(``, or
@@ -26,7 +26,7 @@ DIRS = ("mm", "arch/x86/mm", "arch/x86/include", "arch/x86/kernel", "kernel", "f
 def model_names():
     """{name: docstring} of the model's public functions and methods."""
     names = {}
-    for pkg in ("arch", "mm", "kernel", "fs"):
+    for pkg in ("arch", "mm", "kernel", "fs", "ipc"):
         for root, _, files in os.walk(os.path.join(REPO, "vmsim", pkg)):
             for fn in files:
                 if not fn.endswith(".py"):

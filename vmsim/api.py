@@ -509,6 +509,16 @@ class Process:
         self._enter()
         self._done(do_madvise(self.mm, addr, length, advice))
 
+    def prctl(self, option, arg2=0, arg3=0, arg4=0, arg5=0) -> int:
+        """prctl(2) as (int option, unsigned long arg2..arg5): PR_SET_THP_DISABLE
+        (arg3 PR_THP_DISABLE_EXCEPT_ADVISED) and PR_GET_THP_DISABLE."""
+        from vmsim.kernel.sys import sys_prctl
+        option = _cint("option", option)
+        args = [_ulong(n, v) for n, v in (("arg2", arg2), ("arg3", arg3), ("arg4", arg4),
+                                          ("arg5", arg5))]
+        k = self._enter()
+        return self._done(sys_prctl(k, option, *args))
+
     def mremap(self, old_addr, old_size, new_size, flags=0, new_addr=0) -> int:
         """mremap(2): the new address."""
         from vmsim.mm.mremap import do_mremap
@@ -658,6 +668,62 @@ class Process:
         flags, mode = _cint("flags", flags), _cint("mode", mode)
         k = self._enter()
         return self._done(do_sys_open(k, self.task, path, flags, mode))
+
+    def memfd_create(self, name, flags=0) -> int:
+        """memfd_create(2): a descriptor of an anonymous shmem file, or of a hugetlbfs
+        one with MFD_HUGETLB (MFD_HUGE_2MB / MFD_HUGE_1GB)."""
+        from vmsim.mm.memfd import sys_memfd_create
+        if not isinstance(name, (str, bytes)):
+            raise TypeError("name must be a str or bytes")
+        flags = _cint("flags", flags)
+        k = self._enter()
+        return self._done(sys_memfd_create(k, self.task, name, flags))
+
+    def fstat(self, fd):
+        """fstat(2): (st_mode, st_ino, st_dev, st_nlink, st_size, st_blocks)."""
+        from vmsim.fs.stat import vfs_fstat
+        fd = _cint("fd", fd)
+        k = self._enter()
+        r = vfs_fstat(k, self.task, fd)
+        if isinstance(r, int):
+            return self._done(r)
+        self._done()
+        return r
+
+    # --- System V shared memory (vmsim.ipc.shm) ------------------------------------
+    def shmget(self, key, size, shmflg=0) -> int:
+        """shmget(2): the segment id (SHM_HUGETLB [| SHM_HUGE_2MB / 1GB] for hugetlb)."""
+        from vmsim.ipc.shm import ksys_shmget
+        key, size, shmflg = _cint("key", key), _ulong("size", size), _cint("shmflg", shmflg)
+        k = self._enter()
+        return self._done(ksys_shmget(k, key, size, shmflg))
+
+    def shmat(self, shmid, shmaddr=0, shmflg=0) -> int:
+        """shmat(2): the address the segment is attached at."""
+        from vmsim.ipc.shm import do_shmat
+        shmid, shmflg = _cint("shmid", shmid), _cint("shmflg", shmflg)
+        shmaddr = _ulong("shmaddr", shmaddr)
+        k = self._enter()
+        return self._done(do_shmat(k, self.task, shmid, shmaddr, shmflg))
+
+    def shmdt(self, shmaddr) -> None:
+        """shmdt(2)."""
+        from vmsim.ipc.shm import ksys_shmdt
+        shmaddr = _ulong("shmaddr", shmaddr)
+        k = self._enter()
+        self._done(ksys_shmdt(k, self.task, shmaddr))
+
+    def shmctl(self, shmid, cmd):
+        """shmctl(2): IPC_RMID (None) or IPC_STAT (a dict: shm_segsz, shm_nattch,
+        shm_cpid, shm_lpid, mode, key)."""
+        from vmsim.ipc.shm import ksys_shmctl
+        shmid, cmd = _cint("shmid", shmid), _cint("cmd", cmd)
+        k = self._enter()
+        r = ksys_shmctl(k, shmid, cmd)
+        if isinstance(r, dict):
+            self._done()
+            return r
+        self._done(r)
 
     def close(self, fd) -> None:
         """close(2)."""

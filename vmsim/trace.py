@@ -56,7 +56,7 @@ from vmsim.mm import gup as _gup
 from vmsim.mm.mm_types import VM_FAULT_NAMES
 
 _ROOT = os.path.dirname(os.path.abspath(vmsim.__file__))
-MODEL_PACKAGES = ("arch", "mm", "kernel", "fs")
+MODEL_PACKAGES = ("arch", "mm", "kernel", "fs", "ipc")
 _PREFIXES = tuple(os.path.join(_ROOT, d) + os.sep for d in MODEL_PACKAGES)
 _CO_GENERATOR_LIKE = 0x20 | 0x100 | 0x200     # CO_GENERATOR, CO_COROUTINE, CO_ASYNC_GENERATOR
 # The debug checker (CONFIG_DEBUG_VM's role) and the store of page contents (what the

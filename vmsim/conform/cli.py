@@ -52,6 +52,7 @@ def record(scn, recs):
         "snapshot": linux.snapshot(),
         "executor_sha256": linux.executor_hash(),
         "privileged": bool(next((r for r in recs if r.get("t") == "hdr"), {}).get("priv")),
+        "cpu_pku": linux.host_has_pku(),
         "raw": recs,
     }
 
@@ -81,6 +82,10 @@ def load_recording(path, scn):
     if rec.get("scenario_sha256") != scn.text_hash:
         raise ScenarioFormatError(f"{path}: recorded from a different version of {scn.path}; "
                                   "re-record it with 'vmsim conform --record'")
+    want = scn.settings.get("cpu_pku")
+    if want is not None and "cpu_pku" in rec and rec["cpu_pku"] != (want == "yes"):
+        raise ScenarioFormatError(f"{path}: recorded on a CPU {'with' if rec['cpu_pku'] else 'without'} "
+                                  f"protection keys, but {scn.path} states cpu_pku = \"{want}\"")
     return rec, [f"Linux: recorded on {rec.get('kernel_release')}"
                  f"{'' if rec.get('privileged') else ' (unprivileged)'}"]
 

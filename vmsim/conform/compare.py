@@ -116,6 +116,8 @@ def derive(scn, recs):
                 res = f"{r['done']}/{args[2]} bytes read, {r['ret']} differ"
             elif kind == "wait":
                 res = f"ok, status {r['ret']}"
+            elif kind == "prctl":
+                res = f"ok, {r['ret']}"
             elif kind == "pwrite":
                 res = f"{r['done']}/{args[2]} bytes written"
             elif kind == "pread":

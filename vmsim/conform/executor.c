@@ -92,12 +92,12 @@ enum { O_KNOB, O_MMAP, O_MUNMAP, O_MPROTECT, O_MADVISE, O_MREMAP, O_MLOCK, O_MUN
        O_BRK, O_TOUCH, O_FILL, O_CHECK, O_RLIMIT, O_NAME, O_POINT, O_SMAPS, O_PAGEMAP,
        O_VMSTAT, O_ENDPOINT, O_FORK, O_EXIT, O_WAIT, O_EXECVE, O_PROCS,
        OF_OPEN, OF_CLOSE, OF_UNLINK, OF_FSYNC, OF_FTRUNCATE, OF_PWRITE, OF_PREAD, OF_FADVISE,
-       OF_FALLOCATE, OF_DROPCACHES, OF_MSYNC, OF_MINCORE };
+       OF_FALLOCATE, OF_DROPCACHES, OF_MSYNC, OF_MINCORE, O_PRCTL, OF_MEMFD };
 static const char *opnames[] = { "knob", "mmap", "munmap", "mprotect", "madvise", "mremap",
 	"mlock", "munlock", "brk", "touch", "fill", "check", "rlimit", "name", "point", "smaps",
 	"pagemap", "vmstat", "endpoint", "fork", "exit", "wait", "execve", "procs",
 	"open", "close", "unlink", "fsync", "ftruncate", "pwrite", "pread", "fadvise",
-	"fallocate", "dropcaches", "msync", "mincore", NULL };
+	"fallocate", "dropcaches", "msync", "mincore", "prctl", "memfd", NULL };
 
 struct op { int kind, step, proc; long a[9]; char s1[128], s2[128]; };
 struct res { int used; long ret; int err, nsig, signo, code; uintptr_t saddr, base; long done; };
@@ -683,6 +683,15 @@ static __attribute__((noinline)) void run_op(struct op *o, struct res *r)
 		break;
 	}
 	case OF_MSYNC: ret = msync((void *)(base + a[1]), (size_t)a[2], (int)a[3]); break;
+	case O_PRCTL:
+		r->base = 0;
+		ret = prctl((int)a[0], (unsigned long)a[1], (unsigned long)a[2],
+			    (unsigned long)a[3], (unsigned long)a[4]);
+		break;
+	case OF_MEMFD:		/* file slot a[0], memfd_create flags a[1]: no path */
+		ret = syscall(SYS_memfd_create, "vmsim-conform", (unsigned int)a[1]);
+		if (ret >= 0) fds[a[0]] = (int)ret;
+		break;
 	case O_TOUCH: do_touch(o, r); break;
 	case O_FILL: do_fill(o, r, 0); ret = 0; break;
 	case O_CHECK: do_fill(o, r, 1); ret = r->ret; break;

@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 from importlib import resources
 
+from vmsim.api import host_has_pku
 from vmsim.conform.scenario import SETTING_KNOBS, program_text
 
 # The host settings a recording depends on (the snapshot stored with it).
@@ -37,6 +38,8 @@ FILE_DIRS = ("/tmp", "/dev/shm")
 COMPATIBLE_EXECUTORS = {
     "cda47d0a8440a1668ac4b6421cdb34b5b85782f4df451518f469650563e4ad45":
         "before the file ops (open, pwrite, drop_caches, msync, mincore, mmap of a file)",
+    "0edd4a4aa5a1f447920d6ee0fb180b7410fcf4522fff200bbb799d682102c3bf":
+        "before the prctl and memfd steps (appended op kinds; no earlier op changed)",
 }
 
 
@@ -126,8 +129,23 @@ def snapshot() -> dict:
     return {k: _read(p) for k, p in SNAPSHOT_PATHS.items()}
 
 
+def cpu_mismatch(scn):
+    """Why this host's CPU cannot run the scenario (its cpu_pku setting), else None."""
+    want = scn.settings.get("cpu_pku")
+    if want is None:
+        return None
+    has = host_has_pku()
+    if (want == "yes") == has:
+        return None
+    return (f"the scenario needs a CPU {'with' if want == 'yes' else 'without'} protection keys "
+            f"(cpu_pku = \"{want}\"); this host's CPU {'has' if has else 'has no'} pku/ospke")
+
+
 def run(scn, timeout=120):
     """Run a parsed scenario on this machine's kernel; return the raw records."""
+    why = cpu_mismatch(scn)
+    if why:
+        raise LinuxUnavailable(why)
     exe = executor_path()
     with tempfile.NamedTemporaryFile("w", suffix=".prog", delete=False) as f:
         f.write(program_text(scn))

@@ -27,6 +27,9 @@ SETTING_CHOICES = {
     "thp_enabled": ("always", "madvise", "never"),
     "thp_defrag": ("always", "defer", "defer+madvise", "madvise", "never"),
     "shmem_enabled": ("always", "within_size", "advise", "never", "deny", "force"),
+    # Not a knob: the CPU the scenario needs (protection keys change what PROT_EXEC-only
+    # memory does). Unset: the scenario runs alike on either CPU.
+    "cpu_pku": ("yes", "no"),
 }
 KERNELS = ("6.18",)
 
@@ -48,6 +51,13 @@ FADV = {"normal": 0, "random": 1, "sequential": 2, "willneed": 3, "dontneed": 4,
 MS_FLAGS = {"async": 1, "invalidate": 2, "sync": 4}
 FALLOC = {"keep_size": 1, "punch_hole": 2}
 FILESYSTEMS = {"tmp": 0, "shm": 1}       # /tmp (the disk filesystem) and /dev/shm (tmpfs)
+FS_MEMFD = 2                             # a file made by a 'memfd' step (no path)
+MFD_FLAGS = {"cloexec": uapi.MFD_CLOEXEC, "allow_sealing": uapi.MFD_ALLOW_SEALING,
+             "hugetlb": uapi.MFD_HUGETLB, "huge_2mb": uapi.MFD_HUGE_2MB,
+             "huge_1gb": uapi.MFD_HUGE_1GB, "noexec_seal": uapi.MFD_NOEXEC_SEAL,
+             "exec": uapi.MFD_EXEC}
+PRCTL_OPTIONS = {"set_thp_disable": uapi.PR_SET_THP_DISABLE,
+                 "get_thp_disable": uapi.PR_GET_THP_DISABLE}
 MAX_FILES = 16
 
 SMAPS_FIELDS = ("Size", "Rss", "Pss", "Shared_Clean", "Shared_Dirty", "Private_Clean",
@@ -275,6 +285,8 @@ OP_KEYS = {
     "exit": {"status"},
     "wait": {"child"},
     "execve": set(),
+    "prctl": {"option", "arg2", "arg3", "arg4", "arg5"},
+    "memfd": {"file", "flags"},
 }
 OP_KEYS = {k: v | COMMON for k, v in OP_KEYS.items()}
 
@@ -626,8 +638,19 @@ def _resolve(s, st, t, ops, lengths, point_ids):
         flags = get("flags", lambda v: _parse_flags(v, O_FLAGS, "flags"), O_FLAGS["rdwr"] | O_FLAGS["creat"])
         mode = get("mode", lambda v: int(v, 8) if isinstance(v, str) else int(v), 0o644)
         ops.append(("open", i, [f, fs, flags, mode]))
+    elif op == "memfd":
+        f = file_of(t.get("file"), define=True, fs=FS_MEMFD)
+        ops.append(("memfd", i, [f, get("flags", lambda v: _parse_flags(v, MFD_FLAGS, "flags"), 0)]))
+    elif op == "prctl":
+        opt = get("option", lambda v: v if isinstance(v, int) else PRCTL_OPTIONS[str(v).lower()],
+                  required=True)
+        args = [get(k, int, 0) & ((1 << 64) - 1) for k in ("arg2", "arg3", "arg4", "arg5")]
+        ops.append(("prctl", i, [opt] + args))
     elif op in ("close", "unlink"):
-        ops.append((op, i, [file_of(t.get("file"))]))
+        f = file_of(t.get("file"))
+        if op == "unlink" and s.file_fs[f] == FS_MEMFD:
+            raise _KeyError("file", "a memfd file has no name to unlink")
+        ops.append((op, i, [f]))
     elif op == "fsync":
         ops.append(("fsync", i, [file_of(t.get("file")), int(bool(get("data", bool, False)))]))
     elif op == "ftruncate":

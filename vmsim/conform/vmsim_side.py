@@ -13,7 +13,7 @@ PAGE = 4096
 IOCHUNK = 2 << 20
 FILE_DIRS = ("/tmp", "/dev/shm")
 FILE_OPS = ("open", "close", "unlink", "fsync", "ftruncate", "pwrite", "pread", "fadvise",
-            "fallocate", "dropcaches", "msync")
+            "fallocate", "dropcaches", "msync", "memfd")
 MEMORY = "512M"
 CPUS = 2
 
@@ -52,9 +52,10 @@ def _smaps_vmas(m, pid, lo, hi):
 class _Runner:
     def __init__(self, scn):
         self.s = scn
-        # The recordings come from a host without protection keys (pkey issue notes):
-        # model that CPU, whatever this host has.
-        self.m = vmsim.Machine(memory=MEMORY, cpus=CPUS, pku=False)
+        # The CPU the scenario states (cpu_pku); unset, a CPU without protection keys,
+        # as on the host most recordings come from, whatever this host has.
+        self.m = vmsim.Machine(memory=MEMORY, cpus=CPUS,
+                               pku=scn.settings.get("cpu_pku") == "yes")
         self.out = []
         # per process (index as in the scenario): mapping addresses as that process
         # knows them (a child starts with a copy of its parent's), the fault counts
@@ -222,7 +223,7 @@ class _Runner:
 
     def step(self, kind, a, r):
         p = self.p
-        base = self.maddr.get(a[0], 0) if kind not in ("brk", "knob", "rlimit") and a and \
+        base = self.maddr.get(a[0], 0) if kind not in ("brk", "knob", "rlimit", "prctl") and a and \
             isinstance(a[0], int) and a[0] >= 0 else 0
         r["base"] = base
         try:
@@ -268,6 +269,8 @@ class _Runner:
                     self.maddr[a[1]], self.mlen[a[1]] = self.brk_base, max(a[0], 0)
             elif kind in FILE_OPS:
                 self.file_op(kind, a, r)
+            elif kind == "prctl":
+                r["ret"] = p.prctl(*a)
             elif kind == "touch":
                 self.touch(a, r)
             elif kind == "fill":
@@ -302,6 +305,10 @@ class _Runner:
             path = self.fpath.setdefault(f, f"{FILE_DIRS[fs]}/vmsim-conform-{f}")
             fd = p.open(path, flags, mode)
             self.fds[f] = fd
+            r["ret"] = fd
+        elif kind == "memfd":
+            fd = p.memfd_create("vmsim-conform", a[1])
+            self.fds[a[0]] = fd
             r["ret"] = fd
         elif kind == "close":
             fd = self.fds.pop(a[0], -1)

@@ -3,8 +3,8 @@
 A struct file holds a reference on its inode (i_count) and the readahead state of
 this open (f_ra). The descriptor table of a task (files_struct) is copied by fork
 (dup_fd: both tables point at the same struct files, f_count raised), kept by execve
-(nothing here sets O_CLOEXEC) and closed by exit (exit_files). vmsim keeps the
-tables in ``Kernel.task_files`` by pid.
+but for the close-on-exec descriptors (do_close_on_exec), and closed by exit
+(exit_files). vmsim keeps the tables in ``Kernel.task_files`` by pid.
 """
 import errno
 
@@ -82,6 +82,7 @@ class files_struct:
     def __init__(self):
         self.fd = []
         self.count = 1              # tasks sharing the table (CLONE_FILES threads)
+        self.close_on_exec = set()  # fdtable->close_on_exec
 
     def alloc_fd(self) -> int:
         """alloc_fd(): the lowest free descriptor, or -EMFILE."""
@@ -119,6 +120,7 @@ def close_fd(k, task, fd: int) -> int:
     if f is None:
         return -errno.EBADF
     k.task_files[task.pid].fd[fd] = None
+    k.task_files[task.pid].close_on_exec.discard(fd)
     fput(k, f)
     return 0
 
@@ -137,6 +139,7 @@ def dup_fd(k, parent, child):
         return
     new = files_struct()
     new.fd = [get_file(f) if f is not None else None for f in old.fd]
+    new.close_on_exec = set(old.close_on_exec)
     k.task_files[child.pid] = new
 
 
@@ -151,3 +154,12 @@ def exit_files(k, task):
     for f in fs.fd:
         if f is not None:
             fput(k, f)
+
+
+def do_close_on_exec(k, task):
+    """do_close_on_exec() (begin_new_exec): close the O_CLOEXEC descriptors."""
+    fs = k.task_files.get(task.pid)
+    if fs is None:
+        return
+    for fd in sorted(fs.close_on_exec):
+        close_fd(k, task, fd)

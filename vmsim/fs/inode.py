@@ -68,8 +68,13 @@ def iput(k, inode):
 
 
 def evict(k, inode):
-    """evict() -> ->evict_inode: truncate_inode_pages_final(), free the blocks."""
+    """evict() -> ->evict_inode (hugetlbfs_evict_inode), else
+    truncate_inode_pages_final(); free the blocks."""
     from vmsim.mm.truncate import truncate_inode_pages_final
+    evict_inode = getattr(inode.i_sb.s_op, "evict_inode", None)
+    if evict_inode is not None:
+        evict_inode(k, inode)
+        return
     if inode.i_mapping is not None:
         truncate_inode_pages_final(k, inode.i_mapping)
         k.unregister_object(inode.i_mapping.id)

@@ -1,8 +1,10 @@
 """Path lookup and the mount tree (fs/namei.c, fs/namespace.c), for vmsim's tree.
 
 Two filesystems, as on the reference machine (findmnt): ext4 on /dev/vda at / (and
-so /tmp, a directory of it) and tmpfs at /dev/shm. The tree holds /, /tmp, /dev and
-/dev/shm; files are created in any existing directory (there is no mkdir).
+so /tmp, a directory of it) and tmpfs at /dev/shm; and hugetlbfs at /dev/hugepages
+(vmsim/fs/hugetlbfs.py; the reference machine mounts none there). The tree holds /,
+/tmp, /dev, /dev/shm and /dev/hugepages; files are created in any existing directory
+(there is no mkdir).
 """
 import errno
 
@@ -35,6 +37,9 @@ class vfs:
         shm = self.new_inode(self.tmpfs, S_IFDIR | 0o1777)
         self.root.children.update(tmp=tmp, dev=dev)
         dev.children["shm"] = shm
+        # hugetlbfs at /dev/hugepages, default page size (systemd's dev-hugepages.mount).
+        from vmsim.fs.hugetlbfs import hugetlbfs_fill_super
+        dev.children["hugepages"] = hugetlbfs_fill_super(k, k.hstate)
         # The program spawn() and execve() run: a sparse ext4 file (its pages read as
         # zeros, without I/O) with the reference binary's size and inode number.
         from vmsim.kernel.exec import EXE_PATH, EXE_SIZE, EXE_INO
@@ -50,7 +55,13 @@ class vfs:
         self.exe_inode = exe
 
     def new_inode(self, sb, mode: int):
-        """new_inode(): the next inode number of the filesystem."""
+        """new_inode(): the next inode number of the filesystem (->alloc_inode for a
+        filesystem with its own inode type: hugetlbfs)."""
+        alloc = getattr(sb.s_op, "alloc_inode", None)
+        if alloc is not None:
+            ino = alloc(self.kernel, sb, mode)
+            ihold(ino)
+            return ino
         n = self.next_ino.get(sb.s_type, 12 if sb.s_type == "ext4" else 2) + 1
         self.next_ino[sb.s_type] = n
         ino = inode(sb, mode, n)

@@ -12,6 +12,7 @@ from vmsim.fs.file import (file, fget, fd_install, _task_files, FMODE_READ,
 from vmsim.fs.inode import S_ISDIR, S_ISREG
 from vmsim.fs.namei import path_lookupat, vfs_create, _full_path
 from vmsim.mm.page_flags import PG_uptodate
+from vmsim.uapi import O_CLOEXEC
 
 MAX_LFS_FILESIZE = (1 << 63) - 1
 EXT4_MAX_SIZE = 16 << 40          # ext4 with 4 KiB blocks: s_maxbytes (16 TiB - 4 KiB)
@@ -57,6 +58,10 @@ def do_sys_open(k, task, path: str, flags: int, mode: int) -> int:
     if flags & O_TRUNC and S_ISREG(ino.i_mode) and f.f_mode & FMODE_WRITE:
         do_truncate(k, ino, 0)
     fd_install(k, task, fd, f)
+    if flags & O_CLOEXEC:
+        fs.close_on_exec.add(fd)
+    else:
+        fs.close_on_exec.discard(fd)
     return fd
 
 
@@ -66,6 +71,9 @@ def do_truncate(k, inode, length: int) -> int:
     from vmsim.mm.truncate import truncate_setsize
     if length > _s_maxbytes(inode):
         return -errno.EFBIG
+    setattr_op = getattr(inode.i_sb.s_op, "setattr", None)
+    if setattr_op is not None:                   # hugetlbfs_setattr
+        return setattr_op(k, inode, length)
     old_pages = inode.i_mapping.nrpages
     truncate_setsize(k, inode, length)
     last = (length + 4095) >> 12
@@ -120,6 +128,8 @@ def vfs_fallocate(k, task, fd: int, mode: int, offset: int, length: int) -> int:
         return -errno.ENODEV
     if offset + length > _s_maxbytes(ino) or offset + length < 0:
         return -errno.EFBIG
+    if getattr(f.f_op, "fallocate", None) is not None:
+        return f.f_op.fallocate(k, f, mode, offset, length)      # hugetlbfs_fallocate
     if mode & FALLOC_FL_PUNCH_HOLE:
         end = min(offset + length, ino.i_size)
         if end <= offset:
@@ -156,6 +166,8 @@ def vfs_read(k, f, count: int, pos: int):
     (holes read as zeros without allocating)."""
     from vmsim.mm.filemap import filemap_read
     ino = f.f_inode
+    if getattr(f.f_op, "read_iter", None) is not None:
+        return f.f_op.read_iter(k, f, pos, count)                # hugetlbfs_read_iter
     if ino.i_sb.s_type == "ext4":
         return filemap_read(k, f, pos, count)
     from vmsim.mm.shmem import shmem_get_folio
@@ -253,6 +265,8 @@ def ksys_pwrite64(k, task, fd: int, data: bytes, pos, advance: bool):
     f = fget(k, task, fd)
     if f is None or not f.f_mode & FMODE_WRITE:
         return -errno.EBADF
+    if getattr(f.f_op, "write_iter", True) is None:
+        return -errno.EINVAL              # vfs_write(): no FMODE_CAN_WRITE (hugetlbfs)
     if pos is None:
         pos = f.f_inode.i_size if f.f_flags & O_APPEND else f.f_pos
     elif pos < 0:
@@ -288,6 +302,8 @@ def ksys_lseek(k, task, fd: int, offset: int, whence: int) -> int:
 def vfs_fsync_range(k, f, start: int, end: int, datasync: bool) -> int:
     """vfs_fsync_range() -> ext4_sync_file: write back and wait (tmpfs: noop_fsync)."""
     from vmsim.mm.page_writeback import filemap_write_and_wait_range
+    if f.f_inode.i_sb.s_type == "hugetlbfs":
+        return 0                                                 # noop_fsync
     return filemap_write_and_wait_range(k, f.f_mapping, start, end)
 
 
@@ -315,6 +331,9 @@ def generic_fadvise(k, task, fd: int, offset: int, length: int, advice: int) -> 
             0 if 0 <= advice <= 5 and length >= 0 else -errno.EINVAL)
     if length < 0:
         return -errno.EINVAL
+    if ino.i_sb.s_type == "hugetlbfs":
+        # noop_backing_dev_info: valid advice is ignored.
+        return 0 if POSIX_FADV_NORMAL <= advice <= POSIX_FADV_NOREUSE else -errno.EINVAL
     mapping = f.f_mapping
     if length == 0 or offset + length > MAX_LFS_FILESIZE or offset + length < 0:
         endbyte = MAX_LFS_FILESIZE

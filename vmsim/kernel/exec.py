@@ -226,6 +226,8 @@ def do_execve(k, tsk) -> int:
     if mm is None:
         return -12
     exec_mmap(k, tsk, mm)
+    from vmsim.fs.file import do_close_on_exec
+    do_close_on_exec(k, tsk)
     # flush_thread() -> fpu_flush_thread(): the FPU state, PKRU included, is reset
     # (pkru_write_default: init_pkru_value).
     tsk.pkru = pkru_get_init_value(k)

@@ -196,65 +196,6 @@ def _folios_put_pages(pfns, refcount, mflags, lru_next, lru_prev, head, tail, nr
     return len(pfns), nfree
 
 
-def _commit_order0_pages(pfns, i, zone_start, zone_end, flags, mapping, index, pbmt, st,
-                         pindex):
-    """free_unref_folios() for order-0 folios from pfns[i]: what free_frozen_pages()
-    does to each (flags, mapping, index, NR_FREE_PAGES) and free_frozen_page_commit()
-    with nr_pcp_high() inline: the pcp list each page goes to (``pindex``), the pcp's
-    alloc_factor, count, free_count, flags and high and the zone's pcp_pages in
-    ``st`` = [alloc_factor, count, free_count, flags, high, high_min, high_max, batch,
-    below_high, free_pages, pcp_pages]. Stops after a page that brings the count to
-    high (the caller runs free_pcppages_bulk) or before a page of another zone.
-    Returns (next index, high: -1 unless the list must be drained)."""
-    n = len(pfns)
-    hmin = st[5]
-    hmax = st[6]
-    batch = st[7]
-    below_high = st[8]
-    while i < n:
-        pfn = pfns[i]
-        if pfn < zone_start or pfn >= zone_end:
-            return i, -1
-        flags[pfn] = 0
-        mapping[pfn] = 0
-        index[pfn] = 0
-        st[9] += 1                                     # zone->free_pages
-        mt = pbmt[pfn >> 9]                            # get_pfnblock_migratetype()
-        if mt >= 3:
-            mt = 1
-        # free_frozen_page_commit(), order 0
-        st[0] >>= 1
-        pindex[i] = mt
-        st[1] += 1
-        st[10] += 1
-        if st[3] & 1:                                  # PCPF_PREV_FREE_HIGH_ORDER
-            st[3] &= ~1
-        if st[2] < (batch << 5):                       # CONFIG_PCP_BATCH_SCALE_MAX
-            st[2] += 1
-        # nr_pcp_high(pcp, zone, batch, false)
-        high = st[4]
-        high = hmin if high < hmin else hmax if high > hmax else high
-        st[4] = high
-        if high == 0:
-            h = 0
-        elif hmin == hmax:
-            h = high
-        elif below_high:
-            fc = st[2] if st[2] > batch else batch
-            st[4] = high - fc if high - fc > hmin else hmin
-            h = st[1] if st[1] > hmin else hmin
-        else:
-            if st[1] >= high:
-                need = st[2] + batch
-                if st[4] < need:
-                    st[4] = hmin if need < hmin else hmax if need > hmax else need
-            h = high
-        i += 1
-        if st[1] >= h:
-            return i, h
-    return i, -1
-
-
 # pte_modify()'s _PAGE_CHG_MASK and pte_needs_flush()'s masks (arch/x86).
 _CHG = (T.PTE_PFN_MASK | T._PAGE_ACCESSED | T._PAGE_DIRTY | T._PAGE_SPECIAL |
         T._PAGE_SOFT_DIRTY | T._PAGE_UFFD_WP | 0x18)
@@ -332,7 +273,7 @@ def _tracing() -> bool:
 
 
 _RUNS = {"zap": _zap_pte_run, "copy": _copy_pte_run, "put": _folios_put_pages,
-         "commit": _commit_order0_pages, "change": _change_pte_run}
+         "change": _change_pte_run}
 
 
 def _load(every: bool = False):

@@ -32,7 +32,7 @@ import numpy as np
 from vmsim.mm._gap_tree import _check_gap_tree
 
 from vmsim.arch.x86 import pgtable_types as T
-from vmsim.mm import vmstat
+from vmsim.mm import vmstat, _buddy
 from vmsim.mm.mm_types import (VM_READ, VM_WRITE, VM_HUGETLB, VM_MAYSHARE, VM_EXEC, VM_SHARED, VM_PFNMAP, VM_MIXEDMAP,
                                MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES)
 from vmsim.mm.page_flags import (PG_anon, PG_anon_exclusive, PG_lru, PG_reserved, PG_tail,
@@ -84,6 +84,27 @@ def _mmname(mm):
 
 
 # --- the free frames -----------------------------------------------------------------
+def _check_list(nxt, prv, head, tail, i, limit, rep, what):
+    """Walk list ``i`` (heads and tails in ``head`` / ``tail``, links in lru_next /
+    lru_prev) as CONFIG_DEBUG_LIST's __list_add_valid / __list_del_entry_valid would
+    find it: each node's prev is the node before it, the tail is the last node, no
+    cycle. Returns the PFNs from the head."""
+    out = []
+    p, before = head[i], 0
+    while p:
+        if len(out) > limit:
+            rep(f"{what}: a cycle (more than {limit} entries)")
+            return out
+        if prv[p] != before:
+            rep(f"{what}: pfn {p:#x} has prev {prv[p]:#x}, expected {before:#x}")
+            return out
+        out.append(p)
+        before, p = p, nxt[p]
+    if tail[i] != before:
+        rep(f"{what}: tail = {tail[i]:#x}, the last entry is {before:#x}")
+    return out
+
+
 class _FreeSet:
     """Free frames as sorted disjoint intervals [start, end) (buddy, pcp, never used)."""
 
@@ -98,32 +119,59 @@ class _FreeSet:
             E.append(starts + size)
             L.append(np.full(len(starts), label, np.int64))
 
+        nxt, prv = k.mem.lru_next, k.mem.lru_prev
+        nbuddy = 0
         for z in pa.zones:
             zfree = 0
-            for order, per_mt in enumerate(z.free_area):
+            for order in range(len(z.nr_free)):
                 n = 0
-                for mt, blocks in enumerate(per_mt):
-                    if not len(blocks):
+                for mt in range(_buddy.NR_MIGRATETYPES):
+                    i = order * _buddy.NR_MIGRATETYPES + mt
+                    blocks = _check_list(nxt, prv, z.flh, z.flt, i, k.nr_pages, rep,
+                                         f"free_area[{order}][{mt}] of zone {z.name}")
+                    if not blocks:
                         continue
-                    b = np.fromiter(blocks, np.int64, len(blocks))
+                    b = np.array(blocks, np.int64)
                     f = flags[b].astype(np.int64)
-                    for i in np.flatnonzero(((f & PGTY_buddy) == 0) |
+                    for j in np.flatnonzero(((f & PGTY_buddy) == 0) |
                                             (((f & PG_ORDER_MASK) >> PG_ORDER_SHIFT) != order))[:5].tolist():
-                        rep(f"buddy: pfn {int(b[i]):#x} on free_area[{order}][{mt}] of zone {z.name} "
-                            f"has flags {int(f[i]):#x} (expected PGTY_buddy with order {order})")
+                        rep(f"buddy: pfn {int(b[j]):#x} on free_area[{order}][{mt}] of zone {z.name} "
+                            f"has flags {int(f[j]):#x} (expected PGTY_buddy with order {order})")
+                    # A free block sits on its pageblock's migratetype list.
+                    bmt = pa.pageblock_mt[b >> _buddy.pageblock_order]
+                    for j in np.flatnonzero(bmt != mt)[:3].tolist():
+                        rep(f"buddy: pfn {int(b[j]):#x} on free_area[{order}][{mt}] of zone {z.name} "
+                            f"but its pageblock is {int(bmt[j])}")
+                    # __free_one_page() leaves no free buddy of the same order unmerged.
+                    if order < _buddy.MAX_PAGE_ORDER:
+                        bud = b ^ (1 << order)
+                        inz = (bud >= z.zone_start_pfn) & (bud < z.deferred_pfn)
+                        bf = flags[np.where(inz, bud, 0)].astype(np.int64)
+                        mrg = inz & ((bf & PGTY_buddy) != 0) & \
+                            (((bf & PG_ORDER_MASK) >> PG_ORDER_SHIFT) == order)
+                        for j in np.flatnonzero(mrg)[:3].tolist():
+                            rep(f"buddy: free order-{order} blocks {int(b[j]):#x} and "
+                                f"{int(bud[j]):#x} of zone {z.name} are buddies left unmerged")
                     add(b, 1 << order, 0)
                     n += len(b)
                 zfree += n << order
+                nbuddy += n
                 if z.nr_free[order] != n:
                     rep(f"buddy: zone {z.name} nr_free[{order}] = {z.nr_free[order]}, lists hold {n}")
             for cpu, pcp in enumerate(z.pcp):
                 cnt = 0
                 labels.append(f"pcp[{cpu}]")
-                for pindex, lst in enumerate(pcp.lists):
-                    if not len(lst):
+                for pindex in range(_buddy.NR_PCP_LISTS):
+                    lst = _check_list(nxt, prv, pcp.h, pcp.t, pindex, k.nr_pages, rep,
+                                      f"pcp list {pindex} of zone {z.name} cpu {cpu}")
+                    if not lst:
                         continue
                     order = pa._pindex_order(pindex)
-                    add(np.fromiter(lst, np.int64, len(lst)), 1 << order, len(labels) - 1)
+                    b = np.array(lst, np.int64)
+                    for j in np.flatnonzero(flags[b] != 0)[:3].tolist():
+                        rep(f"pcp: pfn {int(b[j]):#x} on pcp list {pindex} of zone {z.name} "
+                            f"cpu {cpu} has flags {int(flags[b[j]]):#x}")
+                    add(b, 1 << order, len(labels) - 1)
                     cnt += len(lst) << order
                 if cnt != pcp.count:
                     rep(f"pcp: zone {z.name} cpu {cpu} count = {pcp.count}, lists hold {cnt} pages")
@@ -143,6 +191,10 @@ class _FreeSet:
             if zfree != z.free_pages:
                 rep(f"zone {z.name}: free_pages = {z.free_pages}, free lists + pcp + never-used "
                     f"hold {zfree}")
+        marked = sum(int(np.count_nonzero(flags[z.zone_start_pfn:z.deferred_pfn] & PGTY_buddy))
+                     for z in pa.zones)
+        if marked != nbuddy:
+            rep(f"buddy: {marked} frames have PGTY_buddy, the free lists hold {nbuddy} blocks")
         if S:
             starts, ends, lab = np.concatenate(S), np.concatenate(E), np.concatenate(L)
             o = np.argsort(starts, kind="stable")
@@ -333,13 +385,15 @@ def _walk_tables(k, mm, rep, table_owner):
     descend(pgd_base, 0, 0, 0, 256)
     # Deposited PTE tables of huge PMDs (pgtable_trans_huge_deposit): accounted in
     # pgtables_bytes, owned by this mm, one per huge PMD.
+    # A page-cache folio's PMD has none (x86: arch_needs_pgtable_deposit() is false).
     deposits = _thp_deposits(k)
     for ptr, (lv, va, _e) in zip(w.huge_ptr, w.huge):
         if lv != "pmd" or _is_hugetlb_va(mm, va):
             continue
         lst = deposits.get(ptr, [])
-        if len(lst) != 1:
-            rep(f"{name}: huge PMD at {va:#x} has {len(lst)} deposited PTE tables, expected 1")
+        want = 0 if _is_file_pmd(k, _e) else 1
+        if len(lst) != want:
+            rep(f"{name}: huge PMD at {va:#x} has {len(lst)} deposited PTE tables, expected {want}")
         for pfn in lst:
             table(pfn, "pte", va, f"deposited table of the huge PMD at {va:#x}")
             r = int(rows[pfn]) * 512
@@ -349,6 +403,15 @@ def _walk_tables(k, mm, rep, table_owner):
         w.addrs = np.concatenate(addr_parts)
         w.ptes = np.concatenate(pte_parts)
     return w
+
+
+def _is_file_pmd(k, e: int) -> bool:
+    """Does this huge PMD map a page-cache folio (do_set_pmd), not an anon THP or the
+    huge zero folio?"""
+    p = (e & _PFN) >> 12
+    if p == getattr(k, "huge_zero_pfn", -1) or p >= k.nr_pages:
+        return False
+    return not k.mem.flags[p] & PG_anon
 
 
 def _vma_arrays(mm):
@@ -479,13 +542,39 @@ def _check_leaves(k, w, rep, free):
     w.pmd_folios = [((e & _PFN) >> 12) for lv, _va, e in w.huge
                     if lv == "pmd" and e & (_P | _PROTNONE) and (e & _PFN) >> 12 != hz and
                     not _is_hugetlb_va(mm, _va)]
-    for f in w.pmd_folios:
-        if not mem.flags[f] & PG_head or not mem.flags[f] & PG_anon:
-            rep(f"{name}: huge PMD maps pfn {f:#x}, which is no anon large folio head "
-                f"(flags {mem.flags[f]:#x})")
-    nanon += 512 * len(w.pmd_folios)
-    nshmem = int((~anon & swapb).sum())
-    nfile = int((~anon & ~swapb).sum())
+    npmd_file = npmd_shmem = 0
+    for (lv, va, e) in w.huge:
+        f = (e & _PFN) >> 12
+        if lv != "pmd" or not e & (_P | _PROTNONE) or f == hz or _is_hugetlb_va(mm, va):
+            continue
+        ff = mem.flags[f]
+        if not ff & PG_head or (ff & PG_ORDER_MASK) >> PG_ORDER_SHIFT != 9:
+            rep(f"{name}: huge PMD at {va:#x} maps pfn {f:#x}, which is no PMD-sized folio head "
+                f"(flags {ff:#x})")
+            continue
+        if ff & PG_anon:
+            nanon += 512
+            continue
+        # A page-cache folio mapped by do_set_pmd: the VMA's file at the linear index,
+        # never writable in a private VMA.
+        if ff & PG_swapbacked:
+            npmd_shmem += 512
+        else:
+            npmd_file += 512
+        v = mm.vma_lookup(va)
+        fobj = getattr(v, "vm_file", None)
+        am = getattr(fobj, "f_mapping", None)
+        idx = ((va - v.vm_start) >> 12) + v.vm_pgoff if v is not None else -1
+        if am is None or mem.mapping[f] != am.id or am.i_pages.get(idx) != f or \
+                mem.index[f] != idx:
+            rep(f"{name}: huge PMD at {va:#x} maps page-cache pfn {f:#x} (mapping "
+                f"{mem.mapping[f]}, index {mem.index[f]:#x}), not the folio of {v!r}'s file "
+                f"at index {idx:#x}")
+        elif e & _RW and not v.vm_flags & VM_SHARED:
+            rep(f"{name}: huge PMD at {va:#x} maps page-cache pfn {f:#x} writable in a private "
+                f"VMA {v!r} (COW broken)")
+    nshmem = int((~anon & swapb).sum()) + npmd_shmem
+    nfile = int((~anon & ~swapb).sum()) + npmd_file
     for ctr, cname, got in ((MM_ANONPAGES, "MM_ANONPAGES", nanon), (MM_FILEPAGES, "MM_FILEPAGES", nfile),
                             (MM_SHMEMPAGES, "MM_SHMEMPAGES", nshmem)):
         if mm.rss_stat[ctr] != got:
@@ -925,7 +1014,7 @@ def _check_all(k, st=None, full=True):
         srcs.append((np.fromiter(d.keys(), np.int64, len(d)), np.fromiter(d.values(), np.int64, len(d))))
     # PTE mappings of pages of large folios hold their reference on the head.
     ref_u, ref_c = _sum_refs(srcs)
-    _check_file_state(k, rep, aspaces, mem)
+    _check_file_state(k, rep, aspaces, mem, pmd_heads)
 
     ranges = _scan_ranges(k)
     inuse = _nonzero_frames(k, ranges)
@@ -980,18 +1069,30 @@ def _check_all(k, st=None, full=True):
     mflags = mem.np_flags[map_heads]
     anon_u = map_u[(mflags & PG_anon) != 0]
     nr_mapped = len(map_u) - len(anon_u)
-    pmd_u = np.unique(pmd_heads)
+    pmd_all = np.unique(pmd_heads)
+    pmd_anon = (mem.np_flags[pmd_all] & PG_anon) != 0 if len(pmd_all) else np.zeros(0, bool)
+    pmd_u = pmd_all[pmd_anon]
+    pmd_f = pmd_all[~pmd_anon]
     if len(pmd_u):
         anon_u = np.union1d(anon_u, (pmd_u[:, None] + np.arange(512)).ravel())
     nr_anon = len(anon_u)
+    if len(pmd_f):
+        # A PMD-mapped page-cache folio counts all its pages in nr_mapped once.
+        file_u = map_u[(mflags & PG_anon) == 0]
+        nr_mapped = len(np.union1d(file_u, (pmd_f[:, None] + np.arange(512)).ravel()))
     if k.vmstat[vmstat.NR_ANON_TRANSPARENT_HUGEPAGES] != 512 * len(pmd_u):
         rep(f"vmstat nr_anon_transparent_hugepages = "
             f"{k.vmstat[vmstat.NR_ANON_TRANSPARENT_HUGEPAGES]} pages, page tables PMD-map "
             f"{len(pmd_u)} THPs")
+    fsb = (mem.np_flags[pmd_f] & PG_swapbacked) != 0 if len(pmd_f) else np.zeros(0, bool)
+    for item, nm, want in ((vmstat.NR_FILE_PMDMAPPED, "nr_file_pmdmapped", int((~fsb).sum())),
+                           (vmstat.NR_SHMEM_PMDMAPPED, "nr_shmem_pmdmapped", int(fsb.sum()))):
+        if k.vmstat[item] != 512 * want:
+            rep(f"vmstat {nm} = {k.vmstat[item]} pages, page tables PMD-map {want} such folios")
     _check_large_folios(k, rep, cand, map_u, map_c, pmd_heads)
     ndep = sum(len(v) for v in _thp_deposits(k).values())
     nhuge = sum(1 for w in walks for lv, _va, _e in w.huge
-                if lv == "pmd" and not _is_hugetlb_va(w.mm, _va))
+                if lv == "pmd" and not _is_hugetlb_va(w.mm, _va) and not _is_file_pmd(k, _e))
     if ndep != nhuge:
         rep(f"{ndep} deposited PTE tables for {nhuge} huge PMDs (leaked deposits)")
     if k.vmstat[vmstat.NR_ANON_PAGES] != nr_anon:
@@ -1178,10 +1279,29 @@ def _check_hugetlb(k, rep, live):
         if not usage - in_shared <= getattr(mm, "hugetlb_usage", 0) <= usage:
             rep(f"{_mmname(mm)}: hugetlb_usage {getattr(mm, 'hugetlb_usage', 0)}, "
                 f"page tables map {usage} pages ({in_shared} through shared PMD tables)")
+    # Every hugetlbfs inode alive (the superblocks' s_inodes), mapped or not: its page
+    # cache holds hugetlb folios of its hstate at distinct indices below i_size or past
+    # it only by fallocate(KEEP_SIZE), i_blocks counts them, and the pool's reservations
+    # are what the reservation maps promise (below).
+    for sb in getattr(k, "hugetlbfs_sbs", ()):
+        for inode in sb.s_inodes.values():
+            if inode.i_mapping is not None:
+                cache[id(inode)] = inode
     incache = {}
     for inode in cache.values():
+        h = inode.hstate
         for idx, p in inode.pages.items():
             incache[p] = incache.get(p, 0) + (1 << inode.hstate.order)
+            if folio_h.get(p) is not h or p in h.hugepage_freelists:
+                rep(f"hugetlbfs inode {inode.i_ino}: page cache index {idx} holds {p:#x}, "
+                    f"not an in-use {h.name} folio")
+        if inode.i_blocks != len(inode.pages) * (h.huge_page_size() >> 9):
+            rep(f"hugetlbfs inode {inode.i_ino}: i_blocks {inode.i_blocks} for "
+                f"{len(inode.pages)} cached {h.name} folios")
+        if len(set(inode.pages.values())) != len(inode.pages):
+            rep(f"hugetlbfs inode {inode.i_ino}: one folio cached at two indices")
+    _check_hugetlb_reservations(k, rep, cache, live)
+    _check_shm(k, rep, live)
     for h in k.hstates:
         for p in h.hugepage_activelist:
             exp = maps.get(p, 0) + incache.get(p, 0)
@@ -1192,6 +1312,53 @@ def _check_hugetlb(k, rep, live):
         if k.ptpool.pt_share_count[row] != len(who) - 1:
             rep(f"hugetlb: shared PMD table pfn {k.ptpool.slot_pfn[row]:#x} has "
                 f"pt_share_count {k.ptpool.pt_share_count[row]}, used by {len(who)} mms")
+
+
+def _check_shm(k, rep, live):
+    """SysV shm: each segment's shm_nattch = the VMAs attaching it in live mms, and a
+    segment marked SHM_DEST still has attaches."""
+    ns = getattr(k, "shm_ns", None)
+    if ns is None:
+        return
+    from vmsim.ipc.shm import shm_vm_ops, SHM_DEST
+    att = {}
+    for mm in live:
+        for v in mm.mm_mt:
+            if v.vm_ops is shm_vm_ops:
+                sid = v.vm_file.private_data.id
+                att[sid] = att.get(sid, 0) + 1
+    for shp in ns.ipcs.values():
+        if shp.shm_nattch != att.get(shp.id, 0):
+            rep(f"shm {shp.id}: shm_nattch {shp.shm_nattch}, {att.get(shp.id, 0)} VMAs attach it")
+        if shp.mode & SHM_DEST and not shp.shm_nattch:
+            rep(f"shm {shp.id}: SHM_DEST with no attach left, not destroyed")
+
+
+def _check_hugetlb_reservations(k, rep, inodes, live):
+    """resv_huge_pages of each hstate = what the reservation maps still promise: the
+    shared maps' reserved indices with no page in the cache (an inode's resv_map),
+    plus each private owner VMA's pages not instantiated yet (the region count its
+    ->close would give back), less the in-use folios flagged HPG_restore_reserve
+    (allocated from a reservation that goes back to the pool when they are freed)."""
+    from vmsim.mm import hugetlb as H
+    want = {h: 0 for h in k.hstates}
+    for inode in inodes.values():
+        want[inode.hstate] += len(inode.resv_map.regions - set(inode.pages))
+    for mm in live:
+        for v in mm.mm_mt:
+            if not v.vm_flags & VM_HUGETLB or v.vm_flags & VM_MAYSHARE:
+                continue
+            if not H.is_vma_resv_set(v, H.HPAGE_RESV_OWNER) or H.vma_resv_map(v) is None:
+                continue
+            h = H.hstate_vma(v)
+            start = H.vma_hugecache_offset(h, v, v.vm_start)
+            end = H.vma_hugecache_offset(h, v, v.vm_end)
+            want[h] += (end - start) - H.region_count(H.vma_resv_map(v), start, end)
+    for h in k.hstates:
+        pending = sum(1 for p in h.hugepage_activelist if H._hpg(k, p) & H.HPG_restore_reserve)
+        if h.resv_huge_pages + pending != want[h]:
+            rep(f"hugetlb {h.name}: resv_huge_pages {h.resv_huge_pages} (+{pending} folios to "
+                f"restore), the reservation maps promise {want[h]}")
 
 
 def _lost_frames(k, ranges, free):
@@ -1298,11 +1465,15 @@ def _folio_heads(mem, pfns):
     return out
 
 
-def _check_file_state(k, rep, aspaces, mem):
+def _check_file_state(k, rep, aspaces, mem, pmd_heads=()):
     """File folios: nr_dirty counts the dirty pages of disk-file folios, nothing is
     under writeback between syscalls, an evicted (unlinked, closed, unmapped) inode
-    left nothing in the page cache, and mapcounts of large folios add up."""
+    left nothing in the page cache, and mapcounts of large folios add up (entire
+    mapcount = PMD mappings, _large_mapcount = PMD + PTE mappings)."""
     from vmsim.mm.filemap import PG_writeback
+    npmd = {}
+    for h in np.asarray(pmd_heads).tolist():
+        npmd[h] = npmd.get(h, 0) + 1
     dirty = 0
     for am in aspaces:
         host = am.host
@@ -1320,9 +1491,12 @@ def _check_file_state(k, rep, aspaces, mem):
                 pages = range(h, h + nr)
                 total = sum(int(mem.mapcount[p]) for p in pages)
                 mapped = sum(1 for p in pages if mem.mapcount[p])
-                if mem.mapping[h + 1] != total or mem.index[h + 1] != mapped:
+                pm = npmd.get(h, 0)
+                if mem.mapping[h + 1] != total + pm or mem.index[h + 1] != mapped or \
+                        mem.lru_prev[h + 1] != pm:
                     rep(f"page cache: large folio pfn {h:#x}: _large_mapcount {mem.mapping[h + 1]}, "
-                        f"_nr_pages_mapped {mem.index[h + 1]}, PTEs map {total} times {mapped} pages")
+                        f"_nr_pages_mapped {mem.index[h + 1]}, _entire_mapcount "
+                        f"{mem.lru_prev[h + 1]}; PTEs map {total} times {mapped} pages, {pm} PMDs")
     if k.vmstat[vmstat.NR_DIRTY] != dirty:
         rep(f"vmstat nr_dirty = {k.vmstat[vmstat.NR_DIRTY]}, dirty disk-file page-cache pages {dirty}")
     if k.vmstat[vmstat.NR_WRITEBACK]:

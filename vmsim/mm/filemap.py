@@ -38,6 +38,9 @@ FGP_STABLE = 0x80
 FGF_GET_ORDER_SHIFT = 26
 FGP_WRITEBEGIN = FGP_LOCK | FGP_WRITE | FGP_CREAT | FGP_STABLE
 MAX_PAGECACHE_ORDER = 9          # min(MAX_XAS_ORDER, PMD_ORDER) on x86-64
+HPAGE_PMD_NR = 512
+_PSE = 1 << 7                    # _PAGE_PSE
+PRESENT = 1 << 0                 # _PAGE_PRESENT
 
 
 class address_space:
@@ -90,12 +93,15 @@ def folio_next_index(k, folio: int) -> int:
 
 
 def filemap_alloc_folio(k, gfp: int, order: int) -> int:
-    """filemap_alloc_folio(): a folio of 2**order pages (compound when large), or -1."""
+    """filemap_alloc_folio(): a folio of 2**order pages (compound when large, and
+    large_rmappable: folio_alloc's page_rmappable_folio), or -1."""
     from vmsim.mm.page_alloc import __GFP_COMP
     from vmsim.mm.folio import prep_compound_page
+    from vmsim.mm.page_flags import PG_large_rmappable
     pfn = k.page_alloc.alloc_pages(gfp | (__GFP_COMP if order else 0), order, k.current_cpu())
     if pfn >= 0 and order:
         prep_compound_page(k, pfn, order)
+        k.mem.flags[pfn] = k.mem.flags[pfn] | PG_large_rmappable
     return pfn
 
 
@@ -459,14 +465,35 @@ def filemap_map_folio_range(vmf, folio: int, start: int, addr: int, nr_pages: in
     return ret, rss
 
 
+def filemap_map_pmd(vmf, folio: int, start: int) -> bool:
+    """filemap_map_pmd(): True when the PMD maps a huge page (already, or now through
+    do_set_pmd for a PMD-sized folio, which takes the reference next_uptodate_folio
+    got); else install the preallocated PTE table if the PMD is none."""
+    from vmsim.mm.memory import do_set_pmd, pmd_install
+    mm = vmf.vma.vm_mm
+    k = mm.kernel
+    pmd = k.ptpool.mv[vmf.pmd]
+    if pmd & _PSE and pmd & PRESENT:                     # pmd_trans_huge()
+        return True
+    if pmd == 0 and _nr(k, folio) == HPAGE_PMD_NR:      # folio_test_pmd_mappable()
+        page = folio + (start & (HPAGE_PMD_NR - 1))      # folio_file_page()
+        k.mem.refcount[folio] += 1                       # next_uptodate_folio's folio_try_get()
+        if not do_set_pmd(vmf, folio, page):
+            return True
+        k.mem.refcount[folio] -= 1
+    if k.ptpool.mv[vmf.pmd] == 0 and vmf.prealloc_pte >= 0:
+        vmf.prealloc_pte = pmd_install(mm, vmf.pmd, vmf.prealloc_pte)
+    return False
+
+
 def filemap_map_pages(vmf, start_pgoff: int, end_pgoff: int) -> int:
     """filemap_map_pages(): map cached, uptodate, unlocked folios in [start, end].
 
     Returns VM_FAULT_NOPAGE when the faulting address itself got mapped, so the
-    fault completes without ->fault. PMD-sized folios are mapped with PTEs here
-    (do_set_pmd for file folios: not modelled).
+    fault completes without ->fault. A PMD-sized first folio with the PMD none is
+    mapped by a PMD (filemap_map_pmd -> do_set_pmd).
     """
-    from vmsim.mm.memory import pmd_install, set_pte_range
+    from vmsim.mm.memory import set_pte_range
     from vmsim.arch.x86.pgtable import pte_offset_map
     vma = vmf.vma
     mm = vma.vm_mm
@@ -480,20 +507,16 @@ def filemap_map_pages(vmf, start_pgoff: int, end_pgoff: int) -> int:
     if folio >= 0:
         file_end = ((i_size_read(mapping) + 4095) >> 12) - 1
         end_pgoff = min(end_pgoff, file_end)
-        pool = k.ptpool.mv
-        # filemap_map_pmd() runs only for a folio inside i_size (or shmem): it installs
-        # the PTE table. Otherwise, with no table yet, pte_offset_map_lock() finds none
-        # and nothing is mapped: ->fault and finish_fault() map the folio (whole, as
-        # it then fits: finish_fault compares i_size rounded up). A 64 MiB file's last
-        # 2 MiB folio so takes one fault on 6.18.44 (do_set_pmd there; vmsim maps the
-        # 512 PTEs: file PMD mappings are not modelled).
-        if pool[vmf.pmd] == 0:
-            if not (file_end >= mem.index[folio] + _nr(k, folio) or mapping.swapbacked):
-                folio = -1
-            elif vmf.prealloc_pte >= 0:
-                vmf.prealloc_pte = pmd_install(mm, vmf.pmd, vmf.prealloc_pte)
-            else:
-                return VM_FAULT_OOM
+        # Do not map with a PMD across i_size (SIGBUS semantics); shmem may. Without
+        # filemap_map_pmd() no table is installed and pte_offset_map_lock() finds
+        # none: ->fault and finish_fault() map the folio (finish_fault compares i_size
+        # rounded up, so a 64 MiB file's last 2 MiB folio gets its PMD there).
+        if (file_end >= mem.index[folio] + _nr(k, folio) or mapping.swapbacked) and \
+                filemap_map_pmd(vmf, folio, start_pgoff):
+            ret = VM_FAULT_NOPAGE
+            folio = -1
+        elif k.ptpool.mv[vmf.pmd] == 0 or k.ptpool.mv[vmf.pmd] & _PSE:
+            folio = -1                                   # !pte_offset_map_lock()
     if folio >= 0:
         pool = k.ptpool.mv
         rss = 0

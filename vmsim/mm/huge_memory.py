@@ -494,8 +494,9 @@ def folio_add_anon_rmap_pmd(k, folio: int, vma):
 
 def folio_remove_rmap_pmd(k, folio: int, vma):
     """folio_remove_rmap_pmd(): drop one entire mapping; the last one leaves
-    NR_ANON_THPS and unmaps the pages no PTE maps; a folio left partially mapped
-    goes on the deferred split queue."""
+    NR_ANON_THPS (NR_FILE_PMDMAPPED / NR_SHMEM_PMDMAPPED for a page-cache folio) and
+    unmaps the pages no PTE maps (NR_ANON_MAPPED / NR_FILE_MAPPED); an anon folio
+    left partially mapped goes on the deferred split queue."""
     mem = k.mem
     em = mem.lru_prev[folio + 1] - 1
     mem.lru_prev[folio + 1] = em
@@ -505,12 +506,16 @@ def folio_remove_rmap_pmd(k, folio: int, vma):
     if em == 0:
         mapped = mem.index[folio + 1]
         nr = HPAGE_PMD_NR - mapped
-        anon = mem.flags[folio] & PG_anon
-        if anon:
+        f = mem.flags[folio]
+        if f & PG_anon:
             k.vmstat[vmstat.NR_ANON_PAGES] -= nr
             k.vmstat[vmstat.NR_ANON_TRANSPARENT_HUGEPAGES] -= HPAGE_PMD_NR
             if mapped and nr:
                 deferred_split_folio(k, folio, True)
+        else:
+            k.vmstat[vmstat.NR_MAPPED] -= nr
+            k.vmstat[vmstat.NR_SHMEM_PMDMAPPED if f & PG_swapbacked
+                     else vmstat.NR_FILE_PMDMAPPED] -= HPAGE_PMD_NR
     if vma is not None and vma.vm_flags & VM_LOCKED:
         from vmsim.mm.mlock import munlock_folio
         munlock_folio(k, folio)
@@ -887,6 +892,25 @@ def __split_huge_pmd_locked(vma, pmdp: int, haddr: int, freeze: bool):
     k = mm.kernel
     pool = k.ptpool.mv
     k.vmstat[vmstat.THP_SPLIT_PMD] += 1
+    if not vma_is_anonymous(vma):
+        # A file PMD is not split into PTEs: it is zapped, and later faults map the
+        # folio again (with PTEs, or a PMD once the range allows).
+        from vmsim.mm.memory import mm_counter_file
+        from vmsim.mm.swap import folio_put
+        old_pmd = pmdp_huge_clear_flush(vma, haddr, pmdp)
+        if is_huge_zero_pmd(k, old_pmd):
+            return
+        folio = (old_pmd & _PFN2M) >> 12
+        mem = k.mem
+        if not mem.flags[folio] & PG_dirty and old_pmd & T._PAGE_DIRTY:
+            from vmsim.mm.filemap import folio_mark_dirty
+            folio_mark_dirty(k, folio)
+        if not mem.flags[folio] & PG_referenced and old_pmd & T._PAGE_ACCESSED:
+            mem.flags[folio] = mem.flags[folio] | PG_referenced
+        folio_remove_rmap_pmd(k, folio, vma)
+        folio_put(k, folio)
+        mm.rss_stat[mm_counter_file(k, folio)] -= HPAGE_PMD_NR
+        return
     if is_huge_zero_pmd(k, pool[pmdp]):
         return __split_huge_zero_page_pmd(vma, haddr, pmdp)
     old_pmd = pmdp_invalidate(vma, haddr, pmdp)
@@ -990,8 +1014,20 @@ def zap_huge_pmd(tlb, vma, pmdp: int, addr: int) -> int:
         return 1
     folio = (orig & _PFN2M) >> 12
     folio_remove_rmap_pmd(k, folio, vma)
-    zap_deposited_table(mm, pmdp)
-    mm.rss_stat[MM_ANONPAGES] -= HPAGE_PMD_NR
+    if k.mem.flags[folio] & PG_anon:
+        zap_deposited_table(mm, pmdp)
+        mm.rss_stat[MM_ANONPAGES] -= HPAGE_PMD_NR
+    else:
+        # A page-cache folio: no deposited table on x86 (arch_needs_pgtable_deposit);
+        # a young PMD marks it accessed (vma_has_recency). A dirty PMD does not mark
+        # the folio dirty here: shared writes dirtied it at fault time
+        # (fault_dirty_shared_page), and shmem folios are dirty from their creation.
+        from vmsim.mm.memory import mm_counter_file
+        from vmsim.mm.mm_types import VM_SEQ_READ, VM_RAND_READ
+        mm.rss_stat[mm_counter_file(k, folio)] -= HPAGE_PMD_NR
+        if orig & T._PAGE_ACCESSED and not vma.vm_flags & (VM_SEQ_READ | VM_RAND_READ):
+            from vmsim.mm.swap import folio_mark_accessed
+            folio_mark_accessed(k, folio)
     if __tlb_remove_folio_pages(tlb, folio, 1, False):
         from vmsim.mm.mmu_gather import tlb_flush_mmu
         tlb_flush_mmu(tlb)
@@ -1072,8 +1108,11 @@ def move_huge_pmd(vma, old_addr: int, new_addr: int, old_pmdp: int, new_pmdp: in
     if pool[new_pmdp]:
         return False
     pmd = pmdp_huge_get_and_clear(mm, old_addr, old_pmdp)
-    pgtable = pgtable_trans_huge_withdraw(mm, old_pmdp)
-    pgtable_trans_huge_deposit(mm, new_pmdp, pgtable)
+    if vma_is_anonymous(vma):
+        # pmd_move_must_withdraw(): vmsim keeps deposits per PMD entry, so an anon
+        # PMD's table always moves with it; file PMDs have none.
+        pgtable = pgtable_trans_huge_withdraw(mm, old_pmdp)
+        pgtable_trans_huge_deposit(mm, new_pmdp, pgtable)
     set_pmd_at(mm, new_addr, new_pmdp, pmd)
     note_downgrade(mm, old_addr, old_addr + HPAGE_PMD_SIZE)
     flush_tlb_range(vma, old_addr, old_addr + HPAGE_PMD_SIZE)
@@ -1126,6 +1165,8 @@ def madvise_cold_huge_pmd(tlb, vma, pmdp: int, addr: int, nxt: int, pageout: boo
     if mem.lru_prev[folio + 1] + mem.index[folio + 1] != 1:       # folio_maybe_mapped_shared
         return True
     if nxt - addr != HPAGE_PMD_SIZE:
+        # split_folio() unmaps the folio first (a file PMD is zapped by that); vmsim
+        # splits only anon folios here: a page-cache folio stays large, unmapped.
         __split_huge_pmd(vma, pmdp, addr, False)
         split_folio(k, folio)
         return False

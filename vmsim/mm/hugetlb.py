@@ -26,8 +26,9 @@ page[2].mapping, since the head's private word holds the page data handle here.
 Hugetlb pages are counted in mm->hugetlb_usage (HugetlbPages in status), never in
 RSS, and mapped as whole folios (entire mapcount).
 
-Not modelled: hugetlbfs mounts and files other than the anonymous ones (there is no
-VFS yet), SysV SHM_HUGETLB (no SysV shm), subpools (the internal mount has no size
+hugetlbfs files (the /dev/hugepages mount, memfd_create(MFD_HUGETLB)) and the
+internal mounts are vmsim/fs/hugetlbfs.py; the anonymous MAP_HUGETLB file is one of
+them; SysV SHM_HUGETLB segments (vmsim/ipc/shm.py) too. Not modelled: subpools (the internal mount has no size
 limits, so hugepage_subpool_get_pages() returns its argument), cgroups, NUMA nodes
 (one node 0), vmemmap optimisation (off by default on this kernel), demotion,
 migration and memory failure, userfaultfd.
@@ -45,6 +46,9 @@ from vmsim.mm.page_alloc import (GFP_HIGHUSER, GFP_HIGHUSER_MOVABLE, __GFP_COMP,
 from vmsim.mm.page_flags import (PG_head, PG_tail, PG_ORDER_MASK, PG_ORDER_SHIFT, PG_anon,
                                  PG_anon_exclusive, PG_dirty, PG_uptodate, PGTY_hugetlb)
 from vmsim.mm import vmstat
+from vmsim.fs.hugetlbfs import (HUGETLBFS_DEV, hugetlb_file_setup, is_file_hugepages,  # noqa: F401
+                                remove_inode_hugepages, hugetlbfs_file_mmap,
+                                hugetlb_get_unmapped_area)
 
 HPAGE_RESV_OWNER = 1 << 0
 HPAGE_RESV_UNMAPPED = 1 << 1
@@ -57,7 +61,6 @@ MAP_HUGE_SHIFT = 26
 MAP_HUGE_MASK = 0x3F
 PUD_SIZE = T.PUD_SIZE
 PMD_SIZE = T.PMD_SIZE
-HUGETLBFS_DEV = (0, 0x11)            # the internal hugetlbfs mount's anonymous device
 _PFN = T.PTE_PFN_MASK
 
 
@@ -188,14 +191,14 @@ def alloc_contig_pages(k, nr_pages: int, gfp: int) -> int:
 
 
 def _pcp_blocks(pa, zone):
-    """{head pfn: (cpu, list, order)} of the zone's per-CPU lists."""
+    """{head pfn: (pcp, pindex, order)} of the zone's per-CPU lists."""
     from vmsim.mm.page_alloc import pindex_to_order
     out = {}
     for pcp in zone.pcp:
         for i, lst in enumerate(pcp.lists):
             o = pindex_to_order(i)
             for p in lst:
-                out[p] = (pcp, lst, o)
+                out[p] = (pcp, i, o)
     return out
 
 
@@ -240,10 +243,8 @@ def _isolate_freepages_range(pa, zone, start: int, n: int):
             order = (f & PG_ORDER_MASK) >> PG_ORDER_SHIFT
             pa._del_from_free_list(zone, pfn, order, pa.pageblock_mt_mv[pfn >> 9])
         else:
-            p, lst, order = pcp[pfn]
-            lst.remove(pfn)
-            p.count -= 1 << order
-            zone.pcp_pages -= 1 << order
+            p, pindex, order = pcp[pfn]
+            pa._pcp_del(zone, p, pindex, pfn)
         pfn += 1 << order
     zone.free_pages -= n
     pa.mem.refcount[start] = 1
@@ -328,12 +329,14 @@ def account_new_hugetlb_folio(h, pfn: int):
 
 
 def enqueue_hugetlb_folio(h, pfn: int):
-    """enqueue_hugetlb_folio(): onto the free list (refcount 0)."""
+    """enqueue_hugetlb_folio(): onto the head of the free list (list_move; refcount
+    0), so the folio freed last is the first dequeued (the reference machine's
+    hugetlb_memfd_shared scenario refaults a punched page into the same frame)."""
     k = h.k
     assert k.mem.refcount[pfn] == 0, f"VM_BUG_ON_FOLIO: enqueue of a used folio {pfn:#x}"
     if pfn in h.hugepage_activelist:
         h.hugepage_activelist.remove(pfn)
-    h.hugepage_freelists.append(pfn)
+    h.hugepage_freelists.insert(0, pfn)
     h.free_huge_pages += 1
     _hpg_set(k, pfn, HPG_freed)
 
@@ -922,9 +925,11 @@ def hugetlb_reserve_pages(inode, frm: int, to: int, vma, vm_flags: int) -> int:
 
 
 def hugetlb_unreserve_pages(inode, start: int, end: int, freed: int):
-    """hugetlb_unreserve_pages(): the inode's reservations beyond what was freed go."""
+    """hugetlb_unreserve_pages(): the inode's reservations beyond what was freed go,
+    and i_blocks loses the freed pages."""
     h = inode.hstate
     chg = region_del(inode.resv_map, start, end)
+    inode.i_blocks -= (h.huge_page_size() >> 9) * freed
     hugetlb_acct_memory(h, -(chg - freed))
 
 
@@ -935,124 +940,10 @@ def hugetlb_vma_lock_alloc(vma):
     vma.vm_private_data = _hugetlb_vma_lock(vma)
 
 
-# --- hugetlbfs inode, anonymous file, vm_ops ---------------------------------------------
-class hugetlbfs_inode:
-    """A hugetlbfs inode: size, the page cache (index in huge pages -> folio) and the
-    reservation map of shared mappings."""
-
-    def __init__(self, k, h, size: int):
-        self.hstate = h
-        self.i_size = size
-        self.i_ino = k.next_ino()
-        self.nlink = 0
-        self.resv_map = resv_map()
-        self.i_mapping = self
-        self.pages = {}
-        self.dev = HUGETLBFS_DEV
-        self.i_blocks = 0
-
-
-class hugetlb_file:
-    """struct file of the internal hugetlbfs mount ("anon_hugepage", unlinked)."""
-
-    def __init__(self, inode, name: str):
-        self.f_inode = inode
-        self.f_mapping = inode
-        self.path = "/" + name
-        self.deleted = True
-        self.dev = HUGETLBFS_DEV
-        self.f_count = 1
-
-    def get_unmapped_area(self, mm, addr, length, pgoff, flags):
-        return hugetlb_get_unmapped_area(self, mm, addr, length, pgoff, flags)
-
-    def mmap_checks(self, flags, vm_flags):
-        """do_mmap()'s file checks for a hugetlbfs file (O_RDWR: anything goes)."""
-        from vmsim.mm.mmap import MAP_TYPE, MAP_SHARED, MAP_SHARED_VALIDATE, MAP_PRIVATE
-        from vmsim.mm.mm_types import VM_MAYWRITE
-        t = flags & MAP_TYPE
-        if t in (MAP_SHARED, MAP_SHARED_VALIDATE):
-            return vm_flags | VM_SHARED | VM_MAYSHARE
-        if t == MAP_PRIVATE:
-            return vm_flags
-        return -errno.EINVAL
-
-    def mmap(self, vma) -> int:
-        return hugetlbfs_file_mmap(self, vma)
-
-    def release(self, k):
-        """The final fput: iput of the unlinked inode -> hugetlbfs_evict_inode()."""
-        remove_inode_hugepages(k, self.f_inode)
-
-
-def hugetlb_file_setup(k, name: str, size: int, acctflag: int, page_size_log: int):
-    """hugetlb_file_setup(): an unlinked inode of the mount of that size (the
-    reservation waits for ->mmap, acctflag is VM_NORESERVE)."""
-    h = hstate_sizelog(k, page_size_log)
-    if h is None:
-        return -errno.ENODEV
-    inode = hugetlbfs_inode(k, h, size)
-    ret = hugetlb_reserve_pages(inode, 0, size >> (12 + h.order), None, acctflag)
-    if ret < 0:
-        return -errno.ENOMEM
-    return hugetlb_file(inode, name)
-
-
-def hugetlbfs_file_mmap(file, vma) -> int:
-    """hugetlbfs_file_mmap(): VM_HUGETLB | VM_DONTEXPAND, the offset aligned to the
-    huge page, then the reservation of the mapped range."""
-    inode = file.f_inode
-    h = inode.hstate
-    vma.vm_flags |= VM_HUGETLB | VM_DONTEXPAND
-    vma.vm_ops = hugetlb_vm_ops
-    if vma.vm_pgoff & ((1 << h.order) - 1):
-        return -errno.EINVAL
-    vma_len = vma.vm_end - vma.vm_start
-    length = vma_len + (vma.vm_pgoff << 12)
-    if hugetlb_reserve_pages(inode, vma.vm_pgoff >> h.order, length >> (12 + h.order),
-                             vma, vma.vm_flags) < 0:
-        return -errno.ENOMEM
-    if vma.vm_flags & VM_WRITE and inode.i_size < length:
-        inode.i_size = length
-    return 0
-
-
-def hugetlb_get_unmapped_area(file, mm, addr: int, length: int, pgoff: int, flags: int) -> int:
-    """hugetlb_get_unmapped_area(): length and a MAP_FIXED address must be huge-page
-    aligned; a hint is rounded up; the search aligns to the huge page size."""
-    from vmsim.mm.mmap import MAP_FIXED, mm_get_unmapped_area_vmflags
-    h = file.f_inode.hstate
-    size = h.huge_page_size()
-    if length & (size - 1):
-        return -errno.EINVAL
-    if flags & MAP_FIXED and addr & (size - 1):
-        return -errno.EINVAL
-    addr0 = (addr + size - 1) & ~(size - 1) if addr else 0
-    return mm_get_unmapped_area_vmflags(mm, file, addr0, length, pgoff, flags, 0)
-
-
+# --- hugetlbfs files (vmsim/fs/hugetlbfs.py), vm_ops ---------------------------------------
 def huge_page_mask_align(file) -> int:
     """huge_page_mask_align(): the align_mask vm_unmapped_area() uses for the file."""
     return ~0xFFF & (file.f_inode.hstate.huge_page_size() - 1)
-
-
-def is_file_hugepages(file) -> bool:
-    return isinstance(file, hugetlb_file)
-
-
-def remove_inode_hugepages(k, inode):
-    """remove_inode_hugepages() + hugetlb_unreserve_pages(): an evicted inode's page
-    cache folios are freed and its remaining reservations released."""
-    from vmsim.mm.swap import folio_put
-    h = inode.hstate
-    freed = 0
-    for idx in sorted(inode.pages):
-        folio = inode.pages.pop(idx)
-        k.mem.mapping[folio] = 0                # filemap_remove_folio / remove_huge_page
-        for _ in range(1 << h.order):
-            folio_put(k, folio)
-        freed += 1
-    hugetlb_unreserve_pages(inode, 0, 1 << 62, freed)
 
 
 class _HugetlbVmOps:

@@ -284,6 +284,13 @@ def madvise_collapse(vma, start: int, end: int) -> int:
 
 
 # --- the thread ---------------------------------------------------------------------------
+def hpage_collapse_test_exit_or_disable(mm) -> bool:
+    """hpage_collapse_test_exit_or_disable(): the mm is exiting, or
+    prctl(PR_SET_THP_DISABLE) disabled THP for it completely."""
+    from vmsim.mm.huge_memory import MMF_DISABLE_THP_COMPLETELY
+    return mm.mm_users == 0 or bool(mm.flags >> MMF_DISABLE_THP_COMPLETELY & 1)
+
+
 def khugepaged_scan_mm_slot(k, pages: int, cc) -> int:
     """khugepaged_scan_mm_slot(): scan the current mm from khugepaged_scan.address
     for up to ``pages`` pages; move on (and count a full scan) when it is done."""
@@ -295,7 +302,13 @@ def khugepaged_scan_mm_slot(k, pages: int, cc) -> int:
     mm = st.scan_mm
     progress = 0
     done_all = True
-    for vma in list(mm.mm_mt):
+    vmas = list(mm.mm_mt)
+    if hpage_collapse_test_exit_or_disable(mm):
+        # progress++ and breakouterloop with no VMA: the slot moves on (collect_mm_slot
+        # keeps a live mm registered).
+        progress = 1
+        vmas = []
+    for vma in vmas:
         if progress >= pages:
             done_all = False
             break

@@ -531,6 +531,8 @@ def madvise_cold_pte_range(tlb, vma, pmdp: int, addr: int, end: int, pageout: bo
         from vmsim.mm.huge_memory import madvise_cold_huge_pmd
         if madvise_cold_huge_pmd(tlb, vma, pmdp, addr, end, pageout):
             return 0
+        if not pool[pmdp]:
+            return 0                    # a file PMD was zapped: no PTE table to walk
     from vmsim.mm.huge_memory import _split_large_folios_in
     _split_large_folios_in(vma, pmdp, addr, end)
     ptep = pte_offset_map(mm, pmdp, addr)
@@ -593,8 +595,8 @@ def madvise_remove(vma, start: int, end: int) -> int:
     """madvise_remove(): punch a hole in the shmem file behind a shared mapping.
 
     vfs_fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE) -> shmem_fallocate:
-    unmap_mapping_range() over the whole pages, then shmem_truncate_range().
-    Only shmem files exist in vmsim so far; other files would return -EOPNOTSUPP.
+    unmap_mapping_range() over the whole pages, then shmem_truncate_range(); for
+    hugetlbfs, hugetlbfs_punch_hole(); ext4_punch_hole() for the disk files.
     """
     if vma.vm_flags & VM_LOCKED:
         return -errno.EINVAL
@@ -604,6 +606,10 @@ def madvise_remove(vma, start: int, end: int) -> int:
     if (vma.vm_flags & (VM_SHARED | VM_MAYWRITE)) != (VM_SHARED | VM_MAYWRITE):  # vma_is_shared_maywrite
         return -errno.EACCES
     offset = (start - vma.vm_start) + (vma.vm_pgoff << 12)
+    from vmsim.fs.hugetlbfs import is_file_hugepages, hugetlbfs_fallocate
+    if is_file_hugepages(f):
+        # vfs_fallocate(PUNCH_HOLE | KEEP_SIZE) -> hugetlbfs_fallocate -> hugetlbfs_punch_hole
+        return hugetlbfs_fallocate(vma.vm_mm.kernel, f, 3, offset, end - start)
     if not getattr(f.f_mapping, "swapbacked", False):
         if not hasattr(f, "f_ra"):
             return -errno.EOPNOTSUPP

@@ -27,7 +27,8 @@ from vmsim.mm.mm_types import (
     VM_FAULT_LOCKED, VM_FAULT_DONE_COW, MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES,
     vm_fault, vma_is_accessible)
 from vmsim.mm.page_alloc import GFP_HIGHUSER_MOVABLE, __GFP_ZERO, __GFP_COMP
-from vmsim.mm.page_flags import PG_anon, PG_anon_exclusive, PG_lru, PG_swapbacked, PG_dirty, PG_head, PG_tail
+from vmsim.mm.page_flags import (PG_anon, PG_anon_exclusive, PG_lru, PG_swapbacked, PG_dirty, PG_head,
+                                 PG_tail, PG_ORDER_MASK, PG_ORDER_SHIFT)
 from vmsim.mm.rmap import (folio_add_new_anon_rmap, folio_remove_rmap_pte, folio_add_file_rmap_pte,
                            folio_add_file_rmap_ptes,
                            folio_try_dup_anon_rmap_pte, folio_dup_file_rmap_pte,
@@ -38,7 +39,8 @@ from vmsim.mm.mm_types import VM_SEQ_READ, VM_RAND_READ, FAULT_FLAG_VMA_LOCK
 from vmsim.mm.huge_memory import (thp_vma_allowable_order, create_huge_pud, wp_huge_pud,
                                   huge_pud_set_accessed, create_huge_pmd, wp_huge_pmd,
                                   huge_pmd_set_accessed, do_huge_pmd_numa_page,
-                                  TVA_PAGEFAULT, PUD_ORDER, PMD_ORDER)
+                                  TVA_PAGEFAULT, PUD_ORDER, PMD_ORDER, HPAGE_PMD_ORDER,
+                                  HPAGE_PMD_NR)
 from vmsim.mm.mmu_gather import (tlb_delay_rmap, tlb_flush_mmu_tlbonly, tlb_flush_rmaps)
 from vmsim.mm.mmu_gather import (tlb_remove_tlb_entry, __tlb_remove_folio_pages, tlb_flush_mmu,
                                  pte_free_tlb, pmd_free_tlb, pud_free_tlb, p4d_free_tlb)
@@ -729,6 +731,41 @@ def __do_fault(vmf) -> int:
     return ret | VM_FAULT_LOCKED
 
 
+def do_set_pmd(vmf, folio: int, page: int) -> int:
+    """do_set_pmd(): map a PMD-sized page-cache folio with one PMD. THP's sysfs modes
+    play no part (the folio is already large): only VM_NOHUGEPAGE, the mm's THP-disable
+    flags (vma_thp_disabled as for a forced collapse) and the alignment of the VMA
+    (thp_vma_suitable_order) refuse it. x86 deposits no table for file PMDs
+    (arch_needs_pgtable_deposit() is false). Consumes the caller's folio reference;
+    0, or VM_FAULT_FALLBACK to map PTEs."""
+    from vmsim.mm.huge_memory import (vma_thp_disabled, thp_vma_suitable_order, folio_mk_pmd,
+                                      maybe_pmd_mkwrite, set_pmd_at)
+    from vmsim.mm.rmap import folio_add_file_rmap_pmd
+    vma = vmf.vma
+    mm = vma.vm_mm
+    k = mm.kernel
+    write = vmf.flags & FAULT_FLAG_WRITE
+    haddr = vmf.address & PMD_MASK
+    # thp_disabled_by_hw(): this machine's CPU has PSE.
+    if vma_thp_disabled(vma, vma.vm_flags, True):
+        return VM_FAULT_FALLBACK
+    if not thp_vma_suitable_order(vma, haddr, PMD_ORDER):
+        return VM_FAULT_FALLBACK
+    f = k.mem.flags[folio]
+    if not f & PG_head or (f & PG_ORDER_MASK) >> PG_ORDER_SHIFT != HPAGE_PMD_ORDER:
+        return VM_FAULT_FALLBACK
+    if k.ptpool.mv[vmf.pmd] != 0:                         # !pmd_none() under the lock
+        return 0
+    entry = folio_mk_pmd(folio, vma.vm_page_prot)
+    if write:
+        entry = maybe_pmd_mkwrite(entry | T._PAGE_DIRTY | T._PAGE_SOFT_DIRTY, vma)
+    mm.rss_stat[mm_counter_file(k, folio)] += HPAGE_PMD_NR
+    folio_add_file_rmap_pmd(k, folio, folio, vma)
+    set_pmd_at(mm, haddr, vmf.pmd, entry)
+    k.vmstat[vmstat.THP_FILE_MAPPED] += 1
+    return 0
+
+
 def set_pte_range(vmf, folio: int, page: int, nr: int, addr: int, ptep: int = -1):
     """set_pte_range(): map nr pages of folio; a COW fault maps a new anon page.
     Prefaulted entries (fault-around, not the faulting address) are made young too:
@@ -755,52 +792,60 @@ def set_pte_range(vmf, folio: int, page: int, nr: int, addr: int, ptep: int = -1
 
 
 def finish_fault(vmf) -> int:
-    """finish_fault(): install a PTE for vmf.page (or vmf.cow_page for a COW fault)."""
+    """finish_fault(): map vmf.page (or vmf.cow_page for a COW fault): a PMD-sized
+    folio by one PMD when the PMD is none (do_set_pmd), a large folio whole when it
+    lies inside i_size (or is shmem), the VMA and this page table, else one page."""
     vma = vmf.vma
     mm = vma.vm_mm
     k = mm.kernel
+    mem = k.mem
+    pool = k.ptpool.mv
     is_cow = vmf.flags & FAULT_FLAG_WRITE and not vma.vm_flags & VM_SHARED
     page = vmf.cow_page if is_cow else vmf.page
     folio = page
-    if k.mem.flags[page] & PG_tail:
+    if mem.flags[page] & PG_tail:
         from vmsim.mm.folio import page_folio
         folio = page_folio(k, page)
-    if k.ptpool.mv[vmf.pmd] == 0:
+    needs_fallback = False
+    large = mem.flags[folio] & PG_head
+    if large and vma.vm_file is not None:
+        # Do not map with PTEs beyond i_size nor with a PMD across it (SIGBUS
+        # semantics); shmem has long mapped PMDs across i_size.
+        mapping = vma.vm_file.f_mapping
+        file_end = (mapping.host.i_size + 4095) >> 12
+        nr = 1 << ((mem.flags[folio] & PG_ORDER_MASK) >> PG_ORDER_SHIFT)
+        needs_fallback = not mapping.swapbacked and file_end < mem.index[folio] + nr
+    if pool[vmf.pmd] == 0:
+        if not needs_fallback and large and \
+                (mem.flags[folio] & PG_ORDER_MASK) >> PG_ORDER_SHIFT == HPAGE_PMD_ORDER:
+            ret = do_set_pmd(vmf, folio, page)
+            if ret != VM_FAULT_FALLBACK:
+                return ret
         if vmf.prealloc_pte >= 0:
             vmf.prealloc_pte = pmd_install(mm, vmf.pmd, vmf.prealloc_pte)
         elif pte_alloc(mm, vmf.pmd):
             return VM_FAULT_OOM
-    # Linux: with the PMD none and a PMD-sized folio that fits, do_set_pmd() maps it
-    # with one PMD (whatever THP "enabled" says; not VM_NOHUGEPAGE). vmsim has no file
-    # PMD mappings yet: such a folio is mapped by 512 PTEs below (same faults and Rss;
-    # smaps FilePmdMapped stays 0).
     nr_pages = 1
     addr = vmf.address
-    if not is_cow and k.mem.flags[page] & _PG_LARGE:
-        # Map the whole large folio when it lies inside i_size (or is shmem), the VMA
-        # and this page table; else one page.
-        from vmsim.mm.folio import page_folio, folio_nr_pages
-        folio = page_folio(k, page)
-        n = folio_nr_pages(k, folio)
-        mapping = vma.vm_file.f_mapping
-        file_end = (mapping.host.i_size + 4095) >> 12
+    if large and not needs_fallback:
+        n = 1 << ((mem.flags[folio] & PG_ORDER_MASK) >> PG_ORDER_SHIFT)
         idx = page - folio
         vma_off = vmf.pgoff - vma.vm_pgoff
         pte_off = (vmf.address >> 12) & 511
-        if (mapping.swapbacked or file_end >= k.mem.index[folio] + n) and not (
-                vma_off < idx or vma_off + (n - idx) > (vma.vm_end - vma.vm_start) >> 12 or
+        if not (vma_off < idx or vma_off + (n - idx) > (vma.vm_end - vma.vm_start) >> 12 or
                 pte_off < idx or pte_off + (n - idx) > PTRS_PER_TABLE):
             base = pte_offset_map(mm, vmf.pmd, vmf.address - idx * 4096)
-            pool = k.ptpool.mv
-            if all(pool[base + i] == 0 for i in range(n)):           # pte_range_none()
+            if not k.ptpool.arr[base:base + n].any():                # pte_range_none()
                 nr_pages = n
                 addr = vmf.address - idx * 4096
                 page = folio
+            # else: needs_fallback, and the retry maps one page (the PMD has a table
+            # now, so do_set_pmd is not tried again).
     vmf.pte = pte_offset_map(mm, vmf.pmd, addr)
-    if nr_pages == 1 and k.ptpool.mv[vmf.pte] != 0:                   # vmf_pte_changed()
+    if nr_pages == 1 and pool[vmf.pte] != 0:                          # vmf_pte_changed()
         return VM_FAULT_NOPAGE
     if nr_pages > 1:
-        k.mem.refcount[folio] += nr_pages - 1                        # folio_ref_add()
+        mem.refcount[folio] += nr_pages - 1                          # folio_ref_add()
     set_pte_range(vmf, folio, page, nr_pages, addr, vmf.pte)
     mm.rss_stat[MM_ANONPAGES if is_cow else mm_counter_file(k, folio)] += nr_pages
     return 0

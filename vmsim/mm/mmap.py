@@ -490,8 +490,8 @@ def ksys_mmap_pgoff(mm, addr, length, prot, flags, fd_file, pgoff) -> int:
         if isinstance(file, int):
             return file
     ret = vm_mmap_pgoff(mm, file, addr, length, prot, flags, pgoff)
-    if file is not fd_file and ret < 0:
-        # The new VMA keeps the file's one reference (vmsim's mmap_region takes none).
+    if file is not fd_file:
+        # The new VMA took its own reference (->mmap: get_file); drop the setup's.
         from vmsim.mm.vma import fput
         fput(mm.kernel, file)
     return ret

@@ -174,6 +174,9 @@ def change_pmd_range(tlb, vma, pudp: int, addr: int, end: int, newprot: int, cp_
                 from vmsim.mm.huge_memory import __split_huge_pmd, change_huge_pmd
                 if nxt - addr != T.PMD_SIZE:
                     __split_huge_pmd(vma, pmdp, addr, False)
+                    # A file PMD is zapped, not split: change_pte_range() finds no
+                    # table (-EAGAIN), and the retry sees pmd_none().
+                    pmd = pool[pmdp]
                 else:
                     pages += change_huge_pmd(tlb, vma, pmdp, addr, newprot, cp_flags)
                     addr = nxt
@@ -181,7 +184,8 @@ def change_pmd_range(tlb, vma, pudp: int, addr: int, end: int, newprot: int, cp_
                     if addr == end:
                         return pages
                     continue
-            pages += change_pte_range(tlb, vma, pmdp, addr, nxt, newprot, cp_flags)
+            if pmd:
+                pages += change_pte_range(tlb, vma, pmdp, addr, nxt, newprot, cp_flags)
         addr = nxt
         pmdp += 1
         if addr == end:

@@ -255,6 +255,12 @@ def move_page_tables(pmc) -> int:
                         pmc.new_addr += extent
                         continue
                     __split_huge_pmd(pmc.old, old_pmd, pmc.old_addr, False)
+                    if pool[old_pmd] == 0:
+                        # A file PMD is zapped by the split (pmd_none: continue); the
+                        # folio is faulted in again at the new place.
+                        pmc.old_addr += extent
+                        pmc.new_addr += extent
+                        continue
                 if not (extent == PMD_SIZE and move_normal_pmd(pmc, old_pmd, new_pmd)):
                     if pte_alloc(mm, new_pmd):
                         break

@@ -33,6 +33,13 @@ import math
 import numpy as np
 
 from vmsim.mm.page_flags import (PGTY_buddy, PG_ORDER_SHIFT, PG_ORDER_MASK, PG_reserved)
+from vmsim.mm import _buddy
+from vmsim.mm._buddy import (NR_MIGRATETYPES, NR_PCP_LISTS, NR_ZS, NR_PCP_FIELDS, ZS_FREE_PAGES,
+                             ZS_PCP_PAGES, ZS_BELOW_HIGH, ZS_DEFERRED_PFN, ZS_START_PFN,
+                             ZS_END_PFN, ZS_PGALLOC, ZS_WMARK, ZS_LOWMEM_RESERVE,
+                             PCP_ALLOC_FACTOR, PCP_COUNT, PCP_FREE_COUNT, PCP_FLAGS, PCP_HIGH,
+                             PCP_HIGH_MIN, PCP_HIGH_MAX, PCP_BATCH, _walk, _list_add,
+                             _list_add_tail, _list_del)
 
 MAX_PAGE_ORDER = 10
 NR_PAGE_ORDERS = MAX_PAGE_ORDER + 1
@@ -134,27 +141,42 @@ class MemMap:
         self.lru_prev = memoryview(self.np_lru_prev)
 
 
+def _field(row, i, kind=int):
+    """A property over ``row``'s memoryview entry ``i`` (counters the compiled runs share)."""
+    return property(lambda self: kind(getattr(self, row)[i]),
+                    lambda self, x: getattr(self, row).__setitem__(i, int(x)))
+
+
 class PerCpuPages:
-    """struct per_cpu_pages: lists per (order index, migratetype), count, high, batch,
-    and the 6.18 auto-tuning state (alloc_factor, free_count, flags).
+    """struct per_cpu_pages: lists[NR_PCP_LISTS] (order index, migratetype), count, high,
+    batch, and the 6.18 auto-tuning state (alloc_factor, free_count, flags).
 
-    As per_cpu_pages_init() leaves it, ``high`` starts at 0 and is clamped into
-    [high_min, high_max] on first use (nr_pcp_alloc / nr_pcp_high)."""
-    __slots__ = ("lists", "count", "high", "high_min", "high_max", "batch",
-                 "alloc_factor", "free_count", "flags")
+    The lists are linked through mem_map's lru_next / lru_prev (vmsim.mm._buddy), their
+    heads and tails in ``head`` / ``tail``; the counters live in the int64 row ``st``
+    (``v`` its memoryview). As per_cpu_pages_init() leaves it, ``high`` starts at 0
+    and is clamped into [high_min, high_max] on first use (nr_pcp_alloc /
+    nr_pcp_high)."""
+    __slots__ = ("st", "v", "head", "tail", "h", "t", "mem")
 
-    def __init__(self, high_min, high_max, batch):
-        # pindex = order * MIGRATE_PCPTYPES + migratetype for order <= COSTLY,
-        # then one list for pageblock_order (THP), as order_to_pindex() does.
-        self.lists = [[] for _ in range(MIGRATE_PCPTYPES * (PAGE_ALLOC_COSTLY_ORDER + 1) + 1)]
-        self.count = 0
-        self.high = 0
-        self.high_min = high_min
-        self.high_max = high_max
-        self.batch = batch
-        self.alloc_factor = 0
-        self.free_count = 0
-        self.flags = 0
+    def __init__(self, st, head, tail, mem, high_min, high_max, batch):
+        self.st, self.head, self.tail, self.mem = st, head, tail, mem
+        self.v, self.h, self.t = memoryview(st), memoryview(head), memoryview(tail)
+        self.high_min, self.high_max, self.batch = high_min, high_max, batch
+
+    alloc_factor = _field("v", PCP_ALLOC_FACTOR)
+    count = _field("v", PCP_COUNT)
+    free_count = _field("v", PCP_FREE_COUNT)
+    flags = _field("v", PCP_FLAGS)
+    high = _field("v", PCP_HIGH)
+    high_min = _field("v", PCP_HIGH_MIN)
+    high_max = _field("v", PCP_HIGH_MAX)
+    batch = _field("v", PCP_BATCH)
+
+    @property
+    def lists(self):
+        """Each list's PFNs from head to tail (readers: the checker, tests)."""
+        return [_walk(self.mem.lru_next, self.h[i], self.mem.nr_pages)
+                for i in range(NR_PCP_LISTS)]
 
 
 NR_LOWORDER_PCP_LISTS = MIGRATE_PCPTYPES * (PAGE_ALLOC_COSTLY_ORDER + 1)
@@ -175,18 +197,28 @@ def pindex_to_order(pindex: int) -> int:
 
 
 class Zone:
-    """struct zone: span, buddy free_area, watermarks, per-CPU pagesets."""
+    """struct zone: span, buddy free_area, watermarks, per-CPU pagesets.
 
-    def __init__(self, idx, start_pfn, end_pfn, first_free_pfn):
+    free_area[order].free_list[migratetype] is linked through mem_map's lru_next /
+    lru_prev (vmsim.mm._buddy), heads and tails in ``fl_head`` / ``fl_tail`` at
+    order * NR_MIGRATETYPES + migratetype; nr_free and the counters the compiled runs
+    share (free pages, pcp pages, ZONE_BELOW_HIGH, deferred_pfn...) are int64 rows
+    (``v`` the memoryview of ``st``)."""
+
+    def __init__(self, idx, start_pfn, end_pfn, first_free_pfn, mem, st, fl_head, fl_tail,
+                 nr_free):
         self.idx = idx
+        self.mem = mem
         self.name = ZONE_NAMES[idx]
+        self.st, self.v = st, memoryview(st)
+        self.fl_head, self.fl_tail = fl_head, fl_tail
+        self.flh, self.flt = memoryview(fl_head), memoryview(fl_tail)
+        self.np_nr_free, self.nr_free = nr_free, memoryview(nr_free)
         self.zone_start_pfn = start_pfn
         self.spanned_pages = end_pfn - start_pfn
         self.zone_end_pfn = end_pfn
         self.present_pages = end_pfn - start_pfn
-        # free_area[order][migratetype]: dicts used as ordered sets of head PFNs.
-        self.free_area = [[{} for _ in MIGRATETYPE_NAMES] for _ in range(NR_PAGE_ORDERS)]
-        self.nr_free = [0] * NR_PAGE_ORDERS
+        self.v[ZS_START_PFN], self.v[ZS_END_PFN] = start_pfn, end_pfn
         # Frames [deferred_pfn, zone_end_pfn) are free and never initialised.
         first = max(start_pfn, first_free_pfn)
         # Deferred blocks are handed out MAX_PAGE_ORDER-aligned.
@@ -197,10 +229,46 @@ class Zone:
         self.free_pages = self.managed_pages           # NR_FREE_PAGES
         self.pcp = []
         self.pcp_pages = 0                             # pages on all CPUs' pcp lists
-        self.watermark = [0, 0, 0]                     # WMARK_MIN, LOW, HIGH
-        self.lowmem_reserve = [0] * MAX_NR_ZONES
+        self._watermark = [0, 0, 0]                    # WMARK_MIN, LOW, HIGH
+        self.lowmem_reserve = _MirroredList(self.v, ZS_LOWMEM_RESERVE, MAX_NR_ZONES)
         self.below_high = False                        # ZONE_BELOW_HIGH
         self.vm_stat = {}
+
+    free_pages = _field("v", ZS_FREE_PAGES)
+    pcp_pages = _field("v", ZS_PCP_PAGES)
+    below_high = _field("v", ZS_BELOW_HIGH, bool)
+    deferred_pfn = _field("v", ZS_DEFERRED_PFN)
+
+    @property
+    def watermark(self):
+        return self._watermark
+
+    @watermark.setter
+    def watermark(self, marks):
+        """The watermarks, mirrored into the counters row for the compiled runs."""
+        self._watermark = list(marks)
+        for i, m in enumerate(marks):
+            self.v[ZS_WMARK + i] = m
+
+    @property
+    def free_area(self):
+        """free_area[order][migratetype] as lists of PFNs from head to tail (readers:
+        the checker, tests)."""
+        nxt, lim = self.mem.lru_next, self.mem.nr_pages
+        return [[_walk(nxt, self.flh[o * NR_MIGRATETYPES + mt], lim)
+                 for mt in range(NR_MIGRATETYPES)] for o in range(NR_PAGE_ORDERS)]
+
+
+class _MirroredList(list):
+    """zone->lowmem_reserve[]: a list whose stores also go to the counters row."""
+
+    def __init__(self, row, base, n):
+        super().__init__([0] * n)
+        self._row, self._base = row, base
+
+    def __setitem__(self, i, x):
+        super().__setitem__(i, x)
+        self._row[self._base + i] = x
 
 
 class PageAllocator:
@@ -216,11 +284,23 @@ class PageAllocator:
         self.pageblock_mt_mv = memoryview(self.pageblock_mt)    # Python ints, cheaply
         bounds = [(ZONE_DMA, 0, 1 << 12), (ZONE_DMA32, 1 << 12, 1 << 20),
                   (ZONE_NORMAL, 1 << 20, 1 << 62)]
-        self.zones = []
-        for idx, lo, hi in bounds:
-            lo, hi = max(lo, 0), min(hi, nr_pages)
-            if lo < hi:
-                self.zones.append(Zone(idx, lo, hi, FIRST_ALLOC_PFN))
+        bounds = [(idx, max(lo, 0), min(hi, nr_pages)) for idx, lo, hi in bounds]
+        bounds = [b for b in bounds if b[1] < b[2]]
+        nz = len(bounds)
+        # The zones' counters, free-list heads and tails and nr_free, and the pcp
+        # counters, heads and tails: small int64 arrays the compiled runs take.
+        self.zone_st = np.zeros((nz, NR_ZS), dtype=np.int64)
+        self.fl_head = np.zeros((nz, NR_PAGE_ORDERS * NR_MIGRATETYPES), dtype=np.int64)
+        self.fl_tail = np.zeros_like(self.fl_head)
+        self.nr_free = np.zeros((nz, NR_PAGE_ORDERS), dtype=np.int64)
+        self.pcp_st = np.zeros((nz, ncpus, NR_PCP_FIELDS), dtype=np.int64)
+        self.pcp_head = np.zeros((nz, ncpus, NR_PCP_LISTS), dtype=np.int64)
+        self.pcp_tail = np.zeros_like(self.pcp_head)
+        self.zones = [Zone(idx, lo, hi, FIRST_ALLOC_PFN, self.mem, self.zone_st[i],
+                           self.fl_head[i], self.fl_tail[i], self.nr_free[i])
+                      for i, (idx, lo, hi) in enumerate(bounds)]
+        for i, z in enumerate(self.zones):
+            z.pcp_st, z.pcp_head, z.pcp_tail = self.pcp_st[i], self.pcp_head[i], self.pcp_tail[i]
         self.reserved = list(reserved_ranges)
         self._zones_desc = self.zones[::-1]
         # The node's zonelist walked from the highest allowed zone down
@@ -229,10 +309,17 @@ class PageAllocator:
                            for top in range(MAX_NR_ZONES)]
         self._init_zones()
         self._init_watermarks()
-        self.pgalloc = [0] * 3        # vmstat pgalloc_dma / dma32 / normal
         self.pgfree = 0
         self.kernel = None            # the Kernel, for the OOM killer (set at boot)
         self._gfp_ac = {}             # gfp -> (highest_zoneidx, migratetype, alloc_flags)
+
+    @property
+    def pgalloc(self):
+        """vmstat pgalloc_dma / dma32 / normal (each zone counts its own)."""
+        out = [0] * 3
+        for z in self.zones:
+            out[z.idx] = z.v[ZS_PGALLOC]
+        return out
 
     # --- boot ------------------------------------------------------------------
     def _init_zones(self):
@@ -261,7 +348,8 @@ class PageAllocator:
                        pfn + (2 << order) <= min(z.deferred_pfn, z.zone_end_pfn) and
                        not any(lo < pfn + (2 << order) and hi > pfn for lo, hi in reserved)):
                     order += 1
-                self._add_to_free_list(z, pfn, order, MIGRATE_MOVABLE)
+                # memblock_free_all() -> __free_pages_core(): FPI_TO_TAIL
+                self.__add_to_free_list(z, pfn, order, MIGRATE_MOVABLE, True)
                 pfn += 1 << order
             if z.deferred_pfn > z.zone_end_pfn:
                 z.deferred_pfn = z.zone_end_pfn
@@ -331,58 +419,75 @@ class PageAllocator:
                 z.lowmem_reserve[j] = 0 if clear else upper // ratio
 
     # --- buddy -----------------------------------------------------------------
-    def _add_to_free_list(self, zone, pfn, order, mt):
-        self.mem.flags[pfn] = PGTY_buddy | (order << PG_ORDER_SHIFT)
-        zone.free_area[order][mt][pfn] = None
+    def __add_to_free_list(self, zone, pfn, order, mt, tail):
+        """__add_to_free_list() with set_buddy_order(): the block goes to the head of
+        free_area[order].free_list[mt], or to its tail."""
+        mem = self.mem
+        mem.flags[pfn] = PGTY_buddy | (order << PG_ORDER_SHIFT)
+        (_list_add_tail if tail else _list_add)(mem.lru_next, mem.lru_prev, zone.flh, zone.flt,
+                                                order * NR_MIGRATETYPES + mt, pfn)
         zone.nr_free[order] += 1
 
-    def _del_from_free_list(self, zone, pfn, order, mt):
-        del zone.free_area[order][mt][pfn]
+    def __del_page_from_free_list(self, zone, pfn, order, mt):
+        """__del_page_from_free_list(): list_del() and __ClearPageBuddy()."""
+        mem = self.mem
+        _list_del(mem.lru_next, mem.lru_prev, zone.flh, zone.flt, order * NR_MIGRATETYPES + mt,
+                  pfn)
         zone.nr_free[order] -= 1
-        self.mem.flags[pfn] = 0
+        mem.flags[pfn] = 0
+
+    # hugetlb's alloc_contig_pages() reaches it under this name.
+    _del_from_free_list = __del_page_from_free_list
 
     def _grow_zone(self, zone) -> bool:
-        """deferred_grow_zone(): initialise the next MAX_PAGE_ORDER block of the zone."""
+        """deferred_grow_zone(): initialise the next MAX_PAGE_ORDER block of the zone
+        (__free_pages_core(): to the tail of the free list, FPI_TO_TAIL)."""
+        pbmt = self.pageblock_mt_mv
         while zone.deferred_pfn < zone.zone_end_pfn:
             pfn = zone.deferred_pfn
             end = min(pfn + (1 << MAX_PAGE_ORDER), zone.zone_end_pfn)
             zone.deferred_pfn = end
             hit = [r for r in zone.deferred_reserved if r[0] < end and r[1] > pfn]
             if not hit and end - pfn == 1 << MAX_PAGE_ORDER:
-                self._add_to_free_list(zone, pfn, MAX_PAGE_ORDER,
-                                       self.pageblock_mt[pfn >> pageblock_order])
+                self.__add_to_free_list(zone, pfn, MAX_PAGE_ORDER, pbmt[pfn >> pageblock_order],
+                                        True)
                 return True
             grew = False
             for p in range(pfn, end):
                 if not any(lo <= p < hi for lo, hi in hit):
-                    self.__free_one_page(zone, p, 0, self.pageblock_mt[p >> pageblock_order])
+                    self.__free_one_page(zone, p, 0, pbmt[p >> pageblock_order], True)
                     grew = True
             if grew:
                 return True
         return False
 
     def __rmqueue_smallest(self, zone, order, mt):
-        """__rmqueue_smallest(): the smallest free block of ``mt`` at least ``order``."""
-        fa = zone.free_area
+        """__rmqueue_smallest(): the head of the smallest non-empty free list of ``mt``
+        at least ``order``, split by expand()."""
+        flh = zone.flh
         for current in range(order, NR_PAGE_ORDERS):
-            lst = fa[current][mt]
-            if lst:
-                pfn = next(iter(lst))
-                self._del_from_free_list(zone, pfn, current, mt)
-                self._expand(zone, pfn, order, current, mt)
+            pfn = flh[current * NR_MIGRATETYPES + mt]
+            if pfn:
+                self.__del_page_from_free_list(zone, pfn, current, mt)
+                self.expand(zone, pfn, order, current, mt)
                 return pfn
         return -1
 
-    def _expand(self, zone, pfn, low, high, mt):
-        """expand(): put the upper halves of a split block back on the free lists."""
+    def expand(self, zone, pfn, low, high, mt):
+        """expand(): put the upper halves of a split block at the heads of the free
+        lists."""
         size = 1 << high
         while high > low:
             high -= 1
             size >>= 1
-            self._add_to_free_list(zone, pfn + size, high, mt)
+            self.__add_to_free_list(zone, pfn + size, high, mt, False)
 
     def __rmqueue(self, zone, order, mt):
-        """__rmqueue(): own migratetype, then fresh deferred memory, then steal."""
+        """__rmqueue(): own migratetype, then fresh deferred memory, then another
+        migratetype's block: a block of a pageblock or more is claimed (its pageblocks
+        retagged, moved to the tail of ``mt``'s list: try_to_claim_block), a smaller
+        one stolen as __rmqueue_steal() does (the rest stays on its own lists).
+        vmsim's fallback takes the largest block first for every migratetype."""
         pfn = self.__rmqueue_smallest(zone, order, mt)
         if pfn >= 0:
             return pfn
@@ -393,70 +498,60 @@ class PageAllocator:
             pfn = self.__rmqueue_smallest(zone, order, mt)
             if pfn >= 0:
                 return pfn
-        # __rmqueue_fallback(): steal from another migratetype.
+        flh = zone.flh
         for other in (MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE):
             if other == mt:
                 continue
             for current in range(MAX_PAGE_ORDER, order - 1, -1):
-                lst = zone.free_area[current][other]
-                if lst:
-                    pfn = next(iter(lst))
-                    self._del_from_free_list(zone, pfn, current, other)
-                    if current >= pageblock_order:
-                        for pb in range(pfn >> pageblock_order,
-                                        (pfn + (1 << current)) >> pageblock_order):
-                            self.pageblock_mt[pb] = mt
-                    self._add_to_free_list(zone, pfn, current, mt)
+                pfn = flh[current * NR_MIGRATETYPES + other]
+                if not pfn:
+                    continue
+                self.__del_page_from_free_list(zone, pfn, current, other)
+                if current >= pageblock_order:
+                    for pb in range(pfn >> pageblock_order,
+                                    (pfn + (1 << current)) >> pageblock_order):
+                        self.pageblock_mt[pb] = mt
+                    self.__add_to_free_list(zone, pfn, current, mt, True)
                     return self.__rmqueue_smallest(zone, order, mt)
+                self.expand(zone, pfn, order, current, other)
+                return pfn
         return -1
 
     def _claim_movable_block(self, zone, mt):
-        lst = zone.free_area[MAX_PAGE_ORDER][MIGRATE_MOVABLE]
-        if lst:
-            pfn = next(reversed(lst))
-            self._del_from_free_list(zone, pfn, MAX_PAGE_ORDER, MIGRATE_MOVABLE)
-            for pb in range(pfn >> pageblock_order, (pfn >> pageblock_order) + 2):
+        i = MAX_PAGE_ORDER * NR_MIGRATETYPES + MIGRATE_MOVABLE
+        pfn = zone.flt[i]
+        if pfn:
+            self.__del_page_from_free_list(zone, pfn, MAX_PAGE_ORDER, MIGRATE_MOVABLE)
+            for pb in range(pfn >> pageblock_order,
+                            (pfn >> pageblock_order) + (1 << (MAX_PAGE_ORDER - pageblock_order))):
                 self.pageblock_mt[pb] = mt
-            self._add_to_free_list(zone, pfn, MAX_PAGE_ORDER, mt)
+            self.__add_to_free_list(zone, pfn, MAX_PAGE_ORDER, mt, True)
 
-    def __free_one_page(self, zone, pfn, order, mt):
-        """__free_one_page(): merge with free buddies, then add to the free list."""
-        flags = self.mem.flags
-        pbmt = self.pageblock_mt_mv
-        lo, hi = zone.zone_start_pfn, zone.deferred_pfn
-        while order < MAX_PAGE_ORDER:
-            buddy = pfn ^ (1 << order)
-            if buddy < lo or buddy >= hi:
-                break
-            bf = flags[buddy]
-            if not (bf & PGTY_buddy) or (bf & PG_ORDER_MASK) >> PG_ORDER_SHIFT != order:
-                break
-            bmt = pbmt[buddy >> pageblock_order]
-            if buddy not in zone.free_area[order][bmt]:
-                break
-            self._del_from_free_list(zone, buddy, order, bmt)
-            pfn &= buddy
-            order += 1
-            mt = pbmt[pfn >> pageblock_order]
-        self._add_to_free_list(zone, pfn, order, mt)
+    def __free_one_page(self, zone, pfn, order, mt, to_tail=False):
+        """__free_one_page(): merge with free buddies, then add to the free list's
+        head, or its tail (FPI_TO_TAIL, or buddy_merge_likely())."""
+        mem = self.mem
+        _buddy._free_one_page(mem.lru_next, mem.lru_prev, mem.flags, self.pageblock_mt_mv,
+                              zone.flh, zone.flt, zone.nr_free, zone.v, pfn, order, mt, to_tail)
 
     # --- pcp -------------------------------------------------------------------
-    def rmqueue_bulk(self, zone, order, count, lst, mt):
-        """rmqueue_bulk(): move ``count`` blocks of ``order`` from buddy to a pcp list.
+    def rmqueue_bulk(self, zone, order, count, pcp, pindex, mt):
+        """rmqueue_bulk(): move ``count`` blocks of ``order`` from the buddy to the tail
+        of pcp list ``pindex``.
 
         The kernel calls __rmqueue() once per block. When the smallest free block of
         ``mt`` has order k > ``order``, those calls split it and hand out its pages in
-        ascending order; vmsim takes the same pages from the block at once and returns
-        the rest as the same aligned buddy blocks. The list is kept reversed (the
-        kernel's head is the end of the Python list), so pop() takes the lowest PFN.
+        ascending order, each split-off half alone on its (empty) list; vmsim takes the
+        same pages from the block at once and returns the rest as the same aligned
+        buddy blocks.
         """
         got = []
+        flh = zone.flh
         while len(got) < count:
             need = count - len(got)
-            fa = zone.free_area
             k = -1
             for current in range(order, NR_PAGE_ORDERS):
-                if fa[current][mt]:
+                if flh[current * NR_MIGRATETYPES + mt]:
                     k = current
                     break
             if k <= order:
@@ -465,70 +560,79 @@ class PageAllocator:
                     break
                 got.append(pfn)
                 continue
-            pfn = next(iter(fa[k][mt]))
-            self._del_from_free_list(zone, pfn, k, mt)
+            pfn = flh[k * NR_MIGRATETYPES + mt]
+            self.__del_page_from_free_list(zone, pfn, k, mt)
             n = min(need, 1 << (k - order))
             got.extend(range(pfn, pfn + (n << order), 1 << order))
             # Free the tail [pfn + n<<order, pfn + 1<<k) as aligned blocks, larger first.
             start, end = pfn + (n << order), pfn + (1 << k)
             while start < end:
                 o = min((start & -start).bit_length() - 1, (end - start).bit_length() - 1)
-                self._add_to_free_list(zone, start, o, mt)
+                self.__add_to_free_list(zone, start, o, mt, False)
                 start += 1 << o
-        got.reverse()
-        lst[:0] = got
+        mem = self.mem
+        nxt, prv, h, t = mem.lru_next, mem.lru_prev, pcp.h, pcp.t
+        for pfn in got:
+            _list_add_tail(nxt, prv, h, t, pindex, pfn)
         return len(got)
 
     def free_pcppages_bulk(self, zone, count, pcp, pindex):
         """free_pcppages_bulk(): return ``count`` pages to the buddy, the list of
-        ``pindex`` first, then round-robin; each list from its tail (coldest first:
-        index 0 of the Python list)."""
-        count = min(pcp.count, count)
-        nlists = len(pcp.lists)
+        ``pindex`` first, then round-robin; each list from its tail (coldest first)."""
+        v, zv = pcp.v, zone.v
+        count = min(v[PCP_COUNT], count)
         pindex -= 1
+        mem = self.mem
+        nxt, prv, h, t = mem.lru_next, mem.lru_prev, pcp.h, pcp.t
         pbmt = self.pageblock_mt_mv
         while count > 0:
+            # Remove pages from lists in a round-robin fashion.
             while True:
                 pindex += 1
-                if pindex > nlists - 1:
+                if pindex > NR_PCP_LISTS - 1:
                     pindex = 0
-                lst = pcp.lists[pindex]
-                if lst:
+                if h[pindex]:
                     break
             order = pindex_to_order(pindex)
-            # do { ... } while (count > 0 && !list_empty(list))
-            n = min(len(lst), (count + (1 << order) - 1) >> order)
-            batch, lst[:n] = lst[:n], []
-            pcp.count -= n << order
-            zone.pcp_pages -= n << order
-            count -= n << order
-            for pfn in batch:
-                self.__free_one_page(zone, pfn, order, pbmt[pfn >> pageblock_order])
+            nr_pages = 1 << order
+            while True:
+                pfn = t[pindex]
+                mt = pbmt[pfn >> pageblock_order]
+                _list_del(nxt, prv, h, t, pindex, pfn)
+                count -= nr_pages
+                v[PCP_COUNT] -= nr_pages
+                zv[ZS_PCP_PAGES] -= nr_pages
+                self.__free_one_page(zone, pfn, order, mt)
+                if count <= 0 or not h[pindex]:
+                    break
 
     def free_frozen_page_commit(self, zone, pcp, pfn, mt, order):
-        """free_frozen_page_commit(): put the page on the pcp list; when the list
-        reaches nr_pcp_high(), give nr_pcp_free() pages back to the buddy."""
-        pcp.alloc_factor >>= 1
+        """free_frozen_page_commit(): put the page at the head of its pcp list; when
+        the list reaches nr_pcp_high(), give nr_pcp_free() pages back to the buddy."""
+        v = pcp.v
+        v[PCP_ALLOC_FACTOR] >>= 1
         pindex = order_to_pindex(mt, order)
-        pcp.lists[pindex].append(pfn)
+        mem = self.mem
+        _list_add(mem.lru_next, mem.lru_prev, pcp.h, pcp.t, pindex, pfn)
         n = 1 << order
-        pcp.count += n
-        zone.pcp_pages += n
-        batch = pcp.batch
+        v[PCP_COUNT] += n
+        zone.v[ZS_PCP_PAGES] += n
+        batch = v[PCP_BATCH]
         free_high = False
+        flags = v[PCP_FLAGS]
         # High-order pages other than THP feed fragmentation: limit them when the
         # CPU keeps freeing without allocating.
         if order and order <= PAGE_ALLOC_COSTLY_ORDER:
-            free_high = (pcp.free_count >= batch + pcp.high_min // 2 and
-                         bool(pcp.flags & PCPF_PREV_FREE_HIGH_ORDER) and
-                         (not pcp.flags & PCPF_FREE_HIGH_BATCH or pcp.count >= batch))
-            pcp.flags |= PCPF_PREV_FREE_HIGH_ORDER
-        elif pcp.flags & PCPF_PREV_FREE_HIGH_ORDER:
-            pcp.flags &= ~PCPF_PREV_FREE_HIGH_ORDER
-        if pcp.free_count < (batch << CONFIG_PCP_BATCH_SCALE_MAX):
-            pcp.free_count += n
+            free_high = (v[PCP_FREE_COUNT] >= batch + v[PCP_HIGH_MIN] // 2 and
+                         bool(flags & PCPF_PREV_FREE_HIGH_ORDER) and
+                         (not flags & PCPF_FREE_HIGH_BATCH or v[PCP_COUNT] >= batch))
+            v[PCP_FLAGS] = flags | PCPF_PREV_FREE_HIGH_ORDER
+        elif flags & PCPF_PREV_FREE_HIGH_ORDER:
+            v[PCP_FLAGS] = flags & ~PCPF_PREV_FREE_HIGH_ORDER
+        if v[PCP_FREE_COUNT] < (batch << CONFIG_PCP_BATCH_SCALE_MAX):
+            v[PCP_FREE_COUNT] += n
         high = nr_pcp_high(pcp, zone, batch, free_high)
-        if pcp.count < high:
+        if v[PCP_COUNT] < high:
             return
         self.free_pcppages_bulk(zone, nr_pcp_free(pcp, batch, high, free_high), pcp, pindex)
         if zone.below_high and zone_watermark_ok(zone, 0, zone.watermark[WMARK_HIGH],
@@ -547,23 +651,26 @@ class PageAllocator:
         raise ValueError(pfn)
 
     def rmqueue_pcplist(self, zone, order, mt, cpu):
-        """rmqueue_pcplist() / __rmqueue_pcplist(): a page from this CPU's list,
+        """rmqueue_pcplist() / __rmqueue_pcplist(): the head of this CPU's list,
         refilled with nr_pcp_alloc() pages from the buddy when empty; -1 if none."""
         pcp = zone.pcp[cpu]
+        v, h = pcp.v, pcp.h
         # On allocation, reduce the number of pages that are batch freed.
-        pcp.free_count >>= 1
-        lst = pcp.lists[order_to_pindex(mt, order)]
-        if not lst:
+        v[PCP_FREE_COUNT] >>= 1
+        pindex = order_to_pindex(mt, order)
+        if not h[pindex]:
             batch = nr_pcp_alloc(pcp, zone, order)
-            alloced = self.rmqueue_bulk(zone, order, batch, lst, mt) << order
-            pcp.count += alloced
-            zone.pcp_pages += alloced
-            if not lst:
+            alloced = self.rmqueue_bulk(zone, order, batch, pcp, pindex, mt) << order
+            v[PCP_COUNT] += alloced
+            zone.v[ZS_PCP_PAGES] += alloced
+            if not h[pindex]:
                 return -1
-        pfn = lst.pop()
+        pfn = h[pindex]
+        mem = self.mem
+        _list_del(mem.lru_next, mem.lru_prev, h, pcp.t, pindex, pfn)
         n = 1 << order
-        pcp.count -= n
-        zone.pcp_pages -= n
+        v[PCP_COUNT] -= n
+        zone.v[ZS_PCP_PAGES] -= n
         return pfn
 
     def get_page_from_freelist(self, gfp, order, alloc_flags, hz, mt, cpu):
@@ -577,16 +684,17 @@ class PageAllocator:
         are inline, as in the kernel."""
         pcp_order = order <= PAGE_ALLOC_COSTLY_ORDER or order == pageblock_order
         for zone in self._zonelists[hz]:
-            below_high = zone.below_high
+            zv = zone.v
+            below_high = zv[ZS_BELOW_HIGH]
             if not below_high:
-                mark = zone.watermark[WMARK_HIGH]
+                mark = zone._watermark[WMARK_HIGH]
                 if not (order == 0 and
-                        zone.free_pages - zone.pcp_pages > mark + zone.lowmem_reserve[hz] or
+                        zv[ZS_FREE_PAGES] - zv[ZS_PCP_PAGES] > mark + zone.lowmem_reserve[hz] or
                         zone_watermark_fast(zone, order, mark, hz, alloc_flags)):
-                    zone.below_high = below_high = True
+                    zv[ZS_BELOW_HIGH] = below_high = 1
             if below_high:
                 # check_alloc_wmark:
-                mark = zone.watermark[alloc_flags & ALLOC_WMARK_MASK]
+                mark = zone._watermark[alloc_flags & ALLOC_WMARK_MASK]
                 if not zone_watermark_fast(zone, order, mark, hz, alloc_flags):
                     if not alloc_flags & ALLOC_NO_WATERMARKS:
                         continue      # node_reclaim_mode is 0: next zone
@@ -599,8 +707,8 @@ class PageAllocator:
                     continue
             # prep_new_page(): NR_FREE_PAGES, PGALLOC_<zone>, set_page_refcounted.
             n = 1 << order
-            zone.free_pages -= n
-            self.pgalloc[zone.idx] += n
+            zv[ZS_FREE_PAGES] -= n
+            zv[ZS_PGALLOC] += n
             self.mem.refcount[pfn] = 1
             return pfn
         return -1
@@ -613,14 +721,56 @@ class PageAllocator:
         OOM killer. __GFP_ZERO needs no work since freed frames drop their data.
         """
         ac = self._gfp_ac.get(gfp)
-        if ac is None:            # prepare_alloc_pages(), once per gfp mask
-            ac = self._gfp_ac[gfp] = (gfp_zone(gfp), gfp_migratetype(gfp),
-                                      ALLOC_WMARK_LOW | alloc_flags_nofragment(gfp))
+        if ac is None:
+            ac = self._prepare_alloc_pages(gfp)
         hz, mt, alloc_flags = ac
         pfn = self.get_page_from_freelist(gfp, order, alloc_flags, hz, mt, cpu)
         if pfn >= 0:
             return pfn
         return _alloc_pages_slowpath(self, gfp, order, hz, mt, cpu)
+
+    def _prepare_alloc_pages(self, gfp):
+        """prepare_alloc_pages(), once per gfp mask: (highest_zoneidx, migratetype,
+        alloc_flags)."""
+        ac = self._gfp_ac[gfp] = (gfp_zone(gfp), gfp_migratetype(gfp),
+                                  ALLOC_WMARK_LOW | alloc_flags_nofragment(gfp))
+        return ac
+
+    def _pcp_peek_order0(self, gfp, cpu, n):
+        """vmsim's compiled fault runs: up to ``n`` PFNs the next order-0 allocations of
+        ``gfp`` on ``cpu`` take from the head of the per-CPU list, in order, while the
+        fast path holds (the zonelist's first zone not ZONE_BELOW_HIGH and above its
+        high watermark: free_pages - pcp_pages does not change as the list is popped);
+        [] otherwise."""
+        ac = self._gfp_ac.get(gfp) or self._prepare_alloc_pages(gfp)
+        hz, mt, _ = ac
+        zone = self._zonelists[hz][0]
+        zv = zone.v
+        if zv[ZS_BELOW_HIGH] or zv[ZS_FREE_PAGES] - zv[ZS_PCP_PAGES] <= \
+                zone._watermark[WMARK_HIGH] + zone.lowmem_reserve[hz]:
+            return []
+        return _walk(self.mem.lru_next, zone.pcp[cpu].h[mt], n)
+
+    def _pcp_commit_order0(self, gfp, cpu, m):
+        """The state ``m`` order-0 allocations of the PFNs _pcp_peek_order0() returned
+        leave: rmqueue_pcplist() (free_count halved each time) and prep_new_page()."""
+        if m <= 0:
+            return
+        hz, mt, _ = self._gfp_ac[gfp]
+        zone = self._zonelists[hz][0]
+        pcp = zone.pcp[cpu]
+        mem = self.mem
+        nxt, prv, refcount, h, t = mem.lru_next, mem.lru_prev, mem.refcount, pcp.h, pcp.t
+        for _ in range(m):
+            pfn = h[mt]
+            _list_del(nxt, prv, h, t, mt, pfn)
+            refcount[pfn] = 1
+        v, zv = pcp.v, zone.v
+        v[PCP_FREE_COUNT] >>= m
+        v[PCP_COUNT] -= m
+        zv[ZS_PCP_PAGES] -= m
+        zv[ZS_FREE_PAGES] -= m
+        zv[ZS_PGALLOC] += m
 
     def free_frozen_pages(self, pfn: int, order: int, cpu: int = 0):
         """free_frozen_pages() / free_unref_page(): refcount already 0; to pcp or buddy."""
@@ -629,7 +779,7 @@ class PageAllocator:
         mem.flags[pfn] = 0
         mem.mapping[pfn] = 0
         mem.index[pfn] = 0
-        z.free_pages += 1 << order
+        z.v[ZS_FREE_PAGES] += 1 << order
         self.pgfree += 1 << order
         mt = self.pageblock_mt_mv[pfn >> pageblock_order]
         if order <= PAGE_ALLOC_COSTLY_ORDER or order == pageblock_order:
@@ -660,7 +810,7 @@ class PageAllocator:
             mapping[pfn] = 0
             index[pfn] = 0
             n = 1 << order
-            z.free_pages += n
+            z.v[ZS_FREE_PAGES] += n
             freed += n
             mt = pbmt[pfn >> pageblock_order]
             if order <= PAGE_ALLOC_COSTLY_ORDER or order == pageblock_order:
@@ -672,47 +822,30 @@ class PageAllocator:
         self.pgfree += freed
 
     def _free_unref_order0_run(self, pfns, cpu: int):
-        """free_unref_folios() of order-0 folios through vmsim's compiled run
-        (_pte_batch._commit_order0_pages), zone by zone, draining a pcp list with
-        free_pcppages_bulk() where free_frozen_page_commit() would."""
-        from vmsim.mm import _pte_batch
-        compiled = _pte_batch._impl["compiled"]
+        """free_unref_folios() of order-0 folios through vmsim's run
+        (_buddy._free_unref_order0: free_frozen_page_commit() with free_pcppages_bulk()
+        where the list reaches high), zone by zone."""
+        run = _buddy._get("_free_unref_order0")
         mem = self.mem
+        compiled = _buddy._compiled()
         if compiled:
             arr = np.asarray(pfns, dtype=np.int64)
-            pindex = np.empty(len(pfns), dtype=np.int64)
-            arrays = (mem.np_flags, mem.np_mapping, mem.np_index, self.pageblock_mt)
+            arrays = (mem.np_lru_next, mem.np_lru_prev, mem.np_flags, mem.np_mapping,
+                      mem.np_index, self.pageblock_mt)
         else:
-            arr, pindex = pfns, [0] * len(pfns)
-            arrays = (mem.flags, mem.mapping, mem.index, self.pageblock_mt_mv)
-        run = _pte_batch._get("commit")
+            arr = pfns
+            arrays = (mem.lru_next, mem.lru_prev, mem.flags, mem.mapping, mem.index,
+                      self.pageblock_mt_mv)
         i = 0
         n = len(pfns)
         while i < n:
             z = self.zone_of(pfns[i])
             pcp = z.pcp[cpu]
-            vals = [pcp.alloc_factor, pcp.count, pcp.free_count, pcp.flags, pcp.high,
-                    pcp.high_min, pcp.high_max, pcp.batch, int(z.below_high),
-                    z.free_pages, z.pcp_pages]
-            st = np.array(vals, dtype=np.int64) if compiled else vals
+            rows = ((z.fl_head, z.fl_tail, z.np_nr_free, z.st, pcp.head, pcp.tail, pcp.st)
+                    if compiled else (z.flh, z.flt, z.nr_free, z.v, pcp.h, pcp.t, pcp.v))
             start = i
-            i, high = run(arr, i, z.zone_start_pfn, z.zone_end_pfn, *arrays, st, pindex)
-            if compiled:
-                st = st.tolist()
-            (pcp.alloc_factor, pcp.count, pcp.free_count, pcp.flags, pcp.high, _, _, _, _,
-             z.free_pages, z.pcp_pages) = st
+            i = run(arr, i, *arrays, *rows)
             self.pgfree += i - start
-            lists = pcp.lists
-            idx = pindex[start:i].tolist() if compiled else pindex[start:i]
-            for pfn, pi in zip(pfns[start:i], idx):
-                lists[pi].append(pfn)
-            if high >= 0:
-                # The rest of free_frozen_page_commit() for the page that reached high.
-                self.free_pcppages_bulk(z, nr_pcp_free(pcp, pcp.batch, high, False), pcp,
-                                        idx[-1])
-                if z.below_high and zone_watermark_ok(z, 0, z.watermark[WMARK_HIGH],
-                                                      ZONE_MOVABLE, 0):
-                    z.below_high = False
 
     def nr_free_pages(self) -> int:
         return sum(z.free_pages for z in self.zones)
@@ -735,6 +868,15 @@ class PageAllocator:
                     if p <= pfn < p + (1 << o):
                         return True
         return False
+
+    def _pcp_del(self, zone, pcp, pindex, pfn):
+        """Take ``pfn`` off pcp list ``pindex`` (alloc_contig_pages after
+        drain_all_pages, vmsim's shortcut of the drain)."""
+        mem = self.mem
+        _list_del(mem.lru_next, mem.lru_prev, pcp.h, pcp.t, pindex, pfn)
+        n = 1 << pindex_to_order(pindex)
+        pcp.v[PCP_COUNT] -= n
+        zone.v[ZS_PCP_PAGES] -= n
 
 
 def zone_batchsize(managed_pages: int) -> int:
@@ -985,12 +1127,12 @@ def __zone_watermark_ok(zone, order: int, mark: int, highest_zoneidx: int,
     # Frames not yet initialised are free MAX_PAGE_ORDER blocks (deferred init).
     if zone.deferred_pfn + (1 << MAX_PAGE_ORDER) <= zone.zone_end_pfn:
         return True
+    flh = zone.flh
     for o in range(order, NR_PAGE_ORDERS):
         if not zone.nr_free[o]:
             continue
-        area = zone.free_area[o]
         for mt in range(MIGRATE_PCPTYPES):
-            if area[mt]:
+            if flh[o * NR_MIGRATETYPES + mt]:
                 return True
     return False
 
@@ -1036,7 +1178,8 @@ def zone_set_pageset_high_and_batch(zone, ncpus: int):
     high_min = zone_highsize(zone, batch, 0, 0, ncpus)
     high_max = zone_highsize(zone, batch, 0, MIN_PERCPU_PAGELIST_HIGH_FRACTION, ncpus)
     if not zone.pcp:
-        zone.pcp = [PerCpuPages(high_min, high_max, batch) for _ in range(ncpus)]
+        zone.pcp = [PerCpuPages(zone.pcp_st[cpu], zone.pcp_head[cpu], zone.pcp_tail[cpu],
+                                zone.mem, high_min, high_max, batch) for cpu in range(ncpus)]
     for pcp in zone.pcp:                                   # pageset_update()
         pcp.batch, pcp.high_min, pcp.high_max = batch, high_min, high_max
 
@@ -1080,22 +1223,25 @@ def nr_pcp_free(pcp, batch: int, high: int, free_high: bool) -> int:
 def nr_pcp_high(pcp, zone, batch: int, free_high: bool) -> int:
     """nr_pcp_high(): the count at which the list is drained; pcp->high shrinks
     while the zone is below its high watermark and grows to hold a run of frees."""
-    high_min, high_max = pcp.high_min, pcp.high_max
-    high = pcp.high = _clamp(pcp.high, high_min, high_max)
+    v = pcp.v
+    high_min, high_max = v[PCP_HIGH_MIN], v[PCP_HIGH_MAX]
+    high = v[PCP_HIGH]
+    high = high_min if high < high_min else high_max if high > high_max else high
+    v[PCP_HIGH] = high
     if not high:
         return 0
     if free_high:
-        pcp.high = max(high - (batch << CONFIG_PCP_BATCH_SCALE_MAX), high_min)
+        v[PCP_HIGH] = max(high - (batch << CONFIG_PCP_BATCH_SCALE_MAX), high_min)
         return 0
     # ZONE_RECLAIM_ACTIVE is never set: vmsim has no reclaim.
     if high_min == high_max:
         return high
-    if zone.below_high:
-        free_count = max(pcp.free_count, batch)
-        pcp.high = max(high - free_count, high_min)
-        high = max(pcp.count, high_min)
-    elif pcp.count >= high:
-        need_high = pcp.free_count + batch
-        if pcp.high < need_high:
-            pcp.high = _clamp(need_high, high_min, high_max)
+    if zone.v[ZS_BELOW_HIGH]:
+        free_count = max(v[PCP_FREE_COUNT], batch)
+        v[PCP_HIGH] = max(high - free_count, high_min)
+        high = max(v[PCP_COUNT], high_min)
+    elif v[PCP_COUNT] >= high:
+        need_high = v[PCP_FREE_COUNT] + batch
+        if v[PCP_HIGH] < need_high:
+            v[PCP_HIGH] = _clamp(need_high, high_min, high_max)
     return high

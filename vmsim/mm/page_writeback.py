@@ -14,8 +14,9 @@ from vmsim.mm.page_flags import PG_dirty
 from vmsim.arch.x86 import pgtable_types as T
 
 
-def page_mkclean_one(vma, address: int, ptep: int) -> bool:
-    """page_mkclean_one(): write-protect and clean one PTE of a shared mapping."""
+def page_mkclean_one(vma, address: int, ptep: int, is_pmd: bool = False) -> bool:
+    """page_mkclean_one(): write-protect and clean one PTE (or huge PMD: pmdp_invalidate,
+    pmd_wrprotect, pmd_mkclean) of a shared mapping."""
     from vmsim.mm.memory import ptep_clear_flush
     from vmsim.arch.x86.pgtable import set_pte_at
     mm = vma.vm_mm
@@ -23,6 +24,12 @@ def page_mkclean_one(vma, address: int, ptep: int) -> bool:
     pte = pool[ptep]
     if not pte & (T._PAGE_RW | T._PAGE_DIRTY):
         return False
+    if is_pmd:
+        from vmsim.mm.huge_memory import pmdp_invalidate, set_pmd_at, HPAGE_PMD_MASK
+        haddr = address & HPAGE_PMD_MASK
+        entry = pmdp_invalidate(vma, haddr, ptep)
+        set_pmd_at(mm, haddr, ptep, entry & ~(T._PAGE_RW | T._PAGE_DIRTY))
+        return True
     entry = ptep_clear_flush(vma, address, ptep)
     entry &= ~(T._PAGE_RW | T._PAGE_DIRTY)
     set_pte_at(mm, address, ptep, entry)
@@ -34,6 +41,7 @@ def folio_mkclean(k, mapping, folio: int) -> int:
     over the file's VMAs); returns how many were dirty or writable."""
     from vmsim.mm.memory import _vma_interval_tree_foreach
     from vmsim.mm.rmap import page_vma_mapped_walk
+    from vmsim.mm.huge_memory import mm_find_pmd
     from vmsim.mm.mm_types import VM_SHARED
     mem = k.mem
     index = mem.index[folio]
@@ -42,13 +50,21 @@ def folio_mkclean(k, mapping, folio: int) -> int:
     for vma in _vma_interval_tree_foreach(k, mapping, index, index + nr - 1):
         if not vma.vm_flags & VM_SHARED:
             continue
-        for i in range(nr):
+        i = 0
+        while i < nr:
             addr = vma.vm_start + ((index + i - vma.vm_pgoff) << 12)
             if not vma.vm_start <= addr < vma.vm_end:
+                i += 1
                 continue
-            ptep = page_vma_mapped_walk(vma, folio + i, addr)
+            ptep = page_vma_mapped_walk(vma, folio + i, addr, pmd=nr == 512)
+            if ptep >= 0 and ptep == mm_find_pmd(vma.vm_mm, addr):
+                # One huge PMD maps the whole folio here.
+                if page_mkclean_one(vma, addr, ptep, True):
+                    cleaned += 1
+                break
             if ptep >= 0 and page_mkclean_one(vma, addr, ptep):
                 cleaned += 1
+            i += 1
     return cleaned
 
 
@@ -58,7 +74,8 @@ def folio_clear_dirty_for_io(k, mapping, folio: int) -> bool:
     mem = k.mem
     if not mem.flags[folio] & PG_dirty:
         return False
-    if mem.mapcount[folio] or any(mem.mapcount[p] for p in range(folio, folio + _nr(k, folio))):
+    if mem.mapcount[folio] or any(mem.mapcount[p] for p in range(folio, folio + _nr(k, folio))) or \
+            (_nr(k, folio) > 1 and mem.lru_prev[folio + 1]):      # PMD-mapped (entire mapcount)
         folio_mkclean(k, mapping, folio)
     mem.flags[folio] = mem.flags[folio] & ~PG_dirty
     nr = _nr(k, folio)

@@ -17,7 +17,8 @@ Simplified: large-folio mapcounts (entire/large mapcount, MM IDs) are not built 
 """
 from vmsim.mm import vmstat
 from vmsim.mm.folio import folio_test_anon  # noqa: F401  (rmap.c users import it here)
-from vmsim.mm.page_flags import PG_anon, PG_anon_exclusive, PG_swapbacked, PG_head, PG_tail
+from vmsim.mm.page_flags import (PG_anon, PG_anon_exclusive, PG_swapbacked, PG_head, PG_tail,
+                                 PG_ORDER_SHIFT)
 from vmsim.mm.mm_types import VM_DROPPABLE
 
 RMAP_NONE = 0
@@ -328,7 +329,30 @@ def folio_add_file_rmap_ptes(k, folio, page, nr, vma):
     if mem.flags[folio] & PG_head:
         mem.mapping[folio + 1] += nr            # _large_mapcount
         mem.index[folio + 1] += first           # _nr_pages_mapped
+        if mem.lru_prev[folio + 1]:
+            # PMD-mapped too (ENTIRELY_MAPPED): every page already counts as mapped.
+            return
     k.vmstat[vmstat.NR_MAPPED] += first
+
+
+def folio_add_file_rmap_pmd(k, folio, page, vma):
+    """folio_add_file_rmap_pmd() -> __folio_add_file_rmap(RMAP_LEVEL_PMD): the
+    entire and large mapcounts; the first PMD mapping counts the pages no PTE maps in
+    NR_FILE_MAPPED and the folio in NR_FILE_PMDMAPPED / NR_SHMEM_PMDMAPPED; the folio
+    is mlocked in a VM_LOCKED VMA (mlock_vma_folio)."""
+    from vmsim.mm.mm_types import VM_LOCKED, VM_SPECIAL
+    mem = k.mem
+    nr_pages = 1 << ((mem.flags[folio] >> PG_ORDER_SHIFT) & 0x1F)
+    em = mem.lru_prev[folio + 1] + 1
+    mem.lru_prev[folio + 1] = em                # _entire_mapcount
+    mem.mapping[folio + 1] += 1                 # folio_inc_large_mapcount()
+    if em == 1:
+        k.vmstat[vmstat.NR_MAPPED] += nr_pages - mem.index[folio + 1]
+        k.vmstat[vmstat.NR_SHMEM_PMDMAPPED if mem.flags[folio] & PG_swapbacked
+                 else vmstat.NR_FILE_PMDMAPPED] += nr_pages
+    if (vma.vm_flags & (VM_LOCKED | VM_SPECIAL)) == VM_LOCKED:
+        from vmsim.mm.mlock import mlock_folio
+        mlock_folio(k, folio)
 
 
 def folio_remove_rmap_ptes(k, pfn, nr, vma):
@@ -345,7 +369,8 @@ def folio_remove_rmap_ptes(k, pfn, nr, vma):
             last = int((seg == 1).sum())
             mem.index[folio + 1] -= last
             seg -= 1
-            k.vmstat[vmstat.NR_MAPPED] -= last
+            if not mem.lru_prev[folio + 1]:     # not PMD-mapped (< ENTIRELY_MAPPED)
+                k.vmstat[vmstat.NR_MAPPED] -= last
             if vma is not None and vma.vm_flags & 0x2000:          # VM_LOCKED
                 from vmsim.mm.mlock import munlock_folio
                 munlock_folio(k, folio)
@@ -449,9 +474,11 @@ def vma_address(vma, pgoff: int, nr: int = 1) -> int:
     return address
 
 
-def page_vma_mapped_walk(vma, pfn: int, address: int) -> int:
-    """page_vma_mapped_walk() for one small page: the pool index of the PTE at address
-    in vma's mm if it maps pfn, else -1 (huge PMDs: the THP issue)."""
+def page_vma_mapped_walk(vma, pfn: int, address: int, pmd: bool = False) -> int:
+    """page_vma_mapped_walk() for one page: the pool index of the PTE at address in
+    vma's mm if it maps pfn, else -1. With ``pmd`` (callers that handle pvmw.pmd), a
+    huge PMD there mapping pfn's folio is found too: its index is returned (compare
+    with mm_find_pmd() to tell the level)."""
     from vmsim.arch.x86 import pgtable_types as T
     mm = vma.vm_mm
     k = mm.kernel
@@ -462,7 +489,11 @@ def page_vma_mapped_walk(vma, pfn: int, address: int) -> int:
     p = mm.pgd_ptr + ((address >> shift) & 511)
     for _ in range(levels - 1):
         e = pool[p]
-        if not e & T._PAGE_PRESENT or e & T._PAGE_PSE:
+        if not e & T._PAGE_PRESENT:
+            return -1
+        if e & T._PAGE_PSE:
+            if pmd and shift == 21 and 0 <= pfn - ((e & T.PMD_PFN_MASK_2M) >> 12) < 512:
+                return p
             return -1
         shift -= 9
         p = row[(e & T.PTE_PFN_MASK) >> 12] * 512 + ((address >> shift) & 511)

@@ -2,13 +2,13 @@
 
 truncate_inode_pages_range() removes every folio of a range whatever its state
 (unmapping it first, cancelling its dirtiness); a folio straddling the boundary has
-the bytes past it zeroed and stays (vmsim does not split large folios here: as when
-split_folio fails). invalidate_mapping_pages() (drop_caches, POSIX_FADV_DONTNEED)
+the bytes past it zeroed, and a large one is split (folio_split) so that the
+pieces inside the range can go. invalidate_mapping_pages() (drop_caches, POSIX_FADV_DONTNEED)
 removes only what may go: clean, not under writeback, unmapped, and referenced only
 by the cache.
 """
 from vmsim.mm.filemap import filemap_remove_folio, _nr, PG_writeback
-from vmsim.mm.page_flags import PG_dirty, PG_locked
+from vmsim.mm.page_flags import PG_dirty, PG_locked, PG_ORDER_MASK, PG_ORDER_SHIFT
 from vmsim.mm import vmstat
 
 
@@ -39,42 +39,106 @@ def truncate_cleanup_folio(k, mapping, folio: int):
         unmap_mapping_pages(k, mapping, mem.index[folio], _nr(k, folio), False)
 
 
+def truncate_inode_folio(k, mapping, folio: int):
+    """truncate_inode_folio(): unmap the folio and delete it from the page cache."""
+    truncate_cleanup_folio(k, mapping, folio)
+    filemap_remove_folio(k, mapping, k.mem.index[folio])
+
+
+def truncate_inode_partial_folio(k, mapping, folio: int, lstart: int, lend: int) -> bool:
+    """truncate_inode_partial_folio(): zero the truncated bytes of a folio that
+    [lstart, lend] (lend -1: to EOF) cuts; a large one is split at the first truncated
+    page (folio_split: that page becomes order 0, the rest buddy-sized folios, so the
+    caller drops those inside the range), and at the page after the range when that
+    falls inside the folio too. The split unmaps the folio first (a file folio is not
+    mapped again). True when the folio may go."""
+    mem = k.mem
+    nr = _nr(k, folio)
+    pos = mem.index[folio] << 12
+    size = nr << 12
+    offset = lstart - pos if pos < lstart else 0
+    if lend == -1 or pos + size <= lend:
+        length = size - offset
+    else:
+        length = lend + 1 - pos - offset
+    if length == size:
+        truncate_inode_folio(k, mapping, folio)
+        return True
+    # folio_zero_range(): the pages past the first are dropped below (or were punched),
+    # so zeroing the partial page is what shows.
+    if offset & 4095:
+        page = folio + (offset >> 12)
+        k.page_data.write(page, offset & 4095, bytes(min(4096 - (offset & 4095), length)))
+    tail = (offset + length) & 4095
+    if tail and (offset + length) >> 12 != offset >> 12:
+        k.page_data.write(folio + ((offset + length) >> 12), 0, bytes(tail))
+    if nr == 1:
+        return True
+    truncate_cleanup_folio(k, mapping, folio)                # unmap_folio()
+    folio_split(k, mapping, folio, offset >> 12)
+    if offset + length != size:
+        at = mem.index[folio] + ((offset + length) >> 12)
+        folio2 = mapping.i_pages.get(at)
+        if folio2 is not None and _nr(k, folio2) > 1:
+            folio_split(k, mapping, folio2, at - mem.index[folio2])
+    return True
+
+
 def truncate_inode_pages_range(k, mapping, lstart: int, lend: int = -1):
     """truncate_inode_pages_range(): drop the cached folios of bytes [lstart, lend]
-    (lend -1: to the end); zero the partial folio at lstart."""
+    (lend -1: to the end): the folios wholly inside first, then the partial folios at
+    either end (truncate_inode_partial_folio), then what their splits left inside."""
     start = (lstart + 4095) >> 12
     end = (1 << 62) if lend == -1 else (lend + 1) >> 12      # exclusive
-    mem = k.mem
-    partial = lstart & 4095
-    if partial:
-        head = mapping.i_pages.get(lstart >> 12)
-        if head is not None:
-            page = head + ((lstart >> 12) - mem.index[head])
-            # truncate_inode_partial_folio(): zero the rest of the page.
-            k.page_data.write(page, partial, bytes(4096 - partial))
-    for index, folio in _folios(k, mapping, start, end - 1):
-        nr = _nr(k, folio)
-        if index < start or index + nr > end:
-            # truncate_inode_partial_folio(): split the large folio (unmapping it:
-            # split_folio unmaps a file folio and does not remap it), then drop the
-            # order-0 folios inside the range.
-            truncate_cleanup_folio(k, mapping, folio)
-            split_folio(k, mapping, folio)
-            for i in range(max(index, start), min(index + nr, end)):
-                filemap_remove_folio(k, mapping, i)
-            continue
-        truncate_cleanup_folio(k, mapping, folio)
-        filemap_remove_folio(k, mapping, index)
+
+    def whole():
+        for index, folio in _folios(k, mapping, start, end - 1):
+            if index >= start and index + _nr(k, folio) <= end:
+                truncate_inode_folio(k, mapping, folio)
+
+    whole()
+    same_folio = (lstart >> 12) == (lend >> 12) if lend != -1 else True
+    folio = mapping.i_pages.get(lstart >> 12)
+    if folio is not None:
+        # lend -1 is below every position (a signed loff_t).
+        same_folio = lend < (k.mem.index[folio] + _nr(k, folio)) << 12
+        truncate_inode_partial_folio(k, mapping, folio, lstart, lend)
+    if not same_folio:
+        folio = mapping.i_pages.get(lend >> 12)
+        if folio is not None:
+            truncate_inode_partial_folio(k, mapping, folio, lstart, lend)
+    whole()
 
 
-def split_folio(k, mapping, folio: int):
-    """__split_huge_page() for an unmapped page-cache folio: order-0 folios that keep
-    the head's state (uptodate, dirty, LRU list, referenced/active) and one cache
-    reference each."""
-    from vmsim.mm.page_flags import (PG_head, PG_ORDER_MASK, PG_uptodate, PG_lru, PG_active,
-                                     PG_referenced, PG_workingset, PG_unevictable, PG_dirty)
+def folio_split(k, mapping, folio: int, split_at: int):
+    """folio_split() (mm/huge_memory.c, the non-uniform split 6.18 uses for page-cache
+    folios) of an unmapped folio: page ``split_at`` (an offset in the folio) becomes
+    an order-0 folio and the rest buddy-sized folios (halving towards it), each
+    keeping the head's state and one cache reference per page."""
+    order = (k.mem.flags[folio] & PG_ORDER_MASK) >> PG_ORDER_SHIFT
+    pieces = []
+    base = 0
+    while order:
+        order -= 1
+        half = 1 << order
+        if split_at < base + half:
+            pieces.append((base + half, order))
+        else:
+            pieces.append((base, order))
+            base += half
+    pieces.append((base, 0))
+    _split_to(k, mapping, folio, sorted(pieces))
+
+
+def _split_to(k, mapping, folio: int, pieces):
+    """Split an unmapped page-cache folio into [(offset, order)] pieces
+    (__split_folio_to_order): heads get the folio-wide state; large pieces are
+    compound and large_rmappable again."""
+    from vmsim.mm.page_flags import (PG_head, PG_tail, PG_uptodate, PG_lru, PG_active,
+                                     PG_referenced, PG_workingset, PG_unevictable, PG_dirty,
+                                     PG_large_rmappable)
+    from vmsim.mm.folio import prep_compound_page
     from vmsim.mm.swap import lruvec_del_folio, lruvec_add_folio, lru_add_drain_all
-    from vmsim.mm import vmstat
     mem = k.mem
     nr = _nr(k, folio)
     if nr == 1:
@@ -89,20 +153,26 @@ def split_folio(k, mapping, folio: int):
     index = mem.index[folio]
     extra = mem.refcount[folio] - nr          # references beyond the cache's
     if nr >= 512:
-        k.vmstat[vmstat.NR_FILE_HUGEPAGES] -= nr
+        k.vmstat[vmstat.NR_SHMEM_HUGEPAGES if mapping.swapbacked else vmstat.NR_FILE_HUGEPAGES] -= nr
     mem.mapping[folio + 1] = 0
     mem.index[folio + 1] = 0
-    for i in range(nr):
-        p = folio + i
+    mem.lru_prev[folio + 1] = 0
+    mem.lru_next[folio + 1] = 0
+    for off, order in pieces:
+        p = folio + off
+        n = 1 << order
         mem.flags[p] = keep
+        if order:
+            prep_compound_page(k, p, order)
+            mem.flags[p] = mem.flags[p] | PG_large_rmappable
         mem.mapping[p] = mapping.id
-        mem.index[p] = index + i
-        mem.refcount[p] = 1
-        mapping.i_pages[index + i] = p
+        mem.index[p] = index + off
+        mem.refcount[p] = n
+        for i in range(off, off + n):
+            mapping.i_pages[index + i] = p
         if on_lru:
             lruvec_add_folio(k, p)
     mem.refcount[folio] += extra
-    mem.flags[folio] = mem.flags[folio] & ~(PG_head | PG_ORDER_MASK)
 
 
 def truncate_inode_pages_final(k, mapping):

@@ -68,6 +68,13 @@ def _pf_flags(k, task) -> int:
     return 0
 
 
+def task_thp_status(mm) -> str:
+    """task_thp_status(): 0 only when prctl(PR_SET_THP_DISABLE) disabled THP completely
+    (CONFIG_TRANSPARENT_HUGEPAGE=y)."""
+    from vmsim.mm.huge_memory import MMF_DISABLE_THP_COMPLETELY
+    return "THP_enabled:\t%d\n" % (not mm.flags >> MMF_DISABLE_THP_COMPLETELY & 1)
+
+
 def proc_pid_status(k, task) -> str:
     """proc_pid_status(): Name, task_state, task_mem, task_sig, task_cap, ..."""
     mm = task.mm
@@ -81,7 +88,7 @@ def proc_pid_status(k, task) -> str:
     if mm is not None:
         out.append(task_mem(mm))
         out.append("CoreDumping:\t0\n")
-        out.append("THP_enabled:\t1\n")              # no prctl(PR_SET_THP_DISABLE) modelled
+        out.append(task_thp_status(mm))
         out.append("untag_mask:\t0xffffffffffffffff\n")
     out.append("Threads:\t1\n")
     out.append(f"SigQ:\t0/{rlimit_sigpending(k)}\n")

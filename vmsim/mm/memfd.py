@@ -1,0 +1,125 @@
+"""memfd_create(2) (mm/memfd.c): an unlinked shmem file ("/memfd:NAME (deleted)",
+on the internal shm mount, device 0:1) or, with MFD_HUGETLB, an unlinked file of the
+internal hugetlbfs mount of the size MFD_HUGE_* names (hugetlb_file_setup, 0:17),
+opened O_RDWR with a descriptor (O_CLOEXEC with MFD_CLOEXEC).
+
+The flag checks are sanitize_flags() with vm.memfd_noexec = 0 (this machine): without
+MFD_EXEC or MFD_NOEXEC_SEAL the file is MFD_EXEC. Seals are recorded as alloc_file()
+leaves them (F_SEAL_SEAL cleared by MFD_ALLOW_SEALING or MFD_NOEXEC_SEAL, which also
+adds F_SEAL_EXEC and drops the x bits); vmsim has no fcntl(F_ADD_SEALS) yet, so no
+seal is ever added.
+"""
+import errno
+
+from vmsim.uapi import (MFD_CLOEXEC, MFD_ALLOW_SEALING, MFD_HUGETLB, MFD_NOEXEC_SEAL, MFD_EXEC,
+                        MFD_HUGE_SHIFT, MFD_HUGE_MASK, O_RDWR)
+
+MFD_NAME_PREFIX = "memfd:"
+NAME_MAX = 255
+MFD_NAME_MAX_LEN = NAME_MAX - len(MFD_NAME_PREFIX)
+MFD_ALL_FLAGS = MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_HUGETLB | MFD_NOEXEC_SEAL | MFD_EXEC
+F_SEAL_SEAL = 0x0001
+F_SEAL_EXEC = 0x0020
+O_LARGEFILE = 0o100000
+SHM_DEV = (0, 1)                      # shm_mnt, the internal tmpfs mount
+
+
+def check_sysctl_memfd_noexec(k, flags: int):
+    """check_sysctl_memfd_noexec(): vm.memfd_noexec picks MFD_EXEC or MFD_NOEXEC_SEAL
+    when neither is given; 2 requires MFD_NOEXEC_SEAL (EACCES). Returns flags or -errno."""
+    sysctl = int(k.sysctl.get("/proc/sys/vm/memfd_noexec", "0"))
+    if not flags & (MFD_EXEC | MFD_NOEXEC_SEAL):
+        flags |= MFD_NOEXEC_SEAL if sysctl >= 1 else MFD_EXEC
+    if not flags & MFD_NOEXEC_SEAL and sysctl >= 2:
+        return -errno.EACCES
+    return flags
+
+
+def sanitize_flags(k, flags: int):
+    """sanitize_flags(): unknown flags (MFD_HUGE_* only with MFD_HUGETLB) and
+    MFD_EXEC with MFD_NOEXEC_SEAL are EINVAL. Returns flags or -errno."""
+    if not flags & MFD_HUGETLB:
+        if flags & ~MFD_ALL_FLAGS:
+            return -errno.EINVAL
+    elif flags & ~(MFD_ALL_FLAGS | (MFD_HUGE_MASK << MFD_HUGE_SHIFT)):
+        return -errno.EINVAL
+    if flags & MFD_EXEC and flags & MFD_NOEXEC_SEAL:
+        return -errno.EINVAL
+    return check_sysctl_memfd_noexec(k, flags)
+
+
+def alloc_name(uname):
+    """alloc_name(): "memfd:" + the name; a longer name than 249 bytes is EINVAL."""
+    b = uname.encode() if isinstance(uname, str) else bytes(uname)
+    b = b.split(b"\0", 1)[0]                      # strncpy_from_user stops at the NUL
+    if len(b) > MFD_NAME_MAX_LEN:
+        return -errno.EINVAL
+    return MFD_NAME_PREFIX + b.decode("utf-8", "surrogateescape")
+
+
+def shmem_file_setup(k, name: str, size: int, flags: int):
+    """shmem_file_setup(): an unlinked inode (mode 0777) of the internal shm mount."""
+    from vmsim.fs.file import file
+    from vmsim.fs.inode import S_IFREG
+    from vmsim.fs.namei import _get_vfs
+    v = _get_vfs(k)
+    sb = getattr(v, "shm_mnt", None)
+    if sb is None:
+        from vmsim.fs.inode import super_block
+        from vmsim.mm.shmem import shmem_sops
+        sb = v.shm_mnt = super_block(k, "tmpfs", SHM_DEV, None, 0, 0, False)
+        sb.s_op = shmem_sops
+    inode = v.new_inode(sb, S_IFREG | 0o777)
+    inode.i_ino = k.next_ino()                    # get_next_ino(), as the pseudo files
+    inode.i_count -= 1                            # no dentry holds it
+    inode.i_nlink = 0
+    inode.i_size = size
+    inode.flags = flags
+    return file(inode, "/" + name, O_RDWR)
+
+
+def alloc_file(k, name: str, flags: int):
+    """alloc_file(): the hugetlbfs or shmem file and its initial seals."""
+    from vmsim.fs.hugetlbfs import hugetlb_file_setup
+    from vmsim.mm.mm_types import VM_NORESERVE
+    if flags & MFD_HUGETLB:
+        f = hugetlb_file_setup(k, name, 0, VM_NORESERVE,
+                               (flags >> MFD_HUGE_SHIFT) & MFD_HUGE_MASK)
+        if isinstance(f, int):
+            return f
+    else:
+        f = shmem_file_setup(k, name, 0, VM_NORESERVE)
+    f.f_flags |= O_LARGEFILE
+    inode = f.f_inode
+    if not hasattr(inode, "seals"):
+        inode.seals = F_SEAL_SEAL                 # shmem_get_inode()
+    if flags & MFD_NOEXEC_SEAL:
+        inode.i_mode &= ~0o111
+        inode.seals = (inode.seals & ~F_SEAL_SEAL) | F_SEAL_EXEC
+    elif flags & MFD_ALLOW_SEALING:
+        inode.seals &= ~F_SEAL_SEAL
+    return f
+
+
+def sys_memfd_create(k, task, uname, flags: int) -> int:
+    """SYSCALL_DEFINE2(memfd_create): the new descriptor or -errno."""
+    from vmsim.fs.file import _task_files, fd_install
+    flags = sanitize_flags(k, flags & 0xFFFFFFFF)
+    if flags < 0:
+        return flags
+    name = alloc_name(uname)
+    if isinstance(name, int):
+        return name
+    fs = _task_files(k, task)
+    fd = fs.alloc_fd()                            # get_unused_fd_flags()
+    if fd < 0:
+        return fd
+    f = alloc_file(k, name, flags)
+    if isinstance(f, int):
+        return f
+    fd_install(k, task, fd, f)
+    if flags & MFD_CLOEXEC:
+        fs.close_on_exec.add(fd)
+    else:
+        fs.close_on_exec.discard(fd)
+    return fd
