@@ -224,3 +224,100 @@ def test_faults_show_in_the_trace():
         p.access(a + np.array([0, 4096]), np.array([ACCESS_WRITE, ACCESS_READ], np.uint8))
     text = tr.text()
     assert text.count("exc_page_fault(") == 2 and "do_anonymous_page" in text
+
+
+def _regions_layout(m, rng):
+    """Areas in ten 1 GiB regions (more than the chunk loop's PMD-table slots, and pairs
+    that share a slot), each over two PTE tables, a THP area, an area on a protection key that denies writes, and
+    Accessed / Dirty bits cleared at random at every level of every other area (the others
+    keep theirs: the inline reads meet them), so the chunk loop's walk state
+    (mmu_batch._walk_cached) meets every way a walk can go."""
+    from vmsim.uapi import MADV_HUGEPAGE
+    p = m.spawn()
+    areas = []
+    for r in (1, 2, 9, 10, 17, 3, 11, 4, 12, 5):       # 1 and 9, 2 and 10, ...: one slot
+        # Across a 2 MiB boundary: two PTE tables under one PMD table.
+        a = p.mmap((r << 30) + (2 << 20) - (4 << 12), 8 << 12, RW, ANON | vmsim.MAP_FIXED)
+        p.touch(a, 6 << 12, write=True)
+        p.touch(a + (6 << 12), 2 << 12)                    # zero page, read-only
+        areas.append(a)
+    h = p.mmap(6 << 30, 4 << 20, RW, ANON | vmsim.MAP_FIXED)
+    p.madvise(h, 4 << 20, MADV_HUGEPAGE)
+    p.touch(h, 4 << 20, write=True, stride=1 << 20)
+    areas.append(h)
+    x = p.mmap(7 << 30, 8 << 12, PROT_READ | PROT_EXEC, ANON | vmsim.MAP_FIXED)
+    p.read(x, 1)
+    areas.append(x)
+    if m.k.pku:
+        key = p.pkey_alloc(0, 2)                            # PKEY_DISABLE_WRITE
+        k2 = p.mmap(8 << 30, 8 << 12, RW, ANON | vmsim.MAP_FIXED)
+        p.touch(k2, 8 << 12, write=True)
+        p.pkey_mprotect(k2, 8 << 12, RW, key)
+        areas.append(k2)
+    k = m.k
+    pool, rows = k.ptpool.arr, k.mem.np_private
+    used = set()          # the entries walks of every other area's pages use
+    pmds = set()
+    for a in areas[1::2]:
+        for page in range(0, 8 << 12, 4096):
+            shift, row = 39, int(rows[p.mm.pgd])
+            while True:
+                i = row * 512 + (((a + page) >> shift) & 511)
+                e = int(pool[i])
+                if not e & 1:
+                    break
+                used.add(i)
+                if shift == 21:
+                    pmds.add(i)
+                if shift == 12 or e & 0x80:
+                    break
+                row, shift = int(rows[(e & 0x000FFFFFFFFFF000) >> 12]), shift - 9
+    used = sorted(used)
+    for bit in (0x20, 0x40):                               # Accessed, Dirty
+        pool[rng.choice(used, len(used) // 3, replace=False)] &= ~np.int64(bit)
+    pool[sorted(pmds)] &= ~np.int64(0x20)                  # every PMD entry's Accessed
+    return p, areas
+
+
+def test_chunk_walk_state_across_regions_matches_one_by_one():
+    _check_regions(True, 150)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pku", [False, True])
+def test_chunk_walk_state_across_regions_matches_one_by_one_long(pku):
+    _check_regions(pku, 600)
+
+
+def _check_regions(pku, n):
+    results = []
+    for runner in (_one_by_one, _batch):
+        r = np.random.default_rng(3)
+        m = vmsim.Machine("64M", pku=pku)
+        p, areas = _regions_layout(m, r)
+        k = m.k
+        # Runs of 8 accesses in one area, every area in turn in a random order.
+        which = np.repeat(np.resize(r.permutation(len(areas)), n // 8 + 1), 8)[:n]
+        # Mostly inside the areas (a few signals: past their end, exec of NX, the key).
+        offs = np.where(r.random(n) < 0.03, 8 << 12, r.integers(0, 8 << 12, n))
+        addrs = [_s64(areas[int(i)] + int(o)) for i, o in zip(which, offs)]
+        # Reads and stores in turn (a store after a read of its page meets the leaf as
+        # the read left it), fetches in the executable area and now and then elsewhere.
+        kinds = np.where(which == 11, ACCESS_EXEC, np.arange(n) % 2).astype(int)
+        kinds[r.random(n) < 0.01] = ACCESS_EXEC
+        kinds = kinds.tolist()
+        sizes = r.choice([1, 1, 2, 8], n).tolist()
+        signals = []
+        i = 0
+        # Past each signal, as a program with a handler goes on; the tables compared at
+        # each (a later walk from the root would hide a bit the chunk loop missed).
+        while i < n:
+            sig = runner(p, addrs[i:], kinds[i:], sizes[i:], 7)
+            signals.append((sig, k.ptpool.arr[:k.ptpool.used * 512].tobytes()))
+            if sig is None:
+                break
+            i += sig[0] + 1
+        results.append((signals, _state(m, p)))
+        m.check()
+    assert 3 < len(results[0][0]) < n // 6                       # signals met
+    assert results[0] == results[1]

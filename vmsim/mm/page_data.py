@@ -31,6 +31,42 @@ def inline_decode(handle: int):
     return off, ((handle >> 15) & ((1 << (8 * n)) - 1)).to_bytes(n, "little")
 
 
+def _store(rows, pool, phys, n, value):
+    """Store ``n`` bytes ``value`` at physical address ``phys`` as PageData.write does,
+    if the frame's handle (``rows``, mem_map private) allows it without a new pool row:
+    a full-page row takes the bytes; a zero frame takes a run of up to two bytes inline;
+    an inline run at the same offset is replaced by one at least as long; zeros that
+    change no byte change nothing. Returns False, having changed nothing, when Python
+    must do it (PageData.write). Arrays and ints only: the compiled access loops
+    (mmu.touch_batch, tlb._tlb_touch_batch, mmu_batch.access_chunk) inline it."""
+    pfn = phys >> 12
+    off = phys & 0xFFF
+    h = rows[pfn]
+    if h < 0:
+        b = (~h) * 4096 + off
+        for j in range(n):
+            pool[b + j] = value
+        return True
+    rep = value
+    if n == 2:
+        rep = value | (value << 8)
+    if h == 0:
+        if value == 0:
+            return True
+        if n <= 2:
+            rows[pfn] = off | (n << 12) | (rep << 15)
+            return True
+        return False
+    ioff = h & 0xFFF
+    ilen = (h >> 12) & 7
+    if ioff == off and n <= 2 and n >= ilen:
+        rows[pfn] = off | (n << 12) | (rep << 15)
+        return True
+    if value == 0 and (off + n <= ioff or off >= ioff + ilen):
+        return True
+    return False
+
+
 class PageData:
     """Frame contents: the per-frame handle (mem_map private) plus the full-page pool."""
 

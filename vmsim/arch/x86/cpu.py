@@ -97,6 +97,13 @@ def _arrays(k, compiled: bool):
     return k.ptpool.mv, k.mem.private
 
 
+def _data_pool(k, compiled: bool):
+    """The page-data rows as the access loops store into them (page_data._store)."""
+    if compiled:
+        return k.page_data.pool.reshape(-1)
+    return k.page_data._mv
+
+
 EMULATED = -2
 
 
@@ -173,8 +180,9 @@ def touch(k, task, base: int, stride: int, count: int, write: bool, value: int) 
     i = 0
     # The pool and mem_map never move, so their views are fetched once.
     pt, rows = _arrays(k, compiled)
+    pool = _data_pool(k, compiled)
     while i < count:
-        i = batch(pt, rows, cr3, la57, sbase, stride, count, i, access, value, out, pkru)
+        i = batch(pt, rows, pool, cr3, la57, sbase, stride, count, i, access, value, out, pkru)
         if i >= count:
             break
         err, where = out.tolist() if compiled else out
@@ -240,9 +248,10 @@ def _touch_tlb(k, task, base, stride, count, write, value):
     last_i = last_err = -1
     i = 0
     pt, rows = _arrays(k, compiled)
+    pool = _data_pool(k, compiled)
     while i < count:
         _prepare_user_access(k, cpu)
-        i = _impl["tlb_touch_batch"](pt, rows, k.cpus[cpu].cr3, k.la57, sbase, stride, count, i,
+        i = _impl["tlb_touch_batch"](pt, rows, pool, k.cpus[cpu].cr3, k.la57, sbase, stride, count, i,
                                      access, value, out, task.pkru, hw.ent, hw.geo, hw.clock,
                                      hw.stats, cpu, hw.cur_pcid[cpu], check, hw.bad)
         if i >= count:

@@ -18,6 +18,7 @@ in PKRU, or WD on a write, faults with PK|PROT; instruction fetches are exempt; 
 caller passes PKRU 0 when CR4.PKE is clear). Not modelled: shadow stacks, the TLB
 (translations are walked every time until the TLB issue).
 """
+from vmsim.mm.page_data import _store
 
 _P = 1
 _RW = 2
@@ -25,6 +26,7 @@ _US = 4
 _A = 0x20
 _D = 0x40
 _PS = 0x80
+_XD = -0x8000000000000000          # bit 63 (execute disable) of an int64 entry
 _PFN = 0x000FFFFFFFFFF000
 _ERR_PROT = 1
 _ERR_WRITE = 2
@@ -40,61 +42,63 @@ def translate(pt, rows, cr3_pfn, la57, addr, access, pkru=0):
     the running task's PKRU. Accessed is set in each entry used, Dirty in the leaf on
     a write, as the CPU does.
     """
-    if la57:
-        shift = 48
-    else:
-        shift = 39
-    row = rows[cr3_pfn]
-    user_ok = 1
-    write_ok = 1
-    nx = 0
+    return _walk(pt, rows, rows[cr3_pfn], 48 if la57 else 39, addr, access, pkru, _RW | _US)[0]
+
+
+def _walk(pt, rows, row, shift, addr, access, pkru, rights):
+    """The walk of translate() from the table in pool row ``row``, whose entries map
+    1 << ``shift`` bytes, below entries granting ``rights`` (their R/W and U/S ANDed,
+    XD ORed into bit 63). Returns (translate's result, the PMD table's row and rights,
+    the PTE table's row and rights), a row -1 when the walk did not descend to it."""
+    pmd = pte = -1
+    pmd_rights = pte_rights = 0
     while True:
         p = row * 512 + ((addr >> shift) & 511)
         e = pt[p]
         if not (e & _P):
-            return ~access
-        if not (e & _US):
-            user_ok = 0
-        if not (e & _RW):
-            write_ok = 0
-        if e < 0:
-            nx = 1
+            return ~access, pmd, pmd_rights, pte, pte_rights
+        rights = (rights & (e | ~(_RW | _US))) | (e & _XD)
         if shift == 12 or (e & _PS and (shift == 21 or shift == 30)):
-            if (access & _ERR_USER) and not user_ok:
-                return ~(access | _ERR_PROT)
+            if (access & _ERR_USER) and not (rights & _US):
+                return ~(access | _ERR_PROT), pmd, pmd_rights, pte, pte_rights
             err = access
-            if (access & _ERR_WRITE) and not write_ok:
+            if (access & _ERR_WRITE) and not (rights & _RW):
                 err |= _ERR_PROT
-            if (access & _ERR_INSTR) and nx:
+            if (access & _ERR_INSTR) and rights < 0:
                 err |= _ERR_PROT
-            if pkru and user_ok and not (access & _ERR_INSTR):
+            if pkru and (rights & _US) and not (access & _ERR_INSTR):
                 # The key is checked with the other rights; its violation adds PK.
                 sh = ((e >> 59) & 15) * 2
                 if (pkru >> sh) & 1 or ((access & _ERR_WRITE) and (pkru >> (sh + 1)) & 1):
                     err |= _ERR_PROT | _ERR_PK
             if err != access:
-                return ~err
+                return ~err, pmd, pmd_rights, pte, pte_rights
             if access & _ERR_WRITE:
                 if (e & (_A | _D)) != (_A | _D):
                     pt[p] = e | _A | _D
             elif not (e & _A):
                 pt[p] = e | _A
-            if shift == 12:
-                return (e & _PFN) | (addr & 0xFFF)
             mask = (1 << shift) - 1
-            return ((e & _PFN) & ~mask) | (addr & mask)
+            return ((e & _PFN) & ~mask) | (addr & mask), pmd, pmd_rights, pte, pte_rights
         if not (e & _A):
             pt[p] = e | _A
         row = rows[(e & _PFN) >> 12]
         shift -= 9
+        if shift == 21:
+            pmd = row
+            pmd_rights = rights
+        elif shift == 12:
+            pte = row
+            pte_rights = rights
 
 
-def touch_batch(pt, rows, cr3_pfn, la57, base, stride, count, i, access, value, out, pkru=0):
+def touch_batch(pt, rows, pool, cr3_pfn, la57, base, stride, count, i, access, value, out, pkru=0):
     """Run accesses base + k*stride for k in [i, count); return the k that stopped.
 
-    Stops on a fault (out[0] = error code, out[1] = address) or on a store the inline
-    data encoding cannot hold (out[0] = -1, out[1] = physical address); returns
-    ``count`` when all completed. A store writes the byte ``value`` (see page_data).
+    Stops on a fault (out[0] = error code, out[1] = address) or on a store that needs
+    a new page-data row (out[0] = -1, out[1] = physical address); returns ``count``
+    when all completed. A store writes the byte ``value`` (page_data._store, into
+    ``pool``, the page-data rows).
     """
     while i < count:
         addr = base + i * stride
@@ -103,22 +107,10 @@ def touch_batch(pt, rows, cr3_pfn, la57, base, stride, count, i, access, value, 
             out[0] = ~r
             out[1] = addr
             return i
-        if access & _ERR_WRITE:
-            pfn = r >> 12
-            off = r & 0xFFF
-            h = rows[pfn]
-            if h == 0:
-                if value != 0:
-                    rows[pfn] = off | (1 << 12) | (value << 15)
-            elif h > 0 and (h & 0xFFF) == off and ((h >> 12) & 7) == 1:
-                if value != 0:
-                    rows[pfn] = off | (1 << 12) | (value << 15)
-                else:
-                    rows[pfn] = 0
-            else:
-                out[0] = -1
-                out[1] = r
-                return i
+        if access & _ERR_WRITE and not _store(rows, pool, r, 1, value):
+            out[0] = -1
+            out[1] = r
+            return i
         i += 1
     return count
 
@@ -129,16 +121,20 @@ _compiled = None
 def compiled():
     """Return (translate, touch_batch) compiled by numba, cached in the user's cache folder.
 
-    touch_batch is rebuilt over globals in which ``translate`` is the compiled one, so
-    numba inlines the walk instead of calling back into Python.
+    Each is rebuilt over globals in which the functions it calls are compiled ones
+    (``_walk`` and ``_store`` inlined at numba's IR level), so no call goes back into
+    Python.
     """
     global _compiled
     if _compiled is None:
         import types
         from vmsim._jitcache import _njit
-        tr = _njit(translate, nogil=True)
         g = dict(translate.__globals__)
+        g["_walk"] = _njit(_walk, nogil=True, inline="always", _nrt=False)
+        g["_store"] = _njit(_store, nogil=True, inline="always", _nrt=False)
+        tr = _njit(types.FunctionType(translate.__code__, g, "translate", translate.__defaults__),
+                   nogil=True, _nrt=False)
         g["translate"] = tr
-        tb = types.FunctionType(touch_batch.__code__, g, "touch_batch")
-        _compiled = (tr, _njit(tb, nogil=True))
+        tb = types.FunctionType(touch_batch.__code__, g, "touch_batch", touch_batch.__defaults__)
+        _compiled = (tr, _njit(tb, nogil=True, _nrt=False))
     return _compiled

@@ -20,10 +20,11 @@ is a walk.
 import numpy as np
 
 from vmsim.arch.x86 import cpu as _cpu
-from vmsim.arch.x86 import mmu as _mmu
 from vmsim.arch.x86.mm.fault import pt_regs, is_vsyscall_vaddr
 from vmsim.arch.x86.traps import exc_page_fault, exc_general_protection
-from vmsim.arch.x86.mmu import translate
+from vmsim.arch.x86.mmu import _walk, _P, _RW, _US, _A, _D, _PS, _XD, _PFN
+from vmsim.arch.x86.tlb import tlb_translate
+from vmsim.mm.page_data import _store
 
 # Access kinds, as a trace records them (vmsim.ACCESS_READ / _WRITE / _EXEC).
 ACCESS_READ = 0
@@ -43,60 +44,117 @@ _EXIT_STALE = 4       # the stale-TLB checker found a hit the tables do not back
 _U64 = (1 << 64) - 1
 
 
-def _store(rows, pool, phys, n, value):
-    """Store ``n`` bytes ``value`` at ``phys`` if the frame's data encoding allows it
-    without a new pool row (vmsim.mm.page_data); return False if Python must do it.
-
-    Mirrors PageData.write: a full-page row takes the bytes; a zero frame takes a run of
-    up to two bytes inline; an inline run at the same offset is replaced by one at least
-    as long; zeros that change no byte change nothing."""
-    pfn = phys >> 12
-    off = phys & 0xFFF
-    h = rows[pfn]
-    if h < 0:
-        b = (~h) * 4096 + off
-        for j in range(n):
-            pool[b + j] = value
-        return True
-    rep = value
-    if n == 2:
-        rep = value | (value << 8)
-    if h == 0:
-        if value == 0:
-            return True
-        if n <= 2:
-            rows[pfn] = off | (n << 12) | (rep << 15)
-            return True
-        return False
-    ioff = h & 0xFFF
-    ilen = (h >> 12) & 7
-    if ioff == off and n <= 2 and n >= ilen:
-        rows[pfn] = off | (n << 12) | (rep << 15)
-        return True
-    if value == 0 and (off + n <= ioff or off >= ioff + ilen):
-        return True
-    return False
+# The walk state access_chunk keeps across its accesses. ``wc``, in locals: for the two
+# halves of each 2 GiB (bit 30 of the address), the PMD table the last walk there went
+# through: (1 GiB key, pool row, rights above) twice. ``w``, an int64 array: the PMD
+# tables walked through before, by 1 GiB key (_W_PMD slots of 3: key, pool row, rights
+# above), then the root table's row and its level's shift.
+_W_PMD = 8
+_W_ROOT = 3 * _W_PMD
+_W_SHIFT = _W_ROOT + 1
+_W_LEN = _W_SHIFT + 1
+_NO_KEY = 1 << 62                       # no address >> 30 equals it
 
 
-def _walk(pt, rows, cr3_pfn, la57, addr, access, pkru, ent, geo, clock, tstats, cpu, pcid,
-          check, bad):
-    """The translation without a TLB model: the MMU walk every time (the TLB arguments
-    are unused; with Machine(tlb=...) the CPU's TLB lookup takes this place)."""
-    return translate(pt, rows, cr3_pfn, la57, addr, access, pkru)
+def _walk_start(w, rows, cr3_pfn, la57):
+    """The walk state at the start of a chunk (the tables may have changed since the
+    last): nothing known below the root. Returns the initial ``wc``."""
+    for s in range(_W_PMD):
+        w[3 * s] = _NO_KEY
+    w[_W_ROOT] = rows[cr3_pfn]
+    w[_W_SHIFT] = 48 if la57 else 39
+    return _NO_KEY, 0, 0, _NO_KEY, 0, 0
+
+
+def _walk_cached(pt, rows, cr3_pfn, la57, addr, access, pkru, wc, w, ent, geo, clock, tstats,
+                 cpu, pcid, check, bad):
+    """The translation without a TLB model: mmu.translate's walk from the root, every
+    time; returns (its result, the new ``wc``).
+
+    Within one chunk nothing but the walk itself writes the tables (a fault, the only way
+    the kernel runs, ends the chunk), and the walk writes only Accessed and Dirty bits.
+    So once a walk has gone through a PMD table (``wc``, ``w``), the entries above it are
+    known: read with Accessed set, their rights kept. A walk in the same 1 GiB reads them
+    again unchanged; it starts at that PMD table with those rights, which reads and
+    writes what the walk from the root would. The PMD and PTE entries are read for
+    every access: a present table pointer, or a leaf already allowing the access, with
+    Accessed (and Dirty for a store) set needs no write, and is read inline; anything
+    else is mmu._walk's. The TLB arguments are unused (with Machine(tlb=...) the TLB
+    lookup takes this place)."""
+    k0, r0, g0, k1, r1, g1 = wc
+    hi = addr >> 30
+    odd = hi & 1
+    # Chosen without a branch: random accesses over two halves would mispredict it.
+    key = k1 if odd else k0
+    row = r1 if odd else r0
+    rights = g1 if odd else g0
+    if hi != key:
+        s = (hi & (_W_PMD - 1)) * 3
+        if hi == w[s]:
+            row = w[s + 1]
+            rights = w[s + 2]
+        else:
+            r, pmd, pmd_rights, pte, pte_rights = _walk(pt, rows, w[_W_ROOT], w[_W_SHIFT], addr,
+                                                        access, pkru, _RW | _US)
+            if pmd < 0:
+                return r, wc
+            w[s] = hi
+            w[s + 1] = pmd
+            w[s + 2] = pmd_rights
+            if odd:
+                return r, (k0, r0, g0, hi, pmd, pmd_rights)
+            return r, (hi, pmd, pmd_rights, k1, r1, g1)
+        if odd:
+            wc = (k0, r0, g0, hi, row, rights)
+        else:
+            wc = (hi, row, rights, k1, r1, g1)
+    e = pt[row * 512 + ((addr >> 21) & 511)]
+    if (e & (_P | _A | _PS)) != (_P | _A):
+        return _walk(pt, rows, row, 21, addr, access, pkru, rights)[0], wc
+    # The PMD entry points to a PTE table and has Accessed set: only read.
+    rights = (rights & (e | ~(_RW | _US))) | (e & _XD)
+    row = rows[(e & _PFN) >> 12]
+    e = pt[row * 512 + ((addr >> 12) & 511)]
+    need = _P | _A
+    if access & _PF_USER:
+        need |= _US
+    if access & _PF_WRITE:
+        need |= _RW | _D
+    if ((e & (rights | ~(_RW | _US))) & need) == need:
+        if access & _PF_INSTR:
+            if (e | rights) >= 0:
+                return (e & _PFN) | (addr & 0xFFF), wc
+        elif pkru == 0 or not (e & rights & _US) or \
+                not (pkru >> ((e >> 58) & 30)) & ((access & _PF_WRITE) | 1):
+            # The protection key (bits 59..62; ``>> 58 & 30`` is twice it) allows it:
+            # _walk's PKRU check of the key's AD bit, and WD for a store.
+            return (e & _PFN) | (addr & 0xFFF), wc
+    return _walk(pt, rows, row, 12, addr, access, pkru, rights)[0], wc
+
+
+def _tlb(pt, rows, cr3_pfn, la57, addr, access, pkru, wc, w, ent, geo, clock, tstats, cpu, pcid,
+         check, bad):
+    """The translation with Machine(tlb=...): the CPU's TLB lookup in front of the walk."""
+    return tlb_translate(pt, rows, cr3_pfn, la57, addr, access, pkru, ent, geo, clock, tstats, cpu,
+                         pcid, check, bad), wc
 
 
 def access_chunk(pt, rows, pool, cr3_pfn, la57, addrs, kinds, sizes, i, done, n, value,
-                 pkru, out, stats, ent, geo, clock, tstats, cpu, pcid, check, bad):
+                 pkru, out, stats, w, ent, geo, clock, tstats, cpu, pcid, check, bad):
     """Run accesses i..n-1 (the first ``done`` bytes of access i already done); return
     the index of the access that stopped (out[] says why, out[3] its bytes done), or n.
 
     ``sizes`` empty means every access is one byte. stats[0] counts translations.
-    ``ent`` .. ``bad``: the CPU's TLB state (vmsim.arch.x86.tlb), used when the
-    translation is the TLB's (``_translate``); ``check``: the stale-TLB checker."""
+    ``w`` the walk state (_walk_start); ``ent`` .. ``bad``: the CPU's TLB state
+    (vmsim.arch.x86.tlb), used when the translation is the TLB's (``_translate``);
+    ``check``: the stale-TLB checker."""
+    wc = _walk_start(w, rows, cr3_pfn, la57)
     top_shift = 47
     if la57:
         top_shift = 56
     has_sizes = len(sizes) > 0
+    translations = 0
+    why = 0
     while i < n:
         a = addrs[i]
         kind = kinds[i]
@@ -112,37 +170,37 @@ def access_chunk(pt, rows, pool, cr3_pfn, la57, addrs, kinds, sizes, i, done, n,
             ca = a + done
             top = ca >> top_shift
             if top != 0 and top != -1:
-                out[0] = _EXIT_GP
+                why = _EXIT_GP
                 out[2] = ca
-                out[3] = done
-                return i
-            off = ca & 0xFFF
+                break
             c = size - done
-            if c > 4096 - off:
-                c = 4096 - off
-            r = _translate(pt, rows, cr3_pfn, la57, ca, access, pkru, ent, geo, clock, tstats,
-                           cpu, pcid, check, bad)
-            stats[0] += 1
+            if c > 4096 - (ca & 0xFFF):
+                c = 4096 - (ca & 0xFFF)
+            r, wc = _translate(pt, rows, cr3_pfn, la57, ca, access, pkru, wc, w, ent, geo, clock,
+                               tstats, cpu, pcid, check, bad)
+            translations += 1
             if check and bad[0]:
-                out[0] = _EXIT_STALE
-                out[3] = done
-                return i
+                why = _EXIT_STALE
+                break
             if r < 0:
-                out[0] = _EXIT_FAULT
+                why = _EXIT_FAULT
                 out[1] = ~r
                 out[2] = ca
-                out[3] = done
-                return i
+                break
             if kind == 1 and not _store(rows, pool, r, c, value):
-                out[0] = _EXIT_STORE
+                why = _EXIT_STORE
                 out[1] = c
                 out[2] = r
-                out[3] = done
-                return i
+                break
             done += c
+        if why:
+            break
         done = 0
         i += 1
-    return n
+    stats[0] += translations
+    out[0] = why
+    out[3] = done
+    return i
 
 
 _builds = {}
@@ -150,46 +208,35 @@ _builds = {}
 
 def _build(use_tlb, compiled):
     """access_chunk over globals in which ``_translate`` is the TLB lookup (use_tlb) or
-    the plain walk, and (compiled) everything is the numba build, so numba inlines it."""
+    the walk, and (compiled) everything is the numba build, so numba inlines it."""
     key = (use_tlb, compiled)
     if key not in _builds:
         import types
         g = dict(access_chunk.__globals__)
-        if use_tlb:
-            from vmsim.arch.x86 import tlb as _hwtlb
-            g["_translate"] = _inlined_tlb(_hwtlb) if compiled else _hwtlb.tlb_translate
+        g["_translate"] = _tlb if use_tlb else _walk_cached
         if compiled:
             from vmsim._jitcache import _njit
-            if not use_tlb:
-                # Inlined at numba's IR level: twice the speed of a call per access.
-                gw = dict(g)
-                gw["translate"] = _njit(translate, nogil=True, inline="always")
-                g["_translate"] = _njit(types.FunctionType(_walk.__code__, gw, "_walk"), nogil=True,
-                                        inline="always")
-            g["_store"] = _njit(_store, nogil=True, inline="always")
+            from vmsim.arch.x86 import tlb as _hwtlb
+
+            def inline(fn, gl=g):
+                f = types.FunctionType(fn.__code__, gl, fn.__name__)
+                return _njit(f, nogil=True, inline="always", _nrt=False)
+            g["_walk"] = _njit(_walk, nogil=True, inline="always", _nrt=False)
+            g["_store"] = _njit(_store, nogil=True, inline="always", _nrt=False)
+            g["_walk_start"] = inline(_walk_start)
+            if use_tlb:
+                # tlb.compiled()'s lookup: its hit path inlines, its walk is a call.
+                g["tlb_translate"] = _hwtlb.compiled().tlb_translate
+            g["_translate"] = inline(_tlb if use_tlb else _walk_cached)
             # numba's cache keys a function by its qualified name and line, not by its
             # globals: the TLB build gets a name of its own.
             name = "access_chunk_tlb" if use_tlb else "access_chunk"
             code = access_chunk.__code__.replace(co_name=name, co_qualname=name)
-            fn = _njit(types.FunctionType(code, g, name), nogil=True)
+            fn = _njit(types.FunctionType(code, g, name), nogil=True, _nrt=False)
         else:
-            if not use_tlb:
-                g["_translate"] = _walk
             fn = types.FunctionType(access_chunk.__code__, g, "access_chunk")
         _builds[key] = fn
     return _builds[key]
-
-
-def _inlined_tlb(hw):
-    """tlb_translate and the functions it calls, built as tlb.compiled() builds them but
-    inlined into the chunk loop (numba inline='always')."""
-    import types
-    from vmsim._jitcache import _njit
-    g = dict(vars(hw))
-    for name in hw._FUNCS:
-        fn = getattr(hw, name)
-        g[name] = _njit(types.FunctionType(fn.__code__, g, name), nogil=True, inline="always")
-    return g["_tlb_translate"]
 
 
 def compiled():
@@ -224,6 +271,7 @@ def run_accesses(k, task, addrs, kinds, sizes, value, counter=None):
         pool = k.page_data.pool.reshape(-1)
         out = np.zeros(4, dtype=np.int64)
         stats = np.zeros(1, dtype=np.int64)
+        w = np.zeros(_W_LEN, dtype=np.int64)
     else:
         pt, rows = k.ptpool.mv, k.mem.private
         pool = k.page_data._mv
@@ -231,6 +279,7 @@ def run_accesses(k, task, addrs, kinds, sizes, value, counter=None):
         # Python ints, as the compiled code's int64 arithmetic sees them.
         addrs, kinds, sizes = addrs.tolist(), kinds.tolist(), sizes.tolist()
         stats = [0]
+        w = [0] * _W_LEN
     n = len(addrs)
     cpu = task.cpu
     la57 = k.la57
@@ -247,7 +296,7 @@ def run_accesses(k, task, addrs, kinds, sizes, value, counter=None):
             _prepare_user_access(k, cpu)          # PTI's deferred user-PCID flush
             tlb_args[5] = hw.cur_pcid[cpu]
         i = fn(pt, rows, pool, k.cpus[cpu].cr3, la57, addrs, kinds, sizes, i, done, n, value,
-               pkru, out, stats, *tlb_args)
+               pkru, out, stats, w, *tlb_args)
         if counter is not None:
             counter[0] += int(stats[0])
         stats[0] = 0

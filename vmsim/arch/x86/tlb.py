@@ -38,6 +38,8 @@ speculative fills, the store-only DTLB of Golden Cove, and INVLPGB broadcast flu
 """
 import numpy as np
 
+from vmsim.mm.page_data import _store
+
 _P = 1
 _RW = 2
 _US = 4
@@ -394,6 +396,10 @@ def _tlb_translate(pt, rows, cr3_pfn, la57, addr, access, pkru, ent, geo, clock,
     users = 1 if access & _ERR_INSTR else 2
     # The common case first: a 4K entry in the first-level TLB of this kind of access.
     s = S_L1I_4K if users == 1 else S_L1D_4K
+    if not check and geo[s, G_SIZES] & 1:
+        r = _l1_hit(ent, geo, clock, stats, cpu, pcid, s, addr, access, pkru)
+        if r >= 0:
+            return r
     slot = -1
     if geo[s, G_SIZES] & 1:
         slot = _probe_tag(ent, geo, clock, cpu, s, addr >> 12, 0, pcid)
@@ -419,47 +425,54 @@ def _tlb_translate(pt, rows, cr3_pfn, la57, addr, access, pkru, ent, geo, clock,
                     pcid, check, bad)
 
 
-def _tlb_touch_batch(pt, rows, cr3_pfn, la57, base, stride, count, i, access, value, out, pkru,
-                    ent, geo, clock, stats, cpu, pcid, check, bad):
-    """mmu.touch_batch through the TLB (same contract; also stops when the checker
-    found a stale hit: out[0] = -2).
-
-    The L1 4K probe of _tlb_translate is written out here for the hits (numba then
-    keeps the loop free of calls); anything else goes through _tlb_translate."""
-    s1 = S_L1I_4K if access & _ERR_INSTR else S_L1D_4K
-    ways = geo[s1, G_WAYS] if geo[s1, G_SIZES] & 1 else 0
-    nsets = geo[s1, G_SETS]
-    base1 = geo[s1, G_BASE]
-    # The rights a cached entry needs for this access (no PKRU: its check needs the key).
-    need = _US if access & _ERR_USER else 0
+def _l1_hit(ent, geo, clock, stats, cpu, pcid, s, addr, access, pkru):
+    """The first probe of _tlb_translate written out for its common case (no stale-TLB
+    checker): the physical address when a 4K entry of L1 structure ``s`` translates
+    ``addr`` for ``pcid`` and its cached rights allow ``access`` without a walk (D set
+    for a store), its LRU stamp and hit counted as _tlb_translate counts them; else -1,
+    with nothing changed (_tlb_translate then probes and decides as before)."""
+    ways = geo[s, G_WAYS]
+    sets = geo[s, G_SETS]
+    tag = addr >> 12
+    if sets & (sets - 1) == 0:
+        first = geo[s, G_BASE] + (tag & (sets - 1)) * ways
+    else:
+        first = geo[s, G_BASE] + ((tag & 0x7FFFFFFFFFFFFFFF) % sets) * ways
+    need = 0
+    if access & _ERR_USER:
+        need = _US
     if access & _ERR_WRITE:
         need |= _RW | _D
-    fast = ways > 0 and pkru == 0 and not check
+    for slot in range(first, first + ways):
+        if ent[cpu, slot, 0] != tag:
+            continue
+        ctx = ent[cpu, slot, 1]
+        if not (ctx & CTX_VALID) or (ctx >> CTX_SIZE_SHIFT) & 3 != 0:
+            continue
+        if (ctx & CTX_PCID) != pcid and not (ctx & CTX_GLOBAL):
+            continue
+        val = ent[cpu, slot, 2]
+        if (val & need) != need or ((access & _ERR_INSTR) and val < 0):
+            return -1
+        if pkru and (val & _US) and not (access & _ERR_INSTR) and \
+                (pkru >> (((val >> 59) & 15) * 2)) & (((access & _ERR_WRITE) >> 1) | 1):
+            return -1                   # the protection key refuses it (_rights)
+        c = clock[cpu] + 1
+        clock[cpu] = c
+        ent[cpu, slot, 3] = c
+        stats[cpu, ST_HIT + 3 * s] += 1
+        return (val & _PFN) | (addr & 0xFFF)
+    return -1
+
+
+def _tlb_touch_batch(pt, rows, pool, cr3_pfn, la57, base, stride, count, i, access, value, out,
+                    pkru, ent, geo, clock, stats, cpu, pcid, check, bad):
+    """mmu.touch_batch through the TLB (same contract; also stops when the checker
+    found a stale hit: out[0] = -2)."""
     while i < count:
         addr = base + i * stride
-        r = -1
-        if fast:
-            tag = addr >> 12
-            first = base1 + ((tag & 0x7FFFFFFFFFFFFFFF) % nsets) * ways
-            for slot in range(first, first + ways):
-                if ent[cpu, slot, 0] != tag:
-                    continue
-                ctx = ent[cpu, slot, 1]
-                if not (ctx & CTX_VALID) or (ctx >> CTX_SIZE_SHIFT) & 3 != 0:
-                    continue
-                if (ctx & CTX_PCID) != pcid and not (ctx & CTX_GLOBAL):
-                    continue
-                val = ent[cpu, slot, 2]
-                if (val & need) == need and not ((access & _ERR_INSTR) and val < 0):
-                    c = clock[cpu] + 1
-                    clock[cpu] = c
-                    ent[cpu, slot, 3] = c
-                    stats[cpu, ST_HIT + 3 * s1] += 1
-                    r = (val & _PFN) | (addr & 0xFFF)
-                break
-        if r < 0:
-            r = _tlb_translate(pt, rows, cr3_pfn, la57, addr, access, pkru, ent, geo, clock, stats,
-                               cpu, pcid, check, bad)
+        r = _tlb_translate(pt, rows, cr3_pfn, la57, addr, access, pkru, ent, geo, clock, stats,
+                           cpu, pcid, check, bad)
         if check and bad[0]:
             out[0] = -2
             out[1] = addr
@@ -468,32 +481,20 @@ def _tlb_touch_batch(pt, rows, cr3_pfn, la57, base, stride, count, i, access, va
             out[0] = ~r
             out[1] = addr
             return i
-        if access & _ERR_WRITE:
-            pfn = r >> 12
-            off = r & 0xFFF
-            h = rows[pfn]
-            if h == 0:
-                if value != 0:
-                    rows[pfn] = off | (1 << 12) | (value << 15)
-            elif h > 0 and (h & 0xFFF) == off and ((h >> 12) & 7) == 1:
-                if value != 0:
-                    rows[pfn] = off | (1 << 12) | (value << 15)
-                else:
-                    rows[pfn] = 0
-            else:
-                out[0] = -1
-                out[1] = r
-                return i
+        if access & _ERR_WRITE and not _store(rows, pool, r, 1, value):
+            out[0] = -1
+            out[1] = r
+            return i
         i += 1
     return count
 
 
-_FUNCS = ("_probe_tag", "_probe_struct", "_fill_struct", "_fill_level", "_tlb_lookup", "_tlb_invalidate_addr",
+_FUNCS = ("_l1_hit", "_probe_tag", "_probe_struct", "_fill_struct", "_fill_level", "_tlb_lookup", "_tlb_invalidate_addr",
           "_rights", "_tlb_probe_walk", "_report", "_tlb_check_hit", "_tlb_walk", "_tlb_translate",
           "_tlb_touch_batch")
 # The names the access loops (cpu.py, replay's mmu_batch) call them by.
 tlb_lookup, tlb_translate, tlb_touch_batch = _tlb_lookup, _tlb_translate, _tlb_touch_batch
-_INLINE = ("_probe_tag", "_probe_struct", "_rights", "_tlb_lookup", "_tlb_translate")
+_INLINE = ("_l1_hit", "_probe_tag", "_probe_struct", "_rights", "_tlb_lookup", "_tlb_translate")
 _compiled = None
 
 
@@ -505,13 +506,14 @@ def compiled():
         import types
         from vmsim._jitcache import _njit
         g = dict(globals())
+        g["_store"] = _njit(_store, nogil=True, inline="always", _nrt=False)
         ns = types.SimpleNamespace()
         for name in _FUNCS:
             fn = globals()[name]
             # The hit path's helpers are inlined (numba IR inlining): a call between
             # compiled functions costs reference counting of every array argument.
             opts = {"inline": "always"} if name in _INLINE else {}
-            f = _njit(types.FunctionType(fn.__code__, g, name), nogil=True, **opts)
+            f = _njit(types.FunctionType(fn.__code__, g, name), nogil=True, _nrt=False, **opts)
             g[name] = f
             setattr(ns, name, f)
             setattr(ns, name.lstrip("_"), f)
