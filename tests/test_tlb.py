@@ -194,7 +194,8 @@ def test_compiled_tlb_path_leaves_the_state_python_leaves():
             ent, clock, stats = hw.ent.copy(), hw.clock.copy(), hw.stats.copy()
             pt, rows = k.ptpool.arr.copy(), k.mem.np_private.copy()
             out = np.zeros(2, dtype=np.int64)
-            n = impl(pt, rows, k.cpus[0].cr3, 0, a, 4096 * 3 + 8, 21, 0, 6 if trial % 2 else 4, 0,
+            # The stores write 0 into zero-filled frames: the data pool stays as it is.
+            n = impl(pt, rows, k.page_data.pool.reshape(-1), k.cpus[0].cr3, 0, a, 4096 * 3 + 8, 21, 0, 6 if trial % 2 else 4, 0,
                      out, 0, ent, hw.geo, clock, stats, 0, hw.cur_pcid[0], trial // 2, hw.bad.copy())
             results.append((n, out, ent, clock, stats, pt, rows))
         py, nb = results
