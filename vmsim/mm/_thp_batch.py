@@ -62,9 +62,7 @@ def _copy_huge_pmd_run(pool, dst_pmdp, src_pmdp, n, mflags, refcount, lru_prev, 
         done_idx[t] = j
         t += 1
         refcount[folio] += 1                               # folio_get()
-        nr = 1 << ((f & PG_ORDER_MASK) >> PG_ORDER_SHIFT)
-        for p in range(folio, folio + nr):                 # folio_try_dup_anon_rmap_pmd()
-            mflags[p] = mflags[p] & _NOT_EXCL
+        mflags[folio] = f & _NOT_EXCL                      # folio_try_dup_anon_rmap_pmd()
         lru_prev[folio + 1] += 1
         mapping[folio + 1] += 1
         wrprot[j] = 0
@@ -132,13 +130,14 @@ _impl = {}
 def _get(name: str):
     """The run ``name``: compiled on first use, or the plain Python function."""
     from vmsim.mm import _buddy
-    fn = _impl.get(name)
+    compiled = _buddy._compiled()
+    fn = _impl.get((name, compiled))
     if fn is None:
         fn = _RUNS[name]
-        if _buddy._compiled():
+        if compiled:
             from vmsim._jitcache import _njit
             fn = _njit(fn, nogil=True)
-        _impl[name] = fn
+        _impl[name, compiled] = fn
     return fn
 
 

@@ -451,15 +451,15 @@ def _folio_nr(k, folio: int) -> int:
 
 def folio_add_new_anon_rmap_pmd(k, folio: int, vma, haddr: int, exclusive: bool):
     """folio_add_new_anon_rmap() for a PMD-mapped large folio: entire mapcount 1,
-    every page AnonExclusive, NR_ANON_MAPPED and NR_ANON_THPS."""
+    AnonExclusive on the head page only (a PMD maps the folio as one: only a
+    PTE-mapped THP keeps it per page, include/linux/page-flags.h), NR_ANON_MAPPED
+    and NR_ANON_THPS."""
     from vmsim.mm.rmap import __folio_set_anon
     mem = k.mem
     nr = _folio_nr(k, folio)
     if not vma.vm_flags & VM_DROPPABLE:
         mem.flags[folio] = mem.flags[folio] | PG_swapbacked
-    __folio_set_anon(k, folio, vma, haddr, exclusive)
-    if exclusive:
-        mem.np_flags[folio + 1:folio + nr] |= PG_anon_exclusive
+    __folio_set_anon(k, folio, vma, haddr, exclusive)     # SetPageAnonExclusive(&folio->page)
     mem.lru_prev[folio + 1] = 1              # _entire_mapcount
     mem.mapping[folio + 1] = 1               # _large_mapcount
     mem.index[folio + 1] = 0                 # _nr_pages_mapped (PTE-mapped pages)
@@ -529,11 +529,11 @@ def folio_remove_rmap_pmd(k, folio: int, vma):
 
 
 def folio_try_dup_anon_rmap_pmd(k, folio: int, dst_vma, src_vma) -> int:
-    """folio_try_dup_anon_rmap_pmd(): fork shares the PMD; the pages are no longer
-    exclusive (no pins exist, so this never fails)."""
+    """folio_try_dup_anon_rmap_pmd() (include/linux/rmap.h __folio_try_dup_anon_rmap,
+    RMAP_LEVEL_PMD): fork shares the PMD; the head page is no longer AnonExclusive
+    (no pins exist, so this never fails), the entire and large mapcounts rise."""
     mem = k.mem
-    nr = _folio_nr(k, folio)
-    mem.np_flags[folio:folio + nr] &= np.uint32(~PG_anon_exclusive & 0xFFFFFFFF)   # every page
+    mem.flags[folio] = mem.flags[folio] & ~PG_anon_exclusive
     mem.lru_prev[folio + 1] += 1
     mem.mapping[folio + 1] += 1
     return 0
