@@ -20,8 +20,7 @@ VMSIM_NUMBA=0 these loops run as plain Python over memoryviews.
 import numpy as np
 
 from vmsim.arch.x86 import pgtable_types as T
-from vmsim.mm.page_flags import (PG_anon, PG_head, PG_anon_exclusive, PG_ORDER_MASK,
-                                 PG_ORDER_SHIFT, PGTY_table)
+from vmsim.mm.page_flags import PG_anon, PG_head, PG_anon_exclusive, PGTY_table
 
 _P = T._PAGE_PRESENT
 _PSE = T._PAGE_PSE
