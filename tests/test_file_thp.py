@@ -131,14 +131,17 @@ def test_misaligned_file_offset_maps_ptes(machine):
 
 
 def test_munmap_and_exit_zap_file_pmds_without_deposits(machine):
-    from vmsim.mm.huge_memory import _thp
+    from vmsim.mm.huge_memory import mm_find_pmd
+    from vmsim.mm.pgtable_generic import pmd_ptdesc, _deposited
     m = machine
     p = m.spawn()
     fd = _huge_file(p)
     a = p.mmap(0, 8 * MiB, PROT_READ, MAP_PRIVATE, fd, 0)
     mapped0 = meminfo(m)["Mapped"]
     p.touch(a, 8 * MiB)
-    assert not _thp(m.k).deposits                 # arch_needs_pgtable_deposit() is false
+    assert _pmd(p, a)
+    # arch_needs_pgtable_deposit() is false: the PMD table's list stays empty.
+    assert _deposited(m.k, pmd_ptdesc(m.k, mm_find_pmd(p.mm, a))) == []
     folio = _pmd(p, a) >> 12 & ((1 << 40) - 1)
     assert m.k.mem.refcount[folio] == 512 + 1       # the cache's and the PMD's
     p.munmap(a, 4 * MiB)

@@ -426,12 +426,54 @@ def test_checker_catches_a_wrong_entire_mapcount(proc):
         m.check()
 
 
+def _pmd_table_pfn(p, addr):
+    from vmsim.arch.x86.pgtable import pgd_offset, p4d_offset, pud_offset, pmd_offset
+    mm = p.mm
+    pmdp = pmd_offset(mm, pud_offset(mm, p4d_offset(mm, pgd_offset(mm, addr), addr), addr), addr)
+    return mm.kernel.ptpool.slot_pfn[pmdp >> 9]
+
+
 @pytest.mark.no_final_check
 def test_checker_catches_a_lost_deposited_table(proc):
-    from vmsim.mm.huge_memory import _thp
     m = proc.machine
     a = huge_region(proc)
     proc.touch(a, H, write=True)
-    _thp(m.k).deposits.clear()
-    with pytest.raises(AssertionError, match="deposited"):
+    m.k.mem.lru_prev[_pmd_table_pfn(proc, a)] = 0          # pmd_huge_pte = NULL
+    with pytest.raises(AssertionError, match="0 deposited PTE tables for 1 anonymous huge"):
         m.check()
+
+
+@pytest.mark.no_final_check
+def test_checker_catches_a_broken_deposit_list(proc):
+    m = proc.machine
+    a = huge_region(proc, 2 * H)
+    proc.touch(a, 2 * H, stride=H, write=True)
+    head = m.k.mem.lru_prev[_pmd_table_pfn(proc, a)]
+    m.k.mem.lru_prev[m.k.mem.lru_next[head]] = 0            # the second's lru.prev lost
+    with pytest.raises(AssertionError, match="list of deposited tables is broken"):
+        m.check()
+
+
+def test_deposits_withdraw_in_the_kernel_list_order(proc):
+    """pgtable_trans_huge_deposit / withdraw (mm/pgtable-generic.c) on one PMD table:
+    deposits A, B, C come back as C (pmd_huge_pte), A (its list's first), B."""
+    from vmsim.mm.pgtable_generic import (pgtable_trans_huge_deposit,
+                                          pgtable_trans_huge_withdraw, _deposited)
+    mm = proc.mm
+    a = huge_region(proc, 3 * H)
+    proc.touch(a, 3 * H, stride=H, write=True)
+    from vmsim.arch.x86.pgtable import pgd_offset, p4d_offset, pud_offset, pmd_offset
+    pmdp = pmd_offset(mm, pud_offset(mm, p4d_offset(mm, pgd_offset(mm, a), a), a), a)
+    ptd = mm.kernel.ptpool.slot_pfn[pmdp >> 9]
+    deposited = _deposited(mm.kernel, ptd)
+    assert len(deposited) == 3 and len(set(deposited)) == 3
+    got = [pgtable_trans_huge_withdraw(mm, pmdp + i) for i in range(3)]
+    assert mm.kernel.mem.lru_prev[ptd] == 0 and _deposited(mm.kernel, ptd) == []
+    a_, b_, c_ = got
+    for t in (a_, b_, c_):
+        pgtable_trans_huge_deposit(mm, pmdp, t)
+    assert [pgtable_trans_huge_withdraw(mm, pmdp) for _ in range(3)] == [c_, a_, b_]
+    for i, t in enumerate(got):                         # put them back as they were
+        pgtable_trans_huge_deposit(mm, pmdp + i, t)
+    m = proc.machine
+    m.check()

@@ -9,7 +9,7 @@ from hypothesis import given, settings, strategies as st
 import vmsim
 from vmsim import (PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_ANONYMOUS, MADV_DONTNEED,
                    SignalDelivered)
-from vmsim.uapi import MADV_HUGEPAGE
+from vmsim.uapi import MADV_HUGEPAGE, MADV_COLLAPSE, MREMAP_MAYMOVE, MREMAP_FIXED
 from vmsim.mm import _pte_batch, _thp_batch
 from vmsim.mm.huge_memory import _thp
 
@@ -29,6 +29,10 @@ OPS = st.one_of(
     st.tuples(st.just("split"), st.integers(0, NH - 1), st.integers(1, 511)),
     st.tuples(st.just("mlock"), st.integers(0, NH - 1), st.integers(1, 2)),
     st.tuples(st.just("exit"), st.integers(0, 3), st.integers(0, 0)),
+    # mremap of whole PMDs to the same PMD table (the deposits stay) or the next one
+    # (pmd_move_must_withdraw: withdrawn and deposited there).
+    st.tuples(st.just("mremap"), st.integers(0, NH - 1), st.integers(0, 1)),
+    st.tuples(st.just("collapse"), st.integers(0, NH - 1), st.integers(1, 1)),
 )
 
 
@@ -64,6 +68,12 @@ def _run(program, enabled):
                     who.munmap(a + (n << 12), 4096)
                 elif op == "mlock":
                     who.mlock(a, length)
+                elif op == "mremap":
+                    # base is 1 GiB aligned: +512 MiB is in its PMD table, +1 GiB not.
+                    to = base + ((1 << 29) if n == 0 else (1 << 30)) + i * H
+                    who.mremap(a, H, H, MREMAP_MAYMOVE | MREMAP_FIXED, to)
+                elif op == "collapse":
+                    who.madvise(a, H, MADV_COLLAPSE)
                 elif op == "exit" and len(procs) > 1:
                     c = procs.pop(i % (len(procs) - 1) + 1)
                     c.exit(0)
@@ -80,27 +90,32 @@ def _state(m, procs):
     out = _pte_state(m, procs)
     k = m.k
     pool = k.ptpool
-    out["deposits"] = sorted((ptr, list(v)) for ptr, v in _thp(k).deposits.items())
-    out["ptpool"] = (list(pool.slot_pfn), list(pool.free_slots), pool.used)
+    # Deposited tables: on their PMD table's list, in np_lru_next / np_lru_prev
+    # (compared with every mem_map array).
+    out["ptpool"] = (list(pool.slot_pfn), list(pool.free_slots), pool.used,
+                     list(pool.pt_share_count))
+    out["split_queue"] = list(_thp(k).split_queue)
     return out
 
 
 def _compare(program):
     calls = {"copy": 0, "zap": 0}
     py = _state(*_run(program, False))
-    saved = {name: _thp_batch._get(name) for name in calls}
+    get = _thp_batch._get
 
     def counting(name):
+        fn = get(name)
+
         def run(*args):
-            r = saved[name](*args)
+            r = fn(*args)
             calls[name] += r[2] > 0
             return r
         return run
-    _thp_batch._impl.update({name: counting(name) for name in calls})
+    _thp_batch._get = counting
     try:
         batched = _state(*_run(program, True))
     finally:
-        _thp_batch._impl.update(saved)
+        _thp_batch._get = get
     _assert_same(py, batched)
     return calls
 

@@ -720,16 +720,23 @@ class Process:
         k = self._enter()
         self._done(ksys_shmdt(k, self.task, shmaddr))
 
-    def shmctl(self, shmid, cmd):
-        """shmctl(2): IPC_RMID (None) or IPC_STAT (a dict: shm_segsz, shm_nattch,
-        shm_cpid, shm_lpid, mode, key)."""
+    def shmctl(self, shmid, cmd, buf=None):
+        """shmctl(2). IPC_STAT: a dict of struct shmid64_ds (key, uid, gid, cuid, cgid,
+        mode, seq, shm_segsz, shm_atime, shm_dtime, shm_ctime, shm_cpid, shm_lpid,
+        shm_nattch); SHM_STAT / SHM_STAT_ANY (``shmid`` is an index): (the full id,
+        that dict); IPC_INFO / SHM_INFO: (the highest index in use, struct shminfo64 /
+        shm_info as a dict); IPC_SET takes ``buf`` (a dict of uid, gid, mode);
+        IPC_RMID, IPC_SET, SHM_LOCK, SHM_UNLOCK: None."""
         from vmsim.ipc.shm import ksys_shmctl
         shmid, cmd = _cint("shmid", shmid), _cint("cmd", cmd)
+        if buf is not None and (not isinstance(buf, dict) or
+                                any(not isinstance(buf.get(f, 0), int) for f in buf)):
+            raise TypeError("shmctl: buf must be a dict of int fields (uid, gid, mode)")
         k = self._enter()
-        r = ksys_shmctl(k, shmid, cmd)
-        if isinstance(r, dict):
+        r = ksys_shmctl(k, shmid, cmd, buf)
+        if isinstance(r, tuple):
             self._done()
-            return r
+            return r[1] if cmd == 2 else r      # IPC_STAT returns 0 and the buffer
         self._done(r)
 
     def close(self, fd) -> None:

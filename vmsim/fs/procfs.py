@@ -32,7 +32,13 @@ _TEXT_FILES = {
     "/proc/vmstat": vmstat.vmstat_show,
     "/proc/zoneinfo": vmstat.zoneinfo_show,
     "/proc/buddyinfo": vmstat.buddyinfo_show,
+    "/proc/sysvipc/shm": lambda k: _sysvipc_shm(k),
 }
+
+
+def _sysvipc_shm(k):
+    from vmsim.ipc.shm import sysvipc_shm_proc_show
+    return sysvipc_shm_proc_show(k)
 _BINARY_FILES = {
     "/proc/kpageflags": page.kpageflags_read,
     "/proc/kpagecount": page.kpagecount_read,

@@ -1,4 +1,6 @@
-"""System V shared memory (ipc/shm.c): shmget, shmat, shmdt, shmctl(IPC_RMID / IPC_STAT).
+"""System V shared memory (ipc/shm.c): shmget, shmat, shmdt, shmctl (IPC_RMID,
+IPC_STAT, IPC_SET, IPC_INFO, SHM_INFO, SHM_STAT, SHM_STAT_ANY, SHM_LOCK, SHM_UNLOCK),
+/proc/sysvipc/shm.
 
 A segment (struct shmid_kernel) owns an unlinked file: a shmem file of the internal shm
 mount, or with SHM_HUGETLB a hugetlbfs file of the size's internal mount whose pages are
@@ -15,9 +17,10 @@ leaves segments alone.
 One IPC namespace; ids are built as ipc_addid() does: idx + (seq << 15), idx from
 idr_alloc_cyclic (a probe in a fresh namespace got 0, 1, 2 after 0 and 1 were removed). Limits are this
 machine's: shmmax = shmall = ULONG_MAX - 2^24 (SHMMAX / SHMALL), shmmni 4096, SHMMIN 1.
-Not modelled: permissions beyond root's (root passes ipcperms); IPC_SET, SHM_LOCK /
-SHM_UNLOCK, IPC_INFO / SHM_INFO / SHM_STAT (NotImplementedError); /proc/sysvipc/shm;
-shm_rmid_forced = 1 (exit_shm's orphan destruction); shmat of an id removed and reused
+Not modelled: permissions beyond root's (root passes ipcperms and owns what
+IPC_SET gives away); SHM_LOCK's unevictable mapping (shmem_lock: vmsim reclaims no
+shmem); the times come from a wall clock that starts at a fixed date
+(_BOOT_REALTIME) and moves with the virtual clock; shm_rmid_forced = 1 (exit_shm's orphan destruction); shmat of an id removed and reused
 between attach and mmap.
 """
 import errno
@@ -30,6 +33,13 @@ IPC_EXCL = 0o2000
 IPC_RMID = 0
 IPC_SET = 1
 IPC_STAT = 2
+IPC_INFO = 3
+SHM_LOCK = 11
+SHM_UNLOCK = 12
+SHM_STAT = 13
+SHM_INFO = 14
+SHM_STAT_ANY = 15
+SHM_LOCKED = 0o2000                   # shm_perm.mode bit
 SHM_HUGETLB = 0o4000
 SHM_NORESERVE = 0o10000
 SHM_HUGE_SHIFT = 26
@@ -62,6 +72,11 @@ class shmid_kernel:
         self.shm_creator = creator
         self.shm_cprid = creator.pid
         self.shm_lprid = 0
+        # shm_perm's owner and creator (vmsim's tasks run as root), the times
+        # (ktime_get_real_seconds(): _ktime_get_real_seconds).
+        self.uid = self.gid = self.cuid = self.cgid = 0
+        self.shm_atim = self.shm_dtim = 0
+        self.shm_ctim = 0
 
 
 class _shm_ns:
@@ -148,6 +163,7 @@ def newseg(k, key: int, shmflg: int, size: int):
     if isinstance(file, int):
         return file
     shp = shmid_kernel(key, shmflg & S_IRWXUGO, size, file, k.current)
+    shp.shm_ctim = _ktime_get_real_seconds(k)
     err = ipc_addid(ns, shp)
     if err < 0:
         _drop_file(k, file)
@@ -207,26 +223,160 @@ def do_shm_rmid(k, shp):
         shm_destroy(k, shp)
 
 
-def ksys_shmctl(k, shmid: int, cmd: int):
-    """ksys_shmctl(): IPC_RMID, IPC_STAT (a dict of the shmid64_ds fields vmsim keeps)."""
-    if cmd < 0 or shmid < 0:
-        return -errno.EINVAL
-    if cmd == IPC_RMID:
+# vmsim-only: the machine has no wall clock; CLOCK_REALTIME is this fixed date
+# (2023-11-14, so that runs repeat) plus its virtual clock (what m.sleep() moves on).
+_BOOT_REALTIME = 1_700_000_000
+
+
+def _ktime_get_real_seconds(k) -> int:
+    from vmsim.mm.huge_memory import _thp
+    return _BOOT_REALTIME + _thp(k).clock_ns // 1_000_000_000
+
+
+def ipc_get_maxidx(ns) -> int:
+    """ipc_get_maxidx(): the highest index in use, -1 when there is none."""
+    return max(ns.ipcs, default=-1)
+
+
+def shm_obtain_object(k, idx: int):
+    """shm_obtain_object(): SHM_STAT's id is an index (ipc_obtain_object_idr)."""
+    shp = _ns(k).ipcs.get(idx)
+    return -errno.EINVAL if shp is None else shp
+
+
+def shm_add_rss_swap(shp) -> tuple:
+    """shm_add_rss_swap(): (rss, swap) pages of the segment's file: a hugetlb file's
+    pages_per_huge_page * nrpages (nrpages counts base pages, __filemap_add_folio),
+    a shmem file's nrpages and info->swapped (vmsim's shmem does not swap: 0)."""
+    inode = shp.shm_file.f_inode
+    h = getattr(inode, "hstate", None)
+    if h is not None:                                  # is_file_hugepages()
+        return (1 << h.order) * inode.i_mapping.nrpages, 0
+    return inode.i_mapping.nrpages, 0
+
+
+def shm_get_stat(ns) -> tuple:
+    """shm_get_stat(): rss and swap pages of every segment."""
+    rss = swp = 0
+    for shp in ns.ipcs.values():
+        r, s = shm_add_rss_swap(shp)
+        rss += r
+        swp += s
+    return rss, swp
+
+
+def shmctl_ipc_info(k) -> tuple:
+    """shmctl_ipc_info(): (the highest index in use or 0, struct shminfo64)."""
+    ns = _ns(k)
+    info = {"shmmax": SHMMAX, "shmmin": SHMMIN, "shmmni": SHMMNI, "shmseg": SHMMNI,
+            "shmall": SHMALL}
+    return max(ipc_get_maxidx(ns), 0), info
+
+
+def shmctl_shm_info(k) -> tuple:
+    """shmctl_shm_info(): (the highest index in use or 0, struct shm_info)."""
+    ns = _ns(k)
+    rss, swp = shm_get_stat(ns)
+    info = {"used_ids": len(ns.ipcs), "shm_tot": ns.shm_tot, "shm_rss": rss, "shm_swp": swp,
+            "swap_attempts": 0, "swap_successes": 0}
+    return max(ipc_get_maxidx(ns), 0), info
+
+
+def shmctl_stat(k, shmid: int, cmd: int):
+    """shmctl_stat(): IPC_STAT of an id (returns 0), SHM_STAT / SHM_STAT_ANY of an
+    index (returns the full id); with struct shmid64_ds as a dict."""
+    if cmd in (SHM_STAT, SHM_STAT_ANY):
+        shp = shm_obtain_object(k, shmid)
+    else:
         shp = shm_obtain_object_check(k, shmid)
-        if isinstance(shp, int):
-            return shp
+    if isinstance(shp, int):
+        return shp, None
+    ds = {"key": shp.key, "uid": shp.uid, "gid": shp.gid, "cuid": shp.cuid,
+          "cgid": shp.cgid, "mode": shp.mode, "seq": shp.seq, "shm_segsz": shp.shm_segsz,
+          "shm_atime": shp.shm_atim, "shm_dtime": shp.shm_dtim, "shm_ctime": shp.shm_ctim,
+          "shm_cpid": shp.shm_cprid, "shm_lpid": shp.shm_lprid,
+          "shm_nattch": shp.shm_nattch}
+    return (0 if cmd == IPC_STAT else shp.id), ds
+
+
+def ipc_update_perm(out: dict, shp):
+    """ipc_update_perm(): uid, gid and the low 9 mode bits from IPC_SET's buffer."""
+    shp.uid = out.get("uid", shp.uid)
+    shp.gid = out.get("gid", shp.gid)
+    shp.mode = (shp.mode & ~S_IRWXUGO) | (out.get("mode", shp.mode) & S_IRWXUGO)
+    return 0
+
+
+def shmctl_down(k, shmid: int, cmd: int, shmid64: dict) -> int:
+    """shmctl_down(): IPC_RMID and IPC_SET (the caller is root: ipcctl_obtain_check
+    lets it through)."""
+    shp = shm_obtain_object_check(k, shmid)
+    if isinstance(shp, int):
+        return shp
+    if cmd == IPC_RMID:
         do_shm_rmid(k, shp)
         return 0
-    if cmd == IPC_STAT:
-        shp = shm_obtain_object_check(k, shmid)
-        if isinstance(shp, int):
-            return shp
-        return {"shm_segsz": shp.shm_segsz, "shm_nattch": shp.shm_nattch,
-                "shm_cpid": shp.shm_cprid, "shm_lpid": shp.shm_lprid,
-                "mode": shp.mode, "key": shp.key}
-    if cmd in (IPC_SET, 3, 11, 12, 13, 14, 15):   # IPC_SET, IPC_INFO, SHM_LOCK/UNLOCK/STAT/INFO
-        raise NotImplementedError(f"shmctl cmd {cmd} is not modelled")
+    err = ipc_update_perm(shmid64, shp)
+    if not err:
+        shp.shm_ctim = _ktime_get_real_seconds(k)
+    return err
+
+
+def shmctl_do_lock(k, shmid: int, cmd: int) -> int:
+    """shmctl_do_lock(): SHM_LOCK / SHM_UNLOCK of a shmem segment set / clear
+    SHM_LOCKED (root has CAP_IPC_LOCK); a hugetlb segment is left alone. shmem_lock()
+    makes the mapping unevictable, which vmsim does not model (no reclaim of shmem)."""
+    shp = shm_obtain_object_check(k, shmid)
+    if isinstance(shp, int):
+        return shp
+    if getattr(shp.shm_file.f_inode, "hstate", None) is not None:   # is_file_hugepages()
+        return 0
+    if cmd == SHM_LOCK:
+        shp.mode |= SHM_LOCKED
+    else:
+        shp.mode &= ~SHM_LOCKED
+    return 0
+
+
+def ksys_shmctl(k, shmid: int, cmd: int, buf=None):
+    """ksys_shmctl(): the return value, or (it, the buffer as a dict) for IPC_INFO,
+    SHM_INFO, IPC_STAT, SHM_STAT and SHM_STAT_ANY; IPC_SET takes ``buf`` (uid, gid,
+    mode)."""
+    if cmd < 0 or shmid < 0:
+        return -errno.EINVAL
+    if cmd == IPC_INFO:
+        return shmctl_ipc_info(k)
+    if cmd == SHM_INFO:
+        return shmctl_shm_info(k)
+    if cmd in (SHM_STAT, SHM_STAT_ANY, IPC_STAT):
+        err, ds = shmctl_stat(k, shmid, cmd)
+        return err if err < 0 else (err, ds)
+    if cmd == IPC_SET and buf is None:
+        return -errno.EFAULT                       # copy_shmid_from_user() of NULL
+    if cmd in (IPC_SET, IPC_RMID):
+        return shmctl_down(k, shmid, cmd, dict(buf or {}))
+    if cmd in (SHM_LOCK, SHM_UNLOCK):
+        return shmctl_do_lock(k, shmid, cmd)
     return -errno.EINVAL
+
+
+def sysvipc_shm_proc_show(k) -> str:
+    """/proc/sysvipc/shm: the header (ipc_init_proc_interface) and a line per segment
+    in index order (sysvipc_shm_proc_show, 64-bit field widths)."""
+    out = ["       key      shmid perms                  size  cpid  lpid nattch   uid   gid  "
+           "cuid  cgid      atime      dtime      ctime                   rss                  "
+           "swap\n"]
+    ns = _ns(k)
+    for idx in sorted(ns.ipcs):
+        shp = ns.ipcs[idx]
+        rss, swp = shm_add_rss_swap(shp)
+        key = shp.key - (1 << 32) if shp.key & (1 << 31) else shp.key
+        out.append(f"{key:10d} {shp.id:10d}  {shp.mode:4o} {shp.shm_segsz:21d} "
+                   f"{shp.shm_cprid:5d} {shp.shm_lprid:5d}  {shp.shm_nattch:5d} "
+                   f"{shp.uid:5d} {shp.gid:5d} {shp.cuid:5d} {shp.cgid:5d} "
+                   f"{shp.shm_atim:10d} {shp.shm_dtim:10d} {shp.shm_ctim:10d} "
+                   f"{rss * 4096:21d} {swp * 4096:21d}\n")
+    return "".join(out)
 
 
 # --- the attach file ------------------------------------------------------------------
@@ -277,6 +427,7 @@ def __shm_open(k, sfd) -> int:
         return -errno.EIDRM
     if shp.shm_file is not sfd.file:
         return -errno.EINVAL                      # ID was reused
+    shp.shm_atim = _ktime_get_real_seconds(k)
     shp.shm_lprid = k.current.pid
     shp.shm_nattch += 1
     return 0
@@ -309,6 +460,7 @@ def shm_close(vma, sfd=None):
     if isinstance(shp, int):
         return
     shp.shm_lprid = k.current.pid
+    shp.shm_dtim = _ktime_get_real_seconds(k)
     shp.shm_nattch -= 1
     if shm_may_destroy(shp):
         shm_destroy(k, shp)

@@ -256,6 +256,17 @@ _INLINE = ("_list_add", "_list_add_tail", "_list_del", "_page_is_buddy")
 _impl = {}
 
 
+_installed = []
+
+
+def _numba_installed() -> bool:
+    """numba can be imported (asked once: find_spec walks sys.path, ~0.2 ms a time)."""
+    if not _installed:
+        import importlib.util
+        _installed.append(importlib.util.find_spec("numba") is not None)
+    return _installed[0]
+
+
 def _compiled() -> bool:
     """The runs are compiled (numba present and VMSIM_NUMBA is not 0) once the work
     done pays for numba (vmsim._jitcache, the walk's count); plain Python until then."""
@@ -266,8 +277,7 @@ def _compiled() -> bool:
         lazy = c = False
         if os.environ.get("VMSIM_NUMBA", "1") != "0":
             if not _worth_compiling(0):
-                import importlib.util
-                lazy = importlib.util.find_spec("numba") is not None
+                lazy = _numba_installed()
             else:
                 try:
                     import numba  # noqa: F401

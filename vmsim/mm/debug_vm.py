@@ -277,6 +277,7 @@ class _MMWalk:
         self.normal_heads = np.zeros(0, dtype=np.int64)
         self.pmd_folios = []
         self.huge_ptr = []          # pool index of each huge entry
+        self.nr_deposited = 0       # tables on its PMD tables' deposit lists
 
 
 def _levels(k):
@@ -289,11 +290,6 @@ def _is_hugetlb_va(mm, va) -> bool:
     """Is va in a hugetlb VMA (whose huge entries are not THPs)?"""
     v = mm.vma_lookup(va)
     return v is not None and bool(v.vm_flags & VM_HUGETLB)
-
-
-def _thp_deposits(k):
-    st = k.__dict__.get("_thp_state")
-    return st.deposits if st is not None else {}
 
 
 def _heads(k, pfns):
@@ -383,22 +379,40 @@ def _walk_tables(k, mm, rep, table_owner):
         i = int(np.flatnonzero(arr[pgd_base + 256:pgd_base + 512] != arr[kern + 256:kern + 512])[0])
         rep(f"{name}: kernel-half PGD entry {256 + i} differs from init_mm's")
     descend(pgd_base, 0, 0, 0, 256)
-    # Deposited PTE tables of huge PMDs (pgtable_trans_huge_deposit): accounted in
-    # pgtables_bytes, owned by this mm, one per huge PMD.
-    # A page-cache folio's PMD has none (x86: arch_needs_pgtable_deposit() is false).
-    deposits = _thp_deposits(k)
+    # Deposited PTE tables of huge PMDs (pgtable_trans_huge_deposit): one per anon huge
+    # PMD, on its PMD table's list (pmd_huge_pte: the table's lru_prev, the tables
+    # linked through their lru; mm/pgtable_generic.py), accounted in pgtables_bytes,
+    # owned by this mm, empty. A page-cache folio's PMD has none (x86:
+    # arch_needs_pgtable_deposit() is false), nor has a hugetlb PMD.
+    want = {}
     for ptr, (lv, va, _e) in zip(w.huge_ptr, w.huge):
-        if lv != "pmd" or _is_hugetlb_va(mm, va):
-            continue
-        lst = deposits.get(ptr, [])
-        want = 0 if _is_file_pmd(k, _e) else 1
-        if len(lst) != want:
-            rep(f"{name}: huge PMD at {va:#x} has {len(lst)} deposited PTE tables, expected {want}")
-        for pfn in lst:
-            table(pfn, "pte", va, f"deposited table of the huge PMD at {va:#x}")
-            r = int(rows[pfn]) * 512
+        if lv == "pmd" and not _is_hugetlb_va(mm, va) and not _is_file_pmd(k, _e):
+            want.setdefault(ptr >> 9, []).append(va)
+    nxt, prv = k.mem.np_lru_next, k.mem.np_lru_prev
+    for pfn, lv, va in [t for t in w.tables if t[1] == "pmd"]:
+        vas = want.get(int(rows[pfn]), [])
+        head = int(prv[pfn])
+        got = []
+        t = head
+        while t and len(got) <= 512:
+            if not 0 < t < k.nr_pages or int(prv[int(nxt[t])]) != t:
+                rep(f"{name}: PMD table pfn {pfn:#x} (va {va:#x}): its list of deposited "
+                    f"tables is broken at pfn {t:#x}")
+                break
+            got.append(t)
+            t = int(nxt[t])
+            if t == head:
+                break
+        if len(got) != len(vas):
+            rep(f"{name}: PMD table pfn {pfn:#x} (va {va:#x}) has {len(got)} deposited PTE "
+                f"tables for {len(vas)} anonymous huge PMDs")
+        for t in got:
+            at = vas[0] if vas else va
+            table(t, "pte", at, f"deposited table of the huge PMDs at {at:#x}")
+            r = int(rows[t]) * 512
             if arr[r:r + 512].any():
-                rep(f"{name}: deposited PTE table pfn {pfn:#x} (huge PMD at {va:#x}) is not empty")
+                rep(f"{name}: deposited PTE table pfn {t:#x} (PMD table {pfn:#x}) is not empty")
+        w.nr_deposited += len(got)
     if addr_parts:
         w.addrs = np.concatenate(addr_parts)
         w.ptes = np.concatenate(pte_parts)
@@ -1090,7 +1104,7 @@ def _check_all(k, st=None, full=True):
         if k.vmstat[item] != 512 * want:
             rep(f"vmstat {nm} = {k.vmstat[item]} pages, page tables PMD-map {want} such folios")
     _check_large_folios(k, rep, cand, map_u, map_c, pmd_heads)
-    ndep = sum(len(v) for v in _thp_deposits(k).values())
+    ndep = sum(w.nr_deposited for w in walks)
     nhuge = sum(1 for w in walks for lv, _va, _e in w.huge
                 if lv == "pmd" and not _is_hugetlb_va(w.mm, _va) and not _is_file_pmd(k, _e))
     if ndep != nhuge:

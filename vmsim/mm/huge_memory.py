@@ -18,18 +18,18 @@ Function by function as 6.18 has them:
 * zap_huge_pmd(), copy_huge_pmd(), change_huge_pmd(), move_huge_pmd(),
   madvise_free_huge_pmd().
 
-The deposited table of a huge PMD is kept as the kernel keeps it, a list per PMD
-(pmd_huge_pte, which lives in the PMD table's ptdesc): ``deposits[pmdp]``, keyed by
-the PMD entry's pool index. Locks are not modelled (one task at a
+The deposited table of a huge PMD is kept as the kernel keeps it, on the PMD
+table's list (pmd_huge_pte in its ptdesc; mm/pgtable_generic.py). Locks are not modelled (one task at a
 time), so the pmd_same() re-checks after taking the PMD lock always pass.
 Not modelled: huge PUDs for anonymous memory (6.18 has none: create_huge_pud falls
 back, wp_huge_pud / huge_pud_set_accessed are DAX-only), PMD migration entries, NUMA
 hinting, userfaultfd, memcg charging (THP_FAULT_FALLBACK_CHARGE never counts).
 """
-import numpy as np
 
 from vmsim.arch.x86 import pgtable_types as T
 from vmsim.mm import vmstat
+from vmsim.mm.pgtable_generic import (pgtable_trans_huge_deposit,
+                                      pgtable_trans_huge_withdraw)
 from vmsim.mm.mm_types import (VM_FAULT_FALLBACK, VM_FAULT_OOM, VM_HUGEPAGE, VM_NOHUGEPAGE,
                                VM_HUGETLB, VM_WRITE, VM_SHARED, VM_DROPPABLE, VM_LOCKED,
                                FAULT_FLAG_WRITE, FAULT_FLAG_UNSHARE, MM_ANONPAGES)
@@ -69,7 +69,6 @@ class _thp_state:
     def __init__(self):
         self.huge_zero_refcount = 0
         self.split_queue = {}                   # folio -> None, in queue order
-        self.deposits = {}                      # PMD entry (pool index) -> [PTE table pfn]
         self.mthp_stats = {}                    # (order, item) -> count
         self.khugepaged_pages_collapsed = 0
         self.khugepaged_full_scans = 0
@@ -353,24 +352,6 @@ def vma_alloc_anon_folio_pmd(vma, addr: int) -> int:
 
 
 # --- deposited page tables ---------------------------------------------------------------
-def pgtable_trans_huge_deposit(mm, pmdp: int, pgtable: int):
-    """pgtable_trans_huge_deposit(): keep a PTE table for a later split of this PMD."""
-    d = _thp(mm.kernel).deposits
-    d.setdefault(pmdp, []).append(pgtable)
-
-
-def pgtable_trans_huge_withdraw(mm, pmdp: int) -> int:
-    """pgtable_trans_huge_withdraw(): take the deposited table back."""
-    d = _thp(mm.kernel).deposits
-    lst = d.get(pmdp)
-    if not lst:
-        raise AssertionError(f"pgtable_trans_huge_withdraw: nothing deposited at PMD {pmdp}")
-    pfn = lst.pop()
-    if not lst:
-        del d[pmdp]
-    return pfn
-
-
 def zap_deposited_table(mm, pmdp: int):
     """zap_deposited_table(): free the withdrawn table, mm_dec_nr_ptes."""
     from vmsim.arch.x86.mm.pgtable import pagetable_free
@@ -451,15 +432,15 @@ def _folio_nr(k, folio: int) -> int:
 
 def folio_add_new_anon_rmap_pmd(k, folio: int, vma, haddr: int, exclusive: bool):
     """folio_add_new_anon_rmap() for a PMD-mapped large folio: entire mapcount 1,
-    every page AnonExclusive, NR_ANON_MAPPED and NR_ANON_THPS."""
+    AnonExclusive on the head page only (a PMD maps the folio as one: only a
+    PTE-mapped THP keeps it per page, include/linux/page-flags.h), NR_ANON_MAPPED
+    and NR_ANON_THPS."""
     from vmsim.mm.rmap import __folio_set_anon
     mem = k.mem
     nr = _folio_nr(k, folio)
     if not vma.vm_flags & VM_DROPPABLE:
         mem.flags[folio] = mem.flags[folio] | PG_swapbacked
-    __folio_set_anon(k, folio, vma, haddr, exclusive)
-    if exclusive:
-        mem.np_flags[folio + 1:folio + nr] |= PG_anon_exclusive
+    __folio_set_anon(k, folio, vma, haddr, exclusive)     # SetPageAnonExclusive(&folio->page)
     mem.lru_prev[folio + 1] = 1              # _entire_mapcount
     mem.mapping[folio + 1] = 1               # _large_mapcount
     mem.index[folio + 1] = 0                 # _nr_pages_mapped (PTE-mapped pages)
@@ -529,11 +510,11 @@ def folio_remove_rmap_pmd(k, folio: int, vma):
 
 
 def folio_try_dup_anon_rmap_pmd(k, folio: int, dst_vma, src_vma) -> int:
-    """folio_try_dup_anon_rmap_pmd(): fork shares the PMD; the pages are no longer
-    exclusive (no pins exist, so this never fails)."""
+    """folio_try_dup_anon_rmap_pmd() (include/linux/rmap.h __folio_try_dup_anon_rmap,
+    RMAP_LEVEL_PMD): fork shares the PMD; the head page is no longer AnonExclusive
+    (no pins exist, so this never fails), the entire and large mapcounts rise."""
     mem = k.mem
-    nr = _folio_nr(k, folio)
-    mem.np_flags[folio:folio + nr] &= np.uint32(~PG_anon_exclusive & 0xFFFFFFFF)   # every page
+    mem.flags[folio] = mem.flags[folio] & ~PG_anon_exclusive
     mem.lru_prev[folio + 1] += 1
     mem.mapping[folio + 1] += 1
     return 0
@@ -1115,9 +1096,9 @@ def move_huge_pmd(vma, old_addr: int, new_addr: int, old_pmdp: int, new_pmdp: in
     if pool[new_pmdp]:
         return False
     pmd = pmdp_huge_get_and_clear(mm, old_addr, old_pmdp)
-    if vma_is_anonymous(vma):
-        # pmd_move_must_withdraw(): vmsim keeps deposits per PMD entry, so an anon
-        # PMD's table always moves with it; file PMDs have none.
+    if old_pmdp >> 9 != new_pmdp >> 9 and vma_is_anonymous(vma):
+        # pmd_move_must_withdraw(): another PMD table has another PMD lock and its own
+        # list of deposits (split PMD ptlocks); file PMDs have none on x86.
         pgtable = pgtable_trans_huge_withdraw(mm, old_pmdp)
         pgtable_trans_huge_deposit(mm, new_pmdp, pgtable)
     set_pmd_at(mm, new_addr, new_pmdp, pmd)

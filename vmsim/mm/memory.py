@@ -1462,14 +1462,14 @@ def free_pmd_range(tlb, pudp: int, addr: int, end: int, floor: int, ceiling: int
     pool = mm.kernel.ptpool.mv
     start = addr
     pmdp = pmd_offset(mm, pudp, addr)
-    while True:
-        nxt = _addr_end(addr, end, PMD_SIZE)
-        if pool[pmdp] and not pool[pmdp] & _PSE:
-            free_pte_range(tlb, pmdp, addr)
-        addr = nxt
-        pmdp += 1
-        if addr == end:
-            break
+    # Each PMD of [addr, end) in turn; the none ones (most, after an unmap) found at
+    # once: the PTE tables are at these indexes (pmd_none_or_clear_bad: a huge PMD is
+    # not a table).
+    import numpy as np
+    cnt = ((((end - 1) & _U64) >> 21) - (addr >> 21)) + 1
+    ents = mm.kernel.ptpool.arr[pmdp:pmdp + cnt]
+    for i in np.flatnonzero((ents != 0) & ((ents & _PSE) == 0)).tolist():
+        free_pte_range(tlb, pmdp + i, addr if i == 0 else (addr & PMD_MASK) + (i << 21))
     start &= PUD_MASK
     if start < floor:
         return

@@ -757,16 +757,22 @@ class PageAllocator:
         fast path holds (the zonelist's first zone not ZONE_BELOW_HIGH and above its
         high watermark: free_pages - pcp_pages does not change as the list is popped);
         [] otherwise."""
+        first = self._pcp_first_order0(gfp, cpu)
+        return _walk(self.mem.lru_next, first, n) if first else []
+
+    def _pcp_first_order0(self, gfp, cpu) -> int:
+        """_pcp_peek_order0() for a run that follows the list itself (lru_next): the
+        PFN at its head, or 0 (empty, or the fast path does not hold)."""
         ac = self._gfp_ac.get(gfp) or self._prepare_alloc_pages(gfp)
         hz, mt, _ = ac
         zone = self._zonelists[hz][0]
         zv = zone.v
         if zv[ZS_BELOW_HIGH] or zv[ZS_FREE_PAGES] - zv[ZS_PCP_PAGES] <= \
                 zone._watermark[WMARK_HIGH] + zone.lowmem_reserve[hz]:
-            return []
-        return _walk(self.mem.lru_next, zone.pcp[cpu].h[mt], n)
+            return 0
+        return zone.pcp[cpu].h[mt]
 
-    def _pcp_commit_order0(self, gfp, cpu, m, peeked=None):
+    def _pcp_commit_order0(self, gfp, cpu, m, peeked=None, rest=None):
         """The allocator state ``m`` order-0 allocations of the PFNs _pcp_peek_order0()
         returned leave: rmqueue_pcplist() (free_count halved each time) and
         prep_new_page()'s counters. The caller has set each page's refcount (its run
@@ -775,7 +781,9 @@ class PageAllocator:
         With ``peeked`` (what peek returned, asked for one more page than the caller
         may take) the caller has already cleared the taken pages' links, which may
         hold LRU links by now: only the list head moves, to ``peeked[m]`` (the list
-        is empty when peek returned no more than ``m``)."""
+        is empty when peek returned no more than ``m``). With ``rest`` instead (a run
+        that took the first ``m`` from _pcp_first_order0() on: the PFN after them, 0
+        for none), the same."""
         if m <= 0:
             return
         hz, mt, _ = self._gfp_ac[gfp]
@@ -783,10 +791,12 @@ class PageAllocator:
         pcp = zone.pcp[cpu]
         mem = self.mem
         nxt, prv, h, t = mem.lru_next, mem.lru_prev, pcp.h, pcp.t
-        if peeked is not None:
-            if m > len(peeked):
-                raise AssertionError(f"_pcp_commit_order0: {m} pages taken, {len(peeked)} peeked")
-            rest = peeked[m] if m < len(peeked) else 0
+        if peeked is not None or rest is not None:
+            if rest is None:
+                if m > len(peeked):
+                    raise AssertionError(f"_pcp_commit_order0: {m} pages taken, "
+                                         f"{len(peeked)} peeked")
+                rest = peeked[m] if m < len(peeked) else 0
             h[mt] = rest
             if rest:
                 prv[rest] = 0

@@ -34,10 +34,9 @@ class PageTablePool:
                                getattr(_mmap, "MAP_NORESERVE", 0x4000))
         self.arr = np.frombuffer(self._map, dtype=np.int64)
         self.mv = memoryview(self.arr)
-        # The ptdesc of each table page, by row: its PFN, the page table deposited
-        # under a huge PMD (pmd_huge_pte, THP) and the PMD share count (hugetlb).
+        # The ptdesc of each table page, by row: its PFN and the PMD share count
+        # (hugetlb). pmd_huge_pte (THP) is in mem_map: mm/pgtable_generic.py.
         self.slot_pfn = []
-        self.pmd_huge_pte = []
         self.pt_share_count = []
         self.free_slots = []
         self.used = 0
@@ -47,7 +46,6 @@ class PageTablePool:
         if self.free_slots:
             slot = self.free_slots.pop()
             self.slot_pfn[slot] = pfn
-            self.pmd_huge_pte[slot] = -1
             self.pt_share_count[slot] = 0
         else:
             if self.used == self.max_tables:
@@ -55,7 +53,6 @@ class PageTablePool:
             slot = self.used
             self.used += 1
             self.slot_pfn.append(pfn)
-            self.pmd_huge_pte.append(-1)
             self.pt_share_count.append(0)
         return slot
 
@@ -68,13 +65,11 @@ class PageTablePool:
     def _alloc_slots(self, pfns):
         """alloc_slot() of each of ``pfns`` in turn; returns their rows."""
         out = []
-        free, slot_pfn, huge, share = (self.free_slots, self.slot_pfn, self.pmd_huge_pte,
-                                       self.pt_share_count)
+        free, slot_pfn, share = self.free_slots, self.slot_pfn, self.pt_share_count
         for pfn in pfns:
             if free:
                 slot = free.pop()
                 slot_pfn[slot] = pfn
-                huge[slot] = -1
                 share[slot] = 0
                 out.append(slot)
             else:

@@ -41,7 +41,17 @@ def pte_alloc_one(mm) -> int:
     return pagetable_alloc(mm.kernel)
 
 
-pmd_alloc_one = pud_alloc_one = p4d_alloc_one = pte_alloc_one
+def pmd_alloc_one(mm) -> int:
+    """pmd_alloc_one() (asm-generic/pgalloc.h __pmd_alloc_one): a PMD table page;
+    pagetable_pmd_ctor -> pmd_ptlock_init() starts it with no deposited table
+    (pmd_huge_pte NULL, its lru.prev word: mm/pgtable_generic.py)."""
+    pfn = pagetable_alloc(mm.kernel)
+    if pfn >= 0:
+        mm.kernel.mem.lru_prev[pfn] = 0
+    return pfn
+
+
+pud_alloc_one = p4d_alloc_one = pte_alloc_one
 
 
 def pgd_ctor(mm, pgd_ptr: int):
