@@ -69,6 +69,10 @@ class vfs:
             from vmsim.mm.mm_types import VM_NORESERVE
             ino.flags = VM_NORESERVE          # tmpfs files commit memory per page
             ino.acct_pages = 0
+            if sb.huge and ino.i_mapping is not None:
+                # __shmem_get_inode(): mapping_set_large_folios() when huge= is set.
+                from vmsim.mm.filemap import MAX_PAGECACHE_ORDER
+                ino.i_mapping.max_folio_order = MAX_PAGECACHE_ORDER
         ihold(ino)                            # the dentry's reference
         return ino
 

@@ -196,7 +196,7 @@ def vfs_read(k, f, count: int, pos: int):
         if folio < 0:
             out += bytes(n)
         else:
-            out += k.page_data.read(folio, off, n)
+            out += k.page_data.read(folio + (index - k.mem.index[folio]), off, n)
             folio_mark_accessed(k, folio)
             folio_put(k, folio)
         pos += n
@@ -238,7 +238,7 @@ def generic_perform_write(k, f, pos: int, data: bytes) -> int:
         index = pos >> 12
         if tmpfs:
             from vmsim.mm.shmem import shmem_get_folio, SGP_WRITE
-            folio = shmem_get_folio(k, ino, index, SGP_WRITE)
+            folio = shmem_get_folio(k, ino, index, SGP_WRITE, pos + nbytes)
             if folio < 0:
                 return written if written else folio
         else:

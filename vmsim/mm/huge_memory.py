@@ -46,6 +46,8 @@ HPAGE_PMD_SIZE = 1 << 21
 HPAGE_PMD_MASK = ~(HPAGE_PMD_SIZE - 1)
 # THP_ORDERS_ALL_ANON: orders 2..PMD_ORDER (include/linux/huge_mm.h)
 THP_ORDERS_ALL_ANON = ((1 << (PMD_ORDER + 1)) - 1) & ~0b11
+# THP_ORDERS_ALL_FILE_DEFAULT: orders 1..PMD_ORDER
+THP_ORDERS_ALL_FILE_DEFAULT = ((1 << (PMD_ORDER + 1)) - 1) & ~0b1
 MMF_HUGE_ZERO_FOLIO = 18
 MMF_DISABLE_THP_EXCEPT_ADVISED = 23
 MMF_DISABLE_THP_COMPLETELY = 24
@@ -83,6 +85,9 @@ class _thp_state:
         # and updates them in thpsize_enabled_store(); vmsim derives them from the
         # hugepages-<size>kB/enabled knobs on first use after each store.
         self.huge_anon_orders = None
+        # huge_shmem_orders_*: likewise, from hugepages-<size>kB/shmem_enabled
+        # (mm/shmem.c; reset in thpsize_shmem_enabled_store).
+        self.huge_shmem_orders = None
 
 
 def _thp(k) -> _thp_state:
@@ -174,21 +179,24 @@ def thp_vma_suitable_order(vma, addr: int, order: int) -> bool:
 
 
 def __thp_vma_allowable_orders(vma, vm_flags: int, tva_type: int, orders: int) -> int:
-    """__thp_vma_allowable_orders(): anonymous VMAs only (shmem_enabled is "never" in
-    this profile and CONFIG_READ_ONLY_THP_FOR_FS is off, so file VMAs get none)."""
+    """__thp_vma_allowable_orders(): anonymous VMAs by the sysfs masks (already applied
+    by thp_vma_allowable_orders); shmem VMAs, outside the page fault, by
+    shmem_allowable_huge_orders() (the mount's huge=, shmem_enabled and the per-size
+    shmem_enabled); other file VMAs get none (no ->huge_fault without DAX, and
+    CONFIG_READ_ONLY_THP_FOR_FS is off). A shmem fault allocates its large folio in
+    shmem_fault, never through create_huge_pmd."""
     smaps = tva_type == TVA_SMAPS
     in_pf = tva_type == TVA_PAGEFAULT
     forced = tva_type == TVA_FORCED_COLLAPSE
-    if not vma_is_anonymous(vma):
-        return 0
-    orders &= THP_ORDERS_ALL_ANON
+    anon = vma_is_anonymous(vma)
+    orders &= THP_ORDERS_ALL_ANON if anon else THP_ORDERS_ALL_FILE_DEFAULT
     if not orders or vma.vm_mm is None:
         return 0
     if vma_thp_disabled(vma, vm_flags, forced):
         return 0
     if not in_pf and not smaps and vm_flags & VM_HUGETLB:      # VM_NO_KHUGEPAGED
         return 0
-    if vm_flags & VM_HUGETLB:
+    if anon and vm_flags & VM_HUGETLB:
         return 0
     if not in_pf:
         order = orders.bit_length() - 1
@@ -199,6 +207,14 @@ def __thp_vma_allowable_orders(vma, vm_flags: int, tva_type: int, orders: int) -
             order = orders.bit_length() - 1
         if not orders:
             return 0
+    if not anon:
+        from vmsim.mm.shmem import vma_is_shmem, shmem_allowable_huge_orders
+        # shmem_file(vma->vm_file): a shmem file is mapped with shmem's vm_ops.
+        if not in_pf and vma_is_shmem(vma):
+            k = vma.vm_mm.kernel
+            return orders & shmem_allowable_huge_orders(k, vma.vm_file.f_inode, vma,
+                                                        vma.vm_pgoff, 0, forced)
+        return 0
     if vma.anon_vma is None:
         return orders if (smaps or in_pf) else 0
     return orders
@@ -302,11 +318,12 @@ def _gfp():
 GFP_TRANSHUGE_LIGHT, GFP_TRANSHUGE = _gfp()
 
 
-def vma_thp_gfp_mask(vma) -> int:
-    """vma_thp_gfp_mask(): the defrag mode decides whether the fault may stall."""
+def vma_thp_gfp_mask(vma, k=None) -> int:
+    """vma_thp_gfp_mask(): the defrag mode decides whether the fault may stall (shmem
+    asks with no VMA for write(2): ``k`` then names the machine)."""
     from vmsim.mm.page_alloc import __GFP_NORETRY, __GFP_KSWAPD_RECLAIM, __GFP_DIRECT_RECLAIM
     madvised = vma is not None and bool(vma.vm_flags & VM_HUGEPAGE)
-    defrag = vma.vm_mm.kernel.sysfs[THP + "defrag"]
+    defrag = (vma.vm_mm.kernel if vma is not None else k).sysfs[THP + "defrag"]
     if defrag == "always":
         return GFP_TRANSHUGE | (0 if madvised else __GFP_NORETRY)
     if defrag == "defer":
