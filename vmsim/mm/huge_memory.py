@@ -208,9 +208,8 @@ def __thp_vma_allowable_orders(vma, vm_flags: int, tva_type: int, orders: int) -
         if not orders:
             return 0
     if not anon:
-        from vmsim.mm.shmem import vma_is_shmem, shmem_allowable_huge_orders
-        # shmem_file(vma->vm_file): a shmem file is mapped with shmem's vm_ops.
-        if not in_pf and vma_is_shmem(vma):
+        from vmsim.mm.shmem import shmem_file, shmem_allowable_huge_orders
+        if not in_pf and shmem_file(vma.vm_file):
             k = vma.vm_mm.kernel
             return orders & shmem_allowable_huge_orders(k, vma.vm_file.f_inode, vma,
                                                         vma.vm_pgoff, 0, forced)

@@ -219,9 +219,13 @@ def vma_is_anon_shmem(vma) -> bool:
     return vma.vm_ops is shmem_anon_vm_ops
 
 
-def vma_is_shmem(vma) -> bool:
-    """vma_is_shmem(): a mapping of a shmem file (shmem_anon_vm_ops or shmem_vm_ops)."""
-    return vma.vm_ops is shmem_anon_vm_ops or vma.vm_ops is shmem_vm_ops
+def shmem_file(file) -> bool:
+    """shmem_file(): a file whose mapping is shmem's (tmpfs, shm_mnt, and the SysV
+    attach file, which shares its segment's mapping)."""
+    if file is None:
+        return False
+    mapping = getattr(file, "f_mapping", None)
+    return mapping is not None and mapping.swapbacked
 
 
 def shmem_allowable_huge_orders(k, inode, vma, index: int, write_end: int,
@@ -307,7 +311,7 @@ class shmem_inode:
         self.acct_pages = 0
 
 
-class shmem_file:
+class _shmem_kfile:
     """struct file for a shmem inode."""
 
     def __init__(self, inode):
@@ -345,7 +349,7 @@ shmem_anon_vm_ops = _ShmemAnonVmOps()
 
 def shmem_kernel_file_setup(k, name: str, size: int, vm_flags: int):
     """shmem_kernel_file_setup(): an unlinked shmem file of ``size`` bytes."""
-    return shmem_file(shmem_inode(k, name, size, vm_flags))
+    return _shmem_kfile(shmem_inode(k, name, size, vm_flags))
 
 
 def shmem_acct_size(mm, flags: int, size: int) -> int:

@@ -114,8 +114,13 @@ def folio_split(k, mapping, folio: int, split_at: int):
     """folio_split() (mm/huge_memory.c, the non-uniform split 6.18 uses for page-cache
     folios) of an unmapped folio: page ``split_at`` (an offset in the folio) becomes
     an order-0 folio and the rest buddy-sized folios (halving towards it), each
-    keeping the head's state and one cache reference per page."""
+    keeping the head's state and one cache reference per page; counts
+    thp_split_page (PMD size) and the size's "split" mTHP stat (__folio_split)."""
+    from vmsim.mm.huge_memory import count_mthp_stat
     order = (k.mem.flags[folio] & PG_ORDER_MASK) >> PG_ORDER_SHIFT
+    if order == 9:
+        k.vmstat[vmstat.THP_SPLIT_PAGE] += 1
+    count_mthp_stat(k, order, "split")
     pieces = []
     base = 0
     while order:
