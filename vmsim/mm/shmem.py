@@ -620,3 +620,129 @@ def shmem_inode_unacct_blocks(k, inode, nr: int):
     nr = min(nr, inode.acct_pages)
     inode.acct_pages -= nr
     k.committed_as -= nr
+
+
+# --- tmpfs mounts (mm/shmem.c: shmem_parse_one, shmem_fill_super, shmem_reconfigure) ----
+# Options tmpfs accepts (shmem_fs_parameters; CONFIG_TMPFS_QUOTA and CONFIG_UNICODE's
+# are off on the reference kernel) and the generic superblock flags the legacy mount(2)
+# data string may carry (vfs_parse_sb_flag).
+_TMPFS_OPTS = ("size", "nr_blocks", "nr_inodes", "mode", "uid", "gid", "huge", "mpol",
+               "inode32", "inode64", "noswap")
+_SB_FLAGS = ("dirsync", "lazytime", "mand", "ro", "rw", "sync", "async", "nolazytime",
+             "nomand", "silent")
+_HUGE_MOUNT = ("never", "always", "within_size", "advise")       # shmem_param_enums_huge
+
+
+def _memparse(s: str):
+    """memparse(): a number (0x / 0 prefixes) with an optional K/M/G/T/P/E suffix;
+    (value, rest)."""
+    import re
+    m = re.match(r"(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)([kKmMgGtTpPeE]?)", s)
+    if not m:
+        return 0, s
+    t = m.group(1)
+    v = int(t, 16) if t[:2].lower() == "0x" else int(t, 8) if t.startswith("0") else int(t)
+    suf = m.group(2).lower()
+    if suf:
+        v <<= 10 * ("kmgtpe".index(suf) + 1)
+    return v, s[m.end():]
+
+
+class shmem_options:
+    """struct shmem_options: what a mount's data string asked for (``seen``: which)."""
+
+    def __init__(self):
+        self.seen = set()
+        self.huge = SHMEM_HUGE_NEVER
+        self.blocks = 0
+        self.inodes = 0
+        self.mode = 0o1777
+
+
+def shmem_parse_one(k, ctx, key: str, value) -> int:
+    """shmem_parse_one(): one option; -EINVAL for an unknown one or a bad value
+    ("tmpfs: Bad value for 'huge'"). size (also N%), nr_blocks and nr_inodes are kept,
+    not enforced (vmsim models no tmpfs block or inode limits); uid, gid, mpol,
+    inode32/64 and noswap are accepted with their value's syntax unchecked."""
+    if key in _SB_FLAGS and value is None:
+        return 0
+    if key not in _TMPFS_OPTS:
+        return -errno.EINVAL                            # "tmpfs: Unknown parameter"
+    flag = key in ("inode32", "inode64", "noswap")
+    if flag != (value is None):
+        return -errno.EINVAL
+    if key == "size":
+        size, rest = _memparse(value)
+        if rest[:1] == "%":
+            from vmsim.mm.oom_kill import totalram_pages
+            size = (size << 12) * totalram_pages(k) // 100
+            rest = rest[1:]
+        if rest:
+            return -errno.EINVAL
+        ctx.blocks = (size + PAGE_SIZE - 1) // PAGE_SIZE
+        ctx.seen.add("blocks")
+    elif key in ("nr_blocks", "nr_inodes"):
+        v, rest = _memparse(value)
+        if rest:
+            return -errno.EINVAL
+        if key == "nr_blocks":
+            ctx.blocks = v
+            ctx.seen.add("blocks")
+        else:
+            ctx.inodes = v
+            ctx.seen.add("inodes")
+    elif key == "mode":
+        try:
+            ctx.mode = int(value, 8) & 0o7777
+        except ValueError:
+            return -errno.EINVAL
+    elif key == "huge":
+        if value not in _HUGE_MOUNT:
+            return -errno.EINVAL
+        ctx.huge = _HUGE_BY_NAME[value]
+        ctx.seen.add("huge")
+    return 0
+
+
+def shmem_parse_monolithic(k, data) -> "shmem_options | int":
+    """shmem_parse_monolithic(): the comma-separated data string, option by option."""
+    ctx = shmem_options()
+    for opt in (data or "").split(","):
+        if not opt:
+            continue
+        key, eq, value = opt.partition("=")
+        ret = shmem_parse_one(k, ctx, key, value if eq else None)
+        if ret:
+            return ret
+    return ctx
+
+
+def shmem_fill_super(k, ctx, dev):
+    """shmem_fill_super(): a new tmpfs superblock; huge= as given, else tmpfs_huge
+    (never: no transparent_hugepage_tmpfs= boot option)."""
+    from vmsim.fs.inode import super_block
+    sb = super_block(k, "tmpfs", dev, None, 0, 0, False)
+    sb.s_op = shmem_sops
+    sb.huge = ctx.huge if "huge" in ctx.seen else SHMEM_HUGE_NEVER
+    # shmem_default_max_blocks() (half of RAM) unless size= / nr_blocks= said.
+    from vmsim.mm.oom_kill import totalram_pages
+    sb.max_blocks = ctx.blocks if "blocks" in ctx.seen else totalram_pages(k) // 2
+    sb.max_inodes = ctx.inodes if "inodes" in ctx.seen else 1
+    return sb
+
+
+def shmem_reconfigure(k, sb, ctx) -> int:
+    """shmem_reconfigure(): a remount; huge= changes what later allocations get (the
+    folios already cached stay); a size limit on a mount without one is -EINVAL
+    ("Cannot retroactively limit size"), likewise inodes."""
+    if "blocks" in ctx.seen and ctx.blocks and not getattr(sb, "max_blocks", 0):
+        return -errno.EINVAL
+    if "inodes" in ctx.seen and ctx.inodes and not getattr(sb, "max_inodes", 0):
+        return -errno.EINVAL
+    if "huge" in ctx.seen:
+        sb.huge = ctx.huge
+    if "blocks" in ctx.seen:
+        sb.max_blocks = ctx.blocks
+    if "inodes" in ctx.seen:
+        sb.max_inodes = ctx.inodes
+    return 0

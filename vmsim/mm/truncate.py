@@ -141,7 +141,7 @@ def _split_to(k, mapping, folio: int, pieces):
     compound and large_rmappable again."""
     from vmsim.mm.page_flags import (PG_head, PG_tail, PG_uptodate, PG_lru, PG_active,
                                      PG_referenced, PG_workingset, PG_unevictable, PG_dirty,
-                                     PG_large_rmappable)
+                                     PG_large_rmappable, PG_swapbacked)
     from vmsim.mm.folio import prep_compound_page
     from vmsim.mm.swap import lruvec_del_folio, lruvec_add_folio, lru_add_drain_all
     mem = k.mem
@@ -153,8 +153,9 @@ def _split_to(k, mapping, folio: int, pieces):
     on_lru = f & PG_lru
     if on_lru:
         lruvec_del_folio(k, folio)
+    # __split_folio_to_order(): shmem pieces stay swapbacked.
     keep = f & (PG_uptodate | PG_lru | PG_active | PG_referenced | PG_workingset |
-                PG_unevictable | PG_dirty)
+                PG_unevictable | PG_dirty | PG_swapbacked)
     index = mem.index[folio]
     extra = mem.refcount[folio] - nr          # references beyond the cache's
     if nr >= 512:
