@@ -86,7 +86,7 @@ def _huge_shmem_orders(k, mode: str) -> int:
     return masks.get(mode, 0)
 
 
-def shm_mnt(k):
+def _shm_mnt(k):
     """shm_mnt: the internal tmpfs mount (shmem_init) behind shared anonymous memory,
     memfd and SysV shm; its huge= is shmem_huge when that is neither deny nor force."""
     sb = k.__dict__.get("shm_mnt")
@@ -103,7 +103,7 @@ def _shmem_sb(k, inode):
     """SHMEM_SB(inode->i_sb): the mount's superblock (shm_mnt for the inodes of
     shared anonymous mappings)."""
     sb = getattr(inode, "i_sb", None)
-    return sb if sb is not None else shm_mnt(k)
+    return sb if sb is not None else _shm_mnt(k)
 
 
 def shmem_parse_huge(k, s: str) -> int:
@@ -130,7 +130,7 @@ def shmem_enabled_store(k, data: str) -> int:
         return huge
     k.sysfs[THP_SHMEM_ENABLED] = shmem_format_huge(huge)
     if huge > SHMEM_HUGE_DENY:
-        shm_mnt(k).huge = huge
+        _shm_mnt(k).huge = huge
     from vmsim.mm.khugepaged import start_stop_khugepaged
     start_stop_khugepaged(k)
     return len(data)
@@ -224,8 +224,7 @@ def shmem_file(file) -> bool:
     attach file, which shares its segment's mapping)."""
     if file is None:
         return False
-    mapping = getattr(file, "f_mapping", None)
-    return mapping is not None and mapping.swapbacked
+    return bool(getattr(getattr(file, "f_mapping", None), "swapbacked", False))
 
 
 def shmem_allowable_huge_orders(k, inode, vma, index: int, write_end: int,
@@ -304,7 +303,7 @@ class shmem_inode:
         self.i_ino = k.next_ino()
         self.i_mapping = address_space(k, self, True)
         # __shmem_get_inode(): large folios when the mount's huge= is set then.
-        if shm_mnt(k).huge:
+        if _shm_mnt(k).huge:
             self.i_mapping.max_folio_order = MAX_PAGECACHE_ORDER
         self.flags = flags
         self.nlink = 0
@@ -399,7 +398,7 @@ def shmem_get_unmapped_area(mm, file, uaddr, length, pgoff, flags) -> int:
         if file is not None:
             sb = _shmem_sb(k, file.f_inode)
         else:
-            sb = shm_mnt(k)
+            sb = _shm_mnt(k)
             hpage_orders = _huge_shmem_orders(k, "always") | \
                 _huge_shmem_orders(k, "within_size") | _huge_shmem_orders(k, "advise")
             if sb.huge != SHMEM_HUGE_NEVER:
