@@ -544,3 +544,38 @@ def test_checker_catches_broken_huge_shmem_state(machine):
         m.check()
     _thp(k).huge_shmem_orders = None
     m.check()
+
+
+@pytest.mark.parametrize("advice", ["cold", "pageout"])
+def test_madv_cold_or_pageout_on_part_of_a_pmd_mapped_page_cache_folio_splits_it(machine, advice):
+    """madvise_cold_or_pageout_pte_range() on part of a PMD-mapped page-cache folio:
+    split_folio() unmaps it and splits it into 512 order-0 page-cache folios
+    (thp_split_page), whose pages stay cached, unmapped, data intact; the whole-PMD
+    case only ages it; a folio another mm maps is left alone
+    (folio_maybe_mapped_shared). Measured: scenarios/shmem_thp_madv_cold_partial.toml."""
+    from vmsim import MADV_COLD, MADV_PAGEOUT
+    adv = MADV_COLD if advice == "cold" else MADV_PAGEOUT
+    m = machine
+    p = m.spawn()
+    m.write_file(T + "shmem_enabled", "force")
+    fd = p.open("/dev/shm/c", O_RDWR | O_CREAT)
+    p.pwrite(fd, bytes(range(256)) * (3 * 8192), 0)
+    a = p.mmap(0, 6 * MiB, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+    p.touch(a, 6 * MiB)
+    c = p.fork()
+    c.read(a + 4 * MiB, 1)                    # the third folio is mapped by two mms
+    v0 = vmstat(m)
+    p.madvise(a + 4096, 4096, adv)
+    p.madvise(a + 2 * MiB, 2 * MiB, adv)
+    p.madvise(a + 4 * MiB, 4096, adv)
+    v, mi = vmstat(m), meminfo(m)
+    assert v["thp_split_page"] - v0["thp_split_page"] == 1
+    assert mi["ShmemHugePages"] == 4096 and mi["Shmem"] == 6144
+    s = smaps_at(m, p, a)
+    assert s["Rss"] == 4096 and s["ShmemPmdMapped"] == 4096
+    f0 = p.getrusage().ru_minflt
+    assert p.read(a + 5, 1) == b"\x05" and p.read(a + 2 * MiB - 1, 1) == b"\xff"
+    assert p.getrusage().ru_minflt - f0 == 2     # order-0 pages: fault-around windows
+    c.exit()
+    p.wait(c.pid)
+    m.check()

@@ -650,8 +650,10 @@ def split_folio(k, folio: int) -> int:
     from vmsim.mm.mmu_gather import gather_refs
     mem = k.mem
     f = mem.flags[folio]
-    if not f & PG_head or not f & PG_anon:
+    if not f & PG_head:
         return -16
+    if not f & PG_anon:
+        return _split_page_cache_folio(k, folio)
     order = (f & PG_ORDER_MASK) >> PG_ORDER_SHIFT
     nr = 1 << order
     # can_split_folio(): only the mappings' references (+ our caller's, none here).
@@ -699,6 +701,45 @@ def split_folio(k, folio: int) -> int:
     # free_folio_and_swap_cache() of every new folio: unmapped pages are freed.
     for i in range(nr):
         folio_put(k, folio + i)
+    return 0
+
+
+def _split_page_cache_folio(k, folio: int) -> int:
+    """split_folio() of a page-cache folio (__folio_split to order 0): unmap_folio()
+    first (try_to_unmap from every mm; a PMD mapping is zapped), then the split,
+    refused with -EAGAIN while references other than the cache's remain
+    (can_split_folio; THP_SPLIT_PAGE_FAILED); pages past i_size leave the cache (shmem
+    uncharges them); the pages are not mapped again (remap_page() skips file folios).
+    Counts THP_SPLIT_PAGE and the per-size split stat."""
+    from vmsim.mm.swap import batch_refs
+    from vmsim.mm.mmu_gather import gather_refs
+    from vmsim.mm.truncate import truncate_cleanup_folio, _split_to
+    from vmsim.mm.filemap import filemap_remove_folio
+    mem = k.mem
+    mapping = k.objects[mem.mapping[folio]]
+    if mapping is None:
+        return -16                                  # truncated meanwhile: -EBUSY
+    order = (mem.flags[folio] & PG_ORDER_MASK) >> PG_ORDER_SHIFT
+    nr = 1 << order
+    truncate_cleanup_folio(k, mapping, folio)       # unmap_folio()
+    if mem.refcount[folio] != nr or folio in batch_refs(k) or folio in gather_refs(k):
+        if order == PMD_ORDER:
+            k.vmstat[vmstat.THP_SPLIT_PAGE_FAILED] += 1
+        count_mthp_stat(k, order, "split_failed")
+        return -11
+    index = mem.index[folio]
+    _split_to(k, mapping, folio, [(i, 0) for i in range(nr)])
+    end = (mapping.host.i_size + 4095) >> 12
+    dropped = 0
+    for i in range(max(index, end), index + nr):
+        filemap_remove_folio(k, mapping, i)
+        dropped += 1
+    if dropped and mapping.swapbacked:
+        from vmsim.mm.shmem import shmem_inode_unacct_blocks
+        shmem_inode_unacct_blocks(k, mapping.host, dropped)   # shmem_uncharge()
+    if order == PMD_ORDER:
+        k.vmstat[vmstat.THP_SPLIT_PAGE] += 1
+    count_mthp_stat(k, order, "split")
     return 0
 
 
@@ -1173,8 +1214,9 @@ def madvise_free_huge_pmd(tlb, vma, pmdp: int, addr: int, nxt: int) -> bool:
 
 def madvise_cold_huge_pmd(tlb, vma, pmdp: int, addr: int, nxt: int, pageout: bool) -> bool:
     """madvise_cold_or_pageout_pte_range() on a huge PMD: a whole PMD is aged (young
-    cleared, folio deactivated); a partial one splits the folio (PMD and folio) and
-    returns False so the PTEs are handled."""
+    cleared, folio deactivated); a partial one splits the folio (PMD and folio; a
+    page-cache folio into order-0 pages left unmapped) and returns False so the PTEs
+    are handled."""
     from vmsim.mm.swap import lruvec_del_folio, lruvec_add_folio
     from vmsim.mm.page_flags import PG_active, PG_workingset, PG_unevictable
     mm = tlb.mm
@@ -1188,8 +1230,8 @@ def madvise_cold_huge_pmd(tlb, vma, pmdp: int, addr: int, nxt: int, pageout: boo
     if mem.lru_prev[folio + 1] + mem.index[folio + 1] != 1:       # folio_maybe_mapped_shared
         return True
     if nxt - addr != HPAGE_PMD_SIZE:
-        # split_folio() unmaps the folio first (a file PMD is zapped by that); vmsim
-        # splits only anon folios here: a page-cache folio stays large, unmapped.
+        # split_folio() (a page-cache folio is unmapped from every mm by it and its
+        # pages are left unmapped; the PTE walk then finds no table and does nothing).
         __split_huge_pmd(vma, pmdp, addr, False)
         split_folio(k, folio)
         return False
