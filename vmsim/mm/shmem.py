@@ -25,7 +25,10 @@ import errno
 
 from vmsim.mm import vmstat
 from vmsim.mm.filemap import (address_space, filemap_add_folio, filemap_map_pages,
-                              MAX_PAGECACHE_ORDER)
+                              filemap_alloc_folio, filemap_remove_folio, MAX_PAGECACHE_ORDER)
+from vmsim.mm.huge_memory import (_thp, vma_thp_disabled, thp_vma_suitable_order,
+                                  count_mthp_stat, vma_thp_gfp_mask)
+from vmsim.mm.swap import folio_add_lru, folio_put
 from vmsim.mm.mm_types import (VM_FAULT_OOM, VM_FAULT_LOCKED, VM_FAULT_SIGBUS, VM_NORESERVE,
                                VM_HUGEPAGE)
 from vmsim.mm.page_alloc import GFP_HIGHUSER_MOVABLE
@@ -72,7 +75,6 @@ def _huge_shmem_orders(k, mode: str) -> int:
     hugepages-<size>kB/shmem_enabled is ``mode`` (kept as the kernel keeps them and
     reset by thpsize_shmem_enabled_store). A profile without per-size files (5.4) has
     only the PMD size, which inherits (shmem_init)."""
-    from vmsim.mm.huge_memory import _thp
     st = _thp(k)
     masks = getattr(st, "huge_shmem_orders", None)
     if masks is None:
@@ -140,7 +142,6 @@ def thpsize_shmem_enabled_store(k, path: str, order: int, data: str) -> int:
     """thpsize_shmem_enabled_store(): move the order to one huge_shmem_orders_*
     bitmap; inherit for a non-PMD size is -EINVAL while shmem_enabled is force."""
     from vmsim.fs.sysfs import sysfs_streq
-    from vmsim.mm.huge_memory import _thp
     ok = [m for m in _SIZE_MODES if sysfs_streq(data, m)]
     if not ok:
         return -errno.EINVAL
@@ -233,7 +234,6 @@ def shmem_allowable_huge_orders(k, inode, vma, index: int, write_end: int,
     A tmpfs file (or no VMA) gets the mount's global orders; anonymous shmem adds the
     per-size bitmaps: always, within_size (inside i_size), advise (VM_HUGEPAGE) and
     inherit (when the mount allows any); deny gives none, force only inherit."""
-    from vmsim.mm.huge_memory import vma_thp_disabled
     vm_flags = vma.vm_flags if vma is not None else 0
     # thp_disabled_by_hw(): this machine's CPU has PSE.
     if vma is not None and vma_thp_disabled(vma, vm_flags, shmem_huge_force):
@@ -258,7 +258,6 @@ def shmem_allowable_huge_orders(k, inode, vma, index: int, write_end: int,
 
 def thp_vma_suitable_orders(vma, addr: int, orders: int) -> int:
     """thp_vma_suitable_orders(): the orders whose aligned block at addr fits the VMA."""
-    from vmsim.mm.huge_memory import thp_vma_suitable_order
     out = orders
     o = orders
     while o:
@@ -448,7 +447,6 @@ SGP_READ, SGP_NOALLOC, SGP_CACHE, SGP_WRITE = range(4)
 
 def shmem_alloc_folio(k, gfp: int, order: int) -> int:
     """shmem_alloc_folio(): a folio of 2**order pages (no mempolicy), or -1."""
-    from vmsim.mm.filemap import filemap_alloc_folio
     return filemap_alloc_folio(k, gfp, order)
 
 
@@ -461,9 +459,6 @@ def shmem_alloc_and_add_folio(vmf, gfp: int, inode, index: int, orders: int, k=N
     when a VM_NORESERVE object cannot commit them; the folio leaves the cache again),
     and to the LRU. -ENOMEM when nothing could be allocated. The allocation's
     reference is returned."""
-    from vmsim.mm.filemap import filemap_remove_folio
-    from vmsim.mm.swap import folio_add_lru, folio_put
-    from vmsim.mm.huge_memory import count_mthp_stat
     if k is None:
         k = vmf.vma.vm_mm.kernel
     mapping = inode.i_mapping
@@ -507,7 +502,6 @@ def shmem_get_folio_gfp(k, inode, index: int, sgp: int, vmf=None, write_end: int
     large order when shmem_allowable_huge_orders() gives any (thp_file_alloc for the
     PMD size, the size's shmem_alloc stat) and of order 0 if that fails, cleared and
     uptodate; -errno on failure."""
-    from vmsim.mm.huge_memory import vma_thp_gfp_mask, count_mthp_stat
     mem = k.mem
     pfn = inode.i_mapping.i_pages.get(index)
     if pfn is not None:
@@ -562,7 +556,6 @@ def shmem_fault(vmf) -> int:
 
 def shmem_evict_inode(k, inode):
     """shmem_evict_inode() -> shmem_truncate_range(): drop every cached folio."""
-    from vmsim.mm.filemap import filemap_remove_folio
     for index in list(inode.i_mapping.i_pages):
         if index in inode.i_mapping.i_pages:          # a large folio goes whole
             filemap_remove_folio(k, inode.i_mapping, index)
