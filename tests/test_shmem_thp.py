@@ -579,3 +579,54 @@ def test_madv_cold_or_pageout_on_part_of_a_pmd_mapped_page_cache_folio_splits_it
     c.exit()
     p.wait(c.pid)
     m.check()
+
+
+def test_fallocate_allocates_not_uptodate_folios_and_enforces_the_mount_size(machine):
+    """shmem_fallocate(): folios for the whole range (PMD-sized under huge=always),
+    counted in Shmem / ShmemHugePages at once but not uptodate, so read(2) sees a
+    hole and fault-around leaves them to shmem_fault (measured:
+    scenarios/shmem_thp_fallocate.toml); a range larger than the mount's size= is
+    -ENOSPC before anything is allocated."""
+    m = machine
+    p = m.spawn()
+    p.mkdir("/tmp/f", 0o755)
+    p.mount("tmpfs", "/tmp/f", "tmpfs", 0, "huge=always,size=4m")
+    fd = p.open("/tmp/f/x", O_RDWR | O_CREAT)
+    with pytest.raises(OSError) as e:
+        p.fallocate(fd, 0, 0, 8 * MiB)
+    assert e.value.errno == errno.ENOSPC and meminfo(m)["Shmem"] == 0
+    p.fallocate(fd, 0, 0, 4 * MiB)
+    mi = meminfo(m)
+    assert mi["Shmem"] == mi["ShmemHugePages"] == 4096 and p.fstat(fd)[4] == 4 * MiB
+    assert p.pread(fd, 3, 4096) == bytes(3)
+    a = p.mmap(0, 4 * MiB, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+    f0 = p.getrusage().ru_minflt
+    p.touch(a, 4 * MiB)
+    assert p.getrusage().ru_minflt - f0 == 2 and meminfo(m)["ShmemPmdMapped"] == 4096
+    p.munmap(a, 4 * MiB)
+    p.close(fd)
+    p.umount("/tmp/f")
+    assert meminfo(m)["Shmem"] == 0
+    m.check()
+
+
+def test_fault_past_i_size_is_sigbus_even_with_a_huge_folio_cached(machine):
+    """shmem_get_folio_gfp() checks i_size before looking the folio up: a PMD-sized
+    folio reaching past EOF is mapped whole when a fault inside i_size maps it
+    (do_set_pmd; shmem keeps PMDs across i_size), but a first fault past EOF is
+    SIGBUS (fault-around maps nothing from an index past EOF). Measured the same on
+    6.18.44 by vmsim/conform/probes/shmem_eof_probe.c."""
+    m = machine
+    p = m.spawn()
+    m.write_file(T + "shmem_enabled", "always")
+    fd = p.memfd_create("eof")
+    p.ftruncate(fd, 3 * MiB)
+    a = p.mmap(0, 4 * MiB, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+    p.pwrite(fd, b"z", 2 * MiB)                  # caches the 2-4 MiB PMD folio
+    with pytest.raises(SignalDelivered) as e:
+        p.read(a + 3 * MiB + 4096, 1)
+    assert e.value.signo == SIGBUS
+    assert p.read(a + 2 * MiB, 1) == b"z"        # maps the whole folio by a PMD
+    assert p.read(a + 3 * MiB + 4096, 1) == b"\x00"
+    assert smaps_at(m, p, a)["ShmemPmdMapped"] == 2048
+    m.check()

@@ -442,7 +442,7 @@ def shmem_inode_acct_blocks(k, inode, pages: int) -> int:
 
 
 # enum sgp_type (mm/shmem.c): what shmem_get_folio_gfp() may do for a missing folio.
-SGP_READ, SGP_NOALLOC, SGP_CACHE, SGP_WRITE = range(4)
+SGP_READ, SGP_NOALLOC, SGP_CACHE, SGP_WRITE, SGP_FALLOC = range(5)
 
 
 def shmem_alloc_folio(k, gfp: int, order: int) -> int:
@@ -497,20 +497,29 @@ def shmem_alloc_and_add_folio(vmf, gfp: int, inode, index: int, orders: int, k=N
 
 def shmem_get_folio_gfp(k, inode, index: int, sgp: int, vmf=None, write_end: int = 0) -> int:
     """shmem_get_folio_gfp(): the folio holding index with a reference (SGP_CACHE, the
-    fault's: locked too); past i_size -EINVAL for SGP_READ / SGP_CACHE; a hole on
-    SGP_READ is -1 (nothing allocated: read(2) copies zeros); else a new folio, of a
+    fault's: locked too); past i_size -EINVAL for SGP_READ / SGP_CACHE, even where a
+    large folio is cached; a hole, or a folio fallocated and not yet used (not
+    uptodate), on SGP_READ is -1 (nothing allocated: read(2) copies zeros); a fallocated
+    folio found by another sgp is cleared and made uptodate; else a new folio, of a
     large order when shmem_allowable_huge_orders() gives any (thp_file_alloc for the
     PMD size, the size's shmem_alloc stat) and of order 0 if that fails, cleared and
-    uptodate; -errno on failure."""
+    uptodate (SGP_FALLOC's stays not uptodate); -errno on failure."""
     mem = k.mem
+    if sgp <= SGP_CACHE and index << 12 >= inode.i_size:
+        return -errno.EINVAL
     pfn = inode.i_mapping.i_pages.get(index)
     if pfn is not None:
+        if not mem.flags[pfn] & PG_uptodate:
+            if sgp == SGP_READ:
+                return -1                                 # a fallocated folio reads as a hole
+            # clear: every page of the folio (new frames read as zeros) + uptodate;
+            # SGP_WRITE / SGP_FALLOC leave that to the write / a later user.
+            if sgp not in (SGP_WRITE, SGP_FALLOC):
+                mem.flags[pfn] = mem.flags[pfn] | PG_uptodate
         mem.refcount[pfn] += 1
         if sgp == SGP_CACHE:
             mem.flags[pfn] = mem.flags[pfn] | PG_locked
         return pfn
-    if sgp <= SGP_CACHE and index << 12 >= ((inode.i_size + 4095) & ~4095):
-        return -errno.EINVAL
     if sgp == SGP_READ:
         return -1
     vma = vmf.vma if vmf is not None else None
@@ -529,7 +538,10 @@ def shmem_get_folio_gfp(k, inode, index: int, sgp: int, vmf=None, write_end: int
         if pfn < 0:
             return pfn
     # clear_highpage() of each page + folio_mark_uptodate(): new frames read as zeros.
-    mem.flags[pfn] = mem.flags[pfn] | PG_uptodate
+    # SGP_FALLOC's new folio stays not uptodate (shmem_fallocate can undo it); vmsim's
+    # write(2) path marks its folio uptodate here rather than in shmem_write_end.
+    if sgp != SGP_FALLOC:
+        mem.flags[pfn] = mem.flags[pfn] | PG_uptodate
     if sgp != SGP_CACHE:
         mem.flags[pfn] = mem.flags[pfn] & ~PG_locked
     return pfn
@@ -737,4 +749,42 @@ def shmem_reconfigure(k, sb, ctx) -> int:
         sb.max_blocks = ctx.blocks
     if "inodes" in ctx.seen:
         sb.max_inodes = ctx.inodes
+    return 0
+
+
+def shmem_fallocate(k, inode, mode: int, offset: int, length: int) -> int:
+    """shmem_fallocate() without FALLOC_FL_PUNCH_HOLE (the caller checked the seals and
+    arguments): a folio for every page of the range (shmem_get_folio(SGP_FALLOC): of a
+    large order where huge= or shmem_enabled allow one for write_end offset+len), left
+    not uptodate but dirty until first used; on failure the folios it added go again
+    (shmem_undo_range(unfalloc)); i_size grows unless FALLOC_FL_KEEP_SIZE. -ENOSPC for a
+    range larger than the mount (max_blocks) or a VM_NORESERVE commit that fails."""
+    from vmsim.mm.filemap import folio_mark_dirty, folio_next_index
+    start = offset >> 12
+    end = (offset + length + PAGE_SIZE - 1) >> 12
+    max_blocks = getattr(_shmem_sb(k, inode), "max_blocks", 0)
+    if max_blocks and end - start > max_blocks:
+        return -errno.ENOSPC
+    undo_fallocend = getattr(inode, "fallocend", 0)
+    inode.fallocend = max(undo_fallocend, end)
+    mem = k.mem
+    index = start
+    while index < end:
+        folio = shmem_get_folio(k, inode, index, SGP_FALLOC, offset + length)
+        if folio < 0:
+            inode.fallocend = undo_fallocend
+            mapping = inode.i_mapping
+            for i in range(start, index):                 # shmem_undo_range(unfalloc)
+                f = mapping.i_pages.get(i)
+                if f is not None and mem.index[f] == i and not mem.flags[f] & PG_uptodate:
+                    from vmsim.mm.truncate import truncate_inode_folio
+                    nr_before = mapping.nrpages
+                    truncate_inode_folio(k, mapping, f)
+                    shmem_inode_unacct_blocks(k, inode, nr_before - mapping.nrpages)
+            return folio
+        index = folio_next_index(k, folio)
+        folio_mark_dirty(k, folio)
+        folio_put(k, folio)
+    if not mode & 1 and offset + length > inode.i_size:          # FALLOC_FL_KEEP_SIZE
+        inode.i_size = offset + length
     return 0
