@@ -630,3 +630,34 @@ def test_fault_past_i_size_is_sigbus_even_with_a_huge_folio_cached(machine):
     assert p.read(a + 3 * MiB + 4096, 1) == b"\x00"
     assert smaps_at(m, p, a)["ShmemPmdMapped"] == 2048
     m.check()
+
+
+def test_madv_cold_splits_a_partly_covered_pte_mapped_page_cache_folio_only(machine):
+    """madvise_cold_or_pageout_pte_range() on PTE-mapped large page-cache folios: one
+    the range does not map whole from its first page is split (its pages left cached
+    and unmapped, data intact); one it covers exactly stays whole and mapped; one
+    another mm maps is left alone. Measured: scenarios/file_madv_cold_large_folio.toml."""
+    from vmsim import MADV_COLD
+    m = machine
+    p = m.spawn()
+    m.write_file(T + "shmem_enabled", "within_size")
+    fd = p.memfd_create("l")                     # shm_mnt: huge=within_size
+    p.ftruncate(fd, 3 * MiB)
+    p.pwrite(fd, bytes(range(256)) * 4096, 2 * MiB)      # a 1 MiB folio at 2 MiB (within_size)
+    p.pwrite(fd, b"a" * (64 << 10), 0)
+    a = p.mmap(0, 3 * MiB, PROT_READ, MAP_SHARED, fd, 0)
+    p.touch(a + 2 * MiB, MiB)
+    assert smaps_at(m, p, a)["Rss"] == 1024
+    c = p.fork()
+    c.read(a + 2 * MiB, 1)
+    p.madvise(a + 2 * MiB + 4096, 4096, MADV_COLD)          # shared with the child: kept
+    assert smaps_at(m, p, a)["Rss"] == 1024
+    c.exit()
+    p.wait(c.pid)
+    p.madvise(a + 2 * MiB, MiB, MADV_COLD)                  # exactly the folio: kept
+    assert smaps_at(m, p, a)["Rss"] == 1024
+    p.madvise(a + 2 * MiB + 4096, 4096, MADV_COLD)          # part of it: split, unmapped
+    assert smaps_at(m, p, a)["Rss"] == 0
+    assert int(m.read_file(T + "hugepages-1024kB/stats/split")) == 1
+    assert p.read(a + 2 * MiB + 4096 + 7, 1) == b"\x07"
+    m.check()

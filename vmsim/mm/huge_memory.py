@@ -1251,11 +1251,35 @@ def madvise_cold_huge_pmd(tlb, vma, pmdp: int, addr: int, nxt: int, pageout: boo
     return True
 
 
+def _page_cache_folio_mapped_by_other_mm(k, folio: int, mm) -> bool:
+    """folio_maybe_mapped_shared() of a page-cache folio: does a VMA of another mm map
+    one of its pages (by a PTE or a PMD)?"""
+    from vmsim.mm.memory import _vma_interval_tree_foreach
+    from vmsim.mm.rmap import vma_address, page_vma_mapped_walk
+    mem = k.mem
+    mapping = k.objects[mem.mapping[folio]]
+    if mapping is None:
+        return False
+    idx = mem.index[folio]
+    nr = _folio_nr(k, folio)
+    for v in _vma_interval_tree_foreach(k, mapping, idx, idx + nr - 1):
+        if v.vm_mm is mm:
+            continue
+        for p in range(folio, folio + nr):
+            a = vma_address(v, idx + p - folio)
+            if a >= 0 and page_vma_mapped_walk(v, p, a, pmd=True) >= 0:
+                return True
+    return False
+
+
 def _split_large_folios_in(vma, pmdp: int, addr: int, end: int):
     """madvise_free_pte_range() / madvise_cold_or_pageout_pte_range(): a large folio
     met through PTEs is split (split_folio) before its pages are handled, unless other
-    mms map it (folio_maybe_mapped_shared: left alone). The kernel keeps a large
-    folio that the range covers completely; vmsim splits that one too."""
+    mms map it (folio_maybe_mapped_shared: left alone). A page-cache folio (COLD /
+    PAGEOUT of a file VMA) is split only when the range does not map it whole from
+    its first page (madvise_folio_pte_batch() < folio_nr_pages()): its pages are left
+    unmapped, as split_folio leaves them. The kernel keeps an anonymous large folio
+    that the range covers completely too; vmsim splits that one."""
     from vmsim.mm.memory import _folio_mapped_by_other_mm
     mm = vma.vm_mm
     k = mm.kernel
@@ -1277,7 +1301,20 @@ def _split_large_folios_in(vma, pmdp: int, addr: int, end: int):
         if head in seen:
             continue
         seen.add(head)
-        if mem.flags[head] & PG_anon and not _folio_mapped_by_other_mm(k, head, mm):
+        if mem.flags[head] & PG_anon:
+            if not _folio_mapped_by_other_mm(k, head, mm):
+                split_folio(k, head)
+            continue
+        if _page_cache_folio_mapped_by_other_mm(k, head, mm):
+            continue
+        nr = 1 << ((mem.flags[head] & PG_ORDER_MASK) >> PG_ORDER_SHIFT)
+        run = 0                                     # madvise_folio_pte_batch()
+        last = ((end - 1) >> 12) & 511
+        while i + run <= last and p + run < head + nr and \
+                (pool[base + i + run] & _PFN) >> 12 == p + run and \
+                pool[base + i + run] & (_P | _PROTNONE):
+            run += 1
+        if p != head or run < nr:
             split_folio(k, head)
 
 
