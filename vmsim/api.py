@@ -818,6 +818,37 @@ class Process:
         k = self._enter()
         self._done(do_unlinkat(k, path))
 
+    def mkdir(self, path, mode=0o777) -> None:
+        """mkdir(2) (the process's umask is 0)."""
+        from vmsim.fs.namei import do_mkdirat
+        if not isinstance(path, str):
+            raise TypeError("path must be a str")
+        mode = _cint("mode", mode)
+        k = self._enter()
+        self._done(do_mkdirat(k, path, mode))
+
+    def mount(self, source, target, fstype, flags=0, data=None) -> None:
+        """mount(2): a tmpfs on the directory ``target`` with the options in ``data``
+        ("huge=always,size=4m"), or MS_REMOUNT of a tmpfs mount (e.g. /dev/shm with
+        "huge=within_size"). Other filesystem types are not modelled."""
+        from vmsim.fs.namei import path_mount
+        if not isinstance(target, str):
+            raise TypeError("target must be a str")
+        if data is not None and not isinstance(data, str):
+            raise TypeError("data must be a str or None")
+        flags = _ulong("flags", flags)
+        k = self._enter()
+        self._done(path_mount(k, source, target, fstype, flags, data))
+
+    def umount(self, target, flags=0) -> None:
+        """umount2(2): EBUSY while a file of the mount is open or mapped."""
+        from vmsim.fs.namei import path_umount
+        if not isinstance(target, str):
+            raise TypeError("target must be a str")
+        flags = _cint("flags", flags)
+        k = self._enter()
+        self._done(path_umount(k, target, flags))
+
     def msync(self, addr, length, flags) -> None:
         """msync(2): MS_SYNC writes the range's dirty file folios back."""
         from vmsim.mm.msync import sys_msync

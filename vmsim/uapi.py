@@ -45,6 +45,11 @@ FALLOC_FL_PUNCH_HOLE = 2
 MS_ASYNC = 1
 MS_INVALIDATE = 2
 MS_SYNC = 4
+# include/uapi/linux/mount.h (mount(2) flags) and umount2(2) flags
+MS_RDONLY = 1
+MS_REMOUNT = 32
+MNT_FORCE = 1
+MNT_DETACH = 2
 # signals (include/uapi/asm-generic/signal.h, siginfo.h)
 SIGBUS = 7
 SIGKILL = 9

@@ -31,6 +31,7 @@ class super_block:
         self.io_pages = io_pages          # bdi->io_pages
         self.large_folios = large_folios
         self.s_op = None
+        self.huge = 0                     # shmem_sb_info->huge (tmpfs: SHMEM_HUGE_NEVER)
 
 
 class inode:

@@ -161,6 +161,9 @@ def vfs_fallocate(k, task, fd: int, mode: int, offset: int, length: int) -> int:
             from vmsim.mm.shmem import shmem_inode_unacct_blocks
             shmem_inode_unacct_blocks(k, ino, old_pages - ino.i_mapping.nrpages)
         return 0
+    if ino.i_sb.s_type == "tmpfs":
+        from vmsim.mm.shmem import shmem_fallocate
+        return shmem_fallocate(k, ino, mode, offset, length)
     if not mode & FALLOC_FL_KEEP_SIZE and offset + length > ino.i_size:
         ino.i_size = offset + length
     return 0
@@ -196,7 +199,7 @@ def vfs_read(k, f, count: int, pos: int):
         if folio < 0:
             out += bytes(n)
         else:
-            out += k.page_data.read(folio, off, n)
+            out += k.page_data.read(folio + (index - k.mem.index[folio]), off, n)
             folio_mark_accessed(k, folio)
             folio_put(k, folio)
         pos += n
@@ -238,7 +241,7 @@ def generic_perform_write(k, f, pos: int, data: bytes) -> int:
         index = pos >> 12
         if tmpfs:
             from vmsim.mm.shmem import shmem_get_folio, SGP_WRITE
-            folio = shmem_get_folio(k, ino, index, SGP_WRITE)
+            folio = shmem_get_folio(k, ino, index, SGP_WRITE, pos + nbytes)
             if folio < 0:
                 return written if written else folio
         else:
@@ -251,8 +254,9 @@ def generic_perform_write(k, f, pos: int, data: bytes) -> int:
         nbytes = min(nbytes, fpos + (fnr << 12) - pos)
         if not mem.flags[folio] & PG_uptodate:
             # ext4_block_write_begin(): blocks not wholly overwritten are read (holes
-            # and blocks past EOF are zeroed).
-            if pos > fpos or pos + nbytes < fpos + (fnr << 12):
+            # and blocks past EOF are zeroed). shmem_write_end() zeroes what the write
+            # leaves of a fallocated folio: its frames already read as zeros.
+            if not tmpfs and (pos > fpos or pos + nbytes < fpos + (fnr << 12)):
                 mapping.a_ops.read_folio(k, mapping, folio)
             mem.flags[folio] = mem.flags[folio] | PG_uptodate
         p = pos

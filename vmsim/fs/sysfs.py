@@ -116,11 +116,9 @@ def knob_write(k, path: str, data: str) -> int:
         return _thp_attr_store(k, path, attr, data)
     if path in _MODES:
         if path == THP_SHMEM_ENABLED:
-            # shmem_enabled_store(): exact match after dropping one trailing newline.
-            s = data[:-1] if data.endswith("\n") else data
-            ok = [m for m in _MODES[path] if m == s]
-        else:
-            ok = [m for m in _MODES[path] if sysfs_streq(data, m)]
+            from vmsim.mm.shmem import shmem_enabled_store
+            return shmem_enabled_store(k, data)
+        ok = [m for m in _MODES[path] if sysfs_streq(data, m)]
         if not ok:
             return -errno.EINVAL
         k.sysfs[path] = ok[0]
@@ -277,14 +275,11 @@ def _thp_attr_store(k, path: str, attr, data: str) -> int:
         return -errno.EACCES                            # 0444: kernfs refuses the open
     if kind == "size":
         order, name = attr[1], attr[2]
-        modes = ANON_MODES if name == "enabled" else SHMEM_SIZE_MODES
-        ok = [m for m in modes if sysfs_streq(data, m)]
+        if name == "shmem_enabled":
+            from vmsim.mm.shmem import thpsize_shmem_enabled_store
+            return thpsize_shmem_enabled_store(k, path, order, data)
+        ok = [m for m in ANON_MODES if sysfs_streq(data, m)]
         if not ok:
-            return -errno.EINVAL
-        # thpsize_shmem_enabled_store(): "Do not override huge allocation policy with
-        # non-PMD sized mTHP".
-        if name == "shmem_enabled" and ok[0] == "inherit" and order != PMD_ORDER and \
-                k.sysfs[THP_SHMEM_ENABLED] == "force":
             return -errno.EINVAL
         k.sysfs[path] = ok[0]
         if name == "enabled":

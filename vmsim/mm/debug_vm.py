@@ -974,6 +974,7 @@ def _check_all(k, st=None, full=True):
     aspaces = _address_spaces(k, [w for w in walks if id(w.mm) in live_ids])
     cache_p, cache_swapb = [], 0
     nr_cached = 0
+    huge_pages = {False: 0, True: 0}
     cache_ids = []
     for am in aspaces:
         if am.nrpages != len(am.i_pages):
@@ -1000,6 +1001,22 @@ def _check_all(k, st=None, full=True):
         nr_cached += n
         if am.swapbacked:
             cache_swapb += n
+        # Folios: naturally aligned in the file (xarray multi-index entries), shmem's
+        # swapbacked and no other's (split pieces included), at most PMD order.
+        fh = np.unique(pf)
+        hfl = mem.np_flags[fh]
+        hnr = np.where(hfl & PG_head, 1 << ((hfl & PG_ORDER_MASK) >> PG_ORDER_SHIFT), 1)
+        for i in np.flatnonzero((mem.np_index[fh] & (hnr - 1)) != 0)[:3].tolist():
+            rep(f"page cache: folio {int(fh[i]):#x} of {int(hnr[i])} pages at mapping {am.id} "
+                f"index {int(mem.np_index[fh[i]]):#x} is not aligned to its size")
+        for i in np.flatnonzero(((hfl & PG_swapbacked) != 0) != am.swapbacked)[:3].tolist():
+            rep(f"page cache: folio {int(fh[i]):#x} at mapping {am.id} has PG_swapbacked "
+                f"{bool(hfl[i] & PG_swapbacked)}, its mapping is "
+                f"{'shmem' if am.swapbacked else 'not shmem'}")
+        for i in np.flatnonzero(hnr > 512)[:3].tolist():
+            rep(f"page cache: folio {int(fh[i]):#x} at mapping {am.id} has {int(hnr[i])} pages "
+                f"(more than MAX_PAGECACHE_ORDER)")
+        huge_pages[am.swapbacked] += int(hnr[hnr == 512].sum())
     cache_p = np.concatenate(cache_p) if cache_p else np.zeros(0, np.int64)
     cache_u, cache_n = np.unique(cache_p, return_counts=True)
     cfl = mem.np_flags[cache_u]
@@ -1011,6 +1028,12 @@ def _check_all(k, st=None, full=True):
         rep(f"vmstat nr_file_pages = {k.vmstat[vmstat.NR_FILE_PAGES]}, page cache holds {nr_cached}")
     if k.vmstat[vmstat.NR_SHMEM] != cache_swapb:
         rep(f"vmstat nr_shmem = {k.vmstat[vmstat.NR_SHMEM]}, shmem page cache holds {cache_swapb}")
+    for item, nm, want in ((vmstat.NR_SHMEM_HUGEPAGES, "nr_shmem_hugepages", huge_pages[True]),
+                           (vmstat.NR_FILE_HUGEPAGES, "nr_file_hugepages", huge_pages[False])):
+        if k.vmstat[item] != want:
+            rep(f"vmstat {nm} = {k.vmstat[item]} pages, the page cache holds {want} pages of "
+                f"PMD-sized folios")
+    _check_shmem_huge(k, rep)
     br = batch_refs(k)
     gr = gather_refs(k)
     # References: one per PTE on the page's folio, one per huge PMD on the folio,
@@ -1174,6 +1197,28 @@ def _check_all(k, st=None, full=True):
     rep.raise_if_any()
     if st is not None:
         st.save(k, owners, walks, touched)
+
+
+def _check_shmem_huge(k, rep):
+    """Huge shmem state: the huge_shmem_orders_* bitmaps as the per-size
+    shmem_enabled files say (one bitmap per order), shm_mnt's huge= a mount value."""
+    from vmsim.mm.huge_memory import _thp
+    from vmsim.mm import shmem
+    st = _thp(k)
+    masks = st.huge_shmem_orders
+    if masks is not None:
+        st.huge_shmem_orders = None
+        want = {m: shmem._huge_shmem_orders(k, m) for m in ("always", "inherit", "within_size",
+                                                            "advise", "never")}
+        st.huge_shmem_orders = masks
+        for m, v in want.items():
+            if masks.get(m, 0) != v:
+                rep(f"huge_shmem_orders_{m} = {masks.get(m, 0):#x}, the hugepages-*/shmem_enabled "
+                    f"files say {v:#x}")
+    sb = k.__dict__.get("shm_mnt")
+    if sb is not None and sb.huge not in (shmem.SHMEM_HUGE_NEVER, shmem.SHMEM_HUGE_ALWAYS,
+                                          shmem.SHMEM_HUGE_WITHIN_SIZE, shmem.SHMEM_HUGE_ADVISE):
+        rep(f"shm_mnt huge = {sb.huge}: deny and force are never a mount's value")
 
 
 def _check_large_folios(k, rep, cand, map_u, map_c, pmd_heads):

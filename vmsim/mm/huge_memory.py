@@ -46,6 +46,8 @@ HPAGE_PMD_SIZE = 1 << 21
 HPAGE_PMD_MASK = ~(HPAGE_PMD_SIZE - 1)
 # THP_ORDERS_ALL_ANON: orders 2..PMD_ORDER (include/linux/huge_mm.h)
 THP_ORDERS_ALL_ANON = ((1 << (PMD_ORDER + 1)) - 1) & ~0b11
+# THP_ORDERS_ALL_FILE_DEFAULT: orders 1..PMD_ORDER
+THP_ORDERS_ALL_FILE_DEFAULT = ((1 << (PMD_ORDER + 1)) - 1) & ~0b1
 MMF_HUGE_ZERO_FOLIO = 18
 MMF_DISABLE_THP_EXCEPT_ADVISED = 23
 MMF_DISABLE_THP_COMPLETELY = 24
@@ -82,6 +84,9 @@ class _thp_state:
         # and updates them in thpsize_enabled_store(); vmsim derives them from the
         # hugepages-<size>kB/enabled knobs on first use after each store.
         self.huge_anon_orders = None
+        # huge_shmem_orders_*: likewise, from hugepages-<size>kB/shmem_enabled
+        # (mm/shmem.c; reset in thpsize_shmem_enabled_store).
+        self.huge_shmem_orders = None
 
 
 def _thp(k) -> _thp_state:
@@ -173,21 +178,24 @@ def thp_vma_suitable_order(vma, addr: int, order: int) -> bool:
 
 
 def __thp_vma_allowable_orders(vma, vm_flags: int, tva_type: int, orders: int) -> int:
-    """__thp_vma_allowable_orders(): anonymous VMAs only (shmem_enabled is "never" in
-    this profile and CONFIG_READ_ONLY_THP_FOR_FS is off, so file VMAs get none)."""
+    """__thp_vma_allowable_orders(): anonymous VMAs by the sysfs masks (already applied
+    by thp_vma_allowable_orders); shmem VMAs, outside the page fault, by
+    shmem_allowable_huge_orders() (the mount's huge=, shmem_enabled and the per-size
+    shmem_enabled); other file VMAs get none (no ->huge_fault without DAX, and
+    CONFIG_READ_ONLY_THP_FOR_FS is off). A shmem fault allocates its large folio in
+    shmem_fault, never through create_huge_pmd."""
     smaps = tva_type == TVA_SMAPS
     in_pf = tva_type == TVA_PAGEFAULT
     forced = tva_type == TVA_FORCED_COLLAPSE
-    if not vma_is_anonymous(vma):
-        return 0
-    orders &= THP_ORDERS_ALL_ANON
+    anon = vma_is_anonymous(vma)
+    orders &= THP_ORDERS_ALL_ANON if anon else THP_ORDERS_ALL_FILE_DEFAULT
     if not orders or vma.vm_mm is None:
         return 0
     if vma_thp_disabled(vma, vm_flags, forced):
         return 0
     if not in_pf and not smaps and vm_flags & VM_HUGETLB:      # VM_NO_KHUGEPAGED
         return 0
-    if vm_flags & VM_HUGETLB:
+    if anon and vm_flags & VM_HUGETLB:
         return 0
     if not in_pf:
         order = orders.bit_length() - 1
@@ -198,6 +206,13 @@ def __thp_vma_allowable_orders(vma, vm_flags: int, tva_type: int, orders: int) -
             order = orders.bit_length() - 1
         if not orders:
             return 0
+    if not anon:
+        from vmsim.mm.shmem import shmem_file, shmem_allowable_huge_orders
+        if not in_pf and shmem_file(vma.vm_file):
+            k = vma.vm_mm.kernel
+            return orders & shmem_allowable_huge_orders(k, vma.vm_file.f_inode, vma,
+                                                        vma.vm_pgoff, 0, forced)
+        return 0
     if vma.anon_vma is None:
         return orders if (smaps or in_pf) else 0
     return orders
@@ -301,11 +316,12 @@ def _gfp():
 GFP_TRANSHUGE_LIGHT, GFP_TRANSHUGE = _gfp()
 
 
-def vma_thp_gfp_mask(vma) -> int:
-    """vma_thp_gfp_mask(): the defrag mode decides whether the fault may stall."""
+def vma_thp_gfp_mask(vma, k=None) -> int:
+    """vma_thp_gfp_mask(): the defrag mode decides whether the fault may stall (shmem
+    asks with no VMA for write(2): ``k`` then names the machine)."""
     from vmsim.mm.page_alloc import __GFP_NORETRY, __GFP_KSWAPD_RECLAIM, __GFP_DIRECT_RECLAIM
     madvised = vma is not None and bool(vma.vm_flags & VM_HUGEPAGE)
-    defrag = vma.vm_mm.kernel.sysfs[THP + "defrag"]
+    defrag = (vma.vm_mm.kernel if vma is not None else k).sysfs[THP + "defrag"]
     if defrag == "always":
         return GFP_TRANSHUGE | (0 if madvised else __GFP_NORETRY)
     if defrag == "defer":
@@ -615,8 +631,10 @@ def split_folio(k, folio: int) -> int:
     from vmsim.mm.mmu_gather import gather_refs
     mem = k.mem
     f = mem.flags[folio]
-    if not f & PG_head or not f & PG_anon:
+    if not f & PG_head:
         return -16
+    if not f & PG_anon:
+        return _split_page_cache_folio(k, folio)
     order = (f & PG_ORDER_MASK) >> PG_ORDER_SHIFT
     nr = 1 << order
     # can_split_folio(): only the mappings' references (+ our caller's, none here).
@@ -664,6 +682,45 @@ def split_folio(k, folio: int) -> int:
     # free_folio_and_swap_cache() of every new folio: unmapped pages are freed.
     for i in range(nr):
         folio_put(k, folio + i)
+    return 0
+
+
+def _split_page_cache_folio(k, folio: int) -> int:
+    """split_folio() of a page-cache folio (__folio_split to order 0): unmap_folio()
+    first (try_to_unmap from every mm; a PMD mapping is zapped), then the split,
+    refused with -EAGAIN while references other than the cache's remain
+    (can_split_folio; THP_SPLIT_PAGE_FAILED); pages past i_size leave the cache (shmem
+    uncharges them); the pages are not mapped again (remap_page() skips file folios).
+    Counts THP_SPLIT_PAGE and the per-size split stat."""
+    from vmsim.mm.swap import batch_refs
+    from vmsim.mm.mmu_gather import gather_refs
+    from vmsim.mm.truncate import truncate_cleanup_folio, _split_to
+    from vmsim.mm.filemap import filemap_remove_folio
+    mem = k.mem
+    mapping = k.objects[mem.mapping[folio]]
+    if mapping is None:
+        return -16                                  # truncated meanwhile: -EBUSY
+    order = (mem.flags[folio] & PG_ORDER_MASK) >> PG_ORDER_SHIFT
+    nr = 1 << order
+    truncate_cleanup_folio(k, mapping, folio)       # unmap_folio()
+    if mem.refcount[folio] != nr or folio in batch_refs(k) or folio in gather_refs(k):
+        if order == PMD_ORDER:
+            k.vmstat[vmstat.THP_SPLIT_PAGE_FAILED] += 1
+        count_mthp_stat(k, order, "split_failed")
+        return -11
+    index = mem.index[folio]
+    _split_to(k, mapping, folio, [(i, 0) for i in range(nr)])
+    end = (mapping.host.i_size + 4095) >> 12
+    dropped = 0
+    for i in range(max(index, end), index + nr):
+        filemap_remove_folio(k, mapping, i)
+        dropped += 1
+    if dropped and mapping.swapbacked:
+        from vmsim.mm.shmem import shmem_inode_unacct_blocks
+        shmem_inode_unacct_blocks(k, mapping.host, dropped)   # shmem_uncharge()
+    if order == PMD_ORDER:
+        k.vmstat[vmstat.THP_SPLIT_PAGE] += 1
+    count_mthp_stat(k, order, "split")
     return 0
 
 
@@ -1138,8 +1195,9 @@ def madvise_free_huge_pmd(tlb, vma, pmdp: int, addr: int, nxt: int) -> bool:
 
 def madvise_cold_huge_pmd(tlb, vma, pmdp: int, addr: int, nxt: int, pageout: bool) -> bool:
     """madvise_cold_or_pageout_pte_range() on a huge PMD: a whole PMD is aged (young
-    cleared, folio deactivated); a partial one splits the folio (PMD and folio) and
-    returns False so the PTEs are handled."""
+    cleared, folio deactivated); a partial one splits the folio (PMD and folio; a
+    page-cache folio into order-0 pages left unmapped) and returns False so the PTEs
+    are handled."""
     from vmsim.mm.swap import lruvec_del_folio, lruvec_add_folio
     from vmsim.mm.page_flags import PG_active, PG_workingset, PG_unevictable
     mm = tlb.mm
@@ -1153,8 +1211,8 @@ def madvise_cold_huge_pmd(tlb, vma, pmdp: int, addr: int, nxt: int, pageout: boo
     if mem.lru_prev[folio + 1] + mem.index[folio + 1] != 1:       # folio_maybe_mapped_shared
         return True
     if nxt - addr != HPAGE_PMD_SIZE:
-        # split_folio() unmaps the folio first (a file PMD is zapped by that); vmsim
-        # splits only anon folios here: a page-cache folio stays large, unmapped.
+        # split_folio() (a page-cache folio is unmapped from every mm by it and its
+        # pages are left unmapped; the PTE walk then finds no table and does nothing).
         __split_huge_pmd(vma, pmdp, addr, False)
         split_folio(k, folio)
         return False
@@ -1174,11 +1232,35 @@ def madvise_cold_huge_pmd(tlb, vma, pmdp: int, addr: int, nxt: int, pageout: boo
     return True
 
 
+def _page_cache_folio_mapped_by_other_mm(k, folio: int, mm) -> bool:
+    """folio_maybe_mapped_shared() of a page-cache folio: does a VMA of another mm map
+    one of its pages (by a PTE or a PMD)?"""
+    from vmsim.mm.memory import _vma_interval_tree_foreach
+    from vmsim.mm.rmap import vma_address, page_vma_mapped_walk
+    mem = k.mem
+    mapping = k.objects[mem.mapping[folio]]
+    if mapping is None:
+        return False
+    idx = mem.index[folio]
+    nr = _folio_nr(k, folio)
+    for v in _vma_interval_tree_foreach(k, mapping, idx, idx + nr - 1):
+        if v.vm_mm is mm:
+            continue
+        for p in range(folio, folio + nr):
+            a = vma_address(v, idx + p - folio)
+            if a >= 0 and page_vma_mapped_walk(v, p, a, pmd=True) >= 0:
+                return True
+    return False
+
+
 def _split_large_folios_in(vma, pmdp: int, addr: int, end: int):
     """madvise_free_pte_range() / madvise_cold_or_pageout_pte_range(): a large folio
     met through PTEs is split (split_folio) before its pages are handled, unless other
-    mms map it (folio_maybe_mapped_shared: left alone). The kernel keeps a large
-    folio that the range covers completely; vmsim splits that one too."""
+    mms map it (folio_maybe_mapped_shared: left alone). A page-cache folio (COLD /
+    PAGEOUT of a file VMA) is split only when the range does not map it whole from
+    its first page (madvise_folio_pte_batch() < folio_nr_pages()): its pages are left
+    unmapped, as split_folio leaves them. The kernel keeps an anonymous large folio
+    that the range covers completely too; vmsim splits that one."""
     from vmsim.mm.memory import _folio_mapped_by_other_mm
     mm = vma.vm_mm
     k = mm.kernel
@@ -1200,7 +1282,20 @@ def _split_large_folios_in(vma, pmdp: int, addr: int, end: int):
         if head in seen:
             continue
         seen.add(head)
-        if mem.flags[head] & PG_anon and not _folio_mapped_by_other_mm(k, head, mm):
+        if mem.flags[head] & PG_anon:
+            if not _folio_mapped_by_other_mm(k, head, mm):
+                split_folio(k, head)
+            continue
+        if _page_cache_folio_mapped_by_other_mm(k, head, mm):
+            continue
+        nr = 1 << ((mem.flags[head] & PG_ORDER_MASK) >> PG_ORDER_SHIFT)
+        run = 0                                     # madvise_folio_pte_batch()
+        last = ((end - 1) >> 12) & 511
+        while i + run <= last and p + run < head + nr and \
+                (pool[base + i + run] & _PFN) >> 12 == p + run and \
+                pool[base + i + run] & (_P | _PROTNONE):
+            run += 1
+        if p != head or run < nr:
             split_folio(k, head)
 
 

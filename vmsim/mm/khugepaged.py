@@ -24,10 +24,14 @@ def _st(k):
 
 def hugepage_pmd_enabled(k) -> bool:
     """hugepage_pmd_enabled(): the PMD size is on (always / madvise, or inherit with a
-    global mode other than never)."""
+    global mode other than never), or anonymous shmem may get PMD folios
+    (shmem_hpage_pmd_enabled; CONFIG_READ_ONLY_THP_FOR_FS is off)."""
     from vmsim.mm.huge_memory import _size_mode, hugepage_global_enabled, PMD_ORDER
     m = _size_mode(k, PMD_ORDER)
-    return m in ("always", "madvise") or (m == "inherit" and hugepage_global_enabled(k))
+    if m in ("always", "madvise") or (m == "inherit" and hugepage_global_enabled(k)):
+        return True
+    from vmsim.mm.shmem import shmem_hpage_pmd_enabled
+    return shmem_hpage_pmd_enabled(k)
 
 
 def start_stop_khugepaged(k):
@@ -261,6 +265,9 @@ def madvise_collapse(vma, start: int, end: int) -> int:
     mm = vma.vm_mm
     if not thp_vma_allowable_order(vma, vma.vm_flags, TVA_FORCED_COLLAPSE, PMD_ORDER):
         return -errno.EINVAL
+    if vma.vm_ops is not None:
+        # A shmem VMA would go to collapse_file(), which vmsim does not model.
+        return -errno.EINVAL
     cc = collapse_control(False)
     lru_add_drain_all(mm.kernel)
     hstart = (start + HPAGE_PMD_SIZE - 1) & ~(HPAGE_PMD_SIZE - 1)
@@ -326,7 +333,10 @@ def khugepaged_scan_mm_slot(k, pages: int, cc) -> int:
             if progress >= pages:
                 done_all = False
                 break
-            if hpage_collapse_scan_pmd(mm, vma, st.scan_address, cc) == SCAN_SUCCEED:
+            # A shmem VMA goes to hpage_collapse_scan_file(), not modelled: the range
+            # is passed over as scanned.
+            if vma.vm_ops is None and \
+                    hpage_collapse_scan_pmd(mm, vma, st.scan_address, cc) == SCAN_SUCCEED:
                 st.khugepaged_pages_collapsed += 1
             st.scan_address += HPAGE_PMD_SIZE
             progress += HPAGE_PMD_NR

@@ -64,13 +64,9 @@ def shmem_file_setup(k, name: str, size: int, flags: int):
     from vmsim.fs.file import file
     from vmsim.fs.inode import S_IFREG
     from vmsim.fs.namei import _get_vfs
+    from vmsim.mm.shmem import _shm_mnt
     v = _get_vfs(k)
-    sb = getattr(v, "shm_mnt", None)
-    if sb is None:
-        from vmsim.fs.inode import super_block
-        from vmsim.mm.shmem import shmem_sops
-        sb = v.shm_mnt = super_block(k, "tmpfs", SHM_DEV, None, 0, 0, False)
-        sb.s_op = shmem_sops
+    sb = _shm_mnt(k)
     inode = v.new_inode(sb, S_IFREG | 0o777)
     inode.i_ino = k.next_ino()                    # get_next_ino(), as the pseudo files
     inode.i_count -= 1                            # no dentry holds it

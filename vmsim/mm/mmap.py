@@ -300,7 +300,8 @@ def __get_unmapped_area(mm, file, addr: int, length: int, pgoff: int, flags: int
     if ops_get is not None:
         addr = ops_get(mm, addr, length, pgoff, flags)
     elif flags & MAP_SHARED:
-        # shmem_get_unmapped_area(): with shmem_enabled=never no huge alignment.
+        # shmem_get_unmapped_area(): huge alignment when anonymous shmem may get
+        # large folios.
         from vmsim.mm.shmem import shmem_get_unmapped_area
         addr = shmem_get_unmapped_area(mm, None, addr, length, pgoff, flags)
     elif file is None and not addr and length % (1 << 21) == 0:

@@ -114,8 +114,13 @@ def folio_split(k, mapping, folio: int, split_at: int):
     """folio_split() (mm/huge_memory.c, the non-uniform split 6.18 uses for page-cache
     folios) of an unmapped folio: page ``split_at`` (an offset in the folio) becomes
     an order-0 folio and the rest buddy-sized folios (halving towards it), each
-    keeping the head's state and one cache reference per page."""
+    keeping the head's state and one cache reference per page; counts
+    thp_split_page (PMD size) and the size's "split" mTHP stat (__folio_split)."""
+    from vmsim.mm.huge_memory import count_mthp_stat
     order = (k.mem.flags[folio] & PG_ORDER_MASK) >> PG_ORDER_SHIFT
+    if order == 9:
+        k.vmstat[vmstat.THP_SPLIT_PAGE] += 1
+    count_mthp_stat(k, order, "split")
     pieces = []
     base = 0
     while order:
@@ -136,7 +141,7 @@ def _split_to(k, mapping, folio: int, pieces):
     compound and large_rmappable again."""
     from vmsim.mm.page_flags import (PG_head, PG_tail, PG_uptodate, PG_lru, PG_active,
                                      PG_referenced, PG_workingset, PG_unevictable, PG_dirty,
-                                     PG_large_rmappable)
+                                     PG_large_rmappable, PG_swapbacked)
     from vmsim.mm.folio import prep_compound_page
     from vmsim.mm.swap import lruvec_del_folio, lruvec_add_folio, lru_add_drain_all
     mem = k.mem
@@ -148,8 +153,9 @@ def _split_to(k, mapping, folio: int, pieces):
     on_lru = f & PG_lru
     if on_lru:
         lruvec_del_folio(k, folio)
+    # __split_folio_to_order(): shmem pieces stay swapbacked.
     keep = f & (PG_uptodate | PG_lru | PG_active | PG_referenced | PG_workingset |
-                PG_unevictable | PG_dirty)
+                PG_unevictable | PG_dirty | PG_swapbacked)
     index = mem.index[folio]
     extra = mem.refcount[folio] - nr          # references beyond the cache's
     if nr >= 512:
