@@ -215,6 +215,32 @@ def test_freeing_drains_the_pcp_lists_as_the_python_path():
     assert calls["commit"] > 0 and calls["drain"] > 0
 
 
+def test_gather_array_keeps_the_order_of_the_python_entries(monkeypatch):
+    """The zap runs gather into the mmu_gather's array and the Python per-PTE code onto
+    its list, which first takes the array's entries: MADV_DONTNEED and munmap across
+    private anon, shared (shmem) and mlocked pages mix both in one gather, a munmap of
+    private pages only hands folios_put the array; the state is the Python path's."""
+    from vmsim.mm import mmu_gather, swap
+    moved, arrays = [0], [0]
+    pages = mmu_gather.mmu_gather.pages
+
+    def moving(tlb):
+        moved[0] += tlb._nbuf > 0
+        return pages.fget(tlb)
+    put = swap.folios_put
+
+    def putting(k, pfns):
+        arrays[0] += isinstance(pfns, np.ndarray)
+        return put(k, pfns)
+    monkeypatch.setattr(mmu_gather.mmu_gather, "pages", property(moving))
+    monkeypatch.setattr(swap, "folios_put", putting)
+    program = [("write", 0, 400), ("shared", 150, 8), ("mlock", 100, 4), ("mlock", 300, 4),
+               ("dontneed", 104, 146),
+               ("write", 0, 250), ("munmap", 320, 80), ("munmap", 0, 400)]
+    calls = _compare(program, pages=400)
+    assert calls["zap"] > 0 and moved[0] >= 2 and arrays[0] >= 1
+
+
 def test_reused_data_rows_read_as_zeros():
     """Freed frames drop their data; a data row freed with them is zeroed when it is
     reused (PageData._alloc_row), so a new page written in part reads zeros elsewhere,
