@@ -51,6 +51,8 @@ def _run(program, enabled, pages=PAGES, runs=(_pte_batch,), memory="64M"):
                               value=n % 3)
                 elif op == "fill":                       # data rows in every page
                     who.write(a, bytes([page % 251 + 1]) * length)
+                elif op == "fill_mid":                   # from mid-page, maybe past the end
+                    who.write(a + 2048, bytes([n % 251 + 1]) * length)
                 elif op == "cpu":
                     m.schedule(who, n % 2)               # the other CPU's lists and batch
                 elif op == "read":
@@ -332,6 +334,20 @@ def test_fault_runs_are_taken_and_stop_where_the_python_path_must_run():
                ("write", 0, 1500), ("read", 2000, 900), ("write", 1990, 1000)]
     calls, faults, copies, reuses = _compare_faults(program, pages=3000, memory="1G")
     assert calls > 0 and faults > 5000 and copies > 1000 and reuses > 1000
+
+
+def test_process_write_takes_the_fault_runs():
+    """Process.write over many pages: the runs take its write faults, storing nothing
+    (the bytes are stored page by page after): first touches, COW copies of pages
+    whose bytes are inline and of the zero page, reuse after the other mapper exited,
+    not a copy of a page with a data row (handed back); a write from mid-page past the
+    region's end stores the pages before the SIGSEGV. The state is the Python path's."""
+    program = [("write", 0, 100), ("fill", 50, 50), ("fork", 0, 1), ("fill_mid", 0, 100),
+               ("exit", 0, 0), ("read", 100, 40), ("write", 140, 60), ("fill", 200, 50),
+               ("write", 250, 30), ("fork", 100, 1), ("fill_mid", 100, 200), ("exit", 0, 0),
+               ("fill", 0, 200), ("fill_mid", 200, 100)]
+    calls, faults, copies, reuses = _compare_faults(program, pages=300)
+    assert calls > 0 and faults > 300 and copies > 50 and reuses > 50
 
 
 def test_traced_faults_run_the_python_path():

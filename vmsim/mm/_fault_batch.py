@@ -75,13 +75,15 @@ def _pte_ptr(pt, rows, cr3_pfn, la57, addr):
     return row * 512 + ((addr >> 12) & 511)
 
 
-def _write_fault_run(pt, rows, cr3_pfn, la57, base, stride, count, i, access, value, pkru,
+def _write_fault_run(pt, rows, cr3_pfn, la57, base, stride, count, i, access, value, store,
+                     pkru,
                      vm_start, vm_end, pgoff, prot, anon_flags, av_id, cand, ncand,
                      mflags, refcount, mapcount, mapping, index, lru_next, lru_prev,
                      fb, nb, head, tail, nr, lru_delta, data, drows, ndrows, zero_pfn,
                      can_copy, flushed, out):
     """Run accesses base + k*stride from k = i as touch_batch does (a store into a
-    frame with a data row included), taking the write faults of [vm_start, vm_end):
+    frame with a data row included; none unless ``store``: Process.write stores its
+    bytes after), taking the write faults of [vm_start, vm_end):
     a none PTE as do_anonymous_page, a read-only PTE as do_wp_page (reuse, or
     wp_page_copy from an order-0 anon folio or the zero page) would. New folios are
     cand[0..], data rows for copies drows[0..]; the addresses whose PTE
@@ -100,7 +102,7 @@ def _write_fault_run(pt, rows, cr3_pfn, la57, base, stride, count, i, access, va
         addr = base + i * stride
         r = translate(pt, rows, cr3_pfn, la57, addr, access, pkru)
         if r >= 0:
-            if access & _ERR_WRITE:            # touch_batch's store of ``value``
+            if store:                          # touch_batch's store of ``value``
                 pfn = r >> 12
                 off = r & 0xFFF
                 h = rows[pfn]
@@ -275,11 +277,16 @@ def _get(compiled: bool):
     return fn
 
 
-def _run(k, task, addr, err, base, stride, count, i, value, compiled, pt, rows):
+def _run(k, task, addr, err, base, stride, count, i, value, compiled, pt, rows, store=True):
     """Take the run of write faults starting with the fault (error code ``err``) of
     access i at addr, if the Python path's once-per-run conditions hold; return the
     access index reached (the access there is still to do, its fault taken or not),
-    or -1 when the run did nothing."""
+    or -1 when the run did nothing.
+
+    Without ``store`` (Process.write: one access per page, its bytes stored after the
+    run) the run stores nothing and copies no data row (a COW copy of a page with one
+    ends it): the stores then take the data rows they would have taken between the
+    faults."""
     if count - i < _MIN_RUN or not _state["enabled"] or task is not k.current or \
             task.signals or _tracing():
         return -1
@@ -305,7 +312,7 @@ def _run(k, task, addr, err, base, stride, count, i, value, compiled, pt, rows):
     ac = pa._gfp_ac
     can_copy = ac.get(_GFP_ANON_COPY, (None,))[:2] == ac[_GFP_ANON_ZEROED][:2]
     pd = k.page_data
-    drows = pd._rows_peek(n) if err & X86_PF_PROT and can_copy else []
+    drows = pd._rows_peek(n) if err & X86_PF_PROT and can_copy and store else []
     lru_add = k.cpu_fbatches[cpu].lru_add
     lv = k.lruvec
     mem = k.mem
@@ -334,7 +341,7 @@ def _run(k, task, addr, err, base, stride, count, i, value, compiled, pt, rows):
     anon_flags = PG_anon | PG_anon_exclusive | (0 if vf & VM_DROPPABLE else PG_swapbacked)
     j = _get(compiled)(
         pt, rows, k.cpus[cpu].cr3, k.la57, base, stride, count, i,
-        access, value, task.pkru, vma.vm_start, vma.vm_end, vma.vm_pgoff, prot, anon_flags,
+        access, value, store, task.pkru, vma.vm_start, vma.vm_end, vma.vm_pgoff, prot, anon_flags,
         vma.anon_vma.id, cand_a, len(cand), *arrays, fb, len(lru_add), *lists, delta,
         data, drows_a, len(drows), k.zero_pfn, can_copy, flushed, out)
     used, rows_used, faults, nb, nflush, rss, nr_anon, reuse = \

@@ -107,10 +107,16 @@ def _data_pool(k, compiled: bool):
 EMULATED = -2
 
 
-def translate(k, task, addr: int, access: int, regs=None):
+def translate(k, task, addr: int, access: int, regs=None, pages: int = 0, tried=None):
     """Return the physical address for one access, taking faults; None if a signal
     was queued (the task's signals say which); EMULATED when the kernel emulated the
-    access instead (a vsyscall fetch)."""
+    access instead (a vsyscall fetch).
+
+    ``pages``: a store is the first of one per page over that many pages
+    (Process.write): its write fault may start vmsim's run of the faults of the pages
+    after it too (mm/_fault_batch.py, storing nothing: the caller stores each page's
+    bytes once it is translated); ``tried[0]`` is set False when a run took nothing
+    (the caller's next pages need not try again)."""
     if not _is_canonical(k, addr):
         exc_general_protection(k, regs or pt_regs(0), 0)
         return None
@@ -126,6 +132,19 @@ def translate(k, task, addr: int, access: int, regs=None):
         r = _impl["translate"](pt, rows, cr3, k.la57, s64(addr), access, task.pkru)
         if r >= 0:
             return r
+        if pages and (~r == ACCESS_WRITE or ~r == ACCESS_WRITE | X86_PF_PROT):
+            last_addr = addr + (pages - 1) * 4096
+            if last_addr >> 63 == addr >> 63 and _is_canonical(k, last_addr):
+                if _lazy[0]:
+                    _jit_for(k, pages)       # the run walks up to ``pages`` accesses
+                    pt, rows = _arrays(k, _impl["compiled"])
+                if _fault_batch._run(k, task, addr, ~r, s64(addr), 4096, pages, 0, 0,
+                                     _impl["compiled"], pt, rows, False) >= 0:
+                    pages = 0        # the access's own fault was taken: translate again
+                    continue
+            pages = 0
+            if tried is not None:
+                tried[0] = False
         exc_page_fault(k, regs, ~r, addr)
         if task.signals:
             return None
