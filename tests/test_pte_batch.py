@@ -53,6 +53,10 @@ def _run(program, enabled, pages=PAGES, runs=(_pte_batch,), memory="64M"):
                     who.write(a, bytes([page % 251 + 1]) * length)
                 elif op == "fill_mid":                   # from mid-page, maybe past the end
                     who.write(a + 2048, bytes([n % 251 + 1]) * length)
+                elif op == "access":                     # 8 stores a page, every 40th a load
+                    addrs = a + 100 + np.arange(8 * n, dtype=np.int64) * 512
+                    kinds = (np.arange(8 * n) % 40 != 39).astype(np.uint8)
+                    who.access(addrs, kinds, value=n % 5)
                 elif op == "cpu":
                     m.schedule(who, n % 2)               # the other CPU's lists and batch
                 elif op == "read":
@@ -110,8 +114,9 @@ def _state(m, procs):
                     for z in pa.zones]
     out["pgfree"] = (pa.pgfree, list(pa.pgalloc))
     out["stale_rows"] = list(k.page_data._stale_rows)
+    out["data"] = k.page_data.pool[:k.page_data.rows_used].copy()     # the pages' bytes
     out["mms"] = [(p.pid, list(p.mm.rss_stat), p.mm.hiwater_rss, p.mm.pgtables_bytes,
-                   p.getrusage().ru_minflt) for p in procs]
+                   p.getrusage().ru_minflt, getattr(p, "_translations", 0)) for p in procs]
     ids = {id(p.mm): p.pid for p in procs}
     out["tlb"] = ([(ids.get(id(e[0])), *e[1:]) for e in k.tlb_flushes],
                   [(ids.get(id(e[0])), *e[1:]) for e in k.tlb_pending],
@@ -336,6 +341,17 @@ def test_fault_runs_are_taken_and_stop_where_the_python_path_must_run():
     assert calls > 0 and faults > 5000 and copies > 1000 and reuses > 1000
 
 
+def test_strided_stores_take_their_data_rows_in_the_run():
+    """Several stores a page (Process.touch with a stride under a page): the second
+    store into a page needs a data row (PageData.write's _alloc_row, a reused row
+    zeroed); the run takes it and goes on, on fresh pages and on COW copies, and the
+    state is the Python path's."""
+    program = [("fill", 60, 30), ("dontneed", 60, 30), ("stride", 0, 37), ("fork", 0, 1),
+               ("stride", 0, 37), ("exit", 0, 0), ("stride", 40, 49)]
+    calls, faults, copies, reuses = _compare_faults(program, pages=100)
+    assert calls > 0 and faults > 80 and faults >= 5 * calls
+
+
 def test_process_write_takes_the_fault_runs():
     """Process.write over many pages: the runs take its write faults, storing nothing
     (the bytes are stored page by page after): first touches, COW copies of pages
@@ -348,6 +364,17 @@ def test_process_write_takes_the_fault_runs():
                ("fill", 0, 200), ("fill_mid", 200, 100)]
     calls, faults, copies, reuses = _compare_faults(program, pages=300)
     assert calls > 0 and faults > 300 and copies > 50 and reuses > 50
+
+
+def test_process_access_takes_the_fault_runs():
+    """Process.access: a stretch of one-byte stores at a constant stride goes through the
+    runs (stores included, as Process.touch), up to a load or the end of the stretch;
+    first touches, COW copies and reuse, a stretch past the region's end (SIGSEGV):
+    the state and the translations counted are the Python path's."""
+    program = [("access", 0, 60), ("fill", 60, 20), ("fork", 0, 1), ("access", 0, 120),
+               ("exit", 0, 0), ("access", 0, 200), ("read", 200, 30), ("access", 190, 200)]
+    calls, faults, copies, reuses = _compare_faults(program, pages=300)
+    assert calls > 0 and faults > 200 and copies > 50 and reuses > 50
 
 
 def test_traced_faults_run_the_python_path():

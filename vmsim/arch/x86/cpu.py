@@ -226,6 +226,45 @@ def touch(k, task, base: int, stride: int, count: int, write: bool, value: int) 
     return count
 
 
+def _access_fault_run(k, task, addrs, kinds, sizes, i, err, value, compiled, counter):
+    """vmsim: Process.access met the write fault ``err`` at access i. When the accesses
+    from i on are one-byte stores at a constant stride (at least _fault_batch._MIN_RUN
+    of them, without a TLB model), run them as Process.touch does: vmsim's run of their
+    write faults and stores (mm/_fault_batch.py). Returns the index of the access still
+    to do after the run, or -1 when it did nothing. ``counter[0]`` gets the
+    translations the chunk loop would have made (one per access, one more per fault,
+    the trapped access's first one already counted)."""
+    n = len(addrs)
+    m = _fault_batch._MIN_RUN
+    if k.tlb is not None or n - i < m or \
+            (err != ACCESS_WRITE and err != ACCESS_WRITE | X86_PF_PROT):
+        return -1
+    base = int(addrs[i])
+    stride = int(addrs[i + 1]) - base
+    if stride <= 0 or int(addrs[i + 2]) - int(addrs[i + 1]) != stride or kinds[i + 1] != 1:
+        return -1                      # the cheap test before the arrays'
+    end = min(n, i + 32768)
+    a = np.asarray(addrs[i:end], dtype=np.int64)
+    same = (np.diff(a) == stride) & (np.asarray(kinds[i + 1:end]) == 1)
+    if len(sizes):
+        same &= np.asarray(sizes[i + 1:end]) == 1
+    count = 1 + (len(same) if same.all() else int(np.argmin(same)))
+    last = base + (count - 1) * stride
+    if count < m or (len(sizes) and sizes[i] != 1) or base >> 63 != last >> 63 or \
+            not _is_canonical(k, base & 0xFFFFFFFFFFFFFFFF) or \
+            not _is_canonical(k, last & 0xFFFFFFFFFFFFFFFF):
+        return -1
+    pt, rows = _arrays(k, compiled)
+    flt = task.min_flt
+    j = _fault_batch._run(k, task, base & 0xFFFFFFFFFFFFFFFF, err, base, stride, count, 0,
+                          value, compiled, pt, rows)
+    if j < 0:
+        return -1
+    if counter is not None:
+        counter[0] += j + task.min_flt - flt - 1
+    return i + j
+
+
 # --- the access path through the CPU's TLB (Machine(tlb=...)) ---------------------------
 def _translate_tlb(k, task, addr, access, regs):
     """translate() through the CPU's TLB (vmsim.arch.x86.tlb.tlb_translate)."""
