@@ -20,7 +20,9 @@ sides: vmsim keeps page contents sparsely and would otherwise copy a handle):
 on the real kernel (bench/native_lifecycle.c, compiled now with the system's C
 compiler; the median of the rounds after a host-warming one) and on vmsim
 (Machine(memory="8G", debug_vm=False), MMU walk compiled as by default), with the
-ratio vmsim / kernel. ``--profile STEP`` runs cProfile over that vmsim step and prints
+ratio vmsim / kernel; and that a traced sample of 64 pages took, page by page, the
+full kernel path of each step (vmsim's compiled runs are off under a tracer).
+``--profile STEP`` runs cProfile over that vmsim step and prints
 the top functions (an installed profiler switches vmsim's compiled PTE runs off, as a
 tracer does, so the profile is the Python path's). Timing lives here, never in the tests.
 """
@@ -128,6 +130,55 @@ def _round(m, p, size, profile):
     return res
 
 
+_FAULT = ["exc_page_fault", "handle_page_fault", "do_user_addr_fault", "handle_mm_fault",
+          "__handle_mm_fault", "handle_pte_fault", "do_wp_page"]
+# step: the kernel functions each of the n pages must pass (no bulk shortcut).
+TRACED = {"fork": ["copy_present_ptes", "__copy_present_ptes"], "cow": _FAULT + ["wp_page_copy"], "reuse": _FAULT + ["wp_page_reuse"],
+          "dontneed": ["clear_full_ptes", "folio_remove_rmap_pte", "__tlb_remove_folio_pages"],
+          "munmap": ["clear_full_ptes", "folio_remove_rmap_pte", "__tlb_remove_folio_pages"]}
+
+
+def traced_sample(n=64):
+    """Run fork / COW / reuse / MADV_DONTNEED / munmap of n filled pages under a
+    tracer (sys.setprofile, as vmsim.trace installs one): return {step: {function:
+    calls}} for the functions each page must pass on the kernel path."""
+    import vmsim
+    m = vmsim.Machine(memory="64M", debug_vm=False)
+    p = m.spawn()
+    size = n << 12
+    a = p.mmap(0, size, vmsim.PROT_READ | vmsim.PROT_WRITE, vmsim.MAP_PRIVATE | vmsim.MAP_ANONYMOUS)
+    p.write(a, b"\x5a" * size)
+    out = {}
+
+    def traced(step, fn):
+        calls = out[step] = {name: 0 for name in TRACED[step]}
+
+        def prof(frame, event, arg):
+            if event == "call" and frame.f_code.co_name in calls:
+                # fork copies the process's other pages too: count the region's.
+                if step != "fork" or a <= frame.f_locals["addr"] < a + size:
+                    calls[frame.f_code.co_name] += 1
+        sys.setprofile(prof)
+        try:
+            fn()
+        finally:
+            sys.setprofile(None)
+    holder = []
+    traced("fork", lambda: holder.append(p.fork()))
+    c = holder[0]
+    traced("cow", lambda: c.touch(a, size, write=True, value=2))
+    c.exit(0)
+    p.wait(c.pid)
+    traced("reuse", lambda: p.touch(a, size, write=True, value=3))
+    traced("dontneed", lambda: p.madvise(a, size, vmsim.MADV_DONTNEED))
+    p.touch(a, size, write=True, value=4)
+    traced("munmap", lambda: p.munmap(a, size))
+    bad = {s: {f: v for f, v in calls.items() if v != n} for s, calls in out.items()}
+    bad = {s: v for s, v in bad.items() if v}
+    assert not bad, f"traced pages skipped part of the kernel path: {bad}"
+    return out
+
+
 def _fmt(step, v):
     return f"{v / 1e6:.1f} ms" if step == "fork" else f"{v:.0f} ns/{'page' if step in ('munmap', 'dontneed') else 'fault'}"
 
@@ -155,6 +206,10 @@ def main(argv=None):
         for s in STEPS:
             print(f"  {s:7s} {_fmt(s, med[s]):>16s}   rounds: "
                   + ", ".join(_fmt(s, r[s]).split()[0] for r in rows))
+    sample = traced_sample()
+    print("traced sample of 64 pages per step, each page through the kernel path: "
+          + "; ".join(f"{s}: {', '.join(sorted(set(calls)))}" for s, calls in sample.items()
+                      if s in ("fork", "cow", "reuse", "munmap")))
     vr = vmsim_lifecycle(vsize, args.vmsim_rounds, args.profile)
     v = {s: statistics.median(r[s] for r in vr[1:] or vr) for s in STEPS}
     v.update({k: vr[-1][k] for k in ("pages", "fill_s", "cow_faults", "reuse_faults")})

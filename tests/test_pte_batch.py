@@ -51,6 +51,12 @@ def _run(program, enabled, pages=PAGES, runs=(_pte_batch,), memory="64M"):
                               value=n % 3)
                 elif op == "fill":                       # data rows in every page
                     who.write(a, bytes([page % 251 + 1]) * length)
+                elif op == "fill_mid":                   # from mid-page, maybe past the end
+                    who.write(a + 2048, bytes([n % 251 + 1]) * length)
+                elif op == "access":                     # 8 stores a page, every 40th a load
+                    addrs = a + 100 + np.arange(8 * n, dtype=np.int64) * 512
+                    kinds = (np.arange(8 * n) % 40 != 39).astype(np.uint8)
+                    who.access(addrs, kinds, value=n % 5)
                 elif op == "cpu":
                     m.schedule(who, n % 2)               # the other CPU's lists and batch
                 elif op == "read":
@@ -108,8 +114,9 @@ def _state(m, procs):
                     for z in pa.zones]
     out["pgfree"] = (pa.pgfree, list(pa.pgalloc))
     out["stale_rows"] = list(k.page_data._stale_rows)
+    out["data"] = k.page_data.pool[:k.page_data.rows_used].copy()     # the pages' bytes
     out["mms"] = [(p.pid, list(p.mm.rss_stat), p.mm.hiwater_rss, p.mm.pgtables_bytes,
-                   p.getrusage().ru_minflt) for p in procs]
+                   p.getrusage().ru_minflt, getattr(p, "_translations", 0)) for p in procs]
     ids = {id(p.mm): p.pid for p in procs}
     out["tlb"] = ([(ids.get(id(e[0])), *e[1:]) for e in k.tlb_flushes],
                   [(ids.get(id(e[0])), *e[1:]) for e in k.tlb_pending],
@@ -215,6 +222,32 @@ def test_freeing_drains_the_pcp_lists_as_the_python_path():
     assert calls["commit"] > 0 and calls["drain"] > 0
 
 
+def test_gather_array_keeps_the_order_of_the_python_entries(monkeypatch):
+    """The zap runs gather into the mmu_gather's array and the Python per-PTE code onto
+    its list, which first takes the array's entries: MADV_DONTNEED and munmap across
+    private anon, shared (shmem) and mlocked pages mix both in one gather, a munmap of
+    private pages only hands folios_put the array; the state is the Python path's."""
+    from vmsim.mm import mmu_gather, swap
+    moved, arrays = [0], [0]
+    pages = mmu_gather.mmu_gather.pages
+
+    def moving(tlb):
+        moved[0] += tlb._nbuf > 0
+        return pages.fget(tlb)
+    put = swap.folios_put
+
+    def putting(k, pfns):
+        arrays[0] += isinstance(pfns, np.ndarray)
+        return put(k, pfns)
+    monkeypatch.setattr(mmu_gather.mmu_gather, "pages", property(moving))
+    monkeypatch.setattr(swap, "folios_put", putting)
+    program = [("write", 0, 400), ("shared", 150, 8), ("mlock", 100, 4), ("mlock", 300, 4),
+               ("dontneed", 104, 146),
+               ("write", 0, 250), ("munmap", 320, 80), ("munmap", 0, 400)]
+    calls = _compare(program, pages=400)
+    assert calls["zap"] > 0 and moved[0] >= 2 and arrays[0] >= 1
+
+
 def test_reused_data_rows_read_as_zeros():
     """Freed frames drop their data; a data row freed with them is zeroed when it is
     reused (PageData._alloc_row), so a new page written in part reads zeros elsewhere,
@@ -306,6 +339,42 @@ def test_fault_runs_are_taken_and_stop_where_the_python_path_must_run():
                ("write", 0, 1500), ("read", 2000, 900), ("write", 1990, 1000)]
     calls, faults, copies, reuses = _compare_faults(program, pages=3000, memory="1G")
     assert calls > 0 and faults > 5000 and copies > 1000 and reuses > 1000
+
+
+def test_strided_stores_take_their_data_rows_in_the_run():
+    """Several stores a page (Process.touch with a stride under a page): the second
+    store into a page needs a data row (PageData.write's _alloc_row, a reused row
+    zeroed); the run takes it and goes on, on fresh pages and on COW copies, and the
+    state is the Python path's."""
+    program = [("fill", 60, 30), ("dontneed", 60, 30), ("stride", 0, 37), ("fork", 0, 1),
+               ("stride", 0, 37), ("exit", 0, 0), ("stride", 40, 49)]
+    calls, faults, copies, reuses = _compare_faults(program, pages=100)
+    assert calls > 0 and faults > 80 and faults >= 5 * calls
+
+
+def test_process_write_takes_the_fault_runs():
+    """Process.write over many pages: the runs take its write faults, storing nothing
+    (the bytes are stored page by page after): first touches, COW copies of pages
+    whose bytes are inline and of the zero page, reuse after the other mapper exited,
+    not a copy of a page with a data row (handed back); a write from mid-page past the
+    region's end stores the pages before the SIGSEGV. The state is the Python path's."""
+    program = [("write", 0, 100), ("fill", 50, 50), ("fork", 0, 1), ("fill_mid", 0, 100),
+               ("exit", 0, 0), ("read", 100, 40), ("write", 140, 60), ("fill", 200, 50),
+               ("write", 250, 30), ("fork", 100, 1), ("fill_mid", 100, 200), ("exit", 0, 0),
+               ("fill", 0, 200), ("fill_mid", 200, 100)]
+    calls, faults, copies, reuses = _compare_faults(program, pages=300)
+    assert calls > 0 and faults > 300 and copies > 50 and reuses > 50
+
+
+def test_process_access_takes_the_fault_runs():
+    """Process.access: a stretch of one-byte stores at a constant stride goes through the
+    runs (stores included, as Process.touch), up to a load or the end of the stretch;
+    first touches, COW copies and reuse, a stretch past the region's end (SIGSEGV):
+    the state and the translations counted are the Python path's."""
+    program = [("access", 0, 60), ("fill", 60, 20), ("fork", 0, 1), ("access", 0, 120),
+               ("exit", 0, 0), ("access", 0, 200), ("read", 200, 30), ("access", 190, 200)]
+    calls, faults, copies, reuses = _compare_faults(program, pages=300)
+    assert calls > 0 and faults > 200 and copies > 50 and reuses > 50
 
 
 def test_traced_faults_run_the_python_path():

@@ -878,10 +878,20 @@ class Process:
         out = bytearray()
         done = 0
         from vmsim.arch.x86.mm.fault import pt_regs
+        # Stores: the pages from this one on (a write fault may take theirs in a run;
+        # after a run that took nothing, not for the next 16 pages).
+        pages = 0 if data is None else ((addr + size - 1) >> 12) - (addr >> 12) + 1
+        runs = [True]
+        resume = 0
         while done < size:
             a = (addr + done) & _U64                      # the address wraps as the CPU's
             n = min(size - done, 4096 - (a & 0xFFF))
-            phys = _cpu.translate(k, self.task, a, access, pt_regs(a if fetch else 0))
+            page = (done + (addr & 0xFFF)) >> 12
+            phys = _cpu.translate(k, self.task, a, access, pt_regs(a if fetch else 0),
+                                  pages - page if page >= resume else 0, runs)
+            if not runs[0]:
+                resume = page + 16
+                runs[0] = True
             if phys is None:
                 self._signal(done)
             if phys == _cpu.EMULATED:      # vsyscall emulation ran the call: no bytes

@@ -11,10 +11,11 @@ then retries the store, setting Accessed and Dirty.
 
 This run is vmsim's own: one call takes a stretch of such faults, each with exactly
 the state changes of that Python path, and the stores between them as the MMU's
-touch loop does. It stops -- leaving the access to the kernel-named Python path --
-at anything else: another fault kind, the end of the VMA, a missing or huge table
-level, a PTE not none, the end of the per-CPU list (a refill), an lru_add drain that
-would free, cull or rescue a folio, or a store the inline data encoding cannot hold.
+touch loop does (with PageData.write's new data row where the store needs one). It
+stops -- leaving the access to the kernel-named Python path -- at anything else:
+another fault kind, the end of the VMA, a missing or huge table level, a PTE not
+none, the end of the per-CPU list (a refill), an lru_add drain that would free, cull
+or rescue a folio, or the end of the data rows it was handed.
 The caller (arch/x86/cpu.py's touch) checks once per run what the Python path would
 check once per fault and cannot change during the run: the VMA (anonymous, private,
 writable, with an anon_vma, not mlocked, not hugetlb or pfnmap, its protection key
@@ -35,6 +36,7 @@ from vmsim.arch.x86.mm.tlb import _flush_tlb_pages
 from vmsim.arch.x86.pgtable_types import X86_PF_USER, X86_PF_WRITE, X86_PF_PROT
 from vmsim.mm import vmstat
 from vmsim.mm._pte_batch import _tracing
+from vmsim.mm.page_data import _store
 from vmsim.mm.memory import _any_mthp_enabled, _GFP_ANON_ZEROED, _GFP_ANON_COPY
 from vmsim.mm.mm_types import (VM_SHARED, VM_MAYSHARE, VM_WRITE, VM_MAYWRITE, VM_HUGETLB,
                                VM_LOCKED, VM_PFNMAP, VM_MIXEDMAP, VM_DROPPABLE, MM_ANONPAGES)
@@ -75,13 +77,16 @@ def _pte_ptr(pt, rows, cr3_pfn, la57, addr):
     return row * 512 + ((addr >> 12) & 511)
 
 
-def _write_fault_run(pt, rows, cr3_pfn, la57, base, stride, count, i, access, value, pkru,
+def _write_fault_run(pt, rows, cr3_pfn, la57, base, stride, count, i, access, value, store,
+                     pkru,
                      vm_start, vm_end, pgoff, prot, anon_flags, av_id, cand, ncand,
                      mflags, refcount, mapcount, mapping, index, lru_next, lru_prev,
-                     fb, nb, head, tail, nr, lru_delta, data, drows, ndrows, zero_pfn,
+                     fb, nb, head, tail, nr, lru_delta, data, drows, ndrows, zero_lo,
+                     zero_hi, zero_pfn,
                      can_copy, flushed, out):
     """Run accesses base + k*stride from k = i as touch_batch does (a store into a
-    frame with a data row included), taking the write faults of [vm_start, vm_end):
+    frame with a data row included; none unless ``store``: Process.write stores its
+    bytes after), taking the write faults of [vm_start, vm_end):
     a none PTE as do_anonymous_page, a read-only PTE as do_wp_page (reuse, or
     wp_page_copy from an order-0 anon folio or the zero page) would. New folios are
     cand[0..], data rows for copies drows[0..]; the addresses whose PTE
@@ -100,22 +105,24 @@ def _write_fault_run(pt, rows, cr3_pfn, la57, base, stride, count, i, access, va
         addr = base + i * stride
         r = translate(pt, rows, cr3_pfn, la57, addr, access, pkru)
         if r >= 0:
-            if access & _ERR_WRITE:            # touch_batch's store of ``value``
-                pfn = r >> 12
-                off = r & 0xFFF
-                h = rows[pfn]
-                if h == 0:
-                    if value != 0:
-                        rows[pfn] = off | (1 << 12) | (value << 15)
-                elif h > 0 and (h & 0xFFF) == off and ((h >> 12) & 7) == 1:
-                    if value != 0:
-                        rows[pfn] = off | (1 << 12) | (value << 15)
-                    else:
-                        rows[pfn] = 0
-                elif h < 0:                    # the frame's data row (PageData.write)
-                    data[(~h) * 4096 + off] = value
-                else:
+            # touch_batch's store of ``value`` (page_data._store), or PageData.write's
+            # new row: _alloc_row() (a reused row zeroed) takes the inline bytes.
+            if store and not _store(rows, data, r, 1, value):
+                if rows_used == ndrows:
                     break
+                row = drows[rows_used]
+                b = row * 4096
+                if zero_lo <= rows_used < zero_hi:
+                    for j in range(4096):
+                        data[b + j] = 0
+                rows_used += 1
+                pfn = r >> 12
+                h = rows[pfn]                  # inline (_store takes the rest)
+                ioff = h & 0xFFF
+                for j in range((h >> 12) & 7):
+                    data[b + ioff + j] = (h >> (15 + 8 * j)) & 0xFF
+                rows[pfn] = ~row
+                data[b + (r & 0xFFF)] = value
             i += 1
             continue
         # A write fault in this VMA (none or read-only PTE), once per access.
@@ -269,17 +276,23 @@ def _get(compiled: bool):
             g = dict(_write_fault_run.__globals__)
             g["translate"] = mmu.compiled()[0]
             g["_pte_ptr"] = _njit(_pte_ptr, nogil=True)
+            g["_store"] = _njit(_store, nogil=True, inline="always")
             fn = _njit(types.FunctionType(_write_fault_run.__code__, g, "_write_fault_run"),
                        nogil=True)
         _impl[compiled] = fn
     return fn
 
 
-def _run(k, task, addr, err, base, stride, count, i, value, compiled, pt, rows):
+def _run(k, task, addr, err, base, stride, count, i, value, compiled, pt, rows, store=True):
     """Take the run of write faults starting with the fault (error code ``err``) of
     access i at addr, if the Python path's once-per-run conditions hold; return the
     access index reached (the access there is still to do, its fault taken or not),
-    or -1 when the run did nothing."""
+    or -1 when the run did nothing.
+
+    Without ``store`` (Process.write: one access per page, its bytes stored after the
+    run) the run stores nothing and copies no data row (a COW copy of a page with one
+    ends it): the stores then take the data rows they would have taken between the
+    faults. With it, a store that needs a new data row takes one as PageData.write."""
     if count - i < _MIN_RUN or not _state["enabled"] or task is not k.current or \
             task.signals or _tracing():
         return -1
@@ -305,7 +318,12 @@ def _run(k, task, addr, err, base, stride, count, i, value, compiled, pt, rows):
     ac = pa._gfp_ac
     can_copy = ac.get(_GFP_ANON_COPY, (None,))[:2] == ac[_GFP_ANON_ZEROED][:2]
     pd = k.page_data
-    drows = pd._rows_peek(n) if err & X86_PF_PROT and can_copy else []
+    # Data rows for copies and for stores that need one (2 a page at most), in the
+    # order _alloc_row() hands them out: free rows, reused rows (zeroed for a store),
+    # new rows.
+    drows = pd._rows_peek(2 * n) if store else []
+    zero_lo = min(len(drows), len(pd.free_rows))
+    zero_hi = min(len(drows), zero_lo + len(pd._stale_rows))
     lru_add = k.cpu_fbatches[cpu].lru_add
     lv = k.lruvec
     mem = k.mem
@@ -334,9 +352,9 @@ def _run(k, task, addr, err, base, stride, count, i, value, compiled, pt, rows):
     anon_flags = PG_anon | PG_anon_exclusive | (0 if vf & VM_DROPPABLE else PG_swapbacked)
     j = _get(compiled)(
         pt, rows, k.cpus[cpu].cr3, k.la57, base, stride, count, i,
-        access, value, task.pkru, vma.vm_start, vma.vm_end, vma.vm_pgoff, prot, anon_flags,
+        access, value, store, task.pkru, vma.vm_start, vma.vm_end, vma.vm_pgoff, prot, anon_flags,
         vma.anon_vma.id, cand_a, len(cand), *arrays, fb, len(lru_add), *lists, delta,
-        data, drows_a, len(drows), k.zero_pfn, can_copy, flushed, out)
+        data, drows_a, len(drows), zero_lo, zero_hi, k.zero_pfn, can_copy, flushed, out)
     used, rows_used, faults, nb, nflush, rss, nr_anon, reuse = \
         out.tolist() if compiled else out
     if not faults:

@@ -44,6 +44,10 @@ MMU_GATHER_BUNDLE = 8
 MAX_GATHER_BATCH = (4096 - 16) // 8
 MAX_GATHER_BATCH_COUNT = 10000 // MAX_GATHER_BATCH
 
+# The mmu_gather's array for the zap runs: room for every batch (MMU_GATHER_BUNDLE +
+# MAX_GATHER_BATCH_COUNT * MAX_GATHER_BATCH entries) and one more table.
+_GATHER_ARRAY = 16384
+
 # Run statuses: the run ended at ``end``; stopped at an entry for the Python code;
 # the mmu_gather is full (zap: flush, then go on).
 _DONE, _HANDBACK, _GATHER_FULL = 0, 1, 2
@@ -353,13 +357,29 @@ def _zap_run(tlb, k, ptep: int, addr: int, end: int, zap_anon: bool):
     n = (end - addr) >> 12
     _pick(n)
     pool, mflags, mapcount, _ = _arrays(k)
-    pages = np.empty(n, dtype=np.int64) if _impl["compiled"] else [0] * n
+    compiled = _impl["compiled"]
+    if compiled:
+        # Gather into the mmu_gather's array, after what it holds (see mmu_gather).
+        buf = tlb._buf
+        off = tlb._nbuf
+        if buf is None or off + n > len(buf):
+            if off:
+                tlb.pages                                  # moves the array onto the list
+                off = 0
+            if buf is None:
+                buf = tlb._buf = np.empty(_GATHER_ARRAY, dtype=np.int64)
+        pages = buf[off:]
+    else:
+        pages = [0] * n
     (done, status, rss_anon, unmapped, gathered, first, last, skipped,
      tlb.active, tlb.active_nr, tlb.batch_count) = _get("zap")(
         pool, ptep, n, addr, mflags, mapcount, zap_anon, pages,
         tlb.active, tlb.active_nr, tlb.batch_count, tlb.delayed_rmap)
     if gathered:
-        tlb.pages.extend(pages[:gathered].tolist() if _impl["compiled"] else pages[:gathered])
+        if compiled:
+            tlb._nbuf = off + gathered
+        else:
+            tlb.pages.extend(pages[:gathered])
     if first >= 0:
         # __tlb_adjust_range() of every cleared PTE: they ascend, so the run's first
         # and last give the same range.
@@ -391,8 +411,9 @@ def _put_usable(pfns) -> bool:
 
 
 def _folios_put_run(k, pfns):
-    """Run _folios_put_pages over ``pfns`` and apply the LRU heads, tails, counts and
-    vmstat. Returns (folios done, the PFNs to free in order)."""
+    """Run _folios_put_pages over ``pfns`` (a list or an int64 array) and apply the
+    LRU heads, tails, counts and vmstat. Returns (folios done, the PFNs to free in
+    order: an int64 array when the run is compiled)."""
     from vmsim.mm.swap import _LRU_STAT, _ZONE_LRU_STAT
     mem = k.mem
     lv = k.lruvec
@@ -411,7 +432,7 @@ def _folios_put_run(k, pfns):
     done, nfree = _get("put")(*args, head, tail, nr, delta, free)
     if _impl["compiled"]:
         head, tail, nr, delta = head.tolist(), tail.tolist(), nr.tolist(), delta.tolist()
-        free = free[:nfree].tolist()
+        free = free[:nfree]
     else:
         free = free[:nfree]
     lv.head[:], lv.tail[:], lv.nr[:] = head, tail, nr

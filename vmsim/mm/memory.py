@@ -1218,9 +1218,9 @@ def try_to_free_pte(mm, pmdp: int, addr: int, tlb):
     if not pmdval or pmdval & _PSE:
         return
     base = mm.kernel.mem.private[(pmdval & _PFN) >> 12] * PTRS_PER_TABLE
-    for i in range(PTRS_PER_TABLE):
-        if pool[base + i]:
-            return
+    # for each entry: if (!pte_none(ptep_get(start_pte + i))) goto out_ptl;
+    if mm.kernel.ptpool.arr[base:base + PTRS_PER_TABLE].any():
+        return
     pmd_clear(mm, pmdp)                                     # try_get_and_clear_pmd
     pte_free_tlb(tlb, (pmdval & _PFN) >> 12, addr)          # free_pte
     mm.pgtables_bytes -= 4096

@@ -308,16 +308,11 @@ class mm_struct:
 
 
 class vm_fault:
-    """struct vm_fault: the state passed down the fault path.
-
-    Fields a fault may never touch keep class-level defaults (-1: NULL pointer), so
-    building one costs only the fields __handle_mm_fault sets.
-    """
-    pud = pmd = pte = -1
-    page = cow_page = folio = prealloc_pte = -1
-    orig_pte = orig_pmd = 0
-    gfp_mask = 0
-    ptl = None
+    """struct vm_fault: the state passed down the fault path (its fields only: a
+    misspelt one raises; -1 is a NULL pointer)."""
+    __slots__ = ("vma", "real_address", "address", "flags", "pgoff", "pud", "pmd", "pte",
+                 "page", "cow_page", "folio", "prealloc_pte", "orig_pte", "orig_pmd",
+                 "gfp_mask", "ptl")
 
     def __init__(self, vma, address, flags):
         self.vma = vma
@@ -325,3 +320,7 @@ class vm_fault:
         self.address = address & ~0xFFF
         self.flags = flags
         self.pgoff = ((address - vma.vm_start) >> 12) + vma.vm_pgoff
+        self.pud = self.pmd = self.pte = self.page = self.cow_page = self.folio = \
+            self.prealloc_pte = -1
+        self.orig_pte = self.orig_pmd = self.gfp_mask = 0
+        self.ptl = None

@@ -24,19 +24,26 @@ from vmsim.mm.page_flags import PG_tail as _PG_TAIL
 MMU_GATHER_BUNDLE = 8
 MAX_GATHER_BATCH = (4096 - 16) // 8
 MAX_GATHER_BATCH_COUNT = 10000 // MAX_GATHER_BATCH
+# A flush of at least this many pages, all gathered by the compiled runs, hands
+# folios_put() their array (folios_put's compiled run takes batches from 64).
+_MIN_ARRAY = 64
 
 
 class mmu_gather:
     """struct mmu_gather."""
     __slots__ = ("mm", "fullmm", "need_flush_all", "freed_tables", "cleared_ptes",
                  "cleared_pmds", "cleared_puds", "cleared_p4ds", "start", "end",
-                 "pages", "tables", "page_size", "delayed_rmap", "delayed",
+                 "_pages", "_buf", "_nbuf", "tables", "page_size", "delayed_rmap", "delayed",
                  "active", "active_nr", "batch_count")
 
     def __init__(self, mm, fullmm=False):
         self.mm = mm
         self.fullmm = fullmm
-        self.pages = []
+        self._pages = []
+        # vmsim's compiled zap runs gather into an int64 array (the kernel's batches are
+        # arrays of encoded pages too); they follow the list's entries in gather order.
+        self._buf = None
+        self._nbuf = 0
         self.tables = []
         self.page_size = 4096
         self.delayed_rmap = False
@@ -57,6 +64,15 @@ class mmu_gather:
 
     def reset_range(self):
         self.__tlb_reset_range()
+
+    @property
+    def pages(self) -> list:
+        """The gathered pages in order (the runs' array moved onto the list first)."""
+        n = self._nbuf
+        if n:
+            self._nbuf = 0
+            self._pages.extend(self._buf[:n].tolist())
+        return self._pages
 
 
 def tlb_gather_mmu(mm) -> mmu_gather:
@@ -194,7 +210,14 @@ def tlb_flush_mmu_free(tlb):
     tables, tlb.tables = tlb.tables, []
     for pfn in tables:
         pagetable_free(k, pfn)
-    pages, tlb.pages = tlb.pages, []
+    pages, tlb._pages = tlb._pages, []
+    n = tlb._nbuf
+    if n:
+        tlb._nbuf = 0
+        if pages or n < _MIN_ARRAY:
+            pages.extend(tlb._buf[:n].tolist())
+        else:
+            pages = tlb._buf[:n].copy()             # only the compiled runs gathered
     tlb.active = tlb.active_nr = 0                   # tlb_batch_pages_flush: back to local
     flags = k.mem.flags
     if len(pages) > 64:
@@ -203,6 +226,8 @@ def tlb_flush_mmu_free(tlb):
         tail = any(flags[p] & _PG_TAIL for p in pages)
     if tail:                                          # free_pages_and_swap_cache: page_folio()
         from vmsim.mm.folio import page_folio
+        if isinstance(pages, np.ndarray):
+            pages = pages.tolist()
         pages = [page_folio(k, p) if flags[p] & _PG_TAIL else p for p in pages]
     folios_put(k, pages)
 

@@ -844,10 +844,17 @@ class PageAllocator:
     def free_unref_folios(self, pfns, orders, cpu: int = 0):
         """free_unref_folios(): free a prepared batch (refcounts 0): each folio as
         free_frozen_pages() would, to this CPU's per-CPU list (free_frozen_page_commit)
-        or, for an order the lists do not hold, to the buddy (free_one_page)."""
+        or, for an order the lists do not hold, to the buddy (free_one_page).
+        ``orders`` None: all order 0 (vmsim's callers; ``pfns`` may be an int64 array)."""
         from vmsim.mm import _pte_batch
-        if _pte_batch._put_usable(pfns) and not any(orders):
+        if orders is None:
+            if _pte_batch._put_usable(pfns):
+                return self._free_unref_order0_run(pfns, cpu)
+            orders = [0] * len(pfns)
+        elif _pte_batch._put_usable(pfns) and not any(orders):
             return self._free_unref_order0_run(pfns, cpu)
+        if isinstance(pfns, np.ndarray):
+            pfns = pfns.tolist()
         mem = self.mem
         flags, mapping, index = mem.flags, mem.mapping, mem.index
         pbmt = self.pageblock_mt_mv
@@ -885,7 +892,7 @@ class PageAllocator:
             arrays = (mem.np_lru_next, mem.np_lru_prev, mem.np_flags, mem.np_mapping,
                       mem.np_index, self.pageblock_mt)
         else:
-            arr = pfns
+            arr = pfns.tolist() if isinstance(pfns, np.ndarray) else pfns
             arrays = (mem.lru_next, mem.lru_prev, mem.flags, mem.mapping, mem.index,
                       self.pageblock_mt_mv)
         i = 0

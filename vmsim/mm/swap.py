@@ -311,8 +311,10 @@ def free_unref_folios(k, pfns):
             data._stale_rows.extend((~h[h < 0]).tolist())
             mem.np_private[arr] = 0
             mem.np_mapcount[arr] = 0
-            k.page_alloc.free_unref_folios(pfns, [0] * len(pfns), k.current_cpu())
+            k.page_alloc.free_unref_folios(arr, None, k.current_cpu())
             return
+    if isinstance(pfns, np.ndarray):
+        pfns = pfns.tolist()
     orders = []
     for pfn in pfns:
         if flags[pfn] & (PG_head | PG_mlocked):
@@ -352,6 +354,9 @@ def folios_put(k, pfns):
         # of a large folio.
         done, free = _pte_batch._folios_put_run(k, pfns)
         pfns = pfns[done:]
+        if len(pfns) and isinstance(pfns, np.ndarray):   # the Python loop takes the rest
+            pfns = pfns.tolist()
+            free = free.tolist()
     for pfn in pfns:
         if flags[pfn] & PG_tail:                # a page of a large folio
             pfn = _head(k, pfn)
@@ -366,7 +371,7 @@ def folios_put(k, pfns):
             free.append(pfn)
         elif r < 0:
             raise AssertionError(f"VM_BUG_ON_FOLIO: refcount underflow on pfn {pfn:#x}")
-    if free:
+    if len(free):
         free_unref_folios(k, free)
 
 

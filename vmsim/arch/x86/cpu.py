@@ -107,10 +107,16 @@ def _data_pool(k, compiled: bool):
 EMULATED = -2
 
 
-def translate(k, task, addr: int, access: int, regs=None):
+def translate(k, task, addr: int, access: int, regs=None, pages: int = 0, tried=None):
     """Return the physical address for one access, taking faults; None if a signal
     was queued (the task's signals say which); EMULATED when the kernel emulated the
-    access instead (a vsyscall fetch)."""
+    access instead (a vsyscall fetch).
+
+    ``pages``: a store is the first of one per page over that many pages
+    (Process.write): its write fault may start vmsim's run of the faults of the pages
+    after it too (mm/_fault_batch.py, storing nothing: the caller stores each page's
+    bytes once it is translated); ``tried[0]`` is set False when a run took nothing
+    (the caller's next pages need not try again)."""
     if not _is_canonical(k, addr):
         exc_general_protection(k, regs or pt_regs(0), 0)
         return None
@@ -126,6 +132,19 @@ def translate(k, task, addr: int, access: int, regs=None):
         r = _impl["translate"](pt, rows, cr3, k.la57, s64(addr), access, task.pkru)
         if r >= 0:
             return r
+        if pages and (~r == ACCESS_WRITE or ~r == ACCESS_WRITE | X86_PF_PROT):
+            last_addr = addr + (pages - 1) * 4096
+            if last_addr >> 63 == addr >> 63 and _is_canonical(k, last_addr):
+                if _lazy[0]:
+                    _jit_for(k, pages)       # the run walks up to ``pages`` accesses
+                    pt, rows = _arrays(k, _impl["compiled"])
+                if _fault_batch._run(k, task, addr, ~r, s64(addr), 4096, pages, 0, 0,
+                                     _impl["compiled"], pt, rows, False) >= 0:
+                    pages = 0        # the access's own fault was taken: translate again
+                    continue
+            pages = 0
+            if tried is not None:
+                tried[0] = False
         exc_page_fault(k, regs, ~r, addr)
         if task.signals:
             return None
@@ -205,6 +224,45 @@ def touch(k, task, base: int, stride: int, count: int, write: bool, value: int) 
             raise AssertionError(f"fault loop at {base + i * stride:#x} error code {err:#x}")
         last_i, last_err = i, err
     return count
+
+
+def _access_fault_run(k, task, addrs, kinds, sizes, i, err, value, compiled, counter):
+    """vmsim: Process.access met the write fault ``err`` at access i. When the accesses
+    from i on are one-byte stores at a constant stride (at least _fault_batch._MIN_RUN
+    of them, without a TLB model), run them as Process.touch does: vmsim's run of their
+    write faults and stores (mm/_fault_batch.py). Returns the index of the access still
+    to do after the run, or -1 when it did nothing. ``counter[0]`` gets the
+    translations the chunk loop would have made (one per access, one more per fault,
+    the trapped access's first one already counted)."""
+    n = len(addrs)
+    m = _fault_batch._MIN_RUN
+    if k.tlb is not None or n - i < m or \
+            (err != ACCESS_WRITE and err != ACCESS_WRITE | X86_PF_PROT):
+        return -1
+    base = int(addrs[i])
+    stride = int(addrs[i + 1]) - base
+    if stride <= 0 or int(addrs[i + 2]) - int(addrs[i + 1]) != stride or kinds[i + 1] != 1:
+        return -1                      # the cheap test before the arrays'
+    end = min(n, i + 32768)
+    a = np.asarray(addrs[i:end], dtype=np.int64)
+    same = (np.diff(a) == stride) & (np.asarray(kinds[i + 1:end]) == 1)
+    if len(sizes):
+        same &= np.asarray(sizes[i + 1:end]) == 1
+    count = 1 + (len(same) if same.all() else int(np.argmin(same)))
+    last = base + (count - 1) * stride
+    if count < m or (len(sizes) and sizes[i] != 1) or base >> 63 != last >> 63 or \
+            not _is_canonical(k, base & 0xFFFFFFFFFFFFFFFF) or \
+            not _is_canonical(k, last & 0xFFFFFFFFFFFFFFFF):
+        return -1
+    pt, rows = _arrays(k, compiled)
+    flt = task.min_flt
+    j = _fault_batch._run(k, task, base & 0xFFFFFFFFFFFFFFFF, err, base, stride, count, 0,
+                          value, compiled, pt, rows)
+    if j < 0:
+        return -1
+    if counter is not None:
+        counter[0] += j + task.min_flt - flt - 1
+    return i + j
 
 
 # --- the access path through the CPU's TLB (Machine(tlb=...)) ---------------------------

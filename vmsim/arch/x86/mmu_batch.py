@@ -317,6 +317,14 @@ def run_accesses(k, task, addrs, kinds, sizes, value, counter=None):
         fetch = kinds[i] == ACCESS_EXEC
         if hw is not None:
             _kernel_entry(k, cpu)
+        elif not done and kinds[i] == ACCESS_WRITE:
+            # vmsim's run of write faults over a constant-stride stretch of stores.
+            j = _cpu._access_fault_run(k, task, addrs, kinds, sizes, i, arg, value,
+                                       compiled_, counter)
+            if j >= 0:
+                i = j
+                last = None
+                continue
         exc_page_fault(k, pt_regs(where if fetch else 0), arg, where)
         if task.signals:
             return i, done
