@@ -15,7 +15,7 @@ from vmsim.arch.x86.mm.tlb import _prepare_user_access, _kernel_entry
 from vmsim.arch.x86.traps import exc_page_fault, exc_general_protection
 from vmsim.arch.x86.mm.fault import pt_regs, is_vsyscall_vaddr
 from vmsim.arch.x86.pgtable_types import X86_PF_USER, X86_PF_WRITE, X86_PF_INSTR, X86_PF_PROT
-from vmsim.mm import _fault_batch
+from vmsim.mm import _fault_batch, _filemap_batch
 
 ACCESS_READ = X86_PF_USER
 ACCESS_WRITE = X86_PF_USER | X86_PF_WRITE
@@ -214,6 +214,13 @@ def touch(k, task, base: int, stride: int, count: int, write: bool, value: int) 
             # the kernel-named path, fault by fault, when it does not apply).
             j = _fault_batch._run(k, task, where & 0xFFFFFFFFFFFFFFFF, err, sbase, stride,
                                   count, i, value, compiled, pt, rows)
+            if j >= 0:
+                i = j
+                continue
+        elif err == ACCESS_READ:
+            # vmsim's compiled run of cached file read faults (fault-around).
+            j = _filemap_batch._read_run(k, task, where & 0xFFFFFFFFFFFFFFFF, err, sbase,
+                                         stride, count, i, compiled, pt, rows)
             if j >= 0:
                 i = j
                 continue
