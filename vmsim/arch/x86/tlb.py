@@ -393,19 +393,30 @@ def _tlb_translate(pt, rows, cr3_pfn, la57, addr, access, pkru, ent, geo, clock,
     compared with the tables: the stale-TLB checker). A store through an entry with D
     clear, or an access the cached rights refuse, drops the entries for the address
     and walks (the fault, if any, is the walk's)."""
-    users = 1 if access & _ERR_INSTR else 2
     # The common case first: a 4K entry in the first-level TLB of this kind of access.
-    s = S_L1I_4K if users == 1 else S_L1D_4K
+    s = S_L1I_4K if access & _ERR_INSTR else S_L1D_4K
     if not check and geo[s, G_SIZES] & 1:
-        r = _l1_hit(ent, geo, clock, stats, cpu, pcid, s, addr, access, pkru)
-        if r >= 0:
-            return r
+        slot = _l1_hit(ent, geo, clock, stats, cpu, pcid, s, addr, access, pkru)
+        if slot >= 0:
+            return (ent[cpu, slot, 2] & _PFN) | (addr & 0xFFF)
+    return _tlb_miss(pt, rows, cr3_pfn, la57, addr, access, pkru, ent, geo, clock, stats, cpu,
+                     pcid, check, bad)
+
+
+def _tlb_miss(pt, rows, cr3_pfn, la57, addr, access, pkru, ent, geo, clock, stats, cpu, pcid,
+              check, bad):
+    """_tlb_translate past its first probe (which, without ``check``, _l1_hit made and
+    missed, changing nothing): the lookups, the rights, the walk."""
+    users = 1 if access & _ERR_INSTR else 2
+    s = S_L1I_4K if users == 1 else S_L1D_4K
     slot = -1
-    if geo[s, G_SIZES] & 1:
+    if check and geo[s, G_SIZES] & 1:
         slot = _probe_tag(ent, geo, clock, cpu, s, addr >> 12, 0, pcid)
         if slot >= 0:
             stats[cpu, ST_HIT + 3 * s] += 1
     if slot < 0:
+        # Without the checker, _l1_hit found no usable 4K entry in ``s``: one it found
+        # but refused is found again here first (the same probe), and refused again.
         slot = _tlb_lookup(ent, geo, clock, stats, cpu, pcid, addr, users)
     if slot >= 0:
         val = ent[cpu, slot, 2]
@@ -427,10 +438,10 @@ def _tlb_translate(pt, rows, cr3_pfn, la57, addr, access, pkru, ent, geo, clock,
 
 def _l1_hit(ent, geo, clock, stats, cpu, pcid, s, addr, access, pkru):
     """The first probe of _tlb_translate written out for its common case (no stale-TLB
-    checker): the physical address when a 4K entry of L1 structure ``s`` translates
-    ``addr`` for ``pcid`` and its cached rights allow ``access`` without a walk (D set
-    for a store), its LRU stamp and hit counted as _tlb_translate counts them; else -1,
-    with nothing changed (_tlb_translate then probes and decides as before)."""
+    checker): the slot of the 4K entry of L1 structure ``s`` that translates ``addr``
+    for ``pcid`` when its cached rights allow ``access`` without a walk (D set for a
+    store), its LRU stamp and hit counted as _tlb_translate counts them; else -1, with
+    nothing changed (_tlb_miss then probes and decides as before)."""
     ways = geo[s, G_WAYS]
     sets = geo[s, G_SETS]
     tag = addr >> 12
@@ -461,7 +472,7 @@ def _l1_hit(ent, geo, clock, stats, cpu, pcid, s, addr, access, pkru):
         clock[cpu] = c
         ent[cpu, slot, 3] = c
         stats[cpu, ST_HIT + 3 * s] += 1
-        return (val & _PFN) | (addr & 0xFFF)
+        return slot
     return -1
 
 
@@ -490,10 +501,12 @@ def _tlb_touch_batch(pt, rows, pool, cr3_pfn, la57, base, stride, count, i, acce
 
 
 _FUNCS = ("_l1_hit", "_probe_tag", "_probe_struct", "_fill_struct", "_fill_level", "_tlb_lookup", "_tlb_invalidate_addr",
-          "_rights", "_tlb_probe_walk", "_report", "_tlb_check_hit", "_tlb_walk", "_tlb_translate",
-          "_tlb_touch_batch")
+          "_rights", "_tlb_probe_walk", "_report", "_tlb_check_hit", "_tlb_walk", "_tlb_miss",
+          "_tlb_translate", "_tlb_touch_batch")
 # The names the access loops (cpu.py, replay's mmu_batch) call them by.
 tlb_lookup, tlb_translate, tlb_touch_batch = _tlb_lookup, _tlb_translate, _tlb_touch_batch
+l1_hit, tlb_miss = _l1_hit, _tlb_miss
+# The hit path is inlined into the loops (numba IR inlining); the miss path is a call.
 _INLINE = ("_l1_hit", "_probe_tag", "_probe_struct", "_rights", "_tlb_lookup", "_tlb_translate")
 _compiled = None
 
