@@ -14,8 +14,9 @@ kernel through the IDT as :mod:`vmsim.arch.x86.cpu` does, and resumes the chunk 
 access that trapped, as the CPU re-executes the faulting instruction.
 
 With Machine(tlb=...) the translation is the CPU's TLB lookup in front of the walk
-(vmsim.arch.x86.tlb.tlb_translate, inlined the same way); without it every translation
-is a walk.
+(vmsim.arch.x86.tlb's l1_hit inlined, its miss path a call); without it every
+translation is a walk. Either way a repeat of a translation (the same page and kind
+again) is not looked up again when that is state-equivalent (access_chunk).
 """
 import numpy as np
 
@@ -121,12 +122,15 @@ def _tlb(pt, rows, cr3_pfn, la57, addr, access, pkru, w, ent, geo, clock, tstats
     The third value is the slot of the first-level 4K entry that hit (tlb.l1_hit: a
     repeat hits it again, see access_chunk), -1 for anything else."""
     s = S_L1I_4K if access & _PF_INSTR else S_L1D_4K
+    skip = -1
     if not check and geo[s, G_SIZES] & 1:
         slot = l1_hit(ent, geo, clock, tstats, cpu, pcid, s, addr, access, pkru)
         if slot >= 0:
             return (ent[cpu, slot, 2] & _PFN) | (addr & 0xFFF), slot
+        if slot == -1:
+            skip = s
     return tlb_miss(pt, rows, cr3_pfn, la57, addr, access, pkru, ent, geo, clock, tstats, cpu,
-                    pcid, check, bad), -1
+                    pcid, check, bad, skip), -1
 
 
 def _again_walk(ent, clock, tstats, cpu, slot, kind):
