@@ -3,15 +3,20 @@
     python bench/bench_replay.py [--quick]
 
 Prints, each with the trace it used:
-  accesses/s   locality-rich reads (8-byte stride over 32 MiB, 64 per page), random
+  accesses/s   locality-rich reads (8-byte stride over 32 MiB, 512 per page), random
                reads over 1 GiB of resident pages (a walk each), stores (the locality
                trace as writes, zeros and non-zero bytes), both read traces again
                through the TLB model (golden-cove geometry), all after a warm-up pass so
                faults are out of the timing; and the native C program touching the same
-               offsets of a real mapping on this kernel: the slowdown ratio
+               offsets of a real mapping on this kernel: the slowdown ratio. Each rate is
+               the median of SAMPLES samples, each at least MIN_SAMPLE s of CPU (the
+               trace run again as often as needed), min and max shown beside it
   start-up     a fresh interpreter: import vmsim, spawn, one p.access (numba cache warm)
-  host memory  bytes of this process's RSS per touched simulated frame (written pages of
-               a 16 GiB machine), and for a machine whose frames stay untouched
+  host memory  RSS a fresh process gains per simulated frame it writes (a fault each, on a
+               16 GiB machine), with host THP off for that process (prctl
+               PR_SET_THP_DISABLE: the 4 KiB pages the model writes) and as the host sets
+               it (numpy asks for huge pages for its large arrays: each array's written part
+               rounds up to 2 MiB pages); and RSS of a machine whose frames stay untouched
   lackey       lines/s reading a lackey trace (tests/data/traces/ls-usr-bin.lackey.xz,
                decompressed first, so the parser alone is timed)
 Rates are per CPU second (process time, vmsim and the C program alike): the machine
@@ -41,32 +46,54 @@ C_SRC = r"""
 #include <stdint.h>
 #include <sys/mman.h>
 #include <time.h>
-/* argv: offsets file (int64), region bytes, write(0/1), passes */
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+static int cmp(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+/* argv: offsets file (int64), region bytes, write(0/1), samples, seconds per sample.
+   Prints the median of the samples' rates, in M accesses per CPU second. */
 int main(int argc, char **argv) {
     FILE *f = fopen(argv[1], "rb");
     size_t region = strtoull(argv[2], 0, 0);
-    int wr = atoi(argv[3]), passes = atoi(argv[4]);
+    int wr = atoi(argv[3]), samples = atoi(argv[4]);
+    double min_s = atof(argv[5]);
     fseek(f, 0, SEEK_END); long n = ftell(f) / 8; fseek(f, 0, SEEK_SET);
     int64_t *off = malloc(n * 8);
     if (fread(off, 8, n, f) != (size_t)n) return 1;
     volatile unsigned char *m = mmap(0, region, PROT_READ | PROT_WRITE,
                                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     unsigned long s = 0;
+    double rate[64];
     for (long i = 0; i < n; i++) m[off[i]] = 1;          /* fault everything in first */
-    struct timespec a, b;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &a);
-    for (int p = 0; p < passes; p++)
-        if (wr) for (long i = 0; i < n; i++) m[off[i]] = (unsigned char)i;
-        else for (long i = 0; i < n; i++) s += m[off[i]];
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &b);
-    double ns = (b.tv_sec - a.tv_sec) * 1e9 + (b.tv_nsec - a.tv_nsec);
-    printf("%.3f %lu\n", (double)n * passes / ns * 1e3, s);   /* M accesses/s */
+    for (int k = 0; k < samples && k < 64; k++) {
+        double a = now(), b;
+        long done = 0;
+        do {
+            if (wr) for (long i = 0; i < n; i++) m[off[i]] = (unsigned char)i;
+            else for (long i = 0; i < n; i++) s += m[off[i]];
+            done += n;
+            b = now();
+        } while (b - a < min_s);
+        rate[k] = done / (b - a) / 1e6;
+    }
+    qsort(rate, samples, sizeof(double), cmp);
+    printf("%.3f %lu\n", rate[samples / 2], s);
     return 0;
 }
 """
 
+# Each figure is the median of SAMPLES samples; a sample runs the trace again until it
+# took at least MIN_SAMPLE seconds of CPU (the quick form halves it).
+SAMPLES = 5
+MIN_SAMPLE = 0.2
 
-def native_rate(offsets, region, write, passes, tmp):
+
+def native_rate(offsets, region, write, tmp):
     exe = os.path.join(tmp, "touch_native")
     if not os.path.exists(exe):
         src = os.path.join(tmp, "touch_native.c")
@@ -75,24 +102,34 @@ def native_rate(offsets, region, write, passes, tmp):
         subprocess.run(["cc", "-O2", "-o", exe, src], check=True)
     path = os.path.join(tmp, "offsets.bin")
     offsets.astype(np.int64).tofile(path)
-    out = subprocess.run([exe, path, str(region), str(int(write)), str(passes)],
+    out = subprocess.run([exe, path, str(region), str(int(write)), str(SAMPLES), str(MIN_SAMPLE)],
                          capture_output=True, text=True, check=True).stdout.split()
     return float(out[0]) * 1e6
 
 
-def vmsim_rate(offsets, region, kind, value=0, passes=3, tlb=None):
+def vmsim_rate(offsets, region, kind, value=0, tlb=None):
+    """Median of ``samples`` rates (accesses per CPU second) of p.access over the trace,
+    each sample the trace run again until it took at least MIN_SAMPLE s: a run of a few
+    milliseconds measures the scheduler more than the loop. Faults are taken before."""
     m = vmsim.Machine("16G", debug_vm=False, tlb=tlb)
     p = m.spawn()
     a = p.mmap(0, region, vmsim.PROT_READ | vmsim.PROT_WRITE, vmsim.MAP_PRIVATE | vmsim.MAP_ANONYMOUS)
     addrs = (a + offsets).astype(np.int64)
     kinds = np.full(len(addrs), kind, np.uint8)
     p.access(addrs, np.full(len(addrs), vmsim.ACCESS_WRITE, np.uint8), value=value)   # fault in
-    best = 0.0
-    for _ in range(passes):
+    p.access(addrs, kinds, value=value)                                                # warm
+    rates = []
+    for _ in range(SAMPLES):
+        n = 0
         t = time.process_time()
-        p.access(addrs, kinds, value=value)
-        best = max(best, len(addrs) / (time.process_time() - t))
-    return best
+        while True:
+            p.access(addrs, kinds, value=value)
+            n += len(addrs)
+            dt = time.process_time() - t
+            if dt >= MIN_SAMPLE:
+                break
+        rates.append(n / dt)
+    return float(np.median(rates)), min(rates), max(rates)
 
 
 def rss_bytes():
@@ -103,18 +140,48 @@ def rss_bytes():
     return 0
 
 
+def _thp_disable():
+    """prctl(PR_SET_THP_DISABLE): this process gets no transparent huge pages from now
+    on, so its RSS grows by the 4 KiB pages it writes."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(41, 1, 0, 0, 0) != 0:                       # PR_SET_THP_DISABLE
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_THP_DISABLE)")
+
+
 def host_memory(frames):
+    """RSS this process gains per simulated frame written (the first write to each of
+    ``frames`` pages of an anonymous area of a 16 GiB machine: a fault each), after a
+    first fault has loaded numba and every input array is made."""
     m = vmsim.Machine("16G", debug_vm=False)
     p = m.spawn()
-    a = p.mmap(0, frames * 4096, vmsim.PROT_READ | vmsim.PROT_WRITE,
+    a = p.mmap(0, (frames + 1) * 4096, vmsim.PROT_READ | vmsim.PROT_WRITE,
                vmsim.MAP_PRIVATE | vmsim.MAP_ANONYMOUS)
+    addrs = a + 4096 + np.arange(frames, dtype=np.int64) * 4096
+    kinds = np.full(frames, vmsim.ACCESS_WRITE, np.uint8)
     p.access(np.array([a]), np.array([1], np.uint8))                 # compile, warm
+    import gc
+    gc.collect()
     before = rss_bytes()
-    addrs = a + np.arange(frames, dtype=np.int64) * 4096
-    p.access(addrs, np.full(frames, vmsim.ACCESS_WRITE, np.uint8), value=0)
-    after = rss_bytes()
-    del addrs
-    return (after - before) / frames
+    p.access(addrs, kinds, value=0)
+    return (rss_bytes() - before) / frames
+
+
+def host_memory_child(frames, thp, runs=3):
+    """host_memory in a fresh interpreter (with host THP as the system sets it, or off),
+    so no earlier machine's freed memory is reused: [bytes per frame of each run]."""
+    code = textwrap.dedent(f"""
+        import sys; sys.path.insert(0, {HERE!r})
+        import bench_replay as b
+        if not {thp!r}:
+            b._thp_disable()
+        print(b.host_memory({frames}))
+    """)
+    # numba from the first access on: loading it mid-measurement would count its code.
+    env = dict(os.environ, PYTHONPATH=ROOT, VMSIM_JIT_AFTER="0")
+    return [float(subprocess.run([sys.executable, "-c", code], env=env, check=True,
+                                 capture_output=True, text=True).stdout)
+            for _ in range(runs)]
 
 
 def untouched_cost():
@@ -168,10 +235,14 @@ def lackey_rate(tmp):
 
 
 def main():
+    global SAMPLES, MIN_SAMPLE
     ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true", help="smaller traces")
+    ap.add_argument("--quick", action="store_true", help="shorter samples, one process per "
+                    "host-memory figure")
     args = ap.parse_args()
-    n = 1 << 20 if args.quick else 1 << 22
+    if args.quick:
+        MIN_SAMPLE = 0.1
+    n = 1 << 22
     rng = np.random.default_rng(1)
     seq_region = 32 << 20
     seq = (np.arange(n, dtype=np.int64) * 8) % seq_region
@@ -189,18 +260,30 @@ def main():
                 ("random reads, --tlb golden-cove", rnd, rnd_region, 0, 0, "golden-cove")):
             tlb = tlb[0] if tlb else None
             v = vmsim_rate(off, region, kind, value, tlb=tlb)
-            nat = native_rate(off, region, kind == 1, 3, tmp)
+            nat = native_rate(off, region, kind == 1, tmp)
             rows.append((name, v, nat))
         lines_s, lines = lackey_rate(tmp)
-    print(f"{'trace':40} {'vmsim M/s':>10} {'native M/s':>11} {'slowdown':>9}")
-    for name, v, nat in rows:
-        print(f"{name:40} {v / 1e6:10.2f} {nat / 1e6:11.1f} {nat / v:8.0f}x")
-    print(f"(each trace {n:,} accesses; targets: locality >= 100 M/s, random >= 25 M/s, "
+    print(f"{'trace':40} {'vmsim M/s':>10} {'(min-max)':>15} {'native M/s':>11} {'slowdown':>9}")
+    for name, (v, lo, hi), nat in rows:
+        rng_s = f"{lo / 1e6:.1f}-{hi / 1e6:.1f}"
+        print(f"{name:40} {v / 1e6:10.2f} {rng_s:>15} {nat / 1e6:11.1f} {nat / v:8.1f}x")
+    print(f"(each trace {n:,} accesses, 1 byte each; the locality traces cover their 32 MiB "
+          f"once, in order; random: {n:,} uniform pages of the 1 GiB, a uniform byte in each; "
+          f"rates per CPU second, the median of {SAMPLES} samples of >= {MIN_SAMPLE} s, "
+          "vmsim and native alike; targets: locality >= 100 M/s, random >= 25 M/s, "
           "stores >= 50 M/s)")
     wall, cpu_s = startup()
     print(f"start-up, warm numba cache: {wall:.2f} s wall, {cpu_s:.2f} s CPU (target < 0.5 s)")
-    per = host_memory(1 << 17)
-    print(f"host memory per touched frame: {per:.0f} bytes (131,072 frames written; target <= 48)")
+    touched = 1 << 18
+    runs = 1 if args.quick else 3
+    off = host_memory_child(touched, False, runs)
+    on = host_memory_child(touched, True, runs)
+    print(f"host memory per touched frame: {np.median(off):.1f} bytes with host THP off for "
+          f"vmsim ({', '.join(f'{x:.1f}' for x in off)}); {np.median(on):.1f} with THP as the "
+          f"host sets it ({', '.join(f'{x:.1f}' for x in on)}); {touched:,} frames written "
+          f"(a fault each) in a fresh process, {runs} run(s) each; target <= 48. With THP the "
+          "host backs each per-frame array's written part in 2 MiB pages: the model writes "
+          "the first, the rounding up is the host's")
     print(f"host memory of a 64 GiB machine ({frames:,} frames, untouched): {cost / 1024:.0f} KiB; "
           f"against a 1 GiB one: {per_frame:.3f} bytes per untouched frame")
     print(f"lackey reader: {lines_s / 1e6:.2f} M lines/s ({lines:,} lines of ls /usr/bin; "

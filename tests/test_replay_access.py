@@ -321,3 +321,153 @@ def _check_regions(pku, n):
         m.check()
     assert 3 < len(results[0][0]) < n // 6                       # signals met
     assert results[0] == results[1]
+
+
+# --- repeats (mmu_batch.access_chunk: the same page and kind again skips the walk) -------
+RX = PROT_READ | PROT_EXEC
+
+
+def _repeat_layout(m):
+    """A private RW area (some pages COW-shared after a fork, one on a protection key
+    when the CPU has PKU), a shared RW area and an executable one; all faulted in."""
+    p = m.spawn()
+    a = p.mmap(0, 8 << 12, RW, ANON)
+    p.touch(a, 8 << 12, write=True)
+    sh = p.mmap(0, 4 << 12, RW, MAP_SHARED | MAP_ANONYMOUS)
+    p.touch(sh, 4 << 12, write=True)
+    x = p.mmap(0, 2 << 12, RX, ANON)
+    p.touch(x, 2 << 12)
+    p.fork()
+    p.touch(a, 2 << 12, write=True)                 # pages 2.. stay COW-shared
+    if m.k.pku:
+        key = p.pkey_alloc(0, 0)
+        p.pkey_mprotect(a + (6 << 12), 2 << 12, RW, key)
+    return p, [a, sh, x]
+
+
+_PAGES = (8, 4, 2)
+
+
+@st.composite
+def _repeat_program(draw, pku):
+    """Batches of runs of accesses to one page (random kinds, offsets and sizes: the
+    repeats), with what the kernel or the program may do between them: mprotect,
+    munmap, madvise (MADV_COLD clears Accessed, MADV_FREE Accessed and Dirty,
+    DONTNEED and PAGEOUT drop pages), a new PKRU, pkey_mprotect."""
+    steps = []
+    for _ in range(draw(st.integers(1, 5))):
+        seq = []
+        for _ in range(draw(st.integers(1, 6))):
+            area = draw(st.integers(0, 2))
+            page = draw(st.integers(0, _PAGES[area]))     # one past the end: a signal
+            for _ in range(draw(st.integers(1, 6))):
+                seq.append((area, page, draw(st.integers(0, 4095)),
+                            draw(st.sampled_from([ACCESS_READ, ACCESS_WRITE, ACCESS_EXEC, ACCESS_READ])),
+                            draw(st.sampled_from([1, 1, 2, 8, 0]))))
+        steps.append(("access", seq))
+        op = draw(st.sampled_from(["none", "mprotect", "munmap", "madvise", "pkru", "pkey"]))
+        area = draw(st.integers(0, 2))
+        page = draw(st.integers(0, _PAGES[area] - 1))
+        if op == "mprotect":
+            # PROT_EXEC alone: with PKU, an execute-only key (fetches allowed, reads not).
+            steps.append((op, area, page, draw(st.sampled_from([PROT_READ, RW, PROT_NONE, RX,
+                                                                 PROT_EXEC]))))
+        elif op == "munmap":
+            steps.append((op, area, page, 0))
+        elif op == "madvise":
+            from vmsim.uapi import MADV_COLD, MADV_FREE, MADV_DONTNEED, MADV_PAGEOUT
+            steps.append((op, area, page, draw(st.sampled_from([MADV_COLD, MADV_FREE, MADV_DONTNEED,
+                                                                 MADV_PAGEOUT]))))
+        elif op in ("pkru", "pkey") and pku:
+            # PKRU: access- and write-disable bits of keys 0..2 at random.
+            steps.append((op, area, page, draw(st.integers(0, 63))))
+    return steps, draw(st.sampled_from([0, 1, 0x5a]))
+
+
+def _run_program(m, p, bases, steps, value, runner):
+    """Run the program's steps; the signals and the tables after each batch."""
+    k = m.k
+    seen = []
+    key = None
+    for step in steps:
+        if step[0] == "access":
+            seq = step[1]
+            addrs = [_s64(bases[ar] + (pg << 12) + off) for ar, pg, off, _, _ in seq]
+            kinds = [kd for _, _, _, kd, _ in seq]
+            sizes = [sz for _, _, _, _, sz in seq]
+            i = 0
+            while i < len(addrs):
+                sig = runner(p, addrs[i:], kinds[i:], sizes[i:], value)
+                seen.append((sig, k.ptpool.arr[:k.ptpool.used * 512].tobytes()))
+                if sig is None:
+                    break
+                i += sig[0] + 1
+            continue
+        op, area, page, arg = step
+        addr = bases[area] + (page << 12)
+        try:
+            if op == "mprotect":
+                p.mprotect(addr, 4096, arg)
+            elif op == "munmap":
+                p.munmap(addr, 4096)
+            elif op == "madvise":
+                p.madvise(addr, 4096, arg)
+            elif op == "pkru":
+                bits = 0
+                for j in range(3):                    # keys 0..2: AD, WD from arg
+                    bits |= ((arg >> (2 * j)) & 3) << (2 * j)
+                p.pkru = (p.pkru & ~0x3F) | bits
+            elif op == "pkey":
+                if key is None:
+                    key = p.pkey_alloc(0, 0)
+                p.pkey_mprotect(addr, 4096, RW, key if arg & 1 else 0)
+        except OSError as e:
+            seen.append(("errno", e.errno))
+    return seen
+
+
+def _check_repeats(spec, tlb=None, pku=False):
+    steps, value = spec
+    results = []
+    # One by one (the reference), the compiled chunk loop, and the same code as plain
+    # Python (VMSIM_NUMBA=0); the TLB form leaves the last to the TLB tests.
+    runners = [(_one_by_one, None), (_batch, True)]
+    if tlb is None:
+        runners.append((_batch, False))
+    for runner, compiled in runners:
+        def go():
+            # The checker once at the end (m.check()): after every call it would cost
+            # more than the rest of the test.
+            m = vmsim.Machine("64M", pku=pku, debug_vm=False, **({"tlb": tlb} if tlb else {}))
+            p, bases = _repeat_layout(m)
+            seen = _run_program(m, p, bases, steps, value, runner)
+            pd = m.k.page_data
+            # The frames' contents: the handles (in _state) and the data rows.
+            state = _state(m, p), pd.pool[:pd.rows_used].tobytes()
+            tstate = None
+            if tlb:
+                hw = m.k.tlb
+                tstate = (hw.ent.tobytes(), hw.clock.tobytes(), hw.stats.tobytes())
+            m.check()
+            return seen, state, tstate
+        results.append(go() if compiled is None else _run_mode(compiled, go))
+    for r in results[1:]:
+        assert r[0] == results[0][0]
+        assert r[1] == results[0][1]
+        assert r[2] == results[0][2]
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_repeats_match_one_by_one_across_kernel_changes(data):
+    pku = data.draw(st.booleans())
+    _check_repeats(data.draw(_repeat_program(pku)), None, pku)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tlb", _tlb_presets())
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_repeats_match_one_by_one_across_kernel_changes_long(data, tlb):
+    pku = data.draw(st.booleans())
+    _check_repeats(data.draw(_repeat_program(pku)), tlb, pku)

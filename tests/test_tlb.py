@@ -140,7 +140,7 @@ def test_set_associative_lru_evicts_the_least_recently_used_way():
     g = T.custom_geometry({"L1 dTLB": (4, 2)})         # 2 sets of 2 ways
     s = T.TLBState(1, g, pcide=True)
     fill = lambda va: T._fill_level(s.ent, s.geo, s.clock, 0, 1, 2, va, 0, 1, 0, va | 1)
-    look = lambda va: T.tlb_lookup(s.ent, s.geo, s.clock, s.stats, 0, 1, va, 2)
+    look = lambda va: T.tlb_lookup(s.ent, s.geo, s.clock, s.stats, 0, 1, va, 2, -1)
     fill(0x0000)
     fill(0x2000)                                   # same set (even page numbers)
     assert look(0x0000) >= 0                       # 0x0000 now most recent

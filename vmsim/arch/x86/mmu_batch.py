@@ -14,8 +14,9 @@ kernel through the IDT as :mod:`vmsim.arch.x86.cpu` does, and resumes the chunk 
 access that trapped, as the CPU re-executes the faulting instruction.
 
 With Machine(tlb=...) the translation is the CPU's TLB lookup in front of the walk
-(vmsim.arch.x86.tlb.tlb_translate, inlined the same way); without it every translation
-is a walk.
+(vmsim.arch.x86.tlb's l1_hit inlined, its miss path a call); without it every
+translation is a walk. Either way a repeat of a translation (the same page and kind
+again) is not looked up again when that is state-equivalent (access_chunk).
 """
 import numpy as np
 
@@ -23,7 +24,7 @@ from vmsim.arch.x86 import cpu as _cpu
 from vmsim.arch.x86.mm.fault import pt_regs, is_vsyscall_vaddr
 from vmsim.arch.x86.traps import exc_page_fault, exc_general_protection
 from vmsim.arch.x86.mmu import _walk, _P, _RW, _US, _A, _D, _PS, _XD, _PFN
-from vmsim.arch.x86.tlb import tlb_translate
+from vmsim.arch.x86.tlb import (l1_hit, tlb_miss, S_L1I_4K, S_L1D_4K, G_SIZES, ST_HIT)
 from vmsim.mm.page_data import _store
 
 # Access kinds, as a trace records them (vmsim.ACCESS_READ / _WRITE / _EXEC).
@@ -44,73 +45,56 @@ _EXIT_STALE = 4       # the stale-TLB checker found a hit the tables do not back
 _U64 = (1 << 64) - 1
 
 
-# The walk state access_chunk keeps across its accesses. ``wc``, in locals: for the two
-# halves of each 2 GiB (bit 30 of the address), the PMD table the last walk there went
-# through: (1 GiB key, pool row, rights above) twice. ``w``, an int64 array: the PMD
-# tables walked through before, by 1 GiB key (_W_PMD slots of 3: key, pool row, rights
-# above), then the root table's row and its level's shift.
+# The walk state access_chunk keeps across its accesses, ``w``, an int64 array: the PMD
+# tables walked through before, by 1 GiB key (_W_PMD slots of 4: key, pool row, rights
+# above, unused), then the root table's row and its level's shift.
 _W_PMD = 8
-_W_ROOT = 3 * _W_PMD
+_W_ROOT = 4 * _W_PMD
 _W_SHIFT = _W_ROOT + 1
 _W_LEN = _W_SHIFT + 1
-_NO_KEY = 1 << 62                       # no address >> 30 equals it
+_NO_KEY = 1 << 62                       # no address >> 30 (or >> 12) equals it
 
 
 def _walk_start(w, rows, cr3_pfn, la57):
     """The walk state at the start of a chunk (the tables may have changed since the
-    last): nothing known below the root. Returns the initial ``wc``."""
+    last): nothing known below the root."""
     for s in range(_W_PMD):
-        w[3 * s] = _NO_KEY
+        w[4 * s] = _NO_KEY
     w[_W_ROOT] = rows[cr3_pfn]
     w[_W_SHIFT] = 48 if la57 else 39
-    return _NO_KEY, 0, 0, _NO_KEY, 0, 0
 
 
-def _walk_cached(pt, rows, cr3_pfn, la57, addr, access, pkru, wc, w, ent, geo, clock, tstats,
+def _walk_cached(pt, rows, cr3_pfn, la57, addr, access, pkru, w, ent, geo, clock, tstats,
                  cpu, pcid, check, bad):
     """The translation without a TLB model: mmu.translate's walk from the root, every
-    time; returns (its result, the new ``wc``).
+    time; returns (its result, 0: a repeat of a successful one needs nothing, see
+    access_chunk).
 
     Within one chunk nothing but the walk itself writes the tables (a fault, the only way
     the kernel runs, ends the chunk), and the walk writes only Accessed and Dirty bits.
-    So once a walk has gone through a PMD table (``wc``, ``w``), the entries above it are
-    known: read with Accessed set, their rights kept. A walk in the same 1 GiB reads them
-    again unchanged; it starts at that PMD table with those rights, which reads and
-    writes what the walk from the root would. The PMD and PTE entries are read for
-    every access: a present table pointer, or a leaf already allowing the access, with
+    So once a walk has gone through a PMD table (``w``), the entries above it are known:
+    read with Accessed set, their rights kept. A walk in the same 1 GiB reads them again
+    unchanged; it starts at that PMD table with those rights, which reads and writes
+    what the walk from the root would. The PMD and PTE entries are read for every
+    access: a present table pointer, or a leaf already allowing the access, with
     Accessed (and Dirty for a store) set needs no write, and is read inline; anything
     else is mmu._walk's. The TLB arguments are unused (with Machine(tlb=...) the TLB
     lookup takes this place)."""
-    k0, r0, g0, k1, r1, g1 = wc
     hi = addr >> 30
-    odd = hi & 1
-    # Chosen without a branch: random accesses over two halves would mispredict it.
-    key = k1 if odd else k0
-    row = r1 if odd else r0
-    rights = g1 if odd else g0
-    if hi != key:
-        s = (hi & (_W_PMD - 1)) * 3
-        if hi == w[s]:
-            row = w[s + 1]
-            rights = w[s + 2]
-        else:
-            r, pmd, pmd_rights, pte, pte_rights = _walk(pt, rows, w[_W_ROOT], w[_W_SHIFT], addr,
-                                                        access, pkru, _RW | _US)
-            if pmd < 0:
-                return r, wc
+    s = (hi & (_W_PMD - 1)) * 4
+    if hi != w[s]:
+        r, pmd, pmd_rights, pte, pte_rights = _walk(pt, rows, w[_W_ROOT], w[_W_SHIFT], addr,
+                                                    access, pkru, _RW | _US)
+        if pmd >= 0:
             w[s] = hi
             w[s + 1] = pmd
             w[s + 2] = pmd_rights
-            if odd:
-                return r, (k0, r0, g0, hi, pmd, pmd_rights)
-            return r, (hi, pmd, pmd_rights, k1, r1, g1)
-        if odd:
-            wc = (k0, r0, g0, hi, row, rights)
-        else:
-            wc = (hi, row, rights, k1, r1, g1)
+        return r, 0
+    row = w[s + 1]
+    rights = w[s + 2]
     e = pt[row * 512 + ((addr >> 21) & 511)]
     if (e & (_P | _A | _PS)) != (_P | _A):
-        return _walk(pt, rows, row, 21, addr, access, pkru, rights)[0], wc
+        return _walk(pt, rows, row, 21, addr, access, pkru, rights)[0], 0
     # The PMD entry points to a PTE table and has Accessed set: only read.
     rights = (rights & (e | ~(_RW | _US))) | (e & _XD)
     row = rows[(e & _PFN) >> 12]
@@ -123,20 +107,58 @@ def _walk_cached(pt, rows, cr3_pfn, la57, addr, access, pkru, wc, w, ent, geo, c
     if ((e & (rights | ~(_RW | _US))) & need) == need:
         if access & _PF_INSTR:
             if (e | rights) >= 0:
-                return (e & _PFN) | (addr & 0xFFF), wc
+                return (e & _PFN) | (addr & 0xFFF), 0
         elif pkru == 0 or not (e & rights & _US) or \
                 not (pkru >> ((e >> 58) & 30)) & ((access & _PF_WRITE) | 1):
             # The protection key (bits 59..62; ``>> 58 & 30`` is twice it) allows it:
             # _walk's PKRU check of the key's AD bit, and WD for a store.
-            return (e & _PFN) | (addr & 0xFFF), wc
-    return _walk(pt, rows, row, 12, addr, access, pkru, rights)[0], wc
+            return (e & _PFN) | (addr & 0xFFF), 0
+    return _walk(pt, rows, row, 12, addr, access, pkru, rights)[0], 0
 
 
-def _tlb(pt, rows, cr3_pfn, la57, addr, access, pkru, wc, w, ent, geo, clock, tstats, cpu, pcid,
+def _tlb(pt, rows, cr3_pfn, la57, addr, access, pkru, w, ent, geo, clock, tstats, cpu, pcid,
          check, bad):
-    """The translation with Machine(tlb=...): the CPU's TLB lookup in front of the walk."""
-    return tlb_translate(pt, rows, cr3_pfn, la57, addr, access, pkru, ent, geo, clock, tstats, cpu,
-                         pcid, check, bad), wc
+    """The translation with Machine(tlb=...): the CPU's TLB lookup in front of the walk.
+    The third value is the slot of the first-level 4K entry that hit (tlb.l1_hit: a
+    repeat hits it again, see access_chunk), -1 for anything else."""
+    s = S_L1I_4K if access & _PF_INSTR else S_L1D_4K
+    skip = -1
+    if not check and geo[s, G_SIZES] & 1:
+        slot = l1_hit(ent, geo, clock, tstats, cpu, pcid, s, addr, access, pkru)
+        if slot >= 0:
+            return (ent[cpu, slot, 2] & _PFN) | (addr & 0xFFF), slot
+        if slot == -1:
+            skip = s
+    return tlb_miss(pt, rows, cr3_pfn, la57, addr, access, pkru, ent, geo, clock, tstats, cpu,
+                    pcid, check, bad, skip), -1
+
+
+def _again_walk(ent, clock, tstats, cpu, slot, kind):
+    """A repeat of a walk: it reads entries the first one left with Accessed (and
+    Dirty) set, and writes nothing."""
+    return
+
+
+def _again_tlb(ent, clock, tstats, cpu, slot, kind):
+    """A repeat of a first-level hit (tlb.l1_hit): the same entry hits; its LRU stamp
+    and the hit count move as l1_hit moves them."""
+    c = clock[cpu] + 1
+    clock[cpu] = c
+    ent[cpu, slot, 3] = c
+    tstats[cpu, ST_HIT + 3 * (S_L1I_4K if kind == 2 else S_L1D_4K)] += 1
+
+
+def _store_mode(rows, frame, value):
+    """What a store of ``value`` into ``frame`` (an address) does for the rest of a
+    chunk, once page_data._store has taken one: the frame's data row offset in the pool
+    (a full-page row stays one), -1 when nothing (zeros into a zero frame stay that), or
+    -2 when _store must decide each time (an inline run)."""
+    h = rows[frame >> 12]
+    if h < 0:
+        return (~h) * 4096
+    if h == 0 and value == 0:
+        return -1
+    return -2
 
 
 def access_chunk(pt, rows, pool, cr3_pfn, la57, addrs, kinds, sizes, i, done, n, value,
@@ -147,15 +169,71 @@ def access_chunk(pt, rows, pool, cr3_pfn, la57, addrs, kinds, sizes, i, done, n,
     ``sizes`` empty means every access is one byte. stats[0] counts translations.
     ``w`` the walk state (_walk_start); ``ent`` .. ``bad``: the CPU's TLB state
     (vmsim.arch.x86.tlb), used when the translation is the TLB's (``_translate``);
-    ``check``: the stale-TLB checker."""
-    wc = _walk_start(w, rows, cr3_pfn, la57)
+    ``check``: the stale-TLB checker.
+
+    Repeats: within a chunk the tables change only by Accessed and Dirty bits being
+    set (a fault, the only way the kernel runs, ends it), and the TLB (if any) only by
+    what translations do. So a translation of a 4 KiB page that succeeded (``slot`` >=
+    0 from ``_translate``) is repeated for the next accesses of the same kind to the
+    same page by ``_again``, without the lookup or walk, as long as every translation
+    in between also returned a slot (a walk always does; a TLB lookup when it was a
+    first-level hit, which changes nothing but LRU stamps and counts). A store that
+    succeeded leaves a read of its page the same: it needed every right a read needs
+    (protection key included) and set Accessed."""
+    _walk_start(w, rows, cr3_pfn, la57)
     top_shift = 47
     if la57:
         top_shift = 56
     has_sizes = len(sizes) > 0
     translations = 0
     why = 0
+    # The last page (address >> 12) translated per kind, its slot (for _again), and
+    # for stores the frame and what a store into it does (_store_mode).
+    p0 = p1 = p2 = _NO_KEY
+    s0 = s1 = s2 = 0
+    f1 = 0
+    sb = -2
     while i < n:
+        if done == 0:
+            # The repeats: accesses that stay in a page the last translation of their
+            # kind found.
+            while i < n:
+                a = addrs[i]
+                kind = kinds[i]
+                size = 1
+                if has_sizes:
+                    size = sizes[i]
+                    if size <= 0:
+                        i += 1                   # nothing to access, nothing to translate
+                        continue
+                    if (a & 0xFFF) + size > 4096:
+                        break
+                pg = a >> 12
+                if kind == 0:
+                    if pg != p0:
+                        break
+                    slot = s0
+                elif kind == 1:
+                    if pg != p1:
+                        break
+                    if sb >= 0:
+                        b = sb + (a & 0xFFF)
+                        for j in range(size):
+                            pool[b + j] = value
+                    elif sb == -2:
+                        if not _store(rows, pool, f1 | (a & 0xFFF), size, value):
+                            break                # the full path translates and exits
+                        sb = _store_mode(rows, f1, value)
+                    slot = s1
+                else:
+                    if pg != p2:
+                        break
+                    slot = s2
+                _again(ent, clock, tstats, cpu, slot, kind)
+                translations += 1
+                i += 1
+            if i >= n:
+                break
         a = addrs[i]
         kind = kinds[i]
         size = 1
@@ -176,8 +254,8 @@ def access_chunk(pt, rows, pool, cr3_pfn, la57, addrs, kinds, sizes, i, done, n,
             c = size - done
             if c > 4096 - (ca & 0xFFF):
                 c = 4096 - (ca & 0xFFF)
-            r, wc = _translate(pt, rows, cr3_pfn, la57, ca, access, pkru, wc, w, ent, geo, clock,
-                               tstats, cpu, pcid, check, bad)
+            r, slot = _translate(pt, rows, cr3_pfn, la57, ca, access, pkru, w, ent, geo, clock,
+                                 tstats, cpu, pcid, check, bad)
             translations += 1
             if check and bad[0]:
                 why = _EXIT_STALE
@@ -187,11 +265,25 @@ def access_chunk(pt, rows, pool, cr3_pfn, la57, addrs, kinds, sizes, i, done, n,
                 out[1] = ~r
                 out[2] = ca
                 break
-            if kind == 1 and not _store(rows, pool, r, c, value):
-                why = _EXIT_STORE
-                out[1] = c
-                out[2] = r
-                break
+            if slot < 0:
+                p0 = p1 = p2 = _NO_KEY
+            elif kind == 0:
+                p0 = ca >> 12
+                s0 = slot
+            elif kind == 1:
+                p0 = p1 = ca >> 12
+                s0 = s1 = slot
+                f1 = r & ~0xFFF
+            else:
+                p2 = ca >> 12
+                s2 = slot
+            if kind == 1:
+                if not _store(rows, pool, r, c, value):
+                    why = _EXIT_STORE
+                    out[1] = c
+                    out[2] = r
+                    break
+                sb = _store_mode(rows, r, value)
             done += c
         if why:
             break
@@ -214,6 +306,7 @@ def _build(use_tlb, compiled):
         import types
         g = dict(access_chunk.__globals__)
         g["_translate"] = _tlb if use_tlb else _walk_cached
+        g["_again"] = _again_tlb if use_tlb else _again_walk
         if compiled:
             from vmsim._jitcache import _njit
             from vmsim.arch.x86 import tlb as _hwtlb
@@ -221,13 +314,17 @@ def _build(use_tlb, compiled):
             def inline(fn, gl=g):
                 f = types.FunctionType(fn.__code__, gl, fn.__name__)
                 return _njit(f, nogil=True, inline="always", _nrt=False)
-            g["_walk"] = _njit(_walk, nogil=True, inline="always", _nrt=False)
+            g["_walk"] = _njit(_walk, nogil=True, _nrt=False)
             g["_store"] = _njit(_store, nogil=True, inline="always", _nrt=False)
             g["_walk_start"] = inline(_walk_start)
+            g["_store_mode"] = inline(_store_mode)
             if use_tlb:
-                # tlb.compiled()'s lookup: its hit path inlines, its walk is a call.
-                g["tlb_translate"] = _hwtlb.compiled().tlb_translate
+                # tlb.compiled()'s: the first-level probe inlines, the miss path is a call.
+                ns = _hwtlb.compiled()
+                g["l1_hit"] = ns.l1_hit
+                g["tlb_miss"] = ns.tlb_miss
             g["_translate"] = inline(_tlb if use_tlb else _walk_cached)
+            g["_again"] = inline(_again_tlb if use_tlb else _again_walk)
             # numba's cache keys a function by its qualified name and line, not by its
             # globals: the TLB build gets a name of its own.
             name = "access_chunk_tlb" if use_tlb else "access_chunk"

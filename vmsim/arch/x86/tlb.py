@@ -84,14 +84,25 @@ SIZE_NAMES = ("4K", "2M", "1G")
 
 
 # --- lookups and fills (numba-compilable: arrays and ints only) -------------------------
-def _probe_struct(ent, geo, clock, cpu, s, addr, pcid):
+def _set_first(geo, s, tag):
+    """The first slot of the set of structure ``s`` that ``tag`` indexes (tag modulo the
+    number of sets; a mask when that is a power of two, as in every preset: a 64-bit
+    division costs tens of cycles, and a miss makes several)."""
+    sets = geo[s, G_SETS]
+    if sets & (sets - 1) == 0:
+        return geo[s, G_BASE] + (tag & (sets - 1)) * geo[s, G_WAYS]
+    return geo[s, G_BASE] + ((tag & 0x7FFFFFFFFFFFFFFF) % sets) * geo[s, G_WAYS]
+
+
+def _probe_struct(ent, geo, clock, cpu, s, addr, pcid, sc0):
     """Return the slot of a valid entry of structure ``s`` translating ``addr`` (at any
-    page size it holds) for ``pcid`` (or global), touching its LRU stamp; -1 if none."""
+    page size it holds, from size code ``sc0`` up) for ``pcid`` (or global), touching
+    its LRU stamp; -1 if none."""
     ways = geo[s, G_WAYS]
     if ways == 0:
         return -1
     sizes = geo[s, G_SIZES]
-    for sc in range(3):
+    for sc in range(sc0, 3):
         if (sizes >> sc) & 1:
             slot = _probe_tag(ent, geo, clock, cpu, s, addr >> (12 + 9 * sc), sc, pcid)
             if slot >= 0:
@@ -105,10 +116,12 @@ def _probe_tag(ent, geo, clock, cpu, s, tag, sc, pcid):
     ways = geo[s, G_WAYS]
     if ways == 0:
         return -1
-    first = geo[s, G_BASE] + ((tag & 0x7FFFFFFFFFFFFFFF) % geo[s, G_SETS]) * ways
+    first = _set_first(geo, s, tag)
     for slot in range(first, first + ways):
+        if ent[cpu, slot, 0] != tag:            # the tag first: most ways differ in it
+            continue
         ctx = ent[cpu, slot, 1]
-        if (ctx & CTX_VALID and ent[cpu, slot, 0] == tag and (ctx >> CTX_SIZE_SHIFT) & 3 == sc
+        if (ctx & CTX_VALID and (ctx >> CTX_SIZE_SHIFT) & 3 == sc
                 and ((ctx & CTX_PCID) == pcid or ctx & CTX_GLOBAL)):
             c = clock[cpu] + 1
             clock[cpu] = c
@@ -123,7 +136,7 @@ def _fill_struct(ent, geo, clock, cpu, s, tag, ctx, val):
     ways = geo[s, G_WAYS]
     if ways == 0:
         return
-    first = geo[s, G_BASE] + ((tag & 0x7FFFFFFFFFFFFFFF) % geo[s, G_SETS]) * ways
+    first = _set_first(geo, s, tag)
     victim = first
     oldest = ent[cpu, first, 3]
     for slot in range(first, first + ways):
@@ -173,14 +186,16 @@ def _fill_level(ent, geo, clock, cpu, level, users, addr, sc, pcid, glob, val):
     _fill_struct(ent, geo, clock, cpu, best, addr >> (12 + 9 * best_sc), ctx, val)
 
 
-def _tlb_lookup(ent, geo, clock, stats, cpu, pcid, addr, users):
+def _tlb_lookup(ent, geo, clock, stats, cpu, pcid, addr, users, skip):
     """Look ``addr`` up for ``users`` (1 fetch, 2 data): the slot of the entry that hit
-    (an L2 hit is also copied into L1), or -1."""
+    (an L2 hit is also copied into L1), or -1. ``skip``: a first-level structure whose
+    4K entries are known not to hold ``addr`` (a probe that finds nothing changes
+    nothing), or -1."""
     for level in range(1, 3):
         for s in range(S_PML4E):
             if geo[s, G_LEVEL] != level or not geo[s, G_USERS] & users:
                 continue
-            slot = _probe_struct(ent, geo, clock, cpu, s, addr, pcid)
+            slot = _probe_struct(ent, geo, clock, cpu, s, addr, pcid, 1 if s == skip else 0)
             if slot < 0:
                 continue
             ctx = ent[cpu, slot, 1]
@@ -210,7 +225,7 @@ def _tlb_invalidate_addr(ent, geo, cpu, pcid, addr, psc):
             if not (sizes >> sc) & 1:
                 continue
             tag = addr >> (12 + 9 * sc)
-            first = geo[s, G_BASE] + ((tag & 0x7FFFFFFFFFFFFFFF) % geo[s, G_SETS]) * ways
+            first = _set_first(geo, s, tag)
             for slot in range(first, first + ways):
                 ctx = ent[cpu, slot, 1]
                 if (ctx & CTX_VALID and ent[cpu, slot, 0] == tag and (ctx >> CTX_SIZE_SHIFT) & 3 == sc
@@ -393,20 +408,35 @@ def _tlb_translate(pt, rows, cr3_pfn, la57, addr, access, pkru, ent, geo, clock,
     compared with the tables: the stale-TLB checker). A store through an entry with D
     clear, or an access the cached rights refuse, drops the entries for the address
     and walks (the fault, if any, is the walk's)."""
-    users = 1 if access & _ERR_INSTR else 2
     # The common case first: a 4K entry in the first-level TLB of this kind of access.
-    s = S_L1I_4K if users == 1 else S_L1D_4K
+    s = S_L1I_4K if access & _ERR_INSTR else S_L1D_4K
+    skip = -1
     if not check and geo[s, G_SIZES] & 1:
-        r = _l1_hit(ent, geo, clock, stats, cpu, pcid, s, addr, access, pkru)
-        if r >= 0:
-            return r
+        slot = _l1_hit(ent, geo, clock, stats, cpu, pcid, s, addr, access, pkru)
+        if slot >= 0:
+            return (ent[cpu, slot, 2] & _PFN) | (addr & 0xFFF)
+        if slot == -1:
+            skip = s
+    return _tlb_miss(pt, rows, cr3_pfn, la57, addr, access, pkru, ent, geo, clock, stats, cpu,
+                     pcid, check, bad, skip)
+
+
+def _tlb_miss(pt, rows, cr3_pfn, la57, addr, access, pkru, ent, geo, clock, stats, cpu, pcid,
+              check, bad, skip):
+    """_tlb_translate past its first probe (which, without ``check``, _l1_hit made and
+    missed, changing nothing): the lookups, the rights, the walk. ``skip``: the
+    first-level structure that probe found no 4K entry for ``addr`` in, or -1."""
+    users = 1 if access & _ERR_INSTR else 2
+    s = S_L1I_4K if users == 1 else S_L1D_4K
     slot = -1
-    if geo[s, G_SIZES] & 1:
+    if check and geo[s, G_SIZES] & 1:
         slot = _probe_tag(ent, geo, clock, cpu, s, addr >> 12, 0, pcid)
         if slot >= 0:
             stats[cpu, ST_HIT + 3 * s] += 1
     if slot < 0:
-        slot = _tlb_lookup(ent, geo, clock, stats, cpu, pcid, addr, users)
+        # Without the checker, _l1_hit found no usable 4K entry in ``s``: one it found
+        # but refused (-2) is found again here first (the same probe), and refused again.
+        slot = _tlb_lookup(ent, geo, clock, stats, cpu, pcid, addr, users, skip)
     if slot >= 0:
         val = ent[cpu, slot, 2]
         ctx = ent[cpu, slot, 1]
@@ -427,17 +457,14 @@ def _tlb_translate(pt, rows, cr3_pfn, la57, addr, access, pkru, ent, geo, clock,
 
 def _l1_hit(ent, geo, clock, stats, cpu, pcid, s, addr, access, pkru):
     """The first probe of _tlb_translate written out for its common case (no stale-TLB
-    checker): the physical address when a 4K entry of L1 structure ``s`` translates
-    ``addr`` for ``pcid`` and its cached rights allow ``access`` without a walk (D set
-    for a store), its LRU stamp and hit counted as _tlb_translate counts them; else -1,
-    with nothing changed (_tlb_translate then probes and decides as before)."""
+    checker): the slot of the 4K entry of L1 structure ``s`` that translates ``addr``
+    for ``pcid`` when its cached rights allow ``access`` without a walk (D set for a
+    store), its LRU stamp and hit counted as _tlb_translate counts them; else -1 (no
+    such entry) or -2 (one the access needs a walk for), with nothing changed
+    (_tlb_miss then probes and decides as before)."""
     ways = geo[s, G_WAYS]
-    sets = geo[s, G_SETS]
     tag = addr >> 12
-    if sets & (sets - 1) == 0:
-        first = geo[s, G_BASE] + (tag & (sets - 1)) * ways
-    else:
-        first = geo[s, G_BASE] + ((tag & 0x7FFFFFFFFFFFFFFF) % sets) * ways
+    first = _set_first(geo, s, tag)
     need = 0
     if access & _ERR_USER:
         need = _US
@@ -453,15 +480,15 @@ def _l1_hit(ent, geo, clock, stats, cpu, pcid, s, addr, access, pkru):
             continue
         val = ent[cpu, slot, 2]
         if (val & need) != need or ((access & _ERR_INSTR) and val < 0):
-            return -1
+            return -2
         if pkru and (val & _US) and not (access & _ERR_INSTR) and \
                 (pkru >> (((val >> 59) & 15) * 2)) & (((access & _ERR_WRITE) >> 1) | 1):
-            return -1                   # the protection key refuses it (_rights)
+            return -2                   # the protection key refuses it (_rights)
         c = clock[cpu] + 1
         clock[cpu] = c
         ent[cpu, slot, 3] = c
         stats[cpu, ST_HIT + 3 * s] += 1
-        return (val & _PFN) | (addr & 0xFFF)
+        return slot
     return -1
 
 
@@ -489,12 +516,14 @@ def _tlb_touch_batch(pt, rows, pool, cr3_pfn, la57, base, stride, count, i, acce
     return count
 
 
-_FUNCS = ("_l1_hit", "_probe_tag", "_probe_struct", "_fill_struct", "_fill_level", "_tlb_lookup", "_tlb_invalidate_addr",
-          "_rights", "_tlb_probe_walk", "_report", "_tlb_check_hit", "_tlb_walk", "_tlb_translate",
-          "_tlb_touch_batch")
+_FUNCS = ("_set_first", "_l1_hit", "_probe_tag", "_probe_struct", "_fill_struct", "_fill_level", "_tlb_lookup", "_tlb_invalidate_addr",
+          "_rights", "_tlb_probe_walk", "_report", "_tlb_check_hit", "_tlb_walk", "_tlb_miss",
+          "_tlb_translate", "_tlb_touch_batch")
 # The names the access loops (cpu.py, replay's mmu_batch) call them by.
 tlb_lookup, tlb_translate, tlb_touch_batch = _tlb_lookup, _tlb_translate, _tlb_touch_batch
-_INLINE = ("_l1_hit", "_probe_tag", "_probe_struct", "_rights", "_tlb_lookup", "_tlb_translate")
+l1_hit, tlb_miss = _l1_hit, _tlb_miss
+# The hit path is inlined into the loops (numba IR inlining); the miss path is a call.
+_INLINE = ("_set_first", "_l1_hit", "_probe_tag", "_probe_struct", "_rights", "_tlb_lookup", "_tlb_translate")
 _compiled = None
 
 
