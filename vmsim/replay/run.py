@@ -23,6 +23,9 @@ from vmsim.replay.readers import open_trace, TraceError
 
 KIND_NAMES = ("read", "write", "exec")
 STEP = 1 << 16
+# A trace of up to this many accesses (17 bytes each) is kept in memory between the
+# scan and the replay.
+KEEP = 1 << 21
 
 
 class ReplayConfig:
@@ -109,6 +112,7 @@ class Replay:
         self.cfg = cfg or ReplayConfig()
         self.progress = progress
         self.reader = open_trace(path, skip_bad=self.cfg.skip_bad)
+        self.chunks = None          # the trace's chunks, when the scan kept them
         self.result = None
 
     def _machine(self):
@@ -123,14 +127,23 @@ class Replay:
         return m
 
     def _infer(self):
+        """Scan the trace once for its pages (and whether it has events); a trace of at
+        most KEEP accesses is kept, so the replay does not read and parse it again."""
         ps = infer.PageSet()
         r = open_trace(self.path, skip_bad=self.cfg.skip_bad, fmt=self.reader.format)
         events = False
+        kept = []
         for c in r:
             ps.add(c.addr, c.kind, c.size)
             events = events or bool(c.events)
+            if kept is not None:
+                kept.append(c)
+                if r.accesses > KEEP:
+                    kept = None
             if self.progress:
                 self.progress("scan", r.accesses, r)
+        if kept is not None:
+            self.reader, self.chunks = r, kept
         pages, bits = ps.result()
         return infer.infer_areas(pages, bits, self.cfg.gap), events
 
@@ -178,7 +191,7 @@ class Replay:
         series["t"].append(0.0)
         t1 = time.perf_counter()
         try:
-            for chunk in self.reader:
+            for chunk in (self.chunks if self.chunks is not None else self.reader):
                 n = len(chunk.addr)
                 evs = list(chunk.events)
                 pos = 0
