@@ -13,7 +13,7 @@ from vmsim.arch.x86 import cpu
 from vmsim.replay import infer, native, sweep
 from vmsim.replay.cli import SAMPLE
 from vmsim.replay.readers import Event
-from vmsim.replay.run import ReplayConfig, replay
+from vmsim.replay.run import Replay, ReplayConfig, replay
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "traces")
 
@@ -215,7 +215,6 @@ def test_signal_is_counted_and_the_replay_goes_on(tmp_path):
 
 
 def test_inference_names_areas():
-    P = 4096
     ps = infer.PageSet()
     text, heap, lib, stack = 0x400000, 0x600000, 0x7f0000000000, 0x7ffffffde000
     addr = np.array([text, text + P, text + 40 * P, heap, heap + 10 * P, lib, stack, stack - P])
@@ -226,6 +225,43 @@ def test_inference_names_areas():
     assert got == [(text, text + 40 * P, "r-x", "text"), (text + 40 * P, text + 41 * P, "rw-", "data"),
                    (heap, heap + 11 * P, "rw-", "heap"), (lib, lib + P, "rw-", "mmap"),
                    (stack - P, stack + P, "rw-", "stack")]
+
+
+def test_inference_finds_valgrinds_brk_after_the_interpreter():
+    """Valgrind loads the program at 0x108000, ld.so at 0x4000000 and puts the brk right
+    after ld.so: the pages past ld.so's rw- segment are the heap (brk 0x4035000 in
+    `valgrind --trace-syscalls=yes ls`); a later library's tail is not."""
+    pages = [(0x108000, 2), (0x109000, 1), (0x4000000, 0), (0x4001000, 2), (0x4027000, 0),
+             (0x4031000, 1), (0x4042000, 0), (0x4044000, 1), (0x4045000, 1),
+             (0x4900000, 2), (0x4901000, 1), (0x4902000, 0), (0x4903000, 1)]
+    ps = infer.PageSet()
+    ps.add(np.array([a for a, _ in pages]), np.array([k for _, k in pages], np.uint8), None)
+    got = [(a.start, a.end, a.prot, a.name) for a in infer.infer_areas(*ps.result())]
+    assert (0x4042000, 0x4046000, "rw-", "heap") in got
+    assert [a for a in got if a[3] == "heap"] == [(0x4042000, 0x4046000, "rw-", "heap")]
+    assert (0x4031000, 0x4042000, "rw-", "data") in got and (0x4903000, 0x4904000, "rw-", "data") in got
+    assert (0x4902000, 0x4903000, "r--", "data") in got
+
+
+def test_heap_grows_by_brk(tmp_path):
+    """A text trace's heap (a written region right above the program) is grown with
+    brk() as the accesses reach higher: start_brk at its first page, one brk per step
+    that goes higher, the break at the highest byte touched, /proc/PID/maps' [heap];
+    each heap page written once is one anonymous fault."""
+    p = tmp_path / "h.lackey"
+    p.write_text("I  00400000,4\n S 00600000,8\n S 00601000,8\n L 00600000,8\n"
+                 " S 00603ff8,16\n L 00600010,8\n S 7ffffffde000,8\n")
+    rp = Replay(str(p), ReplayConfig(checker=True, step=8))      # early steps: one access
+    r = rp.run()
+    heap = [a for a in r["inferred_areas"] if a["name"] == "heap"]
+    assert [(a["start"], a["end"], a["prot"]) for a in heap] == [(0x600000, 0x605000, "rw-")]
+    assert r["brk"] == {"start_brk": 0x600000, "brk": 0x604008, "calls": 3, "failed_at": None}
+    mm = rp.process.mm
+    assert (mm.start_brk, mm.brk) == (0x600000, 0x604008)
+    maps = rp.machine.read_file(f"/proc/{rp.process.pid}/maps")
+    assert [ln for ln in maps.splitlines() if ln.endswith("[heap]")][0].startswith("00600000-00605000 rw-p")
+    assert r["faults"]["by_kind"] == {"anonymous": 5, "zero-page": 1}    # 4 heap pages, stack; text
+    assert r["signals"] == {}
 
 
 def test_sweep_grid_local(tmp_path):

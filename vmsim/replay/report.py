@@ -21,7 +21,15 @@ def print_report(out, r):
         text = format_areas(areas)
         if r.get("faults_by_area") is not None:
             text = "\n".join(f"{ln}, {n} faults" for ln, n in zip(text.split("\n"), r["faults_by_area"]))
-        out.block("VMAs inferred from the trace (mapped anonymous, private)", text)
+        b = r.get("brk")
+        if b:
+            text += (f"\nheap: brk() from start_brk {b['start_brk']:#x} to {b['brk']:#x} in "
+                     f"{b['calls']:,} calls, as the trace reached higher heap addresses")
+            if b["failed_at"] is not None:
+                text += (f"; brk() failed at {b['failed_at']:#x} (a mapping in the way): the "
+                         "rest of the heap area was mapped anonymous")
+        out.block("VMAs inferred from the trace (mapped anonymous, private; the heap by "
+                  "brk, the stack growing down)", text)
     a = r["accesses"]
     rows = [[k, _n(a[k])] for k in ("read", "write", "exec", "total")]
     rows.append(["bytes", _n(a["bytes"])])

@@ -2,7 +2,8 @@
 
 A text trace (or a native one without events) starts from a process whose spawn
 layout is cleared (munmap of the whole user range) and replaced by the areas inferred
-from the trace (vmsim.replay.infer), as anonymous private mappings; a native trace with
+from the trace (vmsim.replay.infer), as anonymous private mappings, but for the heap,
+which brk() grows as the trace reaches it, and the stack, which grows down; a native trace with
 events starts from spawn() and applies its mmap / munmap / mprotect / brk / fork / exit
 / switch events in order. The accesses run in steps of ``step`` through Process.access
 (the compiled chunk loop); a signal is counted and the replay goes on after the access
@@ -154,9 +155,16 @@ class Replay:
         m = self._machine()
         p = m.spawn()
         procs = {}
+        heap = None
         if not has_events:
             p.munmap(0, p.mm.task_size if hasattr(p.mm, "task_size") else 0x7ffffffff000)
             for a in areas:
+                if a.name == "heap":
+                    # As load_elf_binary sets mm->start_brk = mm->brk after the bss;
+                    # the replay grows the heap with brk() (_grow_brk).
+                    heap = _Brk(a)
+                    p.mm.start_brk = p.mm.brk = a.start
+                    continue
                 prot = vmsim.PROT_READ | (vmsim.PROT_WRITE if "w" in a.prot else 0) | \
                     (vmsim.PROT_EXEC if "x" in a.prot else 0)
                 flags = vmsim.MAP_PRIVATE | vmsim.MAP_ANONYMOUS | vmsim.MAP_FIXED
@@ -207,6 +215,8 @@ class Replay:
                     if upto <= pos and not evs:
                         break
                     if upto > pos:
+                        if heap is not None:
+                            heap.grow(p, chunk, pos, upto)
                         self._step(m, p, procs, chunk, pos, upto, signals, first_pid)
                         pos = upto
                     if tracer is not None:
@@ -250,6 +260,7 @@ class Replay:
             "notes": config_notes(cfg),
             "model": model_support(),
             "inferred_areas": [] if has_events else [a._asdict() for a in areas],
+            "brk": heap.result(p) if heap is not None else None,
             "faults_by_area": [area_faults[i] for i in range(len(starts))] if tracer else None,
             "lines": self.reader.lines,
             "bad_lines": self.reader.bad_lines,
@@ -270,7 +281,7 @@ class Replay:
             "seconds": {"scan": t1 - t0, "replay": t2 - t1},
             "accesses_per_s": done / (t2 - t1) if t2 > t1 else 0.0,
         }
-        self.machine = m
+        self.machine, self.process = m, p
         return self.result
 
     def _proc(self, m, p, procs, pid, first_pid):
@@ -329,6 +340,44 @@ class Replay:
         except OSError as e:
             raise TraceError(self.path, 0, f"event at access {ev.at}: {ev.op} failed: {e}") from None
         return first_pid
+
+
+class _Brk:
+    """The inferred heap of a text trace, grown by brk() as the program's malloc grew
+    it: before each step, the break moves up to the highest heap byte the step
+    touches (page-aligned by sys_brk). Should brk fail (something mapped in the way),
+    the rest of the area is mapped anonymous instead, and said."""
+
+    def __init__(self, area):
+        self.area = area
+        self.top = area.start
+        self.calls = 0
+        self.failed = None
+
+    def grow(self, p, chunk, lo, hi):
+        if self.failed is not None:
+            return
+        a = chunk.addr[lo:hi]
+        inside = (a >= self.area.start) & (a < self.area.end)
+        if not inside.any():
+            return
+        top = int((a[inside] + np.maximum(chunk.size[lo:hi][inside], 1)).max())
+        if top <= self.top:
+            return
+        self.calls += 1
+        if p.brk(top) != top:
+            self.failed = self.top
+            start = (self.top + 4095) & ~4095
+            if start < self.area.end:
+                p.mmap(start, self.area.end - start, vmsim.PROT_READ | vmsim.PROT_WRITE,
+                       vmsim.MAP_PRIVATE | vmsim.MAP_ANONYMOUS | vmsim.MAP_FIXED)
+            return
+        self.top = top
+
+    def result(self, p):
+        mm = p.task.mm
+        return {"start_brk": self.area.start, "brk": mm.brk if mm is not None else self.top,
+                "calls": self.calls, "failed_at": self.failed}
 
 
 def _tlb_totals(m):
