@@ -215,6 +215,7 @@ def test_signal_is_counted_and_the_replay_goes_on(tmp_path):
 
 
 def test_inference_names_areas():
+    P = 4096
     ps = infer.PageSet()
     text, heap, lib, stack = 0x400000, 0x600000, 0x7f0000000000, 0x7ffffffde000
     addr = np.array([text, text + P, text + 40 * P, heap, heap + 10 * P, lib, stack, stack - P])
