@@ -47,7 +47,8 @@ class Event(NamedTuple):
     length: int = 0
     prot: int = 0
     flags: int = 0
-    arg: int = 0       # fork: the child's pid; switch: the pid switched to; exit: status
+    arg: int = 0       # fork: the child's pid; switch: the pid or tid switched to (0: idle); exit: status
+    cpu: int = -1      # switch: the CPU it happens on (-1: the task's own)
 
 
 EVENT_OPS = ("mmap", "munmap", "mprotect", "brk", "fork", "exit", "switch")

@@ -49,6 +49,13 @@ def print_report(out, r):
     if r["signals"]:
         out.table("signals (the replay went on after the access)", ["signal", "count"],
                   [[k, _n(v)] for k, v in r["signals"].items()], right=(1,))
+    t = r.get("tasks")
+    if t and (t["threads"] > 1 or t["context_switches"]):
+        out.table("tasks", ["", "count"],
+                  [["processes", _n(t["processes"])], ["tasks (threads included)", _n(t["threads"])],
+                   ["context switches", _n(t["context_switches"])],
+                   ["migrations (to the CPU of the cpu column or a switch)", _n(t["migrations"])]],
+                  right=(1,))
     rows = []
     if r.get("walks") is not None:
         rows.append(["page walks" if r.get("tlb") else "page walks (no TLB model: one per "
@@ -86,6 +93,7 @@ def compare_rows(results):
     for r in results:
         kinds |= set((r["faults"].get("by_kind") or {}).keys())
     metrics += [(f"faults: {k}", ("faults", "by_kind", k)) for k in FAULT_KINDS if k in kinds]
+    metrics += [("context switches", ("tasks", "context_switches"))]
     metrics += [("RSS kB", ("rss_kb",)), ("peak RSS kB", ("maxrss_kb",)),
                 ("page-table pages", ("pgtables",)), ("walks", ("walks",))]
     tlb_keys = []
