@@ -238,6 +238,19 @@ def test_native_roundtrip_with_events(tmp_path, ext):
     assert np.concatenate([c.addr for c in chunks]).tolist() == [0x10000, -4096, 0x10008]
     assert np.concatenate([c.pid for c in chunks]).tolist() == [7, 7, 8]
     assert [e for c in chunks for e in c.events] == ev
+    # Writable arrays: numba would compile the access loop anew for read-only ones
+    # (np.frombuffer's), tens of seconds each time a cache is cold.
+    assert all(a.flags.writeable for c in chunks for a in (c.addr, c.kind, c.size, c.pid))
+
+
+def test_access_copies_read_only_arrays():
+    from vmsim.api import _access_arrays
+    ro = np.frombuffer(np.arange(3, dtype=np.int64).tobytes(), np.int64)
+    kinds = np.frombuffer(bytes(3), np.uint8)
+    out = _access_arrays(ro, kinds, ro)
+    assert all(a.flags.writeable for a in out) and out[0].tolist() == [0, 1, 2]
+    w = np.arange(3, dtype=np.int64)
+    assert _access_arrays(w, np.zeros(3, np.uint8), None)[0] is w       # no copy when writable
 
 
 def test_convert_text_to_native(tmp_path):

@@ -233,7 +233,9 @@ def _npy_stream(path, z, member, dtype):
         raw = f.read(k * dt.itemsize)
         if len(raw) != k * dt.itemsize:
             raise _bad(path, f"{member}: truncated")
-        return np.frombuffer(raw, dtype=dt).astype(dtype, copy=False)
+        # A copy: np.frombuffer's array is read-only, and numba compiles the access
+        # loop anew (tens of seconds) for read-only arrays.
+        return np.frombuffer(raw, dtype=dt).astype(dtype)
     return read, shape[0]
 
 
@@ -306,7 +308,7 @@ def _parquet_chunks(reader):
         nonlocal buf
         while not buf or len(buf["address"]) < k:
             b = next(it)
-            cols = {c: b.column(c).to_numpy(zero_copy_only=False).astype(dts[c], copy=False) for c in use}
+            cols = {c: b.column(c).to_numpy(zero_copy_only=False).astype(dts[c]) for c in use}     # writable
             buf = cols if not buf else {c: np.concatenate([buf[c], cols[c]]) for c in use}
         out = {c: buf[c][:k] for c in use}
         buf = {c: buf[c][k:] for c in use}
