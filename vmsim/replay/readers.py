@@ -7,7 +7,11 @@ uint8 kind, int64 size), so a trace larger than memory replays in constant space
 Text formats
     lackey      ``valgrind --tool=lackey --trace-mem=yes``: ``I  ADDR,SIZE`` (a fetch),
                 `` L ADDR,SIZE`` (load), `` S ADDR,SIZE`` (store), `` M ADDR,SIZE``
-                (modify: a load then a store); ``==PID==`` lines are Valgrind's log.
+                (modify: a read-modify-write instruction, one write access: the CPU
+                translates it once for writing, so an untouched page takes one write
+                fault, where a load then a store take two, the zero page's and the
+                write-protect one; counted in ``modifies``); ``==PID==`` lines are
+                Valgrind's log.
     pinatrace   Pin's ManualExamples/pinatrace: ``IP: R ADDR`` / ``IP: W ADDR`` (one
                 byte each: the tool records no size), ``#eof`` ends the trace.
 Compressed inputs (.gz, .xz, .zst) are decompressed on the fly (.zst needs the
@@ -191,13 +195,13 @@ def _parse_lines(buf, pos, end, hexv, addr, kind, size, cap, skip_bad, res):
 
     res: [0] position reached, [1] accesses written, [2] lines read, [3] bad lines
     skipped, [4] problem of the line that stopped (0: none), [5] that line's index
-    from the call's start, [6] 1 once pinatrace's '#eof' was read, [7] scratch.
-    Stops before a line that could overflow ``cap`` (a record writes at most two
-    accesses), and after '#eof'."""
+    from the call's start, [6] 1 once pinatrace's '#eof' was read, [7] scratch, [8]
+    lackey modify records read. Stops when the arrays are full (``cap``: a record
+    writes at most one access), and after '#eof'."""
     n = res[1]
     lines = 0
     while pos < end:
-        if n + 2 > cap or res[6]:
+        if n >= cap or res[6]:
             break
         e = pos
         while buf[e] != 10:
@@ -226,7 +230,7 @@ def _parse_lines(buf, pos, end, hexv, addr, kind, size, cap, skip_bad, res):
 
 def _lackey_record(buf, pos, le, hexv, addr, kind, size, n, res):
     """One lackey line buf[pos:le] into the arrays at ``n``: the accesses written
-    (0 to 2), or minus its problem (_E_*)."""
+    (0 or 1), or minus its problem (_E_*)."""
     ln = le - pos
     if ln == 0 or (ln >= 2 and buf[pos] == 61 and buf[pos + 1] == 61):
         return 0                                    # blank, or '==PID== ...' log
@@ -263,14 +267,9 @@ def _lackey_record(buf, pos, le, hexv, addr, kind, size, n, res):
         q += 1
     if q != le:
         return -_E_TRAIL
-    if k == 3:                                      # modify: a load, then a store
-        addr[n] = a
-        kind[n] = 0
-        size[n] = s
-        addr[n + 1] = a
-        kind[n + 1] = 1
-        size[n + 1] = s
-        return 2
+    if k == 3:                                      # modify: one write access
+        k = 1
+        res[8] += 1
     addr[n] = a
     kind[n] = k
     size[n] = s
@@ -338,7 +337,8 @@ def _parser(fmt, compiled=True):
 # --- readers ---------------------------------------------------------------------------
 class TraceReader:
     """Iterate a trace in chunks. ``bad_lines`` counts skipped lines (skip_bad),
-    ``lines`` the text lines read, ``accesses`` the accesses yielded so far."""
+    ``lines`` the text lines read, ``modifies`` lackey's modify records (each one write
+    access), ``accesses`` the accesses yielded so far."""
 
     def __init__(self, path, chunk=CHUNK, skip_bad=False, fmt=None):
         self.path = path
@@ -350,6 +350,7 @@ class TraceReader:
             raise TraceError(path, 0, "is a directory")
         self.format = fmt or detect_format(path)
         self.bad_lines = 0
+        self.modifies = 0
         self.lines = 0
         self.accesses = 0
         self.compressed = _strip_compression(path) != path
@@ -371,7 +372,7 @@ class TraceReader:
         parse, compiled = _parser(self.format, compiled=False)
         hexv = _HEX.tolist()
         cap = self.chunk
-        res = np.zeros(8, dtype=np.int64)
+        res = np.zeros(9, dtype=np.int64)
         addr = np.empty(cap, dtype=np.int64)
         kind = np.empty(cap, dtype=np.uint8)
         size = np.empty(cap, dtype=np.int64)
@@ -416,13 +417,14 @@ class TraceReader:
                     pos = int(res[0])
                     self.lines = int(res[2])
                     self.bad_lines = int(res[3])
+                    self.modifies = int(res[8])
                     if res[4]:
                         raise TraceError(self.path, self.lines + 1, _PROBLEMS[self.format][int(res[4])])
                     n = int(res[1])
                     if res[6]:                         # pinatrace '#eof'
                         eof = True
                         break
-                    if pos < cut or n + 2 > cap:
+                    if pos < cut or n >= cap:
                         if n:
                             yield self._chunk(addr, kind, size, n)
                         res[1] = 0

@@ -32,6 +32,8 @@ def print_report(out, r):
                   "brk, the stack growing down)", text)
     a = r["accesses"]
     rows = [[k, _n(a[k])] for k in ("read", "write", "exec", "total")]
+    if a.get("modify"):
+        rows.insert(2, ["(of the writes, read-modify-write: lackey M)", _n(a["modify"])])
     rows.append(["bytes", _n(a["bytes"])])
     rows.append(["page-straddling (two translations)", _n(a["page_straddling"])])
     if r["bad_lines"]:
