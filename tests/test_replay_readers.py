@@ -22,11 +22,12 @@ I  0401ab70,3
 I  0401b770,1
 ==123== 
 """
-# Hand-decoded from Valgrind's lackey format: I fetch, L load, S store, M load then store.
+# Hand-decoded from Valgrind's lackey format: I fetch, L load, S store, M modify (a
+# read-modify-write instruction: one write access, as the CPU translates it).
 LACKEY_EXPECT = (
-    [0x0401ab70, 0x1fff000768, 0x04225e70, 0x0422ae50, 0x0422ae50, 0x0401b770],
-    [2, 1, 0, 0, 1, 2],
-    [3, 8, 8, 4, 4, 1],
+    [0x0401ab70, 0x1fff000768, 0x04225e70, 0x0422ae50, 0x0401b770],
+    [2, 1, 0, 1, 2],
+    [3, 8, 8, 4, 1],
 )
 
 PIN = """\
@@ -52,7 +53,7 @@ def test_lackey(tmp_path):
     p.write_text(LACKEY)
     r, a, k, s = _all(p)
     assert (a, k, s) == tuple(list(x) for x in LACKEY_EXPECT)
-    assert r.format == "lackey" and r.lines == LACKEY.count("\n")
+    assert r.format == "lackey" and r.lines == LACKEY.count("\n") and r.modifies == 1
 
 
 def test_lackey_format_detected_by_content_and_chunks(tmp_path):
@@ -136,21 +137,95 @@ def test_unknown_format_and_missing_file(tmp_path):
         open_trace(str(tmp_path / "nope.lackey"))
 
 
+def _parse_both(fmt, text, cap, skip):
+    """The records, counters and stop of one parse call, plain Python then compiled."""
+    outs = []
+    for compiled in (False, True):
+        fn, is_compiled = readers._parser(fmt, compiled)
+        assert is_compiled == compiled
+        buf = np.frombuffer(text, np.uint8) if compiled else text
+        hexv = readers._HEX if compiled else readers._HEX.tolist()
+        res = np.zeros(9, np.int64)
+        a, k, s = np.zeros(cap, np.int64), np.zeros(cap, np.uint8), np.zeros(cap, np.int64)
+        fn(buf, 0, len(buf), hexv, a, k, s, cap, skip, res)
+        outs.append((res[:7].tolist() + res[8:].tolist(), a.tolist(), k.tolist(), s.tolist()))
+    return outs
+
+
 def test_python_parser_matches_compiled():
     from vmsim.replay import _jit
     if not _jit.enabled():
         pytest.skip("numba off")
     text = (LACKEY + " L 0,1\nbad line\n M ffffffffffffffff,4096\n").encode() * 3
+    py, nb = _parse_both("lackey", text, 100, True)
+    assert py == nb
+    assert py[0][3] == 3                                 # 3 bad lines skipped
+    assert py[1][6] == -1 and py[2][6] == 1              # M ffffffffffffffff: one write, the kernel half
+    assert py[0][7] == 6                                 # res[8]: modify records, 2 in each of 3 copies
+
+
+_rand_line = st.one_of(
+    st.sampled_from(["I  0401ab70,3", " L 1fff000768,8", " S 0,1", " M ffff,4096", "==1== x", "",
+                     " M ffffffffffffffff,4096", " L 1ffffffffffffffff,1", " S 1,4097", " L 1,0",
+                     "#eof", "#x", "0x1: R 0x2", "0x3: W 0x4", "0xffffffffffffffff: W 0xffffffffffffffff",
+                     "0x1: R 0x", "0x1: W 0x2 ", "0x1: W 0x2x", "I  1,2\r"]),
+    st.builds(lambda k, a, s: f"{k}{a:x},{s}", st.sampled_from(["I  ", " L ", " S ", " M "]),
+              st.integers(0, (1 << 64) - 1), st.integers(1, 4096)),
+    st.builds(lambda k, ip, a: f"{ip:#x}: {k} {a:#x}", st.sampled_from("RW"),
+              st.integers(0, (1 << 64) - 1), st.integers(0, (1 << 64) - 1)),
+    st.text(alphabet="ILSMRW :,0123456789abcdefx=#\t\r", max_size=30),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_rand_line, max_size=40), st.sampled_from(["lackey", "pinatrace"]), st.booleans(),
+       st.integers(2, 20))
+def test_python_and_compiled_parsers_agree_on_random_lines(lines, fmt, skip, cap):
+    """The plain-Python build of a parser (a short trace's) and its numba build (a long
+    trace's) give the same records, counters and problem on any input."""
+    from vmsim.replay import _jit
+    if not _jit.enabled():
+        pytest.skip("numba off")
+    text = "".join(line + "\n" for line in lines).encode()
+    py, nb = _parse_both(fmt, text, cap, skip)
+    assert py == nb
+
+
+def test_a_long_trace_switches_to_the_compiled_parser_and_reads_the_same(tmp_path, monkeypatch):
+    """A trace whose lines reach the threshold loads the compiled parser from its next
+    block on (vmsim._jitcache); the records equal an all-Python read."""
+    from vmsim import _jitcache
+    from vmsim.replay import _jit
+    if not _jit.enabled():
+        pytest.skip("numba off")
+    p = tmp_path / "t.lackey"
+    rng = np.random.default_rng(5)
+    a = rng.integers(0, 1 << 47, 3000)
+    k = rng.choice(["I  ", " L ", " S ", " M "], 3000)
+    p.write_text("".join(f"{kk}{aa:x},{1 + aa % 16}\n" for kk, aa in zip(k, a)))
+    monkeypatch.setattr(readers, "_BLOCK", 4096)
+    seen = []
+    real = readers._parser
+
+    def spy(fmt, compiled=True):
+        fn, c = real(fmt, compiled)
+        seen.append(c)
+        return fn, c
+    monkeypatch.setattr(readers, "_parser", spy)
+    saved = dict(_jitcache._work)
     outs = []
-    for fn, buf, hexv in ((readers._PARSERS["lackey"], text, readers._HEX.tolist()),
-                          (readers._parser("lackey")[0], np.frombuffer(text, np.uint8), readers._HEX)):
-        res = np.zeros(8, np.int64)
-        a, k, s = np.zeros(100, np.int64), np.zeros(100, np.uint8), np.zeros(100, np.int64)
-        fn(buf, 0, len(buf), hexv, a, k, s, 100, True, res)
-        outs.append((res.tolist(), a.tolist(), k.tolist(), s.tolist()))
-    assert outs[0] == outs[1]
-    assert outs[0][0][3] == 3                                 # 3 bad lines skipped
-    assert outs[0][1][7:9] == [-1, -1]                        # M ffffffffffffffff: the kernel half
+    try:
+        for after in ("1000000", "2000"):
+            monkeypatch.setenv("VMSIM_JIT_AFTER", after)
+            _jitcache._work["parse"] = 0
+            seen.clear()
+            _, addr, kind, size = _all(p, chunk=700)
+            outs.append((addr, kind, size, list(seen)))
+    finally:
+        _jitcache._work.update(saved)
+    assert outs[0][:3] == outs[1][:3] and len(outs[0][0]) == 3000
+    assert outs[0][3] == [False]                        # Python to the end
+    assert outs[1][3] == [False, True]                  # switched once, mid-file
 
 
 @pytest.mark.parametrize("ext", ["npz", "parquet"])
@@ -165,6 +240,19 @@ def test_native_roundtrip_with_events(tmp_path, ext):
     assert np.concatenate([c.addr for c in chunks]).tolist() == [0x10000, -4096, 0x10008]
     assert np.concatenate([c.pid for c in chunks]).tolist() == [7, 7, 8]
     assert [e for c in chunks for e in c.events] == ev
+    # Writable arrays: numba would compile the access loop anew for read-only ones
+    # (np.frombuffer's), tens of seconds each time a cache is cold.
+    assert all(a.flags.writeable for c in chunks for a in (c.addr, c.kind, c.size, c.pid))
+
+
+def test_access_copies_read_only_arrays():
+    from vmsim.api import _access_arrays
+    ro = np.frombuffer(np.arange(3, dtype=np.int64).tobytes(), np.int64)
+    kinds = np.frombuffer(bytes(3), np.uint8)
+    out = _access_arrays(ro, kinds, ro)
+    assert all(a.flags.writeable for a in out) and out[0].tolist() == [0, 1, 2]
+    w = np.arange(3, dtype=np.int64)
+    assert np.shares_memory(_access_arrays(w, np.zeros(3, np.uint8), None)[0], w)   # no copy when writable
 
 
 def test_convert_text_to_native(tmp_path):
@@ -174,7 +262,7 @@ def test_convert_text_to_native(tmp_path):
     for ext in ("npz", "parquet"):
         dst = str(tmp_path / f"o.{ext}")
         n, bad = native.convert(str(src), dst, chunk=4)
-        assert n == 18 and bad == 0
+        assert n == 3 * len(LACKEY_EXPECT[0]) and bad == 0
         _, a, k, s = _all(dst)
         assert a == LACKEY_EXPECT[0] * 3 and k == LACKEY_EXPECT[1] * 3 and s == LACKEY_EXPECT[2] * 3
 

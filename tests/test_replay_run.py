@@ -13,7 +13,7 @@ from vmsim.arch.x86 import cpu
 from vmsim.replay import infer, native, sweep
 from vmsim.replay.cli import SAMPLE
 from vmsim.replay.readers import Event
-from vmsim.replay.run import ReplayConfig, replay
+from vmsim.replay.run import Replay, ReplayConfig, replay
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "traces")
 
@@ -204,6 +204,83 @@ def test_native_events_drive_the_processes(tmp_path):
     assert r["inferred_areas"] == [] and r["signals"] == {}
 
 
+_ANON = vmsim.MAP_PRIVATE | vmsim.MAP_ANONYMOUS
+_RW = vmsim.PROT_READ | vmsim.PROT_WRITE
+
+
+@pytest.mark.parametrize("ext", ["npz", "parquet"])
+def test_threads_of_one_mm_by_the_tid_column(tmp_path, ext):
+    """tids 5, 6, 7 of pid 5 share one mm: a tid first met is a new thread
+    (clone_thread); a page written by one thread does not fault for another; each
+    thread's faults are its own (its task's min_flt), the sum is the process's; the
+    RSS counts the shared mm once. A thread's exit event leaves the others running."""
+    base = 0x10000000
+    addrs = [base, base + 4096, base, base + 8192, base + 4096, base + 12288]
+    kinds = [1, 1, 1, 1, 0, 1]
+    tids = np.array([5, 6, 7, 7, 5, 6])
+    ev = [Event(0, "mmap", 5, base, 4 << 12, _RW, _ANON), Event(5, "exit", 7)]
+    p = str(tmp_path / f"t.{ext}")
+    native.write_trace(p, addrs, kinds, events=ev, pid=np.full(6, 5), tid=tids)
+    rp = Replay(p, ReplayConfig(checker=True))
+    r = rp.run()
+    assert r["faults"]["by_kind"] == {"anonymous": 4} and r["faults"]["minflt"] == 4
+    assert r["tasks"]["processes"] == 1 and r["tasks"]["threads"] == 3
+    assert r["signals"] == {}
+    pids = {q.task.pid for q in rp.tasks.all()}
+    assert len(pids) == 3 and {q.task.tgid for q in rp.tasks.all()} == {rp.process.pid}
+    # the same trace without the tid column: one task, the same faults
+    q = str(tmp_path / f"u.{ext}")
+    native.write_trace(q, addrs, kinds, events=ev[:1], pid=np.full(6, 5))
+    r1 = replay(q, ReplayConfig(checker=True))
+    assert r1["faults"] == r["faults"] and r1["tasks"]["threads"] == 1
+    assert r1["rss_kb"] == r["rss_kb"] == r["maxrss_kb"]              # one mm, counted once
+
+
+def test_the_cpu_column_runs_accesses_on_that_cpu(tmp_path, capsys):
+    """With a TLB model each CPU has its own TLB: a write and a read on CPU 0, a read
+    on CPU 1, a read on CPU 0 again: CPU 1 walks once, CPU 0 as often as the same trace
+    all on CPU 0 (its third read hits its own TLB, kept over the switches by its
+    PCID). Moving the task is a context switch and a migration; a switch event with a
+    cpu puts a task there; a cpu the machine lacks is a clear error."""
+    base = 0x10000000
+    ev = [Event(0, "mmap", 1, base, 4096, _RW, _ANON)]
+
+    def per_cpu(events=ev, **cols):
+        p = str(tmp_path / "c.npz")
+        native.write_trace(p, [base] * 4, [1, 0, 0, 0], events=events, **cols)
+        rp = Replay(p, ReplayConfig(tlb="skylake", cpus=2, checker=True))
+        r = rp.run()
+        return [(c["walks"], sum(c["hits"].values())) for c in rp.machine.tlb_stats()], r["tasks"]
+    one, t1 = per_cpu(pid=np.ones(4, np.int64))
+    assert one[1] == (0, 0) and t1["migrations"] == 0
+    two, t2 = per_cpu(pid=np.ones(4, np.int64), cpu=np.array([0, 0, 1, 0]))
+    assert two == [(one[0][0], one[0][1] - 1), (1, 0)], (one, two)
+    assert t2["migrations"] == 2 and t2["context_switches"] >= 2
+    # a switch event: the process to CPU 1 (no pid / cpu columns); the accesses after it run there
+    sw, t3 = per_cpu(events=ev + [Event(2, "switch", 1, arg=1, cpu=1)])
+    assert sw == [(one[0][0], one[0][1] - 2), (1, 1)] and t3["migrations"] == 1
+    # CPU 5 of 2
+    b = str(tmp_path / "b.npz")
+    native.write_trace(b, [base, base], [1, 0], events=ev, pid=np.ones(2, np.int64), cpu=np.array([0, 5]))
+    rc, out, err = run(capsys, "replay", b, "--cpus", "2")
+    assert rc == 1 and err.strip() == f"vmsim: {b}: access 1: cpu 5, but the machine has 2 CPUs (--cpus)"
+
+
+def test_convert_keeps_the_columns_and_events_of_a_native_trace(tmp_path, capsys):
+    base = 0x10000000
+    ev = [Event(0, "mmap", 5, base, 4096, _RW, _ANON), Event(2, "switch", 5, arg=6, cpu=1)]
+    src = str(tmp_path / "a.npz")
+    native.write_trace(src, [base, base + 8, base], [1, 0, 0], events=ev, pid=np.full(3, 5),
+                       tid=np.array([5, 6, 6]), cpu=np.array([0, 1, 1]))
+    for dst in ("b.parquet", "c.npz"):
+        rc, out, err = run(capsys, "convert", src, str(tmp_path / dst))
+        assert rc == 0, err
+        cs = list(__import__("vmsim.replay.readers", fromlist=["x"]).open_trace(str(tmp_path / dst)))
+        assert [c.tid.tolist() for c in cs] == [[5, 6, 6]] and [c.cpu.tolist() for c in cs] == [[0, 1, 1]]
+        assert [c.pid.tolist() for c in cs] == [[5, 5, 5]] and list(cs[0].events) == ev
+        src = str(tmp_path / dst)
+
+
 def test_signal_is_counted_and_the_replay_goes_on(tmp_path):
     base = 0x10000000
     ev = [Event(0, "mmap", 1, base, 4096, vmsim.PROT_READ, vmsim.MAP_PRIVATE | vmsim.MAP_ANONYMOUS)]
@@ -226,6 +303,43 @@ def test_inference_names_areas():
     assert got == [(text, text + 40 * P, "r-x", "text"), (text + 40 * P, text + 41 * P, "rw-", "data"),
                    (heap, heap + 11 * P, "rw-", "heap"), (lib, lib + P, "rw-", "mmap"),
                    (stack - P, stack + P, "rw-", "stack")]
+
+
+def test_inference_finds_valgrinds_brk_after_the_interpreter():
+    """Valgrind loads the program at 0x108000, ld.so at 0x4000000 and puts the brk right
+    after ld.so: the pages past ld.so's rw- segment are the heap (brk 0x4035000 in
+    `valgrind --trace-syscalls=yes ls`); a later library's tail is not."""
+    pages = [(0x108000, 2), (0x109000, 1), (0x4000000, 0), (0x4001000, 2), (0x4027000, 0),
+             (0x4031000, 1), (0x4042000, 0), (0x4044000, 1), (0x4045000, 1),
+             (0x4900000, 2), (0x4901000, 1), (0x4902000, 0), (0x4903000, 1)]
+    ps = infer.PageSet()
+    ps.add(np.array([a for a, _ in pages]), np.array([k for _, k in pages], np.uint8), None)
+    got = [(a.start, a.end, a.prot, a.name) for a in infer.infer_areas(*ps.result())]
+    assert (0x4042000, 0x4046000, "rw-", "heap") in got
+    assert [a for a in got if a[3] == "heap"] == [(0x4042000, 0x4046000, "rw-", "heap")]
+    assert (0x4031000, 0x4042000, "rw-", "data") in got and (0x4903000, 0x4904000, "rw-", "data") in got
+    assert (0x4902000, 0x4903000, "r--", "data") in got
+
+
+def test_heap_grows_by_brk(tmp_path):
+    """A text trace's heap (a written region right above the program) is grown with
+    brk() as the accesses reach higher: start_brk at its first page, one brk per step
+    that goes higher, the break at the highest byte touched, /proc/PID/maps' [heap];
+    each heap page written once is one anonymous fault."""
+    p = tmp_path / "h.lackey"
+    p.write_text("I  00400000,4\n S 00600000,8\n S 00601000,8\n L 00600000,8\n"
+                 " S 00603ff8,16\n L 00600010,8\n S 7ffffffde000,8\n")
+    rp = Replay(str(p), ReplayConfig(checker=True, step=8))      # early steps: one access
+    r = rp.run()
+    heap = [a for a in r["inferred_areas"] if a["name"] == "heap"]
+    assert [(a["start"], a["end"], a["prot"]) for a in heap] == [(0x600000, 0x605000, "rw-")]
+    assert r["brk"] == {"start_brk": 0x600000, "brk": 0x604008, "calls": 3, "failed_at": None}
+    mm = rp.process.mm
+    assert (mm.start_brk, mm.brk) == (0x600000, 0x604008)
+    maps = rp.machine.read_file(f"/proc/{rp.process.pid}/maps")
+    assert [ln for ln in maps.splitlines() if ln.endswith("[heap]")][0].startswith("00600000-00605000 rw-p")
+    assert r["faults"]["by_kind"] == {"anonymous": 5, "zero-page": 1}    # 4 heap pages, stack; text
+    assert r["signals"] == {}
 
 
 def test_sweep_grid_local(tmp_path):

@@ -20,10 +20,11 @@ import os
 # accesses (or PTEs): a run that ends sooner never pays for numba, and one that goes
 # on pays at most about half the load again in Python work (ski rental). A batch as
 # large as this alone goes compiled at once. VMSIM_JIT_AFTER overrides it (0: at once).
-# The work is counted per feature: the walk with the PTE runs, and the TLB model's
-# loops, whose build is larger (a machine without a TLB model never loads it).
+# The work is counted per feature: the walk with the PTE runs, the TLB model's
+# loops, whose build is larger (a machine without a TLB model never loads it), and
+# the trace readers' text parsers (vmsim.replay.readers).
 JIT_AFTER = 1 << 16
-_work = {"walk": 0, "tlb": 0}
+_work = {"walk": 0, "tlb": 0, "parse": 0}
 
 
 def _jit_after() -> int:

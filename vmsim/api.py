@@ -977,4 +977,6 @@ def _access_arrays(addrs, kinds, sizes):
             raise ValueError(f"addrs and sizes differ in length ({len(a)} and {len(s)})")
         if s.size and s.min() < 0:
             raise ValueError("sizes must not be negative")
-    return a, kd, s
+    # numba compiles the access loop anew for read-only arrays (np.frombuffer's,
+    # np.load's with mmap_mode='r'): copies, so one build serves every caller.
+    return tuple(x if x.flags.writeable else x.copy() for x in (a, kd, s))

@@ -8,7 +8,10 @@ next area's. Each area is then named as a user reading /proc/PID/maps would:
           only, so the model's expand_stack grows it as the program's stack grew);
   text    fetched areas (the lowest fetched region is the program, others libraries);
   data    written or read-only areas in a region that has text (an ELF's segments);
-  heap    the first written region above the program's, with no text, below 4 GiB;
+  heap    the brk area (see _brk_heap): a written region right above the program's,
+          or what follows the last segment of the program or of the interpreter
+          Valgrind loads above it; the replay grows it with brk() as the trace
+          reaches higher heap addresses, as the program's malloc did;
   mmap    everything else (anonymous mappings, libraries' areas seen apart).
 Kernel-half and non-canonical addresses get no area (their accesses fault as on Linux).
 """
@@ -19,6 +22,8 @@ import numpy as np
 PAGE = 4096
 USER_TOP = 1 << 47
 GAP = 256 << 10
+# arch_randomize_brk(): start_brk lies up to 32 MiB above the program's bss.
+BRK_RANGE = 0x02000000
 
 
 class Area(NamedTuple):
@@ -118,32 +123,55 @@ def infer_areas(pages, bits, gap=GAP):
     text_regions = [i for i in range(nreg) if has_text[i]]
     prog = text_regions[0] if text_regions else -1
     stack = nreg - 1 if written[nreg - 1] and not has_text[nreg - 1] else -1
-    heap = -1
-    for i in range(prog + 1 if prog >= 0 else 0, nreg):
-        if i != stack and written[i] and not has_text[i] and raw_start(raw, i) < 1 << 32:
-            heap = i
-            break
+    heap = _brk_heap(raw, has_text, written, prog, stack)
     out = []
-    for start, end, b, ri, n in raw:
+    for i, (start, end, b, ri, n) in enumerate(raw):
+        if i in heap:
+            if i == heap[0]:             # one brk VMA, rw- (do_brk_flags: VM_DATA_DEFAULT_FLAGS)
+                last = raw[heap[-1]]
+                out.append(Area(start, last[1], "rw-", "heap", sum(raw[j][4] for j in heap)))
+            continue
         if ri == stack:
             name = "stack"
         elif b & 4:
             name = "text"
         elif has_text[ri]:
             name = "data"
-        elif ri == heap:
-            name = "heap"
         else:
             name = "mmap"
         out.append(Area(start, end, _prot(b), name, n))
     return out
 
 
-def raw_start(raw, ri):
-    for a in raw:
-        if a[3] == ri:
-            return a[0]
-    return 0
+def _brk_heap(raw, has_text, written, prog, stack):
+    """The raw areas (indices, ascending) of the brk heap, or []: the lowest of
+      - the region right above the program's, when written and without text, starting
+        within BRK_RANGE of it (load_elf_binary puts start_brk after the bss,
+        arch_randomize_brk up to 32 MiB higher);
+      - the written tail of the program's region, or of the first ELF region above it
+        (where Valgrind loads the interpreter, the brk following it), past the rw-
+        area that follows that region's last text area (an ELF's last segment)."""
+    if prog < 0:
+        return []
+    by_region = {}
+    for i, a in enumerate(raw):
+        by_region.setdefault(a[3], []).append(i)
+    regions = sorted(by_region)
+    above = [ri for ri in regions if ri > prog and ri != stack]
+    cands = []
+    prog_end = raw[by_region[prog][-1]][1]
+    if above and not has_text[above[0]] and written[above[0]] and \
+            raw[by_region[above[0]][0]][0] - prog_end <= BRK_RANGE:
+        cands.append(by_region[above[0]])
+    interp = [ri for ri in above if has_text[ri]][:1]
+    for ri in [prog] + interp:
+        ids = by_region[ri]
+        last_text = max(j for j, i in enumerate(ids) if raw[i][2] & 4)
+        rw = [j for j in range(last_text + 1, len(ids)) if raw[ids[j]][2] & 2]
+        tail = ids[rw[0] + 1:] if rw else []
+        if any(raw[i][2] & 2 for i in tail):
+            cands.append(tail)
+    return min(cands, key=lambda c: raw[c[0]][0]) if cands else []
 
 
 def format_areas(areas) -> str:

@@ -4,11 +4,15 @@ Columns (one row per access, in program order):
     address  int64   (a kernel-half address is negative, as the CPU's 64-bit value)
     kind     uint8   0 read, 1 write, 2 instruction fetch
     size     int64   bytes (an access that straddles a page is split by the replay)
-    pid, tid, cpu    int64, optional
+    pid, tid, cpu    int64, optional: the process, the thread (a tid first met is a new
+                     thread of its pid's process), the CPU the access runs on (the task
+                     is scheduled there first: a context switch, and with --tlb that
+                     CPU's TLB)
 Events (process-level changes the access stream cannot show), each taking effect
-before access ``at``: columns at, op (mmap munmap mprotect brk fork exit switch), pid,
-addr, length, prot, flags, arg (fork: the child's pid; switch: the pid switched to;
-exit: the status). In .npz they are arrays ``ev_*`` (``ev_op`` as strings); in Parquet
+before access ``at``: columns at, op (mmap munmap mprotect brk fork exit switch), pid
+(the task acting: a pid, or a tid), addr, length, prot, flags, arg (fork: the child's
+pid; switch: the pid or tid switched to, 0 for idle; exit: the status), cpu (switch:
+the CPU, -1 for the task's own; optional in a file). In .npz they are arrays ``ev_*`` (``ev_op`` as strings); in Parquet
 the events are JSON in the schema metadata (key ``vmsim.events``).
 
 Both are written and read in chunks: the .npz writer spools each column to a temporary
@@ -27,7 +31,9 @@ from vmsim.replay.readers import Chunk, Event, EVENT_OPS, TraceError
 
 COLUMNS = (("address", np.int64), ("kind", np.uint8), ("size", np.int64))
 OPTIONAL = (("pid", np.int64), ("tid", np.int64), ("cpu", np.int64))
-EVENT_COLS = ("at", "pid", "addr", "length", "prot", "flags", "arg")
+EVENT_COLS = ("at", "pid", "addr", "length", "prot", "flags", "arg", "cpu")
+# Event columns a file may lack (written before they existed), with their default.
+EVENT_OPTIONAL = {"cpu": -1}
 
 
 class TraceWriter:
@@ -189,11 +195,16 @@ def _npz_chunks(reader):
         events = []
         if "ev_at.npy" in names:
             try:
-                ev = {c: _npy_whole(z, f"ev_{c}.npy") for c in EVENT_COLS + ("op",)}
-            except (KeyError, ValueError) as e:
+                ev = {c: _npy_whole(z, f"ev_{c}.npy") for c in EVENT_COLS + ("op",)
+                      if c not in EVENT_OPTIONAL or f"ev_{c}.npy" in names}
+                for c, v in EVENT_OPTIONAL.items():
+                    ev.setdefault(c, np.full(len(ev["at"]), v, np.int64))
+                if len({len(v) for v in ev.values()}) != 1:
+                    raise ValueError("event columns differ in length")
+                events = [Event(int(ev["at"][i]), str(ev["op"][i]),
+                                *(int(ev[c][i]) for c in EVENT_COLS[1:])) for i in range(len(ev["at"]))]
+            except (KeyError, ValueError, TypeError, IndexError) as e:
                 raise _bad(path, f"bad event arrays: {e}") from None
-            events = [Event(int(ev["at"][i]), str(ev["op"][i]),
-                            *(int(ev[c][i]) for c in EVENT_COLS[1:])) for i in range(len(ev["at"]))]
         events = _events_sorted(path, events)
         yield from _chunks_from(reader, n, lambda k: {c: s[0](k) for c, s in cols.items()}, events)
 
@@ -222,7 +233,9 @@ def _npy_stream(path, z, member, dtype):
         raw = f.read(k * dt.itemsize)
         if len(raw) != k * dt.itemsize:
             raise _bad(path, f"{member}: truncated")
-        return np.frombuffer(raw, dtype=dt).astype(dtype, copy=False)
+        # A copy: np.frombuffer's array is read-only, and numba compiles the access
+        # loop anew (tens of seconds) for read-only arrays.
+        return np.frombuffer(raw, dtype=dt).astype(dtype)
     return read, shape[0]
 
 
@@ -295,7 +308,7 @@ def _parquet_chunks(reader):
         nonlocal buf
         while not buf or len(buf["address"]) < k:
             b = next(it)
-            cols = {c: b.column(c).to_numpy(zero_copy_only=False).astype(dts[c], copy=False) for c in use}
+            cols = {c: b.column(c).to_numpy(zero_copy_only=False).astype(dts[c]) for c in use}     # writable
             buf = cols if not buf else {c: np.concatenate([buf[c], cols[c]]) for c in use}
         out = {c: buf[c][:k] for c in use}
         buf = {c: buf[c][k:] for c in use}
@@ -304,12 +317,18 @@ def _parquet_chunks(reader):
 
 
 def convert(src, dst, chunk=1 << 20, skip_bad=False, progress=None):
-    """Convert a trace (any readable format) to the native format at ``dst``; return
-    (accesses, bad lines skipped)."""
+    """Convert a trace (any readable format) to the native format at ``dst``, with the
+    pid / tid / cpu columns and events a native source has; return (accesses, bad
+    lines skipped)."""
     from vmsim.replay.readers import open_trace
     r = open_trace(src, chunk, skip_bad)
-    with TraceWriter(dst) as w:
-        for c in r:
+    it = iter(r)
+    first = next(it, None)
+    optional = [c for c, _ in OPTIONAL if first is not None and getattr(first, c) is not None]
+    with TraceWriter(dst, optional) as w:
+        for c in ([first] if first is not None else []):
+            w.write(c)
+        for c in it:
             w.write(c)
             if progress:
                 progress(r)

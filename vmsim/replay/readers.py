@@ -7,18 +7,24 @@ uint8 kind, int64 size), so a trace larger than memory replays in constant space
 Text formats
     lackey      ``valgrind --tool=lackey --trace-mem=yes``: ``I  ADDR,SIZE`` (a fetch),
                 `` L ADDR,SIZE`` (load), `` S ADDR,SIZE`` (store), `` M ADDR,SIZE``
-                (modify: a load then a store); ``==PID==`` lines are Valgrind's log.
+                (modify: a read-modify-write instruction, one write access: the CPU
+                translates it once for writing, so an untouched page takes one write
+                fault, where a load then a store take two, the zero page's and the
+                write-protect one; counted in ``modifies``); ``==PID==`` lines are
+                Valgrind's log.
     pinatrace   Pin's ManualExamples/pinatrace: ``IP: R ADDR`` / ``IP: W ADDR`` (one
                 byte each: the tool records no size), ``#eof`` ends the trace.
 Compressed inputs (.gz, .xz, .zst) are decompressed on the fly (.zst needs the
-``zstandard`` package). The text is parsed by a byte loop compiled with numba (plain
-Python with VMSIM_NUMBA=0). A malformed line stops the reader with
+``zstandard`` package). The text is parsed by one byte loop, plain Python for a short
+trace and compiled with numba once the lines read pay for it (vmsim._jitcache; plain
+Python for good with VMSIM_NUMBA=0). A malformed line stops the reader with
 ``FILE:LINE: problem`` (:class:`TraceError`), or with ``skip_bad`` is skipped and counted.
 
 Native format (:mod:`vmsim.replay.native`): .npz or Parquet columns address, kind,
 size and optional pid / tid / cpu, plus an event stream (mmap, munmap, ...).
 """
 import os
+import types
 from typing import NamedTuple, Optional
 
 import numpy as np
@@ -45,7 +51,8 @@ class Event(NamedTuple):
     length: int = 0
     prot: int = 0
     flags: int = 0
-    arg: int = 0       # fork: the child's pid; switch: the pid switched to; exit: status
+    arg: int = 0       # fork: the child's pid; switch: the pid or tid switched to (0: idle); exit: status
+    cpu: int = -1      # switch: the CPU it happens on (-1: the task's own)
 
 
 EVENT_OPS = ("mmap", "munmap", "mprotect", "brk", "fork", "exit", "switch")
@@ -182,16 +189,19 @@ def _same(v):
     return v
 
 
-def _parse_lackey(buf, pos, end, hexv, addr, kind, size, cap, skip_bad, res):
-    """Parse lines of buf[pos:end] (each ending in \\n) into the arrays from res[1].
+def _parse_lines(buf, pos, end, hexv, addr, kind, size, cap, skip_bad, res):
+    """Parse the lines of buf[pos:end] (each ending in \\n) into the arrays from res[1],
+    each by ``_record`` (the format's: bound per format by :func:`_parser`).
 
     res: [0] position reached, [1] accesses written, [2] lines read, [3] bad lines
     skipped, [4] problem of the line that stopped (0: none), [5] that line's index
-    from the call's start, [7] scratch. Stops before a line that would overflow ``cap``."""
+    from the call's start, [6] 1 once pinatrace's '#eof' was read, [7] scratch, [8]
+    lackey modify records read. Stops when the arrays are full (``cap``: a record
+    writes at most one access), and after '#eof'."""
     n = res[1]
     lines = 0
     while pos < end:
-        if n + 2 > cap:
+        if n >= cap or res[6]:
             break
         e = pos
         while buf[e] != 10:
@@ -199,69 +209,18 @@ def _parse_lackey(buf, pos, end, hexv, addr, kind, size, cap, skip_bad, res):
         le = e
         if le > pos and buf[le - 1] == 13:
             le -= 1
-        err = 0
-        ln = le - pos
-        if ln == 0 or (ln >= 2 and buf[pos] == 61 and buf[pos + 1] == 61):
-            pass                                        # blank, or '==PID== ...' log
-        elif ln < 6:
-            err = _E_RECORD
-        else:
-            c0 = buf[pos]
-            c1 = buf[pos + 1]
-            c2 = buf[pos + 2]
-            k = -1
-            if c0 == 73 and c1 == 32 and c2 == 32:      # 'I  '
-                k = 2
-            elif c0 == 32 and c2 == 32:
-                if c1 == 76:                            # ' L '
-                    k = 0
-                elif c1 == 83:                          # ' S '
-                    k = 1
-                elif c1 == 77:                          # ' M '
-                    k = 3
-            if k < 0:
-                err = _E_RECORD
-            else:
-                p = _hex(buf, pos + 3, le, hexv, res)
-                if p < 0 or p >= le or buf[p] != 44:
-                    err = _E_ADDR
-                else:
-                    a = res[7]
-                    p += 1
-                    s = 0
-                    q = p
-                    while q < le and buf[q] >= 48 and buf[q] <= 57 and q - p < 5:
-                        s = s * 10 + (buf[q] - 48)
-                        q += 1
-                    if q == p or s == 0 or s > 4096 or (q < le and buf[q] >= 48 and buf[q] <= 57):
-                        err = _E_SIZE
-                    else:
-                        while q < le and (buf[q] == 32 or buf[q] == 9):
-                            q += 1
-                        if q != le:
-                            err = _E_TRAIL
-                        elif k == 3:
-                            addr[n] = a
-                            kind[n] = 0
-                            size[n] = s
-                            addr[n + 1] = a
-                            kind[n + 1] = 1
-                            size[n + 1] = s
-                            n += 2
-                        else:
-                            addr[n] = a
-                            kind[n] = k
-                            size[n] = s
-                            n += 1
-        if err:
+        w = _record(buf, pos, le, hexv, addr, kind, size, n, res)
+        if w < 0:
             if not skip_bad:
                 res[0] = pos
                 res[1] = n
                 res[2] += lines
-                res[4] = err
+                res[4] = -w
                 res[5] = lines
                 return
             res[3] += 1
+        else:
+            n += w
         lines += 1
         pos = e + 1
     res[0] = pos
@@ -269,88 +228,117 @@ def _parse_lackey(buf, pos, end, hexv, addr, kind, size, cap, skip_bad, res):
     res[2] += lines
 
 
-def _parse_pinatrace(buf, pos, end, hexv, addr, kind, size, cap, skip_bad, res):
-    """As _parse_lackey for pinatrace lines; res[6] = 1 once '#eof' was read."""
-    n = res[1]
-    lines = 0
-    while pos < end:
-        if n + 1 > cap or res[6]:
-            break
-        e = pos
-        while buf[e] != 10:
-            e += 1
-        le = e
-        if le > pos and buf[le - 1] == 13:
-            le -= 1
-        err = 0
-        ln = le - pos
-        if ln == 0:
-            pass
-        elif buf[pos] == 35:                            # '#': a comment, or '#eof'
-            if ln == 4 and buf[pos + 1] == 101 and buf[pos + 2] == 111 and buf[pos + 3] == 102:
-                res[6] = 1
-        else:
-            p = pos
-            if ln > 2 and buf[p] == 48 and (buf[p + 1] == 120 or buf[p + 1] == 88):
-                p += 2
-            p = _hex(buf, p, le, hexv, res)
-            if p < 0 or p + 4 >= le or buf[p] != 58 or buf[p + 1] != 32 or buf[p + 3] != 32 \
-                    or (buf[p + 2] != 82 and buf[p + 2] != 87):
-                err = _E_RECORD
-            else:
-                k = 0
-                if buf[p + 2] == 87:
-                    k = 1
-                p += 4
-                if p + 2 < le and buf[p] == 48 and (buf[p + 1] == 120 or buf[p + 1] == 88):
-                    p += 2
-                    p = _hex(buf, p, le, hexv, res)
-                else:
-                    p = -1
-                if p < 0:
-                    err = _E_ADDR
-                else:
-                    while p < le and (buf[p] == 32 or buf[p] == 9):
-                        p += 1
-                    if p != le:
-                        err = _E_TRAIL
-                    else:
-                        addr[n] = res[7]
-                        kind[n] = k
-                        size[n] = 1
-                        n += 1
-        if err:
-            if not skip_bad:
-                res[0] = pos
-                res[1] = n
-                res[2] += lines
-                res[4] = err
-                res[5] = lines
-                return
-            res[3] += 1
-        lines += 1
-        pos = e + 1
-    res[0] = pos
-    res[1] = n
-    res[2] += lines
+def _lackey_record(buf, pos, le, hexv, addr, kind, size, n, res):
+    """One lackey line buf[pos:le] into the arrays at ``n``: the accesses written
+    (0 or 1), or minus its problem (_E_*)."""
+    ln = le - pos
+    if ln == 0 or (ln >= 2 and buf[pos] == 61 and buf[pos + 1] == 61):
+        return 0                                    # blank, or '==PID== ...' log
+    if ln < 6:
+        return -_E_RECORD
+    c0 = buf[pos]
+    c1 = buf[pos + 1]
+    c2 = buf[pos + 2]
+    k = -1
+    if c0 == 73 and c1 == 32 and c2 == 32:          # 'I  '
+        k = 2
+    elif c0 == 32 and c2 == 32:
+        if c1 == 76:                                # ' L '
+            k = 0
+        elif c1 == 83:                              # ' S '
+            k = 1
+        elif c1 == 77:                              # ' M '
+            k = 3
+    if k < 0:
+        return -_E_RECORD
+    p = _hex(buf, pos + 3, le, hexv, res)
+    if p < 0 or p >= le or buf[p] != 44:
+        return -_E_ADDR
+    a = res[7]
+    p += 1
+    s = 0
+    q = p
+    while q < le and buf[q] >= 48 and buf[q] <= 57 and q - p < 5:
+        s = s * 10 + (buf[q] - 48)
+        q += 1
+    if q == p or s == 0 or s > 4096 or (q < le and buf[q] >= 48 and buf[q] <= 57):
+        return -_E_SIZE
+    while q < le and (buf[q] == 32 or buf[q] == 9):
+        q += 1
+    if q != le:
+        return -_E_TRAIL
+    if k == 3:                                      # modify: one write access
+        k = 1
+        res[8] += 1
+    addr[n] = a
+    kind[n] = k
+    size[n] = s
+    return 1
 
 
-_PARSERS = {"lackey": _parse_lackey, "pinatrace": _parse_pinatrace}
+def _pinatrace_record(buf, pos, le, hexv, addr, kind, size, n, res):
+    """As _lackey_record for a pinatrace line; '#eof' sets res[6]."""
+    ln = le - pos
+    if ln == 0:
+        return 0
+    if buf[pos] == 35:                              # '#': a comment, or '#eof'
+        if ln == 4 and buf[pos + 1] == 101 and buf[pos + 2] == 111 and buf[pos + 3] == 102:
+            res[6] = 1
+        return 0
+    p = pos
+    if ln > 2 and buf[p] == 48 and (buf[p + 1] == 120 or buf[p + 1] == 88):
+        p += 2
+    p = _hex(buf, p, le, hexv, res)
+    if p < 0 or p + 4 >= le or buf[p] != 58 or buf[p + 1] != 32 or buf[p + 3] != 32 \
+            or (buf[p + 2] != 82 and buf[p + 2] != 87):
+        return -_E_RECORD
+    k = 0
+    if buf[p + 2] == 87:
+        k = 1
+    p += 4
+    if p + 2 < le and buf[p] == 48 and (buf[p + 1] == 120 or buf[p + 1] == 88):
+        p = _hex(buf, p + 2, le, hexv, res)
+    else:
+        p = -1
+    if p < 0:
+        return -_E_ADDR
+    while p < le and (buf[p] == 32 or buf[p] == 9):
+        p += 1
+    if p != le:
+        return -_E_TRAIL
+    addr[n] = res[7]
+    kind[n] = k
+    size[n] = 1
+    return 1
 
 
-def _parser(fmt):
-    """(parse function, compiled?): the numba build, or the Python one over bytes."""
+_RECORDS = {"lackey": _lackey_record, "pinatrace": _pinatrace_record}
+_PARSERS = {}
+# A line parsed in plain Python costs about two plain-Python walk accesses (~5 us):
+# the parser's work counts that much toward vmsim._jitcache's threshold.
+_PARSE_WEIGHT = 2
+
+
+def _parser(fmt, compiled=True):
+    """(parse function, compiled?) for ``fmt``: _parse_lines with that format's record,
+    as the numba build (``compiled`` and numba usable) or plain Python over bytes."""
     from vmsim.replay import _jit
-    if not _jit.enabled():
-        return _PARSERS[fmt], False
-    fn = _jit.compile(_PARSERS[fmt], {"_hex": (_hex, {"_wrap64": _same})})
-    return fn, fn is not _PARSERS[fmt]
+    if compiled and _jit.enabled():
+        fn = _jit.compile(_parse_lines, {"_record": (_RECORDS[fmt], {"_hex": (_hex, {"_wrap64": _same})})},
+                          name=f"_parse_lines_{fmt}")
+        if fn is not _parse_lines:
+            return fn, True
+    if fmt not in _PARSERS:
+        g = dict(_parse_lines.__globals__, _record=_RECORDS[fmt])
+        _PARSERS[fmt] = types.FunctionType(_parse_lines.__code__, g, f"_parse_lines_{fmt}")
+    return _PARSERS[fmt], False
 
 
 # --- readers ---------------------------------------------------------------------------
 class TraceReader:
     """Iterate a trace in chunks. ``bad_lines`` counts skipped lines (skip_bad),
-    ``lines`` the text lines read, ``accesses`` the accesses yielded so far."""
+    ``lines`` the text lines read, ``modifies`` lackey's modify records (each one write
+    access), ``accesses`` the accesses yielded so far."""
 
     def __init__(self, path, chunk=CHUNK, skip_bad=False, fmt=None):
         self.path = path
@@ -362,6 +350,7 @@ class TraceReader:
             raise TraceError(path, 0, "is a directory")
         self.format = fmt or detect_format(path)
         self.bad_lines = 0
+        self.modifies = 0
         self.lines = 0
         self.accesses = 0
         self.compressed = _strip_compression(path) != path
@@ -374,10 +363,16 @@ class TraceReader:
         yield from self._text_chunks()
 
     def _text_chunks(self):
-        parse, compiled = _parser(self.format)
-        hexv = _HEX if compiled else _HEX.tolist()
+        from vmsim._jitcache import _worth_compiling
+        from vmsim.replay import _jit
+        # Plain Python until the lines read pay for loading numba (vmsim._jitcache): a
+        # short trace never loads it. Each block's lines are counted before it is
+        # parsed, so a block decides its own build.
+        lazy = _jit.enabled()
+        parse, compiled = _parser(self.format, compiled=False)
+        hexv = _HEX.tolist()
         cap = self.chunk
-        res = np.zeros(8, dtype=np.int64)
+        res = np.zeros(9, dtype=np.int64)
         addr = np.empty(cap, dtype=np.int64)
         kind = np.empty(cap, dtype=np.uint8)
         size = np.empty(cap, dtype=np.int64)
@@ -409,6 +404,10 @@ class TraceReader:
                     tail = block
                     continue
                 tail = block[cut:]
+                if lazy and _worth_compiling(block.count(b"\n", 0, cut) * _PARSE_WEIGHT, "parse"):
+                    lazy = False
+                    parse, compiled = _parser(self.format)
+                    hexv = _HEX if compiled else hexv
                 # Python ints in Python mode: numpy uint8 arithmetic would wrap.
                 buf = np.frombuffer(block, dtype=np.uint8, count=cut) if compiled else block
                 pos = 0
@@ -418,13 +417,14 @@ class TraceReader:
                     pos = int(res[0])
                     self.lines = int(res[2])
                     self.bad_lines = int(res[3])
+                    self.modifies = int(res[8])
                     if res[4]:
                         raise TraceError(self.path, self.lines + 1, _PROBLEMS[self.format][int(res[4])])
                     n = int(res[1])
                     if res[6]:                         # pinatrace '#eof'
                         eof = True
                         break
-                    if pos < cut or n + 2 > cap:
+                    if pos < cut or n >= cap:
                         if n:
                             yield self._chunk(addr, kind, size, n)
                         res[1] = 0

@@ -21,9 +21,19 @@ def print_report(out, r):
         text = format_areas(areas)
         if r.get("faults_by_area") is not None:
             text = "\n".join(f"{ln}, {n} faults" for ln, n in zip(text.split("\n"), r["faults_by_area"]))
-        out.block("VMAs inferred from the trace (mapped anonymous, private)", text)
+        b = r.get("brk")
+        if b:
+            text += (f"\nheap: brk() from start_brk {b['start_brk']:#x} to {b['brk']:#x} in "
+                     f"{b['calls']:,} calls, as the trace reached higher heap addresses")
+            if b["failed_at"] is not None:
+                text += (f"; brk() failed at {b['failed_at']:#x} (a mapping in the way): the "
+                         "rest of the heap area was mapped anonymous")
+        out.block("VMAs inferred from the trace (mapped anonymous, private; the heap by "
+                  "brk, the stack growing down)", text)
     a = r["accesses"]
     rows = [[k, _n(a[k])] for k in ("read", "write", "exec", "total")]
+    if a.get("modify"):
+        rows.insert(2, ["(of the writes, read-modify-write: lackey M)", _n(a["modify"])])
     rows.append(["bytes", _n(a["bytes"])])
     rows.append(["page-straddling (two translations)", _n(a["page_straddling"])])
     if r["bad_lines"]:
@@ -41,6 +51,13 @@ def print_report(out, r):
     if r["signals"]:
         out.table("signals (the replay went on after the access)", ["signal", "count"],
                   [[k, _n(v)] for k, v in r["signals"].items()], right=(1,))
+    t = r.get("tasks")
+    if t and (t["threads"] > 1 or t["context_switches"]):
+        out.table("tasks", ["", "count"],
+                  [["processes", _n(t["processes"])], ["tasks (threads included)", _n(t["threads"])],
+                   ["context switches", _n(t["context_switches"])],
+                   ["migrations (to the CPU of the cpu column or a switch)", _n(t["migrations"])]],
+                  right=(1,))
     rows = []
     if r.get("walks") is not None:
         rows.append(["page walks" if r.get("tlb") else "page walks (no TLB model: one per "
@@ -78,6 +95,7 @@ def compare_rows(results):
     for r in results:
         kinds |= set((r["faults"].get("by_kind") or {}).keys())
     metrics += [(f"faults: {k}", ("faults", "by_kind", k)) for k in FAULT_KINDS if k in kinds]
+    metrics += [("context switches", ("tasks", "context_switches"))]
     metrics += [("RSS kB", ("rss_kb",)), ("peak RSS kB", ("maxrss_kb",)),
                 ("page-table pages", ("pgtables",)), ("walks", ("walks",))]
     tlb_keys = []

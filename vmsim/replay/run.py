@@ -2,7 +2,8 @@
 
 A text trace (or a native one without events) starts from a process whose spawn
 layout is cleared (munmap of the whole user range) and replaced by the areas inferred
-from the trace (vmsim.replay.infer), as anonymous private mappings; a native trace with
+from the trace (vmsim.replay.infer), as anonymous private mappings, but for the heap,
+which brk() grows as the trace reaches it, and the stack, which grows down; a native trace with
 events starts from spawn() and applies its mmap / munmap / mprotect / brk / fork / exit
 / switch events in order. The accesses run in steps of ``step`` through Process.access
 (the compiled chunk loop); a signal is counted and the replay goes on after the access
@@ -23,6 +24,9 @@ from vmsim.replay.readers import open_trace, TraceError
 
 KIND_NAMES = ("read", "write", "exec")
 STEP = 1 << 16
+# A trace of up to this many accesses (17 bytes each) is kept in memory between the
+# scan and the replay.
+KEEP = 1 << 21
 
 
 class ReplayConfig:
@@ -74,8 +78,8 @@ def config_notes(cfg):
         notes.append(f"--thp {cfg.thp}: the sysfs knob is set, but huge-page faults are not "
                      "modelled in this build yet: every fault takes the 4 KiB path")
     if cfg.cpus > 1:
-        notes.append(f"--cpus {cfg.cpus}: the machine has {cfg.cpus} CPUs; a trace without "
-                     "a cpu column runs on CPU 0")
+        notes.append(f"--cpus {cfg.cpus}: the machine has {cfg.cpus} CPUs; accesses run on "
+                     "the CPU their cpu column (or a switch event) names, else on CPU 0")
     return notes
 
 
@@ -109,6 +113,7 @@ class Replay:
         self.cfg = cfg or ReplayConfig()
         self.progress = progress
         self.reader = open_trace(path, skip_bad=self.cfg.skip_bad)
+        self.chunks = None          # the trace's chunks, when the scan kept them
         self.result = None
 
     def _machine(self):
@@ -123,14 +128,23 @@ class Replay:
         return m
 
     def _infer(self):
+        """Scan the trace once for its pages (and whether it has events); a trace of at
+        most KEEP accesses is kept, so the replay does not read and parse it again."""
         ps = infer.PageSet()
         r = open_trace(self.path, skip_bad=self.cfg.skip_bad, fmt=self.reader.format)
         events = False
+        kept = []
         for c in r:
             ps.add(c.addr, c.kind, c.size)
             events = events or bool(c.events)
+            if kept is not None:
+                kept.append(c)
+                if r.accesses > KEEP:
+                    kept = None
             if self.progress:
                 self.progress("scan", r.accesses, r)
+        if kept is not None:
+            self.reader, self.chunks = r, kept
         pages, bits = ps.result()
         return infer.infer_areas(pages, bits, self.cfg.gap), events
 
@@ -140,10 +154,17 @@ class Replay:
         areas, has_events = self._infer()
         m = self._machine()
         p = m.spawn()
-        procs = {}
+        tasks = _Tasks(self.path, m, p)
+        heap = None
         if not has_events:
             p.munmap(0, p.mm.task_size if hasattr(p.mm, "task_size") else 0x7ffffffff000)
             for a in areas:
+                if a.name == "heap":
+                    # As load_elf_binary sets mm->start_brk = mm->brk after the bss;
+                    # the replay grows the heap with brk() (_grow_brk).
+                    heap = _Brk(a)
+                    p.mm.start_brk = p.mm.brk = a.start
+                    continue
                 prot = vmsim.PROT_READ | (vmsim.PROT_WRITE if "w" in a.prot else 0) | \
                     (vmsim.PROT_EXEC if "x" in a.prot else 0)
                 flags = vmsim.MAP_PRIVATE | vmsim.MAP_ANONYMOUS | vmsim.MAP_FIXED
@@ -154,7 +175,6 @@ class Replay:
                     flags |= vmsim.MAP_GROWSDOWN
                     start, length = a.end - 4096, 4096
                 p.mmap(start, length, prot, flags)
-        first_pid = None
         starts = [a.start for a in areas] if not has_events else []
         area_faults = Counter()
         stack_growth = [0]
@@ -178,14 +198,14 @@ class Replay:
         series["t"].append(0.0)
         t1 = time.perf_counter()
         try:
-            for chunk in self.reader:
+            for chunk in (self.chunks if self.chunks is not None else self.reader):
                 n = len(chunk.addr)
                 evs = list(chunk.events)
                 pos = 0
                 while pos < n or evs:
                     upto = n
                     while evs and evs[0].at - chunk.first <= pos:
-                        first_pid = self._event(m, p, procs, evs.pop(0), first_pid)
+                        self._event(tasks, evs.pop(0))
                     if evs:
                         upto = min(n, evs[0].at - chunk.first)
                     # Finer samples early: a short trace still plots as a curve.
@@ -194,7 +214,9 @@ class Replay:
                     if upto <= pos and not evs:
                         break
                     if upto > pos:
-                        self._step(m, p, procs, chunk, pos, upto, signals, first_pid)
+                        if heap is not None:
+                            heap.grow(p, chunk, pos, upto)
+                        self._step(tasks, chunk, pos, upto, signals)
                         pos = upto
                     if tracer is not None:
                         for f in tracer.faults:
@@ -208,7 +230,7 @@ class Replay:
                                         area_faults[i] += 1
                         tracer.faults.clear()
                     series["accesses"].append(done + pos)
-                    series["rss_kb"].append(sum(_rss(q) for q in ([p] + list(procs.values()))))
+                    series["rss_kb"].append(tasks.rss_kb())
                     series["pgtables"].append(_pgtables(m))
                     series["faults"].append(sum(faults.values()) if tracer else _pgfault(m) - vm0.get("pgfault", 0))
                     series["t"].append(time.perf_counter() - t1)
@@ -227,7 +249,7 @@ class Replay:
                 tracer.stop()
         t2 = time.perf_counter()
         vm1 = _vmstat(m)
-        proc_list = [p] + [q for q in procs.values() if q is not p]
+        proc_list = tasks.all()
         ru = [q.getrusage() for q in proc_list]
         self.result = {
             "trace": os.path.abspath(self.path),
@@ -237,15 +259,20 @@ class Replay:
             "notes": config_notes(cfg),
             "model": model_support(),
             "inferred_areas": [] if has_events else [a._asdict() for a in areas],
+            "brk": heap.result(p) if heap is not None else None,
             "faults_by_area": [area_faults[i] for i in range(len(starts))] if tracer else None,
             "lines": self.reader.lines,
             "bad_lines": self.reader.bad_lines,
             "accesses": {"total": done, **{KIND_NAMES[i]: int(kinds[i]) for i in range(3)},
-                         "bytes": nbytes, "page_straddling": split},
+                         "bytes": nbytes, "page_straddling": split,
+                         "modify": getattr(self.reader, "modifies", 0)},
             "faults": {"minflt": sum(r.ru_minflt for r in ru), "majflt": sum(r.ru_majflt for r in ru),
                        "by_kind": dict(faults) if tracer else None,
                        "stack_growth": stack_growth[0] if tracer else None},
             "signals": dict(signals),
+            "tasks": {"processes": len({q.task.tgid for q in proc_list}),
+                      "threads": len(proc_list), "context_switches": tasks.switches,
+                      "migrations": tasks.migrations},
             "walks": (_tlb_totals(m)["walks"] if getattr(m.k, "tlb", None) is not None
                       else sum(getattr(q, "_translations", 0) for q in proc_list)),
             "tlb": _tlb_totals(m) if getattr(m.k, "tlb", None) is not None else None,
@@ -257,26 +284,27 @@ class Replay:
             "seconds": {"scan": t1 - t0, "replay": t2 - t1},
             "accesses_per_s": done / (t2 - t1) if t2 > t1 else 0.0,
         }
-        self.machine = m
+        self.machine, self.process, self.tasks = m, p, tasks
         return self.result
 
-    def _proc(self, m, p, procs, pid, first_pid):
-        if pid is None or first_pid is None or pid == first_pid:
-            return p
-        q = procs.get(pid)
-        if q is None:
-            raise TraceError(self.path, 0, f"access by pid {pid} before a fork event created it")
-        return q
-
-    def _step(self, m, p, procs, chunk, lo, hi, signals, first_pid):
-        if chunk.pid is not None and first_pid is not None:
-            pids = chunk.pid[lo:hi]
-            cuts = np.nonzero(np.diff(pids))[0] + 1
-            bounds = [lo] + [lo + int(c) for c in cuts] + [hi]
-            for a, b in zip(bounds[:-1], bounds[1:]):
-                self._run(self._proc(m, p, procs, int(chunk.pid[a]), first_pid), chunk, a, b, signals)
-        else:
-            self._run(p, chunk, lo, hi, signals)
+    def _step(self, tasks, chunk, lo, hi, signals):
+        """Run accesses lo..hi of ``chunk``, each by the task and on the CPU its pid /
+        tid / cpu columns name (without them: the task the last switch put on)."""
+        cols = [c[lo:hi] for c in (chunk.pid, chunk.tid, chunk.cpu) if c is not None]
+        if not cols:
+            self._run(tasks.current, chunk, lo, hi, signals)
+            return
+        cut = np.zeros(hi - lo - 1, bool) if hi - lo > 1 else np.zeros(0, bool)
+        for c in cols:
+            cut |= c[1:] != c[:-1]
+        bounds = [lo] + (lo + 1 + np.nonzero(cut)[0]).tolist() + [hi]
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            pid = None if chunk.pid is None else int(chunk.pid[a])
+            tid = None if chunk.tid is None else int(chunk.tid[a])
+            cpu = None if chunk.cpu is None else int(chunk.cpu[a])
+            q = tasks.get(pid, tid, f"access {chunk.first + a}")
+            tasks.run_on(q, cpu, f"access {chunk.first + a}")
+            self._run(q, chunk, a, b, signals)
 
     def _run(self, q, chunk, lo, hi, signals):
         while lo < hi:
@@ -291,13 +319,9 @@ class Replay:
                 if q.task.mm is None:
                     return
 
-    def _event(self, m, p, procs, ev, first_pid):
-        if first_pid is None:
-            first_pid = ev.pid
-            procs[ev.pid] = p
-        q = procs.get(ev.pid, p if ev.pid == first_pid else None)
-        if q is None:
-            raise TraceError(self.path, 0, f"event {ev.op} of pid {ev.pid} before a fork created it")
+    def _event(self, tasks, ev):
+        what = f"event {ev.op} at access {ev.at}"
+        q = tasks.get(ev.pid, None, what, thread_ok=True)
         try:
             if ev.op == "mmap":
                 q.mmap(ev.addr, ev.length, ev.prot, ev.flags | (vmsim.MAP_FIXED if ev.addr else 0))
@@ -308,14 +332,150 @@ class Replay:
             elif ev.op == "brk":
                 q.brk(ev.addr)
             elif ev.op == "fork":
-                procs[ev.arg] = q.fork()
+                tasks.add(ev.arg, q.fork(), what)
             elif ev.op == "exit":
-                q.exit(ev.arg)
+                if q.task.tgid != q.task.pid:
+                    q.exit_thread(ev.arg)           # a thread: exit(2)
+                else:
+                    q.exit(ev.arg)                  # exit_group(2)
             elif ev.op == "switch":
-                pass            # the next accesses' pid column says who runs
+                # On CPU ev.cpu (default: the next task's own), task ev.arg runs now
+                # (0: the CPU goes idle); it runs the accesses no pid/tid column assigns.
+                nxt = tasks.get(ev.arg, None, what, thread_ok=True) if ev.arg else None
+                if nxt is None:
+                    tasks.idle(ev.cpu if ev.cpu >= 0 else q.task.cpu, what)
+                else:
+                    tasks.run_on(nxt, ev.cpu if ev.cpu >= 0 else None, what)
+                    tasks.current = nxt
         except OSError as e:
-            raise TraceError(self.path, 0, f"event at access {ev.at}: {ev.op} failed: {e}") from None
-        return first_pid
+            raise TraceError(self.path, 0, f"{what}: {ev.op} failed: {e}") from None
+
+
+class _Tasks:
+    """The trace's tasks: its pid or tid -> Process (a thread is a Process named by its
+    TID). The first pid met (an event's or an access's) is the spawned process, a fork
+    event adds the child; a tid first met in an access is a new thread of its pid's
+    process (clone_thread: a trace records no clone). A task runs on the CPU its
+    access's cpu column names: Machine.schedule there (switch_mm_irqs_off: with the
+    TLB model, each CPU's own TLB), counted as a context switch, and as a migration
+    when it moves the task."""
+
+    def __init__(self, path, m, p):
+        self.path, self.m, self.p = path, m, p
+        self.first = None
+        self.by_id = {}
+        self.current = p
+        self.switches = 0
+        self.migrations = 0
+
+    def _bad(self, what, problem):
+        return TraceError(self.path, 0, f"{what}: {problem}")
+
+    def add(self, tid, q, what):
+        if tid in self.by_id:
+            raise self._bad(what, f"pid {tid} already names a task")
+        self.by_id[tid] = q
+
+    def get(self, pid, tid, what, thread_ok=False):
+        """The task of an access's pid and tid (either may be None), or with
+        ``thread_ok`` (an event's pid) of a pid or tid."""
+        if pid is None:
+            pid = self.first if self.first is not None else tid
+        if self.first is None:
+            self.first = pid
+            self.by_id[pid] = self.p
+        q = self.by_id.get(pid)
+        if q is None:
+            raise self._bad(what, f"pid {pid} before a fork event created it")
+        if q.task.tgid != q.task.pid and not thread_ok:
+            raise self._bad(what, f"pid {pid} is a thread (tid) of another process")
+        if tid is None or tid == pid:
+            return q
+        th = self.by_id.get(tid)
+        if th is None:
+            if q.task.mm is None:
+                raise self._bad(what, f"tid {tid} of pid {pid}, which has exited")
+            th = self.by_id[tid] = q.clone_thread()
+        elif th.task.tgid != q.task.tgid:
+            raise self._bad(what, f"tid {tid} is not a thread of pid {pid}")
+        return th
+
+    def run_on(self, q, cpu, what):
+        k = self.m.k
+        if cpu is None:
+            cpu = q.task.cpu
+        elif not 0 <= cpu < k.ncpus:
+            raise self._bad(what, f"cpu {cpu}, but the machine has {k.ncpus} CPU"
+                                  f"{'s' if k.ncpus != 1 else ''} (--cpus)")
+        if q.task.mm is None or k.cpus[cpu].curr is q.task:
+            return
+        self.switches += 1
+        self.migrations += cpu != q.task.cpu
+        self.m.schedule(q, cpu)
+
+    def idle(self, cpu, what):
+        k = self.m.k
+        if not 0 <= cpu < k.ncpus:
+            raise self._bad(what, f"cpu {cpu}, but the machine has {k.ncpus} CPUs (--cpus)")
+        if k.cpus[cpu].curr is not None:
+            self.switches += 1
+        self.m.schedule(None, cpu)
+
+    def all(self):
+        out = [self.p]
+        for q in self.by_id.values():
+            if all(q is not r for r in out):
+                out.append(q)
+        return out
+
+    def rss_kb(self):
+        """RSS of the live mms (threads share theirs)."""
+        seen = set()
+        tot = 0
+        for q in self.all():
+            mm = q.task.mm
+            if mm is not None and id(mm) not in seen:
+                seen.add(id(mm))
+                tot += _rss(q)
+        return tot
+
+
+class _Brk:
+    """The inferred heap of a text trace, grown by brk() as the program's malloc grew
+    it: before each step, the break moves up to the highest heap byte the step
+    touches (page-aligned by sys_brk). Should brk fail (something mapped in the way),
+    the rest of the area is mapped anonymous instead, and said."""
+
+    def __init__(self, area):
+        self.area = area
+        self.top = area.start
+        self.calls = 0
+        self.failed = None
+
+    def grow(self, p, chunk, lo, hi):
+        if self.failed is not None:
+            return
+        a = chunk.addr[lo:hi]
+        inside = (a >= self.area.start) & (a < self.area.end)
+        if not inside.any():
+            return
+        top = int((a[inside] + np.maximum(chunk.size[lo:hi][inside], 1)).max())
+        if top <= self.top:
+            return
+        self.calls += 1
+        if p.brk(top) != top:
+            self.failed = self.top
+            start = (self.top + 4095) & ~4095
+            if start < self.area.end:
+                p.mmap(start, self.area.end - start, vmsim.PROT_READ | vmsim.PROT_WRITE,
+                       vmsim.MAP_PRIVATE | vmsim.MAP_ANONYMOUS | vmsim.MAP_FIXED)
+            return
+        self.top = top
+
+    def result(self, p):
+        mm = p.task.mm
+        return {"start_brk": self.area.start, "brk": mm.brk if mm is not None else self.top,
+                "calls": self.calls, "failed_at": self.failed}
 
 
 def _tlb_totals(m):
