@@ -116,6 +116,31 @@ def _walk_cached(pt, rows, cr3_pfn, la57, addr, access, pkru, w, ent, geo, clock
     return _walk(pt, rows, row, 12, addr, access, pkru, rights)[0], 0
 
 
+# How many accesses ahead the compiled walk loop prefetches a PTE (_prefetch_pte); the
+# plain-Python build and the TLB build do not (_PREFETCH is their build's constant).
+_AHEAD = 8
+_PREFETCH = False
+
+
+def _prefetch_pte(pt, rows, w, addr):
+    """Start loading the PTE a walk of ``addr`` will read, if the walk state knows its
+    PMD table and that entry points to a PTE table: reads only (a prefetch changes no
+    state), so a later access's cache miss overlaps this one's walk."""
+    hi = addr >> 30
+    s = (hi & (_W_PMD - 1)) * 4
+    if hi == w[s]:
+        e = pt[w[s + 1] * 512 + ((addr >> 21) & 511)]
+        if (e & (_P | _PS)) == _P:
+            _prefetch(pt, rows[(e & _PFN) >> 12] * 512 + ((addr >> 12) & 511))
+
+
+def _prefetch_none(arr, i):
+    return
+
+
+_prefetch = _prefetch_none
+
+
 def _tlb(pt, rows, cr3_pfn, la57, addr, access, pkru, w, ent, geo, clock, tstats, cpu, pcid,
          check, bad):
     """The translation with Machine(tlb=...): the CPU's TLB lookup in front of the walk.
@@ -234,6 +259,8 @@ def access_chunk(pt, rows, pool, cr3_pfn, la57, addrs, kinds, sizes, i, done, n,
                 i += 1
             if i >= n:
                 break
+        if _PREFETCH and i + _AHEAD < n:
+            _prefetch_pte(pt, rows, w, addrs[i + _AHEAD])
         a = addrs[i]
         kind = kinds[i]
         size = 1
@@ -318,6 +345,11 @@ def _build(use_tlb, compiled):
             g["_store"] = _njit(_store, nogil=True, inline="always", _nrt=False)
             g["_walk_start"] = inline(_walk_start)
             g["_store_mode"] = inline(_store_mode)
+            if not use_tlb:
+                from vmsim.arch.x86._prefetch import _prefetch as prefetch
+                g["_prefetch"] = prefetch
+                g["_prefetch_pte"] = inline(_prefetch_pte)
+                g["_PREFETCH"] = True
             if use_tlb:
                 # tlb.compiled()'s: the first-level probe inlines, the miss path is a call.
                 ns = _hwtlb.compiled()
