@@ -81,15 +81,16 @@ def _write_fault_run(pt, rows, cr3_pfn, la57, base, stride, count, i, access, va
                      pkru,
                      vm_start, vm_end, pgoff, prot, anon_flags, av_id, cand, ncand,
                      mflags, refcount, mapcount, mapping, index, lru_next, lru_prev,
-                     fb, nb, head, tail, nr, lru_delta, data, drows, ndrows, zero_lo,
-                     zero_hi, zero_pfn,
+                     fb, nb, head, tail, nr, lru_delta, data, drows, nlisted, new_row,
+                     ndrows, zero_lo, zero_hi, zero_pfn,
                      can_copy, flushed, out):
     """Run accesses base + k*stride from k = i as touch_batch does (a store into a
     frame with a data row included; none unless ``store``: Process.write stores its
     bytes after), taking the write faults of [vm_start, vm_end):
     a none PTE as do_anonymous_page, a read-only PTE as do_wp_page (reuse, or
     wp_page_copy from an order-0 anon folio or the zero page) would. New folios are
-    cand[0..], data rows for copies drows[0..]; the addresses whose PTE
+    cand[0..], data rows (for copies and stores) drows[0..nlisted) then new_row on, ndrows
+    in all; the addresses whose PTE
     ptep_clear_flush cleared go to ``flushed`` (the caller flushes them in order).
     Returns the k reached; out = folios used, data rows used, faults, lru_add batch
     length, copies flushed, anon RSS added, NR_ANON_MAPPED change, reuses."""
@@ -110,7 +111,7 @@ def _write_fault_run(pt, rows, cr3_pfn, la57, base, stride, count, i, access, va
             if store and not _store(rows, data, r, 1, value):
                 if rows_used == ndrows:
                     break
-                row = drows[rows_used]
+                row = drows[rows_used] if rows_used < nlisted else new_row + rows_used - nlisted
                 b = row * 4096
                 if zero_lo <= rows_used < zero_hi:
                     for j in range(4096):
@@ -189,7 +190,8 @@ def _write_fault_run(pt, rows, cr3_pfn, la57, base, stride, count, i, access, va
                 refcount[old] += 1             # folio_get() in do_wp_page()
                 h = rows[old]
                 if h < 0:                      # __wp_page_copy_user(): copy_highpage()
-                    row = drows[rows_used]
+                    row = drows[rows_used] if rows_used < nlisted else \
+                        new_row + rows_used - nlisted
                     rows_used += 1
                     d = row * 4096
                     s = (~h) * 4096
@@ -321,9 +323,14 @@ def _run(k, task, addr, err, base, stride, count, i, value, compiled, pt, rows, 
     # Data rows for copies and for stores that need one (2 a page at most), in the
     # order _alloc_row() hands them out: free rows, reused rows (zeroed for a store),
     # new rows.
-    drows = pd._rows_peek(2 * n) if store else []
-    zero_lo = min(len(drows), len(pd.free_rows))
-    zero_hi = min(len(drows), zero_lo + len(pd._stale_rows))
+    # (_rows_peek's order, without listing the new rows: they follow rows_used.)
+    m = 2 * n if store else 0
+    drows = pd.free_rows[:-m - 1:-1] if m else []
+    zero_lo = len(drows)
+    if len(drows) < m:
+        drows += pd._stale_rows[:-(m - len(drows)) - 1:-1]
+    zero_hi = len(drows)
+    ndrows = zero_hi + max(0, min(m - zero_hi, len(pd.pool) - pd.rows_used))
     lru_add = k.cpu_fbatches[cpu].lru_add
     lv = k.lruvec
     mem = k.mem
@@ -354,7 +361,8 @@ def _run(k, task, addr, err, base, stride, count, i, value, compiled, pt, rows, 
         pt, rows, k.cpus[cpu].cr3, k.la57, base, stride, count, i,
         access, value, store, task.pkru, vma.vm_start, vma.vm_end, vma.vm_pgoff, prot, anon_flags,
         vma.anon_vma.id, cand_a, len(cand), *arrays, fb, len(lru_add), *lists, delta,
-        data, drows_a, len(drows), zero_lo, zero_hi, k.zero_pfn, can_copy, flushed, out)
+        data, drows_a, len(drows), pd.rows_used, ndrows, zero_lo, zero_hi, k.zero_pfn,
+        can_copy, flushed, out)
     used, rows_used, faults, nb, nflush, rss, nr_anon, reuse = \
         out.tolist() if compiled else out
     if not faults:
