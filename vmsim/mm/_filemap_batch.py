@@ -427,6 +427,10 @@ def _read_run(k, task, addr, err, base, stride, count, i, compiled, pt, rows):
     if vf & fns["no_run"] or mapping.swapbacked or fa <= 1 or fa & (fa - 1) or \
             fns["access_error"](err, vma):
         return -1
+    cache = mapping.i_pages
+    pgoff0 = vma.vm_pgoff - (vma.vm_start >> 12)
+    if pgoff0 + (addr >> 12) not in cache:
+        return -1                                        # ->fault runs (a major fault)
     mem = k.mem
     cpu = task.cpu
     pool = k.ptpool.mv
@@ -444,12 +448,13 @@ def _read_run(k, task, addr, err, base, stride, count, i, compiled, pt, rows):
     r0 = max(addr & ~0x1FFFFF, vm_start)
     r1 = min((addr | 0x1FFFFF) + 1, vm_end)
     pmdp = _pmd_ptr(pool, mem.private, cr3, k.la57, addr)
-    cache = mapping.i_pages
     flags, index = mem.flags, mem.index
-    pgoff0 = vma.vm_pgoff - (vm_start >> 12)
     if pmdp >= 0:
         q = pmdp
-        while r1 < vm_end and r1 <= last and (q & 511) < 511 and r1 - r0 < _PMD_SPAN << 21:
+        # (a next PMD whose first page is not cached would stop the run at once:
+        # scanning its holes is not worth it)
+        while r1 < vm_end and r1 <= last and (q & 511) < 511 and r1 - r0 < _PMD_SPAN << 21 \
+                and pgoff0 + (r1 >> 12) in cache:
             q += 1
             e = pool[q]
             if not (e & _P and not e & _PS) and not (e == 0 and alloc_ok):
