@@ -397,12 +397,28 @@ _fuzz_ev = st.builds(lambda at, op, pid, arg, cpu, page: Event(at, op, pid, 0x10
                      st.integers(1, 4), st.integers(0, 4), st.integers(-1, 2), st.integers(0, 3))
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                 HealthCheck.function_scoped_fixture])
-@given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 2), st.integers(1, 4), st.integers(1, 6),
-                          st.integers(-1, 2)), min_size=1, max_size=8),
-       st.lists(_fuzz_ev, max_size=5), st.sampled_from(["pid", "tid", "cpu", "pid+tid+cpu", ""]))
+_fuzz_native_args = (st.lists(st.tuples(st.integers(0, 5), st.integers(0, 2), st.integers(1, 4),
+                                        st.integers(1, 6), st.integers(-1, 2)), min_size=1, max_size=8),
+                     st.lists(_fuzz_ev, max_size=5),
+                     st.sampled_from(["pid", "tid", "cpu", "pid+tid+cpu", ""]))
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                HealthCheck.function_scoped_fixture])
+@given(*_fuzz_native_args)
 def test_fuzz_native_tasks_and_cpus(tmp_path_factory, rows, events, cols):
+    _fuzz_native(tmp_path_factory, rows, events, cols)
+
+
+@pytest.mark.slow
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(*_fuzz_native_args)
+def test_fuzz_native_tasks_and_cpus_long(tmp_path_factory, rows, events, cols):
+    _fuzz_native(tmp_path_factory, rows, events, cols)
+
+
+def _fuzz_native(tmp_path_factory, rows, events, cols):
     """Random pid / tid / cpu columns and events on a 2-CPU machine: the replay ends,
     or stops with a TraceError naming the file (never another exception)."""
     p = str(tmp_path_factory.mktemp("fn") / "t.npz")
