@@ -6,13 +6,14 @@ import re
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st, HealthCheck
 
 import vmsim
 from vmsim.cli import main
 from vmsim.arch.x86 import cpu
 from vmsim.replay import infer, native, sweep
 from vmsim.replay.cli import SAMPLE
-from vmsim.replay.readers import Event
+from vmsim.replay.readers import Event, TraceError
 from vmsim.replay.run import Replay, ReplayConfig, replay
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "traces")
@@ -281,6 +282,19 @@ def test_convert_keeps_the_columns_and_events_of_a_native_trace(tmp_path, capsys
         src = str(tmp_path / dst)
 
 
+def test_events_after_the_last_access_end_the_replay(tmp_path):
+    """An event placed after the last access (at > the accesses) takes effect at the
+    end (the replay hung here before)."""
+    base = 0x10000000
+    ev = [Event(0, "mmap", 1, base, 4096, _RW, _ANON), Event(9, "munmap", 1, base, 4096)]
+    p = str(tmp_path / "e.npz")
+    native.write_trace(p, [base], [1], events=ev)
+    rp = Replay(p, ReplayConfig(checker=True))
+    r = rp.run()
+    assert r["faults"]["minflt"] == 1 and rp.process.mm.find_vma(base) is None or \
+        rp.process.mm.find_vma(base).vm_start > base
+
+
 def test_signal_is_counted_and_the_replay_goes_on(tmp_path):
     base = 0x10000000
     ev = [Event(0, "mmap", 1, base, 4096, vmsim.PROT_READ, vmsim.MAP_PRIVATE | vmsim.MAP_ANONYMOUS)]
@@ -374,3 +388,45 @@ def test_sweep_on_ray_local(tmp_path):
         ray.shutdown()
     local = sweep.sweep(p, sweep.parse_grid(["thp=always,never"]), {}, jobs=1)
     assert [_stats(r) for r in res] == [_stats(r) for r in local]
+
+
+_fuzz_ev = st.builds(lambda at, op, pid, arg, cpu, page: Event(at, op, pid, 0x10000000 + page * 4096, 4096,
+                                                              _RW, _ANON, arg, cpu),
+                     st.integers(0, 8), st.sampled_from(["mmap", "munmap", "mprotect", "brk", "fork",
+                                                         "exit", "switch"]),
+                     st.integers(1, 4), st.integers(0, 4), st.integers(-1, 2), st.integers(0, 3))
+
+
+_fuzz_native_args = (st.lists(st.tuples(st.integers(0, 5), st.integers(0, 2), st.integers(1, 4),
+                                        st.integers(1, 6), st.integers(-1, 2)), min_size=1, max_size=8),
+                     st.lists(_fuzz_ev, max_size=5),
+                     st.sampled_from(["pid", "tid", "cpu", "pid+tid+cpu", ""]))
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                HealthCheck.function_scoped_fixture])
+@given(*_fuzz_native_args)
+def test_fuzz_native_tasks_and_cpus(tmp_path_factory, rows, events, cols):
+    _fuzz_native(tmp_path_factory, rows, events, cols)
+
+
+@pytest.mark.slow
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(*_fuzz_native_args)
+def test_fuzz_native_tasks_and_cpus_long(tmp_path_factory, rows, events, cols):
+    _fuzz_native(tmp_path_factory, rows, events, cols)
+
+
+def _fuzz_native(tmp_path_factory, rows, events, cols):
+    """Random pid / tid / cpu columns and events on a 2-CPU machine: the replay ends,
+    or stops with a TraceError naming the file (never another exception)."""
+    p = str(tmp_path_factory.mktemp("fn") / "t.npz")
+    opt = {c: np.array([r[i] for r in rows]) for i, c in ((2, "pid"), (3, "tid"), (4, "cpu"))
+           if c in cols.split("+")}
+    native.write_trace(p, [0x10000000 + r[0] * 4096 for r in rows], [r[1] for r in rows],
+                       events=events, **opt)
+    try:
+        replay(p, ReplayConfig(cpus=2, checker=True))
+    except TraceError as e:
+        assert str(e).startswith(p)

@@ -204,7 +204,9 @@ class Replay:
                 pos = 0
                 while pos < n or evs:
                     upto = n
-                    while evs and evs[0].at - chunk.first <= pos:
+                    # Events after the trace's last access (in its last chunk) take
+                    # effect at its end.
+                    while evs and (evs[0].at - chunk.first <= pos or pos >= n):
                         self._event(tasks, evs.pop(0))
                     if evs:
                         upto = min(n, evs[0].at - chunk.first)
@@ -307,6 +309,9 @@ class Replay:
             self._run(q, chunk, a, b, signals)
 
     def _run(self, q, chunk, lo, hi, signals):
+        if q.task.mm is None:
+            raise TraceError(self.path, 0, f"access {chunk.first + lo}: its task (pid "
+                                           f"{q.task.pid} in the model) has exited")
         while lo < hi:
             try:
                 q.access(chunk.addr[lo:hi], chunk.kind[lo:hi], chunk.size[lo:hi],
