@@ -80,6 +80,8 @@ def _run(chunks, program, enabled, memory="64M"):
         procs = [p]
         for op, mi, page, n, stride in program:
             who = procs[-1]
+            if who.mm is None:                  # the OOM killer struck (an "anon" op)
+                break
             a, skew = maps[mi]
             page = max(page - skew, 0)
             length = max(min(n, FILE_PAGES - skew - page), 1) << 12
@@ -149,7 +151,7 @@ def _full_state(m, procs):
     out = _state(m, live)
     pool = m.k.ptpool
     out["ptpool"] = (list(pool.free_slots), pool.used, list(pool.slot_pfn),
-                     list(pool.pmd_huge_pte), list(pool.pt_share_count))
+                     list(pool.pt_share_count))   # deposits: mem_map lru links, in _state
     ras = []
     for p in live:
         r = p.getrusage()
