@@ -27,3 +27,31 @@ def machine(request):
 @pytest.fixture
 def proc(machine):
     return machine.spawn()
+
+
+@pytest.fixture
+def fragment():
+    """Leave no free 2 MiB block: take every free frame, give back every other one.
+    The frames kept are a reference holder the debug checker is told about."""
+    from vmsim.mm import debug_vm
+    from vmsim.mm.page_alloc import GFP_HIGHUSER_MOVABLE, __GFP_RECLAIM, __GFP_NOWARN
+    from vmsim.mm.swap import folio_put
+    held = {}
+    src = lambda k: held                                  # noqa: E731
+    debug_vm.EXTRA_REF_SOURCES.append(src)
+
+    def run(m):
+        k = m.k
+        got = []
+        while True:
+            pfn = k.page_alloc.alloc_pages((GFP_HIGHUSER_MOVABLE | __GFP_NOWARN) & ~__GFP_RECLAIM, 0)
+            if pfn < 0:
+                break
+            got.append(pfn)
+        for pfn in sorted(got):
+            if pfn & 1:
+                folio_put(k, pfn)
+            else:
+                held[pfn] = 1
+    yield run
+    debug_vm.EXTRA_REF_SOURCES.remove(src)

@@ -270,34 +270,6 @@ def test_pmd_fault_counters_and_release(machine):
     m.check()
 
 
-@pytest.fixture
-def fragment():
-    """Leave no free 2 MiB block (as tests/test_thp.py's fixture): take every free
-    frame, give back every other one; the checker is told about the frames kept."""
-    from vmsim.mm import debug_vm
-    from vmsim.mm.page_alloc import GFP_HIGHUSER_MOVABLE, __GFP_RECLAIM, __GFP_NOWARN
-    from vmsim.mm.swap import folio_put
-    held = {}
-    src = lambda k: held                                  # noqa: E731
-    debug_vm.EXTRA_REF_SOURCES.append(src)
-
-    def run(m):
-        k = m.k
-        got = []
-        while True:
-            pfn = k.page_alloc.alloc_pages((GFP_HIGHUSER_MOVABLE | __GFP_NOWARN) & ~__GFP_RECLAIM, 0)
-            if pfn < 0:
-                break
-            got.append(pfn)
-        for pfn in sorted(got):
-            if pfn & 1:
-                folio_put(k, pfn)
-            else:
-                held[pfn] = 1
-    yield run
-    debug_vm.EXTRA_REF_SOURCES.remove(src)
-
-
 def test_failed_pmd_allocation_falls_back_counting_thp_file_fallback(fragment):
     """shmem_alloc_and_add_folio(): no free 2 MiB block -> thp_file_fallback and the
     2048kB shmem_fallback stat, then the next suitable order (none here: only the PMD

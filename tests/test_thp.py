@@ -182,34 +182,6 @@ def test_read_fault_maps_the_huge_zero_folio(proc):
     assert vmstat(m, "nr_anon_transparent_hugepages") == 2
 
 
-@pytest.fixture
-def fragment():
-    """Leave no free 2 MiB block: take every free frame, give back every other one.
-    The frames kept are a reference holder the debug checker is told about."""
-    from vmsim.mm import debug_vm
-    from vmsim.mm.page_alloc import GFP_HIGHUSER_MOVABLE, __GFP_RECLAIM, __GFP_NOWARN
-    from vmsim.mm.swap import folio_put
-    held = {}
-    src = lambda k: held                                  # noqa: E731
-    debug_vm.EXTRA_REF_SOURCES.append(src)
-
-    def run(m):
-        k = m.k
-        got = []
-        while True:
-            pfn = k.page_alloc.alloc_pages((GFP_HIGHUSER_MOVABLE | __GFP_NOWARN) & ~__GFP_RECLAIM, 0)
-            if pfn < 0:
-                break
-            got.append(pfn)
-        for pfn in sorted(got):
-            if pfn & 1:
-                folio_put(k, pfn)
-            else:
-                held[pfn] = 1
-    yield run
-    debug_vm.EXTRA_REF_SOURCES.remove(src)
-
-
 def test_fault_falls_back_without_a_free_pmd_block(fragment):
     """vma_alloc_anon_folio_pmd() fails: THP_FAULT_FALLBACK and the 4 KiB fault."""
     m = vmsim.Machine(memory="96M")
