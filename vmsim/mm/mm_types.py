@@ -294,11 +294,6 @@ class mm_struct:
             nxt = mt[i + 1]
             gaps._set_gap(nxt, nxt.vm_start - end)
 
-    def _last_end(self) -> int:
-        """vmsim-only: the end of the highest VMA (0 without VMAs)."""
-        mt = self.mm_mt
-        return mt[-1].vm_end if mt else 0
-
     def get_mm_counter(self, member: int) -> int:
         return self.rss_stat[member]
 
