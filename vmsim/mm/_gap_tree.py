@@ -78,12 +78,19 @@ class _gap_tree:
 
     @staticmethod
     def _propagate(n):
-        """Refresh the maxima from n up to the root, stopping where nothing changes."""
+        """Refresh the maxima from n up to the root, stopping where nothing changes
+        (_pull inline: this runs on every VMA insert, removal and resize)."""
         while n is not None:
-            old = n.max
-            _pull(n)
-            if n.max == old:
+            m = n.gap
+            c = n.left
+            if c is not None and c.max > m:
+                m = c.max
+            c = n.right
+            if c is not None and c.max > m:
+                m = c.max
+            if n.max == m:
                 return
+            n.max = m
             n = n.parent
 
     def _insert(self, vma, gap: int):
