@@ -503,13 +503,14 @@ def vma_modify(mm, vma, start: int, end: int, change, prev=None):
 
 
 def vm_stat_account(mm, flags: int, npages: int):
-    """vm_stat_account(): total_vm, exec_vm, stack_vm, data_vm."""
+    """vm_stat_account(): total_vm, exec_vm, stack_vm, data_vm (the is_*_mapping()
+    tests written out: they are static inline, and this runs on every mmap)."""
     mm.total_vm += npages
-    if is_exec_mapping(flags):
+    if (flags & (VM_EXEC | VM_WRITE | VM_STACK)) == VM_EXEC:            # is_exec_mapping()
         mm.exec_vm += npages
-    elif is_stack_mapping(flags):
+    elif (flags & VM_STACK) == VM_STACK:                                # is_stack_mapping()
         mm.stack_vm += npages
-    elif is_data_mapping(flags):
+    elif (flags & (VM_WRITE | VM_SHARED | VM_STACK)) == VM_WRITE:       # is_data_mapping()
         mm.data_vm += npages
 
 
