@@ -54,7 +54,7 @@ def test_scenario_matches_recorded_linux(path):
     scn, rec = _recording(path)
     assert rec["scenario_sha256"] == scn.text_hash, "scenario changed since recording: --record it"
     assert linux.executor_compatible(rec["executor_sha256"]), "executor changed: re-record"
-    lobs, _ = compare.derive(scn, rec["raw"])
+    lobs, _ = compare.derive_runs(scn, compare.linux_runs(rec))
     vobs, _ = compare.derive(scn, vmsim_side.run(scn, timeout=60))
     rows = compare.compare(lobs, vobs)
     differ = [f"{k}: linux {lv!r} vmsim {vv!r}" for k, lv, vv, st in rows if st == "DIFFER"]
@@ -238,7 +238,10 @@ def live_drift_check(files):
         if rec["privileged"] and os.geteuid() != 0 or linux.cpu_mismatch(scn):
             skipped.append(scn.name)
             continue
-        recorded, _ = compare.derive(scn, rec["raw"])
+        recorded, _ = compare.derive_runs(scn, compare.linux_runs(rec))
+        # Observations whose recorded Linux value is a range ([varies]): one live run
+        # outside it says the recorded runs did not show the whole spread.
+        varying = set(scn.varies["observations"]) if scn.varies else set()
         # A drift of the kernel is persistent; a one-off disturbance by the rest of the
         # machine (another CPU draining the LRU batches) is not: retry once. /proc/vmstat
         # deltas are system-wide, so another process faulting THPs meanwhile shows up in
@@ -250,7 +253,7 @@ def live_drift_check(files):
             rows = compare.compare(recorded, live)
             drift = [(k, a, b) for k, a, b, st in rows if st == "DIFFER"]
             differ = [f"{k}: recorded {a!r} live {b!r}" for k, a, b in drift]
-            system_wide = all(": vmstat " in k for k, a, b in drift)
+            system_wide = all(": vmstat " in k or k in varying for k, a, b in drift)
             if not differ or attempt >= (5 if system_wide else 2):
                 break
         # Other processes can only add events to a system-wide counter: live deltas above
@@ -261,7 +264,58 @@ def live_drift_check(files):
             warnings.warn(f"{scn.name}: system-wide vmstat deltas above the recording "
                           f"{attempt} times (busy host?):\n" + "\n".join(differ))
             differ = []
+        if differ and all(k in varying for k, a, b in drift):
+            warnings.warn(f"{scn.name}: live values outside the recorded range {attempt} times "
+                          "(re-record with more runs?):\n" + "\n".join(differ))
+            differ = []
         assert not differ, f"{scn.name} drifted ({attempt} runs in a row):\n" + "\n".join(differ)
         compared += 1
     if not compared:
         pytest.skip(f"host settings differ from the recorded snapshot ({len(skipped)} scenarios)")
+
+
+def test_varies_range_over_recorded_runs():
+    """file_cold_sequential's [varies]: the recording holds the stated number of Linux
+    runs; the cold pass's minflt is their min..max, every other observation is the
+    same in all of them (else derive_runs refuses the recording)."""
+    scn, rec = _recording(os.path.join(SCEN_DIR, "file_cold_sequential.toml"))
+    runs = compare.linux_runs(rec)
+    assert len(runs) == scn.varies["runs"] >= 3
+    vals = [compare.derive(scn, r)[0]["read_all: minflt"] for r in runs]
+    obs, notes = compare.derive_runs(scn, runs)
+    r = obs["read_all: minflt"]
+    assert isinstance(r, compare.Range) and (r.lo, r.hi) == (min(vals), max(vals))
+    assert len(set(vals)) > 1                       # it did vary
+    assert obs["read_all: majflt"] == 1 and any("[varies]" in n for n in notes)
+    assert r == r.lo and r == r.hi and not r == r.hi + 1 and not r == r.lo - 1
+    assert not r == str(r.lo) and not r == True     # noqa: E712
+    # An observation not named in [varies] that differs between runs is refused.
+    bad = copy.deepcopy(runs)
+    for x in bad[1]:
+        if x.get("t") == "point" and x["id"] == "read_all":
+            x["majflt"] = 2
+    with pytest.raises(compare.RawError, match="disagree on 'read_all: majflt'"):
+        compare.derive_runs(scn, bad)
+    with pytest.raises(compare.RawError, match="asks for"):
+        compare.derive_runs(scn, runs[:2])
+    # Without [varies] a recording has one run.
+    scn2, rec2 = _recording(os.path.join(SCEN_DIR, "anon_write_touch.toml"))
+    with pytest.raises(compare.RawError, match="no \\[varies\\]"):
+        compare.derive_runs(scn2, [rec2["raw"], rec2["raw"]])
+    # vmsim outside the range differs.
+    rows = compare.compare(obs, dict(obs, **{"read_all: minflt": r.hi + 1}))
+    assert [k for k, _, _, st in rows if st == "DIFFER"] == ["read_all: minflt"]
+
+
+@pytest.mark.parametrize("table,fragment", [
+    ('runs = 1\nreason = "the device timing of readahead"\nobservations = ["p: minflt"]', "runs must be"),
+    ('runs = 5\nreason = "timing"\nobservations = ["p: minflt"]', "reason must say"),
+    ('runs = 5\nreason = "the device timing of readahead"\nobservations = ["p: pagemap a bits"]',
+     "counted observations"),
+    ('runs = 5\nobservations = ["p: minflt"]', "exactly the keys"),
+])
+def test_malformed_varies_table(tmp_path, table, fragment):
+    path = _write(tmp_path, "[varies]\n" + table + "\n\n" + HEAD + '[[step]]\nop = "point"\nid = "p"\n')
+    with pytest.raises(ScenarioFormatError, match=fragment) as ei:
+        load(path)
+    assert str(ei.value).startswith(f"{path}:")

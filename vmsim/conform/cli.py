@@ -43,9 +43,10 @@ def recorded_path(scn_path, name):
     return os.path.join(os.path.dirname(os.path.abspath(scn_path)), "recorded", f"{name}.json")
 
 
-def record(scn, recs):
-    """The recording written by --record."""
-    return {
+def record(scn, recs, more_runs=()):
+    """The recording written by --record (``more_runs``: the further runs of a
+    scenario with [varies])."""
+    rec = {
         "scenario": scn.name,
         "scenario_sha256": scn.text_hash,
         "kernel_release": linux.uname_r(),
@@ -55,15 +56,23 @@ def record(scn, recs):
         "cpu_pku": linux.host_has_pku(),
         "raw": recs,
     }
+    if more_runs:
+        rec["more_runs"] = list(more_runs)
+    return rec
 
 
 def write_recording(path, rec):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
         f.write("{\n")
-        items = [(k, v) for k, v in rec.items() if k != "raw"]
+        items = [(k, v) for k, v in rec.items() if k not in ("raw", "more_runs")]
         for k, v in items:
             f.write(f"  {json.dumps(k)}: {json.dumps(v, sort_keys=True)},\n")
+        if rec.get("more_runs"):
+            f.write('  "more_runs": [\n')
+            f.write(",\n".join("    [\n" + ",\n".join("      " + json.dumps(r) for r in run)
+                               + "\n    ]" for run in rec["more_runs"]))
+            f.write("\n  ],\n")
         f.write('  "raw": [\n')
         f.write(",\n".join("    " + json.dumps(r) for r in rec["raw"]))
         f.write("\n  ]\n}\n")
@@ -123,10 +132,13 @@ def run_scenario(path, mode="auto", do_record=False):
     if mode in ("auto", "live") or do_record:
         try:
             lrecs = linux.run(scn)
+            # A scenario whose Linux result varies is run as many times as it says.
+            more = [linux.run(scn) for _ in range(scn.varies["runs"] - 1)] if scn.varies else []
+            lruns = [lrecs] + more
             res.notes.append(f"Linux: live on {linux.uname_r()}")
             if do_record:
                 rp = recorded_path(path, scn.name)
-                write_recording(rp, record(scn, lrecs))
+                write_recording(rp, record(scn, lrecs, more))
                 res.notes.append(f"recorded {os.path.relpath(rp)}")
         except linux.LinuxUnavailable as e:
             if mode == "live" or do_record:
@@ -139,10 +151,10 @@ def run_scenario(path, mode="auto", do_record=False):
         except ScenarioFormatError as e:
             res.error, res.status = str(e), EXIT_DIFF
             return res
-        lrecs = rec["raw"]
+        lruns = C.linux_runs(rec)
         res.notes += notes
     try:
-        lobs, lnotes = C.derive(scn, lrecs)
+        lobs, lnotes = C.derive_runs(scn, lruns)
     except C.RawError as e:
         res.error, res.status = f"{path}: the Linux side failed: {e}", EXIT_DIFF
         return res
@@ -220,7 +232,9 @@ def json_document(results, mode, recorded):
             "source": r.scn.source if r.scn else None, "notes": r.notes,
             "agree": r.agree, "differ": r.differ,
             "skipped": len(r.rows) - r.agree - r.differ,
-            "observations": [{"key": k, "linux": lv, "vmsim": vv, "status": st.lower()}
+            "observations": [{"key": k, "linux": ({"min": lv.lo, "max": lv.hi}
+                                                  if isinstance(lv, C.Range) else lv),
+                              "vmsim": vv, "status": st.lower()}
                              for k, lv, vv, st in r.rows]})
     return document("conform", mode=mode, record=recorded, scenarios=scns, totals={
         "scenarios": len(results), "observations": sum(len(r.rows) for r in results),

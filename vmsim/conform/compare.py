@@ -23,6 +23,62 @@ class RawError(Exception):
     """Raw records that cannot be derived (a crashed executor, a truncated recording)."""
 
 
+class Range:
+    """Linux's values of one observation over several recorded runs, min..max (a
+    scenario's [varies] table says which and why); a value agrees when it lies within."""
+    __hash__ = None
+
+    def __init__(self, lo: int, hi: int):
+        self.lo, self.hi = lo, hi
+
+    def __eq__(self, other):
+        if isinstance(other, Range):
+            return (self.lo, self.hi) == (other.lo, other.hi)
+        return isinstance(other, int) and not isinstance(other, bool) and self.lo <= other <= self.hi
+
+    def __repr__(self):
+        return f"{self.lo}..{self.hi}"
+
+    __str__ = __repr__
+
+
+def linux_runs(rec):
+    """The raw runs of a recording: ``raw`` and, for a scenario with [varies], the
+    further runs --record made (``more_runs``)."""
+    return [rec["raw"]] + list(rec.get("more_runs", []))
+
+
+def derive_runs(scn, runs):
+    """derive() over one or several Linux runs of ``scn``: an observation the
+    scenario's [varies] names becomes the Range of its values; every other one must be
+    the same in every run (else the recording is not reproducible: RawError)."""
+    obs, notes = derive(scn, runs[0])
+    varies = scn.varies
+    if varies is None:
+        if len(runs) > 1:
+            raise RawError(f"{len(runs)} runs recorded but the scenario has no [varies] table")
+        return obs, notes
+    if len(runs) < varies["runs"]:
+        raise RawError(f"[varies] asks for {varies['runs']} Linux runs, {len(runs)} recorded: "
+                       "re-record it with 'vmsim conform --record'")
+    others = [derive(scn, r)[0] for r in runs[1:]]
+    for key in varies["observations"]:
+        if key not in obs:
+            raise RawError(f"[varies] names {key!r}, which is not an observation of this scenario")
+    for key in list(obs):
+        vals = [obs[key]] + [o.get(key, "(absent)") for o in others]
+        if key in varies["observations"]:
+            if not all(isinstance(v, int) and not isinstance(v, bool) for v in vals):
+                raise RawError(f"[varies] names {key!r}, whose values {vals[:3]} are not counts")
+            obs[key] = Range(min(vals), max(vals))
+        elif any(v != vals[0] for v in vals[1:]):
+            raise RawError(f"Linux's {len(runs)} runs disagree on {key!r} "
+                           f"({', '.join(sorted({repr(v) for v in vals}))}), which [varies] does not name")
+    notes.append(f"{len(runs)} runs; " + ", ".join(f"{k} {obs[k]}" for k in varies["observations"])
+                 + f" ([varies]: {varies['reason']})")
+    return obs, notes
+
+
 def runs(tokens):
     """'Px.u*16 -...*4' from a token list."""
     out = []

@@ -42,6 +42,9 @@ COMPATIBLE_EXECUTORS = {
         "before the prctl and memfd steps (appended op kinds; no earlier op changed)",
     "e8604048b03c8f5aa7a934538be8573a3bb25bf563fae27dc6c7e889766bf62a":
         "before the SysV shm steps (appended op kinds; no earlier op changed)",
+    "11e5a07f756ea1b7a1ea572014aaaf45c5512d2a8c0f66cbf5b691c303a7245f":
+        "before vmstat points folded the per-CPU node counters (stat_refresh) for "
+        "workingset_* (no earlier scenario reads one; nothing else changed)",
 }
 
 

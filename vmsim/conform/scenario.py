@@ -77,7 +77,15 @@ SMAPS_DEFAULT = ("Rss", "Pss", "Shared_Clean", "Shared_Dirty", "Private_Clean",
 # uses THP (enabled=madvise and no other MADV_HUGEPAGE user), and the
 # unevictable_pgs_* counters while nothing else mlocks.
 # htlb_buddy_alloc_* move only when a hugetlb pool grows from the buddy allocator.
-VMSTAT_ALLOWED = re.compile(r"^(thp_[a-z_]+|unevictable_pgs_[a-z]+|htlb_buddy_alloc_[a-z]+)$")
+# workingset_* (file) counters move only when page-cache folios are reclaimed and read
+# again (no swap here: the anon ones never move); the executor folds the per-CPU
+# node-stat deltas first (/proc/sys/vm/stat_refresh), or they lag by up to the
+# vmstat threshold.
+VMSTAT_ALLOWED = re.compile(r"^(thp_[a-z_]+|unevictable_pgs_[a-z]+|htlb_buddy_alloc_[a-z]+|"
+                            r"workingset_(nodes|refault_file|activate_file|restore_file))$")
+# [varies]: Linux's result for these observations is not reproducible; --record makes
+# `runs` runs and the recording's min..max is what vmsim must fall within.
+VARIES_MIN_RUNS = 3
 
 LIFECYCLE_OPS = ("fork", "exit", "wait", "execve")
 MAX_PROCS = 16
@@ -162,6 +170,7 @@ class Scenario:
         self.file_fs = {}        # file slot -> 0 (/tmp, disk) or 1 (/dev/shm, tmpfs)
         self.ops = []            # [(kind, step_index or None, args)] (see linux.py)
         self.vmstat = []
+        self.varies = None       # {"runs", "reason", "observations"} or None
         self.points = []
         self.text_hash = ""
 
@@ -332,7 +341,7 @@ def build(path, text, doc):
     def err(line, msg):
         raise ScenarioFormatError(f"{path}:{line}: {msg}")
 
-    top = {"name", "description", "source", "settings", "process", "step", "vmstat"}
+    top = {"name", "description", "source", "settings", "process", "step", "vmstat", "varies"}
     for k in doc:
         if k not in top:
             err(_key_line(text, 1, k), f"unknown top-level key {k!r} (known: {', '.join(sorted(top))})")
@@ -384,9 +393,29 @@ def build(path, text, doc):
     for c in vm:
         if not isinstance(c, str) or not VMSTAT_ALLOWED.match(c):
             err(_key_line(text, 1, "vmstat"),
-                f"vmstat counter {c!r} is not allowed: only thp_*, unevictable_pgs_* and htlb_buddy_alloc_* "
-                "counters are quiet on a live machine (see docs/conformance.md)")
+                f"vmstat counter {c!r} is not allowed: only thp_*, unevictable_pgs_*, htlb_buddy_alloc_* "
+                "and workingset_{nodes,refault,activate,restore}_file counters are quiet on a "
+                "live machine (see docs/conformance.md)")
     s.vmstat = list(vm)
+
+    va = doc.get("varies")
+    if va is not None:
+        vl = next((i + 1 for i, l in enumerate(text.splitlines()) if l.strip() == "[varies]"), 1)
+        if not isinstance(va, dict) or set(va) != {"runs", "reason", "observations"}:
+            err(vl, "[varies] has exactly the keys runs, reason and observations")
+        if not isinstance(va["runs"], int) or isinstance(va["runs"], bool) or \
+                not VARIES_MIN_RUNS <= va["runs"] <= 50:
+            err(_key_line(text, vl, "runs"), f"[varies] runs must be {VARIES_MIN_RUNS}..50")
+        if not isinstance(va["reason"], str) or len(va["reason"].strip()) < 20:
+            err(_key_line(text, vl, "reason"), "[varies] reason must say why Linux's result varies")
+        obs = va["observations"]
+        if not isinstance(obs, list) or not obs or not all(
+                isinstance(o, str) and re.match(r"^[A-Za-z_][A-Za-z0-9_.-]*: (minflt|majflt|smaps \S+|vmstat \S+ delta)$", o)
+                for o in obs):
+            err(_key_line(text, vl, "observations"),
+                "[varies] observations: a list of counted observations (\"POINT: minflt\", "
+                "\"POINT: majflt\", \"POINT: smaps MAP.FIELD\", \"POINT: vmstat NAME delta\")")
+        s.varies = {"runs": va["runs"], "reason": va["reason"].strip(), "observations": list(obs)}
 
     steps = doc.get("step", [])
     if not isinstance(steps, list) or not steps:

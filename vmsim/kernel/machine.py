@@ -67,6 +67,8 @@ class Kernel:
         self.ptpool = PageTablePool(nr_pages)
         self.vmstat = [0] * vmstat.NR_VMSTAT_ITEMS
         self.lruvec = lruvec()
+        from vmsim.mm.workingset import workingset_init
+        workingset_init(self)
         self.cpu_fbatches = [cpu_fbatches() for _ in range(ncpus)]
         self.cpus = [cpu_state(i) for i in range(ncpus)]
         self.objects = [None]          # object ids (anon_vma, address_space); 0 is NULL

@@ -976,6 +976,7 @@ def _check_all(k, st=None, full=True):
     nr_cached = 0
     huge_pages = {False: 0, True: 0}
     cache_ids = []
+    _check_shadow_entries(k, aspaces, rep)
     for am in aspaces:
         if am.nrpages != len(am.i_pages):
             rep(f"page cache: mapping {am.id} nrpages = {am.nrpages}, holds {len(am.i_pages)}")
@@ -1560,3 +1561,58 @@ def _check_file_state(k, rep, aspaces, mem, pmd_heads=()):
         rep(f"vmstat nr_dirty = {k.vmstat[vmstat.NR_DIRTY]}, dirty disk-file page-cache pages {dirty}")
     if k.vmstat[vmstat.NR_WRITEBACK]:
         rep(f"vmstat nr_writeback = {k.vmstat[vmstat.NR_WRITEBACK]} after the syscall")
+
+
+def _check_shadow_entries(k, aspaces, rep):
+    """Shadow entries (mm/workingset.c): a slot holds a folio or a value entry, never
+    both (nrpages counts folios only); each value entry is a packed shadow covering
+    an aligned power-of-two range; none in shmem (its values would be swap entries),
+    in an exiting mapping or in an unlinked inode nobody holds; the shadow_nodes
+    list is what the entries make it, and workingset_nodes counts it."""
+    from vmsim.mm import workingset as ws
+    from vmsim.mm import vmstat as vs
+    nodes = 0
+    for am in aspaces:
+        sh = am.shadows
+        nodes += len(am.shadow_nodes)
+        if not sh and not am.shadow_order:
+            if am.shadow_nodes:
+                rep(f"workingset: mapping {am.id} has shadow nodes {sorted(am.shadow_nodes)[:3]} "
+                    "and no shadow entries")
+            continue
+        both = sh.keys() & am.i_pages.keys()
+        if both:
+            rep(f"workingset: mapping {am.id} index {min(both):#x} holds a folio and a shadow")
+        if am.swapbacked:
+            rep(f"workingset: shmem mapping {am.id} holds shadow entries")
+        if am.exiting:
+            rep(f"workingset: exiting mapping {am.id} holds shadow entries")
+        host = am.host
+        if getattr(host, "i_nlink", 1) == 0 and getattr(host, "i_count", 1) == 0:
+            rep(f"workingset: unlinked, unused inode of mapping {am.id} holds shadow entries")
+        covered = 0
+        for first, order in am.shadow_order.items():
+            n = 1 << order
+            covered += n
+            if first & (n - 1):
+                rep(f"workingset: mapping {am.id} value entry at {first:#x} of order {order} "
+                    "is not aligned")
+            vals = {sh.get(i) for i in range(first, first + n)}
+            if len(vals) != 1 or None in vals:
+                rep(f"workingset: mapping {am.id} value entry at {first:#x} (order {order}) "
+                    f"has slots {sorted(v for v in vals if v is not None)[:2]} / missing")
+                continue
+            v = vals.pop()
+            memcgid, nid, eviction, _w = ws.unpack_shadow(v)
+            if not ws.xa_is_value(v) or memcgid or nid or eviction > k.lruvec.nonresident_age:
+                rep(f"workingset: mapping {am.id} index {first:#x} holds {v:#x}, not a shadow "
+                    f"packed by workingset_eviction (clock {k.lruvec.nonresident_age})")
+        if covered != len(sh):
+            rep(f"workingset: mapping {am.id} has {len(sh)} shadow slots, its entries cover {covered}")
+        want = ws._xa_shadow_nodes(k, am)
+        if want != am.shadow_nodes:
+            rep(f"workingset: mapping {am.id} shadow_nodes {sorted(am.shadow_nodes)[:4]}, "
+                f"its entries make {sorted(want)[:4]}")
+    if nodes != k.vmstat[vs.WORKINGSET_NODES]:
+        rep(f"workingset: workingset_nodes = {k.vmstat[vs.WORKINGSET_NODES]}, "
+            f"{nodes} nodes on the shadow_nodes list")

@@ -58,6 +58,21 @@ class address_space:
         self.max_folio_order = MAX_PAGECACHE_ORDER if large_folios else 0
         self.id = k.register_object(self)
         self.i_mmap = []
+        # The xarray's value entries (vmsim.mm.workingset): shadows by index, the
+        # order of each entry by its first index, the nodes on the shadow_nodes list.
+        self.shadows = {}
+        self.shadow_order = {}
+        self.shadow_nodes = set()
+        self.exiting = False              # AS_EXITING (mapping_set_exiting)
+
+
+def mapping_exiting(mapping) -> bool:
+    return mapping.exiting
+
+
+def mapping_empty(mapping) -> bool:
+    """mapping_empty(): no folio and no shadow entry."""
+    return not mapping.i_pages and not mapping.shadows
 
 
 def mapping_large_folio_support(mapping) -> bool:
@@ -107,11 +122,17 @@ def filemap_alloc_folio(k, gfp: int, order: int) -> int:
     return pfn
 
 
-def filemap_add_folio(k, mapping, pfn: int, index: int):
-    """filemap_add_folio(): insert a locked folio at index; the cache takes one
-    reference per page and the folio counts in nr_file_pages (nr_shmem)."""
+def filemap_add_folio(k, mapping, pfn: int, index: int, gfp: int = 0):
+    """filemap_add_folio() -> __filemap_add_folio(): insert a locked folio at index;
+    the cache takes one reference per page and the folio counts in nr_file_pages
+    (nr_shmem). A shadow entry it replaces is a refault (workingset_refault), unless
+    the folio is being added for a write (__GFP_WRITE). The caller then does
+    folio_add_lru(), as filemap_add_folio does next."""
+    from vmsim.mm.page_alloc import __GFP_WRITE
+    from vmsim.mm import workingset
     mem = k.mem
     nr = _nr(k, pfn)
+    shadow = workingset._shadow_take(mapping, index, nr) if mapping.shadows else None
     mem.mapping[pfn] = mapping.id
     mem.index[pfn] = index
     mem.refcount[pfn] += nr
@@ -124,6 +145,10 @@ def filemap_add_folio(k, mapping, pfn: int, index: int):
         k.vmstat[vmstat.NR_SHMEM] += nr
     if nr >= 512:                                   # folio_test_pmd_mappable()
         k.vmstat[vmstat.NR_SHMEM_HUGEPAGES if mapping.swapbacked else vmstat.NR_FILE_HUGEPAGES] += nr
+    workingset.workingset_update_node(k, mapping, index, index + nr - 1)
+    if shadow is not None:
+        if not gfp & __GFP_WRITE:
+            workingset.workingset_refault(k, pfn, shadow)
 
 
 def filemap_unaccount_folio(k, mapping, pfn: int, nr: int):
@@ -139,16 +164,27 @@ def filemap_unaccount_folio(k, mapping, pfn: int, nr: int):
 
 
 def filemap_remove_folio(k, mapping, index: int):
-    """filemap_remove_folio(): delete the folio holding ``index`` from the cache and
-    drop the cache's references."""
+    """filemap_remove_folio(): delete the folio holding ``index`` from the cache
+    (leaving no shadow) and drop the cache's references."""
+    __filemap_remove_folio(k, mapping, mapping.i_pages[index], None)
+
+
+def __filemap_remove_folio(k, mapping, pfn: int, shadow):
+    """__filemap_remove_folio() -> page_cache_delete(): the folio's slots get
+    ``shadow`` (reclaim's workingset_eviction entry) or become empty; then the cache's
+    references are dropped (vmsim frees the folio here, as the caller would)."""
     from vmsim.mm.swap import folio_put_refs
-    pfn = mapping.i_pages[index]
     mem = k.mem
     nr = _nr(k, pfn)
     first = mem.index[pfn]
     for i in range(first, first + nr):
         del mapping.i_pages[i]
     mapping.nrpages -= nr
+    if shadow is not None or mapping.shadows:
+        from vmsim.mm import workingset
+        if shadow is not None:
+            workingset._shadow_store(mapping, first, (nr - 1).bit_length(), shadow)
+        workingset.workingset_update_node(k, mapping, first, first + nr - 1)
     filemap_unaccount_folio(k, mapping, pfn, nr)
     mem.flags[pfn] = mem.flags[pfn] & ~(PG_dirty | PG_readahead)
     mem.mapping[pfn] = 0
@@ -225,7 +261,9 @@ def __filemap_get_folio(k, mapping, index: int, fgp_flags: int, gfp: int = None)
     if pfn < 0:
         return -errno.ENOMEM
     mem.flags[pfn] = mem.flags[pfn] | PG_locked
-    filemap_add_folio(k, mapping, pfn, index)
+    # FGP_WRITE: the folio is for a write (__GFP_WRITE), not a refault.
+    from vmsim.mm.page_alloc import __GFP_WRITE
+    filemap_add_folio(k, mapping, pfn, index, __GFP_WRITE if fgp_flags & FGP_WRITE else 0)
     folio_add_lru(k, pfn, k.current_cpu())
     mem.flags[pfn] = mem.flags[pfn] & ~PG_locked
     return pfn

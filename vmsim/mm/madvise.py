@@ -485,12 +485,15 @@ def madvise_cold(vma, start: int, end: int, pageout: bool) -> int:
 def reclaim_pages(vma, start: int, end: int):
     """reclaim_pages() for the page-cache folios of a file VMA (can_do_file_pageout:
     root may): shrink_folio_list() unmaps a clean folio mapped only here
-    (try_to_unmap) and drops it from the cache (__remove_mapping). Dirty file folios
+    (try_to_unmap) and drops it from the cache (__remove_mapping, which leaves a
+    shadow entry: mm/workingset.c). Dirty file folios
     are not written from this path: they stay (activated for the flusher)."""
     from vmsim.mm.memory import vm_normal_page, zap_page_range_single
     from vmsim.mm.folio import page_folio, folio_nr_pages, folio_mapcount
-    from vmsim.mm.truncate import mapping_evict_folio
-    from vmsim.mm.page_flags import PG_dirty, PG_swapbacked
+    from vmsim.mm.vmscan import __remove_mapping
+    from vmsim.mm.folio import folio_mapped
+    from vmsim.mm.filemap import PG_writeback
+    from vmsim.mm.page_flags import PG_dirty, PG_swapbacked, PG_locked
     mm = vma.vm_mm
     k = mm.kernel
     mem = k.mem
@@ -517,7 +520,10 @@ def reclaim_pages(vma, start: int, end: int):
         zap_page_range_single(vma, fstart, nr * 4096, None)
         if mem.flags[folio] & PG_dirty:                  # a dirty PTE dirtied it
             continue
-        mapping_evict_folio(k, mapping, folio)
+        # shrink_folio_list(): an unmapped, unlocked clean folio is reclaimed;
+        # __remove_mapping(reclaimed=true) leaves its shadow entry.
+        if not folio_mapped(k, folio) and not mem.flags[folio] & (PG_writeback | PG_locked):
+            __remove_mapping(k, mapping, folio, True)
 
 
 def madvise_cold_pte_range(tlb, vma, pmdp: int, addr: int, end: int, pageout: bool) -> int:

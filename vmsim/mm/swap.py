@@ -33,6 +33,7 @@ class lruvec:
         self.head = [0] * NR_LRU_LISTS
         self.tail = [0] * NR_LRU_LISTS
         self.nr = [0] * NR_LRU_LISTS
+        self.nonresident_age = 0          # mm/workingset.c's clock of evictions/activations
 
 
 class cpu_fbatches:
@@ -429,3 +430,5 @@ def folio_mark_accessed(k, pfn: int):
         else:
             __lru_cache_activate_folio(k, pfn, cpu)
         mem.flags[pfn] = mem.flags[pfn] & ~PG_referenced
+        from vmsim.mm.workingset import workingset_activation
+        workingset_activation(k, pfn)

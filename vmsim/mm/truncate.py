@@ -92,6 +92,7 @@ def truncate_inode_pages_range(k, mapping, lstart: int, lend: int = -1):
     end = (1 << 62) if lend == -1 else (lend + 1) >> 12      # exclusive
 
     def whole():
+        truncate_folio_batch_exceptionals(k, mapping, start, end - 1)
         for index, folio in _folios(k, mapping, start, end - 1):
             if index >= start and index + _nr(k, folio) <= end:
                 truncate_inode_folio(k, mapping, folio)
@@ -182,8 +183,25 @@ def _split_to(k, mapping, folio: int, pieces):
 
 
 def truncate_inode_pages_final(k, mapping):
-    """truncate_inode_pages_final(): the inode goes; nothing may stay cached."""
+    """truncate_inode_pages_final(): the inode goes (mapping_set_exiting: reclaim
+    plants no more shadows); nothing may stay cached, shadows included."""
+    mapping.exiting = True
     truncate_inode_pages_range(k, mapping, 0, -1)
+
+
+def clear_shadow_entries(k, mapping, start: int, end: int) -> int:
+    """clear_shadow_entries(): remove the shadow entries in [start, end] (shmem
+    keeps swap entries there and handles them itself). Returns how many went."""
+    if mapping.swapbacked:
+        return 0
+    from vmsim.mm.workingset import _clear_shadows
+    return _clear_shadows(k, mapping, start, end)
+
+
+def truncate_folio_batch_exceptionals(k, mapping, start: int, end: int):
+    """truncate_folio_batch_exceptionals(): truncation removes the value entries
+    it meets (not shmem's)."""
+    clear_shadow_entries(k, mapping, start, end)
 
 
 def truncate_pagecache(k, inode, newsize: int):
@@ -217,15 +235,16 @@ def mapping_evict_folio(k, mapping, folio: int) -> bool:
         return False
     if any(mem.mapcount[p] for p in range(folio, folio + nr)):
         return False
-    filemap_remove_folio(k, mapping, mem.index[folio])
-    return True
+    from vmsim.mm.vmscan import remove_mapping
+    return remove_mapping(k, mapping, folio) > 0
 
 
 def mapping_try_invalidate(k, mapping, start: int, end: int) -> int:
     """mapping_try_invalidate(): evict what may go in pages [start, end]; the rest
-    that failed only because it is mapped or held is deactivated. Returns pages
-    evicted."""
-    count = 0
+    that failed only because it is mapped or held is deactivated; shadow entries in
+    the range are cleared (clear_shadow_entries). Returns the pages evicted plus the
+    value entries met."""
+    count = clear_shadow_entries(k, mapping, start, end)
     for index, folio in _folios(k, mapping, start, end):
         nr = _nr(k, folio)
         if index < start or index + nr - 1 > end:
@@ -251,13 +270,14 @@ def truncate_pagecache_range(k, inode, lstart: int, lend: int):
 
 
 def _drop_pagecache(k):
-    """drop_caches "1": lru_add_drain_all(), then every inode's
-    invalidate_mapping_pages(); counts _drop_pagecache."""
+    """drop_caches "1": lru_add_drain_all(), then invalidate_mapping_pages() of every
+    inode whose mapping is not empty (shadow entries count: they are cleared too);
+    counts drop_pagecache."""
     from vmsim.mm.swap import lru_add_drain_all
     lru_add_drain_all(k)
     for obj in list(k.objects):
         # tmpfs folios are the only copy of their data: drop_caches leaves them.
-        if obj is not None and hasattr(obj, "i_pages") and obj.i_pages and \
+        if obj is not None and hasattr(obj, "i_pages") and (obj.i_pages or obj.shadows) and \
                 not obj.swapbacked and getattr(obj.host, "i_sb", None) is not None:
             invalidate_mapping_pages(k, obj, 0, (1 << 62))
     k.vmstat[vmstat.DROP_PAGECACHE] += 1

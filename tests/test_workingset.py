@@ -1,0 +1,237 @@
+"""Shadow entries and the workingset counters (mm/workingset.c), page-cache side.
+
+Real-kernel figures come from C probes run as root on the reference machine (Linux
+6.18.44, ext4 /tmp, CPU-pinned, /proc/sys/vm/stat_refresh written before each
+/proc/vmstat read so the per-CPU node-stat deltas are folded): a file written and
+fsynced, mapped MAP_PRIVATE read-only, every page read, MADV_PAGEOUT, read again.
+The host's Active(file) was 44468..46280 pages, so every refault there was "recent";
+vmsim starts with an empty page cache, so the tests that expect activation build an
+active set first (pread twice: folio_mark_accessed activates on the second).
+"""
+import pytest
+
+from vmsim import (O_RDWR, O_CREAT, O_TRUNC, PROT_READ, MAP_PRIVATE, MAP_FIXED, MADV_PAGEOUT,
+                   POSIX_FADV_DONTNEED)
+
+P = 4096
+KEYS = ("workingset_nodes", "workingset_refault_file", "workingset_activate_file",
+        "workingset_restore_file")
+
+
+def vmstat(m):
+    return {l.split()[0]: int(l.split()[1]) for l in m.read_file("/proc/vmstat").splitlines()}
+
+
+class Counters:
+    def __init__(self, m):
+        self.m = m
+        self.last = vmstat(m)
+
+    def delta(self):
+        v = vmstat(self.m)
+        d = tuple(v[k] - self.last[k] for k in KEYS)
+        self.last = v
+        return d
+
+
+def _file(p, path, pages, chunk=16):
+    fd = p.open(path, O_RDWR | O_CREAT | O_TRUNC, 0o644)
+    for i in range(0, pages, chunk):
+        p.pwrite(fd, b"\1" * (chunk * P), i * P)
+    p.fsync(fd)
+    return fd
+
+
+def _map(p, fd, pages):
+    """MAP_FIXED at a 2 MiB boundary, as the probe (and the scenarios) place it."""
+    a = p.mmap(0, pages * P + (2 << 20), PROT_READ, MAP_PRIVATE, fd, 0)
+    b = (a + (2 << 20) - 1) & ~((2 << 20) - 1)
+    p.munmap(a, pages * P + (2 << 20))
+    return p.mmap(b, pages * P, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 0)
+
+
+def _active_set(p, pages=1024):
+    """Give the machine an Active(file) of ``pages`` pages (read twice)."""
+    fd = _file(p, "/tmp/active", pages, min(pages, 512))
+    p.pread(fd, pages * P, 0)
+    p.pread(fd, pages * P, 0)
+    return fd
+
+
+# (pages, pages per pwrite): (nodes after pageout, after a refault and a second
+# pageout, after truncating to half, after extending and touching) as the probe saw.
+SHAPES = {(2, 2): (1, 1, None, None), (64, 16): (1, 1, 0, -1), (256, 16): (4, 4, -2, -2),
+          (1024, 512): (1, 16, -8, -8), (4096, 1): (64, 64, -32, -32)}
+
+
+@pytest.mark.parametrize("pages,chunk", [(2, 2), (64, 16), (256, 16), (1024, 512)])
+def test_pageout_leaves_shadows_and_the_touch_refaults(machine, proc, pages, chunk):
+    p = proc
+    _active_set(p, 2048)
+    fd = _file(p, "/tmp/f", pages, chunk)
+    a = _map(p, fd, pages)
+    c = Counters(machine)
+    p.touch(a, pages * P)
+    assert c.delta() == (0, 0, 0, 0)
+    nodes, nodes2, trunc, ext = SHAPES[(pages, chunk)]
+    p.madvise(a, pages * P, MADV_PAGEOUT)
+    assert c.delta() == (nodes, 0, 0, 0)
+    assert p.mincore(a, pages * P) == bytes(pages)
+    p.touch(a, pages * P)
+    # All refault, all recent (the distance is about the pages evicted), none was
+    # active before eviction.
+    assert c.delta() == (-nodes, pages, pages, 0)
+    p.madvise(a, pages * P, MADV_PAGEOUT)
+    assert c.delta() == (nodes2, 0, 0, 0)
+    if trunc is None:
+        return
+    p.ftruncate(fd, pages * P // 2)
+    assert c.delta() == (trunc, 0, 0, 0)
+    p.ftruncate(fd, pages * P)
+    p.touch(a, pages * P)
+    # Only the half that kept its shadows refaults; it was active when paged out
+    # (MADV_PAGEOUT set PG_workingset), so it is restored too.
+    assert c.delta() == (ext, pages // 2, pages // 2, pages // 2)
+
+
+def test_lone_shadow_at_index_0_needs_no_node(machine, proc):
+    p = proc
+    _active_set(p)
+    fd = _file(p, "/tmp/f", 1, 1)
+    a = _map(p, fd, 1)
+    c = Counters(machine)
+    p.touch(a, P)
+    p.madvise(a, P, MADV_PAGEOUT)
+    assert c.delta() == (0, 0, 0, 0)
+    p.touch(a, P)
+    assert c.delta() == (0, 1, 1, 0)
+
+
+def test_refault_of_a_folio_that_was_active_is_restored(machine, proc):
+    p = proc
+    _active_set(p)
+    fd = _file(p, "/tmp/f", 256)
+    a = _map(p, fd, 256)
+    c = Counters(machine)
+    p.touch(a, 256 * P)
+    p.madvise(a, 256 * P, MADV_PAGEOUT)
+    p.touch(a, 256 * P)
+    assert c.delta() == (0, 256, 256, 0)
+    p.madvise(a, 256 * P, MADV_PAGEOUT)     # active now: PG_workingset kept in the shadow
+    p.touch(a, 256 * P)
+    assert c.delta() == (0, 256, 256, 256)
+    p.madvise(a, 256 * P, MADV_PAGEOUT)
+    p.pread(fd, 256 * P, 0)                 # read() refaults the same way
+    assert c.delta() == (-4 + 4, 256, 256, 256)
+
+
+def test_invalidation_and_writes_clear_shadows_without_refaults(machine, proc):
+    """drop_caches and FADV_DONTNEED remove folios without shadows and clear the
+    shadows they meet; a buffered write over a shadow replaces it without a refault
+    (__GFP_WRITE)."""
+    p = proc
+    _active_set(p)
+    fd = _file(p, "/tmp/f", 256)
+    a = _map(p, fd, 256)
+    c = Counters(machine)
+    p.touch(a, 256 * P)
+    p.madvise(a, 256 * P, MADV_PAGEOUT)
+    assert c.delta() == (4, 0, 0, 0)
+    p.posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)
+    assert c.delta() == (-4, 0, 0, 0)
+    p.touch(a, 256 * P)
+    assert c.delta() == (0, 0, 0, 0)
+    p.madvise(a, 256 * P, MADV_PAGEOUT)
+    machine.write_file("/proc/sys/vm/drop_caches", "1")
+    assert c.delta() == (0, 0, 0, 0)
+    p.touch(a, 256 * P)
+    assert c.delta() == (0, 0, 0, 0)
+    p.madvise(a, 256 * P, MADV_PAGEOUT)
+    assert c.delta() == (4, 0, 0, 0)
+    for i in range(0, 256, 16):
+        p.pwrite(fd, b"\2" * 16 * P, i * P)
+    assert c.delta() == (-4, 0, 0, 0)
+
+
+def test_distant_refault_is_not_activated(machine, proc):
+    """The probe: 16 pages of A paged out, then 512 MiB of B (more than the host's
+    Active(file)); A's refault counts, but is not activated. Here B is 4 MiB against
+    an Active(file) of 64 pages."""
+    p = proc
+    _active_set(p, 64)
+    fa = _file(p, "/tmp/a", 16)
+    fb = _file(p, "/tmp/b", 1024, 512)
+    a = _map(p, fa, 16)
+    b = _map(p, fb, 1024)
+    p.touch(a, 16 * P)
+    p.touch(b, 1024 * P)
+    c = Counters(machine)
+    p.madvise(a, 16 * P, MADV_PAGEOUT)
+    p.madvise(b, 1024 * P, MADV_PAGEOUT)
+    p.touch(a, 16 * P)
+    assert c.delta()[1:] == (16, 0, 0)
+    k = machine.k
+    assert k.vmstat[__import__("vmsim.mm.vmstat", fromlist=["x"]).NR_ACTIVE_FILE] < 1024
+
+
+def test_unlinked_file_keeps_no_shadows(machine, proc):
+    p = proc
+    fd = _file(p, "/tmp/f", 256)
+    a = _map(p, fd, 256)
+    p.touch(a, 256 * P)
+    p.madvise(a, 256 * P, MADV_PAGEOUT)
+    c = Counters(machine)
+    mapping = next(o for o in machine.k.objects if o is not None and getattr(o, "shadows", None))
+    p.munmap(a, 256 * P)
+    p.unlink("/tmp/f")
+    p.close(fd)
+    assert c.delta() == (-4, 0, 0, 0)
+    assert not mapping.shadows and not mapping.shadow_nodes and mapping.exiting
+
+
+def test_eviction_packs_the_clock_and_the_workingset_bit(machine, proc):
+    from vmsim.mm import workingset as ws
+    s = ws.pack_shadow(0, 0, 12345, True)
+    assert ws.xa_is_value(s)
+    assert ws.unpack_shadow(s) == (0, 0, 12345, True)
+    assert ws.unpack_shadow(ws.pack_shadow(7, 3, ws.EVICTION_MASK + 5, False)) == (7, 3, 4, False)
+    assert ws.EVICTION_SHIFT == 28                  # 1 + 1 + NODES_SHIFT 10 + 16
+    assert machine.k.workingset_bucket_order == 0
+
+
+@pytest.mark.no_final_check
+def test_checker_catches_broken_shadow_state(machine, proc):
+    from vmsim.mm import debug_vm
+    p = proc
+    fd = _file(p, "/tmp/f", 128)
+    a = _map(p, fd, 128)
+    p.touch(a, 128 * P)
+    p.madvise(a, 64 * P, MADV_PAGEOUT)          # leaf node 0 all shadows, node 1 folios
+    mapping = next(o for o in machine.k.objects
+                   if o is not None and getattr(o, "shadows", None))
+    k = machine.k
+
+    def fails(mutate, undo, what):
+        mutate()
+        with pytest.raises(AssertionError, match=what):
+            debug_vm.check_all(k)
+        undo()
+        debug_vm.check_all(k)
+
+    i = next(iter(mapping.shadows))
+    folio_idx = 100
+    v = mapping.shadows[i]
+    fails(lambda: mapping.shadows.__setitem__(folio_idx, v),
+          lambda: mapping.shadows.__delitem__(folio_idx), "holds a folio and a shadow")
+    fails(lambda: mapping.shadows.__setitem__(i, v + 4),          # node id 1
+          lambda: mapping.shadows.__setitem__(i, v), "value entry at 0x0 \\(order 4\\) has slots")
+    fails(lambda: mapping.shadows.update({j: v + 4 for j in range(16)}),     # node id 1
+          lambda: mapping.shadows.update({j: v for j in range(16)}), "not a shadow")
+    from vmsim.mm import vmstat as vs
+    n = k.vmstat[vs.WORKINGSET_NODES]
+    fails(lambda: k.vmstat.__setitem__(vs.WORKINGSET_NODES, n + 1),
+          lambda: k.vmstat.__setitem__(vs.WORKINGSET_NODES, n), "workingset_nodes")
+    saved = set(mapping.shadow_nodes)
+    assert saved == {(0, 0)}
+    fails(lambda: mapping.shadow_nodes.clear(),
+          lambda: mapping.shadow_nodes.update(saved), "shadow_nodes|workingset_nodes")
