@@ -204,7 +204,7 @@ class ForkTree(RuleBasedStateMachine):
 # seed. The long run (pytest -m slow, in .ci/run) explores many more.
 _SETTINGS = dict(deadline=None, derandomize=bool(os.environ.get("CI")),
                  suppress_health_check=[HealthCheck.too_slow])
-ForkTree.TestCase.settings = settings(max_examples=20, stateful_step_count=40, **_SETTINGS)
+ForkTree.TestCase.settings = settings(max_examples=8, stateful_step_count=40, **_SETTINGS)
 TestForkTree = ForkTree.TestCase
 
 
