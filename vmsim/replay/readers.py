@@ -364,7 +364,8 @@ def _lackey_block(block, lo, hi):
         return None
     w = int(na.max(initial=1))
     col = np.arange(w)
-    d = _HEX8[bp[commas[:, None] - w + col]]
+    win = np.lib.stride_tricks.sliding_window_view
+    d = _HEX8[win(bp, w)[commas - w]]                       # the w bytes before each comma
     inside = col >= (w - na)[:, None]
     if np.any(inside & (d < 0)):
         return None
@@ -374,7 +375,7 @@ def _lackey_block(block, lo, hi):
     if w > 8:
         a |= (d[:, :w - 8] @ _POW16[16 - w:]).astype(np.uint64) << np.uint64(32)
     col = np.arange(5)
-    d = _DEC8[bp[commas[:, None] + 1 + col]]
+    d = _DEC8[win(bp, 5)[commas + 1]]
     inside = col < ns[:, None]
     if np.any(inside & (d < 0)):
         return None
