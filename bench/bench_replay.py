@@ -302,11 +302,14 @@ def main():
           f"rates per CPU second, the median of {SAMPLES} samples of >= {MIN_SAMPLE} s, "
           "vmsim and native alike; targets: locality >= 100 M/s, random >= 25 M/s, "
           "stores >= 50 M/s)")
+    import importlib.util
+    pyc = os.path.exists(importlib.util.cache_from_source(vmsim.api.__file__))
     bc = "off (PYTHONDONTWRITEBYTECODE)" if os.environ.get("PYTHONDONTWRITEBYTECODE") else "on"
-    for name, (wall, cpu_s) in rows_s.items():
+    for i, (name, (wall, cpu_s)) in enumerate(rows_s.items()):
         print(f"start-up, {name}: {wall:.2f} s wall, {cpu_s:.2f} s CPU (whole process, warm "
-              f"caches, median of 3; target < 0.5 s)")
-    print(f"(start-up: bytecode writing {bc}; numba loaded: only once the work pays for it)")
+              f"caches, median of 3; " + ("target < 0.5 s)" if i < 2 else "a trace's work too)"))
+    print(f"(start-up: Python's bytecode writing {bc}, vmsim's bytecode "
+          f"{'cached' if pyc else 'not cached: every module compiled each run'})")
     touched = 1 << 18
     runs = 1 if args.quick else 3
     off = host_memory_child(touched, False, runs)

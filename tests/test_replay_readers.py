@@ -359,8 +359,8 @@ def _is_plain(line):
     return m is not None and (m.group(3) is None or 1 <= int(m.group(3)) <= 4096)
 
 
-def _byte_loop(text, cap):
-    fn, _ = readers._parser("lackey", compiled=False)
+def _byte_loop(text, cap, fmt="lackey"):
+    fn, _ = readers._parser(fmt, compiled=False)
     res = np.zeros(9, np.int64)
     a, k, s = np.zeros(cap, np.int64), np.zeros(cap, np.uint8), np.zeros(cap, np.int64)
     fn(text, 0, len(text), readers._HEX.tolist(), a, k, s, cap, False, res)
@@ -370,6 +370,7 @@ def _byte_loop(text, cap):
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @example([" M ffffffffffffffff,4096", "I  0,00001"])                  # the edges, inside
+@example(["I  0,1", "I  10000,1"])            # the first line's digits start near the block's
 @example([" L 01000000000000000,8"])                                # 17 digits
 @example([" L 10,4097"])
 @example([" L 10,000008"])                                          # 6 digits
@@ -418,7 +419,7 @@ def test_a_bad_line_after_plain_pieces_reads_as_the_byte_loop(tmp_path, monkeypa
         return got
     outs = []
     for fast in (spy, lambda block, lo, hi: None):
-        monkeypatch.setattr(readers, "_lackey_block", fast)
+        monkeypatch.setitem(readers._BLOCKS, "lackey", fast)
         r = open_trace(str(p), chunk=37, skip_bad=skip)
         chunks = []
         try:
@@ -434,3 +435,70 @@ def test_a_bad_line_after_plain_pieces_reads_as_the_byte_loop(tmp_path, monkeypa
         assert outs[0][3] == 1 and outs[0][5] == 399
     else:
         assert outs[0][1] == (252, readers._PROBLEMS["lackey"][readers._E_SIZE])
+
+
+_pin_like = st.builds(
+    lambda p, ip, z, k, q, a, end: f"{p}{'0' * z}{ip:x}: {k} {q}{a:x}{end}",
+    st.sampled_from(["0x", "0X", "", "0x0x"]),
+    st.one_of(st.sampled_from([0, (1 << 60) - 1, 1 << 60, (1 << 64) - 1]), st.integers(0, 1 << 64)),
+    st.integers(0, 2), st.sampled_from(["R", "W", "r", "X"]), st.sampled_from(["0x", "0X", "", "x"]),
+    st.one_of(st.sampled_from([0, (1 << 60) - 1, 1 << 60, (1 << 64) - 1]), st.integers(0, 1 << 64)),
+    st.sampled_from(["", "", "\r", " ", "\t"]))
+# The form _pinatrace_block must take: 'IP: R 0xADDR' or 'IP: W 0xADDR', IP with or
+# without 0x, 1-16 hex digits each, nothing after; or a blank line; '\r' allowed last.
+_PIN_PLAIN = re.compile(r"((0[xX])?[0-9a-fA-F]{1,16}: [RW] 0[xX][0-9a-fA-F]{1,16}|)\r?")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@example(["0xffffffffffffffff: W 0xffffffffffffffff", "1: R 0x0", "", "0X1: R 0X2\r"])
+@example(["0x0x1: R 0x2"])
+@example(["0x: R 0x2"])
+@example(["01000000000000000: R 0x2"])                                # 17 digits
+@example(["0x1: R 0x10000000000000000"])
+@example(["0x1: R 0x2 "])
+@example(["0x1: R 0x"])
+@example(["0x1: R 1x2"])
+@example(["0x1:  R 0x2"])
+@example(["0x1: R 0x2", "#eof", "0x3: W 0x4"])
+@example(["0x1: R 0x2", "# a: W 0x4"])
+@given(st.one_of(st.lists(_pin_like, min_size=1, max_size=6),
+                 st.lists(st.one_of(_pin_like, _rand_line), min_size=1, max_size=40)))
+def test_plain_pinatrace_blocks_parse_as_the_byte_loop(lines):
+    """As test_plain_lackey_blocks_parse_as_the_byte_loop, for _pinatrace_block."""
+    text = "".join(line + "\n" for line in lines).encode()
+    got = readers._pinatrace_block(text, 0, len(text))
+    plain = all(_PIN_PLAIN.fullmatch(line) for line in lines)
+    assert (got is not None) == plain, [line for line in lines if not _PIN_PLAIN.fullmatch(line)]
+    if got is None:
+        return
+    problem, a, k, s, nlines, _ = _byte_loop(text, len(lines) + 1, "pinatrace")
+    assert problem == 0
+    assert (got[0].tolist(), got[1].tolist(), got[2].tolist(), got[3], got[4]) == (a, k, s, nlines, 0)
+
+
+def test_pinatrace_pieces_stop_at_eof_as_the_byte_loop(tmp_path, monkeypatch):
+    """Plain pinatrace pieces go as arrays; the piece with '#eof' goes to the byte
+    loop, which stops there: the records of the byte loop alone."""
+    rng = np.random.default_rng(4)
+    lines = [f"{ip:#x}: {k} {a:#x}" for ip, k, a in
+             zip(rng.integers(0, 1 << 40, 400), rng.choice(["R", "W"], 400), rng.integers(0, 1 << 47, 400))]
+    lines[300] = "#eof"
+    p = tmp_path / "t.pinatrace"
+    p.write_text("\n".join(lines) + "\n")
+    monkeypatch.setattr(readers, "_PIECE", 512)
+    monkeypatch.setenv("VMSIM_JIT_AFTER", "100000000")
+    calls = []
+    real = readers._pinatrace_block
+
+    def spy(block, lo, hi):
+        got = real(block, lo, hi)
+        calls.append(got is not None)
+        return got
+    outs = []
+    for fast in (spy, lambda block, lo, hi: None):
+        monkeypatch.setitem(readers._BLOCKS, "pinatrace", fast)
+        r = open_trace(str(p), chunk=41)
+        chunks = [(c.first, c.addr.tolist(), c.kind.tolist(), c.size.tolist()) for c in r]
+        outs.append((chunks, r.lines, r.accesses))
+    assert outs[0] == outs[1] and outs[0][2] == 300
+    assert calls[:2] == [True, True] and calls[-1] is False

@@ -16,7 +16,8 @@ Text formats
                 byte each: the tool records no size), ``#eof`` ends the trace.
 Compressed inputs (.gz, .xz, .zst) are decompressed on the fly (.zst needs the
 ``zstandard`` package). The text is parsed by one byte loop, plain Python for a short
-trace and compiled with numba once the lines read pay for it (vmsim._jitcache; plain
+trace (pieces of plain lines as numpy arrays, _BLOCKS) and compiled with numba once
+the lines read pay for it (vmsim._jitcache; plain
 Python for good with VMSIM_NUMBA=0). A malformed line stops the reader with
 ``FILE:LINE: problem`` (:class:`TraceError`), or with ``skip_bad`` is skipped and counted.
 
@@ -312,69 +313,94 @@ def _pinatrace_record(buf, pos, le, hexv, addr, kind, size, n, res):
     return 1
 
 
-# --- a block of well-formed lackey lines, parsed as numpy arrays ---------------------
+# --- a block of well-formed lines, parsed as numpy arrays ----------------------------
 # The byte loop above in plain Python costs ~6 us a line; a short trace (the built-in
 # sample: 167,449 lines) would take a second before its first access. Most blocks are
-# every line a plain record ('I  ADDR,SIZE' etc., no spaces after the size), a '=='
-# log line or blank: such a block is parsed by whole-array operations instead, at
-# ~0.6 us a line, into the records the byte loop gives. A block with any other line
-# (malformed, or one this does not take: trailing blanks) goes to the byte loop,
-# which then reads, skips or reports every line as before.
+# every line a plain record (lackey's 'I  ADDR,SIZE' etc., pinatrace's 'IP: R 0xADDR',
+# nothing after), a lackey '==' log line or blank: such a block is parsed by
+# whole-array operations instead, at ~0.6 us a line, into the records the byte loop
+# gives. A block with any other line (malformed, '#eof', or one this does not take:
+# trailing blanks) goes to the byte loop, which reads, skips or reports every line.
 _HEX8 = _HEX.astype(np.int8)
 _DEC8 = np.full(256, -1, dtype=np.int8)
 _DEC8[48:58] = np.arange(10)
 _LSM = np.full(256, -1, dtype=np.int8)
 _LSM[76], _LSM[83], _LSM[77] = 0, 1, 3                # ' L ', ' S ', ' M '
 _POW16 = 16 ** np.arange(7, -1, -1, dtype=np.int64)
+_FRONT = 16
 _POW10 = 10 ** np.arange(4, -1, -1, dtype=np.int64)
+
+
+def _block_lines(block, lo, hi):
+    """The lines of block[lo:hi] (``hi`` just after a newline): (bytes, the bytes with
+    room to read past the end, and _FRONT zeros before them (the array's base), line
+    ends, starts, ends without a '\\r', lengths)."""
+    cut = hi - lo
+    b = np.frombuffer(block, dtype=np.uint8, count=cut, offset=lo)
+    ends = np.flatnonzero(b == 10)
+    starts = np.empty(len(ends), dtype=np.int64)
+    starts[:1] = 0
+    starts[1:] = ends[:-1] + 1
+    le = ends - ((ends > starts) & (b[ends - 1] == 13))      # without a '\r' before '\n'
+    full = np.zeros(_FRONT + cut + 24, dtype=np.uint8)
+    bp = full[_FRONT:]
+    bp[:cut] = b
+    return b, bp, ends, starts, le, le - starts
+
+
+def _one_per_line(b, ends, char, lines):
+    """The position of ``char`` in each of ``lines`` (indices), or None unless each of
+    them has it exactly once and no other line has it."""
+    at = np.flatnonzero(b == char)
+    if len(at) != len(lines) or not np.array_equal(np.searchsorted(ends, at), lines):
+        return None
+    return at
+
+
+def _hex_before(bp, end, n):
+    """The values (uint64) of the ``n`` (1 to 16) hex digits before each ``end`` in
+    bp (_block_lines'), or None when one of them is not a hex digit."""
+    w = int(n.max(initial=1))
+    col = np.arange(w)
+    # The w bytes before each end; the first line's may start before bp: its base has
+    # _FRONT bytes more in front (digits outside a line are masked off).
+    d = _HEX8[np.lib.stride_tricks.sliding_window_view(bp.base, w)[end + _FRONT - w]]
+    inside = col >= (w - n)[:, None]
+    if np.any(inside & (d < 0)):
+        return None
+    d = np.where(inside, d, 0).astype(np.int64)
+    k = min(w, 8)
+    v = (d[:, w - k:] @ _POW16[8 - k:]).astype(np.uint64)
+    if w > 8:
+        v |= (d[:, :w - 8] @ _POW16[16 - w:]).astype(np.uint64) << np.uint64(32)
+    return v
 
 
 def _lackey_block(block, lo, hi):
     """The records of lackey lines block[lo:hi] (``hi`` just after a newline) as
     (addr, kind, size, lines, modifies), the byte loop's (_lackey_record) for the same
     lines, or None when a line is not a plain record, log or blank line."""
-    cut = hi - lo
-    b = np.frombuffer(block, dtype=np.uint8, count=cut, offset=lo)
-    ends = np.flatnonzero(b == 10)
-    nl = len(ends)
-    if nl == 0:
-        return None
-    starts = np.empty(nl, dtype=np.int64)
-    starts[0] = 0
-    starts[1:] = ends[:-1] + 1
-    le = ends - ((ends > starts) & (b[ends - 1] == 13))      # without a '\r' before '\n'
-    ln = le - starts
-    bp = np.zeros(cut + 24, dtype=np.uint8)                  # room to read past the end
-    bp[:cut] = b
+    b, bp, ends, starts, le, ln = _block_lines(block, lo, hi)
     c0, c1, c2 = bp[starts], bp[starts + 1], bp[starts + 2]
     fetch = (c0 == 73) & (c1 == 32) & (c2 == 32)             # 'I  '
     rec = (fetch | ((c0 == 32) & (c2 == 32) & (_LSM[c1] >= 0))) & (ln >= 6)
-    if not np.all(rec | (ln == 0) | ((ln >= 2) & (c0 == 61) & (c1 == 61))):
+    if not len(ends) or not np.all(rec | (ln == 0) | ((ln >= 2) & (c0 == 61) & (c1 == 61))):
         return None
-    # One comma in each record line, and none elsewhere counts.
+    # One comma in each record line ('==' lines may have more: not counted).
     commas = np.flatnonzero(b == 44)
     commas = commas[rec[np.searchsorted(ends, commas)]]
     lines = np.flatnonzero(rec)
     if len(commas) != len(lines) or not np.array_equal(np.searchsorted(ends, commas), lines):
         return None
-    rs, rle = starts[rec], le[rec]
-    na = commas - rs - 3                                     # address digits
-    ns = rle - commas - 1                                    # size digits, up to the end
+    na = commas - starts[rec] - 3                            # address digits
+    ns = le[rec] - commas - 1                                # size digits, up to the end
     if len(lines) and (na.min() < 1 or na.max() > 16 or ns.min() < 1 or ns.max() > 5):
         return None
-    w = int(na.max(initial=1))
-    col = np.arange(w)
-    d = _HEX8[bp[commas[:, None] - w + col]]
-    inside = col >= (w - na)[:, None]
-    if np.any(inside & (d < 0)):
+    a = _hex_before(bp, commas, na)
+    if a is None:
         return None
-    d = np.where(inside, d, 0).astype(np.int64)
-    lo = min(w, 8)
-    a = (d[:, w - lo:] @ _POW16[8 - lo:]).astype(np.uint64)
-    if w > 8:
-        a |= (d[:, :w - 8] @ _POW16[16 - w:]).astype(np.uint64) << np.uint64(32)
     col = np.arange(5)
-    d = _DEC8[bp[commas[:, None] + 1 + col]]
+    d = _DEC8[np.lib.stride_tricks.sliding_window_view(bp, 5)[commas + 1]]
     inside = col < ns[:, None]
     if np.any(inside & (d < 0)):
         return None
@@ -384,7 +410,38 @@ def _lackey_block(block, lo, hi):
     k = np.where(fetch[rec], 2, _LSM[c1[rec]])
     modifies = int(np.count_nonzero(k == 3))
     k[k == 3] = 1                                            # modify: one write access
-    return a.view(np.int64), k.astype(np.uint8), size, nl, modifies
+    return a.view(np.int64), k.astype(np.uint8), size, len(ends), modifies
+
+
+def _pinatrace_block(block, lo, hi):
+    """As _lackey_block for pinatrace lines (_pinatrace_record's records): every line
+    'IP: R 0xADDR' / 'IP: W 0xADDR' (IP with or without 0x) or blank; a '#' line
+    ('#eof' ends the trace) is the byte loop's."""
+    b, bp, ends, starts, le, ln = _block_lines(block, lo, hi)
+    lines = np.flatnonzero(ln > 0)
+    colons = _one_per_line(b, ends, 58, lines)
+    if not len(ends) or colons is None:
+        return None
+    rs = starts[lines]
+    pre = np.where((bp[rs] == 48) & ((bp[rs + 1] | 32) == 120), 2, 0)     # '0x' or '0X'
+    nip = colons - rs - pre
+    na = le[lines] - colons - 6
+    if len(lines) and (nip.min() < 1 or nip.max() > 16 or na.min() < 1 or na.max() > 16):
+        return None
+    rw = bp[colons + 2]
+    if not np.all((bp[colons + 1] == 32) & ((rw == 82) | (rw == 87)) & (bp[colons + 3] == 32)
+                  & (bp[colons + 4] == 48) & ((bp[colons + 5] | 32) == 120)):
+        return None
+    if _hex_before(bp, colons, nip) is None:
+        return None
+    a = _hex_before(bp, le[lines], na)
+    if a is None:
+        return None
+    return (a.view(np.int64), (rw == 87).astype(np.uint8), np.ones(len(lines), np.int64),
+            len(ends), 0)
+
+
+_BLOCKS = {"lackey": _lackey_block, "pinatrace": _pinatrace_block}
 
 
 _RECORDS = {"lackey": _lackey_record, "pinatrace": _pinatrace_record}
@@ -392,7 +449,7 @@ _PARSERS = {}
 # A line parsed in plain Python costs about two plain-Python walk accesses (~5 us):
 # the parser's work counts that much toward vmsim._jitcache's threshold.
 _PARSE_WEIGHT = 2
-# A line _lackey_block takes costs about a sixteenth of that; it takes pieces of
+# A line _BLOCKS' parsers take costs about a sixteenth of that; they take pieces of
 # about _PIECE bytes (its temporary arrays are ~250 bytes a line).
 _FAST_LINES_PER_UNIT = 16
 _PIECE = 1 << 20
@@ -484,13 +541,13 @@ class TraceReader:
                     continue
                 tail = block[cut:]
                 pos = 0
-                if lazy and self.format == "lackey":
+                if lazy:
                     # Whole pieces of plain lines as arrays; the byte loop goes on from
                     # the first piece that has another line.
                     fast = 0
                     while pos < cut:
                         end = block.rfind(b"\n", pos, pos + _PIECE) + 1 or cut
-                        got = _lackey_block(block, pos, end)
+                        got = _BLOCKS[self.format](block, pos, end)
                         if got is None:
                             break
                         a, k, s, nl, nm = got
