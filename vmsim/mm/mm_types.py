@@ -289,11 +289,14 @@ class mm_struct:
             i += 1
         assert (i == 0 or mt[i - 1].vm_end <= start) and \
             (i + 1 == len(mt) or end <= mt[i + 1].vm_start), "VMA overlap"
+        old_start, old_end = vma.vm_start, vma.vm_end
         vma.vm_start, vma.vm_end = start, end
         self.mm_mt_ends[i] = end
+        # Only the gaps next to a moved bound change.
         gaps = self._mt_gap
-        gaps._set_gap(vma, start - (mt[i - 1].vm_end if i else 0))
-        if i + 1 < len(mt):
+        if start != old_start:
+            gaps._set_gap(vma, start - (mt[i - 1].vm_end if i else 0))
+        if end != old_end and i + 1 < len(mt):
             nxt = mt[i + 1]
             gaps._set_gap(nxt, nxt.vm_start - end)
 
