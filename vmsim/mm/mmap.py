@@ -460,8 +460,8 @@ def mmap_region(mm, file, addr: int, length: int, vm_flags: int, pgoff: int) -> 
     # Attempt to merge with adjacent VMAs (before any file ->mmap hook runs, as 6.18
     # does)...
     if prev is not None or nxt is not None:
-        vmg = vma_merge_struct(mm, prev=prev, next=nxt, start=addr, end=end, pgoff=pgoff,
-                               vm_flags=vm_flags, file=file)
+        # VMG_MMAP_STATE: mm, prev, middle, next, start, end, pgoff, vm_flags, file
+        vmg = vma_merge_struct(mm, prev, None, nxt, addr, end, pgoff, vm_flags, file)
         vma = vma_merge_new_range(vmg)
     # ...but if we can't, allocate a new VMA (__mmap_new_vma).
     if vma is None:
