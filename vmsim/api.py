@@ -447,7 +447,7 @@ class Process:
         file = None
         if not flags & _mmap.MAP_ANONYMOUS:
             file = self._file(fd)
-        ret = _mmap.ksys_mmap_pgoff(self.mm, addr, length, prot, flags, file,
+        ret = _mmap.ksys_mmap_pgoff(self.task.mm, addr, length, prot, flags, file,
                                     (offset & _U64) >> 12)
         return self._done(ret)
 

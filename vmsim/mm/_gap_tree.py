@@ -170,19 +170,26 @@ class _gap_tree:
 
 def _highest(n, low, high, size):
     """The highest gap as mas_empty_area_rev() finds it: from the top down, skipping
-    every subtree whose largest gap is below ``size``. Iterative (a stack of the nodes
-    whose own gap and left subtree are still to be tried): a Python call per node
-    visited cost more than the whole search."""
+    every subtree whose largest gap is below ``size``. Iterative: a Python call per
+    node visited cost more than the whole search. ``stack`` holds the nodes passed on
+    the way down to a right subtree whose own gap or left subtree may still hold the
+    range; a node with nothing to its right that fits is tried at once."""
     stack = []
-    push = stack.append
     while True:
-        # Down the right side: every gap there starts at or above this VMA's end.
-        while n is not None and n.max >= size:
-            push(n)
-            n = n.right if n.vma.vm_end < high else None
-        if not stack:
+        if n is not None and n.max >= size:
+            r = n.right
+            # Every gap in the right subtree starts at or above this VMA's end.
+            if r is not None and r.max >= size and n.vma.vm_end < high:
+                c = n.left
+                if n.gap >= size or (c is not None and c.max >= size):
+                    stack.append(n)
+                n = r
+                continue
+        elif stack:
+            n = stack.pop()
+        else:
             return None
-        n = stack.pop()
+        # Everything above n is done: n's own gap, then its left subtree.
         gap = n.gap
         ge = n.vma.vm_start
         gs = ge - gap
@@ -199,15 +206,21 @@ def _lowest(n, low, high, size):
     """The lowest gap as mas_empty_area() finds it: from the bottom up, skipping every
     subtree whose largest gap is below ``size`` (iterative, as _highest)."""
     stack = []
-    push = stack.append
     while True:
-        # Down the left side: every gap there ends at or below this gap's start.
-        while n is not None and n.max >= size:
-            push(n)
-            n = n.left if n.vma.vm_start - n.gap > low else None
-        if not stack:
+        if n is not None and n.max >= size:
+            c = n.left
+            # Every gap in the left subtree ends at or below this gap's start.
+            if c is not None and c.max >= size and n.vma.vm_start - n.gap > low:
+                r = n.right
+                if n.gap >= size or (r is not None and r.max >= size):
+                    stack.append(n)
+                n = c
+                continue
+        elif stack:
+            n = stack.pop()
+        else:
             return None
-        n = stack.pop()
+        # Everything below n is done: n's own gap, then its right subtree.
         gap = n.gap
         ge = n.vma.vm_start
         gs = ge - gap

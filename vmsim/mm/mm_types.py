@@ -283,17 +283,33 @@ class mm_struct:
     def vma_update(self, vma, start: int, end: int):
         """Change a VMA's bounds in place, keeping the tree ordered (the new range
         may not overlap another VMA, so the VMA keeps its place)."""
+        old_start = vma.vm_start
+        if end == vma.vm_end:
+            # Only the start moves (a merge or stack growth in front of the VMA): the
+            # tree's keys (vm_end) and neighbours stay, and the gap below changes by
+            # as much as the start, so no lookup is needed.
+            node = vma._mt_node
+            gap = node.gap + (start - old_start)
+            assert gap >= 0, "VMA overlap"
+            vma.vm_start = start
+            if gap != node.gap:
+                node.gap = gap
+                self._mt_gap._propagate(node)
+            return
         mt = self.mm_mt
         i = bisect_left(self.mm_mt_ends, vma.vm_end)         # _index(), inline
         while mt[i] is not vma:
             i += 1
         assert (i == 0 or mt[i - 1].vm_end <= start) and \
             (i + 1 == len(mt) or end <= mt[i + 1].vm_start), "VMA overlap"
+        old_end = vma.vm_end
         vma.vm_start, vma.vm_end = start, end
         self.mm_mt_ends[i] = end
+        # Only the gaps next to a moved bound change.
         gaps = self._mt_gap
-        gaps._set_gap(vma, start - (mt[i - 1].vm_end if i else 0))
-        if i + 1 < len(mt):
+        if start != old_start:
+            gaps._set_gap(vma, start - (mt[i - 1].vm_end if i else 0))
+        if end != old_end and i + 1 < len(mt):
             nxt = mt[i + 1]
             gaps._set_gap(nxt, nxt.vm_start - end)
 

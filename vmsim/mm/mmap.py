@@ -424,8 +424,10 @@ def mmap_region(mm, file, addr: int, length: int, vm_flags: int, pgoff: int) -> 
     # __mmap_prepare(): gather what MAP_FIXED replaces (splitting the edge VMAs), check
     # the limits, charge, and only then clear the old range (vms_clean_up_area). A
     # failed check aborts (vms_abort_munmap_vmas): the old VMAs stay, split, with
-    # their pages.
-    old = mm.vmas_in(addr, end)
+    # their pages. One lookup at addr gives the VMA after the new range (or the first
+    # one it overlaps) and the one before it, for the merge below.
+    nxt, prev = mm.find_vma_prev(addr)
+    old = mm.vmas_in(addr, end) if nxt is not None and nxt.vm_start < end else ()
     if old:
         err = vms_gather_munmap_vmas(mm, addr, end, old)
         if err:
@@ -453,13 +455,13 @@ def mmap_region(mm, file, addr: int, length: int, vm_flags: int, pgoff: int) -> 
         do_vmi_align_munmap(mm, addr, end, old)
         if accountable:
             k.committed_as += nr_accounted      # vms->nr_accounted = 0: not unaccounted
+        nxt, prev = mm.find_vma_prev(addr)      # around the range just cleared
     vma = None
     # Attempt to merge with adjacent VMAs (before any file ->mmap hook runs, as 6.18
     # does)...
-    nxt, prev = mm.find_vma_prev(addr)
     if prev is not None or nxt is not None:
-        vmg = vma_merge_struct(mm, prev=prev, next=nxt, start=addr, end=end, pgoff=pgoff,
-                               vm_flags=vm_flags, file=file)
+        # VMG_MMAP_STATE: mm, prev, middle, next, start, end, pgoff, vm_flags, file
+        vmg = vma_merge_struct(mm, prev, None, nxt, addr, end, pgoff, vm_flags, file)
         vma = vma_merge_new_range(vmg)
     # ...but if we can't, allocate a new VMA (__mmap_new_vma).
     if vma is None:
