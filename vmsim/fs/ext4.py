@@ -42,7 +42,7 @@ class _Ext4Aops:
             index = mem.index[folio]
             pages = _folio_pages(k, folio)
             nr = len(pages)
-            blks = [blocks.get(i) for i in range(index, index + nr)]
+            blks = list(map(blocks.get, range(index, index + nr)))
             if nr > 1 and None not in blks and not mem.np_private[folio:folio + nr].any():
                 # Every block mapped, a fresh folio: the folio's data in one copy.
                 data._write_full_pages(pages, blks)

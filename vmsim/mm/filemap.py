@@ -136,8 +136,10 @@ def filemap_add_folio(k, mapping, pfn: int, index: int, gfp: int = 0):
     mem.index[pfn] = index
     mem.refcount[pfn] += nr
     cache = mapping.i_pages
-    for i in range(index, index + nr):
-        cache[i] = pfn
+    if nr == 1:
+        cache[index] = pfn
+    else:
+        cache.update(dict.fromkeys(range(index, index + nr), pfn))
     mapping.nrpages += nr
     k.vmstat[vmstat.NR_FILE_PAGES] += nr
     if mapping.swapbacked:
