@@ -495,3 +495,38 @@ def test_repeat_shortcuts_meet_what_would_break_them():
         _check_repeats((steps, 9), None, True)
     for value in (0, 9):                    # zeros change nothing in a zero frame
         _check_repeats((programs[-1], value), None, True)
+
+
+def test_the_plain_python_loop_runs_untraced_by_vmsim_tracer_only():
+    """vmsim's tracer records kernel functions only, and the CPU's access loop is none:
+    it runs without the tracer's profile hook (as its compiled build does), which is
+    back for the faults; another profiler still sees the loop."""
+    import sys
+    import vmsim.trace
+    cpu._use_compiled(False)
+    try:
+        m = vmsim.Machine("64M", debug_vm=False)
+        p = m.spawn()
+        a = p.mmap(0, 8 << 12, RW, ANON)
+        addrs = a + np.arange(0, 8 << 12, 512, dtype=np.int64)
+        kinds = np.full(len(addrs), ACCESS_WRITE, np.uint8)
+        seen = []
+
+        def other(frame, event, arg):
+            if event == "call":
+                seen.append(frame.f_code.co_name)
+        sys.setprofile(other)
+        try:
+            p.access(addrs[:16], kinds[:16])                      # 2 pages
+        finally:
+            sys.setprofile(None)
+        assert "access_chunk" in seen and "_walk_cached" in seen
+        with vmsim.trace.function_graph(m, record=False) as tr:
+            hook = sys.getprofile()
+            p.access(addrs, kinds)                                # 6 more pages
+            assert sys.getprofile() is hook
+        assert sys.getprofile() is None
+        faults = [f for f in tr.faults if not f.exec]
+        assert len(faults) == 6 and all("do_anonymous_page" in f.paths for f in faults)
+    finally:
+        cpu._default()

@@ -2,11 +2,12 @@
 import gzip
 import lzma
 import os
+import re
 import sys
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st, HealthCheck
+from hypothesis import example, given, settings, strategies as st, HealthCheck
 
 from vmsim.replay import readers, native
 from vmsim.replay.readers import open_trace, TraceError, Event
@@ -215,7 +216,9 @@ def test_a_long_trace_switches_to_the_compiled_parser_and_reads_the_same(tmp_pat
     saved = dict(_jitcache._work)
     outs = []
     try:
-        for after in ("1000000", "2000"):
+        # 3000 plain lines count 3000 // 16 units (readers._FAST_LINES_PER_UNIT) in
+        # ~170-line blocks: 100 is reached mid-file.
+        for after in ("1000000", "100"):
             monkeypatch.setenv("VMSIM_JIT_AFTER", after)
             _jitcache._work["parse"] = 0
             seen.clear()
@@ -330,3 +333,104 @@ def test_fuzz_binary_inputs(tmp_path_factory, data, name):
             pass
     except TraceError:
         pass
+
+
+# --- whole blocks of plain lackey lines as arrays (readers._lackey_block) --------------
+_LACKEY_KINDS = st.sampled_from(["I  ", " L ", " S ", " M "])
+_lackey_like = st.one_of(
+    # plain, and past the edges: 17+ hex digits, 6+ size digits, blanks after the size
+    st.builds(lambda k, a, z, zs, s, end: f"{k}{'0' * z}{a:x},{'0' * zs}{s}{end}", _LACKEY_KINDS,
+              st.one_of(st.sampled_from([0, (1 << 60) - 1, 1 << 60, 1 << 63, (1 << 64) - 1]),
+                        st.integers(0, (1 << 64) - 1)), st.integers(0, 3), st.integers(0, 3),
+              st.one_of(st.sampled_from([0, 1, 4095, 4096, 4097, 99999]), st.integers(0, 5000)),
+              st.sampled_from(["", "", "\r", " ", "\t", "\r\r"])),
+    st.builds(lambda k, a, s: f"{k}{a:X},{s:05d}", _LACKEY_KINDS, st.integers(0, 1 << 40),
+              st.integers(1, 4096)),
+    st.sampled_from(["==7== Lackey, an example, of a log line", "==1==", "", "\r"]),
+)
+# The form _lackey_block must take, written out here: a record with 1-16 hex digits, a
+# size of 1-5 decimal digits from 1 to 4096 and nothing after it, a '==' log line, or a
+# blank line (each maybe with a '\r' before its newline).
+_PLAIN = re.compile(r"((I  | [LSM] )[0-9a-fA-F]{1,16},(\d{1,5})|==.*|)\r?")
+
+
+def _is_plain(line):
+    m = _PLAIN.fullmatch(line)
+    return m is not None and (m.group(3) is None or 1 <= int(m.group(3)) <= 4096)
+
+
+def _byte_loop(text, cap):
+    fn, _ = readers._parser("lackey", compiled=False)
+    res = np.zeros(9, np.int64)
+    a, k, s = np.zeros(cap, np.int64), np.zeros(cap, np.uint8), np.zeros(cap, np.int64)
+    fn(text, 0, len(text), readers._HEX.tolist(), a, k, s, cap, False, res)
+    n = int(res[1])
+    return int(res[4]), a[:n].tolist(), k[:n].tolist(), s[:n].tolist(), int(res[2]), int(res[8])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@example([" M ffffffffffffffff,4096", "I  0,00001"])                  # the edges, inside
+@example([" L 01000000000000000,8"])                                # 17 digits
+@example([" L 10,4097"])
+@example([" L 10,000008"])                                          # 6 digits
+@example([" L 10,0"])
+@example(["IL 10,8"])
+@example([" X 10,8"])
+@example([" L010,8"])
+@example(["I  10,8 "])
+@given(st.one_of(st.lists(_lackey_like, min_size=1, max_size=6),
+                 st.lists(st.one_of(_lackey_like, _rand_line), min_size=1, max_size=40)))
+def test_plain_lackey_blocks_parse_as_the_byte_loop(lines):
+    """_lackey_block (a short trace's parser before numba) takes a block when every line
+    is plain, and then gives the byte loop's records, line and modify counts; any
+    other block it leaves to the byte loop."""
+    text = "".join(line + "\n" for line in lines).encode()
+    got = readers._lackey_block(text, 0, len(text))
+    plain = all(_is_plain(line) for line in lines)
+    assert (got is not None) == plain, [line for line in lines if not _is_plain(line)]
+    if got is None:
+        return
+    problem, a, k, s, nlines, modifies = _byte_loop(text, len(lines) + 1)
+    assert problem == 0
+    assert (got[0].tolist(), got[1].tolist(), got[2].tolist(), got[3], got[4]) == \
+        (a, k, s, nlines, modifies)
+    assert got[0].dtype == np.int64 and got[1].dtype == np.uint8 and got[2].dtype == np.int64
+
+
+@pytest.mark.parametrize("skip", [False, True])
+def test_a_bad_line_after_plain_pieces_reads_as_the_byte_loop(tmp_path, monkeypatch, skip):
+    """Plain pieces go as arrays, the piece with a malformed line to the byte loop: the
+    same chunks, counts and error line as the byte loop alone."""
+    rng = np.random.default_rng(9)
+    lines = [f"{kk}{aa:x},{1 + aa % 8}" for kk, aa in
+             zip(rng.choice(["I  ", " L ", " S ", " M "], 400), rng.integers(0, 1 << 47, 400))]
+    lines[250] = " L 12345,zz"                                   # line 251
+    p = tmp_path / "t.lackey"
+    p.write_text("==1== log\n" + "\n".join(lines[:250]) + "\n" + "\n".join(lines[250:]) + "\n")
+    monkeypatch.setattr(readers, "_PIECE", 512)                  # ~25 lines a piece
+    monkeypatch.setenv("VMSIM_JIT_AFTER", "100000000")           # no numba: plain Python
+    calls = []
+    real = readers._lackey_block
+
+    def spy(block, lo, hi):
+        got = real(block, lo, hi)
+        calls.append(got is not None)
+        return got
+    outs = []
+    for fast in (spy, lambda block, lo, hi: None):
+        monkeypatch.setattr(readers, "_lackey_block", fast)
+        r = open_trace(str(p), chunk=37, skip_bad=skip)
+        chunks = []
+        try:
+            for c in r:
+                chunks.append((c.first, c.addr.tolist(), c.kind.tolist(), c.size.tolist()))
+            err = None
+        except TraceError as e:
+            err = e.line, e.problem
+        outs.append((chunks, err, r.lines, r.bad_lines, r.modifies, r.accesses))
+    assert outs[0] == outs[1]
+    assert calls[:2] == [True, True] and False in calls      # arrays first, then the byte loop
+    if skip:
+        assert outs[0][3] == 1 and outs[0][5] == 399
+    else:
+        assert outs[0][1] == (252, readers._PROBLEMS["lackey"][readers._E_SIZE])

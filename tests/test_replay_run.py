@@ -435,3 +435,36 @@ def _fuzz_native(tmp_path_factory, rows, events, cols):
         replay(p, ReplayConfig(cpus=2, checker=True))
     except TraceError as e:
         assert str(e).startswith(p)
+
+
+def test_a_replay_switching_to_numba_mid_trace_agrees(tmp_path, monkeypatch):
+    """A replay whose accesses pay for numba runs its first steps on the plain-Python
+    loop and the rest compiled (vmsim._jitcache's count; numba loads under the tracer
+    that classifies the faults): the statistics of an all-Python replay."""
+    import sys
+    from vmsim import _jitcache
+    path = _head(tmp_path, SAMPLE, 3000)
+    cfg = dict(checker=True, step=16384, memory="256M")
+    cpu._use_compiled(False)
+    try:
+        py = _stats(replay(path, ReplayConfig(**cfg)))
+    finally:
+        cpu._default()
+    saved = dict(_jitcache._work)
+    modes = []
+    try:
+        cpu._default()
+        if not cpu._lazy[0]:
+            pytest.skip("no numba, or VMSIM_NUMBA=0: nothing to switch to")
+        _jitcache._work["walk"] = 0
+        # The first step (2,048 accesses: 16384 / 8 early) counts 682 units
+        # (mmu_batch._ACCESSES_PER_UNIT), the second (the last 945) 315 more.
+        monkeypatch.setenv("VMSIM_JIT_AFTER", "900")
+        lazy = _stats(Replay(path, ReplayConfig(**cfg), lambda phase, n, r: phase == "replay"
+                             and modes.append(cpu._impl["compiled"])).run())
+    finally:
+        _jitcache._work.update(saved)
+        cpu._default()
+    assert modes == [False, True], modes
+    assert lazy == py
+    assert sys.getprofile() is None

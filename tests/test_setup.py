@@ -90,6 +90,34 @@ def test_import_vmsim_does_not_import_numba():
     assert out.stdout.strip() == "False"
 
 
+_BLAS_PROBE = r"""
+import os, sys
+seen = []
+class Probe:
+    def find_spec(self, name, path=None, target=None):
+        if name == "numpy":
+            seen.append(os.environ.get("OPENBLAS_THREAD_TIMEOUT"))
+        return None
+sys.meta_path.insert(0, Probe())
+import vmsim
+print(seen, os.environ.get("OPENBLAS_THREAD_TIMEOUT"))
+"""
+
+
+@pytest.mark.parametrize("user", [None, "12"])
+def test_import_vmsim_quiets_openblas_threads_only_while_numpy_loads(user):
+    """numpy loads with OPENBLAS_THREAD_TIMEOUT=4 (its idle threads sleep instead of
+    spinning ~33 ms of CPU each), unless the user set it; afterwards the environment
+    is as it was, so child processes never inherit it."""
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    if user is not None:
+        env["OPENBLAS_THREAD_TIMEOUT"] = user
+    out = subprocess.run([sys.executable, "-c", _BLAS_PROBE], capture_output=True, text=True,
+                         check=True, env=env)
+    expect = "['4'] None" if user is None else f"['{user}'] {user}"
+    assert out.stdout.strip() == expect
+
+
 def test_cli_mmu_compiles_into_the_user_cache_never_the_package(tmp_path):
     # The newcomer bug: `vmsim demo` left numba files in site-packages/vmsim/.
     pytest.importorskip("numba")

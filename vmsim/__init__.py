@@ -25,7 +25,32 @@ def __getattr__(name):
     raise AttributeError(f"module 'vmsim' has no attribute {name!r}")
 
 
-from vmsim.api import Machine, Process, SignalDelivered, rusage
+def _import_numpy_with_quiet_blas_threads():
+    """Import numpy with its OpenBLAS threads set to sleep as soon as they are idle.
+
+    Importing numpy starts OpenBLAS's thread pool (one thread per further CPU), and
+    each thread spins for about 2**28 cycles before it sleeps (its default
+    THREAD_TIMEOUT): ~33 ms of CPU per thread at every ``import vmsim``, measured on
+    this 2-CPU machine, where the whole import takes ~0.2 s of CPU. vmsim never calls
+    BLAS (no matrix products). OPENBLAS_THREAD_TIMEOUT=4 (OpenBLAS's minimum, 2**4
+    cycles) keeps the pool, so a user's BLAS calls still run on every CPU; only the
+    wait for the next job is a sleep instead of a spin. It is set only while numpy
+    loads (OpenBLAS reads it then), only when numpy is not loaded yet and the user
+    has not set it, and removed again, so child processes never see it."""
+    import os
+    import sys
+    if "numpy" in sys.modules or "OPENBLAS_THREAD_TIMEOUT" in os.environ:
+        return
+    os.environ["OPENBLAS_THREAD_TIMEOUT"] = "4"
+    try:
+        import numpy  # noqa: F401
+    finally:
+        del os.environ["OPENBLAS_THREAD_TIMEOUT"]
+
+
+_import_numpy_with_quiet_blas_threads()
+
+from vmsim.api import Machine, Process, SignalDelivered, rusage  # noqa: E402
 from vmsim.mm.mmap import (PROT_NONE, PROT_READ, PROT_WRITE, PROT_EXEC, PROT_GROWSDOWN,
                            PROT_GROWSUP, MAP_SHARED, MAP_PRIVATE, MAP_SHARED_VALIDATE,
                            MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_POPULATE,

@@ -12,6 +12,7 @@ numba is imported here, on the first compile, never at ``import vmsim``; and onl
 once the work in hand pays for it (:func:`_worth_compiling`).
 """
 import os
+import sys
 
 # Importing numba and loading the cached machine code of the walk costs about 0.3 s of
 # CPU, what the plain-Python walk takes for some 130,000 accesses. So vmsim runs its
@@ -38,6 +39,27 @@ def _worth_compiling(n: int, feature: str = "walk") -> bool:
     done = _work[feature] + n
     _work[feature] = done
     return done >= _jit_after()
+
+
+class _untraced:
+    """vmsim's function-graph tracer (vmsim.trace) off for a moment: it records kernel
+    functions only, but on Python 3.11 its profile hook is still called for every
+    Python call, and importing numba and loading cached machine code makes ~10^5 of
+    them (+0.9 s when a replay switches to the compiled walk). Another profiler stays."""
+
+    def __enter__(self):
+        hook = sys.getprofile()
+        if getattr(getattr(hook, "__self__", None), "_kernel_functions_only", False):
+            self.hook = hook
+            sys.setprofile(None)
+        else:
+            self.hook = None
+        return self
+
+    def __exit__(self, *exc):
+        if self.hook is not None:
+            sys.setprofile(self.hook)
+        return False
 
 
 def cache_dir() -> str:
@@ -69,14 +91,15 @@ def _njit(fn, **options):
     Were the folder unusable, numba would fall back to the package's __pycache__,
     hence no cache at all then.
     """
-    import numba
-    from numba.core import config
-    d = cache_dir()
-    if not _writable(d):
-        return numba.njit(cache=False, **options)(fn)
-    saved = config.CACHE_DIR
-    config.CACHE_DIR = d
-    try:
-        return numba.njit(cache=True, **options)(fn)
-    finally:
-        config.CACHE_DIR = saved
+    with _untraced():
+        import numba
+        from numba.core import config
+        d = cache_dir()
+        if not _writable(d):
+            return numba.njit(cache=False, **options)(fn)
+        saved = config.CACHE_DIR
+        config.CACHE_DIR = d
+        try:
+            return numba.njit(cache=True, **options)(fn)
+        finally:
+            config.CACHE_DIR = saved

@@ -72,12 +72,14 @@ def _integer(name, v) -> int:
 def _ulong(name, v) -> int:
     """An ``unsigned long`` / ``size_t`` argument as the kernel receives it: a C caller's
     value reduced modulo 2**64 (-4096 is 0xfffffffffffff000)."""
+    if v.__class__ is int:                   # the common case, without operator.index
+        return v & _U64
     return _integer(name, v) & _U64
 
 
 def _loff(name, v) -> int:
     """An ``off_t`` / ``loff_t`` argument: 64-bit signed."""
-    v = _integer(name, v) & _U64
+    v = (v if v.__class__ is int else _integer(name, v)) & _U64
     return v - (1 << 64) if v >> 63 else v
 
 
@@ -85,7 +87,7 @@ def _cint(name, v) -> int:
     """An ``int`` argument (prot, flags, advice): the low 32 bits, signed, as the C
     compiler converts it; the syscall entry sees it sign-extended (a Python int with
     the same value behaves so under & and >>)."""
-    v = _integer(name, v) & 0xFFFFFFFF
+    v = (v if v.__class__ is int else _integer(name, v)) & 0xFFFFFFFF
     return v - (1 << 32) if v >> 31 else v
 
 

@@ -437,11 +437,20 @@ def _vmsim_version() -> str:
     return __version__
 
 
+class _Version(argparse._VersionAction):
+    """--version, looked up only when asked: importlib.metadata costs ~30 ms of every
+    command's start (vmsim replay's, issue 13)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        self.version = f"vmsim {_vmsim_version()}"
+        super().__call__(parser, namespace, values, option_string)
+
+
 def build_parser():
     from vmsim import cli_views
     p = _Parser(prog="vmsim", description="vmsim: an executable model of Linux 6.18 x86-64 "
                 "memory management.")
-    p.add_argument("--version", action="version", version=f"vmsim {_vmsim_version()}")
+    p.add_argument("--version", action=_Version)
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def machine_opts(sp):

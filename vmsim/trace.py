@@ -279,6 +279,10 @@ def _caller(frame):
 class FunctionGraph:
     """A function-graph tracer; use :func:`function_graph` to install it."""
 
+    # It records kernel functions only: the CPU's plain-Python access loop (mmu_batch)
+    # runs without it, as its compiled build does.
+    _kernel_functions_only = True
+
     def __init__(self, machine=None, faults_only=True, max_events=5000, record=True,
                  funcs=None, pid=None, show_exec=False):
         self.k = machine.k if machine is not None and hasattr(machine, "k") else machine

@@ -48,6 +48,13 @@ MS_SYNC = 4
 # include/uapi/linux/mount.h (mount(2) flags) and umount2(2) flags
 MS_RDONLY = 1
 MS_REMOUNT = 32
+MS_BIND = 4096
+MS_MOVE = 8192
+MS_REC = 16384
+MS_UNBINDABLE = 1 << 17
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_SHARED = 1 << 20
 MNT_FORCE = 1
 MNT_DETACH = 2
 # signals (include/uapi/asm-generic/signal.h, siginfo.h)

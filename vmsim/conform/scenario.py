@@ -48,7 +48,7 @@ RLIMITS = {"STACK": 3, "AS": 9, "DATA": 2, "MEMLOCK": 8}
 O_FLAGS = {"rdonly": 0, "wronly": 1, "rdwr": 2, "creat": 0o100, "excl": 0o200, "trunc": 0o1000,
            "append": 0o2000}
 FADV = {"normal": 0, "random": 1, "sequential": 2, "willneed": 3, "dontneed": 4, "noreuse": 5}
-MS_FLAGS = {"async": 1, "invalidate": 2, "sync": 4}
+MS_FLAGS = {"async": uapi.MS_ASYNC, "invalidate": uapi.MS_INVALIDATE, "sync": uapi.MS_SYNC}
 FALLOC = {"keep_size": 1, "punch_hole": 2}
 FILESYSTEMS = {"tmp": 0, "shm": 1}       # /tmp (the disk filesystem) and /dev/shm (tmpfs)
 FS_MEMFD = 2                             # a file made by a 'memfd' step (no path)

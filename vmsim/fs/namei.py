@@ -14,6 +14,8 @@ mount namespaces, /proc/mounts.
 import errno
 
 from vmsim.fs.inode import inode, super_block, S_IFDIR, S_IFREG, S_ISDIR, ihold, iput
+from vmsim.uapi import (MS_RDONLY, MS_REMOUNT, MS_BIND, MS_MOVE, MS_SHARED, MS_PRIVATE, MS_SLAVE,
+                        MS_UNBINDABLE, MNT_FORCE, MNT_DETACH)
 
 VDA_DEV = (0xfe, 0)          # /dev/vda, 254:0
 SHM_DEV = (0, 0x1a)          # /dev/shm's anonymous device on the reference machine
@@ -192,18 +194,7 @@ def do_mkdirat(k, path: str, mode: int) -> int:
     return 0
 
 
-# mount(2) flags (include/uapi/linux/mount.h).
-MS_RDONLY = 1
-MS_REMOUNT = 32
-MS_BIND = 4096
-MS_MOVE = 8192
-MS_REC = 16384
-MS_SHARED = 1 << 20
-MS_PRIVATE = 1 << 18
-MS_SLAVE = 1 << 19
-MS_UNBINDABLE = 1 << 17
-MNT_FORCE = 1
-MNT_DETACH = 2
+# umount2(2) flags (include/linux/fs.h) the uapi header does not name
 MNT_EXPIRE = 4
 UMOUNT_NOFOLLOW = 8
 # Filesystem types the reference kernel registers (/proc/filesystems) that vmsim

@@ -27,27 +27,13 @@ import errno
 
 from vmsim.mm.mm_types import VM_NORESERVE
 
-IPC_PRIVATE = 0
-IPC_CREAT = 0o1000
-IPC_EXCL = 0o2000
-IPC_RMID = 0
-IPC_SET = 1
-IPC_STAT = 2
-IPC_INFO = 3
-SHM_LOCK = 11
-SHM_UNLOCK = 12
-SHM_STAT = 13
-SHM_INFO = 14
-SHM_STAT_ANY = 15
+from vmsim.uapi import (IPC_PRIVATE, IPC_CREAT, IPC_EXCL, IPC_RMID, IPC_SET, IPC_STAT, IPC_INFO,
+                        SHM_LOCK, SHM_UNLOCK, SHM_STAT, SHM_INFO, SHM_STAT_ANY, SHM_HUGETLB,
+                        SHM_NORESERVE, SHM_RDONLY, SHM_RND, SHM_REMAP, SHM_EXEC)
+
 SHM_LOCKED = 0o2000                   # shm_perm.mode bit
-SHM_HUGETLB = 0o4000
-SHM_NORESERVE = 0o10000
 SHM_HUGE_SHIFT = 26
 SHM_HUGE_MASK = 0x3F
-SHM_RDONLY = 0o10000
-SHM_RND = 0o20000
-SHM_REMAP = 0o40000
-SHM_EXEC = 0o100000
 SHM_DEST = 0o1000                     # shm_perm.mode bit
 SHMLBA = 4096                         # x86
 SHMMIN = 1

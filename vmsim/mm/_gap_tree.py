@@ -78,12 +78,19 @@ class _gap_tree:
 
     @staticmethod
     def _propagate(n):
-        """Refresh the maxima from n up to the root, stopping where nothing changes."""
+        """Refresh the maxima from n up to the root, stopping where nothing changes
+        (_pull inline: this runs on every VMA insert, removal and resize)."""
         while n is not None:
-            old = n.max
-            _pull(n)
-            if n.max == old:
+            m = n.gap
+            c = n.left
+            if c is not None and c.max > m:
+                m = c.max
+            c = n.right
+            if c is not None and c.max > m:
+                m = c.max
+            if n.max == m:
                 return
+            n.max = m
             n = n.parent
 
     def _insert(self, vma, gap: int):
@@ -162,45 +169,55 @@ class _gap_tree:
 
 
 def _highest(n, low, high, size):
-    if n is None or n.max < size:
-        return None
-    vma = n.vma
-    # Every gap in the right subtree starts at or above this VMA's end.
-    if n.right is not None and vma.vm_end < high:
-        r = _highest(n.right, low, high, size)
-        if r is not None:
-            return r
-    ge = vma.vm_start
-    gs = ge - n.gap
-    if n.gap >= size and gs < high and ge > low:
-        e = ge if ge < high else high
-        s = gs if gs > low else low
-        if e - s >= size:
-            return e
-    # Every gap in the left subtree ends at or below this gap's start.
-    if n.left is not None and gs > low:
-        return _highest(n.left, low, high, size)
-    return None
+    """The highest gap as mas_empty_area_rev() finds it: from the top down, skipping
+    every subtree whose largest gap is below ``size``. Iterative (a stack of the nodes
+    whose own gap and left subtree are still to be tried): a Python call per node
+    visited cost more than the whole search."""
+    stack = []
+    push = stack.append
+    while True:
+        # Down the right side: every gap there starts at or above this VMA's end.
+        while n is not None and n.max >= size:
+            push(n)
+            n = n.right if n.vma.vm_end < high else None
+        if not stack:
+            return None
+        n = stack.pop()
+        gap = n.gap
+        ge = n.vma.vm_start
+        gs = ge - gap
+        if gap >= size and gs < high and ge > low:
+            e = ge if ge < high else high
+            s = gs if gs > low else low
+            if e - s >= size:
+                return e
+        # Every gap in the left subtree ends at or below this gap's start.
+        n = n.left if gs > low else None
 
 
 def _lowest(n, low, high, size):
-    if n is None or n.max < size:
-        return None
-    vma = n.vma
-    ge = vma.vm_start
-    gs = ge - n.gap
-    if n.left is not None and gs > low:
-        r = _lowest(n.left, low, high, size)
-        if r is not None:
-            return r
-    if n.gap >= size and gs < high and ge > low:
-        e = ge if ge < high else high
-        s = gs if gs > low else low
-        if e - s >= size:
-            return s
-    if n.right is not None and vma.vm_end < high:
-        return _lowest(n.right, low, high, size)
-    return None
+    """The lowest gap as mas_empty_area() finds it: from the bottom up, skipping every
+    subtree whose largest gap is below ``size`` (iterative, as _highest)."""
+    stack = []
+    push = stack.append
+    while True:
+        # Down the left side: every gap there ends at or below this gap's start.
+        while n is not None and n.max >= size:
+            push(n)
+            n = n.left if n.vma.vm_start - n.gap > low else None
+        if not stack:
+            return None
+        n = stack.pop()
+        gap = n.gap
+        ge = n.vma.vm_start
+        gs = ge - gap
+        if gap >= size and gs < high and ge > low:
+            e = ge if ge < high else high
+            s = gs if gs > low else low
+            if e - s >= size:
+                return s
+        # Every gap in the right subtree starts at or above this VMA's end.
+        n = n.right if n.vma.vm_end < high else None
 
 
 def _check_gap_tree(mm, rep, name):

@@ -1035,10 +1035,13 @@ def split_huge_pmd_if_needed(vma, address: int):
 
 def vma_adjust_trans_huge(vma, start: int, end: int, nxt=None):
     """vma_adjust_trans_huge(): before a VMA's bounds move, split huge PMDs across
-    the new boundaries (start, end, and next's new start)."""
-    split_huge_pmd_if_needed(vma, start)
-    split_huge_pmd_if_needed(vma, end)
-    if nxt is not None:
+    the new boundaries (start, end, and next's new start). A VMA under 2 MiB holds no
+    huge PMD (range_in_vma() of a PMD-sized range fails), so it skips the calls of
+    split_huge_pmd_if_needed (static inline in the kernel): most merges and splits."""
+    if vma.vm_end - vma.vm_start >= HPAGE_PMD_SIZE:
+        split_huge_pmd_if_needed(vma, start)
+        split_huge_pmd_if_needed(vma, end)
+    if nxt is not None and nxt.vm_end - nxt.vm_start >= HPAGE_PMD_SIZE:
         split_huge_pmd_if_needed(nxt, end)
 
 

@@ -4,7 +4,7 @@ Mirrors include/linux/mm_types.h, include/linux/mm.h (VM_*, FAULT_FLAG_*) and
 include/linux/mm_types.h's vm_fault_t (VM_FAULT_*). The maple tree is modelled as
 two sorted parallel lists (vm_end keys and VMAs) searched with bisect.
 """
-import bisect
+from bisect import bisect_left, bisect_right
 
 from vmsim.mm._gap_tree import _gap_tree
 
@@ -210,12 +210,13 @@ class mm_struct:
     # --- the VMA tree (mm/mmap.c find_vma, maple tree walks) ------------------
     def find_vma(self, addr: int):
         """Return the first VMA with vm_end > addr, or None (find_vma())."""
-        i = bisect.bisect_right(self.mm_mt_ends, addr)
-        return self.mm_mt[i] if i < len(self.mm_mt) else None
+        mt = self.mm_mt
+        i = bisect_right(self.mm_mt_ends, addr)
+        return mt[i] if i < len(mt) else None
 
     def vma_lookup(self, addr: int):
         """Return the VMA containing addr, or None (vma_lookup())."""
-        i = bisect.bisect_right(self.mm_mt_ends, addr)
+        i = bisect_right(self.mm_mt_ends, addr)
         if i < len(self.mm_mt):
             v = self.mm_mt[i]
             if v.vm_start <= addr:
@@ -224,10 +225,9 @@ class mm_struct:
 
     def find_vma_prev(self, addr: int):
         """Return (vma, prev) as find_vma_prev() does."""
-        i = bisect.bisect_right(self.mm_mt_ends, addr)
-        vma = self.mm_mt[i] if i < len(self.mm_mt) else None
-        prev = self.mm_mt[i - 1] if i > 0 else None
-        return vma, prev
+        mt = self.mm_mt
+        i = bisect_right(self.mm_mt_ends, addr)
+        return (mt[i] if i < len(mt) else None), (mt[i - 1] if i else None)
 
     def vma_prev(self, vma):
         i = self._index(vma)
@@ -238,14 +238,15 @@ class mm_struct:
         return self.mm_mt[i + 1] if i + 1 < len(self.mm_mt) else None
 
     def _index(self, vma) -> int:
-        i = bisect.bisect_left(self.mm_mt_ends, vma.vm_end)
-        while self.mm_mt[i] is not vma:
+        mt = self.mm_mt
+        i = bisect_left(self.mm_mt_ends, vma.vm_end)
+        while mt[i] is not vma:
             i += 1
         return i
 
     def vmas_in(self, start: int, end: int):
         """Return the VMAs intersecting [start, end), in order."""
-        i = bisect.bisect_right(self.mm_mt_ends, start)
+        i = bisect_right(self.mm_mt_ends, start)
         out = []
         while i < len(self.mm_mt) and self.mm_mt[i].vm_start < end:
             out.append(self.mm_mt[i])
@@ -255,7 +256,7 @@ class mm_struct:
     def vma_store(self, vma):
         """Insert ``vma`` (no overlap allowed) (vma_iter_store())."""
         mt = self.mm_mt
-        i = bisect.bisect_right(self.mm_mt_ends, vma.vm_start)
+        i = bisect_right(self.mm_mt_ends, vma.vm_start)
         assert i == len(mt) or mt[i].vm_start >= vma.vm_end, "VMA overlap"
         self.mm_mt_ends.insert(i, vma.vm_end)
         mt.insert(i, vma)
@@ -282,8 +283,10 @@ class mm_struct:
     def vma_update(self, vma, start: int, end: int):
         """Change a VMA's bounds in place, keeping the tree ordered (the new range
         may not overlap another VMA, so the VMA keeps its place)."""
-        i = self._index(vma)
         mt = self.mm_mt
+        i = bisect_left(self.mm_mt_ends, vma.vm_end)         # _index(), inline
+        while mt[i] is not vma:
+            i += 1
         assert (i == 0 or mt[i - 1].vm_end <= start) and \
             (i + 1 == len(mt) or end <= mt[i + 1].vm_start), "VMA overlap"
         vma.vm_start, vma.vm_end = start, end
@@ -293,11 +296,6 @@ class mm_struct:
         if i + 1 < len(mt):
             nxt = mt[i + 1]
             gaps._set_gap(nxt, nxt.vm_start - end)
-
-    def _last_end(self) -> int:
-        """vmsim-only: the end of the highest VMA (0 without VMAs)."""
-        mt = self.mm_mt
-        return mt[-1].vm_end if mt else 0
 
     def get_mm_counter(self, member: int) -> int:
         return self.rss_stat[member]

@@ -14,6 +14,7 @@ from vmsim.mm.mm_types import (
     VM_MAYSHARE, VM_GROWSDOWN, VM_LOCKED, VM_NORESERVE, VM_ACCOUNT, VM_SPECIAL, VM_NOHUGEPAGE,
     VM_HUGETLB, VM_DATA_DEFAULT_FLAGS, VM_SYNC, VM_LOCKED_MASK, VM_DROPPABLE, VM_WIPEONFORK,
     VM_DONTDUMP)
+from vmsim.mm.oom_kill import totalram_pages
 from vmsim.mm.vma import (vm_stat_account, do_vmi_align_munmap, vms_gather_munmap_vmas,
                           vma_merge_struct, vma_merge_new_range, VMA_MERGE_ERROR_NOMEM)
 
@@ -120,13 +121,12 @@ def __vm_enough_memory(mm, pages: int) -> int:
     if mode == 1:
         return 0
     if mode == 0:
-        total = sum(z.managed_pages for z in k.page_alloc.zones)
-        if pages > total:
+        if pages > totalram_pages(k):
             k.committed_as -= pages
             return -errno.ENOMEM
         return 0
     ratio = int(k.sysctl["/proc/sys/vm/overcommit_ratio"])
-    allowed = sum(z.managed_pages for z in k.page_alloc.zones) * ratio // 100
+    allowed = totalram_pages(k) * ratio // 100
     if k.committed_as > allowed:
         k.committed_as -= pages
         return -errno.ENOMEM
@@ -136,9 +136,12 @@ def __vm_enough_memory(mm, pages: int) -> int:
 def accountable_mapping(file, vm_flags: int) -> bool:
     """accountable_mapping(): private writable memory is committed; hugetlb has its
     own accounting (the pool reservations)."""
-    from vmsim.mm.hugetlb import is_file_hugepages
-    if file is not None and is_file_hugepages(file):
-        return False
+    if file is not None:
+        # Imported here: hugetlb imports this module; anonymous mappings skip it (an
+        # import statement costs ~3 us a call on this Python).
+        from vmsim.mm.hugetlb import is_file_hugepages
+        if is_file_hugepages(file):
+            return False
     return (vm_flags & (VM_NORESERVE | VM_SHARED | VM_WRITE)) == VM_WRITE
 
 
@@ -168,19 +171,23 @@ def unmapped_area_topdown(mm, length: int, low_limit: int, high_limit: int,
     low_limit = max(low_limit, mm.kernel.mmap_min_addr)
     gaps = mm._mt_gap
     while True:
-        gap_end = gaps._area_highest(mm._last_end(), low_limit, high_limit, length)
+        mt = mm.mm_mt
+        gap_end = gaps._area_highest(mt[-1].vm_end if mt else 0, low_limit, high_limit,
+                                     length)
         if gap_end is None:                             # vma_iter_area_highest failed
             return -errno.ENOMEM
         gap = gap_end - info_length
         gap -= (gap - align_offset) & align_mask
-        tmp = mm.find_vma(gap_end)                      # vma_next(&vmi)
+        # vma_next(&vmi) and then vma_prev(&vmi): the VMAs above and below the free
+        # range (no VMA ends inside it, so one lookup gives both).
+        tmp, prev = mm.find_vma_prev(gap_end)
         if tmp is not None and tmp.vm_flags & VM_GROWSDOWN:   # VM_STARTGAP_FLAGS
             if vm_start_gap(mm, tmp) < gap_end:
                 high_limit = vm_start_gap(mm, tmp)
                 continue
         else:
-            _, tmp = mm.find_vma_prev(gap)              # vma_prev(&vmi)
-            if tmp is not None and vm_end_gap(mm, tmp) > gap:
+            tmp = prev
+            if tmp is not None and tmp.vm_end > gap:    # vm_end_gap(): no VM_GROWSUP
                 high_limit = tmp.vm_start
                 continue
         return gap
@@ -195,19 +202,21 @@ def unmapped_area(mm, length: int, low_limit: int, high_limit: int,
     low_limit = max(low_limit, mm.kernel.mmap_min_addr)
     gaps = mm._mt_gap
     while True:
-        addr = gaps._area_lowest(mm._last_end(), low_limit, high_limit, length)
+        mt = mm.mm_mt
+        addr = gaps._area_lowest(mt[-1].vm_end if mt else 0, low_limit, high_limit, length)
         if addr is None:                                # vma_iter_area_lowest failed
             return -errno.ENOMEM
         # Adjust for the gap first so it doesn't interfere with the later alignment.
         gap = addr + start_gap
         gap += (align_offset - gap) & align_mask
-        tmp = mm.find_vma(addr)                         # vma_next(&vmi)
+        # vma_next(&vmi), vma_prev(&vmi): the VMAs above and below the free range.
+        tmp, prev = mm.find_vma_prev(addr)
         if tmp is not None and tmp.vm_flags & VM_GROWSDOWN:   # VM_STARTGAP_FLAGS
             if vm_start_gap(mm, tmp) < gap + length - 1:
                 low_limit = tmp.vm_end
                 continue
         else:
-            _, tmp = mm.find_vma_prev(addr)             # vma_prev(&vmi)
+            tmp = prev
             if tmp is not None and vm_end_gap(mm, tmp) > gap:
                 low_limit = vm_end_gap(mm, tmp)
                 continue
@@ -250,8 +259,10 @@ def arch_get_unmapped_area(mm, filp, addr: int, length: int, pgoff: int, flags: 
 
 def _huge_align_mask(filp) -> int:
     """info.align_mask: huge_page_mask_align() for a hugetlbfs file, else 0."""
+    if filp is None:
+        return 0
     from vmsim.mm.hugetlb import is_file_hugepages, huge_page_mask_align
-    if filp is not None and is_file_hugepages(filp):
+    if is_file_hugepages(filp):
         return huge_page_mask_align(filp)
     return 0
 
@@ -291,7 +302,6 @@ def mm_get_unmapped_area_vmflags(mm, filp, addr, length, pgoff, flags, vm_flags)
 def __get_unmapped_area(mm, file, addr: int, length: int, pgoff: int, flags: int,
                         vm_flags: int) -> int:
     """__get_unmapped_area(): pick (or check) the address of a new mapping."""
-    from vmsim.mm.huge_memory import thp_get_unmapped_area_vmflags
     if length > mm.task_size:
         return -errno.ENOMEM
     ops_get = getattr(file, "get_unmapped_area", None) if file is not None else None
@@ -306,6 +316,7 @@ def __get_unmapped_area(mm, file, addr: int, length: int, pgoff: int, flags: int
         addr = shmem_get_unmapped_area(mm, None, addr, length, pgoff, flags)
     elif file is None and not addr and length % (1 << 21) == 0:
         # Ensures that larger anonymous mappings are THP aligned.
+        from vmsim.mm.huge_memory import thp_get_unmapped_area_vmflags
         addr = thp_get_unmapped_area_vmflags(mm, file, addr, length, pgoff, flags, vm_flags)
     else:
         addr = mm_get_unmapped_area_vmflags(mm, file, addr, length, pgoff, flags, vm_flags)
@@ -420,8 +431,12 @@ def mmap_region(mm, file, addr: int, length: int, vm_flags: int, pgoff: int) -> 
         if err:
             return err
         old = mm.vmas_in(addr, end)
-    nr_pages = sum((v.vm_end - v.vm_start) >> 12 for v in old)
-    nr_accounted = sum((v.vm_end - v.vm_start) >> 12 for v in old if v.vm_flags & VM_ACCOUNT)
+    nr_pages = nr_accounted = 0                 # vms->nr_pages, vms->nr_accounted
+    for v in old:
+        n = (v.vm_end - v.vm_start) >> 12
+        nr_pages += n
+        if v.vm_flags & VM_ACCOUNT:
+            nr_accounted += n
     if not may_expand_vm(mm, vm_flags, pglen - nr_pages):
         return -errno.ENOMEM
     charged = 0
@@ -475,9 +490,10 @@ def mmap_region(mm, file, addr: int, length: int, vm_flags: int, pgoff: int) -> 
 def ksys_mmap_pgoff(mm, addr, length, prot, flags, fd_file, pgoff) -> int:
     """ksys_mmap_pgoff(): MAP_HUGETLB makes an anonymous hugetlbfs file of the size
     rounded up to the huge page (hugetlb_file_setup), then vm_mmap_pgoff()."""
-    from vmsim.mm import hugetlb
     file = fd_file
     if not flags & MAP_ANONYMOUS:
+        # Imported in the branches that need it: hugetlb imports this module.
+        from vmsim.mm import hugetlb
         if fd_file is None:
             return -errno.EBADF
         if hugetlb.is_file_hugepages(fd_file):
@@ -486,6 +502,7 @@ def ksys_mmap_pgoff(mm, addr, length, prot, flags, fd_file, pgoff) -> int:
         elif flags & MAP_HUGETLB:
             return -errno.EINVAL
     elif flags & MAP_HUGETLB:
+        from vmsim.mm import hugetlb
         hs = hugetlb.hstate_sizelog(mm.kernel, (flags >> MAP_HUGE_SHIFT) & hugetlb.MAP_HUGE_MASK)
         if hs is None:
             return -errno.EINVAL
@@ -506,11 +523,11 @@ def ksys_mmap_pgoff(mm, addr, length, prot, flags, fd_file, pgoff) -> int:
 
 def vm_mmap_pgoff(mm, file, addr, length, prot, flags, pgoff) -> int:
     """vm_mmap_pgoff() (mm/util.c): do_mmap, then mm_populate()."""
-    from vmsim.mm.gup import mm_populate
     if (flags & MAP_TYPE) == MAP_SHARED_VALIDATE and flags & ~(LEGACY_MAP_MASK | MAP_SYNC | MAP_FIXED_NOREPLACE | MAP_HUGE_1GB | MAP_HUGE_2MB | (0x3F << MAP_HUGE_SHIFT)):
         return -errno.EOPNOTSUPP
     ret, populate = do_mmap(mm, file, addr, length, prot, flags, 0, pgoff)
     if ret >= 0 and populate:
+        from vmsim.mm.gup import mm_populate
         mm_populate(mm, ret, populate)
     return ret
 

@@ -8,8 +8,7 @@ reported after the VMAs that exist are done.
 import errno
 
 from vmsim.mm.mm_types import VM_LOCKED, VM_SHARED
-
-MS_ASYNC, MS_INVALIDATE, MS_SYNC = 1, 2, 4
+from vmsim.uapi import MS_ASYNC, MS_INVALIDATE, MS_SYNC
 
 
 def sys_msync(mm, start: int, length: int, flags: int) -> int:

@@ -70,8 +70,12 @@ def _c_div(a: int, b: int) -> int:
 
 
 def totalram_pages(k) -> int:
-    """totalram_pages(): the managed pages of all zones."""
-    return sum(z.managed_pages for z in k.page_alloc.zones)
+    """totalram_pages(): the managed pages of all zones (a loop: mmap's overcommit
+    check calls it on every private writable mapping)."""
+    total = 0
+    for z in k.page_alloc.zones:
+        total += z.managed_pages
+    return total
 
 
 def total_swap_pages(k) -> int:

@@ -16,6 +16,10 @@ from vmsim.mm.mm_types import (vm_area_struct, vma_is_anonymous, VM_SPECIAL, VM_
                                VM_HUGETLB)
 from vmsim.mm.mmu_gather import tlb_gather_mmu, tlb_finish_mmu
 from vmsim.mm.memory import unmap_vmas, free_pgtables, update_hiwater_rss
+# Module-level imports for what every merge, split and unmap calls (an import statement
+# inside a function costs ~3 us a call on this Python; memory.py has loaded both).
+from vmsim.mm.huge_memory import vma_adjust_trans_huge
+from vmsim.mm.rmap import dup_anon_vma, unlink_anon_vmas, anon_vma_clone
 
 FIRST_USER_ADDRESS = 0
 USER_PGTABLES_CEILING = 0
@@ -145,7 +149,6 @@ def can_merge_remove_vma(vma) -> bool:
 
 def _dup_anon_vma(dst, src, dups: list) -> int:
     """dup_anon_vma() (mm/vma.c), remembering dst for the abort path."""
-    from vmsim.mm.rmap import dup_anon_vma
     if src.anon_vma is not None and dst.anon_vma is None:
         ret = dup_anon_vma(dst, src)
         dups.append(dst)
@@ -154,7 +157,6 @@ def _dup_anon_vma(dst, src, dups: list) -> int:
 
 
 def _undo_anon_dup(mm, dups):
-    from vmsim.mm.rmap import unlink_anon_vmas
     for v in dups:
         unlink_anon_vmas(mm.kernel, v)
 
@@ -164,7 +166,6 @@ def commit_merge(vmg) -> int:
     next absorbs part of it), move the adjusted VMA's start, and remove the VMAs the
     merge swallows (vma_complete: fput, unlink_anon_vmas, map_count), splitting huge
     PMDs at the moved boundaries first (vma_adjust_trans_huge)."""
-    from vmsim.mm.huge_memory import vma_adjust_trans_huge
     mm = vmg.mm
     vma = vmg.middle if vmg.adjust_next_start else vmg.target
     if vmg.adjust_middle_start:
@@ -195,7 +196,6 @@ def commit_merge(vmg) -> int:
             mm.vma_update(adjust, vmg.end, adjust.vm_end)
         adjust.vm_pgoff = adj_pgoff
     k = mm.kernel
-    from vmsim.mm.rmap import unlink_anon_vmas
     for v in removed:                                  # vma_complete(): vp->remove
         if vma.vm_file is not None and v.vm_file is not None:
             fput(k, v.vm_file)
@@ -309,7 +309,6 @@ def vma_expand(vmg) -> int:
 def vma_shrink(mm, vma, start: int, end: int, pgoff: int) -> int:
     """vma_shrink(): cut vma down to [start, end) (one end stays put); 0."""
     assert vma.vm_start == start or vma.vm_end == end
-    from vmsim.mm.huge_memory import vma_adjust_trans_huge
     vma_adjust_trans_huge(vma, start, end, None)
     mm.vma_remove(vma)
     vma.vm_start, vma.vm_end, vma.vm_pgoff = start, end, pgoff
@@ -403,7 +402,6 @@ def copy_vma(vma, addr: int, length: int, pgoff: int):
     new_vma.vm_private_data = vma.vm_private_data
     new_vma.anon_name = vma.anon_name
     if vma.anon_vma is not None:
-        from vmsim.mm.rmap import anon_vma_clone
         new_vma.anon_vma = vma.anon_vma                # vm_area_dup() copied the pointer
         anon_vma_clone(new_vma, vma)
     if new_vma.vm_file is not None:
@@ -427,7 +425,6 @@ def __split_vma(mm, vma, addr: int, new_below: bool):
     if new.vm_file is not None:
         get_file(new.vm_file)
     if vma.anon_vma is not None:
-        from vmsim.mm.rmap import anon_vma_clone
         new.anon_vma = vma.anon_vma                    # vm_area_dup() copied the pointer
         anon_vma_clone(new, vma)
     if getattr(vma.vm_ops, "open", None):
@@ -436,7 +433,6 @@ def __split_vma(mm, vma, addr: int, new_below: bool):
     if vma.vm_flags & VM_HUGETLB:
         from vmsim.mm.hugetlb import hugetlb_split
         hugetlb_split(vma, addr)
-    from vmsim.mm.huge_memory import vma_adjust_trans_huge
     vma_adjust_trans_huge(vma, vma.vm_start, addr, None)   # vma_prepare(): split huge PMDs at addr
     pgoff_delta = (addr - vma.vm_start) >> 12
     if new_below:
@@ -507,13 +503,14 @@ def vma_modify(mm, vma, start: int, end: int, change, prev=None):
 
 
 def vm_stat_account(mm, flags: int, npages: int):
-    """vm_stat_account(): total_vm, exec_vm, stack_vm, data_vm."""
+    """vm_stat_account(): total_vm, exec_vm, stack_vm, data_vm (the is_*_mapping()
+    tests written out: they are static inline, and this runs on every mmap)."""
     mm.total_vm += npages
-    if is_exec_mapping(flags):
+    if (flags & (VM_EXEC | VM_WRITE | VM_STACK)) == VM_EXEC:            # is_exec_mapping()
         mm.exec_vm += npages
-    elif is_stack_mapping(flags):
+    elif (flags & VM_STACK) == VM_STACK:                                # is_stack_mapping()
         mm.stack_vm += npages
-    elif is_data_mapping(flags):
+    elif (flags & (VM_WRITE | VM_SHARED | VM_STACK)) == VM_WRITE:       # is_data_mapping()
         mm.data_vm += npages
 
 

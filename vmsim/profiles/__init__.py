@@ -5,7 +5,6 @@ views and the docs all read the same file.
 """
 import functools
 import pathlib
-import tomllib
 
 __all__ = ["load_profile", "DEFAULT_KERNEL"]
 
@@ -20,5 +19,6 @@ def load_profile(kernel: str = DEFAULT_KERNEL) -> dict:
     if not path.exists():
         raise ValueError(f"no kernel profile for {kernel!r}: profiles are "
                          f"{sorted(p.stem[6:] for p in _DIR.glob('linux-*.toml'))}")
+    import tomllib              # here, not at import vmsim: only Machine() reads a profile
     with path.open("rb") as f:
         return tomllib.load(f)

@@ -138,9 +138,10 @@ def _prepare_user_access(k, cpu: int):
 def _kernel_entry(k, cpu: int):
     """SWITCH_TO_KERNEL_CR3 (a syscall or exception entered the kernel): the next
     return to user space goes through _prepare_user_access again."""
-    _ts(k, cpu).user_stale = True
+    ts = k.cpus[cpu].tlbstate                  # _ts(), inline: every syscall enters here
+    ts.user_stale = True
     if k.tlb is not None and k.pti:
-        k.tlb.cur_pcid[cpu] = _kpcid(k, _ts(k, cpu).loaded_mm_asid)
+        k.tlb.cur_pcid[cpu] = _kpcid(k, ts.loaded_mm_asid)
 
 
 def flush_tlb_one_user(k, cpu: int, addr: int):
