@@ -404,8 +404,8 @@ def build(path, text, doc):
         if not isinstance(va, dict) or set(va) != {"runs", "reason", "observations"}:
             err(vl, "[varies] has exactly the keys runs, reason and observations")
         if not isinstance(va["runs"], int) or isinstance(va["runs"], bool) or \
-                not VARIES_MIN_RUNS <= va["runs"] <= 50:
-            err(_key_line(text, vl, "runs"), f"[varies] runs must be {VARIES_MIN_RUNS}..50")
+                not VARIES_MIN_RUNS <= va["runs"] <= 100:
+            err(_key_line(text, vl, "runs"), f"[varies] runs must be {VARIES_MIN_RUNS}..100")
         if not isinstance(va["reason"], str) or len(va["reason"].strip()) < 20:
             err(_key_line(text, vl, "reason"), "[varies] reason must say why Linux's result varies")
         obs = va["observations"]

@@ -35,19 +35,28 @@ class _Ext4Aops:
         bdev = inode.i_sb.s_bdev
         mem = k.mem
         data = k.page_data
+        blocks = inode.i_blocks
+        private = mem.private
         run = 0
         for folio in folios:
             index = mem.index[folio]
-            for i, page in enumerate(_folio_pages(k, folio)):
-                blk = inode.i_blocks.get(index + i)
-                if blk is None:                      # a hole: zeroed, no I/O
-                    submit_bio(bdev, False, run)
-                    run = 0
-                    if mem.private[page]:
-                        data.clear(page)
-                    continue
-                data.write(page, 0, blk)
-                run += 1
+            pages = _folio_pages(k, folio)
+            nr = len(pages)
+            blks = list(map(blocks.get, range(index, index + nr)))
+            if nr > 1 and None not in blks and not mem.np_private[folio:folio + nr].any():
+                # Every block mapped, a fresh folio: the folio's data in one copy.
+                data._write_full_pages(pages, blks)
+                run += len(blks)
+            else:
+                for page, blk in zip(pages, blks):
+                    if blk is None:                  # a hole: zeroed, no I/O
+                        submit_bio(bdev, False, run)
+                        run = 0
+                        if private[page]:
+                            data.clear(page)
+                        continue
+                    data.write(page, 0, blk)
+                    run += 1
             mem.flags[folio] = (mem.flags[folio] | PG_uptodate) & ~PG_locked
         submit_bio(bdev, False, run)
 

@@ -12,7 +12,8 @@ table). The read side: filemap_read() with page_cache_sync_ra/async_ra.
 """
 import errno
 
-from vmsim.mm import vmstat, _filemap_batch
+from vmsim.mm import vmstat, _filemap_batch, workingset
+from vmsim.mm.page_alloc import __GFP_WRITE
 from vmsim.arch.x86.pgtable import pte_offset_map, pfn_pte, pte_mkdirty
 from vmsim.mm.mm_types import (VM_FAULT_NOPAGE, VM_FAULT_OOM, VM_FAULT_SIGBUS, VM_FAULT_MAJOR,
                                VM_FAULT_RETRY, VM_FAULT_LOCKED, MM_SHMEMPAGES, MM_FILEPAGES,
@@ -128,8 +129,6 @@ def filemap_add_folio(k, mapping, pfn: int, index: int, gfp: int = 0):
     (nr_shmem). A shadow entry it replaces is a refault (workingset_refault), unless
     the folio is being added for a write (__GFP_WRITE). The caller then does
     folio_add_lru(), as filemap_add_folio does next."""
-    from vmsim.mm.page_alloc import __GFP_WRITE
-    from vmsim.mm import workingset
     mem = k.mem
     nr = _nr(k, pfn)
     shadow = workingset._shadow_take(mapping, index, nr) if mapping.shadows else None
@@ -137,8 +136,10 @@ def filemap_add_folio(k, mapping, pfn: int, index: int, gfp: int = 0):
     mem.index[pfn] = index
     mem.refcount[pfn] += nr
     cache = mapping.i_pages
-    for i in range(index, index + nr):
-        cache[i] = pfn
+    if nr == 1:
+        cache[index] = pfn
+    else:
+        cache.update(dict.fromkeys(range(index, index + nr), pfn))
     mapping.nrpages += nr
     k.vmstat[vmstat.NR_FILE_PAGES] += nr
     if mapping.swapbacked:
@@ -181,7 +182,6 @@ def __filemap_remove_folio(k, mapping, pfn: int, shadow):
         del mapping.i_pages[i]
     mapping.nrpages -= nr
     if shadow is not None or mapping.shadows:
-        from vmsim.mm import workingset
         if shadow is not None:
             workingset._shadow_store(mapping, first, (nr - 1).bit_length(), shadow)
         workingset.workingset_update_node(k, mapping, first, first + nr - 1)
@@ -262,7 +262,6 @@ def __filemap_get_folio(k, mapping, index: int, fgp_flags: int, gfp: int = None)
         return -errno.ENOMEM
     mem.flags[pfn] = mem.flags[pfn] | PG_locked
     # FGP_WRITE: the folio is for a write (__GFP_WRITE), not a refault.
-    from vmsim.mm.page_alloc import __GFP_WRITE
     filemap_add_folio(k, mapping, pfn, index, __GFP_WRITE if fgp_flags & FGP_WRITE else 0)
     folio_add_lru(k, pfn, k.current_cpu())
     mem.flags[pfn] = mem.flags[pfn] & ~PG_locked

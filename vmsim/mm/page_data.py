@@ -165,6 +165,24 @@ class PageData:
         b = ~h * PAGE_SIZE + off
         self._mv[b:b + n] = data
 
+    def _write_full_pages(self, pfns, blocks):
+        """write(pfn, 0, block) of whole 4 KiB blocks into frames that hold no data
+        (a folio fresh from the allocator), in one pass: an all-zero block leaves its
+        frame without a row, as write() does; the others take rows in the order
+        _alloc_row() calls would (a stale row is overwritten whole, so it needs no
+        zeroing first)."""
+        private = self.private
+        take = [(p, b) for p, b in zip(pfns, blocks) if b != _ZERO_PAGE]
+        if not take:
+            return
+        rows = self._rows_peek(len(take))
+        self._rows_commit(len(take))
+        mv = self._mv
+        for (p, blk), row in zip(take, rows):
+            private[p] = ~row
+            o = row * PAGE_SIZE
+            mv[o:o + PAGE_SIZE] = blk
+
     def copy(self, dst: int, src: int):
         """copy_highpage(): frame ``dst`` gets the contents of frame ``src``."""
         self.clear(dst)
