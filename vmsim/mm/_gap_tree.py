@@ -38,11 +38,15 @@ def _pull(n):
 
 
 class _gap_tree:
-    __slots__ = ("root", "_seed")
+    __slots__ = ("root", "_seed", "found")
 
     def __init__(self):
         self.root = None
         self._seed = 0x2545F4914F6CDD1D
+        # Where the last search stopped, as the maple state does after
+        # mas_empty_area(_rev): the node of the VMA just above the free range (its
+        # vma_next()), or None for the open range above the last VMA.
+        self.found = None
 
     def _prio(self) -> int:
         x = self._seed
@@ -153,15 +157,21 @@ class _gap_tree:
         e = high
         s = last_end if last_end > low else low
         if e - s >= size:
+            self.found = None
             return e
-        return _highest(self.root, low, high, size)
+        n = self.found = _highest(self.root, low, high, size)
+        if n is None:
+            return None
+        e = n.vma.vm_start
+        return e if e < high else high
 
     def _area_lowest(self, last_end: int, low: int, high: int, size: int):
         """Start of the lowest free range whose part inside [low, high) holds ``size``
         bytes, clamped to low; None when there is none."""
-        r = _lowest(self.root, low, high, size)
-        if r is not None:
-            return r
+        n = self.found = _lowest(self.root, low, high, size)
+        if n is not None:
+            s = n.vma.vm_start - n.gap
+            return s if s > low else low
         s = last_end if last_end > low else low
         if high - s >= size:
             return s
@@ -169,7 +179,8 @@ class _gap_tree:
 
 
 def _highest(n, low, high, size):
-    """The highest gap as mas_empty_area_rev() finds it: from the top down, skipping
+    """The node below whose VMA lies the highest gap that fits, as
+    mas_empty_area_rev() finds it (None if none): from the top down, skipping
     every subtree whose largest gap is below ``size``. Iterative: a Python call per
     node visited cost more than the whole search. ``stack`` holds the nodes passed on
     the way down to a right subtree whose own gap or left subtree may still hold the
@@ -197,13 +208,14 @@ def _highest(n, low, high, size):
             e = ge if ge < high else high
             s = gs if gs > low else low
             if e - s >= size:
-                return e
+                return n
         # Every gap in the left subtree ends at or below this gap's start.
         n = n.left if gs > low else None
 
 
 def _lowest(n, low, high, size):
-    """The lowest gap as mas_empty_area() finds it: from the bottom up, skipping every
+    """The node below whose VMA lies the lowest gap that fits, as mas_empty_area()
+    finds it (None if none): from the bottom up, skipping every
     subtree whose largest gap is below ``size`` (iterative, as _highest)."""
     stack = []
     while True:
@@ -228,7 +240,7 @@ def _lowest(n, low, high, size):
             e = ge if ge < high else high
             s = gs if gs > low else low
             if e - s >= size:
-                return s
+                return n
         # Every gap in the right subtree starts at or above this VMA's end.
         n = n.right if n.vma.vm_end < high else None
 

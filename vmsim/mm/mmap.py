@@ -178,16 +178,19 @@ def unmapped_area_topdown(mm, length: int, low_limit: int, high_limit: int,
             return -errno.ENOMEM
         gap = gap_end - info_length
         gap -= (gap - align_offset) & align_mask
-        # vma_next(&vmi) and then vma_prev(&vmi): the VMAs above and below the free
-        # range (no VMA ends inside it, so one lookup gives both).
-        tmp, prev = mm.find_vma_prev(gap_end)
+        # vma_next(&vmi): the VMA above the free range, where the search left the
+        # iterator (no second walk of the tree).
+        node = gaps.found
+        tmp = node.vma if node is not None else None
         if tmp is not None and tmp.vm_flags & VM_GROWSDOWN:   # VM_STARTGAP_FLAGS
             if vm_start_gap(mm, tmp) < gap_end:
                 high_limit = vm_start_gap(mm, tmp)
                 continue
         else:
-            tmp = prev
-            if tmp is not None and tmp.vm_end > gap:    # vm_end_gap(): no VM_GROWSUP
+            # vma_prev(&vmi): the VMA below the free range ends where the range starts.
+            prev_end = tmp.vm_start - node.gap if tmp is not None else (mt[-1].vm_end if mt else 0)
+            if prev_end > gap:                          # vm_end_gap(): no VM_GROWSUP
+                _, tmp = mm.find_vma_prev(gap)
                 high_limit = tmp.vm_start
                 continue
         return gap
@@ -209,14 +212,16 @@ def unmapped_area(mm, length: int, low_limit: int, high_limit: int,
         # Adjust for the gap first so it doesn't interfere with the later alignment.
         gap = addr + start_gap
         gap += (align_offset - gap) & align_mask
-        # vma_next(&vmi), vma_prev(&vmi): the VMAs above and below the free range.
-        tmp, prev = mm.find_vma_prev(addr)
+        # vma_next(&vmi): the VMA above the free range, where the search left the
+        # iterator.
+        node = gaps.found
+        tmp = node.vma if node is not None else None
         if tmp is not None and tmp.vm_flags & VM_GROWSDOWN:   # VM_STARTGAP_FLAGS
             if vm_start_gap(mm, tmp) < gap + length - 1:
                 low_limit = tmp.vm_end
                 continue
         else:
-            tmp = prev
+            _, tmp = mm.find_vma_prev(addr)             # vma_prev(&vmi)
             if tmp is not None and vm_end_gap(mm, tmp) > gap:
                 low_limit = vm_end_gap(mm, tmp)
                 continue
