@@ -154,7 +154,7 @@ def test_paging_structure_caches_let_walks_skip_levels():
     a = anon(p, 512 + 8)
     a2 = (a + (2 << 20)) & ~((2 << 20) - 1)
     p.touch(a2, 8 * P, write=True)
-    m.k.tlb.ent[0, :m.k.tlb.geo[T.S_PML4E, T.G_BASE], 1] = 0    # drop TLB entries, keep PSCs
+    m.k.tlb.ent[0, T.E_CTX, :m.k.tlb.geo[T.S_PML4E, T.G_BASE]] = 0    # drop TLB entries, keep PSCs
     reads = stat(m, 0, "walk_reads")
     p.touch(a2, 8 * P)
     assert stat(m, 0, "walk_reads") - reads == 8             # PDE cache hit: 1 read per walk
@@ -185,7 +185,7 @@ def test_compiled_tlb_path_leaves_the_state_python_leaves():
     k, hw = m.k, m.k.tlb
     for trial in range(4):          # checker off (the inlined hit loop), then on
         # random partial TLB contents and random A/D bits in the PTEs
-        hw.ent[0, rng.random(hw.nslots) < 0.5, 1] = 0
+        hw.ent[0, T.E_CTX, rng.random(hw.nslots) < 0.5] = 0
         for j in rng.choice(64, 16, replace=False):
             i = pte_index(m, p, a + int(j) * P)
             k.ptpool.mv[i] = k.ptpool.mv[i] & ~0x60
