@@ -30,7 +30,9 @@ State is plain int64 numpy arrays so the same functions run as Python or, built 
   (a PSC entry: the next table's address with the effective rights of the levels above);
   lru = the CPU's access clock when last used.
 - ``geo[s] = (base slot, sets, ways, page sizes held (bit 0 4K, 1 2M, 2 1G), users
-  (1 instruction, 2 data), level (1 L1, 2 L2, 3 PSC))`` for the structures S_*.
+  (1 instruction, 2 data), level (1 L1, 2 L2, 3 PSC))`` for the structures S_*; rows
+  G_LOOKUP and G_FILL after them: what the lookup probes and where a fill goes, per kind
+  of access, computed once from the geometry.
 - ``clock[cpu] = (LRU clock, held)``: held has bit 3 * s + size code set when structure
   s may hold a valid entry of that page size (set by every fill, recomputed when a
   flush drops entries in bulk, left set by INVLPG): a lookup skips the probes that
@@ -73,6 +75,12 @@ STRUCT_NAMES = ("L1 iTLB", "L1 iTLB 2M", "L1 dTLB", "L1 dTLB 2M", "L1 dTLB 1G",
                 "L2 TLB", "L2 TLB 1G", "L2 iTLB", "PML4E cache", "PDPTE cache", "PDE cache")
 G_BASE, G_SETS, G_WAYS, G_SIZES, G_USERS, G_LEVEL = range(6)
 E_TAG, E_CTX, E_VAL, E_LRU = range(4)      # ent[cpu, E_*, slot]
+# Rows of geo after the structures' (vmsim's, from the geometry alone): per users (1
+# instruction, 2 data) the structures a lookup probes, in order; per level and users
+# the structure and size each page size code is filled at (_fill_choice).
+G_LOOKUP = NSTRUCT
+G_FILL = NSTRUCT + 2
+G_ROWS = NSTRUCT + 6
 
 # stats[cpu, i]: hits per structure and page size (ST_HIT + 3 * s + size code), walks
 # that missed everything, PSC hits per level, table entries read by walks, re-walks.
@@ -168,10 +176,10 @@ def _fill_struct(ent, geo, clock, cpu, s, tag, ctx, val):
     ent[cpu, E_LRU, victim] = c
 
 
-def _fill_level(ent, geo, clock, cpu, level, users, addr, sc, pcid, glob, val):
-    """Fill the structure(s) of one level used by ``users`` (1 instruction, 2 data) with
-    a translation of page size code ``sc``; a structure without that size holds the
-    largest smaller size it has (the page is fractured, as Intel's iTLB does for 1G)."""
+def _fill_choice(geo, level, users, sc):
+    """The structure of ``level`` used by ``users`` that a translation of page size code
+    ``sc`` goes to, and the size it is held at: (-1, -1) if none (geometry only; kept in
+    geo's G_FILL rows)."""
     best = -1
     best_sc = -1
     for s in range(NSTRUCT):
@@ -184,6 +192,16 @@ def _fill_level(ent, geo, clock, cpu, level, users, addr, sc, pcid, glob, val):
                     best = s
                     best_sc = c
                 break
+    return best, best_sc
+
+
+def _fill_level(ent, geo, clock, cpu, level, users, addr, sc, pcid, glob, val):
+    """Fill the structure(s) of one level used by ``users`` (1 instruction, 2 data) with
+    a translation of page size code ``sc``; a structure without that size holds the
+    largest smaller size it has (the page is fractured, as Intel's iTLB does for 1G)."""
+    row = G_FILL + 2 * (level - 1) + users - 1        # _fill_choice's answers
+    best = geo[row, sc]
+    best_sc = geo[row, 3 + sc]
     if best < 0:
         return
     if best_sc != sc:
@@ -201,17 +219,19 @@ def _tlb_lookup(ent, geo, clock, stats, cpu, pcid, addr, users, skip):
     (an L2 hit is also copied into L1), or -1. ``skip``: a first-level structure whose
     4K entries are known not to hold ``addr`` (a probe that finds nothing changes
     nothing), or -1."""
-    for level in range(1, 3):
-        for s in range(S_PML4E):
-            if geo[s, G_LEVEL] != level or not geo[s, G_USERS] & users:
-                continue
-            slot = _probe_struct(ent, geo, clock, cpu, s, addr, pcid, 1 if s == skip else 0)
-            if slot < 0:
-                continue
+    # The structures of level 1, then 2, that ``users`` use, in index order (geo's
+    # G_LOOKUP row for them, -1 after the last).
+    row = G_LOOKUP + users - 1
+    for j in range(6):
+        s = geo[row, j]
+        if s < 0:
+            break
+        slot = _probe_struct(ent, geo, clock, cpu, s, addr, pcid, 1 if s == skip else 0)
+        if slot >= 0:
             ctx = ent[cpu, E_CTX, slot]
             sc = (ctx >> CTX_SIZE_SHIFT) & 3
             stats[cpu, ST_HIT + 3 * s + sc] += 1
-            if level == 2:
+            if geo[s, G_LEVEL] == 2:
                 stats[cpu, ST_L1_MISS] += 1
                 val = ent[cpu, E_VAL, slot]
                 _fill_level(ent, geo, clock, cpu, 1, users, addr, sc, ctx & CTX_PCID,
@@ -661,7 +681,7 @@ class TLBState:
     def __init__(self, ncpus: int, geometry: Geometry, pcide: bool):
         self.geometry = geometry
         self.pcide = pcide
-        geo = np.zeros((NSTRUCT, 6), dtype=np.int64)
+        geo = np.zeros((G_ROWS, 6), dtype=np.int64)
         base = 0
         for s in range(NSTRUCT):
             n, ways, sizes = geometry.structs.get(s, (0, 0, 0))
@@ -674,6 +694,13 @@ class TLBState:
                 users = 2                  # AMD: the L2 TLB is the data side's
             geo[s] = (base, n // ways if n else 1, ways if n else 0, sizes, users, _LEVEL[s])
             base += n
+        for users in (1, 2):
+            order = [s for level in (1, 2) for s in range(S_PML4E)
+                     if geo[s, G_LEVEL] == level and geo[s, G_USERS] & users and geo[s, G_WAYS]]
+            geo[G_LOOKUP + users - 1] = order + [-1] * (6 - len(order))
+            for level in (1, 2):
+                fill = [_fill_choice(geo, level, users, sc) for sc in range(3)]
+                geo[G_FILL + 2 * (level - 1) + users - 1] = [f[0] for f in fill] + [f[1] for f in fill]
         self.geo = geo
         self.nslots = base
         self.ent = np.zeros((ncpus, 4, base), dtype=np.int64)
