@@ -154,7 +154,7 @@ def test_paging_structure_caches_let_walks_skip_levels():
     a = anon(p, 512 + 8)
     a2 = (a + (2 << 20)) & ~((2 << 20) - 1)
     p.touch(a2, 8 * P, write=True)
-    m.k.tlb.ent[0, :m.k.tlb.geo[T.S_PML4E, T.G_BASE], 1] = 0    # drop TLB entries, keep PSCs
+    m.k.tlb.ent[0, T.E_CTX, :m.k.tlb.geo[T.S_PML4E, T.G_BASE]] = 0    # drop TLB entries, keep PSCs
     reads = stat(m, 0, "walk_reads")
     p.touch(a2, 8 * P)
     assert stat(m, 0, "walk_reads") - reads == 8             # PDE cache hit: 1 read per walk
@@ -185,7 +185,7 @@ def test_compiled_tlb_path_leaves_the_state_python_leaves():
     k, hw = m.k, m.k.tlb
     for trial in range(4):          # checker off (the inlined hit loop), then on
         # random partial TLB contents and random A/D bits in the PTEs
-        hw.ent[0, rng.random(hw.nslots) < 0.5, 1] = 0
+        hw.ent[0, T.E_CTX, rng.random(hw.nslots) < 0.5] = 0
         for j in rng.choice(64, 16, replace=False):
             i = pte_index(m, p, a + int(j) * P)
             k.ptpool.mv[i] = k.ptpool.mv[i] & ~0x60
@@ -548,3 +548,116 @@ def test_round_robin_slices_and_cpus():
     m.run({p: [op("p")] * 3, q: [op("q")] * 2, r: [op("r")] * 2}, time_slice=2)
     assert [w for w, _ in seen] == ["p", "p", "r", "r", "q", "q", "p"]
     assert all(cur == {"p": p.pid, "q": q.pid}[w] for w, cur in seen if w != "r")
+
+
+# --- an independent model of the data side: the layout and the probe shortcuts change nothing
+class _SetLRU:
+    """One set-associative structure as the SDM describes it: per set, its tags in order
+    of use (the least recently used first)."""
+
+    def __init__(self, entries, ways):
+        ways = ways or entries
+        self.sets, self.ways = entries // ways, ways
+        self.s = [[] for _ in range(self.sets)]
+
+    def probe(self, tag, size=12):
+        st = self.s[tag % self.sets]
+        if (tag, size) in st:
+            st.remove((tag, size))
+            st.append((tag, size))
+            return True
+        return False
+
+    def fill(self, tag, size=12):
+        st = self.s[tag % self.sets]
+        if len(st) == self.ways:
+            st.pop(0)
+        st.append((tag, size))
+
+
+def _oracle(geom, trace, leaf_shift):
+    """Hits per (structure, page size), misses, walks, entries read and paging-structure
+    cache hits of the data-side lookups of ``trace`` (addresses), from an empty TLB,
+    leaf_shift(va) giving the page size (12 or 21) of each page."""
+    g = geom.structs
+    l1 = {12: ("L1 dTLB 4K", _SetLRU(*g[T.S_L1D_4K][:2])), 21: ("L1 dTLB 2M 2M", _SetLRU(*g[T.S_L1D_2M][:2]))}
+    l2 = _SetLRU(*g[T.S_L2][:2])                     # one STLB for 4K and 2M entries
+    psc = {39: _SetLRU(*g[T.S_PML4E][:2]), 30: _SetLRU(*g[T.S_PDPTE][:2]), 21: _SetLRU(*g[T.S_PDE][:2])}
+    hits, misses, walks, reads = {}, 0, 0, 0
+    psc_hits = {39: 0, 30: 0, 21: 0}
+    for va in trace:
+        sh = leaf_shift(va)
+        # An L1 lookup probes every L1 data structure (4K first); the L2 holds both sizes.
+        name, s1 = l1[sh]
+        if s1.probe(va >> sh):
+            hits[name] = hits.get(name, 0) + 1
+            continue
+        if l2.probe(va >> sh, sh):
+            name = "L2 TLB " + ("4K" if sh == 12 else "2M")
+            hits[name] = hits.get(name, 0) + 1
+            s1.fill(va >> sh)
+            continue
+        misses += 1
+        walks += 1
+        start = 48
+        for lv in (21, 30, 39):                      # the PDE cache first (SDM 4.10.3.2)
+            if psc[lv].probe(va >> lv):
+                psc_hits[lv] += 1
+                start = lv
+                break
+        level = start - 9
+        while True:
+            reads += 1
+            if level == sh:
+                break
+            if level in psc:
+                psc[level].fill(va >> level)
+            level -= 9
+        l2.fill(va >> sh, sh)
+        s1.fill(va >> sh)
+    return hits, misses, walks, reads, psc_hits
+
+
+@pytest.mark.parametrize("preset", ["golden-cove", pytest.param("skylake", marks=pytest.mark.slow)])
+def test_random_reads_and_writes_match_an_independent_lru_model(preset):
+    """Hits per structure and page size, misses, walks, entries read and paging-structure
+    cache hits of a random trace over 4K pages in 46 PDEs, 7 PDPTEs, 2 PML4Es and 2M pages,
+    from an empty TLB, are those of a plain set-associative LRU model of the SDM's lookup
+    and walk order written here (the TLB layout and vmsim's probe shortcuts must not
+    change them)."""
+    m = vmsim.Machine(memory="1G", cpus=1, tlb=preset, debug_vm=False)
+    m.write_file("/sys/kernel/mm/transparent_hugepage/enabled", "madvise")
+    p = m.spawn()
+    rng = np.random.default_rng(7)
+    small = p.mmap(0, 80 << 20, RW, PRIV)
+    # Another PML4E, with 6 GiB-apart areas: more PDPTEs than the PDPTE cache holds.
+    far = [p.mmap(0x100000000000 + (i << 30), 64 * P, RW, PRIV | MAP_FIXED) for i in range(6)]
+    big = p.mmap(0, 12 << 20, RW, PRIV)
+    hb = (big + (2 << 20) - 1) & ~((2 << 20) - 1)
+    p.madvise(hb, 8 << 20, 14)                                          # MADV_HUGEPAGE
+    pages = np.concatenate([small + rng.choice(80 << 8, 1000, replace=False) * P,
+                            *(f + np.arange(64) * P for f in far)])
+    p.access(pages, np.ones(len(pages), np.uint8))
+    p.access(hb + np.arange(4) * (2 << 20), np.ones(4, np.uint8))
+    hot = rng.choice(pages, 40)
+    n = 3000
+    pick = rng.random(n)
+    addrs = np.where(pick < 0.5, rng.choice(pages, n), np.where(pick < 0.8, rng.choice(hot, n),
+                     hb + rng.integers(0, 8 << 20, n)))
+    addrs = (addrs & ~0xFFF) + rng.integers(0, P, n)
+    huge = {int(hb + i * (2 << 20)) >> 21 for i in range(4)}
+    assert all(m.k.ptpool.mv[pte_index(m, p, int(x))] & 0x80 for x in hb + np.arange(4) * (2 << 20))
+    k = m.k
+    k.tlb._flush_all(0)
+    before = k.tlb.stats[0].copy()
+    p.access(addrs.astype(np.int64), rng.integers(0, 2, n).astype(np.uint8))
+    st = (k.tlb.stats[0] - before).tolist()
+    hits, misses, walks, reads, psc = _oracle(k.tlb.geometry, addrs.tolist(),
+                                              lambda va: 21 if va >> 21 in huge else 12)
+    got = {f"{T.STRUCT_NAMES[s]} {T.SIZE_NAMES[sc]}": st[T.ST_HIT + 3 * s + sc]
+           for s in range(T.S_PML4E) for sc in range(3) if st[T.ST_HIT + 3 * s + sc]}
+    assert got == hits
+    assert sum(hits.values()) + misses == n and hits["L1 dTLB 2M 2M"] and hits["L2 TLB 4K"]
+    assert (st[T.ST_MISS], st[T.ST_WALK], st[T.ST_WALK_READS]) == (misses, walks, reads)
+    assert [st[T.ST_PSC_HIT + i] for i in range(3)] == [psc[39], psc[30], psc[21]]
+    assert psc[39] and psc[30] and psc[21]

@@ -676,6 +676,10 @@ def _check_tlb(k, rep, mm=None):
         if mm is None or pm is mm:
             rep(f"TLB: {_mmname(pm)} lost a translation or permission on [{start:#x}, {end:#x}) "
                 f"with no flush before the syscall returned")
+    hw = getattr(k, "tlb", None)
+    if mm is None and hw is not None and not hw._held_ok():
+        rep("TLB: a CPU's held-sizes word (clock[cpu, 1]) lacks a page size one of its "
+            "structures holds: lookups would skip that entry")
 
 
 def check_mm(k, mm, _free=None, _table_owner=None, _rep=None):

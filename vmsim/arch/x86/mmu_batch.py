@@ -25,7 +25,8 @@ from vmsim.arch.x86 import cpu as _cpu
 from vmsim.arch.x86.mm.fault import pt_regs, is_vsyscall_vaddr
 from vmsim.arch.x86.traps import exc_page_fault, exc_general_protection
 from vmsim.arch.x86.mmu import _walk, _P, _RW, _US, _A, _D, _PS, _XD, _PFN
-from vmsim.arch.x86.tlb import (l1_hit, tlb_miss, S_L1I_4K, S_L1D_4K, G_SIZES, ST_HIT)
+from vmsim.arch.x86.tlb import (l1_hit, tlb_miss, S_L1I_4K, S_L1D_4K, G_SIZES, ST_HIT, E_VAL,
+                                E_LRU)
 from vmsim.mm.page_data import _store
 
 # Access kinds, as a trace records them (vmsim.ACCESS_READ / _WRITE / _EXEC).
@@ -123,6 +124,7 @@ def _walk_cached(pt, rows, cr3_pfn, la57, addr, access, pkru, w, ent, geo, clock
 # plain-Python build and the TLB build do not (_PREFETCH is their build's constant).
 _AHEAD = 8
 _PREFETCH = False
+_PREFETCH_TLB = False
 
 
 def _prefetch_pte(pt, rows, w, addr):
@@ -135,6 +137,20 @@ def _prefetch_pte(pt, rows, w, addr):
         e = pt[w[s + 1] * 512 + ((addr >> 21) & 511)]
         if (e & (_P | _PS)) == _P:
             _prefetch(pt, rows[(e & _PFN) >> 12] * 512 + ((addr >> 12) & 511))
+
+
+def _prefetch_tlb_walk(pt, rows, cr3_pfn, la57, addr):
+    """The TLB build's _prefetch_pte (it keeps no walk state): read the entries above the
+    PTE from the root, and start loading the PTE if they lead to one. Reads only."""
+    shift = 48 if la57 else 39
+    row = rows[cr3_pfn]
+    while shift > 12:
+        e = pt[row * 512 + ((addr >> shift) & 511)]
+        if (e & (_P | _PS)) != _P:
+            return
+        row = rows[(e & _PFN) >> 12]
+        shift -= 9
+    _prefetch(pt, row * 512 + ((addr >> 12) & 511))
 
 
 def _prefetch_none(arr, i):
@@ -154,7 +170,7 @@ def _tlb(pt, rows, cr3_pfn, la57, addr, access, pkru, w, ent, geo, clock, tstats
     if not check and geo[s, G_SIZES] & 1:
         slot = l1_hit(ent, geo, clock, tstats, cpu, pcid, s, addr, access, pkru)
         if slot >= 0:
-            return (ent[cpu, slot, 2] & _PFN) | (addr & 0xFFF), slot
+            return (ent[cpu, E_VAL, slot] & _PFN) | (addr & 0xFFF), slot
         if slot == -1:
             skip = s
     return tlb_miss(pt, rows, cr3_pfn, la57, addr, access, pkru, ent, geo, clock, tstats, cpu,
@@ -170,9 +186,9 @@ def _again_walk(ent, clock, tstats, cpu, slot, kind):
 def _again_tlb(ent, clock, tstats, cpu, slot, kind):
     """A repeat of a first-level hit (tlb.l1_hit): the same entry hits; its LRU stamp
     and the hit count move as l1_hit moves them."""
-    c = clock[cpu] + 1
-    clock[cpu] = c
-    ent[cpu, slot, 3] = c
+    c = clock[cpu, 0] + 1
+    clock[cpu, 0] = c
+    ent[cpu, E_LRU, slot] = c
     tstats[cpu, ST_HIT + 3 * (S_L1I_4K if kind == 2 else S_L1D_4K)] += 1
 
 
@@ -297,6 +313,10 @@ def access_chunk(pt, rows, pool, cr3_pfn, la57, addrs, kinds, sizes, i, done, n,
                 break
             if slot < 0:
                 p0 = p1 = p2 = _NO_KEY
+                # Not a first-level hit: in a trace where such lookups are common they
+                # mostly walk, so the walk of the access _AHEAD on starts loading.
+                if _PREFETCH_TLB and i + _AHEAD < n:
+                    _prefetch_tlb_walk(pt, rows, cr3_pfn, la57, addrs[i + _AHEAD])
             elif kind == 0:
                 p0 = ca >> 12
                 s0 = slot
@@ -354,6 +374,10 @@ def _build(use_tlb, compiled):
                 g["_prefetch_pte"] = inline(_prefetch_pte)
                 g["_PREFETCH"] = True
             if use_tlb:
+                from vmsim.arch.x86._prefetch import _prefetch as prefetch
+                g["_prefetch"] = prefetch
+                g["_prefetch_tlb_walk"] = inline(_prefetch_tlb_walk)
+                g["_PREFETCH_TLB"] = True
                 # tlb.compiled()'s: the first-level probe inlines, the miss path is a call.
                 ns = _hwtlb.compiled()
                 g["l1_hit"] = ns.l1_hit
@@ -424,7 +448,7 @@ def run_accesses(k, task, addrs, kinds, sizes, value, counter=None):
         from vmsim.arch.x86.mm.tlb import _prepare_user_access, _kernel_entry
         tlb_args = [hw.ent, hw.geo, hw.clock, hw.stats, cpu, 0, 1 if k.tlb_check else 0, hw.bad]
     else:
-        tlb_args = [_NO_ENT, _NO_2D, _NO_1D, _NO_2D, cpu, 0, 0, _NO_1D]
+        tlb_args = [_NO_ENT, _NO_2D, _NO_2D, _NO_2D, cpu, 0, 0, _NO_1D]
     i = done = 0
     last = None
     # vmsim's function-graph tracer sees kernel functions only, and the CPU's loop is
@@ -481,6 +505,6 @@ def run_accesses(k, task, addrs, kinds, sizes, value, counter=None):
 
 
 # Stand-ins for the TLB arrays when the machine has no TLB model (never read then).
-_NO_ENT = np.zeros((1, 1, 4), dtype=np.int64)
+_NO_ENT = np.zeros((1, 4, 1), dtype=np.int64)
 _NO_2D = np.zeros((1, 1), dtype=np.int64)
 _NO_1D = np.zeros(8, dtype=np.int64)

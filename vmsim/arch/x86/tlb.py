@@ -22,14 +22,22 @@ the current tables give.
 State is plain int64 numpy arrays so the same functions run as Python or, built by
 :func:`compiled`, as numba code inlined into an access loop:
 
-- ``ent[cpu, slot] = (tag, ctx, val, lru)``: tag = address >> page shift (>> 39, 30,
-  21 for the PML4E, PDPTE, PDE caches); ctx = PCID | G << 12 | size code << 13
+- ``ent[cpu, E_TAG / E_CTX / E_VAL / E_LRU, slot]``: each field of a CPU's slots is
+  contiguous (a set's tags are one or two cache lines, compared first, as a probe
+  compares them); tag = address >> page shift (>> 39, 30, 21 for the PML4E, PDPTE,
+  PDE caches); ctx = PCID | G << 12 | size code << 13
   (0: 4 KiB, 1: 2 MiB, 2: 1 GiB) | VALID; val = the leaf with effective R/W, U/S, XD
   (a PSC entry: the next table's address with the effective rights of the levels above);
   lru = the CPU's access clock when last used.
 - ``geo[s] = (base slot, sets, ways, page sizes held (bit 0 4K, 1 2M, 2 1G), users
-  (1 instruction, 2 data), level (1 L1, 2 L2, 3 PSC))`` for the structures S_*.
-- ``clock[cpu]``: the LRU clock; ``stats[cpu, ST_*]``: hit / miss / walk counters.
+  (1 instruction, 2 data), level (1 L1, 2 L2, 3 PSC))`` for the structures S_*; rows
+  G_LOOKUP and G_FILL after them: what the lookup probes and where a fill goes, per kind
+  of access, computed once from the geometry.
+- ``clock[cpu] = (LRU clock, held)``: held has bit 3 * s + size code set when structure
+  s may hold a valid entry of that page size (set by every fill, recomputed when a
+  flush drops entries in bulk, left set by INVLPG): a lookup skips the probes that
+  could find nothing (vmsim's, not the CPU's, which probes its sizes in parallel).
+- ``stats[cpu, ST_*]``: hit / miss / walk counters.
 - ``bad``: the stale-TLB checker's first report (bad[0] != 0 means one was found).
 
 Not modelled: the 5-level PML5E cache, 4 MiB pages, AMD's coalesced 16 KiB entries,
@@ -66,6 +74,13 @@ NSTRUCT = 11
 STRUCT_NAMES = ("L1 iTLB", "L1 iTLB 2M", "L1 dTLB", "L1 dTLB 2M", "L1 dTLB 1G",
                 "L2 TLB", "L2 TLB 1G", "L2 iTLB", "PML4E cache", "PDPTE cache", "PDE cache")
 G_BASE, G_SETS, G_WAYS, G_SIZES, G_USERS, G_LEVEL = range(6)
+E_TAG, E_CTX, E_VAL, E_LRU = range(4)      # ent[cpu, E_*, slot]
+# Rows of geo after the structures' (vmsim's, from the geometry alone): per users (1
+# instruction, 2 data) the structures a lookup probes, in order; per level and users
+# the structure and size each page size code is filled at (_fill_choice).
+G_LOOKUP = NSTRUCT
+G_FILL = NSTRUCT + 2
+G_ROWS = NSTRUCT + 6
 
 # stats[cpu, i]: hits per structure and page size (ST_HIT + 3 * s + size code), walks
 # that missed everything, PSC hits per level, table entries read by walks, re-walks.
@@ -101,7 +116,9 @@ def _probe_struct(ent, geo, clock, cpu, s, addr, pcid, sc0):
     ways = geo[s, G_WAYS]
     if ways == 0:
         return -1
-    sizes = geo[s, G_SIZES]
+    # Only the sizes it may hold entries of (clock[cpu, 1]): a probe that finds nothing
+    # changes nothing, and these find nothing.
+    sizes = geo[s, G_SIZES] & (clock[cpu, 1] >> (3 * s))
     for sc in range(sc0, 3):
         if (sizes >> sc) & 1:
             slot = _probe_tag(ent, geo, clock, cpu, s, addr >> (12 + 9 * sc), sc, pcid)
@@ -118,14 +135,14 @@ def _probe_tag(ent, geo, clock, cpu, s, tag, sc, pcid):
         return -1
     first = _set_first(geo, s, tag)
     for slot in range(first, first + ways):
-        if ent[cpu, slot, 0] != tag:            # the tag first: most ways differ in it
+        if ent[cpu, E_TAG, slot] != tag:            # the tag first: most ways differ in it
             continue
-        ctx = ent[cpu, slot, 1]
+        ctx = ent[cpu, E_CTX, slot]
         if (ctx & CTX_VALID and (ctx >> CTX_SIZE_SHIFT) & 3 == sc
                 and ((ctx & CTX_PCID) == pcid or ctx & CTX_GLOBAL)):
-            c = clock[cpu] + 1
-            clock[cpu] = c
-            ent[cpu, slot, 3] = c
+            c = clock[cpu, 0] + 1
+            clock[cpu, 0] = c
+            ent[cpu, E_LRU, slot] = c
             return slot
     return -1
 
@@ -138,30 +155,31 @@ def _fill_struct(ent, geo, clock, cpu, s, tag, ctx, val):
         return
     first = _set_first(geo, s, tag)
     victim = first
-    oldest = ent[cpu, first, 3]
+    oldest = ent[cpu, E_LRU, first]
     for slot in range(first, first + ways):
-        c = ent[cpu, slot, 1]
+        c = ent[cpu, E_CTX, slot]
         if not c & CTX_VALID:
             victim = slot
             break
-        if ent[cpu, slot, 0] == tag and (c & ~CTX_GLOBAL) == (ctx & ~CTX_GLOBAL):
+        if ent[cpu, E_TAG, slot] == tag and (c & ~CTX_GLOBAL) == (ctx & ~CTX_GLOBAL):
             victim = slot
             break
-        if ent[cpu, slot, 3] < oldest:
-            oldest = ent[cpu, slot, 3]
+        if ent[cpu, E_LRU, slot] < oldest:
+            oldest = ent[cpu, E_LRU, slot]
             victim = slot
-    c = clock[cpu] + 1
-    clock[cpu] = c
-    ent[cpu, victim, 0] = tag
-    ent[cpu, victim, 1] = ctx
-    ent[cpu, victim, 2] = val
-    ent[cpu, victim, 3] = c
+    c = clock[cpu, 0] + 1
+    clock[cpu, 0] = c
+    clock[cpu, 1] |= 1 << (3 * s + ((ctx >> CTX_SIZE_SHIFT) & 3))
+    ent[cpu, E_TAG, victim] = tag
+    ent[cpu, E_CTX, victim] = ctx
+    ent[cpu, E_VAL, victim] = val
+    ent[cpu, E_LRU, victim] = c
 
 
-def _fill_level(ent, geo, clock, cpu, level, users, addr, sc, pcid, glob, val):
-    """Fill the structure(s) of one level used by ``users`` (1 instruction, 2 data) with
-    a translation of page size code ``sc``; a structure without that size holds the
-    largest smaller size it has (the page is fractured, as Intel's iTLB does for 1G)."""
+def _fill_choice(geo, level, users, sc):
+    """The structure of ``level`` used by ``users`` that a translation of page size code
+    ``sc`` goes to, and the size it is held at: (-1, -1) if none (geometry only; kept in
+    geo's G_FILL rows)."""
     best = -1
     best_sc = -1
     for s in range(NSTRUCT):
@@ -174,6 +192,16 @@ def _fill_level(ent, geo, clock, cpu, level, users, addr, sc, pcid, glob, val):
                     best = s
                     best_sc = c
                 break
+    return best, best_sc
+
+
+def _fill_level(ent, geo, clock, cpu, level, users, addr, sc, pcid, glob, val):
+    """Fill the structure(s) of one level used by ``users`` (1 instruction, 2 data) with
+    a translation of page size code ``sc``; a structure without that size holds the
+    largest smaller size it has (the page is fractured, as Intel's iTLB does for 1G)."""
+    row = G_FILL + 2 * (level - 1) + users - 1        # _fill_choice's answers
+    best = geo[row, sc]
+    best_sc = geo[row, 3 + sc]
     if best < 0:
         return
     if best_sc != sc:
@@ -191,19 +219,21 @@ def _tlb_lookup(ent, geo, clock, stats, cpu, pcid, addr, users, skip):
     (an L2 hit is also copied into L1), or -1. ``skip``: a first-level structure whose
     4K entries are known not to hold ``addr`` (a probe that finds nothing changes
     nothing), or -1."""
-    for level in range(1, 3):
-        for s in range(S_PML4E):
-            if geo[s, G_LEVEL] != level or not geo[s, G_USERS] & users:
-                continue
-            slot = _probe_struct(ent, geo, clock, cpu, s, addr, pcid, 1 if s == skip else 0)
-            if slot < 0:
-                continue
-            ctx = ent[cpu, slot, 1]
+    # The structures of level 1, then 2, that ``users`` use, in index order (geo's
+    # G_LOOKUP row for them, -1 after the last).
+    row = G_LOOKUP + users - 1
+    for j in range(6):
+        s = geo[row, j]
+        if s < 0:
+            break
+        slot = _probe_struct(ent, geo, clock, cpu, s, addr, pcid, 1 if s == skip else 0)
+        if slot >= 0:
+            ctx = ent[cpu, E_CTX, slot]
             sc = (ctx >> CTX_SIZE_SHIFT) & 3
             stats[cpu, ST_HIT + 3 * s + sc] += 1
-            if level == 2:
+            if geo[s, G_LEVEL] == 2:
                 stats[cpu, ST_L1_MISS] += 1
-                val = ent[cpu, slot, 2]
+                val = ent[cpu, E_VAL, slot]
                 _fill_level(ent, geo, clock, cpu, 1, users, addr, sc, ctx & CTX_PCID,
                             ctx & CTX_GLOBAL, val)
             return slot
@@ -227,15 +257,15 @@ def _tlb_invalidate_addr(ent, geo, cpu, pcid, addr, psc):
             tag = addr >> (12 + 9 * sc)
             first = _set_first(geo, s, tag)
             for slot in range(first, first + ways):
-                ctx = ent[cpu, slot, 1]
-                if (ctx & CTX_VALID and ent[cpu, slot, 0] == tag and (ctx >> CTX_SIZE_SHIFT) & 3 == sc
+                ctx = ent[cpu, E_CTX, slot]
+                if (ctx & CTX_VALID and ent[cpu, E_TAG, slot] == tag and (ctx >> CTX_SIZE_SHIFT) & 3 == sc
                         and ((ctx & CTX_PCID) == pcid or ctx & CTX_GLOBAL)):
-                    ent[cpu, slot, 1] = 0
+                    ent[cpu, E_CTX, slot] = 0
     if psc:
         start = geo[S_PML4E, G_BASE]
-        for slot in range(start, ent.shape[1]):
-            if (ent[cpu, slot, 1] & CTX_PCID) == pcid:
-                ent[cpu, slot, 1] = 0
+        for slot in range(start, ent.shape[2]):
+            if (ent[cpu, E_CTX, slot] & CTX_PCID) == pcid:
+                ent[cpu, E_CTX, slot] = 0
 
 
 def _rights(val, access, pkru):
@@ -332,7 +362,7 @@ def _tlb_walk(pt, rows, cr3_pfn, la57, addr, access, pkru, ent, geo, clock, stat
         key_shift = 21 + 9 * lv
         slot = _probe_tag(ent, geo, clock, cpu, s, addr >> key_shift, 0, pcid)
         if slot >= 0:
-            v = ent[cpu, slot, 2]
+            v = ent[cpu, E_VAL, slot]
             row = rows[(v & _PFN) >> 12]
             user_ok = (v >> 2) & 1
             write_ok = (v >> 1) & 1
@@ -414,7 +444,7 @@ def _tlb_translate(pt, rows, cr3_pfn, la57, addr, access, pkru, ent, geo, clock,
     if not check and geo[s, G_SIZES] & 1:
         slot = _l1_hit(ent, geo, clock, stats, cpu, pcid, s, addr, access, pkru)
         if slot >= 0:
-            return (ent[cpu, slot, 2] & _PFN) | (addr & 0xFFF)
+            return (ent[cpu, E_VAL, slot] & _PFN) | (addr & 0xFFF)
         if slot == -1:
             skip = s
     return _tlb_miss(pt, rows, cr3_pfn, la57, addr, access, pkru, ent, geo, clock, stats, cpu,
@@ -438,8 +468,8 @@ def _tlb_miss(pt, rows, cr3_pfn, la57, addr, access, pkru, ent, geo, clock, stat
         # but refused (-2) is found again here first (the same probe), and refused again.
         slot = _tlb_lookup(ent, geo, clock, stats, cpu, pcid, addr, users, skip)
     if slot >= 0:
-        val = ent[cpu, slot, 2]
-        ctx = ent[cpu, slot, 1]
+        val = ent[cpu, E_VAL, slot]
+        ctx = ent[cpu, E_CTX, slot]
         sc = (ctx >> CTX_SIZE_SHIFT) & 3
         if _rights(val, access, pkru) == access:
             if not (access & _ERR_WRITE) or val & _D:
@@ -471,22 +501,22 @@ def _l1_hit(ent, geo, clock, stats, cpu, pcid, s, addr, access, pkru):
     if access & _ERR_WRITE:
         need |= _RW | _D
     for slot in range(first, first + ways):
-        if ent[cpu, slot, 0] != tag:
+        if ent[cpu, E_TAG, slot] != tag:
             continue
-        ctx = ent[cpu, slot, 1]
+        ctx = ent[cpu, E_CTX, slot]
         if not (ctx & CTX_VALID) or (ctx >> CTX_SIZE_SHIFT) & 3 != 0:
             continue
         if (ctx & CTX_PCID) != pcid and not (ctx & CTX_GLOBAL):
             continue
-        val = ent[cpu, slot, 2]
+        val = ent[cpu, E_VAL, slot]
         if (val & need) != need or ((access & _ERR_INSTR) and val < 0):
             return -2
         if pkru and (val & _US) and not (access & _ERR_INSTR) and \
                 (pkru >> (((val >> 59) & 15) * 2)) & (((access & _ERR_WRITE) >> 1) | 1):
             return -2                   # the protection key refuses it (_rights)
-        c = clock[cpu] + 1
-        clock[cpu] = c
-        ent[cpu, slot, 3] = c
+        c = clock[cpu, 0] + 1
+        clock[cpu, 0] = c
+        ent[cpu, E_LRU, slot] = c
         stats[cpu, ST_HIT + 3 * s] += 1
         return slot
     return -1
@@ -651,7 +681,7 @@ class TLBState:
     def __init__(self, ncpus: int, geometry: Geometry, pcide: bool):
         self.geometry = geometry
         self.pcide = pcide
-        geo = np.zeros((NSTRUCT, 6), dtype=np.int64)
+        geo = np.zeros((G_ROWS, 6), dtype=np.int64)
         base = 0
         for s in range(NSTRUCT):
             n, ways, sizes = geometry.structs.get(s, (0, 0, 0))
@@ -664,10 +694,20 @@ class TLBState:
                 users = 2                  # AMD: the L2 TLB is the data side's
             geo[s] = (base, n // ways if n else 1, ways if n else 0, sizes, users, _LEVEL[s])
             base += n
+        for users in (1, 2):
+            order = [s for level in (1, 2) for s in range(S_PML4E)
+                     if geo[s, G_LEVEL] == level and geo[s, G_USERS] & users and geo[s, G_WAYS]]
+            geo[G_LOOKUP + users - 1] = order + [-1] * (6 - len(order))
+            for level in (1, 2):
+                fill = [_fill_choice(geo, level, users, sc) for sc in range(3)]
+                geo[G_FILL + 2 * (level - 1) + users - 1] = [f[0] for f in fill] + [f[1] for f in fill]
         self.geo = geo
         self.nslots = base
-        self.ent = np.zeros((ncpus, base, 4), dtype=np.int64)
-        self.clock = np.zeros(ncpus, dtype=np.int64)
+        self.ent = np.zeros((ncpus, 4, base), dtype=np.int64)
+        self.clock = np.zeros((ncpus, 2), dtype=np.int64)
+        # The structure of each slot (_held).
+        self._slot_struct = np.repeat(np.arange(NSTRUCT), [geo[s, G_SETS] * geo[s, G_WAYS]
+                                                          for s in range(NSTRUCT)])
         self.stats = np.zeros((ncpus, NSTAT), dtype=np.int64)
         self.bad = np.zeros(8, dtype=np.int64)
         self.cur_pcid = [0] * ncpus
@@ -682,24 +722,44 @@ class TLBState:
         self.cur_pcid[cpu] = pcid
         if noflush and self.pcide:
             return
-        ctx = self.ent[cpu, :, 1]
+        ctx = self.ent[cpu, E_CTX]
         drop = (ctx & CTX_GLOBAL) == 0
         if self.pcide:
             drop &= (ctx & CTX_PCID) == pcid
         ctx[drop] = 0
+        self._held(cpu)
 
     def _invpcid_single(self, cpu: int, pcid: int):
         """INVPCID type 1 (single context): the non-global entries of ``pcid``."""
-        ctx = self.ent[cpu, :, 1]
+        ctx = self.ent[cpu, E_CTX]
         ctx[((ctx & CTX_GLOBAL) == 0) & ((ctx & CTX_PCID) == pcid)] = 0
+        self._held(cpu)
 
     def _flush_all(self, cpu: int, include_global: bool = True):
         """INVPCID type 2 (everything) / type 3 (all but global), or CR4.PGE toggled."""
-        ctx = self.ent[cpu, :, 1]
+        ctx = self.ent[cpu, E_CTX]
         if include_global:
             ctx[:] = 0
         else:
             ctx[(ctx & CTX_GLOBAL) == 0] = 0
+        self._held(cpu)
+
+    def _held(self, cpu: int):
+        """Recompute clock[cpu, 1] from the entries left (after a bulk invalidation)."""
+        self.clock[cpu, 1] = self._held_exact(cpu)
+
+    def _held_exact(self, cpu: int) -> int:
+        """The bits of clock[cpu, 1] the valid entries of ``cpu`` need."""
+        ctx = self.ent[cpu, E_CTX]
+        valid = (ctx & CTX_VALID) != 0
+        bits = 3 * self._slot_struct[valid] + ((ctx[valid] >> CTX_SIZE_SHIFT) & 3)
+        return int(np.bitwise_or.reduce(np.left_shift(1, bits), initial=0))
+
+    def _held_ok(self) -> bool:
+        """Has every CPU's clock[cpu, 1] the bit of each of its valid entries (the debug
+        checker's test: a missing bit would make a lookup skip an entry)?"""
+        return all(self._held_exact(cpu) & ~int(self.clock[cpu, 1]) == 0
+                   for cpu in range(self.ent.shape[0]))
 
     def _invlpg(self, cpu: int, pcid: int, addr: int):
         """INVLPG (current PCID) / INVPCID type 0: the entries for ``addr`` and the
@@ -712,7 +772,7 @@ class TLBState:
         for s in range(NSTRUCT):
             b, ns, w = self.geo[s, G_BASE], self.geo[s, G_SETS], self.geo[s, G_WAYS]
             for slot in range(b, b + ns * w):
-                tag, ctx, val, _ = (int(x) for x in self.ent[cpu, slot])
+                tag, ctx, val, _ = (int(x) for x in self.ent[cpu, :, slot])
                 if ctx & CTX_VALID:
                     sc = (ctx >> CTX_SIZE_SHIFT) & 3
                     shift = 12 + 9 * sc if s < S_PML4E else 39 - 9 * (s - S_PML4E)
