@@ -84,6 +84,17 @@ def test_compiled_and_interpreted_replays_agree(tmp_path):
     assert py["faults"]["minflt"] > 0
 
 
+def test_sampled_counters_are_what_proc_vmstat_shows(tmp_path):
+    """The per-step samples read two vmstat counters directly: /proc/vmstat's values."""
+    from vmsim.replay import run as replay_run
+    rp = Replay(_head(tmp_path, SAMPLE, 3000), ReplayConfig(fault_paths=False, memory="256M"))
+    r = rp.run()
+    text = dict(line.split() for line in rp.machine.read_file("/proc/vmstat").splitlines())
+    assert r["pgtables"] == replay_run._pgtables(rp.machine) == int(text["nr_page_table_pages"]) > 0
+    assert replay_run._pgfault(rp.machine) == int(text["pgfault"]) > 0
+    assert r["series"]["faults"][-1] == r["vmstat_delta"]["pgfault"]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["sample", "ls-usr-bin"])
 def test_real_traces_replay_identically_compiled_and_interpreted(name, tmp_path):

@@ -520,8 +520,12 @@ def _vmstat(m):
     return out
 
 
+# Per step a replay samples two counters; /proc/vmstat (vmstat_show) prints them as the
+# kernel's counter array holds them, so they are read there, not from its whole text.
 def _pgfault(m):
-    return _vmstat(m).get("pgfault", 0)
+    """pgfault, as /proc/vmstat shows it."""
+    from vmsim.mm import vmstat
+    return int(m.k.vmstat[vmstat.PGFAULT])
 
 
 def _rss(q):
@@ -534,7 +538,8 @@ def _rss(q):
 
 def _pgtables(m):
     """nr_page_table_pages (vmstat): the machine's page-table pages."""
-    return _vmstat(m).get("nr_page_table_pages", 0)
+    from vmsim.mm import vmstat
+    return int(m.k.vmstat[vmstat.NR_PAGE_TABLE_PAGES])
 
 
 def replay(path, cfg=None, progress=None):
