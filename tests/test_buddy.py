@@ -41,7 +41,7 @@ def test_frees_go_to_the_head_and_allocations_take_it():
     x = pa.alloc_pages(MOVABLE, 4)
     y, w, u = (pa.alloc_pages(MOVABLE, 4) for _ in range(3))
     assert (y, w, u) == (x + 16, x + 32, x + 48)
-    z = pa.zone_of(x)
+    z = pa._zone_of(x)
     pa.free_frozen_pages(y, 4)
     pa.free_frozen_pages(u, 4)
     assert z.free_area[4][MIGRATE_MOVABLE][:2] == [u, y]
@@ -59,7 +59,7 @@ def test_a_free_whose_higher_buddy_is_free_goes_to_the_tail():
     blocks = [pa.alloc_pages(MOVABLE, 4) for _ in range(6)]
     p = blocks[0]
     assert blocks == [p + 16 * i for i in range(6)]
-    z = pa.zone_of(p)
+    z = pa._zone_of(p)
     assert _block_of(pa, p + 96) == (p + 96, 5)
     pa.free_frozen_pages(p + 48, 4)
     pa.free_frozen_pages(p + 80, 4)

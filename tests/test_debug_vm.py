@@ -72,8 +72,8 @@ def test_pte_cleared_without_rmap_is_caught(written):
 
 def test_pending_tlb_flush_is_caught(written):
     proc, a = written
-    from vmsim.arch.x86.mm.tlb import note_downgrade
-    note_downgrade(proc.mm, a, a + 4096)
+    from vmsim.arch.x86.mm.tlb import _note_downgrade
+    _note_downgrade(proc.mm, a, a + 4096)
     expect(proc.machine, rf"TLB: .* \[{a:#x}, {a + 4096:#x}\) with no flush")
 
 
@@ -220,9 +220,9 @@ def test_everything_returned_after_exit(machine):
     # An anon_vma left registered after the last process is a leak.
     from vmsim.mm.rmap import anon_vma
     av = anon_vma(0)
-    av.id = k.register_object(av)
+    av.id = k._register_object(av)
     expect(machine, r"all processes exited: 1 anon_vma\(s\) remain")
-    k.unregister_object(av.id)
+    k._unregister_object(av.id)
     pfn = k.page_alloc.alloc_pages(0, 0, 0)
     expect(machine, r"all processes exited: nr_free_pages")
     k.mem.refcount[pfn] = 0

@@ -156,7 +156,7 @@ def _full_state(m, procs):
     for p in live:
         r = p.getrusage()
         ras.append((p.pid, r.ru_minflt, r.ru_majflt, repr(p.task.signals)))
-        for vma in p.mm.vmas_in(0, 1 << 64):
+        for vma in p.mm._vmas_in(0, 1 << 64):
             f = vma.vm_file
             if f is not None and getattr(f, "f_ra", None) is not None:
                 ra = f.f_ra

@@ -125,16 +125,16 @@ def test_hole_advises_mapped_parts_then_enomem(proc):
 def test_flag_advice_splits_and_merges(proc, adv, setf, clear_adv):
     a = proc.mmap(0, 8 * P, RW, ANON)
     proc.madvise(a + 2 * P, 2 * P, adv)
-    layout = [(v.vm_start, v.vm_end) for v in proc.mm.vmas_in(a, a + 8 * P)]
+    layout = [(v.vm_start, v.vm_end) for v in proc.mm._vmas_in(a, a + 8 * P)]
     assert layout == [(a, a + 2 * P), (a + 2 * P, a + 4 * P), (a + 4 * P, a + 8 * P)]
     assert proc.mm.vma_lookup(a + 2 * P).vm_flags & setf
     proc.madvise(a + 2 * P, 2 * P, clear_adv)
     if adv == MADV_HUGEPAGE:
         # hugepage_madvise(): NOHUGEPAGE sets VM_NOHUGEPAGE, so the piece stays apart.
         assert proc.mm.vma_lookup(a + 2 * P).vm_flags & (VM_HUGEPAGE | VM_NOHUGEPAGE) == VM_NOHUGEPAGE
-        assert len(proc.mm.vmas_in(a, a + 8 * P)) == 3
+        assert len(proc.mm._vmas_in(a, a + 8 * P)) == 3
         return
-    assert [(v.vm_start, v.vm_end) for v in proc.mm.vmas_in(a, a + 8 * P)] == [(a, a + 8 * P)]
+    assert [(v.vm_start, v.vm_end) for v in proc.mm._vmas_in(a, a + 8 * P)] == [(a, a + 8 * P)]
     assert not proc.mm.vma_lookup(a).vm_flags & setf
 
 

@@ -102,9 +102,9 @@ def test_munlock_across_merging_vmas(proc):
     a = proc.mmap(0, 20 * P, RW, ANON)
     proc.mlock(a, 4 * P)
     proc.mlock(a + 16 * P, 4 * P)
-    assert len(proc.mm.vmas_in(a, a + 20 * P)) == 3
+    assert len(proc.mm._vmas_in(a, a + 20 * P)) == 3
     proc.munlock(a, 20 * P)
-    assert [(v.vm_start, v.vm_end) for v in proc.mm.vmas_in(a, a + 20 * P)] == \
+    assert [(v.vm_start, v.vm_end) for v in proc.mm._vmas_in(a, a + 20 * P)] == \
         [(a, a + 16 * P), (a + 16 * P, a + 20 * P)]
     assert proc.mm.locked_vm == 0
 

@@ -71,7 +71,7 @@ def _walk_inputs(m, p):
     every access kind."""
     k = m.k
     addrs = set(_table_addresses(k, p.mm))
-    for vma in p.mm.vmas_in(0, 1 << 64):
+    for vma in p.mm._vmas_in(0, 1 << 64):
         for a in range(vma.vm_start, vma.vm_end + 4096, 4096):
             addrs.add(a + 0x7F8)
     return sorted((a, acc) for a in addrs for acc in ACCESSES)

@@ -41,12 +41,12 @@ def mm(machine):
     k = machine.k
     for o in list(k.objects):
         if o is not None and hasattr(o, "num_active_vmas"):
-            k.unregister_object(o.id)
+            k._unregister_object(o.id)
 
 
 def alloc_and_link_vma(mm, start, end, pgoff, flags=FLAGS):
     vma = vm_area_struct(mm, start, end, flags, 0, pgoff)
-    mm.vma_store(vma)
+    mm._vma_store(vma)
     return vma
 
 
@@ -426,7 +426,7 @@ def test_brk_in_forked_child_adds_a_vma(proc):
     assert maps_lines(proc, base, base + 4 * P) == [(base, base + 4 * P)]
 
 
-# --- mremap: copy_vma (vma_merge_copied_range) and vma_merge_extend ---------------
+# --- mremap: copy_vma (_vma_merge_copied_range) and vma_merge_extend ---------------
 # Each layout below was measured on the 6.18 reference host with a small C program
 # doing the same calls inside a 100-page PROT_NONE reservation (pages noted as
 # offsets from it; maps lines of the PROT_NONE remainder are left out).
@@ -465,7 +465,7 @@ def _rw_maps(proc, r):
     (True, True, False),      # copied_from is a fork child (is_mergeable_anon_vma case 1)
 ])
 def test_mremap_move_back_next_to_unfaulted(proc, fault, in_child, merged, b_after):
-    """copy_vma -> vma_merge_copied_range: A is moved away, an unfaulted B is mapped
+    """copy_vma -> _vma_merge_copied_range: A is moved away, an unfaulted B is mapped
     next to A's old place, and A is moved back, so its vm_pgoff is linear with B's.
     The moved range merges into B unless A's anon_vma came from a fork."""
     r = _reserve(proc)

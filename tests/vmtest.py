@@ -39,4 +39,4 @@ def errno_of(fn, *a):
 
 def vmas(proc, start, end):
     """Return the (start, end) of each VMA meeting [start, end)."""
-    return [(v.vm_start, v.vm_end) for v in proc.mm.vmas_in(start, end)]
+    return [(v.vm_start, v.vm_end) for v in proc.mm._vmas_in(start, end)]

@@ -1356,7 +1356,7 @@ SEED_MAP = [
         'seed_line': '4.3.2 __tlb_reset_range(tlb)',
         'seed_name': '__tlb_reset_range',
         'linux_6_18': 'include/asm-generic/tlb.h:__tlb_reset_range',
-        'vmsim': 'vmsim.mm.mmu_gather.mmu_gather.reset_range',
+        'vmsim': 'vmsim.mm.mmu_gather.mmu_gather._reset_range',
         'change': 'same name',
         'verified': False,
         'verified_6_18': False,

@@ -83,17 +83,11 @@ FAULT_PATHS = ("do_anonymous_page", "do_wp_page", "wp_page_copy", "wp_page_reuse
 
 SIGNAL_NAMES = {7: "SIGBUS", 9: "SIGKILL", 11: "SIGSEGV"}
 
-# Model functions that are vmsim's bookkeeping, not kernel functions (table-row
-# allocation, object registries, VMA-tree and page-data storage, the TLB checker,
-# /proc helpers, the syscall bodies the kernel spells SYSCALL_DEFINE): left out of
-# the trace like _helpers (what they call still shows). They should get a leading
-# underscore where they are defined; until then they are listed here.
+# vmsim's own helpers carry a leading underscore and are left out of the trace (what
+# they call still shows). ``release`` is the one exception: vmsim's files implement
+# the kernel's f_op->release slot under that name, whose callers (__fput) show.
 VMSIM_HELPERS = frozenset("""
-alloc_slot free_slot nr_tables register_object unregister_object current_cpu vmas_in
-mk_table_entry mk_kernel_table_entry hugepage_enabled_mode ptr_table_pfn walk_alloc
-vma_store vma_remove vma_update vma_merge_copied_range inline_decode inline_encode
-note_downgrade mmu_notifier_range_done reset_range touch_batch zone_of remap_is_valid
-madvise_cold_pte_range is_knob next_ino release
+release
 """.split())
 
 # The kernel functions that write page-table entries: name -> (level, pointer

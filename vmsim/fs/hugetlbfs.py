@@ -91,7 +91,7 @@ class hugetlbfs_super_block:
 
 def hugetlbfs_get_inode(k, sb, mode: int):
     """hugetlbfs_get_inode(): a new inode with get_next_ino(), on the sb's list."""
-    inode = hugetlbfs_inode_info(sb, mode, k.next_ino())
+    inode = hugetlbfs_inode_info(sb, mode, k.get_next_ino())
     sb.s_inodes[id(inode)] = inode
     return inode
 

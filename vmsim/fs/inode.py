@@ -78,6 +78,6 @@ def evict(k, inode):
         return
     if inode.i_mapping is not None:
         truncate_inode_pages_final(k, inode.i_mapping)
-        k.unregister_object(inode.i_mapping.id)
+        k._unregister_object(inode.i_mapping.id)
         inode.i_mapping = None
     inode.i_blocks = {}

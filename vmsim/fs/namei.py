@@ -29,7 +29,7 @@ class vfs:
         from vmsim.fs.ext4 import ext4_sops
         from vmsim.mm.shmem import shmem_sops
         self.kernel = k
-        self.next_ino = {}
+        self._next_ino = {}
         bdev = block_device(k, VDA_DEV, disk_latency_ns)
         self.bdev = bdev
         ra_pages = bdev.read_ahead_kb // 4
@@ -76,8 +76,8 @@ class vfs:
             ino = alloc(self.kernel, sb, mode)
             ihold(ino)
             return ino
-        n = self.next_ino.get(sb.s_type, 12 if sb.s_type == "ext4" else 2) + 1
-        self.next_ino[sb.s_type] = n
+        n = self._next_ino.get(sb.s_type, 12 if sb.s_type == "ext4" else 2) + 1
+        self._next_ino[sb.s_type] = n
         ino = inode(sb, mode, n)
         if sb.s_type == "tmpfs":
             from vmsim.mm.mm_types import VM_NORESERVE

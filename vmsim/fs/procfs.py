@@ -88,9 +88,9 @@ def read(machine, path: str, offset: int = 0, size: int = -1):
         return _vfs_read(machine, p, offset, size)
     if p == FAULT_AROUND_BYTES:
         return _slice(f"{k.fault_around_pages << 12}\n", offset, size)
-    if sysfs.is_knob(p):
+    if sysfs._is_knob(p):
         return _slice(sysfs.knob_read(k, p), offset, size)
-    if hugetlb.is_knob(k, p):
+    if hugetlb._is_knob(k, p):
         return _slice(hugetlb.knob_read(k, p), offset, size)
     if p in _TEXT_FILES:
         return _slice(_TEXT_FILES[p](k), offset, size)
@@ -132,12 +132,12 @@ def write(machine, path: str, data) -> int:
         return drop_caches_sysctl_handler(k, data)
     if p == FAULT_AROUND_BYTES:
         return fault_around_bytes_set(k, data)
-    if sysfs.is_knob(p):
+    if sysfs._is_knob(p):
         ret = sysfs.knob_write(k, p, data)
         if ret < 0:
             raise _err(ret, path)
         return ret
-    if hugetlb.is_knob(k, p):
+    if hugetlb._is_knob(k, p):
         ret = hugetlb.knob_write(k, p, data)
         if ret < 0:
             raise _err(ret, path)

@@ -50,7 +50,7 @@ KNOBS = (THP_ENABLED, THP_DEFRAG, THP_USE_ZERO_PAGE, THP_HPAGE_PMD_SIZE, THP_SHM
          SYSCTL_MMAP_MIN_ADDR, SYSCTL_RANDOMIZE_VA_SPACE, FAULT_AROUND_BYTES)
 
 
-def is_knob(path: str) -> bool:
+def _is_knob(path: str) -> bool:
     return path in KNOBS or _thp_attr(path) is not None
 
 

@@ -536,7 +536,7 @@ def do_shmat(k, task, shmid: int, shmaddr: int, shmflg: int) -> int:
     from vmsim.mm.vma import fput
     err = 0
     if addr and not shmflg & SHM_REMAP and (addr + size > (1 << 64) - 1 or
-                                             mm.vmas_in(addr, addr + size)):
+                                             mm._vmas_in(addr, addr + size)):
         err = -errno.EINVAL
     else:
         addr, populate = do_mmap(mm, file, addr, size, prot, flags, 0, 0)

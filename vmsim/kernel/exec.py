@@ -120,7 +120,7 @@ def _map(mm, start, end, flags, pgoff, file=None, ops=None, name=None):
     vma = vm_area_struct(mm, start, end, flags, vm_get_page_prot(flags), pgoff, file, ops)
     vma.vm_private_data = name
     vma_set_page_prot(vma)
-    mm.vma_store(vma)
+    mm._vma_store(vma)
     vm_stat_account(mm, flags, (end - start) >> 12)
     return vma
 

@@ -38,7 +38,7 @@ def exit_mmap(mm):
     for vma in vmas:
         if vma.vm_flags & VM_ACCOUNT:
             k.committed_as -= (vma.vm_end - vma.vm_start) >> 12
-        mm.vma_remove(vma)
+        mm._vma_remove(vma)
         remove_vma(k, vma)
     mm.total_vm = mm.data_vm = mm.stack_vm = mm.exec_vm = mm.locked_vm = 0
 

@@ -154,7 +154,7 @@ def dup_mmap(mm, oldmm) -> int:
             # Copy/update hugetlb private vma information.
             from vmsim.mm.hugetlb import hugetlb_dup_vma_private
             hugetlb_dup_vma_private(tmp)
-        mm.vma_store(tmp)                                # vma_iter_bulk_store, map_count++
+        mm._vma_store(tmp)                                # vma_iter_bulk_store, map_count++
         if getattr(tmp.vm_ops, "open", None):
             tmp.vm_ops.open(tmp)
         if tmp.vm_file is not None:

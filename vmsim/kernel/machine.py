@@ -7,7 +7,7 @@ image, builds init_mm's page tables for the kernel half of the address space
 (the direct map with 1 GiB pages and the kernel text with 2 MiB pages, per
 Documentation/arch/x86/x86_64/mm.rst) and sets up the zero page.
 """
-from vmsim.arch.x86.pgtable import PageTablePool, mk_kernel_table_entry
+from vmsim.arch.x86.pgtable import PageTablePool, _mk_kernel_table_entry
 from vmsim.arch.x86 import pgtable_types as T
 from vmsim.kernel.sched import cpu_state, _context_switch
 from vmsim.arch.x86.mm.tlb import _kernel_entry
@@ -155,7 +155,8 @@ class Kernel:
             if e & T._PAGE_PRESENT:
                 clear(row[(e & T.PTE_PFN_MASK) >> 12] * 512, self.paging_levels - 1)
 
-    def next_ino(self) -> int:
+    def get_next_ino(self) -> int:
+        """get_next_ino() (fs/inode.c): the next number for an inode of a pseudo filesystem."""
         self._next_ino += 1
         return self._next_ino
 
@@ -169,7 +170,7 @@ class Kernel:
         for n in mm.mmu_notifiers:
             n("invalidate_range_end", event, start, end)
 
-    def mmu_notifier_range_done(self, mm):
+    def _mmu_notifier_range_done(self, mm):
         pass
 
     # --- boot helpers ------------------------------------------------------------
@@ -182,7 +183,7 @@ class Kernel:
 
     def _boot_table(self) -> int:
         pfn = self._memblock_alloc()
-        self.mem.private[pfn] = self.ptpool.alloc_slot(pfn)
+        self.mem.private[pfn] = self.ptpool._alloc_slot(pfn)
         self.mem.flags[pfn] = PG_reserved | PGTY_table
         return pfn
 
@@ -194,14 +195,14 @@ class Kernel:
         row = self.mem.private
         mm.pgd_ptr = row[mm.pgd] * 512
 
-        def walk_alloc(addr, upto_shift):
+        def _walk_alloc(addr, upto_shift):
             """Return the pool index of the entry for addr at level upto_shift."""
             shift = self.pgdir_shift
             p = mm.pgd_ptr + ((addr >> shift) & 511)
             while shift > upto_shift:
                 if pool[p] == 0:
                     t = self._boot_table()
-                    pool[p] = mk_kernel_table_entry(t)
+                    pool[p] = _mk_kernel_table_entry(t)
                 shift -= 9
                 p = row[(pool[p] & T.PTE_PFN_MASK) >> 12] * 512 + ((addr >> shift) & 511)
             return p
@@ -209,14 +210,14 @@ class Kernel:
         # Direct map of all RAM: 1 GiB pages (X86_FEATURE_GBPAGES), supervisor, NX.
         prot_large = T.PAGE_KERNEL | T._PAGE_PSE
         for gb in range((self.memory_bytes + (1 << 30) - 1) >> 30):
-            pool[walk_alloc(self.page_offset + (gb << 30), 30)] = (gb << 30) | prot_large
+            pool[_walk_alloc(self.page_offset + (gb << 30), 30)] = (gb << 30) | prot_large
         # Kernel text mapping: 512 MiB at START_KERNEL_map -> physical 0, 2 MiB pages.
         for i in range(min(256, (self.memory_bytes >> 21))):
             prot = (T.PAGE_KERNEL | T._PAGE_PSE) & ~T._PAGE_NX if i < 24 else T.PAGE_KERNEL | T._PAGE_PSE
-            pool[walk_alloc(START_KERNEL_map + (i << 21), 21)] = (i << 21) | prot
+            pool[_walk_alloc(START_KERNEL_map + (i << 21), 21)] = (i << 21) | prot
 
     # --- objects -------------------------------------------------------------------
-    def register_object(self, obj) -> int:
+    def _register_object(self, obj) -> int:
         if self.free_object_ids:
             oid = self.free_object_ids.pop()
             self.objects[oid] = obj
@@ -225,12 +226,12 @@ class Kernel:
             self.objects.append(obj)
         return oid
 
-    def unregister_object(self, oid: int):
+    def _unregister_object(self, oid: int):
         self.objects[oid] = None
         self.free_object_ids.append(oid)
 
     # --- tasks and CPUs --------------------------------------------------------
-    def current_cpu(self) -> int:
+    def _current_cpu(self) -> int:
         cur = self.current
         return cur.cpu if cur is not None else 0
 

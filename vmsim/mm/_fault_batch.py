@@ -84,7 +84,7 @@ def _write_fault_run(pt, rows, cr3_pfn, la57, base, stride, count, i, access, va
                      fb, nb, head, tail, nr, lru_delta, data, drows, nlisted, new_row,
                      ndrows, zero_lo, zero_hi, zero_pfn,
                      can_copy, flushed, out):
-    """Run accesses base + k*stride from k = i as touch_batch does (a store into a
+    """Run accesses base + k*stride from k = i as _touch_batch does (a store into a
     frame with a data row included; none unless ``store``: Process.write stores its
     bytes after), taking the write faults of [vm_start, vm_end):
     a none PTE as do_anonymous_page, a read-only PTE as do_wp_page (reuse, or
@@ -106,7 +106,7 @@ def _write_fault_run(pt, rows, cr3_pfn, la57, base, stride, count, i, access, va
         addr = base + i * stride
         r = translate(pt, rows, cr3_pfn, la57, addr, access, pkru)
         if r >= 0:
-            # touch_batch's store of ``value`` (page_data._store), or PageData.write's
+            # _touch_batch's store of ``value`` (page_data._store), or PageData.write's
             # new row: _alloc_row() (a reused row zeroed) takes the inline bytes.
             if store and not _store(rows, data, r, 1, value):
                 if rows_used == ndrows:

@@ -173,7 +173,7 @@ def _next_folio(slot, lo, mflags, index, index_, end, max_idx):
 
 def _read_fault_run(pt, rows, prm, i, heads, slot, mflags, refcount, mapcount, mapping,
                     index, lru_prev, out):
-    """Run loads base + k*stride from k = i as touch_batch does, taking the cached
+    """Run loads base + k*stride from k = i as _touch_batch does, taking the cached
     read faults of [r_start, r_end) (inside the VMA). ``heads`` are the folios caching
     the region's indices from ``lo`` (with prm[_FILL] they are entered in ``slot``
     first; -1 where nothing is cached). Returns the k reached; ``out`` as above."""
@@ -387,7 +387,7 @@ def _kernel_fns():
         from vmsim.fs.ext4 import ext4_file_vm_ops
         from vmsim.arch.x86.mm.fault import access_error
         from vmsim.arch.x86.mm.pgtable import pte_alloc_one, pagetable_free
-        from vmsim.arch.x86.pgtable import pfn_pte, pte_mkdirty, mk_table_entry
+        from vmsim.arch.x86.pgtable import pfn_pte, pte_mkdirty, _mk_table_entry
         from vmsim.arch.x86.pgtable_types import X86_PF_USER
         from vmsim.mm.huge_memory import (thp_vma_allowable_order, vma_thp_disabled,
                                           folio_mk_pmd, TVA_PAGEFAULT, PMD_ORDER)
@@ -490,7 +490,7 @@ def _read_run(k, task, addr, err, base, stride, count, i, compiled, pt, rows):
     prm[_RA_ON] = 1 if ra is not None else 0
     prm[_RA_MISS] = ra.mmap_miss if ra is not None else 0
     prm[_PREALLOC] = -1
-    prm[_TABLE] = fns["mk_table_entry"](0)
+    prm[_TABLE] = fns["_mk_table_entry"](0)
     prm[_FILL] = 1
     if compiled:
         import numpy as np

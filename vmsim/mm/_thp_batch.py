@@ -11,7 +11,7 @@ deposit and withdraw the page-table pages themselves (pgtable_trans_huge_deposit
 withdraw on the PMD table's list in mem_map, mm/pgtable_generic.py) and set the new
 tables' pool rows; the Python side then does what stays Python bookkeeping, in the
 same order: the table pool's row lists, the allocator's commit and the tables'
-free, the RSS and page-table counters, note_downgrade records, the gather's pages.
+free, the RSS and page-table counters, _note_downgrade records, the gather's pages.
 tests/test_thp_batch.py compares the state with the Python path's.
 
 With a tracer installed (or the runs switched off) the Python path runs; with
@@ -207,7 +207,7 @@ def _arrays(k):
 
 
 def _take_rows(pool, n: int) -> list:
-    """The table-pool rows alloc_slot() would give the next ``n`` table pages, in
+    """The table-pool rows _alloc_slot() would give the next ``n`` table pages, in
     order (free rows from the end of the list, then new ones), taking none yet."""
     free = pool.free_slots
     m = min(n, len(free))
@@ -217,7 +217,7 @@ def _take_rows(pool, n: int) -> list:
 
 
 def _commit_rows(pool, tables: list, rows: list):
-    """alloc_slot() of ``tables`` (their rows were taken from _take_rows)."""
+    """_alloc_slot() of ``tables`` (their rows were taken from _take_rows)."""
     free, slot_pfn, share = pool.free_slots, pool.slot_pfn, pool.pt_share_count
     m = min(len(tables), len(free))
     if m:
@@ -243,7 +243,7 @@ def _copy_huge_pmds(dst_vma, src_vma, dst_pmdp: int, src_pmdp: int, addr: int,
     n = (end - addr) >> 21
     if n <= 0 or addr & ((1 << 21) - 1):
         return 0
-    cpu = k.current_cpu()
+    cpu = k._current_cpu()
     pa = k.page_alloc
     first = pa._pcp_first_order0(GFP_PGTABLE_USER, cpu)
     if not first:
@@ -331,7 +331,7 @@ def _zap_huge_pmds(tlb, vma, pmdp: int, addr: int, end: int) -> int:
     mem.np_flags[tarr] = 0
     mem.np_refcount[tarr] = 0
     k.vmstat[vmstat.NR_PAGE_TABLE_PAGES] -= z
-    k.page_alloc.free_unref_folios(tables, [0] * z, k.current_cpu())
+    k.page_alloc.free_unref_folios(tables, [0] * z, k._current_cpu())
     mm.pgtables_bytes -= 4096 * z
     mm.rss_stat[MM_ANONPAGES] -= HPAGE_PMD_NR * z
     tlb.pages.extend(folios)

@@ -1167,8 +1167,8 @@ def _check_all(k, st=None, full=True):
                       (PGTY_table | PG_reserved)).sum())
         if free.overlaps(lo, hi):
             rep(f"reserved range [{lo:#x}, {hi:#x}) overlaps free frames")
-    if k.ptpool.nr_tables() != nboot + len(tp):
-        rep(f"table pool: {k.ptpool.nr_tables()} rows in use, {nboot} boot + {len(tp)} user table pages")
+    if k.ptpool._nr_tables() != nboot + len(tp):
+        rep(f"table pool: {k.ptpool._nr_tables()} rows in use, {nboot} boot + {len(tp)} user table pages")
     # Lost frames: allocated (not free) but held by nobody.
     managed = sum(z.managed_pages for z in k.page_alloc.zones)
     nfree = k.page_alloc.nr_free_pages()

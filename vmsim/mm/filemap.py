@@ -57,7 +57,7 @@ class address_space:
         self.a_ops = a_ops
         # mapping_set_large_folios(): orders up to MAX_PAGECACHE_ORDER (ext4 in 6.18).
         self.max_folio_order = MAX_PAGECACHE_ORDER if large_folios else 0
-        self.id = k.register_object(self)
+        self.id = k._register_object(self)
         self.i_mmap = []
         # The xarray's value entries (vmsim.mm.workingset): shadows by index, the
         # order of each entry by its first index, the nodes on the shadow_nodes list.
@@ -116,7 +116,7 @@ def filemap_alloc_folio(k, gfp: int, order: int) -> int:
     from vmsim.mm.page_alloc import __GFP_COMP
     from vmsim.mm.folio import prep_compound_page
     from vmsim.mm.page_flags import PG_large_rmappable
-    pfn = k.page_alloc.alloc_pages(gfp | (__GFP_COMP if order else 0), order, k.current_cpu())
+    pfn = k.page_alloc.alloc_pages(gfp | (__GFP_COMP if order else 0), order, k._current_cpu())
     if pfn >= 0 and order:
         prep_compound_page(k, pfn, order)
         k.mem.flags[pfn] = k.mem.flags[pfn] | PG_large_rmappable
@@ -263,7 +263,7 @@ def __filemap_get_folio(k, mapping, index: int, fgp_flags: int, gfp: int = None)
     mem.flags[pfn] = mem.flags[pfn] | PG_locked
     # FGP_WRITE: the folio is for a write (__GFP_WRITE), not a refault.
     filemap_add_folio(k, mapping, pfn, index, __GFP_WRITE if fgp_flags & FGP_WRITE else 0)
-    folio_add_lru(k, pfn, k.current_cpu())
+    folio_add_lru(k, pfn, k._current_cpu())
     mem.flags[pfn] = mem.flags[pfn] & ~PG_locked
     return pfn
 

@@ -112,7 +112,7 @@ def sum_mthp_stat(k, order: int, item: str) -> int:
 
 
 # --- the sysfs modes ------------------------------------------------------------------
-def hugepage_enabled_mode(k) -> str:
+def _hugepage_enabled_mode(k) -> str:
     """Return the selected mode of /sys/kernel/mm/transparent_hugepage/enabled."""
     return k.sysfs[THP + "enabled"]
 
@@ -137,11 +137,11 @@ def _huge_anon_orders(k, mode: str) -> int:
 
 
 def hugepage_global_enabled(k) -> bool:
-    return hugepage_enabled_mode(k) != "never"
+    return _hugepage_enabled_mode(k) != "never"
 
 
 def hugepage_global_always(k) -> bool:
-    return hugepage_enabled_mode(k) == "always"
+    return _hugepage_enabled_mode(k) == "always"
 
 
 def transparent_hugepage_use_zero_page(k) -> bool:
@@ -250,7 +250,7 @@ def get_huge_zero_folio(k) -> bool:
         st.huge_zero_refcount += 1
         return True
     pfn = k.page_alloc.alloc_pages((GFP_TRANSHUGE | __GFP_ZERO) & ~__GFP_MOVABLE, PMD_ORDER,
-                                   k.current_cpu())
+                                   k._current_cpu())
     if pfn < 0:
         k.vmstat[vmstat.THP_ZERO_PAGE_ALLOC_FAILED] += 1
         return False
@@ -337,7 +337,7 @@ def _alloc_large_folio(k, gfp: int, order: int) -> int:
     """vma_alloc_folio() for a large order: the buddy block, prep_compound_page and
     folio_prep_large_rmappable(); -1 when no block is free."""
     from vmsim.mm.folio import prep_compound_page
-    pfn = k.page_alloc.alloc_pages(gfp, order, k.current_cpu())
+    pfn = k.page_alloc.alloc_pages(gfp, order, k._current_cpu())
     if pfn < 0:
         return -1
     prep_compound_page(k, pfn, order)
@@ -403,10 +403,10 @@ def pmdp_huge_get_and_clear(mm, addr: int, pmdp: int) -> int:
 
 def pmdp_huge_clear_flush(vma, haddr: int, pmdp: int) -> int:
     """pmdp_huge_clear_flush(): clear and flush_pmd_tlb_range()."""
-    from vmsim.arch.x86.mm.tlb import flush_tlb_range, note_downgrade
+    from vmsim.arch.x86.mm.tlb import flush_tlb_range, _note_downgrade
     old = pmdp_huge_get_and_clear(vma.vm_mm, haddr, pmdp)
     if old & _P:
-        note_downgrade(vma.vm_mm, haddr, haddr + HPAGE_PMD_SIZE)
+        _note_downgrade(vma.vm_mm, haddr, haddr + HPAGE_PMD_SIZE)
         flush_tlb_range(vma, haddr, haddr + HPAGE_PMD_SIZE)
     return old
 
@@ -414,21 +414,21 @@ def pmdp_huge_clear_flush(vma, haddr: int, pmdp: int) -> int:
 def pmdp_invalidate(vma, haddr: int, pmdp: int) -> int:
     """pmdp_invalidate(): mark the PMD not present (pmd_mkinvalid) and flush; the old
     value is returned."""
-    from vmsim.arch.x86.mm.tlb import flush_tlb_range, note_downgrade
+    from vmsim.arch.x86.mm.tlb import flush_tlb_range, _note_downgrade
     pool = vma.vm_mm.kernel.ptpool.mv
     old = pool[pmdp]
     pool[pmdp] = (old & ~_P) | _PROTNONE if old & _P else old
-    note_downgrade(vma.vm_mm, haddr, haddr + HPAGE_PMD_SIZE)
+    _note_downgrade(vma.vm_mm, haddr, haddr + HPAGE_PMD_SIZE)
     flush_tlb_range(vma, haddr, haddr + HPAGE_PMD_SIZE)
     return old
 
 
 def pmdp_set_wrprotect(mm, addr: int, pmdp: int):
-    from vmsim.arch.x86.mm.tlb import note_downgrade
+    from vmsim.arch.x86.mm.tlb import _note_downgrade
     pool = mm.kernel.ptpool.mv
     if pool[pmdp] & _RW:
         pool[pmdp] = pool[pmdp] & ~_RW
-        note_downgrade(mm, addr, addr + HPAGE_PMD_SIZE)
+        _note_downgrade(mm, addr, addr + HPAGE_PMD_SIZE)
 
 
 def pmdp_set_access_flags(vma, haddr: int, pmdp: int, entry: int, dirty: int) -> bool:
@@ -1050,13 +1050,13 @@ def zap_huge_pmd(tlb, vma, pmdp: int, addr: int) -> int:
     """zap_huge_pmd(): clear a whole huge PMD, free its deposited table, drop the rmap
     and gather the folio."""
     from vmsim.mm.mmu_gather import __tlb_adjust_range, __tlb_remove_folio_pages
-    from vmsim.arch.x86.mm.tlb import note_downgrade
+    from vmsim.arch.x86.mm.tlb import _note_downgrade
     mm = tlb.mm
     k = mm.kernel
     orig = pmdp_huge_get_and_clear(mm, addr, pmdp)
     __tlb_adjust_range(tlb, addr, HPAGE_PMD_SIZE)          # tlb_remove_pmd_tlb_entry
     tlb.cleared_pmds = True
-    note_downgrade(mm, addr, addr + HPAGE_PMD_SIZE)
+    _note_downgrade(mm, addr, addr + HPAGE_PMD_SIZE)
     if is_huge_zero_pmd(k, orig):
         zap_deposited_table(mm, pmdp)
         return 1
@@ -1132,7 +1132,7 @@ def change_huge_pmd(tlb, vma, pmdp: int, addr: int, newprot: int, cp_flags: int)
     maps an exclusive THP writable at once); flush it; HPAGE_PMD_NR."""
     from vmsim.arch.x86.pgtable import pte_modify
     from vmsim.mm.mprotect import MM_CP_TRY_CHANGE_WRITABLE, tlb_flush_pte_range
-    from vmsim.arch.x86.mm.tlb import note_downgrade
+    from vmsim.arch.x86.mm.tlb import _note_downgrade
     mm = vma.vm_mm
     pool = mm.kernel.ptpool.mv
     old = pool[pmdp]
@@ -1142,7 +1142,7 @@ def change_huge_pmd(tlb, vma, pmdp: int, addr: int, newprot: int, cp_flags: int)
         entry |= _RW
     pool[pmdp] = entry
     if (old & _RW and not entry & _RW) or (old & _P and not entry & _P):
-        note_downgrade(mm, addr, addr + HPAGE_PMD_SIZE)
+        _note_downgrade(mm, addr, addr + HPAGE_PMD_SIZE)
     tlb_flush_pte_range(tlb, addr, HPAGE_PMD_SIZE)           # tlb_flush_pmd_range
     return HPAGE_PMD_NR
 
@@ -1150,7 +1150,7 @@ def change_huge_pmd(tlb, vma, pmdp: int, addr: int, newprot: int, cp_flags: int)
 def move_huge_pmd(vma, old_addr: int, new_addr: int, old_pmdp: int, new_pmdp: int) -> bool:
     """move_huge_pmd(): move a whole huge PMD (and its deposited table) to an empty
     PMD of the new range."""
-    from vmsim.arch.x86.mm.tlb import note_downgrade, flush_tlb_range
+    from vmsim.arch.x86.mm.tlb import _note_downgrade, flush_tlb_range
     mm = vma.vm_mm
     pool = mm.kernel.ptpool.mv
     if pool[new_pmdp]:
@@ -1162,7 +1162,7 @@ def move_huge_pmd(vma, old_addr: int, new_addr: int, old_pmdp: int, new_pmdp: in
         pgtable = pgtable_trans_huge_withdraw(mm, old_pmdp)
         pgtable_trans_huge_deposit(mm, new_pmdp, pgtable)
     set_pmd_at(mm, new_addr, new_pmdp, pmd)
-    note_downgrade(mm, old_addr, old_addr + HPAGE_PMD_SIZE)
+    _note_downgrade(mm, old_addr, old_addr + HPAGE_PMD_SIZE)
     flush_tlb_range(vma, old_addr, old_addr + HPAGE_PMD_SIZE)
     return True
 
@@ -1188,11 +1188,11 @@ def madvise_free_huge_pmd(tlb, vma, pmdp: int, addr: int, nxt: int) -> bool:
         mem.flags[folio] = mem.flags[folio] & ~PG_dirty
     if orig & (T._PAGE_ACCESSED | T._PAGE_DIRTY):
         pool[pmdp] = orig & ~(T._PAGE_ACCESSED | T._PAGE_DIRTY)
-        from vmsim.arch.x86.mm.tlb import note_downgrade
-        note_downgrade(mm, addr, addr + HPAGE_PMD_SIZE)
+        from vmsim.arch.x86.mm.tlb import _note_downgrade
+        _note_downgrade(mm, addr, addr + HPAGE_PMD_SIZE)
         from vmsim.mm.mmu_gather import __tlb_adjust_range
         __tlb_adjust_range(tlb, addr, HPAGE_PMD_SIZE)
-    folio_mark_lazyfree(k, folio, k.current_cpu())
+    folio_mark_lazyfree(k, folio, k._current_cpu())
     return True
 
 

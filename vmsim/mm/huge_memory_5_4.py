@@ -49,7 +49,7 @@ def do_huge_pmd_wp_page_fallback(vmf, orig_pmd: int, page: int) -> int:
     haddr = vmf.address & H.HPAGE_PMD_MASK
     pages = []
     for i in range(HPAGE_PMD_NR):
-        p = k.page_alloc.alloc_pages(GFP_HIGHUSER_MOVABLE, 0, k.current_cpu())
+        p = k.page_alloc.alloc_pages(GFP_HIGHUSER_MOVABLE, 0, k._current_cpu())
         if p < 0:
             for q in pages:
                 folio_put(k, q)
@@ -66,7 +66,7 @@ def do_huge_pmd_wp_page_fallback(vmf, orig_pmd: int, page: int) -> int:
         if vma.vm_flags & 0x2:                              # maybe_mkwrite(): VM_WRITE
             entry |= T._PAGE_RW
         folio_add_new_anon_rmap(k, p, vma, haddr + (i << 12), RMAP_EXCLUSIVE)
-        folio_add_lru_vma(k, p, vma, k.current_cpu())
+        folio_add_lru_vma(k, p, vma, k._current_cpu())
         set_pte_at(mm, haddr + (i << 12), base + i, entry)
     pmd_populate(mm, vmf.pmd, pgtable)
     H.folio_remove_rmap_pmd(k, page, vma)                   # page_remove_rmap(page, true)
@@ -123,7 +123,7 @@ def do_huge_pmd_wp_page_5_4(vmf) -> int:
     entry = H.maybe_pmd_mkwrite(entry, vma)
     H.pmdp_huge_clear_flush(vma, haddr, vmf.pmd)
     H.folio_add_new_anon_rmap_pmd(k, new_page, vma, haddr, True)
-    folio_add_lru_vma(k, new_page, vma, k.current_cpu())
+    folio_add_lru_vma(k, new_page, vma, k._current_cpu())
     H.set_pmd_at(mm, haddr, vmf.pmd, entry)
     if page < 0:
         mm.rss_stat[MM_ANONPAGES] += HPAGE_PMD_NR

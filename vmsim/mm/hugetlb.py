@@ -254,7 +254,7 @@ def free_contig_range(k, pfn: int, nr_pages: int):
     """free_contig_range() of a gigantic folio: its frames go back to the buddy, in
     MAX_PAGE_ORDER blocks (as __free_pages_core() hands memory to it)."""
     pa = k.page_alloc
-    zone = pa.zone_of(pfn)
+    zone = pa._zone_of(pfn)
     mem = pa.mem
     mem.np_flags[pfn:pfn + nr_pages] = 0
     mem.np_refcount[pfn:pfn + nr_pages] = 0
@@ -294,7 +294,7 @@ def alloc_buddy_hugetlb_folio(h, gfp: int) -> int:
     """alloc_buddy_hugetlb_folio(): an order-9 buddy block (frozen), counting
     htlb_buddy_alloc_success / htlb_buddy_alloc_fail."""
     k = h.k
-    pfn = k.page_alloc.alloc_pages(gfp | __GFP_RETRY_MAYFAIL, h.order, k.current_cpu())
+    pfn = k.page_alloc.alloc_pages(gfp | __GFP_RETRY_MAYFAIL, h.order, k._current_cpu())
     if pfn < 0:
         k.vmstat[vmstat.HTLB_BUDDY_ALLOC_FAIL] += 1
         return -1
@@ -395,7 +395,7 @@ def update_and_free_hugetlb_folio(h, pfn: int):
     mem.flags[pfn] = 0
     mem.index[pfn] = 0
     mem.refcount[pfn] = 0
-    k.page_alloc.free_frozen_pages(pfn, h.order, k.current_cpu())
+    k.page_alloc.free_frozen_pages(pfn, h.order, k._current_cpu())
 
 
 def free_huge_folio(k, pfn: int):
@@ -619,7 +619,7 @@ def _knob(k, path: str):
     return None
 
 
-def is_knob(k, path: str) -> bool:
+def _is_knob(k, path: str) -> bool:
     return _knob(k, path) is not None
 
 
@@ -1184,12 +1184,12 @@ def huge_ptep_get(mm, addr: int, ptep: int) -> int:
 
 def huge_ptep_clear_flush(vma, addr: int, ptep: int) -> int:
     """huge_ptep_clear_flush(): clear and flush the whole huge page's TLB entries."""
-    from vmsim.arch.x86.mm.tlb import flush_tlb_mm_range, note_downgrade
+    from vmsim.arch.x86.mm.tlb import flush_tlb_mm_range, _note_downgrade
     mm = vma.vm_mm
     pte = mm.kernel.ptpool.mv[ptep]
     mm.kernel.ptpool.mv[ptep] = 0
     sz = hstate_vma(vma).huge_page_size()
-    note_downgrade(mm, addr, addr + sz)
+    _note_downgrade(mm, addr, addr + sz)
     flush_tlb_mm_range(mm, addr, addr + sz, 12 + hstate_vma(vma).order, False)
     return pte
 
@@ -1688,7 +1688,7 @@ def hugetlb_change_protection(vma, address: int, end: int, newprot: int, cp_flag
     """hugetlb_change_protection(): apply newprot to each huge PTE (unsharing shared
     PMD tables, which then fault again), flush the range; base pages changed."""
     from vmsim.arch.x86.pgtable import pte_modify
-    from vmsim.arch.x86.mm.tlb import flush_tlb_mm_range, note_downgrade
+    from vmsim.arch.x86.mm.tlb import flush_tlb_mm_range, _note_downgrade
     mm = vma.vm_mm
     k = mm.kernel
     h = hstate_vma(vma)
@@ -1715,7 +1715,7 @@ def hugetlb_change_protection(vma, address: int, end: int, newprot: int, cp_flag
             pool[ptep] = new
             pages += 1
         address += psize
-    note_downgrade(mm, start, end)
+    _note_downgrade(mm, start, end)
     flush_tlb_mm_range(mm, start, end, 12 + h.order, False)     # flush_hugetlb_tlb_range
     k.mmu_notifier_invalidate_range_end(mm, "protection_vma", start, end)
     return pages << h.order if pages > 0 else pages
@@ -1734,7 +1734,7 @@ def hugetlb_madvise_dontneed_range(vma, start: int, end: int):
 def move_hugetlb_page_tables(vma, new_vma, old_addr: int, new_addr: int, length: int) -> int:
     """move_hugetlb_page_tables(): move each huge PTE (a shared PMD table is unshared
     instead: its pages fault in again); the bytes handled."""
-    from vmsim.arch.x86.mm.tlb import flush_tlb_mm_range, note_downgrade
+    from vmsim.arch.x86.mm.tlb import flush_tlb_mm_range, _note_downgrade
     h = hstate_vma(vma)
     sz = h.huge_page_size()
     mm = vma.vm_mm
@@ -1766,7 +1766,7 @@ def move_hugetlb_page_tables(vma, new_vma, old_addr: int, new_addr: int, length:
         old_addr += sz
         new_addr += sz
     start = old_end - length
-    note_downgrade(mm, start, old_end)
+    _note_downgrade(mm, start, old_end)
     flush_tlb_mm_range(mm, start, old_end, 12 + h.order, False)   # flush_hugetlb_tlb_range
     k.mmu_notifier_invalidate_range_end(mm, "clear", start, old_end)
     return length + old_addr - old_end
@@ -1822,7 +1822,7 @@ def hugetlb_split(vma, addr: int):
 
 def hugetlb_unshare_pmds(vma, start: int, end: int):
     """hugetlb_unshare_pmds(): drop this mm's use of shared PMD tables in [start, end)."""
-    from vmsim.arch.x86.mm.tlb import flush_tlb_mm_range, note_downgrade
+    from vmsim.arch.x86.mm.tlb import flush_tlb_mm_range, _note_downgrade
     if not vma.vm_flags & VM_MAYSHARE or start >= end:
         return
     h = hstate_vma(vma)
@@ -1835,6 +1835,6 @@ def hugetlb_unshare_pmds(vma, start: int, end: int):
         if ptep < 0:
             continue
         huge_pmd_unshare(mm, vma, address, ptep)
-    note_downgrade(mm, start, end)
+    _note_downgrade(mm, start, end)
     flush_tlb_mm_range(mm, start, end, 12 + h.order, False)      # flush_hugetlb_tlb_range
     k.mmu_notifier_invalidate_range_end(mm, "clear", start, end)

@@ -193,7 +193,7 @@ def collapse_huge_page(mm, vma, address: int, cc) -> int:
     from vmsim.mm.rmap import folio_remove_rmap_pte
     from vmsim.mm.swap import folio_put, folio_add_lru_vma
     from vmsim.mm.mm_types import MM_ANONPAGES
-    from vmsim.arch.x86.mm.tlb import flush_tlb_range, note_downgrade
+    from vmsim.arch.x86.mm.tlb import flush_tlb_range, _note_downgrade
     from vmsim.arch.x86.pgtable import pmd_clear
     k = mm.kernel
     gfp = H.GFP_TRANSHUGE if (cc.is_khugepaged and k.sysfs[KH + "defrag"] == "1") or \
@@ -215,7 +215,7 @@ def collapse_huge_page(mm, vma, address: int, cc) -> int:
     k.mmu_notifier_invalidate_range_start(mm, "clear", address, address + HPAGE_PMD_SIZE)
     pmd = pool[pmdp]
     pmd_clear(mm, pmdp)                                          # pmdp_collapse_flush()
-    note_downgrade(mm, address, address + HPAGE_PMD_SIZE)
+    _note_downgrade(mm, address, address + HPAGE_PMD_SIZE)
     flush_tlb_range(vma, address, address + HPAGE_PMD_SIZE)
     k.mmu_notifier_invalidate_range_end(mm, "clear", address, address + HPAGE_PMD_SIZE)
     pgtable = (pmd & T.PTE_PFN_MASK) >> 12
@@ -238,7 +238,7 @@ def collapse_huge_page(mm, vma, address: int, cc) -> int:
     entry = H.folio_mk_pmd(folio, vma.vm_page_prot) | T._PAGE_DIRTY | T._PAGE_SOFT_DIRTY
     entry = H.maybe_pmd_mkwrite(entry, vma)
     H.folio_add_new_anon_rmap_pmd(k, folio, vma, address, True)
-    folio_add_lru_vma(k, folio, vma, k.current_cpu())
+    folio_add_lru_vma(k, folio, vma, k._current_cpu())
     H.set_pmd_at(mm, address, pmdp, entry)
     H.deferred_split_folio(k, folio, False)
     return SCAN_SUCCEED

@@ -27,7 +27,7 @@ from vmsim.arch.x86 import pgtable_types as T
 from vmsim.arch.x86.pgtable import pte_offset_map
 from vmsim.arch.x86.pgtable import clear_young_dirty_ptes, CYDP_CLEAR_YOUNG, CYDP_CLEAR_DIRTY
 from vmsim.arch.x86.pgtable import set_pte_at, pte_clear_not_present_full
-from vmsim.arch.x86.mm.tlb import note_downgrade
+from vmsim.arch.x86.mm.tlb import _note_downgrade
 from vmsim.mm import vmstat
 from vmsim.mm.mm_types import (VM_LOCKED, VM_PFNMAP, VM_HUGETLB, VM_IO, VM_SHARED, VM_MAYSHARE,
                                VM_MAYWRITE, VM_RAND_READ, VM_SEQ_READ, VM_DONTCOPY, VM_WIPEONFORK,
@@ -415,7 +415,7 @@ def madvise_free_pte_range(tlb, vma, pmdp: int, addr: int, end: int) -> int:
     from vmsim.mm.huge_memory import _split_large_folios_in
     _split_large_folios_in(vma, pmdp, addr, end)
     ptep = pte_offset_map(mm, pmdp, addr)
-    cpu = k.current_cpu()
+    cpu = k._current_cpu()
     while addr != end:
         ptent = pool[ptep]
         if ptent and ptent & (_P | _PROTNONE):
@@ -431,7 +431,7 @@ def madvise_free_pte_range(tlb, vma, pmdp: int, addr: int, end: int) -> int:
                     if ptent & (T._PAGE_ACCESSED | T._PAGE_DIRTY):
                         clear_young_dirty_ptes(vma, addr, ptep, 1,
                                                CYDP_CLEAR_YOUNG | CYDP_CLEAR_DIRTY)
-                        note_downgrade(mm, addr, addr + 4096)
+                        _note_downgrade(mm, addr, addr + 4096)
                         tlb_remove_tlb_entry(tlb, ptep, addr)
                     folio_mark_lazyfree(k, folio, cpu)
         elif ptent and not is_pte_marker_entry(ptent):
@@ -475,7 +475,7 @@ def madvise_cold(vma, start: int, end: int, pageout: bool) -> int:
     lru_add_drain(mm.kernel)
     tlb = tlb_gather_mmu(mm)
     walk_page_range(mm, start, end,
-                    pmd_entry=lambda pmdp, a, n: madvise_cold_pte_range(tlb, vma, pmdp, a, n, pageout))
+                    pmd_entry=lambda pmdp, a, n: _madvise_cold_pte_range(tlb, vma, pmdp, a, n, pageout))
     tlb_finish_mmu(tlb)
     if pageout and vma.vm_file is not None and hasattr(vma.vm_file, "f_ra"):
         reclaim_pages(vma, start, end)
@@ -526,7 +526,7 @@ def reclaim_pages(vma, start: int, end: int):
             __remove_mapping(k, mapping, folio, True)
 
 
-def madvise_cold_pte_range(tlb, vma, pmdp: int, addr: int, end: int, pageout: bool) -> int:
+def _madvise_cold_pte_range(tlb, vma, pmdp: int, addr: int, end: int, pageout: bool) -> int:
     from vmsim.mm.memory import vm_normal_page
     from vmsim.mm.swap import lruvec_del_folio, lruvec_add_folio
     mm = vma.vm_mm

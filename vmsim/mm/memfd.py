@@ -68,7 +68,7 @@ def shmem_file_setup(k, name: str, size: int, flags: int):
     v = _get_vfs(k)
     sb = _shm_mnt(k)
     inode = v.new_inode(sb, S_IFREG | 0o777)
-    inode.i_ino = k.next_ino()                    # get_next_ino(), as the pseudo files
+    inode.i_ino = k.get_next_ino()                    # get_next_ino(), as the pseudo files
     inode.i_count -= 1                            # no dentry holds it
     inode.i_nlink = 0
     inode.i_size = size

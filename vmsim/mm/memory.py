@@ -16,7 +16,7 @@ from vmsim.arch.x86.pgtable import (
     wrprotect_ptes, pmd_populate, pud_populate, p4d_populate, pgd_populate, pmd_clear, pud_clear,
     p4d_clear, pgd_clear, clear_not_present_full_ptes, PTRS_PER_TABLE)
 from vmsim.arch.x86.mm.pgtable import pte_alloc_one, pmd_alloc_one, pud_alloc_one, p4d_alloc_one, pagetable_free
-from vmsim.arch.x86.mm.tlb import flush_tlb_page, flush_tlb_fix_spurious_fault, note_downgrade
+from vmsim.arch.x86.mm.tlb import flush_tlb_page, flush_tlb_fix_spurious_fault, _note_downgrade
 from vmsim.mm import vmstat, _pte_batch
 from vmsim.mm.mm_types import (
     VM_SHARED, VM_MAYSHARE, VM_WRITE, VM_HUGETLB, VM_PFNMAP, VM_MIXEDMAP, VM_MAYWRITE,
@@ -660,7 +660,7 @@ def ptep_clear_flush(vma, address: int, ptep: int) -> int:
     """ptep_clear_flush(): clear the PTE and flush the TLB entry if it was present."""
     pte = ptep_get_and_clear(vma.vm_mm, address, ptep)
     if pte & _P:
-        note_downgrade(vma.vm_mm, address, address + 4096)
+        _note_downgrade(vma.vm_mm, address, address + 4096)
         flush_tlb_page(vma, address)
     return pte
 
@@ -1146,7 +1146,7 @@ def zap_pte_range(tlb, vma, pmdp: int, addr: int, end: int, details) -> int:
             addr += 4096
             ptep += 1
         if first >= 0:
-            note_downgrade(mm, first, last + 4096)
+            _note_downgrade(mm, first, last + 4096)
         rss = mm.rss_stat
         rss[MM_ANONPAGES] -= rss_anon                       # add_mm_rss_vec()
         rss[MM_FILEPAGES] -= rss_file
@@ -1690,7 +1690,7 @@ def copy_pte_range(dst_vma, src_vma, dst_pmdp: int, src_pmdp: int, addr: int, en
     if is_cow_mapping(src_vma.vm_flags):
         # __copy_present_ptes write-protects the parent's writable PTEs of this range:
         # one record for the range (a superset) instead of one per PTE.
-        note_downgrade(src_mm, addr, end)
+        _note_downgrade(src_mm, addr, end)
     rss = [0] * 4
     batch = _pte_batch._usable(src_vma, False)  # vmsim's compiled runs of order-0 anon / zero PTEs
     if batch:

@@ -146,7 +146,7 @@ def munlock_folio(k, pfn: int):
     from vmsim.mm.swap import PAGEVEC_SIZE
     from vmsim.mm.page_flags import PG_head
     k.mem.refcount[pfn] += 1
-    fb = k.cpu_fbatches[k.current_cpu()]
+    fb = k.cpu_fbatches[k._current_cpu()]
     fb.mlock.append(pfn)
     fb.mlock_how.append(0)
     if len(fb.mlock) >= PAGEVEC_SIZE or k.mem.flags[pfn] & PG_head:

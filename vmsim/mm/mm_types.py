@@ -244,7 +244,7 @@ class mm_struct:
             i += 1
         return i
 
-    def vmas_in(self, start: int, end: int):
+    def _vmas_in(self, start: int, end: int):
         """Return the VMAs intersecting [start, end), in order."""
         i = bisect_right(self.mm_mt_ends, start)
         out = []
@@ -253,7 +253,7 @@ class mm_struct:
             i += 1
         return out
 
-    def vma_store(self, vma):
+    def _vma_store(self, vma):
         """Insert ``vma`` (no overlap allowed) (vma_iter_store())."""
         mt = self.mm_mt
         i = bisect_right(self.mm_mt_ends, vma.vm_start)
@@ -267,7 +267,7 @@ class mm_struct:
             nxt = mt[i + 1]
             gaps._set_gap(nxt, nxt.vm_start - vma.vm_end)
 
-    def vma_remove(self, vma):
+    def _vma_remove(self, vma):
         i = self._index(vma)
         mt = self.mm_mt
         del mt[i]
@@ -280,7 +280,7 @@ class mm_struct:
             nxt = mt[i]
             gaps._set_gap(nxt, nxt.vm_start - (mt[i - 1].vm_end if i else 0))
 
-    def vma_update(self, vma, start: int, end: int):
+    def _vma_update(self, vma, start: int, end: int):
         """Change a VMA's bounds in place, keeping the tree ordered (the new range
         may not overlap another VMA, so the VMA keeps its place)."""
         old_start = vma.vm_start

@@ -372,7 +372,7 @@ def do_mmap(mm, file, addr: int, length: int, prot: int, flags: int, vm_flags: i
     addr = __get_unmapped_area(mm, file, addr, length, pgoff, flags, vm_flags)
     if addr < 0:
         return addr, 0
-    if flags & MAP_FIXED_NOREPLACE and mm.vmas_in(addr, addr + length):
+    if flags & MAP_FIXED_NOREPLACE and mm._vmas_in(addr, addr + length):
         return -errno.EEXIST, 0
     if not mlock_future_ok(mm, vm_flags, length):
         return -errno.EAGAIN, 0
@@ -432,12 +432,12 @@ def mmap_region(mm, file, addr: int, length: int, vm_flags: int, pgoff: int) -> 
     # their pages. One lookup at addr gives the VMA after the new range (or the first
     # one it overlaps) and the one before it, for the merge below.
     nxt, prev = mm.find_vma_prev(addr)
-    old = mm.vmas_in(addr, end) if nxt is not None and nxt.vm_start < end else ()
+    old = mm._vmas_in(addr, end) if nxt is not None and nxt.vm_start < end else ()
     if old:
         err = vms_gather_munmap_vmas(mm, addr, end, old)
         if err:
             return err
-        old = mm.vmas_in(addr, end)
+        old = mm._vmas_in(addr, end)
     nr_pages = nr_accounted = 0                 # vms->nr_pages, vms->nr_accounted
     for v in old:
         n = (v.vm_end - v.vm_start) >> 12
@@ -482,7 +482,7 @@ def mmap_region(mm, file, addr: int, length: int, vm_flags: int, pgoff: int) -> 
             err = shmem_zero_setup(vma)
             if err:
                 return err
-        mm.vma_store(vma)
+        mm._vma_store(vma)
     # __mmap_complete()
     vm_stat_account(mm, vma.vm_flags, pglen)
     if vma.vm_flags & VM_LOCKED:
@@ -573,7 +573,7 @@ def do_brk_flags(mm, vma, addr: int, length: int, vm_flags: int) -> int:
     if merged is None:
         vma = vm_area_struct(mm, addr, addr + length, vm_flags, vm_get_page_prot(vm_flags),
                              addr >> 12)
-        mm.vma_store(vma)
+        mm._vma_store(vma)
     mm.total_vm += length >> 12
     mm.data_vm += length >> 12
     if vm_flags & VM_LOCKED:
@@ -602,7 +602,7 @@ def sys_brk(mm, brk: int) -> int:
         return mm.brk
     if brk <= mm.brk:
         # Always allow shrinking brk, unless the range holds no brk VMA.
-        found = mm.vmas_in(newbrk, oldbrk)
+        found = mm._vmas_in(newbrk, oldbrk)
         if not found or found[0].vm_start >= oldbrk:
             return origbrk
         mm.brk = brk
@@ -669,7 +669,7 @@ def expand_downwards(vma, address: int) -> int:
                 if vma.vm_flags & VM_LOCKED:
                     mm.locked_vm += grow
                 vm_stat_account(mm, vma.vm_flags, grow)
-                mm.vma_update(vma, address, vma.vm_end)
+                mm._vma_update(vma, address, vma.vm_end)
                 vma.vm_pgoff -= grow
                 if vma.vm_flags & VM_ACCOUNT:
                     pass

@@ -62,7 +62,7 @@ class mmu_gather:
         self.cleared_ptes = self.cleared_pmds = self.cleared_puds = self.cleared_p4ds = False
         self.need_flush_all = False
 
-    def reset_range(self):
+    def _reset_range(self):
         self.__tlb_reset_range()
 
     @property
@@ -199,7 +199,7 @@ def tlb_flush_mmu_tlbonly(tlb):
     if not (tlb.fullmm or tlb.end > tlb.start):
         return
     tlb_flush(tlb)
-    tlb.reset_range()
+    tlb._reset_range()
 
 
 def tlb_flush_mmu_free(tlb):

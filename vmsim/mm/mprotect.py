@@ -18,7 +18,7 @@ import errno
 from vmsim.arch.x86 import pgtable_types as T
 from vmsim.arch.x86.pgtable import (pgd_offset, p4d_offset, pud_offset, pmd_offset,
                                     pte_offset_map, pte_modify, pte_mkwrite)
-from vmsim.arch.x86.mm.tlb import note_downgrade
+from vmsim.arch.x86.mm.tlb import _note_downgrade
 from vmsim.arch.x86.mm.pkeys import (ARCH_VM_PKEY_FLAGS, PKEY_ACCESS_MASK, mm_pkey_alloc,
                                      mm_pkey_free, mm_pkey_is_allocated,
                                      arch_override_mprotect_pkey, arch_set_user_pkey_access)
@@ -124,7 +124,7 @@ def change_pte_range(tlb, vma, pmdp: int, addr: int, end: int, newprot: int, cp_
                 mm.kernel, ptep, addr, end, newprot, bool(cp_flags & MM_CP_TRY_CHANGE_WRITABLE),
                 vma)
             for a in flushed:
-                note_downgrade(mm, a, a + 4096)
+                _note_downgrade(mm, a, a + 4096)
             if flushed:
                 tlb_flush_pte_range(tlb, flushed[0], flushed[-1] + 4096 - flushed[0])
             pages += n
@@ -141,7 +141,7 @@ def change_pte_range(tlb, vma, pmdp: int, addr: int, end: int, newprot: int, cp_
                 ptent = pte_mkwrite(ptent, vma)
             modify_prot_commit_ptes(vma, addr, ptep, oldpte, ptent, 1)
             if pte_needs_flush(oldpte, ptent):
-                note_downgrade(mm, addr, addr + 4096)
+                _note_downgrade(mm, addr, addr + 4096)
                 tlb_flush_pte_range(tlb, addr, 4096)
             pages += 1
         elif oldpte:
@@ -327,7 +327,7 @@ def do_mprotect_pkey(mm, start: int, length: int, prot: int, pkey: int) -> int:
     # If userspace did not allocate the pkey, do not let them use it here.
     if pkey != -1 and not mm_pkey_is_allocated(mm, pkey):
         return -errno.EINVAL
-    vmas = mm.vmas_in(start, end)         # vma_find(&vmi, end)
+    vmas = mm._vmas_in(start, end)         # vma_find(&vmi, end)
     if not vmas:
         return -errno.ENOMEM
     vma = vmas[0]

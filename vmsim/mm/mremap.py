@@ -22,7 +22,7 @@ from vmsim.arch.x86 import pgtable_types as T
 from vmsim.arch.x86.pgtable import pgd_offset, p4d_offset, pud_offset, pmd_offset, pte_offset_map
 from vmsim.arch.x86.pgtable import (get_and_clear_ptes, set_ptes, pmd_clear, pmd_populate,
                                     pud_clear, pud_populate)
-from vmsim.arch.x86.mm.tlb import note_downgrade, flush_tlb_range
+from vmsim.arch.x86.mm.tlb import _note_downgrade, flush_tlb_range
 from vmsim.mm.mm_types import (VM_ACCOUNT, VM_LOCKED, VM_LOCKED_MASK, VM_SHARED,
                                VM_MAYSHARE, VM_DONTEXPAND, VM_PFNMAP, VM_HUGETLB)
 from vmsim.uapi import MREMAP_MAYMOVE, MREMAP_FIXED, MREMAP_DONTUNMAP
@@ -134,7 +134,7 @@ def move_ptes(pmc, extent: int, old_pmd: int, new_pmd: int) -> int:
         if pte:
             if pte & (_P | _PROTNONE):
                 force_flush = True
-                note_downgrade(mm, old_addr, old_addr + 4096)
+                _note_downgrade(mm, old_addr, old_addr + 4096)
             pte = get_and_clear_ptes(mm, old_addr, old_ptep, 1)
             set_ptes(mm, new_addr, new_ptep, pte, 1)     # move_pte() is a no-op on x86
         old_addr += 4096
@@ -159,7 +159,7 @@ def move_normal_pmd(pmc, old_pmd: int, new_pmd: int) -> bool:
         return False
     pmd_clear(mm, old_pmd)
     pmd_populate(mm, new_pmd, (pmd & T.PTE_PFN_MASK) >> 12)     # pmd_pgtable(pmd)
-    note_downgrade(mm, pmc.old_addr, pmc.old_addr + PMD_SIZE)
+    _note_downgrade(mm, pmc.old_addr, pmc.old_addr + PMD_SIZE)
     flush_tlb_range(vma, pmc.old_addr, pmc.old_addr + PMD_SIZE)
     return True
 
@@ -176,7 +176,7 @@ def move_normal_pud(pmc, old_pud: int, new_pud: int) -> bool:
         return False
     pud_clear(mm, old_pud)
     pud_populate(mm, new_pud, (pud & T.PTE_PFN_MASK) >> 12)     # pud_pgtable(pud)
-    note_downgrade(mm, pmc.old_addr, pmc.old_addr + PUD_SIZE)
+    _note_downgrade(mm, pmc.old_addr, pmc.old_addr + PUD_SIZE)
     flush_tlb_range(vma, pmc.old_addr, pmc.old_addr + PUD_SIZE)
     return True
 
@@ -188,7 +188,7 @@ def can_align_down(pmc, vma, addr_to_align: int, mask: int) -> bool:
         return False
     if pmc.for_stack and addr_masked >= vma.vm_start:
         return True
-    return not vma.vm_mm.vmas_in(addr_masked, vma.vm_start)
+    return not vma.vm_mm._vmas_in(addr_masked, vma.vm_start)
 
 
 def try_realign_addr(pmc, pagetable_mask: int):
@@ -441,8 +441,8 @@ def move_vma(vrm) -> int:
     return err if err else vrm.new_addr
 
 
-def remap_is_valid(vrm) -> int:
-    """remap_is_valid(): may the VMA be moved or grown to new_len? 0 or -errno."""
+def _remap_is_valid(vrm) -> int:
+    """_remap_is_valid(): may the VMA be moved or grown to new_len? 0 or -errno."""
     from vmsim.mm.mmap import may_expand_vm, mlock_future_ok
     vma = vrm.vma
     old_len, new_len = vrm.old_len, vrm.new_len
@@ -521,7 +521,7 @@ def vma_expandable(vma, delta: int) -> bool:
     end = vma.vm_end + delta
     if end > _U64:
         return False
-    if mm.vmas_in(vma.vm_end, end):
+    if mm._vmas_in(vma.vm_end, end):
         return False
     r = __get_unmapped_area(mm, None, vma.vm_start, end - vma.vm_start, 0, MAP_FIXED, 0)
     return r >= 0 and not r & 0xFFF
@@ -636,7 +636,7 @@ def check_prep_vma(vrm) -> int:
     if not vrm_implies_new_addr(vrm):
         vrm.new_addr = vrm.addr
     if vrm.remap_type == MREMAP_EXPAND or vrm_implies_new_addr(vrm):
-        return remap_is_valid(vrm)
+        return _remap_is_valid(vrm)
     return 0
 
 
@@ -661,7 +661,7 @@ def remap_move(vrm) -> int:
     # for_each_vma_range() stops at end: a DONTUNMAP move next to the source VMA may
     # merge the new VMA into it (copy_vma), and that VMA must not be visited again.
     while cur < end:
-        vmas = mm.vmas_in(cur, end)
+        vmas = mm._vmas_in(cur, end)
         if not vmas:
             break
         vma = vmas[0]

@@ -658,7 +658,7 @@ class PageAllocator:
     _pindex_order = staticmethod(lambda pindex: pindex_to_order(pindex))
 
     # --- entry points ----------------------------------------------------------
-    def zone_of(self, pfn):
+    def _zone_of(self, pfn):
         """Return the zone that spans ``pfn`` (page_zone())."""
         for z in self._zones_desc:
             if pfn >= z.zone_start_pfn:
@@ -826,7 +826,7 @@ class PageAllocator:
 
     def free_frozen_pages(self, pfn: int, order: int, cpu: int = 0):
         """free_frozen_pages() / free_unref_page(): refcount already 0; to pcp or buddy."""
-        z = self.zone_of(pfn)
+        z = self._zone_of(pfn)
         mem = self.mem
         mem.flags[pfn] = 0
         mem.mapping[pfn] = 0
@@ -863,7 +863,7 @@ class PageAllocator:
         commit = self.free_frozen_page_commit
         for pfn, order in zip(pfns, orders):
             if z is None or not z.zone_start_pfn <= pfn < z.zone_end_pfn:
-                z = self.zone_of(pfn)
+                z = self._zone_of(pfn)
                 pcp = z.pcp[cpu]
             flags[pfn] = 0
             mapping[pfn] = 0
@@ -898,7 +898,7 @@ class PageAllocator:
         i = 0
         n = len(pfns)
         while i < n:
-            z = self.zone_of(pfns[i])
+            z = self._zone_of(pfns[i])
             pcp = z.pcp[cpu]
             rows = ((z.fl_head, z.fl_tail, z.np_nr_free, z.st, pcp.head, pcp.tail, pcp.st)
                     if compiled else (z.flh, z.flt, z.nr_free, z.v, pcp.h, pcp.t, pcp.v))
@@ -911,7 +911,7 @@ class PageAllocator:
 
     def is_free(self, pfn: int) -> bool:
         """Return whether ``pfn`` is free: in a buddy block, on a pcp list, or never used."""
-        z = self.zone_of(pfn)
+        z = self._zone_of(pfn)
         if pfn >= z.deferred_pfn:
             return not any(lo <= pfn < hi for lo, hi in z.deferred_reserved)
         flags = self.mem.flags

@@ -19,12 +19,12 @@ _ZERO_PAGE = bytes(PAGE_SIZE)
 INLINE_MAX = 2
 
 
-def inline_encode(off: int, data: bytes) -> int:
+def _inline_encode(off: int, data: bytes) -> int:
     """Return the inline handle of ``data`` at ``off`` (len(data) <= INLINE_MAX)."""
     return off | (len(data) << 12) | (int.from_bytes(data, "little") << 15)
 
 
-def inline_decode(handle: int):
+def _inline_decode(handle: int):
     """Return (offset, bytes) of an inline handle."""
     off = handle & 0xFFF
     n = (handle >> 12) & 7
@@ -38,7 +38,7 @@ def _store(rows, pool, phys, n, value):
     an inline run at the same offset is replaced by one at least as long; zeros that
     change no byte change nothing. Returns False, having changed nothing, when Python
     must do it (PageData.write). Arrays and ints only: the compiled access loops
-    (mmu.touch_batch, tlb._tlb_touch_batch, mmu_batch.access_chunk) inline it."""
+    (mmu._touch_batch, tlb._tlb_touch_batch, mmu_batch.access_chunk) inline it."""
     pfn = phys >> 12
     off = phys & 0xFFF
     h = rows[pfn]
@@ -128,7 +128,7 @@ class PageData:
         if h < 0:
             b = ~h * PAGE_SIZE + off
             return self._mv[b:b + n].tobytes()
-        ioff, data = inline_decode(h)
+        ioff, data = _inline_decode(h)
         lo, hi = max(off, ioff), min(off + n, ioff + len(data))
         if lo >= hi:
             return bytes(n)
@@ -144,17 +144,17 @@ class PageData:
             if h == 0 and not any(data):
                 return                    # zeros into a zero frame change nothing
             if h > 0 and not any(data):
-                ioff, old = inline_decode(h)
+                ioff, old = _inline_decode(h)
                 if off + n <= ioff or off >= ioff + len(old):
                     return                # zeros beside the inline run change nothing
             if h == 0 and n <= INLINE_MAX:
                 if any(data):
-                    self.private[pfn] = inline_encode(off, data)
+                    self.private[pfn] = _inline_encode(off, data)
                 return
             if h > 0:
-                ioff, old = inline_decode(h)
+                ioff, old = _inline_decode(h)
                 if ioff == off and n <= INLINE_MAX and n >= len(old):
-                    self.private[pfn] = inline_encode(off, data)
+                    self.private[pfn] = _inline_encode(off, data)
                     return
             row = self._alloc_row()
             if h > 0:
@@ -206,5 +206,5 @@ class PageData:
         if h == 0:
             return True
         if h > 0:
-            return not any(inline_decode(h)[1])
+            return not any(_inline_decode(h)[1])
         return not self.pool[~h].any()

@@ -68,7 +68,7 @@ def _ra_add(ractl, k, index: int, order: int, mark: bool) -> int:
     mem = k.mem
     mem.flags[pfn] = mem.flags[pfn] | PG_locked | (PG_readahead if mark else 0)
     filemap_add_folio(k, ractl.mapping, pfn, index)
-    folio_add_lru(k, pfn, k.current_cpu())
+    folio_add_lru(k, pfn, k._current_cpu())
     ractl.nr_pages += 1 << order
     ractl.batch.append(pfn)
     return 0

@@ -61,12 +61,12 @@ class anon_vma_chain:
 def anon_vma_alloc(k) -> anon_vma:
     """anon_vma_alloc(): refcount 1, its own root and parent."""
     av = anon_vma(0)
-    av.id = k.register_object(av)
+    av.id = k._register_object(av)
     return av
 
 
 def anon_vma_free(k, av):
-    k.unregister_object(av.id)
+    k._unregister_object(av.id)
     av.id = 0
 
 
@@ -140,7 +140,7 @@ def reusable_anon_vma(old, a, b):
 def find_mergeable_anon_vma(vma):
     """find_mergeable_anon_vma() (mm/vma.c): an adjacent unforked VMA's anon_vma."""
     mm = vma.vm_mm
-    if vma.detached or not mm.mm_mt or all(v is not vma for v in mm.vmas_in(vma.vm_start, vma.vm_end)):
+    if vma.detached or not mm.mm_mt or all(v is not vma for v in mm._vmas_in(vma.vm_start, vma.vm_end)):
         return None
     nxt = mm.vma_next(vma)
     if nxt is not None:

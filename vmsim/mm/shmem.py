@@ -299,7 +299,7 @@ class shmem_inode:
         self.name = name
         self.i_size = size
         self.i_mode = S_IFREG | 0o777
-        self.i_ino = k.next_ino()
+        self.i_ino = k.get_next_ino()
         self.i_mapping = address_space(k, self, True)
         # __shmem_get_inode(): large folios when the mount's huge= is set then.
         if _shm_mnt(k).huge:
@@ -491,7 +491,7 @@ def shmem_alloc_and_add_folio(vmf, gfp: int, inode, index: int, orders: int, k=N
         mem.flags[pfn] = mem.flags[pfn] & ~PG_locked
         folio_put(k, pfn)
         return -errno.ENOSPC
-    folio_add_lru(k, pfn, k.current_cpu())
+    folio_add_lru(k, pfn, k._current_cpu())
     return pfn
 
 
@@ -571,7 +571,7 @@ def shmem_evict_inode(k, inode):
     for index in list(inode.i_mapping.i_pages):
         if index in inode.i_mapping.i_pages:          # a large folio goes whole
             filemap_remove_folio(k, inode.i_mapping, index)
-    k.unregister_object(inode.i_mapping.id)
+    k._unregister_object(inode.i_mapping.id)
 
 
 # --- tmpfs files (the /dev/shm mount): shmem_file_operations, shmem_vm_ops ----------

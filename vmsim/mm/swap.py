@@ -168,7 +168,7 @@ def lru_add_drain_cpu(k, cpu: int):
 def lru_add_drain(k, cpu: int = None):
     """lru_add_drain(): drain the local CPU's batches, then its mlock_fbatch."""
     from vmsim.mm.mlock import mlock_drain_local
-    cpu = k.current_cpu() if cpu is None else cpu
+    cpu = k._current_cpu() if cpu is None else cpu
     lru_add_drain_cpu(k, cpu)
     mlock_drain_local(k, cpu)
 
@@ -291,7 +291,7 @@ def _free_pages_prepare(k, pfn: int) -> int:
 def free_folio(k, pfn: int):
     """free_frozen_pages() for a folio: drop its data and flags, return its frames."""
     order = _free_pages_prepare(k, pfn)
-    k.page_alloc.free_frozen_pages(pfn, order, k.current_cpu())
+    k.page_alloc.free_frozen_pages(pfn, order, k._current_cpu())
 
 
 def free_unref_folios(k, pfns):
@@ -312,7 +312,7 @@ def free_unref_folios(k, pfns):
             data._stale_rows.extend((~h[h < 0]).tolist())
             mem.np_private[arr] = 0
             mem.np_mapcount[arr] = 0
-            k.page_alloc.free_unref_folios(arr, None, k.current_cpu())
+            k.page_alloc.free_unref_folios(arr, None, k._current_cpu())
             return
     if isinstance(pfns, np.ndarray):
         pfns = pfns.tolist()
@@ -325,7 +325,7 @@ def free_unref_folios(k, pfns):
             data.clear(pfn)
         mapcount[pfn] = 0
         orders.append(0)
-    k.page_alloc.free_unref_folios(pfns, orders, k.current_cpu())
+    k.page_alloc.free_unref_folios(pfns, orders, k._current_cpu())
 
 
 def folio_put(k, pfn: int):
@@ -424,7 +424,7 @@ def folio_mark_accessed(k, pfn: int):
     elif f & PG_unevictable:
         pass
     elif not f & PG_active:
-        cpu = k.current_cpu()
+        cpu = k._current_cpu()
         if f & PG_lru:
             folio_activate(k, pfn, cpu)
         else:

@@ -4,7 +4,7 @@ Merging follows 6.18: vma_merge_new_range() (mmap_region, brk: a new range next 
 compatible VMAs expands one of them) and vma_merge_existing_range() (vma_modify: an
 attribute change over the start or end of a VMA moves that part into prev or next),
 both ending in vma_expand()/commit_merge(). mremap uses copy_vma() (through
-vma_merge_copied_range) and vma_merge_extend(). munmap goes through
+_vma_merge_copied_range) and vma_merge_extend(). munmap goes through
 do_vmi_munmap -> do_vmi_align_munmap -> vms_gather_munmap_vmas (splits) ->
 vms_complete_munmap_vmas -> vms_clear_ptes (unmap_vmas + free_pgtables).
 """
@@ -188,14 +188,14 @@ def commit_merge(vmg) -> int:
     # ranges in place (vma_iter_store_overwrite over [start, end)), the one that
     # shrinks first so the ranges never overlap.
     for v in removed:
-        mm.vma_remove(v)
+        mm._vma_remove(v)
     if adjust is not None and not vmg.adjust_next_start:
-        mm.vma_update(adjust, vmg.end, adjust.vm_end)
-    mm.vma_update(vma, vmg.start, vmg.end)
+        mm._vma_update(adjust, vmg.end, adjust.vm_end)
+    mm._vma_update(vma, vmg.start, vmg.end)
     vma.vm_pgoff = vmg.pgoff
     if adjust is not None:
         if vmg.adjust_next_start:
-            mm.vma_update(adjust, vmg.end, adjust.vm_end)
+            mm._vma_update(adjust, vmg.end, adjust.vm_end)
         adjust.vm_pgoff = adj_pgoff
     k = mm.kernel
     for v in removed:                                  # vma_complete(): vp->remove
@@ -312,10 +312,10 @@ def vma_shrink(mm, vma, start: int, end: int, pgoff: int) -> int:
     """vma_shrink(): cut vma down to [start, end) (one end stays put); 0."""
     assert vma.vm_start == start or vma.vm_end == end
     vma_adjust_trans_huge(vma, start, end, None)
-    mm.vma_remove(vma)
+    mm._vma_remove(vma)
     vma.vm_start, vma.vm_end, vma.vm_pgoff = start, end, pgoff
     vma.detached = False
-    mm.vma_store(vma)
+    mm._vma_store(vma)
     return 0
 
 
@@ -346,8 +346,8 @@ def vma_merge_new_range(vmg):
     return None
 
 
-def vma_merge_copied_range(vmg):
-    """vma_merge_copied_range(): vma_merge_new_range() for mremap's copy; vmg.middle
+def _vma_merge_copied_range(vmg):
+    """_vma_merge_copied_range(): vma_merge_new_range() for mremap's copy; vmg.middle
     holds the VMA being copied and becomes vmg.copied_from (anon_vma state is then
     propagated from it by vma_expand).
 
@@ -372,7 +372,7 @@ def vma_merge_extend(vma, delta: int):
 
 def copy_vma(vma, addr: int, length: int, pgoff: int):
     """copy_vma(): a VMA like ``vma`` at [addr, addr+len) for an mremap move, merged
-    into a neighbour (vma_merge_copied_range) when possible, else a vm_area_dup()
+    into a neighbour (_vma_merge_copied_range) when possible, else a vm_area_dup()
     linked in. The kernel's **vmap and *need_rmap_locks become the returned tuple
     (new_vma, vma, need_rmap_locks): vma is the VMA that now holds the source, which
     differs only when an unfaulted anonymous source was merged into the copy.
@@ -391,7 +391,7 @@ def copy_vma(vma, addr: int, length: int, pgoff: int):
         return None, vma, False                        # should never get here
     vmg.pgoff = pgoff
     vmg.next = new_vma                                 # vma_iter_next_rewind()
-    new_vma = vma_merge_copied_range(vmg)
+    new_vma = _vma_merge_copied_range(vmg)
     if new_vma is not None:
         # Source vma may have been merged into new_vma: only possible when it was
         # never faulted and its pgoff was reset to the destination above.
@@ -410,7 +410,7 @@ def copy_vma(vma, addr: int, length: int, pgoff: int):
         get_file(new_vma.vm_file)
     if getattr(new_vma.vm_ops, "open", None):
         new_vma.vm_ops.open(new_vma)
-    mm.vma_store(new_vma)                              # vma_link()
+    mm._vma_store(new_vma)                              # vma_link()
     return new_vma, vma, False
 
 
@@ -439,13 +439,13 @@ def __split_vma(mm, vma, addr: int, new_below: bool):
     pgoff_delta = (addr - vma.vm_start) >> 12
     if new_below:
         new.vm_end = addr
-        mm.vma_update(vma, addr, vma.vm_end)
+        mm._vma_update(vma, addr, vma.vm_end)
         vma.vm_pgoff += pgoff_delta
     else:
         new.vm_start = addr
         new.vm_pgoff += pgoff_delta
-        mm.vma_update(vma, vma.vm_start, addr)
-    mm.vma_store(new)
+        mm._vma_update(vma, vma.vm_start, addr)
+    mm._vma_store(new)
     return new
 
 
@@ -564,11 +564,11 @@ def do_vmi_align_munmap(mm, start: int, end: int, vmas) -> int:
     err = vms_gather_munmap_vmas(mm, start, end, vmas)
     if err:
         return err
-    vmas = mm.vmas_in(start, end)
+    vmas = mm._vmas_in(start, end)
     prev = mm.vma_prev(vmas[0])
     nxt = mm.vma_next(vmas[-1])
     for vma in vmas:
-        mm.vma_remove(vma)
+        mm._vma_remove(vma)
     # vms_complete_munmap_vmas(): no lru_add_drain() here in 6.18 (the real kernel
     # keeps a pending MADV_FREE batch across an unrelated munmap).
     vms_clear_ptes(mm, vmas, start, end,
@@ -583,7 +583,7 @@ def do_vmi_align_munmap(mm, start: int, end: int, vmas) -> int:
         if vma.vm_flags & VM_ACCOUNT:
             k.committed_as -= npages                      # vm_unacct_memory()
         remove_vma(k, vma)
-    k.mmu_notifier_range_done(mm)
+    k._mmu_notifier_range_done(mm)
     return 0
 
 
@@ -621,7 +621,7 @@ def do_vmi_munmap(mm, start: int, length: int) -> int:
     end = start + ((length + 0xFFF) & ~0xFFF)
     if end == start:
         return -errno.EINVAL
-    vmas = mm.vmas_in(start, end)
+    vmas = mm._vmas_in(start, end)
     if not vmas:
         return 0
     return do_vmi_align_munmap(mm, start, end, vmas)

@@ -21,7 +21,7 @@ ACCESS_READ = X86_PF_USER
 ACCESS_WRITE = X86_PF_USER | X86_PF_WRITE
 ACCESS_FETCH = X86_PF_USER | X86_PF_INSTR
 
-_impl = {"translate": mmu.translate, "touch_batch": mmu.touch_batch, "compiled": False,
+_impl = {"translate": mmu.translate, "_touch_batch": mmu._touch_batch, "compiled": False,
          "tlb_translate": _hwtlb.tlb_translate, "tlb_touch_batch": _hwtlb.tlb_touch_batch,
          "tlb_compiled": False}
 # [walk, TLB model]: True while that part runs as plain Python only until its work pays
@@ -41,9 +41,9 @@ def _use_compiled(flag: bool):
 def _use(walk: bool, tlb: bool):
     if walk:
         tr, tb = mmu.compiled()
-        _impl.update(translate=tr, touch_batch=tb, compiled=True)
+        _impl.update(translate=tr, _touch_batch=tb, compiled=True)
     else:
-        _impl.update(translate=mmu.translate, touch_batch=mmu.touch_batch, compiled=False)
+        _impl.update(translate=mmu.translate, _touch_batch=mmu._touch_batch, compiled=False)
     if tlb:
         _impl.update(tlb_translate=_compile_tlb_on_first_use("tlb_translate"),
                      tlb_touch_batch=_compile_tlb_on_first_use("tlb_touch_batch"),
@@ -192,7 +192,7 @@ def touch(k, task, base: int, stride: int, count: int, write: bool, value: int) 
     cr3 = k.cpus[task.cpu].cr3
     la57 = k.la57
     pkru = task.pkru             # CR4.PKE clear: task.pkru stays 0
-    batch = _impl["touch_batch"]
+    batch = _impl["_touch_batch"]
     regs = pt_regs(0)            # data accesses: the instruction pointer is elsewhere
     sbase = s64(base)
     last_i = last_err = -1

@@ -92,7 +92,7 @@ def _walk(pt, rows, row, shift, addr, access, pkru, rights):
             pte_rights = rights
 
 
-def touch_batch(pt, rows, pool, cr3_pfn, la57, base, stride, count, i, access, value, out, pkru=0):
+def _touch_batch(pt, rows, pool, cr3_pfn, la57, base, stride, count, i, access, value, out, pkru=0):
     """Run accesses base + k*stride for k in [i, count); return the k that stopped.
 
     Stops on a fault (out[0] = error code, out[1] = address) or on a store that needs
@@ -119,7 +119,7 @@ _compiled = None
 
 
 def compiled():
-    """Return (translate, touch_batch) compiled by numba, cached in the user's cache folder.
+    """Return (translate, _touch_batch) compiled by numba, cached in the user's cache folder.
 
     Each is rebuilt over globals in which the functions it calls are compiled ones
     (``_walk`` and ``_store`` inlined at numba's IR level), so no call goes back into
@@ -135,6 +135,6 @@ def compiled():
         tr = _njit(types.FunctionType(translate.__code__, g, "translate", translate.__defaults__),
                    nogil=True, _nrt=False)
         g["translate"] = tr
-        tb = types.FunctionType(touch_batch.__code__, g, "touch_batch", touch_batch.__defaults__)
+        tb = types.FunctionType(_touch_batch.__code__, g, "_touch_batch", _touch_batch.__defaults__)
         _compiled = (tr, _njit(tb, nogil=True, _nrt=False))
     return _compiled

@@ -42,7 +42,7 @@ class PageTablePool:
         self.used = 0
         self.max_tables = max_tables
 
-    def alloc_slot(self, pfn: int) -> int:
+    def _alloc_slot(self, pfn: int) -> int:
         if self.free_slots:
             slot = self.free_slots.pop()
             self.slot_pfn[slot] = pfn
@@ -56,14 +56,14 @@ class PageTablePool:
             self.pt_share_count.append(0)
         return slot
 
-    def free_slot(self, slot: int):
+    def _free_slot(self, slot: int):
         base = slot * PTRS_PER_TABLE
         self.arr[base:base + PTRS_PER_TABLE] = 0
         self.slot_pfn[slot] = 0
         self.free_slots.append(slot)
 
     def _alloc_slots(self, pfns):
-        """alloc_slot() of each of ``pfns`` in turn; returns their rows."""
+        """_alloc_slot() of each of ``pfns`` in turn; returns their rows."""
         out = []
         free, slot_pfn, share = self.free_slots, self.slot_pfn, self.pt_share_count
         for pfn in pfns:
@@ -73,11 +73,11 @@ class PageTablePool:
                 share[slot] = 0
                 out.append(slot)
             else:
-                out.append(self.alloc_slot(pfn))
+                out.append(self._alloc_slot(pfn))
         return out
 
     def _free_slots(self, slots, empty: bool = False):
-        """free_slot() of each of ``slots`` in turn (the rows zeroed in one store, or
+        """_free_slot() of each of ``slots`` in turn (the rows zeroed in one store, or
         not at all when the caller knows them ``empty``: writing zeros would map
         host pages for rows never written)."""
         if len(slots) and not empty:
@@ -87,7 +87,7 @@ class PageTablePool:
             slot_pfn[slot] = 0
         self.free_slots.extend(slots)
 
-    def nr_tables(self) -> int:
+    def _nr_tables(self) -> int:
         return self.used - len(self.free_slots)
 
 
@@ -195,12 +195,12 @@ def pte_modify(pte: int, newprot: int) -> int:
     return (pte & _PAGE_CHG_MASK) | (newprot & ~_PAGE_CHG_MASK)
 
 
-def mk_table_entry(pfn: int) -> int:
+def _mk_table_entry(pfn: int) -> int:
     """The entry a p*d_populate() writes for a user table: _PAGE_TABLE | pfn."""
     return (pfn << PAGE_SHIFT) | _PAGE_PRESENT | _PAGE_RW | _PAGE_USER | _PAGE_ACCESSED | _PAGE_DIRTY
 
 
-def mk_kernel_table_entry(pfn: int) -> int:
+def _mk_kernel_table_entry(pfn: int) -> int:
     """_KERNPG_TABLE | pfn, as init_mm's tables are populated."""
     return (pfn << PAGE_SHIFT) | _PAGE_PRESENT | _PAGE_RW | _PAGE_ACCESSED | _PAGE_DIRTY
 
@@ -254,7 +254,7 @@ def pmd_pgtable(mm, pmd: int) -> int:
     return (pmd & _PFN_MASK) >> PAGE_SHIFT
 
 
-def ptr_table_pfn(mm, ptr: int) -> int:
+def _ptr_table_pfn(mm, ptr: int) -> int:
     """Return the PFN of the table page holding entry pointer ``ptr``."""
     return mm.kernel.ptpool.slot_pfn[ptr // PTRS_PER_TABLE]
 
@@ -385,22 +385,22 @@ def clear_young_dirty_ptes(vma, addr: int, ptep: int, nr: int, flags: int):
 # entry pointer only; vmsim's also take the mm, whose pool the pointer indexes.
 def pmd_populate(mm, pmdp: int, pfn: int):
     """pmd_populate(): point an empty PMD at the PTE table ``pfn`` (_PAGE_TABLE)."""
-    mm.kernel.ptpool.mv[pmdp] = mk_table_entry(pfn)
+    mm.kernel.ptpool.mv[pmdp] = _mk_table_entry(pfn)
 
 
 def pud_populate(mm, pudp: int, pfn: int):
     """pud_populate(): point an empty PUD at the PMD table ``pfn``."""
-    mm.kernel.ptpool.mv[pudp] = mk_table_entry(pfn)
+    mm.kernel.ptpool.mv[pudp] = _mk_table_entry(pfn)
 
 
 def p4d_populate(mm, p4dp: int, pfn: int):
     """p4d_populate(): point an empty P4D (the PGD entry on 4-level) at a PUD table."""
-    mm.kernel.ptpool.mv[p4dp] = mk_table_entry(pfn)
+    mm.kernel.ptpool.mv[p4dp] = _mk_table_entry(pfn)
 
 
 def pgd_populate(mm, pgdp: int, pfn: int):
     """pgd_populate(): point an empty PGD entry at a P4D table (5-level only)."""
-    mm.kernel.ptpool.mv[pgdp] = mk_table_entry(pfn)
+    mm.kernel.ptpool.mv[pgdp] = _mk_table_entry(pfn)
 
 
 def pmd_clear(mm, pmdp: int):

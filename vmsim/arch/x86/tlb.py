@@ -524,7 +524,7 @@ def _l1_hit(ent, geo, clock, stats, cpu, pcid, s, addr, access, pkru):
 
 def _tlb_touch_batch(pt, rows, pool, cr3_pfn, la57, base, stride, count, i, access, value, out,
                     pkru, ent, geo, clock, stats, cpu, pcid, check, bad):
-    """mmu.touch_batch through the TLB (same contract; also stops when the checker
+    """mmu._touch_batch through the TLB (same contract; also stops when the checker
     found a stale hit: out[0] = -2)."""
     while i < count:
         addr = base + i * stride

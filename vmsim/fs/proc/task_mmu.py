@@ -673,7 +673,7 @@ def pagemap_read(mm, offset: int, count: int, show_pfn: bool = True):
         return b""
     n = (end_vaddr - start_vaddr) >> PAGE_SHIFT
     out = np.zeros(n, dtype=np.uint64)
-    for vma in mm.vmas_in(start_vaddr, end_vaddr):
+    for vma in mm._vmas_in(start_vaddr, end_vaddr):
         lo, hi = max(vma.vm_start, start_vaddr), min(vma.vm_end, end_vaddr)
         if vma.vm_flags & VM_SOFTDIRTY:
             out[(lo - start_vaddr) >> PAGE_SHIFT:(hi - start_vaddr) >> PAGE_SHIFT] = PM_SOFT_DIRTY

@@ -16,10 +16,10 @@ KERNEL_PGD_BOUNDARY = 256
 
 def pagetable_alloc(k) -> int:
     """pagetable_alloc() + __pagetable_ctor(): a zeroed, accounted table page, or -1."""
-    pfn = k.page_alloc.alloc_pages(GFP_PGTABLE_USER, 0, k.current_cpu())
+    pfn = k.page_alloc.alloc_pages(GFP_PGTABLE_USER, 0, k._current_cpu())
     if pfn < 0:
         return -1
-    k.mem.private[pfn] = k.ptpool.alloc_slot(pfn)
+    k.mem.private[pfn] = k.ptpool._alloc_slot(pfn)
     k.mem.flags[pfn] = PGTY_table
     k.vmstat[vmstat.NR_PAGE_TABLE_PAGES] += 1
     return pfn
@@ -28,12 +28,12 @@ def pagetable_alloc(k) -> int:
 def pagetable_free(k, pfn: int):
     """pagetable_dtor_free(): unaccount and return a table page."""
     mem = k.mem
-    k.ptpool.free_slot(mem.private[pfn])
+    k.ptpool._free_slot(mem.private[pfn])
     mem.private[pfn] = 0
     mem.flags[pfn] = 0
     k.vmstat[vmstat.NR_PAGE_TABLE_PAGES] -= 1
     mem.refcount[pfn] = 0
-    k.page_alloc.free_frozen_pages(pfn, 0, k.current_cpu())
+    k.page_alloc.free_frozen_pages(pfn, 0, k._current_cpu())
 
 
 def pte_alloc_one(mm) -> int:

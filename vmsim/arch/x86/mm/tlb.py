@@ -14,7 +14,7 @@ Counters: NR_TLB_REMOTE_FLUSH, NR_TLB_REMOTE_FLUSH_RECEIVED, NR_TLB_LOCAL_FLUSH_
 NR_TLB_LOCAL_FLUSH_ONE (pages, not events) exist in Linux only with
 CONFIG_DEBUG_TLBFLUSH (off on the reference machine); vmsim always counts them.
 
-The debug checker's record is kept too: note_downgrade() records that a range lost a
+The debug checker's record is kept too: _note_downgrade() records that a range lost a
 translation or permission, flush_tlb_mm_range() clears what it covers, and a record
 left when a syscall returns is a missing flush. ``k.tlb_flushes`` keeps the most
 recent flushes only (at least TLB_FLUSH_RECORD). The stale-TLB checker (on a TLB hit,
@@ -286,7 +286,7 @@ def get_flush_tlb_info(k, mm, start, end, stride_shift, freed_tables, new_tlb_ge
     info.stride_shift = stride_shift
     info.freed_tables = freed_tables
     info.new_tlb_gen = new_tlb_gen
-    info.initiating_cpu = k.current_cpu()
+    info.initiating_cpu = k._current_cpu()
     info.trim_cpumask = False
     return info
 
@@ -390,7 +390,7 @@ def flush_tlb_multi(k, cpumask, info):
     native_flush_tlb_multi(k, cpumask, info)
 
 
-def note_downgrade(mm, start: int, end: int):
+def _note_downgrade(mm, start: int, end: int):
     """Record that [start, end) lost a translation or a permission in ``mm`` (for the
     debug checker), with the model function that did it."""
     mm.kernel.tlb_pending.append((mm, start, end, sys._getframe(1).f_code.co_name))
@@ -419,7 +419,7 @@ def flush_tlb_mm_range(mm, start: int, end: int, stride_shift: int = 12, freed_t
     the other CPUs of mm_cpumask by IPI, or only this CPU when it alone has the mm."""
     k = mm.kernel
     _record_flush(k, mm, start, end, freed_tables)
-    cpu = k.current_cpu()
+    cpu = k._current_cpu()
     new_tlb_gen = inc_mm_tlb_gen(mm)
     info = get_flush_tlb_info(k, mm, start, end, stride_shift, freed_tables, new_tlb_gen)
     mask = mm.cpumask
@@ -460,7 +460,7 @@ def _flush_tlb_pages(vma, addrs):
     k = mm.kernel
     i, n = 0, len(addrs)
     while i < n:
-        cpu = k.current_cpu()
+        cpu = k._current_cpu()
         ts = _ts(k, cpu)
         mask = mm.cpumask
         asid = ts.loaded_mm_asid
@@ -496,7 +496,7 @@ def flush_tlb_kernel_range(k, start: int, end: int):
     """flush_tlb_kernel_range(): every CPU, entry by entry up to the ceiling, else
     __flush_tlb_all (kernel mappings may be global)."""
     full = end == TLB_FLUSH_ALL or (end - start) >> 12 > tlb_single_page_flush_ceiling
-    me = k.current_cpu()
+    me = k._current_cpu()
     for cpu in range(k.ncpus):
         if cpu != me:
             _ts(k, me).events["ipi_sent"] += 1
@@ -533,7 +533,7 @@ def arch_tlbbatch_add_pending(batch, mm, start: int, end: int):
 def arch_tlbbatch_flush(k, batch):
     """arch_tlbbatch_flush(): a full flush (mm NULL, TLB_GENERATION_INVALID) on the
     batch's CPUs."""
-    cpu = k.current_cpu()
+    cpu = k._current_cpu()
     info = get_flush_tlb_info(k, None, 0, TLB_FLUSH_ALL, 0, False, TLB_GENERATION_INVALID)
     if batch.cpumask and (len(batch.cpumask) > 1 or cpu not in batch.cpumask):
         flush_tlb_multi(k, batch.cpumask, info)
