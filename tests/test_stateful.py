@@ -12,8 +12,9 @@ madvise(DONTNEED/FREE) skips holes and returns ENOMEM; POPULATE stops at the fir
 hole (ENOMEM) or a VMA whose protection forbids the access (EINVAL, as measured on
 the 6.18 host, like MADV_FREE on shared memory and the partial mprotect).
 
-Profiles: the default run is small; HYPOTHESIS_PROFILE=long runs long sequences
-(with the checker every 5 syscalls to keep them tractable).
+Profiles: the default run is small (10 sequences of 30 steps); pytest -m slow runs 100
+of 60 (TestVMStateMachineLong); HYPOTHESIS_PROFILE=long runs 300 of 120 (with the
+checker every 5 syscalls to keep them tractable).
 """
 import errno
 import importlib
@@ -55,7 +56,7 @@ HAVE_MREMAP = _have("vmsim.mm.mremap")
 
 # Under CI the examples come from a fixed seed (a red CI must mean a change broke
 # something); local runs explore new random sequences every time.
-settings.register_profile("vmsim-default", max_examples=25, stateful_step_count=30, deadline=None,
+settings.register_profile("vmsim-default", max_examples=10, stateful_step_count=30, deadline=None,
                           derandomize=bool(os.environ.get("CI")),
                           suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("long", max_examples=300, stateful_step_count=120, deadline=None,
@@ -493,6 +494,13 @@ class VMStateMachine(RuleBasedStateMachine):
 
 TestVMStateMachine = VMStateMachine.TestCase
 TestVMStateMachine.settings = settings.get_profile("long" if LONG else "vmsim-default")
+
+
+@pytest.mark.slow
+class TestVMStateMachineLong(VMStateMachine.TestCase):
+    settings = settings(max_examples=100, stateful_step_count=60, deadline=None,
+                        derandomize=bool(os.environ.get("CI")),
+                        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
 def test_skipped_rules_are_reported():
