@@ -222,6 +222,64 @@ def test_errnos():
     p.msync(a, 4096, MS_ASYNC | MS_INVALIDATE)
 
 
+
+@pytest.mark.parametrize("path", ["/tmp/ea", "/dev/shm/ea"])
+def test_more_errnos_as_the_kernel_gives_them(path):
+    """Each errno below was seen on the reference machine (Linux 6.18.44) with the same
+    calls through Python's os module and libc (fallocate, mmap, mlock, msync) on a file
+    in /tmp (ext4) and in /dev/shm (tmpfs): both gave the same answers."""
+    from vmsim import POSIX_FADV_NORMAL
+    m = Machine(memory="256M")
+    p = m.spawn()
+
+    def err(fn, *a):
+        try:
+            fn(*a)
+        except OSError as e:
+            return e.errno
+        return 0
+    fd = p.open(path, O_RDWR | O_CREAT | O_TRUNC)
+    p.pwrite(fd, b"a" * 8192, 0)
+    ap = p.open(path, O_RDWR | O_APPEND)
+    ro = p.open(path, O_RDONLY)
+    wo = p.open(path, O_WRONLY)
+    # do_ftruncate / vfs_fallocate refuse only an append-only inode (chattr +a), not
+    # an O_APPEND descriptor.
+    assert err(p.ftruncate, ap, 3 * 4096) == 0
+    assert err(p.fallocate, ap, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 4096) == 0
+    assert p.pread(fd, 2, 4095) == b"\0a"
+    assert p.lseek(fd, 0, 2) == 3 * 4096
+    assert err(p.fallocate, fd, 0, 0, 0) == errno.EINVAL
+    assert err(p.fallocate, fd, 0, -1, 4096) == errno.EINVAL
+    assert err(p.fallocate, fd, 0x100, 0, 4096) == errno.EOPNOTSUPP
+    assert err(p.fallocate, fd, FALLOC_FL_PUNCH_HOLE, 0, 4096) == errno.EOPNOTSUPP
+    assert err(p.pwrite, ro, b"x", 0) == errno.EBADF
+    assert err(p.pwrite, fd, b"x", -1) == errno.EINVAL
+    assert err(p.pread, wo, 1, 0) == errno.EBADF
+    assert err(p.fsync, 999) == errno.EBADF
+    assert err(p.fdatasync, 999) == errno.EBADF
+    assert err(p.posix_fadvise, 999, 0, 0, POSIX_FADV_NORMAL) == errno.EBADF
+    assert err(p.posix_fadvise, fd, 0, -1, POSIX_FADV_NORMAL) == errno.EINVAL
+    assert err(p.ftruncate, 999, 0) == errno.EBADF
+    assert err(p.lseek, fd, 0, 9) == errno.EINVAL
+    assert err(p.mmap, 0, 4096, PROT_READ, MAP_SHARED, wo, 0) == errno.EACCES
+    assert err(p.mmap, 0, 0, PROT_READ, MAP_SHARED, fd, 0) == errno.EINVAL
+    # A writable shared mapping of an O_APPEND descriptor is fine (IS_APPEND again).
+    a = p.mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, ap, 0)
+    p.munmap(a, 4096)
+    # msync(MS_INVALIDATE) of a VM_LOCKED VMA is EBUSY, with or without MS_SYNC.
+    a = p.mmap(0, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+    p.mlock(a, 8192)
+    assert err(p.msync, a, 8192, MS_INVALIDATE) == errno.EBUSY
+    assert err(p.msync, a, 8192, MS_INVALIDATE | MS_SYNC) == errno.EBUSY
+    assert err(p.msync, a, 8192, 8) == errno.EINVAL
+    assert err(p.msync, a, 8192, MS_SYNC) == 0
+    p.munmap(a, 8192)
+    for x in (fd, ap, ro, wo):
+        p.close(x)
+    p.unlink(path)
+    m.check()
+
 def test_fds_inherited_by_fork_closed_at_exit():
     m = Machine(memory="256M")
     p = m.spawn()
