@@ -536,3 +536,52 @@ def test_fault_around_bytes_knob():
     r0 = p.getrusage().ru_minflt
     p.touch(b, 64 * 4096)
     assert p.getrusage().ru_minflt - r0 == 64
+
+
+def test_read_marks_each_folio_accessed_once_per_read():
+    """filemap_read() marks a folio accessed once per read, and not at all when the
+    read starts in the folio where the previous read ended (pos_same_folio against
+    ra->prev_pos). Seen on Linux 6.18.44 here with os.pread on a fsynced, then
+    POSIX_FADV_DONTNEED file in /tmp (meminfo deltas in kB, same in two runs):
+    - one 32 MiB read of a cold 32 MiB file: Inactive(file) +32768, Active(file) 0
+      (its large folios are not activated by their several pages); a second read
+      moves all of it to Active(file);
+    - 8 MiB: two 100-byte reads per page (at 0 and 100): Inactive(file) +8192,
+      Active(file) 0; then one 100-byte read per page at 200: all 8192 kB activated."""
+    from vmsim import POSIX_FADV_DONTNEED
+    # 10,000 syscalls: the per-syscall checker would take minutes; one full pass at the end.
+    m = Machine(memory="512M", debug_vm=False)
+    p = m.spawn()
+
+    def lru():
+        mi = meminfo(m)
+        return mi["Active(file)"], mi["Inactive(file)"]
+
+    def delta(fn):
+        a0, i0 = lru()
+        fn()
+        a1, i1 = lru()
+        return a1 - a0, i1 - i0
+    fd = p.open("/tmp/acc", O_RDWR | O_CREAT | O_TRUNC)
+    p.write_fd(fd, b"a" * (32 * MiB))
+    p.fsync(fd)
+    p.posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)
+    assert delta(lambda: p.pread(fd, 32 * MiB, 0)) == (0, 32768)
+    assert delta(lambda: p.pread(fd, 32 * MiB, 0)) == (32768, -32768)
+
+    fd = p.open("/tmp/acc8", O_RDWR | O_CREAT | O_TRUNC)
+    p.write_fd(fd, b"b" * (8 * MiB))
+    p.fsync(fd)
+    p.posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)
+
+    def pairs():
+        for off in range(0, 8 * MiB, 4096):
+            p.pread(fd, 100, off)
+            p.pread(fd, 100, off + 100)
+
+    def jumps():
+        for off in range(0, 8 * MiB, 4096):
+            p.pread(fd, 100, off + 200)
+    assert delta(pairs) == (0, 8192)
+    assert delta(jumps) == (8192, -8192)
+    m.check()
