@@ -585,3 +585,25 @@ def test_read_marks_each_folio_accessed_once_per_read():
     assert delta(pairs) == (0, 8192)
     assert delta(jumps) == (8192, -8192)
     m.check()
+
+
+@pytest.mark.parametrize("latency", [0, 250_000])
+def test_disk_requests_cost_the_configured_latency_and_count_as_io(latency):
+    """Machine(disk_latency_ns=) is the simulated device's cost per request: a cold
+    16 MiB read-touch reads 16384 kB (pgpgin, as on 6.18.44: test above) in requests
+    of at most max_sectors_kb (4096 on this machine's vda), each costing the latency;
+    fsync's write-back counts in pgpgout."""
+    m = Machine(memory="256M", disk_latency_ns=latency)
+    p = m.spawn()
+    fd = _file(m, p, "/tmp/lat", 16 * MiB)
+    bdev = p._file(fd).f_inode.i_sb.s_bdev
+    out0 = vmstat(m)["pgpgout"]
+    p.pwrite(fd, b"w" * 8192, 0)
+    p.fsync(fd)
+    assert vmstat(m)["pgpgout"] - out0 >= 8
+    r0, b0 = bdev.nr_reads, bdev.busy_ns
+    a, minflt, majflt, v = _cold_touch(m, p, fd, 16 * MiB)
+    assert v["pgpgin"] == 16384 and majflt == 1
+    nreq = bdev.nr_reads - r0
+    assert nreq >= 16384 // 4096
+    assert bdev.busy_ns - b0 == nreq * latency
