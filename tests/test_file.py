@@ -607,3 +607,36 @@ def test_disk_requests_cost_the_configured_latency_and_count_as_io(latency):
     nreq = bdev.nr_reads - r0
     assert nreq >= 16384 // 4096
     assert bdev.busy_ns - b0 == nreq * latency
+
+
+@pytest.mark.no_final_check
+def test_checker_catches_broken_file_state():
+    """The debug checker's file part (debug_vm._check_file_state): nr_dirty against
+    the dirty disk-file folios, nothing under writeback between syscalls, nothing
+    left in the page cache of an evicted inode."""
+    from vmsim.mm import debug_vm, vmstat as vs
+    from vmsim.mm.filemap import PG_writeback
+    m = Machine(memory="256M")
+    p = m.spawn()
+    k = m.k
+    fd = p.open("/tmp/chk", O_RDWR | O_CREAT)
+    p.pwrite(fd, b"d" * 4096, 0)
+    ino = p._file(fd).f_inode
+    mapping = ino.i_mapping
+    folio = mapping.i_pages[0]
+    debug_vm.check_all(k)
+
+    def fails(mutate, undo, what):
+        mutate()
+        with pytest.raises(AssertionError, match=what):
+            debug_vm.check_all(k)
+        undo()
+        debug_vm.check_all(k)
+    n = k.vmstat[vs.NR_DIRTY]
+    fails(lambda: k.vmstat.__setitem__(vs.NR_DIRTY, n + 1),
+          lambda: k.vmstat.__setitem__(vs.NR_DIRTY, n), "nr_dirty")
+    f = k.mem.flags[folio]
+    fails(lambda: k.mem.flags.__setitem__(folio, f | PG_writeback),
+          lambda: k.mem.flags.__setitem__(folio, f), "under writeback")
+    fails(lambda: setattr(ino, "i_mapping", None),
+          lambda: setattr(ino, "i_mapping", mapping), "evicted inode still holds 1 folios")
