@@ -222,6 +222,64 @@ def test_errnos():
     p.msync(a, 4096, MS_ASYNC | MS_INVALIDATE)
 
 
+
+@pytest.mark.parametrize("path", ["/tmp/ea", "/dev/shm/ea"])
+def test_more_errnos_as_the_kernel_gives_them(path):
+    """Each errno below was seen on the reference machine (Linux 6.18.44) with the same
+    calls through Python's os module and libc (fallocate, mmap, mlock, msync) on a file
+    in /tmp (ext4) and in /dev/shm (tmpfs): both gave the same answers."""
+    from vmsim import POSIX_FADV_NORMAL
+    m = Machine(memory="256M")
+    p = m.spawn()
+
+    def err(fn, *a):
+        try:
+            fn(*a)
+        except OSError as e:
+            return e.errno
+        return 0
+    fd = p.open(path, O_RDWR | O_CREAT | O_TRUNC)
+    p.pwrite(fd, b"a" * 8192, 0)
+    ap = p.open(path, O_RDWR | O_APPEND)
+    ro = p.open(path, O_RDONLY)
+    wo = p.open(path, O_WRONLY)
+    # do_ftruncate / vfs_fallocate refuse only an append-only inode (chattr +a), not
+    # an O_APPEND descriptor.
+    assert err(p.ftruncate, ap, 3 * 4096) == 0
+    assert err(p.fallocate, ap, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 4096) == 0
+    assert p.pread(fd, 2, 4095) == b"\0a"
+    assert p.lseek(fd, 0, 2) == 3 * 4096
+    assert err(p.fallocate, fd, 0, 0, 0) == errno.EINVAL
+    assert err(p.fallocate, fd, 0, -1, 4096) == errno.EINVAL
+    assert err(p.fallocate, fd, 0x100, 0, 4096) == errno.EOPNOTSUPP
+    assert err(p.fallocate, fd, FALLOC_FL_PUNCH_HOLE, 0, 4096) == errno.EOPNOTSUPP
+    assert err(p.pwrite, ro, b"x", 0) == errno.EBADF
+    assert err(p.pwrite, fd, b"x", -1) == errno.EINVAL
+    assert err(p.pread, wo, 1, 0) == errno.EBADF
+    assert err(p.fsync, 999) == errno.EBADF
+    assert err(p.fdatasync, 999) == errno.EBADF
+    assert err(p.posix_fadvise, 999, 0, 0, POSIX_FADV_NORMAL) == errno.EBADF
+    assert err(p.posix_fadvise, fd, 0, -1, POSIX_FADV_NORMAL) == errno.EINVAL
+    assert err(p.ftruncate, 999, 0) == errno.EBADF
+    assert err(p.lseek, fd, 0, 9) == errno.EINVAL
+    assert err(p.mmap, 0, 4096, PROT_READ, MAP_SHARED, wo, 0) == errno.EACCES
+    assert err(p.mmap, 0, 0, PROT_READ, MAP_SHARED, fd, 0) == errno.EINVAL
+    # A writable shared mapping of an O_APPEND descriptor is fine (IS_APPEND again).
+    a = p.mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, ap, 0)
+    p.munmap(a, 4096)
+    # msync(MS_INVALIDATE) of a VM_LOCKED VMA is EBUSY, with or without MS_SYNC.
+    a = p.mmap(0, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+    p.mlock(a, 8192)
+    assert err(p.msync, a, 8192, MS_INVALIDATE) == errno.EBUSY
+    assert err(p.msync, a, 8192, MS_INVALIDATE | MS_SYNC) == errno.EBUSY
+    assert err(p.msync, a, 8192, 8) == errno.EINVAL
+    assert err(p.msync, a, 8192, MS_SYNC) == 0
+    p.munmap(a, 8192)
+    for x in (fd, ap, ro, wo):
+        p.close(x)
+    p.unlink(path)
+    m.check()
+
 def test_fds_inherited_by_fork_closed_at_exit():
     m = Machine(memory="256M")
     p = m.spawn()
@@ -478,3 +536,129 @@ def test_fault_around_bytes_knob():
     r0 = p.getrusage().ru_minflt
     p.touch(b, 64 * 4096)
     assert p.getrusage().ru_minflt - r0 == 64
+
+
+def test_read_marks_each_folio_accessed_once_per_read():
+    """filemap_read() marks a folio accessed once per read, and not at all when the
+    read starts in the folio where the previous read ended (pos_same_folio against
+    ra->prev_pos). Seen on Linux 6.18.44 here with os.pread on a fsynced, then
+    POSIX_FADV_DONTNEED file in /tmp (meminfo deltas in kB, same in two runs):
+    - one 32 MiB read of a cold 32 MiB file: Inactive(file) +32768, Active(file) 0
+      (its large folios are not activated by their several pages); a second read
+      moves all of it to Active(file);
+    - 8 MiB: two 100-byte reads per page (at 0 and 100): Inactive(file) +8192,
+      Active(file) 0; then one 100-byte read per page at 200: all 8192 kB activated."""
+    from vmsim import POSIX_FADV_DONTNEED
+    # 10,000 syscalls: the per-syscall checker would take minutes; one full pass at the end.
+    m = Machine(memory="512M", debug_vm=False)
+    p = m.spawn()
+
+    def lru():
+        mi = meminfo(m)
+        return mi["Active(file)"], mi["Inactive(file)"]
+
+    def delta(fn):
+        a0, i0 = lru()
+        fn()
+        a1, i1 = lru()
+        return a1 - a0, i1 - i0
+    fd = p.open("/tmp/acc", O_RDWR | O_CREAT | O_TRUNC)
+    p.write_fd(fd, b"a" * (32 * MiB))
+    p.fsync(fd)
+    p.posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)
+    assert delta(lambda: p.pread(fd, 32 * MiB, 0)) == (0, 32768)
+    assert delta(lambda: p.pread(fd, 32 * MiB, 0)) == (32768, -32768)
+
+    fd = p.open("/tmp/acc8", O_RDWR | O_CREAT | O_TRUNC)
+    p.write_fd(fd, b"b" * (8 * MiB))
+    p.fsync(fd)
+    p.posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)
+
+    def pairs():
+        for off in range(0, 8 * MiB, 4096):
+            p.pread(fd, 100, off)
+            p.pread(fd, 100, off + 100)
+
+    def jumps():
+        for off in range(0, 8 * MiB, 4096):
+            p.pread(fd, 100, off + 200)
+    assert delta(pairs) == (0, 8192)
+    assert delta(jumps) == (8192, -8192)
+    m.check()
+
+
+@pytest.mark.parametrize("latency", [0, 250_000])
+def test_disk_requests_cost_the_configured_latency_and_count_as_io(latency):
+    """Machine(disk_latency_ns=) is the simulated device's cost per request: a cold
+    16 MiB read-touch reads 16384 kB (pgpgin, as on 6.18.44: test above) in requests
+    of at most max_sectors_kb (4096 on this machine's vda), each costing the latency;
+    fsync's write-back counts in pgpgout."""
+    m = Machine(memory="256M", disk_latency_ns=latency)
+    p = m.spawn()
+    fd = _file(m, p, "/tmp/lat", 16 * MiB)
+    bdev = p._file(fd).f_inode.i_sb.s_bdev
+    out0 = vmstat(m)["pgpgout"]
+    p.pwrite(fd, b"w" * 8192, 0)
+    p.fsync(fd)
+    assert vmstat(m)["pgpgout"] - out0 >= 8
+    r0, b0 = bdev.nr_reads, bdev.busy_ns
+    a, minflt, majflt, v = _cold_touch(m, p, fd, 16 * MiB)
+    assert v["pgpgin"] == 16384 and majflt == 1
+    nreq = bdev.nr_reads - r0
+    assert nreq >= 16384 // 4096
+    assert bdev.busy_ns - b0 == nreq * latency
+
+
+@pytest.mark.no_final_check
+def test_checker_catches_broken_file_state():
+    """The debug checker's file part (debug_vm._check_file_state): nr_dirty against
+    the dirty disk-file folios, nothing under writeback between syscalls, nothing
+    left in the page cache of an evicted inode."""
+    from vmsim.mm import debug_vm, vmstat as vs
+    from vmsim.mm.filemap import PG_writeback
+    m = Machine(memory="256M")
+    p = m.spawn()
+    k = m.k
+    fd = p.open("/tmp/chk", O_RDWR | O_CREAT)
+    p.pwrite(fd, b"d" * 4096, 0)
+    ino = p._file(fd).f_inode
+    mapping = ino.i_mapping
+    folio = mapping.i_pages[0]
+    debug_vm.check_all(k)
+
+    def fails(mutate, undo, what):
+        mutate()
+        with pytest.raises(AssertionError, match=what):
+            debug_vm.check_all(k)
+        undo()
+        debug_vm.check_all(k)
+    n = k.vmstat[vs.NR_DIRTY]
+    fails(lambda: k.vmstat.__setitem__(vs.NR_DIRTY, n + 1),
+          lambda: k.vmstat.__setitem__(vs.NR_DIRTY, n), "nr_dirty")
+    f = k.mem.flags[folio]
+    fails(lambda: k.mem.flags.__setitem__(folio, f | PG_writeback),
+          lambda: k.mem.flags.__setitem__(folio, f), "under writeback")
+    fails(lambda: setattr(ino, "i_mapping", None),
+          lambda: setattr(ino, "i_mapping", mapping), "evicted inode still holds 1 folios")
+
+
+def test_madv_sequential_cold_read_touch():
+    """MADV_SEQUENTIAL (VM_SEQ_READ: do_sync_mmap_readahead's page_cache_sync_ra
+    branch) on a cold 16 MiB MAP_PRIVATE ext4 mapping, one load per page. Linux
+    6.18.44 here (Python mmap + madvise, pinned to CPU 0, three runs): ru_majflt 1,
+    pgmajfault 1, pgpgin 16384 kB, ru_minflt 255, 255, 256."""
+    from vmsim import MADV_SEQUENTIAL
+    m = Machine(memory="256M")
+    p = m.spawn()
+    fd = _file(m, p, "/tmp/seq", 16 * MiB)
+    p.posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)
+    a = p.mmap(0, 16 * MiB, PROT_READ, MAP_PRIVATE, fd, 0)
+    p.madvise(a, 16 * MiB, MADV_SEQUENTIAL)
+    v0, r0 = vmstat(m), p.getrusage()
+    p.touch(a, 16 * MiB)
+    v1, r1 = vmstat(m), p.getrusage()
+    assert r1.ru_majflt - r0.ru_majflt == 1
+    assert v1["pgmajfault"] - v0["pgmajfault"] == 1
+    assert v1["pgpgin"] - v0["pgpgin"] == 16384
+    assert 255 <= r1.ru_minflt - r0.ru_minflt <= 256
+    assert b"a" * 4 == p.read(a + 16 * MiB - 4, 4)

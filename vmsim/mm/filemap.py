@@ -615,6 +615,7 @@ def filemap_read(k, file, pos: int, count: int) -> bytes:
     mem = k.mem
     last_index = (pos + count + 4095) >> 12
     data = k.page_data
+    last_pos = ra.prev_pos
     while count > 0:
         index = pos >> 12
         folio = mapping.i_pages.get(index)
@@ -635,10 +636,14 @@ def filemap_read(k, file, pos: int, count: int) -> bytes:
         n = min(4096 - off, count)
         page = folio + (index - mem.index[folio])
         out += data.read(page, off, n)
-        # Only the first access to a folio within one read marks it accessed.
-        if (pos - n) >> 12 != index or not out[:-n]:
+        # When a read accesses the same folio several times, only the first access
+        # marks it (pos_same_folio against where the last copy ended, this read's
+        # or, for its first folio, the previous read's: ra->prev_pos).
+        shift = 12 + _nr(k, folio).bit_length() - 1
+        if pos >> shift != (last_pos - 1) >> shift:
             folio_mark_accessed(k, folio)
         pos += n
         count -= n
-    ra.prev_pos = pos
+        last_pos = pos
+    ra.prev_pos = last_pos
     return bytes(out)
