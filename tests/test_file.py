@@ -275,10 +275,18 @@ def test_more_errnos_as_the_kernel_gives_them(path):
     assert err(p.msync, a, 8192, 8) == errno.EINVAL
     assert err(p.msync, a, 8192, MS_SYNC) == 0
     p.munmap(a, 8192)
+    # file_mmap_ok: the last byte must fit MAX_LFS_FILESIZE (off_t is signed).
+    assert err(p.mmap, 0, 4096, PROT_READ, MAP_SHARED, fd, -4096) == errno.EOVERFLOW
+    assert err(p.mmap, 0, 4096, PROT_READ, MAP_SHARED, fd, (1 << 63) - 4096) == errno.EOVERFLOW
+    assert err(p.mmap, 0, 8192, PROT_READ, MAP_SHARED, fd, (1 << 63) - 8192) == errno.EOVERFLOW
+    for off in ((1 << 63) - 8192, 1 << 62):
+        a = p.mmap(0, 4096, PROT_READ, MAP_SHARED, fd, off)
+        p.munmap(a, 4096)
     for x in (fd, ap, ro, wo):
         p.close(x)
     p.unlink(path)
     m.check()
+
 
 def test_fds_inherited_by_fork_closed_at_exit():
     m = Machine(memory="256M")

@@ -14,6 +14,7 @@ from vmsim.mm.mm_types import (
     VM_MAYSHARE, VM_GROWSDOWN, VM_LOCKED, VM_NORESERVE, VM_ACCOUNT, VM_SPECIAL, VM_NOHUGEPAGE,
     VM_HUGETLB, VM_DATA_DEFAULT_FLAGS, VM_SYNC, VM_LOCKED_MASK, VM_DROPPABLE, VM_WIPEONFORK,
     VM_DONTDUMP)
+from vmsim.fs.inode import S_ISREG
 from vmsim.mm.oom_kill import totalram_pages
 from vmsim.mm.vma import (vm_stat_account, do_vmi_align_munmap, vms_gather_munmap_vmas,
                           vma_merge_struct, vma_merge_new_range, VMA_MERGE_ERROR_NOMEM)
@@ -344,6 +345,24 @@ def round_hint_to_min(mm, hint: int) -> int:
 
 
 # --- mmap ---------------------------------------------------------------------------
+MAX_LFS_FILESIZE = (1 << 63) - 1                 # LLONG_MAX (include/linux/fs.h, 64-bit)
+
+
+def file_mmap_size_max(file, inode) -> int:
+    """file_mmap_size_max(): MAX_LFS_FILESIZE for regular files; vmsim has no block
+    devices, sockets or FOP_UNSIGNED_OFFSET drivers, the other cases."""
+    return MAX_LFS_FILESIZE if S_ISREG(inode.i_mode) else _U64
+
+
+def file_mmap_ok(file, inode, pgoff: int, length: int) -> bool:
+    """file_mmap_ok() (mm/mmap.c): the mapping's last byte fits the file's largest offset."""
+    maxsize = file_mmap_size_max(file, inode)
+    if maxsize and length > maxsize:
+        return False
+    maxsize -= length
+    return not pgoff > maxsize >> 12
+
+
 def do_mmap(mm, file, addr: int, length: int, prot: int, flags: int, vm_flags: int,
             pgoff: int):
     """do_mmap(): returns (address or -errno, populate length)."""
@@ -377,6 +396,8 @@ def do_mmap(mm, file, addr: int, length: int, prot: int, flags: int, vm_flags: i
     if not mlock_future_ok(mm, vm_flags, length):
         return -errno.EAGAIN, 0
     if file is not None:
+        if not file_mmap_ok(file, file.f_inode, pgoff, length):
+            return -errno.EOVERFLOW, 0
         ret = file.mmap_checks(flags, vm_flags)
         if isinstance(ret, int) and ret < 0:
             return ret, 0
@@ -683,8 +704,7 @@ def expand_stack_locked(vma, address: int) -> int:
 
 # --- the file part of do_mmap() ---------------------------------------------------
 def _do_mmap_file(file, flags: int, vm_flags: int):
-    """do_mmap() for a file: file_mmap_ok (EOVERFLOW is left to the caller's pgoff
-    check), the mapping type against the open mode (EACCES), a file type without
+    """do_mmap() for a file after file_mmap_ok: the mapping type against the open mode (EACCES), a file type without
     ->mmap (ENODEV), growsdown (EINVAL). Returns vm_flags or -errno. ext4 has
     FOP_MMAP_SYNC, so MAP_SHARED_VALIDATE | MAP_SYNC passes this check and is
     refused by ext4_file_mmap_prepare (EOPNOTSUPP: not DAX)."""
