@@ -359,3 +359,175 @@ def test_sort_based_unique_gives_numpys_values():
     for a in cases:
         got, want = _unique(a), np.unique(a)
         assert got.dtype == want.dtype and got.tolist() == want.tolist()
+
+
+def _free_lists_both_ways(k):
+    """The free-list checks (_FreeSet) by the list-by-list pass and by the all-at-once
+    one: (messages of the list-by-list pass, its intervals, _clean's verdict and
+    intervals)."""
+    from vmsim.mm import debug_vm
+    rep = debug_vm._Report()
+    slow = object.__new__(debug_vm._FreeSet)
+    orig = debug_vm._FreeSet._clean
+    try:
+        debug_vm._FreeSet._clean = lambda self, k: False
+        slow.__init__(k, rep)
+    finally:
+        debug_vm._FreeSet._clean = orig
+    fast = object.__new__(debug_vm._FreeSet)
+    ok = fast._clean(k)
+    return rep.msgs, slow, ok, fast
+
+
+def _random_free_lists(seed):
+    """A machine whose buddy and pcp lists hold blocks of many orders (random mmap,
+    touch, partial munmap and exit of a few processes)."""
+    import random
+    rnd = random.Random(seed)
+    m = vmsim.Machine(memory="256M", cpus=2, pku=False, debug_vm=False)
+    procs = [m.spawn() for _ in range(3)]
+    for _ in range(12):
+        p = rnd.choice(procs)
+        n = rnd.choice((1, 3, 16, 100, 600))
+        a = p.mmap(0, n << 12, RW, ANON)
+        p.touch(a, n << 12, write=True)
+        if rnd.random() < 0.6:
+            off = rnd.randrange(n)
+            p.munmap(a + (off << 12), (rnd.randrange(n - off) + 1) << 12)
+    procs[0].exit()
+    return m
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_free_lists_checked_all_at_once_agree_with_list_by_list(seed):
+    """_FreeSet._clean (the checks over a zone's lists at once) finds clean exactly the
+    states the list-by-list pass reports nothing on, with the same free intervals; each
+    corruption of the free lists it must see (flags, order, pageblock, unmerged
+    buddies, counts, links, a stray PGTY_buddy) makes it defer to the
+    list-by-list pass, which reports."""
+    import random
+    import numpy as np
+    from vmsim.mm.page_flags import PGTY_buddy, PG_ORDER_SHIFT
+    from vmsim.mm import _buddy
+    rnd = random.Random(seed)
+    m = _random_free_lists(seed)
+    k = m.k
+    msgs, slow, ok, fast = _free_lists_both_ways(k)
+    assert msgs == [] and ok
+    for a in ("starts", "ends", "lab", "labels"):
+        assert np.array_equal(np.asarray(getattr(slow, a)), np.asarray(getattr(fast, a)))
+    z = max(k.page_alloc.zones, key=lambda z: z.free_pages)
+    pcp = next(p for p in z.pcp if p.count)
+    heads = [i for i in range(len(z.fl_head)) if z.fl_head[i]]
+    li = rnd.choice(heads)
+    blk = int(z.fl_head[li])
+    order, mt = divmod(li, _buddy.NR_MIGRATETYPES)
+    pl = next(i for i in range(len(pcp.head)) if pcp.head[i])
+    pblk = int(pcp.head[pl])
+    mem, pa = k.mem, k.page_alloc
+    used = next(p for p in range(z.zone_start_pfn, z.deferred_pfn)
+                if mem.refcount[p] > 0 and not mem.flags[p] & PGTY_buddy)
+
+    def flip(arr, i, v):
+        old = arr[i]
+        arr[i] = v
+        return lambda: arr.__setitem__(i, old)
+
+    corruptions = [
+        lambda: flip(mem.flags, blk, mem.flags[blk] & (0xFFFFFFFF ^ PGTY_buddy)),
+        lambda: flip(mem.flags, blk, mem.flags[blk] ^ (1 << PG_ORDER_SHIFT)),
+        lambda: flip(pa.pageblock_mt, blk >> _buddy.pageblock_order, (mt + 1) % _buddy.NR_MIGRATETYPES),
+        lambda: flip(z.nr_free, order, z.nr_free[order] + 1),
+        lambda: flip(mem.lru_prev, blk, blk),
+        lambda: flip(mem.flags, used, mem.flags[used] | PGTY_buddy),
+        lambda: flip(mem.flags, pblk, 1),
+        lambda: flip(z.fl_tail, li, 0),
+        lambda: flip(pcp.t, pl, 0),
+    ]
+    if order < _buddy.MAX_PAGE_ORDER:
+        bud = blk ^ (1 << order)
+        if z.zone_start_pfn <= bud < z.deferred_pfn:
+            corruptions.append(lambda: flip(mem.flags, bud, PGTY_buddy | (order << PG_ORDER_SHIFT)))
+    for make in corruptions:
+        undo = make()
+        try:
+            msgs, slow, ok, fast = _free_lists_both_ways(k)
+            assert msgs and not ok
+        finally:
+            undo()
+    # Counters kept as properties: a zone's free pages, a pcp's count.
+    for obj in (z, pcp):
+        attr = "free_pages" if obj is z else "count"
+        setattr(obj, attr, getattr(obj, attr) + 1)
+        try:
+            msgs, _s, ok, _f = _free_lists_both_ways(k)
+            assert msgs and not ok
+        finally:
+            setattr(obj, attr, getattr(obj, attr) - 1)
+    msgs, _s, ok, _f = _free_lists_both_ways(k)
+    assert not msgs and ok                      # every corruption undone
+
+
+def _repoint(proc, a, pfn):
+    """Make the PTE at a map pfn, keeping its flags."""
+    k = proc.machine.k
+    i = ptep(proc.mm, a)
+    e = k.ptpool.mv[i]
+    k.ptpool.mv[i] = (e & ~T.PTE_PFN_MASK) | (pfn << 12)
+
+
+def test_pte_of_another_files_page_is_caught(proc):
+    """A PTE in one shmem mapping that maps the page-cache page (same index) of another."""
+    a = proc.mmap(0, 2 << 12, RW, MAP_SHARED | MAP_ANONYMOUS)
+    b = proc.mmap(0, 2 << 12, RW, MAP_SHARED | MAP_ANONYMOUS)
+    proc.write(a + 4096, b"a")
+    proc.write(b + 4096, b"b")
+    proc.machine.check()
+    pb = pfn_at(proc, b + 4096)
+    _repoint(proc, a + 4096, pb)
+    expect(proc.machine, rf"PTE at {a + 4096:#x} maps pfn {pb:#x} \(mapping \d+, index 0x1\), "
+                         r"not the page cache page of")
+
+
+def test_page_cache_page_in_an_anon_vma_is_caught(written):
+    proc, a = written
+    s = proc.mmap(0, 4096, RW, MAP_SHARED | MAP_ANONYMOUS)
+    proc.write(s, b"s")
+    ps = pfn_at(proc, s)
+    _repoint(proc, a + 3 * 4096, ps)
+    expect(proc.machine, rf"PTE at {a + 3 * 4096:#x} maps non-anon pfn {ps:#x} in .*which has no file")
+
+
+def test_folio_heads_match_the_order_by_order_search():
+    """_folio_heads (tail pages looked up alone) gives what the order-by-order search
+    over every PFN gives, on random flags (heads of random orders, stray tails)."""
+    import numpy as np
+    from types import SimpleNamespace
+    from vmsim.mm.debug_vm import _folio_heads
+    from vmsim.mm.page_flags import PG_tail, PG_head, PG_ORDER_SHIFT
+    rng = np.random.default_rng()
+
+    def reference(mem, pfns):
+        fl = mem.np_flags[pfns]
+        out = pfns.copy()
+        todo = (fl & PG_tail) != 0
+        for order in range(1, 19):
+            cand = pfns & ~((1 << order) - 1)
+            cf = mem.np_flags[cand]
+            ok = todo & ((cf & PG_head) != 0) & (((cf >> PG_ORDER_SHIFT) & 0x3F) >= order)
+            out[ok] = cand[ok]
+            todo &= ~ok
+        return out
+
+    for _ in range(20):
+        n = 1 << 14
+        flags = np.zeros(n, np.uint32)
+        for h in rng.integers(0, n, 40).tolist():
+            order = int(rng.integers(1, 12))
+            h &= ~((1 << order) - 1)
+            flags[h] = PG_head | (order << PG_ORDER_SHIFT)
+            flags[h + 1:min(n, h + (1 << order))] = PG_tail
+        flags[rng.integers(0, n, 50)] ^= PG_tail           # stray / missing tails
+        mem = SimpleNamespace(np_flags=flags)
+        pfns = rng.integers(0, n, 3000).astype(np.int64)
+        assert _folio_heads(mem, pfns).tolist() == reference(mem, pfns).tolist()

@@ -109,6 +109,8 @@ class _FreeSet:
     """Free frames as sorted disjoint intervals [start, end) (buddy, pcp, never used)."""
 
     def __init__(self, k, rep):
+        if self._clean(k):
+            return
         pa = k.page_alloc
         flags = k.mem.np_flags
         S, E, L = [], [], []        # starts, ends, label indexes (arrays per list)
@@ -123,10 +125,14 @@ class _FreeSet:
         nbuddy = 0
         for z in pa.zones:
             zfree = 0
+            # Lists with a head or a tail (an empty list, head = tail = 0, checks nothing).
+            used = set(np.flatnonzero((z.fl_head != 0) | (z.fl_tail != 0)).tolist())
             for order in range(len(z.nr_free)):
                 n = 0
                 for mt in range(_buddy.NR_MIGRATETYPES):
                     i = order * _buddy.NR_MIGRATETYPES + mt
+                    if i not in used:
+                        continue
                     blocks = _check_list(nxt, prv, z.flh, z.flt, i, k.nr_pages, rep,
                                          f"free_area[{order}][{mt}] of zone {z.name}")
                     if not blocks:
@@ -161,7 +167,8 @@ class _FreeSet:
             for cpu, pcp in enumerate(z.pcp):
                 cnt = 0
                 labels.append(f"pcp[{cpu}]")
-                for pindex in range(_buddy.NR_PCP_LISTS):
+                used = np.flatnonzero((pcp.head != 0) | (pcp.tail != 0)).tolist()
+                for pindex in used:
                     lst = _check_list(nxt, prv, pcp.h, pcp.t, pindex, k.nr_pages, rep,
                                       f"pcp list {pindex} of zone {z.name} cpu {cpu}")
                     if not lst:
@@ -208,6 +215,105 @@ class _FreeSet:
         self.lab = lab
         self.starts = starts
         self.ends = ends
+
+    def _clean(self, k):
+        """The same checks as __init__'s, over all lists of a zone at once; True (and the
+        intervals set) if none fails. On any failure __init__'s list-by-list pass runs
+        and reports, so the messages and their order are its own."""
+        pa = k.page_alloc
+        flags = k.mem.np_flags
+        nxt, prv = k.mem.lru_next, k.mem.lru_prev
+        nmt = _buddy.NR_MIGRATETYPES
+        failed = []
+        probe = failed.append
+        S, E, L = [], [], []
+        labels = ["buddy", "deferred"]
+        nbuddy = 0
+        for z in pa.zones:
+            norders = len(z.nr_free)
+            used = np.flatnonzero((z.fl_head[:norders * nmt] != 0) | (z.fl_tail[:norders * nmt] != 0))
+            blocks, lidx = [], []
+            for i in used.tolist():
+                b = _check_list(nxt, prv, z.flh, z.flt, i, k.nr_pages, probe, "")
+                if failed:
+                    return False
+                blocks += b
+                lidx.append(np.full(len(b), i, np.int64))
+            b = np.array(blocks, np.int64)
+            li = np.concatenate(lidx) if lidx else np.zeros(0, np.int64)
+            order, mt = li // nmt, li % nmt
+            f = flags[b].astype(np.int64)
+            if (((f & PGTY_buddy) == 0) | (((f & PG_ORDER_MASK) >> PG_ORDER_SHIFT) != order)).any():
+                return False
+            if (pa.pageblock_mt[b >> _buddy.pageblock_order] != mt).any():
+                return False
+            bud = b ^ (1 << order)
+            inz = (order < _buddy.MAX_PAGE_ORDER) & (bud >= z.zone_start_pfn) & (bud < z.deferred_pfn)
+            bf = flags[np.where(inz, bud, 0)].astype(np.int64)
+            if (inz & ((bf & PGTY_buddy) != 0) & (((bf & PG_ORDER_MASK) >> PG_ORDER_SHIFT) == order)).any():
+                return False
+            per_order = np.bincount(order, minlength=norders)
+            if (per_order[:norders] != np.asarray(z.np_nr_free[:norders])).any():
+                return False
+            S.append(b)
+            E.append(b + (np.int64(1) << order))
+            L.append(np.zeros(len(b), np.int64))
+            zfree = int((per_order << np.arange(len(per_order))).sum())
+            nbuddy += len(b)
+            for cpu, pcp in enumerate(z.pcp):
+                labels.append(f"pcp[{cpu}]")
+                cnt = 0
+                for pindex in np.flatnonzero((pcp.head != 0) | (pcp.tail != 0)).tolist():
+                    lst = _check_list(nxt, prv, pcp.h, pcp.t, pindex, k.nr_pages, probe, "")
+                    if failed:
+                        return False
+                    if not lst:
+                        continue
+                    b = np.array(lst, np.int64)
+                    if (flags[b] != 0).any():
+                        return False
+                    size = 1 << pa._pindex_order(pindex)
+                    S.append(b)
+                    E.append(b + size)
+                    L.append(np.full(len(b), len(labels) - 1, np.int64))
+                    cnt += len(lst) * size
+                if cnt != pcp.count:
+                    return False
+                zfree += cnt
+            lo = z.deferred_pfn
+            for rlo, rhi in sorted(getattr(z, "deferred_reserved", [])):
+                rlo, rhi = max(rlo, z.deferred_pfn), min(rhi, z.zone_end_pfn)
+                if rlo >= rhi:
+                    continue
+                if lo < rlo:
+                    S.append(np.array([lo], np.int64))
+                    E.append(np.array([rlo], np.int64))
+                    L.append(np.ones(1, np.int64))
+                    zfree += rlo - lo
+                lo = max(lo, rhi)
+            if lo < z.zone_end_pfn:
+                S.append(np.array([lo], np.int64))
+                E.append(np.array([z.zone_end_pfn], np.int64))
+                L.append(np.ones(1, np.int64))
+                zfree += z.zone_end_pfn - lo
+            if zfree != z.free_pages:
+                return False
+        marked = sum(int(np.count_nonzero(flags[z.zone_start_pfn:z.deferred_pfn] & PGTY_buddy))
+                     for z in pa.zones)
+        if marked != nbuddy:
+            return False
+        if not S:
+            return False
+        starts, ends, lab = np.concatenate(S), np.concatenate(E), np.concatenate(L)
+        o = np.argsort(starts, kind="stable")
+        starts, ends, lab = starts[o], ends[o], lab[o]
+        if (starts[1:] < ends[:-1]).any():
+            return False
+        self.labels = labels
+        self.lab = lab
+        self.starts = starts
+        self.ends = ends
+        return True
 
     def mask(self, pfns):
         """Return a bool array: which of ``pfns`` are free."""
@@ -635,7 +741,7 @@ def _check_leaves(k, w, rep, free):
                         f"(id {av.id if av is not None else None})")
         # Page-cache pages: the VMA's file, the cache slot.
         fi = np.flatnonzero(~anon)
-        for i in fi.tolist():
+        for i in _bad_file_ptes(vmas, nidx, fi, mapping, index, nhead):
             v = vmas[nidx[i]]
             p = int(npfn[i])
             f = v.vm_file
@@ -668,6 +774,31 @@ def _check_leaves(k, w, rep, free):
     if mm.pgtables_bytes != 4096 * w.nr_accounted:
         rep(f"{name}: pgtables_bytes = {mm.pgtables_bytes}, tables found: {w.nr_accounted} "
             f"PTE/PMD/PUD pages = {4096 * w.nr_accounted} bytes")
+
+
+def _bad_file_ptes(vmas, nidx, fi, mapping, index, nhead):
+    """The entries ``fi`` (in order) of page-cache PTEs that are not the page-cache page
+    of their VMA's file (or lie in a VMA with no file): one dict lookup per PTE, grouped
+    by VMA, instead of a Python pass with the report's formatting over every PTE."""
+    if not len(fi):
+        return []
+    fv = nidx[fi]
+    o = np.argsort(fv, kind="stable")
+    sfv = fv[o]
+    cuts = np.flatnonzero(sfv[1:] != sfv[:-1]) + 1
+    bad = np.zeros(len(fi), dtype=bool)
+    for g in np.split(o, cuts):
+        v = vmas[int(fv[g[0]])]
+        f = v.vm_file
+        if f is None:
+            bad[g] = True
+            continue
+        am = f.f_mapping
+        sel = fi[g]
+        slots = np.fromiter(map(am.i_pages.get, index[sel].tolist(), [-1] * len(sel)),
+                            np.int64, len(sel))
+        bad[g] = (mapping[sel] != am.id) | (slots != nhead[sel])
+    return fi[bad].tolist()
 
 
 def _check_tlb(k, rep, mm=None):
@@ -1526,17 +1657,18 @@ def _unique(a):
 def _folio_heads(mem, pfns):
     """page_folio() of each PFN (vectorized): tail pages map to their head."""
     pfns = np.asarray(pfns, dtype=np.int64)
-    fl = mem.np_flags[pfns]
     out = pfns.copy()
-    todo = (fl & PG_tail) != 0
+    # Only the tail pages are looked up, each order over those still unresolved.
+    todo = np.flatnonzero(mem.np_flags[pfns] & PG_tail)
+    tp = pfns[todo]
     for order in range(1, 19):
-        if not todo.any():
+        if not len(todo):
             break
-        cand = pfns & ~((1 << order) - 1)
+        cand = tp & ~((1 << order) - 1)
         cf = mem.np_flags[cand]
-        ok = todo & ((cf & PG_head) != 0) & (((cf & PG_ORDER_MASK) >> PG_ORDER_SHIFT) >= order)
-        out[ok] = cand[ok]
-        todo &= ~ok
+        ok = ((cf & PG_head) != 0) & (((cf & PG_ORDER_MASK) >> PG_ORDER_SHIFT) >= order)
+        out[todo[ok]] = cand[ok]
+        todo, tp = todo[~ok], tp[~ok]
     return out
 
 
@@ -1563,9 +1695,9 @@ def _check_file_state(k, rep, aspaces, mem, pmd_heads=()):
             if f & PG_dirty and not am.swapbacked:
                 dirty += nr
             if f & PG_head:
-                pages = range(h, h + nr)
-                total = sum(int(mem.mapcount[p]) for p in pages)
-                mapped = sum(1 for p in pages if mem.mapcount[p])
+                mc = mem.np_mapcount[h:h + nr]
+                total = int(mc.sum(dtype=np.int64))
+                mapped = int(np.count_nonzero(mc))
                 pm = npmd.get(h, 0)
                 if mem.mapping[h + 1] != total + pm or mem.index[h + 1] != mapped or \
                         mem.lru_prev[h + 1] != pm:
