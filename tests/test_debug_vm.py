@@ -531,3 +531,25 @@ def test_folio_heads_match_the_order_by_order_search():
         mem = SimpleNamespace(np_flags=flags)
         pfns = rng.integers(0, n, 3000).astype(np.int64)
         assert _folio_heads(mem, pfns).tolist() == reference(mem, pfns).tolist()
+
+
+def test_sort_based_sum_refs_and_unique_pairs_give_numpys_values():
+    """_sum_refs and _unique_pairs (sorting instead of np.unique's inverse / row paths)
+    give what np.unique gives, on empty, small and random inputs with repeats."""
+    import numpy as np
+    from vmsim.mm.debug_vm import _sum_refs, _unique_pairs
+    rng = np.random.default_rng()
+    for n, hi in ((0, 5), (1, 5), (7, 3), (1000, 50), (5000, 1 << 40)):
+        pairs = [(rng.integers(0, hi, n), rng.integers(-3, 9, n)) for _ in range(3)]
+        pf = np.concatenate([p for p, _ in pairs]).astype(np.int64)
+        ct = np.concatenate([c for _, c in pairs]).astype(np.int64)
+        u, c = _sum_refs(pairs)
+        if n:
+            wu, inv = np.unique(pf, return_inverse=True)
+            wc = np.bincount(inv, weights=ct, minlength=len(wu)).astype(np.int64)
+        else:
+            wu = wc = np.zeros(0, np.int64)
+        assert u.tolist() == wu.tolist() and c.tolist() == wc.tolist()
+        a, b = rng.integers(0, 4, n), rng.integers(-2, hi, n).astype(np.int32)
+        want = np.unique(np.stack([a, b], axis=1), axis=0).tolist() if n else []
+        assert [list(x) for x in _unique_pairs(a, b)] == want

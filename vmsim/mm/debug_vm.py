@@ -232,34 +232,38 @@ class _FreeSet:
         for z in pa.zones:
             norders = len(z.nr_free)
             used = np.flatnonzero((z.fl_head[:norders * nmt] != 0) | (z.fl_tail[:norders * nmt] != 0))
-            blocks, lidx = [], []
+            blocks, lens = [], []
             for i in used.tolist():
                 b = _check_list(nxt, prv, z.flh, z.flt, i, k.nr_pages, probe, "")
                 if failed:
                     return False
                 blocks += b
-                lidx.append(np.full(len(b), i, np.int64))
-            b = np.array(blocks, np.int64)
-            li = np.concatenate(lidx) if lidx else np.zeros(0, np.int64)
-            order, mt = li // nmt, li % nmt
-            f = flags[b].astype(np.int64)
-            if (((f & PGTY_buddy) == 0) | (((f & PG_ORDER_MASK) >> PG_ORDER_SHIFT) != order)).any():
-                return False
-            if (pa.pageblock_mt[b >> _buddy.pageblock_order] != mt).any():
-                return False
-            bud = b ^ (1 << order)
-            inz = (order < _buddy.MAX_PAGE_ORDER) & (bud >= z.zone_start_pfn) & (bud < z.deferred_pfn)
-            bf = flags[np.where(inz, bud, 0)].astype(np.int64)
-            if (inz & ((bf & PGTY_buddy) != 0) & (((bf & PG_ORDER_MASK) >> PG_ORDER_SHIFT) == order)).any():
-                return False
-            per_order = np.bincount(order, minlength=norders)
-            if (per_order[:norders] != np.asarray(z.np_nr_free[:norders])).any():
-                return False
-            S.append(b)
-            E.append(b + (np.int64(1) << order))
-            L.append(np.zeros(len(b), np.int64))
-            zfree = int((per_order << np.arange(len(per_order))).sum())
-            nbuddy += len(b)
+                lens.append(len(b))
+            zfree = 0
+            if not blocks:
+                if np.asarray(z.np_nr_free[:norders]).any():
+                    return False
+            else:
+                b = np.array(blocks, np.int64)
+                li = np.repeat(used, lens)
+                order, mt = li // nmt, li % nmt
+                f = flags[b].astype(np.int64)
+                bud = b ^ (1 << order)
+                inz = (order < _buddy.MAX_PAGE_ORDER) & (bud >= z.zone_start_pfn) & (bud < z.deferred_pfn)
+                bf = flags[np.where(inz, bud, 0)].astype(np.int64)
+                if (((f & PGTY_buddy) == 0) | (((f & PG_ORDER_MASK) >> PG_ORDER_SHIFT) != order) |
+                        (pa.pageblock_mt[b >> _buddy.pageblock_order] != mt) |
+                        (inz & ((bf & PGTY_buddy) != 0) &
+                         (((bf & PG_ORDER_MASK) >> PG_ORDER_SHIFT) == order))).any():
+                    return False
+                per_order = np.bincount(order, minlength=norders)
+                if (per_order[:norders] != np.asarray(z.np_nr_free[:norders])).any():
+                    return False
+                S.append(b)
+                E.append(b + (np.int64(1) << order))
+                L.append(np.zeros(len(b), np.int64))
+                zfree = int((per_order << np.arange(len(per_order))).sum())
+                nbuddy += len(b)
             for cpu, pcp in enumerate(z.pcp):
                 labels.append(f"pcp[{cpu}]")
                 cnt = 0
@@ -724,8 +728,7 @@ def _check_leaves(k, w, rep, free):
         # anon_vma: the page's anon_vma must share the VMA's root.
         ai = np.flatnonzero(anon)
         if len(ai):
-            for key in np.unique(np.stack([nidx[ai], mapping[ai]], axis=1), axis=0).tolist():
-                vi, mid = key
+            for vi, mid in _unique_pairs(nidx[ai], mapping[ai]):
                 v = vmas[vi]
                 obj = k.objects[mid] if 0 < mid < len(k.objects) else None
                 av = v.anon_vma
@@ -858,8 +861,26 @@ def _sum_refs(pairs):
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     ct = [np.asarray(c, dtype=np.int64) for p, c in pairs if len(p)]
     pf, ct = np.concatenate(pf), np.concatenate(ct)
-    u, inv = np.unique(pf, return_inverse=True)
-    return u, np.bincount(inv, weights=ct, minlength=len(u)).astype(np.int64)
+    o = np.argsort(pf, kind="stable")       # np.unique(return_inverse=True), by sorting
+    pf, ct = pf[o], ct[o]
+    first = np.empty(len(pf), dtype=bool)
+    first[:1] = True
+    np.not_equal(pf[1:], pf[:-1], out=first[1:])
+    u = pf[first]
+    return u, np.bincount(np.cumsum(first) - 1, weights=ct, minlength=len(u)).astype(np.int64)
+
+
+def _unique_pairs(a, b):
+    """The distinct (a[i], b[i]) pairs in lexicographic order, as Python ints:
+    np.unique(np.stack([a, b], axis=1), axis=0).tolist() without numpy's slow
+    row-unique path."""
+    a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+    o = np.lexsort((b, a))
+    a, b = a[o], b[o]
+    keep = np.empty(len(a), dtype=bool)
+    keep[:1] = True
+    keep[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
+    return list(zip(a[keep].tolist(), b[keep].tolist()))
 
 
 def _lookup(u, c, pfns):
