@@ -231,6 +231,39 @@ def test_a_long_trace_switches_to_the_compiled_parser_and_reads_the_same(tmp_pat
     assert outs[1][3] == [False, True]                  # switched once, mid-file
 
 
+def test_a_reader_after_the_threshold_starts_compiled(tmp_path, monkeypatch):
+    """Once earlier readers' lines passed the threshold, a new reader parses its first
+    block with the compiled parser too, not as arrays (_BLOCKS); same records."""
+    from vmsim import _jitcache
+    from vmsim.replay import _jit
+    if not _jit.enabled():
+        pytest.skip("numba off")
+    p = tmp_path / "t.lackey"
+    rng = np.random.default_rng(6)
+    a = rng.integers(0, 1 << 47, 500)
+    k = rng.choice(["I  ", " L ", " S ", " M "], 500)
+    p.write_text("".join(f"{kk}{aa:x},{1 + aa % 16}\n" for kk, aa in zip(k, a)))
+    calls = []
+    real = readers._lackey_block
+
+    def spy(block, lo, hi):
+        calls.append(lo)
+        return real(block, lo, hi)
+    monkeypatch.setitem(readers._BLOCKS, "lackey", spy)
+    monkeypatch.setenv("VMSIM_JIT_AFTER", "100")
+    saved = dict(_jitcache._work)
+    outs = []
+    try:
+        for work in (0, 100):
+            _jitcache._work["parse"] = work
+            calls.clear()
+            outs.append((_all(p, chunk=70)[1:], len(calls)))
+    finally:
+        _jitcache._work.update(saved)
+    assert outs[0][0] == outs[1][0] and len(outs[0][0][0]) == 500
+    assert outs[0][1] > 0 and outs[1][1] == 0           # arrays first, then none at all
+
+
 @pytest.mark.parametrize("ext", ["npz", "parquet"])
 def test_native_roundtrip_with_events(tmp_path, ext):
     p = str(tmp_path / f"t.{ext}")

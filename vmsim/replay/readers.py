@@ -506,7 +506,10 @@ class TraceReader:
         # parsed, so a block decides its own build.
         lazy = _jit.enabled()
         parse, compiled = _parser(self.format, compiled=False)
-        hexv = _HEX.tolist()
+        if lazy and _worth_compiling(0, "parse"):       # earlier readers paid for it
+            lazy = False
+            parse, compiled = _parser(self.format)
+        hexv = _HEX if compiled else _HEX.tolist()
         cap = self.chunk
         res = np.zeros(9, dtype=np.int64)
         addr = np.empty(cap, dtype=np.int64)
