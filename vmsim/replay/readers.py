@@ -503,10 +503,12 @@ class TraceReader:
         from vmsim.replay import _jit
         # Plain Python until the lines read pay for loading numba (vmsim._jitcache): a
         # short trace never loads it. Each block's lines are counted before it is
-        # parsed, so a block decides its own build.
-        lazy = _jit.enabled()
+        # parsed, so a block decides its own build. Without numba the array pieces stay:
+        # they are ~10x the plain-Python byte loop.
+        jit = _jit.enabled()
+        lazy = True
         parse, compiled = _parser(self.format, compiled=False)
-        if lazy and _worth_compiling(0, "parse"):       # earlier readers paid for it
+        if jit and _worth_compiling(0, "parse"):        # earlier readers paid for it
             lazy = False
             parse, compiled = _parser(self.format)
         hexv = _HEX if compiled else _HEX.tolist()
@@ -570,11 +572,11 @@ class TraceReader:
                                 yield self._chunk(addr, kind, size, cap)
                                 res[1] = 0
                         pos = end
-                    if _worth_compiling(fast // _FAST_LINES_PER_UNIT, "parse"):
+                    if jit and _worth_compiling(fast // _FAST_LINES_PER_UNIT, "parse"):
                         lazy = False                    # the next blocks compiled
                         parse, compiled = _parser(self.format)
                         hexv = _HEX if compiled else hexv
-                if lazy and pos < cut and \
+                if lazy and jit and pos < cut and \
                         _worth_compiling(block.count(b"\n", pos, cut) * _PARSE_WEIGHT, "parse"):
                     lazy = False
                     parse, compiled = _parser(self.format)
