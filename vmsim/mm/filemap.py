@@ -146,10 +146,10 @@ def filemap_add_folio(k, mapping, pfn: int, index: int, gfp: int = 0):
         k.vmstat[vmstat.NR_SHMEM] += nr
     if nr >= 512:                                   # folio_test_pmd_mappable()
         k.vmstat[vmstat.NR_SHMEM_HUGEPAGES if mapping.swapbacked else vmstat.NR_FILE_HUGEPAGES] += nr
-    workingset.workingset_update_node(k, mapping, index, index + nr - 1)
-    if shadow is not None:
-        if not gfp & __GFP_WRITE:
-            workingset.workingset_refault(k, pfn, shadow)
+    if mapping.shadows or mapping.shadow_nodes:
+        workingset.workingset_update_node(k, mapping, index, index + nr - 1)
+    if shadow is not None and not gfp & __GFP_WRITE:
+        workingset.workingset_refault(k, pfn, shadow)
 
 
 def filemap_unaccount_folio(k, mapping, pfn: int, nr: int):

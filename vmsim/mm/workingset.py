@@ -192,7 +192,10 @@ def _mid_is_shadow_node(k, mapping, block: int) -> bool:
 def workingset_update_node(k, mapping, first: int, last: int):
     """workingset_update_node(): after the page cache's stores to indices [first,
     last] of ``mapping``, each xarray node there whose used slots all hold shadows
-    is on the shadow_nodes list (workingset_nodes counts it), any other is off it."""
+    is on the shadow_nodes list (workingset_nodes counts it), any other is off it.
+    The kernel calls it per xa_node through xas_set_update(); vmsim, which keeps no
+    xa_nodes, once for the range a store touched, recomputing its nodes (vmsim-only
+    (shift, block) keys: 64-slot leaves and the 4096-index nodes above them)."""
     if not mapping.shadows and not mapping.shadow_nodes:
         return
     nodes = [(0, b) for b in range(first >> 6, (last >> 6) + 1)] + \
