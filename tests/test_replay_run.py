@@ -468,6 +468,42 @@ def test_elf_segments_fault_as_file_pages(tmp_path):
         [infer.Area(**a) for a in r["inferred_areas"]])
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from([0x108, 0x400, 0x4000, 0x4800, 0x4a00, 0x1fff000]),
+                          st.integers(0, 700), st.integers(1, 7), st.integers(-1, 40)),
+                min_size=1, max_size=60),
+       st.integers(0, 59))
+def test_inferred_areas_cover_the_pages_once(recs, e):
+    """Whatever the pages: the areas are sorted and disjoint, cover every touched page
+    once, at most one is the heap, every text area is a file's, and a file's areas lie
+    at their own addresses' offsets (start - offset is the object's first address)."""
+    pages = np.array([(base << 12 >> 12) + off for base, off, _, _ in recs], np.int64)
+    order = np.argsort(pages, kind="stable")
+    pages, inv = np.unique(pages, return_inverse=True)
+    bits = np.zeros(len(pages), np.uint8)
+    toucher = np.full(len(pages), -1, np.int64)
+    for j, (_, _, b, t) in enumerate(recs):
+        bits[inv[j]] |= b
+        if t >= 0 and toucher[inv[j]] < 0:
+            toucher[inv[j]] = int(pages[t % len(pages)]) << 12
+    entry = int(pages[e % len(pages)]) << 12
+    areas = infer.infer_areas(pages, bits, toucher=toucher, entry=entry)
+    assert all(a.start < a.end <= b.start for a, b in zip(areas, areas[1:]))
+    starts = np.array([a.start for a in areas])
+    for pg in pages:
+        i = np.searchsorted(starts, pg << 12, side="right") - 1
+        assert i >= 0 and areas[i].start <= pg << 12 < areas[i].end
+    assert sum(a.pages for a in areas) == len(pages)
+    assert [a.name for a in areas].count("heap") <= 1
+    assert all(a.file for a in areas if a.name == "text")
+    base = {}
+    for a in areas:
+        assert (a.name in ("text", "data")) == bool(a.file)
+        if a.file:
+            assert base.setdefault(a.file, a.start - a.offset) == a.start - a.offset
+            assert a.file == f"elf-{a.start - a.offset:08x}"
+
+
 def test_inference_of_the_python3_trace():
     """The page summary of `valgrind --tool=lackey --trace-mem=yes /usr/bin/python3 -c
     pass` (tests/data/traces/README.md; the 624 MB trace is not kept): the heap starts

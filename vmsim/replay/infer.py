@@ -179,8 +179,10 @@ def _raw_areas(pages, bits, gap, toucher=None, entry=-1):
     prog = fetched.index(True) if any(fetched) else -1
     loader = -1
     if entry >= 0 and toucher is not None:
-        loader = int(np.searchsorted(pages[cut], entry >> 12, side="right"))
-        if loader == prog or not fetched[loader]:
+        at = int(np.searchsorted(pages, entry >> 12))
+        if at < len(pages) and pages[at] == entry >> 12:
+            loader = int(np.searchsorted(cut, at, side="right"))
+        if loader == prog or loader >= 0 and not fetched[loader]:
             loader = -1
     raw = []
     heap_at = -1
