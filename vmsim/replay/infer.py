@@ -280,7 +280,7 @@ def _elf_objects(raw, stack, heap_at):
             state, pending = "none", -1
         prev_end = end
         if b & 4:
-            if state not in ("text",):
+            if state != "text":
                 # A new object: at its header area when that came right before.
                 base = raw[pending][0] if pending >= 0 else start
                 if pending >= 0:
