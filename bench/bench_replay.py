@@ -187,8 +187,8 @@ def host_memory(frames):
     Measured after a first access has loaded numba and the same kind of run over
     another area (32,768 frames) has loaded the compiled code the run uses (the
     write-fault run, mm/_fault_batch.py): ~2 MiB once per process, which the
-    measurement once divided among the frames (48.8 B instead of 40.2). That run's RSS,
-    its frames included, is returned apart as "once"."""
+    measurement once divided among the frames (48.8 B instead of 40.1). That run's RSS,
+    its ``warm`` frames included, is returned apart as "once"."""
     import gc
     m = vmsim.Machine("16G", debug_vm=False)
     p = m.spawn()
@@ -216,7 +216,7 @@ def host_memory(frames):
     out = {name: (_written_pages(*at) - pages[name]) * 4096 / frames for name, at in where.items()}
     out = {name: x for name, x in out.items() if x}
     out["other (Python objects, allocator)"] = total / frames - sum(out.values())
-    return {"total": total / frames, "structures": out, "once": once}
+    return {"total": total / frames, "structures": out, "once": once, "warm": warm}
 
 
 def host_memory_child(frames, thp, runs=3):
@@ -374,9 +374,11 @@ def main():
     mid = sorted(off, key=lambda r: r["total"])[len(off) // 2]
     for name, x in mid["structures"].items():
         print(f"    {name:36} {x:6.2f} B")
-    print(f"  (not counted: ~{np.median([r['once'] for r in off]) / 2**20:.1f} MiB once per process "
-          "for the first write run's compiled code, its 32,768 frames included; mem_map.private "
-          "is read, not written, by stores of 0: the host maps its zero page there)")
+    once = np.median([r["once"] - r["warm"] * r["total"] for r in off])
+    print(f"  (not counted: {once / 2**20:.1f} MiB once per process, the first write run's "
+          f"compiled code and the allocator's first temporaries: the warm-up run of "
+          f"{off[0]['warm']:,} frames less their cost at the rate above; mem_map.private is "
+          "read, not written, by stores of 0: the host maps its zero page there)")
     print(f"host memory of a 64 GiB machine ({frames:,} frames, untouched): {cost / 1024:.0f} KiB; "
           f"against a 1 GiB one: {per_frame:.3f} bytes per untouched frame")
     print(f"lackey reader: {lines_s / 1e6:.2f} M lines/s ({lines:,} lines of ls /usr/bin; "
