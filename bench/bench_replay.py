@@ -16,10 +16,11 @@ Prints, each with the trace it used:
                replay` of 1,000 lackey lines (a small trace: a user's start-up), and of
                the built-in sample (167,449 lines)
   host memory  RSS a fresh process gains per simulated frame it writes (a fault each, on a
-               16 GiB machine), with host THP off for that process (prctl
-               PR_SET_THP_DISABLE: the 4 KiB pages the model writes) and as the host sets
-               it (numpy asks for huge pages for its large arrays: each array's written part
-               rounds up to 2 MiB pages); and RSS of a machine whose frames stay untouched
+               16 GiB machine, after a first run of the same kind), with host THP off for
+               that process (prctl PR_SET_THP_DISABLE) and as the host sets it (mem_map
+               asks for 4 KiB host pages: the two agree), with what each mem_map field and
+               the page-table pool gained (/proc/self/pagemap); and RSS of a machine whose
+               frames stay untouched
   lackey       lines/s reading a lackey trace (tests/data/traces/ls-usr-bin.lackey.xz,
                decompressed first, so the parser alone is timed)
 Rates are per CPU second (process time, vmsim and the C program alike): the machine
