@@ -117,7 +117,7 @@ def mlock_future_ok(mm, flags: int, length: int) -> bool:
 def __vm_enough_memory(mm, pages: int) -> int:
     """__vm_enough_memory(): overcommit policy; vmsim models mode 0 (heuristic)."""
     k = mm.kernel
-    mode = int(k.sysctl["/proc/sys/vm/overcommit_memory"])
+    mode = k.sysctl_overcommit_memory
     k.committed_as += pages
     if mode == 1:
         return 0
@@ -126,7 +126,7 @@ def __vm_enough_memory(mm, pages: int) -> int:
             k.committed_as -= pages
             return -errno.ENOMEM
         return 0
-    ratio = int(k.sysctl["/proc/sys/vm/overcommit_ratio"])
+    ratio = k.sysctl_overcommit_ratio
     allowed = totalram_pages(k) * ratio // 100
     if k.committed_as > allowed:
         k.committed_as -= pages
@@ -379,7 +379,7 @@ def do_mmap(mm, file, addr: int, length: int, prot: int, flags: int, vm_flags: i
     # offset overflow?
     if (pgoff + (length >> 12)) & _U64 < pgoff:
         return -errno.EOVERFLOW, 0
-    if mm.map_count > int(k.sysctl["/proc/sys/vm/max_map_count"]):
+    if mm.map_count > k.sysctl_max_map_count:
         return -errno.ENOMEM, 0
     pkey = 0
     if prot == PROT_EXEC:
@@ -429,7 +429,7 @@ def do_mmap(mm, file, addr: int, length: int, prot: int, flags: int, vm_flags: i
         else:
             return -errno.EINVAL, 0
     if flags & MAP_NORESERVE:
-        if k.sysctl["/proc/sys/vm/overcommit_memory"] != "2":
+        if k.sysctl_overcommit_memory != 2:
             vm_flags |= VM_NORESERVE
         # hugetlb applies strict overcommit unless MAP_NORESERVE
         from vmsim.mm.hugetlb import is_file_hugepages
@@ -576,7 +576,7 @@ def do_brk_flags(mm, vma, addr: int, length: int, vm_flags: int) -> int:
     vm_flags |= VM_ACCOUNT | VM_DATA_DEFAULT_FLAGS | mm.def_flags
     if not may_expand_vm(mm, vm_flags, length >> 12):
         return -errno.ENOMEM
-    if mm.map_count > int(k.sysctl["/proc/sys/vm/max_map_count"]):
+    if mm.map_count > k.sysctl_max_map_count:
         return -errno.ENOMEM
     if __vm_enough_memory(mm, length >> 12):
         return -errno.ENOMEM

@@ -451,7 +451,7 @@ def __split_vma(mm, vma, addr: int, new_below: bool):
 
 def split_vma(mm, vma, addr: int, new_below: bool):
     """split_vma(): __split_vma() after the max_map_count check."""
-    if mm.map_count >= int(mm.kernel.sysctl["/proc/sys/vm/max_map_count"]):
+    if mm.map_count >= mm.kernel.sysctl_max_map_count:
         return -errno.ENOMEM
     return __split_vma(mm, vma, addr, new_below)
 
@@ -545,7 +545,7 @@ def vms_gather_munmap_vmas(mm, start: int, end: int, vmas) -> int:
     first = vmas[0]
     if start > first.vm_start:
         # Make sure that map_count on return from munmap() will not exceed its limit.
-        if end < first.vm_end and mm.map_count >= int(k.sysctl["/proc/sys/vm/max_map_count"]):
+        if end < first.vm_end and mm.map_count >= k.sysctl_max_map_count:
             return -errno.ENOMEM
         r = __split_vma(mm, first, start, True)
         if isinstance(r, int):
