@@ -15,25 +15,40 @@ so the shape (never the answers) depends only on the order of operations.
 
 
 class _gap_node:
-    __slots__ = ("vma", "gap", "max", "prio", "left", "right", "parent")
+    __slots__ = ("vma", "gap", "max", "prio", "left", "right", "parent", "start", "end")
 
     def __init__(self, vma, gap, prio):
         self.vma = vma
         self.gap = gap
         self.max = gap
         self.prio = prio
-        self.left = self.right = self.parent = None
+        self.left = self.right = _NIL
+        self.parent = None
+        # The VMA's bounds, copied here for the searches (one attribute load fewer per
+        # node visited); _vma_update keeps them in step, the checker compares them.
+        if vma is not None:
+            self.start = vma.vm_start
+            self.end = vma.vm_end
+
+
+# The empty subtree: a sentinel whose max (-1) is below every gap, so the walks read
+# a child's max without testing for None. Never written: rotations and the walks
+# test for it before touching a child.
+_NIL = _gap_node.__new__(_gap_node)
+_NIL.vma, _NIL.gap, _NIL.max, _NIL.prio, _NIL.parent = None, -1, -1, -1, None
+_NIL.left = _NIL.right = _NIL
+_NIL.start = _NIL.end = 0
 
 
 def _pull(n):
     """Recompute n.max from n.gap and its children."""
     m = n.gap
-    c = n.left
-    if c is not None and c.max > m:
-        m = c.max
-    c = n.right
-    if c is not None and c.max > m:
-        m = c.max
+    c = n.left.max
+    if c > m:
+        m = c
+    c = n.right.max
+    if c > m:
+        m = c
     n.max = m
 
 
@@ -41,7 +56,7 @@ class _gap_tree:
     __slots__ = ("root", "_seed", "found")
 
     def __init__(self):
-        self.root = None
+        self.root = _NIL
         self._seed = 0x2545F4914F6CDD1D
         # Where the last search stopped, as the maple state does after
         # mas_empty_area(_rev): the node of the VMA just above the free range (its
@@ -67,7 +82,7 @@ class _gap_tree:
             b = x.left
             p.right = b
             x.left = p
-        if b is not None:
+        if b is not _NIL:
             b.parent = p
         p.parent = x
         x.parent = g
@@ -86,35 +101,47 @@ class _gap_tree:
         (_pull inline: this runs on every VMA insert, removal and resize)."""
         while n is not None:
             m = n.gap
-            c = n.left
-            if c is not None and c.max > m:
-                m = c.max
-            c = n.right
-            if c is not None and c.max > m:
-                m = c.max
+            c = n.left.max
+            if c > m:
+                m = c
+            c = n.right.max
+            if c > m:
+                m = c
             if n.max == m:
                 return
             n.max = m
             n = n.parent
+
+    @staticmethod
+    def _gap_changed(node, old: int, gap: int):
+        """node.gap went from old to gap: refresh the maxima above it. A gap that grew
+        raises every maximum below it on the way up; one that shrank matters only where
+        it was the maximum."""
+        if gap > old:
+            while node is not None and node.max < gap:
+                node.max = gap
+                node = node.parent
+        elif node.max == old:
+            _gap_tree._propagate(node)
 
     def _insert(self, vma, gap: int):
         """Link ``vma`` (not overlapping any VMA in the tree) with the gap below it."""
         node = _gap_node(vma, gap, self._prio())
         vma._mt_node = node
         cur = self.root
-        if cur is None:
+        if cur is _NIL:
             self.root = node
             return
         s = vma.vm_start
         while True:
-            if s < cur.vma.vm_start:
+            if s < cur.start:
                 nxt = cur.left
-                if nxt is None:
+                if nxt is _NIL:
                     cur.left = node
                     break
             else:
                 nxt = cur.right
-                if nxt is None:
+                if nxt is _NIL:
                     cur.right = node
                     break
             cur = nxt
@@ -129,25 +156,26 @@ class _gap_tree:
         vma._mt_node = None
         while True:
             lc, rc = node.left, node.right
-            if lc is None and rc is None:
+            if lc is _NIL and rc is _NIL:
                 break
-            self._rotate_up(lc if rc is None or (lc is not None and lc.prio > rc.prio) else rc)
+            self._rotate_up(lc if rc is _NIL or (lc is not _NIL and lc.prio > rc.prio) else rc)
         p = node.parent
         if p is None:
-            self.root = None
+            self.root = _NIL
         elif p.left is node:
-            p.left = None
+            p.left = _NIL
         else:
-            p.right = None
+            p.right = _NIL
         node.parent = None
         self._propagate(p)
 
     def _set_gap(self, vma, gap: int):
         """The gap below ``vma`` changed (its start or its predecessor's end moved)."""
         node = vma._mt_node
-        if node.gap != gap:
+        old = node.gap
+        if old != gap:
             node.gap = gap
-            self._propagate(node)
+            self._gap_changed(node, old, gap)
 
     # --- searches (mas_empty_area_rev / mas_empty_area) ---------------------------
     def _area_highest(self, last_end: int, low: int, high: int, size: int):
@@ -162,7 +190,7 @@ class _gap_tree:
         n = self.found = _highest(self.root, low, high, size)
         if n is None:
             return None
-        e = n.vma.vm_start
+        e = n.start
         return e if e < high else high
 
     def _area_lowest(self, last_end: int, low: int, high: int, size: int):
@@ -170,7 +198,7 @@ class _gap_tree:
         bytes, clamped to low; None when there is none."""
         n = self.found = _lowest(self.root, low, high, size)
         if n is not None:
-            s = n.vma.vm_start - n.gap
+            s = n.start - n.gap
             return s if s > low else low
         s = last_end if last_end > low else low
         if high - s >= size:
@@ -182,27 +210,36 @@ def _highest(n, low, high, size):
     """The node below whose VMA lies the highest gap that fits, as
     mas_empty_area_rev() finds it (None if none): from the top down, skipping
     every subtree whose largest gap is below ``size``. Iterative: a Python call per
-    node visited cost more than the whole search. ``stack`` holds the nodes passed on
-    the way down to a right subtree whose own gap or left subtree may still hold the
-    range; a node with nothing to its right that fits is tried at once."""
-    stack = []
+    node visited cost more than the whole search.
+
+    ``cand`` is the last node passed on the way down to a right subtree whose own gap
+    or left subtree holds a gap of ``size``: if nothing to its right fits (the right
+    subtree's big gap lies above ``high``), the range is there. One node is enough:
+    below ``high`` a gap of ``size`` fails only by starting below ``low``, and then
+    every gap further down fails too."""
+    cand = None
     while True:
-        if n is not None and n.max >= size:
+        if n.max >= size:
             r = n.right
             # Every gap in the right subtree starts at or above this VMA's end.
-            if r is not None and r.max >= size and n.vma.vm_end < high:
-                c = n.left
-                if n.gap >= size or (c is not None and c.max >= size):
-                    stack.append(n)
+            if r.max >= size and n.end < high:
+                if n.gap >= size or n.left.max >= size:
+                    cand = n
                 n = r
                 continue
-        elif stack:
-            n = stack.pop()
+            gap = n.gap
+            if gap < size:
+                # Not here: the left subtree (its gaps lie below, if any fits).
+                n = n.left
+                continue
+        elif cand is not None:
+            n = cand
+            cand = None
+            gap = n.gap
         else:
             return None
         # Everything above n is done: n's own gap, then its left subtree.
-        gap = n.gap
-        ge = n.vma.vm_start
+        ge = n.start
         gs = ge - gap
         if gap >= size and gs < high and ge > low:
             e = ge if ge < high else high
@@ -210,31 +247,37 @@ def _highest(n, low, high, size):
             if e - s >= size:
                 return n
         # Every gap in the left subtree ends at or below this gap's start.
-        n = n.left if gs > low else None
+        n = n.left if gs > low else _NIL
 
 
 def _lowest(n, low, high, size):
     """The node below whose VMA lies the lowest gap that fits, as mas_empty_area()
-    finds it (None if none): from the bottom up, skipping every
-    subtree whose largest gap is below ``size`` (iterative, as _highest)."""
-    stack = []
+    finds it (None if none): from the bottom up, skipping every subtree whose
+    largest gap is below ``size`` (iterative, as _highest; a gap of ``size`` above
+    ``low`` fails only by ending above ``high``, and then so does every gap above)."""
+    cand = None
     while True:
-        if n is not None and n.max >= size:
+        if n.max >= size:
             c = n.left
+            gap = n.gap
             # Every gap in the left subtree ends at or below this gap's start.
-            if c is not None and c.max >= size and n.vma.vm_start - n.gap > low:
-                r = n.right
-                if n.gap >= size or (r is not None and r.max >= size):
-                    stack.append(n)
+            if c.max >= size and n.start - gap > low:
+                if gap >= size or n.right.max >= size:
+                    cand = n
                 n = c
                 continue
-        elif stack:
-            n = stack.pop()
+            if gap < size:
+                # Not here: the right subtree (its gaps lie above, if any fits).
+                n = n.right
+                continue
+        elif cand is not None:
+            n = cand
+            cand = None
+            gap = n.gap
         else:
             return None
         # Everything below n is done: n's own gap, then its right subtree.
-        gap = n.gap
-        ge = n.vma.vm_start
+        ge = n.start
         gs = ge - gap
         if gap >= size and gs < high and ge > low:
             e = ge if ge < high else high
@@ -242,7 +285,7 @@ def _lowest(n, low, high, size):
             if e - s >= size:
                 return n
         # Every gap in the right subtree starts at or above this VMA's end.
-        n = n.right if n.vma.vm_end < high else None
+        n = n.right if n.end < high else _NIL
 
 
 def _check_gap_tree(mm, rep, name):
@@ -255,23 +298,25 @@ def _check_gap_tree(mm, rep, name):
     order = []
     stack = []
     n = t.root
-    if n is not None and n.parent is not None:
+    if n is not _NIL and n.parent is not None:
         rep(f"{name}: gap tree root has a parent")
-    while stack or n is not None:
-        while n is not None:
+    if (_NIL.left, _NIL.right, _NIL.parent, _NIL.max, _NIL.vma) != (_NIL, _NIL, None, -1, None):
+        rep(f"{name}: gap tree sentinel was written")
+    while stack or n is not _NIL:
+        while n is not _NIL:
             stack.append(n)
             n = n.left
         n = stack.pop()
         order.append(n)
         for c in (n.left, n.right):
-            if c is not None:
+            if c is not _NIL:
                 if c.parent is not n:
                     rep(f"{name}: gap tree parent link broken at {n.vma!r}")
                 if c.prio > n.prio:
                     rep(f"{name}: gap tree heap order broken at {n.vma!r}")
         m = n.gap
         for c in (n.left, n.right):
-            if c is not None and c.max > m:
+            if c.max > m:
                 m = c.max
         if m != n.max:
             rep(f"{name}: gap tree max {n.max:#x} != {m:#x} at {n.vma!r}")
@@ -286,6 +331,8 @@ def _check_gap_tree(mm, rep, name):
         v = nd.vma
         if v._mt_node is not nd:
             rep(f"{name}: {v!r} does not point at its gap tree node")
+        if (nd.start, nd.end) != (v.vm_start, v.vm_end):
+            rep(f"{name}: gap tree node of {v!r} holds bounds {nd.start:#x}-{nd.end:#x}")
         if nd.gap != v.vm_start - prev_end:
             rep(f"{name}: gap below {v!r} recorded as {nd.gap:#x}, is "
                 f"{v.vm_start - prev_end:#x}")

@@ -283,18 +283,25 @@ class mm_struct:
     def _vma_update(self, vma, start: int, end: int):
         """Change a VMA's bounds in place, keeping the tree ordered (the new range
         may not overlap another VMA, so the VMA keeps its place)."""
+        node = vma._mt_node
         old_start = vma.vm_start
         if end == vma.vm_end:
             # Only the start moves (a merge or stack growth in front of the VMA): the
             # tree's keys (vm_end) and neighbours stay, and the gap below changes by
             # as much as the start, so no lookup is needed.
-            node = vma._mt_node
-            gap = node.gap + (start - old_start)
+            old = node.gap
+            gap = old + (start - old_start)
             assert gap >= 0, "VMA overlap"
-            vma.vm_start = start
-            if gap != node.gap:
-                node.gap = gap
-                self._mt_gap._propagate(node)
+            vma.vm_start = node.start = start
+            node.gap = gap
+            # _gap_tree._gap_changed(), inline: a grown gap raises the maxima on the
+            # way up; a shrunk one matters only where it was the maximum.
+            if gap > old:
+                while node is not None and node.max < gap:
+                    node.max = gap
+                    node = node.parent
+            elif gap < old and node.max == old:
+                _gap_tree._propagate(node)
             return
         mt = self.mm_mt
         i = bisect_left(self.mm_mt_ends, vma.vm_end)         # _index(), inline
@@ -304,6 +311,7 @@ class mm_struct:
             (i + 1 == len(mt) or end <= mt[i + 1].vm_start), "VMA overlap"
         old_end = vma.vm_end
         vma.vm_start, vma.vm_end = start, end
+        node.start, node.end = start, end
         self.mm_mt_ends[i] = end
         # Only the gaps next to a moved bound change.
         gaps = self._mt_gap
