@@ -11,16 +11,27 @@ vm_end, as the maple tree's empty ranges: no stack guard gap) and the largest ga
 its subtree. The gap above the last VMA is the open range to the end of the address
 space and is handled by the searches. Priorities come from a fixed xorshift sequence,
 so the shape (never the answers) depends only on the order of operations.
+
+Three nodes, ``big``, are kept out of the maxima (their ``mgap`` is -1): a node whose
+gap grows past the smallest of theirs takes its place. In a usual layout they hold the
+free range between the heap and the mmap area, which every top-down mmap there shrinks
+(by a merge) or hands to the new VMA below, the stack's guard range above mmap_base and
+the range below the executable: changes to their gaps update no maxima, where they
+would have refreshed every node up to the root. A search tries the big gaps first;
+when no other gap is as large as the request (the root's maximum), the best of them
+is the answer, else a better gap can only lie between it and the search's limit, in
+the subtrees hanging off its path to the root.
 """
 
 
 class _gap_node:
-    __slots__ = ("vma", "gap", "max", "prio", "left", "right", "parent", "start", "end")
+    __slots__ = ("vma", "gap", "mgap", "max", "prio", "left", "right", "parent", "start",
+                 "end")
 
     def __init__(self, vma, gap, prio):
         self.vma = vma
         self.gap = gap
-        self.max = gap
+        self.mgap = self.max = gap          # the gap as the maxima count it (-1: big)
         self.prio = prio
         self.left = self.right = _NIL
         self.parent = None
@@ -35,14 +46,14 @@ class _gap_node:
 # a child's max without testing for None. Never written: rotations and the walks
 # test for it before touching a child.
 _NIL = _gap_node.__new__(_gap_node)
-_NIL.vma, _NIL.gap, _NIL.max, _NIL.prio, _NIL.parent = None, -1, -1, -1, None
+_NIL.vma, _NIL.gap, _NIL.mgap, _NIL.max, _NIL.prio, _NIL.parent = None, -1, -1, -1, -1, None
 _NIL.left = _NIL.right = _NIL
 _NIL.start = _NIL.end = 0
 
 
 def _pull(n):
-    """Recompute n.max from n.gap and its children."""
-    m = n.gap
+    """Recompute n.max from n.mgap and its children."""
+    m = n.mgap
     c = n.left.max
     if c > m:
         m = c
@@ -52,8 +63,32 @@ def _pull(n):
     n.max = m
 
 
+def _propagate(n):
+    """Refresh the maxima from n up to the root, stopping where nothing changes
+    (_pull inline: this runs on every VMA insert and removal)."""
+    while n is not None:
+        m = n.mgap
+        c = n.left.max
+        if c > m:
+            m = c
+        c = n.right.max
+        if c > m:
+            m = c
+        if n.max == m:
+            return
+        n.max = m
+        n = n.parent
+
+
+def _raise(n, g: int):
+    """A gap of g now counts below n: raise the maxima up to where they already hold it."""
+    while n is not None and n.max < g:
+        n.max = g
+        n = n.parent
+
+
 class _gap_tree:
-    __slots__ = ("root", "_seed", "found")
+    __slots__ = ("root", "_seed", "found", "big")   # big: the nodes out of the maxima
 
     def __init__(self):
         self.root = _NIL
@@ -62,6 +97,7 @@ class _gap_tree:
         # mas_empty_area(_rev): the node of the VMA just above the free range (its
         # vma_next()), or None for the open range above the last VMA.
         self.found = None
+        self.big = [None, None, None]
 
     def _prio(self) -> int:
         x = self._seed
@@ -95,39 +131,48 @@ class _gap_tree:
         _pull(p)
         _pull(x)
 
-    @staticmethod
-    def _propagate(n):
-        """Refresh the maxima from n up to the root, stopping where nothing changes
-        (_pull inline: this runs on every VMA insert, removal and resize)."""
-        while n is not None:
-            m = n.gap
-            c = n.left.max
-            if c > m:
-                m = c
-            c = n.right.max
-            if c > m:
-                m = c
-            if n.max == m:
-                return
-            n.max = m
-            n = n.parent
+    def _big_slot(self, gap: int) -> int:
+        """The slot of big a node with this gap takes (an empty one, else the one with
+        the smallest gap if it is below ``gap``), or -1."""
+        b0, b1, b2 = self.big
+        if b0 is None:
+            return 0
+        if b1 is None:
+            return 1
+        if b2 is None:
+            return 2
+        i, g = 0, b0.gap
+        if b1.gap < g:
+            i, g = 1, b1.gap
+        if b2.gap < g:
+            i, g = 2, b2.gap
+        return i if gap > g else -1
 
-    @staticmethod
-    def _gap_changed(node, old: int, gap: int):
-        """node.gap went from old to gap: refresh the maxima above it. A gap that grew
-        raises every maximum below it on the way up; one that shrank matters only where
-        it was the maximum."""
-        if gap > old:
-            while node is not None and node.max < gap:
-                node.max = gap
-                node = node.parent
-        elif node.max == old:
-            _gap_tree._propagate(node)
+    def _take_big(self, node, i: int):
+        """node (in the tree, not big) takes slot i of big; the node it replaces counts
+        in the maxima again."""
+        old = node.mgap
+        node.mgap = -1
+        if node.max == old:
+            _propagate(node)
+        b = self.big[i]
+        self.big[i] = node
+        if b is not None:
+            b.mgap = b.gap
+            _raise(b, b.gap)
 
     def _insert(self, vma, gap: int):
         """Link ``vma`` (not overlapping any VMA in the tree) with the gap below it."""
         node = _gap_node(vma, gap, self._prio())
         vma._mt_node = node
+        i = self._big_slot(gap)
+        if i >= 0:
+            node.mgap = node.max = -1               # a new big: counted in no maxima
+            b = self.big[i]
+            self.big[i] = node
+            if b is not None:
+                b.mgap = b.gap
+                _raise(b, b.gap)
         cur = self.root
         if cur is _NIL:
             self.root = node
@@ -148,12 +193,14 @@ class _gap_tree:
         node.parent = cur
         while node.parent is not None and node.parent.prio < node.prio:
             self._rotate_up(node)
-        self._propagate(node.parent)
+        _propagate(node.parent)
 
     def _delete(self, vma):
         """Unlink ``vma``'s node."""
         node = vma._mt_node
         vma._mt_node = None
+        if node.mgap < 0:                # a big: the next gap that changes or is linked
+            self.big[self.big.index(node)] = None                # takes its slot
         while True:
             lc, rc = node.left, node.right
             if lc is _NIL and rc is _NIL:
@@ -167,15 +214,31 @@ class _gap_tree:
         else:
             p.right = _NIL
         node.parent = None
-        self._propagate(p)
+        _propagate(p)
 
     def _set_gap(self, vma, gap: int):
         """The gap below ``vma`` changed (its start or its predecessor's end moved)."""
-        node = vma._mt_node
+        self._node_gap(vma._mt_node, gap)
+
+    def _node_gap(self, node, gap: int):
+        """node's gap is now ``gap``: a big gap's changes touch no maxima; a gap growing
+        past the smallest big one takes its slot; else a grown gap raises the maxima
+        above it, and a shrunk one matters only where it was the maximum."""
         old = node.gap
-        if old != gap:
-            node.gap = gap
-            self._gap_changed(node, old, gap)
+        if old == gap:
+            return
+        node.gap = gap
+        if node.mgap < 0:                # a big
+            return
+        i = self._big_slot(gap)
+        if i >= 0:
+            self._take_big(node, i)
+            return
+        node.mgap = gap
+        if gap > old:
+            _raise(node, gap)
+        elif node.max == old:
+            _propagate(node)
 
     # --- searches (mas_empty_area_rev / mas_empty_area) ---------------------------
     def _area_highest(self, last_end: int, low: int, high: int, size: int):
@@ -187,7 +250,7 @@ class _gap_tree:
         if e - s >= size:
             self.found = None
             return e
-        n = self.found = _highest(self.root, low, high, size)
+        n = self.found = _highest_gap(self, low, high, size)
         if n is None:
             return None
         e = n.start
@@ -196,7 +259,7 @@ class _gap_tree:
     def _area_lowest(self, last_end: int, low: int, high: int, size: int):
         """Start of the lowest free range whose part inside [low, high) holds ``size``
         bytes, clamped to low; None when there is none."""
-        n = self.found = _lowest(self.root, low, high, size)
+        n = self.found = _lowest_gap(self, low, high, size)
         if n is not None:
             s = n.start - n.gap
             return s if s > low else low
@@ -204,6 +267,86 @@ class _gap_tree:
         if high - s >= size:
             return s
         return None
+
+
+def _fits(n, low: int, high: int, size: int) -> bool:
+    """n's gap, clamped to [low, high), holds size bytes."""
+    gap = n.gap
+    if gap < size:
+        return False
+    ge = n.start
+    gs = ge - gap
+    return (ge if ge < high else high) - (gs if gs > low else low) >= size
+
+
+def _highest_gap(t, low, high, size):
+    """The node of the highest gap that fits (None if none). The highest big gap that
+    fits, unless a gap above it does: when one is as large as the request at all (the
+    root's maximum), it lies in the right subtree of the big gap's node or of an
+    ancestor reached from the left, or is such an ancestor's own gap (a big gap there
+    does not fit); those are tried from the top, the highest first."""
+    best = None
+    for b in t.big:
+        if b is not None and b.gap >= size and (best is None or b.start > best.start) and \
+                _fits(b, low, high, size):
+            best = b
+    if best is None:
+        return _highest(t.root, low, high, size)
+    if t.root.max < size:
+        return best
+    ups = []
+    n = best
+    p = n.parent
+    while p is not None:
+        if p.left is n:
+            ups.append(p)
+        n = p
+        p = n.parent
+    ups.reverse()
+    ups.append(None)
+    for x in ups:
+        r = best.right if x is None else x.right
+        if r.max >= size and (best if x is None else x).end < high:
+            f = _highest(r, low, high, size)
+            if f is not None:
+                return f
+        if x is not None and x.gap >= size and _fits(x, low, high, size):
+            return x
+    return best
+
+
+def _lowest_gap(t, low, high, size):
+    """The node of the lowest gap that fits (None if none): as _highest_gap, mirrored
+    (the lowest big gap that fits, unless one below it does)."""
+    best = None
+    for b in t.big:
+        if b is not None and b.gap >= size and (best is None or b.start < best.start) and \
+                _fits(b, low, high, size):
+            best = b
+    if best is None:
+        return _lowest(t.root, low, high, size)
+    if t.root.max < size:
+        return best
+    ups = []
+    n = best
+    p = n.parent
+    while p is not None:
+        if p.right is n:
+            ups.append(p)
+        n = p
+        p = n.parent
+    ups.reverse()
+    ups.append(None)
+    for x in ups:
+        y = best if x is None else x
+        c = y.left
+        if c.max >= size and y.start - y.gap > low:
+            f = _lowest(c, low, high, size)
+            if f is not None:
+                return f
+        if x is not None and x.gap >= size and _fits(x, low, high, size):
+            return x
+    return best
 
 
 def _highest(n, low, high, size):
@@ -217,37 +360,40 @@ def _highest(n, low, high, size):
     subtree's big gap lies above ``high``), the range is there. One node is enough:
     below ``high`` a gap of ``size`` fails only by starting below ``low``, and then
     every gap further down fails too."""
+    if n.max < size:
+        return None
     cand = None
     while True:
-        if n.max >= size:
-            r = n.right
-            # Every gap in the right subtree starts at or above this VMA's end.
-            if r.max >= size and n.end < high:
-                if n.gap >= size or n.left.max >= size:
-                    cand = n
-                n = r
-                continue
-            gap = n.gap
-            if gap < size:
-                # Not here: the left subtree (its gaps lie below, if any fits).
+        # n.max >= size here.
+        r = n.right
+        # Every gap in the right subtree starts at or above this VMA's end.
+        if r.max >= size and n.end < high:
+            if n.gap >= size or n.left.max >= size:
+                cand = n
+            n = r
+            continue
+        # Nothing to the right: n's own gap, then its left subtree.
+        gap = n.gap
+        while True:
+            if gap >= size:
+                ge = n.start
+                gs = ge - gap
+                if gs < high and ge > low:
+                    e = ge if ge < high else high
+                    s = gs if gs > low else low
+                    if e - s >= size:
+                        return n
+                # Every gap in the left subtree ends at or below this gap's start.
+                n = n.left if gs > low else _NIL
+            else:
                 n = n.left
-                continue
-        elif cand is not None:
+            if n.max >= size:
+                break
+            if cand is None:
+                return None
             n = cand
             cand = None
             gap = n.gap
-        else:
-            return None
-        # Everything above n is done: n's own gap, then its left subtree.
-        ge = n.start
-        gs = ge - gap
-        if gap >= size and gs < high and ge > low:
-            e = ge if ge < high else high
-            s = gs if gs > low else low
-            if e - s >= size:
-                return n
-        # Every gap in the left subtree ends at or below this gap's start.
-        n = n.left if gs > low else _NIL
 
 
 def _lowest(n, low, high, size):
@@ -314,13 +460,23 @@ def _check_gap_tree(mm, rep, name):
                     rep(f"{name}: gap tree parent link broken at {n.vma!r}")
                 if c.prio > n.prio:
                     rep(f"{name}: gap tree heap order broken at {n.vma!r}")
-        m = n.gap
+        isbig = any(n is b for b in t.big)
+        if n.mgap != (-1 if isbig else n.gap):
+            rep(f"{name}: gap tree node of {n.vma!r} counts gap {n.mgap:#x} in the maxima"
+                f"{' (big)' if isbig else ''}, its gap is {n.gap:#x}")
+        m = -1 if isbig else n.gap
         for c in (n.left, n.right):
             if c.max > m:
                 m = c.max
         if m != n.max:
             rep(f"{name}: gap tree max {n.max:#x} != {m:#x} at {n.vma!r}")
         n = n.right
+    for b in t.big:
+        if b is not None and all(nd is not b for nd in order):
+            rep(f"{name}: gap tree's big node {b.vma!r} is not in the tree")
+    held = [b for b in t.big if b is not None]
+    if len({id(b) for b in held}) != len(held):
+        rep(f"{name}: gap tree's big slots hold a node twice")
     vmas = mm.mm_mt
     if len(order) != len(vmas) or any(a.vma is not b for a, b in zip(order, vmas)):
         rep(f"{name}: gap tree holds {len(order)} VMAs, not the {len(vmas)} of the VMA tree "

@@ -258,14 +258,15 @@ class mm_struct:
         mt = self.mm_mt
         i = bisect_right(self.mm_mt_ends, vma.vm_start)
         assert i == len(mt) or mt[i].vm_start >= vma.vm_end, "VMA overlap"
+        gaps = self._mt_gap
+        # The next VMA's gap first: when it held the big gap, the new VMA takes it.
+        if i < len(mt):
+            nxt = mt[i]
+            gaps._set_gap(nxt, nxt.vm_start - vma.vm_end)
         self.mm_mt_ends.insert(i, vma.vm_end)
         mt.insert(i, vma)
         self.map_count += 1
-        gaps = self._mt_gap
         gaps._insert(vma, vma.vm_start - (mt[i - 1].vm_end if i else 0))
-        if i + 1 < len(mt):
-            nxt = mt[i + 1]
-            gaps._set_gap(nxt, nxt.vm_start - vma.vm_end)
 
     def _vma_remove(self, vma):
         i = self._index(vma)
@@ -289,19 +290,10 @@ class mm_struct:
             # Only the start moves (a merge or stack growth in front of the VMA): the
             # tree's keys (vm_end) and neighbours stay, and the gap below changes by
             # as much as the start, so no lookup is needed.
-            old = node.gap
-            gap = old + (start - old_start)
+            gap = node.gap + (start - old_start)
             assert gap >= 0, "VMA overlap"
             vma.vm_start = node.start = start
-            node.gap = gap
-            # _gap_tree._gap_changed(), inline: a grown gap raises the maxima on the
-            # way up; a shrunk one matters only where it was the maximum.
-            if gap > old:
-                while node is not None and node.max < gap:
-                    node.max = gap
-                    node = node.parent
-            elif gap < old and node.max == old:
-                _gap_tree._propagate(node)
+            self._mt_gap._node_gap(node, gap)
             return
         mt = self.mm_mt
         i = bisect_left(self.mm_mt_ends, vma.vm_end)         # _index(), inline

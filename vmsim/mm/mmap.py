@@ -21,7 +21,7 @@ from vmsim.mm.oom_kill import totalram_pages
 from vmsim.mm.vma import (vm_stat_account, do_vmi_align_munmap, vms_gather_munmap_vmas,
                           vma_merge_struct, vma_merge_new_range, VMA_MERGE_ERROR_NOMEM,
                           _vmg_state)
-from vmsim.mm._gap_tree import _highest
+from vmsim.mm._gap_tree import _highest_gap
 
 _U64 = (1 << 64) - 1
 
@@ -194,26 +194,29 @@ def unmapped_area_topdown(mm, length: int, low_limit: int, high_limit: int,
             node = None
             gap_end = high_limit
         else:
-            node = _highest(gaps.root, low_limit, high_limit, length)
+            node = _highest_gap(gaps, low_limit, high_limit, length)
             if node is None:                            # vma_iter_area_highest failed
                 return -errno.ENOMEM
             gap_end = node.start if node.start < high_limit else high_limit
         gap = gap_end - info_length
         gap -= (gap - align_offset) & align_mask
         # vma_next(&vmi): the VMA above the free range, where the search left the
-        # iterator (no second walk of the tree).
-        tmp = node.vma if node is not None else None
-        if tmp is not None and tmp.vm_flags & VM_GROWSDOWN:   # VM_STARTGAP_FLAGS
-            if vm_start_gap(mm, tmp) < gap_end:
-                high_limit = vm_start_gap(mm, tmp)
-                continue
+        # iterator (no second walk of the tree); vma_prev(&vmi): the VMA below it ends
+        # where the free range starts.
+        if node is not None:
+            tmp = node.vma
+            if tmp.vm_flags & VM_GROWSDOWN:             # VM_STARTGAP_FLAGS
+                if vm_start_gap(mm, tmp) < gap_end:
+                    high_limit = vm_start_gap(mm, tmp)
+                    continue
+                return gap
+            prev_end = node.start - node.gap
         else:
-            # vma_prev(&vmi): the VMA below the free range ends where the range starts.
-            prev_end = tmp.vm_start - node.gap if tmp is not None else (mt[-1].vm_end if mt else 0)
-            if prev_end > gap:                          # vm_end_gap(): no VM_GROWSUP
-                _, tmp = mm.find_vma_prev(gap)
-                high_limit = tmp.vm_start
-                continue
+            prev_end = last_end
+        if prev_end > gap:                              # vm_end_gap(): no VM_GROWSUP
+            _, tmp = mm.find_vma_prev(gap)
+            high_limit = tmp.vm_start
+            continue
         return gap
 
 
