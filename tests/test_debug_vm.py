@@ -123,6 +123,28 @@ def test_rss_and_vmstat_and_pgtables_corruption_is_caught(written):
     expect(proc.machine, r"pgtables_bytes = \d+, tables found")
 
 
+def test_totalram_and_sysctl_int_corruption_is_caught(written):
+    """_totalram_pages and the int sysctls (sysctl_max_map_count, ...) are copies the
+    hot paths read; the checker recomputes them from the zones and k.sysctl."""
+    proc, a = written
+    m, k = proc.machine, proc.machine.k
+    k.page_alloc._totalram_pages += 1
+    expect(m, r"_totalram_pages = \d+, the zones manage \d+ pages")
+    k.page_alloc._totalram_pages -= 1
+    m.check()
+    for var in ("sysctl_max_map_count", "sysctl_overcommit_memory", "sysctl_overcommit_ratio"):
+        setattr(k, var, getattr(k, var) + 1)
+        expect(m, rf"{var} = \d+, /proc/sys/vm/\w+ reads")
+        setattr(k, var, getattr(k, var) - 1)
+    m.check()
+    # A write through /proc updates both.
+    m.write_file("/proc/sys/vm/max_map_count", "1000\n")
+    assert k.sysctl_max_map_count == 1000
+    m.write_file("/proc/sys/vm/overcommit_memory", "2")
+    assert k.sysctl_overcommit_memory == 2
+    m.check()
+
+
 def test_writable_pte_in_readonly_vma_is_caught(proc):
     a = proc.mmap(0, 4096, PROT_READ, ANON)
     assert proc.read(a, 4) == bytes(4)        # the zero page, read-only

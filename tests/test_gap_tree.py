@@ -114,3 +114,77 @@ def test_mmap_null_takes_the_highest_gap_below_mmap_base(ops):
             assert got == want - (n << 12)
             p.munmap(got, n << 12)
     machine.check()
+
+
+def test_the_largest_gaps_are_kept_out_of_the_maxima():
+    """The three largest gaps (at the time they grew) are the tree's big gaps, counted
+    in no subtree maximum; searches still find them, and a bigger gap higher up
+    beats them."""
+    mm = _MM()
+    t = mm._mt_gap
+    page = 0
+    for gap in (1, 5, 2, 8, 3):                 # in address order: only the new gap changes
+        page += gap
+        v = _V(page << 12, (page + 1) << 12)
+        mm.mm_mt.append(v)
+        t._insert(v, gap << 12)
+        page += 1
+    assert sorted(b.gap >> 12 for b in t.big) == [3, 5, 8]
+    assert t.root.max == 2 << 12                # the largest gap left in the maxima
+    errors = []
+    _check_gap_tree(mm, errors.append, "mm")
+    assert not errors
+    last = mm.mm_mt[-1].vm_end
+    for size in range(1, 10):
+        for low, high in ((0, 40 << 12), (7 << 12, 30 << 12), (0, 12 << 12)):
+            assert t._area_highest(last, low, high, size << 12) == \
+                _scan(mm.mm_mt, low, high, size << 12, True)
+            assert t._area_lowest(last, low, high, size << 12) == \
+                _scan(mm.mm_mt, low, high, size << 12, False)
+    # A gap that grows past the smallest big one takes its place: the VMA at pages
+    # 10-11 moves to 12-13 (its gap 2 -> 4 pages, the next one's 8 -> 6).
+    v, nxt = mm.mm_mt[2], mm.mm_mt[3]
+    v.vm_start, v.vm_end = 12 << 12, 13 << 12
+    v._mt_node.start, v._mt_node.end = v.vm_start, v.vm_end
+    t._set_gap(v, 4 << 12)
+    t._set_gap(nxt, 6 << 12)
+    assert sorted(b.gap >> 12 for b in t.big) == [4, 5, 6]
+    errors = []
+    _check_gap_tree(mm, errors.append, "mm")
+    assert not errors
+
+
+def test_checker_catches_gap_tree_corruption():
+    """The checker recomputes every maximum (big gaps left out), the bounds copied into
+    the nodes and the big slots: each corruption is reported."""
+    machine = vmsim.Machine(memory="64M")
+    p = machine.spawn()
+    a = p.mmap(0, 16 << 12, RW, ANON)
+    for j in range(0, 16, 2):
+        p.munmap(a + (j << 12), 4096)
+    mm = p.mm
+    t = mm._mt_gap
+
+    def errors():
+        out = []
+        _check_gap_tree(mm, out.append, "mm")
+        return out
+
+    assert not errors()
+    big = next(b for b in t.big if b is not None)
+    big.mgap = big.gap                          # a big gap counted in the maxima
+    assert any("counts gap" in e and "(big)" in e for e in errors())
+    big.mgap = -1
+    node = mm.mm_mt[3]._mt_node
+    node.start += 4096
+    assert any("holds bounds" in e for e in errors())
+    node.start -= 4096
+    node.max += 1
+    assert any("gap tree max" in e for e in errors())
+    node.max -= 1
+    i = t.big.index(big)
+    t.big[i] = None                             # out of the maxima, but no big
+    assert any("counts gap" in e for e in errors())
+    t.big[i] = big
+    assert not errors()
+    machine.check()

@@ -41,6 +41,15 @@ _INT_SYSCTLS = {
     SYSCTL_MAX_MAP_COUNT: (0, None),
     SYSCTL_RANDOMIZE_VA_SPACE: (0, 2),
 }
+# The int sysctls the kernel reads as C variables on hot paths (mm/util.c
+# sysctl_overcommit_memory / sysctl_overcommit_ratio, mm/mmap.c sysctl_max_map_count):
+# the Kernel keeps each as an int beside its string in k.sysctl, and a write updates
+# both (proc_dointvec stores into .data); the debug checker compares them.
+SYSCTL_VARS = {
+    SYSCTL_OVERCOMMIT_MEMORY: "sysctl_overcommit_memory",
+    SYSCTL_OVERCOMMIT_RATIO: "sysctl_overcommit_ratio",
+    SYSCTL_MAX_MAP_COUNT: "sysctl_max_map_count",
+}
 PTRS_PER_PTE = 512
 PAGE_SIZE = 4096
 INT_MAX = (1 << 31) - 1
@@ -158,6 +167,8 @@ def knob_write(k, path: str, data: str) -> int:
                 (hi is not None and val > hi):
             return -errno.EINVAL
         k.sysctl[path] = str(val)
+        if path in SYSCTL_VARS:
+            setattr(k, SYSCTL_VARS[path], val)
         return n
     return -errno.ENOENT
 

@@ -139,7 +139,7 @@ def newseg(k, key: int, shmflg: int, size: int):
     else:
         from vmsim.mm.memfd import shmem_file_setup
         from vmsim.mm.shmem import shmem_acct_size
-        if shmflg & SHM_NORESERVE and k.sysctl["/proc/sys/vm/overcommit_memory"] != "2":
+        if shmflg & SHM_NORESERVE and k.sysctl_overcommit_memory != 2:
             acctflag = VM_NORESERVE
         if shmem_acct_size(k.current.mm, acctflag, size):
             return -errno.ENOMEM

@@ -18,6 +18,7 @@ from vmsim.mm.page_data import PageData
 from vmsim.mm.page_flags import PG_reserved, PGTY_table
 from vmsim.mm.swap import lruvec, cpu_fbatches
 from vmsim.profiles import load_profile
+from vmsim.fs.sysfs import SYSCTL_VARS
 
 KERNEL_IMAGE_PFN = 0x1000            # the kernel is loaded at 16 MiB (CONFIG_PHYSICAL_START)
 KERNEL_IMAGE_PAGES = 0x2000          # 32 MiB: text, data, bss, boot page tables (memblock)
@@ -84,6 +85,8 @@ class Kernel:
         self.sysfs = dict(self.profile["sysfs"])
         self.sysctl = dict(self.profile["sysctl"])
         self.mmap_min_addr = int(self.sysctl["/proc/sys/vm/mmap_min_addr"])
+        for path, var in SYSCTL_VARS.items():      # sysctl_max_map_count, ... as ints
+            setattr(self, var, int(self.sysctl[path]))
         # khugepaged starts at boot when PMD THPs are enabled and raises
         # min_free_kbytes (start_stop_khugepaged -> set_recommended_min_free_kbytes).
         self.page_alloc.set_recommended_min_free_kbytes(

@@ -30,6 +30,7 @@ mapcount convention belongs to the THP issue (``PMD_MAPCOUNT`` below).
 import numpy as np
 
 from vmsim.mm._gap_tree import _check_gap_tree
+from vmsim.fs.sysfs import SYSCTL_VARS
 
 from vmsim.arch.x86 import pgtable_types as T
 from vmsim.mm import vmstat, _buddy
@@ -1366,6 +1367,11 @@ def _check_all(k, st=None, full=True):
         rep(f"table pool: {k.ptpool._nr_tables()} rows in use, {nboot} boot + {len(tp)} user table pages")
     # Lost frames: allocated (not free) but held by nobody.
     managed = sum(z.managed_pages for z in k.page_alloc.zones)
+    if k.page_alloc._totalram_pages != managed:
+        rep(f"_totalram_pages = {k.page_alloc._totalram_pages}, the zones manage {managed} pages")
+    for path, var in SYSCTL_VARS.items():
+        if getattr(k, var) != int(k.sysctl[path]):
+            rep(f"{var} = {getattr(k, var)}, {path} reads {k.sysctl[path]}")
     nfree = k.page_alloc.nr_free_pages()
     held = int((~reserved & ((mem.np_refcount[cand] > 0) | tail | hugetlb)).sum())
     if managed - nfree != held:

@@ -258,14 +258,15 @@ class mm_struct:
         mt = self.mm_mt
         i = bisect_right(self.mm_mt_ends, vma.vm_start)
         assert i == len(mt) or mt[i].vm_start >= vma.vm_end, "VMA overlap"
+        gaps = self._mt_gap
+        # The next VMA's gap first: when it held the big gap, the new VMA takes it.
+        if i < len(mt):
+            nxt = mt[i]
+            gaps._set_gap(nxt, nxt.vm_start - vma.vm_end)
         self.mm_mt_ends.insert(i, vma.vm_end)
         mt.insert(i, vma)
         self.map_count += 1
-        gaps = self._mt_gap
         gaps._insert(vma, vma.vm_start - (mt[i - 1].vm_end if i else 0))
-        if i + 1 < len(mt):
-            nxt = mt[i + 1]
-            gaps._set_gap(nxt, nxt.vm_start - vma.vm_end)
 
     def _vma_remove(self, vma):
         i = self._index(vma)
@@ -283,18 +284,16 @@ class mm_struct:
     def _vma_update(self, vma, start: int, end: int):
         """Change a VMA's bounds in place, keeping the tree ordered (the new range
         may not overlap another VMA, so the VMA keeps its place)."""
+        node = vma._mt_node
         old_start = vma.vm_start
         if end == vma.vm_end:
             # Only the start moves (a merge or stack growth in front of the VMA): the
             # tree's keys (vm_end) and neighbours stay, and the gap below changes by
             # as much as the start, so no lookup is needed.
-            node = vma._mt_node
             gap = node.gap + (start - old_start)
             assert gap >= 0, "VMA overlap"
-            vma.vm_start = start
-            if gap != node.gap:
-                node.gap = gap
-                self._mt_gap._propagate(node)
+            vma.vm_start = node.start = start
+            self._mt_gap._node_gap(node, gap)
             return
         mt = self.mm_mt
         i = bisect_left(self.mm_mt_ends, vma.vm_end)         # _index(), inline
@@ -304,6 +303,7 @@ class mm_struct:
             (i + 1 == len(mt) or end <= mt[i + 1].vm_start), "VMA overlap"
         old_end = vma.vm_end
         vma.vm_start, vma.vm_end = start, end
+        node.start, node.end = start, end
         self.mm_mt_ends[i] = end
         # Only the gaps next to a moved bound change.
         gaps = self._mt_gap

@@ -7,8 +7,10 @@ turns that into OSError.
 import errno
 
 from vmsim.arch.x86 import pgtable_types as T
-from vmsim.arch.x86.mm.pkeys import (arch_calc_vm_prot_bits, _vm_pkey_page_prot,
-                                     execute_only_pkey)
+from bisect import bisect_right
+
+from vmsim.arch.x86.mm.pkeys import (arch_calc_vm_prot_bits, execute_only_pkey,
+                                     ARCH_VM_PKEY_FLAGS, VM_PKEY_SHIFT)
 from vmsim.mm.mm_types import (
     vm_area_struct, VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_MAYREAD, VM_MAYWRITE, VM_MAYEXEC,
     VM_MAYSHARE, VM_GROWSDOWN, VM_LOCKED, VM_NORESERVE, VM_ACCOUNT, VM_SPECIAL, VM_NOHUGEPAGE,
@@ -17,7 +19,9 @@ from vmsim.mm.mm_types import (
 from vmsim.fs.inode import S_ISREG
 from vmsim.mm.oom_kill import totalram_pages
 from vmsim.mm.vma import (vm_stat_account, do_vmi_align_munmap, vms_gather_munmap_vmas,
-                          vma_merge_struct, vma_merge_new_range, VMA_MERGE_ERROR_NOMEM)
+                          vma_merge_struct, vma_merge_new_range, VMA_MERGE_ERROR_NOMEM,
+                          _vmg_state)
+from vmsim.mm._gap_tree import _highest_gap
 
 _U64 = (1 << 64) - 1
 
@@ -58,11 +62,16 @@ protection_map = [
 ]
 
 
+# VM_PKEY_BITn -> _PAGE_PKEY_BITn: the key moves from vm_flags bits 32..35 to PTE bits
+# 59..62 (arch/x86/mm/pgprot.c vm_get_page_prot).
+_PKEY_PTE_SHIFT = T._PAGE_BIT_PKEY_BIT0 - VM_PKEY_SHIFT
+
+
 def vm_get_page_prot(vm_flags: int) -> int:
     """vm_get_page_prot() (arch/x86/mm/pgprot.c): protection_map, plus the VMA's
     protection key as PTE bits 59..62."""
     return (protection_map[vm_flags & (VM_READ | VM_WRITE | VM_EXEC | VM_SHARED)] |
-            _vm_pkey_page_prot(vm_flags))
+            (vm_flags & ARCH_VM_PKEY_FLAGS) << _PKEY_PTE_SHIFT)
 
 
 def vma_wants_writenotify(vma, vm_page_prot) -> bool:
@@ -81,12 +90,15 @@ def vma_set_page_prot(vma):
 
 
 def calc_vm_prot_bits(prot: int, pkey: int = 0) -> int:
-    return ((VM_READ if prot & PROT_READ else 0) | (VM_WRITE if prot & PROT_WRITE else 0) |
-            (VM_EXEC if prot & PROT_EXEC else 0) | arch_calc_vm_prot_bits(prot, pkey))
+    """calc_vm_prot_bits() (include/linux/mman.h): PROT_READ/WRITE/EXEC are the bits
+    of VM_READ/WRITE/EXEC (_calc_vm_trans() is then a mask), plus the key."""
+    return (prot & (PROT_READ | PROT_WRITE | PROT_EXEC)) | arch_calc_vm_prot_bits(prot, pkey)
 
 
 def calc_vm_flag_bits(file, flags: int) -> int:
     """calc_vm_flag_bits(): MAP_GROWSDOWN, MAP_LOCKED, MAP_SYNC, MAP_STACK -> VM_*."""
+    if not flags & (MAP_GROWSDOWN | MAP_LOCKED | MAP_SYNC | MAP_STACK):
+        return 0
     return ((VM_GROWSDOWN if flags & MAP_GROWSDOWN else 0) |
             (VM_LOCKED if flags & MAP_LOCKED else 0) |
             (VM_SYNC if flags & MAP_SYNC else 0) |
@@ -117,7 +129,7 @@ def mlock_future_ok(mm, flags: int, length: int) -> bool:
 def __vm_enough_memory(mm, pages: int) -> int:
     """__vm_enough_memory(): overcommit policy; vmsim models mode 0 (heuristic)."""
     k = mm.kernel
-    mode = int(k.sysctl["/proc/sys/vm/overcommit_memory"])
+    mode = k.sysctl_overcommit_memory
     k.committed_as += pages
     if mode == 1:
         return 0
@@ -126,7 +138,7 @@ def __vm_enough_memory(mm, pages: int) -> int:
             k.committed_as -= pages
             return -errno.ENOMEM
         return 0
-    ratio = int(k.sysctl["/proc/sys/vm/overcommit_ratio"])
+    ratio = k.sysctl_overcommit_ratio
     allowed = totalram_pages(k) * ratio // 100
     if k.committed_as > allowed:
         k.committed_as -= pages
@@ -169,31 +181,42 @@ def unmapped_area_topdown(mm, length: int, low_limit: int, high_limit: int,
     gap by retrying."""
     info_length = length
     length = length + align_mask + start_gap
-    low_limit = max(low_limit, mm.kernel.mmap_min_addr)
+    mmin = mm.kernel.mmap_min_addr
+    if low_limit < mmin:
+        low_limit = mmin
     gaps = mm._mt_gap
     while True:
         mt = mm.mm_mt
-        gap_end = gaps._area_highest(mt[-1].vm_end if mt else 0, low_limit, high_limit,
-                                     length)
-        if gap_end is None:                             # vma_iter_area_highest failed
-            return -errno.ENOMEM
+        # vma_iter_area_highest(): the open range above the last VMA first, then the
+        # gap tree (_gap_tree._area_highest, inline).
+        last_end = mt[-1].vm_end if mt else 0
+        if high_limit - (last_end if last_end > low_limit else low_limit) >= length:
+            node = None
+            gap_end = high_limit
+        else:
+            node = _highest_gap(gaps, low_limit, high_limit, length)
+            if node is None:                            # vma_iter_area_highest failed
+                return -errno.ENOMEM
+            gap_end = node.start if node.start < high_limit else high_limit
         gap = gap_end - info_length
         gap -= (gap - align_offset) & align_mask
         # vma_next(&vmi): the VMA above the free range, where the search left the
-        # iterator (no second walk of the tree).
-        node = gaps.found
-        tmp = node.vma if node is not None else None
-        if tmp is not None and tmp.vm_flags & VM_GROWSDOWN:   # VM_STARTGAP_FLAGS
-            if vm_start_gap(mm, tmp) < gap_end:
-                high_limit = vm_start_gap(mm, tmp)
-                continue
+        # iterator (no second walk of the tree); vma_prev(&vmi): the VMA below it ends
+        # where the free range starts.
+        if node is not None:
+            tmp = node.vma
+            if tmp.vm_flags & VM_GROWSDOWN:             # VM_STARTGAP_FLAGS
+                if vm_start_gap(mm, tmp) < gap_end:
+                    high_limit = vm_start_gap(mm, tmp)
+                    continue
+                return gap
+            prev_end = node.start - node.gap
         else:
-            # vma_prev(&vmi): the VMA below the free range ends where the range starts.
-            prev_end = tmp.vm_start - node.gap if tmp is not None else (mt[-1].vm_end if mt else 0)
-            if prev_end > gap:                          # vm_end_gap(): no VM_GROWSUP
-                _, tmp = mm.find_vma_prev(gap)
-                high_limit = tmp.vm_start
-                continue
+            prev_end = last_end
+        if prev_end > gap:                              # vm_end_gap(): no VM_GROWSUP
+            _, tmp = mm.find_vma_prev(gap)
+            high_limit = tmp.vm_start
+            continue
         return gap
 
 
@@ -294,7 +317,8 @@ def arch_get_unmapped_area_topdown(mm, filp, addr0: int, length: int, pgoff: int
     if addr > k.default_map_window:
         high_limit += mm.task_size - k.default_map_window
     low = 1 << 32 if flags & MAP_ABOVE4G else 4096
-    r = unmapped_area_topdown(mm, length, low, high_limit, _huge_align_mask(filp), pgoff << 12)
+    r = unmapped_area_topdown(mm, length, low, high_limit,
+                              _huge_align_mask(filp) if filp is not None else 0, pgoff << 12)
     if r >= 0:
         return r
     return arch_get_unmapped_area(mm, filp, addr0, length, pgoff, flags, 0)
@@ -379,7 +403,7 @@ def do_mmap(mm, file, addr: int, length: int, prot: int, flags: int, vm_flags: i
     # offset overflow?
     if (pgoff + (length >> 12)) & _U64 < pgoff:
         return -errno.EOVERFLOW, 0
-    if mm.map_count > int(k.sysctl["/proc/sys/vm/max_map_count"]):
+    if mm.map_count > k.sysctl_max_map_count:
         return -errno.ENOMEM, 0
     pkey = 0
     if prot == PROT_EXEC:
@@ -429,7 +453,7 @@ def do_mmap(mm, file, addr: int, length: int, prot: int, flags: int, vm_flags: i
         else:
             return -errno.EINVAL, 0
     if flags & MAP_NORESERVE:
-        if k.sysctl["/proc/sys/vm/overcommit_memory"] != "2":
+        if k.sysctl_overcommit_memory != 2:
             vm_flags |= VM_NORESERVE
         # hugetlb applies strict overcommit unless MAP_NORESERVE
         from vmsim.mm.hugetlb import is_file_hugepages
@@ -452,7 +476,10 @@ def mmap_region(mm, file, addr: int, length: int, vm_flags: int, pgoff: int) -> 
     # failed check aborts (vms_abort_munmap_vmas): the old VMAs stay, split, with
     # their pages. One lookup at addr gives the VMA after the new range (or the first
     # one it overlaps) and the one before it, for the merge below.
-    nxt, prev = mm.find_vma_prev(addr)
+    mt = mm.mm_mt
+    i = bisect_right(mm.mm_mt_ends, addr)              # find_vma_prev(), inline
+    nxt = mt[i] if i < len(mt) else None
+    prev = mt[i - 1] if i else None
     old = mm._vmas_in(addr, end) if nxt is not None and nxt.vm_start < end else ()
     if old:
         err = vms_gather_munmap_vmas(mm, addr, end, old)
@@ -487,7 +514,7 @@ def mmap_region(mm, file, addr: int, length: int, vm_flags: int, pgoff: int) -> 
     # does)...
     if prev is not None or nxt is not None:
         # VMG_MMAP_STATE: mm, prev, middle, next, start, end, pgoff, vm_flags, file
-        vmg = vma_merge_struct(mm, prev, None, nxt, addr, end, pgoff, vm_flags, file)
+        vmg = _vmg_state(mm, prev, None, nxt, addr, end, pgoff, vm_flags, file)
         vma = vma_merge_new_range(vmg)
     # ...but if we can't, allocate a new VMA (__mmap_new_vma).
     if vma is None:
@@ -576,7 +603,7 @@ def do_brk_flags(mm, vma, addr: int, length: int, vm_flags: int) -> int:
     vm_flags |= VM_ACCOUNT | VM_DATA_DEFAULT_FLAGS | mm.def_flags
     if not may_expand_vm(mm, vm_flags, length >> 12):
         return -errno.ENOMEM
-    if mm.map_count > int(k.sysctl["/proc/sys/vm/max_map_count"]):
+    if mm.map_count > k.sysctl_max_map_count:
         return -errno.ENOMEM
     if __vm_enough_memory(mm, length >> 12):
         return -errno.ENOMEM

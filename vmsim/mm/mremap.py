@@ -334,7 +334,7 @@ def prep_move_vma(vrm) -> int:
     """prep_move_vma(): stay below max_map_count (the unmap may split one VMA in three)."""
     mm = vrm.mm
     vma = vrm.vma
-    if mm.map_count >= int(mm.kernel.sysctl["/proc/sys/vm/max_map_count"]) - 3:
+    if mm.map_count >= mm.kernel.sysctl_max_map_count - 3:
         return -errno.ENOMEM
     may_split = getattr(vma.vm_ops, "may_split", None) if vma.vm_ops is not None else None
     if may_split:
@@ -603,7 +603,7 @@ def check_mremap_params(vrm) -> int:
         return -errno.EINVAL
     if vrm_overlaps(vrm):
         return -errno.EINVAL
-    if mm.map_count + 2 >= int(mm.kernel.sysctl["/proc/sys/vm/max_map_count"]) - 3:
+    if mm.map_count + 2 >= mm.kernel.sysctl_max_map_count - 3:
         return -errno.ENOMEM
     return 0
 

@@ -70,12 +70,10 @@ def _c_div(a: int, b: int) -> int:
 
 
 def totalram_pages(k) -> int:
-    """totalram_pages(): the managed pages of all zones (a loop: mmap's overcommit
-    check calls it on every private writable mapping)."""
-    total = 0
-    for z in k.page_alloc.zones:
-        total += z.managed_pages
-    return total
+    """totalram_pages() (include/linux/mm.h): _totalram_pages, the managed pages of
+    all zones, kept as a counter (mmap's overcommit check reads it on every private
+    writable mapping)."""
+    return k.page_alloc._totalram_pages
 
 
 def total_swap_pages(k) -> int:

@@ -371,6 +371,9 @@ class PageAllocator:
                 z.deferred_pfn = z.zone_end_pfn
             # Reserved ranges above deferred_pfn are skipped when growing.
             z.deferred_reserved = [r for r in self.reserved if r[1] > z.deferred_pfn]
+        # _totalram_pages (mm/show_mem.c): memblock_free_all() -> totalram_pages_add()
+        # of every page handed to the buddy allocator; totalram_pages() reads it.
+        self._totalram_pages = sum(z.managed_pages for z in self.zones)
 
     def _init_watermarks(self):
         """init_per_zone_wmark_min(): min_free_kbytes, the watermarks with the pcp

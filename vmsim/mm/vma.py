@@ -32,8 +32,7 @@ VMA_MERGE_START, VMA_MERGE_ERROR_NOMEM, VMA_MERGE_NOMERGE, VMA_MERGE_SUCCESS = r
 class vma_merge_struct:
     """struct vma_merge_struct (mm/vma.h). The vma iterator, mempolicy and uffd
     context are not modelled (vmsim has neither NUMA policies nor userfaultfd).
-    The hot callers (mmap_region, VMG_VMA_STATE) pass the fields positionally:
-    building it with keywords costs ~3 us more on this Python."""
+    The hot callers (mmap_region, VMG_VMA_STATE) build it with _vmg_state()."""
     __slots__ = ("mm", "prev", "middle", "next", "target", "start", "end", "pgoff",
                  "vm_flags", "file", "anon_vma", "anon_name", "copied_from", "state",
                  "just_expand", "give_up_on_oom", "remove_middle", "remove_next",
@@ -62,12 +61,38 @@ class vma_merge_struct:
         self.adjust_middle_start = self.adjust_next_start = False
 
 
+_object_new = object.__new__
+
+
+def _vmg_state(mm, prev, middle, nxt, start: int, end: int, pgoff: int, vm_flags: int,
+               file, anon_vma=None, anon_name=None):
+    """A vma_merge_struct with these fields and the rest zero, as the VMG_STATE /
+    VMG_MMAP_STATE / VMG_VMA_STATE initialisers build it on the stack: every mmap
+    builds one, and a class call with __init__ costs twice this on this Python."""
+    vmg = _object_new(vma_merge_struct)
+    vmg.mm = mm
+    vmg.prev = prev
+    vmg.middle = middle
+    vmg.next = nxt
+    vmg.start = start
+    vmg.end = end
+    vmg.pgoff = pgoff
+    vmg.vm_flags = vm_flags
+    vmg.file = file
+    vmg.anon_vma = anon_vma
+    vmg.anon_name = anon_name
+    vmg.target = vmg.copied_from = None
+    vmg.state = VMA_MERGE_START
+    vmg.just_expand = vmg.give_up_on_oom = vmg.remove_middle = vmg.remove_next = \
+        vmg.adjust_middle_start = vmg.adjust_next_start = False
+    return vmg
+
+
 def VMG_VMA_STATE(mm, prev, vma, start: int, end: int):
     """VMG_VMA_STATE(): a vmg describing [start, end) of the existing ``vma``."""
-    # mm, prev, middle, next, start, end, pgoff, vm_flags, file, anon_vma, anon_name
-    return vma_merge_struct(mm, prev, vma, None, start, end,
-                            vma.vm_pgoff + ((start - vma.vm_start) >> 12),
-                            vma.vm_flags, vma.vm_file, vma.anon_vma, vma.anon_name)
+    return _vmg_state(mm, prev, vma, None, start, end,
+                      vma.vm_pgoff + ((start - vma.vm_start) >> 12),
+                      vma.vm_flags, vma.vm_file, vma.anon_vma, vma.anon_name)
 
 
 def vma_is_fork_child(vma) -> bool:
@@ -80,18 +105,6 @@ def vma_is_fork_child(vma) -> bool:
     test_mremap_move_back_next_to_unfaulted: the layouts measured on this kernel).
     """
     return vma is not None and vma.anon_vma is not None and len(vma.anon_vma_chain) != 1
-
-
-def _is_mergeable_vma(vmg, merge_next: bool) -> bool:
-    """is_mergeable_vma(): flags (but VM_IGNORE_MERGE), file and anon name equal."""
-    vma = vmg.next if merge_next else vmg.prev
-    if (vma.vm_flags ^ vmg.vm_flags) & ~VM_IGNORE_MERGE:
-        return False
-    if vma.vm_file is not vmg.file:
-        return False
-    if vma.anon_name != vmg.anon_name:
-        return False
-    return True
 
 
 def _is_mergeable_anon_vma(vmg, merge_next: bool) -> bool:
@@ -115,16 +128,30 @@ def _is_mergeable_anon_vma(vmg, merge_next: bool) -> bool:
 
 
 def can_vma_merge_before(vmg) -> bool:
-    """can_vma_merge_before(): the range may merge in front of vmg.next."""
-    pglen = (vmg.end - vmg.start) >> 12
-    return (_is_mergeable_vma(vmg, True) and _is_mergeable_anon_vma(vmg, True) and
-            vmg.next.vm_pgoff == vmg.pgoff + pglen)
+    """can_vma_merge_before(): the range may merge in front of vmg.next. The
+    is_mergeable_vma() test is written out (every mmap next to a VMA runs it); so is
+    is_mergeable_anon_vma()'s answer when neither side has an anon_vma."""
+    nxt = vmg.next
+    if ((nxt.vm_flags ^ vmg.vm_flags) & ~VM_IGNORE_MERGE or nxt.vm_file is not vmg.file or
+            nxt.anon_name != vmg.anon_name):
+        return False
+    if (nxt.anon_vma is not None or vmg.anon_vma is not None) and \
+            not _is_mergeable_anon_vma(vmg, True):
+        return False
+    return nxt.vm_pgoff == vmg.pgoff + ((vmg.end - vmg.start) >> 12)
 
 
 def can_vma_merge_after(vmg) -> bool:
-    """can_vma_merge_after(): the range may merge after vmg.prev."""
-    return (_is_mergeable_vma(vmg, False) and _is_mergeable_anon_vma(vmg, False) and
-            vmg.prev.vm_pgoff + ((vmg.prev.vm_end - vmg.prev.vm_start) >> 12) == vmg.pgoff)
+    """can_vma_merge_after(): the range may merge after vmg.prev (is_mergeable_vma()
+    written out, as in can_vma_merge_before)."""
+    prev = vmg.prev
+    if ((prev.vm_flags ^ vmg.vm_flags) & ~VM_IGNORE_MERGE or prev.vm_file is not vmg.file or
+            prev.anon_name != vmg.anon_name):
+        return False
+    if (prev.anon_vma is not None or vmg.anon_vma is not None) and \
+            not _is_mergeable_anon_vma(vmg, False):
+        return False
+    return prev.vm_pgoff + ((prev.vm_end - prev.vm_start) >> 12) == vmg.pgoff
 
 
 def can_vma_merge_left(vmg) -> bool:
@@ -179,21 +206,25 @@ def commit_merge(vmg) -> int:
     else:
         adjust = None
     vma_adjust_trans_huge(vma, vmg.start, vmg.end, adjust)
-    removed = []
-    if vmg.remove_middle:
-        removed.append(vmg.middle)
-    if vmg.remove_next:
-        removed.append(vmg.next)
     # Take the swallowed VMAs out of the tree, then give the survivors their new
     # ranges in place (vma_iter_store_overwrite over [start, end)), the one that
     # shrinks first so the ranges never overlap.
-    for v in removed:
-        mm._vma_remove(v)
-    if adjust is not None and not vmg.adjust_next_start:
-        mm._vma_update(adjust, vmg.end, adjust.vm_end)
-    mm._vma_update(vma, vmg.start, vmg.end)
-    vma.vm_pgoff = vmg.pgoff
-    if adjust is not None:
+    removed = ()
+    if vmg.remove_middle or vmg.remove_next:
+        removed = [v for v, r in ((vmg.middle, vmg.remove_middle), (vmg.next, vmg.remove_next))
+                   if r]
+        for v in removed:
+            mm._vma_remove(v)
+    if adjust is None:
+        mm._vma_update(vma, vmg.start, vmg.end)
+        vma.vm_pgoff = vmg.pgoff
+        if not removed:
+            return 0
+    else:
+        if not vmg.adjust_next_start:
+            mm._vma_update(adjust, vmg.end, adjust.vm_end)
+        mm._vma_update(vma, vmg.start, vmg.end)
+        vma.vm_pgoff = vmg.pgoff
         if vmg.adjust_next_start:
             mm._vma_update(adjust, vmg.end, adjust.vm_end)
         adjust.vm_pgoff = adj_pgoff
@@ -451,7 +482,7 @@ def __split_vma(mm, vma, addr: int, new_below: bool):
 
 def split_vma(mm, vma, addr: int, new_below: bool):
     """split_vma(): __split_vma() after the max_map_count check."""
-    if mm.map_count >= int(mm.kernel.sysctl["/proc/sys/vm/max_map_count"]):
+    if mm.map_count >= mm.kernel.sysctl_max_map_count:
         return -errno.ENOMEM
     return __split_vma(mm, vma, addr, new_below)
 
@@ -545,7 +576,7 @@ def vms_gather_munmap_vmas(mm, start: int, end: int, vmas) -> int:
     first = vmas[0]
     if start > first.vm_start:
         # Make sure that map_count on return from munmap() will not exceed its limit.
-        if end < first.vm_end and mm.map_count >= int(k.sysctl["/proc/sys/vm/max_map_count"]):
+        if end < first.vm_end and mm.map_count >= k.sysctl_max_map_count:
             return -errno.ENOMEM
         r = __split_vma(mm, first, start, True)
         if isinstance(r, int):

@@ -19,12 +19,12 @@ HPAGE_PMD_NR = 512
 
 
 def totalram_pages(k) -> int:
-    return sum(z.managed_pages for z in k.page_alloc.zones)
+    return k.page_alloc._totalram_pages
 
 
 def vm_commit_limit(k) -> int:
     """vm_commit_limit(): (totalram - hugetlb) * overcommit_ratio / 100 + swap, in pages."""
-    ratio = int(k.sysctl["/proc/sys/vm/overcommit_ratio"])
+    ratio = k.sysctl_overcommit_ratio
     from vmsim.mm.hugetlb import hugetlb_total_pages
     hugetlb = hugetlb_total_pages(k)
     return (totalram_pages(k) - hugetlb) * ratio // 100 + getattr(k, "total_swap_pages", 0)

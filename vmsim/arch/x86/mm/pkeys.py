@@ -20,8 +20,6 @@ mappings stay readable, and the MMU ignores the key bits (CR4.PKE clear: vmsim p
 PKRU 0 to the walk).
 """
 
-from vmsim.arch.x86.pgtable_types import _PAGE_BIT_PKEY_BIT0
-
 PKEY_DISABLE_ACCESS = 0x1
 PKEY_DISABLE_WRITE = 0x2
 PKEY_ACCESS_MASK = PKEY_DISABLE_ACCESS | PKEY_DISABLE_WRITE
@@ -108,12 +106,6 @@ def vma_pkey(vma) -> int:
 def arch_calc_vm_prot_bits(prot: int, key: int) -> int:
     """arch_calc_vm_prot_bits() (arch/x86/include/asm/mman.h): the key as VM_PKEY_BIT*."""
     return (key & 0xF) << VM_PKEY_SHIFT
-
-
-def _vm_pkey_page_prot(vm_flags: int) -> int:
-    """The pkey part of vm_get_page_prot() (arch/x86/mm/pgprot.c): VM_PKEY_BITn ->
-    _PAGE_PKEY_BITn (PTE bits 59..62)."""
-    return ((vm_flags & ARCH_VM_PKEY_FLAGS) >> VM_PKEY_SHIFT) << _PAGE_BIT_PKEY_BIT0
 
 
 def arch_vma_access_permitted(k, vma, write: bool, execute: bool, foreign: bool) -> bool:
