@@ -6,6 +6,54 @@ os.environ.setdefault("VMSIM_DEBUG_VM", "1")
 import pytest  # noqa: E402
 
 
+def _share_numba_builds():
+    """The workers make each numba build once: a worker about to compile a function
+    another worker is compiling into the same cache waits for it, then loads the
+    build from the cache (numba's Dispatcher.compile tries the cache first), instead
+    of compiling it a second time at once (a cold cache on CI: _write_fault_run ~9 s,
+    _read_fault_run ~5 s of CPU each, made twice when two test files on different
+    workers reached them together). Waiting is never longer than compiling."""
+    import fcntl
+    import hashlib
+    from vmsim import _jitcache
+    njit = _jitcache._njit
+    held = set()                         # this process's locks (a nested compile)
+
+    def _njit(fn, **options):
+        disp = njit(fn, **options)
+        if type(getattr(disp, "_cache", None)).__name__ == "NullCache":
+            return disp                  # no cache folder: nothing to share
+        code = fn.__code__
+        key = hashlib.sha1(repr((fn.__module__, fn.__qualname__, code.co_filename,
+                                 code.co_firstlineno)).encode()).hexdigest()[:16]
+        # next to the cache (a writable folder; numba's own files are *.nbi / *.nbc)
+        path = os.path.join(_jitcache.cache_dir(), f"test-build-{key}.lock")
+        compile_ = disp.compile
+
+        def compile(sig):
+            try:
+                fh = None if key in held else open(path, "a")
+            except OSError:              # the folder went away (a test's tmp_path)
+                fh = None
+            if fh is None:
+                return compile_(sig)
+            with fh:
+                fcntl.flock(fh, fcntl.LOCK_EX)
+                held.add(key)
+                try:
+                    return compile_(sig)
+                finally:
+                    held.discard(key)
+                    fcntl.flock(fh, fcntl.LOCK_UN)
+        disp.compile = compile
+        return disp
+    _jitcache._njit = _njit
+
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    _share_numba_builds()
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "no_final_check: the test leaves a corrupted machine on "
                             "purpose (no full debug-checker pass at its end)")

@@ -383,7 +383,7 @@ def test_sort_based_unique_gives_numpys_values():
         assert got.dtype == want.dtype and got.tolist() == want.tolist()
 
 
-def _free_lists_both_ways(k):
+def _free_lists_both_ways(k, known=None):
     """The free-list checks (_FreeSet) by the list-by-list pass and by the all-at-once
     one: (messages of the list-by-list pass, its intervals, _clean's verdict and
     intervals)."""
@@ -392,12 +392,12 @@ def _free_lists_both_ways(k):
     slow = object.__new__(debug_vm._FreeSet)
     orig = debug_vm._FreeSet._clean
     try:
-        debug_vm._FreeSet._clean = lambda self, k: False
+        debug_vm._FreeSet._clean = lambda self, k, known: False
         slow.__init__(k, rep)
     finally:
         debug_vm._FreeSet._clean = orig
     fast = object.__new__(debug_vm._FreeSet)
-    ok = fast._clean(k)
+    ok = fast._clean(k, {} if known is None else known)
     return rep.msgs, slow, ok, fast
 
 
@@ -488,6 +488,118 @@ def test_free_lists_checked_all_at_once_agree_with_list_by_list(seed):
             setattr(obj, attr, getattr(obj, attr) - 1)
     msgs, _s, ok, _f = _free_lists_both_ways(k)
     assert not msgs and ok                      # every corruption undone
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_free_lists_walked_from_the_last_pass_agree_with_a_fresh_walk(seed):
+    """_clean with the lists the last clean pass found (the checker's _IncrState keeps
+    them) agrees with a fresh walk and the list-by-list pass as the allocator changes
+    the lists, and defers to the list-by-list pass on each corruption of the links."""
+    import random
+    import numpy as np
+    rnd = random.Random(seed)
+    m = _random_free_lists(seed)
+    k = m.k
+    known = {}
+    procs = [p for p in m.processes.values() if p.task.mm is not None]
+    for step in range(8):
+        msgs, slow, ok, fast = _free_lists_both_ways(k, known)
+        assert msgs == [] and ok
+        for a in ("starts", "ends", "lab", "labels"):
+            assert np.array_equal(np.asarray(getattr(slow, a)), np.asarray(getattr(fast, a)))
+        assert any(len(b) >= 32 for b in known.values())      # the reuse was taken
+        p = rnd.choice(procs)
+        n = rnd.choice((1, 7, 40, 300))
+        a = p.mmap(0, n << 12, RW, ANON)
+        p.touch(a, n << 12, write=True)
+        if rnd.random() < 0.7:
+            off = rnd.randrange(n)
+            p.munmap(a + (off << 12), (rnd.randrange(n - off) + 1) << 12)
+    mem = k.mem
+    cur = {}                                    # the lists now (known also holds emptied ones)
+    _free_lists_both_ways(k, cur)
+    _free_lists_both_ways(k, known)
+    for lst in [b for b in cur.values() if len(b) >= 32][:4]:
+        i = rnd.randrange(1, len(lst) - 1)
+        a, b = int(lst[i]), int(lst[i + 1])
+        for arr, at, v in ((mem.lru_prev, b, a + 1), (mem.lru_next, a, 0), (mem.lru_next, a, int(lst[1])),
+                           (mem.lru_prev, int(lst[0]), int(lst[-1])), (mem.lru_next, int(lst[-1]), a)):
+            old = arr[at]
+            arr[at] = v
+            try:
+                msgs, _s, ok, _f = _free_lists_both_ways(k, dict(known))
+                assert msgs and not ok
+            finally:
+                arr[at] = old
+    msgs, _s, ok, _f = _free_lists_both_ways(k, known)
+    assert not msgs and ok
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_list_walk_from_a_known_list_agrees_with_check_list(seed):
+    """_walk_known (a list walk reusing the intact part of an earlier walk's nodes)
+    returns _check_list's nodes where it reports nothing and None where it reports,
+    whatever the earlier nodes: lists grown or shrunk at either end or in the middle,
+    broken links, cycles, a wrong tail, stale or made-up hints."""
+    import random
+    import numpy as np
+    from vmsim.mm.debug_vm import _check_list, _walk_known
+    rnd = random.Random(seed)
+    N = 4096
+    nxt_np, prv_np = np.zeros(N, np.int32), np.zeros(N, np.int32)
+    head_np, tail_np = np.zeros(1, np.int64), np.zeros(1, np.int64)
+    nxt, prv, head, tail = (memoryview(x) for x in (nxt_np, prv_np, head_np, tail_np))
+
+    def link(nodes):
+        nxt_np[:] = 0
+        prv_np[:] = 0
+        for a, b in zip(nodes, nodes[1:]):
+            nxt[a], prv[b] = b, a
+        head[0] = nodes[0] if nodes else 0
+        tail[0] = nodes[-1] if nodes else 0
+
+    def both(hint, limit=N):
+        failed = []
+        want = _check_list(nxt, prv, head, tail, 0, limit, failed.append, "")
+        got = _walk_known(nxt, prv, nxt_np, prv_np, head, tail, 0, limit, np.array(hint, np.int64))
+        if failed:
+            assert got is None, (failed, hint)
+        else:
+            assert got is not None and got.dtype == np.int64 and got.tolist() == want
+        return not failed
+
+    clean = 0
+    for _ in range(300):
+        pool = rnd.sample(range(1, N), 400)
+        old = pool[:rnd.randrange(0, 300)]
+        c, d = rnd.randrange(len(old) + 1), rnd.randrange(len(old) + 1)
+        c, d = min(c, d), max(c, d)
+        new = rnd.choice([
+            old,
+            old[c:],                                   # taken from the head
+            old[:d],                                   # taken from the tail
+            pool[300:300 + rnd.randrange(60)] + old,   # added at the head
+            old + pool[300:300 + rnd.randrange(60)],   # added at the tail
+            old[:c] + old[d:],                         # taken from the middle
+            old[:c] + pool[300:330] + old[c:],         # added in the middle
+            pool[300:400],                             # another list
+            [],
+        ])
+        link(new)
+        hint = rnd.choice([old, old, new, old[rnd.randrange(len(old) + 1):],
+                           rnd.sample(range(1, N), rnd.randrange(100))])
+        clean += both(hint)
+        both(hint, limit=max(len(new) - 2, 0))        # one node more than the limit allows
+        if len(new) > 2:
+            i = rnd.randrange(len(new) - 1)
+            brk = rnd.choice([(prv, new[i + 1], rnd.randrange(N)), (nxt, new[i], new[rnd.randrange(i + 1)]),
+                              (nxt, new[-1], new[rnd.randrange(len(new))]), (tail, 0, new[i]),
+                              (head, 0, new[i + 1]), (prv, new[0], new[-1])])
+            arr, at, v = brk
+            arr[at] = v
+            both(hint)
+            both(hint, limit=len(new) - 2)
+    assert clean > 150
 
 
 def _repoint(proc, a, pfn):

@@ -106,11 +106,48 @@ def _check_list(nxt, prv, head, tail, i, limit, rep, what):
     return out
 
 
+def _walk_known(nxt, prv, np_nxt, np_prv, head, tail, i, limit, known):
+    """_check_list's walk of list ``i`` when it is clean, reusing ``known`` (the PFNs
+    of an earlier clean walk of this list, vmsim-only): the nodes from the head are
+    followed one by one until the first node of the part of ``known`` whose links are
+    all as they were (lru_next to the next node, lru_prev to the one before, the last
+    node's lru_next 0 and the list's tail); from there the walk would read exactly
+    those links, so it is taken at once. Returns the PFNs (int64 array), or None
+    where _check_list would report (the caller runs it then)."""
+    n = len(known)
+    if n < 32:                           # short: the plain walk is cheaper
+        failed = []
+        out = _check_list(nxt, prv, head, tail, i, limit, failed.append, "")
+        return None if failed else np.array(out, np.int64)
+    # j: the first index of known's intact suffix (n if even its end changed)
+    if tail[i] != known[-1] or np_nxt[known[-1]] != 0:
+        j = n
+    else:
+        bad = (np_nxt[known[:-1]] != known[1:]) | (np_prv[known[1:]] != known[:-1])
+        nb = np.flatnonzero(bad)
+        j = int(nb[-1]) + 1 if len(nb) else 0
+    target = int(known[j]) if j < n else -1
+    out = []
+    p, before = head[i], 0
+    while p:
+        if p == target and prv[p] == before:
+            if len(out) + n - j - 1 > limit:
+                return None
+            return np.concatenate((np.array(out, np.int64), known[j:]))
+        if len(out) > limit or prv[p] != before:
+            return None
+        out.append(p)
+        before, p = p, nxt[p]
+    if tail[i] != before:
+        return None
+    return np.array(out, np.int64)
+
+
 class _FreeSet:
     """Free frames as sorted disjoint intervals [start, end) (buddy, pcp, never used)."""
 
-    def __init__(self, k, rep):
-        if self._clean(k):
+    def __init__(self, k, rep, known=None):
+        if self._clean(k, {} if known is None else known):
             return
         pa = k.page_alloc
         flags = k.mem.np_flags
@@ -217,35 +254,38 @@ class _FreeSet:
         self.starts = starts
         self.ends = ends
 
-    def _clean(self, k):
+    def _clean(self, k, known):
         """The same checks as __init__'s, over all lists of a zone at once; True (and the
         intervals set) if none fails. On any failure __init__'s list-by-list pass runs
-        and reports, so the messages and their order are its own."""
+        and reports, so the messages and their order are its own. ``known``: the lists
+        as the last clean pass found them (_walk_known), updated here."""
         pa = k.page_alloc
         flags = k.mem.np_flags
         nxt, prv = k.mem.lru_next, k.mem.lru_prev
+        np_nxt, np_prv = k.mem.np_lru_next, k.mem.np_lru_prev
         nmt = _buddy.NR_MIGRATETYPES
-        failed = []
-        probe = failed.append
+        empty = np.zeros(0, np.int64)
         S, E, L = [], [], []
         labels = ["buddy", "deferred"]
         nbuddy = 0
-        for z in pa.zones:
+        for zi, z in enumerate(pa.zones):
             norders = len(z.nr_free)
             used = np.flatnonzero((z.fl_head[:norders * nmt] != 0) | (z.fl_tail[:norders * nmt] != 0))
             blocks, lens = [], []
             for i in used.tolist():
-                b = _check_list(nxt, prv, z.flh, z.flt, i, k.nr_pages, probe, "")
-                if failed:
+                b = _walk_known(nxt, prv, np_nxt, np_prv, z.flh, z.flt, i, k.nr_pages,
+                                known.get((zi, -1, i), empty))
+                if b is None:
                     return False
-                blocks += b
+                known[(zi, -1, i)] = b
+                blocks.append(b)
                 lens.append(len(b))
             zfree = 0
-            if not blocks:
+            if not sum(lens):
                 if np.asarray(z.np_nr_free[:norders]).any():
                     return False
             else:
-                b = np.array(blocks, np.int64)
+                b = np.concatenate(blocks)
                 li = np.repeat(used, lens)
                 order, mt = li // nmt, li % nmt
                 f = flags[b].astype(np.int64)
@@ -269,12 +309,14 @@ class _FreeSet:
                 labels.append(f"pcp[{cpu}]")
                 cnt = 0
                 for pindex in np.flatnonzero((pcp.head != 0) | (pcp.tail != 0)).tolist():
-                    lst = _check_list(nxt, prv, pcp.h, pcp.t, pindex, k.nr_pages, probe, "")
-                    if failed:
+                    b = _walk_known(nxt, prv, np_nxt, np_prv, pcp.h, pcp.t, pindex, k.nr_pages,
+                                    known.get((zi, cpu, pindex), empty))
+                    if b is None:
                         return False
-                    if not lst:
+                    known[(zi, cpu, pindex)] = b
+                    if not len(b):
                         continue
-                    b = np.array(lst, np.int64)
+                    lst = b
                     if (flags[b] != 0).any():
                         return False
                     size = 1 << pa._pindex_order(pindex)
@@ -1016,6 +1058,7 @@ class _IncrState:
         self.sigs = {}          # id(mm) -> signature, as touched() computed it
         self.diff_rows = None   # table rows touched() found changed
         self.last_touched = []  # mms re-walked by the last pass (tests look)
+        self.free_lists = {}    # (zone, cpu or -1, list) -> its PFNs at the last clean walk
 
     def touched(self, k, owners):
         """The mms an incremental pass must walk again: new ones, the current task's,
@@ -1086,7 +1129,7 @@ def _check_all(k, st=None, full=True):
     from vmsim.mm.mmu_gather import gather_refs
     rep = _Report()
     mem = k.mem
-    free = _FreeSet(k, rep)
+    free = _FreeSet(k, rep, st.free_lists if st is not None else None)
     live, owners = _owners(k)
     if st is not None:
         valid, st.valid = st.valid, False
