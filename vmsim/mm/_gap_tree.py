@@ -287,9 +287,12 @@ def _highest_gap(t, low, high, size):
     does not fit); those are tried from the top, the highest first."""
     best = None
     for b in t.big:
-        if b is not None and b.gap >= size and (best is None or b.start > best.start) and \
-                _fits(b, low, high, size):
-            best = b
+        # _fits(b, low, high, size), inline; the highest that fits.
+        if b is not None and b.gap >= size and (best is None or b.start > best.start):
+            ge = b.start
+            gs = ge - b.gap
+            if (ge if ge < high else high) - (gs if gs > low else low) >= size:
+                best = b
     if best is None:
         return _highest(t.root, low, high, size)
     if t.root.max < size:
@@ -320,9 +323,12 @@ def _lowest_gap(t, low, high, size):
     (the lowest big gap that fits, unless one below it does)."""
     best = None
     for b in t.big:
-        if b is not None and b.gap >= size and (best is None or b.start < best.start) and \
-                _fits(b, low, high, size):
-            best = b
+        # _fits(b, low, high, size), inline; the lowest that fits.
+        if b is not None and b.gap >= size and (best is None or b.start < best.start):
+            ge = b.start
+            gs = ge - b.gap
+            if (ge if ge < high else high) - (gs if gs > low else low) >= size:
+                best = b
     if best is None:
         return _lowest(t.root, low, high, size)
     if t.root.max < size:

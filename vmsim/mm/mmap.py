@@ -67,10 +67,13 @@ protection_map = [
 _PKEY_PTE_SHIFT = T._PAGE_BIT_PKEY_BIT0 - VM_PKEY_SHIFT
 
 
+_PROTECTION_MAP_BITS = VM_READ | VM_WRITE | VM_EXEC | VM_SHARED
+
+
 def vm_get_page_prot(vm_flags: int) -> int:
     """vm_get_page_prot() (arch/x86/mm/pgprot.c): protection_map, plus the VMA's
     protection key as PTE bits 59..62."""
-    return (protection_map[vm_flags & (VM_READ | VM_WRITE | VM_EXEC | VM_SHARED)] |
+    return (protection_map[vm_flags & _PROTECTION_MAP_BITS] |
             (vm_flags & ARCH_VM_PKEY_FLAGS) << _PKEY_PTE_SHIFT)
 
 
