@@ -406,6 +406,53 @@ def test_sysctls_validate_like_proc_dointvec_minmax(machine):
         machine.read_file("/proc/4242/maps")
 
 
+def _meminfo_kb(m, field):
+    return int(m.read_file("/proc/meminfo").split(f"\n{field}:")[1].split()[0])
+
+
+def test_reserve_kbytes_are_a_32nd_of_boot_free_memory():
+    """init_user_reserve / init_admin_reserve (mm/mmap.c): min(free / 32, 128 MiB) and
+    min(free / 32, 8 MiB), from NR_FREE_PAGES when they run; unsigned long sysctls
+    (proc_doulongvec_minmax: C number syntax, no sign)."""
+    for size in ("512M", "8G"):
+        m = vmsim.Machine(size)
+        free = _meminfo_kb(m, "MemFree")
+        user = int(m.read_file("/proc/sys/vm/user_reserve_kbytes"))
+        admin = int(m.read_file("/proc/sys/vm/admin_reserve_kbytes"))
+        assert (user, admin) == (min(free // 32, 131072), min(free // 32, 8192))
+    m.write_file("/proc/sys/vm/user_reserve_kbytes", "0x10\n")
+    assert m.read_file("/proc/sys/vm/user_reserve_kbytes") == "16\n"
+    with pytest.raises(OSError) as e:
+        m.write_file("/proc/sys/vm/admin_reserve_kbytes", "-1")
+    assert e.value.errno == errno.EINVAL
+
+
+def test_overcommit_never_holds_back_the_user_reserve():
+    """OVERCOMMIT_NEVER (__vm_enough_memory, mm/util.c): a mapping fits while
+    Committed_AS after charging it stays below CommitLimit less min(total_vm / 32,
+    user_reserve_kbytes / 4) pages; root (cap_sys_admin) keeps the admin reserve."""
+    m = vmsim.Machine("512M")
+    p = m.spawn()
+    m.write_file("/proc/sys/vm/overcommit_memory", "2")
+    m.write_file("/proc/sys/vm/overcommit_ratio", "80")
+    big = p.mmap(0, 4096 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | vmsim.MAP_NORESERVE)
+    total_vm = sum(int(l.split()[1]) for l in m.read_file(f"/proc/{p.pid}/status").splitlines()
+                   if l.startswith("VmSize:")) // 4
+    for reserve_kb in (131072, 64):          # total_vm / 32 smaller, then the reserve
+        m.write_file("/proc/sys/vm/user_reserve_kbytes", str(reserve_kb))
+        limit = _meminfo_kb(m, "CommitLimit") // 4
+        committed = _meminfo_kb(m, "Committed_AS") // 4
+        allowed = limit - min(total_vm // 32, reserve_kb // 4)
+        fits = allowed - committed - 1
+        with pytest.raises(OSError) as e:
+            p.mmap(0, (fits + 1) * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
+        assert e.value.errno == errno.ENOMEM
+        assert _meminfo_kb(m, "Committed_AS") // 4 == committed
+        a = p.mmap(0, fits * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
+        p.munmap(a, fits * PAGE)
+    p.munmap(big, 4096 * PAGE)
+
+
 def test_mmap_min_addr_knob_moves_the_hint_floor(machine):
     """round_hint_to_min(): a hint below mmap_min_addr becomes PAGE_ALIGN(mmap_min_addr)."""
     p = machine.spawn()

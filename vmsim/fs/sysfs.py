@@ -27,6 +27,12 @@ SYSCTL_OVERCOMMIT_RATIO = "/proc/sys/vm/overcommit_ratio"
 SYSCTL_MAX_MAP_COUNT = "/proc/sys/vm/max_map_count"
 SYSCTL_MMAP_MIN_ADDR = "/proc/sys/vm/mmap_min_addr"
 SYSCTL_RANDOMIZE_VA_SPACE = "/proc/sys/kernel/randomize_va_space"
+SYSCTL_USER_RESERVE = "/proc/sys/vm/user_reserve_kbytes"
+SYSCTL_ADMIN_RESERVE = "/proc/sys/vm/admin_reserve_kbytes"
+# unsigned long sysctls kept only as C variables (mm/util.c), set at boot
+# (init_user_reserve / init_admin_reserve), proc_doulongvec_minmax with no bounds.
+_ULONG_SYSCTLS = {SYSCTL_USER_RESERVE: "sysctl_user_reserve_kbytes",
+                  SYSCTL_ADMIN_RESERVE: "sysctl_admin_reserve_kbytes"}
 
 # The modes each THP mode file lists, in the kernel's order.
 _MODES = {
@@ -56,7 +62,8 @@ INT_MAX = (1 << 31) - 1
 
 KNOBS = (THP_ENABLED, THP_DEFRAG, THP_USE_ZERO_PAGE, THP_HPAGE_PMD_SIZE, THP_SHMEM_ENABLED,
          SYSCTL_OVERCOMMIT_MEMORY, SYSCTL_OVERCOMMIT_RATIO, SYSCTL_MAX_MAP_COUNT,
-         SYSCTL_MMAP_MIN_ADDR, SYSCTL_RANDOMIZE_VA_SPACE, FAULT_AROUND_BYTES)
+         SYSCTL_MMAP_MIN_ADDR, SYSCTL_RANDOMIZE_VA_SPACE, FAULT_AROUND_BYTES,
+         SYSCTL_USER_RESERVE, SYSCTL_ADMIN_RESERVE)
 
 
 def _is_knob(path: str) -> bool:
@@ -84,6 +91,8 @@ def knob_read(k, path: str) -> str:
         return f"{k.fault_around_pages << 12}\n"         # fault_around_bytes_get()
     if path == SYSCTL_MMAP_MIN_ADDR:
         return f"{k.mmap_min_addr}\n"
+    if path in _ULONG_SYSCTLS:
+        return f"{getattr(k, _ULONG_SYSCTLS[path])}\n"
     return f"{int(k.sysctl[path])}\n"
 
 
@@ -104,6 +113,22 @@ def _kstrtoul(buf: str, base: int = 10):
         return int(t, 16) if t[:2].lower() == "0x" else int(t, 8) if t.startswith("0") else int(t)
     m = re.fullmatch(r"\+?[0-9]+", s)
     return int(s) if m else None
+
+
+def proc_doulongvec_minmax(buf: str):
+    """proc_doulongvec_minmax() for one value: blanks, an unsigned number in C syntax
+    (strtoul base 0: 0x hex, 0 octal; no sign), blanks; (0, v) or (-EINVAL, 0); a
+    write of only blanks stores nothing (1, 0)."""
+    if not buf.strip():
+        return 1, 0
+    m = re.fullmatch(r"\s*(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)\s*", buf)
+    if not m:
+        return -errno.EINVAL, 0
+    t = m.group(1)
+    v = int(t, 16) if t[:2].lower() == "0x" else int(t, 8) if t.startswith("0") else int(t)
+    if v >= 1 << 64:
+        return -errno.EINVAL, 0
+    return 0, v
 
 
 def fault_around_bytes_set(k, val: int) -> int:
@@ -157,6 +182,13 @@ def knob_write(k, path: str, data: str) -> int:
             return -errno.EINVAL
         k.sysctl[path] = str(val)
         k.mmap_min_addr = val                        # update_mmap_min_addr()
+        return n
+    if path in _ULONG_SYSCTLS:
+        err, val = proc_doulongvec_minmax(data)
+        if err < 0:
+            return err
+        if err == 0:
+            setattr(k, _ULONG_SYSCTLS[path], val)
         return n
     if path in _INT_SYSCTLS:
         if not data.strip():

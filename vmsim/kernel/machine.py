@@ -115,6 +115,8 @@ class Kernel:
         self.disk_latency_ns = 0
         from vmsim.mm.hugetlb import hugetlb_init
         hugetlb_init(self)
+        from vmsim.mm.mmap import init_user_reserve
+        init_user_reserve(self)
         self.mmu_notifier_log = []
 
     def _init_tlb(self, tlb, pcid, pti, invpcid):

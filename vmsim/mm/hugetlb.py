@@ -46,6 +46,7 @@ from vmsim.mm.page_alloc import (GFP_HIGHUSER, GFP_HIGHUSER_MOVABLE, __GFP_COMP,
 from vmsim.mm.page_flags import (PG_head, PG_tail, PG_ORDER_MASK, PG_ORDER_SHIFT, PG_anon,
                                  PG_anon_exclusive, PG_dirty, PG_uptodate, PGTY_hugetlb)
 from vmsim.mm import vmstat
+from vmsim.fs.sysfs import proc_doulongvec_minmax
 from vmsim.fs.hugetlbfs import (HUGETLBFS_DEV, hugetlb_file_setup, is_file_hugepages,  # noqa: F401
                                 remove_inode_hugepages, hugetlbfs_file_mmap,
                                 hugetlb_get_unmapped_area)
@@ -646,23 +647,6 @@ def _kstrtoul(buf: str):
     return 0, v
 
 
-def _proc_doulongvec(buf: str):
-    """proc_doulongvec_minmax() for one value: blanks, an unsigned number in C syntax
-    (strtoul base 0: 0x hex, 0 octal; no sign), blanks; (0, v) or (-EINVAL, 0); a
-    write of only blanks stores nothing (1, 0)."""
-    import re
-    if not buf.strip():
-        return 1, 0
-    m = re.fullmatch(r"\s*(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)\s*", buf)
-    if not m:
-        return -errno.EINVAL, 0
-    t = m.group(1)
-    v = int(t, 16) if t[:2].lower() == "0x" else int(t, 8) if t.startswith("0") else int(t)
-    if v >= 1 << 64:
-        return -errno.EINVAL, 0
-    return 0, v
-
-
 def knob_write(k, path: str, data: str) -> int:
     """The store handlers: hugetlb_sysctl_handler / hugetlb_overcommit_handler (the
     default hstate), nr_hugepages_store_common / nr_overcommit_hugepages_store (one
@@ -672,7 +656,7 @@ def knob_write(k, path: str, data: str) -> int:
     if path.startswith("/proc/sys/"):
         if attr == "sysctl_overcommit" and h.hstate_is_gigantic():
             return -errno.EINVAL
-        err, val = _proc_doulongvec(data)
+        err, val = proc_doulongvec_minmax(data)
         if err < 0:
             return err
         if err == 1:

@@ -129,24 +129,45 @@ def mlock_future_ok(mm, flags: int, length: int) -> bool:
     return True
 
 
-def __vm_enough_memory(mm, pages: int) -> int:
-    """__vm_enough_memory(): overcommit policy; vmsim models mode 0 (heuristic)."""
+def vm_commit_limit(k) -> int:
+    """vm_commit_limit() (mm/util.c): (totalram - hugetlb) * overcommit_ratio / 100 +
+    swap, in pages (vmsim has no overcommit_kbytes and no swap)."""
+    from vmsim.mm.hugetlb import hugetlb_total_pages
+    return ((totalram_pages(k) - hugetlb_total_pages(k)) * k.sysctl_overcommit_ratio // 100
+            + getattr(k, "total_swap_pages", 0))
+
+
+def init_user_reserve(k):
+    """init_user_reserve() / init_admin_reserve() (mm/mmap.c subsys_initcalls): 1/32
+    of the free memory at boot, at most 128 MiB for a user and 8 MiB for the admin."""
+    free_kbytes = sum(z.free_pages - sum(p.count for p in z.pcp) for z in k.page_alloc.zones) << 2
+    k.sysctl_user_reserve_kbytes = min(free_kbytes // 32, 128 << 10)
+    k.sysctl_admin_reserve_kbytes = min(free_kbytes // 32, 8 << 10)
+
+
+def __vm_enough_memory(mm, pages: int, cap_sys_admin: bool = True) -> int:
+    """__vm_enough_memory() (mm/util.c): the overcommit policy. vmsim's processes run
+    as root, so cap_vm_enough_memory passes cap_sys_admin and the admin reserve is not
+    held back."""
     k = mm.kernel
     mode = k.sysctl_overcommit_memory
-    k.committed_as += pages
-    if mode == 1:
+    k.committed_as += pages                                 # vm_acct_memory()
+    if mode == 1:                                           # OVERCOMMIT_ALWAYS
         return 0
-    if mode == 0:
-        if pages > totalram_pages(k):
+    if mode == 0:                                           # OVERCOMMIT_GUESS
+        if pages > totalram_pages(k) + getattr(k, "total_swap_pages", 0):
             k.committed_as -= pages
             return -errno.ENOMEM
         return 0
-    ratio = k.sysctl_overcommit_ratio
-    allowed = totalram_pages(k) * ratio // 100
-    if k.committed_as > allowed:
-        k.committed_as -= pages
-        return -errno.ENOMEM
-    return 0
+    allowed = vm_commit_limit(k)
+    if not cap_sys_admin:
+        allowed -= k.sysctl_admin_reserve_kbytes >> 2
+    if mm is not None:
+        allowed -= min(mm.total_vm // 32, k.sysctl_user_reserve_kbytes >> 2)
+    if k.committed_as < allowed:
+        return 0
+    k.committed_as -= pages                                 # vm_unacct_memory()
+    return -errno.ENOMEM
 
 
 def accountable_mapping(file, vm_flags: int) -> bool:

@@ -9,6 +9,7 @@ vmalloc, per-CPU areas, kernel stacks) is whatever k.vmstat says, i.e. 0.
 from vmsim.arch.x86 import pgtable_types as T
 from vmsim.fs.proc import vmstat as PV
 from vmsim.mm import vmstat as V
+from vmsim.mm.mmap import vm_commit_limit
 
 # VMALLOC_SIZE_TB (arch/x86/include/asm/pgtable_64_types.h); VMALLOC_END is inclusive.
 VMALLOC_SIZE_TB_L4 = 32
@@ -22,12 +23,6 @@ def totalram_pages(k) -> int:
     return k.page_alloc._totalram_pages
 
 
-def vm_commit_limit(k) -> int:
-    """vm_commit_limit(): (totalram - hugetlb) * overcommit_ratio / 100 + swap, in pages."""
-    ratio = k.sysctl_overcommit_ratio
-    from vmsim.mm.hugetlb import hugetlb_total_pages
-    hugetlb = hugetlb_total_pages(k)
-    return (totalram_pages(k) - hugetlb) * ratio // 100 + getattr(k, "total_swap_pages", 0)
 
 
 def si_mem_available(k, zones=None) -> int:
