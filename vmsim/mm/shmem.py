@@ -270,10 +270,7 @@ def thp_vma_suitable_orders(vma, addr: int, orders: int) -> int:
 
 def _xa_find(mapping, first: int, last: int) -> bool:
     """xa_find(XA_PRESENT): anything cached in [first, last]."""
-    cache = mapping.i_pages
-    if last - first + 1 > len(cache):
-        return any(first <= i <= last for i in cache)
-    return any(i in cache for i in range(first, last + 1))
+    return mapping.i_pages.any_in(first, last)
 
 
 def shmem_suitable_orders(inode, vmf, mapping, index: int, orders: int) -> int:
