@@ -58,7 +58,11 @@ def test_xarray_behaves_as_a_dict(ops):
         else:
             last = i + op[2]
             assert xa.any_in(i, last) == any(i <= j <= last for j in d)
-            assert xa.items_in(i, last) == sorted((j, v) for j, v in d.items() if i <= j <= last)
+            want = sorted((j, v) for j, v in d.items() if i <= j <= last)
+            assert list(xa.items_in(i, last)) == want
+            # One per run of equal entries inside a leaf (a multi-index entry's slots).
+            assert list(xa.entries_in(i, last)) == \
+                [(j, v) for j, v in want if j == i or j % XA_CHUNK_SIZE == 0 or d.get(j - 1) != v]
             for j in (i, last):
                 assert xa.get(j) == d.get(j) and xa.get(j, -1) == d.get(j, -1)
                 assert (j in xa) == (j in d)

@@ -16,6 +16,7 @@ XA_CHUNK_SHIFT = 6
 XA_CHUNK_SIZE = 1 << XA_CHUNK_SHIFT
 XA_CHUNK_MASK = XA_CHUNK_SIZE - 1
 _COUNT = XA_CHUNK_SIZE                     # the slot holding xa_node->count
+_LAST = (1 << 64) - 1                      # ULONG_MAX
 _EMPTY = array("q", [-1] * XA_CHUNK_SIZE + [0])
 
 
@@ -145,38 +146,51 @@ class _XArray:
         hi = min(last - (b << XA_CHUNK_SHIFT), XA_CHUNK_MASK) + 1
         return node[lo:hi].count(-1) != hi - lo
 
-    def items_in(self, first: int, last: int):
-        """xas_for_each() over [first, last]: (index, pfn) of each present index, in
-        index order."""
+    def _blocks(self, first: int, last: int):
         nodes = self.nodes
         b0, b1 = first >> XA_CHUNK_SHIFT, last >> XA_CHUNK_SHIFT
         if b1 - b0 >= len(nodes):
-            blocks = sorted(b for b in nodes if b0 <= b <= b1)
-        else:
-            blocks = [b for b in range(b0, b1 + 1) if b in nodes]
-        out = []
-        for b in blocks:
-            node = nodes[b]
+            return sorted(b for b in nodes if b0 <= b <= b1)
+        return [b for b in range(b0, b1 + 1) if b in nodes]
+
+    def items_in(self, first: int, last: int):
+        """(index, pfn) of each present index of [first, last], in index order (a
+        generator: the array must not change while it runs)."""
+        nodes = self.nodes
+        for b in self._blocks(first, last):
             base = b << XA_CHUNK_SHIFT
             lo = max(first - base, 0)
             hi = min(last - base, XA_CHUNK_MASK) + 1
-            out += [(base + s, v) for s, v in enumerate(node[lo:hi], lo) if v >= 0]
-        return out
+            for s, v in enumerate(nodes[b][lo:hi], lo):
+                if v >= 0:
+                    yield base + s, v
+
+    def entries_in(self, first: int, last: int):
+        """xas_for_each() over [first, last]: (first index, pfn) of each entry, in
+        index order, a run of slots naming one PFN (a large folio's multi-index entry)
+        once per leaf it spans (a generator: the array must not change while it
+        runs)."""
+        nodes = self.nodes
+        for b in self._blocks(first, last):
+            base = b << XA_CHUNK_SHIFT
+            lo = max(first - base, 0)
+            hi = min(last - base, XA_CHUNK_MASK) + 1
+            prev = -1
+            for s, v in enumerate(nodes[b][lo:hi], lo):
+                if v != prev:
+                    prev = v
+                    if v >= 0:
+                        yield base + s, v
 
     # --- whole-array views (ascending index order) -----------------------------------
     def items(self):
-        nodes = self.nodes
-        out = []
-        for b in sorted(nodes):
-            base = b << XA_CHUNK_SHIFT
-            out += [(base + s, v) for s, v in enumerate(nodes[b][:XA_CHUNK_SIZE]) if v >= 0]
-        return out
+        return list(self.items_in(0, _LAST))
 
     def keys(self):
-        return [i for i, _ in self.items()]
+        return [i for i, _ in self.items_in(0, _LAST)]
 
     def values(self):
-        return [v for _, v in self.items()]
+        return [v for _, v in self.items_in(0, _LAST)]
 
     def __iter__(self):
         return iter(self.keys())

@@ -565,7 +565,7 @@ def shmem_fault(vmf) -> int:
 
 def shmem_evict_inode(k, inode):
     """shmem_evict_inode() -> shmem_truncate_range(): drop every cached folio."""
-    for index in list(inode.i_mapping.i_pages):
+    for index, _ in list(inode.i_mapping.i_pages.entries_in(0, (1 << 64) - 1)):
         if index in inode.i_mapping.i_pages:          # a large folio goes whole
             filemap_remove_folio(k, inode.i_mapping, index)
     k._unregister_object(inode.i_mapping.id)

@@ -17,7 +17,7 @@ def _folios(k, mapping, start: int, end: int):
     mem = k.mem
     out = []
     seen = set()
-    for _, f in mapping.i_pages.items_in(start, end):
+    for _, f in mapping.i_pages.entries_in(start, end):
         if f not in seen:
             seen.add(f)
             out.append((mem.index[f], f))
