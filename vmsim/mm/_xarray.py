@@ -29,54 +29,55 @@ class _XArray:
         self.nodes = {}                    # index >> 6 -> leaf (65 int64: 64 slots, count)
         self.count = 0                     # used slots, all leaves
 
-    # --- one index -------------------------------------------------------------------
+    # --- one index (literal 6, 63, 64: XA_CHUNK_SHIFT, XA_CHUNK_MASK, the count slot;
+    # no global lookups on the fault path) ----------------------------------------------
     def get(self, index, default=None):
         """xa_load()."""
-        node = self.nodes.get(index >> XA_CHUNK_SHIFT)
+        node = self.nodes.get(index >> 6)
         if node is None:
             return default
-        v = node[index & XA_CHUNK_MASK]
+        v = node[index & 63]
         return default if v < 0 else v
 
     def __getitem__(self, index):
-        node = self.nodes.get(index >> XA_CHUNK_SHIFT)
+        node = self.nodes.get(index >> 6)
         if node is not None:
-            v = node[index & XA_CHUNK_MASK]
+            v = node[index & 63]
             if v >= 0:
                 return v
         raise KeyError(index)
 
     def __contains__(self, index):
-        node = self.nodes.get(index >> XA_CHUNK_SHIFT)
-        return node is not None and node[index & XA_CHUNK_MASK] >= 0
+        node = self.nodes.get(index >> 6)
+        return node is not None and node[index & 63] >= 0
 
     def __setitem__(self, index, pfn):
         """xa_store() of one index."""
         if pfn < 0:
             raise ValueError(f"xarray: negative entry {pfn}")
-        b = index >> XA_CHUNK_SHIFT
+        b = index >> 6
         node = self.nodes.get(b)
         if node is None:
             node = self.nodes[b] = array("q", _EMPTY)
-        s = index & XA_CHUNK_MASK
+        s = index & 63
         if node[s] < 0:
-            node[_COUNT] += 1
+            node[64] += 1
             self.count += 1
         node[s] = pfn
 
     def __delitem__(self, index):
         """xa_erase() of a present index; an emptied leaf is freed (xas_delete_node)."""
-        b = index >> XA_CHUNK_SHIFT
+        b = index >> 6
         node = self.nodes.get(b)
-        s = index & XA_CHUNK_MASK
+        s = index & 63
         if node is None or node[s] < 0:
             raise KeyError(index)
         node[s] = -1
         self.count -= 1
-        if node[_COUNT] == 1:
+        if node[64] == 1:
             del self.nodes[b]
         else:
-            node[_COUNT] -= 1
+            node[64] -= 1
 
     def __len__(self):
         return self.count
