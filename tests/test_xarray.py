@@ -1,6 +1,8 @@
 """vmsim.mm._xarray._XArray, the page cache's i_pages: the same answers as a plain dict
 {index: pfn} on random operation sequences, leaves freed when emptied, and the debug
 checker catching a corrupted one."""
+import re
+
 import pytest
 from hypothesis import given, settings, strategies as st
 
@@ -118,4 +120,25 @@ def test_debug_vm_catches_a_corrupted_i_pages(machine):
         machine.check()
     am.i_pages.count -= 1
     machine.check()
+    p.exit()
+
+
+def test_file_fault_traces_show_no_xarray_methods(machine):
+    """The tracer leaves the vmsim-only structure out: a file fault's tree is kernel
+    functions (filemap_fault, filemap_map_pages, ...) without get() or any_in()."""
+    from vmsim import PROT_READ, MAP_PRIVATE
+    from vmsim.trace import function_graph
+    p = machine.spawn()
+    fd = p.open("/tmp/xa", 0o102, 0o644)                  # O_RDWR | O_CREAT
+    p.pwrite(fd, b"x" * (64 << 12), 0)
+    p.fsync(fd)
+    machine.write_file("/proc/sys/vm/drop_caches", "3")
+    a = p.mmap(0, 64 << 12, PROT_READ, MAP_PRIVATE, fd, 0)
+    with function_graph(machine) as tr:
+        p.read(a, 1)
+        p.read(a + (40 << 12), 1)
+    names = set().union(*(f.paths for f in tr.faults))
+    assert {"filemap_fault", "filemap_map_pages"} <= names
+    methods = {n for n in vars(_XArray) if not n.startswith("__")}
+    assert not names & methods and not re.search(r"\b(get|store_range|any_in)\(", tr.text())
     p.exit()
