@@ -64,6 +64,9 @@ _CO_GENERATOR_LIKE = 0x20 | 0x100 | 0x200     # CO_GENERATOR, CO_COROUTINE, CO_A
 # traces with everything they call.
 _QUIET_FILES = (os.path.join(_ROOT, "mm", "debug_vm.py"), os.path.join(_ROOT, "mm", "page_data.py"))
 _QUIET = "<quiet>"
+# vmsim-only data structures standing in for kernel ones (the page cache's xarray,
+# vmsim.mm._xarray): their methods are not kernel functions and call none.
+_UNTRACED_FILES = (os.path.join(_ROOT, "mm", "_xarray.py"),)
 
 # Functions whose kernel counterpart returns vm_fault_t: their return value is decoded.
 VM_FAULT_FUNCS = frozenset("""
@@ -239,6 +242,8 @@ def _classify(code):
         return None
     if code.co_filename in _QUIET_FILES:
         return _QUIET
+    if code.co_filename in _UNTRACED_FILES:
+        return None
     name = code.co_name
     # Comprehensions, generators and class bodies (no CO_NEWLOCALS) are not functions.
     if name.startswith("<") or code.co_flags & _CO_GENERATOR_LIKE or not code.co_flags & 0x2:

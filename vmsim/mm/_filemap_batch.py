@@ -465,10 +465,14 @@ def _read_run(k, task, addr, err, base, stride, count, i, compiled, pt, rows):
     # The folios caching [lo, hi): the xarray's multi-index entries, one per folio.
     heads = []
     j = lo
-    get = cache.get
+    nodes = cache.nodes                   # the xarray's leaves (vmsim.mm._xarray)
     while j < hi:
-        f = get(j)
-        if f is None:
+        node = nodes.get(j >> 6)
+        if node is None:
+            j = (j | 63) + 1                  # an absent leaf: 64 empty slots
+            continue
+        f = node[j & 63]
+        if f < 0:
             j += 1
             continue
         heads.append(f)

@@ -1178,6 +1178,8 @@ def _check_all(k, st=None, full=True):
     cache_ids = []
     _check_shadow_entries(k, aspaces, rep)
     for am in aspaces:
+        for msg in am.i_pages._check()[:3]:
+            rep(f"page cache: mapping {am.id} i_pages: {msg}")
         if am.nrpages != len(am.i_pages):
             rep(f"page cache: mapping {am.id} nrpages = {am.nrpages}, holds {len(am.i_pages)}")
         if k.objects[am.id] is not am:
@@ -1185,8 +1187,8 @@ def _check_all(k, st=None, full=True):
         n = len(am.i_pages)
         if not n:
             continue
-        idx = np.fromiter(am.i_pages.keys(), np.int64, n)
-        pf = np.fromiter(am.i_pages.values(), np.int64, n)
+        idx, pf = am.i_pages._arrays()
+        n = len(idx)
         # A large folio fills one slot per page, all naming its head.
         hf = mem.np_flags[pf]
         fnr = np.where(hf & PG_head, 1 << ((hf & PG_ORDER_MASK) >> PG_ORDER_SHIFT), 1)
@@ -1797,7 +1799,7 @@ def _check_shadow_entries(k, aspaces, rep):
                 rep(f"workingset: mapping {am.id} has shadow nodes {sorted(am.shadow_nodes)[:3]} "
                     "and no shadow entries")
             continue
-        both = sh.keys() & am.i_pages.keys()
+        both = [i for i in sh if i in am.i_pages]
         if both:
             rep(f"workingset: mapping {am.id} index {min(both):#x} holds a folio and a shadow")
         if am.swapbacked:

@@ -1,8 +1,8 @@
 """The page cache core (mm/filemap.c, include/linux/pagemap.h).
 
-An address_space keeps its folios by index: the kernel's xarray ``i_pages``, here a
-dict from every page index a folio covers to the folio's head PFN (a large folio is
-one multi-index entry in the xarray). A cached folio holds one reference per page for
+An address_space keeps its folios by index: the kernel's xarray ``i_pages``, here
+vmsim.mm._xarray._XArray (64-slot leaves) mapping every page index a folio covers to
+the folio's head PFN (a large folio is one multi-index entry in the kernel's xarray). A cached folio holds one reference per page for
 the cache (filemap_add_folio: folio_ref_add(folio, nr)). The fault side:
 filemap_fault() (->fault: minor when cached, VM_FAULT_MAJOR and read-around when not,
 VM_FAULT_RETRY after dropping the fault lock for I/O) and filemap_map_pages()
@@ -13,6 +13,7 @@ table). The read side: filemap_read() with page_cache_sync_ra/async_ra.
 import errno
 
 from vmsim.mm import vmstat, _filemap_batch, workingset
+from vmsim.mm._xarray import _XArray
 from vmsim.mm.page_alloc import __GFP_WRITE
 from vmsim.arch.x86.pgtable import pte_offset_map, pfn_pte, pte_mkdirty
 from vmsim.mm.mm_types import (VM_FAULT_NOPAGE, VM_FAULT_OOM, VM_FAULT_SIGBUS, VM_FAULT_MAJOR,
@@ -51,7 +52,7 @@ class address_space:
 
     def __init__(self, k, host, swapbacked: bool, a_ops=None, large_folios=False):
         self.host = host
-        self.i_pages = {}
+        self.i_pages = _XArray()
         self.nrpages = 0
         self.swapbacked = swapbacked
         self.a_ops = a_ops
@@ -135,11 +136,10 @@ def filemap_add_folio(k, mapping, pfn: int, index: int, gfp: int = 0):
     mem.mapping[pfn] = mapping.id
     mem.index[pfn] = index
     mem.refcount[pfn] += nr
-    cache = mapping.i_pages
     if nr == 1:
-        cache[index] = pfn
+        mapping.i_pages[index] = pfn
     else:
-        cache.update(dict.fromkeys(range(index, index + nr), pfn))
+        mapping.i_pages.store_range(index, index + nr - 1, pfn)
     mapping.nrpages += nr
     k.vmstat[vmstat.NR_FILE_PAGES] += nr
     if mapping.swapbacked:
@@ -178,8 +178,10 @@ def __filemap_remove_folio(k, mapping, pfn: int, shadow):
     mem = k.mem
     nr = _nr(k, pfn)
     first = mem.index[pfn]
-    for i in range(first, first + nr):
-        del mapping.i_pages[i]
+    if nr == 1:
+        del mapping.i_pages[first]
+    else:
+        mapping.i_pages.erase_range(first, first + nr - 1)
     mapping.nrpages -= nr
     if shadow is not None or mapping.shadows:
         if shadow is not None:
@@ -251,7 +253,7 @@ def __filemap_get_folio(k, mapping, index: int, fgp_flags: int, gfp: int = None)
     order = min(order, mapping.max_folio_order)
     if index & ((1 << order) - 1):
         order = (index & -index).bit_length() - 1         # __ffs(index)
-    while order and any(i in mapping.i_pages for i in range(index, index + (1 << order))):
+    while order and mapping.i_pages.any_in(index, index + (1 << order) - 1):
         order -= 1
     while True:
         pfn = filemap_alloc_folio(k, gfp if gfp is not None else GFP_HIGHUSER_MOVABLE, order)

@@ -162,7 +162,7 @@ def page_cache_ra_order(ractl, ra):
                 order = (index & -index).bit_length() - 1
             while order > 0 and index + (1 << order) - 1 > limit:
                 order -= 1
-            if not mapping.i_pages.keys().isdisjoint(range(index, index + (1 << order))):
+            if mapping.i_pages.any_in(index, index + (1 << order) - 1):
                 err = -17                          # -EEXIST from filemap_add_folio
                 break
             err = _ra_add(ractl, k, index, order, index == (mark & ~((1 << order) - 1)))

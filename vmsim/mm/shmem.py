@@ -270,10 +270,7 @@ def thp_vma_suitable_orders(vma, addr: int, orders: int) -> int:
 
 def _xa_find(mapping, first: int, last: int) -> bool:
     """xa_find(XA_PRESENT): anything cached in [first, last]."""
-    cache = mapping.i_pages
-    if last - first + 1 > len(cache):
-        return any(first <= i <= last for i in cache)
-    return any(i in cache for i in range(first, last + 1))
+    return mapping.i_pages.any_in(first, last)
 
 
 def shmem_suitable_orders(inode, vmf, mapping, index: int, orders: int) -> int:
@@ -568,7 +565,7 @@ def shmem_fault(vmf) -> int:
 
 def shmem_evict_inode(k, inode):
     """shmem_evict_inode() -> shmem_truncate_range(): drop every cached folio."""
-    for index in list(inode.i_mapping.i_pages):
+    for index, _ in list(inode.i_mapping.i_pages.entries_in(0, (1 << 64) - 1)):
         if index in inode.i_mapping.i_pages:          # a large folio goes whole
             filemap_remove_folio(k, inode.i_mapping, index)
     k._unregister_object(inode.i_mapping.id)

@@ -17,13 +17,7 @@ def _folios(k, mapping, start: int, end: int):
     mem = k.mem
     out = []
     seen = set()
-    cache = mapping.i_pages
-    if end - start > len(cache):
-        idxs = sorted(i for i in cache if start <= i <= end)
-    else:
-        idxs = [i for i in range(start, end + 1) if i in cache]
-    for i in idxs:
-        f = cache[i]
+    for _, f in mapping.i_pages.entries_in(start, end):
         if f not in seen:
             seen.add(f)
             out.append((mem.index[f], f))
@@ -175,8 +169,7 @@ def _split_to(k, mapping, folio: int, pieces):
         mem.mapping[p] = mapping.id
         mem.index[p] = index + off
         mem.refcount[p] = n
-        for i in range(off, off + n):
-            mapping.i_pages[index + i] = p
+        mapping.i_pages.store_range(index + off, index + off + n - 1, p)
         if on_lru:
             lruvec_add_folio(k, p)
     mem.refcount[folio] += extra

@@ -167,7 +167,7 @@ def _leaf_is_shadow_node(k, mapping, block: int) -> bool:
         return False                      # the slots are a shift-6 node's, no leaf
     cache, shadows = mapping.i_pages, mapping.shadows
     r = range(lo, lo + XA_CHUNK_SIZE)
-    if any(i in cache for i in r) or not any(i in shadows for i in r):
+    if cache.any_in(lo, lo + XA_CHUNK_SIZE - 1) or not any(i in shadows for i in r):
         return False
     return not (block == 0 and len(cache) + len(shadows) == 1)
 

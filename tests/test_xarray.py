@@ -1,0 +1,144 @@
+"""vmsim.mm._xarray._XArray, the page cache's i_pages: the same answers as a plain dict
+{index: pfn} on random operation sequences, leaves freed when emptied, and the debug
+checker catching a corrupted one."""
+import re
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from vmsim.mm._xarray import _XArray, XA_CHUNK_SIZE
+
+# Indices cluster in a few leaves (and cross leaf boundaries) so stores, erases and
+# ranges overlap; a few far ones make sparse trees.
+IDX = st.one_of(st.integers(0, 300), st.integers(0, 1 << 40))
+PFN = st.integers(0, (1 << 40) - 1)
+OPS = st.lists(st.one_of(
+    st.tuples(st.just("set"), IDX, PFN),
+    st.tuples(st.just("del"), IDX, st.just(0)),
+    st.tuples(st.just("store_range"), IDX, st.integers(0, 200), PFN),
+    st.tuples(st.just("erase_range"), IDX, st.integers(0, 200)),
+    st.tuples(st.just("query"), IDX, st.integers(0, 200)),
+), max_size=60)
+
+
+def _agree(xa, d):
+    assert len(xa) == len(d) and bool(xa) == bool(d)
+    assert xa.items() == sorted(d.items())
+    assert xa.keys() == sorted(d) and list(xa) == sorted(d)
+    assert xa.values() == [v for _, v in sorted(d.items())]
+    idx, pf = xa._arrays()
+    assert idx.tolist() == sorted(d) and pf.tolist() == [v for _, v in sorted(d.items())]
+    assert xa._check() == []
+    # A leaf exists only while it holds something (xas_delete_node).
+    assert set(xa.nodes) == {i // XA_CHUNK_SIZE for i in d}
+
+
+@settings(max_examples=80, deadline=None)
+@given(OPS)
+def test_xarray_behaves_as_a_dict(ops):
+    xa, d = _XArray(), {}
+    for op in ops:
+        kind, i = op[0], op[1]
+        if kind == "set":
+            xa[i] = op[2]
+            d[i] = op[2]
+        elif kind == "del":
+            if i in d:
+                del xa[i]
+                del d[i]
+            else:
+                with pytest.raises(KeyError):
+                    del xa[i]
+        elif kind == "store_range":
+            xa.store_range(i, i + op[2], op[3])
+            d.update(dict.fromkeys(range(i, i + op[2] + 1), op[3]))
+        elif kind == "erase_range":
+            gone = [j for j in range(i, i + op[2] + 1) if j in d]
+            assert xa.erase_range(i, i + op[2]) == len(gone)
+            for j in gone:
+                del d[j]
+        else:
+            last = i + op[2]
+            assert xa.any_in(i, last) == any(i <= j <= last for j in d)
+            want = sorted((j, v) for j, v in d.items() if i <= j <= last)
+            assert list(xa.items_in(i, last)) == want
+            # One per run of equal entries inside a leaf (a multi-index entry's slots).
+            assert list(xa.entries_in(i, last)) == \
+                [(j, v) for j, v in want if j == i or j % XA_CHUNK_SIZE == 0 or d.get(j - 1) != v]
+            for j in (i, last):
+                assert xa.get(j) == d.get(j) and xa.get(j, -1) == d.get(j, -1)
+                assert (j in xa) == (j in d)
+                if j in d:
+                    assert xa[j] == d[j] and type(xa[j]) is int
+                else:
+                    with pytest.raises(KeyError):
+                        xa[j]
+        _agree(xa, d)
+
+
+def test_xarray_ranges_span_leaves_and_free_them():
+    xa = _XArray()
+    xa.store_range(60, 60 + 511, 7)              # 512 pages from the middle of a leaf
+    assert len(xa) == 512 and sorted(xa.nodes) == list(range(0, 9))
+    assert xa.any_in(0, 60) and not xa.any_in(0, 59) and not xa.any_in(572, 1 << 30)
+    assert xa.erase_range(0, 1 << 20) == 512
+    assert not xa and xa.nodes == {}
+
+
+def test_xarray_check_catches_corruption():
+    xa = _XArray()
+    xa.store_range(0, 99, 5)
+    assert xa._check() == []
+    xa.nodes[1][XA_CHUNK_SIZE] += 1              # the second leaf's count
+    assert xa._check() == ["node 0x1 count 37, 36 slots used"]
+    xa.nodes[1][XA_CHUNK_SIZE] -= 1
+    xa.count -= 1
+    assert xa._check() == ["count 99, 100 slots used"]
+    xa.count += 1
+    xa.nodes[1][:XA_CHUNK_SIZE] = type(xa.nodes[1])("q", [-1] * XA_CHUNK_SIZE)
+    xa.nodes[1][XA_CHUNK_SIZE] = 0
+    xa.count = 64
+    assert xa._check() == ["node 0x1 is empty and not freed"]
+    xa.nodes[0][3] = -2
+    bad = xa._check()
+    assert "node 0x0 holds a negative entry other than -1" in bad and len(bad) == 2
+
+
+def test_debug_vm_catches_a_corrupted_i_pages(machine):
+    p = machine.spawn()
+    machine.check()
+    am = machine.k.vfs.exe_inode.i_mapping
+    assert am.nrpages
+    node = next(iter(am.i_pages.nodes.values()))
+    node[XA_CHUNK_SIZE] += 1
+    with pytest.raises(AssertionError, match=r"page cache: mapping \d+ i_pages: node 0x[0-9a-f]+ "
+                       r"count \d+, \d+ slots used"):
+        machine.check()
+    node[XA_CHUNK_SIZE] -= 1
+    am.i_pages.count += 1
+    with pytest.raises(AssertionError, match=r"i_pages: count \d+, \d+ slots used"):
+        machine.check()
+    am.i_pages.count -= 1
+    machine.check()
+    p.exit()
+
+
+def test_file_fault_traces_show_no_xarray_methods(machine):
+    """The tracer leaves the vmsim-only structure out: a file fault's tree is kernel
+    functions (filemap_fault, filemap_map_pages, ...) without get() or any_in()."""
+    from vmsim import PROT_READ, MAP_PRIVATE
+    from vmsim.trace import function_graph
+    p = machine.spawn()
+    fd = p.open("/tmp/xa", 0o102, 0o644)                  # O_RDWR | O_CREAT
+    p.pwrite(fd, b"x" * (64 << 12), 0)
+    p.fsync(fd)
+    machine.write_file("/proc/sys/vm/drop_caches", "3")
+    a = p.mmap(0, 64 << 12, PROT_READ, MAP_PRIVATE, fd, 0)
+    with function_graph(machine) as tr:
+        p.read(a, 1)
+        p.read(a + (40 << 12), 1)
+    names = set().union(*(f.paths for f in tr.faults))
+    assert {"filemap_fault", "filemap_map_pages"} <= names
+    methods = {n for n in vars(_XArray) if not n.startswith("__")}
+    assert not names & methods and not re.search(r"\b(get|store_range|any_in)\(", tr.text())
+    p.exit()
