@@ -154,8 +154,8 @@ def _walk_hit(pt, rows, w, addr, access, pkru):
 _AHEAD = 16
 _PREFETCH = False
 _PREFETCH_TLB = False
-# The build without a TLB model takes a walk that only reads (_walk_hit) in the repeats
-# loop, without leaving it (access_chunk).
+# The build without a TLB model takes a walk that only reads (_walk_hit) before the full
+# path, a read's in the repeats loop (access_chunk).
 _WALK_HIT = False
 
 
@@ -257,12 +257,14 @@ def access_chunk(pt, rows, pool, cr3_pfn, la57, addrs, kinds, sizes, i, done, n,
     succeeded leaves a read of its page the same: it needed every right a read needs
     (protection key included) and set Accessed.
 
-    Without a TLB model the repeats loop also takes a new page's translation when the
-    walk only reads (_walk_hit: the walk state knows the PMD table, the entries have
-    Accessed, and Dirty for a store, set and allow the access): it reads and sets what
-    the full path's _walk_cached would, and the full path is left for the rest (a
-    fault, an entry to update, a store _store cannot place), as the random traces of a
-    replay are mostly such walks."""
+    Without a TLB model a new page's translation whose walk only reads (_walk_hit: the
+    walk state knows the PMD table, the entries have Accessed, and Dirty for a store,
+    set and allow the access) is taken before the full path, a read's in the repeats
+    loop itself: it reads and sets what the full path's _walk_cached would; the full
+    path is left the rest (a fault, an entry to update, a straddling access, a store
+    _store cannot place). Random traces are mostly such walks. (Stores and fetches
+    taken in the repeats loop too slowed its repeats by half: its values went to the
+    stack.)"""
     _walk_start(w, rows, cr3_pfn, la57)
     top_shift = 47
     if la57:
@@ -294,31 +296,18 @@ def access_chunk(pt, rows, pool, cr3_pfn, la57, addrs, kinds, sizes, i, done, n,
                 pg = a >> 12
                 if kind == 0:
                     if pg != p0:
-                        # Without a TLB model a walk that only reads (_walk_hit) is
-                        # taken here too: the full path below would do just that.
-                        if not _WALK_HIT:
+                        # A new page: the walk of a read, when it only reads (below).
+                        if not _WALK_HIT or _walk_hit(pt, rows, w, a, _PF_USER, pkru) < 0:
                             break
                         if _PREFETCH and i + _AHEAD < n:
                             _prefetch_pte(pt, rows, w, addrs[i + _AHEAD])
-                        if _walk_hit(pt, rows, w, a, _PF_USER, pkru) < 0:
-                            break
                         p0 = pg
                         s0 = 0
                     slot = s0
                 elif kind == 1:
                     if pg != p1:
-                        if not _WALK_HIT:
-                            break
-                        if _PREFETCH and i + _AHEAD < n:
-                            _prefetch_pte(pt, rows, w, addrs[i + _AHEAD])
-                        r = _walk_hit(pt, rows, w, a, _PF_USER | _PF_WRITE, pkru)
-                        if r < 0 or not _store(rows, pool, r, size, value):
-                            break                # (_store changed nothing then)
-                        p0 = p1 = pg
-                        s0 = s1 = 0
-                        f1 = r & ~0xFFF
-                        sb = _store_mode(rows, r, value)
-                    elif sb >= 0:
+                        break
+                    if sb >= 0:
                         b = sb + (a & 0xFFF)
                         for j in range(size):
                             pool[b + j] = value
@@ -329,20 +318,42 @@ def access_chunk(pt, rows, pool, cr3_pfn, la57, addrs, kinds, sizes, i, done, n,
                     slot = s1
                 else:
                     if pg != p2:
-                        if not _WALK_HIT:
-                            break
-                        if _PREFETCH and i + _AHEAD < n:
-                            _prefetch_pte(pt, rows, w, addrs[i + _AHEAD])
-                        if _walk_hit(pt, rows, w, a, _PF_USER | _PF_INSTR, pkru) < 0:
-                            break
-                        p2 = pg
-                        s2 = 0
+                        break
                     slot = s2
                 _again(ent, clock, tstats, cpu, slot, kind)
                 translations += 1
                 i += 1
             if i >= n:
                 break
+            if _WALK_HIT:
+                # Without a TLB model: a store or fetch into a new page whose walk
+                # only reads (_walk_hit) needs nothing the full path below would add
+                # (a read's was tried in the loop).
+                a = addrs[i]
+                kind = kinds[i]
+                size = 1
+                if has_sizes:
+                    size = sizes[i]
+                if kind != 0 and (a & 0xFFF) + size <= 4096:
+                    if _PREFETCH and i + _AHEAD < n:
+                        _prefetch_pte(pt, rows, w, addrs[i + _AHEAD])
+                    access = _PF_USER | _PF_WRITE
+                    if kind == 2:
+                        access = _PF_USER | _PF_INSTR
+                    r = _walk_hit(pt, rows, w, a, access, pkru)
+                    # (a store _store cannot place changes nothing: the full path's)
+                    if r >= 0 and (kind != 1 or _store(rows, pool, r, size, value)):
+                        if kind == 1:
+                            p0 = p1 = a >> 12
+                            s0 = s1 = 0
+                            f1 = r & ~0xFFF
+                            sb = _store_mode(rows, r, value)
+                        else:
+                            p2 = a >> 12
+                            s2 = 0
+                        translations += 1
+                        i += 1
+                        continue
         if _PREFETCH and i + _AHEAD < n:
             _prefetch_pte(pt, rows, w, addrs[i + _AHEAD])
         a = addrs[i]
