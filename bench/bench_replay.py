@@ -16,10 +16,11 @@ Prints, each with the trace it used:
                replay` of 1,000 lackey lines (a small trace: a user's start-up), and of
                the built-in sample (167,449 lines)
   host memory  RSS a fresh process gains per simulated frame it writes (a fault each, on a
-               16 GiB machine), with host THP off for that process (prctl
-               PR_SET_THP_DISABLE: the 4 KiB pages the model writes) and as the host sets
-               it (numpy asks for huge pages for its large arrays: each array's written part
-               rounds up to 2 MiB pages); and RSS of a machine whose frames stay untouched
+               16 GiB machine, after a first run of the same kind), with host THP off for
+               that process (prctl PR_SET_THP_DISABLE) and as the host sets it (mem_map
+               asks for 4 KiB host pages: the two agree), with what each mem_map field and
+               the page-table pool gained (/proc/self/pagemap); and RSS of a machine whose
+               frames stay untouched
   lackey       lines/s reading a lackey trace (tests/data/traces/ls-usr-bin.lackey.xz,
                decompressed first, so the parser alone is timed)
 Rates are per CPU second (process time, vmsim and the C program alike): the machine
@@ -152,38 +153,88 @@ def _thp_disable():
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_THP_DISABLE)")
 
 
+def _written_pages(addr, nbytes):
+    """Pages of [addr, addr + nbytes) this process has written (its RSS there): present
+    in /proc/self/pagemap and mapped by it alone (PM_MMAP_EXCLUSIVE, bit 56), which
+    leaves out the shared zero page a read of a never-written page maps."""
+    if nbytes <= 0:
+        return 0
+    first, last = addr >> 12, (addr + nbytes - 1) >> 12
+    with open("/proc/self/pagemap", "rb", buffering=0) as f:
+        f.seek(first * 8)
+        e = np.frombuffer(f.read((last - first + 1) * 8), dtype=np.uint64)
+    return int(np.count_nonzero((e >> np.uint64(63)) & (e >> np.uint64(56)) & np.uint64(1)))
+
+
+def _structures(k):
+    """{structure: (address, bytes)} of the host memory a machine's frames can cost:
+    each mem_map field (vmsim/mm/page_alloc.py MemMap), the page-table pool's rows in
+    use and the page-contents pool's rows (frames stored to with non-zero bytes)."""
+    def at(a):
+        return a.__array_interface__["data"][0]
+    out = {f"mem_map.{name}": (at(getattr(k.mem, "np_" + name)),
+                               getattr(k.mem, "np_" + name).nbytes)
+           for name, _ in k.mem.FIELDS}
+    out["page tables (pool rows)"] = (at(k.ptpool.arr), k.ptpool.used * 4096)
+    out["page contents (pool rows)"] = (at(k.page_data.pool), k.page_data.rows_used * 4096)
+    return out
+
+
 def host_memory(frames):
     """RSS this process gains per simulated frame written (the first write to each of
-    ``frames`` pages of an anonymous area of a 16 GiB machine: a fault each), after a
-    first fault has loaded numba and every input array is made."""
+    ``frames`` pages of an anonymous area of a 16 GiB machine: a fault each), and what
+    each structure gained (pages written, /proc/self/pagemap), in bytes per frame.
+
+    Measured after a first access has loaded numba and the same kind of run over
+    another area (32,768 frames) has loaded the compiled code the run uses (the
+    write-fault run, mm/_fault_batch.py): ~2 MiB once per process, which the
+    measurement once divided among the frames (48.8 B instead of 40.1). That run's RSS,
+    its ``warm`` frames included, is returned apart as "once"."""
+    import gc
     m = vmsim.Machine("16G", debug_vm=False)
     p = m.spawn()
-    a = p.mmap(0, (frames + 1) * 4096, vmsim.PROT_READ | vmsim.PROT_WRITE,
-               vmsim.MAP_PRIVATE | vmsim.MAP_ANONYMOUS)
+    rw, priv = vmsim.PROT_READ | vmsim.PROT_WRITE, vmsim.MAP_PRIVATE | vmsim.MAP_ANONYMOUS
+    a = p.mmap(0, (frames + 1) * 4096, rw, priv)
     addrs = a + 4096 + np.arange(frames, dtype=np.int64) * 4096
     kinds = np.full(frames, vmsim.ACCESS_WRITE, np.uint8)
-    p.access(np.array([a]), np.array([1], np.uint8))                 # compile, warm
-    import gc
+    p.access(np.array([a]), np.array([1], np.uint8))                 # loads numba
+    # The warm-up run as long as the stretch Process.access scans for a run (32,768
+    # accesses, cpu._access_fault_run): the allocator has then seen its temporaries.
+    warm = 1 << 15
+    w = p.mmap(0, warm * 4096, rw, priv)
+    gc.collect()
+    once = rss_bytes()
+    p.access(w + np.arange(warm, dtype=np.int64) * 4096, kinds[:warm], value=0)
     gc.collect()
     before = rss_bytes()
+    once = before - once
+    where = _structures(m.k)
+    pages = {name: _written_pages(*at) for name, at in where.items()}
+    before = rss_bytes()
     p.access(addrs, kinds, value=0)
-    return (rss_bytes() - before) / frames
+    total = rss_bytes() - before
+    where = _structures(m.k)
+    out = {name: (_written_pages(*at) - pages[name]) * 4096 / frames for name, at in where.items()}
+    out = {name: x for name, x in out.items() if x}
+    out["other (Python objects, allocator)"] = total / frames - sum(out.values())
+    return {"total": total / frames, "structures": out, "once": once, "warm": warm}
 
 
 def host_memory_child(frames, thp, runs=3):
     """host_memory in a fresh interpreter (with host THP as the system sets it, or off),
-    so no earlier machine's freed memory is reused: [bytes per frame of each run]."""
+    so no earlier machine's freed memory is reused: [host_memory() of each run]."""
+    import json
     code = textwrap.dedent(f"""
-        import sys; sys.path.insert(0, {HERE!r})
+        import json, sys; sys.path.insert(0, {HERE!r})
         import bench_replay as b
         if not {thp!r}:
             b._thp_disable()
-        print(b.host_memory({frames}))
+        print(json.dumps(b.host_memory({frames})))
     """)
     # numba from the first access on: loading it mid-measurement would count its code.
     env = dict(os.environ, PYTHONPATH=ROOT, VMSIM_JIT_AFTER="0")
-    return [float(subprocess.run([sys.executable, "-c", code], env=env, check=True,
-                                 capture_output=True, text=True).stdout)
+    return [json.loads(subprocess.run([sys.executable, "-c", code], env=env, check=True,
+                                      capture_output=True, text=True).stdout)
             for _ in range(runs)]
 
 
@@ -314,12 +365,21 @@ def main():
     runs = 1 if args.quick else 3
     off = host_memory_child(touched, False, runs)
     on = host_memory_child(touched, True, runs)
-    print(f"host memory per touched frame: {np.median(off):.1f} bytes with host THP off for "
-          f"vmsim ({', '.join(f'{x:.1f}' for x in off)}); {np.median(on):.1f} with THP as the "
-          f"host sets it ({', '.join(f'{x:.1f}' for x in on)}); {touched:,} frames written "
-          f"(a fault each) in a fresh process, {runs} run(s) each; target <= 48. With THP the "
-          "host backs each per-frame array's written part in 2 MiB pages: the model writes "
-          "the first, the rounding up is the host's")
+    tot_off, tot_on = [r["total"] for r in off], [r["total"] for r in on]
+    print(f"host memory per touched frame: {np.median(tot_off):.1f} bytes with host THP off "
+          f"for vmsim ({', '.join(f'{x:.1f}' for x in tot_off)}); {np.median(tot_on):.1f} with "
+          f"THP as the host sets it ({', '.join(f'{x:.1f}' for x in tot_on)}); {touched:,} "
+          f"frames written (a fault each, stores of 0) in a fresh process, {runs} run(s) "
+          "each; target <= 48")
+    print("  by structure (pages written, /proc/self/pagemap; the median run with THP off):")
+    mid = sorted(off, key=lambda r: r["total"])[len(off) // 2]
+    for name, x in mid["structures"].items():
+        print(f"    {name:36} {x:6.2f} B")
+    once = np.median([r["once"] - r["warm"] * r["total"] for r in off])
+    print(f"  (not counted: {once / 2**20:.1f} MiB once per process, the first write run's "
+          f"compiled code and the allocator's first temporaries: the warm-up run of "
+          f"{off[0]['warm']:,} frames less their cost at the rate above; mem_map.private is "
+          "read, not written, by stores of 0: the host maps its zero page there)")
     print(f"host memory of a 64 GiB machine ({frames:,} frames, untouched): {cost / 1024:.0f} KiB; "
           f"against a 1 GiB one: {per_frame:.3f} bytes per untouched frame")
     print(f"lackey reader: {lines_s / 1e6:.2f} M lines/s ({lines:,} lines of ls /usr/bin; "

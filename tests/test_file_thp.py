@@ -314,7 +314,7 @@ def test_checker_catches_a_lost_pmdmapped_counter(machine):
 
 
 # --- the compiled PTE fill of filemap_map_folio_range (vmsim/mm/_filemap_batch.py) ----
-from hypothesis import given, settings, strategies as st  # noqa: E402
+from hypothesis import example, given, settings, strategies as st  # noqa: E402
 from test_pte_batch import _state, _assert_same  # noqa: E402
 
 FILE_PAGES = 1024
@@ -402,6 +402,10 @@ def _file_compare(chunks, program, runs=True):
 @settings(max_examples=6, deadline=None)
 @given(st.lists(st.sampled_from([1, 4, 16, 32, 128, 512]), min_size=1, max_size=12),
        st.lists(FOPS, min_size=1, max_size=8))
+# A PMD-mapped fault's preallocated table is allocated and freed before the next
+# fault's table (the run once did those pairs after it: another frame, pool row).
+@example([512, 1], [("read", 0, 613)])
+@example([512, 1], [("fork", 0, 1), ("read", 0, 611)])
 def test_compiled_fill_leaves_the_python_state(chunks, program):
     """Random page caches (folio sizes from the pwrite sizes), private and shared
     mappings, reads, writes, MADV_DONTNEED / NOHUGEPAGE, munmap, forks and pwrites:

@@ -165,3 +165,63 @@ def test_pcp_free_drains_at_high_with_free_count():
     # free_count stays at batch << 5: the next drain comes nr_free frees later.
     assert counts[high_min - 1 + nr_free] == high_min - nr_free
     assert pcp.high == high_min and pcp.alloc_factor == 0
+
+
+def _smaps_vmflags(addr):
+    """The VmFlags of the host mapping holding ``addr`` (/proc/self/smaps)."""
+    inside = False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split()[0]
+            if not head.endswith(":"):
+                lo, hi = (int(x, 16) for x in head.split("-"))
+                inside = lo <= addr < hi
+            elif inside and head == "VmFlags:":
+                return line.split()[1:]
+    raise AssertionError(f"{addr:#x} is in no mapping")
+
+
+def _written_pages(addr, nbytes):
+    """Host pages of [addr, addr + nbytes) this process wrote: present in
+    /proc/self/pagemap and mapped by it alone (a read maps the shared zero page)."""
+    import numpy as np
+    first, last = addr >> 12, (addr + nbytes - 1) >> 12
+    with open("/proc/self/pagemap", "rb", buffering=0) as f:
+        f.seek(first * 8)
+        e = np.frombuffer(f.read((last - first + 1) * 8), dtype=np.uint64)
+    return int(np.count_nonzero((e >> np.uint64(63)) & (e >> np.uint64(56)) & np.uint64(1)))
+
+
+def test_mem_map_host_pages_only_where_written():
+    """mem_map's fields sit page-aligned on a mapping the host backs in 4 KiB pages
+    (MADV_NOHUGEPAGE: numpy's 2 MiB pages made a 64 GiB machine's boot cost ~20 MiB,
+    the few entries written at each zone's start rounded up to 2 MiB per field); a
+    8 GiB machine's boot writes a few pages of them, the same as a 1 GiB machine's
+    plus those at the Normal zone's start, and writing frames costs the pages their
+    entries fill."""
+    import numpy as np
+    pages = {}
+    for size in ("1G", "8G"):
+        m = Machine(size)
+        mem = m.k.mem
+        p = m.spawn()
+        arrays = [getattr(mem, "np_" + name) for name, _ in mem.FIELDS]
+        for a in arrays:
+            assert a.__array_interface__["data"][0] % 4096 == 0 and a.flags.writeable
+            assert len(a) == m.k.memory_bytes >> 12
+        assert "nh" in _smaps_vmflags(arrays[0].__array_interface__["data"][0])
+        pages[size] = [_written_pages(a.__array_interface__["data"][0], a.nbytes)
+                       for a in arrays]
+        if size == "8G":
+            n = 8192
+            a = p.mmap(0, n * 4096, 3, 0x22)
+            p.access(a + np.arange(n, dtype=np.int64) * 4096, np.ones(n, np.uint8), value=1)
+            grown = [_written_pages(x.__array_interface__["data"][0], x.nbytes) - b
+                     for x, b in zip(arrays, pages[size])]
+            # n frames' entries, dense from where the allocator starts (plus a page
+            # where a field's run crosses a page boundary, plus the page tables' PFNs).
+            for x, g in zip(arrays, grown):
+                assert n * x.itemsize // 4096 <= g <= n * x.itemsize // 4096 + 2, grown
+        del m, p
+    assert sum(pages["1G"]) <= 64, pages
+    assert sum(pages["8G"]) <= sum(pages["1G"]) + 2 * len(pages["1G"]), pages

@@ -108,12 +108,26 @@ def test_real_traces_replay_identically_compiled_and_interpreted(name, tmp_path)
     assert py["signals"] == {}
 
 
+# ru_minflt of the traced commands run natively on the reference machine (`/usr/bin/time
+# -f %R`, 3 runs, in two sessions: tests/data/traces/README.md).
+NATIVE_MINFLT = {"ls-usr-bin": (229, 235), "sort-2000-lines": (127, 132)}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["ls-usr-bin", "sort-2000-lines"])
 def test_real_traces_replay_to_completion(name):
+    """... with the heap where Valgrind's brk(0) put it (0x4035000, right after ld.so's
+    bss), no major fault (the ELF files' pages are cached), and fewer faults than the
+    program took natively, by at most 30: the faults no user-mode trace holds (execve
+    writing argv and the auxv and clearing the bss, the kernel writing into the
+    program's buffers during system calls)."""
     r = replay(os.path.join(DATA, f"{name}.lackey.xz"), ReplayConfig(checker=True))
     assert r["signals"] == {} and r["accesses"]["total"] > 4_000_000
     assert r["faults"]["minflt"] == sum(r["faults"]["by_kind"].values())
+    assert r["brk"]["start_brk"] == 0x4035000 and r["brk"]["failed_at"] is None
+    assert r["faults"]["majflt"] == 0 and r["faults"]["by_kind"]["file"] > 0
+    lo, hi = NATIVE_MINFLT[name]
+    assert lo - 30 <= r["faults"]["minflt"] < lo
 
 
 @pytest.mark.slow        # compiles the TLB-backed replay loop with the stale-TLB check (minutes cold)
@@ -337,8 +351,9 @@ def test_inference_names_areas():
 
 def test_inference_finds_valgrinds_brk_after_the_interpreter():
     """Valgrind loads the program at 0x108000, ld.so at 0x4000000 and puts the brk right
-    after ld.so: the pages past ld.so's rw- segment are the heap (brk 0x4035000 in
-    `valgrind --trace-syscalls=yes ls`); a later library's tail is not."""
+    after ld.so: without knowing which instruction touched a page (no fetches before
+    them), the pages past ld.so's rw- segment and a read-only page are the heap (brk
+    0x4035000 in `valgrind --trace-syscalls=yes ls`); a later library's tail is not."""
     pages = [(0x108000, 2), (0x109000, 1), (0x4000000, 0), (0x4001000, 2), (0x4027000, 0),
              (0x4031000, 1), (0x4042000, 0), (0x4044000, 1), (0x4045000, 1),
              (0x4900000, 2), (0x4901000, 1), (0x4902000, 0), (0x4903000, 1)]
@@ -347,17 +362,196 @@ def test_inference_finds_valgrinds_brk_after_the_interpreter():
     got = [(a.start, a.end, a.prot, a.name) for a in infer.infer_areas(*ps.result())]
     assert (0x4042000, 0x4046000, "rw-", "heap") in got
     assert [a for a in got if a[3] == "heap"] == [(0x4042000, 0x4046000, "rw-", "heap")]
-    assert (0x4031000, 0x4042000, "rw-", "data") in got and (0x4903000, 0x4904000, "rw-", "data") in got
-    assert (0x4902000, 0x4903000, "r--", "data") in got
+    assert (0x4031000, 0x4042000, "rw-", "data") in got and (0x4901000, 0x4902000, "rw-", "data") in got
+    # Past a library's rw- segment, an r-- then an rw- area are no segments of it (ld.so
+    # maps the next object from its r-- headers to its text): mappings of the program.
+    assert (0x4902000, 0x4903000, "r--", "mmap") in got and (0x4903000, 0x4904000, "rw-", "mmap") in got
+
+
+def _lackey(path, lines):
+    path.write_text("".join(f"I  {a:08x},4\n" if k == "I" else f" {k} {a:08x},8\n" for k, a in lines))
+    return str(path)
+
+
+def _areas(path):
+    ps = infer.PageSet()
+    from vmsim.replay.readers import open_trace
+    for c in open_trace(path):
+        ps.add(c.addr, c.kind, c.size)
+    return infer.infer_areas(*ps.result(), toucher=ps.first_touch(), entry=ps.entry)
+
+
+def test_heap_starts_where_the_interpreter_stops_touching(tmp_path):
+    """The heap Valgrind puts right after ld.so's bss, in one run of written pages with
+    ld.so's data: ld.so never calls brk (its minimal malloc takes the rest of its last
+    page, then mmaps), so the pages it touched first are its data; the heap starts at
+    the first one another object's code (libc's malloc) touched first, and goes on past
+    pages ld.so touched later (dlopen copying into malloc'd memory)."""
+    path = _lackey(tmp_path / "h.lackey", [
+        ("I", 0x401ab70), ("S", 0x4031000), ("S", 0x4033008),     # ld.so: entry, relocation
+        ("I", 0x4001000), ("S", 0x4034000),                        # its bss
+        ("I", 0x108000), ("L", 0x109000),                          # the program
+        ("I", 0x4900000), ("S", 0x4035010), ("S", 0x4037000),      # libc's malloc
+        ("I", 0x401ab80), ("S", 0x4036000),                        # ld.so, into the heap
+        ("S", 0x1fff000ff0)])
+    got = [(a.start, a.end, a.prot, a.name, a.file, a.offset) for a in _areas(path)]
+    assert got == [(0x108000, 0x109000, "r-x", "text", "elf-00108000", 0),
+                   (0x109000, 0x10a000, "r--", "data", "elf-00108000", 0x1000),
+                   (0x4001000, 0x4031000, "r-x", "text", "elf-04001000", 0),
+                   (0x4031000, 0x4035000, "rw-", "data", "elf-04001000", 0x30000),
+                   (0x4035000, 0x4038000, "rw-", "heap", "", 0),
+                   (0x4900000, 0x4901000, "r-x", "text", "elf-04900000", 0),
+                   (0x1fff000000, 0x1fff001000, "rw-", "stack", "", 0)]
+    # The same pages, ld.so's last one first touched by libc: the heap starts there.
+    path = _lackey(tmp_path / "g.lackey", [
+        ("I", 0x401ab70), ("S", 0x4031000), ("S", 0x4033008), ("I", 0x108000),
+        ("L", 0x109000), ("I", 0x4900000), ("S", 0x4034000), ("S", 0x4035010)])
+    assert [(a.start, a.end) for a in _areas(path) if a.name == "heap"] == [(0x4034000, 0x4036000)]
+
+
+def test_elf_objects_are_told_from_other_mappings():
+    """An ELF object is [r--] r-x... r--... [rw-], each area within 2 MiB of the one
+    before: a data segment beyond untouched pages is its (python3.11's .data, 1.2 MiB
+    past its last touched text page); an rw- area after an object's data (here the
+    written region right above the program's object: its brk heap), or r-- areas not
+    followed by text, are not; nor an area 2 MiB + a page away."""
+    P = 4096
+    pages = [(0x400000, 0), (0x401000, 2), (0x402000, 2), (0x403000, 0),
+             (0x403000 + (1200 << 10), 1),                       # .data, 1.2 MiB on
+             (0x403000 + (1200 << 10) + 100 * P, 1),              # the brk heap above it
+             (0x4000000, 2), (0x4001000, 0),
+             (0x4002000 + (2 << 20) + P, 0),                      # too far: not ld.so's
+             (0x5000000, 0), (0x5001000, 0), (0x5100000, 2), (0x5101000, 1)]
+    ps = infer.PageSet()
+    ps.add(np.array([a for a, _ in pages]), np.array([k for _, k in pages], np.uint8), None)
+    got = [(a.start, a.prot, a.name, a.file, a.offset) for a in infer.infer_areas(*ps.result())]
+    data = 0x403000 + (1200 << 10)
+    assert got == [(0x400000, "r--", "data", "elf-00400000", 0),
+                   (0x401000, "r-x", "text", "elf-00400000", 0x1000),
+                   (0x403000, "r--", "data", "elf-00400000", 0x3000),
+                   (data, "rw-", "data", "elf-00400000", data - 0x400000),
+                   (data + 100 * P, "rw-", "heap", "", 0),
+                   (0x4000000, "r-x", "text", "elf-04000000", 0),
+                   (0x4001000, "r--", "data", "elf-04000000", 0x1000),
+                   (0x4002000 + (2 << 20) + P, "r--", "mmap", "", 0),
+                   (0x5000000, "r--", "data", "elf-05000000", 0),
+                   (0x5100000, "r-x", "text", "elf-05000000", 0x100000),
+                   (0x5101000, "rw-", "data", "elf-05000000", 0x101000)]
+
+
+def test_elf_segments_fault_as_file_pages(tmp_path):
+    """Inferred text and data are MAP_PRIVATE mappings of a file whose pages are in the
+    page cache: a fetch maps its fault_around_bytes (64 KiB) window of cached pages
+    (do_read_fault -> do_fault_around), so 32 text pages fetched in two aligned windows
+    take two faults; a data page written first takes do_cow_fault, a read maps the
+    window (its pages read-only) and a write then copies (wp_page_copy); none is major."""
+    text = [("I", 0x400000 + i * 4096) for i in range(32)]
+    path = _lackey(tmp_path / "f.lackey", text + [
+        ("S", 0x421000), ("L", 0x420000), ("S", 0x420000), ("L", 0x422000), ("S", 0x422000),
+        ("S", 0x1fff000ff0)])
+    rp = Replay(path, ReplayConfig(checker=True))
+    r = rp.run()
+    got = [(a["start"], a["end"], a["prot"], a["name"], a["file"]) for a in r["inferred_areas"]]
+    assert got == [(0x400000, 0x420000, "r-x", "text", "elf-00400000"),
+                   (0x420000, 0x423000, "rw-", "data", "elf-00400000"),
+                   (0x1fff000000, 0x1fff001000, "rw-", "stack", "")]
+    windows = len({(a >> 12) // 16 for _, a in text})
+    assert windows == 2
+    assert r["faults"]["by_kind"] == {"file": windows + 2, "cow": 2, "anonymous": 1}
+    assert r["faults"]["majflt"] == 0 and r["faults"]["minflt"] == windows + 5
+    assert r["faults_by_area"] == [windows, 4, 1]
+    maps = rp.machine.read_file(f"/proc/{rp.process.pid}/maps").splitlines()
+    assert maps[0].startswith("00400000-00420000 r-xp 00000000 ") and \
+        maps[0].endswith(" /tmp/vmsim-replay/elf-00400000")
+    assert maps[1].startswith("00420000-00423000 rw-p 00020000 ")
+    assert "file-backed (elf-00400000 +0x20000)" in infer.format_areas(
+        [infer.Area(**a) for a in r["inferred_areas"]])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from([0x108, 0x400, 0x4000, 0x4800, 0x4a00, 0x1fff000]),
+                          st.integers(0, 700), st.integers(1, 7), st.integers(-1, 40)),
+                min_size=1, max_size=60),
+       st.integers(0, 59))
+def test_inferred_areas_cover_the_pages_once(recs, e):
+    """Whatever the pages: the areas are sorted and disjoint, cover every touched page
+    once, at most one is the heap, every text area is a file's, and a file's areas lie
+    at their own addresses' offsets (start - offset is the object's first address)."""
+    pages = np.array([(base << 12 >> 12) + off for base, off, _, _ in recs], np.int64)
+    order = np.argsort(pages, kind="stable")
+    pages, inv = np.unique(pages, return_inverse=True)
+    bits = np.zeros(len(pages), np.uint8)
+    toucher = np.full(len(pages), -1, np.int64)
+    for j, (_, _, b, t) in enumerate(recs):
+        bits[inv[j]] |= b
+        if t >= 0 and toucher[inv[j]] < 0:
+            toucher[inv[j]] = int(pages[t % len(pages)]) << 12
+    entry = int(pages[e % len(pages)]) << 12
+    areas = infer.infer_areas(pages, bits, toucher=toucher, entry=entry)
+    assert all(a.start < a.end <= b.start for a, b in zip(areas, areas[1:]))
+    starts = np.array([a.start for a in areas])
+    for pg in pages:
+        i = np.searchsorted(starts, pg << 12, side="right") - 1
+        assert i >= 0 and areas[i].start <= pg << 12 < areas[i].end
+    assert sum(a.pages for a in areas) == len(pages)
+    assert [a.name for a in areas].count("heap") <= 1
+    assert all(a.file for a in areas if a.name == "text")
+    base = {}
+    for a in areas:
+        assert (a.name in ("text", "data")) == bool(a.file)
+        if a.file:
+            assert base.setdefault(a.file, a.start - a.offset) == a.start - a.offset
+            assert a.file == f"elf-{a.start - a.offset:08x}"
+
+
+def _summary(name):
+    z = np.load(os.path.join(DATA, f"{name}.pages.npz"))
+    return z["pages"], z["bits"], z["toucher"], int(z["entry"])
+
+
+@pytest.mark.parametrize("name", ["ls-usr-bin", "sort-2000-lines", "python3-c-pass"])
+def test_inference_of_the_real_traces(name):
+    """The page summaries of the real traces (tests/data/traces/README.md; python3's
+    624 MB trace is not kept): the heap starts at 0x4035000, where Valgrind's brk(0)
+    put it right after ld.so's bss, and ld.so's rw- segment (0x4031900-0x40342d8 in
+    `readelf -lW`) is the data of its object; every text area is a file's."""
+    pages, bits, toucher, entry = _summary(name)
+    assert entry >> 12 << 12 == 0x401a000            # ld.so's _start (Valgrind's entry)
+    areas = infer.infer_areas(pages, bits, toucher=toucher, entry=entry)
+    got = {a.start: (a.end, a.prot, a.name, a.file, a.offset) for a in areas}
+    assert [a.start for a in areas if a.name == "heap"] == [0x4035000]
+    assert got[0x4031000] == (0x4035000, "rw-", "data", "elf-04000000", 0x31000)
+    assert all(a.file for a in areas if a.name == "text") and areas[-1].name == "stack"
+    if name == "python3-c-pass":
+        # python3.11 (not PIE, 0x400000-0xac9000) is one object, its text touched in four
+        # regions; its .data, 1.2 MiB past its last touched read-only page, is its
+        # segment; the 1 MiB written past libc's data (an obmalloc arena) is not.
+        assert {a.file for a in areas if a.start < 0xac9000} == {"elf-00400000"}
+        assert got[0x945000] == (0xac6000, "rw-", "data", "elf-00400000", 0x545000)
+        assert got[0x4bac000] == (0x4cac000, "rw-", "mmap", "", 0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["ls-usr-bin", "sort-2000-lines"])
+def test_page_summaries_are_the_traces(name):
+    """The committed summaries are what a scan of the kept traces gives."""
+    from vmsim.replay.readers import open_trace
+    ps = infer.PageSet()
+    for c in open_trace(os.path.join(DATA, f"{name}.lackey.xz")):
+        ps.add(c.addr, c.kind, c.size)
+    pages, bits, toucher, entry = _summary(name)
+    got = ps.result()
+    assert np.array_equal(got[0], pages) and np.array_equal(got[1], bits)
+    assert np.array_equal(ps.first_touch(), toucher) and ps.entry == entry
 
 
 def test_heap_grows_by_brk(tmp_path):
-    """A text trace's heap (a written region right above the program) is grown with
+    """A text trace's heap (a written region right above the program's data) is grown with
     brk() as the accesses reach higher: start_brk at its first page, one brk per step
     that goes higher, the break at the highest byte touched, /proc/PID/maps' [heap];
     each heap page written once is one anonymous fault."""
     p = tmp_path / "h.lackey"
-    p.write_text("I  00400000,4\n S 00600000,8\n S 00601000,8\n L 00600000,8\n"
+    p.write_text("I  00400000,4\n S 00401000,8\n S 00600000,8\n S 00601000,8\n L 00600000,8\n"
                  " S 00603ff8,16\n L 00600010,8\n S 7ffffffde000,8\n")
     rp = Replay(str(p), ReplayConfig(checker=True, step=8))      # early steps: one access
     r = rp.run()
@@ -368,7 +562,8 @@ def test_heap_grows_by_brk(tmp_path):
     assert (mm.start_brk, mm.brk) == (0x600000, 0x604008)
     maps = rp.machine.read_file(f"/proc/{rp.process.pid}/maps")
     assert [ln for ln in maps.splitlines() if ln.endswith("[heap]")][0].startswith("00600000-00605000 rw-p")
-    assert r["faults"]["by_kind"] == {"anonymous": 5, "zero-page": 1}    # 4 heap pages, stack; text
+    # 4 heap pages, stack; the text page, the data page (do_cow_fault)
+    assert r["faults"]["by_kind"] == {"anonymous": 5, "file": 2}
     assert r["signals"] == {}
 
 

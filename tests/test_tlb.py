@@ -506,6 +506,63 @@ def test_hugetlb_unmap_is_one_pmd_stride_and_uses_2m_entries():
         t.read(a, 1)
 
 
+@pytest.mark.parametrize("advice", [8, 20])                     # MADV_FREE, MADV_COLD
+def test_madvise_of_a_young_huge_pmd_flushes_twice(advice):
+    """madvise_free_huge_pmd / madvise_cold_or_pageout_pte_range on a young whole THP:
+    pmdp_invalidate() flushes at once through flush_pmd_tlb_range(), which on x86 is
+    flush_tlb_range() in 4 KiB strides (512 pages > 33: a full flush), then
+    tlb_remove_pmd_tlb_entry() sets cleared_pmds, so tlb_finish_mmu's flush goes in PMD
+    strides: one INVLPG (include/linux/pgtable.h, include/asm-generic/tlb.h)."""
+    m = machine(cpus=1)
+    p = m.spawn()
+    a = p.mmap(0, 2 << 20, RW, PRIV)
+    p.madvise(a, 2 << 20, 14)                                   # MADV_HUGEPAGE
+    p.touch(a, 2 << 20, write=True)
+    assert vmstat(m, "nr_anon_transparent_hugepages") == 1
+    one, full = vmstat(m, "nr_tlb_local_flush_one"), vmstat(m, "nr_tlb_local_flush_all")
+    p.madvise(a, 2 << 20, advice)
+    assert vmstat(m, "nr_tlb_local_flush_all") - full == 1
+    assert vmstat(m, "nr_tlb_local_flush_one") - one == 1
+    p.read(a, 1)                                                # a fresh walk finds the PMD
+
+
+def test_mprotect_of_a_huge_pmd_flushes_in_pmd_strides():
+    """change_huge_pmd(): huge_pmd_needs_flush() then tlb_flush_pmd_range(), so the
+    gather flushes one PMD stride (one INVLPG), not 512 pages (a full flush)."""
+    m = machine(cpus=1)
+    p = m.spawn()
+    a = p.mmap(0, 2 << 20, RW, PRIV)
+    p.madvise(a, 2 << 20, 14)                                   # MADV_HUGEPAGE
+    p.touch(a, 2 << 20, write=True)
+    one, full = vmstat(m, "nr_tlb_local_flush_one"), vmstat(m, "nr_tlb_local_flush_all")
+    p.mprotect(a, 2 << 20, PROT_READ)
+    assert vmstat(m, "nr_anon_transparent_hugepages") == 1
+    assert vmstat(m, "nr_tlb_local_flush_one") - one == 1
+    assert vmstat(m, "nr_tlb_local_flush_all") == full
+    with pytest.raises(vmsim.SignalDelivered):
+        p.write(a, b"x")
+
+
+def test_flush_tlb_range_reaches_a_lazy_cpu():
+    """x86's flush_tlb_range() passes freed_tables = true (it is used when normal PMDs
+    are zapped), so native_flush_tlb_multi() IPIs CPUs in lazy TLB mode too; a munmap's
+    gathered flush without freed tables skips them (should_flush_tlb)."""
+    m, p, t = two_cpu_threads()
+    src = anon(p, 512, addr=0x40000000)
+    p.touch(src, 512 * P, write=True)
+    t.touch(src, P)
+    m.schedule(None, cpu=1)                                     # CPU 1 goes lazy
+    before = stat(m, 1, "ipi_received")
+    a = anon(p, 1)
+    p.write(a, b"x")
+    p.munmap(a, P)
+    assert stat(m, 1, "ipi_received") == before
+    # mremap of a whole PMD moves the table (move_normal_pmd: flush_tlb_range), then
+    # unmapping the old range frees its emptied PMD table (freed tables): two IPIs.
+    p.mremap(src, 512 * P, 512 * P, 3, 0x80000000)              # MAYMOVE | FIXED
+    assert stat(m, 1, "ipi_received") == before + 2
+
+
 def test_thread_shares_the_descriptor_table():
     """CLONE_FILES: a descriptor opened by one thread is the other's too."""
     m, p, t = two_cpu_threads()

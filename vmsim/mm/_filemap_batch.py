@@ -518,6 +518,9 @@ def _read_run(k, task, addr, err, base, stride, count, i, compiled, pt, rows):
         pmds += o[4]
         prm_a[_RA_MISS] = o[5]
         installed += o[7]
+        # The PMD-mapped faults' table allocations and frees come before any later
+        # fault's (the allocator hands a freed table to the next pte_alloc_one).
+        _prealloc_and_free(k, mm, fns, o[4])
         if o[6] == _STOP_TABLE and pa._pcp_peek_order0(fns["GFP_PGTABLE_USER"], cpu, 1):
             # do_fault_around()'s pte_alloc_one(), here where the fault path calls it;
             # the run installs it (pmd_install) and goes on.
@@ -543,13 +546,16 @@ def _read_run(k, task, addr, err, base, stride, count, i, compiled, pt, rows):
     task.min_flt += faults
     if ra is not None:
         ra.mmap_miss = int(prm_a[_RA_MISS])
-    if pmds:
-        # do_fault_around()'s pte_alloc_one() and do_fault()'s pte_free() of each
-        # PMD-mapped fault, in order (only the allocator and the table pool see them).
-        alloc, free = fns["pte_alloc_one"], fns["pagetable_free"]
-        for _ in range(pmds):
-            pfn = alloc(mm)
-            if pfn < 0:
-                raise AssertionError("_read_run: the allocator's fast path failed")
-            free(k, pfn)
     return j
+
+
+def _prealloc_and_free(k, mm, fns, pmds: int):
+    """do_fault_around()'s pte_alloc_one() and do_fault()'s pte_free() of each of
+    ``pmds`` PMD-mapped faults, in order (only the allocator and the table pool see
+    them)."""
+    alloc, free = fns["pte_alloc_one"], fns["pagetable_free"]
+    for _ in range(pmds):
+        pfn = alloc(mm)
+        if pfn < 0:
+            raise AssertionError("_read_run: the allocator's fast path failed")
+        free(k, pfn)

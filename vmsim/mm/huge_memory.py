@@ -423,6 +423,16 @@ def pmdp_invalidate(vma, haddr: int, pmdp: int) -> int:
     return old
 
 
+def pmdp_invalidate_ad(vma, haddr: int, pmdp: int) -> int:
+    """pmdp_invalidate_ad() (arch/x86/mm/pgtable.c): mark the PMD not present and
+    return the old value; no flush, since the CPU cannot set Accessed or Dirty in an
+    invalid entry (the caller flushes if the new entry needs it)."""
+    pool = vma.vm_mm.kernel.ptpool.mv
+    old = pool[pmdp]
+    pool[pmdp] = (old & ~_P) | _PROTNONE if old & _P else old
+    return old
+
+
 def pmdp_set_wrprotect(mm, addr: int, pmdp: int):
     from vmsim.arch.x86.mm.tlb import _note_downgrade
     pool = mm.kernel.ptpool.mv
@@ -1049,13 +1059,12 @@ def vma_adjust_trans_huge(vma, start: int, end: int, nxt=None):
 def zap_huge_pmd(tlb, vma, pmdp: int, addr: int) -> int:
     """zap_huge_pmd(): clear a whole huge PMD, free its deposited table, drop the rmap
     and gather the folio."""
-    from vmsim.mm.mmu_gather import __tlb_adjust_range, __tlb_remove_folio_pages
+    from vmsim.mm.mmu_gather import tlb_remove_pmd_tlb_entry, __tlb_remove_folio_pages
     from vmsim.arch.x86.mm.tlb import _note_downgrade
     mm = tlb.mm
     k = mm.kernel
     orig = pmdp_huge_get_and_clear(mm, addr, pmdp)
-    __tlb_adjust_range(tlb, addr, HPAGE_PMD_SIZE)          # tlb_remove_pmd_tlb_entry
-    tlb.cleared_pmds = True
+    tlb_remove_pmd_tlb_entry(tlb, pmdp, addr)
     _note_downgrade(mm, addr, addr + HPAGE_PMD_SIZE)
     if is_huge_zero_pmd(k, orig):
         zap_deposited_table(mm, pmdp)
@@ -1131,19 +1140,20 @@ def change_huge_pmd(tlb, vma, pmdp: int, addr: int, newprot: int, cp_flags: int)
     """change_huge_pmd(): pmd_modify() a whole huge PMD (MM_CP_TRY_CHANGE_WRITABLE
     maps an exclusive THP writable at once); flush it; HPAGE_PMD_NR."""
     from vmsim.arch.x86.pgtable import pte_modify
-    from vmsim.mm.mprotect import MM_CP_TRY_CHANGE_WRITABLE, tlb_flush_pte_range
+    from vmsim.mm.mprotect import MM_CP_TRY_CHANGE_WRITABLE, huge_pmd_needs_flush
+    from vmsim.mm.mmu_gather import tlb_flush_pmd_range
     from vmsim.arch.x86.mm.tlb import _note_downgrade
     mm = vma.vm_mm
-    pool = mm.kernel.ptpool.mv
-    old = pool[pmdp]
+    old = pmdp_invalidate_ad(vma, addr, pmdp)
     entry = pte_modify(old, newprot) | _PSE
     if cp_flags & MM_CP_TRY_CHANGE_WRITABLE and not entry & _RW and \
             can_change_pmd_writable(vma, addr, entry):
         entry |= _RW
-    pool[pmdp] = entry
+    set_pmd_at(mm, addr, pmdp, entry)
     if (old & _RW and not entry & _RW) or (old & _P and not entry & _P):
         _note_downgrade(mm, addr, addr + HPAGE_PMD_SIZE)
-    tlb_flush_pte_range(tlb, addr, HPAGE_PMD_SIZE)           # tlb_flush_pmd_range
+    if huge_pmd_needs_flush(old, entry):
+        tlb_flush_pmd_range(tlb, addr, HPAGE_PMD_SIZE)
     return HPAGE_PMD_NR
 
 
@@ -1187,11 +1197,10 @@ def madvise_free_huge_pmd(tlb, vma, pmdp: int, addr: int, nxt: int) -> bool:
     if mem.flags[folio] & PG_dirty:
         mem.flags[folio] = mem.flags[folio] & ~PG_dirty
     if orig & (T._PAGE_ACCESSED | T._PAGE_DIRTY):
-        pool[pmdp] = orig & ~(T._PAGE_ACCESSED | T._PAGE_DIRTY)
-        from vmsim.arch.x86.mm.tlb import _note_downgrade
-        _note_downgrade(mm, addr, addr + HPAGE_PMD_SIZE)
-        from vmsim.mm.mmu_gather import __tlb_adjust_range
-        __tlb_adjust_range(tlb, addr, HPAGE_PMD_SIZE)
+        from vmsim.mm.mmu_gather import tlb_remove_pmd_tlb_entry
+        pmdp_invalidate(vma, addr, pmdp)
+        set_pmd_at(mm, addr, pmdp, orig & ~(T._PAGE_ACCESSED | T._PAGE_DIRTY))
+        tlb_remove_pmd_tlb_entry(tlb, pmdp, addr)
     folio_mark_lazyfree(k, folio, k._current_cpu())
     return True
 
@@ -1220,9 +1229,10 @@ def madvise_cold_huge_pmd(tlb, vma, pmdp: int, addr: int, nxt: int, pageout: boo
         split_folio(k, folio)
         return False
     if not pageout and orig & T._PAGE_ACCESSED:
-        pool[pmdp] = orig & ~T._PAGE_ACCESSED
-        from vmsim.mm.mmu_gather import __tlb_adjust_range
-        __tlb_adjust_range(tlb, addr, HPAGE_PMD_SIZE)
+        from vmsim.mm.mmu_gather import tlb_remove_pmd_tlb_entry
+        pmdp_invalidate(vma, addr, pmdp)
+        set_pmd_at(mm, addr, pmdp, orig & ~T._PAGE_ACCESSED)
+        tlb_remove_pmd_tlb_entry(tlb, pmdp, addr)
     f = mem.flags[folio] & ~PG_referenced
     if f & PG_active:
         f |= PG_workingset

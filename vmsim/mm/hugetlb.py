@@ -1596,7 +1596,8 @@ def __unmap_hugepage_range(tlb, vma, start: int, end: int, folio, zap_flags: int
     drop the rmap and HugetlbPages, restore the reservation of a private owner's anon
     page when there is no surplus, and free the folios after the TLB flush. With a
     folio given, only that folio is unmapped and the VMA marked HPAGE_RESV_UNMAPPED."""
-    from vmsim.mm.mmu_gather import __tlb_remove_folio_pages, tlb_flush_mmu_tlbonly, tlb_flush_mmu
+    from vmsim.mm.mmu_gather import (__tlb_remove_folio_pages, tlb_flush_mmu_tlbonly, tlb_flush_mmu,
+                                     tlb_flush_pmd_range)
     mm = vma.vm_mm
     k = mm.kernel
     h = hstate_vma(vma)
@@ -1612,7 +1613,7 @@ def __unmap_hugepage_range(tlb, vma, start: int, end: int, folio, zap_flags: int
             address = (address | last_addr_mask) + sz
             continue
         if huge_pmd_unshare(mm, vma, address, ptep):
-            _tlb_flush_pmd_range(tlb, address & T.PUD_MASK, PUD_SIZE)
+            tlb_flush_pmd_range(tlb, address & T.PUD_MASK, PUD_SIZE)
             force_flush = True
             address = (address | last_addr_mask) + sz
             continue
@@ -1664,11 +1665,6 @@ def tlb_remove_huge_tlb_entry(h, tlb, ptep: int, address: int):
     __tlb_adjust_range(tlb, address, sz)
 
 
-def _tlb_flush_pmd_range(tlb, address: int, size: int):
-    """tlb_flush_pmd_range(): a shared PMD table's whole PUD range goes from this mm."""
-    from vmsim.mm.mmu_gather import __tlb_adjust_range
-    __tlb_adjust_range(tlb, address, size)
-    tlb.cleared_pmds = True
 
 
 def unmap_hugepage_range(vma, start: int, end: int, folio, zap_flags: int):

@@ -51,19 +51,7 @@ class mmu_gather:
         self.active = 0             # the active batch: 0 = tlb->local
         self.active_nr = 0          # its ->nr
         self.batch_count = 0        # batches allocated beyond local
-        self.__tlb_reset_range()
-
-    def __tlb_reset_range(self):
-        if self.fullmm:
-            self.start, self.end = 0, TLB_FLUSH_ALL
-        else:
-            self.start, self.end = 1 << 64, 0
-        self.freed_tables = False
-        self.cleared_ptes = self.cleared_pmds = self.cleared_puds = self.cleared_p4ds = False
         self.need_flush_all = False
-
-    def _reset_range(self):
-        self.__tlb_reset_range()
 
     @property
     def pages(self) -> list:
@@ -75,14 +63,32 @@ class mmu_gather:
         return self._pages
 
 
+def __tlb_reset_range(tlb):
+    """include/asm-generic/tlb.h:__tlb_reset_range(): an empty range and no levels
+    cleared (a full-mm gather's range stays everything)."""
+    if tlb.fullmm:
+        tlb.start, tlb.end = 0, TLB_FLUSH_ALL
+    else:
+        tlb.start, tlb.end = 1 << 64, 0
+    tlb.freed_tables = False
+    tlb.cleared_ptes = tlb.cleared_pmds = tlb.cleared_puds = tlb.cleared_p4ds = False
+
+
+def __tlb_gather_mmu(mm, fullmm) -> mmu_gather:
+    """mm/mmu_gather.c:__tlb_gather_mmu()."""
+    tlb = mmu_gather(mm, fullmm)
+    __tlb_reset_range(tlb)
+    return tlb
+
+
 def tlb_gather_mmu(mm) -> mmu_gather:
     """tlb_gather_mmu(): start gathering for a range unmap."""
-    return mmu_gather(mm, False)
+    return __tlb_gather_mmu(mm, False)
 
 
 def tlb_gather_mmu_fullmm(mm) -> mmu_gather:
     """tlb_gather_mmu_fullmm(): gathering for exit_mmap (the whole mm goes)."""
-    return mmu_gather(mm, True)
+    return __tlb_gather_mmu(mm, True)
 
 
 def __tlb_adjust_range(tlb, address: int, size: int):
@@ -93,8 +99,25 @@ def __tlb_adjust_range(tlb, address: int, size: int):
 
 def tlb_remove_tlb_entry(tlb, ptep: int, address: int):
     """tlb_remove_tlb_entry(): widen the range to flush by one page."""
-    __tlb_adjust_range(tlb, address, 4096)
+    tlb_flush_pte_range(tlb, address, 4096)
+
+
+def tlb_flush_pte_range(tlb, address: int, size: int):
+    """tlb_flush_pte_range(): widen the range; PTEs were cleared or changed."""
+    __tlb_adjust_range(tlb, address, size)
     tlb.cleared_ptes = True
+
+
+def tlb_flush_pmd_range(tlb, address: int, size: int):
+    """tlb_flush_pmd_range(): widen the range; a PMD level was cleared, so the flush may
+    go in PMD strides (tlb_get_unmap_shift)."""
+    __tlb_adjust_range(tlb, address, size)
+    tlb.cleared_pmds = True
+
+
+def tlb_remove_pmd_tlb_entry(tlb, pmdp: int, address: int):
+    """tlb_remove_pmd_tlb_entry(): a huge PMD's translation goes with the next flush."""
+    tlb_flush_pmd_range(tlb, address, 1 << 21)
 
 
 def tlb_delay_rmap(tlb) -> bool:
@@ -196,10 +219,12 @@ def tlb_flush(tlb):
 
 def tlb_flush_mmu_tlbonly(tlb):
     """tlb_flush_mmu_tlbonly(): flush the gathered range, if any, and reset it."""
-    if not (tlb.fullmm or tlb.end > tlb.start):
+    # Anything that widened the range also set one of these (__tlb_adjust_range's callers).
+    if not (tlb.freed_tables or tlb.cleared_ptes or tlb.cleared_pmds or
+            tlb.cleared_puds or tlb.cleared_p4ds):
         return
     tlb_flush(tlb)
-    tlb._reset_range()
+    __tlb_reset_range(tlb)
 
 
 def tlb_flush_mmu_free(tlb):

@@ -28,7 +28,7 @@ from vmsim.mm.mm_types import (VM_WRITE, VM_SHARED, VM_ACCOUNT, VM_HUGETLB, VM_N
 from vmsim.mm.mmap import (PROT_READ, PROT_WRITE, PROT_EXEC, PROT_SEM, PROT_GROWSDOWN,
                            PROT_GROWSUP, vma_set_page_prot, vma_wants_writenotify,
                            may_expand_vm, __vm_enough_memory, calc_vm_prot_bits)
-from vmsim.mm.mmu_gather import tlb_gather_mmu, tlb_finish_mmu
+from vmsim.mm.mmu_gather import tlb_gather_mmu, tlb_finish_mmu, tlb_flush_pte_range
 from vmsim.mm.page_flags import PG_anon, PG_anon_exclusive, PG_tail
 from vmsim.mm import _pte_batch
 
@@ -51,6 +51,7 @@ _FLUSH_ON_CHANGE = (T._PAGE_RW | T._PAGE_USER | T._PAGE_PWT | T._PAGE_PCD | _PSE
                     T._PAGE_GLOBAL | (1 << T._PAGE_BIT_PAT_LARGE) | (0xF << T._PAGE_BIT_PKEY_BIT0) |
                     T._PAGE_NX)
 _FLAGS_MASK = ~_PFN
+_PFN_PMD = _PFN & ~((1 << 21) - 1)          # PHYSICAL_PMD_PAGE_MASK's PFN bits
 VM_FLAGS_CLEAR = ARCH_VM_PKEY_FLAGS     # | VM_ARCH_CLEAR, which is VM_NONE on x86
 
 
@@ -59,24 +60,34 @@ def arch_validate_prot(prot: int, addr: int) -> bool:
     return (prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC | PROT_SEM)) == 0
 
 
+def pte_flags_need_flush(oldflags: int, newflags: int, ignore_access: bool) -> bool:
+    """pte_flags_need_flush() (arch/x86/include/asm/tlbflush.h): a flag cleared that
+    the TLB may hold set, or a permission / cache / key flag changed."""
+    diff = (oldflags ^ newflags) & ~_SOFTWARE_FLAGS
+    if ignore_access:
+        diff &= ~T._PAGE_ACCESSED
+    if diff & oldflags & _FLUSH_ON_CLEAR:
+        return True
+    return bool(diff & _FLUSH_ON_CHANGE)
+
+
 def pte_needs_flush(oldpte: int, newpte: int) -> bool:
     """pte_needs_flush() (x86): a present PTE whose PFN or permission bits changed."""
     if not oldpte & _P:
         return False
     if (oldpte & _PFN) != (newpte & _PFN):
         return True
-    oldflags, newflags = oldpte & _FLAGS_MASK, newpte & _FLAGS_MASK
-    diff = (oldflags ^ newflags) & ~_SOFTWARE_FLAGS & ~T._PAGE_ACCESSED   # ignore_access
-    if diff & oldflags & _FLUSH_ON_CLEAR:
+    return pte_flags_need_flush(oldpte & _FLAGS_MASK, newpte & _FLAGS_MASK, True)
+
+
+def huge_pmd_needs_flush(oldpmd: int, newpmd: int) -> bool:
+    """huge_pmd_needs_flush() (x86): as pte_needs_flush for a huge PMD, whose PFN field
+    starts at bit 21 and whose Accessed bit counts (see pmdp_clear_flush_young)."""
+    if not oldpmd & _P:
+        return False
+    if (oldpmd & _PFN_PMD) != (newpmd & _PFN_PMD):
         return True
-    return bool(diff & _FLUSH_ON_CHANGE)
-
-
-def tlb_flush_pte_range(tlb, address: int, size: int):
-    """tlb_flush_pte_range(): widen the gather's flush range (cleared_ptes)."""
-    tlb.start = min(tlb.start, address)
-    tlb.end = max(tlb.end, address + size)
-    tlb.cleared_ptes = True
+    return pte_flags_need_flush(oldpmd & ~_PFN_PMD, newpmd & ~_PFN_PMD, False)
 
 
 def vma_wants_manual_pte_write_upgrade(vma) -> bool:

@@ -121,16 +121,32 @@ def gfp_migratetype(gfp: int) -> int:
 class MemMap:
     """The per-PFN arrays (struct page), with cheap memoryview accessors."""
 
+    # struct page as vmsim keeps it (docs/design.md): (field, dtype), in mapping order.
+    FIELDS = (("flags", np.uint32), ("refcount", np.int32), ("mapcount", np.int32),
+              ("mapping", np.int32), ("index", np.int64), ("private", np.int32),
+              ("lru_next", np.int32), ("lru_prev", np.int32))
+
     def __init__(self, nr_pages: int):
+        import mmap as _mmap
         self.nr_pages = nr_pages
-        self.np_flags = np.zeros(nr_pages, dtype=np.uint32)
-        self.np_refcount = np.zeros(nr_pages, dtype=np.int32)
-        self.np_mapcount = np.zeros(nr_pages, dtype=np.int32)
-        self.np_mapping = np.zeros(nr_pages, dtype=np.int32)
-        self.np_index = np.zeros(nr_pages, dtype=np.int64)
-        self.np_private = np.zeros(nr_pages, dtype=np.int32)
-        self.np_lru_next = np.zeros(nr_pages, dtype=np.int32)
-        self.np_lru_prev = np.zeros(nr_pages, dtype=np.int32)
+        # Every field on one anonymous MAP_NORESERVE mapping, each from a page boundary:
+        # the host backs a page only once it is written (untouched frames cost nothing),
+        # and in 4 KiB pages (MADV_NOHUGEPAGE). numpy's own large arrays ask for 2 MiB
+        # host pages, which rounded each field's written part up to 2 MiB: 40 B per
+        # touched frame became 40-80 B with the host's THP, and the few entries boot
+        # writes at a zone's start cost 2 MiB per field (bench/bench_replay.py).
+        offsets, size = [], 0
+        for _, dt in self.FIELDS:
+            offsets.append(size)
+            size += (nr_pages * np.dtype(dt).itemsize + 4095) & ~4095
+        self._map = _mmap.mmap(-1, max(size, 4096),
+                               flags=_mmap.MAP_PRIVATE | _mmap.MAP_ANONYMOUS |
+                               getattr(_mmap, "MAP_NORESERVE", 0x4000))
+        if hasattr(_mmap, "MADV_NOHUGEPAGE"):
+            self._map.madvise(_mmap.MADV_NOHUGEPAGE)
+        for (name, dt), off in zip(self.FIELDS, offsets):
+            setattr(self, "np_" + name, np.frombuffer(self._map, dtype=dt, count=nr_pages,
+                                                      offset=off))
         self.flags = memoryview(self.np_flags)
         self.refcount = memoryview(self.np_refcount)
         self.mapcount = memoryview(self.np_mapcount)

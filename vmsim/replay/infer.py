@@ -6,13 +6,16 @@ one region); a region is cut into areas by what its pages were used for: fetched
 next area's. Each area is then named as a user reading /proc/PID/maps would:
   stack   the highest region, when written (it is mapped growsdown with its top page
           only, so the model's expand_stack grows it as the program's stack grew);
-  text    fetched areas (the lowest fetched region is the program, others libraries);
-  data    written or read-only areas in a region that has text (an ELF's segments);
-  heap    the brk area (see _brk_heap): a written region right above the program's,
-          or what follows the last segment of the program or of the interpreter
-          Valgrind loads above it; the replay grows it with brk() as the trace
-          reaches higher heap addresses, as the program's malloc did;
-  mmap    everything else (anonymous mappings, libraries' areas seen apart).
+  text    fetched areas of an ELF object (see _elf_objects: the lowest is the program,
+          the others the interpreter and libraries);
+  data    its other segments: headers and read-only data (r--), data and bss (rw-);
+          text and data are mapped MAP_PRIVATE from a file of the object (Area.file);
+  heap    the brk area (see _brk_heap): a written region right above the program's
+          object, or what follows the interpreter's data, where Valgrind puts the brk
+          (found by which code touched each page first: _loader_heap), or the last
+          segment of the program or of the interpreter; the replay grows it with
+          brk() as the trace reaches higher heap addresses, as the program's malloc did;
+  mmap    everything else (anonymous mappings, files the program mapped).
 Kernel-half and non-canonical addresses get no area (their accesses fault as on Linux).
 """
 from typing import NamedTuple
@@ -26,12 +29,20 @@ GAP = 256 << 10
 BRK_RANGE = 0x02000000
 
 
+# An ELF's segments lie within one span of addresses: the untouched pages between two
+# regions of one file are at most its alignment of segments apart (max-page-size: 2 MiB
+# for x86-64 binaries linked before binutils 2.31's -z separate-code, 4 KiB after).
+ELF_GAP = 2 << 20
+
+
 class Area(NamedTuple):
     start: int
     end: int
     prot: str          # "r--", "rw-", "r-x", "rwx"
     name: str          # text data heap stack mmap
     pages: int         # pages touched
+    file: str = ""     # text and data: the ELF file (elf-<first address>), mapped private
+    offset: int = 0    # the area's offset in it
 
 
 # np.unique would do, but its first use imports numpy.ma (~25 ms of a replay's start).
@@ -48,25 +59,49 @@ def _unique(a):
 
 class PageSet:
     """The pages a trace touches, with how (bit 0 read, 1 write, 2 fetch), collected
-    chunk by chunk."""
+    chunk by chunk; per page, the instruction whose load or store touched it first (the
+    last fetch before that access: lackey writes an instruction's ``I`` line before its
+    data lines; unknown before any fetch, or in a trace without fetches); and the
+    trace's first fetch (its entry point)."""
 
     def __init__(self):
         self._pages = []
         self._bits = []
-        self.first_page = {}
+        self._first = []          # (pages, access index, instruction) per chunk
+        self._seen = 0
+        self._ip = -1
+        self.entry = -1
 
     def add(self, addr, kind, size):
-        if not len(addr):
+        n = len(addr)
+        if not n:
             return
         pg = addr >> 12
         b = (np.uint8(1) << kind).astype(np.uint8)
+        seq = np.arange(self._seen, self._seen + n, dtype=np.int64)
+        self._seen += n
+        fetch = np.flatnonzero(kind == 2)
+        if len(fetch):
+            at = np.full(n, -1, np.int64)
+            at[fetch] = fetch
+            np.maximum.accumulate(at, out=at)
+            ip = np.where(at >= 0, addr[np.maximum(at, 0)], self._ip)
+            if self.entry < 0:
+                self.entry = int(addr[fetch[0]])
+            self._ip = int(addr[fetch[-1]])
+        else:
+            ip = np.full(n, self._ip, np.int64)
         if size is not None and len(size):
             last = (addr + np.maximum(size, 1) - 1) >> 12
             cross = last != pg
             if cross.any():
                 pg = np.concatenate([pg, last[cross]])
                 b = np.concatenate([b, b[cross]])
+                seq = np.concatenate([seq, seq[cross]])
+                ip = np.concatenate([ip, ip[cross]])
         self._merge(pg, b)
+        data = b != 4              # the pages data accesses touched first (not fetches)
+        self._merge_first(pg[data], seq[data], ip[data])
 
     def _merge(self, pg, b):
         # Page and use in one key; runs of the same key (a trace's locality) go first,
@@ -84,6 +119,24 @@ class PageSet:
         if len(self._pages) > 8:
             self._compact()
 
+    def _merge_first(self, pg, seq, ip):
+        if len(pg) > 1:
+            keep = np.concatenate(([True], pg[1:] != pg[:-1]))
+            pg, seq, ip = pg[keep], seq[keep], ip[keep]
+        order = np.lexsort((seq, pg))
+        pg, seq, ip = pg[order], seq[order], ip[order]
+        idx = _firsts(pg)
+        self._first.append((pg[idx], seq[idx], ip[idx]))
+        if len(self._first) > 8:
+            self._compact_first()
+
+    def _compact_first(self):
+        if len(self._first) <= 1:
+            return
+        parts = self._first
+        self._first = []
+        self._merge_first(*(np.concatenate([f[i] for f in parts]) for i in range(3)))
+
     def _compact(self):
         if len(self._pages) <= 1:
             return
@@ -98,6 +151,17 @@ class PageSet:
             return np.zeros(0, np.int64), np.zeros(0, np.uint8)
         return self._pages[0], self._bits[0]
 
+    def first_touch(self):
+        """Per page of :meth:`result`, the instruction whose load or store touched it
+        first (-1: not known, or only fetched)."""
+        self._compact_first()
+        pages, _ = self.result()
+        out = np.full(len(pages), -1, np.int64)
+        if self._first:
+            fp, _, fip = self._first[0]
+            out[np.searchsorted(pages, fp)] = fip
+        return out
+
 
 def _prot(bits):
     w = "w" if bits & 2 else "-"
@@ -105,29 +169,70 @@ def _prot(bits):
     return "r" + w + x
 
 
-def infer_areas(pages, bits, gap=GAP):
-    """The areas (sorted by address) covering every touched user page."""
-    user = (pages >= 0) & (pages < USER_TOP >> 12)
-    pages, bits = pages[user], bits[user]
-    if not len(pages):
-        return []
+def _raw_areas(pages, bits, gap, toucher=None, entry=-1):
+    """The regions' areas before naming: [start, end, bits, region, pages touched], and
+    the index in it of the first area of the interpreter's heap (see _loader_heap), or -1."""
     gp = max(gap // PAGE, 1)
     cut = np.nonzero(np.diff(pages) > gp)[0] + 1
     regions = np.split(np.arange(len(pages)), cut)
-    raw = []          # (start, end, bits, region index, pages)
+    fetched = [bool((bits[idx] & 4).any()) for idx in regions]
+    prog = fetched.index(True) if any(fetched) else -1
+    loader = -1
+    if entry >= 0 and toucher is not None:
+        at = int(np.searchsorted(pages, entry >> 12))
+        if at < len(pages) and pages[at] == entry >> 12:
+            loader = int(np.searchsorted(cut, at, side="right"))
+        if loader == prog or loader >= 0 and not fetched[loader]:
+            loader = -1
+    raw = []
+    heap_at = -1
     for ri, idx in enumerate(regions):
         rp, rb = pages[idx], bits[idx]
         # An ELF's segments differ in rights (fetched / written / read); an anonymous
         # region (no fetch: heap, stack, mmap) is one area with the union of its rights.
-        cls = (rb & 6) if (rb & 4).any() else np.zeros(len(rb), np.uint8)
+        cls = (rb & 6) if fetched[ri] else np.zeros(len(rb), np.uint8)
         edges = np.nonzero(np.diff(cls))[0] + 1
-        starts = np.concatenate([[0], edges])
-        ends = np.concatenate([edges, [len(rp)]])
+        h = _loader_heap(rp, rb, toucher[idx]) if ri == loader else -1
+        if h > 0:
+            edges = np.union1d(edges, [h])
+        starts = np.concatenate([[0], edges]).astype(np.int64)
+        ends = np.concatenate([edges, [len(rp)]]).astype(np.int64)
         for s, e in zip(starts, ends):
+            if s == h:
+                heap_at = len(raw)
             end_page = rp[e] if e < len(rp) else rp[-1] + 1
             raw.append([int(rp[s]) * PAGE, int(end_page) * PAGE, int(np.bitwise_or.reduce(rb[s:e])),
                         ri, int(e - s)])
-    nreg = len(regions)
+    return raw, heap_at
+
+
+def _loader_heap(rp, rb, toucher):
+    """Where the brk heap starts in the region of the trace's entry point, an
+    interpreter Valgrind loaded above the program (the brk follows it): the index of
+    the first page past its last fetched page that an instruction outside the region
+    touched first, or -1. The interpreter does not use brk (elf/dl-minimal-malloc.c
+    takes the rest of its last bss page, then mmaps): what it touched first past its
+    text is its own data; the heap's pages are first touched by the program's malloc."""
+    last_text = int(np.flatnonzero(rb & 4)[-1])
+    lo, hi = int(rp[0]) * PAGE, (int(rp[-1]) + 1) * PAGE
+    t = toucher[last_text + 1:]
+    out = np.flatnonzero((t >= 0) & ((t < lo) | (t >= hi)))
+    return last_text + 1 + int(out[0]) if len(out) else -1
+
+
+def infer_areas(pages, bits, gap=GAP, toucher=None, entry=-1):
+    """The areas (sorted by address) covering every touched user page; ``toucher``
+    (per page, the instruction that first touched it, -1 unknown) and ``entry`` (the
+    trace's first fetch) come from :class:`PageSet` and find the heap Valgrind puts
+    after the interpreter."""
+    user = (pages >= 0) & (pages < USER_TOP >> 12)
+    pages, bits = pages[user], bits[user]
+    if toucher is not None:
+        toucher = toucher[user]
+    if not len(pages):
+        return []
+    raw, heap_at = _raw_areas(pages, bits, gap, toucher, entry)
+    nreg = raw[-1][3] + 1
     has_text = [False] * nreg
     written = [False] * nreg
     for a in raw:
@@ -136,7 +241,8 @@ def infer_areas(pages, bits, gap=GAP):
     text_regions = [i for i in range(nreg) if has_text[i]]
     prog = text_regions[0] if text_regions else -1
     stack = nreg - 1 if written[nreg - 1] and not has_text[nreg - 1] else -1
-    heap = _brk_heap(raw, has_text, written, prog, stack)
+    elf = _elf_objects(raw, stack, heap_at)
+    heap = _brk_heap(raw, has_text, written, prog, stack, heap_at, elf)
     out = []
     for i, (start, end, b, ri, n) in enumerate(raw):
         if i in heap:
@@ -145,22 +251,63 @@ def infer_areas(pages, bits, gap=GAP):
                 out.append(Area(start, last[1], "rw-", "heap", sum(raw[j][4] for j in heap)))
             continue
         if ri == stack:
-            name = "stack"
-        elif b & 4:
-            name = "text"
-        elif has_text[ri]:
-            name = "data"
+            out.append(Area(start, end, _prot(b), "stack", n))
+        elif elf[i] >= 0:
+            out.append(Area(start, end, _prot(b), "text" if b & 4 else "data", n,
+                            f"elf-{elf[i]:08x}", start - elf[i]))
         else:
-            name = "mmap"
-        out.append(Area(start, end, _prot(b), name, n))
+            out.append(Area(start, end, _prot(b), "mmap", n))
     return out
 
 
-def _brk_heap(raw, has_text, written, prog, stack):
+def _elf_objects(raw, stack, heap_at):
+    """Per raw area, the first address of the ELF object it is a segment of (-1: none).
+    ld.so maps an object's PT_LOAD segments in order: headers and read-only data (r--),
+    text (r-x), read-only data (r--), data and bss (rw-), the next object right after;
+    so an object is an optional r-- area, one or more fetched areas, any r-- areas, an
+    optional rw- area, each within ELF_GAP of the one before (pages in between not
+    touched: python3.11's .data lies 1.2 MiB past its last touched text page). Other
+    areas (an rw- area after an object's data, r-- areas not followed by text) are
+    not an object's: anonymous or file mappings the program made."""
+    elf = [-1] * len(raw)
+    state, base, pending = "none", -1, -1
+    prev_end = None
+    for i, (start, end, b, ri, n) in enumerate(raw):
+        if ri == stack or (heap_at >= 0 and i >= heap_at and ri == raw[heap_at][3]):
+            state, pending, prev_end = "none", -1, None
+            continue
+        if prev_end is not None and start - prev_end > ELF_GAP:
+            state, pending = "none", -1
+        prev_end = end
+        if b & 4:
+            if state != "text":
+                # A new object: at its header area when that came right before.
+                base = raw[pending][0] if pending >= 0 else start
+                if pending >= 0:
+                    elf[pending] = base
+                pending = -1
+            elf[i] = base
+            state = "text"
+        elif b & 2:
+            if state in ("text", "rodata"):
+                elf[i] = base
+            state, pending = "none", -1
+        else:
+            if state in ("text", "rodata"):
+                elf[i] = base
+                state = "rodata"
+            else:
+                pending = i
+                state = "header"
+    return elf
+
+
+def _brk_heap(raw, has_text, written, prog, stack, heap_at=-1, elf=None):
     """The raw areas (indices, ascending) of the brk heap, or []: the lowest of
-      - the region right above the program's, when written and without text, starting
-        within BRK_RANGE of it (load_elf_binary puts start_brk after the bss,
-        arch_randomize_brk up to 32 MiB higher);
+      - the region right above the program's ELF object (``elf``), when written
+        and without text, starting within BRK_RANGE of it (load_elf_binary puts
+        start_brk after the bss, arch_randomize_brk up to 32 MiB higher);
+      - the tail of the interpreter's region from ``heap_at`` (_loader_heap), when written;
       - the written tail of the program's region, or of the first ELF region above it
         (where Valgrind loads the interpreter, the brk following it), past the rw-
         area that follows that region's last text area (an ELF's last segment)."""
@@ -170,12 +317,21 @@ def _brk_heap(raw, has_text, written, prog, stack):
     for i, a in enumerate(raw):
         by_region.setdefault(a[3], []).append(i)
     regions = sorted(by_region)
-    above = [ri for ri in regions if ri > prog and ri != stack]
+    # The program's object may reach into regions above its first (untouched pages
+    # between its segments).
+    base = elf[by_region[prog][0]] if elf is not None else -1
+    mine = [ri for ri in regions if ri == prog or base >= 0 and elf[by_region[ri][0]] == base]
+    above = [ri for ri in regions if ri > mine[-1] and ri != stack]
     cands = []
-    prog_end = raw[by_region[prog][-1]][1]
+    prog_end = raw[by_region[mine[-1]][-1]][1]
     if above and not has_text[above[0]] and written[above[0]] and \
             raw[by_region[above[0]][0]][0] - prog_end <= BRK_RANGE:
         cands.append(by_region[above[0]])
+    if heap_at >= 0:
+        tail = by_region[raw[heap_at][3]]
+        tail = tail[tail.index(heap_at):]
+        if any(raw[i][2] & 2 for i in tail):
+            cands.append(tail)
     interp = [ri for ri in above if has_text[ri]][:1]
     for ri in [prog] + interp:
         ids = by_region[ri]
@@ -192,6 +348,7 @@ def format_areas(areas) -> str:
     lines = []
     for a in areas:
         perm = a.prot + "p"
+        f = f", file-backed ({a.file} +{a.offset:#x})" if a.file else ""
         lines.append(f"{a.start:08x}-{a.end:08x} {perm} {a.name:<6} "
-                     f"{(a.end - a.start) >> 10:>8} kB, {a.pages} pages touched")
+                     f"{(a.end - a.start) >> 10:>8} kB, {a.pages} pages touched{f}")
     return "\n".join(lines)

@@ -28,8 +28,9 @@ def print_report(out, r):
             if b["failed_at"] is not None:
                 text += (f"; brk() failed at {b['failed_at']:#x} (a mapping in the way): the "
                          "rest of the heap area was mapped anonymous")
-        out.block("VMAs inferred from the trace (mapped anonymous, private; the heap by "
-                  "brk, the stack growing down)", text)
+        out.block("VMAs inferred from the trace (an ELF's text and data: private mappings "
+                  "of a file in the page cache; the heap by brk, the stack growing down; "
+                  "the rest anonymous, private)", text)
     a = r["accesses"]
     rows = [[k, _n(a[k])] for k in ("read", "write", "exec", "total")]
     if a.get("modify"):

@@ -2,8 +2,9 @@
 
 A text trace (or a native one without events) starts from a process whose spawn
 layout is cleared (munmap of the whole user range) and replaced by the areas inferred
-from the trace (vmsim.replay.infer), as anonymous private mappings, but for the heap,
-which brk() grows as the trace reaches it, and the stack, which grows down; a native trace with
+from the trace (vmsim.replay.infer): an ELF object's segments as private mappings of a
+file (under ELF_DIR, in the page cache), the heap grown by brk() as the trace reaches
+it, the stack growing down, the rest anonymous private mappings; a native trace with
 events starts from spawn() and applies its mmap / munmap / mprotect / brk / fork / exit
 / switch events in order. The accesses run in steps of ``step`` through Process.access
 (the compiled chunk loop); a signal is counted and the replay goes on after the access
@@ -146,7 +147,7 @@ class Replay:
         if kept is not None:
             self.reader, self.chunks = r, kept
         pages, bits = ps.result()
-        return infer.infer_areas(pages, bits, self.cfg.gap), events
+        return infer.infer_areas(pages, bits, self.cfg.gap, ps.first_touch(), ps.entry), events
 
     def run(self):
         cfg = self.cfg
@@ -158,6 +159,7 @@ class Replay:
         heap = None
         if not has_events:
             p.munmap(0, p.mm.task_size if hasattr(p.mm, "task_size") else 0x7ffffffff000)
+            fds = _elf_files(p, areas)
             for a in areas:
                 if a.name == "heap":
                     # As load_elf_binary sets mm->start_brk = mm->brk after the bss;
@@ -167,14 +169,23 @@ class Replay:
                     continue
                 prot = vmsim.PROT_READ | (vmsim.PROT_WRITE if "w" in a.prot else 0) | \
                     (vmsim.PROT_EXEC if "x" in a.prot else 0)
-                flags = vmsim.MAP_PRIVATE | vmsim.MAP_ANONYMOUS | vmsim.MAP_FIXED
+                flags = vmsim.MAP_PRIVATE | vmsim.MAP_FIXED
                 start, length = a.start, a.end - a.start
+                if a.file:
+                    # An ELF segment, as ld.so maps it (_dl_map_segments): MAP_PRIVATE
+                    # of its file, so faults take do_read_fault (fault-around) and
+                    # do_cow_fault / wp_page_copy as the program's did.
+                    p.mmap(start, length, prot, flags, fds[a.file], a.offset)
+                    continue
+                flags |= vmsim.MAP_ANONYMOUS
                 if a.name == "stack":
                     # Its top page only: the model's expand_stack grows it, as Linux
                     # grew the program's stack.
                     flags |= vmsim.MAP_GROWSDOWN
                     start, length = a.end - 4096, 4096
                 p.mmap(start, length, prot, flags)
+            for fd in fds.values():
+                p.close(fd)
         starts = [a.start for a in areas] if not has_events else []
         area_faults = Counter()
         stack_growth = [0]
@@ -443,6 +454,29 @@ class _Tasks:
                 seen.add(id(mm))
                 tot += _rss(q)
         return tot
+
+
+# Where the replay puts the files of the ELF objects it inferred (vmsim's / is ext4).
+ELF_DIR = "/tmp/vmsim-replay"
+
+
+def _elf_files(p, areas):
+    """A file per inferred ELF object (Area.file), as long as its areas reach, its
+    pages in the page cache (POSIX_FADV_WILLNEED: force_page_cache_readahead), as a
+    program's libraries are on a machine that ran it before: its faults find them
+    there (minor faults, fault-around), none is major. The file's name -> an fd."""
+    size = {}
+    for a in areas:
+        if a.file:
+            size[a.file] = max(size.get(a.file, 0), a.offset + a.end - a.start)
+    fds = {}
+    if size:
+        p.mkdir(ELF_DIR)
+    for name, n in size.items():
+        fd = fds[name] = p.open(f"{ELF_DIR}/{name}", vmsim.O_RDWR | vmsim.O_CREAT)
+        p.ftruncate(fd, n)
+        p.posix_fadvise(fd, 0, n, vmsim.POSIX_FADV_WILLNEED)
+    return fds
 
 
 class _Brk:

@@ -120,11 +120,43 @@ def _walk_cached(pt, rows, cr3_pfn, la57, addr, access, pkru, w, ent, geo, clock
     return _walk(pt, rows, row, 12, addr, access, pkru, rights)[0], 0
 
 
-# How many accesses ahead the compiled walk loop prefetches a PTE (_prefetch_pte); the
-# plain-Python build and the TLB build do not (_PREFETCH is their build's constant).
-_AHEAD = 8
+def _walk_hit(pt, rows, w, addr, access, pkru):
+    """_walk_cached's translation when it only reads: the walk state knows the PMD table
+    of ``addr``, the PMD entry points to a PTE table with Accessed set, and the PTE allows
+    ``access`` with Accessed (and Dirty for a store) set. The physical address then, else
+    -1 (and nothing read changes anything: _walk_cached decides then)."""
+    hi = addr >> 30
+    s = (hi & (_W_PMD - 1)) * 4
+    if hi != w[s]:
+        return -1
+    e = pt[w[s + 1] * 512 + ((addr >> 21) & 511)]
+    if (e & (_P | _A | _PS)) != (_P | _A):
+        return -1
+    rights = (w[s + 2] & (e | ~(_RW | _US))) | (e & _XD)
+    e = pt[rows[(e & _PFN) >> 12] * 512 + ((addr >> 12) & 511)]
+    need = _P | _A | _US
+    if access & _PF_WRITE:
+        need |= _RW | _D
+    if ((e & (rights | ~(_RW | _US))) & need) != need:
+        return -1
+    if access & _PF_INSTR:
+        if (e | rights) < 0:
+            return -1
+    elif pkru != 0 and (pkru >> ((e >> 58) & 30)) & ((access & _PF_WRITE) | 1):
+        return -1
+    return (e & _PFN) | (addr & 0xFFF)
+
+
+# How many accesses ahead the compiled loops prefetch a PTE (_prefetch_pte,
+# _prefetch_tlb_walk); the plain-Python build does not (_PREFETCH and _PREFETCH_TLB are
+# each build's constants). 16: on random pages a walk that only reads takes ~20 ns, the
+# PTE's cache miss several times that (8 and 32 measured no better).
+_AHEAD = 16
 _PREFETCH = False
 _PREFETCH_TLB = False
+# The build without a TLB model takes a walk that only reads (_walk_hit) in the repeats
+# loop, without leaving it (access_chunk).
+_WALK_HIT = False
 
 
 def _prefetch_pte(pt, rows, w, addr):
@@ -223,7 +255,14 @@ def access_chunk(pt, rows, pool, cr3_pfn, la57, addrs, kinds, sizes, i, done, n,
     in between also returned a slot (a walk always does; a TLB lookup when it was a
     first-level hit, which changes nothing but LRU stamps and counts). A store that
     succeeded leaves a read of its page the same: it needed every right a read needs
-    (protection key included) and set Accessed."""
+    (protection key included) and set Accessed.
+
+    Without a TLB model the repeats loop also takes a new page's translation when the
+    walk only reads (_walk_hit: the walk state knows the PMD table, the entries have
+    Accessed, and Dirty for a store, set and allow the access): it reads and sets what
+    the full path's _walk_cached would, and the full path is left for the rest (a
+    fault, an entry to update, a store _store cannot place), as the random traces of a
+    replay are mostly such walks."""
     _walk_start(w, rows, cr3_pfn, la57)
     top_shift = 47
     if la57:
@@ -255,12 +294,31 @@ def access_chunk(pt, rows, pool, cr3_pfn, la57, addrs, kinds, sizes, i, done, n,
                 pg = a >> 12
                 if kind == 0:
                     if pg != p0:
-                        break
+                        # Without a TLB model a walk that only reads (_walk_hit) is
+                        # taken here too: the full path below would do just that.
+                        if not _WALK_HIT:
+                            break
+                        if _PREFETCH and i + _AHEAD < n:
+                            _prefetch_pte(pt, rows, w, addrs[i + _AHEAD])
+                        if _walk_hit(pt, rows, w, a, _PF_USER, pkru) < 0:
+                            break
+                        p0 = pg
+                        s0 = 0
                     slot = s0
                 elif kind == 1:
                     if pg != p1:
-                        break
-                    if sb >= 0:
+                        if not _WALK_HIT:
+                            break
+                        if _PREFETCH and i + _AHEAD < n:
+                            _prefetch_pte(pt, rows, w, addrs[i + _AHEAD])
+                        r = _walk_hit(pt, rows, w, a, _PF_USER | _PF_WRITE, pkru)
+                        if r < 0 or not _store(rows, pool, r, size, value):
+                            break                # (_store changed nothing then)
+                        p0 = p1 = pg
+                        s0 = s1 = 0
+                        f1 = r & ~0xFFF
+                        sb = _store_mode(rows, r, value)
+                    elif sb >= 0:
                         b = sb + (a & 0xFFF)
                         for j in range(size):
                             pool[b + j] = value
@@ -271,7 +329,14 @@ def access_chunk(pt, rows, pool, cr3_pfn, la57, addrs, kinds, sizes, i, done, n,
                     slot = s1
                 else:
                     if pg != p2:
-                        break
+                        if not _WALK_HIT:
+                            break
+                        if _PREFETCH and i + _AHEAD < n:
+                            _prefetch_pte(pt, rows, w, addrs[i + _AHEAD])
+                        if _walk_hit(pt, rows, w, a, _PF_USER | _PF_INSTR, pkru) < 0:
+                            break
+                        p2 = pg
+                        s2 = 0
                     slot = s2
                 _again(ent, clock, tstats, cpu, slot, kind)
                 translations += 1
@@ -357,6 +422,7 @@ def _build(use_tlb, compiled):
         g = dict(access_chunk.__globals__)
         g["_translate"] = _tlb if use_tlb else _walk_cached
         g["_again"] = _again_tlb if use_tlb else _again_walk
+        g["_WALK_HIT"] = not use_tlb
         if compiled:
             from vmsim._jitcache import _njit
             from vmsim.arch.x86 import tlb as _hwtlb
@@ -368,6 +434,7 @@ def _build(use_tlb, compiled):
             g["_store"] = _njit(_store, nogil=True, inline="always", _nrt=False)
             g["_walk_start"] = inline(_walk_start)
             g["_store_mode"] = inline(_store_mode)
+            g["_walk_hit"] = inline(_walk_hit)
             if not use_tlb:
                 from vmsim.arch.x86._prefetch import _prefetch as prefetch
                 g["_prefetch"] = prefetch

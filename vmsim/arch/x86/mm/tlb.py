@@ -431,18 +431,21 @@ def flush_tlb_mm_range(mm, start: int, end: int, stride_shift: int = 12, freed_t
 
 
 def flush_tlb_mm(mm):
-    """flush_tlb_mm(): the whole address space."""
-    flush_tlb_mm_range(mm, 0, TLB_FLUSH_ALL)
+    """flush_tlb_mm(): the whole address space (freed_tables: lazy CPUs too)."""
+    flush_tlb_mm_range(mm, 0, TLB_FLUSH_ALL, 0, True)
 
 
 def flush_tlb_range(vma, start: int, end: int):
-    """flush_tlb_range(): a range of one VMA (in huge-page strides for a hugetlb VMA)."""
+    """flush_tlb_range(): a range of one VMA (in huge-page strides for a hugetlb VMA).
+    freed_tables is always true: callers also zap normal PMDs (retract_page_tables,
+    collapse), so lazy CPUs must drop their paging-structure caches too
+    (arch/x86/include/asm/tlbflush.h in 6.18)."""
     from vmsim.mm.mm_types import VM_HUGETLB
     shift = 12
     if vma.vm_flags & VM_HUGETLB:
         from vmsim.mm.hugetlb import hstate_vma
         shift = 12 + hstate_vma(vma).order
-    flush_tlb_mm_range(vma.vm_mm, start, end, shift)
+    flush_tlb_mm_range(vma.vm_mm, start, end, shift, True)
 
 
 def flush_tlb_page(vma, addr: int):
