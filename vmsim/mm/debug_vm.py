@@ -1431,8 +1431,6 @@ def _check_large_folios(k, rep, cand, map_u, map_c, pmd_heads):
     fl = mem.np_flags[cand]
     heads = cand[((fl & PG_head) != 0) & ((fl & PG_large_rmappable) != 0)]
     pu, pc = np.unique(pmd_heads, return_counts=True)
-    if _large_folios_add_up(mem, heads, map_u, map_c, pu, pc):
-        heads = heads[:0]               # all add up: nothing to report
     for h in heads.tolist():
         order = (int(mem.flags[h]) & PG_ORDER_MASK) >> PG_ORDER_SHIFT
         pages = np.arange(h, h + (1 << order), dtype=np.int64)
@@ -1453,26 +1451,6 @@ def _check_large_folios(k, rep, cand, map_u, map_c, pmd_heads):
     for f in pm.tolist():
         if f not in q:
             rep(f"large folio pfn {f:#x} is PG_partially_mapped but not on the deferred split queue")
-
-
-def _large_folios_add_up(mem, heads, map_u, map_c, pu, pc):
-    """_check_large_folios's mapcount checks of all ``heads`` at once (vmsim-only):
-    True if every folio's entire, large and nr_pages_mapped counts add up (else its
-    folio-by-folio loop runs and reports)."""
-    if not len(heads):
-        return True
-    heads = heads.astype(np.int64)
-    order = (mem.np_flags[heads].astype(np.int64) & PG_ORDER_MASK) >> PG_ORDER_SHIFT
-    nr = np.int64(1) << order
-    if int((heads + nr).max()) > len(mem.np_flags) or int(heads.max()) + 1 >= len(mem.np_flags):
-        return False
-    pages, starts = _folio_ranges(heads, nr)
-    ptec = _lookup(map_u, map_c, pages)
-    total = np.add.reduceat(ptec, starts)
-    mapped = np.add.reduceat((ptec > 0).astype(np.int64), starts)
-    npmd = _lookup(pu, pc, heads)
-    return not ((mem.np_lru_prev[heads + 1] != npmd) | (mem.np_mapping[heads + 1] != npmd + total) |
-                (mem.np_index[heads + 1] != mapped)).any()
 
 
 def _check_hugetlb(k, rep, live):
@@ -1768,16 +1746,11 @@ def _check_file_state(k, rep, aspaces, mem, pmd_heads=()):
     for h in np.asarray(pmd_heads).tolist():
         npmd[h] = npmd.get(h, 0) + 1
     dirty = 0
-    pmd_u, pmd_c = _unique_counts(np.asarray(pmd_heads, dtype=np.int64))
     for am in aspaces:
         host = am.host
         heads = set(am.i_pages.values())
         if getattr(host, "i_sb", None) is not None and host.i_mapping is not am and heads:
             rep(f"page cache: mapping {am.id} of an evicted inode still holds {len(heads)} folios")
-        d = _clean_file_folios(mem, heads, am.swapbacked, pmd_u, pmd_c, PG_writeback)
-        if d is not None:
-            dirty += d
-            continue
         for h in heads:
             f = mem.flags[h]
             nr = 1 << ((f & PG_ORDER_MASK) >> PG_ORDER_SHIFT) if f & PG_head else 1
@@ -1799,53 +1772,6 @@ def _check_file_state(k, rep, aspaces, mem, pmd_heads=()):
         rep(f"vmstat nr_dirty = {k.vmstat[vmstat.NR_DIRTY]}, dirty disk-file page-cache pages {dirty}")
     if k.vmstat[vmstat.NR_WRITEBACK]:
         rep(f"vmstat nr_writeback = {k.vmstat[vmstat.NR_WRITEBACK]} after the syscall")
-
-
-def _unique_counts(a):
-    """np.unique(a, return_counts=True) by sorting (vmsim-only, as _unique)."""
-    a = np.sort(np.asarray(a, dtype=np.int64).ravel())
-    if not len(a):
-        return a, np.zeros(0, np.int64)
-    first = np.flatnonzero(np.concatenate(([True], a[1:] != a[:-1])))
-    return a[first], np.diff(np.append(first, len(a)))
-
-
-def _folio_ranges(heads, nrs):
-    """The PFNs of the folios at ``heads`` of ``nrs`` pages each, folio after folio, and
-    where each folio's run starts in them (vmsim-only)."""
-    starts = np.concatenate(([0], np.cumsum(nrs)[:-1])).astype(np.int64)
-    pages = np.arange(int(nrs.sum()), dtype=np.int64) - np.repeat(starts, nrs) + np.repeat(heads, nrs)
-    return pages, starts
-
-
-def _clean_file_folios(mem, heads, swapbacked, pmd_u, pmd_c, pg_writeback):
-    """_check_file_state's checks of one mapping's folios at once (vmsim-only): the
-    dirty pages it adds to nr_dirty if none fails, else None (the folio-by-folio loop
-    runs and reports)."""
-    h = np.fromiter(heads, np.int64, len(heads))
-    if not len(h):
-        return 0
-    if int(h.min()) < 0 or int(h.max()) + 1 >= len(mem.np_flags):
-        return None
-    f = mem.np_flags[h].astype(np.int64)
-    if (f & pg_writeback).any():
-        return None
-    large = (f & PG_head) != 0
-    nr = np.where(large, 1 << ((f & PG_ORDER_MASK) >> PG_ORDER_SHIFT), 1)
-    dirty = 0 if swapbacked else int(nr[(f & PG_dirty) != 0].sum())
-    if large.any():
-        lh, lnr = h[large], nr[large]
-        if int((lh + lnr).max()) > len(mem.np_flags):
-            return None
-        pages, starts = _folio_ranges(lh, lnr)
-        mc = mem.np_mapcount[pages].astype(np.int64)
-        total = np.add.reduceat(mc, starts)
-        mapped = np.add.reduceat((mc != 0).astype(np.int64), starts)
-        pm = _lookup(pmd_u, pmd_c, lh)
-        if ((mem.np_mapping[lh + 1] != total + pm) | (mem.np_index[lh + 1] != mapped) |
-                (mem.np_lru_prev[lh + 1] != pm)).any():
-            return None
-    return dirty
 
 
 def _check_shadow_entries(k, aspaces, rep):
