@@ -1,4 +1,6 @@
-"""Run the installed ``vmsim`` console script in a subprocess, as a user's shell does."""
+"""Run the installed ``vmsim`` console script in a subprocess, as a user's shell does
+(or, where the process boundary is not what a test is about, vmsim.cli.main in the test's
+process: the same exit status and output, without a child's interpreter and imports)."""
 import os
 import shutil
 import subprocess
@@ -20,6 +22,20 @@ def vmsim(*args, env=None, timeout=120, **kw):
     full_env.update(env or {})
     return subprocess.run(vmsim_command() + [str(a) for a in args], capture_output=True,
                           text=True, env=full_env, timeout=timeout, **kw)
+
+
+def vmsim_here(capsys, *args):
+    """``vmsim ARGS`` through vmsim.cli.main in this process; a CompletedProcess with its
+    exit status and captured output (argparse's exit included)."""
+    from vmsim.cli import main
+    argv = [str(a) for a in args]
+    capsys.readouterr()
+    try:
+        rc = main(argv)
+    except SystemExit as e:
+        rc = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["vmsim"] + argv, rc, out, err)
 
 
 def one_line_error(cp) -> str:

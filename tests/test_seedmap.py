@@ -85,9 +85,9 @@ def _blocks(text):
 
 
 @pytest.mark.parametrize("args", [(), ("--section", "3a"), ("--section", "2"), ("--missing",)])
-def test_cli_seedmap_fits_100_columns_one_block_per_entry(args):
-    from entrypoint import vmsim
-    cp = vmsim("seedmap", *args)
+def test_cli_seedmap_fits_100_columns_one_block_per_entry(args, capsys):
+    from entrypoint import vmsim_here
+    cp = vmsim_here(capsys, "seedmap", *args)
     assert cp.returncode == 0, cp.stderr
     lines = cp.stdout.rstrip("\n").splitlines()
     assert max(len(ln) for ln in lines) <= 100
@@ -100,9 +100,9 @@ def test_cli_seedmap_fits_100_columns_one_block_per_entry(args):
     assert keys == want
 
 
-def test_users_see_no_internal_work_items():
-    from entrypoint import vmsim
-    text = vmsim("seedmap").stdout + vmsim("seedmap", "--missing").stdout
+def test_users_see_no_internal_work_items(capsys):
+    from entrypoint import vmsim_here
+    text = vmsim_here(capsys, "seedmap").stdout + vmsim_here(capsys, "seedmap", "--missing").stdout
     with open(os.path.join(REPO, "docs", "seedmap.md")) as f:
         text += f.read()
     assert "not modelled yet" in text

@@ -173,7 +173,8 @@ def test_vtop_labels_kernel_regions(machine, proc):
     assert "direct mapping of all physical memory" in vtop(machine, proc.pid, 0xFFFF888000001000)
 
 
-# --- the command line, through the installed entry point ----------------------------
+# --- the command line: through the installed entry point (argv as the OS hands it over),
+# then through vmsim.cli.main in this process ----------------------------------------------
 def test_cli_walk_rejects_unicode_digits_and_junk():
     from entrypoint import vmsim, one_line_error
     for bad in ("\u0664\u0664", "0x-10"):
@@ -182,8 +183,9 @@ def test_cli_walk_rejects_unicode_digits_and_junk():
         assert "bad address" in one_line_error(cp)
 
 
-def test_cli_walk_address_outside_the_mode_is_an_error(tmp_path):
-    from entrypoint import vmsim, one_line_error
+def test_cli_walk_address_outside_the_mode_is_an_error(tmp_path, capsys):
+    from entrypoint import vmsim_here, one_line_error
+    vmsim = lambda *a: vmsim_here(capsys, *a)          # noqa: E731  (in this process)
     cp = vmsim("walk", "0x800000000000", "--mode", "4-level")
     assert cp.returncode == 2 and "non-canonical" in one_line_error(cp)
     assert vmsim("walk", "0x800000000000", "--mode", "5-level").returncode == 0
@@ -198,8 +200,9 @@ def test_cli_walk_address_outside_the_mode_is_an_error(tmp_path):
     assert "not present" not in cp.stdout + cp.stderr
 
 
-def test_cli_walk_labels_kernel_half():
-    from entrypoint import vmsim
+def test_cli_walk_labels_kernel_half(capsys):
+    from entrypoint import vmsim_here
+    vmsim = lambda *a: vmsim_here(capsys, *a)          # noqa: E731  (in this process)
     cp = vmsim("walk", "ffffffff81000000", "--mode", "4-level")
     assert cp.returncode == 0, cp.stderr
     assert "kernel text mapping" in cp.stdout and "kernel half" in cp.stdout
