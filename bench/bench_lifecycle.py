@@ -19,7 +19,9 @@ sides: vmsim keeps page contents sparsely and would otherwise copy a handle):
   per-CPU lists / buddy allocator), ns per page;
 on the real kernel (bench/native_lifecycle.c, compiled now with the system's C
 compiler; the median of the rounds after a host-warming one) and on vmsim
-(Machine(memory="8G", debug_vm=False), MMU walk compiled as by default), with the
+(Machine(memory=<this host's MemTotal, whole GiB>, debug_vm=False), MMU walk compiled
+as by default: the per-CPU lists' high mark scales with the zone, and at 8G half of a
+1 GiB munmap went on to the buddy allocator where the host's lists took it all), with the
 ratio vmsim / kernel; and that a traced sample of 64 pages took, page by page, the
 full kernel path of each step (vmsim's compiled runs are off under a tracer).
 ``--profile STEP`` runs cProfile over that vmsim step and prints
@@ -77,12 +79,21 @@ def _timed(step, profile, fn):
     return dt
 
 
+def _host_memory() -> str:
+    """This host's MemTotal in whole GiB (at least 2G), the size of vmsim's machine: a
+    zone's per-CPU list high mark (zone_highsize) and watermarks scale with it, and
+    they decide how much of a large munmap reaches the buddy allocator."""
+    with open("/proc/meminfo") as f:
+        kb = int(f.readline().split()[1])
+    return f"{max(kb >> 20, 2)}G"
+
+
 def vmsim_lifecycle(size: int, rounds: int = 2, profile=None):
     """Return [{step: value} per round] for vmsim: fork in ns, the others per fault /
     page. Rounds run in one Machine: the first warms the host (its page-content rows
     are reused by later rounds, as the kernel's later rounds reuse guest-free memory)."""
     import vmsim
-    m = vmsim.Machine(memory="8G", debug_vm=False)
+    m = vmsim.Machine(memory=_host_memory(), debug_vm=False)
     p = m.spawn()
     # Warm the compiled walk and every path once on a small region.
     _round(m, p, 1 << 20, None)
@@ -213,7 +224,7 @@ def main(argv=None):
     vr = vmsim_lifecycle(vsize, args.vmsim_rounds, args.profile)
     v = {s: statistics.median(r[s] for r in vr[1:] or vr) for s in STEPS}
     v.update({k: vr[-1][k] for k in ("pages", "fill_s", "cow_faults", "reuse_faults")})
-    print(f"vmsim (MMU walk compiled), {v['pages']} pages, median of rounds 2..{len(vr)} "
+    print(f"vmsim (MMU walk compiled, Machine {_host_memory()}), {v['pages']} pages, median of rounds 2..{len(vr)} "
           f"(fill by Process.write: {v['fill_s']:.1f} s)"
           f"{'; ' + args.profile + ' of the last round under cProfile' if args.profile else ''}:")
     for s in STEPS:
