@@ -58,7 +58,6 @@ def parse_size(s) -> int:
 
 
 _U64 = (1 << 64) - 1
-_S64 = 1 << 63
 
 
 def _integer(name, v) -> int:
@@ -438,25 +437,11 @@ class Process:
     def mmap(self, addr, length, prot, flags, fd=-1, offset=0) -> int:
         """mmap(2): the address of the new mapping. Arguments are taken as C's
         (void *addr, size_t length, int prot, int flags, int fd, off_t offset)."""
-        if type(addr) is type(length) is type(prot) is type(flags) is type(fd) is \
-                type(offset) is int:
-            # The common case, written out (mmap is timed at 10,000 VMAs): _ulong,
-            # _cint (sign-extend the low 32 bits) and _loff (the low 64) inline.
-            addr &= _U64
-            length &= _U64
-            prot = ((prot & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000
-            flags = ((flags & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000
-            fd = ((fd & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000
-            offset = ((offset & _U64) ^ _S64) - _S64
-        else:
-            addr, length = _ulong("addr", addr), _ulong("length", length)
-            prot, flags, fd = _cint("prot", prot), _cint("flags", flags), _cint("fd", fd)
-            offset = _loff("offset", offset)
+        addr, length = _ulong("addr", addr), _ulong("length", length)
+        prot, flags, fd = _cint("prot", prot), _cint("flags", flags), _cint("fd", fd)
+        offset = _loff("offset", offset)
         task = self.task
-        k = self.machine.k
-        if k.panicked is not None or task.mm is None:
-            self._enter()                                   # raises
-        k.switch_to(task)
+        self._enter()
         # arch/x86/kernel/sys_x86_64.c sys_mmap: the offset arrives as unsigned long.
         if offset & 0xFFF:
             return self._done(-errno.EINVAL)
@@ -465,11 +450,7 @@ class Process:
             file = self._file(fd)
         ret = _mmap.ksys_mmap_pgoff(task.mm, addr, length, prot, flags, file,
                                     (offset & _U64) >> 12)
-        # _done() when it has work: a signal, an error, the debug checker (on with
-        # debug_vm, or installed as k.checker).
-        if task.signals or -4096 < ret < 0 or self.machine.debug_vm or k.checker is not None:
-            return self._done(ret)
-        return ret
+        return self._done(ret)
 
     def _file(self, fd):
         from vmsim.fs.file import fget

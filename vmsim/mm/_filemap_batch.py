@@ -524,7 +524,8 @@ def _read_run(k, task, addr, err, base, stride, count, i, compiled, pt, rows):
         installed += o[7]
         # The PMD-mapped faults' table allocations and frees come before any later
         # fault's (the allocator hands a freed table to the next pte_alloc_one).
-        _prealloc_and_free(k, mm, fns, o[4])
+        if o[4]:
+            _prealloc_and_free(k, mm, fns, o[4])
         if o[6] == _STOP_TABLE and pa._pcp_peek_order0(fns["GFP_PGTABLE_USER"], cpu, 1):
             # do_fault_around()'s pte_alloc_one(), here where the fault path calls it;
             # the run installs it (pmd_install) and goes on.

@@ -34,6 +34,7 @@ from vmsim.fs.sysfs import SYSCTL_VARS
 
 from vmsim.arch.x86 import pgtable_types as T
 from vmsim.mm import vmstat, _buddy
+from vmsim.mm.page_alloc import _deferred_free_ranges
 from vmsim.mm.mm_types import (VM_READ, VM_WRITE, VM_HUGETLB, VM_MAYSHARE, VM_EXEC, VM_SHARED, VM_PFNMAP, VM_MIXEDMAP,
                                MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES)
 from vmsim.mm.page_flags import (PG_anon, PG_anon_exclusive, PG_lru, PG_reserved, PG_tail,
@@ -221,18 +222,9 @@ class _FreeSet:
                 if cnt != pcp.count:
                     rep(f"pcp: zone {z.name} cpu {cpu} count = {pcp.count}, lists hold {cnt} pages")
                 zfree += cnt
-            lo = z.deferred_pfn
-            for rlo, rhi in sorted(getattr(z, "deferred_reserved", [])):
-                rlo, rhi = max(rlo, z.deferred_pfn), min(rhi, z.zone_end_pfn)
-                if rlo >= rhi:
-                    continue
-                if lo < rlo:
-                    add(np.array([lo], np.int64), rlo - lo, 1)
-                    zfree += rlo - lo
-                lo = max(lo, rhi)
-            if lo < z.zone_end_pfn:
-                add(np.array([lo], np.int64), z.zone_end_pfn - lo, 1)
-                zfree += z.zone_end_pfn - lo
+            for lo, hi in _deferred_free_ranges(z):
+                add(np.array([lo], np.int64), hi - lo, 1)
+                zfree += hi - lo
             if zfree != z.free_pages:
                 rep(f"zone {z.name}: free_pages = {z.free_pages}, free lists + pcp + never-used "
                     f"hold {zfree}")
@@ -327,22 +319,11 @@ class _FreeSet:
                 if cnt != pcp.count:
                     return False
                 zfree += cnt
-            lo = z.deferred_pfn
-            for rlo, rhi in sorted(getattr(z, "deferred_reserved", [])):
-                rlo, rhi = max(rlo, z.deferred_pfn), min(rhi, z.zone_end_pfn)
-                if rlo >= rhi:
-                    continue
-                if lo < rlo:
-                    S.append(np.array([lo], np.int64))
-                    E.append(np.array([rlo], np.int64))
-                    L.append(np.ones(1, np.int64))
-                    zfree += rlo - lo
-                lo = max(lo, rhi)
-            if lo < z.zone_end_pfn:
+            for lo, hi in _deferred_free_ranges(z):
                 S.append(np.array([lo], np.int64))
-                E.append(np.array([z.zone_end_pfn], np.int64))
+                E.append(np.array([hi], np.int64))
                 L.append(np.ones(1, np.int64))
-                zfree += z.zone_end_pfn - lo
+                zfree += hi - lo
             if zfree != z.free_pages:
                 return False
         marked = sum(int(np.count_nonzero(flags[z.zone_start_pfn:z.deferred_pfn] & PGTY_buddy))

@@ -118,6 +118,27 @@ def gfp_migratetype(gfp: int) -> int:
     return MIGRATE_UNMOVABLE
 
 
+def _deferred_free_ranges(zone):
+    """The [start, end) ranges of a zone's frames past deferred_pfn that no free list
+    holds yet (deferred struct page init: free, never handed out), around the
+    reserved ones."""
+    if zone is None:
+        return []
+    ranges = [(zone.deferred_pfn, zone.zone_end_pfn)] if zone.deferred_pfn < zone.zone_end_pfn else []
+    for lo, hi in sorted(getattr(zone, "deferred_reserved", [])):
+        new = []
+        for a, b in ranges:
+            if hi <= a or lo >= b:
+                new.append((a, b))
+                continue
+            if a < lo:
+                new.append((a, lo))
+            if hi < b:
+                new.append((hi, b))
+        ranges = new
+    return ranges
+
+
 class MemMap:
     """The per-PFN arrays (struct page), with cheap memoryview accessors."""
 

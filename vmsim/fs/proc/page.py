@@ -85,7 +85,8 @@ def _heads(k, lo: int, hi: int, flags: np.ndarray) -> np.ndarray:
 
 def _deferred_heads(k, lo: int, hi: int):
     """Frames in [lo, hi) that head a never-initialised free block."""
-    from vmsim.fs.proc.vmstat import _deferred_free_ranges, buddy_order_at
+    from vmsim.fs.proc.vmstat import buddy_order_at
+    from vmsim.mm.page_alloc import _deferred_free_ranges
     out = []
     big = 1 << MAX_PAGE_ORDER
     for z in k.page_alloc.zones:

@@ -15,7 +15,7 @@ and mlock counts are counted from mem_map. numa_hit / numa_local count allocated
 pages (the kernel counts allocation calls; the same for order-0 pages).
 """
 from vmsim.mm import vmstat as V
-from vmsim.mm.page_alloc import MAX_PAGE_ORDER, NR_PAGE_ORDERS, pageblock_order
+from vmsim.mm.page_alloc import MAX_PAGE_ORDER, NR_PAGE_ORDERS, pageblock_order, _deferred_free_ranges
 from vmsim.mm.page_flags import (PG_lru, PG_active, PG_swapbacked, PG_unevictable, PG_mlocked,
                                  PG_dirty, PG_anon, PG_head, PG_ORDER_MASK, PG_ORDER_SHIFT)
 
@@ -80,25 +80,6 @@ def totalreserve_pages(zones) -> int:
         mx = max([0] + zv.lowmem_reserve[i:]) + zv.watermark[2]
         total += min(mx, zv.managed)
     return total
-
-
-def _deferred_free_ranges(zone):
-    """The [start, end) ranges of a zone's never-initialised (free) frames."""
-    if zone is None:
-        return []
-    ranges = [(zone.deferred_pfn, zone.zone_end_pfn)] if zone.deferred_pfn < zone.zone_end_pfn else []
-    for lo, hi in sorted(getattr(zone, "deferred_reserved", [])):
-        new = []
-        for a, b in ranges:
-            if hi <= a or lo >= b:
-                new.append((a, b))
-                continue
-            if a < lo:
-                new.append((a, lo))
-            if hi < b:
-                new.append((hi, b))
-        ranges = new
-    return ranges
 
 
 def buddy_order_at(pfn: int, end: int) -> int:
