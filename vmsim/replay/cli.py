@@ -22,7 +22,7 @@ def add_parsers(sub):
         sp.add_argument("--thp", choices=("always", "madvise", "never"),
                         help="/sys/kernel/mm/transparent_hugepage/enabled")
         sp.add_argument("--tlb", metavar="PRESET", help="TLB model preset (host, skylake, ...)")
-        sp.add_argument("--cpus", type=int, default=1, help="CPUs of the machine (default 1)")
+        sp.add_argument("--cpus", type=_positive, default=1, help="CPUs of the machine (default 1)")
         sp.add_argument("--pcid", choices=("on", "off"), help="use PCIDs (with the TLB model)")
         sp.add_argument("--memory", default="16G", help="RAM of the machine (default 16G)")
         sp.add_argument("--store-value", type=lambda s: int(s, 0), default=0, metavar="BYTE",
@@ -55,15 +55,28 @@ def add_parsers(sub):
     sp.set_defaults(func=cmd_convert)
 
     sp = sub.add_parser("sweep", help="replay a trace over a grid of configurations")
-    sp.add_argument("trace", metavar="TRACE")
-    sp.add_argument("--grid", action="append", default=[], metavar="K=V1,V2",
-                    help="one axis of the grid (repeatable): thp, tlb, cpus, pcid, memory, ...")
-    sp.add_argument("--jobs", type=int, help="local worker processes (default: CPUs)")
+    sp.add_argument("trace", metavar="TRACE", nargs="?")
+    # --grid thp=always,never tlb=host,skylake (axes after one --grid), or --grid per axis
+    sp.add_argument("--grid", action="extend", nargs="+", default=[], metavar="K=V1,V2",
+                    help="axes of the grid: thp, tlb, cpus, pcid, memory, ... (one or more "
+                         "after --grid, or --grid per axis)")
+    sp.add_argument("--jobs", type=_positive, help="local worker processes (default: CPUs)")
     sp.add_argument("--ray", metavar="auto|ADDRESS",
                     help="run the points on Ray (optional extra: pip install 'vmsim[ray]')")
     common(sp)
     sp.add_argument("--json", dest="json_out", metavar="OUT.json", help="write all results as JSON")
     sp.set_defaults(func=cmd_sweep)
+
+
+def _positive(text):
+    import argparse
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return n
 
 
 def _base(args):
@@ -118,6 +131,8 @@ def _errors(fn):
         except (ValueError, RuntimeError) as e:
             print(f"vmsim: error: {e}", file=sys.stderr)
             return 2
+        except BrokenPipeError:
+            raise                               # `vmsim replay ... | head`: vmsim.cli.main's
         except OSError as e:
             print(f"vmsim: {getattr(e, 'filename', None) or ''}{': ' if getattr(e, 'filename', None) else ''}"
                   f"{e.strerror or e}", file=sys.stderr)
@@ -125,15 +140,35 @@ def _errors(fn):
     return wrapped
 
 
+def _check_outputs(args):
+    """--json / --plot files that cannot be written fail now, not after the replay."""
+    import errno
+    for path in (getattr(args, "json_out", None), getattr(args, "plot_out", None)):
+        if not path:
+            continue
+        d = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(d):
+            raise OSError(errno.ENOENT, os.strerror(errno.ENOENT), path)
+        if os.path.isdir(path):
+            raise OSError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+        if not os.access(d, os.W_OK) or os.path.exists(path) and not os.access(path, os.W_OK):
+            raise OSError(errno.EACCES, os.strerror(errno.EACCES), path)
+    if getattr(args, "plot_out", None):
+        import importlib.util
+        if importlib.util.find_spec("matplotlib") is None:
+            raise RuntimeError("--plot needs matplotlib (pip install 'vmsim[plot]')")
+
+
 @_errors
 def cmd_replay(args, out):
     from vmsim.replay import report, sweep
     from vmsim.replay.run import Replay
     path = args.trace or SAMPLE
-    if args.cpus <= 0:
-        raise ValueError("--cpus must be positive")
     base = _base(args)
     points = sweep.parse_compare(args.compare) if args.compare else [{}]
+    for s in points:                      # a bad value fails before any replay
+        sweep.make_config(base, s)
+    _check_outputs(args)
     results = []
     for s in points:
         cfg = sweep.make_config(base, s)
@@ -171,7 +206,18 @@ def cmd_convert(args, out):
 @_errors
 def cmd_sweep(args, out):
     from vmsim.replay import report, sweep
-    points = sweep.parse_grid(args.grid)
+    grid = args.grid
+    if args.trace is None:
+        # `vmsim sweep --grid thp=always,never trace.npz`: --grid took the trace too
+        files = [g for g in grid if "=" not in g]
+        if len(files) != 1:
+            raise ValueError("vmsim sweep needs one TRACE (vmsim sweep TRACE --grid K=V1,V2 ...)")
+        args.trace = files[0]
+        grid = [g for g in grid if "=" in g]
+    points = sweep.parse_grid(grid)
+    _check_outputs(args)
+    from vmsim.replay.readers import open_trace
+    open_trace(args.trace)                # a missing or unreadable trace: before any worker
     results = sweep.sweep(args.trace, points, _base(args), jobs=args.jobs, ray=args.ray)
     report.print_compare(out, results, f"sweep of {args.trace} ({len(points)} points)")
     if args.json_out:

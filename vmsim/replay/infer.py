@@ -4,8 +4,10 @@ The touched pages are grouped into regions (pages closer than ``gap`` bytes belo
 one region); a region is cut into areas by what its pages were used for: fetched
 (r-x), written (rw-), only read (r--), an area running from its first page to the
 next area's. Each area is then named as a user reading /proc/PID/maps would:
-  stack   the highest region, when written (it is mapped growsdown with its top page
-          only, so the model's expand_stack grows it as the program's stack grew);
+  stack   the highest region, when written and within the default stack limit (8 MiB,
+          _STK_LIM: the stack of a program run with it could grow no further); it is
+          mapped growsdown with its top page only, so the model's expand_stack grows it
+          as the program's stack grew;
   text    fetched areas of an ELF object (see _elf_objects: the lowest is the program,
           the others the interpreter and libraries);
   data    its other segments: headers and read-only data (r--), data and bss (rw-);
@@ -25,6 +27,9 @@ import numpy as np
 PAGE = 4096
 USER_TOP = 1 << 47
 GAP = 256 << 10
+# _STK_LIM (include/uapi/linux/resource.h): the default RLIMIT_STACK, which
+# acct_stack_growth() holds a growing stack to.
+STK_LIM = 8 << 20
 # arch_randomize_brk(): start_brk lies up to 32 MiB above the program's bss.
 BRK_RANGE = 0x02000000
 
@@ -240,7 +245,9 @@ def infer_areas(pages, bits, gap=GAP, toucher=None, entry=-1):
         written[a[3]] |= bool(a[2] & 2)
     text_regions = [i for i in range(nreg) if has_text[i]]
     prog = text_regions[0] if text_regions else -1
-    stack = nreg - 1 if written[nreg - 1] and not has_text[nreg - 1] else -1
+    top = [a for a in raw if a[3] == nreg - 1]
+    stack = nreg - 1 if written[nreg - 1] and not has_text[nreg - 1] and \
+        top[-1][1] - top[0][0] <= STK_LIM else -1
     elf = _elf_objects(raw, stack, heap_at)
     heap = _brk_heap(raw, has_text, written, prog, stack, heap_at, elf)
     out = []

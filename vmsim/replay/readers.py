@@ -42,6 +42,10 @@ class TraceError(Exception):
         self.path, self.line, self.problem = path, line, problem
         super().__init__(f"{path}:{line}: {problem}" if line else f"{path}: {problem}")
 
+    def __reduce__(self):
+        # Raised in a sweep's worker process, it is pickled back to the parent.
+        return TraceError, (self.path, self.line, self.problem)
+
 
 class Event(NamedTuple):
     """A process event in a native trace, taking effect before access ``at``."""

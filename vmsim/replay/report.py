@@ -3,8 +3,8 @@ import json
 
 from vmsim.replay.infer import Area, format_areas
 
-FAULT_KINDS = ("anonymous", "zero-page", "cow", "wp-reuse", "file", "thp", "hugetlb", "swap",
-               "other", "signal")
+FAULT_KINDS = ("anonymous", "zero-page", "cow", "wp-reuse", "file", "thp", "thp-zero-page",
+               "hugetlb", "swap", "other", "signal")
 
 
 def _n(v):

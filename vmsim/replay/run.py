@@ -31,23 +31,49 @@ KEEP = 1 << 21
 
 
 class ReplayConfig:
-    """The knobs of one replay (the CLI's options; a sweep's grid point)."""
+    """The knobs of one replay (the CLI's options; a sweep's grid point). A value the
+    machine cannot take is a ValueError naming the setting (the CLI prints it)."""
     FIELDS = ("thp", "tlb", "cpus", "pcid", "memory", "store_value", "gap", "paging_levels")
+    # The values a setting takes: thp as /sys/kernel/mm/transparent_hugepage/enabled,
+    # pcid on or off; integers within these bounds (cpus up to x86-64's NR_CPUS limit,
+    # CONFIG_NR_CPUS_RANGE_END with MAXSMP; a store writes one byte; 4- or 5-level paging).
+    CHOICES = {"thp": ("always", "madvise", "never"), "pcid": ("on", "off")}
+    RANGES = {"cpus": (1, 8192), "store_value": (0, 255), "gap": (4096, 1 << 47),
+              "paging_levels": (4, 5)}
 
     def __init__(self, thp=None, tlb=None, cpus=1, pcid=None, memory="16G", store_value=0,
                  gap=infer.GAP, paging_levels=4, skip_bad=False, fault_paths=True,
                  step=STEP, checker=None):
-        self.thp, self.tlb, self.cpus, self.pcid = thp, tlb, int(cpus), pcid
-        self.memory, self.store_value, self.gap = memory, int(store_value) & 0xFF, int(gap)
-        self.paging_levels = int(paging_levels)
+        self.thp = self.tlb = self.pcid = None
+        for key, value in (("thp", thp), ("tlb", tlb), ("cpus", cpus), ("pcid", pcid),
+                           ("memory", memory), ("store_value", store_value), ("gap", gap),
+                           ("paging_levels", paging_levels)):
+            self.set(key, value)
         self.skip_bad, self.fault_paths, self.step, self.checker = skip_bad, fault_paths, step, checker
 
     def set(self, key, value):
         key = key.replace("-", "_")
         if key not in self.FIELDS:
             raise ValueError(f"unknown setting {key!r}: one of {', '.join(self.FIELDS)}")
-        if key in ("cpus", "store_value", "gap", "paging_levels"):
-            value = int(value, 0) if isinstance(value, str) else int(value)
+        if key in self.RANGES:
+            try:
+                value = int(value, 0) if isinstance(value, str) else int(value)
+            except ValueError:
+                raise ValueError(f"{key}: {value!r} is not an integer") from None
+            lo, hi = self.RANGES[key]
+            if key == "paging_levels" and value not in (4, 5):
+                raise ValueError(f"paging_levels: {value} (4 or 5)")
+            if not lo <= value <= hi:
+                raise ValueError(f"{key}: {value} is out of range ({lo} to {hi})")
+        elif key in self.CHOICES and value is not None and value not in self.CHOICES[key]:
+            raise ValueError(f"{key}: {value!r} is not one of {', '.join(self.CHOICES[key])}")
+        elif key == "memory":
+            from vmsim.api import parse_size
+            parse_size(value)                         # a bad size says so before any replay
+        elif key == "tlb" and value is not None and model_support()["tlb"]:
+            from vmsim.arch.x86 import tlb as _tlb
+            if value != "host":
+                _tlb.geometry(value)                  # an unknown preset says so here
         setattr(self, key, value)
 
     def label(self):
@@ -91,8 +117,13 @@ def _fault_kind(f):
         return "signal"
     if "hugetlb_fault" in paths:
         return "hugetlb"
-    if "do_huge_pmd_anonymous_page" in paths or "create_huge_pmd" in paths and not f.minflt:
+    # A THP fault maps a huge PMD (map_anon_folio_pmd; do_huge_zero_wp_pmd's too) or
+    # the huge zero folio (set_huge_zero_folio); create_huge_pmd's VM_FAULT_FALLBACK
+    # (a VMA too small or misaligned for 2 MiB) goes on to do_anonymous_page: 4 KiB.
+    if "map_anon_folio_pmd" in paths:
         return "thp"
+    if "set_huge_zero_folio" in paths:
+        return "thp-zero-page"
     if "wp_page_copy" in paths:
         return "cow"
     if "wp_page_reuse" in paths or "do_wp_page" in paths:

@@ -1,0 +1,156 @@
+"""vmsim replay / convert / sweep as a user types them: the issue's commands, user
+mistakes (a clear message and exit status, never a traceback), the report's fault kinds."""
+import json
+import pickle
+
+import numpy as np
+import pytest
+
+import vmsim
+from vmsim.cli import main
+from vmsim.replay import infer, sweep
+from vmsim.replay.readers import TraceError
+from vmsim.replay.run import ReplayConfig, replay, _fault_kind
+
+# A small lackey trace: a fetch, a stack store and a load, a heap store.
+LACKEY = "I  00400000,4\n S 7ffd0000,8\n L 7ffd0000,8\nI  00400004,4\n S 00601000,8\n"
+
+
+def run(capsys, *argv):
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return rc, out, err
+
+
+@pytest.fixture
+def trace(tmp_path):
+    p = tmp_path / "t.lackey"
+    p.write_text(LACKEY)
+    return str(p)
+
+
+def test_grid_takes_its_axes_after_one_flag(capsys, trace, tmp_path):
+    """The issue's `vmsim sweep trace --grid thp=always,never tlb=host,skylake
+    pcid=on,off`: every axis after one --grid (it was 'unrecognized arguments')."""
+    js = tmp_path / "s.json"
+    rc, out, err = run(capsys, "sweep", trace, "--grid", "thp=always,never", "store_value=0,1",
+                       "--jobs", "1", "--json", str(js))
+    assert rc == 0, err
+    labels = [r["label"] for r in json.loads(js.read_text())["results"]]
+    assert labels == ["thp=always,store_value=0", "thp=always,store_value=1",
+                      "thp=never,store_value=0", "thp=never,store_value=1"]
+    # --grid per axis still works, and so does the trace after the axes
+    rc, out2, err = run(capsys, "sweep", "--grid", "thp=always,never", trace, "--jobs", "1")
+    assert rc == 0, err
+    assert "thp=always" in out2 and "thp=never" in out2
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--compare", "cpus=0"], "vmsim: error: cpus: 0 is out of range (1 to 8192)"),
+    (["--compare", "cpus=x"], "vmsim: error: cpus: 'x' is not an integer"),
+    (["--compare", "thp=sometimes"], "vmsim: error: thp: 'sometimes' is not one of always, madvise, never"),
+    (["--compare", "pcid=maybe"], "vmsim: error: pcid: 'maybe' is not one of on, off"),
+    (["--compare", "paging_levels=3"], "vmsim: error: paging_levels: 3 (4 or 5)"),
+    (["--compare", "memory=3Q"], "vmsim: error: bad size '3Q': use bytes or a suffix k, M, G, T"),
+    (["--compare", "nope=1"], "vmsim: error: unknown setting 'nope'"),
+    (["--store-value", "300"], "vmsim: error: store_value: 300 is out of range (0 to 255)"),
+    (["--cpus", "0"], "vmsim: error: argument --cpus: '0' is not a positive integer"),
+    (["--json", "/nonexistent-dir/r.json"], "vmsim: /nonexistent-dir/r.json: No such file or directory"),
+    (["--plot", "/"], "vmsim: /: Is a directory"),
+])
+def test_replay_mistakes_are_said_before_any_replay(capsys, trace, argv, message):
+    """A bad value is a clear message and a non-zero exit, before the replay runs (cpus=0
+    was a ZeroDivisionError traceback from the per-CPU lists' set-up, cpus=-1 numpy's
+    'negative dimensions'; an unwritable --json failed after the whole replay)."""
+    rc, out, err = run(capsys, "replay", trace, *argv)
+    assert rc in (1, 2) and err.startswith(message), err
+    assert out == ""
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--grid", "cpus=0,1"], "vmsim: error: cpus: 0 is out of range"),
+    (["--grid", "thp"], "vmsim: error: bad grid axis 'thp'"),
+    (["--jobs", "0", "--grid", "thp=never"], "vmsim: error: argument --jobs: '0' is not a positive integer"),
+])
+def test_sweep_mistakes_are_said_before_any_worker(capsys, trace, argv, message):
+    rc, out, err = run(capsys, "sweep", trace, *argv)
+    assert rc == 2 and err.startswith(message), err
+
+
+def test_sweep_of_a_missing_trace(capsys, tmp_path):
+    rc, out, err = run(capsys, "sweep", str(tmp_path / "none.npz"), "--grid", "thp=always,never")
+    assert rc == 1 and err.strip() == f"vmsim: {tmp_path / 'none.npz'}: no such file"
+
+
+def test_a_trace_error_crosses_to_the_sweeps_parent_process():
+    """A worker's TraceError is pickled back to the parent: it unpickled with the wrong
+    arguments, and the pool reported 'A process in the process pool was terminated
+    abruptly' instead of the file and line."""
+    e = pickle.loads(pickle.dumps(TraceError("t.lackey", 7, "bad size")))
+    assert str(e) == "t.lackey:7: bad size" and (e.path, e.line, e.problem) == ("t.lackey", 7, "bad size")
+
+
+class _F:
+    def __init__(self, paths, error_code=6, minflt=1):
+        self.paths, self.error_code, self.minflt, self.signal = set(paths), error_code, minflt, None
+
+
+def test_a_thp_fault_is_one_that_mapped_a_huge_pmd():
+    """create_huge_pmd() -> do_huge_pmd_anonymous_page() returning VM_FAULT_FALLBACK (a
+    VMA too small for 2 MiB) then do_anonymous_page() is a 4 KiB fault: the report
+    called it 'thp' (3 of them in `ls /usr/bin` with --thp always, and no
+    thp_fault_alloc in vmstat)."""
+    fallback = ["handle_mm_fault", "create_huge_pmd", "do_huge_pmd_anonymous_page",
+                "do_anonymous_page", "do_pte_missing"]
+    assert _fault_kind(_F(fallback)) == "anonymous"
+    assert _fault_kind(_F(fallback, error_code=4)) == "zero-page"
+    assert _fault_kind(_F(["create_huge_pmd", "do_huge_pmd_anonymous_page",
+                           "__do_huge_pmd_anonymous_page", "map_anon_folio_pmd"])) == "thp"
+    assert _fault_kind(_F(["create_huge_pmd", "do_huge_pmd_anonymous_page",
+                           "set_huge_zero_folio"], error_code=4)) == "thp-zero-page"
+    assert _fault_kind(_F(["wp_huge_pmd", "do_huge_pmd_wp_page", "do_huge_zero_wp_pmd",
+                           "map_anon_folio_pmd"])) == "thp"
+
+
+def _thp_trace(tmp_path, pages_at):
+    from vmsim.replay import native
+    from vmsim.replay.readers import Event
+    p = str(tmp_path / "thp.npz")
+    addrs = np.array([a for a, n in pages_at for a in range(a, a + n * 4096, 4096)], np.int64)
+    ev = [Event(0, "mmap", 1, a, n * 4096, 3, vmsim.MAP_PRIVATE | vmsim.MAP_ANONYMOUS)
+          for a, n in pages_at]
+    native.write_trace(p, addrs, np.ones(len(addrs), np.uint8), events=ev)
+    return p
+
+
+def test_thp_faults_counted_as_the_kernel_counts_them(tmp_path):
+    """--thp always: a 2 MiB-aligned 2 MiB area's first write is one THP fault
+    (thp_fault_alloc +1); an 8-page area falls back to 4 KiB faults (anonymous)."""
+    p = _thp_trace(tmp_path, [(0x40000000, 512), (0x50000000, 8)])
+    r = replay(p, ReplayConfig(thp="always", checker=True))
+    assert r["faults"]["by_kind"] == {"thp": 1, "anonymous": 8}
+    assert r["vmstat_delta"]["thp_fault_alloc"] == r["faults"]["by_kind"]["thp"]
+
+
+def test_a_big_top_region_is_not_a_stack():
+    """The highest written region is the stack only within the default stack limit
+    (8 MiB): a 256 MiB region of a synthetic trace was named 'stack', mapped growsdown
+    from its top page, and every access more than 8 MiB below got SIGSEGV
+    (acct_stack_growth: RLIMIT_STACK) at ~0.1 ms each."""
+    text = np.array([0x400000 >> 12], np.int64)
+    for span, name in ((8 << 20, "stack"), (256 << 20, "mmap")):
+        data = (0x5000000 + np.arange(0, span, 1 << 16, dtype=np.int64)) >> 12
+        data = np.append(data, (0x5000000 + span - 4096) >> 12)
+        pages = np.concatenate([text, data])
+        bits = np.concatenate([[4], np.full(len(data), 2)]).astype(np.uint8)
+        areas = infer.infer_areas(pages, bits)
+        assert [a.name for a in areas] == ["text", name], areas
+
+
+def test_config_values_checked_in_the_api_too():
+    with pytest.raises(ValueError, match="cpus: 0 is out of range"):
+        ReplayConfig(cpus=0)
+    with pytest.raises(ValueError, match="unknown TLB preset"):
+        sweep.make_config({}, {"tlb": "nosuch"})
+    assert ReplayConfig(cpus="2", store_value="0x7f").store_value == 0x7f
