@@ -589,7 +589,7 @@ def test_sweep_cli_in_parallel_processes(capsys, tmp_path):
     assert len(json.loads((tmp_path / "s.json").read_text())["results"]) == 2
 
 
-@pytest.mark.slow
+@pytest.mark.extras
 def test_sweep_on_ray_local(tmp_path):
     ray = pytest.importorskip("ray")
     p = _head(tmp_path, SAMPLE, 3000)

@@ -14,8 +14,8 @@ Text formats
                 Valgrind's log.
     pinatrace   Pin's ManualExamples/pinatrace: ``IP: R ADDR`` / ``IP: W ADDR`` (one
                 byte each: the tool records no size), ``#eof`` ends the trace.
-Compressed inputs (.gz, .xz, .zst) are decompressed on the fly (.zst needs the
-``zstandard`` package). The text is parsed by one byte loop, plain Python for a short
+Compressed inputs (.gz, .xz, .zst) are decompressed on the fly (.zst by the
+``zstandard`` package, or without it by the ``zstd`` program). The text is parsed by one byte loop, plain Python for a short
 trace (pieces of plain lines as numpy arrays, _BLOCKS) and compiled with numba once
 the lines read pay for it (vmsim._jitcache; plain
 Python for good with VMSIM_NUMBA=0). A malformed line stops the reader with
@@ -77,24 +77,176 @@ class Chunk(NamedTuple):
 
 # --- decompression -------------------------------------------------------------------
 def open_binary(path):
-    """``path`` opened for reading bytes, decompressed by its suffix."""
+    """``path`` opened for reading bytes, decompressed by its suffix. A compressed
+    input that ends inside a stream (truncated) or does not decode raises OSError once
+    the bytes before the damage are read, so the reader names the line it stopped at."""
     low = path.lower()
     if low.endswith(".gz"):
-        import gzip
-        return gzip.open(path, "rb")
+        import zlib
+        # wbits 31: a gzip member (header, deflate, CRC and length checked at its end)
+        return _Decompressing(path, lambda: _Inflate(zlib.decompressobj(31)), zlib.error)
     if low.endswith(".xz"):
         import lzma
-        return lzma.open(path, "rb")
+        return _Decompressing(path, lzma.LZMADecompressor, lzma.LZMAError)
     if low.endswith(".zst") or low.endswith(".zstd"):
         try:
             import zstandard
         except ImportError:
-            raise TraceError(path, 0, "reading .zst needs the zstandard package "
-                                      "(pip install zstandard), or decompress it first "
-                                      "(zstd -d)") from None
-        f = open(path, "rb")
-        return zstandard.ZstdDecompressor().stream_reader(f, closefd=True)
+            zstandard = None
+        if zstandard is not None:
+            return _Decompressing(path, lambda: _Unbounded(zstandard.ZstdDecompressor().decompressobj()),
+                                  zstandard.ZstdError)
+        import shutil
+        exe = shutil.which("zstd")
+        if exe is None:
+            raise TraceError(path, 0, "reading .zst needs the zstandard package (pip install "
+                                      "zstandard) or the zstd program, or decompress it "
+                                      "first (zstd -d)")
+        if not os.access(path, os.R_OK):
+            open(path, "rb").close()            # the OSError open() gives
+        return _Pipe([exe, "-dc", "--", path])
     return open(path, "rb")
+
+
+class _Inflate:
+    """zlib's decompressobj with lzma's interface (needs_input; output bounded)."""
+
+    def __init__(self, d):
+        self.d = d
+
+    def decompress(self, data, max_length):
+        return self.d.decompress(self.d.unconsumed_tail + data, max_length)
+
+    @property
+    def needs_input(self):
+        return not self.d.unconsumed_tail
+
+    @property
+    def eof(self):
+        return self.d.eof
+
+    @property
+    def unused_data(self):
+        return self.d.unused_data
+
+
+class _Unbounded:
+    """zstandard's decompressobj with lzma's interface (its output is not bounded:
+    _Decompressing feeds it small pieces)."""
+
+    def __init__(self, d):
+        self.d = d
+        self.needs_input = True
+
+    def decompress(self, data, max_length):
+        return self.d.decompress(data) if data else b""
+
+    @property
+    def eof(self):
+        return self.d.eof
+
+    @property
+    def unused_data(self):
+        return self.d.unused_data
+
+
+class _Decompressing:
+    """A compressed file read as its decompressed bytes, stream after stream
+    (concatenated members, as gzip -d, xz -d and zstd -d take them). ``new`` makes a
+    decompressor with lzma's interface (decompress(data, max_length), needs_input,
+    eof, unused_data); ``error`` is the exception its bad data raises."""
+
+    PIECE = 1 << 16            # compressed bytes per decompress call
+    OUT = 1 << 22              # at most this much output per call (zlib, lzma)
+
+    def __init__(self, path, new, error):
+        self.f = open(path, "rb")
+        self.new, self.error = new, error
+        self.d = new()
+        self.fresh = True      # nothing fed to self.d yet
+        self.inbuf = b""       # input past the last stream's end
+        self.eof = False
+        self.err = None        # an error met after some output: raised at the next read
+
+    def _step(self, limit):
+        """Some decompressed bytes (b"" when the input ended between streams)."""
+        if self.d.needs_input:
+            data, self.inbuf = self.inbuf or self.f.read(self.PIECE), b""
+            if not data:
+                piece = b"" if self.fresh else self.d.decompress(b"", limit)
+                if not piece and not self.d.eof:
+                    if not self.fresh:
+                        raise OSError("the compressed data ends early")
+                    self.eof = True                   # the end, between two streams
+            else:
+                self.fresh = False
+                piece = self.d.decompress(data, limit)
+        else:
+            piece = self.d.decompress(b"", limit)
+        if self.d.eof:
+            self.inbuf = self.d.unused_data
+            self.d, self.fresh = self.new(), True
+        return piece
+
+    def read(self, n=-1):
+        n = n if n is not None and n >= 0 else 1 << 62
+        out = []
+        got = 0
+        while got < n and not self.eof and self.err is None:
+            try:
+                piece = self._step(min(n - got, self.OUT))
+            except (OSError, EOFError, self.error) as e:
+                self.err = e
+                break
+            out.append(piece)
+            got += len(piece)
+        if self.err is not None and not got:
+            e, self.err = self.err, None
+            self.eof = True
+            raise OSError(str(e) or type(e).__name__)
+        return b"".join(out)
+
+    def close(self):
+        self.f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class _Pipe:
+    """The output of a decompressing program, read as a file (``zstd -dc`` when the
+    zstandard package is missing); its failure (a corrupt or truncated input) is an
+    OSError with the program's message once its output is read."""
+
+    def __init__(self, argv):
+        import subprocess
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE)
+
+    def read(self, n=-1):
+        data = self.proc.stdout.read(n)
+        if not data and n != 0:
+            err = self.proc.stderr.read().decode(errors="replace").strip()
+            if self.proc.wait():
+                raise OSError(err.splitlines()[-1] if err else
+                              f"zstd exited with status {self.proc.returncode}")
+        return data
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+        self.proc.wait()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 def _strip_compression(name):
