@@ -95,13 +95,31 @@ def test_xarray_check_catches_corruption():
     xa.count -= 1
     assert xa._check() == ["count 99, 100 slots used"]
     xa.count += 1
-    xa.nodes[1][:XA_CHUNK_SIZE] = type(xa.nodes[1])("q", [-1] * XA_CHUNK_SIZE)
+    xa.nodes[1][:XA_CHUNK_SIZE] = type(xa.nodes[1])(xa.nodes[1].typecode, [-1] * XA_CHUNK_SIZE)
     xa.nodes[1][XA_CHUNK_SIZE] = 0
     xa.count = 64
     assert xa._check() == ["node 0x1 is empty and not freed"]
     xa.nodes[0][3] = -2
     bad = xa._check()
     assert "node 0x0 holds a negative entry other than -1" in bad and len(bad) == 2
+
+
+def test_xarray_leaves_are_int32_until_an_entry_needs_more():
+    """A leaf holds 32-bit slots (~5 B a cached page); a PFN past 2**31 - 1 (a machine
+    over 8 TiB) widens only its leaf, keeping what the leaf held."""
+    xa = _XArray()
+    xa.store_range(0, 127, 5)
+    assert [n.typecode for n in xa.nodes.values()] == ["i", "i"]
+    xa[70] = (1 << 31) - 1
+    assert xa.nodes[1].typecode == "i"
+    xa[71] = 1 << 31
+    assert xa.nodes[0].typecode == "i" and xa.nodes[1].typecode == "q"
+    xa.store_range(3, 4, 1 << 40)
+    assert xa.nodes[0].typecode == "q"
+    assert xa[70] == (1 << 31) - 1 and xa[71] == 1 << 31 and xa[4] == 1 << 40 and xa[5] == 5
+    assert len(xa) == 128 and xa._check() == []
+    idx, pf = xa._arrays()
+    assert pf.tolist() == [5] * 3 + [1 << 40] * 2 + [5] * 65 + [(1 << 31) - 1, 1 << 31] + [5] * 56
 
 
 def test_debug_vm_catches_a_corrupted_i_pages(machine):

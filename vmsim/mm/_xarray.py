@@ -6,9 +6,11 @@ vmsim-only (``_XArray``): the kernel's tree of nodes above the leaves is a dict 
 ``index >> XA_CHUNK_SHIFT`` to the leaf, and a slot holds the PFN a page's index maps
 to (a large folio fills one slot per page, as the dict it replaces did; the kernel's
 multi-index entry is one canonical slot plus sibling entries). A leaf is a 65-entry
-``array('q')``: slots 0..63 (-1 = empty), then the count. About 9 B per cached page
-instead of ~70-100 B for a dict entry with its int key and value; lookups return
-Python ints. Iteration is in ascending index order, as xa_for_each() walks.
+``array('i')``: slots 0..63 (-1 = empty), then the count; a leaf that must hold an
+entry past 2**31 - 1 (a PFN of a machine over 8 TiB) is widened to ``array('q')``.
+About 5 B per cached page (a dict entry with its int key and value was ~70-100 B, an
+int64 leaf ~9); lookups return Python ints. Iteration is in ascending index order, as
+xa_for_each() walks.
 """
 from array import array
 
@@ -17,7 +19,8 @@ XA_CHUNK_SIZE = 1 << XA_CHUNK_SHIFT
 XA_CHUNK_MASK = XA_CHUNK_SIZE - 1
 _COUNT = XA_CHUNK_SIZE                     # the slot holding xa_node->count
 _LAST = (1 << 64) - 1                      # ULONG_MAX
-_EMPTY = array("q", [-1] * XA_CHUNK_SIZE + [0])
+_EMPTY = array("i", [-1] * XA_CHUNK_SIZE + [0])
+_WIDE = 0x7FFFFFFF                         # the largest entry an array('i') leaf holds
 
 
 class _XArray:
@@ -26,7 +29,7 @@ class _XArray:
     __slots__ = ("nodes", "count")
 
     def __init__(self):
-        self.nodes = {}                    # index >> 6 -> leaf (65 int64: 64 slots, count)
+        self.nodes = {}                    # index >> 6 -> leaf (65 int32: 64 slots, count)
         self.count = 0                     # used slots, all leaves
 
     # --- one index (literal 6, 63, 64: XA_CHUNK_SHIFT, XA_CHUNK_MASK, the count slot;
@@ -58,12 +61,22 @@ class _XArray:
         b = index >> 6
         node = self.nodes.get(b)
         if node is None:
-            node = self.nodes[b] = array("q", _EMPTY)
+            node = self.nodes[b] = array("i", _EMPTY)
         s = index & 63
-        if node[s] < 0:
+        old = node[s]
+        try:
+            node[s] = pfn
+        except OverflowError:
+            node = self._widen(b)
+            node[s] = pfn
+        if old < 0:
             node[64] += 1
             self.count += 1
-        node[s] = pfn
+
+    def _widen(self, b: int):
+        """Leaf ``b`` as int64 slots, for an entry past 2**31 - 1."""
+        node = self.nodes[b] = array("q", self.nodes[b])
+        return node
 
     def __delitem__(self, index):
         """xa_erase() of a present index; an emptied leaf is freed (xas_delete_node)."""
@@ -98,11 +111,13 @@ class _XArray:
             e = min(XA_CHUNK_SIZE, s + last - i + 1)
             node = nodes.get(b)
             if node is None:
-                node = nodes[b] = array("q", _EMPTY)
+                node = nodes[b] = array("i", _EMPTY)
                 new = e - s
             else:
                 new = node[s:e].count(-1)
-            node[s:e] = array("q", [pfn]) * (e - s)
+            if pfn > _WIDE and node.typecode == "i":
+                node = self._widen(b)
+            node[s:e] = array(node.typecode, [pfn]) * (e - s)
             node[_COUNT] += new
             self.count += new
             i += e - s
@@ -125,7 +140,7 @@ class _XArray:
                         del nodes[b]
                     else:
                         node[_COUNT] -= n
-                        node[s:e] = array("q", [-1]) * (e - s)
+                        node[s:e] = array(node.typecode, [-1]) * (e - s)
             i += e - s
         self.count -= gone
         return gone
@@ -203,8 +218,13 @@ class _XArray:
         if not nodes:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         blocks = sorted(nodes)
-        a = np.frombuffer(b"".join(nodes[b].tobytes() for b in blocks),
-                          np.int64).reshape(len(blocks), XA_CHUNK_SIZE + 1)[:, :XA_CHUNK_SIZE]
+        leaves = [nodes[b] for b in blocks]
+        if all(n.typecode == "i" for n in leaves):
+            a = np.frombuffer(b"".join(n.tobytes() for n in leaves), np.int32)
+        else:
+            a = np.concatenate([np.frombuffer(n, np.int32 if n.typecode == "i" else np.int64)
+                                for n in leaves])
+        a = a.astype(np.int64).reshape(len(blocks), XA_CHUNK_SIZE + 1)[:, :XA_CHUNK_SIZE]
         r, s = np.nonzero(a >= 0)
         return (np.asarray(blocks, np.int64)[r] << XA_CHUNK_SHIFT) + s, a[r, s]
 
@@ -215,8 +235,8 @@ class _XArray:
         total = 0
         for b in sorted(self.nodes):
             node = self.nodes[b]
-            if len(node) != XA_CHUNK_SIZE + 1:
-                bad.append(f"node {b:#x} has {len(node)} slots")
+            if len(node) != XA_CHUNK_SIZE + 1 or node.typecode not in "iq":
+                bad.append(f"node {b:#x} has {len(node)} slots of type {node.typecode!r}")
                 continue
             slots = node[:XA_CHUNK_SIZE]
             used = XA_CHUNK_SIZE - slots.count(-1)
