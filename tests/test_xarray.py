@@ -29,8 +29,10 @@ def _agree(xa, d):
     idx, pf = xa._arrays()
     assert idx.tolist() == sorted(d) and pf.tolist() == [v for _, v in sorted(d.items())]
     assert xa._check() == []
-    # A leaf exists only while it holds something (xas_delete_node).
-    assert set(xa.nodes) == {i // XA_CHUNK_SIZE for i in d}
+    # A leaf exists only while it holds something (xas_delete_node), a chunk entry
+    # never above a leaf.
+    assert set(xa.nodes) | set(xa.multi) == {i // XA_CHUNK_SIZE for i in d}
+    assert not set(xa.nodes) & set(xa.multi)
 
 
 @settings(max_examples=80, deadline=None)
@@ -79,29 +81,72 @@ def test_xarray_behaves_as_a_dict(ops):
 def test_xarray_ranges_span_leaves_and_free_them():
     xa = _XArray()
     xa.store_range(60, 60 + 511, 7)              # 512 pages from the middle of a leaf
-    assert len(xa) == 512 and sorted(xa.nodes) == list(range(0, 9))
+    # Whole chunks are entries of the shift-6 node, the ends leaves.
+    assert len(xa) == 512 and sorted(xa.nodes) == [0, 8] and sorted(xa.multi) == list(range(1, 8))
     assert xa.any_in(0, 60) and not xa.any_in(0, 59) and not xa.any_in(572, 1 << 30)
-    assert xa.erase_range(0, 1 << 20) == 512
-    assert not xa and xa.nodes == {}
+    assert list(xa.entries_in(0, 1 << 20)) == [(60, 7)] + [(64 * b, 7) for b in range(1, 9)]
+    assert list(xa.entries_in(100, 1 << 20))[:2] == [(100, 7), (128, 7)]
+    xa[130] = 8                                  # splits chunk 2 into a leaf (xas_split)
+    assert 2 in xa.nodes and 2 not in xa.multi and xa[129] == 7 and xa[130] == 8
+    assert len(xa) == 512 and xa._check() == []
+    del xa[131]
+    assert len(xa) == 511 and 131 not in xa and xa.erase_range(128, 191) == 63
+    assert xa.erase_range(0, 1 << 20) == 512 - 64
+    assert not xa and xa.nodes == {} and xa.multi == {}
 
 
 def test_xarray_check_catches_corruption():
     xa = _XArray()
-    xa.store_range(0, 99, 5)
-    assert xa._check() == []
-    xa.nodes[1][XA_CHUNK_SIZE] += 1              # the second leaf's count
+    xa.store_range(0, 99, 5)                     # a chunk entry for 0-63, a leaf for 64-99
+    assert xa._check() == [] and list(xa.multi) == [0] and list(xa.nodes) == [1]
+    xa.nodes[1][XA_CHUNK_SIZE] += 1              # the leaf's count
     assert xa._check() == ["node 0x1 count 37, 36 slots used"]
     xa.nodes[1][XA_CHUNK_SIZE] -= 1
     xa.count -= 1
     assert xa._check() == ["count 99, 100 slots used"]
     xa.count += 1
-    xa.nodes[1][:XA_CHUNK_SIZE] = type(xa.nodes[1])("q", [-1] * XA_CHUNK_SIZE)
+    xa.nodes[1][:XA_CHUNK_SIZE] = type(xa.nodes[1])(xa.nodes[1].typecode, [-1] * XA_CHUNK_SIZE)
     xa.nodes[1][XA_CHUNK_SIZE] = 0
     xa.count = 64
     assert xa._check() == ["node 0x1 is empty and not freed"]
-    xa.nodes[0][3] = -2
-    bad = xa._check()
-    assert "node 0x0 holds a negative entry other than -1" in bad and len(bad) == 2
+    xa.nodes[1][3] = -2
+    assert xa._check() == ["node 0x1 holds a negative entry other than -1",
+                           "node 0x1 count 0, 1 slots used", "count 64, 65 slots used"]
+    xa = _XArray()
+    xa.store_range(0, 99, 5)
+    xa.multi[1] = 5                              # a chunk entry above a leaf
+    xa.count += 64
+    assert xa._check() == ["node 0x1 sits below a multi-index entry"]
+    del xa.multi[1]
+    xa.multi[0] = -1
+    xa.count -= 64
+    assert xa._check() == ["multi-index entry 0x0 holds -1"]
+    xa.multi[0] = 5
+    xa.nodes[1] = type(xa.nodes[1])("b", [0] * (XA_CHUNK_SIZE + 1))
+    assert xa._check()[0] == "node 0x1 has 65 slots of type 'b'"
+
+
+def test_xarray_leaves_are_int32_until_an_entry_needs_more():
+    """A leaf holds 32-bit slots (~5 B a cached page); a PFN past 2**31 - 1 (a machine
+    over 8 TiB) widens only its leaf, keeping what the leaf held."""
+    xa = _XArray()
+    xa.store_range(0, 127, 5)
+    assert [n.typecode for n in xa.nodes.values()] == [] and xa.multi == {0: 5, 1: 5}
+    xa[2] = 5
+    xa[70] = (1 << 31) - 1
+    assert xa.nodes[1].typecode == "i"
+    xa[71] = 1 << 31
+    assert xa.nodes[0].typecode == "i" and xa.nodes[1].typecode == "q"
+    xa.store_range(3, 4, 1 << 40)
+    assert xa.nodes[0].typecode == "q"
+    assert xa[70] == (1 << 31) - 1 and xa[71] == 1 << 31 and xa[4] == 1 << 40 and xa[5] == 5
+    assert len(xa) == 128 and xa._check() == []
+    idx, pf = xa._arrays()
+    assert pf.tolist() == [5] * 3 + [1 << 40] * 2 + [5] * 65 + [(1 << 31) - 1, 1 << 31] + [5] * 56
+    xa.store_range(192, 255, 1 << 40)            # a chunk entry past int32
+    xa[200] = 1                                  # its split leaf is int64
+    assert xa.nodes[3].typecode == "q" and xa[199] == 1 << 40 and xa[200] == 1
+    assert len(xa) == 192 and xa._check() == []
 
 
 def test_debug_vm_catches_a_corrupted_i_pages(machine):
@@ -119,6 +164,13 @@ def test_debug_vm_catches_a_corrupted_i_pages(machine):
     with pytest.raises(AssertionError, match=r"i_pages: count \d+, \d+ slots used"):
         machine.check()
     am.i_pages.count -= 1
+    machine.check()
+    am.i_pages.multi[1 << 30] = -1               # a chunk entry that is no PFN
+    am.i_pages.count += XA_CHUNK_SIZE
+    with pytest.raises(AssertionError, match=r"i_pages: multi-index entry 0x40000000 holds -1"):
+        machine.check()
+    del am.i_pages.multi[1 << 30]
+    am.i_pages.count -= XA_CHUNK_SIZE
     machine.check()
     p.exit()
 

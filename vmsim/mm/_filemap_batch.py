@@ -466,15 +466,19 @@ def _read_run(k, task, addr, err, base, stride, count, i, compiled, pt, rows):
     heads = []
     j = lo
     nodes = cache.nodes                   # the xarray's leaves (vmsim.mm._xarray)
+    multi = cache.multi                   # and its entries of order >= 6
     while j < hi:
         node = nodes.get(j >> 6)
         if node is None:
-            j = (j | 63) + 1                  # an absent leaf: 64 empty slots
-            continue
-        f = node[j & 63]
-        if f < 0:
-            j += 1
-            continue
+            f = multi.get(j >> 6)
+            if f is None:
+                j = (j | 63) + 1              # an absent leaf: 64 empty slots
+                continue
+        else:
+            f = node[j & 63]
+            if f < 0:
+                j += 1
+                continue
         heads.append(f)
         fl = flags[f]
         j = index[f] + (1 << ((fl & _PG_ORDER_MASK) >> _PG_ORDER_SHIFT) if fl & _PG_head else 1)
