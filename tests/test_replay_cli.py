@@ -2,6 +2,7 @@
 mistakes (a clear message and exit status, never a traceback), the report's fault kinds."""
 import json
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -154,3 +155,86 @@ def test_config_values_checked_in_the_api_too():
     with pytest.raises(ValueError, match="unknown TLB preset"):
         sweep.make_config({}, {"tlb": "nosuch"})
     assert ReplayConfig(cpus="2", store_value="0x7f").store_value == 0x7f
+
+
+def _two_cpu_trace(tmp_path):
+    """pid 5's threads 5 and 6 on CPUs 0 and 1 write 4 pages, then pid 5 unmaps them:
+    the munmap's flush reaches CPU 1 by IPI (a TLB shootdown)."""
+    from vmsim.replay import native
+    from vmsim.replay.readers import Event
+    base = 0x10000000
+    addrs = [base + i * 4096 for i in range(4)] * 2 + [base + 8 * 4096]
+    tids = [5] * 4 + [6] * 4 + [5]
+    cpus = [0] * 4 + [1] * 4 + [0]
+    ev = [Event(0, "mmap", 5, base, 16 << 12, 3, vmsim.MAP_PRIVATE | vmsim.MAP_ANONYMOUS),
+          Event(8, "munmap", 5, base, 4 << 12)]
+    p = str(tmp_path / "two.npz")
+    native.write_trace(p, addrs, [1] * 9, events=ev, pid=np.full(9, 5), tid=np.array(tids),
+                       cpu=np.array(cpus))
+    return p
+
+
+def test_flushes_and_shootdowns_reported_without_a_tlb_model(capsys, tmp_path):
+    """The kernel's flush decisions (arch/x86/mm/tlb.c) are made with or without a model
+    of the TLBs: the report showed them only with --tlb, so `--cpus 4 --pcid off`
+    without --tlb printed no flushes or shootdowns at all."""
+    p = _two_cpu_trace(tmp_path)
+    js = tmp_path / "r.json"
+    rc, out, err = run(capsys, "replay", p, "--cpus", "2", "--pcid", "off", "--json", str(js))
+    assert rc == 0, err
+    r = json.loads(js.read_text())
+    fl, vd = r["tlb_flushes"], r["vmstat_delta"]
+    assert fl["ipi_sent"] >= 1
+    assert fl["ipi_received"] == vd["nr_tlb_remote_flush_received"]
+    assert fl["noflush_switch"] == 0                      # PCID off: every switch flushes
+    assert "TLB flushes and shootdowns" in out
+    assert re.search(rf"shootdowns: flush IPIs sent +{fl['ipi_sent']}\n", out)
+    rc, out, err = run(capsys, "replay", p, "--compare", "cpus=2+pcid=on,cpus=2+pcid=off")
+    assert rc == 0, err
+    assert re.search(r"shootdowns: flush IPIs sent +\d+ +\d+\n", out)
+
+
+def test_the_text_report_shows_memory_over_the_run(capsys, tmp_path):
+    """RSS, page-table pages and faults over the run were only in --json and --plot."""
+    from vmsim.replay import native
+    base = 0x10000000
+    p = str(tmp_path / "grow.npz")
+    from vmsim.replay.readers import Event
+    n = 3000                      # pages, written at 1 KiB strides: 12,000 accesses
+    native.write_trace(p, base + np.arange(0, n << 12, 1024), np.ones(4 * n, np.uint8),
+                       events=[Event(0, "mmap", 1, base, n << 12, 3,
+                                     vmsim.MAP_PRIVATE | vmsim.MAP_ANONYMOUS)])
+    js = tmp_path / "r.json"
+    rc, out, err = run(capsys, "replay", p, "--json", str(js))
+    assert rc == 0, err
+    r = json.loads(js.read_text())
+    table = out.split("over the run")[1].split("vmstat deltas")[0].strip().splitlines()[3:]
+    rows = [[int(x.replace(",", "")) for x in ln.split()] for ln in table]
+    assert len(rows) >= 3 and rows[-1] == [4 * n, r["rss_kb"], r["pgtables"], r["faults"]["minflt"]]
+    assert rows[-1][1] - rows[0][1] == n * 4 and [x[0] for x in rows] == sorted(x[0] for x in rows)
+    assert [x[1:] for x in rows] == [[a, b, c] for a, b, c in zip(
+        *(np.array(r["series"][k])[[r["series"]["accesses"].index(x[0]) for x in rows]]
+          for k in ("rss_kb", "pgtables", "faults")))]
+
+
+def test_an_empty_trace_says_so(capsys, tmp_path):
+    p = tmp_path / "e.lackey"
+    p.write_text("")
+    rc, out, err = run(capsys, "replay", str(p))
+    assert rc == 0 and "note: the trace holds no accesses" in out
+
+
+def test_the_replay_progress_knows_the_total(tmp_path):
+    """The scan counts the accesses, so the replay's progress bar has an end (and an ETA)."""
+    from vmsim.replay.run import Replay
+    seen = []
+    p = tmp_path / "t.lackey"
+    p.write_text(LACKEY)
+    Replay(str(p), ReplayConfig(), lambda phase, n, r: seen.append((phase, getattr(r, "total", None)))).run()
+    assert ("replay", 5) in seen
+
+
+def test_convert_to_a_missing_directory_names_the_output(capsys, trace, tmp_path):
+    out = tmp_path / "no" / "o.npz"
+    rc, o, err = run(capsys, "convert", trace, str(out))
+    assert rc == 1 and err.strip() == f"vmsim: {out}: No such file or directory"

@@ -94,10 +94,13 @@ class _Progress:
         if not progress.enabled():
             return
         from rich.console import Console
-        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-        self.prog = Progress(SpinnerColumn(), TextColumn("{task.description}"),
+        from rich.progress import (BarColumn, Progress, SpinnerColumn, TextColumn,
+                                   TimeElapsedColumn, TimeRemainingColumn)
+        # The scan does not know the trace's length (a pulsing bar); the replay does.
+        self.prog = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                              TextColumn("{task.completed:,.0f} accesses"),
                              TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
+                             TimeRemainingColumn(),
                              console=Console(file=sys.stderr), transient=True)
         self.task = self.prog.add_task(label, total=None, rate="")
         self.t0 = time.perf_counter()
@@ -109,8 +112,11 @@ class _Progress:
             return
         if phase != self.phase:
             self.phase, self.t0 = phase, time.perf_counter()
+            # a new phase: the replay's bar runs to the accesses the scan counted
+            self.prog.reset(self.task, total=getattr(reader, "total", None) if phase == "replay"
+                            else None, rate="")
         dt = time.perf_counter() - self.t0
-        rate = f"{n / dt / 1e6:.1f} M/s" if dt > 0.2 else ""
+        rate = f"{n / dt / 1e6:.1f} M accesses/s" if dt > 0.2 else ""
         self.prog.update(self.task, completed=n, rate=rate,
                          description="scanning the trace" if phase == "scan" else "replaying")
 
