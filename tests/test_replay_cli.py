@@ -238,3 +238,18 @@ def test_convert_to_a_missing_directory_names_the_output(capsys, trace, tmp_path
     out = tmp_path / "no" / "o.npz"
     rc, o, err = run(capsys, "convert", trace, str(out))
     assert rc == 1 and err.strip() == f"vmsim: {out}: No such file or directory"
+
+
+def test_tlb_misses_per_level_and_page_size():
+    """With the walks completed per page size (Machine.tlb_stats' walks_completed),
+    the report shows misses per level and page size: an L1 miss of a size is an L2 hit
+    of that size or a completed walk of that size; an L2 miss, a completed walk."""
+    from vmsim.replay import report
+    t = {"hits L1 dTLB 4K": 100, "hits L1 dTLB 2M": 50, "hits L2 TLB 4K": 7, "hits L2 TLB 2M": 2,
+         "hits L2 iTLB 4K": 1, "l1_misses": 16, "misses": 6, "walks": 6,
+         "walks_completed 4K": 4, "walks_completed 2M": 1, "walks_completed 1G": 0}
+    rows = dict(report._misses_per_size(t))
+    assert rows == {"misses in L1, 4K pages": "12", "misses in L2 too, 4K pages (walks completed)": "4",
+                    "misses in L1, 2M pages": "3", "misses in L2 too, 2M pages (walks completed)": "1"}
+    del t["walks_completed 4K"], t["walks_completed 2M"], t["walks_completed 1G"]
+    assert report._misses_per_size(t) == []        # a model without the counts: no rows

@@ -84,6 +84,7 @@ def print_report(out, r):
         rows += [[k, _n(v)] for k, v in t.items() if k.startswith("hits ") and v]
         rows.append(["misses in L1 (all page sizes)", _n(t.get("l1_misses", 0))])
         rows.append(["misses in L2 too (all page sizes: a page walk each)", _n(t.get("misses", 0))])
+        rows += _misses_per_size(t)
     if r.get("walks") is not None:
         rows.append(["page walks" + (" (misses and re-walks)" if t else
                                      " (no TLB model (--tlb): one per translation)"), _n(r["walks"])])
@@ -124,6 +125,24 @@ def print_report(out, r):
     s = r["seconds"]
     out.line(f"replayed {a['total']:,} accesses in {s['replay']:.2f} s "
              f"({r['accesses_per_s'] / 1e6:.2f} M accesses/s; trace scan {s['scan']:.2f} s)")
+
+
+def _misses_per_size(t):
+    """Rows of misses per level and page size, from the walks completed per page size
+    (a miss's page size is known once its walk finds the entry, as the CPU's
+    DTLB_*_MISSES.WALK_COMPLETED_4K / _2M_4M / _1G count): an L1 miss of a size is an
+    L2 hit of that size or a completed walk; an L2 miss of a size, a completed walk."""
+    rows = []
+    if not any(k.startswith("walks_completed ") for k in t):
+        return rows
+    for size in ("4K", "2M", "1G"):
+        walks = int(t.get(f"walks_completed {size}", 0))
+        l2 = sum(int(v) for k, v in t.items()
+                 if k.startswith("hits L2 ") and k.endswith(f" {size}"))
+        if walks or l2:
+            rows.append([f"misses in L1, {size} pages", _n(l2 + walks)])
+            rows.append([f"misses in L2 too, {size} pages (walks completed)", _n(walks)])
+    return rows
 
 
 def _samples(n, skip_first, rows=10):
