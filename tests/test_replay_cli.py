@@ -253,3 +253,17 @@ def test_tlb_misses_per_level_and_page_size():
                     "misses in L1, 2M pages": "3", "misses in L2 too, 2M pages (walks completed)": "1"}
     del t["walks_completed 4K"], t["walks_completed 2M"], t["walks_completed 1G"]
     assert report._misses_per_size(t) == []        # a model without the counts: no rows
+
+
+def test_plot_with_the_tlb_model(capsys, tmp_path):
+    """--tlb with --plot failed after the whole replay ('x and y must have same first
+    dimension'): the TLB-misses series had no sample at access 0. Every series now has
+    one sample per point of the accesses series."""
+    p = _two_cpu_trace(tmp_path)
+    png, js = tmp_path / "o.png", tmp_path / "o.json"
+    rc, out, err = run(capsys, "replay", p, "--cpus", "2", "--tlb", "skylake", "--plot", str(png),
+                       "--json", str(js))
+    assert rc == 0, err
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    s = json.loads(js.read_text())["series"]
+    assert {len(v) for v in s.values()} == {len(s["accesses"])} and s["tlb_misses"][0] == 0

@@ -115,8 +115,7 @@ def print_report(out, r):
             cols.append("TLB misses")
             keys.append("tlb_misses")
         out.table("over the run (--plot draws every sample)", cols,
-                  [[_n(int(s[k][i])) if k != "tlb_misses" else _n(int(s[k][i - 1]))
-                    for k in keys] for i in _samples(len(s["accesses"]), bool(s.get("tlb_misses")))],
+                  [[_n(int(s[k][i])) for k in keys] for i in _samples(len(s["accesses"]))],
                   right=tuple(range(len(cols))))
     vd = r["vmstat_delta"]
     if vd:
@@ -145,12 +144,10 @@ def _misses_per_size(t):
     return rows
 
 
-def _samples(n, skip_first, rows=10):
-    """About ``rows`` indices spread over a series of ``n`` samples, the last included
-    (the TLB misses series has no sample at access 0)."""
-    lo = 1 if skip_first else 0
-    step = max((n - 1 - lo) / (rows - 1), 1)
-    return sorted({min(n - 1, lo + round(i * step)) for i in range(rows)})
+def _samples(n, rows=10):
+    """About ``rows`` indices spread over a series of ``n`` samples, the last included."""
+    step = max((n - 1) / (rows - 1), 1)
+    return sorted({min(n - 1, round(i * step)) for i in range(rows)})
 
 
 def compare_rows(results):

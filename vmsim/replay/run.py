@@ -239,6 +239,8 @@ class Replay:
         series["pgtables"].append(_pgtables(m))
         series["faults"].append(0)
         series["t"].append(0.0)
+        if getattr(m.k, "tlb", None) is not None:
+            series["tlb_misses"].append(_tlb_totals(m)["misses"])   # one sample per access count
         t1 = time.perf_counter()
         try:
             for chunk in (self.chunks if self.chunks is not None else self.reader):
