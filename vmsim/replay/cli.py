@@ -224,7 +224,13 @@ def cmd_sweep(args, out):
     _check_outputs(args)
     from vmsim.replay.readers import open_trace
     open_trace(args.trace)                # a missing or unreadable trace: before any worker
-    results = sweep.sweep(args.trace, points, _base(args), jobs=args.jobs, ray=args.ray)
+    from vmsim import progress
+    with progress.bar(f"sweep of {os.path.basename(args.trace)}", total=len(points)) as bar:
+        # each point as it finishes, with its replay's rate
+        results = sweep.sweep(args.trace, points, _base(args), jobs=args.jobs, ray=args.ray,
+                              on_done=lambda r: bar.advance(
+                                  f"{r['label']}: {r['accesses_per_s'] / 1e6:.1f} M accesses/s"))
+        bar.stop()
     report.print_compare(out, results, f"sweep of {args.trace} ({len(points)} points)")
     if args.json_out:
         report.write_json(args.json_out, report.json_doc("sweep", results))
