@@ -118,7 +118,8 @@ class _Progress:
         dt = time.perf_counter() - self.t0
         rate = f"{n / dt / 1e6:.1f} M accesses/s" if dt > 0.2 else ""
         self.prog.update(self.task, completed=n, rate=rate,
-                         description="scanning the trace" if phase == "scan" else "replaying")
+                         description={"scan": "scanning the trace", "replay": "replaying"}
+                         .get(phase, phase))
 
     def stop(self):
         if self.prog is not None:
@@ -201,7 +202,12 @@ def cmd_replay(args, out):
 @_errors
 def cmd_convert(args, out):
     from vmsim.replay import native
-    n, bad = native.convert(args.trace, args.output, skip_bad=args.skip_bad)
+    bar = _Progress(f"convert {os.path.basename(args.trace)}")
+    try:
+        n, bad = native.convert(args.trace, args.output, skip_bad=args.skip_bad,
+                                progress=lambda r: bar("converting", r.accesses, r))
+    finally:
+        bar.stop()
     msg = f"{args.trace} -> {args.output}: {n:,} accesses"
     if bad:
         msg += f", {bad:,} malformed lines skipped"
