@@ -2,6 +2,7 @@
 mistakes (a clear message and exit status, never a traceback), the report's fault kinds."""
 import json
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -154,3 +155,116 @@ def test_config_values_checked_in_the_api_too():
     with pytest.raises(ValueError, match="unknown TLB preset"):
         sweep.make_config({}, {"tlb": "nosuch"})
     assert ReplayConfig(cpus="2", store_value="0x7f").store_value == 0x7f
+
+
+def _two_cpu_trace(tmp_path):
+    """pid 5's threads 5 and 6 on CPUs 0 and 1 write 4 pages, then pid 5 unmaps them:
+    the munmap's flush reaches CPU 1 by IPI (a TLB shootdown)."""
+    from vmsim.replay import native
+    from vmsim.replay.readers import Event
+    base = 0x10000000
+    addrs = [base + i * 4096 for i in range(4)] * 2 + [base + 8 * 4096]
+    tids = [5] * 4 + [6] * 4 + [5]
+    cpus = [0] * 4 + [1] * 4 + [0]
+    ev = [Event(0, "mmap", 5, base, 16 << 12, 3, vmsim.MAP_PRIVATE | vmsim.MAP_ANONYMOUS),
+          Event(8, "munmap", 5, base, 4 << 12)]
+    p = str(tmp_path / "two.npz")
+    native.write_trace(p, addrs, [1] * 9, events=ev, pid=np.full(9, 5), tid=np.array(tids),
+                       cpu=np.array(cpus))
+    return p
+
+
+def test_flushes_and_shootdowns_reported_without_a_tlb_model(capsys, tmp_path):
+    """The kernel's flush decisions (arch/x86/mm/tlb.c) are made with or without a model
+    of the TLBs: the report showed them only with --tlb, so `--cpus 4 --pcid off`
+    without --tlb printed no flushes or shootdowns at all."""
+    p = _two_cpu_trace(tmp_path)
+    js = tmp_path / "r.json"
+    rc, out, err = run(capsys, "replay", p, "--cpus", "2", "--pcid", "off", "--json", str(js))
+    assert rc == 0, err
+    r = json.loads(js.read_text())
+    fl, vd = r["tlb_flushes"], r["vmstat_delta"]
+    assert fl["ipi_sent"] >= 1
+    assert fl["ipi_received"] == vd["nr_tlb_remote_flush_received"]
+    assert fl["noflush_switch"] == 0                      # PCID off: every switch flushes
+    assert "TLB flushes and shootdowns" in out
+    assert re.search(rf"shootdowns: flush IPIs sent +{fl['ipi_sent']}\n", out)
+    rc, out, err = run(capsys, "replay", p, "--compare", "cpus=2+pcid=on,cpus=2+pcid=off")
+    assert rc == 0, err
+    assert re.search(r"shootdowns: flush IPIs sent +\d+ +\d+\n", out)
+
+
+def test_the_text_report_shows_memory_over_the_run(capsys, tmp_path):
+    """RSS, page-table pages and faults over the run were only in --json and --plot."""
+    from vmsim.replay import native
+    base = 0x10000000
+    p = str(tmp_path / "grow.npz")
+    from vmsim.replay.readers import Event
+    n = 3000                      # pages, written at 1 KiB strides: 12,000 accesses
+    native.write_trace(p, base + np.arange(0, n << 12, 1024), np.ones(4 * n, np.uint8),
+                       events=[Event(0, "mmap", 1, base, n << 12, 3,
+                                     vmsim.MAP_PRIVATE | vmsim.MAP_ANONYMOUS)])
+    js = tmp_path / "r.json"
+    rc, out, err = run(capsys, "replay", p, "--json", str(js))
+    assert rc == 0, err
+    r = json.loads(js.read_text())
+    table = out.split("over the run")[1].split("vmstat deltas")[0].strip().splitlines()[3:]
+    rows = [[int(x.replace(",", "")) for x in ln.split()] for ln in table]
+    assert len(rows) >= 3 and rows[-1] == [4 * n, r["rss_kb"], r["pgtables"], r["faults"]["minflt"]]
+    assert rows[-1][1] - rows[0][1] == n * 4 and [x[0] for x in rows] == sorted(x[0] for x in rows)
+    assert [x[1:] for x in rows] == [[a, b, c] for a, b, c in zip(
+        *(np.array(r["series"][k])[[r["series"]["accesses"].index(x[0]) for x in rows]]
+          for k in ("rss_kb", "pgtables", "faults")))]
+
+
+def test_an_empty_trace_says_so(capsys, tmp_path):
+    p = tmp_path / "e.lackey"
+    p.write_text("")
+    rc, out, err = run(capsys, "replay", str(p))
+    assert rc == 0 and "note: the trace holds no accesses" in out
+
+
+def test_the_replay_progress_knows_the_total(tmp_path):
+    """The scan counts the accesses, so the replay's progress bar has an end (and an ETA)."""
+    from vmsim.replay.run import Replay
+    seen = []
+    p = tmp_path / "t.lackey"
+    p.write_text(LACKEY)
+    Replay(str(p), ReplayConfig(), lambda phase, n, r: seen.append((phase, getattr(r, "total", None)))).run()
+    assert ("replay", 5) in seen
+
+
+def test_convert_to_a_missing_directory_names_the_output(capsys, trace, tmp_path):
+    out = tmp_path / "no" / "o.npz"
+    rc, o, err = run(capsys, "convert", trace, str(out))
+    assert rc == 1 and err.strip() == f"vmsim: {out}: No such file or directory"
+
+
+def test_tlb_misses_per_level_and_page_size():
+    """With the walks completed per page size (Machine.tlb_stats' walks_completed),
+    the report shows misses per level and page size: an L1 miss of a size is an L2 hit
+    of that size or a completed walk of that size; an L2 miss, a completed walk."""
+    from vmsim.replay import report
+    t = {"hits L1 dTLB 4K": 100, "hits L1 dTLB 2M": 50, "hits L2 TLB 4K": 7, "hits L2 TLB 2M": 2,
+         "hits L2 iTLB 4K": 1, "l1_misses": 16, "misses": 6, "walks": 6,
+         "walks_completed 4K": 4, "walks_completed 2M": 1, "walks_completed 1G": 0}
+    rows = dict(report._misses_per_size(t))
+    assert rows == {"misses in L1, 4K pages": "12", "misses in L2 too, 4K pages (walks completed)": "4",
+                    "misses in L1, 2M pages": "3", "misses in L2 too, 2M pages (walks completed)": "1"}
+    del t["walks_completed 4K"], t["walks_completed 2M"], t["walks_completed 1G"]
+    assert report._misses_per_size(t) == []        # a model without the counts: no rows
+
+
+def test_plot_with_the_tlb_model(capsys, tmp_path):
+    """--tlb with --plot failed after the whole replay ('x and y must have same first
+    dimension'): the TLB-misses series had no sample at access 0. Every series now has
+    one sample per point of the accesses series."""
+    p = _two_cpu_trace(tmp_path)
+    png, js = tmp_path / "o.png", tmp_path / "o.json"
+    rc, out, err = run(capsys, "replay", p, "--cpus", "2", "--tlb", "skylake", "--plot", str(png),
+                       "--json", str(js))
+    assert rc == 0, err
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    s = json.loads(js.read_text())["series"]
+    assert {len(v) for v in s.values()} == {len(s["accesses"])}
+    assert s["tlb_misses"] == sorted(s["tlb_misses"]) and s["tlb_misses"][-1] > s["tlb_misses"][0]

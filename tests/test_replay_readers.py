@@ -163,8 +163,9 @@ def test_concatenated_gzip_members_read_as_one(tmp_path):
     p.write_bytes(gzip.compress(LACKEY.encode()) + gzip.compress(LACKEY.encode()))
     _, a, _, _ = _all(p)
     assert a == LACKEY_EXPECT[0] * 2
-    p.write_bytes(b"")                                      # an empty file: no accesses
-    assert _all(p)[1] == []
+    p.write_bytes(b"")                      # a compressed file of no bytes: cut short
+    with pytest.raises(TraceError, match="the compressed file is empty"):
+        _all(p)
 
 
 def test_block_boundaries(tmp_path, monkeypatch):
@@ -438,6 +439,58 @@ def test_fuzz_binary_inputs(tmp_path_factory, data, name):
             pass
     except TraceError:
         pass
+
+
+_FUZZ_TEXT = _many_lines(300)
+_FUZZ_PACKED = {".gz": gzip.compress(_FUZZ_TEXT), ".xz": lzma.compress(_FUZZ_TEXT),
+                ".gz2": gzip.compress(_FUZZ_TEXT[:1500]) + gzip.compress(_FUZZ_TEXT[1500:])}
+
+
+_damage = (st.sampled_from(sorted(_FUZZ_PACKED)), st.sampled_from(["cut", "flip", "insert"]),
+           st.floats(0, 1), st.integers(0, 255), st.integers(1, 300), st.integers(1, 5000))
+_hc = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=_hc)
+@given(*_damage)
+def test_fuzz_damaged_compressed_traces(tmp_path_factory, monkeypatch, suffix, how, where, byte,
+                                        piece, out):
+    _fuzz_damaged(tmp_path_factory, monkeypatch, suffix, how, where, byte, piece, out)
+
+
+@pytest.mark.slow
+@settings(max_examples=2000, deadline=None, suppress_health_check=_hc)
+@given(*_damage)
+def test_fuzz_damaged_compressed_traces_long(tmp_path_factory, monkeypatch, suffix, how, where,
+                                             byte, piece, out):
+    _fuzz_damaged(tmp_path_factory, monkeypatch, suffix, how, where, byte, piece, out)
+
+
+def _fuzz_damaged(tmp_path_factory, monkeypatch, suffix, how, where, byte, piece, out):
+    """A compressed trace cut short or with a byte changed or inserted, read through
+    small decompression pieces: a TraceError, or (the damage in a field no check
+    covers, such as gzip's mtime) the whole trace exactly; never another exception, a
+    hang, or a trace read short without an error."""
+    monkeypatch.setattr(readers._Decompressing, "PIECE", piece)
+    monkeypatch.setattr(readers._Decompressing, "OUT", out)
+    z = bytearray(_FUZZ_PACKED[suffix])
+    i = min(int(where * len(z)), len(z) - 1)
+    if how == "cut":
+        z = z[:i]
+    elif how == "flip":
+        z[i] ^= byte or 1
+    else:
+        z.insert(i, byte)
+    p = tmp_path_factory.mktemp("fc") / ("t.lackey" + suffix[:3])
+    p.write_bytes(bytes(z))
+    plain = tmp_path_factory.mktemp("fc") / "t.lackey"
+    plain.write_bytes(_FUZZ_TEXT)
+    try:
+        got = _all(p)[1]
+    except TraceError as e:
+        assert str(e).startswith(str(p))
+        return
+    assert got == _all(plain)[1]
 
 
 # --- whole blocks of plain lackey lines as arrays (readers._lackey_block) --------------

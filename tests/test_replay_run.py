@@ -593,10 +593,13 @@ def test_sweep_cli_in_parallel_processes(capsys, tmp_path):
 def test_sweep_on_ray_local(tmp_path):
     ray = pytest.importorskip("ray")
     p = _head(tmp_path, SAMPLE, 3000)
+    done = []
     try:
-        res = sweep.sweep(p, sweep.parse_grid(["thp=always,never"]), {}, ray="local")
+        res = sweep.sweep(p, sweep.parse_grid(["thp=always,never"]), {}, ray="local",
+                          on_done=lambda r: done.append(r["label"]))
     finally:
         ray.shutdown()
+    assert sorted(done) == ["thp=always", "thp=never"]      # each point as it finished
     local = sweep.sweep(p, sweep.parse_grid(["thp=always,never"]), {}, jobs=1)
     assert [_stats(r) for r in res] == [_stats(r) for r in local]
 

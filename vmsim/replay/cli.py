@@ -94,10 +94,13 @@ class _Progress:
         if not progress.enabled():
             return
         from rich.console import Console
-        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-        self.prog = Progress(SpinnerColumn(), TextColumn("{task.description}"),
+        from rich.progress import (BarColumn, Progress, SpinnerColumn, TextColumn,
+                                   TimeElapsedColumn, TimeRemainingColumn)
+        # The scan does not know the trace's length (a pulsing bar); the replay does.
+        self.prog = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                              TextColumn("{task.completed:,.0f} accesses"),
                              TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
+                             TimeRemainingColumn(),
                              console=Console(file=sys.stderr), transient=True)
         self.task = self.prog.add_task(label, total=None, rate="")
         self.t0 = time.perf_counter()
@@ -109,10 +112,14 @@ class _Progress:
             return
         if phase != self.phase:
             self.phase, self.t0 = phase, time.perf_counter()
+            # a new phase: the replay's bar runs to the accesses the scan counted
+            self.prog.reset(self.task, total=getattr(reader, "total", None) if phase == "replay"
+                            else None, rate="")
         dt = time.perf_counter() - self.t0
-        rate = f"{n / dt / 1e6:.1f} M/s" if dt > 0.2 else ""
+        rate = f"{n / dt / 1e6:.1f} M accesses/s" if dt > 0.2 else ""
         self.prog.update(self.task, completed=n, rate=rate,
-                         description="scanning the trace" if phase == "scan" else "replaying")
+                         description={"scan": "scanning the trace", "replay": "replaying"}
+                         .get(phase, phase))
 
     def stop(self):
         if self.prog is not None:
@@ -195,7 +202,12 @@ def cmd_replay(args, out):
 @_errors
 def cmd_convert(args, out):
     from vmsim.replay import native
-    n, bad = native.convert(args.trace, args.output, skip_bad=args.skip_bad)
+    bar = _Progress(f"convert {os.path.basename(args.trace)}")
+    try:
+        n, bad = native.convert(args.trace, args.output, skip_bad=args.skip_bad,
+                                progress=lambda r: bar("converting", r.accesses, r))
+    finally:
+        bar.stop()
     msg = f"{args.trace} -> {args.output}: {n:,} accesses"
     if bad:
         msg += f", {bad:,} malformed lines skipped"
@@ -218,7 +230,13 @@ def cmd_sweep(args, out):
     _check_outputs(args)
     from vmsim.replay.readers import open_trace
     open_trace(args.trace)                # a missing or unreadable trace: before any worker
-    results = sweep.sweep(args.trace, points, _base(args), jobs=args.jobs, ray=args.ray)
+    from vmsim import progress
+    with progress.bar(f"sweep of {os.path.basename(args.trace)}", total=len(points)) as bar:
+        # each point as it finishes, with its replay's rate
+        results = sweep.sweep(args.trace, points, _base(args), jobs=args.jobs, ray=args.ray,
+                              on_done=lambda r: bar.advance(
+                                  f"{r['label']}: {r['accesses_per_s'] / 1e6:.1f} M accesses/s"))
+        bar.stop()
     report.print_compare(out, results, f"sweep of {args.trace} ({len(points)} points)")
     if args.json_out:
         report.write_json(args.json_out, report.json_doc("sweep", results))

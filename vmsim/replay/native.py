@@ -49,6 +49,10 @@ class TraceWriter:
             self.fmt = "parquet"
         else:
             raise ValueError(f"{path}: the native format is .npz or .parquet")
+        d = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(d):           # said of the output, not of a temporary file in it
+            import errno
+            raise OSError(errno.ENOENT, os.strerror(errno.ENOENT), path)
         self.optional = tuple(optional)
         self.events = []
         self.n = 0
@@ -132,6 +136,12 @@ class TraceWriter:
             for f in self._files.values():
                 f.close()
             shutil.rmtree(self._tmp, ignore_errors=True)
+        elif self._pq is not None:          # a failed conversion leaves no partial file
+            self._pq.close()
+            try:
+                os.unlink(self.path + ".tmp")
+            except OSError:
+                pass
 
 
 def _zip_npy(z, name, raw, dtype, n):

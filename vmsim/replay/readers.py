@@ -165,6 +165,7 @@ class _Decompressing:
         self.d = new()
         self.fresh = True      # nothing fed to self.d yet
         self.inbuf = b""       # input past the last stream's end
+        self.streams = 0       # streams decoded to their end
         self.eof = False
         self.err = None        # an error met after some output: raised at the next read
 
@@ -177,6 +178,8 @@ class _Decompressing:
                 if not piece and not self.d.eof:
                     if not self.fresh:
                         raise OSError("the compressed data ends early")
+                    if not self.streams:              # as gzip -d, xz -d, zstd -d say
+                        raise OSError("the compressed file is empty")
                     self.eof = True                   # the end, between two streams
             else:
                 self.fresh = False
@@ -186,6 +189,7 @@ class _Decompressing:
         if self.d.eof:
             self.inbuf = self.d.unused_data
             self.d, self.fresh = self.new(), True
+            self.streams += 1
         return piece
 
     def read(self, n=-1):

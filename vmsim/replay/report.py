@@ -7,6 +7,23 @@ FAULT_KINDS = ("anonymous", "zero-page", "cow", "wp-reuse", "file", "thp", "thp-
                "hugetlb", "swap", "other", "signal")
 
 
+TLB_EXTRA = (("dirty_rewalks", "re-walks to set a Dirty bit"),
+             ("perm_rewalks", "re-walks for rights the cached entry lacked"),
+             ("walk_faults", "walks that ended in a page fault"))
+FLUSH_LABELS = (("flush_one", "pages flushed one by one (INVLPG)"),
+                ("flush_all_local", "full flushes of a CPU's TLB (flush_tlb_local)"),
+                ("flush_global", "global flushes (__flush_tlb_all)"),
+                ("flush_on_switch", "context switches that flushed"),
+                ("noflush_switch", "context switches that kept the TLB (PCID)"),
+                ("asid_switch", "ASID changes on a switch"),
+                ("asid_new", "new ASIDs (choose_new_asid)"),
+                ("user_pcid_flush", "deferred user-PCID flushes (PTI)"),
+                ("ipi_sent", "shootdowns: flush IPIs sent"),
+                ("ipi_received", "flush IPIs received"),
+                ("lazy_skipped", "lazy-TLB CPUs skipped"),
+                ("wrong_cpu_trimmed", "CPUs dropped from mm_cpumask"))
+
+
 def _n(v):
     return f"{v:,}" if isinstance(v, int) else str(v)
 
@@ -32,6 +49,8 @@ def print_report(out, r):
                   "of a file in the page cache; the heap by brk, the stack growing down; "
                   "the rest anonymous, private)", text)
     a = r["accesses"]
+    if not a["total"]:
+        out.line("note: the trace holds no accesses")
     rows = [[k, _n(a[k])] for k in ("read", "write", "exec", "total")]
     if a.get("modify"):
         rows.insert(2, ["(of the writes, read-modify-write: lackey M)", _n(a["modify"])])
@@ -60,18 +79,44 @@ def print_report(out, r):
                    ["migrations (to the CPU of the cpu column or a switch)", _n(t["migrations"])]],
                   right=(1,))
     rows = []
+    t = r.get("tlb")
+    if t:
+        rows += [[k, _n(v)] for k, v in t.items() if k.startswith("hits ") and v]
+        rows.append(["misses in L1 (all page sizes)", _n(t.get("l1_misses", 0))])
+        rows.append(["misses in L2 too (all page sizes: a page walk each)", _n(t.get("misses", 0))])
+        rows += _misses_per_size(t)
     if r.get("walks") is not None:
-        rows.append(["page walks" if r.get("tlb") else "page walks (no TLB model: one per "
-                     "translation)", _n(r["walks"])])
-    if r.get("tlb"):
-        for k, v in r["tlb"].items():
-            if v and k != "walks":
-                rows.append([k, _n(v)])
+        rows.append(["page walks" + (" (misses and re-walks)" if t else
+                                     " (no TLB model (--tlb): one per translation)"), _n(r["walks"])])
+    if t:
+        rows.append(["walk memory references (paging-structure entries read)",
+                     _n(t.get("walk_reads", 0))])
+        rows += [[f"paging-structure cache hits {k[9:]}", _n(v)] for k, v in t.items()
+                 if k.startswith("psc_hits ")]
+        for k, label in TLB_EXTRA:
+            if t.get(k):
+                rows.append([label, _n(t[k])])
     if rows:
         out.table("translation", ["", "count"], rows, right=(1,))
+    fl = r.get("tlb_flushes")
+    if fl:
+        rows = [[label, _n(fl.get(k, 0))] for k, label in FLUSH_LABELS
+                if fl.get(k) or k in ("ipi_sent", "flush_one", "flush_all_local")]
+        out.table("TLB flushes and shootdowns (the kernel's, arch/x86/mm/tlb.c)", ["", "count"],
+                  rows, right=(1,))
     out.table("memory at the end", ["", "value"],
               [["RSS", f"{r['rss_kb']:,} kB"], ["peak RSS", f"{r['maxrss_kb']:,} kB"],
                ["page-table pages", _n(r["pgtables"])]], right=(1,))
+    s = r.get("series") or {}
+    if len(s.get("accesses", ())) > 2:
+        cols = ["accesses", "RSS kB", "page-table pages", "faults"]
+        keys = ["accesses", "rss_kb", "pgtables", "faults"]
+        if s.get("tlb_misses"):
+            cols.append("TLB misses")
+            keys.append("tlb_misses")
+        out.table("over the run (--plot draws every sample)", cols,
+                  [[_n(int(s[k][i])) for k in keys] for i in _samples(len(s["accesses"]))],
+                  right=tuple(range(len(cols))))
     vd = r["vmstat_delta"]
     if vd:
         out.table("vmstat deltas", ["counter", "delta"],
@@ -79,6 +124,30 @@ def print_report(out, r):
     s = r["seconds"]
     out.line(f"replayed {a['total']:,} accesses in {s['replay']:.2f} s "
              f"({r['accesses_per_s'] / 1e6:.2f} M accesses/s; trace scan {s['scan']:.2f} s)")
+
+
+def _misses_per_size(t):
+    """Rows of misses per level and page size, from the walks completed per page size
+    (a miss's page size is known once its walk finds the entry, as the CPU's
+    DTLB_*_MISSES.WALK_COMPLETED_4K / _2M_4M / _1G count): an L1 miss of a size is an
+    L2 hit of that size or a completed walk; an L2 miss of a size, a completed walk."""
+    rows = []
+    if not any(k.startswith("walks_completed ") for k in t):
+        return rows
+    for size in ("4K", "2M", "1G"):
+        walks = int(t.get(f"walks_completed {size}", 0))
+        l2 = sum(int(v) for k, v in t.items()
+                 if k.startswith("hits L2 ") and k.endswith(f" {size}"))
+        if walks or l2:
+            rows.append([f"misses in L1, {size} pages", _n(l2 + walks)])
+            rows.append([f"misses in L2 too, {size} pages (walks completed)", _n(walks)])
+    return rows
+
+
+def _samples(n, rows=10):
+    """About ``rows`` indices spread over a series of ``n`` samples, the last included."""
+    step = max((n - 1) / (rows - 1), 1)
+    return sorted({min(n - 1, round(i * step)) for i in range(rows)})
 
 
 def compare_rows(results):
@@ -100,11 +169,14 @@ def compare_rows(results):
     metrics += [("RSS kB", ("rss_kb",)), ("peak RSS kB", ("maxrss_kb",)),
                 ("page-table pages", ("pgtables",)), ("walks", ("walks",))]
     tlb_keys = []
+    flush = dict(FLUSH_LABELS)
     for r in results:
         for k in (r.get("tlb") or {}):
-            if k not in tlb_keys:
+            if k not in tlb_keys and k not in flush:      # the flushes: rows of their own
                 tlb_keys.append(k)
     metrics += [(f"tlb {k}", ("tlb", k)) for k in tlb_keys]
+    metrics += [(label, ("tlb_flushes", k)) for k, label in FLUSH_LABELS
+                if any((r.get("tlb_flushes") or {}).get(k) for r in results)]
     metrics += [("M accesses/s", ("accesses_per_s",))]
     rows = []
     for name, path in metrics:

@@ -177,6 +177,7 @@ class Replay:
                 self.progress("scan", r.accesses, r)
         if kept is not None:
             self.reader, self.chunks = r, kept
+        self.reader.total = r.accesses     # for a progress bar of the replay
         pages, bits = ps.result()
         return infer.infer_areas(pages, bits, self.cfg.gap, ps.first_touch(), ps.entry), events
 
@@ -238,6 +239,8 @@ class Replay:
         series["pgtables"].append(_pgtables(m))
         series["faults"].append(0)
         series["t"].append(0.0)
+        if getattr(m.k, "tlb", None) is not None:
+            series["tlb_misses"].append(_tlb_totals(m)["misses"])   # one sample per access count
         t1 = time.perf_counter()
         try:
             for chunk in (self.chunks if self.chunks is not None else self.reader):
@@ -320,6 +323,7 @@ class Replay:
             "walks": (_tlb_totals(m)["walks"] if getattr(m.k, "tlb", None) is not None
                       else sum(getattr(q, "_translations", 0) for q in proc_list)),
             "tlb": _tlb_totals(m) if getattr(m.k, "tlb", None) is not None else None,
+            "tlb_flushes": _tlb_flushes(m),
             "rss_kb": series["rss_kb"][-1] if series["rss_kb"] else 0,
             "maxrss_kb": max(series["rss_kb"], default=0),
             "pgtables": _pgtables(m),
@@ -564,6 +568,22 @@ def _tlb_totals(m):
     out.setdefault("misses", 0)
     out.setdefault("walks", 0)
     return out
+
+
+# The kernel's TLB flush decisions (arch/x86/mm/tlb.c, counted per CPU in its
+# tlbstate), made with or without a model of the TLBs themselves.
+FLUSH_EVENTS = ("flush_one", "flush_all_local", "flush_global", "flush_on_switch",
+                "noflush_switch", "asid_switch", "asid_new", "user_pcid_flush", "ipi_sent",
+                "ipi_received", "lazy_skipped", "wrong_cpu_trimmed")
+
+
+def _tlb_flushes(m):
+    """The machine's TLB flush and shootdown events summed over its CPUs."""
+    tot = dict.fromkeys(FLUSH_EVENTS, 0)
+    for c in m.tlb_stats():
+        for k in FLUSH_EVENTS:
+            tot[k] += int(c.get(k, 0))
+    return tot
 
 
 def _signame(signo):

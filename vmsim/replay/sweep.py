@@ -101,8 +101,9 @@ def _sweep_ray(path, points, base, address, on_done):
     remote = ray.remote(run_point)
     path = os.path.abspath(path)
     refs = [remote.remote(path, base, s) for s in points]
-    results = ray.get(refs)
     if on_done:
-        for r in results:
-            on_done(r)
-    return results
+        pending = list(refs)
+        while pending:                    # each point as it finishes (a progress bar)
+            done, pending = ray.wait(pending, num_returns=1)
+            on_done(ray.get(done[0]))
+    return ray.get(refs)
