@@ -109,47 +109,6 @@ def _set_first(geo, s, tag):
     return geo[s, G_BASE] + ((tag & 0x7FFFFFFFFFFFFFFF) % sets) * geo[s, G_WAYS]
 
 
-# The compiled build looks at a whole set at once before walking its ways one by one
-# (_set_has_tag, _set_full_other, _set_oldest: loops without an early exit, which LLVM
-# turns into a few vector compares); the plain-Python build only walks the ways. Both
-# pick the same way: the pass over the whole set only answers what the walk would find.
-_SCAN = False
-
-
-def _set_has_tag(tags, first, ways, tag):
-    """Has the set of ``ways`` slots from ``first`` a slot tagged ``tag`` (valid or not)?
-    When not, a probe of it finds nothing."""
-    t = tags[first:first + ways]
-    n = 0
-    for k in range(ways):
-        n += t[k] == tag
-    return n != 0
-
-
-def _set_full_other(tags, ctxs, first, ways, tag, ctx):
-    """Is every slot of the set valid and none of them an entry for ``tag`` and ``ctx``
-    (but the global bit)? Then _fill_struct's victim is the least recently used slot."""
-    t = tags[first:first + ways]
-    c = ctxs[first:first + ways]
-    want = ctx & ~CTX_GLOBAL
-    n = 0
-    for k in range(ways):
-        n += ((c[k] & CTX_VALID) == 0) | ((t[k] == tag) & ((c[k] & ~CTX_GLOBAL) == want))
-    return n == 0
-
-
-def _set_oldest(lrus, first, ways):
-    """The way (from 0) of the set with the smallest LRU stamp, the first of equals."""
-    lr = lrus[first:first + ways]
-    m = lr[0]
-    for k in range(1, ways):
-        m = min(m, lr[k])
-    for k in range(ways):
-        if lr[k] == m:
-            return k
-    return 0
-
-
 def _probe_struct(ent, geo, clock, cpu, s, addr, pcid, sc0):
     """Return the slot of a valid entry of structure ``s`` translating ``addr`` (at any
     page size it holds, from size code ``sc0`` up) for ``pcid`` (or global), touching
@@ -175,8 +134,6 @@ def _probe_tag(ent, geo, clock, cpu, s, tag, sc, pcid):
     if ways == 0:
         return -1
     first = _set_first(geo, s, tag)
-    if _SCAN and not _set_has_tag(ent[cpu, E_TAG], first, ways, tag):
-        return -1
     for slot in range(first, first + ways):
         if ent[cpu, E_TAG, slot] != tag:            # the tag first: most ways differ in it
             continue
@@ -197,22 +154,19 @@ def _fill_struct(ent, geo, clock, cpu, s, tag, ctx, val):
     if ways == 0:
         return
     first = _set_first(geo, s, tag)
-    if _SCAN and _set_full_other(ent[cpu, E_TAG], ent[cpu, E_CTX], first, ways, tag, ctx):
-        victim = first + _set_oldest(ent[cpu, E_LRU], first, ways)
-    else:
-        victim = first
-        oldest = ent[cpu, E_LRU, first]
-        for slot in range(first, first + ways):
-            c = ent[cpu, E_CTX, slot]
-            if not c & CTX_VALID:
-                victim = slot
-                break
-            if ent[cpu, E_TAG, slot] == tag and (c & ~CTX_GLOBAL) == (ctx & ~CTX_GLOBAL):
-                victim = slot
-                break
-            if ent[cpu, E_LRU, slot] < oldest:
-                oldest = ent[cpu, E_LRU, slot]
-                victim = slot
+    victim = first
+    oldest = ent[cpu, E_LRU, first]
+    for slot in range(first, first + ways):
+        c = ent[cpu, E_CTX, slot]
+        if not c & CTX_VALID:
+            victim = slot
+            break
+        if ent[cpu, E_TAG, slot] == tag and (c & ~CTX_GLOBAL) == (ctx & ~CTX_GLOBAL):
+            victim = slot
+            break
+        if ent[cpu, E_LRU, slot] < oldest:
+            oldest = ent[cpu, E_LRU, slot]
+            victim = slot
     c = clock[cpu, 0] + 1
     clock[cpu, 0] = c
     clock[cpu, 1] |= 1 << (3 * s + ((ctx >> CTX_SIZE_SHIFT) & 3))
@@ -541,8 +495,6 @@ def _l1_hit(ent, geo, clock, stats, cpu, pcid, s, addr, access, pkru):
     ways = geo[s, G_WAYS]
     tag = addr >> 12
     first = _set_first(geo, s, tag)
-    if _SCAN and not _set_has_tag(ent[cpu, E_TAG], first, ways, tag):
-        return -1
     need = 0
     if access & _ERR_USER:
         need = _US
@@ -594,7 +546,7 @@ def _tlb_touch_batch(pt, rows, pool, cr3_pfn, la57, base, stride, count, i, acce
     return count
 
 
-_FUNCS = ("_set_first", "_set_has_tag", "_set_full_other", "_set_oldest", "_l1_hit", "_probe_tag", "_probe_struct", "_fill_struct", "_fill_level", "_tlb_lookup", "_tlb_invalidate_addr",
+_FUNCS = ("_set_first", "_l1_hit", "_probe_tag", "_probe_struct", "_fill_struct", "_fill_level", "_tlb_lookup", "_tlb_invalidate_addr",
           "_rights", "_tlb_probe_walk", "_report", "_tlb_check_hit", "_tlb_walk", "_tlb_miss",
           "_tlb_translate", "_tlb_touch_batch")
 # The names the access loops (cpu.py, replay's mmu_batch) call them by.
@@ -604,7 +556,7 @@ l1_hit, tlb_miss = _l1_hit, _tlb_miss
 # _tlb_miss, with the walk and the fills inlined into it: a call passes every array
 # argument as its ~10 words of shape, strides and pointers, and a TLB miss made seven
 # such calls (_tlb_miss, the walk, two _fill_level, three _fill_struct).
-_INLINE = ("_set_first", "_set_has_tag", "_set_full_other", "_set_oldest", "_l1_hit", "_probe_tag", "_probe_struct", "_rights", "_tlb_lookup", "_tlb_translate",
+_INLINE = ("_set_first", "_l1_hit", "_probe_tag", "_probe_struct", "_rights", "_tlb_lookup", "_tlb_translate",
            "_fill_struct", "_fill_level", "_tlb_walk")
 _compiled = None
 
@@ -618,7 +570,6 @@ def compiled():
         from vmsim._jitcache import _njit
         g = dict(globals())
         g["_store"] = _njit(_store, nogil=True, inline="always", _nrt=False)
-        g["_SCAN"] = True
         ns = types.SimpleNamespace()
         for name in _FUNCS:
             fn = globals()[name]
