@@ -10,6 +10,7 @@ schedules report nothing.
 """
 import contextlib
 
+import numpy as np
 import pytest
 from hypothesis import given, settings, HealthCheck, strategies as st
 
@@ -111,6 +112,86 @@ def test_with_the_flushes_in_place_nothing_is_reported(op):
         op(p, t, a)
     except vmsim.SignalDelivered:
         pass
+
+
+class _Batched:
+    """A task whose reads and writes are p.access calls of 8 accesses in the page (the
+    first a lookup, the other 7 repeats of it in access_chunk)."""
+
+    def __init__(self, t):
+        self.t = t
+
+    def __getattr__(self, name):
+        return getattr(self.t, name)
+
+    def _access(self, addr, kind):
+        self.t.access(addr + 8 * np.arange(8, dtype=np.int64), np.full(8, kind, np.uint8))
+
+    def read(self, addr, n):
+        self._access(addr, vmsim.ACCESS_READ)
+
+    def write(self, addr, data):
+        self._access(addr, vmsim.ACCESS_WRITE)
+
+
+@pytest.mark.parametrize("op, flush, what, changer", MUTATIONS, ids=[m[0].__name__ for m in MUTATIONS])
+def test_missing_flush_is_reported_through_p_access(monkeypatch, op, flush, what, changer):
+    """The same stale hits met by p.access, whose repeat shortcut stays on with the
+    checker: the first access of the page is the lookup, and its hit is checked."""
+    m, p, t, a = setup()
+    with without(monkeypatch, flush):
+        with pytest.raises(AssertionError, match="stale TLB entry on CPU 1") as e:
+            try:
+                op(p, _Batched(t), a)
+            except vmsim.SignalDelivered:
+                pass
+    msg = str(e.value)
+    assert what in msg and changer in msg and "no flush_tlb_mm_range covered it" in msg, msg
+
+
+def test_first_level_hits_repeat_with_the_checker_on(monkeypatch):
+    """With the checker on, p.access compares one hit per page and kind with the tables
+    (mmu_batch._tlb), not every access: the others are repeats of a first-level hit
+    (access_chunk), and leave the TLB, its statistics and the tables as the same
+    accesses one by one do, each checked."""
+    from vmsim.arch.x86 import cpu, mmu_batch, tlb as T
+    seen = []
+
+    def counting(fn):
+        def check_hit(*args):
+            seen.append(args[4])
+            return fn(*args)
+        return check_hit
+    states = []
+    cpu._use_compiled(False)               # the plain-Python build: its globals are patched
+    try:
+        for batch in (True, False):
+            m = vmsim.Machine(memory="64M", cpus=1, tlb="golden-cove", debug_vm=True)
+            p = m.spawn()
+            a = p.mmap(0, 4 * P, RW, PRIV)
+            p.touch(a, 4 * P, write=True)
+            addrs = a + np.repeat(np.arange(4) * P, 16) + np.tile(np.arange(16) * 8, 4)
+            kinds = np.tile(np.repeat([vmsim.ACCESS_READ, vmsim.ACCESS_WRITE], 8), 4).astype(np.uint8)
+            seen.clear()
+            monkeypatch.setattr(mmu_batch, "_tlb_check_hit", counting(T._tlb_check_hit))
+            monkeypatch.setattr(T, "_tlb_check_hit", counting(T._tlb_check_hit))
+            if batch:
+                p.access(addrs.astype(np.int64), kinds, value=0)   # zeros: no store leaves the chunk
+            else:
+                for x, kd in zip(addrs.tolist(), kinds.tolist()):
+                    p.read(x, 1) if kd == vmsim.ACCESS_READ else p.write(x, b"\0")
+            monkeypatch.undo()
+            hw = m.k.tlb
+            states.append((len(seen), hw.ent.tobytes(), hw.clock.tobytes(), hw.stats.tobytes(),
+                           m.k.ptpool.arr[:m.k.ptpool.used * 512].tobytes()))
+            m.check()
+    finally:
+        cpu._default()
+    # A read then a store per page: the store's hit is checked, its 7 repeats and the
+    # read's are not (a store that hit allows a read too: access_chunk).
+    assert states[0][0] == 2 * 4
+    assert states[1][0] == 64
+    assert states[0][1:] == states[1][1:]
 
 
 def test_a_flush_that_skips_a_cpu_is_reported(monkeypatch):

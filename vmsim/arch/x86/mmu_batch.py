@@ -25,8 +25,8 @@ from vmsim.arch.x86 import cpu as _cpu
 from vmsim.arch.x86.mm.fault import pt_regs, is_vsyscall_vaddr
 from vmsim.arch.x86.traps import exc_page_fault, exc_general_protection
 from vmsim.arch.x86.mmu import _walk, _P, _RW, _US, _A, _D, _PS, _XD, _PFN
-from vmsim.arch.x86.tlb import (l1_hit, tlb_miss, S_L1I_4K, S_L1D_4K, G_SIZES, ST_HIT, E_VAL,
-                                E_LRU)
+from vmsim.arch.x86.tlb import (l1_hit, tlb_miss, _tlb_check_hit, S_L1I_4K, S_L1D_4K, G_SIZES,
+                                ST_HIT, E_VAL, E_LRU)
 from vmsim.mm.page_data import _store
 
 # Access kinds, as a trace records them (vmsim.ACCESS_READ / _WRITE / _EXEC).
@@ -195,14 +195,23 @@ _prefetch = _prefetch_none
 def _tlb(pt, rows, cr3_pfn, la57, addr, access, pkru, w, ent, geo, clock, tstats, cpu, pcid,
          check, bad):
     """The translation with Machine(tlb=...): the CPU's TLB lookup in front of the walk.
-    The third value is the slot of the first-level 4K entry that hit (tlb.l1_hit: a
-    repeat hits it again, see access_chunk), -1 for anything else."""
+    The second value is the slot of the first-level 4K entry that hit (tlb.l1_hit: a
+    repeat hits it again, see access_chunk), -1 for anything else.
+
+    With the stale-TLB checker (``check``), a first-level hit is compared with the
+    tables as tlb_miss compares every hit (tlb._tlb_check_hit); its repeats are not
+    compared again: within a chunk the tables change only by Accessed and Dirty bits,
+    which the comparison ignores, so a repeat of a hit that agreed with them agrees
+    too (and one that did not ends the chunk)."""
     s = S_L1I_4K if access & _PF_INSTR else S_L1D_4K
     skip = -1
-    if not check and geo[s, G_SIZES] & 1:
+    if geo[s, G_SIZES] & 1:
         slot = l1_hit(ent, geo, clock, tstats, cpu, pcid, s, addr, access, pkru)
         if slot >= 0:
-            return (ent[cpu, E_VAL, slot] & _PFN) | (addr & 0xFFF), slot
+            val = ent[cpu, E_VAL, slot]
+            if check:
+                _tlb_check_hit(pt, rows, cr3_pfn, la57, addr, val, 0, cpu, pcid, bad)
+            return (val & _PFN) | (addr & 0xFFF), slot
         if slot == -1:
             skip = s
     return tlb_miss(pt, rows, cr3_pfn, la57, addr, access, pkru, ent, geo, clock, tstats, cpu,
@@ -460,6 +469,7 @@ def _build(use_tlb, compiled):
                 ns = _hwtlb.compiled()
                 g["l1_hit"] = ns.l1_hit
                 g["tlb_miss"] = ns.tlb_miss
+                g["_tlb_check_hit"] = ns._tlb_check_hit
             g["_translate"] = inline(_tlb if use_tlb else _walk_cached)
             g["_again"] = inline(_again_tlb if use_tlb else _again_walk)
             # numba's cache keys a function by its qualified name and line, not by its
