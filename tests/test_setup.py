@@ -137,9 +137,12 @@ def test_cli_mmu_compiles_into_the_user_cache_never_the_package(tmp_path):
     assert set(_numba_files(PKG)) == before
 
 
-# The folder under a file is checked in-process above (a cold compile in a subprocess costs
-# seconds of the default run's budget); the read-only one runs the real entry point.
-@pytest.mark.parametrize("where", ["read-only"])
+# The real entry point with an unusable cache folder: a cold compile of the walk without a
+# cache in a subprocess (~5 s of the default run's budget), so a long form; the default
+# run checks both folders in-process above (test_numba_cache_*_costs_only_compile_time:
+# the same _jitcache._njit path, a small function).
+@pytest.mark.slow
+@pytest.mark.parametrize("where", ["read-only", "under a file"])
 def test_cli_runs_with_an_unusable_cache_folder(tmp_path, where):
     pytest.importorskip("numba")
     scen = tmp_path / "s.py"

@@ -63,6 +63,18 @@ _NO_DRAIN = PG_head | PG_tail | PG_lru | PG_mlocked | PG_unevictable | PGTY_huge
 LRU_INACTIVE_ANON, LRU_INACTIVE_FILE = 0, 2
 
 
+def _copy_row(data, d, s):
+    """copy_highpage() of one data row (vmsim-only): a slice copy here; the compiled run
+    takes _copy_row_loop, whose loop numba builds without a slice assignment's
+    shape-mismatch error path (its message formatting alone was ~40% of the run's build)."""
+    data[d:d + 4096] = data[s:s + 4096]
+
+
+def _copy_row_loop(data, d, s):
+    for j in range(4096):
+        data[d + j] = data[s + j]
+
+
 def _pte_ptr(pt, rows, cr3_pfn, la57, addr):
     """The pool index of addr's PTE when every upper level is present and none is a
     huge leaf (__handle_mm_fault then goes straight to handle_pte_fault); else -1."""
@@ -195,7 +207,7 @@ def _write_fault_run(pt, rows, cr3_pfn, la57, base, stride, count, i, access, va
                     rows_used += 1
                     d = row * 4096
                     s = (~h) * 4096
-                    data[d:d + 4096] = data[s:s + 4096]
+                    _copy_row(data, d, s)
                     rows[folio] = ~row
                 else:
                     rows[folio] = h
@@ -279,6 +291,7 @@ def _get(compiled: bool):
             g["translate"] = mmu.compiled()[0]
             g["_pte_ptr"] = _njit(_pte_ptr, nogil=True)
             g["_store"] = _njit(_store, nogil=True, inline="always")
+            g["_copy_row"] = _njit(_copy_row_loop, nogil=True, inline="always")
             fn = _njit(types.FunctionType(_write_fault_run.__code__, g, "_write_fault_run"),
                        nogil=True)
         _impl[compiled] = fn

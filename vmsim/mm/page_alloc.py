@@ -492,11 +492,16 @@ class PageAllocator:
                 self.__add_to_free_list(zone, pfn, MAX_PAGE_ORDER, pbmt[pfn >> pageblock_order],
                                         True)
                 return True
+            # The block's pages outside the reserved ranges, in ascending order, one by
+            # one (the gaps between the ranges, not a test of every page: a block wholly
+            # reserved frees nothing and costs nothing).
             grew = False
-            for p in range(pfn, end):
-                if not any(lo <= p < hi for lo, hi in hit):
-                    self.__free_one_page(zone, p, 0, pbmt[p >> pageblock_order], True)
+            p = pfn
+            for lo, hi in sorted(hit) + [(end, end)]:
+                for q in range(p, min(lo, end)):
+                    self.__free_one_page(zone, q, 0, pbmt[q >> pageblock_order], True)
                     grew = True
+                p = max(p, hi)
             if grew:
                 return True
         return False
