@@ -640,7 +640,7 @@ def _oracle(geom, trace, leaf_shift):
     l1 = {12: ("L1 dTLB 4K", _SetLRU(*g[T.S_L1D_4K][:2])), 21: ("L1 dTLB 2M 2M", _SetLRU(*g[T.S_L1D_2M][:2]))}
     l2 = _SetLRU(*g[T.S_L2][:2])                     # one STLB for 4K and 2M entries
     psc = {39: _SetLRU(*g[T.S_PML4E][:2]), 30: _SetLRU(*g[T.S_PDPTE][:2]), 21: _SetLRU(*g[T.S_PDE][:2])}
-    hits, misses, walks, reads = {}, 0, 0, 0
+    hits, misses, walks, reads, done = {}, 0, 0, 0, {}
     psc_hits = {39: 0, 30: 0, 21: 0}
     for va in trace:
         sh = leaf_shift(va)
@@ -656,6 +656,7 @@ def _oracle(geom, trace, leaf_shift):
             continue
         misses += 1
         walks += 1
+        done[sh] = done.get(sh, 0) + 1
         start = 48
         for lv in (21, 30, 39):                      # the PDE cache first (SDM 4.10.3.2)
             if psc[lv].probe(va >> lv):
@@ -672,7 +673,7 @@ def _oracle(geom, trace, leaf_shift):
             level -= 9
         l2.fill(va >> sh, sh)
         s1.fill(va >> sh)
-    return hits, misses, walks, reads, psc_hits
+    return hits, misses, walks, reads, psc_hits, done
 
 
 @pytest.mark.parametrize("preset", ["golden-cove", pytest.param("skylake", marks=pytest.mark.slow)])
@@ -709,7 +710,7 @@ def test_random_reads_and_writes_match_an_independent_lru_model(preset):
     before = k.tlb.stats[0].copy()
     p.access(addrs.astype(np.int64), rng.integers(0, 2, n).astype(np.uint8))
     st = (k.tlb.stats[0] - before).tolist()
-    hits, misses, walks, reads, psc = _oracle(k.tlb.geometry, addrs.tolist(),
+    hits, misses, walks, reads, psc, done = _oracle(k.tlb.geometry, addrs.tolist(),
                                               lambda va: 21 if va >> 21 in huge else 12)
     got = {f"{T.STRUCT_NAMES[s]} {T.SIZE_NAMES[sc]}": st[T.ST_HIT + 3 * s + sc]
            for s in range(T.S_PML4E) for sc in range(3) if st[T.ST_HIT + 3 * s + sc]}
@@ -718,6 +719,10 @@ def test_random_reads_and_writes_match_an_independent_lru_model(preset):
     assert (st[T.ST_MISS], st[T.ST_WALK], st[T.ST_WALK_READS]) == (misses, walks, reads)
     assert [st[T.ST_PSC_HIT + i] for i in range(3)] == [psc[39], psc[30], psc[21]]
     assert psc[39] and psc[30] and psc[21]
+    # Every walk here completes: per page size, the misses of the last TLB level.
+    assert [st[T.ST_WALK_DONE + sc] for sc in range(3)] == [done.get(12, 0), done.get(21, 0), 0]
+    assert done[12] and done[21]
+    assert m.tlb_stats()[0]["walks_completed"]["2M"] >= done[21]
 
 
 # --- p.access through the TLB: the compiled chunk loop against the same code as Python ---

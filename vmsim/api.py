@@ -265,8 +265,8 @@ class Machine:
 
     def tlb_stats(self) -> list:
         """Per CPU: TLB hits per structure and page size, misses, walks, paging-structure
-        cache hits, re-walks, flushes by kind, IPIs sent / received, ASID switches
-        (vmsim.arch.x86.tlb and arch/x86/mm/tlb.c counters)."""
+        cache hits, re-walks, walks completed per page size, flushes by kind, IPIs sent /
+        received, ASID switches (vmsim.arch.x86.tlb and arch/x86/mm/tlb.c counters)."""
         from vmsim.arch.x86 import tlb as T
         k = self.k
         out = []
@@ -287,7 +287,8 @@ class Machine:
                          psc_hits={"PML4E": st[T.ST_PSC_HIT], "PDPTE": st[T.ST_PSC_HIT + 1],
                                    "PDE": st[T.ST_PSC_HIT + 2]},
                          dirty_rewalks=st[T.ST_DIRTY_REWALK], perm_rewalks=st[T.ST_PERM_REWALK],
-                         walk_faults=st[T.ST_FAULT])
+                         walk_faults=st[T.ST_FAULT],
+                         walks_completed={n: st[T.ST_WALK_DONE + i] for i, n in enumerate(T.SIZE_NAMES)})
             out.append(d)
         return out
 

@@ -93,7 +93,11 @@ ST_DIRTY_REWALK = ST_MISS + 6         # stores through an entry with D clear
 ST_PERM_REWALK = ST_MISS + 7          # accesses the cached rights refused
 ST_FAULT = ST_MISS + 8                # walks that ended in #PF
 ST_L1_MISS = ST_MISS + 9              # lookups that missed L1 (any size)
-NSTAT = ST_MISS + 10
+# 3 slots: walks that ended in a translation, per page size code found (Intel's
+# DTLB_LOAD_MISSES.WALK_COMPLETED_4K / _2M_4M / _1G): a lookup's misses of the last TLB
+# level per page size.
+ST_WALK_DONE = ST_MISS + 10
+NSTAT = ST_MISS + 13
 
 SIZE_NAMES = ("4K", "2M", "1G")
 
@@ -408,6 +412,7 @@ def _tlb_walk(pt, rows, cr3_pfn, la57, addr, access, pkru, ent, geo, clock, stat
             elif not (e & _A):
                 pt[p] = e | _A
                 val |= _A
+            stats[cpu, ST_WALK_DONE + sc] += 1
             mask = (1 << shift) - 1
             if shift > 12:
                 val &= ~(mask & ~0xFFF)        # the PAT bit and below: not frame bits
