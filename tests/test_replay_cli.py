@@ -268,3 +268,19 @@ def test_plot_with_the_tlb_model(capsys, tmp_path):
     s = json.loads(js.read_text())["series"]
     assert {len(v) for v in s.values()} == {len(s["accesses"])}
     assert s["tlb_misses"] == sorted(s["tlb_misses"]) and s["tlb_misses"][-1] > s["tlb_misses"][0]
+
+
+def test_a_ray_address_that_takes_no_connection_is_said_at_once():
+    """ray.init(address=...) retried an unreachable cluster for minutes (a sweep with a
+    mistyped --ray address sat there); the address is tried first (5 s at most)."""
+    import socket
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen()
+        port = srv.getsockname()[1]
+        sweep._reachable(f"127.0.0.1:{port}")
+        sweep._reachable(f"ray://127.0.0.1:{port}")
+    with pytest.raises(RuntimeError, match=f"--ray 127.0.0.1:{port}: cannot reach the cluster"):
+        sweep._reachable(f"127.0.0.1:{port}")           # closed now
+    with pytest.raises(ValueError, match="use auto, local, HOST:PORT"):
+        sweep._reachable("nonsense")
