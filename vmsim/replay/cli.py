@@ -33,7 +33,8 @@ def add_parsers(sub):
                         help="the byte each store writes (default 0: a trace records no data, "
                              "and zeros cost no host memory)")
         sp.add_argument("--skip-bad", action="store_true",
-                        help="skip malformed lines (counted) instead of stopping at the first")
+                        help="skip malformed lines of a text trace (counted) instead of stopping "
+                             "at the first (a native trace's bad row is always an error)")
         sp.add_argument("--no-paths", dest="fault_paths", action="store_false",
                         help="count faults only by rusage, not by kind (no profile hook: faster)")
         sp.add_argument("--no-check", dest="checker", action="store_false", default=None,
