@@ -284,3 +284,33 @@ def test_a_ray_address_that_takes_no_connection_is_said_at_once():
         sweep._reachable(f"127.0.0.1:{port}")           # closed now
     with pytest.raises(ValueError, match="use auto, local, HOST:PORT"):
         sweep._reachable("nonsense")
+
+
+@pytest.mark.slow       # compiles the TLB-backed replay loop (minutes on a cold cache)
+def test_the_issues_commands_on_the_sample(capsys, tmp_path):
+    """The issue's commands, as written, on the built-in sample (a lackey trace of
+    /bin/true): replay with --thp always --tlb host; --cpus 4 --pcid off with --json
+    and --plot; --compare; sweep over three axes after one --grid."""
+    from vmsim.replay.cli import SAMPLE
+    rc, out, err = run(capsys, "replay", SAMPLE, "--thp", "always", "--tlb", "host")
+    assert rc == 0, err
+    assert "hits L1 iTLB 4K" in out and "TLB flushes and shootdowns" in out
+    assert "faults: thp" not in out and not re.search(r"^thp +\d", out, re.M)   # no 2 MiB area
+    js, png = tmp_path / "out.json", tmp_path / "out.png"
+    rc, out, err = run(capsys, "replay", SAMPLE, "--cpus", "4", "--pcid", "off", "--json", str(js),
+                       "--plot", str(png))
+    assert rc == 0, err
+    r = json.loads(js.read_text())
+    assert r["config"]["cpus"] == 4 and r["config"]["pcid"] == "off"
+    assert r["tlb_flushes"]["noflush_switch"] == 0 and png.stat().st_size > 0
+    npz = tmp_path / "trace.npz"
+    assert run(capsys, "convert", SAMPLE, str(npz))[0] == 0
+    rc, out, err = run(capsys, "replay", str(npz), "--compare", "thp=always,thp=never")
+    # thp, tlb and pcid change no fault of /bin/true's (no 2 MiB-aligned anonymous area):
+    # every column's minflt is the plain replay's
+    n = r["faults"]["minflt"]
+    assert rc == 0 and re.search(rf"minflt +{n} +{n}\n", out), out
+    rc, out, err = run(capsys, "sweep", str(npz), "--grid", "thp=always,never", "tlb=host,skylake",
+                       "pcid=on,off", "--jobs", "2")
+    assert rc == 0, err
+    assert out.count("thp=") == 8 and re.search(r"minflt" + rf" +{n}" * 8 + r"\n", out), out
