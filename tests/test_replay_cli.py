@@ -314,3 +314,15 @@ def test_the_issues_commands_on_the_sample(capsys, tmp_path):
                        "pcid=on,off", "--jobs", "2")
     assert rc == 0, err
     assert out.count("thp=") == 8 and re.search(r"minflt" + rf" +{n}" * 8 + r"\n", out), out
+
+
+def test_an_area_too_big_for_the_machine_is_named(capsys, tmp_path):
+    """An inferred area larger than the machine can commit (__vm_enough_memory) failed
+    as a bare 'vmsim: ENOMEM (Cannot allocate memory)'."""
+    p = tmp_path / "big.lackey"
+    p.write_text("".join(f" S {0x5000000 + i * (128 << 10):08x},8\n" for i in range(1200)))
+    rc, out, err = run(capsys, "replay", str(p), "--memory", "100M")
+    end = 0x5000000 + 1199 * (128 << 10) + 4096          # past the last page touched
+    assert rc == 2 and err.strip() == (f"vmsim: error: mapping the inferred mmap "
+                                       f"0x5000000-{end:#x} (100M machine, --memory): "
+                                       "ENOMEM (Cannot allocate memory)"), err
