@@ -194,23 +194,26 @@ def test_flushes_and_shootdowns_reported_without_a_tlb_model(capsys, tmp_path):
     assert re.search(r"shootdowns: flush IPIs sent +\d+ +\d+\n", out)
 
 
-def test_the_text_report_shows_memory_over_the_run(capsys, tmp_path):
+def test_the_text_report_shows_memory_over_the_run(tmp_path):
     """RSS, page-table pages and faults over the run were only in --json and --plot."""
-    from vmsim.replay import native
+    import io
+    from vmsim.cli import Out
+    from vmsim.replay import native, report
+    from vmsim.replay.readers import Event
+    from vmsim.replay.run import Replay
     base = 0x10000000
     p = str(tmp_path / "grow.npz")
-    from vmsim.replay.readers import Event
-    n = 3000                      # pages, written at 1 KiB strides: 12,000 accesses
+    n = 96                        # pages, written at 1 KiB strides: 384 accesses
     native.write_trace(p, base + np.arange(0, n << 12, 1024), np.ones(4 * n, np.uint8),
                        events=[Event(0, "mmap", 1, base, n << 12, 3,
                                      vmsim.MAP_PRIVATE | vmsim.MAP_ANONYMOUS)])
-    js = tmp_path / "r.json"
-    rc, out, err = run(capsys, "replay", p, "--json", str(js))
-    assert rc == 0, err
-    r = json.loads(js.read_text())
+    r = Replay(p, ReplayConfig(step=8 * 32)).run()        # a sample every 32 accesses early on
+    f = io.StringIO()
+    report.print_report(Out(f, rich=False), r)
+    out = f.getvalue()
     table = out.split("over the run")[1].split("vmstat deltas")[0].strip().splitlines()[3:]
     rows = [[int(x.replace(",", "")) for x in ln.split()] for ln in table]
-    assert len(rows) >= 3 and rows[-1] == [4 * n, r["rss_kb"], r["pgtables"], r["faults"]["minflt"]]
+    assert len(rows) == 10 and rows[-1] == [4 * n, r["rss_kb"], r["pgtables"], r["faults"]["minflt"]]
     assert rows[-1][1] - rows[0][1] == n * 4 and [x[0] for x in rows] == sorted(x[0] for x in rows)
     assert [x[1:] for x in rows] == [[a, b, c] for a, b, c in zip(
         *(np.array(r["series"][k])[[r["series"]["accesses"].index(x[0]) for x in rows]]
@@ -255,10 +258,18 @@ def test_tlb_misses_per_level_and_page_size():
     assert report._misses_per_size(t) == []        # a model without the counts: no rows
 
 
-def test_plot_with_the_tlb_model(capsys, tmp_path):
+def test_every_series_has_a_sample_per_access_count(tmp_path):
     """--tlb with --plot failed after the whole replay ('x and y must have same first
-    dimension'): the TLB-misses series had no sample at access 0. Every series now has
-    one sample per point of the accesses series."""
+    dimension'): the TLB-misses series had no sample at access 0 (the plot itself:
+    test_plot_with_the_tlb_model, -m slow)."""
+    r = replay(_two_cpu_trace(tmp_path), ReplayConfig(cpus=2, tlb="skylake"))
+    s = r["series"]
+    assert {len(v) for v in s.values()} == {len(s["accesses"])}
+    assert s["tlb_misses"] == sorted(s["tlb_misses"]) and s["tlb_misses"][-1] > s["tlb_misses"][0]
+
+
+@pytest.mark.slow                   # matplotlib's import and a 4-panel PNG: ~3 s
+def test_plot_with_the_tlb_model(capsys, tmp_path):
     p = _two_cpu_trace(tmp_path)
     png, js = tmp_path / "o.png", tmp_path / "o.json"
     rc, out, err = run(capsys, "replay", p, "--cpus", "2", "--tlb", "skylake", "--plot", str(png),
