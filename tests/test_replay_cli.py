@@ -194,23 +194,26 @@ def test_flushes_and_shootdowns_reported_without_a_tlb_model(capsys, tmp_path):
     assert re.search(r"shootdowns: flush IPIs sent +\d+ +\d+\n", out)
 
 
-def test_the_text_report_shows_memory_over_the_run(capsys, tmp_path):
+def test_the_text_report_shows_memory_over_the_run(tmp_path):
     """RSS, page-table pages and faults over the run were only in --json and --plot."""
-    from vmsim.replay import native
+    import io
+    from vmsim.cli import Out
+    from vmsim.replay import native, report
+    from vmsim.replay.readers import Event
+    from vmsim.replay.run import Replay
     base = 0x10000000
     p = str(tmp_path / "grow.npz")
-    from vmsim.replay.readers import Event
-    n = 3000                      # pages, written at 1 KiB strides: 12,000 accesses
+    n = 96                        # pages, written at 1 KiB strides: 384 accesses
     native.write_trace(p, base + np.arange(0, n << 12, 1024), np.ones(4 * n, np.uint8),
                        events=[Event(0, "mmap", 1, base, n << 12, 3,
                                      vmsim.MAP_PRIVATE | vmsim.MAP_ANONYMOUS)])
-    js = tmp_path / "r.json"
-    rc, out, err = run(capsys, "replay", p, "--json", str(js))
-    assert rc == 0, err
-    r = json.loads(js.read_text())
+    r = Replay(p, ReplayConfig(step=8 * 32)).run()        # a sample every 32 accesses early on
+    f = io.StringIO()
+    report.print_report(Out(f, rich=False), r)
+    out = f.getvalue()
     table = out.split("over the run")[1].split("vmstat deltas")[0].strip().splitlines()[3:]
     rows = [[int(x.replace(",", "")) for x in ln.split()] for ln in table]
-    assert len(rows) >= 3 and rows[-1] == [4 * n, r["rss_kb"], r["pgtables"], r["faults"]["minflt"]]
+    assert len(rows) == 10 and rows[-1] == [4 * n, r["rss_kb"], r["pgtables"], r["faults"]["minflt"]]
     assert rows[-1][1] - rows[0][1] == n * 4 and [x[0] for x in rows] == sorted(x[0] for x in rows)
     assert [x[1:] for x in rows] == [[a, b, c] for a, b, c in zip(
         *(np.array(r["series"][k])[[r["series"]["accesses"].index(x[0]) for x in rows]]
@@ -255,10 +258,18 @@ def test_tlb_misses_per_level_and_page_size():
     assert report._misses_per_size(t) == []        # a model without the counts: no rows
 
 
-def test_plot_with_the_tlb_model(capsys, tmp_path):
+def test_every_series_has_a_sample_per_access_count(tmp_path):
     """--tlb with --plot failed after the whole replay ('x and y must have same first
-    dimension'): the TLB-misses series had no sample at access 0. Every series now has
-    one sample per point of the accesses series."""
+    dimension'): the TLB-misses series had no sample at access 0 (the plot itself:
+    test_plot_with_the_tlb_model, -m slow)."""
+    r = replay(_two_cpu_trace(tmp_path), ReplayConfig(cpus=2, tlb="skylake"))
+    s = r["series"]
+    assert {len(v) for v in s.values()} == {len(s["accesses"])}
+    assert s["tlb_misses"] == sorted(s["tlb_misses"]) and s["tlb_misses"][-1] > s["tlb_misses"][0]
+
+
+@pytest.mark.slow                   # matplotlib's import and a 4-panel PNG: ~3 s
+def test_plot_with_the_tlb_model(capsys, tmp_path):
     p = _two_cpu_trace(tmp_path)
     png, js = tmp_path / "o.png", tmp_path / "o.json"
     rc, out, err = run(capsys, "replay", p, "--cpus", "2", "--tlb", "skylake", "--plot", str(png),
@@ -268,3 +279,61 @@ def test_plot_with_the_tlb_model(capsys, tmp_path):
     s = json.loads(js.read_text())["series"]
     assert {len(v) for v in s.values()} == {len(s["accesses"])}
     assert s["tlb_misses"] == sorted(s["tlb_misses"]) and s["tlb_misses"][-1] > s["tlb_misses"][0]
+
+
+def test_a_ray_address_that_takes_no_connection_is_said_at_once():
+    """ray.init(address=...) retried an unreachable cluster for minutes (a sweep with a
+    mistyped --ray address sat there); the address is tried first (5 s at most)."""
+    import socket
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen()
+        port = srv.getsockname()[1]
+        sweep._reachable(f"127.0.0.1:{port}")
+        sweep._reachable(f"ray://127.0.0.1:{port}")
+    with pytest.raises(RuntimeError, match=f"--ray 127.0.0.1:{port}: cannot reach the cluster"):
+        sweep._reachable(f"127.0.0.1:{port}")           # closed now
+    with pytest.raises(ValueError, match="use auto, local, HOST:PORT"):
+        sweep._reachable("nonsense")
+
+
+@pytest.mark.slow       # compiles the TLB-backed replay loop (minutes on a cold cache)
+def test_the_issues_commands_on_the_sample(capsys, tmp_path):
+    """The issue's commands, as written, on the built-in sample (a lackey trace of
+    /bin/true): replay with --thp always --tlb host; --cpus 4 --pcid off with --json
+    and --plot; --compare; sweep over three axes after one --grid."""
+    from vmsim.replay.cli import SAMPLE
+    rc, out, err = run(capsys, "replay", SAMPLE, "--thp", "always", "--tlb", "host")
+    assert rc == 0, err
+    assert "hits L1 iTLB 4K" in out and "TLB flushes and shootdowns" in out
+    assert "faults: thp" not in out and not re.search(r"^thp +\d", out, re.M)   # no 2 MiB area
+    js, png = tmp_path / "out.json", tmp_path / "out.png"
+    rc, out, err = run(capsys, "replay", SAMPLE, "--cpus", "4", "--pcid", "off", "--json", str(js),
+                       "--plot", str(png))
+    assert rc == 0, err
+    r = json.loads(js.read_text())
+    assert r["config"]["cpus"] == 4 and r["config"]["pcid"] == "off"
+    assert r["tlb_flushes"]["noflush_switch"] == 0 and png.stat().st_size > 0
+    npz = tmp_path / "trace.npz"
+    assert run(capsys, "convert", SAMPLE, str(npz))[0] == 0
+    rc, out, err = run(capsys, "replay", str(npz), "--compare", "thp=always,thp=never")
+    # thp, tlb and pcid change no fault of /bin/true's (no 2 MiB-aligned anonymous area):
+    # every column's minflt is the plain replay's
+    n = r["faults"]["minflt"]
+    assert rc == 0 and re.search(rf"minflt +{n} +{n}\n", out), out
+    rc, out, err = run(capsys, "sweep", str(npz), "--grid", "thp=always,never", "tlb=host,skylake",
+                       "pcid=on,off", "--jobs", "2")
+    assert rc == 0, err
+    assert out.count("thp=") == 8 and re.search(r"minflt" + rf" +{n}" * 8 + r"\n", out), out
+
+
+def test_an_area_too_big_for_the_machine_is_named(capsys, tmp_path):
+    """An inferred area larger than the machine can commit (__vm_enough_memory) failed
+    as a bare 'vmsim: ENOMEM (Cannot allocate memory)'."""
+    p = tmp_path / "big.lackey"
+    p.write_text("".join(f" S {0x5000000 + i * (128 << 10):08x},8\n" for i in range(1200)))
+    rc, out, err = run(capsys, "replay", str(p), "--memory", "100M")
+    end = 0x5000000 + 1199 * (128 << 10) + 4096          # past the last page touched
+    assert rc == 2 and err.strip() == (f"vmsim: error: mapping the inferred mmap "
+                                       f"0x5000000-{end:#x} (100M machine, --memory): "
+                                       "ENOMEM (Cannot allocate memory)"), err

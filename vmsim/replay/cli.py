@@ -21,15 +21,20 @@ def add_parsers(sub):
     def common(sp):
         sp.add_argument("--thp", choices=("always", "madvise", "never"),
                         help="/sys/kernel/mm/transparent_hugepage/enabled")
-        sp.add_argument("--tlb", metavar="PRESET", help="TLB model preset (host, skylake, ...)")
+        sp.add_argument("--tlb", metavar="PRESET",
+                        help="model the TLBs: host (this CPU's, from CPUID), golden-cove, "
+                             "skylake, zen3 or zen4 (default: none, every access walks)")
         sp.add_argument("--cpus", type=_positive, default=1, help="CPUs of the machine (default 1)")
-        sp.add_argument("--pcid", choices=("on", "off"), help="use PCIDs (with the TLB model)")
+        sp.add_argument("--pcid", choices=("on", "off"),
+                        help="the CPU has PCID (default on): a context switch keeps the TLB's "
+                             "entries (the report's flush counts; with --tlb, its hits)")
         sp.add_argument("--memory", default="16G", help="RAM of the machine (default 16G)")
         sp.add_argument("--store-value", type=lambda s: int(s, 0), default=0, metavar="BYTE",
                         help="the byte each store writes (default 0: a trace records no data, "
                              "and zeros cost no host memory)")
         sp.add_argument("--skip-bad", action="store_true",
-                        help="skip malformed lines (counted) instead of stopping at the first")
+                        help="skip malformed lines of a text trace (counted) instead of stopping "
+                             "at the first (a native trace's bad row is always an error)")
         sp.add_argument("--no-paths", dest="fault_paths", action="store_false",
                         help="count faults only by rusage, not by kind (no profile hook: faster)")
         sp.add_argument("--no-check", dest="checker", action="store_false", default=None,
@@ -43,7 +48,8 @@ def add_parsers(sub):
     common(sp)
     sp.add_argument("--json", dest="json_out", metavar="OUT.json", help="write the result as JSON")
     sp.add_argument("--plot", dest="plot_out", metavar="OUT.png",
-                    help="RSS, page-table pages and faults over the run (matplotlib)")
+                    help="RSS, page-table pages, faults (and TLB misses with --tlb) over the "
+                         "run (matplotlib; .png, or .pdf, .svg by the name)")
     sp.add_argument("--compare", metavar="K=V,K=V",
                     help="replay once per item (K=V, or K=V+K=V) and print one table")
     sp.set_defaults(func=cmd_replay)

@@ -84,7 +84,7 @@ def open_binary(path):
     if low.endswith(".gz"):
         import zlib
         # wbits 31: a gzip member (header, deflate, CRC and length checked at its end)
-        return _Decompressing(path, lambda: _Inflate(zlib.decompressobj(31)), zlib.error)
+        return _Decompressing(path, lambda: _Adapted(zlib.decompressobj(31), True), zlib.error)
     if low.endswith(".xz"):
         import lzma
         return _Decompressing(path, lzma.LZMADecompressor, lzma.LZMAError)
@@ -94,8 +94,8 @@ def open_binary(path):
         except ImportError:
             zstandard = None
         if zstandard is not None:
-            return _Decompressing(path, lambda: _Unbounded(zstandard.ZstdDecompressor().decompressobj()),
-                                  zstandard.ZstdError)
+            new = zstandard.ZstdDecompressor().decompressobj
+            return _Decompressing(path, lambda: _Adapted(new(), False), zstandard.ZstdError)
         import shutil
         exe = shutil.which("zstd")
         if exe is None:
@@ -108,38 +108,22 @@ def open_binary(path):
     return open(path, "rb")
 
 
-class _Inflate:
-    """zlib's decompressobj with lzma's interface (needs_input; output bounded)."""
+class _Adapted:
+    """zlib's decompressobj (``bounded``: its output bounded by max_length, the input
+    it did not take kept in unconsumed_tail) or zstandard's (its whole output at once:
+    _Decompressing feeds it small pieces) with lzma's interface."""
 
-    def __init__(self, d):
-        self.d = d
+    def __init__(self, d, bounded):
+        self.d, self.bounded = d, bounded
 
     def decompress(self, data, max_length):
-        return self.d.decompress(self.d.unconsumed_tail + data, max_length)
+        if self.bounded:
+            return self.d.decompress(self.d.unconsumed_tail + data, max_length)
+        return self.d.decompress(data) if data else b""
 
     @property
     def needs_input(self):
-        return not self.d.unconsumed_tail
-
-    @property
-    def eof(self):
-        return self.d.eof
-
-    @property
-    def unused_data(self):
-        return self.d.unused_data
-
-
-class _Unbounded:
-    """zstandard's decompressobj with lzma's interface (its output is not bounded:
-    _Decompressing feeds it small pieces)."""
-
-    def __init__(self, d):
-        self.d = d
-        self.needs_input = True
-
-    def decompress(self, data, max_length):
-        return self.d.decompress(data) if data else b""
+        return not self.bounded or not self.d.unconsumed_tail
 
     @property
     def eof(self):

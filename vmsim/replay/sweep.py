@@ -83,6 +83,21 @@ def sweep(path, points, base=None, jobs=None, ray=None, on_done=None):
     return results
 
 
+def _reachable(address):
+    """A cluster address (HOST:PORT, or ray://HOST:PORT) that takes no TCP connection
+    is said now: ray.init retries such an address for minutes."""
+    import socket
+    hostport = address.split("://", 1)[-1]
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"--ray {address}: use auto, local, HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as e:
+        raise RuntimeError(f"--ray {address}: cannot reach the cluster "
+                           f"({e.strerror or e})") from None
+
+
 def _sweep_ray(path, points, base, address, on_done):
     try:
         import ray
@@ -97,6 +112,7 @@ def _sweep_ray(path, points, base, address, on_done):
             except (ConnectionError, RuntimeError):
                 ray.init(include_dashboard=False, log_to_driver=False)
         else:
+            _reachable(address)
             ray.init(address=address, log_to_driver=False)
     remote = ray.remote(run_point)
     path = os.path.abspath(path)
