@@ -44,6 +44,36 @@ def test_numba_cache_goes_to_xdg_cache_home(tmp_path, monkeypatch, jitcache):
     assert not _numba_files(os.path.dirname(__file__))       # not next to the source
 
 
+def test_numba_cache_has_a_folder_per_version_of_the_sources(tmp_path, monkeypatch, jitcache):
+    """numba re-checks a cached function against its own file only: a build that inlined
+    code from another vmsim file must not be loaded after that file changed."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    f = jitcache._njit(_inc)
+    assert f(1) == 2
+    here = jitcache._source_digest()
+    assert _numba_files(str(tmp_path / "cache" / "vmsim" / "numba" / here))
+
+    def digest_of(top):
+        monkeypatch.setattr(jitcache, "__file__", str(top / "_jitcache.py"))
+        monkeypatch.setattr(jitcache, "_digest", None)
+        return jitcache._source_digest()
+
+    a = tmp_path / "a"
+    (a / "arch").mkdir(parents=True)
+    (a / "_jitcache.py").write_text("x = 1\n")
+    (a / "arch" / "tlb.py").write_text("NSTAT = 43\n")
+    (a / "notes.txt").write_text("not a source\n")
+    first = digest_of(a)
+    b = tmp_path / "b"                  # another checkout of the same sources
+    (b / "arch").mkdir(parents=True)
+    (b / "_jitcache.py").write_text("x = 1\n")
+    (b / "arch" / "tlb.py").write_text("NSTAT = 43\n")
+    assert digest_of(b) == first
+    (b / "arch" / "tlb.py").write_text("NSTAT = 46\n")
+    assert digest_of(b) != first
+    assert first != here
+
+
 def test_numba_cache_falls_back_to_home_dot_cache(tmp_path, monkeypatch, jitcache):
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))

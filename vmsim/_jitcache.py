@@ -4,7 +4,8 @@ numba's default is to cache next to the source, in the installed package's
 __pycache__; a leftover folder there outlives ``pip uninstall`` and turns
 site-packages/vmsim into an empty namespace package that hides a later editable
 install. So the cache goes to $XDG_CACHE_HOME/vmsim/numba (else ~/.cache/vmsim/numba),
-or to $NUMBA_CACHE_DIR when the user set one, and nowhere else: when that folder
+or to $NUMBA_CACHE_DIR when the user set one, and nowhere else (a folder in it per
+version of vmsim's sources): when that folder
 cannot be created or written, the function is compiled without a cache, which costs
 compile time on every run and nothing more.
 
@@ -83,8 +84,37 @@ def _writable(d: str) -> bool:
         return False
 
 
+_digest = None
+
+
+def _source_digest() -> str:
+    """A digest of every vmsim source file (path within the package and contents).
+
+    numba invalidates a cached function when its own file changes, not when a function
+    it calls or inlines from another file does: a build that inlined tlb.py kept its old
+    code after tlb.py alone changed. So each version of vmsim's sources caches into a
+    folder of its own (hashing the ~2 MB of sources once per process takes ~15 ms,
+    beside numba's ~0.3 s import)."""
+    global _digest
+    if _digest is None:
+        import hashlib
+        top = os.path.dirname(os.path.abspath(__file__))
+        h = hashlib.sha1()
+        for root, dirs, files in os.walk(top):
+            dirs.sort()
+            for name in sorted(files):
+                if name.endswith(".py"):
+                    path = os.path.join(root, name)
+                    h.update(os.path.relpath(path, top).encode() + b"\0")
+                    with open(path, "rb") as f:
+                        h.update(f.read())
+        _digest = h.hexdigest()[:16]
+    return _digest
+
+
 def _njit(fn, **options):
-    """Return numba.njit(**options)(fn), cached in :func:`cache_dir` if it is writable.
+    """Return numba.njit(**options)(fn), cached in :func:`cache_dir` (in the folder of
+    this version of the sources, :func:`_source_digest`) if it is writable.
 
     numba's locator reads config.CACHE_DIR when the dispatcher is made, so it is set
     for that moment only: other numba users in the same process keep their settings.
@@ -94,7 +124,7 @@ def _njit(fn, **options):
     with _untraced():
         import numba
         from numba.core import config
-        d = cache_dir()
+        d = os.path.join(cache_dir(), _source_digest())
         if not _writable(d):
             return numba.njit(cache=False, **options)(fn)
         saved = config.CACHE_DIR
