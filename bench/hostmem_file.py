@@ -18,8 +18,8 @@ access (VMSIM_JIT_AFTER=0); a 32 MiB file done the same way first loads the comp
 paths and warms the allocator. Each phase also shows what each structure gained: the
 mem_map fields, the page-table rows and page contents by the host pages written
 (/proc/self/pagemap, as bench_replay's host-memory rows), and the Python objects of
-the file's page cache index (i_pages: xarray nodes) and block map (i_blocks) by
-sys.getsizeof; "other" is the rest of the RSS delta (the allocator, the objects the
+the file's page cache index (i_pages: xarray nodes), block map (i_blocks) and the
+device's list of block contents (block_device.disk) by sys.getsizeof; "other" is the rest of the RSS delta (the allocator, the objects the
 sizes do not see)."""
 import argparse
 import gc
@@ -58,8 +58,12 @@ def _host_bytes(obj) -> int:
 
 def _objects_size(k, inode) -> dict:
     """Bytes of the Python objects behind the file's page cache index and block map."""
-    return {"xarray (i_pages nodes)": _host_bytes(inode.i_mapping.i_pages),
-            "i_blocks (block map)": _host_bytes(inode.i_blocks)}
+    out = {"xarray (i_pages nodes)": _host_bytes(inode.i_mapping.i_pages),
+           "i_blocks (block map)": _host_bytes(inode.i_blocks)}
+    bdev = inode.i_sb.s_bdev
+    if hasattr(bdev, "disk"):
+        out["device blocks (bdev.disk list)"] = _host_bytes(bdev.disk)
+    return out
 
 
 def case(name: str, size: int = 256 * MiB, warm: int = 32 * MiB) -> dict:
