@@ -184,3 +184,22 @@ def test_debug_vm_catches_corrupted_block_maps(machine):
     bdev.free_blocks.pop()
     machine.check()
     p.exit()
+
+
+def test_major_fault_traces_show_no_block_map_helpers(machine):
+    """A major fault reading blocks back (ext4_mpage_readpages) traces kernel functions
+    only: no _ext4_* helper, no xarray method."""
+    from vmsim import PROT_READ, MAP_PRIVATE
+    from vmsim.trace import function_graph
+    p = machine.spawn()
+    fd = p.open("/tmp/traced", O_RDWR | O_CREAT, 0o644)
+    p.pwrite(fd, b"y" * (16 << 12), 0)
+    p.fsync(fd)
+    machine.write_file("/proc/sys/vm/drop_caches", "3")
+    a = p.mmap(0, 16 << 12, PROT_READ, MAP_PRIVATE, fd, 0)
+    with function_graph(machine) as tr:
+        assert p.read(a + (3 << 12), 2) == b"yy"
+    names = set().union(*(f.paths for f in tr.faults))
+    assert "filemap_fault" in names and "readahead" in tr.text()
+    assert not [n for n in names if n[:1] == "_" and n[1:2] != "_"] and "_ext4" not in tr.text()
+    p.exit()
