@@ -9,6 +9,8 @@ phase's RSS delta per page:
              mapping: readahead fills the page cache, the PMD-aligned mapping maps
              folios by PMD where it can
   read-pte   the same with MADV_NOHUGEPAGE on the mapping: PTE mappings
+  read-4k    the same with MADV_RANDOM too: no readahead, one order-0 folio a fault
+             (the page cache's costliest shape: a leaf slot per page)
   pwrite     pwrite of zeros (2 MiB each: the page cache filled, dirty), fsync (ext4's
              simulated blocks: inode.i_blocks), then read-touched MAP_PRIVATE (PTEs)
   shared     ftruncate, then written through a MAP_SHARED mapping (one store of 1 per
@@ -30,7 +32,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-CASES = ("read", "read-pte", "pwrite", "shared")
+CASES = ("read", "read-pte", "read-4k", "pwrite", "shared")
 MiB = 1 << 20
 
 
@@ -73,7 +75,7 @@ def case(name: str, size: int = 256 * MiB, warm: int = 32 * MiB) -> dict:
     import vmsim
     from vmsim import PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_SHARED
     O_RDWR, O_CREAT = 2, 0o100
-    MADV_NOHUGEPAGE = 15
+    MADV_RANDOM, MADV_NOHUGEPAGE = 1, 15
     m = vmsim.Machine("16G", debug_vm=False)
     p = m.spawn()
     k = m.k
@@ -112,6 +114,8 @@ def case(name: str, size: int = 256 * MiB, warm: int = 32 * MiB) -> dict:
             a = p.mmap(0, size, PROT_READ, MAP_PRIVATE, fd, 0)
             if name != "read":
                 p.madvise(a, size, MADV_NOHUGEPAGE)   # PTE mappings
+            if name == "read-4k":
+                p.madvise(a, size, MADV_RANDOM)       # order-0 folios, no readahead
             p.touch(a, size)
             snaps.append(("read", snapshot(inode)))
         n = size >> 12
