@@ -132,6 +132,15 @@ def case(name: str, size: int = 256 * MiB, warm: int = 32 * MiB) -> dict:
     return run("/tmp/big", size)
 
 
+def child_runs(name: str, runs: int) -> list:
+    """case(name) in ``runs`` fresh processes, sorted by the total."""
+    env = dict(os.environ, PYTHONPATH=ROOT, VMSIM_JIT_AFTER="0")
+    out = [json.loads(subprocess.run([sys.executable, os.path.abspath(__file__), "--child", name],
+                                     env=env, check=True, capture_output=True, text=True).stdout)
+           for _ in range(runs)]
+    return sorted(out, key=lambda r: r["total"])
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--child", choices=CASES)
@@ -141,12 +150,8 @@ def main():
     if args.child:
         print(json.dumps(case(args.child)))
         return
-    env = dict(os.environ, PYTHONPATH=ROOT, VMSIM_JIT_AFTER="0")
     for c in args.cases:
-        runs = [json.loads(subprocess.run([sys.executable, __file__, "--child", c], env=env,
-                                          check=True, capture_output=True, text=True).stdout)
-                for _ in range(args.runs)]
-        runs.sort(key=lambda r: r["total"])
+        runs = child_runs(c, args.runs)
         mid = runs[len(runs) // 2]
         each = ", ".join(f"{r['total']:.1f}" for r in runs)
         print(f"{c}: {mid['total']:.1f} B per page (runs {each}); "
