@@ -31,17 +31,25 @@ def _ext4_get_block(inode, index: int):
 def _ext4_set_block(inode, index: int, data: bytes):
     """Write ``data`` to the block at page ``index``, allocating one for a hole
     (ext4_map_blocks(EXT4_GET_BLOCKS_CREATE); a freed block is reused first)."""
+    _ext4_set_blocks(inode, index, (data,))
+
+
+def _ext4_set_blocks(inode, first: int, datas):
+    """_ext4_set_block() of each of ``datas`` at pages first, first + 1, ..."""
     bdev = inode.i_sb.s_bdev
-    blk = inode.i_blocks.get(index)
-    if blk is not None:
-        bdev.disk[blk] = data
-    elif bdev.free_blocks:
-        blk = bdev.free_blocks.pop()
-        bdev.disk[blk] = data
-        inode.i_blocks[index] = blk
-    else:
-        inode.i_blocks[index] = len(bdev.disk)
-        bdev.disk.append(data)
+    blocks, disk, free = inode.i_blocks, bdev.disk, bdev.free_blocks
+    for index, data in enumerate(datas, first):
+        blk = blocks.get(index)
+        if blk is not None:
+            disk[blk] = data
+            continue
+        if free:
+            blk = free.pop()
+            disk[blk] = data
+        else:
+            blk = len(disk)
+            disk.append(data)
+        blocks[index] = blk
 
 
 def _ext4_free_blocks(inode, first: int, last: int):
@@ -117,15 +125,15 @@ class _Ext4Aops:
         prev = None
         for folio in folios:
             index = mem.index[folio]
-            for i, page in enumerate(_folio_pages(k, folio)):
-                if index + i >= last:
-                    continue
-                _ext4_set_block(inode, index + i, _intern(data.read(page, 0, 4096)))
-                if prev is not None and index + i != prev + 1:
-                    submit_bio(bdev, True, run)
-                    run = 0
-                run += 1
-                prev = index + i
+            pages = _folio_pages(k, folio)[:max(last - index, 0)]
+            if not pages:
+                continue
+            _ext4_set_blocks(inode, index, [_intern(data.read(page, 0, 4096)) for page in pages])
+            if prev is not None and index != prev + 1:
+                submit_bio(bdev, True, run)
+                run = 0
+            run += len(pages)
+            prev = index + len(pages) - 1
         submit_bio(bdev, True, run)
 
 

@@ -151,8 +151,12 @@ def vfs_fallocate(k, task, fd: int, mode: int, offset: int, length: int) -> int:
         old_pages = ino.i_mapping.nrpages
         truncate_pagecache_range(k, ino, offset, end - 1)
         _ext4_free_blocks(ino, (offset + 4095) >> 12, (end >> 12) - 1)
-        for edge, lo, hi in ((offset >> 12, offset & 4095, min(4096, end - (offset & ~4095))),
-                             (end >> 12, 0, end & 4095)):
+        # ext4_zero_partial_blocks() (fs/ext4/inode.c): the hole's part of its first and last blocks
+        # (one block when the hole starts and ends in it).
+        edges = [(offset >> 12, offset & 4095, min(4096, end - (offset & ~4095)))]
+        if end >> 12 != offset >> 12:
+            edges.append((end >> 12, 0, end & 4095))
+        for edge, lo, hi in edges:
             b = _ext4_get_block(ino, edge)
             if b is not None and hi > lo:
                 _ext4_set_block(ino, edge, b[:lo] + bytes(hi - lo) + b[hi:])
