@@ -6,7 +6,7 @@ import itertools
 from types import SimpleNamespace
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from vmsim.fs.ext4 import _ext4_free_blocks, _ext4_get_block, _ext4_set_block
 from vmsim.mm._xarray import _XArray
@@ -70,6 +70,10 @@ _FIXTURE = [HealthCheck.function_scoped_fixture]
 
 @settings(max_examples=5, deadline=None, suppress_health_check=_FIXTURE)
 @given(FILE_OPS)
+# A hole inside one block: only its bytes are zeroed on the disk (ext4_zero_partial_blocks).
+@example(ops=[("pwrite", 175, 390, 96), ("fsync",), ("punch", 1091, 285), ("drop",)])
+# A hole from a page boundary to inside that page zeroes the cached page (folio_zero_range).
+@example(ops=[("pwrite", 0, 1, 1), ("punch", 0, 1), ("drop",)])
 def test_file_blocks_follow_the_writes(machine, ops):
     _file_blocks_follow_the_writes(machine, ops)
 
