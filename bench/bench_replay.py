@@ -397,6 +397,17 @@ def main():
           f"compiled code and the allocator's first temporaries: the warm-up run of "
           f"{off[0]['warm']:,} frames less their cost at the rate above; mem_map.private is "
           "read, not written, by stores of 0: the host maps its zero page there)")
+    sys.path.insert(0, HERE)
+    import hostmem_file
+    for case, how in (("read-pte", "PTE-mapped"), ("read", "PMD-mapped where it can")):
+        fr = hostmem_file.child_runs(case, runs)
+        mid = fr[len(fr) // 2]
+        each = ", ".join(f"{r['total']:.1f}" for r in fr)
+        print(f"host memory per file-backed frame, {how}: {mid['total']:.1f} bytes "
+              f"({each}); a sparse 256 MiB ext4 file "
+              f"read-touched through MAP_PRIVATE (bench/hostmem_file.py {case}); target <= 48")
+        for name, x in mid["phases"]["read"]["structures"].items():
+            print(f"    {name:36} {x:6.2f} B")
     print(f"host memory of a 64 GiB machine ({frames:,} frames, untouched): {cost / 1024:.0f} KiB; "
           f"against a 1 GiB one: {per_frame:.3f} bytes per untouched frame")
     print(f"lackey reader: {lines_s / 1e6:.2f} M lines/s ({lines:,} lines of ls /usr/bin; "

@@ -9,6 +9,8 @@ phase's RSS delta per page:
              mapping: readahead fills the page cache, the PMD-aligned mapping maps
              folios by PMD where it can
   read-pte   the same with MADV_NOHUGEPAGE on the mapping: PTE mappings
+  read-4k    the same with MADV_RANDOM too: no readahead, one order-0 folio a fault
+             (the page cache's costliest shape: a leaf slot per page)
   pwrite     pwrite of zeros (2 MiB each: the page cache filled, dirty), fsync (ext4's
              simulated blocks: inode.i_blocks), then read-touched MAP_PRIVATE (PTEs)
   shared     ftruncate, then written through a MAP_SHARED mapping (one store of 1 per
@@ -18,8 +20,8 @@ access (VMSIM_JIT_AFTER=0); a 32 MiB file done the same way first loads the comp
 paths and warms the allocator. Each phase also shows what each structure gained: the
 mem_map fields, the page-table rows and page contents by the host pages written
 (/proc/self/pagemap, as bench_replay's host-memory rows), and the Python objects of
-the file's page cache index (i_pages: xarray nodes) and block map (i_blocks) by
-sys.getsizeof; "other" is the rest of the RSS delta (the allocator, the objects the
+the file's page cache index (i_pages: xarray nodes), block map (i_blocks) and the
+device's list of block contents (block_device.disk) by sys.getsizeof; "other" is the rest of the RSS delta (the allocator, the objects the
 sizes do not see)."""
 import argparse
 import gc
@@ -30,7 +32,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-CASES = ("read", "read-pte", "pwrite", "shared")
+CASES = ("read", "read-pte", "read-4k", "pwrite", "shared")
 MiB = 1 << 20
 
 
@@ -58,8 +60,12 @@ def _host_bytes(obj) -> int:
 
 def _objects_size(k, inode) -> dict:
     """Bytes of the Python objects behind the file's page cache index and block map."""
-    return {"xarray (i_pages nodes)": _host_bytes(inode.i_mapping.i_pages),
-            "i_blocks (block map)": _host_bytes(inode.i_blocks)}
+    out = {"xarray (i_pages nodes)": _host_bytes(inode.i_mapping.i_pages),
+           "i_blocks (block map)": _host_bytes(inode.i_blocks)}
+    bdev = inode.i_sb.s_bdev
+    if hasattr(bdev, "disk"):
+        out["device blocks (bdev.disk list)"] = _host_bytes(bdev.disk)
+    return out
 
 
 def case(name: str, size: int = 256 * MiB, warm: int = 32 * MiB) -> dict:
@@ -69,7 +75,7 @@ def case(name: str, size: int = 256 * MiB, warm: int = 32 * MiB) -> dict:
     import vmsim
     from vmsim import PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_SHARED
     O_RDWR, O_CREAT = 2, 0o100
-    MADV_NOHUGEPAGE = 15
+    MADV_RANDOM, MADV_NOHUGEPAGE = 1, 15
     m = vmsim.Machine("16G", debug_vm=False)
     p = m.spawn()
     k = m.k
@@ -108,6 +114,8 @@ def case(name: str, size: int = 256 * MiB, warm: int = 32 * MiB) -> dict:
             a = p.mmap(0, size, PROT_READ, MAP_PRIVATE, fd, 0)
             if name != "read":
                 p.madvise(a, size, MADV_NOHUGEPAGE)   # PTE mappings
+            if name == "read-4k":
+                p.madvise(a, size, MADV_RANDOM)       # order-0 folios, no readahead
             p.touch(a, size)
             snaps.append(("read", snapshot(inode)))
         n = size >> 12
@@ -124,6 +132,15 @@ def case(name: str, size: int = 256 * MiB, warm: int = 32 * MiB) -> dict:
     return run("/tmp/big", size)
 
 
+def child_runs(name: str, runs: int) -> list:
+    """case(name) in ``runs`` fresh processes, sorted by the total."""
+    env = dict(os.environ, PYTHONPATH=ROOT, VMSIM_JIT_AFTER="0")
+    out = [json.loads(subprocess.run([sys.executable, os.path.abspath(__file__), "--child", name],
+                                     env=env, check=True, capture_output=True, text=True).stdout)
+           for _ in range(runs)]
+    return sorted(out, key=lambda r: r["total"])
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--child", choices=CASES)
@@ -133,12 +150,8 @@ def main():
     if args.child:
         print(json.dumps(case(args.child)))
         return
-    env = dict(os.environ, PYTHONPATH=ROOT, VMSIM_JIT_AFTER="0")
     for c in args.cases:
-        runs = [json.loads(subprocess.run([sys.executable, __file__, "--child", c], env=env,
-                                          check=True, capture_output=True, text=True).stdout)
-                for _ in range(args.runs)]
-        runs.sort(key=lambda r: r["total"])
+        runs = child_runs(c, args.runs)
         mid = runs[len(runs) // 2]
         each = ", ".join(f"{r['total']:.1f}" for r in runs)
         print(f"{c}: {mid['total']:.1f} B per page (runs {each}); "

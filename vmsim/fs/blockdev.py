@@ -22,6 +22,11 @@ class block_device:
         self.nr_reads = self.nr_writes = 0
         self.kb_read = self.kb_written = 0
         self.busy_ns = 0
+        # vmsim-only: the disk's contents, block number -> its 4 KiB (bytes; identical
+        # contents may share one object), None for a free block, and the free numbers
+        # (ext4's block bitmaps: mballoc hands a freed block out again).
+        self.disk = []
+        self.free_blocks = []
 
 
 def submit_bio(bdev, write: bool, nr_pages: int):

@@ -7,7 +7,9 @@ Files get large folios (mapping_set_large_folios: ext4_should_enable_large_folio
 places mappings of 2 MiB or more on a PMD boundary. ->readahead
 (ext4_mpage_readpages) reads the blocks a file has and zero-fills holes without I/O;
 ->writepages writes the dirty folios' pages back. Block allocation, the journal and
-extents are not modelled: a file's blocks are its written pages, by index.
+extents are not modelled: a file's blocks are its written pages, by index, in the
+inode's block map (inode.i_blocks: page index -> block number) with the contents on
+the device (block_device.disk).
 """
 from vmsim.fs.blockdev import submit_bio
 from vmsim.mm.page_flags import PG_uptodate, PG_locked
@@ -18,6 +20,52 @@ _BLOCKS = {}            # identical block contents share one bytes object
 
 def _intern(b: bytes) -> bytes:
     return _BLOCKS.setdefault(b, b) if len(_BLOCKS) < 4096 else b
+
+
+def _ext4_get_block(inode, index: int):
+    """The contents of the block mapped at page ``index``, or None for a hole."""
+    blk = inode.i_blocks.get(index)
+    return None if blk is None else inode.i_sb.s_bdev.disk[blk]
+
+
+def _ext4_set_block(inode, index: int, data: bytes):
+    """Write ``data`` to the block at page ``index``, allocating one for a hole
+    (ext4_map_blocks(EXT4_GET_BLOCKS_CREATE); a freed block is reused first)."""
+    _ext4_set_blocks(inode, index, (data,))
+
+
+def _ext4_set_blocks(inode, first: int, datas):
+    """_ext4_set_block() of each of ``datas`` at pages first, first + 1, ..."""
+    bdev = inode.i_sb.s_bdev
+    blocks, disk, free = inode.i_blocks, bdev.disk, bdev.free_blocks
+    for index, data in enumerate(datas, first):
+        blk = blocks.get(index)
+        if blk is not None:
+            disk[blk] = data
+            continue
+        if free:
+            blk = free.pop()
+            disk[blk] = data
+        else:
+            blk = len(disk)
+            disk.append(data)
+        blocks[index] = blk
+
+
+def _ext4_free_blocks(inode, first: int, last: int):
+    """Unmap and free the blocks at page indices [first, last] (ext4_ext_remove_space
+    -> ext4_free_blocks)."""
+    blocks = inode.i_blocks
+    if not blocks:
+        return
+    freed = [blk for _, blk in blocks.items_in(first, last)]
+    if freed:
+        blocks.erase_range(first, last)
+        bdev = inode.i_sb.s_bdev
+        disk = bdev.disk
+        for blk in freed:
+            disk[blk] = None
+        bdev.free_blocks += freed
 
 
 def _folio_pages(k, folio):
@@ -36,13 +84,14 @@ class _Ext4Aops:
         mem = k.mem
         data = k.page_data
         blocks = inode.i_blocks
+        disk = bdev.disk
         private = mem.private
         run = 0
         for folio in folios:
             index = mem.index[folio]
             pages = _folio_pages(k, folio)
             nr = len(pages)
-            blks = list(map(blocks.get, range(index, index + nr)))
+            blks = [None if b is None else disk[b] for b in map(blocks.get, range(index, index + nr))]
             if nr > 1 and None not in blks and not mem.np_private[folio:folio + nr].any():
                 # Every block mapped, a fresh folio: the folio's data in one copy.
                 data._write_full_pages(pages, blks)
@@ -76,15 +125,15 @@ class _Ext4Aops:
         prev = None
         for folio in folios:
             index = mem.index[folio]
-            for i, page in enumerate(_folio_pages(k, folio)):
-                if index + i >= last:
-                    continue
-                inode.i_blocks[index + i] = _intern(data.read(page, 0, 4096))
-                if prev is not None and index + i != prev + 1:
-                    submit_bio(bdev, True, run)
-                    run = 0
-                run += 1
-                prev = index + i
+            pages = _folio_pages(k, folio)[:max(last - index, 0)]
+            if not pages:
+                continue
+            _ext4_set_blocks(inode, index, [_intern(data.read(page, 0, 4096)) for page in pages])
+            if prev is not None and index != prev + 1:
+                submit_bio(bdev, True, run)
+                run = 0
+            run += len(pages)
+            prev = index + len(pages) - 1
         submit_bio(bdev, True, run)
 
 

@@ -5,6 +5,8 @@ its entries. i_count counts the in-memory references: the dentry of a linked nam
 and every open struct file. When the last goes and the inode is unlinked, iput()
 evicts it (truncate_inode_pages_final: nothing stays in the page cache).
 """
+from vmsim.mm._xarray import _XArray
+
 S_IFMT = 0o170000
 S_IFREG = 0o100000
 S_IFDIR = 0o040000
@@ -48,8 +50,9 @@ class inode:
         self.i_count = 0
         self.dev = sb.s_dev
         self.children = {} if S_ISDIR(mode) else None
-        # ext4: blocks on the device by page index (holes are absent).
-        self.i_blocks = {}
+        # ext4's block map (i_data): page index -> block number on the device (holes
+        # are absent), an xarray (vmsim.mm._xarray) rather than the extent tree.
+        self.i_blocks = _XArray()
         self.i_mapping = None
         if not S_ISDIR(mode):
             ops = sb.s_op
@@ -80,4 +83,5 @@ def evict(k, inode):
         truncate_inode_pages_final(k, inode.i_mapping)
         k._unregister_object(inode.i_mapping.id)
         inode.i_mapping = None
-    inode.i_blocks = {}
+    from vmsim.fs.ext4 import _ext4_free_blocks
+    _ext4_free_blocks(inode, 0, (1 << 64) - 1)

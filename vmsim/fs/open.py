@@ -11,6 +11,7 @@ from vmsim.fs.file import (file, fget, fd_install, _task_files, FMODE_READ,
                            O_APPEND, O_DIRECTORY)
 from vmsim.fs.inode import S_ISDIR, S_ISREG
 from vmsim.fs.namei import path_lookupat, vfs_create, _full_path
+from vmsim.fs.ext4 import _ext4_free_blocks, _ext4_get_block, _ext4_set_block
 from vmsim.mm.page_flags import PG_uptodate
 from vmsim.uapi import O_CLOEXEC
 
@@ -83,11 +84,10 @@ def do_truncate(k, inode, length: int) -> int:
     old_pages = inode.i_mapping.nrpages
     truncate_setsize(k, inode, length)
     last = (length + 4095) >> 12
-    for idx in [i for i in inode.i_blocks if i >= last]:
-        del inode.i_blocks[idx]
-    if length & 4095 and (length >> 12) in inode.i_blocks:
-        b = inode.i_blocks[length >> 12]
-        inode.i_blocks[length >> 12] = b[:length & 4095] + bytes(4096 - (length & 4095))
+    _ext4_free_blocks(inode, last, (1 << 64) - 1)
+    b = _ext4_get_block(inode, length >> 12) if length & 4095 else None
+    if b is not None:
+        _ext4_set_block(inode, length >> 12, b[:length & 4095] + bytes(4096 - (length & 4095)))
     if inode.i_sb.s_type == "tmpfs":
         from vmsim.mm.shmem import shmem_inode_unacct_blocks
         shmem_inode_unacct_blocks(k, inode, old_pages - inode.i_mapping.nrpages)
@@ -150,13 +150,16 @@ def vfs_fallocate(k, task, fd: int, mode: int, offset: int, length: int) -> int:
             return 0
         old_pages = ino.i_mapping.nrpages
         truncate_pagecache_range(k, ino, offset, end - 1)
-        for idx in range((offset + 4095) >> 12, end >> 12):
-            ino.i_blocks.pop(idx, None)
-        for edge, lo, hi in ((offset >> 12, offset & 4095, min(4096, end - (offset & ~4095))),
-                             (end >> 12, 0, end & 4095)):
-            b = ino.i_blocks.get(edge)
+        _ext4_free_blocks(ino, (offset + 4095) >> 12, (end >> 12) - 1)
+        # ext4_zero_partial_blocks() (fs/ext4/inode.c): the hole's part of its first and last blocks
+        # (one block when the hole starts and ends in it).
+        edges = [(offset >> 12, offset & 4095, min(4096, end - (offset & ~4095)))]
+        if end >> 12 != offset >> 12:
+            edges.append((end >> 12, 0, end & 4095))
+        for edge, lo, hi in edges:
+            b = _ext4_get_block(ino, edge)
             if b is not None and hi > lo:
-                ino.i_blocks[edge] = b[:lo] + bytes(hi - lo) + b[hi:]
+                _ext4_set_block(ino, edge, b[:lo] + bytes(hi - lo) + b[hi:])
         if ino.i_sb.s_type == "tmpfs":
             from vmsim.mm.shmem import shmem_inode_unacct_blocks
             shmem_inode_unacct_blocks(k, ino, old_pages - ino.i_mapping.nrpages)

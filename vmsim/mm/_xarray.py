@@ -168,16 +168,12 @@ class _XArray:
         """Empty every slot of [first, last]; the number that held an entry."""
         nodes, multi = self.nodes, self.multi
         gone = 0
-        i = first
-        while i <= last:
-            b = i >> XA_CHUNK_SHIFT
-            s = i & XA_CHUNK_MASK
-            e = min(XA_CHUNK_SIZE, s + last - i + 1)
-            i += e - s
+        for b in self._blocks(first, last):
+            base = b << XA_CHUNK_SHIFT
+            s = max(first - base, 0)
+            e = min(last - base, XA_CHUNK_MASK) + 1
             node = nodes.get(b)
             if node is None:
-                if b not in multi:
-                    continue
                 if e - s == XA_CHUNK_SIZE:
                     del multi[b]
                     gone += XA_CHUNK_SIZE

@@ -1158,6 +1158,7 @@ def _check_all(k, st=None, full=True):
     huge_pages = {False: 0, True: 0}
     cache_ids = []
     _check_shadow_entries(k, aspaces, rep)
+    _check_ext4_blocks(k, aspaces, rep)
     for am in aspaces:
         for msg in am.i_pages._check()[:3]:
             rep(f"page cache: mapping {am.id} i_pages: {msg}")
@@ -1761,6 +1762,52 @@ def _check_file_state(k, rep, aspaces, mem, pmd_heads=()):
         rep(f"vmstat nr_dirty = {k.vmstat[vmstat.NR_DIRTY]}, dirty disk-file page-cache pages {dirty}")
     if k.vmstat[vmstat.NR_WRITEBACK]:
         rep(f"vmstat nr_writeback = {k.vmstat[vmstat.NR_WRITEBACK]} after the syscall")
+
+
+def _check_ext4_blocks(k, aspaces, rep):
+    """ext4's block maps (inode.i_blocks: page index -> block number) and the device's
+    blocks (block_device.disk, free_blocks): each map a sound xarray inside i_size;
+    each block of the device mapped by one inode's index or free, never both; a
+    mapped block holds 4 KiB, a free one nothing."""
+    bdev = getattr(k.vfs, "bdev", None)
+    if bdev is None:
+        return
+    disk = bdev.disk
+    used = []
+    for am in aspaces:
+        ino = am.host
+        blocks = getattr(ino, "i_blocks", None)
+        if not hasattr(blocks, "_check"):
+            continue                                   # hugetlbfs counts, no map
+        for msg in blocks._check()[:3]:
+            rep(f"ext4: inode {ino.i_ino} i_blocks: {msg}")
+        if not blocks:
+            continue
+        if ino.i_sb.s_bdev is not bdev:
+            rep(f"ext4: inode {ino.i_ino} maps blocks without a block device")
+            continue
+        idx, blk = blocks._arrays()
+        if int(idx[-1]) >= (ino.i_size + 4095) >> 12:
+            rep(f"ext4: inode {ino.i_ino} maps a block at index {int(idx[-1]):#x}, past i_size "
+                f"{ino.i_size}")
+        used.append(blk)
+    used = np.concatenate(used) if used else np.zeros(0, np.int64)
+    free = np.asarray(bdev.free_blocks, np.int64)
+    both = np.concatenate([used, free])
+    if len(both) and (both.min() < 0 or both.max() >= len(disk)):
+        rep(f"ext4: block numbers outside the device's {len(disk)} blocks")
+        return
+    n = np.bincount(both, minlength=len(disk))
+    for b in np.flatnonzero(n != 1)[:3].tolist():
+        rep(f"ext4: block {b} is mapped or free {int(n[b])} times")
+    empty = np.fromiter((d is None for d in disk), bool, len(disk))
+    for b in used[empty[used]][:3].tolist():
+        rep(f"ext4: mapped block {b} holds nothing")
+    for b in free[~empty[free]][:3].tolist():
+        rep(f"ext4: free block {b} holds data")
+    if any(not isinstance(disk[b], bytes) or len(disk[b]) != 4096
+           for b in set(np.flatnonzero(~empty).tolist())):
+        rep("ext4: a block holds other than 4 KiB of bytes")
 
 
 def _check_shadow_entries(k, aspaces, rep):

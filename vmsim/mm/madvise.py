@@ -626,8 +626,8 @@ def madvise_remove(vma, start: int, end: int) -> int:
         hole_end = min(offset + (end - start), ino.i_size)
         if hole_end > offset:
             truncate_pagecache_range(k, ino, offset, hole_end - 1)
-            for idx in range(offset >> 12, hole_end >> 12):
-                ino.i_blocks.pop(idx, None)
+            from vmsim.fs.ext4 import _ext4_free_blocks
+            _ext4_free_blocks(ino, offset >> 12, (hole_end >> 12) - 1)
         return 0
     return shmem_punch_hole(vma.vm_mm.kernel, f, offset, end - start)
 

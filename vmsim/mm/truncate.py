@@ -60,7 +60,9 @@ def truncate_inode_partial_folio(k, mapping, folio: int, lstart: int, lend: int)
         return True
     # folio_zero_range(): the pages past the first are dropped below (or were punched),
     # so zeroing the partial page is what shows.
-    if offset & 4095:
+    # The first page unless the range covers it whole (a range that starts on a page
+    # boundary and ends inside that page is zeroed too).
+    if offset & 4095 or (offset + length) >> 12 == offset >> 12:
         page = folio + (offset >> 12)
         k.page_data.write(page, offset & 4095, bytes(min(4096 - (offset & 4095), length)))
     tail = (offset + length) & 4095
