@@ -204,16 +204,19 @@ def test_convert_cli_and_replay_of_each_format(capsys, tmp_path):
     results = []
     for out in ("o.npz", "o.parquet"):
         rc, text, err = run(capsys, "convert", str(src), str(tmp_path / out))
-        assert rc == 0 and "3 accesses" in text, err
+        assert rc == 0 and "6 accesses" in text, err         # 3 fetches (the IPs), 3 data
     for p in (src, tmp_path / "o.npz", tmp_path / "o.parquet"):
         rc, text, err = run(capsys, "replay", str(p), "--json", str(tmp_path / "r.json"))
         assert rc == 0, err
         r = json.loads((tmp_path / "r.json").read_text())
         results.append((r["accesses"], r["faults"]))
-    # A write to an untouched anonymous page (do_anonymous_page), a read of the same
-    # page (no fault), a read of another untouched page (the zero page).
+    # The IPs are fetched: 0x401000 is an ELF object's text, 0x601040 (read, within
+    # 2 MiB) its r-- data, both file-backed. The fetch at 0x401000 takes a file fault
+    # (do_read_fault), the write to the stack page an anonymous one (do_anonymous_page);
+    # the next fetches and the stack read hit present pages; the read at 0x601040 is a
+    # second file fault.
     assert results[0] == results[1] == results[2]
-    assert results[0][1]["by_kind"] == {"anonymous": 1, "zero-page": 1}
+    assert results[0][1]["by_kind"] == {"anonymous": 1, "file": 2}
     rc, text, err = run(capsys, "convert", str(src), str(tmp_path / "o.csv"))
     assert rc == 2 and "the native format is .npz or .parquet" in err
 
