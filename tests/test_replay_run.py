@@ -384,6 +384,38 @@ def _areas(path):
     return infer.infer_areas(*ps.result(), toucher=ps.first_touch(), entry=ps.entry)
 
 
+def _lackey_to_pinatrace(src, dst):
+    """A lackey trace as Pin's pinatrace would log the same run: each load or store as
+    'IP: R/W ADDR' with the IP of the 'I' line before it, a modify as a read then a
+    write of one instruction; instructions without a memory operand are not logged."""
+    ip = None
+    with lzma.open(src, "rt") as f, open(dst, "w") as g:
+        for line in f:
+            if line.startswith("I  "):
+                ip = line[3:line.index(",")]
+            elif line[:3] in (" L ", " S ", " M "):
+                a = line[3:line.index(",")]
+                g.write({"L": f"0x{ip}: R 0x{a}\n", "S": f"0x{ip}: W 0x{a}\n",
+                         "M": f"0x{ip}: R 0x{a}\n0x{ip}: W 0x{a}\n"}[line[1]])
+        g.write("#eof\n")
+    return str(dst)
+
+
+def test_a_pinatrace_gets_the_text_and_data_areas_of_its_lackey_twin(tmp_path):
+    """The reader takes each pinatrace record's IP as a fetch: inference finds the same
+    ELF objects (text and data, file-backed) in a pinatrace made from the built-in
+    sample (/bin/true under lackey) as in the lackey trace, and the same stack and
+    anonymous areas. Without the IPs every region but the stack was an anonymous
+    rw- 'mmap'."""
+    pin = _lackey_to_pinatrace(SAMPLE, tmp_path / "true.pinatrace")
+    want = [(a.start, a.end, a.prot, a.name, a.file, a.offset) for a in _areas(SAMPLE)]
+    got = [(a.start, a.end, a.prot, a.name, a.file, a.offset) for a in _areas(pin)]
+    assert got == want
+    texts = {a[4] for a in got if a[3] == "text"}
+    assert len(texts) >= 3 and all(a[4] for a in got if a[3] in ("text", "data"))
+    assert {a[3] for a in got} >= {"text", "data", "stack"}
+
+
 def test_heap_starts_where_the_interpreter_stops_touching(tmp_path):
     """The heap Valgrind puts right after ld.so's bss, in one run of written pages with
     ld.so's data: ld.so never calls brk (its minimal malloc takes the rest of its last
