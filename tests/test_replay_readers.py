@@ -69,7 +69,49 @@ def test_pinatrace_stops_at_eof(tmp_path):
     p = tmp_path / "t.pinatrace"
     p.write_text(PIN)
     r, a, k, s = _all(p)
-    assert a == [0x7ffd1234, 0x7ffd1238, 0x601040] and k == [1, 0, 0] and s == [1, 1, 1]
+    # Each record's IP is a fetch (kind 2) before its data access.
+    assert a == [0x401000, 0x7ffd1234, 0x401004, 0x7ffd1238, 0x40100a, 0x601040]
+    assert k == [2, 1, 2, 0, 2, 0] and s == [1] * 6 and r.lines == 4 and r.accesses == 6
+
+
+# One instruction with two memory operands (a read and a write: pinatrace writes a line
+# for each) is fetched once; the same IP again after another instruction is fetched
+# again. Blank and comment lines, and a skipped bad line, do not end an instruction.
+PIN_SAME_IP = """0x401000: R 0x601000
+0x401000: W 0x602000
+
+# a comment
+0x401000: W 0x603000
+0x401004: R 0x601008
+0x401000: R 0x601000
+0x401000: bad
+0X0000401000: W 0X601010
+"""
+
+
+@pytest.mark.parametrize("numba", ["0", "1"])
+@pytest.mark.parametrize("chunk", [2, 3, 100])
+def test_pinatrace_fetches_an_instruction_once_per_run_of_its_ip(tmp_path, monkeypatch, numba, chunk):
+    from vmsim import _jitcache
+    from vmsim.replay import _jit
+    monkeypatch.setenv("VMSIM_NUMBA", numba)
+    if numba == "1" and not _jit.enabled():
+        pytest.skip("numba off")
+    # "1": the compiled byte loop from the first line (else the numpy pieces, then
+    # the plain byte loop at the bad line).
+    monkeypatch.setitem(_jitcache._work, "parse", 1 << 40 if numba == "1" else 0)
+    p = tmp_path / "t.pinatrace"
+    p.write_text(PIN_SAME_IP)
+    r = open_trace(str(p), chunk=chunk, skip_bad=True)
+    chunks = list(r)
+    a = np.concatenate([c.addr for c in chunks]).tolist()
+    k = np.concatenate([c.kind for c in chunks]).tolist()
+    assert a == [0x401000, 0x601000, 0x602000, 0x603000, 0x401004, 0x601008,
+                 0x401000, 0x601000, 0x601010]
+    assert k == [2, 0, 1, 1, 2, 0, 2, 0, 1]
+    assert all(len(c.addr) <= chunk for c in chunks) and r.bad_lines == 1 and r.lines == 9
+    with pytest.raises(TraceError, match=r":8: not a pinatrace record"):
+        list(open_trace(str(p), chunk=chunk))
 
 
 @pytest.mark.parametrize("suffix,opener", [(".gz", gzip.open), (".xz", lzma.open)])
@@ -211,15 +253,18 @@ def test_unknown_format_and_missing_file(tmp_path):
         open_trace(str(tmp_path / "nope.lackey"))
 
 
-def _parse_both(fmt, text, cap, skip):
-    """The records, counters and stop of one parse call, plain Python then compiled."""
+def _parse_both(fmt, text, cap, skip, prev=None):
+    """The records, counters and stop of one parse call, plain Python then compiled
+    (``prev``: the IP of a pinatrace record read before)."""
     outs = []
     for compiled in (False, True):
         fn, is_compiled = readers._parser(fmt, compiled)
         assert is_compiled == compiled
         buf = np.frombuffer(text, np.uint8) if compiled else text
         hexv = readers._HEX if compiled else readers._HEX.tolist()
-        res = np.zeros(9, np.int64)
+        res = np.zeros(readers._NRES, np.int64)
+        if prev is not None:
+            res[9], res[10] = prev - (1 << 64) if prev >> 63 else prev, 1
         a, k, s = np.zeros(cap, np.int64), np.zeros(cap, np.uint8), np.zeros(cap, np.int64)
         fn(buf, 0, len(buf), hexv, a, k, s, cap, skip, res)
         outs.append((res[:7].tolist() + res[8:].tolist(), a.tolist(), k.tolist(), s.tolist()))
@@ -242,7 +287,8 @@ _rand_line = st.one_of(
     st.sampled_from(["I  0401ab70,3", " L 1fff000768,8", " S 0,1", " M ffff,4096", "==1== x", "",
                      " M ffffffffffffffff,4096", " L 1ffffffffffffffff,1", " S 1,4097", " L 1,0",
                      "#eof", "#x", "0x1: R 0x2", "0x3: W 0x4", "0xffffffffffffffff: W 0xffffffffffffffff",
-                     "0x1: R 0x", "0x1: W 0x2 ", "0x1: W 0x2x", "I  1,2\r"]),
+                     "0x1: R 0x", "0x1: W 0x2 ", "0x1: W 0x2x", "I  1,2\r", "0x1: W 0x8",
+                     "0x0001: R 0x2", "1: R 0x3", "0x3: R 0x4"]),
     st.builds(lambda k, a, s: f"{k}{a:x},{s}", st.sampled_from(["I  ", " L ", " S ", " M "]),
               st.integers(0, (1 << 64) - 1), st.integers(1, 4096)),
     st.builds(lambda k, ip, a: f"{ip:#x}: {k} {a:#x}", st.sampled_from("RW"),
@@ -252,16 +298,21 @@ _rand_line = st.one_of(
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# pinatrace: the same IP twice (one fetch), a record whose fetch and access do not fit
+# (cap 3: the third line waits for the next call), the IP of a record read before.
+@example(["0x1: R 0x2", "0x1: W 0x8", "0x3: R 0x4"], "pinatrace", False, 3, None)
+@example(["0x1: R 0x2", "bad", "0x0001: W 0x2", "0x3: W 0x4"], "pinatrace", True, 2, 1)
 @given(st.lists(_rand_line, max_size=40), st.sampled_from(["lackey", "pinatrace"]), st.booleans(),
-       st.integers(2, 20))
-def test_python_and_compiled_parsers_agree_on_random_lines(lines, fmt, skip, cap):
+       st.integers(2, 20), st.one_of(st.none(), st.sampled_from([1, 3]), st.integers(0, (1 << 64) - 1)))
+def test_python_and_compiled_parsers_agree_on_random_lines(lines, fmt, skip, cap, prev):
     """The plain-Python build of a parser (a short trace's) and its numba build (a long
-    trace's) give the same records, counters and problem on any input."""
+    trace's) give the same records, counters, state (pinatrace's last IP) and problem
+    on any input."""
     from vmsim.replay import _jit
     if not _jit.enabled():
         pytest.skip("numba off")
     text = "".join(line + "\n" for line in lines).encode()
-    py, nb = _parse_both(fmt, text, cap, skip)
+    py, nb = _parse_both(fmt, text, cap, skip, prev)
     assert py == nb
 
 
@@ -319,9 +370,9 @@ def test_a_reader_after_the_threshold_starts_compiled(tmp_path, monkeypatch):
     calls = []
     real = readers._lackey_block
 
-    def spy(block, lo, hi):
+    def spy(block, lo, hi, res=None):
         calls.append(lo)
-        return real(block, lo, hi)
+        return real(block, lo, hi, res)
     monkeypatch.setitem(readers._BLOCKS, "lackey", spy)
     monkeypatch.setenv("VMSIM_JIT_AFTER", "100")
     saved = dict(_jitcache._work)
@@ -517,9 +568,9 @@ def _is_plain(line):
     return m is not None and (m.group(3) is None or 1 <= int(m.group(3)) <= 4096)
 
 
-def _byte_loop(text, cap, fmt="lackey"):
+def _byte_loop(text, cap, fmt="lackey", res=None):
     fn, _ = readers._parser(fmt, compiled=False)
-    res = np.zeros(9, np.int64)
+    res = np.zeros(readers._NRES, np.int64) if res is None else res
     a, k, s = np.zeros(cap, np.int64), np.zeros(cap, np.uint8), np.zeros(cap, np.int64)
     fn(text, 0, len(text), readers._HEX.tolist(), a, k, s, cap, False, res)
     n = int(res[1])
@@ -549,7 +600,7 @@ def test_plain_lackey_blocks_parse_as_the_byte_loop(lines):
     assert (got is not None) == plain, [line for line in lines if not _is_plain(line)]
     if got is None:
         return
-    problem, a, k, s, nlines, modifies = _byte_loop(text, len(lines) + 1)
+    problem, a, k, s, nlines, modifies = _byte_loop(text, 2 * len(lines) + 1)
     assert problem == 0
     assert (got[0].tolist(), got[1].tolist(), got[2].tolist(), got[3], got[4]) == \
         (a, k, s, nlines, modifies)
@@ -571,12 +622,12 @@ def test_a_bad_line_after_plain_pieces_reads_as_the_byte_loop(tmp_path, monkeypa
     calls = []
     real = readers._lackey_block
 
-    def spy(block, lo, hi):
-        got = real(block, lo, hi)
+    def spy(block, lo, hi, res=None):
+        got = real(block, lo, hi, res)
         calls.append(got is not None)
         return got
     outs = []
-    for fast in (spy, lambda block, lo, hi: None):
+    for fast in (spy, lambda block, lo, hi, res=None: None):
         monkeypatch.setitem(readers._BLOCKS, "lackey", fast)
         r = open_trace(str(p), chunk=37, skip_bad=skip)
         chunks = []
@@ -595,10 +646,11 @@ def test_a_bad_line_after_plain_pieces_reads_as_the_byte_loop(tmp_path, monkeypa
         assert outs[0][1] == (252, readers._PROBLEMS["lackey"][readers._E_SIZE])
 
 
+_PIN_IPS = [0, (1 << 60) - 1, 1 << 60, (1 << 64) - 1]
 _pin_like = st.builds(
     lambda p, ip, z, k, q, a, end: f"{p}{'0' * z}{ip:x}: {k} {q}{a:x}{end}",
     st.sampled_from(["0x", "0X", "", "0x0x"]),
-    st.one_of(st.sampled_from([0, (1 << 60) - 1, 1 << 60, (1 << 64) - 1]), st.integers(0, 1 << 64)),
+    st.one_of(st.sampled_from(_PIN_IPS), st.integers(0, 1 << 64)),
     st.integers(0, 2), st.sampled_from(["R", "W", "r", "X"]), st.sampled_from(["0x", "0X", "", "x"]),
     st.one_of(st.sampled_from([0, (1 << 60) - 1, 1 << 60, (1 << 64) - 1]), st.integers(0, 1 << 64)),
     st.sampled_from(["", "", "\r", " ", "\t"]))
@@ -608,38 +660,52 @@ _PIN_PLAIN = re.compile(r"((0[xX])?[0-9a-fA-F]{1,16}: [RW] 0[xX][0-9a-fA-F]{1,16
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@example(["0xffffffffffffffff: W 0xffffffffffffffff", "1: R 0x0", "", "0X1: R 0X2\r"])
-@example(["0x0x1: R 0x2"])
-@example(["0x: R 0x2"])
-@example(["01000000000000000: R 0x2"])                                # 17 digits
-@example(["0x1: R 0x10000000000000000"])
-@example(["0x1: R 0x2 "])
-@example(["0x1: R 0x"])
-@example(["0x1: R 1x2"])
-@example(["0x1:  R 0x2"])
-@example(["0x1: R 0x2", "#eof", "0x3: W 0x4"])
-@example(["0x1: R 0x2", "# a: W 0x4"])
+@example(["0xffffffffffffffff: W 0xffffffffffffffff", "1: R 0x0", "", "0X1: R 0X2\r"], None)
+@example(["0x0x1: R 0x2"], None)
+@example(["0x: R 0x2"], None)
+@example(["01000000000000000: R 0x2"], None)                                # 17 digits
+@example(["0x1: R 0x10000000000000000"], None)
+@example(["0x1: R 0x2 "], None)
+@example(["0x1: R 0x"], None)
+@example(["0x1: R 1x2"], None)
+@example(["0x1:  R 0x2"], None)
+@example(["0x1: R 0x2", "#eof", "0x3: W 0x4"], None)
+@example(["0x1: R 0x2", "# a: W 0x4"], None)
+@example(["0x1: R 0x2", "0x0001: W 0x3", "", "1: W 0x4", "0x2: R 0x5", "0x1: R 0x6"], 1)
+@example(["", "0x1: R 0x2"], 1)
 @given(st.one_of(st.lists(_pin_like, min_size=1, max_size=6),
-                 st.lists(st.one_of(_pin_like, _rand_line), min_size=1, max_size=40)))
-def test_plain_pinatrace_blocks_parse_as_the_byte_loop(lines):
-    """As test_plain_lackey_blocks_parse_as_the_byte_loop, for _pinatrace_block."""
+                 st.lists(st.one_of(_pin_like, _rand_line), min_size=1, max_size=40)),
+       st.one_of(st.none(), st.sampled_from(_PIN_IPS + [1, 3]), st.integers(0, (1 << 64) - 1)))
+def test_plain_pinatrace_blocks_parse_as_the_byte_loop(lines, prev):
+    """As test_plain_lackey_blocks_parse_as_the_byte_loop, for _pinatrace_block: the
+    same fetches (each IP unless the record before, maybe one read before the block:
+    ``prev``, has it) and data accesses, and the same last IP after it."""
     text = "".join(line + "\n" for line in lines).encode()
-    got = readers._pinatrace_block(text, 0, len(text))
+    state = np.zeros(readers._NRES, np.int64)
+    if prev is not None:
+        state[9], state[10] = prev - (1 << 64) if prev >> 63 else prev, 1
+    res = state.copy()
+    got = readers._pinatrace_block(text, 0, len(text), res)
     plain = all(_PIN_PLAIN.fullmatch(line) for line in lines)
     assert (got is not None) == plain, [line for line in lines if not _PIN_PLAIN.fullmatch(line)]
     if got is None:
+        assert res.tolist() == state.tolist()               # a block not taken: state unchanged
         return
-    problem, a, k, s, nlines, _ = _byte_loop(text, len(lines) + 1, "pinatrace")
+    loop = state.copy()
+    problem, a, k, s, nlines, _ = _byte_loop(text, 2 * len(lines) + 1, "pinatrace", loop)
     assert problem == 0
     assert (got[0].tolist(), got[1].tolist(), got[2].tolist(), got[3], got[4]) == (a, k, s, nlines, 0)
+    assert res[9:].tolist() == loop[9:].tolist()
 
 
 def test_pinatrace_pieces_stop_at_eof_as_the_byte_loop(tmp_path, monkeypatch):
     """Plain pinatrace pieces go as arrays; the piece with '#eof' goes to the byte
     loop, which stops there: the records of the byte loop alone."""
     rng = np.random.default_rng(4)
+    # IPs from a few: runs of one IP (one fetch) cross the pieces' and chunks' edges.
     lines = [f"{ip:#x}: {k} {a:#x}" for ip, k, a in
-             zip(rng.integers(0, 1 << 40, 400), rng.choice(["R", "W"], 400), rng.integers(0, 1 << 47, 400))]
+             zip(0x401000 + rng.integers(0, 3, 400), rng.choice(["R", "W"], 400),
+                 rng.integers(0, 1 << 47, 400))]
     lines[300] = "#eof"
     p = tmp_path / "t.pinatrace"
     p.write_text("\n".join(lines) + "\n")
@@ -648,15 +714,23 @@ def test_pinatrace_pieces_stop_at_eof_as_the_byte_loop(tmp_path, monkeypatch):
     calls = []
     real = readers._pinatrace_block
 
-    def spy(block, lo, hi):
-        got = real(block, lo, hi)
+    def spy(block, lo, hi, res=None):
+        got = real(block, lo, hi, res)
         calls.append(got is not None)
         return got
     outs = []
-    for fast in (spy, lambda block, lo, hi: None):
+    for fast in (spy, lambda block, lo, hi, res=None: None):
         monkeypatch.setitem(readers._BLOCKS, "pinatrace", fast)
         r = open_trace(str(p), chunk=41)
-        chunks = [(c.first, c.addr.tolist(), c.kind.tolist(), c.size.tolist()) for c in r]
-        outs.append((chunks, r.lines, r.accesses))
-    assert outs[0] == outs[1] and outs[0][2] == 300
+        chunks = list(r)
+        assert all(len(c.addr) <= 41 for c in chunks)
+        # The pieces fill a chunk to the access; the byte loop leaves a record whose
+        # fetch and data access do not both fit to the next chunk.
+        outs.append(([np.concatenate([getattr(c, f) for c in chunks]).tolist()
+                      for f in ("addr", "kind", "size")], r.lines, r.accesses))
+    assert outs[0] == outs[1]
+    ips = [int(line.split(":")[0], 16) for line in lines[:300]]
+    fetches = 1 + sum(a != b for a, b in zip(ips, ips[1:]))
+    assert 100 < fetches < 300 and outs[0][2] == 300 + fetches
+    assert outs[0][0][1].count(2) == fetches
     assert calls[:2] == [True, True] and calls[-1] is False

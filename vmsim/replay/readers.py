@@ -13,7 +13,13 @@ Text formats
                 write-protect one; counted in ``modifies``); ``==PID==`` lines are
                 Valgrind's log.
     pinatrace   Pin's ManualExamples/pinatrace: ``IP: R ADDR`` / ``IP: W ADDR`` (one
-                byte each: the tool records no size), ``#eof`` ends the trace.
+                byte each: the tool records no size), ``#eof`` ends the trace. The tool
+                logs the IP of each memory instruction, not every fetch: each record's
+                IP is read as a one-byte fetch (ACCESS_EXEC) before its data access,
+                except when it is the previous record's IP (one instruction with two
+                memory operands, or a rep string instruction: fetched once). So
+                inference sees the text pages of the code that touched memory
+                (instructions with no memory operand are not in the trace).
 Compressed inputs (.gz, .xz, .zst) are decompressed on the fly (.zst by the
 ``zstandard`` package, or without it by the ``zstd`` program). The text is parsed by one byte loop, plain Python for a short
 trace (pieces of plain lines as numpy arrays, _BLOCKS) and compiled with numba once
@@ -288,6 +294,11 @@ for _c in b"abcdef":
 
 # Problems a parser reports (res[4]); the messages are in _PROBLEMS.
 _E_RECORD, _E_ADDR, _E_SIZE, _E_TRAIL, _E_LONG = 1, 2, 3, 4, 5
+# A record's return when its accesses do not fit before ``cap``: the line is left for
+# the next call (a pinatrace record writes two: its fetch and its data access).
+_NO_ROOM = -64
+# The parsers' state and counters (see _parse_lines).
+_NRES = 11
 _PROBLEMS = {
     "lackey": {
         _E_RECORD: "not a lackey record: expected 'I  ADDR,SIZE', ' L ADDR,SIZE', "
@@ -338,11 +349,12 @@ def _parse_lines(buf, pos, end, hexv, addr, kind, size, cap, skip_bad, res):
     """Parse the lines of buf[pos:end] (each ending in \\n) into the arrays from res[1],
     each by ``_record`` (the format's: bound per format by :func:`_parser`).
 
-    res: [0] position reached, [1] accesses written, [2] lines read, [3] bad lines
-    skipped, [4] problem of the line that stopped (0: none), [5] that line's index
-    from the call's start, [6] 1 once pinatrace's '#eof' was read, [7] scratch, [8]
-    lackey modify records read. Stops when the arrays are full (``cap``: a record
-    writes at most one access), and after '#eof'."""
+    res (_NRES entries): [0] position reached, [1] accesses written, [2] lines read,
+    [3] bad lines skipped, [4] problem of the line that stopped (0: none), [5] that
+    line's index from the call's start, [6] 1 once pinatrace's '#eof' was read, [7]
+    scratch, [8] lackey modify records read, [9] pinatrace: the last record's IP,
+    [10] 1 once there is one. Stops when the arrays are full (``cap``: a record that
+    does not fit returns _NO_ROOM and is read by the next call), and after '#eof'."""
     n = res[1]
     lines = 0
     while pos < end:
@@ -354,7 +366,9 @@ def _parse_lines(buf, pos, end, hexv, addr, kind, size, cap, skip_bad, res):
         le = e
         if le > pos and buf[le - 1] == 13:
             le -= 1
-        w = _record(buf, pos, le, hexv, addr, kind, size, n, res)
+        w = _record(buf, pos, le, hexv, addr, kind, size, n, cap, res)
+        if w == _NO_ROOM:
+            break
         if w < 0:
             if not skip_bad:
                 res[0] = pos
@@ -373,7 +387,7 @@ def _parse_lines(buf, pos, end, hexv, addr, kind, size, cap, skip_bad, res):
     res[2] += lines
 
 
-def _lackey_record(buf, pos, le, hexv, addr, kind, size, n, res):
+def _lackey_record(buf, pos, le, hexv, addr, kind, size, n, cap, res):
     """One lackey line buf[pos:le] into the arrays at ``n``: the accesses written
     (0 or 1), or minus its problem (_E_*)."""
     ln = le - pos
@@ -421,8 +435,10 @@ def _lackey_record(buf, pos, le, hexv, addr, kind, size, n, res):
     return 1
 
 
-def _pinatrace_record(buf, pos, le, hexv, addr, kind, size, n, res):
-    """As _lackey_record for a pinatrace line; '#eof' sets res[6]."""
+def _pinatrace_record(buf, pos, le, hexv, addr, kind, size, n, cap, res):
+    """As _lackey_record for a pinatrace line: its IP as a fetch, unless the last
+    record's IP is the same (res[9], res[10]), then its data access; 0 to 2 accesses,
+    or _NO_ROOM. '#eof' sets res[6]."""
     ln = le - pos
     if ln == 0:
         return 0
@@ -437,6 +453,7 @@ def _pinatrace_record(buf, pos, le, hexv, addr, kind, size, n, res):
     if p < 0 or p + 4 >= le or buf[p] != 58 or buf[p + 1] != 32 or buf[p + 3] != 32 \
             or (buf[p + 2] != 82 and buf[p + 2] != 87):
         return -_E_RECORD
+    ip = res[7]
     k = 0
     if buf[p + 2] == 87:
         k = 1
@@ -451,10 +468,20 @@ def _pinatrace_record(buf, pos, le, hexv, addr, kind, size, n, res):
         p += 1
     if p != le:
         return -_E_TRAIL
-    addr[n] = res[7]
-    kind[n] = k
-    size[n] = 1
-    return 1
+    w = 0
+    if res[10] == 0 or ip != res[9]:
+        if n + 2 > cap:
+            return _NO_ROOM
+        addr[n] = ip
+        kind[n] = 2
+        size[n] = 1
+        w = 1
+    res[9] = ip
+    res[10] = 1
+    addr[n + w] = res[7]
+    kind[n + w] = k
+    size[n + w] = 1
+    return w + 1
 
 
 # --- a block of well-formed lines, parsed as numpy arrays ----------------------------
@@ -520,10 +547,11 @@ def _hex_before(bp, end, n):
     return v
 
 
-def _lackey_block(block, lo, hi):
+def _lackey_block(block, lo, hi, res=None):
     """The records of lackey lines block[lo:hi] (``hi`` just after a newline) as
     (addr, kind, size, lines, modifies), the byte loop's (_lackey_record) for the same
-    lines, or None when a line is not a plain record, log or blank line."""
+    lines, or None when a line is not a plain record, log or blank line. (``res``:
+    the byte loop's state, which lackey records do not use.)"""
     b, bp, ends, starts, le, ln = _block_lines(block, lo, hi)
     c0, c1, c2 = bp[starts], bp[starts + 1], bp[starts + 2]
     fetch = (c0 == 73) & (c1 == 32) & (c2 == 32)             # 'I  '
@@ -557,10 +585,12 @@ def _lackey_block(block, lo, hi):
     return a.view(np.int64), k.astype(np.uint8), size, len(ends), modifies
 
 
-def _pinatrace_block(block, lo, hi):
-    """As _lackey_block for pinatrace lines (_pinatrace_record's records): every line
-    'IP: R 0xADDR' / 'IP: W 0xADDR' (IP with or without 0x) or blank; a '#' line
-    ('#eof' ends the trace) is the byte loop's."""
+def _pinatrace_block(block, lo, hi, res=None):
+    """As _lackey_block for pinatrace lines (_pinatrace_record's records: each IP a
+    fetch unless the record before has the same IP; ``res``: the byte loop's state,
+    its [9] and [10] the last record's IP, read and, when the block is taken,
+    updated): every line 'IP: R 0xADDR' / 'IP: W 0xADDR' (IP with or without 0x) or
+    blank; a '#' line ('#eof' ends the trace) is the byte loop's."""
     b, bp, ends, starts, le, ln = _block_lines(block, lo, hi)
     lines = np.flatnonzero(ln > 0)
     colons = _one_per_line(b, ends, 58, lines)
@@ -576,13 +606,27 @@ def _pinatrace_block(block, lo, hi):
     if not np.all((bp[colons + 1] == 32) & ((rw == 82) | (rw == 87)) & (bp[colons + 3] == 32)
                   & (bp[colons + 4] == 48) & ((bp[colons + 5] | 32) == 120)):
         return None
-    if _hex_before(bp, colons, nip) is None:
+    ip = _hex_before(bp, colons, nip)
+    if ip is None:
         return None
     a = _hex_before(bp, le[lines], na)
     if a is None:
         return None
-    return (a.view(np.int64), (rw == 87).astype(np.uint8), np.ones(len(lines), np.int64),
-            len(ends), 0)
+    ip = ip.view(np.int64)
+    m = len(lines)
+    fetch = np.ones(m, dtype=bool)
+    fetch[1:] = ip[1:] != ip[:-1]
+    if m and res is not None and res[10]:
+        fetch[0] = ip[0] != res[9]
+    at = np.arange(m) + np.cumsum(fetch)                     # each data access's index
+    addr = np.empty(m + int(np.count_nonzero(fetch)), dtype=np.int64)
+    kind = np.full(len(addr), EXEC, dtype=np.uint8)
+    addr[at] = a.view(np.int64)
+    kind[at] = rw == 87
+    addr[at[fetch] - 1] = ip[fetch]
+    if m and res is not None:
+        res[9], res[10] = ip[-1], 1
+    return addr, kind, np.ones(len(addr), np.int64), len(ends), 0
 
 
 _BLOCKS = {"lackey": _lackey_block, "pinatrace": _pinatrace_block}
@@ -657,7 +701,7 @@ class TraceReader:
             parse, compiled = _parser(self.format)
         hexv = _HEX if compiled else _HEX.tolist()
         cap = self.chunk
-        res = np.zeros(9, dtype=np.int64)
+        res = np.zeros(_NRES, dtype=np.int64)
         addr = np.empty(cap, dtype=np.int64)
         kind = np.empty(cap, dtype=np.uint8)
         size = np.empty(cap, dtype=np.int64)
@@ -696,7 +740,7 @@ class TraceReader:
                     fast = 0
                     while pos < cut:
                         end = block.rfind(b"\n", pos, pos + _PIECE) + 1 or cut
-                        got = _BLOCKS[self.format](block, pos, end)
+                        got = _BLOCKS[self.format](block, pos, end, res)
                         if got is None:
                             break
                         a, k, s, nl, nm = got
