@@ -504,3 +504,24 @@ def test_madv_cold_on_a_file_pmd(machine):
     assert vmstat(m)["thp_split_pmd"] - v0["thp_split_pmd"] == 1
     assert p.read(a + 2 * MiB + 4096, 1) == b"\x02"
     m.check()
+
+
+@pytest.mark.parametrize("field,shown", [("mapping", "_large_mapcount 2,"),
+                                         ("index", "_nr_pages_mapped 1,"),
+                                         ("lru_prev", "_entire_mapcount 2;")])
+def test_checker_catches_a_wrong_large_folio_mapcount(machine, field, shown):
+    """debug_vm._check_file_state: a PMD-mapped page-cache folio's _large_mapcount,
+    _nr_pages_mapped and _entire_mapcount (the second page's mapping, index, lru_prev)
+    against the PTE and PMD mappings."""
+    m = machine
+    p = m.spawn()
+    fd = _huge_file(p, folios=1)
+    a = p.mmap(0, 2 * MiB, PROT_READ, MAP_PRIVATE, fd, 0)
+    p.touch(a, 4096)
+    m.check()
+    h = _pmd(p, a) >> 12 & ((1 << 40) - 1)
+    getattr(m.k.mem, field)[h + 1] += 1
+    with pytest.raises(AssertionError, match=f"page cache: large folio pfn {h:#x}: .*{shown}"):
+        m.check()
+    getattr(m.k.mem, field)[h + 1] -= 1
+    m.check()

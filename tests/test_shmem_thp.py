@@ -475,7 +475,7 @@ def test_selftest_split_file_backed_thp_setup(machine):
     p.mkdir("/tmp/thp_split_x", 0o700)
     p.mount("tmpfs", "/tmp/thp_split_x", "tmpfs", 0, "huge=always,size=4m")
     fd = p.open("/tmp/thp_split_x/thp_file", O_CREAT | O_RDWR, 0o664)
-    buf1 = bytes(i & 0xff for i in range(2 * MiB))
+    buf1 = bytes(range(256)) * (2 * MiB // 256)      # byte i is i & 0xff
     assert p.write_fd(fd, buf1) == 2 * MiB
     assert meminfo(m)["ShmemHugePages"] == 2048
     p.lseek(fd, 0, 0)

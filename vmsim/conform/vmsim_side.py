@@ -350,7 +350,7 @@ class _Runner:
                 else:
                     got = p.pread(fd, n, pos)
                     k = len(got)
-                    r["ret"] += sum(1 for x, y in zip(got, want) if x != y)
+                    r["ret"] += _ndiff(got, want)
                 r["done"] += k
                 pos += k
                 if k == 0 or length == 0:
@@ -431,7 +431,15 @@ class _Runner:
             self.sig(r, e)
             got = self.p.read(self.addr(slot, off), e.offset) if e.offset else b""
         r["done"] = len(got)
-        r["ret"] = sum(1 for x, y in zip(got, want) if x != y)
+        r["ret"] = _ndiff(got, want)
+
+
+def _ndiff(got, want) -> int:
+    """How many of the first min(len) bytes differ (zip's pairs, compared by numpy:
+    a byte-by-byte generator was ~2% of the conformance tests' time)."""
+    import numpy as np
+    n = min(len(got), len(want))
+    return int(np.count_nonzero(np.frombuffer(got, np.uint8, n) != np.frombuffer(want, np.uint8, n)))
 
 
 class Hang(Exception):
