@@ -433,18 +433,6 @@ def access_chunk(pt, rows, pool, cr3_pfn, la57, addrs, kinds, sizes, i, done, n,
 _builds = {}
 
 
-def _sources_digest():
-    """A short digest of the source files the compiled access_chunk inlines code from."""
-    import hashlib
-    from vmsim.arch.x86 import mmu, tlb, _prefetch
-    from vmsim.mm import page_data
-    h = hashlib.sha1()
-    for mod in (mmu, tlb, page_data, _prefetch):
-        with open(mod.__file__, "rb") as f:
-            h.update(f.read())
-    return h.hexdigest()[:12]
-
-
 def _build(use_tlb, compiled):
     """access_chunk over globals in which ``_translate`` is the TLB lookup (use_tlb) or
     the walk, and (compiled) everything is the numba build, so numba inlines it."""
@@ -485,11 +473,9 @@ def _build(use_tlb, compiled):
             g["_translate"] = inline(_tlb if use_tlb else _walk_cached)
             g["_again"] = inline(_again_tlb if use_tlb else _again_walk)
             # numba's cache keys a function by its qualified name and line, not by its
-            # globals: the TLB build gets a name of its own. And it invalidates an entry
-            # when this file changes, not when a file whose code was inlined into it
-            # does (a cached TLB build kept tlb.py's old counters after tlb.py alone
-            # changed): the name carries a digest of those files.
-            name = ("access_chunk_tlb" if use_tlb else "access_chunk") + "_" + _sources_digest()
+            # globals: the TLB build gets a name of its own. (A change of a file whose
+            # code is inlined here gets a fresh cache folder: _jitcache._source_digest.)
+            name = "access_chunk_tlb" if use_tlb else "access_chunk"
             code = access_chunk.__code__.replace(co_name=name, co_qualname=name)
             fn = _njit(types.FunctionType(code, g, name), nogil=True, _nrt=False)
         else:
