@@ -294,22 +294,29 @@ def test_finish_fault_maps_the_folio_at_eof_with_a_pmd(machine):
     m.check()
 
 
-def test_checker_catches_a_lost_pmdmapped_counter(machine):
-    from vmsim.mm import vmstat as V
-    m = machine
+def _pmd_mapped_folio(m):
+    """A page-cache folio of 2 MiB read through a private mapping (a PMD maps it):
+    the folio's PFN, the checker passing."""
     p = m.spawn()
     fd = _huge_file(p, folios=1)
     a = p.mmap(0, 2 * MiB, PROT_READ, MAP_PRIVATE, fd, 0)
     p.touch(a, 4096)
     m.check()
+    return _pmd(p, a) >> 12 & ((1 << 40) - 1)
+
+
+def test_checker_catches_a_lost_pmdmapped_counter(machine):
+    from vmsim.mm import vmstat as V
+    m = machine
+    h = _pmd_mapped_folio(m)
     m.k.vmstat[V.NR_FILE_PMDMAPPED] -= 512
     with pytest.raises(AssertionError, match="nr_file_pmdmapped"):
         m.check()
     m.k.vmstat[V.NR_FILE_PMDMAPPED] += 512
-    m.k.mem.lru_prev[(_pmd(p, a) >> 12 & ((1 << 40) - 1)) + 1] += 1
+    m.k.mem.lru_prev[h + 1] += 1
     with pytest.raises(AssertionError, match="_entire_mapcount|entire mapcount"):
         m.check()
-    m.k.mem.lru_prev[(_pmd(p, a) >> 12 & ((1 << 40) - 1)) + 1] -= 1
+    m.k.mem.lru_prev[h + 1] -= 1
     m.check()
 
 
@@ -514,12 +521,7 @@ def test_checker_catches_a_wrong_large_folio_mapcount(machine, field, shown):
     _nr_pages_mapped and _entire_mapcount (the second page's mapping, index, lru_prev)
     against the PTE and PMD mappings."""
     m = machine
-    p = m.spawn()
-    fd = _huge_file(p, folios=1)
-    a = p.mmap(0, 2 * MiB, PROT_READ, MAP_PRIVATE, fd, 0)
-    p.touch(a, 4096)
-    m.check()
-    h = _pmd(p, a) >> 12 & ((1 << 40) - 1)
+    h = _pmd_mapped_folio(m)
     getattr(m.k.mem, field)[h + 1] += 1
     with pytest.raises(AssertionError, match=f"page cache: large folio pfn {h:#x}: .*{shown}"):
         m.check()

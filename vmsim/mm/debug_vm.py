@@ -1753,15 +1753,9 @@ def _check_file_state(k, rep, aspaces, mem, pmd_heads=()):
             if f & PG_dirty and not am.swapbacked:
                 dirty += nr
             if f & PG_head:
-                mc = mem.np_mapcount[h:h + nr]
-                total = int(mc.sum(dtype=np.int64))
-                mapped = int(np.count_nonzero(mc))
-                pm = npmd.get(h, 0)
-                if mem.mapping[h + 1] != total + pm or mem.index[h + 1] != mapped or \
-                        mem.lru_prev[h + 1] != pm:
-                    rep(f"page cache: large folio pfn {h:#x}: _large_mapcount {mem.mapping[h + 1]}, "
-                        f"_nr_pages_mapped {mem.index[h + 1]}, _entire_mapcount "
-                        f"{mem.lru_prev[h + 1]}; PTEs map {total} times {mapped} pages, {pm} PMDs")
+                msg = _large_folio_mapcounts(mem, h, nr, npmd)
+                if msg:
+                    rep(msg)
     if k.vmstat[vmstat.NR_DIRTY] != dirty:
         rep(f"vmstat nr_dirty = {k.vmstat[vmstat.NR_DIRTY]}, dirty disk-file page-cache pages {dirty}")
     if k.vmstat[vmstat.NR_WRITEBACK]:
@@ -1832,12 +1826,24 @@ def _file_state_clean(mem, am, host, npmd, PG_writeback):
     nr = np.where(f & PG_head, np.int64(1) << ((f & PG_ORDER_MASK) >> PG_ORDER_SHIFT), 1)
     dirty = 0 if am.swapbacked else int(nr[(f & PG_dirty) != 0].sum())
     for h, n in zip(heads[(f & PG_head) != 0].tolist(), nr[(f & PG_head) != 0].tolist()):
-        mc = mem.np_mapcount[h:h + n]
-        pm = npmd.get(h, 0)
-        if mem.mapping[h + 1] != int(mc.sum(dtype=np.int64)) + pm or \
-                mem.index[h + 1] != int(np.count_nonzero(mc)) or mem.lru_prev[h + 1] != pm:
+        if _large_folio_mapcounts(mem, h, n, npmd):
             return None
     return dirty
+
+
+def _large_folio_mapcounts(mem, h: int, nr: int, npmd) -> str:
+    """What is wrong with the mapcounts of the page-cache large folio at ``h`` of ``nr``
+    pages (entire mapcount = PMD mappings, _large_mapcount = PMD + PTE mappings,
+    _nr_pages_mapped = pages mapped by PTEs), or "" when they add up."""
+    mc = mem.np_mapcount[h:h + nr]
+    total = int(mc.sum(dtype=np.int64))
+    mapped = int(np.count_nonzero(mc))
+    pm = npmd.get(h, 0)
+    if mem.mapping[h + 1] == total + pm and mem.index[h + 1] == mapped and mem.lru_prev[h + 1] == pm:
+        return ""
+    return (f"page cache: large folio pfn {h:#x}: _large_mapcount {mem.mapping[h + 1]}, "
+            f"_nr_pages_mapped {mem.index[h + 1]}, _entire_mapcount "
+            f"{mem.lru_prev[h + 1]}; PTEs map {total} times {mapped} pages, {pm} PMDs")
 
 
 def _check_shadow_entries(k, aspaces, rep):
