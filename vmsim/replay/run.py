@@ -137,6 +137,50 @@ def _fault_kind(f):
     return "other"
 
 
+def _map_areas(p, areas, memory):
+    """Map the areas inferred from a text trace into the fresh process ``p`` (its own
+    mappings gone first); the heap is brk's: its _Brk is returned (or None). A mapping
+    the machine refuses names the area and the machine's size."""
+    heap = None
+    what = "the ELF objects' files"
+    try:
+        p.munmap(0, p.mm.task_size if hasattr(p.mm, "task_size") else 0x7ffffffff000)
+        fds = _elf_files(p, areas)
+        for a in areas:
+            if a.name == "heap":
+                # As load_elf_binary sets mm->start_brk = mm->brk after the bss;
+                # the replay grows the heap with brk() (_grow_brk).
+                heap = _Brk(a)
+                p.mm.start_brk = p.mm.brk = a.start
+                continue
+            what = f"{a.name} {a.start:#x}-{a.end:#x}"
+            prot = vmsim.PROT_READ | (vmsim.PROT_WRITE if "w" in a.prot else 0) | \
+                (vmsim.PROT_EXEC if "x" in a.prot else 0)
+            flags = vmsim.MAP_PRIVATE | vmsim.MAP_FIXED
+            start, length = a.start, a.end - a.start
+            if a.file:
+                # An ELF segment, as ld.so maps it (_dl_map_segments): MAP_PRIVATE of its
+                # file, so faults take do_read_fault (fault-around) and do_cow_fault /
+                # wp_page_copy as the program's did.
+                p.mmap(start, length, prot, flags, fds[a.file], a.offset)
+                continue
+            flags |= vmsim.MAP_ANONYMOUS
+            if a.name == "stack":
+                # Its top page only: the model's expand_stack grows it, as Linux grew the
+                # program's stack.
+                flags |= vmsim.MAP_GROWSDOWN
+                start, length = a.end - 4096, 4096
+            p.mmap(start, length, prot, flags)
+        for fd in fds.values():
+            p.close(fd)
+    except OSError as e:
+        # Say which inferred area the machine could not map (overcommit's
+        # __vm_enough_memory on a small --memory), not a bare errno.
+        raise RuntimeError(f"mapping the inferred {what} ({memory} machine, "
+                           f"--memory): {e.strerror or e}") from None
+    return heap
+
+
 class Replay:
     """One replay in progress; :meth:`run` returns the result dict (see report.py)."""
 
@@ -190,43 +234,7 @@ class Replay:
         tasks = _Tasks(self.path, m, p)
         heap = None
         if not has_events:
-            what = "the ELF objects' files"
-            try:
-                p.munmap(0, p.mm.task_size if hasattr(p.mm, "task_size") else 0x7ffffffff000)
-                fds = _elf_files(p, areas)
-                for a in areas:
-                    if a.name == "heap":
-                        # As load_elf_binary sets mm->start_brk = mm->brk after the bss;
-                        # the replay grows the heap with brk() (_grow_brk).
-                        heap = _Brk(a)
-                        p.mm.start_brk = p.mm.brk = a.start
-                        continue
-                    prot = vmsim.PROT_READ | (vmsim.PROT_WRITE if "w" in a.prot else 0) | \
-                        (vmsim.PROT_EXEC if "x" in a.prot else 0)
-                    flags = vmsim.MAP_PRIVATE | vmsim.MAP_FIXED
-                    start, length = a.start, a.end - a.start
-                    if a.file:
-                        # An ELF segment, as ld.so maps it (_dl_map_segments): MAP_PRIVATE
-                        # of its file, so faults take do_read_fault (fault-around) and
-                        # do_cow_fault / wp_page_copy as the program's did.
-                        what = f"{a.name} {a.start:#x}-{a.end:#x}"
-                        p.mmap(start, length, prot, flags, fds[a.file], a.offset)
-                        continue
-                    flags |= vmsim.MAP_ANONYMOUS
-                    if a.name == "stack":
-                        # Its top page only: the model's expand_stack grows it, as Linux
-                        # grew the program's stack.
-                        flags |= vmsim.MAP_GROWSDOWN
-                        start, length = a.end - 4096, 4096
-                    what = f"{a.name} {a.start:#x}-{a.end:#x}"
-                    p.mmap(start, length, prot, flags)
-                for fd in fds.values():
-                    p.close(fd)
-            except OSError as e:
-                # Say which inferred area the machine could not map (overcommit's
-                # __vm_enough_memory on a small --memory), not a bare errno.
-                raise RuntimeError(f"mapping the inferred {what} ({cfg.memory} machine, "
-                                   f"--memory): {e.strerror or e}") from None
+            heap = _map_areas(p, areas, cfg.memory)
         starts = [a.start for a in areas] if not has_events else []
         area_faults = Counter()
         stack_growth = [0]
