@@ -136,6 +136,12 @@ def test_thp_runs_leave_the_python_state_long(program):
     _compare(program)
 
 
+def test_thp_fork_takes_every_free_table_row():
+    """A fork whose PTE tables take every free row of the table pool (the exit before
+    it freed them): hypothesis found _take_rows giving none of them then."""
+    _compare([("write", 0, 1), ("fork", 0, 0), ("exit", 0, 0), ("fork", 0, 0)])
+
+
 def test_thp_runs_are_taken_and_hand_back():
     """A fixed program: fork and exit of THP memory take both runs; a huge zero PMD,
     a split PMD (a PTE table) and a partly mapped folio in the same tables go back to

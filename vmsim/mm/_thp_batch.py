@@ -211,7 +211,7 @@ def _take_rows(pool, n: int) -> list:
     order (free rows from the end of the list, then new ones), taking none yet."""
     free = pool.free_slots
     m = min(n, len(free))
-    rows = free[:len(free) - m - 1:-1] if m else []
+    rows = free[len(free) - m:][::-1]       # the last free row first, as _alloc_slot() pops
     grow = min(n - m, pool.max_tables - pool.used)
     return rows + list(range(pool.used, pool.used + grow))
 
