@@ -188,7 +188,7 @@ class Replay:
         self.path = path
         self.cfg = cfg or ReplayConfig()
         self.progress = progress
-        self.reader = open_trace(path, skip_bad=self.cfg.skip_bad)
+        self.reader = open_trace(path, skip_bad=self.cfg.skip_bad, cpus=self.cfg.cpus)
         self.chunks = None          # the trace's chunks, when the scan kept them
         self.result = None
 
@@ -207,7 +207,8 @@ class Replay:
         """Scan the trace once for its pages (and whether it has events); a trace of at
         most KEEP accesses is kept, so the replay does not read and parse it again."""
         ps = infer.PageSet()
-        r = open_trace(self.path, skip_bad=self.cfg.skip_bad, fmt=self.reader.format)
+        r = open_trace(self.path, skip_bad=self.cfg.skip_bad, fmt=self.reader.format,
+                       cpus=self.cfg.cpus)
         events = False
         kept = []
         for c in r:
@@ -268,10 +269,10 @@ class Replay:
                     upto = n
                     # Events after the trace's last access (in its last chunk) take
                     # effect at its end.
-                    while evs and (evs[0].at - chunk.first <= pos or pos >= n):
+                    while evs and (_at(chunk, evs[0]) <= pos or pos >= n):
                         self._event(tasks, evs.pop(0))
                     if evs:
-                        upto = min(n, evs[0].at - chunk.first)
+                        upto = min(n, _at(chunk, evs[0]))
                     # Finer samples early: a short trace still plots as a curve.
                     step = cfg.step if done + pos >= 1 << 20 else max(cfg.step // 8, 1)
                     upto = min(upto, pos + step)
@@ -367,13 +368,13 @@ class Replay:
             pid = None if chunk.pid is None else int(chunk.pid[a])
             tid = None if chunk.tid is None else int(chunk.tid[a])
             cpu = None if chunk.cpu is None else int(chunk.cpu[a])
-            q = tasks.get(pid, tid, f"access {chunk.first + a}")
-            tasks.run_on(q, cpu, f"access {chunk.first + a}")
+            q = tasks.get(pid, tid, f"access {_row(chunk, a)}")
+            tasks.run_on(q, cpu, f"access {_row(chunk, a)}")
             self._run(q, chunk, a, b, signals)
 
     def _run(self, q, chunk, lo, hi, signals):
         if q.task.mm is None:
-            raise TraceError(self.path, 0, f"access {chunk.first + lo}: its task (pid "
+            raise TraceError(self.path, 0, f"access {_row(chunk, lo)}: its task (pid "
                                            f"{q.task.pid} in the model) has exited")
         while lo < hi:
             try:
@@ -381,7 +382,7 @@ class Replay:
                          value=self.cfg.store_value)
                 return
             except vmsim.SignalDelivered as e:
-                signals[f"{_signame(e.signo)} at access {chunk.first + lo + e.index}"
+                signals[f"{_signame(e.signo)} at access {_row(chunk, lo + e.index)}"
                         if len(signals) < 20 else _signame(e.signo)] += 1
                 lo += e.index + 1
                 if q.task.mm is None:
@@ -417,6 +418,20 @@ class Replay:
                     tasks.current = nxt
         except OSError as e:
             raise TraceError(self.path, 0, f"{what}: {ev.op} failed: {e}") from None
+
+
+def _row(chunk, i):
+    """The trace row of access ``i`` of ``chunk`` (its index in the trace, unless a
+    native reader skipped bad rows before it)."""
+    return chunk.first + i if chunk.rows is None else int(chunk.rows[i])
+
+
+def _at(chunk, ev):
+    """Where in ``chunk`` event ``ev`` takes effect: before its access ``at`` (a row of
+    the trace; a skipped row's events go before the next access)."""
+    if chunk.rows is None:
+        return ev.at - chunk.first
+    return int(np.searchsorted(chunk.rows, ev.at))
 
 
 class _Tasks:
