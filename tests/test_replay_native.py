@@ -275,12 +275,26 @@ def test_parquet_events_are_rows_read_in_batches(tmp_path, monkeypatch):
     r = open_trace(p, chunk=10)
     it = iter(r)
     c = next(it)
-    # the first chunk's events (at < 10) and one batch's read-ahead: not the other 80
-    assert [e.at for e in c.events] == sorted(i // 2 for i in range(20)) and len(batches) <= 24
+    # At most EV_BATCH events a chunk (it ends at the next event's access), and one
+    # event read ahead: not the other 95.
+    assert [e.at for e in c.events] == [0, 0, 1, 1] and len(c.addr) == 2 and len(batches) <= 5
     cs = [c] + list(it)
     got = [e for c in cs for e in c.events]
-    assert got == sorted(ev, key=lambda e: e.at)
+    assert got == sorted(ev, key=lambda e: e.at) and max(len(c.events) for c in cs) == 4
     assert [e.addr for e in got[:4]] == [1, 0, 3, 2]         # stable: as given within an at
+    assert np.concatenate([c.addr for c in cs]).tolist() == (np.arange(n) * 8).tolist()
+    # the replay runs each event before its access ``at``, in the file's order
+    seen, ran = [], [0]
+    rp = Replay(p, ReplayConfig(checker=True))
+    run = rp._run
+
+    def counting(q, chunk, lo, hi, signals):
+        ran[0] += hi - lo
+        return run(q, chunk, lo, hi, signals)
+    rp._run = counting
+    rp._event = lambda tasks, e: seen.append((e, ran[0]))
+    rp.run()
+    assert seen == [(e, e.at) for e in got]
 
 
 # --- fuzzing -----------------------------------------------------------------------

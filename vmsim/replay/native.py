@@ -514,9 +514,14 @@ def _chunks_from(reader, src):
     dts = dict(COLUMNS + OPTIONAL)
     while first < n or events.pending():
         k = min(reader.chunk, n - first)
-        cols, nulls = src.take(k) if k else ({}, {})
         end = first + k
-        evs = events.upto(end if end < n else None)       # the last chunk: events after it too
+        evs = events.upto(end if end < n else None, EV_BATCH)   # the last: the events after it too
+        if len(evs) == EV_BATCH and events.pending() and events.head.at < end:
+            # At most EV_BATCH events a chunk: it ends at the next event's access (its
+            # events at that row run at its end, before the next chunk's at that row).
+            end = max(events.head.at, first)
+            k = end - first
+        cols, nulls = src.take(k) if k else ({}, {})
         keep = None
         if k:
             bad, problem = _bad_rows(reader, cols, nulls)
@@ -540,11 +545,9 @@ def _chunks_from(reader, src):
                       cols.get("pid"), cols.get("tid"), cols.get("cpu"), tuple(evs), rows)
         out += m
         reader.accesses = out
-        if m or evs or k == 0:
+        if m or evs:
             yield chunk
         first = end
-        if k == 0:
-            break
 
 
 def _npz_chunks(reader):
@@ -559,7 +562,15 @@ def _parquet_file(reader):
     except ImportError:
         raise _bad(path, "reading Parquet needs pyarrow (pip install pyarrow)") from None
     try:
-        return pq.ParquetFile(path)
+        try:
+            return pq.ParquetFile(path)
+        except OSError as e:
+            if "size limit" not in str(e):
+                raise
+            # A footer over pyarrow's 100 MB thrift limit: the earlier layout's JSON
+            # events (1 M events are ~290 MB). Read it as the file it is.
+            return pq.ParquetFile(path, thrift_string_size_limit=(1 << 31) - 1,
+                                  thrift_container_size_limit=(1 << 31) - 1)
     except Exception as e:           # pyarrow.ArrowInvalid and friends
         raise _bad(path, f"not a readable Parquet file: {e}") from None
 
@@ -608,7 +619,13 @@ def _parquet_source(reader):
                        if c not in names and c[3:] not in EVENT_OPTIONAL]
             if nev and missing:
                 raise _bad(path, f"missing event column {missing[0]!r}")
-            src.events = _Events(reader, _parquet_events(reader, f, ev_groups), True)
+            # A reader of its own: two iter_batches of one ParquetFile share its
+            # reader's batch size (the last call's), and the events' would be the
+            # accesses' million rows.
+            fe = _parquet_file(reader) if nev else None
+            if fe is not None:
+                src.close = lambda: (f.close(), fe.close()) if hasattr(f, "close") else None
+            src.events = _Events(reader, _parquet_events(reader, fe, ev_groups), True)
         else:
             src.n = total
             rows = []
@@ -676,7 +693,7 @@ def _json_event(e):
 
 def _parquet_events(reader, f, groups):
     """(row, Event) of the event row groups ``groups``, a batch at a time."""
-    if not groups:
+    if not groups or f is None:
         return
     names = f.schema_arrow.names
     cols = ["ev_op"] + [f"ev_{c}" for c in EVENT_COLS if f"ev_{c}" in names]
