@@ -385,3 +385,109 @@ def test_fuzz_damaged_native_files(tmp_path_factory, ext, how, where, byte, skip
             pass
     except TraceError as e:
         assert str(e).startswith(p)
+
+
+# --- read once ---------------------------------------------------------------------
+def _same(r):
+    """A replay's result without its timings."""
+    r = json.loads(json.dumps(r))
+    for k in ("seconds", "accesses_per_s"):
+        r.pop(k)
+    r["series"].pop("t")
+    return r
+
+
+def _counting_reads(monkeypatch, chunk=None):
+    """Count the passes over trace files (a TraceReader iterated); ``chunk``: the
+    readers' chunk size."""
+    from vmsim.replay import readers, run
+    reads = []
+    real = readers.TraceReader.__iter__
+
+    def counted(self):
+        reads.append(self.path)
+        return real(self)
+    monkeypatch.setattr(readers.TraceReader, "__iter__", counted)
+    if chunk:
+        opener = run.open_trace
+        monkeypatch.setattr(run, "open_trace", lambda *a, **kw: opener(*a, **{**kw, "chunk": chunk}))
+    return reads
+
+
+def _sample_traces(tmp_path):
+    """The first 6,000 lines of the built-in sample with a malformed line, and the
+    same as .npz with a bad row (kind 9): text and native traces without events."""
+    import lzma
+    from vmsim.replay.cli import SAMPLE
+    with lzma.open(SAMPLE, "rt") as f:
+        lines = [next(f) for _ in range(6000)]
+    lines.insert(3000, " L zzzz,8\n")
+    text = tmp_path / "s.lackey"
+    text.write_text("".join(lines))
+    cs = list(open_trace(str(text), skip_bad=True))
+    addr = np.concatenate([c.addr for c in cs])
+    kind = np.concatenate([c.kind for c in cs])
+    size = np.concatenate([c.size for c in cs])
+    npz = str(tmp_path / "s.npz")
+    _write_raw(npz, {"address": np.insert(addr, 2000, BASE), "kind": np.insert(kind, 2000, 9),
+                     "size": np.insert(size, 2000, 1)})
+    return [str(text), npz]
+
+
+def test_a_trace_over_the_keep_threshold_is_read_once_with_the_same_report(tmp_path, monkeypatch):
+    """A trace longer than run.KEEP (lowered here to 1,000 accesses; chunks of 700) is
+    read and parsed once: the scan spools what it read and the replay takes it from
+    there. The report (inferred areas, faults, series, bad lines) is the one of the
+    same trace kept in memory."""
+    from vmsim.replay import run
+    for path in _sample_traces(tmp_path):
+        cfg = dict(checker=True, skip_bad=True, memory="1G")
+        reads = _counting_reads(monkeypatch, chunk=700)
+        kept = _same(replay(path, ReplayConfig(**cfg)))
+        assert reads == [path] and kept["accesses"]["total"] > 5000
+        monkeypatch.setattr(run, "KEEP", 1000)
+        reads.clear()
+        spooled = _same(replay(path, ReplayConfig(**cfg)))
+        assert reads == [path]
+        assert spooled == kept
+        assert kept["bad_lines"] == 1 and len(kept["inferred_areas"]) >= 4
+        assert len(kept["series"]["accesses"]) > 8        # chunk by chunk, as read
+        monkeypatch.setattr(run, "KEEP", 1 << 21)
+
+
+def test_a_spool_that_cannot_be_written_reads_the_trace_again(tmp_path, monkeypatch):
+    import errno
+    from vmsim.replay import run
+    path = _sample_traces(tmp_path)[0]
+    reads = _counting_reads(monkeypatch, chunk=700)
+    kept = _same(replay(path, ReplayConfig(skip_bad=True, memory="1G")))
+    monkeypatch.setattr(run, "KEEP", 1000)
+
+    def full(self, c):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(run._Spool, "_write", full)
+    reads.clear()
+    assert _same(replay(path, ReplayConfig(skip_bad=True, memory="1G"))) == kept
+    assert reads == [path, path]
+
+
+@pytest.mark.parametrize("ext", ["npz", "parquet"])
+def test_a_native_trace_with_events_is_not_scanned(tmp_path, monkeypatch, ext):
+    """Its areas come from its events, not inference: only the events are read
+    before the replay, which reads the accesses once; the report is the one of the
+    replay that scanned it first (has_events made to say no: the earlier path)."""
+    if ext == "parquet":
+        _pq()
+    from vmsim.replay import run
+    p = str(tmp_path / f"e.{ext}")
+    _events_trace(p, bad=2)
+    reads = _counting_reads(monkeypatch, chunk=2)
+    monkeypatch.setattr(run, "KEEP", 2)
+    once = Replay(p, ReplayConfig(checker=True, skip_bad=True))
+    r = _same(once.run())
+    assert reads == [p] and r["inferred_areas"] == [] and r["bad_lines"] == 1
+    assert r["faults"]["by_kind"] == {"anonymous": 2, "cow": 1}
+    monkeypatch.setattr(native, "has_events", lambda reader: (False, 0))
+    reads.clear()
+    assert _same(replay(p, ReplayConfig(checker=True, skip_bad=True))) == r
+    assert reads == [p]                # scanned, and spooled past KEEP
