@@ -297,6 +297,27 @@ def test_parquet_events_are_rows_read_in_batches(tmp_path, monkeypatch):
     assert seen == [(e, e.at) for e in got]
 
 
+def test_parquet_writer_without_add_key_value_metadata(tmp_path, monkeypatch):
+    """pyarrow before 17 has no ParquetWriter.add_key_value_metadata: the writer then
+    writes the file again with the counts in its schema's metadata; it reads the same.
+    An empty trace is a file of no row groups."""
+    pq = _pq()
+    ev = [Event(1, "brk", 1, addr=5), Event(0, "mmap", 1, BASE, 4096, _RW, _ANON)]
+    a = str(tmp_path / "a.parquet")
+    native.write_trace(a, [BASE, BASE + 8], [1, 0], events=ev)
+    monkeypatch.delattr(pq.ParquetWriter, "add_key_value_metadata")
+    b = str(tmp_path / "b.parquet")
+    native.write_trace(b, [BASE, BASE + 8], [1, 0], events=ev)
+    assert not os.path.exists(b + ".tmp")
+    ra, rb = (list(open_trace(p)) for p in (a, b))
+    assert [(c.addr.tolist(), c.events) for c in ra] == [(c.addr.tolist(), c.events) for c in rb]
+    assert [e for c in rb for e in c.events] == ev[::-1]
+    e = str(tmp_path / "e.parquet")
+    native.write_trace(e, [], [])
+    r, cs = _read(e)
+    assert cs == [] and r.accesses == 0
+
+
 # --- fuzzing -----------------------------------------------------------------------
 _val = st.one_of(st.integers(-3, 10), st.sampled_from([-(1 << 63), (1 << 63) - 1, 1 << 20,
                                                        (1 << 20) + 1, 1 << 22, 255, 256]))
@@ -305,10 +326,24 @@ _fuzz_events = st.lists(st.tuples(_val, st.sampled_from(list(native.EVENT_OPS) +
                                   _val, _val, _val), max_size=6)
 
 
+_fuzz_rows_args = (_fuzz_rows, _fuzz_events, st.sampled_from(["npz", "parquet"]), st.booleans(),
+                   st.integers(2, 5), st.sets(st.sampled_from(["pid", "tid", "cpu"])))
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(_fuzz_rows, _fuzz_events, st.sampled_from(["npz", "parquet"]), st.booleans(),
-       st.integers(2, 5), st.sets(st.sampled_from(["pid", "tid", "cpu"])))
+@given(*_fuzz_rows_args)
 def test_fuzz_native_rows(tmp_path_factory, rows, events, ext, skip, chunk, opt):
+    _fuzz_rows_check(tmp_path_factory, rows, events, ext, skip, chunk, opt)
+
+
+@pytest.mark.slow
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(*_fuzz_rows_args)
+def test_fuzz_native_rows_long(tmp_path_factory, rows, events, ext, skip, chunk, opt):
+    _fuzz_rows_check(tmp_path_factory, rows, events, ext, skip, chunk, opt)
+
+
+def _fuzz_rows_check(tmp_path_factory, rows, events, ext, skip, chunk, opt):
     """Random values in every column and event field: the reader yields only good rows
     (and counts the rest with skip_bad) or stops with a TraceError naming the file
     and an access or event row; never another exception, never a hang."""
@@ -359,10 +394,24 @@ def test_fuzz_native_rows(tmp_path_factory, rows, events, ext, skip, chunk, opt)
         assert str(e).startswith(f"{p}: access ") or str(e).startswith(f"{p}: event "), str(e)
 
 
+_damage_args = (st.sampled_from(["npz", "parquet"]), st.sampled_from(["cut", "flip", "zero"]),
+                st.floats(0, 1), st.integers(0, 255), st.booleans())
+
+
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.sampled_from(["npz", "parquet"]), st.sampled_from(["cut", "flip", "zero"]),
-       st.floats(0, 1), st.integers(0, 255), st.booleans())
+@given(*_damage_args)
 def test_fuzz_damaged_native_files(tmp_path_factory, ext, how, where, byte, skip):
+    _damaged(tmp_path_factory, ext, how, where, byte, skip)
+
+
+@pytest.mark.slow
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(*_damage_args)
+def test_fuzz_damaged_native_files_long(tmp_path_factory, ext, how, where, byte, skip):
+    _damaged(tmp_path_factory, ext, how, where, byte, skip)
+
+
+def _damaged(tmp_path_factory, ext, how, where, byte, skip):
     """A valid native trace with a byte changed or its tail cut: a TraceError naming
     the file, or rows read (the damage was in what no reader checks); nothing else."""
     if ext == "parquet":
