@@ -92,8 +92,8 @@ def test_a_null_cell_is_a_bad_row(tmp_path):
 
 
 def test_a_column_of_another_type_is_an_error(tmp_path):
-    import pyarrow as pa
     pq = _pq()
+    import pyarrow as pa
     p = str(tmp_path / "f.parquet")
     pq.write_table(pa.table({"address": [1.5], "kind": [0], "size": [1]}), p)
     with pytest.raises(TraceError, match="column 'address' is double, expected integers"):
