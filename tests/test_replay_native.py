@@ -19,6 +19,18 @@ _RW = vmsim.PROT_READ | vmsim.PROT_WRITE
 BASE = 0x10000000
 
 
+def _have_pyarrow():
+    import importlib.util
+    try:
+        return importlib.util.find_spec("pyarrow.parquet") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+# The fuzz tests draw the formats this install reads (Parquet needs the replay extra).
+_EXTS = ["npz"] + (["parquet"] if _have_pyarrow() else [])
+
+
 def _pq():
     return pytest.importorskip("pyarrow.parquet")
 
@@ -326,7 +338,7 @@ _fuzz_events = st.lists(st.tuples(_val, st.sampled_from(list(native.EVENT_OPS) +
                                   _val, _val, _val), max_size=6)
 
 
-_fuzz_rows_args = (_fuzz_rows, _fuzz_events, st.sampled_from(["npz", "parquet"]), st.booleans(),
+_fuzz_rows_args = (_fuzz_rows, _fuzz_events, st.sampled_from(_EXTS), st.booleans(),
                    st.integers(2, 5), st.sets(st.sampled_from(["pid", "tid", "cpu"])))
 
 
@@ -394,7 +406,7 @@ def _fuzz_rows_check(tmp_path_factory, rows, events, ext, skip, chunk, opt):
         assert str(e).startswith(f"{p}: access ") or str(e).startswith(f"{p}: event "), str(e)
 
 
-_damage_args = (st.sampled_from(["npz", "parquet"]), st.sampled_from(["cut", "flip", "zero"]),
+_damage_args = (st.sampled_from(_EXTS), st.sampled_from(["cut", "flip", "zero"]),
                 st.floats(0, 1), st.integers(0, 255), st.booleans())
 
 
