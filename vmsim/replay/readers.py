@@ -25,7 +25,8 @@ Compressed inputs (.gz, .xz, .zst) are decompressed on the fly (.zst by the
 trace (pieces of plain lines as numpy arrays, _BLOCKS) and compiled with numba once
 the lines read pay for it (vmsim._jitcache; plain
 Python for good with VMSIM_NUMBA=0). A malformed line stops the reader with
-``FILE:LINE: problem`` (:class:`TraceError`), or with ``skip_bad`` is skipped and counted.
+``FILE:LINE: problem`` (:class:`TraceError`), or with ``skip_bad`` is skipped and counted
+(``bad_lines``; a native trace's bad rows likewise, see native).
 
 Native format (:mod:`vmsim.replay.native`): .npz or Parquet columns address, kind,
 size and optional pid / tid / cpu, plus an event stream (mmap, munmap, ...).
