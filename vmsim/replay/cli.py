@@ -33,8 +33,8 @@ def add_parsers(sub):
                         help="the byte each store writes (default 0: a trace records no data, "
                              "and zeros cost no host memory)")
         sp.add_argument("--skip-bad", action="store_true",
-                        help="skip malformed lines of a text trace (counted) instead of stopping "
-                             "at the first (a native trace's bad row is always an error)")
+                        help="skip malformed lines of a text trace, or bad rows of a native "
+                             "one (counted), instead of stopping at the first")
         sp.add_argument("--no-paths", dest="fault_paths", action="store_false",
                         help="count faults only by rusage, not by kind (no profile hook: faster)")
         sp.add_argument("--no-check", dest="checker", action="store_false", default=None,
@@ -57,7 +57,8 @@ def add_parsers(sub):
     sp = sub.add_parser("convert", help="convert a text trace to the native .npz / .parquet format")
     sp.add_argument("trace", metavar="TRACE")
     sp.add_argument("output", metavar="OUT.npz|OUT.parquet")
-    sp.add_argument("--skip-bad", action="store_true", help="skip malformed lines (counted)")
+    sp.add_argument("--skip-bad", action="store_true",
+                    help="skip malformed lines or a native trace's bad rows (counted)")
     sp.set_defaults(func=cmd_convert)
 
     sp = sub.add_parser("sweep", help="replay a trace over a grid of configurations")
@@ -216,7 +217,9 @@ def cmd_convert(args, out):
         bar.stop()
     msg = f"{args.trace} -> {args.output}: {n:,} accesses"
     if bad:
-        msg += f", {bad:,} malformed lines skipped"
+        from vmsim.replay.readers import detect_format
+        what = "rows" if detect_format(args.trace) in ("npz", "parquet") else "lines"
+        msg += f", {bad:,} malformed {what} skipped"
     out.line(msg)
     return 0
 

@@ -3,7 +3,7 @@
 Columns (one row per access, in program order):
     address  int64   (a kernel-half address is negative, as the CPU's 64-bit value)
     kind     uint8   0 read, 1 write, 2 instruction fetch
-    size     int64   bytes (an access that straddles a page is split by the replay)
+    size     int64   bytes, 0 to 1 MiB (an access that straddles a page is split by the replay)
     pid, tid, cpu    int64, optional: the process, the thread (a tid first met is a new
                      thread of its pid's process), the CPU the access runs on (the task
                      is scheduled there first: a context switch, and with --tlb that
@@ -12,18 +12,35 @@ Events (process-level changes the access stream cannot show), each taking effect
 before access ``at``: columns at, op (mmap munmap mprotect brk fork exit switch), pid
 (the task acting: a pid, or a tid), addr, length, prot, flags, arg (fork: the child's
 pid; switch: the pid or tid switched to, 0 for idle; exit: the status), cpu (switch:
-the CPU, -1 for the task's own; optional in a file). In .npz they are arrays ``ev_*`` (``ev_op`` as strings); in Parquet
-the events are JSON in the schema metadata (key ``vmsim.events``).
+the CPU, -1 for the task's own; optional in a file).
+
+In .npz the events are arrays ``ev_*`` (``ev_op`` as strings). In Parquet they are
+rows of the same file after the accesses, in row groups of their own, with columns
+``ev_*`` (null in the access rows, as the access columns are in the event rows);
+the key-value metadata ``vmsim.accesses`` says where they start. A reader takes each
+stream's row groups and columns only, so events are read in batches as accesses are.
+Files written before (their events as JSON in the schema metadata ``vmsim.events``)
+are still read.
 
 Both are written and read in chunks: the .npz writer spools each column to a temporary
 file and zips it at the end (uncompressed, so readers stream it); the .npz reader
 parses each member's .npy header and reads rows on demand.
+
+A row the format cannot hold (a kind other than 0-2, a size outside 0 to 1 MiB, a
+pid or tid outside 0 to PID_MAX_LIMIT - 1, a cpu the machine lacks, a null cell; an
+event of an unknown op, at < 0, a cpu below -1, events out of order) stops the reader
+with ``FILE: access N: problem`` (``event N`` for the Nth event row; both counted
+from 0), or with ``skip_bad`` is skipped and counted in ``bad_lines``, as a text
+trace's malformed lines are. An event's ``at`` counts the file's rows: the events
+around a skipped access keep their place among the others.
 """
 import json
+import lzma
 import os
 import shutil
 import tempfile
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -34,11 +51,34 @@ OPTIONAL = (("pid", np.int64), ("tid", np.int64), ("cpu", np.int64))
 EVENT_COLS = ("at", "pid", "addr", "length", "prot", "flags", "arg", "cpu")
 # Event columns a file may lack (written before they existed), with their default.
 EVENT_OPTIONAL = {"cpu": -1}
+# Bounds of a row's values. PID_MAX_LIMIT (include/linux/threads.h, 64-bit): no pid
+# or tid reaches it. NR_CPUS: x86-64's CONFIG_NR_CPUS_RANGE_END with MAXSMP (the
+# replay's --cpus bound); the machine's own CPU count when the reader is told it.
+PID_MAX_LIMIT = 4 << 20
+NR_CPUS = 8192
+MAX_SIZE = 1 << 20
+# Parquet: events per batch read or written.
+EV_BATCH = 1 << 16
+# Parquet key-value metadata: the access rows (the events follow), the event rows.
+PQ_ACCESSES = b"vmsim.accesses"
+PQ_EVENTS = b"vmsim.event_rows"
+PQ_OLD_EVENTS = b"vmsim.events"          # the earlier layout: events as JSON
+# What zipfile raises on a damaged .npz (a bad CRC-32 or header, a method it lacks).
+_ZIP_ERRORS = (zipfile.BadZipFile, EOFError, OSError, NotImplementedError, zlib.error,
+               lzma.LZMAError)
+
+
+def _pa_schema(cols):
+    import pyarrow as pa
+    acc = [pa.field(name, pa.from_numpy_dtype(np.dtype(dt))) for name, dt in cols]
+    ev = [pa.field("ev_op", pa.string())] + [pa.field(f"ev_{c}", pa.int64()) for c in EVENT_COLS]
+    return pa.schema(acc + ev)
 
 
 class TraceWriter:
     """Write a native trace chunk by chunk: ``w.write(chunk)``, ``w.event(ev)``,
-    ``w.close()`` (or use it as a context manager)."""
+    ``w.close()`` (or use it as a context manager). Events are written in order of
+    ``at`` (stably: events of one ``at`` in the order given)."""
 
     def __init__(self, path, optional=()):
         self.path = path
@@ -54,76 +94,132 @@ class TraceWriter:
             import errno
             raise OSError(errno.ENOENT, os.strerror(errno.ENOENT), path)
         self.optional = tuple(optional)
-        self.events = []
+        self.events = []                   # not yet spooled
         self.n = 0
+        self.n_events = 0
         self._cols = COLUMNS + tuple(c for c in OPTIONAL if c[0] in self.optional)
+        self._tmp = tempfile.mkdtemp(prefix="vmsim-convert-",
+                                     dir=os.path.dirname(os.path.abspath(path)) or ".")
         if self.fmt == "npz":
-            self._tmp = tempfile.mkdtemp(prefix="vmsim-convert-",
-                                         dir=os.path.dirname(os.path.abspath(path)) or ".")
             self._files = {name: open(os.path.join(self._tmp, name), "wb") for name, _ in self._cols}
         else:
-            self._pq = None
+            import pyarrow.parquet as pq
+            self._schema = _pa_schema(self._cols)
+            self._pq = pq.ParquetWriter(self.path + ".tmp", self._schema)
+            self._evpq = None              # the events, spooled in the order given
+            self._sorted = True
+            self._last_at = None
 
     def write(self, chunk):
         cols = {"address": chunk.addr, "kind": chunk.kind, "size": chunk.size,
                 "pid": chunk.pid, "tid": chunk.tid, "cpu": chunk.cpu}
+        rows = getattr(chunk, "rows", None)
         for e in chunk.events:
+            if rows is not None:
+                # A reader that skipped bad rows: ``at`` counts the source's rows; here
+                # it counts the rows written.
+                e = e._replace(at=chunk.first + int(np.searchsorted(rows, e.at)))
             self.event(e)
+        k = len(chunk.addr)
         if self.fmt == "npz":
             for name, dt in self._cols:
                 np.ascontiguousarray(cols[name], dtype=dt).tofile(self._files[name])
-        else:
+        elif k:
             import pyarrow as pa
-            import pyarrow.parquet as pq
-            t = pa.table({name: np.asarray(cols[name], dtype=dt) for name, dt in self._cols})
-            if self._pq is None:
-                self._pq = pq.ParquetWriter(self.path + ".tmp", t.schema)
-            self._pq.write_table(t)
-        self.n += len(chunk.addr)
+            arrays = [pa.array(np.asarray(cols[name], dtype=dt)) for name, dt in self._cols]
+            arrays += [pa.nulls(k, f.type) for f in list(self._schema)[len(arrays):]]
+            self._pq.write_table(pa.Table.from_arrays(arrays, schema=self._schema))
+        self.n += k
 
     def event(self, ev):
         if ev.op not in EVENT_OPS:
             raise ValueError(f"unknown event {ev.op!r}: one of {', '.join(EVENT_OPS)}")
         self.events.append(ev)
+        self.n_events += 1
+        if self.fmt == "parquet":
+            if self._last_at is not None and ev.at < self._last_at:
+                self._sorted = False
+            self._last_at = ev.at
+            if len(self.events) >= EV_BATCH:
+                self._spool_events()
 
     def close(self):
-        if self.fmt == "npz":
-            self._close_npz()
-        else:
-            self._close_parquet()
+        try:
+            if self.fmt == "npz":
+                self._close_npz()
+            else:
+                self._close_parquet()
+        finally:
+            shutil.rmtree(self._tmp, ignore_errors=True)
 
     def _close_npz(self):
         for f in self._files.values():
             f.close()
-        try:
-            with zipfile.ZipFile(self.path + ".tmp", "w", zipfile.ZIP_STORED, allowZip64=True) as z:
-                for name, dt in self._cols:
-                    _zip_npy(z, name, os.path.join(self._tmp, name), np.dtype(dt), self.n)
-                ev = {c: np.array([getattr(e, c) for e in self.events], dtype=np.int64)
-                      for c in EVENT_COLS}
-                ev["op"] = np.array([e.op for e in self.events], dtype="U8")
-                for c, arr in ev.items():
-                    with z.open(f"ev_{c}.npy", "w", force_zip64=True) as f:
-                        np.lib.format.write_array(f, arr, allow_pickle=False)
-            os.replace(self.path + ".tmp", self.path)
-        finally:
-            shutil.rmtree(self._tmp, ignore_errors=True)
+        with zipfile.ZipFile(self.path + ".tmp", "w", zipfile.ZIP_STORED, allowZip64=True) as z:
+            for name, dt in self._cols:
+                _zip_npy(z, name, os.path.join(self._tmp, name), np.dtype(dt), self.n)
+            evs = sorted(self.events, key=lambda e: e.at)
+            ev = {c: np.array([getattr(e, c) for e in evs], dtype=np.int64) for c in EVENT_COLS}
+            ev["op"] = np.array([e.op for e in evs], dtype="U8")
+            for c, arr in ev.items():
+                with z.open(f"ev_{c}.npy", "w", force_zip64=True) as f:
+                    np.lib.format.write_array(f, arr, allow_pickle=False)
+        os.replace(self.path + ".tmp", self.path)
+
+    def _event_table(self, evs):
+        import pyarrow as pa
+        cols = {"ev_op": pa.array([e.op for e in evs], pa.string())}
+        for c in EVENT_COLS:
+            cols[f"ev_{c}"] = pa.array(np.array([getattr(e, c) for e in evs], dtype=np.int64))
+        return pa.table(cols)
+
+    def _spool_events(self):
+        import pyarrow.parquet as pq
+        if not self.events:
+            return
+        t = self._event_table(self.events)
+        if self._evpq is None:
+            self._evpq = pq.ParquetWriter(os.path.join(self._tmp, "events.parquet"), t.schema)
+        self._evpq.write_table(t)
+        self.events = []
 
     def _close_parquet(self):
         import pyarrow as pa
         import pyarrow.parquet as pq
-        meta = json.dumps([e._asdict() for e in self.events])
-        if self._pq is None:
-            t = pa.table({name: np.zeros(0, dtype=dt) for name, dt in self._cols})
-            self._pq = pq.ParquetWriter(self.path + ".tmp", t.schema)
-            self._pq.write_table(t)
+        if self._evpq is not None:
+            self._spool_events()
+            self._evpq.close()
+            f = pq.ParquetFile(os.path.join(self._tmp, "events.parquet"))
+            if self._sorted:
+                batches = f.iter_batches(batch_size=EV_BATCH)
+            else:
+                # Given out of order (w.event calls after the accesses): sorted in
+                # memory, as columns (a stable sort, as the reader once sorted them).
+                t = f.read()
+                t = t.take(pa.compute.sort_indices(t, [("ev_at", "ascending")]))
+                batches = t.to_batches(max_chunksize=EV_BATCH)
+        else:
+            t = self._event_table(sorted(self.events, key=lambda e: e.at))
+            batches = t.to_batches(max_chunksize=EV_BATCH) if len(t) else []
+        nacc = len(self._cols)
+        for b in batches:
+            # Rows of their own after the accesses': each write_table is new row groups.
+            arrays = [pa.nulls(len(b), f.type) for f in list(self._schema)[:nacc]] + \
+                [b.column(f.name) for f in list(self._schema)[nacc:]]
+            self._pq.write_table(pa.Table.from_arrays(arrays, schema=self._schema))
+        meta = {PQ_ACCESSES: str(self.n).encode(), PQ_EVENTS: str(self.n_events).encode()}
+        if hasattr(self._pq, "add_key_value_metadata"):          # pyarrow >= 17
+            self._pq.add_key_value_metadata(meta)
+            self._pq.close()
+            os.replace(self.path + ".tmp", self.path)
+            return
+        # Older pyarrow sets key-value metadata only when the writer opens: again,
+        # now that the counts are known.
         self._pq.close()
-        # The metadata goes in once the row count is known: rewrite the footer's schema.
         f = pq.ParquetFile(self.path + ".tmp")
-        schema = f.schema_arrow.with_metadata({b"vmsim.events": meta.encode()})
-        with pq.ParquetWriter(self.path, schema) as w:
-            for b in f.iter_batches(batch_size=1 << 20):
-                w.write_batch(b)
+        with pq.ParquetWriter(self.path, f.schema_arrow.with_metadata(meta)) as w:
+            for i in range(f.num_row_groups):
+                w.write_table(f.read_row_group(i))
         os.unlink(self.path + ".tmp")
 
     def __enter__(self):
@@ -132,16 +228,20 @@ class TraceWriter:
     def __exit__(self, *exc):
         if exc[0] is None:
             self.close()
-        elif self.fmt == "npz":
+            return
+        # a failed conversion leaves no partial file
+        if self.fmt == "npz":
             for f in self._files.values():
                 f.close()
-            shutil.rmtree(self._tmp, ignore_errors=True)
-        elif self._pq is not None:          # a failed conversion leaves no partial file
-            self._pq.close()
+        else:
+            for w in (self._pq, self._evpq):
+                if w is not None:
+                    w.close()
             try:
                 os.unlink(self.path + ".tmp")
             except OSError:
                 pass
+        shutil.rmtree(self._tmp, ignore_errors=True)
 
 
 def _zip_npy(z, name, raw, dtype, n):
@@ -165,58 +265,92 @@ def write_trace(path, addr, kind, size=None, events=(), **optional):
 
 # --- reading ------------------------------------------------------------------------
 def read_chunks(reader):
-    path = reader.path
     if reader.format == "npz":
         yield from _npz_chunks(reader)
     else:
         yield from _parquet_chunks(reader)
 
 
+def has_events(reader):
+    """Whether the native trace at ``reader`` has an event the replay would apply (a
+    row that is not bad: with skip_bad, bad ones are not counted), and its access
+    rows; read from the events (and the columns' headers) only, not from the accesses."""
+    probe = type(reader).__new__(type(reader))
+    probe.__dict__.update(reader.__dict__, bad_lines=0, accesses=0)
+    if reader.format == "npz":
+        src = _npz_source(probe)
+    else:
+        src = _parquet_source(probe)
+    with src:
+        return next(iter(src.events), None) is not None, src.n
+
+
 def _bad(path, problem):
     return TraceError(path, 0, problem)
 
 
-def _events_sorted(path, events):
-    evs = sorted(events, key=lambda e: e.at)
-    for e in evs:
-        if e.op not in EVENT_OPS:
-            raise _bad(path, f"unknown event {e.op!r} (one of {', '.join(EVENT_OPS)})")
-    return evs
+class _Source:
+    """An open native trace: ``n`` access rows, ``take(k)`` the next k rows' columns
+    (the file's dtypes) and their null cells, ``events`` an _Events."""
+    n = 0
+    events = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        pass
 
 
-def _npz_chunks(reader):
+def _npz_source(reader):
     path = reader.path
     try:
         z = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as e:
         raise _bad(path, f"not a readable .npz: {e}") from None
-    with z:
+    src = _Source()
+    src.close = z.close
+    try:
         names = set(z.namelist())
         cols = {}
         for name, dt in COLUMNS + OPTIONAL:
             if name + ".npy" in names:
-                cols[name] = _npy_stream(path, z, name + ".npy", dt)
+                cols[name] = _npy_stream(path, z, name + ".npy")
             elif name in dict(COLUMNS):
                 raise _bad(path, f"missing column {name!r} (a native trace has address, kind, size)")
         ns = {c[1] for c in cols.values()}
         if len(ns) != 1:
             raise _bad(path, "columns differ in length")
-        n = ns.pop()
-        events = []
+        src.n = ns.pop()
+        src.take = lambda k: ({c: s[0](k) for c, s in cols.items()}, {})
+        rows = []
         if "ev_at.npy" in names:
             try:
                 ev = {c: _npy_whole(z, f"ev_{c}.npy") for c in EVENT_COLS + ("op",)
                       if c not in EVENT_OPTIONAL or f"ev_{c}.npy" in names}
                 for c, v in EVENT_OPTIONAL.items():
                     ev.setdefault(c, np.full(len(ev["at"]), v, np.int64))
-                if len({len(v) for v in ev.values()}) != 1:
+                if len({len(v) for v in ev.values()}) != 1 or ev["at"].ndim != 1:
                     raise ValueError("event columns differ in length")
-                events = [Event(int(ev["at"][i]), str(ev["op"][i]),
-                                *(int(ev[c][i]) for c in EVENT_COLS[1:])) for i in range(len(ev["at"]))]
-            except (KeyError, ValueError, TypeError, IndexError) as e:
+                for c in EVENT_COLS:
+                    if ev[c].dtype.kind not in "iu":
+                        raise ValueError(f"ev_{c} is {ev[c].dtype}, expected integers")
+                ops = [str(o) for o in ev["op"]]
+                rows = [(i, Event(int(ev["at"][i]), ops[i], *(int(ev[c][i]) for c in EVENT_COLS[1:])))
+                        for i in range(len(ops))]
+            except (KeyError, ValueError, TypeError, IndexError, OverflowError) + _ZIP_ERRORS as e:
                 raise _bad(path, f"bad event arrays: {e}") from None
-        events = _events_sorted(path, events)
-        yield from _chunks_from(reader, n, lambda k: {c: s[0](k) for c, s in cols.items()}, events)
+        src.events = _Events.whole(reader, rows)
+    except _ZIP_ERRORS as e:   # a damaged member
+        z.close()
+        raise _bad(path, f"not a readable .npz: {e}") from None
+    except BaseException:
+        z.close()
+        raise
+    return src
 
 
 def _npy_whole(z, member):
@@ -224,7 +358,7 @@ def _npy_whole(z, member):
         return np.lib.format.read_array(f, allow_pickle=False)
 
 
-def _npy_stream(path, z, member, dtype):
+def _npy_stream(path, z, member):
     f = z.open(member)
     try:
         version = np.lib.format.read_magic(f)
@@ -240,90 +374,366 @@ def _npy_stream(path, z, member, dtype):
         raise _bad(path, f"{member}: expected integers, got {dt}")
 
     def read(k):
-        raw = f.read(k * dt.itemsize)
+        try:
+            raw = f.read(k * dt.itemsize)
+        except _ZIP_ERRORS + (ValueError,) as e:   # a bad CRC-32
+            raise _bad(path, f"{member}: cannot read: {e}") from None
         if len(raw) != k * dt.itemsize:
             raise _bad(path, f"{member}: truncated")
-        # A copy: np.frombuffer's array is read-only, and numba compiles the access
-        # loop anew (tens of seconds) for read-only arrays.
-        return np.frombuffer(raw, dtype=dt).astype(dtype)
+        return np.frombuffer(raw, dtype=dt)          # the file's dtype: checked, then converted
     return read, shape[0]
 
 
-def _chunks_from(reader, n, take, events):
+class _Events:
+    """A trace's events in order of ``at``, read as the accesses reach them:
+    :meth:`upto` (end) gives the good ones before access row ``end`` (None: all the
+    rest). A bad event row raises, or with skip_bad is counted and dropped."""
+
+    def __init__(self, reader, rows, streamed):
+        self.reader = reader
+        self.rows = rows              # an iterator of (row index, Event or a problem)
+        self.streamed = streamed      # rows as the file has them: their order checked
+        self.head = None
+        self.last_at = None
+
+    @classmethod
+    def whole(cls, reader, rows):
+        """Events read whole (.npz, the earlier Parquet layout): each checked in file
+        order (so the first bad one is said before any access), then sorted by at."""
+        good = [(i, e) for i, e in rows if _event_ok(reader, i, e)]
+        good.sort(key=lambda r: r[1].at)
+        return cls(reader, iter(good), False)
+
+    def _next(self):
+        for i, e in self.rows:
+            if not _event_ok(self.reader, i, e):
+                continue
+            if self.streamed and self.last_at is not None and e.at < self.last_at:
+                _row_bad(self.reader, f"event {i}: at {e.at} after an event at "
+                                      f"{self.last_at} (events are in order of at)")
+                continue
+            self.last_at = e.at
+            return e
+        return None
+
+    def __iter__(self):
+        while True:
+            e = self.upto(None, 1)
+            if not e:
+                return
+            yield e[0]
+
+    def upto(self, end, most=None):
+        out = []
+        while most is None or len(out) < most:
+            if self.head is None:
+                self.head = self._next()
+                if self.head is None:
+                    break
+            if end is not None and self.head.at >= end:
+                break
+            out.append(self.head)
+            self.head = None
+        return out
+
+    def pending(self):
+        if self.head is None:
+            self.head = self._next()
+        return self.head is not None
+
+
+def _row_bad(reader, problem):
+    """A bad row: an error, or with skip_bad counted (as a text trace's bad line)."""
+    if not reader.skip_bad:
+        raise TraceError(reader.path, 0, problem)
+    reader.bad_lines += 1
+
+
+def _cpu_problem(reader, v, low=0):
+    ncpus = getattr(reader, "cpus", None)
+    if ncpus is not None:
+        return f"cpu {v}, but the machine has {ncpus} CPU{'s' if ncpus != 1 else ''} (--cpus)"
+    return f"cpu {v} ({'-1 or ' if low < 0 else ''}0 to {NR_CPUS - 1})"
+
+
+def _event_ok(reader, i, e):
+    """Whether event row ``i`` (an Event, or the problem that made it none) is good;
+    a bad one raises or is counted (_row_bad)."""
+    if isinstance(e, str):
+        problem = e
+    elif e.op not in EVENT_OPS:
+        problem = f"unknown event {e.op!r} (one of {', '.join(EVENT_OPS)})"
+    elif e.at < 0:
+        problem = f"at {e.at} (the access it comes before, from 0)"
+    elif not 0 <= e.pid < PID_MAX_LIMIT:
+        problem = f"pid {e.pid} (0 to {PID_MAX_LIMIT - 1})"
+    elif e.op in ("fork", "switch") and not 0 <= e.arg < PID_MAX_LIMIT:
+        problem = f"{e.op} of pid {e.arg} (0 to {PID_MAX_LIMIT - 1})"
+    elif not -1 <= e.cpu < (getattr(reader, "cpus", None) or NR_CPUS):
+        problem = _cpu_problem(reader, e.cpu, -1)
+    else:
+        return True
+    _row_bad(reader, f"event {i}: {problem}")
+    return False
+
+
+def _bad_rows(reader, cols, nulls):
+    """(mask of the bad rows among ``cols`` (the file's dtypes), a function naming the
+    problem of row i), or (None, None) when every row is good."""
+    ncpus = getattr(reader, "cpus", None) or NR_CPUS
+    checks = [(nulls[c], lambda i, c=c: f"no {c} (a null cell)") for c in nulls]
+    for name, bad, say in (
+            ("kind", lambda a: (a < 0) | (a > 2), lambda v: f"kind {v} (0 read, 1 write, 2 fetch)"),
+            ("size", lambda a: (a < 0) | (a > MAX_SIZE), lambda v: f"size {v} (0 to 1 MiB)"),
+            ("pid", lambda a: (a < 0) | (a >= PID_MAX_LIMIT),
+             lambda v: f"pid {v} (0 to {PID_MAX_LIMIT - 1})"),
+            ("tid", lambda a: (a < 0) | (a >= PID_MAX_LIMIT),
+             lambda v: f"tid {v} (0 to {PID_MAX_LIMIT - 1})"),
+            ("cpu", lambda a: (a < 0) | (a >= ncpus), lambda v: _cpu_problem(reader, v))):
+        a = cols.get(name)
+        if a is not None:
+            checks.append((bad(a), lambda i, a=a, say=say: say(int(a[i]))))
+    masks = [m for m, _ in checks if m.any()]
+    if not masks:
+        return None, None
+    mask = np.logical_or.reduce(masks)
+
+    def problem(i):
+        return next(say(i) for m, say in checks if m[i])
+    return mask, problem
+
+
+def _chunks_from(reader, src):
+    """The chunks of ``src`` (_Source): up to reader.chunk rows each, bad rows checked
+    (an error, or skipped and counted), the events among them."""
     path = reader.path
-    ei = 0
-    first = 0
-    while first < n or ei < len(events):
+    n, events = src.n, src.events
+    first = 0                  # the file's row
+    out = 0                    # the accesses yielded (rows less the skipped ones)
+    shifted = False            # rows skipped so far: chunks carry their rows
+    dts = dict(COLUMNS + OPTIONAL)
+    while first < n or events.pending():
         k = min(reader.chunk, n - first)
-        cols = take(k) if k else {}
         end = first + k
-        evs = []
-        while ei < len(events) and events[ei].at < end:
-            evs.append(events[ei])
-            ei += 1
-        if end >= n and ei < len(events):         # events after the last access
-            evs.extend(events[ei:])
-            ei = len(events)
+        evs = events.upto(end if end < n else None, EV_BATCH)   # the last: the events after it too
+        if len(evs) == EV_BATCH and events.pending() and events.head.at < end:
+            # At most EV_BATCH events a chunk: it ends at the next event's access (its
+            # events at that row run at its end, before the next chunk's at that row).
+            end = max(events.head.at, first)
+            k = end - first
+        cols, nulls = src.take(k) if k else ({}, {})
+        keep = None
         if k:
-            kind = cols["kind"]
-            if kind.size and kind.max() > 2:
-                bad = int(np.argmax(kind > 2))
-                raise TraceError(path, 0, f"access {first + bad}: kind {int(kind[bad])} "
-                                          "(0 read, 1 write, 2 fetch)")
-            size = cols["size"]
-            if size.size and (size.min() < 0 or size.max() > 1 << 20):
-                bad = int(np.argmax((size < 0) | (size > 1 << 20)))
-                raise TraceError(path, 0, f"access {first + bad}: size {int(size[bad])} "
-                                          "(0 to 1 MiB)")
-        chunk = Chunk(first, cols.get("address", np.zeros(0, np.int64)),
-                      cols.get("kind", np.zeros(0, np.uint8)).astype(np.uint8, copy=False),
+            bad, problem = _bad_rows(reader, cols, nulls)
+            if bad is not None:
+                if not reader.skip_bad:
+                    i = int(np.argmax(bad))
+                    raise TraceError(path, 0, f"access {first + i}: {problem(i)}")
+                keep = ~bad
+                reader.bad_lines += int(np.count_nonzero(bad))
+                shifted = True
+        # Copies in the replay's dtypes: np.frombuffer's arrays are read-only, and numba
+        # compiles the access loop anew (tens of seconds) for read-only arrays.
+        cols = {c: (a[keep] if keep is not None else a).astype(dts[c]) for c, a in cols.items()}
+        rows = None
+        if shifted:
+            rows = first + (np.flatnonzero(keep) if keep is not None else np.arange(k))
+        m = len(cols["address"]) if k else 0
+        chunk = Chunk(out, cols.get("address", np.zeros(0, np.int64)),
+                      cols.get("kind", np.zeros(0, np.uint8)),
                       cols.get("size", np.zeros(0, np.int64)),
-                      cols.get("pid"), cols.get("tid"), cols.get("cpu"), tuple(evs))
-        reader.accesses = end
-        yield chunk
+                      cols.get("pid"), cols.get("tid"), cols.get("cpu"), tuple(evs), rows)
+        out += m
+        reader.accesses = out
+        if m or evs:
+            yield chunk
         first = end
-        if k == 0:
-            break
 
 
-def _parquet_chunks(reader):
+def _npz_chunks(reader):
+    with _npz_source(reader) as src:
+        yield from _chunks_from(reader, src)
+
+
+def _parquet_file(reader):
     path = reader.path
     try:
         import pyarrow.parquet as pq
     except ImportError:
         raise _bad(path, "reading Parquet needs pyarrow (pip install pyarrow)") from None
     try:
-        f = pq.ParquetFile(path)
+        try:
+            return pq.ParquetFile(path)
+        except OSError as e:
+            if "size limit" not in str(e):
+                raise
+            # A footer over pyarrow's 100 MB thrift limit: the earlier layout's JSON
+            # events (1 M events are ~290 MB). Read it as the file it is.
+            return pq.ParquetFile(path, thrift_string_size_limit=(1 << 31) - 1,
+                                  thrift_container_size_limit=(1 << 31) - 1)
     except Exception as e:           # pyarrow.ArrowInvalid and friends
         raise _bad(path, f"not a readable Parquet file: {e}") from None
-    names = f.schema_arrow.names
-    for c, _ in COLUMNS:
-        if c not in names:
-            raise _bad(path, f"missing column {c!r} (a native trace has address, kind, size)")
-    meta = f.schema_arrow.metadata or {}
-    events = []
-    if b"vmsim.events" in meta:
-        try:
-            events = [Event(**{k: (v if k == "op" else int(v)) for k, v in e.items()})
-                      for e in json.loads(meta[b"vmsim.events"])]
-        except (ValueError, TypeError) as e:
-            raise _bad(path, f"bad vmsim.events metadata: {e}") from None
-    events = _events_sorted(path, events)
-    use = [c for c, _ in COLUMNS + OPTIONAL if c in names]
-    dts = dict(COLUMNS + OPTIONAL)
-    it = f.iter_batches(batch_size=reader.chunk, columns=use)
-    buf = {}
 
-    def take(k):
-        nonlocal buf
-        while not buf or len(buf["address"]) < k:
+
+def _parquet_source(reader):
+    import pyarrow as pa
+    path = reader.path
+    f = _parquet_file(reader)
+    src = _Source()
+    src.close = getattr(f, "close", lambda: None)
+    try:
+        schema = f.schema_arrow
+        names = schema.names
+        for c, _ in COLUMNS:
+            if c not in names:
+                raise _bad(path, f"missing column {c!r} (a native trace has address, kind, size)")
+        use = [c for c, _ in COLUMNS + OPTIONAL if c in names]
+        for c in use:
+            if not pa.types.is_integer(schema.field(c).type):
+                raise _bad(path, f"column {c!r} is {schema.field(c).type}, expected integers")
+        meta = dict(f.metadata.metadata or {})
+        meta.update(schema.metadata or {})
+        total = f.metadata.num_rows
+        groups = list(range(f.num_row_groups))
+        ev_groups = []
+        if PQ_ACCESSES in meta:
+            # Accesses, then the events in row groups of their own.
+            try:
+                src.n = int(meta[PQ_ACCESSES])
+                nev = int(meta.get(PQ_EVENTS, b"0"))
+            except ValueError:
+                raise _bad(path, f"bad {PQ_ACCESSES.decode()} metadata") from None
+            at, cut = 0, None
+            for g in groups:
+                if at == src.n:
+                    cut = g
+                    break
+                at += f.metadata.row_group(g).num_rows
+            if at == src.n and cut is None:
+                cut = len(groups)
+            if cut is None or src.n + nev != total:
+                raise _bad(path, f"bad {PQ_ACCESSES.decode()} metadata: {src.n} accesses and "
+                                 f"{nev} events do not fill the file's row groups ({total} rows)")
+            groups, ev_groups = groups[:cut], groups[cut:]
+            missing = [c for c in ("ev_op",) + tuple(f"ev_{c}" for c in EVENT_COLS)
+                       if c not in names and c[3:] not in EVENT_OPTIONAL]
+            if nev and missing:
+                raise _bad(path, f"missing event column {missing[0]!r}")
+            # A reader of its own: two iter_batches of one ParquetFile share its
+            # reader's batch size (the last call's), and the events' would be the
+            # accesses' million rows.
+            fe = _parquet_file(reader) if nev else None
+            if fe is not None:
+                src.close = lambda: (f.close(), fe.close()) if hasattr(f, "close") else None
+            src.events = _Events(reader, _parquet_events(reader, fe, ev_groups), True)
+        else:
+            src.n = total
+            rows = []
+            if PQ_OLD_EVENTS in meta:
+                # The earlier layout: every event as JSON in the schema metadata.
+                try:
+                    doc = json.loads(meta[PQ_OLD_EVENTS])
+                    if not isinstance(doc, list):
+                        raise ValueError("not a list")
+                except (ValueError, TypeError, UnicodeDecodeError) as e:
+                    raise _bad(path, f"bad vmsim.events metadata: {e}") from None
+                rows = [(i, _json_event(e)) for i, e in enumerate(doc)]
+            src.events = _Events.whole(reader, rows)
+        it = f.iter_batches(batch_size=reader.chunk, columns=use, row_groups=groups) \
+            if groups else iter(())
+        buf = {}
+
+        def take(k):
+            nonlocal buf
+            while not buf or len(buf["address"]) < k:
+                try:
+                    b = next(it)
+                except StopIteration:
+                    raise _bad(path, "fewer access rows than its metadata says") from None
+                except Exception as e:          # pyarrow's errors on damaged data
+                    raise _bad(path, f"cannot read: {e}") from None
+                cols = {}
+                for c in use:
+                    col = b.column(c)
+                    if col.null_count:
+                        cols["null:" + c] = col.is_null().to_numpy(zero_copy_only=False)
+                        col = pa.compute.fill_null(col, 0)
+                    cols[c] = col.to_numpy(zero_copy_only=False)
+                buf = cols if not buf else {c: np.concatenate([buf.get(c, _zeros(buf, c)),
+                                                              cols.get(c, _zeros(cols, c))])
+                                            for c in set(buf) | set(cols)}
+            out = {c: buf[c][:k] for c in buf}
+            buf = {c: buf[c][k:] for c in buf}
+            return ({c: v for c, v in out.items() if not c.startswith("null:")},
+                    {c[5:]: v for c, v in out.items() if c.startswith("null:")})
+        src.take = take
+    except BaseException:
+        f.close()
+        raise
+    return src
+
+
+def _zeros(cols, name):
+    """A null mask of no nulls, as long as ``cols``' columns."""
+    return np.zeros(len(cols["address"]), bool)
+
+
+def _json_event(e):
+    """An Event from the earlier Parquet layout's JSON, or the problem with it."""
+    try:
+        if not isinstance(e, dict):
+            raise TypeError("not an object")
+        ev = Event(**{k: (v if k == "op" else int(v)) for k, v in e.items()})
+        if not isinstance(ev.op, str):
+            raise TypeError(f"op {ev.op!r} is not a string")
+        return ev
+    except (ValueError, TypeError, OverflowError) as err:
+        return f"not an event: {err}"
+
+
+def _parquet_events(reader, f, groups):
+    """(row, Event) of the event row groups ``groups``, a batch at a time."""
+    if not groups or f is None:
+        return
+    names = f.schema_arrow.names
+    cols = ["ev_op"] + [f"ev_{c}" for c in EVENT_COLS if f"ev_{c}" in names]
+    i = 0
+    for b in _batches(reader, f.iter_batches(batch_size=EV_BATCH, columns=cols, row_groups=groups)):
+        ops = b.column("ev_op").to_pylist()
+        vals = {}
+        for c in EVENT_COLS:
+            if f"ev_{c}" in names:
+                col = b.column(f"ev_{c}")
+                vals[c] = col.to_pylist() if col.null_count or not \
+                    __import__("pyarrow").types.is_integer(col.type) else col.to_numpy().tolist()
+            else:
+                vals[c] = [EVENT_OPTIONAL[c]] * len(ops)
+        for j, op in enumerate(ops):
+            row = [vals[c][j] for c in EVENT_COLS]
+            if op is None or any(v is None for v in row):
+                yield i, "a null cell"
+            elif not all(isinstance(v, int) for v in row):
+                yield i, "a value that is not an integer"
+            else:
+                yield i, Event(row[0], op, *row[1:])
+            i += 1
+
+
+def _batches(reader, it):
+    """The batches of ``it``; pyarrow's errors on damaged data as a TraceError."""
+    while True:
+        try:
             b = next(it)
-            cols = {c: b.column(c).to_numpy(zero_copy_only=False).astype(dts[c]) for c in use}     # writable
-            buf = cols if not buf else {c: np.concatenate([buf[c], cols[c]]) for c in use}
-        out = {c: buf[c][:k] for c in use}
-        buf = {c: buf[c][k:] for c in use}
-        return out
-    yield from _chunks_from(reader, f.metadata.num_rows, take, events)
+        except StopIteration:
+            return
+        except Exception as e:
+            raise _bad(reader.path, f"cannot read: {e}") from None
+        yield b
+
+
+def _parquet_chunks(reader):
+    with _parquet_source(reader) as src:
+        yield from _chunks_from(reader, src)
 
 
 def convert(src, dst, chunk=1 << 20, skip_bad=False, progress=None):

@@ -25,7 +25,8 @@ Compressed inputs (.gz, .xz, .zst) are decompressed on the fly (.zst by the
 trace (pieces of plain lines as numpy arrays, _BLOCKS) and compiled with numba once
 the lines read pay for it (vmsim._jitcache; plain
 Python for good with VMSIM_NUMBA=0). A malformed line stops the reader with
-``FILE:LINE: problem`` (:class:`TraceError`), or with ``skip_bad`` is skipped and counted.
+``FILE:LINE: problem`` (:class:`TraceError`), or with ``skip_bad`` is skipped and counted
+(``bad_lines``; a native trace's bad rows likewise, see native).
 
 Native format (:mod:`vmsim.replay.native`): .npz or Parquet columns address, kind,
 size and optional pid / tid / cpu, plus an event stream (mmap, munmap, ...).
@@ -70,7 +71,10 @@ EVENT_OPS = ("mmap", "munmap", "mprotect", "brk", "fork", "exit", "switch")
 
 
 class Chunk(NamedTuple):
-    """Accesses ``first .. first+len(addr)`` of a trace, with the events among them."""
+    """Accesses ``first .. first+len(addr)`` of a trace, with the events among them.
+    ``rows``: once a native reader has skipped bad rows, each access's row in the file
+    (an event's ``at`` counts those), else None (access ``first + i`` is row
+    ``first + i``)."""
     first: int
     addr: np.ndarray
     kind: np.ndarray
@@ -79,6 +83,7 @@ class Chunk(NamedTuple):
     tid: Optional[np.ndarray] = None
     cpu: Optional[np.ndarray] = None
     events: tuple = ()
+    rows: Optional[np.ndarray] = None
 
 
 # --- decompression -------------------------------------------------------------------
@@ -664,10 +669,11 @@ class TraceReader:
     ``lines`` the text lines read, ``modifies`` lackey's modify records (each one write
     access), ``accesses`` the accesses yielded so far."""
 
-    def __init__(self, path, chunk=CHUNK, skip_bad=False, fmt=None):
+    def __init__(self, path, chunk=CHUNK, skip_bad=False, fmt=None, cpus=None):
         self.path = path
         self.chunk = max(int(chunk), 2)
         self.skip_bad = skip_bad
+        self.cpus = cpus            # a native trace's cpu column: 0 to cpus - 1 (the machine's)
         if not os.path.exists(path):
             raise TraceError(path, 0, "no such file")
         if os.path.isdir(path):
@@ -800,6 +806,7 @@ class TraceReader:
         return c
 
 
-def open_trace(path, chunk=CHUNK, skip_bad=False, fmt=None) -> TraceReader:
-    """A reader of the trace at ``path`` (format by suffix or content)."""
-    return TraceReader(path, chunk, skip_bad, fmt)
+def open_trace(path, chunk=CHUNK, skip_bad=False, fmt=None, cpus=None) -> TraceReader:
+    """A reader of the trace at ``path`` (format by suffix or content); ``cpus``: the
+    machine's CPUs, which a native trace's cpu column must name."""
+    return TraceReader(path, chunk, skip_bad, fmt, cpus)

@@ -57,7 +57,9 @@ def print_report(out, r):
     rows.append(["bytes", _n(a["bytes"])])
     rows.append(["page-straddling (two translations)", _n(a["page_straddling"])])
     if r["bad_lines"]:
-        rows.append(["malformed lines skipped", _n(r["bad_lines"])])
+        # A native trace's bad rows count as a text trace's bad lines (--skip-bad).
+        what = "rows" if r.get("format") in ("npz", "parquet") else "lines"
+        rows.append([f"malformed {what} skipped", _n(r["bad_lines"])])
     out.table("accesses", ["kind", "count"], rows, right=(1,))
     f = r["faults"]
     rows = [["minflt (rusage)", _n(f["minflt"])], ["majflt (rusage)", _n(f["majflt"])]]

@@ -21,12 +21,13 @@ import numpy as np
 import vmsim
 import vmsim.trace
 from vmsim.replay import infer
+from vmsim.replay import readers
 from vmsim.replay.readers import open_trace, TraceError
 
 KIND_NAMES = ("read", "write", "exec")
 STEP = 1 << 16
 # A trace of up to this many accesses (17 bytes each) is kept in memory between the
-# scan and the replay.
+# scan and the replay; a longer one is spooled to a temporary file (_Spool).
 KEEP = 1 << 21
 
 
@@ -188,7 +189,7 @@ class Replay:
         self.path = path
         self.cfg = cfg or ReplayConfig()
         self.progress = progress
-        self.reader = open_trace(path, skip_bad=self.cfg.skip_bad)
+        self.reader = open_trace(path, skip_bad=self.cfg.skip_bad, cpus=self.cfg.cpus)
         self.chunks = None          # the trace's chunks, when the scan kept them
         self.result = None
 
@@ -204,21 +205,40 @@ class Replay:
         return m
 
     def _infer(self):
-        """Scan the trace once for its pages (and whether it has events); a trace of at
-        most KEEP accesses is kept, so the replay does not read and parse it again."""
+        """The inferred areas, and whether the trace has events. A native trace with
+        events needs none (it is replayed from spawn() through its events): only its
+        events are read first. Else the trace is scanned for its pages, and what the
+        scan read is kept for the replay (_Spool: in memory, past KEEP accesses in a
+        temporary file), so the trace is read and parsed once."""
+        if self.reader.format in ("npz", "parquet"):
+            from vmsim.replay import native
+            events, rows = native.has_events(self.reader)
+            if events:
+                self.reader.total = rows       # for a progress bar of the replay
+                return [], True
         ps = infer.PageSet()
-        r = open_trace(self.path, skip_bad=self.cfg.skip_bad, fmt=self.reader.format)
+        r = open_trace(self.path, skip_bad=self.cfg.skip_bad, fmt=self.reader.format,
+                       cpus=self.cfg.cpus)
         events = False
-        kept = []
-        for c in r:
-            ps.add(c.addr, c.kind, c.size)
-            events = events or bool(c.events)
+        kept = _Spool()
+        try:
+            for c in r:
+                ps.add(c.addr, c.kind, c.size)
+                events = events or bool(c.events)
+                if kept is not None:
+                    try:
+                        kept.add(c)
+                    except OSError:
+                        # No room for the spool ($TMPDIR full): the replay reads the
+                        # trace again.
+                        kept.close()
+                        kept = None
+                if self.progress:
+                    self.progress("scan", r.accesses, r)
+        except BaseException:
             if kept is not None:
-                kept.append(c)
-                if r.accesses > KEEP:
-                    kept = None
-            if self.progress:
-                self.progress("scan", r.accesses, r)
+                kept.close()
+            raise
         if kept is not None:
             self.reader, self.chunks = r, kept
         self.reader.total = r.accesses     # for a progress bar of the replay
@@ -268,10 +288,10 @@ class Replay:
                     upto = n
                     # Events after the trace's last access (in its last chunk) take
                     # effect at its end.
-                    while evs and (evs[0].at - chunk.first <= pos or pos >= n):
+                    while evs and (_at(chunk, evs[0]) <= pos or pos >= n):
                         self._event(tasks, evs.pop(0))
                     if evs:
-                        upto = min(n, evs[0].at - chunk.first)
+                        upto = min(n, _at(chunk, evs[0]))
                     # Finer samples early: a short trace still plots as a curve.
                     step = cfg.step if done + pos >= 1 << 20 else max(cfg.step // 8, 1)
                     upto = min(upto, pos + step)
@@ -311,6 +331,8 @@ class Replay:
         finally:
             if tracer is not None:
                 tracer.stop()
+            if self.chunks is not None:
+                self.chunks.close()
         t2 = time.perf_counter()
         vm1 = _vmstat(m)
         proc_list = tasks.all()
@@ -367,13 +389,13 @@ class Replay:
             pid = None if chunk.pid is None else int(chunk.pid[a])
             tid = None if chunk.tid is None else int(chunk.tid[a])
             cpu = None if chunk.cpu is None else int(chunk.cpu[a])
-            q = tasks.get(pid, tid, f"access {chunk.first + a}")
-            tasks.run_on(q, cpu, f"access {chunk.first + a}")
+            q = tasks.get(pid, tid, f"access {_row(chunk, a)}")
+            tasks.run_on(q, cpu, f"access {_row(chunk, a)}")
             self._run(q, chunk, a, b, signals)
 
     def _run(self, q, chunk, lo, hi, signals):
         if q.task.mm is None:
-            raise TraceError(self.path, 0, f"access {chunk.first + lo}: its task (pid "
+            raise TraceError(self.path, 0, f"access {_row(chunk, lo)}: its task (pid "
                                            f"{q.task.pid} in the model) has exited")
         while lo < hi:
             try:
@@ -381,7 +403,7 @@ class Replay:
                          value=self.cfg.store_value)
                 return
             except vmsim.SignalDelivered as e:
-                signals[f"{_signame(e.signo)} at access {chunk.first + lo + e.index}"
+                signals[f"{_signame(e.signo)} at access {_row(chunk, lo + e.index)}"
                         if len(signals) < 20 else _signame(e.signo)] += 1
                 lo += e.index + 1
                 if q.task.mm is None:
@@ -417,6 +439,79 @@ class Replay:
                     tasks.current = nxt
         except OSError as e:
             raise TraceError(self.path, 0, f"{what}: {ev.op} failed: {e}") from None
+
+
+class _Spool:
+    """The chunks a scan read, for the replay to take again in the same order and
+    sizes: in memory up to KEEP accesses; past that every chunk's columns go to a
+    temporary file (unlinked from the start: nothing is left behind), read back as
+    raw arrays, so the replay neither decompresses nor parses the trace again."""
+    FIELDS = ("addr", "kind", "size", "pid", "tid", "cpu", "rows")
+
+    def __init__(self):
+        self.mem = []
+        self.n = 0
+        self.file = None
+        self.index = []            # per chunk: first, its arrays' (field, dtype, n), events
+
+    def add(self, chunk):
+        if self.file is None:
+            self.mem.append(chunk)
+            self.n += len(chunk.addr)
+            if self.n <= KEEP:
+                return
+            import tempfile
+            self.file = tempfile.TemporaryFile(prefix="vmsim-replay-")
+            mem, self.mem = self.mem, []
+            for c in mem:
+                self._write(c)
+            return
+        self._write(chunk)
+
+    def _write(self, c):
+        cols = []
+        for name in self.FIELDS:
+            a = getattr(c, name)
+            if a is not None:
+                a = np.ascontiguousarray(a)
+                self.file.write(memoryview(a).cast("B"))
+                cols.append((name, a.dtype, len(a)))
+        self.index.append((c.first, cols, c.events))
+
+    def __iter__(self):
+        if self.file is None:
+            yield from self.mem
+            return
+        self.file.flush()
+        self.file.seek(0)
+        for first, cols, events in self.index:
+            got = {}
+            for name, dt, n in cols:
+                a = np.empty(n, dt)
+                if self.file.readinto(memoryview(a).cast("B")) != a.nbytes:
+                    raise OSError("the replay's spool file is short")
+                got[name] = a
+            yield readers.Chunk(first, events=events, **{
+                f: got.get(f) for f in self.FIELDS})
+
+    def close(self):
+        self.mem = []
+        if self.file is not None:
+            self.file.close()
+
+
+def _row(chunk, i):
+    """The trace row of access ``i`` of ``chunk`` (its index in the trace, unless a
+    native reader skipped bad rows before it)."""
+    return chunk.first + i if chunk.rows is None else int(chunk.rows[i])
+
+
+def _at(chunk, ev):
+    """Where in ``chunk`` event ``ev`` takes effect: before its access ``at`` (a row of
+    the trace; a skipped row's events go before the next access)."""
+    if chunk.rows is None:
+        return ev.at - chunk.first
+    return int(np.searchsorted(chunk.rows, ev.at))
 
 
 class _Tasks:
