@@ -50,6 +50,12 @@ def _map(p, fd, pages):
     return p.mmap(b, pages * P, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 0)
 
 
+def _shadowed(m):
+    """The address_space holding shadow entries (value entries in its i_pages)."""
+    return next(o for o in m.k.objects
+                if o is not None and getattr(getattr(o, "i_pages", None), "nr_values", 0))
+
+
 def _active_set(p, pages=1024):
     """Give the machine an Active(file) of ``pages`` pages (read twice)."""
     fd = _file(p, "/tmp/active", pages, min(pages, 512))
@@ -181,12 +187,12 @@ def test_unlinked_file_keeps_no_shadows(machine, proc):
     p.touch(a, 256 * P)
     p.madvise(a, 256 * P, MADV_PAGEOUT)
     c = Counters(machine)
-    mapping = next(o for o in machine.k.objects if o is not None and getattr(o, "shadows", None))
+    mapping = _shadowed(machine)
     p.munmap(a, 256 * P)
     p.unlink("/tmp/f")
     p.close(fd)
     assert c.delta() == (-4, 0, 0, 0)
-    assert not mapping.shadows and not mapping.shadow_nodes and mapping.exiting
+    assert not mapping.i_pages.nr_values and not mapping.shadow_nodes and mapping.exiting
 
 
 def test_eviction_packs_the_clock_and_the_workingset_bit(machine, proc):
@@ -207,8 +213,8 @@ def test_checker_catches_broken_shadow_state(machine, proc):
     a = _map(p, fd, 128)
     p.touch(a, 128 * P)
     p.madvise(a, 64 * P, MADV_PAGEOUT)          # leaf node 0 all shadows, node 1 folios
-    mapping = next(o for o in machine.k.objects
-                   if o is not None and getattr(o, "shadows", None))
+    mapping = _shadowed(machine)
+    cache = mapping.i_pages
     k = machine.k
 
     def fails(mutate, undo, what):
@@ -218,15 +224,24 @@ def test_checker_catches_broken_shadow_state(machine, proc):
         undo()
         debug_vm.check_all(k)
 
-    i = next(iter(mapping.shadows))
-    folio_idx = 100
-    v = mapping.shadows[i]
-    fails(lambda: mapping.shadows.__setitem__(folio_idx, v),
-          lambda: mapping.shadows.__delitem__(folio_idx), "holds a folio and a shadow")
-    fails(lambda: mapping.shadows.__setitem__(i, v + 4),          # node id 1
-          lambda: mapping.shadows.__setitem__(i, v), "value entry at 0x0 \\(order 4\\) has slots")
-    fails(lambda: mapping.shadows.update({j: v + 4 for j in range(16)}),     # node id 1
-          lambda: mapping.shadows.update({j: v for j in range(16)}), "not a shadow")
+    from vmsim.mm import workingset as ws
+    from vmsim.mm._xarray import xa_mk_sibling
+    leaf = cache.nodes[0]
+    assert cache.values_in(0, 63) == [(i, 4, leaf[i]) for i in range(0, 64, 16)]
+    v = leaf[16]
+    fails(lambda: leaf.__setitem__(17, xa_mk_sibling(0)),             # a sibling of another slot
+          lambda: leaf.__setitem__(17, xa_mk_sibling(16)), r"slot 0x11 holds -?\d+, not a sibling of slot 0x10")
+    fails(lambda: leaf.__setitem__(20, 7),                             # a folio inside a shadow
+          lambda: leaf.__setitem__(20, xa_mk_sibling(16)), "slot 0x15 holds a sibling -?\\d+ outside any entry")
+    fails(lambda: leaf.__setitem__(16, ws.pack_shadow(1, 0, 5, False)),   # memcg id 1
+          lambda: leaf.__setitem__(16, v), "index 0x10 holds .*not a shadow packed")
+    fails(lambda: leaf.__setitem__(65, leaf[65] - 1),
+          lambda: leaf.__setitem__(65, leaf[65] + 1), "nr_values 63, 64 value slots")
+    fails(lambda: setattr(mapping, "nrpages", mapping.nrpages + 1),
+          lambda: setattr(mapping, "nrpages", mapping.nrpages - 1), "nrpages = 65, holds 64")
+    size = mapping.host.i_size
+    fails(lambda: setattr(mapping.host, "i_size", 40 * P),
+          lambda: setattr(mapping.host, "i_size", size), r"shadow at 0x30 \(order 4\) lies past i_size")
     from vmsim.mm import vmstat as vs
     n = k.vmstat[vs.WORKINGSET_NODES]
     fails(lambda: k.vmstat.__setitem__(vs.WORKINGSET_NODES, n + 1),

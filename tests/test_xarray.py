@@ -109,9 +109,10 @@ def test_xarray_check_catches_corruption():
     xa.nodes[1][XA_CHUNK_SIZE] = 0
     xa.count = 64
     assert xa._check() == ["node 0x1 is empty and not freed"]
-    xa.nodes[1][3] = -2
-    assert xa._check() == ["node 0x1 holds a negative entry other than -1",
-                           "node 0x1 count 0, 1 slots used", "count 64, 65 slots used"]
+    xa.nodes[1][3] = -3                          # a sibling of slot 0, which is empty
+    assert xa._check() == ["node 0x1 slot 0x3 holds a sibling -3 outside any entry",
+                           "node 0x1 count 0, 1 slots used", "node 0x1 nr_values 0, 1 value slots",
+                           "count 64, 65 slots used", "nr_values 0, 1 value slots"]
     xa = _XArray()
     xa.store_range(0, 99, 5)
     xa.multi[1] = 5                              # a chunk entry above a leaf
@@ -122,8 +123,8 @@ def test_xarray_check_catches_corruption():
     xa.count -= 64
     assert xa._check() == ["multi-index entry 0x0 holds -1"]
     xa.multi[0] = 5
-    xa.nodes[1] = type(xa.nodes[1])("b", [0] * (XA_CHUNK_SIZE + 1))
-    assert xa._check()[0] == "node 0x1 has 65 slots of type 'b'"
+    xa.nodes[1] = type(xa.nodes[1])("b", [0] * (XA_CHUNK_SIZE + 2))
+    assert xa._check()[0] == "node 0x1 has 66 slots of type 'b'"
 
 
 def test_xarray_leaves_are_int32_until_an_entry_needs_more():
