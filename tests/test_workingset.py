@@ -250,3 +250,64 @@ def test_checker_catches_broken_shadow_state(machine, proc):
     assert saved == {(0, 0)}
     fails(lambda: mapping.shadow_nodes.clear(),
           lambda: mapping.shadow_nodes.update(saved), "shadow_nodes|workingset_nodes")
+
+
+def _pmd_shadow(p, machine):
+    """A 2 MiB file cached in one PMD-sized folio (a 2 MiB pwrite) and paged out: one
+    order-9 shadow at index 0 (a value entry in the shift-6 node's first 8 slots)."""
+    from vmsim import MADV_NOHUGEPAGE
+    fd = _file(p, "/tmp/f", 512, 512)
+    a = _map(p, fd, 512)
+    p.madvise(a, 512 * P, MADV_NOHUGEPAGE)
+    p.touch(a, 512 * P)
+    p.madvise(a, 512 * P, MADV_PAGEOUT)
+    mapping = _shadowed(machine)
+    cache = mapping.i_pages
+    (first, order, v), = cache.values_in(0, 511)
+    assert (first, order, len(cache), cache.nr_values) == (0, 9, 0, 512)
+    assert sorted(cache.multi) == list(range(8)) and not cache.nodes
+    return fd, a, mapping, v
+
+
+def test_refault_inside_a_large_shadow_splits_it_as_xas_try_split(machine, proc):
+    """An order-0 folio read into index 5 of an order-9 shadow: __filemap_add_folio
+    splits the shadow one tree level a step (xas_try_split_min_order: 9 -> 6 in the
+    shift-6 node, 6 -> 5 into a new leaf, 5 -> 0 in the leaf), every piece keeping
+    the shadow, then stores the folio over index 5; the refault counts one page. The
+    leaf holds a folio, the shift-6 node a leaf: neither is a shadow node."""
+    from vmsim import MADV_RANDOM
+    p = proc
+    _active_set(p)
+    fd, a, mapping, v = _pmd_shadow(p, machine)
+    c = Counters(machine)
+    p.madvise(a, 512 * P, MADV_RANDOM)            # no read-around: one order-0 folio
+    p.read(a + 5 * P, 1)
+    assert c.delta() == (-1, 1, 1, 0)
+    cache = mapping.i_pages
+    want = [(i, 0, v) for i in range(32) if i != 5] + [(32, 5, v)] + \
+        [(i, 6, v) for i in range(64, 512, 64)]
+    assert cache.values_in(0, 511) == want
+    assert len(cache) == mapping.nrpages == 1 and cache.nr_values == 511
+    assert p.mincore(a, 40 * P) == bytes([0] * 5 + [1] + [0] * 34)
+    # The pieces refault one by one; a read of the order-5 piece's page splits it too.
+    p.read(a + 40 * P, 1)
+    assert c.delta() == (0, 1, 1, 0)
+    assert cache.values_in(32, 63) == [(i, 0, v) for i in range(32, 64) if i != 40]
+
+
+def test_truncation_clears_a_shadow_it_cuts_and_invalidation_keeps_it(machine, proc):
+    """POSIX_FADV_DONTNEED of part of an order-9 shadow leaves it (find_lock_entries
+    omits a value entry that begins before the range or runs past it); a truncation
+    into it clears it whole (truncate_inode_pages_range's find_get_entries pass
+    meets it, and xas_store(NULL) at its canonical slot takes the siblings too), so
+    no shadow lies past i_size."""
+    p = proc
+    fd, a, mapping, v = _pmd_shadow(p, machine)
+    c = Counters(machine)
+    p.posix_fadvise(fd, 100 * P, 50 * P, POSIX_FADV_DONTNEED)
+    assert mapping.i_pages.values_in(0, 511) == [(0, 9, v)]
+    assert c.delta() == (0, 0, 0, 0)
+    p.munmap(a, 512 * P)
+    p.ftruncate(fd, 300 * P)
+    assert mapping.i_pages.values_in(0, 1 << 40) == [] and mapping.i_pages.count == 0
+    assert c.delta() == (-1, 0, 0, 0)

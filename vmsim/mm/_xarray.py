@@ -160,7 +160,12 @@ class _XArray:
         b = index >> 6
         node = self.nodes.get(b)
         if node is None:
-            node = self._split(b) if b in self.multi else self._new_leaf(b)
+            if b in self.multi:
+                if self.multi[b] < 0:
+                    self._whole(index, index)
+                node = self._split(b)
+            else:
+                node = self._new_leaf(b)
         s = index & 63
         old = node[s]
         if old < -1:
@@ -474,8 +479,8 @@ class _XArray:
         for p in range(0, min(nr, XA_CHUNK_SIZE), n):
             row += [entry] + [xa_mk_sibling((first & 63) + p)] * (n - 1)
         for b in range(first >> 6, ((first + nr - 1) >> 6) + 1):
-            if b in self.multi:
-                self._erase_chunk(b)
+            if nr >= XA_CHUNK_SIZE and b in self.multi:
+                self._erase_chunk(b)           # (part of a chunk entry: _write splits it)
             self._write(b, first & 63, row)
 
     def store_value(self, first: int, order: int, entry: int):
