@@ -311,3 +311,24 @@ def test_truncation_clears_a_shadow_it_cuts_and_invalidation_keeps_it(machine, p
     p.ftruncate(fd, 300 * P)
     assert mapping.i_pages.values_in(0, 1 << 40) == [] and mapping.i_pages.count == 0
     assert c.delta() == (-1, 0, 0, 0)
+
+
+def test_lone_shadow_off_index_0_lives_in_a_node(machine, proc):
+    """Only index 0 can sit in xa_head: one page cached at index 5 and paged out
+    leaves a leaf node holding nothing but its shadow (count == nr_values == 1),
+    which counts in workingset_nodes until the refault."""
+    from vmsim import MADV_RANDOM
+    p = proc
+    fd = _file(p, "/tmp/f", 16)
+    machine.write_file("/proc/sys/vm/drop_caches", "1")
+    _active_set(p)
+    a = _map(p, fd, 16)
+    p.madvise(a, 16 * P, MADV_RANDOM)             # one order-0 folio, no read-around
+    c = Counters(machine)
+    p.read(a + 5 * P, 1)
+    p.madvise(a, 16 * P, MADV_PAGEOUT)
+    assert c.delta() == (1, 0, 0, 0)
+    mapping = _shadowed(machine)
+    assert mapping.i_pages.count == mapping.i_pages.nr_values == 1
+    p.read(a + 5 * P, 1)
+    assert c.delta() == (-1, 1, 1, 0)
