@@ -332,3 +332,107 @@ def test_lone_shadow_off_index_0_lives_in_a_node(machine, proc):
     assert mapping.i_pages.count == mapping.i_pages.nr_values == 1
     p.read(a + 5 * P, 1)
     assert c.delta() == (-1, 1, 1, 0)
+
+
+# --- random file operations: shadows stay consistent ----------------------------------
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+PG = st.integers(0, 700)
+ALIGNED = st.one_of(PG, st.sampled_from([0, 16, 64, 512]))    # where large folios form
+FOPS = st.lists(st.one_of(
+    st.tuples(st.just("pwrite"), ALIGNED, st.sampled_from([1, 3, 16, 64, 512]), st.integers(1, 255),
+              st.booleans()),
+    st.tuples(st.just("truncate"), PG),
+    st.tuples(st.just("pageout"), ALIGNED, st.one_of(st.integers(1, 600), st.just(512)),
+              st.sampled_from(["", "random", "nohuge"])),
+    st.tuples(st.just("fadvise"), PG, st.integers(0, 600)),
+    st.tuples(st.just("pread"), PG, st.integers(1, 300)),
+    st.tuples(st.just("drop"),),
+), min_size=1, max_size=14)
+# Shadows of order-9, order-4 and order-0 folios, cut by reads, invalidations and
+# truncations (hypothesis's draws rarely line a large clean folio up with a page-out).
+FOPS_SEEN = [
+    [("pwrite", 0, 512, 7, True), ("pwrite", 512, 64, 8, True), ("pageout", 0, 600, "nohuge"),
+     ("pread", 5, 1), ("fadvise", 100, 50), ("pread", 520, 3), ("truncate", 300),
+     ("pageout", 0, 600, "random"), ("pread", 0, 40)],
+    [("pwrite", 0, 512, 9, True), ("pageout", 0, 512, ""), ("fadvise", 0, 300),
+     ("truncate", 700), ("pread", 600, 20), ("pageout", 512, 200, ""), ("drop",)],
+]
+
+
+def _run_file_ops(ops):
+    """Random writes, truncations, page-outs (shadows of folios of every order),
+    invalidations and reads of one file, the debug checker on after every call (its
+    shadow checks: structure, packing, none past i_size, shadow_nodes and
+    workingset_nodes), every byte read compared with a plain model of the file."""
+    import vmsim
+    from vmsim import MADV_RANDOM, MADV_NOHUGEPAGE
+    m = vmsim.Machine(memory="1G", cpus=1, pku=False, debug_vm=True)
+    p = m.spawn()
+    _active_set(p, 256)
+    fd = p.open("/tmp/r", O_RDWR | O_CREAT | O_TRUNC, 0o644)
+    data = bytearray()
+    for op in ops:
+        kind = op[0]
+        if kind == "pwrite":
+            off, n = op[1] * P, op[2] * P
+            p.pwrite(fd, bytes([op[3]]) * n, off)
+            if op[4]:
+                p.fsync(fd)                        # clean folios: reclaim may evict them
+            data[len(data):] = bytes(max(0, off + n - len(data)))
+            data[off:off + n] = bytes([op[3]]) * n
+        elif kind == "truncate":
+            p.ftruncate(fd, op[1] * P + 100)
+            size = op[1] * P + 100
+            data[len(data):] = bytes(max(0, size - len(data)))
+            del data[size:]
+        elif kind == "pageout":
+            pages = (len(data) + P - 1) // P
+            first = min(op[1], max(pages - 1, 0))
+            n = min(op[2], pages - first)
+            if n <= 0:
+                continue
+            # At a 2 MiB boundary (as _map): PTE-mapped large folios lie in one table.
+            a = p.mmap(0, n * P + (2 << 20), PROT_READ, MAP_PRIVATE, fd, 0)
+            p.munmap(a, n * P + (2 << 20))
+            a = p.mmap((a + (2 << 20) - 1) & ~((2 << 20) - 1), n * P, PROT_READ,
+                       MAP_PRIVATE | MAP_FIXED, fd, first * P)
+            if op[3] == "random":
+                p.madvise(a, n * P, MADV_RANDOM)
+            elif op[3] == "nohuge":
+                p.madvise(a, n * P, MADV_NOHUGEPAGE)
+            p.touch(a, n * P)
+            got = p.read(a, min(n * P, len(data) - first * P))
+            assert got == bytes(data[first * P:first * P + len(got)])
+            p.madvise(a, n * P, MADV_PAGEOUT)
+            p.munmap(a, n * P)
+        elif kind == "fadvise":
+            p.posix_fadvise(fd, op[1] * P, op[2] * P, POSIX_FADV_DONTNEED)
+        elif kind == "pread":
+            got = p.pread(fd, op[2] * P, op[1] * P)
+            assert got == bytes(data[op[1] * P:op[1] * P + op[2] * P])
+        else:
+            m.write_file("/proc/sys/vm/drop_caches", "1")
+    m.check()
+    p.close(fd)
+    p.unlink("/tmp/r")
+    m.check()
+    assert m.k.vmstat[__import__("vmsim.mm.vmstat", fromlist=["x"]).WORKINGSET_NODES] == 0
+
+
+@settings(max_examples=12, deadline=None)
+@given(FOPS)
+def test_random_file_ops_keep_shadows_consistent(ops):
+    _run_file_ops(ops)
+
+
+@pytest.mark.parametrize("ops", FOPS_SEEN)
+def test_file_ops_over_large_shadows_keep_them_consistent(ops):
+    _run_file_ops(ops)
+
+
+@pytest.mark.slow
+@settings(max_examples=300, deadline=None)
+@given(FOPS)
+def test_random_file_ops_keep_shadows_consistent_long(ops):
+    _run_file_ops(ops)
