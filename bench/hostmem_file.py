@@ -15,6 +15,12 @@ phase's RSS delta per page:
              simulated blocks: inode.i_blocks), then read-touched MAP_PRIVATE (PTEs)
   shared     ftruncate, then written through a MAP_SHARED mapping (one store of 1 per
              page, PTEs: dirty pages), then fsync (i_blocks)
+  pageout    read-4k, then MADV_PAGEOUT of the mapping: reclaim evicts every folio and
+             leaves a workingset shadow (a value entry in i_pages) per page; the
+             "pageout" phase is the host memory the shadows keep per evicted page
+             (the frames' own bytes stay written: a freed frame's mem_map is not given back)
+  pageout-large  read-pte (readahead's large folios), then MADV_PAGEOUT: one
+             multi-index shadow per evicted folio
 Fresh process, host THP off (prctl PR_SET_THP_DISABLE), numba loaded from the first
 access (VMSIM_JIT_AFTER=0); a 32 MiB file done the same way first loads the compiled
 paths and warms the allocator. Each phase also shows what each structure gained: the
@@ -32,7 +38,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-CASES = ("read", "read-pte", "read-4k", "pwrite", "shared")
+CASES = ("read", "read-pte", "read-4k", "pwrite", "shared", "pageout", "pageout-large")
 MiB = 1 << 20
 
 
@@ -62,6 +68,12 @@ def _objects_size(k, inode) -> dict:
     """Bytes of the Python objects behind the file's page cache index and block map."""
     out = {"xarray (i_pages nodes)": _host_bytes(inode.i_mapping.i_pages),
            "i_blocks (block map)": _host_bytes(inode.i_blocks)}
+    # Workingset state beside i_pages: the shadow_nodes set (and, before shadows moved
+    # into i_pages, the dicts that held them).
+    am = inode.i_mapping
+    out["shadow_nodes (and shadow dicts)"] = sum(
+        _host_bytes(getattr(am, a)) for a in ("shadows", "shadow_order", "shadow_nodes")
+        if hasattr(am, a))
     bdev = inode.i_sb.s_bdev
     if hasattr(bdev, "disk"):
         out["device blocks (bdev.disk list)"] = _host_bytes(bdev.disk)
@@ -75,7 +87,7 @@ def case(name: str, size: int = 256 * MiB, warm: int = 32 * MiB) -> dict:
     import vmsim
     from vmsim import PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_SHARED
     O_RDWR, O_CREAT = 2, 0o100
-    MADV_RANDOM, MADV_NOHUGEPAGE = 1, 15
+    MADV_RANDOM, MADV_NOHUGEPAGE, MADV_PAGEOUT = 1, 15, 21
     m = vmsim.Machine("16G", debug_vm=False)
     p = m.spawn()
     k = m.k
@@ -114,10 +126,13 @@ def case(name: str, size: int = 256 * MiB, warm: int = 32 * MiB) -> dict:
             a = p.mmap(0, size, PROT_READ, MAP_PRIVATE, fd, 0)
             if name != "read":
                 p.madvise(a, size, MADV_NOHUGEPAGE)   # PTE mappings
-            if name == "read-4k":
+            if name in ("read-4k", "pageout"):
                 p.madvise(a, size, MADV_RANDOM)       # order-0 folios, no readahead
             p.touch(a, size)
             snaps.append(("read", snapshot(inode)))
+            if name.startswith("pageout"):
+                p.madvise(a, size, MADV_PAGEOUT)      # every folio evicted: shadows
+                snaps.append(("pageout", snapshot(inode)))
         n = size >> 12
         phases = {}
         for (_, (r0, s0)), (ph, (r1, s1)) in zip(snaps, snaps[1:]):
@@ -126,6 +141,7 @@ def case(name: str, size: int = 256 * MiB, warm: int = 32 * MiB) -> dict:
             phases[ph] = {"total": (r1 - r0) / n, "structures": st}
         return {"case": name, "pages": n, "total": (snaps[-1][1][0] - snaps[0][1][0]) / n,
                 "phases": phases, "nrpages": inode.i_mapping.nrpages,
+                "workingset_nodes": int(k.vmstat[__import__("vmsim.mm.vmstat", fromlist=["x"]).WORKINGSET_NODES]),
                 "i_blocks": len(inode.i_blocks), "majflt": p.getrusage().ru_majflt}
 
     run("/tmp/warm", warm)
@@ -156,7 +172,7 @@ def main():
         each = ", ".join(f"{r['total']:.1f}" for r in runs)
         print(f"{c}: {mid['total']:.1f} B per page (runs {each}); "
               f"{mid['pages']:,} pages, nrpages {mid['nrpages']:,}, i_blocks {mid['i_blocks']:,}, "
-              f"majflt {mid['majflt']}")
+              f"majflt {mid['majflt']}, workingset_nodes {mid['workingset_nodes']}")
         for ph, d in mid["phases"].items():
             print(f"  {ph:7} {d['total']:7.2f} B/page")
             for s, x in d["structures"].items():

@@ -50,6 +50,12 @@ def _map(p, fd, pages):
     return p.mmap(b, pages * P, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 0)
 
 
+def _shadowed(m):
+    """The address_space holding shadow entries (value entries in its i_pages)."""
+    return next(o for o in m.k.objects
+                if o is not None and getattr(getattr(o, "i_pages", None), "nr_values", 0))
+
+
 def _active_set(p, pages=1024):
     """Give the machine an Active(file) of ``pages`` pages (read twice)."""
     fd = _file(p, "/tmp/active", pages, min(pages, 512))
@@ -181,12 +187,12 @@ def test_unlinked_file_keeps_no_shadows(machine, proc):
     p.touch(a, 256 * P)
     p.madvise(a, 256 * P, MADV_PAGEOUT)
     c = Counters(machine)
-    mapping = next(o for o in machine.k.objects if o is not None and getattr(o, "shadows", None))
+    mapping = _shadowed(machine)
     p.munmap(a, 256 * P)
     p.unlink("/tmp/f")
     p.close(fd)
     assert c.delta() == (-4, 0, 0, 0)
-    assert not mapping.shadows and not mapping.shadow_nodes and mapping.exiting
+    assert not mapping.i_pages.nr_values and not mapping.shadow_nodes and mapping.exiting
 
 
 def test_eviction_packs_the_clock_and_the_workingset_bit(machine, proc):
@@ -207,8 +213,8 @@ def test_checker_catches_broken_shadow_state(machine, proc):
     a = _map(p, fd, 128)
     p.touch(a, 128 * P)
     p.madvise(a, 64 * P, MADV_PAGEOUT)          # leaf node 0 all shadows, node 1 folios
-    mapping = next(o for o in machine.k.objects
-                   if o is not None and getattr(o, "shadows", None))
+    mapping = _shadowed(machine)
+    cache = mapping.i_pages
     k = machine.k
 
     def fails(mutate, undo, what):
@@ -218,15 +224,24 @@ def test_checker_catches_broken_shadow_state(machine, proc):
         undo()
         debug_vm.check_all(k)
 
-    i = next(iter(mapping.shadows))
-    folio_idx = 100
-    v = mapping.shadows[i]
-    fails(lambda: mapping.shadows.__setitem__(folio_idx, v),
-          lambda: mapping.shadows.__delitem__(folio_idx), "holds a folio and a shadow")
-    fails(lambda: mapping.shadows.__setitem__(i, v + 4),          # node id 1
-          lambda: mapping.shadows.__setitem__(i, v), "value entry at 0x0 \\(order 4\\) has slots")
-    fails(lambda: mapping.shadows.update({j: v + 4 for j in range(16)}),     # node id 1
-          lambda: mapping.shadows.update({j: v for j in range(16)}), "not a shadow")
+    from vmsim.mm import workingset as ws
+    from vmsim.mm._xarray import xa_mk_sibling
+    leaf = cache.nodes[0]
+    assert cache.values_in(0, 63) == [(i, 4, leaf[i]) for i in range(0, 64, 16)]
+    v = leaf[16]
+    fails(lambda: leaf.__setitem__(17, xa_mk_sibling(0)),             # a sibling of another slot
+          lambda: leaf.__setitem__(17, xa_mk_sibling(16)), r"slot 0x11 holds -?\d+, not a sibling of slot 0x10")
+    fails(lambda: leaf.__setitem__(20, 7),                             # a folio inside a shadow
+          lambda: leaf.__setitem__(20, xa_mk_sibling(16)), "slot 0x15 holds a sibling -?\\d+ outside any entry")
+    fails(lambda: leaf.__setitem__(16, ws.pack_shadow(1, 0, 5, False)),   # memcg id 1
+          lambda: leaf.__setitem__(16, v), "index 0x10 holds .*not a shadow packed")
+    fails(lambda: leaf.__setitem__(65, leaf[65] - 1),
+          lambda: leaf.__setitem__(65, leaf[65] + 1), "nr_values 63, 64 value slots")
+    fails(lambda: setattr(mapping, "nrpages", mapping.nrpages + 1),
+          lambda: setattr(mapping, "nrpages", mapping.nrpages - 1), "nrpages = 65, holds 64")
+    size = mapping.host.i_size
+    fails(lambda: setattr(mapping.host, "i_size", 40 * P),
+          lambda: setattr(mapping.host, "i_size", size), r"shadow at 0x30 \(order 4\) lies past i_size")
     from vmsim.mm import vmstat as vs
     n = k.vmstat[vs.WORKINGSET_NODES]
     fails(lambda: k.vmstat.__setitem__(vs.WORKINGSET_NODES, n + 1),
@@ -235,3 +250,189 @@ def test_checker_catches_broken_shadow_state(machine, proc):
     assert saved == {(0, 0)}
     fails(lambda: mapping.shadow_nodes.clear(),
           lambda: mapping.shadow_nodes.update(saved), "shadow_nodes|workingset_nodes")
+
+
+def _pmd_shadow(p, machine):
+    """A 2 MiB file cached in one PMD-sized folio (a 2 MiB pwrite) and paged out: one
+    order-9 shadow at index 0 (a value entry in the shift-6 node's first 8 slots)."""
+    from vmsim import MADV_NOHUGEPAGE
+    fd = _file(p, "/tmp/f", 512, 512)
+    a = _map(p, fd, 512)
+    p.madvise(a, 512 * P, MADV_NOHUGEPAGE)
+    p.touch(a, 512 * P)
+    p.madvise(a, 512 * P, MADV_PAGEOUT)
+    mapping = _shadowed(machine)
+    cache = mapping.i_pages
+    (first, order, v), = cache.values_in(0, 511)
+    assert (first, order, len(cache), cache.nr_values) == (0, 9, 0, 512)
+    assert sorted(cache.multi) == list(range(8)) and not cache.nodes
+    return fd, a, mapping, v
+
+
+def test_refault_inside_a_large_shadow_splits_it_as_xas_try_split(machine, proc):
+    """An order-0 folio read into index 5 of an order-9 shadow: __filemap_add_folio
+    splits the shadow one tree level a step (xas_try_split_min_order: 9 -> 6 in the
+    shift-6 node, 6 -> 5 into a new leaf, 5 -> 0 in the leaf), every piece keeping
+    the shadow, then stores the folio over index 5; the refault counts one page. The
+    leaf holds a folio, the shift-6 node a leaf: neither is a shadow node."""
+    from vmsim import MADV_RANDOM
+    p = proc
+    _active_set(p)
+    fd, a, mapping, v = _pmd_shadow(p, machine)
+    c = Counters(machine)
+    p.madvise(a, 512 * P, MADV_RANDOM)            # no read-around: one order-0 folio
+    p.read(a + 5 * P, 1)
+    assert c.delta() == (-1, 1, 1, 0)
+    cache = mapping.i_pages
+    want = [(i, 0, v) for i in range(32) if i != 5] + [(32, 5, v)] + \
+        [(i, 6, v) for i in range(64, 512, 64)]
+    assert cache.values_in(0, 511) == want
+    assert len(cache) == mapping.nrpages == 1 and cache.nr_values == 511
+    assert p.mincore(a, 40 * P) == bytes([0] * 5 + [1] + [0] * 34)
+    # The pieces refault one by one; a read of the order-5 piece's page splits it too.
+    p.read(a + 40 * P, 1)
+    assert c.delta() == (0, 1, 1, 0)
+    assert cache.values_in(32, 63) == [(i, 0, v) for i in range(32, 64) if i != 40]
+
+
+def test_truncation_clears_a_shadow_it_cuts_and_invalidation_keeps_it(machine, proc):
+    """POSIX_FADV_DONTNEED of part of an order-9 shadow leaves it (find_lock_entries
+    omits a value entry that begins before the range or runs past it); a truncation
+    into it clears it whole (truncate_inode_pages_range's find_get_entries pass
+    meets it, and xas_store(NULL) at its canonical slot takes the siblings too), so
+    no shadow lies past i_size."""
+    p = proc
+    fd, a, mapping, v = _pmd_shadow(p, machine)
+    c = Counters(machine)
+    p.posix_fadvise(fd, 100 * P, 50 * P, POSIX_FADV_DONTNEED)
+    assert mapping.i_pages.values_in(0, 511) == [(0, 9, v)]
+    assert c.delta() == (0, 0, 0, 0)
+    p.munmap(a, 512 * P)
+    p.ftruncate(fd, 300 * P)
+    assert mapping.i_pages.values_in(0, 1 << 40) == [] and mapping.i_pages.count == 0
+    assert c.delta() == (-1, 0, 0, 0)
+
+
+def test_lone_shadow_off_index_0_lives_in_a_node(machine, proc):
+    """Only index 0 can sit in xa_head: one page cached at index 5 and paged out
+    leaves a leaf node holding nothing but its shadow (count == nr_values == 1),
+    which counts in workingset_nodes until the refault."""
+    from vmsim import MADV_RANDOM
+    p = proc
+    fd = _file(p, "/tmp/f", 16)
+    machine.write_file("/proc/sys/vm/drop_caches", "1")
+    _active_set(p)
+    a = _map(p, fd, 16)
+    p.madvise(a, 16 * P, MADV_RANDOM)             # one order-0 folio, no read-around
+    c = Counters(machine)
+    p.read(a + 5 * P, 1)
+    p.madvise(a, 16 * P, MADV_PAGEOUT)
+    assert c.delta() == (1, 0, 0, 0)
+    mapping = _shadowed(machine)
+    assert mapping.i_pages.count == mapping.i_pages.nr_values == 1
+    p.read(a + 5 * P, 1)
+    assert c.delta() == (-1, 1, 1, 0)
+
+
+# --- random file operations: shadows stay consistent ----------------------------------
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+PG = st.integers(0, 700)
+ALIGNED = st.one_of(PG, st.sampled_from([0, 16, 64, 512]))    # where large folios form
+FOPS = st.lists(st.one_of(
+    st.tuples(st.just("pwrite"), ALIGNED, st.sampled_from([1, 3, 16, 64, 512]), st.integers(1, 255),
+              st.booleans()),
+    st.tuples(st.just("truncate"), PG),
+    st.tuples(st.just("pageout"), ALIGNED, st.one_of(st.integers(1, 600), st.just(512)),
+              st.sampled_from(["", "random", "nohuge"])),
+    st.tuples(st.just("fadvise"), PG, st.integers(0, 600)),
+    st.tuples(st.just("pread"), PG, st.integers(1, 300)),
+    st.tuples(st.just("drop"),),
+), min_size=1, max_size=14)
+# Shadows of order-9, order-4 and order-0 folios, cut by reads, invalidations and
+# truncations (hypothesis's draws rarely line a large clean folio up with a page-out).
+FOPS_SEEN = [
+    [("pwrite", 0, 512, 7, True), ("pwrite", 512, 64, 8, True), ("pageout", 0, 600, "nohuge"),
+     ("pread", 5, 1), ("fadvise", 100, 50), ("pread", 520, 3), ("truncate", 300),
+     ("pageout", 0, 600, "random"), ("pread", 0, 40)],
+    [("pwrite", 0, 512, 9, True), ("pageout", 0, 512, ""), ("fadvise", 0, 300),
+     ("truncate", 700), ("pread", 600, 20), ("pageout", 512, 200, ""), ("drop",)],
+]
+
+
+def _run_file_ops(ops):
+    """Random writes, truncations, page-outs (shadows of folios of every order),
+    invalidations and reads of one file, the debug checker on after every call (its
+    shadow checks: structure, packing, none past i_size, shadow_nodes and
+    workingset_nodes), every byte read compared with a plain model of the file."""
+    import vmsim
+    from vmsim import MADV_RANDOM, MADV_NOHUGEPAGE
+    m = vmsim.Machine(memory="1G", cpus=1, pku=False, debug_vm=True)
+    p = m.spawn()
+    _active_set(p, 256)
+    fd = p.open("/tmp/r", O_RDWR | O_CREAT | O_TRUNC, 0o644)
+    data = bytearray()
+    for op in ops:
+        kind = op[0]
+        if kind == "pwrite":
+            off, n = op[1] * P, op[2] * P
+            p.pwrite(fd, bytes([op[3]]) * n, off)
+            if op[4]:
+                p.fsync(fd)                        # clean folios: reclaim may evict them
+            data[len(data):] = bytes(max(0, off + n - len(data)))
+            data[off:off + n] = bytes([op[3]]) * n
+        elif kind == "truncate":
+            p.ftruncate(fd, op[1] * P + 100)
+            size = op[1] * P + 100
+            data[len(data):] = bytes(max(0, size - len(data)))
+            del data[size:]
+        elif kind == "pageout":
+            pages = (len(data) + P - 1) // P
+            first = min(op[1], max(pages - 1, 0))
+            n = min(op[2], pages - first)
+            if n <= 0:
+                continue
+            # At a 2 MiB boundary (as _map): PTE-mapped large folios lie in one table.
+            a = p.mmap(0, n * P + (2 << 20), PROT_READ, MAP_PRIVATE, fd, 0)
+            p.munmap(a, n * P + (2 << 20))
+            a = p.mmap((a + (2 << 20) - 1) & ~((2 << 20) - 1), n * P, PROT_READ,
+                       MAP_PRIVATE | MAP_FIXED, fd, first * P)
+            if op[3] == "random":
+                p.madvise(a, n * P, MADV_RANDOM)
+            elif op[3] == "nohuge":
+                p.madvise(a, n * P, MADV_NOHUGEPAGE)
+            p.touch(a, n * P)
+            got = p.read(a, min(n * P, len(data) - first * P))
+            assert got == bytes(data[first * P:first * P + len(got)])
+            p.madvise(a, n * P, MADV_PAGEOUT)
+            p.munmap(a, n * P)
+        elif kind == "fadvise":
+            p.posix_fadvise(fd, op[1] * P, op[2] * P, POSIX_FADV_DONTNEED)
+        elif kind == "pread":
+            got = p.pread(fd, op[2] * P, op[1] * P)
+            assert got == bytes(data[op[1] * P:op[1] * P + op[2] * P])
+        else:
+            m.write_file("/proc/sys/vm/drop_caches", "1")
+    m.check()
+    p.close(fd)
+    p.unlink("/tmp/r")
+    m.check()
+    assert m.k.vmstat[__import__("vmsim.mm.vmstat", fromlist=["x"]).WORKINGSET_NODES] == 0
+
+
+@settings(max_examples=12, deadline=None)
+@given(FOPS)
+def test_random_file_ops_keep_shadows_consistent(ops):
+    _run_file_ops(ops)
+
+
+@pytest.mark.parametrize("ops", FOPS_SEEN)
+def test_file_ops_over_large_shadows_keep_them_consistent(ops):
+    _run_file_ops(ops)
+
+
+@pytest.mark.slow
+@settings(max_examples=300, deadline=None)
+@given(FOPS)
+def test_random_file_ops_keep_shadows_consistent_long(ops):
+    _run_file_ops(ops)

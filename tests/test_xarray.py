@@ -109,9 +109,10 @@ def test_xarray_check_catches_corruption():
     xa.nodes[1][XA_CHUNK_SIZE] = 0
     xa.count = 64
     assert xa._check() == ["node 0x1 is empty and not freed"]
-    xa.nodes[1][3] = -2
-    assert xa._check() == ["node 0x1 holds a negative entry other than -1",
-                           "node 0x1 count 0, 1 slots used", "count 64, 65 slots used"]
+    xa.nodes[1][3] = -3                          # a sibling of slot 0, which is empty
+    assert xa._check() == ["node 0x1 slot 0x3 holds a sibling -3 outside any entry",
+                           "node 0x1 count 0, 1 slots used", "node 0x1 nr_values 0, 1 value slots",
+                           "count 64, 65 slots used", "nr_values 0, 1 value slots"]
     xa = _XArray()
     xa.store_range(0, 99, 5)
     xa.multi[1] = 5                              # a chunk entry above a leaf
@@ -122,8 +123,8 @@ def test_xarray_check_catches_corruption():
     xa.count -= 64
     assert xa._check() == ["multi-index entry 0x0 holds -1"]
     xa.multi[0] = 5
-    xa.nodes[1] = type(xa.nodes[1])("b", [0] * (XA_CHUNK_SIZE + 1))
-    assert xa._check()[0] == "node 0x1 has 65 slots of type 'b'"
+    xa.nodes[1] = type(xa.nodes[1])("b", [0] * (XA_CHUNK_SIZE + 2))
+    assert xa._check()[0] == "node 0x1 has 66 slots of type 'b'"
 
 
 def test_xarray_leaves_are_int32_until_an_entry_needs_more():
@@ -194,3 +195,158 @@ def test_file_fault_traces_show_no_xarray_methods(machine):
     methods = {n for n in vars(_XArray) if not n.startswith("__")}
     assert not names & methods and not re.search(r"\b(get|store_range|any_in)\(", tr.text())
     p.exit()
+
+
+# --- value entries (shadows) beside folios --------------------------------------------
+VIDX = st.integers(0, 1100)
+ORDER = st.integers(0, 9)
+VALUE = st.integers(0, (1 << 62) - 1)
+VOPS = st.lists(st.one_of(
+    st.tuples(st.just("folio"), VIDX, ORDER, st.integers(0, (1 << 33) - 1)),
+    st.tuples(st.just("value"), VIDX, ORDER, VALUE),
+    st.tuples(st.just("split"), VIDX, ORDER),
+    st.tuples(st.just("erase"), VIDX, st.integers(0, 300)),
+    st.tuples(st.just("query"), VIDX, st.integers(0, 300)),
+), max_size=40)
+
+
+class _Model:
+    """A plain reference: folios by index, value entries by first index (order, entry)."""
+
+    def __init__(self):
+        self.fol, self.val = {}, {}
+
+    def entry_at(self, i):
+        for first, (o, e) in self.val.items():
+            if first <= i < first + (1 << o):
+                return first, o, e
+        return None
+
+    def cuts(self, first, last):
+        """A value entry that [first, last] covers only in part."""
+        return any(f < first <= f + (1 << o) - 1 or f <= last < f + (1 << o) - 1
+                   for f, (o, _) in self.val.items())
+
+    def clear(self, first, last):
+        for i in range(first, last + 1):
+            self.fol.pop(i, None)
+        for f in [f for f in self.val if first <= f <= last]:
+            del self.val[f]
+
+
+def _vagree(xa, m):
+    from vmsim.mm._xarray import xa_is_value
+    assert xa._check() == []
+    assert xa.items() == sorted(m.fol.items()) and len(xa) == len(m.fol)
+    nv = sum(1 << o for o, _ in m.val.values())
+    assert xa.nr_values == nv and xa.count == len(m.fol) + nv
+    assert xa.values_in(0, (1 << 64) - 1) == [(f, o, e) for f, (o, e) in sorted(m.val.items())]
+    for f, (o, e) in m.val.items():
+        assert xa_is_value(e)
+        for i in {f, f + (1 << o) - 1, f + (1 << o) // 2}:
+            assert xa.load(i) == e and xa.get_order(i) == o and xa.get(i) is None and i not in xa
+    idx, pf = xa._arrays()
+    assert idx.tolist() == sorted(m.fol)
+    # A leaf is int64 when an entry needs it.
+    for b, node in xa.nodes.items():
+        if any(not -(1 << 31) <= v < 1 << 31 for v in node[:XA_CHUNK_SIZE]):
+            assert node.typecode == "q", b
+
+
+@settings(max_examples=120, deadline=None)
+@given(VOPS)
+def test_xarray_value_entries_match_a_model(ops):
+    """Folios and multi-index value entries (canonical slot plus siblings, in leaves and
+    in the shift-6 node's chunk slots) stored, split, erased and loaded in any order
+    agree with a plain model; a store or erase that would cut a value entry in part
+    is refused (the page cache splits it first) and changes nothing."""
+    from vmsim.mm._xarray import xa_mk_value
+    xa, m = _XArray(), _Model()
+    for op in ops:
+        kind, i = op[0], op[1]
+        if kind in ("folio", "value"):
+            o = op[2]
+            first, last = i & ~((1 << o) - 1), (i | ((1 << o) - 1))
+            before = (xa.items(), xa.values_in(0, 1 << 20))
+            if m.cuts(first, last):
+                with pytest.raises(ValueError, match="cuts the order"):
+                    if kind == "value":
+                        xa.store_value(first, o, xa_mk_value(op[3]))
+                    elif o:
+                        xa.store_range(first, last, op[3])
+                    else:
+                        xa[first] = op[3]
+                assert (xa.items(), xa.values_in(0, 1 << 20)) == before
+                continue
+            m.clear(first, last)
+            if kind == "value":
+                xa.store_value(first, o, xa_mk_value(op[3]))
+                m.val[first] = (o, xa_mk_value(op[3]))
+            else:
+                if o:
+                    xa.store_range(first, last, op[3])
+                else:
+                    xa[first] = op[3]
+                m.fol.update(dict.fromkeys(range(first, last + 1), op[3]))
+        elif kind == "split":
+            hit = m.entry_at(i)
+            if hit is None or hit[1] == 0:
+                continue
+            f, o, e = hit
+            new = min(op[2], o - 1)
+            xa.split_value(i, o, new)
+            del m.val[f]
+            for p in range(f, f + (1 << o), 1 << new):
+                m.val[p] = (new, e)
+        elif kind == "erase":
+            last = i + op[2]
+            if m.cuts(i, last):
+                with pytest.raises(ValueError, match="cuts the order"):
+                    xa.erase_range(i, last)
+                continue
+            n = sum(1 for j in m.fol if i <= j <= last) + \
+                sum(1 << o for f, (o, _) in m.val.items() if i <= f <= last)
+            assert xa.erase_range(i, last) == n
+            m.clear(i, last)
+        else:
+            last = i + op[2]
+            assert xa.any_in(i, last) == any(i <= j <= last for j in m.fol)
+            want = [(f, o, e) for f, (o, e) in sorted(m.val.items())
+                    if f <= last and f + (1 << o) - 1 >= i]
+            assert xa.values_in(i, last) == want
+            assert list(xa.items_in(i, last)) == sorted((j, v) for j, v in m.fol.items()
+                                                        if i <= j <= last)
+        _vagree(xa, m)
+
+
+def test_value_entry_encoding_keeps_the_kernels_bits():
+    """A value entry is the complement of the kernel's (v << 1) | 1 and a sibling the
+    complement of (offset << 2) | 2: negative, so a PFN (>= 0) is never one, with the
+    kernel's low tag bits inverted; -1 (empty) is the complement of NULL."""
+    from vmsim.mm._xarray import (xa_mk_value, xa_to_value, xa_is_value, xa_mk_sibling,
+                                  xa_to_sibling, xas_try_split_min_order)
+    for v in (0, 1, 12345 << 27 | 1, (1 << 62) - 1):
+        e = xa_mk_value(v)
+        assert e == ~((v << 1) | 1) and e < -1 and xa_to_value(e) == v and xa_is_value(e)
+        assert -(1 << 63) <= e
+    for off in (0, 1, 63):
+        s = xa_mk_sibling(off)
+        assert s == ~((off << 2) | 2) and s < -1 and xa_to_sibling(s) == off
+        assert not xa_is_value(s)
+    assert not any(xa_is_value(x) for x in (None, -1, 0, 1, 2, 3, 1 << 40))
+    # lib/xarray.c: one tree level a step (6 -> 5 makes a leaf; 9 -> 6 stays in the node).
+    assert [xas_try_split_min_order(o) for o in range(13)] == [0, 0, 0, 0, 0, 0, 5, 6, 6, 6, 6, 6, 11]
+    xa = _XArray()
+    with pytest.raises(ValueError):
+        xa.store_value(0, 0, 5)                  # a PFN is no value entry
+    with pytest.raises(ValueError):
+        xa.store_value(0, 0, xa_mk_sibling(0))
+    xa.store_value(0, 0, xa_mk_value(3))          # small values fit an int32 leaf
+    assert xa.nodes[0].typecode == "i"
+    xa.store_value(1, 0, xa_mk_value(1 << 40))
+    assert xa.nodes[0].typecode == "q"
+    xa[2] = 7
+    xa.erase_range(1, 1)
+    assert xa.nodes[0].typecode == "q"           # narrowed when no value entry is left
+    xa.erase_range(0, 0)
+    assert xa.nodes[0].typecode == "i" and xa[2] == 7 and xa._check() == []

@@ -471,8 +471,8 @@ def _read_run(k, task, addr, err, base, stride, count, i, compiled, pt, rows):
         node = nodes.get(j >> 6)
         if node is None:
             f = multi.get(j >> 6)
-            if f is None:
-                j = (j | 63) + 1              # an absent leaf: 64 empty slots
+            if f is None or f < 0:
+                j = (j | 63) + 1              # an absent leaf (or a chunk of shadows): no folio
                 continue
         else:
             f = node[j & 63]

@@ -1847,25 +1847,27 @@ def _large_folio_mapcounts(mem, h: int, nr: int, npmd) -> str:
 
 
 def _check_shadow_entries(k, aspaces, rep):
-    """Shadow entries (mm/workingset.c): a slot holds a folio or a value entry, never
-    both (nrpages counts folios only); each value entry is a packed shadow covering
-    an aligned power-of-two range; none in shmem (its values would be swap entries),
-    in an exiting mapping or in an unlinked inode nobody holds; the shadow_nodes
-    list is what the entries make it, and workingset_nodes counts it."""
+    """Shadow entries (mm/workingset.c): value entries in i_pages (the xarray's own
+    check: each a canonical slot at an offset aligned to its order and its siblings,
+    never beside a folio in a slot; nrpages counts folios only: the caller). Each is
+    a shadow workingset_eviction() packed (memcg 0, node 0, an eviction no later
+    than the clock); none in shmem (its values would be swap entries), in an exiting
+    mapping, in an unlinked inode nobody holds, or past the page holding i_size
+    (truncation clears them); the shadow_nodes list is what the nodes' count and
+    nr_values make it, and workingset_nodes counts it."""
     from vmsim.mm import workingset as ws
     from vmsim.mm import vmstat as vs
+    from vmsim.mm._xarray import xa_is_value
     nodes = 0
+    clock = k.lruvec.nonresident_age
     for am in aspaces:
-        sh = am.shadows
+        cache = am.i_pages
         nodes += len(am.shadow_nodes)
-        if not sh and not am.shadow_order:
+        if not cache.nr_values:
             if am.shadow_nodes:
                 rep(f"workingset: mapping {am.id} has shadow nodes {sorted(am.shadow_nodes)[:3]} "
                     "and no shadow entries")
             continue
-        both = [i for i in sh if i in am.i_pages]
-        if both:
-            rep(f"workingset: mapping {am.id} index {min(both):#x} holds a folio and a shadow")
         if am.swapbacked:
             rep(f"workingset: shmem mapping {am.id} holds shadow entries")
         if am.exiting:
@@ -1873,26 +1875,17 @@ def _check_shadow_entries(k, aspaces, rep):
         host = am.host
         if getattr(host, "i_nlink", 1) == 0 and getattr(host, "i_count", 1) == 0:
             rep(f"workingset: unlinked, unused inode of mapping {am.id} holds shadow entries")
-        covered = 0
-        for first, order in am.shadow_order.items():
-            n = 1 << order
-            covered += n
-            if first & (n - 1):
-                rep(f"workingset: mapping {am.id} value entry at {first:#x} of order {order} "
-                    "is not aligned")
-            vals = {sh.get(i) for i in range(first, first + n)}
-            if len(vals) != 1 or None in vals:
-                rep(f"workingset: mapping {am.id} value entry at {first:#x} (order {order}) "
-                    f"has slots {sorted(v for v in vals if v is not None)[:2]} / missing")
-                continue
-            v = vals.pop()
+        size = getattr(host, "i_size", None)
+        eof = (size + 4095) >> 12 if size is not None else 1 << 62
+        for first, order, v in cache.values_in(0, (1 << 64) - 1):
             memcgid, nid, eviction, _w = ws.unpack_shadow(v)
-            if not ws.xa_is_value(v) or memcgid or nid or eviction > k.lruvec.nonresident_age:
+            if not xa_is_value(v) or memcgid or nid or eviction > clock:
                 rep(f"workingset: mapping {am.id} index {first:#x} holds {v:#x}, not a shadow "
-                    f"packed by workingset_eviction (clock {k.lruvec.nonresident_age})")
-        if covered != len(sh):
-            rep(f"workingset: mapping {am.id} has {len(sh)} shadow slots, its entries cover {covered}")
-        want = ws._xa_shadow_nodes(k, am)
+                    f"packed by workingset_eviction (clock {clock})")
+            if first + (1 << order) > eof:
+                rep(f"workingset: mapping {am.id} shadow at {first:#x} (order {order}) lies "
+                    f"past i_size {size:#x}: truncation should have cleared it")
+        want = ws._xa_shadow_nodes(am)
         if want != am.shadow_nodes:
             rep(f"workingset: mapping {am.id} shadow_nodes {sorted(am.shadow_nodes)[:4]}, "
                 f"its entries make {sorted(want)[:4]}")

@@ -13,7 +13,7 @@ table). The read side: filemap_read() with page_cache_sync_ra/async_ra.
 import errno
 
 from vmsim.mm import vmstat, _filemap_batch, workingset
-from vmsim.mm._xarray import _XArray
+from vmsim.mm._xarray import _XArray, xas_try_split_min_order
 from vmsim.mm.page_alloc import __GFP_WRITE
 from vmsim.arch.x86.pgtable import pte_offset_map, pfn_pte, pte_mkdirty
 from vmsim.mm.mm_types import (VM_FAULT_NOPAGE, VM_FAULT_OOM, VM_FAULT_SIGBUS, VM_FAULT_MAJOR,
@@ -60,10 +60,8 @@ class address_space:
         self.max_folio_order = MAX_PAGECACHE_ORDER if large_folios else 0
         self.id = k._register_object(self)
         self.i_mmap = []
-        # The xarray's value entries (vmsim.mm.workingset): shadows by index, the
-        # order of each entry by its first index, the nodes on the shadow_nodes list.
-        self.shadows = {}
-        self.shadow_order = {}
+        # The xarray nodes of this mapping on the shadow_nodes list (nodes holding only
+        # shadow entries: vmsim.mm.workingset.workingset_update_node).
         self.shadow_nodes = set()
         self.exiting = False              # AS_EXITING (mapping_set_exiting)
 
@@ -73,8 +71,8 @@ def mapping_exiting(mapping) -> bool:
 
 
 def mapping_empty(mapping) -> bool:
-    """mapping_empty(): no folio and no shadow entry."""
-    return not mapping.i_pages and not mapping.shadows
+    """mapping_empty(): xa_empty(): no folio and no shadow entry."""
+    return not mapping.i_pages.count
 
 
 def mapping_large_folio_support(mapping) -> bool:
@@ -132,21 +130,38 @@ def filemap_add_folio(k, mapping, pfn: int, index: int, gfp: int = 0):
     folio_add_lru(), as filemap_add_folio does next."""
     mem = k.mem
     nr = _nr(k, pfn)
-    shadow = workingset._shadow_take(mapping, index, nr) if mapping.shadows else None
+    cache = mapping.i_pages
+    shadow = None
+    if cache.nr_values:
+        # xas_for_each_conflict(): value entries give way; a larger one (the first and
+        # only entry met) is split down to the folio's order first, its other pieces
+        # keeping the shadow (xas_try_split, one tree level a step).
+        forder = _order(k, pfn)
+        order = -1
+        for _first, o, entry in cache.values_in(index, index + nr - 1):
+            shadow = entry
+            if order == -1:
+                order = o
+        if shadow is not None and order > 0 and order > forder:
+            split_order = max(forder, xas_try_split_min_order(order))
+            while order > forder:
+                cache.split_value(index, order, split_order)
+                order = split_order
+                split_order = max(xas_try_split_min_order(split_order), forder)
     mem.mapping[pfn] = mapping.id
     mem.index[pfn] = index
     mem.refcount[pfn] += nr
     if nr == 1:
-        mapping.i_pages[index] = pfn
+        cache[index] = pfn
     else:
-        mapping.i_pages.store_range(index, index + nr - 1, pfn)
+        cache.store_range(index, index + nr - 1, pfn)
     mapping.nrpages += nr
     k.vmstat[vmstat.NR_FILE_PAGES] += nr
     if mapping.swapbacked:
         k.vmstat[vmstat.NR_SHMEM] += nr
     if nr >= 512:                                   # folio_test_pmd_mappable()
         k.vmstat[vmstat.NR_SHMEM_HUGEPAGES if mapping.swapbacked else vmstat.NR_FILE_HUGEPAGES] += nr
-    if mapping.shadows or mapping.shadow_nodes:
+    if cache.nr_values or mapping.shadow_nodes:
         workingset.workingset_update_node(k, mapping, index, index + nr - 1)
     if shadow is not None and not gfp & __GFP_WRITE:
         workingset.workingset_refault(k, pfn, shadow)
@@ -178,14 +193,15 @@ def __filemap_remove_folio(k, mapping, pfn: int, shadow):
     mem = k.mem
     nr = _nr(k, pfn)
     first = mem.index[pfn]
-    if nr == 1:
-        del mapping.i_pages[first]
+    cache = mapping.i_pages
+    if shadow is not None:
+        cache.store_value(first, _order(k, pfn), shadow)
+    elif nr == 1:
+        del cache[first]
     else:
-        mapping.i_pages.erase_range(first, first + nr - 1)
+        cache.erase_range(first, first + nr - 1)
     mapping.nrpages -= nr
-    if shadow is not None or mapping.shadows:
-        if shadow is not None:
-            workingset._shadow_store(mapping, first, (nr - 1).bit_length(), shadow)
+    if cache.nr_values or mapping.shadow_nodes:
         workingset.workingset_update_node(k, mapping, first, first + nr - 1)
     filemap_unaccount_folio(k, mapping, pfn, nr)
     mem.flags[pfn] = mem.flags[pfn] & ~(PG_dirty | PG_readahead)
@@ -225,6 +241,12 @@ def folio_mark_dirty(k, pfn: int):
 
 
 # --- lookup ---------------------------------------------------------------------------
+def filemap_get_entry(mapping, index: int):
+    """filemap_get_entry(): the folio (no reference taken here), the shadow entry
+    (xa_is_value) or None at ``index``."""
+    return mapping.i_pages.load(index)
+
+
 def filemap_get_folio(mapping, index: int) -> int:
     """filemap_get_folio(): the cached folio holding ``index`` (no reference taken
     here: callers that keep it take one), or -ENOENT."""

@@ -16,17 +16,22 @@ from vmsim.mm.mm_types import VM_HUGETLB, vma_is_anonymous, linear_page_index
 from vmsim.mm.swapops import pte_none_mostly
 from vmsim.mm.page_flags import PG_uptodate
 from vmsim.mm.pagewalk import walk_page_range
+from vmsim.mm.filemap import filemap_get_entry
+from vmsim.mm._xarray import xa_is_value
 
 _P = T._PAGE_PRESENT
 _PROTNONE = T._PAGE_PROTNONE
 
 
 def mincore_page(k, mapping, index: int) -> int:
-    """mincore_page(): 1 if the page cache holds an uptodate folio at index."""
-    pfn = mapping.i_pages.get(index)
-    if pfn is None:
+    """mincore_page(): 1 if the page cache holds an uptodate folio at index; a shadow
+    entry is not resident (shmem's would be a swap entry: mincore_swap; no swap here)."""
+    folio = filemap_get_entry(mapping, index)
+    if folio is None:
         return 0
-    return 1 if k.mem.flags[pfn] & PG_uptodate else 0
+    if xa_is_value(folio):
+        return 0
+    return 1 if k.mem.flags[folio] & PG_uptodate else 0
 
 
 def __mincore_unmapped_range(vma, addr: int, end: int, vec: bytearray, off: int):

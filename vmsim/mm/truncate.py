@@ -7,7 +7,7 @@ pieces inside the range can go. invalidate_mapping_pages() (drop_caches, POSIX_F
 removes only what may go: clean, not under writeback, unmapped, and referenced only
 by the cache.
 """
-from vmsim.mm.filemap import filemap_remove_folio, _nr, PG_writeback
+from vmsim.mm.filemap import filemap_remove_folio, shmem_mapping, _nr, PG_writeback
 from vmsim.mm.page_flags import PG_dirty, PG_locked, PG_ORDER_MASK, PG_ORDER_SHIFT
 from vmsim.mm import vmstat
 
@@ -184,18 +184,37 @@ def truncate_inode_pages_final(k, mapping):
     truncate_inode_pages_range(k, mapping, 0, -1)
 
 
-def clear_shadow_entries(k, mapping, start: int, end: int) -> int:
-    """clear_shadow_entries(): remove the shadow entries in [start, end] (shmem
-    keeps swap entries there and handles them itself). Returns how many went."""
-    if mapping.swapbacked:
-        return 0
-    from vmsim.mm.workingset import _clear_shadows
-    return _clear_shadows(k, mapping, start, end)
+def clear_shadow_entries(k, mapping, start: int, max: int):
+    """clear_shadow_entries(): xas_for_each() over [start, max] stores NULL over each
+    value entry met (a multi-index one whole, even one that began before start),
+    workingset_update_node() following (shmem keeps swap entries there and handles
+    them itself)."""
+    from vmsim.mm.workingset import workingset_update_node
+    if shmem_mapping(mapping):
+        return
+    cache = mapping.i_pages
+    if not cache.nr_values:
+        return
+    gone = cache.values_in(start, max)
+    for index, order, _entry in gone:
+        cache.erase_range(index, index + (1 << order) - 1)
+    if gone:
+        last, order, _ = gone[-1]
+        workingset_update_node(k, mapping, gone[0][0], last + (1 << order) - 1)
+
+
+def _find_lock_values(mapping, start: int, end: int) -> list:
+    """The value entries find_lock_entries() returns from [start, end]: a multi-index
+    one that begins before start or runs past end is omitted."""
+    return [(i, o) for i, o, _ in mapping.i_pages.values_in(start, end)
+            if i >= start and i + (1 << o) - 1 <= end]
 
 
 def truncate_folio_batch_exceptionals(k, mapping, start: int, end: int):
     """truncate_folio_batch_exceptionals(): truncation removes the value entries
-    it meets (not shmem's)."""
+    its batches of [start, end] met (not shmem's). Its second pass
+    (find_get_entries) meets those that only overlap the range too, and
+    clear_shadow_entries' walk removes them whole."""
     clear_shadow_entries(k, mapping, start, end)
 
 
@@ -239,7 +258,10 @@ def mapping_try_invalidate(k, mapping, start: int, end: int) -> int:
     that failed only because it is mapped or held is deactivated; shadow entries in
     the range are cleared (clear_shadow_entries). Returns the pages evicted plus the
     value entries met."""
-    count = clear_shadow_entries(k, mapping, start, end)
+    values = _find_lock_values(mapping, start, end) if mapping.i_pages.nr_values else []
+    count = len(values)
+    if values:
+        clear_shadow_entries(k, mapping, values[0][0], values[-1][0])
     for index, folio in _folios(k, mapping, start, end):
         nr = _nr(k, folio)
         if index < start or index + nr - 1 > end:
@@ -272,7 +294,7 @@ def _drop_pagecache(k):
     lru_add_drain_all(k)
     for obj in list(k.objects):
         # tmpfs folios are the only copy of their data: drop_caches leaves them.
-        if obj is not None and hasattr(obj, "i_pages") and (obj.i_pages or obj.shadows) and \
+        if obj is not None and hasattr(obj, "i_pages") and obj.i_pages.count and \
                 not obj.swapbacked and getattr(obj.host, "i_sb", None) is not None:
             invalidate_mapping_pages(k, obj, 0, (1 << 62))
     k.vmstat[vmstat.DROP_PAGECACHE] += 1
