@@ -11,7 +11,7 @@ active set first (pread twice: folio_mark_accessed activates on the second).
 import pytest
 
 from vmsim import (O_RDWR, O_CREAT, O_TRUNC, PROT_READ, MAP_PRIVATE, MAP_FIXED, MADV_PAGEOUT,
-                   POSIX_FADV_DONTNEED)
+                   MADV_DONTNEED, POSIX_FADV_DONTNEED)
 
 P = 4096
 KEYS = ("workingset_nodes", "workingset_refault_file", "workingset_activate_file",
@@ -436,3 +436,28 @@ def test_file_ops_over_large_shadows_keep_them_consistent(ops):
 @given(FOPS)
 def test_random_file_ops_keep_shadows_consistent_long(ops):
     _run_file_ops(ops)
+
+
+def test_touch_over_a_large_shadow_refaults_it(machine, proc):
+    """A read-touch from a cached order-6 folio over an order-6 shadow (a value entry
+    in the shift-6 node's chunk slot) and on: the touch's read-fault run
+    (vmsim.mm._filemap_batch) maps the folios and finds no folio in the shadow's
+    chunk, so filemap_fault reads it back in there (a refault of its 64 pages,
+    activated: the clock moved less than Active(file))."""
+    from vmsim import MADV_NOHUGEPAGE
+    p = proc
+    _active_set(p)
+    fd = _file(p, "/tmp/f", 512, 64)
+    a = _map(p, fd, 512)
+    p.madvise(a, 512 * P, MADV_NOHUGEPAGE)
+    p.touch(a, 512 * P)
+    p.madvise(a + 64 * P, 64 * P, MADV_PAGEOUT)
+    mapping = _shadowed(machine)
+    cache = mapping.i_pages
+    (first, order, v), = cache.values_in(0, 511)
+    assert (first, order, cache.multi[1]) == (64, 6, v) and len(cache) == 448
+    p.madvise(a, 64 * P, MADV_DONTNEED)           # the run starts at a cached page
+    c = Counters(machine)
+    p.touch(a, 512 * P)
+    assert c.delta() == (0, 64, 64, 0)          # the shift-6 node held folios too
+    assert cache.nr_values == 0 and len(cache) == 512
