@@ -22,6 +22,7 @@ import numpy as np
 
 from vmsim._jitcache import _untraced
 from vmsim.arch.x86 import cpu as _cpu
+from vmsim.arch.x86 import tlb as _hwtlb
 from vmsim.arch.x86.mm.fault import pt_regs, is_vsyscall_vaddr
 from vmsim.arch.x86.traps import exc_page_fault, exc_general_protection
 from vmsim.arch.x86.mmu import _walk, _P, _RW, _US, _A, _D, _PS, _XD, _PFN
@@ -433,10 +434,11 @@ def access_chunk(pt, rows, pool, cr3_pfn, la57, addrs, kinds, sizes, i, done, n,
 _builds = {}
 
 
-def _build(use_tlb, compiled):
+def _build(use_tlb, compiled, geo=None):
     """access_chunk over globals in which ``_translate`` is the TLB lookup (use_tlb) or
-    the walk, and (compiled) everything is the numba build, so numba inlines it."""
-    key = (use_tlb, compiled)
+    the walk, and (compiled) everything is the numba build, so numba inlines it; with
+    ``geo``, the TLB build for that geometry alone (tlb.compiled(geo))."""
+    key = (use_tlb, compiled, None if geo is None else _hwtlb._geometry_key(geo))
     if key not in _builds:
         import types
         g = dict(access_chunk.__globals__)
@@ -445,13 +447,15 @@ def _build(use_tlb, compiled):
         g["_WALK_HIT"] = not use_tlb
         if compiled:
             from vmsim._jitcache import _njit
-            from vmsim.arch.x86 import tlb as _hwtlb
 
             def inline(fn, gl=g):
-                f = types.FunctionType(fn.__code__, gl, fn.__name__)
+                f = (types.FunctionType(fn.__code__, gl, fn.__name__) if key[2] is None
+                     else _hwtlb._with_geometry(fn, gl, key[2]))
                 return _njit(f, nogil=True, inline="always", _nrt=False)
             g["_walk"] = _njit(_walk, nogil=True, _nrt=False)
             g["_store"] = _njit(_store, nogil=True, inline="always", _nrt=False)
+            if key[2] is not None:
+                g["_GEO"] = tuple(tuple(int(x) for x in row) for row in geo)
             g["_walk_start"] = inline(_walk_start)
             g["_store_mode"] = inline(_store_mode)
             g["_walk_hit"] = inline(_walk_hit)
@@ -466,18 +470,23 @@ def _build(use_tlb, compiled):
                 g["_prefetch_tlb_walk"] = inline(_prefetch_tlb_walk)
                 g["_PREFETCH_TLB"] = True
                 # tlb.compiled()'s: the first-level probe inlines, the miss path is a call.
-                ns = _hwtlb.compiled()
+                ns = _hwtlb.compiled(geo)
                 g["l1_hit"] = ns.l1_hit
                 g["tlb_miss"] = ns.tlb_miss
                 g["_tlb_check_hit"] = ns._tlb_check_hit
             g["_translate"] = inline(_tlb if use_tlb else _walk_cached)
             g["_again"] = inline(_again_tlb if use_tlb else _again_walk)
             # numba's cache keys a function by its qualified name and line, not by its
-            # globals: the TLB build gets a name of its own. (A change of a file whose
-            # code is inlined here gets a fresh cache folder: _jitcache._source_digest.)
+            # globals: the TLB build gets a name of its own (and one per geometry). (A
+            # change of a file whose code is inlined here gets a fresh cache folder:
+            # _jitcache._source_digest.)
             name = "access_chunk_tlb" if use_tlb else "access_chunk"
-            code = access_chunk.__code__.replace(co_name=name, co_qualname=name)
-            fn = _njit(types.FunctionType(code, g, name), nogil=True, _nrt=False)
+            if key[2] is None:
+                code = access_chunk.__code__.replace(co_name=name, co_qualname=name)
+                py = types.FunctionType(code, g, name)
+            else:
+                py = _hwtlb._with_geometry(access_chunk, g, key[2])
+            fn = _njit(py, nogil=True, _nrt=False)
         else:
             fn = types.FunctionType(access_chunk.__code__, g, "access_chunk")
         _builds[key] = fn
