@@ -561,7 +561,7 @@ l1_hit, tlb_miss = _l1_hit, _tlb_miss
 # _tlb_miss, with the walk and the fills inlined into it: a call passes every array
 # argument as its ~10 words of shape, strides and pointers, and a TLB miss made seven
 # such calls (_tlb_miss, the walk, two _fill_level, three _fill_struct).
-_INLINE = ("_set_first", "_l1_hit", "_probe_tag", "_probe_struct", "_rights", "_tlb_lookup", "_tlb_translate",
+_INLINE = ("_set_first", "_l1_hit", "_tlb_miss", "_probe_tag", "_probe_struct", "_rights", "_tlb_lookup", "_tlb_translate",
            "_fill_struct", "_fill_level", "_tlb_walk")
 _compiled = {}
 
