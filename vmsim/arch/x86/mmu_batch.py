@@ -14,8 +14,10 @@ kernel through the IDT as :mod:`vmsim.arch.x86.cpu` does, and resumes the chunk 
 access that trapped, as the CPU re-executes the faulting instruction.
 
 With Machine(tlb=...) the translation is the CPU's TLB lookup in front of the walk
-(vmsim.arch.x86.tlb's l1_hit inlined, its miss path a call); without it every
-translation is a walk. Either way a repeat of a translation (the same page and kind
+(vmsim.arch.x86.tlb's lookup, walk and fills inlined); without it every translation is
+a walk. Once a geometry's accesses reach _GEOMETRY_BUILD_AFTER, they run in a build
+for that geometry alone (tlb.compiled(geo): its sets and ways are constants there),
+which leaves the same state. Either way a repeat of a translation (the same page and kind
 again) is not looked up again when that is state-equivalent (access_chunk).
 """
 import numpy as np
@@ -48,6 +50,11 @@ _EXIT_STALE = 4       # the stale-TLB checker found a hit the tables do not back
 _U64 = (1 << 64) - 1
 # p.access accesses per unit of the plain walk's work (vmsim._jitcache; run_accesses).
 _ACCESSES_PER_UNIT = 3
+# Accesses through a TLB geometry after which its own build runs (_build with geo):
+# on a random trace it takes misses about 1.7x as fast, for ~25 s of compiling the
+# first time (then numba's cache), which a few million accesses repay.
+_GEOMETRY_BUILD_AFTER = 1 << 22
+_geometry_work = {}
 
 
 # The walk state access_chunk keeps across its accesses, ``w``, an int64 array: the PMD
@@ -498,11 +505,18 @@ def compiled():
     return _build(False, True)
 
 
-def _impl(use_tlb):
+def _impl(use_tlb, geo=None, n=0):
     """The chunk loop, compiled when the MMU walk (or the TLB model's loops) is
-    (cpu._impl), else Python."""
+    (cpu._impl), else Python; for ``n`` accesses through the TLB geometry ``geo``, its
+    own build once that geometry's accesses reach _GEOMETRY_BUILD_AFTER."""
     if _cpu._impl["tlb_compiled" if use_tlb else "compiled"]:
         try:
+            if geo is not None:
+                key = _hwtlb._geometry_key(geo)
+                done = _geometry_work.get(key, 0) + n
+                _geometry_work[key] = done
+                if done >= _GEOMETRY_BUILD_AFTER:
+                    return _build(True, True, geo), True
             return _build(use_tlb, True), True
         except ImportError:
             _cpu._use_compiled(False)
@@ -523,7 +537,7 @@ def run_accesses(k, task, addrs, kinds, sizes, value, counter=None):
         # walk of a repeat (per access: 0.4 us on an 8-byte stride, 1.5 us on the
         # built-in sample trace, 3.8 us on random pages, measured on Python 3.11).
         _cpu._jit_for(k, len(addrs) if hw is not None else len(addrs) // _ACCESSES_PER_UNIT)
-    fn, compiled_ = _impl(hw is not None)
+    fn, compiled_ = _impl(hw is not None, None if hw is None else hw.geo, len(addrs))
     if compiled_:
         pt, rows = k.ptpool.arr, k.mem.np_private
         pool = k.page_data.pool.reshape(-1)
