@@ -171,6 +171,64 @@ def test_huge_pages_use_large_entries_and_itlb_fractures_1g():
     assert val & ~0xFFF == (7 << 30) + (5 << 21)
 
 
+def _geometry_functions(geo):
+    """tlb's functions as compiled(geo) builds them (_with_geometry: geo's rows read
+    from constants), left as Python."""
+    g = dict(vars(T))
+    g["_GEO"] = tuple(tuple(int(x) for x in row) for row in geo)
+    for name in T._FUNCS:
+        g[name] = T._with_geometry(getattr(T, name), g, "test")
+    return g
+
+
+@pytest.mark.parametrize("geometry", ["golden-cove", "zen4",
+                                      {"L1 dTLB": (12, 3), "L2 TLB": (40, 5), "PDE cache": (6, 3)}])
+def test_geometry_build_leaves_the_state_the_generic_one_leaves(geometry):
+    """The functions of a geometry's own build (the geometry's rows as constants) and
+    the generic ones, from the same random TLB and table state, give the same results,
+    TLB arrays and tables: stores and reads, checker off and on (as Python: the
+    compiled builds are compared in test_replay_through_the_tlb_compiled_matches_python)."""
+    rng = np.random.default_rng(11)
+    m = machine(cpus=1, tlb=geometry, debug_vm=False)
+    p = m.spawn()
+    a = anon(p, 64)
+    p.touch(a, 64 * P, write=True)
+    k, hw = m.k, m.k.tlb
+    g = _geometry_functions(hw.geo)
+    for trial in range(4):
+        hw.ent[0, T.E_CTX, rng.random(hw.nslots) < 0.5] = 0
+        for j in rng.choice(64, 16, replace=False):
+            i = pte_index(m, p, a + int(j) * P)
+            k.ptpool.mv[i] = k.ptpool.mv[i] & ~0x60
+        results = []
+        for impl in (T.tlb_touch_batch, g["_tlb_touch_batch"]):
+            ent, clock, stats = hw.ent.copy(), hw.clock.copy(), hw.stats.copy()
+            pt, rows = k.ptpool.arr[:k.ptpool.used * 512].copy(), k.mem.np_private   # rows: read only
+            out = np.zeros(2, dtype=np.int64)
+            n = impl(pt, rows, k.page_data.pool.reshape(-1), k.cpus[0].cr3, 0, a, 4096 * 3 + 8, 21, 0,
+                     6 if trial % 2 else 4, 0, out, 0, ent, hw.geo, clock, stats, 0, hw.cur_pcid[0],
+                     trial // 2, hw.bad.copy())
+            results.append((n, out, ent, clock, stats, pt))
+        py, spec = results
+        assert py[0] == spec[0] == 21
+        assert not np.array_equal(py[4], hw.stats)                  # it looked up
+        for x, y in zip(py[1:], spec[1:]):
+            assert np.array_equal(x, y)
+    # The geometry really is a constant there: a wrong geo argument changes nothing
+    # (it would change the generic functions' state).
+    wrong = hw.geo.copy()
+    wrong[:, T.G_WAYS] = np.minimum(wrong[:, T.G_WAYS], 1)
+    ents = []
+    for impl, geo in ((g["_tlb_touch_batch"], hw.geo), (g["_tlb_touch_batch"], wrong), (T.tlb_touch_batch, wrong)):
+        ent = hw.ent.copy()
+        out = np.zeros(2, dtype=np.int64)
+        assert impl(k.ptpool.arr[:k.ptpool.used * 512].copy(), k.mem.np_private, k.page_data.pool.reshape(-1),
+                    k.cpus[0].cr3, 0, a, P, 64, 0, 4, 0, out, 0, ent, geo, hw.clock.copy(),
+                    hw.stats.copy(), 0, hw.cur_pcid[0], 0, hw.bad.copy()) == 64
+        ents.append(ent)
+    assert np.array_equal(ents[0], ents[1]) and not np.array_equal(ents[0], ents[2])
+
+
 @pytest.mark.slow
 def test_compiled_tlb_path_leaves_the_state_python_leaves():
     """numba's tlb_touch_batch and the Python one, from the same random TLB and table
@@ -791,12 +849,19 @@ def _replay_case(i, n, compiled):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", range(16))
-def test_replay_through_the_tlb_compiled_matches_python(case):
-    """mmu_batch's TLB build (the first-level probe inlined, the repeat shortcut, with the
-    checker too) leaves exactly the state its plain-Python run leaves."""
+def test_replay_through_the_tlb_compiled_matches_python(case, monkeypatch):
+    """mmu_batch's TLB builds (the generic one, and from case 8 on the geometry's own,
+    tlb.compiled(geo); the TLB functions inlined, the repeat shortcut, with the checker
+    too) leave exactly the state the plain-Python run leaves."""
     pytest.importorskip("numba")
+    from vmsim.arch.x86 import mmu_batch
     py = _replay_case(case, 1500, False)
+    if case >= 8:
+        monkeypatch.setattr(mmu_batch, "_GEOMETRY_BUILD_AFTER", 0)
     nb = _replay_case(case, 1500, True)
+    if case >= 8:                   # cases 8-12 take the five geometries
+        geo = vmsim.Machine("64M", tlb=_GEOMETRIES[case % len(_GEOMETRIES)], debug_vm=False).k.tlb.geo
+        assert (True, True, T._geometry_key(geo)) in mmu_batch._builds
     assert [x[0] for x in py] == [x[0] for x in nb]
     assert any(x[0] for x in py)                                    # signals met
     for x, y in zip(py, nb):

@@ -14,14 +14,17 @@ kernel through the IDT as :mod:`vmsim.arch.x86.cpu` does, and resumes the chunk 
 access that trapped, as the CPU re-executes the faulting instruction.
 
 With Machine(tlb=...) the translation is the CPU's TLB lookup in front of the walk
-(vmsim.arch.x86.tlb's l1_hit inlined, its miss path a call); without it every
-translation is a walk. Either way a repeat of a translation (the same page and kind
+(vmsim.arch.x86.tlb's lookup, walk and fills inlined); without it every translation is
+a walk. Once a geometry's accesses reach _GEOMETRY_BUILD_AFTER, they run in a build
+for that geometry alone (tlb.compiled(geo): its sets and ways are constants there),
+which leaves the same state. Either way a repeat of a translation (the same page and kind
 again) is not looked up again when that is state-equivalent (access_chunk).
 """
 import numpy as np
 
 from vmsim._jitcache import _untraced
 from vmsim.arch.x86 import cpu as _cpu
+from vmsim.arch.x86 import tlb as _hwtlb
 from vmsim.arch.x86.mm.fault import pt_regs, is_vsyscall_vaddr
 from vmsim.arch.x86.traps import exc_page_fault, exc_general_protection
 from vmsim.arch.x86.mmu import _walk, _P, _RW, _US, _A, _D, _PS, _XD, _PFN
@@ -47,6 +50,11 @@ _EXIT_STALE = 4       # the stale-TLB checker found a hit the tables do not back
 _U64 = (1 << 64) - 1
 # p.access accesses per unit of the plain walk's work (vmsim._jitcache; run_accesses).
 _ACCESSES_PER_UNIT = 3
+# Accesses through a TLB geometry after which its own build runs (_build with geo):
+# on a random trace it takes misses about 1.7x as fast, for ~25 s of compiling the
+# first time (then numba's cache), which a few million accesses repay.
+_GEOMETRY_BUILD_AFTER = 1 << 22
+_geometry_work = {}
 
 
 # The walk state access_chunk keeps across its accesses, ``w``, an int64 array: the PMD
@@ -433,10 +441,11 @@ def access_chunk(pt, rows, pool, cr3_pfn, la57, addrs, kinds, sizes, i, done, n,
 _builds = {}
 
 
-def _build(use_tlb, compiled):
+def _build(use_tlb, compiled, geo=None):
     """access_chunk over globals in which ``_translate`` is the TLB lookup (use_tlb) or
-    the walk, and (compiled) everything is the numba build, so numba inlines it."""
-    key = (use_tlb, compiled)
+    the walk, and (compiled) everything is the numba build, so numba inlines it; with
+    ``geo``, the TLB build for that geometry alone (tlb.compiled(geo))."""
+    key = (use_tlb, compiled, None if geo is None else _hwtlb._geometry_key(geo))
     if key not in _builds:
         import types
         g = dict(access_chunk.__globals__)
@@ -445,13 +454,15 @@ def _build(use_tlb, compiled):
         g["_WALK_HIT"] = not use_tlb
         if compiled:
             from vmsim._jitcache import _njit
-            from vmsim.arch.x86 import tlb as _hwtlb
 
             def inline(fn, gl=g):
-                f = types.FunctionType(fn.__code__, gl, fn.__name__)
+                f = (types.FunctionType(fn.__code__, gl, fn.__name__) if key[2] is None
+                     else _hwtlb._with_geometry(fn, gl, key[2]))
                 return _njit(f, nogil=True, inline="always", _nrt=False)
             g["_walk"] = _njit(_walk, nogil=True, _nrt=False)
             g["_store"] = _njit(_store, nogil=True, inline="always", _nrt=False)
+            if key[2] is not None:
+                g["_GEO"] = tuple(tuple(int(x) for x in row) for row in geo)
             g["_walk_start"] = inline(_walk_start)
             g["_store_mode"] = inline(_store_mode)
             g["_walk_hit"] = inline(_walk_hit)
@@ -466,18 +477,23 @@ def _build(use_tlb, compiled):
                 g["_prefetch_tlb_walk"] = inline(_prefetch_tlb_walk)
                 g["_PREFETCH_TLB"] = True
                 # tlb.compiled()'s: the first-level probe inlines, the miss path is a call.
-                ns = _hwtlb.compiled()
+                ns = _hwtlb.compiled(geo)
                 g["l1_hit"] = ns.l1_hit
                 g["tlb_miss"] = ns.tlb_miss
                 g["_tlb_check_hit"] = ns._tlb_check_hit
             g["_translate"] = inline(_tlb if use_tlb else _walk_cached)
             g["_again"] = inline(_again_tlb if use_tlb else _again_walk)
             # numba's cache keys a function by its qualified name and line, not by its
-            # globals: the TLB build gets a name of its own. (A change of a file whose
-            # code is inlined here gets a fresh cache folder: _jitcache._source_digest.)
+            # globals: the TLB build gets a name of its own (and one per geometry). (A
+            # change of a file whose code is inlined here gets a fresh cache folder:
+            # _jitcache._source_digest.)
             name = "access_chunk_tlb" if use_tlb else "access_chunk"
-            code = access_chunk.__code__.replace(co_name=name, co_qualname=name)
-            fn = _njit(types.FunctionType(code, g, name), nogil=True, _nrt=False)
+            if key[2] is None:
+                code = access_chunk.__code__.replace(co_name=name, co_qualname=name)
+                py = types.FunctionType(code, g, name)
+            else:
+                py = _hwtlb._with_geometry(access_chunk, g, key[2])
+            fn = _njit(py, nogil=True, _nrt=False)
         else:
             fn = types.FunctionType(access_chunk.__code__, g, "access_chunk")
         _builds[key] = fn
@@ -489,11 +505,18 @@ def compiled():
     return _build(False, True)
 
 
-def _impl(use_tlb):
+def _impl(use_tlb, geo=None, n=0):
     """The chunk loop, compiled when the MMU walk (or the TLB model's loops) is
-    (cpu._impl), else Python."""
+    (cpu._impl), else Python; for ``n`` accesses through the TLB geometry ``geo``, its
+    own build once that geometry's accesses reach _GEOMETRY_BUILD_AFTER."""
     if _cpu._impl["tlb_compiled" if use_tlb else "compiled"]:
         try:
+            if geo is not None:
+                key = _hwtlb._geometry_key(geo)
+                done = _geometry_work.get(key, 0) + n
+                _geometry_work[key] = done
+                if done >= _GEOMETRY_BUILD_AFTER:
+                    return _build(True, True, geo), True
             return _build(use_tlb, True), True
         except ImportError:
             _cpu._use_compiled(False)
@@ -514,7 +537,7 @@ def run_accesses(k, task, addrs, kinds, sizes, value, counter=None):
         # walk of a repeat (per access: 0.4 us on an 8-byte stride, 1.5 us on the
         # built-in sample trace, 3.8 us on random pages, measured on Python 3.11).
         _cpu._jit_for(k, len(addrs) if hw is not None else len(addrs) // _ACCESSES_PER_UNIT)
-    fn, compiled_ = _impl(hw is not None)
+    fn, compiled_ = _impl(hw is not None, None if hw is None else hw.geo, len(addrs))
     if compiled_:
         pt, rows = k.ptpool.arr, k.mem.np_private
         pool = k.page_data.pool.reshape(-1)
