@@ -6,7 +6,8 @@ Prints, each with the trace it used:
   accesses/s   locality-rich reads (8-byte stride over 32 MiB, 512 per page), random
                reads over 1 GiB of resident pages (a walk each), stores (the locality
                trace as writes, zeros and non-zero bytes), both read traces again
-               through the TLB model (golden-cove geometry), all after a warm-up pass so
+               through the TLB model (golden-cove geometry; its own build, and the
+               random trace again through the generic build), all after a warm-up pass so
                faults are out of the timing; and the native C program touching the same
                offsets of a real mapping on this kernel: the slowdown ratio. Each rate is
                the median of SAMPLES samples, each at least MIN_SAMPLE s of CPU (the
@@ -111,10 +112,15 @@ def native_rate(offsets, region, write, tmp):
     return float(out[0]) * 1e6
 
 
-def vmsim_rate(offsets, region, kind, value=0, tlb=None):
+def vmsim_rate(offsets, region, kind, value=0, tlb=None, geometry_build=True):
     """Median of ``samples`` rates (accesses per CPU second) of p.access over the trace,
     each sample the trace run again until it took at least MIN_SAMPLE s: a run of a few
-    milliseconds measures the scheduler more than the loop. Faults are taken before."""
+    milliseconds measures the scheduler more than the loop. Faults are taken before.
+    With ``tlb``: through the geometry's own build (``geometry_build``, which a replay
+    runs once numba's cache has it, mmu_batch._geometry_build) or the generic one."""
+    from vmsim.arch.x86 import mmu_batch
+    mmu_batch._GEOMETRY_LOAD_AFTER = 0 if geometry_build else 1 << 62
+    mmu_batch._GEOMETRY_COMPILE_AFTER = 0.0 if geometry_build else float("inf")
     m = vmsim.Machine("16G", debug_vm=False, tlb=tlb)
     p = m.spawn()
     a = p.mmap(0, region, vmsim.PROT_READ | vmsim.PROT_WRITE, vmsim.MAP_PRIVATE | vmsim.MAP_ANONYMOUS)
@@ -353,9 +359,11 @@ def main():
                 ("stores of 0 (8 B stride, 32 MiB)", seq, seq_region, 1, 0),
                 ("stores of 1 (8 B stride, 32 MiB)", seq, seq_region, 1, 1),
                 ("locality reads, --tlb golden-cove", seq, seq_region, 0, 0, "golden-cove"),
-                ("random reads, --tlb golden-cove", rnd, rnd_region, 0, 0, "golden-cove")):
+                ("random reads, --tlb golden-cove", rnd, rnd_region, 0, 0, "golden-cove"),
+                ("random reads, --tlb, generic build", rnd, rnd_region, 0, 0, "golden-cove", False)):
+            own = tlb[1] if len(tlb) > 1 else True
             tlb = tlb[0] if tlb else None
-            v = vmsim_rate(off, region, kind, value, tlb=tlb)
+            v = vmsim_rate(off, region, kind, value, tlb=tlb, geometry_build=own)
             nat = native_rate(off, region, kind == 1, tmp)
             rows.append((name, v, nat))
         lines_s, lines = lackey_rate(tmp)
@@ -368,7 +376,8 @@ def main():
           f"once, in order; random: {n:,} uniform pages of the 1 GiB, a uniform byte in each; "
           f"rates per CPU second, the median of {SAMPLES} samples of >= {MIN_SAMPLE} s, "
           "vmsim and native alike; targets: locality >= 100 M/s, random >= 25 M/s, "
-          "stores >= 50 M/s)")
+          "stores >= 50 M/s; --tlb rows run the geometry's own build, as a replay does once "
+          "numba's cache has it, but the generic one's row)")
     stale = _stale_bytecode()
     bc = "off (PYTHONDONTWRITEBYTECODE)" if os.environ.get("PYTHONDONTWRITEBYTECODE") else "on"
     for i, (name, (wall, cpu_s)) in enumerate(rows_s.items()):

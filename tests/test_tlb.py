@@ -847,6 +847,40 @@ def _replay_case(i, n, compiled):
         _cpu._default()
 
 
+def test_geometry_build_runs_when_cached_or_when_the_generic_loop_paid_for_it(monkeypatch):
+    """mmu_batch._impl: the generic TLB loop below _GEOMETRY_LOAD_AFTER accesses; past
+    it the geometry's own build if numba's cache has it, else only once the generic
+    loop spent _GEOMETRY_COMPILE_AFTER seconds on that geometry (nothing compiles here:
+    the loops are not called)."""
+    pytest.importorskip("numba")
+    from vmsim.arch.x86 import cpu as _cpu, mmu_batch
+    geo = vmsim.Machine("64M", tlb="skylake", debug_vm=False).k.tlb.geo
+    monkeypatch.setattr(mmu_batch, "_geometry_work", {})
+    monkeypatch.setattr(mmu_batch, "_GEOMETRY_LOAD_AFTER", 1000)
+    monkeypatch.setattr(mmu_batch, "_GEOMETRY_COMPILE_AFTER", 5.0)
+    cached = [False]
+    monkeypatch.setattr(mmu_batch, "_cached", lambda fn: cached[0])
+    _cpu._use_compiled(True)
+    try:
+        generic = mmu_batch._build(True, True)
+        own = mmu_batch._build(True, True, geo)
+        assert own is not generic
+        fn, compiled, work = mmu_batch._impl(True, geo, 999)
+        assert fn is generic and compiled and work == [999, 0.0]
+        work[1] += 4.0                             # run_accesses adds the loop's time
+        cached[0] = True
+        assert mmu_batch._impl(True, geo, 0)[0] is generic      # 999 < 1000 accesses
+        assert mmu_batch._impl(True, geo, 1)[:3] == (own, True, None)
+        cached[0] = False
+        assert mmu_batch._impl(True, geo, 1)[0] is generic      # 4 s < 5 s, not cached
+        work[1] += 1.0
+        assert mmu_batch._impl(True, geo, 1)[0] is own
+        other = vmsim.Machine("64M", tlb="zen4", debug_vm=False).k.tlb.geo
+        assert mmu_batch._impl(True, other, 10 ** 6)[0] is generic   # per geometry
+    finally:
+        _cpu._default()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("case", range(16))
 def test_replay_through_the_tlb_compiled_matches_python(case, monkeypatch):
@@ -857,7 +891,8 @@ def test_replay_through_the_tlb_compiled_matches_python(case, monkeypatch):
     from vmsim.arch.x86 import mmu_batch
     py = _replay_case(case, 1500, False)
     if case >= 8:
-        monkeypatch.setattr(mmu_batch, "_GEOMETRY_BUILD_AFTER", 0)
+        monkeypatch.setattr(mmu_batch, "_GEOMETRY_LOAD_AFTER", 0)
+        monkeypatch.setattr(mmu_batch, "_GEOMETRY_COMPILE_AFTER", 0.0)
     nb = _replay_case(case, 1500, True)
     if case >= 8:                   # cases 8-12 take the five geometries
         geo = vmsim.Machine("64M", tlb=_GEOMETRIES[case % len(_GEOMETRIES)], debug_vm=False).k.tlb.geo

@@ -112,6 +112,14 @@ def _source_digest() -> str:
     return _digest
 
 
+def _cached(dispatcher) -> bool:
+    """Has numba's cache a build of ``dispatcher`` (one made by :func:`_njit`): its
+    index file, which numba writes with the first build it saves?"""
+    cache = getattr(dispatcher, "_cache", None)
+    path = getattr(getattr(cache, "_cache_file", None), "_index_path", None)
+    return bool(path) and os.path.exists(path)
+
+
 def _njit(fn, **options):
     """Return numba.njit(**options)(fn), cached in :func:`cache_dir` (in the folder of
     this version of the sources, :func:`_source_digest`) if it is writable.

@@ -15,14 +15,16 @@ access that trapped, as the CPU re-executes the faulting instruction.
 
 With Machine(tlb=...) the translation is the CPU's TLB lookup in front of the walk
 (vmsim.arch.x86.tlb's lookup, walk and fills inlined); without it every translation is
-a walk. Once a geometry's accesses reach _GEOMETRY_BUILD_AFTER, they run in a build
-for that geometry alone (tlb.compiled(geo): its sets and ways are constants there),
+a walk. A long run through one TLB geometry switches to a build for that geometry
+alone (tlb.compiled(geo): its sets and ways are constants there; _geometry_build),
 which leaves the same state. Either way a repeat of a translation (the same page and kind
 again) is not looked up again when that is state-equivalent (access_chunk).
 """
+import time
+
 import numpy as np
 
-from vmsim._jitcache import _untraced
+from vmsim._jitcache import _untraced, _cached
 from vmsim.arch.x86 import cpu as _cpu
 from vmsim.arch.x86 import tlb as _hwtlb
 from vmsim.arch.x86.mm.fault import pt_regs, is_vsyscall_vaddr
@@ -50,11 +52,14 @@ _EXIT_STALE = 4       # the stale-TLB checker found a hit the tables do not back
 _U64 = (1 << 64) - 1
 # p.access accesses per unit of the plain walk's work (vmsim._jitcache; run_accesses).
 _ACCESSES_PER_UNIT = 3
-# Accesses through a TLB geometry after which its own build runs (_build with geo):
-# on a random trace it takes misses about 1.7x as fast, for ~25 s of compiling the
-# first time (then numba's cache), which a few million accesses repay.
-_GEOMETRY_BUILD_AFTER = 1 << 22
-_geometry_work = {}
+# A TLB geometry's own build (_build with geo) takes random-page misses ~1.7x as fast
+# as the generic one, but compiling it takes ~25 s, loading it from numba's cache ~1 s.
+# So it runs once the geometry's accesses reach _GEOMETRY_LOAD_AFTER if numba's cache
+# has it, else once the generic loop has spent _GEOMETRY_COMPILE_AFTER seconds on the
+# geometry (ski rental: at most about twice the time of the better choice made ahead).
+_GEOMETRY_LOAD_AFTER = 1 << 20
+_GEOMETRY_COMPILE_AFTER = 20.0
+_geometry_work = {}                     # key: [accesses, seconds in the generic loop]
 
 
 # The walk state access_chunk keeps across its accesses, ``w``, an int64 array: the PMD
@@ -508,19 +513,32 @@ def compiled():
 def _impl(use_tlb, geo=None, n=0):
     """The chunk loop, compiled when the MMU walk (or the TLB model's loops) is
     (cpu._impl), else Python; for ``n`` accesses through the TLB geometry ``geo``, its
-    own build once that geometry's accesses reach _GEOMETRY_BUILD_AFTER."""
+    own build when _geometry_build says so. Returns (loop, compiled, work): ``work``
+    the geometry's [accesses, seconds] while the generic compiled loop runs it."""
     if _cpu._impl["tlb_compiled" if use_tlb else "compiled"]:
         try:
             if geo is not None:
-                key = _hwtlb._geometry_key(geo)
-                done = _geometry_work.get(key, 0) + n
-                _geometry_work[key] = done
-                if done >= _GEOMETRY_BUILD_AFTER:
-                    return _build(True, True, geo), True
-            return _build(use_tlb, True), True
+                work = _geometry_work.setdefault(_hwtlb._geometry_key(geo), [0, 0.0])
+                work[0] += n
+                fn = _geometry_build(geo, work)
+                if fn is not None:
+                    return fn, True, None
+                return _build(use_tlb, True), True, work
+            return _build(use_tlb, True), True, None
         except ImportError:
             _cpu._use_compiled(False)
-    return _build(use_tlb, False), False
+    return _build(use_tlb, False), False, None
+
+
+def _geometry_build(geo, work):
+    """The build for TLB geometry ``geo`` if it should run now (_GEOMETRY_LOAD_AFTER,
+    _GEOMETRY_COMPILE_AFTER), else None."""
+    if work[0] < _GEOMETRY_LOAD_AFTER:
+        return None
+    fn = _build(True, True, geo)                 # numba compiles at the first call
+    if work[1] >= _GEOMETRY_COMPILE_AFTER or _cached(fn):
+        return fn
+    return None
 
 
 def run_accesses(k, task, addrs, kinds, sizes, value, counter=None):
@@ -537,7 +555,7 @@ def run_accesses(k, task, addrs, kinds, sizes, value, counter=None):
         # walk of a repeat (per access: 0.4 us on an 8-byte stride, 1.5 us on the
         # built-in sample trace, 3.8 us on random pages, measured on Python 3.11).
         _cpu._jit_for(k, len(addrs) if hw is not None else len(addrs) // _ACCESSES_PER_UNIT)
-    fn, compiled_ = _impl(hw is not None, None if hw is None else hw.geo, len(addrs))
+    fn, compiled_, work = _impl(hw is not None, None if hw is None else hw.geo, len(addrs))
     if compiled_:
         pt, rows = k.ptpool.arr, k.mem.np_private
         pool = k.page_data.pool.reshape(-1)
@@ -572,9 +590,12 @@ def run_accesses(k, task, addrs, kinds, sizes, value, counter=None):
         if hw is not None:
             _prepare_user_access(k, cpu)          # PTI's deferred user-PCID flush
             tlb_args[5] = hw.cur_pcid[cpu]
+        t0 = time.process_time() if work is not None else 0.0
         with untraced:
             i = fn(pt, rows, pool, k.cpus[cpu].cr3, la57, addrs, kinds, sizes, i, done, n, value,
                    pkru, out, stats, w, *tlb_args)
+        if work is not None:
+            work[1] += time.process_time() - t0
         if counter is not None:
             counter[0] += int(stats[0])
         stats[0] = 0
