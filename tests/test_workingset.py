@@ -461,3 +461,22 @@ def test_touch_over_a_large_shadow_refaults_it(machine, proc):
     p.touch(a, 512 * P)
     assert c.delta() == (0, 64, 64, 0)          # the shift-6 node held folios too
     assert cache.nr_values == 0 and len(cache) == 512
+
+
+def test_truncation_trace_shows_kernel_functions_only(machine, proc):
+    """A truncation over shadows traced (faults_only=False): truncate_inode_pages_range
+    calls truncate_folio_batch_exceptionals -> clear_shadow_entries as the kernel does,
+    with no vmsim-only helper (a nested ``whole()`` was one) between them."""
+    import re
+    from vmsim.trace import function_graph
+    p = proc
+    fd, a, mapping, v = _pmd_shadow(p, machine)
+    p.munmap(a, 512 * P)
+    with function_graph(machine, faults_only=False) as tr:
+        p.ftruncate(fd, 300 * P)
+    text = tr.text()
+    assert "clear_shadow_entries" in text and not mapping.i_pages.nr_values
+    called = re.findall(r"\|\s+(\w+)\(\)", text)
+    i = called.index("truncate_inode_pages_range")
+    assert called[i + 1] == "truncate_folio_batch_exceptionals", called[i:i + 4]
+    assert "whole" not in called

@@ -87,13 +87,13 @@ def truncate_inode_pages_range(k, mapping, lstart: int, lend: int = -1):
     start = (lstart + 4095) >> 12
     end = (1 << 62) if lend == -1 else (lend + 1) >> 12      # exclusive
 
-    def whole():
+    def _whole():
         truncate_folio_batch_exceptionals(k, mapping, start, end - 1)
         for index, folio in _folios(k, mapping, start, end - 1):
             if index >= start and index + _nr(k, folio) <= end:
                 truncate_inode_folio(k, mapping, folio)
 
-    whole()
+    _whole()
     same_folio = (lstart >> 12) == (lend >> 12) if lend != -1 else True
     folio = mapping.i_pages.get(lstart >> 12)
     if folio is not None:
@@ -104,7 +104,7 @@ def truncate_inode_pages_range(k, mapping, lstart: int, lend: int = -1):
         folio = mapping.i_pages.get(lend >> 12)
         if folio is not None:
             truncate_inode_partial_folio(k, mapping, folio, lstart, lend)
-    whole()
+    _whole()
 
 
 def folio_split(k, mapping, folio: int, split_at: int):
