@@ -290,9 +290,11 @@ def _bad(path, problem):
 
 
 class _Source:
-    """An open native trace: ``n`` access rows, ``take(k)`` the next k rows' columns
-    (the file's dtypes) and their null cells, ``events`` an _Events."""
+    """An open native trace: ``n`` access rows, ``columns`` the access columns it has,
+    ``take(k)`` the next k rows' columns (the file's dtypes) and their null cells,
+    ``events`` an _Events."""
     n = 0
+    columns = ()
     events = None
 
     def __enter__(self):
@@ -325,6 +327,7 @@ def _npz_source(reader):
         if len(ns) != 1:
             raise _bad(path, "columns differ in length")
         src.n = ns.pop()
+        src.columns = tuple(cols)
         src.take = lambda k: ({c: s[0](k) for c, s in cols.items()}, {})
         rows = []
         if "ev_at.npy" in names:
@@ -521,7 +524,9 @@ def _chunks_from(reader, src):
             # events at that row run at its end, before the next chunk's at that row).
             end = max(events.head.at, first)
             k = end - first
-        cols, nulls = src.take(k) if k else ({}, {})
+        # A chunk of events only (EV_BATCH of them before its first access) still has
+        # the file's columns, empty: a reader of the chunks (convert) sees which it has.
+        cols, nulls = src.take(k) if k else ({c: np.zeros(0, dts[c]) for c in src.columns}, {})
         keep = None
         if k:
             bad, problem = _bad_rows(reader, cols, nulls)
@@ -588,6 +593,7 @@ def _parquet_source(reader):
             if c not in names:
                 raise _bad(path, f"missing column {c!r} (a native trace has address, kind, size)")
         use = [c for c, _ in COLUMNS + OPTIONAL if c in names]
+        src.columns = tuple(use)
         for c in use:
             if not pa.types.is_integer(schema.field(c).type):
                 raise _bad(path, f"column {c!r} is {schema.field(c).type}, expected integers")
