@@ -197,8 +197,9 @@ def test_unlinked_file_keeps_no_shadows(machine, proc):
 
 def test_eviction_packs_the_clock_and_the_workingset_bit(machine, proc):
     from vmsim.mm import workingset as ws
+    from vmsim.mm._xarray import xa_is_value
     s = ws.pack_shadow(0, 0, 12345, True)
-    assert ws.xa_is_value(s)
+    assert xa_is_value(s)
     assert ws.unpack_shadow(s) == (0, 0, 12345, True)
     assert ws.unpack_shadow(ws.pack_shadow(7, 3, ws.EVICTION_MASK + 5, False)) == (7, 3, 4, False)
     assert ws.EVICTION_SHIFT == 28                  # 1 + 1 + NODES_SHIFT 10 + 16
