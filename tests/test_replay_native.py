@@ -578,3 +578,22 @@ def test_convert_keeps_the_columns_when_the_first_chunk_is_only_events(tmp_path,
     assert np.concatenate([c.tid for c in cs]).tolist() == tid.tolist()
     assert np.concatenate([c.cpu for c in cs]).tolist() == cpu.tolist()
     assert [e for c in cs for e in c.events] == ev
+
+
+def test_convert_into_a_folder_it_cannot_write_names_the_output(tmp_path, capsys, monkeypatch):
+    """The writer's temporary folder goes beside the output; a folder it cannot write
+    (EACCES, EROFS) is said of the output file the user named, not of vmsim's
+    temporary folder."""
+    import errno
+    src = str(tmp_path / "s.npz")
+    native.write_trace(src, [BASE], [0])
+    dst = str(tmp_path / "out.npz")
+
+    def refused(prefix="", dir=None, **kw):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES),
+                              os.path.join(dir or ".", prefix + "x1y2z3"))
+    monkeypatch.setattr(native.tempfile, "mkdtemp", refused)
+    assert main(["convert", src, dst]) == 1
+    out, err = capsys.readouterr()
+    assert f"{dst}: {os.strerror(errno.EACCES)}" in err and "vmsim-convert" not in err
+    assert not os.path.exists(dst)

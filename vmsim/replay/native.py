@@ -98,8 +98,11 @@ class TraceWriter:
         self.n = 0
         self.n_events = 0
         self._cols = COLUMNS + tuple(c for c in OPTIONAL if c[0] in self.optional)
-        self._tmp = tempfile.mkdtemp(prefix="vmsim-convert-",
-                                     dir=os.path.dirname(os.path.abspath(path)) or ".")
+        try:
+            self._tmp = tempfile.mkdtemp(prefix="vmsim-convert-",
+                                         dir=os.path.dirname(os.path.abspath(path)) or ".")
+        except OSError as e:               # said of the output too (EACCES, EROFS)
+            raise OSError(e.errno, e.strerror, path) from None
         if self.fmt == "npz":
             self._files = {name: open(os.path.join(self._tmp, name), "wb") for name, _ in self._cols}
         else:
