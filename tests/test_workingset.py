@@ -481,3 +481,29 @@ def test_truncation_trace_shows_kernel_functions_only(machine, proc):
     i = called.index("truncate_inode_pages_range")
     assert called[i + 1] == "truncate_folio_batch_exceptionals", called[i:i + 4]
     assert "whole" not in called
+
+
+def test_truncating_bytes_inside_one_page_keeps_the_shadow_over_it(machine, proc):
+    """truncate_inode_pages_range() of bytes inside one page (a hole punch's range,
+    truncate_pagecache_range) truncates no page whole: start (rounded up) is past end
+    (rounded down), both loops of mm/truncate.c run only while index < end, so the
+    order-6 shadow covering that page stays, as do the folios beside it."""
+    from vmsim import MADV_NOHUGEPAGE
+    from vmsim.mm.truncate import truncate_inode_pages_range
+    p = proc
+    fd = _file(p, "/tmp/f", 128, 64)
+    a = _map(p, fd, 128)
+    p.madvise(a, 128 * P, MADV_NOHUGEPAGE)
+    p.touch(a, 128 * P)
+    p.madvise(a + 64 * P, 64 * P, MADV_PAGEOUT)
+    mapping = _shadowed(machine)
+    cache = mapping.i_pages
+    (first, order, v), = cache.values_in(0, 127)
+    assert (first, order, len(cache)) == (64, 6, 64)
+    c = Counters(machine)
+    for lstart, lend in ((65 * P + 100, 65 * P + 199), (65 * P + 100, 66 * P + 50),
+                         (3 * P + 1, 3 * P + 2)):
+        truncate_inode_pages_range(machine.k, mapping, lstart, lend)
+        assert cache.values_in(0, 127) == [(64, 6, v)] and len(cache) == 64, (lstart, lend)
+    machine.check()
+    assert c.delta() == (0, 0, 0, 0)
