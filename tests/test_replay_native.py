@@ -552,3 +552,48 @@ def test_a_native_trace_with_events_is_not_scanned(tmp_path, monkeypatch, ext):
     reads.clear()
     assert _same(replay(p, ReplayConfig(checker=True, skip_bad=True))) == r
     assert reads == [p]                # scanned, and spooled past KEEP
+
+
+@pytest.mark.parametrize("ext", ["npz", "parquet"])
+def test_convert_keeps_the_columns_when_the_first_chunk_is_only_events(tmp_path, monkeypatch, ext):
+    """More than EV_BATCH events before the first access make a first chunk of events
+    and no access rows (its columns absent); convert still writes the source's pid,
+    tid and cpu columns, read from the file, not from that chunk."""
+    if ext == "parquet":
+        _pq()
+    monkeypatch.setattr(native, "EV_BATCH", 4)
+    src = str(tmp_path / f"s.{ext}")
+    n = 20
+    pid = np.ones(n, np.int64)
+    tid = np.full(n, 1, np.int64)
+    cpu = np.zeros(n, np.int64)
+    ev = [Event(0, "brk", 1, addr=i) for i in range(6)]
+    native.write_trace(src, np.arange(n) * 8, np.zeros(n), events=ev, pid=pid, tid=tid, cpu=cpu)
+    first = next(iter(open_trace(src, chunk=8)))
+    assert len(first.addr) == 0 and len(first.events) == 4
+    dst = str(tmp_path / "d.npz")
+    assert native.convert(src, dst, chunk=8) == (n, 0)
+    cs = list(open_trace(dst))
+    assert np.concatenate([c.pid for c in cs]).tolist() == pid.tolist()
+    assert np.concatenate([c.tid for c in cs]).tolist() == tid.tolist()
+    assert np.concatenate([c.cpu for c in cs]).tolist() == cpu.tolist()
+    assert [e for c in cs for e in c.events] == ev
+
+
+def test_convert_into_a_folder_it_cannot_write_names_the_output(tmp_path, capsys, monkeypatch):
+    """The writer's temporary folder goes beside the output; a folder it cannot write
+    (EACCES, EROFS) is said of the output file the user named, not of vmsim's
+    temporary folder."""
+    import errno
+    src = str(tmp_path / "s.npz")
+    native.write_trace(src, [BASE], [0])
+    dst = str(tmp_path / "out.npz")
+
+    def refused(prefix="", dir=None, **kw):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES),
+                              os.path.join(dir or ".", prefix + "x1y2z3"))
+    monkeypatch.setattr(native.tempfile, "mkdtemp", refused)
+    assert main(["convert", src, dst]) == 1
+    out, err = capsys.readouterr()
+    assert f"{dst}: {os.strerror(errno.EACCES)}" in err and "vmsim-convert" not in err
+    assert not os.path.exists(dst)

@@ -120,3 +120,17 @@ def test_machine_trace_switch(proc):
     with proc.machine.trace() as tr:
         proc.write(a, b"x")
     assert len(tr.faults) == 1 and "exc_page_fault(addr=" in tr.text()
+
+
+def test_vma_flag_changes_trace_no_vmsim_helpers(proc):
+    """mprotect, madvise and mlock of part of a VMA split it (vma_modify): the trace
+    shows the kernel's functions, not the callback vmsim hands vma_modify."""
+    from vmsim import PROT_READ, MADV_DONTFORK
+    a = anon(proc, 8)
+    with function_graph(proc.machine, faults_only=False) as tr:
+        proc.mprotect(a, PAGE, PROT_READ)
+        proc.madvise(a + 2 * PAGE, PAGE, MADV_DONTFORK)
+        proc.mlock(a + 4 * PAGE, PAGE)
+    called = set(re.findall(r"\|\s+(\w+)\(\)", tr.text()))
+    assert {"vma_modify", "mprotect_fixup", "madvise_update_vma", "mlock_fixup"} <= called
+    assert "change" not in called

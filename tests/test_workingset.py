@@ -197,8 +197,9 @@ def test_unlinked_file_keeps_no_shadows(machine, proc):
 
 def test_eviction_packs_the_clock_and_the_workingset_bit(machine, proc):
     from vmsim.mm import workingset as ws
+    from vmsim.mm._xarray import xa_is_value
     s = ws.pack_shadow(0, 0, 12345, True)
-    assert ws.xa_is_value(s)
+    assert xa_is_value(s)
     assert ws.unpack_shadow(s) == (0, 0, 12345, True)
     assert ws.unpack_shadow(ws.pack_shadow(7, 3, ws.EVICTION_MASK + 5, False)) == (7, 3, 4, False)
     assert ws.EVICTION_SHIFT == 28                  # 1 + 1 + NODES_SHIFT 10 + 16
@@ -438,24 +439,33 @@ def test_random_file_ops_keep_shadows_consistent_long(ops):
     _run_file_ops(ops)
 
 
+def _chunk_shadow(p, machine, pages):
+    """A file of ``pages`` cached in order-6 folios (64-page pwrites), mapped with
+    PTEs, and pages 64-127 paged out: one order-6 shadow at index 64, a value entry in
+    the shift-6 node's chunk slot 1. Returns (fd, a, mapping, the shadow)."""
+    from vmsim import MADV_NOHUGEPAGE
+    fd = _file(p, "/tmp/f", pages, 64)
+    a = _map(p, fd, pages)
+    p.madvise(a, pages * P, MADV_NOHUGEPAGE)
+    p.touch(a, pages * P)
+    p.madvise(a + 64 * P, 64 * P, MADV_PAGEOUT)
+    mapping = _shadowed(machine)
+    cache = mapping.i_pages
+    (first, order, v), = cache.values_in(0, pages - 1)
+    assert (first, order, cache.multi[1], len(cache)) == (64, 6, v, pages - 64)
+    return fd, a, mapping, v
+
+
 def test_touch_over_a_large_shadow_refaults_it(machine, proc):
     """A read-touch from a cached order-6 folio over an order-6 shadow (a value entry
     in the shift-6 node's chunk slot) and on: the touch's read-fault run
     (vmsim.mm._filemap_batch) maps the folios and finds no folio in the shadow's
     chunk, so filemap_fault reads it back in there (a refault of its 64 pages,
     activated: the clock moved less than Active(file))."""
-    from vmsim import MADV_NOHUGEPAGE
     p = proc
     _active_set(p)
-    fd = _file(p, "/tmp/f", 512, 64)
-    a = _map(p, fd, 512)
-    p.madvise(a, 512 * P, MADV_NOHUGEPAGE)
-    p.touch(a, 512 * P)
-    p.madvise(a + 64 * P, 64 * P, MADV_PAGEOUT)
-    mapping = _shadowed(machine)
+    fd, a, mapping, v = _chunk_shadow(p, machine, 512)
     cache = mapping.i_pages
-    (first, order, v), = cache.values_in(0, 511)
-    assert (first, order, cache.multi[1]) == (64, 6, v) and len(cache) == 448
     p.madvise(a, 64 * P, MADV_DONTNEED)           # the run starts at a cached page
     c = Counters(machine)
     p.touch(a, 512 * P)
@@ -480,3 +490,21 @@ def test_truncation_trace_shows_kernel_functions_only(machine, proc):
     i = called.index("truncate_inode_pages_range")
     assert called[i + 1] == "truncate_folio_batch_exceptionals", called[i:i + 4]
     assert "whole" not in called
+
+
+def test_truncating_bytes_inside_one_page_keeps_the_shadow_over_it(machine, proc):
+    """truncate_inode_pages_range() of bytes inside one page (a hole punch's range,
+    truncate_pagecache_range) truncates no page whole: start (rounded up) is past end
+    (rounded down), both loops of mm/truncate.c run only while index < end, so the
+    order-6 shadow covering that page stays, as do the folios beside it."""
+    from vmsim.mm.truncate import truncate_inode_pages_range
+    p = proc
+    fd, a, mapping, v = _chunk_shadow(p, machine, 128)
+    cache = mapping.i_pages
+    c = Counters(machine)
+    for lstart, lend in ((65 * P + 100, 65 * P + 199), (65 * P + 100, 66 * P + 50),
+                         (3 * P + 1, 3 * P + 2)):
+        truncate_inode_pages_range(machine.k, mapping, lstart, lend)
+        assert cache.values_in(0, 127) == [(64, 6, v)] and len(cache) == 64, (lstart, lend)
+    machine.check()
+    assert c.delta() == (0, 0, 0, 0)

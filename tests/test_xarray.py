@@ -350,3 +350,20 @@ def test_value_entry_encoding_keeps_the_kernels_bits():
     assert xa.nodes[0].typecode == "q"           # narrowed when no value entry is left
     xa.erase_range(0, 0)
     assert xa.nodes[0].typecode == "i" and xa[2] == 7 and xa._check() == []
+
+
+def test_an_empty_range_meets_nothing():
+    """[first, last] with first > last (a truncation of bytes inside one page asks for
+    pages [start, end - 1] with end <= start) holds no entry, inside a chunk entry or a
+    leaf alike."""
+    from vmsim.mm._xarray import xa_mk_value
+    xa = _XArray()
+    xa.store_range(0, 63, 7)                      # a folio's chunk entry
+    xa.store_value(64, 6, xa_mk_value(5))         # an order-6 value entry
+    xa[130] = 9                                   # a leaf
+    for first, last in ((10, 9), (66, 65), (131, 130), (200, 100)):
+        assert xa.values_in(first, last) == [], (first, last)
+        assert list(xa.entries_in(first, last)) == [] and list(xa.items_in(first, last)) == []
+        assert not xa.any_in(first, last)
+        assert xa.erase_range(first, last) == 0
+    assert xa._check() == [] and xa.count == 129 and xa.nr_values == 64

@@ -241,7 +241,9 @@ class _XArray:
     # --- ranges ----------------------------------------------------------------------
     def _whole(self, first: int, last: int):
         """A store or erase of [first, last] must cover each value entry there whole
-        (the page cache splits one first: xas_try_split)."""
+        (the page cache splits one first: xas_try_split); an empty range cuts none."""
+        if first > last:
+            return
         for i in (first, last):
             v = self.load(i)
             if v is not None and v < 0:
@@ -339,6 +341,8 @@ class _XArray:
     def any_in(self, first: int, last: int) -> bool:
         """xa_find() met a folio in [first, last] (what makes a folio's insertion
         there -EEXIST; value entries do not)."""
+        if first > last:
+            return False
         b0, b1 = first >> XA_CHUNK_SHIFT, last >> XA_CHUNK_SHIFT
         nodes, multi = self.nodes, self.multi
         if b1 - b0 >= len(nodes) + len(multi):
@@ -357,6 +361,10 @@ class _XArray:
         return max(node[lo:hi]) >= 0
 
     def _blocks(self, first: int, last: int):
+        """The chunks (leaves and chunk entries) with a slot in [first, last], ascending
+        (none when first > last: a chunk entry would otherwise be met whole)."""
+        if first > last:
+            return []
         nodes, multi = self.nodes, self.multi
         b0, b1 = first >> XA_CHUNK_SHIFT, last >> XA_CHUNK_SHIFT
         if b1 - b0 >= len(nodes) + len(multi):

@@ -206,10 +206,10 @@ def madvise_update_vma(vma, prev, start: int, end: int, new_flags: int):
     if new_flags == vma.vm_flags:
         return 0, vma
 
-    def change(v):
+    def _change(v):
         v.vm_flags = new_flags
 
-    new = vma_modify(vma.vm_mm, vma, start, end, change)
+    new = vma_modify(vma.vm_mm, vma, start, end, _change)
     if isinstance(new, int):
         return new, prev
     return 0, new

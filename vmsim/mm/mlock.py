@@ -249,10 +249,10 @@ def mlock_fixup(vma, start: int, end: int, newflags: int):
     if newflags == oldflags or oldflags & (VM_SPECIAL | VM_HUGETLB | VM_DROPPABLE):
         return 0, vma
 
-    def change(v):
+    def _change(v):
         v.vm_flags = newflags
 
-    new = vma_modify(mm, vma, start, end, change)
+    new = vma_modify(mm, vma, start, end, _change)
     if isinstance(new, int):
         return new, vma
     vma = new

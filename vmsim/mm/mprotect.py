@@ -294,11 +294,11 @@ def mprotect_fixup(tlb, vma, start: int, end: int, newflags: int):
     elif oldflags & VM_ACCOUNT and vma_is_anonymous(vma) and vma.anon_vma is None:
         newflags &= ~VM_ACCOUNT
 
-    def change(v):
+    def _change(v):
         v.vm_flags = newflags
         vma_set_page_prot(v)
 
-    new = vma_modify(mm, vma, start, end, change)
+    new = vma_modify(mm, vma, start, end, _change)
     if isinstance(new, int):
         k.committed_as -= charged                        # vm_unacct_memory(charged)
         return new, vma

@@ -27,7 +27,7 @@ modelled); vmsim has no memcg (mem_cgroup_disabled()), one node, and no swap, so
 refaults (workingset_*_anon) never happen.
 """
 from vmsim.mm import vmstat
-from vmsim.mm._xarray import xa_mk_value, xa_to_value, xa_is_value, XA_CHUNK_SHIFT, XA_CHUNK_SIZE  # noqa: F401
+from vmsim.mm._xarray import xa_mk_value, xa_to_value, XA_CHUNK_SHIFT, XA_CHUNK_SIZE
 from vmsim.mm.page_flags import (PG_workingset, PG_active, PG_swapbacked, PG_head,
                                  PG_ORDER_MASK, PG_ORDER_SHIFT)
 

@@ -98,8 +98,11 @@ class TraceWriter:
         self.n = 0
         self.n_events = 0
         self._cols = COLUMNS + tuple(c for c in OPTIONAL if c[0] in self.optional)
-        self._tmp = tempfile.mkdtemp(prefix="vmsim-convert-",
-                                     dir=os.path.dirname(os.path.abspath(path)) or ".")
+        try:
+            self._tmp = tempfile.mkdtemp(prefix="vmsim-convert-",
+                                         dir=os.path.dirname(os.path.abspath(path)) or ".")
+        except OSError as e:               # said of the output too (EACCES, EROFS)
+            raise OSError(e.errno, e.strerror, path) from None
         if self.fmt == "npz":
             self._files = {name: open(os.path.join(self._tmp, name), "wb") for name, _ in self._cols}
         else:
@@ -290,9 +293,11 @@ def _bad(path, problem):
 
 
 class _Source:
-    """An open native trace: ``n`` access rows, ``take(k)`` the next k rows' columns
-    (the file's dtypes) and their null cells, ``events`` an _Events."""
+    """An open native trace: ``n`` access rows, ``columns`` the access columns it has,
+    ``take(k)`` the next k rows' columns (the file's dtypes) and their null cells,
+    ``events`` an _Events."""
     n = 0
+    columns = ()
     events = None
 
     def __enter__(self):
@@ -325,6 +330,7 @@ def _npz_source(reader):
         if len(ns) != 1:
             raise _bad(path, "columns differ in length")
         src.n = ns.pop()
+        src.columns = tuple(cols)
         src.take = lambda k: ({c: s[0](k) for c, s in cols.items()}, {})
         rows = []
         if "ev_at.npy" in names:
@@ -521,7 +527,9 @@ def _chunks_from(reader, src):
             # events at that row run at its end, before the next chunk's at that row).
             end = max(events.head.at, first)
             k = end - first
-        cols, nulls = src.take(k) if k else ({}, {})
+        # A chunk of events only (EV_BATCH of them before its first access) still has
+        # the file's columns, empty: a reader of the chunks (convert) sees which it has.
+        cols, nulls = src.take(k) if k else ({c: np.zeros(0, dts[c]) for c in src.columns}, {})
         keep = None
         if k:
             bad, problem = _bad_rows(reader, cols, nulls)
@@ -588,6 +596,7 @@ def _parquet_source(reader):
             if c not in names:
                 raise _bad(path, f"missing column {c!r} (a native trace has address, kind, size)")
         use = [c for c, _ in COLUMNS + OPTIONAL if c in names]
+        src.columns = tuple(use)
         for c in use:
             if not pa.types.is_integer(schema.field(c).type):
                 raise _bad(path, f"column {c!r} is {schema.field(c).type}, expected integers")
