@@ -53,8 +53,8 @@ _U64 = (1 << 64) - 1
 # p.access accesses per unit of the plain walk's work (vmsim._jitcache; run_accesses).
 _ACCESSES_PER_UNIT = 3
 # A TLB geometry's own build (_build with geo) takes random-page misses ~1.3x as fast
-# as the generic one (bench_replay: 4.6 against 3.6 M/s), but compiling it takes ~25 s,
-# loading it from numba's cache ~1 s.
+# as the generic one (bench_replay: 4.6 against 3.6 M/s), but compiling it takes ~35 s,
+# loading it from numba's cache well under 1 s.
 # So it runs once the geometry's accesses reach _GEOMETRY_LOAD_AFTER if numba's cache
 # has it, else once the generic loop has spent _GEOMETRY_COMPILE_AFTER seconds on the
 # geometry (ski rental: at most about twice the time of the better choice made ahead).
@@ -482,7 +482,7 @@ def _build(use_tlb, compiled, geo=None):
                 g["_prefetch"] = prefetch
                 g["_prefetch_tlb_walk"] = inline(_prefetch_tlb_walk)
                 g["_PREFETCH_TLB"] = True
-                # tlb.compiled(geo)'s, all inlined (tlb._INLINE).
+                # tlb.compiled(geo)'s: the lookup inlines; the miss path too with geo.
                 ns = _hwtlb.compiled(geo)
                 g["l1_hit"] = ns.l1_hit
                 g["tlb_miss"] = ns.tlb_miss

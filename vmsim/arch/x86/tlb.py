@@ -557,11 +557,13 @@ _FUNCS = ("_set_first", "_l1_hit", "_probe_tag", "_probe_struct", "_fill_struct"
 # The names the access loops (cpu.py, replay's mmu_batch) call them by.
 tlb_lookup, tlb_translate, tlb_touch_batch = _tlb_lookup, _tlb_translate, _tlb_touch_batch
 l1_hit, tlb_miss = _l1_hit, _tlb_miss
-# Inlined into the loops (numba IR inlining), the miss path too: a call passes every
-# array argument as its ~10 words of shape, strides and pointers (a miss's call of
-# _tlb_miss pushed ~70 words); inlined, with the geometry's own build (compiled(geo)),
-# misses took 0.53-0.65 of the time of last stop's loop, repeats of hits 1.05.
-_INLINE = ("_set_first", "_l1_hit", "_tlb_miss", "_probe_tag", "_probe_struct", "_rights", "_tlb_lookup", "_tlb_translate",
+# Inlined into the loops (numba IR inlining); the miss path, _tlb_miss, too in a
+# geometry's own build (compiled(geo)): a call passes every array argument as its ~10
+# words of shape, strides and pointers (a miss's call of _tlb_miss pushed ~70 words).
+# Inlined there, misses took 0.53-0.65 of the time of the generic build's, repeats of
+# first-level hits 1.05; in the generic build it gained nothing, cost repeats 14% and
+# made compiling the loop take 40 s instead of 5.5.
+_INLINE = ("_set_first", "_l1_hit", "_probe_tag", "_probe_struct", "_rights", "_tlb_lookup", "_tlb_translate",
            "_fill_struct", "_fill_level", "_tlb_walk")
 _compiled = {}
 
@@ -587,7 +589,7 @@ def compiled(geo=None):
             fn = globals()[name]
             # The hit path's helpers are inlined (numba IR inlining): a call between
             # compiled functions costs reference counting of every array argument.
-            opts = {"inline": "always"} if name in _INLINE else {}
+            opts = {"inline": "always"} if name in _INLINE or key and name == "_tlb_miss" else {}
             py = (types.FunctionType(fn.__code__, g, name) if key is None
                   else _with_geometry(fn, g, key))
             f = _njit(py, nogil=True, _nrt=False, **opts)
