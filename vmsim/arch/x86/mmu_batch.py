@@ -52,8 +52,8 @@ _EXIT_STALE = 4       # the stale-TLB checker found a hit the tables do not back
 _U64 = (1 << 64) - 1
 # p.access accesses per unit of the plain walk's work (vmsim._jitcache; run_accesses).
 _ACCESSES_PER_UNIT = 3
-# A TLB geometry's own build (_build with geo) takes random-page misses ~1.3x as fast
-# as the generic one (bench_replay: 4.6 against 3.6 M/s), but compiling it takes ~35 s,
+# A TLB geometry's own build (_build with geo) takes random-page misses ~1.5x as fast
+# as the generic one (bench_replay: 6.0 against 3.8 M/s), but compiling it takes ~35 s,
 # loading it from numba's cache well under 1 s.
 # So it runs once the geometry's accesses reach _GEOMETRY_LOAD_AFTER if numba's cache
 # has it, else once the generic loop has spent _GEOMETRY_COMPILE_AFTER seconds on the

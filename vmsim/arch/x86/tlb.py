@@ -575,7 +575,7 @@ def compiled(geo=None):
     With ``geo`` (a TLBState's geometry rows), a build for that geometry alone: each
     function reads ``geo`` as a constant (_with_geometry), so numba folds the sets,
     ways and lookup order into the code (loops of known length, no loads of them, no
-    division): a random trace's misses run ~1.3x as fast, for a build per geometry."""
+    division): a random trace's misses run ~1.5x as fast, for a build per geometry."""
     key = None if geo is None else _geometry_key(geo)
     if key not in _compiled:
         import types
