@@ -321,7 +321,7 @@ def test_mmu_walk_of_huge_leaves_compiled_matches_python(levels):
     compiled and the Python walk give the same physical address (the offset inside the
     huge page kept) or error code, and the same Accessed/Dirty updates."""
     from vmsim.arch.x86 import mmu
-    from vmsim.arch.x86.cpu import s64
+    from vmsim.arch.x86.cpu import _s64 as s64
     m = vmsim.Machine(memory="2G", paging_levels=levels)
     p = m.spawn()
     m.write_file("/proc/sys/vm/nr_hugepages", "2")

@@ -6,7 +6,7 @@ import pytest
 import vmsim
 from vmsim import PROT_READ, PROT_WRITE, PROT_EXEC, MAP_PRIVATE, MAP_ANONYMOUS
 from vmsim.arch.x86 import mmu, cpu
-from vmsim.arch.x86.cpu import s64
+from vmsim.arch.x86.cpu import _s64 as s64
 from vmsim.arch.x86.pgtable_types import (X86_PF_PROT, X86_PF_WRITE, X86_PF_USER, X86_PF_INSTR,
                                           _PAGE_ACCESSED, _PAGE_DIRTY, PTE_PFN_MASK)
 

@@ -11,7 +11,7 @@ import pytest
 import vmsim
 from vmsim import PROT_NONE, PROT_READ, PROT_WRITE, PROT_EXEC, MAP_PRIVATE, MAP_ANONYMOUS
 from vmsim.arch.x86 import mmu
-from vmsim.arch.x86.cpu import s64
+from vmsim.arch.x86.cpu import _s64 as s64
 from vmsim.arch.x86.pgtable_types import (X86_PF_PROT, X86_PF_WRITE, X86_PF_USER, X86_PF_INSTR,
                                           X86_PF_PK)
 from vmsim.arch.x86.mm.pkeys import PKEY_DISABLE_ACCESS, PKEY_DISABLE_WRITE

@@ -122,6 +122,22 @@ def test_machine_trace_switch(proc):
     assert len(tr.faults) == 1 and "exc_page_fault(addr=" in tr.text()
 
 
+def test_user_accesses_trace_no_cpu_helpers(proc):
+    """A read, a write and a touch that fault: exc_page_fault at the top (after the
+    MMU's walk, mmu.translate, a leaf when it runs as Python), not inside vmsim's CPU
+    loop that made the access (cpu._translate, _touch, _s64)."""
+    a = anon(proc, 8)
+    with function_graph(proc.machine, faults_only=False) as tr:
+        proc.read(a, 1)
+        proc.write(a + PAGE, b"x")
+        proc.touch(a + 2 * PAGE, 2 * PAGE, write=True)
+    text = tr.text()
+    called = set(re.findall(r"\|\s+(\w+)\(", text))
+    assert {"exc_page_fault", "handle_mm_fault"} <= called
+    assert not {"touch", "s64"} & called
+    assert not re.search(r"\|\s+translate\(\) \{", text)      # (the walk, when traced, is a leaf)
+
+
 def test_vma_flag_changes_trace_no_vmsim_helpers(proc):
     """mprotect, madvise and mlock of part of a VMA split it (vma_modify): the trace
     shows the kernel's functions, not the callback vmsim hands vma_modify."""

@@ -891,7 +891,7 @@ class Process:
             a = (addr + done) & _U64                      # the address wraps as the CPU's
             n = min(size - done, 4096 - (a & 0xFFF))
             page = (done + (addr & 0xFFF)) >> 12
-            phys = _cpu.translate(k, self.task, a, access, pt_regs(a if fetch else 0),
+            phys = _cpu._translate(k, self.task, a, access, pt_regs(a if fetch else 0),
                                   pages - page if page >= resume else 0, runs)
             if not runs[0]:
                 resume = page + 16
@@ -920,7 +920,7 @@ class Process:
         if not length:
             return self._done()
         count = (length + stride - 1) // stride
-        i = _cpu.touch(k, self.task, addr, stride, count, write, value & 0xFF)
+        i = _cpu._touch(k, self.task, addr, stride, count, write, value & 0xFF)
         if i < count:
             self._signal(i * stride)
         self._done()

@@ -78,7 +78,7 @@ def _compile_tlb_on_first_use(name):
     return _first_call
 
 
-def s64(addr: int) -> int:
+def _s64(addr: int) -> int:
     """Return a 64-bit address as the int64 the MMU walk takes (kernel half negative)."""
     return addr - (1 << 64) if addr >> 63 else addr
 
@@ -107,7 +107,7 @@ def _data_pool(k, compiled: bool):
 EMULATED = -2
 
 
-def translate(k, task, addr: int, access: int, regs=None, pages: int = 0, tried=None):
+def _translate(k, task, addr: int, access: int, regs=None, pages: int = 0, tried=None):
     """Return the physical address for one access, taking faults; None if a signal
     was queued (the task's signals say which); EMULATED when the kernel emulated the
     access instead (a vsyscall fetch).
@@ -129,7 +129,7 @@ def translate(k, task, addr: int, access: int, regs=None, pages: int = 0, tried=
     last = None
     while True:
         pt, rows = _arrays(k, _impl["compiled"])
-        r = _impl["translate"](pt, rows, cr3, k.la57, s64(addr), access, task.pkru)
+        r = _impl["translate"](pt, rows, cr3, k.la57, _s64(addr), access, task.pkru)
         if r >= 0:
             return r
         if pages and (~r == ACCESS_WRITE or ~r == ACCESS_WRITE | X86_PF_PROT):
@@ -138,7 +138,7 @@ def translate(k, task, addr: int, access: int, regs=None, pages: int = 0, tried=
                 if _lazy[0]:
                     _jit_for(k, pages)       # the run walks up to ``pages`` accesses
                     pt, rows = _arrays(k, _impl["compiled"])
-                if _fault_batch._run(k, task, addr, ~r, s64(addr), 4096, pages, 0, 0,
+                if _fault_batch._run(k, task, addr, ~r, _s64(addr), 4096, pages, 0, 0,
                                      _impl["compiled"], pt, rows, False) >= 0:
                     pages = 0        # the access's own fault was taken: translate again
                     continue
@@ -157,7 +157,7 @@ def translate(k, task, addr: int, access: int, regs=None, pages: int = 0, tried=
         last = ~r
 
 
-def touch(k, task, base: int, stride: int, count: int, write: bool, value: int) -> int:
+def _touch(k, task, base: int, stride: int, count: int, write: bool, value: int) -> int:
     """Run ``count`` accesses at base + i*stride; return the index reached (count if all
     completed, else the index of the access that got a signal)."""
     access = ACCESS_WRITE if write else ACCESS_READ
@@ -177,14 +177,14 @@ def touch(k, task, base: int, stride: int, count: int, write: bool, value: int) 
         else:
             limit = 1 << 64 if base >> 63 else 1 << (bits - 1)
             n = min(count, (limit - base + stride - 1) // stride)
-        i = touch(k, task, base, stride, n, write, value) if n else 0
+        i = _touch(k, task, base, stride, n, write, value) if n else 0
         if i < n:
             return i
         a = (base + n * stride) & 0xFFFFFFFFFFFFFFFF
         if not _is_canonical(k, a):
             exc_general_protection(k, pt_regs(a), 0)
             return n
-        return n + touch(k, task, a, stride, count - n, write, value)
+        return n + _touch(k, task, a, stride, count - n, write, value)
     if k.tlb is not None:
         return _touch_tlb(k, task, base, stride, count, write, value)
     compiled = _impl["compiled"]
@@ -194,7 +194,7 @@ def touch(k, task, base: int, stride: int, count: int, write: bool, value: int) 
     pkru = task.pkru             # CR4.PKE clear: task.pkru stays 0
     batch = _impl["_touch_batch"]
     regs = pt_regs(0)            # data accesses: the instruction pointer is elsewhere
-    sbase = s64(base)
+    sbase = _s64(base)
     last_i = last_err = -1
     i = 0
     # The pool and mem_map never move, so their views are fetched once.
@@ -274,7 +274,7 @@ def _access_fault_run(k, task, addrs, kinds, sizes, i, err, value, compiled, cou
 
 # --- the access path through the CPU's TLB (Machine(tlb=...)) ---------------------------
 def _translate_tlb(k, task, addr, access, regs):
-    """translate() through the CPU's TLB (vmsim.arch.x86.tlb.tlb_translate)."""
+    """_translate() through the CPU's TLB (vmsim.arch.x86.tlb.tlb_translate)."""
     cpu = task.cpu
     hw = k.tlb
     last = None
@@ -282,7 +282,7 @@ def _translate_tlb(k, task, addr, access, regs):
     while True:
         _prepare_user_access(k, cpu)
         pt, rows = _arrays(k, _impl["tlb_compiled"])
-        r = _impl["tlb_translate"](pt, rows, k.cpus[cpu].cr3, k.la57, s64(addr), access, task.pkru,
+        r = _impl["tlb_translate"](pt, rows, k.cpus[cpu].cr3, k.la57, _s64(addr), access, task.pkru,
                                    hw.ent, hw.geo, hw.clock, hw.stats, cpu, hw.cur_pcid[cpu],
                                    check, hw.bad)
         if check and hw.bad[0]:
@@ -301,7 +301,7 @@ def _translate_tlb(k, task, addr, access, regs):
 
 
 def _touch_tlb(k, task, base, stride, count, write, value):
-    """The batch loop of touch() through the CPU's TLB."""
+    """The batch loop of _touch() through the CPU's TLB."""
     access = ACCESS_WRITE if write else ACCESS_READ
     compiled = _impl["tlb_compiled"]
     out = np.zeros(2, dtype=np.int64) if compiled else [0, 0]
@@ -309,7 +309,7 @@ def _touch_tlb(k, task, base, stride, count, write, value):
     hw = k.tlb
     check = 1 if k.tlb_check else 0
     regs = pt_regs(0)
-    sbase = s64(base)
+    sbase = _s64(base)
     last_i = last_err = -1
     i = 0
     pt, rows = _arrays(k, compiled)

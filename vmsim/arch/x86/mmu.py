@@ -7,7 +7,7 @@ int64 (NX is the sign bit), table rows are found through mem_map.private. The sa
 functions run as plain Python over memoryviews; :func:`compiled` returns numba builds
 of them, and the tests check that both give identical results.
 
-Addresses are passed as int64 (kernel-half addresses negative, see cpu.s64).
+Addresses are passed as int64 (kernel-half addresses negative, see cpu._s64).
 Return convention: a translation returns the physical address (>= 0), or ``~err``
 (< 0) where ``err`` is the #PF error code the CPU pushes; CR2 is the address.
 Modelled: CR0.WP=1, CR4.SMEP/SMAP (user accesses only are generated), EFER.NXE=1,
