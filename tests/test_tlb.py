@@ -175,7 +175,7 @@ def _geometry_functions(geo):
     """tlb's functions as compiled(geo) builds them (_with_geometry: geo's rows read
     from constants), left as Python."""
     g = dict(vars(T))
-    g["_GEO"] = tuple(tuple(int(x) for x in row) for row in geo)
+    g["_GEO"] = T._geometry_rows(geo)
     for name in T._FUNCS:
         g[name] = T._with_geometry(getattr(T, name), g, "test")
     return g

@@ -14,8 +14,8 @@ kernel through the IDT as :mod:`vmsim.arch.x86.cpu` does, and resumes the chunk 
 access that trapped, as the CPU re-executes the faulting instruction.
 
 With Machine(tlb=...) the translation is the CPU's TLB lookup in front of the walk
-(vmsim.arch.x86.tlb's lookup, walk and fills inlined); without it every translation is
-a walk. A long run through one TLB geometry switches to a build for that geometry
+(vmsim.arch.x86.tlb's first-level probe inlined, its miss path a call, inlined too in
+a geometry's own build); without it every translation is a walk. A long run through one TLB geometry switches to a build for that geometry
 alone (tlb.compiled(geo): its sets and ways are constants there; _geometry_build),
 which leaves the same state. Either way a repeat of a translation (the same page and kind
 again) is not looked up again when that is state-equivalent (access_chunk).
@@ -468,7 +468,7 @@ def _build(use_tlb, compiled, geo=None):
             g["_walk"] = _njit(_walk, nogil=True, _nrt=False)
             g["_store"] = _njit(_store, nogil=True, inline="always", _nrt=False)
             if key[2] is not None:
-                g["_GEO"] = tuple(tuple(int(x) for x in row) for row in geo)
+                g["_GEO"] = _hwtlb._geometry_rows(geo)
             g["_walk_start"] = inline(_walk_start)
             g["_store_mode"] = inline(_store_mode)
             g["_walk_hit"] = inline(_walk_hit)

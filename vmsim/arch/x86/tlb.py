@@ -583,7 +583,7 @@ def compiled(geo=None):
         g = dict(globals())
         g["_store"] = _njit(_store, nogil=True, inline="always", _nrt=False)
         if key is not None:
-            g["_GEO"] = tuple(tuple(int(x) for x in row) for row in geo)
+            g["_GEO"] = _geometry_rows(geo)
         ns = types.SimpleNamespace()
         for name in _FUNCS:
             fn = globals()[name]
@@ -607,16 +607,21 @@ def _geometry_key(geo) -> str:
     return hashlib.sha1(np.ascontiguousarray(geo, dtype=np.int64).tobytes()).hexdigest()[:12]
 
 
+def _geometry_rows(geo):
+    """``geo`` as the tuple of tuples of ints a geometry's build reads (g["_GEO"])."""
+    return tuple(tuple(int(x) for x in row) for row in geo)
+
+
 def _with_geometry(fn, g, key):
-    """``fn`` over globals ``g`` with ``geo = _GEO`` as its first statement when it takes
-    ``geo`` (the argument is then ignored: g's _GEO, a global array, is a constant to
-    numba), named after ``key``."""
+    """``fn``, from its source, over globals ``g`` with every ``geo[s, f]`` read as
+    ``_GEO[s][f]`` (g's _geometry_rows: a tuple constant, which numba indexes with a
+    switch that folds away once s and f are constants; the ``geo`` argument is then
+    unused), named after ``key``. (A NumPy array global did not fold.)"""
     import ast
     import inspect
     import textwrap
-    class Rows(ast.NodeTransformer):
-        # geo[s, f] -> _GEO[s][f]: a tuple of tuples, which numba indexes with a
-        # switch that folds away once s and f are constants.
+
+    class _Rows(ast.NodeTransformer):
         def visit_Subscript(self, node):
             self.generic_visit(node)
             if (isinstance(node.value, ast.Name) and node.value.id == "geo"
@@ -624,7 +629,7 @@ def _with_geometry(fn, g, key):
                 row = ast.Subscript(ast.Name("_GEO", ast.Load()), node.slice.elts[0], ast.Load())
                 return ast.copy_location(ast.Subscript(row, node.slice.elts[1], node.ctx), node)
             return node
-    tree = Rows().visit(ast.parse(textwrap.dedent(inspect.getsource(fn))))
+    tree = _Rows().visit(ast.parse(textwrap.dedent(inspect.getsource(fn))))
     fdef = tree.body[0]
     fdef.name = f"{fn.__name__}__{key}"
     ast.fix_missing_locations(tree)
