@@ -119,7 +119,11 @@ def _file_blocks_follow_the_writes(machine, ops):
             end = min(off + n, len(data))
             if end > off:
                 data[off:end] = bytes(end - off)
-                whole = set(range((off + 4095) >> 12, end >> 12))
+                # ext4_punch_hole(): a hole past i_size ends at i_size's page end, so
+                # the EOF block goes whole (6.18.44: a 1-byte file punched over
+                # [0, 2) has st_blocks 0).
+                hole_end = off + n if off + n <= len(data) else (len(data) + 4095) & ~4095
+                whole = set(range((off + 4095) >> 12, hole_end >> 12))
                 dirty -= whole
                 synced -= whole
         elif op[0] == "fsync":

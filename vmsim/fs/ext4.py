@@ -1,5 +1,5 @@
 """The disk filesystem at / and /tmp: ext4 as 6.18 behaves for the page cache
-(fs/ext4/file.c, inode.c, readpage.c).
+(fs/ext4/file.c, inode.c, readpage.c, extents.c).
 
 Files get large folios (mapping_set_large_folios: ext4_should_enable_large_folio in
 6.18 for regular, non-journalled-data files); mmap uses ext4_file_vm_ops
@@ -10,10 +10,23 @@ places mappings of 2 MiB or more on a PMD boundary. ->readahead
 extents are not modelled: a file's blocks are its written pages, by index, in the
 inode's block map (inode.i_blocks: page index -> block number) with the contents on
 the device (block_device.disk).
+
+Hole punch and truncation zero the partial blocks at their edges through the page cache
+(ext4_zero_partial_blocks, ext4_block_truncate_page -> __ext4_block_zero_page_range):
+the block's folio is looked up or created (a shadow there refaults), the block read into
+it unless uptodate, zeroed and dirtied; the folio itself stays !uptodate when it was not
+(only its buffer is: vmsim.fs.buffer). A hole's block is left alone, its new folio too.
 """
+import errno
+
 from vmsim.fs.blockdev import submit_bio
-from vmsim.mm.page_flags import PG_uptodate, PG_locked
+from vmsim.fs.buffer import (folio_buffers, create_empty_buffers, mark_buffer_dirty,
+                             block_read_full_folio, _folio_clean_buffers, BH_Mapped, BH_Uptodate)
+from vmsim.mm.page_flags import PG_uptodate, PG_locked, PG_dirty
 from vmsim.mm.filemap import filemap_map_pages
+
+FALLOC_FL_KEEP_SIZE = 1
+FALLOC_FL_PUNCH_HOLE = 2
 
 _BLOCKS = {}            # identical block contents share one bytes object
 
@@ -88,6 +101,12 @@ class _Ext4Aops:
         private = mem.private
         run = 0
         for folio in folios:
+            if mapping.folio_private and folio_buffers(k, mapping, folio) is not None:
+                # The "confused" path: a folio with buffers is read block by block.
+                submit_bio(bdev, False, run)
+                run = 0
+                block_read_full_folio(k, mapping, folio, _ext4_get_block)
+                continue
             index = mem.index[folio]
             pages = _folio_pages(k, folio)
             nr = len(pages)
@@ -125,6 +144,8 @@ class _Ext4Aops:
         prev = None
         for folio in folios:
             index = mem.index[folio]
+            if mapping.folio_private:
+                _folio_clean_buffers(mapping, folio)
             pages = _folio_pages(k, folio)[:max(last - index, 0)]
             if not pages:
                 continue
@@ -138,6 +159,145 @@ class _Ext4Aops:
 
 
 ext4_aops = _Ext4Aops()
+
+
+# --- partial blocks, hole punch, truncation (fs/ext4/inode.c, extents.c) ---------------
+def __ext4_block_zero_page_range(k, mapping, from_: int, length: int) -> int:
+    """__ext4_block_zero_page_range(): zero ``length`` bytes at ``from_`` (inside one
+    block) in the page cache: the folio is found or created (FGP_LOCK | FGP_ACCESSED |
+    FGP_CREAT: a new one refaults a shadow), gets buffers; a hole's block is left alone;
+    a mapped block is read unless uptodate, zeroed and marked dirty."""
+    from vmsim.mm.filemap import __filemap_get_folio, FGP_LOCK, FGP_ACCESSED, FGP_CREAT
+    from vmsim.mm.swap import folio_put
+    mem = k.mem
+    folio = __filemap_get_folio(k, mapping, from_ >> 12, FGP_LOCK | FGP_ACCESSED | FGP_CREAT)
+    if folio < 0:
+        return folio
+    inode = mapping.host
+    bh = folio_buffers(k, mapping, folio)
+    if bh is None:
+        # A dirty folio was written (->write_begin, ext4_page_mkwrite): its buffers,
+        # which vmsim does not keep, are mapped (delayed allocation, BH_Delay).
+        bh = create_empty_buffers(k, mapping, folio,
+                                  BH_Mapped if mem.flags[folio] & PG_dirty else 0)
+    iblock = from_ >> 12
+    i = iblock - mem.index[folio]                 # the buffer holding from_
+    page = folio + i
+    if not bh[i] & BH_Mapped:
+        blk = _ext4_get_block(inode, iblock)      # ext4_get_block(..., create 0)
+        if blk is None:                           # a hole: nothing to do
+            folio_put(k, folio)
+            return 0
+        bh[i] |= BH_Mapped
+    if mem.flags[folio] & PG_uptodate:
+        bh[i] |= BH_Uptodate
+    if not bh[i] & BH_Uptodate:
+        # ext4_read_bh_lock(): read the block, synchronously.
+        k.page_data.write(page, 0, _ext4_get_block(inode, iblock))
+        submit_bio(inode.i_sb.s_bdev, False, 1)
+        bh[i] |= BH_Uptodate
+    k.page_data.write(page, from_ & 4095, bytes(length))      # folio_zero_range()
+    mark_buffer_dirty(k, folio, bh, i)
+    folio_put(k, folio)
+    return 0
+
+
+def ext4_block_zero_page_range(k, mapping, from_: int, length: int) -> int:
+    """ext4_block_zero_page_range(): zero [from_, from_ + length) cut at the end of
+    from_'s block."""
+    max_ = 4096 - (from_ & 4095)
+    if length > max_ or length < 0:
+        length = max_
+    return __ext4_block_zero_page_range(k, mapping, from_, length)
+
+
+def ext4_block_truncate_page(k, mapping, from_: int) -> int:
+    """ext4_block_truncate_page(): zero from ``from_`` to the end of its block."""
+    return ext4_block_zero_page_range(k, mapping, from_, 4096 - (from_ & 4095))
+
+
+def ext4_zero_partial_blocks(k, inode, lstart: int, length: int) -> int:
+    """ext4_zero_partial_blocks(): zero the range's parts of its first and last
+    blocks (one call when it starts and ends in the same block)."""
+    mapping = inode.i_mapping
+    byte_end = lstart + length - 1
+    partial_start = lstart & 4095
+    partial_end = byte_end & 4095
+    start = lstart >> 12
+    end = byte_end >> 12
+    if start == end and (partial_start or partial_end != 4095):
+        return ext4_block_zero_page_range(k, mapping, lstart, length)
+    if partial_start:
+        err = ext4_block_zero_page_range(k, mapping, lstart, 4096)
+        if err:
+            return err
+    if partial_end != 4095:
+        return ext4_block_zero_page_range(k, mapping, byte_end - partial_end, partial_end + 1)
+    return 0
+
+
+def ext4_punch_hole(k, file, offset: int, length: int) -> int:
+    """ext4_punch_hole(): a hole past i_size ends at i_size's page; the page cache goes
+    first (ext4_truncate_page_cache_block_range: 4 KiB blocks, truncate_pagecache_range),
+    then the partial blocks are zeroed in it and the whole blocks freed
+    (ext4_ext_remove_space)."""
+    from vmsim.mm.truncate import truncate_pagecache_range
+    inode = file.f_inode
+    end = offset + length               # within s_maxbytes: vfs_fallocate checked
+    if offset >= inode.i_size:
+        return 0
+    if end > inode.i_size:
+        end = (inode.i_size + 4095) & ~4095
+    length = end - offset
+    truncate_pagecache_range(k, inode, offset, end - 1)
+    ret = ext4_zero_partial_blocks(k, inode, offset, length)
+    if ret:
+        return ret
+    start_lblk = (offset + 4095) >> 12
+    end_lblk = end >> 12
+    if end_lblk > start_lblk:
+        _ext4_free_blocks(inode, start_lblk, end_lblk - 1)
+    return 0
+
+
+def ext4_fallocate(k, file, mode: int, offset: int, length: int) -> int:
+    """ext4_fallocate(): PUNCH_HOLE, or allocation (no preallocated blocks in vmsim:
+    only i_size grows, without KEEP_SIZE)."""
+    inode = file.f_inode
+    if mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE):
+        return -errno.EOPNOTSUPP
+    if mode & FALLOC_FL_PUNCH_HOLE:
+        return ext4_punch_hole(k, file, offset, length)
+    if not mode & FALLOC_FL_KEEP_SIZE and offset + length > inode.i_size:
+        inode.i_size = offset + length
+    return 0
+
+
+def ext4_truncate(k, inode) -> int:
+    """ext4_truncate(): zero the tail of i_size's block (ext4_block_truncate_page),
+    free the blocks past it (ext4_ext_truncate)."""
+    if inode.i_size & 4095:
+        ext4_block_truncate_page(k, inode.i_mapping, inode.i_size)
+    _ext4_free_blocks(inode, (inode.i_size + 4095) >> 12, (1 << 64) - 1)
+    return 0
+
+
+def ext4_setattr(k, inode, size: int) -> int:
+    """ext4_setattr() of ATTR_SIZE: growing zeroes the tail of the old EOF block
+    (ext4_block_truncate_page); then i_size, truncate_pagecache() and, unless it
+    grew, ext4_truncate()."""
+    from vmsim.mm.truncate import truncate_pagecache
+    oldsize = inode.i_size
+    shrink = size < oldsize
+    if size != oldsize:
+        if not shrink and oldsize & 4095:
+            ext4_block_truncate_page(k, inode.i_mapping, oldsize)
+        inode.i_size = size
+        # pagecache_isize_extended(): nothing with 4 KiB blocks.
+    truncate_pagecache(k, inode, inode.i_size)
+    if size <= oldsize:
+        return ext4_truncate(k, inode)
+    return 0
 
 
 class _Ext4FileVmOps:
@@ -182,7 +342,15 @@ class _Ext4FileOps:
         from vmsim.mm.huge_memory import thp_get_unmapped_area_vmflags
         return thp_get_unmapped_area_vmflags(mm, file, addr, length, pgoff, flags, 0)
 
+    @staticmethod
+    def fallocate(k, file, mode, offset, length) -> int:
+        return ext4_fallocate(k, file, mode, offset, length)
+
 
 class ext4_sops:
     a_ops = ext4_aops
     f_op = _Ext4FileOps()
+
+    @staticmethod
+    def setattr(k, inode, size) -> int:
+        return ext4_setattr(k, inode, size)

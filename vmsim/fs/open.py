@@ -11,7 +11,6 @@ from vmsim.fs.file import (file, fget, fd_install, _task_files, FMODE_READ,
                            O_APPEND, O_DIRECTORY)
 from vmsim.fs.inode import S_ISDIR, S_ISREG
 from vmsim.fs.namei import path_lookupat, vfs_create, _full_path
-from vmsim.fs.ext4 import _ext4_free_blocks, _ext4_get_block, _ext4_set_block
 from vmsim.mm.page_flags import PG_uptodate
 from vmsim.uapi import O_CLOEXEC
 
@@ -67,13 +66,13 @@ def do_sys_open(k, task, path: str, flags: int, mode: int) -> int:
 
 
 def do_truncate(k, inode, length: int) -> int:
-    """do_truncate() -> ->setattr (ext4_setattr / shmem_setattr): truncate_setsize,
-    and the blocks past the end go."""
+    """do_truncate() -> ->setattr: ext4_setattr, hugetlbfs_setattr, or
+    shmem_setattr (truncate_setsize)."""
     from vmsim.mm.truncate import truncate_setsize
     if length > _s_maxbytes(inode):
         return -errno.EFBIG
     setattr_op = getattr(inode.i_sb.s_op, "setattr", None)
-    if setattr_op is not None:                   # hugetlbfs_setattr
+    if setattr_op is not None:                   # ext4_setattr, hugetlbfs_setattr
         return setattr_op(k, inode, length)
     if inode.i_sb.s_type == "tmpfs":             # shmem_setattr(): the size seals
         from vmsim.mm.memfd import file_seals, F_SEAL_SHRINK, F_SEAL_GROW
@@ -83,11 +82,6 @@ def do_truncate(k, inode, length: int) -> int:
             return -errno.EPERM
     old_pages = inode.i_mapping.nrpages
     truncate_setsize(k, inode, length)
-    last = (length + 4095) >> 12
-    _ext4_free_blocks(inode, last, (1 << 64) - 1)
-    b = _ext4_get_block(inode, length >> 12) if length & 4095 else None
-    if b is not None:
-        _ext4_set_block(inode, length >> 12, b[:length & 4095] + bytes(4096 - (length & 4095)))
     if inode.i_sb.s_type == "tmpfs":
         from vmsim.mm.shmem import shmem_inode_unacct_blocks
         shmem_inode_unacct_blocks(k, inode, old_pages - inode.i_mapping.nrpages)
@@ -135,7 +129,7 @@ def vfs_fallocate(k, task, fd: int, mode: int, offset: int, length: int) -> int:
     if offset + length > _s_maxbytes(ino) or offset + length < 0:
         return -errno.EFBIG
     if getattr(f.f_op, "fallocate", None) is not None:
-        return f.f_op.fallocate(k, f, mode, offset, length)      # hugetlbfs_fallocate
+        return f.f_op.fallocate(k, f, mode, offset, length)      # ext4_, hugetlbfs_fallocate
     if ino.i_sb.s_type == "tmpfs":               # shmem_fallocate(): the seals
         from vmsim.mm.memfd import file_seals, F_SEAL_GROW, F_SEAL_WRITE, F_SEAL_FUTURE_WRITE
         seals = file_seals(ino)
@@ -150,19 +144,8 @@ def vfs_fallocate(k, task, fd: int, mode: int, offset: int, length: int) -> int:
             return 0
         old_pages = ino.i_mapping.nrpages
         truncate_pagecache_range(k, ino, offset, end - 1)
-        _ext4_free_blocks(ino, (offset + 4095) >> 12, (end >> 12) - 1)
-        # ext4_zero_partial_blocks() (fs/ext4/inode.c): the hole's part of its first and last blocks
-        # (one block when the hole starts and ends in it).
-        edges = [(offset >> 12, offset & 4095, min(4096, end - (offset & ~4095)))]
-        if end >> 12 != offset >> 12:
-            edges.append((end >> 12, 0, end & 4095))
-        for edge, lo, hi in edges:
-            b = _ext4_get_block(ino, edge)
-            if b is not None and hi > lo:
-                _ext4_set_block(ino, edge, b[:lo] + bytes(hi - lo) + b[hi:])
-        if ino.i_sb.s_type == "tmpfs":
-            from vmsim.mm.shmem import shmem_inode_unacct_blocks
-            shmem_inode_unacct_blocks(k, ino, old_pages - ino.i_mapping.nrpages)
+        from vmsim.mm.shmem import shmem_inode_unacct_blocks
+        shmem_inode_unacct_blocks(k, ino, old_pages - ino.i_mapping.nrpages)
         return 0
     if ino.i_sb.s_type == "tmpfs":
         from vmsim.mm.shmem import shmem_fallocate

@@ -1159,6 +1159,7 @@ def _check_all(k, st=None, full=True):
     cache_ids = []
     _check_shadow_entries(k, aspaces, rep)
     _check_ext4_blocks(k, aspaces, rep)
+    _check_buffer_heads(k, aspaces, rep)
     for am in aspaces:
         for msg in am.i_pages._check()[:3]:
             rep(f"page cache: mapping {am.id} i_pages: {msg}")
@@ -1806,6 +1807,40 @@ def _check_ext4_blocks(k, aspaces, rep):
     if any(not isinstance(disk[b], bytes) or len(disk[b]) != 4096
            for b in set(np.flatnonzero(~empty).tolist())):
         rep("ext4: a block holds other than 4 KiB of bytes")
+
+
+def _check_buffer_heads(k, aspaces, rep):
+    """Buffer heads (vmsim.fs.buffer, folio->private): only a disk file's page-cache
+    folio heads have them, one state word per page, of the modelled bh_state_bits;
+    a dirty buffer is mapped and uptodate, and its folio dirty (mark_buffer_dirty
+    dirties both; writeback cleans both)."""
+    from vmsim.fs.buffer import BH_Dirty, BH_Mapped, BH_Uptodate, _BH_MASK
+    from vmsim.mm.filemap import _nr
+    mem = k.mem
+    for am in aspaces:
+        fp = getattr(am, "folio_private", None)
+        if not fp:
+            continue
+        if am.swapbacked:
+            rep(f"buffers: shmem mapping {am.id} has buffer heads")
+        for folio, bh in list(fp.items())[:4096]:
+            index = int(mem.index[folio])
+            if mem.mapping[folio] != am.id or am.i_pages.get(index) != folio or \
+                    mem.flags[folio] & PG_tail:
+                rep(f"buffers: pfn {folio:#x} has buffers of mapping {am.id} but is not "
+                    f"its page-cache folio at index {index:#x}")
+                continue
+            if not isinstance(bh, list) or len(bh) != _nr(k, folio):
+                rep(f"buffers: pfn {folio:#x}: {len(bh)} buffers for {_nr(k, folio)} pages")
+                continue
+            for state in bh:
+                if state & ~_BH_MASK:
+                    rep(f"buffers: pfn {folio:#x}: state {state:#x} has unknown bits")
+                elif state & BH_Dirty and (state & (BH_Mapped | BH_Uptodate)) != \
+                        (BH_Mapped | BH_Uptodate):
+                    rep(f"buffers: pfn {folio:#x}: a dirty buffer not mapped and uptodate")
+                elif state & BH_Dirty and not mem.flags[folio] & PG_dirty:
+                    rep(f"buffers: pfn {folio:#x}: a dirty buffer on a clean folio")
 
 
 def _file_state_clean(mem, am, host, npmd, PG_writeback):

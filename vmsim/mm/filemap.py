@@ -21,7 +21,7 @@ from vmsim.mm.mm_types import (VM_FAULT_NOPAGE, VM_FAULT_OOM, VM_FAULT_SIGBUS, V
                                FAULT_FLAG_TRIED, FAULT_FLAG_ALLOW_RETRY, FAULT_FLAG_RETRY_NOWAIT)
 from vmsim.mm.page_flags import (PG_dirty, PG_uptodate, PG_locked, PG_swapbacked, PG_head,
                                  PG_tail, PG_ORDER_MASK, PG_ORDER_SHIFT, PG_reclaim,
-                                 PG_workingset, PG_private)
+                                 PG_workingset, PG_private, PG_referenced)
 
 # PG_readahead shares its bit with PG_reclaim (include/linux/page-flags.h).
 PG_readahead = PG_reclaim
@@ -64,6 +64,9 @@ class address_space:
         # shadow entries: vmsim.mm.workingset.workingset_update_node).
         self.shadow_nodes = set()
         self.exiting = False              # AS_EXITING (mapping_set_exiting)
+        # folio->private of this mapping's folios that have buffer heads (vmsim.fs.buffer):
+        # head PFN -> one enum bh_state_bits word per block.
+        self.folio_private = {}
 
 
 def mapping_exiting(mapping) -> bool:
@@ -204,6 +207,9 @@ def __filemap_remove_folio(k, mapping, pfn: int, shadow):
     if cache.nr_values or mapping.shadow_nodes:
         workingset.workingset_update_node(k, mapping, first, first + nr - 1)
     filemap_unaccount_folio(k, mapping, pfn, nr)
+    if mapping.folio_private:
+        from vmsim.fs.buffer import _free_buffers
+        _free_buffers(mapping, pfn)
     mem.flags[pfn] = mem.flags[pfn] & ~(PG_dirty | PG_readahead)
     mem.mapping[pfn] = 0
     folio_put_refs(k, pfn, nr)
@@ -285,6 +291,9 @@ def __filemap_get_folio(k, mapping, index: int, fgp_flags: int, gfp: int = None)
     if pfn < 0:
         return -errno.ENOMEM
     mem.flags[pfn] = mem.flags[pfn] | PG_locked
+    if fgp_flags & FGP_ACCESSED:
+        # "Init accessed so avoid atomic mark_page_accessed later".
+        mem.flags[pfn] = mem.flags[pfn] | PG_referenced
     # FGP_WRITE: the folio is for a write (__GFP_WRITE), not a refault.
     filemap_add_folio(k, mapping, pfn, index, __GFP_WRITE if fgp_flags & FGP_WRITE else 0)
     folio_add_lru(k, pfn, k._current_cpu())

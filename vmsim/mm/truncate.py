@@ -146,6 +146,10 @@ def _split_to(k, mapping, folio: int, pieces):
     if nr == 1:
         return
     lru_add_drain_all(k)
+    if mapping.folio_private:
+        # __folio_split(): filemap_release_folio() frees the buffers first.
+        from vmsim.fs.buffer import _free_buffers
+        _free_buffers(mapping, folio)
     f = mem.flags[folio]
     on_lru = f & PG_lru
     if on_lru:

@@ -1,0 +1,276 @@
+"""ext4's partial-block zeroing goes through the page cache (fs/ext4/inode.c
+ext4_zero_partial_blocks / ext4_block_truncate_page -> __ext4_block_zero_page_range):
+the block's folio is found or created, the block read into it unless uptodate, zeroed
+and dirtied; a folio that was not uptodate stays so (only its buffer is uptodate).
+
+Linux figures: Python probes (os.pwrite / fsync / posix_fadvise, fallocate and mmap +
+mincore through ctypes, /proc/self/pagemap + /proc/kpageflags, /proc/vmstat after
+/proc/sys/vm/stat_refresh) run as root on the reference machine (6.18.44, ext4 /tmp,
+pinned to CPU 0). A 16-page file written in one pwrite, fsynced and dropped with
+POSIX_FADV_DONTNEED, then fallocate(PUNCH_HOLE | KEEP_SIZE, 4096 + 100, 8192): mincore
+all 16 pages not resident, pgpgin +8 kB (two blocks read); reading page 1 then costs
+no I/O (pgpgin +0), one minor fault through a mapping and no major one, and only that
+page becomes resident; kpageflags of pages 1 and 3 then show dirty and uptodate.
+"""
+import errno
+
+import pytest
+
+from vmsim import (O_RDWR, O_CREAT, O_TRUNC, PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_SHARED,
+                   MAP_FIXED, MADV_PAGEOUT, POSIX_FADV_DONTNEED)
+from vmsim.mm.page_flags import PG_uptodate, PG_dirty, PG_referenced
+
+P = 4096
+PUNCH = 3                     # FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
+
+
+def vmstat(m):
+    return {l.split()[0]: int(l.split()[1]) for l in m.read_file("/proc/vmstat").splitlines()}
+
+
+def _delta(m, before, *keys):
+    now = vmstat(m)
+    return tuple(now[k] - before[k] for k in keys)
+
+
+def _uncached(p, path, pages, chunk=None):
+    """A file of ``pages`` pages of 1s, written ``chunk`` pages a pwrite, fsynced and
+    dropped from the cache with POSIX_FADV_DONTNEED (no shadows)."""
+    chunk = chunk or pages
+    fd = p.open(path, O_RDWR | O_CREAT | O_TRUNC, 0o644)
+    for i in range(0, pages, chunk):
+        p.pwrite(fd, b"\1" * (chunk * P), i * P)
+    p.fsync(fd)
+    p.posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)
+    return fd
+
+
+def _mincore(p, fd, pages):
+    a = p.mmap(0, pages * P, PROT_READ, MAP_SHARED, fd, 0)
+    r = "".join("R" if b & 1 else "." for b in p.mincore(a, pages * P))
+    p.munmap(a, pages * P)
+    return r
+
+
+def _folio(p, fd, index):
+    ino = p._file(fd).f_inode
+    return ino.i_mapping.i_pages.get(index)
+
+
+def test_punch_over_an_uncached_file_reads_the_partial_blocks_into_the_cache(machine, proc):
+    p, k = proc, machine.k
+    fd = _uncached(p, "/tmp/punch", 16)
+    assert _mincore(p, fd, 16) == "." * 16
+    v = vmstat(machine)
+    p.fallocate(fd, PUNCH, P + 100, 2 * P)
+    # Linux: 16 x ".", pgpgin +8.
+    assert _mincore(p, fd, 16) == "." * 16
+    assert _delta(machine, v, "pgpgin", "nr_dirty") == (8, 2)
+    for index in (1, 3):
+        folio = _folio(p, fd, index)
+        f = k.mem.flags[folio]
+        assert folio is not None and not f & PG_uptodate and f & PG_dirty and f & PG_referenced
+    assert _folio(p, fd, 2) is None and 2 not in p._file(fd).f_inode.i_blocks
+    v = vmstat(machine)
+    assert p.pread(fd, P, P) == b"\1" * 100 + bytes(P - 100)
+    assert p.pread(fd, P, 3 * P) == bytes(100) + b"\1" * (P - 100)
+    assert p.pread(fd, P, 2 * P) == bytes(P)
+    # Pages 1 and 3 were read without I/O (their buffers are uptodate); the hole's page
+    # 2 is zero-filled without I/O too.
+    assert _delta(machine, v, "pgpgin") == (0,)
+    assert _mincore(p, fd, 16) == ".RRR" + "." * 12
+    p.fsync(fd)
+    machine.write_file("/proc/sys/vm/drop_caches", "3")
+    assert p.pread(fd, 4 * P, 0) == b"\1" * (P + 100) + bytes(2 * P) + b"\1" * (P - 100)
+    p.close(fd)
+
+
+def test_a_punched_page_faults_minor_and_alone(machine, proc):
+    """Linux: touching page 1 through a mapping after the punch: minflt 1, majflt 0,
+    mincore '.R' then 14 x '.' (no read-around: the folio was cached)."""
+    p = proc
+    fd = _uncached(p, "/tmp/punch-fault", 16)
+    p.fallocate(fd, PUNCH, P + 100, 2 * P)
+    a = p.mmap(0, 16 * P, PROT_READ, MAP_SHARED, fd, 0)
+    r0 = p.getrusage()
+    p.read(a + P, 1)
+    r1 = p.getrusage()
+    assert (r1.ru_minflt - r0.ru_minflt, r1.ru_majflt - r0.ru_majflt) == (1, 0)
+    assert "".join("R" if b & 1 else "." for b in p.mincore(a, 16 * P)) == ".R" + "." * 14
+    p.close(fd)
+
+
+def test_punch_over_a_sparse_file_leaves_new_folios_unread(machine, proc):
+    """Linux: a 16-page file made by ftruncate (no blocks), punched (4096 + 100, 8192):
+    nothing resident; a pread of page 1 then makes page 1 alone resident."""
+    p = proc
+    fd = p.open("/tmp/sparse", O_RDWR | O_CREAT | O_TRUNC, 0o644)
+    p.ftruncate(fd, 16 * P)
+    v = vmstat(machine)
+    p.fallocate(fd, PUNCH, P + 100, 2 * P)
+    assert _mincore(p, fd, 16) == "." * 16
+    assert _delta(machine, v, "pgpgin", "nr_dirty") == (0, 0)
+    assert p.pread(fd, 10, P) == bytes(10)
+    assert _mincore(p, fd, 16) == ".R" + "." * 14
+    p.close(fd)
+
+
+def test_punch_on_a_cached_file_dirties_the_partial_folios(machine, proc):
+    """Linux (kpageflags): after the punch of a cached, clean 16-page folio, pages 1 and
+    3 (split off, order 0) are dirty and uptodate, page 4 (a large piece) stays clean."""
+    p, k = proc, machine.k
+    fd = p.open("/tmp/cached", O_RDWR | O_CREAT | O_TRUNC, 0o644)
+    p.pwrite(fd, b"\1" * (16 * P), 0)
+    p.fsync(fd)
+    v = vmstat(machine)
+    p.fallocate(fd, PUNCH, P + 100, 2 * P)
+    assert _mincore(p, fd, 16) == "RR.RRRRRRRRRRRRR"
+    assert _delta(machine, v, "pgpgin", "nr_dirty") == (0, 2)
+    for index, dirty in ((1, True), (3, True), (4, False)):
+        f = k.mem.flags[_folio(p, fd, index)]
+        assert f & PG_uptodate and bool(f & PG_dirty) == dirty, index
+    p.close(fd)
+
+
+@pytest.mark.parametrize("chunk,off,length,refaults", [(1, 17 * P + 100, 2 * P, 2),
+                                                       (16, 17 * P + 100, 200, 1)])
+def test_punch_over_shadows_refaults_the_partial_blocks(machine, proc, chunk, off, length,
+                                                        refaults):
+    """Linux: 64 pages written ``chunk`` pages a pwrite, mapped, read and paged out
+    (MADV_PAGEOUT: shadows), then punched: workingset_refault_file and _activate_file
+    +2 / +1 (the hole's whole page 18 lost its shadow to truncation first; with 16-page
+    folios a hole inside one block truncates nothing), workingset_nodes -1, pgpgin
+    +8 / +4, nothing resident; a pread there then costs no I/O."""
+    p = proc
+    act = p.open("/tmp/active", O_RDWR | O_CREAT | O_TRUNC, 0o644)
+    p.pwrite(act, b"\5" * (1024 * P), 0)         # a workingset for the refault distance
+    p.pread(act, 1024 * P, 0)
+    p.pread(act, 1024 * P, 0)
+    fd = p.open("/tmp/shadowed", O_RDWR | O_CREAT | O_TRUNC, 0o644)
+    for i in range(0, 64, chunk):
+        p.pwrite(fd, b"\1" * (chunk * P), i * P)
+    p.fsync(fd)
+    a = p.mmap(0, 64 * P + (2 << 20), PROT_READ, MAP_PRIVATE, fd, 0)
+    b = (a + (2 << 20) - 1) & ~((2 << 20) - 1)
+    p.munmap(a, 64 * P + (2 << 20))
+    a = p.mmap(b, 64 * P, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 0)
+    for i in range(64):
+        p.read(a + i * P, 1)
+    p.madvise(a, 64 * P, MADV_PAGEOUT)
+    p.munmap(a, 64 * P)
+    assert _mincore(p, fd, 64) == "." * 64
+    v = vmstat(machine)
+    p.fallocate(fd, PUNCH, off, length)
+    keys = ("workingset_refault_file", "workingset_activate_file", "workingset_nodes", "pgpgin")
+    assert _delta(machine, v, *keys) == (refaults, refaults, -1, 4 * refaults)
+    assert _mincore(p, fd, 64) == "." * 64
+    v = vmstat(machine)
+    p.pread(fd, 10, off)
+    assert _delta(machine, v, *keys) == (0, 0, 0, 0)
+    assert _mincore(p, fd, 64) == "." * 17 + "R" + "." * 46
+    p.close(fd)
+
+
+def test_truncate_to_a_partial_block_reads_it_into_the_cache(machine, proc):
+    """Linux: ftruncate of an uncached 16-page file to 10 pages + 100 bytes: pgpgin +4,
+    nothing resident, refaults 0; page 10 (read through a mapping) is dirty."""
+    p, k = proc, machine.k
+    fd = _uncached(p, "/tmp/trunc", 16)
+    v = vmstat(machine)
+    p.ftruncate(fd, 10 * P + 100)
+    assert _delta(machine, v, "pgpgin", "nr_dirty", "workingset_refault_file") == (4, 1, 0)
+    assert _mincore(p, fd, 11) == "." * 11
+    f = k.mem.flags[_folio(p, fd, 10)]
+    assert f & PG_dirty and not f & PG_uptodate
+    assert p.pread(fd, P, 10 * P) == b"\1" * 100
+    p.fsync(fd)
+    ino = p._file(fd).f_inode
+    assert sorted(ino.i_blocks.keys()) == list(range(11))
+    from vmsim.fs.ext4 import _ext4_get_block
+    assert _ext4_get_block(ino, 10) == b"\1" * 100 + bytes(P - 100)
+    p.close(fd)
+
+
+def test_growing_truncate_zeroes_the_old_eof_block_tail(machine, proc):
+    """Linux: a 100-byte file, bytes 100..299 of its page written through a MAP_SHARED
+    mapping (past EOF), then ftruncate to 1000: bytes 100.. read as zeros
+    (ext4_setattr -> ext4_block_truncate_page(oldsize))."""
+    p = proc
+    fd = p.open("/tmp/grow", O_RDWR | O_CREAT | O_TRUNC, 0o644)
+    p.pwrite(fd, b"a" * 100, 0)
+    a = p.mmap(0, P, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+    p.write(a + 100, b"z" * 200)
+    p.munmap(a, P)
+    p.ftruncate(fd, 1000)
+    assert p.pread(fd, 1000, 0) == b"a" * 100 + bytes(900)
+    p.close(fd)
+
+
+def test_punch_past_eof_frees_the_eof_block(machine, proc):
+    """ext4_punch_hole() ends a hole past i_size at i_size's page end. Linux: a 1-byte
+    file (st_blocks 8) punched over [0, 2): st_blocks 0; a 5000-byte file (16) punched
+    over [4096, 9096): 8."""
+    p = proc
+    fd = p.open("/tmp/eof", O_RDWR | O_CREAT | O_TRUNC, 0o644)
+    p.pwrite(fd, b"\0", 0)
+    p.fsync(fd)
+    assert p.fstat(fd).st_blocks == 8
+    p.fallocate(fd, PUNCH, 0, 2)
+    p.fsync(fd)
+    assert (p.fstat(fd).st_blocks, p.fstat(fd).st_size) == (0, 1)
+    p.pwrite(fd, b"a" * 5000, 0)
+    p.fsync(fd)
+    assert p.fstat(fd).st_blocks == 16
+    p.fallocate(fd, PUNCH, P, 5000)
+    p.fsync(fd)
+    assert (p.fstat(fd).st_blocks, p.fstat(fd).st_size) == (8, 5000)
+    assert p.pread(fd, 5000, 0) == b"a" * P + bytes(5000 - P)
+    p.close(fd)
+
+
+def test_zeroing_traces_the_kernel_functions(machine, proc):
+    """The punch's trace (faults_only=False) shows the kernel's path, in its order,
+    and no vmsim-only helper of the zeroing."""
+    import re
+    from vmsim.trace import function_graph
+    p = proc
+    fd = _uncached(p, "/tmp/traced-punch", 16)
+    with function_graph(machine, faults_only=False, max_events=100000) as tr:
+        p.fallocate(fd, PUNCH, P + 100, 2 * P)
+    called = re.findall(r"\|\s+(\w+)\(\)", tr.text())
+    names = ["ext4_punch_hole", "truncate_pagecache_range", "ext4_zero_partial_blocks",
+             "ext4_block_zero_page_range", "__ext4_block_zero_page_range",
+             "__filemap_get_folio", "create_empty_buffers", "mark_buffer_dirty"]
+    at = [called.index(n) for n in names]
+    assert at == sorted(at), list(zip(names, at))
+    assert not [n for n in called if n.startswith("_ext4") or n == "_free_buffers"]
+    p.close(fd)
+
+
+def test_checker_catches_broken_buffer_heads(machine, proc):
+    p = proc
+    fd = _uncached(p, "/tmp/bh", 16)
+    p.fallocate(fd, PUNCH, P + 100, 2 * P)
+    machine.check()
+    mapping = p._file(fd).f_inode.i_mapping
+    folio = _folio(p, fd, 1)
+    bh = mapping.folio_private[folio]
+
+    def caught(pattern):
+        with pytest.raises(AssertionError, match=pattern):
+            machine.check()
+
+    saved = bh[0]
+    bh[0] = saved | (1 << 9)
+    caught(r"buffers: pfn 0x[0-9a-f]+: state 0x[0-9a-f]+ has unknown bits")
+    bh[0] = saved & ~1                            # dirty but not uptodate
+    caught(r"a dirty buffer not mapped and uptodate")
+    bh[0] = saved
+    bh.append(saved)
+    caught(r"2 buffers for 1 pages")
+    bh.pop()
+    mapping.folio_private[folio + 100] = [0]
+    caught(r"has buffers of mapping \d+ but is not its page-cache folio")
+    del mapping.folio_private[folio + 100]
+    machine.check()
+    p.close(fd)
