@@ -329,10 +329,11 @@ def do_fsync(k, task, fd: int, datasync: bool) -> int:
 
 def generic_fadvise(k, task, fd: int, offset: int, length: int, advice: int) -> int:
     """generic_fadvise() (mm/fadvise.c): the f_ra / f_mode hints, WILLNEED readahead,
-    DONTNEED write-back start and invalidation of clean unmapped folios."""
+    DONTNEED write-back start and invalidation of clean unmapped folios, a second pass
+    after lru_add_drain_all() when some could not go."""
     from vmsim.mm.readahead import readahead_control, force_page_cache_ra
-    from vmsim.mm.truncate import invalidate_mapping_pages
-    from vmsim.mm.swap import lru_add_drain
+    from vmsim.mm.truncate import invalidate_mapping_pages, mapping_try_invalidate
+    from vmsim.mm.swap import lru_add_drain, lru_add_drain_all
     f = fget(k, task, fd)
     if f is None:
         return -errno.EBADF
@@ -376,13 +377,23 @@ def generic_fadvise(k, task, fd: int, offset: int, length: int, advice: int) -> 
         # __filemap_fdatawrite_range(WB_SYNC_NONE): start writing back the range;
         # vmsim's writeback completes at once, so the folios are clean afterwards.
         write_cache_pages(k, mapping, offset >> 12, endbyte >> 12)
+        # First and last full page: partial pages are kept, except a last one that
+        # ends at i_size.
         start_index = (offset + 4095) >> 12
         end_index = endbyte >> 12
-        if endbyte != MAX_LFS_FILESIZE and (endbyte & 4095) != 4095:
+        if (endbyte & 4095) != 4095 and endbyte != ino.i_size - 1:
+            if end_index == 0:
+                return 0
             end_index -= 1
         if end_index >= start_index:
+            nr_failed = [0]
+            # Pages just written sit in the local CPU's LRU batch: drain it first.
             lru_add_drain(k)
-            invalidate_mapping_pages(k, mapping, start_index, end_index)
+            mapping_try_invalidate(k, mapping, start_index, end_index, nr_failed)
+            if nr_failed[0]:
+                # The failures may be folios in a remote CPU's LRU batch.
+                lru_add_drain_all(k)
+                invalidate_mapping_pages(k, mapping, start_index, end_index)
     else:
         return -errno.EINVAL
     return 0

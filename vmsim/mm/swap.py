@@ -83,6 +83,26 @@ def lruvec_add_folio(k, pfn: int):
     stat[_ZONE_LRU_STAT[lru]] += n
 
 
+def lruvec_add_folio_tail(k, pfn: int):
+    """lruvec_add_folio_tail(): link at the tail of its list and count it."""
+    lv = k.lruvec
+    lru = folio_lru_list(k, pfn)
+    mem = k.mem
+    last = lv.tail[lru]
+    mem.lru_next[pfn] = 0
+    mem.lru_prev[pfn] = last
+    if last:
+        mem.lru_next[last] = pfn
+    else:
+        lv.head[lru] = pfn
+    lv.tail[lru] = pfn
+    n = folio_nr_pages(k, pfn)
+    lv.nr[lru] += n
+    stat = k.vmstat
+    stat[_LRU_STAT[lru]] += n
+    stat[_ZONE_LRU_STAT[lru]] += n
+
+
 def lruvec_del_folio(k, pfn: int):
     """lruvec_del_folio(): unlink from its list."""
     lv = k.lruvec
@@ -159,6 +179,8 @@ def lru_add_drain_cpu(k, cpu: int):
     fb = k.cpu_fbatches[cpu]
     if fb.lru_add:
         folio_batch_move_lru(k, fb.lru_add, lru_add)
+    if fb.lru_deactivate_file:
+        folio_batch_move_lru(k, fb.lru_deactivate_file, lru_deactivate_file)
     if fb.lru_lazyfree:
         folio_batch_move_lru(k, fb.lru_lazyfree, lru_lazyfree)
     if fb.activate:
@@ -204,6 +226,48 @@ def folio_mark_lazyfree(k, pfn: int, cpu: int):
         # (folio_may_be_lru_cached()), it moves at once.
         if len(fb) >= PAGEVEC_SIZE or k.mem.flags[pfn] & PG_head:
             folio_batch_move_lru(k, fb, lru_lazyfree)
+
+
+def lru_deactivate_file(k, pfn: int):
+    """lru_deactivate_file(): an unmapped file folio goes inactive and unreferenced:
+    to the head of the list with PG_reclaim while dirty or under writeback, else to
+    the tail (pgrotated); pgdeactivate when it was active."""
+    from vmsim.mm.page_flags import PG_referenced, PG_dirty, PG_reclaim
+    from vmsim.mm.folio import folio_mapped
+    flags = k.mem.flags
+    f = flags[pfn]
+    active = f & PG_active
+    if f & PG_unevictable or not f & PG_lru:
+        return
+    if folio_mapped(k, pfn):                     # some processes are using the folio
+        return
+    nr = folio_nr_pages(k, pfn)
+    lruvec_del_folio(k, pfn)
+    flags[pfn] = flags[pfn] & ~(PG_active | PG_referenced)
+    from vmsim.mm.filemap import PG_writeback
+    if f & (PG_writeback | PG_dirty):
+        lruvec_add_folio(k, pfn)
+        flags[pfn] = flags[pfn] | PG_reclaim
+    else:
+        lruvec_add_folio_tail(k, pfn)
+        k.vmstat[vmstat.PGROTATED] += nr
+    if active:
+        k.vmstat[vmstat.PGDEACTIVATE] += nr
+
+
+def deactivate_file_folio(k, pfn: int, cpu: int = None):
+    """deactivate_file_folio(): queue a file folio on this CPU's lru_deactivate_file
+    batch (not an unevictable or off-LRU one; MGLRU is off, lru_gen_enabled() false)."""
+    f = k.mem.flags[pfn]
+    if f & PG_unevictable or not f & PG_lru:
+        return
+    cpu = k._current_cpu() if cpu is None else cpu
+    k.mem.refcount[pfn] += 1
+    fb = k.cpu_fbatches[cpu].lru_deactivate_file
+    fb.append(pfn)
+    # folio_batch_add_and_move(): a large folio is never LRU-cached.
+    if len(fb) >= PAGEVEC_SIZE or f & PG_head:
+        folio_batch_move_lru(k, fb, lru_deactivate_file)
 
 
 def folio_activate_fn(k, pfn: int):

@@ -257,11 +257,13 @@ def mapping_evict_folio(k, mapping, folio: int) -> bool:
     return remove_mapping(k, mapping, folio) > 0
 
 
-def mapping_try_invalidate(k, mapping, start: int, end: int) -> int:
-    """mapping_try_invalidate(): evict what may go in pages [start, end]; the rest
-    that failed only because it is mapped or held is deactivated; shadow entries in
-    the range are cleared (clear_shadow_entries). Returns the pages evicted plus the
-    value entries met."""
+def mapping_try_invalidate(k, mapping, start: int, end: int, nr_failed: list = None) -> int:
+    """mapping_try_invalidate(): evict what may go of the folios wholly in pages
+    [start, end] (mapping_evict_folio); each that may not is deactivated
+    (deactivate_file_folio) and counted in ``nr_failed`` (the kernel's unsigned long
+    *nr_failed: a one-item list here, or None); shadow entries met are cleared
+    (clear_shadow_entries). Returns the pages evicted plus the value entries met."""
+    from vmsim.mm.swap import deactivate_file_folio
     values = _find_lock_values(mapping, start, end) if mapping.i_pages.nr_values else []
     count = len(values)
     if values:
@@ -272,11 +274,17 @@ def mapping_try_invalidate(k, mapping, start: int, end: int) -> int:
             continue
         if mapping_evict_folio(k, mapping, folio):
             count += nr
+            continue
+        # Invalidation is a hint that the folio is no longer of interest.
+        deactivate_file_folio(k, folio)
+        if nr_failed is not None:
+            nr_failed[0] += 1                    # likely in the LRU cache of a remote CPU
     return count
 
 
 def invalidate_mapping_pages(k, mapping, start: int, end: int) -> int:
-    return mapping_try_invalidate(k, mapping, start, end)
+    """invalidate_mapping_pages(): mapping_try_invalidate() without the failures."""
+    return mapping_try_invalidate(k, mapping, start, end, None)
 
 
 def truncate_pagecache_range(k, inode, lstart: int, lend: int):
