@@ -1,5 +1,6 @@
 """The vmsim command line: run, trace, walk, demo, seedmap, and user-mistake handling."""
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -143,6 +144,24 @@ def test_trace_prints_fault_trees(tmp_path, capsys):
     assert "error_code=0x7 [PROT|WRITE|USER])" in out   # write to the zero page
     assert "  handle_page_fault() {" in out
     assert "wp_page_copy() {" in out
+
+
+def test_trace_all_of_munmap_shows_no_vmsim_helpers(tmp_path, capsys):
+    # The mmu_gather's list of gathered pages is vmsim's (mmu_gather._gathered), not a
+    # kernel function: `trace --all` of a munmap showed it as pages().
+    rc, out, err = run(capsys, "trace", "--all", scenario(tmp_path, """
+        import vmsim
+        m = vmsim.Machine("64M")
+        p = m.spawn()
+        a = p.mmap(0, 8 << 12, vmsim.PROT_READ | vmsim.PROT_WRITE,
+                   vmsim.MAP_PRIVATE | vmsim.MAP_ANONYMOUS)
+        p.touch(a, 8 << 12, write=True)
+        p.munmap(a, 8 << 12)
+    """))
+    assert rc == 0, err
+    called = set(re.findall(r"\|\s+(\w+)\(\)", out))
+    assert {"unmap_vmas", "zap_pte_range", "tlb_finish_mmu"} <= called
+    assert not {"pages", "_gathered"} & called
 
 
 def test_walk_modes(capsys):

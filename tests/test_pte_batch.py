@@ -234,7 +234,7 @@ def test_gather_array_keeps_the_order_of_the_python_entries(monkeypatch):
     private pages only hands folios_put the array; the state is the Python path's."""
     from vmsim.mm import mmu_gather, swap
     moved, arrays = [0], [0]
-    pages = mmu_gather.mmu_gather.pages
+    pages = mmu_gather.mmu_gather._gathered
 
     def moving(tlb):
         moved[0] += tlb._nbuf > 0
@@ -244,7 +244,7 @@ def test_gather_array_keeps_the_order_of_the_python_entries(monkeypatch):
     def putting(k, pfns):
         arrays[0] += isinstance(pfns, np.ndarray)
         return put(k, pfns)
-    monkeypatch.setattr(mmu_gather.mmu_gather, "pages", property(moving))
+    monkeypatch.setattr(mmu_gather.mmu_gather, "_gathered", property(moving))
     monkeypatch.setattr(swap, "folios_put", putting)
     program = [("write", 0, 400), ("shared", 150, 8), ("mlock", 100, 4), ("mlock", 300, 4),
                ("dontneed", 104, 146),

@@ -227,6 +227,51 @@ def test_an_empty_trace_says_so(capsys, tmp_path):
     assert rc == 0 and "note: the trace holds no accesses" in out
 
 
+@pytest.mark.parametrize("ext", ["lackey", "npz", "parquet"])
+def test_a_trace_whose_accesses_were_all_skipped_says_so(capsys, tmp_path, ext):
+    """Every access malformed, skipped with --skip-bad: the note says so (it said the
+    trace holds no accesses)."""
+    from vmsim.replay import native
+    p = str(tmp_path / f"b.{ext}")
+    if ext == "lackey":
+        open(p, "w").write(" S zz,8\n L 7ffd0000,\n")
+    else:
+        if ext == "parquet":
+            pytest.importorskip("pyarrow.parquet")
+        native.write_trace(p, [0x10000000] * 3, [9, 7, 3])
+    rc, out, err = run(capsys, "replay", p, "--skip-bad")
+    n, what = (2, "lines") if ext == "lackey" else (3, "rows")
+    assert rc == 0, err
+    assert f"note: no accesses replayed: the trace's {n} malformed {what} were all skipped " \
+        "(--skip-bad)" in out
+    assert "holds no accesses" not in out
+
+
+@pytest.mark.parametrize("ext", ["npz", "parquet"])
+def test_the_scan_time_is_printed_only_when_the_trace_was_scanned(capsys, tmp_path, ext):
+    """A native trace with events is not scanned (its areas are its mmap events): the
+    report gives no scan time for it (it printed 'trace scan 0.00 s'); one without
+    events is scanned and says how long that took."""
+    from vmsim.replay import native
+    from vmsim.replay.readers import Event
+    if ext == "parquet":
+        pytest.importorskip("pyarrow.parquet")
+    base, rw = 0x10000000, vmsim.PROT_READ | vmsim.PROT_WRITE
+    ev, plain = str(tmp_path / f"e.{ext}"), str(tmp_path / f"p.{ext}")
+    native.write_trace(ev, [base, base + 4096], [1, 0],
+                       events=[Event(0, "mmap", 1, base, 8192, rw,
+                                     vmsim.MAP_PRIVATE | vmsim.MAP_ANONYMOUS)])
+    native.write_trace(plain, [base, base + 4096], [1, 0])
+    for path, scanned in ((ev, False), (plain, True)):
+        js = tmp_path / "r.json"
+        rc, out, err = run(capsys, "replay", path, "--json", str(js))
+        assert rc == 0, err
+        last = out.strip().splitlines()[-1]
+        assert last.startswith("replayed 2 accesses in ")
+        assert ("; trace scan " in last) == scanned, last
+        assert (json.loads(js.read_text())["seconds"]["scan"] is None) == (not scanned)
+
+
 def test_the_replay_progress_knows_the_total(tmp_path):
     """The scan counts the accesses, so the replay's progress bar has an end (and an ETA)."""
     from vmsim.replay.run import Replay

@@ -364,7 +364,7 @@ def _zap_run(tlb, k, ptep: int, addr: int, end: int, zap_anon: bool):
         off = tlb._nbuf
         if buf is None or off + n > len(buf):
             if off:
-                tlb.pages                                  # moves the array onto the list
+                tlb._gathered                  # moves the array onto the list
                 off = 0
             if buf is None:
                 buf = tlb._buf = np.empty(_GATHER_ARRAY, dtype=np.int64)
@@ -379,7 +379,7 @@ def _zap_run(tlb, k, ptep: int, addr: int, end: int, zap_anon: bool):
         if compiled:
             tlb._nbuf = off + gathered
         else:
-            tlb.pages.extend(pages[:gathered])
+            tlb._gathered.extend(pages[:gathered])
     if first >= 0:
         # __tlb_adjust_range() of every cleared PTE: they ascend, so the run's first
         # and last give the same range.

@@ -334,7 +334,7 @@ def _zap_huge_pmds(tlb, vma, pmdp: int, addr: int, end: int) -> int:
     k.page_alloc.free_unref_folios(tables, [0] * z, k._current_cpu())
     mm.pgtables_bytes -= 4096 * z
     mm.rss_stat[MM_ANONPAGES] -= HPAGE_PMD_NR * z
-    tlb.pages.extend(folios)
+    tlb._gathered.extend(folios)
     if status == _GATHER_FULL:
         tlb_flush_mmu(tlb)
     return done

@@ -1204,7 +1204,7 @@ def zap_present_folio_ptes(tlb, vma, folio: int, page: int, ptep: int, addr: int
     # slots when nr > 1) holding nr references on the folio.
     full = __tlb_remove_folio_pages(tlb, folio, 1, False)
     if nr > 1:
-        tlb.pages.extend((folio,) * (nr - 1))
+        tlb._gathered.extend((folio,) * (nr - 1))
         tlb.active_nr += 1
     if delay_rmap:
         tlb.delayed.extend(range(page, page + nr))

@@ -54,7 +54,7 @@ class mmu_gather:
         self.need_flush_all = False
 
     @property
-    def pages(self) -> list:
+    def _gathered(self) -> list:
         """The gathered pages in order (the runs' array moved onto the list first)."""
         n = self._nbuf
         if n:
@@ -146,7 +146,7 @@ def tlb_next_batch(tlb) -> bool:
 def __tlb_remove_folio_pages(tlb, pfn: int, nr: int = 1, delay_rmap: bool = False) -> bool:
     """__tlb_remove_folio_pages(): gather a page (its rmap still to drop when
     ``delay_rmap``); return True when the batches are full and a flush is forced."""
-    tlb.pages.append(pfn)
+    tlb._gathered.append(pfn)
     if delay_rmap:
         tlb.delayed.append(pfn)
     tlb.active_nr += 1

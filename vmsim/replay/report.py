@@ -49,16 +49,20 @@ def print_report(out, r):
                   "of a file in the page cache; the heap by brk, the stack growing down; "
                   "the rest anonymous, private)", text)
     a = r["accesses"]
+    # A native trace's bad rows count as a text trace's bad lines (--skip-bad).
+    what = "rows" if r.get("format") in ("npz", "parquet") else "lines"
     if not a["total"]:
-        out.line("note: the trace holds no accesses")
+        if r["bad_lines"]:
+            out.line(f"note: no accesses replayed: the trace's {r['bad_lines']:,} malformed "
+                     f"{what} were all skipped (--skip-bad)")
+        else:
+            out.line("note: the trace holds no accesses")
     rows = [[k, _n(a[k])] for k in ("read", "write", "exec", "total")]
     if a.get("modify"):
         rows.insert(2, ["(of the writes, read-modify-write: lackey M)", _n(a["modify"])])
     rows.append(["bytes", _n(a["bytes"])])
     rows.append(["page-straddling (two translations)", _n(a["page_straddling"])])
     if r["bad_lines"]:
-        # A native trace's bad rows count as a text trace's bad lines (--skip-bad).
-        what = "rows" if r.get("format") in ("npz", "parquet") else "lines"
         rows.append([f"malformed {what} skipped", _n(r["bad_lines"])])
     out.table("accesses", ["kind", "count"], rows, right=(1,))
     f = r["faults"]
@@ -124,8 +128,10 @@ def print_report(out, r):
         out.table("vmstat deltas", ["counter", "delta"],
                   [[k, f"{v:+,}"] for k, v in sorted(vd.items())], right=(1,))
     s = r["seconds"]
+    # (a native trace with events is not scanned: its areas are its mmap events)
+    scan = f"; trace scan {s['scan']:.2f} s" if s.get("scan") is not None else ""
     out.line(f"replayed {a['total']:,} accesses in {s['replay']:.2f} s "
-             f"({r['accesses_per_s'] / 1e6:.2f} M accesses/s; trace scan {s['scan']:.2f} s)")
+             f"({r['accesses_per_s'] / 1e6:.2f} M accesses/s{scan})")
 
 
 def _misses_per_size(t):

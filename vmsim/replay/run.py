@@ -368,7 +368,7 @@ class Replay:
             "pgtables": _pgtables(m),
             "series": series,
             "vmstat_delta": {k: vm1[k] - vm0.get(k, 0) for k in vm1 if vm1[k] != vm0.get(k, 0)},
-            "seconds": {"scan": t1 - t0, "replay": t2 - t1},
+            "seconds": {"scan": None if has_events else t1 - t0, "replay": t2 - t1},
             "accesses_per_s": done / (t2 - t1) if t2 > t1 else 0.0,
         }
         self.machine, self.process, self.tasks = m, p, tasks
