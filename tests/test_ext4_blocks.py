@@ -57,6 +57,7 @@ FILE_OPS = st.lists(st.one_of(
               st.integers(0, 255)),
     st.tuples(st.just("truncate"), st.integers(0, 48 << 12)),
     st.tuples(st.just("punch"), st.integers(0, 40 << 12), st.integers(1, 20 << 12)),
+    st.tuples(st.just("zero"), st.integers(0, 40 << 12), st.integers(1, 20 << 12), st.booleans()),
     st.tuples(st.just("fsync"),),
     st.tuples(st.just("drop"),),
 ), min_size=1, max_size=14)
@@ -86,7 +87,7 @@ def test_file_blocks_follow_the_writes_long(machine, ops):
 
 
 def _file_blocks_follow_the_writes(machine, ops):
-    """pwrite / fsync / ftruncate / punch / drop_caches on an ext4 file against a
+    """pwrite / fsync / ftruncate / punch / zero range / drop_caches on an ext4 file against a
     bytearray: after fsync every block holds the file's bytes there, the pages
     written and fsynced since their last truncate or punch have blocks, none lies past
     i_size, st_blocks counts them; after drop_caches a read sees the same bytes (from
@@ -126,6 +127,14 @@ def _file_blocks_follow_the_writes(machine, ops):
                 whole = set(range((off + 4095) >> 12, hole_end >> 12))
                 dirty -= whole
                 synced -= whole
+        elif op[0] == "zero":
+            off, n, keep = op[1:]
+            p.fallocate(fd, 0x10 | (FALLOC_FL_KEEP_SIZE if keep else 0), off, n)
+            if not keep and off + n > len(data):
+                data.extend(bytes(off + n - len(data)))
+            end = min(off + n, len(data))
+            if end > off:
+                data[off:end] = bytes(end - off)
         elif op[0] == "fsync":
             p.fsync(fd)
             synced |= dirty

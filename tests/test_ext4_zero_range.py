@@ -274,3 +274,62 @@ def test_checker_catches_broken_buffer_heads(machine, proc):
     del mapping.folio_private[folio + 100]
     machine.check()
     p.close(fd)
+
+
+ZERO_RANGE = 0x10             # FALLOC_FL_ZERO_RANGE
+
+
+@pytest.mark.parametrize("cached", [False, True])
+def test_zero_range_zeroes_partial_blocks_through_the_cache(machine, proc, cached):
+    """ext4_zero_range(): Linux, 16-page file, fallocate(ZERO_RANGE, 4096 + 100, 8192):
+    uncached: mincore 16 x '.', pgpgin +8, nr_dirty +2; cached: 'RR.' + 13 x 'R',
+    pgpgin +0, nr_dirty +2; both: st_blocks 128 before and after (block 2 stays,
+    unwritten), the bytes zeroed."""
+    p = proc
+    if cached:
+        fd = p.open("/tmp/zr", O_RDWR | O_CREAT | O_TRUNC, 0o644)
+        p.pwrite(fd, b"\1" * (16 * P), 0)
+        p.fsync(fd)
+    else:
+        fd = _uncached(p, "/tmp/zr", 16)
+    v = vmstat(machine)
+    p.fallocate(fd, ZERO_RANGE, P + 100, 2 * P)
+    assert _mincore(p, fd, 16) == ("RR.RRRRRRRRRRRRR" if cached else "." * 16)
+    assert _delta(machine, v, "pgpgin", "nr_dirty") == ((0, 2) if cached else (8, 2))
+    assert p.fstat(fd).st_blocks == 128
+    got = p.pread(fd, 3 * P, P)
+    assert got == b"\1" * 100 + bytes(2 * P) + b"\1" * (P - 100)
+    p.fsync(fd)
+    assert p.fstat(fd).st_blocks == 128
+    machine.write_file("/proc/sys/vm/drop_caches", "3")
+    assert p.pread(fd, 3 * P, P) == got
+    p.close(fd)
+
+
+def test_zero_range_past_eof_grows_the_file(machine, proc):
+    """Linux: a 16-page file, fallocate(ZERO_RANGE, 15 pages + 100, 3 pages): size
+    73828, st_blocks 152 (19 blocks: the edges are allocated too), nothing resident."""
+    p = proc
+    fd = _uncached(p, "/tmp/zr-eof", 16)
+    p.fallocate(fd, ZERO_RANGE, 15 * P + 100, 3 * P)
+    st = p.fstat(fd)
+    assert (st.st_size, st.st_blocks) == (73828, 152)
+    assert _mincore(p, fd, 19) == "." * 19
+    assert p.pread(fd, 4 * P, 15 * P) == b"\1" * 100 + bytes(73828 - 15 * P - 100)
+    p.close(fd)
+
+
+def test_zero_range_errors(machine, proc):
+    """Linux: ZERO_RANGE | PUNCH_HOLE (| KEEP_SIZE) is EOPNOTSUPP; tmpfs has no
+    ZERO_RANGE (EOPNOTSUPP)."""
+    p = proc
+    fd = p.open("/tmp/zr-err", O_RDWR | O_CREAT | O_TRUNC, 0o644)
+    p.pwrite(fd, b"\1" * P, 0)
+    shm = p.open("/dev/shm/zr-err", O_RDWR | O_CREAT | O_TRUNC, 0o644)
+    p.ftruncate(shm, 4 * P)
+    for f, mode in ((fd, ZERO_RANGE | PUNCH), (fd, ZERO_RANGE | 2), (shm, ZERO_RANGE)):
+        with pytest.raises(OSError) as e:
+            p.fallocate(f, mode, 0, P)
+        assert e.value.errno == errno.EOPNOTSUPP, (f, mode)
+    p.close(fd)
+    p.close(shm)

@@ -793,7 +793,8 @@ class Process:
         self._rw(do_ftruncate, _cint("fd", fd), _loff("length", length))
 
     def fallocate(self, fd, mode, offset, length) -> None:
-        """fallocate(2): allocation, or FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE."""
+        """fallocate(2): allocation, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, or
+        (ext4) FALLOC_FL_ZERO_RANGE."""
         from vmsim.fs.open import vfs_fallocate
         self._rw(vfs_fallocate, _cint("fd", fd), _cint("mode", mode), _loff("offset", offset),
                  _loff("length", length))

@@ -41,6 +41,7 @@ SEEK_SET, SEEK_CUR, SEEK_END = 0, 1, 2
 # include/uapi/linux/falloc.h
 FALLOC_FL_KEEP_SIZE = 1
 FALLOC_FL_PUNCH_HOLE = 2
+FALLOC_FL_ZERO_RANGE = 0x10
 # include/uapi/asm-generic/mman-common.h
 MS_ASYNC = 1
 MS_INVALIDATE = 2

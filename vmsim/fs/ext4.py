@@ -27,6 +27,7 @@ from vmsim.mm.filemap import filemap_map_pages
 
 FALLOC_FL_KEEP_SIZE = 1
 FALLOC_FL_PUNCH_HOLE = 2
+FALLOC_FL_ZERO_RANGE = 0x10
 
 _BLOCKS = {}            # identical block contents share one bytes object
 
@@ -260,14 +261,53 @@ def ext4_punch_hole(k, file, offset: int, length: int) -> int:
     return 0
 
 
-def ext4_fallocate(k, file, mode: int, offset: int, length: int) -> int:
-    """ext4_fallocate(): PUNCH_HOLE, or allocation (no preallocated blocks in vmsim:
-    only i_size grows, without KEEP_SIZE)."""
+def ext4_zero_range(k, file, offset: int, length: int, mode: int) -> int:
+    """ext4_zero_range() (fs/ext4/extents.c): the blocks of the range, its partial
+    edges included, are allocated (unwritten extents: they read as zeros; an edge
+    block that exists keeps its data), the range's page cache goes
+    (ext4_truncate_page_cache_block_range), its whole blocks become unwritten (zeros),
+    i_size grows unless KEEP_SIZE, and the partial blocks are zeroed through the page
+    cache (ext4_zero_partial_blocks). vmsim allocates no block past i_size (as for
+    any fallocate)."""
+    from vmsim.mm.truncate import truncate_pagecache_range
     inode = file.f_inode
-    if mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE):
+    end = offset + length
+    new_size = end if not mode & FALLOC_FL_KEEP_SIZE and end > inode.i_size else 0
+    size = new_size or inode.i_size
+    last = min((end - 1) >> 12, ((size + 4095) >> 12) - 1)
+    if (offset | end) & 4095:
+        # Preallocate the range including the unaligned edges.
+        blocks = inode.i_blocks
+        holes = [i for i in range(offset >> 12, last + 1) if blocks.get(i) is None]
+        for i in holes:
+            _ext4_set_block(inode, i, _intern(bytes(4096)))
+    truncate_pagecache_range(k, inode, offset, end - 1)
+    start_lblk = (offset + 4095) >> 12
+    end_lblk = min(end >> 12, last + 1)
+    if end_lblk > start_lblk:
+        # EXT4_GET_BLOCKS_CONVERT_UNWRITTEN: the whole blocks read as zeros.
+        _ext4_set_blocks(inode, start_lblk, [_intern(bytes(4096))] * (end_lblk - start_lblk))
+    if new_size:
+        inode.i_size = new_size                   # ext4_update_inode_size()
+    if not (offset | end) & 4095:
+        return 0
+    # A block past i_size is a hole in vmsim: nothing to zero there.
+    zend = min(end, (size + 4095) & ~4095)
+    if zend <= offset:
+        return 0
+    return ext4_zero_partial_blocks(k, inode, offset, zend - offset)
+
+
+def ext4_fallocate(k, file, mode: int, offset: int, length: int) -> int:
+    """ext4_fallocate(): PUNCH_HOLE, ZERO_RANGE, or allocation (no preallocated blocks
+    in vmsim: only i_size grows, without KEEP_SIZE)."""
+    inode = file.f_inode
+    if mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE):
         return -errno.EOPNOTSUPP
     if mode & FALLOC_FL_PUNCH_HOLE:
         return ext4_punch_hole(k, file, offset, length)
+    if mode & FALLOC_FL_ZERO_RANGE:
+        return ext4_zero_range(k, file, offset, length, mode)
     if not mode & FALLOC_FL_KEEP_SIZE and offset + length > inode.i_size:
         inode.i_size = offset + length
     return 0
