@@ -1,7 +1,16 @@
 import os
+import sys
 
 # Every test runs with the debug checker on (CONFIG_DEBUG_VM / page_table_check).
 os.environ.setdefault("VMSIM_DEBUG_VM", "1")
+
+# The run writes bytecode (__pycache__, git-ignored) even where PYTHONDONTWRITEBYTECODE
+# is set, as on this project's machines: without it each xdist worker rewrote the asserts
+# of every test module and compiled vmsim's sources afresh (~6 CPU-s each), and so did
+# every CLI subprocess (~0.25 s each). The workers and subprocesses inherit the change.
+if sys.dont_write_bytecode:
+    sys.dont_write_bytecode = False
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 import pytest  # noqa: E402
 
