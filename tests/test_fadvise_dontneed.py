@@ -10,8 +10,8 @@ ctypes) run as root on the reference machine (6.18.44, ext4 /tmp, 2 CPUs):
   CPU 1's lru_add batch held the last pages: the second pass after lru_add_drain_all().
 - The same written on CPU 0 (pinned) with an fsync: 0 left (20 pages).
 - Written without fsync, DONTNEED at once: every page left (16/16, 64/64, 256/256,
-  1024/1024): the writeback DONTNEED starts is still in flight when it invalidates.
-  vmsim's writeback completes at once, so it drops them (not modelled).
+  1024/1024, written 1, 1, 16 and 256 pages a pwrite): the writeback DONTNEED starts
+  is still in flight when it invalidates.
 - A 10-page + 100-byte file: DONTNEED over [0, i_size) drops all 11 pages (a range
   ending at i_size - 1 keeps its last partial page in the invalidation); over
   [0, i_size - 50) the last page stays.
@@ -162,4 +162,31 @@ def test_dontneed_drops_the_last_partial_page_when_the_range_ends_at_i_size(mach
     p.fsync(fd)
     p.posix_fadvise(fd, 0, length, POSIX_FADV_DONTNEED)
     assert _mincore(p, fd, 11) == left
+    p.close(fd)
+
+
+@pytest.mark.parametrize("pages,chunk", [(16, 1), (16, 16), (64, 1), (256, 16)])
+def test_dontneed_right_after_a_write_keeps_the_pages_under_writeback(machine, proc, pages,
+                                                                      chunk):
+    """The folios DONTNEED starts writing back are still under writeback when it
+    invalidates (both passes fail on them; lru_deactivate_file marks them PG_reclaim),
+    so they stay cached, clean; their writeback then ends (the mark cleared: it is
+    PG_readahead's bit). Linux: all pages left for these four shapes. After that, a
+    second DONTNEED drops them all (Linux, with an fsync between: 0 left)."""
+    from vmsim.mm.filemap import PG_readahead
+    from vmsim.mm.page_flags import PG_dirty
+    p, k = proc, machine.k
+    fd = p.open("/tmp/unsynced", O_RDWR | O_CREAT | O_TRUNC, 0o644)
+    for i in range(0, pages, chunk):
+        p.pwrite(fd, b"\1" * (chunk * P), i * P)
+    v = vmstat(machine)
+    p.posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)
+    w = vmstat(machine)
+    assert (w["nr_dirty"] - v["nr_dirty"], w["pgpgout"] - v["pgpgout"]) == (-pages, 4 * pages)
+    assert _mincore(p, fd, pages) == "R" * pages
+    cache = p._file(fd).f_inode.i_mapping.i_pages
+    assert not any(k.mem.flags[cache.get(i)] & (PG_readahead | PG_dirty) for i in range(pages))
+    p.fsync(fd)
+    p.posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)
+    assert _mincore(p, fd, pages) == "." * pages
     p.close(fd)

@@ -93,17 +93,26 @@ def folio_start_writeback(k, folio: int):
 
 
 def folio_end_writeback(k, folio: int):
+    """folio_end_writeback(): a folio marked for immediate reclaim (PG_reclaim, the
+    bit PG_readahead shares) loses the mark and is rotated (folio_rotate_reclaimable)."""
+    from vmsim.mm.page_flags import PG_reclaim
     mem = k.mem
     nr = _nr(k, folio)
+    if mem.flags[folio] & PG_reclaim:
+        from vmsim.mm.swap import folio_rotate_reclaimable
+        mem.flags[folio] = mem.flags[folio] & ~PG_reclaim
+        folio_rotate_reclaimable(k, folio)
     mem.flags[folio] = mem.flags[folio] & ~PG_writeback
     k.vmstat[vmstat.NR_WRITEBACK] -= nr
     k.vmstat[vmstat.NR_ZONE_WRITE_PENDING] -= nr
     k.vmstat[vmstat.NR_WRITTEN] += nr
 
 
-def write_cache_pages(k, mapping, start: int, end: int) -> int:
+def write_cache_pages(k, mapping, start: int, end: int, in_flight: list = None) -> int:
     """write_cache_pages() / writeback_iter(): write back the dirty folios of pages
-    [start, end]; returns pages written."""
+    [start, end]; returns pages written. With ``in_flight`` (a list) the folios stay
+    under writeback, appended there, for the caller to end (folio_end_writeback) once
+    what the kernel does while the bios are in flight is done."""
     from vmsim.mm.truncate import _folios
     batch = []
     for index, folio in _folios(k, mapping, start, end):
@@ -115,7 +124,10 @@ def write_cache_pages(k, mapping, start: int, end: int) -> int:
     written = 0
     for folio in batch:
         written += _nr(k, folio)
-        folio_end_writeback(k, folio)
+        if in_flight is None:
+            folio_end_writeback(k, folio)
+    if in_flight is not None:
+        in_flight += batch
     return written
 
 

@@ -41,6 +41,7 @@ class cpu_fbatches:
 
     def __init__(self):
         self.lru_add = []
+        self.lru_move_tail = []
         self.lru_deactivate_file = []
         self.lru_deactivate = []
         self.lru_lazyfree = []
@@ -179,6 +180,8 @@ def lru_add_drain_cpu(k, cpu: int):
     fb = k.cpu_fbatches[cpu]
     if fb.lru_add:
         folio_batch_move_lru(k, fb.lru_add, lru_add)
+    if fb.lru_move_tail:
+        folio_batch_move_lru(k, fb.lru_move_tail, lru_move_tail)
     if fb.lru_deactivate_file:
         folio_batch_move_lru(k, fb.lru_deactivate_file, lru_deactivate_file)
     if fb.lru_lazyfree:
@@ -226,6 +229,34 @@ def folio_mark_lazyfree(k, pfn: int, cpu: int):
         # (folio_may_be_lru_cached()), it moves at once.
         if len(fb) >= PAGEVEC_SIZE or k.mem.flags[pfn] & PG_head:
             folio_batch_move_lru(k, fb, lru_lazyfree)
+
+
+def lru_move_tail(k, pfn: int):
+    """lru_move_tail(): to the tail of the inactive list (pgrotated)."""
+    flags = k.mem.flags
+    f = flags[pfn]
+    if f & PG_unevictable or not f & PG_lru:
+        return
+    lruvec_del_folio(k, pfn)
+    flags[pfn] = flags[pfn] & ~PG_active
+    lruvec_add_folio_tail(k, pfn)
+    k.vmstat[vmstat.PGROTATED] += folio_nr_pages(k, pfn)
+
+
+def folio_rotate_reclaimable(k, pfn: int, cpu: int = None):
+    """folio_rotate_reclaimable(): writeback ended on a folio marked for immediate
+    reclaim: queue it for the inactive list's tail (the lru_move_tail batch) if it
+    is still reclaimable."""
+    from vmsim.mm.page_flags import PG_locked, PG_dirty
+    f = k.mem.flags[pfn]
+    if f & (PG_locked | PG_dirty | PG_unevictable) or not f & PG_lru:
+        return
+    cpu = k._current_cpu() if cpu is None else cpu
+    k.mem.refcount[pfn] += 1
+    fb = k.cpu_fbatches[cpu].lru_move_tail
+    fb.append(pfn)
+    if len(fb) >= PAGEVEC_SIZE or f & PG_head:
+        folio_batch_move_lru(k, fb, lru_move_tail)
 
 
 def lru_deactivate_file(k, pfn: int):
@@ -285,7 +316,7 @@ def batch_refs(k) -> dict:
     refs = {}
     for fb in k.cpu_fbatches:
         for lst in (fb.lru_add, fb.lru_lazyfree, fb.activate, fb.lru_deactivate,
-                    fb.lru_deactivate_file, fb.mlock):
+                    fb.lru_deactivate_file, fb.lru_move_tail, fb.mlock):
             for pfn in lst:
                 refs[pfn] = refs.get(pfn, 0) + 1
     return refs
