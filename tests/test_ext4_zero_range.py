@@ -333,3 +333,19 @@ def test_zero_range_errors(machine, proc):
         assert e.value.errno == errno.EOPNOTSUPP, (f, mode)
     p.close(fd)
     p.close(shm)
+
+
+def test_truncate_to_the_same_unaligned_size_zeroes_the_eof_block_tail(machine, proc):
+    """ext4_setattr() runs ext4_truncate() when the size does not grow, the same size
+    included: Linux, a 10-page + 100-byte file, uncached, ftruncate to its own size:
+    pgpgin +4, nr_dirty +1, nothing resident (2 runs)."""
+    p = proc
+    fd = p.open("/tmp/same", O_RDWR | O_CREAT | O_TRUNC, 0o644)
+    p.pwrite(fd, b"\1" * (10 * P + 100), 0)
+    p.fsync(fd)
+    p.posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)
+    v = vmstat(machine)
+    p.ftruncate(fd, 10 * P + 100)
+    assert _delta(machine, v, "pgpgin", "nr_dirty") == (4, 1)
+    assert _mincore(p, fd, 11) == "." * 11
+    p.close(fd)
