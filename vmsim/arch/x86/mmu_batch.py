@@ -303,7 +303,7 @@ def access_chunk(pt, rows, pool, cr3_pfn, la57, addrs, kinds, sizes, i, done, n,
     0 from ``_translate``) is repeated for the next accesses of the same kind to the
     same page by ``_again``, without the lookup or walk, as long as every translation
     in between also returned a slot (a walk always does; a TLB lookup when it was a
-    first-level hit, which changes nothing but LRU stamps and counts). A store that
+    first-level hit, which changes nothing but LRU state and counts). A store that
     succeeded leaves a read of its page the same: it needed every right a read needs
     (protection key included) and set Accessed.
 

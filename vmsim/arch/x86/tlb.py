@@ -176,7 +176,7 @@ def _set_drop(ent, geo, cpu, s, first, slot):
 def _probe_struct(ent, geo, clock, cpu, s, addr, pcid, sc0):
     """Return the slot of a valid entry of structure ``s`` translating ``addr`` (at any
     page size it holds, from size code ``sc0`` up) for ``pcid`` (or global), touching
-    its LRU stamp; -1 if none."""
+    its LRU state; -1 if none."""
     ways = geo[s, G_WAYS]
     if ways == 0:
         return -1
@@ -193,7 +193,7 @@ def _probe_struct(ent, geo, clock, cpu, s, addr, pcid, sc0):
 
 def _probe_tag(ent, geo, clock, cpu, s, tag, sc, pcid):
     """The slot of a valid entry of structure ``s`` with ``tag`` and size code ``sc`` for
-    ``pcid`` (or global), its LRU stamp refreshed; -1 if none."""
+    ``pcid`` (or global), its set's LRU state moved; -1 if none."""
     ways = geo[s, G_WAYS]
     if ways == 0:
         return -1
@@ -583,7 +583,7 @@ def _l1_hit(ent, geo, clock, stats, cpu, pcid, s, addr, access, pkru):
     """The first probe of _tlb_translate written out for its common case (no stale-TLB
     checker): the slot of the 4K entry of L1 structure ``s`` that translates ``addr``
     for ``pcid`` when its cached rights allow ``access`` without a walk (D set for a
-    store), its LRU stamp and hit counted as _tlb_translate counts them; else -1 (no
+    store), its LRU state and hit counted as _tlb_translate counts them; else -1 (no
     such entry) or -2 (one the access needs a walk for), with nothing changed
     (_tlb_miss then probes and decides as before)."""
     ways = geo[s, G_WAYS]
