@@ -155,6 +155,7 @@ def test_paging_structure_caches_let_walks_skip_levels():
     a2 = (a + (2 << 20)) & ~((2 << 20) - 1)
     p.touch(a2, 8 * P, write=True)
     m.k.tlb.ent[0, T.E_CTX, :m.k.tlb.geo[T.S_PML4E, T.G_BASE]] = 0    # drop TLB entries, keep PSCs
+    m.k.tlb._held(0)
     reads = stat(m, 0, "walk_reads")
     p.touch(a2, 8 * P)
     assert stat(m, 0, "walk_reads") - reads == 8             # PDE cache hit: 1 read per walk
@@ -181,6 +182,66 @@ def _geometry_functions(geo):
     return g
 
 
+@pytest.mark.parametrize("sets, ways", [(4, 2), (3, 6), (4, 16), (2, 24)])
+def test_sets_evict_their_least_recently_used_way(sets, ways):
+    """Lookups, fills on a miss, INVLPG and CR3 writes on one structure, against a plain
+    model of LRU sets (each set's tags, most recently used first): the sets of 2 to 16
+    ways (an LRU word and a valid mask) and the larger (a stamp per way) keep the
+    model's entries, and the debug checker finds their words consistent throughout."""
+    st = T.TLBState(1, T.custom_geometry({"L2 TLB": (sets * ways, ways)}), pcide=True)
+    s = T.S_L2
+    assert T._ordered(st.geo, s) == (ways <= 16)
+    rng = np.random.default_rng(sets * ways)
+    model = [[] for _ in range(sets)]
+    fullest = 0
+    for step in range(2500):
+        tag = int(rng.integers(0, sets * ways * 2))
+        si = tag % sets
+        op = rng.random()
+        if op < 0.8:                    # a lookup; a miss walks and fills
+            slot = T._probe_tag(st.ent, st.geo, st.clock, 0, s, tag, 0, 1)
+            if tag in model[si]:
+                assert slot >= 0 and st.ent[0, T.E_TAG, slot] == tag
+                model[si].remove(tag)
+            else:
+                assert slot < 0
+                T._fill_struct(st.ent, st.geo, st.clock, 0, s, tag, 1 | T.CTX_VALID, tag << 12)
+            model[si].insert(0, tag)
+            del model[si][ways:]
+        elif op < 0.98:                 # INVLPG
+            T._tlb_invalidate_addr(st.ent, st.geo, 0, 1, tag << 12, 0)
+            if tag in model[si]:
+                model[si].remove(tag)
+        elif op < 0.99:                 # nothing else
+            pass
+        else:                           # MOV to CR3 without NOFLUSH
+            st._write_cr3(0, 1, False)
+            model = [[] for _ in range(sets)]
+        valid = (st.ent[0, T.E_CTX] & T.CTX_VALID) != 0
+        assert sorted(st.ent[0, T.E_TAG, valid].tolist()) == sorted(t for m in model for t in m)
+        assert st._order_ok()
+        fullest = max(fullest, *map(len, model))
+    assert fullest == ways
+
+
+def test_checker_finds_a_set_lru_word_or_mask_that_disagrees():
+    m = machine(cpus=1)
+    p = m.spawn()
+    a = anon(p, 8)
+    p.touch(a, 8 * P)
+    hw = m.k.tlb
+    first = int(hw.geo[T.S_L2, T.G_BASE])
+    for field, change in ((first, 0x1), (first + 1, 1 << 15), (first + 1, 0)):
+        saved = hw.ent.copy()
+        hw.ent[0, T.E_LRU, field] = change if field == first + 1 else hw.ent[0, T.E_LRU, field] ^ change
+        if field == first + 1 and change == 0:
+            hw.ent[0, T.E_CTX, first] = T.CTX_VALID          # a valid way the mask lacks
+        with pytest.raises(AssertionError, match="LRU word or valid-ways mask"):
+            m.check()
+        hw.ent[:] = saved
+    m.check()
+
+
 @pytest.mark.parametrize("geometry", ["golden-cove", "zen4",
                                       {"L1 dTLB": (12, 3), "L2 TLB": (40, 5), "PDE cache": (6, 3)}])
 def test_geometry_build_leaves_the_state_the_generic_one_leaves(geometry):
@@ -197,6 +258,7 @@ def test_geometry_build_leaves_the_state_the_generic_one_leaves(geometry):
     g = _geometry_functions(hw.geo)
     for trial in range(4):
         hw.ent[0, T.E_CTX, rng.random(hw.nslots) < 0.5] = 0
+        hw._held(0)
         for j in rng.choice(64, 16, replace=False):
             i = pte_index(m, p, a + int(j) * P)
             k.ptpool.mv[i] = k.ptpool.mv[i] & ~0x60
@@ -244,6 +306,7 @@ def test_compiled_tlb_path_leaves_the_state_python_leaves():
     for trial in range(4):          # checker off (the inlined hit loop), then on
         # random partial TLB contents and random A/D bits in the PTEs
         hw.ent[0, T.E_CTX, rng.random(hw.nslots) < 0.5] = 0
+        hw._held(0)
         for j in rng.choice(64, 16, replace=False):
             i = pte_index(m, p, a + int(j) * P)
             k.ptpool.mv[i] = k.ptpool.mv[i] & ~0x60

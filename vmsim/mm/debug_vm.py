@@ -838,6 +838,9 @@ def _check_tlb(k, rep, mm=None):
     if mm is None and hw is not None and not hw._held_ok():
         rep("TLB: a CPU's held-sizes word (clock[cpu, 1]) lacks a page size one of its "
             "structures holds: lookups would skip that entry")
+    if mm is None and hw is not None and not hw._order_ok():
+        rep("TLB: a set's LRU word or valid-ways mask (tlb: ordered sets) disagrees with "
+            "its entries")
 
 
 def check_mm(k, mm, _free=None, _table_owner=None, _rep=None):

@@ -14,11 +14,14 @@ from numba.extending import intrinsic
 
 @intrinsic
 def _prefetch(typingctx, arr, idx):
-    """Prefetch ``arr[idx]`` for reading (locality 3: keep it in every cache level)."""
+    """Prefetch ``arr[idx]`` for reading (locality 3: keep it in every cache level);
+    ``idx`` an int, or a tuple of one per dimension."""
     def codegen(context, builder, signature, args):
         aryty = signature.args[0]
         ary = context.make_array(aryty)(context, builder, args[0])
-        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]], wraparound=False)
+        idx = (cgutils.unpack_tuple(builder, args[1]) if isinstance(signature.args[1], types.BaseTuple)
+               else [args[1]])
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, idx, wraparound=False)
         i32 = ir.IntType(32)
         fnty = ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32])
         fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")

@@ -30,8 +30,9 @@ from vmsim.arch.x86 import tlb as _hwtlb
 from vmsim.arch.x86.mm.fault import pt_regs, is_vsyscall_vaddr
 from vmsim.arch.x86.traps import exc_page_fault, exc_general_protection
 from vmsim.arch.x86.mmu import _walk, _P, _RW, _US, _A, _D, _PS, _XD, _PFN
-from vmsim.arch.x86.tlb import (l1_hit, tlb_miss, _tlb_check_hit, S_L1I_4K, S_L1D_4K, G_SIZES,
-                                ST_HIT, E_VAL, E_LRU)
+from vmsim.arch.x86.tlb import (l1_hit, tlb_miss, _tlb_check_hit, _ordered, _set_first, _set_use,
+                                S_L1I_4K, S_L1D_4K, G_SIZES, G_WAYS, G_FILL, ST_HIT, E_TAG, E_CTX,
+                                E_VAL, E_LRU)
 from vmsim.mm.page_data import _store
 
 # Access kinds, as a trace records them (vmsim.ACCESS_READ / _WRITE / _EXEC).
@@ -185,18 +186,35 @@ def _prefetch_pte(pt, rows, w, addr):
             _prefetch(pt, rows[(e & _PFN) >> 12] * 512 + ((addr >> 12) & 511))
 
 
-def _prefetch_tlb_walk(pt, rows, cr3_pfn, la57, addr):
-    """The TLB build's _prefetch_pte (it keeps no walk state): read the entries above the
-    PTE from the root, and start loading the PTE if they lead to one. Reads only."""
-    shift = 48 if la57 else 39
-    row = rows[cr3_pfn]
-    while shift > 12:
-        e = pt[row * 512 + ((addr >> shift) & 511)]
-        if (e & (_P | _PS)) != _P:
-            return
-        row = rows[(e & _PFN) >> 12]
-        shift -= 9
-    _prefetch(pt, row * 512 + ((addr >> 12) & 511))
+def _prefetch_tlb_walk(pt, rows, cr3_pfn, la57, addr, w, ent, geo, cpu):
+    """The TLB build's _prefetch_pte: start loading the PTE a walk of ``addr`` will read
+    and the second-level TLB set its lookup will probe (tags, contexts, values). Reads
+    only. The TLB build keeps ``w`` for this alone: the PMD table of each 1 GiB walked
+    to from the root (as _walk_cached does)."""
+    hi = addr >> 30
+    s = (hi & (_W_PMD - 1)) * 4
+    if hi != w[s]:
+        shift = 48 if la57 else 39
+        row = rows[cr3_pfn]
+        while shift > 21:
+            e = pt[row * 512 + ((addr >> shift) & 511)]
+            if (e & (_P | _PS)) != _P:
+                return
+            row = rows[(e & _PFN) >> 12]
+            shift -= 9
+        w[s] = hi
+        w[s + 1] = row
+    e = pt[w[s + 1] * 512 + ((addr >> 21) & 511)]
+    if (e & (_P | _PS)) == _P:
+        _prefetch(pt, rows[(e & _PFN) >> 12] * 512 + ((addr >> 12) & 511))
+    l2 = geo[G_FILL + 3, 0]                 # where a data 4K translation is kept at level 2
+    if l2 >= 0:
+        first = _set_first(geo, l2, addr >> 12)
+        last = first + geo[l2, G_WAYS] - 1
+        _prefetch(ent, (cpu, E_TAG, first))
+        _prefetch(ent, (cpu, E_TAG, last))
+        _prefetch(ent, (cpu, E_CTX, first))
+        _prefetch(ent, (cpu, E_CTX, last))
 
 
 def _prefetch_none(arr, i):
@@ -209,8 +227,9 @@ _prefetch = _prefetch_none
 def _tlb(pt, rows, cr3_pfn, la57, addr, access, pkru, w, ent, geo, clock, tstats, cpu, pcid,
          check, bad):
     """The translation with Machine(tlb=...): the CPU's TLB lookup in front of the walk.
-    The second value is the slot of the first-level 4K entry that hit (tlb.l1_hit: a
-    repeat hits it again, see access_chunk), -1 for anything else.
+    The second value says which first-level 4K entry hit (tlb.l1_hit: a repeat hits it
+    again, see access_chunk): its slot times 64 plus its way in its set; -1 for anything
+    else.
 
     With the stale-TLB checker (``check``), a first-level hit is compared with the
     tables as tlb_miss compares every hit (tlb._tlb_check_hit); its repeats are not
@@ -225,26 +244,34 @@ def _tlb(pt, rows, cr3_pfn, la57, addr, access, pkru, w, ent, geo, clock, tstats
             val = ent[cpu, E_VAL, slot]
             if check:
                 _tlb_check_hit(pt, rows, cr3_pfn, la57, addr, val, 0, cpu, pcid, bad)
-            return (val & _PFN) | (addr & 0xFFF), slot
+            return (val & _PFN) | (addr & 0xFFF), slot * 64 + ((slot - _set_first(geo, s, addr >> 12)) & 63)
         if slot == -1:
             skip = s
     return tlb_miss(pt, rows, cr3_pfn, la57, addr, access, pkru, ent, geo, clock, tstats, cpu,
                     pcid, check, bad, skip), -1
 
 
-def _again_walk(ent, clock, tstats, cpu, slot, kind):
+def _again_walk(ent, geo, clock, tstats, cpu, slot, kind):
     """A repeat of a walk: it reads entries the first one left with Accessed (and
     Dirty) set, and writes nothing."""
     return
 
 
-def _again_tlb(ent, clock, tstats, cpu, slot, kind):
-    """A repeat of a first-level hit (tlb.l1_hit): the same entry hits; its LRU stamp
-    and the hit count move as l1_hit moves them."""
-    c = clock[cpu, 0] + 1
-    clock[cpu, 0] = c
-    ent[cpu, E_LRU, slot] = c
-    tstats[cpu, ST_HIT + 3 * (S_L1I_4K if kind == 2 else S_L1D_4K)] += 1
+def _again_tlb(ent, geo, clock, tstats, cpu, hit, kind):
+    """A repeat of a first-level hit (tlb.l1_hit; ``hit`` as _tlb returns it): the same
+    entry hits; its LRU state and the hit count move as l1_hit moves them (in a set
+    that keeps an LRU word, mostly not at all: the entry is its most recent already)."""
+    s = S_L1I_4K if kind == 2 else S_L1D_4K
+    slot = hit >> 6
+    if _ordered(geo, s):
+        way = hit & 63
+        if ent[cpu, E_LRU, slot - way] & 15 != way:
+            _set_use(ent, geo, clock, cpu, s, slot - way, slot)
+    else:
+        c = clock[cpu, 0] + 1
+        clock[cpu, 0] = c
+        ent[cpu, E_LRU, slot] = c
+    tstats[cpu, ST_HIT + 3 * s] += 1
 
 
 def _store_mode(rows, frame, value):
@@ -276,7 +303,7 @@ def access_chunk(pt, rows, pool, cr3_pfn, la57, addrs, kinds, sizes, i, done, n,
     0 from ``_translate``) is repeated for the next accesses of the same kind to the
     same page by ``_again``, without the lookup or walk, as long as every translation
     in between also returned a slot (a walk always does; a TLB lookup when it was a
-    first-level hit, which changes nothing but LRU stamps and counts). A store that
+    first-level hit, which changes nothing but LRU state and counts). A store that
     succeeded leaves a read of its page the same: it needed every right a read needs
     (protection key included) and set Accessed.
 
@@ -343,7 +370,7 @@ def access_chunk(pt, rows, pool, cr3_pfn, la57, addrs, kinds, sizes, i, done, n,
                     if pg != p2:
                         break
                     slot = s2
-                _again(ent, clock, tstats, cpu, slot, kind)
+                _again(ent, geo, clock, tstats, cpu, slot, kind)
                 translations += 1
                 i += 1
             if i >= n:
@@ -415,7 +442,7 @@ def access_chunk(pt, rows, pool, cr3_pfn, la57, addrs, kinds, sizes, i, done, n,
                 # Not a first-level hit: in a trace where such lookups are common they
                 # mostly walk, so the walk of the access _AHEAD on starts loading.
                 if _PREFETCH_TLB and i + _AHEAD < n:
-                    _prefetch_tlb_walk(pt, rows, cr3_pfn, la57, addrs[i + _AHEAD])
+                    _prefetch_tlb_walk(pt, rows, cr3_pfn, la57, addrs[i + _AHEAD], w, ent, geo, cpu)
             elif kind == 0:
                 p0 = ca >> 12
                 s0 = slot
@@ -487,6 +514,9 @@ def _build(use_tlb, compiled, geo=None):
                 g["l1_hit"] = ns.l1_hit
                 g["tlb_miss"] = ns.tlb_miss
                 g["_tlb_check_hit"] = ns._tlb_check_hit
+                g["_ordered"] = ns._ordered
+                g["_set_first"] = ns._set_first
+                g["_set_use"] = ns._set_use
             g["_translate"] = inline(_tlb if use_tlb else _walk_cached)
             g["_again"] = inline(_again_tlb if use_tlb else _again_walk)
             # numba's cache keys a function by its qualified name and line, not by its

@@ -28,12 +28,17 @@ State is plain int64 numpy arrays so the same functions run as Python or, built 
   PDE caches); ctx = PCID | G << 12 | size code << 13
   (0: 4 KiB, 1: 2 MiB, 2: 1 GiB) | VALID; val = the leaf with effective R/W, U/S, XD
   (a PSC entry: the next table's address with the effective rights of the levels above);
-  lru = the CPU's access clock when last used.
+  lru: the replacement state. A set of 2 to 16 ways (every preset's but AMD's large
+  ones) keeps it in its first two ways' lru words: the ways' LRU order, 4 bits each
+  from the most recently used up (unused nibbles 15), and the mask of its valid ways;
+  a fill takes its victim from them without reading the set, a use moves one nibble
+  (vmsim's: hardware keeps a few pseudo-LRU bits per set). A larger set keeps in each
+  way the CPU's access clock when last used.
 - ``geo[s] = (base slot, sets, ways, page sizes held (bit 0 4K, 1 2M, 2 1G), users
   (1 instruction, 2 data), level (1 L1, 2 L2, 3 PSC))`` for the structures S_*; rows
   G_LOOKUP and G_FILL after them: what the lookup probes and where a fill goes, per kind
   of access, computed once from the geometry.
-- ``clock[cpu] = (LRU clock, held)``: held has bit 3 * s + size code set when structure
+- ``clock[cpu] = (access clock, held)``: held has bit 3 * s + size code set when structure
   s may hold a valid entry of that page size (set by every fill, recomputed when a
   flush drops entries in bulk, left set by INVLPG): a lookup skips the probes that
   could find nothing (vmsim's, not the CPU's, which probes its sizes in parallel).
@@ -113,10 +118,65 @@ def _set_first(geo, s, tag):
     return geo[s, G_BASE] + ((tag & 0x7FFFFFFFFFFFFFFF) % sets) * geo[s, G_WAYS]
 
 
+# An ordered set's LRU word (the module docstring): nibble i the way used i-th most recently.
+_ORDER_WAYS = 16
+_NIBBLES = 0x1111111111111111
+_NIBBLE_TOPS = -0x7777777777777778           # 0x8888888888888888 as an int64
+
+
+def _ordered(geo, s):
+    """Does structure ``s`` keep each set's LRU order in a word (2 to 16 ways)?"""
+    ways = geo[s, G_WAYS]
+    return ways >= 2 and ways <= _ORDER_WAYS
+
+
+def _order_start(ways):
+    """An ordered set's first LRU word: way i in nibble i, unused nibbles 15."""
+    w = 0
+    for i in range(16):
+        w |= (i if i < ways else 15) << (4 * i)
+    return _w64(w)
+
+
+def _w64(x):
+    """``x`` as the signed 64-bit word the compiled build computes (it wraps)."""
+    x &= 0xFFFFFFFFFFFFFFFF
+    return x - (1 << 64) if x >> 63 else x
+
+
+def _cttz(x):
+    """The trailing zero bits of a nonzero ``x`` (LLVM's cttz in the compiled build)."""
+    x = int(x)
+    return (x & -x).bit_length() - 1
+
+
+def _set_use(ent, geo, clock, cpu, s, first, slot):
+    """Make ``slot`` the most recently used way of its set (which starts at ``first``):
+    its nibble moves to the front of the set's LRU word, or it takes the next clock."""
+    if _ordered(geo, s):
+        o = int(ent[cpu, E_LRU, first])
+        way = int(slot - first)
+        # The nibble equal to ``way``: the lowest zero nibble of o ^ way * 0x11..1.
+        x = o ^ (way * _NIBBLES)
+        p4 = _cttz((x - _NIBBLES) & ~x & _NIBBLE_TOPS) & ~3
+        ent[cpu, E_LRU, first] = _w64((o & ~((2 << (p4 + 3)) - 1)) | ((o & ((1 << p4) - 1)) << 4) | way)
+    else:
+        c = clock[cpu, 0] + 1
+        clock[cpu, 0] = c
+        ent[cpu, E_LRU, slot] = c
+
+
+def _set_drop(ent, geo, cpu, s, first, slot):
+    """Invalidate ``slot`` (of the set starting at ``first``)."""
+    ent[cpu, E_CTX, slot] = 0
+    if _ordered(geo, s):
+        ent[cpu, E_LRU, first + 1] &= ~(1 << (slot - first))
+
+
 def _probe_struct(ent, geo, clock, cpu, s, addr, pcid, sc0):
     """Return the slot of a valid entry of structure ``s`` translating ``addr`` (at any
     page size it holds, from size code ``sc0`` up) for ``pcid`` (or global), touching
-    its LRU stamp; -1 if none."""
+    its LRU state; -1 if none."""
     ways = geo[s, G_WAYS]
     if ways == 0:
         return -1
@@ -133,7 +193,7 @@ def _probe_struct(ent, geo, clock, cpu, s, addr, pcid, sc0):
 
 def _probe_tag(ent, geo, clock, cpu, s, tag, sc, pcid):
     """The slot of a valid entry of structure ``s`` with ``tag`` and size code ``sc`` for
-    ``pcid`` (or global), its LRU stamp refreshed; -1 if none."""
+    ``pcid`` (or global), its set's LRU state moved; -1 if none."""
     ways = geo[s, G_WAYS]
     if ways == 0:
         return -1
@@ -144,9 +204,7 @@ def _probe_tag(ent, geo, clock, cpu, s, tag, sc, pcid):
         ctx = ent[cpu, E_CTX, slot]
         if (ctx & CTX_VALID and (ctx >> CTX_SIZE_SHIFT) & 3 == sc
                 and ((ctx & CTX_PCID) == pcid or ctx & CTX_GLOBAL)):
-            c = clock[cpu, 0] + 1
-            clock[cpu, 0] = c
-            ent[cpu, E_LRU, slot] = c
+            _set_use(ent, geo, clock, cpu, s, first, slot)
             return slot
     return -1
 
@@ -158,26 +216,52 @@ def _fill_struct(ent, geo, clock, cpu, s, tag, ctx, val):
     if ways == 0:
         return
     first = _set_first(geo, s, tag)
-    victim = first
-    oldest = ent[cpu, E_LRU, first]
-    for slot in range(first, first + ways):
-        c = ent[cpu, E_CTX, slot]
-        if not c & CTX_VALID:
-            victim = slot
-            break
-        if ent[cpu, E_TAG, slot] == tag and (c & ~CTX_GLOBAL) == (ctx & ~CTX_GLOBAL):
-            victim = slot
-            break
-        if ent[cpu, E_LRU, slot] < oldest:
-            oldest = ent[cpu, E_LRU, slot]
-            victim = slot
-    c = clock[cpu, 0] + 1
-    clock[cpu, 0] = c
+    if _ordered(geo, s):
+        victim = _order_victim(ent, cpu, first, ways, tag, ctx)
+    else:
+        victim = first
+        oldest = ent[cpu, E_LRU, first]
+        for slot in range(first, first + ways):
+            c = ent[cpu, E_CTX, slot]
+            if not c & CTX_VALID:
+                victim = slot
+                break
+            if ent[cpu, E_TAG, slot] == tag and (c & ~CTX_GLOBAL) == (ctx & ~CTX_GLOBAL):
+                victim = slot
+                break
+            if ent[cpu, E_LRU, slot] < oldest:
+                oldest = ent[cpu, E_LRU, slot]
+                victim = slot
     clock[cpu, 1] |= 1 << (3 * s + ((ctx >> CTX_SIZE_SHIFT) & 3))
     ent[cpu, E_TAG, victim] = tag
     ent[cpu, E_CTX, victim] = ctx
     ent[cpu, E_VAL, victim] = val
-    ent[cpu, E_LRU, victim] = c
+    _set_use(ent, geo, clock, cpu, s, first, victim)
+
+
+def _order_victim(ent, cpu, first, ways, tag, ctx):
+    """_fill_struct's choice in an ordered set, marked valid: the first invalid way, else
+    the least recently used. Only a global entry can find one of its tag and context
+    (PCID, size) in place: the lookup or walk probe that missed before any other fill
+    would have hit that entry (a global entry copied from L2 keeps the PCID it was
+    made with, which the probe did not ask for)."""
+    mask = ent[cpu, E_LRU, first + 1]
+    victim = -1
+    if ctx & CTX_GLOBAL:
+        for slot in range(first, first + ways):
+            c = ent[cpu, E_CTX, slot]
+            if not c & CTX_VALID:
+                break                           # the first invalid way comes first
+            if ent[cpu, E_TAG, slot] == tag and (c & ~CTX_GLOBAL) == (ctx & ~CTX_GLOBAL):
+                victim = slot
+                break
+    if victim < 0:
+        if mask != (1 << ways) - 1:
+            victim = first + _cttz(~mask)
+        else:
+            victim = first + ((ent[cpu, E_LRU, first] >> (4 * (ways - 1))) & 15)
+    ent[cpu, E_LRU, first + 1] = mask | (1 << (victim - first))
+    return victim
 
 
 def _fill_choice(geo, level, users, sc):
@@ -264,12 +348,17 @@ def _tlb_invalidate_addr(ent, geo, cpu, pcid, addr, psc):
                 ctx = ent[cpu, E_CTX, slot]
                 if (ctx & CTX_VALID and ent[cpu, E_TAG, slot] == tag and (ctx >> CTX_SIZE_SHIFT) & 3 == sc
                         and ((ctx & CTX_PCID) == pcid or ctx & CTX_GLOBAL)):
-                    ent[cpu, E_CTX, slot] = 0
+                    _set_drop(ent, geo, cpu, s, first, slot)
     if psc:
-        start = geo[S_PML4E, G_BASE]
-        for slot in range(start, ent.shape[2]):
-            if (ent[cpu, E_CTX, slot] & CTX_PCID) == pcid:
-                ent[cpu, E_CTX, slot] = 0
+        for s in range(S_PML4E, NSTRUCT):
+            ways = geo[s, G_WAYS]
+            if ways == 0:
+                continue
+            for first in range(geo[s, G_BASE], geo[s, G_BASE] + geo[s, G_SETS] * ways, ways):
+                for slot in range(first, first + ways):
+                    ctx = ent[cpu, E_CTX, slot]
+                    if ctx & CTX_VALID and (ctx & CTX_PCID) == pcid:
+                        _set_drop(ent, geo, cpu, s, first, slot)
 
 
 def _rights(val, access, pkru):
@@ -494,7 +583,7 @@ def _l1_hit(ent, geo, clock, stats, cpu, pcid, s, addr, access, pkru):
     """The first probe of _tlb_translate written out for its common case (no stale-TLB
     checker): the slot of the 4K entry of L1 structure ``s`` that translates ``addr``
     for ``pcid`` when its cached rights allow ``access`` without a walk (D set for a
-    store), its LRU stamp and hit counted as _tlb_translate counts them; else -1 (no
+    store), its LRU state and hit counted as _tlb_translate counts them; else -1 (no
     such entry) or -2 (one the access needs a walk for), with nothing changed
     (_tlb_miss then probes and decides as before)."""
     ways = geo[s, G_WAYS]
@@ -519,9 +608,7 @@ def _l1_hit(ent, geo, clock, stats, cpu, pcid, s, addr, access, pkru):
         if pkru and (val & _US) and not (access & _ERR_INSTR) and \
                 (pkru >> (((val >> 59) & 15) * 2)) & (((access & _ERR_WRITE) >> 1) | 1):
             return -2                   # the protection key refuses it (_rights)
-        c = clock[cpu, 0] + 1
-        clock[cpu, 0] = c
-        ent[cpu, E_LRU, slot] = c
+        _set_use(ent, geo, clock, cpu, s, first, slot)
         stats[cpu, ST_HIT + 3 * s] += 1
         return slot
     return -1
@@ -551,7 +638,7 @@ def _tlb_touch_batch(pt, rows, pool, cr3_pfn, la57, base, stride, count, i, acce
     return count
 
 
-_FUNCS = ("_set_first", "_l1_hit", "_probe_tag", "_probe_struct", "_fill_struct", "_fill_level", "_tlb_lookup", "_tlb_invalidate_addr",
+_FUNCS = ("_set_first", "_ordered", "_set_use", "_set_drop", "_order_victim", "_l1_hit", "_probe_tag", "_probe_struct", "_fill_struct", "_fill_level", "_tlb_lookup", "_tlb_invalidate_addr",
           "_rights", "_tlb_probe_walk", "_report", "_tlb_check_hit", "_tlb_walk", "_tlb_miss",
           "_tlb_translate", "_tlb_touch_batch")
 # The names the access loops (cpu.py, replay's mmu_batch) call them by.
@@ -563,7 +650,7 @@ l1_hit, tlb_miss = _l1_hit, _tlb_miss
 # Inlined there, misses took 0.53-0.65 of the time of the generic build's, repeats of
 # first-level hits 1.05; in the generic build it gained nothing, cost repeats 14% and
 # made compiling the loop take 40 s instead of 5.5.
-_INLINE = ("_set_first", "_l1_hit", "_probe_tag", "_probe_struct", "_rights", "_tlb_lookup", "_tlb_translate",
+_INLINE = ("_set_first", "_ordered", "_set_use", "_set_drop", "_order_victim", "_l1_hit", "_probe_tag", "_probe_struct", "_rights", "_tlb_lookup", "_tlb_translate",
            "_fill_struct", "_fill_level", "_tlb_walk")
 _compiled = {}
 
@@ -582,6 +669,7 @@ def compiled(geo=None):
         from vmsim._jitcache import _njit
         g = dict(globals())
         g["_store"] = _njit(_store, nogil=True, inline="always", _nrt=False)
+        g.update(_bit_ops(_njit))
         if key is not None:
             g["_GEO"] = _geometry_rows(geo)
         ns = types.SimpleNamespace()
@@ -598,6 +686,17 @@ def compiled(geo=None):
             setattr(ns, name.lstrip("_"), f)
         _compiled[key] = ns
     return _compiled[key]
+
+
+def _bit_ops(njit):
+    """The compiled build's _cttz and _w64: LLVM's cttz, and int64 arithmetic that wraps
+    by itself."""
+    from numba.cpython.unsafe.numbers import trailing_zeros
+    return {"_cttz": trailing_zeros, "_w64": njit(_same, inline="always", _nrt=False)}
+
+
+def _same(x):
+    return x
 
 
 def _geometry_key(geo) -> str:
@@ -763,6 +862,11 @@ class TLBState:
         self.geo = geo
         self.nslots = base
         self.ent = np.zeros((ncpus, 4, base), dtype=np.int64)
+        # The ordered structures' sets (_ordered): (first slot, sets, ways).
+        self._ordered_sets = [(int(geo[s, G_BASE]), int(geo[s, G_SETS]), int(geo[s, G_WAYS]))
+                              for s in range(NSTRUCT) if _ordered(geo, s)]
+        for b, ns, ways in self._ordered_sets:
+            self.ent[:, E_LRU, b:b + ns * ways:ways] = _order_start(ways)
         self.clock = np.zeros((ncpus, 2), dtype=np.int64)
         # The structure of each slot (_held).
         self._slot_struct = np.repeat(np.arange(NSTRUCT), [geo[s, G_SETS] * geo[s, G_WAYS]
@@ -804,8 +908,34 @@ class TLBState:
         self._held(cpu)
 
     def _held(self, cpu: int):
-        """Recompute clock[cpu, 1] from the entries left (after a bulk invalidation)."""
+        """Recompute what the entries left after a bulk invalidation imply: clock[cpu, 1]
+        and the ordered sets' valid masks."""
         self.clock[cpu, 1] = self._held_exact(cpu)
+        for b, ns, ways, masks in self._valid_masks(cpu):
+            self.ent[cpu, E_LRU, b + 1:b + ns * ways:ways] = masks
+
+    def _valid_masks(self, cpu: int):
+        """Per ordered structure of ``cpu``: (first slot, sets, ways, each set's mask of
+        valid ways from its entries)."""
+        valid = (self.ent[cpu, E_CTX] & CTX_VALID) != 0
+        for b, ns, ways in self._ordered_sets:
+            v = valid[b:b + ns * ways].reshape(ns, ways).astype(np.int64)
+            yield b, ns, ways, (v << np.arange(ways, dtype=np.int64)).sum(axis=1)
+
+    def _order_ok(self) -> bool:
+        """Do the ordered sets' words agree with their entries (the debug checker's test):
+        each valid mask that of the valid ways, each LRU word a permutation of the ways
+        with 15 in the unused nibbles?"""
+        for cpu in range(self.ent.shape[0]):
+            for b, ns, ways, masks in self._valid_masks(cpu):
+                if not np.array_equal(self.ent[cpu, E_LRU, b + 1:b + ns * ways:ways], masks):
+                    return False
+                words = self.ent[cpu, E_LRU, b:b + ns * ways:ways].view(np.uint64)
+                nib = (words[:, None] >> (4 * np.arange(16, dtype=np.uint64))) & np.uint64(15)
+                if not (np.sort(nib[:, :ways], axis=1) == np.arange(ways)).all() or \
+                        not (nib[:, ways:] == 15).all():
+                    return False
+        return True
 
     def _held_exact(self, cpu: int) -> int:
         """The bits of clock[cpu, 1] the valid entries of ``cpu`` need."""
