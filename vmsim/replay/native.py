@@ -391,7 +391,7 @@ def _npz_events(reader, z, names):
             left -= len(a)
             ordered = bool(np.all(a[1:] >= a[:-1])) and (last is None or a[0] >= last)
             last = a[-1]
-    except _ZIP_ERRORS + (ValueError, TypeError) as e:
+    except _ZIP_ERRORS + (KeyError, ValueError, TypeError) as e:   # (KeyError: a member missing)
         raise _bad(path, f"bad event arrays: {e}") from None
     rows = _npz_event_rows(path, {c: h[0] for c, h in heads.items()}, n)
     if ordered:
