@@ -867,7 +867,8 @@ class Process:
         return self._access(_ulong("addr", addr), _count("size", size), None)
 
     def write(self, addr, data) -> None:
-        """Stores of ``data`` at ``addr`` through the MMU (may fault)."""
+        """A store of ``data`` at ``addr`` through the MMU (may fault): one instruction,
+        so when a page of it signals none of its bytes is written (offset 0)."""
         if isinstance(data, str):
             raise TypeError("data must be bytes-like, not str")
         data = bytes(data)
@@ -879,35 +880,27 @@ class Process:
 
     def _access(self, addr, size, data, fetch=False):
         k = self._enter()
-        access = _cpu.ACCESS_FETCH if fetch else _cpu.ACCESS_WRITE if data is not None else _cpu.ACCESS_READ
+        if data is not None:
+            # One store: all its bytes or, when a page of it signals, none (cpu._store).
+            if not _cpu._store(k, self.task, addr, data):
+                self._signal(0)
+            return self._done()
+        access = _cpu.ACCESS_FETCH if fetch else _cpu.ACCESS_READ
         out = bytearray()
         done = 0
         from vmsim.arch.x86.mm.fault import pt_regs
-        # Stores: the pages from this one on (a write fault may take theirs in a run;
-        # after a run that took nothing, not for the next 16 pages).
-        pages = 0 if data is None else ((addr + size - 1) >> 12) - (addr >> 12) + 1
-        runs = [True]
-        resume = 0
         while done < size:
             a = (addr + done) & _U64                      # the address wraps as the CPU's
             n = min(size - done, 4096 - (a & 0xFFF))
-            page = (done + (addr & 0xFFF)) >> 12
-            phys = _cpu._translate(k, self.task, a, access, pt_regs(a if fetch else 0),
-                                  pages - page if page >= resume else 0, runs)
-            if not runs[0]:
-                resume = page + 16
-                runs[0] = True
+            phys = _cpu._translate(k, self.task, a, access, pt_regs(a if fetch else 0))
             if phys is None:
                 self._signal(done)
             if phys == _cpu.EMULATED:      # vsyscall emulation ran the call: no bytes
                 break
-            if data is None:
-                out += k.page_data.read(phys >> 12, phys & 0xFFF, n)
-            else:
-                k.page_data.write(phys >> 12, phys & 0xFFF, data[done:done + n])
+            out += k.page_data.read(phys >> 12, phys & 0xFFF, n)
             done += n
         self._done()
-        return bytes(out) if data is None else None
+        return bytes(out)
 
     def touch(self, addr, length, write=False, stride=4096, value=1) -> None:
         """One access per stride over [addr, addr+length): a load, or a store of ``value``
@@ -930,11 +923,12 @@ class Process:
     def access(self, addrs, kinds, sizes=None, value=1) -> None:
         """Run user accesses in order: ``addrs`` (int64, or uint64) addresses, ``kinds``
         ACCESS_READ / ACCESS_WRITE / ACCESS_EXEC per access, ``sizes`` bytes per access
-        (default 1; one that straddles a page is two). A store writes bytes ``value``.
+        (default 1; one that straddles a page is two translations). A store writes bytes
+        ``value``: all of them, or none when a page of it signals (one instruction).
 
         Behaves as p.read / p.write / p.fetch of each access in turn would: a signal
         raises SignalDelivered after the accesses before it took effect, with ``index``
-        the access that got it and ``offset`` its bytes done."""
+        the access that got it and ``offset`` its bytes done (0 for a store)."""
         from vmsim.arch.x86 import mmu_batch
         addrs, kinds, sizes = _access_arrays(addrs, kinds, sizes)
         value = _integer("value", value) & 0xFF

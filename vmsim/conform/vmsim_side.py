@@ -415,12 +415,20 @@ class _Runner:
 
     def fill(self, a, r):
         slot, off, length, value, perpage = a
+        start = self.addr(slot, off)
+        data = self.pattern(length, value, perpage)
+        # The executor stores a byte at a time (do_fill): the bytes before a page that
+        # signals are written. p.write is one store, all its bytes or none: one a page.
+        done = 0
         try:
-            self.p.write(self.addr(slot, off), self.pattern(length, value, perpage))
+            while done < length:
+                n = min(length - done, PAGE - ((start + done) & (PAGE - 1)))
+                self.p.write(start + done, data[done:done + n])
+                done += n
             r["done"] = length
         except SignalDelivered as e:
             self.sig(r, e)
-            r["done"] = e.offset
+            r["done"] = done + e.offset
 
     def check(self, a, r):
         slot, off, length, value, perpage = a

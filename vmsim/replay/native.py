@@ -22,9 +22,10 @@ stream's row groups and columns only, so events are read in batches as accesses 
 Files written before (their events as JSON in the schema metadata ``vmsim.events``)
 are still read.
 
-Both are written and read in chunks: the .npz writer spools each column to a temporary
-file and zips it at the end (uncompressed, so readers stream it); the .npz reader
-parses each member's .npy header and reads rows on demand.
+Both are written and read in chunks: the .npz writer spools each column (and each
+event column) to a temporary file and zips it at the end (uncompressed, so readers
+stream it); the .npz reader parses each member's .npy header and reads rows on demand,
+the events EV_BATCH at a time when they are in order of at (as written; else whole).
 
 A row the format cannot hold (a kind other than 0-2, a size outside 0 to 1 MiB, a
 pid or tid outside 0 to PID_MAX_LIMIT - 1, a cpu the machine lacks, a null cell; an
@@ -57,8 +58,10 @@ EVENT_OPTIONAL = {"cpu": -1}
 PID_MAX_LIMIT = 4 << 20
 NR_CPUS = 8192
 MAX_SIZE = 1 << 20
-# Parquet: events per batch read or written.
+# Events per batch read or written.
 EV_BATCH = 1 << 16
+# An .npz's ev_op: the op names as fixed-width strings (the longest is "mprotect").
+_EV_OP = "U8"
 # Parquet key-value metadata: the access rows (the events follow), the event rows.
 PQ_ACCESSES = b"vmsim.accesses"
 PQ_EVENTS = b"vmsim.event_rows"
@@ -103,15 +106,16 @@ class TraceWriter:
                                          dir=os.path.dirname(os.path.abspath(path)) or ".")
         except OSError as e:               # said of the output too (EACCES, EROFS)
             raise OSError(e.errno, e.strerror, path) from None
+        self._sorted = True                # the events given in order of at
+        self._last_at = None
         if self.fmt == "npz":
             self._files = {name: open(os.path.join(self._tmp, name), "wb") for name, _ in self._cols}
+            self._evfiles = None           # the events, spooled in the order given
         else:
             import pyarrow.parquet as pq
             self._schema = _pa_schema(self._cols)
             self._pq = pq.ParquetWriter(self.path + ".tmp", self._schema)
             self._evpq = None              # the events, spooled in the order given
-            self._sorted = True
-            self._last_at = None
 
     def write(self, chunk):
         cols = {"address": chunk.addr, "kind": chunk.kind, "size": chunk.size,
@@ -139,12 +143,11 @@ class TraceWriter:
             raise ValueError(f"unknown event {ev.op!r}: one of {', '.join(EVENT_OPS)}")
         self.events.append(ev)
         self.n_events += 1
-        if self.fmt == "parquet":
-            if self._last_at is not None and ev.at < self._last_at:
-                self._sorted = False
-            self._last_at = ev.at
-            if len(self.events) >= EV_BATCH:
-                self._spool_events()
+        if self._last_at is not None and ev.at < self._last_at:
+            self._sorted = False
+        self._last_at = ev.at
+        if len(self.events) >= EV_BATCH:
+            self._spool_events()
 
     def close(self):
         try:
@@ -158,15 +161,26 @@ class TraceWriter:
     def _close_npz(self):
         for f in self._files.values():
             f.close()
+        self._spool_events()
+        if self._evfiles is None:
+            self._spool_events(force=True)            # no events: empty arrays
+        for f in self._evfiles.values():
+            f.close()
+        raw = {c: os.path.join(self._tmp, f"ev_{c}") for c in self._evfiles}
+        dts = {c: np.dtype(_EV_OP if c == "op" else np.int64) for c in raw}
         with zipfile.ZipFile(self.path + ".tmp", "w", zipfile.ZIP_STORED, allowZip64=True) as z:
             for name, dt in self._cols:
                 _zip_npy(z, name, os.path.join(self._tmp, name), np.dtype(dt), self.n)
-            evs = sorted(self.events, key=lambda e: e.at)
-            ev = {c: np.array([getattr(e, c) for e in evs], dtype=np.int64) for c in EVENT_COLS}
-            ev["op"] = np.array([e.op for e in evs], dtype="U8")
-            for c, arr in ev.items():
-                with z.open(f"ev_{c}.npy", "w", force_zip64=True) as f:
-                    np.lib.format.write_array(f, arr, allow_pickle=False)
+            if self._sorted:
+                for c in raw:
+                    _zip_npy(z, f"ev_{c}", raw[c], dts[c], self.n_events)
+            else:
+                # Given out of order: sorted in memory, as columns (a stable sort).
+                order = np.argsort(np.fromfile(raw["at"], np.int64), kind="stable")
+                for c in raw:
+                    with z.open(f"ev_{c}.npy", "w", force_zip64=True) as f:
+                        np.lib.format.write_array(f, np.fromfile(raw[c], dts[c])[order],
+                                                  allow_pickle=False)
         os.replace(self.path + ".tmp", self.path)
 
     def _event_table(self, evs):
@@ -176,7 +190,19 @@ class TraceWriter:
             cols[f"ev_{c}"] = pa.array(np.array([getattr(e, c) for e in evs], dtype=np.int64))
         return pa.table(cols)
 
-    def _spool_events(self):
+    def _spool_events(self, force=False):
+        if self.fmt == "npz":
+            # Each event column to a file of its own (ev_op as fixed-width strings).
+            if not self.events and not force:
+                return
+            if self._evfiles is None:
+                self._evfiles = {c: open(os.path.join(self._tmp, f"ev_{c}"), "wb")
+                                 for c in EVENT_COLS + ("op",)}
+            for c in EVENT_COLS:
+                np.array([getattr(e, c) for e in self.events], np.int64).tofile(self._evfiles[c])
+            np.array([e.op for e in self.events], _EV_OP).tofile(self._evfiles["op"])
+            self.events = []
+            return
         import pyarrow.parquet as pq
         if not self.events:
             return
@@ -234,7 +260,7 @@ class TraceWriter:
             return
         # a failed conversion leaves no partial file
         if self.fmt == "npz":
-            for f in self._files.values():
+            for f in list(self._files.values()) + list((self._evfiles or {}).values()):
                 f.close()
         else:
             for w in (self._pq, self._evpq):
@@ -332,24 +358,7 @@ def _npz_source(reader):
         src.n = ns.pop()
         src.columns = tuple(cols)
         src.take = lambda k: ({c: s[0](k) for c, s in cols.items()}, {})
-        rows = []
-        if "ev_at.npy" in names:
-            try:
-                ev = {c: _npy_whole(z, f"ev_{c}.npy") for c in EVENT_COLS + ("op",)
-                      if c not in EVENT_OPTIONAL or f"ev_{c}.npy" in names}
-                for c, v in EVENT_OPTIONAL.items():
-                    ev.setdefault(c, np.full(len(ev["at"]), v, np.int64))
-                if len({len(v) for v in ev.values()}) != 1 or ev["at"].ndim != 1:
-                    raise ValueError("event columns differ in length")
-                for c in EVENT_COLS:
-                    if ev[c].dtype.kind not in "iu":
-                        raise ValueError(f"ev_{c} is {ev[c].dtype}, expected integers")
-                ops = [str(o) for o in ev["op"]]
-                rows = [(i, Event(int(ev["at"][i]), ops[i], *(int(ev[c][i]) for c in EVENT_COLS[1:])))
-                        for i in range(len(ops))]
-            except (KeyError, ValueError, TypeError, IndexError, OverflowError) + _ZIP_ERRORS as e:
-                raise _bad(path, f"bad event arrays: {e}") from None
-        src.events = _Events.whole(reader, rows)
+        src.events = _npz_events(reader, z, names)
     except _ZIP_ERRORS as e:   # a damaged member
         z.close()
         raise _bad(path, f"not a readable .npz: {e}") from None
@@ -359,12 +368,57 @@ def _npz_source(reader):
     return src
 
 
-def _npy_whole(z, member):
-    with z.open(member) as f:
-        return np.lib.format.read_array(f, allow_pickle=False)
+def _npz_events(reader, z, names):
+    """The events of an .npz (arrays ev_*) as an _Events. In order of ``at``, as
+    TraceWriter writes them, they are streamed: EV_BATCH rows of each array at a time,
+    so the memory they take is bounded however many there are. Out of order (an .npz
+    made by hand) they are read whole and sorted, as before."""
+    path = reader.path
+    if "ev_at.npy" not in names:
+        return _Events.whole(reader, [])
+    members = [c for c in EVENT_COLS + ("op",) if c not in EVENT_OPTIONAL or f"ev_{c}.npy" in names]
+    try:
+        heads = {c: _npy_stream(path, z, f"ev_{c}.npy", "US" if c == "op" else "iu", "bad event arrays: ")
+                 for c in members}
+        if len({n for _, n in heads.values()}) != 1:
+            raise ValueError("event columns differ in length")
+        n = heads["at"][1]
+        # In order of at? Read ev_at once, a batch at a time.
+        read_at = _npy_stream(path, z, "ev_at.npy", "iu", "bad event arrays: ")[0]
+        last, ordered, left = None, True, n
+        while left and ordered:
+            a = read_at(min(EV_BATCH, left))
+            left -= len(a)
+            ordered = bool(np.all(a[1:] >= a[:-1])) and (last is None or a[0] >= last)
+            last = a[-1]
+    except _ZIP_ERRORS + (KeyError, ValueError, TypeError) as e:   # (KeyError: a member missing)
+        raise _bad(path, f"bad event arrays: {e}") from None
+    rows = _npz_event_rows(path, {c: h[0] for c, h in heads.items()}, n)
+    if ordered:
+        return _Events(reader, rows, True)
+    return _Events.whole(reader, list(rows))
 
 
-def _npy_stream(path, z, member):
+def _npz_event_rows(path, read, n):
+    """(row index, Event) for the n rows of the event arrays' readers ``read``."""
+    i = 0
+    while i < n:
+        k = min(EV_BATCH, n - i)
+        try:
+            cols = {c: r(k) for c, r in read.items()}
+            ops = [str(o) for o in cols.pop("op")]
+            vals = [cols[c].astype(np.int64).tolist() if c in cols else [EVENT_OPTIONAL[c]] * k
+                    for c in EVENT_COLS]
+        except _ZIP_ERRORS + (ValueError, TypeError, OverflowError) as e:
+            raise _bad(path, f"bad event arrays: {e}") from None
+        for j, row in enumerate(zip(*vals)):
+            yield i + j, Event(row[0], ops[j], *row[1:])
+        i += k
+
+
+def _npy_stream(path, z, member, kinds="iu", what=""):
+    """(read(k): the next k elements, the length) of the one-dimensional .npy array
+    ``member`` of ``z``, whose dtype is of one of ``kinds``; read as it goes."""
     f = z.open(member)
     try:
         version = np.lib.format.read_magic(f)
@@ -373,19 +427,20 @@ def _npy_stream(path, z, member):
         else:
             shape, fortran, dt = np.lib.format.read_array_header_2_0(f)
     except ValueError as e:
-        raise _bad(path, f"{member}: bad .npy header: {e}") from None
+        raise _bad(path, f"{what}{member}: bad .npy header: {e}") from None
     if len(shape) != 1 or fortran:
-        raise _bad(path, f"{member}: expected a one-dimensional array, got shape {shape}")
-    if dt.kind not in "iu":
-        raise _bad(path, f"{member}: expected integers, got {dt}")
+        raise _bad(path, f"{what}{member}: expected a one-dimensional array, got shape {shape}")
+    if dt.kind not in kinds:
+        raise _bad(path, f"{what}{member}: expected {'integers' if kinds == 'iu' else 'strings'}, "
+                         f"got {dt}")
 
     def read(k):
         try:
             raw = f.read(k * dt.itemsize)
         except _ZIP_ERRORS + (ValueError,) as e:   # a bad CRC-32
-            raise _bad(path, f"{member}: cannot read: {e}") from None
+            raise _bad(path, f"{what}{member}: cannot read: {e}") from None
         if len(raw) != k * dt.itemsize:
-            raise _bad(path, f"{member}: truncated")
+            raise _bad(path, f"{what}{member}: truncated")
         return np.frombuffer(raw, dtype=dt)          # the file's dtype: checked, then converted
     return read, shape[0]
 

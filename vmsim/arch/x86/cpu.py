@@ -107,7 +107,8 @@ def _data_pool(k, compiled: bool):
 EMULATED = -2
 
 
-def _translate(k, task, addr: int, access: int, regs=None, pages: int = 0, tried=None):
+def _translate(k, task, addr: int, access: int, regs=None, pages: int = 0, tried=None,
+               faults=None):
     """Return the physical address for one access, taking faults; None if a signal
     was queued (the task's signals say which); EMULATED when the kernel emulated the
     access instead (a vsyscall fetch).
@@ -116,14 +117,16 @@ def _translate(k, task, addr: int, access: int, regs=None, pages: int = 0, tried
     (Process.write): its write fault may start vmsim's run of the faults of the pages
     after it too (mm/_fault_batch.py, storing nothing: the caller stores each page's
     bytes once it is translated); ``tried[0]`` is set False when a run took nothing
-    (the caller's next pages need not try again)."""
+    (the caller's next pages need not try again). ``faults[0]`` (a list) counts the
+    times the kernel ran (a fault handled, or vmsim's run of them)."""
     if not _is_canonical(k, addr):
         exc_general_protection(k, regs or pt_regs(0), 0)
         return None
     if _lazy[k.tlb is not None]:
         _jit_for(k, 1)
     if k.tlb is not None:
-        return _translate_tlb(k, task, addr, access, regs or pt_regs(addr if access & X86_PF_INSTR else 0))
+        return _translate_tlb(k, task, addr, access, regs or pt_regs(addr if access & X86_PF_INSTR else 0),
+                              faults)
     cr3 = k.cpus[task.cpu].cr3
     regs = regs or pt_regs(addr if access & X86_PF_INSTR else 0)
     last = None
@@ -140,11 +143,15 @@ def _translate(k, task, addr: int, access: int, regs=None, pages: int = 0, tried
                     pt, rows = _arrays(k, _impl["compiled"])
                 if _fault_batch._run(k, task, addr, ~r, _s64(addr), 4096, pages, 0, 0,
                                      _impl["compiled"], pt, rows, False) >= 0:
+                    if faults is not None:
+                        faults[0] += 1
                     pages = 0        # the access's own fault was taken: translate again
                     continue
             pages = 0
             if tried is not None:
                 tried[0] = False
+        if faults is not None:
+            faults[0] += 1
         exc_page_fault(k, regs, ~r, addr)
         if task.signals:
             return None
@@ -155,6 +162,60 @@ def _translate(k, task, addr: int, access: int, regs=None, pages: int = 0, tried
             # keeps happening. That is a model bug, not a user error.
             raise AssertionError(f"fault loop at {addr:#x} error code {~r:#x}")
         last = ~r
+
+
+def _store(k, task, addr: int, data, counter=None) -> bool:
+    """vmsim: one store instruction of ``data`` at ``addr`` (Process.write): every page
+    it covers is translated, faults taken, before any byte is written: on x86 a fault
+    restores the state from before the faulting instruction (Intel SDM vol. 3, 6.5), so
+    a store straddling into a page that signals writes nothing (seen on this machine).
+    Returns False, nothing written, when a signal was queued. ``counter[0]`` (a list)
+    gets the translations made (one per page, one more per fault), as
+    mmu_batch.run_accesses counts them: it runs such a store of a trace here.
+
+    The CPU re-executes the instruction after each fault, translating its pages from
+    the first again. vmsim translates on and re-translates all once at the end when a
+    fault came after the first page (the kernel may have changed an earlier page's
+    entry: reclaim); while no fault runs the tables do not change, so the pass that
+    met none gives the frames written. The tables end as the CPU's retries leave them;
+    only the count of TLB lookups of the earlier pages differs."""
+    size = len(data)
+    if not size:
+        return True
+    # The pages from this one on (a write fault may take theirs in a run; after a
+    # run that took nothing, not for the next 16 pages).
+    pages = ((addr + size - 1) >> 12) - (addr >> 12) + 1
+    regs = pt_regs(0)                    # a data access: the instruction is elsewhere
+    while True:
+        phys = []
+        faults = [0]
+        runs = [True]
+        resume = 0
+        again = False
+        done = 0
+        while done < size:
+            a = (addr + done) & 0xFFFFFFFFFFFFFFFF        # the address wraps as the CPU's
+            n = min(size - done, 4096 - (a & 0xFFF))
+            page = (done + (addr & 0xFFF)) >> 12
+            before = faults[0]
+            r = _translate(k, task, a, ACCESS_WRITE, regs, pages - page if page >= resume else 0,
+                           runs, faults)
+            if counter is not None:
+                counter[0] += 1 + faults[0] - before
+            if not runs[0]:
+                resume = page + 16
+                runs[0] = True
+            if r is None:
+                return False
+            if done and faults[0] != before:
+                again = True
+            phys.append((r, done, n))
+            done += n
+        if not again:
+            break
+    for r, done, n in phys:
+        k.page_data.write(r >> 12, r & 0xFFF, data[done:done + n])
+    return True
 
 
 def _touch(k, task, base: int, stride: int, count: int, write: bool, value: int) -> int:
@@ -273,7 +334,7 @@ def _access_fault_run(k, task, addrs, kinds, sizes, i, err, value, compiled, cou
 
 
 # --- the access path through the CPU's TLB (Machine(tlb=...)) ---------------------------
-def _translate_tlb(k, task, addr, access, regs):
+def _translate_tlb(k, task, addr, access, regs, faults=None):
     """_translate() through the CPU's TLB (vmsim.arch.x86.tlb.tlb_translate)."""
     cpu = task.cpu
     hw = k.tlb
@@ -289,6 +350,8 @@ def _translate_tlb(k, task, addr, access, regs):
             _stale_tlb_report(k)
         if r >= 0:
             return r
+        if faults is not None:
+            faults[0] += 1
         _kernel_entry(k, cpu)
         exc_page_fault(k, regs, ~r, addr)
         if task.signals:

@@ -50,6 +50,7 @@ _EXIT_FAULT = 1       # out[1] error code, out[2] address (CR2)
 _EXIT_STORE = 2       # out[1] bytes, out[2] physical address: Python stores them
 _EXIT_GP = 3          # out[2] the non-canonical address
 _EXIT_STALE = 4       # the stale-TLB checker found a hit the tables do not back
+_EXIT_SPLIT = 5       # out[2] a store over more than one page: Python runs it (cpu._store)
 _U64 = (1 << 64) - 1
 # p.access accesses per unit of the plain walk's work (vmsim._jitcache; run_accesses).
 _ACCESSES_PER_UNIT = 3
@@ -414,6 +415,14 @@ def access_chunk(pt, rows, pool, cr3_pfn, la57, addrs, kinds, sizes, i, done, n,
         access = _PF_USER
         if kind == 1:
             access = _PF_USER | _PF_WRITE
+            if (a & 0xFFF) + size > 4096:
+                # A store is one instruction: when a page of it faults, x86 writes none
+                # of its bytes (a fault restores the state from before the instruction,
+                # Intel SDM vol. 3, 6.5). Python runs one over more than one page
+                # (cpu._store: all its pages translated, then its bytes written).
+                why = _EXIT_SPLIT
+                out[2] = a
+                break
         elif kind == 2:
             access = _PF_USER | _PF_INSTR
         while done < size:
@@ -644,6 +653,13 @@ def run_accesses(k, task, addrs, kinds, sizes, value, counter=None):
         if why == _EXIT_GP:
             exc_general_protection(k, pt_regs(where), 0)
             return i, done
+        if why == _EXIT_SPLIT:
+            if not _cpu._store(k, task, where, bytes((value,)) * int(sizes[i]), counter):
+                return i, 0
+            i += 1
+            done = 0
+            last = None
+            continue
         fetch = kinds[i] == ACCESS_EXEC
         if hw is not None:
             _kernel_entry(k, cpu)
