@@ -89,21 +89,26 @@ def pytest_configure(config):
                             "purpose (no full debug-checker pass at its end)")
 
 
-# The longest test files of the default run, longest first (CPU seconds on a cold numba
-# cache, 2 workers). pytest-xdist hands each worker a whole file at a time in collection
-# order (--dist loadfile --no-loadscope-reorder in pyproject.toml): long files first, the
-# short ones fill in at the end and both workers finish together. Files not listed run
-# after these, in name order. A long new file belongs in the list; a file that shares a
-# numba build with one above it (test_file.py and test_filemap_run.py, _read_fault_run,
-# with test_file_thp.py) comes well after it, so the build is in the cache by then
-# instead of made twice at once.
+# The longest test files of the default run, longest first (CPU seconds of each file on
+# a cold numba cache, 2 workers: conform 25, replay_run 14, filemap_run 10, strace 6.5,
+# views 6, ... down to debug_vm 1.2). pytest-xdist hands each worker a whole file at a
+# time in collection order (--dist loadfile --no-loadscope-reorder in pyproject.toml):
+# long files first, the short ones fill in at the end and both workers finish together.
+# Files not listed run after these, in name order. A long new file belongs in the list.
+# A file that needs a numba build made by a file above it comes well after it, so the
+# build is in the cache by then: test_file.py and test_workingset.py after
+# test_filemap_run.py, whose first test compiles _read_fault_run. (Next to each other,
+# the second worker waited out the first's compile: on a cold cache at load 9,
+# test_file's 16 MiB read-touch took 31 s of wall for 0.3 CPU-s of its own.)
 LONG_FIRST = [
-    "test_conform.py", "test_replay_run.py", "test_setup.py", "test_file_thp.py",
-    "test_strace.py", "test_examples.py", "test_views.py", "test_mremap.py", "test_walk.py",
-    "test_stateful_fork.py", "test_pte_batch.py", "test_tlb.py", "test_hugetlb.py",
-    "test_pkeys.py", "test_fork.py", "test_replay_readers.py", "test_seedmap.py",
-    "test_filemap_run.py", "test_file.py", "test_longrun.py", "test_thp.py", "test_stateful.py",
-    "test_readme.py", "test_replay_access.py", "test_hugetlbfs.py",
+    "test_conform.py", "test_replay_run.py", "test_filemap_run.py", "test_strace.py",
+    "test_views.py", "test_tlb.py", "test_pte_batch.py", "test_replay_readers.py",
+    "test_setup.py", "test_stateful_fork.py", "test_examples.py", "test_file_thp.py",
+    "test_workingset.py", "test_file.py", "test_hugetlb.py", "test_fork.py",
+    "test_hugetlbfs.py", "test_longrun.py", "test_readme.py", "test_explore.py",
+    "test_replay_native.py", "test_stateful.py", "test_replay_access.py", "test_thp.py",
+    "test_gap_tree.py", "test_mremap.py", "test_prctl.py", "test_shmem_thp.py",
+    "test_debug_vm.py",
 ]
 
 
