@@ -258,16 +258,28 @@ def _again_walk(ent, geo, clock, tstats, cpu, slot, kind):
     return
 
 
+# _again_tlb's rare case, called, not inlined, in the compiled build: inlined there it
+# made the repeats loop ~1.45x as slow (its registers went to the stack).
+_set_use_call = _set_use
+
+
 def _again_tlb(ent, geo, clock, tstats, cpu, hit, kind):
     """A repeat of a first-level hit (tlb.l1_hit; ``hit`` as _tlb returns it): the same
     entry hits; its LRU state and the hit count move as l1_hit moves them (in a set
     that keeps an LRU word, mostly not at all: the entry is its most recent already)."""
-    s = S_L1I_4K if kind == 2 else S_L1D_4K
+    # One call per structure, so that in a geometry's build each folds to its kind of set.
+    if kind == 2:
+        _again_hit(ent, geo, clock, tstats, cpu, hit, S_L1I_4K)
+    else:
+        _again_hit(ent, geo, clock, tstats, cpu, hit, S_L1D_4K)
+
+
+def _again_hit(ent, geo, clock, tstats, cpu, hit, s):
     slot = hit >> 6
     if _ordered(geo, s):
         way = hit & 63
         if ent[cpu, E_LRU, slot - way] & 15 != way:
-            _set_use(ent, geo, clock, cpu, s, slot - way, slot)
+            _set_use_call(ent, geo, clock, cpu, s, slot - way, slot)
     else:
         c = clock[cpu, 0] + 1
         clock[cpu, 0] = c
@@ -526,7 +538,10 @@ def _build(use_tlb, compiled, geo=None):
                 g["_ordered"] = ns._ordered
                 g["_set_first"] = ns._set_first
                 g["_set_use"] = ns._set_use
+                g["_set_use_call"] = ns.set_use_call
             g["_translate"] = inline(_tlb if use_tlb else _walk_cached)
+            if use_tlb:
+                g["_again_hit"] = inline(_again_hit)
             g["_again"] = inline(_again_tlb if use_tlb else _again_walk)
             # numba's cache keys a function by its qualified name and line, not by its
             # globals: the TLB build gets a name of its own (and one per geometry). (A

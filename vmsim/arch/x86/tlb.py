@@ -684,6 +684,9 @@ def compiled(geo=None):
             g[name] = f
             setattr(ns, name, f)
             setattr(ns, name.lstrip("_"), f)
+        # _set_use as a call (mmu_batch._again_tlb's rare case).
+        ns.set_use_call = _njit(types.FunctionType(_set_use.__code__, g, "_set_use") if key is None
+                                else _with_geometry(_set_use, g, key), nogil=True, _nrt=False)
         _compiled[key] = ns
     return _compiled[key]
 
