@@ -2,14 +2,15 @@
 
 A trace is an array of (address, kind, size) accesses. The CPU executes them in order:
 each access is checked for canonical form (a non-canonical one raises #GP), split at
-page boundaries (a load or store that straddles two pages is two translations, as the
-hardware splits it), translated by the MMU walk (vmsim.arch.x86.mmu.translate, which
-sets Accessed and Dirty in the entries it uses) and, for a store, written into the
-frame's contents. Everything in :func:`access_chunk` is arrays and ints, so numba
-compiles it over the very arrays the model keeps (the page-table pool, mem_map's
-private words, the page-data pool); it returns to Python only for what the kernel must
-handle: a #PF, a #GP, or a store the compiled code cannot place (a frame whose data
-needs a new full-page row). The Python side (:func:`run_accesses`) then enters the
+page boundaries (a load that straddles two pages is two translations, as the hardware
+splits it), translated by the MMU walk (vmsim.arch.x86.mmu.translate, which sets
+Accessed and Dirty in the entries it uses) and, for a store, written into the frame's
+contents. Everything in :func:`access_chunk` is arrays and ints, so numba compiles it
+over the very arrays the model keeps (the page-table pool, mem_map's private words, the
+page-data pool); it returns to Python only for what the kernel must handle: a #PF, a
+#GP, a store the compiled code cannot place (a frame whose data needs a new full-page
+row), or a store over more than one page, which cpu._store runs whole (every page
+translated before any byte is written: a store that faults writes nothing). The Python side (:func:`run_accesses`) then enters the
 kernel through the IDT as :mod:`vmsim.arch.x86.cpu` does, and resumes the chunk at the
 access that trapped, as the CPU re-executes the faulting instruction.
 
