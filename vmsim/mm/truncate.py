@@ -259,7 +259,8 @@ def mapping_evict_folio(k, mapping, folio: int) -> bool:
 
 def mapping_try_invalidate(k, mapping, start: int, end: int, nr_failed: list = None) -> int:
     """mapping_try_invalidate(): evict what may go of the folios wholly in pages
-    [start, end] (mapping_evict_folio); each that may not is deactivated
+    [start, end] that are neither locked nor under writeback (find_lock_entries,
+    mapping_evict_folio); each that may not is deactivated
     (deactivate_file_folio) and counted in ``nr_failed`` (the kernel's unsigned long
     *nr_failed: a one-item list here, or None); shadow entries met are cleared
     (clear_shadow_entries). Returns the pages evicted plus the value entries met."""
@@ -268,9 +269,14 @@ def mapping_try_invalidate(k, mapping, start: int, end: int, nr_failed: list = N
     count = len(values)
     if values:
         clear_shadow_entries(k, mapping, values[0][0], values[-1][0])
+    flags = k.mem.flags
     for index, folio in _folios(k, mapping, start, end):
         nr = _nr(k, folio)
         if index < start or index + nr - 1 > end:
+            continue
+        if flags[folio] & (PG_locked | PG_writeback):
+            # find_lock_entries() skips it (trylock, folio_test_writeback): neither
+            # deactivated nor counted as failed.
             continue
         if mapping_evict_folio(k, mapping, folio):
             count += nr
