@@ -20,6 +20,8 @@ from vmsim import (O_RDWR, O_CREAT, O_TRUNC, PROT_READ, PROT_WRITE, MAP_PRIVATE,
                    MAP_FIXED, MADV_PAGEOUT, POSIX_FADV_DONTNEED)
 from vmsim.mm.page_flags import PG_uptodate, PG_dirty, PG_referenced
 
+from vmtest import file_mincore
+
 P = 4096
 PUNCH = 3                     # FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
 
@@ -45,13 +47,6 @@ def _uncached(p, path, pages, chunk=None):
     return fd
 
 
-def _mincore(p, fd, pages):
-    a = p.mmap(0, pages * P, PROT_READ, MAP_SHARED, fd, 0)
-    r = "".join("R" if b & 1 else "." for b in p.mincore(a, pages * P))
-    p.munmap(a, pages * P)
-    return r
-
-
 def _folio(p, fd, index):
     ino = p._file(fd).f_inode
     return ino.i_mapping.i_pages.get(index)
@@ -60,11 +55,11 @@ def _folio(p, fd, index):
 def test_punch_over_an_uncached_file_reads_the_partial_blocks_into_the_cache(machine, proc):
     p, k = proc, machine.k
     fd = _uncached(p, "/tmp/punch", 16)
-    assert _mincore(p, fd, 16) == "." * 16
+    assert file_mincore(p, fd, 16) == "." * 16
     v = vmstat(machine)
     p.fallocate(fd, PUNCH, P + 100, 2 * P)
     # Linux: 16 x ".", pgpgin +8.
-    assert _mincore(p, fd, 16) == "." * 16
+    assert file_mincore(p, fd, 16) == "." * 16
     assert _delta(machine, v, "pgpgin", "nr_dirty") == (8, 2)
     for index in (1, 3):
         folio = _folio(p, fd, index)
@@ -78,7 +73,7 @@ def test_punch_over_an_uncached_file_reads_the_partial_blocks_into_the_cache(mac
     # Pages 1 and 3 were read without I/O (their buffers are uptodate); the hole's page
     # 2 is zero-filled without I/O too.
     assert _delta(machine, v, "pgpgin") == (0,)
-    assert _mincore(p, fd, 16) == ".RRR" + "." * 12
+    assert file_mincore(p, fd, 16) == ".RRR" + "." * 12
     p.fsync(fd)
     machine.write_file("/proc/sys/vm/drop_caches", "3")
     assert p.pread(fd, 4 * P, 0) == b"\1" * (P + 100) + bytes(2 * P) + b"\1" * (P - 100)
@@ -108,10 +103,10 @@ def test_punch_over_a_sparse_file_leaves_new_folios_unread(machine, proc):
     p.ftruncate(fd, 16 * P)
     v = vmstat(machine)
     p.fallocate(fd, PUNCH, P + 100, 2 * P)
-    assert _mincore(p, fd, 16) == "." * 16
+    assert file_mincore(p, fd, 16) == "." * 16
     assert _delta(machine, v, "pgpgin", "nr_dirty") == (0, 0)
     assert p.pread(fd, 10, P) == bytes(10)
-    assert _mincore(p, fd, 16) == ".R" + "." * 14
+    assert file_mincore(p, fd, 16) == ".R" + "." * 14
     p.close(fd)
 
 
@@ -124,7 +119,7 @@ def test_punch_on_a_cached_file_dirties_the_partial_folios(machine, proc):
     p.fsync(fd)
     v = vmstat(machine)
     p.fallocate(fd, PUNCH, P + 100, 2 * P)
-    assert _mincore(p, fd, 16) == "RR.RRRRRRRRRRRRR"
+    assert file_mincore(p, fd, 16) == "RR.RRRRRRRRRRRRR"
     assert _delta(machine, v, "pgpgin", "nr_dirty") == (0, 2)
     for index, dirty in ((1, True), (3, True), (4, False)):
         f = k.mem.flags[_folio(p, fd, index)]
@@ -158,16 +153,16 @@ def test_punch_over_shadows_refaults_the_partial_blocks(machine, proc, chunk, of
         p.read(a + i * P, 1)
     p.madvise(a, 64 * P, MADV_PAGEOUT)
     p.munmap(a, 64 * P)
-    assert _mincore(p, fd, 64) == "." * 64
+    assert file_mincore(p, fd, 64) == "." * 64
     v = vmstat(machine)
     p.fallocate(fd, PUNCH, off, length)
     keys = ("workingset_refault_file", "workingset_activate_file", "workingset_nodes", "pgpgin")
     assert _delta(machine, v, *keys) == (refaults, refaults, -1, 4 * refaults)
-    assert _mincore(p, fd, 64) == "." * 64
+    assert file_mincore(p, fd, 64) == "." * 64
     v = vmstat(machine)
     p.pread(fd, 10, off)
     assert _delta(machine, v, *keys) == (0, 0, 0, 0)
-    assert _mincore(p, fd, 64) == "." * 17 + "R" + "." * 46
+    assert file_mincore(p, fd, 64) == "." * 17 + "R" + "." * 46
     p.close(fd)
 
 
@@ -179,7 +174,7 @@ def test_truncate_to_a_partial_block_reads_it_into_the_cache(machine, proc):
     v = vmstat(machine)
     p.ftruncate(fd, 10 * P + 100)
     assert _delta(machine, v, "pgpgin", "nr_dirty", "workingset_refault_file") == (4, 1, 0)
-    assert _mincore(p, fd, 11) == "." * 11
+    assert file_mincore(p, fd, 11) == "." * 11
     f = k.mem.flags[_folio(p, fd, 10)]
     assert f & PG_dirty and not f & PG_uptodate
     assert p.pread(fd, P, 10 * P) == b"\1" * 100
@@ -294,7 +289,7 @@ def test_zero_range_zeroes_partial_blocks_through_the_cache(machine, proc, cache
         fd = _uncached(p, "/tmp/zr", 16)
     v = vmstat(machine)
     p.fallocate(fd, ZERO_RANGE, P + 100, 2 * P)
-    assert _mincore(p, fd, 16) == ("RR.RRRRRRRRRRRRR" if cached else "." * 16)
+    assert file_mincore(p, fd, 16) == ("RR.RRRRRRRRRRRRR" if cached else "." * 16)
     assert _delta(machine, v, "pgpgin", "nr_dirty") == ((0, 2) if cached else (8, 2))
     assert p.fstat(fd).st_blocks == 128
     got = p.pread(fd, 3 * P, P)
@@ -314,7 +309,7 @@ def test_zero_range_past_eof_grows_the_file(machine, proc):
     p.fallocate(fd, ZERO_RANGE, 15 * P + 100, 3 * P)
     st = p.fstat(fd)
     assert (st.st_size, st.st_blocks) == (73828, 152)
-    assert _mincore(p, fd, 19) == "." * 19
+    assert file_mincore(p, fd, 19) == "." * 19
     assert p.pread(fd, 4 * P, 15 * P) == b"\1" * 100 + bytes(73828 - 15 * P - 100)
     p.close(fd)
 

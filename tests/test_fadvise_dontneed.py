@@ -19,16 +19,11 @@ ctypes) run as root on the reference machine (6.18.44, ext4 /tmp, 2 CPUs):
 import pytest
 
 import vmsim
-from vmsim import O_RDWR, O_CREAT, O_TRUNC, PROT_READ, MAP_SHARED, POSIX_FADV_DONTNEED
+from vmsim import O_RDWR, O_CREAT, O_TRUNC, POSIX_FADV_DONTNEED
+
+from vmtest import file_mincore
 
 P = 4096
-
-
-def _mincore(p, fd, pages):
-    a = p.mmap(0, pages * P, PROT_READ, MAP_SHARED, fd, 0)
-    r = "".join("R" if b & 1 else "." for b in p.mincore(a, pages * P))
-    p.munmap(a, pages * P)
-    return r
 
 
 def _written(p, path, pages):
@@ -66,7 +61,7 @@ def test_dontneed_second_pass_drops_folios_a_remote_cpu_batch_held(machine, page
     assert len(held) >= pages - 30 and held == folios[-len(held):]
     machine.schedule(p, 0)
     called = _calls(machine, lambda: p.posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED))
-    assert _mincore(p, fd, pages) == "." * pages
+    assert file_mincore(p, fd, pages) == "." * pages
     assert not k.cpu_fbatches[1].lru_add
     i = called.index("mapping_try_invalidate")
     assert called.index("lru_add_drain_all", i) < called.index("invalidate_mapping_pages", i)
@@ -101,7 +96,7 @@ def test_dontneed_on_the_writing_cpu_needs_one_pass(machine):
     p = machine.spawn(cpu=0)
     fd = _written(p, "/tmp/local", 20)
     called = _calls(machine, lambda: p.posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED))
-    assert _mincore(p, fd, 20) == "." * 20
+    assert file_mincore(p, fd, 20) == "." * 20
     assert "mapping_try_invalidate" in called and "lru_add_drain_all" not in called
     assert "invalidate_mapping_pages" not in called
     p.close(fd)
@@ -142,7 +137,7 @@ def test_dontneed_deactivates_an_active_folio_it_cannot_drop(machine, pin):
     p.posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)
     lru_add_drain_all(k)
     w = vmstat(machine)
-    assert _mincore(p, fd, 16) == "R" * 16
+    assert file_mincore(p, fd, 16) == "R" * 16
     assert not k.mem.flags[folio] & (PG_active | PG_referenced)
     assert (w["pgdeactivate"] - v["pgdeactivate"], w["pgrotated"] - v["pgrotated"]) == (16, 32)
     assert k.lruvec.tail[2] == folio                 # LRU_INACTIVE_FILE's tail
@@ -161,7 +156,7 @@ def test_dontneed_drops_the_last_partial_page_when_the_range_ends_at_i_size(mach
     p.pwrite(fd, b"\1" * (10 * P + 100), 0)
     p.fsync(fd)
     p.posix_fadvise(fd, 0, length, POSIX_FADV_DONTNEED)
-    assert _mincore(p, fd, 11) == left
+    assert file_mincore(p, fd, 11) == left
     p.close(fd)
 
 
@@ -187,10 +182,10 @@ def test_dontneed_right_after_a_write_keeps_the_pages_under_writeback(machine, p
     assert "mapping_try_invalidate" in called
     assert "deactivate_file_folio" not in called and "lru_add_drain_all" not in called
     assert w["pgrotated"] == v["pgrotated"]
-    assert _mincore(p, fd, pages) == "R" * pages
+    assert file_mincore(p, fd, pages) == "R" * pages
     cache = p._file(fd).f_inode.i_mapping.i_pages
     assert not any(k.mem.flags[cache.get(i)] & (PG_readahead | PG_dirty) for i in range(pages))
     p.fsync(fd)
     p.posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)
-    assert _mincore(p, fd, pages) == "." * pages
+    assert file_mincore(p, fd, pages) == "." * pages
     p.close(fd)
