@@ -201,6 +201,26 @@ def test_growing_truncate_zeroes_the_old_eof_block_tail(machine, proc):
     p.close(fd)
 
 
+def test_growing_truncate_zeroes_an_eof_block_that_already_has_buffers(machine, proc):
+    """The EOF folio got its (unmapped) buffer when a shrinking truncate zeroed a hole
+    there; pwrite and a store through a MAP_SHARED mapping past EOF then dirty it
+    (->write_begin, ext4_page_mkwrite map its buffer: delayed allocation), so growing
+    the file zeroes the old EOF block's tail. Linux (probe as in the test above,
+    ftruncate 8192 then 100 first): byte 200 reads 0."""
+    p = proc
+    fd = p.open("/tmp/grow2", O_RDWR | O_CREAT | O_TRUNC, 0o644)
+    p.ftruncate(fd, 8192)
+    p.ftruncate(fd, 100)
+    assert p._file(fd).f_inode.i_mapping.folio_private
+    p.pwrite(fd, b"a" * 50, 0)
+    a = p.mmap(0, P, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+    p.write(a + 200, b"z")
+    p.munmap(a, P)
+    p.ftruncate(fd, 8192)
+    assert p.pread(fd, 300, 0) == b"a" * 50 + bytes(250)
+    p.close(fd)
+
+
 def test_punch_past_eof_frees_the_eof_block(machine, proc):
     """ext4_punch_hole() ends a hole past i_size at i_size's page end. Linux: a 1-byte
     file (st_blocks 8) punched over [0, 2): st_blocks 0; a 5000-byte file (16) punched

@@ -175,15 +175,18 @@ def __ext4_block_zero_page_range(k, mapping, from_: int, length: int) -> int:
     if folio < 0:
         return folio
     inode = mapping.host
+    # A dirty folio was written (->write_begin, ext4_page_mkwrite): its buffers are
+    # mapped (delayed allocation, BH_Delay). vmsim's write paths leave buffers alone,
+    # so a dirty folio's are taken as mapped, whether made here or earlier.
+    dirty = mem.flags[folio] & PG_dirty
     bh = folio_buffers(k, mapping, folio)
     if bh is None:
-        # A dirty folio was written (->write_begin, ext4_page_mkwrite): its buffers,
-        # which vmsim does not keep, are mapped (delayed allocation, BH_Delay).
-        bh = create_empty_buffers(k, mapping, folio,
-                                  BH_Mapped if mem.flags[folio] & PG_dirty else 0)
+        bh = create_empty_buffers(k, mapping, folio, BH_Mapped if dirty else 0)
     iblock = from_ >> 12
     i = iblock - mem.index[folio]                 # the buffer holding from_
     page = folio + i
+    if dirty:
+        bh[i] |= BH_Mapped
     if not bh[i] & BH_Mapped:
         blk = _ext4_get_block(inode, iblock)      # ext4_get_block(..., create 0)
         if blk is None:                           # a hole: nothing to do
