@@ -189,3 +189,40 @@ def test_dontneed_right_after_a_write_keeps_the_pages_under_writeback(machine, p
     p.posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)
     assert file_mincore(p, fd, pages) == "." * pages
     p.close(fd)
+
+
+def test_checker_catches_broken_lru_batches(machine):
+    """The debug checker's per-CPU batch rules: a batch never reaches PAGEVEC_SIZE
+    (it moves when full) and never holds a large folio or a tail page."""
+    from vmsim.mm.page_flags import PG_head
+    from vmsim.mm.swap import deactivate_file_folio, PAGEVEC_SIZE
+    k = machine.k
+    p = machine.spawn(cpu=0)
+    fd = p.open("/tmp/batches", O_RDWR | O_CREAT | O_TRUNC, 0o644)
+    p.pwrite(fd, b"\1" * (16 * P), 0)
+    p.pwrite(fd, b"\1" * P, 16 * P)
+    p.fsync(fd)
+    from vmsim.mm.swap import lru_add_drain_all
+    lru_add_drain_all(k)
+    cache = p._file(fd).f_inode.i_mapping.i_pages
+    large, small = cache.get(0), cache.get(16)
+    assert k.mem.flags[large] & PG_head and not k.mem.flags[small] & PG_head
+    fb = k.cpu_fbatches[0]
+    deactivate_file_folio(k, small, 0)
+    assert fb.lru_deactivate_file == [small]
+    machine.check()
+
+    def caught(pattern):
+        with pytest.raises(AssertionError, match=pattern):
+            machine.check()
+
+    fb.lru_deactivate_file.append(large)
+    caught(r"pfn 0x[0-9a-f]+ in cpu 0's lru_deactivate_file batch is a large folio")
+    fb.lru_deactivate_file[-1] = large + 1
+    caught(r"in cpu 0's lru_deactivate_file batch is a tail page")
+    fb.lru_deactivate_file.pop()
+    fb.lru_move_tail.extend([small] * PAGEVEC_SIZE)
+    caught(rf"cpu 0's lru_move_tail batch holds {PAGEVEC_SIZE} folios")
+    del fb.lru_move_tail[:]
+    machine.check()
+    p.close(fd)

@@ -1368,6 +1368,7 @@ def _check_all(k, st=None, full=True):
         for p in fb.lru_add:
             if mem.flags[p] & PG_lru:
                 rep(f"LRU batch: pfn {p:#x} in cpu {cpu}'s lru_add batch already has PG_lru")
+        _check_lru_batches(k, cpu, fb, rep)
     _check_lru(k, rep, ranges)
     _check_hugetlb(k, rep, live)
     # Nothing alive: everything is returned.
@@ -1807,6 +1808,24 @@ def _check_ext4_blocks(k, aspaces, rep):
     if any(not isinstance(disk[b], bytes) or len(disk[b]) != 4096
            for b in set(np.flatnonzero(~empty).tolist())):
         rep("ext4: a block holds other than 4 KiB of bytes")
+
+
+def _check_lru_batches(k, cpu, fb, rep):
+    """A per-CPU LRU batch (mm/swap.c __folio_batch_add_and_move) moves when it fills
+    (PAGEVEC_SIZE) and never holds a large folio (folio_may_be_lru_cached()) or a tail
+    page; each entry holds a reference (counted through swap.batch_refs)."""
+    from vmsim.mm.swap import PAGEVEC_SIZE
+    flags = k.mem.flags
+    for name in ("lru_add", "lru_move_tail", "lru_deactivate_file", "lru_deactivate",
+                 "lru_lazyfree", "activate"):
+        lst = getattr(fb, name)
+        if len(lst) >= PAGEVEC_SIZE:
+            rep(f"LRU batch: cpu {cpu}'s {name} batch holds {len(lst)} folios, "
+                f"PAGEVEC_SIZE is {PAGEVEC_SIZE}")
+        for p in lst:
+            if flags[p] & (PG_head | PG_tail):
+                rep(f"LRU batch: pfn {p:#x} in cpu {cpu}'s {name} batch is "
+                    f"{'a large folio' if flags[p] & PG_head else 'a tail page'}")
 
 
 def _check_buffer_heads(k, aspaces, rep):
