@@ -348,3 +348,40 @@ def test_zero_range_errors(machine, proc):
         assert e.value.errno == errno.EOPNOTSUPP, (f, mode)
     p.close(fd)
     p.close(shm)
+
+
+@pytest.mark.parametrize("mode", [ZERO_RANGE, PUNCH])
+def test_zeroing_over_holes_reads_and_dirties_nothing(machine, proc, mode):
+    """A sparse 16-page file, fallocate(mode, 4096 + 100, 8192): the edge blocks are
+    holes (PUNCH) or unwritten (ZERO_RANGE preallocates them; ext4_get_block() does
+    not map an unwritten block), so each edge only gets a folio: nothing read, none
+    dirty. The three blocks then read back as zeros without I/O. Linux (probe on the
+    reference machine, 9 runs, modal): pgpgin +0, nr_file_pages +2, nr_dirty +0;
+    ZERO_RANGE: st_blocks 24, reading pages 1-3 pgpgin +0."""
+    p = proc
+    fd = p.open("/tmp/zr-holes", O_RDWR | O_CREAT | O_TRUNC, 0o644)
+    p.ftruncate(fd, 16 * P)
+    v = vmstat(machine)
+    p.fallocate(fd, mode, P + 100, 2 * P)
+    assert _delta(machine, v, "pgpgin", "nr_file_pages", "nr_dirty") == (0, 2, 0)
+    assert p.fstat(fd).st_blocks == (24 if mode == ZERO_RANGE else 0)
+    v = vmstat(machine)
+    assert p.pread(fd, 3 * P, P) == bytes(3 * P)
+    assert _delta(machine, v, "pgpgin") == (0,)
+    p.close(fd)
+
+
+def test_zero_range_keep_size_past_eof_makes_the_edge_folios(machine, proc):
+    """A 4-page file written and fsynced, fallocate(ZERO_RANGE | KEEP_SIZE,
+    4 * 4096 + 100, 8192): both edges lie past EOF; each gets a folio, nothing is read
+    or dirtied, the size stays. Linux: pgpgin +0, nr_file_pages +2, nr_dirty +0, size
+    16384 (st_blocks 56: Linux preallocates the 3 blocks past EOF, vmsim does not)."""
+    p = proc
+    fd = p.open("/tmp/zr-eof", O_RDWR | O_CREAT | O_TRUNC, 0o644)
+    p.pwrite(fd, b"\1" * 4 * P, 0)
+    p.fsync(fd)
+    v = vmstat(machine)
+    p.fallocate(fd, ZERO_RANGE | 1, 4 * P + 100, 2 * P)
+    assert _delta(machine, v, "pgpgin", "nr_file_pages", "nr_dirty") == (0, 2, 0)
+    assert p.fstat(fd).st_size == 4 * P
+    p.close(fd)
