@@ -287,6 +287,10 @@ def test_checker_catches_broken_buffer_heads(machine, proc):
     mapping.folio_private[folio + 100] = [0]
     caught(r"has buffers of mapping \d+ but is not its page-cache folio")
     del mapping.folio_private[folio + 100]
+    assert not machine.k.mem.flags[folio] & PG_uptodate
+    del mapping.folio_private[folio]
+    caught(r"page cache: folio 0x[0-9a-f]+ at mapping \d+ is not uptodate and has no buffers")
+    mapping.folio_private[folio] = bh
     machine.check()
     p.close(fd)
 
