@@ -15,7 +15,8 @@ Hole punch and truncation zero the partial blocks at their edges through the pag
 (ext4_zero_partial_blocks, ext4_block_truncate_page -> __ext4_block_zero_page_range):
 the block's folio is looked up or created (a shadow there refaults), the block read into
 it unless uptodate, zeroed and dirtied; the folio itself stays !uptodate when it was not
-(only its buffer is: vmsim.fs.buffer). A hole's block is left alone, its new folio too.
+(only its buffer is: vmsim.fs.buffer). A hole's block, or a zero range's unwritten one,
+is left alone, its new folio too.
 """
 import errno
 
