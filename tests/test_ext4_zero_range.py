@@ -389,3 +389,58 @@ def test_zero_range_keep_size_past_eof_makes_the_edge_folios(machine, proc):
     assert _delta(machine, v, "pgpgin", "nr_file_pages", "nr_dirty") == (0, 2, 0)
     assert p.fstat(fd).st_size == 4 * P
     p.close(fd)
+
+
+@pytest.mark.parametrize("synced", [False, True])
+@pytest.mark.parametrize("how", ["truncate", "punch"])
+def test_a_dirty_large_folio_is_not_split(machine, proc, how, synced):
+    """A 16-page file written in one pwrite (one 16-page folio), mapped MAP_SHARED,
+    then ftruncate(4096 + 100) or fallocate(PUNCH | KEEP_SIZE, 4096 + 100, 3 pages).
+    Unsynced, the folio's buffers are dirty: __folio_split's filemap_release_folio()
+    (ext4_release_folio -> try_to_free_buffers) fails, so it stays whole and is zeroed
+    over the range. Linux 6.18.44 probes, mincore over the mapping: unsynced
+    truncate 16 resident (nr_file_pages +0), punch 16 resident; fsynced first:
+    RR.............. (nr_file_pages -14) and RR..RRRRRRRRRRRR."""
+    p = proc
+    fd = p.open("/tmp/nosplit", O_RDWR | O_CREAT | O_TRUNC, 0o644)
+    p.pwrite(fd, b"\1" * 16 * P, 0)
+    if synced:
+        p.fsync(fd)
+    a = p.mmap(0, 16 * P, PROT_READ, MAP_SHARED, fd, 0)
+    v = vmstat(machine)
+    if how == "truncate":
+        p.ftruncate(fd, P + 100)
+        want = "RR" + "." * 14 if synced else "R" * 16
+        assert _delta(machine, v, "nr_file_pages") == ((-14,) if synced else (0,))
+    else:
+        p.fallocate(fd, PUNCH, P + 100, 3 * P)
+        want = "RR..RRRRRRRRRRRR" if synced else "R" * 16
+    assert "".join("R" if b & 1 else "." for b in p.mincore(a, 16 * P)) == want
+    if how == "truncate":
+        assert p.pread(fd, 2 * P, 0) == b"\1" * (P + 100)
+    else:
+        assert p.pread(fd, 5 * P, 0) == b"\1" * (P + 100) + bytes(3 * P) + b"\1" * (P - 100)
+    p.munmap(a, 16 * P)
+    p.close(fd)
+
+
+def test_a_dirty_large_folio_truncated_on_a_page_boundary_stays_whole(machine, proc):
+    """As test_file.py's truncate of a mapped 16-page folio to 4 pages, unsynced: the
+    folio stays whole (its first 4 buffers are dirty), so a read of page 8 after
+    growing the file back is no major fault. Linux 6.18.44 probe: mincore 16
+    resident, nr_file_pages +0, majflt +0 (fsynced first: RRRR............, -12, +1)."""
+    p = proc
+    fd = p.open("/tmp/nosplit4", O_RDWR | O_CREAT | O_TRUNC, 0o644)
+    p.pwrite(fd, b"x" * 16 * P, 0)
+    a = p.mmap(0, 16 * P, PROT_READ, MAP_SHARED, fd, 0)
+    p.touch(a, 16 * P)
+    v = vmstat(machine)
+    p.ftruncate(fd, 4 * P)
+    assert _delta(machine, v, "nr_file_pages") == (0,)
+    assert "".join("R" if b & 1 else "." for b in p.mincore(a, 16 * P)) == "R" * 16
+    p.ftruncate(fd, 16 * P)
+    r0 = p.getrusage()
+    assert p.read(a + 8 * P, 1) == b"\0"
+    assert p.getrusage().ru_majflt == r0.ru_majflt
+    p.munmap(a, 16 * P)
+    p.close(fd)

@@ -103,6 +103,12 @@ class _Ext4Aops:
     """ext4_aops."""
 
     @staticmethod
+    def release_folio(k, mapping, folio) -> bool:
+        """ext4_release_folio() -> try_to_free_buffers(): fails while a buffer is
+        dirty, as a dirty folio's are (->write_begin, block_dirty_folio)."""
+        return not k.mem.flags[folio] & PG_dirty
+
+    @staticmethod
     def readahead(k, mapping, folios):
         """ext4_mpage_readpages(): one bio per run of contiguous mapped blocks."""
         inode = mapping.host

@@ -71,6 +71,13 @@ def truncate_inode_partial_folio(k, mapping, folio: int, lstart: int, lend: int)
     if nr == 1:
         return True
     truncate_cleanup_folio(k, mapping, folio)                # unmap_folio()
+    release = getattr(mapping.a_ops, "release_folio", None)
+    if release is not None and not release(k, mapping, folio):
+        # try_folio_split_or_unmap(): __folio_split's filemap_release_folio() failed
+        # (a written ext4 folio's dirty buffers), so the folio stays whole and
+        # unmapped, the range zeroed in it (folio_zero_range).
+        _zero_folio_range(k, folio, offset, length)
+        return True
     folio_split(k, mapping, folio, offset >> 12)
     if offset + length != size:
         at = mem.index[folio] + ((offset + length) >> 12)
@@ -78,6 +85,20 @@ def truncate_inode_partial_folio(k, mapping, folio: int, lstart: int, lend: int)
         if folio2 is not None and _nr(k, folio2) > 1:
             folio_split(k, mapping, folio2, at - mem.index[folio2])
     return True
+
+
+def _zero_folio_range(k, folio: int, offset: int, length: int):
+    """folio_zero_range() of a whole folio's [offset, offset + length)."""
+    data = k.page_data
+    end = offset + length
+    while offset < end:
+        page, lo = folio + (offset >> 12), offset & 4095
+        hi = min(4096, lo + end - offset)
+        if lo == 0 and hi == 4096:
+            data.clear(page)
+        else:
+            data.write(page, lo, bytes(hi - lo))
+        offset += hi - lo
 
 
 def truncate_inode_pages_range(k, mapping, lstart: int, lend: int = -1):
