@@ -20,6 +20,8 @@ from vmsim import (O_RDWR, O_CREAT, O_TRUNC, PROT_READ, PROT_WRITE, MAP_PRIVATE,
                    MAP_FIXED, MADV_PAGEOUT, POSIX_FADV_DONTNEED)
 from vmsim.mm.page_flags import PG_uptodate, PG_dirty, PG_referenced
 
+from vmtest import file_mincore
+
 P = 4096
 PUNCH = 3                     # FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
 
@@ -45,13 +47,6 @@ def _uncached(p, path, pages, chunk=None):
     return fd
 
 
-def _mincore(p, fd, pages):
-    a = p.mmap(0, pages * P, PROT_READ, MAP_SHARED, fd, 0)
-    r = "".join("R" if b & 1 else "." for b in p.mincore(a, pages * P))
-    p.munmap(a, pages * P)
-    return r
-
-
 def _folio(p, fd, index):
     ino = p._file(fd).f_inode
     return ino.i_mapping.i_pages.get(index)
@@ -60,11 +55,11 @@ def _folio(p, fd, index):
 def test_punch_over_an_uncached_file_reads_the_partial_blocks_into_the_cache(machine, proc):
     p, k = proc, machine.k
     fd = _uncached(p, "/tmp/punch", 16)
-    assert _mincore(p, fd, 16) == "." * 16
+    assert file_mincore(p, fd, 16) == "." * 16
     v = vmstat(machine)
     p.fallocate(fd, PUNCH, P + 100, 2 * P)
     # Linux: 16 x ".", pgpgin +8.
-    assert _mincore(p, fd, 16) == "." * 16
+    assert file_mincore(p, fd, 16) == "." * 16
     assert _delta(machine, v, "pgpgin", "nr_dirty") == (8, 2)
     for index in (1, 3):
         folio = _folio(p, fd, index)
@@ -78,7 +73,7 @@ def test_punch_over_an_uncached_file_reads_the_partial_blocks_into_the_cache(mac
     # Pages 1 and 3 were read without I/O (their buffers are uptodate); the hole's page
     # 2 is zero-filled without I/O too.
     assert _delta(machine, v, "pgpgin") == (0,)
-    assert _mincore(p, fd, 16) == ".RRR" + "." * 12
+    assert file_mincore(p, fd, 16) == ".RRR" + "." * 12
     p.fsync(fd)
     machine.write_file("/proc/sys/vm/drop_caches", "3")
     assert p.pread(fd, 4 * P, 0) == b"\1" * (P + 100) + bytes(2 * P) + b"\1" * (P - 100)
@@ -108,10 +103,10 @@ def test_punch_over_a_sparse_file_leaves_new_folios_unread(machine, proc):
     p.ftruncate(fd, 16 * P)
     v = vmstat(machine)
     p.fallocate(fd, PUNCH, P + 100, 2 * P)
-    assert _mincore(p, fd, 16) == "." * 16
+    assert file_mincore(p, fd, 16) == "." * 16
     assert _delta(machine, v, "pgpgin", "nr_dirty") == (0, 0)
     assert p.pread(fd, 10, P) == bytes(10)
-    assert _mincore(p, fd, 16) == ".R" + "." * 14
+    assert file_mincore(p, fd, 16) == ".R" + "." * 14
     p.close(fd)
 
 
@@ -124,7 +119,7 @@ def test_punch_on_a_cached_file_dirties_the_partial_folios(machine, proc):
     p.fsync(fd)
     v = vmstat(machine)
     p.fallocate(fd, PUNCH, P + 100, 2 * P)
-    assert _mincore(p, fd, 16) == "RR.RRRRRRRRRRRRR"
+    assert file_mincore(p, fd, 16) == "RR.RRRRRRRRRRRRR"
     assert _delta(machine, v, "pgpgin", "nr_dirty") == (0, 2)
     for index, dirty in ((1, True), (3, True), (4, False)):
         f = k.mem.flags[_folio(p, fd, index)]
@@ -158,16 +153,16 @@ def test_punch_over_shadows_refaults_the_partial_blocks(machine, proc, chunk, of
         p.read(a + i * P, 1)
     p.madvise(a, 64 * P, MADV_PAGEOUT)
     p.munmap(a, 64 * P)
-    assert _mincore(p, fd, 64) == "." * 64
+    assert file_mincore(p, fd, 64) == "." * 64
     v = vmstat(machine)
     p.fallocate(fd, PUNCH, off, length)
     keys = ("workingset_refault_file", "workingset_activate_file", "workingset_nodes", "pgpgin")
     assert _delta(machine, v, *keys) == (refaults, refaults, -1, 4 * refaults)
-    assert _mincore(p, fd, 64) == "." * 64
+    assert file_mincore(p, fd, 64) == "." * 64
     v = vmstat(machine)
     p.pread(fd, 10, off)
     assert _delta(machine, v, *keys) == (0, 0, 0, 0)
-    assert _mincore(p, fd, 64) == "." * 17 + "R" + "." * 46
+    assert file_mincore(p, fd, 64) == "." * 17 + "R" + "." * 46
     p.close(fd)
 
 
@@ -179,7 +174,7 @@ def test_truncate_to_a_partial_block_reads_it_into_the_cache(machine, proc):
     v = vmstat(machine)
     p.ftruncate(fd, 10 * P + 100)
     assert _delta(machine, v, "pgpgin", "nr_dirty", "workingset_refault_file") == (4, 1, 0)
-    assert _mincore(p, fd, 11) == "." * 11
+    assert file_mincore(p, fd, 11) == "." * 11
     f = k.mem.flags[_folio(p, fd, 10)]
     assert f & PG_dirty and not f & PG_uptodate
     assert p.pread(fd, P, 10 * P) == b"\1" * 100
@@ -203,6 +198,26 @@ def test_growing_truncate_zeroes_the_old_eof_block_tail(machine, proc):
     p.munmap(a, P)
     p.ftruncate(fd, 1000)
     assert p.pread(fd, 1000, 0) == b"a" * 100 + bytes(900)
+    p.close(fd)
+
+
+def test_growing_truncate_zeroes_an_eof_block_that_already_has_buffers(machine, proc):
+    """The EOF folio got its (unmapped) buffer when a shrinking truncate zeroed a hole
+    there; pwrite and a store through a MAP_SHARED mapping past EOF then dirty it
+    (->write_begin, ext4_page_mkwrite map its buffer: delayed allocation), so growing
+    the file zeroes the old EOF block's tail. Linux (probe as in the test above,
+    ftruncate 8192 then 100 first): byte 200 reads 0."""
+    p = proc
+    fd = p.open("/tmp/grow2", O_RDWR | O_CREAT | O_TRUNC, 0o644)
+    p.ftruncate(fd, 8192)
+    p.ftruncate(fd, 100)
+    assert p._file(fd).f_inode.i_mapping.folio_private
+    p.pwrite(fd, b"a" * 50, 0)
+    a = p.mmap(0, P, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+    p.write(a + 200, b"z")
+    p.munmap(a, P)
+    p.ftruncate(fd, 8192)
+    assert p.pread(fd, 300, 0) == b"a" * 50 + bytes(250)
     p.close(fd)
 
 
@@ -272,6 +287,10 @@ def test_checker_catches_broken_buffer_heads(machine, proc):
     mapping.folio_private[folio + 100] = [0]
     caught(r"has buffers of mapping \d+ but is not its page-cache folio")
     del mapping.folio_private[folio + 100]
+    assert not machine.k.mem.flags[folio] & PG_uptodate
+    del mapping.folio_private[folio]
+    caught(r"page cache: folio 0x[0-9a-f]+ at mapping \d+ is not uptodate and has no buffers")
+    mapping.folio_private[folio] = bh
     machine.check()
     p.close(fd)
 
@@ -294,7 +313,7 @@ def test_zero_range_zeroes_partial_blocks_through_the_cache(machine, proc, cache
         fd = _uncached(p, "/tmp/zr", 16)
     v = vmstat(machine)
     p.fallocate(fd, ZERO_RANGE, P + 100, 2 * P)
-    assert _mincore(p, fd, 16) == ("RR.RRRRRRRRRRRRR" if cached else "." * 16)
+    assert file_mincore(p, fd, 16) == ("RR.RRRRRRRRRRRRR" if cached else "." * 16)
     assert _delta(machine, v, "pgpgin", "nr_dirty") == ((0, 2) if cached else (8, 2))
     assert p.fstat(fd).st_blocks == 128
     got = p.pread(fd, 3 * P, P)
@@ -314,7 +333,7 @@ def test_zero_range_past_eof_grows_the_file(machine, proc):
     p.fallocate(fd, ZERO_RANGE, 15 * P + 100, 3 * P)
     st = p.fstat(fd)
     assert (st.st_size, st.st_blocks) == (73828, 152)
-    assert _mincore(p, fd, 19) == "." * 19
+    assert file_mincore(p, fd, 19) == "." * 19
     assert p.pread(fd, 4 * P, 15 * P) == b"\1" * 100 + bytes(73828 - 15 * P - 100)
     p.close(fd)
 
@@ -347,5 +366,97 @@ def test_truncate_to_the_same_unaligned_size_zeroes_the_eof_block_tail(machine, 
     v = vmstat(machine)
     p.ftruncate(fd, 10 * P + 100)
     assert _delta(machine, v, "pgpgin", "nr_dirty") == (4, 1)
-    assert _mincore(p, fd, 11) == "." * 11
+    assert file_mincore(p, fd, 11) == "." * 11
+    p.close(fd)
+
+
+@pytest.mark.parametrize("mode", [ZERO_RANGE, PUNCH])
+def test_zeroing_over_holes_reads_and_dirties_nothing(machine, proc, mode):
+    """A sparse 16-page file, fallocate(mode, 4096 + 100, 8192): the edge blocks are
+    holes (PUNCH) or unwritten (ZERO_RANGE preallocates them; ext4_get_block() does
+    not map an unwritten block), so each edge only gets a folio: nothing read, none
+    dirty. The three blocks then read back as zeros without I/O. Linux (probe on the
+    reference machine, 9 runs, modal): pgpgin +0, nr_file_pages +2, nr_dirty +0;
+    ZERO_RANGE: st_blocks 24, reading pages 1-3 pgpgin +0."""
+    p = proc
+    fd = p.open("/tmp/zr-holes", O_RDWR | O_CREAT | O_TRUNC, 0o644)
+    p.ftruncate(fd, 16 * P)
+    v = vmstat(machine)
+    p.fallocate(fd, mode, P + 100, 2 * P)
+    assert _delta(machine, v, "pgpgin", "nr_file_pages", "nr_dirty") == (0, 2, 0)
+    assert p.fstat(fd).st_blocks == (24 if mode == ZERO_RANGE else 0)
+    v = vmstat(machine)
+    assert p.pread(fd, 3 * P, P) == bytes(3 * P)
+    assert _delta(machine, v, "pgpgin") == (0,)
+    p.close(fd)
+
+
+def test_zero_range_keep_size_past_eof_makes_the_edge_folios(machine, proc):
+    """A 4-page file written and fsynced, fallocate(ZERO_RANGE | KEEP_SIZE,
+    4 * 4096 + 100, 8192): both edges lie past EOF; each gets a folio, nothing is read
+    or dirtied, the size stays. Linux: pgpgin +0, nr_file_pages +2, nr_dirty +0, size
+    16384 (st_blocks 56: Linux preallocates the 3 blocks past EOF, vmsim does not)."""
+    p = proc
+    fd = p.open("/tmp/zr-eof", O_RDWR | O_CREAT | O_TRUNC, 0o644)
+    p.pwrite(fd, b"\1" * 4 * P, 0)
+    p.fsync(fd)
+    v = vmstat(machine)
+    p.fallocate(fd, ZERO_RANGE | 1, 4 * P + 100, 2 * P)
+    assert _delta(machine, v, "pgpgin", "nr_file_pages", "nr_dirty") == (0, 2, 0)
+    assert p.fstat(fd).st_size == 4 * P
+    p.close(fd)
+
+
+@pytest.mark.parametrize("synced", [False, True])
+@pytest.mark.parametrize("how", ["truncate", "punch"])
+def test_a_dirty_large_folio_is_not_split(machine, proc, how, synced):
+    """A 16-page file written in one pwrite (one 16-page folio), mapped MAP_SHARED,
+    then ftruncate(4096 + 100) or fallocate(PUNCH | KEEP_SIZE, 4096 + 100, 3 pages).
+    Unsynced, the folio's buffers are dirty: __folio_split's filemap_release_folio()
+    (ext4_release_folio -> try_to_free_buffers) fails, so it stays whole and is zeroed
+    over the range. Linux 6.18.44 probes, mincore over the mapping: unsynced
+    truncate 16 resident (nr_file_pages +0), punch 16 resident; fsynced first:
+    RR.............. (nr_file_pages -14) and RR..RRRRRRRRRRRR."""
+    p = proc
+    fd = p.open("/tmp/nosplit", O_RDWR | O_CREAT | O_TRUNC, 0o644)
+    p.pwrite(fd, b"\1" * 16 * P, 0)
+    if synced:
+        p.fsync(fd)
+    a = p.mmap(0, 16 * P, PROT_READ, MAP_SHARED, fd, 0)
+    v = vmstat(machine)
+    if how == "truncate":
+        p.ftruncate(fd, P + 100)
+        want = "RR" + "." * 14 if synced else "R" * 16
+        assert _delta(machine, v, "nr_file_pages") == ((-14,) if synced else (0,))
+    else:
+        p.fallocate(fd, PUNCH, P + 100, 3 * P)
+        want = "RR..RRRRRRRRRRRR" if synced else "R" * 16
+    assert "".join("R" if b & 1 else "." for b in p.mincore(a, 16 * P)) == want
+    if how == "truncate":
+        assert p.pread(fd, 2 * P, 0) == b"\1" * (P + 100)
+    else:
+        assert p.pread(fd, 5 * P, 0) == b"\1" * (P + 100) + bytes(3 * P) + b"\1" * (P - 100)
+    p.munmap(a, 16 * P)
+    p.close(fd)
+
+
+def test_a_dirty_large_folio_truncated_on_a_page_boundary_stays_whole(machine, proc):
+    """As test_file.py's truncate of a mapped 16-page folio to 4 pages, unsynced: the
+    folio stays whole (its first 4 buffers are dirty), so a read of page 8 after
+    growing the file back is no major fault. Linux 6.18.44 probe: mincore 16
+    resident, nr_file_pages +0, majflt +0 (fsynced first: RRRR............, -12, +1)."""
+    p = proc
+    fd = p.open("/tmp/nosplit4", O_RDWR | O_CREAT | O_TRUNC, 0o644)
+    p.pwrite(fd, b"x" * 16 * P, 0)
+    a = p.mmap(0, 16 * P, PROT_READ, MAP_SHARED, fd, 0)
+    p.touch(a, 16 * P)
+    v = vmstat(machine)
+    p.ftruncate(fd, 4 * P)
+    assert _delta(machine, v, "nr_file_pages") == (0,)
+    assert "".join("R" if b & 1 else "." for b in p.mincore(a, 16 * P)) == "R" * 16
+    p.ftruncate(fd, 16 * P)
+    r0 = p.getrusage()
+    assert p.read(a + 8 * P, 1) == b"\0"
+    assert p.getrusage().ru_majflt == r0.ru_majflt
+    p.munmap(a, 16 * P)
     p.close(fd)

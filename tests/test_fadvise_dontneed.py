@@ -19,16 +19,11 @@ ctypes) run as root on the reference machine (6.18.44, ext4 /tmp, 2 CPUs):
 import pytest
 
 import vmsim
-from vmsim import O_RDWR, O_CREAT, O_TRUNC, PROT_READ, MAP_SHARED, POSIX_FADV_DONTNEED
+from vmsim import O_RDWR, O_CREAT, O_TRUNC, POSIX_FADV_DONTNEED
+
+from vmtest import file_mincore
 
 P = 4096
-
-
-def _mincore(p, fd, pages):
-    a = p.mmap(0, pages * P, PROT_READ, MAP_SHARED, fd, 0)
-    r = "".join("R" if b & 1 else "." for b in p.mincore(a, pages * P))
-    p.munmap(a, pages * P)
-    return r
 
 
 def _written(p, path, pages):
@@ -66,7 +61,7 @@ def test_dontneed_second_pass_drops_folios_a_remote_cpu_batch_held(machine, page
     assert len(held) >= pages - 30 and held == folios[-len(held):]
     machine.schedule(p, 0)
     called = _calls(machine, lambda: p.posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED))
-    assert _mincore(p, fd, pages) == "." * pages
+    assert file_mincore(p, fd, pages) == "." * pages
     assert not k.cpu_fbatches[1].lru_add
     i = called.index("mapping_try_invalidate")
     assert called.index("lru_add_drain_all", i) < called.index("invalidate_mapping_pages", i)
@@ -101,7 +96,7 @@ def test_dontneed_on_the_writing_cpu_needs_one_pass(machine):
     p = machine.spawn(cpu=0)
     fd = _written(p, "/tmp/local", 20)
     called = _calls(machine, lambda: p.posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED))
-    assert _mincore(p, fd, 20) == "." * 20
+    assert file_mincore(p, fd, 20) == "." * 20
     assert "mapping_try_invalidate" in called and "lru_add_drain_all" not in called
     assert "invalidate_mapping_pages" not in called
     p.close(fd)
@@ -142,7 +137,7 @@ def test_dontneed_deactivates_an_active_folio_it_cannot_drop(machine, pin):
     p.posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)
     lru_add_drain_all(k)
     w = vmstat(machine)
-    assert _mincore(p, fd, 16) == "R" * 16
+    assert file_mincore(p, fd, 16) == "R" * 16
     assert not k.mem.flags[folio] & (PG_active | PG_referenced)
     assert (w["pgdeactivate"] - v["pgdeactivate"], w["pgrotated"] - v["pgrotated"]) == (16, 32)
     assert k.lruvec.tail[2] == folio                 # LRU_INACTIVE_FILE's tail
@@ -161,7 +156,7 @@ def test_dontneed_drops_the_last_partial_page_when_the_range_ends_at_i_size(mach
     p.pwrite(fd, b"\1" * (10 * P + 100), 0)
     p.fsync(fd)
     p.posix_fadvise(fd, 0, length, POSIX_FADV_DONTNEED)
-    assert _mincore(p, fd, 11) == left
+    assert file_mincore(p, fd, 11) == left
     p.close(fd)
 
 
@@ -169,10 +164,11 @@ def test_dontneed_drops_the_last_partial_page_when_the_range_ends_at_i_size(mach
 def test_dontneed_right_after_a_write_keeps_the_pages_under_writeback(machine, proc, pages,
                                                                       chunk):
     """The folios DONTNEED starts writing back are still under writeback when it
-    invalidates (both passes fail on them; lru_deactivate_file marks them PG_reclaim),
-    so they stay cached, clean; their writeback then ends (the mark cleared: it is
-    PG_readahead's bit). Linux: all pages left for these four shapes. After that, a
-    second DONTNEED drops them all (Linux, with an fsync between: 0 left)."""
+    invalidates, so they stay cached, clean. find_lock_entries() skips a folio under
+    writeback: mapping_try_invalidate() neither deactivates it nor counts it in
+    nr_failed, so there is no second pass. Linux: all pages left for these four
+    shapes. After that, a second DONTNEED drops them all (Linux, with an fsync
+    between: 0 left)."""
     from vmsim.mm.filemap import PG_readahead
     from vmsim.mm.page_flags import PG_dirty
     p, k = proc, machine.k
@@ -180,13 +176,53 @@ def test_dontneed_right_after_a_write_keeps_the_pages_under_writeback(machine, p
     for i in range(0, pages, chunk):
         p.pwrite(fd, b"\1" * (chunk * P), i * P)
     v = vmstat(machine)
-    p.posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)
+    called = _calls(machine, lambda: p.posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED))
     w = vmstat(machine)
     assert (w["nr_dirty"] - v["nr_dirty"], w["pgpgout"] - v["pgpgout"]) == (-pages, 4 * pages)
-    assert _mincore(p, fd, pages) == "R" * pages
+    assert "mapping_try_invalidate" in called
+    assert "deactivate_file_folio" not in called and "lru_add_drain_all" not in called
+    assert w["pgrotated"] == v["pgrotated"]
+    assert file_mincore(p, fd, pages) == "R" * pages
     cache = p._file(fd).f_inode.i_mapping.i_pages
     assert not any(k.mem.flags[cache.get(i)] & (PG_readahead | PG_dirty) for i in range(pages))
     p.fsync(fd)
     p.posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)
-    assert _mincore(p, fd, pages) == "." * pages
+    assert file_mincore(p, fd, pages) == "." * pages
+    p.close(fd)
+
+
+def test_checker_catches_broken_lru_batches(machine):
+    """The debug checker's per-CPU batch rules: a batch never reaches PAGEVEC_SIZE
+    (it moves when full) and never holds a large folio or a tail page."""
+    from vmsim.mm.page_flags import PG_head
+    from vmsim.mm.swap import deactivate_file_folio, PAGEVEC_SIZE
+    k = machine.k
+    p = machine.spawn(cpu=0)
+    fd = p.open("/tmp/batches", O_RDWR | O_CREAT | O_TRUNC, 0o644)
+    p.pwrite(fd, b"\1" * (16 * P), 0)
+    p.pwrite(fd, b"\1" * P, 16 * P)
+    p.fsync(fd)
+    from vmsim.mm.swap import lru_add_drain_all
+    lru_add_drain_all(k)
+    cache = p._file(fd).f_inode.i_mapping.i_pages
+    large, small = cache.get(0), cache.get(16)
+    assert k.mem.flags[large] & PG_head and not k.mem.flags[small] & PG_head
+    fb = k.cpu_fbatches[0]
+    deactivate_file_folio(k, small, 0)
+    assert fb.lru_deactivate_file == [small]
+    machine.check()
+
+    def caught(pattern):
+        with pytest.raises(AssertionError, match=pattern):
+            machine.check()
+
+    fb.lru_deactivate_file.append(large)
+    caught(r"pfn 0x[0-9a-f]+ in cpu 0's lru_deactivate_file batch is a large folio")
+    fb.lru_deactivate_file[-1] = large + 1
+    caught(r"in cpu 0's lru_deactivate_file batch is a tail page")
+    fb.lru_deactivate_file.pop()
+    fb.lru_move_tail.extend([small] * PAGEVEC_SIZE)
+    caught(rf"cpu 0's lru_move_tail batch holds {PAGEVEC_SIZE} folios")
+    del fb.lru_move_tail[:]
+    machine.check()
     p.close(fd)

@@ -40,3 +40,13 @@ def errno_of(fn, *a):
 def vmas(proc, start, end):
     """Return the (start, end) of each VMA meeting [start, end)."""
     return [(v.vm_start, v.vm_end) for v in proc.mm._vmas_in(start, end)]
+
+
+def file_mincore(proc, fd, pages):
+    """Return mincore(2) over a shared read-only mapping of the file's first ``pages``
+    pages, one character a page: R resident, . not."""
+    from vmsim import PROT_READ, MAP_SHARED
+    a = proc.mmap(0, pages * 4096, PROT_READ, MAP_SHARED, fd, 0)
+    r = "".join("R" if b & 1 else "." for b in proc.mincore(a, pages * 4096))
+    proc.munmap(a, pages * 4096)
+    return r

@@ -15,7 +15,8 @@ Hole punch and truncation zero the partial blocks at their edges through the pag
 (ext4_zero_partial_blocks, ext4_block_truncate_page -> __ext4_block_zero_page_range):
 the block's folio is looked up or created (a shadow there refaults), the block read into
 it unless uptodate, zeroed and dirtied; the folio itself stays !uptodate when it was not
-(only its buffer is: vmsim.fs.buffer). A hole's block is left alone, its new folio too.
+(only its buffer is: vmsim.fs.buffer). A hole's block, or a zero range's unwritten one,
+is left alone, its new folio too.
 """
 import errno
 
@@ -36,10 +37,21 @@ def _intern(b: bytes) -> bytes:
     return _BLOCKS.setdefault(b, b) if len(_BLOCKS) < 4096 else b
 
 
+# The contents of a block of an unwritten extent (ext4_zero_range): allocated, but a
+# lookup does not map it (_ext4_get_block -> ext4_update_bh_state keeps only
+# EXT4_MAP_UNWRITTEN of BH_Mapped's bits), so reads zero-fill it without I/O and
+# partial-block zeroing leaves it as a hole's. Told apart by identity: never interned.
+_UNWRITTEN = bytes(bytearray(4096))
+
+
 def _ext4_get_block(inode, index: int):
-    """The contents of the block mapped at page ``index``, or None for a hole."""
+    """The contents of the block mapped at page ``index``, or None for a hole or an
+    unwritten block (ext4_get_block(), create 0)."""
     blk = inode.i_blocks.get(index)
-    return None if blk is None else inode.i_sb.s_bdev.disk[blk]
+    if blk is None:
+        return None
+    data = inode.i_sb.s_bdev.disk[blk]
+    return None if data is _UNWRITTEN else data
 
 
 def _ext4_set_block(inode, index: int, data: bytes):
@@ -91,6 +103,12 @@ class _Ext4Aops:
     """ext4_aops."""
 
     @staticmethod
+    def release_folio(k, mapping, folio) -> bool:
+        """ext4_release_folio() -> try_to_free_buffers(): fails while a buffer is
+        dirty, as a dirty folio's are (->write_begin, block_dirty_folio)."""
+        return not k.mem.flags[folio] & PG_dirty
+
+    @staticmethod
     def readahead(k, mapping, folios):
         """ext4_mpage_readpages(): one bio per run of contiguous mapped blocks."""
         inode = mapping.host
@@ -111,7 +129,8 @@ class _Ext4Aops:
             index = mem.index[folio]
             pages = _folio_pages(k, folio)
             nr = len(pages)
-            blks = [None if b is None else disk[b] for b in map(blocks.get, range(index, index + nr))]
+            blks = [None if b is None or disk[b] is _UNWRITTEN else disk[b]
+                    for b in map(blocks.get, range(index, index + nr))]
             if nr > 1 and None not in blks and not mem.np_private[folio:folio + nr].any():
                 # Every block mapped, a fresh folio: the folio's data in one copy.
                 data._write_full_pages(pages, blks)
@@ -175,15 +194,18 @@ def __ext4_block_zero_page_range(k, mapping, from_: int, length: int) -> int:
     if folio < 0:
         return folio
     inode = mapping.host
+    # A dirty folio was written (->write_begin, ext4_page_mkwrite): its buffers are
+    # mapped (delayed allocation, BH_Delay). vmsim's write paths leave buffers alone,
+    # so a dirty folio's are taken as mapped, whether made here or earlier.
+    dirty = mem.flags[folio] & PG_dirty
     bh = folio_buffers(k, mapping, folio)
     if bh is None:
-        # A dirty folio was written (->write_begin, ext4_page_mkwrite): its buffers,
-        # which vmsim does not keep, are mapped (delayed allocation, BH_Delay).
-        bh = create_empty_buffers(k, mapping, folio,
-                                  BH_Mapped if mem.flags[folio] & PG_dirty else 0)
+        bh = create_empty_buffers(k, mapping, folio, BH_Mapped if dirty else 0)
     iblock = from_ >> 12
     i = iblock - mem.index[folio]                 # the buffer holding from_
     page = folio + i
+    if dirty:
+        bh[i] |= BH_Mapped
     if not bh[i] & BH_Mapped:
         blk = _ext4_get_block(inode, iblock)      # ext4_get_block(..., create 0)
         if blk is None:                           # a hole: nothing to do
@@ -263,12 +285,12 @@ def ext4_punch_hole(k, file, offset: int, length: int) -> int:
 
 def ext4_zero_range(k, file, offset: int, length: int, mode: int) -> int:
     """ext4_zero_range() (fs/ext4/extents.c): the blocks of the range, its partial
-    edges included, are allocated (unwritten extents: they read as zeros; an edge
-    block that exists keeps its data), the range's page cache goes
-    (ext4_truncate_page_cache_block_range), its whole blocks become unwritten (zeros),
+    edges included, are allocated (unwritten extents: they read as zeros without I/O;
+    an edge block that exists keeps its data), the range's page cache goes
+    (ext4_truncate_page_cache_block_range), its whole blocks become unwritten,
     i_size grows unless KEEP_SIZE, and the partial blocks are zeroed through the page
-    cache (ext4_zero_partial_blocks). vmsim allocates no block past i_size (as for
-    any fallocate)."""
+    cache (ext4_zero_partial_blocks: an unwritten one only gets its folio). vmsim
+    allocates no block past i_size (as for any fallocate)."""
     from vmsim.mm.truncate import truncate_pagecache_range
     inode = file.f_inode
     end = offset + length
@@ -280,22 +302,20 @@ def ext4_zero_range(k, file, offset: int, length: int, mode: int) -> int:
         blocks = inode.i_blocks
         holes = [i for i in range(offset >> 12, last + 1) if blocks.get(i) is None]
         for i in holes:
-            _ext4_set_block(inode, i, _intern(bytes(4096)))
+            _ext4_set_block(inode, i, _UNWRITTEN)
     truncate_pagecache_range(k, inode, offset, end - 1)
     start_lblk = (offset + 4095) >> 12
     end_lblk = min(end >> 12, last + 1)
     if end_lblk > start_lblk:
         # EXT4_GET_BLOCKS_CONVERT_UNWRITTEN: the whole blocks read as zeros.
-        _ext4_set_blocks(inode, start_lblk, [_intern(bytes(4096))] * (end_lblk - start_lblk))
+        _ext4_set_blocks(inode, start_lblk, [_UNWRITTEN] * (end_lblk - start_lblk))
     if new_size:
         inode.i_size = new_size                   # ext4_update_inode_size()
     if not (offset | end) & 4095:
         return 0
-    # A block past i_size is a hole in vmsim: nothing to zero there.
-    zend = min(end, (size + 4095) & ~4095)
-    if zend <= offset:
-        return 0
-    return ext4_zero_partial_blocks(k, inode, offset, zend - offset)
+    # A block past i_size is a hole in vmsim (an unwritten one on Linux): its folio is
+    # made, nothing more (6.18.44: two more file pages, no read, none dirty).
+    return ext4_zero_partial_blocks(k, inode, offset, length)
 
 
 def ext4_fallocate(k, file, mode: int, offset: int, length: int) -> int:

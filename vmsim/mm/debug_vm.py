@@ -40,7 +40,7 @@ from vmsim.mm.mm_types import (VM_READ, VM_WRITE, VM_HUGETLB, VM_MAYSHARE, VM_EX
 from vmsim.mm.page_flags import (PG_anon, PG_anon_exclusive, PG_lru, PG_reserved, PG_tail,
                                  PG_head, PG_swapbacked, PG_active, PG_unevictable, PGTY_table,
                                  PGTY_buddy, PG_ORDER_MASK, PG_ORDER_SHIFT, PG_dirty, PGTY_hugetlb,
-                                 PG_large_rmappable, PG_partially_mapped)
+                                 PG_large_rmappable, PG_partially_mapped, PG_uptodate)
 
 __all__ = ["check_all", "check_mm", "VMChecker", "after_syscall", "EXTRA_REF_SOURCES",
            "MAX_REPORTED", "FULL_EVERY"]
@@ -1163,6 +1163,7 @@ def _check_all(k, st=None, full=True):
     _check_shadow_entries(k, aspaces, rep)
     _check_ext4_blocks(k, aspaces, rep)
     _check_buffer_heads(k, aspaces, rep)
+    from vmsim.fs.ext4 import ext4_aops
     for am in aspaces:
         for msg in am.i_pages._check()[:3]:
             rep(f"page cache: mapping {am.id} i_pages: {msg}")
@@ -1205,6 +1206,14 @@ def _check_all(k, st=None, full=True):
         for i in np.flatnonzero(hnr > 512)[:3].tolist():
             rep(f"page cache: folio {int(fh[i]):#x} at mapping {am.id} has {int(hnr[i])} pages "
                 f"(more than MAX_PAGECACHE_ORDER)")
+        if am.a_ops is ext4_aops:
+            # Reads complete within the call: a disk file's folio that is not uptodate
+            # is one ext4's partial-block zeroing made, and has buffers.
+            for i in np.flatnonzero((hfl & PG_uptodate) == 0)[:8].tolist():
+                if int(fh[i]) not in am.folio_private:
+                    rep(f"page cache: folio {int(fh[i]):#x} at mapping {am.id} is not "
+                        f"uptodate and has no buffers")
+                    break
         huge_pages[am.swapbacked] += int(hnr[hnr == 512].sum())
     cache_p = np.concatenate(cache_p) if cache_p else np.zeros(0, np.int64)
     cache_u, cache_n = np.unique(cache_p, return_counts=True)
@@ -1371,6 +1380,7 @@ def _check_all(k, st=None, full=True):
         for p in fb.lru_add:
             if mem.flags[p] & PG_lru:
                 rep(f"LRU batch: pfn {p:#x} in cpu {cpu}'s lru_add batch already has PG_lru")
+        _check_lru_batches(k, cpu, fb, rep)
     _check_lru(k, rep, ranges)
     _check_hugetlb(k, rep, live)
     # Nothing alive: everything is returned.
@@ -1810,6 +1820,24 @@ def _check_ext4_blocks(k, aspaces, rep):
     if any(not isinstance(disk[b], bytes) or len(disk[b]) != 4096
            for b in set(np.flatnonzero(~empty).tolist())):
         rep("ext4: a block holds other than 4 KiB of bytes")
+
+
+def _check_lru_batches(k, cpu, fb, rep):
+    """A per-CPU LRU batch (mm/swap.c __folio_batch_add_and_move) moves when it fills
+    (PAGEVEC_SIZE) and never holds a large folio (folio_may_be_lru_cached()) or a tail
+    page; each entry holds a reference (counted through swap.batch_refs)."""
+    from vmsim.mm.swap import PAGEVEC_SIZE
+    flags = k.mem.flags
+    for name in ("lru_add", "lru_move_tail", "lru_deactivate_file", "lru_deactivate",
+                 "lru_lazyfree", "activate"):
+        lst = getattr(fb, name)
+        if len(lst) >= PAGEVEC_SIZE:
+            rep(f"LRU batch: cpu {cpu}'s {name} batch holds {len(lst)} folios, "
+                f"PAGEVEC_SIZE is {PAGEVEC_SIZE}")
+        for p in lst:
+            if flags[p] & (PG_head | PG_tail):
+                rep(f"LRU batch: pfn {p:#x} in cpu {cpu}'s {name} batch is "
+                    f"{'a large folio' if flags[p] & PG_head else 'a tail page'}")
 
 
 def _check_buffer_heads(k, aspaces, rep):

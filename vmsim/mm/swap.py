@@ -155,6 +155,15 @@ def folio_batch_move_lru(k, fbatch: list, move_fn):
     folios_put(k, batch)
 
 
+def __folio_batch_add_and_move(k, fbatch: list, pfn: int, move_fn):
+    """__folio_batch_add_and_move(): take a reference and queue the folio; the batch
+    moves when full or at once for a large folio (folio_may_be_lru_cached())."""
+    k.mem.refcount[pfn] += 1
+    fbatch.append(pfn)
+    if len(fbatch) >= PAGEVEC_SIZE or k.mem.flags[pfn] & PG_head:
+        folio_batch_move_lru(k, fbatch, move_fn)
+
+
 def folio_add_lru(k, pfn: int, cpu: int):
     """folio_add_lru(): take a reference and queue the folio in this CPU's lru_add batch."""
     mem = k.mem
@@ -222,13 +231,7 @@ def folio_mark_lazyfree(k, pfn: int, cpu: int):
     """folio_mark_lazyfree(): queue an anon folio for the lazyfree move."""
     f = k.mem.flags[pfn]
     if f & PG_lru and f & PG_swapbacked and not f & PG_unevictable:
-        k.mem.refcount[pfn] += 1
-        fb = k.cpu_fbatches[cpu].lru_lazyfree
-        fb.append(pfn)
-        # folio_batch_add_and_move(): a large folio is never LRU-cached
-        # (folio_may_be_lru_cached()), it moves at once.
-        if len(fb) >= PAGEVEC_SIZE or k.mem.flags[pfn] & PG_head:
-            folio_batch_move_lru(k, fb, lru_lazyfree)
+        __folio_batch_add_and_move(k, k.cpu_fbatches[cpu].lru_lazyfree, pfn, lru_lazyfree)
 
 
 def lru_move_tail(k, pfn: int):
@@ -252,11 +255,7 @@ def folio_rotate_reclaimable(k, pfn: int, cpu: int = None):
     if f & (PG_locked | PG_dirty | PG_unevictable) or not f & PG_lru:
         return
     cpu = k._current_cpu() if cpu is None else cpu
-    k.mem.refcount[pfn] += 1
-    fb = k.cpu_fbatches[cpu].lru_move_tail
-    fb.append(pfn)
-    if len(fb) >= PAGEVEC_SIZE or f & PG_head:
-        folio_batch_move_lru(k, fb, lru_move_tail)
+    __folio_batch_add_and_move(k, k.cpu_fbatches[cpu].lru_move_tail, pfn, lru_move_tail)
 
 
 def lru_deactivate_file(k, pfn: int):
@@ -293,12 +292,8 @@ def deactivate_file_folio(k, pfn: int, cpu: int = None):
     if f & PG_unevictable or not f & PG_lru:
         return
     cpu = k._current_cpu() if cpu is None else cpu
-    k.mem.refcount[pfn] += 1
-    fb = k.cpu_fbatches[cpu].lru_deactivate_file
-    fb.append(pfn)
-    # folio_batch_add_and_move(): a large folio is never LRU-cached.
-    if len(fb) >= PAGEVEC_SIZE or f & PG_head:
-        folio_batch_move_lru(k, fb, lru_deactivate_file)
+    __folio_batch_add_and_move(k, k.cpu_fbatches[cpu].lru_deactivate_file, pfn,
+                               lru_deactivate_file)
 
 
 def folio_activate_fn(k, pfn: int):
@@ -492,11 +487,7 @@ def folio_activate(k, pfn: int, cpu: int):
     """folio_activate(): queue an inactive LRU folio for activation (cpu_fbatches.activate)."""
     f = k.mem.flags[pfn]
     if f & PG_lru and not f & (PG_active | PG_unevictable):
-        k.mem.refcount[pfn] += 1
-        fb = k.cpu_fbatches[cpu].activate
-        fb.append(pfn)
-        if len(fb) >= PAGEVEC_SIZE or f & PG_head:
-            folio_batch_move_lru(k, fb, folio_activate_fn)
+        __folio_batch_add_and_move(k, k.cpu_fbatches[cpu].activate, pfn, folio_activate_fn)
 
 
 def __lru_cache_activate_folio(k, pfn: int, cpu: int):

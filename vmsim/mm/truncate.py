@@ -71,6 +71,13 @@ def truncate_inode_partial_folio(k, mapping, folio: int, lstart: int, lend: int)
     if nr == 1:
         return True
     truncate_cleanup_folio(k, mapping, folio)                # unmap_folio()
+    release = getattr(mapping.a_ops, "release_folio", None)
+    if release is not None and not release(k, mapping, folio):
+        # try_folio_split_or_unmap(): __folio_split's filemap_release_folio() failed
+        # (a written ext4 folio's dirty buffers), so the folio stays whole and
+        # unmapped, the range zeroed in it (folio_zero_range).
+        _zero_folio_range(k, folio, offset, length)
+        return True
     folio_split(k, mapping, folio, offset >> 12)
     if offset + length != size:
         at = mem.index[folio] + ((offset + length) >> 12)
@@ -78,6 +85,20 @@ def truncate_inode_partial_folio(k, mapping, folio: int, lstart: int, lend: int)
         if folio2 is not None and _nr(k, folio2) > 1:
             folio_split(k, mapping, folio2, at - mem.index[folio2])
     return True
+
+
+def _zero_folio_range(k, folio: int, offset: int, length: int):
+    """folio_zero_range() of a whole folio's [offset, offset + length)."""
+    data = k.page_data
+    end = offset + length
+    while offset < end:
+        page, lo = folio + (offset >> 12), offset & 4095
+        hi = min(4096, lo + end - offset)
+        if lo == 0 and hi == 4096:
+            data.clear(page)
+        else:
+            data.write(page, lo, bytes(hi - lo))
+        offset += hi - lo
 
 
 def truncate_inode_pages_range(k, mapping, lstart: int, lend: int = -1):
@@ -259,7 +280,8 @@ def mapping_evict_folio(k, mapping, folio: int) -> bool:
 
 def mapping_try_invalidate(k, mapping, start: int, end: int, nr_failed: list = None) -> int:
     """mapping_try_invalidate(): evict what may go of the folios wholly in pages
-    [start, end] (mapping_evict_folio); each that may not is deactivated
+    [start, end] that are neither locked nor under writeback (find_lock_entries,
+    mapping_evict_folio); each that may not is deactivated
     (deactivate_file_folio) and counted in ``nr_failed`` (the kernel's unsigned long
     *nr_failed: a one-item list here, or None); shadow entries met are cleared
     (clear_shadow_entries). Returns the pages evicted plus the value entries met."""
@@ -268,9 +290,14 @@ def mapping_try_invalidate(k, mapping, start: int, end: int, nr_failed: list = N
     count = len(values)
     if values:
         clear_shadow_entries(k, mapping, values[0][0], values[-1][0])
+    flags = k.mem.flags
     for index, folio in _folios(k, mapping, start, end):
         nr = _nr(k, folio)
         if index < start or index + nr - 1 > end:
+            continue
+        if flags[folio] & (PG_locked | PG_writeback):
+            # find_lock_entries() skips it (trylock, folio_test_writeback): neither
+            # deactivated nor counted as failed.
             continue
         if mapping_evict_folio(k, mapping, folio):
             count += nr
