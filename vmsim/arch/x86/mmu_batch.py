@@ -10,9 +10,10 @@ over the very arrays the model keeps (the page-table pool, mem_map's private wor
 page-data pool); it returns to Python only for what the kernel must handle: a #PF, a
 #GP, a store the compiled code cannot place (a frame whose data needs a new full-page
 row), or a store over more than one page, which cpu._store runs whole (every page
-translated before any byte is written: a store that faults writes nothing). The Python side (:func:`run_accesses`) then enters the
-kernel through the IDT as :mod:`vmsim.arch.x86.cpu` does, and resumes the chunk at the
-access that trapped, as the CPU re-executes the faulting instruction.
+translated before any byte is written: a store that faults writes nothing). The Python
+side (:func:`run_accesses`) then enters the kernel through the IDT as
+:mod:`vmsim.arch.x86.cpu` does, and resumes the chunk at the access that trapped, as
+the CPU re-executes the faulting instruction.
 
 With Machine(tlb=...) the translation is the CPU's TLB lookup in front of the walk
 (vmsim.arch.x86.tlb's first-level probe inlined, its miss path a call, inlined too in
@@ -190,7 +191,7 @@ def _prefetch_pte(pt, rows, w, addr):
 
 def _prefetch_tlb_walk(pt, rows, cr3_pfn, la57, addr, w, ent, geo, cpu):
     """The TLB build's _prefetch_pte: start loading the PTE a walk of ``addr`` will read
-    and the second-level TLB set its lookup will probe (tags, contexts, values). Reads
+    and the second-level TLB set its lookup will probe (its tags and contexts). Reads
     only. The TLB build keeps ``w`` for this alone: the PMD table of each 1 GiB walked
     to from the root (as _walk_cached does)."""
     hi = addr >> 30
@@ -260,7 +261,7 @@ def _again_walk(ent, geo, clock, tstats, cpu, slot, kind):
 
 
 # _again_tlb's rare case, called, not inlined, in the compiled build: inlined there it
-# made the repeats loop ~1.45x as slow (its registers went to the stack).
+# made the repeats loop 1.15-1.45x as slow (its registers went to the stack).
 _set_use_call = _set_use
 
 
@@ -276,6 +277,7 @@ def _again_tlb(ent, geo, clock, tstats, cpu, hit, kind):
 
 
 def _again_hit(ent, geo, clock, tstats, cpu, hit, s):
+    """_again_tlb for first-level structure ``s``."""
     slot = hit >> 6
     if _ordered(geo, s):
         way = hit & 63
