@@ -334,7 +334,10 @@ class LongRun:
             sig = None
         except SignalDelivered as s:
             sig = s
-        end = a + size if fault is None else a + fault[0]
+        # p.write is one store: when a page of it signals, none of it is written (offset 0).
+        if fault is not None:
+            fault = (0, fault[1])
+        end = a + size if fault is None else a
         pos = a
         while pos < end:
             k = min(end - pos, P - (pos & (P - 1)))
