@@ -63,6 +63,15 @@ def folio_lru_list(k, pfn: int) -> int:
     return lru
 
 
+def update_lru_size(k, lru: int, nr_pages: int):
+    """update_lru_size() (include/linux/mm_inline.h): the list's size and its node and
+    zone counters."""
+    k.lruvec.nr[lru] += nr_pages
+    stat = k.vmstat
+    stat[_LRU_STAT[lru]] += nr_pages
+    stat[_ZONE_LRU_STAT[lru]] += nr_pages
+
+
 def lruvec_add_folio(k, pfn: int):
     """lruvec_add_folio(): link at the head of its list and count it."""
     lv = k.lruvec
@@ -77,11 +86,7 @@ def lruvec_add_folio(k, pfn: int):
     else:
         lv.tail[lru] = pfn
     head[lru] = pfn
-    n = folio_nr_pages(k, pfn)
-    lv.nr[lru] += n
-    stat = k.vmstat
-    stat[_LRU_STAT[lru]] += n
-    stat[_ZONE_LRU_STAT[lru]] += n
+    update_lru_size(k, lru, folio_nr_pages(k, pfn))
 
 
 def lruvec_add_folio_tail(k, pfn: int):
@@ -97,11 +102,7 @@ def lruvec_add_folio_tail(k, pfn: int):
     else:
         lv.head[lru] = pfn
     lv.tail[lru] = pfn
-    n = folio_nr_pages(k, pfn)
-    lv.nr[lru] += n
-    stat = k.vmstat
-    stat[_LRU_STAT[lru]] += n
-    stat[_ZONE_LRU_STAT[lru]] += n
+    update_lru_size(k, lru, folio_nr_pages(k, pfn))
 
 
 def lruvec_del_folio(k, pfn: int):
@@ -120,11 +121,7 @@ def lruvec_del_folio(k, pfn: int):
     else:
         lv.tail[lru] = prv
     lru_prev[pfn] = lru_next[pfn] = 0
-    n = folio_nr_pages(k, pfn)
-    lv.nr[lru] -= n
-    stat = k.vmstat
-    stat[_LRU_STAT[lru]] -= n
-    stat[_ZONE_LRU_STAT[lru]] -= n
+    update_lru_size(k, lru, -folio_nr_pages(k, pfn))
 
 
 def lru_add(k, pfn: int):
