@@ -283,54 +283,177 @@ def ext4_punch_hole(k, file, offset: int, length: int) -> int:
     return 0
 
 
+# ext4_map_blocks() flags (fs/ext4/ext4.h) that ext4_alloc_file_blocks() passes.
+EXT4_GET_BLOCKS_CREATE_UNWRIT_EXT = 0x0002
+EXT4_GET_BLOCKS_CONVERT_UNWRITTEN = 0x0010
+FALLOC_FL_COLLAPSE_RANGE = 0x08
+FALLOC_FL_INSERT_RANGE = 0x20
+FALLOC_FL_WRITE_ZEROES = 0x80
+LLONG_MAX = (1 << 63) - 1
+
+
+def ext4_alloc_file_blocks(k, file, offset: int, len_: int, new_size: int, flags: int) -> int:
+    """ext4_alloc_file_blocks() (fs/ext4/extents.c): map blocks [offset, offset + len_)
+    with ``flags``: CREATE_UNWRIT_EXT gives each hole an unwritten block (a mapped one
+    keeps its data), CONVERT_UNWRITTEN makes them all unwritten (reads zero-fill them).
+    With KEEP_SIZE (new_size 0) the blocks may lie past i_size (preallocation: 6.18.44,
+    a 4-page file fallocated KEEP_SIZE over [4 pages + 100, + 2 pages) has st_blocks
+    56). Else i_size grows to the end of what was mapped, at most new_size
+    (ext4_update_inode_size), and the bytes between the old size and the new are
+    zeroed through the page cache (ext4_zero_partial_blocks): 6.18.44, a 100-byte file
+    fallocated to 10000 bytes reads and dirties block 0 (pgpgin +4, nr_dirty +1) and
+    caches a folio for unwritten block 2 (nr_file_pages +2)."""
+    inode = file.f_inode
+    blocks = inode.i_blocks
+    if flags & EXT4_GET_BLOCKS_CONVERT_UNWRITTEN:
+        _ext4_set_blocks(inode, offset, [_UNWRITTEN] * len_)
+    else:
+        for i in range(offset, offset + len_):
+            if blocks.get(i) is None:
+                _ext4_set_block(inode, i, _UNWRITTEN)
+    if new_size:
+        epos = min((offset + len_) << 12, new_size)
+        old_size = inode.i_size
+        if epos > old_size:
+            inode.i_size = epos                   # ext4_update_inode_size()
+            # pagecache_isize_extended(): nothing with 4 KiB blocks.
+            return ext4_zero_partial_blocks(k, inode, old_size, epos - old_size)
+    return 0
+
+
 def ext4_zero_range(k, file, offset: int, length: int, mode: int) -> int:
     """ext4_zero_range() (fs/ext4/extents.c): the blocks of the range, its partial
-    edges included, are allocated (unwritten extents: they read as zeros without I/O;
-    an edge block that exists keeps its data), the range's page cache goes
-    (ext4_truncate_page_cache_block_range), its whole blocks become unwritten,
-    i_size grows unless KEEP_SIZE, and the partial blocks are zeroed through the page
-    cache (ext4_zero_partial_blocks: an unwritten one only gets its folio). vmsim
-    allocates no block past i_size (as for any fallocate)."""
+    edges included, are allocated (ext4_alloc_file_blocks: unwritten extents, read as
+    zeros without I/O; an edge block that exists keeps its data; past i_size too with
+    KEEP_SIZE), the range's page cache goes (ext4_truncate_page_cache_block_range),
+    its whole blocks become unwritten, and the partial blocks are zeroed through the
+    page cache (ext4_zero_partial_blocks: an unwritten one only gets its folio)."""
     from vmsim.mm.truncate import truncate_pagecache_range
     inode = file.f_inode
     end = offset + length
     new_size = end if not mode & FALLOC_FL_KEEP_SIZE and end > inode.i_size else 0
-    size = new_size or inode.i_size
-    last = min((end - 1) >> 12, ((size + 4095) >> 12) - 1)
+    flags = EXT4_GET_BLOCKS_CREATE_UNWRIT_EXT
     if (offset | end) & 4095:
         # Preallocate the range including the unaligned edges.
-        blocks = inode.i_blocks
-        holes = [i for i in range(offset >> 12, last + 1) if blocks.get(i) is None]
-        for i in holes:
-            _ext4_set_block(inode, i, _UNWRITTEN)
+        alloc_lblk = offset >> 12
+        ret = ext4_alloc_file_blocks(k, file, alloc_lblk, ((end + 4095) >> 12) - alloc_lblk,
+                                     new_size, flags)
+        if ret:
+            return ret
     truncate_pagecache_range(k, inode, offset, end - 1)
     start_lblk = (offset + 4095) >> 12
-    end_lblk = min(end >> 12, last + 1)
+    end_lblk = end >> 12
     if end_lblk > start_lblk:
-        # EXT4_GET_BLOCKS_CONVERT_UNWRITTEN: the whole blocks read as zeros.
-        _ext4_set_blocks(inode, start_lblk, [_UNWRITTEN] * (end_lblk - start_lblk))
-    if new_size:
-        inode.i_size = new_size                   # ext4_update_inode_size()
+        ret = ext4_alloc_file_blocks(k, file, start_lblk, end_lblk - start_lblk, new_size,
+                                     flags | EXT4_GET_BLOCKS_CONVERT_UNWRITTEN)
+        if ret:
+            return ret
     if not (offset | end) & 4095:
         return 0
-    # A block past i_size is a hole in vmsim (an unwritten one on Linux): its folio is
-    # made, nothing more (6.18.44: two more file pages, no read, none dirty).
     return ext4_zero_partial_blocks(k, inode, offset, length)
 
 
-def ext4_fallocate(k, file, mode: int, offset: int, length: int) -> int:
-    """ext4_fallocate(): PUNCH_HOLE, ZERO_RANGE, or allocation (no preallocated blocks
-    in vmsim: only i_size grows, without KEEP_SIZE)."""
+def ext4_do_fallocate(k, file, offset: int, length: int, mode: int) -> int:
+    """ext4_do_fallocate(): unwritten blocks over the range's holes, partial blocks
+    included (ext4_alloc_file_blocks); i_size grows unless KEEP_SIZE."""
     inode = file.f_inode
-    if mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE):
+    end = offset + length
+    start_lblk = offset >> 12
+    new_size = end if not mode & FALLOC_FL_KEEP_SIZE and end > inode.i_size else 0
+    return ext4_alloc_file_blocks(k, file, start_lblk, ((end + 4095) >> 12) - start_lblk,
+                                  new_size, EXT4_GET_BLOCKS_CREATE_UNWRIT_EXT)
+
+
+def ext4_ext_shift_extents(inode, start: int, shift: int, left: bool):
+    """ext4_ext_shift_extents(): move the blocks at logical blocks >= ``start`` by
+    ``shift`` (SHIFT_LEFT or SHIFT_RIGHT); their contents stay put on the device."""
+    blocks = inode.i_blocks
+    moved = list(blocks.items_in(start, (1 << 64) - 1))
+    if not moved:
+        return
+    blocks.erase_range(start, (1 << 64) - 1)
+    delta = -shift if left else shift
+    for index, blk in moved:
+        blocks[index + delta] = blk
+
+
+def ext4_collapse_range(k, file, offset: int, length: int) -> int:
+    """ext4_collapse_range() (fs/ext4/extents.c): remove [offset, offset + len) and
+    shift what follows down. Block-aligned and ending before i_size, else -EINVAL.
+    The page cache is written back over [offset, offset] and from the range's end on,
+    then truncated from offset (truncate_pagecache: the folios before it stay, dirty
+    ones too); the range's blocks are freed (ext4_ext_remove_space), the later ones
+    shifted (SHIFT_LEFT), i_size shrinks by len. 6.18.44: a 16-page file of 1-page
+    dirty folios, collapse(4 pages, 2): pgpgout +44 KiB, nr_dirty -12."""
+    from vmsim.mm.page_writeback import filemap_write_and_wait_range
+    from vmsim.mm.truncate import truncate_pagecache
+    inode = file.f_inode
+    mapping = inode.i_mapping
+    end = offset + length
+    if (offset | length) & 4095:              # !IS_ALIGNED(offset | len, cluster size)
+        return -errno.EINVAL
+    if end >= inode.i_size:
+        return -errno.EINVAL
+    start = offset                            # round_down(offset, PAGE_SIZE)
+    ret = filemap_write_and_wait_range(k, mapping, start, offset)
+    if not ret:
+        ret = filemap_write_and_wait_range(k, mapping, end, LLONG_MAX)
+    if ret:
+        return ret
+    truncate_pagecache(k, inode, start)
+    start_lblk, end_lblk = offset >> 12, end >> 12
+    _ext4_free_blocks(inode, start_lblk, end_lblk - 1)      # ext4_ext_remove_space()
+    ext4_ext_shift_extents(inode, end_lblk, end_lblk - start_lblk, True)
+    inode.i_size -= length
+    return 0
+
+
+def ext4_insert_range(k, file, offset: int, length: int) -> int:
+    """ext4_insert_range() (fs/ext4/extents.c): insert a hole of len at offset,
+    shifting what follows up. Block-aligned and starting inside i_size, else -EINVAL;
+    -EFBIG past s_maxbytes. The page cache from offset on is written back and
+    truncated, i_size grows by len, the blocks from offset on shift (SHIFT_RIGHT).
+    6.18.44: a 16-page file of 1-page dirty folios, insert(4 pages, 2): pgpgout
+    +48 KiB, nr_dirty -12, pages 0-3 stay cached."""
+    from vmsim.fs.open import _s_maxbytes
+    from vmsim.mm.page_writeback import filemap_write_and_wait_range
+    from vmsim.mm.truncate import truncate_pagecache
+    inode = file.f_inode
+    if (offset | length) & 4095:
+        return -errno.EINVAL
+    if offset >= inode.i_size:
+        return -errno.EINVAL
+    if length > _s_maxbytes(inode) - inode.i_size:
+        return -errno.EFBIG
+    start = offset                            # round_down(offset, PAGE_SIZE)
+    ret = filemap_write_and_wait_range(k, inode.i_mapping, start, LLONG_MAX)
+    if ret:
+        return ret
+    truncate_pagecache(k, inode, start)
+    inode.i_size += length
+    ext4_ext_shift_extents(inode, offset >> 12, length >> 12, False)
+    return 0
+
+
+def ext4_fallocate(k, file, mode: int, offset: int, length: int) -> int:
+    """ext4_fallocate(): PUNCH_HOLE, COLLAPSE_RANGE, INSERT_RANGE, ZERO_RANGE, or
+    allocation (ext4_do_fallocate). WRITE_ZEROES needs a device that unmaps on write
+    zeroes (bdev_write_zeroes_unmap_sectors); the reference machine's vda has none
+    (queue/write_zeroes_unmap_max_bytes 0), nor has vmsim's: -EOPNOTSUPP."""
+    if mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_COLLAPSE_RANGE |
+                FALLOC_FL_ZERO_RANGE | FALLOC_FL_INSERT_RANGE | FALLOC_FL_WRITE_ZEROES):
+        return -errno.EOPNOTSUPP
+    if mode & FALLOC_FL_WRITE_ZEROES and not file.f_inode.i_sb.s_bdev.write_zeroes_unmap:
         return -errno.EOPNOTSUPP
     if mode & FALLOC_FL_PUNCH_HOLE:
         return ext4_punch_hole(k, file, offset, length)
+    if mode & FALLOC_FL_COLLAPSE_RANGE:
+        return ext4_collapse_range(k, file, offset, length)
+    if mode & FALLOC_FL_INSERT_RANGE:
+        return ext4_insert_range(k, file, offset, length)
     if mode & FALLOC_FL_ZERO_RANGE:
         return ext4_zero_range(k, file, offset, length, mode)
-    if not mode & FALLOC_FL_KEEP_SIZE and offset + length > inode.i_size:
-        inode.i_size = offset + length
-    return 0
+    return ext4_do_fallocate(k, file, offset, length, mode)
 
 
 def ext4_truncate(k, inode) -> int:

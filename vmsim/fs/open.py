@@ -20,7 +20,13 @@ POSIX_FADV_NORMAL, POSIX_FADV_RANDOM, POSIX_FADV_SEQUENTIAL, POSIX_FADV_WILLNEED
     POSIX_FADV_DONTNEED, POSIX_FADV_NOREUSE = range(6)
 FALLOC_FL_KEEP_SIZE = 1
 FALLOC_FL_PUNCH_HOLE = 2
+FALLOC_FL_COLLAPSE_RANGE = 0x08
 FALLOC_FL_ZERO_RANGE = 0x10
+FALLOC_FL_INSERT_RANGE = 0x20
+FALLOC_FL_UNSHARE_RANGE = 0x40
+FALLOC_FL_WRITE_ZEROES = 0x80
+FALLOC_FL_MODE_MASK = (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_ZERO_RANGE |
+                       FALLOC_FL_INSERT_RANGE | FALLOC_FL_UNSHARE_RANGE | FALLOC_FL_WRITE_ZEROES)
 SEEK_SET, SEEK_CUR, SEEK_END = 0, 1, 2
 
 
@@ -107,20 +113,27 @@ def do_ftruncate(k, task, fd: int, length: int) -> int:
 
 def vfs_fallocate(k, task, fd: int, mode: int, offset: int, length: int) -> int:
     """vfs_fallocate(): argument checks, then ext4_fallocate / shmem_fallocate:
-    allocation (KEEP_SIZE or extending i_size), PUNCH_HOLE or (ext4) ZERO_RANGE."""
+    allocation (KEEP_SIZE or extending i_size), PUNCH_HOLE, or (ext4) ZERO_RANGE,
+    COLLAPSE_RANGE and INSERT_RANGE."""
     from vmsim.mm.truncate import truncate_pagecache_range
     f = fget(k, task, fd)
     if f is None:
         return -errno.EBADF
     if offset < 0 or length <= 0:
         return -errno.EINVAL
-    if mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE):
+    if mode & ~(FALLOC_FL_MODE_MASK | FALLOC_FL_KEEP_SIZE):
         return -errno.EOPNOTSUPP
     # switch (mode & FALLOC_FL_MODE_MASK): one mode at a time (6.18.44: PUNCH_HOLE |
-    # ZERO_RANGE is EOPNOTSUPP); a hole keeps the size.
-    if mode & FALLOC_FL_PUNCH_HOLE and mode & FALLOC_FL_ZERO_RANGE:
+    # ZERO_RANGE is EOPNOTSUPP); a hole keeps the size, a collapse, an insertion or
+    # WRITE_ZEROES may not be asked to.
+    op = mode & FALLOC_FL_MODE_MASK
+    if op not in (0, FALLOC_FL_UNSHARE_RANGE, FALLOC_FL_ZERO_RANGE, FALLOC_FL_PUNCH_HOLE,
+                  FALLOC_FL_COLLAPSE_RANGE, FALLOC_FL_INSERT_RANGE, FALLOC_FL_WRITE_ZEROES):
         return -errno.EOPNOTSUPP
-    if mode & FALLOC_FL_PUNCH_HOLE and not mode & FALLOC_FL_KEEP_SIZE:
+    if op == FALLOC_FL_PUNCH_HOLE and not mode & FALLOC_FL_KEEP_SIZE:
+        return -errno.EOPNOTSUPP
+    if op in (FALLOC_FL_COLLAPSE_RANGE, FALLOC_FL_INSERT_RANGE, FALLOC_FL_WRITE_ZEROES) and \
+            mode & FALLOC_FL_KEEP_SIZE:
         return -errno.EOPNOTSUPP
     if not f.f_mode & FMODE_WRITE:
         return -errno.EBADF
@@ -136,7 +149,7 @@ def vfs_fallocate(k, task, fd: int, mode: int, offset: int, length: int) -> int:
     if getattr(f.f_op, "fallocate", None) is not None:
         return f.f_op.fallocate(k, f, mode, offset, length)      # ext4_, hugetlbfs_fallocate
     if ino.i_sb.s_type == "tmpfs":               # shmem_fallocate(): the modes, the seals
-        if mode & FALLOC_FL_ZERO_RANGE:
+        if mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE):
             return -errno.EOPNOTSUPP
         from vmsim.mm.memfd import file_seals, F_SEAL_GROW, F_SEAL_WRITE, F_SEAL_FUTURE_WRITE
         seals = file_seals(ino)

@@ -1778,7 +1778,8 @@ def _check_file_state(k, rep, aspaces, mem, pmd_heads=()):
 
 def _check_ext4_blocks(k, aspaces, rep):
     """ext4's block maps (inode.i_blocks: page index -> block number) and the device's
-    blocks (block_device.disk, free_blocks): each map a sound xarray inside i_size;
+    blocks (block_device.disk, free_blocks): each map a sound xarray, unwritten
+    (preallocated) past i_size;
     each block of the device mapped by one inode's index or free, never both; a
     mapped block holds 4 KiB, a free one nothing."""
     bdev = getattr(k.vfs, "bdev", None)
@@ -1800,8 +1801,15 @@ def _check_ext4_blocks(k, aspaces, rep):
             continue
         idx, blk = blocks._arrays()
         if int(idx[-1]) >= (ino.i_size + 4095) >> 12:
-            rep(f"ext4: inode {ino.i_ino} maps a block at index {int(idx[-1]):#x}, past i_size "
-                f"{ino.i_size}")
+            # Past i_size only preallocated (unwritten) blocks: writeback stops at
+            # i_size, truncation frees what lies past it (ext4_truncate).
+            from vmsim.fs.ext4 import _UNWRITTEN
+            past = idx >= (ino.i_size + 4095) >> 12
+            for i, b in zip(idx[past][:64].tolist(), blk[past][:64].tolist()):
+                if 0 <= b < len(disk) and disk[b] is not _UNWRITTEN:
+                    rep(f"ext4: inode {ino.i_ino} maps a written block at index {i:#x}, past "
+                        f"i_size {ino.i_size}")
+                    break
         used.append(blk)
     used = np.concatenate(used) if used else np.zeros(0, np.int64)
     free = np.asarray(bdev.free_blocks, np.int64)
