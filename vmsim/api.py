@@ -794,7 +794,7 @@ class Process:
 
     def fallocate(self, fd, mode, offset, length) -> None:
         """fallocate(2): allocation, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, or
-        (ext4) FALLOC_FL_ZERO_RANGE."""
+        (ext4) FALLOC_FL_ZERO_RANGE, FALLOC_FL_COLLAPSE_RANGE, FALLOC_FL_INSERT_RANGE."""
         from vmsim.fs.open import vfs_fallocate
         self._rw(vfs_fallocate, _cint("fd", fd), _cint("mode", mode), _loff("offset", offset),
                  _loff("length", length))

@@ -7,9 +7,11 @@ Files get large folios (mapping_set_large_folios: ext4_should_enable_large_folio
 places mappings of 2 MiB or more on a PMD boundary. ->readahead
 (ext4_mpage_readpages) reads the blocks a file has and zero-fills holes without I/O;
 ->writepages writes the dirty folios' pages back. Block allocation, the journal and
-extents are not modelled: a file's blocks are its written pages, by index, in the
-inode's block map (inode.i_blocks: page index -> block number) with the contents on
-the device (block_device.disk).
+extents are not modelled: a file's blocks are its written-back and fallocated pages, by
+index, in the inode's block map (inode.i_blocks: page index -> block number) with the
+contents on the device (block_device.disk; _UNWRITTEN for an unwritten extent's block,
+which may lie past i_size after a KEEP_SIZE fallocate). COLLAPSE_RANGE and
+INSERT_RANGE shift the map's entries.
 
 Hole punch and truncation zero the partial blocks at their edges through the page cache
 (ext4_zero_partial_blocks, ext4_block_truncate_page -> __ext4_block_zero_page_range):

@@ -2,7 +2,7 @@
 
 st_blocks counts 512-byte units: hugetlbfs adds blocks_per_huge_page per cached
 folio (hugetlb_add_to_page_cache), tmpfs counts its cached pages (shmem), ext4 the
-blocks a file has (vmsim: its written pages). Times and owners are not modelled (0).
+blocks a file has (written back or fallocated, past i_size too). Times and owners are not modelled (0).
 """
 import errno
 from typing import NamedTuple
