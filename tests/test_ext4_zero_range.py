@@ -460,3 +460,63 @@ def test_a_dirty_large_folio_truncated_on_a_page_boundary_stays_whole(machine, p
     assert p.getrusage().ru_majflt == r0.ru_majflt
     p.munmap(a, 16 * P)
     p.close(fd)
+
+
+@pytest.mark.parametrize("written,how,want,delta", [
+    (10, "truncate4", "RRRR" + "." * 12, (-12, -16)),
+    (2, "truncate4", "R" * 16, (0, 0)),
+    (10, "truncate_partial", "RR" + "." * 14, (-14, -15)),
+    (9, "punch", "R" * 8 + "...." + "R" * 4, (-4, -16)),
+    (13, "punch", "R" * 16, (0, 0)),
+    ("store", "truncate4", "R" * 16, (0, 0)),
+])
+def test_a_written_folio_splits_when_no_dirty_buffer_is_left(machine, proc, written, how,
+                                                             want, delta):
+    """A 16-page file written in one pwrite (one 16-page folio) and fsynced, mapped
+    MAP_SHARED and read, then 100 bytes pwritten into page ``written`` (its buffer
+    alone dirty: block_commit_write) or a byte stored at page 10 through a writable
+    mapping (ext4_page_mkwrite -> block_page_mkwrite: every buffer dirty), then
+    ftruncate(4 pages), ftruncate(1 page + 100) or fallocate(PUNCH | KEEP_SIZE,
+    8 pages, 4 pages). The truncation discards the buffers it covers
+    (block_invalidate_folio); when no dirty one is left, try_to_free_buffers succeeds,
+    cancels the folio's dirtiness and the folio splits. Linux 6.18.44 probes, mincore
+    and (nr_file_pages, nr_dirty) over the truncation: the table (the partial
+    truncation's -15: page 1 is dirtied again by ext4_block_truncate_page after the
+    split); pgpgout +0 in every case."""
+    from vmsim import PROT_WRITE
+    p = proc
+    fd = p.open("/tmp/bhsplit", O_RDWR | O_CREAT | O_TRUNC, 0o644)
+    p.pwrite(fd, b"\1" * 16 * P, 0)
+    p.fsync(fd)
+    a = p.mmap(0, 16 * P, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+    for i in range(16):
+        p.read(a + i * P, 1)
+    if written == "store":
+        p.write(a + 10 * P + 5, b"\7")
+    else:
+        p.pwrite(fd, b"\2" * 100, written * P + 10)
+    v = vmstat(machine)
+    if how == "truncate4":
+        p.ftruncate(fd, 4 * P)
+    elif how == "truncate_partial":
+        p.ftruncate(fd, P + 100)
+    else:
+        p.fallocate(fd, PUNCH, 8 * P, 4 * P)
+    assert _delta(machine, v, "nr_file_pages", "nr_dirty", "pgpgout") == delta + (0,)
+    assert "".join("R" if b & 1 else "." for b in p.mincore(a, 16 * P)) == want
+    size = p.fstat(fd).st_size
+    got = p.pread(fd, size, 0)
+    expect = bytearray(b"\1" * 16 * P)
+    if written != "store":
+        expect[written * P + 10:written * P + 110] = b"\2" * 100
+    else:
+        expect[10 * P + 5] = 7
+    if how == "punch":
+        expect[8 * P:12 * P] = bytes(4 * P)
+    assert got == bytes(expect[:size])
+    machine.check()
+    p.fsync(fd)
+    machine.write_file("/proc/sys/vm/drop_caches", "3")
+    assert p.pread(fd, size, 0) == got
+    p.munmap(a, 16 * P)
+    p.close(fd)

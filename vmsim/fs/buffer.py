@@ -4,12 +4,16 @@ include/linux/buffer_head.h), as much of it as ext4's partial-block zeroing need
 The kernel hangs a folio's buffer_heads (one per block) off folio->private. vmsim
 keeps them per mapping, in ``mapping.folio_private``: folio head PFN -> one state word
 per block, i.e. per page (ext4 here has 4 KiB blocks, the page size), of enum
-bh_state_bits. Only folios that ext4_block_zero_page_range() met carry them (written
-folios get buffers in ->write_begin too; vmsim does not model those, their folios are
-uptodate). What they change: a folio whose one block was read and zeroed stays !uptodate
-(mincore: not resident) with an uptodate, dirty buffer, and reading it later
-(block_read_full_folio) finds the data already there. vmsim keeps no folio reference
-for the buffers (folio_attach_private's), so the refcount checks need no term for it.
+bh_state_bits. Folios get them when written (->write_begin / ->write_end:
+block_commit_write dirties the written blocks' buffers only; ext4_page_mkwrite ->
+block_page_mkwrite all of them inside EOF) and when ext4_block_zero_page_range() meets
+them; readahead attaches none. What they change: a folio whose one block was read and
+zeroed stays !uptodate (mincore: not resident) with an uptodate, dirty buffer, and
+reading it later (block_read_full_folio) finds the data already there; a partial
+truncation discards the buffers it covers (block_invalidate_folio), and a large folio
+splits only when none left is dirty (try_to_free_buffers, which then cancels the
+folio's dirtiness). vmsim keeps no folio reference for the buffers
+(folio_attach_private's), so the refcount checks need no term for it.
 """
 from vmsim.fs.blockdev import submit_bio
 from vmsim.mm.page_flags import PG_uptodate, PG_dirty, PG_locked
@@ -43,11 +47,63 @@ def create_empty_buffers(k, mapping, folio: int, b_state: int = 0):
 
 def mark_buffer_dirty(k, folio: int, bh: list, i: int):
     """mark_buffer_dirty(): the buffer, then its folio (folio_test_set_dirty ->
-    __folio_mark_dirty)."""
-    from vmsim.mm.filemap import folio_mark_dirty
+    __folio_mark_dirty; not ->dirty_folio, which would dirty every buffer)."""
+    from vmsim.mm.filemap import __folio_mark_dirty
     if not bh[i] & BH_Dirty:
         bh[i] |= BH_Dirty
-        folio_mark_dirty(k, folio)
+        __folio_mark_dirty(k, folio)
+
+
+def block_dirty_folio(k, mapping, folio: int, bh: list):
+    """block_dirty_folio() (ext4_dirty_folio): every buffer dirty, then the folio."""
+    from vmsim.mm.filemap import __folio_mark_dirty
+    for i, state in enumerate(bh):
+        bh[i] = state | BH_Dirty
+    __folio_mark_dirty(k, folio)
+
+
+def block_commit_write(k, mapping, folio: int, from_: int, to: int):
+    """block_write_begin() + block_commit_write() of bytes [from_, to) of the folio
+    (offsets in it) once the data is in: buffers made if it has none
+    (create_empty_buffers); the written blocks' buffers mapped (delayed allocation:
+    ext4_da_get_block_prep), uptodate and dirty (mark_buffer_dirty), the others left
+    as they were."""
+    bh = mapping.folio_private.get(folio)
+    if bh is None:
+        bh = create_empty_buffers(k, mapping, folio)
+    for i in range(from_ >> 12, ((to - 1) >> 12) + 1):
+        bh[i] |= BH_Mapped | BH_Uptodate
+        mark_buffer_dirty(k, folio, bh, i)
+
+
+def block_invalidate_folio(k, mapping, folio: int, offset: int, length: int):
+    """block_invalidate_folio(): discard the buffers wholly inside [offset, offset +
+    length) of the folio (discard_buffer: not dirty, not mapped; still uptodate)."""
+    bh = mapping.folio_private.get(folio) if mapping.folio_private else None
+    if bh is None:
+        return
+    stop = offset + length
+    for i in range((offset + 4095) >> 12, min(stop >> 12, len(bh))):
+        bh[i] &= ~(BH_Dirty | BH_Mapped)
+
+
+def try_to_free_buffers(k, mapping, folio: int) -> bool:
+    """try_to_free_buffers(): fails while a buffer is dirty (buffer_busy); else the
+    buffers go and a dirty folio is cleaned (folio_cancel_dirty: its buffers were
+    the dirt)."""
+    from vmsim.mm.filemap import _nr, folio_account_cleaned
+    bh = mapping.folio_private.get(folio) if mapping.folio_private else None
+    if bh is None:
+        # No buffers: a dirty folio's dirt is not vmsim's buffers' to drop.
+        return not k.mem.flags[folio] & PG_dirty
+    if any(state & BH_Dirty for state in bh):
+        return False
+    f = k.mem.flags[folio]
+    if f & PG_dirty:
+        k.mem.flags[folio] = f & ~PG_dirty
+        folio_account_cleaned(k, folio, _nr(k, folio))
+    del mapping.folio_private[folio]
+    return True
 
 
 def block_read_full_folio(k, mapping, folio: int, get_block):

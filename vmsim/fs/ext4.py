@@ -24,7 +24,8 @@ import errno
 
 from vmsim.fs.blockdev import submit_bio
 from vmsim.fs.buffer import (folio_buffers, create_empty_buffers, mark_buffer_dirty,
-                             block_read_full_folio, _folio_clean_buffers, BH_Mapped, BH_Uptodate)
+                             block_read_full_folio, block_invalidate_folio, try_to_free_buffers,
+                             _folio_clean_buffers, BH_Mapped, BH_Uptodate)
 from vmsim.mm.page_flags import PG_uptodate, PG_locked, PG_dirty
 from vmsim.mm.filemap import filemap_map_pages
 
@@ -107,8 +108,13 @@ class _Ext4Aops:
     @staticmethod
     def release_folio(k, mapping, folio) -> bool:
         """ext4_release_folio() -> try_to_free_buffers(): fails while a buffer is
-        dirty, as a dirty folio's are (->write_begin, block_dirty_folio)."""
-        return not k.mem.flags[folio] & PG_dirty
+        dirty."""
+        return try_to_free_buffers(k, mapping, folio)
+
+    @staticmethod
+    def invalidate_folio(k, mapping, folio, offset, length):
+        """ext4_invalidate_folio() -> block_invalidate_folio()."""
+        block_invalidate_folio(k, mapping, folio, offset, length)
 
     @staticmethod
     def readahead(k, mapping, folios):
@@ -197,8 +203,8 @@ def __ext4_block_zero_page_range(k, mapping, from_: int, length: int) -> int:
         return folio
     inode = mapping.host
     # A dirty folio was written (->write_begin, ext4_page_mkwrite): its buffers are
-    # mapped (delayed allocation, BH_Delay). vmsim's write paths leave buffers alone,
-    # so a dirty folio's are taken as mapped, whether made here or earlier.
+    # mapped (delayed allocation, BH_Delay). A dirty folio without buffers (dirtied
+    # without a write through the fs: none in vmsim's paths) is taken as mapped too.
     dirty = mem.flags[folio] & PG_dirty
     bh = folio_buffers(k, mapping, folio)
     if bh is None:
@@ -501,13 +507,25 @@ class _Ext4FileVmOps:
 
     @staticmethod
     def page_mkwrite(vmf):
-        """ext4_page_mkwrite(): past EOF is SIGBUS; else dirty the folio."""
-        from vmsim.mm.filemap import filemap_page_mkwrite
-        from vmsim.mm.mm_types import VM_FAULT_SIGBUS
+        """ext4_page_mkwrite(): past EOF is SIGBUS; else block_page_mkwrite(): the
+        folio's buffers inside EOF mapped (delayed allocation), uptodate and dirty,
+        and the folio with them; VM_FAULT_LOCKED."""
+        from vmsim.fs.buffer import block_commit_write
+        from vmsim.mm.filemap import _nr
+        from vmsim.mm.folio import page_folio
+        from vmsim.mm.mm_types import VM_FAULT_SIGBUS, VM_FAULT_NOPAGE, VM_FAULT_LOCKED
         inode = vmf.vma.vm_file.f_inode
         if vmf.pgoff >= (inode.i_size + 4095) >> 12:
             return VM_FAULT_SIGBUS
-        return filemap_page_mkwrite(vmf)
+        k = vmf.vma.vm_mm.kernel
+        mapping = vmf.vma.vm_file.f_mapping
+        folio = page_folio(k, vmf.page)
+        if k.mem.mapping[folio] != mapping.id:
+            return VM_FAULT_NOPAGE                     # truncated meanwhile
+        pos = k.mem.index[folio] << 12
+        end = min(_nr(k, folio) << 12, inode.i_size - pos)
+        block_commit_write(k, mapping, folio, 0, end)
+        return VM_FAULT_LOCKED
 
 
 ext4_file_vm_ops = _Ext4FileVmOps()

@@ -275,7 +275,12 @@ def generic_perform_write(k, f, pos: int, data: bytes) -> int:
             k.page_data.write(page, off, data[src:src + n])
             p += n
             src += n
-        folio_mark_dirty(k, folio)
+        if tmpfs:
+            folio_mark_dirty(k, folio)
+        else:
+            # ext4_da_write_end() -> block_write_end(): the written blocks' buffers.
+            from vmsim.fs.buffer import block_commit_write
+            block_commit_write(k, mapping, folio, pos - fpos, pos + nbytes - fpos)
         folio_mark_accessed(k, folio)
         folio_put(k, folio)
         pos += nbytes

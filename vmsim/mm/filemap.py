@@ -232,13 +232,31 @@ def folio_account_cleaned(k, pfn: int, nr: int):
 
 
 def folio_mark_dirty(k, pfn: int):
-    """folio_mark_dirty() -> filemap_dirty_folio(): set PG_dirty on the folio; a
-    page-cache folio of a disk file counts in nr_dirty (shmem's never do:
-    noop_dirty_folio, its mapping has no writeback)."""
+    """folio_mark_dirty() -> ->dirty_folio: filemap_dirty_folio() sets PG_dirty on the
+    folio; a page-cache folio of a disk file counts in nr_dirty (shmem's never do:
+    noop_dirty_folio, its mapping has no writeback). ext4's (ext4_dirty_folio ->
+    block_dirty_folio) first marks every buffer of a folio that has them dirty."""
     from vmsim.mm.folio import page_folio
     mem = k.mem
     if mem.flags[pfn] & PG_tail:
         pfn = page_folio(k, pfn)
+    mid = mem.mapping[pfn]
+    if mid > 0 and not mem.flags[pfn] & PG_swapbacked:
+        # (a lazyfree anon folio is not swapbacked either: its mapping is an anon_vma;
+        # a hugetlbfs folio's is -1)
+        fp = getattr(k.objects[mid], "folio_private", None)
+        bh = fp.get(pfn) if fp else None
+        if bh is not None:
+            from vmsim.fs.buffer import block_dirty_folio
+            block_dirty_folio(k, k.objects[mid], pfn, bh)
+            return
+    __folio_mark_dirty(k, pfn)
+
+
+def __folio_mark_dirty(k, pfn: int):
+    """__folio_mark_dirty() (under folio_test_set_dirty): PG_dirty and the dirty
+    accounting, the buffers left alone (mark_buffer_dirty's path)."""
+    mem = k.mem
     f = mem.flags[pfn]
     if not f & PG_dirty:
         mem.flags[pfn] = f | PG_dirty

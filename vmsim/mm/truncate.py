@@ -68,6 +68,10 @@ def truncate_inode_partial_folio(k, mapping, folio: int, lstart: int, lend: int)
     tail = (offset + length) & 4095
     if tail and (offset + length) >> 12 != offset >> 12:
         k.page_data.write(folio + ((offset + length) >> 12), 0, bytes(tail))
+    if mapping.folio_private and folio in mapping.folio_private:
+        # folio_needs_release(): folio_invalidate() -> ->invalidate_folio
+        # (block_invalidate_folio: the buffers the range covers are discarded).
+        mapping.a_ops.invalidate_folio(k, mapping, folio, offset, length)
     if nr == 1:
         return True
     truncate_cleanup_folio(k, mapping, folio)                # unmap_folio()
