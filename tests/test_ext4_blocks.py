@@ -58,6 +58,9 @@ FILE_OPS = st.lists(st.one_of(
     st.tuples(st.just("truncate"), st.integers(0, 48 << 12)),
     st.tuples(st.just("punch"), st.integers(0, 40 << 12), st.integers(1, 20 << 12)),
     st.tuples(st.just("zero"), st.integers(0, 40 << 12), st.integers(1, 20 << 12), st.booleans()),
+    st.tuples(st.just("alloc"), st.integers(0, 40 << 12), st.integers(1, 20 << 12), st.booleans()),
+    st.tuples(st.just("collapse"), st.integers(0, 40), st.integers(1, 8)),
+    st.tuples(st.just("insert"), st.integers(0, 40), st.integers(1, 8)),
     st.tuples(st.just("fsync"),),
     st.tuples(st.just("drop"),),
 ), min_size=1, max_size=14)
@@ -87,10 +90,11 @@ def test_file_blocks_follow_the_writes_long(machine, ops):
 
 
 def _file_blocks_follow_the_writes(machine, ops):
-    """pwrite / fsync / ftruncate / punch / zero range / drop_caches on an ext4 file against a
-    bytearray: after fsync every block holds the file's bytes there, the pages
-    written and fsynced since their last truncate or punch have blocks, none lies past
-    i_size, st_blocks counts them; after drop_caches a read sees the same bytes (from
+    """pwrite / fsync / ftruncate / punch / zero range / fallocate / collapse / insert
+    range / drop_caches on an ext4 file against a bytearray: after fsync every block
+    holds the file's bytes there, the pages written and fsynced since their last
+    truncate or punch have blocks, those past i_size are unwritten (preallocated),
+    st_blocks counts them; after drop_caches a read sees the same bytes (from
     the blocks); unlinked, the file's blocks are all free. The debug checker runs
     (incrementally) after each call, fully at the end."""
     p = machine.spawn()
@@ -135,6 +139,31 @@ def _file_blocks_follow_the_writes(machine, ops):
             end = min(off + n, len(data))
             if end > off:
                 data[off:end] = bytes(end - off)
+        elif op[0] == "alloc":
+            off, n, keep = op[1:]
+            p.fallocate(fd, FALLOC_FL_KEEP_SIZE if keep else 0, off, n)
+            if not keep and off + n > len(data):
+                data.extend(bytes(off + n - len(data)))
+        elif op[0] in ("collapse", "insert"):
+            # Block-aligned; a collapse must end before EOF, an insertion start before
+            # it (else EINVAL). The cache from the offset on is written back first.
+            a, b = op[1:]
+            off, n = a << 12, b << 12
+            bad = off + n >= len(data) if op[0] == "collapse" else off >= len(data)
+            try:
+                p.fallocate(fd, 0x08 if op[0] == "collapse" else 0x20, off, n)
+            except OSError as e:
+                assert bad and e.errno == 22, op
+                continue
+            assert not bad, op
+            if op[0] == "collapse":
+                del data[off:off + n]
+                moved = {i - b for i in synced | dirty if i >= a + b}
+            else:
+                data[off:off] = bytes(n)
+                moved = {i + b for i in synced | dirty if i >= a}
+            synced = {i for i in synced if i < a} | moved
+            dirty = {i for i in dirty if i < a}
         elif op[0] == "fsync":
             p.fsync(fd)
             synced |= dirty
@@ -150,7 +179,7 @@ def _file_blocks_follow_the_writes(machine, ops):
             machine.write_file("/proc/sys/vm/drop_caches", "3")
             assert p.pread(fd, len(data) + 100, 0) == bytes(data)
         have = set(ino.i_blocks.keys())
-        # Past i_size only blocks ZERO_RANGE | KEEP_SIZE preallocated: unwritten.
+        # Past i_size only blocks KEEP_SIZE preallocated: unwritten.
         assert synced <= have and all(_ext4_get_block(ino, i) is None for i in have
                                       if i >= (len(data) + 4095) >> 12)
         assert p.fstat(fd).st_blocks == 8 * len(have)

@@ -291,9 +291,11 @@ def ext4_punch_hole(k, file, offset: int, length: int) -> int:
     return 0
 
 
-# ext4_map_blocks() flags (fs/ext4/ext4.h) that ext4_alloc_file_blocks() passes.
-EXT4_GET_BLOCKS_CREATE_UNWRIT_EXT = 0x0002
-EXT4_GET_BLOCKS_CONVERT_UNWRITTEN = 0x0010
+# ext4_map_blocks() flags (fs/ext4/ext4.h, not in the reference tree) that
+# ext4_alloc_file_blocks() passes. KEEP_SIZE is no flag (EXT4_GET_BLOCKS_KEEP_SIZE was
+# removed): new_size 0 keeps the size.
+EXT4_GET_BLOCKS_CREATE_UNWRIT_EXT = 0x0003          # UNWRIT_EXT | CREATE
+EXT4_GET_BLOCKS_CONVERT_UNWRITTEN = 0x0100
 FALLOC_FL_COLLAPSE_RANGE = 0x08
 FALLOC_FL_INSERT_RANGE = 0x20
 FALLOC_FL_WRITE_ZEROES = 0x80
