@@ -420,8 +420,8 @@ def ext4_collapse_range(k, file, offset: int, length: int) -> int:
 
 def ext4_insert_range(k, file, offset: int, length: int) -> int:
     """ext4_insert_range() (fs/ext4/extents.c): insert a hole of len at offset,
-    shifting what follows up. Block-aligned, else -EINVAL; -EFBIG past s_maxbytes;
-    -EINVAL unless it starts inside i_size. The page cache from offset on is written back and
+    shifting what follows up. Block-aligned and starting inside i_size, else -EINVAL;
+    -EFBIG past s_maxbytes. The page cache from offset on is written back and
     truncated, i_size grows by len, the blocks from offset on shift (SHIFT_RIGHT).
     6.18.44: a 16-page file of 1-page dirty folios, insert(4 pages, 2): pgpgout
     +48 KiB, nr_dirty -12, pages 0-3 stay cached."""
@@ -431,11 +431,12 @@ def ext4_insert_range(k, file, offset: int, length: int) -> int:
     inode = file.f_inode
     if (offset | length) & 4095:
         return -errno.EINVAL
-    # 6.18.44: the size check comes before the offset's (EFBIG for an offset past EOF).
-    if length > _s_maxbytes(inode) - inode.i_size:
-        return -errno.EFBIG
     if offset >= inode.i_size:
         return -errno.EINVAL
+    # Which of the two fails first does not show: an offset at or past i_size that
+    # would also pass s_maxbytes here fails vfs_fallocate()'s offset + len check.
+    if length > _s_maxbytes(inode) - inode.i_size:
+        return -errno.EFBIG
     start = offset                            # round_down(offset, PAGE_SIZE)
     ret = filemap_write_and_wait_range(k, inode.i_mapping, start, LLONG_MAX)
     if ret:
