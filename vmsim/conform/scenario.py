@@ -49,8 +49,10 @@ O_FLAGS = {"rdonly": 0, "wronly": 1, "rdwr": 2, "creat": 0o100, "excl": 0o200, "
            "append": 0o2000}
 FADV = {"normal": 0, "random": 1, "sequential": 2, "willneed": 3, "dontneed": 4, "noreuse": 5}
 MS_FLAGS = {"async": uapi.MS_ASYNC, "invalidate": uapi.MS_INVALIDATE, "sync": uapi.MS_SYNC}
-FALLOC = {"keep_size": 1, "punch_hole": 2, "collapse_range": 0x08, "zero_range": 0x10,
-          "insert_range": 0x20, "unshare_range": 0x40, "write_zeroes": 0x80}
+FALLOC = {"keep_size": uapi.FALLOC_FL_KEEP_SIZE, "punch_hole": uapi.FALLOC_FL_PUNCH_HOLE,
+          "collapse_range": uapi.FALLOC_FL_COLLAPSE_RANGE, "zero_range": uapi.FALLOC_FL_ZERO_RANGE,
+          "insert_range": uapi.FALLOC_FL_INSERT_RANGE, "unshare_range": uapi.FALLOC_FL_UNSHARE_RANGE,
+          "write_zeroes": uapi.FALLOC_FL_WRITE_ZEROES}
 FILESYSTEMS = {"tmp": 0, "shm": 1}       # /tmp (the disk filesystem) and /dev/shm (tmpfs)
 FS_MEMFD = 2                             # a file made by a 'memfd' step (no path)
 MFD_FLAGS = {"cloexec": uapi.MFD_CLOEXEC, "allow_sealing": uapi.MFD_ALLOW_SEALING,

@@ -28,10 +28,9 @@ from vmsim.fs.buffer import (folio_buffers, create_empty_buffers, mark_buffer_di
                              _folio_clean_buffers, BH_Mapped, BH_Uptodate)
 from vmsim.mm.page_flags import PG_uptodate, PG_locked, PG_dirty
 from vmsim.mm.filemap import filemap_map_pages
+from vmsim.uapi import (FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_COLLAPSE_RANGE,
+                        FALLOC_FL_ZERO_RANGE, FALLOC_FL_INSERT_RANGE, FALLOC_FL_WRITE_ZEROES)
 
-FALLOC_FL_KEEP_SIZE = 1
-FALLOC_FL_PUNCH_HOLE = 2
-FALLOC_FL_ZERO_RANGE = 0x10
 
 _BLOCKS = {}            # identical block contents share one bytes object
 
@@ -296,9 +295,6 @@ def ext4_punch_hole(k, file, offset: int, length: int) -> int:
 # removed): new_size 0 keeps the size.
 EXT4_GET_BLOCKS_CREATE_UNWRIT_EXT = 0x0003          # UNWRIT_EXT | CREATE
 EXT4_GET_BLOCKS_CONVERT_UNWRITTEN = 0x0100
-FALLOC_FL_COLLAPSE_RANGE = 0x08
-FALLOC_FL_INSERT_RANGE = 0x20
-FALLOC_FL_WRITE_ZEROES = 0x80
 LLONG_MAX = (1 << 63) - 1
 
 

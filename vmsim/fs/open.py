@@ -12,19 +12,15 @@ from vmsim.fs.file import (file, fget, fd_install, _task_files, FMODE_READ,
 from vmsim.fs.inode import S_ISDIR, S_ISREG
 from vmsim.fs.namei import path_lookupat, vfs_create, _full_path
 from vmsim.mm.page_flags import PG_uptodate
-from vmsim.uapi import O_CLOEXEC
+from vmsim.uapi import (O_CLOEXEC, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE,  # noqa: F401
+                        FALLOC_FL_COLLAPSE_RANGE, FALLOC_FL_ZERO_RANGE, FALLOC_FL_INSERT_RANGE,
+                        FALLOC_FL_UNSHARE_RANGE, FALLOC_FL_WRITE_ZEROES)
 
 MAX_LFS_FILESIZE = (1 << 63) - 1
 EXT4_MAX_SIZE = 16 << 40          # ext4 with 4 KiB blocks: s_maxbytes (16 TiB - 4 KiB)
 POSIX_FADV_NORMAL, POSIX_FADV_RANDOM, POSIX_FADV_SEQUENTIAL, POSIX_FADV_WILLNEED, \
     POSIX_FADV_DONTNEED, POSIX_FADV_NOREUSE = range(6)
-FALLOC_FL_KEEP_SIZE = 1
-FALLOC_FL_PUNCH_HOLE = 2
-FALLOC_FL_COLLAPSE_RANGE = 0x08
-FALLOC_FL_ZERO_RANGE = 0x10
-FALLOC_FL_INSERT_RANGE = 0x20
-FALLOC_FL_UNSHARE_RANGE = 0x40
-FALLOC_FL_WRITE_ZEROES = 0x80
+# include/linux/falloc.h
 FALLOC_FL_MODE_MASK = (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_ZERO_RANGE |
                        FALLOC_FL_INSERT_RANGE | FALLOC_FL_UNSHARE_RANGE | FALLOC_FL_WRITE_ZEROES)
 SEEK_SET, SEEK_CUR, SEEK_END = 0, 1, 2
