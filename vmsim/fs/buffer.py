@@ -6,8 +6,8 @@ keeps them per mapping, in ``mapping.folio_private``: folio head PFN -> one stat
 per block, i.e. per page (ext4 here has 4 KiB blocks, the page size), of enum
 bh_state_bits. Folios get them when written (->write_begin / ->write_end:
 block_commit_write dirties the written blocks' buffers only; ext4_page_mkwrite ->
-block_page_mkwrite all of them inside EOF) and when ext4_block_zero_page_range() meets
-them; readahead attaches none. What they change: a folio whose one block was read and
+block_page_mkwrite all of them, past EOF too, by folio_mark_dirty) and when
+ext4_block_zero_page_range() meets them; readahead attaches none. What they change: a folio whose one block was read and
 zeroed stays !uptodate (mincore: not resident) with an uptodate, dirty buffer, and
 reading it later (block_read_full_folio) finds the data already there; a partial
 truncation discards the buffers it covers (block_invalidate_folio), and a large folio

@@ -507,10 +507,11 @@ class _Ext4FileVmOps:
     @staticmethod
     def page_mkwrite(vmf):
         """ext4_page_mkwrite(): past EOF is SIGBUS; else block_page_mkwrite(): the
-        folio's buffers inside EOF mapped (delayed allocation), uptodate and dirty,
-        and the folio with them; VM_FAULT_LOCKED."""
+        folio's buffers inside EOF mapped (delayed allocation), uptodate and dirty
+        (block_commit_write), then folio_mark_dirty() -> ext4_dirty_folio ->
+        block_dirty_folio(): every buffer dirty, those past EOF too; VM_FAULT_LOCKED."""
         from vmsim.fs.buffer import block_commit_write
-        from vmsim.mm.filemap import _nr
+        from vmsim.mm.filemap import _nr, folio_mark_dirty
         from vmsim.mm.folio import page_folio
         from vmsim.mm.mm_types import VM_FAULT_SIGBUS, VM_FAULT_NOPAGE, VM_FAULT_LOCKED
         inode = vmf.vma.vm_file.f_inode
@@ -524,6 +525,7 @@ class _Ext4FileVmOps:
         pos = k.mem.index[folio] << 12
         end = min(_nr(k, folio) << 12, inode.i_size - pos)
         block_commit_write(k, mapping, folio, 0, end)
+        folio_mark_dirty(k, folio)
         return VM_FAULT_LOCKED
 
 
