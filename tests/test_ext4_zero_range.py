@@ -520,3 +520,46 @@ def test_a_written_folio_splits_when_no_dirty_buffer_is_left(machine, proc, writ
     assert p.pread(fd, size, 0) == got
     p.munmap(a, 16 * P)
     p.close(fd)
+
+
+@pytest.mark.parametrize("how,delta,want", [
+    ("store", (0, 0), "R" * 10),
+    ("pwrite", (-16, -16), "." * 10),
+    ("none", (-16, 0), "." * 10),
+])
+def test_a_folio_straddling_eof_keeps_the_dirty_buffers_page_mkwrite_made(machine, proc, how,
+                                                                         delta, want):
+    """A 16-page file written in one pwrite (one 16-page folio), ftruncated to 10 pages
+    unsynced (its dirty buffers 0-9 keep it whole: it now straddles EOF), fsynced,
+    mapped MAP_SHARED over the 10 pages and read; then a byte stored at page 0 through
+    the mapping (block_page_mkwrite: block_commit_write over [0, EOF), then
+    folio_mark_dirty -> block_dirty_folio dirties the buffers past EOF too), or 100
+    bytes pwritten at 10 (block 0's buffer alone), or nothing; then
+    fallocate(PUNCH | KEEP_SIZE, 0, 10 pages). The punch discards buffers 0-9; only
+    after the store are dirty buffers left (10-15), so the folio stays whole and dirty,
+    else it is cleaned and split and the pieces past EOF go with it. Linux 6.18.44,
+    (nr_file_pages, nr_dirty) over the punch, pgpgout +0, and mincore of the 10 pages:
+    the table."""
+    p = proc
+    fd = p.open("/tmp/straddle", O_RDWR | O_CREAT | O_TRUNC, 0o644)
+    p.pwrite(fd, b"\1" * 16 * P, 0)
+    p.ftruncate(fd, 10 * P)
+    p.fsync(fd)
+    a = p.mmap(0, 10 * P, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+    for i in range(10):
+        p.read(a + i * P, 1)
+    if how == "store":
+        p.write(a + 5, b"\7")
+    elif how == "pwrite":
+        p.pwrite(fd, b"\2" * 100, 10)
+    v = vmstat(machine)
+    p.fallocate(fd, PUNCH, 0, 10 * P)
+    assert _delta(machine, v, "nr_file_pages", "nr_dirty", "pgpgout") == delta + (0,)
+    assert "".join("R" if b & 1 else "." for b in p.mincore(a, 10 * P)) == want
+    assert p.pread(fd, 10 * P, 0) == bytes(10 * P)
+    machine.check()
+    p.fsync(fd)
+    machine.write_file("/proc/sys/vm/drop_caches", "3")
+    assert p.pread(fd, 10 * P, 0) == bytes(10 * P)
+    p.munmap(a, 10 * P)
+    p.close(fd)

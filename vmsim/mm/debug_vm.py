@@ -1851,8 +1851,9 @@ def _check_lru_batches(k, cpu, fb, rep):
 def _check_buffer_heads(k, aspaces, rep):
     """Buffer heads (vmsim.fs.buffer, folio->private): only a disk file's page-cache
     folio heads have them, one state word per page, of the modelled bh_state_bits;
-    a dirty buffer is mapped and uptodate, and its folio dirty (mark_buffer_dirty
-    dirties both; writeback cleans both)."""
+    a dirty buffer is uptodate, mapped too inside EOF (block_dirty_folio dirties a
+    buffer past EOF that truncation discarded), and its folio dirty
+    (mark_buffer_dirty dirties both; writeback cleans both)."""
     from vmsim.fs.buffer import BH_Dirty, BH_Mapped, BH_Uptodate, _BH_MASK
     from vmsim.mm.filemap import _nr
     mem = k.mem
@@ -1872,12 +1873,15 @@ def _check_buffer_heads(k, aspaces, rep):
             if not isinstance(bh, list) or len(bh) != _nr(k, folio):
                 rep(f"buffers: pfn {folio:#x}: {len(bh)} buffers for {_nr(k, folio)} pages")
                 continue
-            for state in bh:
+            host = getattr(am, "host", None)
+            eof = ((host.i_size + 4095) >> 12) - index if host is not None else len(bh)
+            for i, state in enumerate(bh):
+                want = BH_Mapped | BH_Uptodate if i < eof else BH_Uptodate
                 if state & ~_BH_MASK:
                     rep(f"buffers: pfn {folio:#x}: state {state:#x} has unknown bits")
-                elif state & BH_Dirty and (state & (BH_Mapped | BH_Uptodate)) != \
-                        (BH_Mapped | BH_Uptodate):
-                    rep(f"buffers: pfn {folio:#x}: a dirty buffer not mapped and uptodate")
+                elif state & BH_Dirty and (state & want) != want:
+                    rep(f"buffers: pfn {folio:#x}: a dirty buffer not "
+                        f"{'mapped and ' if i < eof else ''}uptodate")
                 elif state & BH_Dirty and not mem.flags[folio] & PG_dirty:
                     rep(f"buffers: pfn {folio:#x}: a dirty buffer on a clean folio")
 

@@ -705,7 +705,6 @@ def _split_page_cache_folio(k, folio: int) -> int:
     from vmsim.mm.swap import batch_refs
     from vmsim.mm.mmu_gather import gather_refs
     from vmsim.mm.truncate import truncate_cleanup_folio, _split_to
-    from vmsim.mm.filemap import filemap_remove_folio
     mem = k.mem
     mapping = k.objects[mem.mapping[folio]]
     if mapping is None:
@@ -718,16 +717,7 @@ def _split_page_cache_folio(k, folio: int) -> int:
             k.vmstat[vmstat.THP_SPLIT_PAGE_FAILED] += 1
         count_mthp_stat(k, order, "split_failed")
         return -11
-    index = mem.index[folio]
     _split_to(k, mapping, folio, [(i, 0) for i in range(nr)])
-    end = (mapping.host.i_size + 4095) >> 12
-    dropped = 0
-    for i in range(max(index, end), index + nr):
-        filemap_remove_folio(k, mapping, i)
-        dropped += 1
-    if dropped and mapping.swapbacked:
-        from vmsim.mm.shmem import shmem_inode_unacct_blocks
-        shmem_inode_unacct_blocks(k, mapping.host, dropped)   # shmem_uncharge()
     if order == PMD_ORDER:
         k.vmstat[vmstat.THP_SPLIT_PAGE] += 1
     count_mthp_stat(k, order, "split")

@@ -7,7 +7,7 @@ pieces inside the range can go. invalidate_mapping_pages() (drop_caches, POSIX_F
 removes only what may go: clean, not under writeback, unmapped, and referenced only
 by the cache.
 """
-from vmsim.mm.filemap import filemap_remove_folio, shmem_mapping, _nr, PG_writeback
+from vmsim.mm.filemap import filemap_remove_folio, __filemap_remove_folio, shmem_mapping, _nr, PG_writeback
 from vmsim.mm.page_flags import PG_dirty, PG_locked, PG_ORDER_MASK, PG_ORDER_SHIFT
 from vmsim.mm import vmstat
 
@@ -160,7 +160,9 @@ def folio_split(k, mapping, folio: int, split_at: int):
 def _split_to(k, mapping, folio: int, pieces):
     """Split an unmapped page-cache folio into [(offset, order)] pieces
     (__split_folio_to_order): heads get the folio-wide state; large pieces are
-    compound and large_rmappable again."""
+    compound and large_rmappable again. As __folio_split() does, the pieces after the
+    first that lie past EOF (i_size; shmem: shmem_fallocend) leave the cache, cleaned
+    (shmem uncharges them)."""
     from vmsim.mm.page_flags import (PG_head, PG_tail, PG_uptodate, PG_lru, PG_active,
                                      PG_referenced, PG_workingset, PG_unevictable, PG_dirty,
                                      PG_large_rmappable, PG_swapbacked)
@@ -204,6 +206,18 @@ def _split_to(k, mapping, folio: int, pieces):
         if on_lru:
             lruvec_add_folio(k, p)
     mem.refcount[folio] += extra
+    end = (mapping.host.i_size + 4095) >> 12
+    if mapping.swapbacked:
+        end = max(end, getattr(mapping.host, "fallocend", 0))     # shmem_fallocend()
+    dropped = 0
+    for off, order in pieces:
+        if off and index + off >= end:
+            # "Drop folio beyond EOF": __filemap_remove_folio() cleans a dirty one.
+            __filemap_remove_folio(k, mapping, folio + off, None)
+            dropped += 1 << order
+    if dropped and mapping.swapbacked:
+        from vmsim.mm.shmem import shmem_inode_unacct_blocks
+        shmem_inode_unacct_blocks(k, mapping.host, dropped)   # shmem_uncharge()
 
 
 def truncate_inode_pages_final(k, mapping):
