@@ -563,3 +563,29 @@ def test_a_folio_straddling_eof_keeps_the_dirty_buffers_page_mkwrite_made(machin
     assert p.pread(fd, 10 * P, 0) == bytes(10 * P)
     p.munmap(a, 10 * P)
     p.close(fd)
+
+
+@pytest.mark.parametrize("off,kb,blocks", [(4 * P, 48, 96), (4 * P + 100, 52, 104)])
+def test_writeback_leaves_the_blocks_a_punch_discarded_holes(machine, proc, off, kb, blocks):
+    """A 16-page file written in one pwrite (one 16-page folio, every buffer dirty),
+    unsynced, fallocate(PUNCH | KEEP_SIZE, ``off``, 4 pages): the punch discards the
+    buffers of the whole blocks it covers (block_invalidate_folio), the folio stays
+    whole (dirty buffers left). Writeback then writes the dirty buffers' blocks only
+    (ext4_bio_write_folio): POSIX_FADV_DONTNEED's writeback pgpgout +``kb`` KiB, and
+    after fsync st_blocks ``blocks`` (the punched blocks stay holes). Linux 6.18.44:
+    (4 pages, 48, 96), (4 pages + 100, 52, 104)."""
+    p = proc
+    fd = p.open("/tmp/punch-wb", O_RDWR | O_CREAT | O_TRUNC, 0o644)
+    p.pwrite(fd, b"\1" * 16 * P, 0)
+    p.fallocate(fd, PUNCH, off, 4 * P)
+    v = vmstat(machine)
+    p.posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)
+    assert _delta(machine, v, "pgpgout") == (kb,)
+    p.fsync(fd)
+    assert p.fstat(fd).st_blocks == blocks
+    want = bytearray(b"\1" * 16 * P)
+    want[off:off + 4 * P] = bytes(4 * P)
+    machine.write_file("/proc/sys/vm/drop_caches", "3")
+    assert p.pread(fd, 16 * P, 0) == bytes(want)
+    machine.check()
+    p.close(fd)

@@ -25,7 +25,7 @@ import errno
 from vmsim.fs.blockdev import submit_bio
 from vmsim.fs.buffer import (folio_buffers, create_empty_buffers, mark_buffer_dirty,
                              block_read_full_folio, block_invalidate_folio, try_to_free_buffers,
-                             _folio_clean_buffers, BH_Mapped, BH_Uptodate)
+                             _folio_clean_buffers, BH_Mapped, BH_Uptodate, BH_Dirty)
 from vmsim.mm.page_flags import PG_uptodate, PG_locked, PG_dirty
 from vmsim.mm.filemap import filemap_map_pages
 from vmsim.uapi import (FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_COLLAPSE_RANGE,
@@ -101,6 +101,22 @@ def _folio_pages(k, folio):
     return range(folio, folio + _nr(k, folio))
 
 
+def _dirty_runs(bh, n: int):
+    """The [start, end) runs of dirty buffers among a folio's first ``n``."""
+    runs = []
+    start = None
+    for i in range(n):
+        if bh[i] & BH_Dirty:
+            if start is None:
+                start = i
+        elif start is not None:
+            runs.append((start, i))
+            start = None
+    if start is not None:
+        runs.append((start, n))
+    return runs
+
+
 class _Ext4Aops:
     """ext4_aops."""
 
@@ -161,7 +177,11 @@ class _Ext4Aops:
 
     @staticmethod
     def writepages(k, mapping, folios):
-        """ext4_writepages(): write each folio's pages inside i_size to its blocks."""
+        """ext4_writepages(): write each folio's pages inside i_size to their blocks,
+        allocating a hole's. A folio with buffers has only its dirty ones written
+        (mpage_prepare_extent_to_map maps the dirty delayed or unwritten buffers,
+        ext4_bio_write_folio skips clean ones): a block whose buffer a punch or a
+        truncation discarded stays a hole."""
         inode = mapping.host
         bdev = inode.i_sb.s_bdev
         mem = k.mem
@@ -171,17 +191,23 @@ class _Ext4Aops:
         prev = None
         for folio in folios:
             index = mem.index[folio]
-            if mapping.folio_private:
-                _folio_clean_buffers(mapping, folio)
+            bh = mapping.folio_private.get(folio) if mapping.folio_private else None
             pages = _folio_pages(k, folio)[:max(last - index, 0)]
             if not pages:
                 continue
-            _ext4_set_blocks(inode, index, [_intern(data.read(page, 0, 4096)) for page in pages])
-            if prev is not None and index != prev + 1:
-                submit_bio(bdev, True, run)
-                run = 0
-            run += len(pages)
-            prev = index + len(pages) - 1
+            if bh is None:
+                runs = [(0, len(pages))]
+            else:
+                runs = _dirty_runs(bh, len(pages))
+                _folio_clean_buffers(mapping, folio)
+            for start, end in runs:
+                _ext4_set_blocks(inode, index + start,
+                                 [_intern(data.read(page, 0, 4096)) for page in pages[start:end]])
+                if prev is not None and index + start != prev + 1:
+                    submit_bio(bdev, True, run)
+                    run = 0
+                run += end - start
+                prev = index + end - 1
         submit_bio(bdev, True, run)
 
 
