@@ -5,14 +5,16 @@ The kernel hangs a folio's buffer_heads (one per block) off folio->private. vmsi
 keeps them per mapping, in ``mapping.folio_private``: folio head PFN -> one state word
 per block, i.e. per page (ext4 here has 4 KiB blocks, the page size), of enum
 bh_state_bits. Folios get them when written (->write_begin / ->write_end:
-block_commit_write dirties the written blocks' buffers only; ext4_page_mkwrite ->
+__block_write_begin_int maps the written blocks' buffers, delayed allocation reserving
+a hole's block, and block_commit_write dirties them only; ext4_page_mkwrite ->
 block_page_mkwrite all of them, past EOF too, by folio_mark_dirty) and when
-ext4_block_zero_page_range() meets them; readahead attaches none. What they change: a folio whose one block was read and
-zeroed stays !uptodate (mincore: not resident) with an uptodate, dirty buffer, and
-reading it later (block_read_full_folio) finds the data already there; a partial
-truncation discards the buffers it covers (block_invalidate_folio), and a large folio
-splits only when none left is dirty (try_to_free_buffers, which then cancels the
-folio's dirtiness). vmsim keeps no folio reference for the buffers
+ext4_block_zero_page_range() meets them; readahead attaches none. What they change:
+a folio whose one block was read and zeroed stays !uptodate (mincore: not resident)
+with an uptodate, dirty buffer, and reading it later (block_read_full_folio) finds the
+data already there; writeback writes (and allocates) only the dirty buffers' blocks; a
+partial truncation discards the buffers it covers (block_invalidate_folio), and a
+large folio splits only when none left is dirty (try_to_free_buffers, which then
+cancels the folio's dirtiness). vmsim keeps no folio reference for the buffers
 (folio_attach_private's), so the refcount checks need no term for it.
 """
 from vmsim.fs.blockdev import submit_bio
@@ -62,18 +64,41 @@ def block_dirty_folio(k, mapping, folio: int, bh: list):
     __folio_mark_dirty(k, folio)
 
 
-def block_commit_write(k, mapping, folio: int, from_: int, to: int):
-    """block_write_begin() + block_commit_write() of bytes [from_, to) of the folio
-    (offsets in it) once the data is in: buffers made if it has none
-    (create_empty_buffers); the written blocks' buffers mapped (delayed allocation:
-    ext4_da_get_block_prep), uptodate and dirty (mark_buffer_dirty), the others left
-    as they were."""
+def __block_write_begin_int(k, mapping, folio: int, from_: int, to: int, get_block):
+    """__block_write_begin_int() (block_write_begin, block_page_mkwrite) of bytes
+    [from_, to) of the folio (offsets in it): buffers made if it has none
+    (create_empty_buffers), and each unmapped one in the range mapped by
+    ``get_block`` (ext4_da_get_block_prep: delayed allocation). vmsim reads a
+    partly overwritten folio whole beforehand (->read_folio)."""
     bh = mapping.folio_private.get(folio)
     if bh is None:
         bh = create_empty_buffers(k, mapping, folio)
+    first = k.mem.index[folio]
     for i in range(from_ >> 12, ((to - 1) >> 12) + 1):
-        bh[i] |= BH_Mapped | BH_Uptodate
+        if not bh[i] & BH_Mapped:
+            get_block(k, mapping.host, first + i)
+            bh[i] |= BH_Mapped
+
+
+def block_commit_write(k, mapping, folio: int, from_: int, to: int):
+    """block_commit_write() of bytes [from_, to) of the folio once the data is in:
+    the written blocks' buffers uptodate and dirty (mark_buffer_dirty), the others
+    left as they were."""
+    bh = mapping.folio_private[folio]
+    for i in range(from_ >> 12, ((to - 1) >> 12) + 1):
+        bh[i] |= BH_Uptodate
         mark_buffer_dirty(k, folio, bh, i)
+
+
+def block_page_mkwrite(k, mapping, folio: int, end: int, get_block):
+    """block_page_mkwrite() once the folio is known to lie inside EOF, ``end`` bytes
+    of it: its buffers there mapped by ``get_block`` (__block_write_begin_int) and
+    dirtied (block_commit_write), then folio_mark_dirty() (ext4_dirty_folio ->
+    block_dirty_folio: every buffer dirty, those past EOF too)."""
+    from vmsim.mm.filemap import folio_mark_dirty
+    __block_write_begin_int(k, mapping, folio, 0, end, get_block)
+    block_commit_write(k, mapping, folio, 0, end)
+    folio_mark_dirty(k, folio)
 
 
 def block_invalidate_folio(k, mapping, folio: int, offset: int, length: int):

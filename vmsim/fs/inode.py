@@ -53,6 +53,10 @@ class inode:
         # ext4's block map (i_data): page index -> block number on the device (holes
         # are absent), an xarray (vmsim.mm._xarray) rather than the extent tree.
         self.i_blocks = _XArray()
+        # ext4's delayed-allocation blocks (page indices written, not yet allocated: the
+        # extent status tree's delayed extents); EXT4_I(inode)->i_reserved_data_blocks
+        # counts them.
+        self._es_delayed = set()
         self.i_mapping = None
         if not S_ISDIR(mode):
             ops = sb.s_op

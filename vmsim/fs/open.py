@@ -261,6 +261,13 @@ def generic_perform_write(k, f, pos: int, data: bytes) -> int:
             if not tmpfs and (pos > fpos or pos + nbytes < fpos + (fnr << 12)):
                 mapping.a_ops.read_folio(k, mapping, folio)
             mem.flags[folio] = mem.flags[folio] | PG_uptodate
+        if not tmpfs:
+            # ext4_da_write_begin() -> block_write_begin(): the blocks written mapped,
+            # a hole's delayed (ext4_da_get_block_prep).
+            from vmsim.fs.buffer import __block_write_begin_int
+            from vmsim.fs.ext4 import ext4_da_get_block_prep
+            __block_write_begin_int(k, mapping, folio, pos - fpos, pos + nbytes - fpos,
+                                    ext4_da_get_block_prep)
         p = pos
         end = pos + nbytes
         src = written

@@ -2,7 +2,8 @@
 
 st_blocks counts 512-byte units: hugetlbfs adds blocks_per_huge_page per cached
 folio (hugetlb_add_to_page_cache), tmpfs counts its cached pages (shmem), ext4 the
-blocks a file has (written back or fallocated, past i_size too). Times and owners are not modelled (0).
+blocks a file has (written back or fallocated, past i_size too) and those its delayed
+allocation reserved (ext4_file_getattr). Times and owners are not modelled (0).
 """
 import errno
 from typing import NamedTuple
@@ -25,6 +26,9 @@ def _i_blocks(inode) -> int:
         return inode.i_blocks                          # hugetlbfs
     if inode.i_sb.s_type == "tmpfs":
         return inode.i_mapping.nrpages * 8 if inode.i_mapping is not None else 0
+    if inode.i_sb.s_type == "ext4":
+        from vmsim.fs.ext4 import ext4_file_getattr
+        return ext4_file_getattr(inode)
     return len(inode.i_blocks) * 8
 
 

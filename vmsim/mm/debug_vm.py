@@ -1794,6 +1794,8 @@ def _check_ext4_blocks(k, aspaces, rep):
             continue                                   # hugetlbfs counts, no map
         for msg in blocks._check()[:3]:
             rep(f"ext4: inode {ino.i_ino} i_blocks: {msg}")
+        if getattr(ino, "_es_delayed", None):
+            _check_ext4_delayed(k, am, ino, rep)
         if not blocks:
             continue
         if ino.i_sb.s_bdev is not bdev:
@@ -1828,6 +1830,30 @@ def _check_ext4_blocks(k, aspaces, rep):
     if any(not isinstance(disk[b], bytes) or len(disk[b]) != 4096
            for b in set(np.flatnonzero(~empty).tolist())):
         rep("ext4: a block holds other than 4 KiB of bytes")
+
+
+def _check_ext4_delayed(k, am, ino, rep):
+    """ext4's delayed blocks (the reservations i_reserved_data_blocks counts): each a
+    hole of the block map inside i_size whose cached folio has a dirty buffer there
+    (written, not yet written back: writeback allocates it, truncation and hole
+    punching release it)."""
+    from vmsim.fs.buffer import BH_Dirty
+    mem = k.mem
+    last = (ino.i_size + 4095) >> 12
+    for i in sorted(ino._es_delayed)[:4096]:
+        folio = am.i_pages.get(i)
+        bh = am.folio_private.get(folio) if folio is not None and am.folio_private else None
+        if ino.i_blocks.get(i) is not None:
+            rep(f"ext4: inode {ino.i_ino} has block {i:#x} both mapped and delayed")
+        elif i >= last:
+            rep(f"ext4: inode {ino.i_ino} has a delayed block at {i:#x}, past i_size "
+                f"{ino.i_size}")
+        elif bh is None or not bh[i - int(mem.index[folio])] & BH_Dirty:
+            rep(f"ext4: inode {ino.i_ino} has a delayed block at {i:#x} without a dirty "
+                f"buffer")
+        else:
+            continue
+        break
 
 
 def _check_lru_batches(k, cpu, fb, rep):
