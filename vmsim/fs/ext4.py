@@ -501,10 +501,10 @@ def ext4_fallocate(k, file, mode: int, offset: int, length: int) -> int:
     allocation (ext4_do_fallocate). WRITE_ZEROES needs a device that unmaps on write
     zeroes (bdev_write_zeroes_unmap_sectors); the reference machine's vda has none
     (queue/write_zeroes_unmap_max_bytes 0), nor has vmsim's: -EOPNOTSUPP."""
+    if mode & FALLOC_FL_WRITE_ZEROES and not file.f_inode.i_sb.s_bdev.write_zeroes_unmap:
+        return -errno.EOPNOTSUPP
     if mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_COLLAPSE_RANGE |
                 FALLOC_FL_ZERO_RANGE | FALLOC_FL_INSERT_RANGE | FALLOC_FL_WRITE_ZEROES):
-        return -errno.EOPNOTSUPP
-    if mode & FALLOC_FL_WRITE_ZEROES and not file.f_inode.i_sb.s_bdev.write_zeroes_unmap:
         return -errno.EOPNOTSUPP
     if mode & FALLOC_FL_PUNCH_HOLE:
         return ext4_punch_hole(k, file, offset, length)
@@ -512,7 +512,9 @@ def ext4_fallocate(k, file, mode: int, offset: int, length: int) -> int:
         return ext4_collapse_range(k, file, offset, length)
     if mode & FALLOC_FL_INSERT_RANGE:
         return ext4_insert_range(k, file, offset, length)
-    if mode & FALLOC_FL_ZERO_RANGE:
+    if mode & (FALLOC_FL_ZERO_RANGE | FALLOC_FL_WRITE_ZEROES):
+        # (WRITE_ZEROES would have the whole blocks written with zeros,
+        # EXT4_GET_BLOCKS_CREATE_ZERO; no vmsim device lets it get here.)
         return ext4_zero_range(k, file, offset, length, mode)
     return ext4_do_fallocate(k, file, offset, length, mode)
 
