@@ -589,3 +589,37 @@ def test_writeback_leaves_the_blocks_a_punch_discarded_holes(machine, proc, off,
     assert p.pread(fd, 16 * P, 0) == bytes(want)
     machine.check()
     p.close(fd)
+
+
+@pytest.mark.parametrize("synced", [False, True])
+@pytest.mark.parametrize("pages", [16, 512])
+def test_pageout_does_not_split_a_folio_with_dirty_buffers(machine, proc, pages, synced):
+    """A file of ``pages`` pages written in one pwrite (one folio), fsynced or not,
+    mapped MAP_PRIVATE read-only and read, then MADV_PAGEOUT of its first page: the
+    partly covered folio is split first (madvise_cold_or_pageout_pte_range ->
+    split_folio), and __folio_split's filemap_release_folio() fails on the unsynced
+    folio's dirty buffers (try_to_free_buffers: -EBUSY). Linux 6.18.44: the size's
+    mTHP split / split_failed +0 / +1 unsynced, +1 / +0 synced; vmstat
+    thp_split_page_failed / thp_split_page likewise for 512 pages."""
+    p = proc
+    fd = p.open("/tmp/po-split", O_RDWR | O_CREAT | O_TRUNC, 0o644)
+    p.pwrite(fd, b"\1" * pages * P, 0)
+    if synced:
+        p.fsync(fd)
+    a = p.mmap(0, pages * P, PROT_READ, MAP_PRIVATE, fd, 0)
+    for i in range(pages):
+        p.read(a + i * P, 1)
+    stats = f"/sys/kernel/mm/transparent_hugepage/hugepages-{pages * 4}kB/stats/"
+
+    def mthp():
+        return tuple(int(machine.read_file(stats + n)) for n in ("split", "split_failed"))
+
+    v, s = vmstat(machine), mthp()
+    p.madvise(a, P, MADV_PAGEOUT)
+    t = mthp()
+    assert (t[0] - s[0], t[1] - s[1]) == ((1, 0) if synced else (0, 1))
+    want = ((1, 0) if synced else (0, 1)) if pages == 512 else (0, 0)
+    assert _delta(machine, v, "thp_split_page", "thp_split_page_failed") == want
+    machine.check()
+    p.munmap(a, pages * P)
+    p.close(fd)

@@ -698,7 +698,8 @@ def split_folio(k, folio: int) -> int:
 def _split_page_cache_folio(k, folio: int) -> int:
     """split_folio() of a page-cache folio (__folio_split to order 0): unmap_folio()
     first (try_to_unmap from every mm; a PMD mapping is zapped), then the split,
-    refused with -EAGAIN while references other than the cache's remain
+    refused with -EBUSY when its buffers cannot go (filemap_release_folio: a dirty
+    ext4 buffer) and with -EAGAIN while references other than the cache's remain
     (can_split_folio; THP_SPLIT_PAGE_FAILED); pages past i_size leave the cache (shmem
     uncharges them); the pages are not mapped again (remap_page() skips file folios).
     Counts THP_SPLIT_PAGE and the per-size split stat."""
@@ -711,6 +712,14 @@ def _split_page_cache_folio(k, folio: int) -> int:
         return -16                                  # truncated meanwhile: -EBUSY
     order = (mem.flags[folio] & PG_ORDER_MASK) >> PG_ORDER_SHIFT
     nr = 1 << order
+    if mapping.folio_private and folio in mapping.folio_private and \
+            not mapping.a_ops.release_folio(k, mapping, folio):
+        # filemap_release_folio() first: ext4's try_to_free_buffers() fails on a dirty
+        # buffer (-EBUSY, a failed split).
+        if order == PMD_ORDER:
+            k.vmstat[vmstat.THP_SPLIT_PAGE_FAILED] += 1
+        count_mthp_stat(k, order, "split_failed")
+        return -16
     truncate_cleanup_folio(k, mapping, folio)       # unmap_folio()
     if mem.refcount[folio] != nr or folio in batch_refs(k) or folio in gather_refs(k):
         if order == PMD_ORDER:
