@@ -623,3 +623,28 @@ def test_pageout_does_not_split_a_folio_with_dirty_buffers(machine, proc, pages,
     machine.check()
     p.munmap(a, pages * P)
     p.close(fd)
+
+
+@pytest.mark.parametrize("off,delta,blocks", [
+    (10000, (4, 2, 2), 16),      # block 0's tail and block 2's head; block 1 a hole
+    (4096 + 50, (4, 2, 2), 16),
+    (200, (4, 1, 1), 8),         # the same block: read by ->write_begin anyway
+])
+def test_a_write_past_eof_zeroes_the_old_eof_block_tail(machine, proc, off, delta, blocks):
+    """A 100-byte file fsynced and dropped, then 1 byte pwritten at ``off``: the
+    write's folio is made (a hole past EOF: zeros), and ext4_da_do_write_end zeroes
+    [100, off) through the page cache (ext4_zero_partial_blocks), reading block 0 and
+    dirtying it. Linux 6.18.44, (pgpgin, nr_file_pages, nr_dirty) over the pwrite and
+    st_blocks after: the table."""
+    p = proc
+    fd = p.open("/tmp/eof-write", O_RDWR | O_CREAT | O_TRUNC, 0o644)
+    p.pwrite(fd, b"\1" * 100, 0)
+    p.fsync(fd)
+    p.posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)
+    v = vmstat(machine)
+    p.pwrite(fd, b"\2", off)
+    assert _delta(machine, v, "pgpgin", "nr_file_pages", "nr_dirty") == delta
+    assert p.fstat(fd).st_blocks == blocks
+    assert p.pread(fd, off + 1, 0) == b"\1" * 100 + bytes(off - 100) + b"\2"
+    machine.check()
+    p.close(fd)

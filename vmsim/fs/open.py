@@ -262,12 +262,8 @@ def generic_perform_write(k, f, pos: int, data: bytes) -> int:
                 mapping.a_ops.read_folio(k, mapping, folio)
             mem.flags[folio] = mem.flags[folio] | PG_uptodate
         if not tmpfs:
-            # ext4_da_write_begin() -> block_write_begin(): the blocks written mapped,
-            # a hole's delayed (ext4_da_get_block_prep).
-            from vmsim.fs.buffer import __block_write_begin_int
-            from vmsim.fs.ext4 import ext4_da_get_block_prep
-            __block_write_begin_int(k, mapping, folio, pos - fpos, pos + nbytes - fpos,
-                                    ext4_da_get_block_prep)
+            # The rest of ->write_begin (ext4_da_write_begin: the buffers).
+            mapping.a_ops.write_begin(k, mapping, folio, pos, nbytes)
         p = pos
         end = pos + nbytes
         src = written
@@ -278,18 +274,16 @@ def generic_perform_write(k, f, pos: int, data: bytes) -> int:
             k.page_data.write(page, off, data[src:src + n])
             p += n
             src += n
+        folio_mark_accessed(k, folio)
         if tmpfs:
             folio_mark_dirty(k, folio)
+            folio_put(k, folio)
+            if pos + nbytes > ino.i_size:
+                ino.i_size = pos + nbytes
         else:
-            # ext4_da_write_end() -> block_write_end(): the written blocks' buffers.
-            from vmsim.fs.buffer import block_commit_write
-            block_commit_write(k, mapping, folio, pos - fpos, pos + nbytes - fpos)
-        folio_mark_accessed(k, folio)
-        folio_put(k, folio)
+            mapping.a_ops.write_end(k, mapping, folio, pos, nbytes)    # ext4_da_write_end
         pos += nbytes
         written += nbytes
-        if pos > ino.i_size:
-            ino.i_size = pos
     return written
 
 
