@@ -24,6 +24,16 @@ def _blocks(p, fd):
     return p.fstat(fd).st_blocks
 
 
+def _fsync_and_compare(machine, p, fd, before, after):
+    """st_blocks is ``before`` now and ``after`` once fsync has written the file back;
+    then the checker, and the file closed."""
+    assert _blocks(p, fd) == before
+    p.fsync(fd)
+    assert _blocks(p, fd) == after
+    machine.check()
+    p.close(fd)
+
+
 @pytest.mark.parametrize("n,blocks", [(1, 8), (100, 8), (4096, 8), (4097, 16), (10000, 24),
                                       (65536, 128), (2 << 20, 4096)])
 def test_written_blocks_count_before_writeback(machine, proc, n, blocks):
@@ -32,11 +42,7 @@ def test_written_blocks_count_before_writeback(machine, proc, n, blocks):
     p = proc
     fd = _new(p)
     p.pwrite(fd, b"\1" * n, 0)
-    assert _blocks(p, fd) == blocks
-    p.fsync(fd)
-    assert _blocks(p, fd) == blocks
-    machine.check()
-    p.close(fd)
+    _fsync_and_compare(machine, p, fd, blocks, blocks)
 
 
 def test_a_block_is_reserved_once(machine, proc):
@@ -99,11 +105,7 @@ def test_reservations_go_with_the_range(machine, proc, op, arg, before, after):
         p.fallocate(fd, ZERO, arg, 4 * P)
     else:
         p.fallocate(fd, COLLAPSE if op == "collapse" else INSERT, arg, 2 * P)
-    assert _blocks(p, fd) == before
-    p.fsync(fd)
-    assert _blocks(p, fd) == after
-    machine.check()
-    p.close(fd)
+    _fsync_and_compare(machine, p, fd, before, after)
 
 
 def test_fallocated_blocks_take_no_reservation(machine, proc):
