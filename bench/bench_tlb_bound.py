@@ -148,28 +148,22 @@ def _straight(pt, rows, cr3, addrs, ent, clock, st, cpu, pcid, w):
             continue
         st[cpu, ST_MISS] += 1
         st[cpu, ST_WALK] += 1
-        # PDE cache
-        row = rootrow
-        sh = 39
-        us = 1; rw = 1; nx = 0
+        # The PDE cache, else the PDPTE cache (a miss of both is outside the case).
         fp = BPDE + ((addr >> 21) & 7) * 4
+        first, sh, level = fp, 12, 2
         wy = _probe(ent, cpu, fp, 4, addr >> 21, pcid)
-        if wy >= 0:
-            _use(ent, cpu, fp, wy)
-            v = ent[cpu, 2, fp + wy]
-            row = rows[(v & _PFN) >> 12]; us = (v >> 2) & 1; rw = (v >> 1) & 1; nx = 1 if v < 0 else 0
-            sh = 12
-            st[cpu, ST_PSC_HIT + 2] += 1
-        else:
+        if wy < 0:
+            first, sh, level = BPDP, 21, 1
             wy = _probe(ent, cpu, BPDP, 4, addr >> 30, pcid)
-            if wy >= 0:
-                _use(ent, cpu, BPDP, wy)
-                v = ent[cpu, 2, BPDP + wy]
-                row = rows[(v & _PFN) >> 12]; us = (v >> 2) & 1; rw = (v >> 1) & 1; nx = 1 if v < 0 else 0
-                sh = 21
-                st[cpu, ST_PSC_HIT + 1] += 1
-            else:
+            if wy < 0:
                 return i
+        _use(ent, cpu, first, wy)
+        v = ent[cpu, 2, first + wy]
+        row = rows[(v & _PFN) >> 12]
+        us = (v >> 2) & 1
+        rw = (v >> 1) & 1
+        nx = 1 if v < 0 else 0
+        st[cpu, ST_PSC_HIT + level] += 1
         while True:
             pp = row * 512 + ((addr >> sh) & 511)
             e = pt[pp]
